@@ -1,0 +1,120 @@
+"""The table of object kinds: names, API versions, scopes and message types.
+
+One place answers "what is a `deploy`?" for the CLI, the client and the API
+server. Names resolve the way kubectl resolves them: the kind (`Deployment`),
+its singular and plural resource names (`deployment`, `deployments`), its short
+names (`deploy`) and the group-qualified form (`deployments.apps`), all
+case-insensitive.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from google.protobuf.message import Message
+
+from protos.corral.v1 import (
+    api_pb2,
+    event_pb2,
+    node_pb2,
+    pod_pb2,
+    service_pb2,
+    workloads_pb2,
+)
+
+
+@dataclass(frozen=True)
+class KindInfo:
+    kind: str
+    api_version: str
+    plural: str
+    short_names: tuple[str, ...]
+    namespaced: bool
+    message: type[Message]
+    # The member of the `Object` oneof that carries this kind.
+    field: str
+
+    @property
+    def group(self) -> str:
+        return self.api_version.rpartition("/")[0] if "/" in self.api_version else ""
+
+    @property
+    def singular(self) -> str:
+        return self.kind.lower()
+
+    @property
+    def resource(self) -> str:
+        """`deployment.apps` or `pod`: how kubectl names it in messages."""
+        return f"{self.singular}.{self.group}" if self.group else self.singular
+
+
+KINDS: tuple[KindInfo, ...] = (
+    KindInfo("Pod", "v1", "pods", ("po",), True, pod_pb2.Pod, "pod"),
+    KindInfo("Node", "v1", "nodes", ("no",), False, node_pb2.Node, "node"),
+    KindInfo("ReplicaSet", "apps/v1", "replicasets", ("rs",), True,
+             workloads_pb2.ReplicaSet, "replica_set"),
+    KindInfo("Deployment", "apps/v1", "deployments", ("deploy",), True,
+             workloads_pb2.Deployment, "deployment"),
+    KindInfo("Service", "v1", "services", ("svc",), True, service_pb2.Service, "service"),
+    KindInfo("Event", "v1", "events", ("ev",), True, event_pb2.Event, "event"),
+)
+
+_BY_KIND = {k.kind: k for k in KINDS}
+_BY_FIELD = {k.field: k for k in KINDS}
+_ALIASES: dict[str, KindInfo] = {}
+for _k in KINDS:
+    for _name in (_k.kind, _k.singular, _k.plural, *_k.short_names):
+        _ALIASES[_name.lower()] = _k
+        if _k.group:
+            _ALIASES[f"{_name.lower()}.{_k.group}"] = _k
+
+
+class UnknownKindError(ValueError):
+    """A kind name that matches no known kind."""
+
+    def __init__(self, name: str) -> None:
+        known = ", ".join(k.plural for k in KINDS)
+        super().__init__(f'unknown kind "{name}" (known: {known})')
+        self.name = name
+
+
+def resolve(name: str) -> KindInfo:
+    """The kind a user-typed name means, in any of kubectl's forms."""
+    info = _ALIASES.get(name.strip().lower())
+    if info is None:
+        raise UnknownKindError(name)
+    return info
+
+
+def by_kind(kind: str) -> KindInfo:
+    """The kind for an exact `kind:` value as written in a manifest."""
+    info = _BY_KIND.get(kind)
+    if info is None:
+        raise UnknownKindError(kind)
+    return info
+
+
+def info_of(message: Message) -> KindInfo:
+    name = message.DESCRIPTOR.name
+    info = _BY_KIND.get(name)
+    if info is None:
+        raise UnknownKindError(name)
+    return info
+
+
+def wrap(message: Message) -> api_pb2.Object:
+    """Put an object into the `Object` envelope used on the wire."""
+    info = info_of(message)
+    envelope = api_pb2.Object()
+    getattr(envelope, info.field).CopyFrom(message)
+    return envelope
+
+
+def unwrap(envelope: api_pb2.Object) -> tuple[KindInfo, Message]:
+    """The kind and the object inside an `Object` envelope."""
+    field = envelope.WhichOneof("kind")
+    if field is None:
+        raise UnknownKindError("<empty object>")
+    info = _BY_FIELD[field]
+    message: Message = getattr(envelope, field)
+    return info, message
