@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from google.protobuf.message import Message
 
 from protos.corral.v1 import (
+    meta_pb2,
     api_pb2,
     event_pb2,
     node_pb2,
@@ -118,3 +119,9 @@ def unwrap(envelope: api_pb2.Object) -> tuple[KindInfo, Message]:
     info = _BY_FIELD[field]
     message: Message = getattr(envelope, field)
     return info, message
+
+
+def meta(obj: Message) -> meta_pb2.ObjectMeta:
+    """The `metadata` of any API object (every kind has one)."""
+    value: meta_pb2.ObjectMeta = getattr(obj, "metadata")  # noqa: B009 - typed accessor
+    return value

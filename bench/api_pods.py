@@ -1,0 +1,155 @@
+"""Benchmark: create N pods through the API, list them all, time single gets.
+
+Starts a real `corral server` (embedded etcd in a temp dir) as a separate
+process, then drives it over gRPC from this process with a bounded number of
+requests in flight. Prints the figures and writes them as JSON.
+
+    .venv/bin/python bench/api_pods.py [--pods 20000] [--concurrency 64] [--gets 2000]
+
+Nothing here asserts on time; the numbers go in docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import grpc
+
+from protos.corral.v1 import api_pb2, api_pb2_grpc, meta_pb2, pod_pb2
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def make_pod(i: int) -> api_pb2.Object:
+    pod = pod_pb2.Pod(metadata=meta_pb2.ObjectMeta(name=f"bench-{i:06d}", labels={"app": "bench", "shard": str(i % 16)}))
+    c = pod.spec.containers.add(name="main", image="busybox:1.36", command=["httpd", "-f", "-p", "8080"])
+    c.ports.add(container_port=8080)
+    c.resources.requests.update({"cpu": "10m", "memory": "16Mi"})
+    c.env.add(name="INDEX", value=str(i))
+    return api_pb2.Object(pod=pod)
+
+
+async def wait_ready(stub: api_pb2_grpc.ObjectServiceStub, deadline: float) -> None:
+    while time.monotonic() < deadline:
+        try:
+            await stub.List(api_pb2.ListRequest(kind="pods", limit=1), timeout=2)
+            return
+        except grpc.aio.AioRpcError:
+            await asyncio.sleep(0.2)
+    raise SystemExit("server did not become ready")
+
+
+async def create_all(stub: api_pb2_grpc.ObjectServiceStub, n: int, concurrency: int) -> float:
+    queue = iter(range(n))
+
+    async def worker() -> None:
+        for i in queue:
+            await stub.Create(api_pb2.CreateRequest(object=make_pod(i)), timeout=60)
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return time.perf_counter() - start
+
+
+async def list_all(stub: api_pb2_grpc.ObjectServiceStub) -> tuple[float, int, int]:
+    start = time.perf_counter()
+    count, pages, token = 0, 0, ""
+    while True:
+        request = api_pb2.ListRequest(kind="pods", namespace="default", limit=500)
+        setattr(request, "continue", token)
+        page = await stub.List(request, timeout=60)
+        count += len(page.items)
+        pages += 1
+        token = getattr(page, "continue")
+        if not token:
+            return time.perf_counter() - start, count, pages
+
+
+async def time_gets(stub: api_pb2_grpc.ObjectServiceStub, n: int, pods: int) -> list[float]:
+    latencies = []
+    for k in range(n):
+        name = f"bench-{(k * 7919) % pods:06d}"
+        start = time.perf_counter()
+        await stub.Get(api_pb2.GetRequest(kind="pods", namespace="default", name=name), timeout=10)
+        latencies.append(time.perf_counter() - start)
+    return latencies
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+
+async def run(args: argparse.Namespace) -> dict[str, object]:
+    address = f"127.0.0.1:{free_port()}"
+    with tempfile.TemporaryDirectory(prefix="corral-bench-") as tmp:
+        log = open(Path(tmp) / "server.log", "wb")
+        server = subprocess.Popen(
+            [sys.executable, "-m", "corral.cli.main", "server", "--listen", address, "--data-dir", tmp,
+             "--log-level", "warning"], stdout=log, stderr=subprocess.STDOUT)
+        try:
+            async with grpc.aio.insecure_channel(
+                address, options=[("grpc.max_receive_message_length", 8 * 1024 * 1024)]
+            ) as channel:
+                stub = api_pb2_grpc.ObjectServiceStub(channel)
+                await wait_ready(stub, time.monotonic() + 60)
+                create_s = await create_all(stub, args.pods, args.concurrency)
+                list_s, listed, pages = await list_all(stub)
+                gets = await time_gets(stub, args.gets, args.pods)
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+            log.close()
+    return {
+        "pods": args.pods,
+        "concurrency": args.concurrency,
+        "create_seconds": round(create_s, 2),
+        "create_per_second": round(args.pods / create_s, 1),
+        "list_seconds": round(list_s, 3),
+        "listed": listed,
+        "list_pages": pages,
+        "get_count": len(gets),
+        "get_p50_ms": round(percentile(gets, 50) * 1000, 2),
+        "get_p99_ms": round(percentile(gets, 99) * 1000, 2),
+        "get_mean_ms": round(statistics.fmean(gets) * 1000, 2),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pods", type=int, default=20000)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--gets", type=int, default=2000)
+    args = parser.parse_args()
+    result = asyncio.run(run(args))
+    print(f"created {result['pods']} pods in {result['create_seconds']} s "
+          f"({result['create_per_second']} pods/s, {result['concurrency']} in flight)")
+    print(f"listed {result['listed']} pods in {result['list_seconds']} s ({result['list_pages']} pages of 500)")
+    print(f"single get over {result['get_count']} calls: p50 {result['get_p50_ms']} ms, "
+          f"p99 {result['get_p99_ms']} ms")
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / "api_pods.json"
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,76 @@
+"""What `apply` changes on a stored object. Pure code: no I/O.
+
+Apply is declarative: the manifest owns the user's fields, everything else
+stays as the cluster made it.
+
+- Owned by the manifest (replaced): `metadata.labels`, `spec` (for kinds
+  without a spec, such as Event, every top-level field except metadata and
+  status), and the annotations the manifest names.
+- Kept from the stored object: uid, creationTimestamp, generation (bumped when
+  the spec changes), resourceVersion, status, ownerReferences unless the manifest
+  sets some, annotations under system prefixes (`corral.io/`,
+  `deployment.kubernetes.io/`) that the manifest does not name, and a Pod's
+  `spec.nodeName` binding when the manifest leaves it empty.
+"""
+
+from __future__ import annotations
+
+from google.protobuf.message import Message
+
+from protos.corral.v1 import pod_pb2
+from protos.kinds import meta
+
+SYSTEM_ANNOTATION_PREFIXES = ("corral.io/", "deployment.kubernetes.io/")
+_SERVER_FIELDS = ("api_version", "kind", "metadata", "status")
+
+
+def user_fields(obj: Message) -> list[str]:
+    """The top-level fields a manifest owns for this message type."""
+    names = [f.name for f in obj.DESCRIPTOR.fields]
+    if "spec" in names:
+        return ["spec"]
+    return [n for n in names if n not in _SERVER_FIELDS]
+
+
+def merge_applied(existing: Message, applied: Message) -> Message:
+    """The object to store when `applied` is applied over `existing`."""
+    merged = type(existing)()
+    merged.CopyFrom(existing)
+    for name in user_fields(existing):
+        field = existing.DESCRIPTOR.fields_by_name[name]
+        merged.ClearField(name)
+        if field.message_type is not None and not _is_repeated(field):
+            if applied.HasField(name):
+                getattr(merged, name).CopyFrom(getattr(applied, name))
+        elif _is_repeated(field):
+            getattr(merged, name).extend(getattr(applied, name))
+        else:
+            setattr(merged, name, getattr(applied, name))
+    _merge_meta(merged, existing, applied)
+    if isinstance(merged, pod_pb2.Pod) and isinstance(existing, pod_pb2.Pod):
+        if not merged.spec.node_name:
+            merged.spec.node_name = existing.spec.node_name
+    return merged
+
+
+def _is_repeated(field: object) -> bool:
+    return bool(getattr(field, "is_repeated", False)) or getattr(field, "label", 0) == 3
+
+
+def _merge_meta(merged: Message, existing: Message, applied: Message) -> None:
+    m, old, new = meta(merged), meta(existing), meta(applied)
+    m.labels.clear()
+    m.labels.update(new.labels)
+    kept = {k: v for k, v in old.annotations.items()
+            if k.startswith(SYSTEM_ANNOTATION_PREFIXES) and k not in new.annotations}
+    m.annotations.clear()
+    m.annotations.update(kept)
+    m.annotations.update(new.annotations)
+    if new.owner_references:
+        del m.owner_references[:]
+        m.owner_references.extend(new.owner_references)
+
+
+def spec_changed(old: Message, new: Message) -> bool:
+    """Whether any manifest-owned field differs (drives metadata.generation)."""
+    return any(getattr(old, n) != getattr(new, n) for n in user_fields(old))

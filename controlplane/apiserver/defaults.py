@@ -1,0 +1,122 @@
+"""Server-side defaulting, the values Kubernetes fills in when a field is unset.
+
+Runs before validation on every create, update and apply, so stored objects are
+always complete and `apply` of the same manifest twice compares equal.
+Pure code: no I/O.
+"""
+
+from __future__ import annotations
+
+from google.protobuf.message import Message
+
+from protos.corral.v1 import meta_pb2, pod_pb2, service_pb2, workloads_pb2
+from protos.kinds import KindInfo
+
+DEFAULT_NAMESPACE = "default"
+DEFAULT_MAX_SURGE = "25%"
+DEFAULT_MAX_UNAVAILABLE = "25%"
+DEFAULT_REVISION_HISTORY_LIMIT = 10
+DEFAULT_PROGRESS_DEADLINE_SECONDS = 600
+DEFAULT_TERMINATION_GRACE_PERIOD_SECONDS = 30
+
+
+def apply_defaults(info: KindInfo, obj: Message) -> None:
+    """Fill in defaults in place."""
+    obj.api_version = info.api_version  # type: ignore[attr-defined]
+    obj.kind = info.kind  # type: ignore[attr-defined]
+    meta: meta_pb2.ObjectMeta = obj.metadata  # type: ignore[attr-defined]
+    if info.namespaced and not meta.namespace:
+        meta.namespace = DEFAULT_NAMESPACE
+    if not info.namespaced:
+        meta.namespace = ""
+    if isinstance(obj, workloads_pb2.Deployment):
+        default_deployment(obj.spec)
+    elif isinstance(obj, workloads_pb2.ReplicaSet):
+        default_replica_set(obj.spec)
+    elif isinstance(obj, pod_pb2.Pod):
+        default_pod_spec(obj.spec)
+    elif isinstance(obj, service_pb2.Service):
+        default_service(obj.spec)
+
+
+def default_deployment(spec: workloads_pb2.DeploymentSpec) -> None:
+    if not spec.HasField("replicas"):
+        spec.replicas = 1
+    if not spec.strategy.type:
+        spec.strategy.type = "RollingUpdate"
+    if spec.strategy.type == "RollingUpdate":
+        ru = spec.strategy.rolling_update
+        if not ru.HasField("max_surge"):
+            ru.max_surge.str_val = DEFAULT_MAX_SURGE
+        if not ru.HasField("max_unavailable"):
+            ru.max_unavailable.str_val = DEFAULT_MAX_UNAVAILABLE
+    if not spec.HasField("revision_history_limit"):
+        spec.revision_history_limit = DEFAULT_REVISION_HISTORY_LIMIT
+    if not spec.HasField("progress_deadline_seconds"):
+        spec.progress_deadline_seconds = DEFAULT_PROGRESS_DEADLINE_SECONDS
+    default_pod_spec(spec.template.spec)
+
+
+def default_replica_set(spec: workloads_pb2.ReplicaSetSpec) -> None:
+    if not spec.HasField("replicas"):
+        spec.replicas = 1
+    default_pod_spec(spec.template.spec)
+
+
+def default_pod_spec(spec: pod_pb2.PodSpec) -> None:
+    if not spec.restart_policy:
+        spec.restart_policy = "Always"
+    if not spec.HasField("termination_grace_period_seconds"):
+        spec.termination_grace_period_seconds = DEFAULT_TERMINATION_GRACE_PERIOD_SECONDS
+    for toleration in spec.tolerations:
+        if not toleration.operator:
+            toleration.operator = "Equal"
+    for container in spec.containers:
+        default_container(container)
+
+
+def default_image_pull_policy(image: str) -> str:
+    """Always for `:latest` or untagged images, IfNotPresent otherwise (Kubernetes)."""
+    if "@" in image:
+        return "IfNotPresent"
+    last = image.rsplit("/", 1)[-1]
+    if ":" not in last or last.endswith(":latest"):
+        return "Always"
+    return "IfNotPresent"
+
+
+def default_container(container: pod_pb2.Container) -> None:
+    if not container.image_pull_policy and container.image:
+        container.image_pull_policy = default_image_pull_policy(container.image)
+    for port in container.ports:
+        if not port.protocol:
+            port.protocol = "TCP"
+    for probe_field in ("liveness_probe", "readiness_probe", "startup_probe"):
+        if container.HasField(probe_field):
+            default_probe(getattr(container, probe_field))
+
+
+def default_probe(probe: pod_pb2.Probe) -> None:
+    if not probe.timeout_seconds:
+        probe.timeout_seconds = 1
+    if not probe.period_seconds:
+        probe.period_seconds = 10
+    if not probe.success_threshold:
+        probe.success_threshold = 1
+    if not probe.failure_threshold:
+        probe.failure_threshold = 3
+    if probe.HasField("http_get"):
+        if not probe.http_get.path:
+            probe.http_get.path = "/"
+        if not probe.http_get.scheme:
+            probe.http_get.scheme = "HTTP"
+
+
+def default_service(spec: service_pb2.ServiceSpec) -> None:
+    if not spec.type:
+        spec.type = "ClusterIP"
+    for port in spec.ports:
+        if not port.protocol:
+            port.protocol = "TCP"
+        if not port.HasField("target_port"):
+            port.target_port.int_val = port.port

@@ -1,0 +1,333 @@
+"""The object API's behaviour, independent of gRPC: apply, create, update,
+get, list, watch and delete over an `ObjectStore`.
+
+Every write is a compare-and-swap; `apply` re-reads and retries on conflict
+(its merge is recomputed from the fresh object, so nothing is overwritten
+blindly). Store errors become API errors in `_translated`, the one place.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import Enum
+
+import structlog
+from google.protobuf.message import Message
+
+from controlplane.apiserver import labels
+from controlplane.apiserver.apply import merge_applied, spec_changed
+from controlplane.apiserver.defaults import DEFAULT_NAMESPACE, apply_defaults
+from controlplane.apiserver.errors import (
+    AlreadyExistsError,
+    BadRequestError,
+    ConflictError,
+    GoneError,
+    InvalidError,
+    NotFoundError,
+    UnavailableError,
+)
+from controlplane.apiserver.validation import validate, validate_update
+from controlplane.store import errors as store_errors
+from controlplane.store.objects import Change, ObjectStore
+from protos.corral.v1 import pod_pb2
+from protos.kinds import KindInfo, UnknownKindError, info_of, meta, resolve
+
+log = structlog.get_logger(__name__)
+
+DEFAULT_PAGE = 500
+MAX_PAGE = 5000
+# Keep a List response well under gRPC's 4 MiB default receive cap.
+MAX_PAGE_BYTES = 2 * 1024 * 1024
+APPLY_RETRIES = 8
+
+
+class ApplyOutcome(Enum):
+    CREATED = "created"
+    CONFIGURED = "configured"
+    UNCHANGED = "unchanged"
+
+
+@dataclass(frozen=True)
+class ListResult:
+    items: list[Message]
+    resource_version: int
+    continue_token: str
+
+
+@dataclass(frozen=True)
+class WatchItem:
+    change: Change
+    obj: Message
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def kind_info(kind: str) -> KindInfo:
+    try:
+        return resolve(kind)
+    except UnknownKindError as e:
+        raise BadRequestError(str(e)) from e
+
+
+def parse_selector(text: str) -> labels.Selector:
+    try:
+        return labels.parse(text)
+    except labels.SelectorError as e:
+        raise BadRequestError(f"invalid label selector: {e}") from e
+
+
+@contextmanager
+def _translated(info: KindInfo, name: str) -> Iterator[None]:
+    """Map storage errors to API errors, with kubectl-style messages."""
+    what = f'{info.plural}{"." + info.group if info.group else ""} "{name}"'
+    try:
+        yield
+    except store_errors.NotFoundError as e:
+        raise NotFoundError(f"{what} not found") from e
+    except store_errors.AlreadyExistsError as e:
+        raise AlreadyExistsError(f"{what} already exists") from e
+    except store_errors.ConflictError as e:
+        raise ConflictError(
+            f"Operation cannot be fulfilled on {what}: the object has been modified; "
+            "please apply your changes to the latest version and try again") from e
+    except store_errors.CompactedError as e:
+        raise GoneError(
+            f"resourceVersion {e.requested_revision} is too old (compacted at "
+            f"{e.compact_revision}); list again") from e
+    except store_errors.StoreError as e:
+        if e.temporary:
+            raise UnavailableError(f"storage unavailable: {e}") from e
+        raise
+
+
+def encode_continue(revision: int, last_key: str) -> str:
+    raw = json.dumps({"r": revision, "k": last_key}).encode()
+    return base64.urlsafe_b64encode(raw).decode()
+
+
+def decode_continue(token: str) -> tuple[int, str]:
+    try:
+        data = json.loads(base64.urlsafe_b64decode(token.encode()))
+        return int(data["r"]), str(data["k"])
+    except (ValueError, KeyError, TypeError, binascii.Error) as e:
+        raise BadRequestError(f'invalid continue token "{token[:40]}"') from e
+
+
+class ObjectApi:
+    """What the ObjectService does, as plain async methods."""
+
+    def __init__(
+        self,
+        objects: ObjectStore,
+        *,
+        now: Callable[[], datetime] = _utcnow,
+        new_uid: Callable[[], str] = lambda: str(uuid.uuid4()),
+    ) -> None:
+        self.objects = objects
+        self.now = now
+        self.new_uid = new_uid
+
+    # -- preparing objects ----------------------------------------------------
+
+    def _prepared(self, obj: Message, *, need_name: bool = True) -> tuple[KindInfo, Message]:
+        info = info_of(obj)
+        prepared = type(obj)()
+        prepared.CopyFrom(obj)
+        apply_defaults(info, prepared)
+        m = meta(prepared)
+        if not m.name and m.generate_name and not need_name:
+            m.name = f"{m.generate_name}{uuid.uuid4().hex[:5]}"
+        causes = validate(info, prepared)
+        if causes:
+            raise InvalidError(info.resource, m.name, causes)
+        return info, prepared
+
+    def _stamp_new(self, info: KindInfo, obj: Message) -> None:
+        m = meta(obj)
+        m.uid = self.new_uid()
+        m.resource_version = ""
+        m.generation = 1
+        m.creation_timestamp.FromDatetime(self.now().replace(microsecond=0))
+        m.ClearField("deletion_timestamp")
+        if info.kind not in ("Node", "Event") and obj.DESCRIPTOR.fields_by_name.get("status"):
+            obj.ClearField("status")
+        if isinstance(obj, pod_pb2.Pod):
+            obj.status.phase = "Pending"
+
+    # -- writes ---------------------------------------------------------------
+
+    async def create(self, obj: Message, *, dry_run: bool = False) -> Message:
+        info, prepared = self._prepared(obj, need_name=False)
+        self._stamp_new(info, prepared)
+        m = meta(prepared)
+        with _translated(info, m.name):
+            if dry_run:
+                if await self.objects.get(info, m.namespace, m.name) is not None:
+                    raise store_errors.AlreadyExistsError(m.name)
+                return prepared
+            created = await self.objects.create(prepared)
+        log.info("object_created", kind=info.kind, namespace=m.namespace, name=m.name)
+        return created
+
+    async def update(self, obj: Message, *, dry_run: bool = False) -> Message:
+        """Replace spec, labels and annotations if resourceVersion is current."""
+        info, prepared = self._prepared(obj)
+        m = meta(prepared)
+        if not m.resource_version:
+            raise BadRequestError("update needs metadata.resourceVersion (use apply to overwrite)")
+        with _translated(info, m.name):
+            existing = await self.objects.get(info, m.namespace, m.name)
+            if existing is None:
+                raise store_errors.NotFoundError(m.name)
+            if meta(existing).resource_version != m.resource_version:
+                raise store_errors.ConflictError(m.name, int(m.resource_version),
+                                                 int(meta(existing).resource_version))
+            merged = self._merged(info, existing, prepared)
+            if dry_run:
+                return merged
+            return await self.objects.update(merged)
+
+    async def apply(self, obj: Message, *, dry_run: bool = False) -> tuple[Message, ApplyOutcome]:
+        info, prepared = self._prepared(obj)
+        m = meta(prepared)
+        for _ in range(APPLY_RETRIES):
+            with _translated(info, m.name):
+                existing = await self.objects.get(info, m.namespace, m.name)
+                if existing is None:
+                    try:
+                        return await self.create(prepared, dry_run=dry_run), ApplyOutcome.CREATED
+                    except AlreadyExistsError:
+                        continue
+                merged = self._merged(info, existing, prepared)
+                if merged == existing:
+                    return existing, ApplyOutcome.UNCHANGED
+                if dry_run:
+                    return merged, ApplyOutcome.CONFIGURED
+                try:
+                    updated = await self.objects.update(merged)
+                except store_errors.ConflictError:
+                    continue
+            log.info("object_configured", kind=info.kind, namespace=m.namespace, name=m.name)
+            return updated, ApplyOutcome.CONFIGURED
+        raise ConflictError(f'{info.resource} "{m.name}": too many concurrent writers, try again')
+
+    def _merged(self, info: KindInfo, existing: Message, prepared: Message) -> Message:
+        merged = merge_applied(existing, prepared)
+        causes = validate_update(info, existing, merged)
+        if causes:
+            raise InvalidError(info.resource, meta(prepared).name, causes)
+        if spec_changed(existing, merged):
+            meta(merged).generation = meta(existing).generation + 1
+        return merged
+
+    async def delete(self, kind: str, namespace: str, name: str, *, uid: str = "") -> Message:
+        info = kind_info(kind)
+        namespace = self._namespace(info, namespace)
+        with _translated(info, name):
+            existing = await self.objects.get(info, namespace, name)
+            if existing is None:
+                raise store_errors.NotFoundError(name)
+            if uid and meta(existing).uid != uid:
+                raise store_errors.ConflictError(name, 0, 0)
+            await self.objects.delete(existing)
+        log.info("object_deleted", kind=info.kind, namespace=namespace, name=name)
+        return existing
+
+    # -- reads ----------------------------------------------------------------
+
+    @staticmethod
+    def _namespace(info: KindInfo, namespace: str) -> str:
+        if not info.namespaced:
+            return ""
+        return namespace or DEFAULT_NAMESPACE
+
+    async def get(self, kind: str, namespace: str, name: str) -> Message:
+        info = kind_info(kind)
+        namespace = self._namespace(info, namespace)
+        with _translated(info, name):
+            obj = await self.objects.get(info, namespace, name)
+        if obj is None:
+            with _translated(info, name):
+                raise store_errors.NotFoundError(name)
+        return obj
+
+    async def list(
+        self, kind: str, namespace: str = "", *, selector: str = "", limit: int = 0,
+        continue_token: str = "",
+    ) -> ListResult:
+        """One page of objects matching the selector; `namespace=""` means all."""
+        info = kind_info(kind)
+        sel = parse_selector(selector)
+        limit = DEFAULT_PAGE if limit <= 0 else min(limit, MAX_PAGE)
+        revision: int | None = None
+        start_after: str | None = None
+        if continue_token:
+            revision, start_after = decode_continue(continue_token)
+        items: list[Message] = []
+        size = 0
+        more = True
+        with _translated(info, ""):
+            while more and len(items) < limit and size < MAX_PAGE_BYTES:
+                page = await self.objects.list_page(
+                    info, namespace if info.namespaced else "",
+                    limit=limit - len(items), start_after=start_after, revision=revision)
+                revision, start_after, more = page.revision, page.last_key, page.more
+                for obj in page.items:
+                    if sel.matches(meta(obj).labels):
+                        items.append(obj)
+                        size += obj.ByteSize()
+        token = encode_continue(revision or 0, start_after) if more and start_after else ""
+        return ListResult(items, revision or 0, token)
+
+    async def watch(
+        self, kind: str, namespace: str = "", *, selector: str = "", resource_version: str = "",
+    ) -> AsyncIterator[WatchItem]:
+        """Changes after `resource_version`; without one, ADDED for what exists first."""
+        info = kind_info(kind)
+        sel = parse_selector(selector)
+        ns = namespace if info.namespaced else ""
+        try:
+            start = int(resource_version) + 1 if resource_version else 0
+        except ValueError as e:
+            raise BadRequestError(f'invalid resourceVersion "{resource_version}"') from e
+        if not start:
+            listed, revision = await self._list_all(info, ns)
+            for obj in listed:
+                if sel.matches(meta(obj).labels):
+                    yield WatchItem(Change.ADDED, obj)
+            start = revision + 1
+        with _translated(info, ""):
+            async for ev in self.objects.watch(info, ns, start_revision=start):
+                item = _filtered(ev.change, ev.obj, ev.prev, sel)
+                if item is not None:
+                    yield item
+
+    async def _list_all(self, info: KindInfo, namespace: str) -> tuple[list[Message], int]:
+        with _translated(info, ""):
+            return await self.objects.list_all(info, namespace)
+
+
+def _filtered(
+    change: Change, obj: Message, prev: Message | None, sel: labels.Selector
+) -> WatchItem | None:
+    """Selector semantics for watches: leaving the selection reads as DELETED."""
+    if sel.empty:
+        return WatchItem(change, obj)
+    now_in = sel.matches(meta(obj).labels)
+    was_in = prev is not None and sel.matches(meta(prev).labels)
+    if change is Change.DELETED:
+        return WatchItem(change, obj) if now_in else None
+    if now_in:
+        return WatchItem(Change.ADDED if not was_in else change, obj)
+    if was_in:
+        return WatchItem(Change.DELETED, obj)
+    return None

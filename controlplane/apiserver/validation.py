@@ -1,0 +1,432 @@
+"""Semantic validation of objects, after defaulting. Pure code: no I/O.
+
+Each check appends a `Cause` naming the field path in the user's (camelCase)
+terms, so the CLI can print `web.yaml[0] spec.replicas: must be >= 0, got -1`.
+Every problem is reported, not just the first.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+
+from google.protobuf.message import Message
+
+from controlplane.apiserver import labels
+from controlplane.apiserver.errors import Cause
+from protos import quantity
+from protos.corral.v1 import (
+    event_pb2,
+    meta_pb2,
+    node_pb2,
+    pod_pb2,
+    service_pb2,
+    workloads_pb2,
+)
+from protos.kinds import KindInfo
+
+_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_LABEL_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+_LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
+_PORT_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_PERCENT = re.compile(r"^(\d+)%$")
+
+RESTART_POLICIES = ("Always", "OnFailure", "Never")
+PULL_POLICIES = ("Always", "IfNotPresent", "Never")
+PROTOCOLS = ("TCP", "UDP")
+RUNTIMES = ("", "docker", "process")
+TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
+SELECTOR_OPS = ("In", "NotIn", "Exists", "DoesNotExist")
+NODE_SELECTOR_OPS = (*SELECTOR_OPS, "Gt", "Lt")
+STRATEGIES = ("RollingUpdate", "Recreate")
+SERVICE_TYPES = ("ClusterIP", "NodePort")
+
+
+class Problems:
+    """Collects causes while walking an object."""
+
+    def __init__(self) -> None:
+        self.causes: list[Cause] = []
+
+    def add(self, path: str, message: str) -> None:
+        self.causes.append(Cause(path, message))
+
+    def one_of(self, path: str, value: str, allowed: Iterable[str]) -> None:
+        allowed = tuple(allowed)
+        if value not in allowed:
+            shown = ", ".join(f'"{a}"' for a in allowed if a)
+            self.add(path, f'must be one of {shown}, got "{value}"')
+
+    def at_least(self, path: str, value: int, minimum: int) -> None:
+        if value < minimum:
+            self.add(path, f"must be >= {minimum}, got {value}")
+
+    def port(self, path: str, value: int, *, allow_zero: bool = False) -> None:
+        low = 0 if allow_zero else 1
+        if not low <= value <= 65535:
+            self.add(path, f"must be {low}-65535, got {value}")
+
+
+def validate(info: KindInfo, obj: Message) -> list[Cause]:
+    """Every problem with a defaulted object, as field-path causes."""
+    p = Problems()
+    validate_meta(p, info, obj.metadata)  # type: ignore[attr-defined]
+    if isinstance(obj, workloads_pb2.Deployment):
+        validate_deployment(p, obj)
+    elif isinstance(obj, workloads_pb2.ReplicaSet):
+        validate_replica_set(p, obj)
+    elif isinstance(obj, pod_pb2.Pod):
+        validate_pod_spec(p, "spec", obj.spec)
+    elif isinstance(obj, service_pb2.Service):
+        validate_service(p, obj.spec)
+    elif isinstance(obj, node_pb2.Node):
+        validate_node(p, obj.spec)
+    elif isinstance(obj, event_pb2.Event):
+        validate_event(p, obj)
+    return p.causes
+
+
+def validate_update(info: KindInfo, old: Message, new: Message) -> list[Cause]:
+    """Rules about what may change between the stored object and a new one."""
+    p = Problems()
+    if isinstance(old, workloads_pb2.Deployment | workloads_pb2.ReplicaSet):
+        if old.spec.selector != new.spec.selector:  # type: ignore[attr-defined]
+            p.add("spec.selector", "field is immutable")
+    if isinstance(old, pod_pb2.Pod) and isinstance(new, pod_pb2.Pod):
+        if _pod_spec_without_images(old.spec) != _pod_spec_without_images(new.spec):
+            p.add("spec", "pod updates may not change fields other than "
+                          "spec.containers[*].image (delete and re-create the pod)")
+    del info
+    return p.causes
+
+
+def _pod_spec_without_images(spec: pod_pb2.PodSpec) -> pod_pb2.PodSpec:
+    copy = pod_pb2.PodSpec()
+    copy.CopyFrom(spec)
+    for c in copy.containers:
+        c.image = ""
+        c.image_pull_policy = ""
+    return copy
+
+
+# -- metadata ---------------------------------------------------------------
+
+def validate_name(p: Problems, path: str, name: str, *, label: bool = False) -> None:
+    if not name:
+        p.add(path, "required")
+        return
+    limit = 63 if label else 253
+    pattern = _DNS1123_LABEL if label else _DNS1123_SUBDOMAIN
+    if len(name) > limit:
+        p.add(path, f"must be no more than {limit} characters, got {len(name)}")
+    elif not pattern.match(name):
+        what = "a DNS-1123 label" if label else "a DNS-1123 subdomain"
+        p.add(path, f'must be {what} (lower case letters, digits, "-"'
+                    f'{"" if label else ", ."}), got "{name}"')
+
+
+def validate_labels(p: Problems, path: str, values: Mapping[str, str]) -> None:
+    for key, value in values.items():
+        validate_label_key(p, f"{path}.{key}", key)
+        if len(value) > 63 or not _LABEL_VALUE.match(value):
+            p.add(f"{path}.{key}", f'invalid label value "{value}": at most 63 characters, '
+                                   "alphanumerics, '-', '_' or '.', starting and ending alphanumeric")
+
+
+def validate_label_key(p: Problems, path: str, key: str) -> None:
+    prefix, _, name = key.rpartition("/")
+    if prefix and (len(prefix) > 253 or not _DNS1123_SUBDOMAIN.match(prefix)):
+        p.add(path, f'invalid label key prefix "{prefix}": must be a DNS-1123 subdomain')
+    if not name or len(name) > 63 or not _LABEL_NAME.match(name):
+        p.add(path, f'invalid label key "{key}": name part must be at most 63 characters, '
+                    "alphanumerics, '-', '_' or '.', starting and ending alphanumeric")
+
+
+def validate_meta(p: Problems, info: KindInfo, meta: meta_pb2.ObjectMeta) -> None:
+    validate_name(p, "metadata.name", meta.name, label=info.kind == "Service")
+    if info.namespaced:
+        validate_name(p, "metadata.namespace", meta.namespace, label=True)
+    validate_labels(p, "metadata.labels", meta.labels)
+    for key in meta.annotations:
+        validate_label_key(p, f"metadata.annotations.{key}", key)
+    size = sum(len(k) + len(v) for k, v in meta.annotations.items())
+    if size > 256 * 1024:
+        p.add("metadata.annotations", f"must have at most 262144 bytes, got {size}")
+
+
+# -- selectors ---------------------------------------------------------------
+
+def validate_label_selector(p: Problems, path: str, sel: meta_pb2.LabelSelector) -> None:
+    if not sel.match_labels and not sel.match_expressions:
+        p.add(path, "required: a selector with matchLabels or matchExpressions")
+        return
+    validate_labels(p, f"{path}.matchLabels", sel.match_labels)
+    for i, expr in enumerate(sel.match_expressions):
+        at = f"{path}.matchExpressions[{i}]"
+        validate_label_key(p, f"{at}.key", expr.key)
+        p.one_of(f"{at}.operator", expr.operator, SELECTOR_OPS)
+        needs_values = expr.operator in ("In", "NotIn")
+        if needs_values and not expr.values:
+            p.add(f"{at}.values", f"must be non-empty when operator is {expr.operator}")
+        if expr.operator in ("Exists", "DoesNotExist") and expr.values:
+            p.add(f"{at}.values", f"must be empty when operator is {expr.operator}")
+
+
+def validate_template_matches(
+    p: Problems, path: str, sel: meta_pb2.LabelSelector, template: pod_pb2.PodTemplateSpec
+) -> None:
+    if p.causes and any(c.field.startswith(f"{path}.selector") for c in p.causes):
+        return
+    try:
+        selector = labels.from_label_selector(sel)
+    except labels.SelectorError:
+        return
+    if not selector.matches(template.metadata.labels):
+        shown = ",".join(f"{k}={v}" for k, v in sorted(template.metadata.labels.items()))
+        p.add(f"{path}.template.metadata.labels",
+              f'selector does not match template labels "{shown}"')
+
+
+# -- workloads ---------------------------------------------------------------
+
+def validate_int_or_percent(p: Problems, path: str, value: meta_pb2.IntOrString) -> int | None:
+    """Validates maxSurge-like values; returns the number (int or percent) or None."""
+    if value.HasField("int_val"):
+        if value.int_val < 0:
+            p.add(path, f"must be >= 0, got {value.int_val}")
+            return None
+        return value.int_val
+    m = _PERCENT.match(value.str_val)
+    if not m:
+        p.add(path, f'must be an integer or a percentage such as "25%", got "{value.str_val}"')
+        return None
+    percent = int(m.group(1))
+    if percent > 100:
+        p.add(path, f"must not be greater than 100%, got {value.str_val}")
+        return None
+    return percent
+
+
+def validate_deployment(p: Problems, d: workloads_pb2.Deployment) -> None:
+    spec = d.spec
+    p.at_least("spec.replicas", spec.replicas, 0)
+    p.at_least("spec.minReadySeconds", spec.min_ready_seconds, 0)
+    p.at_least("spec.revisionHistoryLimit", spec.revision_history_limit, 0)
+    if spec.progress_deadline_seconds <= spec.min_ready_seconds:
+        p.add("spec.progressDeadlineSeconds",
+              f"must be greater than minReadySeconds ({spec.min_ready_seconds}), "
+              f"got {spec.progress_deadline_seconds}")
+    validate_label_selector(p, "spec.selector", spec.selector)
+    validate_template(p, "spec", spec.selector, spec.template)
+    if spec.template.spec.restart_policy != "Always":
+        p.add("spec.template.spec.restartPolicy",
+              f'must be "Always" for a Deployment, got "{spec.template.spec.restart_policy}"')
+    validate_strategy(p, spec.strategy)
+
+
+def validate_strategy(p: Problems, strategy: workloads_pb2.DeploymentStrategy) -> None:
+    p.one_of("spec.strategy.type", strategy.type, STRATEGIES)
+    if strategy.type == "Recreate" and strategy.HasField("rolling_update"):
+        p.add("spec.strategy.rollingUpdate", 'may not be set when type is "Recreate"')
+    if strategy.type != "RollingUpdate":
+        return
+    ru = strategy.rolling_update
+    surge = validate_int_or_percent(p, "spec.strategy.rollingUpdate.maxSurge", ru.max_surge)
+    unavailable = validate_int_or_percent(
+        p, "spec.strategy.rollingUpdate.maxUnavailable", ru.max_unavailable)
+    if surge == 0 and unavailable == 0:
+        p.add("spec.strategy.rollingUpdate.maxUnavailable",
+              "may not be 0 when maxSurge is 0 (the rollout could never progress)")
+
+
+def validate_replica_set(p: Problems, rs: workloads_pb2.ReplicaSet) -> None:
+    p.at_least("spec.replicas", rs.spec.replicas, 0)
+    p.at_least("spec.minReadySeconds", rs.spec.min_ready_seconds, 0)
+    validate_label_selector(p, "spec.selector", rs.spec.selector)
+    validate_template(p, "spec", rs.spec.selector, rs.spec.template)
+
+
+def validate_template(
+    p: Problems, path: str, sel: meta_pb2.LabelSelector, template: pod_pb2.PodTemplateSpec
+) -> None:
+    validate_labels(p, f"{path}.template.metadata.labels", template.metadata.labels)
+    validate_template_matches(p, path, sel, template)
+    validate_pod_spec(p, f"{path}.template.spec", template.spec)
+
+
+# -- pods --------------------------------------------------------------------
+
+def validate_pod_spec(p: Problems, path: str, spec: pod_pb2.PodSpec) -> None:
+    if not spec.containers:
+        p.add(f"{path}.containers", "required: at least one container")
+    p.one_of(f"{path}.restartPolicy", spec.restart_policy, RESTART_POLICIES)
+    p.one_of(f"{path}.runtimeClassName", spec.runtime_class_name, RUNTIMES)
+    p.at_least(f"{path}.terminationGracePeriodSeconds", spec.termination_grace_period_seconds, 0)
+    validate_labels(p, f"{path}.nodeSelector", spec.node_selector)
+    seen: set[str] = set()
+    host_ports: set[tuple[int, str]] = set()
+    for i, c in enumerate(spec.containers):
+        at = f"{path}.containers[{i}]"
+        validate_container(p, at, c)
+        if c.name in seen:
+            p.add(f"{at}.name", f'duplicate container name "{c.name}"')
+        seen.add(c.name)
+        for j, port in enumerate(c.ports):
+            key = (port.host_port, port.protocol)
+            if port.host_port and key in host_ports:
+                p.add(f"{at}.ports[{j}].hostPort", f"duplicate host port {port.host_port}/{port.protocol}")
+            host_ports.add(key)
+    for i, t in enumerate(spec.tolerations):
+        validate_toleration(p, f"{path}.tolerations[{i}]", t)
+    validate_affinity(p, f"{path}.affinity", spec.affinity)
+
+
+def validate_container(p: Problems, path: str, c: pod_pb2.Container) -> None:
+    validate_name(p, f"{path}.name", c.name, label=True)
+    if not c.image.strip():
+        p.add(f"{path}.image", "required")
+    p.one_of(f"{path}.imagePullPolicy", c.image_pull_policy, PULL_POLICIES)
+    names: set[str] = set()
+    for i, port in enumerate(c.ports):
+        at = f"{path}.ports[{i}]"
+        p.port(f"{at}.containerPort", port.container_port)
+        p.port(f"{at}.hostPort", port.host_port, allow_zero=True)
+        p.one_of(f"{at}.protocol", port.protocol, PROTOCOLS)
+        if port.name:
+            validate_port_name(p, f"{at}.name", port.name)
+            if port.name in names:
+                p.add(f"{at}.name", f'duplicate port name "{port.name}"')
+            names.add(port.name)
+    for i, env in enumerate(c.env):
+        if not env.name:
+            p.add(f"{path}.env[{i}].name", "required")
+    validate_resources(p, f"{path}.resources", c.resources)
+    for field, json in (("liveness_probe", "livenessProbe"), ("readiness_probe", "readinessProbe"),
+                        ("startup_probe", "startupProbe")):
+        if c.HasField(field):
+            validate_probe(p, f"{path}.{json}", getattr(c, field), names)
+
+
+def validate_port_name(p: Problems, path: str, name: str) -> None:
+    if len(name) > 15 or not _PORT_NAME.match(name) or not re.search("[a-z]", name):
+        p.add(path, f'must be an IANA service name (at most 15 lower case letters, digits '
+                    f'and "-", with at least one letter), got "{name}"')
+
+
+def validate_resources(p: Problems, path: str, res: pod_pb2.ResourceRequirements) -> None:
+    parsed: dict[str, dict[str, int]] = {"requests": {}, "limits": {}}
+    for part, values in (("requests", res.requests), ("limits", res.limits)):
+        for name, text in values.items():
+            at = f"{path}.{part}.{name}"
+            if name not in ("cpu", "memory", "ephemeral-storage"):
+                p.add(at, f'unknown resource "{name}" (known: cpu, memory, ephemeral-storage)')
+                continue
+            try:
+                amount = quantity.cpu_millis(text) if name == "cpu" else quantity.memory_bytes(text)
+            except ValueError as e:
+                p.add(at, str(e))
+                continue
+            parsed[part][name] = amount
+    for name, limit in parsed["limits"].items():
+        request = parsed["requests"].get(name)
+        if request is not None and request > limit:
+            p.add(f"{path}.requests.{name}",
+                  f'must be less than or equal to the limit "{res.limits[name]}", got "{res.requests[name]}"')
+
+
+def validate_probe(p: Problems, path: str, probe: pod_pb2.Probe, port_names: set[str]) -> None:
+    handlers = [h for h in ("exec", "http_get", "tcp_socket") if probe.HasField(h)]
+    if len(handlers) != 1:
+        p.add(path, "must set exactly one of exec, httpGet, tcpSocket"
+                    f"{'' if handlers else ' (none set)'}")
+    if probe.HasField("exec") and not probe.exec.command:
+        p.add(f"{path}.exec.command", "required")
+    if probe.HasField("http_get"):
+        validate_probe_port(p, f"{path}.httpGet.port", probe.http_get.port, port_names)
+        p.one_of(f"{path}.httpGet.scheme", probe.http_get.scheme, ("HTTP", "HTTPS"))
+    if probe.HasField("tcp_socket"):
+        validate_probe_port(p, f"{path}.tcpSocket.port", probe.tcp_socket.port, port_names)
+    for name, value in (("initialDelaySeconds", probe.initial_delay_seconds),):
+        p.at_least(f"{path}.{name}", value, 0)
+    for name, value in (("timeoutSeconds", probe.timeout_seconds), ("periodSeconds", probe.period_seconds),
+                        ("successThreshold", probe.success_threshold),
+                        ("failureThreshold", probe.failure_threshold)):
+        p.at_least(f"{path}.{name}", value, 1)
+
+
+def validate_probe_port(p: Problems, path: str, port: meta_pb2.IntOrString, names: set[str]) -> None:
+    if port.HasField("int_val"):
+        p.port(path, port.int_val)
+    elif port.str_val:
+        if port.str_val not in names:
+            p.add(path, f'names no port of this container: "{port.str_val}"')
+    else:
+        p.add(path, "required")
+
+
+def validate_toleration(p: Problems, path: str, t: pod_pb2.Toleration) -> None:
+    p.one_of(f"{path}.operator", t.operator, ("Equal", "Exists"))
+    if t.effect:
+        p.one_of(f"{path}.effect", t.effect, TAINT_EFFECTS)
+    if t.operator == "Exists" and t.value:
+        p.add(f"{path}.value", 'must be empty when operator is "Exists"')
+    if not t.key and t.operator != "Exists":
+        p.add(f"{path}.key", 'required unless operator is "Exists"')
+    if t.HasField("toleration_seconds") and t.effect != "NoExecute":
+        p.add(f"{path}.tolerationSeconds", 'only allowed with effect "NoExecute"')
+
+
+def validate_affinity(p: Problems, path: str, affinity: pod_pb2.Affinity) -> None:
+    required = affinity.node_affinity.required_during_scheduling_ignored_during_execution
+    base = f"{path}.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution"
+    for i, term in enumerate(required.node_selector_terms):
+        for j, expr in enumerate(term.match_expressions):
+            at = f"{base}.nodeSelectorTerms[{i}].matchExpressions[{j}]"
+            validate_label_key(p, f"{at}.key", expr.key)
+            p.one_of(f"{at}.operator", expr.operator, NODE_SELECTOR_OPS)
+            if expr.operator in ("Gt", "Lt"):
+                if len(expr.values) != 1 or not expr.values[0].lstrip("-").isdigit():
+                    p.add(f"{at}.values", f"must be one integer for operator {expr.operator}")
+
+
+# -- services, nodes, events --------------------------------------------------
+
+def validate_service(p: Problems, spec: service_pb2.ServiceSpec) -> None:
+    p.one_of("spec.type", spec.type, SERVICE_TYPES)
+    validate_labels(p, "spec.selector", spec.selector)
+    if not spec.ports:
+        p.add("spec.ports", "required: at least one port")
+    names: set[str] = set()
+    for i, port in enumerate(spec.ports):
+        at = f"spec.ports[{i}]"
+        p.port(f"{at}.port", port.port)
+        p.one_of(f"{at}.protocol", port.protocol, ("TCP",))
+        p.port(f"{at}.nodePort", port.node_port, allow_zero=True)
+        if len(spec.ports) > 1 and not port.name:
+            p.add(f"{at}.name", "required when a Service has more than one port")
+        if port.name:
+            validate_name(p, f"{at}.name", port.name, label=True)
+            if port.name in names:
+                p.add(f"{at}.name", f'duplicate port name "{port.name}"')
+            names.add(port.name)
+        if port.target_port.HasField("int_val"):
+            p.port(f"{at}.targetPort", port.target_port.int_val)
+        else:
+            validate_port_name(p, f"{at}.targetPort", port.target_port.str_val)
+
+
+def validate_node(p: Problems, spec: node_pb2.NodeSpec) -> None:
+    for i, taint in enumerate(spec.taints):
+        at = f"spec.taints[{i}]"
+        validate_label_key(p, f"{at}.key", taint.key)
+        p.one_of(f"{at}.effect", taint.effect, TAINT_EFFECTS)
+
+
+def validate_event(p: Problems, e: event_pb2.Event) -> None:
+    if not e.involved_object.kind or not e.involved_object.name:
+        p.add("involvedObject", "required: kind and name")
+    if e.type:
+        p.one_of("type", e.type, ("Normal", "Warning"))
+    if not e.reason:
+        p.add("reason", "required")

@@ -1,0 +1,24 @@
+"""Filter `NodeReady`: only nodes that are Ready and not cordoned take new pods.
+
+A node whose `Ready` condition is not "True" is rejected with "node not ready";
+a cordoned node (`spec.unschedulable`) with "node is cordoned". A node that is
+both reports both.
+"""
+
+from __future__ import annotations
+
+from controlplane.scheduler.framework import SUCCESS, Status
+from controlplane.scheduler.snapshot import NodeInfo, PodRequest
+
+NOT_READY = "node not ready"
+CORDONED = "node is cordoned"
+
+
+class NodeReady:
+    name = "NodeReady"
+
+    def filter(self, pod: PodRequest, node: NodeInfo) -> Status:
+        reasons = ((NOT_READY,) if not node.ready else ()) + (
+            (CORDONED,) if node.unschedulable else ()
+        )
+        return Status(reasons) if reasons else SUCCESS

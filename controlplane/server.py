@@ -1,0 +1,106 @@
+"""`corral server`: the control plane process.
+
+Opens the store (an external etcd cluster, or an embedded single-member etcd
+under the data dir), serves the gRPC API, and stops cleanly on SIGINT/SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+import structlog
+
+from controlplane.apiserver.handlers import ObjectApi
+from controlplane.apiserver.service import ObjectService
+from controlplane.store.base import Store
+from controlplane.store.embedded import EmbeddedEtcd
+from controlplane.store.etcd import EtcdStore
+from controlplane.store.objects import DEFAULT_PREFIX, ObjectStore
+from protos.corral.v1 import api_pb2_grpc
+
+log = structlog.get_logger(__name__)
+
+DEFAULT_LISTEN = "127.0.0.1:7443"
+GRPC_OPTIONS = [
+    ("grpc.max_receive_message_length", 8 * 1024 * 1024),
+    ("grpc.max_send_message_length", 8 * 1024 * 1024),
+    ("grpc.keepalive_time_ms", 20_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+]
+
+
+class ServerError(Exception):
+    """The control plane cannot start (port taken, etcd unreachable, …)."""
+
+
+@dataclass
+class ServerConfig:
+    listen: str = DEFAULT_LISTEN
+    # External etcd endpoints ("host:port"); when empty, run an embedded etcd.
+    etcd: list[str] = field(default_factory=list)
+    data_dir: Path | None = None
+    key_prefix: str = DEFAULT_PREFIX
+
+
+@dataclass
+class RunningServer:
+    """What a started control plane exposes to its caller (and to tests)."""
+
+    address: str
+    etcd_endpoints: list[str]
+
+
+async def open_store(config: ServerConfig, stack: AsyncExitStack) -> tuple[Store, list[str]]:
+    endpoints = list(config.etcd)
+    if not endpoints:
+        if config.data_dir is None:
+            raise ServerError("give --etcd host:port[,…] or --data-dir DIR for an embedded etcd")
+        embedded = EmbeddedEtcd(config.data_dir)
+        endpoints = [await embedded.start()]
+        stack.push_async_callback(embedded.stop)
+    try:
+        store = await EtcdStore.connect(endpoints)
+    except Exception as e:
+        raise ServerError(f"cannot reach etcd at {','.join(endpoints)}: {e}") from e
+    stack.push_async_callback(store.close)
+    return store, endpoints
+
+
+async def start(config: ServerConfig, stack: AsyncExitStack) -> RunningServer:
+    """Start everything; the stack stops it all again in reverse order."""
+    store, endpoints = await open_store(config, stack)
+    objects = ObjectStore(store, config.key_prefix)
+    server = grpc.aio.server(options=GRPC_OPTIONS)
+    api_pb2_grpc.add_ObjectServiceServicer_to_server(ObjectService(ObjectApi(objects)), server)
+    try:
+        port = server.add_insecure_port(config.listen)
+    except RuntimeError as e:
+        raise ServerError(f"cannot listen on {config.listen}: {e}") from e
+    if port == 0:
+        raise ServerError(f"cannot listen on {config.listen}: address in use or not available")
+    await server.start()
+    stack.push_async_callback(server.stop, 5)
+    host = config.listen.rsplit(":", 1)[0]
+    address = f"{host}:{port}"
+    log.info("server_started", listen=address, etcd=",".join(endpoints))
+    return RunningServer(address, endpoints)
+
+
+async def serve(config: ServerConfig) -> None:
+    """Run until SIGINT or SIGTERM."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with AsyncExitStack() as stack:
+        await start(config, stack)
+        await stop.wait()
+        log.info("server_stopping")
+    log.info("server_stopped")

@@ -1,0 +1,149 @@
+"""The storage boundary: plain data types and the `Store` protocol.
+
+A `Store` is a revisioned key-value store with etcd's semantics: one global
+revision counter bumped by every write, per-key ``create_revision`` and
+``mod_revision``, compare-and-swap writes, consistent snapshot reads at a past
+revision, and watches that replay history from a revision on. Two
+implementations exist: `controlplane.store.etcd.EtcdStore` (the real one) and
+`controlplane.store.memory.MemoryStore` (an in-memory twin for tests); one
+contract suite (``tests/contract/test_store.py``) runs against both.
+
+Errors are those of `controlplane.store.errors`.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class KeyValue:
+    """A key, its value and its revisions."""
+
+    key: str
+    value: bytes
+    create_revision: int
+    mod_revision: int
+
+
+@dataclass(frozen=True)
+class ListPage:
+    """One page of a prefix listing.
+
+    ``revision`` is the snapshot revision the page was read at: pass it back
+    to `Store.list` for the next pages so that all pages are consistent, and
+    to `Store.watch` (plus one) to follow changes after the listing.
+    """
+
+    items: list[KeyValue]
+    revision: int
+    more: bool
+
+
+class EventType(enum.Enum):
+    """Kind of change reported by a watch."""
+
+    PUT = "PUT"
+    DELETE = "DELETE"
+
+
+@dataclass(frozen=True)
+class WatchEvent:
+    """One change to one key.
+
+    ``revision`` is the mod_revision of this change (for a DELETE, the
+    revision of the delete); ``value`` is ``b""`` and ``create_revision`` is 0
+    for a DELETE; ``prev_value`` is the value before the change, or None when
+    there was none (creation) or it has been compacted away.
+    """
+
+    type: EventType
+    key: str
+    value: bytes
+    revision: int
+    create_revision: int
+    prev_value: bytes | None
+
+
+class Store(Protocol):
+    """Revisioned key-value storage with compare-and-swap and watches."""
+
+    async def get(self, key: str) -> KeyValue | None:
+        """The key's current value and revisions, or None when absent."""
+        ...
+
+    async def create(self, key: str, value: bytes) -> int:
+        """Create the key if absent; return the new revision.
+
+        Raises `AlreadyExistsError` when the key exists.
+        """
+        ...
+
+    async def update(self, key: str, value: bytes, *, expected_revision: int) -> int:
+        """Replace the value if the key's mod_revision is ``expected_revision``.
+
+        Returns the new revision. Raises `NotFoundError` when the key is
+        absent and `ConflictError` when its mod_revision differs.
+        """
+        ...
+
+    async def delete(self, key: str, *, expected_revision: int | None = None) -> int:
+        """Delete the key (only at ``expected_revision`` when given).
+
+        Returns the revision of the delete. Raises `NotFoundError` when the
+        key is absent and `ConflictError` when its mod_revision differs.
+        """
+        ...
+
+    async def list(
+        self,
+        prefix: str,
+        *,
+        limit: int = 500,
+        start_after: str | None = None,
+        revision: int | None = None,
+    ) -> ListPage:
+        """Keys starting with ``prefix`` and greater than ``start_after``.
+
+        At most ``limit`` (>= 1) items sorted by key, read at the snapshot
+        ``revision`` (None: the current one). ``more`` is True when more keys
+        follow. Raises `CompactedError` when ``revision`` was compacted.
+        """
+        ...
+
+    async def current_revision(self) -> int:
+        """The store's current (latest) revision."""
+        ...
+
+    def watch(self, prefix: str, *, start_revision: int) -> AsyncGenerator[WatchEvent, None]:
+        """Every change to keys with ``prefix`` at revision >= ``start_revision``.
+
+        ``start_revision`` must be >= 1; a revision in the past replays
+        history, one in the future waits for it. Events come in revision
+        order, forever, until the consumer stops iterating: close the
+        generator (``async with contextlib.aclosing(...)``) to cancel the
+        underlying watch promptly; one merely dropped after a ``break`` is
+        closed later by the event loop's finalizer. (A generator rather than
+        just an ``AsyncIterator`` so that ``aclose()`` is typed.)
+
+        Raises `CompactedError` on the first iteration when ``start_revision``
+        is compacted (re-list, then watch from the list's revision + 1), and
+        `UnavailableError` when the connection is lost. Iteration ends when
+        the store is closed.
+        """
+        ...
+
+    async def compact(self, revision: int) -> None:
+        """Drop history below ``revision`` (etcd compaction).
+
+        Raises `CompactedError` when ``revision`` is not above the current
+        compaction revision (etcd's behaviour).
+        """
+        ...
+
+    async def close(self) -> None:
+        """Release connections; open watches end."""
+        ...

@@ -1,0 +1,87 @@
+"""Errors raised at the storage boundary.
+
+Every `Store` implementation raises only these (backend exceptions are
+translated, with the original kept as ``__cause__``)::
+
+    StoreError                      base; ``temporary`` says whether retrying
+    │                               the same call later may succeed
+    ├── NotFoundError(key)          the key does not exist
+    ├── AlreadyExistsError(key)     create() of a key that exists
+    ├── ConflictError(key, expected_revision, actual_revision)
+    │                               compare-and-swap lost: the key's
+    │                               mod_revision is not the expected one
+    │                               (actual_revision is 0 when the key is gone)
+    ├── CompactedError(requested_revision, compact_revision)
+    │                               the revision asked for (list snapshot or
+    │                               watch start) was compacted away: re-list
+    └── UnavailableError(message)   temporary: connection refused or lost,
+                                    deadline exceeded, backend unreachable
+
+`EmbeddedEtcdError` (starting or stopping the embedded etcd process) is not a
+store error: it is about running etcd, not about talking to it.
+"""
+
+from __future__ import annotations
+
+
+class StoreError(Exception):
+    """Base of every error raised by a `Store`."""
+
+    temporary: bool = False
+
+
+class NotFoundError(StoreError):
+    """The key does not exist."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"key not found: {key!r}")
+        self.key = key
+
+
+class AlreadyExistsError(StoreError):
+    """`create()` was called for a key that already exists."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"key already exists: {key!r}")
+        self.key = key
+
+
+class ConflictError(StoreError):
+    """A compare-and-swap failed: the key changed since it was read."""
+
+    def __init__(self, key: str, expected_revision: int, actual_revision: int) -> None:
+        super().__init__(
+            f"conflict on {key!r}: expected mod_revision {expected_revision}, "
+            f"found {actual_revision if actual_revision else 'no key'}"
+        )
+        self.key = key
+        self.expected_revision = expected_revision
+        self.actual_revision = actual_revision
+
+
+class CompactedError(StoreError):
+    """The requested revision is older than the compaction revision.
+
+    ``compact_revision`` is 0 when the backend did not say (etcd's range error
+    does not carry it; its watch error does).
+    """
+
+    def __init__(self, requested_revision: int, compact_revision: int) -> None:
+        below = f" (compacted up to {compact_revision})" if compact_revision else ""
+        super().__init__(f"revision {requested_revision} has been compacted{below}")
+        self.requested_revision = requested_revision
+        self.compact_revision = compact_revision
+
+
+class UnavailableError(StoreError):
+    """The backend cannot be reached right now; retry later."""
+
+    temporary = True
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class EmbeddedEtcdError(Exception):
+    """The embedded etcd could not be found, started or stopped."""

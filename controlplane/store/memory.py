@@ -1,0 +1,269 @@
+"""`MemoryStore`: an in-memory twin of `EtcdStore` with etcd's semantics.
+
+It keeps a small MVCC history, like etcd: every key has its list of versions
+(a tombstone marks a delete), one global revision counter starts at 1 (as a
+fresh etcd reports) and is bumped once per write, reads can be made at any
+revision not yet compacted, and an event log feeds watches from past
+revisions. ``compact(rev)`` drops what etcd drops: every version superseded at
+or before ``rev`` and every event below ``rev`` (plus a delete *at* ``rev``,
+whose tombstone etcd removes too).
+
+Pure asyncio, no threads: watchers get events through unbounded asyncio
+queues, fed synchronously by the writer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+from collections.abc import AsyncGenerator, Sequence
+from dataclasses import dataclass, replace
+
+from controlplane.store.base import EventType, KeyValue, ListPage, WatchEvent
+from controlplane.store.errors import (
+    AlreadyExistsError,
+    CompactedError,
+    ConflictError,
+    NotFoundError,
+    StoreError,
+)
+
+__all__ = ["MemoryStore"]
+
+
+@dataclass(frozen=True)
+class _Version:
+    """One version of a key; ``value`` None is a tombstone (a delete)."""
+
+    revision: int
+    value: bytes | None
+    create_revision: int
+
+
+class _Subscriber:
+    """A watcher: its prefix and the queue the writer feeds (None = closed)."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.queue: asyncio.Queue[WatchEvent | None] = asyncio.Queue()
+
+
+class MemoryStore:
+    """An in-memory `Store` with etcd's revision, CAS, compaction and watch semantics."""
+
+    def __init__(self) -> None:
+        self._revision = 1
+        self._compact_revision = 0
+        self._versions: dict[str, list[_Version]] = {}
+        self._keys: list[str] = []  # sorted; every key with retained history
+        self._events: list[WatchEvent] = []  # revision order
+        self._subscribers: set[_Subscriber] = set()
+        self._closed = False
+
+    # -- reads ------------------------------------------------------------
+
+    async def get(self, key: str) -> KeyValue | None:
+        """The key's current value and revisions, or None when absent."""
+        self._check_open()
+        return self._read(key, self._revision)
+
+    async def list(
+        self,
+        prefix: str,
+        *,
+        limit: int = 500,
+        start_after: str | None = None,
+        revision: int | None = None,
+    ) -> ListPage:
+        """A page of keys with ``prefix`` (after ``start_after``) at ``revision``."""
+        self._check_open()
+        if limit < 1:
+            raise ValueError(f"limit must be >= 1, got {limit}")
+        at = self._check_readable(revision)
+        items: list[KeyValue] = []
+        more = False
+        for key in self._keys_from(prefix, start_after):
+            kv = self._read(key, at)
+            if kv is None:
+                continue
+            if len(items) == limit:
+                more = True
+                break
+            items.append(kv)
+        return ListPage(items=items, revision=at, more=more)
+
+    async def current_revision(self) -> int:
+        """The latest revision."""
+        self._check_open()
+        return self._revision
+
+    # -- writes -----------------------------------------------------------
+
+    async def create(self, key: str, value: bytes) -> int:
+        """Create the key if absent; `AlreadyExistsError` otherwise."""
+        self._check_open()
+        if self._read(key, self._revision) is not None:
+            raise AlreadyExistsError(key)
+        return self._write(key, value, prev=None)
+
+    async def update(self, key: str, value: bytes, *, expected_revision: int) -> int:
+        """Replace the value if the key is at ``expected_revision``."""
+        self._check_open()
+        prev = self._expect(key, expected_revision)
+        return self._write(key, value, prev=prev)
+
+    async def delete(self, key: str, *, expected_revision: int | None = None) -> int:
+        """Delete the key (only at ``expected_revision`` when given)."""
+        self._check_open()
+        prev = self._expect(key, expected_revision)
+        return self._write(key, None, prev=prev)
+
+    async def compact(self, revision: int) -> None:
+        """Drop history superseded at or before ``revision``."""
+        self._check_open()
+        if revision <= self._compact_revision:
+            raise CompactedError(revision, self._compact_revision)
+        if revision > self._revision:
+            raise StoreError(f"cannot compact at future revision {revision} (current {self._revision})")
+        self._compact_revision = revision
+        self._compact_versions(revision)
+        self._compact_events(revision)
+
+    # -- watch ------------------------------------------------------------
+
+    async def watch(self, prefix: str, *, start_revision: int) -> AsyncGenerator[WatchEvent, None]:
+        """Every change under ``prefix`` from ``start_revision`` on, forever."""
+        self._check_open()
+        if start_revision < 1:
+            raise ValueError(f"start_revision must be >= 1, got {start_revision}")
+        if start_revision < self._compact_revision:
+            raise CompactedError(start_revision, self._compact_revision)
+        # Subscribing and snapshotting history happen with no await in
+        # between, so the replay and the live queue neither overlap nor gap.
+        subscriber = _Subscriber(prefix)
+        self._subscribers.add(subscriber)
+        backlog = self._history(prefix, start_revision)
+        try:
+            for past in backlog:
+                yield past
+            while (live := await subscriber.queue.get()) is not None:
+                if live.revision >= start_revision:  # a start in the future waits
+                    yield live
+        finally:
+            self._subscribers.discard(subscriber)
+
+    async def close(self) -> None:
+        """End every open watch; later calls raise `StoreError`."""
+        self._closed = True
+        for subscriber in self._subscribers:
+            subscriber.queue.put_nowait(None)
+        self._subscribers.clear()
+
+    # -- internals --------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreError("store is closed")
+
+    def _check_readable(self, revision: int | None) -> int:
+        if revision is None or revision == 0:
+            return self._revision
+        if revision < self._compact_revision:
+            raise CompactedError(revision, self._compact_revision)
+        if revision > self._revision:
+            raise StoreError(f"revision {revision} is a future revision (current {self._revision})")
+        return revision
+
+    def _read(self, key: str, at: int) -> KeyValue | None:
+        """The key as of revision ``at``, or None when absent then."""
+        versions = self._versions.get(key, [])
+        index = bisect.bisect_right(versions, at, key=lambda v: v.revision) - 1
+        if index < 0 or versions[index].value is None:
+            return None
+        version = versions[index]
+        assert version.value is not None
+        return KeyValue(key, version.value, version.create_revision, version.revision)
+
+    def _keys_from(self, prefix: str, start_after: str | None) -> Sequence[str]:
+        """Known keys with ``prefix`` that sort after ``start_after``."""
+        lo = bisect.bisect_left(self._keys, prefix)
+        if start_after is not None:
+            lo = max(lo, bisect.bisect_right(self._keys, start_after))
+        keys: list[str] = []
+        for key in self._keys[lo:]:
+            if not key.startswith(prefix):
+                break
+            keys.append(key)
+        return keys
+
+    def _expect(self, key: str, expected_revision: int | None) -> KeyValue:
+        """The current key, checked against ``expected_revision``."""
+        current = self._read(key, self._revision)
+        if current is None:
+            raise NotFoundError(key)
+        if expected_revision is not None and current.mod_revision != expected_revision:
+            raise ConflictError(key, expected_revision, current.mod_revision)
+        return current
+
+    def _write(self, key: str, value: bytes | None, *, prev: KeyValue | None) -> int:
+        """Record a put (``value``) or delete (None) at the next revision."""
+        self._revision += 1
+        revision = self._revision
+        create_revision = 0 if value is None else (prev.create_revision if prev else revision)
+        if key not in self._versions:
+            self._versions[key] = []
+            bisect.insort(self._keys, key)
+        self._versions[key].append(_Version(revision, value, create_revision))
+        event = WatchEvent(
+            type=EventType.DELETE if value is None else EventType.PUT,
+            key=key,
+            value=b"" if value is None else value,
+            revision=revision,
+            create_revision=create_revision,
+            prev_value=prev.value if prev else None,
+        )
+        self._events.append(event)
+        self._publish(event)
+        return revision
+
+    def _publish(self, event: WatchEvent) -> None:
+        for subscriber in self._subscribers:
+            if event.key.startswith(subscriber.prefix):
+                subscriber.queue.put_nowait(event)
+
+    def _history(self, prefix: str, start_revision: int) -> Sequence[WatchEvent]:
+        start = bisect.bisect_left(self._events, start_revision, key=lambda e: e.revision)
+        return [e for e in self._events[start:] if e.key.startswith(prefix)]
+
+    def _compact_versions(self, revision: int) -> None:
+        """Keep, per key, the versions after ``revision`` and the last one at or before it.
+
+        That last one goes too when it is a tombstone (the key was absent at
+        ``revision``), and a key left with no version is forgotten.
+        """
+        for key in list(self._versions):
+            versions = self._versions[key]
+            index = bisect.bisect_right(versions, revision, key=lambda v: v.revision) - 1
+            if index < 0:
+                continue
+            keep_from = index + 1 if versions[index].value is None else index
+            self._versions[key] = versions = versions[keep_from:]
+            if not versions:
+                del self._versions[key]
+                self._keys.remove(key)
+
+    def _compact_events(self, revision: int) -> None:
+        """Drop events below ``revision``; the one at ``revision`` loses what is gone.
+
+        As in etcd, a delete at ``revision`` disappears with its tombstone, and
+        a put at ``revision`` no longer knows its previous value.
+        """
+        start = bisect.bisect_left(self._events, revision, key=lambda e: e.revision)
+        events = self._events[start:]
+        if events and events[0].revision == revision:
+            first = events[0]
+            if first.type is EventType.DELETE:
+                events = events[1:]
+            else:
+                events[0] = replace(first, prev_value=None)
+        self._events = events

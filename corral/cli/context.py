@@ -1,0 +1,19 @@
+"""What every CLI command shares: the resolved server address and a client."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from corral.cli.config import resolve_server
+from corral.client import Client
+
+
+@dataclass
+class Context:
+    server_flag: str | None
+    _client: Client | None = field(default=None, init=False)
+
+    def client(self) -> Client:
+        if self._client is None:
+            self._client = Client(resolve_server(self.server_flag).address)
+        return self._client

@@ -1,0 +1,70 @@
+"""`corral describe`: one object in detail, then its recent events."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import yaml
+from google.protobuf.message import Message
+
+from corral import client as api
+from corral.cli import printers
+from protos import codec
+from protos.corral.v1 import event_pb2
+from protos.kinds import info_of, meta
+
+MAX_EVENTS = 20
+
+
+def events_for(c: api.Client, obj: Message) -> list[event_pb2.Event]:
+    """The newest events about `obj` (same kind, name and, when set, uid)."""
+    info, m = info_of(obj), meta(obj)
+    listed, _ = c.list("Event", m.namespace or "default")
+    events = [e for e in listed if isinstance(e, event_pb2.Event)
+              and e.involved_object.kind == info.kind and e.involved_object.name == m.name
+              and (not e.involved_object.uid or e.involved_object.uid == m.uid)]
+    events.sort(key=lambda e: (e.last_timestamp.seconds or e.metadata.creation_timestamp.seconds))
+    return events[-MAX_EVENTS:]
+
+
+def _block(title: str, data: Any) -> list[str]:
+    if not data:
+        return [f"{title}:  <none>"]
+    text = yaml.safe_dump(data, sort_keys=False, default_flow_style=False).rstrip("\n")
+    return [f"{title}:", *("  " + line for line in text.splitlines())]
+
+
+def _kv(values: Any) -> str:
+    return ", ".join(f"{k}={v}" for k, v in sorted(values.items())) or "<none>"
+
+
+def describe(obj: Message, events: list[event_pb2.Event], now: datetime) -> str:
+    info, m = info_of(obj), meta(obj)
+    doc = codec.to_dict(obj)
+    created = m.creation_timestamp.ToDatetime(tzinfo=UTC).isoformat() if m.creation_timestamp.seconds else ""
+    lines = [f"Name:               {m.name}"]
+    if info.namespaced:
+        lines.append(f"Namespace:          {m.namespace}")
+    lines += [
+        f"Kind:               {info.kind} ({info.api_version})",
+        f"UID:                {m.uid}",
+        f"Labels:             {_kv(m.labels)}",
+        f"Annotations:        {_kv(m.annotations)}",
+        f"CreationTimestamp:  {created}",
+        f"Generation:         {m.generation}",
+        f"ResourceVersion:    {m.resource_version}",
+    ]
+    for key in ("spec", "status"):
+        if key in doc:
+            lines += _block(key.capitalize(), doc[key])
+    if info.kind == "Event":
+        rest = {k: v for k, v in doc.items() if k not in ("apiVersion", "kind", "metadata")}
+        lines += _block("Event", rest)
+    lines.append("Events:" if events else "Events:  <none>")
+    if events:
+        rows = [[e.type, e.reason, printers.age(e.last_timestamp if e.last_timestamp.seconds else e.metadata.creation_timestamp, now),
+                 e.source.component, e.message] for e in events]
+        table = printers.format_table(rows, ["Type", "Reason", "Age", "From", "Message"])
+        lines += ["  " + line for line in table.splitlines()]
+    return "\n".join(lines)

@@ -1,0 +1,200 @@
+"""How `corral get` shows objects: kubectl-like tables, YAML and JSON.
+
+`-o json`/`-o yaml` print one object as itself and several as a kubectl
+`List` (`{"apiVersion": "v1", "kind": "List", "items": [...]}`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import yaml
+from google.protobuf.message import Message
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from protos import codec
+from protos.corral.v1 import event_pb2, node_pb2, pod_pb2, service_pb2, workloads_pb2
+from protos.kinds import KindInfo, meta
+
+Row = list[str]
+
+
+def age(ts: Timestamp, now: datetime) -> str:
+    """kubectl's compact durations: 45s, 3m12s, 17m, 5h3m, 20h, 3d4h, 12d."""
+    if not ts.seconds:
+        return "<unknown>"
+    seconds = max(0, int((now - ts.ToDatetime(tzinfo=UTC)).total_seconds()))
+    minutes, hours, days = seconds // 60, seconds // 3600, seconds // 86400
+    if seconds < 120:
+        return f"{seconds}s"
+    if minutes < 10:
+        return f"{minutes}m{seconds % 60}s" if seconds % 60 else f"{minutes}m"
+    if hours < 3:
+        return f"{minutes}m"
+    if hours < 8:
+        return f"{hours}h{minutes % 60}m" if minutes % 60 else f"{hours}h"
+    if days < 2:
+        return f"{hours}h"
+    if days < 8:
+        return f"{days}d{hours % 24}h" if hours % 24 else f"{days}d"
+    return f"{days}d"
+
+
+def selector_text(match_labels: Any) -> str:
+    return ",".join(f"{k}={v}" for k, v in sorted(match_labels.items())) or "<none>"
+
+
+def _images(template: pod_pb2.PodTemplateSpec) -> tuple[str, str]:
+    names = ",".join(c.name for c in template.spec.containers)
+    images = ",".join(c.image for c in template.spec.containers)
+    return names, images
+
+
+# -- per-kind rows --------------------------------------------------------------
+
+def pod_row(p: pod_pb2.Pod, now: datetime, wide: bool) -> Row:
+    total = len(p.spec.containers)
+    ready = sum(1 for s in p.status.container_statuses if s.ready)
+    restarts = sum(s.restart_count for s in p.status.container_statuses)
+    status = p.status.phase or "Pending"
+    for s in p.status.container_statuses:
+        if s.state.HasField("waiting") and s.state.waiting.reason:
+            status = s.state.waiting.reason
+        elif s.state.HasField("terminated") and s.state.terminated.reason and status == "Running":
+            status = s.state.terminated.reason
+    if p.metadata.HasField("deletion_timestamp"):
+        status = "Terminating"
+    row = [f"{ready}/{total}", status, str(restarts), age(p.metadata.creation_timestamp, now)]
+    if wide:
+        row += [p.status.pod_ip or "<none>", p.spec.node_name or "<none>"]
+    return row
+
+
+def deployment_row(d: workloads_pb2.Deployment, now: datetime, wide: bool) -> Row:
+    row = [f"{d.status.ready_replicas}/{d.spec.replicas}", str(d.status.updated_replicas),
+           str(d.status.available_replicas), age(d.metadata.creation_timestamp, now)]
+    if wide:
+        row += [*_images(d.spec.template), selector_text(d.spec.selector.match_labels)]
+    return row
+
+
+def replica_set_row(rs: workloads_pb2.ReplicaSet, now: datetime, wide: bool) -> Row:
+    row = [str(rs.spec.replicas), str(rs.status.replicas), str(rs.status.ready_replicas),
+           age(rs.metadata.creation_timestamp, now)]
+    if wide:
+        row += [*_images(rs.spec.template), selector_text(rs.spec.selector.match_labels)]
+    return row
+
+
+def service_ports(s: service_pb2.Service) -> str:
+    parts = []
+    for p in s.spec.ports:
+        text = f"{p.port}/{p.protocol}"
+        if p.node_port:
+            text = f"{p.port}:{p.node_port}/{p.protocol}"
+        parts.append(text)
+    return ",".join(parts) or "<none>"
+
+
+def service_row(s: service_pb2.Service, now: datetime, wide: bool) -> Row:
+    row = [s.spec.type, service_ports(s), age(s.metadata.creation_timestamp, now)]
+    if wide:
+        row.append(selector_text(s.spec.selector))
+    return row
+
+
+def node_ready(n: node_pb2.Node) -> str:
+    for c in n.status.conditions:
+        if c.type == "Ready":
+            status = "Ready" if c.status == "True" else "NotReady"
+            return f"{status},SchedulingDisabled" if n.spec.unschedulable else status
+    return "Unknown"
+
+
+def node_row(n: node_pb2.Node, now: datetime, wide: bool) -> Row:
+    roles = ",".join(sorted(k.split("/", 1)[1] for k in n.metadata.labels
+                            if k.startswith("node-role.kubernetes.io/"))) or "<none>"
+    row = [node_ready(n), roles, age(n.metadata.creation_timestamp, now),
+           n.status.node_info.agent_version or "<unknown>"]
+    if wide:
+        internal = next((a.address for a in n.status.addresses if a.type == "InternalIP"), "<none>")
+        row += [internal, n.status.node_info.os_image or "<unknown>",
+                n.status.node_info.kernel_version or "<unknown>", ",".join(n.status.runtimes) or "<none>"]
+    return row
+
+
+def event_row(e: event_pb2.Event, now: datetime, wide: bool) -> Row:
+    ts = e.last_timestamp if e.last_timestamp.seconds else e.metadata.creation_timestamp
+    obj = f"{e.involved_object.kind.lower()}/{e.involved_object.name}"
+    row = [age(ts, now), e.type, e.reason, obj, e.message]
+    if wide:
+        row += [e.source.component, str(e.count or 1)]
+    return row
+
+
+@dataclass(frozen=True)
+class Columns:
+    headers: tuple[str, ...]
+    wide: tuple[str, ...]
+    row: Callable[[Any, datetime, bool], Row]
+    # Events have no NAME column in kubectl.
+    named: bool = True
+
+
+COLUMNS: dict[str, Columns] = {
+    "Pod": Columns(("READY", "STATUS", "RESTARTS", "AGE"), ("IP", "NODE"), pod_row),
+    "Deployment": Columns(("READY", "UP-TO-DATE", "AVAILABLE", "AGE"),
+                          ("CONTAINERS", "IMAGES", "SELECTOR"), deployment_row),
+    "ReplicaSet": Columns(("DESIRED", "CURRENT", "READY", "AGE"),
+                          ("CONTAINERS", "IMAGES", "SELECTOR"), replica_set_row),
+    "Service": Columns(("TYPE", "PORT(S)", "AGE"), ("SELECTOR",), service_row),
+    "Node": Columns(("STATUS", "ROLES", "AGE", "VERSION"),
+                    ("INTERNAL-IP", "OS-IMAGE", "KERNEL-VERSION", "RUNTIMES"), node_row),
+    "Event": Columns(("LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"),
+                     ("SOURCE", "COUNT"), event_row, named=False),
+}
+
+
+def table_headers(info: KindInfo, *, wide: bool, all_namespaces: bool) -> list[str]:
+    cols = COLUMNS[info.kind]
+    headers = (["NAMESPACE"] if all_namespaces and info.namespaced else [])
+    headers += ["NAME"] if cols.named else []
+    headers += list(cols.headers) + (list(cols.wide) if wide else [])
+    return headers
+
+
+def table_row(info: KindInfo, obj: Message, now: datetime, *, wide: bool, all_namespaces: bool) -> Row:
+    cols = COLUMNS[info.kind]
+    m = meta(obj)
+    row = ([m.namespace] if all_namespaces and info.namespaced else [])
+    row += [m.name] if cols.named else []
+    return row + cols.row(obj, now, wide)
+
+
+def format_table(rows: Sequence[Row], headers: Sequence[str] | None) -> str:
+    """Columns separated by three spaces, like kubectl's tabwriter output."""
+    all_rows = ([list(headers)] if headers else []) + [list(r) for r in rows]
+    if not all_rows:
+        return ""
+    widths = [max(len(r[i]) for r in all_rows) for i in range(len(all_rows[0]))]
+    lines = ["   ".join(cell.ljust(widths[i]) for i, cell in enumerate(r)).rstrip() for r in all_rows]
+    return "\n".join(lines)
+
+
+# -- documents --------------------------------------------------------------------
+
+def as_document(objs: Sequence[Message], *, single: bool) -> dict[str, Any]:
+    if single and len(objs) == 1:
+        return codec.to_dict(objs[0])
+    return {"apiVersion": "v1", "kind": "List", "items": [codec.to_dict(o) for o in objs],
+            "metadata": {"resourceVersion": ""}}
+
+
+def dump(doc: dict[str, Any], fmt: str) -> str:
+    if fmt == "json":
+        return json.dumps(doc, indent=4)
+    return yaml.safe_dump(doc, sort_keys=False, default_flow_style=False).rstrip("\n")

@@ -1,0 +1,236 @@
+"""`corral apply | get | describe | delete`: the kubectl-shaped commands."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+import click
+from google.protobuf.message import Message
+
+from corral import client as api
+from corral.cli import describe as describing
+from corral.cli import printers
+from corral.cli.context import Context
+from corral.manifest import ManifestError, ParsedObject, Problem, load_objects
+from protos.kinds import KindInfo, info_of, meta, resolve
+
+pass_context = click.make_pass_decorator(Context)
+
+namespace_option = click.option("--namespace", "-n", default="", help="Namespace (default: default).")
+filename_option = click.option(
+    "--filename", "-f", "filenames", multiple=True, required=True,
+    help="A manifest file, a folder of them, or - for stdin. Repeatable.")
+recursive_option = click.option("--recursive", "-R", is_flag=True,
+                                help="Read folders given with -f recursively.")
+
+
+def object_ref(info: KindInfo, name: str) -> str:
+    """`deployment.apps/example-app`, as kubectl prints it."""
+    return f"{info.resource}/{name}"
+
+
+def _load(filenames: Iterable[str], namespace: str, recursive: bool) -> list[ParsedObject]:
+    objects = load_objects(list(filenames), stdin=sys.stdin.buffer, recursive=recursive)
+    problems: list[Problem] = []
+    for parsed in objects:
+        m = meta(parsed.message)
+        if not parsed.info.namespaced:
+            continue
+        if namespace and m.namespace and m.namespace != namespace:
+            problems.append(Problem(parsed.source, parsed.index, "metadata.namespace",
+                                    f'"{m.namespace}" does not match --namespace "{namespace}"'))
+        elif namespace and not m.namespace:
+            m.namespace = namespace
+    if problems:
+        raise ManifestError(problems)
+    for parsed in objects:
+        for warning in parsed.warnings:
+            click.echo(f"Warning: {warning}", err=True)
+    return objects
+
+
+def _server_check(c: api.Client, objects: list[ParsedObject]) -> None:
+    """Dry-run every object first, so that one bad document writes nothing at all."""
+    problems: list[Problem] = []
+    for parsed in objects:
+        try:
+            c.apply(parsed.message, dry_run=True)
+        except api.InvalidError as e:
+            causes = e.causes or [api.FieldCause("", str(e))]
+            problems += [Problem(parsed.source, parsed.index, x.field, x.message) for x in causes]
+        except (api.ConflictError, api.AlreadyExistsError, api.NotFoundError) as e:
+            problems.append(Problem(parsed.source, parsed.index, "", str(e)))
+    if problems:
+        raise ManifestError(problems)
+
+
+@click.command("apply")
+@filename_option
+@namespace_option
+@recursive_option
+@click.option("--dry-run", is_flag=True, help="Validate on the server and report; write nothing.")
+@pass_context
+def apply_cmd(ctx: Context, filenames: tuple[str, ...], namespace: str, recursive: bool,
+              dry_run: bool) -> None:
+    """Create or update objects from manifests."""
+    objects = _load(filenames, namespace, recursive)
+    c = ctx.client()
+    _server_check(c, objects)
+    for parsed in objects:
+        result = c.apply(parsed.message, dry_run=dry_run)
+        suffix = " (dry run)" if dry_run else ""
+        click.echo(f"{object_ref(parsed.info, meta(result.obj).name)} {result.outcome}{suffix}")
+
+
+def parse_targets(kind_arg: str, names: tuple[str, ...]) -> list[tuple[KindInfo, str | None]]:
+    """`deploy`, `deploy web api`, `deployment/web`, `deploy,svc` → (kind, name) pairs."""
+    if "/" in kind_arg:
+        kind, _, name = kind_arg.partition("/")
+        if not name:
+            raise click.UsageError(f'"{kind_arg}": a name is required after "/"')
+        return [(resolve(kind), name), *((resolve(kind), n) for n in names)]
+    kinds = [resolve(k) for k in kind_arg.split(",") if k]
+    if names:
+        if len(kinds) != 1:
+            raise click.UsageError("names can only be given with a single kind")
+        return [(kinds[0], n) for n in names]
+    return [(k, None) for k in kinds]
+
+
+@click.command("get")
+@click.argument("kind")
+@click.argument("names", nargs=-1)
+@namespace_option
+@click.option("--all-namespaces", "-A", is_flag=True, help="List across all namespaces.")
+@click.option("--selector", "-l", default="", help="Label selector, e.g. app=web,tier!=db.")
+@click.option("--output", "-o", type=click.Choice(["wide", "yaml", "json", "name"]), default=None)
+@click.option("--watch", "-w", is_flag=True, help="After listing, print changes as they happen.")
+@pass_context
+def get_cmd(ctx: Context, kind: str, names: tuple[str, ...], namespace: str, all_namespaces: bool,
+            selector: str, output: str | None, watch: bool) -> None:
+    """Show objects: KIND [NAME…], KIND/NAME, or KIND,KIND."""
+    targets = parse_targets(kind, names)
+    ns = "" if all_namespaces else (namespace or "default")
+    c = ctx.client()
+    now = datetime.now(UTC)
+    named = [t for t in targets if t[1] is not None]
+    objs: list[Message] = []
+    revision = ""
+    missing: list[str] = []
+    for info, name in targets:
+        if name is not None:
+            try:
+                objs.append(c.get(info.kind, name, ns or "default"))
+            except api.NotFoundError as e:
+                missing.append(str(e))
+        else:
+            listed, revision = c.list(info.kind, ns, selector=selector)
+            objs.extend(listed)
+    _print(objs, output, now, all_namespaces=all_namespaces, single=bool(named) and len(targets) == 1)
+    for message in missing:
+        click.echo(f"Error from server (NotFound): {message}", err=True)
+    if watch and len(targets) == 1:
+        _watch(c, targets[0][0], ns, selector, revision, output, all_namespaces, targets[0][1])
+    if missing:
+        sys.exit(1)
+
+
+def _print(objs: list[Message], output: str | None, now: datetime, *, all_namespaces: bool,
+           single: bool, headers: bool = True) -> None:
+    if output in ("yaml", "json"):
+        click.echo(printers.dump(printers.as_document(objs, single=single), output))
+        return
+    if output == "name":
+        for obj in objs:
+            click.echo(object_ref(info_of(obj), meta(obj).name))
+        return
+    if not objs:
+        if headers:
+            click.echo("No resources found.", err=True)
+        return
+    by_kind: dict[str, list[Message]] = {}
+    for obj in objs:
+        by_kind.setdefault(info_of(obj).kind, []).append(obj)
+    blocks = []
+    for group in by_kind.values():
+        info = info_of(group[0])
+        rows = [printers.table_row(info, o, now, wide=output == "wide", all_namespaces=all_namespaces)
+                for o in group]
+        head = printers.table_headers(info, wide=output == "wide", all_namespaces=all_namespaces)
+        blocks.append(printers.format_table(rows, head if headers else None))
+    click.echo("\n\n".join(blocks))
+
+
+def _watch(c: api.Client, info: KindInfo, ns: str, selector: str, revision: str,
+           output: str | None, all_namespaces: bool, name: str | None) -> None:
+    """Follow changes; on a compacted revision, list again and carry on."""
+    while True:
+        try:
+            for ev in c.watch(info.kind, ns, selector=selector, resource_version=revision):
+                revision = meta(ev.obj).resource_version
+                if name is not None and meta(ev.obj).name != name:
+                    continue
+                _print([ev.obj], output, datetime.now(UTC), all_namespaces=all_namespaces,
+                       single=True, headers=False)
+            return
+        except api.GoneError:
+            _, revision = c.list(info.kind, ns, selector=selector)
+
+
+@click.command("describe")
+@click.argument("kind")
+@click.argument("names", nargs=-1)
+@namespace_option
+@pass_context
+def describe_cmd(ctx: Context, kind: str, names: tuple[str, ...], namespace: str) -> None:
+    """Show one object in detail, with its recent events."""
+    targets = parse_targets(kind, names)
+    c = ctx.client()
+    ns = namespace or "default"
+    first = True
+    for info, name in targets:
+        objs = [c.get(info.kind, name, ns)] if name else c.list(info.kind, ns)[0]
+        for obj in objs:
+            if not first:
+                click.echo("\n")
+            first = False
+            click.echo(describing.describe(obj, describing.events_for(c, obj), datetime.now(UTC)))
+
+
+@click.command("delete")
+@click.argument("kind", required=False)
+@click.argument("names", nargs=-1)
+@click.option("--filename", "-f", "filenames", multiple=True, help="Delete what these manifests define.")
+@namespace_option
+@recursive_option
+@click.option("--ignore-not-found", is_flag=True, help="Treat a missing object as deleted.")
+@pass_context
+def delete_cmd(ctx: Context, kind: str | None, names: tuple[str, ...], filenames: tuple[str, ...],
+               namespace: str, recursive: bool, ignore_not_found: bool) -> None:
+    """Delete objects: -f FILE…, KIND NAME…, or KIND/NAME."""
+    if filenames and kind:
+        raise click.UsageError("give either -f FILE or KIND NAME, not both")
+    if filenames:
+        targets = [(p.info, meta(p.message).name, meta(p.message).namespace)
+                   for p in _load(filenames, namespace, recursive)]
+    elif kind:
+        pairs = parse_targets(kind, names)
+        if any(name is None for _, name in pairs):
+            raise click.UsageError("name which objects to delete: KIND NAME or KIND/NAME")
+        targets = [(info, name or "", namespace) for info, name in pairs]
+    else:
+        raise click.UsageError("give -f FILE or KIND NAME")
+    c = ctx.client()
+    failed = False
+    for info, name, ns in targets:
+        try:
+            c.delete(info.kind, name, ns)
+            click.echo(f'{object_ref(info, name)} deleted')
+        except api.NotFoundError as e:
+            if not ignore_not_found:
+                click.echo(f"Error from server (NotFound): {e}", err=True)
+                failed = True
+    if failed:
+        sys.exit(1)

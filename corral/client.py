@@ -1,0 +1,197 @@
+"""The Python client for the corral API (used by the CLI).
+
+    ClientError
+    ├── ServerUnavailableError   nothing answers at the address (names it)
+    ├── NotFoundError            NOT_FOUND
+    ├── AlreadyExistsError       ALREADY_EXISTS
+    ├── ConflictError            ABORTED: stale resourceVersion
+    ├── InvalidError             INVALID_ARGUMENT, with every field cause
+    └── GoneError                OUT_OF_RANGE: watch from a compacted revision
+
+Calls are synchronous (a blocking gRPC channel); lists follow continue
+tokens, so callers always get every item.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import grpc
+from google.protobuf.message import Message
+
+from protos.corral.v1 import api_pb2, api_pb2_grpc
+from protos.kinds import unwrap, wrap
+
+DETAILS_KEY = "corral-error-details-bin"
+DEFAULT_TIMEOUT = 30.0
+
+
+class ClientError(Exception):
+    pass
+
+
+class ServerUnavailableError(ClientError):
+    pass
+
+
+class NotFoundError(ClientError):
+    pass
+
+
+class AlreadyExistsError(ClientError):
+    pass
+
+
+class ConflictError(ClientError):
+    pass
+
+
+class GoneError(ClientError):
+    pass
+
+
+@dataclass(frozen=True)
+class FieldCause:
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.message}" if self.field else self.message
+
+
+class InvalidError(ClientError):
+    def __init__(self, message: str, causes: list[FieldCause]) -> None:
+        super().__init__(message)
+        self.causes = causes
+
+
+_CODES: dict[grpc.StatusCode, type[ClientError]] = {
+    grpc.StatusCode.NOT_FOUND: NotFoundError,
+    grpc.StatusCode.ALREADY_EXISTS: AlreadyExistsError,
+    grpc.StatusCode.ABORTED: ConflictError,
+    grpc.StatusCode.OUT_OF_RANGE: GoneError,
+}
+
+
+def _translate(error: grpc.RpcError, address: str) -> ClientError:
+    code = error.code()  # type: ignore[attr-defined]
+    message = error.details() or str(code)  # type: ignore[attr-defined]
+    if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+        return ServerUnavailableError(
+            f"cannot reach the corral server at {address}: {message}\n"
+            "Start one with `corral server --data-dir DIR`, or point at "
+            "another with --server HOST:PORT or CORRAL_SERVER.")
+    if code == grpc.StatusCode.INVALID_ARGUMENT:
+        causes: list[FieldCause] = []
+        for key, value in error.trailing_metadata() or ():  # type: ignore[attr-defined]
+            if key == DETAILS_KEY:
+                details = api_pb2.ErrorDetails.FromString(value)
+                causes = [FieldCause(c.field, c.message) for c in details.causes]
+        return InvalidError(message, causes)
+    return _CODES.get(code, ClientError)(message)
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    obj: Message
+    # "created", "configured" or "unchanged".
+    outcome: str
+
+
+_OUTCOMES = {
+    api_pb2.APPLY_RESULT_CREATED: "created",
+    api_pb2.APPLY_RESULT_CONFIGURED: "configured",
+    api_pb2.APPLY_RESULT_UNCHANGED: "unchanged",
+}
+
+
+@dataclass(frozen=True)
+class WatchEvent:
+    type: str  # ADDED, MODIFIED, DELETED
+    obj: Message
+
+
+class Client:
+    def __init__(self, address: str, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+        self.address = address
+        self.timeout = timeout
+        self._channel = grpc.insecure_channel(
+            address, options=[("grpc.max_receive_message_length", 8 * 1024 * 1024)])
+        self._stub = api_pb2_grpc.ObjectServiceStub(self._channel)
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _call(self, method: str, request: Message) -> Message:
+        try:
+            result: Message = getattr(self._stub, method)(request, timeout=self.timeout)
+        except grpc.RpcError as e:
+            raise _translate(e, self.address) from e
+        return result
+
+    def apply(self, obj: Message, *, dry_run: bool = False) -> ApplyResult:
+        r = self._call("Apply", api_pb2.ApplyRequest(object=wrap(obj), dry_run=dry_run))
+        assert isinstance(r, api_pb2.ApplyResponse)
+        return ApplyResult(unwrap(r.object)[1], _OUTCOMES.get(r.result, "configured"))
+
+    def create(self, obj: Message, *, dry_run: bool = False) -> Message:
+        r = self._call("Create", api_pb2.CreateRequest(object=wrap(obj), dry_run=dry_run))
+        assert isinstance(r, api_pb2.ObjectResponse)
+        return unwrap(r.object)[1]
+
+    def update(self, obj: Message, *, dry_run: bool = False) -> Message:
+        r = self._call("Update", api_pb2.UpdateRequest(object=wrap(obj), dry_run=dry_run))
+        assert isinstance(r, api_pb2.ObjectResponse)
+        return unwrap(r.object)[1]
+
+    def get(self, kind: str, name: str, namespace: str = "") -> Message:
+        r = self._call("Get", api_pb2.GetRequest(kind=kind, namespace=namespace, name=name))
+        assert isinstance(r, api_pb2.ObjectResponse)
+        return unwrap(r.object)[1]
+
+    def delete(self, kind: str, name: str, namespace: str = "", *, uid: str = "") -> Message:
+        r = self._call("Delete", api_pb2.DeleteRequest(kind=kind, namespace=namespace, name=name, uid=uid))
+        assert isinstance(r, api_pb2.ObjectResponse)
+        return unwrap(r.object)[1]
+
+    def list_page(
+        self, kind: str, namespace: str = "", *, selector: str = "", limit: int = 0,
+        continue_token: str = "",
+    ) -> api_pb2.ListResponse:
+        request = api_pb2.ListRequest(kind=kind, namespace=namespace, label_selector=selector, limit=limit)
+        setattr(request, "continue", continue_token)  # noqa: B010 - "continue" is a keyword
+        r = self._call("List", request)
+        assert isinstance(r, api_pb2.ListResponse)
+        return r
+
+    def list(self, kind: str, namespace: str = "", *, selector: str = "",
+             page_size: int = 0) -> tuple[list[Message], str]:
+        """Every matching object (all pages) and the revision they were read at."""
+        items: list[Message] = []
+        token = ""
+        while True:
+            page = self.list_page(kind, namespace, selector=selector, limit=page_size,
+                                  continue_token=token)
+            items.extend(unwrap(o)[1] for o in page.items)
+            token = getattr(page, "continue")
+            if not token:
+                return items, page.resource_version
+
+    def watch(self, kind: str, namespace: str = "", *, selector: str = "",
+              resource_version: str = "") -> Iterator[WatchEvent]:
+        request = api_pb2.WatchRequest(kind=kind, namespace=namespace, label_selector=selector,
+                                       resource_version=resource_version)
+        names = {api_pb2.WatchEvent.ADDED: "ADDED", api_pb2.WatchEvent.MODIFIED: "MODIFIED",
+                 api_pb2.WatchEvent.DELETED: "DELETED"}
+        try:
+            for ev in self._stub.Watch(request):
+                yield WatchEvent(names.get(ev.type, "MODIFIED"), unwrap(ev.object)[1])
+        except grpc.RpcError as e:
+            raise _translate(e, self.address) from e

@@ -1,0 +1,104 @@
+"""Fixtures that run the real `corral` command: a server process with an
+embedded etcd in a temp dir, and a helper to run CLI commands against it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+MANIFESTS = REPO / "tests" / "fixtures" / "manifests"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Cli:
+    env: dict[str, str]
+
+    def run(self, *args: str, stdin: bytes | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "corral.cli.main", *args],
+            input=stdin.decode() if stdin is not None else None,
+            capture_output=True, text=True, env=self.env, timeout=timeout, check=False,
+        )
+
+
+@dataclass
+class ServerProcess:
+    data_dir: Path
+    address: str
+    env: dict[str, str]
+    log: Path
+    proc: subprocess.Popen[bytes] | None = field(default=None)
+
+    def start(self) -> None:
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "corral.cli.main", "server", "--listen", self.address,
+                 "--data-dir", str(self.data_dir)],
+                stdout=out, stderr=subprocess.STDOUT, env=self.env,
+            )
+        self.wait_ready()
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        cli = Cli(self.env)
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise AssertionError(f"server exited: {self.log.read_text()[-3000:]}")
+            if cli.run("get", "deployments", "-A", timeout=20).returncode == 0:
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"server not ready: {self.log.read_text()[-3000:]}")
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@pytest.fixture
+def cli_env(tmp_path: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env["XDG_CONFIG_HOME"] = str(tmp_path / "config")
+    env.pop("CORRAL_SERVER", None)
+    return env
+
+
+@pytest.fixture
+def server(tmp_path: Path, cli_env: dict[str, str]) -> Iterator[ServerProcess]:
+    address = f"127.0.0.1:{free_port()}"
+    env = {**cli_env, "CORRAL_SERVER": address}
+    proc = ServerProcess(tmp_path / "data", address, env, tmp_path / "server.log")
+    proc.start()
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture
+def cli(server: ServerProcess) -> Cli:
+    return Cli(server.env)
