@@ -38,7 +38,8 @@ def free_port() -> int:
 
 
 def make_pod(i: int) -> api_pb2.Object:
-    pod = pod_pb2.Pod(metadata=meta_pb2.ObjectMeta(name=f"bench-{i:06d}", labels={"app": "bench", "shard": str(i % 16)}))
+    labels = {"app": "bench", "shard": str(i % 16)}
+    pod = pod_pb2.Pod(metadata=meta_pb2.ObjectMeta(name=f"bench-{i:06d}", labels=labels))
     c = pod.spec.containers.add(name="main", image="busybox:1.36", command=["httpd", "-f", "-p", "8080"])
     c.ports.add(container_port=8080)
     c.resources.requests.update({"cpu": "10m", "memory": "16Mi"})
@@ -46,7 +47,7 @@ def make_pod(i: int) -> api_pb2.Object:
     return api_pb2.Object(pod=pod)
 
 
-async def wait_ready(stub: api_pb2_grpc.ObjectServiceStub, deadline: float) -> None:
+async def wait_ready(stub: api_pb2_grpc.ObjectServiceAsyncStub, deadline: float) -> None:
     while time.monotonic() < deadline:
         try:
             await stub.List(api_pb2.ListRequest(kind="pods", limit=1), timeout=2)
@@ -56,7 +57,7 @@ async def wait_ready(stub: api_pb2_grpc.ObjectServiceStub, deadline: float) -> N
     raise SystemExit("server did not become ready")
 
 
-async def create_all(stub: api_pb2_grpc.ObjectServiceStub, n: int, concurrency: int) -> float:
+async def create_all(stub: api_pb2_grpc.ObjectServiceAsyncStub, n: int, concurrency: int) -> float:
     queue = iter(range(n))
 
     async def worker() -> None:
@@ -68,7 +69,7 @@ async def create_all(stub: api_pb2_grpc.ObjectServiceStub, n: int, concurrency: 
     return time.perf_counter() - start
 
 
-async def list_all(stub: api_pb2_grpc.ObjectServiceStub) -> tuple[float, int, int]:
+async def list_all(stub: api_pb2_grpc.ObjectServiceAsyncStub) -> tuple[float, int, int]:
     start = time.perf_counter()
     count, pages, token = 0, 0, ""
     while True:
@@ -82,7 +83,7 @@ async def list_all(stub: api_pb2_grpc.ObjectServiceStub) -> tuple[float, int, in
             return time.perf_counter() - start, count, pages
 
 
-async def time_gets(stub: api_pb2_grpc.ObjectServiceStub, n: int, pods: int) -> list[float]:
+async def time_gets(stub: api_pb2_grpc.ObjectServiceAsyncStub, n: int, pods: int) -> list[float]:
     latencies = []
     for k in range(n):
         name = f"bench-{(k * 7919) % pods:06d}"
@@ -94,7 +95,7 @@ async def time_gets(stub: api_pb2_grpc.ObjectServiceStub, n: int, pods: int) -> 
 
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 async def run(args: argparse.Namespace) -> dict[str, object]:

@@ -74,21 +74,27 @@ _CODES: dict[grpc.StatusCode, type[ClientError]] = {
 }
 
 
+def _causes(error: grpc.Call) -> list[FieldCause]:
+    for item in error.trailing_metadata() or ():
+        key, value = item
+        if key == DETAILS_KEY and isinstance(value, bytes):
+            details = api_pb2.ErrorDetails.FromString(value)
+            return [FieldCause(c.field, c.message) for c in details.causes]
+    return []
+
+
 def _translate(error: grpc.RpcError, address: str) -> ClientError:
-    code = error.code()  # type: ignore[attr-defined]
-    message = error.details() or str(code)  # type: ignore[attr-defined]
+    if not isinstance(error, grpc.Call):
+        return ClientError(str(error))
+    code = error.code()
+    message = error.details() or str(code)
     if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
         return ServerUnavailableError(
             f"cannot reach the corral server at {address}: {message}\n"
             "Start one with `corral server --data-dir DIR`, or point at "
             "another with --server HOST:PORT or CORRAL_SERVER.")
     if code == grpc.StatusCode.INVALID_ARGUMENT:
-        causes: list[FieldCause] = []
-        for key, value in error.trailing_metadata() or ():  # type: ignore[attr-defined]
-            if key == DETAILS_KEY:
-                details = api_pb2.ErrorDetails.FromString(value)
-                causes = [FieldCause(c.field, c.message) for c in details.causes]
-        return InvalidError(message, causes)
+        return InvalidError(message, _causes(error))
     return _CODES.get(code, ClientError)(message)
 
 
@@ -166,7 +172,7 @@ class Client:
         continue_token: str = "",
     ) -> api_pb2.ListResponse:
         request = api_pb2.ListRequest(kind=kind, namespace=namespace, label_selector=selector, limit=limit)
-        setattr(request, "continue", continue_token)  # noqa: B010 - "continue" is a keyword
+        setattr(request, "continue", continue_token)
         r = self._call("List", request)
         assert isinstance(r, api_pb2.ListResponse)
         return r

@@ -500,8 +500,7 @@ class _Composer:
             return
         merged: dict[str, _Node] = {}
         for source in frame.merges:
-            listed = isinstance(source, _Collection) and source.kind == "seq"
-            mappings = source.items if isinstance(source, _Collection) and listed else [source]
+            mappings = source.items if isinstance(source, _Collection) and source.kind == "seq" else [source]
             for mapping in mappings:
                 if not isinstance(mapping, _Collection) or mapping.kind != "map":
                     message = "a << merge takes a mapping or a list of mappings"

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from google.protobuf.message import Message
 
 from protos.corral.v1 import (
-    meta_pb2,
     api_pb2,
     event_pb2,
+    meta_pb2,
     node_pb2,
     pod_pb2,
     service_pb2,

@@ -47,9 +47,8 @@ def merge_applied(existing: Message, applied: Message) -> Message:
         else:
             setattr(merged, name, getattr(applied, name))
     _merge_meta(merged, existing, applied)
-    if isinstance(merged, pod_pb2.Pod) and isinstance(existing, pod_pb2.Pod):
-        if not merged.spec.node_name:
-            merged.spec.node_name = existing.spec.node_name
+    if isinstance(merged, pod_pb2.Pod) and isinstance(existing, pod_pb2.Pod) and not merged.spec.node_name:
+        merged.spec.node_name = existing.spec.node_name
     return merged
 
 

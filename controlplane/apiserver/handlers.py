@@ -48,6 +48,9 @@ MAX_PAGE_BYTES = 2 * 1024 * 1024
 APPLY_RETRIES = 8
 
 
+Objects = list[Message]  # named here because ObjectApi.list shadows `list` in its body
+
+
 class ApplyOutcome(Enum):
     CREATED = "created"
     CONFIGURED = "configured"
@@ -56,7 +59,7 @@ class ApplyOutcome(Enum):
 
 @dataclass(frozen=True)
 class ListResult:
-    items: list[Message]
+    items: Objects
     resource_version: int
     continue_token: str
 
@@ -272,7 +275,7 @@ class ObjectApi:
         start_after: str | None = None
         if continue_token:
             revision, start_after = decode_continue(continue_token)
-        items: list[Message] = []
+        items: Objects = []
         size = 0
         more = True
         with _translated(info, ""):
@@ -311,7 +314,7 @@ class ObjectApi:
                 if item is not None:
                     yield item
 
-    async def _list_all(self, info: KindInfo, namespace: str) -> tuple[list[Message], int]:
+    async def _list_all(self, info: KindInfo, namespace: str) -> tuple[Objects, int]:
         with _translated(info, ""):
             return await self.objects.list_all(info, namespace)
 

@@ -80,7 +80,7 @@ class ObjectService(api_pb2_grpc.ObjectServiceServicer):
             await abort(context, e)
         response = api_pb2.ListResponse(
             items=[wrap(o) for o in result.items], resource_version=str(result.resource_version))
-        setattr(response, "continue", result.continue_token)  # noqa: B010 - "continue" is a keyword
+        setattr(response, "continue", result.continue_token)
         return response
 
     async def Watch(

@@ -29,7 +29,7 @@ CODES: dict[type[errors.ApiError], grpc.StatusCode] = {
 
 def code_for(error: errors.ApiError) -> grpc.StatusCode:
     for cls in type(error).__mro__:
-        code = CODES.get(cls)  # type: ignore[call-overload]
+        code = CODES.get(cls)
         if code is not None:
             return code
     return grpc.StatusCode.INTERNAL

@@ -90,13 +90,14 @@ def validate(info: KindInfo, obj: Message) -> list[Cause]:
 def validate_update(info: KindInfo, old: Message, new: Message) -> list[Cause]:
     """Rules about what may change between the stored object and a new one."""
     p = Problems()
-    if isinstance(old, workloads_pb2.Deployment | workloads_pb2.ReplicaSet):
-        if old.spec.selector != new.spec.selector:  # type: ignore[attr-defined]
-            p.add("spec.selector", "field is immutable")
-    if isinstance(old, pod_pb2.Pod) and isinstance(new, pod_pb2.Pod):
-        if _pod_spec_without_images(old.spec) != _pod_spec_without_images(new.spec):
-            p.add("spec", "pod updates may not change fields other than "
-                          "spec.containers[*].image (delete and re-create the pod)")
+    if (isinstance(old, workloads_pb2.Deployment | workloads_pb2.ReplicaSet)
+            and isinstance(new, workloads_pb2.Deployment | workloads_pb2.ReplicaSet)
+            and old.spec.selector != new.spec.selector):
+        p.add("spec.selector", "field is immutable")
+    if (isinstance(old, pod_pb2.Pod) and isinstance(new, pod_pb2.Pod)
+            and _pod_spec_without_images(old.spec) != _pod_spec_without_images(new.spec)):
+        p.add("spec", "pod updates may not change fields other than "
+                      "spec.containers[*].image (delete and re-create the pod)")
     del info
     return p.causes
 
@@ -302,10 +303,12 @@ def validate_container(p: Problems, path: str, c: pod_pb2.Container) -> None:
         if not env.name:
             p.add(f"{path}.env[{i}].name", "required")
     validate_resources(p, f"{path}.resources", c.resources)
-    for field, json in (("liveness_probe", "livenessProbe"), ("readiness_probe", "readinessProbe"),
-                        ("startup_probe", "startupProbe")):
-        if c.HasField(field):
-            validate_probe(p, f"{path}.{json}", getattr(c, field), names)
+    probes = (("livenessProbe", c.HasField("liveness_probe"), c.liveness_probe),
+              ("readinessProbe", c.HasField("readiness_probe"), c.readiness_probe),
+              ("startupProbe", c.HasField("startup_probe"), c.startup_probe))
+    for json_name, present, probe in probes:
+        if present:
+            validate_probe(p, f"{path}.{json_name}", probe, names)
 
 
 def validate_port_name(p: Problems, path: str, name: str) -> None:
@@ -385,9 +388,9 @@ def validate_affinity(p: Problems, path: str, affinity: pod_pb2.Affinity) -> Non
             at = f"{base}.nodeSelectorTerms[{i}].matchExpressions[{j}]"
             validate_label_key(p, f"{at}.key", expr.key)
             p.one_of(f"{at}.operator", expr.operator, NODE_SELECTOR_OPS)
-            if expr.operator in ("Gt", "Lt"):
-                if len(expr.values) != 1 or not expr.values[0].lstrip("-").isdigit():
-                    p.add(f"{at}.values", f"must be one integer for operator {expr.operator}")
+            if expr.operator in ("Gt", "Lt") and (
+                    len(expr.values) != 1 or not expr.values[0].lstrip("-").isdigit()):
+                p.add(f"{at}.values", f"must be one integer for operator {expr.operator}")
 
 
 # -- services, nodes, events --------------------------------------------------

@@ -7,6 +7,7 @@ from typing import Any
 
 import yaml
 from google.protobuf.message import Message
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from corral import client as api
 from corral.cli import printers
@@ -39,10 +40,16 @@ def _kv(values: Any) -> str:
     return ", ".join(f"{k}={v}" for k, v in sorted(values.items())) or "<none>"
 
 
+def _seen(e: event_pb2.Event) -> Timestamp:
+    return e.last_timestamp if e.last_timestamp.seconds else e.metadata.creation_timestamp
+
+
 def describe(obj: Message, events: list[event_pb2.Event], now: datetime) -> str:
     info, m = info_of(obj), meta(obj)
     doc = codec.to_dict(obj)
-    created = m.creation_timestamp.ToDatetime(tzinfo=UTC).isoformat() if m.creation_timestamp.seconds else ""
+    created = ""
+    if m.creation_timestamp.seconds:
+        created = m.creation_timestamp.ToDatetime(tzinfo=UTC).isoformat()
     lines = [f"Name:               {m.name}"]
     if info.namespaced:
         lines.append(f"Namespace:          {m.namespace}")
@@ -63,8 +70,8 @@ def describe(obj: Message, events: list[event_pb2.Event], now: datetime) -> str:
         lines += _block("Event", rest)
     lines.append("Events:" if events else "Events:  <none>")
     if events:
-        rows = [[e.type, e.reason, printers.age(e.last_timestamp if e.last_timestamp.seconds else e.metadata.creation_timestamp, now),
-                 e.source.component, e.message] for e in events]
+        rows = [[e.type, e.reason, printers.age(_seen(e), now), e.source.component, e.message]
+                for e in events]
         table = printers.format_table(rows, ["Type", "Reason", "Age", "From", "Message"])
         lines += ["  " + line for line in table.splitlines()]
     return "\n".join(lines)

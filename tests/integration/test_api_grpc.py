@@ -4,8 +4,9 @@ details, pagination and watches as a client sees them."""
 import asyncio
 import threading
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
+from typing import Any, TypeVar
 
 import pytest
 
@@ -14,6 +15,7 @@ from corral import client as api
 from protos.corral.v1 import meta_pb2, pod_pb2, workloads_pb2
 
 pytestmark = pytest.mark.etcd
+T = TypeVar("T")
 
 
 @pytest.fixture
@@ -34,7 +36,7 @@ def deployment(name: str, port: int = 80) -> workloads_pb2.Deployment:
     return d
 
 
-async def call(fn, *args, **kwargs):  # type: ignore[no-untyped-def]
+async def call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     return await asyncio.to_thread(fn, *args, **kwargs)
 
 

@@ -626,13 +626,15 @@ _scalars = st.one_of(
 _values = st.recursive(
     _scalars,
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_keys, inner, max_size=4),
-    max_leaves=20,
+    max_leaves=12,
 )
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(st.lists(st.dictionaries(_keys, _values, min_size=1, max_size=4), min_size=1, max_size=3))
-def test_reads_back_what_pyyaml_writes(documents: list[dict[str, Any]]) -> None:
+def test_reads_what_pyyaml_reads(documents: list[dict[str, Any]]) -> None:
     for flow in (False, True):
         raw = yaml.safe_dump_all(documents, default_flow_style=flow, allow_unicode=True, explicit_start=True)
-        assert _data(raw) == documents
+        # PyYAML itself does not always read back what it wrote (a raw U+0085
+        # in a quoted string folds to a space), so compare with its reading.
+        assert _data(raw) == list(yaml.safe_load_all(raw))

@@ -174,7 +174,7 @@ def test_service_validation() -> None:
     causes = causes_of(doc)
     assert "spec.ports[0].name: required when a Service has more than one port" in causes
     assert "spec.ports[1].name: required when a Service has more than one port" in causes
-    info, svc = parsed_and_defaulted(doc)
+    _, svc = parsed_and_defaulted(doc)
     assert isinstance(svc, service_pb2.Service)
     assert svc.spec.ports[0].target_port.int_val == 80
     assert svc.spec.type == "ClusterIP"

@@ -2,8 +2,10 @@
 
 import asyncio
 from datetime import UTC, datetime
+from typing import TypeVar
 
 import pytest
+from google.protobuf.message import Message
 
 from controlplane.apiserver import errors
 from controlplane.apiserver.handlers import ApplyOutcome, ObjectApi
@@ -12,6 +14,16 @@ from controlplane.store.objects import Change, ObjectStore
 from protos.corral.v1 import meta_pb2, pod_pb2, workloads_pb2
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+
+
+M = TypeVar("M", bound=Message)
+
+
+def copy_of(obj: Message, cls: type[M]) -> M:
+    assert isinstance(obj, cls)
+    copy = cls()
+    copy.CopyFrom(obj)
+    return copy
 
 
 def make_api() -> ObjectApi:
@@ -55,8 +67,7 @@ async def test_apply_creates_then_reports_unchanged_then_configured() -> None:
 async def test_apply_keeps_status_and_label_only_change_keeps_generation() -> None:
     api = make_api()
     created, _ = await api.apply(deployment())
-    with_status = workloads_pb2.Deployment()
-    with_status.CopyFrom(created)
+    with_status = copy_of(created, workloads_pb2.Deployment)
     with_status.status.ready_replicas = 3
     await api.objects.update(with_status)
     relabelled, outcome = await api.apply(deployment(labels={"app": "web", "team": "a"}))
@@ -101,13 +112,11 @@ async def test_create_conflicts_and_generate_name() -> None:
 async def test_update_with_stale_resource_version_is_a_conflict() -> None:
     api = make_api()
     first = await api.create(deployment())
-    second = workloads_pb2.Deployment()
-    second.CopyFrom(first)
+    second = copy_of(first, workloads_pb2.Deployment)
     second.spec.replicas = 5
     updated = await api.update(second)
     assert updated.spec.replicas == 5
-    stale = workloads_pb2.Deployment()
-    stale.CopyFrom(first)
+    stale = copy_of(first, workloads_pb2.Deployment)
     stale.spec.replicas = 7
     with pytest.raises(errors.ConflictError, match="has been modified"):
         await api.update(stale)
@@ -117,8 +126,7 @@ async def test_update_with_stale_resource_version_is_a_conflict() -> None:
 async def test_apply_keeps_pod_binding() -> None:
     api = make_api()
     created = await api.create(pod("p", {"app": "x"}))
-    bound = pod_pb2.Pod()
-    bound.CopyFrom(created)
+    bound = copy_of(created, pod_pb2.Pod)
     bound.spec.node_name = "node-1"
     await api.objects.update(bound)
     after, outcome = await api.apply(pod("p", {"app": "x"}))
