@@ -41,6 +41,7 @@ import re
 import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from itertools import pairwise
 from pathlib import Path
 from typing import Any, BinaryIO, ClassVar, Final, Literal, NoReturn, TypeAlias
@@ -691,38 +692,31 @@ def _unknown_kind(kind: str) -> str:
     return f"unknown kind {json.dumps(kind)} (known kinds: {', '.join(names)})"
 
 
-def _move_strategy_type(
-    doc: Document,
-) -> tuple[dict[str, Any], list[Problem], list[Problem]]:
+def _move_strategy_type(doc: Document) -> tuple[dict[str, Any], list[Problem], list[Problem]]:
     """Read a misplaced `spec.strategy.rollingUpdate.type` as `spec.strategy.type`.
 
-    Returns the (copied, never mutated) data, warnings and problems.
+    Returns the data (copied where it changes; the document's is never
+    mutated), the warnings and the problems.
     """
     spec = doc.data.get("spec")
     strategy = spec.get("strategy") if isinstance(spec, dict) else None
     rolling = strategy.get("rollingUpdate") if isinstance(strategy, dict) else None
-    if not isinstance(spec, dict) or not isinstance(strategy, dict):
+    if not isinstance(spec, dict) or not isinstance(strategy, dict) or not isinstance(rolling, dict):
         return doc.data, [], []
-    if not isinstance(rolling, dict) or "type" not in rolling:
+    if "type" not in rolling:
         return doc.data, [], []
     value = rolling["type"]
     strategy = {**strategy, "rollingUpdate": {k: v for k, v in rolling.items() if k != "type"}}
-    where = Problem(doc.source, doc.index, _join(doc.path, "spec.strategy.rollingUpdate.type"), "")
-    warnings: list[Problem] = []
-    problems: list[Problem] = []
+    data = {**doc.data, "spec": {**spec, "strategy": strategy}}
+    if value is None:
+        return data, [], []
+    note = partial(Problem, doc.source, doc.index, _join(doc.path, "spec.strategy.rollingUpdate.type"))
     hint = '"type" belongs in spec.strategy, one level up'
     existing = strategy.get("type")
-    if value is not None and existing is not None and existing != value:
-        message = f"{hint}; it conflicts with spec.strategy.type: {existing}"
-        problems.append(_with_message(where, message))
-    elif value is not None:
-        strategy["type"] = value
-        warnings.append(_with_message(where, f"{hint}; read as spec.strategy.type: {value}"))
-    return {**doc.data, "spec": {**spec, "strategy": strategy}}, warnings, problems
-
-
-def _with_message(problem: Problem, message: str) -> Problem:
-    return Problem(problem.source, problem.index, problem.path, message)
+    if existing is not None and existing != value:
+        return data, [], [note(f"{hint}; it conflicts with spec.strategy.type: {existing}")]
+    strategy["type"] = value
+    return data, [note(f"{hint}; read as spec.strategy.type: {value}")], []
 
 
 # --------------------------------------------------------------------------

@@ -19,7 +19,8 @@ strings are only strings, booleans only booleans, integers must fit their
 width, a `null` anywhere means "not set". Null items in lists are skipped too;
 reported indexes stay the ones the user wrote.
 
-Two value types are special: `corral.v1.IntOrString` (an int or a string) and
+Two value types are special: `corral.v1.IntOrString` (an int or a string; one
+with neither member set is left out by `to_dict`, like an unset one) and
 `google.protobuf.Timestamp` (RFC 3339). The maps named in `QUANTITY_MAP_FIELDS`
 hold Kubernetes quantities: they accept numbers as well as strings, store the
 text, and refuse what is not a quantity.
@@ -63,8 +64,6 @@ QUANTITY_MAP_FIELDS: Final = frozenset(
     }
 )
 
-INT_OR_STRING: Final = "corral.v1.IntOrString"
-TIMESTAMP: Final = "google.protobuf.Timestamp"
 
 M = TypeVar("M", bound=Message)
 
