@@ -130,9 +130,7 @@ def build_profile(
         name=name,
         filters=tuple(_filter(registry, n) for n in filters),
         scores=tuple(WeightedScore(_scorer(registry, n), w) for n, w in scores.items()),
-        strategies={
-            s: WeightedScore(_scorer(registry, n), w) for s, (n, w) in strategies.items()
-        },
+        strategies={s: WeightedScore(_scorer(registry, n), w) for s, (n, w) in strategies.items()},
     )
 
 

@@ -50,10 +50,12 @@ __all__ = [
     "Result",
     "Unschedulable",
     "feasible_nodes_to_find",
+    "find_feasible",
     "run_filters",
     "schedule_batch",
     "schedule_one",
     "score_node",
+    "select_host",
 ]
 
 MIN_FEASIBLE_NODES_TO_FIND = 100
@@ -114,9 +116,7 @@ def schedule_batch(
     results: list[Result] = []
     start = start_index
     for pod in pods:
-        result = schedule_one(
-            pod, snapshot, profile, sample_size=sample_size, start_index=start, rng=rng
-        )
+        result = schedule_one(pod, snapshot, profile, sample_size=sample_size, start_index=start, rng=rng)
         if isinstance(result, Placement):
             snapshot = snapshot.with_binding(pod, result.node)
         start = (start + result.examined) % len(snapshot) if len(snapshot) else 0
@@ -138,12 +138,10 @@ def schedule_one(
     `sample_size` is how many feasible nodes are enough (default: the
     adaptive `feasible_nodes_to_find`); the search starts at `start_index`.
     """
+    if sample_size is not None and sample_size < 1:
+        raise ValueError(f"sample_size must be >= 1, got {sample_size}")
     wanted = feasible_nodes_to_find(len(snapshot)) if sample_size is None else sample_size
-    if wanted < 1:
-        raise ValueError(f"sample_size must be >= 1, got {wanted}")
-    feasible, rejections, examined = find_feasible(
-        pod, snapshot.nodes, profile, wanted, start_index
-    )
+    feasible, rejections, examined = find_feasible(pod, snapshot.nodes, profile, wanted, start_index)
     if not feasible:
         return Unschedulable(pod.key, len(snapshot), _by_count(rejections), examined)
     node, score = select_host(pod, feasible, profile, rng)

@@ -213,9 +213,7 @@ class Snapshot:
 # -- building from protos -------------------------------------------------------
 
 
-def build_snapshot(
-    nodes: Iterable[node_pb2.Node], pods: Iterable[pod_pb2.Pod]
-) -> Snapshot:
+def build_snapshot(nodes: Iterable[node_pb2.Node], pods: Iterable[pod_pb2.Pod]) -> Snapshot:
     """A snapshot of `nodes`, counting every pod bound (`spec.nodeName`) to one."""
     bound: dict[str, list[pod_pb2.Pod]] = {}
     for pod in pods:
@@ -227,9 +225,7 @@ def build_snapshot(
 def node_info(node: node_pb2.Node, bound_pods: Iterable[pod_pb2.Pod]) -> NodeInfo:
     """The scheduler's view of `node`, given the pods bound to it."""
     pods = [
-        pod_request(p, default_strategy=LEAST_ALLOCATED)
-        for p in bound_pods
-        if p.status.phase not in _FINISHED_PHASES
+        pod_request(p, default_strategy=LEAST_ALLOCATED) for p in bound_pods if p.status.phase not in _FINISHED_PHASES
     ]
     return NodeInfo(
         name=node.metadata.name,
@@ -301,9 +297,7 @@ def _requests(container: pod_pb2.Container, *, nonzero: bool) -> Resources:
     return Resources(cpu or 0, memory or 0)
 
 
-def _amount(
-    resources: pod_pb2.ResourceRequirements, name: str, parse: Callable[[str], int]
-) -> int | None:
+def _amount(resources: pod_pb2.ResourceRequirements, name: str, parse: Callable[[str], int]) -> int | None:
     """The request for `name`, the limit when only that is set, None when neither."""
     text = resources.requests.get(name, resources.limits.get(name))
     return None if text is None else parse(text)

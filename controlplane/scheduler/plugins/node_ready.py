@@ -18,7 +18,9 @@ class NodeReady:
     name = "NodeReady"
 
     def filter(self, pod: PodRequest, node: NodeInfo) -> Status:
-        reasons = ((NOT_READY,) if not node.ready else ()) + (
-            (CORDONED,) if node.unschedulable else ()
-        )
-        return Status(reasons) if reasons else SUCCESS
+        reasons: list[str] = []
+        if not node.ready:
+            reasons.append(NOT_READY)
+        if node.unschedulable:
+            reasons.append(CORDONED)
+        return Status(tuple(reasons)) if reasons else SUCCESS

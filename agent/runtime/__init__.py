@@ -1,0 +1,1 @@
+"""Container runtimes behind one `ContainerRuntime` protocol (see `base`)."""

@@ -1,0 +1,125 @@
+"""The `ContainerRuntime` protocol: what the agent needs from Docker, from plain
+processes, or from the in-memory fake.
+
+A "container" is one run of one pod container. Restarting creates a new
+container (with an `attempt` label one higher), as the kubelet does, so exit
+codes and logs of the previous run stay readable. Every container carries the
+agent's labels (pod uid, pod name, namespace, container name, node, epoch,
+attempt), which is how an agent restarted after `kill -9` finds and adopts its
+own containers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import Enum
+from typing import Protocol
+
+# Label keys every runtime stores with each container.
+LABEL_MANAGED = "io.corral.managed"
+LABEL_POD_UID = "io.corral.pod.uid"
+LABEL_POD_NAME = "io.corral.pod.name"
+LABEL_NAMESPACE = "io.corral.pod.namespace"
+LABEL_CONTAINER = "io.corral.container"
+LABEL_NODE = "io.corral.node"
+LABEL_EPOCH = "io.corral.epoch"
+LABEL_ATTEMPT = "io.corral.attempt"
+
+
+class State(Enum):
+    CREATED = "created"
+    RUNNING = "running"
+    EXITED = "exited"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class PortMapping:
+    container_port: int
+    # 0 in a spec: publish on a free host port; the ContainerInfo reports the real one.
+    host_port: int = 0
+    protocol: str = "TCP"
+    host_ip: str = ""
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    # Unique per runtime, e.g. "corral_default_web-1_main_3f2a9c1d_0".
+    name: str
+    image: str
+    # Always, IfNotPresent or Never (Kubernetes semantics).
+    image_pull_policy: str = "IfNotPresent"
+    command: list[str] = field(default_factory=list)
+    args: list[str] = field(default_factory=list)
+    env: Mapping[str, str] = field(default_factory=dict)
+    working_dir: str = ""
+    ports: list[PortMapping] = field(default_factory=list)
+    cpu_limit_millis: int | None = None
+    memory_limit_bytes: int | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ContainerInfo:
+    id: str
+    name: str
+    image: str
+    labels: Mapping[str, str]
+    state: State
+    exit_code: int | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    # Published ports with the host ports actually bound.
+    ports: list[PortMapping] = field(default_factory=list)
+    # The container's own address, when it has one (Docker bridge IP); "" otherwise.
+    ip: str = ""
+    # A short reason from the runtime: "OOMKilled", "Error", "Completed", …
+    reason: str = ""
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    exit_code: int
+    output: bytes
+
+
+class ContainerRuntime(Protocol):
+    """Every method is async and never blocks the event loop."""
+
+    # "docker", "process" or "fake": the runtimeClassName this runtime serves.
+    name: str
+
+    async def ensure_image(self, image: str, pull_policy: str) -> None:
+        """Make the image present: pull per policy; ImageNotFoundError / ImagePullError."""
+        ...
+
+    async def run(self, spec: ContainerSpec) -> ContainerInfo:
+        """Create and start a container; ContainerStartError when it cannot start."""
+        ...
+
+    async def stop(self, container_id: str, *, grace_seconds: float) -> None:
+        """SIGTERM, wait up to the grace period, then SIGKILL. Stopped already is fine."""
+        ...
+
+    async def remove(self, container_id: str) -> None:
+        """Remove a stopped container and what it left (logs, work dir). Missing is fine."""
+        ...
+
+    async def inspect(self, container_id: str) -> ContainerInfo | None: ...
+
+    async def list(self, labels: Mapping[str, str]) -> list[ContainerInfo]:
+        """Containers (running or not) carrying all of these labels."""
+        ...
+
+    async def exec(self, container_id: str, command: list[str], *, timeout: float) -> ExecResult:
+        """Run a command inside the container (exec probes); exit code 124 on timeout."""
+        ...
+
+    def logs(self, container_id: str, *, tail: int | None = None, follow: bool = False) -> AsyncIterator[bytes]:
+        """The container's output (stdout and stderr interleaved), as chunks of lines."""
+        ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,36 @@
+"""Errors of the runtime boundary. Adapters translate their SDK's exceptions
+into these, in one place each, with `raise ... from`.
+
+    RuntimeFailure
+    ├── ImageNotFoundError       the image is not present and may not / cannot be pulled
+    ├── ImagePullError           a pull was attempted and failed (engine's message)
+    ├── ContainerStartError      create or start failed (bad command, port taken, …)
+    ├── ContainerNotFoundError   no container with that id
+    └── RuntimeUnavailableError  the engine does not answer (temporary)
+"""
+
+from __future__ import annotations
+
+
+class RuntimeFailure(Exception):
+    temporary = False
+
+
+class ImageNotFoundError(RuntimeFailure):
+    pass
+
+
+class ImagePullError(RuntimeFailure):
+    pass
+
+
+class ContainerStartError(RuntimeFailure):
+    pass
+
+
+class ContainerNotFoundError(RuntimeFailure):
+    pass
+
+
+class RuntimeUnavailableError(RuntimeFailure):
+    temporary = True
