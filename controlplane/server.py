@@ -7,6 +7,7 @@ under the data dir), serves the gRPC API, and stops cleanly on SIGINT/SIGTERM.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
@@ -17,11 +18,16 @@ import structlog
 
 from controlplane.apiserver.handlers import ObjectApi
 from controlplane.apiserver.service import ObjectService
+from controlplane.informer import Informer
+from controlplane.nodeapi.assignments import AssignmentIndex
+from controlplane.nodeapi.service import NodeService
+from controlplane.nodeapi.tunnels import TunnelRegistry
 from controlplane.store.base import Store
 from controlplane.store.embedded import EmbeddedEtcd
 from controlplane.store.etcd import EtcdStore
 from controlplane.store.objects import DEFAULT_PREFIX, ObjectStore
-from protos.corral.v1 import api_pb2_grpc
+from protos.corral.v1 import api_pb2_grpc, node_service_pb2_grpc
+from protos.kinds import by_kind
 
 log = structlog.get_logger(__name__)
 
@@ -47,6 +53,8 @@ class ServerConfig:
     etcd: list[str] = field(default_factory=list)
     data_dir: Path | None = None
     key_prefix: str = DEFAULT_PREFIX
+    # Seconds between agent heartbeats (sent to agents at registration).
+    heartbeat_period: int = 4
 
 
 @dataclass
@@ -77,8 +85,16 @@ async def start(config: ServerConfig, stack: AsyncExitStack) -> RunningServer:
     """Start everything; the stack stops it all again in reverse order."""
     store, endpoints = await open_store(config, stack)
     objects = ObjectStore(store, config.key_prefix)
+    api = ObjectApi(objects)
+    pods = Informer(objects, by_kind("Pod"))
+    informer_task = asyncio.create_task(pods.run(), name="pod-informer")
+    stack.push_async_callback(_cancel, informer_task)
+    assignments = AssignmentIndex(pods)
+    tunnels = TunnelRegistry()
     server = grpc.aio.server(options=GRPC_OPTIONS)
-    api_pb2_grpc.add_ObjectServiceServicer_to_server(ObjectService(ObjectApi(objects)), server)
+    api_pb2_grpc.add_ObjectServiceServicer_to_server(ObjectService(api, tunnels), server)
+    node_service_pb2_grpc.add_NodeServiceServicer_to_server(
+        NodeService(api, assignments, tunnels, heartbeat_period=config.heartbeat_period), server)
     try:
         port = server.add_insecure_port(config.listen)
     except RuntimeError as e:
@@ -91,6 +107,12 @@ async def start(config: ServerConfig, stack: AsyncExitStack) -> RunningServer:
     address = f"{host}:{port}"
     log.info("server_started", listen=address, etcd=",".join(endpoints))
     return RunningServer(address, endpoints)
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def serve(config: ServerConfig) -> None:

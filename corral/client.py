@@ -201,3 +201,14 @@ class Client:
                 yield WatchEvent(names.get(ev.type, "MODIFIED"), unwrap(ev.object)[1])
         except grpc.RpcError as e:
             raise _translate(e, self.address) from e
+
+    def logs(self, name: str, namespace: str = "", *, container: str = "", follow: bool = False,
+             tail_lines: int = 0, previous: bool = False) -> Iterator[bytes]:
+        """A container's output, chunk by chunk; with `follow`, until interrupted."""
+        request = api_pb2.LogsRequest(namespace=namespace, name=name, container=container, follow=follow,
+                                      tail_lines=tail_lines, previous=previous)
+        try:
+            for chunk in self._stub.Logs(request):
+                yield chunk.data
+        except grpc.RpcError as e:
+            raise _translate(e, self.address) from e

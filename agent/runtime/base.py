@@ -11,6 +11,7 @@ own containers.
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -26,6 +27,8 @@ LABEL_CONTAINER = "io.corral.container"
 LABEL_NODE = "io.corral.node"
 LABEL_EPOCH = "io.corral.epoch"
 LABEL_ATTEMPT = "io.corral.attempt"
+# A hash of the container spec it was started from: a changed spec restarts it.
+LABEL_SPEC_HASH = "io.corral.spec-hash"
 
 
 class State(Enum):
@@ -114,7 +117,15 @@ class ContainerRuntime(Protocol):
         """Containers (running or not) carrying all of these labels."""
         ...
 
-    async def exec(self, container_id: str, command: list[str], *, timeout: float) -> ExecResult:
+    # `builtins.list`: inside this class body, `list` names the method above.
+    # The runtime enforces `timeout` itself (it must also stop the command), hence ASYNC109.
+    async def exec(
+        self,
+        container_id: str,
+        command: builtins.list[str],
+        *,
+        timeout: float,  # noqa: ASYNC109
+    ) -> ExecResult:
         """Run a command inside the container (exec probes); exit code 124 on timeout."""
         ...
 

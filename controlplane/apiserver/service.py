@@ -11,11 +11,12 @@ from collections.abc import AsyncIterator
 import grpc
 from google.protobuf.message import Message
 
-from controlplane.apiserver.errors import ApiError, BadRequestError
+from controlplane.apiserver.errors import ApiError, BadRequestError, UnavailableError
 from controlplane.apiserver.handlers import ApplyOutcome, ObjectApi
 from controlplane.apiserver.status import abort
+from controlplane.nodeapi.tunnels import TunnelError, TunnelRegistry
 from controlplane.store.objects import Change
-from protos.corral.v1 import api_pb2, api_pb2_grpc
+from protos.corral.v1 import api_pb2, api_pb2_grpc, node_service_pb2, pod_pb2
 from protos.kinds import UnknownKindError, unwrap, wrap
 
 Context = grpc.aio.ServicerContext[object, object]
@@ -39,9 +40,23 @@ def _unwrapped(envelope: api_pb2.Object) -> Message:
         raise BadRequestError("request carries no object") from e
 
 
+def _container_for(pod: pod_pb2.Pod, requested: str) -> str:
+    names = [c.name for c in pod.spec.containers]
+    if requested:
+        if requested not in names:
+            raise BadRequestError(f'container {requested} is not valid for pod {pod.metadata.name}; '
+                                  f'choose one of: {" ".join(names)}')
+        return requested
+    if len(names) != 1:
+        raise BadRequestError(f"a container name must be specified for pod {pod.metadata.name}, "
+                              f'choose one of: {" ".join(names)}')
+    return names[0]
+
+
 class ObjectService(api_pb2_grpc.ObjectServiceServicer):
-    def __init__(self, api: ObjectApi) -> None:
+    def __init__(self, api: ObjectApi, tunnels: TunnelRegistry | None = None) -> None:
         self.api = api
+        self.tunnels = tunnels or TunnelRegistry()
 
     async def Apply(self, request: api_pb2.ApplyRequest, context: Context) -> api_pb2.ApplyResponse:
         try:
@@ -101,3 +116,22 @@ class ObjectService(api_pb2_grpc.ObjectServiceServicer):
         except ApiError as e:
             await abort(context, e)
         return api_pb2.ObjectResponse(object=wrap(obj))
+
+    async def Logs(self, request: api_pb2.LogsRequest, context: Context) -> AsyncIterator[api_pb2.LogsChunk]:
+        try:
+            pod = await self.api.get("Pod", request.namespace, request.name)
+            assert isinstance(pod, pod_pb2.Pod)
+            container = _container_for(pod, request.container)
+            if not pod.spec.node_name:
+                raise BadRequestError(f"pod {pod.metadata.name} is not running on a node yet")
+            ask = node_service_pb2.LogRequest(
+                namespace=pod.metadata.namespace, pod_name=pod.metadata.name, pod_uid=pod.metadata.uid,
+                container=container, follow=request.follow, tail_lines=request.tail_lines,
+                previous=request.previous)
+            try:
+                async for data in self.tunnels.logs(pod.spec.node_name, ask):
+                    yield api_pb2.LogsChunk(data=data)
+            except TunnelError as e:
+                raise UnavailableError(str(e)) from e
+        except ApiError as e:
+            await abort(context, e)

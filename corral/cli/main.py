@@ -11,7 +11,7 @@ import sys
 import click
 
 from corral import client
-from corral.cli import config, resources
+from corral.cli import agent_cmd, config, logs_cmd, resources
 from corral.cli.context import Context
 from corral.manifest import ManifestError
 from protos.kinds import UnknownKindError
@@ -30,6 +30,8 @@ cli.add_command(resources.apply_cmd)
 cli.add_command(resources.get_cmd)
 cli.add_command(resources.describe_cmd)
 cli.add_command(resources.delete_cmd)
+cli.add_command(agent_cmd.agent_cmd)
+cli.add_command(logs_cmd.logs_cmd)
 
 
 @cli.command("server")

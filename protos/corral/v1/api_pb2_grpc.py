@@ -69,6 +69,11 @@ class ObjectServiceStub:
                 request_serializer=protos_dot_corral_dot_v1_dot_api__pb2.DeleteRequest.SerializeToString,
                 response_deserializer=protos_dot_corral_dot_v1_dot_api__pb2.ObjectResponse.FromString,
                 _registered_method=True)
+        self.Logs = channel.unary_stream(
+                '/corral.v1.ObjectService/Logs',
+                request_serializer=protos_dot_corral_dot_v1_dot_api__pb2.LogsRequest.SerializeToString,
+                response_deserializer=protos_dot_corral_dot_v1_dot_api__pb2.LogsChunk.FromString,
+                _registered_method=True)
 
 
 class ObjectServiceServicer:
@@ -116,6 +121,14 @@ class ObjectServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Logs(self, request, context):
+        """A container's output, relayed from its node's agent over the agent's own
+        outbound tunnel.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ObjectServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -153,6 +166,11 @@ def add_ObjectServiceServicer_to_server(servicer, server):
                     servicer.Delete,
                     request_deserializer=protos_dot_corral_dot_v1_dot_api__pb2.DeleteRequest.FromString,
                     response_serializer=protos_dot_corral_dot_v1_dot_api__pb2.ObjectResponse.SerializeToString,
+            ),
+            'Logs': grpc.unary_stream_rpc_method_handler(
+                    servicer.Logs,
+                    request_deserializer=protos_dot_corral_dot_v1_dot_api__pb2.LogsRequest.FromString,
+                    response_serializer=protos_dot_corral_dot_v1_dot_api__pb2.LogsChunk.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -344,6 +362,33 @@ class ObjectService:
             '/corral.v1.ObjectService/Delete',
             protos_dot_corral_dot_v1_dot_api__pb2.DeleteRequest.SerializeToString,
             protos_dot_corral_dot_v1_dot_api__pb2.ObjectResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Logs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/corral.v1.ObjectService/Logs',
+            protos_dot_corral_dot_v1_dot_api__pb2.LogsRequest.SerializeToString,
+            protos_dot_corral_dot_v1_dot_api__pb2.LogsChunk.FromString,
             options,
             channel_credentials,
             insecure,

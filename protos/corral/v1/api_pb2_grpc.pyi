@@ -38,6 +38,10 @@ class ObjectServiceStub:
     List: _grpc.UnaryUnaryMultiCallable[_api_pb2.ListRequest, _api_pb2.ListResponse]
     Watch: _grpc.UnaryStreamMultiCallable[_api_pb2.WatchRequest, _api_pb2.WatchEvent]
     Delete: _grpc.UnaryUnaryMultiCallable[_api_pb2.DeleteRequest, _api_pb2.ObjectResponse]
+    Logs: _grpc.UnaryStreamMultiCallable[_api_pb2.LogsRequest, _api_pb2.LogsChunk]
+    """A container's output, relayed from its node's agent over the agent's own
+    outbound tunnel.
+    """
 
 @_typing.type_check_only
 class ObjectServiceAsyncStub(ObjectServiceStub):
@@ -49,6 +53,10 @@ class ObjectServiceAsyncStub(ObjectServiceStub):
     List: _aio.UnaryUnaryMultiCallable[_api_pb2.ListRequest, _api_pb2.ListResponse]  # type: ignore[assignment]
     Watch: _aio.UnaryStreamMultiCallable[_api_pb2.WatchRequest, _api_pb2.WatchEvent]  # type: ignore[assignment]
     Delete: _aio.UnaryUnaryMultiCallable[_api_pb2.DeleteRequest, _api_pb2.ObjectResponse]  # type: ignore[assignment]
+    Logs: _aio.UnaryStreamMultiCallable[_api_pb2.LogsRequest, _api_pb2.LogsChunk]  # type: ignore[assignment]
+    """A container's output, relayed from its node's agent over the agent's own
+    outbound tunnel.
+    """
 
 class ObjectServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -99,5 +107,15 @@ class ObjectServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _api_pb2.DeleteRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_api_pb2.ObjectResponse, _abc.Awaitable[_api_pb2.ObjectResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def Logs(
+        self,
+        request: _api_pb2.LogsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_api_pb2.LogsChunk], _abc.AsyncIterator[_api_pb2.LogsChunk]]:
+        """A container's output, relayed from its node's agent over the agent's own
+        outbound tunnel.
+        """
 
 def add_ObjectServiceServicer_to_server(servicer: ObjectServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -720,6 +720,7 @@ class ContainerStatus(_message.Message):
     IMAGE_ID_FIELD_NUMBER: _builtins.int
     CONTAINER_ID_FIELD_NUMBER: _builtins.int
     STARTED_FIELD_NUMBER: _builtins.int
+    PORTS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     ready: _builtins.bool
     restart_count: _builtins.int
@@ -731,6 +732,12 @@ class ContainerStatus(_message.Message):
     def state(self) -> Global___ContainerState: ...
     @_builtins.property
     def last_state(self) -> Global___ContainerState: ...
+    @_builtins.property
+    def ports(self) -> _containers.RepeatedCompositeFieldContainer[Global___ContainerPort]:
+        """corral: the container's published ports with the host ports actually bound
+        (what a Service's endpoints point at on bare metal).
+        """
+
     def __init__(
         self,
         *,
@@ -743,10 +750,11 @@ class ContainerStatus(_message.Message):
         image_id: _builtins.str = ...,
         container_id: _builtins.str = ...,
         started: _builtins.bool = ...,
+        ports: _abc.Iterable[Global___ContainerPort] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["last_state", b"last_state", "state", b"state"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["container_id", b"container_id", "image", b"image", "image_id", b"image_id", "last_state", b"last_state", "name", b"name", "ready", b"ready", "restart_count", b"restart_count", "started", b"started", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["container_id", b"container_id", "image", b"image", "image_id", b"image_id", "last_state", b"last_state", "name", b"name", "ports", b"ports", "ready", b"ready", "restart_count", b"restart_count", "started", b"started", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

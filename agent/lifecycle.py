@@ -1,0 +1,291 @@
+"""The pod lifecycle as pure functions: what to do next, and what status to report.
+
+`decide` compares a pod's spec with the containers the runtime has for it
+and returns actions; `pod_status` turns the same observations into the
+PodStatus the agent reports. Both take `now` (monotonic seconds for timers,
+wall time only inside the observations), do no I/O and never raise for
+anything a container does.
+
+Rules (the kubelet's):
+- Each start of a container is a new runtime container with `attempt` one
+  higher; `restartCount` is the latest attempt number.
+- restartPolicy Always restarts any exit, OnFailure only non-zero exits, Never
+  none. Restarts wait out the crash-loop back-off (shown as CrashLoopBackOff).
+- A failed liveness or startup probe kills the container; the restart policy
+  then decides. Readiness only changes the Ready condition.
+- A container whose spec changed (image, command, …) is replaced at once.
+- The newest exited run is kept for `logs --previous`; older runs are removed.
+- Phase only moves forward: Pending → Running → Succeeded | Failed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from agent.probes.tracker import ProbeState
+from agent.runtime.base import LABEL_ATTEMPT, LABEL_SPEC_HASH, ContainerInfo, State
+from protos.corral.v1 import pod_pb2
+
+
+@dataclass
+class ContainerTrack:
+    """What the agent remembers about one container of a pod between steps."""
+
+    # Monotonic time before which the container must not be (re)started.
+    not_before: float = 0.0
+    # Current back-off delay in seconds (0: none yet).
+    delay: float = 0.0
+    # Set while the image cannot be had: ErrImagePull first, then ImagePullBackOff.
+    image_error: str = ""
+    image_error_reason: str = ""
+    start_error: str = ""
+    liveness: ProbeState = ProbeState.UNKNOWN
+    readiness: ProbeState = ProbeState.UNKNOWN
+    startup: ProbeState = ProbeState.UNKNOWN
+    # The container id the probe states belong to (they reset with every run).
+    probed_id: str = ""
+    probe_message: str = ""
+
+
+@dataclass(frozen=True)
+class Start:
+    container: pod_pb2.Container
+    attempt: int
+
+
+@dataclass(frozen=True)
+class Kill:
+    container_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Remove:
+    container_id: str
+
+
+Action = Start | Kill | Remove
+
+
+def spec_hash(container: pod_pb2.Container) -> str:
+    """A short stable hash of what a running container was made from."""
+    relevant = pod_pb2.Container()
+    relevant.CopyFrom(container)
+    # Probes and pull policy do not need a new container when they change.
+    for name in ("liveness_probe", "readiness_probe", "startup_probe"):
+        relevant.ClearField(name)
+    relevant.image_pull_policy = ""
+    return hashlib.sha256(relevant.SerializeToString(deterministic=True)).hexdigest()[:16]
+
+
+def attempt_of(info: ContainerInfo) -> int:
+    try:
+        return int(info.labels.get(LABEL_ATTEMPT, "0"))
+    except ValueError:
+        return 0
+
+
+def runs_by_container(containers: Sequence[ContainerInfo], label: str) -> dict[str, list[ContainerInfo]]:
+    """Group a pod's runtime containers by container name, oldest attempt first."""
+    grouped: dict[str, list[ContainerInfo]] = {}
+    for info in containers:
+        grouped.setdefault(info.labels.get(label, ""), []).append(info)
+    for runs in grouped.values():
+        runs.sort(key=attempt_of)
+    return grouped
+
+
+def should_restart(policy: str, exit_code: int | None) -> bool:
+    if policy == "Always":
+        return True
+    if policy == "OnFailure":
+        return exit_code != 0
+    return False
+
+
+def decide(
+    pod: pod_pb2.Pod,
+    runs: Mapping[str, list[ContainerInfo]],
+    tracks: Mapping[str, ContainerTrack],
+    now: float,
+) -> list[Action]:
+    """The next actions for a pod that should be running on this node."""
+    actions: list[Action] = []
+    wanted = {c.name for c in pod.spec.containers}
+    for container in pod.spec.containers:
+        history = runs.get(container.name, [])
+        track = tracks.get(container.name, ContainerTrack())
+        actions += _decide_container(pod, container, history, track, now)
+    for name, history in runs.items():
+        if name not in wanted:
+            actions += [Kill(r.id, "container removed from the pod spec")
+                        for r in history if r.state is State.RUNNING]
+            actions += [Remove(r.id) for r in history if r.state is not State.RUNNING]
+    return actions
+
+
+def _decide_container(pod: pod_pb2.Pod, container: pod_pb2.Container, history: list[ContainerInfo],
+                      track: ContainerTrack, now: float) -> list[Action]:
+    actions: list[Action] = [Remove(r.id) for r in history[:-2] if r.state is not State.RUNNING]
+    latest = history[-1] if history else None
+    if latest is None:
+        return actions + ([Start(container, 0)] if now >= track.not_before else [])
+    if latest.state is State.RUNNING:
+        if latest.labels.get(LABEL_SPEC_HASH, "") != spec_hash(container):
+            return [*actions, Kill(latest.id, "container spec changed")]
+        if track.probed_id == latest.id and ProbeState.FAILURE in (track.liveness, track.startup):
+            probe = "startup" if track.startup is ProbeState.FAILURE else "liveness"
+            return [*actions, Kill(latest.id, f"{probe} probe failed")]
+        return actions
+    if latest.state is State.CREATED:
+        return [*actions, Remove(latest.id), Start(container, attempt_of(latest) + 1)]
+    changed = latest.labels.get(LABEL_SPEC_HASH, "") != spec_hash(container)
+    if changed or (should_restart(pod.spec.restart_policy, latest.exit_code) and now >= track.not_before):
+        # Keep only the run being replaced as "previous".
+        older = [Remove(r.id) for r in history[:-1]] if len(history) > 1 else []
+        return [*older, Start(container, attempt_of(latest) + 1)]
+    return actions
+
+
+# -- status ----------------------------------------------------------------------
+
+PHASE_ORDER = {"": 0, "Pending": 1, "Running": 2, "Succeeded": 3, "Failed": 3}
+
+
+@dataclass(frozen=True)
+class StatusInputs:
+    """Everything `pod_status` needs besides the pod and its runs."""
+
+    host_ip: str
+    runtime_name: str
+    # Wall-clock time, as a datetime, for condition transitions.
+    now_wall: datetime
+    # Monotonic now, to say how long a back-off still waits.
+    now: float
+    tracks: Mapping[str, ContainerTrack] = field(default_factory=dict)
+
+
+def _timestamp(target: Timestamp, value: datetime | None) -> None:
+    if value is not None:
+        target.FromDatetime(value)
+
+
+def _terminated(info: ContainerInfo, runtime: str) -> pod_pb2.ContainerStateTerminated:
+    t = pod_pb2.ContainerStateTerminated(
+        exit_code=info.exit_code or 0,
+        reason=info.reason or ("Completed" if info.exit_code == 0 else "Error"),
+        message=info.message, container_id=f"{runtime}://{info.id}")
+    _timestamp(t.started_at, info.started_at)
+    _timestamp(t.finished_at, info.finished_at)
+    return t
+
+
+def container_status(pod: pod_pb2.Pod, container: pod_pb2.Container, history: list[ContainerInfo],
+                     track: ContainerTrack, inputs: StatusInputs) -> pod_pb2.ContainerStatus:
+    status = pod_pb2.ContainerStatus(name=container.name, image=container.image)
+    latest = history[-1] if history else None
+    if latest is not None:
+        status.restart_count = attempt_of(latest)
+        status.container_id = f"{inputs.runtime_name}://{latest.id}"
+        status.ports.extend(pod_pb2.ContainerPort(container_port=p.container_port, host_port=p.host_port,
+                                                  protocol=p.protocol, host_ip=p.host_ip)
+                            for p in latest.ports)
+    previous = next((r for r in reversed(history[:-1]) if r.state is State.EXITED), None)
+    if previous is not None:
+        status.last_state.terminated.CopyFrom(_terminated(previous, inputs.runtime_name))
+    _fill_state(status, pod, container, latest, track, inputs)
+    return status
+
+
+def _fill_state(status: pod_pb2.ContainerStatus, pod: pod_pb2.Pod, container: pod_pb2.Container,
+                latest: ContainerInfo | None, track: ContainerTrack, inputs: StatusInputs) -> None:
+    waiting = status.state.waiting
+    if track.image_error:
+        waiting.reason, waiting.message = track.image_error_reason or "ErrImagePull", track.image_error
+        return
+    if latest is None:
+        waiting.reason = "CreateContainerError" if track.start_error else "ContainerCreating"
+        waiting.message = track.start_error
+        return
+    if latest.state is State.RUNNING:
+        _timestamp(status.state.running.started_at, latest.started_at)
+        probed = track.probed_id == latest.id
+        started = not container.HasField("startup_probe") or (probed and track.startup is ProbeState.SUCCESS)
+        status.started = started
+        ready_probe_ok = not container.HasField("readiness_probe") or (
+            probed and track.readiness is ProbeState.SUCCESS)
+        status.ready = started and ready_probe_ok
+        return
+    if (latest.state is State.EXITED and should_restart(pod.spec.restart_policy, latest.exit_code)
+            and latest.labels.get(LABEL_SPEC_HASH, "") == spec_hash(container)):
+        wait = max(0, round(track.not_before - inputs.now))
+        waiting.reason = "CrashLoopBackOff"
+        waiting.message = f"back-off {wait}s restarting failed container={container.name} pod={pod.metadata.name}"
+        status.last_state.terminated.CopyFrom(_terminated(latest, inputs.runtime_name))
+        return
+    status.state.terminated.CopyFrom(_terminated(latest, inputs.runtime_name))
+
+
+def pod_phase(pod: pod_pb2.Pod, statuses: Sequence[pod_pb2.ContainerStatus]) -> str:
+    """Kubernetes' phase rules, before the forward-only adjustment."""
+    states = [_state_name(s) for s in statuses]
+    if any(s == "waiting" and not st.restart_count and not st.last_state.HasField("terminated")
+           for s, st in zip(states, statuses, strict=True)):
+        return "Pending"
+    if any(s in ("running", "waiting") for s in states):
+        return "Running"
+    failed = any(st.state.terminated.exit_code != 0 for st in statuses)
+    return "Failed" if failed else "Succeeded"
+
+
+def _state_name(status: pod_pb2.ContainerStatus) -> str:
+    for name in ("running", "terminated", "waiting"):
+        if status.state.HasField(name):
+            return name
+    return "waiting"
+
+
+def forward_phase(previous: str, computed: str) -> str:
+    """Phases never move backwards; a finished pod stays finished."""
+    if PHASE_ORDER.get(previous, 0) > PHASE_ORDER.get(computed, 0):
+        return previous
+    if previous in ("Succeeded", "Failed"):
+        return previous
+    return computed
+
+
+def pod_status(pod: pod_pb2.Pod, runs: Mapping[str, list[ContainerInfo]], inputs: StatusInputs,
+               previous: pod_pb2.PodStatus) -> pod_pb2.PodStatus:
+    """The status to report for `pod`, keeping transition times that did not change."""
+    status = pod_pb2.PodStatus(host_ip=inputs.host_ip)
+    statuses = [container_status(pod, c, runs.get(c.name, []), inputs.tracks.get(c.name, ContainerTrack()),
+                                 inputs) for c in pod.spec.containers]
+    status.container_statuses.extend(statuses)
+    status.phase = forward_phase(previous.phase, pod_phase(pod, statuses))
+    pod_ip = next((r[-1].ip for r in runs.values() if r and r[-1].ip), "")
+    status.pod_ip = pod_ip or inputs.host_ip
+    if previous.HasField("start_time"):
+        status.start_time.CopyFrom(previous.start_time)
+    else:
+        _timestamp(status.start_time, inputs.now_wall)
+    ready = bool(statuses) and all(s.ready for s in statuses) and status.phase == "Running"
+    for kind, value in (("Initialized", True), ("ContainersReady", ready), ("Ready", ready),
+                        ("PodScheduled", True)):
+        _set_condition(status, previous, kind, value, inputs.now_wall)
+    return status
+
+
+def _set_condition(status: pod_pb2.PodStatus, previous: pod_pb2.PodStatus, kind: str, value: bool,
+                   now_wall: datetime) -> None:
+    text = "True" if value else "False"
+    cond = status.conditions.add(type=kind, status=text)
+    old = next((c for c in previous.conditions if c.type == kind), None)
+    if old is not None and old.status == text:
+        cond.last_transition_time.CopyFrom(old.last_transition_time)
+    else:
+        _timestamp(cond.last_transition_time, now_wall)

@@ -1,0 +1,106 @@
+"""`corral agent`: assemble the runtimes, the pod manager and the session, and
+run them until SIGINT/SIGTERM. Stopping the agent leaves pods running (as the
+kubelet does); a restarted agent adopts them by their labels."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import structlog
+
+from agent.manager import PodManager
+from agent.node_status import node_status
+from agent.pod_worker import WorkerSettings
+from agent.runtime.base import ContainerRuntime
+from agent.runtime.errors import RuntimeFailure
+from agent.session import Session, SessionConfig
+
+log = structlog.get_logger(__name__)
+
+RUNTIMES = ("docker", "process", "fake")
+
+
+class AgentError(Exception):
+    """The agent cannot start (no runtime, bad option, …)."""
+
+
+@dataclass
+class AgentConfig:
+    server: str
+    name: str
+    data_dir: Path
+    runtimes: list[str] = field(default_factory=lambda: ["docker"])
+    labels: dict[str, str] = field(default_factory=dict)
+    # The address other nodes and the control plane reach this node at.
+    address: str = ""
+    poll_interval: float = 1.0
+
+
+def route_address(server: str) -> str:
+    """The local address this machine uses to reach the server (no packet is sent)."""
+    host, _, port = server.rpartition(":")
+    host = host.strip("[]") or "127.0.0.1"
+    try:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_DGRAM) as s:
+            s.connect((host, int(port or 7443)))
+            return str(s.getsockname()[0])
+    except OSError:
+        return "127.0.0.1"
+
+
+async def open_runtimes(config: AgentConfig) -> dict[str, ContainerRuntime]:
+    runtimes: dict[str, ContainerRuntime] = {}
+    for name in config.runtimes:
+        if name == "docker":
+            from agent.runtime.docker import DockerRuntime
+
+            try:
+                runtimes[name] = await DockerRuntime.connect()
+            except RuntimeFailure as e:
+                raise AgentError(f"--runtime docker: no Docker engine answers ({e}); "
+                                 "start dockerd, or run with --runtime process") from e
+        elif name == "process":
+            from agent.runtime.process import ProcessRuntime
+
+            runtimes[name] = ProcessRuntime(config.data_dir / "process")
+        elif name == "fake":
+            from agent.runtime.fake import FakeRuntime
+
+            runtimes[name] = FakeRuntime()
+        else:
+            raise AgentError(f'unknown runtime "{name}" (known: {", ".join(RUNTIMES)})')
+    return runtimes
+
+
+async def run_agent(config: AgentConfig) -> None:
+    config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    address = config.address or route_address(config.server)
+    runtimes = await open_runtimes(config)
+    settings = WorkerSettings(node_name=config.name, host_ip=address, poll_interval=config.poll_interval)
+    manager = PodManager(runtimes, settings, config.data_dir)
+    status = node_status(address=address, runtimes=list(runtimes))
+    session = Session(SessionConfig(server=config.server, node_name=config.name, labels=config.labels),
+                      manager, status)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    log.info("agent_starting", node=config.name, server=config.server, address=address,
+             runtimes=list(runtimes))
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(manager.run()), group.create_task(session.run())]
+            await stop.wait()
+            for task in tasks:
+                task.cancel()
+    finally:
+        for runtime in runtimes.values():
+            with contextlib.suppress(Exception):
+                await runtime.close()
+    log.info("agent_stopped", node=config.name)

@@ -1,0 +1,296 @@
+"""One serial worker per pod: observe the runtime, decide, act, report.
+
+The decisions are `lifecycle.decide`; this shell lists the pod's containers,
+runs due probes, turns actions into runtime calls, keeps the crash-loop and
+image-pull back-offs, and hands changed statuses to the manager. It wakes on
+a pod update, and otherwise every `poll_interval` seconds (sooner when a probe
+or back-off is due).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+
+from agent import lifecycle
+from agent.backoff import CrashLoopBackoff
+from agent.lifecycle import Action, ContainerTrack, Kill, Remove, Start
+from agent.probes.runner import run_probe
+from agent.probes.target import resolve_probe_target
+from agent.probes.tracker import ProbeState, ProbeTracker, settings_from_proto
+from agent.runtime import base
+from agent.runtime.base import ContainerInfo, ContainerRuntime, ContainerSpec, PortMapping, State
+from agent.runtime.errors import ContainerStartError, ImageNotFoundError, ImagePullError, RuntimeFailure
+from protos import quantity
+from protos.corral.v1 import pod_pb2
+
+log = structlog.get_logger(__name__)
+
+StatusSink = Callable[[pod_pb2.Pod, pod_pb2.PodStatus], None]
+PROBE_FIELDS = (("startup", "startup_probe"), ("liveness", "liveness_probe"), ("readiness", "readiness_probe"))
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    node_name: str
+    host_ip: str
+    poll_interval: float = 1.0
+    backoff: CrashLoopBackoff = field(default_factory=CrashLoopBackoff)
+
+
+def container_name(pod: pod_pb2.Pod, container: pod_pb2.Container, attempt: int) -> str:
+    m = pod.metadata
+    return f"corral_{m.namespace}_{m.name}_{container.name}_{m.uid[:8]}_{attempt}"
+
+
+def build_spec(pod: pod_pb2.Pod, container: pod_pb2.Container, attempt: int, *, node: str,
+               epoch: int, extra_env: dict[str, str]) -> ContainerSpec:
+    limits = container.resources.limits
+    labels = {
+        base.LABEL_MANAGED: "true", base.LABEL_POD_UID: pod.metadata.uid,
+        base.LABEL_POD_NAME: pod.metadata.name, base.LABEL_NAMESPACE: pod.metadata.namespace,
+        base.LABEL_CONTAINER: container.name, base.LABEL_NODE: node, base.LABEL_EPOCH: str(epoch),
+        base.LABEL_ATTEMPT: str(attempt), base.LABEL_SPEC_HASH: lifecycle.spec_hash(container),
+    }
+    return ContainerSpec(
+        name=container_name(pod, container, attempt), image=container.image,
+        image_pull_policy=container.image_pull_policy or "IfNotPresent",
+        command=list(container.command), args=list(container.args),
+        env={**extra_env, **{e.name: e.value for e in container.env}}, working_dir=container.working_dir,
+        ports=[PortMapping(p.container_port, p.host_port, p.protocol or "TCP", p.host_ip) for p in container.ports],
+        cpu_limit_millis=quantity.cpu_millis(limits["cpu"]) if "cpu" in limits else None,
+        memory_limit_bytes=quantity.memory_bytes(limits["memory"]) if "memory" in limits else None,
+        labels=labels,
+    )
+
+
+class PodWorker:
+    def __init__(self, pod: pod_pb2.Pod, runtime: ContainerRuntime, settings: WorkerSettings,
+                 sink: StatusSink, *, epoch: int, extra_env: dict[str, str] | None = None) -> None:
+        self.pod = pod
+        self.runtime = runtime
+        self.settings = settings
+        self.sink = sink
+        self.epoch = epoch
+        self.extra_env = extra_env or {}
+        self.tracks: dict[str, ContainerTrack] = {}
+        self.probes: dict[tuple[str, str], ProbeTracker] = {}
+        self.started_at: dict[str, float] = {}
+        self.exits_seen: set[str] = set()
+        self.last_status = pod_pb2.PodStatus()
+        self.last_status.CopyFrom(pod.status)
+        self.wake = asyncio.Event()
+        self._stopping = False
+        self._clock = asyncio.get_running_loop().time
+
+    @property
+    def uid(self) -> str:
+        return self.pod.metadata.uid
+
+    def update(self, pod: pod_pb2.Pod, epoch: int) -> None:
+        self.pod = pod
+        self.epoch = epoch
+        self.wake.set()
+
+    async def run(self) -> None:
+        log.info("pod_worker_started", pod=self.pod.metadata.name, namespace=self.pod.metadata.namespace)
+        while not self._stopping:
+            try:
+                await self.step()
+            except RuntimeFailure as e:
+                log.warning("pod_step_failed", pod=self.pod.metadata.name, error=str(e))
+            except Exception:  # one pod's bug must not take the agent down; it is retried
+                log.exception("pod_step_crashed", pod=self.pod.metadata.name)
+            self.wake.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._next_wait()):
+                    await self.wake.wait()
+
+    def _next_wait(self) -> float:
+        now = self._clock()
+        wait = self.settings.poll_interval
+        for track in self.tracks.values():
+            if track.not_before > now:
+                wait = min(wait, track.not_before - now)
+        for (name, _), tracker in self.probes.items():
+            started = self.started_at.get(name)
+            if started is not None:
+                wait = min(wait, max(0.0, tracker.next_due_at(container_started_at=started) - now))
+        return max(wait, 0.05)
+
+    # -- one step ------------------------------------------------------------------
+
+    async def observe(self) -> dict[str, list[ContainerInfo]]:
+        containers = await self.runtime.list({base.LABEL_POD_UID: self.uid})
+        return lifecycle.runs_by_container(containers, base.LABEL_CONTAINER)
+
+    async def step(self) -> None:
+        runs = await self.observe()
+        now = self._clock()
+        self._note_exits(runs, now)
+        await self._run_probes(runs, now)
+        actions = lifecycle.decide(self.pod, runs, self.tracks, now)
+        for action in actions:
+            await self._execute(action)
+        if actions:
+            runs = await self.observe()
+        self._report(runs, self._clock())
+
+    def _track(self, name: str) -> ContainerTrack:
+        return self.tracks.setdefault(name, ContainerTrack())
+
+    def _note_exits(self, runs: dict[str, list[ContainerInfo]], now: float) -> None:
+        """Start a crash-loop back-off the first time each run is seen exited."""
+        for name, history in runs.items():
+            latest = history[-1]
+            if latest.state is not State.EXITED or latest.id in self.exits_seen:
+                continue
+            self.exits_seen.add(latest.id)
+            ran_for = 0.0
+            if latest.started_at and latest.finished_at:
+                ran_for = (latest.finished_at - latest.started_at).total_seconds()
+            track = self._track(name)
+            track.delay = self.settings.backoff.next_delay(track.delay, ran_for=ran_for)
+            track.not_before = now + track.delay
+            log.info("container_exited", pod=self.pod.metadata.name, container=name,
+                     exit_code=latest.exit_code, restart_in=track.delay)
+
+    # -- probes ----------------------------------------------------------------------
+
+    async def _run_probes(self, runs: dict[str, list[ContainerInfo]], now: float) -> None:
+        jobs = []
+        for container in self.pod.spec.containers:
+            history = runs.get(container.name)
+            if not history or history[-1].state is not State.RUNNING:
+                continue
+            latest = history[-1]
+            track = self._track(container.name)
+            if track.probed_id != latest.id:
+                self._reset_probes(container, latest, track, now)
+            jobs += self._due_probes(container, latest, track, now)
+        if jobs:
+            await asyncio.gather(*jobs)
+
+    def _reset_probes(self, container: pod_pb2.Container, latest: ContainerInfo, track: ContainerTrack,
+                      now: float) -> None:
+        track.probed_id = latest.id
+        track.liveness = track.readiness = track.startup = ProbeState.UNKNOWN
+        self.started_at[container.name] = now
+        for kind, attr in PROBE_FIELDS:
+            key = (container.name, kind)
+            self.probes.pop(key, None)
+            if container.HasField(attr):  # type: ignore[arg-type]
+                self.probes[key] = ProbeTracker(settings_from_proto(getattr(container, attr)))
+
+    def _due_probes(self, container: pod_pb2.Container, latest: ContainerInfo, track: ContainerTrack,
+                    now: float) -> list[Coroutine[Any, Any, None]]:
+        started = self.started_at[container.name]
+        startup_pending = (container.name, "startup") in self.probes and \
+            track.startup is not ProbeState.SUCCESS
+        jobs: list[Coroutine[Any, Any, None]] = []
+        for kind, attr in PROBE_FIELDS:
+            tracker = self.probes.get((container.name, kind))
+            if tracker is None or (startup_pending and kind != "startup"):
+                continue
+            if tracker.due(now, container_started_at=started):
+                jobs.append(self._probe(container, latest, track, kind, getattr(container, attr), tracker))
+        return jobs
+
+    async def _probe(self, container: pod_pb2.Container, latest: ContainerInfo, track: ContainerTrack,
+                     kind: str, probe: pod_pb2.Probe, tracker: ProbeTracker) -> None:
+        port_map = {p.container_port: p.host_port for p in latest.ports if p.host_port}
+        host = "127.0.0.1" if port_map or not latest.ip else latest.ip
+        target = resolve_probe_target(probe, container, host=host, port_map=port_map)
+        result = await run_probe(target, runtime=self.runtime, container_id=latest.id,
+                                 timeout=tracker.settings.timeout)
+        outcome = tracker.record(result, self._clock())
+        setattr(track, kind, tracker.state)
+        if not result.success:
+            track.probe_message = f"{kind} probe failed: {result.message}"
+        if outcome.changed:
+            log.info("probe_changed", pod=self.pod.metadata.name, container=container.name, probe=kind,
+                     state=tracker.state.value, message=result.message)
+
+    # -- actions ---------------------------------------------------------------------
+
+    async def _execute(self, action: Action) -> None:
+        if isinstance(action, Start):
+            await self._start(action)
+        elif isinstance(action, Kill):
+            log.info("container_killing", pod=self.pod.metadata.name, id=action.container_id, reason=action.reason)
+            await self.runtime.stop(action.container_id, grace_seconds=self._grace())
+        elif isinstance(action, Remove):
+            await self.runtime.remove(action.container_id)
+
+    def _grace(self) -> float:
+        return float(self.pod.spec.termination_grace_period_seconds)
+
+    async def _start(self, action: Start) -> None:
+        container, track = action.container, self._track(action.container.name)
+        spec = build_spec(self.pod, container, action.attempt, node=self.settings.node_name,
+                          epoch=self.epoch, extra_env=self.extra_env)
+        try:
+            await self.runtime.ensure_image(spec.image, spec.image_pull_policy)
+        except (ImageNotFoundError, ImagePullError) as e:
+            track.image_error_reason = "ImagePullBackOff" if track.image_error else "ErrImagePull"
+            track.image_error = str(e)
+            self._back_off(track)
+            log.warning("image_unavailable", pod=self.pod.metadata.name, image=spec.image, error=str(e))
+            return
+        track.image_error = track.image_error_reason = ""
+        try:
+            info = await self.runtime.run(spec)
+        except ContainerStartError as e:
+            track.start_error = str(e)
+            self._back_off(track)
+            log.warning("container_start_failed", pod=self.pod.metadata.name, container=container.name, error=str(e))
+            return
+        track.start_error = ""
+        log.info("container_started", pod=self.pod.metadata.name, container=container.name,
+                 id=info.id, attempt=action.attempt)
+
+    def _back_off(self, track: ContainerTrack) -> None:
+        track.delay = self.settings.backoff.next_delay(track.delay, ran_for=0.0)
+        track.not_before = self._clock() + track.delay
+
+    # -- status -------------------------------------------------------------------------
+
+    def _report(self, runs: dict[str, list[ContainerInfo]], now: float) -> None:
+        inputs = lifecycle.StatusInputs(host_ip=self.settings.host_ip, runtime_name=self.runtime.name,
+                                        now_wall=datetime.now(UTC).replace(microsecond=0), now=now,
+                                        tracks=self.tracks)
+        status = lifecycle.pod_status(self.pod, runs, inputs, self.last_status)
+        if _comparable(status) != _comparable(self.last_status):
+            self.last_status = status
+            self.sink(self.pod, status)
+
+    # -- termination ----------------------------------------------------------------------
+
+    def stop(self) -> None:
+        self._stopping = True
+        self.wake.set()
+
+    async def terminate(self) -> None:
+        """Stop every container of the pod (gracefully) and remove them."""
+        self.stop()
+        containers = await self.runtime.list({base.LABEL_POD_UID: self.uid})
+        running = [c for c in containers if c.state is State.RUNNING]
+        await asyncio.gather(*(self.runtime.stop(c.id, grace_seconds=self._grace()) for c in running))
+        await asyncio.gather(*(self.runtime.remove(c.id) for c in containers))
+        log.info("pod_terminated", pod=self.pod.metadata.name, containers=len(containers))
+
+
+def _comparable(status: pod_pb2.PodStatus) -> bytes:
+    """A status without the CrashLoopBackOff countdown, which changes every second."""
+    copy = pod_pb2.PodStatus()
+    copy.CopyFrom(status)
+    for cs in copy.container_statuses:
+        if cs.state.waiting.reason == "CrashLoopBackOff":
+            cs.state.waiting.message = ""
+    return copy.SerializeToString(deterministic=True)

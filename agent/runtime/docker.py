@@ -1,0 +1,483 @@
+"""The Docker runtime: containers through the Docker engine API (docker SDK).
+
+This is the only module of the project that imports `docker`. The SDK is
+synchronous, so every call runs in a worker thread (`asyncio.to_thread`);
+its exceptions are translated into the runtime error tree in one place,
+`_translate`, and the SDK's untyped values stay inside this module.
+
+Choices worth knowing:
+
+- Image pull policy follows Kubernetes: `Never` requires a local image,
+  `IfNotPresent` pulls only when absent, `Always` pulls every time — but when
+  that pull fails and the image is present locally, we log a warning and use
+  the local copy instead of failing. corral runs where registries are often
+  unreachable (edge boxes, air-gapped racks); a pod that ran yesterday should
+  still start today.
+- `command` replaces the image ENTRYPOINT and `args` its CMD (Kubernetes);
+  Docker itself drops the image CMD when the entrypoint is replaced.
+- Containers never restart on their own (restart policy "no": the agent
+  restarts them), are never privileged, run with `no-new-privileges`, and log
+  to json-file so their output stays readable after they stop.
+- Docker's stop timeout is whole seconds: the grace period is rounded up.
+- `exec` with a timeout stops waiting and closes the stream, returning 124;
+  Docker has no API to kill an exec'd process, so it may linger in the
+  container until it ends on its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import math
+import re
+import threading
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from datetime import datetime
+from typing import Any, TypeVar
+
+import docker  # type: ignore[import-untyped]
+import docker.errors  # type: ignore[import-untyped]
+import requests.exceptions
+import structlog
+from docker.types import LogConfig  # type: ignore[import-untyped]
+from docker.utils import parse_repository_tag  # type: ignore[import-untyped]
+
+from agent.runtime.base import ContainerInfo, ContainerSpec, ExecResult, PortMapping, State
+from agent.runtime.errors import (
+    ContainerNotFoundError,
+    ContainerStartError,
+    ImageNotFoundError,
+    ImagePullError,
+    RuntimeFailure,
+    RuntimeUnavailableError,
+)
+
+log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
+
+# Docker reports "never" as the zero time.
+_ZERO_TIME_PREFIX = "0001-01-01"
+# Docker's times carry nanoseconds, which `datetime` cannot hold.
+_RFC3339 = re.compile(r"(?P<seconds>[^.]+?)(?:\.(?P<fraction>\d+))?(?P<offset>[Zz]|[+-]\d\d:\d\d)")
+_STATES = {
+    "created": State.CREATED,
+    "running": State.RUNNING,
+    "paused": State.RUNNING,
+    "restarting": State.RUNNING,
+    "removing": State.EXITED,
+    "exited": State.EXITED,
+    "dead": State.EXITED,
+}
+_EXEC_TIMED_OUT = ExecResult(124, b"timed out")
+# Chunks buffered between the log-reading thread and the consumer.
+_LOG_QUEUE_SIZE = 64
+_END = object()
+
+
+# -- error translation ----------------------------------------------------------
+
+
+def _engine_message(exc: BaseException) -> str:
+    explanation = getattr(exc, "explanation", None)
+    if explanation:
+        return str(explanation)
+    return str(exc) or type(exc).__name__
+
+
+def _translate(
+    exc: BaseException,
+    failure: type[RuntimeFailure],
+    not_found: type[RuntimeFailure] | None = None,
+) -> RuntimeFailure:
+    """The runtime error for an SDK exception.
+
+    `failure` is what an engine error means for the operation at hand;
+    `not_found` overrides what a 404 means (default: a missing image or container).
+    """
+    message = _engine_message(exc)
+    if isinstance(exc, requests.exceptions.ConnectionError | requests.exceptions.Timeout):
+        return RuntimeUnavailableError(f"docker engine does not answer: {message}")
+    if isinstance(exc, docker.errors.NotFound):
+        if not_found is not None:
+            return not_found(message)
+        if isinstance(exc, docker.errors.ImageNotFound):
+            return ImageNotFoundError(message)
+        return ContainerNotFoundError(message)
+    if isinstance(exc, docker.errors.DockerException) and "fetching server API version" in message:
+        return RuntimeUnavailableError(f"docker engine does not answer: {message}")
+    return failure(message)
+
+
+async def _call(
+    fn: Callable[..., T],
+    *args: Any,
+    failure: type[RuntimeFailure] = RuntimeFailure,
+    not_found: type[RuntimeFailure] | None = None,
+    **kwargs: Any,
+) -> T:
+    """Run one SDK call in a worker thread, translating its exceptions."""
+    try:
+        return await asyncio.to_thread(fn, *args, **kwargs)
+    except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+        raise _translate(exc, failure, not_found) from exc
+
+
+# -- attrs → ContainerInfo ------------------------------------------------------
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    """Docker's RFC 3339 time (nanoseconds, "Z") as an aware datetime; zero time → None."""
+    if not value or value.startswith(_ZERO_TIME_PREFIX):
+        return None
+    match = _RFC3339.fullmatch(value)
+    if match is None:
+        return None
+    fraction = (match["fraction"] or "")[:6].ljust(6, "0")
+    offset = "+00:00" if match["offset"] in ("Z", "z") else match["offset"]
+    return datetime.fromisoformat(f"{match['seconds']}.{fraction}{offset}")
+
+
+def _reason(state: Mapping[str, Any], status: State) -> str:
+    if status is not State.EXITED:
+        return ""
+    if state.get("OOMKilled"):
+        return "OOMKilled"
+    return "Completed" if state.get("ExitCode") == 0 else "Error"
+
+
+def _ports(attrs: Mapping[str, Any]) -> list[PortMapping]:
+    """Published ports: the bound host ports while running, else the requested ones."""
+    bound = (attrs.get("NetworkSettings") or {}).get("Ports") or {}
+    requested = (attrs.get("HostConfig") or {}).get("PortBindings") or {}
+    result = []
+    for key, bindings in (bound if any(bound.values()) else requested).items():
+        if not bindings:
+            continue
+        port, _, protocol = key.partition("/")
+        first = _first_ipv4(bindings)
+        result.append(
+            PortMapping(
+                container_port=int(port),
+                host_port=int(first.get("HostPort") or 0),
+                protocol=(protocol or "tcp").upper(),
+                host_ip=first.get("HostIp") or "",
+            )
+        )
+    return sorted(result, key=lambda p: (p.container_port, p.protocol))
+
+
+def _first_ipv4(bindings: list[Mapping[str, Any]]) -> Mapping[str, Any]:
+    for binding in bindings:
+        if ":" not in (binding.get("HostIp") or ""):
+            return binding
+    return bindings[0]
+
+
+def _to_info(attrs: Mapping[str, Any]) -> ContainerInfo:
+    state = attrs.get("State") or {}
+    config = attrs.get("Config") or {}
+    status = _STATES.get(state.get("Status", ""), State.UNKNOWN)
+    exited = status is State.EXITED
+    return ContainerInfo(
+        id=attrs["Id"],
+        name=str(attrs.get("Name", "")).lstrip("/"),
+        image=config.get("Image", ""),
+        labels=dict(config.get("Labels") or {}),
+        state=status,
+        exit_code=state.get("ExitCode") if exited else None,
+        started_at=_parse_time(state.get("StartedAt")),
+        finished_at=_parse_time(state.get("FinishedAt")) if exited else None,
+        ports=_ports(attrs),
+        ip=(attrs.get("NetworkSettings") or {}).get("IPAddress") or "",
+        reason=_reason(state, status),
+        message=state.get("Error") or "",
+    )
+
+
+# -- spec → create arguments ----------------------------------------------------
+
+
+def _create_kwargs(spec: ContainerSpec) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {
+        "image": spec.image,
+        "name": spec.name,
+        "labels": dict(spec.labels),
+        "environment": dict(spec.env),
+        # (port, protocol) pairs: the SDK appends the protocol to plain strings itself.
+        "ports": [(p.container_port, p.protocol.lower()) for p in spec.ports],
+        "detach": True,
+    }
+    if spec.command:
+        kwargs["entrypoint"] = list(spec.command)
+    if spec.args:
+        kwargs["command"] = list(spec.args)
+    if spec.working_dir:
+        kwargs["working_dir"] = spec.working_dir
+    return kwargs
+
+
+def _host_config(api: Any, spec: ContainerSpec) -> Any:
+    bindings = {
+        f"{p.container_port}/{p.protocol.lower()}": (p.host_ip or "0.0.0.0", p.host_port or None) for p in spec.ports
+    }
+    limits: dict[str, Any] = {}
+    if spec.cpu_limit_millis is not None:
+        limits["nano_cpus"] = spec.cpu_limit_millis * 1_000_000
+    if spec.memory_limit_bytes is not None:
+        limits["mem_limit"] = spec.memory_limit_bytes
+    return api.create_host_config(
+        port_bindings=bindings,
+        security_opt=["no-new-privileges"],
+        privileged=False,
+        restart_policy={"Name": "no"},
+        log_config=LogConfig(type=LogConfig.types.JSON),
+        **limits,
+    )
+
+
+# -- logs: a thread reads the stream, the event loop consumes ---------------------
+
+
+def _hand_over(
+    loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[object], item: object, stop: threading.Event
+) -> bool:
+    """Put `item` on the loop's queue, waiting for room; False once the consumer is gone."""
+    try:
+        future = asyncio.run_coroutine_threadsafe(queue.put(item), loop)
+    except RuntimeError:  # the loop is closed
+        return False
+    while not stop.is_set():
+        try:
+            future.result(timeout=0.5)
+            return True
+        except TimeoutError:
+            continue
+    future.cancel()
+    return False
+
+
+def _pump(
+    stream: Iterable[bytes], loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[object], stop: threading.Event
+) -> None:
+    """Thread body: copy the log stream into the queue until it ends or the consumer leaves."""
+    try:
+        for chunk in stream:
+            if not _hand_over(loop, queue, chunk, stop):
+                return
+    except Exception as exc:
+        if not stop.is_set():
+            _hand_over(loop, queue, exc, stop)
+        return
+    _hand_over(loop, queue, _END, stop)
+
+
+def _collect(stream: Iterable[bytes]) -> bytes:
+    return b"".join(stream)
+
+
+# -- the runtime ---------------------------------------------------------------
+
+
+class DockerRuntime:
+    """`ContainerRuntime` on a Docker engine."""
+
+    name = "docker"
+
+    def __init__(self, client: Any) -> None:
+        """Wrap a connected `docker.DockerClient`; prefer `DockerRuntime.connect`."""
+        self._client = client
+        self._api = client.api
+
+    @classmethod
+    async def connect(cls, base_url: str | None = None) -> DockerRuntime:
+        """Connect to the engine (the environment's, or `base_url`); RuntimeUnavailableError if it does not answer."""
+
+        def make() -> Any:
+            client = docker.DockerClient(base_url=base_url) if base_url else docker.from_env()
+            try:
+                client.ping()
+            except BaseException:
+                client.close()
+                raise
+            return client
+
+        try:
+            client = await asyncio.to_thread(make)
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+            raise RuntimeUnavailableError(f"docker engine does not answer: {_engine_message(exc)}") from exc
+        log.info("docker_connected", base_url=base_url or "from_env")
+        return cls(client)
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self._client.close)
+
+    # images
+
+    async def ensure_image(self, image: str, pull_policy: str) -> None:
+        present = await self._image_present(image)
+        if pull_policy == "Never":
+            if not present:
+                raise ImageNotFoundError(f"image {image!r} is not present and imagePullPolicy is Never")
+        elif pull_policy == "IfNotPresent":
+            if not present:
+                await self._pull(image)
+        elif pull_policy == "Always":
+            await self._pull_or_use_local(image, present)
+        else:
+            raise ValueError(f"unknown imagePullPolicy {pull_policy!r}")
+
+    async def _image_present(self, image: str) -> bool:
+        try:
+            await _call(self._api.inspect_image, image)
+        except ImageNotFoundError:
+            return False
+        return True
+
+    async def _pull_or_use_local(self, image: str, present: bool) -> None:
+        try:
+            await self._pull(image)
+        except ImagePullError as exc:
+            if not present:
+                raise
+            log.warning("image_pull_failed_using_local", image=image, error=str(exc))
+
+    async def _pull(self, image: str) -> None:
+        repository, tag = parse_repository_tag(image)
+        log.info("image_pulling", image=image)
+        messages = await _call(
+            self._pull_messages, repository, tag or "latest", failure=ImagePullError, not_found=ImagePullError
+        )
+        errors = [m.get("error") or (m.get("errorDetail") or {}).get("message") for m in messages]
+        failed = [e for e in errors if e]
+        if failed:
+            raise ImagePullError(f"pulling {image!r} failed: {failed[-1]}")
+        log.info("image_pulled", image=image)
+
+    def _pull_messages(self, repository: str, tag: str) -> builtins.list[dict[str, Any]]:
+        return builtins.list(self._api.pull(repository, tag=tag, stream=True, decode=True))
+
+    # lifecycle
+
+    async def run(self, spec: ContainerSpec) -> ContainerInfo:
+        container_id = await _call(self._create, spec, failure=ContainerStartError)
+        try:
+            await _call(self._api.start, container_id, failure=ContainerStartError)
+        except RuntimeFailure:
+            await self._remove_quietly(container_id)
+            raise
+        info = await self.inspect(container_id)
+        if info is None:
+            raise ContainerStartError(f"container {spec.name} vanished right after starting")
+        log.info("container_started", id=container_id, name=spec.name, image=spec.image)
+        return info
+
+    def _create(self, spec: ContainerSpec) -> str:
+        host_config = _host_config(self._api, spec)
+        created = self._api.create_container(host_config=host_config, **_create_kwargs(spec))
+        return str(created["Id"])
+
+    async def _remove_quietly(self, container_id: str) -> None:
+        try:
+            await self.remove(container_id)
+        except RuntimeFailure as exc:
+            log.warning("container_remove_failed", id=container_id, error=str(exc))
+
+    async def stop(self, container_id: str, *, grace_seconds: float) -> None:
+        timeout = max(0, math.ceil(grace_seconds))
+        await _call(self._api.stop, container_id, timeout=timeout)
+        log.info("container_stopped", id=container_id, grace_seconds=grace_seconds)
+
+    async def remove(self, container_id: str) -> None:
+        try:
+            await _call(self._api.remove_container, container_id, v=True, force=True)
+        except ContainerNotFoundError:
+            return
+        log.info("container_removed", id=container_id)
+
+    # reading
+
+    async def inspect(self, container_id: str) -> ContainerInfo | None:
+        try:
+            attrs = await _call(self._api.inspect_container, container_id)
+        except ContainerNotFoundError:
+            return None
+        return _to_info(attrs)
+
+    async def list(self, labels: Mapping[str, str]) -> builtins.list[ContainerInfo]:
+        filters = {"label": [f"{key}={value}" for key, value in labels.items()]}
+        containers = await _call(self._client.containers.list, all=True, filters=filters, ignore_removed=True)
+        return [_to_info(c.attrs) for c in containers]
+
+    async def exec(
+        self,
+        container_id: str,
+        command: builtins.list[str],
+        *,
+        timeout: float,  # noqa: ASYNC109
+    ) -> ExecResult:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        created = await _call(self._api.exec_create, container_id, command, stdout=True, stderr=True)
+        exec_id: str = created["Id"]
+        stream = await _call(self._api.exec_start, exec_id, stream=True)
+        reader = asyncio.ensure_future(asyncio.to_thread(_collect, stream))
+        done, _ = await asyncio.wait({reader}, timeout=max(0.0, deadline - loop.time()))
+        if not done:
+            stream.close()  # unblocks the reading thread; the command itself may linger
+            await asyncio.gather(reader, return_exceptions=True)
+            log.info("exec_timed_out", id=container_id, command=command, timeout=timeout)
+            return _EXEC_TIMED_OUT
+        output = reader.result()
+        exit_code = await self._exec_exit_code(exec_id, deadline)
+        return _EXEC_TIMED_OUT if exit_code is None else ExecResult(exit_code, output)
+
+    async def _exec_exit_code(self, exec_id: str, deadline: float) -> int | None:
+        """The exec's exit code, once Docker has recorded it (just after the stream ends)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            details = await _call(self._api.exec_inspect, exec_id)
+            if not details.get("Running") and details.get("ExitCode") is not None:
+                return int(details["ExitCode"])
+            if loop.time() >= deadline:
+                return None
+            await asyncio.sleep(0.01)
+
+    async def logs(self, container_id: str, *, tail: int | None = None, follow: bool = False) -> AsyncIterator[bytes]:
+        stream = await _call(
+            self._api.logs,
+            container_id,
+            stream=True,
+            follow=follow,
+            tail="all" if tail is None else tail,
+            stdout=True,
+            stderr=True,
+        )
+        async for chunk in _drain(stream):
+            yield chunk
+
+
+async def _drain(stream: Any) -> AsyncIterator[bytes]:
+    """Chunks of a blocking SDK stream, read by a thread; leaving early closes the stream."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[object] = asyncio.Queue(maxsize=_LOG_QUEUE_SIZE)
+    stop = threading.Event()
+    thread = threading.Thread(target=_pump, args=(_chunks(stream), loop, queue, stop), name="docker-logs", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = await queue.get()
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise _translate(item, RuntimeFailure) from item
+            assert isinstance(item, bytes)
+            yield item
+    finally:
+        stop.set()
+        stream.close()  # shuts the socket down: the thread's read returns at once
+
+
+def _chunks(stream: Any) -> Iterator[bytes]:
+    for chunk in stream:
+        yield bytes(chunk)

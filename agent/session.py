@@ -1,0 +1,176 @@
+"""The agent's connection to the control plane. The agent only dials out.
+
+One session = register, then four loops under one TaskGroup: heartbeats, the
+assignment stream, status reports and the tunnel (logs). When any of them
+fails the others are cancelled and the agent reconnects with jittered
+exponential back-off capped at 10 s. Pods keep running meanwhile (the
+manager and its workers do not depend on the session), and every status is
+reported again once the session is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import grpc
+import structlog
+
+from agent.backoff import ExponentialBackoff
+from agent.manager import PodManager
+from agent.runtime.errors import RuntimeFailure
+from protos.corral.v1 import node_pb2, node_service_pb2, node_service_pb2_grpc
+
+log = structlog.get_logger(__name__)
+
+CHANNEL_OPTIONS = [
+    # Detect a half-open connection in about 9 s, well inside the node grace period.
+    ("grpc.keepalive_time_ms", 6_000),
+    ("grpc.keepalive_timeout_ms", 3_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.max_pings_without_data", 0),
+    ("grpc.max_receive_message_length", 16 * 1024 * 1024),
+]
+LOG_CHUNK = 32 * 1024
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return (text[0] if text else type(error).__name__)[:200]
+
+
+class SessionLost(Exception):
+    """The control plane ended a stream or refused us; reconnect."""
+
+
+@dataclass
+class SessionConfig:
+    server: str
+    node_name: str
+    labels: dict[str, str]
+    report_batch_delay: float = 0.05
+    backoff: ExponentialBackoff = field(default_factory=lambda: ExponentialBackoff(initial=0.5, cap=10.0))
+
+
+class Session:
+    def __init__(self, config: SessionConfig, manager: PodManager, status: node_pb2.NodeStatus) -> None:
+        self.config = config
+        self.manager = manager
+        self.status = status
+        self.connected = asyncio.Event()
+        self._rng = random.Random()
+        self._was_established = False
+
+    async def run(self) -> None:
+        attempt = 0
+        while True:
+            errors: list[str] = []
+            try:
+                await self._session()
+            except* (grpc.aio.AioRpcError, SessionLost, OSError) as group:
+                errors = [_first_line(e) for e in group.exceptions]
+            self.connected.clear()
+            if self._was_established:
+                attempt = 0
+            self._was_established = False
+            delay = self.config.backoff.next_delay(attempt, self._rng)
+            attempt = min(attempt + 1, 20)
+            log.warning("session_lost", server=self.config.server, error="; ".join(errors),
+                        retry_in=round(delay, 2))
+            await asyncio.sleep(delay)
+
+    async def _session(self) -> None:
+        async with grpc.aio.insecure_channel(self.config.server, options=CHANNEL_OPTIONS) as channel:
+            stub = node_service_pb2_grpc.NodeServiceStub(channel)
+            response = await stub.Register(node_service_pb2.RegisterRequest(
+                node_name=self.config.node_name, labels=self.config.labels, status=self.status), timeout=15)
+            period = max(1, response.heartbeat_period_seconds)
+            log.info("session_established", server=self.config.server, node=self.config.node_name,
+                     heartbeat=period)
+            self.connected.set()
+            self._was_established = True
+            self.manager.resend_all()
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._heartbeats(stub, period))
+                group.create_task(self._assignments(stub))
+                group.create_task(self._reports(stub))
+                group.create_task(self._tunnel(stub))
+
+    async def _heartbeats(self, stub: node_service_pb2_grpc.NodeServiceAsyncStub, period: float) -> None:
+        while True:
+            await asyncio.sleep(period)
+            response = await stub.Heartbeat(
+                node_service_pb2.HeartbeatRequest(node_name=self.config.node_name), timeout=period * 2)
+            period = max(1, response.heartbeat_period_seconds)
+
+    async def _assignments(self, stub: node_service_pb2_grpc.NodeServiceAsyncStub) -> None:
+        request = node_service_pb2.AssignmentsRequest(node_name=self.config.node_name)
+        async for assignment in stub.WatchAssignments(request):
+            await self.manager.apply(assignment)
+        raise SessionLost("assignment stream ended")
+
+    async def _reports(self, stub: node_service_pb2_grpc.NodeServiceAsyncStub) -> None:
+        while True:
+            await self.manager.reports_ready.wait()
+            await asyncio.sleep(self.config.report_batch_delay)
+            reports = self.manager.take_reports()
+            if not reports:
+                continue
+            try:
+                response = await stub.ReportStatus(node_service_pb2.ReportStatusRequest(
+                    node_name=self.config.node_name, pods=reports), timeout=15)
+            except grpc.aio.AioRpcError:
+                self.manager.requeue(reports)
+                raise
+            self.manager.forget(list(response.unknown_uids))
+
+    async def _tunnel(self, stub: node_service_pb2_grpc.NodeServiceAsyncStub) -> None:
+        outgoing: asyncio.Queue[node_service_pb2.AgentMessage] = asyncio.Queue()
+        outgoing.put_nowait(node_service_pb2.AgentMessage(
+            hello=node_service_pb2.TunnelHello(node_name=self.config.node_name)))
+
+        async def messages() -> AsyncIterator[node_service_pb2.AgentMessage]:
+            while True:
+                yield await outgoing.get()
+
+        streams: dict[str, asyncio.Task[None]] = {}
+        try:
+            async with asyncio.TaskGroup() as group:
+                async for message in stub.Tunnel(messages()):
+                    kind = message.WhichOneof("message")
+                    if kind == "log_request":
+                        req = message.log_request
+                        streams[req.request_id] = group.create_task(self._send_logs(req, outgoing))
+                    elif kind == "cancel":
+                        task = streams.pop(message.cancel.request_id, None)
+                        if task is not None:
+                            task.cancel()
+                raise SessionLost("tunnel ended")
+        finally:
+            for task in streams.values():
+                task.cancel()
+
+    async def _send_logs(self, req: node_service_pb2.LogRequest,
+                         outgoing: asyncio.Queue[node_service_pb2.AgentMessage]) -> None:
+        error = ""
+        try:
+            found = await self.manager.find_container(req.pod_uid, req.container, previous=req.previous)
+            if found is None:
+                which = "previous terminated container" if req.previous else "container"
+                error = f'{which} "{req.container}" in pod "{req.pod_name}" not found'
+            else:
+                runtime, info = found
+                tail = req.tail_lines if req.tail_lines > 0 else None
+                async for chunk in runtime.logs(info.id, tail=tail, follow=req.follow):
+                    for start in range(0, len(chunk), LOG_CHUNK):
+                        outgoing.put_nowait(node_service_pb2.AgentMessage(log_data=node_service_pb2.LogData(
+                            request_id=req.request_id, data=chunk[start:start + LOG_CHUNK])))
+        except RuntimeFailure as e:
+            error = str(e)
+        finally:
+            with contextlib.suppress(Exception):
+                outgoing.put_nowait(node_service_pb2.AgentMessage(
+                    log_end=node_service_pb2.LogEnd(request_id=req.request_id, error=error)))

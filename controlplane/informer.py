@@ -1,0 +1,96 @@
+"""A watch-fed, in-memory cache of one kind (Kubernetes' informer).
+
+`run()` lists everything at one revision, then watches from the revision after
+it. A compacted watch or any storage error re-lists (after a short backoff)
+and replays the difference as changes, so listeners never miss a change and
+never see an older resourceVersion after a newer one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import structlog
+from google.protobuf.message import Message
+
+from controlplane.store import errors as store_errors
+from controlplane.store.objects import Change, ObjectStore
+from protos.kinds import KindInfo, meta
+
+log = structlog.get_logger(__name__)
+
+Listener = Callable[["CacheEvent"], None]
+
+
+@dataclass(frozen=True)
+class CacheEvent:
+    change: Change
+    obj: Message
+    prev: Message | None
+    revision: int
+
+
+def object_key(obj: Message) -> str:
+    m = meta(obj)
+    return f"{m.namespace}/{m.name}" if m.namespace else m.name
+
+
+class Informer:
+    def __init__(self, objects: ObjectStore, info: KindInfo, *, relist_backoff: float = 0.5) -> None:
+        self.objects = objects
+        self.info = info
+        self.items: dict[str, Message] = {}
+        self.revision = 0
+        self.synced = asyncio.Event()
+        self._listeners: list[Listener] = []
+        self._relist_backoff = relist_backoff
+
+    def add_listener(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    def _emit(self, event: CacheEvent) -> None:
+        for listener in self._listeners:
+            listener(event)
+
+    async def run(self) -> None:
+        delay = self._relist_backoff
+        while True:
+            try:
+                await self._relist()
+                delay = self._relist_backoff
+                await self._follow()
+            except store_errors.CompactedError:
+                log.info("informer_relist", kind=self.info.kind, reason="compacted", revision=self.revision)
+            except store_errors.StoreError as e:
+                log.warning("informer_store_error", kind=self.info.kind, error=str(e))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    async def _relist(self) -> None:
+        listed, revision = await self.objects.list_all(self.info)
+        fresh = {object_key(o): o for o in listed}
+        for key, old in list(self.items.items()):
+            if key not in fresh:
+                del self.items[key]
+                self._emit(CacheEvent(Change.DELETED, old, old, revision))
+        for key, obj in fresh.items():
+            known = self.items.get(key)
+            if known is None or meta(known).resource_version != meta(obj).resource_version:
+                self.items[key] = obj
+                change = Change.ADDED if known is None else Change.MODIFIED
+                self._emit(CacheEvent(change, obj, known, revision))
+        self.revision = revision
+        self.synced.set()
+
+    async def _follow(self) -> None:
+        async for ev in self.objects.watch(self.info, start_revision=self.revision + 1):
+            key = object_key(ev.obj)
+            old = self.items.get(key)
+            if ev.change is Change.DELETED:
+                self.items.pop(key, None)
+            else:
+                self.items[key] = ev.obj
+            self.revision = ev.revision
+            self._emit(CacheEvent(ev.change, ev.obj, old, ev.revision))

@@ -1,0 +1,55 @@
+"""Which pods are bound to which node, kept from the pod informer's events.
+
+Each node's stream waits on its own event, so a change to one node's pods wakes
+only that node's stream. A set is re-sent only when its fingerprint changes
+(a pod added or removed, or a pod's spec generation bumped): status writes,
+which are most pod changes, do not cause traffic to agents.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from controlplane.informer import CacheEvent, Informer
+from controlplane.store.objects import Change
+from protos.corral.v1 import node_service_pb2, pod_pb2
+
+Fingerprint = frozenset[tuple[str, int]]
+
+
+class AssignmentIndex:
+    def __init__(self, pods: Informer) -> None:
+        self.pods = pods
+        self._by_node: dict[str, dict[str, pod_pb2.Pod]] = {}
+        self._events: dict[str, asyncio.Event] = {}
+        pods.add_listener(self._on_event)
+
+    def _on_event(self, ev: CacheEvent) -> None:
+        pod = ev.obj
+        assert isinstance(pod, pod_pb2.Pod)
+        before = ev.prev if isinstance(ev.prev, pod_pb2.Pod) else None
+        if before is None and ev.change is Change.DELETED:
+            before = pod
+        old_node = before.spec.node_name if before is not None else ""
+        new_node = "" if ev.change is Change.DELETED else pod.spec.node_name
+        key = f"{pod.metadata.namespace}/{pod.metadata.name}"
+        if old_node and old_node != new_node:
+            self._by_node.get(old_node, {}).pop(key, None)
+            self._wake(old_node)
+        if new_node:
+            self._by_node.setdefault(new_node, {})[key] = pod
+            self._wake(new_node)
+
+    def _wake(self, node: str) -> None:
+        event = self._events.get(node)
+        if event is not None:
+            event.set()
+
+    def event_for(self, node: str) -> asyncio.Event:
+        return self._events.setdefault(node, asyncio.Event())
+
+    def current(self, node: str) -> tuple[node_service_pb2.AssignmentSet, Fingerprint]:
+        pods = sorted(self._by_node.get(node, {}).values(),
+                      key=lambda p: (p.metadata.namespace, p.metadata.name))
+        fingerprint = frozenset((p.metadata.uid, p.metadata.generation) for p in pods)
+        return node_service_pb2.AssignmentSet(epoch=self.pods.revision, pods=pods), fingerprint

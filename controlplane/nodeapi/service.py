@@ -1,0 +1,206 @@
+"""The gRPC NodeService: what agents call.
+
+Registration creates or refreshes the Node object; heartbeats stamp its Ready
+condition; each agent holds one assignment stream (its authoritative pod set,
+with the informer's revision as epoch) and one tunnel; status reports are
+compare-and-swap writes of pod status, accepted only for pods bound to the
+reporting node.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+
+import grpc
+import structlog
+
+from controlplane.apiserver.errors import AlreadyExistsError, ApiError, NotFoundError
+from controlplane.apiserver.handlers import ObjectApi
+from controlplane.apiserver.status import abort
+from controlplane.nodeapi.assignments import AssignmentIndex, Fingerprint
+from controlplane.nodeapi.tunnels import TunnelRegistry
+from controlplane.store import errors as store_errors
+from protos.corral.v1 import node_pb2, node_service_pb2, node_service_pb2_grpc, pod_pb2
+from protos.kinds import by_kind
+
+log = structlog.get_logger(__name__)
+
+Context = grpc.aio.ServicerContext[object, object]
+CAS_RETRIES = 8
+NODE = by_kind("Node")
+POD = by_kind("Pod")
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def set_ready(node: node_pb2.Node, now: datetime, *, reason: str = "AgentReady",
+              message: str = "corral agent is posting heartbeats") -> None:
+    """Mark the Ready condition True and stamp the heartbeat time."""
+    for cond in node.status.conditions:
+        if cond.type == "Ready":
+            break
+    else:
+        cond = node.status.conditions.add(type="Ready")
+    if cond.status != "True":
+        cond.last_transition_time.FromDatetime(now)
+    cond.status, cond.reason, cond.message = "True", reason, message
+    cond.last_heartbeat_time.FromDatetime(now)
+
+
+class NodeService(node_service_pb2_grpc.NodeServiceServicer):
+    def __init__(self, api: ObjectApi, assignments: AssignmentIndex, tunnels: TunnelRegistry, *,
+                 heartbeat_period: int = 4, now: Callable[[], datetime] = _utcnow) -> None:
+        self.api = api
+        self.objects = api.objects
+        self.assignments = assignments
+        self.tunnels = tunnels
+        self.heartbeat_period = heartbeat_period
+        self.now = now
+
+    # -- registration and heartbeats ----------------------------------------------
+
+    async def Register(self, request: node_service_pb2.RegisterRequest,
+                       context: Context) -> node_service_pb2.RegisterResponse:
+        try:
+            node = await self._register(request)
+        except ApiError as e:
+            await abort(context, e)
+        log.info("node_registered", node=request.node_name, runtimes=list(request.status.runtimes))
+        return node_service_pb2.RegisterResponse(
+            node_uid=node.metadata.uid, heartbeat_period_seconds=self.heartbeat_period)
+
+    async def _register(self, request: node_service_pb2.RegisterRequest) -> node_pb2.Node:
+        for _ in range(CAS_RETRIES):
+            existing = await self.objects.get(NODE, "", request.node_name)
+            node = node_pb2.Node()
+            if isinstance(existing, node_pb2.Node):
+                node.CopyFrom(existing)
+            else:
+                node.metadata.name = request.node_name
+            node.metadata.labels.update(request.labels)
+            conditions = list(node.status.conditions)
+            node.status.CopyFrom(request.status)
+            del node.status.conditions[:]
+            node.status.conditions.extend(conditions)
+            set_ready(node, self.now())
+            try:
+                if existing is None:
+                    created = await self.api.create(node)
+                    assert isinstance(created, node_pb2.Node)
+                    return created
+                updated = await self.objects.update(node)
+                assert isinstance(updated, node_pb2.Node)
+                return updated
+            except (store_errors.ConflictError, AlreadyExistsError):
+                continue
+        raise store_errors.ConflictError(request.node_name, 0, 0)
+
+    async def Heartbeat(self, request: node_service_pb2.HeartbeatRequest,
+                        context: Context) -> node_service_pb2.HeartbeatResponse:
+        try:
+            await self._heartbeat(request.node_name)
+        except ApiError as e:
+            await abort(context, e)
+        return node_service_pb2.HeartbeatResponse(heartbeat_period_seconds=self.heartbeat_period)
+
+    async def _heartbeat(self, name: str) -> None:
+        for _ in range(CAS_RETRIES):
+            existing = await self.objects.get(NODE, "", name)
+            if not isinstance(existing, node_pb2.Node):
+                raise NotFoundError(f'nodes "{name}" not found; register again')
+            node = node_pb2.Node()
+            node.CopyFrom(existing)
+            set_ready(node, self.now())
+            try:
+                await self.objects.update(node)
+                return
+            except store_errors.ConflictError:
+                continue
+        raise store_errors.ConflictError(name, 0, 0)
+
+    # -- assignments --------------------------------------------------------------
+
+    async def WatchAssignments(self, request: node_service_pb2.AssignmentsRequest,
+                               context: Context) -> AsyncIterator[node_service_pb2.AssignmentSet]:
+        """The node's full pod set now, then again whenever it changes."""
+        node = request.node_name
+        await self.assignments.pods.synced.wait()
+        event = self.assignments.event_for(node)
+        sent: Fingerprint | None = None
+        log.info("assignments_stream_opened", node=node)
+        try:
+            while True:
+                event.clear()
+                current, fingerprint = self.assignments.current(node)
+                if fingerprint != sent:
+                    yield current
+                    sent = fingerprint
+                await event.wait()
+        finally:
+            log.info("assignments_stream_closed", node=node)
+
+    # -- status reports -----------------------------------------------------------
+
+    async def ReportStatus(self, request: node_service_pb2.ReportStatusRequest,
+                           context: Context) -> node_service_pb2.ReportStatusResponse:
+        unknown: list[str] = []
+        try:
+            results = await asyncio.gather(
+                *(self._write_status(request.node_name, r) for r in request.pods))
+        except ApiError as e:
+            await abort(context, e)
+        for report, accepted in zip(request.pods, results, strict=True):
+            if not accepted:
+                unknown.append(report.uid)
+        return node_service_pb2.ReportStatusResponse(unknown_uids=unknown)
+
+    async def _write_status(self, node: str, report: node_service_pb2.PodStatusReport) -> bool:
+        """CAS-write one pod's status; False when the pod is gone or not this node's."""
+        for _ in range(CAS_RETRIES):
+            existing = await self.objects.get(POD, report.namespace, report.name)
+            if (not isinstance(existing, pod_pb2.Pod) or existing.metadata.uid != report.uid
+                    or existing.spec.node_name != node):
+                return False
+            if existing.status == report.status:
+                return True
+            pod = pod_pb2.Pod()
+            pod.CopyFrom(existing)
+            pod.status.CopyFrom(report.status)
+            try:
+                await self.objects.update(pod)
+                return True
+            except store_errors.ConflictError:
+                continue
+            except store_errors.NotFoundError:
+                return False
+        return False
+
+    # -- the tunnel ---------------------------------------------------------------
+
+    async def Tunnel(self, request_iterator: AsyncIterator[node_service_pb2.AgentMessage],
+                     context: Context) -> AsyncIterator[node_service_pb2.ServerMessage]:
+        first = await anext(aiter(request_iterator), None)
+        if first is None or first.WhichOneof("message") != "hello":
+            return
+        tunnel = self.tunnels.open(first.hello.node_name)
+
+        async def pump() -> None:
+            async for message in request_iterator:
+                tunnel.deliver(message)
+
+        reader = asyncio.ensure_future(pump())
+        try:
+            while not reader.done():
+                getter = asyncio.ensure_future(tunnel.outgoing.get())
+                done, _ = await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
+                if getter in done:
+                    yield getter.result()
+                else:
+                    getter.cancel()
+        finally:
+            reader.cancel()
+            self.tunnels.close(tunnel)
