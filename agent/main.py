@@ -13,6 +13,7 @@ from pathlib import Path
 
 import structlog
 
+from agent.backoff import CrashLoopBackoff
 from agent.manager import PodManager
 from agent.node_status import node_status
 from agent.pod_worker import WorkerSettings
@@ -39,6 +40,8 @@ class AgentConfig:
     # The address other nodes and the control plane reach this node at.
     address: str = ""
     poll_interval: float = 1.0
+    restart_backoff: float = 10.0
+    restart_backoff_max: float = 300.0
 
 
 def route_address(server: str) -> str:
@@ -82,7 +85,12 @@ async def run_agent(config: AgentConfig) -> None:
     config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     address = config.address or route_address(config.server)
     runtimes = await open_runtimes(config)
-    settings = WorkerSettings(node_name=config.name, host_ip=address, poll_interval=config.poll_interval)
+    try:
+        backoff = CrashLoopBackoff(initial=config.restart_backoff, cap=config.restart_backoff_max)
+    except ValueError as e:
+        raise AgentError(f"--restart-backoff: {e}") from e
+    settings = WorkerSettings(node_name=config.name, host_ip=address, poll_interval=config.poll_interval,
+                              backoff=backoff)
     manager = PodManager(runtimes, settings, config.data_dir)
     status = node_status(address=address, runtimes=list(runtimes))
     session = Session(SessionConfig(server=config.server, node_name=config.name, labels=config.labels),

@@ -179,6 +179,11 @@ def _to_info(attrs: Mapping[str, Any]) -> ContainerInfo:
     config = attrs.get("Config") or {}
     status = _STATES.get(state.get("Status", ""), State.UNKNOWN)
     exited = status is State.EXITED
+    started_at = _parse_time(state.get("StartedAt"))
+    finished_at = _parse_time(state.get("FinishedAt")) if exited else None
+    if started_at and finished_at and finished_at < started_at:
+        # Docker stamps StartedAt late for a process that exits at once: keep the order.
+        finished_at = started_at
     return ContainerInfo(
         id=attrs["Id"],
         name=str(attrs.get("Name", "")).lstrip("/"),
@@ -186,8 +191,8 @@ def _to_info(attrs: Mapping[str, Any]) -> ContainerInfo:
         labels=dict(config.get("Labels") or {}),
         state=status,
         exit_code=state.get("ExitCode") if exited else None,
-        started_at=_parse_time(state.get("StartedAt")),
-        finished_at=_parse_time(state.get("FinishedAt")) if exited else None,
+        started_at=started_at,
+        finished_at=finished_at,
         ports=_ports(attrs),
         ip=(attrs.get("NetworkSettings") or {}).get("IPAddress") or "",
         reason=_reason(state, status),

@@ -45,10 +45,17 @@ def parse_labels(text: str) -> dict[str, str]:
               help="Agent state (default ~/.local/share/corral-agent).")
 @click.option("--address", default="", help="The address this node advertises (default: the local "
               "address that routes to the server).")
+@click.option("--restart-backoff", type=float, default=10.0, show_default=True,
+              help="Seconds before the first restart of a crashed container (doubles per crash).")
+@click.option("--restart-backoff-max", type=float, default=300.0, show_default=True,
+              help="Longest wait between restarts of a crash-looping container.")
+@click.option("--poll-interval", type=float, default=1.0, show_default=True,
+              help="Seconds between checks of each pod's containers.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info")
 @click.pass_context
 def agent_cmd(ctx: click.Context, server_opt: str | None, name: str | None, labels: str,
-              runtimes: tuple[str, ...], data_dir: str | None, address: str, log_level: str) -> None:
+              runtimes: tuple[str, ...], data_dir: str | None, address: str, restart_backoff: float,
+              restart_backoff_max: float, poll_interval: float, log_level: str) -> None:
     """Run the node agent: register this machine and run the pods bound to it."""
     from agent.main import AgentConfig, AgentError, run_agent  # the agent loads only when asked for
 
@@ -60,7 +67,9 @@ def agent_cmd(ctx: click.Context, server_opt: str | None, name: str | None, labe
                                  param_hint="--name")
     logs.configure(log_level)
     config = AgentConfig(server=server, name=node, data_dir=Path(data_dir) if data_dir else default_agent_dir(),
-                         runtimes=list(runtimes) or ["docker"], labels=parse_labels(labels), address=address)
+                         runtimes=list(runtimes) or ["docker"], labels=parse_labels(labels), address=address,
+                         poll_interval=poll_interval, restart_backoff=restart_backoff,
+                         restart_backoff_max=restart_backoff_max)
     try:
         asyncio.run(run_agent(config))
     except AgentError as e:

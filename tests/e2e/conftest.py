@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -102,3 +102,70 @@ def server(tmp_path: Path, cli_env: dict[str, str]) -> Iterator[ServerProcess]:
 @pytest.fixture
 def cli(server: ServerProcess) -> Cli:
     return Cli(server.env)
+
+
+@dataclass
+class AgentProcess:
+    server: str
+    name: str
+    data_dir: Path
+    env: dict[str, str]
+    log: Path
+    runtimes: tuple[str, ...] = ("docker", "process")
+    proc: subprocess.Popen[bytes] | None = field(default=None)
+
+    def start(self) -> None:
+        args = [sys.executable, "-m", "corral.cli.main", "agent", "--server", self.server, "--name", self.name,
+                "--data-dir", str(self.data_dir), "--restart-backoff", "1", "--restart-backoff-max", "4",
+                "--poll-interval", "0.5"]
+        for runtime in self.runtimes:
+            args += ["--runtime", runtime]
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=self.env)
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def remove_node_containers(node: str) -> None:
+    """Remove every Docker container an agent of this test left behind."""
+    ids = subprocess.run(["docker", "ps", "-aq", "--filter", f"label=io.corral.node={node}"],
+                         capture_output=True, text=True, check=False).stdout.split()
+    if ids:
+        subprocess.run(["docker", "rm", "-f", *ids], capture_output=True, check=False)
+
+
+@pytest.fixture
+def agent(server: ServerProcess, tmp_path: Path) -> Iterator[AgentProcess]:
+    name = f"node-{os.getpid()}-{time.monotonic_ns() % 100000}"
+    proc = AgentProcess(server.address, name, tmp_path / "agent", server.env, tmp_path / "agent.log")
+    proc.start()
+    cli = Cli(server.env)
+    wait_until(lambda: cli.run("get", "node", name).returncode == 0, 30, "agent registered", proc.log)
+    yield proc
+    proc.stop()
+    remove_node_containers(name)
+    subprocess.run(["pkill", "-f", f"process_shim {tmp_path}"], check=False)
+
+
+def wait_until(check: Callable[[], object], timeout: float, what: str, log: Path | None = None) -> object:
+    """Poll `check` until it returns something truthy; fail with `what` after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(0.25)
+    tail = log.read_text()[-4000:] if log is not None and log.exists() else ""
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{tail}")

@@ -1,0 +1,171 @@
+"""The pure pod lifecycle: decide() and pod_status()."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from agent import lifecycle
+from agent.lifecycle import ContainerTrack, Kill, Remove, Start, StatusInputs
+from agent.probes.tracker import ProbeState
+from agent.runtime.base import LABEL_ATTEMPT, LABEL_CONTAINER, LABEL_SPEC_HASH, ContainerInfo, PortMapping, State
+from protos.corral.v1 import pod_pb2
+
+T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+
+
+def pod(restart_policy: str = "Always", image: str = "busybox:1", probes: bool = False) -> pod_pb2.Pod:
+    p = pod_pb2.Pod()
+    p.metadata.name, p.metadata.namespace, p.metadata.uid = "web", "default", "uid-1"
+    p.spec.restart_policy = restart_policy
+    c = p.spec.containers.add(name="main", image=image)
+    if probes:
+        c.readiness_probe.tcp_socket.port.int_val = 80
+    return p
+
+
+def run(p: pod_pb2.Pod, attempt: int, state: State, *, exit_code: int | None = None,
+        stale_spec: bool = False, ran: float = 5.0) -> ContainerInfo:
+    container = p.spec.containers[0]
+    labels = {LABEL_CONTAINER: container.name, LABEL_ATTEMPT: str(attempt),
+              LABEL_SPEC_HASH: "old" if stale_spec else lifecycle.spec_hash(container)}
+    finished = T0 + timedelta(seconds=ran) if state is State.EXITED else None
+    return ContainerInfo(id=f"c{attempt}", name=f"n{attempt}", image=container.image, labels=labels,
+                         state=state, exit_code=exit_code, started_at=T0, finished_at=finished,
+                         ports=[PortMapping(80, 32768)])
+
+
+@pytest.mark.parametrize(
+    ("policy", "history", "track", "expected"),
+    [
+        pytest.param("Always", [], ContainerTrack(), [Start], id="nothing-yet-starts"),
+        pytest.param("Always", [], ContainerTrack(not_before=200.0), [], id="start-waits-for-backoff"),
+        pytest.param("Always", [(0, State.RUNNING, None)], ContainerTrack(), [], id="running-is-left-alone"),
+        pytest.param("Always", [(0, State.EXITED, 0)], ContainerTrack(), [Start], id="always-restarts-success"),
+        pytest.param("Always", [(0, State.EXITED, 1)], ContainerTrack(not_before=200.0), [],
+                     id="crash-loop-waits"),
+        pytest.param("OnFailure", [(0, State.EXITED, 0)], ContainerTrack(), [], id="onfailure-keeps-success"),
+        pytest.param("OnFailure", [(0, State.EXITED, 2)], ContainerTrack(), [Start], id="onfailure-restarts"),
+        pytest.param("Never", [(0, State.EXITED, 2)], ContainerTrack(), [], id="never-restarts-nothing"),
+        pytest.param("Always", [(0, State.EXITED, 1), (1, State.EXITED, 1), (2, State.EXITED, 1)],
+                     ContainerTrack(), [Remove, Remove, Start], id="restart-prunes-old-runs"),
+        pytest.param("Always", [(0, State.EXITED, 1), (1, State.EXITED, 1), (2, State.RUNNING, None)],
+                     ContainerTrack(), [Remove], id="keeps-one-previous-run"),
+        pytest.param("Always", [(0, State.CREATED, None)], ContainerTrack(), [Remove, Start],
+                     id="never-started-is-replaced"),
+    ],
+)
+def test_decide(policy: str, history: list[tuple[int, State, int | None]], track: ContainerTrack,
+                expected: list[type]) -> None:
+    p = pod(policy)
+    runs = {"main": [run(p, a, s, exit_code=code) for a, s, code in history]}
+    actions = lifecycle.decide(p, runs, {"main": track}, now=100.0)
+    assert [type(a) for a in actions] == expected
+    starts = [a for a in actions if isinstance(a, Start)]
+    if starts and history:
+        assert starts[0].attempt == history[-1][0] + 1
+
+
+def test_changed_spec_replaces_running_container() -> None:
+    p = pod()
+    actions = lifecycle.decide(p, {"main": [run(p, 0, State.RUNNING, stale_spec=True)]}, {}, now=0.0)
+    assert actions == [Kill("c0", "container spec changed")]
+
+
+def test_failed_liveness_kills_only_the_probed_run() -> None:
+    p = pod()
+    latest = run(p, 0, State.RUNNING)
+    failing = ContainerTrack(liveness=ProbeState.FAILURE, probed_id="c0")
+    assert lifecycle.decide(p, {"main": [latest]}, {"main": failing}, now=0.0) == [
+        Kill("c0", "liveness probe failed")]
+    stale = ContainerTrack(liveness=ProbeState.FAILURE, probed_id="other")
+    assert lifecycle.decide(p, {"main": [latest]}, {"main": stale}, now=0.0) == []
+
+
+def test_removed_container_is_stopped() -> None:
+    p = pod()
+    ghost = ContainerInfo(id="g", name="g", image="x", labels={LABEL_CONTAINER: "gone"}, state=State.RUNNING)
+    actions = lifecycle.decide(p, {"main": [run(p, 0, State.RUNNING)], "gone": [ghost]}, {}, now=0.0)
+    assert actions == [Kill("g", "container removed from the pod spec")]
+
+
+def inputs(**tracks: ContainerTrack) -> StatusInputs:
+    return StatusInputs(host_ip="10.0.0.5", runtime_name="docker", now_wall=T0, now=100.0, tracks=tracks)
+
+
+def test_status_running_and_ready_without_probe() -> None:
+    p = pod()
+    status = lifecycle.pod_status(p, {"main": [run(p, 0, State.RUNNING)]}, inputs(), pod_pb2.PodStatus())
+    assert status.phase == "Running"
+    cs = status.container_statuses[0]
+    assert cs.ready and cs.started
+    assert cs.container_id == "docker://c0"
+    assert [(x.container_port, x.host_port) for x in cs.ports] == [(80, 32768)]
+    assert {c.type: c.status for c in status.conditions}["Ready"] == "True"
+    assert status.host_ip == "10.0.0.5"
+
+
+def test_readiness_gates_ready() -> None:
+    p = pod(probes=True)
+    runs = {"main": [run(p, 0, State.RUNNING)]}
+    not_yet = lifecycle.pod_status(p, runs, inputs(main=ContainerTrack(probed_id="c0")), pod_pb2.PodStatus())
+    assert not not_yet.container_statuses[0].ready
+    assert {c.type: c.status for c in not_yet.conditions}["Ready"] == "False"
+    ready = lifecycle.pod_status(
+        p, runs, inputs(main=ContainerTrack(probed_id="c0", readiness=ProbeState.SUCCESS)), not_yet)
+    assert ready.container_statuses[0].ready
+    ready_cond = next(c for c in ready.conditions if c.type == "Ready")
+    init_cond = next(c for c in ready.conditions if c.type == "Initialized")
+    assert ready_cond.status == "True"
+    assert init_cond.last_transition_time == next(
+        c for c in not_yet.conditions if c.type == "Initialized").last_transition_time
+
+
+def test_crash_loop_status() -> None:
+    p = pod()
+    history = [run(p, 0, State.EXITED, exit_code=1), run(p, 1, State.EXITED, exit_code=1)]
+    status = lifecycle.pod_status(p, {"main": history}, inputs(main=ContainerTrack(not_before=140.0)),
+                                  pod_pb2.PodStatus(phase="Running"))
+    cs = status.container_statuses[0]
+    assert cs.state.waiting.reason == "CrashLoopBackOff"
+    assert "back-off 40s" in cs.state.waiting.message
+    assert cs.restart_count == 1
+    assert cs.last_state.terminated.exit_code == 1
+    assert status.phase == "Running"
+
+
+@pytest.mark.parametrize(
+    ("policy", "code", "phase"),
+    [
+        pytest.param("Never", 0, "Succeeded", id="never-success"),
+        pytest.param("Never", 3, "Failed", id="never-failure"),
+        pytest.param("OnFailure", 0, "Succeeded", id="onfailure-success"),
+    ],
+)
+def test_finished_phases(policy: str, code: int, phase: str) -> None:
+    p = pod(policy)
+    status = lifecycle.pod_status(p, {"main": [run(p, 0, State.EXITED, exit_code=code)]}, inputs(),
+                                  pod_pb2.PodStatus(phase="Running"))
+    assert status.phase == phase
+    assert status.container_statuses[0].state.terminated.exit_code == code
+
+
+def test_image_error_is_waiting_and_phase_stays_pending() -> None:
+    p = pod()
+    track = ContainerTrack(image_error="pull access denied", image_error_reason="ImagePullBackOff")
+    status = lifecycle.pod_status(p, {}, inputs(main=track), pod_pb2.PodStatus())
+    assert status.phase == "Pending"
+    assert status.container_statuses[0].state.waiting.reason == "ImagePullBackOff"
+    assert status.container_statuses[0].state.waiting.message == "pull access denied"
+
+
+@pytest.mark.parametrize(
+    ("previous", "computed", "result"),
+    [
+        pytest.param("Running", "Pending", "Running", id="no-going-back"),
+        pytest.param("Succeeded", "Running", "Succeeded", id="finished-stays"),
+        pytest.param("Pending", "Running", "Running", id="forward"),
+        pytest.param("", "Pending", "Pending", id="first"),
+    ],
+)
+def test_forward_phase(previous: str, computed: str, result: str) -> None:
+    assert lifecycle.forward_phase(previous, computed) == result
