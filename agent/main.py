@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import signal
 import socket
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +26,8 @@ from agent.session import Session, SessionConfig
 log = structlog.get_logger(__name__)
 
 RUNTIMES = ("docker", "process", "fake")
+M_ARENA_MAX = -8  # glibc mallopt parameter
+EXECUTOR_THREADS = 8
 
 
 class AgentError(Exception):
@@ -81,7 +85,22 @@ async def open_runtimes(config: AgentConfig) -> dict[str, ContainerRuntime]:
     return runtimes
 
 
+def limit_memory_overhead() -> None:
+    """Keep the agent small on small boxes.
+
+    glibc gives every thread that allocates its own malloc arena (64 MiB of
+    address space, several MiB resident each); the agent's threads (gRPC, Docker
+    calls) need no more than two. Docker SDK calls run on a small, fixed pool.
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(M_ARENA_MAX, 2)
+    asyncio.get_running_loop().set_default_executor(
+        ThreadPoolExecutor(max_workers=EXECUTOR_THREADS, thread_name_prefix="agent-io"))
+
+
 async def run_agent(config: AgentConfig) -> None:
+    limit_memory_overhead()
     config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     address = config.address or route_address(config.server)
     runtimes = await open_runtimes(config)

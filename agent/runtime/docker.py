@@ -28,10 +28,11 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import contextlib
 import math
 import re
 import threading
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -262,23 +263,41 @@ def _hand_over(
     return False
 
 
-def _pump(
-    stream: Iterable[bytes], loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[object], stop: threading.Event
-) -> None:
+def _pump(stream: Any, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[object], stop: threading.Event) -> None:
     """Thread body: copy the log stream into the queue until it ends or the consumer leaves."""
     try:
         for chunk in stream:
-            if not _hand_over(loop, queue, chunk, stop):
+            if not _hand_over(loop, queue, bytes(chunk), stop):
                 return
     except Exception as exc:
         if not stop.is_set():
             _hand_over(loop, queue, exc, stop)
         return
+    finally:
+        _release(stream)
     _hand_over(loop, queue, _END, stop)
 
 
-def _collect(stream: Iterable[bytes]) -> bytes:
-    return b"".join(stream)
+def _collect(stream: Any) -> bytes:
+    """Thread body: the whole output of an exec stream."""
+    try:
+        return b"".join(stream)
+    finally:
+        _release(stream)
+
+
+def _interrupt(stream: Any) -> None:
+    """Wake the thread reading `stream`: shut its socket down (the thread then releases it)."""
+    with contextlib.suppress(OSError, AttributeError):  # the thread may have released it already
+        stream.close()
+
+
+def _release(stream: Any) -> None:
+    """Close the HTTP response under an SDK stream, which `CancellableStream.close` leaves open."""
+    response = getattr(stream, "_response", None)
+    if response is not None:
+        with contextlib.suppress(Exception):
+            response.close()
 
 
 # -- the runtime ---------------------------------------------------------------
@@ -429,7 +448,7 @@ class DockerRuntime:
         reader = asyncio.ensure_future(asyncio.to_thread(_collect, stream))
         done, _ = await asyncio.wait({reader}, timeout=max(0.0, deadline - loop.time()))
         if not done:
-            stream.close()  # unblocks the reading thread; the command itself may linger
+            _interrupt(stream)  # the command itself may linger in the container
             await asyncio.gather(reader, return_exceptions=True)
             log.info("exec_timed_out", id=container_id, command=command, timeout=timeout)
             return _EXEC_TIMED_OUT
@@ -467,7 +486,7 @@ async def _drain(stream: Any) -> AsyncIterator[bytes]:
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[object] = asyncio.Queue(maxsize=_LOG_QUEUE_SIZE)
     stop = threading.Event()
-    thread = threading.Thread(target=_pump, args=(_chunks(stream), loop, queue, stop), name="docker-logs", daemon=True)
+    thread = threading.Thread(target=_pump, args=(stream, loop, queue, stop), name="docker-logs", daemon=True)
     thread.start()
     try:
         while True:
@@ -480,9 +499,4 @@ async def _drain(stream: Any) -> AsyncIterator[bytes]:
             yield item
     finally:
         stop.set()
-        stream.close()  # shuts the socket down: the thread's read returns at once
-
-
-def _chunks(stream: Any) -> Iterator[bytes]:
-    for chunk in stream:
-        yield bytes(chunk)
+        _interrupt(stream)

@@ -218,7 +218,11 @@ class FakeRuntime:
         for port in spec.ports:
             host_port = port.host_port
             if behaviour.serve_ports:
-                server = await asyncio.start_server(_answer, "127.0.0.1", host_port)
+                try:
+                    server = await asyncio.start_server(_answer, "127.0.0.1", host_port)
+                except OSError as exc:
+                    await _close_all(servers)
+                    raise ContainerStartError(f"cannot publish port {host_port}: {exc.strerror or exc}") from exc
                 servers.append(server)
                 host_port = server.sockets[0].getsockname()[1]
             elif host_port == 0:
@@ -314,6 +318,10 @@ async def _answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) ->
 
 async def _close_servers(container: _Container) -> None:
     servers, container.servers = container.servers, []
+    await _close_all(servers)
+
+
+async def _close_all(servers: list[asyncio.Server]) -> None:
     for server in servers:
         server.close()
         await server.wait_closed()

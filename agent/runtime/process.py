@@ -22,6 +22,7 @@ What differs from Docker, by design or by necessity:
   It gets the spec's env on top of a minimal one (the agent's PATH).
 - Ports are not published: the process binds them itself. A port's host port
   must be 0 or equal to the container port; it is reported as the container port.
+  A port already bound on the host fails the start (checked just before it).
 - The memory limit caps the address space (RLIMIT_AS) where the OS allows it,
   which is stricter than Docker's limit on resident memory. The CPU limit is
   not enforced. An out-of-memory kill cannot be told apart: reason is "Error".
@@ -38,6 +39,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import uuid
@@ -152,6 +154,20 @@ def _published_ports(spec: ContainerSpec) -> list[PortMapping]:
             )
         ports.append(PortMapping(port.container_port, port.container_port, port.protocol, port.host_ip))
     return ports
+
+
+def _check_free(ports: list[PortMapping]) -> None:
+    """Fail the start, as Docker does, when a port is taken on the host already."""
+    for port in ports:
+        kind = socket.SOCK_DGRAM if port.protocol.upper() == "UDP" else socket.SOCK_STREAM
+        with socket.socket(socket.AF_INET, kind) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((port.host_ip or "0.0.0.0", port.host_port))
+            except OSError as exc:
+                raise ContainerStartError(
+                    f"port {port.host_port}/{port.protocol} is already in use on the host: {exc.strerror or exc}"
+                ) from exc
 
 
 def _environment(spec: ContainerSpec) -> dict[str, str]:
@@ -301,12 +317,15 @@ class ProcessRuntime:
         container_id = uuid.uuid4().hex
         container_dir = self._root / container_id
         meta = _new_meta(container_id, spec, container_dir)
+        await asyncio.to_thread(_check_free, _published_ports(spec))
         await self._claim(spec.name, container_dir, meta)
         report = await asyncio.to_thread(_launch, container_dir)
         if "error" in report:
             await self.remove(container_id)
             raise ContainerStartError(f"{spec.name}: {report['error']}")
-        info = _info(await self._meta(container_id))
+        info = await self.inspect(container_id)
+        if info is None:
+            raise ContainerStartError(f"{spec.name}: removed while starting")
         log.info("container_started", id=container_id, name=spec.name, pid=report["pid"])
         return info
 

@@ -6,18 +6,41 @@ traceback: the errors each command can meet are caught in `main`.
 
 from __future__ import annotations
 
+import importlib
 import sys
 
 import click
 
-from corral import client
-from corral.cli import agent_cmd, config, logs_cmd, resources
 from corral.cli.context import Context
-from corral.manifest import ManifestError
-from protos.kinds import UnknownKindError
+
+# Commands load on first use, so `corral agent` does not carry the manifest
+# reader and `corral get` does not carry the agent.
+COMMANDS = {
+    "apply": "corral.cli.resources:apply_cmd",
+    "get": "corral.cli.resources:get_cmd",
+    "describe": "corral.cli.resources:describe_cmd",
+    "delete": "corral.cli.resources:delete_cmd",
+    "logs": "corral.cli.logs_cmd:logs_cmd",
+    "server": "corral.cli.server:server_cmd",
+    "agent": "corral.cli.agent_cmd:agent_cmd",
+}
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module, _, attr = target.partition(":")
+        command = getattr(importlib.import_module(module), attr)
+        assert isinstance(command, click.Command)
+        return command
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--server", "-s", envvar=None, help="API server host:port "
               "(default: $CORRAL_SERVER, then the config file, then 127.0.0.1:7443).")
 @click.pass_context
@@ -26,28 +49,25 @@ def cli(ctx: click.Context, server: str | None) -> None:
     ctx.obj = Context(server_flag=server)
 
 
-cli.add_command(resources.apply_cmd)
-cli.add_command(resources.get_cmd)
-cli.add_command(resources.describe_cmd)
-cli.add_command(resources.delete_cmd)
-cli.add_command(agent_cmd.agent_cmd)
-cli.add_command(logs_cmd.logs_cmd)
+def _user_error(e: Exception) -> bool:
+    """Print a user-facing error for the failures every command can meet; False if not one."""
+    from corral import client
+    from corral.cli import config
+    from corral.manifest import ManifestError
+    from protos.kinds import UnknownKindError
 
-
-@cli.command("server")
-@click.option("--listen", default="127.0.0.1:7443", show_default=True,
-              help="Address the API listens on.")
-@click.option("--etcd", default="", help="External etcd endpoints host:port[,host:port…]. "
-              "Without it, an embedded etcd runs under --data-dir.")
-@click.option("--data-dir", type=click.Path(file_okay=False), default=None,
-              help="State directory (embedded etcd data). Default: ~/.local/share/corral.")
-@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
-              default="info", show_default=True)
-def server_cmd(listen: str, etcd: str, data_dir: str | None, log_level: str) -> None:
-    """Run the control plane."""
-    from corral.cli.server import run_server  # the control plane is heavy: load it on demand
-
-    run_server(listen=listen, etcd=etcd, data_dir=data_dir, log_level=log_level)
+    if isinstance(e, ManifestError):
+        for problem in e.problems:
+            click.echo(f"error: {problem}", err=True)
+    elif isinstance(e, client.InvalidError):
+        click.echo(f"error: {e}", err=True)
+        for cause in e.causes:
+            click.echo(f"  {cause}", err=True)
+    elif isinstance(e, client.ClientError | config.ConfigError | UnknownKindError):
+        click.echo(f"error: {e}", err=True)
+    else:
+        return False
+    return True
 
 
 def main() -> None:
@@ -61,22 +81,14 @@ def main() -> None:
         sys.exit(e.exit_code)
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
-    except ManifestError as e:
-        for problem in e.problems:
-            click.echo(f"error: {problem}", err=True)
-        sys.exit(1)
-    except client.InvalidError as e:
-        click.echo(f"error: {e}", err=True)
-        for cause in e.causes:
-            click.echo(f"  {cause}", err=True)
-        sys.exit(1)
-    except (client.ClientError, config.ConfigError, UnknownKindError) as e:
-        click.echo(f"error: {e}", err=True)
-        sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)
     except BrokenPipeError:
         sys.exit(0)
+    except Exception as e:
+        if not _user_error(e):
+            raise
+        sys.exit(1)
 
 
 if __name__ == "__main__":

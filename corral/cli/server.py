@@ -9,8 +9,6 @@ from pathlib import Path
 
 import click
 
-from controlplane.server import ServerConfig, ServerError, serve
-from controlplane.store.errors import StoreError
 from corral import logs
 
 
@@ -19,7 +17,24 @@ def default_data_dir() -> Path:
     return Path(base) / "corral"
 
 
+@click.command("server")
+@click.option("--listen", default="127.0.0.1:7443", show_default=True,
+              help="Address the API listens on.")
+@click.option("--etcd", default="", help="External etcd endpoints host:port[,host:port…]. "
+              "Without it, an embedded etcd runs under --data-dir.")
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None,
+              help="State directory (embedded etcd data). Default: ~/.local/share/corral.")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
+              default="info", show_default=True)
+def server_cmd(listen: str, etcd: str, data_dir: str | None, log_level: str) -> None:
+    """Run the control plane."""
+    run_server(listen=listen, etcd=etcd, data_dir=data_dir, log_level=log_level)
+
+
 def run_server(*, listen: str, etcd: str, data_dir: str | None, log_level: str) -> None:
+    from controlplane.server import ServerConfig, ServerError, serve
+    from controlplane.store.errors import EmbeddedEtcdError, StoreError
+
     logs.configure(log_level)
     endpoints = [e.strip() for e in etcd.split(",") if e.strip()]
     config = ServerConfig(
@@ -31,7 +46,7 @@ def run_server(*, listen: str, etcd: str, data_dir: str | None, log_level: str) 
         config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     try:
         asyncio.run(serve(config))
-    except (ServerError, StoreError) as e:
+    except (ServerError, StoreError, EmbeddedEtcdError) as e:
         raise click.ClickException(str(e)) from e
     except OSError as e:
         raise click.ClickException(f"cannot start the server: {e}") from e

@@ -23,7 +23,7 @@ import sys
 import threading
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -40,7 +40,13 @@ from agent.runtime.base import (
     PortMapping,
     State,
 )
-from agent.runtime.errors import ContainerStartError, ImageNotFoundError, ImagePullError
+from agent.runtime.errors import (
+    ContainerNotFoundError,
+    ContainerStartError,
+    ImageNotFoundError,
+    ImagePullError,
+    RuntimeUnavailableError,
+)
 from agent.runtime.fake import FakeBehaviour, FakeRuntime
 from agent.runtime.process import ProcessRuntime
 
@@ -197,7 +203,6 @@ async def http_status(port: int) -> bytes:
 
 async def connect_docker() -> ContainerRuntime:
     from agent.runtime.docker import DockerRuntime
-    from agent.runtime.errors import RuntimeUnavailableError
 
     try:
         runtime = await DockerRuntime.connect()
@@ -266,8 +271,17 @@ async def test_a_name_in_use_cannot_be_run_again(target: Target) -> None:
         await target.runtime.run(target.spec("hello"))
 
 
-async def test_inspect_of_an_unknown_id_is_none(target: Target) -> None:
-    assert await target.runtime.inspect("0123456789abcdef") is None
+async def test_an_unknown_id_is_none_or_not_found(target: Target) -> None:
+    unknown = f"corral-test-{target.test_id}-no-such-container"
+
+    assert await target.runtime.inspect(unknown) is None
+    await target.runtime.remove(unknown)  # missing is fine
+    with pytest.raises(ContainerNotFoundError):
+        await target.runtime.stop(unknown, grace_seconds=GRACE)
+    with pytest.raises(ContainerNotFoundError):
+        await target.runtime.exec(unknown, EXEC_EXIT3, timeout=5)
+    with pytest.raises(ContainerNotFoundError):
+        await read_logs(target.runtime, unknown)
 
 
 # -- logs ---------------------------------------------------------------------------
@@ -409,6 +423,22 @@ async def test_a_published_port_answers(target: Target) -> None:
     assert status.startswith(b"HTTP/1.")
 
 
+async def test_a_port_taken_on_the_host_fails_the_start(target: Target) -> None:
+    with socket.socket() as blocker:
+        blocker.bind(("0.0.0.0", 0))
+        blocker.listen()
+        taken = blocker.getsockname()[1]
+        container_port = {"docker": 80, "fake": 80, "process": taken}[target.kind]
+        spec = target.http_spec()
+        spec = replace(spec, ports=[PortMapping(container_port, taken)])
+
+        with pytest.raises(ContainerStartError) as error:
+            await target.runtime.run(spec)
+
+    assert str(taken) in str(error.value)  # the message names the port
+    assert await target.runtime.list(target.labels) == []  # nothing half-created is left
+
+
 # -- images and start failures ------------------------------------------------------
 
 
@@ -480,9 +510,13 @@ async def test_process_containers_survive_the_agent_and_are_adopted(tmp_path: Pa
         env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
         start_new_session=True,
     )
-    container_id = await asyncio.wait_for(asyncio.to_thread(read_container_id, agent), timeout=WAIT)
-    os.killpg(agent.pid, signal.SIGKILL)  # the agent and anything in its process group
-    agent.wait()
+    try:
+        container_id = await asyncio.wait_for(asyncio.to_thread(read_container_id, agent), timeout=WAIT)
+    finally:
+        os.killpg(agent.pid, signal.SIGKILL)  # the agent and anything in its process group
+        agent.wait()
+        assert agent.stdout is not None
+        agent.stdout.close()
     runtime = ProcessRuntime(data_dir)  # the restarted agent
     try:
         [adopted] = await runtime.list({TEST_LABEL: test_id})
@@ -557,3 +591,52 @@ async def test_docker_sets_limits_and_hardening() -> None:
             await runtime.remove(leftover.id)
         await runtime.close()
         client.close()
+
+
+async def test_docker_engine_that_does_not_answer_is_unavailable(tmp_path: Path) -> None:
+    from agent.runtime.docker import DockerRuntime
+
+    with pytest.raises(RuntimeUnavailableError) as error:
+        await DockerRuntime.connect(f"unix://{tmp_path}/no-engine.sock")
+
+    assert error.value.temporary
+
+
+# -- fake runtime only --------------------------------------------------------------
+
+
+async def test_fake_scripts_start_failures_exec_codes_and_ports() -> None:
+    runtime = FakeRuntime({"fake/flaky": FakeBehaviour()})
+    spec = ContainerSpec(name="flaky", image="fake/flaky", ports=[PortMapping(80), PortMapping(81, 8081)])
+    runtime.fail_next_start("fake/flaky", "no space left")
+
+    with pytest.raises(ContainerStartError, match="no space left"):
+        await runtime.run(spec)
+    info = await runtime.run(spec)  # only the next start fails
+    runtime.set_exec_exit_code(info.id, 1)
+
+    assert [(p.container_port, p.host_port) for p in info.ports] == [(80, 30000), (81, 8081)]
+    assert (await runtime.exec(info.id, ["true"], timeout=1)).exit_code == 1
+    await runtime.stop(info.id, grace_seconds=30)  # instant, whatever the grace
+    stopped = await runtime.inspect(info.id)
+
+    assert runtime.sigterm_sent(info.id)
+    assert stopped is not None and stopped.finished_at is not None
+    assert stopped == replace(info, state=State.EXITED, exit_code=143, reason="Error", finished_at=stopped.finished_at)
+
+
+async def test_fake_containers_exit_on_their_clock() -> None:
+    now = [100.0]
+    runtime = FakeRuntime({"fake/job": FakeBehaviour(run_seconds=5, exit_code=0)}, clock=lambda: now[0])
+    info = await runtime.run(ContainerSpec(name="job", image="fake/job"))
+
+    now[0] = 104.9
+    running = await runtime.inspect(info.id)
+    now[0] = 105.0
+    exited = await runtime.inspect(info.id)
+
+    assert running is not None and running.state is State.RUNNING
+    assert exited is not None and exited.state is State.EXITED and exited.exit_code == 0
+    assert exited.reason == "Completed"
+    assert exited.started_at is not None and exited.finished_at is not None
+    assert (exited.finished_at - exited.started_at).total_seconds() == pytest.approx(5)

@@ -1,0 +1,192 @@
+"""Benchmark: agent memory and pod start latency.
+
+Starts a real `corral server` (embedded etcd) and a real `corral agent` with the
+Docker and process runtimes, then measures:
+
+- the agent's RSS when idle, and with 10 Docker pods running (as an agent-only
+  install runs it: without rich, which only the dev tools bring);
+- pod start latency, from the Create call (the pod carries spec.nodeName, so it
+  is assigned at once) until a watch sees it Running, for each runtime.
+
+    .venv/bin/python bench/agent_pods.py [--pods 10]
+
+Prints the figures and writes bench/results/agent_pods.json. Asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+from corral.client import Client
+from protos.corral.v1 import pod_pb2
+
+RESULTS = Path(__file__).resolve().parent / "results"
+# Run the agent as an agent-only install (`pip install corral`) has it: without the
+# packages only the dev tools bring (rich, via import-linter, which structlog would
+# otherwise load for pretty tracebacks).
+AGENT_ONLY = ("import sys; sys.modules['rich'] = None; "
+              "from corral.cli.main import main; sys.argv[0] = 'corral'; main()")
+NODE = "bench-node"
+BUSYBOX = shutil.which("busybox") or "/bin/busybox"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait(check, timeout: float, what: str):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise SystemExit(f"timed out waiting for {what}")
+
+
+def docker_pod(name: str) -> pod_pb2.Pod:
+    p = pod_pb2.Pod()
+    p.metadata.name = name
+    p.metadata.labels["bench"] = "agent"
+    p.spec.node_name = NODE
+    p.spec.termination_grace_period_seconds = 2
+    c = p.spec.containers.add(name="httpd", image="corral-test/busybox:1")
+    c.ports.add(container_port=80)
+    return p
+
+
+def process_pod(name: str) -> pod_pb2.Pod:
+    p = pod_pb2.Pod()
+    p.metadata.name = name
+    p.metadata.labels["bench"] = "agent"
+    p.spec.node_name = NODE
+    p.spec.runtime_class_name = "process"
+    p.spec.termination_grace_period_seconds = 2
+    p.spec.containers.add(name="main", image="host", command=[BUSYBOX, "sleep", "3600"])
+    return p
+
+
+class RunningWatcher:
+    """Records when a watch first sees each pod Running."""
+
+    def __init__(self, address: str) -> None:
+        self.seen: dict[str, float] = {}
+        self.client = Client(address)
+        _, self.revision = self.client.list("pods", "default")
+        self.thread = threading.Thread(target=self._follow, daemon=True)
+        self.thread.start()
+
+    def _follow(self) -> None:
+        try:
+            for ev in self.client.watch("pods", "default", resource_version=self.revision):
+                pod = ev.obj
+                if isinstance(pod, pod_pb2.Pod) and pod.status.phase == "Running":
+                    self.seen.setdefault(pod.metadata.name, time.perf_counter())
+        except Exception:  # the channel closes when the benchmark ends
+            return
+
+
+def start_latencies(client: Client, watcher: RunningWatcher, pods: list[pod_pb2.Pod]) -> list[float]:
+    created: dict[str, float] = {}
+    for pod in pods:
+        created[pod.metadata.name] = time.perf_counter()
+        client.create(pod)
+        wait(lambda n=pod.metadata.name: n in watcher.seen, 60, f"{pod.metadata.name} Running")
+    return [watcher.seen[name] - t for name, t in created.items()]
+
+
+def delete_all(client: Client, names: list[str]) -> None:
+    for name in names:
+        client.delete("pod", name, "default")
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    ordered = sorted(values)
+    return {"p50_ms": round(statistics.median(ordered) * 1000, 1),
+            "p99_ms": round(ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))] * 1000, 1),
+            "max_ms": round(ordered[-1] * 1000, 1)}
+
+
+def run(pods: int) -> dict[str, object]:
+    address = f"127.0.0.1:{free_port()}"
+    with tempfile.TemporaryDirectory(prefix="corral-bench-") as tmp:
+        server_log = open(Path(tmp) / "server.log", "wb")
+        agent_log = open(Path(tmp) / "agent.log", "wb")
+        server = subprocess.Popen([sys.executable, "-m", "corral.cli.main", "server", "--listen", address,
+                                   "--data-dir", f"{tmp}/server", "--log-level", "warning"],
+                                  stdout=server_log, stderr=subprocess.STDOUT)
+        agent = subprocess.Popen([sys.executable, "-c", AGENT_ONLY, "agent", "--server", address,
+                                  "--name", NODE, "--data-dir", f"{tmp}/agent", "--runtime", "docker",
+                                  "--runtime", "process", "--log-level", "warning"],
+                                 stdout=agent_log, stderr=subprocess.STDOUT)
+        try:
+            client = Client(address)
+            wait(lambda: _node_ready(client), 60, "agent registered")
+            time.sleep(3)
+            idle_rss = psutil.Process(agent.pid).memory_info().rss
+            watcher = RunningWatcher(address)
+            docker = start_latencies(client, watcher, [docker_pod(f"d{i}") for i in range(pods)])
+            time.sleep(3)
+            busy_rss = psutil.Process(agent.pid).memory_info().rss
+            process = start_latencies(client, watcher, [process_pod(f"p{i}") for i in range(pods)])
+            delete_all(client, [f"d{i}" for i in range(pods)] + [f"p{i}" for i in range(pods)])
+            time.sleep(4)
+        finally:
+            agent.terminate()
+            agent.wait(timeout=30)
+            server.terminate()
+            server.wait(timeout=30)
+            subprocess.run("docker rm -f $(docker ps -aq --filter label=io.corral.node=bench-node) "
+                           ">/dev/null 2>&1", shell=True, check=False)
+    return {
+        "pods": pods,
+        "agent_rss_idle_mb": round(idle_rss / 2**20, 1),
+        "agent_rss_10_docker_pods_mb": round(busy_rss / 2**20, 1),
+        "docker_start": summary(docker),
+        "process_start": summary(process),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+    }
+
+
+def _node_ready(client: Client) -> bool:
+    try:
+        client.get("node", NODE)
+        return True
+    except Exception:
+        return False
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pods", type=int, default=10)
+    args = parser.parse_args()
+    result = run(args.pods)
+    print(f"agent RSS idle: {result['agent_rss_idle_mb']} MB; with {args.pods} Docker pods: "
+          f"{result['agent_rss_10_docker_pods_mb']} MB")
+    d, p = result["docker_start"], result["process_start"]
+    print(f"start latency, Docker:  p50 {d['p50_ms']} ms, p99 {d['p99_ms']} ms")  # type: ignore[index]
+    print(f"start latency, process: p50 {p['p50_ms']} ms, p99 {p['p99_ms']} ms")  # type: ignore[index]
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / "agent_pods.json"
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
