@@ -187,7 +187,8 @@ def _terminated(info: ContainerInfo, runtime: str) -> pod_pb2.ContainerStateTerm
 
 def container_status(pod: pod_pb2.Pod, container: pod_pb2.Container, history: list[ContainerInfo],
                      track: ContainerTrack, inputs: StatusInputs) -> pod_pb2.ContainerStatus:
-    status = pod_pb2.ContainerStatus(name=container.name, image=container.image)
+    status = pod_pb2.ContainerStatus(name=container.name, image=container.image, ready=False,
+                                     restart_count=0, started=False)
     latest = history[-1] if history else None
     if latest is not None:
         status.restart_count = attempt_of(latest)

@@ -3,6 +3,8 @@ embedded etcd in a temp dir, and a helper to run CLI commands against it."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import signal
 import socket
@@ -146,17 +148,33 @@ def remove_node_containers(node: str) -> None:
         subprocess.run(["docker", "rm", "-f", *ids], capture_output=True, check=False)
 
 
+def kill_process_containers(data_dir: Path) -> None:
+    """Kill what the process runtime of this test's agent still runs."""
+    for meta_file in data_dir.glob("process/containers/*/meta.json"):
+        pid = json.loads(meta_file.read_text()).get("pid")
+        if isinstance(pid, int) and pid > 1:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
+
+
 @pytest.fixture
-def agent(server: ServerProcess, tmp_path: Path) -> Iterator[AgentProcess]:
+def agent_runtimes() -> tuple[str, ...]:
+    """The runtimes the test agent offers; a test module overrides this fixture to change it."""
+    return ("docker", "process")
+
+
+@pytest.fixture
+def agent(server: ServerProcess, tmp_path: Path, agent_runtimes: tuple[str, ...]) -> Iterator[AgentProcess]:
     name = f"node-{os.getpid()}-{time.monotonic_ns() % 100000}"
-    proc = AgentProcess(server.address, name, tmp_path / "agent", server.env, tmp_path / "agent.log")
+    proc = AgentProcess(server.address, name, tmp_path / "agent", server.env, tmp_path / "agent.log",
+                        runtimes=agent_runtimes)
     proc.start()
     cli = Cli(server.env)
     wait_until(lambda: cli.run("get", "node", name).returncode == 0, 30, "agent registered", proc.log)
     yield proc
     proc.stop()
     remove_node_containers(name)
-    subprocess.run(["pkill", "-f", f"process_shim {tmp_path}"], check=False)
+    kill_process_containers(proc.data_dir)
 
 
 def wait_until(check: Callable[[], object], timeout: float, what: str, log: Path | None = None) -> object:

@@ -1,0 +1,90 @@
+"""The same pod lifecycle with `runtimeClassName: process` (no Docker involved)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import urllib.request
+from typing import Any
+
+import pytest
+
+from tests.e2e.conftest import AgentProcess, Cli, ServerProcess, wait_until
+
+BUSYBOX = shutil.which("busybox") or "/bin/busybox"
+
+
+@pytest.fixture
+def agent_runtimes() -> tuple[str, ...]:
+    return ("process",)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def apply_pod(cli: Cli, name: str, node: str, container: dict[str, Any], **spec: Any) -> None:
+    doc = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+           "spec": {"nodeName": node, "runtimeClassName": "process", "terminationGracePeriodSeconds": 5,
+                    "containers": [container], **spec}}
+    result = cli.run("apply", "-f", "-", stdin=json.dumps(doc).encode())
+    assert result.returncode == 0, result.stderr
+
+
+def status_of(cli: Cli, name: str) -> dict[str, Any]:
+    result = cli.run("get", "pod", name, "-o", "json")
+    assert result.returncode == 0, result.stderr
+    status: dict[str, Any] = json.loads(result.stdout).get("status", {})
+    return status
+
+
+def ready(cli: Cli, name: str) -> bool:
+    status = status_of(cli, name)
+    conditions = {c["type"]: c["status"] for c in status.get("conditions", [])}
+    return status.get("phase") == "Running" and conditions.get("Ready") == "True"
+
+
+def test_process_pod_lifecycle(server: ServerProcess, agent: AgentProcess, tmp_path: Any) -> None:
+    cli = Cli(server.env)
+    port = free_port()
+    www = tmp_path / "www"
+    www.mkdir()
+    (www / "index.html").write_text("served by a process\n")
+    apply_pod(cli, "web", agent.name, {
+        "name": "httpd", "image": "host", "command": [BUSYBOX, "httpd", "-f", "-v", "-p", f"127.0.0.1:{port}",
+                                                     "-h", str(www)],
+        "ports": [{"containerPort": port, "hostPort": port}],
+        "readinessProbe": {"httpGet": {"path": "/", "port": port}, "periodSeconds": 1}})
+    apply_pod(cli, "crasher", agent.name, {"name": "main", "image": "host",
+                                           "command": ["/bin/sh", "-c", "echo boom; exit 4"]})
+    wait_until(lambda: ready(cli, "web"), 60, "process pod ready", agent.log)
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as response:
+        assert response.read().decode() == "served by a process\n"
+    status = status_of(cli, "web")["containerStatuses"][0]
+    assert status["containerID"].startswith("process://")
+    assert status["ports"][0]["hostPort"] == port
+    wait_until(lambda: "response:200" in cli.run("logs", "web").stdout, 20, "access log via corral logs")
+    wait_until(lambda: status_of(cli, "crasher").get("containerStatuses", [{}])[0].get("restartCount", 0) >= 2,
+               60, "crasher restarts", agent.log)
+    crasher = status_of(cli, "crasher")["containerStatuses"][0]
+    assert crasher["lastState"]["terminated"]["exitCode"] == 4
+    assert "boom" in cli.run("logs", "crasher", "--previous").stdout
+    assert cli.run("delete", "pod", "web").returncode == 0
+
+    def port_closed() -> bool:
+        with socket.socket() as s:
+            return s.connect_ex(("127.0.0.1", port)) != 0
+
+    wait_until(port_closed, 15, "process stopped after delete", agent.log)
+
+
+def test_docker_pod_is_refused_by_a_process_only_node(server: ServerProcess, agent: AgentProcess) -> None:
+    cli = Cli(server.env)
+    doc = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "needs-docker"},
+           "spec": {"nodeName": agent.name, "containers": [{"name": "main", "image": "corral-test/busybox:1"}]}}
+    assert cli.run("apply", "-f", "-", stdin=json.dumps(doc).encode()).returncode == 0
+    wait_until(lambda: status_of(cli, "needs-docker").get("phase") == "Failed", 30, "pod failed", agent.log)
+    assert 'runtime "docker" is not offered' in status_of(cli, "needs-docker")["message"]
