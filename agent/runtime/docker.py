@@ -236,9 +236,6 @@ def _host_config(api: Any, spec: ContainerSpec) -> Any:
         port_bindings=bindings,
         security_opt=["no-new-privileges"],
         privileged=False,
-        # An init process as PID 1 forwards SIGTERM to the app and reaps zombies,
-        # so a graceful stop is graceful even for apps that never expected PID 1.
-        init=True,
         restart_policy={"Name": "no"},
         log_config=LogConfig(type=LogConfig.types.JSON),
         **limits,
