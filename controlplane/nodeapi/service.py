@@ -29,6 +29,9 @@ log = structlog.get_logger(__name__)
 
 Context = grpc.aio.ServicerContext[object, object]
 CAS_RETRIES = 8
+# Heartbeats the control plane takes per second before it stretches the period
+# (as Nomad does): 1,000 nodes at 4 s is 250/s; 2,000 nodes get 8 s.
+HEARTBEAT_BUDGET_PER_SECOND = 250
 NODE = by_kind("Node")
 POD = by_kind("Pod")
 
@@ -60,6 +63,12 @@ class NodeService(node_service_pb2_grpc.NodeServiceServicer):
         self.tunnels = tunnels
         self.heartbeat_period = heartbeat_period
         self.now = now
+        self.connected: set[str] = set()
+
+    def period(self) -> int:
+        """The heartbeat period to hand out: the base one, stretched on large clusters."""
+        stretched = -(-len(self.connected) // HEARTBEAT_BUDGET_PER_SECOND)
+        return max(self.heartbeat_period, stretched)
 
     # -- registration and heartbeats ----------------------------------------------
 
@@ -71,7 +80,7 @@ class NodeService(node_service_pb2_grpc.NodeServiceServicer):
             await abort(context, e)
         log.info("node_registered", node=request.node_name, runtimes=list(request.status.runtimes))
         return node_service_pb2.RegisterResponse(
-            node_uid=node.metadata.uid, heartbeat_period_seconds=self.heartbeat_period)
+            node_uid=node.metadata.uid, heartbeat_period_seconds=self.period())
 
     async def _register(self, request: node_service_pb2.RegisterRequest) -> node_pb2.Node:
         for _ in range(CAS_RETRIES):
@@ -105,7 +114,7 @@ class NodeService(node_service_pb2_grpc.NodeServiceServicer):
             await self._heartbeat(request.node_name)
         except ApiError as e:
             await abort(context, e)
-        return node_service_pb2.HeartbeatResponse(heartbeat_period_seconds=self.heartbeat_period)
+        return node_service_pb2.HeartbeatResponse(heartbeat_period_seconds=self.period())
 
     async def _heartbeat(self, name: str) -> None:
         for _ in range(CAS_RETRIES):
@@ -132,6 +141,7 @@ class NodeService(node_service_pb2_grpc.NodeServiceServicer):
         event = self.assignments.event_for(node)
         sent: Fingerprint | None = None
         log.info("assignments_stream_opened", node=node)
+        self.connected.add(node)
         try:
             while True:
                 event.clear()
@@ -141,6 +151,7 @@ class NodeService(node_service_pb2_grpc.NodeServiceServicer):
                     sent = fingerprint
                 await event.wait()
         finally:
+            self.connected.discard(node)
             log.info("assignments_stream_closed", node=node)
 
     # -- status reports -----------------------------------------------------------

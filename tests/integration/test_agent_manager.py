@@ -71,7 +71,8 @@ async def containers(runtime: FakeRuntime, uid: str) -> list[base.ContainerInfo]
 
 @pytest.fixture
 def runtime() -> FakeRuntime:
-    return FakeRuntime({"crash:1": FakeBehaviour(run_seconds=0.05, exit_code=1)})
+    return FakeRuntime({"crash:1": FakeBehaviour(run_seconds=0.05, exit_code=1),
+                        "missing:1": FakeBehaviour(missing_image=True)})
 
 
 async def running_count(runtime: FakeRuntime, uid: str) -> int:
@@ -159,3 +160,19 @@ async def test_unknown_runtime_fails_the_pod(runtime: FakeRuntime, tmp_path: Pat
         reports = manager.take_reports()
         assert reports[0].status.phase == "Failed"
         assert 'runtime "process" is not offered' in reports[0].status.message
+
+
+async def test_missing_image_shows_err_image_pull_then_back_off(runtime: FakeRuntime, tmp_path: Path) -> None:
+    async with running(PodManager({"docker": runtime}, settings(), tmp_path)) as manager:
+        await manager.apply(assignment(1, pod("m", image="missing:1")))
+        reasons: list[str] = []
+
+        def saw_back_off() -> bool:
+            for r in manager.take_reports():
+                reasons.append(r.status.container_statuses[0].state.waiting.reason)
+            return "ImagePullBackOff" in reasons
+
+        await eventually(saw_back_off)
+        assert reasons[reasons.index("ErrImagePull")] == "ErrImagePull"
+        assert reasons.index("ErrImagePull") < reasons.index("ImagePullBackOff")
+        assert await containers(runtime, "uid-m") == []
