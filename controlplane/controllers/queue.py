@@ -1,0 +1,82 @@
+"""A work queue of object keys, as client-go's: a key is queued at most once,
+is processed by one worker at a time, and failed keys come back with
+exponential back-off. Delays use the event loop clock."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+
+
+class WorkQueue:
+    def __init__(self, *, base_delay: float = 0.05, max_delay: float = 30.0) -> None:
+        self._queue: deque[str] = deque()
+        self._queued: set[str] = set()
+        self._active: set[str] = set()
+        self._dirty: set[str] = set()
+        self._failures: dict[str, int] = {}
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._ready = asyncio.Event()
+        self.base_delay = base_delay
+        self.max_delay = max_delay
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    def add(self, key: str) -> None:
+        if key in self._active:
+            self._dirty.add(key)
+            return
+        if key not in self._queued:
+            self._queued.add(key)
+            self._queue.append(key)
+            self._ready.set()
+
+    def add_after(self, key: str, delay: float) -> None:
+        if delay <= 0:
+            self.add(key)
+            return
+        loop = asyncio.get_running_loop()
+        existing = self._timers.get(key)
+        when = loop.time() + delay
+        if existing is not None and existing.when() <= when:
+            return
+        if existing is not None:
+            existing.cancel()
+        self._timers[key] = loop.call_at(when, self._fire, key)
+
+    def _fire(self, key: str) -> None:
+        self._timers.pop(key, None)
+        self.add(key)
+
+    async def get(self) -> str:
+        while not self._queue:
+            self._ready.clear()
+            await self._ready.wait()
+        key = self._queue.popleft()
+        self._queued.discard(key)
+        self._active.add(key)
+        return key
+
+    def done(self, key: str) -> None:
+        """The worker finished `key`; if it changed meanwhile, queue it again."""
+        self._active.discard(key)
+        if key in self._dirty:
+            self._dirty.discard(key)
+            self.add(key)
+
+    def forget(self, key: str) -> None:
+        self._failures.pop(key, None)
+
+    def retry(self, key: str) -> float:
+        """Requeue a failed key with exponential back-off; returns the delay."""
+        failures = self._failures.get(key, 0)
+        self._failures[key] = failures + 1
+        delay: float = min(self.max_delay, self.base_delay * 2.0 ** failures)
+        self.add_after(key, delay)
+        return delay
+
+    def close(self) -> None:
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
