@@ -18,7 +18,9 @@ import structlog
 
 from controlplane.apiserver.handlers import ObjectApi
 from controlplane.apiserver.service import ObjectService
-from controlplane.informer import Informer
+from controlplane.controllers.events import EventRecorder
+from controlplane.controllers.runner import Controller, ControllerManager
+from controlplane.controllers.scheduling import SchedulerController
 from controlplane.nodeapi.assignments import AssignmentIndex
 from controlplane.nodeapi.service import NodeService
 from controlplane.nodeapi.tunnels import TunnelRegistry
@@ -27,7 +29,6 @@ from controlplane.store.embedded import EmbeddedEtcd
 from controlplane.store.etcd import EtcdStore
 from controlplane.store.objects import DEFAULT_PREFIX, ObjectStore
 from protos.corral.v1 import api_pb2_grpc, node_service_pb2_grpc
-from protos.kinds import by_kind
 
 log = structlog.get_logger(__name__)
 
@@ -55,6 +56,8 @@ class ServerConfig:
     key_prefix: str = DEFAULT_PREFIX
     # Seconds between agent heartbeats (sent to agents at registration).
     heartbeat_period: int = 4
+    # The cluster's default placement: LeastAllocated (spread) or MostAllocated (bin-pack).
+    scheduling_strategy: str = "LeastAllocated"
 
 
 @dataclass
@@ -86,10 +89,10 @@ async def start(config: ServerConfig, stack: AsyncExitStack) -> RunningServer:
     store, endpoints = await open_store(config, stack)
     objects = ObjectStore(store, config.key_prefix)
     api = ObjectApi(objects)
-    pods = Informer(objects, by_kind("Pod"))
-    informer_task = asyncio.create_task(pods.run(), name="pod-informer")
-    stack.push_async_callback(_cancel, informer_task)
-    assignments = AssignmentIndex(pods)
+    controllers = ControllerManager(objects, build_controllers(api, config))
+    assignments = AssignmentIndex(controllers.informer("Pod"))
+    manager_task = asyncio.create_task(controllers.run(), name="controllers")
+    stack.push_async_callback(_cancel, manager_task)
     tunnels = TunnelRegistry()
     server = grpc.aio.server(options=GRPC_OPTIONS)
     api_pb2_grpc.add_ObjectServiceServicer_to_server(ObjectService(api, tunnels), server)
@@ -107,6 +110,11 @@ async def start(config: ServerConfig, stack: AsyncExitStack) -> RunningServer:
     address = f"{host}:{port}"
     log.info("server_started", listen=address, etcd=",".join(endpoints))
     return RunningServer(address, endpoints)
+
+
+def build_controllers(api: ObjectApi, config: ServerConfig) -> list[Controller]:
+    recorder = EventRecorder(api, "scheduler")
+    return [SchedulerController(api, recorder, strategy=config.scheduling_strategy)]
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:

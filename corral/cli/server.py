@@ -24,14 +24,20 @@ def default_data_dir() -> Path:
               "Without it, an embedded etcd runs under --data-dir.")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None,
               help="State directory (embedded etcd data). Default: ~/.local/share/corral.")
+@click.option("--scheduling-strategy", type=click.Choice(["LeastAllocated", "MostAllocated"]),
+              default="LeastAllocated", show_default=True,
+              help="Cluster default placement: spread load, or bin-pack to leave whole machines free. "
+                   "A Deployment overrides it with the pod template annotation corral.io/scheduling-strategy.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
               default="info", show_default=True)
-def server_cmd(listen: str, etcd: str, data_dir: str | None, log_level: str) -> None:
+def server_cmd(listen: str, etcd: str, data_dir: str | None, scheduling_strategy: str, log_level: str) -> None:
     """Run the control plane."""
-    run_server(listen=listen, etcd=etcd, data_dir=data_dir, log_level=log_level)
+    run_server(listen=listen, etcd=etcd, data_dir=data_dir, log_level=log_level,
+               scheduling_strategy=scheduling_strategy)
 
 
-def run_server(*, listen: str, etcd: str, data_dir: str | None, log_level: str) -> None:
+def run_server(*, listen: str, etcd: str, data_dir: str | None, log_level: str,
+               scheduling_strategy: str = "LeastAllocated") -> None:
     from controlplane.server import ServerConfig, ServerError, serve
     from controlplane.store.errors import EmbeddedEtcdError, StoreError
 
@@ -41,6 +47,7 @@ def run_server(*, listen: str, etcd: str, data_dir: str | None, log_level: str) 
         listen=listen,
         etcd=endpoints,
         data_dir=Path(data_dir) if data_dir else (None if endpoints else default_data_dir()),
+        scheduling_strategy=scheduling_strategy,
     )
     if config.data_dir is not None:
         config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)

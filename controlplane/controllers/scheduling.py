@@ -1,0 +1,199 @@
+"""The scheduler's shell: feeds the pure pipeline from watch caches and binds.
+
+One key ("pass") drives batch passes: every change to an unbound pod, to a
+node, or to a bound pod's existence queues a pass. A pass builds a snapshot of
+the nodes and what is bound to them, places all pending pods
+(`scheduler.pipeline.schedule_batch`, which counts each placement before the
+next), and binds each with a compare-and-swap write of `spec.nodeName`; a
+conflict means fresh state is needed, so the pass runs again. A pod that fits
+nowhere stays Pending with a PodScheduled=False condition and a
+`FailedScheduling` event saying why, and is retried with back-off (1 s
+doubling to 60 s) — or at once when the cluster changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import structlog
+
+from controlplane.apiserver.handlers import ObjectApi
+from controlplane.controllers.events import EventRecorder
+from controlplane.controllers.queue import WorkQueue
+from controlplane.informer import CacheEvent, Informer
+from controlplane.scheduler.framework import Profile
+from controlplane.scheduler.pipeline import Placement, Unschedulable, schedule_batch
+from controlplane.scheduler.plugins import default_profile
+from controlplane.scheduler.snapshot import LEAST_ALLOCATED, build_snapshot, pod_request
+from controlplane.store import errors as store_errors
+from controlplane.store.objects import Change
+from protos.corral.v1 import node_pb2, pod_pb2
+
+log = structlog.get_logger(__name__)
+
+PASS = "pass"
+BIND_CONCURRENCY = 64
+RETRY_INITIAL = 1.0
+RETRY_MAX = 60.0
+CONFLICT_RETRY = 0.05
+ASSUME_TTL = 30.0
+
+
+@dataclass
+class Retry:
+    not_before: float
+    delay: float
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def pending(pod: pod_pb2.Pod) -> bool:
+    """Waiting for a node: unbound, not being deleted, not finished."""
+    return (not pod.spec.node_name and not pod.metadata.HasField("deletion_timestamp")
+            and pod.status.phase not in ("Succeeded", "Failed"))
+
+
+class SchedulerController:
+    name: str = "scheduler"
+    kinds: tuple[str, ...] = ("Pod", "Node")
+    workers: int = 1
+
+    def __init__(self, api: ObjectApi, recorder: EventRecorder, *, strategy: str = LEAST_ALLOCATED,
+                 profile: Profile | None = None, now: Callable[[], datetime] = _utcnow) -> None:
+        self.api = api
+        self.recorder = recorder
+        self.strategy = strategy
+        self.profile = profile or default_profile()
+        self.now = now
+        self.retries: dict[str, Retry] = {}
+        # uid → (node, expiry): bound by us, not yet seen bound in the cache.
+        self.assumed: dict[str, tuple[str, float]] = {}
+        self.start_index = 0
+        self._pods: Informer | None = None
+        self._nodes: Informer | None = None
+
+    def bind(self, informers: dict[str, Informer], queue: WorkQueue) -> None:
+        self._pods, self._nodes = informers["Pod"], informers["Node"]
+
+    def keys_for(self, kind: str, event: CacheEvent) -> Iterable[str]:
+        if kind == "Node":
+            self.retries.clear()  # the cluster changed: try everything again now
+            return [PASS]
+        pod = event.obj
+        assert isinstance(pod, pod_pb2.Pod)
+        if event.change is Change.DELETED and pod.spec.node_name:
+            self.retries.clear()  # room was freed
+            return [PASS]
+        return [PASS] if pending(pod) else []
+
+    def all_keys(self) -> Iterable[str]:
+        return [PASS]
+
+    async def sync(self, key: str) -> float | None:
+        assert self._pods is not None
+        assert self._nodes is not None
+        loop_now = asyncio.get_running_loop().time()
+        pods = self._with_assumed([p for p in self._pods.items.values() if isinstance(p, pod_pb2.Pod)], loop_now)
+        todo = sorted((p for p in pods if pending(p) and self._due(p, loop_now)),
+                      key=lambda p: (p.metadata.creation_timestamp.seconds, p.metadata.name))
+        if not todo:
+            return self._next_retry(loop_now)
+        nodes = [n for n in self._nodes.items.values() if isinstance(n, node_pb2.Node)]
+        snapshot = build_snapshot(nodes, (p for p in pods if p.spec.node_name))
+        requests = [pod_request(p, default_strategy=self.strategy) for p in todo]
+        batch = schedule_batch(requests, snapshot, self.profile, start_index=self.start_index)
+        self.start_index = batch.next_start_index
+        by_key = {f"{p.metadata.namespace}/{p.metadata.name}": p for p in todo}
+        conflicts = await self._apply(batch.results, by_key, loop_now)
+        log.info("scheduling_pass", pending=len(todo), nodes=len(nodes),
+                 bound=sum(isinstance(r, Placement) for r in batch.results), conflicts=conflicts)
+        return CONFLICT_RETRY if conflicts else self._next_retry(loop_now)
+
+    def _with_assumed(self, pods: list[pod_pb2.Pod], now: float) -> list[pod_pb2.Pod]:
+        """Pods as the scheduler must see them: bindings it wrote but the cache has
+        not shown yet count as bound, so no pass over-commits a node."""
+        out = []
+        for pod in pods:
+            assumed = self.assumed.get(pod.metadata.uid)
+            if assumed is not None and (pod.spec.node_name or assumed[1] < now):
+                del self.assumed[pod.metadata.uid]
+            elif assumed is not None:
+                copy = pod_pb2.Pod()
+                copy.CopyFrom(pod)
+                copy.spec.node_name = assumed[0]
+                pod = copy
+            out.append(pod)
+        return out
+
+    def _due(self, pod: pod_pb2.Pod, now: float) -> bool:
+        retry = self.retries.get(pod.metadata.uid)
+        return retry is None or retry.not_before <= now
+
+    def _next_retry(self, now: float) -> float | None:
+        if not self.retries:
+            return None
+        return max(0.05, min(r.not_before for r in self.retries.values()) - now)
+
+    async def _apply(self, results: Iterable[Placement | Unschedulable], pods: dict[str, pod_pb2.Pod],
+                     now: float) -> int:
+        limit = asyncio.Semaphore(BIND_CONCURRENCY)
+
+        async def one(result: Placement | Unschedulable) -> bool:
+            async with limit:
+                pod = pods[result.pod]
+                if isinstance(result, Placement):
+                    return await self._bind(pod, result.node)
+                await self._unschedulable(pod, result, now)
+                return True
+
+        outcomes = await asyncio.gather(*(one(r) for r in results))
+        return sum(1 for ok in outcomes if not ok)
+
+    async def _bind(self, pod: pod_pb2.Pod, node: str) -> bool:
+        bound = pod_pb2.Pod()
+        bound.CopyFrom(pod)
+        bound.spec.node_name = node
+        _set_scheduled(bound, True, "", "", self.now())
+        try:
+            await self.api.objects.update(bound)
+        except (store_errors.ConflictError, store_errors.NotFoundError):
+            return False
+        self.retries.pop(pod.metadata.uid, None)
+        self.assumed[pod.metadata.uid] = (node, asyncio.get_running_loop().time() + ASSUME_TTL)
+        log.info("pod_bound", pod=pod.metadata.name, namespace=pod.metadata.namespace, node=node)
+        return True
+
+    async def _unschedulable(self, pod: pod_pb2.Pod, result: Unschedulable, now: float) -> None:
+        previous = self.retries.get(pod.metadata.uid)
+        delay = RETRY_INITIAL if previous is None else min(previous.delay * 2, RETRY_MAX)
+        self.retries[pod.metadata.uid] = Retry(now + delay, delay)
+        current = next((c for c in pod.status.conditions if c.type == "PodScheduled"), None)
+        if current is not None and current.status == "False" and current.message == result.message:
+            return
+        updated = pod_pb2.Pod()
+        updated.CopyFrom(pod)
+        updated.status.phase = updated.status.phase or "Pending"
+        _set_scheduled(updated, False, "Unschedulable", result.message, self.now())
+        try:
+            await self.api.objects.update(updated)
+        except (store_errors.ConflictError, store_errors.NotFoundError):
+            return
+        await self.recorder.record(pod, "Warning", "FailedScheduling", result.message)
+        log.info("pod_unschedulable", pod=pod.metadata.name, reason=result.message, retry_in=delay)
+
+
+def _set_scheduled(pod: pod_pb2.Pod, ok: bool, reason: str, message: str, now: datetime) -> None:
+    for cond in pod.status.conditions:
+        if cond.type == "PodScheduled":
+            break
+    else:
+        cond = pod.status.conditions.add(type="PodScheduled")
+    status = "True" if ok else "False"
+    if cond.status != status:
+        cond.last_transition_time.FromDatetime(now)
+    cond.status, cond.reason, cond.message = status, reason, message
