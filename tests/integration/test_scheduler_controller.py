@@ -97,7 +97,7 @@ async def test_capacity_is_never_exceeded_and_the_rest_is_explained(batch: int) 
         message = next(c.message for c in waiting[0].status.conditions if c.type == "PodScheduled")
         assert message == "0/3 nodes available: 3 insufficient cpu."
         events, _ = await api.objects.list_all(by_kind("Event"))
-        assert any(e.reason == "FailedScheduling" for e in events)  # type: ignore[attr-defined]
+        assert any(e.reason == "FailedScheduling" for e in events)
         # Freeing room schedules a waiting pod at once (no back-off wait).
         bound = next(p for p in final if p.spec.node_name == "a")
         await api.delete("pod", "default", bound.metadata.name)
