@@ -99,7 +99,8 @@ def limit_memory_overhead() -> None:
         ThreadPoolExecutor(max_workers=EXECUTOR_THREADS, thread_name_prefix="agent-io"))
 
 
-async def run_agent(config: AgentConfig) -> None:
+async def run_agent(config: AgentConfig, stop: asyncio.Event | None = None) -> None:
+    """Run until SIGINT/SIGTERM, or until `stop` is set when the caller owns signals."""
     limit_memory_overhead()
     config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     address = config.address or route_address(config.server)
@@ -114,10 +115,11 @@ async def run_agent(config: AgentConfig) -> None:
     status = node_status(address=address, runtimes=list(runtimes))
     session = Session(SessionConfig(server=config.server, node_name=config.name, labels=config.labels),
                       manager, status)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    if stop is None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
     log.info("agent_starting", node=config.name, server=config.server, address=address,
              runtimes=list(runtimes))
     try:

@@ -23,6 +23,7 @@ COMMANDS = {
     "logs": "corral.cli.logs_cmd:logs_cmd",
     "server": "corral.cli.server:server_cmd",
     "agent": "corral.cli.agent_cmd:agent_cmd",
+    "up": "corral.cli.up:up_cmd",
 }
 
 
