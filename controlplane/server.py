@@ -19,6 +19,8 @@ import structlog
 from controlplane.apiserver.handlers import ObjectApi
 from controlplane.apiserver.service import ObjectService
 from controlplane.controllers.events import EventRecorder
+from controlplane.controllers.gc.controller import GarbageCollector
+from controlplane.controllers.nodelifecycle.controller import NodeLifecycleController
 from controlplane.controllers.runner import Controller, ControllerManager
 from controlplane.controllers.scheduling import SchedulerController
 from controlplane.nodeapi.assignments import AssignmentIndex
@@ -56,6 +58,8 @@ class ServerConfig:
     key_prefix: str = DEFAULT_PREFIX
     # Seconds between agent heartbeats (sent to agents at registration).
     heartbeat_period: int = 4
+    # Seconds without a heartbeat before a node is NotReady (three missed heartbeats).
+    node_grace_period: float = 12.0
     # The cluster's default placement: LeastAllocated (spread) or MostAllocated (bin-pack).
     scheduling_strategy: str = "LeastAllocated"
 
@@ -113,8 +117,12 @@ async def start(config: ServerConfig, stack: AsyncExitStack) -> RunningServer:
 
 
 def build_controllers(api: ObjectApi, config: ServerConfig) -> list[Controller]:
-    recorder = EventRecorder(api, "scheduler")
-    return [SchedulerController(api, recorder, strategy=config.scheduling_strategy)]
+    return [
+        SchedulerController(api, EventRecorder(api, "scheduler"), strategy=config.scheduling_strategy),
+        NodeLifecycleController(api, EventRecorder(api, "node-lifecycle-controller"),
+                                grace=config.node_grace_period),
+        GarbageCollector(api),
+    ]
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:

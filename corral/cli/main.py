@@ -24,6 +24,12 @@ COMMANDS = {
     "server": "corral.cli.server:server_cmd",
     "agent": "corral.cli.agent_cmd:agent_cmd",
     "up": "corral.cli.up:up_cmd",
+    "rollout": "corral.cli.rollout:rollout_group",
+    "scale": "corral.cli.rollout:scale_cmd",
+    "set": "corral.cli.rollout:set_group",
+    "cordon": "corral.cli.nodes:cordon_cmd",
+    "uncordon": "corral.cli.nodes:uncordon_cmd",
+    "drain": "corral.cli.nodes:drain_cmd",
 }
 
 

@@ -1,0 +1,68 @@
+"""Hollow nodes: many real agents (session, pod manager, workers) in one
+process, each with the in-memory fake runtime instead of Docker. They
+register, heartbeat, receive assignments, run fake containers and report
+status exactly as a real agent does, so the control plane cannot tell.
+
+Used by the scheduling and startup benchmarks; also runnable alone:
+
+    .venv/bin/python bench/hollow.py --server 127.0.0.1:7443 --nodes 100
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import tempfile
+from pathlib import Path
+
+from agent.backoff import CrashLoopBackoff
+from agent.manager import PodManager
+from agent.node_status import node_status
+from agent.pod_worker import WorkerSettings
+from agent.runtime.fake import FakeRuntime
+from agent.session import Session, SessionConfig
+from corral import logs
+from protos.corral.v1 import node_pb2
+
+
+def hollow_status(address: str, cpu: str, memory: str) -> node_pb2.NodeStatus:
+    status = node_status(address=address, runtimes=["docker"])
+    status.capacity.update({"cpu": cpu, "memory": memory, "pods": "110"})
+    status.allocatable.update({"cpu": cpu, "memory": memory, "pods": "110"})
+    return status
+
+
+async def run_hollow_nodes(server: str, count: int, data_dir: Path, *, prefix: str = "hollow",
+                           cpu: str = "32", memory: str = "64Gi", poll_interval: float = 1.0) -> None:
+    """Run `count` hollow nodes until cancelled."""
+    async with asyncio.TaskGroup() as group:
+        for i in range(count):
+            name = f"{prefix}-{i:04d}"
+            address = f"10.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}"
+            runtime = FakeRuntime()
+            settings = WorkerSettings(node_name=name, host_ip=address, poll_interval=poll_interval,
+                                      backoff=CrashLoopBackoff())
+            directory = data_dir / name
+            directory.mkdir(parents=True, exist_ok=True)
+            manager = PodManager({"docker": runtime}, settings, directory)
+            status = hollow_status(address, cpu, memory)
+            session = Session(SessionConfig(server=server, node_name=name, labels={"corral.io/hollow": "true"}),
+                              manager, status)
+            group.create_task(manager.run())
+            group.create_task(session.run())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Run hollow nodes against a corral server.")
+    parser.add_argument("--server", required=True)
+    parser.add_argument("--nodes", type=int, default=100)
+    parser.add_argument("--prefix", default="hollow")
+    args = parser.parse_args()
+    logs.configure("warning")
+    with tempfile.TemporaryDirectory(prefix="corral-hollow-") as tmp, contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run_hollow_nodes(args.server, args.nodes, Path(tmp), prefix=args.prefix))
+
+
+if __name__ == "__main__":
+    main()

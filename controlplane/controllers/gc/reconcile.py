@@ -1,0 +1,79 @@
+"""Garbage collection, pure: which objects lost their owners, which Events expired.
+
+An object with ownerReferences is garbage when none of its owners exists any
+more, as in Kubernetes: for every reference, the object of the owner's kind
+with that name (in the dependent's namespace, or cluster-wide for a
+cluster-scoped kind) is gone or has another uid — a re-created owner is not
+the owner. A reference to a kind corral does not know keeps the object: the
+collector never deletes on a guess.
+
+Deleting a Deployment so orphans its ReplicaSets, whose deletion orphans their
+Pods: background cascading deletion, one level at a time.
+
+An Event expires `ttl` after it was last seen (lastTimestamp, else
+firstTimestamp, else its creation).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from google.protobuf.message import Message
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from protos.corral.v1 import event_pb2
+from protos.kinds import UnknownKindError, by_kind, meta
+
+
+@dataclass(frozen=True)
+class OwnerKey:
+    """Where an owner lives: its kind, namespace ("" when cluster-scoped) and name."""
+
+    kind: str
+    namespace: str
+    name: str
+
+
+def owner_keys(obj: Message) -> list[OwnerKey | None]:
+    """Where each ownerReference points, in order; None for a kind corral does not know."""
+    m = meta(obj)
+    keys: list[OwnerKey | None] = []
+    for ref in m.owner_references:
+        try:
+            info = by_kind(ref.kind)
+        except UnknownKindError:
+            keys.append(None)
+            continue
+        keys.append(OwnerKey(info.kind, m.namespace if info.namespaced else "", ref.name))
+    return keys
+
+
+def is_orphan(obj: Message, owner_uids: Mapping[OwnerKey, str]) -> bool:
+    """Whether `obj` has owners and none exists; `owner_uids` maps where owners
+    live to the uid of the object there now (absent: nothing there)."""
+    refs = meta(obj).owner_references
+    if not refs:
+        return False
+    for ref, key in zip(refs, owner_keys(obj), strict=True):
+        if key is None:
+            return False
+        if owner_uids.get(key) == ref.uid:
+            return False
+    return True
+
+
+def _time(ts: Timestamp) -> datetime | None:
+    return ts.ToDatetime(tzinfo=UTC) if ts.seconds or ts.nanos else None
+
+
+def event_last_seen(event: event_pb2.Event) -> datetime | None:
+    return (_time(event.last_timestamp) or _time(event.first_timestamp)
+            or _time(event.metadata.creation_timestamp))
+
+
+def event_expires_at(event: event_pb2.Event, ttl: timedelta) -> datetime | None:
+    """When the Event is to be deleted; None if it carries no time at all."""
+    seen = event_last_seen(event)
+    return None if seen is None else seen + ttl

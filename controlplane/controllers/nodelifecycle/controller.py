@@ -1,0 +1,229 @@
+"""The node lifecycle controller's shell: feeds `reconcile.plan_node` from the
+Node and Pod caches and carries out its plan.
+
+One key per node. A sync writes the node (Ready Unknown, health taints) with
+a compare-and-swap on the cached version, marks the node's pods not ready,
+evicts the pods that are due (through a token bucket shared by all nodes) and
+returns the seconds until the node's next deadline, so the grace period and
+the tolerations run out on time without any other event.
+
+Whether the whole cluster is disrupted (no node Ready at all) is worked out
+on syncs of unhealthy nodes only — a heartbeat of a Ready node costs no scan
+of every node. When that changes, every node is queued again, the change is
+logged and recorded as an event on every node.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime, timedelta
+
+import structlog
+
+from controlplane.apiserver import errors as api_errors
+from controlplane.apiserver.handlers import ObjectApi
+from controlplane.controllers.events import EventRecorder
+from controlplane.controllers.nodelifecycle.ratelimit import TokenBucket
+from controlplane.controllers.nodelifecycle.reconcile import (
+    Eviction,
+    Health,
+    NodePlan,
+    Settings,
+    full_disruption,
+    node_health,
+    plan_node,
+)
+from controlplane.controllers.nodelifecycle.tolerations import DefaultTolerations
+from controlplane.controllers.queue import WorkQueue
+from controlplane.informer import CacheEvent, Informer, object_key
+from controlplane.store import errors as store_errors
+from controlplane.store.objects import Change
+from protos.corral.v1 import node_pb2, pod_pb2
+
+log = structlog.get_logger(__name__)
+
+# Seconds before looking again after a write lost a compare-and-swap race
+# (the cache brings the newer object meanwhile).
+CONFLICT_RETRY = 0.1
+# A requeue lands a little after a deadline, never just before it.
+DEADLINE_SLACK = 0.01
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class NodeLifecycleController:
+    name: str = "nodelifecycle"
+    kinds: tuple[str, ...] = ("Node", "Pod")
+    workers: int = 2
+
+    def __init__(
+        self, api: ObjectApi, recorder: EventRecorder, *, grace: float = 12.0, eviction_rate: float = 10.0,
+        now: Callable[[], datetime] = _utcnow, owned_toleration: float = 5.0, bare_toleration: float = 300.0,
+    ) -> None:
+        self.api = api
+        self.recorder = recorder
+        self.grace = timedelta(seconds=grace)
+        self.now = now
+        self.tolerations = DefaultTolerations(owned=owned_toleration, bare=bare_toleration)
+        self.bucket = TokenBucket.full(eviction_rate)
+        # None until the first sync has looked; then whether no node is Ready.
+        self.disrupted: bool | None = None
+        self._started: datetime | None = None
+        self._nodes: Informer | None = None
+        self._pods: Informer | None = None
+        self._queue: WorkQueue | None = None
+        self._pods_by_node: dict[str, set[str]] = {}
+        self._node_of_pod: dict[str, str] = {}
+
+    # -- wiring --------------------------------------------------------------------
+
+    def bind(self, informers: dict[str, Informer], queue: WorkQueue) -> None:
+        self._nodes, self._pods, self._queue = informers["Node"], informers["Pod"], queue
+        self._pods.add_listener(self._index_pod)
+
+    def _index_pod(self, event: CacheEvent) -> None:
+        """Keep an index node → pod keys, so a sync reads only its own node's pods."""
+        key = object_key(event.obj)
+        old = self._node_of_pod.pop(key, None)
+        if old is not None:
+            self._pods_by_node.get(old, set()).discard(key)
+        node = event.obj.spec.node_name if isinstance(event.obj, pod_pb2.Pod) else ""
+        if event.change is not Change.DELETED and node:
+            self._node_of_pod[key] = node
+            self._pods_by_node.setdefault(node, set()).add(key)
+
+    def keys_for(self, kind: str, event: CacheEvent) -> Iterable[str]:
+        if kind == "Node":
+            return [event.obj.metadata.name] if isinstance(event.obj, node_pb2.Node) else []
+        nodes = {p.spec.node_name for p in (event.obj, event.prev) if isinstance(p, pod_pb2.Pod)}
+        return sorted(n for n in nodes if n)
+
+    def all_keys(self) -> Iterable[str]:
+        return list(self._nodes.items) if self._nodes is not None else []
+
+    # -- sync --------------------------------------------------------------------------
+
+    def _settings(self, now: datetime) -> Settings:
+        if self._started is None:
+            self._started = now
+        return Settings(grace=self.grace, not_before=self._started, tolerations=self.tolerations)
+
+    def _pods_on(self, node: str) -> list[pod_pb2.Pod]:
+        assert self._pods is not None
+        items = (self._pods.items.get(k) for k in self._pods_by_node.get(node, ()))
+        return [p for p in items if isinstance(p, pod_pb2.Pod)]
+
+    async def sync(self, key: str) -> float | None:
+        assert self._nodes is not None
+        node = self._nodes.items.get(key)
+        if not isinstance(node, node_pb2.Node):
+            return None
+        now = self.now()
+        settings = self._settings(now)
+        disrupted = await self._disruption(node_health(node, now=now, settings=settings), now, settings)
+        plan = plan_node(node, self._pods_on(key), now=now, settings=settings, disrupted=disrupted)
+        try:
+            if plan.node is not None:
+                await self._write_node(plan.node, plan)
+            marked = await self._mark_pods(plan, key)
+        except store_errors.ConflictError:
+            log.debug("node_lifecycle_conflict", node=key)
+            return CONFLICT_RETRY
+        except store_errors.NotFoundError:
+            return None
+        rate_wait = await self._evict(plan.evictions, key, now)
+        return self._delay(plan, now, rate_wait, marked)
+
+    @staticmethod
+    def _delay(plan: NodePlan, now: datetime, rate_wait: float | None, marked: bool) -> float | None:
+        delays = [CONFLICT_RETRY if not marked else None, rate_wait]
+        if plan.recheck_at is not None:
+            delays.append(max(0.0, (plan.recheck_at - now).total_seconds()) + DEADLINE_SLACK)
+        known = [d for d in delays if d is not None]
+        return min(known) if known else None
+
+    # -- full disruption -------------------------------------------------------------
+
+    async def _disruption(self, health: Health, now: datetime, settings: Settings) -> bool:
+        """Whether no node is Ready; on a change, requeue every node and say so."""
+        if health is Health.READY:
+            disrupted = False
+        else:
+            assert self._nodes is not None
+            nodes = [n for n in self._nodes.items.values() if isinstance(n, node_pb2.Node)]
+            disrupted = full_disruption(node_health(n, now=now, settings=settings) for n in nodes)
+        if disrupted == self.disrupted:
+            return disrupted
+        previous, self.disrupted = self.disrupted, disrupted
+        if self._queue is not None:
+            for key in self.all_keys():
+                self._queue.add(key)
+        if disrupted or previous is not None:
+            await self._announce(disrupted)
+        return disrupted
+
+    async def _announce(self, disrupted: bool) -> None:
+        assert self._nodes is not None
+        nodes = [n for n in self._nodes.items.values() if isinstance(n, node_pb2.Node)]
+        if disrupted:
+            message = (f"No node is ready (all {len(nodes)}): assuming the control plane is the one cut off; "
+                       "evicting no pods until a node is ready again")
+            log.warning("full_disruption_started", nodes=len(nodes))
+            reason, type_ = "FullDisruption", "Warning"
+        else:
+            message = "A node is ready again: pods on unreachable nodes are evicted after their tolerations"
+            log.info("full_disruption_ended", nodes=len(nodes))
+            reason, type_ = "FullDisruptionEnded", "Normal"
+        for node in nodes:
+            await self.recorder.record(node, type_, reason, message)
+
+    # -- writes ------------------------------------------------------------------------
+
+    async def _write_node(self, node: node_pb2.Node, plan: NodePlan) -> None:
+        written = await self.api.objects.update(node)
+        name = node.metadata.name
+        taints = [f"{t.key}:{t.effect}" for t in node.spec.taints]
+        log.info("node_status_updated", node=name, health=plan.health.value, taints=taints)
+        if plan.marked_unknown:
+            log.warning("node_unreachable", node=name, grace=self.grace.total_seconds())
+            await self.recorder.record(written, "Warning", "NodeNotReady",
+                                       f"Node {name} status is now: NodeNotReady")
+
+    async def _mark_pods(self, plan: NodePlan, node: str) -> bool:
+        """Write the pods marked not ready; False if one lost a race (look again soon)."""
+        all_written = True
+        for pod in plan.pods_not_ready:
+            try:
+                written = await self.api.objects.update(pod)
+            except store_errors.ConflictError:
+                all_written = False
+                continue
+            except store_errors.NotFoundError:
+                continue
+            m = pod.metadata
+            log.info("pod_marked_not_ready", pod=f"{m.namespace}/{m.name}", node=node)
+            await self.recorder.record(written, "Warning", "NodeNotReady", f"Node {node} is not ready")
+        return all_written
+
+    async def _evict(self, due: Iterable[Eviction], node: str, now: datetime) -> float | None:
+        """Delete the pods that are due while the bucket allows; the wait for the rest."""
+        for eviction in due:
+            taken, self.bucket = self.bucket.take(now)
+            if not taken:
+                wait = self.bucket.wait(now)
+                log.info("eviction_rate_limited", node=node, retry_in=round(wait, 3))
+                return wait
+            await self._delete(eviction, node)
+        return None
+
+    async def _delete(self, eviction: Eviction, node: str) -> None:
+        m = eviction.pod.metadata
+        try:
+            await self.api.delete("Pod", m.namespace, m.name, uid=m.uid)
+        except (api_errors.NotFoundError, api_errors.ConflictError):
+            return
+        log.warning("pod_evicted", pod=f"{m.namespace}/{m.name}", node=node, taint=eviction.taint,
+                    toleration=eviction.seconds)
+        await self.recorder.record(eviction.pod, "Normal", "TaintManagerEviction", eviction.message(node))

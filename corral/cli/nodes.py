@@ -1,0 +1,155 @@
+"""`corral cordon | uncordon | drain NODE`: take a node out of service and back.
+
+    corral cordon n1            no new pods on n1 (spec.unschedulable)
+    corral uncordon n1          pods may be scheduled on n1 again
+    corral drain n1 [--force] [--timeout 60s]
+                                cordon, then delete every pod on n1 so that
+                                its controller makes a replacement elsewhere
+
+As kubectl, drain refuses pods no controller owns (nothing would replace
+them) unless --force is given, and deletes finished pods without asking.
+Cordoning is a read-modify-write with the node's resourceVersion, retried on
+conflict (the node lifecycle controller writes the same node).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import click
+from google.protobuf.message import Message
+
+from corral import client as api
+from corral.cli.context import Context
+from corral.cli.rollout import CommandError, Duration, modify
+from protos.corral.v1 import node_pb2, pod_pb2
+from protos.kinds import by_kind
+
+pass_context = click.make_pass_decorator(Context)
+
+NODE = by_kind("Node")
+FINISHED_PHASES = frozenset({"Succeeded", "Failed"})
+POLL_SECONDS = 0.5
+
+
+def set_unschedulable(c: api.Client, name: str, unschedulable: bool) -> bool:
+    """Cordon or uncordon; False if the node already was."""
+    def change(obj: Message) -> bool:
+        assert isinstance(obj, node_pb2.Node)
+        if obj.spec.unschedulable == unschedulable:
+            return False
+        obj.spec.unschedulable = unschedulable
+        return True
+
+    return modify(c, NODE, name, "", change)
+
+
+def _cordon(c: api.Client, name: str, unschedulable: bool) -> None:
+    verb = "cordoned" if unschedulable else "uncordoned"
+    changed = set_unschedulable(c, name, unschedulable)
+    click.echo(f"node/{name} {verb}" if changed else f"node/{name} already {verb}")
+
+
+@click.command("cordon")
+@click.argument("node")
+@pass_context
+def cordon_cmd(ctx: Context, node: str) -> None:
+    """Mark a node unschedulable: no new pods are placed on it."""
+    _cordon(ctx.client(), node, True)
+
+
+@click.command("uncordon")
+@click.argument("node")
+@pass_context
+def uncordon_cmd(ctx: Context, node: str) -> None:
+    """Mark a node schedulable again."""
+    _cordon(ctx.client(), node, False)
+
+
+# -- drain ----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class DrainPlan:
+    delete: list[pod_pb2.Pod]
+    # Pods no controller owns: deleted only with --force.
+    bare: list[pod_pb2.Pod]
+
+
+def pod_name(pod: pod_pb2.Pod) -> str:
+    return f"{pod.metadata.namespace}/{pod.metadata.name}"
+
+
+def plan_drain(pods: Sequence[Message], node: str, *, force: bool) -> DrainPlan:
+    """Which pods on `node` to delete; bare pods are refused unless `force`."""
+    delete: list[pod_pb2.Pod] = []
+    bare: list[pod_pb2.Pod] = []
+    for pod in pods:
+        if not isinstance(pod, pod_pb2.Pod) or pod.spec.node_name != node:
+            continue
+        owned = any(o.controller for o in pod.metadata.owner_references)
+        if owned or pod.status.phase in FINISHED_PHASES:
+            delete.append(pod)
+        else:
+            bare.append(pod)
+            if force:
+                delete.append(pod)
+    return DrainPlan(delete, bare)
+
+
+def _delete_pods(c: api.Client, pods: Sequence[pod_pb2.Pod]) -> None:
+    for pod in pods:
+        click.echo(f"evicting pod {pod_name(pod)}", err=True)
+        try:
+            c.delete("Pod", pod.metadata.name, pod.metadata.namespace, uid=pod.metadata.uid)
+        except (api.NotFoundError, api.ConflictError):
+            continue  # already gone, or replaced by a pod of the same name
+
+
+def _wait_gone(c: api.Client, node: str, pods: Sequence[pod_pb2.Pod], timeout: float) -> list[pod_pb2.Pod]:
+    """Wait until the pods are gone (announcing each); the ones left when `timeout` (0: none) ran out."""
+    deadline = time.monotonic() + timeout if timeout else None
+    waiting = {p.metadata.uid: p for p in pods}
+    while True:
+        listed, _ = c.list("Pod", "")
+        present = {p.metadata.uid for p in listed if isinstance(p, pod_pb2.Pod) and p.spec.node_name == node}
+        for uid in [u for u in waiting if u not in present]:
+            click.echo(f"pod/{waiting.pop(uid).metadata.name} evicted")
+        if not waiting:
+            return []
+        if deadline is not None and time.monotonic() >= deadline:
+            return list(waiting.values())
+        time.sleep(POLL_SECONDS if deadline is None else max(0.0, min(POLL_SECONDS, deadline - time.monotonic())))
+
+
+@click.command("drain")
+@click.argument("node")
+@click.option("--force", is_flag=True, help="Also delete pods no controller owns (they are not replaced).")
+@click.option("--grace-period", type=int, default=-1, show_default=True,
+              help="Accepted for kubectl compatibility; pods stop with their own terminationGracePeriodSeconds.")
+@click.option("--timeout", type=Duration(), default="60s", show_default=True,
+              help="How long to wait for the pods to be gone (e.g. 90s, 5m); 0 waits forever.")
+@click.option("--ignore-daemonsets", is_flag=True,
+              help="Accepted for kubectl compatibility (corral has no DaemonSets).")
+@pass_context
+def drain_cmd(ctx: Context, node: str, force: bool, grace_period: int, timeout: float,
+              ignore_daemonsets: bool) -> None:
+    """Cordon a node, then delete its pods so their controllers move them elsewhere."""
+    del grace_period, ignore_daemonsets
+    c = ctx.client()
+    _cordon(c, node, True)
+    listed, _ = c.list("Pod", "")
+    plan = plan_drain(listed, node, force=force)
+    names = ", ".join(pod_name(p) for p in plan.bare)
+    if plan.bare and not force:
+        raise CommandError(f'unable to drain node "{node}": cannot delete Pods that declare no controller '
+                           f"(use --force to override): {names}")
+    if plan.bare:
+        click.echo(f"Warning: deleting Pods that declare no controller: {names}", err=True)
+    _delete_pods(c, plan.delete)
+    left = _wait_gone(c, node, plan.delete, timeout)
+    if left:
+        raise CommandError(f'unable to drain node "{node}": timed out after {timeout:g}s waiting for '
+                           f"{len(left)} pods to be deleted: {', '.join(pod_name(p) for p in left)}")
+    click.echo(f"node/{node} drained")

@@ -1,0 +1,547 @@
+"""`corral rollout | scale | set image`: kubectl's workload verbs.
+
+    corral rollout status  deploy/web [--timeout 5m] [--watch/--no-watch]
+    corral rollout history deploy/web [--revision N]
+    corral rollout undo    deploy/web [--to-revision N]
+    corral rollout pause | resume | restart deploy/web
+    corral scale deploy/web --replicas 3        (also rs/NAME)
+    corral set image deploy/web web=httpd:2.4.58 [CONTAINER=IMAGE …]
+
+Every change is read-modify-write with the object's resourceVersion (a
+compare-and-swap): on a conflict the object is read again and the change
+recomputed, never written over someone else's. A Deployment's history is its
+ReplicaSets — those with an ownerReference to the Deployment's uid — numbered
+by their `deployment.kubernetes.io/revision` annotation, as Kubernetes keeps it.
+Messages and exit codes follow kubectl's.
+"""
+
+from __future__ import annotations
+
+import queue
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import click
+from google.protobuf.message import Message
+
+from corral import client as api
+from corral.cli import printers
+from corral.cli.context import Context
+from protos.corral.v1 import pod_pb2, workloads_pb2
+from protos.kinds import KindInfo, UnknownKindError, meta, resolve
+
+pass_context = click.make_pass_decorator(Context)
+namespace_option = click.option("--namespace", "-n", default="", help="Namespace (default: default).")
+
+REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
+CHANGE_CAUSE_ANNOTATION = "kubernetes.io/change-cause"
+RESTARTED_AT_ANNOTATION = "corral.io/restartedAt"
+POD_TEMPLATE_HASH = "pod-template-hash"
+PROGRESS_DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"
+# Deployment annotations a rollback keeps, and ReplicaSet annotations it does not copy (kubectl's list).
+ROLLBACK_SKIPPED_ANNOTATIONS = frozenset({
+    "kubectl.kubernetes.io/last-applied-configuration",
+    REVISION_ANNOTATION,
+    "deployment.kubernetes.io/revision-history",
+    "deployment.kubernetes.io/desired-replicas",
+    "deployment.kubernetes.io/max-replicas",
+    "deprecated.deployment.rollback.to",
+})
+UPDATE_RETRIES = 8
+
+
+# -- shared plumbing ------------------------------------------------------------------
+
+class CommandError(click.ClickException):
+    """A user-facing failure, printed kubectl-style as `error: …` (exit 1)."""
+
+    def __init__(self, message: str, *, prefix: str = "error") -> None:
+        super().__init__(message)
+        self.prefix = prefix
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"{self.prefix}: {self.format_message()}", err=True, file=file)
+
+
+def not_found(e: api.NotFoundError) -> CommandError:
+    return CommandError(str(e), prefix="Error from server (NotFound)")
+
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a Go-style duration ("90s", "5m", "1h30m", "500ms") or a plain number."""
+    text = text.strip()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    scale = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+    parts = _DURATION_PART.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise ValueError(f'invalid duration "{text}" (use e.g. 30s, 5m, 1h)')
+    return sum(float(n) * scale[u] for n, u in parts)
+
+
+class Duration(click.ParamType[float, Any]):
+    name = "duration"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        if isinstance(value, int | float):
+            return float(value)
+        try:
+            seconds = parse_duration(str(value))
+        except ValueError as e:
+            self.fail(str(e), param, ctx)
+        if seconds < 0:
+            self.fail(f'duration must not be negative, got "{value}"', param, ctx)
+        return seconds
+
+
+def parse_target(args: Sequence[str], allowed: Sequence[str], verb: str) -> tuple[KindInfo, str]:
+    """`deploy/web` or `deploy web` → (kind, name), for the kinds `verb` works on."""
+    if len(args) == 1 and "/" in args[0]:
+        kind, _, name = args[0].partition("/")
+    elif len(args) == 2 and "/" not in args[0]:
+        kind, name = args
+    else:
+        raise click.UsageError(f"{verb} needs one object: TYPE/NAME or TYPE NAME (e.g. deployment/web)")
+    try:
+        info = resolve(kind)
+    except UnknownKindError as e:
+        raise CommandError(str(e)) from e
+    if info.kind not in allowed:
+        kinds = " and ".join(resolve(k).plural for k in allowed)
+        raise CommandError(f"{verb} works on {kinds}, not on {info.plural}")
+    if not name:
+        raise click.UsageError(f"{verb}: a name is required after the type")
+    return info, name
+
+
+def fetch(c: api.Client, info: KindInfo, name: str, namespace: str) -> Message:
+    try:
+        return c.get(info.kind, name, namespace)
+    except api.NotFoundError as e:
+        raise not_found(e) from e
+
+
+def modify(c: api.Client, info: KindInfo, name: str, namespace: str,
+           change: Callable[[Message], bool]) -> bool:
+    """Read, `change` in place (False: nothing to write), compare-and-swap; re-read on conflict."""
+    for _ in range(UPDATE_RETRIES):
+        obj = fetch(c, info, name, namespace)
+        if not change(obj):
+            return False
+        try:
+            c.update(obj)
+            return True
+        except api.ConflictError:
+            continue
+        except api.NotFoundError as e:
+            raise not_found(e) from e
+    raise CommandError(f'{info.resource} "{name}": changed by others too often, try again')
+
+
+def ref(info: KindInfo, name: str) -> str:
+    """`deployment.apps/web`, as kubectl names objects in its messages."""
+    return f"{info.resource}/{name}"
+
+
+def as_deployment(obj: Message) -> workloads_pb2.Deployment:
+    assert isinstance(obj, workloads_pb2.Deployment)
+    return obj
+
+
+deployment_target = click.argument("target", nargs=-1, required=True)
+
+
+def _deployment(args: Sequence[str], verb: str) -> tuple[KindInfo, str]:
+    return parse_target(args, ("Deployment",), verb)
+
+
+# -- rollout status ----------------------------------------------------------------------
+
+def status_line(d: workloads_pb2.Deployment) -> tuple[str, bool]:
+    """kubectl's rollout status line for `d`, and whether the rollout is done."""
+    name, spec, st = d.metadata.name, d.spec, d.status
+    if d.metadata.generation > st.observed_generation:
+        return "Waiting for deployment spec update to be observed...", False
+    progressing = next((c for c in st.conditions if c.type == "Progressing"), None)
+    if progressing is not None and progressing.status == "False" \
+            and progressing.reason == PROGRESS_DEADLINE_EXCEEDED:
+        raise CommandError(f'deployment "{name}" exceeded its progress deadline')
+    waiting = f'Waiting for deployment "{name}" rollout to finish: '
+    if st.updated_replicas < spec.replicas:
+        return f"{waiting}{st.updated_replicas} out of {spec.replicas} new replicas have been updated...", False
+    if st.replicas > st.updated_replicas:
+        return f"{waiting}{st.replicas - st.updated_replicas} old replicas are pending termination...", False
+    if st.available_replicas < st.updated_replicas:
+        return (f"{waiting}{st.available_replicas} of {st.updated_replicas} updated replicas "
+                "are available..."), False
+    return f'deployment "{name}" successfully rolled out', True
+
+
+_DELETED = object()
+
+
+def _follow(c: api.Client, namespace: str, name: str, out: queue.Queue[object]) -> None:
+    """List, then watch, the Deployment; put each version (or _DELETED, or the error) on `out`."""
+    try:
+        while True:
+            listed, revision = c.list("Deployment", namespace)
+            found = [o for o in listed if meta(o).name == name]
+            out.put(found[0] if found else _DELETED)
+            try:
+                for ev in c.watch("Deployment", namespace, resource_version=revision):
+                    if meta(ev.obj).name == name:
+                        out.put(_DELETED if ev.type == "DELETED" else ev.obj)
+            except api.GoneError:
+                continue
+    except Exception as e:  # handed to the main thread, which raises it
+        out.put(e)
+
+
+def watch_rollout(c: api.Client, namespace: str, name: str, timeout: float) -> Iterator[workloads_pb2.Deployment]:
+    """Every version of the Deployment from now on, until `timeout` seconds (0: no limit) pass."""
+    updates: queue.Queue[object] = queue.Queue()
+    threading.Thread(target=_follow, args=(c, namespace, name, updates), daemon=True).start()
+    deadline = time.monotonic() + timeout if timeout else None
+    while True:
+        left = None if deadline is None else deadline - time.monotonic()
+        try:
+            if left is not None and left <= 0:
+                raise queue.Empty
+            item = updates.get(timeout=left)
+        except queue.Empty:
+            raise CommandError("timed out waiting for the condition") from None
+        if isinstance(item, Exception):
+            raise item
+        if item is _DELETED:
+            raise CommandError(f'deployment "{name}" was deleted')
+        if isinstance(item, workloads_pb2.Deployment):
+            yield item
+
+
+@click.group("rollout")
+def rollout_group() -> None:
+    """Manage the rollout of a deployment: status, history, undo, pause, resume, restart."""
+
+
+@rollout_group.command("status")
+@deployment_target
+@namespace_option
+@click.option("--timeout", type=Duration(), default="0s", show_default=True,
+              help="Give up after this long (e.g. 90s, 5m); 0 waits forever.")
+@click.option("--watch/--no-watch", default=True, show_default=True,
+              help="Follow the rollout until it finishes (--no-watch: print the status once).")
+@pass_context
+def status_cmd(ctx: Context, target: tuple[str, ...], namespace: str, timeout: float, watch: bool) -> None:
+    """Show the status of a rollout, following it until it is done."""
+    info, name = _deployment(target, "rollout status")
+    ns = namespace or "default"
+    c = ctx.client()
+    d = as_deployment(fetch(c, info, name, ns))
+    if not watch:
+        click.echo(status_line(d)[0])
+        return
+    last = ""
+    try:
+        for d in watch_rollout(c, ns, name, timeout):
+            line, done = status_line(d)
+            if line != last:
+                click.echo(line)
+                last = line
+            if done:
+                return
+    finally:
+        c.close()
+
+
+# -- rollout history ---------------------------------------------------------------------
+
+def revision_of(rs: workloads_pb2.ReplicaSet) -> int | None:
+    try:
+        return int(rs.metadata.annotations[REVISION_ANNOTATION])
+    except (KeyError, ValueError):
+        return None
+
+
+def history(d: workloads_pb2.Deployment, replica_sets: Sequence[Message]) -> list[tuple[int, workloads_pb2.ReplicaSet]]:
+    """The Deployment's ReplicaSets (owned by its uid) by revision, oldest first."""
+    revisions: dict[int, workloads_pb2.ReplicaSet] = {}
+    for rs in replica_sets:
+        if not isinstance(rs, workloads_pb2.ReplicaSet):
+            continue
+        if not any(o.uid == d.metadata.uid for o in rs.metadata.owner_references):
+            continue
+        revision = revision_of(rs)
+        if revision is not None:
+            revisions[revision] = rs
+    return sorted(revisions.items())
+
+
+def _history_of(c: api.Client, d: workloads_pb2.Deployment) -> list[tuple[int, workloads_pb2.ReplicaSet]]:
+    listed, _ = c.list("ReplicaSet", d.metadata.namespace)
+    return history(d, listed)
+
+
+def _template_lines(template: pod_pb2.PodTemplateSpec) -> list[str]:
+    """A pod template, described the way `kubectl rollout history --revision` shows it."""
+    def field(label: str, value: str, indent: int) -> str:
+        return f"{' ' * indent}{label + ':':<14}{value}"
+
+    labels = [f"{k}={v}" for k, v in sorted(template.metadata.labels.items())] or ["<none>"]
+    lines = ["Pod Template:", field("Labels", labels[0], 2), *(" " * 16 + x for x in labels[1:])]
+    annotations = [f"{k}: {v}" for k, v in sorted(template.metadata.annotations.items())]
+    if annotations:
+        lines += [field("Annotations", annotations[0], 2), *(" " * 16 + x for x in annotations[1:])]
+    lines.append("  Containers:")
+    for container in template.spec.containers:
+        lines += [f"   {container.name}:", field("Image", container.image, 4)]
+        for port in container.ports:
+            lines.append(field("Port", f"{port.container_port}/{port.protocol or 'TCP'}", 4))
+        if container.command:
+            lines.append(field("Command", " ".join(container.command), 4))
+        if container.args:
+            lines.append(field("Args", " ".join(container.args), 4))
+        env = [f"{e.name}={e.value}" for e in container.env] or ["<none>"]
+        lines += [field("Environment", env[0], 4), *(" " * 18 + x for x in env[1:])]
+    return lines
+
+
+@rollout_group.command("history")
+@deployment_target
+@namespace_option
+@click.option("--revision", type=click.IntRange(min=0), default=0, help="Show the pod template of this revision.")
+@pass_context
+def history_cmd(ctx: Context, target: tuple[str, ...], namespace: str, revision: int) -> None:
+    """List the revisions of a deployment, or show one in detail."""
+    info, name = _deployment(target, "rollout history")
+    c = ctx.client()
+    d = as_deployment(fetch(c, info, name, namespace or "default"))
+    revisions = _history_of(c, d)
+    if revision:
+        chosen = dict(revisions).get(revision)
+        if chosen is None:
+            raise CommandError(f"unable to find the specified revision {revision}")
+        click.echo(f"{ref(info, name)} with revision #{revision}")
+        click.echo("\n".join(_template_lines(chosen.spec.template)))
+        return
+    if not revisions:
+        click.echo("No rollout history found.")
+        return
+    click.echo(ref(info, name))
+    rows = [[str(n), rs.metadata.annotations.get(CHANGE_CAUSE_ANNOTATION, "<none>")] for n, rs in revisions]
+    click.echo(printers.format_table(rows, ["REVISION", "CHANGE-CAUSE"]))
+
+
+# -- rollout undo ----------------------------------------------------------------------------
+
+def without_hash(template: pod_pb2.PodTemplateSpec) -> pod_pb2.PodTemplateSpec:
+    copy = pod_pb2.PodTemplateSpec()
+    copy.CopyFrom(template)
+    copy.metadata.labels.pop(POD_TEMPLATE_HASH, None)
+    return copy
+
+
+def choose_revision(d: workloads_pb2.Deployment, revisions: Sequence[tuple[int, workloads_pb2.ReplicaSet]],
+                    to_revision: int) -> tuple[int, workloads_pb2.ReplicaSet]:
+    """The revision to roll back to: `to_revision`, or the one before the latest (kubectl's rules)."""
+    if to_revision:
+        chosen = dict(revisions).get(to_revision)
+        if chosen is None:
+            raise CommandError(f"unable to find specified revision {to_revision} in history")
+        return to_revision, chosen
+    if len(revisions) < 2:
+        raise CommandError(f'no rollout history found for deployment "{d.metadata.name}"')
+    return revisions[-2]
+
+
+def rollback_annotations(d: workloads_pb2.Deployment, rs: workloads_pb2.ReplicaSet) -> dict[str, str]:
+    """The Deployment's annotations after a rollback: its bookkeeping ones plus the ReplicaSet's others."""
+    kept = {k: v for k, v in d.metadata.annotations.items() if k in ROLLBACK_SKIPPED_ANNOTATIONS}
+    copied = {k: v for k, v in rs.metadata.annotations.items() if k not in ROLLBACK_SKIPPED_ANNOTATIONS}
+    return kept | copied
+
+
+@rollout_group.command("undo")
+@deployment_target
+@namespace_option
+@click.option("--to-revision", type=click.IntRange(min=0), default=0,
+              help="The revision to roll back to (default: the previous one).")
+@pass_context
+def undo_cmd(ctx: Context, target: tuple[str, ...], namespace: str, to_revision: int) -> None:
+    """Roll a deployment back to an earlier revision's pod template."""
+    info, name = _deployment(target, "rollout undo")
+    c = ctx.client()
+    skipped: list[int] = []
+
+    def roll_back(obj: Message) -> bool:
+        d = as_deployment(obj)
+        if d.spec.paused:
+            raise CommandError("you cannot rollback a paused deployment; resume it first with "
+                               f"'corral rollout resume {ref(info, name)}' and try again")
+        revision, rs = choose_revision(d, _history_of(c, d), to_revision)
+        template = without_hash(rs.spec.template)
+        if template == without_hash(d.spec.template):
+            skipped.append(revision)
+            return False
+        d.spec.template.CopyFrom(template)
+        annotations = rollback_annotations(d, rs)
+        d.metadata.annotations.clear()
+        d.metadata.annotations.update(annotations)
+        return True
+
+    if modify(c, info, name, namespace or "default", roll_back):
+        click.echo(f"{ref(info, name)} rolled back")
+    else:
+        click.echo(f"{ref(info, name)} skipped rollback (current template already matches revision {skipped[-1]})")
+
+
+# -- rollout pause | resume | restart ------------------------------------------------------------
+
+def _set_paused(ctx: Context, target: tuple[str, ...], namespace: str, paused: bool) -> None:
+    verb = "pause" if paused else "resume"
+    info, name = _deployment(target, f"rollout {verb}")
+
+    def change(obj: Message) -> bool:
+        d = as_deployment(obj)
+        if d.spec.paused == paused:
+            state = "already paused" if paused else "not paused"
+            raise CommandError(f'{info.plural}.{info.group} "{name}" is {state}')
+        d.spec.paused = paused
+        return True
+
+    modify(ctx.client(), info, name, namespace or "default", change)
+    click.echo(f"{ref(info, name)} {'paused' if paused else 'resumed'}")
+
+
+@rollout_group.command("pause")
+@deployment_target
+@namespace_option
+@pass_context
+def pause_cmd(ctx: Context, target: tuple[str, ...], namespace: str) -> None:
+    """Pause a deployment: template changes do not roll out until it is resumed."""
+    _set_paused(ctx, target, namespace, True)
+
+
+@rollout_group.command("resume")
+@deployment_target
+@namespace_option
+@pass_context
+def resume_cmd(ctx: Context, target: tuple[str, ...], namespace: str) -> None:
+    """Resume a paused deployment."""
+    _set_paused(ctx, target, namespace, False)
+
+
+def rfc3339(now: datetime) -> str:
+    return now.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+@rollout_group.command("restart")
+@deployment_target
+@namespace_option
+@pass_context
+def restart_cmd(ctx: Context, target: tuple[str, ...], namespace: str) -> None:
+    """Restart every pod of a deployment with a rolling update."""
+    info, name = _deployment(target, "rollout restart")
+    stamp = rfc3339(datetime.now(UTC))
+
+    def change(obj: Message) -> bool:
+        d = as_deployment(obj)
+        if d.spec.paused:
+            raise CommandError(f'{info.plural}.{info.group} "{name}" can\'t restart paused deployment '
+                               "(run rollout resume first)")
+        d.spec.template.metadata.annotations[RESTARTED_AT_ANNOTATION] = stamp
+        return True
+
+    modify(ctx.client(), info, name, namespace or "default", change)
+    click.echo(f"{ref(info, name)} restarted")
+
+
+# -- scale -----------------------------------------------------------------------------------------
+
+@click.command("scale")
+@click.argument("target", nargs=-1, required=True)
+@click.option("--replicas", type=click.IntRange(min=0), required=True, help="The new number of replicas.")
+@click.option("--current-replicas", type=click.IntRange(min=-1), default=-1,
+              help="Only scale if the current replica count is this (-1: any).")
+@namespace_option
+@pass_context
+def scale_cmd(ctx: Context, target: tuple[str, ...], replicas: int, current_replicas: int, namespace: str) -> None:
+    """Set the number of replicas of a deployment or replica set (TYPE/NAME or TYPE NAME)."""
+    info, name = parse_target(target, ("Deployment", "ReplicaSet"), "scale")
+
+    def change(obj: Message) -> bool:
+        assert isinstance(obj, workloads_pb2.Deployment | workloads_pb2.ReplicaSet)
+        if current_replicas >= 0 and obj.spec.replicas != current_replicas:
+            raise CommandError(f"Expected replicas to be {current_replicas}, was {obj.spec.replicas}")
+        obj.spec.replicas = replicas
+        return True
+
+    modify(ctx.client(), info, name, namespace or "default", change)
+    click.echo(f"{ref(info, name)} scaled")
+
+
+# -- set image ---------------------------------------------------------------------------------------
+
+def parse_images(pairs: Sequence[str]) -> dict[str, str]:
+    """`web=httpd:2.4 sidecar=envoy:1.29` → {container: image}; `*` means every container."""
+    images: dict[str, str] = {}
+    for pair in pairs:
+        container, _, image = pair.partition("=")
+        if not container or not image:
+            raise click.UsageError(f'"{pair}": expected CONTAINER=IMAGE')
+        images[container] = image
+    return images
+
+
+def set_images(spec: pod_pb2.PodSpec, images: dict[str, str]) -> None:
+    """Change the containers' images in place; every named container must exist."""
+    names = {c.name for c in spec.containers}
+    for container in images:
+        if container != "*" and container not in names:
+            raise CommandError(f'unable to find container named "{container}"')
+    for c in spec.containers:
+        image = images.get(c.name, images.get("*"))
+        if image is not None:
+            c.image = image
+
+
+def _pod_spec(obj: Message) -> pod_pb2.PodSpec:
+    if isinstance(obj, pod_pb2.Pod):
+        return obj.spec
+    assert isinstance(obj, workloads_pb2.Deployment | workloads_pb2.ReplicaSet)
+    return obj.spec.template.spec
+
+
+@click.group("set")
+def set_group() -> None:
+    """Change one aspect of an object (image)."""
+
+
+@set_group.command("image")
+@click.argument("args", nargs=-1, required=True)
+@namespace_option
+@pass_context
+def image_cmd(ctx: Context, args: tuple[str, ...], namespace: str) -> None:
+    """Set container images: TYPE/NAME CONTAINER=IMAGE [CONTAINER=IMAGE…]."""
+    target = [a for a in args if "=" not in a]
+    pairs = [a for a in args if "=" in a]
+    if not pairs:
+        raise click.UsageError("at least one image update is required: CONTAINER=IMAGE")
+    info, name = parse_target(target, ("Deployment", "ReplicaSet", "Pod"), "set image")
+    images = parse_images(pairs)
+
+    def change(obj: Message) -> bool:
+        set_images(_pod_spec(obj), images)
+        return True
+
+    modify(ctx.client(), info, name, namespace or "default", change)
+    click.echo(f"{ref(info, name)} image updated")
+

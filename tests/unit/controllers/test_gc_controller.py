@@ -1,0 +1,162 @@
+"""The garbage collector run by the ControllerManager over a MemoryStore:
+cascading deletion Deployment → ReplicaSets → Pods, and expiring Events."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from google.protobuf.message import Message
+
+from controlplane.apiserver.handlers import ObjectApi
+from controlplane.controllers.gc.controller import NOT_SYNCED_RETRY, GarbageCollector
+from controlplane.controllers.queue import WorkQueue
+from controlplane.controllers.runner import ControllerManager
+from controlplane.informer import Informer
+from controlplane.store.memory import MemoryStore
+from controlplane.store.objects import ObjectStore
+from protos.corral.v1 import event_pb2, meta_pb2, pod_pb2, workloads_pb2
+from protos.kinds import by_kind, meta
+
+pytestmark = pytest.mark.timeout(30)
+
+WAIT = 5.0
+
+
+async def wait_for(check: Callable[[], Awaitable[object]], what: str, timeout: float = WAIT) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while asyncio.get_running_loop().time() < deadline:
+        if await check():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def ref(kind: str, name: str, uid: str) -> meta_pb2.OwnerReference:
+    return meta_pb2.OwnerReference(api_version="apps/v1" if kind != "Pod" else "v1", kind=kind, name=name, uid=uid,
+                                   controller=True, block_owner_deletion=True)
+
+
+def template(spec: workloads_pb2.DeploymentSpec | workloads_pb2.ReplicaSetSpec) -> None:
+    spec.selector.match_labels["app"] = "web"
+    spec.template.metadata.labels["app"] = "web"
+    spec.template.spec.containers.add(name="web", image="httpd:2.4")
+
+
+def deployment(name: str) -> workloads_pb2.Deployment:
+    d = workloads_pb2.Deployment()
+    d.metadata.name = name
+    template(d.spec)
+    return d
+
+
+def replica_set(name: str, *owners: meta_pb2.OwnerReference) -> workloads_pb2.ReplicaSet:
+    rs = workloads_pb2.ReplicaSet()
+    rs.metadata.name = name
+    rs.metadata.owner_references.extend(owners)
+    template(rs.spec)
+    return rs
+
+
+def pod(name: str, *owners: meta_pb2.OwnerReference) -> pod_pb2.Pod:
+    p = pod_pb2.Pod()
+    p.metadata.name = name
+    p.metadata.owner_references.extend(owners)
+    p.spec.containers.add(name="web", image="httpd:2.4")
+    return p
+
+
+def event(name: str, last_seen: datetime) -> event_pb2.Event:
+    e = event_pb2.Event(reason="Test", message="something happened", type="Normal", count=1)
+    e.metadata.name = name
+    e.involved_object.kind, e.involved_object.name = "Pod", "web-1"
+    e.last_timestamp.FromDatetime(last_seen)
+    return e
+
+
+class Api:
+    def __init__(self, api: ObjectApi) -> None:
+        self.api = api
+
+    async def create(self, obj: Message) -> str:
+        created = await self.api.create(obj)
+        return meta(created).uid
+
+    async def exists(self, kind: str, name: str) -> bool:
+        return await self.api.objects.get(by_kind(kind), "default", name) is not None
+
+    async def gone(self, kind: str, name: str) -> bool:
+        return not await self.exists(kind, name)
+
+
+@pytest.fixture
+async def running() -> AsyncIterator[Api]:
+    objects = ObjectStore(MemoryStore())
+    api = ObjectApi(objects)
+    manager = ControllerManager(objects, [GarbageCollector(api, event_ttl=3600)])
+    task = asyncio.create_task(manager.run())
+    try:
+        yield Api(api)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        for queue in manager.queues.values():
+            queue.close()
+
+
+async def test_deleting_a_deployment_deletes_its_replica_sets_then_their_pods(running: Api) -> None:
+    d_uid = await running.create(deployment("web"))
+    rs_uid = await running.create(replica_set("web-abc", ref("Deployment", "web", d_uid)))
+    await running.create(pod("web-abc-1", ref("ReplicaSet", "web-abc", rs_uid)))
+    await running.create(pod("web-abc-2", ref("ReplicaSet", "web-abc", rs_uid)))
+    other_uid = await running.create(deployment("api"))
+    await running.create(replica_set("api-xyz", ref("Deployment", "api", other_uid)))
+    await running.create(pod("bare"))
+
+    await running.api.delete("Deployment", "default", "web")
+
+    async def cascaded() -> bool:
+        names = ("web-abc-1", "web-abc-2")
+        return await running.gone("ReplicaSet", "web-abc") and all([await running.gone("Pod", n) for n in names])
+
+    await wait_for(cascaded, "web's ReplicaSet and pods deleted")
+    assert await running.exists("ReplicaSet", "api-xyz")
+    assert await running.exists("Pod", "bare")
+
+
+async def test_owner_recreated_with_the_same_name_is_not_the_owner(running: Api) -> None:
+    await running.create(deployment("web"))
+    await running.create(replica_set("web-old", ref("Deployment", "web", "uid-of-an-earlier-web")))
+    await running.create(pod("stray", ref("ReplicaSet", "never-existed", "rs-gone")))
+
+    async def collected() -> bool:
+        return await running.gone("ReplicaSet", "web-old") and await running.gone("Pod", "stray")
+
+    await wait_for(collected, "dependents of vanished owners deleted")
+    assert await running.exists("Deployment", "web")
+
+
+async def test_events_older_than_the_ttl_are_deleted(running: Api) -> None:
+    now = datetime.now(UTC)
+    await running.create(event("old", now - timedelta(hours=2)))
+    await running.create(event("fresh", now - timedelta(minutes=5)))
+
+    async def old_gone() -> bool:
+        return await running.gone("Event", "old")
+
+    await wait_for(old_gone, "the old event deleted")
+    assert await running.exists("Event", "fresh")
+
+
+async def test_nothing_is_deleted_before_the_caches_sync() -> None:
+    objects = ObjectStore(MemoryStore())
+    api = ObjectApi(objects)
+    await api.create(replica_set("orphan", ref("Deployment", "web", "gone")))
+    gc = GarbageCollector(api)
+    gc.bind({kind: Informer(objects, by_kind(kind)) for kind in gc.kinds}, WorkQueue())
+    assert await gc.sync("ReplicaSet/default/orphan") == NOT_SYNCED_RETRY
+    assert await objects.get(by_kind("ReplicaSet"), "default", "orphan") is not None
