@@ -25,10 +25,11 @@ from controlplane.controllers.events import EventRecorder
 from controlplane.controllers.queue import WorkQueue
 from controlplane.informer import CacheEvent, Informer
 from controlplane.scheduler.framework import Profile
-from controlplane.scheduler.pipeline import Placement, Unschedulable, schedule_batch
+from controlplane.scheduler.pipeline import Placement, Unschedulable, feasible_nodes_to_find, schedule_batch
 from controlplane.scheduler.plugins import default_profile
 from controlplane.scheduler.snapshot import LEAST_ALLOCATED, build_snapshot, pod_request
 from controlplane.store import errors as store_errors
+from controlplane.store.base import MAX_BATCH
 from controlplane.store.objects import Change
 from protos.corral.v1 import node_pb2, pod_pb2
 
@@ -39,6 +40,12 @@ BIND_CONCURRENCY = 64
 RETRY_INITIAL = 1.0
 RETRY_MAX = 60.0
 CONFLICT_RETRY = 0.05
+SCHEDULE_CHUNK = 500
+# How many nodes to score per pod, as kube-scheduler's percentageOfNodesToScore
+# (at least 100 nodes; 0 means kube-scheduler's adaptive 50% - nodes/125).
+# Scoring a node costs more in Python than in Go, so corral looks at 10% of a
+# large cluster by default; every node is scored in clusters under 100 nodes.
+DEFAULT_PERCENTAGE_OF_NODES_TO_SCORE = 10
 ASSUME_TTL = 30.0
 
 
@@ -64,7 +71,9 @@ class SchedulerController:
     workers: int = 1
 
     def __init__(self, api: ObjectApi, recorder: EventRecorder, *, strategy: str = LEAST_ALLOCATED,
+                 percentage_of_nodes_to_score: int = DEFAULT_PERCENTAGE_OF_NODES_TO_SCORE,
                  profile: Profile | None = None, now: Callable[[], datetime] = _utcnow) -> None:
+        self.percentage = percentage_of_nodes_to_score
         self.api = api
         self.recorder = recorder
         self.strategy = strategy
@@ -106,12 +115,19 @@ class SchedulerController:
         nodes = [n for n in self._nodes.items.values() if isinstance(n, node_pb2.Node)]
         snapshot = build_snapshot(nodes, (p for p in pods if p.spec.node_name))
         requests = [pod_request(p, default_strategy=self.strategy) for p in todo]
-        batch = schedule_batch(requests, snapshot, self.profile, start_index=self.start_index)
-        self.start_index = batch.next_start_index
+        sample = feasible_nodes_to_find(len(snapshot), self.percentage) if len(snapshot) else None
         by_key = {f"{p.metadata.namespace}/{p.metadata.name}": p for p in todo}
-        conflicts = await self._apply(batch.results, by_key, loop_now)
-        log.info("scheduling_pass", pending=len(todo), nodes=len(nodes),
-                 bound=sum(isinstance(r, Placement) for r in batch.results), conflicts=conflicts)
+        # Place a chunk, start its binds, place the next chunk while they travel.
+        async with asyncio.TaskGroup() as group:
+            writes = []
+            for first in range(0, len(requests), SCHEDULE_CHUNK):
+                batch = schedule_batch(requests[first:first + SCHEDULE_CHUNK], snapshot, self.profile,
+                                       start_index=self.start_index, sample_size=sample)
+                snapshot, self.start_index = batch.snapshot, batch.next_start_index
+                writes.append(group.create_task(self._apply(batch.results, by_key, loop_now)))
+                await asyncio.sleep(0)
+        conflicts = sum(w.result() for w in writes)
+        log.info("scheduling_pass", pending=len(todo), nodes=len(nodes), conflicts=conflicts)
         return CONFLICT_RETRY if conflicts else self._next_retry(loop_now)
 
     def _with_assumed(self, pods: list[pod_pb2.Pod], now: float) -> list[pod_pb2.Pod]:
@@ -141,30 +157,51 @@ class SchedulerController:
 
     async def _apply(self, results: Iterable[Placement | Unschedulable], pods: dict[str, pod_pb2.Pod],
                      now: float) -> int:
-        limit = asyncio.Semaphore(BIND_CONCURRENCY)
+        """Bind placements in transactions of up to MAX_BATCH pods; explain the rest."""
+        placements = [r for r in results if isinstance(r, Placement)]
+        failures = [r for r in results if isinstance(r, Unschedulable)]
+        limit = asyncio.Semaphore(BIND_CONCURRENCY // 8)
 
-        async def one(result: Placement | Unschedulable) -> bool:
+        async def chunk(part: list[Placement]) -> int:
             async with limit:
-                pod = pods[result.pod]
-                if isinstance(result, Placement):
-                    return await self._bind(pod, result.node)
-                await self._unschedulable(pod, result, now)
-                return True
+                return await self._bind_chunk([(pods[p.pod], p.node) for p in part])
 
-        outcomes = await asyncio.gather(*(one(r) for r in results))
-        return sum(1 for ok in outcomes if not ok)
+        chunks = [placements[i:i + MAX_BATCH] for i in range(0, len(placements), MAX_BATCH)]
+        conflicts = sum(await asyncio.gather(*(chunk(c) for c in chunks)))
+        for failure in failures:
+            await self._unschedulable(pods[failure.pod], failure, now)
+        return conflicts
 
-    async def _bind(self, pod: pod_pb2.Pod, node: str) -> bool:
+    async def _bind_chunk(self, chunk: list[tuple[pod_pb2.Pod, str]]) -> int:
+        """One transaction for the whole chunk; if anything in it moved, pod by pod."""
+        bound = [self._bound_copy(pod, node) for pod, node in chunk]
+        try:
+            await self.api.objects.update_many(bound)
+        except store_errors.ConflictError:
+            results = [await self._bind(pod, node) for pod, node in chunk]
+            return sum(1 for ok in results if not ok)
+        for pod, node in chunk:
+            self._assume(pod, node)
+        log.info("pods_bound", count=len(chunk))
+        return 0
+
+    def _bound_copy(self, pod: pod_pb2.Pod, node: str) -> pod_pb2.Pod:
         bound = pod_pb2.Pod()
         bound.CopyFrom(pod)
         bound.spec.node_name = node
         _set_scheduled(bound, True, "", "", self.now())
-        try:
-            await self.api.objects.update(bound)
-        except (store_errors.ConflictError, store_errors.NotFoundError):
-            return False
+        return bound
+
+    def _assume(self, pod: pod_pb2.Pod, node: str) -> None:
         self.retries.pop(pod.metadata.uid, None)
         self.assumed[pod.metadata.uid] = (node, asyncio.get_running_loop().time() + ASSUME_TTL)
+
+    async def _bind(self, pod: pod_pb2.Pod, node: str) -> bool:
+        try:
+            await self.api.objects.update(self._bound_copy(pod, node))
+        except (store_errors.ConflictError, store_errors.NotFoundError):
+            return False
+        self._assume(pod, node)
         log.info("pod_bound", pod=pod.metadata.name, namespace=pod.metadata.namespace, node=node)
         return True
 

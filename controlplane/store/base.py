@@ -14,7 +14,7 @@ Errors are those of `controlplane.store.errors`.
 from __future__ import annotations
 
 import enum
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -41,6 +41,11 @@ class ListPage:
     items: list[KeyValue]
     revision: int
     more: bool
+
+
+# The most writes `Store.update_many` takes (etcd's default --max-txn-ops is 128,
+# and each item needs two compares).
+MAX_BATCH = 64
 
 
 class EventType(enum.Enum):
@@ -88,6 +93,12 @@ class Store(Protocol):
         Returns the new revision. Raises `NotFoundError` when the key is
         absent and `ConflictError` when its mod_revision differs.
         """
+        ...
+
+    async def update_many(self, items: Sequence[tuple[str, bytes, int]]) -> int:
+        """Replace several values at once, each only if its key is at the given
+        revision: all or nothing, in one revision (returned). `ConflictError` when
+        any key moved or no longer exists; at most MAX_BATCH items."""
         ...
 
     async def delete(self, key: str, *, expected_revision: int | None = None) -> int:

@@ -31,7 +31,7 @@ from typing import Any
 import aetcd  # type: ignore[import-untyped, unused-ignore]
 import structlog
 
-from controlplane.store.base import EventType, KeyValue, ListPage, WatchEvent
+from controlplane.store.base import MAX_BATCH, EventType, KeyValue, ListPage, WatchEvent
 from controlplane.store.errors import (
     AlreadyExistsError,
     CompactedError,
@@ -291,6 +291,20 @@ class EtcdStore:
         )
         if not succeeded:
             raise self._cas_failure(key, expected_revision, responses)
+        return _write_revision(responses[0])
+
+    async def update_many(self, items: Sequence[tuple[str, bytes, int]]) -> int:
+        """All-or-nothing CAS of several keys in one etcd transaction."""
+        if not 0 < len(items) <= MAX_BATCH:
+            raise ValueError(f"update_many takes 1 to {MAX_BATCH} items, got {len(items)}")
+        compare = []
+        for key, _, expected in items:
+            k = _encode(key)
+            compare += [self._tx.create(k) > 0, self._tx.mod(k) == expected]
+        succeeded, responses = await self._txn(
+            compare=compare, success=[self._tx.put(_encode(key), value) for key, value, _ in items], failure=[])
+        if not succeeded:
+            raise ConflictError(items[0][0] if len(items) == 1 else f"{len(items)} keys", 0, 0)
         return _write_revision(responses[0])
 
     async def delete(self, key: str, *, expected_revision: int | None = None) -> int:

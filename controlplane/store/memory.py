@@ -19,7 +19,7 @@ import bisect
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, replace
 
-from controlplane.store.base import EventType, KeyValue, ListPage, WatchEvent
+from controlplane.store.base import MAX_BATCH, EventType, KeyValue, ListPage, WatchEvent
 from controlplane.store.errors import (
     AlreadyExistsError,
     CompactedError,
@@ -111,6 +111,20 @@ class MemoryStore:
         self._check_open()
         prev = self._expect(key, expected_revision)
         return self._write(key, value, prev=prev)
+
+    async def update_many(self, items: Sequence[tuple[str, bytes, int]]) -> int:
+        """All-or-nothing CAS of several keys, written at one revision."""
+        self._check_open()
+        if not 0 < len(items) <= MAX_BATCH:
+            raise ValueError(f"update_many takes 1 to {MAX_BATCH} items, got {len(items)}")
+        try:
+            prevs = [self._expect(key, expected) for key, _, expected in items]
+        except NotFoundError as e:
+            raise ConflictError(e.key, 0, 0) from e
+        self._revision += 1
+        for (key, value, _), prev in zip(items, prevs, strict=True):
+            self._write(key, value, prev=prev, revision=self._revision)
+        return self._revision
 
     async def delete(self, key: str, *, expected_revision: int | None = None) -> int:
         """Delete the key (only at ``expected_revision`` when given)."""
@@ -205,10 +219,12 @@ class MemoryStore:
             raise ConflictError(key, expected_revision, current.mod_revision)
         return current
 
-    def _write(self, key: str, value: bytes | None, *, prev: KeyValue | None) -> int:
-        """Record a put (``value``) or delete (None) at the next revision."""
-        self._revision += 1
-        revision = self._revision
+    def _write(self, key: str, value: bytes | None, *, prev: KeyValue | None, revision: int | None = None) -> int:
+        """Record a put (``value``) or delete (None) at the next revision (or at
+        ``revision``, already taken, for the writes of one transaction)."""
+        if revision is None:
+            self._revision += 1
+            revision = self._revision
         create_revision = 0 if value is None else (prev.create_revision if prev else revision)
         if key not in self._versions:
             self._versions[key] = []

@@ -9,7 +9,7 @@ compare-and-swap against it.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from enum import Enum
 
@@ -105,6 +105,12 @@ class ObjectStore:
         revision = await self.store.update(
             self.key_of(obj), self.encode(obj), expected_revision=expected)
         return self._with_revision(obj, revision)
+
+    async def update_many(self, objs: Sequence[Message]) -> list[Message]:
+        """CAS-write several objects in one transaction (all or nothing)."""
+        items = [(self.key_of(o), self.encode(o), int(meta(o).resource_version or 0)) for o in objs]
+        revision = await self.store.update_many(items)
+        return [self._with_revision(o, revision) for o in objs]
 
     async def delete(self, obj: Message) -> int:
         """Delete `obj` if it is unchanged since it was read; returns the revision."""

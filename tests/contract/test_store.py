@@ -436,3 +436,19 @@ async def test_compact_at_or_below_the_compaction_revision_raises(store: Store, 
 
     with pytest.raises(CompactedError):
         await store.compact(revision)
+
+
+async def test_update_many_is_all_or_nothing_at_one_revision(store: Store, key_prefix: str) -> None:
+    keys = [f"{key_prefix}batch/{i}" for i in range(5)]
+    revisions = [await store.create(k, b"v0") for k in keys]
+    written = await store.update_many([(k, b"v1", r) for k, r in zip(keys, revisions, strict=True)])
+    after = [kv for k in keys if (kv := await store.get(k)) is not None]
+    assert len(after) == 5
+    assert all(kv.value == b"v1" and kv.mod_revision == written for kv in after)
+    stale = [(k, b"v2", written) for k in keys[:4]] + [(keys[4], b"v2", revisions[4])]
+    with pytest.raises(ConflictError):
+        await store.update_many(stale)
+    unchanged = [kv.value for k in keys if (kv := await store.get(k)) is not None]
+    assert unchanged == [b"v1"] * 5
+    with pytest.raises(ConflictError):
+        await store.update_many([(f"{key_prefix}batch/missing", b"x", 1)])
