@@ -81,12 +81,12 @@ async def run(nodes: int, pods: int) -> dict[str, object]:
             started = time.perf_counter()
             task = asyncio.create_task(manager.run())
             while True:
-                bound = sum(1 for p in pod_cache.items.values() if p.spec.node_name)  # type: ignore[attr-defined]
+                bound = sum(1 for p in pod_cache.items.values() if isinstance(p, pod_pb2.Pod) and p.spec.node_name)
                 if pod_cache.synced.is_set() and bound == pods:
                     break
                 await asyncio.sleep(0.05)
             elapsed = time.perf_counter() - started
-            spread = Counter(p.spec.node_name for p in pod_cache.items.values())  # type: ignore[attr-defined]
+            spread = Counter(p.spec.node_name for p in pod_cache.items.values() if isinstance(p, pod_pb2.Pod))
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
         finally:

@@ -18,9 +18,11 @@ import structlog
 
 from controlplane.apiserver.handlers import ObjectApi
 from controlplane.apiserver.service import ObjectService
+from controlplane.controllers.deployment.controller import DeploymentController
 from controlplane.controllers.events import EventRecorder
 from controlplane.controllers.gc.controller import GarbageCollector
 from controlplane.controllers.nodelifecycle.controller import NodeLifecycleController
+from controlplane.controllers.replicaset.controller import ReplicaSetController
 from controlplane.controllers.runner import Controller, ControllerManager
 from controlplane.controllers.scheduling import SchedulerController
 from controlplane.nodeapi.assignments import AssignmentIndex
@@ -121,6 +123,8 @@ def build_controllers(api: ObjectApi, config: ServerConfig) -> list[Controller]:
         SchedulerController(api, EventRecorder(api, "scheduler"), strategy=config.scheduling_strategy),
         NodeLifecycleController(api, EventRecorder(api, "node-lifecycle-controller"),
                                 grace=config.node_grace_period),
+        ReplicaSetController(api, EventRecorder(api, "replicaset-controller")),
+        DeploymentController(api, EventRecorder(api, "deployment-controller")),
         GarbageCollector(api),
     ]
 

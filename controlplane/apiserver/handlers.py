@@ -233,17 +233,27 @@ class ObjectApi:
         return merged
 
     async def delete(self, kind: str, namespace: str, name: str, *, uid: str = "") -> Message:
+        """Delete an object; with `uid`, only that incarnation of the name.
+
+        Status writes by controllers and agents do not make a delete fail: the
+        object is re-read and the delete retried, as long as the uid holds.
+        """
         info = kind_info(kind)
         namespace = self._namespace(info, namespace)
-        with _translated(info, name):
-            existing = await self.objects.get(info, namespace, name)
-            if existing is None:
-                raise store_errors.NotFoundError(name)
-            if uid and meta(existing).uid != uid:
-                raise store_errors.ConflictError(name, 0, 0)
-            await self.objects.delete(existing)
-        log.info("object_deleted", kind=info.kind, namespace=namespace, name=name)
-        return existing
+        for _ in range(APPLY_RETRIES):
+            with _translated(info, name):
+                existing = await self.objects.get(info, namespace, name)
+                if existing is None:
+                    raise store_errors.NotFoundError(name)
+                if uid and meta(existing).uid != uid:
+                    raise store_errors.ConflictError(name, 0, 0)
+                try:
+                    await self.objects.delete(existing)
+                except store_errors.ConflictError:
+                    continue
+            log.info("object_deleted", kind=info.kind, namespace=namespace, name=name)
+            return existing
+        raise ConflictError(f'{info.resource} "{name}": too many concurrent writers, try again')
 
     # -- reads ----------------------------------------------------------------
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -56,10 +57,15 @@ def test_get_forms_and_outputs(cli: Cli) -> None:
     yaml_out = cli.run("get", "deployment.apps", "example-app", "-o", "yaml")
     assert "maxSurge: 3" in yaml_out.stdout
     assert cli.run("get", "deploy", "-o", "name").stdout.strip() == "deployment.apps/example-app"
+    # The Deployment controller scales up a ReplicaSet and says so in an event.
+    deadline = time.monotonic() + 30
     described = cli.run("describe", "deploy", "example-app")
+    while "ScalingReplicaSet" not in described.stdout and time.monotonic() < deadline:
+        time.sleep(0.2)
+        described = cli.run("describe", "deploy", "example-app")
     assert described.returncode == 0
     assert "Name:               example-app" in described.stdout
-    assert "Events:  <none>" in described.stdout
+    assert "Scaled up replica set example-app-" in described.stdout
     missing = cli.run("get", "deploy", "nope")
     assert missing.returncode == 1 and 'deployments.apps "nope" not found' in missing.stderr
     unknown = cli.run("get", "gizmos")

@@ -12,7 +12,7 @@ import pytest
 
 from controlplane.server import ServerConfig, start
 from corral import client as api
-from protos.corral.v1 import meta_pb2, pod_pb2, workloads_pb2
+from protos.corral.v1 import meta_pb2, pod_pb2, service_pb2, workloads_pb2
 
 pytestmark = pytest.mark.etcd
 T = TypeVar("T")
@@ -93,15 +93,23 @@ async def test_list_follows_pages(address: str) -> None:
     c.close()
 
 
+def service(name: str, port: int) -> service_pb2.Service:
+    svc = service_pb2.Service(metadata=meta_pb2.ObjectMeta(name=name))
+    svc.spec.selector["app"] = name
+    svc.spec.ports.add(port=port)
+    return svc
+
+
 async def test_watch_stream(address: str) -> None:
+    # Services: no controller writes them, so the events are exactly the test's.
     c = api.Client(address)
-    _, revision = await call(c.list, "deployments", "default")
+    _, revision = await call(c.list, "services", "default")
     events: list[tuple[str, str]] = []
     done = threading.Event()
 
     def follow() -> None:
         watcher = api.Client(address)
-        for ev in watcher.watch("deployments", "default", resource_version=revision):
+        for ev in watcher.watch("services", "default", resource_version=revision):
             events.append((ev.type, ev.obj.metadata.name))
             if len(events) == 3:
                 break
@@ -110,11 +118,9 @@ async def test_watch_stream(address: str) -> None:
 
     thread = threading.Thread(target=follow, daemon=True)
     thread.start()
-    await call(c.apply, deployment("w1"))
-    changed = deployment("w1")
-    changed.spec.replicas = 5
-    await call(c.apply, changed)
-    await call(c.delete, "deploy", "w1")
+    await call(c.apply, service("w1", 80))
+    await call(c.apply, service("w1", 8080))
+    await call(c.delete, "svc", "w1")
     assert await call(done.wait, 15)
     assert events == [("ADDED", "w1"), ("MODIFIED", "w1"), ("DELETED", "w1")]
     c.close()

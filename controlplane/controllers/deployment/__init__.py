@@ -1,0 +1,7 @@
+"""The Deployment controller: rolls a pod template out through ReplicaSets.
+
+`reconcile` is the pure core (Kubernetes' rolling update, recreate,
+proportional scaling, revision history, progress deadline and automatic
+rollback); `controller` is the shell that feeds it from the watch caches and
+writes its actions with compare-and-swap.
+"""

@@ -1,0 +1,123 @@
+"""Pod-template hashes and the annotations a Deployment keeps on its ReplicaSets. Pure.
+
+A ReplicaSet belongs to one pod template: `template_hash` (sha256 of the
+deterministically serialized template without the `pod-template-hash` label,
+plus the collision count when non-zero; first 10 hex digits) is added as the
+`pod-template-hash` label to its selector, template labels and name
+(`<deployment>-<hash>`).
+
+Annotations (Kubernetes' names):
+
+- `deployment.kubernetes.io/revision` on each ReplicaSet and on the Deployment
+  (that of its current ReplicaSet); a ReplicaSet that becomes current again
+  gets max+1 and remembers its earlier numbers in
+  `deployment.kubernetes.io/revision-history`;
+- `deployment.kubernetes.io/desired-replicas` and `.../max-replicas`: the
+  Deployment's replicas and replicas+maxSurge when the set was last scaled,
+  for proportional scaling;
+- `corral.io/rollback-on-failure: "true"` on a Deployment asks for an automatic
+  rollback when its progress deadline is exceeded; `corral.io/rolled-back-to`
+  records the hash an automatic rollback restored, so it never flip-flops.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+
+from protos.corral.v1 import pod_pb2, workloads_pb2
+
+POD_TEMPLATE_HASH = "pod-template-hash"
+REVISION = "deployment.kubernetes.io/revision"
+REVISION_HISTORY = "deployment.kubernetes.io/revision-history"
+DESIRED_REPLICAS = "deployment.kubernetes.io/desired-replicas"
+MAX_REPLICAS = "deployment.kubernetes.io/max-replicas"
+ROLLBACK_ON_FAILURE = "corral.io/rollback-on-failure"
+ROLLED_BACK_TO = "corral.io/rolled-back-to"
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+# Deployment annotations that are not copied onto its ReplicaSets.
+NOT_COPIED = frozenset({LAST_APPLIED, REVISION, REVISION_HISTORY, DESIRED_REPLICAS, MAX_REPLICAS,
+                        ROLLED_BACK_TO})
+REVISION_HISTORY_MAX_CHARS = 2000
+HASH_LENGTH = 10
+
+
+def without_hash(template: pod_pb2.PodTemplateSpec) -> pod_pb2.PodTemplateSpec:
+    copy = pod_pb2.PodTemplateSpec()
+    copy.CopyFrom(template)
+    copy.metadata.labels.pop(POD_TEMPLATE_HASH, None)
+    return copy
+
+
+def template_hash(template: pod_pb2.PodTemplateSpec, collision_count: int = 0) -> str:
+    digest = hashlib.sha256(without_hash(template).SerializeToString(deterministic=True))
+    if collision_count > 0:
+        digest.update(str(collision_count).encode())
+    return digest.hexdigest()[:HASH_LENGTH]
+
+
+def equal_ignoring_hash(a: pod_pb2.PodTemplateSpec, b: pod_pb2.PodTemplateSpec) -> bool:
+    return without_hash(a) == without_hash(b)
+
+
+def revision_of(rs: workloads_pb2.ReplicaSet) -> int:
+    """The revision annotation as a number (0 when missing or not a number)."""
+    value = rs.metadata.annotations.get(REVISION, "")
+    return int(value) if value.isdigit() else 0
+
+
+def max_revision(sets: Iterable[workloads_pb2.ReplicaSet]) -> int:
+    return max((revision_of(rs) for rs in sets), default=0)
+
+
+def int_annotation(rs: workloads_pb2.ReplicaSet, name: str) -> int | None:
+    value = rs.metadata.annotations.get(name, "")
+    return int(value) if value.isdigit() else None
+
+
+def set_replicas_annotations(rs: workloads_pb2.ReplicaSet, desired: int, max_replicas: int) -> bool:
+    """Record the Deployment's size on `rs`; whether anything changed."""
+    wanted = {DESIRED_REPLICAS: str(desired), MAX_REPLICAS: str(max_replicas)}
+    annotations = rs.metadata.annotations
+    changed = any(annotations.get(k) != v for k, v in wanted.items())
+    annotations.update(wanted)
+    return changed
+
+
+def copy_deployment_annotations(d: workloads_pb2.Deployment, rs: workloads_pb2.ReplicaSet) -> bool:
+    changed = False
+    for key, value in d.metadata.annotations.items():
+        if key in NOT_COPIED or rs.metadata.annotations.get(key) == value:
+            continue
+        rs.metadata.annotations[key] = value
+        changed = True
+    return changed
+
+
+def set_new_rs_annotations(
+    d: workloads_pb2.Deployment, rs: workloads_pb2.ReplicaSet, revision: int, *, max_surge: int, exists: bool,
+) -> bool:
+    """Kubernetes' SetNewReplicaSetAnnotations: copy annotations, raise the revision."""
+    changed = copy_deployment_annotations(d, rs)
+    annotations = rs.metadata.annotations
+    old = annotations.get(REVISION)
+    if old is not None and not old.isdigit():
+        return changed
+    if int(old or 0) < revision:
+        annotations[REVISION] = str(revision)
+        changed = True
+        if old is not None:
+            _append_history(rs, old)
+    if not exists:
+        replicas = d.spec.replicas
+        changed = set_replicas_annotations(rs, replicas, replicas + max_surge) or changed
+    return changed
+
+
+def _append_history(rs: workloads_pb2.ReplicaSet, old_revision: str) -> None:
+    annotations = rs.metadata.annotations
+    history = [r for r in annotations.get(REVISION_HISTORY, "").split(",") if r]
+    history.append(old_revision)
+    while history and len(",".join(history)) > REVISION_HISTORY_MAX_CHARS:
+        history.pop(0)
+    annotations[REVISION_HISTORY] = ",".join(history)

@@ -1,0 +1,61 @@
+"""maxSurge and maxUnavailable as numbers of pods (Kubernetes' fenceposts). Pure.
+
+A value is an absolute number or a percentage of `spec.replicas`; a surge
+rounds up, an unavailability rounds down, and if both come to 0 the
+unavailability becomes 1 so that a rollout can always progress. Recreate
+Deployments have neither (0 and 0).
+"""
+
+from __future__ import annotations
+
+from protos.corral.v1 import meta_pb2, workloads_pb2
+
+ROLLING_UPDATE = "RollingUpdate"
+RECREATE = "Recreate"
+
+
+def scaled_value(value: meta_pb2.IntOrString, total: int, *, round_up: bool) -> int:
+    """An int-or-percent as a count out of `total` (a malformed string counts as 0)."""
+    if value.HasField("int_val"):
+        return value.int_val
+    text = value.str_val.strip()
+    if not text.endswith("%") or not text[:-1].isdigit():
+        return 0
+    percent = int(text[:-1])
+    if round_up:
+        return -(-percent * total // 100)
+    return percent * total // 100
+
+
+def resolve_fenceposts(
+    max_surge: meta_pb2.IntOrString, max_unavailable: meta_pb2.IntOrString, desired: int,
+) -> tuple[int, int]:
+    """(surge, unavailable) for `desired` replicas."""
+    surge = scaled_value(max_surge, desired, round_up=True)
+    unavailable = scaled_value(max_unavailable, desired, round_up=False)
+    if surge == 0 and unavailable == 0:
+        unavailable = 1
+    return surge, unavailable
+
+
+def is_rolling(d: workloads_pb2.Deployment) -> bool:
+    return d.spec.strategy.type != RECREATE
+
+
+def is_recreate(d: workloads_pb2.Deployment) -> bool:
+    return d.spec.strategy.type == RECREATE
+
+
+def max_surge(d: workloads_pb2.Deployment) -> int:
+    if not is_rolling(d):
+        return 0
+    ru = d.spec.strategy.rolling_update
+    return resolve_fenceposts(ru.max_surge, ru.max_unavailable, d.spec.replicas)[0]
+
+
+def max_unavailable(d: workloads_pb2.Deployment) -> int:
+    if not is_rolling(d) or d.spec.replicas == 0:
+        return 0
+    ru = d.spec.strategy.rolling_update
+    unavailable = resolve_fenceposts(ru.max_surge, ru.max_unavailable, d.spec.replicas)[1]
+    return min(unavailable, d.spec.replicas)

@@ -1,0 +1,253 @@
+"""The ReplicaSet controller's shell: watch caches in, `reconcile`, writes out.
+
+Keys are ReplicaSet keys ("ns/name"); a pod maps to its controller owner's key
+(an orphan to every ReplicaSet of its namespace whose selector matches it, for
+adoption). A sync reads the ReplicaSet and its namespace's pods from the
+informers, reconciles, and applies the actions: adoption and release with CAS
+pod updates, deletions with a uid precondition, creations through
+`ObjectApi.create` in slow-start batches (1, 2, 4, … as Kubernetes does: a
+failing batch stops the rest), and the status with a CAS write. A conflict is
+raised so the work queue retries on fresh state.
+
+Expectations (see `expectations`) keep it from acting on a cache that has not
+yet caught up with its own creations and deletions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
+
+import structlog
+from google.protobuf.message import Message
+
+from controlplane.apiserver import labels
+from controlplane.apiserver.errors import NotFoundError
+from controlplane.apiserver.handlers import ObjectApi
+from controlplane.controllers.events import EventRecorder
+from controlplane.controllers.queue import WorkQueue
+from controlplane.controllers.replicaset import pods as podutil
+from controlplane.controllers.replicaset.expectations import Expectations
+from controlplane.controllers.replicaset.index import NamespaceIndex
+from controlplane.controllers.replicaset.reconcile import BURST, ReplicaSetActions, reconcile
+from controlplane.informer import CacheEvent, Informer, object_key
+from controlplane.store.objects import Change
+from protos.corral.v1 import pod_pb2, workloads_pb2
+from protos.kinds import meta
+
+log = structlog.get_logger(__name__)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def is_temporary(error: BaseException) -> bool:
+    """Whether the write may have happened anyway (its outcome is unknown)."""
+    return bool(getattr(error, "temporary", False)) or isinstance(error, TimeoutError)
+
+
+def failures(results: Sequence[object]) -> list[BaseException]:
+    """The exceptions among `gather(..., return_exceptions=True)` results; cancellation re-raised."""
+    errors = [r for r in results if isinstance(r, BaseException)]
+    for error in errors:
+        if isinstance(error, asyncio.CancelledError):
+            raise error
+    return errors
+
+
+def _revision(obj: Message) -> int:
+    value = meta(obj).resource_version
+    return int(value) if value.isdigit() else 0
+
+
+def owner_key(obj: Message, kind: str) -> str | None:
+    """The key of the object's controller owner if it is of `kind`."""
+    ref = podutil.controller_ref(obj)
+    if ref is None or ref.kind != kind:
+        return None
+    return f"{meta(obj).namespace}/{ref.name}"
+
+
+class ReplicaSetController:
+    name: str = "replicaset"
+    kinds: tuple[str, ...] = ("ReplicaSet", "Pod")
+
+    def __init__(
+        self, api: ObjectApi, recorder: EventRecorder, *, workers: int = 4,
+        now: Callable[[], datetime] = _utcnow, expectations: Expectations | None = None,
+        burst: int = BURST,
+    ) -> None:
+        self.api = api
+        self.recorder = recorder
+        self.workers = workers
+        self.now = now
+        self.expectations = expectations or Expectations()
+        self.burst = burst
+        self._sets: Informer | None = None
+        # Our last status write per key, until the cache shows it (read-your-writes).
+        self._written: dict[str, workloads_pb2.ReplicaSet] = {}
+        self._pods: NamespaceIndex[pod_pb2.Pod] | None = None
+        self._sets_by_ns: NamespaceIndex[workloads_pb2.ReplicaSet] | None = None
+
+    # -- wiring -----------------------------------------------------------------
+
+    def bind(self, informers: dict[str, Informer], queue: WorkQueue) -> None:
+        del queue
+        self._sets = informers["ReplicaSet"]
+        self._sets_by_ns = NamespaceIndex(informers["ReplicaSet"], workloads_pb2.ReplicaSet)
+        self._pods = NamespaceIndex(informers["Pod"], pod_pb2.Pod)
+        # Registered before the manager's enqueueing listener: expectations are
+        # lowered before the key is queued.
+        informers["Pod"].add_listener(self._observe)
+
+    def keys_for(self, kind: str, event: CacheEvent) -> Iterable[str]:
+        if kind == "ReplicaSet":
+            return [object_key(event.obj)]
+        keys: set[str] = set()
+        for obj in (event.obj, event.prev):
+            if obj is None:
+                continue
+            key = owner_key(obj, "ReplicaSet")
+            if key is not None:
+                keys.add(key)
+            elif podutil.controller_ref(obj) is None and event.change is not Change.DELETED:
+                keys.update(self._selecting(obj))
+        return keys
+
+    def all_keys(self) -> Iterable[str]:
+        return list(self._informer().items)
+
+    def _informer(self) -> Informer:
+        if self._sets is None:
+            raise RuntimeError("ReplicaSetController used before bind()")
+        return self._sets
+
+    def _selecting(self, pod: Message) -> list[str]:
+        """ReplicaSets whose selector matches an orphan pod (they may adopt it)."""
+        assert self._sets_by_ns is not None
+        m = meta(pod)
+        return [object_key(rs) for rs in self._sets_by_ns.in_namespace(m.namespace)
+                if rs.spec.selector.match_labels or rs.spec.selector.match_expressions
+                if labels.from_label_selector(rs.spec.selector).matches(m.labels)]
+
+    def _observe(self, event: CacheEvent) -> None:
+        key = owner_key(event.obj, "ReplicaSet")
+        if key is None:
+            return
+        pod_key = object_key(event.obj)
+        if event.change is Change.ADDED and not podutil.is_terminating(event.obj):
+            self.expectations.creation_observed(key)
+        elif event.change is not Change.MODIFIED or podutil.is_terminating(event.obj):
+            self.expectations.deletion_observed(key, pod_key)
+
+    # -- sync -------------------------------------------------------------------
+
+    async def sync(self, key: str) -> float | None:
+        rs = self._latest(key)
+        if rs is None:
+            self.expectations.forget(key)
+            return None
+        assert self._pods is not None
+        manage = self.expectations.satisfied(key)
+        actions = reconcile(rs, self._pods.in_namespace(rs.metadata.namespace), now=self.now(),
+                            manage=manage, burst=self.burst)
+        await self._claim(actions)
+        await self._delete(key, rs, actions.delete)
+        await self._create(key, rs, actions.create)
+        if actions.status is not None:
+            await self._write_status(rs, actions.status)
+        return self._again(key, manage, actions)
+
+    def _latest(self, key: str) -> workloads_pb2.ReplicaSet | None:
+        """The cached ReplicaSet, or our own last write of it if the cache is behind.
+
+        A status write is a CAS on the cached version, so nothing else was
+        written in between: the written object differs from the cached one only
+        in status, and writing the next status on top of it does not conflict.
+        """
+        cached = self._informer().items.get(key)
+        written = self._written.pop(key, None)
+        if not isinstance(cached, workloads_pb2.ReplicaSet):
+            return None
+        if written is not None and _revision(written) > _revision(cached):
+            self._written[key] = written
+            return written
+        return cached
+
+    def _again(self, key: str, manage: bool, actions: ReplicaSetActions) -> float | None:
+        delays = [d for d in (actions.requeue_after, None if manage else self.expectations.remaining(key))
+                  if d is not None]
+        return min(delays) if delays else None
+
+    async def _claim(self, actions: ReplicaSetActions) -> None:
+        for pod in (*actions.adopt, *actions.release):
+            await self.api.objects.update(pod)
+        if actions.adopt or actions.release:
+            log.info("replica_set_claimed_pods", adopted=[p.metadata.name for p in actions.adopt],
+                     released=[p.metadata.name for p in actions.release])
+
+    async def _write_status(self, rs: workloads_pb2.ReplicaSet, status: workloads_pb2.ReplicaSetStatus) -> None:
+        updated = workloads_pb2.ReplicaSet()
+        updated.CopyFrom(rs)
+        updated.status.CopyFrom(status)
+        written = await self.api.objects.update(updated)
+        assert isinstance(written, workloads_pb2.ReplicaSet)
+        self._written[object_key(rs)] = written
+        log.debug("replica_set_status", replica_set=object_key(rs), replicas=status.replicas,
+                  ready=status.ready_replicas, available=status.available_replicas)
+
+    # -- deleting ---------------------------------------------------------------
+
+    async def _delete(self, key: str, rs: workloads_pb2.ReplicaSet, pods: Sequence[pod_pb2.Pod]) -> None:
+        if not pods:
+            return
+        self.expectations.expect(key, deletes=[object_key(p) for p in pods])
+        results = await asyncio.gather(*(self._delete_one(p) for p in pods), return_exceptions=True)
+        errors = failures(results)
+        for pod, result in zip(pods, results, strict=True):
+            if isinstance(result, BaseException) and not is_temporary(result):
+                self.expectations.deletion_failed(key, object_key(pod))
+        deleted = [p for p, r in zip(pods, results, strict=True) if not isinstance(r, BaseException)]
+        log.info("replica_set_scaled", replica_set=key, deleted=len(deleted), failed=len(errors))
+        await asyncio.gather(*(self.recorder.record(rs, "Normal", "SuccessfulDelete",
+                                                    f"Deleted pod: {p.metadata.name}") for p in deleted))
+        if errors:
+            await self.recorder.record(rs, "Warning", "FailedDelete", f"Error deleting: {errors[0]}")
+            raise errors[0]
+
+    async def _delete_one(self, pod: pod_pb2.Pod) -> None:
+        m = pod.metadata
+        try:
+            await self.api.delete("Pod", m.namespace, m.name, uid=m.uid)
+        except NotFoundError:
+            return
+
+    # -- creating ---------------------------------------------------------------
+
+    async def _create(self, key: str, rs: workloads_pb2.ReplicaSet, pods: Sequence[pod_pb2.Pod]) -> None:
+        if not pods:
+            return
+        self.expectations.expect(key, creates=len(pods))
+        created: list[str] = []
+        start, batch = 0, 1
+        while start < len(pods):
+            chunk = pods[start:start + batch]
+            start += len(chunk)
+            results = await asyncio.gather(*(self.api.create(p) for p in chunk), return_exceptions=True)
+            errors = failures(results)
+            created.extend(meta(r).name for r in results if isinstance(r, Message))
+            if errors:
+                definite = sum(not is_temporary(e) for e in errors)
+                self.expectations.creations_failed(key, definite + len(pods) - start)
+                await self._created(key, rs, created, asked=len(pods))
+                await self.recorder.record(rs, "Warning", "FailedCreate", f"Error creating: {errors[0]}")
+                raise errors[0]
+            batch = min(2 * batch, len(pods) - start)
+        await self._created(key, rs, created, asked=len(pods))
+
+    async def _created(self, key: str, rs: workloads_pb2.ReplicaSet, names: list[str], *, asked: int) -> None:
+        log.info("replica_set_scaled", replica_set=key, created=len(names), asked=asked)
+        await asyncio.gather(*(self.recorder.record(rs, "Normal", "SuccessfulCreate", f"Created pod: {name}")
+                               for name in names))

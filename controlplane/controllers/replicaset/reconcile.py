@@ -1,0 +1,164 @@
+"""ReplicaSet reconciliation, pure: the pods a ReplicaSet has versus the count it asks for.
+
+`reconcile(rs, pods, now=…)` takes the ReplicaSet and the pods of its
+namespace and returns `ReplicaSetActions`:
+
+- claim (Kubernetes' `ClaimPods`): pods whose controller ownerReference is this
+  ReplicaSet are its own; orphans (no controller) that match the selector are
+  adopted (an ownerReference is added); owned pods that no longer match are
+  released;
+- manage: pods that are terminal (Succeeded/Failed) or being deleted never
+  count; terminal ones are deleted so that they are replaced. Missing pods are
+  created from the template, surplus ones deleted in `victim_order`. At most
+  `burst` creations or deletions per call (Kubernetes' burstReplicas): the
+  result never places more pods than `spec.replicas`;
+- status: replicas, fullyLabeledReplicas, readyReplicas, availableReplicas,
+  observedGeneration; `requeue_after` says when a ready pod becomes available.
+
+`manage=False` (the shell's expectations are not yet met) claims and computes
+status but creates and deletes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from controlplane.apiserver import labels
+from controlplane.controllers.replicaset import pods as podutil
+from protos.corral.v1 import pod_pb2, workloads_pb2
+
+BURST = 500
+# Added to "becomes available in N seconds" so the requeue lands after it.
+AVAILABILITY_SKEW = 0.05
+
+
+@dataclass(frozen=True)
+class ReplicaSetActions:
+    create: tuple[pod_pb2.Pod, ...] = ()
+    delete: tuple[pod_pb2.Pod, ...] = ()
+    # Copies of orphan pods with this ReplicaSet's controller ownerReference added.
+    adopt: tuple[pod_pb2.Pod, ...] = ()
+    # Copies of owned pods that no longer match, without the ownerReference.
+    release: tuple[pod_pb2.Pod, ...] = ()
+    # The new status, or None when it is unchanged.
+    status: workloads_pb2.ReplicaSetStatus | None = None
+    requeue_after: float | None = None
+
+
+@dataclass(frozen=True)
+class Claim:
+    owned: tuple[pod_pb2.Pod, ...]
+    adopt: tuple[pod_pb2.Pod, ...]
+    release: tuple[pod_pb2.Pod, ...]
+
+
+def reconcile(
+    rs: workloads_pb2.ReplicaSet, pods: Iterable[pod_pb2.Pod], *, now: datetime,
+    manage: bool = True, burst: int = BURST,
+) -> ReplicaSetActions:
+    claim = claim_pods(rs, pods)
+    members = [*claim.owned, *claim.adopt]
+    active = [p for p in members if podutil.is_active(p)]
+    create: tuple[pod_pb2.Pod, ...] = ()
+    delete: tuple[pod_pb2.Pod, ...] = ()
+    if manage and not podutil.is_terminating(rs):
+        terminal = [p for p in members if podutil.is_terminal(p) and not podutil.is_terminating(p)]
+        create, delete = manage_replicas(rs, active, terminal, now=now, burst=burst)
+    status = calculate_status(rs, active, now=now)
+    return ReplicaSetActions(
+        create=create, delete=delete, adopt=claim.adopt, release=claim.release,
+        status=None if status == rs.status else status,
+        requeue_after=_requeue_after(rs, active, now),
+    )
+
+
+def claim_pods(rs: workloads_pb2.ReplicaSet, pods: Iterable[pod_pb2.Pod]) -> Claim:
+    """Which pods are the ReplicaSet's, which to adopt and which to release."""
+    selector = labels.from_label_selector(rs.spec.selector)
+    uid, namespace = rs.metadata.uid, rs.metadata.namespace
+    may_adopt = not selector.empty and not podutil.is_terminating(rs)
+    owned: list[pod_pb2.Pod] = []
+    adopt: list[pod_pb2.Pod] = []
+    release: list[pod_pb2.Pod] = []
+    for pod in pods:
+        if pod.metadata.namespace != namespace:
+            continue
+        matches = not selector.empty and selector.matches(pod.metadata.labels)
+        ref = podutil.controller_ref(pod)
+        if ref is not None and ref.uid == uid:
+            if matches:
+                owned.append(pod)
+            elif not podutil.is_terminating(pod) and not podutil.is_terminating(rs):
+                release.append(_without_owner(pod, uid))
+        elif ref is None and matches and may_adopt and podutil.is_active(pod):
+            adopt.append(_with_owner(pod, rs))
+    return Claim(tuple(owned), tuple(adopt), tuple(release))
+
+
+def _with_owner(pod: pod_pb2.Pod, rs: workloads_pb2.ReplicaSet) -> pod_pb2.Pod:
+    copy = pod_pb2.Pod()
+    copy.CopyFrom(pod)
+    copy.metadata.owner_references.append(podutil.owner_reference(rs))
+    return copy
+
+
+def _without_owner(pod: pod_pb2.Pod, uid: str) -> pod_pb2.Pod:
+    copy = pod_pb2.Pod()
+    copy.CopyFrom(pod)
+    refs = [r for r in copy.metadata.owner_references if r.uid != uid]
+    del copy.metadata.owner_references[:]
+    copy.metadata.owner_references.extend(refs)
+    return copy
+
+
+def manage_replicas(
+    rs: workloads_pb2.ReplicaSet, active: Sequence[pod_pb2.Pod], terminal: Sequence[pod_pb2.Pod], *,
+    now: datetime, burst: int,
+) -> tuple[tuple[pod_pb2.Pod, ...], tuple[pod_pb2.Pod, ...]]:
+    """The pods to create and to delete so that `len(active) == spec.replicas`."""
+    diff = len(active) - rs.spec.replicas
+    delete = list(terminal[:burst])
+    if diff < 0:
+        return tuple(new_pod(rs) for _ in range(min(-diff, burst))), tuple(delete)
+    if diff > 0:
+        victims = podutil.victim_order(active, min_ready_seconds=rs.spec.min_ready_seconds, now=now)
+        delete.extend(victims[:min(diff, burst - len(delete))])
+    return (), tuple(delete)
+
+
+def new_pod(rs: workloads_pb2.ReplicaSet) -> pod_pb2.Pod:
+    """A pod from the template: generateName `<rs>-`, template labels, owned by `rs`."""
+    template = rs.spec.template
+    pod = pod_pb2.Pod(api_version="v1", kind="Pod")
+    m = pod.metadata
+    m.generate_name = f"{rs.metadata.name}-"
+    m.namespace = rs.metadata.namespace
+    m.labels.update(template.metadata.labels)
+    m.annotations.update(template.metadata.annotations)
+    m.owner_references.append(podutil.owner_reference(rs))
+    pod.spec.CopyFrom(template.spec)
+    return pod
+
+
+def calculate_status(
+    rs: workloads_pb2.ReplicaSet, active: Sequence[pod_pb2.Pod], *, now: datetime
+) -> workloads_pb2.ReplicaSetStatus:
+    template_labels = rs.spec.template.metadata.labels
+    min_ready = rs.spec.min_ready_seconds
+    status = workloads_pb2.ReplicaSetStatus(
+        replicas=len(active),
+        fully_labeled_replicas=sum(
+            all(p.metadata.labels.get(k) == v for k, v in template_labels.items()) for p in active),
+        ready_replicas=sum(podutil.is_ready(p) for p in active),
+        available_replicas=sum(podutil.is_available(p, min_ready, now) for p in active),
+        observed_generation=rs.metadata.generation,
+    )
+    status.conditions.extend(rs.status.conditions)
+    return status
+
+
+def _requeue_after(rs: workloads_pb2.ReplicaSet, active: Sequence[pod_pb2.Pod], now: datetime) -> float | None:
+    wait = podutil.next_available(active, rs.spec.min_ready_seconds, now)
+    return None if wait is None else wait + AVAILABILITY_SKEW
