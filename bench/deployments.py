@@ -1,0 +1,186 @@
+"""Benchmarks: Deployment startup on hollow nodes, and healing a lost node.
+
+1. Startup: a real `corral server` and 100 hollow nodes (real agent code with
+   the fake runtime, in one process); apply a 1,000-replica Deployment and time
+   until all pods are Running, plus each pod's startup latency (first seen by
+   a watch → seen Running).
+2. Node loss: three hollow nodes, each in its own process, and a 6-replica
+   Deployment; kill -9 one node's process and time until all 6 pods are Running
+   on the other two (default settings: 12 s grace, 5 s toleration).
+
+    .venv/bin/python bench/deployments.py [--nodes 100] [--replicas 1000]
+
+Prints the figures and writes bench/results/deployments.json. Asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from corral.client import Client, ClientError
+from protos.corral.v1 import node_pb2, pod_pb2, workloads_pb2
+
+RESULTS = Path(__file__).resolve().parent / "results"
+HOLLOW = str(Path(__file__).resolve().parent / "hollow.py")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait(check: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.1)
+    raise SystemExit(f"timed out waiting for {what}")
+
+
+def deployment(name: str, replicas: int) -> workloads_pb2.Deployment:
+    d = workloads_pb2.Deployment()
+    d.metadata.name = name
+    d.spec.replicas = replicas
+    d.spec.selector.match_labels["app"] = name
+    d.spec.template.metadata.labels["app"] = name
+    c = d.spec.template.spec.containers.add(name="main", image="hollow/app:1")
+    c.resources.requests.update({"cpu": "10m", "memory": "16Mi"})
+    return d
+
+
+class PodClock:
+    """A watch that stamps when each pod is first seen and first seen Running."""
+
+    def __init__(self, address: str, selector: str) -> None:
+        self.first: dict[str, float] = {}
+        self.running: dict[str, float] = {}
+        self.nodes: dict[str, str] = {}
+        client = Client(address)
+        _, revision = client.list("pods", "default", selector=selector)
+        threading.Thread(target=self._follow, args=(client, selector, revision), daemon=True).start()
+
+    def _follow(self, client: Client, selector: str, revision: str) -> None:
+        try:
+            for ev in client.watch("pods", "default", selector=selector, resource_version=revision):
+                pod = ev.obj
+                if not isinstance(pod, pod_pb2.Pod):
+                    continue
+                name, now = pod.metadata.name, time.perf_counter()
+                if ev.type == "DELETED":
+                    self.running.pop(name, None)
+                    self.nodes.pop(name, None)
+                    continue
+                self.first.setdefault(name, now)
+                self.nodes[name] = pod.spec.node_name
+                if pod.status.phase == "Running":
+                    self.running.setdefault(name, now)
+        except ClientError:
+            return
+
+
+def start_server(tmp: str) -> tuple[subprocess.Popen[bytes], str]:
+    address = f"127.0.0.1:{free_port()}"
+    log = open(Path(tmp) / "server.log", "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "corral.cli.main", "server", "--listen", address,
+                             "--data-dir", f"{tmp}/server", "--log-level", "warning"],
+                            stdout=log, stderr=subprocess.STDOUT)
+    return proc, address
+
+
+def hollow(address: str, nodes: int, prefix: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, HOLLOW, "--server", address, "--nodes", str(nodes),
+                             "--prefix", prefix], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def ready_nodes(client: Client, prefix: str) -> int:
+    try:
+        nodes, _ = client.list("nodes")
+    except ClientError:
+        return 0
+    return sum(1 for n in nodes if isinstance(n, node_pb2.Node) and n.metadata.name.startswith(prefix))
+
+
+def startup(nodes: int, replicas: int) -> dict[str, object]:
+    with tempfile.TemporaryDirectory(prefix="corral-bench-") as tmp:
+        server, address = start_server(tmp)
+        fleet = hollow(address, nodes, "hollow")
+        try:
+            client = Client(address)
+            wait(lambda: ready_nodes(client, "hollow") == nodes, 120, f"{nodes} hollow nodes")
+            clock = PodClock(address, "app=big")
+            started = time.perf_counter()
+            client.apply(deployment("big", replicas))
+            wait(lambda: len(clock.running) >= replicas, 600, f"{replicas} pods Running")
+            total = time.perf_counter() - started
+            latencies = sorted(clock.running[n] - clock.first[n] for n in clock.running)
+        finally:
+            for proc in (fleet, server):
+                proc.terminate()
+                proc.wait(timeout=30)
+    return {"nodes": nodes, "replicas": replicas, "all_running_seconds": round(total, 2),
+            "startup_p50_ms": round(statistics.median(latencies) * 1000, 1),
+            "startup_p99_ms": round(latencies[min(len(latencies) - 1, round(0.99 * (len(latencies) - 1)))] * 1000, 1)}
+
+
+def node_loss() -> dict[str, object]:
+    with tempfile.TemporaryDirectory(prefix="corral-bench-") as tmp:
+        server, address = start_server(tmp)
+        fleet = [hollow(address, 1, f"loss{i}") for i in range(3)]
+        try:
+            client = Client(address)
+            wait(lambda: sum(ready_nodes(client, f"loss{i}") for i in range(3)) == 3, 60, "3 nodes")
+            clock = PodClock(address, "app=heal")
+            client.apply(deployment("heal", 6))
+            wait(lambda: len(clock.running) == 6, 60, "6 pods Running")
+            victim = "loss0-0000"
+            fleet[0].send_signal(signal.SIGKILL)
+            lost_at = time.perf_counter()
+
+            def healed() -> bool:
+                running = [n for n in clock.running if clock.nodes.get(n) != victim]
+                return len(running) == 6
+            wait(healed, 120, "pods running elsewhere")
+            seconds = time.perf_counter() - lost_at
+        finally:
+            for proc in (*fleet, server):
+                if proc.poll() is None:
+                    proc.terminate()
+                    proc.wait(timeout=30)
+    return {"node_loss_to_running_elsewhere_seconds": round(seconds, 2)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--nodes", type=int, default=100)
+    parser.add_argument("--replicas", type=int, default=1000)
+    args = parser.parse_args()
+    result: dict[str, object] = {}
+    result.update(startup(args.nodes, args.replicas))
+    print(f"{args.replicas} replicas on {args.nodes} hollow nodes: all Running in {result['all_running_seconds']} s; "
+          f"pod startup p50 {result['startup_p50_ms']} ms, p99 {result['startup_p99_ms']} ms")
+    result.update(node_loss())
+    print(f"node loss to its pods Running elsewhere: {result['node_loss_to_running_elsewhere_seconds']} s")
+    result["machine"] = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / "deployments.json"
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
