@@ -16,6 +16,7 @@ Kubernetes does when it turns a quantity into an integer.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from fractions import Fraction
@@ -35,6 +36,7 @@ _QUANTITY = re.compile(
 )
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_quantity(text: str) -> Fraction:
     """The exact value of a quantity; `ValueError` when it is not one.
 

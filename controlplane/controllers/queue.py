@@ -9,16 +9,20 @@ from collections import deque
 
 
 class WorkQueue:
-    def __init__(self, *, base_delay: float = 0.05, max_delay: float = 30.0) -> None:
+    def __init__(self, *, base_delay: float = 0.05, max_delay: float = 30.0, coalesce: float = 0.0) -> None:
         self._queue: deque[str] = deque()
         self._queued: set[str] = set()
         self._active: set[str] = set()
         self._dirty: set[str] = set()
         self._failures: dict[str, int] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._finished_at: dict[str, float] = {}
         self._ready = asyncio.Event()
         self.base_delay = base_delay
         self.max_delay = max_delay
+        # A key that changed while it was being processed comes back after this
+        # long, so a burst of changes to one key costs one more sync, not one each.
+        self.coalesce = coalesce
 
     def __len__(self) -> int:
         return len(self._queue)
@@ -27,6 +31,12 @@ class WorkQueue:
         if key in self._active:
             self._dirty.add(key)
             return
+        if self.coalesce and key in self._finished_at:
+            wait = self._finished_at[key] + self.coalesce - asyncio.get_running_loop().time()
+            if wait > 0:
+                self.add_after(key, wait)
+                return
+            del self._finished_at[key]
         if key not in self._queued:
             self._queued.add(key)
             self._queue.append(key)
@@ -47,6 +57,7 @@ class WorkQueue:
 
     def _fire(self, key: str) -> None:
         self._timers.pop(key, None)
+        self._finished_at.pop(key, None)
         self.add(key)
 
     async def get(self) -> str:
@@ -61,9 +72,11 @@ class WorkQueue:
     def done(self, key: str) -> None:
         """The worker finished `key`; if it changed meanwhile, queue it again."""
         self._active.discard(key)
+        if self.coalesce:
+            self._finished_at[key] = asyncio.get_running_loop().time()
         if key in self._dirty:
             self._dirty.discard(key)
-            self.add(key)
+            self.add_after(key, self.coalesce)
 
     def forget(self, key: str) -> None:
         self._failures.pop(key, None)

@@ -22,6 +22,11 @@ from protos.kinds import KindInfo, by_kind
 
 log = structlog.get_logger(__name__)
 
+# Changes to a key that arrive while it is being synced are folded into one
+# more sync this much later (a busy ReplicaSet with a thousand pods gets a few
+# syncs per second, not one per pod status write).
+COALESCE_SECONDS = 0.1
+
 
 class Controller(Protocol):
     name: str
@@ -57,7 +62,7 @@ class ControllerManager:
                 if kind not in self.informers:
                     self.informers[kind] = Informer(objects, self._info(kind))
         for controller in controllers:
-            queue = WorkQueue()
+            queue = WorkQueue(coalesce=COALESCE_SECONDS)
             self.queues[controller.name] = queue
             controller.bind(self.informers, queue)
             for kind in controller.kinds:

@@ -27,7 +27,7 @@ from controlplane.informer import CacheEvent, Informer
 from controlplane.scheduler.framework import Profile
 from controlplane.scheduler.pipeline import Placement, Unschedulable, feasible_nodes_to_find, schedule_batch
 from controlplane.scheduler.plugins import default_profile
-from controlplane.scheduler.snapshot import LEAST_ALLOCATED, build_snapshot, pod_request
+from controlplane.scheduler.snapshot import LEAST_ALLOCATED, PodRequest, build_snapshot, pod_request
 from controlplane.store import errors as store_errors
 from controlplane.store.base import MAX_BATCH
 from controlplane.store.objects import Change
@@ -83,6 +83,7 @@ class SchedulerController:
         # uid → (node, expiry): bound by us, not yet seen bound in the cache.
         self.assumed: dict[str, tuple[str, float]] = {}
         self.start_index = 0
+        self._requests: dict[str, PodRequest] = {}
         self._pods: Informer | None = None
         self._nodes: Informer | None = None
 
@@ -95,6 +96,8 @@ class SchedulerController:
             return [PASS]
         pod = event.obj
         assert isinstance(pod, pod_pb2.Pod)
+        if event.change is Change.DELETED:
+            self._requests.pop(pod.metadata.uid, None)
         if event.change is Change.DELETED and pod.spec.node_name:
             self.retries.clear()  # room was freed
             return [PASS]
@@ -113,7 +116,7 @@ class SchedulerController:
         if not todo:
             return self._next_retry(loop_now)
         nodes = [n for n in self._nodes.items.values() if isinstance(n, node_pb2.Node)]
-        snapshot = build_snapshot(nodes, (p for p in pods if p.spec.node_name))
+        snapshot = build_snapshot(nodes, (p for p in pods if p.spec.node_name), self._request_of)
         requests = [pod_request(p, default_strategy=self.strategy) for p in todo]
         sample = feasible_nodes_to_find(len(snapshot), self.percentage) if len(snapshot) else None
         by_key = {f"{p.metadata.namespace}/{p.metadata.name}": p for p in todo}
@@ -145,6 +148,14 @@ class SchedulerController:
                 pod = copy
             out.append(pod)
         return out
+
+    def _request_of(self, pod: pod_pb2.Pod) -> PodRequest:
+        """A bound pod's requests, parsed once per pod (a pod's spec does not change)."""
+        cached = self._requests.get(pod.metadata.uid)
+        if cached is None:
+            cached = pod_request(pod, default_strategy=LEAST_ALLOCATED)
+            self._requests[pod.metadata.uid] = cached
+        return cached
 
     def _due(self, pod: pod_pb2.Pod, now: float) -> bool:
         retry = self.retries.get(pod.metadata.uid)

@@ -213,20 +213,30 @@ class Snapshot:
 # -- building from protos -------------------------------------------------------
 
 
-def build_snapshot(nodes: Iterable[node_pb2.Node], pods: Iterable[pod_pb2.Pod]) -> Snapshot:
-    """A snapshot of `nodes`, counting every pod bound (`spec.nodeName`) to one."""
+RequestOf = Callable[[pod_pb2.Pod], "PodRequest"]
+
+
+def _plain_request(pod: pod_pb2.Pod) -> PodRequest:
+    return pod_request(pod, default_strategy=LEAST_ALLOCATED)
+
+
+def build_snapshot(nodes: Iterable[node_pb2.Node], pods: Iterable[pod_pb2.Pod],
+                   request_of: RequestOf | None = None) -> Snapshot:
+    """A snapshot of `nodes`, counting every pod bound (`spec.nodeName`) to one.
+
+    `request_of` may serve bound pods' requests from a cache (a pod's requests
+    never change once it exists)."""
     bound: dict[str, list[pod_pb2.Pod]] = {}
     for pod in pods:
         if pod.spec.node_name:
             bound.setdefault(pod.spec.node_name, []).append(pod)
-    return Snapshot(node_info(n, bound.get(n.metadata.name, ())) for n in nodes)
+    return Snapshot(node_info(n, bound.get(n.metadata.name, ()), request_of) for n in nodes)
 
 
-def node_info(node: node_pb2.Node, bound_pods: Iterable[pod_pb2.Pod]) -> NodeInfo:
+def node_info(node: node_pb2.Node, bound_pods: Iterable[pod_pb2.Pod], request_of: RequestOf | None = None) -> NodeInfo:
     """The scheduler's view of `node`, given the pods bound to it."""
-    pods = [
-        pod_request(p, default_strategy=LEAST_ALLOCATED) for p in bound_pods if p.status.phase not in _FINISHED_PHASES
-    ]
+    of = request_of or _plain_request
+    pods = [of(p) for p in bound_pods if p.status.phase not in _FINISHED_PHASES]
     return NodeInfo(
         name=node.metadata.name,
         labels=dict(node.metadata.labels),

@@ -29,7 +29,7 @@ from controlplane.controllers.events import EventRecorder
 from controlplane.controllers.queue import WorkQueue
 from controlplane.controllers.replicaset import pods as podutil
 from controlplane.controllers.replicaset.expectations import Expectations
-from controlplane.controllers.replicaset.index import NamespaceIndex
+from controlplane.controllers.replicaset.index import ControllerIndex, NamespaceIndex
 from controlplane.controllers.replicaset.reconcile import BURST, ReplicaSetActions, reconcile
 from controlplane.informer import CacheEvent, Informer, object_key
 from controlplane.store.objects import Change
@@ -88,7 +88,7 @@ class ReplicaSetController:
         self._sets: Informer | None = None
         # Our last status write per key, until the cache shows it (read-your-writes).
         self._written: dict[str, workloads_pb2.ReplicaSet] = {}
-        self._pods: NamespaceIndex[pod_pb2.Pod] | None = None
+        self._pods: ControllerIndex[pod_pb2.Pod] | None = None
         self._sets_by_ns: NamespaceIndex[workloads_pb2.ReplicaSet] | None = None
 
     # -- wiring -----------------------------------------------------------------
@@ -97,7 +97,7 @@ class ReplicaSetController:
         del queue
         self._sets = informers["ReplicaSet"]
         self._sets_by_ns = NamespaceIndex(informers["ReplicaSet"], workloads_pb2.ReplicaSet)
-        self._pods = NamespaceIndex(informers["Pod"], pod_pb2.Pod)
+        self._pods = ControllerIndex(informers["Pod"], pod_pb2.Pod)
         # Registered before the manager's enqueueing listener: expectations are
         # lowered before the key is queued.
         informers["Pod"].add_listener(self._observe)
@@ -151,7 +151,8 @@ class ReplicaSetController:
             return None
         assert self._pods is not None
         manage = self.expectations.satisfied(key)
-        actions = reconcile(rs, self._pods.in_namespace(rs.metadata.namespace), now=self.now(),
+        candidates = [*self._pods.owned_by(rs.metadata.uid), *self._pods.orphans(rs.metadata.namespace)]
+        actions = reconcile(rs, candidates, now=self.now(),
                             manage=manage, burst=self.burst)
         await self._claim(actions)
         await self._delete(key, rs, actions.delete)
