@@ -7,6 +7,9 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 
+# Finish times older than the coalescing window are forgotten once there are this many.
+PRUNE_ABOVE = 4096
+
 
 class WorkQueue:
     def __init__(self, *, base_delay: float = 0.05, max_delay: float = 30.0, coalesce: float = 0.0) -> None:
@@ -73,7 +76,10 @@ class WorkQueue:
         """The worker finished `key`; if it changed meanwhile, queue it again."""
         self._active.discard(key)
         if self.coalesce:
-            self._finished_at[key] = asyncio.get_running_loop().time()
+            now = asyncio.get_running_loop().time()
+            self._finished_at[key] = now
+            if len(self._finished_at) > PRUNE_ABOVE:
+                self._finished_at = {k: t for k, t in self._finished_at.items() if t + self.coalesce > now}
         if key in self._dirty:
             self._dirty.discard(key)
             self.add_after(key, self.coalesce)
