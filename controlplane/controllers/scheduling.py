@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import structlog
+from google.protobuf.message import Message
 
 from controlplane.apiserver.handlers import ObjectApi
 from controlplane.controllers.events import EventRecorder
@@ -92,6 +93,9 @@ class SchedulerController:
 
     def keys_for(self, kind: str, event: CacheEvent) -> Iterable[str]:
         if kind == "Node":
+            if event.change is Change.MODIFIED and isinstance(event.prev, node_pb2.Node) and \
+                    _placement_view(event.prev) == _placement_view(event.obj):
+                return []  # a heartbeat: nothing the scheduler looks at changed
             self.retries.clear()  # the cluster changed: try everything again now
             return [PASS]
         pod = event.obj
@@ -233,6 +237,18 @@ class SchedulerController:
             return
         await self.recorder.record(pod, "Warning", "FailedScheduling", result.message)
         log.info("pod_unschedulable", pod=pod.metadata.name, reason=result.message, retry_in=delay)
+
+
+PlacementView = tuple[tuple[tuple[str, str], ...], bytes, tuple[tuple[str, str], ...], tuple[str, ...], bool]
+
+
+def _placement_view(node: Message) -> PlacementView:
+    """What placement depends on: labels, spec (cordon, taints), allocatable,
+    runtimes and readiness; not heartbeat times, which change every few seconds."""
+    assert isinstance(node, node_pb2.Node)
+    ready = any(c.type == "Ready" and c.status == "True" for c in node.status.conditions)
+    return (tuple(sorted(node.metadata.labels.items())), node.spec.SerializeToString(deterministic=True),
+            tuple(sorted(node.status.allocatable.items())), tuple(node.status.runtimes), ready)
 
 
 def _set_scheduled(pod: pod_pb2.Pod, ok: bool, reason: str, message: str, now: datetime) -> None:

@@ -17,6 +17,13 @@ from protos.corral.v1 import node_service_pb2, pod_pb2
 Fingerprint = frozenset[tuple[str, int]]
 
 
+def _same_assignment(before: pod_pb2.Pod | None, after: pod_pb2.Pod) -> bool:
+    """A status write (most pod changes) leaves the node's fingerprint as it was:
+    no need to wake its stream."""
+    return (before is not None and before.metadata.uid == after.metadata.uid
+            and before.metadata.generation == after.metadata.generation)
+
+
 class AssignmentIndex:
     def __init__(self, pods: Informer) -> None:
         self.pods = pods
@@ -38,7 +45,8 @@ class AssignmentIndex:
             self._wake(old_node)
         if new_node:
             self._by_node.setdefault(new_node, {})[key] = pod
-            self._wake(new_node)
+            if not _same_assignment(before, pod) or old_node != new_node:
+                self._wake(new_node)
 
     def _wake(self, node: str) -> None:
         event = self._events.get(node)

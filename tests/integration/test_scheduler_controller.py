@@ -13,8 +13,9 @@ from controlplane.apiserver.handlers import ObjectApi
 from controlplane.controllers.events import EventRecorder
 from controlplane.controllers.runner import ControllerManager
 from controlplane.controllers.scheduling import SchedulerController
+from controlplane.informer import CacheEvent
 from controlplane.store.memory import MemoryStore
-from controlplane.store.objects import ObjectStore
+from controlplane.store.objects import Change, ObjectStore
 from protos.corral.v1 import meta_pb2, node_pb2, pod_pb2
 from protos.kinds import by_kind
 
@@ -103,3 +104,21 @@ async def test_capacity_is_never_exceeded_and_the_rest_is_explained(batch: int) 
         await api.delete("pod", "default", bound.metadata.name)
         await wait_for(api, lambda ps: sum(1 for p in ps if p.spec.node_name) == 9 and
                        Counter(p.spec.node_name for p in ps if p.spec.node_name)["a"] == 3)
+
+
+def test_heartbeats_do_not_trigger_passes_but_node_changes_do() -> None:
+    api = ObjectApi(ObjectStore(MemoryStore()))
+    scheduler = SchedulerController(api, EventRecorder(api, "scheduler"))
+    before = node("a")
+    beat = node_pb2.Node()
+    beat.CopyFrom(before)
+    beat.status.conditions[0].last_heartbeat_time.seconds = 1_800_000_000
+    assert list(scheduler.keys_for("Node", CacheEvent(Change.MODIFIED, beat, before, 2))) == []
+    cordoned = node_pb2.Node()
+    cordoned.CopyFrom(beat)
+    cordoned.spec.unschedulable = True
+    assert list(scheduler.keys_for("Node", CacheEvent(Change.MODIFIED, cordoned, beat, 3))) == ["pass"]
+    not_ready = node_pb2.Node()
+    not_ready.CopyFrom(beat)
+    not_ready.status.conditions[0].status = "Unknown"
+    assert list(scheduler.keys_for("Node", CacheEvent(Change.MODIFIED, not_ready, beat, 4))) == ["pass"]

@@ -1,0 +1,36 @@
+"""Which pod changes wake a node's assignment stream."""
+
+from controlplane.informer import CacheEvent, Informer
+from controlplane.nodeapi.assignments import AssignmentIndex
+from controlplane.store.memory import MemoryStore
+from controlplane.store.objects import Change, ObjectStore
+from protos.corral.v1 import pod_pb2
+from protos.kinds import by_kind
+
+
+def pod(node: str, generation: int = 1, phase: str = "") -> pod_pb2.Pod:
+    p = pod_pb2.Pod()
+    p.metadata.name, p.metadata.namespace, p.metadata.uid = "web", "default", "uid-1"
+    p.metadata.generation = generation
+    p.spec.node_name = node
+    p.status.phase = phase
+    return p
+
+
+def test_status_writes_do_not_wake_the_stream_but_spec_and_binding_changes_do() -> None:
+    index = AssignmentIndex(Informer(ObjectStore(MemoryStore()), by_kind("Pod")))
+    event = index.event_for("n1")
+    bound = pod("n1")
+    index._on_event(CacheEvent(Change.MODIFIED, bound, pod(""), 2))
+    assert event.is_set()
+    event.clear()
+    running = pod("n1", phase="Running")
+    index._on_event(CacheEvent(Change.MODIFIED, running, bound, 3))
+    assert not event.is_set()
+    assert index.current("n1")[0].pods[0].status.phase == "Running"
+    index._on_event(CacheEvent(Change.MODIFIED, pod("n1", generation=2), running, 4))
+    assert event.is_set()
+    event.clear()
+    index._on_event(CacheEvent(Change.DELETED, running, running, 5))
+    assert event.is_set()
+    assert list(index.current("n1")[0].pods) == []
