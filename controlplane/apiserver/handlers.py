@@ -15,7 +15,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import Enum
 
 import structlog
@@ -34,6 +34,7 @@ from controlplane.apiserver.errors import (
     UnavailableError,
 )
 from controlplane.apiserver.validation import validate, validate_update
+from controlplane.clock import utcnow
 from controlplane.store import errors as store_errors
 from controlplane.store.objects import Change, ObjectStore
 from protos.corral.v1 import pod_pb2
@@ -69,9 +70,6 @@ class WatchItem:
     change: Change
     obj: Message
 
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 def kind_info(kind: str) -> KindInfo:
@@ -132,7 +130,7 @@ class ObjectApi:
         self,
         objects: ObjectStore,
         *,
-        now: Callable[[], datetime] = _utcnow,
+        now: Callable[[], datetime] = utcnow,
         new_uid: Callable[[], str] = lambda: str(uuid.uuid4()),
     ) -> None:
         self.objects = objects

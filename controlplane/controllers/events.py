@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 
 import structlog
 from google.protobuf.message import Message
 
 from controlplane.apiserver.errors import ApiError
 from controlplane.apiserver.handlers import ObjectApi
+from controlplane.clock import utcnow_seconds
 from controlplane.store import errors as store_errors
 from protos.corral.v1 import event_pb2
 from protos.kinds import by_kind, info_of, meta
@@ -24,12 +25,9 @@ log = structlog.get_logger(__name__)
 EVENT = by_kind("Event")
 
 
-def _utcnow() -> datetime:
-    return datetime.now(UTC).replace(microsecond=0)
-
 
 class EventRecorder:
-    def __init__(self, api: ObjectApi, component: str, *, now: Callable[[], datetime] = _utcnow) -> None:
+    def __init__(self, api: ObjectApi, component: str, *, now: Callable[[], datetime] = utcnow_seconds) -> None:
         self.api = api
         self.component = component
         self.now = now

@@ -16,12 +16,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 import structlog
 from google.protobuf.message import Message
 
 from controlplane.apiserver.handlers import ObjectApi
+from controlplane.clock import utcnow_seconds
 from controlplane.controllers.events import EventRecorder
 from controlplane.controllers.queue import WorkQueue
 from controlplane.informer import CacheEvent, Informer
@@ -32,6 +33,7 @@ from controlplane.scheduler.snapshot import LEAST_ALLOCATED, PodRequest, build_s
 from controlplane.store import errors as store_errors
 from controlplane.store.base import MAX_BATCH
 from controlplane.store.objects import Change
+from protos.conditions import set_condition
 from protos.corral.v1 import node_pb2, pod_pb2
 
 log = structlog.get_logger(__name__)
@@ -56,9 +58,6 @@ class Retry:
     delay: float
 
 
-def _utcnow() -> datetime:
-    return datetime.now(UTC).replace(microsecond=0)
-
 
 def pending(pod: pod_pb2.Pod) -> bool:
     """Waiting for a node: unbound, not being deleted, not finished."""
@@ -73,7 +72,7 @@ class SchedulerController:
 
     def __init__(self, api: ObjectApi, recorder: EventRecorder, *, strategy: str = LEAST_ALLOCATED,
                  percentage_of_nodes_to_score: int = DEFAULT_PERCENTAGE_OF_NODES_TO_SCORE,
-                 profile: Profile | None = None, now: Callable[[], datetime] = _utcnow) -> None:
+                 profile: Profile | None = None, now: Callable[[], datetime] = utcnow_seconds) -> None:
         self.percentage = percentage_of_nodes_to_score
         self.api = api
         self.recorder = recorder
@@ -252,12 +251,5 @@ def _placement_view(node: Message) -> PlacementView:
 
 
 def _set_scheduled(pod: pod_pb2.Pod, ok: bool, reason: str, message: str, now: datetime) -> None:
-    for cond in pod.status.conditions:
-        if cond.type == "PodScheduled":
-            break
-    else:
-        cond = pod.status.conditions.add(type="PodScheduled")
-    status = "True" if ok else "False"
-    if cond.status != status:
-        cond.last_transition_time.FromDatetime(now)
-    cond.status, cond.reason, cond.message = status, reason, message
+    set_condition(pod.status.conditions, "PodScheduled", "True" if ok else "False",
+                  reason=reason, message=message, now=now)

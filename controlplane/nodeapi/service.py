@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime
+from datetime import datetime
 
 import grpc
 import structlog
@@ -19,9 +19,11 @@ import structlog
 from controlplane.apiserver.errors import AlreadyExistsError, ApiError, NotFoundError
 from controlplane.apiserver.handlers import ObjectApi
 from controlplane.apiserver.status import abort
+from controlplane.clock import utcnow
 from controlplane.nodeapi.assignments import AssignmentIndex, Fingerprint
 from controlplane.nodeapi.tunnels import TunnelRegistry
 from controlplane.store import errors as store_errors
+from protos.conditions import set_condition
 from protos.corral.v1 import node_pb2, node_service_pb2, node_service_pb2_grpc, pod_pb2
 from protos.kinds import by_kind
 
@@ -36,27 +38,17 @@ NODE = by_kind("Node")
 POD = by_kind("Pod")
 
 
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
-
 
 def set_ready(node: node_pb2.Node, now: datetime, *, reason: str = "AgentReady",
               message: str = "corral agent is posting heartbeats") -> None:
     """Mark the Ready condition True and stamp the heartbeat time."""
-    for cond in node.status.conditions:
-        if cond.type == "Ready":
-            break
-    else:
-        cond = node.status.conditions.add(type="Ready")
-    if cond.status != "True":
-        cond.last_transition_time.FromDatetime(now)
-    cond.status, cond.reason, cond.message = "True", reason, message
+    cond = set_condition(node.status.conditions, "Ready", "True", reason=reason, message=message, now=now)
     cond.last_heartbeat_time.FromDatetime(now)
 
 
 class NodeService(node_service_pb2_grpc.NodeServiceServicer):
     def __init__(self, api: ObjectApi, assignments: AssignmentIndex, tunnels: TunnelRegistry, *,
-                 heartbeat_period: int = 4, now: Callable[[], datetime] = _utcnow) -> None:
+                 heartbeat_period: int = 4, now: Callable[[], datetime] = utcnow) -> None:
         self.api = api
         self.objects = api.objects
         self.assignments = assignments

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
+from datetime import datetime
 
 import structlog
 from google.protobuf.message import Message
@@ -27,6 +27,7 @@ from google.protobuf.message import Message
 from controlplane.apiserver import labels
 from controlplane.apiserver.errors import NotFoundError
 from controlplane.apiserver.handlers import ObjectApi
+from controlplane.clock import utcnow
 from controlplane.controllers.deployment.expectations import WriteExpectations
 from controlplane.controllers.deployment.plan import Event
 from controlplane.controllers.deployment.reconcile import DeploymentActions, reconcile
@@ -43,9 +44,6 @@ from protos.kinds import meta
 log = structlog.get_logger(__name__)
 
 
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
-
 
 class DeploymentController:
     name: str = "deployment"
@@ -53,7 +51,7 @@ class DeploymentController:
 
     def __init__(
         self, api: ObjectApi, recorder: EventRecorder, *, workers: int = 4,
-        now: Callable[[], datetime] = _utcnow, expectations: WriteExpectations | None = None,
+        now: Callable[[], datetime] = utcnow, expectations: WriteExpectations | None = None,
     ) -> None:
         self.api = api
         self.recorder = recorder

@@ -15,12 +15,13 @@ An Event is requeued for the moment it expires, then deleted.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import structlog
 from google.protobuf.message import Message
 
 from controlplane.apiserver.handlers import ObjectApi
+from controlplane.clock import utcnow
 from controlplane.controllers.gc.reconcile import OwnerKey, event_expires_at, is_orphan, owner_keys
 from controlplane.controllers.queue import WorkQueue
 from controlplane.informer import CacheEvent, Informer, object_key
@@ -39,9 +40,6 @@ CONFLICT_RETRY = 0.1
 DEFAULT_EVENT_TTL = 3600.0
 
 
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
-
 
 def gc_key(kind: str, obj: Message) -> str:
     m = meta(obj)
@@ -54,7 +52,7 @@ class GarbageCollector:
     workers: int = 2
 
     def __init__(self, api: ObjectApi, *, event_ttl: float = DEFAULT_EVENT_TTL,
-                 now: Callable[[], datetime] = _utcnow) -> None:
+                 now: Callable[[], datetime] = utcnow) -> None:
         self.api = api
         self.event_ttl = timedelta(seconds=event_ttl)
         self.now = now

@@ -16,12 +16,13 @@ logged and recorded as an event on every node.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import structlog
 
 from controlplane.apiserver import errors as api_errors
 from controlplane.apiserver.handlers import ObjectApi
+from controlplane.clock import utcnow
 from controlplane.controllers.events import EventRecorder
 from controlplane.controllers.nodelifecycle.ratelimit import TokenBucket
 from controlplane.controllers.nodelifecycle.reconcile import (
@@ -49,9 +50,6 @@ CONFLICT_RETRY = 0.1
 DEADLINE_SLACK = 0.01
 
 
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
-
 
 class NodeLifecycleController:
     name: str = "nodelifecycle"
@@ -60,7 +58,7 @@ class NodeLifecycleController:
 
     def __init__(
         self, api: ObjectApi, recorder: EventRecorder, *, grace: float = 12.0, eviction_rate: float = 10.0,
-        now: Callable[[], datetime] = _utcnow, owned_toleration: float = 5.0, bare_toleration: float = 300.0,
+        now: Callable[[], datetime] = utcnow, owned_toleration: float = 5.0, bare_toleration: float = 300.0,
     ) -> None:
         self.api = api
         self.recorder = recorder

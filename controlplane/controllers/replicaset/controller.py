@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 
 import structlog
 from google.protobuf.message import Message
@@ -25,6 +25,7 @@ from google.protobuf.message import Message
 from controlplane.apiserver import labels
 from controlplane.apiserver.errors import NotFoundError
 from controlplane.apiserver.handlers import ObjectApi
+from controlplane.clock import utcnow
 from controlplane.controllers.events import EventRecorder
 from controlplane.controllers.queue import WorkQueue
 from controlplane.controllers.replicaset import pods as podutil
@@ -38,9 +39,6 @@ from protos.kinds import meta
 
 log = structlog.get_logger(__name__)
 
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 def is_temporary(error: BaseException) -> bool:
@@ -76,7 +74,7 @@ class ReplicaSetController:
 
     def __init__(
         self, api: ObjectApi, recorder: EventRecorder, *, workers: int = 4,
-        now: Callable[[], datetime] = _utcnow, expectations: Expectations | None = None,
+        now: Callable[[], datetime] = utcnow, expectations: Expectations | None = None,
         burst: int = BURST,
     ) -> None:
         self.api = api
