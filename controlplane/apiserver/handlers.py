@@ -168,14 +168,20 @@ class ObjectApi:
 
     async def create(self, obj: Message, *, dry_run: bool = False) -> Message:
         info, prepared = self._prepared(obj, need_name=False)
-        self._stamp_new(info, prepared)
-        m = meta(prepared)
+        return await self._insert(info, prepared, dry_run=dry_run)
+
+    async def _insert(self, info: KindInfo, prepared: Message, *, dry_run: bool) -> Message:
+        """Store an already defaulted and validated object as a new one."""
+        new = type(prepared)()
+        new.CopyFrom(prepared)
+        self._stamp_new(info, new)
+        m = meta(new)
         with _translated(info, m.name):
             if dry_run:
                 if await self.objects.get(info, m.namespace, m.name) is not None:
                     raise store_errors.AlreadyExistsError(m.name)
-                return prepared
-            created = await self.objects.create(prepared)
+                return new
+            created = await self.objects.create(new)
         log.info("object_created", kind=info.kind, namespace=m.namespace, name=m.name)
         return created
 
@@ -205,7 +211,7 @@ class ObjectApi:
                 existing = await self.objects.get(info, m.namespace, m.name)
                 if existing is None:
                     try:
-                        return await self.create(prepared, dry_run=dry_run), ApplyOutcome.CREATED
+                        return await self._insert(info, prepared, dry_run=dry_run), ApplyOutcome.CREATED
                     except AlreadyExistsError:
                         continue
                 merged = self._merged(info, existing, prepared)
