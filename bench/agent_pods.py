@@ -16,11 +16,9 @@ Prints the figures and writes bench/results/agent_pods.json. Asserts nothing.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
+import functools
+import operator
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -30,6 +28,7 @@ import time
 from pathlib import Path
 
 import psutil
+from harness import machine, percentile, start_server, stop, wait_for, write_result
 
 from corral.client import Client
 from protos.corral.v1 import pod_pb2
@@ -42,22 +41,6 @@ AGENT_ONLY = ("import sys; sys.modules['rich'] = None; "
               "from corral.cli.main import main; sys.argv[0] = 'corral'; main()")
 NODE = "bench-node"
 BUSYBOX = shutil.which("busybox") or "/bin/busybox"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait(check, timeout: float, what: str):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise SystemExit(f"timed out waiting for {what}")
 
 
 def docker_pod(name: str) -> pod_pb2.Pod:
@@ -107,7 +90,8 @@ def start_latencies(client: Client, watcher: RunningWatcher, pods: list[pod_pb2.
     for pod in pods:
         created[pod.metadata.name] = time.perf_counter()
         client.create(pod)
-        wait(lambda n=pod.metadata.name: n in watcher.seen, 60, f"{pod.metadata.name} Running")
+        wait_for(functools.partial(operator.contains, watcher.seen, pod.metadata.name), 60,
+                 f"{pod.metadata.name} Running")
     return [watcher.seen[name] - t for name, t in created.items()]
 
 
@@ -117,27 +101,22 @@ def delete_all(client: Client, names: list[str]) -> None:
 
 
 def summary(values: list[float]) -> dict[str, float]:
-    ordered = sorted(values)
-    return {"p50_ms": round(statistics.median(ordered) * 1000, 1),
-            "p99_ms": round(ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))] * 1000, 1),
-            "max_ms": round(ordered[-1] * 1000, 1)}
+    return {"p50_ms": round(statistics.median(values) * 1000, 1),
+            "p99_ms": round(percentile(values, 99) * 1000, 1),
+            "max_ms": round(max(values) * 1000, 1)}
 
 
 def run(pods: int) -> dict[str, object]:
-    address = f"127.0.0.1:{free_port()}"
     with tempfile.TemporaryDirectory(prefix="corral-bench-") as tmp:
-        server_log = open(Path(tmp) / "server.log", "wb")
+        server, address = start_server(tmp, f"{tmp}/server")
         agent_log = open(Path(tmp) / "agent.log", "wb")
-        server = subprocess.Popen([sys.executable, "-m", "corral.cli.main", "server", "--listen", address,
-                                   "--data-dir", f"{tmp}/server", "--log-level", "warning"],
-                                  stdout=server_log, stderr=subprocess.STDOUT)
         agent = subprocess.Popen([sys.executable, "-c", AGENT_ONLY, "agent", "--server", address,
                                   "--name", NODE, "--data-dir", f"{tmp}/agent", "--runtime", "docker",
                                   "--runtime", "process", "--log-level", "warning"],
                                  stdout=agent_log, stderr=subprocess.STDOUT)
         try:
             client = Client(address)
-            wait(lambda: _node_ready(client), 60, "agent registered")
+            wait_for(lambda: _node_ready(client), 60, "agent registered")
             time.sleep(3)
             idle_rss = psutil.Process(agent.pid).memory_info().rss
             watcher = RunningWatcher(address)
@@ -148,10 +127,7 @@ def run(pods: int) -> dict[str, object]:
             delete_all(client, [f"d{i}" for i in range(pods)] + [f"p{i}" for i in range(pods)])
             time.sleep(4)
         finally:
-            agent.terminate()
-            agent.wait(timeout=30)
-            server.terminate()
-            server.wait(timeout=30)
+            stop(agent, server)
             subprocess.run("docker rm -f $(docker ps -aq --filter label=io.corral.node=bench-node) "
                            ">/dev/null 2>&1", shell=True, check=False)
     return {
@@ -160,7 +136,7 @@ def run(pods: int) -> dict[str, object]:
         "agent_rss_10_docker_pods_mb": round(busy_rss / 2**20, 1),
         "docker_start": summary(docker),
         "process_start": summary(process),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "machine": machine(),
     }
 
 
@@ -182,10 +158,7 @@ def main() -> None:
     d, p = result["docker_start"], result["process_start"]
     print(f"start latency, Docker:  p50 {d['p50_ms']} ms, p99 {d['p99_ms']} ms")  # type: ignore[index]
     print(f"start latency, process: p50 {p['p50_ms']} ms, p99 {p['p99_ms']} ms")  # type: ignore[index]
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / "agent_pods.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {out}")
+    write_result("agent_pods", result)
 
 
 if __name__ == "__main__":

@@ -13,28 +13,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import os
-import platform
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import grpc
+from harness import machine, percentile, start_server, stop, write_result
 
 from protos.corral.v1 import api_pb2, api_pb2_grpc, meta_pb2, pod_pb2
 
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def make_pod(i: int) -> api_pb2.Object:
@@ -93,18 +82,9 @@ async def time_gets(stub: api_pb2_grpc.ObjectServiceAsyncStub, n: int, pods: int
     return latencies
 
 
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
-
-
 async def run(args: argparse.Namespace) -> dict[str, object]:
-    address = f"127.0.0.1:{free_port()}"
     with tempfile.TemporaryDirectory(prefix="corral-bench-") as tmp:
-        log = open(Path(tmp) / "server.log", "wb")
-        server = subprocess.Popen(
-            [sys.executable, "-m", "corral.cli.main", "server", "--listen", address, "--data-dir", tmp,
-             "--log-level", "warning"], stdout=log, stderr=subprocess.STDOUT)
+        server, address = start_server(tmp, tmp)
         try:
             async with grpc.aio.insecure_channel(
                 address, options=[("grpc.max_receive_message_length", 8 * 1024 * 1024)]
@@ -115,9 +95,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
                 list_s, listed, pages = await list_all(stub)
                 gets = await time_gets(stub, args.gets, args.pods)
         finally:
-            server.terminate()
-            server.wait(timeout=30)
-            log.close()
+            stop(server)
     return {
         "pods": args.pods,
         "concurrency": args.concurrency,
@@ -130,7 +108,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         "get_p50_ms": round(percentile(gets, 50) * 1000, 2),
         "get_p99_ms": round(percentile(gets, 99) * 1000, 2),
         "get_mean_ms": round(statistics.fmean(gets) * 1000, 2),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "machine": machine(),
     }
 
 
@@ -146,10 +124,7 @@ def main() -> None:
     print(f"listed {result['listed']} pods in {result['list_seconds']} s ({result['list_pages']} pages of 500)")
     print(f"single get over {result['get_count']} calls: p50 {result['get_p50_ms']} ms, "
           f"p99 {result['get_p99_ms']} ms")
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / "api_pods.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {out}")
+    write_result("api_pods", result)
 
 
 if __name__ == "__main__":

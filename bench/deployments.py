@@ -16,11 +16,7 @@ Prints the figures and writes bench/results/deployments.json. Asserts nothing.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -28,28 +24,14 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any
+
+from harness import machine, percentile, start_server, stop, wait_for, write_result
 
 from corral.client import Client, ClientError
 from protos.corral.v1 import node_pb2, pod_pb2, workloads_pb2
 
 RESULTS = Path(__file__).resolve().parent / "results"
 HOLLOW = str(Path(__file__).resolve().parent / "hollow.py")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait(check: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.1)
-    raise SystemExit(f"timed out waiting for {what}")
 
 
 def deployment(name: str, replicas: int) -> workloads_pb2.Deployment:
@@ -96,15 +78,6 @@ class PodClock:
             return
 
 
-def start_server(tmp: str) -> tuple[subprocess.Popen[bytes], str]:
-    address = f"127.0.0.1:{free_port()}"
-    log = open(Path(tmp) / "server.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "corral.cli.main", "server", "--listen", address,
-                             "--data-dir", f"{tmp}/server", "--log-level", "warning"],
-                            stdout=log, stderr=subprocess.STDOUT)
-    return proc, address
-
-
 def hollow(address: str, nodes: int, prefix: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, HOLLOW, "--server", address, "--nodes", str(nodes),
                              "--prefix", prefix], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -120,39 +93,37 @@ def ready_nodes(client: Client, prefix: str) -> int:
 
 def startup(nodes: int, replicas: int) -> dict[str, object]:
     with tempfile.TemporaryDirectory(prefix="corral-bench-") as tmp:
-        server, address = start_server(tmp)
+        server, address = start_server(tmp, f"{tmp}/server")
         fleet = hollow(address, nodes, "hollow")
         try:
             client = Client(address)
-            wait(lambda: ready_nodes(client, "hollow") == nodes, 120, f"{nodes} hollow nodes")
+            wait_for(lambda: ready_nodes(client, "hollow") == nodes, 120, f"{nodes} hollow nodes")
             clock = PodClock(address, "app=big")
             started = time.perf_counter()
             client.apply(deployment("big", replicas))
-            wait(lambda: len(clock.running) >= replicas, 600, f"{replicas} pods Running")
+            wait_for(lambda: len(clock.running) >= replicas, 600, f"{replicas} pods Running")
             total = time.perf_counter() - started
             latencies = sorted(clock.running[n] - clock.first[n] for n in clock.running)
             to_bind = sorted(clock.bound[n] - clock.first[n] for n in clock.running if n in clock.bound)
         finally:
-            for proc in (fleet, server):
-                proc.terminate()
-                proc.wait(timeout=30)
+            stop(fleet, server)
     return {"nodes": nodes, "replicas": replicas, "all_running_seconds": round(total, 2),
             "startup_p50_ms": round(statistics.median(latencies) * 1000, 1),
-            "startup_p99_ms": round(latencies[min(len(latencies) - 1, round(0.99 * (len(latencies) - 1)))] * 1000, 1),
+            "startup_p99_ms": round(percentile(latencies, 99) * 1000, 1),
             "bind_p50_ms": round(statistics.median(to_bind) * 1000, 1),
-            "bind_p99_ms": round(to_bind[min(len(to_bind) - 1, round(0.99 * (len(to_bind) - 1)))] * 1000, 1)}
+            "bind_p99_ms": round(percentile(to_bind, 99) * 1000, 1)}
 
 
 def node_loss() -> dict[str, object]:
     with tempfile.TemporaryDirectory(prefix="corral-bench-") as tmp:
-        server, address = start_server(tmp)
+        server, address = start_server(tmp, f"{tmp}/server")
         fleet = [hollow(address, 1, f"loss{i}") for i in range(3)]
         try:
             client = Client(address)
-            wait(lambda: sum(ready_nodes(client, f"loss{i}") for i in range(3)) == 3, 60, "3 nodes")
+            wait_for(lambda: sum(ready_nodes(client, f"loss{i}") for i in range(3)) == 3, 60, "3 nodes")
             clock = PodClock(address, "app=heal")
             client.apply(deployment("heal", 6))
-            wait(lambda: len(clock.running) == 6, 60, "6 pods Running")
+            wait_for(lambda: len(clock.running) == 6, 60, "6 pods Running")
             victim = "loss0-0000"
             fleet[0].send_signal(signal.SIGKILL)
             lost_at = time.perf_counter()
@@ -160,13 +131,10 @@ def node_loss() -> dict[str, object]:
             def healed() -> bool:
                 running = [n for n in clock.running if clock.nodes.get(n) != victim]
                 return len(running) == 6
-            wait(healed, 120, "pods running elsewhere")
+            wait_for(healed, 120, "pods running elsewhere")
             seconds = time.perf_counter() - lost_at
         finally:
-            for proc in (*fleet, server):
-                if proc.poll() is None:
-                    proc.terminate()
-                    proc.wait(timeout=30)
+            stop(*fleet, server)
     return {"node_loss_to_running_elsewhere_seconds": round(seconds, 2)}
 
 
@@ -182,11 +150,8 @@ def main() -> None:
           f"(of which created → bound: p50 {result['bind_p50_ms']} ms, p99 {result['bind_p99_ms']} ms)")
     result.update(node_loss())
     print(f"node loss to its pods Running elsewhere: {result['node_loss_to_running_elsewhere_seconds']} s")
-    result["machine"] = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / "deployments.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {out}")
+    result["machine"] = machine()
+    write_result("deployments", result)
 
 
 if __name__ == "__main__":

@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import os
-import platform
 import tempfile
 import time
 from collections import Counter
 from pathlib import Path
+
+from harness import machine, write_result
 
 from controlplane.apiserver.handlers import ObjectApi
 from controlplane.controllers.events import EventRecorder
@@ -96,7 +95,7 @@ async def run(nodes: int, pods: int) -> dict[str, object]:
         "nodes": nodes, "pods": pods, "seconds": round(elapsed, 2),
         "pods_bound_per_second": round(pods / elapsed, 1),
         "max_pods_on_a_node": max(spread.values()), "nodes_used": len(spread),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "machine": machine(),
     }
 
 
@@ -110,10 +109,7 @@ def main() -> None:
     print(f"bound {result['pods']} pods on {result['nodes']} nodes in {result['seconds']} s: "
           f"{result['pods_bound_per_second']} pods/s (at most {result['max_pods_on_a_node']} per node, "
           f"{result['nodes_used']} nodes used)")
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / "scheduler_throughput.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {out}")
+    write_result("scheduler_throughput", result)
 
 
 if __name__ == "__main__":

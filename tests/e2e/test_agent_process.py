@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import AgentProcess, Cli, ServerProcess, wait_until
+from tests.e2e.conftest import AgentProcess, Cli, ServerProcess, free_port, wait_until
 
 BUSYBOX = shutil.which("busybox") or "/bin/busybox"
 
@@ -18,12 +18,6 @@ BUSYBOX = shutil.which("busybox") or "/bin/busybox"
 @pytest.fixture
 def agent_runtimes() -> tuple[str, ...]:
     return ("process",)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def apply_pod(cli: Cli, name: str, node: str, container: dict[str, Any], **spec: Any) -> None:

@@ -1,0 +1,65 @@
+"""What every benchmark here needs: a free port, a `corral server` process,
+waiting with a deadline, percentiles, and writing results as JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_server(log_dir: str | Path, data_dir: str | Path) -> tuple[subprocess.Popen[bytes], str]:
+    """A `corral server` with an embedded etcd, logging to `log_dir/server.log`."""
+    address = f"127.0.0.1:{free_port()}"
+    with open(Path(log_dir) / "server.log", "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "corral.cli.main", "server", "--listen", address,
+                                 "--data-dir", str(data_dir), "--log-level", "warning"],
+                                stdout=log, stderr=subprocess.STDOUT)
+    return proc, address
+
+
+def stop(*procs: subprocess.Popen[bytes]) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(timeout=30)
+
+
+def wait_for(check: Callable[[], object], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.1)
+    raise SystemExit(f"timed out waiting for {what}")
+
+
+def percentile(values: Sequence[float], p: float) -> float:
+    """Nearest-rank percentile."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+def machine() -> str:
+    return f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def write_result(name: str, result: dict[str, object]) -> None:
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / f"{name}.json"
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {out}")
