@@ -49,7 +49,6 @@ class ContainerTrack:
     startup: ProbeState = ProbeState.UNKNOWN
     # The container id the probe states belong to (they reset with every run).
     probed_id: str = ""
-    probe_message: str = ""
 
 
 @dataclass(frozen=True)

@@ -211,8 +211,6 @@ class PodWorker:
                                  timeout=tracker.settings.timeout)
         outcome = tracker.record(result, self._clock())
         setattr(track, kind, tracker.state)
-        if not result.success:
-            track.probe_message = f"{kind} probe failed: {result.message}"
         if outcome.changed:
             log.info("probe_changed", pod=self.pod.metadata.name, container=container.name, probe=kind,
                      state=tracker.state.value, message=result.message)
