@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 import yaml
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from corral.manifest import (
@@ -631,10 +631,26 @@ _values = st.recursive(
 
 
 @settings(max_examples=60, deadline=None)
+@example([{" ": None, "\x85": None}])
 @given(st.lists(st.dictionaries(_keys, _values, min_size=1, max_size=4), min_size=1, max_size=3))
 def test_reads_what_pyyaml_reads(documents: list[dict[str, Any]]) -> None:
     for flow in (False, True):
         raw = yaml.safe_dump_all(documents, default_flow_style=flow, allow_unicode=True, explicit_start=True)
         # PyYAML itself does not always read back what it wrote (a raw U+0085
         # in a quoted string folds to a space), so compare with its reading.
-        assert _data(raw) == list(yaml.safe_load_all(raw))
+        # When that folding makes two keys equal, PyYAML keeps the last one
+        # silently; the guarded loader must refuse the duplicate instead.
+        theirs = list(yaml.safe_load_all(raw))
+        if _key_count(theirs) < _key_count(documents):
+            with pytest.raises(ManifestError, match="duplicate key"):
+                _data(raw)
+        else:
+            assert _data(raw) == theirs
+
+
+def _key_count(value: Any) -> int:
+    if isinstance(value, dict):
+        return len(value) + sum(_key_count(item) for item in value.values())
+    if isinstance(value, list):
+        return sum(_key_count(item) for item in value)
+    return 0
