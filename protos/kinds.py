@@ -15,6 +15,7 @@ from google.protobuf.message import Message
 
 from protos.corral.v1 import (
     api_pb2,
+    discovery_pb2,
     event_pb2,
     meta_pb2,
     node_pb2,
@@ -58,6 +59,8 @@ KINDS: tuple[KindInfo, ...] = (
              workloads_pb2.Deployment, "deployment"),
     KindInfo("Service", "v1", "services", ("svc",), True, service_pb2.Service, "service"),
     KindInfo("Event", "v1", "events", ("ev",), True, event_pb2.Event, "event"),
+    KindInfo("EndpointSlice", "discovery.k8s.io/v1", "endpointslices", (), True,
+             discovery_pb2.EndpointSlice, "endpoint_slice"),
 )
 
 _BY_KIND = {k.kind: k for k in KINDS}

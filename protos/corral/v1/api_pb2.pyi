@@ -8,6 +8,7 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from protos.corral.v1 import discovery_pb2 as _discovery_pb2
 from protos.corral.v1 import event_pb2 as _event_pb2
 from protos.corral.v1 import node_pb2 as _node_pb2
 from protos.corral.v1 import pod_pb2 as _pod_pb2
@@ -55,6 +56,7 @@ class Object(_message.Message):
     DEPLOYMENT_FIELD_NUMBER: _builtins.int
     SERVICE_FIELD_NUMBER: _builtins.int
     EVENT_FIELD_NUMBER: _builtins.int
+    ENDPOINT_SLICE_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def pod(self) -> _pod_pb2.Pod: ...
     @_builtins.property
@@ -67,6 +69,8 @@ class Object(_message.Message):
     def service(self) -> _service_pb2.Service: ...
     @_builtins.property
     def event(self) -> _event_pb2.Event: ...
+    @_builtins.property
+    def endpoint_slice(self) -> _discovery_pb2.EndpointSlice: ...
     def __init__(
         self,
         *,
@@ -76,12 +80,13 @@ class Object(_message.Message):
         deployment: _workloads_pb2.Deployment | None = ...,
         service: _service_pb2.Service | None = ...,
         event: _event_pb2.Event | None = ...,
+        endpoint_slice: _discovery_pb2.EndpointSlice | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["deployment", b"deployment", "event", b"event", "kind", b"kind", "node", b"node", "pod", b"pod", "replica_set", b"replica_set", "service", b"service"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["deployment", b"deployment", "endpoint_slice", b"endpoint_slice", "event", b"event", "kind", b"kind", "node", b"node", "pod", b"pod", "replica_set", b"replica_set", "service", b"service"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["deployment", b"deployment", "event", b"event", "kind", b"kind", "node", b"node", "pod", b"pod", "replica_set", b"replica_set", "service", b"service"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["deployment", b"deployment", "endpoint_slice", b"endpoint_slice", "event", b"event", "kind", b"kind", "node", b"node", "pod", b"pod", "replica_set", b"replica_set", "service", b"service"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["pod", "node", "replica_set", "deployment", "service", "event"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["pod", "node", "replica_set", "deployment", "service", "event", "endpoint_slice"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 
@@ -364,11 +369,17 @@ class DeleteRequest(_message.Message):
     NAMESPACE_FIELD_NUMBER: _builtins.int
     NAME_FIELD_NUMBER: _builtins.int
     UID_FIELD_NUMBER: _builtins.int
+    GRACE_PERIOD_SECONDS_FIELD_NUMBER: _builtins.int
     kind: _builtins.str
     namespace: _builtins.str
     name: _builtins.str
     uid: _builtins.str
     """When set, delete only if the stored object still has this uid."""
+    grace_period_seconds: _builtins.int
+    """Pods only: the seconds the node gets to stop the pod's containers
+    (default: the pod's terminationGracePeriodSeconds). 0 deletes the object
+    at once without waiting for the node (kubectl's --force --grace-period=0).
+    """
     def __init__(
         self,
         *,
@@ -376,12 +387,15 @@ class DeleteRequest(_message.Message):
         namespace: _builtins.str = ...,
         name: _builtins.str = ...,
         uid: _builtins.str = ...,
+        grace_period_seconds: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_grace_period_seconds", b"_grace_period_seconds", "grace_period_seconds", b"grace_period_seconds"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "name", b"name", "namespace", b"namespace", "uid", b"uid"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_grace_period_seconds", b"_grace_period_seconds", "grace_period_seconds", b"grace_period_seconds", "kind", b"kind", "name", b"name", "namespace", b"namespace", "uid", b"uid"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__grace_period_seconds: _TypeAlias = _typing.Literal["grace_period_seconds"]  # noqa: Y015
+    _WhichOneofArgType__grace_period_seconds: _TypeAlias = _typing.Literal["_grace_period_seconds", b"_grace_period_seconds"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__grace_period_seconds) -> _WhichOneofReturnType__grace_period_seconds | None: ...
 
 Global___DeleteRequest: _TypeAlias = DeleteRequest  # noqa: Y015
 

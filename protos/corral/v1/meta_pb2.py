@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bprotos/corral/v1/meta.proto\x12\tcorral.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x80\x01\n\x0eOwnerReference\x12\x13\n\x0b\x61pi_version\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0b\n\x03uid\x18\x04 \x01(\t\x12\x12\n\ncontroller\x18\x05 \x01(\x08\x12\x1c\n\x14\x62lock_owner_deletion\x18\x06 \x01(\x08\"\xf7\x03\n\nObjectMeta\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0b\n\x03uid\x18\x03 \x01(\t\x12\x31\n\x06labels\x18\x04 \x03(\x0b\x32!.corral.v1.ObjectMeta.LabelsEntry\x12;\n\x0b\x61nnotations\x18\x05 \x03(\x0b\x32&.corral.v1.ObjectMeta.AnnotationsEntry\x12\x18\n\x10resource_version\x18\x06 \x01(\t\x12\x12\n\ngeneration\x18\x07 \x01(\x03\x12\x36\n\x12\x63reation_timestamp\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x10owner_references\x18\t \x03(\x0b\x32\x19.corral.v1.OwnerReference\x12\x36\n\x12\x64\x65letion_timestamp\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rgenerate_name\x18\x0b \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x32\n\x10\x41nnotationsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"<\n\x0bIntOrString\x12\x11\n\x07int_val\x18\x01 \x01(\x05H\x00\x12\x11\n\x07str_val\x18\x02 \x01(\tH\x00\x42\x07\n\x05value\"I\n\x18LabelSelectorRequirement\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x10\n\x08operator\x18\x02 \x01(\t\x12\x0e\n\x06values\x18\x03 \x03(\t\"\xc4\x01\n\rLabelSelector\x12?\n\x0cmatch_labels\x18\x01 \x03(\x0b\x32).corral.v1.LabelSelector.MatchLabelsEntry\x12>\n\x11match_expressions\x18\x02 \x03(\x0b\x32#.corral.v1.LabelSelectorRequirement\x1a\x32\n\x10MatchLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xc5\x02\n\tCondition\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\x12\x38\n\x14last_transition_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x34\n\x10last_update_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x0flast_probe_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x37\n\x13last_heartbeat_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1b\n\x13observed_generation\x18\t \x01(\x03\"\x90\x01\n\x0fObjectReference\x12\x13\n\x0b\x61pi_version\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x11\n\tnamespace\x18\x03 \x01(\t\x12\x0c\n\x04name\x18\x04 \x01(\t\x12\x0b\n\x03uid\x18\x05 \x01(\t\x12\x18\n\x10resource_version\x18\x06 \x01(\t\x12\x12\n\nfield_path\x18\x07 \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bprotos/corral/v1/meta.proto\x12\tcorral.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x80\x01\n\x0eOwnerReference\x12\x13\n\x0b\x61pi_version\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0b\n\x03uid\x18\x04 \x01(\t\x12\x12\n\ncontroller\x18\x05 \x01(\x08\x12\x1c\n\x14\x62lock_owner_deletion\x18\x06 \x01(\x08\"\xc5\x04\n\nObjectMeta\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0b\n\x03uid\x18\x03 \x01(\t\x12\x31\n\x06labels\x18\x04 \x03(\x0b\x32!.corral.v1.ObjectMeta.LabelsEntry\x12;\n\x0b\x61nnotations\x18\x05 \x03(\x0b\x32&.corral.v1.ObjectMeta.AnnotationsEntry\x12\x18\n\x10resource_version\x18\x06 \x01(\t\x12\x12\n\ngeneration\x18\x07 \x01(\x03\x12\x36\n\x12\x63reation_timestamp\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x10owner_references\x18\t \x03(\x0b\x32\x19.corral.v1.OwnerReference\x12\x36\n\x12\x64\x65letion_timestamp\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rgenerate_name\x18\x0b \x01(\t\x12*\n\x1d\x64\x65letion_grace_period_seconds\x18\x0c \x01(\x03H\x00\x88\x01\x01\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x32\n\x10\x41nnotationsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42 \n\x1e_deletion_grace_period_seconds\"<\n\x0bIntOrString\x12\x11\n\x07int_val\x18\x01 \x01(\x05H\x00\x12\x11\n\x07str_val\x18\x02 \x01(\tH\x00\x42\x07\n\x05value\"I\n\x18LabelSelectorRequirement\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x10\n\x08operator\x18\x02 \x01(\t\x12\x0e\n\x06values\x18\x03 \x03(\t\"\xc4\x01\n\rLabelSelector\x12?\n\x0cmatch_labels\x18\x01 \x03(\x0b\x32).corral.v1.LabelSelector.MatchLabelsEntry\x12>\n\x11match_expressions\x18\x02 \x03(\x0b\x32#.corral.v1.LabelSelectorRequirement\x1a\x32\n\x10MatchLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xc5\x02\n\tCondition\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\x12\x38\n\x14last_transition_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x34\n\x10last_update_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x0flast_probe_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x37\n\x13last_heartbeat_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1b\n\x13observed_generation\x18\t \x01(\x03\"\x90\x01\n\x0fObjectReference\x12\x13\n\x0b\x61pi_version\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x11\n\tnamespace\x18\x03 \x01(\t\x12\x0c\n\x04name\x18\x04 \x01(\t\x12\x0b\n\x03uid\x18\x05 \x01(\t\x12\x18\n\x10resource_version\x18\x06 \x01(\t\x12\x12\n\nfield_path\x18\x07 \x01(\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,21 +41,21 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_OWNERREFERENCE']._serialized_start=76
   _globals['_OWNERREFERENCE']._serialized_end=204
   _globals['_OBJECTMETA']._serialized_start=207
-  _globals['_OBJECTMETA']._serialized_end=710
-  _globals['_OBJECTMETA_LABELSENTRY']._serialized_start=613
-  _globals['_OBJECTMETA_LABELSENTRY']._serialized_end=658
-  _globals['_OBJECTMETA_ANNOTATIONSENTRY']._serialized_start=660
-  _globals['_OBJECTMETA_ANNOTATIONSENTRY']._serialized_end=710
-  _globals['_INTORSTRING']._serialized_start=712
-  _globals['_INTORSTRING']._serialized_end=772
-  _globals['_LABELSELECTORREQUIREMENT']._serialized_start=774
-  _globals['_LABELSELECTORREQUIREMENT']._serialized_end=847
-  _globals['_LABELSELECTOR']._serialized_start=850
-  _globals['_LABELSELECTOR']._serialized_end=1046
-  _globals['_LABELSELECTOR_MATCHLABELSENTRY']._serialized_start=996
-  _globals['_LABELSELECTOR_MATCHLABELSENTRY']._serialized_end=1046
-  _globals['_CONDITION']._serialized_start=1049
-  _globals['_CONDITION']._serialized_end=1374
-  _globals['_OBJECTREFERENCE']._serialized_start=1377
-  _globals['_OBJECTREFERENCE']._serialized_end=1521
+  _globals['_OBJECTMETA']._serialized_end=788
+  _globals['_OBJECTMETA_LABELSENTRY']._serialized_start=657
+  _globals['_OBJECTMETA_LABELSENTRY']._serialized_end=702
+  _globals['_OBJECTMETA_ANNOTATIONSENTRY']._serialized_start=704
+  _globals['_OBJECTMETA_ANNOTATIONSENTRY']._serialized_end=754
+  _globals['_INTORSTRING']._serialized_start=790
+  _globals['_INTORSTRING']._serialized_end=850
+  _globals['_LABELSELECTORREQUIREMENT']._serialized_start=852
+  _globals['_LABELSELECTORREQUIREMENT']._serialized_end=925
+  _globals['_LABELSELECTOR']._serialized_start=928
+  _globals['_LABELSELECTOR']._serialized_end=1124
+  _globals['_LABELSELECTOR_MATCHLABELSENTRY']._serialized_start=1074
+  _globals['_LABELSELECTOR_MATCHLABELSENTRY']._serialized_end=1124
+  _globals['_CONDITION']._serialized_start=1127
+  _globals['_CONDITION']._serialized_end=1452
+  _globals['_OBJECTREFERENCE']._serialized_start=1455
+  _globals['_OBJECTREFERENCE']._serialized_end=1599
 # @@protoc_insertion_point(module_scope)

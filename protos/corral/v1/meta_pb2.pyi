@@ -114,6 +114,7 @@ class ObjectMeta(_message.Message):
     OWNER_REFERENCES_FIELD_NUMBER: _builtins.int
     DELETION_TIMESTAMP_FIELD_NUMBER: _builtins.int
     GENERATE_NAME_FIELD_NUMBER: _builtins.int
+    DELETION_GRACE_PERIOD_SECONDS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     namespace: _builtins.str
     """Defaults to "default" for namespaced kinds; empty for cluster-scoped kinds."""
@@ -125,6 +126,10 @@ class ObjectMeta(_message.Message):
     """Incremented by the server whenever the spec changes."""
     generate_name: _builtins.str
     """A prefix the server completes with a random suffix when name is empty."""
+    deletion_grace_period_seconds: _builtins.int
+    """Set with deletionTimestamp on a graceful pod deletion: the seconds the
+    node has to stop the pod's containers before they are killed.
+    """
     @_builtins.property
     def labels(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
     @_builtins.property
@@ -149,12 +154,15 @@ class ObjectMeta(_message.Message):
         owner_references: _abc.Iterable[Global___OwnerReference] | None = ...,
         deletion_timestamp: _timestamp_pb2.Timestamp | None = ...,
         generate_name: _builtins.str = ...,
+        deletion_grace_period_seconds: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["creation_timestamp", b"creation_timestamp", "deletion_timestamp", b"deletion_timestamp"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_deletion_grace_period_seconds", b"_deletion_grace_period_seconds", "creation_timestamp", b"creation_timestamp", "deletion_grace_period_seconds", b"deletion_grace_period_seconds", "deletion_timestamp", b"deletion_timestamp"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["annotations", b"annotations", "creation_timestamp", b"creation_timestamp", "deletion_timestamp", b"deletion_timestamp", "generate_name", b"generate_name", "generation", b"generation", "labels", b"labels", "name", b"name", "namespace", b"namespace", "owner_references", b"owner_references", "resource_version", b"resource_version", "uid", b"uid"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_deletion_grace_period_seconds", b"_deletion_grace_period_seconds", "annotations", b"annotations", "creation_timestamp", b"creation_timestamp", "deletion_grace_period_seconds", b"deletion_grace_period_seconds", "deletion_timestamp", b"deletion_timestamp", "generate_name", b"generate_name", "generation", b"generation", "labels", b"labels", "name", b"name", "namespace", b"namespace", "owner_references", b"owner_references", "resource_version", b"resource_version", "uid", b"uid"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__deletion_grace_period_seconds: _TypeAlias = _typing.Literal["deletion_grace_period_seconds"]  # noqa: Y015
+    _WhichOneofArgType__deletion_grace_period_seconds: _TypeAlias = _typing.Literal["_deletion_grace_period_seconds", b"_deletion_grace_period_seconds"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__deletion_grace_period_seconds) -> _WhichOneofReturnType__deletion_grace_period_seconds | None: ...
 
 Global___ObjectMeta: _TypeAlias = ObjectMeta  # noqa: Y015
 

@@ -11,6 +11,7 @@ from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
+from protos.corral.v1 import discovery_pb2 as _discovery_pb2
 from protos.corral.v1 import node_pb2 as _node_pb2
 from protos.corral.v1 import pod_pb2 as _pod_pb2
 import builtins as _builtins
@@ -191,9 +192,14 @@ class PodStatusReport(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     UID_FIELD_NUMBER: _builtins.int
     STATUS_FIELD_NUMBER: _builtins.int
+    TERMINATED_FIELD_NUMBER: _builtins.int
     namespace: _builtins.str
     name: _builtins.str
     uid: _builtins.str
+    terminated: _builtins.bool
+    """The pod has a deletionTimestamp and every container of it has stopped:
+    the control plane may now delete the object.
+    """
     @_builtins.property
     def status(self) -> _pod_pb2.PodStatus: ...
     def __init__(
@@ -203,10 +209,11 @@ class PodStatusReport(_message.Message):
         name: _builtins.str = ...,
         uid: _builtins.str = ...,
         status: _pod_pb2.PodStatus | None = ...,
+        terminated: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["status", b"status"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "namespace", b"namespace", "status", b"status", "uid", b"uid"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "namespace", b"namespace", "status", b"status", "terminated", b"terminated", "uid", b"uid"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -256,6 +263,58 @@ class ReportStatusResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ReportStatusResponse: _TypeAlias = ReportStatusResponse  # noqa: Y015
+
+@_typing.final
+class ServicesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NODE_NAME_FIELD_NUMBER: _builtins.int
+    node_name: _builtins.str
+    def __init__(
+        self,
+        *,
+        node_name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["node_name", b"node_name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ServicesRequest: _TypeAlias = ServicesRequest  # noqa: Y015
+
+@_typing.final
+class ServiceRoutes(_message.Message):
+    """The routes of every Service. The first message of a stream is a full
+    snapshot (full = true) that replaces whatever the node had; later messages
+    carry the Services that changed (upserts, whole) and the ones removed
+    ("namespace/name").
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FULL_FIELD_NUMBER: _builtins.int
+    UPSERTS_FIELD_NUMBER: _builtins.int
+    REMOVED_FIELD_NUMBER: _builtins.int
+    full: _builtins.bool
+    @_builtins.property
+    def upserts(self) -> _containers.RepeatedCompositeFieldContainer[_discovery_pb2.ServiceRoute]: ...
+    @_builtins.property
+    def removed(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        full: _builtins.bool = ...,
+        upserts: _abc.Iterable[_discovery_pb2.ServiceRoute] | None = ...,
+        removed: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["full", b"full", "removed", b"removed", "upserts", b"upserts"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ServiceRoutes: _TypeAlias = ServiceRoutes  # noqa: Y015
 
 @_typing.final
 class LogRequest(_message.Message):

@@ -59,6 +59,11 @@ class NodeServiceStub:
                 request_serializer=protos_dot_corral_dot_v1_dot_node__service__pb2.AgentMessage.SerializeToString,
                 response_deserializer=protos_dot_corral_dot_v1_dot_node__service__pb2.ServerMessage.FromString,
                 _registered_method=True)
+        self.WatchServices = channel.unary_stream(
+                '/corral.v1.NodeService/WatchServices',
+                request_serializer=protos_dot_corral_dot_v1_dot_node__service__pb2.ServicesRequest.SerializeToString,
+                response_deserializer=protos_dot_corral_dot_v1_dot_node__service__pb2.ServiceRoutes.FromString,
+                _registered_method=True)
 
 
 class NodeServiceServicer:
@@ -94,6 +99,13 @@ class NodeServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchServices(self, request, context):
+        """Service routes for the node's proxy and DNS server.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NodeServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -121,6 +133,11 @@ def add_NodeServiceServicer_to_server(servicer, server):
                     servicer.Tunnel,
                     request_deserializer=protos_dot_corral_dot_v1_dot_node__service__pb2.AgentMessage.FromString,
                     response_serializer=protos_dot_corral_dot_v1_dot_node__service__pb2.ServerMessage.SerializeToString,
+            ),
+            'WatchServices': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchServices,
+                    request_deserializer=protos_dot_corral_dot_v1_dot_node__service__pb2.ServicesRequest.FromString,
+                    response_serializer=protos_dot_corral_dot_v1_dot_node__service__pb2.ServiceRoutes.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -258,6 +275,33 @@ class NodeService:
             '/corral.v1.NodeService/Tunnel',
             protos_dot_corral_dot_v1_dot_node__service__pb2.AgentMessage.SerializeToString,
             protos_dot_corral_dot_v1_dot_node__service__pb2.ServerMessage.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchServices(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/corral.v1.NodeService/WatchServices',
+            protos_dot_corral_dot_v1_dot_node__service__pb2.ServicesRequest.SerializeToString,
+            protos_dot_corral_dot_v1_dot_node__service__pb2.ServiceRoutes.FromString,
             options,
             channel_credentials,
             insecure,

@@ -40,6 +40,8 @@ class NodeServiceStub:
     WatchAssignments: _grpc.UnaryStreamMultiCallable[_node_service_pb2.AssignmentsRequest, _node_service_pb2.AssignmentSet]
     ReportStatus: _grpc.UnaryUnaryMultiCallable[_node_service_pb2.ReportStatusRequest, _node_service_pb2.ReportStatusResponse]
     Tunnel: _grpc.StreamStreamMultiCallable[_node_service_pb2.AgentMessage, _node_service_pb2.ServerMessage]
+    WatchServices: _grpc.UnaryStreamMultiCallable[_node_service_pb2.ServicesRequest, _node_service_pb2.ServiceRoutes]
+    """Service routes for the node's proxy and DNS server."""
 
 @_typing.type_check_only
 class NodeServiceAsyncStub(NodeServiceStub):
@@ -49,6 +51,8 @@ class NodeServiceAsyncStub(NodeServiceStub):
     WatchAssignments: _aio.UnaryStreamMultiCallable[_node_service_pb2.AssignmentsRequest, _node_service_pb2.AssignmentSet]  # type: ignore[assignment]
     ReportStatus: _aio.UnaryUnaryMultiCallable[_node_service_pb2.ReportStatusRequest, _node_service_pb2.ReportStatusResponse]  # type: ignore[assignment]
     Tunnel: _aio.StreamStreamMultiCallable[_node_service_pb2.AgentMessage, _node_service_pb2.ServerMessage]  # type: ignore[assignment]
+    WatchServices: _aio.UnaryStreamMultiCallable[_node_service_pb2.ServicesRequest, _node_service_pb2.ServiceRoutes]  # type: ignore[assignment]
+    """Service routes for the node's proxy and DNS server."""
 
 class NodeServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -85,5 +89,13 @@ class NodeServiceServicer(metaclass=_abc_1.ABCMeta):
         request_iterator: _MaybeAsyncIterator[_node_service_pb2.AgentMessage],
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_node_service_pb2.ServerMessage], _abc.AsyncIterator[_node_service_pb2.ServerMessage]]: ...
+
+    @_abc_1.abstractmethod
+    def WatchServices(
+        self,
+        request: _node_service_pb2.ServicesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_node_service_pb2.ServiceRoutes], _abc.AsyncIterator[_node_service_pb2.ServiceRoutes]]:
+        """Service routes for the node's proxy and DNS server."""
 
 def add_NodeServiceServicer_to_server(servicer: NodeServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

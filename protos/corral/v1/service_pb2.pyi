@@ -82,8 +82,15 @@ class ServiceSpec(_message.Message):
     SELECTOR_FIELD_NUMBER: _builtins.int
     PORTS_FIELD_NUMBER: _builtins.int
     TYPE_FIELD_NUMBER: _builtins.int
+    LOAD_BALANCING_FIELD_NUMBER: _builtins.int
     type: _builtins.str
-    """ClusterIP (default) or NodePort."""
+    """ClusterIP (default) or NodePort. Both are served the same way: every
+    node's proxy listens on the port (nodePort when set, else port).
+    """
+    load_balancing: _builtins.str
+    """corral: how a node's proxy picks a backend for a new connection:
+    RoundRobin (default) or LeastConnections.
+    """
     @_builtins.property
     def selector(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
     @_builtins.property
@@ -94,10 +101,11 @@ class ServiceSpec(_message.Message):
         selector: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         ports: _abc.Iterable[Global___ServicePort] | None = ...,
         type: _builtins.str = ...,
+        load_balancing: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["ports", b"ports", "selector", b"selector", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["load_balancing", b"load_balancing", "ports", b"ports", "selector", b"selector", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -22,31 +22,44 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from protos.corral.v1 import meta_pb2 as protos_dot_corral_dot_v1_dot_meta__pb2
 from protos.corral.v1 import pod_pb2 as protos_dot_corral_dot_v1_dot_pod__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n protos/corral/v1/workloads.proto\x12\tcorral.v1\x1a\x1bprotos/corral/v1/meta.proto\x1a\x1aprotos/corral/v1/pod.proto\"\xa9\x01\n\x0eReplicaSetSpec\x12\x15\n\x08replicas\x18\x01 \x01(\x05H\x00\x88\x01\x01\x12\x19\n\x11min_ready_seconds\x18\x02 \x01(\x05\x12*\n\x08selector\x18\x03 \x01(\x0b\x32\x18.corral.v1.LabelSelector\x12,\n\x08template\x18\x04 \x01(\x0b\x32\x1a.corral.v1.PodTemplateSpecB\x0b\n\t_replicas\"\xbf\x01\n\x10ReplicaSetStatus\x12\x10\n\x08replicas\x18\x01 \x01(\x05\x12\x1e\n\x16\x66ully_labeled_replicas\x18\x02 \x01(\x05\x12\x16\n\x0eready_replicas\x18\x03 \x01(\x05\x12\x1a\n\x12\x61vailable_replicas\x18\x04 \x01(\x05\x12\x1b\n\x13observed_generation\x18\x05 \x01(\x03\x12(\n\nconditions\x18\x06 \x03(\x0b\x32\x14.corral.v1.Condition\"\xae\x01\n\nReplicaSet\x12\x13\n\x0b\x61pi_version\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\'\n\x08metadata\x18\x03 \x01(\x0b\x32\x15.corral.v1.ObjectMeta\x12\'\n\x04spec\x18\x04 \x01(\x0b\x32\x19.corral.v1.ReplicaSetSpec\x12+\n\x06status\x18\x05 \x01(\x0b\x32\x1b.corral.v1.ReplicaSetStatus\"u\n\x17RollingUpdateDeployment\x12)\n\tmax_surge\x18\x01 \x01(\x0b\x32\x16.corral.v1.IntOrString\x12/\n\x0fmax_unavailable\x18\x02 \x01(\x0b\x32\x16.corral.v1.IntOrString\"^\n\x12\x44\x65ploymentStrategy\x12\x0c\n\x04type\x18\x01 \x01(\t\x12:\n\x0erolling_update\x18\x02 \x01(\x0b\x32\".corral.v1.RollingUpdateDeployment\"\xf0\x02\n\x0e\x44\x65ploymentSpec\x12\x15\n\x08replicas\x18\x01 \x01(\x05H\x00\x88\x01\x01\x12*\n\x08selector\x18\x02 \x01(\x0b\x32\x18.corral.v1.LabelSelector\x12,\n\x08template\x18\x03 \x01(\x0b\x32\x1a.corral.v1.PodTemplateSpec\x12/\n\x08strategy\x18\x04 \x01(\x0b\x32\x1d.corral.v1.DeploymentStrategy\x12\x19\n\x11min_ready_seconds\x18\x05 \x01(\x05\x12#\n\x16revision_history_limit\x18\x06 \x01(\x05H\x01\x88\x01\x01\x12\x0e\n\x06paused\x18\x07 \x01(\x08\x12&\n\x19progress_deadline_seconds\x18\x08 \x01(\x05H\x02\x88\x01\x01\x42\x0b\n\t_replicasB\x19\n\x17_revision_history_limitB\x1c\n\x1a_progress_deadline_seconds\"\xf0\x01\n\x10\x44\x65ploymentStatus\x12\x1b\n\x13observed_generation\x18\x01 \x01(\x03\x12\x10\n\x08replicas\x18\x02 \x01(\x05\x12\x18\n\x10updated_replicas\x18\x03 \x01(\x05\x12\x16\n\x0eready_replicas\x18\x04 \x01(\x05\x12\x1a\n\x12\x61vailable_replicas\x18\x05 \x01(\x05\x12\x1c\n\x14unavailable_replicas\x18\x06 \x01(\x05\x12(\n\nconditions\x18\x07 \x03(\x0b\x32\x14.corral.v1.Condition\x12\x17\n\x0f\x63ollision_count\x18\x08 \x01(\x05\"\xae\x01\n\nDeployment\x12\x13\n\x0b\x61pi_version\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\'\n\x08metadata\x18\x03 \x01(\x0b\x32\x15.corral.v1.ObjectMeta\x12\'\n\x04spec\x18\x04 \x01(\x0b\x32\x19.corral.v1.DeploymentSpec\x12+\n\x06status\x18\x05 \x01(\x0b\x32\x1b.corral.v1.DeploymentStatusb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n protos/corral/v1/workloads.proto\x12\tcorral.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bprotos/corral/v1/meta.proto\x1a\x1aprotos/corral/v1/pod.proto\"\xa9\x01\n\x0eReplicaSetSpec\x12\x15\n\x08replicas\x18\x01 \x01(\x05H\x00\x88\x01\x01\x12\x19\n\x11min_ready_seconds\x18\x02 \x01(\x05\x12*\n\x08selector\x18\x03 \x01(\x0b\x32\x18.corral.v1.LabelSelector\x12,\n\x08template\x18\x04 \x01(\x0b\x32\x1a.corral.v1.PodTemplateSpecB\x0b\n\t_replicas\"\xbf\x01\n\x10ReplicaSetStatus\x12\x10\n\x08replicas\x18\x01 \x01(\x05\x12\x1e\n\x16\x66ully_labeled_replicas\x18\x02 \x01(\x05\x12\x16\n\x0eready_replicas\x18\x03 \x01(\x05\x12\x1a\n\x12\x61vailable_replicas\x18\x04 \x01(\x05\x12\x1b\n\x13observed_generation\x18\x05 \x01(\x03\x12(\n\nconditions\x18\x06 \x03(\x0b\x32\x14.corral.v1.Condition\"\xae\x01\n\nReplicaSet\x12\x13\n\x0b\x61pi_version\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\'\n\x08metadata\x18\x03 \x01(\x0b\x32\x15.corral.v1.ObjectMeta\x12\'\n\x04spec\x18\x04 \x01(\x0b\x32\x19.corral.v1.ReplicaSetSpec\x12+\n\x06status\x18\x05 \x01(\x0b\x32\x1b.corral.v1.ReplicaSetStatus\"u\n\x17RollingUpdateDeployment\x12)\n\tmax_surge\x18\x01 \x01(\x0b\x32\x16.corral.v1.IntOrString\x12/\n\x0fmax_unavailable\x18\x02 \x01(\x0b\x32\x16.corral.v1.IntOrString\"\x97\x01\n\x11\x42lueGreenStrategy\x12#\n\x16\x61uto_promotion_enabled\x18\x01 \x01(\x08H\x00\x88\x01\x01\x12%\n\x18scale_down_delay_seconds\x18\x02 \x01(\x05H\x01\x88\x01\x01\x42\x19\n\x17_auto_promotion_enabledB\x1b\n\x19_scale_down_delay_seconds\"7\n\x0b\x43\x61naryPause\x12(\n\x08\x64uration\x18\x01 \x01(\x0b\x32\x16.corral.v1.IntOrString\"[\n\nCanaryStep\x12\x17\n\nset_weight\x18\x01 \x01(\x05H\x00\x88\x01\x01\x12%\n\x05pause\x18\x02 \x01(\x0b\x32\x16.corral.v1.CanaryPauseB\r\n\x0b_set_weight\"\x9c\x01\n\x0e\x43\x61naryStrategy\x12$\n\x05steps\x18\x01 \x03(\x0b\x32\x15.corral.v1.CanaryStep\x12\x1c\n\x0f\x63\x61nary_replicas\x18\x02 \x01(\x05H\x00\x88\x01\x01\x12\x1d\n\x10\x61\x62ort_on_failure\x18\x03 \x01(\x08H\x01\x88\x01\x01\x42\x12\n\x10_canary_replicasB\x13\n\x11_abort_on_failure\"\xbb\x01\n\x12\x44\x65ploymentStrategy\x12\x0c\n\x04type\x18\x01 \x01(\t\x12:\n\x0erolling_update\x18\x02 \x01(\x0b\x32\".corral.v1.RollingUpdateDeployment\x12\x30\n\nblue_green\x18\x03 \x01(\x0b\x32\x1c.corral.v1.BlueGreenStrategy\x12)\n\x06\x63\x61nary\x18\x04 \x01(\x0b\x32\x19.corral.v1.CanaryStrategy\"\xf0\x02\n\x0e\x44\x65ploymentSpec\x12\x15\n\x08replicas\x18\x01 \x01(\x05H\x00\x88\x01\x01\x12*\n\x08selector\x18\x02 \x01(\x0b\x32\x18.corral.v1.LabelSelector\x12,\n\x08template\x18\x03 \x01(\x0b\x32\x1a.corral.v1.PodTemplateSpec\x12/\n\x08strategy\x18\x04 \x01(\x0b\x32\x1d.corral.v1.DeploymentStrategy\x12\x19\n\x11min_ready_seconds\x18\x05 \x01(\x05\x12#\n\x16revision_history_limit\x18\x06 \x01(\x05H\x01\x88\x01\x01\x12\x0e\n\x06paused\x18\x07 \x01(\x08\x12&\n\x19progress_deadline_seconds\x18\x08 \x01(\x05H\x02\x88\x01\x01\x42\x0b\n\t_replicasB\x19\n\x17_revision_history_limitB\x1c\n\x1a_progress_deadline_seconds\"\xe6\x02\n\x10\x44\x65ploymentStatus\x12\x1b\n\x13observed_generation\x18\x01 \x01(\x03\x12\x10\n\x08replicas\x18\x02 \x01(\x05\x12\x18\n\x10updated_replicas\x18\x03 \x01(\x05\x12\x16\n\x0eready_replicas\x18\x04 \x01(\x05\x12\x1a\n\x12\x61vailable_replicas\x18\x05 \x01(\x05\x12\x1c\n\x14unavailable_replicas\x18\x06 \x01(\x05\x12(\n\nconditions\x18\x07 \x03(\x0b\x32\x14.corral.v1.Condition\x12\x17\n\x0f\x63ollision_count\x18\x08 \x01(\x05\x12)\n\x07traffic\x18\t \x03(\x0b\x32\x18.corral.v1.TrafficWeight\x12 \n\x18stable_pod_template_hash\x18\n \x01(\t\x12\'\n\x06\x63\x61nary\x18\x0b \x01(\x0b\x32\x17.corral.v1.CanaryStatus\":\n\rTrafficWeight\x12\x19\n\x11pod_template_hash\x18\x01 \x01(\t\x12\x0e\n\x06weight\x18\x02 \x01(\x05\"\x8c\x01\n\x0c\x43\x61naryStatus\x12\x19\n\x11pod_template_hash\x18\x01 \x01(\t\x12\x1a\n\x12\x63urrent_step_index\x18\x02 \x01(\x05\x12\x34\n\x10pause_start_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x61\x62orted\x18\x04 \x01(\t\"\xae\x01\n\nDeployment\x12\x13\n\x0b\x61pi_version\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\'\n\x08metadata\x18\x03 \x01(\x0b\x32\x15.corral.v1.ObjectMeta\x12\'\n\x04spec\x18\x04 \x01(\x0b\x32\x19.corral.v1.DeploymentSpec\x12+\n\x06status\x18\x05 \x01(\x0b\x32\x1b.corral.v1.DeploymentStatusb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'protos.corral.v1.workloads_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_REPLICASETSPEC']._serialized_start=105
-  _globals['_REPLICASETSPEC']._serialized_end=274
-  _globals['_REPLICASETSTATUS']._serialized_start=277
-  _globals['_REPLICASETSTATUS']._serialized_end=468
-  _globals['_REPLICASET']._serialized_start=471
-  _globals['_REPLICASET']._serialized_end=645
-  _globals['_ROLLINGUPDATEDEPLOYMENT']._serialized_start=647
-  _globals['_ROLLINGUPDATEDEPLOYMENT']._serialized_end=764
-  _globals['_DEPLOYMENTSTRATEGY']._serialized_start=766
-  _globals['_DEPLOYMENTSTRATEGY']._serialized_end=860
-  _globals['_DEPLOYMENTSPEC']._serialized_start=863
-  _globals['_DEPLOYMENTSPEC']._serialized_end=1231
-  _globals['_DEPLOYMENTSTATUS']._serialized_start=1234
-  _globals['_DEPLOYMENTSTATUS']._serialized_end=1474
-  _globals['_DEPLOYMENT']._serialized_start=1477
-  _globals['_DEPLOYMENT']._serialized_end=1651
+  _globals['_REPLICASETSPEC']._serialized_start=138
+  _globals['_REPLICASETSPEC']._serialized_end=307
+  _globals['_REPLICASETSTATUS']._serialized_start=310
+  _globals['_REPLICASETSTATUS']._serialized_end=501
+  _globals['_REPLICASET']._serialized_start=504
+  _globals['_REPLICASET']._serialized_end=678
+  _globals['_ROLLINGUPDATEDEPLOYMENT']._serialized_start=680
+  _globals['_ROLLINGUPDATEDEPLOYMENT']._serialized_end=797
+  _globals['_BLUEGREENSTRATEGY']._serialized_start=800
+  _globals['_BLUEGREENSTRATEGY']._serialized_end=951
+  _globals['_CANARYPAUSE']._serialized_start=953
+  _globals['_CANARYPAUSE']._serialized_end=1008
+  _globals['_CANARYSTEP']._serialized_start=1010
+  _globals['_CANARYSTEP']._serialized_end=1101
+  _globals['_CANARYSTRATEGY']._serialized_start=1104
+  _globals['_CANARYSTRATEGY']._serialized_end=1260
+  _globals['_DEPLOYMENTSTRATEGY']._serialized_start=1263
+  _globals['_DEPLOYMENTSTRATEGY']._serialized_end=1450
+  _globals['_DEPLOYMENTSPEC']._serialized_start=1453
+  _globals['_DEPLOYMENTSPEC']._serialized_end=1821
+  _globals['_DEPLOYMENTSTATUS']._serialized_start=1824
+  _globals['_DEPLOYMENTSTATUS']._serialized_end=2182
+  _globals['_TRAFFICWEIGHT']._serialized_start=2184
+  _globals['_TRAFFICWEIGHT']._serialized_end=2242
+  _globals['_CANARYSTATUS']._serialized_start=2245
+  _globals['_CANARYSTATUS']._serialized_end=2385
+  _globals['_DEPLOYMENT']._serialized_start=2388
+  _globals['_DEPLOYMENT']._serialized_end=2562
 # @@protoc_insertion_point(module_scope)

@@ -10,6 +10,7 @@ Deployment's controller); status is written by the owning controller.
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from protos.corral.v1 import meta_pb2 as _meta_pb2
 from protos.corral.v1 import pod_pb2 as _pod_pb2
@@ -153,24 +154,170 @@ class RollingUpdateDeployment(_message.Message):
 Global___RollingUpdateDeployment: _TypeAlias = RollingUpdateDeployment  # noqa: Y015
 
 @_typing.final
+class BlueGreenStrategy(_message.Message):
+    """BlueGreen: the new ReplicaSet runs at full size beside the old one; the
+    Services keep sending all traffic to the old one until every new pod is
+    available (and, without auto-promotion, until `corral rollout promote`),
+    then all traffic switches at once.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AUTO_PROMOTION_ENABLED_FIELD_NUMBER: _builtins.int
+    SCALE_DOWN_DELAY_SECONDS_FIELD_NUMBER: _builtins.int
+    auto_promotion_enabled: _builtins.bool
+    """Switch as soon as every new pod is available (default true); false waits
+    for `corral rollout promote`.
+    """
+    scale_down_delay_seconds: _builtins.int
+    """How long the previous version keeps running after the switch so that
+    `corral rollout undo` switches back at once (default 30).
+    """
+    def __init__(
+        self,
+        *,
+        auto_promotion_enabled: _builtins.bool | None = ...,
+        scale_down_delay_seconds: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_auto_promotion_enabled", b"_auto_promotion_enabled", "_scale_down_delay_seconds", b"_scale_down_delay_seconds", "auto_promotion_enabled", b"auto_promotion_enabled", "scale_down_delay_seconds", b"scale_down_delay_seconds"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_auto_promotion_enabled", b"_auto_promotion_enabled", "_scale_down_delay_seconds", b"_scale_down_delay_seconds", "auto_promotion_enabled", b"auto_promotion_enabled", "scale_down_delay_seconds", b"scale_down_delay_seconds"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__auto_promotion_enabled: _TypeAlias = _typing.Literal["auto_promotion_enabled"]  # noqa: Y015
+    _WhichOneofArgType__auto_promotion_enabled: _TypeAlias = _typing.Literal["_auto_promotion_enabled", b"_auto_promotion_enabled"]  # noqa: Y015
+    _WhichOneofReturnType__scale_down_delay_seconds: _TypeAlias = _typing.Literal["scale_down_delay_seconds"]  # noqa: Y015
+    _WhichOneofArgType__scale_down_delay_seconds: _TypeAlias = _typing.Literal["_scale_down_delay_seconds", b"_scale_down_delay_seconds"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__auto_promotion_enabled) -> _WhichOneofReturnType__auto_promotion_enabled | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__scale_down_delay_seconds) -> _WhichOneofReturnType__scale_down_delay_seconds | None: ...
+
+Global___BlueGreenStrategy: _TypeAlias = BlueGreenStrategy  # noqa: Y015
+
+@_typing.final
+class CanaryPause(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DURATION_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def duration(self) -> _meta_pb2.IntOrString:
+        """Seconds (a number, or a string such as "60s", "5m", "1h"). Unset: pause
+        until `corral rollout promote`.
+        """
+
+    def __init__(
+        self,
+        *,
+        duration: _meta_pb2.IntOrString | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["duration", b"duration"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["duration", b"duration"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CanaryPause: _TypeAlias = CanaryPause  # noqa: Y015
+
+@_typing.final
+class CanaryStep(_message.Message):
+    """One step: either set the canary's traffic weight or pause."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SET_WEIGHT_FIELD_NUMBER: _builtins.int
+    PAUSE_FIELD_NUMBER: _builtins.int
+    set_weight: _builtins.int
+    """Percent of new connections sent to the canary (0..100)."""
+    @_builtins.property
+    def pause(self) -> Global___CanaryPause: ...
+    def __init__(
+        self,
+        *,
+        set_weight: _builtins.int | None = ...,
+        pause: Global___CanaryPause | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_set_weight", b"_set_weight", "pause", b"pause", "set_weight", b"set_weight"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_set_weight", b"_set_weight", "pause", b"pause", "set_weight", b"set_weight"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__set_weight: _TypeAlias = _typing.Literal["set_weight"]  # noqa: Y015
+    _WhichOneofArgType__set_weight: _TypeAlias = _typing.Literal["_set_weight", b"_set_weight"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__set_weight) -> _WhichOneofReturnType__set_weight | None: ...
+
+Global___CanaryStep: _TypeAlias = CanaryStep  # noqa: Y015
+
+@_typing.final
+class CanaryStrategy(_message.Message):
+    """Canary: the new version runs beside the stable one and gets the traffic
+    weight of the current step, enforced by the node proxies whatever the
+    replica counts. After the last step the canary is scaled to full size,
+    takes all traffic and becomes the stable version.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STEPS_FIELD_NUMBER: _builtins.int
+    CANARY_REPLICAS_FIELD_NUMBER: _builtins.int
+    ABORT_ON_FAILURE_FIELD_NUMBER: _builtins.int
+    canary_replicas: _builtins.int
+    """Replicas of the canary during the steps; default
+    max(1, ceil(replicas × weight / 100)) for the current weight.
+    """
+    abort_on_failure: _builtins.bool
+    """Roll back on its own when a canary pod crash-loops or, once ready, fails
+    readiness (default true).
+    """
+    @_builtins.property
+    def steps(self) -> _containers.RepeatedCompositeFieldContainer[Global___CanaryStep]: ...
+    def __init__(
+        self,
+        *,
+        steps: _abc.Iterable[Global___CanaryStep] | None = ...,
+        canary_replicas: _builtins.int | None = ...,
+        abort_on_failure: _builtins.bool | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_abort_on_failure", b"_abort_on_failure", "_canary_replicas", b"_canary_replicas", "abort_on_failure", b"abort_on_failure", "canary_replicas", b"canary_replicas"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_abort_on_failure", b"_abort_on_failure", "_canary_replicas", b"_canary_replicas", "abort_on_failure", b"abort_on_failure", "canary_replicas", b"canary_replicas", "steps", b"steps"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__abort_on_failure: _TypeAlias = _typing.Literal["abort_on_failure"]  # noqa: Y015
+    _WhichOneofArgType__abort_on_failure: _TypeAlias = _typing.Literal["_abort_on_failure", b"_abort_on_failure"]  # noqa: Y015
+    _WhichOneofReturnType__canary_replicas: _TypeAlias = _typing.Literal["canary_replicas"]  # noqa: Y015
+    _WhichOneofArgType__canary_replicas: _TypeAlias = _typing.Literal["_canary_replicas", b"_canary_replicas"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__abort_on_failure) -> _WhichOneofReturnType__abort_on_failure | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__canary_replicas) -> _WhichOneofReturnType__canary_replicas | None: ...
+
+Global___CanaryStrategy: _TypeAlias = CanaryStrategy  # noqa: Y015
+
+@_typing.final
 class DeploymentStrategy(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     TYPE_FIELD_NUMBER: _builtins.int
     ROLLING_UPDATE_FIELD_NUMBER: _builtins.int
+    BLUE_GREEN_FIELD_NUMBER: _builtins.int
+    CANARY_FIELD_NUMBER: _builtins.int
     type: _builtins.str
-    """RollingUpdate (default) or Recreate."""
+    """RollingUpdate (default), Recreate, BlueGreen or Canary."""
     @_builtins.property
     def rolling_update(self) -> Global___RollingUpdateDeployment: ...
+    @_builtins.property
+    def blue_green(self) -> Global___BlueGreenStrategy: ...
+    @_builtins.property
+    def canary(self) -> Global___CanaryStrategy: ...
     def __init__(
         self,
         *,
         type: _builtins.str = ...,
         rolling_update: Global___RollingUpdateDeployment | None = ...,
+        blue_green: Global___BlueGreenStrategy | None = ...,
+        canary: Global___CanaryStrategy | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["rolling_update", b"rolling_update"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["blue_green", b"blue_green", "canary", b"canary", "rolling_update", b"rolling_update"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["rolling_update", b"rolling_update", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["blue_green", b"blue_green", "canary", b"canary", "rolling_update", b"rolling_update", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -245,6 +392,9 @@ class DeploymentStatus(_message.Message):
     UNAVAILABLE_REPLICAS_FIELD_NUMBER: _builtins.int
     CONDITIONS_FIELD_NUMBER: _builtins.int
     COLLISION_COUNT_FIELD_NUMBER: _builtins.int
+    TRAFFIC_FIELD_NUMBER: _builtins.int
+    STABLE_POD_TEMPLATE_HASH_FIELD_NUMBER: _builtins.int
+    CANARY_FIELD_NUMBER: _builtins.int
     observed_generation: _builtins.int
     replicas: _builtins.int
     updated_replicas: _builtins.int
@@ -252,8 +402,18 @@ class DeploymentStatus(_message.Message):
     available_replicas: _builtins.int
     unavailable_replicas: _builtins.int
     collision_count: _builtins.int
+    stable_pod_template_hash: _builtins.str
+    """BlueGreen and Canary: the pod-template-hash serving production traffic."""
     @_builtins.property
     def conditions(self) -> _containers.RepeatedCompositeFieldContainer[_meta_pb2.Condition]: ...
+    @_builtins.property
+    def traffic(self) -> _containers.RepeatedCompositeFieldContainer[Global___TrafficWeight]:
+        """corral, BlueGreen and Canary: the share of new connections per
+        pod-template-hash that the node proxies enforce.
+        """
+
+    @_builtins.property
+    def canary(self) -> Global___CanaryStatus: ...
     def __init__(
         self,
         *,
@@ -265,14 +425,73 @@ class DeploymentStatus(_message.Message):
         unavailable_replicas: _builtins.int = ...,
         conditions: _abc.Iterable[_meta_pb2.Condition] | None = ...,
         collision_count: _builtins.int = ...,
+        traffic: _abc.Iterable[Global___TrafficWeight] | None = ...,
+        stable_pod_template_hash: _builtins.str = ...,
+        canary: Global___CanaryStatus | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["canary", b"canary"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["available_replicas", b"available_replicas", "collision_count", b"collision_count", "conditions", b"conditions", "observed_generation", b"observed_generation", "ready_replicas", b"ready_replicas", "replicas", b"replicas", "unavailable_replicas", b"unavailable_replicas", "updated_replicas", b"updated_replicas"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["available_replicas", b"available_replicas", "canary", b"canary", "collision_count", b"collision_count", "conditions", b"conditions", "observed_generation", b"observed_generation", "ready_replicas", b"ready_replicas", "replicas", b"replicas", "stable_pod_template_hash", b"stable_pod_template_hash", "traffic", b"traffic", "unavailable_replicas", b"unavailable_replicas", "updated_replicas", b"updated_replicas"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DeploymentStatus: _TypeAlias = DeploymentStatus  # noqa: Y015
+
+@_typing.final
+class TrafficWeight(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    POD_TEMPLATE_HASH_FIELD_NUMBER: _builtins.int
+    WEIGHT_FIELD_NUMBER: _builtins.int
+    pod_template_hash: _builtins.str
+    weight: _builtins.int
+    def __init__(
+        self,
+        *,
+        pod_template_hash: _builtins.str = ...,
+        weight: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["pod_template_hash", b"pod_template_hash", "weight", b"weight"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TrafficWeight: _TypeAlias = TrafficWeight  # noqa: Y015
+
+@_typing.final
+class CanaryStatus(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    POD_TEMPLATE_HASH_FIELD_NUMBER: _builtins.int
+    CURRENT_STEP_INDEX_FIELD_NUMBER: _builtins.int
+    PAUSE_START_TIME_FIELD_NUMBER: _builtins.int
+    ABORTED_FIELD_NUMBER: _builtins.int
+    pod_template_hash: _builtins.str
+    """The pod-template-hash being tried ("" when no canary is running)."""
+    current_step_index: _builtins.int
+    """The step being carried out (== len(steps): the canary is being promoted)."""
+    aborted: _builtins.str
+    """Set by the controller when the canary was aborted; the reason."""
+    @_builtins.property
+    def pause_start_time(self) -> _timestamp_pb2.Timestamp:
+        """When the current pause step started."""
+
+    def __init__(
+        self,
+        *,
+        pod_template_hash: _builtins.str = ...,
+        current_step_index: _builtins.int = ...,
+        pause_start_time: _timestamp_pb2.Timestamp | None = ...,
+        aborted: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["pause_start_time", b"pause_start_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["aborted", b"aborted", "current_step_index", b"current_step_index", "pause_start_time", b"pause_start_time", "pod_template_hash", b"pod_template_hash"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CanaryStatus: _TypeAlias = CanaryStatus  # noqa: Y015
 
 @_typing.final
 class Deployment(_message.Message):
