@@ -16,6 +16,12 @@ Rules (the kubelet's):
 - A container whose spec changed (image, command, …) is replaced at once.
 - The newest exited run is kept for `logs --previous`; older runs are removed.
 - Phase only moves forward: Pending → Running → Succeeded | Failed.
+
+Graceful termination (the pod has a deletionTimestamp): nothing is started or
+restarted any more; `plan_termination` says when the containers get SIGTERM
+(after an endpoint drain, if the pod was Ready) and when SIGKILL (the
+deletion deadline); the status says Ready False and shows exits as exits,
+never as a crash loop.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -167,6 +173,8 @@ class StatusInputs:
     # Monotonic now, to say how long a back-off still waits.
     now: float
     tracks: Mapping[str, ContainerTrack] = field(default_factory=dict)
+    # The pod is being deleted: not Ready, and exited containers stay exited.
+    terminating: bool = False
 
 
 def _timestamp(target: Timestamp, value: datetime | None) -> None:
@@ -221,7 +229,8 @@ def _fill_state(status: pod_pb2.ContainerStatus, pod: pod_pb2.Pod, container: po
             probed and track.readiness is ProbeState.SUCCESS)
         status.ready = started and ready_probe_ok
         return
-    if (latest.state is State.EXITED and should_restart(pod.spec.restart_policy, latest.exit_code)
+    if (latest.state is State.EXITED and not inputs.terminating
+            and should_restart(pod.spec.restart_policy, latest.exit_code)
             and latest.labels.get(LABEL_SPEC_HASH, "") == spec_hash(container)):
         wait = max(0, round(track.not_before - inputs.now))
         waiting.reason = "CrashLoopBackOff"
@@ -273,7 +282,8 @@ def pod_status(pod: pod_pb2.Pod, runs: Mapping[str, list[ContainerInfo]], inputs
         status.start_time.CopyFrom(previous.start_time)
     else:
         _timestamp(status.start_time, inputs.now_wall)
-    ready = bool(statuses) and all(s.ready for s in statuses) and status.phase == "Running"
+    ready = (bool(statuses) and all(s.ready for s in statuses) and status.phase == "Running"
+             and not inputs.terminating)
     for kind, value in (("Initialized", True), ("ContainersReady", ready), ("Ready", ready),
                         ("PodScheduled", True)):
         _set_condition(status, previous, kind, value, inputs.now_wall)
@@ -289,3 +299,58 @@ def _set_condition(status: pod_pb2.PodStatus, previous: pod_pb2.PodStatus, kind:
         cond.last_transition_time.CopyFrom(old.last_transition_time)
     else:
         _timestamp(cond.last_transition_time, now_wall)
+
+
+# -- graceful termination ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Termination:
+    """When a terminating pod's containers are stopped, in monotonic seconds."""
+
+    # End of the endpoint drain: SIGTERM.
+    stop_at: float
+    # The deletion deadline: SIGKILL for what still runs.
+    kill_at: float
+
+
+def is_terminating(pod: pod_pb2.Pod) -> bool:
+    return pod.metadata.HasField("deletion_timestamp")
+
+
+def is_ready(status: pod_pb2.PodStatus) -> bool:
+    return any(c.type == "Ready" and c.status == "True" for c in status.conditions)
+
+
+def seconds_left(pod: pod_pb2.Pod, now_wall: datetime) -> float:
+    """Seconds until the pod's deletion deadline: never below 0, and never more
+    than its grace period (a node clock behind the control plane's does not
+    stretch it)."""
+    grace = (pod.metadata.deletion_grace_period_seconds if pod.metadata.HasField("deletion_grace_period_seconds")
+             else pod.spec.termination_grace_period_seconds)
+    deadline = pod.metadata.deletion_timestamp.ToDatetime(tzinfo=UTC)
+    return max(0.0, min(float(grace), (deadline - now_wall).total_seconds()))
+
+
+def plan_termination(pod: pod_pb2.Pod, previous: Termination | None, *, was_ready: bool, drain: float,
+                     now: float, now_wall: datetime) -> Termination:
+    """The stop and kill times of a terminating pod, first seen or seen again.
+
+    A pod that was Ready waits `drain` seconds before SIGTERM, so Service
+    endpoints and node proxies stop sending it new connections first (a
+    preStop sleep); the drain takes at most half the time left, so the
+    containers always get the other half to exit. A later look only ever
+    brings the times forward (a second delete with a shorter grace).
+    """
+    left = seconds_left(pod, now_wall)
+    kill_at = now + left
+    if previous is None:
+        wait = min(max(drain, 0.0), left / 2) if was_ready else 0.0
+        return Termination(stop_at=now + wait, kill_at=kill_at)
+    kill_at = min(previous.kill_at, kill_at)
+    return Termination(stop_at=min(previous.stop_at, kill_at), kill_at=kill_at)
+
+
+def running(runs: Mapping[str, list[ContainerInfo]]) -> list[ContainerInfo]:
+    """Every run still running (normally at most the latest of each container)."""
+    return [r for history in runs.values() for r in history if r.state is State.RUNNING]

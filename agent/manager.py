@@ -5,7 +5,9 @@ Fencing: an assignment set older than the newest one applied is refused. The
 newest set is also written to the data dir, so an agent restarted while the
 control plane is away keeps running (and restarting) what it was given.
 Every applied set is authoritative: containers of this node whose pod is not
-in it are stopped and removed.
+in it are stopped and removed. A pod in the set with a deletionTimestamp is
+wound down by its worker (see `pod_worker`) and stays until the control plane
+deletes it; then its containers are removed like any unassigned pod's.
 """
 
 from __future__ import annotations
@@ -169,9 +171,10 @@ class PodManager:
 
     # -- status reports --------------------------------------------------------------
 
-    def report(self, pod: pod_pb2.Pod, status: pod_pb2.PodStatus) -> None:
+    def report(self, pod: pod_pb2.Pod, status: pod_pb2.PodStatus, *, terminated: bool = False) -> None:
+        """Queue a pod's status; `terminated`: a terminating pod's containers have all stopped."""
         r = node_service_pb2.PodStatusReport(namespace=pod.metadata.namespace, name=pod.metadata.name,
-                                             uid=pod.metadata.uid, status=status)
+                                             uid=pod.metadata.uid, status=status, terminated=terminated)
         self._reports[pod.metadata.uid] = r
         self._latest[pod.metadata.uid] = r
         self.reports_ready.set()

@@ -5,6 +5,11 @@ runs due probes, turns actions into runtime calls, keeps the crash-loop and
 image-pull back-offs, and hands changed statuses to the manager. It wakes on
 a pod update, and otherwise every `poll_interval` seconds (sooner when a probe
 or back-off is due).
+
+A pod with a deletionTimestamp is wound down instead (`_wind_down`): no more
+starts, restarts or probes; Ready False; an endpoint drain if it was Ready;
+SIGTERM to every container, SIGKILL at the deletion deadline; then a status
+with `terminated`, re-sent until the pod leaves the assignment set.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import contextlib
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
@@ -27,12 +32,23 @@ from agent.probes.tracker import ProbeState, ProbeTracker, settings_from_proto
 from agent.runtime import base
 from agent.runtime.base import ContainerInfo, ContainerRuntime, ContainerSpec, PortMapping, State
 from agent.runtime.errors import ContainerStartError, ImageNotFoundError, ImagePullError, RuntimeFailure
+from agent.service_env import PodNetwork
 from protos import quantity
 from protos.corral.v1 import pod_pb2
 
 log = structlog.get_logger(__name__)
 
-StatusSink = Callable[[pod_pb2.Pod, pod_pb2.PodStatus], None]
+# Seconds between re-sends of a terminated pod's status, until the pod leaves the set.
+TERMINATED_RESEND = 5.0
+# A kill deadline only counts as brought forward by more than this (the clocks
+# it is computed from move a little between two looks).
+SHORTER_DEADLINE_SLACK = 0.5
+
+
+class StatusSink(Protocol):
+    def __call__(self, pod: pod_pb2.Pod, status: pod_pb2.PodStatus, *, terminated: bool = False) -> None: ...
+
+
 PROBE_FIELDS = (("startup", "startup_probe"), ("liveness", "liveness_probe"), ("readiness", "readiness_probe"))
 
 
@@ -42,6 +58,11 @@ class WorkerSettings:
     host_ip: str
     poll_interval: float = 1.0
     backoff: CrashLoopBackoff = field(default_factory=CrashLoopBackoff)
+    # Seconds a terminating pod that was Ready waits before SIGTERM, for
+    # endpoints and node proxies to stop sending it connections.
+    termination_drain: float = 2.0
+    # Service env vars and DNS settings for a new container: (namespace, runtime name) → PodNetwork.
+    pod_network: Callable[[str, str], PodNetwork] | None = None
 
 
 def container_name(pod: pod_pb2.Pod, container: pod_pb2.Container, attempt: int) -> str:
@@ -50,7 +71,8 @@ def container_name(pod: pod_pb2.Pod, container: pod_pb2.Container, attempt: int)
 
 
 def build_spec(pod: pod_pb2.Pod, container: pod_pb2.Container, attempt: int, *, node: str,
-               epoch: int, extra_env: dict[str, str]) -> ContainerSpec:
+               epoch: int, extra_env: dict[str, str], network: PodNetwork | None = None) -> ContainerSpec:
+    """The runtime spec of one run; the pod's own env wins over `extra_env`, which wins over `network`'s."""
     limits = container.resources.limits
     labels = {
         base.LABEL_MANAGED: "true", base.LABEL_POD_UID: pod.metadata.uid,
@@ -62,11 +84,14 @@ def build_spec(pod: pod_pb2.Pod, container: pod_pb2.Container, attempt: int, *, 
         name=container_name(pod, container, attempt), image=container.image,
         image_pull_policy=container.image_pull_policy or "IfNotPresent",
         command=list(container.command), args=list(container.args),
-        env={**extra_env, **{e.name: e.value for e in container.env}}, working_dir=container.working_dir,
+        env={**(network.env if network else {}), **extra_env, **{e.name: e.value for e in container.env}},
+        working_dir=container.working_dir,
         ports=[PortMapping(p.container_port, p.host_port, p.protocol or "TCP", p.host_ip) for p in container.ports],
         cpu_limit_millis=quantity.cpu_millis(limits["cpu"]) if "cpu" in limits else None,
         memory_limit_bytes=quantity.memory_bytes(limits["memory"]) if "memory" in limits else None,
         labels=labels,
+        dns_servers=list(network.dns_servers) if network else [],
+        dns_search=list(network.dns_search) if network else [],
     )
 
 
@@ -87,6 +112,8 @@ class PodWorker:
         self.last_status.CopyFrom(pod.status)
         self.wake = asyncio.Event()
         self._stopping = False
+        self._termination: lifecycle.Termination | None = None
+        self._resend_terminated_at = 0.0
         self._clock = asyncio.get_running_loop().time
 
     @property
@@ -122,6 +149,8 @@ class PodWorker:
             started = self.started_at.get(name)
             if started is not None:
                 wait = min(wait, max(0.0, tracker.next_due_at(container_started_at=started) - now))
+        if self._termination is not None and self._termination.stop_at > now:
+            wait = min(wait, self._termination.stop_at - now)
         return max(wait, 0.05)
 
     # -- one step ------------------------------------------------------------------
@@ -132,6 +161,9 @@ class PodWorker:
 
     async def step(self) -> None:
         runs = await self.observe()
+        if lifecycle.is_terminating(self.pod):
+            await self._wind_down(runs)
+            return
         now = self._clock()
         self._note_exits(runs, now)
         await self._run_probes(runs, now)
@@ -227,12 +259,18 @@ class PodWorker:
             await self.runtime.remove(action.container_id)
 
     def _grace(self) -> float:
+        """The grace period of a stop: what is left of a terminating pod's, else the pod's own."""
+        if self._termination is not None:
+            return max(0.0, self._termination.kill_at - self._clock())
         return float(self.pod.spec.termination_grace_period_seconds)
 
     async def _start(self, action: Start) -> None:
         container, track = action.container, self._track(action.container.name)
+        network = None
+        if self.settings.pod_network is not None:  # the Services known now (not part of the spec hash)
+            network = self.settings.pod_network(self.pod.metadata.namespace, self.runtime.name)
         spec = build_spec(self.pod, container, action.attempt, node=self.settings.node_name,
-                          epoch=self.epoch, extra_env=self.extra_env)
+                          epoch=self.epoch, extra_env=self.extra_env, network=network)
         try:
             await self.runtime.ensure_image(spec.image, spec.image_pull_policy)
         except (ImageNotFoundError, ImagePullError) as e:
@@ -259,14 +297,76 @@ class PodWorker:
 
     # -- status -------------------------------------------------------------------------
 
-    def _report(self, runs: dict[str, list[ContainerInfo]], now: float) -> None:
+    def _report(self, runs: dict[str, list[ContainerInfo]], now: float, *, terminated: bool = False) -> None:
         inputs = lifecycle.StatusInputs(host_ip=self.settings.host_ip, runtime_name=self.runtime.name,
                                         now_wall=datetime.now(UTC).replace(microsecond=0), now=now,
-                                        tracks=self.tracks)
+                                        tracks=self.tracks, terminating=lifecycle.is_terminating(self.pod))
         status = lifecycle.pod_status(self.pod, runs, inputs, self.last_status)
-        if _comparable(status) != _comparable(self.last_status):
+        resend = terminated and now >= self._resend_terminated_at
+        if _comparable(status) != _comparable(self.last_status) or resend:
             self.last_status = status
-            self.sink(self.pod, status)
+            self.sink(self.pod, status, terminated=terminated)
+            if terminated:
+                self._resend_terminated_at = now + TERMINATED_RESEND
+
+    # -- graceful termination -------------------------------------------------------------
+
+    def _plan_termination(self) -> lifecycle.Termination:
+        return lifecycle.plan_termination(
+            self.pod, self._termination, was_ready=lifecycle.is_ready(self.last_status),
+            drain=self.settings.termination_drain, now=self._clock(), now_wall=datetime.now(UTC))
+
+    async def _wind_down(self, runs: dict[str, list[ContainerInfo]]) -> None:
+        """One step of a pod being deleted: drain, stop by the deadline, report terminated."""
+        first = self._termination is None
+        self._termination = self._plan_termination()
+        now = self._clock()
+        if first:
+            log.info("pod_termination_started", pod=self.pod.metadata.name, namespace=self.pod.metadata.namespace,
+                     drain=round(self._termination.stop_at - now, 3), grace=round(self._termination.kill_at - now, 3))
+        running = lifecycle.running(runs)
+        self._report(runs, now)
+        if running and now < self._termination.stop_at:
+            return
+        if running:
+            await self._stop_by_deadline(running)
+            runs = await self.observe()
+            log.info("pod_containers_stopped", pod=self.pod.metadata.name, namespace=self.pod.metadata.namespace)
+        self._report(runs, self._clock(), terminated=not lifecycle.running(runs))
+
+    async def _stop_by_deadline(self, running: list[ContainerInfo]) -> None:
+        """SIGTERM every container now, SIGKILL what still runs at the deadline.
+        A deadline brought forward meanwhile (a second delete with a shorter
+        grace) applies at once: the stops start again with the shorter grace."""
+        assert self._termination is not None
+        stops = asyncio.ensure_future(self._stop_all(running))
+        try:
+            while not stops.done():
+                self.wake.clear()
+                deadline = self._termination.kill_at
+                self._termination = self._plan_termination()
+                if self._termination.kill_at < deadline - SHORTER_DEADLINE_SLACK:
+                    stops.cancel()
+                    await asyncio.wait({stops})
+                    stops = asyncio.ensure_future(self._stop_all(running))
+                woken = asyncio.ensure_future(self.wake.wait())
+                try:
+                    await asyncio.wait({stops, woken}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    woken.cancel()
+            await stops
+        finally:
+            stops.cancel()
+
+    async def _stop_all(self, running: list[ContainerInfo]) -> None:
+        grace = self._grace()
+        log.info("pod_containers_stopping", pod=self.pod.metadata.name, containers=len(running),
+                 grace=round(grace, 3))
+        results = await asyncio.gather(*(self.runtime.stop(c.id, grace_seconds=grace) for c in running),
+                                       return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
 
     # -- termination ----------------------------------------------------------------------
 

@@ -1,11 +1,14 @@
 """The agent's connection to the control plane. The agent only dials out.
 
-One session = register, then four loops under one TaskGroup: heartbeats, the
-assignment stream, status reports and the tunnel (logs). When any of them
-fails the others are cancelled and the agent reconnects with jittered
-exponential back-off capped at 10 s. Pods keep running meanwhile (the
-manager and its workers do not depend on the session), and every status is
-reported again once the session is back.
+One session = register, then five loops under one TaskGroup: heartbeats, the
+assignment stream, status reports, the tunnel (logs) and the Service routes
+(into the route table the node proxy and DNS server read; on a reconnect its
+first message, a full snapshot, replaces the table, which stays as it was
+while the control plane is away). When any of them fails the others are
+cancelled and the agent reconnects with jittered exponential back-off capped
+at 10 s. Pods keep running meanwhile (the manager and its workers do not
+depend on the session), and every status is reported again once the session
+is back.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import structlog
 from agent.backoff import ExponentialBackoff
 from agent.manager import PodManager
 from agent.runtime.errors import RuntimeFailure
+from agent.services import ServiceTable
 from protos.corral.v1 import node_pb2, node_service_pb2, node_service_pb2_grpc
 
 log = structlog.get_logger(__name__)
@@ -48,6 +52,8 @@ class SessionLost(Exception):
 
 @dataclass
 class SessionConfig:
+    # The control plane's host:port, or several replicas' comma-separated: each
+    # session dials the next one in turn, so a dead replica is left at once.
     server: str
     node_name: str
     labels: dict[str, str]
@@ -56,13 +62,17 @@ class SessionConfig:
 
 
 class Session:
-    def __init__(self, config: SessionConfig, manager: PodManager, status: node_pb2.NodeStatus) -> None:
+    def __init__(self, config: SessionConfig, manager: PodManager, status: node_pb2.NodeStatus, *,
+                 services: ServiceTable | None = None) -> None:
         self.config = config
         self.manager = manager
         self.status = status
+        self.services = services
         self.connected = asyncio.Event()
         self._rng = random.Random()
         self._was_established = False
+        self._servers = [s.strip() for s in config.server.split(",") if s.strip()] or [config.server]
+        self._sessions = 0
 
     async def run(self) -> None:
         attempt = 0
@@ -83,12 +93,14 @@ class Session:
             await asyncio.sleep(delay)
 
     async def _session(self) -> None:
-        async with grpc.aio.insecure_channel(self.config.server, options=CHANNEL_OPTIONS) as channel:
+        server = self._servers[self._sessions % len(self._servers)]
+        self._sessions += 1
+        async with grpc.aio.insecure_channel(server, options=CHANNEL_OPTIONS) as channel:
             stub = node_service_pb2_grpc.NodeServiceStub(channel)
             response = await stub.Register(node_service_pb2.RegisterRequest(
                 node_name=self.config.node_name, labels=self.config.labels, status=self.status), timeout=15)
             period = max(1, response.heartbeat_period_seconds)
-            log.info("session_established", server=self.config.server, node=self.config.node_name,
+            log.info("session_established", server=server, node=self.config.node_name,
                      heartbeat=period)
             self.connected.set()
             self._was_established = True
@@ -98,6 +110,8 @@ class Session:
                 group.create_task(self._assignments(stub))
                 group.create_task(self._reports(stub))
                 group.create_task(self._tunnel(stub))
+                if self.services is not None:
+                    group.create_task(self._services(stub, self.services))
 
     async def _heartbeats(self, stub: node_service_pb2_grpc.NodeServiceAsyncStub, period: float) -> None:
         while True:
@@ -111,6 +125,19 @@ class Session:
         async for assignment in stub.WatchAssignments(request):
             await self.manager.apply(assignment)
         raise SessionLost("assignment stream ended")
+
+    async def _services(self, stub: node_service_pb2_grpc.NodeServiceAsyncStub, table: ServiceTable) -> None:
+        request = node_service_pb2.ServicesRequest(node_name=self.config.node_name)
+        try:
+            async for routes in stub.WatchServices(request):
+                table.apply(routes)
+        except grpc.aio.AioRpcError as e:
+            if e.code() != grpc.StatusCode.UNIMPLEMENTED:
+                raise
+            # An older control plane: run without Services rather than reconnect forever.
+            log.warning("services_unsupported", server=self.config.server, error=_first_line(e))
+            return
+        raise SessionLost("services stream ended")
 
     async def _reports(self, stub: node_service_pb2_grpc.NodeServiceAsyncStub) -> None:
         while True:

@@ -2,13 +2,18 @@
 
 Opens the store (an external etcd cluster, or an embedded single-member etcd
 under the data dir), serves the gRPC API, and stops cleanly on SIGINT/SIGTERM.
+Every replica serves the API and the agents; the scheduler and controllers run
+only on the elected leader, writing through a store fenced with its term
+(`controlplane.leader`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
+import socket
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,20 +24,25 @@ import structlog
 from controlplane.apiserver.handlers import ObjectApi
 from controlplane.apiserver.service import ObjectService
 from controlplane.controllers.deployment.controller import DeploymentController
+from controlplane.controllers.endpoints.controller import EndpointsController
 from controlplane.controllers.events import EventRecorder
 from controlplane.controllers.gc.controller import GarbageCollector
 from controlplane.controllers.nodelifecycle.controller import NodeLifecycleController
 from controlplane.controllers.replicaset.controller import ReplicaSetController
 from controlplane.controllers.runner import Controller, ControllerManager
 from controlplane.controllers.scheduling import SchedulerController
+from controlplane.leader.elector import DEFAULT_TTL, Elector, Lead, Term, identity_for
+from controlplane.leader.testhooks import TestHooks, leader_store
 from controlplane.nodeapi.assignments import AssignmentIndex
 from controlplane.nodeapi.service import NodeService
 from controlplane.nodeapi.tunnels import TunnelRegistry
+from controlplane.registry.discovery import DiscoveryService
+from controlplane.registry.hub import RouteHub
 from controlplane.store.base import Store
 from controlplane.store.embedded import EmbeddedEtcd
 from controlplane.store.etcd import EtcdStore
 from controlplane.store.objects import DEFAULT_PREFIX, ObjectStore
-from protos.corral.v1 import api_pb2_grpc, node_service_pb2_grpc
+from protos.corral.v1 import api_pb2_grpc, discovery_pb2_grpc, node_service_pb2_grpc
 
 log = structlog.get_logger(__name__)
 
@@ -64,6 +74,10 @@ class ServerConfig:
     node_grace_period: float = 12.0
     # The cluster's default placement: LeastAllocated (spread) or MostAllocated (bin-pack).
     scheduling_strategy: str = "LeastAllocated"
+    # Seconds the leader's etcd lease lives unrenewed: how long a dead leader is waited for.
+    lease_ttl: int = DEFAULT_TTL
+    # Test-only switches (from the environment in `corral server`); all off by default.
+    test_hooks: TestHooks = field(default_factory=TestHooks)
 
 
 @dataclass
@@ -72,6 +86,8 @@ class RunningServer:
 
     address: str
     etcd_endpoints: list[str]
+    # The leader election this replica takes part in.
+    elector: Elector | None = None
 
 
 async def open_store(config: ServerConfig, stack: AsyncExitStack) -> tuple[Store, list[str]]:
@@ -95,15 +111,21 @@ async def start(config: ServerConfig, stack: AsyncExitStack) -> RunningServer:
     store, endpoints = await open_store(config, stack)
     objects = ObjectStore(store, config.key_prefix)
     api = ObjectApi(objects)
-    controllers = ControllerManager(objects, build_controllers(api, config))
-    assignments = AssignmentIndex(controllers.informer("Pod"))
-    manager_task = asyncio.create_task(controllers.run(), name="controllers")
-    stack.push_async_callback(_cancel, manager_task)
+    # Informers for what every replica serves (agents' assignments, routes);
+    # the controllers get their own, per term, only while this replica leads.
+    serving = ControllerManager(objects, [])
+    assignments = AssignmentIndex(serving.informer("Pod"))
+    routes = RouteHub(serving.informer("Service"), serving.informer("EndpointSlice"))
+    serving_task = asyncio.create_task(serving.run(), name="serving-informers")
+    stack.push_async_callback(_cancel, serving_task)
+    routes_task = asyncio.create_task(routes.run(), name="route-hub")
+    stack.push_async_callback(_cancel, routes_task)
     tunnels = TunnelRegistry()
     server = grpc.aio.server(options=GRPC_OPTIONS)
     api_pb2_grpc.add_ObjectServiceServicer_to_server(ObjectService(api, tunnels), server)
     node_service_pb2_grpc.add_NodeServiceServicer_to_server(
-        NodeService(api, assignments, tunnels, heartbeat_period=config.heartbeat_period), server)
+        NodeService(api, assignments, tunnels, heartbeat_period=config.heartbeat_period, routes=routes), server)
+    discovery_pb2_grpc.add_DiscoveryServiceServicer_to_server(DiscoveryService(routes), server)
     try:
         port = server.add_insecure_port(config.listen)
     except RuntimeError as e:
@@ -115,7 +137,23 @@ async def start(config: ServerConfig, stack: AsyncExitStack) -> RunningServer:
     host = config.listen.rsplit(":", 1)[0]
     address = f"{host}:{port}"
     log.info("server_started", listen=address, etcd=",".join(endpoints))
-    return RunningServer(address, endpoints)
+    config.test_hooks.announce()
+    elector = Elector(store, key=f"{config.key_prefix.rstrip('/')}/leader", ttl=config.lease_ttl,
+                      identity=identity_for(socket.gethostname(), os.getpid(), address))
+    leadership_task = asyncio.create_task(elector.run(_lead(store, config)), name="leadership")
+    stack.push_async_callback(_cancel, leadership_task)
+    return RunningServer(address, endpoints, elector)
+
+
+def _lead(store: Store, config: ServerConfig) -> Lead:
+    """What the leader runs for one term: the controllers, on fresh informers,
+    every write fenced with the term."""
+
+    async def lead(term: Term) -> None:
+        objects = ObjectStore(leader_store(store, term.fence, config.test_hooks), config.key_prefix)
+        await ControllerManager(objects, build_controllers(ObjectApi(objects), config)).run()
+
+    return lead
 
 
 def build_controllers(api: ObjectApi, config: ServerConfig) -> list[Controller]:
@@ -125,6 +163,7 @@ def build_controllers(api: ObjectApi, config: ServerConfig) -> list[Controller]:
                                 grace=config.node_grace_period),
         ReplicaSetController(api, EventRecorder(api, "replicaset-controller")),
         DeploymentController(api, EventRecorder(api, "deployment-controller")),
+        EndpointsController(api),
         GarbageCollector(api),
     ]
 

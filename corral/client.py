@@ -10,17 +10,22 @@
 
 Calls are synchronous (a blocking gRPC channel); lists follow continue
 tokens, so callers always get every item.
+
+Several servers (replicas of one control plane) are given as ``"a:7443,b:7443"``:
+a call that finds its server UNAVAILABLE is tried on the next one, and the
+client stays with the server that answered.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 from google.protobuf.message import Message
 
-from protos.corral.v1 import api_pb2, api_pb2_grpc
+from protos.corral.v1 import api_pb2, api_pb2_grpc, discovery_pb2, discovery_pb2_grpc
 from protos.kinds import unwrap, wrap
 
 DETAILS_KEY = "corral-error-details-bin"
@@ -83,6 +88,15 @@ def _causes(error: grpc.Call) -> list[FieldCause]:
     return []
 
 
+def split_servers(servers: str) -> list[str]:
+    """``"a:7443, b:7443"`` as ``["a:7443", "b:7443"]``."""
+    return [s.strip() for s in servers.split(",") if s.strip()]
+
+
+def _unavailable(error: grpc.RpcError) -> bool:
+    return isinstance(error, grpc.Call) and error.code() == grpc.StatusCode.UNAVAILABLE
+
+
 def _translate(error: grpc.RpcError, address: str) -> ClientError:
     if not isinstance(error, grpc.Call):
         return ClientError(str(error))
@@ -96,6 +110,10 @@ def _translate(error: grpc.RpcError, address: str) -> ClientError:
     if code == grpc.StatusCode.INVALID_ARGUMENT:
         return InvalidError(message, _causes(error))
     return _CODES.get(code, ClientError)(message)
+
+
+# Named here because Client.list shadows `list` in the class body.
+Routes = list[discovery_pb2.ServiceRoute]
 
 
 @dataclass(frozen=True)
@@ -120,11 +138,32 @@ class WatchEvent:
 
 class Client:
     def __init__(self, address: str, *, timeout: float = DEFAULT_TIMEOUT) -> None:
-        self.address = address
+        """``address``: ``host:port``, or several, comma-separated, tried in turn."""
+        self.addresses = split_servers(address) or [address]
         self.timeout = timeout
+        self._index = 0
+        self._connect()
+
+    @property
+    def address(self) -> str:
+        """The server in use."""
+        return self.addresses[self._index]
+
+    def _connect(self) -> None:
         self._channel = grpc.insecure_channel(
-            address, options=[("grpc.max_receive_message_length", 8 * 1024 * 1024)])
+            self.address, options=[("grpc.max_receive_message_length", 8 * 1024 * 1024)])
         self._stub = api_pb2_grpc.ObjectServiceStub(self._channel)
+        self._discovery = discovery_pb2_grpc.DiscoveryServiceStub(self._channel)
+
+    def _next_server(self) -> None:
+        """Move to the next server (for this call's retry, or the next call)."""
+        if len(self.addresses) > 1:
+            self._channel.close()
+            self._index = (self._index + 1) % len(self.addresses)
+            self._connect()
+
+    def _tried(self) -> str:
+        return ", ".join(self.addresses)
 
     def close(self) -> None:
         self._channel.close()
@@ -136,11 +175,34 @@ class Client:
         self.close()
 
     def _call(self, method: str, request: Message) -> Message:
-        try:
-            result: Message = getattr(self._stub, method)(request, timeout=self.timeout)
-        except grpc.RpcError as e:
-            raise _translate(e, self.address) from e
-        return result
+        for attempt in range(len(self.addresses)):
+            try:
+                result: Message = getattr(self._stub, method)(request, timeout=self.timeout)
+            except grpc.RpcError as e:
+                if _unavailable(e) and attempt + 1 < len(self.addresses):
+                    self._next_server()
+                    continue
+                raise _translate(e, self._tried()) from e
+            return result
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _stream(self, method: str, request: Message) -> Iterator[Any]:
+        """A server stream's messages. A server UNAVAILABLE before the first
+        message is tried on the next; after it, the error is raised (and the
+        next call starts on the next server)."""
+        for attempt in range(len(self.addresses)):
+            started = False
+            try:
+                for message in getattr(self._stub, method)(request):
+                    started = True
+                    yield message
+                return
+            except grpc.RpcError as e:
+                if not _unavailable(e):
+                    raise _translate(e, self.address) from e
+                self._next_server()
+                if started or attempt + 1 == len(self.addresses):
+                    raise _translate(e, self._tried()) from e
 
     def apply(self, obj: Message, *, dry_run: bool = False) -> ApplyResult:
         r = self._call("Apply", api_pb2.ApplyRequest(object=wrap(obj), dry_run=dry_run))
@@ -162,8 +224,15 @@ class Client:
         assert isinstance(r, api_pb2.ObjectResponse)
         return unwrap(r.object)[1]
 
-    def delete(self, kind: str, name: str, namespace: str = "", *, uid: str = "") -> Message:
-        r = self._call("Delete", api_pb2.DeleteRequest(kind=kind, namespace=namespace, name=name, uid=uid))
+    def delete(self, kind: str, name: str, namespace: str = "", *, uid: str = "",
+               grace_period_seconds: int | None = None) -> Message:
+        """Delete an object. A running pod is deleted gracefully: the object
+        comes back with a deletionTimestamp and goes once its node has stopped
+        it; `grace_period_seconds` (pods; None: the pod's own) 0 deletes at once."""
+        request = api_pb2.DeleteRequest(kind=kind, namespace=namespace, name=name, uid=uid)
+        if grace_period_seconds is not None:
+            request.grace_period_seconds = grace_period_seconds
+        r = self._call("Delete", request)
         assert isinstance(r, api_pb2.ObjectResponse)
         return unwrap(r.object)[1]
 
@@ -196,19 +265,23 @@ class Client:
                                        resource_version=resource_version)
         names = {api_pb2.WatchEvent.ADDED: "ADDED", api_pb2.WatchEvent.MODIFIED: "MODIFIED",
                  api_pb2.WatchEvent.DELETED: "DELETED"}
+        for ev in self._stream("Watch", request):
+            yield WatchEvent(names.get(ev.type, "MODIFIED"), unwrap(ev.object)[1])
+
+    def list_endpoints(self, namespace: str = "", name: str = "", *,
+                       all_namespaces: bool = False) -> Routes:
+        """The ready endpoints behind one Service, a namespace's, or every namespace's."""
+        request = discovery_pb2.ListEndpointsRequest(namespace=namespace, name=name, all_namespaces=all_namespaces)
         try:
-            for ev in self._stub.Watch(request):
-                yield WatchEvent(names.get(ev.type, "MODIFIED"), unwrap(ev.object)[1])
+            response = self._discovery.ListEndpoints(request, timeout=self.timeout)
         except grpc.RpcError as e:
             raise _translate(e, self.address) from e
+        return list(response.services)
 
     def logs(self, name: str, namespace: str = "", *, container: str = "", follow: bool = False,
              tail_lines: int = 0, previous: bool = False) -> Iterator[bytes]:
         """A container's output, chunk by chunk; with `follow`, until interrupted."""
         request = api_pb2.LogsRequest(namespace=namespace, name=name, container=container, follow=follow,
                                       tail_lines=tail_lines, previous=previous)
-        try:
-            for chunk in self._stub.Logs(request):
-                yield chunk.data
-        except grpc.RpcError as e:
-            raise _translate(e, self.address) from e
+        for chunk in self._stream("Logs", request):
+            yield chunk.data

@@ -62,6 +62,9 @@ class ContainerSpec:
     cpu_limit_millis: int | None = None
     memory_limit_bytes: int | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
+    # Resolver settings (the node's DNS server, the namespace's search domains); empty: the runtime's default.
+    dns_servers: list[str] = field(default_factory=list)
+    dns_search: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -131,6 +134,12 @@ class ContainerRuntime(Protocol):
 
     def logs(self, container_id: str, *, tail: int | None = None, follow: bool = False) -> AsyncIterator[bytes]:
         """The container's output (stdout and stderr interleaved), as chunks of lines."""
+        ...
+
+    async def pod_gateway(self) -> str | None:
+        """The host address this runtime's containers reach the node at (the Docker pod
+        network's gateway, the network made if missing), where the node proxy and DNS
+        server listen for them; None when containers share the host's network."""
         ...
 
     async def close(self) -> None: ...

@@ -22,6 +22,13 @@ Choices worth knowing:
 - `exec` with a timeout stops waiting and closes the stream, returning 124;
   Docker has no API to kill an exec'd process, so it may linger in the
   container until it ends on its own.
+- The pod network: given a network name, containers join that bridge network
+  (created when missing, labelled `io.corral.managed=true`, subnet chosen by
+  Docker) instead of Docker's default bridge. Its gateway is the host's
+  address on it, where the node proxy and DNS server listen for pods
+  (`pod_gateway`); the spec's `dns_servers` / `dns_search` become the
+  container's resolver settings (Docker's embedded resolver forwards to them).
+  Published ports work as on the default bridge.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import ipaddress
 import math
 import re
 import threading
@@ -43,7 +51,7 @@ import structlog
 from docker.types import LogConfig  # type: ignore[import-untyped]
 from docker.utils import parse_repository_tag  # type: ignore[import-untyped]
 
-from agent.runtime.base import ContainerInfo, ContainerSpec, ExecResult, PortMapping, State
+from agent.runtime.base import LABEL_MANAGED, ContainerInfo, ContainerSpec, ExecResult, PortMapping, State
 from agent.runtime.errors import (
     ContainerNotFoundError,
     ContainerStartError,
@@ -175,6 +183,28 @@ def _first_ipv4(bindings: list[Mapping[str, Any]]) -> Mapping[str, Any]:
     return bindings[0]
 
 
+def _ip(settings: Mapping[str, Any]) -> str:
+    """The container's address: on the default bridge, else on the (first) network it joined."""
+    if settings.get("IPAddress"):
+        return str(settings["IPAddress"])
+    for network in (settings.get("Networks") or {}).values():
+        if (network or {}).get("IPAddress"):
+            return str(network["IPAddress"])
+    return ""
+
+
+def _gateway(attrs: Mapping[str, Any]) -> str | None:
+    """The IPv4 gateway of a network (its first host address when Docker does not say)."""
+    for config in (attrs.get("IPAM") or {}).get("Config") or []:
+        gateway = config.get("Gateway") or ""
+        subnet = config.get("Subnet") or ""
+        if gateway and ":" not in gateway:
+            return str(gateway).split("/")[0]
+        if subnet and ":" not in subnet:
+            return str(next(ipaddress.ip_network(subnet, strict=False).hosts()))
+    return None
+
+
 def _to_info(attrs: Mapping[str, Any]) -> ContainerInfo:
     state = attrs.get("State") or {}
     config = attrs.get("Config") or {}
@@ -195,7 +225,7 @@ def _to_info(attrs: Mapping[str, Any]) -> ContainerInfo:
         started_at=started_at,
         finished_at=finished_at,
         ports=_ports(attrs),
-        ip=(attrs.get("NetworkSettings") or {}).get("IPAddress") or "",
+        ip=_ip(attrs.get("NetworkSettings") or {}),
         reason=_reason(state, status),
         message=state.get("Error") or "",
     )
@@ -223,7 +253,7 @@ def _create_kwargs(spec: ContainerSpec) -> dict[str, Any]:
     return kwargs
 
 
-def _host_config(api: Any, spec: ContainerSpec) -> Any:
+def _host_config(api: Any, spec: ContainerSpec, network: str = "") -> Any:
     bindings = {
         f"{p.container_port}/{p.protocol.lower()}": (p.host_ip or "0.0.0.0", p.host_port or None) for p in spec.ports
     }
@@ -232,6 +262,12 @@ def _host_config(api: Any, spec: ContainerSpec) -> Any:
         limits["nano_cpus"] = spec.cpu_limit_millis * 1_000_000
     if spec.memory_limit_bytes is not None:
         limits["mem_limit"] = spec.memory_limit_bytes
+    if network:
+        limits["network_mode"] = network
+    if spec.dns_servers:
+        limits["dns"] = list(spec.dns_servers)
+    if spec.dns_search:
+        limits["dns_search"] = list(spec.dns_search)
     return api.create_host_config(
         port_bindings=bindings,
         security_opt=["no-new-privileges"],
@@ -308,13 +344,21 @@ class DockerRuntime:
 
     name = "docker"
 
-    def __init__(self, client: Any) -> None:
-        """Wrap a connected `docker.DockerClient`; prefer `DockerRuntime.connect`."""
+    def __init__(self, client: Any, *, network: str = "") -> None:
+        """Wrap a connected `docker.DockerClient`; prefer `DockerRuntime.connect`.
+
+        `network`: the bridge network containers join (made when missing); "" for Docker's default bridge.
+        """
         self._client = client
         self._api = client.api
+        self._network = network
+        self._gateway: str | None = None
+        # The gateway found first: the node proxy listens there, so a changed one is worth a warning.
+        self._gateway_seen: str | None = None
+        self._network_lock = asyncio.Lock()
 
     @classmethod
-    async def connect(cls, base_url: str | None = None) -> DockerRuntime:
+    async def connect(cls, base_url: str | None = None, *, network: str = "") -> DockerRuntime:
         """Connect to the engine (the environment's, or `base_url`); RuntimeUnavailableError if it does not answer."""
 
         def make() -> Any:
@@ -331,10 +375,48 @@ class DockerRuntime:
         except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
             raise RuntimeUnavailableError(f"docker engine does not answer: {_engine_message(exc)}") from exc
         log.info("docker_connected", base_url=base_url or "from_env")
-        return cls(client)
+        return cls(client, network=network)
 
     async def close(self) -> None:
         await asyncio.to_thread(self._client.close)
+
+    # the pod network
+
+    async def pod_gateway(self) -> str | None:
+        if not self._network:
+            return None
+        async with self._network_lock:
+            if self._gateway is None:
+                self._gateway = await self._ensure_network()
+            return self._gateway
+
+    async def _ensure_network(self) -> str:
+        try:
+            attrs = await _call(self._api.inspect_network, self._network)
+        except ContainerNotFoundError:  # what a 404 means by default: the network is missing
+            attrs = await self._create_network()
+        gateway = _gateway(attrs)
+        if gateway is None:
+            raise RuntimeFailure(f"docker network {self._network!r} has no IPv4 gateway")
+        if (attrs.get("Labels") or {}).get(LABEL_MANAGED) != "true":
+            log.warning("pod_network_not_managed", network=self._network,
+                        message="the network exists without the io.corral.managed label; using it anyway")
+        if self._gateway_seen is None:
+            log.info("pod_network_ready", network=self._network, gateway=gateway)
+        elif self._gateway_seen != gateway:
+            log.warning("pod_network_gateway_changed", network=self._network, gateway=gateway, was=self._gateway_seen,
+                        message="the node proxy and DNS server listen on the first gateway; restart the agent")
+        self._gateway_seen = gateway
+        return gateway
+
+    async def _create_network(self) -> Any:
+        try:
+            await _call(self._api.create_network, self._network, driver="bridge",
+                        labels={LABEL_MANAGED: "true"}, check_duplicate=True)
+            log.info("pod_network_created", network=self._network)
+        except RuntimeFailure as exc:  # made meanwhile by someone else: use it
+            log.info("pod_network_create_failed", network=self._network, error=str(exc))
+        return await _call(self._api.inspect_network, self._network)
 
     # images
 
@@ -384,7 +466,13 @@ class DockerRuntime:
     # lifecycle
 
     async def run(self, spec: ContainerSpec) -> ContainerInfo:
-        container_id = await _call(self._create, spec, failure=ContainerStartError)
+        if self._network:
+            await self.pod_gateway()
+        try:
+            container_id = await _call(self._create, spec, failure=ContainerStartError)
+        except RuntimeFailure:
+            self._gateway = None  # the network may be gone: make sure of it before the next run
+            raise
         try:
             await _call(self._api.start, container_id, failure=ContainerStartError)
         except RuntimeFailure:
@@ -397,7 +485,7 @@ class DockerRuntime:
         return info
 
     def _create(self, spec: ContainerSpec) -> str:
-        host_config = _host_config(self._api, spec)
+        host_config = _host_config(self._api, spec, self._network)
         created = self._api.create_container(host_config=host_config, **_create_kwargs(spec))
         return str(created["Id"])
 

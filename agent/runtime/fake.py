@@ -256,6 +256,10 @@ class FakeRuntime:
         for container in self._containers.values():
             await _close_servers(container)
 
+    async def pod_gateway(self) -> str | None:
+        """Fake containers have no network of their own."""
+        return None
+
     # reading
 
     async def inspect(self, container_id: str) -> ContainerInfo | None:

@@ -28,6 +28,9 @@ What differs from Docker, by design or by necessity:
   not enforced. An out-of-memory kill cannot be told apart: reason is "Error".
 - `exec` runs the command on the host, in the container's working directory
   and with its env.
+- No network of its own: `pod_gateway` is None, and the spec's `dns_servers`
+  and `dns_search` are ignored (the process uses the host's resolv.conf). It
+  reaches Services at the node proxy address given in its env vars.
 """
 
 from __future__ import annotations
@@ -305,6 +308,10 @@ class ProcessRuntime:
 
     async def close(self) -> None:
         """Nothing to release: the containers keep running without the agent."""
+
+    async def pod_gateway(self) -> str | None:
+        """Processes share the host's network: no gateway."""
+        return None
 
     async def ensure_image(self, image: str, pull_policy: str) -> None:
         """Images do not apply to host processes: nothing to do."""

@@ -15,6 +15,8 @@ stays as the cluster made it.
 
 from __future__ import annotations
 
+from typing import Any
+
 from google.protobuf.message import Message
 
 from protos.corral.v1 import pod_pb2
@@ -42,6 +44,8 @@ def merge_applied(existing: Message, applied: Message) -> Message:
         if field.message_type is not None and not _is_repeated(field):
             if applied.HasField(name):
                 getattr(merged, name).CopyFrom(getattr(applied, name))
+        elif _is_map(field):
+            _copy_map(getattr(merged, name), getattr(applied, name), field)
         elif _is_repeated(field):
             getattr(merged, name).extend(getattr(applied, name))
         else:
@@ -50,6 +54,19 @@ def merge_applied(existing: Message, applied: Message) -> Message:
     if isinstance(merged, pod_pb2.Pod) and isinstance(existing, pod_pb2.Pod) and not merged.spec.node_name:
         merged.spec.node_name = existing.spec.node_name
     return merged
+
+
+def _is_map(field: Any) -> bool:
+    return field.message_type is not None and bool(field.message_type.GetOptions().map_entry)
+
+
+def _copy_map(target: Any, source: Any, field: Any) -> None:
+    """Maps (an EndpointSlice's trafficWeights) are replaced as a whole, like lists."""
+    if field.message_type.fields_by_name["value"].message_type is None:
+        target.update(source)
+        return
+    for key, value in source.items():
+        target[key].CopyFrom(value)
 
 
 def _is_repeated(field: object) -> bool:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from google.protobuf.message import Message
 
-from protos.corral.v1 import meta_pb2, pod_pb2, service_pb2, workloads_pb2
+from protos.corral.v1 import discovery_pb2, meta_pb2, pod_pb2, service_pb2, workloads_pb2
 from protos.kinds import KindInfo
 
 DEFAULT_NAMESPACE = "default"
@@ -17,7 +17,10 @@ DEFAULT_MAX_SURGE = "25%"
 DEFAULT_MAX_UNAVAILABLE = "25%"
 DEFAULT_REVISION_HISTORY_LIMIT = 10
 DEFAULT_PROGRESS_DEADLINE_SECONDS = 600
+DEFAULT_SCALE_DOWN_DELAY_SECONDS = 30
 DEFAULT_TERMINATION_GRACE_PERIOD_SECONDS = 30
+DEFAULT_LOAD_BALANCING = "RoundRobin"
+DEFAULT_ADDRESS_TYPE = "IPv4"
 
 
 def apply_defaults(info: KindInfo, obj: Message) -> None:
@@ -37,6 +40,8 @@ def apply_defaults(info: KindInfo, obj: Message) -> None:
         default_pod_spec(obj.spec)
     elif isinstance(obj, service_pb2.Service):
         default_service(obj.spec)
+    elif isinstance(obj, discovery_pb2.EndpointSlice):
+        default_endpoint_slice(obj)
 
 
 def default_deployment(spec: workloads_pb2.DeploymentSpec) -> None:
@@ -50,6 +55,14 @@ def default_deployment(spec: workloads_pb2.DeploymentSpec) -> None:
             ru.max_surge.str_val = DEFAULT_MAX_SURGE
         if not ru.HasField("max_unavailable"):
             ru.max_unavailable.str_val = DEFAULT_MAX_UNAVAILABLE
+    elif spec.strategy.type == "BlueGreen":
+        blue_green = spec.strategy.blue_green
+        if not blue_green.HasField("auto_promotion_enabled"):
+            blue_green.auto_promotion_enabled = True
+        if not blue_green.HasField("scale_down_delay_seconds"):
+            blue_green.scale_down_delay_seconds = DEFAULT_SCALE_DOWN_DELAY_SECONDS
+    elif spec.strategy.type == "Canary" and not spec.strategy.canary.HasField("abort_on_failure"):
+        spec.strategy.canary.abort_on_failure = True
     if not spec.HasField("revision_history_limit"):
         spec.revision_history_limit = DEFAULT_REVISION_HISTORY_LIMIT
     if not spec.HasField("progress_deadline_seconds"):
@@ -115,8 +128,18 @@ def default_probe(probe: pod_pb2.Probe) -> None:
 def default_service(spec: service_pb2.ServiceSpec) -> None:
     if not spec.type:
         spec.type = "ClusterIP"
+    if not spec.load_balancing:
+        spec.load_balancing = DEFAULT_LOAD_BALANCING
     for port in spec.ports:
         if not port.protocol:
             port.protocol = "TCP"
         if not port.HasField("target_port"):
             port.target_port.int_val = port.port
+
+
+def default_endpoint_slice(endpoint_slice: discovery_pb2.EndpointSlice) -> None:
+    if not endpoint_slice.address_type:
+        endpoint_slice.address_type = DEFAULT_ADDRESS_TYPE
+    for port in endpoint_slice.ports:
+        if not port.protocol:
+            port.protocol = "TCP"

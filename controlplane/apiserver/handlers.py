@@ -12,7 +12,7 @@ import base64
 import binascii
 import json
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,9 +24,11 @@ from google.protobuf.message import Message
 from controlplane.apiserver import labels
 from controlplane.apiserver.apply import merge_applied, spec_changed
 from controlplane.apiserver.defaults import DEFAULT_NAMESPACE, apply_defaults
+from controlplane.apiserver.deletion import plan_deletion
 from controlplane.apiserver.errors import (
     AlreadyExistsError,
     BadRequestError,
+    Cause,
     ConflictError,
     GoneError,
     InvalidError,
@@ -37,7 +39,7 @@ from controlplane.apiserver.validation import validate, validate_update
 from controlplane.clock import utcnow
 from controlplane.store import errors as store_errors
 from controlplane.store.objects import Change, ObjectStore
-from protos.corral.v1 import pod_pb2
+from protos.corral.v1 import pod_pb2, service_pb2
 from protos.kinds import KindInfo, UnknownKindError, info_of, meta, resolve
 
 log = structlog.get_logger(__name__)
@@ -110,6 +112,33 @@ def _translated(info: KindInfo, name: str) -> Iterator[None]:
         raise
 
 
+def listen_port_clashes(service: service_pb2.Service, others: Iterable[service_pb2.Service]) -> list[Cause]:
+    """Listen ports (nodePort, else port) `service` would newly take that another Service has.
+
+    Every node's proxy listens on one port per Service port, across
+    namespaces. Ports the stored version of `service` listens on already are
+    not checked again: when two Services that clash were written concurrently,
+    both can still be re-applied (the node proxies serve the older one).
+    """
+    key = (service.metadata.namespace, service.metadata.name)
+    had: set[int] = set()
+    used: dict[int, str] = {}
+    for other in sorted(others, key=lambda s: (s.metadata.namespace, s.metadata.name)):
+        ports = {port.node_port or port.port for port in other.spec.ports}
+        if (other.metadata.namespace, other.metadata.name) == key:
+            had = ports
+            continue
+        for listen in ports:
+            used.setdefault(listen, f"{other.metadata.namespace}/{other.metadata.name}")
+    causes = []
+    for i, port in enumerate(service.spec.ports):
+        listen = port.node_port or port.port
+        if listen in used and listen not in had:
+            field = "nodePort" if port.node_port else "port"
+            causes.append(Cause(f"spec.ports[{i}].{field}", f"port {listen} is already used by Service {used[listen]}"))
+    return causes
+
+
 def encode_continue(revision: int, last_key: str) -> str:
     raw = json.dumps({"r": revision, "k": last_key}).encode()
     return base64.urlsafe_b64encode(raw).decode()
@@ -159,15 +188,27 @@ class ObjectApi:
         m.generation = 1
         m.creation_timestamp.FromDatetime(self.now().replace(microsecond=0))
         m.ClearField("deletion_timestamp")
+        m.ClearField("deletion_grace_period_seconds")
         if info.kind not in ("Node", "Event") and obj.DESCRIPTOR.fields_by_name.get("status"):
             obj.ClearField("status")
         if isinstance(obj, pod_pb2.Pod):
             obj.status.phase = "Pending"
 
+    async def _check_listen_ports(self, info: KindInfo, obj: Message) -> None:
+        """Refuse a Service whose listen port an older Service already has."""
+        if not isinstance(obj, service_pb2.Service):
+            return
+        with _translated(info, ""):
+            services, _ = await self.objects.list_all(info)
+        causes = listen_port_clashes(obj, [s for s in services if isinstance(s, service_pb2.Service)])
+        if causes:
+            raise InvalidError(info.resource, obj.metadata.name, causes)
+
     # -- writes ---------------------------------------------------------------
 
     async def create(self, obj: Message, *, dry_run: bool = False) -> Message:
         info, prepared = self._prepared(obj, need_name=False)
+        await self._check_listen_ports(info, prepared)
         return await self._insert(info, prepared, dry_run=dry_run)
 
     async def _insert(self, info: KindInfo, prepared: Message, *, dry_run: bool) -> Message:
@@ -191,6 +232,7 @@ class ObjectApi:
         m = meta(prepared)
         if not m.resource_version:
             raise BadRequestError("update needs metadata.resourceVersion (use apply to overwrite)")
+        await self._check_listen_ports(info, prepared)
         with _translated(info, m.name):
             existing = await self.objects.get(info, m.namespace, m.name)
             if existing is None:
@@ -206,6 +248,7 @@ class ObjectApi:
     async def apply(self, obj: Message, *, dry_run: bool = False) -> tuple[Message, ApplyOutcome]:
         info, prepared = self._prepared(obj)
         m = meta(prepared)
+        await self._check_listen_ports(info, prepared)
         for _ in range(APPLY_RETRIES):
             with _translated(info, m.name):
                 existing = await self.objects.get(info, m.namespace, m.name)
@@ -236,14 +279,22 @@ class ObjectApi:
             meta(merged).generation = meta(existing).generation + 1
         return merged
 
-    async def delete(self, kind: str, namespace: str, name: str, *, uid: str = "") -> Message:
+    async def delete(self, kind: str, namespace: str, name: str, *, uid: str = "",
+                     grace_period_seconds: int | None = None) -> Message:
         """Delete an object; with `uid`, only that incarnation of the name.
+
+        A pod a node may be running is deleted gracefully (see `deletion`): it
+        is marked terminating and returned as marked; its node deletes it once
+        its containers have stopped. `grace_period_seconds` (pods only; None:
+        the pod's terminationGracePeriodSeconds) 0 deletes it at once.
 
         Status writes by controllers and agents do not make a delete fail: the
         object is re-read and the delete retried, as long as the uid holds.
         """
         info = kind_info(kind)
         namespace = self._namespace(info, namespace)
+        if grace_period_seconds is not None and grace_period_seconds < 0:
+            raise BadRequestError(f"gracePeriodSeconds must be 0 or more, got {grace_period_seconds}")
         for _ in range(APPLY_RETRIES):
             with _translated(info, name):
                 existing = await self.objects.get(info, namespace, name)
@@ -252,12 +303,31 @@ class ObjectApi:
                 if uid and meta(existing).uid != uid:
                     raise store_errors.ConflictError(name, 0, 0)
                 try:
-                    await self.objects.delete(existing)
+                    return await self.delete_version(existing, grace_period_seconds=grace_period_seconds)
                 except store_errors.ConflictError:
                     continue
-            log.info("object_deleted", kind=info.kind, namespace=namespace, name=name)
-            return existing
         raise ConflictError(f'{info.resource} "{name}": too many concurrent writers, try again')
+
+    async def delete_version(self, obj: Message, *, grace_period_seconds: int | None = None) -> Message:
+        """Delete exactly this version of an object (a compare-and-swap on its
+        resourceVersion), gracefully for a pod a node may be running.
+
+        Returns the object deleted, or the pod as marked terminating. Raises the
+        store's ConflictError when the object changed since it was read, and
+        its NotFoundError when it is gone: for controllers, which re-read.
+        """
+        info, m = info_of(obj), meta(obj)
+        plan = plan_deletion(obj, grace_period_seconds, self.now())
+        if plan.now:
+            await self.objects.delete(obj)
+            log.info("object_deleted", kind=info.kind, namespace=m.namespace, name=m.name)
+            return obj
+        if plan.update is None:
+            return obj
+        marked = await self.objects.update(plan.update)
+        log.info("pod_terminating", namespace=m.namespace, name=m.name, node=plan.update.spec.node_name,
+                 grace=plan.update.metadata.deletion_grace_period_seconds)
+        return marked
 
     # -- reads ----------------------------------------------------------------
 

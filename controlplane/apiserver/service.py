@@ -112,7 +112,9 @@ class ObjectService(api_pb2_grpc.ObjectServiceServicer):
 
     async def Delete(self, request: api_pb2.DeleteRequest, context: Context) -> api_pb2.ObjectResponse:
         try:
-            obj = await self.api.delete(request.kind, request.namespace, request.name, uid=request.uid)
+            grace = request.grace_period_seconds if request.HasField("grace_period_seconds") else None
+            obj = await self.api.delete(request.kind, request.namespace, request.name, uid=request.uid,
+                                        grace_period_seconds=grace)
         except ApiError as e:
             await abort(context, e)
         return api_pb2.ObjectResponse(object=wrap(obj))

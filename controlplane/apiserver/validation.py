@@ -7,15 +7,19 @@ Every problem is reported, not just the first.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Iterable, Mapping
+from typing import Literal
 
 from google.protobuf.message import Message
 
 from controlplane.apiserver import labels
 from controlplane.apiserver.errors import Cause
+from controlplane.controllers.deployment import durations
 from protos import quantity
 from protos.corral.v1 import (
+    discovery_pb2,
     event_pb2,
     meta_pb2,
     node_pb2,
@@ -39,8 +43,18 @@ RUNTIMES = ("", "docker", "process")
 TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
 SELECTOR_OPS = ("In", "NotIn", "Exists", "DoesNotExist")
 NODE_SELECTOR_OPS = (*SELECTOR_OPS, "Gt", "Lt")
-STRATEGIES = ("RollingUpdate", "Recreate")
+STRATEGIES = ("RollingUpdate", "Recreate", "BlueGreen", "Canary")
+# Each strategy's own settings, which only that strategy type may set: (field, JSON name, type).
+STRATEGY_SETTINGS: tuple[tuple[Literal["rolling_update", "blue_green", "canary"], str, str], ...] = (
+    ("rolling_update", "rollingUpdate", "RollingUpdate"),
+    ("blue_green", "blueGreen", "BlueGreen"), ("canary", "canary", "Canary"))
 SERVICE_TYPES = ("ClusterIP", "NodePort")
+LOAD_BALANCING = ("RoundRobin", "LeastConnections")
+ADDRESS_TYPES = ("IPv4", "IPv6", "FQDN")
+# Kubernetes' limits for one EndpointSlice.
+MAX_SLICE_ENDPOINTS = 1000
+MAX_SLICE_PORTS = 100
+MAX_ENDPOINT_ADDRESSES = 100
 
 
 class Problems:
@@ -80,6 +94,8 @@ def validate(info: KindInfo, obj: Message) -> list[Cause]:
         validate_pod_spec(p, "spec", obj.spec)
     elif isinstance(obj, service_pb2.Service):
         validate_service(p, obj.spec)
+    elif isinstance(obj, discovery_pb2.EndpointSlice):
+        validate_endpoint_slice(p, obj)
     elif isinstance(obj, node_pb2.Node):
         validate_node(p, obj.spec)
     elif isinstance(obj, event_pb2.Event):
@@ -95,6 +111,9 @@ def validate_update(info: KindInfo, old: Message, new: Message) -> list[Cause]:
             and old.spec.selector != new.spec.selector):
         p.add("spec.selector", "field is immutable")
     if (isinstance(old, pod_pb2.Pod) and isinstance(new, pod_pb2.Pod)
+            and old.metadata.HasField("deletion_timestamp") and old.spec != new.spec):
+        p.add("spec", "the pod is being deleted (it has a deletionTimestamp): its spec can no longer change")
+    elif (isinstance(old, pod_pb2.Pod) and isinstance(new, pod_pb2.Pod)
             and _pod_spec_without_images(old.spec) != _pod_spec_without_images(new.spec)):
         p.add("spec", "pod updates may not change fields other than "
                       "spec.containers[*].image (delete and re-create the pod)")
@@ -228,8 +247,13 @@ def validate_deployment(p: Problems, d: workloads_pb2.Deployment) -> None:
 
 def validate_strategy(p: Problems, strategy: workloads_pb2.DeploymentStrategy) -> None:
     p.one_of("spec.strategy.type", strategy.type, STRATEGIES)
-    if strategy.type == "Recreate" and strategy.HasField("rolling_update"):
-        p.add("spec.strategy.rollingUpdate", 'may not be set when type is "Recreate"')
+    for field, name, owner in STRATEGY_SETTINGS:
+        if strategy.type in STRATEGIES and strategy.type != owner and strategy.HasField(field):
+            p.add(f"spec.strategy.{name}", f'may not be set when type is "{strategy.type}"')
+    if strategy.type == "BlueGreen":
+        validate_blue_green(p, strategy.blue_green)
+    elif strategy.type == "Canary":
+        validate_canary(p, strategy.canary)
     if strategy.type != "RollingUpdate":
         return
     ru = strategy.rolling_update
@@ -239,6 +263,25 @@ def validate_strategy(p: Problems, strategy: workloads_pb2.DeploymentStrategy) -
     if surge == 0 and unavailable == 0:
         p.add("spec.strategy.rollingUpdate.maxUnavailable",
               "may not be 0 when maxSurge is 0 (the rollout could never progress)")
+
+
+def validate_blue_green(p: Problems, blue_green: workloads_pb2.BlueGreenStrategy) -> None:
+    p.at_least("spec.strategy.blueGreen.scaleDownDelaySeconds", blue_green.scale_down_delay_seconds, 0)
+
+
+def validate_canary(p: Problems, canary: workloads_pb2.CanaryStrategy) -> None:
+    if canary.HasField("canary_replicas"):
+        p.at_least("spec.strategy.canary.canaryReplicas", canary.canary_replicas, 1)
+    for i, step in enumerate(canary.steps):
+        at = f"spec.strategy.canary.steps[{i}]"
+        if step.HasField("set_weight") == step.HasField("pause"):
+            p.add(at, "must set exactly one of setWeight, pause")
+        if step.HasField("set_weight") and not 0 <= step.set_weight <= 100:
+            p.add(f"{at}.setWeight", f"must be 0-100, got {step.set_weight}")
+        if step.pause.HasField("duration") and step.pause.duration.WhichOneof("value") is not None:
+            problem = durations.duration_problem(step.pause.duration)
+            if problem is not None:
+                p.add(f"{at}.pause.duration", problem)
 
 
 def validate_replica_set(p: Problems, rs: workloads_pb2.ReplicaSet) -> None:
@@ -397,14 +440,17 @@ def validate_affinity(p: Problems, path: str, affinity: pod_pb2.Affinity) -> Non
 
 def validate_service(p: Problems, spec: service_pb2.ServiceSpec) -> None:
     p.one_of("spec.type", spec.type, SERVICE_TYPES)
+    p.one_of("spec.loadBalancing", spec.load_balancing, LOAD_BALANCING)
     validate_labels(p, "spec.selector", spec.selector)
     if not spec.ports:
         p.add("spec.ports", "required: at least one port")
     names: set[str] = set()
+    first_port: dict[int, int] = {}
+    first_listen: dict[int, int] = {}
     for i, port in enumerate(spec.ports):
         at = f"spec.ports[{i}]"
         p.port(f"{at}.port", port.port)
-        p.one_of(f"{at}.protocol", port.protocol, ("TCP",))
+        validate_tcp(p, f"{at}.protocol", port.protocol)
         p.port(f"{at}.nodePort", port.node_port, allow_zero=True)
         if len(spec.ports) > 1 and not port.name:
             p.add(f"{at}.name", "required when a Service has more than one port")
@@ -417,6 +463,73 @@ def validate_service(p: Problems, spec: service_pb2.ServiceSpec) -> None:
             p.port(f"{at}.targetPort", port.target_port.int_val)
         else:
             validate_port_name(p, f"{at}.targetPort", port.target_port.str_val)
+        # Every node's proxy listens on the nodePort when set, else on the port.
+        listen = port.node_port or port.port
+        same_port = first_port.setdefault(port.port, i)
+        same_listen = first_listen.setdefault(listen, i)
+        if same_port != i:
+            p.add(f"{at}.port", f"duplicate port {port.port}: spec.ports[{same_port}] has it")
+        elif same_listen != i:
+            p.add(f"{at}.{'nodePort' if port.node_port else 'port'}",
+                  f"port {listen} is already listened on for spec.ports[{same_listen}]")
+
+
+def validate_tcp(p: Problems, path: str, protocol: str) -> None:
+    if protocol != "TCP":
+        p.add(path, f'must be "TCP" (the node proxies relay TCP only), got "{protocol}"')
+
+
+def validate_endpoint_slice(p: Problems, endpoint_slice: discovery_pb2.EndpointSlice) -> None:
+    p.one_of("addressType", endpoint_slice.address_type, ADDRESS_TYPES)
+    if len(endpoint_slice.ports) > MAX_SLICE_PORTS:
+        p.add("ports", f"must have at most {MAX_SLICE_PORTS} items, got {len(endpoint_slice.ports)}")
+    names: set[str] = set()
+    for i, port in enumerate(endpoint_slice.ports):
+        at = f"ports[{i}]"
+        if port.name:
+            validate_name(p, f"{at}.name", port.name, label=True)
+        if port.name in names:
+            p.add(f"{at}.name", f'duplicate port name "{port.name}"')
+        names.add(port.name)
+        validate_tcp(p, f"{at}.protocol", port.protocol)
+        if port.HasField("port"):
+            p.port(f"{at}.port", port.port)
+    if len(endpoint_slice.endpoints) > MAX_SLICE_ENDPOINTS:
+        p.add("endpoints", f"must have at most {MAX_SLICE_ENDPOINTS} items, got {len(endpoint_slice.endpoints)}")
+    for i, endpoint in enumerate(endpoint_slice.endpoints):
+        validate_endpoint(p, f"endpoints[{i}]", endpoint, endpoint_slice.address_type, names)
+    for group, weight in endpoint_slice.traffic_weights.items():
+        if not group or len(group) > 63 or not _LABEL_VALUE.match(group):
+            p.add(f"trafficWeights.{group}", "must be a pod-template-hash (a label value)")
+        p.at_least(f"trafficWeights.{group}", weight, 0)
+
+
+def validate_endpoint(p: Problems, path: str, endpoint: discovery_pb2.Endpoint, address_type: str,
+                      port_names: set[str]) -> None:
+    if not 1 <= len(endpoint.addresses) <= MAX_ENDPOINT_ADDRESSES:
+        p.add(f"{path}.addresses", f"must have 1-{MAX_ENDPOINT_ADDRESSES} items, got {len(endpoint.addresses)}")
+    for j, address in enumerate(endpoint.addresses):
+        validate_address(p, f"{path}.addresses[{j}]", address, address_type)
+    if endpoint.node_name:
+        validate_name(p, f"{path}.nodeName", endpoint.node_name)
+    for name, host_port in endpoint.host_ports.items():
+        at = f"{path}.hostPorts.{name}" if name else f'{path}.hostPorts[""]'
+        if name not in port_names:
+            p.add(at, f'names no port of this slice: "{name}"')
+        p.port(at, host_port)
+
+
+def validate_address(p: Problems, path: str, address: str, address_type: str) -> None:
+    if address_type not in ADDRESS_TYPES:
+        return
+    if address_type == "FQDN":
+        validate_name(p, path, address)
+        return
+    parse = ipaddress.IPv4Address if address_type == "IPv4" else ipaddress.IPv6Address
+    try:
+        parse(address)
+    except ValueError:
+        p.add(path, f'must be an {address_type} address, got "{address}"')
 
 
 def validate_node(p: Problems, spec: node_pb2.NodeSpec) -> None:

@@ -3,7 +3,9 @@
 A controller says which informers it needs, maps cache events to keys, and
 syncs one key at a time. `sync` returns a delay to look again later (for
 deadlines such as progressDeadlineSeconds) or None; an exception requeues the
-key with back-off. Nothing here knows what a Deployment is.
+key with back-off, except a write refused by the leader's fence (`FencedError`):
+another replica leads now, so every controller stops and `run` raises it.
+Nothing here knows what a Deployment is.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import structlog
 
 from controlplane.controllers.queue import WorkQueue
 from controlplane.informer import CacheEvent, Informer
+from controlplane.store.errors import FencedError
 from controlplane.store.objects import ObjectStore
 from protos.kinds import KindInfo, by_kind
 
@@ -95,7 +98,8 @@ class ControllerManager:
                     queue.add(key)
                 for n in range(controller.workers):
                     group.create_task(self._worker(controller, queue), name=f"{controller.name}-{n}")
-            log.info("controllers_started", controllers=[c.name for c in self.controllers])
+            if self.controllers:
+                log.info("controllers_started", controllers=[c.name for c in self.controllers])
 
     async def _worker(self, controller: Controller, queue: WorkQueue) -> None:
         while True:
@@ -106,6 +110,9 @@ class ControllerManager:
             except asyncio.CancelledError:
                 raise
             except Exception as e:
+                if _fenced(e):
+                    log.warning("controller_fenced", controller=controller.name, key=key, error=str(e))
+                    raise
                 delay = queue.retry(key)
                 log.warning("sync_failed", controller=controller.name, key=key, error=str(e) or type(e).__name__,
                             retry_in=round(delay, 2))
@@ -117,3 +124,10 @@ class ControllerManager:
                 queue.done(key)
                 log.debug("synced", controller=controller.name, key=key,
                           ms=round((time.perf_counter() - started) * 1000, 2))
+
+
+def _fenced(error: BaseException) -> bool:
+    """True when the leader's fence refused a write, also inside a task group's error."""
+    if isinstance(error, BaseExceptionGroup):
+        return error.subgroup(FencedError) is not None
+    return isinstance(error, FencedError) or (error.__cause__ is not None and _fenced(error.__cause__))

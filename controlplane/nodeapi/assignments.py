@@ -2,8 +2,10 @@
 
 Each node's stream waits on its own event, so a change to one node's pods wakes
 only that node's stream. A set is re-sent only when its fingerprint changes
-(a pod added or removed, or a pod's spec generation bumped): status writes,
-which are most pod changes, do not cause traffic to agents.
+(a pod added or removed, a pod's spec generation bumped, or a pod marked for
+graceful deletion or its deadline brought forward): status writes, which are
+most pod changes, do not cause traffic to agents. A terminating pod stays in
+its node's set, with its deletionTimestamp, until the object is deleted.
 """
 
 from __future__ import annotations
@@ -14,14 +16,20 @@ from controlplane.informer import CacheEvent, Informer
 from controlplane.store.objects import Change
 from protos.corral.v1 import node_service_pb2, pod_pb2
 
-Fingerprint = frozenset[tuple[str, int]]
+Fingerprint = frozenset[tuple[str, int, int]]
+
+
+def _deadline(pod: pod_pb2.Pod) -> int:
+    """The pod's deletionTimestamp in seconds (0: not being deleted)."""
+    return pod.metadata.deletion_timestamp.seconds
 
 
 def _same_assignment(before: pod_pb2.Pod | None, after: pod_pb2.Pod) -> bool:
     """A status write (most pod changes) leaves the node's fingerprint as it was:
     no need to wake its stream."""
     return (before is not None and before.metadata.uid == after.metadata.uid
-            and before.metadata.generation == after.metadata.generation)
+            and before.metadata.generation == after.metadata.generation
+            and _deadline(before) == _deadline(after))
 
 
 class AssignmentIndex:
@@ -59,5 +67,5 @@ class AssignmentIndex:
     def current(self, node: str) -> tuple[node_service_pb2.AssignmentSet, Fingerprint]:
         pods = sorted(self._by_node.get(node, {}).values(),
                       key=lambda p: (p.metadata.namespace, p.metadata.name))
-        fingerprint = frozenset((p.metadata.uid, p.metadata.generation) for p in pods)
+        fingerprint = frozenset((p.metadata.uid, p.metadata.generation, _deadline(p)) for p in pods)
         return node_service_pb2.AssignmentSet(epoch=self.pods.revision, pods=pods), fingerprint

@@ -22,6 +22,7 @@ from controlplane.apiserver.status import abort
 from controlplane.clock import utcnow
 from controlplane.nodeapi.assignments import AssignmentIndex, Fingerprint
 from controlplane.nodeapi.tunnels import TunnelRegistry
+from controlplane.registry.hub import RouteHub
 from controlplane.store import errors as store_errors
 from protos.conditions import set_condition
 from protos.corral.v1 import node_pb2, node_service_pb2, node_service_pb2_grpc, pod_pb2
@@ -48,7 +49,8 @@ def set_ready(node: node_pb2.Node, now: datetime, *, reason: str = "AgentReady",
 
 class NodeService(node_service_pb2_grpc.NodeServiceServicer):
     def __init__(self, api: ObjectApi, assignments: AssignmentIndex, tunnels: TunnelRegistry, *,
-                 heartbeat_period: int = 4, now: Callable[[], datetime] = utcnow) -> None:
+                 heartbeat_period: int = 4, now: Callable[[], datetime] = utcnow,
+                 routes: RouteHub | None = None) -> None:
         self.api = api
         self.objects = api.objects
         self.assignments = assignments
@@ -56,6 +58,8 @@ class NodeService(node_service_pb2_grpc.NodeServiceServicer):
         self.heartbeat_period = heartbeat_period
         self.now = now
         self.connected: set[str] = set()
+        # The service registry's routes, for WatchServices.
+        self.routes = routes
 
     def period(self) -> int:
         """The heartbeat period to hand out: the base one, stretched on large clusters."""
@@ -168,6 +172,11 @@ class NodeService(node_service_pb2_grpc.NodeServiceServicer):
             if (not isinstance(existing, pod_pb2.Pod) or existing.metadata.uid != report.uid
                     or existing.spec.node_name != node):
                 return False
+            if report.terminated and existing.metadata.HasField("deletion_timestamp"):
+                try:
+                    return await self._delete_terminated(existing)
+                except store_errors.ConflictError:
+                    continue
             if existing.status == report.status:
                 return True
             pod = pod_pb2.Pod()
@@ -181,6 +190,31 @@ class NodeService(node_service_pb2_grpc.NodeServiceServicer):
             except store_errors.NotFoundError:
                 return False
         return False
+
+    async def _delete_terminated(self, pod: pod_pb2.Pod) -> bool:
+        """The node has stopped a terminating pod's containers: delete the object
+        (this version of it; gone already is fine)."""
+        try:
+            await self.objects.delete(pod)
+        except store_errors.NotFoundError:
+            return False
+        log.info("pod_deleted_after_termination", namespace=pod.metadata.namespace, name=pod.metadata.name,
+                 uid=pod.metadata.uid, node=pod.spec.node_name)
+        return True
+
+    # -- service routes -----------------------------------------------------------
+
+    async def WatchServices(self, request: node_service_pb2.ServicesRequest,
+                            context: Context) -> AsyncIterator[node_service_pb2.ServiceRoutes]:
+        """Every Service's route at once (full), then the Services that change."""
+        if self.routes is None:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "this control plane runs no service registry")
+        log.info("services_stream_opened", node=request.node_name)
+        try:
+            async for message in self.routes.watch():
+                yield message
+        finally:
+            log.info("services_stream_closed", node=request.node_name)
 
     # -- the tunnel ---------------------------------------------------------------
 

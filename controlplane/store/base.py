@@ -8,6 +8,13 @@ implementations exist: `controlplane.store.etcd.EtcdStore` (the real one) and
 `controlplane.store.memory.MemoryStore` (an in-memory twin for tests); one
 contract suite (``tests/contract/test_store.py``) runs against both.
 
+Leases are etcd's: a lease lives ``ttl`` seconds unless refreshed, and every
+key created with it is deleted when it expires or is revoked (leader election
+binds its key to one). ``fenced(fence)`` gives a view whose every write also
+compares a fence key's create_revision in the same transaction, so a write
+from a deposed leader is refused by the store itself (`FencedError`), however
+late it arrives.
+
 Errors are those of `controlplane.store.errors`.
 """
 
@@ -48,6 +55,19 @@ class ListPage:
 MAX_BATCH = 64
 
 
+@dataclass(frozen=True)
+class Fence:
+    """A write precondition: ``key`` still exists with this ``create_revision``.
+
+    The leader's term: the election key and the revision it was created at.
+    A new leader creates the key anew, so its create_revision differs, and
+    every write fenced with the old term fails.
+    """
+
+    key: str
+    revision: int
+
+
 class EventType(enum.Enum):
     """Kind of change reported by a watch."""
 
@@ -80,10 +100,12 @@ class Store(Protocol):
         """The key's current value and revisions, or None when absent."""
         ...
 
-    async def create(self, key: str, value: bytes) -> int:
+    async def create(self, key: str, value: bytes, *, lease: int | None = None) -> int:
         """Create the key if absent; return the new revision.
 
-        Raises `AlreadyExistsError` when the key exists.
+        With ``lease`` (an id from `grant_lease`) the key is deleted when the
+        lease expires or is revoked. Raises `AlreadyExistsError` when the key
+        exists and `LeaseNotFoundError` when the lease does not.
         """
         ...
 
@@ -127,6 +149,34 @@ class Store(Protocol):
 
     async def current_revision(self) -> int:
         """The store's current (latest) revision."""
+        ...
+
+    async def grant_lease(self, ttl: int) -> int:
+        """A new lease living ``ttl`` seconds (>= 1) unless refreshed; its id."""
+        ...
+
+    async def refresh_lease(self, lease: int) -> int:
+        """Restart the lease's time to live; return it (seconds).
+
+        Raises `LeaseNotFoundError` when the lease has expired or was revoked.
+        """
+        ...
+
+    async def revoke_lease(self, lease: int) -> None:
+        """End the lease now, deleting its keys (in one revision). A lease
+        already gone is not an error."""
+        ...
+
+    def fenced(self, fence: Fence) -> Store:
+        """A view of this store whose writes (create, update, update_many,
+        delete) succeed only while ``fence.key`` exists with create_revision
+        ``fence.revision``, checked in the same transaction as the write.
+
+        A failed fence raises `FencedError` (before any other precondition is
+        reported) and writes nothing. Reads, watches and leases pass through.
+        The view shares the store's connection: closing it does nothing,
+        closing the store ends both.
+        """
         ...
 
     def watch(self, prefix: str, *, start_revision: int) -> AsyncGenerator[WatchEvent, None]:

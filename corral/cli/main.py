@@ -22,6 +22,7 @@ COMMANDS = {
     "delete": "corral.cli.resources:delete_cmd",
     "logs": "corral.cli.logs_cmd:logs_cmd",
     "server": "corral.cli.server:server_cmd",
+    "backup": "corral.cli.backup:backup_cmd",
     "agent": "corral.cli.agent_cmd:agent_cmd",
     "up": "corral.cli.up:up_cmd",
     "rollout": "corral.cli.rollout:rollout_group",
@@ -48,7 +49,7 @@ class LazyGroup(click.Group):
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.option("--server", "-s", envvar=None, help="API server host:port "
+@click.option("--server", "-s", envvar=None, help="API server host:port, or several replicas a:7443,b:7443 "
               "(default: $CORRAL_SERVER, then the config file, then 127.0.0.1:7443).")
 @click.pass_context
 def cli(ctx: click.Context, server: str | None) -> None:

@@ -2,9 +2,12 @@
 
     corral cordon n1            no new pods on n1 (spec.unschedulable)
     corral uncordon n1          pods may be scheduled on n1 again
-    corral drain n1 [--force] [--timeout 60s]
+    corral drain n1 [--force] [--grace-period N] [--timeout 60s]
                                 cordon, then delete every pod on n1 so that
-                                its controller makes a replacement elsewhere
+                                its controller makes a replacement elsewhere;
+                                each pod stops gracefully (N seconds, default
+                                its own terminationGracePeriodSeconds) and
+                                drain waits until they are gone
 
 As kubectl, drain refuses pods no controller owns (nothing would replace
 them) unless --force is given, and deletes finished pods without asking.
@@ -98,11 +101,12 @@ def plan_drain(pods: Sequence[Message], node: str, *, force: bool) -> DrainPlan:
     return DrainPlan(delete, bare)
 
 
-def _delete_pods(c: api.Client, pods: Sequence[pod_pb2.Pod]) -> None:
+def _delete_pods(c: api.Client, pods: Sequence[pod_pb2.Pod], grace: int | None) -> None:
     for pod in pods:
         click.echo(f"evicting pod {pod_name(pod)}", err=True)
         try:
-            c.delete("Pod", pod.metadata.name, pod.metadata.namespace, uid=pod.metadata.uid)
+            c.delete("Pod", pod.metadata.name, pod.metadata.namespace, uid=pod.metadata.uid,
+                     grace_period_seconds=grace)
         except (api.NotFoundError, api.ConflictError):
             continue  # already gone, or replaced by a pod of the same name
 
@@ -127,7 +131,8 @@ def _wait_gone(c: api.Client, node: str, pods: Sequence[pod_pb2.Pod], timeout: f
 @click.argument("node")
 @click.option("--force", is_flag=True, help="Also delete pods no controller owns (they are not replaced).")
 @click.option("--grace-period", type=int, default=-1, show_default=True,
-              help="Accepted for kubectl compatibility; pods stop with their own terminationGracePeriodSeconds.")
+              help="Seconds each pod gets to stop (SIGTERM, then SIGKILL); -1: its own "
+                   "terminationGracePeriodSeconds; 0: delete at once, without waiting for the node.")
 @click.option("--timeout", type=Duration(), default="60s", show_default=True,
               help="How long to wait for the pods to be gone (e.g. 90s, 5m); 0 waits forever.")
 @click.option("--ignore-daemonsets", is_flag=True,
@@ -136,7 +141,7 @@ def _wait_gone(c: api.Client, node: str, pods: Sequence[pod_pb2.Pod], timeout: f
 def drain_cmd(ctx: Context, node: str, force: bool, grace_period: int, timeout: float,
               ignore_daemonsets: bool) -> None:
     """Cordon a node, then delete its pods so their controllers move them elsewhere."""
-    del grace_period, ignore_daemonsets
+    del ignore_daemonsets
     c = ctx.client()
     _cordon(c, node, True)
     listed, _ = c.list("Pod", "")
@@ -147,7 +152,7 @@ def drain_cmd(ctx: Context, node: str, force: bool, grace_period: int, timeout: 
                            f"(use --force to override): {names}")
     if plan.bare:
         click.echo(f"Warning: deleting Pods that declare no controller: {names}", err=True)
-    _delete_pods(c, plan.delete)
+    _delete_pods(c, plan.delete, None if grace_period < 0 else grace_period)
     left = _wait_gone(c, node, plan.delete, timeout)
     if left:
         raise CommandError(f'unable to drain node "{node}": timed out after {timeout:g}s waiting for '

@@ -17,7 +17,7 @@ from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from protos import codec
-from protos.corral.v1 import event_pb2, node_pb2, pod_pb2, service_pb2, workloads_pb2
+from protos.corral.v1 import discovery_pb2, event_pb2, node_pb2, pod_pb2, service_pb2, workloads_pb2
 from protos.kinds import KindInfo, meta
 
 Row = list[str]
@@ -136,6 +136,16 @@ def event_row(e: event_pb2.Event, now: datetime, wide: bool) -> Row:
     return row
 
 
+def endpoint_slice_row(s: discovery_pb2.EndpointSlice, now: datetime, wide: bool) -> Row:
+    """kubectl's columns: the container ports, and the first three addresses."""
+    ports = ",".join(str(p.port) for p in s.ports if p.HasField("port")) or "<unset>"
+    addresses = [a for e in s.endpoints for a in e.addresses]
+    shown = ",".join(addresses[:3]) or "<unset>"
+    if len(addresses) > 3:
+        shown += f" + {len(addresses) - 3} more..."
+    return [s.address_type, ports, shown, age(s.metadata.creation_timestamp, now)]
+
+
 @dataclass(frozen=True)
 class Columns:
     headers: tuple[str, ...]
@@ -154,6 +164,7 @@ COLUMNS: dict[str, Columns] = {
     "Service": Columns(("TYPE", "PORT(S)", "AGE"), ("SELECTOR",), service_row),
     "Node": Columns(("STATUS", "ROLES", "AGE", "VERSION"),
                     ("INTERNAL-IP", "OS-IMAGE", "KERNEL-VERSION", "RUNTIMES"), node_row),
+    "EndpointSlice": Columns(("ADDRESSTYPE", "PORTS", "ENDPOINTS", "AGE"), (), endpoint_slice_row),
     "Event": Columns(("LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"),
                      ("SOURCE", "COUNT"), event_row, named=False),
 }

@@ -11,7 +11,7 @@ from google.protobuf.message import Message
 
 from corral import client as api
 from corral.cli import describe as describing
-from corral.cli import printers
+from corral.cli import endpoints, printers
 from corral.cli.context import Context
 from corral.manifest import ManifestError, ParsedObject, Problem, load_objects
 from protos.kinds import KindInfo, info_of, meta, resolve
@@ -111,6 +111,10 @@ def parse_targets(kind_arg: str, names: tuple[str, ...]) -> list[tuple[KindInfo,
 def get_cmd(ctx: Context, kind: str, names: tuple[str, ...], namespace: str, all_namespaces: bool,
             selector: str, output: str | None, watch: bool) -> None:
     """Show objects: KIND [NAME…], KIND/NAME, or KIND,KIND."""
+    if endpoints.is_endpoints(kind):
+        endpoints.get_endpoints(ctx.client(), kind, names, namespace=namespace, all_namespaces=all_namespaces,
+                                output=output, selector=selector, watch=watch)
+        return
     targets = parse_targets(kind, names)
     ns = "" if all_namespaces else (namespace or "default")
     c = ctx.client()
@@ -199,6 +203,23 @@ def describe_cmd(ctx: Context, kind: str, names: tuple[str, ...], namespace: str
             click.echo(describing.describe(obj, describing.events_for(c, obj), datetime.now(UTC)))
 
 
+def delete_grace(grace_period: int, *, force: bool, now: bool) -> int | None:
+    """kubectl's rules for the grace period a delete asks for (None: the pod's own).
+
+    --now is 1 s; --grace-period 0 without --force becomes 1 (an accidental
+    0 must not skip the node); --force alone, or with 0, is an immediate delete.
+    """
+    if now:
+        if grace_period != -1:
+            raise click.UsageError("--now and --grace-period cannot be specified together")
+        grace_period = 1
+    if grace_period == 0 and not force:
+        grace_period = 1
+    if force and grace_period < 0:
+        grace_period = 0
+    return None if grace_period < 0 else grace_period
+
+
 @click.command("delete")
 @click.argument("kind", required=False)
 @click.argument("names", nargs=-1)
@@ -206,10 +227,22 @@ def describe_cmd(ctx: Context, kind: str, names: tuple[str, ...], namespace: str
 @namespace_option
 @recursive_option
 @click.option("--ignore-not-found", is_flag=True, help="Treat a missing object as deleted.")
+@click.option("--grace-period", type=int, default=-1, show_default=True,
+              help="Seconds a pod gets to stop (SIGTERM, then SIGKILL); -1: its terminationGracePeriodSeconds. "
+                   "0 means 1 unless --force is given.")
+@click.option("--force", is_flag=True,
+              help="With --grace-period 0 (or none): delete the object at once, without waiting for its node "
+                   "to confirm that the pod stopped.")
+@click.option("--now", "delete_now", is_flag=True, help="Stop pods at once: --grace-period 1.")
 @pass_context
 def delete_cmd(ctx: Context, kind: str | None, names: tuple[str, ...], filenames: tuple[str, ...],
-               namespace: str, recursive: bool, ignore_not_found: bool) -> None:
-    """Delete objects: -f FILE…, KIND NAME…, or KIND/NAME."""
+               namespace: str, recursive: bool, ignore_not_found: bool, grace_period: int, force: bool,
+               delete_now: bool) -> None:
+    """Delete objects: -f FILE…, KIND NAME…, or KIND/NAME.
+
+    A running pod is deleted gracefully, as in Kubernetes: it shows as
+    Terminating while its node stops its containers, then goes."""
+    grace = delete_grace(grace_period, force=force, now=delete_now)
     if filenames and kind:
         raise click.UsageError("give either -f FILE or KIND NAME, not both")
     if filenames:
@@ -223,10 +256,13 @@ def delete_cmd(ctx: Context, kind: str | None, names: tuple[str, ...], filenames
     else:
         raise click.UsageError("give -f FILE or KIND NAME")
     c = ctx.client()
+    if grace == 0:
+        click.echo("Warning: Immediate deletion does not wait for confirmation that the running resource has "
+                   "been terminated. The resource may continue to run on the cluster indefinitely.", err=True)
     failed = False
     for info, name, ns in targets:
         try:
-            c.delete(info.kind, name, ns)
+            c.delete(info.kind, name, ns, grace_period_seconds=grace)
             click.echo(f'{object_ref(info, name)} deleted')
         except api.NotFoundError as e:
             if not ignore_not_found:

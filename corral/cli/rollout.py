@@ -4,6 +4,8 @@
     corral rollout history deploy/web [--revision N]
     corral rollout undo    deploy/web [--to-revision N]
     corral rollout pause | resume | restart deploy/web
+    corral rollout promote deploy/web [--full]    (BlueGreen and Canary)
+    corral rollout abort   deploy/web             (Canary)
     corral scale deploy/web --replicas 3        (also rs/NAME)
     corral set image deploy/web web=httpd:2.4.58 [CONTAINER=IMAGE …]
 
@@ -13,6 +15,12 @@ recomputed, never written over someone else's. A Deployment's history is its
 ReplicaSets — those with an ownerReference to the Deployment's uid — numbered
 by their `deployment.kubernetes.io/revision` annotation, as Kubernetes keeps it.
 Messages and exit codes follow kubectl's.
+
+`promote` and `abort` ask the Deployment controller to act through annotations
+(the status is the controller's): `corral.io/promote` is the index of the pause
+step a canary waits at, a blue-green preview's pod-template-hash, or `full`;
+`corral.io/abort` is the hash of the canary to abort. The controller removes
+them when it acts and records an event.
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import click
@@ -40,9 +48,16 @@ namespace_option = click.option("--namespace", "-n", default="", help="Namespace
 REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
 CHANGE_CAUSE_ANNOTATION = "kubernetes.io/change-cause"
 RESTARTED_AT_ANNOTATION = "corral.io/restartedAt"
+PROMOTE_ANNOTATION = "corral.io/promote"
+ABORT_ANNOTATION = "corral.io/abort"
+SCALE_DOWN_AT_ANNOTATION = "corral.io/scale-down-at"
+PROMOTE_FULL = "full"
+BLUE_GREEN, CANARY = "BlueGreen", "Canary"
+NEW_RS_AVAILABLE = "NewReplicaSetAvailable"
 POD_TEMPLATE_HASH = "pod-template-hash"
 PROGRESS_DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"
-# Deployment annotations a rollback keeps, and ReplicaSet annotations it does not copy (kubectl's list).
+# Deployment annotations a rollback keeps, and ReplicaSet annotations it does not copy (kubectl's list,
+# and a blue-green ReplicaSet's scale-down deadline).
 ROLLBACK_SKIPPED_ANNOTATIONS = frozenset({
     "kubectl.kubernetes.io/last-applied-configuration",
     REVISION_ANNOTATION,
@@ -50,6 +65,7 @@ ROLLBACK_SKIPPED_ANNOTATIONS = frozenset({
     "deployment.kubernetes.io/desired-replicas",
     "deployment.kubernetes.io/max-replicas",
     "deprecated.deployment.rollback.to",
+    SCALE_DOWN_AT_ANNOTATION,
 })
 UPDATE_RETRIES = 8
 
@@ -166,8 +182,11 @@ def _deployment(args: Sequence[str], verb: str) -> tuple[KindInfo, str]:
 
 # -- rollout status ----------------------------------------------------------------------
 
-def status_line(d: workloads_pb2.Deployment) -> tuple[str, bool]:
-    """kubectl's rollout status line for `d`, and whether the rollout is done."""
+def status_line(d: workloads_pb2.Deployment,
+                sets: Sequence[workloads_pb2.ReplicaSet] = ()) -> tuple[str, bool]:
+    """kubectl's rollout status line for `d`, and whether the rollout is done
+    (BlueGreen and Canary: their progress, read also from `sets`, the
+    Deployment's ReplicaSets)."""
     name, spec, st = d.metadata.name, d.spec, d.status
     if d.metadata.generation > st.observed_generation:
         return "Waiting for deployment spec update to be observed...", False
@@ -175,6 +194,8 @@ def status_line(d: workloads_pb2.Deployment) -> tuple[str, bool]:
     if progressing is not None and progressing.status == "False" \
             and progressing.reason == PROGRESS_DEADLINE_EXCEEDED:
         raise CommandError(f'deployment "{name}" exceeded its progress deadline')
+    if spec.strategy.type in (BLUE_GREEN, CANARY):
+        return traffic_status_line(d, sets)
     waiting = f'Waiting for deployment "{name}" rollout to finish: '
     if st.updated_replicas < spec.replicas:
         return f"{waiting}{st.updated_replicas} out of {spec.replicas} new replicas have been updated...", False
@@ -229,7 +250,7 @@ def watch_rollout(c: api.Client, namespace: str, name: str, timeout: float) -> I
 
 @click.group("rollout")
 def rollout_group() -> None:
-    """Manage the rollout of a deployment: status, history, undo, pause, resume, restart."""
+    """Manage the rollout of a deployment: status, history, undo, pause, resume, restart, promote, abort."""
 
 
 @rollout_group.command("status")
@@ -247,12 +268,12 @@ def status_cmd(ctx: Context, target: tuple[str, ...], namespace: str, timeout: f
     c = ctx.client()
     d = as_deployment(fetch(c, info, name, ns))
     if not watch:
-        click.echo(status_line(d)[0])
+        click.echo(status_line(d, _traffic_sets(c, d))[0])
         return
     last = ""
     try:
         for d in watch_rollout(c, ns, name, timeout):
-            line, done = status_line(d)
+            line, done = status_line(d, _traffic_sets(c, d))
             if line != last:
                 click.echo(line)
                 last = line
@@ -260,6 +281,114 @@ def status_cmd(ctx: Context, target: tuple[str, ...], namespace: str, timeout: f
                 return
     finally:
         c.close()
+
+
+# -- BlueGreen and Canary -----------------------------------------------------------------
+
+def _hash(rs: workloads_pb2.ReplicaSet) -> str:
+    return rs.spec.template.metadata.labels.get(POD_TEMPLATE_HASH, "")
+
+
+def owned_sets(d: workloads_pb2.Deployment, listed: Sequence[Message]) -> list[workloads_pb2.ReplicaSet]:
+    return [rs for rs in listed if isinstance(rs, workloads_pb2.ReplicaSet)
+            and any(o.uid == d.metadata.uid and o.controller for o in rs.metadata.owner_references)]
+
+
+def _traffic_sets(c: api.Client, d: workloads_pb2.Deployment) -> list[workloads_pb2.ReplicaSet]:
+    """The Deployment's ReplicaSets if its strategy moves traffic (else none are needed)."""
+    if d.spec.strategy.type not in (BLUE_GREEN, CANARY):
+        return []
+    listed, _ = c.list("ReplicaSet", d.metadata.namespace)
+    return owned_sets(d, listed)
+
+
+def current_set(d: workloads_pb2.Deployment,
+                sets: Sequence[workloads_pb2.ReplicaSet]) -> workloads_pb2.ReplicaSet | None:
+    """The ReplicaSet of the Deployment's current revision (its template's)."""
+    revision = d.metadata.annotations.get(REVISION_ANNOTATION)
+    found = [rs for rs in sets if revision and rs.metadata.annotations.get(REVISION_ANNOTATION) == revision]
+    return found[0] if found else None
+
+
+def canary_running(d: workloads_pb2.Deployment) -> bool:
+    canary = d.status.canary
+    return bool(canary.pod_template_hash) and not canary.aborted
+
+
+def _weight(d: workloads_pb2.Deployment, pod_hash: str) -> int:
+    return next((t.weight for t in d.status.traffic if t.pod_template_hash == pod_hash), 0)
+
+
+def _pause_seconds(pause: workloads_pb2.CanaryPause) -> float | None:
+    duration = pause.duration
+    kind = duration.WhichOneof("value") if pause.HasField("duration") else None
+    if kind == "int_val":
+        return float(duration.int_val)
+    if kind == "str_val":
+        try:
+            return parse_duration(duration.str_val)
+        except ValueError:
+            return None
+    return None
+
+
+def canary_line(d: workloads_pb2.Deployment, sets: Sequence[workloads_pb2.ReplicaSet]) -> str:
+    """`canary step 2/4: weight 10%, paused until promoted` and the like."""
+    canary, steps = d.status.canary, d.spec.strategy.canary.steps
+    weight = _weight(d, canary.pod_template_hash)
+    rs = next((r for r in sets if _hash(r) == canary.pod_template_hash), None)
+    available = rs.status.available_replicas if rs is not None else 0
+    index = canary.current_step_index
+    if index >= len(steps):
+        return f"canary promoting: {available}/{d.spec.replicas} canary pods available, weight {weight}%"
+    step = steps[index]
+    where = f"canary step {index + 1}/{len(steps)}: weight {weight}%"
+    if step.HasField("set_weight"):
+        need = rs.spec.replicas if rs is not None else 0
+        return f"{where}, setting weight {step.set_weight}% ({available}/{need} canary pods available)"
+    length = _pause_seconds(step.pause)
+    if length is None:
+        return f"{where}, paused until promoted"
+    if not canary.HasField("pause_start_time"):
+        return f"{where}, paused for {length:g}s"
+    end = canary.pause_start_time.ToDatetime(tzinfo=UTC) + timedelta(seconds=length)
+    return f"{where}, paused until {rfc3339(end)}"
+
+
+def blue_green_line(d: workloads_pb2.Deployment, new: workloads_pb2.ReplicaSet) -> str:
+    """`blue-green: preview 3/3 available, waiting for promotion` and the like."""
+    available, replicas = new.status.available_replicas, d.spec.replicas
+    line = f"blue-green: preview {min(available, replicas)}/{replicas} available"
+    config = d.spec.strategy.blue_green
+    manual = config.HasField("auto_promotion_enabled") and not config.auto_promotion_enabled
+    if d.spec.paused:
+        return f"{line}, deployment paused"
+    if available >= replicas and manual:
+        return f"{line}, waiting for promotion"
+    return line
+
+
+def traffic_status_line(d: workloads_pb2.Deployment, sets: Sequence[workloads_pb2.ReplicaSet]) -> tuple[str, bool]:
+    name, st = d.metadata.name, d.status
+    if st.canary.aborted:
+        raise CommandError(f'deployment "{name}" rollout aborted: {st.canary.aborted}')
+    if canary_running(d):
+        return canary_line(d, sets), False
+    waiting = f'Waiting for deployment "{name}" rollout to finish: '
+    new = current_set(d, sets)
+    if new is None:
+        return f"{waiting}0 out of {d.spec.replicas} new replicas have been updated...", False
+    if _hash(new) != st.stable_pod_template_hash:
+        if d.spec.strategy.type == CANARY:
+            return f"{waiting}canary {new.metadata.name} is starting...", False
+        return blue_green_line(d, new), False
+    progressing = next((c for c in st.conditions if c.type == "Progressing"), None)
+    available = new.status.available_replicas
+    done = (progressing.reason == NEW_RS_AVAILABLE if progressing is not None
+            else available >= d.spec.replicas and st.updated_replicas == d.spec.replicas)
+    if not done:
+        return f"{waiting}{available} of {d.spec.replicas} updated replicas are available...", False
+    return f'deployment "{name}" successfully rolled out', True
 
 
 # -- rollout history ---------------------------------------------------------------------
@@ -437,6 +566,101 @@ def pause_cmd(ctx: Context, target: tuple[str, ...], namespace: str) -> None:
 def resume_cmd(ctx: Context, target: tuple[str, ...], namespace: str) -> None:
     """Resume a paused deployment."""
     _set_paused(ctx, target, namespace, False)
+
+
+# -- rollout promote | abort ------------------------------------------------------------------
+
+def _strategy_error(d: workloads_pb2.Deployment, verb: str, allowed: str) -> CommandError:
+    kind = d.spec.strategy.type or "RollingUpdate"
+    return CommandError(f'deployment "{d.metadata.name}" uses the {kind} strategy: '
+                        f"only {allowed} deployments can be {verb}")
+
+
+def _require_observed(d: workloads_pb2.Deployment) -> None:
+    if d.metadata.generation > d.status.observed_generation:
+        raise CommandError(f'deployment "{d.metadata.name}" has changes the controller has not seen yet; '
+                           "try again in a moment")
+
+
+def promotion(d: workloads_pb2.Deployment, sets: Sequence[workloads_pb2.ReplicaSet], *, full: bool) -> str:
+    """The corral.io/promote value that promotes what `d` waits for, or a CommandError."""
+    name, kind = d.metadata.name, d.spec.strategy.type
+    if kind not in (BLUE_GREEN, CANARY):
+        raise _strategy_error(d, "promoted", "BlueGreen and Canary")
+    _require_observed(d)
+    if kind == BLUE_GREEN:
+        new = current_set(d, sets)
+        if new is None or _hash(new) == d.status.stable_pod_template_hash:
+            raise CommandError(f'deployment "{name}" has nothing to promote: no preview is running')
+        return _hash(new)
+    if not canary_running(d):
+        raise CommandError(f'deployment "{name}" has nothing to promote: no canary is running')
+    if full:
+        return PROMOTE_FULL
+    index, steps = d.status.canary.current_step_index, d.spec.strategy.canary.steps
+    if index >= len(steps):
+        raise CommandError(f'deployment "{name}" has nothing to promote: the canary has taken every step '
+                           "and is being promoted")
+    step = steps[index]
+    if step.HasField("set_weight"):
+        raise CommandError(f'deployment "{name}": the canary is at step {index + 1}/{len(steps)} '
+                           f"(setWeight {step.set_weight}%), not at a pause; use --full to skip the "
+                           "remaining steps")
+    return str(index)
+
+
+def abort_target(d: workloads_pb2.Deployment) -> str:
+    """The corral.io/abort value (the running canary's hash), or a CommandError."""
+    name, kind = d.metadata.name, d.spec.strategy.type
+    if kind == BLUE_GREEN:
+        raise CommandError(f'deployment "{name}" uses the BlueGreen strategy: there is no canary to abort; '
+                           f"'corral rollout undo deployment.apps/{name}' goes back to the active version")
+    if kind != CANARY:
+        raise _strategy_error(d, "aborted", "Canary")
+    _require_observed(d)
+    if not canary_running(d):
+        raise CommandError(f'deployment "{name}" has nothing to abort: no canary is running')
+    return d.status.canary.pod_template_hash
+
+
+@rollout_group.command("promote")
+@deployment_target
+@namespace_option
+@click.option("--full", is_flag=True,
+              help="Canary: skip the remaining steps and promote the canary to all traffic at once.")
+@pass_context
+def promote_cmd(ctx: Context, target: tuple[str, ...], namespace: str, full: bool) -> None:
+    """Promote a canary past the pause it waits at, or a blue-green preview to all traffic."""
+    info, name = _deployment(target, "rollout promote")
+    c = ctx.client()
+    paused: list[bool] = []
+
+    def change(obj: Message) -> bool:
+        d = as_deployment(obj)
+        d.metadata.annotations[PROMOTE_ANNOTATION] = promotion(d, _traffic_sets(c, d), full=full)
+        paused[:] = [d.spec.paused]
+        return True
+
+    modify(c, info, name, namespace or "default", change)
+    note = f" (paused: it takes effect once you run 'corral rollout resume {ref(info, name)}')" if any(paused) else ""
+    click.echo(f"{ref(info, name)} promoted{note}")
+
+
+@rollout_group.command("abort")
+@deployment_target
+@namespace_option
+@pass_context
+def abort_cmd(ctx: Context, target: tuple[str, ...], namespace: str) -> None:
+    """Abort a canary: all traffic back to the stable version, template rolled back."""
+    info, name = _deployment(target, "rollout abort")
+
+    def change(obj: Message) -> bool:
+        d = as_deployment(obj)
+        d.metadata.annotations[ABORT_ANNOTATION] = abort_target(d)
+        return True
+
+    modify(ctx.client(), info, name, namespace or "default", change)
+    click.echo(f"{ref(info, name)} aborted")
 
 
 def rfc3339(now: datetime) -> str:

@@ -28,16 +28,21 @@ def default_data_dir() -> Path:
               default="LeastAllocated", show_default=True,
               help="Cluster default placement: spread load, or bin-pack to leave whole machines free. "
                    "A Deployment overrides it with the pod template annotation corral.io/scheduling-strategy.")
+@click.option("--lease-ttl", type=click.IntRange(min=2), default=10, show_default=True,
+              help="Seconds the leader's etcd lease lives unrenewed. Replicas elect one leader to run "
+                   "the controllers; when it dies another takes over after about this long.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
               default="info", show_default=True)
-def server_cmd(listen: str, etcd: str, data_dir: str | None, scheduling_strategy: str, log_level: str) -> None:
-    """Run the control plane."""
+def server_cmd(listen: str, etcd: str, data_dir: str | None, scheduling_strategy: str, lease_ttl: int,
+               log_level: str) -> None:
+    """Run the control plane (run 2 or 3 against one etcd cluster for high availability)."""
     run_server(listen=listen, etcd=etcd, data_dir=data_dir, log_level=log_level,
-               scheduling_strategy=scheduling_strategy)
+               scheduling_strategy=scheduling_strategy, lease_ttl=lease_ttl)
 
 
 def run_server(*, listen: str, etcd: str, data_dir: str | None, log_level: str,
-               scheduling_strategy: str = "LeastAllocated") -> None:
+               scheduling_strategy: str = "LeastAllocated", lease_ttl: int = 10) -> None:
+    from controlplane.leader.testhooks import TestHooks
     from controlplane.server import ServerConfig, ServerError, serve
     from controlplane.store.errors import EmbeddedEtcdError, StoreError
 
@@ -48,6 +53,8 @@ def run_server(*, listen: str, etcd: str, data_dir: str | None, log_level: str,
         etcd=endpoints,
         data_dir=Path(data_dir) if data_dir else (None if endpoints else default_data_dir()),
         scheduling_strategy=scheduling_strategy,
+        lease_ttl=lease_ttl,
+        test_hooks=TestHooks.from_env(os.environ),
     )
     if config.data_dir is not None:
         config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)

@@ -14,6 +14,8 @@ with deadlines (`eventually`), never on fixed sleeps.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ipaddress
 import json
 import os
 import signal
@@ -201,11 +203,11 @@ async def http_status(port: int) -> bytes:
 # -- fixtures -----------------------------------------------------------------------
 
 
-async def connect_docker() -> ContainerRuntime:
+async def connect_docker(network: str = "") -> ContainerRuntime:
     from agent.runtime.docker import DockerRuntime
 
     try:
-        runtime = await DockerRuntime.connect()
+        runtime = await DockerRuntime.connect(network=network)
     except RuntimeUnavailableError as exc:
         pytest.fail(f"{DOCKER_HELP} ({exc})")
     try:
@@ -408,6 +410,24 @@ async def test_exec_running_out_of_time_returns_124(target: Target) -> None:
     assert result.exit_code == 124
 
 
+# -- the pod network ----------------------------------------------------------------
+
+
+async def test_pod_gateway_is_an_ipv4_address_or_none_and_stable(target: Target) -> None:
+    gateway = await target.runtime.pod_gateway()
+
+    assert gateway is None or ipaddress.ip_address(gateway).version == 4
+    assert await target.runtime.pod_gateway() == gateway
+
+
+async def test_dns_settings_do_not_stop_a_container(target: Target) -> None:
+    spec = target.spec("hello", dns_servers=["127.0.0.1"], dns_search=["default.svc.cluster.local"])
+
+    info = await target.runtime.run(spec)
+
+    await wait_for_output(target, info.id, b"hello")
+
+
 # -- ports --------------------------------------------------------------------------
 
 
@@ -600,6 +620,68 @@ async def test_docker_engine_that_does_not_answer_is_unavailable(tmp_path: Path)
         await DockerRuntime.connect(f"unix://{tmp_path}/no-engine.sock")
 
     assert error.value.temporary
+
+
+async def test_docker_pod_network_gateway_dns_and_published_ports() -> None:
+    """Pods join the agent's bridge network, reach the host at its gateway, and resolve through
+    the DNS server given (Docker's embedded resolver forwards to it); published ports still work."""
+    import docker
+
+    from agent.dns.server import DnsServer
+    from protos.corral.v1 import discovery_pb2
+
+    test_id = uuid.uuid4().hex[:12]
+    network = f"corral-test-{test_id}"
+    runtime = await connect_docker(network=network)
+    target = Target("docker", runtime, test_id)
+    client = docker.from_env()
+    try:
+        gateway = await runtime.pod_gateway()
+        assert gateway is not None and ipaddress.ip_address(gateway).version == 4
+        assert await runtime.pod_gateway() == gateway
+        attrs = await asyncio.to_thread(client.api.inspect_network, network)
+        assert attrs["Labels"] == {LABEL_MANAGED: "true"} and attrs["Driver"] == "bridge"
+
+        web = await runtime.run(target.http_spec())
+        status = await eventually(lambda: http_status(web.ports[0].host_port), lambda s: b" 200 " in s, "HTTP 200")
+        assert status.startswith(b"HTTP/1.")
+        assert ipaddress.ip_address(web.ip) in ipaddress.ip_network(attrs["IPAM"]["Config"][0]["Subnet"])
+
+        async def hello(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            writer.write(b"hello from the host\n")
+            await writer.drain()
+            writer.close()
+
+        host_server = await asyncio.start_server(hello, gateway, 0)
+        host_port = host_server.sockets[0].getsockname()[1]
+        dns = DnsServer([(gateway, 53)], upstreams=[])
+        dns.update({"default/web": discovery_pb2.ServiceRoute(namespace="default", name="web")})
+        dns_task = asyncio.create_task(dns.run())
+        try:
+            script = f"cat /etc/resolv.conf; nslookup web.default; nc {gateway} {host_port} </dev/null"
+            spec = target.spec("pod-network", command=["sh", "-c", script], dns_servers=[gateway],
+                               dns_search=["default.svc.cluster.local", "svc.cluster.local", "cluster.local"])
+            info = await runtime.run(spec)
+            await wait_until_exited(target, info.id)
+            output = (await read_logs(runtime, info.id)).decode()
+        finally:
+            dns_task.cancel()
+            await asyncio.gather(dns_task, return_exceptions=True)
+            host_server.close()
+        host_config = (await asyncio.to_thread(client.api.inspect_container, info.id))["HostConfig"]
+
+        assert "search default.svc.cluster.local svc.cluster.local cluster.local" in output
+        assert f"Address: {gateway}" in output  # the DNS server answered through Docker's resolver
+        assert "hello from the host" in output
+        assert host_config["Dns"] == [gateway]
+        assert host_config["NetworkMode"] == network
+    finally:
+        for leftover in await runtime.list({TEST_LABEL: test_id}):
+            await runtime.remove(leftover.id)
+        await runtime.close()
+        with contextlib.suppress(docker.errors.NotFound):
+            await asyncio.to_thread(client.api.remove_network, network)
+        client.close()
 
 
 # -- fake runtime only --------------------------------------------------------------

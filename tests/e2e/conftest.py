@@ -114,12 +114,14 @@ class AgentProcess:
     env: dict[str, str]
     log: Path
     runtimes: tuple[str, ...] = ("docker", "process")
+    # More `corral agent` options, e.g. ("--proxy-address", "127.0.0.2").
+    extra_args: tuple[str, ...] = ()
     proc: subprocess.Popen[bytes] | None = field(default=None)
 
     def start(self) -> None:
         args = [sys.executable, "-m", "corral.cli.main", "agent", "--server", self.server, "--name", self.name,
                 "--data-dir", str(self.data_dir), "--restart-backoff", "1", "--restart-backoff-max", "4",
-                "--poll-interval", "0.5"]
+                "--poll-interval", "0.5", *self.extra_args]
         for runtime in self.runtimes:
             args += ["--runtime", runtime]
         with self.log.open("ab") as out:
@@ -141,11 +143,12 @@ class AgentProcess:
 
 
 def remove_node_containers(node: str) -> None:
-    """Remove every Docker container an agent of this test left behind."""
+    """Remove every Docker container an agent of this test left behind, and its pod network."""
     ids = subprocess.run(["docker", "ps", "-aq", "--filter", f"label=io.corral.node={node}"],
                          capture_output=True, text=True, check=False).stdout.split()
     if ids:
         subprocess.run(["docker", "rm", "-f", *ids], capture_output=True, check=False)
+    subprocess.run(["docker", "network", "rm", f"corral-{node}"], capture_output=True, check=False)
 
 
 def kill_process_containers(data_dir: Path) -> None:

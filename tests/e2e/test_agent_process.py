@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
 import urllib.request
@@ -82,3 +83,60 @@ def test_docker_pod_is_refused_by_a_process_only_node(server: ServerProcess, age
     assert cli.run("apply", "-f", "-", stdin=json.dumps(doc).encode()).returncode == 0
     wait_until(lambda: status_of(cli, "needs-docker").get("phase") == "Failed", 30, "pod failed", agent.log)
     assert 'runtime "docker" is not offered' in status_of(cli, "needs-docker")["message"]
+
+
+def pod_names(cli: Cli) -> dict[str, str]:
+    """Pod name → STATUS column of `corral get pods`."""
+    result = cli.run("get", "pods")
+    assert result.returncode == 0, result.stderr
+    rows = [line.split() for line in result.stdout.splitlines()[1:]]
+    return {row[0]: row[2] for row in rows if len(row) >= 3}
+
+
+def test_delete_is_graceful_sigterm_first_and_terminating_meanwhile(
+        server: ServerProcess, agent: AgentProcess, tmp_path: Any) -> None:
+    cli = Cli(server.env)
+    marker = tmp_path / "marker"
+    # The handler takes 3 s to "finish its requests", well inside the 20 s grace.
+    script = (f"trap 'echo got-sigterm > {marker}.tmp; sleep 3; echo exited-cleanly >> {marker}.tmp; "
+              f"mv {marker}.tmp {marker}; exit 0' TERM; echo started; while true; do sleep 0.1; done")
+    apply_pod(cli, "graceful", agent.name, {"name": "main", "image": "host", "command": ["/bin/sh", "-c", script]},
+              terminationGracePeriodSeconds=20)
+    pidfile = tmp_path / "forced.pid"
+    apply_pod(cli, "forced", agent.name, {"name": "main", "image": "host", "command": [
+        "/bin/sh", "-c", f"echo $$ > {pidfile}; while true; do sleep 0.1; done"]})
+    wait_until(lambda: ready(cli, "graceful") and ready(cli, "forced"), 60, "pods ready", agent.log)
+    wait_until(lambda: "started" in cli.run("logs", "graceful").stdout, 20, "the trap installed")
+
+    deleted = cli.run("delete", "pod", "graceful")
+    assert deleted.returncode == 0, deleted.stderr
+    assert deleted.stdout.strip().endswith("deleted")
+    seen: list[str] = []
+
+    def gone() -> bool:
+        status = pod_names(cli).get("graceful")
+        if status is None:
+            assert marker.exists(), "the pod object went before its process had exited"
+            return True
+        seen.append(status)
+        return False
+
+    wait_until(gone, 60, "the pod object deleted after its process exited", agent.log)
+    assert "Terminating" in seen
+    assert marker.read_text().split() == ["got-sigterm", "exited-cleanly"]
+    assert "pod_deleted_after_termination" in server.log.read_text()
+
+    forced = cli.run("delete", "pod", "forced", "--force", "--grace-period=0")
+    assert forced.returncode == 0, forced.stderr
+    assert "Immediate deletion does not wait for confirmation" in forced.stderr
+    assert "forced" not in pod_names(cli), "a force delete does not wait for the node"
+    pid = int(pidfile.read_text())
+    wait_until(lambda: not process_alive(pid), 30, "the agent stopped the force-deleted pod", agent.log)
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True

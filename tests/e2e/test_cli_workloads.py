@@ -104,6 +104,11 @@ def wait_for(check: Callable[[], bool], what: str, timeout: float = 30.0) -> Non
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def pod_status(cli: Cli, name: str) -> str:
+    """The STATUS column of `corral get pod NAME`."""
+    return ok(cli, "get", "pod", name).splitlines()[1].split()[2]
+
+
 def containers(cli: Cli) -> dict[str, str]:
     spec = get_json(cli, "deploy", "web")["spec"]["template"]["spec"]
     return {c["name"]: c["image"] for c in spec["containers"]}
@@ -215,7 +220,16 @@ def test_cordon_uncordon_and_drain(cli: Cli) -> None:
     names = {p["metadata"]["name"] for p in get_json(cli, "pods")["items"]}
     assert {"bare", "owned", "elsewhere"} <= names
 
-    drained = cli.run("drain", "n1", "--force", "--timeout", "30s", "--ignore-daemonsets", "--grace-period", "5")
+    # Pods on a node are deleted gracefully: they wait, Terminating, for the node to stop them.
+    waiting = cli.run("drain", "n1", "--force", "--timeout", "1s", "--ignore-daemonsets", "--grace-period", "7")
+    assert waiting.returncode == 1 and "Traceback" not in waiting.stderr
+    assert 'unable to drain node "n1": timed out after 1s waiting for 2 pods to be deleted' in waiting.stderr
+    marked = {p["metadata"]["name"]: p["metadata"] for p in get_json(cli, "pods")["items"]}
+    assert str(marked["owned"]["deletionGracePeriodSeconds"]) == "7" and marked["owned"]["deletionTimestamp"]
+    assert "deletionTimestamp" not in marked["elsewhere"]
+    assert pod_status(cli, "bare") == "Terminating"
+    # No agent runs n1: only an immediate delete removes its pods.
+    drained = cli.run("drain", "n1", "--force", "--timeout", "30s", "--ignore-daemonsets", "--grace-period", "0")
     assert drained.returncode == 0, drained.stderr
     out = drained.stdout.splitlines()
     assert out[0] == "node/n1 already cordoned" and out[-1] == "node/n1 drained"

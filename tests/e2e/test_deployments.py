@@ -182,7 +182,11 @@ def _containers(node: str) -> list[str]:
 def test_control_plane_kill9_during_rollout_keeps_bounds(server: ServerProcess,
                                                          agents: list[AgentProcess]) -> None:
     cli = Cli(server.env)
-    manifest = (MANIFESTS / "example-app.yaml").read_text().replace("replicas: 3", "replicas: 10")
+    # Old pods now leave only once their node has stopped them, and the test images' httpd (PID 1)
+    # ignores SIGTERM: a short grace period keeps ten one-at-a-time replacements quick.
+    manifest = (MANIFESTS / "example-app.yaml").read_text().replace("replicas: 3", "replicas: 10").replace(
+        "    spec:\n      containers:", "    spec:\n      terminationGracePeriodSeconds: 2\n      containers:")
+    assert "terminationGracePeriodSeconds: 2" in manifest
     assert cli.run("apply", "-f", "-", stdin=manifest.encode()).returncode == 0
     wait_until(lambda: settled(cli, "httpd:2.4.39", 10), 120, "10 ready pods")
     bounds = Bounds(server.address, most=11, least_ready=10)

@@ -1,15 +1,19 @@
 """The agent's pod manager and workers over the fake runtime: fencing,
-authoritative sets, orphans, resuming after a restart, crash loops."""
+authoritative sets, orphans, resuming after a restart, crash loops, graceful
+termination of pods being deleted."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from agent import pod_worker
 from agent.backoff import CrashLoopBackoff
 from agent.manager import PodManager
 from agent.pod_worker import WorkerSettings
@@ -176,3 +180,113 @@ async def test_missing_image_shows_err_image_pull_then_back_off(runtime: FakeRun
         assert reasons[reasons.index("ErrImagePull")] == "ErrImagePull"
         assert reasons.index("ErrImagePull") < reasons.index("ImagePullBackOff")
         assert await containers(runtime, "uid-m") == []
+
+
+# -- graceful termination ------------------------------------------------------------
+
+
+class StopRecordingRuntime(FakeRuntime):
+    """A fake runtime whose containers take their whole grace period to stop
+    (a process that ignores SIGTERM until killed), recording each stop's grace."""
+
+    def __init__(self, *, slow: bool = False) -> None:
+        super().__init__()
+        self.slow = slow
+        self.stops: list[float] = []
+
+    async def stop(self, container_id: str, *, grace_seconds: float) -> None:
+        self.stops.append(grace_seconds)
+        if self.slow:
+            await asyncio.sleep(grace_seconds)
+        await super().stop(container_id, grace_seconds=grace_seconds)
+
+
+def terminating(p: pod_pb2.Pod, grace: int) -> pod_pb2.Pod:
+    """`p` as a delete with `grace` seconds marks it."""
+    marked = pod_pb2.Pod()
+    marked.CopyFrom(p)
+    marked.metadata.deletion_timestamp.FromDatetime(datetime.now(UTC) + timedelta(seconds=grace))
+    marked.metadata.deletion_grace_period_seconds = grace
+    return marked
+
+
+def ready_condition(status: pod_pb2.PodStatus) -> str:
+    return next((c.status for c in status.conditions if c.type == "Ready"), "")
+
+
+class Reports:
+    """Every report the manager queues, in order."""
+
+    def __init__(self, manager: PodManager) -> None:
+        self.manager = manager
+        self.seen: list[node_service_pb2.PodStatusReport] = []
+
+    def saw(self, check: Callable[[node_service_pb2.PodStatusReport], bool]) -> bool:
+        self.seen.extend(self.manager.take_reports())
+        return any(check(r) for r in self.seen)
+
+
+async def test_terminating_pod_is_drained_stopped_and_reported_terminated(tmp_path: Path) -> None:
+    runtime = StopRecordingRuntime()
+    drained = replace(settings(), termination_drain=0.3)
+    async with running(PodManager({"docker": runtime}, drained, tmp_path)) as manager:
+        reports = Reports(manager)
+        web = pod("web")
+        web.spec.termination_grace_period_seconds = 30
+        await manager.apply(assignment(1, web))
+        await eventually(lambda: reports.saw(lambda r: ready_condition(r.status) == "True"))
+        first = (await containers(runtime, "uid-web"))[0]
+
+        await manager.apply(assignment(2, terminating(web, 5)))
+        await eventually(lambda: reports.saw(lambda r: r.terminated))
+        draining = [r for r in reports.seen if ready_condition(r.status) == "False" and not r.terminated]
+        assert draining, "Ready turned False before the containers were stopped"
+        assert draining[0].status.container_statuses[0].state.HasField("running")
+        assert len(runtime.stops) == 1 and 3.0 < runtime.stops[0] <= 5.0 - 0.3
+        final = next(r for r in reports.seen if r.terminated)
+        assert ready_condition(final.status) == "False"
+        assert final.status.container_statuses[0].state.terminated.exit_code == 143
+        after = await containers(runtime, "uid-web")
+        assert [(c.id, c.state) for c in after] == [(first.id, State.EXITED)], "never restarted while terminating"
+
+        await manager.apply(assignment(3))
+        await eventually(lambda: _no_containers(runtime, "uid-web"))
+
+
+async def test_terminated_status_is_resent_until_the_pod_leaves_the_set(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pod_worker, "TERMINATED_RESEND", 0.1)
+    runtime = StopRecordingRuntime()
+    async with running(PodManager({"docker": runtime}, settings(), tmp_path)) as manager:
+        await manager.apply(assignment(1, terminating(pod("gone"), 5)))
+        await eventually(lambda: any(r.terminated for r in manager.take_reports()))
+        manager.forget(["uid-gone"])  # the control plane did not take it (it lost a race, say)
+        await eventually(lambda: any(r.terminated for r in manager.take_reports()))
+        await manager.apply(assignment(2))
+        assert "uid-gone" not in manager.workers  # its worker, which re-sends, is gone with it
+
+
+async def test_pod_assigned_already_terminating_is_never_started(tmp_path: Path) -> None:
+    runtime = StopRecordingRuntime()
+    async with running(PodManager({"docker": runtime}, settings(), tmp_path)) as manager:
+        reports = Reports(manager)
+        await manager.apply(assignment(1, terminating(pod("late"), 30)))
+        await eventually(lambda: reports.saw(lambda r: r.terminated))
+        assert await containers(runtime, "uid-late") == []
+        assert runtime.stops == []
+
+
+async def test_a_shorter_grace_applies_to_a_stop_under_way(tmp_path: Path) -> None:
+    runtime = StopRecordingRuntime(slow=True)
+    async with running(PodManager({"docker": runtime}, settings(), tmp_path)) as manager:
+        reports = Reports(manager)
+        slow = pod("slow")
+        slow.spec.termination_grace_period_seconds = 60
+        await manager.apply(assignment(1, slow))
+        await eventually(lambda: running_count(runtime, "uid-slow"))
+        await manager.apply(assignment(2, terminating(slow, 60)))
+        await eventually(lambda: runtime.stops)
+        assert runtime.stops[0] > 30
+        await manager.apply(assignment(3, terminating(slow, 1)))
+        await eventually(lambda: reports.saw(lambda r: r.terminated))
+        assert len(runtime.stops) == 2 and runtime.stops[1] <= 1.0

@@ -178,6 +178,23 @@ async def test_silent_node_goes_unknown_and_its_owned_pod_is_evicted(cluster: Cl
     assert {"NodeNotReady", "TaintManagerEviction"} <= await cluster.event_reasons()
 
 
+async def test_terminating_pod_of_a_silent_node_is_deleted_at_once(cluster: Cluster) -> None:
+    await cluster.add_pod("stuck", "n1", owned=False)  # a bare pod: 300 s before it would be evicted
+    await cluster.add_pod("web-2", "n2")
+    marked = await cluster.api.delete("Pod", "default", "stuck")
+    assert marked.metadata.HasField("deletion_timestamp"), "its node is alive: it finishes the deletion"
+    await cluster.api.delete("Pod", "default", "web-2")
+    cluster.beating.discard("n1")
+
+    async def gone() -> bool:
+        return await cluster.pod("stuck") is None
+
+    await wait_for(gone, "the terminating pod of the silent node deleted")
+    assert "ForceDeleted" in await cluster.event_reasons()
+    web2 = await cluster.pod("web-2")
+    assert web2 is not None and web2.metadata.HasField("deletion_timestamp"), "a Ready node's pods are left to it"
+
+
 async def test_node_that_resumes_in_time_keeps_its_pods(cluster: Cluster) -> None:
     await cluster.add_pod("web-1", "n1")
     cluster.beating.discard("n1")

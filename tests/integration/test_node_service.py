@@ -83,12 +83,52 @@ async def test_assignment_stream_and_status_reports(channel: grpc.aio.Channel) -
     stored = (await objects.Get(api_pb2.GetRequest(kind="pod", name="mine"))).object.pod
     assert stored.status.phase == "Running"
     assert (await objects.Get(api_pb2.GetRequest(kind="pod", name="theirs"))).object.pod.status.phase == "Pending"
-    await objects.Delete(api_pb2.DeleteRequest(kind="pod", name="mine"))
+    # A graceful delete: the pod stays in the set, marked, until the node says it stopped.
+    marked = (await objects.Delete(api_pb2.DeleteRequest(kind="pod", name="mine"))).object.pod
+    assert marked.metadata.HasField("deletion_timestamp")
+    assert marked.metadata.deletion_grace_period_seconds == 30
+    async with asyncio.timeout(10):
+        terminating = await stream.read()
+    assert [p.metadata.deletion_timestamp for p in terminating.pods] == [marked.metadata.deletion_timestamp]
+    stopped = pod_pb2.PodStatus(phase="Failed", host_ip="10.0.0.1")
+    response = await nodes.ReportStatus(node_service_pb2.ReportStatusRequest(node_name="n1", pods=[
+        node_service_pb2.PodStatusReport(namespace="default", name="mine", uid=mine.metadata.uid, status=stopped,
+                                         terminated=True)]))
+    assert list(response.unknown_uids) == []
     async with asyncio.timeout(10):
         emptied = await stream.read()
     assert list(emptied.pods) == []
-    assert emptied.epoch > update.epoch
+    assert emptied.epoch > terminating.epoch > update.epoch
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await objects.Get(api_pb2.GetRequest(kind="pod", name="mine"))
+    assert info.value.code() == grpc.StatusCode.NOT_FOUND
     stream.cancel()
+
+
+async def test_terminated_reports_only_delete_terminating_pods_of_that_node(channel: grpc.aio.Channel) -> None:
+    nodes = node_service_pb2_grpc.NodeServiceStub(channel)
+    objects = api_pb2_grpc.ObjectServiceStub(channel)
+    await nodes.Register(registration("n1"))
+    await nodes.Register(registration("n2"))
+    running = (await objects.Create(api_pb2.CreateRequest(object=bound_pod("running", "n1")))).object.pod
+    elsewhere = (await objects.Create(api_pb2.CreateRequest(object=bound_pod("elsewhere", "n2")))).object.pod
+    await objects.Delete(api_pb2.DeleteRequest(kind="pod", name="elsewhere"))
+    status = pod_pb2.PodStatus(phase="Running", host_ip="10.0.0.1")
+    response = await nodes.ReportStatus(node_service_pb2.ReportStatusRequest(node_name="n1", pods=[
+        node_service_pb2.PodStatusReport(namespace="default", name="running", uid=running.metadata.uid,
+                                         status=status, terminated=True),
+        node_service_pb2.PodStatusReport(namespace="default", name="elsewhere", uid=elsewhere.metadata.uid,
+                                         status=status, terminated=True)]))
+    assert list(response.unknown_uids) == [elsewhere.metadata.uid]
+    kept = (await objects.Get(api_pb2.GetRequest(kind="pod", name="running"))).object.pod
+    assert kept.status.phase == "Running" and not kept.metadata.HasField("deletion_timestamp")
+    # A force delete (grace 0) removes a terminating pod without its node.
+    assert (await objects.Get(api_pb2.GetRequest(kind="pod", name="elsewhere"))).object.pod.metadata.HasField(
+        "deletion_timestamp")
+    await objects.Delete(api_pb2.DeleteRequest(kind="pod", name="elsewhere", grace_period_seconds=0))
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await objects.Get(api_pb2.GetRequest(kind="pod", name="elsewhere"))
+    assert info.value.code() == grpc.StatusCode.NOT_FOUND
 
 
 def test_heartbeat_period_stretches_on_large_clusters() -> None:

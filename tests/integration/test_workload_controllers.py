@@ -140,11 +140,16 @@ class Cluster:
 
 
 async def kubelet(api: ObjectApi) -> None:
-    """Marks every pod that is not yet ready Running and Ready (a node that starts pods at once)."""
+    """Marks every pod that is not yet ready Running and Ready (a node that starts pods at once),
+    and deletes every terminating pod (a node that stops pods at once and says so)."""
     while True:
         pods, _ = await api.objects.list_all(POD, "default")
         for pod in pods:
             assert isinstance(pod, pod_pb2.Pod)
+            if pod.metadata.HasField("deletion_timestamp"):
+                with contextlib.suppress(store_errors.ConflictError, store_errors.NotFoundError):
+                    await api.objects.delete(pod)
+                continue
             if pod.status.phase == "Running":
                 continue
             pod.spec.node_name = "node-1"

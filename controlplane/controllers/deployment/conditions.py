@@ -7,7 +7,9 @@ starts, ReplicaSetUpdated whenever it makes progress (which bumps
 lastUpdateTime), NewReplicaSetAvailable when it is complete,
 ProgressDeadlineExceeded (status False) when lastUpdateTime is more than
 progressDeadlineSeconds ago, DeploymentPaused / DeploymentResumed around a
-pause (Unknown).
+pause (Unknown). BlueGreen and Canary add RolloutPaused (Unknown: a pause
+step, or a preview waiting for promotion) and RolloutAborted (False: the
+canary was aborted); neither has a deadline.
 """
 
 from __future__ import annotations
@@ -28,6 +30,10 @@ NEW_RS_AVAILABLE = "NewReplicaSetAvailable"
 TIMED_OUT = "ProgressDeadlineExceeded"
 PAUSED = "DeploymentPaused"
 RESUMED = "DeploymentResumed"
+ROLLOUT_PAUSED = "RolloutPaused"
+ROLLOUT_ABORTED = "RolloutAborted"
+# Reasons of a Progressing condition that cannot time out.
+WITHOUT_DEADLINE = frozenset({NEW_RS_AVAILABLE, TIMED_OUT, ROLLOUT_PAUSED, ROLLOUT_ABORTED})
 # Kubernetes' "no deadline" value of progressDeadlineSeconds (MaxInt32).
 NO_DEADLINE = 2**31 - 1
 
@@ -104,7 +110,7 @@ def deadline(d: workloads_pb2.Deployment, status: workloads_pb2.DeploymentStatus
     if not has_progress_deadline(d):
         return None
     condition = get_condition(status, PROGRESSING)
-    if condition is None or condition.reason in (NEW_RS_AVAILABLE, TIMED_OUT):
+    if condition is None or condition.reason in WITHOUT_DEADLINE:
         return None
     since = as_datetime(condition.last_update_time)
     if since is None:

@@ -8,10 +8,12 @@ A sync waits until the caches show this controller's own earlier writes (see
 `expectations`), reads the Deployment and its namespace's ReplicaSets and pods,
 reconciles, and applies the actions in a safe order: deletions, scale-downs,
 creations, other updates (scale-ups), then the Deployment's annotations and
-status (one raw CAS write) and, for an automatic rollback, its template
-(through `ObjectApi.update`, which bumps the generation). ReplicaSets are
-created and updated through `ObjectApi` too (defaults, validation,
-generation). Any conflict is raised so the work queue retries on fresh state.
+status (one raw CAS write) and, for an automatic rollback or an aborted
+canary, its template (through `ObjectApi.update`, which bumps the
+generation). ReplicaSets are created and updated through `ObjectApi` too
+(defaults, validation, generation); a system annotation the controller
+removed from a ReplicaSet, which such an update keeps, goes in a second CAS
+write. Any conflict is raised so the work queue retries on fresh state.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import structlog
 from google.protobuf.message import Message
 
 from controlplane.apiserver import labels
-from controlplane.apiserver.errors import NotFoundError
+from controlplane.apiserver.errors import ConflictError, NotFoundError
 from controlplane.apiserver.handlers import ObjectApi
 from controlplane.clock import utcnow
 from controlplane.controllers.deployment.expectations import WriteExpectations
@@ -39,9 +41,12 @@ from controlplane.controllers.replicaset.index import NamespaceIndex
 from controlplane.informer import CacheEvent, Informer, object_key
 from controlplane.store.objects import Change
 from protos.corral.v1 import pod_pb2, workloads_pb2
-from protos.kinds import meta
+from protos.kinds import by_kind, meta
 
 log = structlog.get_logger(__name__)
+DEPLOYMENT = by_kind("Deployment")
+# Writes of a rollback's template, each after re-reading on a conflict.
+ROLLBACK_ATTEMPTS = 5
 
 
 
@@ -153,9 +158,26 @@ class DeploymentController:
 
     async def _write(self, key: str, rs: workloads_pb2.ReplicaSet, *, create: bool) -> None:
         result = await (self.api.create(rs) if create else self.api.update(rs))
+        if not create:
+            result = await self._drop_removed_annotations(rs, result)
         self.expectations.wrote(key, "ReplicaSet", meta(result).resource_version)
         log.debug("replica_set_written", deployment=key, replica_set=rs.metadata.name,
                   replicas=rs.spec.replicas, created=create)
+
+    async def _drop_removed_annotations(self, rs: workloads_pb2.ReplicaSet, written: Message) -> Message:
+        """An update keeps system annotations (`corral.io/…`) it does not name, as apply
+        does; the ReplicaSet is this controller's, so the ones it removed (a
+        BlueGreen scale-down deadline no longer due) go in a second CAS write."""
+        assert isinstance(written, workloads_pb2.ReplicaSet)
+        removed = set(written.metadata.annotations) - set(rs.metadata.annotations)
+        if not removed:
+            return written
+        updated = workloads_pb2.ReplicaSet()
+        updated.CopyFrom(written)
+        for name in removed:
+            del updated.metadata.annotations[name]
+        log.debug("replica_set_annotations_removed", replica_set=rs.metadata.name, annotations=sorted(removed))
+        return await self.api.objects.update(updated)
 
     async def _delete(self, key: str, rs: workloads_pb2.ReplicaSet) -> None:
         m = rs.metadata
@@ -173,12 +195,27 @@ class DeploymentController:
     async def _roll_back(
         self, key: str, current: workloads_pb2.Deployment, template: pod_pb2.PodTemplateSpec
     ) -> None:
-        updated = workloads_pb2.Deployment()
-        updated.CopyFrom(current)
-        updated.spec.template.CopyFrom(template)
-        written = await self.api.update(updated)
-        self.expectations.wrote(key, "Deployment", meta(written).resource_version)
-        log.warning("deployment_rolled_back", deployment=key)
+        """Write `template` (written after the status that explains it). Someone else's
+        write in between (a scale) is no reason to lose it: re-read and write again,
+        unless the template itself changed, which then wins."""
+        rolled_back = current.spec.template
+        for _ in range(ROLLBACK_ATTEMPTS):
+            updated = workloads_pb2.Deployment()
+            updated.CopyFrom(current)
+            updated.spec.template.CopyFrom(template)
+            try:
+                written = await self.api.update(updated)
+            except ConflictError:
+                latest = await self.api.objects.get(DEPLOYMENT, current.metadata.namespace, current.metadata.name)
+                if not isinstance(latest, workloads_pb2.Deployment) or latest.spec.template != rolled_back:
+                    log.info("deployment_rollback_superseded", deployment=key)
+                    return
+                current = latest
+                continue
+            self.expectations.wrote(key, "Deployment", meta(written).resource_version)
+            log.warning("deployment_rolled_back", deployment=key)
+            return
+        raise ConflictError(f'deployments.apps "{current.metadata.name}": rollback kept conflicting')
 
     async def _record(self, key: str, d: workloads_pb2.Deployment, events: list[Event]) -> None:
         for event in events:

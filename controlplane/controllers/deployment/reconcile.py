@@ -7,19 +7,24 @@ One sync, as Kubernetes' `syncDeployment`:
    one (template equal, ignoring the hash label) and sync its revision;
 2. a Deployment being deleted only gets its status;
 3. Progressing shows DeploymentPaused / DeploymentResumed around a pause;
-4. paused or scaled (a desired-replicas annotation differs): scale, with
+4. BlueGreen and Canary Deployments take their own path from here
+   (`bluegreen`, `canary`): they size every version from spec.replicas on
+   each sync, so pausing and scaling need no special case, and they decide
+   the traffic weights;
+5. paused or scaled (a desired-replicas annotation differs): scale, with
    proportional scaling mid-rollout (`scaling`); no rollout progress while
    paused, and no progress deadline either;
-5. an automatic rollback if one is due (`rollback`);
-6. otherwise one step of the strategy (`rolling`), the revision history
+6. an automatic rollback if one is due (`rollback`);
+7. otherwise one step of the strategy (`rolling`), the revision history
    cleanup once the rollout is complete, and the status with its progress
    conditions (`status`).
 
 The actions: ReplicaSets to create, to scale down (apply first), to update
 otherwise and to delete; the Deployment with new annotations and status (one
-CAS write); a template to roll back to (written after it); events; and when
-to look again (the progress deadline, or a pod becoming available after
-minReadySeconds).
+CAS write); a template to roll back to (written after it: an automatic
+rollback, or an aborted canary); events; and when to look again (the
+progress deadline, a pod becoming available after minReadySeconds, the end of
+a canary pause or of a blue-green scale-down delay).
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from controlplane.controllers.deployment import newrs, rolling, scaling, strategy
+from controlplane.controllers.deployment import bluegreen, canary, newrs, rolling, scaling, strategy
 from controlplane.controllers.deployment.conditions import deployment_complete
 from controlplane.controllers.deployment.plan import Event, Plan, new_plan, scale
 from controlplane.controllers.deployment.rollback import roll_back
@@ -48,7 +53,7 @@ class DeploymentActions:
     delete: tuple[workloads_pb2.ReplicaSet, ...] = ()
     # The Deployment with new annotations and status, or None when unchanged.
     deployment: workloads_pb2.Deployment | None = None
-    # A template to write into spec.template (an automatic rollback).
+    # A template to write into spec.template (an automatic rollback, an aborted canary).
     rollback: pod_pb2.PodTemplateSpec | None = None
     events: tuple[Event, ...] = ()
     requeue_after: float | None = None
@@ -71,7 +76,11 @@ def run(plan: Plan) -> None:
         return
     check_paused_conditions(plan)
     newrs.sync_revision(plan, create=False)
-    if d.spec.paused or scaling.is_scaling_event(plan):
+    if strategy.is_blue_green(d):
+        bluegreen.rollout(plan)
+    elif strategy.routes_traffic(d):
+        canary.rollout(plan)
+    elif d.spec.paused or scaling.is_scaling_event(plan):
         scaling.scale_deployment(plan)
         if d.spec.paused:
             newrs.cleanup(plan)

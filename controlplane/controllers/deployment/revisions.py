@@ -17,13 +17,19 @@ Annotations (Kubernetes' names):
   for proportional scaling;
 - `corral.io/rollback-on-failure: "true"` on a Deployment asks for an automatic
   rollback when its progress deadline is exceeded; `corral.io/rolled-back-to`
-  records the hash an automatic rollback restored, so it never flip-flops.
+  records the hash an automatic rollback restored, so it never flip-flops;
+- BlueGreen and Canary: `corral.io/promote` (a canary's pause step index, a
+  blue-green preview's hash, or `full`) and `corral.io/abort` (the canary's
+  hash) on a Deployment are requests from `corral rollout promote | abort`,
+  removed by the controller when it acts on them; `corral.io/scale-down-at`
+  (RFC 3339) on a ReplicaSet is when a version that lost its traffic is
+  scaled to 0.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, MutableMapping
 
 from protos.corral.v1 import pod_pb2, workloads_pb2
 
@@ -34,10 +40,13 @@ DESIRED_REPLICAS = "deployment.kubernetes.io/desired-replicas"
 MAX_REPLICAS = "deployment.kubernetes.io/max-replicas"
 ROLLBACK_ON_FAILURE = "corral.io/rollback-on-failure"
 ROLLED_BACK_TO = "corral.io/rolled-back-to"
+PROMOTE = "corral.io/promote"
+ABORT = "corral.io/abort"
+SCALE_DOWN_AT = "corral.io/scale-down-at"
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 # Deployment annotations that are not copied onto its ReplicaSets.
 NOT_COPIED = frozenset({LAST_APPLIED, REVISION, REVISION_HISTORY, DESIRED_REPLICAS, MAX_REPLICAS,
-                        ROLLED_BACK_TO})
+                        ROLLED_BACK_TO, PROMOTE, ABORT, SCALE_DOWN_AT})
 REVISION_HISTORY_MAX_CHARS = 2000
 HASH_LENGTH = 10
 
@@ -68,6 +77,16 @@ def revision_of(rs: workloads_pb2.ReplicaSet) -> int:
 
 def max_revision(sets: Iterable[workloads_pb2.ReplicaSet]) -> int:
     return max((revision_of(rs) for rs in sets), default=0)
+
+
+def take(annotations: MutableMapping[str, str], name: str) -> str | None:
+    """Remove an annotation; its value, or None if it was not there (a protobuf
+    map's pop() would answer "" for a missing key)."""
+    if name not in annotations:
+        return None
+    value = annotations[name]
+    del annotations[name]
+    return value
 
 
 def int_annotation(rs: workloads_pb2.ReplicaSet, name: str) -> int | None:

@@ -5,6 +5,13 @@ pods), updatedReplicas (those of the new ReplicaSet), readyReplicas,
 availableReplicas, and unavailableReplicas (the ReplicaSets' desired total
 minus the available). `sync_rollout_status` also judges the rollout's progress
 against progressDeadlineSeconds and says when to look again.
+
+BlueGreen and Canary (`sync_traffic_status`) add the traffic their sync
+decided (`traffic.Outcome`) and judge progress by it: done (the new version
+is stable and fully available) is NewReplicaSetAvailable even while old pods
+wait for their scale-down; waiting at a pause or for a promotion is
+RolloutPaused, an aborted canary RolloutAborted; a step taken or a switch is
+progress. Syncs that decide nothing about traffic keep it as it was.
 """
 
 from __future__ import annotations
@@ -12,9 +19,9 @@ from __future__ import annotations
 from datetime import datetime
 
 from controlplane.controllers.deployment import conditions as cond
-from controlplane.controllers.deployment import strategy
+from controlplane.controllers.deployment import strategy, traffic
 from controlplane.controllers.deployment.plan import Plan
-from protos.corral.v1 import workloads_pb2
+from protos.corral.v1 import meta_pb2, workloads_pb2
 
 # Added to a deadline so that the requeue lands after it (Kubernetes adds 1 s).
 REQUEUE_SKEW = 1.0
@@ -45,7 +52,64 @@ def calculate_status(plan: Plan) -> workloads_pb2.DeploymentStatus:
 
 def sync_status(plan: Plan) -> None:
     """Counts and the Available condition only (scaling, paused, deleting)."""
-    plan.deployment.status.CopyFrom(calculate_status(plan))
+    status = calculate_status(plan)
+    if strategy.routes_traffic(plan.deployment):
+        _put_traffic(plan, status, traffic.unchanged(plan))
+    plan.deployment.status.CopyFrom(status)
+
+
+def _put_traffic(plan: Plan, status: workloads_pb2.DeploymentStatus, outcome: traffic.Outcome) -> None:
+    status.stable_pod_template_hash = outcome.stable
+    status.traffic.extend(traffic.listed(plan, outcome.weights))
+    if outcome.canary.pod_template_hash:
+        status.canary.CopyFrom(outcome.canary)
+
+
+def sync_traffic_status(plan: Plan, outcome: traffic.Outcome) -> None:
+    """The status of a BlueGreen or Canary Deployment after `outcome`."""
+    d = plan.deployment
+    status = calculate_status(plan)
+    _put_traffic(plan, status, outcome)
+    if not d.spec.paused:
+        if not cond.has_progress_deadline(d):
+            cond.remove_condition(status, cond.PROGRESSING)
+        else:
+            _judge_traffic_progress(plan, status, outcome)
+    d.status.CopyFrom(status)
+    delay = stuck_delay(d, plan.now)
+    if delay is not None and not d.spec.paused:
+        plan.requeue.append(delay)
+
+
+def _judge_traffic_progress(plan: Plan, status: workloads_pb2.DeploymentStatus, outcome: traffic.Outcome) -> None:
+    d = plan.deployment
+    what = f'ReplicaSet "{plan.new.name}"' if plan.new is not None else f'Deployment "{d.metadata.name}"'
+    current = cond.get_condition(status, cond.PROGRESSING)
+    if outcome.canary.aborted:
+        _show(status, cond.new_condition(cond.PROGRESSING, "False", cond.ROLLOUT_ABORTED,
+                                         f"Canary {outcome.canary.pod_template_hash} was aborted: "
+                                         f"{outcome.canary.aborted}", plan.now))
+    elif outcome.done:
+        cond.set_condition(status, cond.new_condition(
+            cond.PROGRESSING, "True", cond.NEW_RS_AVAILABLE, f"{what} has successfully progressed.", plan.now))
+    elif outcome.waiting:
+        _show(status, cond.new_condition(cond.PROGRESSING, "Unknown", cond.ROLLOUT_PAUSED, outcome.waiting,
+                                         plan.now))
+    elif (outcome.advanced or cond.deployment_progressing(plan.original.status, status)
+          or (current is not None and current.reason in (cond.ROLLOUT_PAUSED, cond.ROLLOUT_ABORTED))):
+        cond.replace_condition(status, cond.new_condition(
+            cond.PROGRESSING, "True", cond.RS_UPDATED, f"{what} is progressing.", plan.now))
+    elif cond.deployment_timed_out(d, status, plan.now):
+        cond.set_condition(status, cond.new_condition(
+            cond.PROGRESSING, "False", cond.TIMED_OUT, f"{what} has timed out progressing.", plan.now))
+
+
+def _show(status: workloads_pb2.DeploymentStatus, condition: meta_pb2.Condition) -> None:
+    """Put `condition` in place unless it already shows the same (status, reason, message)."""
+    current = cond.get_condition(status, condition.type)
+    if current is None or (current.status, current.reason, current.message) != (
+            condition.status, condition.reason, condition.message):
+        cond.replace_condition(status, condition)
 
 
 def sync_rollout_status(plan: Plan) -> None:

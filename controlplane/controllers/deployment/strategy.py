@@ -2,8 +2,9 @@
 
 A value is an absolute number or a percentage of `spec.replicas`; a surge
 rounds up, an unavailability rounds down, and if both come to 0 the
-unavailability becomes 1 so that a rollout can always progress. Recreate
-Deployments have neither (0 and 0).
+unavailability becomes 1 so that a rollout can always progress. Recreate,
+BlueGreen and Canary Deployments have neither (0 and 0): the last two run the
+new version beside the old one at full size and move traffic, not pods.
 """
 
 from __future__ import annotations
@@ -12,6 +13,10 @@ from protos.corral.v1 import meta_pb2, workloads_pb2
 
 ROLLING_UPDATE = "RollingUpdate"
 RECREATE = "Recreate"
+BLUE_GREEN = "BlueGreen"
+CANARY = "Canary"
+# Strategies that move traffic between versions through status.traffic.
+TRAFFIC_STRATEGIES = frozenset({BLUE_GREEN, CANARY})
 
 
 def scaled_value(value: meta_pb2.IntOrString, total: int, *, round_up: bool) -> int:
@@ -39,11 +44,20 @@ def resolve_fenceposts(
 
 
 def is_rolling(d: workloads_pb2.Deployment) -> bool:
-    return d.spec.strategy.type != RECREATE
+    return d.spec.strategy.type != RECREATE and not routes_traffic(d)
 
 
 def is_recreate(d: workloads_pb2.Deployment) -> bool:
     return d.spec.strategy.type == RECREATE
+
+
+def routes_traffic(d: workloads_pb2.Deployment) -> bool:
+    """BlueGreen or Canary: the controller decides the traffic weights."""
+    return d.spec.strategy.type in TRAFFIC_STRATEGIES
+
+
+def is_blue_green(d: workloads_pb2.Deployment) -> bool:
+    return d.spec.strategy.type == BLUE_GREEN
 
 
 def max_surge(d: workloads_pb2.Deployment) -> int:

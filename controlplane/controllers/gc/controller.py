@@ -9,6 +9,11 @@ dependent and each of its owners are read from the store, and the dependent
 is deleted only if it is still unchanged since that read. Nothing is deleted
 before every cache has synced.
 
+Pods are deleted gracefully (`ObjectApi.delete_version`): a running one is
+marked terminating and left to its node. A terminating pod is also checked
+when it changes and when a Node is deleted: if its node is gone, it is
+deleted at once (no agent will confirm its end).
+
 An Event is requeued for the moment it expires, then deleted.
 """
 
@@ -20,20 +25,23 @@ from datetime import datetime, timedelta
 import structlog
 from google.protobuf.message import Message
 
+from controlplane.apiserver.deletion import is_terminating
 from controlplane.apiserver.handlers import ObjectApi
 from controlplane.clock import utcnow
-from controlplane.controllers.gc.reconcile import OwnerKey, event_expires_at, is_orphan, owner_keys
+from controlplane.controllers.gc.reconcile import OwnerKey, event_expires_at, is_orphan, is_stranded, owner_keys
 from controlplane.controllers.queue import WorkQueue
 from controlplane.informer import CacheEvent, Informer, object_key
 from controlplane.store import errors as store_errors
 from controlplane.store.objects import Change
-from protos.corral.v1 import event_pb2
+from protos.corral.v1 import event_pb2, pod_pb2
 from protos.kinds import by_kind, meta
 
 log = structlog.get_logger(__name__)
 
 DEPENDENT_KINDS = ("ReplicaSet", "Pod")
 EVENT = "Event"
+POD = "Pod"
+NODE = "Node"
 # Seconds before looking again: caches still syncing; a write lost a race.
 NOT_SYNCED_RETRY = 0.5
 CONFLICT_RETRY = 0.1
@@ -48,7 +56,7 @@ def gc_key(kind: str, obj: Message) -> str:
 
 class GarbageCollector:
     name: str = "garbagecollector"
-    kinds: tuple[str, ...] = ("Deployment", "ReplicaSet", "Pod", "Event")
+    kinds: tuple[str, ...] = ("Deployment", "ReplicaSet", "Pod", "Event", "Node")
     workers: int = 2
 
     def __init__(self, api: ObjectApi, *, event_ttl: float = DEFAULT_EVENT_TTL,
@@ -85,18 +93,28 @@ class GarbageCollector:
 
     def keys_for(self, kind: str, event: CacheEvent) -> Iterable[str]:
         keys: list[str] = []
-        if event.change is Change.DELETED:
+        if kind == NODE:
+            if event.change is Change.DELETED:
+                keys += self._terminating_on(meta(event.obj).name)
+        elif event.change is Change.DELETED:
             keys += sorted(self._dependents.get(meta(event.obj).uid, ()))
-        elif kind == EVENT or (kind in DEPENDENT_KINDS and meta(event.obj).owner_references):
+        elif kind == EVENT or (kind in DEPENDENT_KINDS and meta(event.obj).owner_references) or (
+                kind == POD and is_terminating(event.obj)):
             keys.append(gc_key(kind, event.obj))
         return keys
+
+    def _terminating_on(self, node: str) -> list[str]:
+        pods = self._informers[POD].items.values()
+        return sorted(gc_key(POD, p) for p in pods
+                      if isinstance(p, pod_pb2.Pod) and p.spec.node_name == node and is_terminating(p))
 
     def all_keys(self) -> Iterable[str]:
         if not self._informers:
             return []
         keys = [gc_key(EVENT, e) for e in self._informers[EVENT].items.values()]
         for kind in DEPENDENT_KINDS:
-            keys += [gc_key(kind, o) for o in self._informers[kind].items.values() if meta(o).owner_references]
+            keys += [gc_key(kind, o) for o in self._informers[kind].items.values()
+                     if meta(o).owner_references or (kind == POD and is_terminating(o))]
         return keys
 
     def synced(self) -> bool:
@@ -136,16 +154,36 @@ class GarbageCollector:
         return None
 
     async def _sync_dependent(self, kind: str, cached: Message) -> None:
-        if not is_orphan(cached, self._cached_owner_uids(cached)):
+        if kind == POD and await self._delete_if_stranded(cached):
+            return
+        if is_terminating(cached) or not is_orphan(cached, self._cached_owner_uids(cached)):
             return
         info = by_kind(kind)
         m = meta(cached)
         live = await self.api.objects.get(info, m.namespace, m.name)
-        if live is None or not is_orphan(live, await self._live_owner_uids(live)):
+        if live is None or is_terminating(live) or not is_orphan(live, await self._live_owner_uids(live)):
             return
-        await self.api.objects.delete(live)
+        result = await self.api.delete_version(live)
         owners = [f"{r.kind}/{r.name} ({r.uid})" for r in meta(live).owner_references]
-        log.info("garbage_collected", kind=kind, namespace=m.namespace, name=m.name, owners=owners)
+        log.info("garbage_collected", kind=kind, namespace=m.namespace, name=m.name, owners=owners,
+                 terminating=is_terminating(result))
+
+    async def _delete_if_stranded(self, cached: Message) -> bool:
+        """Delete a terminating pod at once if its node is gone; True if it was."""
+        node = cached.spec.node_name if isinstance(cached, pod_pb2.Pod) else ""
+        if not is_stranded(cached, node_exists=node in self._informers[NODE].items):
+            return False
+        m = meta(cached)
+        live = await self.api.objects.get(by_kind(POD), m.namespace, m.name)
+        if not isinstance(live, pod_pb2.Pod):
+            return True
+        live_node = await self.api.objects.get(by_kind(NODE), "", live.spec.node_name)
+        if not is_stranded(live, node_exists=live_node is not None):
+            return False
+        await self.api.objects.delete(live)
+        log.warning("terminating_pod_deleted", namespace=m.namespace, name=m.name, node=live.spec.node_name,
+                    reason="node gone")
+        return True
 
     def _cached_owner_uids(self, obj: Message) -> dict[OwnerKey, str]:
         uids: dict[OwnerKey, str] = {}

@@ -10,6 +10,11 @@ collector never deletes on a guess.
 Deleting a Deployment so orphans its ReplicaSets, whose deletion orphans their
 Pods: background cascading deletion, one level at a time.
 
+Pods are deleted gracefully (see `controlplane.apiserver.deletion`): a
+running pod is marked terminating and its node deletes it once stopped. The
+safety net for that flow: a terminating pod whose node no longer exists (the
+Node object is gone, so no agent will ever confirm) is deleted at once.
+
 An Event expires `ttl` after it was last seen (lastTimestamp, else
 firstTimestamp, else its creation).
 """
@@ -23,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from protos.corral.v1 import event_pb2
+from protos.corral.v1 import event_pb2, pod_pb2
 from protos.kinds import UnknownKindError, by_kind, meta
 
 
@@ -62,6 +67,12 @@ def is_orphan(obj: Message, owner_uids: Mapping[OwnerKey, str]) -> bool:
         if owner_uids.get(key) == ref.uid:
             return False
     return True
+
+
+def is_stranded(obj: Message, *, node_exists: bool) -> bool:
+    """A pod being deleted gracefully on a node that no longer exists."""
+    return (isinstance(obj, pod_pb2.Pod) and obj.metadata.HasField("deletion_timestamp")
+            and bool(obj.spec.node_name) and not node_exists)
 
 
 def _time(ts: Timestamp) -> datetime | None:

@@ -3,9 +3,11 @@ Node and Pod caches and carries out its plan.
 
 One key per node. A sync writes the node (Ready Unknown, health taints) with
 a compare-and-swap on the cached version, marks the node's pods not ready,
-evicts the pods that are due (through a token bucket shared by all nodes) and
-returns the seconds until the node's next deadline, so the grace period and
-the tolerations run out on time without any other event.
+deletes at once the pods already terminating there (the node cannot confirm
+their end), evicts the pods that are due (immediate deletes, through a token
+bucket shared by all nodes) and returns the seconds until the node's next
+deadline, so the grace period and the tolerations run out on time without any
+other event.
 
 Whether the whole cluster is disrupted (no node Ready at all) is worked out
 on syncs of unhealthy nodes only — a heartbeat of a Ready node costs no scan
@@ -131,6 +133,7 @@ class NodeLifecycleController:
             return CONFLICT_RETRY
         except store_errors.NotFoundError:
             return None
+        await self._force_delete(plan.force_deletions, key)
         rate_wait = await self._evict(plan.evictions, key, now)
         return self._delay(plan, now, rate_wait, marked)
 
@@ -216,10 +219,23 @@ class NodeLifecycleController:
             await self._delete(eviction, node)
         return None
 
+    async def _force_delete(self, pods: Iterable[pod_pb2.Pod], node: str) -> None:
+        """Delete terminating pods at once: their node cannot confirm that they stopped."""
+        for pod in pods:
+            m = pod.metadata
+            try:
+                await self.api.delete("Pod", m.namespace, m.name, uid=m.uid, grace_period_seconds=0)
+            except (api_errors.NotFoundError, api_errors.ConflictError):
+                continue
+            log.warning("terminating_pod_force_deleted", pod=f"{m.namespace}/{m.name}", node=node)
+            await self.recorder.record(pod, "Warning", "ForceDeleted",
+                                       f"Deleted pod {m.namespace}/{m.name} at once: it was terminating and "
+                                       f"node {node} is not ready, so cannot confirm that it stopped")
+
     async def _delete(self, eviction: Eviction, node: str) -> None:
         m = eviction.pod.metadata
         try:
-            await self.api.delete("Pod", m.namespace, m.name, uid=m.uid)
+            await self.api.delete("Pod", m.namespace, m.name, uid=m.uid, grace_period_seconds=0)
         except (api_errors.NotFoundError, api_errors.ConflictError):
             return
         log.warning("pod_evicted", pod=f"{m.namespace}/{m.name}", node=node, taint=eviction.taint,

@@ -12,7 +12,11 @@ stored with what its heartbeats say and returns a `NodePlan`:
 - the pods of an unhealthy node are marked not ready (Ready and
   ContainersReady False, reason NodeNotReady) so load balancers drop them;
 - pods whose toleration of the node's NoExecute taints has run out are due
-  for eviction (see `tolerations`);
+  for eviction (see `tolerations`): an immediate delete, not a graceful one —
+  the node cannot stop them now, and stops what is no longer assigned to it
+  when it comes back;
+- pods already being deleted gracefully on such a node are deleted at once
+  (`force_deletions`): their node cannot confirm that they stopped;
 - `recheck_at` says when the node's state changes by time alone (its grace
   period ending, the next pod's toleration ending), for the shell to requeue.
 
@@ -98,6 +102,8 @@ class NodePlan:
     pods_not_ready: tuple[pod_pb2.Pod, ...]
     # Pods due for eviction now, earliest deadline first.
     evictions: tuple[Eviction, ...]
+    # Pods being deleted gracefully whose node cannot finish it: delete them now.
+    force_deletions: tuple[pod_pb2.Pod, ...]
     # When this node's state next changes by time alone; None if never.
     recheck_at: datetime | None
 
@@ -196,6 +202,14 @@ def is_active(pod: pod_pb2.Pod) -> bool:
     return pod.status.phase not in FINISHED_PHASES and as_datetime(pod.metadata.deletion_timestamp) is None
 
 
+def stranded(pods: Iterable[pod_pb2.Pod], health: Health, node: str, *, disrupted: bool) -> list[pod_pb2.Pod]:
+    """Terminating pods of a node that will not confirm their end (it carries
+    NoExecute health taints); none while the whole cluster looks disrupted."""
+    if disrupted or health not in (Health.UNREACHABLE, Health.NOT_READY):
+        return []
+    return [p for p in pods if p.spec.node_name == node and as_datetime(p.metadata.deletion_timestamp) is not None]
+
+
 def mark_pod_not_ready(pod: pod_pb2.Pod, message: str, now: datetime) -> bool:
     """Turn Ready and ContainersReady False in place; False if both already are."""
     changed = False
@@ -258,6 +272,7 @@ def plan_node(
     retainted = sync_taints(updated, desired_taints(health, disrupted=disrupted), now)
     stamped = stamp_no_execute(updated, now)
     name = node.metadata.name
+    pods = list(pods)
     active = [p for p in pods if p.spec.node_name == name and is_active(p)]
     due: list[Eviction] = []
     next_eviction: datetime | None = None
@@ -270,5 +285,6 @@ def plan_node(
         marked_unknown=marked_unknown,
         pods_not_ready=tuple(pods_not_ready(active, health, name, now)),
         evictions=tuple(due),
+        force_deletions=tuple(stranded(pods, health, name, disrupted=disrupted)),
         recheck_at=earliest(deadline if deadline > now else None, next_eviction),
     )

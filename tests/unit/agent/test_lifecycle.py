@@ -1,5 +1,6 @@
 """The pure pod lifecycle: decide() and pod_status()."""
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -169,3 +170,81 @@ def test_image_error_is_waiting_and_phase_stays_pending() -> None:
 )
 def test_forward_phase(previous: str, computed: str, result: str) -> None:
     assert lifecycle.forward_phase(previous, computed) == result
+
+
+# -- graceful termination ------------------------------------------------------------
+
+def terminating(grace: int, deadline_in: float, *, recorded_grace: int | None = None) -> pod_pb2.Pod:
+    """A pod deleted with `grace`, its deadline `deadline_in` seconds after T0."""
+    p = pod()
+    p.spec.termination_grace_period_seconds = 30
+    p.metadata.deletion_timestamp.FromDatetime(T0 + timedelta(seconds=deadline_in))
+    p.metadata.deletion_grace_period_seconds = grace if recorded_grace is None else recorded_grace
+    return p
+
+
+@pytest.mark.parametrize(
+    ("grace", "deadline_in", "left"),
+    [
+        pytest.param(10, 10.0, 10.0, id="full-grace"),
+        pytest.param(10, 4.0, 4.0, id="seen-late"),
+        pytest.param(10, -3.0, 0.0, id="deadline-passed"),
+        pytest.param(10, 25.0, 10.0, id="node-clock-behind-never-stretches"),
+        pytest.param(0, 5.0, 0.0, id="grace-zero"),
+    ],
+)
+def test_seconds_left(grace: int, deadline_in: float, left: float) -> None:
+    assert lifecycle.seconds_left(terminating(grace, deadline_in), T0) == left
+
+
+@pytest.mark.parametrize(
+    ("was_ready", "drain", "grace", "stop_at", "kill_at"),
+    [
+        pytest.param(True, 2.0, 30, 102.0, 130.0, id="ready-drains-first"),
+        pytest.param(False, 2.0, 30, 100.0, 130.0, id="not-ready-stops-at-once"),
+        pytest.param(True, 0.0, 30, 100.0, 130.0, id="no-drain-configured"),
+        pytest.param(True, 2.0, 1, 100.5, 101.0, id="drain-takes-at-most-half-the-grace"),
+        pytest.param(True, 2.0, 0, 100.0, 100.0, id="no-time-left"),
+    ],
+)
+def test_plan_termination_first_look(was_ready: bool, drain: float, grace: int, stop_at: float,
+                                     kill_at: float) -> None:
+    plan = lifecycle.plan_termination(terminating(grace, grace), None, was_ready=was_ready, drain=drain,
+                                      now=100.0, now_wall=T0)
+    assert plan == lifecycle.Termination(stop_at=stop_at, kill_at=kill_at)
+
+
+@pytest.mark.parametrize(
+    ("grace", "deadline_in", "expected"),
+    [
+        pytest.param(30, 30.0, lifecycle.Termination(stop_at=102.0, kill_at=130.0), id="same-deadline-keeps"),
+        pytest.param(5, 5.0, lifecycle.Termination(stop_at=102.0, kill_at=105.0), id="shorter-grace"),
+        pytest.param(1, 1.0, lifecycle.Termination(stop_at=101.0, kill_at=101.0), id="shorter-than-drain"),
+        pytest.param(60, 60.0, lifecycle.Termination(stop_at=102.0, kill_at=130.0), id="never-later"),
+    ],
+)
+def test_plan_termination_only_brings_times_forward(grace: int, deadline_in: float,
+                                                    expected: lifecycle.Termination) -> None:
+    first = lifecycle.Termination(stop_at=102.0, kill_at=130.0)
+    plan = lifecycle.plan_termination(terminating(grace, deadline_in), first, was_ready=True, drain=2.0,
+                                      now=100.0, now_wall=T0)
+    assert plan == expected
+
+
+def test_terminating_status_is_not_ready_and_shows_exits_not_crash_loops() -> None:
+    p = terminating(30, 30.0)
+    draining = lifecycle.pod_status(p, {"main": [run(p, 0, State.RUNNING)]}, replace(inputs(), terminating=True),
+                                    pod_pb2.PodStatus(phase="Running"))
+    assert {c.type: c.status for c in draining.conditions}["Ready"] == "False"
+    assert draining.container_statuses[0].state.HasField("running")
+    stopped = lifecycle.pod_status(p, {"main": [run(p, 0, State.EXITED, exit_code=143)]},
+                                   replace(inputs(), terminating=True), draining)
+    assert stopped.container_statuses[0].state.terminated.exit_code == 143
+    assert not stopped.container_statuses[0].state.HasField("waiting")
+    assert {c.type: c.status for c in stopped.conditions}["Ready"] == "False"
+
+
+def test_running_lists_every_running_run() -> None:
+    p = pod()
+    runs = {"main": [run(p, 0, State.EXITED, exit_code=1), run(p, 1, State.RUNNING)], "side": []}
+    assert [r.id for r in lifecycle.running(runs)] == ["c1"]

@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import pytest
+from google.protobuf.message import Message
 
-from controlplane.controllers.gc.reconcile import OwnerKey, event_expires_at, is_orphan, owner_keys
-from protos.corral.v1 import event_pb2, meta_pb2
+from controlplane.controllers.gc.reconcile import OwnerKey, event_expires_at, is_orphan, is_stranded, owner_keys
+from protos.corral.v1 import event_pb2, meta_pb2, pod_pb2
 from tests.unit.controllers.lifecycle_builders import at, event, owner, pod, replica_set
 
 DEPLOY = OwnerKey("Deployment", "default", "web")
@@ -60,3 +61,20 @@ def test_owner_keys_mark_unknown_kinds() -> None:
 ])
 def test_event_expiry(e: event_pb2.Event, expected: datetime | None) -> None:
     assert event_expires_at(e, HOUR) == expected
+
+
+def _terminating(node_name: str = "n1") -> pod_pb2.Pod:
+    p = pod(node_name=node_name)
+    p.metadata.deletion_timestamp.FromDatetime(at(30))
+    return p
+
+
+@pytest.mark.parametrize(("obj", "node_exists", "expected"), [
+    pytest.param(_terminating(), False, True, id="terminating-on-a-vanished-node"),
+    pytest.param(_terminating(), True, False, id="its-node-will-finish-it"),
+    pytest.param(pod(), False, False, id="not-terminating"),
+    pytest.param(_terminating(node_name=""), False, False, id="unbound"),
+    pytest.param(replica_set("web-abc", "rs-uid"), False, False, id="not-a-pod"),
+])
+def test_is_stranded(obj: Message, node_exists: bool, expected: bool) -> None:
+    assert is_stranded(obj, node_exists=node_exists) is expected

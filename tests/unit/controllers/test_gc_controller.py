@@ -1,5 +1,6 @@
 """The garbage collector run by the ControllerManager over a MemoryStore:
-cascading deletion Deployment → ReplicaSets → Pods, and expiring Events."""
+cascading deletion Deployment → ReplicaSets → Pods (graceful for running
+pods), expiring Events, and terminating pods whose node is gone."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from controlplane.controllers.runner import ControllerManager
 from controlplane.informer import Informer
 from controlplane.store.memory import MemoryStore
 from controlplane.store.objects import ObjectStore
-from protos.corral.v1 import event_pb2, meta_pb2, pod_pb2, workloads_pb2
+from protos.corral.v1 import event_pb2, meta_pb2, node_pb2, pod_pb2, workloads_pb2
 from protos.kinds import by_kind, meta
 
 pytestmark = pytest.mark.timeout(30)
@@ -160,3 +161,49 @@ async def test_nothing_is_deleted_before_the_caches_sync() -> None:
     gc.bind({kind: Informer(objects, by_kind(kind)) for kind in gc.kinds}, WorkQueue())
     assert await gc.sync("ReplicaSet/default/orphan") == NOT_SYNCED_RETRY
     assert await objects.get(by_kind("ReplicaSet"), "default", "orphan") is not None
+
+
+def node(name: str) -> node_pb2.Node:
+    n = node_pb2.Node()
+    n.metadata.name = name
+    return n
+
+
+def running_on(name: str, node_name: str, *owners: meta_pb2.OwnerReference) -> pod_pb2.Pod:
+    p = pod(name, *owners)
+    p.spec.node_name = node_name
+    return p
+
+
+async def test_orphaned_running_pods_are_deleted_gracefully(running: Api) -> None:
+    await running.create(node("n1"))
+    rs_uid = await running.create(replica_set("web-abc"))
+    await running.create(running_on("web-abc-1", "n1", ref("ReplicaSet", "web-abc", rs_uid)))
+    await running.api.delete("ReplicaSet", "default", "web-abc")
+
+    async def marked() -> bool:
+        found = await running.api.objects.get(by_kind("Pod"), "default", "web-abc-1")
+        return found is not None and found.metadata.HasField("deletion_timestamp")
+
+    await wait_for(marked, "the orphaned pod marked terminating, left to its node")
+
+
+async def test_terminating_pods_whose_node_is_gone_are_deleted_at_once(running: Api) -> None:
+    await running.create(node("n1"))
+    await running.create(running_on("stranded", "ghost"))
+    await running.create(running_on("stays", "n1"))
+    await running.create(running_on("later", "n1"))
+    for name in ("stranded", "stays", "later"):
+        await running.api.delete("Pod", "default", name)
+
+    async def stranded_gone() -> bool:
+        return await running.gone("Pod", "stranded")
+
+    await wait_for(stranded_gone, "the terminating pod on a node that never existed deleted")
+    assert await running.exists("Pod", "stays") and await running.exists("Pod", "later")
+    await running.api.delete("Node", "", "n1")
+
+    async def both_gone() -> bool:
+        return await running.gone("Pod", "stays") and await running.gone("Pod", "later")
+
+    await wait_for(both_gone, "the terminating pods of a deleted node deleted")

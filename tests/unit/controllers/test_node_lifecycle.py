@@ -145,6 +145,30 @@ def test_pods_of_a_ready_node_are_left_alone() -> None:
     assert plan.pods_not_ready == () and plan.evictions == () and plan.node is None
 
 
+# -- pods already terminating ------------------------------------------------------------
+
+def _terminating(name: str, node_name: str = "n1") -> pod_pb2.Pod:
+    p = pod(name, node_name=node_name)
+    p.metadata.deletion_timestamp.FromDatetime(at(30))
+    p.metadata.deletion_grace_period_seconds = 30
+    return p
+
+
+@pytest.mark.parametrize(("n", "now", "disrupted", "expected"), [
+    pytest.param(node(heartbeat=0), at(13), False, ["t"], id="unreachable-node"),
+    pytest.param(node(heartbeat=0, ready="False"), at(1), False, ["t"], id="node-says-not-ready"),
+    pytest.param(node(heartbeat=0), at(1), False, [], id="ready-node-finishes-it-itself"),
+    pytest.param(node(heartbeat=0), at(13), True, [], id="full-disruption-deletes-nothing"),
+])
+def test_terminating_pods_of_an_unhealthy_node_are_deleted_at_once(
+        n: node_pb2.Node, now: datetime, disrupted: bool, expected: list[str]) -> None:
+    pods = [_terminating("t"), _terminating("elsewhere", node_name="n2"), pod("running")]
+    plan = plan_node(n, pods, now=now, settings=SETTINGS, disrupted=disrupted)
+    assert [p.metadata.name for p in plan.force_deletions] == expected
+    assert "t" not in {p.metadata.name for p in plan.pods_not_ready}
+    assert "t" not in {e.pod.metadata.name for e in plan.evictions}
+
+
 # -- tolerations ------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("p", "taint", "expected"), [

@@ -34,3 +34,30 @@ def test_status_writes_do_not_wake_the_stream_but_spec_and_binding_changes_do() 
     index._on_event(CacheEvent(Change.DELETED, running, running, 5))
     assert event.is_set()
     assert list(index.current("n1")[0].pods) == []
+
+
+def test_marking_a_pod_for_deletion_wakes_the_stream_and_keeps_it_in_the_set() -> None:
+    index = AssignmentIndex(Informer(ObjectStore(MemoryStore()), by_kind("Pod")))
+    event = index.event_for("n1")
+    running = pod("n1", phase="Running")
+    index._on_event(CacheEvent(Change.ADDED, running, None, 2))
+    _, before = index.current("n1")
+    event.clear()
+    marked = pod("n1", phase="Running")
+    marked.metadata.deletion_timestamp.seconds = 1_800_000_000
+    index._on_event(CacheEvent(Change.MODIFIED, marked, running, 3))
+    assert event.is_set()
+    current, after = index.current("n1")
+    assert after != before
+    assert [p.metadata.deletion_timestamp.seconds for p in current.pods] == [1_800_000_000]
+    event.clear()
+    stopping = pod("n1", phase="Running")
+    stopping.CopyFrom(marked)
+    stopping.status.conditions.add(type="Ready", status="False")
+    index._on_event(CacheEvent(Change.MODIFIED, stopping, marked, 4))
+    assert not event.is_set(), "a terminating pod's status writes cause no traffic either"
+    sooner = pod("n1")
+    sooner.CopyFrom(stopping)
+    sooner.metadata.deletion_timestamp.seconds -= 20
+    index._on_event(CacheEvent(Change.MODIFIED, sooner, stopping, 5))
+    assert event.is_set(), "a deadline brought forward reaches the node"

@@ -106,7 +106,7 @@ def _container(**fields: Any) -> dict[str, Any]:
         pytest.param(deployment(selector={}), "spec.selector: required", id="missing-selector"),
         pytest.param(
             deployment(strategy={"type": "Rolling"}),
-            'spec.strategy.type: must be one of "RollingUpdate", "Recreate", got "Rolling"',
+            'spec.strategy.type: must be one of "RollingUpdate", "Recreate", "BlueGreen", "Canary", got "Rolling"',
             id="bad-strategy"),
         pytest.param(
             deployment(strategy={"rollingUpdate": {"maxSurge": "150%"}}),

@@ -1,0 +1,138 @@
+"""The node's table of Service routes, fed by the control plane's WatchServices stream.
+
+A full message replaces the table; later ones upsert and remove Services
+("namespace/name"). After every change the listeners (the proxy, the DNS
+server) get the whole table. While the control plane is away the table
+stays as it was (static stability), and it is saved in the data dir (at most
+every `save_interval` seconds), so an agent restarted without a control plane
+serves the Services it last knew.
+
+It also answers what a new container should get to find Services
+(`pod_network`): env vars and DNS settings, per runtime.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import MappingProxyType
+from typing import Protocol
+
+import structlog
+
+from agent.service_env import PodNetwork, ServiceAccess, pod_network
+from protos.corral.v1 import discovery_pb2, node_service_pb2
+
+log = structlog.get_logger(__name__)
+
+
+class RouteListener(Protocol):
+    def update(self, routes: Mapping[str, discovery_pb2.ServiceRoute]) -> None: ...
+
+
+def route_key(route: discovery_pb2.ServiceRoute) -> str:
+    return f"{route.namespace}/{route.name}"
+
+
+class ServiceTable:
+    def __init__(
+        self,
+        listeners: Sequence[RouteListener] = (),
+        *,
+        access: Mapping[str, ServiceAccess] | None = None,
+        state_file: Path | None = None,
+        save_interval: float = 2.0,
+    ) -> None:
+        """`access`: by runtime name, how its pods reach the proxy; `state_file`: where the table is kept."""
+        self.listeners = list(listeners)
+        self.access = dict(access or {})
+        self.state_file = state_file
+        self.save_interval = save_interval
+        self._routes: dict[str, discovery_pb2.ServiceRoute] = {}
+        self._dirty = asyncio.Event()
+
+    @property
+    def routes(self) -> Mapping[str, discovery_pb2.ServiceRoute]:
+        return MappingProxyType(self._routes)
+
+    def apply(self, message: node_service_pb2.ServiceRoutes) -> None:
+        """Apply a snapshot (`full`) or a delta from the stream."""
+        if message.full:
+            self._routes.clear()
+        for key in message.removed:
+            self._routes.pop(key, None)
+        for route in message.upserts:
+            self._routes[route_key(route)] = route
+        log.debug(
+            "services_applied",
+            full=message.full,
+            upserts=len(message.upserts),
+            removed=len(message.removed),
+            services=len(self._routes),
+        )
+        self._changed()
+
+    def _changed(self) -> None:
+        for listener in self.listeners:
+            listener.update(self.routes)
+        self._dirty.set()
+
+    # -- pods ---------------------------------------------------------------------------
+
+    def pod_network(self, namespace: str, runtime: str) -> PodNetwork:
+        """Env vars and DNS settings for a new container of a pod in `namespace` on `runtime`."""
+        access = self.access.get(runtime)
+        if access is None:
+            return PodNetwork({})
+        return pod_network(self._routes.values(), namespace, access)
+
+    # -- persistence ----------------------------------------------------------------------
+
+    def resume(self) -> None:
+        """Load the saved table, if any (before the control plane sends a fresh one)."""
+        if self.state_file is None:
+            return
+        try:
+            data = self.state_file.read_bytes()
+        except FileNotFoundError:
+            return
+        saved = node_service_pb2.ServiceRoutes()
+        try:
+            saved.ParseFromString(data)
+        except Exception:  # a torn or foreign file: start empty rather than crash
+            log.warning("services_file_unreadable", path=str(self.state_file))
+            return
+        saved.full = True
+        self.apply(saved)
+        self._dirty.clear()
+        log.info("services_resumed", services=len(self._routes))
+
+    def _save(self) -> None:
+        if self.state_file is None:
+            return
+        snapshot = node_service_pb2.ServiceRoutes(full=True, upserts=list(self._routes.values()))
+        tmp = self.state_file.with_suffix(".tmp")
+        tmp.write_bytes(snapshot.SerializeToString())
+        os.replace(tmp, self.state_file)
+
+    async def run(self) -> None:
+        """Save the table after changes, at most every `save_interval` seconds."""
+        try:
+            while True:
+                await self._dirty.wait()
+                self._dirty.clear()
+                self._save_logged()
+                await asyncio.sleep(self.save_interval)
+        finally:
+            if self._dirty.is_set():
+                with contextlib.suppress(OSError):
+                    self._save()
+
+    def _save_logged(self) -> None:
+        try:
+            self._save()
+        except OSError as e:
+            log.warning("services_save_failed", path=str(self.state_file), reason=e.strerror or str(e))

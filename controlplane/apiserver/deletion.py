@@ -1,0 +1,88 @@
+"""Graceful pod deletion, pure: does a delete remove the object now, or mark it
+terminating for its node to stop? No I/O.
+
+Kubernetes' deletionTimestamp flow. Deleting a Pod that is bound to a node and
+not finished, with a grace period above 0, does not remove the object: it
+sets `metadata.deletionTimestamp` (now + grace) and
+`metadata.deletionGracePeriodSeconds` (grace). The node's agent sees the pod
+change in its assignment set, drains it, stops its containers (SIGTERM, then
+SIGKILL at the deadline) and reports it terminated; only then does the
+control plane delete the object. Until it is gone the pod still takes room on
+its node and still counts against a Deployment's maxSurge.
+
+- grace: the one asked for, else the pod's terminationGracePeriodSeconds
+  (defaulted to 30);
+- deleted at once: anything that is not a Pod, unbound pods (no node runs
+  them), finished pods (phase Succeeded or Failed: nothing runs), and grace 0
+  (kubectl's `--force --grace-period=0`);
+- a second delete of a terminating pod may only bring its deadline forward
+  (a shorter grace), never push it back; grace 0 deletes it at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from google.protobuf.message import Message
+
+from controlplane.apiserver.defaults import DEFAULT_TERMINATION_GRACE_PERIOD_SECONDS
+from protos.corral.v1 import pod_pb2
+from protos.kinds import meta
+
+FINISHED_PHASES = frozenset({"Succeeded", "Failed"})
+
+
+@dataclass(frozen=True)
+class DeletePlan:
+    """What one delete does."""
+
+    # Remove the object from the store now.
+    now: bool
+    # The pod to write, marked terminating (or with an earlier deadline); None
+    # when nothing is to be written (deleting now, or already terminating at
+    # least as soon).
+    update: pod_pb2.Pod | None = None
+
+
+def is_terminating(obj: Message) -> bool:
+    """Marked for graceful deletion (a deletionTimestamp) and not yet gone."""
+    return meta(obj).HasField("deletion_timestamp")
+
+
+def pod_grace(pod: pod_pb2.Pod, requested: int | None) -> int:
+    """The grace period of this delete: the one asked for, else the pod's own."""
+    if requested is not None:
+        return requested
+    if pod.spec.HasField("termination_grace_period_seconds"):
+        return pod.spec.termination_grace_period_seconds
+    return DEFAULT_TERMINATION_GRACE_PERIOD_SECONDS
+
+
+def needs_graceful(pod: pod_pb2.Pod) -> bool:
+    """Whether a node may be running the pod's containers: bound and not finished."""
+    return bool(pod.spec.node_name) and pod.status.phase not in FINISHED_PHASES
+
+
+def deletion_deadline(pod: pod_pb2.Pod) -> datetime | None:
+    if not pod.metadata.HasField("deletion_timestamp"):
+        return None
+    return pod.metadata.deletion_timestamp.ToDatetime(tzinfo=UTC)
+
+
+def plan_deletion(obj: Message, requested: int | None, now: datetime) -> DeletePlan:
+    """What deleting `obj` (as stored) with grace `requested` (None: default) does at `now`."""
+    if not isinstance(obj, pod_pb2.Pod):
+        return DeletePlan(now=True)
+    grace = pod_grace(obj, requested)
+    if grace <= 0 or not needs_graceful(obj):
+        return DeletePlan(now=True)
+    deadline = now.astimezone(UTC).replace(microsecond=0) + timedelta(seconds=grace)
+    current = deletion_deadline(obj)
+    if current is not None and current <= deadline:
+        return DeletePlan(now=False)
+    marked = pod_pb2.Pod()
+    marked.CopyFrom(obj)
+    marked.metadata.deletion_timestamp.FromDatetime(deadline)
+    marked.metadata.deletion_grace_period_seconds = grace
+    return DeletePlan(now=False, update=marked)

@@ -1,0 +1,1 @@
+"""The endpoints controller: a Service's pods as EndpointSlices."""

@@ -1,0 +1,136 @@
+"""One pod as an endpoint of a Service, pure.
+
+corral has no overlay network: a pod is reached at its node's address
+(`status.hostIP`) on the host port its container published. For each Service
+port the targetPort resolves to a container port (a number as is, a name
+through `spec.containers[].ports[].name`, unset: the Service port), and that
+container port to the host port the runtime actually bound, which the agent
+reports in `status.containerStatuses[].ports` (the spec's hostPort when
+the status does not show it yet). A pod that publishes none of the Service's
+ports is no endpoint at all.
+
+Conditions, as Kubernetes': serving = the pod is Ready and its node is Ready;
+terminating = the pod has a deletionTimestamp; ready = serving and not
+terminating (only ready endpoints get new connections).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from controlplane.controllers.replicaset import pods as podutil
+from protos.corral.v1 import discovery_pb2, node_pb2, pod_pb2, service_pb2
+
+POD_TEMPLATE_HASH = "pod-template-hash"
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a Service port lands in one pod: the container port, and the
+    container that declares it (None: any container)."""
+
+    container_port: int
+    container: str | None
+
+
+def selects(service: service_pb2.Service, pod: pod_pb2.Pod) -> bool:
+    """Whether the Service's selector picks the pod (a Service without selector picks none)."""
+    selector = service.spec.selector
+    if not selector or pod.metadata.namespace != service.metadata.namespace:
+        return False
+    labels = pod.metadata.labels
+    return all(labels.get(k) == v for k, v in selector.items())
+
+
+def is_candidate(pod: pod_pb2.Pod) -> bool:
+    """Bound, placed on an IPv4 node address and not finished."""
+    return bool(pod.spec.node_name) and _is_ipv4(pod.status.host_ip) and not podutil.is_terminal(pod)
+
+
+def _is_ipv4(address: str) -> bool:
+    try:
+        ipaddress.IPv4Address(address)
+    except ValueError:
+        return False
+    return True
+
+
+def node_ready(node: node_pb2.Node | None) -> bool:
+    if node is None:
+        return False
+    return any(c.type == "Ready" and c.status == "True" for c in node.status.conditions)
+
+
+def target(pod: pod_pb2.Pod, port: service_pb2.ServicePort) -> Target | None:
+    """The container port a Service port's targetPort means in this pod."""
+    wanted = port.target_port
+    if wanted.HasField("str_val") and wanted.str_val:
+        for container in pod.spec.containers:
+            for declared in container.ports:
+                if declared.name == wanted.str_val and _is_tcp(declared.protocol):
+                    return Target(declared.container_port, container.name)
+        return None
+    number = wanted.int_val if wanted.HasField("int_val") and wanted.int_val else port.port
+    return Target(number, None)
+
+
+def host_port(pod: pod_pb2.Pod, where: Target) -> int:
+    """The host port published for a container port (0: none)."""
+    for status in pod.status.container_statuses:
+        if where.container is None or status.name == where.container:
+            for published in status.ports:
+                if (
+                    published.container_port == where.container_port
+                    and published.host_port
+                    and _is_tcp(published.protocol)
+                ):
+                    return published.host_port
+    for container in pod.spec.containers:
+        if where.container is None or container.name == where.container:
+            for declared in container.ports:
+                if (
+                    declared.container_port == where.container_port
+                    and declared.host_port
+                    and _is_tcp(declared.protocol)
+                ):
+                    return declared.host_port
+    return 0
+
+
+def _is_tcp(protocol: str) -> bool:
+    return protocol in ("", "TCP")
+
+
+def endpoint_for(
+    service: service_pb2.Service,
+    pod: pod_pb2.Pod,
+    nodes: Mapping[str, node_pb2.Node],
+) -> discovery_pb2.Endpoint | None:
+    """The pod as an endpoint of the Service, or None when it publishes none of its ports."""
+    host_ports: dict[str, int] = {}
+    for port in service.spec.ports:
+        where = target(pod, port)
+        published = host_port(pod, where) if where is not None else 0
+        if published:
+            host_ports[port.name] = published
+    if not host_ports:
+        return None
+    serving = podutil.is_ready(pod) and node_ready(nodes.get(pod.spec.node_name))
+    terminating = podutil.is_terminating(pod)
+    m = pod.metadata
+    endpoint = discovery_pb2.Endpoint(
+        addresses=[pod.status.host_ip],
+        node_name=pod.spec.node_name,
+        group=m.labels.get(POD_TEMPLATE_HASH, ""),
+        host_ports=host_ports,
+    )
+    endpoint.conditions.ready = serving and not terminating
+    endpoint.conditions.serving = serving
+    endpoint.conditions.terminating = terminating
+    endpoint.target_ref.kind = "Pod"
+    endpoint.target_ref.namespace = m.namespace
+    endpoint.target_ref.name = m.name
+    endpoint.target_ref.uid = m.uid
+    return endpoint

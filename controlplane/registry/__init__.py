@@ -1,0 +1,1 @@
+"""The service registry: Services and their EndpointSlices as routes for node proxies."""

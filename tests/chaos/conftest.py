@@ -1,0 +1,279 @@
+"""Real `corral server` replicas against one etcd process the test starts,
+and the means to hurt them: SIGKILL, SIGSTOP/SIGCONT. Every wait has a
+deadline; every process a test starts is stopped (continued first) at the end."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from controlplane.store.embedded import EmbeddedEtcd, etcd_binary
+from controlplane.store.errors import EmbeddedEtcdError
+from controlplane.store.etcd import EtcdStore
+from tests.e2e.conftest import free_port
+
+LEADER_KEY = "/corral/leader"
+LEASE_TTL = 3
+
+
+@dataclass
+class Replica:
+    """One `corral server` process, logging JSON lines to ``log``."""
+
+    name: str
+    etcd: str
+    log: Path
+    env: dict[str, str]
+    address: str = field(default_factory=lambda: f"127.0.0.1:{free_port()}")
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        args = [
+            sys.executable,
+            "-m",
+            "corral.cli.main",
+            "server",
+            "--listen",
+            self.address,
+            "--etcd",
+            self.etcd,
+            "--lease-ttl",
+            str(LEASE_TTL),
+        ]
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=self.env)
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def signal(self, sig: signal.Signals) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
+    def kill9(self) -> None:
+        self.signal(signal.SIGKILL)
+        assert self.proc is not None
+        self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGCONT)  # a stopped process cannot act on SIGTERM
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        """Every log event called ``name`` so far."""
+        found = []
+        for line in self.log.read_text(errors="replace").splitlines():
+            if line.startswith("{"):
+                with contextlib.suppress(ValueError):
+                    entry = json.loads(line)
+                    if entry.get("event") == name:
+                        found.append(entry)
+        return found
+
+    def tail(self) -> str:
+        return self.log.read_text(errors="replace")[-4000:] if self.log.exists() else ""
+
+
+@dataclass
+class Cluster:
+    """An etcd, a store on it to observe with, and the replicas of a test."""
+
+    etcd: str
+    store: EtcdStore
+    tmp: Path
+    replicas: list[Replica] = field(default_factory=list)
+
+    def replica(self, name: str, **env: str) -> Replica:
+        base = {k: v for k, v in os.environ.items() if not k.startswith("CORRAL_")}
+        replica = Replica(name, self.etcd, self.tmp / f"{name}.log", {**base, **env})
+        self.replicas.append(replica)
+        return replica
+
+    async def leader_value(self) -> str:
+        kv = await self.store.get(LEADER_KEY)
+        return kv.value.decode() if kv is not None else ""
+
+    async def wait_leader(self, replica: Replica, timeout: float) -> float:
+        """Seconds until the leader key names ``replica``."""
+        started = time.monotonic()
+        await wait_for(lambda: self._leads(replica), timeout, f"{replica.name} to lead", replica)
+        return time.monotonic() - started
+
+    async def _leads(self, replica: Replica) -> bool:
+        return (await self.leader_value()).endswith(":" + replica.address)
+
+
+async def wait_for(check: Callable[[], Any], timeout: float, what: str, replica: Replica | None = None) -> Any:
+    """Poll ``check`` (plain or async) until truthy; fail naming ``what`` after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            tail = f"\n--- {replica.name} log ---\n{replica.tail()}" if replica is not None else ""
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}{tail}")
+        await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
+    try:
+        etcd_binary()
+    except EmbeddedEtcdError as exc:
+        pytest.skip(str(exc))
+    etcd = EmbeddedEtcd(tmp_path / "etcd")
+    endpoint = await etcd.start()
+    store = await EtcdStore.connect([endpoint])
+    cluster = Cluster(endpoint, store, tmp_path)
+    try:
+        yield cluster
+    finally:
+        for replica in cluster.replicas:
+            replica.stop()
+        await store.close()
+        await etcd.stop()
+
+
+@pytest.fixture
+def report(capsys: pytest.CaptureFixture[str]) -> Callable[[str], None]:
+    """Print a figure even when pytest captures output (figures are printed, never asserted)."""
+
+    def emit(line: str) -> None:
+        with capsys.disabled():
+            print(f"\n[chaos] {line}", flush=True)
+
+    return emit
+
+
+@dataclass
+class EtcdMember:
+    name: str
+    client_port: int
+    peer_port: int
+    data_dir: Path
+    log: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"127.0.0.1:{self.client_port}"
+
+    @property
+    def peer_url(self) -> str:
+        return f"http://127.0.0.1:{self.peer_port}"
+
+
+class EtcdCluster:
+    """A 3-member etcd cluster started as docs/operations.md shows (on loopback ports)."""
+
+    def __init__(self, tmp: Path, size: int = 3) -> None:
+        self.members = [
+            EtcdMember(f"m{i}", free_port(), free_port(), tmp / f"m{i}", tmp / f"m{i}.log") for i in range(size)
+        ]
+
+    @property
+    def endpoints(self) -> list[str]:
+        return [m.endpoint for m in self.members]
+
+    def start(self) -> None:
+        initial = ",".join(f"{m.name}={m.peer_url}" for m in self.members)
+        for m in self.members:
+            client_url = f"http://{m.endpoint}"
+            with m.log.open("ab") as out:
+                m.proc = subprocess.Popen(
+                    [
+                        str(etcd_binary()),
+                        "--name",
+                        m.name,
+                        "--data-dir",
+                        str(m.data_dir),
+                        "--listen-client-urls",
+                        client_url,
+                        "--advertise-client-urls",
+                        client_url,
+                        "--listen-peer-urls",
+                        m.peer_url,
+                        "--initial-advertise-peer-urls",
+                        m.peer_url,
+                        "--initial-cluster",
+                        initial,
+                        "--initial-cluster-token",
+                        "corral-chaos",
+                        "--initial-cluster-state",
+                        "new",
+                    ],
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                )
+
+    async def wait_healthy(self, timeout: float) -> None:
+        for m in self.members:
+            store = await wait_for(functools.partial(_answers, m.endpoint), timeout, f"etcd member {m.name}")
+            await store.close()
+
+    def member(self, endpoint: str) -> EtcdMember:
+        return next(m for m in self.members if m.endpoint == endpoint)
+
+    def kill9(self, member: EtcdMember) -> None:
+        assert member.proc is not None
+        member.proc.kill()
+        member.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        for m in self.members:
+            if m.proc is not None and m.proc.poll() is None:
+                m.proc.terminate()
+                try:
+                    m.proc.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    m.proc.kill()
+                    m.proc.wait()
+
+
+async def _answers(endpoint: str) -> EtcdStore | None:
+    from controlplane.store.errors import UnavailableError
+
+    try:
+        return await EtcdStore.connect([endpoint], timeout=1.0)
+    except UnavailableError:
+        return None
+
+
+@pytest.fixture
+async def etcd_cluster(tmp_path: Path) -> AsyncIterator[EtcdCluster]:
+    try:
+        etcd_binary()
+    except EmbeddedEtcdError as exc:
+        pytest.skip(str(exc))
+    cluster = EtcdCluster(tmp_path)
+    cluster.start()
+    try:
+        await cluster.wait_healthy(30)
+        yield cluster
+    finally:
+        cluster.stop()
