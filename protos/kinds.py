@@ -17,6 +17,7 @@ from protos.corral.v1 import (
     api_pb2,
     discovery_pb2,
     event_pb2,
+    metrics_pb2,
     meta_pb2,
     node_pb2,
     pod_pb2,
@@ -61,6 +62,8 @@ KINDS: tuple[KindInfo, ...] = (
     KindInfo("Event", "v1", "events", ("ev",), True, event_pb2.Event, "event"),
     KindInfo("EndpointSlice", "discovery.k8s.io/v1", "endpointslices", (), True,
              discovery_pb2.EndpointSlice, "endpoint_slice"),
+    KindInfo("HorizontalPodAutoscaler", "autoscaling/v2", "horizontalpodautoscalers", ("hpa",), True,
+             metrics_pb2.HorizontalPodAutoscaler, "horizontal_pod_autoscaler"),
 )
 
 _BY_KIND = {k.kind: k for k in KINDS}

@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from protos.corral.v1 import metrics_pb2 as protos_dot_corral_dot_v1_dot_metrics__pb2
 from protos.corral.v1 import node_service_pb2 as protos_dot_corral_dot_v1_dot_node__service__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -64,6 +65,11 @@ class NodeServiceStub:
                 request_serializer=protos_dot_corral_dot_v1_dot_node__service__pb2.ServicesRequest.SerializeToString,
                 response_deserializer=protos_dot_corral_dot_v1_dot_node__service__pb2.ServiceRoutes.FromString,
                 _registered_method=True)
+        self.ReportMetrics = channel.unary_unary(
+                '/corral.v1.NodeService/ReportMetrics',
+                request_serializer=protos_dot_corral_dot_v1_dot_metrics__pb2.MetricsReport.SerializeToString,
+                response_deserializer=protos_dot_corral_dot_v1_dot_metrics__pb2.ReportMetricsResponse.FromString,
+                _registered_method=True)
 
 
 class NodeServiceServicer:
@@ -106,6 +112,13 @@ class NodeServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReportMetrics(self, request, context):
+        """Resource usage and proxy traffic, every 10 s by default.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NodeServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -138,6 +151,11 @@ def add_NodeServiceServicer_to_server(servicer, server):
                     servicer.WatchServices,
                     request_deserializer=protos_dot_corral_dot_v1_dot_node__service__pb2.ServicesRequest.FromString,
                     response_serializer=protos_dot_corral_dot_v1_dot_node__service__pb2.ServiceRoutes.SerializeToString,
+            ),
+            'ReportMetrics': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportMetrics,
+                    request_deserializer=protos_dot_corral_dot_v1_dot_metrics__pb2.MetricsReport.FromString,
+                    response_serializer=protos_dot_corral_dot_v1_dot_metrics__pb2.ReportMetricsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -302,6 +320,33 @@ class NodeService:
             '/corral.v1.NodeService/WatchServices',
             protos_dot_corral_dot_v1_dot_node__service__pb2.ServicesRequest.SerializeToString,
             protos_dot_corral_dot_v1_dot_node__service__pb2.ServiceRoutes.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportMetrics(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/corral.v1.NodeService/ReportMetrics',
+            protos_dot_corral_dot_v1_dot_metrics__pb2.MetricsReport.SerializeToString,
+            protos_dot_corral_dot_v1_dot_metrics__pb2.ReportMetricsResponse.FromString,
             options,
             channel_credentials,
             insecure,

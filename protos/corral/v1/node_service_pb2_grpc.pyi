@@ -9,6 +9,7 @@ agent-initiated Tunnel stream.
 
 from collections import abc as _abc
 from grpc import aio as _aio
+from protos.corral.v1 import metrics_pb2 as _metrics_pb2
 from protos.corral.v1 import node_service_pb2 as _node_service_pb2
 import abc as _abc_1
 import grpc as _grpc
@@ -42,6 +43,8 @@ class NodeServiceStub:
     Tunnel: _grpc.StreamStreamMultiCallable[_node_service_pb2.AgentMessage, _node_service_pb2.ServerMessage]
     WatchServices: _grpc.UnaryStreamMultiCallable[_node_service_pb2.ServicesRequest, _node_service_pb2.ServiceRoutes]
     """Service routes for the node's proxy and DNS server."""
+    ReportMetrics: _grpc.UnaryUnaryMultiCallable[_metrics_pb2.MetricsReport, _metrics_pb2.ReportMetricsResponse]
+    """Resource usage and proxy traffic, every 10 s by default."""
 
 @_typing.type_check_only
 class NodeServiceAsyncStub(NodeServiceStub):
@@ -53,6 +56,8 @@ class NodeServiceAsyncStub(NodeServiceStub):
     Tunnel: _aio.StreamStreamMultiCallable[_node_service_pb2.AgentMessage, _node_service_pb2.ServerMessage]  # type: ignore[assignment]
     WatchServices: _aio.UnaryStreamMultiCallable[_node_service_pb2.ServicesRequest, _node_service_pb2.ServiceRoutes]  # type: ignore[assignment]
     """Service routes for the node's proxy and DNS server."""
+    ReportMetrics: _aio.UnaryUnaryMultiCallable[_metrics_pb2.MetricsReport, _metrics_pb2.ReportMetricsResponse]  # type: ignore[assignment]
+    """Resource usage and proxy traffic, every 10 s by default."""
 
 class NodeServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -97,5 +102,13 @@ class NodeServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_node_service_pb2.ServiceRoutes], _abc.AsyncIterator[_node_service_pb2.ServiceRoutes]]:
         """Service routes for the node's proxy and DNS server."""
+
+    @_abc_1.abstractmethod
+    def ReportMetrics(
+        self,
+        request: _metrics_pb2.MetricsReport,
+        context: _ServicerContext,
+    ) -> _typing.Union[_metrics_pb2.ReportMetricsResponse, _abc.Awaitable[_metrics_pb2.ReportMetricsResponse]]:
+        """Resource usage and proxy traffic, every 10 s by default."""
 
 def add_NodeServiceServicer_to_server(servicer: NodeServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
