@@ -19,7 +19,10 @@ import structlog
 from agent.backoff import CrashLoopBackoff
 from agent.discovery import build_discovery
 from agent.manager import PodManager
+from agent.metrics import MetricsSampler
 from agent.node_status import node_status
+from agent.observability.endpoint import MetricsEndpointError, open_endpoint
+from agent.observability.metrics import AgentMetrics
 from agent.pod_worker import WorkerSettings
 from agent.runtime.base import ContainerRuntime
 from agent.runtime.errors import RuntimeFailure
@@ -54,8 +57,14 @@ class AgentConfig:
     proxy_addresses: list[str] = field(default_factory=list)
     # DNS on the proxy addresses (0: none there; pod gateways always get it on 53).
     dns_port: int = 53
+    # Where Prometheus scrapes /metrics: "host:port" (":port": the first proxy address; port 0: any); "": nowhere.
+    metrics_listen: str = ""
+    # The metrics address is only the default: a port already taken is logged, not fatal.
+    metrics_optional: bool = False
     # The Docker pod network; "": corral-<node name>.
     docker_network: str = ""
+    # Seconds between resource metrics reports.
+    metrics_period: float = 10.0
 
 
 def route_address(server: str) -> str:
@@ -132,23 +141,36 @@ async def run_agent(config: AgentConfig, stop: asyncio.Event | None = None) -> N
         raise AgentError(f"--restart-backoff: {e}") from e
     if config.termination_drain < 0:
         raise AgentError(f"--termination-drain: must be 0 or more, got {config.termination_drain:g}")
+    if config.metrics_period < 1:
+        raise AgentError(f"--metrics-period: must be 1 or more, got {config.metrics_period:g}")
     try:
         discovery = await build_discovery(runtimes, proxy_addresses=config.proxy_addresses or [address],
                                           dns_port=config.dns_port, data_dir=config.data_dir)
     except RuntimeFailure as e:
         raise AgentError(f"--docker-network: the pod network cannot be set up ({e})") from e
+    telemetry = AgentMetrics()
     settings = WorkerSettings(node_name=config.name, host_ip=address, poll_interval=config.poll_interval,
                               backoff=backoff, termination_drain=config.termination_drain,
-                              pod_network=discovery.table.pod_network)
+                              pod_network=discovery.table.pod_network, probe_results=telemetry.probe_result)
     manager = PodManager(runtimes, settings, config.data_dir)
     status = node_status(address=address, runtimes=list(runtimes))
-    session = Session(SessionConfig(server=config.server, node_name=config.name, labels=config.labels),
-                      manager, status, services=discovery.table)
+    metrics = MetricsSampler(config.name, runtimes, lambda: [w.pod for w in manager.workers.values()],
+                             traffic=discovery.proxy.stats)
+    session = Session(SessionConfig(server=config.server, node_name=config.name, labels=config.labels,
+                                    metrics_period=config.metrics_period),
+                      manager, status, services=discovery.table, metrics=metrics)
     if stop is None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+    telemetry.observe(proxy_stats=discovery.proxy.stats, connected=session.connected.is_set,
+                      pods=lambda: [w.last_status for w in manager.workers.values()])
+    try:
+        scrape = open_endpoint(telemetry.registry, config.metrics_listen,
+                               default_host=(config.proxy_addresses or [address])[0], optional=config.metrics_optional)
+    except MetricsEndpointError as e:
+        raise AgentError(str(e)) from e
     log.info("agent_starting", node=config.name, server=config.server, address=address,
              runtimes=list(runtimes))
     try:
@@ -159,6 +181,8 @@ async def run_agent(config: AgentConfig, stop: asyncio.Event | None = None) -> N
             for task in tasks:
                 task.cancel()
     finally:
+        if scrape is not None:
+            await scrape.close()
         for runtime in runtimes.values():
             with contextlib.suppress(Exception):
                 await runtime.close()

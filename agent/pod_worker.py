@@ -63,6 +63,8 @@ class WorkerSettings:
     termination_drain: float = 2.0
     # Service env vars and DNS settings for a new container: (namespace, runtime name) → PodNetwork.
     pod_network: Callable[[str, str], PodNetwork] | None = None
+    # Told of every probe run: its kind (liveness, readiness, startup) and whether it succeeded (metrics).
+    probe_results: Callable[[str, bool], None] | None = None
 
 
 def container_name(pod: pod_pb2.Pod, container: pod_pb2.Container, attempt: int) -> str:
@@ -243,6 +245,8 @@ class PodWorker:
                                  timeout=tracker.settings.timeout)
         outcome = tracker.record(result, self._clock())
         setattr(track, kind, tracker.state)
+        if self.settings.probe_results is not None:
+            self.settings.probe_results(kind, result.success)
         if outcome.changed:
             log.info("probe_changed", pod=self.pod.metadata.name, container=container.name, probe=kind,
                      state=tracker.state.value, message=result.message)

@@ -1,7 +1,8 @@
 """The agent's connection to the control plane. The agent only dials out.
 
-One session = register, then five loops under one TaskGroup: heartbeats, the
-assignment stream, status reports, the tunnel (logs) and the Service routes
+One session = register, then six loops under one TaskGroup: heartbeats, the
+assignment stream, status reports, the tunnel (logs), resource metrics (a
+`MetricsReport` every `metrics_period` seconds) and the Service routes
 (into the route table the node proxy and DNS server read; on a reconnect its
 first message, a full snapshot, replaces the table, which stays as it was
 while the control plane is away). When any of them fails the others are
@@ -24,6 +25,7 @@ import structlog
 
 from agent.backoff import ExponentialBackoff
 from agent.manager import PodManager
+from agent.metrics import MetricsSampler
 from agent.runtime.errors import RuntimeFailure
 from agent.services import ServiceTable
 from protos.corral.v1 import node_pb2, node_service_pb2, node_service_pb2_grpc
@@ -58,16 +60,19 @@ class SessionConfig:
     node_name: str
     labels: dict[str, str]
     report_batch_delay: float = 0.05
+    # Seconds between resource metrics reports.
+    metrics_period: float = 10.0
     backoff: ExponentialBackoff = field(default_factory=lambda: ExponentialBackoff(initial=0.5, cap=10.0))
 
 
 class Session:
     def __init__(self, config: SessionConfig, manager: PodManager, status: node_pb2.NodeStatus, *,
-                 services: ServiceTable | None = None) -> None:
+                 services: ServiceTable | None = None, metrics: MetricsSampler | None = None) -> None:
         self.config = config
         self.manager = manager
         self.status = status
         self.services = services
+        self.metrics = metrics
         self.connected = asyncio.Event()
         self._rng = random.Random()
         self._was_established = False
@@ -112,6 +117,8 @@ class Session:
                 group.create_task(self._tunnel(stub))
                 if self.services is not None:
                     group.create_task(self._services(stub, self.services))
+                if self.metrics is not None:
+                    group.create_task(self._metrics(stub, self.metrics))
 
     async def _heartbeats(self, stub: node_service_pb2_grpc.NodeServiceAsyncStub, period: float) -> None:
         while True:
@@ -138,6 +145,23 @@ class Session:
             log.warning("services_unsupported", server=self.config.server, error=_first_line(e))
             return
         raise SessionLost("services stream ended")
+
+    async def _metrics(self, stub: node_service_pb2_grpc.NodeServiceAsyncStub, sampler: MetricsSampler) -> None:
+        """A metrics report at once (the sampler has kept the last samples across sessions), then every period."""
+        loop = asyncio.get_running_loop()
+        period = self.config.metrics_period
+        while True:
+            started = loop.time()
+            report = await sampler.collect()
+            try:
+                await stub.ReportMetrics(report, timeout=max(15.0, period))
+            except grpc.aio.AioRpcError as e:
+                if e.code() != grpc.StatusCode.UNIMPLEMENTED:
+                    raise
+                # An older control plane: run without metrics rather than reconnect forever.
+                log.warning("metrics_unsupported", server=self.config.server, error=_first_line(e))
+                return
+            await asyncio.sleep(max(0.0, started + period - loop.time()))
 
     async def _reports(self, stub: node_service_pb2_grpc.NodeServiceAsyncStub) -> None:
         while True:

@@ -23,6 +23,8 @@ import structlog
 
 from controlplane.apiserver.handlers import ObjectApi
 from controlplane.apiserver.service import ObjectService
+from controlplane.controllers.autoscaler.controller import DEFAULT_SYNC_PERIOD, HorizontalPodAutoscalerController
+from controlplane.controllers.autoscaler.source import MetricsSource
 from controlplane.controllers.deployment.controller import DeploymentController
 from controlplane.controllers.endpoints.controller import EndpointsController
 from controlplane.controllers.events import EventRecorder
@@ -33,16 +35,22 @@ from controlplane.controllers.runner import Controller, ControllerManager
 from controlplane.controllers.scheduling import SchedulerController
 from controlplane.leader.elector import DEFAULT_TTL, Elector, Lead, Term, identity_for
 from controlplane.leader.testhooks import TestHooks, leader_store
+from controlplane.metrics.service import MetricsService
+from controlplane.metrics.store import MetricsStore
 from controlplane.nodeapi.assignments import AssignmentIndex
 from controlplane.nodeapi.service import NodeService
 from controlplane.nodeapi.tunnels import TunnelRegistry
+from controlplane.observability.endpoint import MetricsEndpointError, open_endpoint
+from controlplane.observability.hooks import SchedulingObserver
+from controlplane.observability.interceptor import ApiMetricsInterceptor
+from controlplane.observability.metrics import ControlPlaneMetrics
 from controlplane.registry.discovery import DiscoveryService
 from controlplane.registry.hub import RouteHub
 from controlplane.store.base import Store
 from controlplane.store.embedded import EmbeddedEtcd
 from controlplane.store.etcd import EtcdStore
 from controlplane.store.objects import DEFAULT_PREFIX, ObjectStore
-from protos.corral.v1 import api_pb2_grpc, discovery_pb2_grpc, node_service_pb2_grpc
+from protos.corral.v1 import api_pb2_grpc, discovery_pb2_grpc, metrics_pb2_grpc, node_service_pb2_grpc
 
 log = structlog.get_logger(__name__)
 
@@ -76,6 +84,12 @@ class ServerConfig:
     scheduling_strategy: str = "LeastAllocated"
     # Seconds the leader's etcd lease lives unrenewed: how long a dead leader is waited for.
     lease_ttl: int = DEFAULT_TTL
+    # Seconds between two syncs of each HorizontalPodAutoscaler.
+    hpa_sync_period: float = DEFAULT_SYNC_PERIOD
+    # Where Prometheus scrapes /metrics: "host:port" (":port": the API's host; port 0: any); "": nowhere.
+    metrics_listen: str = ""
+    # The metrics address is only the default: a port already taken is logged, not fatal.
+    metrics_optional: bool = False
     # Test-only switches (from the environment in `corral server`); all off by default.
     test_hooks: TestHooks = field(default_factory=TestHooks)
 
@@ -88,6 +102,9 @@ class RunningServer:
     etcd_endpoints: list[str]
     # The leader election this replica takes part in.
     elector: Elector | None = None
+    # This replica's Prometheus series, and where /metrics is served (None: not served).
+    telemetry: ControlPlaneMetrics | None = None
+    metrics_address: str | None = None
 
 
 async def open_store(config: ServerConfig, stack: AsyncExitStack) -> tuple[Store, list[str]]:
@@ -121,10 +138,16 @@ async def start(config: ServerConfig, stack: AsyncExitStack) -> RunningServer:
     routes_task = asyncio.create_task(routes.run(), name="route-hub")
     stack.push_async_callback(_cancel, routes_task)
     tunnels = TunnelRegistry()
-    server = grpc.aio.server(options=GRPC_OPTIONS)
+    # Recent metrics of the agents connected to this replica (memory only).
+    metrics = MetricsStore()
+    telemetry = ControlPlaneMetrics()
+    server = grpc.aio.server(options=GRPC_OPTIONS, interceptors=[ApiMetricsInterceptor(telemetry)])
     api_pb2_grpc.add_ObjectServiceServicer_to_server(ObjectService(api, tunnels), server)
     node_service_pb2_grpc.add_NodeServiceServicer_to_server(
-        NodeService(api, assignments, tunnels, heartbeat_period=config.heartbeat_period, routes=routes), server)
+        NodeService(api, assignments, tunnels, heartbeat_period=config.heartbeat_period, routes=routes,
+                    metrics=metrics), server)
+    metrics_pb2_grpc.add_MetricsServiceServicer_to_server(
+        MetricsService(metrics, api, serving.informer("Pod")), server)
     discovery_pb2_grpc.add_DiscoveryServiceServicer_to_server(DiscoveryService(routes), server)
     try:
         port = server.add_insecure_port(config.listen)
@@ -137,34 +160,54 @@ async def start(config: ServerConfig, stack: AsyncExitStack) -> RunningServer:
     host = config.listen.rsplit(":", 1)[0]
     address = f"{host}:{port}"
     log.info("server_started", listen=address, etcd=",".join(endpoints))
+    try:
+        scrape = open_endpoint(telemetry.registry, config.metrics_listen, default_host=host,
+                               optional=config.metrics_optional)
+    except MetricsEndpointError as e:
+        raise ServerError(str(e)) from e
+    if scrape is not None:
+        stack.push_async_callback(scrape.close)
     config.test_hooks.announce()
     elector = Elector(store, key=f"{config.key_prefix.rstrip('/')}/leader", ttl=config.lease_ttl,
                       identity=identity_for(socket.gethostname(), os.getpid(), address))
-    leadership_task = asyncio.create_task(elector.run(_lead(store, config)), name="leadership")
+    telemetry.observe_replica(leading=elector.leading.is_set)
+    leadership_task = asyncio.create_task(elector.run(_lead(store, config, telemetry, metrics)),
+                                          name="leadership")
     stack.push_async_callback(_cancel, leadership_task)
-    return RunningServer(address, endpoints, elector)
+    return RunningServer(address, endpoints, elector, telemetry, scrape.address if scrape else None)
 
 
-def _lead(store: Store, config: ServerConfig) -> Lead:
+def _lead(store: Store, config: ServerConfig, telemetry: ControlPlaneMetrics | None = None,
+          metrics_source: MetricsSource | None = None) -> Lead:
     """What the leader runs for one term: the controllers, on fresh informers,
     every write fenced with the term."""
 
     async def lead(term: Term) -> None:
         objects = ObjectStore(leader_store(store, term.fence, config.test_hooks), config.key_prefix)
-        await ControllerManager(objects, build_controllers(ObjectApi(objects), config)).run()
+        controllers = build_controllers(ObjectApi(objects), config, metrics=telemetry,
+                                        metrics_source=metrics_source)
+        await ControllerManager(objects, controllers, observer=telemetry).run()
 
     return lead
 
 
-def build_controllers(api: ObjectApi, config: ServerConfig) -> list[Controller]:
+def build_controllers(api: ObjectApi, config: ServerConfig, *,
+                      metrics: SchedulingObserver | None = None,
+                      metrics_source: MetricsSource | None = None) -> list[Controller]:
+    """The leader's controllers; the HPA controller only with a source of pod metrics."""
+    autoscalers: list[Controller] = [] if metrics_source is None else [
+        HorizontalPodAutoscalerController(api, EventRecorder(api, "horizontal-pod-autoscaler"), metrics_source,
+                                          sync_period=config.hpa_sync_period)]
     return [
-        SchedulerController(api, EventRecorder(api, "scheduler"), strategy=config.scheduling_strategy),
+        SchedulerController(api, EventRecorder(api, "scheduler"), strategy=config.scheduling_strategy,
+                            metrics=metrics),
         NodeLifecycleController(api, EventRecorder(api, "node-lifecycle-controller"),
                                 grace=config.node_grace_period),
         ReplicaSetController(api, EventRecorder(api, "replicaset-controller")),
         DeploymentController(api, EventRecorder(api, "deployment-controller")),
         EndpointsController(api),
         GarbageCollector(api),
+        *autoscalers,
     ]
 
 

@@ -25,7 +25,7 @@ from typing import Any
 import grpc
 from google.protobuf.message import Message
 
-from protos.corral.v1 import api_pb2, api_pb2_grpc, discovery_pb2, discovery_pb2_grpc
+from protos.corral.v1 import api_pb2, api_pb2_grpc, discovery_pb2, discovery_pb2_grpc, metrics_pb2, metrics_pb2_grpc
 from protos.kinds import unwrap, wrap
 
 DETAILS_KEY = "corral-error-details-bin"
@@ -114,6 +114,8 @@ def _translate(error: grpc.RpcError, address: str) -> ClientError:
 
 # Named here because Client.list shadows `list` in the class body.
 Routes = list[discovery_pb2.ServiceRoute]
+NodeMetricsItems = list[metrics_pb2.NodeMetrics]
+PodMetricsItems = list[metrics_pb2.PodMetrics]
 
 
 @dataclass(frozen=True)
@@ -154,6 +156,7 @@ class Client:
             self.address, options=[("grpc.max_receive_message_length", 8 * 1024 * 1024)])
         self._stub = api_pb2_grpc.ObjectServiceStub(self._channel)
         self._discovery = discovery_pb2_grpc.DiscoveryServiceStub(self._channel)
+        self._metrics = metrics_pb2_grpc.MetricsServiceStub(self._channel)
 
     def _next_server(self) -> None:
         """Move to the next server (for this call's retry, or the next call)."""
@@ -174,10 +177,11 @@ class Client:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _call(self, method: str, request: Message) -> Message:
+    def _call(self, method: str, request: Message, *, service: str = "_stub") -> Message:
+        """One unary call on `service` (the stub's attribute name), trying the next server on UNAVAILABLE."""
         for attempt in range(len(self.addresses)):
             try:
-                result: Message = getattr(self._stub, method)(request, timeout=self.timeout)
+                result: Message = getattr(getattr(self, service), method)(request, timeout=self.timeout)
             except grpc.RpcError as e:
                 if _unavailable(e) and attempt + 1 < len(self.addresses):
                     self._next_server()
@@ -277,6 +281,21 @@ class Client:
         except grpc.RpcError as e:
             raise _translate(e, self.address) from e
         return list(response.services)
+
+    def node_metrics(self, name: str = "") -> NodeMetricsItems:
+        """Usage and allocatable of every node (or the one named); `usage` unset where none was reported."""
+        r = self._call("NodeMetrics", metrics_pb2.NodeMetricsRequest(name=name), service="_metrics")
+        assert isinstance(r, metrics_pb2.NodeMetricsList)
+        return list(r.items)
+
+    def pod_metrics(self, namespace: str = "", name: str = "", *, all_namespaces: bool = False,
+                    selector: str = "") -> PodMetricsItems:
+        """Usage and requests of the pods with recent metrics (one namespace's, or every namespace's)."""
+        request = metrics_pb2.PodMetricsRequest(namespace=namespace, all_namespaces=all_namespaces,
+                                                selector=selector, name=name)
+        r = self._call("PodMetrics", request, service="_metrics")
+        assert isinstance(r, metrics_pb2.PodMetricsList)
+        return list(r.items)
 
     def logs(self, name: str, namespace: str = "", *, container: str = "", follow: bool = False,
              tail_lines: int = 0, previous: bool = False) -> Iterator[bytes]:

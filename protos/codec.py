@@ -22,8 +22,9 @@ reported indexes stay the ones the user wrote.
 Two value types are special: `corral.v1.IntOrString` (an int or a string; one
 with neither member set is left out by `to_dict`, like an unset one) and
 `google.protobuf.Timestamp` (RFC 3339). The maps named in `QUANTITY_MAP_FIELDS`
-hold Kubernetes quantities: they accept numbers as well as strings, store the
-text, and refuse what is not a quantity.
+and the string fields in `QUANTITY_FIELDS` hold Kubernetes quantities: they
+accept numbers as well as strings, store the text, and refuse what is not a
+quantity.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from protos.corral.v1.meta_pb2 import IntOrString
 from protos.quantity import parse_quantity
 
 __all__ = [
+    "QUANTITY_FIELDS",
     "QUANTITY_MAP_FIELDS",
     "FieldError",
     "describe",
@@ -61,6 +63,16 @@ QUANTITY_MAP_FIELDS: Final = frozenset(
         "corral.v1.ResourceRequirements.limits",
         "corral.v1.NodeStatus.capacity",
         "corral.v1.NodeStatus.allocatable",
+    }
+)
+
+# string fields that hold one Kubernetes quantity (a number or a string in YAML).
+QUANTITY_FIELDS: Final = frozenset(
+    {
+        "corral.v1.MetricTarget.average_value",
+        "corral.v1.MetricTarget.value",
+        "corral.v1.MetricValueStatus.average_value",
+        "corral.v1.MetricValueStatus.value",
     }
 )
 
@@ -247,7 +259,10 @@ def _set_field(
         target.SetInParent()
         _fill(target, value, path, errors)
     else:
-        converted = _scalar(field, value, path, errors)
+        if field.full_name in QUANTITY_FIELDS and value != "":
+            converted = _quantity(value, path, errors)
+        else:
+            converted = _scalar(field, value, path, errors)
         if converted is not _INVALID:
             setattr(message, field.name, converted)
 

@@ -59,6 +59,9 @@ class ServiceStats:
     # Client → backend, and backend → client.
     bytes_in: int = 0
     bytes_out: int = 0
+    # Connections relayed to each backend pod, by pod name: every current backend pod has an entry
+    # (0 until its first connection); a pod that stops being a backend is forgotten.
+    backends: dict[str, int] = field(default_factory=dict)
 
 
 # -- the relay ----------------------------------------------------------------------
@@ -139,6 +142,8 @@ class _Relay:
         self.backend = pipe
         self.backend_key = backend.key
         self.entry.balancer.opened(backend.key)
+        if backend.pod:
+            self.stats.backends[backend.pod] = self.stats.backends.get(backend.pod, 0) + 1
         client.peer, pipe.peer = pipe.transport, client.transport
         for side in (client, pipe):
             early, side.early = side.early, []
@@ -304,11 +309,20 @@ class ProxyServer:
         live = {e.service for e in self._entries.values()}
         draining = {e.service for e in self._retired}
         self._stats = {key: stats for key, stats in self._stats.items() if key in live | draining}
+        self._track_backend_pods()
         self._wake.set()
+
+    def _track_backend_pods(self) -> None:
+        """Keep a connection counter for exactly the pods that are backends now."""
+        pods: dict[str, set[str]] = {key: set() for key in self._stats}
+        for entry in self._entries.values():
+            pods[entry.service].update(b.pod for b in entry.balancer.backends if b.pod)
+        for key, stats in self._stats.items():
+            stats.backends = {pod: stats.backends.get(pod, 0) for pod in sorted(pods[key])}
 
     def stats(self) -> dict[str, ServiceStats]:
         """A copy of every Service's counters, by "namespace/name"."""
-        return {key: replace(stats) for key, stats in self._stats.items()}
+        return {key: replace(stats, backends=dict(stats.backends)) for key, stats in self._stats.items()}
 
     def listening(self) -> list[tuple[str, int]]:
         """The (address, port) pairs bound now."""

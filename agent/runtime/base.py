@@ -92,6 +92,16 @@ class ExecResult:
     output: bytes
 
 
+@dataclass(frozen=True)
+class ContainerStats:
+    """What a running container has used: cumulative CPU time and memory now."""
+
+    # CPU time since the container started, in nanoseconds (all cores together).
+    cpu_ns: int
+    # Working set: Docker's usage minus inactive file cache; a process's RSS.
+    memory_bytes: int
+
+
 class ContainerRuntime(Protocol):
     """Every method is async and never blocks the event loop."""
 
@@ -134,6 +144,10 @@ class ContainerRuntime(Protocol):
 
     def logs(self, container_id: str, *, tail: int | None = None, follow: bool = False) -> AsyncIterator[bytes]:
         """The container's output (stdout and stderr interleaved), as chunks of lines."""
+        ...
+
+    async def stats(self, container_id: str) -> ContainerStats | None:
+        """CPU time and memory of a running container; None when it is gone or not running."""
         ...
 
     async def pod_gateway(self) -> str | None:

@@ -51,7 +51,15 @@ import structlog
 from docker.types import LogConfig  # type: ignore[import-untyped]
 from docker.utils import parse_repository_tag  # type: ignore[import-untyped]
 
-from agent.runtime.base import LABEL_MANAGED, ContainerInfo, ContainerSpec, ExecResult, PortMapping, State
+from agent.runtime.base import (
+    LABEL_MANAGED,
+    ContainerInfo,
+    ContainerSpec,
+    ContainerStats,
+    ExecResult,
+    PortMapping,
+    State,
+)
 from agent.runtime.errors import (
     ContainerNotFoundError,
     ContainerStartError,
@@ -229,6 +237,34 @@ def _to_info(attrs: Mapping[str, Any]) -> ContainerInfo:
         reason=_reason(state, status),
         message=state.get("Error") or "",
     )
+
+
+# -- stats → ContainerStats -----------------------------------------------------
+
+
+def _working_set(memory: Mapping[str, Any]) -> int:
+    """Usage minus the inactive file cache, as `docker stats` and the kubelet count it.
+
+    cgroup v1 reports `total_inactive_file` (hierarchical), v2 `inactive_file`;
+    an engine that reports neither leaves `cache` to subtract.
+    """
+    usage = int(memory.get("usage") or 0)
+    detail = memory.get("stats") or {}
+    for key in ("total_inactive_file", "inactive_file", "cache"):
+        if key in detail:
+            inactive = int(detail[key] or 0)
+            return usage - inactive if inactive < usage else usage
+    return usage
+
+
+def _to_stats(raw: Mapping[str, Any]) -> ContainerStats | None:
+    """One-shot `stats` of the engine API (cgroup v1 or v2); None for a container not running
+    (the engine answers with empty memory stats and the zero time then)."""
+    memory = raw.get("memory_stats") or {}
+    if "usage" not in memory or str(raw.get("read") or "").startswith(_ZERO_TIME_PREFIX):
+        return None
+    cpu = ((raw.get("cpu_stats") or {}).get("cpu_usage") or {}).get("total_usage") or 0
+    return ContainerStats(cpu_ns=int(cpu), memory_bytes=_working_set(memory))
 
 
 # -- spec → create arguments ----------------------------------------------------
@@ -520,6 +556,14 @@ class DockerRuntime:
         filters = {"label": [f"{key}={value}" for key, value in labels.items()]}
         containers = await _call(self._client.containers.list, all=True, filters=filters, ignore_removed=True)
         return [_to_info(c.attrs) for c in containers]
+
+    async def stats(self, container_id: str) -> ContainerStats | None:
+        """The engine's one-shot stats (it takes about a second: the engine waits for a second sample)."""
+        try:
+            raw = await _call(self._api.stats, container_id, stream=False)
+        except ContainerNotFoundError:
+            return None
+        return _to_stats(raw)
 
     async def exec(
         self,

@@ -20,6 +20,10 @@ With `serve_ports`, each published port is a real listening socket on
 connect to containers (TCP and HTTP probes, the proxy). Its host port is
 chosen by the OS when the spec asks for 0; otherwise host ports 0 are
 assigned from a counter and nothing listens.
+
+`stats` reports what a script says a container uses (`cpu_millis`,
+`memory_bytes`; `set_usage` changes it for one container): CPU time grows at
+that rate on the clock while the container runs.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from datetime import UTC, datetime, timedelta
 
 import structlog
 
-from agent.runtime.base import ContainerInfo, ContainerSpec, ExecResult, PortMapping, State
+from agent.runtime.base import ContainerInfo, ContainerSpec, ContainerStats, ExecResult, PortMapping, State
 from agent.runtime.errors import ContainerNotFoundError, ContainerStartError, ImageNotFoundError, ImagePullError
 
 log = structlog.get_logger(__name__)
@@ -61,6 +65,8 @@ class FakeBehaviour:
     term_exit_code: int = EXIT_SIGTERM  # exit code after SIGTERM
     ignore_term: bool = False  # SIGTERM does nothing; the stop ends with SIGKILL
     serve_ports: bool = False  # published ports really listen (see module docstring)
+    cpu_millis: int = 0  # CPU used while running, in thousandths of a core
+    memory_bytes: int = 0  # memory used while running
 
 
 DEFAULT_BEHAVIOUR = FakeBehaviour()
@@ -80,6 +86,18 @@ class _Container:
     stopped: float | None = None  # clock time of a stop
     signals: list[str] = field(default_factory=list)
     exec_exit_code: int | None = None  # overrides the behaviour's
+    # Usage (`set_usage` overrides the behaviour's): CPU time accrued up to
+    # `cpu_since` (clock time), and the rate since then.
+    cpu_ns: float = 0.0
+    cpu_since: float = 0.0
+    cpu_millis: int = 0
+    memory_bytes: int = 0
+
+    def cpu_ns_at(self, now: float) -> int:
+        """CPU time used by `now` (it stops growing when the container exits)."""
+        end = self.exited_at()
+        until = now if end is None else min(now, end)
+        return int(self.cpu_ns + max(0.0, until - self.cpu_since) * self.cpu_millis * 1_000_000)
 
     def exited_at(self) -> float | None:
         """The clock time it exited (or exits, for a scripted run), if any."""
@@ -134,6 +152,17 @@ class FakeRuntime:
 
     def sigterm_sent(self, container_id: str) -> bool:
         return "SIGTERM" in self._get(container_id).signals
+
+    def set_usage(self, container_id: str, *, cpu_millis: int | None = None, memory_bytes: int | None = None) -> None:
+        """From now on the container uses `cpu_millis` of CPU and `memory_bytes` of memory."""
+        container = self._get(container_id)
+        if cpu_millis is not None:
+            now = self._now()
+            container.cpu_ns = container.cpu_ns_at(now)
+            container.cpu_since = now
+            container.cpu_millis = cpu_millis
+        if memory_bytes is not None:
+            container.memory_bytes = memory_bytes
 
     # internals
 
@@ -196,7 +225,10 @@ class FakeRuntime:
             ports=ports,
             output=bytearray(behaviour.output),
             servers=servers,
+            cpu_millis=behaviour.cpu_millis,
+            memory_bytes=behaviour.memory_bytes,
         )
+        container.cpu_since = container.started
         self._containers[container_id] = container
         log.info("container_started", id=container_id, name=spec.name, image=spec.image)
         return self._info(container)
@@ -269,6 +301,13 @@ class FakeRuntime:
     async def list(self, labels: Mapping[str, str]) -> builtins.list[ContainerInfo]:
         wanted = labels.items()
         return [self._info(c) for c in self._containers.values() if wanted <= c.spec.labels.items()]
+
+    async def stats(self, container_id: str) -> ContainerStats | None:
+        container = self._containers.get(container_id)
+        now = self._now()
+        if container is None or container.has_exited(now):
+            return None
+        return ContainerStats(cpu_ns=container.cpu_ns_at(now), memory_bytes=container.memory_bytes)
 
     async def exec(
         self,

@@ -55,7 +55,7 @@ import psutil
 import structlog
 
 from agent.runtime import process_shim
-from agent.runtime.base import ContainerInfo, ContainerSpec, ExecResult, PortMapping, State
+from agent.runtime.base import ContainerInfo, ContainerSpec, ContainerStats, ExecResult, PortMapping, State
 from agent.runtime.errors import ContainerNotFoundError, ContainerStartError
 
 log = structlog.get_logger(__name__)
@@ -106,6 +106,34 @@ def _signal_group(meta: Mapping[str, Any], signum: signal.Signals) -> None:
         return
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(int(meta["pid"]), signum)
+
+
+def _usage(meta: Mapping[str, Any]) -> ContainerStats | None:
+    """CPU time and RSS of the command and every process under it; None once it has exited.
+
+    CPU time counts the live processes and the children they have reaped; a
+    descendant that exits unreaped takes its share with it (the pure core treats
+    the dip as no use, never as negative use).
+    """
+    if not _child_running(meta):
+        return None
+    try:
+        main = psutil.Process(int(meta["pid"]))
+        processes = [main, *main.children(recursive=True)]
+    except psutil.Error:
+        return None
+    cpu_seconds = 0.0
+    rss = 0
+    for process in processes:
+        try:
+            with process.oneshot():
+                times = process.cpu_times()
+                memory = process.memory_info()
+        except psutil.Error:  # ended meanwhile
+            continue
+        cpu_seconds += times.user + times.system + times.children_user + times.children_system
+        rss += memory.rss
+    return ContainerStats(cpu_ns=int(cpu_seconds * 1e9), memory_bytes=rss)
 
 
 # -- meta → ContainerInfo -------------------------------------------------------
@@ -405,6 +433,13 @@ class ProcessRuntime:
             return [_info(meta) for meta in self._all_metas() if wanted <= meta["labels"].items()]
 
         return await asyncio.to_thread(matching)
+
+    async def stats(self, container_id: str) -> ContainerStats | None:
+        try:
+            meta = await self._meta(container_id)
+        except ContainerNotFoundError:
+            return None
+        return await asyncio.to_thread(_usage, meta)
 
     async def exec(
         self,

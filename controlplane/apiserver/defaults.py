@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from google.protobuf.message import Message
 
-from protos.corral.v1 import discovery_pb2, meta_pb2, pod_pb2, service_pb2, workloads_pb2
+from controlplane.controllers.autoscaler.spec import default_hpa
+from protos.corral.v1 import discovery_pb2, meta_pb2, metrics_pb2, pod_pb2, service_pb2, workloads_pb2
 from protos.kinds import KindInfo
 
 DEFAULT_NAMESPACE = "default"
@@ -42,6 +43,8 @@ def apply_defaults(info: KindInfo, obj: Message) -> None:
         default_service(obj.spec)
     elif isinstance(obj, discovery_pb2.EndpointSlice):
         default_endpoint_slice(obj)
+    elif isinstance(obj, metrics_pb2.HorizontalPodAutoscaler):
+        default_hpa(obj.spec)
 
 
 def default_deployment(spec: workloads_pb2.DeploymentSpec) -> None:

@@ -39,7 +39,7 @@ from controlplane.apiserver.validation import validate, validate_update
 from controlplane.clock import utcnow
 from controlplane.store import errors as store_errors
 from controlplane.store.objects import Change, ObjectStore
-from protos.corral.v1 import pod_pb2, service_pb2
+from protos.corral.v1 import pod_pb2, service_pb2, workloads_pb2
 from protos.kinds import KindInfo, UnknownKindError, info_of, meta, resolve
 
 log = structlog.get_logger(__name__)
@@ -110,6 +110,16 @@ def _translated(info: KindInfo, name: str) -> Iterator[None]:
         if e.temporary:
             raise UnavailableError(f"storage unavailable: {e}") from e
         raise
+
+
+def keep_replicas(manifest: Message, existing: Message, prepared: Message) -> None:
+    """A Deployment or ReplicaSet manifest without `spec.replicas` leaves the stored count
+    alone (an autoscaler, or `corral scale`, owns it), as `kubectl apply` does."""
+    if (isinstance(manifest, workloads_pb2.Deployment | workloads_pb2.ReplicaSet)
+            and isinstance(existing, workloads_pb2.Deployment | workloads_pb2.ReplicaSet)
+            and isinstance(prepared, workloads_pb2.Deployment | workloads_pb2.ReplicaSet)
+            and not manifest.spec.HasField("replicas")):
+        prepared.spec.replicas = existing.spec.replicas
 
 
 def listen_port_clashes(service: service_pb2.Service, others: Iterable[service_pb2.Service]) -> list[Cause]:
@@ -257,6 +267,7 @@ class ObjectApi:
                         return await self._insert(info, prepared, dry_run=dry_run), ApplyOutcome.CREATED
                     except AlreadyExistsError:
                         continue
+                keep_replicas(obj, existing, prepared)
                 merged = self._merged(info, existing, prepared)
                 if merged == existing:
                     return existing, ApplyOutcome.UNCHANGED

@@ -16,12 +16,14 @@ from google.protobuf.message import Message
 
 from controlplane.apiserver import labels
 from controlplane.apiserver.errors import Cause
+from controlplane.controllers.autoscaler import spec as hpa_spec
 from controlplane.controllers.deployment import durations
 from protos import quantity
 from protos.corral.v1 import (
     discovery_pb2,
     event_pb2,
     meta_pb2,
+    metrics_pb2,
     node_pb2,
     pod_pb2,
     service_pb2,
@@ -100,6 +102,8 @@ def validate(info: KindInfo, obj: Message) -> list[Cause]:
         validate_node(p, obj.spec)
     elif isinstance(obj, event_pb2.Event):
         validate_event(p, obj)
+    elif isinstance(obj, metrics_pb2.HorizontalPodAutoscaler):
+        validate_hpa(p, obj.spec)
     return p.causes
 
 
@@ -546,3 +550,100 @@ def validate_event(p: Problems, e: event_pb2.Event) -> None:
         p.one_of("type", e.type, ("Normal", "Warning"))
     if not e.reason:
         p.add("reason", "required")
+
+
+# -- horizontal pod autoscalers -------------------------------------------------
+
+def validate_hpa(p: Problems, spec: metrics_pb2.HorizontalPodAutoscalerSpec) -> None:
+    ref = spec.scale_target_ref
+    if not ref.kind:
+        p.add("spec.scaleTargetRef.kind", "required")
+    else:
+        p.one_of("spec.scaleTargetRef.kind", ref.kind, hpa_spec.TARGET_KINDS)
+    validate_name(p, "spec.scaleTargetRef.name", ref.name)
+    if ref.api_version and ref.kind in hpa_spec.TARGET_KINDS and ref.api_version != "apps/v1":
+        p.add("spec.scaleTargetRef.apiVersion", f'must be "apps/v1" for {ref.kind}, got "{ref.api_version}"')
+    low = spec.min_replicas if spec.HasField("min_replicas") else hpa_spec.DEFAULT_MIN_REPLICAS
+    p.at_least("spec.minReplicas", low, 1)
+    if spec.max_replicas < 1:
+        p.at_least("spec.maxReplicas", spec.max_replicas, 1)
+    elif spec.max_replicas < low:
+        p.add("spec.maxReplicas", f"must be greater than or equal to minReplicas ({low}), got {spec.max_replicas}")
+    for i, metric in enumerate(spec.metrics):
+        validate_hpa_metric(p, f"spec.metrics[{i}]", metric)
+    if spec.HasField("behavior"):
+        for name, rules in (("scaleUp", spec.behavior.scale_up), ("scaleDown", spec.behavior.scale_down)):
+            validate_hpa_rules(p, f"spec.behavior.{name}", rules)
+
+
+def validate_hpa_metric(p: Problems, path: str, metric: metrics_pb2.MetricSpec) -> None:
+    p.one_of(f"{path}.type", metric.type, hpa_spec.METRIC_TYPES)
+    if metric.HasField("resource") and metric.type == "Pods":
+        p.add(f"{path}.resource", 'must not be set when type is "Pods"')
+    if metric.HasField("pods") and metric.type == "Resource":
+        p.add(f"{path}.pods", 'must not be set when type is "Resource"')
+    if metric.type == "Resource":
+        resource = metric.resource
+        if not metric.HasField("resource"):
+            p.add(f"{path}.resource", 'required when type is "Resource"')
+        elif not resource.name:
+            p.add(f"{path}.resource.name", "required")
+        else:
+            p.one_of(f"{path}.resource.name", resource.name, hpa_spec.RESOURCES)
+        validate_hpa_target(p, f"{path}.resource.target", resource.target, hpa_spec.TARGET_TYPES)
+    elif metric.type == "Pods":
+        pods = metric.pods
+        if not metric.HasField("pods"):
+            p.add(f"{path}.pods", 'required when type is "Pods"')
+        elif not pods.metric.name:
+            p.add(f"{path}.pods.metric.name", "required")
+        else:
+            p.one_of(f"{path}.pods.metric.name", pods.metric.name, hpa_spec.POD_METRICS)
+        if pods.metric.selector.match_labels or pods.metric.selector.match_expressions:
+            p.add(f"{path}.pods.metric.selector", "not supported: corral's pod metrics have no labels to select")
+        validate_hpa_target(p, f"{path}.pods.target", pods.target, ("AverageValue",))
+
+
+def validate_hpa_target(p: Problems, path: str, target: metrics_pb2.MetricTarget, types: tuple[str, ...]) -> None:
+    if not target.type:
+        p.add(f"{path}.type", "required")
+        return
+    p.one_of(f"{path}.type", target.type, types)
+    if target.value:
+        p.add(f"{path}.value", 'not supported: use type "AverageValue" (a value per pod)')
+    if target.type == "Utilization":
+        if not target.HasField("average_utilization"):
+            p.add(f"{path}.averageUtilization", 'required when type is "Utilization"')
+        else:
+            p.at_least(f"{path}.averageUtilization", target.average_utilization, 1)
+        if target.average_value:
+            p.add(f"{path}.averageValue", 'must not be set when type is "Utilization"')
+    elif target.type == "AverageValue":
+        if target.HasField("average_utilization"):
+            p.add(f"{path}.averageUtilization", 'must not be set when type is "AverageValue"')
+        if not target.average_value:
+            p.add(f"{path}.averageValue", 'required when type is "AverageValue"')
+            return
+        try:
+            amount = quantity.parse_quantity(target.average_value)
+        except ValueError as e:
+            p.add(f"{path}.averageValue", str(e))
+            return
+        if amount <= 0:
+            p.add(f"{path}.averageValue", f'must be positive, got "{target.average_value}"')
+
+
+def validate_hpa_rules(p: Problems, path: str, rules: metrics_pb2.HPAScalingRules) -> None:
+    window = rules.stabilization_window_seconds
+    if not 0 <= window <= hpa_spec.MAX_STABILIZATION_WINDOW:
+        p.add(f"{path}.stabilizationWindowSeconds",
+              f"must be 0-{hpa_spec.MAX_STABILIZATION_WINDOW} seconds, got {window}")
+    p.one_of(f"{path}.selectPolicy", rules.select_policy, hpa_spec.SELECT_POLICIES)
+    if not rules.policies:
+        p.add(f"{path}.policies", "required: at least one policy")
+    for j, policy in enumerate(rules.policies):
+        at = f"{path}.policies[{j}]"
+        p.one_of(f"{at}.type", policy.type, hpa_spec.POLICY_TYPES)
+        p.at_least(f"{at}.value", policy.value, 1)
+        if not 1 <= policy.period_seconds <= hpa_spec.MAX_POLICY_PERIOD:
+            p.add(f"{at}.periodSeconds", f"must be 1-{hpa_spec.MAX_POLICY_PERIOD} seconds, got {policy.period_seconds}")

@@ -19,6 +19,7 @@ import structlog
 
 from controlplane.controllers.queue import WorkQueue
 from controlplane.informer import CacheEvent, Informer
+from controlplane.observability.hooks import ControllerObserver
 from controlplane.store.errors import FencedError
 from controlplane.store.objects import ObjectStore
 from protos.kinds import KindInfo, by_kind
@@ -55,9 +56,12 @@ class Controller(Protocol):
 
 
 class ControllerManager:
-    def __init__(self, objects: ObjectStore, controllers: list[Controller]) -> None:
+    def __init__(self, objects: ObjectStore, controllers: list[Controller], *,
+                 observer: ControllerObserver | None = None) -> None:
         self.objects = objects
         self.controllers = controllers
+        # Told of the informers and queues while they run, and of every sync (metrics).
+        self.observer = observer
         self.informers: dict[str, Informer] = {}
         self.queues: dict[str, WorkQueue] = {}
         for controller in controllers:
@@ -88,6 +92,15 @@ class ControllerManager:
         return self.informers[kind]
 
     async def run(self) -> None:
+        if self.observer is not None:
+            self.observer.controllers_started(self.informers, self.queues)
+        try:
+            await self._run()
+        finally:
+            if self.observer is not None:
+                self.observer.controllers_stopped()
+
+    async def _run(self) -> None:
         async with asyncio.TaskGroup() as group:
             for informer in self.informers.values():
                 group.create_task(informer.run(), name=f"informer-{informer.info.kind}")
@@ -110,6 +123,7 @@ class ControllerManager:
             except asyncio.CancelledError:
                 raise
             except Exception as e:
+                self._observe(controller, started, failed=True)
                 if _fenced(e):
                     log.warning("controller_fenced", controller=controller.name, key=key, error=str(e))
                     raise
@@ -117,6 +131,7 @@ class ControllerManager:
                 log.warning("sync_failed", controller=controller.name, key=key, error=str(e) or type(e).__name__,
                             retry_in=round(delay, 2))
             else:
+                self._observe(controller, started, failed=False)
                 queue.forget(key)
                 if again is not None:
                     queue.add_after(key, again)
@@ -124,6 +139,10 @@ class ControllerManager:
                 queue.done(key)
                 log.debug("synced", controller=controller.name, key=key,
                           ms=round((time.perf_counter() - started) * 1000, 2))
+
+    def _observe(self, controller: Controller, started: float, *, failed: bool) -> None:
+        if self.observer is not None:
+            self.observer.synced(controller.name, time.perf_counter() - started, failed=failed)
 
 
 def _fenced(error: BaseException) -> bool:

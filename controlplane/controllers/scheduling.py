@@ -16,16 +16,17 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 import structlog
 from google.protobuf.message import Message
 
 from controlplane.apiserver.handlers import ObjectApi
-from controlplane.clock import utcnow_seconds
+from controlplane.clock import utcnow, utcnow_seconds
 from controlplane.controllers.events import EventRecorder
 from controlplane.controllers.queue import WorkQueue
 from controlplane.informer import CacheEvent, Informer
+from controlplane.observability.hooks import SchedulingObserver
 from controlplane.scheduler.framework import Profile
 from controlplane.scheduler.pipeline import Placement, Unschedulable, feasible_nodes_to_find, schedule_batch
 from controlplane.scheduler.plugins import default_profile
@@ -72,7 +73,9 @@ class SchedulerController:
 
     def __init__(self, api: ObjectApi, recorder: EventRecorder, *, strategy: str = LEAST_ALLOCATED,
                  percentage_of_nodes_to_score: int = DEFAULT_PERCENTAGE_OF_NODES_TO_SCORE,
-                 profile: Profile | None = None, now: Callable[[], datetime] = utcnow_seconds) -> None:
+                 profile: Profile | None = None, now: Callable[[], datetime] = utcnow_seconds,
+                 metrics: SchedulingObserver | None = None) -> None:
+        self.metrics = metrics
         self.percentage = percentage_of_nodes_to_score
         self.api = api
         self.recorder = recorder
@@ -196,6 +199,7 @@ class SchedulerController:
             return sum(1 for ok in results if not ok)
         for pod, node in chunk:
             self._assume(pod, node)
+        self._observe_bound([pod for pod, _ in chunk])
         log.info("pods_bound", count=len(chunk))
         return 0
 
@@ -214,12 +218,26 @@ class SchedulerController:
         try:
             await self.api.objects.update(self._bound_copy(pod, node))
         except (store_errors.ConflictError, store_errors.NotFoundError):
+            if self.metrics is not None:
+                self.metrics.scheduling_attempts("error")
             return False
         self._assume(pod, node)
+        self._observe_bound([pod])
         log.info("pod_bound", pod=pod.metadata.name, namespace=pod.metadata.namespace, node=node)
         return True
 
+    def _observe_bound(self, pods: list[pod_pb2.Pod]) -> None:
+        if self.metrics is None:
+            return
+        self.metrics.scheduling_attempts("scheduled", len(pods))
+        bound = utcnow()
+        for pod in pods:
+            if pod.metadata.HasField("creation_timestamp"):
+                self.metrics.pod_bound(pod.metadata.creation_timestamp.ToDatetime(tzinfo=UTC), bound)
+
     async def _unschedulable(self, pod: pod_pb2.Pod, result: Unschedulable, now: float) -> None:
+        if self.metrics is not None:
+            self.metrics.scheduling_attempts("unschedulable")
         previous = self.retries.get(pod.metadata.uid)
         delay = RETRY_INITIAL if previous is None else min(previous.delay * 2, RETRY_MAX)
         self.retries[pod.metadata.uid] = Retry(now + delay, delay)

@@ -4,12 +4,13 @@ Registration creates or refreshes the Node object; heartbeats stamp its Ready
 condition; each agent holds one assignment stream (its authoritative pod set,
 with the informer's revision as epoch) and one tunnel; status reports are
 compare-and-swap writes of pod status, accepted only for pods bound to the
-reporting node.
+reporting node. Metrics reports go to the in-memory `MetricsStore`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 
@@ -20,12 +21,13 @@ from controlplane.apiserver.errors import AlreadyExistsError, ApiError, NotFound
 from controlplane.apiserver.handlers import ObjectApi
 from controlplane.apiserver.status import abort
 from controlplane.clock import utcnow
+from controlplane.metrics.store import MetricsStore
 from controlplane.nodeapi.assignments import AssignmentIndex, Fingerprint
 from controlplane.nodeapi.tunnels import TunnelRegistry
 from controlplane.registry.hub import RouteHub
 from controlplane.store import errors as store_errors
 from protos.conditions import set_condition
-from protos.corral.v1 import node_pb2, node_service_pb2, node_service_pb2_grpc, pod_pb2
+from protos.corral.v1 import metrics_pb2, node_pb2, node_service_pb2, node_service_pb2_grpc, pod_pb2
 from protos.kinds import by_kind
 
 log = structlog.get_logger(__name__)
@@ -50,7 +52,7 @@ def set_ready(node: node_pb2.Node, now: datetime, *, reason: str = "AgentReady",
 class NodeService(node_service_pb2_grpc.NodeServiceServicer):
     def __init__(self, api: ObjectApi, assignments: AssignmentIndex, tunnels: TunnelRegistry, *,
                  heartbeat_period: int = 4, now: Callable[[], datetime] = utcnow,
-                 routes: RouteHub | None = None) -> None:
+                 routes: RouteHub | None = None, metrics: MetricsStore | None = None) -> None:
         self.api = api
         self.objects = api.objects
         self.assignments = assignments
@@ -60,6 +62,8 @@ class NodeService(node_service_pb2_grpc.NodeServiceServicer):
         self.connected: set[str] = set()
         # The service registry's routes, for WatchServices.
         self.routes = routes
+        # Where ReportMetrics keeps what agents measure.
+        self.metrics = metrics
 
     def period(self) -> int:
         """The heartbeat period to hand out: the base one, stretched on large clusters."""
@@ -201,6 +205,15 @@ class NodeService(node_service_pb2_grpc.NodeServiceServicer):
         log.info("pod_deleted_after_termination", namespace=pod.metadata.namespace, name=pod.metadata.name,
                  uid=pod.metadata.uid, node=pod.spec.node_name)
         return True
+
+    # -- metrics ------------------------------------------------------------------
+
+    async def ReportMetrics(self, request: metrics_pb2.MetricsReport,
+                            context: Context) -> metrics_pb2.ReportMetricsResponse:
+        if self.metrics is None:
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, "this control plane keeps no metrics")
+        self.metrics.record(request, now=time.monotonic())
+        return metrics_pb2.ReportMetricsResponse()
 
     # -- service routes -----------------------------------------------------------
 

@@ -468,8 +468,8 @@ class EtcdStore:
         watcher = self._conn.watcher_for(client)
         try:
             with _translated(revision=start_revision):
-                callback = await watcher.add_callback(
-                    key, inbox.put, range_end=end, start_revision=start_revision, prev_kv=True
+                callback = await self._register(
+                    watcher, key, inbox.put, range_end=end, start_revision=start_revision, prev_kv=True
                 )
         except UnavailableError as exc:
             await self._conn.failover(client, exc)
@@ -586,6 +586,25 @@ class EtcdStore:
             return NotFoundError(key)
         _, current = found[0]
         return ConflictError(key, expected_revision, int(current.mod_revision))
+
+    async def _register(self, watcher: Any, key: bytes, callback: Any, **options: Any) -> Any:
+        """``watcher.add_callback``, in a task of its own.
+
+        aetcd waits for etcd's answer with ``asyncio.wait_for``, which on
+        Python 3.11 loses a cancel that lands as the answer arrives (it
+        returns the result instead): the caller would then wait on its watch
+        forever. Behind a shield the caller's cancel always reaches the
+        caller; the registration is then waited for (bounded by the request
+        timeout) and undone.
+        """
+        registration = asyncio.ensure_future(watcher.add_callback(key, callback, **options))
+        try:
+            return await asyncio.shield(registration)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                registered = await registration
+                await self._cancel_watch(watcher, registered.watch_id)
+            raise
 
     async def _cancel_watch(self, watcher: Any, watch_id: int) -> None:
         """Best effort: tell etcd to drop the watch (moot once closed or moved)."""

@@ -14,6 +14,8 @@ from corral import logs
 from corral.cli.config import resolve_server
 
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+# Where the agent serves Prometheus metrics unless told otherwise: port 9465 on its first proxy address.
+DEFAULT_METRICS_LISTEN = ":9465"
 
 
 def default_agent_dir() -> Path:
@@ -78,12 +80,18 @@ def proxy_addresses_of(values: tuple[str, ...]) -> list[str]:
                    "gateway always gets one on 53).")
 @click.option("--docker-network", default="",
               help="The bridge network Docker pods join, made when missing (default: corral-<node name>).")
+@click.option("--metrics-period", type=click.FloatRange(min=1), default=10.0, show_default=True,
+              help="Seconds between resource metrics reports (CPU, memory, proxy traffic) to the control plane.")
+@click.option("--metrics-listen", default=None, metavar="HOST:PORT",
+              help="Where Prometheus scrapes /metrics (:PORT: the first proxy address; \"\": off). Default "
+                   f"{DEFAULT_METRICS_LISTEN}, skipped with a warning when that port is taken.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info")
 @click.pass_context
 def agent_cmd(ctx: click.Context, server_opt: str | None, name: str | None, labels: str,
               runtimes: tuple[str, ...], data_dir: str | None, address: str, restart_backoff: float,
               restart_backoff_max: float, poll_interval: float, termination_drain: float,
-              proxy_addresses: tuple[str, ...], dns_port: int, docker_network: str, log_level: str) -> None:
+              proxy_addresses: tuple[str, ...], dns_port: int, docker_network: str, metrics_period: float,
+              metrics_listen: str | None, log_level: str) -> None:
     """Run the node agent: register this machine and run the pods bound to it."""
     from agent.main import AgentConfig, AgentError, run  # the agent loads only when asked for
 
@@ -99,7 +107,9 @@ def agent_cmd(ctx: click.Context, server_opt: str | None, name: str | None, labe
                          poll_interval=poll_interval, restart_backoff=restart_backoff,
                          restart_backoff_max=restart_backoff_max, termination_drain=termination_drain,
                          proxy_addresses=proxy_addresses_of(proxy_addresses), dns_port=dns_port,
-                         docker_network=docker_network)
+                         docker_network=docker_network, metrics_period=metrics_period,
+                         metrics_listen=DEFAULT_METRICS_LISTEN if metrics_listen is None else metrics_listen,
+                         metrics_optional=metrics_listen is None)
     try:
         run(config)
     except AgentError as e:

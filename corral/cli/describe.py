@@ -10,9 +10,9 @@ from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from corral import client as api
-from corral.cli import printers
+from corral.cli import hpa_view, printers
 from protos import codec
-from protos.corral.v1 import event_pb2
+from protos.corral.v1 import event_pb2, metrics_pb2
 from protos.kinds import info_of, meta
 
 MAX_EVENTS = 20
@@ -62,9 +62,12 @@ def describe(obj: Message, events: list[event_pb2.Event], now: datetime) -> str:
         f"Generation:         {m.generation}",
         f"ResourceVersion:    {m.resource_version}",
     ]
-    for key in ("spec", "status"):
-        if key in doc:
-            lines += _block(key.capitalize(), doc[key])
+    if isinstance(obj, metrics_pb2.HorizontalPodAutoscaler):
+        lines += hpa_view.describe_lines(obj, now)
+    else:
+        for key in ("spec", "status"):
+            if key in doc:
+                lines += _block(key.capitalize(), doc[key])
     if info.kind in ("Event", "EndpointSlice"):
         rest = {k: v for k, v in doc.items() if k not in ("apiVersion", "kind", "metadata")}
         lines += _block(info.kind, rest)

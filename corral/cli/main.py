@@ -27,10 +27,12 @@ COMMANDS = {
     "up": "corral.cli.up:up_cmd",
     "rollout": "corral.cli.rollout:rollout_group",
     "scale": "corral.cli.rollout:scale_cmd",
+    "autoscale": "corral.cli.autoscale:autoscale_cmd",
     "set": "corral.cli.rollout:set_group",
     "cordon": "corral.cli.nodes:cordon_cmd",
     "uncordon": "corral.cli.nodes:uncordon_cmd",
     "drain": "corral.cli.nodes:drain_cmd",
+    "top": "corral.cli.top:top_group",
 }
 
 

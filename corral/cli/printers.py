@@ -17,7 +17,7 @@ from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from protos import codec
-from protos.corral.v1 import discovery_pb2, event_pb2, node_pb2, pod_pb2, service_pb2, workloads_pb2
+from protos.corral.v1 import discovery_pb2, event_pb2, metrics_pb2, node_pb2, pod_pb2, service_pb2, workloads_pb2
 from protos.kinds import KindInfo, meta
 
 Row = list[str]
@@ -146,6 +146,41 @@ def endpoint_slice_row(s: discovery_pb2.EndpointSlice, now: datetime, wide: bool
     return [s.address_type, ports, shown, age(s.metadata.creation_timestamp, now)]
 
 
+def hpa_metric(spec: metrics_pb2.MetricSpec, status: metrics_pb2.MetricStatus | None) -> tuple[str, str, str]:
+    """A metric of an HPA as (name, current, target): ("cpu", "35%", "50%"), ("memory", "<unknown>", "1Gi")."""
+    if status is None:
+        current = metrics_pb2.MetricValueStatus()
+    else:
+        current = status.pods.current if spec.type == "Pods" else status.resource.current
+    if spec.type == "Pods":
+        return spec.pods.metric.name, current.average_value or "<unknown>", spec.pods.target.average_value
+    target = spec.resource.target
+    if target.type == "Utilization":
+        shown = f"{current.average_utilization}%" if current.HasField("average_utilization") else "<unknown>"
+        return spec.resource.name, shown, f"{target.average_utilization}%"
+    return spec.resource.name, current.average_value or "<unknown>", target.average_value
+
+
+def hpa_targets(h: metrics_pb2.HorizontalPodAutoscaler) -> str:
+    """kubectl's TARGETS: `cpu: 35%/50%, requests_per_second: 12/10` (two at most, then "+ N more...")."""
+    statuses = list(h.status.current_metrics)
+    shown = []
+    for i, spec in enumerate(h.spec.metrics):
+        name, current, target = hpa_metric(spec, statuses[i] if i < len(statuses) else None)
+        shown.append(f"{name}: {current}/{target}")
+    if not shown:
+        return "<none>"
+    more = f" + {len(shown) - 2} more..." if len(shown) > 2 else ""
+    return ", ".join(shown[:2]) + more
+
+
+def hpa_row(h: metrics_pb2.HorizontalPodAutoscaler, now: datetime, wide: bool) -> Row:
+    ref = h.spec.scale_target_ref
+    low = str(h.spec.min_replicas) if h.spec.HasField("min_replicas") else "<unset>"
+    return [f"{ref.kind}/{ref.name}", hpa_targets(h), low, str(h.spec.max_replicas),
+            str(h.status.current_replicas), age(h.metadata.creation_timestamp, now)]
+
+
 @dataclass(frozen=True)
 class Columns:
     headers: tuple[str, ...]
@@ -165,6 +200,8 @@ COLUMNS: dict[str, Columns] = {
     "Node": Columns(("STATUS", "ROLES", "AGE", "VERSION"),
                     ("INTERNAL-IP", "OS-IMAGE", "KERNEL-VERSION", "RUNTIMES"), node_row),
     "EndpointSlice": Columns(("ADDRESSTYPE", "PORTS", "ENDPOINTS", "AGE"), (), endpoint_slice_row),
+    "HorizontalPodAutoscaler": Columns(("REFERENCE", "TARGETS", "MINPODS", "MAXPODS", "REPLICAS", "AGE"), (),
+                                       hpa_row),
     "Event": Columns(("LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"),
                      ("SOURCE", "COUNT"), event_row, named=False),
 }

@@ -11,6 +11,9 @@ import click
 
 from corral import logs
 
+# Where `corral server` (and `corral up`) serve Prometheus metrics unless told otherwise.
+DEFAULT_METRICS_LISTEN = "127.0.0.1:9464"
+
 
 def default_data_dir() -> Path:
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
@@ -31,17 +34,24 @@ def default_data_dir() -> Path:
 @click.option("--lease-ttl", type=click.IntRange(min=2), default=10, show_default=True,
               help="Seconds the leader's etcd lease lives unrenewed. Replicas elect one leader to run "
                    "the controllers; when it dies another takes over after about this long.")
+@click.option("--metrics-listen", default=None, metavar="HOST:PORT",
+              help=f"Where Prometheus scrapes /metrics (:PORT: the --listen host; \"\": off). "
+                   f"Default {DEFAULT_METRICS_LISTEN}, skipped with a warning when that port is taken.")
+@click.option("--hpa-sync-period", type=click.FloatRange(min=0.1), default=15.0, show_default=True,
+              help="Seconds between two looks of each HorizontalPodAutoscaler at its metrics.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
               default="info", show_default=True)
 def server_cmd(listen: str, etcd: str, data_dir: str | None, scheduling_strategy: str, lease_ttl: int,
-               log_level: str) -> None:
+               metrics_listen: str | None, hpa_sync_period: float, log_level: str) -> None:
     """Run the control plane (run 2 or 3 against one etcd cluster for high availability)."""
     run_server(listen=listen, etcd=etcd, data_dir=data_dir, log_level=log_level,
-               scheduling_strategy=scheduling_strategy, lease_ttl=lease_ttl)
+               scheduling_strategy=scheduling_strategy, lease_ttl=lease_ttl, metrics_listen=metrics_listen,
+               hpa_sync_period=hpa_sync_period)
 
 
 def run_server(*, listen: str, etcd: str, data_dir: str | None, log_level: str,
-               scheduling_strategy: str = "LeastAllocated", lease_ttl: int = 10) -> None:
+               scheduling_strategy: str = "LeastAllocated", lease_ttl: int = 10,
+               metrics_listen: str | None = None, hpa_sync_period: float = 15.0) -> None:
     from controlplane.leader.testhooks import TestHooks
     from controlplane.server import ServerConfig, ServerError, serve
     from controlplane.store.errors import EmbeddedEtcdError, StoreError
@@ -54,6 +64,9 @@ def run_server(*, listen: str, etcd: str, data_dir: str | None, log_level: str,
         data_dir=Path(data_dir) if data_dir else (None if endpoints else default_data_dir()),
         scheduling_strategy=scheduling_strategy,
         lease_ttl=lease_ttl,
+        hpa_sync_period=hpa_sync_period,
+        metrics_listen=DEFAULT_METRICS_LISTEN if metrics_listen is None else metrics_listen,
+        metrics_optional=metrics_listen is None,
         test_hooks=TestHooks.from_env(os.environ),
     )
     if config.data_dir is not None:

@@ -20,8 +20,9 @@ import click
 import yaml
 
 from corral import logs
+from corral.cli.agent_cmd import DEFAULT_METRICS_LISTEN as AGENT_METRICS_LISTEN
 from corral.cli.config import config_path
-from corral.cli.server import default_data_dir
+from corral.cli.server import DEFAULT_METRICS_LISTEN, default_data_dir
 
 
 def write_cli_config(address: str) -> Path:
@@ -62,7 +63,9 @@ async def up(data_dir: Path, listen: str, runtime: str | None, name: str) -> Non
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     async with AsyncExitStack() as stack:
-        running = await start(ServerConfig(listen=listen, data_dir=data_dir), stack)
+        # Metrics on the default ports, as `corral server` and `corral agent` serve them (skipped when taken).
+        running = await start(ServerConfig(listen=listen, data_dir=data_dir, metrics_listen=DEFAULT_METRICS_LISTEN,
+                                           metrics_optional=True), stack)
         config_file = write_cli_config(running.address)
         chosen = runtime or await pick_runtime()
         reason = "a Docker engine answers" if chosen == "docker" else "no Docker engine answers"
@@ -70,7 +73,8 @@ async def up(data_dir: Path, listen: str, runtime: str | None, name: str) -> Non
         click.echo(f"node {name} runs pods with the {chosen} runtime"
                    f"{'' if runtime else f' ({reason})'}; CLI config: {config_file}", err=True)
         click.echo("Try: corral apply -f examples/ && corral get pods -o wide   (Ctrl-C stops)", err=True)
-        agent = AgentConfig(server=running.address, name=name, data_dir=data_dir / "agent", runtimes=[chosen])
+        agent = AgentConfig(server=running.address, name=name, data_dir=data_dir / "agent", runtimes=[chosen],
+                            metrics_listen=AGENT_METRICS_LISTEN, metrics_optional=True)
         await run_agent(agent, stop)
     click.echo("corral stopped (pod containers keep running; the next `corral up` adopts them)", err=True)
 

@@ -69,6 +69,7 @@ SCRIPTS = {
     "two-lines": "echo one; sleep 0.5; echo two",
     "graceful": "trap 'echo bye; exit 0' TERM; echo ready; while true; do sleep 0.1; done",
     "stubborn": "trap '' TERM; echo ready; while true; do sleep 0.1; done",
+    "busy": "while :; do :; done",
 }
 # ... and as fake behaviours (image "fake/<workload>").
 FAKE_SCRIPTS = {
@@ -80,6 +81,7 @@ FAKE_SCRIPTS = {
     "fake/http": FakeBehaviour(serve_ports=True),
     "fake/missing-command": FakeBehaviour(fail_start='exec: "/no/such/command": no such file or directory'),
     "fake/absent": FakeBehaviour(missing_image=True),
+    "fake/busy": FakeBehaviour(cpu_millis=1000, memory_bytes=1 << 20),
 }
 # Exec commands (ignored by the fake, whose behaviour says what an exec does).
 EXEC_EXIT3 = ["sh", "-c", "echo out; exit 3"]
@@ -682,6 +684,30 @@ async def test_docker_pod_network_gateway_dns_and_published_ports() -> None:
         with contextlib.suppress(docker.errors.NotFound):
             await asyncio.to_thread(client.api.remove_network, network)
         client.close()
+
+
+# -- stats ---------------------------------------------------------------------------
+
+
+async def test_stats_show_cpu_time_growing_and_memory_while_running(target: Target) -> None:
+    info = await target.runtime.run(target.spec("busy"))
+
+    first = await eventually(lambda: target.runtime.stats(info.id), lambda s: s is not None and s.cpu_ns > 0,
+                             "CPU time used")
+    assert first is not None
+    later = await eventually(lambda: target.runtime.stats(info.id),
+                             lambda s: s is not None and s.cpu_ns > first.cpu_ns, "CPU time growing")
+    assert later is not None and later.memory_bytes > 0
+    await target.runtime.stop(info.id, grace_seconds=GRACE)
+    await wait_until_exited(target, info.id)
+
+    assert await target.runtime.stats(info.id) is None, "no stats once it has exited"
+    await target.runtime.remove(info.id)
+    assert await target.runtime.stats(info.id) is None, "no stats once removed"
+
+
+async def test_stats_of_an_unknown_container_are_none(target: Target) -> None:
+    assert await target.runtime.stats("0123456789ab") is None
 
 
 # -- fake runtime only --------------------------------------------------------------

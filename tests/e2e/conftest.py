@@ -45,13 +45,15 @@ class ServerProcess:
     address: str
     env: dict[str, str]
     log: Path
+    # More `corral server` options, e.g. ("--metrics-listen", "127.0.0.1:9999").
+    extra_args: tuple[str, ...] = ()
     proc: subprocess.Popen[bytes] | None = field(default=None)
 
     def start(self) -> None:
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "corral.cli.main", "server", "--listen", self.address,
-                 "--data-dir", str(self.data_dir)],
+                 "--data-dir", str(self.data_dir), *self.extra_args],
                 stdout=out, stderr=subprocess.STDOUT, env=self.env,
             )
         self.wait_ready()

@@ -17,6 +17,7 @@ from protos.corral.v1 import (
     api_pb2,
     event_pb2,
     meta_pb2,
+    metrics_pb2,
     node_pb2,
     pod_pb2,
     service_pb2,
@@ -203,6 +204,28 @@ def test_node_status_quantities() -> None:
     assert errors == []
     assert dict(message.capacity) == {"cpu": "4", "pods": "110"}
     assert dict(message.allocatable) == {"memory": "7Gi"}
+
+
+@pytest.mark.parametrize(
+    ("value", "stored", "error"),
+    [
+        pytest.param(10, "10", "", id="int"),
+        pytest.param("250m", "250m", "", id="string"),
+        pytest.param("ten", "", 'invalid quantity "ten"', id="not-a-quantity"),
+        pytest.param(True, "", "expected a quantity (a string or a number), got boolean true", id="bool"),
+    ],
+)
+def test_quantity_fields_take_numbers_and_strings(value: object, stored: str, error: str) -> None:
+    message, errors = from_dict({"type": "AverageValue", "averageValue": value}, metrics_pb2.MetricTarget)
+    assert message.average_value == stored
+    assert [e.message for e in errors] == ([error] if error else [])
+
+
+def test_quantity_fields_name_real_fields() -> None:
+    for full_name in codec.QUANTITY_FIELDS:
+        message_name, _, field_name = full_name.rpartition(".")
+        descriptor = getattr(metrics_pb2, message_name.rpartition(".")[2]).DESCRIPTOR
+        assert descriptor.fields_by_name[field_name].full_name == full_name
 
 
 def test_quantity_table_names_real_fields() -> None:

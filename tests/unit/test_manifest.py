@@ -428,8 +428,8 @@ _DEPLOYMENT = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name
         pytest.param(
             {"apiVersion": "v1", "kind": "ConfigMap"},
             [
-                'web.yaml[0] kind: unknown kind "ConfigMap" '
-                "(known kinds: Pod, Node, ReplicaSet, Deployment, Service, Event, EndpointSlice, HorizontalPodAutoscaler)"
+                'web.yaml[0] kind: unknown kind "ConfigMap" (known kinds: Pod, Node, ReplicaSet, '
+                "Deployment, Service, Event, EndpointSlice, HorizontalPodAutoscaler)"
             ],
             id="kind-unknown",
         ),

@@ -18,7 +18,7 @@ from agent.manager import PodManager
 from agent.pod_worker import WorkerSettings
 from agent.services import ServiceTable
 from agent.session import Session, SessionConfig
-from protos.corral.v1 import discovery_pb2, node_pb2, node_service_pb2, node_service_pb2_grpc
+from protos.corral.v1 import discovery_pb2, metrics_pb2, node_pb2, node_service_pb2, node_service_pb2_grpc
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -59,6 +59,9 @@ class FakeControlPlane(node_service_pb2_grpc.NodeServiceServicer):
     async def Tunnel(self, request_iterator: Any, context: Any) -> AsyncIterator[Any]:
         await asyncio.Event().wait()
         yield node_service_pb2.ServerMessage()
+
+    async def ReportMetrics(self, request: Any, context: Any) -> metrics_pb2.ReportMetricsResponse:
+        return metrics_pb2.ReportMetricsResponse()
 
     async def WatchServices(
         self,

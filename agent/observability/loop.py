@@ -1,0 +1,54 @@
+"""Run a function on the event loop from the scrape thread, and wait for its result.
+
+The HTTP server answers scrapes on its own threads; what the gauges read
+(the proxy's counters, the pod workers) belongs to the event loop and is only touched
+there. A loop that does not answer within the timeout (stopped, or blocked)
+costs the scrape those series, never a hung scrape.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from collections.abc import Callable
+from typing import TypeVar
+
+import structlog
+
+log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
+
+
+def call_on_loop(loop: asyncio.AbstractEventLoop, fn: Callable[[], T], *, timeout: float) -> T | None:
+    """`fn()` run on `loop`; None when the loop is closed or busy past `timeout`, or `fn` fails."""
+    try:
+        running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if running is loop:  # scraped from the loop itself (e.g. a test calling the registry)
+        return _guarded(fn)
+    future: concurrent.futures.Future[T | None] = concurrent.futures.Future()
+
+    def call() -> None:
+        if future.set_running_or_notify_cancel():
+            future.set_result(_guarded(fn))
+
+    try:
+        loop.call_soon_threadsafe(call)
+    except RuntimeError:  # the loop is closed
+        return None
+    try:
+        return future.result(timeout)
+    except concurrent.futures.TimeoutError:
+        future.cancel()
+        log.warning("metrics_snapshot_timeout", timeout=timeout)
+        return None
+
+
+def _guarded(fn: Callable[[], T]) -> T | None:
+    try:
+        return fn()
+    except Exception as e:  # a broken gauge must not fail the whole scrape
+        log.warning("metrics_snapshot_failed", error=repr(e))
+        return None

@@ -1,0 +1,1 @@
+"""Resource metrics: what agents report, kept in memory (`store`), served by the MetricsService (`service`)."""
