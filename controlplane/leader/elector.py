@@ -136,7 +136,8 @@ class Elector:
             task = asyncio.current_task()
             if task is not None and task.cancelling():
                 # Cancelled while the term was ending for another reason: the
-                # task group reported that reason, and the cancel is still due.
+                # task group reported that reason (Python 3.11 lets errors win
+                # over a cancel), and the cancel is still due.
                 raise asyncio.CancelledError
             if not stepped_down_cleanly:
                 await asyncio.sleep(self.ttl)  # ``lead`` failed: let another replica try first
@@ -200,10 +201,11 @@ class Elector:
             async with asyncio.TaskGroup() as group:
                 group.create_task(self._keep_alive(term, lease), name="leader-keepalive")
                 group.create_task(self._watch_key(term), name="leader-watch")
-                # In this task, so that a guard's failure cancels it at once
-                # (and an outside cancel stays visible to `run`, see there).
-                await lead(term)
-                raise LeadershipLost("lead returned")
+                group.create_task(self._lead(term, lead), name="leader-lead")
+                # Wait here, not in the group's exit, until a task ends the
+                # term: then the group cancels this task and takes the cancel
+                # back exactly, which `run` relies on (see there).
+                await asyncio.Event().wait()
         except* LeadershipLost as lost:
             reason = "; ".join(e.reason for e in _leaves(lost, LeadershipLost))
         except* FencedError as fenced:
@@ -220,6 +222,13 @@ class Elector:
             else:
                 log.warning("leadership_lost", term=term.revision, identity=term.identity, reason=reason)
         return clean
+
+    @staticmethod
+    async def _lead(term: Term, lead: Lead) -> None:
+        """``lead``, in a task of its own: whatever its own task groups do to
+        its task's cancel count stays there."""
+        await lead(term)
+        raise LeadershipLost("lead returned")
 
     async def _keep_alive(self, term: Term, lease: LeaseClock) -> None:
         """Renew every ttl/3; raise `LeadershipLost` once the lease may be gone."""

@@ -283,3 +283,34 @@ async def test_a_cancel_racing_the_end_of_a_term_still_stops_the_elector(store: 
 
     assert task in done and task.cancelled()
     assert len(lead.terms) == 1
+
+
+async def test_a_fence_hit_inside_the_leaders_own_task_group_ends_the_term_not_the_elector(
+    store: MemoryStore,
+) -> None:
+    """As the controller manager fails: a worker raises FencedError while the
+    manager's task group waits for its tasks. The elector campaigns again."""
+    terms: list[Term] = []
+    fence_hit = asyncio.Event()
+
+    async def lead(term: Term) -> None:
+        terms.append(term)
+
+        async def worker() -> None:
+            if len(terms) == 1:
+                await fence_hit.wait()
+                raise FencedError("/x", KEY, term.revision, term.revision + 1)
+            await asyncio.Event().wait()
+
+        async with asyncio.TaskGroup() as group:
+            group.create_task(worker())
+
+    task = asyncio.create_task(elector(store).run(lead))
+    try:
+        await wait_for(lambda: len(terms) == 1, "the first term")
+        fence_hit.set()
+        await wait_for(lambda: len(terms) == 2 or task.done(), "a second term")
+        assert not task.done(), "the elector stopped instead of campaigning again"
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
