@@ -21,12 +21,12 @@ from agent.discovery import build_discovery
 from agent.manager import PodManager
 from agent.metrics import MetricsSampler
 from agent.node_status import node_status
-from agent.observability.endpoint import MetricsEndpointError, open_endpoint
 from agent.observability.metrics import AgentMetrics
 from agent.pod_worker import WorkerSettings
 from agent.runtime.base import ContainerRuntime
 from agent.runtime.errors import RuntimeFailure
 from agent.session import Session, SessionConfig
+from corral.telemetry.endpoint import MetricsEndpointError, open_endpoint
 
 log = structlog.get_logger(__name__)
 

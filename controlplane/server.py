@@ -40,7 +40,6 @@ from controlplane.metrics.store import MetricsStore
 from controlplane.nodeapi.assignments import AssignmentIndex
 from controlplane.nodeapi.service import NodeService
 from controlplane.nodeapi.tunnels import TunnelRegistry
-from controlplane.observability.endpoint import MetricsEndpointError, open_endpoint
 from controlplane.observability.hooks import SchedulingObserver
 from controlplane.observability.interceptor import ApiMetricsInterceptor
 from controlplane.observability.metrics import ControlPlaneMetrics
@@ -50,6 +49,7 @@ from controlplane.store.base import Store
 from controlplane.store.embedded import EmbeddedEtcd
 from controlplane.store.etcd import EtcdStore
 from controlplane.store.objects import DEFAULT_PREFIX, ObjectStore
+from corral.telemetry.endpoint import MetricsEndpointError, open_endpoint
 from protos.corral.v1 import api_pb2_grpc, discovery_pb2_grpc, metrics_pb2_grpc, node_service_pb2_grpc
 
 log = structlog.get_logger(__name__)

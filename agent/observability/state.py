@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from agent.observability.loop import call_on_loop
 from agent.proxy.server import ServiceStats
+from corral.telemetry.loop import call_on_loop
 from protos.corral.v1 import pod_pb2
 
 # How long a scrape waits for the event loop.

@@ -11,9 +11,9 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
-from agent.observability.endpoint import open_endpoint
 from agent.observability.metrics import AgentMetrics
 from agent.proxy.server import ProxyServer
+from corral.telemetry.endpoint import open_endpoint
 from protos.corral.v1 import discovery_pb2
 from tests.promtext import Key, parse, scrape, value
 

@@ -11,10 +11,10 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
-from agent.observability.endpoint import MetricsEndpointError, parse_listen
 from agent.observability.metrics import AgentMetrics
 from agent.observability.state import Snapshot, families, pods_by_phase
 from agent.proxy.server import ServiceStats
+from corral.telemetry.endpoint import MetricsEndpointError, parse_listen
 from protos.corral.v1 import pod_pb2
 from tests.promtext import families as family_types
 from tests.promtext import parse, value

@@ -1,9 +1,10 @@
 """Run a function on the event loop from the scrape thread, and wait for its result.
 
 The HTTP server answers scrapes on its own threads; what the gauges read
-(the proxy's counters, the pod workers) belongs to the event loop and is only touched
-there. A loop that does not answer within the timeout (stopped, or blocked)
-costs the scrape those series, never a hung scrape.
+(informer caches and work queues; the proxy's counters and the pod workers)
+belongs to the event loop and is only touched there. A loop that does not
+answer within the timeout (stopped, or blocked) costs the scrape those series,
+never a hung scrape.
 """
 
 from __future__ import annotations

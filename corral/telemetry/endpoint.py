@@ -1,10 +1,13 @@
-"""`/metrics` over HTTP: prometheus-client's own server, in a daemon thread.
+"""`/metrics` over HTTP for the control plane and the agent alike:
+prometheus-client's own server, in a daemon thread.
 
-`--metrics-listen HOST:PORT` says where (`:PORT` alone: the API's host; port
-0: any free port; empty: no endpoint). When the address is only the default
-(`optional`), a port another process holds is logged and skipped — several
-control planes on one machine must still start — while an address given on
-purpose that cannot be bound stops the start.
+`--metrics-listen HOST:PORT` says where (`:PORT` alone: the component's own
+host — the API's host for a control plane, the first proxy address for an
+agent, so several on one machine do not collide; port 0: any free port;
+empty: no endpoint). When the address is only the default (`optional`), a
+port another process holds is logged and skipped — several control planes or
+agents on one machine must still start — while an address given on purpose
+that cannot be bound stops the start.
 """
 
 from __future__ import annotations

@@ -1,0 +1,1 @@
+"""What the control plane and the agent share to serve Prometheus metrics."""
