@@ -21,6 +21,7 @@ from protos.corral.v1 import (
     metrics_pb2,
     node_pb2,
     pod_pb2,
+    secret_pb2,
     service_pb2,
     workloads_pb2,
 )
@@ -64,6 +65,7 @@ KINDS: tuple[KindInfo, ...] = (
              discovery_pb2.EndpointSlice, "endpoint_slice"),
     KindInfo("HorizontalPodAutoscaler", "autoscaling/v2", "horizontalpodautoscalers", ("hpa",), True,
              metrics_pb2.HorizontalPodAutoscaler, "horizontal_pod_autoscaler"),
+    KindInfo("Secret", "v1", "secrets", (), True, secret_pb2.Secret, "secret"),
 )
 
 _BY_KIND = {k.kind: k for k in KINDS}

@@ -26,26 +26,304 @@ else:
 DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
+class SecretKeySelector(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    KEY_FIELD_NUMBER: _builtins.int
+    OPTIONAL_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """The Secret's name (same namespace as the pod)."""
+    key: _builtins.str
+    optional: _builtins.bool
+    """When true, a missing Secret or key leaves the variable unset instead of
+    keeping the container from starting.
+    """
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        key: _builtins.str = ...,
+        optional: _builtins.bool | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_optional", b"_optional", "optional", b"optional"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_optional", b"_optional", "key", b"key", "name", b"name", "optional", b"optional"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__optional: _TypeAlias = _typing.Literal["optional"]  # noqa: Y015
+    _WhichOneofArgType__optional: _TypeAlias = _typing.Literal["_optional", b"_optional"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__optional) -> _WhichOneofReturnType__optional | None: ...
+
+Global___SecretKeySelector: _TypeAlias = SecretKeySelector  # noqa: Y015
+
+@_typing.final
+class EnvVarSource(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SECRET_KEY_REF_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def secret_key_ref(self) -> Global___SecretKeySelector: ...
+    def __init__(
+        self,
+        *,
+        secret_key_ref: Global___SecretKeySelector | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["secret_key_ref", b"secret_key_ref"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["secret_key_ref", b"secret_key_ref"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EnvVarSource: _TypeAlias = EnvVarSource  # noqa: Y015
+
+@_typing.final
 class EnvVar(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     NAME_FIELD_NUMBER: _builtins.int
     VALUE_FIELD_NUMBER: _builtins.int
+    VALUE_FROM_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     value: _builtins.str
+    @_builtins.property
+    def value_from(self) -> Global___EnvVarSource:
+        """Instead of value: taken from a Secret when the container starts."""
+
     def __init__(
         self,
         *,
         name: _builtins.str = ...,
         value: _builtins.str = ...,
+        value_from: Global___EnvVarSource | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["value_from", b"value_from"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "value", b"value"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "value", b"value", "value_from", b"value_from"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___EnvVar: _TypeAlias = EnvVar  # noqa: Y015
+
+@_typing.final
+class Capabilities(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ADD_FIELD_NUMBER: _builtins.int
+    DROP_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def add(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Linux capabilities such as NET_ADMIN (without the CAP_ prefix)."""
+
+    @_builtins.property
+    def drop(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        add: _abc.Iterable[_builtins.str] | None = ...,
+        drop: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["add", b"add", "drop", b"drop"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Capabilities: _TypeAlias = Capabilities  # noqa: Y015
+
+@_typing.final
+class SecurityContext(_message.Message):
+    """Per container; overrides the pod's PodSecurityContext where both are set."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PRIVILEGED_FIELD_NUMBER: _builtins.int
+    RUN_AS_USER_FIELD_NUMBER: _builtins.int
+    RUN_AS_GROUP_FIELD_NUMBER: _builtins.int
+    RUN_AS_NON_ROOT_FIELD_NUMBER: _builtins.int
+    READ_ONLY_ROOT_FILESYSTEM_FIELD_NUMBER: _builtins.int
+    CAPABILITIES_FIELD_NUMBER: _builtins.int
+    ALLOW_PRIVILEGE_ESCALATION_FIELD_NUMBER: _builtins.int
+    privileged: _builtins.bool
+    run_as_user: _builtins.int
+    run_as_group: _builtins.int
+    run_as_non_root: _builtins.bool
+    read_only_root_filesystem: _builtins.bool
+    allow_privilege_escalation: _builtins.bool
+    """Defaults to false in corral (no-new-privileges), unlike Kubernetes."""
+    @_builtins.property
+    def capabilities(self) -> Global___Capabilities: ...
+    def __init__(
+        self,
+        *,
+        privileged: _builtins.bool | None = ...,
+        run_as_user: _builtins.int | None = ...,
+        run_as_group: _builtins.int | None = ...,
+        run_as_non_root: _builtins.bool | None = ...,
+        read_only_root_filesystem: _builtins.bool | None = ...,
+        capabilities: Global___Capabilities | None = ...,
+        allow_privilege_escalation: _builtins.bool | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_allow_privilege_escalation", b"_allow_privilege_escalation", "_privileged", b"_privileged", "_read_only_root_filesystem", b"_read_only_root_filesystem", "_run_as_group", b"_run_as_group", "_run_as_non_root", b"_run_as_non_root", "_run_as_user", b"_run_as_user", "allow_privilege_escalation", b"allow_privilege_escalation", "capabilities", b"capabilities", "privileged", b"privileged", "read_only_root_filesystem", b"read_only_root_filesystem", "run_as_group", b"run_as_group", "run_as_non_root", b"run_as_non_root", "run_as_user", b"run_as_user"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_allow_privilege_escalation", b"_allow_privilege_escalation", "_privileged", b"_privileged", "_read_only_root_filesystem", b"_read_only_root_filesystem", "_run_as_group", b"_run_as_group", "_run_as_non_root", b"_run_as_non_root", "_run_as_user", b"_run_as_user", "allow_privilege_escalation", b"allow_privilege_escalation", "capabilities", b"capabilities", "privileged", b"privileged", "read_only_root_filesystem", b"read_only_root_filesystem", "run_as_group", b"run_as_group", "run_as_non_root", b"run_as_non_root", "run_as_user", b"run_as_user"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__allow_privilege_escalation: _TypeAlias = _typing.Literal["allow_privilege_escalation"]  # noqa: Y015
+    _WhichOneofArgType__allow_privilege_escalation: _TypeAlias = _typing.Literal["_allow_privilege_escalation", b"_allow_privilege_escalation"]  # noqa: Y015
+    _WhichOneofReturnType__privileged: _TypeAlias = _typing.Literal["privileged"]  # noqa: Y015
+    _WhichOneofArgType__privileged: _TypeAlias = _typing.Literal["_privileged", b"_privileged"]  # noqa: Y015
+    _WhichOneofReturnType__read_only_root_filesystem: _TypeAlias = _typing.Literal["read_only_root_filesystem"]  # noqa: Y015
+    _WhichOneofArgType__read_only_root_filesystem: _TypeAlias = _typing.Literal["_read_only_root_filesystem", b"_read_only_root_filesystem"]  # noqa: Y015
+    _WhichOneofReturnType__run_as_group: _TypeAlias = _typing.Literal["run_as_group"]  # noqa: Y015
+    _WhichOneofArgType__run_as_group: _TypeAlias = _typing.Literal["_run_as_group", b"_run_as_group"]  # noqa: Y015
+    _WhichOneofReturnType__run_as_non_root: _TypeAlias = _typing.Literal["run_as_non_root"]  # noqa: Y015
+    _WhichOneofArgType__run_as_non_root: _TypeAlias = _typing.Literal["_run_as_non_root", b"_run_as_non_root"]  # noqa: Y015
+    _WhichOneofReturnType__run_as_user: _TypeAlias = _typing.Literal["run_as_user"]  # noqa: Y015
+    _WhichOneofArgType__run_as_user: _TypeAlias = _typing.Literal["_run_as_user", b"_run_as_user"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__allow_privilege_escalation) -> _WhichOneofReturnType__allow_privilege_escalation | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__privileged) -> _WhichOneofReturnType__privileged | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__read_only_root_filesystem) -> _WhichOneofReturnType__read_only_root_filesystem | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__run_as_group) -> _WhichOneofReturnType__run_as_group | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__run_as_non_root) -> _WhichOneofReturnType__run_as_non_root | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__run_as_user) -> _WhichOneofReturnType__run_as_user | None: ...
+
+Global___SecurityContext: _TypeAlias = SecurityContext  # noqa: Y015
+
+@_typing.final
+class PodSecurityContext(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUN_AS_USER_FIELD_NUMBER: _builtins.int
+    RUN_AS_GROUP_FIELD_NUMBER: _builtins.int
+    RUN_AS_NON_ROOT_FIELD_NUMBER: _builtins.int
+    run_as_user: _builtins.int
+    run_as_group: _builtins.int
+    run_as_non_root: _builtins.bool
+    def __init__(
+        self,
+        *,
+        run_as_user: _builtins.int | None = ...,
+        run_as_group: _builtins.int | None = ...,
+        run_as_non_root: _builtins.bool | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_run_as_group", b"_run_as_group", "_run_as_non_root", b"_run_as_non_root", "_run_as_user", b"_run_as_user", "run_as_group", b"run_as_group", "run_as_non_root", b"run_as_non_root", "run_as_user", b"run_as_user"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_run_as_group", b"_run_as_group", "_run_as_non_root", b"_run_as_non_root", "_run_as_user", b"_run_as_user", "run_as_group", b"run_as_group", "run_as_non_root", b"run_as_non_root", "run_as_user", b"run_as_user"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__run_as_group: _TypeAlias = _typing.Literal["run_as_group"]  # noqa: Y015
+    _WhichOneofArgType__run_as_group: _TypeAlias = _typing.Literal["_run_as_group", b"_run_as_group"]  # noqa: Y015
+    _WhichOneofReturnType__run_as_non_root: _TypeAlias = _typing.Literal["run_as_non_root"]  # noqa: Y015
+    _WhichOneofArgType__run_as_non_root: _TypeAlias = _typing.Literal["_run_as_non_root", b"_run_as_non_root"]  # noqa: Y015
+    _WhichOneofReturnType__run_as_user: _TypeAlias = _typing.Literal["run_as_user"]  # noqa: Y015
+    _WhichOneofArgType__run_as_user: _TypeAlias = _typing.Literal["_run_as_user", b"_run_as_user"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__run_as_group) -> _WhichOneofReturnType__run_as_group | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__run_as_non_root) -> _WhichOneofReturnType__run_as_non_root | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__run_as_user) -> _WhichOneofReturnType__run_as_user | None: ...
+
+Global___PodSecurityContext: _TypeAlias = PodSecurityContext  # noqa: Y015
+
+@_typing.final
+class HostPathVolumeSource(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PATH_FIELD_NUMBER: _builtins.int
+    TYPE_FIELD_NUMBER: _builtins.int
+    path: _builtins.str
+    type: _builtins.str
+    """"" (no check), Directory, DirectoryOrCreate, File, FileOrCreate."""
+    def __init__(
+        self,
+        *,
+        path: _builtins.str = ...,
+        type: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["path", b"path", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HostPathVolumeSource: _TypeAlias = HostPathVolumeSource  # noqa: Y015
+
+@_typing.final
+class EmptyDirVolumeSource(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MEDIUM_FIELD_NUMBER: _builtins.int
+    medium: _builtins.str
+    """"" (the node's disk) or Memory (tmpfs)."""
+    def __init__(
+        self,
+        *,
+        medium: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["medium", b"medium"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EmptyDirVolumeSource: _TypeAlias = EmptyDirVolumeSource  # noqa: Y015
+
+@_typing.final
+class Volume(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    HOST_PATH_FIELD_NUMBER: _builtins.int
+    EMPTY_DIR_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    @_builtins.property
+    def host_path(self) -> Global___HostPathVolumeSource: ...
+    @_builtins.property
+    def empty_dir(self) -> Global___EmptyDirVolumeSource: ...
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        host_path: Global___HostPathVolumeSource | None = ...,
+        empty_dir: Global___EmptyDirVolumeSource | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["empty_dir", b"empty_dir", "host_path", b"host_path"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["empty_dir", b"empty_dir", "host_path", b"host_path", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Volume: _TypeAlias = Volume  # noqa: Y015
+
+@_typing.final
+class VolumeMount(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    MOUNT_PATH_FIELD_NUMBER: _builtins.int
+    READ_ONLY_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    mount_path: _builtins.str
+    read_only: _builtins.bool
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        mount_path: _builtins.str = ...,
+        read_only: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["mount_path", b"mount_path", "name", b"name", "read_only", b"read_only"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VolumeMount: _TypeAlias = VolumeMount  # noqa: Y015
 
 @_typing.final
 class ContainerPort(_message.Message):
@@ -311,6 +589,8 @@ class Container(_message.Message):
     LIVENESS_PROBE_FIELD_NUMBER: _builtins.int
     READINESS_PROBE_FIELD_NUMBER: _builtins.int
     STARTUP_PROBE_FIELD_NUMBER: _builtins.int
+    SECURITY_CONTEXT_FIELD_NUMBER: _builtins.int
+    VOLUME_MOUNTS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     image: _builtins.str
     image_pull_policy: _builtins.str
@@ -334,6 +614,10 @@ class Container(_message.Message):
     def readiness_probe(self) -> Global___Probe: ...
     @_builtins.property
     def startup_probe(self) -> Global___Probe: ...
+    @_builtins.property
+    def security_context(self) -> Global___SecurityContext: ...
+    @_builtins.property
+    def volume_mounts(self) -> _containers.RepeatedCompositeFieldContainer[Global___VolumeMount]: ...
     def __init__(
         self,
         *,
@@ -349,10 +633,12 @@ class Container(_message.Message):
         liveness_probe: Global___Probe | None = ...,
         readiness_probe: Global___Probe | None = ...,
         startup_probe: Global___Probe | None = ...,
+        security_context: Global___SecurityContext | None = ...,
+        volume_mounts: _abc.Iterable[Global___VolumeMount] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["liveness_probe", b"liveness_probe", "readiness_probe", b"readiness_probe", "resources", b"resources", "startup_probe", b"startup_probe"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["liveness_probe", b"liveness_probe", "readiness_probe", b"readiness_probe", "resources", b"resources", "security_context", b"security_context", "startup_probe", b"startup_probe"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["args", b"args", "command", b"command", "env", b"env", "image", b"image", "image_pull_policy", b"image_pull_policy", "liveness_probe", b"liveness_probe", "name", b"name", "ports", b"ports", "readiness_probe", b"readiness_probe", "resources", b"resources", "startup_probe", b"startup_probe", "working_dir", b"working_dir"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["args", b"args", "command", b"command", "env", b"env", "image", b"image", "image_pull_policy", b"image_pull_policy", "liveness_probe", b"liveness_probe", "name", b"name", "ports", b"ports", "readiness_probe", b"readiness_probe", "resources", b"resources", "security_context", b"security_context", "startup_probe", b"startup_probe", "volume_mounts", b"volume_mounts", "working_dir", b"working_dir"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -534,6 +820,8 @@ class PodSpec(_message.Message):
     RUNTIME_CLASS_NAME_FIELD_NUMBER: _builtins.int
     TERMINATION_GRACE_PERIOD_SECONDS_FIELD_NUMBER: _builtins.int
     AFFINITY_FIELD_NUMBER: _builtins.int
+    SECURITY_CONTEXT_FIELD_NUMBER: _builtins.int
+    VOLUMES_FIELD_NUMBER: _builtins.int
     restart_policy: _builtins.str
     """Always (default), OnFailure or Never."""
     node_name: _builtins.str
@@ -550,6 +838,10 @@ class PodSpec(_message.Message):
     def tolerations(self) -> _containers.RepeatedCompositeFieldContainer[Global___Toleration]: ...
     @_builtins.property
     def affinity(self) -> Global___Affinity: ...
+    @_builtins.property
+    def security_context(self) -> Global___PodSecurityContext: ...
+    @_builtins.property
+    def volumes(self) -> _containers.RepeatedCompositeFieldContainer[Global___Volume]: ...
     def __init__(
         self,
         *,
@@ -561,10 +853,12 @@ class PodSpec(_message.Message):
         runtime_class_name: _builtins.str = ...,
         termination_grace_period_seconds: _builtins.int | None = ...,
         affinity: Global___Affinity | None = ...,
+        security_context: Global___PodSecurityContext | None = ...,
+        volumes: _abc.Iterable[Global___Volume] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_termination_grace_period_seconds", b"_termination_grace_period_seconds", "affinity", b"affinity", "termination_grace_period_seconds", b"termination_grace_period_seconds"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_termination_grace_period_seconds", b"_termination_grace_period_seconds", "affinity", b"affinity", "security_context", b"security_context", "termination_grace_period_seconds", b"termination_grace_period_seconds"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_termination_grace_period_seconds", b"_termination_grace_period_seconds", "affinity", b"affinity", "containers", b"containers", "node_name", b"node_name", "node_selector", b"node_selector", "restart_policy", b"restart_policy", "runtime_class_name", b"runtime_class_name", "termination_grace_period_seconds", b"termination_grace_period_seconds", "tolerations", b"tolerations"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_termination_grace_period_seconds", b"_termination_grace_period_seconds", "affinity", b"affinity", "containers", b"containers", "node_name", b"node_name", "node_selector", b"node_selector", "restart_policy", b"restart_policy", "runtime_class_name", b"runtime_class_name", "security_context", b"security_context", "termination_grace_period_seconds", b"termination_grace_period_seconds", "tolerations", b"tolerations", "volumes", b"volumes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__termination_grace_period_seconds: _TypeAlias = _typing.Literal["termination_grace_period_seconds"]  # noqa: Y015
     _WhichOneofArgType__termination_grace_period_seconds: _TypeAlias = _typing.Literal["_termination_grace_period_seconds", b"_termination_grace_period_seconds"]  # noqa: Y015
