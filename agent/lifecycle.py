@@ -27,6 +27,7 @@ never as a crash loop.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -36,6 +37,10 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from agent.probes.tracker import ProbeState
 from agent.runtime.base import LABEL_ATTEMPT, LABEL_SPEC_HASH, ContainerInfo, State
 from protos.corral.v1 import pod_pb2
+
+# Set by the control plane on a pod it sends (controlplane/nodeapi/secretenv.py):
+# JSON, container name → why its env cannot be filled in.
+CONFIG_ERRORS_ANNOTATION = "corral.io/container-config-errors"
 
 
 @dataclass
@@ -50,6 +55,8 @@ class ContainerTrack:
     image_error: str = ""
     image_error_reason: str = ""
     start_error: str = ""
+    # The waiting reason of a start error ("" → CreateContainerError).
+    start_error_reason: str = ""
     liveness: ProbeState = ProbeState.UNKNOWN
     readiness: ProbeState = ProbeState.UNKNOWN
     startup: ProbeState = ProbeState.UNKNOWN
@@ -77,10 +84,27 @@ class Remove:
 Action = Start | Kill | Remove
 
 
+def config_error(pod: pod_pb2.Pod, container: str) -> str:
+    """Why the control plane could not complete the container's config ("" when it could):
+    a Secret or key its env references is missing."""
+    raw = pod.metadata.annotations.get(CONFIG_ERRORS_ANNOTATION, "")
+    if not raw:
+        return ""
+    try:
+        errors = json.loads(raw)
+    except ValueError:
+        return ""
+    return str(errors.get(container, "")) if isinstance(errors, dict) else ""
+
+
 def spec_hash(container: pod_pb2.Container) -> str:
     """A short stable hash of what a running container was made from."""
     relevant = pod_pb2.Container()
     relevant.CopyFrom(container)
+    # Values from Secrets are not part of it: a changed Secret reaches the next start, without a restart.
+    for env in relevant.env:
+        if env.HasField("value_from"):
+            env.value = ""
     # Probes and pull policy do not need a new container when they change.
     for name in ("liveness_probe", "readiness_probe", "startup_probe"):
         relevant.ClearField(name)
@@ -217,7 +241,8 @@ def _fill_state(status: pod_pb2.ContainerStatus, pod: pod_pb2.Pod, container: po
         waiting.reason, waiting.message = track.image_error_reason or "ErrImagePull", track.image_error
         return
     if latest is None:
-        waiting.reason = "CreateContainerError" if track.start_error else "ContainerCreating"
+        waiting.reason = ((track.start_error_reason or "CreateContainerError") if track.start_error
+                          else "ContainerCreating")
         waiting.message = track.start_error
         return
     if latest.state is State.RUNNING:

@@ -151,7 +151,8 @@ async def run_agent(config: AgentConfig, stop: asyncio.Event | None = None) -> N
     telemetry = AgentMetrics()
     settings = WorkerSettings(node_name=config.name, host_ip=address, poll_interval=config.poll_interval,
                               backoff=backoff, termination_drain=config.termination_drain,
-                              pod_network=discovery.table.pod_network, probe_results=telemetry.probe_result)
+                              pod_network=discovery.table.pod_network, probe_results=telemetry.probe_result,
+                              volumes_dir=config.data_dir / "volumes")
     manager = PodManager(runtimes, settings, config.data_dir)
     status = node_status(address=address, runtimes=list(runtimes))
     metrics = MetricsSampler(config.name, runtimes, lambda: [w.pod for w in manager.workers.values()],

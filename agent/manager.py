@@ -75,7 +75,11 @@ class PodManager:
 
     def _save(self, assignment: node_service_pb2.AssignmentSet) -> None:
         tmp = self.state_file.with_suffix(".tmp")
-        tmp.write_bytes(assignment.SerializeToString())
+        # Owner-only: the pods carry their Secret values.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(assignment.SerializeToString())
+        os.chmod(tmp, 0o600)
         os.replace(tmp, self.state_file)
 
     # -- assignments -----------------------------------------------------------------

@@ -16,14 +16,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import tempfile
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Protocol
 
 import structlog
 
-from agent import lifecycle
+from agent import lifecycle, security
 from agent.backoff import CrashLoopBackoff
 from agent.lifecycle import Action, ContainerTrack, Kill, Remove, Start
 from agent.probes.runner import run_probe
@@ -31,7 +33,13 @@ from agent.probes.target import resolve_probe_target
 from agent.probes.tracker import ProbeState, ProbeTracker, settings_from_proto
 from agent.runtime import base
 from agent.runtime.base import ContainerInfo, ContainerRuntime, ContainerSpec, PortMapping, State
-from agent.runtime.errors import ContainerStartError, ImageNotFoundError, ImagePullError, RuntimeFailure
+from agent.runtime.errors import (
+    ContainerConfigError,
+    ContainerStartError,
+    ImageNotFoundError,
+    ImagePullError,
+    RuntimeFailure,
+)
 from agent.service_env import PodNetwork
 from protos import quantity
 from protos.corral.v1 import pod_pb2
@@ -43,6 +51,8 @@ TERMINATED_RESEND = 5.0
 # A kill deadline only counts as brought forward by more than this (the clocks
 # it is computed from move a little between two looks).
 SHORTER_DEADLINE_SLACK = 0.5
+# Where emptyDir volumes live when the agent names no data dir (tests).
+DEFAULT_VOLUMES_DIR = Path(tempfile.gettempdir()) / "corral-volumes"
 
 
 class StatusSink(Protocol):
@@ -65,6 +75,8 @@ class WorkerSettings:
     pod_network: Callable[[str, str], PodNetwork] | None = None
     # Told of every probe run: its kind (liveness, readiness, startup) and whether it succeeded (metrics).
     probe_results: Callable[[str, bool], None] | None = None
+    # Where pods' emptyDir volumes live: <volumes_dir>/<pod uid>/<volume name>, removed with the pod.
+    volumes_dir: Path = field(default_factory=lambda: DEFAULT_VOLUMES_DIR)
 
 
 def container_name(pod: pod_pb2.Pod, container: pod_pb2.Container, attempt: int) -> str:
@@ -73,7 +85,8 @@ def container_name(pod: pod_pb2.Pod, container: pod_pb2.Container, attempt: int)
 
 
 def build_spec(pod: pod_pb2.Pod, container: pod_pb2.Container, attempt: int, *, node: str,
-               epoch: int, extra_env: dict[str, str], network: PodNetwork | None = None) -> ContainerSpec:
+               epoch: int, extra_env: dict[str, str], network: PodNetwork | None = None,
+               volumes_dir: Path | None = None) -> ContainerSpec:
     """The runtime spec of one run; the pod's own env wins over `extra_env`, which wins over `network`'s."""
     limits = container.resources.limits
     labels = {
@@ -94,6 +107,7 @@ def build_spec(pod: pod_pb2.Pod, container: pod_pb2.Container, attempt: int, *, 
         labels=labels,
         dns_servers=list(network.dns_servers) if network else [],
         dns_search=list(network.dns_search) if network else [],
+        **security.spec_fields(pod, container, volumes_dir or DEFAULT_VOLUMES_DIR),
     )
 
 
@@ -125,6 +139,9 @@ class PodWorker:
     def update(self, pod: pod_pb2.Pod, epoch: int) -> None:
         self.pod = pod
         self.epoch = epoch
+        for name, track in self.tracks.items():  # a Secret arrived or changed: try again now
+            if track.start_error_reason == "CreateContainerConfigError" and not lifecycle.config_error(pod, name):
+                track.not_before = 0.0
         self.wake.set()
 
     async def run(self) -> None:
@@ -270,11 +287,18 @@ class PodWorker:
 
     async def _start(self, action: Start) -> None:
         container, track = action.container, self._track(action.container.name)
+        problem = lifecycle.config_error(self.pod, container.name)
+        if problem:  # an env var's Secret or key is missing: CreateContainerConfigError until it is there
+            track.start_error, track.start_error_reason = problem, "CreateContainerConfigError"
+            self._back_off(track)
+            log.warning("container_config_error", pod=self.pod.metadata.name, container=container.name, error=problem)
+            return
         network = None
         if self.settings.pod_network is not None:  # the Services known now (not part of the spec hash)
             network = self.settings.pod_network(self.pod.metadata.namespace, self.runtime.name)
         spec = build_spec(self.pod, container, action.attempt, node=self.settings.node_name,
-                          epoch=self.epoch, extra_env=self.extra_env, network=network)
+                          epoch=self.epoch, extra_env=self.extra_env, network=network,
+                          volumes_dir=self.settings.volumes_dir)
         try:
             await self.runtime.ensure_image(spec.image, spec.image_pull_policy)
         except (ImageNotFoundError, ImagePullError) as e:
@@ -285,13 +309,15 @@ class PodWorker:
             return
         track.image_error = track.image_error_reason = ""
         try:
+            await asyncio.to_thread(security.prepare, self.pod, self.settings.volumes_dir)
             info = await self.runtime.run(spec)
         except ContainerStartError as e:
             track.start_error = str(e)
+            track.start_error_reason = "CreateContainerConfigError" if isinstance(e, ContainerConfigError) else ""
             self._back_off(track)
             log.warning("container_start_failed", pod=self.pod.metadata.name, container=container.name, error=str(e))
             return
-        track.start_error = ""
+        track.start_error = track.start_error_reason = ""
         log.info("container_started", pod=self.pod.metadata.name, container=container.name,
                  id=info.id, attempt=action.attempt)
 
@@ -385,6 +411,7 @@ class PodWorker:
         running = [c for c in containers if c.state is State.RUNNING]
         await asyncio.gather(*(self.runtime.stop(c.id, grace_seconds=self._grace()) for c in running))
         await asyncio.gather(*(self.runtime.remove(c.id) for c in containers))
+        await asyncio.to_thread(security.remove, self.settings.volumes_dir, self.uid)
         log.info("pod_terminated", pod=self.pod.metadata.name, containers=len(containers))
 
 

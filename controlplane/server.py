@@ -22,6 +22,7 @@ import grpc
 import structlog
 
 from controlplane.apiserver.handlers import ObjectApi
+from controlplane.apiserver.security import ClusterPolicy
 from controlplane.apiserver.service import ObjectService
 from controlplane.controllers.autoscaler.controller import DEFAULT_SYNC_PERIOD, HorizontalPodAutoscalerController
 from controlplane.controllers.autoscaler.source import MetricsSource
@@ -47,6 +48,7 @@ from controlplane.registry.discovery import DiscoveryService
 from controlplane.registry.hub import RouteHub
 from controlplane.store.base import Store
 from controlplane.store.embedded import EmbeddedEtcd
+from controlplane.store.encryption import Encrypter, KeyFileError, load_or_create_key
 from controlplane.store.etcd import EtcdStore
 from controlplane.store.objects import DEFAULT_PREFIX, ObjectStore
 from corral.telemetry.endpoint import MetricsEndpointError, open_endpoint
@@ -90,6 +92,9 @@ class ServerConfig:
     metrics_listen: str = ""
     # The metrics address is only the default: a port already taken is logged, not fatal.
     metrics_optional: bool = False
+    # The cluster policy: may pods run privileged containers, or mount host paths?
+    allow_privileged: bool = False
+    allow_host_path: bool = False
     # Test-only switches (from the environment in `corral server`); all off by default.
     test_hooks: TestHooks = field(default_factory=TestHooks)
 
@@ -123,15 +128,31 @@ async def open_store(config: ServerConfig, stack: AsyncExitStack) -> tuple[Store
     return store, endpoints
 
 
+def load_encrypter(config: ServerConfig) -> Encrypter | None:
+    """The Secrets' encryption key from ``<data dir>/secrets.key`` (created on first start).
+
+    Without a data dir (an external etcd, in tests) Secrets are stored unencrypted;
+    `corral server` always has one.
+    """
+    if config.data_dir is None:
+        log.warning("secrets_not_encrypted", reason="no data dir for secrets.key")
+        return None
+    try:
+        return Encrypter(load_or_create_key(config.data_dir))
+    except KeyFileError as e:
+        raise ServerError(str(e)) from e
+
+
 async def start(config: ServerConfig, stack: AsyncExitStack) -> RunningServer:
     """Start everything; the stack stops it all again in reverse order."""
+    encrypter = load_encrypter(config)
     store, endpoints = await open_store(config, stack)
-    objects = ObjectStore(store, config.key_prefix)
-    api = ObjectApi(objects)
+    objects = ObjectStore(store, config.key_prefix, encrypter=encrypter)
+    api = ObjectApi(objects, policy=ClusterPolicy(config.allow_privileged, config.allow_host_path))
     # Informers for what every replica serves (agents' assignments, routes);
     # the controllers get their own, per term, only while this replica leads.
     serving = ControllerManager(objects, [])
-    assignments = AssignmentIndex(serving.informer("Pod"))
+    assignments = AssignmentIndex(serving.informer("Pod"), secrets=serving.informer("Secret"))
     routes = RouteHub(serving.informer("Service"), serving.informer("EndpointSlice"))
     serving_task = asyncio.create_task(serving.run(), name="serving-informers")
     stack.push_async_callback(_cancel, serving_task)
@@ -171,19 +192,20 @@ async def start(config: ServerConfig, stack: AsyncExitStack) -> RunningServer:
     elector = Elector(store, key=f"{config.key_prefix.rstrip('/')}/leader", ttl=config.lease_ttl,
                       identity=identity_for(socket.gethostname(), os.getpid(), address))
     telemetry.observe_replica(leading=elector.leading.is_set)
-    leadership_task = asyncio.create_task(elector.run(_lead(store, config, telemetry, metrics)),
+    leadership_task = asyncio.create_task(elector.run(_lead(store, config, telemetry, metrics, encrypter)),
                                           name="leadership")
     stack.push_async_callback(_cancel, leadership_task)
     return RunningServer(address, endpoints, elector, telemetry, scrape.address if scrape else None)
 
 
 def _lead(store: Store, config: ServerConfig, telemetry: ControlPlaneMetrics | None = None,
-          metrics_source: MetricsSource | None = None) -> Lead:
+          metrics_source: MetricsSource | None = None, encrypter: Encrypter | None = None) -> Lead:
     """What the leader runs for one term: the controllers, on fresh informers,
     every write fenced with the term."""
 
     async def lead(term: Term) -> None:
-        objects = ObjectStore(leader_store(store, term.fence, config.test_hooks), config.key_prefix)
+        objects = ObjectStore(leader_store(store, term.fence, config.test_hooks), config.key_prefix,
+                              encrypter=encrypter)
         controllers = build_controllers(ObjectApi(objects), config, metrics=telemetry,
                                         metrics_source=metrics_source)
         await ControllerManager(objects, controllers, observer=telemetry).run()

@@ -403,8 +403,10 @@ def _bytes(value: Any, path: str, errors: list[FieldError]) -> Any:
     if isinstance(value, str):
         try:
             return base64.b64decode(value, validate=True)
-        except (binascii.Error, ValueError):
-            pass
+        except (binascii.Error, ValueError) as e:
+            # The text itself is not repeated: it may be a secret (use stringData for plain text).
+            errors.append(FieldError(path, f"invalid base64 ({len(value)} characters): {e}"))
+            return _INVALID
     errors.append(FieldError(path, f"expected base64 text, got {describe(value)}"))
     return _INVALID
 

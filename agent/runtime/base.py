@@ -48,6 +48,18 @@ class PortMapping:
 
 
 @dataclass(frozen=True)
+class Mount:
+    """A path of the container backed by something outside it."""
+
+    target: str
+    # A host path (hostPath, or an emptyDir's directory under the agent's data dir); "" with `tmpfs`.
+    source: str = ""
+    read_only: bool = False
+    # An in-memory filesystem (emptyDir with medium Memory) instead of `source`.
+    tmpfs: bool = False
+
+
+@dataclass(frozen=True)
 class ContainerSpec:
     # Unique per runtime, e.g. "corral_default_web-1_main_3f2a9c1d_0".
     name: str
@@ -65,6 +77,17 @@ class ContainerSpec:
     # Resolver settings (the node's DNS server, the namespace's search domains); empty: the runtime's default.
     dns_servers: list[str] = field(default_factory=list)
     dns_search: list[str] = field(default_factory=list)
+    # Security settings (securityContext). `user` is "uid" or "uid:gid"; "": the image's user.
+    user: str = ""
+    # Refuse to start when the effective user would be root (uid 0, or unset and the image's is root).
+    run_as_non_root: bool = False
+    read_only_rootfs: bool = False
+    cap_add: list[str] = field(default_factory=list)
+    cap_drop: list[str] = field(default_factory=list)
+    privileged: bool = False
+    # On unless allowPrivilegeEscalation is explicitly true: setuid binaries gain nothing.
+    no_new_privileges: bool = True
+    mounts: list[Mount] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -48,9 +48,10 @@ import docker  # type: ignore[import-untyped]
 import docker.errors  # type: ignore[import-untyped]
 import requests.exceptions
 import structlog
-from docker.types import LogConfig  # type: ignore[import-untyped]
+from docker.types import LogConfig, Mount  # type: ignore[import-untyped]
 from docker.utils import parse_repository_tag  # type: ignore[import-untyped]
 
+from agent.runtime import checks
 from agent.runtime.base import (
     LABEL_MANAGED,
     ContainerInfo,
@@ -61,6 +62,7 @@ from agent.runtime.base import (
     State,
 )
 from agent.runtime.errors import (
+    ContainerConfigError,
     ContainerNotFoundError,
     ContainerStartError,
     ImageNotFoundError,
@@ -286,7 +288,30 @@ def _create_kwargs(spec: ContainerSpec) -> dict[str, Any]:
         kwargs["command"] = list(spec.args)
     if spec.working_dir:
         kwargs["working_dir"] = spec.working_dir
+    if spec.user:
+        kwargs["user"] = spec.user
     return kwargs
+
+
+def _security(spec: ContainerSpec) -> dict[str, Any]:
+    """securityContext and volumes as host config arguments (no-new-privileges unless allowed)."""
+    options: dict[str, Any] = {
+        "privileged": spec.privileged,
+        "security_opt": ["no-new-privileges"] if spec.no_new_privileges else [],
+    }
+    if spec.read_only_rootfs:
+        options["read_only"] = True
+    if spec.cap_add:
+        options["cap_add"] = list(spec.cap_add)
+    if spec.cap_drop:
+        options["cap_drop"] = list(spec.cap_drop)
+    binds = [Mount(m.target, m.source, type="bind", read_only=m.read_only) for m in spec.mounts if not m.tmpfs]
+    if binds:
+        options["mounts"] = binds
+    tmpfs = {m.target: "ro" if m.read_only else "" for m in spec.mounts if m.tmpfs}
+    if tmpfs:
+        options["tmpfs"] = tmpfs
+    return options
 
 
 def _host_config(api: Any, spec: ContainerSpec, network: str = "") -> Any:
@@ -306,11 +331,10 @@ def _host_config(api: Any, spec: ContainerSpec, network: str = "") -> Any:
         limits["dns_search"] = list(spec.dns_search)
     return api.create_host_config(
         port_bindings=bindings,
-        security_opt=["no-new-privileges"],
-        privileged=False,
         restart_policy={"Name": "no"},
         log_config=LogConfig(type=LogConfig.types.JSON),
         **limits,
+        **_security(spec),
     )
 
 
@@ -501,7 +525,17 @@ class DockerRuntime:
 
     # lifecycle
 
+    async def _check(self, spec: ContainerSpec) -> None:
+        """Refuse what corral never does (the Docker socket) and what the spec forbids (root)."""
+        refusal = checks.docker_socket_mount(spec)
+        if refusal is None and spec.run_as_non_root:
+            attrs = await _call(self._api.inspect_image, spec.image, failure=ContainerStartError)
+            refusal = checks.non_root_refusal(spec, str((attrs.get("Config") or {}).get("User") or ""))
+        if refusal is not None:
+            raise ContainerConfigError(f"{spec.name}: {refusal}")
+
     async def run(self, spec: ContainerSpec) -> ContainerInfo:
+        await self._check(spec)
         if self._network:
             await self.pod_gateway()
         try:

@@ -5,6 +5,8 @@ into these, in one place each, with `raise ... from`.
     ├── ImageNotFoundError       the image is not present and may not / cannot be pulled
     ├── ImagePullError           a pull was attempted and failed (engine's message)
     ├── ContainerStartError      create or start failed (bad command, port taken, …)
+    │   └── ContainerConfigError the spec asks for what this runtime refuses or cannot do
+    │                            (a volume on the process runtime, runAsNonRoot with a root image, …)
     ├── ContainerNotFoundError   no container with that id
     └── RuntimeUnavailableError  the engine does not answer (temporary)
 """
@@ -26,6 +28,10 @@ class ImagePullError(RuntimeFailure):
 
 class ContainerStartError(RuntimeFailure):
     pass
+
+
+class ContainerConfigError(ContainerStartError):
+    """Permanent for this spec: the pod shows CreateContainerConfigError."""
 
 
 class ContainerNotFoundError(RuntimeFailure):

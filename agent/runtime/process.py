@@ -54,9 +54,9 @@ from typing import Any
 import psutil
 import structlog
 
-from agent.runtime import process_shim
+from agent.runtime import checks, process_shim
 from agent.runtime.base import ContainerInfo, ContainerSpec, ContainerStats, ExecResult, PortMapping, State
-from agent.runtime.errors import ContainerNotFoundError, ContainerStartError
+from agent.runtime.errors import ContainerConfigError, ContainerNotFoundError, ContainerStartError
 
 log = structlog.get_logger(__name__)
 
@@ -222,6 +222,9 @@ def _new_meta(container_id: str, spec: ContainerSpec, container_dir: Path) -> di
         "cwd": spec.working_dir or str(container_dir / process_shim.WORK_DIR),
         "env": _environment(spec),
         "memory_limit_bytes": spec.memory_limit_bytes,
+        "uid": checks.parse_user(spec.user)[0],
+        "gid": checks.parse_user(spec.user)[1],
+        "no_new_privileges": spec.no_new_privileges,
         "ports": [vars(port) for port in _published_ports(spec)],
         "created_at": process_shim.now_iso(),
     }
@@ -349,6 +352,9 @@ class ProcessRuntime:
     async def run(self, spec: ContainerSpec) -> ContainerInfo:
         if not spec.command:
             raise ContainerStartError("process runtime needs spec.containers[].command")
+        refusal = checks.process_refusal(spec, os.geteuid())
+        if refusal is not None:
+            raise ContainerConfigError(f"{spec.name}: {refusal}")
         container_id = uuid.uuid4().hex
         container_dir = self._root / container_id
         meta = _new_meta(container_id, spec, container_dir)
@@ -374,6 +380,8 @@ class ProcessRuntime:
     @staticmethod
     def _create_dir(container_dir: Path, meta: dict[str, Any]) -> None:
         (container_dir / process_shim.WORK_DIR).mkdir(parents=True)
+        if meta.get("uid") is not None:  # the container's user owns its work dir
+            os.chown(container_dir / process_shim.WORK_DIR, meta["uid"], meta.get("gid") or 0)
         (container_dir / process_shim.LOG_FILE).touch()
         process_shim.write_meta(container_dir, meta)
 

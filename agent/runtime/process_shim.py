@@ -11,6 +11,8 @@ behind in the agent. The supervisor then
 1. starts `argv` (command + args) in its own session and process group, with
    stdout and stderr both appended to `output.log`, cwd and env from the meta,
    and the address-space limit (RLIMIT_AS) where one is given and the OS allows;
+   as the meta's uid/gid when runAsUser/runAsGroup ask (the agent runs as root),
+   with no-new-privileges (prctl PR_SET_NO_NEW_PRIVS) unless escalation is allowed;
 2. records pid, the pid's start time (to tell a recycled pid apart later) and
    the start time in the meta, and reports `{"pid": …}` — or `{"error": …}` if
    the command cannot be started — as one JSON line on its stdout, which is the
@@ -26,12 +28,14 @@ never see half a file. The supervisor is the only writer after the start.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import resource
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -46,6 +50,8 @@ SHIM_LOG_FILE = "shim.log"
 # Exit codes a shell uses when a command cannot be run.
 EXIT_NOT_FOUND = 127
 EXIT_CANNOT_RUN = 126
+# prctl(2) option: this process and its children can gain no privileges on exec.
+PR_SET_NO_NEW_PRIVS = 38
 
 
 def now_iso() -> str:
@@ -80,8 +86,40 @@ def _limit_memory(limit_bytes: int) -> None:
         resource.setrlimit(resource.RLIMIT_AS, (limit_bytes, limit_bytes))
 
 
-def _start(meta: dict[str, Any], container_dir: Path) -> subprocess.Popen[bytes]:
+def _no_new_privileges() -> Callable[[], None]:
+    """In the child, before exec: PR_SET_NO_NEW_PRIVS (setuid binaries gain nothing), where Linux has it."""
+    libc = ctypes.CDLL(None, use_errno=True)  # loaded before the fork
+
+    def apply() -> None:
+        libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+
+    return apply
+
+
+def _preexec(meta: dict[str, Any]) -> Callable[[], None] | None:
+    """What the child does before exec (after the user switch): memory cap, no-new-privileges."""
+    steps: list[Callable[[], None]] = []
     limit = meta.get("memory_limit_bytes")
+    if limit:
+        steps.append(lambda: _limit_memory(int(limit)))
+    if meta.get("no_new_privileges") and sys.platform == "linux":
+        steps.append(_no_new_privileges())
+    if not steps:
+        return None
+
+    def run() -> None:
+        for step in steps:
+            step()
+
+    return run
+
+
+def _start(meta: dict[str, Any], container_dir: Path) -> subprocess.Popen[bytes]:
+    uid, gid = meta.get("uid"), meta.get("gid")
+    # runAsUser: the runtime checked that the agent (and so this shim) runs as root.
+    user_switch: dict[str, Any] = {} if uid is None else {"user": uid, "extra_groups": []}
+    if gid is not None:
+        user_switch["group"] = gid
     with open(container_dir / LOG_FILE, "ab", buffering=0) as output:
         return subprocess.Popen(
             meta["argv"],
@@ -93,7 +131,8 @@ def _start(meta: dict[str, Any], container_dir: Path) -> subprocess.Popen[bytes]
             start_new_session=True,
             close_fds=True,
             # preexec_fn is safe here: the shim has a single thread.
-            preexec_fn=(lambda: _limit_memory(int(limit))) if limit else None,
+            preexec_fn=_preexec(meta),
+            **user_switch,
         )
 
 

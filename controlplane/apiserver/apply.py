@@ -48,7 +48,7 @@ def merge_applied(existing: Message, applied: Message) -> Message:
             _copy_map(getattr(merged, name), getattr(applied, name), field)
         elif _is_repeated(field):
             getattr(merged, name).extend(getattr(applied, name))
-        else:
+        elif not getattr(field, "has_presence", False) or applied.HasField(name):
             setattr(merged, name, getattr(applied, name))
     _merge_meta(merged, existing, applied)
     if isinstance(merged, pod_pb2.Pod) and isinstance(existing, pod_pb2.Pod) and not merged.spec.node_name:

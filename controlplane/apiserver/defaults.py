@@ -10,7 +10,7 @@ from __future__ import annotations
 from google.protobuf.message import Message
 
 from controlplane.controllers.autoscaler.spec import default_hpa
-from protos.corral.v1 import discovery_pb2, meta_pb2, metrics_pb2, pod_pb2, service_pb2, workloads_pb2
+from protos.corral.v1 import discovery_pb2, meta_pb2, metrics_pb2, pod_pb2, secret_pb2, service_pb2, workloads_pb2
 from protos.kinds import KindInfo
 
 DEFAULT_NAMESPACE = "default"
@@ -45,6 +45,17 @@ def apply_defaults(info: KindInfo, obj: Message) -> None:
         default_endpoint_slice(obj)
     elif isinstance(obj, metrics_pb2.HorizontalPodAutoscaler):
         default_hpa(obj.spec)
+    elif isinstance(obj, secret_pb2.Secret):
+        default_secret(obj)
+
+
+def default_secret(secret: secret_pb2.Secret) -> None:
+    """stringData is write-only: merged into data (winning over it), never stored."""
+    for key, value in secret.string_data.items():
+        secret.data[key] = value.encode("utf-8")
+    secret.ClearField("string_data")
+    if not secret.type:
+        secret.type = "Opaque"
 
 
 def default_deployment(spec: workloads_pb2.DeploymentSpec) -> None:

@@ -35,6 +35,7 @@ from controlplane.apiserver.errors import (
     NotFoundError,
     UnavailableError,
 )
+from controlplane.apiserver.security import ClusterPolicy, policy_causes
 from controlplane.apiserver.validation import validate, validate_update
 from controlplane.clock import utcnow
 from controlplane.store import errors as store_errors
@@ -171,8 +172,11 @@ class ObjectApi:
         *,
         now: Callable[[], datetime] = utcnow,
         new_uid: Callable[[], str] = lambda: str(uuid.uuid4()),
+        policy: ClusterPolicy | None = None,
     ) -> None:
         self.objects = objects
+        # The cluster policy users' pods are held to; None: none (the controllers' own writes).
+        self.policy = policy
         self.now = now
         self.new_uid = new_uid
 
@@ -187,6 +191,8 @@ class ObjectApi:
         if not m.name and m.generate_name and not need_name:
             m.name = f"{m.generate_name}{uuid.uuid4().hex[:5]}"
         causes = validate(info, prepared)
+        if self.policy is not None:
+            causes += policy_causes(self.policy, prepared)
         if causes:
             raise InvalidError(info.resource, m.name, causes)
         return info, prepared

@@ -14,7 +14,7 @@ from typing import Literal
 
 from google.protobuf.message import Message
 
-from controlplane.apiserver import labels
+from controlplane.apiserver import labels, security
 from controlplane.apiserver.errors import Cause
 from controlplane.controllers.autoscaler import spec as hpa_spec
 from controlplane.controllers.deployment import durations
@@ -26,6 +26,7 @@ from protos.corral.v1 import (
     metrics_pb2,
     node_pb2,
     pod_pb2,
+    secret_pb2,
     service_pb2,
     workloads_pb2,
 )
@@ -37,6 +38,9 @@ _LABEL_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
 _LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
 _PORT_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _PERCENT = re.compile(r"^(\d+)%$")
+_SECRET_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
+# A Secret's data (keys and values) may take at most this many bytes, as in Kubernetes.
+MAX_SECRET_BYTES = 1024 * 1024
 
 RESTART_POLICIES = ("Always", "OnFailure", "Never")
 PULL_POLICIES = ("Always", "IfNotPresent", "Never")
@@ -104,6 +108,8 @@ def validate(info: KindInfo, obj: Message) -> list[Cause]:
         validate_event(p, obj)
     elif isinstance(obj, metrics_pb2.HorizontalPodAutoscaler):
         validate_hpa(p, obj.spec)
+    elif isinstance(obj, secret_pb2.Secret):
+        validate_secret(p, obj)
     return p.causes
 
 
@@ -121,8 +127,34 @@ def validate_update(info: KindInfo, old: Message, new: Message) -> list[Cause]:
             and _pod_spec_without_images(old.spec) != _pod_spec_without_images(new.spec)):
         p.add("spec", "pod updates may not change fields other than "
                       "spec.containers[*].image (delete and re-create the pod)")
+    if isinstance(old, secret_pb2.Secret) and isinstance(new, secret_pb2.Secret):
+        validate_secret_update(p, old, new)
     del info
     return p.causes
+
+
+def validate_secret(p: Problems, secret: secret_pb2.Secret) -> None:
+    """After defaulting (stringData merged into data)."""
+    for key in sorted(secret.data):
+        validate_secret_key(p, f"data.{key}", key)
+    size = sum(len(k) + len(v) for k, v in secret.data.items())
+    if size > MAX_SECRET_BYTES:
+        p.add("data", f"too long: must have at most {MAX_SECRET_BYTES} bytes, got {size}")
+
+
+def validate_secret_key(p: Problems, path: str, key: str) -> None:
+    if len(key) > 253 or not _SECRET_KEY.match(key) or key in (".", ".."):
+        p.add(path, f'invalid key "{key[:60]}": must consist of alphanumeric characters, "-", "_" or "."')
+
+
+def validate_secret_update(p: Problems, old: secret_pb2.Secret, new: secret_pb2.Secret) -> None:
+    if old.type != new.type:
+        p.add("type", "field is immutable")
+    if old.immutable:
+        if old.data != new.data:
+            p.add("data", "field is immutable when `immutable` is set")
+        if not new.immutable:
+            p.add("immutable", "field is immutable when `immutable` is set")
 
 
 def _pod_spec_without_images(spec: pod_pb2.PodSpec) -> pod_pb2.PodSpec:
@@ -328,6 +360,7 @@ def validate_pod_spec(p: Problems, path: str, spec: pod_pb2.PodSpec) -> None:
     for i, t in enumerate(spec.tolerations):
         validate_toleration(p, f"{path}.tolerations[{i}]", t)
     validate_affinity(p, f"{path}.affinity", spec.affinity)
+    security.validate_pod_security(p, path, spec)
 
 
 def validate_container(p: Problems, path: str, c: pod_pb2.Container) -> None:
@@ -349,6 +382,8 @@ def validate_container(p: Problems, path: str, c: pod_pb2.Container) -> None:
     for i, env in enumerate(c.env):
         if not env.name:
             p.add(f"{path}.env[{i}].name", "required")
+        if env.HasField("value_from"):
+            validate_env_source(p, f"{path}.env[{i}]", env)
     validate_resources(p, f"{path}.resources", c.resources)
     probes = (("livenessProbe", c.HasField("liveness_probe"), c.liveness_probe),
               ("readinessProbe", c.HasField("readiness_probe"), c.readiness_probe),
@@ -356,6 +391,21 @@ def validate_container(p: Problems, path: str, c: pod_pb2.Container) -> None:
     for json_name, present, probe in probes:
         if present:
             validate_probe(p, f"{path}.{json_name}", probe, names)
+
+
+def validate_env_source(p: Problems, path: str, env: pod_pb2.EnvVar) -> None:
+    """value and valueFrom are exclusive; valueFrom names a Secret and a key."""
+    if env.value:
+        p.add(f"{path}.valueFrom", "may not be specified when `value` is not empty")
+    if not env.value_from.HasField("secret_key_ref"):
+        p.add(f"{path}.valueFrom", "must specify secretKeyRef")
+        return
+    ref = env.value_from.secret_key_ref
+    validate_name(p, f"{path}.valueFrom.secretKeyRef.name", ref.name)
+    if not ref.key:
+        p.add(f"{path}.valueFrom.secretKeyRef.key", "required")
+    else:
+        validate_secret_key(p, f"{path}.valueFrom.secretKeyRef.key", ref.key)
 
 
 def validate_port_name(p: Problems, path: str, name: str) -> None:

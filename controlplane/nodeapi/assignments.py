@@ -6,6 +6,10 @@ only that node's stream. A set is re-sent only when its fingerprint changes
 graceful deletion or its deadline brought forward): status writes, which are
 most pod changes, do not cause traffic to agents. A terminating pod stays in
 its node's set, with its deletionTimestamp, until the object is deleted.
+
+With a Secret informer, each node's pods get the values of the Secrets they
+reference (`secretenv`): a change to a Secret wakes the nodes whose pods use
+it, and the set is re-sent when what was resolved changed.
 """
 
 from __future__ import annotations
@@ -13,10 +17,12 @@ from __future__ import annotations
 import asyncio
 
 from controlplane.informer import CacheEvent, Informer
+from controlplane.nodeapi import secretenv
 from controlplane.store.objects import Change
-from protos.corral.v1 import node_service_pb2, pod_pb2
+from protos.corral.v1 import node_service_pb2, pod_pb2, secret_pb2
 
-Fingerprint = frozenset[tuple[str, int, int]]
+# Per pod: uid, generation, deletion deadline, digest of its resolved secret values.
+Fingerprint = frozenset[tuple[str, int, int, str]]
 
 
 def _deadline(pod: pod_pb2.Pod) -> int:
@@ -33,11 +39,25 @@ def _same_assignment(before: pod_pb2.Pod | None, after: pod_pb2.Pod) -> bool:
 
 
 class AssignmentIndex:
-    def __init__(self, pods: Informer) -> None:
+    def __init__(self, pods: Informer, *, secrets: Informer | None = None) -> None:
         self.pods = pods
+        self.secrets = secrets
         self._by_node: dict[str, dict[str, pod_pb2.Pod]] = {}
         self._events: dict[str, asyncio.Event] = {}
         pods.add_listener(self._on_event)
+        if secrets is not None:
+            secrets.add_listener(self._on_secret)
+
+    def _on_secret(self, ev: CacheEvent) -> None:
+        namespace, name = ev.obj.metadata.namespace, ev.obj.metadata.name  # type: ignore[attr-defined]
+        for node, pods in self._by_node.items():
+            if any(p.metadata.namespace == namespace and name in secretenv.secret_refs(p)
+                   for p in pods.values()):
+                self._wake(node)
+
+    def _secret(self, namespace: str, name: str) -> secret_pb2.Secret | None:
+        found = self.secrets.items.get(f"{namespace}/{name}") if self.secrets is not None else None
+        return found if isinstance(found, secret_pb2.Secret) else None
 
     def _on_event(self, ev: CacheEvent) -> None:
         pod = ev.obj
@@ -67,5 +87,8 @@ class AssignmentIndex:
     def current(self, node: str) -> tuple[node_service_pb2.AssignmentSet, Fingerprint]:
         pods = sorted(self._by_node.get(node, {}).values(),
                       key=lambda p: (p.metadata.namespace, p.metadata.name))
-        fingerprint = frozenset((p.metadata.uid, p.metadata.generation, _deadline(p)) for p in pods)
-        return node_service_pb2.AssignmentSet(epoch=self.pods.revision, pods=pods), fingerprint
+        resolved = [secretenv.resolve(p, self._secret) for p in pods]
+        fingerprint = frozenset((p.metadata.uid, p.metadata.generation, _deadline(p), digest)
+                                for p, digest in resolved)
+        return (node_service_pb2.AssignmentSet(epoch=self.pods.revision, pods=[p for p, _ in resolved]),
+                fingerprint)

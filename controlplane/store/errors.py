@@ -18,6 +18,8 @@ translated, with the original kept as ``__cause__``)::
     │                               gone or was created again (another leader's
     │                               term); never retry, step down
     ├── LeaseNotFoundError(lease)   the lease expired or was revoked
+    ├── DecryptionError(key, reason) a value encrypted at rest cannot be read:
+    │                               another key (secrets.key) or a corrupt value
     └── UnavailableError(message)   temporary: connection refused or lost,
                                     deadline exceeded, backend unreachable
 
@@ -100,6 +102,19 @@ class LeaseNotFoundError(StoreError):
     def __init__(self, lease: int) -> None:
         super().__init__(f"lease {lease:x} not found (expired or revoked)")
         self.lease = lease
+
+
+class DecryptionError(StoreError):
+    """A value encrypted at rest cannot be decrypted (wrong key, or tampered with).
+
+    Not temporary: the same key gives the same answer until the operator
+    restores the right ``secrets.key``.
+    """
+
+    def __init__(self, key: str, reason: str) -> None:
+        super().__init__(f"cannot decrypt {key!r}: {reason}")
+        self.key = key
+        self.reason = reason
 
 
 class UnavailableError(StoreError):

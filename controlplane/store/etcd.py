@@ -466,16 +466,22 @@ class EtcdStore:
         inbox: asyncio.Queue[Any] = asyncio.Queue()
         client = await self._conn.ready()
         watcher = self._conn.watcher_for(client)
-        try:
-            with _translated(revision=start_revision):
-                callback = await self._register(
-                    watcher, key, inbox.put, range_end=end, start_revision=start_revision, prev_kv=True
-                )
-        except UnavailableError as exc:
-            await self._conn.failover(client, exc)
-            raise
+        # Known before registering: a failover meanwhile marks this watch lost.
         self._conn.inboxes[inbox] = watcher
+        callback: Any = None
         try:
+            try:
+                with _translated(revision=start_revision):
+                    callback = await self._register(
+                        watcher, key, inbox.put, range_end=end, start_revision=start_revision, prev_kv=True
+                    )
+            except UnavailableError as exc:
+                await self._conn.failover(client, exc)
+                raise
+            if watcher is not self._conn.watcher:
+                # The store moved to another endpoint while this watch was being
+                # set up: its watcher is shut down and would never call back.
+                raise UnavailableError(f"etcd endpoint changed while a watch on {prefix!r} was being set up")
             while (item := await inbox.get()) is not None:
                 if isinstance(item, StoreError):
                     raise item
@@ -487,7 +493,8 @@ class EtcdStore:
                 yield _to_event(item)
         finally:
             self._conn.inboxes.pop(inbox, None)
-            await self._cancel_watch(watcher, callback.watch_id)
+            if callback is not None:
+                await self._cancel_watch(watcher, callback.watch_id)
 
     # -- maintenance (etcd only, not part of the Store protocol) ----------
 

@@ -5,6 +5,10 @@ Objects are stored as serialized protobuf under
 namespace segment). `metadata.resourceVersion` is never stored: it is the key's
 etcd mod_revision, filled in on every read, and every update is a
 compare-and-swap against it.
+
+With an `Encrypter`, the values of the kinds in ``ENCRYPTED_KINDS`` (Secrets)
+are sealed with AES-256-GCM before they reach the store, and opened on every
+read, list and watch event (`controlplane.store.encryption`).
 """
 
 from __future__ import annotations
@@ -16,9 +20,13 @@ from enum import Enum
 from google.protobuf.message import Message
 
 from controlplane.store.base import EventType, KeyValue, Store
+from controlplane.store.encryption import Encrypter
+from controlplane.store.errors import DecryptionError
 from protos.kinds import KindInfo, info_of, meta
 
 DEFAULT_PREFIX = "/corral"
+# Kinds whose stored values are encrypted at rest when the store has a key.
+ENCRYPTED_KINDS = frozenset({"Secret"})
 
 
 class Change(Enum):
@@ -48,9 +56,11 @@ class ObjectPage:
 class ObjectStore:
     """Encodes, decodes and addresses objects; the CAS rules live in the Store."""
 
-    def __init__(self, store: Store, prefix: str = DEFAULT_PREFIX) -> None:
+    def __init__(self, store: Store, prefix: str = DEFAULT_PREFIX, *,
+                 encrypter: Encrypter | None = None) -> None:
         self.store = store
         self.prefix = prefix.rstrip("/")
+        self.encrypter = encrypter
 
     # -- keys ---------------------------------------------------------------
 
@@ -86,8 +96,22 @@ class ObjectStore:
         meta(obj).resource_version = str(revision)
         return obj
 
+    def _sealed(self, obj: Message) -> tuple[str, bytes]:
+        """The store key and value of `obj`, encrypted when its kind is."""
+        key, value = self.key_of(obj), self.encode(obj)
+        if self.encrypter is not None and info_of(obj).kind in ENCRYPTED_KINDS:
+            value = self.encrypter.seal(key, value)
+        return key, value
+
+    def _opened(self, key: str, value: bytes) -> bytes:
+        if not Encrypter.is_sealed(value):
+            return value
+        if self.encrypter is None:
+            raise DecryptionError(key, "the value is encrypted and this server has no encryption key")
+        return self.encrypter.open(key, value)
+
     def _decode_kv(self, info: KindInfo, kv: KeyValue) -> Message:
-        return self.decode(info, kv.value, kv.mod_revision)
+        return self.decode(info, self._opened(kv.key, kv.value), kv.mod_revision)
 
     # -- operations ---------------------------------------------------------
 
@@ -96,19 +120,18 @@ class ObjectStore:
         return None if kv is None else self._decode_kv(info, kv)
 
     async def create(self, obj: Message) -> Message:
-        revision = await self.store.create(self.key_of(obj), self.encode(obj))
+        revision = await self.store.create(*self._sealed(obj))
         return self._with_revision(obj, revision)
 
     async def update(self, obj: Message) -> Message:
         """Write `obj` if the stored revision is still its resourceVersion."""
         expected = int(meta(obj).resource_version or 0)
-        revision = await self.store.update(
-            self.key_of(obj), self.encode(obj), expected_revision=expected)
+        revision = await self.store.update(*self._sealed(obj), expected_revision=expected)
         return self._with_revision(obj, revision)
 
     async def update_many(self, objs: Sequence[Message]) -> list[Message]:
         """CAS-write several objects in one transaction (all or nothing)."""
-        items = [(self.key_of(o), self.encode(o), int(meta(o).resource_version or 0)) for o in objs]
+        items = [(*self._sealed(o), int(meta(o).resource_version or 0)) for o in objs]
         revision = await self.store.update_many(items)
         return [self._with_revision(o, revision) for o in objs]
 
@@ -148,14 +171,14 @@ class ObjectStore:
     ) -> AsyncIterator[ObjectEvent]:
         """Changes to objects of a kind from `start_revision` on (CompactedError if too old)."""
         async for ev in self.store.watch(self.prefix_for(info, namespace), start_revision=start_revision):
-            prev = None if ev.prev_value is None else self.decode(info, ev.prev_value, 0)
+            prev = None if ev.prev_value is None else self.decode(info, self._opened(ev.key, ev.prev_value), 0)
             if ev.type is EventType.DELETE:
                 if prev is None:
                     continue
                 meta(prev).resource_version = str(ev.revision)
                 yield ObjectEvent(Change.DELETED, prev, prev, ev.revision)
                 continue
-            obj = self.decode(info, ev.value, ev.revision)
+            obj = self.decode(info, self._opened(ev.key, ev.value), ev.revision)
             change = Change.ADDED if ev.create_revision == ev.revision else Change.MODIFIED
             yield ObjectEvent(change, obj, prev, ev.revision)
 

@@ -12,7 +12,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from corral import client as api
 from corral.cli import hpa_view, printers
 from protos import codec
-from protos.corral.v1 import event_pb2, metrics_pb2
+from protos.corral.v1 import event_pb2, metrics_pb2, secret_pb2
 from protos.kinds import info_of, meta
 
 MAX_EVENTS = 20
@@ -44,6 +44,16 @@ def _seen(e: event_pb2.Event) -> Timestamp:
     return e.last_timestamp if e.last_timestamp.seconds else e.metadata.creation_timestamp
 
 
+def secret_lines(secret: secret_pb2.Secret) -> list[str]:
+    """Like kubectl: the type, and each key with its size, never a value."""
+    lines = [f"Type:               {secret.type}"]
+    if secret.HasField("immutable"):
+        lines.append(f"Immutable:          {str(secret.immutable).lower()}")
+    lines += ["", "Data", "===="]
+    lines += [f"{key}:  {len(secret.data[key])} bytes" for key in sorted(secret.data)]
+    return lines
+
+
 def describe(obj: Message, events: list[event_pb2.Event], now: datetime) -> str:
     info, m = info_of(obj), meta(obj)
     doc = codec.to_dict(obj)
@@ -64,6 +74,8 @@ def describe(obj: Message, events: list[event_pb2.Event], now: datetime) -> str:
     ]
     if isinstance(obj, metrics_pb2.HorizontalPodAutoscaler):
         lines += hpa_view.describe_lines(obj, now)
+    elif isinstance(obj, secret_pb2.Secret):
+        lines += secret_lines(obj)
     else:
         for key in ("spec", "status"):
             if key in doc:

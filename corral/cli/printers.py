@@ -17,7 +17,16 @@ from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from protos import codec
-from protos.corral.v1 import discovery_pb2, event_pb2, metrics_pb2, node_pb2, pod_pb2, service_pb2, workloads_pb2
+from protos.corral.v1 import (
+    discovery_pb2,
+    event_pb2,
+    metrics_pb2,
+    node_pb2,
+    pod_pb2,
+    secret_pb2,
+    service_pb2,
+    workloads_pb2,
+)
 from protos.kinds import KindInfo, meta
 
 Row = list[str]
@@ -190,7 +199,12 @@ class Columns:
     named: bool = True
 
 
+def secret_row(s: secret_pb2.Secret, now: datetime, wide: bool) -> Row:
+    return [s.type, str(len(s.data)), age(s.metadata.creation_timestamp, now)]
+
+
 COLUMNS: dict[str, Columns] = {
+    "Secret": Columns(("TYPE", "DATA", "AGE"), (), secret_row),
     "Pod": Columns(("READY", "STATUS", "RESTARTS", "AGE"), ("IP", "NODE"), pod_row),
     "Deployment": Columns(("READY", "UP-TO-DATE", "AVAILABLE", "AGE"),
                           ("CONTAINERS", "IMAGES", "SELECTOR"), deployment_row),
@@ -235,10 +249,24 @@ def format_table(rows: Sequence[Row], headers: Sequence[str] | None) -> str:
 
 # -- documents --------------------------------------------------------------------
 
-def as_document(objs: Sequence[Message], *, single: bool) -> dict[str, Any]:
+REDACTED = "<redacted>"
+
+
+def object_document(obj: Message, *, show_secrets: bool = False) -> dict[str, Any]:
+    """`obj` as YAML/JSON data; a Secret's values redacted unless `show_secrets`."""
+    doc = codec.to_dict(obj)
+    if isinstance(obj, secret_pb2.Secret) and not show_secrets:
+        if "data" in doc:
+            doc["data"] = dict.fromkeys(doc["data"], REDACTED)
+        doc.pop("stringData", None)
+    return doc
+
+
+def as_document(objs: Sequence[Message], *, single: bool, show_secrets: bool = False) -> dict[str, Any]:
     if single and len(objs) == 1:
-        return codec.to_dict(objs[0])
-    return {"apiVersion": "v1", "kind": "List", "items": [codec.to_dict(o) for o in objs],
+        return object_document(objs[0], show_secrets=show_secrets)
+    return {"apiVersion": "v1", "kind": "List",
+            "items": [object_document(o, show_secrets=show_secrets) for o in objs],
             "metadata": {"resourceVersion": ""}}
 
 

@@ -107,9 +107,11 @@ def parse_targets(kind_arg: str, names: tuple[str, ...]) -> list[tuple[KindInfo,
 @click.option("--selector", "-l", default="", help="Label selector, e.g. app=web,tier!=db.")
 @click.option("--output", "-o", type=click.Choice(["wide", "yaml", "json", "name"]), default=None)
 @click.option("--watch", "-w", is_flag=True, help="After listing, print changes as they happen.")
+@click.option("--show-secrets", is_flag=True,
+              help="With -o yaml/json: print Secrets' values (base64) instead of <redacted>.")
 @pass_context
 def get_cmd(ctx: Context, kind: str, names: tuple[str, ...], namespace: str, all_namespaces: bool,
-            selector: str, output: str | None, watch: bool) -> None:
+            selector: str, output: str | None, watch: bool, show_secrets: bool) -> None:
     """Show objects: KIND [NAME…], KIND/NAME, or KIND,KIND."""
     if endpoints.is_endpoints(kind):
         endpoints.get_endpoints(ctx.client(), kind, names, namespace=namespace, all_namespaces=all_namespaces,
@@ -132,7 +134,8 @@ def get_cmd(ctx: Context, kind: str, names: tuple[str, ...], namespace: str, all
         else:
             listed, revision = c.list(info.kind, ns, selector=selector)
             objs.extend(listed)
-    _print(objs, output, now, all_namespaces=all_namespaces, single=bool(named) and len(targets) == 1)
+    _print(objs, output, now, all_namespaces=all_namespaces, single=bool(named) and len(targets) == 1,
+           show_secrets=show_secrets)
     for message in missing:
         click.echo(f"Error from server (NotFound): {message}", err=True)
     if watch and len(targets) == 1:
@@ -142,9 +145,9 @@ def get_cmd(ctx: Context, kind: str, names: tuple[str, ...], namespace: str, all
 
 
 def _print(objs: list[Message], output: str | None, now: datetime, *, all_namespaces: bool,
-           single: bool, headers: bool = True) -> None:
+           single: bool, headers: bool = True, show_secrets: bool = False) -> None:
     if output in ("yaml", "json"):
-        click.echo(printers.dump(printers.as_document(objs, single=single), output))
+        click.echo(printers.dump(printers.as_document(objs, single=single, show_secrets=show_secrets), output))
         return
     if output == "name":
         for obj in objs:

@@ -26,7 +26,8 @@ def default_data_dir() -> Path:
 @click.option("--etcd", default="", help="External etcd endpoints host:port[,host:port…]. "
               "Without it, an embedded etcd runs under --data-dir.")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None,
-              help="State directory (embedded etcd data). Default: ~/.local/share/corral.")
+              help="State directory: the Secrets' encryption key secrets.key, and the embedded etcd's "
+                   "data when there is no --etcd. Default: ~/.local/share/corral.")
 @click.option("--scheduling-strategy", type=click.Choice(["LeastAllocated", "MostAllocated"]),
               default="LeastAllocated", show_default=True,
               help="Cluster default placement: spread load, or bin-pack to leave whole machines free. "
@@ -39,19 +40,26 @@ def default_data_dir() -> Path:
                    f"Default {DEFAULT_METRICS_LISTEN}, skipped with a warning when that port is taken.")
 @click.option("--hpa-sync-period", type=click.FloatRange(min=0.1), default=15.0, show_default=True,
               help="Seconds between two looks of each HorizontalPodAutoscaler at its metrics.")
+@click.option("--allow-privileged", is_flag=True, default=False,
+              help="Cluster policy: admit pods with privileged containers (refused at apply by default).")
+@click.option("--allow-host-path", is_flag=True, default=False,
+              help="Cluster policy: admit pods with hostPath volumes (refused at apply by default). "
+                   "The Docker socket is never mounted, whatever this says.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
               default="info", show_default=True)
 def server_cmd(listen: str, etcd: str, data_dir: str | None, scheduling_strategy: str, lease_ttl: int,
-               metrics_listen: str | None, hpa_sync_period: float, log_level: str) -> None:
+               metrics_listen: str | None, hpa_sync_period: float, allow_privileged: bool, allow_host_path: bool,
+               log_level: str) -> None:
     """Run the control plane (run 2 or 3 against one etcd cluster for high availability)."""
     run_server(listen=listen, etcd=etcd, data_dir=data_dir, log_level=log_level,
                scheduling_strategy=scheduling_strategy, lease_ttl=lease_ttl, metrics_listen=metrics_listen,
-               hpa_sync_period=hpa_sync_period)
+               hpa_sync_period=hpa_sync_period, allow_privileged=allow_privileged, allow_host_path=allow_host_path)
 
 
 def run_server(*, listen: str, etcd: str, data_dir: str | None, log_level: str,
                scheduling_strategy: str = "LeastAllocated", lease_ttl: int = 10,
-               metrics_listen: str | None = None, hpa_sync_period: float = 15.0) -> None:
+               metrics_listen: str | None = None, hpa_sync_period: float = 15.0,
+               allow_privileged: bool = False, allow_host_path: bool = False) -> None:
     from controlplane.leader.testhooks import TestHooks
     from controlplane.server import ServerConfig, ServerError, serve
     from controlplane.store.errors import EmbeddedEtcdError, StoreError
@@ -61,12 +69,15 @@ def run_server(*, listen: str, etcd: str, data_dir: str | None, log_level: str,
     config = ServerConfig(
         listen=listen,
         etcd=endpoints,
-        data_dir=Path(data_dir) if data_dir else (None if endpoints else default_data_dir()),
+        # The data dir holds secrets.key even with an external etcd (embedded etcd data only without one).
+        data_dir=Path(data_dir) if data_dir else default_data_dir(),
         scheduling_strategy=scheduling_strategy,
         lease_ttl=lease_ttl,
         hpa_sync_period=hpa_sync_period,
         metrics_listen=DEFAULT_METRICS_LISTEN if metrics_listen is None else metrics_listen,
         metrics_optional=metrics_listen is None,
+        allow_privileged=allow_privileged,
+        allow_host_path=allow_host_path,
         test_hooks=TestHooks.from_env(os.environ),
     )
     if config.data_dir is not None:

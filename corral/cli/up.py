@@ -54,7 +54,8 @@ async def pick_runtime() -> str:
     return "docker"
 
 
-async def up(data_dir: Path, listen: str, runtime: str | None, name: str) -> None:
+async def up(data_dir: Path, listen: str, runtime: str | None, name: str, *,
+             allow_privileged: bool = False, allow_host_path: bool = False) -> None:
     from agent.main import AgentConfig, run_agent
     from controlplane.server import ServerConfig, start
 
@@ -65,7 +66,8 @@ async def up(data_dir: Path, listen: str, runtime: str | None, name: str) -> Non
     async with AsyncExitStack() as stack:
         # Metrics on the default ports, as `corral server` and `corral agent` serve them (skipped when taken).
         running = await start(ServerConfig(listen=listen, data_dir=data_dir, metrics_listen=DEFAULT_METRICS_LISTEN,
-                                           metrics_optional=True), stack)
+                                           metrics_optional=True, allow_privileged=allow_privileged,
+                                           allow_host_path=allow_host_path), stack)
         config_file = write_cli_config(running.address)
         chosen = runtime or await pick_runtime()
         reason = "a Docker engine answers" if chosen == "docker" else "no Docker engine answers"
@@ -86,9 +88,14 @@ async def up(data_dir: Path, listen: str, runtime: str | None, name: str) -> Non
 @click.option("--runtime", type=click.Choice(["docker", "process"]), default=None,
               help="Runtime of the local node (default: docker when an engine answers, else process).")
 @click.option("--name", default=None, help="Node name (default: this machine's hostname).")
+@click.option("--allow-privileged", is_flag=True, default=False,
+              help="Cluster policy: admit privileged containers (as corral server --allow-privileged).")
+@click.option("--allow-host-path", is_flag=True, default=False,
+              help="Cluster policy: admit hostPath volumes (as corral server --allow-host-path).")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="warning",
               show_default=True)
-def up_cmd(data_dir: str | None, listen: str, runtime: str | None, name: str | None, log_level: str) -> None:
+def up_cmd(data_dir: str | None, listen: str, runtime: str | None, name: str | None, allow_privileged: bool,
+           allow_host_path: bool, log_level: str) -> None:
     """Run a single-machine cluster: etcd, control plane and agent, until Ctrl-C."""
     from agent.main import AgentError
     from controlplane.server import ServerError
@@ -99,6 +106,7 @@ def up_cmd(data_dir: str | None, listen: str, runtime: str | None, name: str | N
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     node = (name or socket.gethostname()).lower()
     try:
-        asyncio.run(up(directory, listen, runtime, node))
+        asyncio.run(up(directory, listen, runtime, node, allow_privileged=allow_privileged,
+                       allow_host_path=allow_host_path))
     except (ServerError, StoreError, EmbeddedEtcdError, AgentError) as e:
         raise click.ClickException(str(e)) from e

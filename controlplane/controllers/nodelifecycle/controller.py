@@ -13,6 +13,14 @@ Whether the whole cluster is disrupted (no node Ready at all) is worked out
 on syncs of unhealthy nodes only — a heartbeat of a Ready node costs no scan
 of every node. When that changes, every node is queued again, the change is
 logged and recorded as an event on every node.
+
+When a full disruption ends (the first node is Ready again), the others get
+a grace period from then before their NoExecute taints come back: their
+agents reconnect with a jittered back-off (up to 10 s), so after an outage of
+the control plane's own network they come back over several seconds, and the
+first one back must not get the pods of the others evicted (found by
+`tests/chaos/test_partitions.py`). It is what a restarted control plane gives
+every node too.
 """
 
 from __future__ import annotations
@@ -70,6 +78,8 @@ class NodeLifecycleController:
         self.bucket = TokenBucket.full(eviction_rate)
         # None until the first sync has looked; then whether no node is Ready.
         self.disrupted: bool | None = None
+        # Until when nodes keep their NoExecute taints withheld after a full disruption ended.
+        self._settling_until: datetime | None = None
         self._started: datetime | None = None
         self._nodes: Informer | None = None
         self._pods: Informer | None = None
@@ -123,7 +133,8 @@ class NodeLifecycleController:
         now = self.now()
         settings = self._settings(now)
         disrupted = await self._disruption(node_health(node, now=now, settings=settings), now, settings)
-        plan = plan_node(node, self._pods_on(key), now=now, settings=settings, disrupted=disrupted)
+        settling = self._settling_until is not None and now < self._settling_until
+        plan = plan_node(node, self._pods_on(key), now=now, settings=settings, disrupted=disrupted or settling)
         try:
             if plan.node is not None:
                 await self._write_node(plan.node, plan)
@@ -135,7 +146,12 @@ class NodeLifecycleController:
             return None
         await self._force_delete(plan.force_deletions, key)
         rate_wait = await self._evict(plan.evictions, key, now)
-        return self._delay(plan, now, rate_wait, marked)
+        delay = self._delay(plan, now, rate_wait, marked)
+        if settling and plan.health is not Health.READY:
+            assert self._settling_until is not None
+            settled = (self._settling_until - now).total_seconds() + DEADLINE_SLACK
+            delay = settled if delay is None else min(delay, settled)
+        return delay
 
     @staticmethod
     def _delay(plan: NodePlan, now: datetime, rate_wait: float | None, marked: bool) -> float | None:
@@ -158,6 +174,7 @@ class NodeLifecycleController:
         if disrupted == self.disrupted:
             return disrupted
         previous, self.disrupted = self.disrupted, disrupted
+        self._settling_until = now + self.grace if previous and not disrupted else None
         if self._queue is not None:
             for key in self.all_keys():
                 self._queue.add(key)
@@ -174,7 +191,8 @@ class NodeLifecycleController:
             log.warning("full_disruption_started", nodes=len(nodes))
             reason, type_ = "FullDisruption", "Warning"
         else:
-            message = "A node is ready again: pods on unreachable nodes are evicted after their tolerations"
+            message = (f"A node is ready again: nodes still unreachable get {self.grace.total_seconds():g}s to "
+                       "reconnect, then their pods are evicted after their tolerations")
             log.info("full_disruption_ended", nodes=len(nodes))
             reason, type_ = "FullDisruptionEnded", "Normal"
         for node in nodes:

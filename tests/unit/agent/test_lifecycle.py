@@ -160,6 +160,20 @@ def test_image_error_is_waiting_and_phase_stays_pending() -> None:
 
 
 @pytest.mark.parametrize(
+    ("reason", "shown"),
+    [
+        pytest.param("", "CreateContainerError", id="start-error"),
+        pytest.param("CreateContainerConfigError", "CreateContainerConfigError", id="config-error"),
+    ],
+)
+def test_start_errors_wait_with_their_reason(reason: str, shown: str) -> None:
+    track = ContainerTrack(start_error="refused", start_error_reason=reason)
+    status = lifecycle.pod_status(pod(), {}, inputs(main=track), pod_pb2.PodStatus())
+    assert status.container_statuses[0].state.waiting.reason == shown
+    assert status.container_statuses[0].state.waiting.message == "refused"
+
+
+@pytest.mark.parametrize(
     ("previous", "computed", "result"),
     [
         pytest.param("Running", "Pending", "Running", id="no-going-back"),

@@ -1,0 +1,173 @@
+"""Security settings and volumes on the Docker and process runtimes.
+
+Docker honours runAsUser, readOnlyRootFilesystem, capabilities, mounts and
+runAsNonRoot, and never mounts its own socket; the process runtime honours
+runAsUser (the agent runs as root here) and refuses what it cannot isolate
+with a `ContainerConfigError` instead of ignoring it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from agent.runtime.base import ContainerRuntime, Mount
+from agent.runtime.errors import ContainerConfigError
+from agent.runtime.process import ProcessRuntime
+from tests.contract.test_runtime import TEST_LABEL, Target, connect_docker, read_logs, wait_until_exited
+
+
+@pytest.fixture
+async def docker_target() -> AsyncIterator[Target]:
+    runtime = await connect_docker()
+    target = Target("docker", runtime, uuid.uuid4().hex[:12])
+    try:
+        yield target
+    finally:
+        for info in await runtime.list({TEST_LABEL: target.test_id}):
+            await runtime.remove(info.id)
+        await runtime.close()
+
+
+@pytest.fixture
+async def process_target(tmp_path: Path) -> AsyncIterator[Target]:
+    runtime: ContainerRuntime = ProcessRuntime(tmp_path / "process-runtime")
+    target = Target("process", runtime, uuid.uuid4().hex[:12])
+    try:
+        yield target
+    finally:
+        for info in await runtime.list({TEST_LABEL: target.test_id}):
+            await runtime.remove(info.id)
+        await runtime.close()
+
+
+async def output_of(target: Target, script: str, **fields: object) -> tuple[int | None, str]:
+    """Run `script` to its end; its exit code and output."""
+    shell = ["sh", "-c", script] if target.kind == "docker" else ["/bin/sh", "-c", script]
+    info = await target.runtime.run(target.spec(f"s{uuid.uuid4().hex[:6]}", command=shell, **fields))
+    exited = await wait_until_exited(target, info.id)
+    return exited.exit_code, (await read_logs(target.runtime, info.id)).decode()
+
+
+# -- docker ----------------------------------------------------------------------------
+
+
+async def test_docker_runs_as_the_user_asked(docker_target: Target) -> None:
+    code, output = await output_of(docker_target, "id -u; id -g", user="1000:3000")
+
+    assert code == 0
+    assert output.split() == ["1000", "3000"]
+
+
+async def test_docker_read_only_root_filesystem_refuses_writes(docker_target: Target) -> None:
+    code, output = await output_of(docker_target, "touch /written && echo wrote", read_only_rootfs=True)
+
+    assert code != 0
+    assert "Read-only file system" in output and "wrote" not in output
+
+
+async def test_docker_cap_drop_all_takes_every_capability(docker_target: Target) -> None:
+    code, output = await output_of(docker_target, "grep CapEff /proc/self/status", cap_drop=["ALL"])
+    _, default = await output_of(docker_target, "grep CapEff /proc/self/status")
+
+    assert code == 0
+    assert output.split() == ["CapEff:", "0000000000000000"]
+    assert default.split()[1] != "0000000000000000"
+
+
+async def test_docker_default_is_unprivileged_with_no_new_privileges(docker_target: Target) -> None:
+    _, output = await output_of(docker_target, "grep NoNewPrivs /proc/self/status")
+    _, allowed = await output_of(docker_target, "grep NoNewPrivs /proc/self/status", no_new_privileges=False)
+
+    assert output.split() == ["NoNewPrivs:", "1"]
+    assert allowed.split() == ["NoNewPrivs:", "0"]
+
+
+async def test_docker_containers_share_an_empty_dir_and_see_a_read_only_host_path(
+    docker_target: Target, tmp_path: Path
+) -> None:
+    shared = tmp_path / "empty-dir"
+    shared.mkdir(mode=0o777)
+    shared.chmod(0o777)
+    host = tmp_path / "host"
+    host.mkdir()
+    (host / "config").write_text("from the host\n")
+    mounts = [Mount("/shared", str(shared)), Mount("/etc/app", str(host), read_only=True)]
+
+    code, _ = await output_of(docker_target, "echo hello > /shared/note", mounts=mounts, user="1000")
+    reader_code, output = await output_of(
+        docker_target, "cat /shared/note /etc/app/config; touch /etc/app/x || echo read-only", mounts=mounts
+    )
+
+    assert code == 0 and reader_code == 0
+    assert output.splitlines()[:2] == ["hello", "from the host"]
+    assert "read-only" in output
+    assert (shared / "note").read_text() == "hello\n"
+
+
+async def test_docker_memory_empty_dir_is_a_tmpfs(docker_target: Target) -> None:
+    code, output = await output_of(docker_target, "grep ' /cache ' /proc/mounts", mounts=[Mount("/cache", tmpfs=True)])
+
+    assert code == 0
+    assert output.startswith("tmpfs /cache tmpfs")
+
+
+@pytest.mark.parametrize("socket", ["/var/run/docker.sock", "/run/docker.sock"])
+async def test_docker_never_mounts_its_socket(docker_target: Target, socket: str) -> None:
+    with pytest.raises(ContainerConfigError, match="Docker socket"):
+        await docker_target.runtime.run(docker_target.spec("sock", mounts=[Mount("/sock", socket)]))
+
+    assert await docker_target.runtime.list({TEST_LABEL: docker_target.test_id}) == []
+
+
+async def test_docker_run_as_non_root_refuses_a_root_image(docker_target: Target) -> None:
+    with pytest.raises(ContainerConfigError, match="runAsNonRoot and image will run as root"):
+        await docker_target.runtime.run(docker_target.spec("root", run_as_non_root=True))
+
+    code, output = await output_of(docker_target, "id -u", run_as_non_root=True, user="1000")
+    assert (code, output.strip()) == (0, "1000")
+
+
+# -- process -----------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching users needs root (CI runs as root)")
+async def test_process_runs_as_the_user_asked_when_the_agent_is_root(process_target: Target) -> None:
+    code, output = await output_of(process_target, "id -u; id -g; grep NoNewPrivs /proc/self/status", user="1000:3000")
+
+    assert code == 0
+    assert output.split() == ["1000", "3000", "NoNewPrivs:", "1"]
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        pytest.param({"mounts": [Mount("/data", "/tmp")]}, "volumes", id="volumes"),
+        pytest.param({"read_only_rootfs": True}, "readOnlyRootFilesystem", id="read-only-rootfs"),
+        pytest.param({"cap_drop": ["ALL"]}, "capabilities", id="capabilities"),
+        pytest.param({"privileged": True}, "privileged", id="privileged"),
+        pytest.param({"run_as_non_root": True, "user": "0"}, "runAsNonRoot", id="non-root-as-root"),
+    ],
+)
+async def test_process_refuses_what_it_cannot_isolate(
+    process_target: Target, fields: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ContainerConfigError, match=message):
+        await process_target.runtime.run(process_target.spec("refused", **fields))
+
+    assert await process_target.runtime.list({TEST_LABEL: process_target.test_id}) == []
+
+
+async def test_process_refusal_leaves_no_container_directory(process_target: Target) -> None:
+    """A refused start leaves no container directory either."""
+    runtime = process_target.runtime
+    assert isinstance(runtime, ProcessRuntime)
+    with pytest.raises(ContainerConfigError):
+        await runtime.run(process_target.spec("refused", privileged=True))
+
+    assert await asyncio.to_thread(lambda: list(runtime._root.glob("*")) if runtime._root.exists() else []) == []

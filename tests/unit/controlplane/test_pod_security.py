@@ -1,0 +1,217 @@
+"""Validation of securityContext and volumes, and the cluster policy (corral server
+--allow-privileged / --allow-host-path) applied at create and apply."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from controlplane.apiserver.defaults import apply_defaults
+from controlplane.apiserver.errors import InvalidError
+from controlplane.apiserver.handlers import ObjectApi
+from controlplane.apiserver.security import ClusterPolicy, policy_causes
+from controlplane.apiserver.validation import validate
+from controlplane.store.memory import MemoryStore
+from controlplane.store.objects import ObjectStore
+from protos import codec
+from protos.kinds import by_kind
+
+PRIVILEGED_CAUSE = (
+    "containers[0].securityContext.privileged: privileged containers are forbidden by the cluster policy "
+    "(corral server --allow-privileged)"
+)
+HOST_PATH_CAUSE = (
+    "volumes[0].hostPath: host-path volumes are forbidden by the cluster policy (corral server --allow-host-path)"
+)
+
+
+def pod(container: dict[str, Any] | None = None, **spec: Any) -> dict[str, Any]:
+    main = {"name": "main", "image": "busybox:1", **(container or {})}
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {"containers": [main], **spec}}
+
+
+def deployment(pod_doc: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "web"},
+        "spec": {
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}}, "spec": pod_doc["spec"]},
+        },
+    }
+
+
+def parsed(doc: dict[str, Any]) -> Any:
+    info = by_kind(doc["kind"])
+    msg, errors = codec.from_dict(doc, info.message)
+    assert errors == []
+    apply_defaults(info, msg)
+    return info, msg
+
+
+def causes_of(doc: dict[str, Any]) -> list[str]:
+    info, msg = parsed(doc)
+    return [str(c) for c in validate(info, msg)]
+
+
+HOST = {"name": "data", "hostPath": {"path": "/srv/data", "type": "DirectoryOrCreate"}}
+SCRATCH = {"name": "scratch", "emptyDir": {}}
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [
+        pytest.param(pod(), id="nothing"),
+        pytest.param(
+            pod(
+                {
+                    "securityContext": {
+                        "runAsUser": 1000,
+                        "runAsGroup": 1000,
+                        "runAsNonRoot": True,
+                        "readOnlyRootFilesystem": True,
+                        "allowPrivilegeEscalation": False,
+                        "capabilities": {"drop": ["ALL"], "add": ["NET_BIND_SERVICE"]},
+                    },
+                    "volumeMounts": [
+                        {"name": "data", "mountPath": "/data", "readOnly": True},
+                        {"name": "scratch", "mountPath": "/tmp"},
+                    ],
+                },
+                securityContext={"runAsUser": 0},
+                volumes=[HOST, SCRATCH, {"name": "cache", "emptyDir": {"medium": "Memory"}}],
+            ),
+            id="everything",
+        ),
+    ],
+)
+def test_valid_security_settings_pass(doc: dict[str, Any]) -> None:
+    assert causes_of(doc) == []
+
+
+@pytest.mark.parametrize(
+    ("doc", "cause"),
+    [
+        pytest.param(
+            pod({"securityContext": {"runAsUser": -1}}),
+            "spec.containers[0].securityContext.runAsUser: must be >= 0, got -1",
+            id="negative-uid",
+        ),
+        pytest.param(
+            pod(securityContext={"runAsGroup": -5}),
+            "spec.securityContext.runAsGroup: must be >= 0, got -5",
+            id="negative-pod-gid",
+        ),
+        pytest.param(
+            pod({"securityContext": {"capabilities": {"drop": ["all"]}}}),
+            "spec.containers[0].securityContext.capabilities.drop[0]: must be a capability name such as NET_ADMIN "
+            'or ALL, got "all"',
+            id="capability-name",
+        ),
+        pytest.param(
+            pod(volumes=[SCRATCH, SCRATCH]),
+            'spec.volumes[1].name: duplicate volume name "scratch"',
+            id="duplicate-volume",
+        ),
+        pytest.param(
+            pod({"volumeMounts": [{"name": "nope", "mountPath": "/x"}]}),
+            'spec.containers[0].volumeMounts[0].name: no volume named "nope" in spec.volumes',
+            id="unknown-volume",
+        ),
+        pytest.param(
+            pod({"volumeMounts": [{"name": "scratch", "mountPath": "tmp"}]}, volumes=[SCRATCH]),
+            'spec.containers[0].volumeMounts[0].mountPath: must be an absolute path, got "tmp"',
+            id="relative-mount-path",
+        ),
+        pytest.param(
+            pod(
+                {"volumeMounts": [{"name": "scratch", "mountPath": "/a"}, {"name": "scratch", "mountPath": "/a/"}]},
+                volumes=[SCRATCH],
+            ),
+            'spec.containers[0].volumeMounts[1].mountPath: duplicate mount path "/a/"',
+            id="duplicate-mount-path",
+        ),
+        pytest.param(
+            pod(volumes=[{"name": "h", "hostPath": {"path": "srv"}}]),
+            'spec.volumes[0].hostPath.path: must be an absolute path, got "srv"',
+            id="relative-host-path",
+        ),
+        pytest.param(
+            pod(volumes=[{"name": "h", "hostPath": {"path": "/srv", "type": "Dir"}}]),
+            'spec.volumes[0].hostPath.type: unknown type "Dir" (known: DirectoryOrCreate, Directory, FileOrCreate, '
+            "File, Socket, CharDevice, BlockDevice, or empty)",
+            id="host-path-type",
+        ),
+        pytest.param(
+            pod(volumes=[{"name": "sock", "hostPath": {"path": "/var/run/docker.sock"}}]),
+            "spec.volumes[0].hostPath.path: the Docker socket is never mounted into a container "
+            "(it is root on the host)",
+            id="docker-socket",
+        ),
+        pytest.param(
+            pod(volumes=[{"name": "m", "emptyDir": {"medium": "Disk"}}]),
+            'spec.volumes[0].emptyDir.medium: must be "" or "Memory", got "Disk"',
+            id="medium",
+        ),
+        pytest.param(
+            pod(volumes=[{"name": "Data", "emptyDir": {}}]),
+            'spec.volumes[0].name: must be a DNS-1123 label (lower case letters, digits and "-"), got "Data"',
+            id="volume-name",
+        ),
+        pytest.param(
+            deployment(pod({"securityContext": {"runAsUser": -1}})),
+            "spec.template.spec.containers[0].securityContext.runAsUser: must be >= 0, got -1",
+            id="template",
+        ),
+    ],
+)
+def test_invalid_security_settings_name_the_field(doc: dict[str, Any], cause: str) -> None:
+    assert cause in causes_of(doc)
+
+
+PRIVILEGED = pod({"securityContext": {"privileged": True}})
+HOST_PATH = pod({"volumeMounts": [{"name": "data", "mountPath": "/data"}]}, volumes=[HOST])
+
+
+@pytest.mark.parametrize(
+    ("doc", "policy", "causes"),
+    [
+        pytest.param(PRIVILEGED, ClusterPolicy(), [f"spec.{PRIVILEGED_CAUSE}"], id="privileged-pod"),
+        pytest.param(
+            deployment(PRIVILEGED),
+            ClusterPolicy(),
+            [f"spec.template.spec.{PRIVILEGED_CAUSE}"],
+            id="privileged-template",
+        ),
+        pytest.param(PRIVILEGED, ClusterPolicy(allow_privileged=True), [], id="privileged-allowed"),
+        pytest.param(pod({"securityContext": {"privileged": False}}), ClusterPolicy(), [], id="privileged-false"),
+        pytest.param(HOST_PATH, ClusterPolicy(), [f"spec.{HOST_PATH_CAUSE}"], id="host-path-pod"),
+        pytest.param(
+            {**deployment(HOST_PATH), "kind": "ReplicaSet"},
+            ClusterPolicy(),
+            [f"spec.template.spec.{HOST_PATH_CAUSE}"],
+            id="host-path-replica-set",
+        ),
+        pytest.param(HOST_PATH, ClusterPolicy(allow_host_path=True), [], id="host-path-allowed"),
+        pytest.param(pod(volumes=[SCRATCH]), ClusterPolicy(), [], id="empty-dir-always-fine"),
+    ],
+)
+def test_cluster_policy(doc: dict[str, Any], policy: ClusterPolicy, causes: list[str]) -> None:
+    _, msg = parsed(doc)
+    assert [str(c) for c in policy_causes(policy, msg)] == causes
+
+
+async def test_the_api_refuses_what_the_policy_forbids_and_internal_writers_are_not_held() -> None:
+    _, msg = parsed(PRIVILEGED)
+    guarded = ObjectApi(ObjectStore(MemoryStore()), policy=ClusterPolicy())
+
+    with pytest.raises(InvalidError) as error:
+        await guarded.apply(msg)
+    assert f"spec.{PRIVILEGED_CAUSE}" in str(error.value)
+    with pytest.raises(InvalidError):
+        await guarded.create(msg)
+
+    created, _ = await ObjectApi(ObjectStore(MemoryStore())).apply(msg)
+    assert created.spec.containers[0].security_context.privileged
