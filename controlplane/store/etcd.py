@@ -39,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -200,10 +201,35 @@ def _new_client(endpoint: str, timeout: float) -> Any:
     return aetcd.Client(host=host, port=port, timeout=timeout, options=_CHANNEL_OPTIONS)
 
 
+def _cancelling() -> bool:
+    """Whether this task is being cancelled (rather than a call of it).
+
+    grpc.aio ends the calls of a closed channel with `CancelledError` too: a
+    failover closing the old endpoint's channel must not look like a cancel of
+    every task that had a call on it (an informer would end silently).
+    """
+    task = asyncio.current_task()
+    return task is None or task.cancelling() > 0
+
+
+def _drop_result(task: asyncio.Future[Any]) -> None:
+    """Retrieve an abandoned task's outcome so asyncio does not log it."""
+    if not task.cancelled():
+        task.exception()
+
+
 def _write_revision(response: Any) -> int:
     """The header revision of a put/delete response inside a transaction."""
     which = response.WhichOneof("response")
     return int(getattr(response, which).header.revision)
+
+
+@dataclass
+class _OpenWatch:
+    """A watch on ``watcher``; ``lost`` is set when a failover shuts the watcher down."""
+
+    watcher: Any
+    lost: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class _Connection:
@@ -216,8 +242,8 @@ class _Connection:
         self.index = 0
         self.client: Any = _new_client(endpoints[0], timeout)
         self.watcher: Any = None
-        # Open watches: each inbox and the watcher feeding it.
-        self.inboxes: dict[asyncio.Queue[Any], Any] = {}
+        # Open watches (also while they register): each inbox and its watcher.
+        self.inboxes: dict[asyncio.Queue[Any], _OpenWatch] = {}
         self.closed = False
 
     @property
@@ -253,9 +279,10 @@ class _Connection:
         self.client, self.watcher = _new_client(self.endpoint, self.timeout), None
         log.warning("etcd_failover", failed=old_endpoint, next=self.endpoint, error=str(error))
         lost = UnavailableError(f"etcd endpoint {old_endpoint} failed: {error}")
-        for inbox, watcher in self.inboxes.items():
-            if watcher is old_watcher:
+        for inbox, watch in self.inboxes.items():
+            if watch.watcher is old_watcher:
                 inbox.put_nowait(lost)
+                watch.lost.set()
         await self._close_client(failed, old_watcher, old_endpoint)
 
     async def close(self) -> None:
@@ -467,18 +494,19 @@ class EtcdStore:
         client = await self._conn.ready()
         watcher = self._conn.watcher_for(client)
         # Known before registering: a failover meanwhile marks this watch lost.
-        self._conn.inboxes[inbox] = watcher
+        watch = _OpenWatch(watcher)
+        self._conn.inboxes[inbox] = watch
         callback: Any = None
         try:
             try:
                 with _translated(revision=start_revision):
-                    callback = await self._register(
-                        watcher, key, inbox.put, range_end=end, start_revision=start_revision, prev_kv=True
+                    callback = await self._register_unless_lost(
+                        watch, key, inbox.put, range_end=end, start_revision=start_revision, prev_kv=True
                     )
             except UnavailableError as exc:
                 await self._conn.failover(client, exc)
                 raise
-            if watcher is not self._conn.watcher:
+            if callback is None or watcher is not self._conn.watcher:
                 # The store moved to another endpoint while this watch was being
                 # set up: its watcher is shut down and would never call back.
                 raise UnavailableError(f"etcd endpoint changed while a watch on {prefix!r} was being set up")
@@ -540,8 +568,14 @@ class EtcdStore:
         for attempt in range(attempts):
             client = await self._conn.ready()
             try:
-                with _translated(revision=revision, lease=lease):
-                    return await op(client)
+                try:
+                    with _translated(revision=revision, lease=lease):
+                        return await op(client)
+                except asyncio.CancelledError:
+                    if _cancelling():
+                        raise
+                    # Not our cancel: a failover closed the channel this call was on.
+                    raise UnavailableError("etcd call cancelled: the store moved to another endpoint") from None
             except UnavailableError as exc:
                 await self._conn.failover(client, exc)
                 if attempt + 1 == attempts:
@@ -593,6 +627,29 @@ class EtcdStore:
             return NotFoundError(key)
         _, current = found[0]
         return ConflictError(key, expected_revision, int(current.mod_revision))
+
+    async def _register_unless_lost(self, watch: _OpenWatch, key: bytes, callback: Any, **options: Any) -> Any:
+        """`_register` on the watch's watcher, or None as soon as a failover
+        shuts that watcher down. aetcd serializes registrations on a watcher
+        and each waits up to the request timeout for etcd's answer, so on a
+        shut-down watcher a dozen informers would otherwise wait a minute in
+        line; the abandoned registration ends on its own (its result or error
+        is dropped)."""
+        registration = asyncio.ensure_future(self._register(watch.watcher, key, callback, **options))
+        lost = asyncio.ensure_future(watch.lost.wait())
+        try:
+            await asyncio.wait({registration, lost}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            registration.cancel()
+            registration.add_done_callback(_drop_result)
+            raise
+        finally:
+            lost.cancel()
+        if registration.done():
+            # Cancelled without a cancel of ours: a failover closed its channel.
+            return None if registration.cancelled() else registration.result()
+        registration.add_done_callback(_drop_result)
+        return None
 
     async def _register(self, watcher: Any, key: bytes, callback: Any, **options: Any) -> Any:
         """``watcher.add_callback``, in a task of its own.
