@@ -19,10 +19,10 @@ Traffic is always exactly one version at 100, the others at 0.
 from __future__ import annotations
 
 from controlplane.controllers.deployment import conditions as cond
-from controlplane.controllers.deployment import newrs, scaledown, traffic
+from controlplane.controllers.deployment import newrs, scaledown
 from controlplane.controllers.deployment.plan import Plan, SetState, scale
 from controlplane.controllers.deployment.revisions import ABORT, PROMOTE, take
-from controlplane.controllers.deployment.rollback import roll_back
+from controlplane.controllers.deployment.serving import serving_set
 from controlplane.controllers.deployment.status import sync_traffic_status
 from controlplane.controllers.deployment.steps import FULL
 from controlplane.controllers.deployment.traffic import Outcome, hash_of
@@ -41,18 +41,9 @@ def auto_promotion(plan: Plan) -> bool:
 
 
 def rollout(plan: Plan) -> None:
-    d = plan.deployment
-    if not d.spec.paused:
-        newrs.sync_revision(plan, create=True, sizer=traffic.no_pods)
-        if plan.collision or roll_back(plan):
-            sync_traffic_status(plan, traffic.unchanged(plan))
-            return
-    active = traffic.find_stable(plan)
+    active = serving_set(plan)
     if active is None:
-        sync_traffic_status(plan, Outcome(stable="", weights={}))
         return
-    scale(plan, active, plan.replicas, annotate=True)
-    scaledown.clear_deadline(active)
     _refuse_abort(plan)
     preview = plan.new if plan.new is not None and plan.new is not active else None
     if preview is None:

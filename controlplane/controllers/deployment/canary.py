@@ -28,7 +28,7 @@ from controlplane.controllers.deployment import newrs, scaledown, steps, traffic
 from controlplane.controllers.deployment.health import failure
 from controlplane.controllers.deployment.plan import Plan, SetState, scale
 from controlplane.controllers.deployment.revisions import ABORT, PROMOTE, revision_of, take, without_hash
-from controlplane.controllers.deployment.rollback import roll_back
+from controlplane.controllers.deployment.serving import serving_set
 from controlplane.controllers.deployment.status import REQUEUE_SKEW, sync_traffic_status
 from controlplane.controllers.deployment.traffic import Outcome, hash_of
 from controlplane.controllers.replicaset import pods as podutil
@@ -38,18 +38,9 @@ ABORT_REQUESTED = "abort requested with `corral rollout abort`"
 
 
 def rollout(plan: Plan) -> None:
-    d = plan.deployment
-    if not d.spec.paused:
-        newrs.sync_revision(plan, create=True, sizer=traffic.no_pods)
-        if plan.collision or roll_back(plan):
-            sync_traffic_status(plan, traffic.unchanged(plan))
-            return
-    stable = traffic.find_stable(plan)
+    stable = serving_set(plan)
     if stable is None:
-        sync_traffic_status(plan, Outcome(stable="", weights={}))
         return
-    scale(plan, stable, plan.replicas, annotate=True)
-    scaledown.clear_deadline(stable)
     canary = plan.new if plan.new is not None and plan.new is not stable else None
     outcome = _steady(plan, stable) if canary is None else _canary(plan, stable, canary)
     scaledown.retire(plan, [s for s in (stable, canary) if s is not None], delay=0)
