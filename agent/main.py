@@ -18,6 +18,7 @@ import structlog
 
 from agent.backoff import CrashLoopBackoff
 from agent.discovery import build_discovery
+from agent.identity import IdentityError, NodeIdentity
 from agent.manager import PodManager
 from agent.metrics import MetricsSampler
 from agent.node_status import node_status
@@ -26,6 +27,7 @@ from agent.pod_worker import WorkerSettings
 from agent.runtime.base import ContainerRuntime
 from agent.runtime.errors import RuntimeFailure
 from agent.session import Session, SessionConfig
+from corral.pki.join import join_address_for
 from corral.telemetry.endpoint import MetricsEndpointError, open_endpoint
 
 log = structlog.get_logger(__name__)
@@ -65,6 +67,10 @@ class AgentConfig:
     docker_network: str = ""
     # Seconds between resource metrics reports.
     metrics_period: float = 10.0
+    # A join token (K10…), used when there is no valid node certificate in <data dir>/pki.
+    token: str = ""
+    # The servers' join ports; empty: each server's API port + 1.
+    join: list[str] = field(default_factory=list)
 
 
 def route_address(server: str) -> str:
@@ -133,6 +139,13 @@ async def run_agent(config: AgentConfig, stop: asyncio.Event | None = None) -> N
     """Run until SIGINT/SIGTERM, or until `stop` is set when the caller owns signals."""
     limit_memory_overhead()
     config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    servers = [s.strip() for s in config.server.split(",") if s.strip()] or [config.server]
+    identity = NodeIdentity(config.name, config.data_dir, token=config.token,
+                            join_addresses=config.join or [join_address_for(s) for s in servers])
+    try:
+        await identity.ensure()
+    except IdentityError as e:
+        raise AgentError(str(e)) from e
     address = config.address or route_address(config.server.split(",")[0].strip())
     runtimes = await open_runtimes(config)
     try:
@@ -159,7 +172,7 @@ async def run_agent(config: AgentConfig, stop: asyncio.Event | None = None) -> N
                              traffic=discovery.proxy.stats)
     session = Session(SessionConfig(server=config.server, node_name=config.name, labels=config.labels,
                                     metrics_period=config.metrics_period),
-                      manager, status, services=discovery.table, metrics=metrics)
+                      manager, status, identity=identity, services=discovery.table, metrics=metrics)
     if stop is None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

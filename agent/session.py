@@ -1,11 +1,13 @@
 """The agent's connection to the control plane. The agent only dials out.
 
-One session = register, then six loops under one TaskGroup: heartbeats, the
+Every session is mutual TLS with the node's certificate (`agent.identity`).
+One session = register, then seven loops under one TaskGroup: heartbeats, the
 assignment stream, status reports, the tunnel (logs), resource metrics (a
 `MetricsReport` every `metrics_period` seconds) and the Service routes
 (into the route table the node proxy and DNS server read; on a reconnect its
 first message, a full snapshot, replaces the table, which stays as it was
-while the control plane is away). When any of them fails the others are
+while the control plane is away), and the certificate's renewal at two thirds
+of its lifetime. When any of them fails the others are
 cancelled and the agent reconnects with jittered exponential back-off capped
 at 10 s. Pods keep running meanwhile (the manager and its workers do not
 depend on the session), and every status is reported again once the session
@@ -24,10 +26,12 @@ import grpc
 import structlog
 
 from agent.backoff import ExponentialBackoff
+from agent.identity import IdentityError, NodeIdentity
 from agent.manager import PodManager
 from agent.metrics import MetricsSampler
 from agent.runtime.errors import RuntimeFailure
 from agent.services import ServiceTable
+from corral.pki.credentials import channel_options
 from protos.corral.v1 import node_pb2, node_service_pb2, node_service_pb2_grpc
 
 log = structlog.get_logger(__name__)
@@ -44,6 +48,8 @@ LOG_CHUNK = 32 * 1024
 
 
 def _first_line(error: BaseException) -> str:
+    if isinstance(error, grpc.aio.AioRpcError):
+        return f"{error.code().name}: {error.details() or ''}"[:200]
     text = str(error).strip().splitlines()
     return (text[0] if text else type(error).__name__)[:200]
 
@@ -67,8 +73,10 @@ class SessionConfig:
 
 class Session:
     def __init__(self, config: SessionConfig, manager: PodManager, status: node_pb2.NodeStatus, *,
-                 services: ServiceTable | None = None, metrics: MetricsSampler | None = None) -> None:
+                 identity: NodeIdentity, services: ServiceTable | None = None,
+                 metrics: MetricsSampler | None = None) -> None:
         self.config = config
+        self.identity = identity
         self.manager = manager
         self.status = status
         self.services = services
@@ -85,7 +93,7 @@ class Session:
             errors: list[str] = []
             try:
                 await self._session()
-            except* (grpc.aio.AioRpcError, SessionLost, OSError) as group:
+            except* (grpc.aio.AioRpcError, SessionLost, OSError, IdentityError) as group:
                 errors = [_first_line(e) for e in group.exceptions]
             self.connected.clear()
             if self._was_established:
@@ -100,7 +108,9 @@ class Session:
     async def _session(self) -> None:
         server = self._servers[self._sessions % len(self._servers)]
         self._sessions += 1
-        async with grpc.aio.insecure_channel(server, options=CHANNEL_OPTIONS) as channel:
+        credentials = await self.identity.current()
+        async with grpc.aio.secure_channel(server, credentials.channel_credentials(),
+                                           options=[*CHANNEL_OPTIONS, *channel_options()]) as channel:
             stub = node_service_pb2_grpc.NodeServiceStub(channel)
             response = await stub.Register(node_service_pb2.RegisterRequest(
                 node_name=self.config.node_name, labels=self.config.labels, status=self.status), timeout=15)
@@ -115,6 +125,7 @@ class Session:
                 group.create_task(self._assignments(stub))
                 group.create_task(self._reports(stub))
                 group.create_task(self._tunnel(stub))
+                group.create_task(self.identity.renew_forever(channel))
                 if self.services is not None:
                     group.create_task(self._services(stub, self.services))
                 if self.metrics is not None:

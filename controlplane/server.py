@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import os
 import signal
 import socket
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +26,12 @@ import structlog
 from controlplane.apiserver.handlers import ObjectApi
 from controlplane.apiserver.security import ClusterPolicy
 from controlplane.apiserver.service import ObjectService
+from controlplane.auth import PkiError
+from controlplane.auth.ca import ClusterCA, server_names
+from controlplane.auth.interceptor import AuthInterceptor, StreamRegistry
+from controlplane.auth.revocations import RevocationList
+from controlplane.auth.service import CertificateIssuer, JoinService, SecurityService
+from controlplane.auth.tokens import TokenRegistry
 from controlplane.controllers.autoscaler.controller import DEFAULT_SYNC_PERIOD, HorizontalPodAutoscalerController
 from controlplane.controllers.autoscaler.source import MetricsSource
 from controlplane.controllers.deployment.controller import DeploymentController
@@ -51,8 +59,16 @@ from controlplane.store.embedded import EmbeddedEtcd
 from controlplane.store.encryption import Encrypter, KeyFileError, load_or_create_key
 from controlplane.store.etcd import EtcdStore
 from controlplane.store.objects import DEFAULT_PREFIX, ObjectStore
+from corral.pki.certs import DEFAULT_NODE_LIFETIME
+from corral.pki.credentials import Credentials
 from corral.telemetry.endpoint import MetricsEndpointError, open_endpoint
-from protos.corral.v1 import api_pb2_grpc, discovery_pb2_grpc, metrics_pb2_grpc, node_service_pb2_grpc
+from protos.corral.v1 import (
+    api_pb2_grpc,
+    discovery_pb2_grpc,
+    metrics_pb2_grpc,
+    node_service_pb2_grpc,
+    security_pb2_grpc,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -95,6 +111,14 @@ class ServerConfig:
     # The cluster policy: may pods run privileged containers, or mount host paths?
     allow_privileged: bool = False
     allow_host_path: bool = False
+    # The join port (TLS, token-authenticated): "host:port"; "": the API's host, the API's port + 1.
+    join_listen: str = ""
+    # More names and addresses for the serving certificate (clients check only the cluster CA).
+    tls_san: list[str] = field(default_factory=list)
+    # How long a node certificate lives (agents renew at two thirds).
+    node_cert_lifetime: dt.timedelta = DEFAULT_NODE_LIFETIME
+    # Seconds to wait at start for the revocation list (an unsynced list would let a revoked node in).
+    revocations_sync_timeout: float = 10.0
     # Test-only switches (from the environment in `corral server`); all off by default.
     test_hooks: TestHooks = field(default_factory=TestHooks)
 
@@ -110,6 +134,10 @@ class RunningServer:
     # This replica's Prometheus series, and where /metrics is served (None: not served).
     telemetry: ControlPlaneMetrics | None = None
     metrics_address: str | None = None
+    # The cluster CA, where agents join, and an admin credential issued at this start.
+    ca: ClusterCA | None = None
+    join_address: str = ""
+    admin: Credentials | None = None
 
 
 async def open_store(config: ServerConfig, stack: AsyncExitStack) -> tuple[Store, list[str]]:
@@ -162,7 +190,18 @@ async def start(config: ServerConfig, stack: AsyncExitStack) -> RunningServer:
     # Recent metrics of the agents connected to this replica (memory only).
     metrics = MetricsStore()
     telemetry = ControlPlaneMetrics()
-    server = grpc.aio.server(options=GRPC_OPTIONS, interceptors=[ApiMetricsInterceptor(telemetry)])
+    now = dt.datetime.now(dt.UTC)
+    ca = load_ca(config, now)
+    host = config.listen.rsplit(":", 1)[0]
+    certificate = ca.serving(server_names(host, config.tls_san), now)
+    streams = StreamRegistry()
+    revocations = RevocationList(store, config.key_prefix, on_revoked=streams.close)
+    revocations_task = asyncio.create_task(revocations.run(), name="revocations")
+    stack.push_async_callback(_cancel, revocations_task)
+    tokens = TokenRegistry(store, config.key_prefix)
+    issuer = CertificateIssuer(ca, config.node_cert_lifetime)
+    server = grpc.aio.server(options=GRPC_OPTIONS, interceptors=[
+        ApiMetricsInterceptor(telemetry), AuthInterceptor(revocations, streams)])
     api_pb2_grpc.add_ObjectServiceServicer_to_server(ObjectService(api, tunnels), server)
     node_service_pb2_grpc.add_NodeServiceServicer_to_server(
         NodeService(api, assignments, tunnels, heartbeat_period=config.heartbeat_period, routes=routes,
@@ -170,17 +209,28 @@ async def start(config: ServerConfig, stack: AsyncExitStack) -> RunningServer:
     metrics_pb2_grpc.add_MetricsServiceServicer_to_server(
         MetricsService(metrics, api, serving.informer("Pod")), server)
     discovery_pb2_grpc.add_DiscoveryServiceServicer_to_server(DiscoveryService(routes), server)
+    security_pb2_grpc.add_SecurityServiceServicer_to_server(
+        SecurityService(tokens, revocations, issuer, streams), server)
+    api_credentials = grpc.ssl_server_credentials([(certificate.key, certificate.chain)], root_certificates=ca.pem,
+                                                  require_client_auth=True)
+    port = _listen(server, config.listen, api_credentials, "the API")
+    # The join port: TLS with the serving certificate, no client certificate (a token instead).
+    join_server = grpc.aio.server(options=GRPC_OPTIONS)
+    security_pb2_grpc.add_JoinServiceServicer_to_server(JoinService(tokens, issuer), join_server)
+    join_listen = config.join_listen or f"{host}:{port + 1 if _port_of(config.listen) else 0}"
+    join_port = _listen(join_server, join_listen, grpc.ssl_server_credentials([(certificate.key, certificate.chain)]),
+                        "the join port")
     try:
-        port = server.add_insecure_port(config.listen)
-    except RuntimeError as e:
-        raise ServerError(f"cannot listen on {config.listen}: {e}") from e
-    if port == 0:
-        raise ServerError(f"cannot listen on {config.listen}: address in use or not available")
+        await asyncio.wait_for(revocations.synced.wait(), config.revocations_sync_timeout)
+    except TimeoutError as e:
+        raise ServerError("cannot read the node revocation list from etcd") from e
     await server.start()
     stack.push_async_callback(server.stop, 5)
-    host = config.listen.rsplit(":", 1)[0]
+    await join_server.start()
+    stack.push_async_callback(join_server.stop, 1)
     address = f"{host}:{port}"
-    log.info("server_started", listen=address, etcd=",".join(endpoints))
+    join_address = f"{join_listen.rsplit(':', 1)[0]}:{join_port}"
+    log.info("server_started", listen=address, join=join_address, etcd=",".join(endpoints), ca=ca.hash[:16])
     try:
         scrape = open_endpoint(telemetry.registry, config.metrics_listen, default_host=host,
                                optional=config.metrics_optional)
@@ -195,7 +245,34 @@ async def start(config: ServerConfig, stack: AsyncExitStack) -> RunningServer:
     leadership_task = asyncio.create_task(elector.run(_lead(store, config, telemetry, metrics, encrypter)),
                                           name="leadership")
     stack.push_async_callback(_cancel, leadership_task)
-    return RunningServer(address, endpoints, elector, telemetry, scrape.address if scrape else None)
+    return RunningServer(address, endpoints, elector, telemetry, scrape.address if scrape else None,
+                         ca=ca, join_address=join_address, admin=ca.admin_credentials(now))
+
+
+def load_ca(config: ServerConfig, now: dt.datetime) -> ClusterCA:
+    """The cluster CA under ``<data dir>/pki`` (made on first start); without a data dir, one in memory."""
+    if config.data_dir is None:
+        log.warning("ephemeral_cluster_ca", reason="no data dir: the CA lives as long as this process")
+        return ClusterCA.ephemeral(now)
+    try:
+        return ClusterCA.load_or_create(config.data_dir, now)
+    except PkiError as e:
+        raise ServerError(str(e)) from e
+
+
+def _port_of(listen: str) -> int:
+    port = listen.rsplit(":", 1)[-1]
+    return int(port) if port.isdigit() else 0
+
+
+def _listen(server: grpc.aio.Server, listen: str, credentials: grpc.ServerCredentials, what: str) -> int:
+    try:
+        port = server.add_secure_port(listen, credentials)
+    except RuntimeError as e:
+        raise ServerError(f"cannot listen on {listen} ({what}): {e}") from e
+    if port == 0:
+        raise ServerError(f"cannot listen on {listen} ({what}): address in use or not available")
+    return port
 
 
 def _lead(store: Store, config: ServerConfig, telemetry: ControlPlaneMetrics | None = None,
@@ -239,14 +316,16 @@ async def _cancel(task: asyncio.Task[None]) -> None:
         await task
 
 
-async def serve(config: ServerConfig) -> None:
-    """Run until SIGINT or SIGTERM."""
+async def serve(config: ServerConfig, on_started: Callable[[RunningServer], None] | None = None) -> None:
+    """Run until SIGINT or SIGTERM; ``on_started`` is told once the API serves."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     async with AsyncExitStack() as stack:
-        await start(config, stack)
+        running = await start(config, stack)
+        if on_started is not None:
+            on_started(running)
         await stop.wait()
         log.info("server_stopping")
     log.info("server_stopped")

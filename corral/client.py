@@ -6,10 +6,13 @@
     ├── AlreadyExistsError       ALREADY_EXISTS
     ├── ConflictError            ABORTED: stale resourceVersion
     ├── InvalidError             INVALID_ARGUMENT, with every field cause
-    └── GoneError                OUT_OF_RANGE: watch from a compacted revision
+    ├── GoneError                OUT_OF_RANGE: watch from a compacted revision
+    ├── UnauthenticatedError     UNAUTHENTICATED: the credentials are not (or no longer) valid
+    └── PermissionDeniedError    PERMISSION_DENIED: valid credentials, not allowed to do that
 
-Calls are synchronous (a blocking gRPC channel); lists follow continue
-tokens, so callers always get every item.
+Calls are synchronous (a blocking gRPC channel) over mutual TLS with the
+caller's `Credentials` (cluster CA, client certificate and key); lists follow
+continue tokens, so callers always get every item.
 
 Several servers (replicas of one control plane) are given as ``"a:7443,b:7443"``:
 a call that finds its server UNAVAILABLE is tried on the next one, and the
@@ -25,7 +28,17 @@ from typing import Any
 import grpc
 from google.protobuf.message import Message
 
-from protos.corral.v1 import api_pb2, api_pb2_grpc, discovery_pb2, discovery_pb2_grpc, metrics_pb2, metrics_pb2_grpc
+from corral.pki.credentials import Credentials, channel_options
+from protos.corral.v1 import (
+    api_pb2,
+    api_pb2_grpc,
+    discovery_pb2,
+    discovery_pb2_grpc,
+    metrics_pb2,
+    metrics_pb2_grpc,
+    security_pb2,
+    security_pb2_grpc,
+)
 from protos.kinds import unwrap, wrap
 
 DETAILS_KEY = "corral-error-details-bin"
@@ -56,6 +69,14 @@ class GoneError(ClientError):
     pass
 
 
+class UnauthenticatedError(ClientError):
+    pass
+
+
+class PermissionDeniedError(ClientError):
+    pass
+
+
 @dataclass(frozen=True)
 class FieldCause:
     field: str
@@ -76,6 +97,8 @@ _CODES: dict[grpc.StatusCode, type[ClientError]] = {
     grpc.StatusCode.ALREADY_EXISTS: AlreadyExistsError,
     grpc.StatusCode.ABORTED: ConflictError,
     grpc.StatusCode.OUT_OF_RANGE: GoneError,
+    grpc.StatusCode.UNAUTHENTICATED: UnauthenticatedError,
+    grpc.StatusCode.PERMISSION_DENIED: PermissionDeniedError,
 }
 
 
@@ -106,7 +129,9 @@ def _translate(error: grpc.RpcError, address: str) -> ClientError:
         return ServerUnavailableError(
             f"cannot reach the corral server at {address}: {message}\n"
             "Start one with `corral server --data-dir DIR`, or point at "
-            "another with --server HOST:PORT or CORRAL_SERVER.")
+            "another with --server HOST:PORT or CORRAL_SERVER. If it is up, its TLS "
+            "handshake may have refused these credentials (another cluster's CA?): "
+            "`corral login` gets new ones.")
     if code == grpc.StatusCode.INVALID_ARGUMENT:
         return InvalidError(message, _causes(error))
     return _CODES.get(code, ClientError)(message)
@@ -115,6 +140,7 @@ def _translate(error: grpc.RpcError, address: str) -> ClientError:
 # Named here because Client.list shadows `list` in the class body.
 Routes = list[discovery_pb2.ServiceRoute]
 NodeMetricsItems = list[metrics_pb2.NodeMetrics]
+TokenInfos = list[security_pb2.JoinTokenInfo]
 PodMetricsItems = list[metrics_pb2.PodMetrics]
 
 
@@ -139,9 +165,10 @@ class WatchEvent:
 
 
 class Client:
-    def __init__(self, address: str, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+    def __init__(self, address: str, credentials: Credentials, *, timeout: float = DEFAULT_TIMEOUT) -> None:
         """``address``: ``host:port``, or several, comma-separated, tried in turn."""
         self.addresses = split_servers(address) or [address]
+        self.credentials = credentials
         self.timeout = timeout
         self._index = 0
         self._connect()
@@ -152,11 +179,13 @@ class Client:
         return self.addresses[self._index]
 
     def _connect(self) -> None:
-        self._channel = grpc.insecure_channel(
-            self.address, options=[("grpc.max_receive_message_length", 8 * 1024 * 1024)])
+        self._channel = grpc.secure_channel(
+            self.address, self.credentials.channel_credentials(),
+            options=[("grpc.max_receive_message_length", 8 * 1024 * 1024), *channel_options()])
         self._stub = api_pb2_grpc.ObjectServiceStub(self._channel)
         self._discovery = discovery_pb2_grpc.DiscoveryServiceStub(self._channel)
         self._metrics = metrics_pb2_grpc.MetricsServiceStub(self._channel)
+        self._security = security_pb2_grpc.SecurityServiceStub(self._channel)
 
     def _next_server(self) -> None:
         """Move to the next server (for this call's retry, or the next call)."""
@@ -304,3 +333,26 @@ class Client:
                                       tail_lines=tail_lines, previous=previous)
         for chunk in self._stream("Logs", request):
             yield chunk.data
+
+    # -- security: join tokens and node revocation (admins) -----------------------
+
+    def create_token(self, role: str, ttl_seconds: int, description: str = "") -> security_pb2.CreateTokenResponse:
+        r = self._call("CreateToken", security_pb2.CreateTokenRequest(
+            role=role, ttl_seconds=ttl_seconds, description=description), service="_security")
+        assert isinstance(r, security_pb2.CreateTokenResponse)
+        return r
+
+    def list_tokens(self) -> TokenInfos:
+        r = self._call("ListTokens", security_pb2.ListTokensRequest(), service="_security")
+        assert isinstance(r, security_pb2.ListTokensResponse)
+        return list(r.tokens)
+
+    def revoke_token(self, token_id: str) -> security_pb2.JoinTokenInfo:
+        r = self._call("RevokeToken", security_pb2.RevokeTokenRequest(id=token_id), service="_security")
+        assert isinstance(r, security_pb2.RevokeTokenResponse)
+        return r.info
+
+    def revoke_node(self, node_name: str) -> security_pb2.RevokeNodeResponse:
+        r = self._call("RevokeNode", security_pb2.RevokeNodeRequest(node_name=node_name), service="_security")
+        assert isinstance(r, security_pb2.RevokeNodeResponse)
+        return r

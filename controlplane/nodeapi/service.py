@@ -20,6 +20,7 @@ import structlog
 from controlplane.apiserver.errors import AlreadyExistsError, ApiError, NotFoundError
 from controlplane.apiserver.handlers import ObjectApi
 from controlplane.apiserver.status import abort
+from controlplane.auth.peer import deny, require_node
 from controlplane.clock import utcnow
 from controlplane.metrics.store import MetricsStore
 from controlplane.nodeapi.assignments import AssignmentIndex, Fingerprint
@@ -74,6 +75,7 @@ class NodeService(node_service_pb2_grpc.NodeServiceServicer):
 
     async def Register(self, request: node_service_pb2.RegisterRequest,
                        context: Context) -> node_service_pb2.RegisterResponse:
+        await require_node(context, request.node_name)
         try:
             node = await self._register(request)
         except ApiError as e:
@@ -110,6 +112,7 @@ class NodeService(node_service_pb2_grpc.NodeServiceServicer):
 
     async def Heartbeat(self, request: node_service_pb2.HeartbeatRequest,
                         context: Context) -> node_service_pb2.HeartbeatResponse:
+        await require_node(context, request.node_name)
         try:
             await self._heartbeat(request.node_name)
         except ApiError as e:
@@ -137,6 +140,7 @@ class NodeService(node_service_pb2_grpc.NodeServiceServicer):
                                context: Context) -> AsyncIterator[node_service_pb2.AssignmentSet]:
         """The node's full pod set now, then again whenever it changes."""
         node = request.node_name
+        await require_node(context, node)
         await self.assignments.pods.synced.wait()
         event = self.assignments.event_for(node)
         sent: Fingerprint | None = None
@@ -158,6 +162,8 @@ class NodeService(node_service_pb2_grpc.NodeServiceServicer):
 
     async def ReportStatus(self, request: node_service_pb2.ReportStatusRequest,
                            context: Context) -> node_service_pb2.ReportStatusResponse:
+        await require_node(context, request.node_name)
+        await self._refuse_other_nodes_pods(request, context)
         unknown: list[str] = []
         try:
             results = await asyncio.gather(
@@ -168,6 +174,21 @@ class NodeService(node_service_pb2_grpc.NodeServiceServicer):
             if not accepted:
                 unknown.append(report.uid)
         return node_service_pb2.ReportStatusResponse(unknown_uids=unknown)
+
+    async def _refuse_other_nodes_pods(self, request: node_service_pb2.ReportStatusRequest,
+                                       context: Context) -> None:
+        """PERMISSION_DENIED for a report naming a pod bound to another node (node restriction):
+        nothing of the report is written."""
+        cached = self.assignments.pods.items  # the serving informer's pods: no store read per report
+        for report in request.pods:
+            existing = cached.get(f"{report.namespace}/{report.name}")
+            if (isinstance(existing, pod_pb2.Pod) and existing.metadata.uid == report.uid
+                    and existing.spec.node_name and existing.spec.node_name != request.node_name):
+                log.warning("status_report_refused", node=request.node_name, pod=report.name,
+                            namespace=report.namespace, bound_to=existing.spec.node_name)
+                await deny(context, f'node "{request.node_name}" cannot report the status of pod '
+                                    f'{report.namespace}/{report.name}, which is bound to node '
+                                    f'"{existing.spec.node_name}"')
 
     async def _write_status(self, node: str, report: node_service_pb2.PodStatusReport) -> bool:
         """CAS-write one pod's status; False when the pod is gone or not this node's."""
@@ -210,6 +231,7 @@ class NodeService(node_service_pb2_grpc.NodeServiceServicer):
 
     async def ReportMetrics(self, request: metrics_pb2.MetricsReport,
                             context: Context) -> metrics_pb2.ReportMetricsResponse:
+        await require_node(context, request.node_name)
         if self.metrics is None:
             await context.abort(grpc.StatusCode.UNIMPLEMENTED, "this control plane keeps no metrics")
         self.metrics.record(request, now=time.monotonic())
@@ -220,6 +242,7 @@ class NodeService(node_service_pb2_grpc.NodeServiceServicer):
     async def WatchServices(self, request: node_service_pb2.ServicesRequest,
                             context: Context) -> AsyncIterator[node_service_pb2.ServiceRoutes]:
         """Every Service's route at once (full), then the Services that change."""
+        await require_node(context, request.node_name)
         if self.routes is None:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "this control plane runs no service registry")
         log.info("services_stream_opened", node=request.node_name)
@@ -236,6 +259,7 @@ class NodeService(node_service_pb2_grpc.NodeServiceServicer):
         first = await anext(aiter(request_iterator), None)
         if first is None or first.WhichOneof("message") != "hello":
             return
+        await require_node(context, first.hello.node_name)
         tunnel = self.tunnels.open(first.hello.node_name)
 
         async def pump() -> None:

@@ -54,6 +54,11 @@ def proxy_addresses_of(values: tuple[str, ...]) -> list[str]:
 @click.option("--server", "server_opt", default=None,
               help="Control plane host:port, or its replicas a:7443,b:7443 (tried in turn on each reconnect). "
                    "Default: as for every command: --server, CORRAL_SERVER, config.")
+@click.option("--token", envvar="CORRAL_TOKEN", default="",
+              help="Join token from `corral token create` on the server ($CORRAL_TOKEN). Needed to join, and "
+                   "again only when the node certificate in --data-dir is missing or expired.")
+@click.option("--join", "join_addresses", envvar="CORRAL_JOIN", default="", metavar="HOST:PORT[,…]",
+              help="The servers' join ports ($CORRAL_JOIN; default: each --server port + 1).")
 @click.option("--name", default=None, help="Node name (default: this machine's hostname).")
 @click.option("--labels", default="", help="Node labels, k=v,k2=v2.")
 @click.option("--runtime", "runtimes", multiple=True, type=click.Choice(["docker", "process", "fake"]),
@@ -87,7 +92,8 @@ def proxy_addresses_of(values: tuple[str, ...]) -> list[str]:
                    f"{DEFAULT_METRICS_LISTEN}, skipped with a warning when that port is taken.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info")
 @click.pass_context
-def agent_cmd(ctx: click.Context, server_opt: str | None, name: str | None, labels: str,
+def agent_cmd(ctx: click.Context, server_opt: str | None, token: str, join_addresses: str, name: str | None,
+              labels: str,
               runtimes: tuple[str, ...], data_dir: str | None, address: str, restart_backoff: float,
               restart_backoff_max: float, poll_interval: float, termination_drain: float,
               proxy_addresses: tuple[str, ...], dns_port: int, docker_network: str, metrics_period: float,
@@ -109,7 +115,8 @@ def agent_cmd(ctx: click.Context, server_opt: str | None, name: str | None, labe
                          proxy_addresses=proxy_addresses_of(proxy_addresses), dns_port=dns_port,
                          docker_network=docker_network, metrics_period=metrics_period,
                          metrics_listen=DEFAULT_METRICS_LISTEN if metrics_listen is None else metrics_listen,
-                         metrics_optional=metrics_listen is None)
+                         metrics_optional=metrics_listen is None, token=token,
+                         join=[a.strip() for a in join_addresses.split(",") if a.strip()])
     try:
         run(config)
     except AgentError as e:

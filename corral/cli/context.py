@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from corral.cli.config import resolve_server
+from corral.cli.config import resolve_credentials, resolve_server
 from corral.client import Client
 
 
@@ -15,5 +15,5 @@ class Context:
 
     def client(self) -> Client:
         if self._client is None:
-            self._client = Client(resolve_server(self.server_flag).address)
+            self._client = Client(resolve_server(self.server_flag).address, resolve_credentials())
         return self._client

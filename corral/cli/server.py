@@ -4,12 +4,17 @@ to one line each."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from corral import logs
+
+if TYPE_CHECKING:
+    from controlplane.server import RunningServer
 
 # Where `corral server` (and `corral up`) serve Prometheus metrics unless told otherwise.
 DEFAULT_METRICS_LISTEN = "127.0.0.1:9464"
@@ -45,21 +50,60 @@ def default_data_dir() -> Path:
 @click.option("--allow-host-path", is_flag=True, default=False,
               help="Cluster policy: admit pods with hostPath volumes (refused at apply by default). "
                    "The Docker socket is never mounted, whatever this says.")
+@click.option("--join-listen", default="", metavar="HOST:PORT",
+              help="Where agents join with a token (TLS; default: the --listen host, its port + 1).")
+@click.option("--tls-san", "tls_san", multiple=True,
+              help="Another name or address for the serving certificate (repeatable). Corral clients check the "
+                   "cluster CA, not the address they dial, so this is only for other tools.")
+@click.option("--node-cert-ttl", default="720h", show_default=True,
+              help="Lifetime of node certificates (agents renew them at two thirds).")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
               default="info", show_default=True)
 def server_cmd(listen: str, etcd: str, data_dir: str | None, scheduling_strategy: str, lease_ttl: int,
                metrics_listen: str | None, hpa_sync_period: float, allow_privileged: bool, allow_host_path: bool,
-               log_level: str) -> None:
-    """Run the control plane (run 2 or 3 against one etcd cluster for high availability)."""
+               join_listen: str, tls_san: tuple[str, ...], node_cert_ttl: str, log_level: str) -> None:
+    """Run the control plane (run 2 or 3 against one etcd cluster for high availability).
+
+    On first start it makes the cluster CA under --data-dir/pki; at every start it writes an admin
+    credential and this server's address to the CLI config (mode 0600)."""
+    from corral.cli.security import parse_duration
+
+    node_cert_seconds = parse_duration(node_cert_ttl)
+    if node_cert_seconds < 600:
+        raise click.BadParameter("node certificates must live at least 10m", param_hint="--node-cert-ttl")
     run_server(listen=listen, etcd=etcd, data_dir=data_dir, log_level=log_level,
                scheduling_strategy=scheduling_strategy, lease_ttl=lease_ttl, metrics_listen=metrics_listen,
-               hpa_sync_period=hpa_sync_period, allow_privileged=allow_privileged, allow_host_path=allow_host_path)
+               hpa_sync_period=hpa_sync_period, allow_privileged=allow_privileged, allow_host_path=allow_host_path,
+               join_listen=join_listen, tls_san=list(tls_san),
+               node_cert_lifetime=dt.timedelta(seconds=node_cert_seconds))
+
+
+def local_address(address: str) -> str:
+    """The address a client on this machine dials for a server listening on ``address``."""
+    host, _, port = address.rpartition(":")
+    if host in ("0.0.0.0", "", "[::]", "::"):
+        host = "127.0.0.1"
+    return f"{host}:{port}"
+
+
+def write_admin_config(running: RunningServer) -> None:
+    """Give the CLI on this machine the server's address and an admin credential (file mode 0600)."""
+    from corral.cli.config import write_config
+
+    assert running.admin is not None
+    try:
+        path = write_config(local_address(running.address), running.admin)
+    except OSError as e:
+        click.echo(f"warning: cannot write the CLI config: {e}", err=True)
+        return
+    click.echo(f"admin credentials for {local_address(running.address)} written to {path}", err=True)
 
 
 def run_server(*, listen: str, etcd: str, data_dir: str | None, log_level: str,
                scheduling_strategy: str = "LeastAllocated", lease_ttl: int = 10,
                metrics_listen: str | None = None, hpa_sync_period: float = 15.0,
-               allow_privileged: bool = False, allow_host_path: bool = False) -> None:
+               allow_privileged: bool = False, allow_host_path: bool = False, join_listen: str = "",
+               tls_san: list[str] | None = None, node_cert_lifetime: dt.timedelta | None = None) -> None:
     from controlplane.leader.testhooks import TestHooks
     from controlplane.server import ServerConfig, ServerError, serve
     from controlplane.store.errors import EmbeddedEtcdError, StoreError
@@ -78,12 +122,16 @@ def run_server(*, listen: str, etcd: str, data_dir: str | None, log_level: str,
         metrics_optional=metrics_listen is None,
         allow_privileged=allow_privileged,
         allow_host_path=allow_host_path,
+        join_listen=join_listen,
+        tls_san=tls_san or [],
         test_hooks=TestHooks.from_env(os.environ),
     )
+    if node_cert_lifetime is not None:
+        config.node_cert_lifetime = node_cert_lifetime
     if config.data_dir is not None:
         config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     try:
-        asyncio.run(serve(config))
+        asyncio.run(serve(config, on_started=write_admin_config))
     except (ServerError, StoreError, EmbeddedEtcdError) as e:
         raise click.ClickException(str(e)) from e
     except OSError as e:

@@ -2,7 +2,9 @@
 
 Starts an embedded etcd, the control plane and a local agent (the Docker
 runtime when an engine answers, otherwise the process runtime — it says
-which), writes the CLI config so `corral get …` finds it, and runs until
+which), writes the CLI config (the address and an admin credential, mode
+0600) so `corral get …` finds it, gives the local agent its node certificate
+straight from the cluster CA, and runs until
 Ctrl-C. Stopping leaves pods' containers running, as stopping a kubelet or
 k3s does; the next `corral up` adopts them.
 """
@@ -10,36 +12,19 @@ k3s does; the next `corral up` adopts them.
 from __future__ import annotations
 
 import asyncio
-import os
+import datetime as dt
 import signal
 import socket
 from contextlib import AsyncExitStack
 from pathlib import Path
 
 import click
-import yaml
 
 from corral import logs
 from corral.cli.agent_cmd import DEFAULT_METRICS_LISTEN as AGENT_METRICS_LISTEN
-from corral.cli.config import config_path
+from corral.cli.config import write_config
 from corral.cli.server import DEFAULT_METRICS_LISTEN, default_data_dir
-
-
-def write_cli_config(address: str) -> Path:
-    """Point the CLI at this cluster, keeping other settings in the file."""
-    path = config_path()
-    data: dict[str, object] = {}
-    if path.exists():
-        loaded = yaml.safe_load(path.read_text()) or {}
-        if isinstance(loaded, dict):
-            data = loaded
-    data["server"] = address
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(yaml.safe_dump(data, sort_keys=False))
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
-    return path
+from corral.pki.certs import DEFAULT_NODE_LIFETIME, Identity, Role
 
 
 async def pick_runtime() -> str:
@@ -56,6 +41,7 @@ async def pick_runtime() -> str:
 
 async def up(data_dir: Path, listen: str, runtime: str | None, name: str, *,
              allow_privileged: bool = False, allow_host_path: bool = False) -> None:
+    from agent.identity import PKI_DIR
     from agent.main import AgentConfig, run_agent
     from controlplane.server import ServerConfig, start
 
@@ -68,14 +54,20 @@ async def up(data_dir: Path, listen: str, runtime: str | None, name: str, *,
         running = await start(ServerConfig(listen=listen, data_dir=data_dir, metrics_listen=DEFAULT_METRICS_LISTEN,
                                            metrics_optional=True, allow_privileged=allow_privileged,
                                            allow_host_path=allow_host_path), stack)
-        config_file = write_cli_config(running.address)
+        assert running.admin is not None
+        assert running.ca is not None
+        config_file = write_config(running.address, running.admin)
+        # The local agent is this process: its node certificate comes straight from the CA, no token.
+        agent_dir = data_dir / "agent"
+        running.ca.client_credentials(Identity(Role.NODE, name), dt.datetime.now(dt.UTC),
+                                      DEFAULT_NODE_LIFETIME).save(agent_dir / PKI_DIR)
         chosen = runtime or await pick_runtime()
         reason = "a Docker engine answers" if chosen == "docker" else "no Docker engine answers"
         click.echo(f"corral is up: API on {running.address}, data in {data_dir}", err=True)
         click.echo(f"node {name} runs pods with the {chosen} runtime"
                    f"{'' if runtime else f' ({reason})'}; CLI config: {config_file}", err=True)
         click.echo("Try: corral apply -f examples/ && corral get pods -o wide   (Ctrl-C stops)", err=True)
-        agent = AgentConfig(server=running.address, name=name, data_dir=data_dir / "agent", runtimes=[chosen],
+        agent = AgentConfig(server=running.address, name=name, data_dir=agent_dir, runtimes=[chosen],
                             metrics_listen=AGENT_METRICS_LISTEN, metrics_optional=True)
         await run_agent(agent, stop)
     click.echo("corral stopped (pod containers keep running; the next `corral up` adopts them)", err=True)

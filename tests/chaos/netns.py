@@ -62,6 +62,8 @@ class NetnsNode:
     data_dir: Path
     log: Path
     env: dict[str, str]
+    # The server's join port (reached at the host side of the link, as the API).
+    join_port: int = 0
     index: int = 0
     proc: subprocess.Popen[bytes] | None = None
     rules: list[list[str]] = field(default_factory=list)
@@ -112,6 +114,8 @@ class NetnsNode:
             "agent",
             "--server",
             f"{self.host_ip}:{self.server_port}",
+            "--join",
+            f"{self.host_ip}:{self.join_port or self.server_port + 1}",
             "--name",
             self.name,
             "--data-dir",

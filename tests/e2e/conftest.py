@@ -1,5 +1,10 @@
 """Fixtures that run the real `corral` command: a server process with an
-embedded etcd in a temp dir, and a helper to run CLI commands against it."""
+embedded etcd in a temp dir, and a helper to run CLI commands against it.
+
+Everything is authenticated as in production: the server writes an admin
+credential to the test's CLI config (XDG_CONFIG_HOME), and once it is up a
+join token is created and put in the shared environment (CORRAL_TOKEN, with
+the join port in CORRAL_JOIN), where `corral agent` finds both."""
 
 from __future__ import annotations
 
@@ -16,6 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+
+from corral.cli.config import resolve_credentials
+from corral.pki.credentials import Credentials
 
 REPO = Path(__file__).resolve().parents[2]
 MANIFESTS = REPO / "tests" / "fixtures" / "manifests"
@@ -48,15 +56,26 @@ class ServerProcess:
     # More `corral server` options, e.g. ("--metrics-listen", "127.0.0.1:9999").
     extra_args: tuple[str, ...] = ()
     proc: subprocess.Popen[bytes] | None = field(default=None)
+    # Where agents join (TLS, with a token).
+    join_address: str = field(default_factory=lambda: f"127.0.0.1:{free_port()}")
 
     def start(self) -> None:
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "corral.cli.main", "server", "--listen", self.address,
-                 "--data-dir", str(self.data_dir), *self.extra_args],
+                 "--join-listen", self.join_address, "--data-dir", str(self.data_dir), *self.extra_args],
                 stdout=out, stderr=subprocess.STDOUT, env=self.env,
             )
         self.wait_ready()
+        if "CORRAL_TOKEN" not in self.env:
+            self.env["CORRAL_TOKEN"] = self.create_token()
+        self.env["CORRAL_JOIN"] = self.join_address
+
+    def create_token(self, *args: str) -> str:
+        """A new join token (``args``: more `corral token create` options)."""
+        result = Cli(self.env).run("token", "create", "--ttl", "2h", *args)
+        assert result.returncode == 0, result.stderr
+        return result.stdout.strip()
 
     def wait_ready(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
@@ -89,7 +108,8 @@ class ServerProcess:
 def cli_env(tmp_path: Path) -> dict[str, str]:
     env = dict(os.environ)
     env["XDG_CONFIG_HOME"] = str(tmp_path / "config")
-    env.pop("CORRAL_SERVER", None)
+    for name in ("CORRAL_SERVER", "CORRAL_TOKEN", "CORRAL_JOIN", "CORRAL_CONFIG"):
+        env.pop(name, None)
     return env
 
 
@@ -180,6 +200,11 @@ def agent(server: ServerProcess, tmp_path: Path, agent_runtimes: tuple[str, ...]
     proc.stop()
     remove_node_containers(name)
     kill_process_containers(proc.data_dir)
+
+
+def cli_credentials(env: dict[str, str]) -> Credentials:
+    """The admin credentials `corral server` wrote to the CLI config of ``env`` (for a Python client)."""
+    return resolve_credentials(Path(env["XDG_CONFIG_HOME"]) / "corral" / "config.yaml")
 
 
 def wait_until(check: Callable[[], object], timeout: float, what: str, log: Path | None = None) -> object:

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from corral.cli.config import write_config
 from tests.e2e.conftest import MANIFESTS, Cli, ServerProcess
+from tests.pki import TestCluster
 
 pytestmark = pytest.mark.etcd
 
@@ -156,7 +158,15 @@ def test_oversized_document_is_refused(cli: Cli, tmp_path: Path) -> None:
 
 
 def test_unreachable_server_message(cli_env: dict[str, str]) -> None:
+    write_config("127.0.0.1:1", TestCluster().admin(), Path(cli_env["XDG_CONFIG_HOME"]) / "corral" / "config.yaml")
     result = Cli({**cli_env, "CORRAL_SERVER": "127.0.0.1:1"}).run("get", "pods")
     assert result.returncode == 1
     assert "127.0.0.1:1" in result.stderr and "corral server" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_no_credentials_message(cli_env: dict[str, str]) -> None:
+    result = Cli({**cli_env, "CORRAL_SERVER": "127.0.0.1:1"}).run("get", "pods")
+    assert result.returncode == 1
+    assert "no credentials in" in result.stderr and "corral login" in result.stderr
     assert "Traceback" not in result.stderr

@@ -15,7 +15,15 @@ from typing import Any
 import pytest
 
 from corral.client import Client, ClientError
-from tests.e2e.conftest import MANIFESTS, AgentProcess, Cli, ServerProcess, remove_node_containers, wait_until
+from tests.e2e.conftest import (
+    MANIFESTS,
+    AgentProcess,
+    Cli,
+    ServerProcess,
+    cli_credentials,
+    remove_node_containers,
+    wait_until,
+)
 
 pytestmark = pytest.mark.docker
 
@@ -65,9 +73,10 @@ class Bounds:
     """Checks maxSurge/maxUnavailable after every change etcd records, not just
     on polls: a watch thread replays each pod event and counts."""
 
-    def __init__(self, address: str, most: int, least_ready: int, selector: str = "app=example-app") -> None:
+    def __init__(self, server: ServerProcess, most: int, least_ready: int, selector: str = "app=example-app") -> None:
         self.most, self.least_ready, self.selector = most, least_ready, selector
-        self.address = address
+        self.address = server.address
+        self.credentials = cli_credentials(server.env)
         self.events = 0
         self.violations: list[str] = []
         self.worst = (0, least_ready)
@@ -78,7 +87,7 @@ class Bounds:
     def _follow(self) -> None:
         while not self._stop.is_set():
             try:
-                client = Client(self.address, timeout=5)
+                client = Client(self.address, self.credentials, timeout=5)
                 items, revision = client.list("pods", "default", selector=self.selector)
                 state = {p.metadata.name: p for p in items}
                 for ev in client.watch("pods", "default", selector=self.selector, resource_version=revision):
@@ -110,7 +119,7 @@ def test_example_app_spreads_rolls_out_and_undoes(server: ServerProcess, agents:
     assert cli.run("apply", "-f", str(MANIFESTS / "example-app.yaml")).returncode == 0
     wait_until(lambda: settled(cli, "httpd:2.4.39", 3), 90, "3 ready pods", agents[0].log)
     assert sorted(p["spec"]["nodeName"] for p in pods(cli)) == sorted(a.name for a in agents)
-    bounds = Bounds(server.address, most=6, least_ready=3)
+    bounds = Bounds(server, most=6, least_ready=3)
     assert cli.run("set", "image", "deploy/example-app", "example-app=corral-test/busybox:1").returncode == 0
     wait_until(lambda: settled(cli, "corral-test/busybox:1", 3), 120, "rollout done")
     assert bounds.events > 6  # 3 pods created, readied and 3 deleted at least
@@ -189,7 +198,7 @@ def test_control_plane_kill9_during_rollout_keeps_bounds(server: ServerProcess,
     assert "terminationGracePeriodSeconds: 2" in manifest
     assert cli.run("apply", "-f", "-", stdin=manifest.encode()).returncode == 0
     wait_until(lambda: settled(cli, "httpd:2.4.39", 10), 120, "10 ready pods")
-    bounds = Bounds(server.address, most=11, least_ready=10)
+    bounds = Bounds(server, most=11, least_ready=10)
     manifest = manifest.replace("maxSurge: 3", "maxSurge: 1").replace("httpd:2.4.39", "corral-test/busybox:1")
     assert cli.run("apply", "-f", "-", stdin=manifest.encode()).returncode == 0
     for _ in range(3):
