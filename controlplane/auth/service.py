@@ -86,6 +86,11 @@ class JoinService(security_pb2_grpc.JoinServiceServicer):
         except store_errors.StoreError as e:
             await _unavailable(context, e)
         role = Role(record.role)
+        if request.role and request.role != record.role:
+            log.warning("join_refused", peer=peer, name=request.name, token=record.id,
+                        reason=f"token for role {record.role}, {request.role} asked")
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED,
+                                f'join refused: token "{record.id}" is for role {record.role}, not {request.role}')
         problem = check_name(role, request.name)
         if problem is not None:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"join refused: {problem}")

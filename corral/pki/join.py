@@ -57,7 +57,8 @@ async def join(address: str, token: JoinToken, name: str, *, role: Role = Role.N
     ca_pem = certs.cert_pem(ca)
     key = certs.new_key()
     request = security_pb2.JoinRequest(token_id=token.id, token_secret=token.secret,
-                                       csr=certs.make_csr(key, Identity(role, name)), name=name)
+                                       csr=certs.make_csr(key, Identity(role, name)), name=name,
+                                       role=role.value)
     credentials = grpc.ssl_channel_credentials(root_certificates=ca_pem)
     try:
         async with grpc.aio.secure_channel(address, credentials, options=channel_options()) as channel:

@@ -23,6 +23,8 @@ import pytest
 from controlplane.store.embedded import EmbeddedEtcd, etcd_binary
 from controlplane.store.errors import EmbeddedEtcdError
 from controlplane.store.etcd import EtcdStore
+from corral.cli.config import ConfigError, resolve_credentials
+from corral.pki.credentials import Credentials
 from tests.e2e.conftest import free_port
 
 LEADER_KEY = "/corral/leader"
@@ -52,9 +54,25 @@ class Replica:
             self.etcd,
             "--lease-ttl",
             str(LEASE_TTL),
+            "--join-listen",
+            f"127.0.0.1:{free_port()}",
         ]
+        # Never the user's own data dir and CLI config.
+        self.env.setdefault("XDG_DATA_HOME", str(self.log.parent / "data"))
+        self.env.setdefault("XDG_CONFIG_HOME", str(self.log.parent / "config"))
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=self.env)
+
+    def credentials(self) -> Credentials:
+        """The admin credential this replica wrote to its CLI config (it waits for it)."""
+        path = Path(self.env["XDG_CONFIG_HOME"]) / "corral" / "config.yaml"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                return resolve_credentials(path)
+            except ConfigError:
+                time.sleep(0.1)
+        return resolve_credentials(path)
 
     @property
     def pid(self) -> int:
@@ -107,6 +125,10 @@ class Cluster:
 
     def replica(self, name: str, **env: str) -> Replica:
         base = {k: v for k, v in os.environ.items() if not k.startswith("CORRAL_")}
+        # The replicas share one data dir (so one cluster CA, made by whichever starts first) and one
+        # CLI config, where each writes an admin credential for that CA.
+        base["XDG_DATA_HOME"] = str(self.tmp / "data")
+        base["XDG_CONFIG_HOME"] = str(self.tmp / "config")
         replica = Replica(name, self.etcd, self.tmp / f"{name}.log", {**base, **env})
         self.replicas.append(replica)
         return replica

@@ -99,7 +99,7 @@ async def test_a_server_on_the_cluster_keeps_serving_and_leading_when_a_member_d
     server.start()
     try:
         await wait_for(lambda: server.events("controllers_started"), DEADLINE, "the server to lead", server)
-        client = Client(server.address, timeout=10)
+        client = Client(server.address, server.credentials(), timeout=10)
 
         killed_at = time.monotonic()
         etcd_cluster.kill9(etcd_cluster.members[0])  # the server talks to the first endpoint

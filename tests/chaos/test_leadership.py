@@ -108,7 +108,7 @@ async def test_kill9_of_the_leader_another_takes_over_and_acts(cluster: Cluster,
     new_term = await cluster.store.get(LEADER_KEY)
     assert new_term is not None and new_term.create_revision > old_term.create_revision
     # Clients given both servers move on from the dead one.
-    client = Client(f"{first.address},{second.address}", timeout=10)
+    client = Client(f"{first.address},{second.address}", second.credentials(), timeout=10)
     await call(client.apply, deployment("after-takeover"))
     created = time.monotonic()
     sets = await wait_for(
@@ -137,7 +137,7 @@ async def test_a_paused_leaders_pending_write_is_refused_after_takeover(
     first, second = await start_pair(cluster, **env)
     assert first.events("TEST_ONLY_WRITE_DELAY")
     assert bool(first.events("TEST_ONLY_FENCING_DISABLED")) is not fencing
-    client = Client(second.address, timeout=10)
+    client = Client(second.address, second.credentials(), timeout=10)
 
     # The leader decides to create a pod; its request is held on the way out.
     hold.touch()

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fprotos/corral/v1/security.proto\x12\tcorral.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"P\n\x0bJoinRequest\x12\x10\n\x08token_id\x18\x01 \x01(\t\x12\x14\n\x0ctoken_secret\x18\x02 \x01(\t\x12\x0b\n\x03\x63sr\x18\x03 \x01(\x0c\x12\x0c\n\x04name\x18\x04 \x01(\t\"P\n\x13\x43\x65rtificateResponse\x12\x13\n\x0b\x63\x65rtificate\x18\x01 \x01(\x0c\x12\x16\n\x0e\x63\x61_certificate\x18\x02 \x01(\x0c\x12\x0c\n\x04role\x18\x03 \x01(\t\"\xa9\x01\n\rJoinTokenInfo\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12+\n\x07\x63reated\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07\x65xpires\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07revoked\x18\x06 \x01(\x08\"L\n\x12\x43reateTokenRequest\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x13\n\x0bttl_seconds\x18\x02 \x01(\x03\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\"L\n\x13\x43reateTokenResponse\x12&\n\x04info\x18\x01 \x01(\x0b\x32\x18.corral.v1.JoinTokenInfo\x12\r\n\x05token\x18\x02 \x01(\t\"\x13\n\x11ListTokensRequest\">\n\x12ListTokensResponse\x12(\n\x06tokens\x18\x01 \x03(\x0b\x32\x18.corral.v1.JoinTokenInfo\" \n\x12RevokeTokenRequest\x12\n\n\x02id\x18\x01 \x01(\t\"=\n\x13RevokeTokenResponse\x12&\n\x04info\x18\x01 \x01(\x0b\x32\x18.corral.v1.JoinTokenInfo\"&\n\x11RevokeNodeRequest\x12\x11\n\tnode_name\x18\x01 \x01(\t\"H\n\x12RevokeNodeResponse\x12\x32\n\x0erevoked_before\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x1b\n\x0cRenewRequest\x12\x0b\n\x03\x63sr\x18\x01 \x01(\x0c\x32M\n\x0bJoinService\x12>\n\x04Join\x12\x16.corral.v1.JoinRequest\x1a\x1e.corral.v1.CertificateResponse2\x90\x03\n\x0fSecurityService\x12L\n\x0b\x43reateToken\x12\x1d.corral.v1.CreateTokenRequest\x1a\x1e.corral.v1.CreateTokenResponse\x12I\n\nListTokens\x12\x1c.corral.v1.ListTokensRequest\x1a\x1d.corral.v1.ListTokensResponse\x12L\n\x0bRevokeToken\x12\x1d.corral.v1.RevokeTokenRequest\x1a\x1e.corral.v1.RevokeTokenResponse\x12I\n\nRevokeNode\x12\x1c.corral.v1.RevokeNodeRequest\x1a\x1d.corral.v1.RevokeNodeResponse\x12K\n\x10RenewCertificate\x12\x17.corral.v1.RenewRequest\x1a\x1e.corral.v1.CertificateResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fprotos/corral/v1/security.proto\x12\tcorral.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"^\n\x0bJoinRequest\x12\x10\n\x08token_id\x18\x01 \x01(\t\x12\x14\n\x0ctoken_secret\x18\x02 \x01(\t\x12\x0b\n\x03\x63sr\x18\x03 \x01(\x0c\x12\x0c\n\x04name\x18\x04 \x01(\t\x12\x0c\n\x04role\x18\x05 \x01(\t\"P\n\x13\x43\x65rtificateResponse\x12\x13\n\x0b\x63\x65rtificate\x18\x01 \x01(\x0c\x12\x16\n\x0e\x63\x61_certificate\x18\x02 \x01(\x0c\x12\x0c\n\x04role\x18\x03 \x01(\t\"\xa9\x01\n\rJoinTokenInfo\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12+\n\x07\x63reated\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07\x65xpires\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07revoked\x18\x06 \x01(\x08\"L\n\x12\x43reateTokenRequest\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x13\n\x0bttl_seconds\x18\x02 \x01(\x03\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\"L\n\x13\x43reateTokenResponse\x12&\n\x04info\x18\x01 \x01(\x0b\x32\x18.corral.v1.JoinTokenInfo\x12\r\n\x05token\x18\x02 \x01(\t\"\x13\n\x11ListTokensRequest\">\n\x12ListTokensResponse\x12(\n\x06tokens\x18\x01 \x03(\x0b\x32\x18.corral.v1.JoinTokenInfo\" \n\x12RevokeTokenRequest\x12\n\n\x02id\x18\x01 \x01(\t\"=\n\x13RevokeTokenResponse\x12&\n\x04info\x18\x01 \x01(\x0b\x32\x18.corral.v1.JoinTokenInfo\"&\n\x11RevokeNodeRequest\x12\x11\n\tnode_name\x18\x01 \x01(\t\"H\n\x12RevokeNodeResponse\x12\x32\n\x0erevoked_before\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x1b\n\x0cRenewRequest\x12\x0b\n\x03\x63sr\x18\x01 \x01(\x0c\x32M\n\x0bJoinService\x12>\n\x04Join\x12\x16.corral.v1.JoinRequest\x1a\x1e.corral.v1.CertificateResponse2\x90\x03\n\x0fSecurityService\x12L\n\x0b\x43reateToken\x12\x1d.corral.v1.CreateTokenRequest\x1a\x1e.corral.v1.CreateTokenResponse\x12I\n\nListTokens\x12\x1c.corral.v1.ListTokensRequest\x1a\x1d.corral.v1.ListTokensResponse\x12L\n\x0bRevokeToken\x12\x1d.corral.v1.RevokeTokenRequest\x1a\x1e.corral.v1.RevokeTokenResponse\x12I\n\nRevokeNode\x12\x1c.corral.v1.RevokeNodeRequest\x1a\x1d.corral.v1.RevokeNodeResponse\x12K\n\x10RenewCertificate\x12\x17.corral.v1.RenewRequest\x1a\x1e.corral.v1.CertificateResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,31 +33,31 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'protos.corral.v1.security_p
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_JOINREQUEST']._serialized_start=79
-  _globals['_JOINREQUEST']._serialized_end=159
-  _globals['_CERTIFICATERESPONSE']._serialized_start=161
-  _globals['_CERTIFICATERESPONSE']._serialized_end=241
-  _globals['_JOINTOKENINFO']._serialized_start=244
-  _globals['_JOINTOKENINFO']._serialized_end=413
-  _globals['_CREATETOKENREQUEST']._serialized_start=415
-  _globals['_CREATETOKENREQUEST']._serialized_end=491
-  _globals['_CREATETOKENRESPONSE']._serialized_start=493
-  _globals['_CREATETOKENRESPONSE']._serialized_end=569
-  _globals['_LISTTOKENSREQUEST']._serialized_start=571
-  _globals['_LISTTOKENSREQUEST']._serialized_end=590
-  _globals['_LISTTOKENSRESPONSE']._serialized_start=592
-  _globals['_LISTTOKENSRESPONSE']._serialized_end=654
-  _globals['_REVOKETOKENREQUEST']._serialized_start=656
-  _globals['_REVOKETOKENREQUEST']._serialized_end=688
-  _globals['_REVOKETOKENRESPONSE']._serialized_start=690
-  _globals['_REVOKETOKENRESPONSE']._serialized_end=751
-  _globals['_REVOKENODEREQUEST']._serialized_start=753
-  _globals['_REVOKENODEREQUEST']._serialized_end=791
-  _globals['_REVOKENODERESPONSE']._serialized_start=793
-  _globals['_REVOKENODERESPONSE']._serialized_end=865
-  _globals['_RENEWREQUEST']._serialized_start=867
-  _globals['_RENEWREQUEST']._serialized_end=894
-  _globals['_JOINSERVICE']._serialized_start=896
-  _globals['_JOINSERVICE']._serialized_end=973
-  _globals['_SECURITYSERVICE']._serialized_start=976
-  _globals['_SECURITYSERVICE']._serialized_end=1376
+  _globals['_JOINREQUEST']._serialized_end=173
+  _globals['_CERTIFICATERESPONSE']._serialized_start=175
+  _globals['_CERTIFICATERESPONSE']._serialized_end=255
+  _globals['_JOINTOKENINFO']._serialized_start=258
+  _globals['_JOINTOKENINFO']._serialized_end=427
+  _globals['_CREATETOKENREQUEST']._serialized_start=429
+  _globals['_CREATETOKENREQUEST']._serialized_end=505
+  _globals['_CREATETOKENRESPONSE']._serialized_start=507
+  _globals['_CREATETOKENRESPONSE']._serialized_end=583
+  _globals['_LISTTOKENSREQUEST']._serialized_start=585
+  _globals['_LISTTOKENSREQUEST']._serialized_end=604
+  _globals['_LISTTOKENSRESPONSE']._serialized_start=606
+  _globals['_LISTTOKENSRESPONSE']._serialized_end=668
+  _globals['_REVOKETOKENREQUEST']._serialized_start=670
+  _globals['_REVOKETOKENREQUEST']._serialized_end=702
+  _globals['_REVOKETOKENRESPONSE']._serialized_start=704
+  _globals['_REVOKETOKENRESPONSE']._serialized_end=765
+  _globals['_REVOKENODEREQUEST']._serialized_start=767
+  _globals['_REVOKENODEREQUEST']._serialized_end=805
+  _globals['_REVOKENODERESPONSE']._serialized_start=807
+  _globals['_REVOKENODERESPONSE']._serialized_end=879
+  _globals['_RENEWREQUEST']._serialized_start=881
+  _globals['_RENEWREQUEST']._serialized_end=908
+  _globals['_JOINSERVICE']._serialized_start=910
+  _globals['_JOINSERVICE']._serialized_end=987
+  _globals['_SECURITYSERVICE']._serialized_start=990
+  _globals['_SECURITYSERVICE']._serialized_end=1390
 # @@protoc_insertion_point(module_scope)

@@ -34,6 +34,7 @@ class JoinRequest(_message.Message):
     TOKEN_SECRET_FIELD_NUMBER: _builtins.int
     CSR_FIELD_NUMBER: _builtins.int
     NAME_FIELD_NUMBER: _builtins.int
+    ROLE_FIELD_NUMBER: _builtins.int
     token_id: _builtins.str
     """The token's two halves: "<id>.<secret>" of K10<ca-hash>::<id>.<secret>."""
     token_secret: _builtins.str
@@ -41,6 +42,8 @@ class JoinRequest(_message.Message):
     """PEM certificate signing request (ECDSA P-256); its subject is ignored."""
     name: _builtins.str
     """role "node": the node name the certificate is for; role "admin": the user name."""
+    role: _builtins.str
+    """The role the caller wants ("node" or "admin"): a token of another role is refused."""
     def __init__(
         self,
         *,
@@ -48,10 +51,11 @@ class JoinRequest(_message.Message):
         token_secret: _builtins.str = ...,
         csr: _builtins.bytes = ...,
         name: _builtins.str = ...,
+        role: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["csr", b"csr", "name", b"name", "token_id", b"token_id", "token_secret", b"token_secret"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["csr", b"csr", "name", b"name", "role", b"role", "token_id", b"token_id", "token_secret", b"token_secret"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
