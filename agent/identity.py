@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import random
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -40,17 +41,14 @@ class IdentityError(Exception):
 
 class NodeIdentity:
     def __init__(self, node_name: str, data_dir: Path, *, token: str = "", join_addresses: list[str],
-                 clock: type[dt.datetime] = dt.datetime) -> None:
+                 now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)) -> None:
         self.identity = Identity(Role.NODE, node_name)
         self.directory = data_dir / PKI_DIR
         self.join_addresses = join_addresses
         self._token_text = token
-        self._clock = clock
+        self._now = now
         self.credentials: Credentials | None = None
         self.backoff = ExponentialBackoff(initial=0.5, cap=10.0)
-
-    def _now(self) -> dt.datetime:
-        return self._clock.now(dt.UTC)
 
     def token(self) -> JoinToken | None:
         if not self._token_text:

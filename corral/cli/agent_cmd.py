@@ -14,8 +14,9 @@ from corral import logs
 from corral.cli.config import resolve_server
 
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
-# Where the agent serves Prometheus metrics unless told otherwise: port 9465 on its first proxy address.
-DEFAULT_METRICS_LISTEN = ":9465"
+# Where the agent serves Prometheus metrics unless told otherwise: loopback only, so the agent exposes
+# nothing unauthenticated to the network (give --metrics-listen :9465 to let a Prometheus elsewhere scrape).
+DEFAULT_METRICS_LISTEN = "127.0.0.1:9465"
 
 
 def default_agent_dir() -> Path:

@@ -278,9 +278,10 @@ def signed_by(cert: x509.Certificate, ca_cert: x509.Certificate) -> bool:
 
 
 def renew_at(cert: x509.Certificate) -> dt.datetime:
-    """When a holder renews: at two thirds of the certificate's lifetime."""
-    start, end = cert.not_valid_before_utc, cert.not_valid_after_utc
-    return start + (end - start) * 2 / 3
+    """When a holder renews: at two thirds of the certificate's lifetime, counted from its issue
+    (not from its back-dated start, which would make a short-lived certificate due at once)."""
+    issued, end = cert.not_valid_before_utc + BACKDATE, cert.not_valid_after_utc
+    return issued + (end - issued) * 2 / 3
 
 
 def write_private(path: os.PathLike[str] | str, data: bytes) -> None:

@@ -96,8 +96,10 @@ def test_csr_proves_the_key_and_only_p256_is_taken() -> None:
 def test_renewal_is_due_at_two_thirds_of_the_lifetime(ca: CA) -> None:
     cert = certs.issue_client(*ca, certs.new_key().public_key(), Identity(Role.NODE, "n1"), NOW,
                               dt.timedelta(days=30))
-    start = NOW - certs.BACKDATE
-    assert certs.renew_at(cert) == start + (NOW + dt.timedelta(days=30) - start) * 2 / 3
+    assert certs.renew_at(cert) == NOW + dt.timedelta(days=20)
+    short = certs.issue_client(*ca, certs.new_key().public_key(), Identity(Role.NODE, "n1"), NOW,
+                               dt.timedelta(seconds=3))
+    assert certs.renew_at(short) == NOW + dt.timedelta(seconds=2)
 
 
 def test_saved_credentials_are_private_and_checked(tmp_path: Path, ca: CA) -> None:
