@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import functools
 import operator
+import os
 import shutil
 import statistics
 import subprocess
@@ -28,9 +29,10 @@ import time
 from pathlib import Path
 
 import psutil
-from harness import machine, percentile, start_server, stop, wait_for, write_result
+from harness import admin_credentials, machine, percentile, start_server, stop, wait_for, write_result
 
 from corral.client import Client
+from corral.pki.credentials import Credentials
 from protos.corral.v1 import pod_pb2
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -68,9 +70,9 @@ def process_pod(name: str) -> pod_pb2.Pod:
 class RunningWatcher:
     """Records when a watch first sees each pod Running."""
 
-    def __init__(self, address: str) -> None:
+    def __init__(self, address: str, credentials: Credentials) -> None:
         self.seen: dict[str, float] = {}
-        self.client = Client(address)
+        self.client = Client(address, credentials)
         _, self.revision = self.client.list("pods", "default")
         self.thread = threading.Thread(target=self._follow, daemon=True)
         self.thread.start()
@@ -108,18 +110,26 @@ def summary(values: list[float]) -> dict[str, float]:
 
 def run(pods: int) -> dict[str, object]:
     with tempfile.TemporaryDirectory(prefix="corral-bench-") as tmp:
+        # The server writes an admin credential to the CLI config: this run's own, not the user's.
+        os.environ["CORRAL_CONFIG"] = str(Path(tmp) / "config.yaml")
         server, address = start_server(tmp, f"{tmp}/server")
+        try:
+            admin = admin_credentials()
+            client = Client(address, admin)
+            token = client.create_token("node", 3600, "bench").token
+        except BaseException:
+            stop(server)
+            raise
         agent_log = open(Path(tmp) / "agent.log", "wb")
         agent = subprocess.Popen([sys.executable, "-c", AGENT_ONLY, "agent", "--server", address,
                                   "--name", NODE, "--data-dir", f"{tmp}/agent", "--runtime", "docker",
                                   "--runtime", "process", "--log-level", "warning"],
-                                 stdout=agent_log, stderr=subprocess.STDOUT)
+                                 stdout=agent_log, stderr=subprocess.STDOUT, env={**os.environ, "CORRAL_TOKEN": token})
         try:
-            client = Client(address)
             wait_for(lambda: _node_ready(client), 60, "agent registered")
             time.sleep(3)
             idle_rss = psutil.Process(agent.pid).memory_info().rss
-            watcher = RunningWatcher(address)
+            watcher = RunningWatcher(address, admin)
             docker = start_latencies(client, watcher, [docker_pod(f"d{i}") for i in range(pods)])
             time.sleep(3)
             busy_rss = psutil.Process(agent.pid).memory_info().rss

@@ -13,14 +13,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
 import grpc
-from harness import machine, percentile, start_server, stop, write_result
+from harness import admin_credentials, machine, percentile, start_server, stop, write_result
 
+from corral.pki.credentials import channel_options
 from protos.corral.v1 import api_pb2, api_pb2_grpc, meta_pb2, pod_pb2
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -84,11 +86,13 @@ async def time_gets(stub: api_pb2_grpc.ObjectServiceAsyncStub, n: int, pods: int
 
 async def run(args: argparse.Namespace) -> dict[str, object]:
     with tempfile.TemporaryDirectory(prefix="corral-bench-") as tmp:
+        # The server writes an admin credential to the CLI config: this run's own, not the user's.
+        os.environ["CORRAL_CONFIG"] = str(Path(tmp) / "config.yaml")
         server, address = start_server(tmp, tmp)
         try:
-            async with grpc.aio.insecure_channel(
-                address, options=[("grpc.max_receive_message_length", 8 * 1024 * 1024)]
-            ) as channel:
+            credentials = await asyncio.to_thread(admin_credentials)
+            options = [("grpc.max_receive_message_length", 8 * 1024 * 1024), *channel_options()]
+            async with grpc.aio.secure_channel(address, credentials.channel_credentials(), options=options) as channel:
                 stub = api_pb2_grpc.ObjectServiceStub(channel)
                 await wait_ready(stub, time.monotonic() + 60)
                 create_s = await create_all(stub, args.pods, args.concurrency)

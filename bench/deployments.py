@@ -16,6 +16,7 @@ Prints the figures and writes bench/results/deployments.json. Asserts nothing.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import statistics
 import subprocess
@@ -25,9 +26,10 @@ import threading
 import time
 from pathlib import Path
 
-from harness import machine, percentile, start_server, stop, wait_for, write_result
+from harness import admin_credentials, machine, percentile, start_server, stop, wait_for, write_result
 
 from corral.client import Client, ClientError
+from corral.pki.credentials import Credentials
 from protos.corral.v1 import node_pb2, pod_pb2, workloads_pb2
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -45,15 +47,29 @@ def deployment(name: str, replicas: int) -> workloads_pb2.Deployment:
     return d
 
 
+def start_cluster(tmp: str) -> tuple[subprocess.Popen[bytes], str, Client, str]:
+    """A `corral server`, an admin client for it, and a join token for the hollow nodes."""
+    # The server writes an admin credential to the CLI config: this run's own, not the user's.
+    os.environ["CORRAL_CONFIG"] = str(Path(tmp) / "config.yaml")
+    server, address = start_server(tmp, f"{tmp}/server")
+    try:
+        client = Client(address, admin_credentials())
+        token = client.create_token("node", 3600, "hollow nodes").token
+    except BaseException:
+        stop(server)
+        raise
+    return server, address, client, token
+
+
 class PodClock:
     """A watch that stamps when each pod is first seen and first seen Running."""
 
-    def __init__(self, address: str, selector: str) -> None:
+    def __init__(self, address: str, credentials: Credentials, selector: str) -> None:
         self.first: dict[str, float] = {}
         self.bound: dict[str, float] = {}
         self.running: dict[str, float] = {}
         self.nodes: dict[str, str] = {}
-        client = Client(address)
+        client = Client(address, credentials)
         _, revision = client.list("pods", "default", selector=selector)
         threading.Thread(target=self._follow, args=(client, selector, revision), daemon=True).start()
 
@@ -78,9 +94,11 @@ class PodClock:
             return
 
 
-def hollow(address: str, nodes: int, prefix: str) -> subprocess.Popen[bytes]:
+def hollow(address: str, nodes: int, prefix: str, token: str) -> subprocess.Popen[bytes]:
+    """Hollow nodes in their own process; each joins with ``token`` (CORRAL_TOKEN) for its node certificate."""
     return subprocess.Popen([sys.executable, HOLLOW, "--server", address, "--nodes", str(nodes),
-                             "--prefix", prefix], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                             "--prefix", prefix], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "CORRAL_TOKEN": token})
 
 
 def ready_nodes(client: Client, prefix: str) -> int:
@@ -93,12 +111,11 @@ def ready_nodes(client: Client, prefix: str) -> int:
 
 def startup(nodes: int, replicas: int) -> dict[str, object]:
     with tempfile.TemporaryDirectory(prefix="corral-bench-") as tmp:
-        server, address = start_server(tmp, f"{tmp}/server")
-        fleet = hollow(address, nodes, "hollow")
+        server, address, client, token = start_cluster(tmp)
+        fleet = hollow(address, nodes, "hollow", token)
         try:
-            client = Client(address)
             wait_for(lambda: ready_nodes(client, "hollow") == nodes, 120, f"{nodes} hollow nodes")
-            clock = PodClock(address, "app=big")
+            clock = PodClock(address, client.credentials, "app=big")
             started = time.perf_counter()
             client.apply(deployment("big", replicas))
             wait_for(lambda: len(clock.running) >= replicas, 600, f"{replicas} pods Running")
@@ -116,12 +133,11 @@ def startup(nodes: int, replicas: int) -> dict[str, object]:
 
 def node_loss() -> dict[str, object]:
     with tempfile.TemporaryDirectory(prefix="corral-bench-") as tmp:
-        server, address = start_server(tmp, f"{tmp}/server")
-        fleet = [hollow(address, 1, f"loss{i}") for i in range(3)]
+        server, address, client, token = start_cluster(tmp)
+        fleet = [hollow(address, 1, f"loss{i}", token) for i in range(3)]
         try:
-            client = Client(address)
             wait_for(lambda: sum(ready_nodes(client, f"loss{i}") for i in range(3)) == 3, 60, "3 nodes")
-            clock = PodClock(address, "app=heal")
+            clock = PodClock(address, client.credentials, "app=heal")
             client.apply(deployment("heal", 6))
             wait_for(lambda: len(clock.running) == 6, 60, "6 pods Running")
             victim = "loss0-0000"

@@ -17,13 +17,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import grpc
-from harness import machine, percentile, start_server, stop, write_result
+from harness import admin_credentials, machine, percentile, start_server, stop, write_result
 
+from corral.client import Client
+from corral.pki import join
+from corral.pki.credentials import Credentials, channel_options
+from corral.pki.tokens import parse_token
 from protos.corral.v1 import (
     api_pb2,
     api_pb2_grpc,
@@ -83,6 +89,17 @@ class Routes:
                 self.pods = set()
 
 
+async def node_credentials(address: str, admin: Credentials) -> Credentials:
+    """The node's certificate, as an agent gets it: a join token from the admin, then a join."""
+    with Client(address, admin) as client:
+        token = (await asyncio.to_thread(client.create_token, "node", 3600, "bench")).token
+    return await join.join(join.join_address_for(address), parse_token(token), NODE)
+
+
+def channel(address: str, credentials: Credentials) -> grpc.aio.Channel:
+    return grpc.aio.secure_channel(address, credentials.channel_credentials(), options=channel_options())
+
+
 async def heartbeats(nodes: node_service_pb2_grpc.NodeServiceAsyncStub) -> None:
     while True:
         await nodes.Heartbeat(node_service_pb2.HeartbeatRequest(node_name=NODE), timeout=10)
@@ -90,9 +107,11 @@ async def heartbeats(nodes: node_service_pb2_grpc.NodeServiceAsyncStub) -> None:
 
 
 async def run(args: argparse.Namespace, address: str) -> dict[str, object]:
-    async with grpc.aio.insecure_channel(address) as channel:
-        nodes: node_service_pb2_grpc.NodeServiceAsyncStub = node_service_pb2_grpc.NodeServiceStub(channel)
-        api = api_pb2_grpc.ObjectServiceStub(channel)
+    admin = await asyncio.to_thread(admin_credentials)  # written once the server is up
+    node = await node_credentials(address, admin)
+    async with channel(address, admin) as admin_channel, channel(address, node) as node_channel:
+        nodes: node_service_pb2_grpc.NodeServiceAsyncStub = node_service_pb2_grpc.NodeServiceStub(node_channel)
+        api = api_pb2_grpc.ObjectServiceStub(admin_channel)
         node_status = node_pb2.NodeStatus()
         node_status.addresses.add(type="InternalIP", address=HOST_IP)
         await nodes.Register(
@@ -154,6 +173,8 @@ def main() -> None:
     parser.add_argument("--flips", type=int, default=40)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
+        # The server writes an admin credential to the CLI config: this run's own, not the user's.
+        os.environ["CORRAL_CONFIG"] = str(Path(tmp) / "config.yaml")
         server, address = start_server(tmp, f"{tmp}/data")
         try:
             result = asyncio.run(run(args, address))

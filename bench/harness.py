@@ -13,6 +13,9 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from corral.cli.config import ConfigError, resolve_credentials
+from corral.pki.credentials import Credentials
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -30,6 +33,21 @@ def start_server(log_dir: str | Path, data_dir: str | Path) -> tuple[subprocess.
                                  "--data-dir", str(data_dir), "--log-level", "warning"],
                                 stdout=log, stderr=subprocess.STDOUT)
     return proc, address
+
+
+def admin_credentials(timeout: float = 60) -> Credentials:
+    """The admin credentials `corral server` writes to the CLI config (CORRAL_CONFIG) once it is up."""
+    found: list[Credentials] = []
+
+    def written() -> bool:
+        try:
+            found.append(resolve_credentials())
+        except ConfigError:
+            return False
+        return True
+
+    wait_for(written, timeout, "the server's admin credentials")
+    return found[0]
 
 
 def stop(*procs: subprocess.Popen[bytes]) -> None:

@@ -5,7 +5,10 @@ status exactly as a real agent does, so the control plane cannot tell.
 
 Used by the scheduling and startup benchmarks; also runnable alone:
 
-    .venv/bin/python bench/hollow.py --server 127.0.0.1:7443 --nodes 100
+    .venv/bin/python bench/hollow.py --server 127.0.0.1:7443 --nodes 100 --token TOKEN
+
+Each node joins with the token (`corral token create`; or CORRAL_TOKEN) for its
+own node certificate, as `corral agent` does.
 """
 
 from __future__ import annotations
@@ -13,16 +16,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import tempfile
 from pathlib import Path
 
 from agent.backoff import CrashLoopBackoff
+from agent.identity import NodeIdentity
 from agent.manager import PodManager
 from agent.node_status import node_status
 from agent.pod_worker import WorkerSettings
 from agent.runtime.fake import FakeRuntime
 from agent.session import Session, SessionConfig
 from corral import logs
+from corral.client import split_servers
+from corral.pki.join import join_address_for
 from protos.corral.v1 import node_pb2
 
 
@@ -33,9 +40,10 @@ def hollow_status(address: str, cpu: str, memory: str) -> node_pb2.NodeStatus:
     return status
 
 
-async def run_hollow_nodes(server: str, count: int, data_dir: Path, *, prefix: str = "hollow",
+async def run_hollow_nodes(server: str, count: int, data_dir: Path, *, token: str, prefix: str = "hollow",
                            cpu: str = "32", memory: str = "64Gi", poll_interval: float = 1.0) -> None:
-    """Run `count` hollow nodes until cancelled."""
+    """Run `count` hollow nodes until cancelled; each joins with ``token`` for its node certificate."""
+    join_addresses = [join_address_for(s) for s in split_servers(server)]
     async with asyncio.TaskGroup() as group:
         for i in range(count):
             name = f"{prefix}-{i:04d}"
@@ -47,8 +55,9 @@ async def run_hollow_nodes(server: str, count: int, data_dir: Path, *, prefix: s
             directory.mkdir(parents=True, exist_ok=True)
             manager = PodManager({"docker": runtime}, settings, directory)
             status = hollow_status(address, cpu, memory)
+            identity = NodeIdentity(name, directory, token=token, join_addresses=join_addresses)
             session = Session(SessionConfig(server=server, node_name=name, labels={"corral.io/hollow": "true"}),
-                              manager, status)
+                              manager, status, identity=identity)
             group.create_task(manager.run())
             group.create_task(session.run())
 
@@ -58,10 +67,14 @@ def main() -> None:
     parser.add_argument("--server", required=True)
     parser.add_argument("--nodes", type=int, default=100)
     parser.add_argument("--prefix", default="hollow")
+    parser.add_argument("--token", default=os.environ.get("CORRAL_TOKEN", ""),
+                        help="A node join token (default: $CORRAL_TOKEN)")
     args = parser.parse_args()
+    if not args.token:
+        parser.error("give --token (or CORRAL_TOKEN): a node join token from `corral token create`")
     logs.configure("warning")
     with tempfile.TemporaryDirectory(prefix="corral-hollow-") as tmp, contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run_hollow_nodes(args.server, args.nodes, Path(tmp), prefix=args.prefix))
+        asyncio.run(run_hollow_nodes(args.server, args.nodes, Path(tmp), token=args.token, prefix=args.prefix))
 
 
 if __name__ == "__main__":

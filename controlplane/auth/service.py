@@ -79,7 +79,8 @@ class JoinService(security_pb2_grpc.JoinServiceServicer):
     async def Join(self, request: security_pb2.JoinRequest, context: Context) -> security_pb2.CertificateResponse:
         peer = context.peer()
         try:
-            record = await self.tokens.check(request.token_id, request.token_secret, now=self.issuer.clock())
+            record = await self.tokens.check(request.token_id, request.token_secret, now=self.issuer.clock(),
+                                             ca_hash=self.issuer.ca.hash)
         except JoinRefused as e:
             log.warning("join_refused", peer=peer, name=request.name, token=request.token_id, reason=str(e))
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, f"join refused: {e}")
@@ -92,12 +93,14 @@ class JoinService(security_pb2_grpc.JoinServiceServicer):
             await context.abort(grpc.StatusCode.PERMISSION_DENIED,
                                 f'join refused: token "{record.id}" is for role {record.role}, not {request.role}')
         problem = check_name(role, request.name)
+        if problem is None:
+            try:
+                response = self.issuer.issue(request.csr, Identity(role, request.name))
+            except CertificateError as e:
+                problem = str(e)
         if problem is not None:
+            log.warning("join_refused", peer=peer, name=request.name, token=record.id, reason=problem)
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"join refused: {problem}")
-        try:
-            response = self.issuer.issue(request.csr, Identity(role, request.name))
-        except CertificateError as e:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"join refused: {e}")
         log.info("joined", role=role.value, name=request.name, token=record.id, peer=peer)
         return response
 

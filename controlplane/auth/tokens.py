@@ -28,6 +28,8 @@ class TokenRecord:
     expires: float | None
     secret_sha256: str
     revoked: bool = False
+    # The CA the token pins (its K10 prefix): after a CA rotation, older tokens no longer join.
+    ca_hash: str = ""
 
     def expired(self, now: float) -> bool:
         return self.expires is not None and now >= self.expires
@@ -55,7 +57,7 @@ class TokenRegistry:
         while True:
             token = tokens.new_token(ca_hash)
             record = TokenRecord(token.id, role, description, now, now + ttl if ttl else None,
-                                 tokens.secret_digest(token.secret))
+                                 tokens.secret_digest(token.secret), ca_hash=ca_hash)
             try:
                 await self.store.create(self.prefix + token.id, record.to_json())
             except store_errors.AlreadyExistsError:
@@ -89,8 +91,8 @@ class TokenRegistry:
             return revoked
         raise store_errors.UnavailableError(f"token {token_id} kept changing while being revoked")
 
-    async def check(self, token_id: str, secret: str, now: float) -> TokenRecord:
-        """The token's record when ``token_id.secret`` is a live token; else `JoinRefused`."""
+    async def check(self, token_id: str, secret: str, now: float, *, ca_hash: str = "") -> TokenRecord:
+        """The token's record when ``token_id.secret`` is a live token pinning ``ca_hash``; else `JoinRefused`."""
         kv = await self.store.get(self.prefix + token_id) if tokens.valid_id(token_id) else None
         if kv is None:
             raise JoinRefused(f'join token "{token_id}" is unknown (never created, or of another cluster)')
@@ -101,4 +103,6 @@ class TokenRegistry:
             raise JoinRefused(f'join token "{token_id}" was revoked')
         if record.expired(now):
             raise JoinRefused(f'join token "{token_id}" expired')
+        if ca_hash and record.ca_hash and record.ca_hash != ca_hash:
+            raise JoinRefused(f'join token "{token_id}" pins another cluster CA (the CA was rotated since)')
         return record

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -29,10 +30,23 @@ REPO = Path(__file__).resolve().parents[2]
 MANIFESTS = REPO / "tests" / "fixtures" / "manifests"
 
 
+# Listening ports come from below the kernel's ephemeral range (32768-60999 by default): a port the
+# kernel hands out for port 0 can become, a moment later, the local end of some client connection, and
+# a server restarted on it (the kill -9 tests) would then fail with "address in use".
+LISTEN_PORTS = range(20000, 32000)
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A port nothing listens on now, outside the ephemeral range."""
+    for _ in range(200):
+        port = random.choice(LISTEN_PORTS)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise AssertionError("no free port in 20000-32000")
 
 
 @dataclass

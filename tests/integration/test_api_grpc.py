@@ -6,24 +6,36 @@ import threading
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import pytest
 
 from controlplane.server import ServerConfig, start
 from corral import client as api
+from corral.pki.credentials import Credentials
 from protos.corral.v1 import meta_pb2, pod_pb2, service_pb2, workloads_pb2
+from tests.pki import TestCluster, admin_of
 
 pytestmark = pytest.mark.etcd
 T = TypeVar("T")
 
 
+@dataclass(frozen=True)
+class Server:
+    address: str
+    admin: Credentials
+
+    def client(self) -> api.Client:
+        return api.Client(self.address, self.admin)
+
+
 @pytest.fixture
-async def address(etcd_endpoint: str) -> AsyncIterator[str]:
+async def server(etcd_endpoint: str) -> AsyncIterator[Server]:
     config = ServerConfig(listen="127.0.0.1:0", etcd=[etcd_endpoint], key_prefix=f"/it/{uuid.uuid4().hex}")
     async with AsyncExitStack() as stack:
         running = await start(config, stack)
-        yield running.address
+        yield Server(running.address, admin_of(running))
 
 
 def deployment(name: str, port: int = 80) -> workloads_pb2.Deployment:
@@ -40,8 +52,8 @@ async def call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     return await asyncio.to_thread(fn, *args, **kwargs)
 
 
-async def test_apply_get_and_error_codes(address: str) -> None:
-    c = api.Client(address)
+async def test_apply_get_and_error_codes(server: Server) -> None:
+    c = server.client()
     result = await call(c.apply, deployment("web"))
     assert result.outcome == "created"
     again = await call(c.apply, deployment("web"))
@@ -62,8 +74,8 @@ async def test_apply_get_and_error_codes(address: str) -> None:
     c.close()
 
 
-async def test_invalid_argument_carries_every_cause(address: str) -> None:
-    c = api.Client(address)
+async def test_invalid_argument_carries_every_cause(server: Server) -> None:
+    c = server.client()
     bad = deployment("bad", port=70000)
     bad.spec.replicas = -1
     with pytest.raises(api.InvalidError) as info:
@@ -77,8 +89,8 @@ async def test_invalid_argument_carries_every_cause(address: str) -> None:
     c.close()
 
 
-async def test_list_follows_pages(address: str) -> None:
-    c = api.Client(address)
+async def test_list_follows_pages(server: Server) -> None:
+    c = server.client()
     for i in range(30):
         p = pod_pb2.Pod(metadata=meta_pb2.ObjectMeta(name=f"p{i:02d}", labels={"n": str(i % 3)}))
         p.spec.containers.add(name="main", image="busybox:1")
@@ -100,15 +112,15 @@ def service(name: str, port: int) -> service_pb2.Service:
     return svc
 
 
-async def test_watch_stream(address: str) -> None:
+async def test_watch_stream(server: Server) -> None:
     # Services: no controller writes them, so the events are exactly the test's.
-    c = api.Client(address)
+    c = server.client()
     _, revision = await call(c.list, "services", "default")
     events: list[tuple[str, str]] = []
     done = threading.Event()
 
     def follow() -> None:
-        watcher = api.Client(address)
+        watcher = server.client()
         for ev in watcher.watch("services", "default", resource_version=revision):
             events.append((ev.type, ev.obj.metadata.name))
             if len(events) == 3:
@@ -127,7 +139,7 @@ async def test_watch_stream(address: str) -> None:
 
 
 async def test_unreachable_server_names_the_address() -> None:
-    c = api.Client("127.0.0.1:1", timeout=3)
+    c = api.Client("127.0.0.1:1", TestCluster().admin(), timeout=3)
     with pytest.raises(api.ServerUnavailableError, match=r"(?s)127\.0\.0\.1:1.*corral server"):
         await call(c.list, "pods")
     c.close()

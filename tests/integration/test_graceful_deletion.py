@@ -40,6 +40,8 @@ from controlplane.store.memory import MemoryStore
 from controlplane.store.objects import ObjectStore
 from protos.corral.v1 import node_pb2, node_service_pb2_grpc, pod_pb2, workloads_pb2
 from protos.kinds import by_kind
+from tests.pki import TestCluster
+from tests.pki_sync import node_identity
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -141,7 +143,8 @@ async def running_cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
     node_service_pb2_grpc.add_NodeServiceServicer_to_server(
         NodeService(api, AssignmentIndex(controllers.informer("Pod")), tunnels), server
     )
-    port = server.add_insecure_port("127.0.0.1:0")
+    pki = TestCluster()
+    port = pki.add_port(server, "127.0.0.1:0")
     await server.start()
     runtime = WatchedRuntime(objects)
     settings = WorkerSettings(
@@ -152,7 +155,8 @@ async def running_cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
         termination_drain=DRAIN,
     )
     manager = PodManager({"docker": runtime}, settings, tmp_path)
-    session = Session(SessionConfig(server=f"127.0.0.1:{port}", node_name=NODE, labels={}), manager, node_status())
+    session = Session(SessionConfig(server=f"127.0.0.1:{port}", node_name=NODE, labels={}), manager, node_status(),
+                      identity=node_identity(pki.node(NODE), tmp_path))
     cluster = Cluster(api, runtime)
     cluster.tasks = [
         asyncio.create_task(controllers.run(), name="controllers"),

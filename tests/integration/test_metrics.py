@@ -36,6 +36,8 @@ from controlplane.nodeapi.tunnels import TunnelRegistry
 from controlplane.store.memory import MemoryStore
 from controlplane.store.objects import ObjectStore
 from protos.corral.v1 import metrics_pb2, metrics_pb2_grpc, node_pb2, node_service_pb2_grpc, pod_pb2
+from tests.pki import TestCluster, aio_channel
+from tests.pki_sync import node_identity
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -91,7 +93,8 @@ async def running_cluster(tmp_path: Path, *, keep_metrics: bool = True) -> Async
     )
     if store is not None:
         metrics_pb2_grpc.add_MetricsServiceServicer_to_server(MetricsService(store, api, pods), server)
-    port = server.add_insecure_port("127.0.0.1:0")
+    pki = TestCluster()
+    port = pki.add_port(server, "127.0.0.1:0")
     await server.start()
     runtime = FakeRuntime(
         {"busy:1": FakeBehaviour(cpu_millis=250, memory_bytes=32 << 20), "idle:1": FakeBehaviour(memory_bytes=4 << 20)}
@@ -112,8 +115,9 @@ async def running_cluster(tmp_path: Path, *, keep_metrics: bool = True) -> Async
         manager,
         node_status(),
         metrics=sampler,
+        identity=node_identity(pki.node(NODE), tmp_path),
     )
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    channel = aio_channel(f"127.0.0.1:{port}", pki.admin())
     tasks = [asyncio.create_task(serving.run()), asyncio.create_task(manager.run()), asyncio.create_task(session.run())]
     try:
         yield Cluster(api, metrics_pb2_grpc.MetricsServiceStub(channel), store)

@@ -14,6 +14,7 @@ import pytest
 
 from controlplane.server import RunningServer, ServerConfig, start
 from protos.corral.v1 import api_pb2, api_pb2_grpc, node_pb2, node_service_pb2, node_service_pb2_grpc, pod_pb2
+from tests.pki import admin_of, aio_channel, node_of
 from tests.promtext import Key, parse, scrape, total, value
 
 pytestmark = [pytest.mark.etcd, pytest.mark.timeout(90)]
@@ -57,9 +58,10 @@ async def test_control_plane_metrics_over_http(running: RunningServer) -> None:
     assert running.metrics_address is not None
     assert running.elector is not None
     await asyncio.wait_for(running.elector.leading.wait(), 30)
-    async with grpc.aio.insecure_channel(running.address) as channel:
+    async with (aio_channel(running.address, admin_of(running)) as channel,
+                aio_channel(running.address, node_of(running, "n1")) as node_channel):
         objects = api_pb2_grpc.ObjectServiceStub(channel)
-        nodes = node_service_pb2_grpc.NodeServiceStub(channel)
+        nodes = node_service_pb2_grpc.NodeServiceStub(node_channel)
         await nodes.Register(registration("n1"))
         assignments = nodes.WatchAssignments(node_service_pb2.AssignmentsRequest(node_name="n1"))
         await assignments.read()

@@ -18,6 +18,7 @@ from controlplane.observability.interceptor import ApiMetricsInterceptor
 from controlplane.observability.metrics import ControlPlaneMetrics
 from corral.telemetry.endpoint import MetricsEndpointError, open_endpoint
 from protos.corral.v1 import api_pb2, api_pb2_grpc
+from tests.pki import TestCluster, aio_channel
 from tests.promtext import parse, scrape, value
 
 pytestmark = pytest.mark.timeout(30)
@@ -60,10 +61,11 @@ async def served() -> AsyncIterator[Served]:
     servicer = Scripted()  # type: ignore[abstract]
     server = grpc.aio.server(interceptors=[ApiMetricsInterceptor(metrics)])
     api_pb2_grpc.add_ObjectServiceServicer_to_server(servicer, server)
-    port = server.add_insecure_port("127.0.0.1:0")
+    pki = TestCluster()
+    port = pki.add_port(server, "127.0.0.1:0")
     await server.start()
     try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        async with aio_channel(f"127.0.0.1:{port}", pki.admin()) as channel:
             yield Served(channel, api_pb2_grpc.ObjectServiceStub(channel), servicer, metrics)
     finally:
         await server.stop(0)

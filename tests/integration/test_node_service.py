@@ -4,26 +4,45 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator
 from contextlib import AsyncExitStack
+from dataclasses import dataclass
 
 import grpc
 import pytest
 
 from controlplane.nodeapi import service as node_service
-from controlplane.server import ServerConfig, start
+from controlplane.server import RunningServer, ServerConfig, start
 from protos.corral.v1 import api_pb2, api_pb2_grpc, node_pb2, node_service_pb2, node_service_pb2_grpc, pod_pb2
+from tests.pki import admin_of, aio_channel, node_of
 
 pytestmark = pytest.mark.etcd
 
 
+@dataclass
+class Plane:
+    """A running control plane, and channels to it: the admin's, and each node's with its own certificate."""
+
+    running: RunningServer
+    stack: AsyncExitStack
+
+    async def admin(self) -> api_pb2_grpc.ObjectServiceAsyncStub:
+        channel = await self.stack.enter_async_context(aio_channel(self.running.address, admin_of(self.running)))
+        return api_pb2_grpc.ObjectServiceStub(channel)
+
+    async def node(self, name: str) -> node_service_pb2_grpc.NodeServiceAsyncStub:
+        """The NodeService as node ``name`` (with that node's certificate) calls it."""
+        credentials = node_of(self.running, name)
+        channel = await self.stack.enter_async_context(aio_channel(self.running.address, credentials))
+        return node_service_pb2_grpc.NodeServiceStub(channel)
+
+
 @pytest.fixture
-async def channel(etcd_endpoint: str) -> AsyncIterator[grpc.aio.Channel]:
+async def plane(etcd_endpoint: str) -> AsyncIterator[Plane]:
     config = ServerConfig(listen="127.0.0.1:0", etcd=[etcd_endpoint], key_prefix=f"/ns/{uuid.uuid4().hex}")
     async with AsyncExitStack() as stack:
         running = await start(config, stack)
-        async with grpc.aio.insecure_channel(running.address) as ch:
-            yield ch
+        yield Plane(running, stack)
 
 
 def registration(name: str) -> node_service_pb2.RegisterRequest:
@@ -33,9 +52,9 @@ def registration(name: str) -> node_service_pb2.RegisterRequest:
     return node_service_pb2.RegisterRequest(node_name=name, labels={"zone": "a"}, status=status)
 
 
-async def test_register_heartbeat_and_reregister(channel: grpc.aio.Channel) -> None:
-    nodes = node_service_pb2_grpc.NodeServiceStub(channel)
-    objects = api_pb2_grpc.ObjectServiceStub(channel)
+async def test_register_heartbeat_and_reregister(plane: Plane) -> None:
+    nodes = await plane.node("n1")
+    objects = await plane.admin()
     first = await nodes.Register(registration("n1"))
     assert first.heartbeat_period_seconds == 4
     got = (await objects.Get(api_pb2.GetRequest(kind="node", name="n1"))).object.node
@@ -46,8 +65,9 @@ async def test_register_heartbeat_and_reregister(channel: grpc.aio.Channel) -> N
     await nodes.Heartbeat(node_service_pb2.HeartbeatRequest(node_name="n1"))
     again = await nodes.Register(registration("n1"))
     assert again.node_uid == first.node_uid
+    ghost = await plane.node("ghost")  # a valid certificate, but the node never registered
     with pytest.raises(grpc.aio.AioRpcError) as info:
-        await nodes.Heartbeat(node_service_pb2.HeartbeatRequest(node_name="ghost"))
+        await ghost.Heartbeat(node_service_pb2.HeartbeatRequest(node_name="ghost"))
     assert info.value.code() == grpc.StatusCode.NOT_FOUND
 
 
@@ -59,9 +79,20 @@ def bound_pod(name: str, node: str) -> api_pb2.Object:
     return api_pb2.Object(pod=p)
 
 
-async def test_assignment_stream_and_status_reports(channel: grpc.aio.Channel) -> None:
-    nodes = node_service_pb2_grpc.NodeServiceStub(channel)
-    objects = api_pb2_grpc.ObjectServiceStub(channel)
+async def assigned(stream: AsyncIterable[node_service_pb2.AssignmentSet], name: str,
+                   *, terminating: bool = False) -> None:
+    """Read a node's assignment stream until pod ``name`` is in it (and terminating, if asked):
+    then the control plane's pod cache has that version of the pod."""
+    async with asyncio.timeout(10):
+        async for update in stream:
+            pods = {p.metadata.name: p for p in update.pods}
+            if name in pods and (not terminating or pods[name].metadata.HasField("deletion_timestamp")):
+                return
+
+
+async def test_assignment_stream_and_status_reports(plane: Plane) -> None:
+    nodes = await plane.node("n1")
+    objects = await plane.admin()
     await nodes.Register(registration("n1"))
     stream = nodes.WatchAssignments(node_service_pb2.AssignmentsRequest(node_name="n1"))
     async with asyncio.timeout(10):
@@ -73,13 +104,14 @@ async def test_assignment_stream_and_status_reports(channel: grpc.aio.Channel) -
         while [p.metadata.name for p in update.pods] != ["mine"]:
             update = await stream.read()
         assert update.epoch > initial.epoch
-    mine, theirs = update.pods[0], (await objects.Get(api_pb2.GetRequest(kind="pod", name="theirs"))).object.pod
+    mine = update.pods[0]
+    # A pod the node reports but does not have (gone, or recreated with another uid): unknown to it.
+    gone = uuid.uuid4().hex
     status = pod_pb2.PodStatus(phase="Running", host_ip="10.0.0.1")
     response = await nodes.ReportStatus(node_service_pb2.ReportStatusRequest(node_name="n1", pods=[
         node_service_pb2.PodStatusReport(namespace="default", name="mine", uid=mine.metadata.uid, status=status),
-        node_service_pb2.PodStatusReport(namespace="default", name="theirs", uid=theirs.metadata.uid,
-                                         status=status)]))
-    assert list(response.unknown_uids) == [theirs.metadata.uid]
+        node_service_pb2.PodStatusReport(namespace="default", name="gone", uid=gone, status=status)]))
+    assert list(response.unknown_uids) == [gone]
     stored = (await objects.Get(api_pb2.GetRequest(kind="pod", name="mine"))).object.pod
     assert stored.status.phase == "Running"
     assert (await objects.Get(api_pb2.GetRequest(kind="pod", name="theirs"))).object.pod.status.phase == "Pending"
@@ -105,21 +137,28 @@ async def test_assignment_stream_and_status_reports(channel: grpc.aio.Channel) -
     stream.cancel()
 
 
-async def test_terminated_reports_only_delete_terminating_pods_of_that_node(channel: grpc.aio.Channel) -> None:
-    nodes = node_service_pb2_grpc.NodeServiceStub(channel)
-    objects = api_pb2_grpc.ObjectServiceStub(channel)
-    await nodes.Register(registration("n1"))
-    await nodes.Register(registration("n2"))
+async def test_terminated_reports_only_delete_terminating_pods_of_that_node(plane: Plane) -> None:
+    n1, n2 = await plane.node("n1"), await plane.node("n2")
+    objects = await plane.admin()
+    await n1.Register(registration("n1"))
+    await n2.Register(registration("n2"))
     running = (await objects.Create(api_pb2.CreateRequest(object=bound_pod("running", "n1")))).object.pod
     elsewhere = (await objects.Create(api_pb2.CreateRequest(object=bound_pod("elsewhere", "n2")))).object.pod
     await objects.Delete(api_pb2.DeleteRequest(kind="pod", name="elsewhere"))
+    n2_stream = n2.WatchAssignments(node_service_pb2.AssignmentsRequest(node_name="n2"))
+    await assigned(n2_stream, "elsewhere", terminating=True)
     status = pod_pb2.PodStatus(phase="Running", host_ip="10.0.0.1")
-    response = await nodes.ReportStatus(node_service_pb2.ReportStatusRequest(node_name="n1", pods=[
+    response = await n1.ReportStatus(node_service_pb2.ReportStatusRequest(node_name="n1", pods=[
         node_service_pb2.PodStatusReport(namespace="default", name="running", uid=running.metadata.uid,
-                                         status=status, terminated=True),
-        node_service_pb2.PodStatusReport(namespace="default", name="elsewhere", uid=elsewhere.metadata.uid,
                                          status=status, terminated=True)]))
-    assert list(response.unknown_uids) == [elsewhere.metadata.uid]
+    assert list(response.unknown_uids) == []
+    # Another node's terminating pod: refused (node restriction), not deleted.
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await n1.ReportStatus(node_service_pb2.ReportStatusRequest(node_name="n1", pods=[
+            node_service_pb2.PodStatusReport(namespace="default", name="elsewhere", uid=elsewhere.metadata.uid,
+                                             status=status, terminated=True)]))
+    assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    n2_stream.cancel()
     kept = (await objects.Get(api_pb2.GetRequest(kind="pod", name="running"))).object.pod
     assert kept.status.phase == "Running" and not kept.metadata.HasField("deletion_timestamp")
     # A force delete (grace 0) removes a terminating pod without its node.
@@ -128,6 +167,55 @@ async def test_terminated_reports_only_delete_terminating_pods_of_that_node(chan
     await objects.Delete(api_pb2.DeleteRequest(kind="pod", name="elsewhere", grace_period_seconds=0))
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await objects.Get(api_pb2.GetRequest(kind="pod", name="elsewhere"))
+    assert info.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_a_node_certificate_acts_only_for_its_own_node(plane: Plane) -> None:
+    n1, n2 = await plane.node("n1"), await plane.node("n2")
+    objects = await plane.admin()
+    await n1.Register(registration("n1"))
+    await n2.Register(registration("n2"))
+    before = (await objects.Get(api_pb2.GetRequest(kind="node", name="n2"))).object.node
+    for call in (lambda: n1.Heartbeat(node_service_pb2.HeartbeatRequest(node_name="n2")),
+                 lambda: n1.Register(registration("n2"))):
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await call()
+        assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        async with asyncio.timeout(10):
+            await n1.WatchAssignments(node_service_pb2.AssignmentsRequest(node_name="n2")).read()
+    assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    after = (await objects.Get(api_pb2.GetRequest(kind="node", name="n2"))).object.node
+    assert after.metadata.resource_version == before.metadata.resource_version, "n2 untouched"
+
+    theirs = (await objects.Create(api_pb2.CreateRequest(object=bound_pod("theirs", "n2")))).object.pod
+    n2_stream = n2.WatchAssignments(node_service_pb2.AssignmentsRequest(node_name="n2"))
+    await assigned(n2_stream, "theirs")  # the control plane knows where "theirs" is bound
+    status = pod_pb2.PodStatus(phase="Running", host_ip="10.0.0.1")
+    report = node_service_pb2.PodStatusReport(namespace="default", name="theirs", uid=theirs.metadata.uid,
+                                              status=status)
+    for node_name in ("n1", "n2"):  # as itself about n2's pod, or posing as n2
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await n1.ReportStatus(node_service_pb2.ReportStatusRequest(node_name=node_name, pods=[report]))
+        assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    n2_stream.cancel()
+    stored = (await objects.Get(api_pb2.GetRequest(kind="pod", name="theirs"))).object.pod
+    assert stored.status.phase == "Pending"
+    assert stored.metadata.resource_version == theirs.metadata.resource_version
+
+
+async def test_admins_and_nodes_keep_to_their_own_services(plane: Plane) -> None:
+    admin_channel = await plane.stack.enter_async_context(aio_channel(plane.running.address, admin_of(plane.running)))
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await node_service_pb2_grpc.NodeServiceStub(admin_channel).Register(registration("n1"))
+    assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    node_channel = await plane.stack.enter_async_context(
+        aio_channel(plane.running.address, node_of(plane.running, "n1")))
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await api_pb2_grpc.ObjectServiceStub(node_channel).Get(api_pb2.GetRequest(kind="node", name="n1"))
+    assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    with pytest.raises(grpc.aio.AioRpcError) as info:  # the admin's Register wrote nothing
+        await (await plane.admin()).Get(api_pb2.GetRequest(kind="node", name="n1"))
     assert info.value.code() == grpc.StatusCode.NOT_FOUND
 
 

@@ -26,6 +26,8 @@ from controlplane.leader.elector import Elector
 from controlplane.server import RunningServer, ServerConfig, start
 from corral import client as api
 from protos.corral.v1 import meta_pb2, workloads_pb2
+from tests.pki import TestCluster, admin_of, node_of
+from tests.pki_sync import node_identity
 
 pytestmark = [pytest.mark.etcd, pytest.mark.timeout(60)]
 T = TypeVar("T")
@@ -104,7 +106,7 @@ async def test_one_replica_leads_both_serve_and_the_other_takes_over(replicas: l
     assert term is not None
 
     # A write through the follower's API is acted on by the leader's controllers.
-    client = api.Client(follower.running.address)
+    client = api.Client(follower.running.address, admin_of(follower.running))
     await call(client.apply, deployment("web"))
     await wait_for(lambda: items(client, "replicasets"), "the leader to create a ReplicaSet")
 
@@ -125,19 +127,20 @@ async def test_one_replica_leads_both_serve_and_the_other_takes_over(replicas: l
 
 async def test_a_client_given_several_servers_gets_past_a_dead_one(replicas: list[Replica]) -> None:
     live = replicas[0].running.address
-    client = api.Client(f"{DEAD},{live}", timeout=5)
+    admin = admin_of(replicas[0].running)
+    client = api.Client(f"{DEAD},{live}", admin, timeout=5)
 
     await call(client.apply, deployment("web"))
     got = await call(client.get, "deployment", "web")
     assert got.metadata.name == "web"
     assert client.address == live  # it stays with the server that answered
 
-    fresh = api.Client(f"{DEAD},{live}", timeout=5)
+    fresh = api.Client(f"{DEAD},{live}", admin, timeout=5)
     events = await call(lambda: next(iter(fresh.watch("deployments"))))
     assert events.obj.metadata.name == "web"
 
     with pytest.raises(api.ServerUnavailableError, match="127.0.0.1:1, 127.0.0.1:2"):
-        await call(api.Client("127.0.0.1:1,127.0.0.1:2", timeout=5).get, "deployment", "web")
+        await call(api.Client("127.0.0.1:1,127.0.0.1:2", TestCluster().admin(), timeout=5).get, "deployment", "web")
     client.close()
     fresh.close()
 
@@ -153,7 +156,8 @@ async def test_an_agent_given_several_servers_moves_to_the_next_on_reconnect(
     config = SessionConfig(
         server=f"{DEAD},{live}", node_name="n1", labels={}, backoff=ExponentialBackoff(initial=0.05, cap=0.2)
     )
-    session = Session(config, manager, node_status(address="127.0.0.1", runtimes=["fake"]))
+    session = Session(config, manager, node_status(address="127.0.0.1", runtimes=["fake"]),
+                      identity=node_identity(node_of(replicas[1].running, "n1"), tmp_path))
 
     with capture_logs() as logs:
         task = asyncio.create_task(session.run())
@@ -166,5 +170,5 @@ async def test_an_agent_given_several_servers_moves_to_the_next_on_reconnect(
     lost = [entry for entry in logs if entry["event"] == "session_lost"]
     established = [entry for entry in logs if entry["event"] == "session_established"]
     assert lost and established[0]["server"] == live
-    node = await call(api.Client(live).get, "node", "n1")
+    node = await call(api.Client(live, admin_of(replicas[1].running)).get, "node", "n1")
     assert node.metadata.name == "n1"

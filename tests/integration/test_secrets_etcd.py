@@ -15,7 +15,9 @@ from controlplane.server import ServerConfig, ServerError, start
 from controlplane.store.encryption import HEADER, KEY_FILE
 from controlplane.store.etcd import EtcdStore
 from corral import client as api
+from corral.pki.credentials import Credentials
 from protos.corral.v1 import secret_pb2
+from tests.pki import admin_of
 
 pytestmark = pytest.mark.etcd
 
@@ -30,12 +32,12 @@ def secret(value: bytes = PLAINTEXT) -> secret_pb2.Secret:
 
 
 @pytest.fixture
-async def server(etcd_endpoint: str, tmp_path: Path) -> AsyncIterator[tuple[str, str, Path]]:
+async def server(etcd_endpoint: str, tmp_path: Path) -> AsyncIterator[tuple[str, Credentials, str, Path]]:
     prefix = f"/sec/{uuid.uuid4().hex}"
     config = ServerConfig(listen="127.0.0.1:0", etcd=[etcd_endpoint], key_prefix=prefix, data_dir=tmp_path / "cp")
     async with AsyncExitStack() as stack:
         running = await start(config, stack)
-        yield running.address, prefix, tmp_path / "cp"
+        yield running.address, admin_of(running), prefix, tmp_path / "cp"
 
 
 async def call(fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -43,11 +45,11 @@ async def call(fn: Any, *args: Any, **kwargs: Any) -> Any:
 
 
 async def test_secret_values_are_encrypted_in_etcd_and_plain_through_the_api(
-    server: tuple[str, str, Path], etcd_endpoint: str
+    server: tuple[str, Credentials, str, Path], etcd_endpoint: str
 ) -> None:
-    address, prefix, data_dir = server
+    address, admin, prefix, data_dir = server
     assert stat.S_IMODE(os.stat(data_dir / KEY_FILE).st_mode) == 0o600
-    c = api.Client(address)
+    c = api.Client(address, admin)
     created = await call(c.apply, secret())
     watch = c.watch("Secret", "default", resource_version=str(int(created.obj.metadata.resource_version) - 1))
     raw_store = await EtcdStore.connect([etcd_endpoint])
@@ -68,16 +70,16 @@ async def test_secret_values_are_encrypted_in_etcd_and_plain_through_the_api(
 
 
 async def test_a_replica_with_another_key_names_the_key_in_its_error(
-    server: tuple[str, str, Path], etcd_endpoint: str, tmp_path: Path
+    server: tuple[str, Credentials, str, Path], etcd_endpoint: str, tmp_path: Path
 ) -> None:
-    address, prefix, _ = server
-    c = api.Client(address)
+    address, admin, prefix, _ = server
+    c = api.Client(address, admin)
     await call(c.apply, secret())
     c.close()
     config = ServerConfig(listen="127.0.0.1:0", etcd=[etcd_endpoint], key_prefix=prefix, data_dir=tmp_path / "other")
     async with AsyncExitStack() as stack:
         other = await start(config, stack)
-        c2 = api.Client(other.address)
+        c2 = api.Client(other.address, admin_of(other))
         with pytest.raises(api.ClientError, match=r"cannot decrypt .*secrets/default/db.*secrets\.key"):
             await call(c2.get, "Secret", "db", "default")
         c2.close()

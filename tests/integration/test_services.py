@@ -14,6 +14,7 @@ import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 import pytest
@@ -32,6 +33,7 @@ from controlplane.registry.hub import RouteHub
 from controlplane.server import ServerConfig, start
 from controlplane.store.memory import MemoryStore
 from controlplane.store.objects import ObjectStore
+from corral.cli.config import write_config
 from corral.cli.main import cli
 from protos.corral.v1 import (
     api_pb2,
@@ -46,6 +48,7 @@ from protos.corral.v1 import (
     workloads_pb2,
 )
 from protos.kinds import by_kind
+from tests.pki import TestCluster, admin_of, aio_channel, node_of
 
 WAIT = 10.0
 SLICE, POD = by_kind("EndpointSlice"), by_kind("Pod")
@@ -122,7 +125,15 @@ class RouteReader:
 class Plane:
     api: ObjectApi
     address: str
+    # The admin's channel.
     channel: grpc.aio.Channel
+    pki: TestCluster
+    stack: contextlib.AsyncExitStack
+
+    async def node(self, name: str) -> node_service_pb2_grpc.NodeServiceAsyncStub:
+        """The NodeService as node ``name`` calls it (with its certificate)."""
+        channel = await self.stack.enter_async_context(aio_channel(self.address, self.pki.node(name)))
+        return node_service_pb2_grpc.NodeServiceStub(channel)
 
     async def set_status(self, name: str, status: pod_pb2.PodStatus) -> None:
         stored = await self.api.objects.get(POD, "default", name)
@@ -147,12 +158,14 @@ async def plane() -> AsyncIterator[Plane]:
     api_pb2_grpc.add_ObjectServiceServicer_to_server(ObjectService(api, tunnels), server)
     node_service_pb2_grpc.add_NodeServiceServicer_to_server(NodeService(api, assignments, tunnels, routes=hub), server)
     discovery_pb2_grpc.add_DiscoveryServiceServicer_to_server(DiscoveryService(hub), server)
-    port = server.add_insecure_port("127.0.0.1:0")
+    pki = TestCluster()
+    port = pki.add_port(server, "127.0.0.1:0")
     await server.start()
     tasks = [asyncio.create_task(manager.run()), asyncio.create_task(hub.run())]
     try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            yield Plane(api, f"127.0.0.1:{port}", channel)
+        async with AsyncExitStack() as stack:
+            channel = await stack.enter_async_context(aio_channel(f"127.0.0.1:{port}", pki.admin()))
+            yield Plane(api, f"127.0.0.1:{port}", channel, pki, stack)
     finally:
         await server.stop(0)
         for task in tasks:
@@ -176,7 +189,7 @@ async def test_readiness_flips_reach_the_slice_and_the_route_stream(plane: Plane
     await plane.api.create(service())
     await plane.api.create(pod("web-1"))
     await plane.set_status("web-1", pod_status(ready=False, host_port=31001))
-    nodes = node_service_pb2_grpc.NodeServiceStub(plane.channel)
+    nodes = await plane.node("n1")
     reader = RouteReader(nodes.WatchServices(node_service_pb2.ServicesRequest(node_name="n1")))
     await reader.until(lambda routes: "default/web" in routes, "the web route in the snapshot")
     assert reader.messages[0].full
@@ -207,7 +220,7 @@ async def test_node_readiness_and_traffic_weights_follow(plane: Plane) -> None:
     canary.metadata.labels["pod-template-hash"] = "h2"
     await plane.api.create(canary)
     await plane.set_status("web-1", pod_status(ready=True, host_port=31001))
-    nodes = node_service_pb2_grpc.NodeServiceStub(plane.channel)
+    nodes = await plane.node("n2")
     reader = RouteReader(nodes.WatchServices(node_service_pb2.ServicesRequest(node_name="n2")))
     await reader.until(lambda _: reader.backends() == [("10.0.0.1", 31001, "web-1")], "the ready backend")
 
@@ -236,7 +249,7 @@ async def test_node_readiness_and_traffic_weights_follow(plane: Plane) -> None:
     assert reader.routes["default/web"].ports[0].backends[0].group == "h2"
 
 
-async def test_discovery_and_get_endpoints(plane: Plane) -> None:
+async def test_discovery_and_get_endpoints(plane: Plane, tmp_path: Path) -> None:
     await ready_node(plane.api, "n1")
     await plane.api.create(service())
     for n in range(5):
@@ -261,7 +274,8 @@ async def test_discovery_and_get_endpoints(plane: Plane) -> None:
     assert info.value.code() == grpc.StatusCode.NOT_FOUND
     assert info.value.details() == 'endpoints "nope" not found: no Service "nope" in namespace "default"'
 
-    runner = CliRunner()
+    config = write_config(plane.address, plane.pki.admin(), tmp_path / "config.yaml")
+    runner = CliRunner(env={"CORRAL_CONFIG": str(config)})
 
     def corral(*args: str) -> tuple[int, str]:
         # The server logs from this process too: keep its log lines out of the CLI's output.
@@ -298,8 +312,9 @@ async def test_server_serves_routes_from_agent_reports(etcd_endpoint: str) -> No
     config = ServerConfig(listen="127.0.0.1:0", etcd=[etcd_endpoint], key_prefix=f"/svc/{uuid.uuid4().hex}")
     async with AsyncExitStack() as stack:
         running = await start(config, stack)
-        channel = await stack.enter_async_context(grpc.aio.insecure_channel(running.address))
-        nodes = node_service_pb2_grpc.NodeServiceStub(channel)
+        channel = await stack.enter_async_context(aio_channel(running.address, admin_of(running)))
+        node_channel = await stack.enter_async_context(aio_channel(running.address, node_of(running, "n1")))
+        nodes = node_service_pb2_grpc.NodeServiceStub(node_channel)
         await nodes.Register(node_service_pb2.RegisterRequest(node_name="n1", status=node_pb2.NodeStatus()))
         api = api_pb2_grpc.ObjectServiceStub(channel)
         await api.Create(api_pb2.CreateRequest(object=api_pb2.Object(service=service())))

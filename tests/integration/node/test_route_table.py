@@ -19,6 +19,8 @@ from agent.pod_worker import WorkerSettings
 from agent.services import ServiceTable
 from agent.session import Session, SessionConfig
 from protos.corral.v1 import discovery_pb2, metrics_pb2, node_pb2, node_service_pb2, node_service_pb2_grpc
+from tests.pki import TestCluster
+from tests.pki_sync import node_identity
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -99,13 +101,15 @@ async def eventually(check: Callable[[], bool], what: str) -> None:
 async def session_with(fake: FakeControlPlane, table: ServiceTable, tmp_path: Path) -> AsyncIterator[Session]:
     server = grpc.aio.server()
     node_service_pb2_grpc.add_NodeServiceServicer_to_server(fake, server)
-    port = server.add_insecure_port("127.0.0.1:0")
+    pki = TestCluster()
+    port = pki.add_port(server, "127.0.0.1:0")
     await server.start()
     manager = PodManager({}, WorkerSettings(node_name=NODE, host_ip="127.0.0.1"), tmp_path)
     config = SessionConfig(
         server=f"127.0.0.1:{port}", node_name=NODE, labels={}, backoff=ExponentialBackoff(initial=0.01, cap=0.05)
     )
-    session = Session(config, manager, node_pb2.NodeStatus(), services=table)
+    session = Session(config, manager, node_pb2.NodeStatus(), services=table,
+                      identity=node_identity(pki.node(NODE), tmp_path))
     task = asyncio.create_task(session.run())
     try:
         yield session

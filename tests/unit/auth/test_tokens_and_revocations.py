@@ -33,6 +33,9 @@ async def test_a_token_joins_until_it_expires_or_is_revoked() -> None:
         await registry.check("zzzzzz", token.secret, now=T0)
     with pytest.raises(JoinRefused, match="unknown"):
         await registry.check("../../x", token.secret, now=T0)
+    with pytest.raises(JoinRefused, match="another cluster CA"):
+        await registry.check(token.id, token.secret, now=T0 + 10, ca_hash="ef" * 32)
+    assert (await registry.check(token.id, token.secret, now=T0 + 10, ca_hash=HASH)).id == token.id
     revoked = await registry.revoke(token.id)
     assert revoked.revoked
     with pytest.raises(JoinRefused, match="revoked"):
