@@ -5,10 +5,12 @@ TLS, the cluster CA checked)."""
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 from typing import Any
 
 import grpc
 
+from agent.identity import NodeIdentity
 from controlplane.auth.ca import ClusterCA
 from controlplane.server import RunningServer
 from corral.pki.certs import DEFAULT_NODE_LIFETIME, Identity, Role
@@ -56,3 +58,12 @@ class TestCluster:
 
     def node(self, name: str) -> Credentials:
         return node_of(self.ca, name)
+
+
+def node_identity(credentials: Credentials, data_dir: Path) -> NodeIdentity:
+    """An agent identity that already holds ``credentials`` (a node certificate), as after a join."""
+    identity = credentials.identity()
+    assert identity is not None
+    node = NodeIdentity(identity.name, data_dir, join_addresses=[])
+    node.credentials = credentials
+    return node

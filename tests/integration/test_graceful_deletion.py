@@ -40,8 +40,7 @@ from controlplane.store.memory import MemoryStore
 from controlplane.store.objects import ObjectStore
 from protos.corral.v1 import node_pb2, node_service_pb2_grpc, pod_pb2, workloads_pb2
 from protos.kinds import by_kind
-from tests.pki import TestCluster
-from tests.pki_sync import node_identity
+from tests.pki import TestCluster, node_identity
 
 pytestmark = pytest.mark.timeout(60)
 

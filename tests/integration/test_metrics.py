@@ -36,8 +36,7 @@ from controlplane.nodeapi.tunnels import TunnelRegistry
 from controlplane.store.memory import MemoryStore
 from controlplane.store.objects import ObjectStore
 from protos.corral.v1 import metrics_pb2, metrics_pb2_grpc, node_pb2, node_service_pb2_grpc, pod_pb2
-from tests.pki import TestCluster, aio_channel
-from tests.pki_sync import node_identity
+from tests.pki import TestCluster, aio_channel, node_identity
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -26,8 +26,7 @@ from controlplane.leader.elector import Elector
 from controlplane.server import RunningServer, ServerConfig, start
 from corral import client as api
 from protos.corral.v1 import meta_pb2, workloads_pb2
-from tests.pki import TestCluster, admin_of, node_of
-from tests.pki_sync import node_identity
+from tests.pki import TestCluster, admin_of, node_identity, node_of
 
 pytestmark = [pytest.mark.etcd, pytest.mark.timeout(60)]
 T = TypeVar("T")

@@ -19,8 +19,7 @@ from agent.pod_worker import WorkerSettings
 from agent.services import ServiceTable
 from agent.session import Session, SessionConfig
 from protos.corral.v1 import discovery_pb2, metrics_pb2, node_pb2, node_service_pb2, node_service_pb2_grpc
-from tests.pki import TestCluster
-from tests.pki_sync import node_identity
+from tests.pki import TestCluster, node_identity
 
 pytestmark = pytest.mark.timeout(30)
 
