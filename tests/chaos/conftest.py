@@ -41,6 +41,8 @@ class Replica:
     env: dict[str, str]
     address: str = field(default_factory=lambda: f"127.0.0.1:{free_port()}")
     proc: subprocess.Popen[bytes] | None = None
+    # Where agents join (TLS, with a token); kept across restarts.
+    join_address: str = field(default_factory=lambda: f"127.0.0.1:{free_port()}")
 
     def start(self) -> None:
         args = [
@@ -55,7 +57,7 @@ class Replica:
             "--lease-ttl",
             str(LEASE_TTL),
             "--join-listen",
-            f"127.0.0.1:{free_port()}",
+            self.join_address,
         ]
         # Never the user's own data dir and CLI config.
         self.env.setdefault("XDG_DATA_HOME", str(self.log.parent / "data"))
@@ -299,3 +301,101 @@ async def etcd_cluster(tmp_path: Path) -> AsyncIterator[EtcdCluster]:
         yield cluster
     finally:
         cluster.stop()
+
+
+# -- Helpers for the workload scenarios (test_ha.py, test_random_walk.py) ----------------------------
+
+
+def pod_ready(pod: Any) -> bool:
+    return any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions)
+
+
+def pod_terminating(pod: Any) -> bool:
+    return bool(pod.metadata.HasField("deletion_timestamp"))
+
+
+def chaos_agent(
+    name: str, servers: list[Replica], token: str, tmp: Path, proxy_address: str, runtime: str = "process"
+) -> Any:
+    """A `corral agent` (not started) given every replica to talk to and join through, with its own
+    loopback proxy address and no DNS or metrics port, so several run on one machine."""
+    from tests.e2e.conftest import AgentProcess
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CORRAL_")}
+    env["XDG_CONFIG_HOME"] = str(tmp / f"{name}-config")
+    extra = (
+        "--join", ",".join(r.join_address for r in servers), "--token", token,
+        "--proxy-address", proxy_address, "--dns-port", "0", "--metrics-listen", "",
+    )  # fmt: skip
+    return AgentProcess(
+        ",".join(r.address for r in servers), name, tmp / name, env, tmp / f"{name}.log",
+        runtimes=(runtime,), extra_args=extra,
+    )  # fmt: skip
+
+
+class PodWatcher:
+    """Follows the pods matching ``selector`` in a thread, through a client given every server: after
+    any error (a server killed, a stream ended) it lists again and watches from there. ``check`` is
+    called with the pods (by name) after the list and after every event, and returns a violation or
+    None. Every uid seen for each pod name is kept (``uids``)."""
+
+    def __init__(self, servers: str, credentials: Credentials, selector: str,
+                 check: Callable[[dict[str, Any]], str | None]) -> None:  # fmt: skip
+        import threading
+
+        self.servers, self.credentials, self.selector, self.check = servers, credentials, selector, check
+        self.events = 0
+        self.relists = 0
+        self.errors: list[str] = []  # why each watch ended
+        self.watched: list[str] = []  # the server each list was read from
+        self.violations: list[str] = []
+        self.uids: dict[str, set[str]] = {}
+        self._client: Any = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._follow, daemon=True)
+        self._thread.start()
+
+    def _observe(self, state: dict[str, Any]) -> None:
+        for pod in state.values():
+            self.uids.setdefault(pod.metadata.name, set()).add(pod.metadata.uid)
+        problem = self.check(state)
+        if problem:
+            self.violations.append(f"after event {self.events}: {problem}")
+
+    def _follow(self) -> None:
+        from corral.client import Client
+
+        while not self._stop.is_set():
+            try:
+                self._client = Client(self.servers, self.credentials, timeout=5)
+                items, revision = self._client.list("pods", "default", selector=self.selector)
+                self.relists += 1
+                self.watched.append(self._client.address)
+                state = {p.metadata.name: p for p in items}
+                self._observe(state)
+                for ev in self._client.watch("pods", "default", selector=self.selector, resource_version=revision):
+                    if self._stop.is_set():
+                        return
+                    self.events += 1
+                    if ev.type == "DELETED":
+                        state.pop(ev.obj.metadata.name, None)
+                    else:
+                        state[ev.obj.metadata.name] = ev.obj
+                    self._observe(state)
+                self.errors.append("the watch ended")
+            except Exception as e:  # ClientError (a server gone), or the channel closed by stop()
+                self.errors.append(f"{type(e).__name__}: {e}"[:300])
+                time.sleep(0.2)
+            finally:
+                if self._client is not None:
+                    self._client.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._client is not None:
+            with contextlib.suppress(Exception):
+                self._client.close()
+        self._thread.join(timeout=5)
+
+    def reused_names(self) -> dict[str, set[str]]:
+        return {name: uids for name, uids in self.uids.items() if len(uids) > 1}

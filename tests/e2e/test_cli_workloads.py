@@ -13,6 +13,7 @@ import json
 import re
 import time
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -22,10 +23,12 @@ from controlplane.apiserver.handlers import ObjectApi
 from controlplane.apiserver.service import ObjectService
 from controlplane.store.memory import MemoryStore
 from controlplane.store.objects import ObjectStore
+from corral.cli.config import write_config
 from corral.cli.rollout import CommandError, choose_revision, parse_duration, status_line
 from protos.corral.v1 import api_pb2_grpc, workloads_pb2
 from protos.kinds import by_kind
 from tests.e2e.conftest import Cli
+from tests.pki import TestCluster
 
 REVISION = "deployment.kubernetes.io/revision"
 CHANGE_CAUSE = "kubernetes.io/change-cause"
@@ -243,12 +246,15 @@ def test_cordon_uncordon_and_drain(cli: Cli) -> None:
 # -- `rollout status` against an in-process API server ------------------------------------------
 
 @pytest.fixture
-async def local_api() -> AsyncIterator[tuple[str, ObjectApi, MemoryStore]]:
+async def local_api(cli_env: dict[str, str]) -> AsyncIterator[tuple[str, ObjectApi, MemoryStore]]:
+    """An ObjectService on mutual TLS, and the CLI config of ``cli_env`` holding an admin credential for it."""
     store = MemoryStore()
     api = ObjectApi(ObjectStore(store))
     server = grpc.aio.server()
     api_pb2_grpc.add_ObjectServiceServicer_to_server(ObjectService(api), server)
-    port = server.add_insecure_port("127.0.0.1:0")
+    cluster = TestCluster()
+    port = cluster.add_port(server)
+    write_config(f"127.0.0.1:{port}", cluster.admin(), Path(cli_env["XDG_CONFIG_HOME"]) / "corral" / "config.yaml")
     await server.start()
     try:
         yield f"127.0.0.1:{port}", api, store
