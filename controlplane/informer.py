@@ -70,6 +70,10 @@ class Informer:
 
     async def _relist(self) -> None:
         listed, revision = await self.objects.list_all(self.info)
+        if revision < self.revision:
+            # A lagging etcd member (after a failover) answered: never go back in time.
+            raise store_errors.UnavailableError(
+                f"{self.info.kind} list at revision {revision} is older than the cache's {self.revision}")
         fresh = {object_key(o): o for o in listed}
         for key, old in list(self.items.items()):
             if key not in fresh:
@@ -86,6 +90,8 @@ class Informer:
 
     async def _follow(self) -> None:
         async for ev in self.objects.watch(self.info, start_revision=self.revision + 1):
+            if ev.revision <= self.revision:
+                continue  # already in the cache (a re-delivered event): never applied twice
             key = object_key(ev.obj)
             old = self.items.get(key)
             if ev.change is Change.DELETED:
