@@ -78,12 +78,16 @@ async def test_cuts_compaction_and_a_lagging_list_neither_reorder_nor_repeat() -
                     with contextlib.suppress(Exception):
                         await objects.create(pod(f"p{i}", round_))
                 else:
+                    current = await objects.get(POD, "default", f"p{i}")
+                    assert isinstance(current, pod_pb2.Pod)
                     updated = pod_pb2.Pod()
-                    updated.CopyFrom(await objects.get(POD, "default", f"p{i}"))
+                    updated.CopyFrom(current)
                     updated.metadata.labels["v"] = str(round_)
                     await objects.update(updated)
             if round_ == 2:
-                await objects.delete(await objects.get(POD, "default", "p0"))
+                doomed = await objects.get(POD, "default", "p0")
+                assert doomed is not None
+                await objects.delete(doomed)
             if round_ == 3:
                 # Everything so far compacted away while the watch is down: the next watch must re-list.
                 await store.compact(await store.current_revision())
