@@ -27,6 +27,7 @@ from controlplane.nodeapi.assignments import AssignmentIndex, Fingerprint
 from controlplane.nodeapi.tunnels import TunnelRegistry
 from controlplane.registry.hub import RouteHub
 from controlplane.store import errors as store_errors
+from controlplane.store.base import MAX_BATCH
 from protos.conditions import set_condition
 from protos.corral.v1 import metrics_pb2, node_pb2, node_service_pb2, node_service_pb2_grpc, pod_pb2
 from protos.kinds import by_kind
@@ -164,16 +165,42 @@ class NodeService(node_service_pb2_grpc.NodeServiceServicer):
                            context: Context) -> node_service_pb2.ReportStatusResponse:
         await require_node(context, request.node_name)
         await self._refuse_other_nodes_pods(request, context)
-        unknown: list[str] = []
         try:
-            results = await asyncio.gather(
-                *(self._write_status(request.node_name, r) for r in request.pods))
+            written = await self._write_batched(request.node_name, list(request.pods))
+            rest = [r for r in request.pods if r.uid not in written]
+            results = await asyncio.gather(*(self._write_status(request.node_name, r) for r in rest))
         except ApiError as e:
             await abort(context, e)
-        for report, accepted in zip(request.pods, results, strict=True):
-            if not accepted:
-                unknown.append(report.uid)
+        unknown = [report.uid for report, accepted in zip(rest, results, strict=True) if not accepted]
         return node_service_pb2.ReportStatusResponse(unknown_uids=unknown)
+
+    async def _write_batched(self, node: str, reports: list[node_service_pb2.PodStatusReport]) -> set[str]:
+        """Write the status changes the serving informer's cache can vouch for, in transactions of
+        up to MAX_BATCH pods (CAS on each pod's cached resourceVersion); the uids written.
+
+        A report the cache cannot vouch for (pod not cached, another uid or node, a terminated
+        report, or the same status as cached — the cache may lag a newer write) is left to the
+        per-pod path, as is every pod of a transaction that lost a compare-and-swap."""
+        cached = self.assignments.pods.items
+        batch: list[pod_pb2.Pod] = []
+        for report in reports:
+            existing = cached.get(f"{report.namespace}/{report.name}")
+            if (report.terminated or not isinstance(existing, pod_pb2.Pod) or existing.metadata.uid != report.uid
+                    or existing.spec.node_name != node or existing.status == report.status):
+                continue
+            pod = pod_pb2.Pod()
+            pod.CopyFrom(existing)
+            pod.status.CopyFrom(report.status)
+            batch.append(pod)
+        written: set[str] = set()
+        for first in range(0, len(batch), MAX_BATCH):
+            chunk = batch[first:first + MAX_BATCH]
+            try:
+                await self.objects.update_many(chunk)
+            except (store_errors.ConflictError, store_errors.NotFoundError):
+                continue  # something in it moved: pod by pod, from fresh reads
+            written.update(p.metadata.uid for p in chunk)
+        return written
 
     async def _refuse_other_nodes_pods(self, request: node_service_pb2.ReportStatusRequest,
                                        context: Context) -> None:

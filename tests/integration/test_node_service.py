@@ -226,3 +226,44 @@ def test_heartbeat_period_stretches_on_large_clusters() -> None:
     assert svc.period() == 4
     svc.connected = {f"n{i}" for i in range(2000)}
     assert svc.period() == 8
+
+
+def running_report(pod: pod_pb2.Pod, phase: str = "Running") -> node_service_pb2.PodStatusReport:
+    status = pod_pb2.PodStatus(phase=phase)
+    status.conditions.add(type="Ready", status="True")
+    return node_service_pb2.PodStatusReport(namespace="default", name=pod.metadata.name, uid=pod.metadata.uid,
+                                            status=status)
+
+
+async def test_one_report_of_many_pods_is_one_transaction_and_a_stale_cache_falls_back(plane: Plane) -> None:
+    nodes = await plane.node("n1")
+    objects = await plane.admin()
+    await nodes.Register(registration("n1"))
+    created = [(await objects.Create(api_pb2.CreateRequest(object=bound_pod(f"p{i}", "n1")))).object.pod
+               for i in range(5)]
+    stream = nodes.WatchAssignments(node_service_pb2.AssignmentsRequest(node_name="n1"))
+    async with asyncio.timeout(10):
+        while len((await stream.read()).pods) < 5:  # the serving cache has every pod
+            pass
+    response = await nodes.ReportStatus(node_service_pb2.ReportStatusRequest(
+        node_name="n1", pods=[running_report(p) for p in created]))
+    assert list(response.unknown_uids) == []
+    after = [(await objects.Get(api_pb2.GetRequest(kind="pod", namespace="default", name=p.metadata.name)))
+             .object.pod for p in created]
+    assert [p.status.phase for p in after] == ["Running"] * 5
+    # Written together: one etcd revision for all five.
+    assert len({p.metadata.resource_version for p in after}) == 1
+    # Someone else writes p0 right before the node reports again: the report's compare-and-swap
+    # against the (maybe not yet updated) cache loses, and the pod is written from a fresh read.
+    changed = pod_pb2.Pod()
+    changed.CopyFrom(after[0])
+    changed.metadata.labels["touched"] = "yes"
+    await objects.Update(api_pb2.UpdateRequest(object=api_pb2.Object(pod=changed)))
+    response = await nodes.ReportStatus(node_service_pb2.ReportStatusRequest(
+        node_name="n1", pods=[running_report(p, "Succeeded") for p in after]))
+    assert list(response.unknown_uids) == []
+    final = [(await objects.Get(api_pb2.GetRequest(kind="pod", namespace="default", name=p.metadata.name)))
+             .object.pod for p in created]
+    assert [p.status.phase for p in final] == ["Succeeded"] * 5
+    assert final[0].metadata.labels["touched"] == "yes"
+    stream.cancel()
