@@ -27,6 +27,7 @@ import structlog
 from controlplane.auth import policy
 from controlplane.auth.peer import Context, peer_of
 from controlplane.auth.revocations import RevocationList
+from controlplane.grpcwrap import rewrap
 from corral.pki.certs import Peer, Role
 
 log = structlog.get_logger(__name__)
@@ -83,7 +84,9 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None:
             return None
-        return self._wrapped(handler, handler_call_details.method)
+        method = handler_call_details.method
+        return rewrap(handler, lambda behavior: self._unary(behavior, method),
+                      lambda behavior: self._stream(behavior, method))
 
     async def _admit(self, context: Context, method: str) -> Peer:
         peer = peer_of(context)
@@ -99,21 +102,6 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             await context.abort(grpc.StatusCode.PERMISSION_DENIED,
                                 f"{peer.identity} may not call {method.lstrip('/')}")
         return peer
-
-    def _wrapped(self, handler: grpc.RpcMethodHandler[Req, Resp], method: str) -> grpc.RpcMethodHandler[Req, Resp]:
-        codec: dict[str, Any] = {
-            "request_deserializer": handler.request_deserializer,
-            "response_serializer": handler.response_serializer,
-        }
-        if handler.unary_unary is not None:
-            return grpc.unary_unary_rpc_method_handler(self._unary(handler.unary_unary, method), **codec)
-        if handler.stream_unary is not None:
-            return grpc.stream_unary_rpc_method_handler(self._unary(handler.stream_unary, method), **codec)
-        if handler.unary_stream is not None:
-            return grpc.unary_stream_rpc_method_handler(self._stream(handler.unary_stream, method), **codec)
-        if handler.stream_stream is not None:
-            return grpc.stream_stream_rpc_method_handler(self._stream(handler.stream_stream, method), **codec)
-        return handler
 
     def _unary(self, behavior: Callable[..., Any], method: str) -> Callable[[Any, Context], Any]:
         async def unary(request: Any, context: Context) -> Any:

@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 import grpc
 
+from controlplane.grpcwrap import rewrap
 from controlplane.observability.metrics import ControlPlaneMetrics
 
 Req = TypeVar("Req")
@@ -40,7 +41,8 @@ class ApiMetricsInterceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None:
             return None
-        return _wrapped(handler, _Call(self.metrics, handler_call_details.method.lstrip("/")))
+        call = _Call(self.metrics, handler_call_details.method.lstrip("/"))
+        return rewrap(handler, lambda behavior: _timed(behavior, call), lambda behavior: _streamed(behavior, call))
 
 
 class _Call:
@@ -52,22 +54,6 @@ class _Call:
 
     def finished(self, code: str, seconds: float | None) -> None:
         self.metrics.api_request(self.method, code, seconds)
-
-
-def _wrapped(handler: grpc.RpcMethodHandler[Req, Resp], call: _Call) -> grpc.RpcMethodHandler[Req, Resp]:
-    codec: dict[str, Any] = {
-        "request_deserializer": handler.request_deserializer,
-        "response_serializer": handler.response_serializer,
-    }
-    if handler.unary_unary is not None:
-        return grpc.unary_unary_rpc_method_handler(_timed(handler.unary_unary, call), **codec)
-    if handler.stream_unary is not None:
-        return grpc.stream_unary_rpc_method_handler(_timed(handler.stream_unary, call), **codec)
-    if handler.unary_stream is not None:
-        return grpc.unary_stream_rpc_method_handler(_streamed(handler.unary_stream, call), **codec)
-    if handler.stream_stream is not None:
-        return grpc.stream_stream_rpc_method_handler(_streamed(handler.stream_stream, call), **codec)
-    return handler
 
 
 def _timed(behavior: Callable[..., Any], call: _Call) -> Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Any]:

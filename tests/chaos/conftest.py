@@ -25,6 +25,7 @@ from controlplane.store.errors import EmbeddedEtcdError
 from controlplane.store.etcd import EtcdStore
 from corral.cli.config import ConfigError, resolve_credentials
 from corral.pki.credentials import Credentials
+from protos.corral.v1 import meta_pb2, workloads_pb2
 from tests.e2e.conftest import free_port
 
 LEADER_KEY = "/corral/leader"
@@ -399,3 +400,21 @@ class PodWatcher:
 
     def reused_names(self) -> dict[str, set[str]]:
         return {name: uids for name, uids in self.uids.items() if len(uids) > 1}
+
+
+def versioned_deployment(name: str, version: str, replicas: int, *, max_surge: int,
+                         max_unavailable: int) -> workloads_pb2.Deployment:
+    """A Deployment of process-runtime pods that sleep, its version in the VERSION env var."""
+    d = workloads_pb2.Deployment(metadata=meta_pb2.ObjectMeta(name=name, namespace="default"))
+    d.spec.replicas = replicas
+    d.spec.selector.match_labels["app"] = name
+    d.spec.strategy.type = "RollingUpdate"
+    d.spec.strategy.rolling_update.max_surge.int_val = max_surge
+    d.spec.strategy.rolling_update.max_unavailable.int_val = max_unavailable
+    d.spec.template.metadata.labels["app"] = name
+    spec = d.spec.template.spec
+    spec.runtime_class_name = "process"
+    spec.termination_grace_period_seconds = 1
+    container = spec.containers.add(name="main", image="host", command=["/bin/sh", "-c", "exec sleep 3600"])
+    container.env.add(name="VERSION", value=version)
+    return d

@@ -43,6 +43,7 @@ from tests.chaos.conftest import (
     chaos_agent,
     pod_ready,
     pod_terminating,
+    versioned_deployment,
     wait_for,
 )
 from tests.e2e.conftest import kill_process_containers
@@ -64,19 +65,7 @@ async def call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
 
 
 def deployment(version: str) -> workloads_pb2.Deployment:
-    d = workloads_pb2.Deployment(metadata=meta_pb2.ObjectMeta(name=APP, namespace="default"))
-    d.spec.replicas = REPLICAS
-    d.spec.selector.match_labels["app"] = APP
-    d.spec.strategy.type = "RollingUpdate"
-    d.spec.strategy.rolling_update.max_surge.int_val = MAX_SURGE
-    d.spec.strategy.rolling_update.max_unavailable.int_val = MAX_UNAVAILABLE
-    d.spec.template.metadata.labels["app"] = APP
-    spec = d.spec.template.spec
-    spec.runtime_class_name = "process"
-    spec.termination_grace_period_seconds = 1
-    container = spec.containers.add(name="main", image="host", command=["/bin/sh", "-c", "exec sleep 3600"])
-    container.env.add(name="VERSION", value=version)
-    return d
+    return versioned_deployment(APP, version, REPLICAS, max_surge=MAX_SURGE, max_unavailable=MAX_UNAVAILABLE)
 
 
 def version_of(pod: Any) -> str:

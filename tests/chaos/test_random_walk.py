@@ -32,13 +32,14 @@ import pytest
 
 from corral.cli.rollout import without_hash
 from corral.client import Client, ClientError, ConflictError, NotFoundError
-from protos.corral.v1 import meta_pb2, workloads_pb2
+from protos.corral.v1 import workloads_pb2
 from tests.chaos.conftest import (
     Cluster,
     PodWatcher,
     chaos_agent,
     pod_ready,
     pod_terminating,
+    versioned_deployment,
     wait_for,
 )
 from tests.e2e.conftest import Cli, kill_process_containers
@@ -56,19 +57,7 @@ OPERATIONS = ["apply", "undo", "scale", "pause", "resume", "delete-pod", "kill-r
 
 
 def deployment(version: str, replicas: int) -> workloads_pb2.Deployment:
-    d = workloads_pb2.Deployment(metadata=meta_pb2.ObjectMeta(name=APP, namespace="default"))
-    d.spec.replicas = replicas
-    d.spec.selector.match_labels["app"] = APP
-    d.spec.strategy.type = "RollingUpdate"
-    d.spec.strategy.rolling_update.max_surge.int_val = MAX_SURGE
-    d.spec.strategy.rolling_update.max_unavailable.int_val = MAX_UNAVAILABLE
-    d.spec.template.metadata.labels["app"] = APP
-    spec = d.spec.template.spec
-    spec.runtime_class_name = "process"
-    spec.termination_grace_period_seconds = 1
-    container = spec.containers.add(name="main", image="host", command=["/bin/sh", "-c", "exec sleep 3600"])
-    container.env.add(name="VERSION", value=version)
-    return d
+    return versioned_deployment(APP, version, replicas, max_surge=MAX_SURGE, max_unavailable=MAX_UNAVAILABLE)
 
 
 def version_of(obj: Any) -> str:

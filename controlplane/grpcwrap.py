@@ -1,0 +1,40 @@
+"""Re-wrapping a gRPC method handler's behaviour, for server interceptors.
+
+An interceptor that runs code around every call gets the handler gRPC would
+run and must hand back one of the same kind (unary or streaming request and
+response) with the same codec. `rewrap` does that once for every kind: calls
+with a single response go through ``unary``, streaming responses through
+``stream``. The control plane's servicers are all coroutines and async
+generators, which is what the wrappers receive.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any, TypeVar
+
+import grpc
+
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
+Context = grpc.aio.ServicerContext[Any, Any]
+Behavior = Callable[..., Any]
+UnaryWrapper = Callable[[Behavior], Callable[[Any, Context], Any]]
+StreamWrapper = Callable[[Behavior], Callable[[Any, Context], AsyncIterator[Any]]]
+
+
+def rewrap(handler: grpc.RpcMethodHandler[Req, Resp], unary: UnaryWrapper,
+           stream: StreamWrapper) -> grpc.RpcMethodHandler[Req, Resp]:
+    codec: dict[str, Any] = {
+        "request_deserializer": handler.request_deserializer,
+        "response_serializer": handler.response_serializer,
+    }
+    if handler.unary_unary is not None:
+        return grpc.unary_unary_rpc_method_handler(unary(handler.unary_unary), **codec)
+    if handler.stream_unary is not None:
+        return grpc.stream_unary_rpc_method_handler(unary(handler.stream_unary), **codec)
+    if handler.unary_stream is not None:
+        return grpc.unary_stream_rpc_method_handler(stream(handler.unary_stream), **codec)
+    if handler.stream_stream is not None:
+        return grpc.stream_stream_rpc_method_handler(stream(handler.stream_stream), **codec)
+    return handler
