@@ -11,7 +11,7 @@ one per namespace; a Deployment of 3 `sleep 3600` pods, one per node.
 - One node cut for 30 s: its pod is replaced on the others (time printed);
   after healing, the node stops the pod it no longer has, and the Deployment
   has exactly 3 Running pods.
-- Every node cut at once (the control plane is the one cut off) for 105 s:
+- Every node cut at once (the control plane is the one cut off) for 2 minutes:
   nothing is evicted, the processes keep running on the nodes, and after
   healing every node is Ready again with the same pods.
 """
@@ -255,10 +255,11 @@ def test_a_node_cut_off_for_long_has_its_pods_replaced_and_stops_them_on_rejoini
     assert not [pid for pid in victim.container_pids().values() if alive(pid)]
 
 
-CUT_ALL = 105.0  # the issue says 2 minutes; 105 s keeps the whole test under about 130 s
+# Two minutes, as the issue asks; CORRAL_CHAOS_CUT_SECONDS runs a longer (or, by hand, shorter) cut.
+CUT_ALL = float(os.environ.get("CORRAL_CHAOS_CUT_SECONDS", "120"))
 
 
-@pytest.mark.timeout(200)
+@pytest.mark.timeout(CUT_ALL + 120)
 def test_the_control_plane_cut_off_from_every_node_evicts_nothing(
     partitioned: Partitioned, report: Callable[[str], None]
 ) -> None:
