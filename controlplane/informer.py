@@ -88,12 +88,21 @@ class Informer:
         self.revision = revision
         self.synced.set()
 
+    def _seen(self, change: Change, cached: Message | None, revision: int) -> bool:
+        """Whether an event is already reflected in the cache. One etcd transaction changes
+        several keys at one revision, so this is judged per object, not by the stream's revision."""
+        if revision < self.revision:
+            return True
+        if change is Change.DELETED:
+            return cached is None
+        return cached is not None and int(meta(cached).resource_version or 0) >= revision
+
     async def _follow(self) -> None:
         async for ev in self.objects.watch(self.info, start_revision=self.revision + 1):
-            if ev.revision <= self.revision:
-                continue  # already in the cache (a re-delivered event): never applied twice
             key = object_key(ev.obj)
             old = self.items.get(key)
+            if self._seen(ev.change, old, ev.revision):
+                continue  # a re-delivered event: never applied twice, never older after newer
             if ev.change is Change.DELETED:
                 self.items.pop(key, None)
             else:

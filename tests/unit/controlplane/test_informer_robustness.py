@@ -117,3 +117,31 @@ async def test_cuts_compaction_and_a_lagging_list_neither_reorder_nor_repeat() -
     # The revisions the listeners saw never went back either.
     revisions = [event.revision for event in seen]
     assert revisions == sorted(revisions)
+
+
+async def test_every_object_of_one_transaction_reaches_the_cache() -> None:
+    """A transaction writes several keys at one revision (the scheduler binds 64 pods at once):
+    each is a change of its own, none taken for a repeat of the other."""
+    store = MemoryStore()
+    objects = ObjectStore(store)
+    informer = Informer(objects, POD, relist_backoff=0.01)
+    seen: list[CacheEvent] = []
+    informer.add_listener(seen.append)
+    for i in range(5):
+        await objects.create(pod(f"p{i}", 0))
+    task = asyncio.create_task(informer.run())
+    try:
+        await asyncio.wait_for(informer.synced.wait(), 5)
+        listed = [o for o in (await objects.list_all(POD))[0] if isinstance(o, pod_pb2.Pod)]
+        for p in listed:
+            p.spec.node_name = "n1"
+        revision = (await objects.update_many(listed))[0]
+        async with asyncio.timeout(5):
+            while sum(1 for o in informer.items.values() if isinstance(o, pod_pb2.Pod) and o.spec.node_name) < 5:
+                await asyncio.sleep(0.01)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    bound = [e for e in seen if e.change is Change.MODIFIED]
+    assert len(bound) == 5 and {e.revision for e in bound} == {int(meta(revision).resource_version)}
