@@ -9,6 +9,10 @@ A plugin is a small object with a `name` and one method per extension point:
 - `ScorePlugin.score(pod, node) -> int`: how good a feasible node is, from 0
   (worst) to 100 (best), judged as if `pod` were already placed there.
 
+Both must be functions of the pod's shape and the node alone — never of the
+pod's `key` (its name): a batch reuses a node's verdict for every pod of the
+same shape while the node is unchanged (`pipeline.Verdicts`).
+
 A `Profile` names the filters in the order to run them (cheap first: the first
 one that rejects a node ends that node's evaluation) and the scores with
 integer weights. Scoring-strategy plugins (`LeastAllocated`,

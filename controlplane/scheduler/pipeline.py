@@ -25,13 +25,21 @@ memory, 1 node not ready.` A node rejected for several reasons counts under each
 counted on its node (`Snapshot.with_binding`), so later pods see the room the
 earlier ones took, and the start index moves on by the nodes examined. Pods
 are placed in the order given; the caller orders them (priority, age).
+
+Within a batch, a node's verdict (filters, then score) for a pod is kept and
+reused for every later pod of the same shape (`shape_of`: everything but the
+pod's name) while that node is unchanged — placing a pod changes only its own
+node. The replicas of a Deployment share one shape, so after the first of them
+each placement re-evaluates one node instead of every node; the results are the
+same as evaluating everything anew, because filters and scores are functions of
+the pod's shape and the node alone (a plugin must not look at the pod's key).
 """
 
 from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from controlplane.scheduler.framework import (
@@ -49,6 +57,7 @@ __all__ = [
     "Placement",
     "Result",
     "Unschedulable",
+    "Verdicts",
     "feasible_nodes_to_find",
     "find_feasible",
     "run_filters",
@@ -56,6 +65,7 @@ __all__ = [
     "schedule_one",
     "score_node",
     "select_host",
+    "shape_of",
 ]
 
 MIN_FEASIBLE_NODES_TO_FIND = 100
@@ -115,8 +125,10 @@ def schedule_batch(
     rng = None if rng_seed is None else random.Random(rng_seed)
     results: list[Result] = []
     start = start_index
+    verdicts = Verdicts(profile)
     for pod in pods:
-        result = schedule_one(pod, snapshot, profile, sample_size=sample_size, start_index=start, rng=rng)
+        result = schedule_one(pod, snapshot, profile, sample_size=sample_size, start_index=start, rng=rng,
+                              verdicts=verdicts)
         if isinstance(result, Placement):
             snapshot = snapshot.with_binding(pod, result.node)
         start = (start + result.examined) % len(snapshot) if len(snapshot) else 0
@@ -132,19 +144,23 @@ def schedule_one(
     sample_size: int | None = None,
     start_index: int = 0,
     rng: random.Random | None = None,
+    verdicts: Verdicts | None = None,
 ) -> Result:
     """The node for `pod`, or why there is none.
 
     `sample_size` is how many feasible nodes are enough (default: the
     adaptive `feasible_nodes_to_find`); the search starts at `start_index`.
+    `verdicts` carries node verdicts over from earlier pods of a batch.
     """
     if sample_size is not None and sample_size < 1:
         raise ValueError(f"sample_size must be >= 1, got {sample_size}")
     wanted = feasible_nodes_to_find(len(snapshot)) if sample_size is None else sample_size
-    feasible, rejections, examined = find_feasible(pod, snapshot.nodes, profile, wanted, start_index)
+    verdicts = verdicts or Verdicts(profile)
+    feasible, rejections, examined = find_feasible(pod, snapshot.nodes, profile, wanted, start_index,
+                                                   verdicts=verdicts)
     if not feasible:
         return Unschedulable(pod.key, len(snapshot), _by_count(rejections), examined)
-    node, score = select_host(pod, feasible, profile, rng)
+    node, score = select_host(pod, feasible, profile, rng, verdicts=verdicts)
     return Placement(pod.key, node.name, score, len(feasible), examined)
 
 
@@ -161,17 +177,22 @@ def feasible_nodes_to_find(total_nodes: int, percentage: int = 0) -> int:
 
 
 def find_feasible(
-    pod: PodRequest, nodes: Sequence[NodeInfo], profile: Profile, wanted: int, start: int
+    pod: PodRequest, nodes: Sequence[NodeInfo], profile: Profile, wanted: int, start: int,
+    *, verdicts: Verdicts | None = None,
 ) -> tuple[list[NodeInfo], Counter[str], int]:
     """Feasible nodes (up to `wanted`), rejection counts per reason, nodes examined."""
     feasible: list[NodeInfo] = []
     rejections: Counter[str] = Counter()
     examined = 0
+    shape = shape_of(pod) if verdicts is not None else None
     for node in _rotated(nodes, start):
         if len(feasible) >= wanted:
             break
         examined += 1
-        status = run_filters(profile, pod, node)
+        if verdicts is not None and shape is not None:
+            status = verdicts.status(shape, pod, node)
+        else:
+            status = run_filters(profile, pod, node)
         if status.ok:
             feasible.append(node)
         else:
@@ -189,11 +210,16 @@ def run_filters(profile: Profile, pod: PodRequest, node: NodeInfo) -> Status:
 
 
 def select_host(
-    pod: PodRequest, feasible: Sequence[NodeInfo], profile: Profile, rng: random.Random | None
+    pod: PodRequest, feasible: Sequence[NodeInfo], profile: Profile, rng: random.Random | None,
+    *, verdicts: Verdicts | None = None,
 ) -> tuple[NodeInfo, int]:
     """The best-scoring feasible node and its score; ties as the module says."""
-    scores = profile.scores_for(pod)
-    ranked = [(score_node(pod, node, scores), node) for node in feasible]
+    if verdicts is not None:
+        shape = shape_of(pod)
+        ranked = [(verdicts.score(shape, pod, node), node) for node in feasible]
+    else:
+        scores = profile.scores_for(pod)
+        ranked = [(score_node(pod, node, scores), node) for node in feasible]
     best = max(score for score, _ in ranked)
     tied = sorted((node for score, node in ranked if score == best), key=lambda n: n.name)
     return (tied[0] if rng is None else rng.choice(tied)), best
@@ -208,6 +234,41 @@ def score_node(pod: PodRequest, node: NodeInfo, scores: Iterable[WeightedScore])
             raise ValueError(f"score plugin {weighted.plugin.name} returned {score}, not 0..100")
         total += weighted.weight * score
     return total
+
+
+def shape_of(pod: PodRequest) -> Hashable:
+    """Everything of a pod the plugins may look at: all of it but its key (its name)."""
+    return (pod.owner_uid, pod.requests, pod.nonzero_requests, pod.host_ports,
+            tuple(sorted(pod.node_selector.items())), pod.affinity_terms, pod.tolerations, pod.runtime,
+            pod.strategy)
+
+
+class Verdicts:
+    """Filter statuses and scores per (pod shape, node), each valid while the node is the same
+    `NodeInfo` object (a placement replaces only its own node's)."""
+
+    def __init__(self, profile: Profile) -> None:
+        self.profile = profile
+        self._statuses: dict[tuple[Hashable, str], tuple[NodeInfo, Status]] = {}
+        self._scores: dict[tuple[Hashable, str], tuple[NodeInfo, int]] = {}
+
+    def status(self, shape: Hashable, pod: PodRequest, node: NodeInfo) -> Status:
+        key = (shape, node.name)
+        known = self._statuses.get(key)
+        if known is not None and known[0] is node:
+            return known[1]
+        status = run_filters(self.profile, pod, node)
+        self._statuses[key] = (node, status)
+        return status
+
+    def score(self, shape: Hashable, pod: PodRequest, node: NodeInfo) -> int:
+        key = (shape, node.name)
+        known = self._scores.get(key)
+        if known is not None and known[0] is node:
+            return known[1]
+        score = score_node(pod, node, self.profile.scores_for(pod))
+        self._scores[key] = (node, score)
+        return score
 
 
 def _rotated(nodes: Sequence[NodeInfo], start: int) -> Iterator[NodeInfo]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections import Counter
 from dataclasses import dataclass, field
 
 import pytest
@@ -304,7 +305,9 @@ def test_unschedulable_examines_every_node() -> None:
 
 def test_batch_rotates_the_start_index() -> None:
     profile, recorder = recording_profile()
-    batch = schedule_batch([pod("default/a"), pod("default/b"), pod("default/c")], BIG, profile, start_index=100)
+    # Three owners: three shapes, so every pod's walk runs the filters anew.
+    pods = [pod("default/a", owner_uid="a"), pod("default/b", owner_uid="b"), pod("default/c", owner_uid="c")]
+    batch = schedule_batch(pods, BIG, profile, start_index=100)
     # 3 pods x 420 nodes from index 100: 100..999, then 0..359.
     assert recorder.seen == NAMES[100:] + NAMES[:360]
     assert batch.next_start_index == 360
@@ -316,3 +319,31 @@ def test_batch_on_an_empty_cluster() -> None:
     batch = schedule_batch([pod()], Snapshot(), PROFILE, start_index=5)
     assert isinstance(batch.results[0], Unschedulable)
     assert batch.next_start_index == 0
+
+
+def test_pods_of_one_shape_reuse_the_verdicts_of_unchanged_nodes() -> None:
+    """Replicas of one Deployment: after the first, only the node each placement changed is
+    evaluated again — and the placements are those of evaluating every node every time."""
+    nodes = Snapshot([node(f"n{i}") for i in range(10)])
+    replicas = [pod(f"default/web-{i}", cpu=1000, owner_uid="rs-web") for i in range(25)]
+    profile, recorder = recording_profile()
+    schedule_batch(replicas, nodes, profile)
+    assert len(recorder.seen) == 10 + 24  # every node once, then the one node each placement changed
+    batch = schedule_batch(replicas, nodes, PROFILE)
+    fresh = [schedule_one(p, snapshot, PROFILE) for p, snapshot in _one_by_one(replicas, nodes)]
+    assert [r.node if isinstance(r, Placement) else r.message for r in batch.results] == \
+        [r.node if isinstance(r, Placement) else r.message for r in fresh]
+    # 10 nodes x 4 cpus: 25 pods of 1 cpu fit, and they are spread before any node is doubled up.
+    counts = Counter(placed(r) for r in batch.results)
+    assert max(counts.values()) - min(counts.values()) <= 1
+
+
+def _one_by_one(pods: list[PodRequest], snapshot: Snapshot) -> list[tuple[PodRequest, Snapshot]]:
+    """Each pod with the snapshot it would see, every earlier pod placed, evaluated from scratch."""
+    out = []
+    for p in pods:
+        out.append((p, snapshot))
+        result = schedule_one(p, snapshot, PROFILE)
+        if isinstance(result, Placement):
+            snapshot = snapshot.with_binding(p, result.node)
+    return out
