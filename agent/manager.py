@@ -95,7 +95,8 @@ class PodManager:
     async def _apply(self, assignment: node_service_pb2.AssignmentSet, *, persist: bool) -> None:
         self.epoch = assignment.epoch
         if persist:
-            self._save(assignment)
+            # Off the event loop: on an SD card a write can take long enough to stall the proxy.
+            await asyncio.to_thread(self._save, assignment)
         wanted = {p.metadata.uid: p for p in assignment.pods}
         for uid, pod in wanted.items():
             worker = self.workers.get(uid)
