@@ -9,13 +9,19 @@ a refusal (wrong, expired or revoked token, another CA) stops the agent with
 the server's reason. While running, the certificate is renewed at two thirds
 of its lifetime over the mutual-TLS session; a node that was off past expiry
 joins again with its token.
+
+The running agent reads its certificate's name and validity with the standard
+library (`CertificateFacts`); the `cryptography` package (keys, CSRs, about
+8 MB) is loaded only to join or renew.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import hashlib
 import random
+import ssl
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,10 +29,8 @@ import grpc
 import structlog
 
 from agent.backoff import ExponentialBackoff
-from corral.pki import join
-from corral.pki.certs import CertificateError, Identity, Role, fingerprint, load_cert
-from corral.pki.credentials import Credentials
-from corral.pki.join import CaMismatchError, JoinError, JoinUnreachableError
+from corral.pki.credentials import CERT_FILE, Credentials
+from corral.pki.identity import CertificateError, CertificateFacts, Identity, Role
 from corral.pki.tokens import JoinToken, TokenFormatError, parse_token
 
 log = structlog.get_logger(__name__)
@@ -48,6 +52,7 @@ class NodeIdentity:
         self._token_text = token
         self._now = now
         self.credentials: Credentials | None = None
+        self.facts: CertificateFacts | None = None
         self.backoff = ExponentialBackoff(initial=0.5, cap=10.0)
 
     def token(self) -> JoinToken | None:
@@ -58,36 +63,48 @@ class NodeIdentity:
         except TokenFormatError as e:
             raise IdentityError(f"--token: {e}") from e
 
-    def saved(self) -> tuple[Credentials | None, str]:
-        """The saved credentials if usable now, else None and why not."""
+    def saved(self) -> tuple[Credentials | None, CertificateFacts | None, str]:
+        """The saved credentials and their facts if usable now, else Nones and why not."""
         try:
-            saved = Credentials.load(self.directory)
+            saved = Credentials.load(self.directory, verify=False)
+            facts = CertificateFacts.of_file(self.directory / CERT_FILE) if saved is not None else None
         except CertificateError as e:
-            return None, f"the credentials in {self.directory} are damaged ({e})"
-        if saved is None:
-            return None, f"no node certificate in {self.directory}"
-        if saved.identity() != self.identity:
-            return None, f"the certificate in {self.directory} is for {saved.identity()}, not node {self.identity.name}"
-        if saved.expired(self._now()):
-            return None, f"the node certificate in {self.directory} expired"
-        return saved, ""
+            return None, None, f"the credentials in {self.directory} are damaged ({e})"
+        if saved is None or facts is None:
+            return None, None, f"no node certificate in {self.directory}"
+        if facts.identity != self.identity:
+            return None, None, (f"the certificate in {self.directory} is for {facts.identity}, "
+                                f"not node {self.identity.name}")
+        if facts.expired(self._now()):
+            return None, None, f"the node certificate in {self.directory} expired"
+        return saved, facts, ""
 
     async def ensure(self) -> Credentials:
         """Usable credentials: the saved ones, or new ones from a join with the token."""
         token = self.token()
-        saved, why = self.saved()
-        if saved is not None and (token is None or (saved.certificate() and _pins(saved, token))):
-            self.credentials = saved
+        saved, facts, why = self.saved()
+        if saved is not None and (token is None or _pins(saved, token)):
+            self.credentials, self.facts = saved, facts
             return saved
         if token is None:
             raise IdentityError(f"{why}: give --token with a join token (`corral token create` on the server)")
         if saved is not None:
             why = "the token pins another cluster CA than the saved certificate's"
         log.info("joining", node=self.identity.name, reason=why, join=",".join(self.join_addresses))
-        self.credentials = await self._join(token)
+        self.adopt(await self._join(token))
+        assert self.credentials is not None
         return self.credentials
 
+    def adopt(self, credentials: Credentials) -> None:
+        """Use (and save) these credentials from now on."""
+        credentials.save(self.directory)
+        self.credentials = credentials
+        self.facts = CertificateFacts.of_file(self.directory / CERT_FILE)
+
     async def _join(self, token: JoinToken) -> Credentials:
+        from corral.pki import join  # loads `cryptography`: only to join
+        from corral.pki.join import CaMismatchError, JoinError, JoinUnreachableError
+
         rng = random.Random()
         attempt = 0
         while True:
@@ -105,14 +122,13 @@ class NodeIdentity:
             except JoinError as e:
                 raise IdentityError(f"the server at {address} refused to let node {self.identity.name} join: {e}") \
                     from e
-            credentials.save(self.directory)
             log.info("joined", node=self.identity.name, join=address,
                      expires=credentials.certificate().not_valid_after_utc.isoformat())
             return credentials
 
     async def current(self) -> Credentials:
         """The credentials for the next session: joined again with the token when they expired meanwhile."""
-        if self.credentials is None or self.credentials.expired(self._now()):
+        if self.credentials is None or self.facts is None or self.facts.expired(self._now()):
             return await self.ensure()
         return self.credentials
 
@@ -120,10 +136,13 @@ class NodeIdentity:
         """Renew at two thirds of the certificate's lifetime, over this session's channel."""
         while True:
             current = await self.current()
-            wait = (current.renew_at() - self._now()).total_seconds()
+            assert self.facts is not None
+            wait = (self.facts.renew_at() - self._now()).total_seconds()
             if wait > 0:
                 await asyncio.sleep(wait)
                 continue
+            from corral.pki import join  # loads `cryptography`: only to renew
+
             try:
                 renewed = await join.renew(channel, current)
             except (grpc.aio.AioRpcError, CertificateError) as e:
@@ -131,12 +150,14 @@ class NodeIdentity:
                             retry_in=RENEW_RETRY)
                 await asyncio.sleep(RENEW_RETRY)
                 continue
-            renewed.save(self.directory)
-            self.credentials = renewed
-            log.info("certificate_renewed", node=self.identity.name,
-                     expires=renewed.certificate().not_valid_after_utc.isoformat())
+            self.adopt(renewed)
+            log.info("certificate_renewed", node=self.identity.name, expires=self.facts.not_after.isoformat())
 
 
 def _pins(saved: Credentials, token: JoinToken) -> bool:
     """Whether the token is for the cluster whose CA signed the saved certificate."""
-    return fingerprint(load_cert(saved.ca)) == token.ca_hash
+    try:
+        der = ssl.PEM_cert_to_DER_cert(saved.ca.decode("ascii", "replace"))
+    except ValueError:
+        return False
+    return hashlib.sha256(der).hexdigest() == token.ca_hash

@@ -8,8 +8,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import logging
+import os
 import signal
 import socket
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +30,7 @@ from agent.pod_worker import WorkerSettings
 from agent.runtime.base import ContainerRuntime
 from agent.runtime.errors import RuntimeFailure
 from agent.session import Session, SessionConfig
-from corral.pki.join import join_address_for
+from corral.pki.endpoints import join_address_for
 from corral.telemetry.endpoint import MetricsEndpointError, open_endpoint
 
 log = structlog.get_logger(__name__)
@@ -35,6 +38,7 @@ log = structlog.get_logger(__name__)
 RUNTIMES = ("docker", "process", "fake")
 M_ARENA_MAX = -8  # glibc mallopt parameter
 EXECUTOR_THREADS = 8
+RESTARTED_ENV = "CORRAL_AGENT_RESTARTED_AFTER_JOIN"
 
 
 class AgentError(Exception):
@@ -71,6 +75,9 @@ class AgentConfig:
     token: str = ""
     # The servers' join ports; empty: each server's API port + 1.
     join: list[str] = field(default_factory=list)
+    # After a join at start, re-execute this process (`corral agent`), so the libraries only a join
+    # needs do not stay in memory. Off when the agent runs inside another program (`corral up`, tests).
+    restart_after_join: bool = False
 
 
 def route_address(server: str) -> str:
@@ -146,6 +153,13 @@ async def run_agent(config: AgentConfig, stop: asyncio.Event | None = None) -> N
         await identity.ensure()
     except IdentityError as e:
         raise AgentError(str(e)) from e
+    if config.restart_after_join and "cryptography" in sys.modules and not os.environ.get(RESTARTED_ENV):
+        # Joining loaded the certificate libraries (about 8 MB) the running agent never needs:
+        # start afresh, same pid and arguments, from the certificate just saved.
+        log.info("agent_restarting_after_join", node=config.name)
+        logging.shutdown()
+        os.environ[RESTARTED_ENV] = "1"  # once: never a loop of restarts
+        os.execv(sys.executable, sys.orig_argv)
     address = config.address or route_address(config.server.split(",")[0].strip())
     runtimes = await open_runtimes(config)
     try:

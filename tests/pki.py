@@ -65,5 +65,5 @@ def node_identity(credentials: Credentials, data_dir: Path) -> NodeIdentity:
     identity = credentials.identity()
     assert identity is not None
     node = NodeIdentity(identity.name, data_dir, join_addresses=[])
-    node.credentials = credentials
+    node.adopt(credentials)
     return node

@@ -116,7 +116,7 @@ def agent_cmd(ctx: click.Context, server_opt: str | None, token: str, join_addre
                          proxy_addresses=proxy_addresses_of(proxy_addresses), dns_port=dns_port,
                          docker_network=docker_network, metrics_period=metrics_period,
                          metrics_listen=DEFAULT_METRICS_LISTEN if metrics_listen is None else metrics_listen,
-                         metrics_optional=metrics_listen is None, token=token,
+                         metrics_optional=metrics_listen is None, token=token, restart_after_join=True,
                          join=[a.strip() for a in join_addresses.split(",") if a.strip()])
     try:
         run(config)

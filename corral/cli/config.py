@@ -22,8 +22,8 @@ from pathlib import Path
 
 import yaml
 
-from corral.pki.certs import CertificateError, write_private
-from corral.pki.credentials import Credentials
+from corral.pki.credentials import Credentials, write_private
+from corral.pki.identity import CertificateError
 
 DEFAULT_SERVER = "127.0.0.1:7443"
 

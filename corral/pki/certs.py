@@ -20,10 +20,8 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import ipaddress
-import os
 import secrets
 from dataclasses import dataclass
-from enum import Enum
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -31,51 +29,33 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-# Every corral client checks that the server's certificate is signed by the
-# cluster CA and names this (the CA signs it only into serving certificates).
-SERVER_NAME = "corral-controlplane"
-NODE_PREFIX = "system:node:"
-NODES_GROUP = "system:nodes"
-ADMINS_GROUP = "system:masters"
+from corral.pki.credentials import write_private
+from corral.pki.identity import (
+    ADMINS_GROUP,
+    BACKDATE,
+    NODE_PREFIX,
+    NODES_GROUP,
+    SERVER_NAME,
+    CertificateError,
+    Identity,
+    Role,
+    identity_from_names,
+    renewal_time,
+)
+
+__all__ = [
+    "ADMINS_GROUP", "BACKDATE", "NODES_GROUP", "NODE_PREFIX", "SERVER_NAME", "CertificateError", "Identity",
+    "Role",
+    "write_private",
+]
 CA_NAME = "corral-ca"
 
 CA_LIFETIME = dt.timedelta(days=3650)
 SERVING_LIFETIME = dt.timedelta(days=365)
 DEFAULT_NODE_LIFETIME = dt.timedelta(days=30)
 ADMIN_LIFETIME = dt.timedelta(days=365)
-# Certificates start a little in the past so a peer whose clock is behind accepts them.
-BACKDATE = dt.timedelta(minutes=5)
 
 PrivateKey = ec.EllipticCurvePrivateKey
-
-
-class CertificateError(Exception):
-    """A certificate, key or CSR cannot be read or does not say what it must."""
-
-
-class Role(Enum):
-    NODE = "node"
-    ADMIN = "admin"
-
-
-@dataclass(frozen=True)
-class Identity:
-    """Who a client certificate speaks for."""
-
-    role: Role
-    # The node name (role NODE) or the user name (role ADMIN).
-    name: str
-
-    @property
-    def common_name(self) -> str:
-        return NODE_PREFIX + self.name if self.role is Role.NODE else self.name
-
-    @property
-    def group(self) -> str:
-        return NODES_GROUP if self.role is Role.NODE else ADMINS_GROUP
-
-    def __str__(self) -> str:
-        return f"{self.role.value} {self.name}"
 
 
 def new_key() -> PrivateKey:
@@ -222,12 +202,7 @@ def csr_public_key(pem: bytes) -> ec.EllipticCurvePublicKey:
     return public_key
 
 
-def _identity(cn: str, org: str) -> Identity | None:
-    if org == NODES_GROUP and cn.startswith(NODE_PREFIX) and len(cn) > len(NODE_PREFIX):
-        return Identity(Role.NODE, cn[len(NODE_PREFIX):])
-    if org == ADMINS_GROUP and cn:
-        return Identity(Role.ADMIN, cn)
-    return None
+_identity = identity_from_names
 
 
 def identity_of(cert: x509.Certificate) -> Identity | None:
@@ -280,19 +255,4 @@ def signed_by(cert: x509.Certificate, ca_cert: x509.Certificate) -> bool:
 def renew_at(cert: x509.Certificate) -> dt.datetime:
     """When a holder renews: at two thirds of the certificate's lifetime, counted from its issue
     (not from its back-dated start, which would make a short-lived certificate due at once)."""
-    issued, end = cert.not_valid_before_utc + BACKDATE, cert.not_valid_after_utc
-    return issued + (end - issued) * 2 / 3
-
-
-def write_private(path: os.PathLike[str] | str, data: bytes) -> None:
-    """Write a file only its owner can read, atomically (a reader never sees half of it)."""
-    target = os.fspath(path)
-    tmp = f"{target}.tmp-{os.getpid()}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, target)
+    return renewal_time(cert.not_valid_before_utc, cert.not_valid_after_utc)

@@ -15,19 +15,11 @@ import ssl
 from cryptography import x509
 
 from corral.pki.certs import CertificateError, fingerprint
+from corral.pki.endpoints import split_address
 
 
 class CaMismatchError(Exception):
     """The server presents a CA other than the one the token pins: nothing was sent."""
-
-
-def split_address(address: str, default_port: int) -> tuple[str, int]:
-    host, sep, port = address.rpartition(":")
-    if not sep:
-        return address.strip("[]"), default_port
-    if not port.isdigit():
-        raise ValueError(f'"{address}": the port must be a number')
-    return host.strip("[]") or "127.0.0.1", int(port)
 
 
 def presented_chain(address: str, timeout: float = 10.0, default_port: int = 7444) -> list[x509.Certificate]:

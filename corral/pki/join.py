@@ -18,10 +18,11 @@ import grpc
 from corral.pki import certs, discovery
 from corral.pki.certs import CertificateError, Identity, Role
 from corral.pki.credentials import Credentials, channel_options
+from corral.pki.endpoints import join_address_for
 from corral.pki.tokens import JoinToken
 from protos.corral.v1 import security_pb2, security_pb2_grpc
 
-DEFAULT_API_PORT = 7443
+__all__ = ["CaMismatchError", "JoinError", "JoinUnreachableError", "join", "join_address_for", "renew"]
 
 
 class JoinError(Exception):
@@ -34,13 +35,6 @@ class CaMismatchError(JoinError):
 
 class JoinUnreachableError(JoinError):
     pass
-
-
-def join_address_for(server: str) -> str:
-    """The join port of the server at ``host:port``: the next port (``host:7444`` for ``host:7443``)."""
-    host, port = discovery.split_address(server, DEFAULT_API_PORT)
-    host = f"[{host}]" if ":" in host else host
-    return f"{host}:{port + 1}"
 
 
 async def join(address: str, token: JoinToken, name: str, *, role: Role = Role.NODE,
