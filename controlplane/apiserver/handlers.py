@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import secrets
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -163,6 +164,20 @@ def decode_continue(token: str) -> tuple[int, str]:
         raise BadRequestError(f'invalid continue token "{token[:40]}"') from e
 
 
+# Names made from generateName: Kubernetes' alphabet (no vowels, no 0/1/3:
+# no words, no look-alikes), 5 characters: 27^5 = 14.3 million suffixes. A
+# clash with an existing object is retried with a fresh suffix, as the
+# Kubernetes API server does since 1.30 (without it, one in three 1,000-pod
+# scale-ups hit a clash and the ReplicaSet's slow start stopped for a retry).
+NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+NAME_SUFFIX_LENGTH = 5
+GENERATE_NAME_ATTEMPTS = 8
+
+
+def random_name_suffix() -> str:
+    return "".join(secrets.choice(NAME_ALPHABET) for _ in range(NAME_SUFFIX_LENGTH))
+
+
 class ObjectApi:
     """What the ObjectService does, as plain async methods."""
 
@@ -173,8 +188,10 @@ class ObjectApi:
         now: Callable[[], datetime] = utcnow,
         new_uid: Callable[[], str] = lambda: str(uuid.uuid4()),
         policy: ClusterPolicy | None = None,
+        name_suffix: Callable[[], str] = random_name_suffix,
     ) -> None:
         self.objects = objects
+        self.name_suffix = name_suffix
         # The cluster policy users' pods are held to; None: none (the controllers' own writes).
         self.policy = policy
         self.now = now
@@ -189,7 +206,7 @@ class ObjectApi:
         apply_defaults(info, prepared)
         m = meta(prepared)
         if not m.name and m.generate_name and not need_name:
-            m.name = f"{m.generate_name}{uuid.uuid4().hex[:5]}"
+            m.name = f"{m.generate_name}{self.name_suffix()}"
         causes = validate(info, prepared)
         if self.policy is not None:
             causes += policy_causes(self.policy, prepared)
@@ -225,6 +242,15 @@ class ObjectApi:
     async def create(self, obj: Message, *, dry_run: bool = False) -> Message:
         info, prepared = self._prepared(obj, need_name=False)
         await self._check_listen_ports(info, prepared)
+        m = meta(prepared)
+        if meta(obj).name or not m.generate_name:
+            return await self._insert(info, prepared, dry_run=dry_run)
+        for _ in range(GENERATE_NAME_ATTEMPTS - 1):
+            try:
+                return await self._insert(info, prepared, dry_run=dry_run)
+            except AlreadyExistsError:
+                log.info("generated_name_taken", kind=info.kind, namespace=m.namespace, name=m.name)
+                m.name = f"{m.generate_name}{self.name_suffix()}"
         return await self._insert(info, prepared, dry_run=dry_run)
 
     async def _insert(self, info: KindInfo, prepared: Message, *, dry_run: bool) -> Message:

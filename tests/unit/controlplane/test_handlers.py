@@ -8,7 +8,7 @@ import pytest
 from google.protobuf.message import Message
 
 from controlplane.apiserver import errors
-from controlplane.apiserver.handlers import ApplyOutcome, ObjectApi
+from controlplane.apiserver.handlers import GENERATE_NAME_ATTEMPTS, NAME_ALPHABET, ApplyOutcome, ObjectApi
 from controlplane.store.memory import MemoryStore
 from controlplane.store.objects import Change, ObjectStore
 from protos.corral.v1 import meta_pb2, pod_pb2, workloads_pb2
@@ -106,7 +106,29 @@ async def test_create_conflicts_and_generate_name() -> None:
     p.metadata.generate_name = "x-"
     created = await api.create(p)
     assert created.metadata.name.startswith("x-") and len(created.metadata.name) == 7
+    assert set(created.metadata.name[2:]) <= set(NAME_ALPHABET)
     assert created.status.phase == "Pending"
+
+
+async def test_generated_name_clash_is_retried_with_a_fresh_suffix() -> None:
+    given: list[str] = []
+    suffixes = iter(["bbbbb", "bbbbb", "ccccc"] + ["ddddd"] * 10)
+    api = make_api()
+    api.name_suffix = lambda: given.append(next(suffixes)) or given[-1]
+    template = pod("", {"app": "x"})
+    template.metadata.generate_name = "x-"
+    first = await api.create(template)
+    second = await api.create(template)
+    assert (first.metadata.name, second.metadata.name) == ("x-bbbbb", "x-ccccc")
+    await api.create(template)  # x-ddddd
+    before = len(given)
+    with pytest.raises(errors.AlreadyExistsError, match='"x-ddddd" already exists'):
+        await api.create(template)  # every one of its attempts clashes
+    assert len(given) - before == GENERATE_NAME_ATTEMPTS
+    named = pod("x-ccccc", {"app": "x"})
+    named.metadata.generate_name = "x-"
+    with pytest.raises(errors.AlreadyExistsError):
+        await api.create(named)  # an explicit name is never replaced
 
 
 async def test_update_with_stale_resource_version_is_a_conflict() -> None:
