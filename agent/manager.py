@@ -3,9 +3,14 @@ batches status reports for the session.
 
 Fencing: an assignment set older than the newest one applied is refused. The
 newest set is also written to the data dir, so an agent restarted while the
-control plane is away keeps running (and restarting) what it was given.
+control plane is away keeps running (and restarting) what it was given; the
+write happens beside the workers' start, off the event loop, and sets that
+arrive while one is being written are coalesced (the newest wins), so a burst
+of assignments costs one or two writes, not one each.
 Every applied set is authoritative: containers of this node whose pod is not
-in it are stopped and removed. A pod in the set with a deletionTimestamp is
+in it are stopped and removed (the runtime is scanned for them on the first
+set and whenever a set drops pods, not on every set: a scale-up burst would
+list the runtime's containers once per set). A pod in the set with a deletionTimestamp is
 wound down by its worker (see `pod_worker`) and stays until the control plane
 deletes it; then its containers are removed like any unassigned pod's.
 """
@@ -47,18 +52,48 @@ class PodManager:
         self._latest: dict[str, node_service_pb2.PodStatusReport] = {}
         self.reports_ready = asyncio.Event()
         self.applied = asyncio.Event()
+        # The newest set not yet written to `state_file`, and a wake-up for the writer.
+        self._unsaved: node_service_pb2.AssignmentSet | None = None
+        self._save_wanted = asyncio.Event()
+        self._scanned = False
 
     # -- running ---------------------------------------------------------------------
 
     async def run(self) -> None:
         """Own the workers; resume from the saved assignment set, if any."""
-        async with asyncio.TaskGroup() as group:
-            self._group = group
-            saved = self._load()
-            if saved is not None:
-                log.info("assignments_resumed", epoch=saved.epoch, pods=len(saved.pods))
-                await self._apply(saved, persist=False)
-            await asyncio.Event().wait()
+        try:
+            async with asyncio.TaskGroup() as group:
+                self._group = group
+                group.create_task(self._write_forever(), name="assignments-writer")
+                saved = self._load()
+                if saved is not None:
+                    log.info("assignments_resumed", epoch=saved.epoch, pods=len(saved.pods))
+                    await self._apply(saved, persist=False)
+                await asyncio.Event().wait()
+        finally:
+            self._flush()
+
+    async def _write_forever(self) -> None:
+        """Write the newest unsaved set, one write at a time; the newest wins."""
+        while True:
+            await self._save_wanted.wait()
+            self._save_wanted.clear()
+            assignment, self._unsaved = self._unsaved, None
+            if assignment is not None:
+                try:
+                    # Off the event loop: on an SD card a write can take long enough to stall the proxy.
+                    await asyncio.to_thread(self._save, assignment)
+                except OSError as e:
+                    log.warning("assignments_save_failed", path=str(self.state_file), reason=e.strerror or str(e))
+
+    def _flush(self) -> None:
+        """On the way out: the newest set, if the writer had not written it yet."""
+        assignment, self._unsaved = self._unsaved, None
+        if assignment is not None:
+            try:
+                self._save(assignment)
+            except OSError as e:
+                log.warning("assignments_save_failed", path=str(self.state_file), reason=e.strerror or str(e))
 
     def _load(self) -> node_service_pb2.AssignmentSet | None:
         try:
@@ -95,8 +130,8 @@ class PodManager:
     async def _apply(self, assignment: node_service_pb2.AssignmentSet, *, persist: bool) -> None:
         self.epoch = assignment.epoch
         if persist:
-            # Off the event loop: on an SD card a write can take long enough to stall the proxy.
-            await asyncio.to_thread(self._save, assignment)
+            self._unsaved = assignment
+            self._save_wanted.set()
         wanted = {p.metadata.uid: p for p in assignment.pods}
         for uid, pod in wanted.items():
             worker = self.workers.get(uid)
@@ -104,9 +139,12 @@ class PodManager:
                 self._start_worker(pod)
             else:
                 worker.update(pod, self.epoch)
-        for uid in [u for u in self.workers if u not in wanted]:
+        dropped = [u for u in self.workers if u not in wanted]
+        for uid in dropped:
             self._terminate_worker(uid)
-        await self._stop_orphans(set(wanted))
+        if dropped or not self._scanned:
+            self._scanned = True
+            await self._stop_orphans(set(wanted))
         self.applied.set()
         log.info("assignments_applied", epoch=self.epoch, pods=len(wanted))
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -290,3 +291,56 @@ async def test_a_shorter_grace_applies_to_a_stop_under_way(tmp_path: Path) -> No
         await manager.apply(assignment(3, terminating(slow, 1)))
         await eventually(lambda: reports.saw(lambda r: r.terminated))
         assert len(runtime.stops) == 2 and runtime.stops[1] <= 1.0
+
+
+async def test_a_burst_of_sets_is_written_coalesced_newest_last(
+        runtime: FakeRuntime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    manager = PodManager({"docker": runtime}, settings(), tmp_path)
+    written: list[int] = []
+    save = manager._save
+
+    def slow_save(a: node_service_pb2.AssignmentSet) -> None:
+        written.append(a.epoch)
+        save(a)
+        time.sleep(0.05)  # a slow card: sets keep arriving meanwhile
+
+    monkeypatch.setattr(manager, "_save", slow_save)
+    async with running(manager):
+        for epoch in range(1, 21):
+            await manager.apply(assignment(epoch, *[pod(f"p{i}") for i in range(epoch % 4)]))
+            await asyncio.sleep(0.005)
+        await eventually(lambda: written and written[-1] == 20)
+    assert written == sorted(written) and len(written) < 20  # in order, and coalesced
+    saved = node_service_pb2.AssignmentSet()
+    saved.ParseFromString((tmp_path / "assignments.pb").read_bytes())
+    assert saved.epoch == 20
+
+
+async def test_newest_set_is_written_on_the_way_out(runtime: FakeRuntime, tmp_path: Path) -> None:
+    manager = PodManager({"docker": runtime}, settings(), tmp_path)
+    async with running(manager):
+        await manager.apply(assignment(3, pod("a")))
+    saved = node_service_pb2.AssignmentSet()
+    saved.ParseFromString((tmp_path / "assignments.pb").read_bytes())
+    assert saved.epoch == 3 and [p.metadata.name for p in saved.pods] == ["a"]
+
+
+async def test_runtime_scanned_for_orphans_on_the_first_set_and_when_pods_leave(
+        runtime: FakeRuntime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    scans: list[dict[str, str]] = []
+    list_containers = runtime.list
+
+    async def counted(selector: dict[str, str]) -> list[base.ContainerInfo]:
+        if base.LABEL_NODE in selector and base.LABEL_POD_UID not in selector:
+            scans.append(selector)
+        return await list_containers(selector)
+
+    monkeypatch.setattr(runtime, "list", counted)
+    async with running(PodManager({"docker": runtime}, settings(), tmp_path)) as manager:
+        await manager.apply(assignment(1, pod("a")))
+        assert len(scans) == 1
+        await manager.apply(assignment(2, pod("a"), pod("b")))
+        await manager.apply(assignment(3, pod("a"), pod("b"), pod("c")))
+        assert len(scans) == 1  # growing sets: no scan
+        await manager.apply(assignment(4, pod("a")))
+        assert len(scans) == 2  # b and c left: scan for their leftovers
