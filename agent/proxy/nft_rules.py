@@ -160,9 +160,8 @@ def _dnat(port: KernelPort) -> str:
     lines = [f"{i} : {b.address} . {b.port}" for i, b in enumerate(port.slots)]
     rows = [", ".join(lines[i : i + 8]) for i in range(0, len(lines), 8)]
     elements = ",\n\t\t\t".join(rows)
-    return (
-        f"meta l4proto tcp counter dnat ip to numgen inc mod {len(port.slots)} map {{\n\t\t\t{elements}\n\t\t}} {comment}"
-    )
+    numgen = f"numgen inc mod {len(port.slots)}"
+    return f"meta l4proto tcp counter dnat ip to {numgen} map {{\n\t\t\t{elements}\n\t\t}} {comment}"
 
 
 def _chain(name: str, *rules: str, hook: str = "") -> str:
