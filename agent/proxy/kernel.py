@@ -85,8 +85,13 @@ class KernelProxy:
         try:
             await self.nft.replace(self.table, text)
         except NftablesError as e:
-            log.error("proxy_kernel_failed", table=self.table, error=type(e).__name__, reason=str(e),
-                      message="nftables rules could not be applied; the userspace proxy serves every Service now")
+            log.error(
+                "proxy_kernel_failed",
+                table=self.table,
+                error=type(e).__name__,
+                reason=str(e),
+                message="nftables rules could not be applied; the userspace proxy serves every Service now",
+            )
             self.fallback = True
             self.proxy.update(self._routes)
             if self._applied is not None:
@@ -107,6 +112,11 @@ class KernelProxy:
     def _log_conflicts(self, current: Plan) -> None:
         conflicts = set(current.conflicts)
         for port, loser, holder in sorted(conflicts - self._conflicts):
-            log.warning("proxy_port_conflict", port=port, service=loser, held_by=holder,
-                        message=f"port {port} is already used by Service {holder}; {loser} gets no proxy on it")
+            log.warning(
+                "proxy_port_conflict",
+                port=port,
+                service=loser,
+                held_by=holder,
+                message=f"port {port} is already used by Service {holder}; {loser} gets no proxy on it",
+            )
         self._conflicts = conflicts

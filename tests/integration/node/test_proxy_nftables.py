@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import itertools
 import os
 import subprocess
 from collections import Counter
@@ -85,7 +86,11 @@ class Backend:
 
 
 def route(
-    name: str, port: int, backends: list[tuple[Backend, str]], *, weights: dict[str, int] | None = None,
+    name: str,
+    port: int,
+    backends: list[tuple[Backend, str]],
+    *,
+    weights: dict[str, int] | None = None,
     algorithm: str = "",
 ) -> discovery_pb2.ServiceRoute:
     return discovery_pb2.ServiceRoute(
@@ -180,15 +185,13 @@ async def test_round_robin_in_the_kernel(netns: None) -> None:
 
 async def test_a_ten_percent_canary_gets_exactly_every_tenth_connection(netns: None) -> None:
     async with backends("canary", "s1", "s2", "s3") as (canary, s1, s2, s3), running() as node:
-        weighted = route(
-            "web", 8080, [(canary, "c"), (s1, "s"), (s2, "s"), (s3, "s")], weights={"c": 10, "s": 90}
-        )
+        weighted = route("web", 8080, [(canary, "c"), (s1, "s"), (s2, "s"), (s3, "s")], weights={"c": 10, "s": 90})
         await node.applied(keyed(weighted))
         answers = [await ask(8080) for _ in range(200)]
         counts = Counter(answers)
         assert counts == {"canary": 20, "s1": 60, "s2": 60, "s3": 60}
         positions = [i for i, name in enumerate(answers) if name == "canary"]
-        assert all(later - earlier == 10 for earlier, later in zip(positions, positions[1:], strict=False))
+        assert all(later - earlier == 10 for earlier, later in itertools.pairwise(positions))
 
 
 async def test_a_removed_backend_gets_no_new_connections_and_keeps_its_established_one(netns: None) -> None:
@@ -219,7 +222,8 @@ async def test_a_port_without_backends_is_reset(netns: None) -> None:
 
 async def test_least_connections_services_stay_on_the_userspace_proxy(netns: None) -> None:
     async with backends("a", "b", "lc") as (a, b, lc), running() as node:
-        routes = keyed(route("web", 8080, [(a, ""), (b, "")]), route("lc", 8090, [(lc, "")], algorithm="LeastConnections"))
+        least = route("lc", 8090, [(lc, "")], algorithm="LeastConnections")
+        routes = keyed(route("web", 8080, [(a, ""), (b, "")]), least)
         await node.applied(routes, listening=8090)
         assert node.proxy.listening() == [(PROXY, 8090)]
         assert node.kernel.kernel_ports() == {8080: "default/web"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 
 import pytest
@@ -77,7 +78,7 @@ def test_weights_10_90_give_the_canary_exactly_every_tenth_slot() -> None:
     hundred = groups * 10
     canary = [i for i, g in enumerate(hundred) if g == "canary"]
     assert len(canary) == 10
-    assert all(b - a == 10 for a, b in zip(canary, canary[1:], strict=False))
+    assert all(b - a == 10 for a, b in itertools.pairwise(canary))
     # The stable backends take turns.
     stable = [b.port for b in ports[0].slots if b.group == "stable"]
     assert stable == [9002, 9003, 9004] * 3
@@ -87,7 +88,7 @@ def test_weighted_period_covers_every_backend_rotation() -> None:
     # 1:1 over 2 and 3 backends: each group's round robin needs its own number of cycles.
     backends = [Backend("10.0.0.1", port, group="a" if port < 3 else "b") for port in range(1, 6)]
     chosen = slots(backends, {"a": 1, "b": 1})
-    assert len(chosen) == 12  # 2 groups × lcm(2, 3)
+    assert len(chosen) == 12  # 2 groups x lcm(2, 3)
     assert sorted(b.port for b in chosen) == [1, 1, 1, 2, 2, 2, 3, 3, 4, 4, 5, 5]
     assert [b.group for b in chosen] == ["a", "b"] * 6
 
@@ -95,7 +96,7 @@ def test_weighted_period_covers_every_backend_rotation() -> None:
 def test_long_periods_are_cut_to_whole_weight_cycles() -> None:
     backends = [Backend("10.0.0.1", 1000 + i, group="a") for i in range(97)]
     backends += [Backend("10.0.0.1", 2000 + i, group="b") for i in range(89)]
-    chosen = slots(backends, {"a": 1, "b": 2})  # exact period: 3 × 97 × 89 slots
+    chosen = slots(backends, {"a": 1, "b": 2})  # exact period: 3 x 97 x 89 slots
     assert len(chosen) <= MAX_SLOTS
     assert len(chosen) % 3 == 0
     assert sum(1 for b in chosen if b.group == "a") * 3 == len(chosen)
