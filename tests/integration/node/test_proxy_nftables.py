@@ -19,10 +19,12 @@ import subprocess
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 from structlog.testing import capture_logs
 
+from agent.discovery import build_discovery
 from agent.proxy.kernel import KernelProxy
 from agent.proxy.nftables import Nft, NftablesRejected, NftablesUnavailable
 from agent.proxy.server import ProxyServer
@@ -278,3 +280,24 @@ async def test_a_missing_nft_fails_at_start() -> None:
     proxy = ProxyServer([PROXY])
     with pytest.raises(NftablesUnavailable, match="nft-missing-here not found: install the nftables package"):
         await KernelProxy(proxy, TABLE, [PROXY], nft=Nft("nft-missing-here")).start()
+
+
+async def test_discovery_in_nftables_mode_feeds_the_kernel_path(netns: None, tmp_path: Path) -> None:
+    discovery = await build_discovery(
+        {}, proxy_addresses=[PROXY], dns_port=0, data_dir=tmp_path, proxy_mode="nftables", node_name="edge-1.lan"
+    )
+    assert discovery.kernel is not None
+    assert discovery.kernel.table == "corral_edge_1_lan"
+    assert discovery.table.listeners[0] is discovery.kernel
+    assert discovery.kernel.proxy is discovery.proxy
+
+
+async def test_discovery_in_nftables_mode_without_nft_fails_at_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(NftablesUnavailable, match="nft not found"):
+        await build_discovery({}, proxy_addresses=[PROXY], dns_port=0, data_dir=tmp_path, proxy_mode="nftables")
+    userspace = await build_discovery({}, proxy_addresses=[PROXY], dns_port=0, data_dir=tmp_path)
+    assert userspace.kernel is None
+    assert userspace.table.listeners[0] is userspace.proxy
