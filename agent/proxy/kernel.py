@@ -31,12 +31,12 @@ log = structlog.get_logger(__name__)
 
 
 class KernelProxy:
-    """See the module docstring; `addresses`: the IPv4 proxy addresses."""
+    """See the module docstring; `addresses`: the proxy addresses (IPv6 ones are left out)."""
 
     def __init__(self, proxy: ProxyServer, table: str, addresses: Sequence[str], *, nft: Nft | None = None) -> None:
         self.proxy = proxy
         self.table = table
-        self.addresses = list(dict.fromkeys(addresses))
+        self.addresses = [a for a in dict.fromkeys(addresses) if ":" not in a]  # a `table ip`: IPv4 only
         self.nft = nft or Nft()
         self.fallback = False
         self._routes: Mapping[str, discovery_pb2.ServiceRoute] = {}
