@@ -12,6 +12,12 @@ How pods reach them: a runtime with a pod gateway gives its containers the
 gateway as DNS server and in the Service env vars; other runtimes' pods (host
 processes) get the first proxy address in the env vars and keep the host's
 resolver.
+
+The proxy mode: `userspace` (default) relays every Service port in the
+`ProxyServer`; `nftables` has the kernel NAT the ports it can
+(`proxy/kernel.py`) and leaves the rest to the `ProxyServer`. Asking for
+`nftables` where nft may not change the ruleset fails at start
+(`NftablesUnavailable`).
 """
 
 from __future__ import annotations
@@ -24,6 +30,8 @@ from pathlib import Path
 import structlog
 
 from agent.dns.server import DnsServer
+from agent.proxy.kernel import KernelProxy
+from agent.proxy.nft_rules import table_name
 from agent.proxy.server import ProxyServer
 from agent.runtime.base import ContainerRuntime
 from agent.service_env import ServiceAccess
@@ -32,6 +40,7 @@ from agent.services import ServiceTable
 log = structlog.get_logger(__name__)
 
 GATEWAY_DNS_PORT = 53
+PROXY_MODES = ("userspace", "nftables")
 
 
 @dataclass
@@ -39,18 +48,33 @@ class Discovery:
     table: ServiceTable
     proxy: ProxyServer
     dns: DnsServer
+    # The kernel data path, in nftables mode.
+    kernel: KernelProxy | None = None
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as group:
             group.create_task(self.proxy.run())
+            if self.kernel is not None:
+                group.create_task(self.kernel.run())
             group.create_task(self.dns.run())
             group.create_task(self.table.run())
 
 
 async def build_discovery(
-    runtimes: Mapping[str, ContainerRuntime], *, proxy_addresses: list[str], dns_port: int, data_dir: Path
+    runtimes: Mapping[str, ContainerRuntime],
+    *,
+    proxy_addresses: list[str],
+    dns_port: int,
+    data_dir: Path,
+    proxy_mode: str = "userspace",
+    node_name: str = "node",
 ) -> Discovery:
-    """Find each runtime's pod gateway (making the Docker network) and wire the pieces up."""
+    """Find each runtime's pod gateway (making the Docker network) and wire the pieces up.
+
+    Raises `NftablesUnavailable` in nftables mode when nft cannot change the ruleset here.
+    """
+    if proxy_mode not in PROXY_MODES:
+        raise ValueError(f"unknown proxy mode {proxy_mode!r} (known: {', '.join(PROXY_MODES)})")
     gateways: dict[str, str] = {}
     for name, runtime in runtimes.items():
         gateway = await runtime.pod_gateway()
@@ -67,8 +91,13 @@ async def build_discovery(
         for name in runtimes
     }
     proxy = ProxyServer(addresses)
+    kernel: KernelProxy | None = None
+    if proxy_mode == "nftables":
+        kernel = KernelProxy(proxy, table_name(node_name), addresses)
+        await kernel.start()
     dns = DnsServer(dns_endpoints)
-    table = ServiceTable([proxy, dns], access=access, state_file=data_dir / "services.pb")
+    table = ServiceTable([kernel or proxy, dns], access=access, state_file=data_dir / "services.pb")
     table.resume()
-    log.info("discovery_configured", proxy=addresses, dns=[f"{a}:{p}" for a, p in dns_endpoints], gateways=gateways)
-    return Discovery(table, proxy, dns)
+    log.info("discovery_configured", proxy=addresses, proxy_mode=proxy_mode, dns=[f"{a}:{p}" for a, p in dns_endpoints],
+             gateways=gateways)
+    return Discovery(table, proxy, dns, kernel)

@@ -27,6 +27,7 @@ from agent.metrics import MetricsSampler
 from agent.node_status import node_status
 from agent.observability.metrics import AgentMetrics
 from agent.pod_worker import WorkerSettings
+from agent.proxy.nftables import NftablesError
 from agent.runtime.base import ContainerRuntime
 from agent.runtime.errors import RuntimeFailure
 from agent.session import Session, SessionConfig
@@ -61,6 +62,8 @@ class AgentConfig:
     termination_drain: float = 2.0
     # Where the node proxy (and DNS) listen; empty: the advertised address.
     proxy_addresses: list[str] = field(default_factory=list)
+    # "userspace": the node proxy relays every Service; "nftables": the kernel NATs what it can.
+    proxy_mode: str = "userspace"
     # DNS on the proxy addresses (0: none there; pod gateways always get it on 53).
     dns_port: int = 53
     # Where Prometheus scrapes /metrics: "host:port" (":port": the first proxy address; port 0: any); "": nowhere.
@@ -170,11 +173,20 @@ async def run_agent(config: AgentConfig, stop: asyncio.Event | None = None) -> N
         raise AgentError(f"--termination-drain: must be 0 or more, got {config.termination_drain:g}")
     if config.metrics_period < 1:
         raise AgentError(f"--metrics-period: must be 1 or more, got {config.metrics_period:g}")
+    proxy_addresses = config.proxy_addresses or [address]
+    if config.proxy_mode == "nftables" and any(":" in a for a in proxy_addresses):
+        raise AgentError("--proxy-mode nftables: IPv4 proxy addresses only (got "
+                         f"{', '.join(a for a in proxy_addresses if ':' in a)}); use --proxy-mode userspace")
     try:
-        discovery = await build_discovery(runtimes, proxy_addresses=config.proxy_addresses or [address],
-                                          dns_port=config.dns_port, data_dir=config.data_dir)
+        discovery = await build_discovery(runtimes, proxy_addresses=proxy_addresses, dns_port=config.dns_port,
+                                          data_dir=config.data_dir, proxy_mode=config.proxy_mode,
+                                          node_name=config.name)
     except RuntimeFailure as e:
         raise AgentError(f"--docker-network: the pod network cannot be set up ({e})") from e
+    except NftablesError as e:
+        raise AgentError(f"--proxy-mode nftables: {e}") from e
+    except ValueError as e:
+        raise AgentError(f"--proxy-mode: {e}") from e
     telemetry = AgentMetrics()
     settings = WorkerSettings(node_name=config.name, host_ip=address, poll_interval=config.poll_interval,
                               backoff=backoff, termination_drain=config.termination_drain,

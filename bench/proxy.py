@@ -13,11 +13,21 @@ backend and through the proxy:
 The proxy runs on uvloop, as in the agent; `--proxy-loop asyncio` puts it on
 the stdlib loop instead (results in proxy_asyncio.json), for comparison.
 
+`--proxy-mode nftables` measures the kernel data path instead: the proxy
+process applies the Service's nftables table (`agent.proxy.kernel`) and
+idles, and the kernel DNATs each new connection to the backend (results in
+proxy_nftables.json; the proxy CPU column is then ~0: the NAT work is done in
+the client's and backend's system calls). It needs root and `nft`: the
+benchmark re-executes itself inside a network namespace it makes
+(`ip netns add corral-bench-<pid>`, lo up) and deletes afterwards, so the
+host's ruleset is never touched; direct runs happen in that namespace too.
+
 Each case stops after `--seconds` seconds or `--requests` requests per
 connection, whichever comes first; direct and proxied runs alternate for
 `--rounds` rounds and the median run of each is shown.
 
     .venv/bin/python bench/proxy.py [--seconds 3] [--bulk-mib 4096] [--proxy-loop asyncio]
+                                    [--proxy-mode userspace|nftables]
 
 Prints requests/s, p50/p99 latency and MB/s, the proxy process's CPU time
 per request (per GB for bulk: steadier than rates on a busy machine), and writes
@@ -28,6 +38,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -39,6 +51,8 @@ import uvloop
 from harness import free_port, machine, percentile, stop, wait_for, write_result
 
 REPO = Path(__file__).resolve().parents[1]
+# Set in the re-executed benchmark: the network namespace it runs in.
+NETNS_ENV = "CORRAL_BENCH_NETNS"
 REQUEST = b"R 1024\n".ljust(99, b".") + b"\n"
 RESPONSE_SIZE = 1024
 CHUNK = 256 * 1024
@@ -91,8 +105,9 @@ async def serve_backend(port: int) -> None:
         await server.serve_forever()
 
 
-async def serve_proxy(address: str, port: int, backend_port: int) -> None:
+async def serve_proxy(address: str, port: int, backend_port: int, mode: str = "userspace") -> None:
     sys.path.insert(0, str(REPO))
+    from agent.proxy.kernel import KernelProxy
     from agent.proxy.server import ProxyServer
     from protos.corral.v1 import discovery_pb2
 
@@ -109,8 +124,32 @@ async def serve_proxy(address: str, port: int, backend_port: int) -> None:
             )
         ],
     )
-    proxy.update({"bench/backend": route})
-    await proxy.run()
+    if mode == "userspace":
+        proxy.update({"bench/backend": route})
+        await proxy.run()
+        return
+    kernel = KernelProxy(proxy, "corral_bench", [address])
+    await kernel.start()
+    kernel.update({"bench/backend": route})
+    stopping = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stopping.set)
+    async with asyncio.TaskGroup() as group:
+        tasks = [group.create_task(proxy.run()), group.create_task(kernel.run())]
+        await stopping.wait()  # then the table is deleted
+        for task in tasks:
+            task.cancel()
+
+
+def run_in_netns() -> int:
+    """Run this benchmark again, with the same arguments, inside a network namespace made for it."""
+    name = f"corral-bench-{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        subprocess.run(["ip", "netns", "exec", name, "ip", "link", "set", "lo", "up"], check=True)
+        env = {**os.environ, NETNS_ENV: name}
+        return subprocess.run(["ip", "netns", "exec", name, sys.executable, *sys.argv], env=env).returncode
+    finally:
+        subprocess.run(["ip", "netns", "delete", name], check=False)
 
 
 # -- the client ------------------------------------------------------------------------
@@ -265,7 +304,8 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     backend_port, proxy_port = free_port(), free_port()
     me = [sys.executable, str(Path(__file__).resolve())]
     backend = subprocess.Popen([*me, "--role", "backend", "--port", str(backend_port)])
-    proxy_args = ["--port", str(proxy_port), "--backend-port", str(backend_port), "--proxy-loop", args.proxy_loop]
+    proxy_args = ["--port", str(proxy_port), "--backend-port", str(backend_port), "--proxy-loop", args.proxy_loop,
+                  "--proxy-mode", args.proxy_mode]
     proxy = subprocess.Popen(
         [*me, "--role", "proxy", *proxy_args],
         stdout=subprocess.DEVNULL,
@@ -290,6 +330,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         "proxy": proxied,
         "proxy_to_direct": ratios,
         "proxy_loop": args.proxy_loop,
+        "proxy_mode": args.proxy_mode,
         "seconds_per_case": args.seconds,
         "rounds": args.rounds,
         "request_bytes": len(REQUEST),
@@ -330,12 +371,20 @@ def main() -> None:
     parser.add_argument(
         "--proxy-loop", choices=["uvloop", "asyncio"], default="uvloop", help="the proxy's loop (the agent's: uvloop)"
     )
+    parser.add_argument(
+        "--proxy-mode",
+        choices=["userspace", "nftables"],
+        default="userspace",
+        help="the node proxy's data path (nftables: root and nft; runs in its own network namespace)",
+    )
     args = parser.parse_args()
+    if args.role == "bench" and args.proxy_mode == "nftables" and not os.environ.get(NETNS_ENV):
+        sys.exit(run_in_netns())
     if args.role == "backend":
         uvloop.run(serve_backend(args.port))
         return
     if args.role == "proxy":
-        proxy = serve_proxy("127.0.0.1", args.port, args.backend_port)
+        proxy = serve_proxy("127.0.0.1", args.port, args.backend_port, args.proxy_mode)
         if args.proxy_loop == "uvloop":
             uvloop.run(proxy)
         else:
@@ -343,7 +392,8 @@ def main() -> None:
         return
     result = run(args)
     report(result["direct"], result["proxy"], result["proxy_to_direct"])  # type: ignore[arg-type]
-    write_result("proxy" if args.proxy_loop == "uvloop" else f"proxy_{args.proxy_loop}", result)
+    name = "proxy" if args.proxy_loop == "uvloop" else f"proxy_{args.proxy_loop}"
+    write_result(name if args.proxy_mode == "userspace" else f"{name}_{args.proxy_mode}", result)
 
 
 if __name__ == "__main__":

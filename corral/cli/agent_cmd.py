@@ -81,6 +81,10 @@ def proxy_addresses_of(values: tuple[str, ...]) -> list[str]:
 @click.option("--proxy-address", "proxy_addresses", multiple=True,
               help="Where the node proxy listens on every Service port, with a DNS server (repeatable or "
                    "a,b; default: the advertised --address). Docker pods reach it at their network's gateway.")
+@click.option("--proxy-mode", type=click.Choice(["userspace", "nftables"]), default="userspace", show_default=True,
+              help="userspace: the node proxy relays every Service connection; nftables: the kernel NATs new "
+                   "connections straight to an endpoint (needs root or CAP_NET_ADMIN and the nft command; "
+                   "LeastConnections Services stay on the userspace proxy).")
 @click.option("--dns-port", type=click.IntRange(0, 65535), default=53, show_default=True,
               help="Port of the DNS server on the proxy addresses (0: none there; the Docker pod network "
                    "gateway always gets one on 53).")
@@ -97,7 +101,8 @@ def agent_cmd(ctx: click.Context, server_opt: str | None, token: str, join_addre
               labels: str,
               runtimes: tuple[str, ...], data_dir: str | None, address: str, restart_backoff: float,
               restart_backoff_max: float, poll_interval: float, termination_drain: float,
-              proxy_addresses: tuple[str, ...], dns_port: int, docker_network: str, metrics_period: float,
+              proxy_addresses: tuple[str, ...], proxy_mode: str, dns_port: int, docker_network: str,
+              metrics_period: float,
               metrics_listen: str | None, log_level: str) -> None:
     """Run the node agent: register this machine and run the pods bound to it."""
     from agent.main import AgentConfig, AgentError, run  # the agent loads only when asked for
@@ -113,7 +118,8 @@ def agent_cmd(ctx: click.Context, server_opt: str | None, token: str, join_addre
                          runtimes=list(runtimes) or ["docker"], labels=parse_labels(labels), address=address,
                          poll_interval=poll_interval, restart_backoff=restart_backoff,
                          restart_backoff_max=restart_backoff_max, termination_drain=termination_drain,
-                         proxy_addresses=proxy_addresses_of(proxy_addresses), dns_port=dns_port,
+                         proxy_addresses=proxy_addresses_of(proxy_addresses), proxy_mode=proxy_mode,
+                         dns_port=dns_port,
                          docker_network=docker_network, metrics_period=metrics_period,
                          metrics_listen=DEFAULT_METRICS_LISTEN if metrics_listen is None else metrics_listen,
                          metrics_optional=metrics_listen is None, token=token, restart_after_join=True,

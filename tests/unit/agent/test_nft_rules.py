@@ -1,0 +1,195 @@
+"""The kernel data path's rules, rendered from Service routes: agent/proxy/nft_rules.py."""
+
+from __future__ import annotations
+
+import itertools
+import re
+
+import pytest
+
+from agent.proxy.endpoints import Backend
+from agent.proxy.nft_rules import MAX_SLOTS, plan, render, slots, table_name
+from protos.corral.v1 import discovery_pb2
+
+ADDRESSES = ["127.0.0.5", "10.1.0.1"]
+
+
+def backend(port: int, group: str = "", address: str = "10.0.0.1") -> discovery_pb2.RouteBackend:
+    return discovery_pb2.RouteBackend(address=address, port=port, pod=f"pod-{port}", group=group)
+
+
+def route(
+    name: str,
+    port: int,
+    backends: list[discovery_pb2.RouteBackend],
+    *,
+    weights: dict[str, int] | None = None,
+    algorithm: str = "",
+    port_name: str = "http",
+) -> discovery_pb2.ServiceRoute:
+    return discovery_pb2.ServiceRoute(
+        namespace="default",
+        name=name,
+        load_balancing=algorithm,
+        weights=weights or {},
+        ports=[discovery_pb2.RoutePort(name=port_name, protocol="TCP", port=port, backends=backends)],
+    )
+
+
+def routes(*items: discovery_pb2.ServiceRoute) -> dict[str, discovery_pb2.ServiceRoute]:
+    return {f"{r.namespace}/{r.name}": r for r in items}
+
+
+CANARY_10 = route(
+    "web",
+    80,
+    [backend(9001, "canary"), backend(9002, "stable"), backend(9003, "stable"), backend(9004, "stable")],
+    weights={"canary": 10, "stable": 90},
+)
+
+
+def map_elements(text: str, port: int) -> list[tuple[int, str]]:
+    """The DNAT map of `port`'s chain: (slot, "address . port") in slot order."""
+    chain = text.split(f"chain port_{port} {{", 1)[1].split("\n\t}", 1)[0]
+    return [(int(i), target) for i, target in re.findall(r"(\d+) : ([\d.]+ \. \d+)", chain)]
+
+
+# -- slots ---------------------------------------------------------------------------
+
+
+def test_round_robin_is_every_backend_once_in_order() -> None:
+    text = render(plan(routes(route("web", 80, [backend(9001), backend(9002), backend(9003)]))), "t", ADDRESSES)
+    assert "numgen inc mod 3 map" in text
+    assert map_elements(text, 80) == [(0, "10.0.0.1 . 9001"), (1, "10.0.0.1 . 9002"), (2, "10.0.0.1 . 9003")]
+
+
+def test_one_backend_is_a_plain_dnat() -> None:
+    text = render(plan(routes(route("web", 80, [backend(9001)]))), "t", ADDRESSES)
+    assert 'meta l4proto tcp counter dnat ip to 10.0.0.1:9001 comment "default/web:http"' in text
+    assert "numgen" not in text
+
+
+def test_weights_10_90_give_the_canary_exactly_every_tenth_slot() -> None:
+    ports = plan(routes(CANARY_10)).ports
+    assert len(ports) == 1
+    groups = [b.group for b in ports[0].slots]
+    assert len(groups) == 10
+    # Over 100 connections (numgen wraps): exactly 10 canary, one in every run of ten, evenly spaced.
+    hundred = groups * 10
+    canary = [i for i, g in enumerate(hundred) if g == "canary"]
+    assert len(canary) == 10
+    assert all(b - a == 10 for a, b in itertools.pairwise(canary))
+    # The stable backends take turns.
+    stable = [b.port for b in ports[0].slots if b.group == "stable"]
+    assert stable == [9002, 9003, 9004] * 3
+
+
+def test_weighted_period_covers_every_backend_rotation() -> None:
+    # 1:1 over 2 and 3 backends: each group's round robin needs its own number of cycles.
+    backends = [Backend("10.0.0.1", port, group="a" if port < 3 else "b") for port in range(1, 6)]
+    chosen = slots(backends, {"a": 1, "b": 1})
+    assert len(chosen) == 12  # 2 groups x lcm(2, 3)
+    assert sorted(b.port for b in chosen) == [1, 1, 1, 2, 2, 2, 3, 3, 4, 4, 5, 5]
+    assert [b.group for b in chosen] == ["a", "b"] * 6
+
+
+def test_long_periods_are_cut_to_whole_weight_cycles() -> None:
+    backends = [Backend("10.0.0.1", 1000 + i, group="a") for i in range(97)]
+    backends += [Backend("10.0.0.1", 2000 + i, group="b") for i in range(89)]
+    chosen = slots(backends, {"a": 1, "b": 2})  # exact period: 3 x 97 x 89 slots
+    assert len(chosen) <= MAX_SLOTS
+    assert len(chosen) % 3 == 0
+    assert sum(1 for b in chosen if b.group == "a") * 3 == len(chosen)
+
+
+def test_a_zero_weight_group_gets_no_slot() -> None:
+    blue_green = route("web", 80, [backend(9001, "blue"), backend(9002, "green")], weights={"blue": 100, "green": 0})
+    text = render(plan(routes(blue_green)), "t", ADDRESSES)
+    assert "dnat ip to 10.0.0.1:9001" in text
+    assert "9002" not in text
+
+
+@pytest.mark.parametrize(
+    "dead",
+    [
+        pytest.param(route("web", 80, []), id="no-backends"),
+        pytest.param(route("web", 80, [backend(9001, "blue")], weights={"blue": 0}), id="only-zero-weight"),
+    ],
+)
+def test_a_port_without_backends_is_rejected(dead: discovery_pb2.ServiceRoute) -> None:
+    text = render(plan(routes(dead, route("api", 81, [backend(9001)]))), "t", ADDRESSES)
+    reject = "ip daddr { 127.0.0.5, 10.1.0.1 } tcp dport { 80 } reject with tcp reset"
+    assert text.count(reject) == 2  # filter input (other hosts, pods) and output (this host)
+    assert "port_80" not in text
+    assert "tcp dport vmap { 81 : jump port_81 }" in text
+
+
+# -- the split with the userspace proxy -----------------------------------------------
+
+
+def test_least_connections_ports_stay_with_the_userspace_proxy() -> None:
+    least = route("lc", 90, [backend(9001), backend(9002)], algorithm="LeastConnections")
+    result = plan(routes(least, CANARY_10))
+    assert [p.port for p in result.ports] == [80]
+    assert list(result.leftover) == ["default/lc"]
+    assert result.leftover["default/lc"] is least
+    text = render(result, "t", ADDRESSES)
+    assert "90" not in re.sub(r"\. 90\d\d", "", text)
+
+
+def test_a_service_is_cut_to_the_ports_the_kernel_does_not_take() -> None:
+    mixed = discovery_pb2.ServiceRoute(
+        namespace="default",
+        name="mixed",
+        ports=[
+            discovery_pb2.RoutePort(name="v4", protocol="TCP", port=80, backends=[backend(9001)]),
+            discovery_pb2.RoutePort(name="v6", protocol="TCP", port=81, backends=[backend(9001, address="fd00::1")]),
+            discovery_pb2.RoutePort(name="dns", protocol="UDP", port=53, backends=[backend(53)]),
+        ],
+    )
+    result = plan(routes(mixed))
+    assert [p.port for p in result.ports] == [80]
+    assert [p.name for p in result.leftover["default/mixed"].ports] == ["v6", "dns"]
+    assert [p.name for p in mixed.ports] == ["v4", "v6", "dns"]  # the input is left alone
+
+
+def test_a_port_claimed_twice_goes_to_the_first_service_by_name() -> None:
+    result = plan(routes(route("b", 80, [backend(9002)]), route("a", 80, [backend(9001)])))
+    assert [(p.service, p.port) for p in result.ports] == [("default/a", 80)]
+    assert result.leftover == {}
+    assert result.conflicts == ((80, "default/b", "default/a"),)
+
+
+# -- the table -----------------------------------------------------------------------
+
+
+def test_the_table_hooks_nat_prerouting_and_output_for_every_proxy_address() -> None:
+    text = render(plan(routes(CANARY_10, route("api", 81, [backend(9001)]))), "corral_n1", ADDRESSES)
+    assert text.startswith("table ip corral_n1 {\n")
+    assert "type nat hook prerouting priority dstnat; policy accept;\n\t\tjump services" in text
+    assert "type nat hook output priority -100; policy accept;\n\t\tjump services" in text
+    assert "ip daddr { 127.0.0.5, 10.1.0.1 } tcp dport vmap { 80 : jump port_80, 81 : jump port_81 }" in text
+    assert "numgen inc mod 10 map" in text
+    assert (
+        'ct status dnat oifname != "lo" ct original ip daddr { 127.0.0.5, 10.1.0.1 } meta l4proto tcp '
+        "ct original proto-dst { 80, 81 } masquerade"
+    ) in text
+
+
+def test_no_routes_leave_empty_chains() -> None:
+    text = render(plan({}), "t", ADDRESSES)
+    assert "dnat" not in text
+    assert "reject" not in text.replace("reject_input", "").replace("reject_output", "")
+    assert "chain services {\n\t}" in text
+
+
+@pytest.mark.parametrize(
+    ("node", "expected"),
+    [
+        pytest.param("node-1", "corral_node_1", id="dash"),
+        pytest.param("edge.Box-2", "corral_edge_box_2", id="dot-and-case"),
+        pytest.param("a" * 100, "corral_" + "a" * 64, id="long"),
+    ],
+)
+def test_table_name(node: str, expected: str) -> None:
+    assert table_name(node) == expected
