@@ -14,6 +14,7 @@ doubling to 60 s) — or at once when the cluster changes.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -116,6 +117,7 @@ class SchedulerController:
         assert self._pods is not None
         assert self._nodes is not None
         loop_now = asyncio.get_running_loop().time()
+        started = time.perf_counter()
         pods = self._with_assumed([p for p in self._pods.items.values() if isinstance(p, pod_pb2.Pod)], loop_now)
         todo = sorted((p for p in pods if pending(p) and self._due(p, loop_now)),
                       key=lambda p: (p.metadata.creation_timestamp.seconds, p.metadata.name))
@@ -135,8 +137,10 @@ class SchedulerController:
                 snapshot, self.start_index = batch.snapshot, batch.next_start_index
                 writes.append(group.create_task(self._apply(batch.results, by_key, loop_now)))
                 await asyncio.sleep(0)
+            placed = time.perf_counter()
         conflicts = sum(w.result() for w in writes)
-        log.info("scheduling_pass", pending=len(todo), nodes=len(nodes), conflicts=conflicts)
+        log.info("scheduling_pass", pending=len(todo), nodes=len(nodes), conflicts=conflicts,
+                 placed_ms=round((placed - started) * 1000, 1), ms=round((time.perf_counter() - started) * 1000, 1))
         return CONFLICT_RETRY if conflicts else self._next_retry(loop_now)
 
     def _with_assumed(self, pods: list[pod_pb2.Pod], now: float) -> list[pod_pb2.Pod]:
