@@ -121,7 +121,7 @@ def parse_counters(text: bytes | str) -> dict[str, int]:
         for expr in rule.get("expr") or []:
             counter = expr.get("counter") if isinstance(expr, dict) else None
             if isinstance(counter, dict):  # a named counter's reference is a string: not ours
-                packets = counter.get("packets", 0)
+                packets = counter.get("packets")
                 if not isinstance(packets, int) or isinstance(packets, bool):
                     raise NftablesRejected(f"nft -j printed a counter without packets in chain {chain}")
                 counts[chain] = counts.get(chain, 0) + packets
