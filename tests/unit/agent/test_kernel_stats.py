@@ -35,7 +35,7 @@ class FakeNft(Nft):
         if self.fail_replace:
             raise NftablesRejected("nft refused the rules: test")
         self.replaced += 1
-        self.packets = {name: 0 for name in re.findall(r"chain (port_\d+_b\d+) \{", text)}
+        self.packets = dict.fromkeys(re.findall(r"chain (port_\d+_b\d+) \{", text), 0)
 
     async def delete(self, table: str) -> None:
         self.packets = {}

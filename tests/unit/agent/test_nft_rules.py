@@ -156,13 +156,7 @@ def test_each_distinct_backend_of_a_port_has_one_counting_chain() -> None:
     assert set(re.findall(r"chain (port_\d+_b\d+) \{", text)) == set(chains)
     # Every slot jumps to a chain; the 10% canary still has exactly every tenth one.
     slot_chains = re.findall(r"\d+ : jump (port_80_b\d+)", chain_body(text, "port_80"))
-    assert slot_chains == ["port_80_b0", "port_80_b1", "port_80_b2", "port_80_b0", "port_80_b3"] + [
-        "port_80_b1",
-        "port_80_b2",
-        "port_80_b0",
-        "port_80_b1",
-        "port_80_b2",
-    ]
+    assert slot_chains == [f"port_80_b{i}" for i in (0, 1, 2, 0, 3, 1, 2, 0, 1, 2)]
 
 
 def test_ports_list_every_backend_pod_even_without_a_slot() -> None:
