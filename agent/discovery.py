@@ -32,7 +32,7 @@ import structlog
 from agent.dns.server import DnsServer
 from agent.proxy.kernel import KernelProxy
 from agent.proxy.nft_rules import table_name
-from agent.proxy.server import ProxyServer
+from agent.proxy.server import ProxyServer, ServiceStats
 from agent.runtime.base import ContainerRuntime
 from agent.service_env import ServiceAccess
 from agent.services import ServiceTable
@@ -50,6 +50,10 @@ class Discovery:
     dns: DnsServer
     # The kernel data path, in nftables mode.
     kernel: KernelProxy | None = None
+
+    def stats(self) -> dict[str, ServiceStats]:
+        """The node proxy's per-Service counters: the kernel data path's merged in, in nftables mode."""
+        return self.kernel.stats() if self.kernel is not None else self.proxy.stats()
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as group:

@@ -195,7 +195,7 @@ async def run_agent(config: AgentConfig, stop: asyncio.Event | None = None) -> N
     manager = PodManager(runtimes, settings, config.data_dir)
     status = node_status(address=address, runtimes=list(runtimes))
     metrics = MetricsSampler(config.name, runtimes, lambda: [w.pod for w in manager.workers.values()],
-                             traffic=discovery.proxy.stats)
+                             traffic=discovery.stats)
     session = Session(SessionConfig(server=config.server, node_name=config.name, labels=config.labels,
                                     metrics_period=config.metrics_period),
                       manager, status, identity=identity, services=discovery.table, metrics=metrics)
@@ -204,7 +204,7 @@ async def run_agent(config: AgentConfig, stop: asyncio.Event | None = None) -> N
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-    telemetry.observe(proxy_stats=discovery.proxy.stats, connected=session.connected.is_set,
+    telemetry.observe(proxy_stats=discovery.stats, connected=session.connected.is_set,
                       pods=lambda: [w.last_status for w in manager.workers.values()])
     try:
         scrape = open_endpoint(telemetry.registry, config.metrics_listen,

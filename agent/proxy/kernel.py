@@ -12,6 +12,22 @@ deletes the table.
 later (nft removed, rules refused) is logged once (`proxy_kernel_failed`)
 and the node falls back to the userspace proxy for every Service, for good:
 the table is deleted (when nft still can) and the proxy gets all routes.
+
+`stats()` is `ProxyServer.stats()` for the whole node: the userspace proxy's
+counters of the Services (ports) it serves, plus the kernel's. Each backend
+has its own counting chain in the table (`nft_rules.backend_chains`), so the
+kernel counts new connections per Service (over its ports) and per backend
+pod: `connections_total` and `backends`, what the metrics reports and the
+HorizontalPodAutoscaler's connections metric use. Active connections,
+bytes and connect failures go unseen by nft and stay 0 for kernel-served
+ports. Reading the counters runs nft, so `run()` refreshes a snapshot every
+`refresh_seconds` (5 s) and `stats()` returns it merged with the userspace
+proxy's, at once. A replaced table counts from 0 again: the counters are
+read just before each replace and carried, so the totals never go back
+(connections in the moment between that read and the replace go uncounted).
+A Service's carried counts are forgotten when it leaves the routes, a pod's
+when it stops being one of the Service's backends — as the userspace proxy
+does.
 """
 
 from __future__ import annotations
@@ -19,21 +35,32 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
 import structlog
 
-from agent.proxy.nft_rules import Plan, plan, render
+from agent.proxy.nft_rules import BackendChain, Plan, backend_chains, plan, render
 from agent.proxy.nftables import Nft, NftablesError
-from agent.proxy.server import ProxyServer
+from agent.proxy.server import ProxyServer, ServiceStats
 from protos.corral.v1 import discovery_pb2
 
 log = structlog.get_logger(__name__)
+
+REFRESH_SECONDS = 5.0
 
 
 class KernelProxy:
     """See the module docstring; `addresses`: the proxy addresses (IPv6 ones are left out)."""
 
-    def __init__(self, proxy: ProxyServer, table: str, addresses: Sequence[str], *, nft: Nft | None = None) -> None:
+    def __init__(
+        self,
+        proxy: ProxyServer,
+        table: str,
+        addresses: Sequence[str],
+        *,
+        nft: Nft | None = None,
+        refresh_seconds: float = REFRESH_SECONDS,
+    ) -> None:
         self.proxy = proxy
         self.table = table
         self.addresses = [a for a in dict.fromkeys(addresses) if ":" not in a]  # a `table ip`: IPv4 only
@@ -46,6 +73,17 @@ class KernelProxy:
         self._conflicts: set[tuple[int, str, str]] = set()
         self._wake = asyncio.Event()
         self._wake.set()
+        self.refresh_seconds = refresh_seconds
+        # The counters: the applied table's chains and their last read packets, the counts carried
+        # over replaced tables (Service → total, Service → pod → connections), and the snapshot.
+        self._lock = asyncio.Lock()
+        self._applied_plan = Plan()
+        self._chains: dict[str, BackendChain] = {}
+        self._counts: dict[str, int] = {}
+        self._carried: dict[str, int] = {}
+        self._carried_pods: dict[str, dict[str, int]] = {}
+        self._kernel_stats: dict[str, ServiceStats] = {}
+        self._read_failed = False
 
     async def start(self) -> None:
         """Raise `NftablesUnavailable` unless nft may change the ruleset here."""
@@ -53,6 +91,7 @@ class KernelProxy:
 
     def update(self, routes: Mapping[str, discovery_pb2.ServiceRoute]) -> None:
         self._routes = dict(routes)
+        self._snapshot()
         if self.fallback:
             self.proxy.update(self._routes)
             return
@@ -66,14 +105,37 @@ class KernelProxy:
         """Listen port → Service, for the ports the kernel serves now."""
         return {} if self.fallback else self._plan.services()
 
+    def stats(self) -> dict[str, ServiceStats]:
+        """Every Service's counters by "namespace/name", as `ProxyServer.stats()` (see the module docstring)."""
+        merged = self.proxy.stats()
+        for key, kernel in self._kernel_stats.items():
+            mine = merged.get(key)
+            if mine is None:
+                merged[key] = replace(kernel, backends=dict(kernel.backends))
+                continue
+            mine.connections_total += kernel.connections_total
+            pods = dict(mine.backends)
+            for pod, count in kernel.backends.items():
+                pods[pod] = pods.get(pod, 0) + count
+            mine.backends = dict(sorted(pods.items()))
+        return merged
+
     async def run(self) -> None:
-        """Apply the table as routes change; delete it when cancelled."""
+        """Apply the table as routes change, refresh the counters; delete the table when cancelled."""
+        loop = asyncio.get_running_loop()
+        due = loop.time() + self.refresh_seconds
         try:
             while not self.fallback:
-                await self._wake.wait()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(max(0.0, due - loop.time())):
+                        await self._wake.wait()
                 self._wake.clear()
                 if self._wanted != self._applied:
-                    await self._apply(self._wanted)
+                    await self._apply()
+                    due = loop.time() + self.refresh_seconds
+                elif loop.time() >= due:
+                    await self.refresh()
+                    due = loop.time() + self.refresh_seconds
             await asyncio.Event().wait()  # the userspace proxy serves everything now
         finally:
             if self._applied is not None:
@@ -81,32 +143,107 @@ class KernelProxy:
                     await self.nft.delete(self.table)
                 log.info("proxy_kernel_stopped", table=self.table)
 
-    async def _apply(self, text: str) -> None:
-        try:
-            await self.nft.replace(self.table, text)
-        except NftablesError as e:
-            log.error(
-                "proxy_kernel_failed",
-                table=self.table,
-                error=type(e).__name__,
-                reason=str(e),
-                message="nftables rules could not be applied; the userspace proxy serves every Service now",
-            )
-            self.fallback = True
-            self.proxy.update(self._routes)
-            if self._applied is not None:
-                with contextlib.suppress(NftablesError):
-                    await self.nft.delete(self.table)
-                self._applied = None
+    async def refresh(self) -> None:
+        """Read the kernel's counters into the snapshot `stats()` returns."""
+        async with self._lock:
+            await self._read()
+            self._snapshot()
+
+    async def _read(self) -> None:
+        """The applied table's counters into `_counts` (lock held); a failure keeps the last ones."""
+        if self._applied is None or not self._chains:
             return
-        first = self._applied is None
-        self._applied = text
+        try:
+            counts = await self.nft.counters(self.table)
+        except NftablesError as e:
+            if not self._read_failed:
+                log.warning("proxy_kernel_counters_failed", table=self.table, error=type(e).__name__, reason=str(e))
+            self._read_failed = True
+            return
+        self._read_failed = False
+        # Never less than read before: counters of one table only grow.
+        self._counts = {name: max(self._counts.get(name, 0), counts.get(name, 0)) for name in self._chains}
+
+    def _carry(self) -> None:
+        """Add the last read counts to the carried ones: the table is about to start again at 0."""
+        for name, count in self._counts.items():
+            chain = self._chains[name]
+            self._carried[chain.service] = self._carried.get(chain.service, 0) + count
+            if chain.pod:
+                pods = self._carried_pods.setdefault(chain.service, {})
+                pods[chain.pod] = pods.get(chain.pod, 0) + count
+        self._counts = {}
+
+    def _snapshot(self) -> None:
+        """Rebuild the kernel's part of `stats()`; forget carried counts of what left the routes."""
+        current = {
+            key: {b.pod for port in route.ports for b in port.backends if b.pod} for key, route in self._routes.items()
+        }
+        self._carried = {key: n for key, n in self._carried.items() if key in current}
+        self._carried_pods = {
+            key: {pod: n for pod, n in pods.items() if pod in current[key]}
+            for key, pods in self._carried_pods.items()
+            if key in current
+        }
+        totals = dict(self._carried)
+        per_pod = {key: dict(pods) for key, pods in self._carried_pods.items()}
+        for port in self._applied_plan.ports:
+            if port.service in current:
+                totals.setdefault(port.service, 0)
+                pods = per_pod.setdefault(port.service, {})
+                for pod in port.pods:
+                    if pod in current[port.service]:
+                        pods.setdefault(pod, 0)
+        for name, count in self._counts.items():
+            chain = self._chains[name]
+            if chain.service not in current:
+                continue
+            totals[chain.service] = totals.get(chain.service, 0) + count
+            if chain.pod in current[chain.service]:
+                pods = per_pod.setdefault(chain.service, {})
+                pods[chain.pod] = pods.get(chain.pod, 0) + count
+        self._kernel_stats = {
+            key: ServiceStats(connections_total=total, backends=dict(sorted(per_pod.get(key, {}).items())))
+            for key, total in sorted(totals.items())
+        }
+
+    async def _apply(self) -> None:
+        async with self._lock:
+            text, wanted = self._wanted, self._plan  # the latest, once the lock is ours
+            if text == self._applied:
+                return
+            await self._read()
+            try:
+                await self.nft.replace(self.table, text)
+            except NftablesError as e:
+                log.error(
+                    "proxy_kernel_failed",
+                    table=self.table,
+                    error=type(e).__name__,
+                    reason=str(e),
+                    message="nftables rules could not be applied; the userspace proxy serves every Service now",
+                )
+                self.fallback = True
+                self.proxy.update(self._routes)
+                if self._applied is not None:
+                    with contextlib.suppress(NftablesError):
+                        await self.nft.delete(self.table)
+                    self._applied = None
+                self._carry()
+                self._chains, self._applied_plan = {}, Plan()
+                self._snapshot()
+                return
+            self._carry()
+            self._chains, self._applied_plan = backend_chains(wanted), wanted
+            first = self._applied is None
+            self._applied = text
+            self._snapshot()
         (log.info if first else log.debug)(
             "proxy_kernel_applied",
             table=self.table,
-            ports=len(self._plan.ports),
-            rejected=sum(1 for p in self._plan.ports if not p.slots),
-            userspace_services=len(self._plan.leftover),
+            ports=len(wanted.ports),
+            rejected=sum(1 for p in wanted.ports if not p.slots),
+            userspace_services=len(wanted.leftover),
         )
 
     def _log_conflicts(self, current: Plan) -> None:

@@ -17,9 +17,14 @@ belongs to the first Service by namespace/name that wants it):
 
 `render(plan, table, addresses)` writes the table: a `services` chain that
 sends `ip daddr <proxy address> tcp dport <port>` to that port's chain, which
-counts the new connection and DNATs it with `numgen inc mod <slots>` over a
-map of slot → address . port (the kernel's counter goes round: the slots are
-followed exactly, whoever connects); jumped to from the nat `prerouting`
+picks the slot with `numgen inc mod <slots>` over a verdict map of slot →
+`jump port_<port>_b<index>` (the kernel's counter goes round: the slots are
+followed exactly, whoever connects); each distinct backend of the port has
+that one chain, which counts the connection and DNATs it to the backend's
+address:port. A nat chain sees only the first packet of a connection, so a
+backend chain's packet counter is its number of new connections;
+`backend_chains(plan)` names the Service, pod and port behind each chain so
+the counters can be attributed. Jumped to from the nat `prerouting`
 (pods, other hosts) and `output` (this host's processes, loopback included)
 hooks. Connections DNATed to another host are masqueraded on the way out
 (else the reply would bypass this node); rejected ports are matched in the
@@ -51,6 +56,18 @@ class KernelPort:
     port_name: str
     port: int
     slots: tuple[Backend, ...]
+    # Every backend pod of the port, slots or not (a zero-weight group's too), by name.
+    pods: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class BackendChain:
+    """One distinct backend of a kernel port, as its counting chain in the table names it."""
+
+    service: str
+    pod: str
+    port: int  # the listen port
+    backend: Backend
 
 
 @dataclass(frozen=True)
@@ -125,7 +142,8 @@ def plan(routes: Mapping[str, discovery_pb2.ServiceRoute]) -> Plan:
         for port in route.ports:
             if owners.get(port.port) == key and _is_tcp(port) and kernel_capable(route, port):
                 backends = backends_of(port)
-                kernel.append(KernelPort(key, port.name, port.port, tuple(slots(backends, route.weights))))
+                pods = tuple(dict.fromkeys(b.pod for b in backends if b.pod))
+                kernel.append(KernelPort(key, port.name, port.port, tuple(slots(backends, route.weights)), pods))
                 taken.add(port.port)
     leftover: dict[str, discovery_pb2.ServiceRoute] = {}
     conflicts: list[tuple[int, str, str]] = []
@@ -152,16 +170,16 @@ def _set(items: Sequence[object]) -> str:
     return "{ " + ", ".join(str(i) for i in items) + " }"
 
 
-def _dnat(port: KernelPort) -> str:
+def _dispatch(port: KernelPort, chains: Mapping[str, str]) -> str:
+    """The port chain's rule: jump to the slot's backend chain (`chains`: backend key → chain)."""
     comment = f'comment "{port.service}:{port.port_name}"' if port.port_name else f'comment "{port.service}"'
     if len(port.slots) == 1:
-        only = port.slots[0]
-        return f"meta l4proto tcp counter dnat ip to {only.address}:{only.port} {comment}"
-    lines = [f"{i} : {b.address} . {b.port}" for i, b in enumerate(port.slots)]
+        return f"meta l4proto tcp jump {chains[port.slots[0].key]} {comment}"
+    lines = [f"{i} : jump {chains[b.key]}" for i, b in enumerate(port.slots)]
     rows = [", ".join(lines[i : i + 8]) for i in range(0, len(lines), 8)]
     elements = ",\n\t\t\t".join(rows)
     numgen = f"numgen inc mod {len(port.slots)}"
-    return f"meta l4proto tcp counter dnat ip to {numgen} map {{\n\t\t\t{elements}\n\t\t}} {comment}"
+    return f"meta l4proto tcp {numgen} vmap {{\n\t\t\t{elements}\n\t\t}} {comment}"
 
 
 def _chain(name: str, *rules: str, hook: str = "") -> str:
@@ -174,12 +192,42 @@ def port_chain(port: int) -> str:
     return f"port_{port}"
 
 
+def backend_chain(port: int, index: int) -> str:
+    """`port_<port>_b<index>`: the chain of a port's `index`-th distinct backend (first-slot order)."""
+    return f"port_{port}_b{index}"
+
+
+def _port_backends(port: KernelPort) -> dict[str, Backend]:
+    """A port's distinct backends by address:port, in the order of their first slot."""
+    distinct: dict[str, Backend] = {}
+    for backend in port.slots:
+        distinct.setdefault(backend.key, backend)
+    return distinct
+
+
+def backend_chains(plan: Plan) -> dict[str, BackendChain]:
+    """Chain name → the backend it DNATs to, for every backend chain `render(plan, …)` writes."""
+    chains: dict[str, BackendChain] = {}
+    for port in plan.ports:
+        for index, backend in enumerate(_port_backends(port).values()):
+            chains[backend_chain(port.port, index)] = BackendChain(port.service, backend.pod, port.port, backend)
+    return chains
+
+
 def render(plan: Plan, table: str, addresses: Sequence[str]) -> str:
     """The whole table, `table ip <table> { … }`, for the IPv4 `addresses` the proxy serves."""
     served = [p for p in plan.ports if p.slots]
     rejected = [p.port for p in plan.ports if not p.slots]
     daddr = f"ip daddr {_set(list(dict.fromkeys(addresses)))}"
-    chains = [_chain(port_chain(p.port), _dnat(p)) for p in served]
+    chains: list[str] = []
+    for port in served:
+        names: dict[str, str] = {}
+        for index, backend in enumerate(_port_backends(port).values()):
+            names[backend.key] = backend_chain(port.port, index)
+            chains.append(
+                _chain(names[backend.key], f"meta l4proto tcp counter dnat ip to {backend.address}:{backend.port}")
+            )
+        chains.append(_chain(port_chain(port.port), _dispatch(port, names)))
     dispatch = [f"{daddr} tcp dport vmap {_set([f'{p.port} : jump {port_chain(p.port)}' for p in served])}"]
     masquerade = [
         f'ct status dnat oifname != "lo" ct original {daddr} meta l4proto tcp '

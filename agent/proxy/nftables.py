@@ -1,26 +1,31 @@
-"""The `nft` command line, as the kernel data path uses it: replace or delete one table.
+"""The `nft` command line, as the kernel data path uses it: replace, read or delete one table.
 
 `replace(table, text)` sends one transaction to `nft -f -`: declare the
 table, delete it, define it anew — atomic, so a packet meets either the old
 rules or the new ones, and established connections keep their NAT under
-conntrack. `delete(table)` removes it (already gone: fine). `check(table)`
+conntrack (a replaced table's counters start again at 0). `delete(table)`
+removes it (already gone: fine). `counters(table)` reads `nft -j list table`
+and sums each chain's rule counters: chain name → packets. `check(table)`
 proves at start that nft runs and may change the ruleset (an empty table
 made and removed). No Python dependency: the CLI of Debian's `nftables`
 package, run with `asyncio.create_subprocess_exec`, each call bounded by
-`timeout`.
+`timeout`; its JSON is read with the stdlib.
 
 Errors::
 
     NftablesError                 nft did not do what was asked
     ├── NftablesUnavailable       nft is missing, not permitted (root or CAP_NET_ADMIN), or hangs: permanent
-    └── NftablesRejected          nft refused the rules (a bug here, or a kernel without nf_tables parts)
+    └── NftablesRejected          nft refused the rules (a bug here, or a kernel without nf_tables parts),
+                                  or could not list the table (gone), or printed JSON not understood
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import shutil
+from collections.abc import Sequence
 
 DEFAULT_BINARY = "nft"
 
@@ -47,34 +52,44 @@ class Nft:
 
     async def run(self, script: str) -> None:
         """`nft -f -` with `script` on stdin: one transaction."""
+        await self._call(["-f", "-"], script.encode(), may="change the ruleset", refused="refused the rules")
+
+    async def counters(self, table: str) -> dict[str, int]:
+        """Chain name → packets counted by its rules, for every chain of `table ip <table>` with a counter."""
+        out = await self._call(
+            ["-j", "list", "table", "ip", table], None, may="read the ruleset", refused=f"could not list table {table}"
+        )
+        return parse_counters(out)
+
+    async def _call(self, args: Sequence[str], stdin: bytes | None, *, may: str, refused: str) -> bytes:
+        """Run nft with `args` (and `stdin`); its stdout. Failures as the error tree says."""
         path = shutil.which(self.binary)
         if path is None:
             raise NftablesUnavailable(f"{self.binary} not found: install the nftables package")
         try:
             process = await asyncio.create_subprocess_exec(
                 path,
-                "-f",
-                "-",
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.DEVNULL,
+                *args,
+                stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
             )
         except OSError as e:
             raise NftablesUnavailable(f"{path} cannot be run: {e.strerror or e}") from e
         try:
             async with asyncio.timeout(self.timeout):
-                _, stderr = await process.communicate(script.encode())
+                stdout, stderr = await process.communicate(stdin)
         except TimeoutError:
             with contextlib.suppress(ProcessLookupError):
                 process.kill()
             await process.wait()
             raise NftablesUnavailable(f"{path} did not answer within {self.timeout:g} s") from None
         if process.returncode == 0:
-            return
+            return stdout
         message = " ".join(stderr.decode(errors="replace").split())[:500] or f"exit status {process.returncode}"
         if any(word in message.lower() for word in _DENIED):
-            raise NftablesUnavailable(f"{path} may not change the ruleset (needs root or CAP_NET_ADMIN): {message}")
-        raise NftablesRejected(f"{path} refused the rules: {message}")
+            raise NftablesUnavailable(f"{path} may not {may} (needs root or CAP_NET_ADMIN): {message}")
+        raise NftablesRejected(f"{path} {refused}: {message}")
 
     async def replace(self, table: str, text: str) -> None:
         """Make `text` (a whole `table ip <table> { … }`) the table, atomically."""
@@ -86,3 +101,28 @@ class Nft:
     async def check(self, table: str) -> None:
         """Raise unless nft runs and may change the ruleset (leaves no table behind)."""
         await self.delete(f"{table}_check")
+
+
+def parse_counters(text: bytes | str) -> dict[str, int]:
+    """`nft -j list …` output → chain name → the packets of its rules' counters (summed)."""
+    try:
+        document = json.loads(text)
+    except ValueError as e:
+        raise NftablesRejected(f"nft -j printed no JSON: {e}") from e
+    items = document.get("nftables") if isinstance(document, dict) else None
+    if not isinstance(items, list):
+        raise NftablesRejected("nft -j printed JSON without an nftables list")
+    counts: dict[str, int] = {}
+    for item in items:
+        rule = item.get("rule") if isinstance(item, dict) else None
+        if not isinstance(rule, dict) or not isinstance(rule.get("chain"), str):
+            continue
+        chain: str = rule["chain"]
+        for expr in rule.get("expr") or []:
+            counter = expr.get("counter") if isinstance(expr, dict) else None
+            if isinstance(counter, dict):  # a named counter's reference is a string: not ours
+                packets = counter.get("packets")
+                if not isinstance(packets, int) or isinstance(packets, bool):
+                    raise NftablesRejected(f"nft -j printed a counter without packets in chain {chain}")
+                counts[chain] = counts.get(chain, 0) + packets
+    return counts

@@ -194,6 +194,34 @@ async def test_a_ten_percent_canary_gets_exactly_every_tenth_connection(netns: N
         assert counts == {"canary": 20, "s1": 60, "s2": 60, "s3": 60}
         positions = [i for i, name in enumerate(answers) if name == "canary"]
         assert all(later - earlier == 10 for earlier, later in itertools.pairwise(positions))
+        await node.kernel.refresh()
+        stats = node.kernel.stats()["default/web"]
+        assert (stats.connections_total, stats.backends) == (200, counts)
+
+
+async def test_the_kernel_counts_new_connections_per_service_and_pod(netns: None) -> None:
+    async with backends("a", "b", "c") as (a, b, c), running() as node:
+        await node.applied(keyed(route("web", 8080, [(a, ""), (b, ""), (c, "")])))
+        assert node.kernel.stats()["default/web"].backends == {"a": 0, "b": 0, "c": 0}
+        held = await asyncio.open_connection(PROXY, 8080)  # slot 0: a
+        answers = [await ask(8080, held)] + [await ask(8080) for _ in range(29)]
+        assert await ask(8080, held) == "a"  # more packets, not a new connection
+        await node.kernel.refresh()
+        stats = node.kernel.stats()["default/web"]
+        assert stats.connections_total == 30
+        assert stats.backends == Counter(answers) == {"a": 10, "b": 10, "c": 10}
+        assert (stats.connections_active, stats.bytes_in, stats.bytes_out) == (0, 0, 0)  # unseen by nft
+        assert await Nft().counters(TABLE) == {"port_8080_b0": 10, "port_8080_b1": 10, "port_8080_b2": 10}
+        # A route update replaces the table (its counters start at 0): the totals carry on.
+        await node.applied(keyed(route("web", 8080, [(a, ""), (b, "")])))
+        assert await Nft().counters(TABLE) == {"port_8080_b0": 0, "port_8080_b1": 0}
+        stats = node.kernel.stats()["default/web"]
+        assert (stats.connections_total, stats.backends) == (30, {"a": 10, "b": 10})
+        assert [await ask(8080) for _ in range(4)] == ["a", "b"] * 2
+        await node.kernel.refresh()
+        stats = node.kernel.stats()["default/web"]
+        assert (stats.connections_total, stats.backends) == (34, {"a": 12, "b": 12})
+        held[1].close()
 
 
 async def test_a_removed_backend_gets_no_new_connections_and_keeps_its_established_one(netns: None) -> None:
@@ -290,6 +318,7 @@ async def test_discovery_in_nftables_mode_feeds_the_kernel_path(netns: None, tmp
     assert discovery.kernel.table == "corral_edge_1_lan"
     assert discovery.table.listeners[0] is discovery.kernel
     assert discovery.kernel.proxy is discovery.proxy
+    assert discovery.stats() == discovery.kernel.stats() == {}
 
 
 async def test_discovery_in_nftables_mode_without_nft_fails_at_start(
@@ -301,3 +330,4 @@ async def test_discovery_in_nftables_mode_without_nft_fails_at_start(
     userspace = await build_discovery({}, proxy_addresses=[PROXY], dns_port=0, data_dir=tmp_path)
     assert userspace.kernel is None
     assert userspace.table.listeners[0] is userspace.proxy
+    assert userspace.stats() == {}

@@ -8,7 +8,7 @@ import re
 import pytest
 
 from agent.proxy.endpoints import Backend
-from agent.proxy.nft_rules import MAX_SLOTS, plan, render, slots, table_name
+from agent.proxy.nft_rules import MAX_SLOTS, BackendChain, backend_chains, plan, render, slots, table_name
 from protos.corral.v1 import discovery_pb2
 
 ADDRESSES = ["127.0.0.5", "10.1.0.1"]
@@ -48,10 +48,17 @@ CANARY_10 = route(
 )
 
 
+def chain_body(text: str, name: str) -> str:
+    return text.split(f"chain {name} {{", 1)[1].split("\n\t}", 1)[0]
+
+
 def map_elements(text: str, port: int) -> list[tuple[int, str]]:
-    """The DNAT map of `port`'s chain: (slot, "address . port") in slot order."""
-    chain = text.split(f"chain port_{port} {{", 1)[1].split("\n\t}", 1)[0]
-    return [(int(i), target) for i, target in re.findall(r"(\d+) : ([\d.]+ \. \d+)", chain)]
+    """`port`'s verdict map, each slot's backend chain followed: (slot, "address . port") in slot order."""
+    elements = []
+    for i, chain in re.findall(r"(\d+) : jump (\w+)", chain_body(text, f"port_{port}")):
+        address, target = re.findall(r"dnat ip to ([\d.]+):(\d+)$", chain_body(text, chain).strip())[0]
+        elements.append((int(i), f"{address} . {target}"))
+    return elements
 
 
 # -- slots ---------------------------------------------------------------------------
@@ -59,13 +66,14 @@ def map_elements(text: str, port: int) -> list[tuple[int, str]]:
 
 def test_round_robin_is_every_backend_once_in_order() -> None:
     text = render(plan(routes(route("web", 80, [backend(9001), backend(9002), backend(9003)]))), "t", ADDRESSES)
-    assert "numgen inc mod 3 map" in text
+    assert "numgen inc mod 3 vmap" in text
     assert map_elements(text, 80) == [(0, "10.0.0.1 . 9001"), (1, "10.0.0.1 . 9002"), (2, "10.0.0.1 . 9003")]
 
 
-def test_one_backend_is_a_plain_dnat() -> None:
+def test_one_backend_is_a_plain_jump_to_its_chain() -> None:
     text = render(plan(routes(route("web", 80, [backend(9001)]))), "t", ADDRESSES)
-    assert 'meta l4proto tcp counter dnat ip to 10.0.0.1:9001 comment "default/web:http"' in text
+    assert chain_body(text, "port_80").strip() == 'meta l4proto tcp jump port_80_b0 comment "default/web:http"'
+    assert chain_body(text, "port_80_b0").strip() == "meta l4proto tcp counter dnat ip to 10.0.0.1:9001"
     assert "numgen" not in text
 
 
@@ -124,6 +132,46 @@ def test_a_port_without_backends_is_rejected(dead: discovery_pb2.ServiceRoute) -
     assert "tcp dport vmap { 81 : jump port_81 }" in text
 
 
+# -- the counting chains ---------------------------------------------------------------
+
+
+def test_each_distinct_backend_of_a_port_has_one_counting_chain() -> None:
+    api = route("api", 81, [backend(9001), backend(9005, address="10.0.0.2")])
+    result = plan(routes(CANARY_10, api))
+    text = render(result, "t", ADDRESSES)
+    chains = backend_chains(result)
+    # Per port, in the order of each backend's first slot (the canary's first slot is the fifth).
+    assert {name: (c.service, c.pod, c.port) for name, c in chains.items()} == {
+        "port_80_b0": ("default/web", "pod-9002", 80),
+        "port_80_b1": ("default/web", "pod-9003", 80),
+        "port_80_b2": ("default/web", "pod-9004", 80),
+        "port_80_b3": ("default/web", "pod-9001", 80),
+        "port_81_b0": ("default/api", "pod-9001", 81),
+        "port_81_b1": ("default/api", "pod-9005", 81),
+    }
+    assert chains["port_81_b1"] == BackendChain("default/api", "pod-9005", 81, result.ports[1].slots[1])
+    for name, chain in chains.items():
+        body = f"meta l4proto tcp counter dnat ip to {chain.backend.address}:{chain.backend.port}"
+        assert chain_body(text, name).strip() == body
+    assert set(re.findall(r"chain (port_\d+_b\d+) \{", text)) == set(chains)
+    # Every slot jumps to a chain; the 10% canary still has exactly every tenth one.
+    slot_chains = re.findall(r"\d+ : jump (port_80_b\d+)", chain_body(text, "port_80"))
+    assert slot_chains == [f"port_80_b{i}" for i in (0, 1, 2, 0, 3, 1, 2, 0, 1, 2)]
+
+
+def test_ports_list_every_backend_pod_even_without_a_slot() -> None:
+    blue_green = route("web", 80, [backend(9001, "blue"), backend(9002, "green")], weights={"blue": 100, "green": 0})
+    result = plan(routes(blue_green))
+    assert result.ports[0].pods == ("pod-9001", "pod-9002")
+    assert list(backend_chains(result)) == ["port_80_b0"]
+
+
+def test_a_rejected_port_has_no_chains() -> None:
+    result = plan(routes(route("web", 80, [])))
+    assert backend_chains(result) == {}
+    assert "port_80" not in render(result, "t", ADDRESSES)
+
+
 # -- the split with the userspace proxy -----------------------------------------------
 
 
@@ -134,7 +182,7 @@ def test_least_connections_ports_stay_with_the_userspace_proxy() -> None:
     assert list(result.leftover) == ["default/lc"]
     assert result.leftover["default/lc"] is least
     text = render(result, "t", ADDRESSES)
-    assert "90" not in re.sub(r"\. 90\d\d", "", text)
+    assert "90" not in re.sub(r":90\d\d", "", text)
 
 
 def test_a_service_is_cut_to_the_ports_the_kernel_does_not_take() -> None:
@@ -169,7 +217,7 @@ def test_the_table_hooks_nat_prerouting_and_output_for_every_proxy_address() -> 
     assert "type nat hook prerouting priority dstnat; policy accept;\n\t\tjump services" in text
     assert "type nat hook output priority -100; policy accept;\n\t\tjump services" in text
     assert "ip daddr { 127.0.0.5, 10.1.0.1 } tcp dport vmap { 80 : jump port_80, 81 : jump port_81 }" in text
-    assert "numgen inc mod 10 map" in text
+    assert "numgen inc mod 10 vmap" in text
     assert (
         'ct status dnat oifname != "lo" ct original ip daddr { 127.0.0.5, 10.1.0.1 } meta l4proto tcp '
         "ct original proto-dst { 80, 81 } masquerade"
