@@ -114,7 +114,12 @@ async def test_generated_name_clash_is_retried_with_a_fresh_suffix() -> None:
     given: list[str] = []
     suffixes = iter(["bbbbb", "bbbbb", "ccccc"] + ["ddddd"] * 10)
     api = make_api()
-    api.name_suffix = lambda: given.append(next(suffixes)) or given[-1]
+
+    def suffix() -> str:
+        given.append(next(suffixes))
+        return given[-1]
+
+    api.name_suffix = suffix
     template = pod("", {"app": "x"})
     template.metadata.generate_name = "x-"
     first = await api.create(template)
