@@ -20,6 +20,8 @@ import os
 import tempfile
 from pathlib import Path
 
+import uvloop
+
 from agent.backoff import CrashLoopBackoff
 from agent.identity import NodeIdentity
 from agent.manager import PodManager
@@ -73,8 +75,10 @@ def main() -> None:
     if not args.token:
         parser.error("give --token (or CORRAL_TOKEN): a node join token from `corral token create`")
     logs.configure("warning")
-    with tempfile.TemporaryDirectory(prefix="corral-hollow-") as tmp, contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run_hollow_nodes(args.server, args.nodes, Path(tmp), token=args.token, prefix=args.prefix))
+    # On uvloop, as `corral agent` runs (agent.main.run).
+    with tempfile.TemporaryDirectory(prefix="corral-hollow-") as tmp, contextlib.suppress(KeyboardInterrupt), \
+            asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(run_hollow_nodes(args.server, args.nodes, Path(tmp), token=args.token, prefix=args.prefix))
 
 
 if __name__ == "__main__":
