@@ -41,7 +41,7 @@ import structlog
 
 from agent.proxy.nft_rules import BackendChain, Plan, backend_chains, plan, render
 from agent.proxy.nftables import Nft, NftablesError
-from agent.proxy.server import ProxyServer, ServiceStats
+from agent.proxy.server import ProxyServer, ServiceStats, log_new_conflicts
 from protos.corral.v1 import discovery_pb2
 
 log = structlog.get_logger(__name__)
@@ -248,12 +248,5 @@ class KernelProxy:
 
     def _log_conflicts(self, current: Plan) -> None:
         conflicts = set(current.conflicts)
-        for port, loser, holder in sorted(conflicts - self._conflicts):
-            log.warning(
-                "proxy_port_conflict",
-                port=port,
-                service=loser,
-                held_by=holder,
-                message=f"port {port} is already used by Service {holder}; {loser} gets no proxy on it",
-            )
+        log_new_conflicts(conflicts, self._conflicts)
         self._conflicts = conflicts

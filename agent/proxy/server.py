@@ -257,6 +257,18 @@ def _is_tcp(port: discovery_pb2.RoutePort) -> bool:
     return (port.protocol or "TCP").upper() == "TCP"
 
 
+def log_new_conflicts(conflicts: set[tuple[int, str, str]], logged: set[tuple[int, str, str]]) -> None:
+    """Log each (port, Service left without it, Service holding it) not logged before."""
+    for port, loser, holder in sorted(conflicts - logged):
+        log.warning(
+            "proxy_port_conflict",
+            port=port,
+            service=loser,
+            held_by=holder,
+            message=f"port {port} is already used by Service {holder}; {loser} gets no proxy on it",
+        )
+
+
 class ProxyServer:
     """The node proxy; see the module docstring."""
 
@@ -363,14 +375,7 @@ class ProxyServer:
             for other in claimants:
                 if other.service != owner.service:
                     conflicts.add((number, other.service, owner.service))
-        for number, loser, holder_name in sorted(conflicts - self._conflicts):
-            log.warning(
-                "proxy_port_conflict",
-                port=number,
-                service=loser,
-                held_by=holder_name,
-                message=f"port {number} is already used by Service {holder_name}; {loser} gets no proxy on it",
-            )
+        log_new_conflicts(conflicts, self._conflicts)
         self._conflicts = conflicts
         return wanted
 

@@ -18,7 +18,7 @@ import os
 import subprocess
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -29,6 +29,7 @@ from agent.proxy.kernel import KernelProxy
 from agent.proxy.nftables import Nft, NftablesRejected, NftablesUnavailable
 from agent.proxy.server import ProxyServer
 from protos.corral.v1 import discovery_pb2
+from tests.integration.node.test_proxy import Backend
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -54,37 +55,6 @@ def netns() -> Iterator[None]:
         if libc.setns(original, CLONE_NEWNET) != 0:
             raise OSError(ctypes.get_errno(), "setns back to the original network namespace")
         os.close(original)
-
-
-@dataclass
-class Backend:
-    name: str
-    server: asyncio.Server | None = None
-    writers: list[asyncio.StreamWriter] = field(default_factory=list)
-
-    @property
-    def port(self) -> int:
-        assert self.server is not None
-        port: int = self.server.sockets[0].getsockname()[1]
-        return port
-
-    async def start(self) -> Backend:
-        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-        return self
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.writers.append(writer)
-        with contextlib.suppress(ConnectionError):
-            while await reader.readline():
-                writer.write(f"{self.name}\n".encode())
-                await writer.drain()
-        writer.close()
-
-    async def close(self) -> None:
-        assert self.server is not None
-        self.server.close()
-        for writer in self.writers:
-            writer.close()
 
 
 def route(
@@ -173,7 +143,7 @@ async def backends(*names: str) -> AsyncIterator[list[Backend]]:
         yield started
     finally:
         for backend in started:
-            await backend.close()
+            await backend.stop()
 
 
 async def test_round_robin_in_the_kernel(netns: None) -> None:
