@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import threading
 from collections.abc import Coroutine, Mapping
 from pathlib import Path
 from typing import Any
@@ -52,8 +53,12 @@ class PodManager:
         self._latest: dict[str, node_service_pb2.PodStatusReport] = {}
         self.reports_ready = asyncio.Event()
         self.applied = asyncio.Event()
-        # The newest set not yet written to `state_file`, and a wake-up for the writer.
-        self._unsaved: node_service_pb2.AssignmentSet | None = None
+        # The newest set not yet written to `state_file` (with its sequence number),
+        # a wake-up for the writer, and the sequence number of the set on disk.
+        self._unsaved: tuple[int, node_service_pb2.AssignmentSet] | None = None
+        self._sequence = 0
+        self._written = 0
+        self._write_lock = threading.Lock()
         self._save_wanted = asyncio.Event()
         self._scanned = False
 
@@ -78,22 +83,35 @@ class PodManager:
         while True:
             await self._save_wanted.wait()
             self._save_wanted.clear()
-            assignment, self._unsaved = self._unsaved, None
-            if assignment is not None:
-                try:
-                    # Off the event loop: on an SD card a write can take long enough to stall the proxy.
-                    await asyncio.to_thread(self._save, assignment)
-                except OSError as e:
-                    log.warning("assignments_save_failed", path=str(self.state_file), reason=e.strerror or str(e))
-
-    def _flush(self) -> None:
-        """On the way out: the newest set, if the writer had not written it yet."""
-        assignment, self._unsaved = self._unsaved, None
-        if assignment is not None:
+            pending = self._unsaved
+            if pending is None:
+                continue
             try:
-                self._save(assignment)
+                # Off the event loop: on an SD card a write can take long enough to stall the proxy.
+                await asyncio.to_thread(self._write, *pending)
             except OSError as e:
                 log.warning("assignments_save_failed", path=str(self.state_file), reason=e.strerror or str(e))
+                continue
+            if self._unsaved is pending:
+                self._unsaved = None
+
+    def _flush(self) -> None:
+        """On the way out: the newest set, unless it is on disk (a write still
+        running in the writer's thread is waited for, and never undone)."""
+        pending, self._unsaved = self._unsaved, None
+        if pending is not None:
+            try:
+                self._write(*pending)
+            except OSError as e:
+                log.warning("assignments_save_failed", path=str(self.state_file), reason=e.strerror or str(e))
+
+    def _write(self, sequence: int, assignment: node_service_pb2.AssignmentSet) -> None:
+        """Save `assignment` unless a newer set is on disk already; one write at a time."""
+        with self._write_lock:
+            if sequence <= self._written:
+                return
+            self._save(assignment)
+            self._written = sequence
 
     def _load(self) -> node_service_pb2.AssignmentSet | None:
         try:
@@ -130,7 +148,8 @@ class PodManager:
     async def _apply(self, assignment: node_service_pb2.AssignmentSet, *, persist: bool) -> None:
         self.epoch = assignment.epoch
         if persist:
-            self._unsaved = assignment
+            self._sequence += 1
+            self._unsaved = (self._sequence, assignment)
             self._save_wanted.set()
         wanted = {p.metadata.uid: p for p in assignment.pods}
         for uid, pod in wanted.items():

@@ -1,6 +1,6 @@
 """The `nft` command line, as the kernel data path uses it: replace, read or delete one table.
 
-`replace(table, text)` sends one transaction to `nft -f -`: declare the
+`replace(table, text)` sends one transaction to `nft -f` (a private temporary file): declare the
 table, delete it, define it anew — atomic, so a packet meets either the old
 rules or the new ones, and established connections keep their NAT under
 conntrack (a replaced table's counters start again at 0). `delete(table)`
@@ -24,7 +24,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import shutil
+import tempfile
 from collections.abc import Sequence
 
 DEFAULT_BINARY = "nft"
@@ -51,18 +53,28 @@ class Nft:
         self.timeout = timeout
 
     async def run(self, script: str) -> None:
-        """`nft -f -` with `script` on stdin: one transaction."""
-        await self._call(["-f", "-"], script.encode(), may="change the ruleset", refused="refused the rules")
+        """`nft -f <file>` with `script` in a private temporary file: one transaction.
+
+        A file, not stdin: when nft exits before reading its input, writing to
+        the closed pipe fails in the event loop (seen on uvloop under load)."""
+        fd, path = tempfile.mkstemp(prefix="corral-nft-", suffix=".nft")
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(script)
+            await self._call(["-f", path], may="change the ruleset", refused="refused the rules")
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
 
     async def counters(self, table: str) -> dict[str, int]:
         """Chain name → packets counted by its rules, for every chain of `table ip <table>` with a counter."""
         out = await self._call(
-            ["-j", "list", "table", "ip", table], None, may="read the ruleset", refused=f"could not list table {table}"
+            ["-j", "list", "table", "ip", table], may="read the ruleset", refused=f"could not list table {table}"
         )
         return parse_counters(out)
 
-    async def _call(self, args: Sequence[str], stdin: bytes | None, *, may: str, refused: str) -> bytes:
-        """Run nft with `args` (and `stdin`); its stdout. Failures as the error tree says."""
+    async def _call(self, args: Sequence[str], *, may: str, refused: str) -> bytes:
+        """Run nft with `args`; its stdout. Failures as the error tree says."""
         path = shutil.which(self.binary)
         if path is None:
             raise NftablesUnavailable(f"{self.binary} not found: install the nftables package")
@@ -70,7 +82,7 @@ class Nft:
             process = await asyncio.create_subprocess_exec(
                 path,
                 *args,
-                stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+                stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
             )
@@ -78,7 +90,12 @@ class Nft:
             raise NftablesUnavailable(f"{path} cannot be run: {e.strerror or e}") from e
         try:
             async with asyncio.timeout(self.timeout):
-                stdout, stderr = await process.communicate(stdin)
+                stdout, stderr = await process.communicate()
+        except (OSError, RuntimeError) as e:  # its pipes closed under us: it died or was killed
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            await process.wait()
+            raise NftablesRejected(f"{path} {refused}: it ended unexpectedly ({e})") from e
         except TimeoutError:
             with contextlib.suppress(ProcessLookupError):
                 process.kill()

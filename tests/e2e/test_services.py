@@ -390,20 +390,21 @@ def test_blue_green_switches_all_at_once_and_undoes(server: ServerProcess, agent
     } == blue
 
 
+def canary_paused(cli: Cli, name: str) -> bool:
+    """The Deployment's canary at its first pause with traffic split 10/90."""
+    result = cli.run("get", "deploy", name, "-o", "json")
+    status = json.loads(result.stdout).get("status", {})
+    weights = sorted(t.get("weight", 0) for t in status.get("traffic", []))
+    return status.get("canary", {}).get("currentStepIndex") == 1 and weights == [10, 90]
+
+
 def test_canary_weight_is_enforced_by_the_proxy(server: ServerProcess, agents: list[AgentProcess]) -> None:
     cli = Cli(server.env)
     port = service_port()
     apply(cli, backend("can", "v1", port, strategy=CANARY))
     wait_until(lambda: len(endpoints(cli, "can")) == 3, 90, "3 ready endpoints", agents[0].log)
     apply(cli, backend("can", "v2", port, strategy=CANARY))
-
-    def canary_paused() -> bool:
-        result = cli.run("get", "deploy", "can", "-o", "json")
-        status = json.loads(result.stdout).get("status", {})
-        weights = {t["podTemplateHash"]: t.get("weight", 0) for t in status.get("traffic", [])}
-        return status.get("canary", {}).get("currentStepIndex") == 1 and sorted(weights.values()) == [10, 90]
-
-    wait_until(canary_paused, 120, "the canary at 10% and paused", agents[0].log)
+    wait_until(lambda: canary_paused(cli, "can"), 120, "the canary at 10% and paused", agents[0].log)
     wait_until(lambda: len(endpoints(cli, "can")) == 4, 30, "4 ready endpoints")
     current = pods(cli, "can")
     by_version = {v: [p for p in current if p["spec"]["containers"][0]["env"][0]["value"] == v] for v in ("v1", "v2")}

@@ -24,6 +24,7 @@ from tests.e2e.test_services import (
     answers,
     apply,
     backend,
+    canary_paused,
     endpoints,
     get,
     pods,
@@ -97,14 +98,7 @@ def test_canary_weight_through_the_kernel(server: ServerProcess, kernel_agents: 
     apply(cli, backend("kcan", "v1", port, strategy=CANARY))
     wait_until(lambda: len(endpoints(cli, "kcan")) == 3, 90, "3 ready endpoints", kernel_agents[0].log)
     apply(cli, backend("kcan", "v2", port, strategy=CANARY))
-
-    def canary_paused() -> bool:
-        result = cli.run("get", "deploy", "kcan", "-o", "json")
-        status = json.loads(result.stdout).get("status", {})
-        weights = sorted(t.get("weight", 0) for t in status.get("traffic", []))
-        return status.get("canary", {}).get("currentStepIndex") == 1 and weights == [10, 90]
-
-    wait_until(canary_paused, 120, "the canary at 10% and paused", kernel_agents[0].log)
+    wait_until(lambda: canary_paused(cli, "kcan"), 120, "the canary at 10% and paused", kernel_agents[0].log)
     wait_until(lambda: len(endpoints(cli, "kcan")) == 4, 30, "4 ready endpoints")
     versions = [p["spec"]["containers"][0]["env"][0]["value"] for p in pods(cli, "kcan")]
     assert sorted(versions) == ["v1", "v1", "v1", "v2"]
