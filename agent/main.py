@@ -20,7 +20,7 @@ from pathlib import Path
 import structlog
 
 from agent.backoff import CrashLoopBackoff
-from agent.discovery import build_discovery
+from agent.discovery import PROXY_MODES, build_discovery
 from agent.identity import IdentityError, NodeIdentity
 from agent.manager import PodManager
 from agent.metrics import MetricsSampler
@@ -173,6 +173,8 @@ async def run_agent(config: AgentConfig, stop: asyncio.Event | None = None) -> N
         raise AgentError(f"--termination-drain: must be 0 or more, got {config.termination_drain:g}")
     if config.metrics_period < 1:
         raise AgentError(f"--metrics-period: must be 1 or more, got {config.metrics_period:g}")
+    if config.proxy_mode not in PROXY_MODES:
+        raise AgentError(f"--proxy-mode: must be one of {', '.join(PROXY_MODES)}, got {config.proxy_mode!r}")
     proxy_addresses = config.proxy_addresses or [address]
     if config.proxy_mode == "nftables" and any(":" in a for a in proxy_addresses):
         raise AgentError("--proxy-mode nftables: IPv4 proxy addresses only (got "
@@ -185,8 +187,6 @@ async def run_agent(config: AgentConfig, stop: asyncio.Event | None = None) -> N
         raise AgentError(f"--docker-network: the pod network cannot be set up ({e})") from e
     except NftablesError as e:
         raise AgentError(f"--proxy-mode nftables: {e}") from e
-    except ValueError as e:
-        raise AgentError(f"--proxy-mode: {e}") from e
     telemetry = AgentMetrics()
     settings = WorkerSettings(node_name=config.name, host_ip=address, poll_interval=config.poll_interval,
                               backoff=backoff, termination_drain=config.termination_drain,

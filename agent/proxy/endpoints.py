@@ -52,6 +52,11 @@ class Backend:
         return f"{self.address}:{self.port}"
 
 
+def is_tcp(port: discovery_pb2.RoutePort) -> bool:
+    """A TCP port (the protocol defaults to TCP): what the node proxy serves."""
+    return (port.protocol or "TCP").upper() == "TCP"
+
+
 def backends_of(port: discovery_pb2.RoutePort) -> list[Backend]:
     return [Backend(b.address, b.port, b.pod, b.node, b.group) for b in port.backends]
 

@@ -40,7 +40,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from agent.proxy.endpoints import LEAST_CONNECTIONS, Backend, Balancer, backends_of
+from agent.proxy.endpoints import LEAST_CONNECTIONS, Backend, Balancer, backends_of, is_tcp
 from protos.corral.v1 import discovery_pb2
 
 # The most DNAT slots one port gets; a longer exact period is cut to whole weight cycles.
@@ -124,23 +124,19 @@ def slots(backends: Sequence[Backend], weights: Mapping[str, int] | None = None)
     return [p for p in picks if p is not None]
 
 
-def _is_tcp(port: discovery_pb2.RoutePort) -> bool:
-    return (port.protocol or "TCP").upper() == "TCP"
-
-
 def plan(routes: Mapping[str, discovery_pb2.ServiceRoute]) -> Plan:
     """Split `routes` (keyed "namespace/name") between the kernel and the userspace proxy."""
     owners: dict[int, str] = {}
     for key in sorted(routes):
         for port in routes[key].ports:
-            if _is_tcp(port) and 0 < port.port < 65536:
+            if is_tcp(port) and 0 < port.port < 65536:
                 owners.setdefault(port.port, key)
     kernel: list[KernelPort] = []
     taken: set[int] = set()
     for key in sorted(routes):
         route = routes[key]
         for port in route.ports:
-            if owners.get(port.port) == key and _is_tcp(port) and kernel_capable(route, port):
+            if owners.get(port.port) == key and is_tcp(port) and kernel_capable(route, port):
                 backends = backends_of(port)
                 pods = tuple(dict.fromkeys(b.pod for b in backends if b.pod))
                 kernel.append(KernelPort(key, port.name, port.port, tuple(slots(backends, route.weights)), pods))
@@ -149,7 +145,7 @@ def plan(routes: Mapping[str, discovery_pb2.ServiceRoute]) -> Plan:
     conflicts: list[tuple[int, str, str]] = []
     for key in sorted(routes):
         route = routes[key]
-        kept = [p for p in route.ports if p.port not in taken or not _is_tcp(p)]
+        kept = [p for p in route.ports if p.port not in taken or not is_tcp(p)]
         conflicts += [(p.port, key, owners[p.port]) for p in route.ports if p.port in taken and owners[p.port] != key]
         if len(kept) == len(route.ports):
             leftover[key] = route

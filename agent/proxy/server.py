@@ -38,7 +38,7 @@ from typing import cast
 
 import structlog
 
-from agent.proxy.endpoints import Backend, Balancer, backends_of
+from agent.proxy.endpoints import Backend, Balancer, backends_of, is_tcp
 from protos.corral.v1 import discovery_pb2
 
 log = structlog.get_logger(__name__)
@@ -253,10 +253,6 @@ def _returning(pipe: _Pipe) -> Callable[[], _Pipe]:
     return lambda: pipe
 
 
-def _is_tcp(port: discovery_pb2.RoutePort) -> bool:
-    return (port.protocol or "TCP").upper() == "TCP"
-
-
 def log_new_conflicts(conflicts: set[tuple[int, str, str]], logged: set[tuple[int, str, str]]) -> None:
     """Log each (port, Service left without it, Service holding it) not logged before."""
     for port, loser, holder in sorted(conflicts - logged):
@@ -361,7 +357,7 @@ class ProxyServer:
         for key in sorted(routes):
             route = routes[key]
             for route_port in route.ports:
-                if not _is_tcp(route_port):
+                if not is_tcp(route_port):
                     self._note_unsupported(key, route_port)
                     continue
                 if 0 < route_port.port < 65536:

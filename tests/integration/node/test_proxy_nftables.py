@@ -29,7 +29,8 @@ from agent.proxy.kernel import KernelProxy
 from agent.proxy.nftables import Nft, NftablesRejected, NftablesUnavailable
 from agent.proxy.server import ProxyServer
 from protos.corral.v1 import discovery_pb2
-from tests.integration.node.test_proxy import Backend
+from tests.integration.node.test_proxy import Backend, route_backend
+from tests.unit.agent.test_nft_rules import route as rules_route
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -65,23 +66,9 @@ def route(
     weights: dict[str, int] | None = None,
     algorithm: str = "",
 ) -> discovery_pb2.ServiceRoute:
-    return discovery_pb2.ServiceRoute(
-        namespace="default",
-        name=name,
-        load_balancing=algorithm,
-        weights=weights or {},
-        ports=[
-            discovery_pb2.RoutePort(
-                name="tcp",
-                protocol="TCP",
-                port=port,
-                backends=[
-                    discovery_pb2.RouteBackend(address="127.0.0.1", port=b.port, pod=b.name, group=group)
-                    for b, group in backends
-                ],
-            )
-        ],
-    )
+    """A one-port Service route to `backends` (each with its group) on 127.0.0.1."""
+    return rules_route(name, port, [route_backend(b, group) for b, group in backends], weights=weights,
+                       algorithm=algorithm, port_name="tcp")
 
 
 def keyed(*routes: discovery_pb2.ServiceRoute) -> dict[str, discovery_pb2.ServiceRoute]:
