@@ -77,6 +77,10 @@ class PermissionDeniedError(ClientError):
     pass
 
 
+class UnimplementedError(ClientError):
+    """The server does not have this call (an older version)."""
+
+
 @dataclass(frozen=True)
 class FieldCause:
     field: str
@@ -99,6 +103,7 @@ _CODES: dict[grpc.StatusCode, type[ClientError]] = {
     grpc.StatusCode.OUT_OF_RANGE: GoneError,
     grpc.StatusCode.UNAUTHENTICATED: UnauthenticatedError,
     grpc.StatusCode.PERMISSION_DENIED: PermissionDeniedError,
+    grpc.StatusCode.UNIMPLEMENTED: UnimplementedError,
 }
 
 
@@ -298,6 +303,13 @@ class Client:
                                        resource_version=resource_version)
         names = {api_pb2.WatchEvent.ADDED: "ADDED", api_pb2.WatchEvent.MODIFIED: "MODIFIED",
                  api_pb2.WatchEvent.DELETED: "DELETED"}
+        try:
+            for batch in self._stream("WatchBatches", request):
+                for ev in batch.events:
+                    yield WatchEvent(names.get(ev.type, "MODIFIED"), unwrap(ev.object)[1])
+            return
+        except UnimplementedError:
+            pass  # a server older than WatchBatches: one event per message
         for ev in self._stream("Watch", request):
             yield WatchEvent(names.get(ev.type, "MODIFIED"), unwrap(ev.object)[1])
 

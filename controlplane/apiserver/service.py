@@ -6,13 +6,14 @@ Unwraps `Object` envelopes, calls the handler, wraps the answer, and turns
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import grpc
 from google.protobuf.message import Message
 
 from controlplane.apiserver.errors import ApiError, BadRequestError, UnavailableError
-from controlplane.apiserver.handlers import ApplyOutcome, ObjectApi
+from controlplane.apiserver.handlers import ApplyOutcome, ObjectApi, WatchItem
+from controlplane.apiserver.ready_batches import ready_batches
 from controlplane.apiserver.status import abort
 from controlplane.nodeapi.tunnels import TunnelError, TunnelRegistry
 from controlplane.store.objects import Change
@@ -26,6 +27,11 @@ _RESULTS = {
     ApplyOutcome.CONFIGURED: api_pb2.APPLY_RESULT_CONFIGURED,
     ApplyOutcome.UNCHANGED: api_pb2.APPLY_RESULT_UNCHANGED,
 }
+# At most this many events, and about this many bytes, in one WatchBatch (a
+# single larger object still goes, alone; clients take messages up to 8 MiB).
+WATCH_BATCH_EVENTS = 500
+WATCH_BATCH_BYTES = 1024 * 1024
+
 _CHANGES = {
     Change.ADDED: api_pb2.WatchEvent.ADDED,
     Change.MODIFIED: api_pb2.WatchEvent.MODIFIED,
@@ -110,6 +116,18 @@ class ObjectService(api_pb2_grpc.ObjectServiceServicer):
         except ApiError as e:
             await abort(context, e)
 
+    async def WatchBatches(
+        self, request: api_pb2.WatchRequest, context: Context
+    ) -> AsyncIterator[api_pb2.WatchBatch]:
+        events = self.api.watch(request.kind, request.namespace, selector=request.label_selector,
+                                resource_version=request.resource_version)
+        try:
+            async for items in ready_batches(events, WATCH_BATCH_EVENTS):
+                for batch in _watch_batches(items):
+                    yield batch
+        except ApiError as e:
+            await abort(context, e)
+
     async def Delete(self, request: api_pb2.DeleteRequest, context: Context) -> api_pb2.ObjectResponse:
         try:
             grace = request.grace_period_seconds if request.HasField("grace_period_seconds") else None
@@ -137,3 +155,18 @@ class ObjectService(api_pb2_grpc.ObjectServiceServicer):
                 raise UnavailableError(str(e)) from e
         except ApiError as e:
             await abort(context, e)
+
+
+def _watch_batches(items: list[WatchItem]) -> Iterator[api_pb2.WatchBatch]:
+    """``items`` as WatchBatch messages of about WATCH_BATCH_BYTES at most."""
+    batch, size = api_pb2.WatchBatch(), 0
+    for item in items:
+        event = api_pb2.WatchEvent(type=_CHANGES[item.change], object=wrap(item.obj))
+        n = event.ByteSize()
+        if batch.events and size + n > WATCH_BATCH_BYTES:
+            yield batch
+            batch, size = api_pb2.WatchBatch(), 0
+        batch.events.append(event)
+        size += n
+    if batch.events:
+        yield batch

@@ -184,15 +184,12 @@ def find_feasible(
     feasible: list[NodeInfo] = []
     rejections: Counter[str] = Counter()
     examined = 0
-    shape = shape_of(pod) if verdicts is not None else None
+    known = verdicts.of(pod) if verdicts is not None else None
     for node in _rotated(nodes, start):
         if len(feasible) >= wanted:
             break
         examined += 1
-        if verdicts is not None and shape is not None:
-            status = verdicts.status(shape, pod, node)
-        else:
-            status = run_filters(profile, pod, node)
+        status = known.status(pod, node) if known is not None else run_filters(profile, pod, node)
         if status.ok:
             feasible.append(node)
         else:
@@ -215,8 +212,8 @@ def select_host(
 ) -> tuple[NodeInfo, int]:
     """The best-scoring feasible node and its score; ties as the module says."""
     if verdicts is not None:
-        shape = shape_of(pod)
-        ranked = [(verdicts.score(shape, pod, node), node) for node in feasible]
+        known = verdicts.of(pod)
+        ranked = [(known.score(pod, node), node) for node in feasible]
     else:
         scores = profile.scores_for(pod)
         ranked = [(score_node(pod, node, scores), node) for node in feasible]
@@ -244,30 +241,49 @@ def shape_of(pod: PodRequest) -> Hashable:
 
 
 class Verdicts:
-    """Filter statuses and scores per (pod shape, node), each valid while the node is the same
+    """Filter statuses and scores per pod shape and node, each valid while the node is the same
     `NodeInfo` object (a placement replaces only its own node's)."""
 
     def __init__(self, profile: Profile) -> None:
         self.profile = profile
-        self._statuses: dict[tuple[Hashable, str], tuple[NodeInfo, Status]] = {}
-        self._scores: dict[tuple[Hashable, str], tuple[NodeInfo, int]] = {}
+        self._shapes: dict[Hashable, ShapeVerdicts] = {}
+        # The last pod asked about and its shape's verdicts: a batch's replicas come in a row.
+        self._last: tuple[PodRequest, ShapeVerdicts] | None = None
 
-    def status(self, shape: Hashable, pod: PodRequest, node: NodeInfo) -> Status:
-        key = (shape, node.name)
-        known = self._statuses.get(key)
+    def of(self, pod: PodRequest) -> ShapeVerdicts:
+        """The verdicts of ``pod``'s shape (hashing a shape once per pod, not once per node)."""
+        if self._last is not None and self._last[0] is pod:
+            return self._last[1]
+        shape = shape_of(pod)
+        known = self._shapes.get(shape)
+        if known is None:
+            known = self._shapes[shape] = ShapeVerdicts(self.profile)
+        self._last = (pod, known)
+        return known
+
+
+class ShapeVerdicts:
+    """One pod shape's filter statuses and scores, by node name."""
+
+    def __init__(self, profile: Profile) -> None:
+        self.profile = profile
+        self._statuses: dict[str, tuple[NodeInfo, Status]] = {}
+        self._scores: dict[str, tuple[NodeInfo, int]] = {}
+
+    def status(self, pod: PodRequest, node: NodeInfo) -> Status:
+        known = self._statuses.get(node.name)
         if known is not None and known[0] is node:
             return known[1]
         status = run_filters(self.profile, pod, node)
-        self._statuses[key] = (node, status)
+        self._statuses[node.name] = (node, status)
         return status
 
-    def score(self, shape: Hashable, pod: PodRequest, node: NodeInfo) -> int:
-        key = (shape, node.name)
-        known = self._scores.get(key)
+    def score(self, pod: PodRequest, node: NodeInfo) -> int:
+        known = self._scores.get(node.name)
         if known is not None and known[0] is node:
             return known[1]
         score = score_node(pod, node, self.profile.scores_for(pod))
-        self._scores[key] = (node, score)
+        self._scores[node.name] = (node, score)
         return score
 
 

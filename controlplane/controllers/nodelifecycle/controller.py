@@ -43,6 +43,7 @@ from controlplane.controllers.nodelifecycle.reconcile import (
     full_disruption,
     node_health,
     plan_node,
+    pods_matter,
 )
 from controlplane.controllers.nodelifecycle.tolerations import DefaultTolerations
 from controlplane.controllers.queue import WorkQueue
@@ -108,7 +109,12 @@ class NodeLifecycleController:
         if kind == "Node":
             return [event.obj.metadata.name] if isinstance(event.obj, node_pb2.Node) else []
         nodes = {p.spec.node_name for p in (event.obj, event.prev) if isinstance(p, pod_pb2.Pod)}
-        return sorted(n for n in nodes if n)
+        return sorted(n for n in nodes if n and self._pods_matter(n))
+
+    def _pods_matter(self, name: str) -> bool:
+        """A pod change can alter its node's plan (a Ready node without NoExecute taints: no)."""
+        node = self._nodes.items.get(name) if self._nodes is not None else None
+        return not isinstance(node, node_pb2.Node) or pods_matter(node)
 
     def all_keys(self) -> Iterable[str]:
         return list(self._nodes.items) if self._nodes is not None else []

@@ -141,6 +141,14 @@ def node_health(node: node_pb2.Node, *, now: datetime, settings: Settings) -> He
     return Health.UNREACHABLE
 
 
+def pods_matter(node: node_pb2.Node) -> bool:
+    """Whether a change to one of the node's pods can change the node's plan: not while the node
+    says it is Ready and carries no NoExecute taint (the plan then marks, evicts and deletes
+    nothing; a missed heartbeat deadline is rechecked by the node's own timer)."""
+    cond = ready_condition(node)
+    return cond is None or cond.status != "True" or any(t.effect == NO_EXECUTE for t in node.spec.taints)
+
+
 def full_disruption(healths: Iterable[Health]) -> bool:
     """Whether there is at least one node and none is Ready."""
     seen = list(healths)

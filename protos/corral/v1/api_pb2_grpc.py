@@ -64,6 +64,11 @@ class ObjectServiceStub:
                 request_serializer=protos_dot_corral_dot_v1_dot_api__pb2.WatchRequest.SerializeToString,
                 response_deserializer=protos_dot_corral_dot_v1_dot_api__pb2.WatchEvent.FromString,
                 _registered_method=True)
+        self.WatchBatches = channel.unary_stream(
+                '/corral.v1.ObjectService/WatchBatches',
+                request_serializer=protos_dot_corral_dot_v1_dot_api__pb2.WatchRequest.SerializeToString,
+                response_deserializer=protos_dot_corral_dot_v1_dot_api__pb2.WatchBatch.FromString,
+                _registered_method=True)
         self.Delete = channel.unary_unary(
                 '/corral.v1.ObjectService/Delete',
                 request_serializer=protos_dot_corral_dot_v1_dot_api__pb2.DeleteRequest.SerializeToString,
@@ -110,7 +115,15 @@ class ObjectServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Watch(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """One event per message; kept for older clients (corral's own client uses WatchBatches).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchBatches(self, request, context):
+        """The same events, as many per message as the server has ready.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -161,6 +174,11 @@ def add_ObjectServiceServicer_to_server(servicer, server):
                     servicer.Watch,
                     request_deserializer=protos_dot_corral_dot_v1_dot_api__pb2.WatchRequest.FromString,
                     response_serializer=protos_dot_corral_dot_v1_dot_api__pb2.WatchEvent.SerializeToString,
+            ),
+            'WatchBatches': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchBatches,
+                    request_deserializer=protos_dot_corral_dot_v1_dot_api__pb2.WatchRequest.FromString,
+                    response_serializer=protos_dot_corral_dot_v1_dot_api__pb2.WatchBatch.SerializeToString,
             ),
             'Delete': grpc.unary_unary_rpc_method_handler(
                     servicer.Delete,
@@ -335,6 +353,33 @@ class ObjectService:
             '/corral.v1.ObjectService/Watch',
             protos_dot_corral_dot_v1_dot_api__pb2.WatchRequest.SerializeToString,
             protos_dot_corral_dot_v1_dot_api__pb2.WatchEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchBatches(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/corral.v1.ObjectService/WatchBatches',
+            protos_dot_corral_dot_v1_dot_api__pb2.WatchRequest.SerializeToString,
+            protos_dot_corral_dot_v1_dot_api__pb2.WatchBatch.FromString,
             options,
             channel_credentials,
             insecure,

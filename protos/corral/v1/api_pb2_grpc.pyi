@@ -37,6 +37,9 @@ class ObjectServiceStub:
     Get: _grpc.UnaryUnaryMultiCallable[_api_pb2.GetRequest, _api_pb2.ObjectResponse]
     List: _grpc.UnaryUnaryMultiCallable[_api_pb2.ListRequest, _api_pb2.ListResponse]
     Watch: _grpc.UnaryStreamMultiCallable[_api_pb2.WatchRequest, _api_pb2.WatchEvent]
+    """One event per message; kept for older clients (corral's own client uses WatchBatches)."""
+    WatchBatches: _grpc.UnaryStreamMultiCallable[_api_pb2.WatchRequest, _api_pb2.WatchBatch]
+    """The same events, as many per message as the server has ready."""
     Delete: _grpc.UnaryUnaryMultiCallable[_api_pb2.DeleteRequest, _api_pb2.ObjectResponse]
     Logs: _grpc.UnaryStreamMultiCallable[_api_pb2.LogsRequest, _api_pb2.LogsChunk]
     """A container's output, relayed from its node's agent over the agent's own
@@ -52,6 +55,9 @@ class ObjectServiceAsyncStub(ObjectServiceStub):
     Get: _aio.UnaryUnaryMultiCallable[_api_pb2.GetRequest, _api_pb2.ObjectResponse]  # type: ignore[assignment]
     List: _aio.UnaryUnaryMultiCallable[_api_pb2.ListRequest, _api_pb2.ListResponse]  # type: ignore[assignment]
     Watch: _aio.UnaryStreamMultiCallable[_api_pb2.WatchRequest, _api_pb2.WatchEvent]  # type: ignore[assignment]
+    """One event per message; kept for older clients (corral's own client uses WatchBatches)."""
+    WatchBatches: _aio.UnaryStreamMultiCallable[_api_pb2.WatchRequest, _api_pb2.WatchBatch]  # type: ignore[assignment]
+    """The same events, as many per message as the server has ready."""
     Delete: _aio.UnaryUnaryMultiCallable[_api_pb2.DeleteRequest, _api_pb2.ObjectResponse]  # type: ignore[assignment]
     Logs: _aio.UnaryStreamMultiCallable[_api_pb2.LogsRequest, _api_pb2.LogsChunk]  # type: ignore[assignment]
     """A container's output, relayed from its node's agent over the agent's own
@@ -99,7 +105,16 @@ class ObjectServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _api_pb2.WatchRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_abc.Iterator[_api_pb2.WatchEvent], _abc.AsyncIterator[_api_pb2.WatchEvent]]: ...
+    ) -> _typing.Union[_abc.Iterator[_api_pb2.WatchEvent], _abc.AsyncIterator[_api_pb2.WatchEvent]]:
+        """One event per message; kept for older clients (corral's own client uses WatchBatches)."""
+
+    @_abc_1.abstractmethod
+    def WatchBatches(
+        self,
+        request: _api_pb2.WatchRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_api_pb2.WatchBatch], _abc.AsyncIterator[_api_pb2.WatchBatch]]:
+        """The same events, as many per message as the server has ready."""
 
     @_abc_1.abstractmethod
     def Delete(
