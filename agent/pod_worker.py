@@ -309,7 +309,8 @@ class PodWorker:
             return
         track.image_error = track.image_error_reason = ""
         try:
-            await asyncio.to_thread(security.prepare, self.pod, self.settings.volumes_dir)
+            if security.has_volumes_to_prepare(self.pod):
+                await asyncio.to_thread(security.prepare, self.pod, self.settings.volumes_dir)
             info = await self.runtime.run(spec)
         except ContainerStartError as e:
             track.start_error = str(e)

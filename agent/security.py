@@ -93,6 +93,11 @@ def spec_fields(pod: pod_pb2.Pod, container: pod_pb2.Container, volumes_dir: Pat
     }
 
 
+def has_volumes_to_prepare(pod: pod_pb2.Pod) -> bool:
+    """Whether `prepare` has anything to do (most pods have no volumes: no thread hop for them)."""
+    return any(v.HasField("host_path") or v.empty_dir.medium != "Memory" for v in pod.spec.volumes)
+
+
 def prepare(pod: pod_pb2.Pod, volumes_dir: Path) -> None:
     """Make the pod's emptyDirs and the hostPaths of type *OrCreate; check the others' types."""
     for volume in pod.spec.volumes:

@@ -4,6 +4,11 @@
 it. A compacted watch or any storage error re-lists (after a short backoff)
 and replays the difference as changes, so listeners never miss a change and
 never see an older resourceVersion after a newer one.
+
+`refresh()` catches a running cache up with the store at once (a list, its
+difference replayed): a watch can lag a busy store by a fraction of a second,
+and a new leader sharing the serving replica's informers must not act on a
+cache older than the writes of the term before it.
 """
 
 from __future__ import annotations
@@ -48,7 +53,21 @@ class Informer:
         self._relist_backoff = relist_backoff
 
     def add_listener(self, listener: Listener) -> None:
+        """Tell ``listener`` of every change from now on; a cache that already holds objects
+        first replays them to it as ADDED (as client-go does for a late event handler), so
+        an index built from events starts complete."""
         self._listeners.append(listener)
+        for obj in list(self.items.values()):
+            listener(CacheEvent(Change.ADDED, obj, None, self.revision))
+
+    @property
+    def listeners(self) -> tuple[Listener, ...]:
+        return tuple(self._listeners)
+
+    def remove_listener(self, listener: Listener) -> None:
+        """Stop telling ``listener`` (a no-op when it is not listening)."""
+        if listener in self._listeners:
+            self._listeners.remove(listener)
 
     def _emit(self, event: CacheEvent) -> None:
         for listener in self._listeners:
@@ -68,12 +87,25 @@ class Informer:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
 
+    async def refresh(self) -> None:
+        """Once synced, make the cache at least as new as the store is now: list, and replay
+        the difference as changes; the watch then skips what the list already brought."""
+        await self.synced.wait()
+        listed, revision = await self.objects.list_all(self.info)
+        if revision <= self.revision:
+            return  # the watch got there while the list was read
+        self._replace(listed, revision)
+
     async def _relist(self) -> None:
         listed, revision = await self.objects.list_all(self.info)
         if revision < self.revision:
             # A lagging etcd member (after a failover) answered: never go back in time.
             raise store_errors.UnavailableError(
                 f"{self.info.kind} list at revision {revision} is older than the cache's {self.revision}")
+        self._replace(listed, revision)
+
+    def _replace(self, listed: list[Message], revision: int) -> None:
+        """Make the cache ``listed`` (read at ``revision``), telling listeners of each difference."""
         fresh = {object_key(o): o for o in listed}
         for key, old in list(self.items.items()):
             if key not in fresh:

@@ -15,7 +15,7 @@ import datetime as dt
 import os
 import signal
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +42,7 @@ from controlplane.controllers.nodelifecycle.controller import NodeLifecycleContr
 from controlplane.controllers.replicaset.controller import ReplicaSetController
 from controlplane.controllers.runner import Controller, ControllerManager
 from controlplane.controllers.scheduling import SchedulerController
+from controlplane.informer import Informer
 from controlplane.leader.elector import DEFAULT_TTL, Elector, Lead, Term, identity_for
 from controlplane.leader.testhooks import TestHooks, leader_store
 from controlplane.metrics.service import MetricsService
@@ -177,8 +178,9 @@ async def start(config: ServerConfig, stack: AsyncExitStack) -> RunningServer:
     store, endpoints = await open_store(config, stack)
     objects = ObjectStore(store, config.key_prefix, encrypter=encrypter)
     api = ObjectApi(objects, policy=ClusterPolicy(config.allow_privileged, config.allow_host_path))
-    # Informers for what every replica serves (agents' assignments, routes);
-    # the controllers get their own, per term, only while this replica leads.
+    # Informers for what every replica serves (agents' assignments, routes); the
+    # leader's controllers share them (caught up at the start of each term) and
+    # get their own for the other kinds, per term, only while this replica leads.
     serving = ControllerManager(objects, [])
     assignments = AssignmentIndex(serving.informer("Pod"), secrets=serving.informer("Secret"))
     routes = RouteHub(serving.informer("Service"), serving.informer("EndpointSlice"))
@@ -242,7 +244,8 @@ async def start(config: ServerConfig, stack: AsyncExitStack) -> RunningServer:
     elector = Elector(store, key=f"{config.key_prefix.rstrip('/')}/leader", ttl=config.lease_ttl,
                       identity=identity_for(socket.gethostname(), os.getpid(), address))
     telemetry.observe_replica(leading=elector.leading.is_set)
-    leadership_task = asyncio.create_task(elector.run(_lead(store, config, telemetry, metrics, encrypter)),
+    leadership_task = asyncio.create_task(elector.run(_lead(store, config, telemetry, metrics, encrypter,
+                                                                shared=serving.informers)),
                                           name="leadership")
     stack.push_async_callback(_cancel, leadership_task)
     return RunningServer(address, endpoints, elector, telemetry, scrape.address if scrape else None,
@@ -276,16 +279,18 @@ def _listen(server: grpc.aio.Server, listen: str, credentials: grpc.ServerCreden
 
 
 def _lead(store: Store, config: ServerConfig, telemetry: ControlPlaneMetrics | None = None,
-          metrics_source: MetricsSource | None = None, encrypter: Encrypter | None = None) -> Lead:
-    """What the leader runs for one term: the controllers, on fresh informers,
-    every write fenced with the term."""
+          metrics_source: MetricsSource | None = None, encrypter: Encrypter | None = None, *,
+          shared: Mapping[str, Informer] | None = None) -> Lead:
+    """What the leader runs for one term: the controllers, on the ``shared``
+    (serving) informers caught up with the store and fresh ones for the other
+    kinds, every write fenced with the term."""
 
     async def lead(term: Term) -> None:
         objects = ObjectStore(leader_store(store, term.fence, config.test_hooks), config.key_prefix,
                               encrypter=encrypter)
         controllers = build_controllers(ObjectApi(objects), config, metrics=telemetry,
                                         metrics_source=metrics_source)
-        await ControllerManager(objects, controllers, observer=telemetry).run()
+        await ControllerManager(objects, controllers, observer=telemetry, shared=shared).run()
 
     return lead
 

@@ -52,6 +52,12 @@ async def ready_batches(source: AsyncIterator[T], max_items: int) -> AsyncIterat
             await queue.put(_Failed(exc))
         else:
             await queue.put(_End())
+        finally:
+            # Cancelled while the queue was full (a slow reader), the loop above left the
+            # source suspended: close it now (a store watch), not whenever it is collected.
+            aclose = getattr(source, "aclose", None)
+            if aclose is not None:
+                await aclose()
 
     reader = asyncio.create_task(pump(), name="ready-batches")
     try:

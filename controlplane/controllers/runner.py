@@ -1,5 +1,11 @@
 """Runs controllers: shared informers, one work queue per controller, workers.
 
+The informers are the manager's own, or — given as ``shared`` — running ones
+owned by someone else (the serving replica's: a leader then keeps no second
+copy of every pod and decodes no second watch). Shared informers are caught up
+with the store (`Informer.refresh`) before the first sync, and stop telling
+this manager's queues when it stops.
+
 A controller says which informers it needs, maps cache events to keys, and
 syncs one key at a time. `sync` returns a delay to look again later (for
 deadlines such as progressDeadlineSeconds) or None; an exception requeues the
@@ -12,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Protocol
 
 import structlog
@@ -57,23 +63,29 @@ class Controller(Protocol):
 
 class ControllerManager:
     def __init__(self, objects: ObjectStore, controllers: list[Controller], *,
-                 observer: ControllerObserver | None = None) -> None:
+                 observer: ControllerObserver | None = None, shared: Mapping[str, Informer] | None = None) -> None:
         self.objects = objects
         self.controllers = controllers
         # Told of the informers and queues while they run, and of every sync (metrics).
         self.observer = observer
         self.informers: dict[str, Informer] = {}
         self.queues: dict[str, WorkQueue] = {}
+        # Running informers someone else owns, by kind; used for these kinds instead of new ones.
+        self._shared = dict(shared or {})
         for controller in controllers:
             for kind in controller.kinds:
                 if kind not in self.informers:
-                    self.informers[kind] = Informer(objects, self._info(kind))
+                    self.informers[kind] = self._shared.get(kind) or Informer(objects, self._info(kind))
+        before = {kind: set(informer.listeners) for kind, informer in self._shared.items()}
         for controller in controllers:
             queue = WorkQueue(coalesce=COALESCE_SECONDS)
             self.queues[controller.name] = queue
             controller.bind(self.informers, queue)
             for kind in controller.kinds:
                 self.informers[kind].add_listener(self._enqueue(controller, kind, queue))
+        # Everything this manager's controllers hung on shared informers (queues, their indexes).
+        self._listening = [(informer, listener) for kind, informer in self._shared.items()
+                           for listener in informer.listeners if listener not in before[kind]]
 
     @staticmethod
     def _info(kind: str) -> KindInfo:
@@ -88,7 +100,7 @@ class ControllerManager:
 
     def informer(self, kind: str) -> Informer:
         if kind not in self.informers:
-            self.informers[kind] = Informer(self.objects, self._info(kind))
+            self.informers[kind] = self._shared.get(kind) or Informer(self.objects, self._info(kind))
         return self.informers[kind]
 
     async def run(self) -> None:
@@ -97,14 +109,19 @@ class ControllerManager:
         try:
             await self._run()
         finally:
+            for informer, listener in self._listening:
+                informer.remove_listener(listener)
             if self.observer is not None:
                 self.observer.controllers_stopped()
 
     async def _run(self) -> None:
+        shared = [i for i in self.informers.values() if i in self._shared.values()]
         async with asyncio.TaskGroup() as group:
             for informer in self.informers.values():
-                group.create_task(informer.run(), name=f"informer-{informer.info.kind}")
+                if informer not in shared:
+                    group.create_task(informer.run(), name=f"informer-{informer.info.kind}")
             await asyncio.gather(*(i.synced.wait() for i in self.informers.values()))
+            await asyncio.gather(*(i.refresh() for i in shared))
             for controller in self.controllers:
                 queue = self.queues[controller.name]
                 for key in controller.all_keys():

@@ -27,7 +27,6 @@ from controlplane.nodeapi.assignments import AssignmentIndex, Fingerprint
 from controlplane.nodeapi.tunnels import TunnelRegistry
 from controlplane.registry.hub import RouteHub
 from controlplane.store import errors as store_errors
-from controlplane.store.base import MAX_BATCH
 from protos.conditions import set_condition
 from protos.corral.v1 import metrics_pb2, node_pb2, node_service_pb2, node_service_pb2_grpc, pod_pb2
 from protos.kinds import by_kind
@@ -175,12 +174,13 @@ class NodeService(node_service_pb2_grpc.NodeServiceServicer):
         return node_service_pb2.ReportStatusResponse(unknown_uids=unknown)
 
     async def _write_batched(self, node: str, reports: list[node_service_pb2.PodStatusReport]) -> set[str]:
-        """Write the status changes the serving informer's cache can vouch for, in transactions of
-        up to MAX_BATCH pods (CAS on each pod's cached resourceVersion); the uids written.
+        """Write the status changes the serving informer's cache can vouch for, each a CAS on the
+        pod's cached resourceVersion, all issued at once (the store groups them in transactions);
+        the uids written.
 
         A report the cache cannot vouch for (pod not cached, another uid or node, a terminated
         report, or the same status as cached — the cache may lag a newer write) is left to the
-        per-pod path, as is every pod of a transaction that lost a compare-and-swap."""
+        per-pod path, as is a pod whose compare-and-swap failed."""
         cached = self.assignments.pods.items
         batch: list[pod_pb2.Pod] = []
         for report in reports:
@@ -192,14 +192,15 @@ class NodeService(node_service_pb2_grpc.NodeServiceServicer):
             pod.CopyFrom(existing)
             pod.status.CopyFrom(report.status)
             batch.append(pod)
+        # Issued together, the store commits them together (with other nodes' reports too).
+        results = await asyncio.gather(*(self.objects.update(p) for p in batch), return_exceptions=True)
         written: set[str] = set()
-        for first in range(0, len(batch), MAX_BATCH):
-            chunk = batch[first:first + MAX_BATCH]
-            try:
-                await self.objects.update_many(chunk)
-            except (store_errors.ConflictError, store_errors.NotFoundError):
-                continue  # something in it moved: pod by pod, from fresh reads
-            written.update(p.metadata.uid for p in chunk)
+        for pod, result in zip(batch, results, strict=True):
+            if isinstance(result, store_errors.ConflictError | store_errors.NotFoundError):
+                continue  # it moved: from a fresh read, on the per-pod path
+            if isinstance(result, BaseException):
+                raise result
+            written.add(pod.metadata.uid)
         return written
 
     async def _refuse_other_nodes_pods(self, request: node_service_pb2.ReportStatusRequest,

@@ -11,11 +11,12 @@ How each operation maps to etcd:
   neither ``limit`` nor ``revision``). Pages use ``limit`` so a response stays
   under gRPC's 4 MiB receive cap; should a page still be too large (big
   values), it is fetched again with half the limit.
-- create: creates issued in the same turn of the event loop are group
-  committed (`controlplane.store.group_commit`): one transaction comparing
-  ``create_revision == 0`` for each key (at most MAX_BATCH keys and 1 MiB of
-  values); when one key already exists, each create is retried on its own so
-  only that one fails. A create with a lease is always on its own.
+- create, update: creates (and updates) issued in the same turn of the event
+  loop are group committed (`controlplane.store.group_commit`): one
+  transaction comparing ``create_revision == 0`` (``mod_revision ==
+  expected``) for each key, at most MAX_BATCH keys and 1 MiB of values; when
+  a compare fails, each write is retried on its own so only that one fails.
+  A create with a lease is always on its own.
 - create / update / delete: one transaction comparing ``create_revision``
   (existence) and ``mod_revision`` (CAS); on failure a ``get`` in the same
   transaction tells NotFound from Conflict. The returned revision is the one
@@ -92,8 +93,8 @@ _TEMPORARY_CLIENT_ERRORS: tuple[type[BaseException], ...] = (
 )
 _TOO_MANY_REQUESTS = "too many requests"  # etcd's RESOURCE_EXHAUSTED back-pressure
 _COMPACTED_MESSAGE = "required revision has been compacted"
-# Values in one group-committed create (etcd refuses requests over 1.5 MiB by default).
-_CREATE_BATCH_BYTES = 1024 * 1024
+# Values in one group-committed transaction (etcd refuses requests over 1.5 MiB by default).
+_BATCH_BYTES = 1024 * 1024
 _LEASE_NOT_FOUND_MESSAGE = "requested lease not found"
 
 # Keepalives detect a half-open connection under an idle watch (etcd permits
@@ -317,7 +318,8 @@ class EtcdStore:
         self._tx = aetcd.Transactions()
         self._fence = fence
         self._owner = owner
-        self._creates = GroupCommit(self._create_batch, max_items=MAX_BATCH, max_bytes=_CREATE_BATCH_BYTES)
+        self._creates = GroupCommit(self._create_batch, max_items=MAX_BATCH, max_bytes=_BATCH_BYTES)
+        self._updates = GroupCommit(self._update_batch, max_items=MAX_BATCH, max_bytes=_BATCH_BYTES)
 
     @property
     def endpoint(self) -> str:
@@ -441,6 +443,26 @@ class EtcdStore:
 
     async def update(self, key: str, value: bytes, *, expected_revision: int) -> int:
         """Replace the value if the key is at ``expected_revision``."""
+        if expected_revision < 1:  # no existing key is at revision 0
+            return await self._update_one(key, value, expected_revision=expected_revision)
+        return await self._updates.write(key, value, expected_revision)
+
+    async def _update_batch(self, writes: Sequence[PendingWrite]) -> Sequence[int | BaseException]:
+        """Group commit: every key replaced in one transaction, or each on its own when one moved."""
+        if len(writes) > 1:
+            keys = [_encode(w.key) for w in writes]
+            succeeded, responses = await self._txn(
+                compare=[self._tx.mod(k) == w.expected for k, w in zip(keys, writes, strict=True)],
+                success=[self._tx.put(k, w.value) for k, w in zip(keys, writes, strict=True)],
+                failure=[],
+            )
+            if succeeded:
+                return [_write_revision(responses[0])] * len(writes)
+            self._raise_if_fenced(f"{len(writes)} keys", responses)
+        return await asyncio.gather(*(self._update_one(w.key, w.value, expected_revision=w.expected)
+                                      for w in writes), return_exceptions=True)
+
+    async def _update_one(self, key: str, value: bytes, *, expected_revision: int) -> int:
         k = _encode(key)
         succeeded, responses = await self._txn(
             compare=[self._tx.create(k) > 0, self._tx.mod(k) == expected_revision],

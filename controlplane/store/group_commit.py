@@ -1,6 +1,10 @@
 """Group commit: writes issued in the same turn of the event loop go to the
 store together, in as few transactions as their limits allow.
 
+Creates are the first use; compare-and-swap updates the second (a hundred
+agents reporting their pods' status at once, the scheduler's binds): each
+write keeps its own outcome, so a conflict fails only its own caller.
+
 A ReplicaSet scaling up creates its pods with `asyncio.gather` (batches of 1,
 2, 4 … 256, as Kubernetes' slow start does); each create used to be one etcd
 transaction, one gRPC call with its own Python overhead on both ends. A
@@ -26,11 +30,13 @@ __all__ = ["GroupCommit", "PendingWrite"]
 
 @dataclass
 class PendingWrite:
-    """One caller's write, waiting for its batch; ``done`` gets the revision or the error."""
+    """One caller's write, waiting for its batch; ``done`` gets the revision or the error.
+    ``expected``: the revision a compare-and-swap expects (0 for a create)."""
 
     key: str
     value: bytes
     done: asyncio.Future[int] = field(repr=False)
+    expected: int = 0
 
 
 # Answers one batch: for each write, in order, its revision or its error.
@@ -47,10 +53,10 @@ class GroupCommit:
         self._waiting: list[PendingWrite] = []
         self._inflight: set[asyncio.Task[None]] = set()
 
-    async def write(self, key: str, value: bytes) -> int:
+    async def write(self, key: str, value: bytes, expected: int = 0) -> int:
         """Write ``key`` with the writes issued beside it; its revision, or its own error."""
         loop = asyncio.get_running_loop()
-        pending = PendingWrite(key, value, loop.create_future())
+        pending = PendingWrite(key, value, loop.create_future(), expected)
         self._waiting.append(pending)
         if len(self._waiting) == 1:
             loop.call_soon(self._flush)

@@ -1,13 +1,17 @@
-"""What only the etcd store does: endpoints of a cluster tried in turn, and
-watches that end when cancelled at any point of their registration."""
+"""What only the etcd store does: endpoints of a cluster tried in turn,
+watches that end when cancelled at any point of their registration, and
+creates issued together group-committed in few transactions, each still
+answered on its own."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 
 import pytest
 
-from controlplane.store.errors import UnavailableError
+from controlplane.store.base import MAX_BATCH, Fence, KeyValue
+from controlplane.store.errors import AlreadyExistsError, FencedError, UnavailableError
 from controlplane.store.etcd import EtcdStore
 
 pytestmark = [pytest.mark.etcd, pytest.mark.timeout(120)]
@@ -46,3 +50,96 @@ async def test_a_watch_cancelled_while_it_registers_always_ends(etcd_endpoint: s
             await events.aclose()
     finally:
         await store.close()
+
+
+# -- group commit ---------------------------------------------------------------
+
+
+@pytest.fixture
+async def etcd(etcd_endpoint: str) -> AsyncIterator[EtcdStore]:
+    store = await EtcdStore.connect([etcd_endpoint])
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+async def test_concurrent_creates_share_few_transactions(etcd: EtcdStore, key_prefix: str) -> None:
+    keys = [f"{key_prefix}{i:03d}" for i in range(100)]
+
+    revisions = await asyncio.gather(*(etcd.create(key, key.encode()) for key in keys))
+
+    assert len(set(revisions)) <= -(-len(keys) // MAX_BATCH)  # 2 transactions, not 100
+    page = await etcd.list(key_prefix)
+    assert page.items == [KeyValue(key, key.encode(), rev, rev) for key, rev in zip(keys, revisions, strict=True)]
+
+
+async def test_only_the_existing_key_of_concurrent_creates_fails(etcd: EtcdStore, key_prefix: str) -> None:
+    keys = [f"{key_prefix}{i}" for i in range(10)]
+    old = await etcd.create(keys[4], b"old")
+
+    results = await asyncio.gather(*(etcd.create(key, b"new") for key in keys), return_exceptions=True)
+
+    assert isinstance(results[4], AlreadyExistsError) and results[4].key == keys[4]
+    assert await etcd.get(keys[4]) == KeyValue(keys[4], b"old", old, old)
+    for key, result in zip(keys, results, strict=True):
+        if key != keys[4]:
+            assert isinstance(result, int), (key, result)
+            assert await etcd.get(key) == KeyValue(key, b"new", result, result)
+
+
+async def test_two_concurrent_creates_of_one_new_key_one_wins(etcd: EtcdStore, key_prefix: str) -> None:
+    key = key_prefix + "obj"
+
+    results = await asyncio.gather(etcd.create(key, b"a"), etcd.create(key, b"b"), return_exceptions=True)
+
+    won = [(value, r) for value, r in zip([b"a", b"b"], results, strict=True) if isinstance(r, int)]
+    lost = [r for r in results if not isinstance(r, int)]
+    assert len(won) == 1 and len(lost) == 1, results
+    assert isinstance(lost[0], AlreadyExistsError)
+    value, revision = won[0]
+    assert await etcd.get(key) == KeyValue(key, value, revision, revision)
+
+
+async def test_concurrent_creates_over_the_request_limit_are_split(etcd: EtcdStore, key_prefix: str) -> None:
+    """Three 600 KB values: etcd would refuse them in one request (over its 1.5 MiB limit)."""
+    values = {f"{key_prefix}{i}": bytes([65 + i]) * 600_000 for i in range(3)}
+
+    revisions = await asyncio.gather(*(etcd.create(key, value) for key, value in values.items()))
+
+    assert len(set(revisions)) == 3  # at most one 600 KB value fits in a batch
+    for (key, value), revision in zip(values.items(), revisions, strict=True):
+        assert await etcd.get(key) == KeyValue(key, value, revision, revision)
+
+
+async def test_concurrent_fenced_creates_all_fail_once_the_fence_is_lost(etcd: EtcdStore, key_prefix: str) -> None:
+    fence = Fence(key_prefix + "leader", await etcd.create(key_prefix + "leader", b"leader-1"))
+    fenced = etcd.fenced(fence)
+    await etcd.delete(fence.key)
+    new_term = await etcd.create(fence.key, b"leader-2")
+    keys = [f"{key_prefix}obj-{i}" for i in range(10)]
+    before = await etcd.current_revision()
+
+    results = await asyncio.gather(*(fenced.create(key, b"") for key in keys), return_exceptions=True)
+
+    assert all(isinstance(r, FencedError) for r in results), results
+    assert all(r.actual_revision == new_term for r in results if isinstance(r, FencedError))
+    assert await etcd.current_revision() == before
+    page = await etcd.list(key_prefix + "obj-")
+    assert page.items == []
+
+
+async def test_concurrent_fenced_creates_under_a_holding_fence_fail_only_on_the_existing_key(
+    etcd: EtcdStore, key_prefix: str
+) -> None:
+    fence = Fence(key_prefix + "leader", await etcd.create(key_prefix + "leader", b"leader-1"))
+    fenced = etcd.fenced(fence)
+    keys = [f"{key_prefix}obj-{i}" for i in range(5)]
+    await etcd.create(keys[2], b"old")
+
+    results = await asyncio.gather(*(fenced.create(key, b"new") for key in keys), return_exceptions=True)
+
+    assert isinstance(results[2], AlreadyExistsError)
+    assert all(isinstance(r, int) for i, r in enumerate(results) if i != 2), results
+    page = await etcd.list(key_prefix + "obj-")
+    assert [kv.value for kv in page.items] == [b"new", b"new", b"old", b"new", b"new"]
