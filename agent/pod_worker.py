@@ -137,8 +137,14 @@ class PodWorker:
         return self.pod.metadata.uid
 
     def update(self, pod: pod_pb2.Pod, epoch: int) -> None:
+        """The pod as the newest assignment set has it. Every set carries every pod of the
+        node, so a set that only adds a pod must not wake the other nine workers: a worker
+        wakes only when its pod's spec or deletion changed."""
+        changed = not _same_for_worker(self.pod, pod)
         self.pod = pod
         self.epoch = epoch
+        if not changed:
+            return
         for name, track in self.tracks.items():  # a Secret arrived or changed: try again now
             if track.start_error_reason == "CreateContainerConfigError" and not lifecycle.config_error(pod, name):
                 track.not_before = 0.0
@@ -424,3 +430,10 @@ def _comparable(status: pod_pb2.PodStatus) -> bytes:
         if cs.state.waiting.reason == "CrashLoopBackOff":
             cs.state.waiting.message = ""
     return copy.SerializeToString(deterministic=True)
+
+
+def _same_for_worker(a: pod_pb2.Pod, b: pod_pb2.Pod) -> bool:
+    """Whether a worker would act the same on ``b`` as on ``a``: same spec (resolved Secret
+    values included) and same deletion. Status and resourceVersion do not count."""
+    return (a.spec == b.spec and a.metadata.deletion_timestamp == b.metadata.deletion_timestamp
+            and a.metadata.deletion_grace_period_seconds == b.metadata.deletion_grace_period_seconds)
