@@ -31,6 +31,7 @@ from agent.manager import PodManager
 from agent.metrics import MetricsSampler
 from agent.runtime.errors import RuntimeFailure
 from agent.services import ServiceTable
+from agent.status_reports import StatusReports, StatusStreamEnded
 from corral.pki.credentials import channel_options
 from protos.corral.v1 import node_pb2, node_service_pb2, node_service_pb2_grpc
 
@@ -93,7 +94,7 @@ class Session:
             errors: list[str] = []
             try:
                 await self._session()
-            except* (grpc.aio.AioRpcError, SessionLost, OSError, IdentityError) as group:
+            except* (grpc.aio.AioRpcError, SessionLost, StatusStreamEnded, OSError, IdentityError) as group:
                 errors = [_first_line(e) for e in group.exceptions]
             self.connected.clear()
             if self._was_established:
@@ -175,19 +176,8 @@ class Session:
             await asyncio.sleep(max(0.0, started + period - loop.time()))
 
     async def _reports(self, stub: node_service_pb2_grpc.NodeServiceAsyncStub) -> None:
-        while True:
-            await self.manager.reports_ready.wait()
-            await asyncio.sleep(self.config.report_batch_delay)
-            reports = self.manager.take_reports()
-            if not reports:
-                continue
-            try:
-                response = await stub.ReportStatus(node_service_pb2.ReportStatusRequest(
-                    node_name=self.config.node_name, pods=reports), timeout=15)
-            except grpc.aio.AioRpcError:
-                self.manager.requeue(reports)
-                raise
-            self.manager.forget(list(response.unknown_uids))
+        reports = StatusReports(self.manager, self.config.node_name, batch_delay=self.config.report_batch_delay)
+        await reports.run(stub)
 
     async def _tunnel(self, stub: node_service_pb2_grpc.NodeServiceAsyncStub) -> None:
         outgoing: asyncio.Queue[node_service_pb2.AgentMessage] = asyncio.Queue()

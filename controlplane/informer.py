@@ -71,7 +71,11 @@ class Informer:
 
     def _emit(self, event: CacheEvent) -> None:
         for listener in self._listeners:
-            listener(event)
+            try:
+                listener(event)
+            except Exception:  # one listener's bug must not stop the cache others read (and serve)
+                log.exception("informer_listener_failed", kind=self.info.kind,
+                              listener=getattr(listener, "__qualname__", repr(listener)))
 
     async def run(self) -> None:
         delay = self._relist_backoff
@@ -91,7 +95,15 @@ class Informer:
         """Once synced, make the cache at least as new as the store is now: list, and replay
         the difference as changes; the watch then skips what the list already brought."""
         await self.synced.wait()
-        listed, revision = await self.objects.list_all(self.info)
+        delay = self._relist_backoff
+        while True:
+            try:
+                listed, revision = await self.objects.list_all(self.info)
+                break
+            except store_errors.StoreError as e:  # etcd busy or moving: a new term waits, it does not fail
+                log.warning("informer_refresh_failed", kind=self.info.kind, error=str(e), retry_in=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
         if revision <= self.revision:
             return  # the watch got there while the list was read
         self._replace(listed, revision)

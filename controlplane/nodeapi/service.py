@@ -162,6 +162,16 @@ class NodeService(node_service_pb2_grpc.NodeServiceServicer):
 
     async def ReportStatus(self, request: node_service_pb2.ReportStatusRequest,
                            context: Context) -> node_service_pb2.ReportStatusResponse:
+        return await self._report_status(request, context)
+
+    async def StreamStatus(self, request_iterator: AsyncIterator[node_service_pb2.ReportStatusRequest],
+                           context: Context) -> AsyncIterator[node_service_pb2.ReportStatusResponse]:
+        """ReportStatus for each request of the stream, answered in order."""
+        async for request in request_iterator:
+            yield await self._report_status(request, context)
+
+    async def _report_status(self, request: node_service_pb2.ReportStatusRequest,
+                             context: Context) -> node_service_pb2.ReportStatusResponse:
         await require_node(context, request.node_name)
         await self._refuse_other_nodes_pods(request, context)
         try:

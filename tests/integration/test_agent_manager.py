@@ -344,3 +344,38 @@ async def test_runtime_scanned_for_orphans_on_the_first_set_and_when_pods_leave(
         assert len(scans) == 1  # growing sets: no scan
         await manager.apply(assignment(4, pod("a")))
         assert len(scans) == 2  # b and c left: scan for their leftovers
+
+
+# -- volumes -------------------------------------------------------------------------
+
+
+class MountCheckingRuntime(FakeRuntime):
+    """Records, for each container it runs, which of its mounts' host directories exist then."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.runs: list[tuple[str, dict[str, bool]]] = []
+
+    async def run(self, spec: ContainerSpec) -> base.ContainerInfo:
+        self.runs.append((spec.name, {m.target: Path(m.source).is_dir() for m in spec.mounts if m.source}))
+        return await super().run(spec)
+
+
+async def test_a_pod_with_a_disk_empty_dir_gets_its_directory_before_it_starts(tmp_path: Path) -> None:
+    runtime = MountCheckingRuntime()
+    volumes = tmp_path / "volumes"
+    with_volumes = pod("scratchy")
+    with_volumes.spec.volumes.add(name="scratch").empty_dir.SetInParent()
+    with_volumes.spec.volumes.add(name="shm").empty_dir.medium = "Memory"
+    with_volumes.spec.containers[0].volume_mounts.add(name="scratch", mount_path="/scratch")
+    with_volumes.spec.containers[0].volume_mounts.add(name="shm", mount_path="/dev/shm")
+    async with running(PodManager({"docker": runtime}, replace(settings(), volumes_dir=volumes),
+                                  tmp_path)) as manager:
+        await manager.apply(assignment(1, with_volumes, pod("plain")))
+        await eventually(lambda: running_count(runtime, "uid-scratchy"))
+        await eventually(lambda: running_count(runtime, "uid-plain"))
+    assert (volumes / "uid-scratchy" / "scratch").is_dir()
+    assert not (volumes / "uid-scratchy" / "shm").exists()  # a tmpfs: nothing on disk
+    assert not (volumes / "uid-plain").exists()
+    mounts = {name.split("_")[2]: found for name, found in runtime.runs}
+    assert mounts == {"scratchy": {"/scratch": True}, "plain": {}}

@@ -3,18 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 import pytest
 
+from controlplane.apiserver.handlers import ObjectApi
+from controlplane.informer import Informer
 from controlplane.nodeapi import service as node_service
+from controlplane.nodeapi.assignments import AssignmentIndex
+from controlplane.nodeapi.tunnels import TunnelRegistry
 from controlplane.server import RunningServer, ServerConfig, start
+from controlplane.store.etcd import EtcdStore
+from controlplane.store.objects import ObjectStore
 from protos.corral.v1 import api_pb2, api_pb2_grpc, node_pb2, node_service_pb2, node_service_pb2_grpc, pod_pb2
-from tests.pki import admin_of, aio_channel, node_of
+from protos.kinds import by_kind
+from tests.pki import TestCluster, admin_of, aio_channel, node_of
 
 pytestmark = pytest.mark.etcd
 
@@ -267,3 +276,77 @@ async def test_one_report_of_many_pods_is_one_transaction_and_a_stale_cache_fall
     assert [p.status.phase for p in final] == ["Succeeded"] * 5
     assert final[0].metadata.labels["touched"] == "yes"
     stream.cancel()
+
+
+class PathRecordingNodeService(node_service.NodeService):
+    """A NodeService that records which reports take the per-pod path (a fresh read, then a CAS)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.per_pod: list[str] = []
+
+    async def _write_status(self, node: str, report: node_service_pb2.PodStatusReport) -> bool:
+        self.per_pod.append(report.name)
+        return await super()._write_status(node, report)
+
+
+async def test_a_stale_cached_pod_alone_takes_the_per_pod_path(etcd_endpoint: str, key_prefix: str) -> None:
+    """Each pod's compare-and-swap is its own: the one whose cached resourceVersion someone else
+    has moved on fails alone and is written from a fresh read; the others are written at once."""
+    async with AsyncExitStack() as stack:
+        store = await EtcdStore.connect([etcd_endpoint])
+        stack.push_async_callback(store.close)
+        objects = ObjectStore(store, key_prefix)
+        api = ObjectApi(objects)
+        pods = Informer(objects, by_kind("Pod"))
+        service = PathRecordingNodeService(api, AssignmentIndex(pods), TunnelRegistry())
+        server = grpc.aio.server()
+        node_service_pb2_grpc.add_NodeServiceServicer_to_server(service, server)
+        pki = TestCluster()
+        port = pki.add_port(server)
+        await server.start()
+        stack.push_async_callback(server.stop, None)
+        channel = await stack.enter_async_context(aio_channel(f"127.0.0.1:{port}", pki.node("n1")))
+        nodes = node_service_pb2_grpc.NodeServiceStub(channel)
+        created = []
+        for i in range(5):
+            p = bound_pod(f"p{i}", "n1").pod
+            written = await api.create(p)
+            assert isinstance(written, pod_pb2.Pod)
+            created.append(written)
+
+        async def stored(name: str) -> pod_pb2.Pod:
+            found = await objects.get(by_kind("Pod"), "default", name)
+            assert isinstance(found, pod_pb2.Pod)
+            return found
+
+        async def cached(phase: str) -> None:
+            async with asyncio.timeout(10):
+                while [p.status.phase for p in pods.items.values() if isinstance(p, pod_pb2.Pod)] != \
+                        [phase] * len(created):
+                    await asyncio.sleep(0.01)
+
+        following = asyncio.create_task(pods.run())
+        await cached("Pending")
+        response = await nodes.ReportStatus(node_service_pb2.ReportStatusRequest(
+            node_name="n1", pods=[running_report(p) for p in created]))
+        assert list(response.unknown_uids) == [] and service.per_pod == []
+        await cached("Running")
+        # The cache stops here (a watch lagging behind), and someone else writes p2.
+        following.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await following
+        theirs = await stored("p2")
+        theirs.metadata.labels["touched"] = "yes"
+        touched = await objects.update(theirs)
+        assert isinstance(touched, pod_pb2.Pod)
+
+        response = await nodes.ReportStatus(node_service_pb2.ReportStatusRequest(
+            node_name="n1", pods=[running_report(p, "Succeeded") for p in created]))
+
+        assert list(response.unknown_uids) == []
+        assert service.per_pod == ["p2"]  # not the whole report: only the pod that moved
+        final = [await stored(p.metadata.name) for p in created]
+        assert [p.status.phase for p in final] == ["Succeeded"] * 5
+        assert final[2].metadata.labels["touched"] == "yes"
+        assert int(final[2].metadata.resource_version) > int(touched.metadata.resource_version)

@@ -55,6 +55,11 @@ class NodeServiceStub:
                 request_serializer=protos_dot_corral_dot_v1_dot_node__service__pb2.ReportStatusRequest.SerializeToString,
                 response_deserializer=protos_dot_corral_dot_v1_dot_node__service__pb2.ReportStatusResponse.FromString,
                 _registered_method=True)
+        self.StreamStatus = channel.stream_stream(
+                '/corral.v1.NodeService/StreamStatus',
+                request_serializer=protos_dot_corral_dot_v1_dot_node__service__pb2.ReportStatusRequest.SerializeToString,
+                response_deserializer=protos_dot_corral_dot_v1_dot_node__service__pb2.ReportStatusResponse.FromString,
+                _registered_method=True)
         self.Tunnel = channel.stream_stream(
                 '/corral.v1.NodeService/Tunnel',
                 request_serializer=protos_dot_corral_dot_v1_dot_node__service__pb2.AgentMessage.SerializeToString,
@@ -99,6 +104,16 @@ class NodeServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StreamStatus(self, request_iterator, context):
+        """The same reports on one stream per session, each request answered in
+        order by one response; the agent sends the next without waiting for the
+        answer (a call per report costs a busy control plane far more than a
+        message). Agents fall back to ReportStatus on a server without it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Tunnel(self, request_iterator, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -139,6 +154,11 @@ def add_NodeServiceServicer_to_server(servicer, server):
             ),
             'ReportStatus': grpc.unary_unary_rpc_method_handler(
                     servicer.ReportStatus,
+                    request_deserializer=protos_dot_corral_dot_v1_dot_node__service__pb2.ReportStatusRequest.FromString,
+                    response_serializer=protos_dot_corral_dot_v1_dot_node__service__pb2.ReportStatusResponse.SerializeToString,
+            ),
+            'StreamStatus': grpc.stream_stream_rpc_method_handler(
+                    servicer.StreamStatus,
                     request_deserializer=protos_dot_corral_dot_v1_dot_node__service__pb2.ReportStatusRequest.FromString,
                     response_serializer=protos_dot_corral_dot_v1_dot_node__service__pb2.ReportStatusResponse.SerializeToString,
             ),
@@ -264,6 +284,33 @@ class NodeService:
             request,
             target,
             '/corral.v1.NodeService/ReportStatus',
+            protos_dot_corral_dot_v1_dot_node__service__pb2.ReportStatusRequest.SerializeToString,
+            protos_dot_corral_dot_v1_dot_node__service__pb2.ReportStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamStatus(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/corral.v1.NodeService/StreamStatus',
             protos_dot_corral_dot_v1_dot_node__service__pb2.ReportStatusRequest.SerializeToString,
             protos_dot_corral_dot_v1_dot_node__service__pb2.ReportStatusResponse.FromString,
             options,

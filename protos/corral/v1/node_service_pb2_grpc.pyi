@@ -40,6 +40,12 @@ class NodeServiceStub:
     Heartbeat: _grpc.UnaryUnaryMultiCallable[_node_service_pb2.HeartbeatRequest, _node_service_pb2.HeartbeatResponse]
     WatchAssignments: _grpc.UnaryStreamMultiCallable[_node_service_pb2.AssignmentsRequest, _node_service_pb2.AssignmentSet]
     ReportStatus: _grpc.UnaryUnaryMultiCallable[_node_service_pb2.ReportStatusRequest, _node_service_pb2.ReportStatusResponse]
+    StreamStatus: _grpc.StreamStreamMultiCallable[_node_service_pb2.ReportStatusRequest, _node_service_pb2.ReportStatusResponse]
+    """The same reports on one stream per session, each request answered in
+    order by one response; the agent sends the next without waiting for the
+    answer (a call per report costs a busy control plane far more than a
+    message). Agents fall back to ReportStatus on a server without it.
+    """
     Tunnel: _grpc.StreamStreamMultiCallable[_node_service_pb2.AgentMessage, _node_service_pb2.ServerMessage]
     WatchServices: _grpc.UnaryStreamMultiCallable[_node_service_pb2.ServicesRequest, _node_service_pb2.ServiceRoutes]
     """Service routes for the node's proxy and DNS server."""
@@ -53,6 +59,12 @@ class NodeServiceAsyncStub(NodeServiceStub):
     Heartbeat: _aio.UnaryUnaryMultiCallable[_node_service_pb2.HeartbeatRequest, _node_service_pb2.HeartbeatResponse]  # type: ignore[assignment]
     WatchAssignments: _aio.UnaryStreamMultiCallable[_node_service_pb2.AssignmentsRequest, _node_service_pb2.AssignmentSet]  # type: ignore[assignment]
     ReportStatus: _aio.UnaryUnaryMultiCallable[_node_service_pb2.ReportStatusRequest, _node_service_pb2.ReportStatusResponse]  # type: ignore[assignment]
+    StreamStatus: _aio.StreamStreamMultiCallable[_node_service_pb2.ReportStatusRequest, _node_service_pb2.ReportStatusResponse]  # type: ignore[assignment]
+    """The same reports on one stream per session, each request answered in
+    order by one response; the agent sends the next without waiting for the
+    answer (a call per report costs a busy control plane far more than a
+    message). Agents fall back to ReportStatus on a server without it.
+    """
     Tunnel: _aio.StreamStreamMultiCallable[_node_service_pb2.AgentMessage, _node_service_pb2.ServerMessage]  # type: ignore[assignment]
     WatchServices: _aio.UnaryStreamMultiCallable[_node_service_pb2.ServicesRequest, _node_service_pb2.ServiceRoutes]  # type: ignore[assignment]
     """Service routes for the node's proxy and DNS server."""
@@ -87,6 +99,18 @@ class NodeServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _node_service_pb2.ReportStatusRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_node_service_pb2.ReportStatusResponse, _abc.Awaitable[_node_service_pb2.ReportStatusResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def StreamStatus(
+        self,
+        request_iterator: _MaybeAsyncIterator[_node_service_pb2.ReportStatusRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_node_service_pb2.ReportStatusResponse], _abc.AsyncIterator[_node_service_pb2.ReportStatusResponse]]:
+        """The same reports on one stream per session, each request answered in
+        order by one response; the agent sends the next without waiting for the
+        answer (a call per report costs a busy control plane far more than a
+        message). Agents fall back to ReportStatus on a server without it.
+        """
 
     @_abc_1.abstractmethod
     def Tunnel(

@@ -144,6 +144,40 @@ def test_empty_dirs_are_made_writable_and_removed_with_the_pod(tmp_path: Path) -
     assert not (tmp_path / "volumes" / "uid-1").exists()
 
 
+def _with_volumes(*volumes: pod_pb2.Volume) -> pod_pb2.Pod:
+    pod = pod_pb2.Pod()
+    pod.metadata.uid = "uid-1"
+    pod.spec.volumes.extend(volumes)
+    return pod
+
+
+@pytest.mark.parametrize(
+    ("volumes", "expected"),
+    [
+        pytest.param((), False, id="none"),
+        pytest.param((pod_pb2.Volume(name="shm", empty_dir=pod_pb2.EmptyDirVolumeSource(medium="Memory")),), False,
+                     id="memory-empty-dir"),
+        pytest.param((pod_pb2.Volume(name="a", empty_dir=pod_pb2.EmptyDirVolumeSource(medium="Memory")),
+                      pod_pb2.Volume(name="b", empty_dir=pod_pb2.EmptyDirVolumeSource(medium="Memory"))), False,
+                     id="memory-empty-dirs"),
+        pytest.param((pod_pb2.Volume(name="scratch", empty_dir=pod_pb2.EmptyDirVolumeSource()),), True,
+                     id="disk-empty-dir"),
+        pytest.param((pod_pb2.Volume(name="shm", empty_dir=pod_pb2.EmptyDirVolumeSource(medium="Memory")),
+                      pod_pb2.Volume(name="scratch", empty_dir=pod_pb2.EmptyDirVolumeSource())), True,
+                     id="memory-and-disk-empty-dirs"),
+        pytest.param((pod_pb2.Volume(name="logs", host_path=pod_pb2.HostPathVolumeSource(path="/var/log")),), True,
+                     id="host-path"),
+    ],
+)
+def test_has_volumes_to_prepare(volumes: tuple[pod_pb2.Volume, ...], expected: bool, tmp_path: Path) -> None:
+    pod = _with_volumes(*volumes)
+
+    assert security.has_volumes_to_prepare(pod) is expected
+    if not expected:  # skipping prepare for it changes nothing
+        security.prepare(pod, tmp_path / "volumes")
+        assert not (tmp_path / "volumes").exists()
+
+
 @pytest.mark.parametrize(
     ("kind", "make"), [pytest.param("Directory", False, id="missing"), pytest.param("File", True, id="wrong-type")]
 )

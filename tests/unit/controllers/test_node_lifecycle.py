@@ -19,6 +19,7 @@ from controlplane.controllers.nodelifecycle.reconcile import (
     full_disruption,
     node_health,
     plan_node,
+    pods_matter,
     ready_condition,
 )
 from controlplane.controllers.nodelifecycle.tolerations import (
@@ -143,6 +144,23 @@ def test_pods_of_an_unreachable_node_are_marked_not_ready() -> None:
 def test_pods_of_a_ready_node_are_left_alone() -> None:
     plan = plan_node(node(heartbeat=0), [pod("a")], now=at(1), settings=SETTINGS, disrupted=False)
     assert plan.pods_not_ready == () and plan.evictions == () and plan.node is None
+
+
+# -- whether a pod change matters to its node -------------------------------------------
+
+@pytest.mark.parametrize(("n", "expected"), [
+    pytest.param(node(), False, id="ready"),
+    pytest.param(node(taints=(("dedicated", "NoSchedule", None), (UNREACHABLE, "PreferNoSchedule", None))), False,
+                 id="ready-with-other-taints"),
+    pytest.param(node(heartbeat=-600), False, id="ready-but-silent-is-the-node-timers-job"),
+    pytest.param(node(ready="False"), True, id="not-ready"),
+    pytest.param(node(ready="Unknown"), True, id="unknown"),
+    pytest.param(node(ready=None), True, id="no-ready-condition"),
+    pytest.param(node(taints=(("maintenance", "NoExecute", None),)), True, id="ready-with-a-no-execute-taint"),
+    pytest.param(node(taints=((UNREACHABLE, "NoExecute", 5),)), True, id="ready-with-a-health-no-execute-taint"),
+])
+def test_pods_matter(n: node_pb2.Node, expected: bool) -> None:
+    assert pods_matter(n) is expected
 
 
 # -- pods already terminating ------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 
@@ -13,6 +14,7 @@ from controlplane.scheduler.pipeline import (
     Placement,
     Result,
     Unschedulable,
+    Verdicts,
     feasible_nodes_to_find,
     schedule_batch,
     schedule_one,
@@ -27,6 +29,7 @@ from controlplane.scheduler.snapshot import (
     Resources,
     Snapshot,
     Taint,
+    Toleration,
 )
 
 from .builders import GI, node, pod
@@ -336,6 +339,55 @@ def test_pods_of_one_shape_reuse_the_verdicts_of_unchanged_nodes() -> None:
     # 10 nodes x 4 cpus: 25 pods of 1 cpu fit, and they are spread before any node is doubled up.
     counts = Counter(placed(r) for r in batch.results)
     assert max(counts.values()) - min(counts.values()) <= 1
+
+
+def web(key: str = "default/x", **fields: Any) -> PodRequest:
+    """A replica of the web ReplicaSet, or (with ``fields``) a pod that differs from one in that."""
+    return pod(key, **{"owner_uid": "rs-web", "cpu": 500, **fields})
+
+
+@pytest.mark.parametrize(
+    "other",
+    [
+        pytest.param(web(cpu=1000), id="more-cpu"),
+        pytest.param(web(memory=GI), id="memory"),
+        pytest.param(web(owner_uid="rs-api"), id="other-owner"),
+        pytest.param(web(node_selector={"zone": "a"}), id="node-selector"),
+        pytest.param(web(host_ports=frozenset({(8080, "TCP")})), id="host-port"),
+        pytest.param(web(tolerations=(Toleration("gpu", "Equal", "yes", "NoSchedule"),)),
+                     id="toleration"),
+        pytest.param(web(runtime="process"), id="runtime"),
+        pytest.param(web(strategy=MOST_ALLOCATED), id="strategy"),
+    ],
+)
+def test_pods_of_one_shape_share_verdicts_and_other_shapes_do_not(other: PodRequest) -> None:
+    verdicts = Verdicts(PROFILE)
+    replicas = [web(f"default/web-{i}") for i in range(3)]
+    shared = verdicts.of(replicas[0])
+    assert verdicts.of(replicas[0]) is shared  # the same pod, asked again
+    assert all(verdicts.of(r) is shared for r in replicas)  # its replicas: the name is not the shape
+    assert verdicts.of(other) is not shared
+    assert verdicts.of(other) is verdicts.of(other)
+    assert verdicts.of(replicas[2]) is shared  # back to the first shape after another one
+
+
+def test_shape_verdicts_evaluate_a_node_again_once_it_is_replaced() -> None:
+    profile, recorder = recording_profile(rejected=frozenset({"b"}))
+    first, second = web("default/web-0"), web("default/web-1")
+    known = Verdicts(profile).of(first)
+    a, b = node("a"), node("b")
+    assert known.status(first, a).ok and not known.status(first, b).ok
+    assert known.status(second, a).ok and not known.status(second, b).ok
+    assert recorder.seen == ["a", "b"]  # asked again about the same nodes: not evaluated again
+    a_score = known.score(first, a)
+    replaced = a.with_pod(first)
+    assert known.status(second, replaced).ok
+    assert recorder.seen == ["a", "b", "a"]
+    assert known.status(second, replaced).ok and known.status(second, b).reasons == ("rejected",)
+    assert recorder.seen == ["a", "b", "a"]
+    # The score follows the node too: the replaced one is fuller, so it scores lower (least allocated).
+    assert known.score(second, a) == a_score
+    assert known.score(second, replaced) < a_score
 
 
 def _one_by_one(pods: list[PodRequest], snapshot: Snapshot) -> list[tuple[PodRequest, Snapshot]]:

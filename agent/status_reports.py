@@ -1,0 +1,97 @@
+"""Pod status reports to the control plane.
+
+Workers queue each pod's newest status in the `PodManager`; this sends what is
+queued in batches (after ``batch_delay``, so a burst of changes goes in one
+message). It uses one `StreamStatus` stream per session: each batch is
+written without waiting for the answer to the one before (on a busy control
+plane a call per batch waits for a round trip, and a node starting ten pods
+would report the tenth a second late), and the server answers the batches in
+the order they were written. Batches not yet answered when the stream breaks
+are queued again (a newer status of the same pod wins). A control plane
+older than `StreamStatus` gets one `ReportStatus` call per batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import AsyncIterator
+
+import grpc
+import structlog
+
+from agent.manager import PodManager
+from protos.corral.v1 import node_service_pb2, node_service_pb2_grpc
+
+__all__ = ["StatusReports", "StatusStreamEnded"]
+
+log = structlog.get_logger(__name__)
+
+Batch = list[node_service_pb2.PodStatusReport]
+
+
+class StatusStreamEnded(Exception):
+    """The server ended the status stream without an error (it is going away)."""
+
+
+class StatusReports:
+    def __init__(self, manager: PodManager, node_name: str, *, batch_delay: float) -> None:
+        self.manager = manager
+        self.node_name = node_name
+        self.batch_delay = batch_delay
+
+    async def run(self, stub: node_service_pb2_grpc.NodeServiceAsyncStub) -> None:
+        """Report until cancelled or the connection fails (the error is raised)."""
+        try:
+            await self._stream(stub)
+        except grpc.aio.AioRpcError as e:
+            if e.code() != grpc.StatusCode.UNIMPLEMENTED:
+                raise
+            log.warning("status_stream_unsupported", reason="the control plane is older: a call per report")
+        await self._calls(stub)
+
+    async def _next_batch(self) -> Batch:
+        while True:
+            await self.manager.reports_ready.wait()
+            await asyncio.sleep(self.batch_delay)
+            reports = self.manager.take_reports()
+            if reports:
+                return reports
+
+    def _request(self, reports: Batch) -> node_service_pb2.ReportStatusRequest:
+        return node_service_pb2.ReportStatusRequest(node_name=self.node_name, pods=reports)
+
+    # -- one stream per session ---------------------------------------------------------
+
+    async def _stream(self, stub: node_service_pb2_grpc.NodeServiceAsyncStub) -> None:
+        unanswered: deque[Batch] = deque()
+
+        async def requests() -> AsyncIterator[node_service_pb2.ReportStatusRequest]:
+            while True:
+                reports = await self._next_batch()
+                unanswered.append(reports)
+                yield self._request(reports)
+
+        call = stub.StreamStatus(requests())
+        try:
+            async for answer in call:
+                unanswered.popleft()
+                self.manager.forget(list(answer.unknown_uids))
+            raise StatusStreamEnded("the control plane ended the status stream")
+        finally:
+            call.cancel()
+            # Newest first: a pod's newer status, sent or still queued, is the one kept.
+            for batch in reversed(unanswered):
+                self.manager.requeue(batch)
+
+    # -- a call per batch (older control planes) -----------------------------------------
+
+    async def _calls(self, stub: node_service_pb2_grpc.NodeServiceAsyncStub) -> None:
+        while True:
+            reports = await self._next_batch()
+            try:
+                response = await stub.ReportStatus(self._request(reports), timeout=15)
+            except grpc.aio.AioRpcError:
+                self.manager.requeue(reports)
+                raise
+            self.manager.forget(list(response.unknown_uids))
