@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator
 
 import grpc
 import structlog
@@ -65,24 +64,32 @@ class StatusReports:
 
     async def _stream(self, stub: node_service_pb2_grpc.NodeServiceAsyncStub) -> None:
         unanswered: deque[Batch] = deque()
+        call = stub.StreamStatus()
 
-        async def requests() -> AsyncIterator[node_service_pb2.ReportStatusRequest]:
+        async def write() -> None:
+            # A task of ours, not a request iterator: grpc cancels an iterator's task only while
+            # the call is going, and one left behind would take the next batches and lose them.
             while True:
                 reports = await self._next_batch()
                 unanswered.append(reports)
-                yield self._request(reports)
+                await call.write(self._request(reports))
 
-        call = stub.StreamStatus(requests())
+        writer = asyncio.create_task(write(), name="status-stream-writer")
+        writer.add_done_callback(lambda _: call.cancel())  # a writer that failed ends the stream too
         try:
             async for answer in call:
                 unanswered.popleft()
                 self.manager.forget(list(answer.unknown_uids))
             raise StatusStreamEnded("the control plane ended the status stream")
         finally:
+            writer.cancel()
             call.cancel()
             # Newest first: a pod's newer status, sent or still queued, is the one kept.
             for batch in reversed(unanswered):
                 self.manager.requeue(batch)
+            await asyncio.wait({writer})  # a cancel of this task still ends the wait
+            if not writer.cancelled():
+                writer.exception()  # retrieved: the call's own error is what is raised
 
     # -- a call per batch (older control planes) -----------------------------------------
 

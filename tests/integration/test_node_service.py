@@ -350,3 +350,86 @@ async def test_a_stale_cached_pod_alone_takes_the_per_pod_path(etcd_endpoint: st
         assert [p.status.phase for p in final] == ["Succeeded"] * 5
         assert final[2].metadata.labels["touched"] == "yes"
         assert int(final[2].metadata.resource_version) > int(touched.metadata.resource_version)
+
+
+# -- StreamStatus: ReportStatus on one stream ------------------------------------------
+
+
+async def test_stream_status_writes_each_request_and_answers_them_in_order(plane: Plane) -> None:
+    nodes = await plane.node("n1")
+    objects = await plane.admin()
+    await nodes.Register(registration("n1"))
+    created = [(await objects.Create(api_pb2.CreateRequest(object=bound_pod(f"p{i}", "n1")))).object.pod
+               for i in range(3)]
+    p0, p1, p2 = created
+    gone1, gone3 = uuid.uuid4().hex, uuid.uuid4().hex  # pods the node reports but that do not exist
+    status = pod_pb2.PodStatus(phase="Running")
+
+    def unknown(uid: str) -> node_service_pb2.PodStatusReport:
+        return node_service_pb2.PodStatusReport(namespace="default", name=f"gone-{uid}", uid=uid, status=status)
+
+    requests = [
+        node_service_pb2.ReportStatusRequest(node_name="n1", pods=[running_report(p0), unknown(gone1)]),
+        node_service_pb2.ReportStatusRequest(node_name="n1", pods=[running_report(p1)]),
+        node_service_pb2.ReportStatusRequest(node_name="n1", pods=[running_report(p0, "Succeeded"),
+                                                                   running_report(p2), unknown(gone3)]),
+    ]
+    call = nodes.StreamStatus()
+    async with asyncio.timeout(10):
+        for request in requests:  # all three written before any answer is read, as the agent does
+            await call.write(request)
+        answers = [await call.read() for _ in requests]
+        await call.done_writing()
+        end = await call.read()
+        code = await call.code()
+
+    # One answer per request, in the requests' order (each names its own request's unknown pod).
+    assert [list(a.unknown_uids) for a in answers] == [[gone1], [], [gone3]]
+    assert end is grpc.aio.EOF and code == grpc.StatusCode.OK
+    stored = {p.metadata.name: (await objects.Get(api_pb2.GetRequest(kind="pod", name=p.metadata.name))).object.pod
+              for p in created}
+    # Written in order too: p0's status from the third request, not the first's.
+    assert {name: p.status.phase for name, p in stored.items()} == {"p0": "Succeeded", "p1": "Running",
+                                                                    "p2": "Running"}
+    assert stored["p1"].status.conditions[0].type == "Ready"
+
+
+async def test_stream_status_refuses_another_nodes_pod_and_another_node_name(plane: Plane) -> None:
+    n1, n2 = await plane.node("n1"), await plane.node("n2")
+    objects = await plane.admin()
+    await n1.Register(registration("n1"))
+    await n2.Register(registration("n2"))
+    mine = (await objects.Create(api_pb2.CreateRequest(object=bound_pod("mine", "n1")))).object.pod
+    theirs = (await objects.Create(api_pb2.CreateRequest(object=bound_pod("theirs", "n2")))).object.pod
+    n2_stream = n2.WatchAssignments(node_service_pb2.AssignmentsRequest(node_name="n2"))
+    await assigned(n2_stream, "theirs")  # the control plane knows where "theirs" is bound
+    n2_stream.cancel()
+
+    # A first request of its own pod is answered; the next, naming n2's pod, fails the stream.
+    call = n1.StreamStatus()
+    async with asyncio.timeout(10):
+        await call.write(node_service_pb2.ReportStatusRequest(node_name="n1", pods=[running_report(mine)]))
+        assert list((await call.read()).unknown_uids) == []
+        with contextlib.suppress(grpc.aio.AioRpcError):  # the write may already find the stream failed
+            await call.write(node_service_pb2.ReportStatusRequest(node_name="n1", pods=[
+                running_report(mine, "Succeeded"), running_report(theirs)]))
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await call.read()
+    assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+    # Posing as n2 (n1's certificate), about n2's pod or about its own: refused at the first request.
+    for pods in ([running_report(theirs)], [running_report(mine, "Failed")]):
+        call = n1.StreamStatus()
+        async with asyncio.timeout(10):
+            with contextlib.suppress(grpc.aio.AioRpcError):
+                await call.write(node_service_pb2.ReportStatusRequest(node_name="n2", pods=pods))
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await call.read()
+        assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+    # Nothing of a refused request was written: mine as its first request left it, theirs untouched.
+    stored_mine = (await objects.Get(api_pb2.GetRequest(kind="pod", name="mine"))).object.pod
+    assert stored_mine.status.phase == "Running"
+    stored_theirs = (await objects.Get(api_pb2.GetRequest(kind="pod", name="theirs"))).object.pod
+    assert stored_theirs.status.phase == "Pending"
+    assert stored_theirs.metadata.resource_version == theirs.metadata.resource_version

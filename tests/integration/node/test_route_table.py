@@ -57,6 +57,11 @@ class FakeControlPlane(node_service_pb2_grpc.NodeServiceServicer):
     async def ReportStatus(self, request: Any, context: Any) -> node_service_pb2.ReportStatusResponse:
         return node_service_pb2.ReportStatusResponse()
 
+    async def StreamStatus(self, request_iterator: Any, context: Any) -> AsyncIterator[Any]:
+        # An older control plane: the agent falls back to ReportStatus.
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "Method not implemented!")
+        yield node_service_pb2.ReportStatusResponse()
+
     async def Tunnel(self, request_iterator: Any, context: Any) -> AsyncIterator[Any]:
         await asyncio.Event().wait()
         yield node_service_pb2.ServerMessage()
