@@ -202,16 +202,13 @@ def csr_public_key(pem: bytes) -> ec.EllipticCurvePublicKey:
     return public_key
 
 
-_identity = identity_from_names
-
-
 def identity_of(cert: x509.Certificate) -> Identity | None:
     """The identity a client certificate of this cluster speaks for (None: not a client certificate)."""
     cns = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     orgs = cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
     if len(cns) != 1 or len(orgs) != 1:
         return None
-    return _identity(str(cns[0].value), str(orgs[0].value))
+    return identity_from_names(str(cns[0].value), str(orgs[0].value))
 
 
 @dataclass(frozen=True)
@@ -238,7 +235,7 @@ def peer_of_subject(subject: str) -> Peer | None:
     serials = fields.get(NameOID.SERIAL_NUMBER.dotted_string, [])
     if len(cns) != 1 or len(orgs) != 1 or len(serials) != 1 or not serials[0].isdigit():
         return None
-    identity = _identity(cns[0], orgs[0])
+    identity = identity_from_names(cns[0], orgs[0])
     if identity is None:
         return None
     return Peer(identity, int(serials[0]) / 1_000_000)

@@ -11,7 +11,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from controlplane.store.etcd import EtcdStore
 from corral.cli.config import ConfigError, resolve_credentials
 from corral.pki.credentials import Credentials
 from protos.corral.v1 import meta_pb2, workloads_pb2
+from tests import processes
 from tests.e2e.conftest import free_port
 
 LEADER_KEY = "/corral/leader"
@@ -47,9 +47,6 @@ class Replica:
 
     def start(self) -> None:
         args = [
-            sys.executable,
-            "-m",
-            "corral.cli.main",
             "server",
             "--listen",
             self.address,
@@ -63,8 +60,7 @@ class Replica:
         # Never the user's own data dir and CLI config.
         self.env.setdefault("XDG_DATA_HOME", str(self.log.parent / "data"))
         self.env.setdefault("XDG_CONFIG_HOME", str(self.log.parent / "config"))
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=self.env)
+        self.proc = processes.spawn(args, self.log, self.env)
 
     def credentials(self) -> Credentials:
         """The admin credential this replica wrote to its CLI config (it waits for it)."""
@@ -87,20 +83,11 @@ class Replica:
         self.proc.send_signal(sig)
 
     def kill9(self) -> None:
-        self.signal(signal.SIGKILL)
         assert self.proc is not None
-        self.proc.wait(timeout=10)
+        processes.kill9(self.proc)
 
     def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGCONT)  # a stopped process cannot act on SIGTERM
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        processes.stop(self.proc)
 
     def events(self, name: str) -> list[dict[str, Any]]:
         """Every log event called ``name`` so far."""

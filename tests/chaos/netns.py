@@ -20,10 +20,10 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests import processes
 from tests.e2e.conftest import kill_process_containers
 
 SUBNET = "10.213"
@@ -104,13 +104,6 @@ class NetnsNode:
 
     def start_agent(self) -> None:
         args = [
-            "ip",
-            "netns",
-            "exec",
-            self.netns,
-            sys.executable,
-            "-m",
-            "corral.cli.main",
             "agent",
             "--server",
             f"{self.host_ip}:{self.server_port}",
@@ -137,8 +130,7 @@ class NetnsNode:
             "--poll-interval",
             "0.5",
         ]
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=self.env)
+        self.proc = processes.spawn(args, self.log, self.env, prefix=("ip", "netns", "exec", self.netns))
 
     @property
     def cut_off(self) -> bool:
@@ -171,13 +163,7 @@ class NetnsNode:
 
     def destroy(self) -> None:
         self.heal()
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        processes.stop(self.proc)
         kill_process_containers(self.data_dir)
         if self.created:
             _run("ip", "netns", "del", self.netns, check=False)

@@ -25,6 +25,7 @@ import pytest
 
 from corral.cli.config import resolve_credentials
 from corral.pki.credentials import Credentials
+from tests import processes
 
 REPO = Path(__file__).resolve().parents[2]
 MANIFESTS = REPO / "tests" / "fixtures" / "manifests"
@@ -74,12 +75,8 @@ class ServerProcess:
     join_address: str = field(default_factory=lambda: f"127.0.0.1:{free_port()}")
 
     def start(self) -> None:
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "corral.cli.main", "server", "--listen", self.address,
-                 "--join-listen", self.join_address, "--data-dir", str(self.data_dir), *self.extra_args],
-                stdout=out, stderr=subprocess.STDOUT, env=self.env,
-            )
+        self.proc = processes.spawn(["server", "--listen", self.address, "--join-listen", self.join_address,
+                                     "--data-dir", str(self.data_dir), *self.extra_args], self.log, self.env)
         self.wait_ready()
         if "CORRAL_TOKEN" not in self.env:
             self.env["CORRAL_TOKEN"] = self.create_token()
@@ -105,17 +102,10 @@ class ServerProcess:
 
     def kill9(self) -> None:
         assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=10)
+        processes.kill9(self.proc)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        processes.stop(self.proc)
 
 
 @pytest.fixture
@@ -155,27 +145,19 @@ class AgentProcess:
     proc: subprocess.Popen[bytes] | None = field(default=None)
 
     def start(self) -> None:
-        args = [sys.executable, "-m", "corral.cli.main", "agent", "--server", self.server, "--name", self.name,
+        args = ["agent", "--server", self.server, "--name", self.name,
                 "--data-dir", str(self.data_dir), "--restart-backoff", "1", "--restart-backoff-max", "4",
                 "--poll-interval", "0.5", *self.extra_args]
         for runtime in self.runtimes:
             args += ["--runtime", runtime]
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=self.env)
+        self.proc = processes.spawn(args, self.log, self.env)
 
     def kill9(self) -> None:
         assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=10)
+        processes.kill9(self.proc)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        processes.stop(self.proc)
 
 
 def remove_node_containers(node: str) -> None:
