@@ -25,8 +25,14 @@ def events_for(c: api.Client, obj: Message) -> list[event_pb2.Event]:
     events = [e for e in listed if isinstance(e, event_pb2.Event)
               and e.involved_object.kind == info.kind and e.involved_object.name == m.name
               and (not e.involved_object.uid or e.involved_object.uid == m.uid)]
-    events.sort(key=lambda e: (e.last_timestamp.seconds or e.metadata.creation_timestamp.seconds))
+    events.sort(key=_event_time)
     return events[-MAX_EVENTS:]
+
+
+def _event_time(event: event_pb2.Event) -> tuple[int, int]:
+    """When `event` last happened, to the nanosecond: events of one second keep their order."""
+    stamp = event.last_timestamp if event.last_timestamp.seconds else event.metadata.creation_timestamp
+    return stamp.seconds, stamp.nanos
 
 
 def _block(title: str, data: Any) -> list[str]:

@@ -46,9 +46,16 @@ async def up(data_dir: Path, listen: str, runtime: str | None, name: str, *,
     from controlplane.server import ServerConfig, start
 
     stop = asyncio.Event()
+
+    def request_stop() -> None:
+        if not stop.is_set():
+            # Said at once: a container stop already under way (a deleted pod's grace period) finishes first.
+            click.echo("corral stopping (container stops already under way finish first)", err=True)
+        stop.set()
+
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, request_stop)
     async with AsyncExitStack() as stack:
         # Metrics on the default ports, as `corral server` and `corral agent` serve them (skipped when taken).
         running = await start(ServerConfig(listen=listen, data_dir=data_dir, metrics_listen=DEFAULT_METRICS_LISTEN,
@@ -70,7 +77,6 @@ async def up(data_dir: Path, listen: str, runtime: str | None, name: str, *,
         agent = AgentConfig(server=running.address, name=name, data_dir=agent_dir, runtimes=[chosen],
                             metrics_listen=AGENT_METRICS_LISTEN, metrics_optional=True)
         await run_agent(agent, stop)
-    click.echo("corral stopped (pod containers keep running; the next `corral up` adopts them)", err=True)
 
 
 @click.command("up")
@@ -102,3 +108,5 @@ def up_cmd(data_dir: str | None, listen: str, runtime: str | None, name: str | N
                        allow_host_path=allow_host_path))
     except (ServerError, StoreError, EmbeddedEtcdError, AgentError) as e:
         raise click.ClickException(str(e)) from e
+    # Only now, when asyncio.run has also waited for the agent's Docker calls in flight.
+    click.echo("corral stopped (pod containers keep running; the next `corral up` adopts them)", err=True)

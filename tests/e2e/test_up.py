@@ -40,7 +40,11 @@ def test_up_runs_a_cluster_and_stops_on_ctrl_c(tmp_path: Path) -> None:
         assert cli.run("delete", "pod", "hello").returncode == 0
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=30) == 0
-        assert "corral stopped" in log.read_text()
+        text = log.read_text()
+        # Said at Ctrl-C, and "stopped" only once everything (the pod's container stop included) is done.
+        assert "corral stopping" in text
+        assert text.index("corral stopping") < text.index("corral stopped")
+        assert text.rstrip().splitlines()[-1].startswith("corral stopped")
     finally:
         if proc.poll() is None:
             proc.kill()
