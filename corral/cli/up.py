@@ -80,8 +80,8 @@ async def up(data_dir: Path, listen: str, runtime: str | None, name: str, *,
 
 
 @click.command("up")
-@click.option("--data-dir", type=click.Path(file_okay=False), default=None,
-              help="State directory (default ~/.local/share/corral).")
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None, envvar="CORRAL_DATA_DIR",
+              help="State directory (default $CORRAL_DATA_DIR, else ~/.local/share/corral).")
 @click.option("--listen", default="127.0.0.1:7443", show_default=True, help="Address of the API.")
 @click.option("--runtime", type=click.Choice(["docker", "process"]), default=None,
               help="Runtime of the local node (default: docker when an engine answers, else process).")

@@ -17,19 +17,22 @@ pytestmark = pytest.mark.docker
 
 
 def test_up_runs_a_cluster_and_stops_on_ctrl_c(tmp_path: Path) -> None:
-    env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "config")}
+    # The data directory from the environment, as scripts/up documents it.
+    env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "config"), "CORRAL_DATA_DIR": str(tmp_path / "d")}
     env.pop("CORRAL_SERVER", None)
     address = f"127.0.0.1:{free_port()}"
     node = f"up-{os.getpid()}"
     log = tmp_path / "up.log"
     with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "corral.cli.main", "up", "--data-dir", str(tmp_path / "d"),
+        proc = subprocess.Popen([sys.executable, "-m", "corral.cli.main", "up",
                                  "--listen", address, "--name", node], stdout=out, stderr=subprocess.STDOUT, env=env)
     cli = Cli(env)  # no --server: the config file `corral up` wrote must be enough
     try:
         wait_until(lambda: cli.run("get", "node", node).returncode == 0, 60, "local node registered", log)
         assert f"server: {address}" in (tmp_path / "config" / "corral" / "config.yaml").read_text()
         assert "runtime (a Docker engine answers)" in log.read_text()
+        assert f"data in {tmp_path / 'd'}" in log.read_text()
+        assert (tmp_path / "d" / "pki" / "ca.crt").is_file()
         doc = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "hello"},
                "spec": {"terminationGracePeriodSeconds": 1,
                         "containers": [{"name": "main", "image": "corral-test/busybox:1",
