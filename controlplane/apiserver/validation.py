@@ -104,6 +104,7 @@ def validate(info: KindInfo, obj: Message) -> list[Cause]:
         validate_endpoint_slice(p, obj)
     elif isinstance(obj, node_pb2.Node):
         validate_node(p, obj.spec)
+        validate_node_status(p, obj.status)
     elif isinstance(obj, event_pb2.Event):
         validate_event(p, obj)
     elif isinstance(obj, metrics_pb2.HorizontalPodAutoscaler):
@@ -591,6 +592,46 @@ def validate_node(p: Problems, spec: node_pb2.NodeSpec) -> None:
         at = f"spec.taints[{i}]"
         validate_label_key(p, f"{at}.key", taint.key)
         p.one_of(f"{at}.effect", taint.effect, TAINT_EFFECTS)
+
+
+NODE_ADDRESS_TYPES = ("InternalIP", "ExternalIP", "Hostname", "InternalDNS", "ExternalDNS")
+# Bounds on what an agent reports of its machine (a status is its node's own word, and kept in etcd).
+MAX_NODE_ADDRESSES = 32
+MAX_NODE_RUNTIMES = 8
+MAX_NODE_RESOURCES = 32
+MAX_NODE_INFO = 256
+
+
+def validate_node_status(p: Problems, status: node_pb2.NodeStatus) -> None:
+    """What the node's agent reports (Register) or an admin writes: resources are quantities,
+    addresses typed and valid, runtimes names, every list and string bounded."""
+    for part, values in (("capacity", status.capacity), ("allocatable", status.allocatable)):
+        if len(values) > MAX_NODE_RESOURCES:
+            p.add(f"status.{part}", f"must have at most {MAX_NODE_RESOURCES} resources, got {len(values)}")
+            continue
+        for name, text in sorted(values.items()):
+            validate_label_key(p, f"status.{part}.{name}", name)
+            try:
+                quantity.parse_quantity(text)
+            except ValueError as e:
+                p.add(f"status.{part}.{name}", str(e))
+    if len(status.addresses) > MAX_NODE_ADDRESSES:
+        p.add("status.addresses", f"must have at most {MAX_NODE_ADDRESSES} items, got {len(status.addresses)}")
+    else:
+        for i, address in enumerate(status.addresses):
+            p.one_of(f"status.addresses[{i}].type", address.type[:64], NODE_ADDRESS_TYPES)
+            if not 0 < len(address.address) <= 253 or not address.address.isprintable() or " " in address.address:
+                p.add(f"status.addresses[{i}].address",
+                      "must be an address or host name of 1-253 printable characters without spaces")
+    if len(status.runtimes) > MAX_NODE_RUNTIMES:
+        p.add("status.runtimes", f"must have at most {MAX_NODE_RUNTIMES} items, got {len(status.runtimes)}")
+    else:
+        for i, runtime in enumerate(status.runtimes):
+            validate_name(p, f"status.runtimes[{i}]", runtime, label=True)
+    for field, value in status.node_info.ListFields():
+        if isinstance(value, str) and len(value) > MAX_NODE_INFO:
+            p.add(f"status.nodeInfo.{field.json_name}",
+                  f"must be no more than {MAX_NODE_INFO} characters, got {len(value)}")
 
 
 def validate_event(p: Problems, e: event_pb2.Event) -> None:

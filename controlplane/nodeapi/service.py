@@ -1,32 +1,40 @@
 """The gRPC NodeService: what agents call.
 
-Registration creates or refreshes the Node object; heartbeats stamp its Ready
+Registration creates or refreshes the Node object, validated as the API
+validates a Node, within the node restriction (`restriction`: no labels
+reserved to admins, an admin's labels kept); heartbeats stamp its Ready
 condition; each agent holds one assignment stream (its authoritative pod set,
 with the informer's revision as epoch) and one tunnel; status reports are
 compare-and-swap writes of pod status, accepted only for pods bound to the
-reporting node. Metrics reports go to the in-memory `MetricsStore`.
+reporting node. Metrics reports go to the in-memory `MetricsStore`, with only
+the usage of pods bound to the reporting node (a report naming another node's
+pod is refused).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import datetime
 
 import grpc
 import structlog
+from google.protobuf.message import Message
 
-from controlplane.apiserver.errors import AlreadyExistsError, ApiError, NotFoundError
+from controlplane.apiserver.errors import AlreadyExistsError, ApiError, Cause, InvalidError, NotFoundError
 from controlplane.apiserver.handlers import ObjectApi
 from controlplane.apiserver.status import abort
+from controlplane.apiserver.validation import Problems, validate, validate_labels
 from controlplane.auth.peer import deny, require_node
 from controlplane.clock import utcnow
 from controlplane.metrics.store import MetricsStore
+from controlplane.nodeapi import restriction
 from controlplane.nodeapi.assignments import AssignmentIndex, Fingerprint
 from controlplane.nodeapi.tunnels import TunnelRegistry
 from controlplane.registry.hub import RouteHub
 from controlplane.store import errors as store_errors
+from corral.logs import clip
 from protos.conditions import set_condition
 from protos.corral.v1 import metrics_pb2, node_pb2, node_service_pb2, node_service_pb2_grpc, pod_pb2
 from protos.kinds import by_kind
@@ -41,6 +49,13 @@ HEARTBEAT_BUDGET_PER_SECOND = 250
 NODE = by_kind("Node")
 POD = by_kind("Pod")
 
+
+
+def request_label_causes(request: node_service_pb2.RegisterRequest) -> list[Cause]:
+    """The API's label rules over the labels a registration asks for (the Node may keep other values)."""
+    p = Problems()
+    validate_labels(p, "labels", request.labels)
+    return p.causes
 
 
 def set_ready(node: node_pb2.Node, now: datetime, *, reason: str = "AgentReady",
@@ -76,36 +91,39 @@ class NodeService(node_service_pb2_grpc.NodeServiceServicer):
     async def Register(self, request: node_service_pb2.RegisterRequest,
                        context: Context) -> node_service_pb2.RegisterResponse:
         await require_node(context, request.node_name)
+        refused = restriction.registration_causes(request)
+        if refused:
+            message = "; ".join(str(c) for c in refused)
+            log.warning("node_register_refused", node=request.node_name, reason=clip(message, 1024))
+            await deny(context, f'node "{request.node_name}" may not set these labels on itself: {message}')
         try:
-            node = await self._register(request)
+            node, kept = await self._register(request)
         except ApiError as e:
             await abort(context, e)
-        log.info("node_registered", node=request.node_name, runtimes=list(request.status.runtimes))
+        log.info("node_registered", node=request.node_name, runtimes=[clip(r) for r in request.status.runtimes[:8]],
+                 **({"labels_kept": [clip(k) for k in kept]} if kept else {}))
         return node_service_pb2.RegisterResponse(
             node_uid=node.metadata.uid, heartbeat_period_seconds=self.period())
 
-    async def _register(self, request: node_service_pb2.RegisterRequest) -> node_pb2.Node:
+    async def _register(self, request: node_service_pb2.RegisterRequest) -> tuple[node_pb2.Node, list[str]]:
+        """Create or refresh the Node (validated as the API validates a Node); with the labels
+        the node asked for that the Node keeps with another value."""
         for _ in range(CAS_RETRIES):
-            existing = await self.objects.get(NODE, "", request.node_name)
-            node = node_pb2.Node()
-            if isinstance(existing, node_pb2.Node):
-                node.CopyFrom(existing)
-            else:
-                node.metadata.name = request.node_name
-            node.metadata.labels.update(request.labels)
-            conditions = list(node.status.conditions)
-            node.status.CopyFrom(request.status)
-            del node.status.conditions[:]
-            node.status.conditions.extend(conditions)
+            found = await self.objects.get(NODE, "", request.node_name)
+            existing = found if isinstance(found, node_pb2.Node) else None
+            node = restriction.merged_node(existing, request)
             set_ready(node, self.now())
+            causes = request_label_causes(request) or validate(NODE, node)
+            if causes:
+                raise InvalidError(NODE.resource, request.node_name, causes)
             try:
                 if existing is None:
                     created = await self.api.create(node)
                     assert isinstance(created, node_pb2.Node)
-                    return created
+                    return created, []
                 updated = await self.objects.update(node)
                 assert isinstance(updated, node_pb2.Node)
-                return updated
+                return updated, restriction.labels_kept(existing, request)
             except (store_errors.ConflictError, AlreadyExistsError):
                 continue
         raise store_errors.ConflictError(request.node_name, 0, 0)
@@ -219,14 +237,17 @@ class NodeService(node_service_pb2_grpc.NodeServiceServicer):
         nothing of the report is written."""
         cached = self.assignments.pods.items  # the serving informer's pods: no store read per report
         for report in request.pods:
-            existing = cached.get(f"{report.namespace}/{report.name}")
-            if (isinstance(existing, pod_pb2.Pod) and existing.metadata.uid == report.uid
-                    and existing.spec.node_name and existing.spec.node_name != request.node_name):
-                log.warning("status_report_refused", node=request.node_name, pod=report.name,
-                            namespace=report.namespace, bound_to=existing.spec.node_name)
-                await deny(context, f'node "{request.node_name}" cannot report the status of pod '
-                                    f'{report.namespace}/{report.name}, which is bound to node '
-                                    f'"{existing.spec.node_name}"')
+            await self._refuse_if_elsewhere(context, request.node_name, "report the status of", report.namespace,
+                                            report.name, report.uid, cached)
+
+    async def _refuse_if_elsewhere(self, context: Context, node: str, what: str, namespace: str, name: str,
+                                   uid: str, cached: Mapping[str, Message]) -> None:
+        elsewhere = restriction.bound_elsewhere(node, namespace, name, uid, cached)
+        if elsewhere:
+            log.warning("pod_report_refused", node=node, what=what, pod=clip(name), namespace=clip(namespace),
+                        bound_to=elsewhere)
+            await deny(context, f'node "{node}" cannot {what} pod {namespace}/{name}, which is bound to node '
+                                f'"{elsewhere}"')
 
     async def _write_status(self, node: str, report: node_service_pb2.PodStatusReport) -> bool:
         """CAS-write one pod's status; False when the pod is gone or not this node's."""
@@ -272,8 +293,25 @@ class NodeService(node_service_pb2_grpc.NodeServiceServicer):
         await require_node(context, request.node_name)
         if self.metrics is None:
             await context.abort(grpc.StatusCode.UNIMPLEMENTED, "this control plane keeps no metrics")
-        self.metrics.record(request, now=time.monotonic())
+        self.metrics.record(await self._own_pods_only(request, context), now=time.monotonic())
         return metrics_pb2.ReportMetricsResponse()
+
+    async def _own_pods_only(self, request: metrics_pb2.MetricsReport, context: Context) -> metrics_pb2.MetricsReport:
+        """The report with only the usage of pods bound to the reporting node (same uid); PERMISSION_DENIED
+        when it names a pod bound to another node. Pods the cache does not know as this node's (gone,
+        not yet seen, no uid) are left out: their usage would be attributed by name alone."""
+        node, cached = request.node_name, self.assignments.pods.items
+        for pod in request.pods:
+            await self._refuse_if_elsewhere(context, node, "report metrics of", pod.namespace, pod.name, pod.uid,
+                                            cached)
+        own = [p for p in request.pods if restriction.bound_here(node, p.namespace, p.name, p.uid, cached)]
+        if len(own) == len(request.pods):
+            return request
+        kept = metrics_pb2.MetricsReport()
+        kept.CopyFrom(request)
+        del kept.pods[:]
+        kept.pods.extend(own)
+        return kept
 
     # -- service routes -----------------------------------------------------------
 

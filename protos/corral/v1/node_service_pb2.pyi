@@ -55,7 +55,9 @@ class RegisterRequest(_message.Message):
     node_name: _builtins.str
     @_builtins.property
     def labels(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
-        """Merged into the Node's labels (agent-set keys win)."""
+        """Added to the Node's labels where it has none under that key (labels it has, an admin's
+        among them, are kept); labels reserved to admins are refused (see controlplane/nodeapi/restriction.py).
+        """
 
     @_builtins.property
     def status(self) -> _node_pb2.NodeStatus:
