@@ -29,6 +29,7 @@ from controlplane.apiserver.service import ObjectService
 from controlplane.auth import PkiError
 from controlplane.auth.ca import ClusterCA, server_names
 from controlplane.auth.interceptor import AuthInterceptor, StreamRegistry
+from controlplane.auth.ratelimit import DEFAULT_BURST, DEFAULT_RATE, SourceRateLimiter
 from controlplane.auth.revocations import RevocationList
 from controlplane.auth.service import CertificateIssuer, JoinService, SecurityService
 from controlplane.auth.tokens import TokenRegistry
@@ -114,6 +115,9 @@ class ServerConfig:
     allow_host_path: bool = False
     # The join port (TLS, token-authenticated): "host:port"; "": the API's host, the API's port + 1.
     join_listen: str = ""
+    # The join port's rate limit per source address: attempts per second, after a burst of this many.
+    join_rate: float = DEFAULT_RATE
+    join_burst: int = DEFAULT_BURST
     # More names and addresses for the serving certificate (clients check only the cluster CA).
     tls_san: list[str] = field(default_factory=list)
     # How long a node certificate lives (agents renew at two thirds).
@@ -218,7 +222,8 @@ async def start(config: ServerConfig, stack: AsyncExitStack) -> RunningServer:
     port = _listen(server, config.listen, api_credentials, "the API")
     # The join port: TLS with the serving certificate, no client certificate (a token instead).
     join_server = grpc.aio.server(options=GRPC_OPTIONS)
-    security_pb2_grpc.add_JoinServiceServicer_to_server(JoinService(tokens, issuer), join_server)
+    limiter = SourceRateLimiter(rate=config.join_rate, burst=config.join_burst)
+    security_pb2_grpc.add_JoinServiceServicer_to_server(JoinService(tokens, issuer, limiter), join_server)
     join_listen = config.join_listen or f"{host}:{port + 1 if _port_of(config.listen) else 0}"
     join_port = _listen(join_server, join_listen, grpc.ssl_server_credentials([(certificate.key, certificate.chain)]),
                         "the join port")

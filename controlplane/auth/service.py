@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 import time
 from collections.abc import Callable
@@ -13,20 +14,22 @@ import grpc
 import structlog
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from controlplane.apiserver.validation import Problems, validate_name
 from controlplane.auth import JoinRefused, TokenNotFound
 from controlplane.auth.ca import ClusterCA
 from controlplane.auth.interceptor import StreamRegistry
 from controlplane.auth.peer import Context, peer_of
+from controlplane.auth.ratelimit import SourceRateLimiter, peer_address
 from controlplane.auth.revocations import RevocationList
 from controlplane.auth.tokens import TokenRecord, TokenRegistry
 from controlplane.store import errors as store_errors
+from corral.logs import clip
 from corral.pki import certs
 from corral.pki.certs import CertificateError, Identity, Role
 from protos.corral.v1 import security_pb2, security_pb2_grpc
 
 log = structlog.get_logger(__name__)
 
-NODE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 USER_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9._@]*[A-Za-z0-9])?$")
 MAX_NAME = 253
 
@@ -46,11 +49,14 @@ def token_info(record: TokenRecord) -> security_pb2.JoinTokenInfo:
 
 
 def check_name(role: Role, name: str) -> str | None:
-    """Why ``name`` cannot be a certificate's name for ``role`` (None: it can)."""
-    pattern = NODE_NAME if role is Role.NODE else USER_NAME
-    if not name or len(name) > MAX_NAME or not pattern.match(name):
-        what = "node name (lower case letters, digits, '-', '.')" if role is Role.NODE else "user name"
-        return f'"{name}" is not a valid {what}'
+    """Why ``name`` cannot be a certificate's name for ``role`` (None: it can). A node's name is
+    its Node's name: a DNS-1123 subdomain of at most 253 characters, the API's rule."""
+    if role is Role.NODE:
+        p = Problems()
+        validate_name(p, "name", name)
+        return f"not a valid node name: {p.causes[0].message}" if p.causes else None
+    if not name or len(name) > MAX_NAME or not USER_NAME.match(name):
+        return f'"{clip(name, 64)}" is not a valid user name'
     return None
 
 
@@ -72,26 +78,50 @@ class CertificateIssuer:
 
 
 class JoinService(security_pb2_grpc.JoinServiceServicer):
-    def __init__(self, tokens: TokenRegistry, issuer: CertificateIssuer) -> None:
+    """The join port's one call. Unauthenticated: each source address is rate limited
+    (`SourceRateLimiter`, RESOURCE_EXHAUSTED past it), the name is checked for length before
+    anything else, and every client-provided string is clipped in log lines."""
+
+    def __init__(self, tokens: TokenRegistry, issuer: CertificateIssuer,
+                 limiter: SourceRateLimiter | None = None,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         self.tokens = tokens
         self.issuer = issuer
+        self.limiter = limiter if limiter is not None else SourceRateLimiter()
+        self.monotonic = monotonic
 
     async def Join(self, request: security_pb2.JoinRequest, context: Context) -> security_pb2.CertificateResponse:
-        peer = context.peer()
+        peer = clip(context.peer())
+        source = peer_address(context.peer())
+        verdict = self.limiter.take(source, now=self.monotonic())
+        if not verdict.allowed:
+            if verdict.first_refusal:
+                log.warning("join_rate_limited", source=source, retry_after=round(verdict.retry_after, 1),
+                            rate=self.limiter.rate, burst=self.limiter.burst)
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                f"join refused: too many join attempts from {source}; "
+                                f"try again in {max(1, math.ceil(verdict.retry_after))} s")
+        name, token_id = clip(request.name, 64), clip(request.token_id, 32)
+        if len(request.name) > MAX_NAME:
+            log.warning("join_refused", peer=peer, name=name, token=token_id, reason="name too long")
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                f"join refused: the name must be no more than {MAX_NAME} characters, "
+                                f"got {len(request.name)}")
         try:
             record = await self.tokens.check(request.token_id, request.token_secret, now=self.issuer.clock(),
                                              ca_hash=self.issuer.ca.hash)
         except JoinRefused as e:
-            log.warning("join_refused", peer=peer, name=request.name, token=request.token_id, reason=str(e))
+            log.warning("join_refused", peer=peer, name=name, token=token_id, reason=clip(str(e), 256))
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, f"join refused: {e}")
         except store_errors.StoreError as e:
             await _unavailable(context, e)
         role = Role(record.role)
         if request.role and request.role != record.role:
-            log.warning("join_refused", peer=peer, name=request.name, token=record.id,
-                        reason=f"token for role {record.role}, {request.role} asked")
+            log.warning("join_refused", peer=peer, name=name, token=record.id,
+                        reason=f"token for role {record.role}, {clip(request.role, 16)} asked")
             await context.abort(grpc.StatusCode.PERMISSION_DENIED,
-                                f'join refused: token "{record.id}" is for role {record.role}, not {request.role}')
+                                f'join refused: token "{record.id}" is for role {record.role}, '
+                                f"not {clip(request.role, 16)}")
         problem = check_name(role, request.name)
         if problem is None:
             try:
@@ -99,7 +129,7 @@ class JoinService(security_pb2_grpc.JoinServiceServicer):
             except CertificateError as e:
                 problem = str(e)
         if problem is not None:
-            log.warning("join_refused", peer=peer, name=request.name, token=record.id, reason=problem)
+            log.warning("join_refused", peer=peer, name=name, token=record.id, reason=clip(problem, 256))
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"join refused: {problem}")
         log.info("joined", role=role.value, name=request.name, token=record.id, peer=peer)
         return response

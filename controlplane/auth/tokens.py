@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 from controlplane.auth import JoinRefused, TokenNotFound
 from controlplane.store import errors as store_errors
 from controlplane.store.base import Store
+from corral.logs import clip
 from corral.pki import tokens
 from corral.pki.tokens import JoinToken
 
@@ -95,7 +96,7 @@ class TokenRegistry:
         """The token's record when ``token_id.secret`` is a live token pinning ``ca_hash``; else `JoinRefused`."""
         kv = await self.store.get(self.prefix + token_id) if tokens.valid_id(token_id) else None
         if kv is None:
-            raise JoinRefused(f'join token "{token_id}" is unknown (never created, or of another cluster)')
+            raise JoinRefused(f'join token "{clip(token_id, 32)}" is unknown (never created, or of another cluster)')
         record = TokenRecord.from_json(kv.value)
         if not tokens.secret_matches(secret, record.secret_sha256):
             raise JoinRefused(f'join token "{token_id}": wrong secret')

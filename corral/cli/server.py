@@ -52,6 +52,10 @@ def default_data_dir() -> Path:
                    "The Docker socket is never mounted, whatever this says.")
 @click.option("--join-listen", default="", metavar="HOST:PORT",
               help="Where agents join with a token (TLS; default: the --listen host, its port + 1).")
+@click.option("--join-rate", type=click.FloatRange(min=0.01), default=1.0, show_default=True,
+              help="Join attempts per second each source address gets on the join port, after --join-burst.")
+@click.option("--join-burst", type=click.IntRange(min=1), default=20, show_default=True,
+              help="Join attempts a source address may make at once (more: RESOURCE_EXHAUSTED, retried by agents).")
 @click.option("--tls-san", "tls_san", multiple=True,
               help="Another name or address for the serving certificate (repeatable). Corral clients check the "
                    "cluster CA, not the address they dial, so this is only for other tools.")
@@ -61,7 +65,8 @@ def default_data_dir() -> Path:
               default="info", show_default=True)
 def server_cmd(listen: str, etcd: str, data_dir: str | None, scheduling_strategy: str, lease_ttl: int,
                metrics_listen: str | None, hpa_sync_period: float, allow_privileged: bool, allow_host_path: bool,
-               join_listen: str, tls_san: tuple[str, ...], node_cert_ttl: str, log_level: str) -> None:
+               join_listen: str, join_rate: float, join_burst: int, tls_san: tuple[str, ...], node_cert_ttl: str,
+               log_level: str) -> None:
     """Run the control plane (run 2 or 3 against one etcd cluster for high availability).
 
     On first start it makes the cluster CA under --data-dir/pki; at every start it writes an admin
@@ -74,7 +79,7 @@ def server_cmd(listen: str, etcd: str, data_dir: str | None, scheduling_strategy
     run_server(listen=listen, etcd=etcd, data_dir=data_dir, log_level=log_level,
                scheduling_strategy=scheduling_strategy, lease_ttl=lease_ttl, metrics_listen=metrics_listen,
                hpa_sync_period=hpa_sync_period, allow_privileged=allow_privileged, allow_host_path=allow_host_path,
-               join_listen=join_listen, tls_san=list(tls_san),
+               join_listen=join_listen, join_rate=join_rate, join_burst=join_burst, tls_san=list(tls_san),
                node_cert_lifetime=dt.timedelta(seconds=node_cert_seconds))
 
 
@@ -103,7 +108,8 @@ def run_server(*, listen: str, etcd: str, data_dir: str | None, log_level: str,
                scheduling_strategy: str = "LeastAllocated", lease_ttl: int = 10,
                metrics_listen: str | None = None, hpa_sync_period: float = 15.0,
                allow_privileged: bool = False, allow_host_path: bool = False, join_listen: str = "",
-               tls_san: list[str] | None = None, node_cert_lifetime: dt.timedelta | None = None) -> None:
+               tls_san: list[str] | None = None, node_cert_lifetime: dt.timedelta | None = None,
+               join_rate: float = 1.0, join_burst: int = 20) -> None:
     from controlplane.leader.testhooks import TestHooks
     from controlplane.server import ServerConfig, ServerError, serve
     from controlplane.store.errors import EmbeddedEtcdError, StoreError
@@ -123,6 +129,8 @@ def run_server(*, listen: str, etcd: str, data_dir: str | None, log_level: str,
         allow_privileged=allow_privileged,
         allow_host_path=allow_host_path,
         join_listen=join_listen,
+        join_rate=join_rate,
+        join_burst=join_burst,
         tls_san=tls_san or [],
         test_hooks=TestHooks.from_env(os.environ),
     )

@@ -6,6 +6,7 @@ Errors::
 
     JoinError              the join did not happen (the message says why)
     ├── JoinUnreachableError  nothing answers at the join port (try again later)
+    │   └── JoinThrottledError   the join port rate-limits this address (try again later)
     └── CaMismatchError       the server presents another CA: nothing was sent
 """
 
@@ -22,7 +23,8 @@ from corral.pki.endpoints import join_address_for
 from corral.pki.tokens import JoinToken
 from protos.corral.v1 import security_pb2, security_pb2_grpc
 
-__all__ = ["CaMismatchError", "JoinError", "JoinUnreachableError", "join", "join_address_for", "renew"]
+__all__ = ["CaMismatchError", "JoinError", "JoinThrottledError", "JoinUnreachableError", "join", "join_address_for",
+           "renew"]
 
 
 class JoinError(Exception):
@@ -35,6 +37,10 @@ class CaMismatchError(JoinError):
 
 class JoinUnreachableError(JoinError):
     pass
+
+
+class JoinThrottledError(JoinUnreachableError):
+    """The join port refused for now: too many attempts from this address (try again later)."""
 
 
 async def join(address: str, token: JoinToken, name: str, *, role: Role = Role.NODE,
@@ -58,6 +64,8 @@ async def join(address: str, token: JoinToken, name: str, *, role: Role = Role.N
         async with grpc.aio.secure_channel(address, credentials, options=channel_options()) as channel:
             response = await security_pb2_grpc.JoinServiceStub(channel).Join(request, timeout=call_timeout)
     except grpc.aio.AioRpcError as e:
+        if e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
+            raise JoinThrottledError(f"the join port at {address}: {e.details()}") from e
         if e.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
             raise JoinUnreachableError(f"cannot reach the join port at {address}: {e.details()}") from e
         raise JoinError(e.details() or str(e.code())) from e
