@@ -4,7 +4,8 @@ Where they listen:
 
 - the proxy on every proxy address (default: the node's advertised address)
   and on each runtime's pod gateway (the Docker pod network's), on every
-  Service's listen port;
+  Service's listen port but the reserved ones (the control plane's ports in
+  `--server` and `--join`, the agent's metrics port: `proxy/reserved.py`);
 - DNS on every proxy address at `dns_port` (0: none there), and on each pod
   gateway at 53 (Docker's `dns` setting has no port).
 
@@ -32,6 +33,7 @@ import structlog
 from agent.dns.server import DnsServer
 from agent.proxy.kernel import KernelProxy
 from agent.proxy.nft_rules import table_name
+from agent.proxy.reserved import ReservedPortFilter
 from agent.proxy.server import ProxyServer, ServiceStats
 from agent.runtime.base import ContainerRuntime
 from agent.service_env import ServiceAccess
@@ -72,8 +74,11 @@ async def build_discovery(
     data_dir: Path,
     proxy_mode: str = "userspace",
     node_name: str = "node",
+    reserved_ports: Mapping[int, str] | None = None,
 ) -> Discovery:
     """Find each runtime's pod gateway (making the Docker network) and wire the pieces up.
+
+    `reserved_ports` (port → what uses it): ports the proxy never takes (`proxy/reserved.py`).
 
     Raises `NftablesUnavailable` in nftables mode when nft cannot change the ruleset here.
     """
@@ -100,8 +105,10 @@ async def build_discovery(
         kernel = KernelProxy(proxy, table_name(node_name), addresses)
         await kernel.start()
     dns = DnsServer(dns_endpoints)
-    table = ServiceTable([kernel or proxy, dns], access=access, state_file=data_dir / "services.pb")
+    reserved = dict(reserved_ports or {})
+    table = ServiceTable([ReservedPortFilter(kernel or proxy, reserved), dns], access=access,
+                         state_file=data_dir / "services.pb")
     table.resume()
     log.info("discovery_configured", proxy=addresses, proxy_mode=proxy_mode, dns=[f"{a}:{p}" for a, p in dns_endpoints],
-             gateways=gateways)
+             gateways=gateways, reserved_ports=sorted(reserved))
     return Discovery(table, proxy, dns, kernel)

@@ -28,6 +28,7 @@ from agent.node_status import node_status
 from agent.observability.metrics import AgentMetrics
 from agent.pod_worker import WorkerSettings
 from agent.proxy.nftables import NftablesError
+from agent.proxy.reserved import reserved_ports
 from agent.runtime.base import ContainerRuntime
 from agent.runtime.errors import RuntimeFailure
 from agent.session import Session, SessionConfig
@@ -150,8 +151,8 @@ async def run_agent(config: AgentConfig, stop: asyncio.Event | None = None) -> N
     limit_memory_overhead()
     config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     servers = [s.strip() for s in config.server.split(",") if s.strip()] or [config.server]
-    identity = NodeIdentity(config.name, config.data_dir, token=config.token,
-                            join_addresses=config.join or [join_address_for(s) for s in servers])
+    joins = config.join or [join_address_for(s) for s in servers]
+    identity = NodeIdentity(config.name, config.data_dir, token=config.token, join_addresses=joins)
     try:
         await identity.ensure()
     except IdentityError as e:
@@ -179,10 +180,11 @@ async def run_agent(config: AgentConfig, stop: asyncio.Event | None = None) -> N
     if config.proxy_mode == "nftables" and any(":" in a for a in proxy_addresses):
         raise AgentError("--proxy-mode nftables: IPv4 proxy addresses only (got "
                          f"{', '.join(a for a in proxy_addresses if ':' in a)}); use --proxy-mode userspace")
+    reserved = reserved_ports(servers, joins, config.metrics_listen)
     try:
         discovery = await build_discovery(runtimes, proxy_addresses=proxy_addresses, dns_port=config.dns_port,
                                           data_dir=config.data_dir, proxy_mode=config.proxy_mode,
-                                          node_name=config.name)
+                                          node_name=config.name, reserved_ports=reserved)
     except RuntimeFailure as e:
         raise AgentError(f"--docker-network: the pod network cannot be set up ({e})") from e
     except NftablesError as e:
