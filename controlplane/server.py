@@ -24,6 +24,7 @@ import grpc
 import structlog
 
 from controlplane.apiserver.handlers import ObjectApi
+from controlplane.apiserver.reserved_ports import PortRegistry
 from controlplane.apiserver.security import ClusterPolicy
 from controlplane.apiserver.service import ObjectService
 from controlplane.auth import PkiError
@@ -56,6 +57,7 @@ from controlplane.observability.interceptor import ApiMetricsInterceptor
 from controlplane.observability.metrics import ControlPlaneMetrics
 from controlplane.registry.discovery import DiscoveryService
 from controlplane.registry.hub import RouteHub
+from controlplane.store import errors as store_errors
 from controlplane.store.base import Store
 from controlplane.store.embedded import EmbeddedEtcd
 from controlplane.store.encryption import Encrypter, KeyFileError, load_or_create_key
@@ -181,7 +183,9 @@ async def start(config: ServerConfig, stack: AsyncExitStack) -> RunningServer:
     encrypter = load_encrypter(config)
     store, endpoints = await open_store(config, stack)
     objects = ObjectStore(store, config.key_prefix, encrypter=encrypter)
-    api = ObjectApi(objects, policy=ClusterPolicy(config.allow_privileged, config.allow_host_path))
+    ports = PortRegistry(store, config.key_prefix)
+    api = ObjectApi(objects, policy=ClusterPolicy(config.allow_privileged, config.allow_host_path),
+                    reserved_ports=ports.reserved)
     # Informers for what every replica serves (agents' assignments, routes); the
     # leader's controllers share them (caught up at the start of each term) and
     # get their own for the other kinds, per term, only while this replica leads.
@@ -227,6 +231,8 @@ async def start(config: ServerConfig, stack: AsyncExitStack) -> RunningServer:
     join_listen = config.join_listen or f"{host}:{port + 1 if _port_of(config.listen) else 0}"
     join_port = _listen(join_server, join_listen, grpc.ssl_server_credentials([(certificate.key, certificate.chain)]),
                         "the join port")
+    ports.add(port, "API")
+    ports.add(join_port, "join")
     try:
         await asyncio.wait_for(revocations.synced.wait(), config.revocations_sync_timeout)
     except TimeoutError as e:
@@ -245,6 +251,11 @@ async def start(config: ServerConfig, stack: AsyncExitStack) -> RunningServer:
         raise ServerError(str(e)) from e
     if scrape is not None:
         stack.push_async_callback(scrape.close)
+        ports.add(_port_of(scrape.address), "metrics")
+    try:
+        await ports.publish(address)
+    except store_errors.StoreError as e:
+        raise ServerError(f"cannot record this server's ports in etcd: {e}") from e
     config.test_hooks.announce()
     elector = Elector(store, key=f"{config.key_prefix.rstrip('/')}/leader", ttl=config.lease_ttl,
                       identity=identity_for(socket.gethostname(), os.getpid(), address))

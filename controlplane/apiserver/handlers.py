@@ -13,7 +13,7 @@ import binascii
 import json
 import secrets
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -36,6 +36,7 @@ from controlplane.apiserver.errors import (
     NotFoundError,
     UnavailableError,
 )
+from controlplane.apiserver.reserved_ports import reserved_port_causes
 from controlplane.apiserver.security import ClusterPolicy, policy_causes
 from controlplane.apiserver.validation import validate, validate_update
 from controlplane.clock import utcnow
@@ -189,8 +190,11 @@ class ObjectApi:
         new_uid: Callable[[], str] = lambda: str(uuid.uuid4()),
         policy: ClusterPolicy | None = None,
         name_suffix: Callable[[], str] = random_name_suffix,
+        reserved_ports: Callable[[], Awaitable[Mapping[int, str]]] | None = None,
     ) -> None:
         self.objects = objects
+        # The control plane's own ports (port → its use), which no Service may take; None: not checked.
+        self.reserved_ports = reserved_ports
         self.name_suffix = name_suffix
         # The cluster policy users' pods are held to; None: none (the controllers' own writes).
         self.policy = policy
@@ -228,12 +232,14 @@ class ObjectApi:
             obj.status.phase = "Pending"
 
     async def _check_listen_ports(self, info: KindInfo, obj: Message) -> None:
-        """Refuse a Service whose listen port an older Service already has."""
+        """Refuse a Service on a control plane port, or whose listen port an older Service already has."""
         if not isinstance(obj, service_pb2.Service):
             return
         with _translated(info, ""):
+            reserved = await self.reserved_ports() if self.reserved_ports is not None else {}
             services, _ = await self.objects.list_all(info)
-        causes = listen_port_clashes(obj, [s for s in services if isinstance(s, service_pb2.Service)])
+        causes = reserved_port_causes(obj, reserved)
+        causes += listen_port_clashes(obj, [s for s in services if isinstance(s, service_pb2.Service)])
         if causes:
             raise InvalidError(info.resource, obj.metadata.name, causes)
 
