@@ -237,15 +237,15 @@ class NodeService(node_service_pb2_grpc.NodeServiceServicer):
         nothing of the report is written."""
         cached = self.assignments.pods.items  # the serving informer's pods: no store read per report
         for report in request.pods:
-            await self._refuse_if_elsewhere(context, request.node_name, "report the status of", report.namespace,
-                                            report.name, report.uid, cached)
+            await self._refuse_if_elsewhere(context, request.node_name, "status_report_refused",
+                                            "report the status of", report.namespace, report.name, report.uid, cached)
 
-    async def _refuse_if_elsewhere(self, context: Context, node: str, what: str, namespace: str, name: str,
-                                   uid: str, cached: Mapping[str, Message]) -> None:
+    async def _refuse_if_elsewhere(self, context: Context, node: str, event: str, what: str, namespace: str,
+                                   name: str, uid: str, cached: Mapping[str, Message]) -> None:
+        """PERMISSION_DENIED (logged as `event`) when this pod is bound to another node than `node`."""
         elsewhere = restriction.bound_elsewhere(node, namespace, name, uid, cached)
         if elsewhere:
-            log.warning("pod_report_refused", node=node, what=what, pod=clip(name), namespace=clip(namespace),
-                        bound_to=elsewhere)
+            log.warning(event, node=node, pod=clip(name), namespace=clip(namespace), bound_to=elsewhere)
             await deny(context, f'node "{node}" cannot {what} pod {namespace}/{name}, which is bound to node '
                                 f'"{elsewhere}"')
 
@@ -302,8 +302,8 @@ class NodeService(node_service_pb2_grpc.NodeServiceServicer):
         not yet seen, no uid) are left out: their usage would be attributed by name alone."""
         node, cached = request.node_name, self.assignments.pods.items
         for pod in request.pods:
-            await self._refuse_if_elsewhere(context, node, "report metrics of", pod.namespace, pod.name, pod.uid,
-                                            cached)
+            await self._refuse_if_elsewhere(context, node, "metrics_report_refused", "report metrics of",
+                                            pod.namespace, pod.name, pod.uid, cached)
         own = [p for p in request.pods if restriction.bound_here(node, p.namespace, p.name, p.uid, cached)]
         if len(own) == len(request.pods):
             return request
