@@ -87,6 +87,15 @@ GRPC_OPTIONS = [
 ]
 
 
+# The join port answers callers without a certificate: a join request (token, name, CSR) is well under 1 KiB.
+JOIN_MAX_MESSAGE = 64 * 1024
+JOIN_GRPC_OPTIONS = [
+    *((k, v) for k, v in GRPC_OPTIONS if not k.startswith("grpc.max_")),
+    ("grpc.max_receive_message_length", JOIN_MAX_MESSAGE),
+    ("grpc.max_send_message_length", JOIN_MAX_MESSAGE),
+]
+
+
 class ServerError(Exception):
     """The control plane cannot start (port taken, etcd unreachable, …)."""
 
@@ -225,7 +234,7 @@ async def start(config: ServerConfig, stack: AsyncExitStack) -> RunningServer:
                                                   require_client_auth=True)
     port = _listen(server, config.listen, api_credentials, "the API")
     # The join port: TLS with the serving certificate, no client certificate (a token instead).
-    join_server = grpc.aio.server(options=GRPC_OPTIONS)
+    join_server = grpc.aio.server(options=JOIN_GRPC_OPTIONS)
     limiter = SourceRateLimiter(rate=config.join_rate, burst=config.join_burst)
     security_pb2_grpc.add_JoinServiceServicer_to_server(JoinService(tokens, issuer, limiter), join_server)
     join_listen = config.join_listen or f"{host}:{port + 1 if _port_of(config.listen) else 0}"

@@ -56,7 +56,7 @@ async def test_the_join_port_rate_limits_each_source_address(running: RunningSer
 
 
 @pytest.mark.parametrize("name", [
-    pytest.param("n" * 100_000, id="100,000 characters"),
+    pytest.param("n" * 10_000, id="10,000 characters"),
     pytest.param("a..b", id="not a DNS-1123 subdomain"),
     pytest.param("Upper", id="upper case"),
 ])
@@ -72,8 +72,13 @@ async def test_join_names_are_the_apis_node_names_and_log_lines_stay_short(runni
             checked_first = len(name) > 253 or secret == token.secret  # a long name: before the token
             expected = grpc.StatusCode.INVALID_ARGUMENT if checked_first else grpc.StatusCode.UNAUTHENTICATED
             assert await raw_join(running, request) == expected
-        wild = security_pb2.JoinRequest(token_id="x" * 50_000, token_secret="y", name="n1", role="z" * 50_000)
+        wild = security_pb2.JoinRequest(token_id="x" * 20_000, token_secret="y", name="n1", role="z" * 20_000)
         assert await raw_join(running, wild) == grpc.StatusCode.UNAUTHENTICATED
     assert logs, "the refusals are logged"
     for event in logs:
         assert len(repr(event)) < 1_000, event["event"]
+
+
+async def test_the_join_port_takes_no_large_messages(running: RunningServer) -> None:
+    huge = security_pb2.JoinRequest(token_id="abcdef", token_secret="y", name="n1", csr=b"x" * 1_000_000)
+    assert await raw_join(running, huge) == grpc.StatusCode.RESOURCE_EXHAUSTED
