@@ -58,7 +58,7 @@ async def run_hollow_nodes(server: str, count: int, data_dir: Path, *, token: st
             manager = PodManager({"docker": runtime}, settings, directory)
             status = hollow_status(address, cpu, memory)
             identity = NodeIdentity(name, directory, token=token, join_addresses=join_addresses)
-            session = Session(SessionConfig(server=server, node_name=name, labels={"corral.io/hollow": "true"}),
+            session = Session(SessionConfig(server=server, node_name=name, labels={"node.corral.io/hollow": "true"}),
                               manager, status, identity=identity)
             group.create_task(manager.run())
             group.create_task(session.run())

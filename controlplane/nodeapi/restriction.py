@@ -8,7 +8,8 @@
   a node naming another would draw the pods pinned there), `kubernetes.io/arch`,
   `kubernetes.io/os`, `topology.kubernetes.io/zone` and `/region`,
   `node.kubernetes.io/instance-type` (and their beta forms), and anything under
-  `kubelet.kubernetes.io/` or `node.kubernetes.io/`.
+  `kubelet.kubernetes.io/` or `node.kubernetes.io/` (or corral's own
+  `node.corral.io/`).
 - A re-registration adds the node's labels that the Node does not have and
   leaves every label it has (an admin's, or an earlier registration's) as it
   is (`merged_node`).
@@ -40,7 +41,7 @@ KUBELET_LABELS = frozenset({
     "node.kubernetes.io/instance-type",
     "beta.kubernetes.io/instance-type",
 })
-KUBELET_NAMESPACES = ("kubelet.kubernetes.io", "node.kubernetes.io")
+KUBELET_NAMESPACES = ("kubelet.kubernetes.io", "node.kubernetes.io", "node.corral.io")
 ADMIN_NAMESPACES = ("node-restriction.kubernetes.io", "corral.io")
 KUBERNETES_NAMESPACES = ("kubernetes.io", "k8s.io")
 
@@ -52,7 +53,7 @@ def _within(namespace: str, domains: tuple[str, ...]) -> bool:
 def label_forbidden(node: str, key: str, value: str) -> str | None:
     """Why node ``node`` may not set label ``key=value`` on itself (None: it may)."""
     namespace = key.split("/", 1)[0] if "/" in key else ""
-    if _within(namespace, ADMIN_NAMESPACES):
+    if _within(namespace, ADMIN_NAMESPACES) and not _within(namespace, KUBELET_NAMESPACES):
         return f"labels under {namespace}/ are reserved to admins (who set them with `corral apply` of the Node)"
     if key == HOSTNAME_LABEL:
         return None if value == node else f'must be the node\'s own name "{node}"'

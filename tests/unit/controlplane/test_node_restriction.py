@@ -25,6 +25,8 @@ from protos.corral.v1 import node_pb2, node_service_pb2, pod_pb2
     pytest.param("sub.k8s.io/thing", "x", False, id="k8s.io subdomain"),
     pytest.param("node-restriction.kubernetes.io/pci", "y", False, id="node-restriction"),
     pytest.param("corral.io/dedicated", "db", False, id="corral.io"),
+    pytest.param("roles.corral.io/db", "", False, id="corral.io subdomain"),
+    pytest.param("node.corral.io/hollow", "true", True, id="node.corral.io"),
     pytest.param("notkubernetes.io/x", "y", True, id="a lookalike domain"),
 ])
 def test_label_forbidden(key: str, value: str, allowed: bool) -> None:
