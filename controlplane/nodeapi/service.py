@@ -93,7 +93,8 @@ class NodeService(node_service_pb2_grpc.NodeServiceServicer):
         await require_node(context, request.node_name)
         refused = restriction.registration_causes(request)
         if refused:
-            message = "; ".join(str(c) for c in refused)
+            more = f"; and {len(refused) - 5} more" if len(refused) > 5 else ""
+            message = "; ".join(str(c) for c in refused[:5]) + more
             log.warning("node_register_refused", node=request.node_name, reason=clip(message, 1024))
             await deny(context, f'node "{request.node_name}" may not set these labels on itself: {message}')
         try:
