@@ -602,6 +602,16 @@ class EtcdStore:
         await asyncio.to_thread(partial.replace, path)
         return size
 
+    async def server_version(self) -> str:
+        """The etcd release of the member answering (Maintenance.Status), e.g. ``3.4.23``."""
+        reply = await self._call(
+            lambda client: client.maintenancestub.Status(
+                _rpc.StatusRequest(), timeout=self._conn.timeout, metadata=client.metadata
+            ),
+            retry=True,
+        )
+        return str(reply.version)
+
     async def close(self) -> None:
         """Close the connection (a fenced view leaves it to its store); open watches end."""
         if self._owner:

@@ -1,0 +1,72 @@
+"""`corral server`'s embedded etcd: the release it runs is in the start-up line, and
+a SIGKILLed etcd is restarted by the server itself (no manual restart)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from controlplane.store.release import find_etcd
+from tests.e2e.conftest import MANIFESTS, Cli, ServerProcess, wait_until
+
+pytestmark = pytest.mark.etcd
+
+
+def events(server: ServerProcess, name: str) -> list[dict[str, Any]]:
+    """The server's log events called ``name`` (JSON lines)."""
+    found = []
+    for line in server.log.read_text().splitlines():
+        if line.startswith("{"):
+            event = json.loads(line)
+            if event.get("event") == name:
+                found.append(event)
+    return found
+
+
+def etcd_child(server: ServerProcess) -> int:
+    """The pid of the server's etcd child (found by its data dir on its command line)."""
+    assert server.proc is not None
+    marker = str(server.data_dir / "etcd").encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        parent = int(stat.rsplit(") ", 1)[1].split()[1])
+        if parent == server.proc.pid and marker in cmdline.split(b"\0"):
+            return int(entry.name)
+    raise AssertionError(f"no etcd child of server {server.proc.pid}")
+
+
+def test_start_up_line_names_the_etcd_release(server: ServerProcess) -> None:
+    chosen = find_etcd()
+
+    started = events(server, "server_started")
+
+    assert [event["etcd_version"] for event in started] == [str(chosen.release)]
+
+
+def test_a_killed_etcd_is_restarted_and_the_api_serves_again(server: ServerProcess, cli: Cli) -> None:
+    applied = cli.run("apply", "-f", str(MANIFESTS / "example-app.yaml"))
+    assert applied.returncode == 0, applied.stderr
+    first = etcd_child(server)
+
+    os.kill(first, signal.SIGKILL)
+
+    wait_until(lambda: events(server, "embedded_etcd_restarted"), 60, "etcd restarted", server.log)
+    assert server.proc is not None and server.proc.poll() is None  # the same server process
+    assert etcd_child(server) != first
+    assert [event["reason"] for event in events(server, "embedded_etcd_exited")] == ["killed by SIGKILL"]
+    wait_until(lambda: cli.run("scale", "deployment/example-app", "--replicas", "2").returncode == 0, 60,
+               "a write through the API after the restart", server.log)
+    got = cli.run("get", "deployment/example-app", "-o", "json")
+    assert got.returncode == 0, got.stderr
+    assert json.loads(got.stdout)["spec"]["replicas"] == 2
