@@ -128,6 +128,8 @@ class EmbeddedEtcd:
         self._peer_port = 0
         # Where this run's output starts in etcd.log (what `last_output` returns).
         self._log_offset = 0
+        # The exit status of the last run that exited on its own (None: none did, or it was stopped).
+        self.last_exit: int | None = None
 
     @property
     def binary(self) -> EtcdBinary | None:
@@ -194,6 +196,7 @@ class EmbeddedEtcd:
             log.warning("etcd_release_not_recommended", message=binary.warning, version=str(binary.release))
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._client_port, self._peer_port = self._same_ports() if same_ports else self._choose_ports()
+        self.last_exit = None
         process = self._process = self._spawn(binary.path)
         try:
             await self._wait_healthy(deadline)
@@ -241,6 +244,7 @@ class EmbeddedEtcd:
         if process is None or process.poll() is None:
             return None
         self._process = None
+        self.last_exit = process.returncode
         return process.returncode
 
     async def __aenter__(self) -> Self:
@@ -344,6 +348,7 @@ class EmbeddedEtcd:
         while not await _is_healthy(self.host, self._client_port):
             if process.poll() is not None:
                 self._process = None
+                self.last_exit = process.returncode
                 raise EmbeddedEtcdError(
                     f"etcd exited with code {process.returncode} while starting; "
                     f"last lines of {self.log_path}:\n{_tail(self.log_path)}"

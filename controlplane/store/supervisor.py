@@ -33,6 +33,8 @@ log = structlog.get_logger(__name__)
 
 DISK_FULL = "disk full"
 _NO_SPACE = "no space left on device"
+# Less free space than this where etcd keeps its data is a full disk (etcd's log may not even get written).
+LOW_SPACE = 8 * 2**20
 _CHECK_PERIOD = 0.2  # seconds between two looks at the child
 
 
@@ -56,9 +58,10 @@ class RestartPolicy:
         return min(previous * 2, self.cap)
 
 
-def diagnose(returncode: int | None, output: str) -> str:
-    """Why etcd stopped, in a few words: ``DISK_FULL``, a signal, or an exit code."""
-    if _NO_SPACE in output.lower():
+def diagnose(returncode: int | None, output: str, free_bytes: int | None = None) -> str:
+    """Why etcd stopped, in a few words: ``DISK_FULL`` (its output says so, or its
+    disk has less than ``LOW_SPACE`` free), a signal, or an exit code."""
+    if _NO_SPACE in output.lower() or (free_bytes is not None and free_bytes < LOW_SPACE):
         return DISK_FULL
     if returncode is not None and returncode < 0:
         try:
@@ -86,8 +89,9 @@ class EtcdSupervisor:
         self.etcd = etcd
         self.policy = policy or RestartPolicy()
         self.check_period = check_period
-        # How many times etcd was restarted (for tests and metrics).
+        # How many times etcd was restarted, and how many restarts failed (for tests and metrics).
         self.restarts = 0
+        self.failed_starts = 0
 
     async def run(self) -> None:
         """Until cancelled: wait for etcd to exit, then restart it (with backoff)."""
@@ -97,7 +101,7 @@ class EtcdSupervisor:
         while True:
             while self.etcd.running:  # noqa: ASYNC110 - a Popen child has no awaitable exit
                 await asyncio.sleep(self.check_period)
-            reason = diagnose(self.etcd.reap(), self.etcd.last_output())
+            reason = self._diagnose(self.etcd.reap())
             delay = self.policy.next_delay(delay, ran_for=loop.time() - started_at)
             self._report(reason, delay)
             down_since = loop.time()
@@ -119,15 +123,19 @@ class EtcdSupervisor:
                 await self.etcd.start(same_ports=True)
                 return delay
             except EmbeddedEtcdError as exc:
-                failure = diagnose(None, self.etcd.last_output())
-                if failure != DISK_FULL:
-                    failure = str(exc).splitlines()[0]
+                self.failed_starts += 1
+                # It exited while starting (diagnosed), or never ran (port taken, not healthy in time).
+                exited = self.etcd.last_exit
+                failure = self._diagnose(exited) if exited is not None else str(exc).splitlines()[0]
                 delay = self.policy.next_delay(delay, ran_for=0.0)
                 if failure == reason:
                     log.debug("embedded_etcd_restart_failed", reason=failure, retry_in=delay)
                 else:
                     reason = failure
                     self._report(reason, delay)
+
+    def _diagnose(self, returncode: int | None) -> str:
+        return diagnose(returncode, self.etcd.last_output(), _free_bytes(str(self.etcd.data_dir)))
 
     def _report(self, reason: str, delay: float) -> None:
         data_dir = str(self.etcd.data_dir)

@@ -1,5 +1,6 @@
 """EmbeddedEtcd: data and ports survive restarts and crashes, the child never
-outlives its parent, and EtcdStore reports an outage as temporary and heals.
+outlives its parent, and EtcdStore reports an outage as temporary and heals;
+the supervisor restarts a killed etcd, and one out of disk once space returns.
 
 Each test runs its own etcd in a tmp dir (not the session one).
 """
@@ -12,19 +13,22 @@ import json
 import os
 import signal
 import socket
+import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
+from structlog.testing import capture_logs
 
 from controlplane.store.base import WatchEvent
 from controlplane.store.embedded import EmbeddedEtcd
 from controlplane.store.errors import EmbeddedEtcdError, UnavailableError
 from controlplane.store.etcd import EtcdStore
+from controlplane.store.supervisor import EtcdSupervisor, RestartPolicy
 
 pytestmark = pytest.mark.etcd
 
@@ -231,3 +235,106 @@ async def test_connect_tries_endpoints_in_order(etcd: EmbeddedEtcd) -> None:
     with pytest.raises(UnavailableError) as info:
         await EtcdStore.connect([dead], timeout=2.0)
     assert dead in str(info.value)
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 160 MiB tmpfs of the test's own (etcd preallocates 64 MB WAL files, two at a time), unmounted at the end."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small filesystem needs root")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=160m", "tmpfs", str(disk)], check=True)
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def fill(path: Path) -> None:
+    """Write zeros to ``path`` until its filesystem is full."""
+    with path.open("wb", buffering=0) as f:
+        for size in (2**20, 4096):
+            with contextlib.suppress(OSError):
+                for _ in range(2**20 // size * 1024):
+                    f.write(b"\0" * size)
+
+
+async def write_until_refused(store: EtcdStore) -> None:
+    for i in range(200):
+        await store.create(f"/big/{i}", b"x" * 100_000)
+
+
+def told(logs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The supervisor's events a server log shows (debug is not)."""
+    return [e for e in logs if e["event"].startswith("embedded_etcd") and e["log_level"] != "debug"]
+
+
+async def wait_for(condition: Callable[[], bool], what: str) -> None:
+    give_up = time.monotonic() + DEADLINE
+    while not condition():
+        if time.monotonic() > give_up:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+async def test_a_killed_etcd_is_restarted_on_its_ports_by_the_supervisor(etcd: EmbeddedEtcd) -> None:
+    endpoint = await etcd.start()
+    store = await EtcdStore.connect([endpoint], timeout=2.0)
+    supervisor = EtcdSupervisor(etcd, RestartPolicy(initial=0.1, cap=0.5), check_period=0.05)
+    task = asyncio.create_task(supervisor.run())
+    try:
+        await store.create("/k", b"before")
+        pid = etcd.pid
+        assert pid is not None
+        with capture_logs() as logs:
+            os.kill(pid, signal.SIGKILL)
+            await wait_for(lambda: supervisor.restarts == 1, "the restart")
+
+        assert etcd.endpoint == endpoint
+        assert [e["event"] for e in told(logs)] == ["embedded_etcd_exited", "embedded_etcd_restarted"]
+        assert logs[0]["reason"] == "killed by SIGKILL"
+        assert await eventually(lambda: store.create("/k2", b"after")) > 0
+        kv = await store.get("/k")
+        assert kv is not None and kv.value == b"before"
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await store.close()
+
+
+async def test_a_full_disk_is_one_clear_line_and_etcd_comes_back_when_space_returns(small_disk: Path) -> None:
+    etcd = EmbeddedEtcd(small_disk)
+    endpoint = await etcd.start()
+    store = await EtcdStore.connect([endpoint], timeout=2.0)
+    supervisor = EtcdSupervisor(etcd, RestartPolicy(initial=0.1, cap=0.3), check_period=0.05)
+    task = asyncio.create_task(supervisor.run())
+    filler = small_disk / "filler"
+    try:
+        await store.create("/kept", b"acknowledged")
+        with capture_logs() as logs:
+            fill(filler)
+            with pytest.raises(UnavailableError):  # etcd dies on its first write that needs space
+                await write_until_refused(store)
+            # Restarts keep failing while the disk is full: still the one line.
+            await wait_for(lambda: supervisor.failed_starts >= 3, "restarts on the full disk")
+            said = told(logs)
+            assert [e["event"] for e in said] == ["embedded_etcd_disk_full"]
+            assert said[0]["log_level"] == "error"
+            assert f"the disk holding {small_disk} is full" in said[0]["message"]
+            assert "free some space" in said[0]["message"]
+
+            filler.unlink()
+
+            await wait_for(lambda: supervisor.restarts == 1, "the restart once space returned")
+        assert [e["event"] for e in told(logs)] == ["embedded_etcd_disk_full", "embedded_etcd_restarted"]
+        assert await eventually(lambda: store.create("/after", b"written")) > 0
+        kv = await store.get("/kept")
+        assert kv is not None and kv.value == b"acknowledged"
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await store.close()
+        await etcd.stop()

@@ -124,3 +124,8 @@ def test_restart_policy(previous: float, ran_for: float, delay: float) -> None:
 )
 def test_diagnose(returncode: int | None, output: str, reason: str) -> None:
     assert diagnose(returncode, output) == reason
+
+
+def test_a_disk_without_room_is_full_even_when_etcd_could_not_say_so() -> None:
+    assert diagnose(1, "", free_bytes=4096) == DISK_FULL
+    assert diagnose(1, "", free_bytes=2**30) == "exited with code 1"
