@@ -17,7 +17,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, MutableMapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -265,7 +265,7 @@ async def write_until_refused(store: EtcdStore) -> None:
         await store.create(f"/big/{i}", b"x" * 100_000)
 
 
-def told(logs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def told(logs: list[MutableMapping[str, Any]]) -> list[MutableMapping[str, Any]]:
     """The supervisor's events a server log shows (debug is not)."""
     return [e for e in logs if e["event"].startswith("embedded_etcd") and e["log_level"] != "debug"]
 
