@@ -29,6 +29,7 @@ from controlplane.store.embedded import EmbeddedEtcd
 from controlplane.store.errors import EmbeddedEtcdError, UnavailableError
 from controlplane.store.etcd import EtcdStore
 from controlplane.store.supervisor import EtcdSupervisor, RestartPolicy
+from tests.conftest import ETCD_MAJORS, etcd_of_major
 
 pytestmark = pytest.mark.etcd
 
@@ -36,10 +37,10 @@ DEADLINE = 20.0  # seconds, for anything that polls
 T = TypeVar("T")
 
 
-@pytest.fixture
-async def etcd(tmp_path: Path) -> AsyncIterator[EmbeddedEtcd]:
-    """An EmbeddedEtcd on tmp_path, not started; stopped at the end whatever happens."""
-    embedded = EmbeddedEtcd(tmp_path)
+@pytest.fixture(params=ETCD_MAJORS, ids=[f"etcd{major}" for major in ETCD_MAJORS])
+async def etcd(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[EmbeddedEtcd]:
+    """An EmbeddedEtcd of each release line on tmp_path, not started; stopped at the end whatever happens."""
+    embedded = EmbeddedEtcd(tmp_path, binary=etcd_of_major(request.param))
     try:
         yield embedded
     finally:
