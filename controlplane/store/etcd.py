@@ -27,6 +27,8 @@ How each operation maps to etcd:
   write's own precondition.
 - leases: LeaseGrant, one-shot LeaseKeepAlive, LeaseRevoke; ``create`` with a
   lease puts the key with it inside the create-if-absent transaction.
+- maintenance, beside the protocol: snapshot, server_version (Status), hash_kv
+  (HashKV, the consistency check of the crash tests).
 - watch: one aetcd ``Watcher`` (one gRPC stream) per connection, each watch a
   callback feeding a queue, with ``prev_kv``. A compacted start revision
   arrives as ``RevisionCompactedError`` right after the watch is created, so
@@ -611,6 +613,18 @@ class EtcdStore:
             retry=True,
         )
         return str(reply.version)
+
+    async def hash_kv(self, revision: int) -> int:
+        """The answering member's hash of its key-value history up to ``revision``
+        (Maintenance.HashKV): equal on members, and before and after a restart, when
+        their data agree."""
+        reply = await self._call(
+            lambda client: client.maintenancestub.HashKV(
+                _rpc.HashKVRequest(revision=revision), timeout=self._conn.timeout, metadata=client.metadata
+            ),
+            revision=revision,
+        )
+        return int(reply.hash)
 
     async def close(self) -> None:
         """Close the connection (a fenced view leaves it to its store); open watches end."""
