@@ -50,6 +50,7 @@ from controlplane.metrics.store import MetricsStore
 from controlplane.nodeapi.assignments import AssignmentIndex
 from controlplane.nodeapi.service import NodeService
 from controlplane.nodeapi.tunnels import TunnelRegistry
+from controlplane.observability.health import StatusServicer
 from controlplane.observability.hooks import SchedulingObserver
 from controlplane.observability.interceptor import ApiMetricsInterceptor
 from controlplane.observability.metrics import ControlPlaneMetrics
@@ -72,6 +73,7 @@ from protos.corral.v1 import (
     metrics_pb2_grpc,
     node_service_pb2_grpc,
     security_pb2_grpc,
+    status_pb2_grpc,
 )
 
 log = structlog.get_logger(__name__)
@@ -258,6 +260,12 @@ async def start(config: ServerConfig, stack: AsyncExitStack) -> RunningServer:
     join_listen = config.join_listen or f"{host}:{port + 1 if _port_of(config.listen) else 0}"
     join_port = _listen(join_server, join_listen, grpc.ssl_server_credentials([(certificate.key, certificate.chain)]),
                         "the join port")
+    address = f"{host}:{port}"
+    elector = Elector(store, key=f"{config.key_prefix.rstrip('/')}/leader", ttl=config.lease_ttl,
+                      identity=identity_for(socket.gethostname(), os.getpid(), address))
+    status_pb2_grpc.add_StatusServiceServicer_to_server(
+        StatusServicer(address, store, endpoints, leading=elector.leading.is_set, supervisor=opened.supervisor),
+        server)
     try:
         await asyncio.wait_for(revocations.synced.wait(), config.revocations_sync_timeout)
     except TimeoutError as e:
@@ -266,7 +274,6 @@ async def start(config: ServerConfig, stack: AsyncExitStack) -> RunningServer:
     stack.push_async_callback(server.stop, 5)
     await join_server.start()
     stack.push_async_callback(join_server.stop, 1)
-    address = f"{host}:{port}"
     join_address = f"{join_listen.rsplit(':', 1)[0]}:{join_port}"
     log.info("server_started", listen=address, join=join_address, etcd=",".join(endpoints),
              etcd_version=opened.etcd_version, ca=ca.hash[:16])
@@ -278,8 +285,6 @@ async def start(config: ServerConfig, stack: AsyncExitStack) -> RunningServer:
     if scrape is not None:
         stack.push_async_callback(scrape.close)
     config.test_hooks.announce()
-    elector = Elector(store, key=f"{config.key_prefix.rstrip('/')}/leader", ttl=config.lease_ttl,
-                      identity=identity_for(socket.gethostname(), os.getpid(), address))
     telemetry.observe_replica(leading=elector.leading.is_set)
     leadership_task = asyncio.create_task(elector.run(_lead(store, config, telemetry, metrics, encrypter,
                                                                 shared=serving.informers)),

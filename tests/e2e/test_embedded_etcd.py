@@ -1,5 +1,5 @@
-"""`corral server`'s embedded etcd: the release it runs is in the start-up line, and
-a SIGKILLed etcd is restarted by the server itself (no manual restart)."""
+"""`corral server`'s embedded etcd: the release it runs is in the start-up line and in
+`corral status`, and a SIGKILLed etcd is restarted by the server itself (no manual restart)."""
 
 from __future__ import annotations
 
@@ -46,12 +46,18 @@ def etcd_child(server: ServerProcess) -> int:
     raise AssertionError(f"no etcd child of server {server.proc.pid}")
 
 
-def test_start_up_line_names_the_etcd_release(server: ServerProcess) -> None:
+def test_start_up_line_and_status_name_the_etcd_release(server: ServerProcess, cli: Cli) -> None:
     chosen = find_etcd()
 
     started = events(server, "server_started")
+    status = cli.run("status")
 
     assert [event["etcd_version"] for event in started] == [str(chosen.release)]
+    assert status.returncode == 0, status.stderr
+    lines = status.stdout.splitlines()
+    assert lines[0] == f"server   {server.address} (leading)" or lines[0].endswith("(standby)")
+    assert lines[1].startswith(f"etcd     {chosen.release}, healthy, db ")
+    assert lines[1].endswith(f"embedded: {chosen.path} ({chosen.source}), restarted 0 times")
 
 
 def test_a_killed_etcd_is_restarted_and_the_api_serves_again(server: ServerProcess, cli: Cli) -> None:
@@ -70,3 +76,4 @@ def test_a_killed_etcd_is_restarted_and_the_api_serves_again(server: ServerProce
     got = cli.run("get", "deployment/example-app", "-o", "json")
     assert got.returncode == 0, got.stderr
     assert json.loads(got.stdout)["spec"]["replicas"] == 2
+    assert "restarted 1 time" in cli.run("status").stdout
