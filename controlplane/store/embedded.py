@@ -48,6 +48,8 @@ _MEMBER_NAME = "corral"
 _LOG_TAIL_LINES = 30
 _POLL_INTERVAL = 0.05
 _PROBE_TIMEOUT = 2.0
+# How much history the embedded etcd keeps (etcd's periodic auto-compaction).
+HISTORY_RETENTION = "1h"
 
 
 def _die_with_parent() -> None:
@@ -323,6 +325,13 @@ class EmbeddedEtcd:
             # JSON lines on stderr; 3.4's default is the deprecated capnslog.
             "--logger",
             "zap",
+            # History older than this is compacted away (etcd keeps every revision otherwise, and
+            # its database grows until the 2 GiB quota raises the NOSPACE alarm); a watch resuming
+            # from before it re-lists.
+            "--auto-compaction-mode",
+            "periodic",
+            "--auto-compaction-retention",
+            HISTORY_RETENTION,
         ]
 
     def _spawn(self, binary: Path) -> subprocess.Popen[bytes]:

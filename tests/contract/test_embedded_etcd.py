@@ -113,6 +113,16 @@ async def test_data_and_ports_survive_a_stop_and_start(etcd: EmbeddedEtcd) -> No
     assert etcd.log_path.stat().st_size > 0
 
 
+async def test_history_is_compacted_after_an_hour(etcd: EmbeddedEtcd) -> None:
+    await etcd.start()
+
+    config = etcd.last_output()
+
+    # Without it etcd keeps every revision until its quota raises the NOSPACE alarm.
+    assert '"auto-compaction-mode":"periodic"' in config
+    assert '"auto-compaction-retention":"1h0m0s"' in config
+
+
 async def test_start_after_kill_recovers_the_data(etcd: EmbeddedEtcd) -> None:
     endpoint = await etcd.start()
     await write(endpoint, "/k", b"acknowledged")
