@@ -143,12 +143,6 @@ class EmbeddedEtcd:
         """The etcd release in use (known once started)."""
         return self._binary.release if self._binary is not None else None
 
-    @property
-    def returncode(self) -> int | None:
-        """The last run's exit status once it has exited (negative: killed by that signal)."""
-        process = self._process
-        return process.poll() if process is not None else None
-
     def last_output(self, limit: int = 64 * 1024) -> str:
         """What the current (or last) run wrote to etcd.log, at most its last ``limit`` bytes."""
         try:

@@ -59,16 +59,16 @@ class RestartPolicy:
 
 
 def diagnose(returncode: int | None, output: str, free_bytes: int | None = None) -> str:
-    """Why etcd stopped, in a few words: ``DISK_FULL`` (its output says so, or its
-    disk has less than ``LOW_SPACE`` free), a signal, or an exit code."""
-    if _NO_SPACE in output.lower() or (free_bytes is not None and free_bytes < LOW_SPACE):
-        return DISK_FULL
+    """Why etcd stopped, in a few words: the signal that killed it, else ``DISK_FULL``
+    (its output says so, or its disk has less than ``LOW_SPACE`` free), else its exit code."""
     if returncode is not None and returncode < 0:
         try:
             name = signal.Signals(-returncode).name
         except ValueError:
             name = f"signal {-returncode}"
         return f"killed by {name}"
+    if _NO_SPACE in output.lower() or (free_bytes is not None and free_bytes < LOW_SPACE):
+        return DISK_FULL
     return f"exited with code {returncode}"
 
 
@@ -101,7 +101,11 @@ class EtcdSupervisor:
         while True:
             while self.etcd.running:  # noqa: ASYNC110 - a Popen child has no awaitable exit
                 await asyncio.sleep(self.check_period)
-            reason = self._diagnose(self.etcd.reap())
+            returncode = self.etcd.reap()
+            if returncode is None:
+                log.info("embedded_etcd_supervisor_done", reason="etcd was stopped by its owner")
+                return
+            reason = self._diagnose(returncode)
             delay = self.policy.next_delay(delay, ran_for=loop.time() - started_at)
             self._report(reason, delay)
             down_since = loop.time()

@@ -129,3 +129,8 @@ def test_diagnose(returncode: int | None, output: str, reason: str) -> None:
 def test_a_disk_without_room_is_full_even_when_etcd_could_not_say_so() -> None:
     assert diagnose(1, "", free_bytes=4096) == DISK_FULL
     assert diagnose(1, "", free_bytes=2**30) == "exited with code 1"
+
+
+def test_a_kill_is_a_kill_even_on_a_nearly_full_disk() -> None:
+    assert diagnose(-9, "failed to preallocate space when creating a new WAL: no space left on device",
+                    free_bytes=0) == "killed by SIGKILL"
