@@ -1,8 +1,11 @@
-"""The setup scripts: a daemon they start (dockerd) is detached from the caller's session, so
-Ctrl-C on `./scripts/up` stops corral but not the engine and every pod's container with it.
+"""The setup scripts, run with fakes first on PATH.
 
-Run with fakes first on PATH: a ``dockerd`` that, as Go programs do, dies on SIGINT, and a
-``docker`` that answers once that dockerd runs."""
+- docker-setup: a daemon it starts (dockerd) is detached from the caller's session, so Ctrl-C
+  on `./scripts/up` stops corral but not the engine and every pod's container with it (a
+  fake ``dockerd`` that, as Go programs do, dies on SIGINT; a ``docker`` that answers once
+  it runs);
+- etcd-setup: Debian's etcd-server is installed without its service being started or
+  enabled (a fake ``apt-get``, ``deb-systemd-helper`` and ``update-rc.d``)."""
 
 from __future__ import annotations
 
@@ -105,3 +108,81 @@ def test_ctrl_c_on_the_caller_leaves_dockerd_running(fake_engine: dict[str, str]
         if up.poll() is None:
             up.kill()
             up.wait()
+
+
+FAKE_APT_GET = """#!/bin/sh
+# Records its calls; `install etcd-server` checks that no service may start (policy-rc.d
+# answers 101, as Debian's postinst asks it) and "installs" an etcd that prints its version.
+echo "apt-get $*" >>"$FAKE_APT_LOG"
+case "$*" in
+  *install*etcd-server*)
+    "$CORRAL_ETCD_SETUP_POLICY" etcd start; echo "policy-rc.d etcd start: $?" >>"$FAKE_APT_LOG"
+    printf '#!/bin/sh\\necho "etcd Version: 3.4.23"\\n' >"$CORRAL_ETCD_SETUP_BINARY"
+    chmod 755 "$CORRAL_ETCD_SETUP_BINARY";;
+esac
+"""
+
+FAKE_RECORDER = """#!/bin/sh
+echo "$(basename "$0") $*" >>"$FAKE_APT_LOG"
+"""
+
+
+@pytest.fixture
+def fake_debian(tmp_path: Path) -> dict[str, str]:
+    if os.geteuid() != 0:
+        pytest.skip("etcd-setup installs only as root")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, text in (("apt-get", FAKE_APT_GET), ("deb-systemd-helper", FAKE_RECORDER),
+                       ("update-rc.d", FAKE_RECORDER)):
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
+    (tmp_path / "debian_version").write_text("12.0\n")
+    return {
+        **os.environ,
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "FAKE_APT_LOG": str(tmp_path / "calls.log"),
+        "CORRAL_ETCD_SETUP_BINARY": str(tmp_path / "etcd"),
+        "CORRAL_ETCD_SETUP_POLICY": str(tmp_path / "policy-rc.d"),
+        "CORRAL_ETCD_SETUP_DEBIAN_VERSION": str(tmp_path / "debian_version"),
+    }
+
+
+def etcd_setup(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(REPO / "scripts" / "etcd-setup"), *args], env=env, capture_output=True, text=True,
+                          timeout=DEADLINE, check=False)
+
+
+def test_etcd_setup_installs_etcd_server_without_starting_or_enabling_its_service(
+    fake_debian: dict[str, str],
+) -> None:
+    result = etcd_setup(fake_debian)
+
+    assert result.returncode == 0, result.stderr
+    calls = Path(fake_debian["FAKE_APT_LOG"]).read_text().splitlines()
+    assert calls == [
+        "apt-get update -qq",
+        "apt-get install -y -qq etcd-server",
+        "policy-rc.d etcd start: 101",  # Debian's postinst may not start etcd.service
+        "deb-systemd-helper disable etcd.service",  # nor is it started at boot
+        "update-rc.d etcd disable",
+    ]
+    assert not Path(fake_debian["CORRAL_ETCD_SETUP_POLICY"]).exists()  # the temporary policy is gone
+    assert f"etcd Version: 3.4.23 at {fake_debian['CORRAL_ETCD_SETUP_BINARY']}" in result.stderr
+
+    again = etcd_setup(fake_debian)  # installed: nothing to do
+
+    assert again.returncode == 0
+    assert len(Path(fake_debian["FAKE_APT_LOG"]).read_text().splitlines()) == len(calls)
+
+
+def test_etcd_setup_off_debian_says_so_and_fails_only_when_required(fake_debian: dict[str, str]) -> None:
+    Path(fake_debian["CORRAL_ETCD_SETUP_DEBIAN_VERSION"]).unlink()
+
+    best_effort = etcd_setup(fake_debian)
+    required = etcd_setup(fake_debian, "--require")
+
+    assert best_effort.returncode == 0
+    assert "not Debian" in best_effort.stderr and "not recommended for production" in best_effort.stderr
+    assert required.returncode == 1
+    assert not Path(fake_debian["FAKE_APT_LOG"]).exists()
