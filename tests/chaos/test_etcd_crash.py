@@ -97,7 +97,9 @@ async def until_up(call: Callable[[], Awaitable[T]], stop: asyncio.Event) -> T |
             await asyncio.sleep(0.05)
 
 
-async def test_sigkill_under_load_20_times_loses_no_acknowledged_write(tmp_path: Path) -> None:
+async def test_sigkill_under_load_20_times_loses_no_acknowledged_write(
+    tmp_path: Path, report: Callable[[str], None]
+) -> None:
     rng = random.Random(RNG_SEED)
     etcd = EmbeddedEtcd(tmp_path, binary=etcd_of_major("3.4"))
     endpoint = await etcd.start()
@@ -128,6 +130,9 @@ async def test_sigkill_under_load_20_times_loses_no_acknowledged_write(tmp_path:
             kv = await store.get(key)
             # The last acknowledged value, or one more when a write was applied but its answer lost.
             assert kv is not None and int(kv.value) in (value, value + 1), f"{key}: acknowledged {value}, read {kv}"
+        report(f"etcd {etcd.release} SIGKILLed {KILLS} times under {WRITERS} writers: "
+               f"{len(acked.creates)} acknowledged creates and {sum(acked.counters.values())} compare-and-swaps "
+               "read back, HashKV unchanged across every restart")
     finally:
         stop.set()
         for task in writers:
