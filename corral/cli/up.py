@@ -23,7 +23,7 @@ import click
 from corral import logs
 from corral.cli.agent_cmd import DEFAULT_METRICS_LISTEN as AGENT_METRICS_LISTEN
 from corral.cli.config import write_config
-from corral.cli.server import DEFAULT_METRICS_LISTEN, default_data_dir
+from corral.cli.server import DEFAULT_METRICS_LISTEN, ETCD_BINARY_HELP, default_data_dir
 from corral.pki.certs import DEFAULT_NODE_LIFETIME, Identity, Role
 
 
@@ -40,7 +40,7 @@ async def pick_runtime() -> str:
 
 
 async def up(data_dir: Path, listen: str, runtime: str | None, name: str, *,
-             allow_privileged: bool = False, allow_host_path: bool = False) -> None:
+             allow_privileged: bool = False, allow_host_path: bool = False, etcd_binary: Path | None = None) -> None:
     from agent.identity import PKI_DIR
     from agent.main import AgentConfig, run_agent
     from controlplane.server import ServerConfig, start
@@ -58,7 +58,8 @@ async def up(data_dir: Path, listen: str, runtime: str | None, name: str, *,
         loop.add_signal_handler(sig, request_stop)
     async with AsyncExitStack() as stack:
         # Metrics on the default ports, as `corral server` and `corral agent` serve them (skipped when taken).
-        running = await start(ServerConfig(listen=listen, data_dir=data_dir, metrics_listen=DEFAULT_METRICS_LISTEN,
+        running = await start(ServerConfig(listen=listen, data_dir=data_dir, etcd_binary=etcd_binary,
+                                           metrics_listen=DEFAULT_METRICS_LISTEN,
                                            metrics_optional=True, allow_privileged=allow_privileged,
                                            allow_host_path=allow_host_path), stack)
         assert running.admin is not None
@@ -83,6 +84,8 @@ async def up(data_dir: Path, listen: str, runtime: str | None, name: str, *,
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None, envvar="CORRAL_DATA_DIR",
               help="State directory (default $CORRAL_DATA_DIR, else ~/.local/share/corral).")
 @click.option("--listen", default="127.0.0.1:7443", show_default=True, help="Address of the API.")
+@click.option("--etcd-binary", type=click.Path(dir_okay=False, exists=True), default=None, metavar="PATH",
+              help=ETCD_BINARY_HELP)
 @click.option("--runtime", type=click.Choice(["docker", "process"]), default=None,
               help="Runtime of the local node (default: docker when an engine answers, else process).")
 @click.option("--name", default=None, help="Node name (default: this machine's hostname).")
@@ -92,7 +95,8 @@ async def up(data_dir: Path, listen: str, runtime: str | None, name: str, *,
               help="Cluster policy: admit hostPath volumes (as corral server --allow-host-path).")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="warning",
               show_default=True)
-def up_cmd(data_dir: str | None, listen: str, runtime: str | None, name: str | None, allow_privileged: bool,
+def up_cmd(data_dir: str | None, listen: str, etcd_binary: str | None, runtime: str | None, name: str | None,
+           allow_privileged: bool,
            allow_host_path: bool, log_level: str) -> None:
     """Run a single-machine cluster: etcd, control plane and agent, until Ctrl-C."""
     from agent.main import AgentError
@@ -105,7 +109,7 @@ def up_cmd(data_dir: str | None, listen: str, runtime: str | None, name: str | N
     node = (name or socket.gethostname()).lower()
     try:
         asyncio.run(up(directory, listen, runtime, node, allow_privileged=allow_privileged,
-                       allow_host_path=allow_host_path))
+                       allow_host_path=allow_host_path, etcd_binary=Path(etcd_binary) if etcd_binary else None))
     except (ServerError, StoreError, EmbeddedEtcdError, AgentError) as e:
         raise click.ClickException(str(e)) from e
     # Only now, when asyncio.run has also waited for the agent's Docker calls in flight.

@@ -1,5 +1,6 @@
 """EmbeddedEtcd: data and ports survive restarts and crashes, the child never
-outlives its parent, and EtcdStore reports an outage as temporary and heals.
+outlives its parent, and EtcdStore reports an outage as temporary and heals;
+the supervisor restarts a killed etcd, and one out of disk once space returns.
 
 Each test runs its own etcd in a tmp dir (not the session one).
 """
@@ -12,19 +13,23 @@ import json
 import os
 import signal
 import socket
+import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, MutableMapping
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
+from structlog.testing import capture_logs
 
 from controlplane.store.base import WatchEvent
-from controlplane.store.embedded import EmbeddedEtcd
+from controlplane.store.embedded import EmbeddedEtcd, etcd_binary
 from controlplane.store.errors import EmbeddedEtcdError, UnavailableError
 from controlplane.store.etcd import EtcdStore
+from controlplane.store.supervisor import EtcdSupervisor, RestartPolicy
+from tests.conftest import ETCD_MAJORS, etcd_of_major
 
 pytestmark = pytest.mark.etcd
 
@@ -32,10 +37,10 @@ DEADLINE = 20.0  # seconds, for anything that polls
 T = TypeVar("T")
 
 
-@pytest.fixture
-async def etcd(tmp_path: Path) -> AsyncIterator[EmbeddedEtcd]:
-    """An EmbeddedEtcd on tmp_path, not started; stopped at the end whatever happens."""
-    embedded = EmbeddedEtcd(tmp_path)
+@pytest.fixture(params=ETCD_MAJORS, ids=[f"etcd{major}" for major in ETCD_MAJORS])
+async def etcd(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[EmbeddedEtcd]:
+    """An EmbeddedEtcd of each release line on tmp_path, not started; stopped at the end whatever happens."""
+    embedded = EmbeddedEtcd(tmp_path, binary=etcd_of_major(request.param))
     try:
         yield embedded
     finally:
@@ -108,6 +113,33 @@ async def test_data_and_ports_survive_a_stop_and_start(etcd: EmbeddedEtcd) -> No
     assert etcd.log_path.stat().st_size > 0
 
 
+async def test_the_wheels_release_is_warned_about_at_every_start(tmp_path: Path) -> None:
+    etcd = EmbeddedEtcd(tmp_path, binary=etcd_binary())
+    try:
+        with capture_logs() as logs:
+            await etcd.start()
+            await etcd.stop()
+            await etcd.start()
+    finally:
+        await etcd.stop()
+
+    warnings = [e for e in logs if e["event"] == "etcd_release_not_recommended"]
+    assert len(warnings) == 2
+    assert all(e["log_level"] == "warning" and e["version"] == "3.5.1" for e in warnings)
+    assert "etcd issue 13766" in warnings[0]["message"] and "apt-get install etcd-server" in warnings[0]["message"]
+    assert etcd.release == (3, 5, 1)
+
+
+async def test_history_is_compacted_after_an_hour(etcd: EmbeddedEtcd) -> None:
+    await etcd.start()
+
+    config = etcd.last_output()
+
+    # Without it etcd keeps every revision until its quota raises the NOSPACE alarm.
+    assert '"auto-compaction-mode":"periodic"' in config
+    assert '"auto-compaction-retention":"1h0m0s"' in config
+
+
 async def test_start_after_kill_recovers_the_data(etcd: EmbeddedEtcd) -> None:
     endpoint = await etcd.start()
     await write(endpoint, "/k", b"acknowledged")
@@ -163,7 +195,7 @@ async def test_etcd_dies_when_its_parent_is_killed(tmp_path: Path) -> None:
         f"""
         import asyncio, sys, time
         from pathlib import Path
-        from controlplane.store.embedded import EmbeddedEtcd
+        from controlplane.store.embedded import EmbeddedEtcd, etcd_binary
 
         etcd = EmbeddedEtcd(Path({str(tmp_path)!r}))
         asyncio.run(etcd.start())
@@ -231,3 +263,106 @@ async def test_connect_tries_endpoints_in_order(etcd: EmbeddedEtcd) -> None:
     with pytest.raises(UnavailableError) as info:
         await EtcdStore.connect([dead], timeout=2.0)
     assert dead in str(info.value)
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 160 MiB tmpfs of the test's own (etcd preallocates 64 MB WAL files, two at a time), unmounted at the end."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small filesystem needs root")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=160m", "tmpfs", str(disk)], check=True)
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def fill(path: Path) -> None:
+    """Write zeros to ``path`` until its filesystem is full."""
+    with path.open("wb", buffering=0) as f:
+        for size in (2**20, 4096):
+            with contextlib.suppress(OSError):
+                for _ in range(2**20 // size * 1024):
+                    f.write(b"\0" * size)
+
+
+async def write_until_refused(store: EtcdStore) -> None:
+    for i in range(200):
+        await store.create(f"/big/{i}", b"x" * 100_000)
+
+
+def told(logs: list[MutableMapping[str, Any]]) -> list[MutableMapping[str, Any]]:
+    """The supervisor's events a server log shows (debug is not)."""
+    return [e for e in logs if e["event"].startswith("embedded_etcd") and e["log_level"] != "debug"]
+
+
+async def wait_for(condition: Callable[[], bool], what: str) -> None:
+    give_up = time.monotonic() + DEADLINE
+    while not condition():
+        if time.monotonic() > give_up:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+async def test_a_killed_etcd_is_restarted_on_its_ports_by_the_supervisor(etcd: EmbeddedEtcd) -> None:
+    endpoint = await etcd.start()
+    store = await EtcdStore.connect([endpoint], timeout=2.0)
+    supervisor = EtcdSupervisor(etcd, RestartPolicy(initial=0.1, cap=0.5), check_period=0.05)
+    task = asyncio.create_task(supervisor.run())
+    try:
+        await store.create("/k", b"before")
+        pid = etcd.pid
+        assert pid is not None
+        with capture_logs() as logs:
+            os.kill(pid, signal.SIGKILL)
+            await wait_for(lambda: supervisor.restarts == 1, "the restart")
+
+        assert etcd.endpoint == endpoint
+        assert [e["event"] for e in told(logs)] == ["embedded_etcd_exited", "embedded_etcd_restarted"]
+        assert logs[0]["reason"] == "killed by SIGKILL"
+        assert await eventually(lambda: store.create("/k2", b"after")) > 0
+        kv = await store.get("/k")
+        assert kv is not None and kv.value == b"before"
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await store.close()
+
+
+async def test_a_full_disk_is_one_clear_line_and_etcd_comes_back_when_space_returns(small_disk: Path) -> None:
+    etcd = EmbeddedEtcd(small_disk)
+    endpoint = await etcd.start()
+    store = await EtcdStore.connect([endpoint], timeout=2.0)
+    supervisor = EtcdSupervisor(etcd, RestartPolicy(initial=0.1, cap=0.3), check_period=0.05)
+    task = asyncio.create_task(supervisor.run())
+    filler = small_disk / "filler"
+    try:
+        await store.create("/kept", b"acknowledged")
+        with capture_logs() as logs:
+            fill(filler)
+            with pytest.raises(UnavailableError):  # etcd dies on its first write that needs space
+                await write_until_refused(store)
+            # Restarts keep failing while the disk is full: still the one line.
+            await wait_for(lambda: supervisor.failed_starts >= 3, "restarts on the full disk")
+            said = told(logs)
+            assert [e["event"] for e in said] == ["embedded_etcd_disk_full"]
+            assert said[0]["log_level"] == "error"
+            assert f"the disk holding {small_disk} is full" in said[0]["message"]
+            assert "free some space" in said[0]["message"]
+
+            filler.unlink()
+
+            await wait_for(lambda: supervisor.restarts == 1, "the restart once space returned")
+        assert [e["event"] for e in told(logs)] == ["embedded_etcd_disk_full", "embedded_etcd_restarted"]
+        assert await eventually(lambda: store.create("/after", b"written")) > 0
+        kv = await store.get("/kept")
+        assert kv is not None and kv.value == b"acknowledged"
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await store.close()
+        await etcd.stop()

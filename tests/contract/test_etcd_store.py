@@ -25,10 +25,10 @@ pytestmark = [pytest.mark.etcd, pytest.mark.timeout(120)]
 DEAD = "127.0.0.1:1"  # nothing listens on port 1
 
 
-async def test_connect_skips_endpoints_that_do_not_answer(etcd_endpoint: str, key_prefix: str) -> None:
-    store = await EtcdStore.connect([DEAD, etcd_endpoint], timeout=2)
+async def test_connect_skips_endpoints_that_do_not_answer(etcd_major_endpoint: str, key_prefix: str) -> None:
+    store = await EtcdStore.connect([DEAD, etcd_major_endpoint], timeout=2)
     try:
-        assert store.endpoint == etcd_endpoint
+        assert store.endpoint == etcd_major_endpoint
         assert await store.create(key_prefix + "a", b"") > 0
     finally:
         await store.close()
@@ -39,10 +39,10 @@ async def test_connect_fails_when_no_endpoint_answers() -> None:
         await EtcdStore.connect([DEAD, "127.0.0.1:2"], timeout=2)
 
 
-async def test_a_watch_cancelled_while_it_registers_always_ends(etcd_endpoint: str, key_prefix: str) -> None:
+async def test_a_watch_cancelled_while_it_registers_always_ends(etcd_major_endpoint: str, key_prefix: str) -> None:
     """A cancel landing at any step of the registration ends the watcher's
     task (aetcd's wait_for on Python 3.11 could swallow it: a hang)."""
-    store = await EtcdStore.connect([etcd_endpoint])
+    store = await EtcdStore.connect([etcd_major_endpoint])
     try:
         revision = await store.create(key_prefix + "a", b"")
         for steps in range(40):
@@ -62,8 +62,8 @@ async def test_a_watch_cancelled_while_it_registers_always_ends(etcd_endpoint: s
 
 
 @pytest.fixture
-async def etcd(etcd_endpoint: str) -> AsyncIterator[EtcdStore]:
-    store = await EtcdStore.connect([etcd_endpoint])
+async def etcd(etcd_major_endpoint: str) -> AsyncIterator[EtcdStore]:
+    store = await EtcdStore.connect([etcd_major_endpoint])
     try:
         yield store
     finally:
