@@ -55,6 +55,7 @@ from controlplane.observability.interceptor import ApiMetricsInterceptor
 from controlplane.observability.metrics import ControlPlaneMetrics
 from controlplane.registry.discovery import DiscoveryService
 from controlplane.registry.hub import RouteHub
+from controlplane.request_guard import RequestGuard
 from controlplane.store.base import Store
 from controlplane.store.embedded import EmbeddedEtcd
 from controlplane.store.encryption import Encrypter, KeyFileError, load_or_create_key
@@ -203,7 +204,7 @@ async def start(config: ServerConfig, stack: AsyncExitStack) -> RunningServer:
     tokens = TokenRegistry(store, config.key_prefix)
     issuer = CertificateIssuer(ca, config.node_cert_lifetime)
     server = grpc.aio.server(options=GRPC_OPTIONS, interceptors=[
-        ApiMetricsInterceptor(telemetry), AuthInterceptor(revocations, streams)])
+        ApiMetricsInterceptor(telemetry), AuthInterceptor(revocations, streams), RequestGuard()])
     api_pb2_grpc.add_ObjectServiceServicer_to_server(ObjectService(api, tunnels), server)
     node_service_pb2_grpc.add_NodeServiceServicer_to_server(
         NodeService(api, assignments, tunnels, heartbeat_period=config.heartbeat_period, routes=routes,
@@ -217,7 +218,7 @@ async def start(config: ServerConfig, stack: AsyncExitStack) -> RunningServer:
                                                   require_client_auth=True)
     port = _listen(server, config.listen, api_credentials, "the API")
     # The join port: TLS with the serving certificate, no client certificate (a token instead).
-    join_server = grpc.aio.server(options=GRPC_OPTIONS)
+    join_server = grpc.aio.server(options=GRPC_OPTIONS, interceptors=[RequestGuard()])
     security_pb2_grpc.add_JoinServiceServicer_to_server(JoinService(tokens, issuer), join_server)
     join_listen = config.join_listen or f"{host}:{port + 1 if _port_of(config.listen) else 0}"
     join_port = _listen(join_server, join_listen, grpc.ssl_server_credentials([(certificate.key, certificate.chain)]),

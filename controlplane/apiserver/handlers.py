@@ -22,7 +22,7 @@ from enum import Enum
 import structlog
 from google.protobuf.message import Message
 
-from controlplane.apiserver import labels
+from controlplane.apiserver import labels, limits
 from controlplane.apiserver.apply import merge_applied, spec_changed
 from controlplane.apiserver.defaults import DEFAULT_NAMESPACE, apply_defaults
 from controlplane.apiserver.deletion import plan_deletion
@@ -336,8 +336,8 @@ class ObjectApi:
         """
         info = kind_info(kind)
         namespace = self._namespace(info, namespace)
-        if grace_period_seconds is not None and grace_period_seconds < 0:
-            raise BadRequestError(f"gracePeriodSeconds must be 0 or more, got {grace_period_seconds}")
+        if grace_period_seconds is not None and (problem := limits.seconds_problem(grace_period_seconds)):
+            raise BadRequestError(f"gracePeriodSeconds {problem}")
         for _ in range(APPLY_RETRIES):
             with _translated(info, name):
                 existing = await self.objects.get(info, namespace, name)
@@ -425,10 +425,11 @@ class ObjectApi:
         info = kind_info(kind)
         sel = parse_selector(selector)
         ns = namespace if info.namespaced else ""
-        try:
-            start = int(resource_version) + 1 if resource_version else 0
-        except ValueError as e:
-            raise BadRequestError(f'invalid resourceVersion "{resource_version}"') from e
+        after = limits.parse_resource_version(resource_version)
+        if after is None or after == limits.MAX_RESOURCE_VERSION:
+            raise BadRequestError(f'invalid resourceVersion "{resource_version}": '
+                                  f'must be a number from 0 to {limits.MAX_RESOURCE_VERSION - 1}')
+        start = after + 1 if resource_version else 0
         if not start:
             listed, revision = await self._list_all(info, ns)
             for obj in listed:
