@@ -75,6 +75,7 @@ class WatchItem:
     obj: Message
 
 
+WatchItems = list[WatchItem]
 
 def kind_info(kind: str) -> KindInfo:
     try:
@@ -422,6 +423,11 @@ class ObjectApi:
         self, kind: str, namespace: str = "", *, selector: str = "", resource_version: str = "",
     ) -> AsyncIterator[WatchItem]:
         """Changes after `resource_version`; without one, ADDED for what exists first."""
+        if not resource_version:
+            existing, revision = await self.watch_start(kind, namespace, selector=selector)
+            for added in existing:
+                yield added
+            resource_version = str(revision)
         info = kind_info(kind)
         sel = parse_selector(selector)
         ns = namespace if info.namespaced else ""
@@ -429,18 +435,21 @@ class ObjectApi:
         if after is None or after == limits.MAX_RESOURCE_VERSION:
             raise BadRequestError(f'invalid resourceVersion "{resource_version}": '
                                   f'must be a number from 0 to {limits.MAX_RESOURCE_VERSION - 1}')
-        start = after + 1 if resource_version else 0
-        if not start:
-            listed, revision = await self._list_all(info, ns)
-            for obj in listed:
-                if sel.matches(meta(obj).labels):
-                    yield WatchItem(Change.ADDED, obj)
-            start = revision + 1
+        start = after + 1
         with _translated(info, ""):
             async for ev in self.objects.watch(info, ns, start_revision=start):
                 item = _filtered(ev.change, ev.obj, ev.prev, sel)
                 if item is not None:
                     yield item
+
+    async def watch_start(self, kind: str, namespace: str = "", *,
+                          selector: str = "") -> tuple[WatchItems, int]:
+        """What a watch without a resourceVersion starts with: ADDED for each matching object,
+        and the revision they were read at (the watch goes on after it)."""
+        info = kind_info(kind)
+        sel = parse_selector(selector)
+        listed, revision = await self._list_all(info, namespace if info.namespaced else "")
+        return [WatchItem(Change.ADDED, obj) for obj in listed if sel.matches(meta(obj).labels)], revision
 
     async def _list_all(self, info: KindInfo, namespace: str) -> tuple[Objects, int]:
         with _translated(info, ""):
