@@ -17,7 +17,7 @@ from controlplane.apiserver.errors import ApiError, BadRequestError, GoneError, 
 from controlplane.apiserver.handlers import ApplyOutcome, ObjectApi, WatchItem
 from controlplane.apiserver.ready_batches import Bound, BufferOverflow, ready_batches
 from controlplane.apiserver.status import abort
-from controlplane.nodeapi.tunnels import TunnelError, TunnelRegistry
+from controlplane.nodeapi.tunnels import LogsOverflowError, TunnelError, TunnelRegistry
 from controlplane.store.objects import Change
 from protos.corral.v1 import api_pb2, api_pb2_grpc, node_service_pb2, pod_pb2
 from protos.kinds import UnknownKindError, unwrap, wrap
@@ -199,6 +199,8 @@ class ObjectService(api_pb2_grpc.ObjectServiceServicer):
             try:
                 async for data in self.tunnels.logs(pod.spec.node_name, ask):
                     yield api_pb2.LogsChunk(data=data)
+            except LogsOverflowError as e:
+                raise GoneError(str(e)) from e
             except TunnelError as e:
                 raise UnavailableError(str(e)) from e
         except ApiError as e:
