@@ -121,3 +121,29 @@ async def test_a_client_that_stops_reading_is_cut_off_and_lists_again(served: Se
             assert await following == "after"
     finally:
         client.close()
+
+
+async def test_corral_client_stopped_reading_gets_gone(served: Served) -> None:
+    await served.objects.create(pod("first"))
+    client = api.Client(served.address, served.cluster.admin())
+    try:
+        events = client.watch("pods", "default")
+        first = await asyncio.to_thread(next, events)
+        assert first.obj.metadata.name == "first"
+        with capture_logs() as logs:  # now the client reads nothing
+            for i in range(PODS):
+                await served.objects.create(pod(f"p{i}"))
+                if cut_offs(logs):
+                    break
+                if i % 20 == 0:
+                    await asyncio.sleep(0.01)
+        assert cut_offs(logs)
+
+        def read_on() -> None:
+            for _ in events:
+                pass
+
+        with pytest.raises(api.GoneError, match="list again"):
+            await asyncio.wait_for(asyncio.to_thread(read_on), 30)
+    finally:
+        client.close()
