@@ -109,6 +109,8 @@ def _translated(info: KindInfo, name: str) -> Iterator[None]:
         raise GoneError(
             f"resourceVersion {e.requested_revision} is too old (compacted at "
             f"{e.compact_revision}); list again") from e
+    except store_errors.WatchOverflowError as e:
+        raise GoneError(str(e)) from e
     except store_errors.StoreError as e:
         if e.temporary:
             raise UnavailableError(f"storage unavailable: {e}") from e
