@@ -10,6 +10,12 @@ A pod with a deletionTimestamp is wound down instead (`_wind_down`): no more
 starts, restarts or probes; Ready False; an endpoint drain if it was Ready;
 SIGTERM to every container, SIGKILL at the deletion deadline; then a status
 with `terminated`, re-sent until the pod leaves the assignment set.
+
+A deletion (a deletionTimestamp, or the pod leaving the set) also ends a start
+under way at once: an image check or pull is cancelled, and no container is
+created after it. A create already sent to the runtime cannot be taken back
+(Docker's call runs in a thread): it is waited for, and what it made is killed
+and removed at once, never left running.
 """
 
 from __future__ import annotations
@@ -127,6 +133,12 @@ class PodWorker:
         self.last_status = pod_pb2.PodStatus()
         self.last_status.CopyFrom(pod.status)
         self.wake = asyncio.Event()
+        # Set once the pod is being deleted (a deletionTimestamp) or dropped: starts end.
+        self.deleted = asyncio.Event()
+        if lifecycle.is_terminating(pod):
+            self.deleted.set()
+        # A create sent to the runtime and not answered yet (see `_create`).
+        self._creating: asyncio.Task[ContainerInfo] | None = None
         self._stopping = False
         self._termination: lifecycle.Termination | None = None
         self._resend_terminated_at = 0.0
@@ -145,6 +157,8 @@ class PodWorker:
         self.epoch = epoch
         if not changed:
             return
+        if lifecycle.is_terminating(pod):
+            self.deleted.set()
         for name, track in self.tracks.items():  # a Secret arrived or changed: try again now
             if track.start_error_reason == "CreateContainerConfigError" and not lifecycle.config_error(pod, name):
                 track.not_before = 0.0
@@ -194,6 +208,8 @@ class PodWorker:
         await self._run_probes(runs, now)
         actions = lifecycle.decide(self.pod, runs, self.tracks, now)
         for action in actions:
+            if self.deleted.is_set() and isinstance(action, Start):
+                continue  # the pod is being deleted: nothing more starts
             await self._execute(action)
         if actions:
             runs = await self.observe()
@@ -306,7 +322,10 @@ class PodWorker:
                           epoch=self.epoch, extra_env=self.extra_env, network=network,
                           volumes_dir=self.settings.volumes_dir)
         try:
-            await self.runtime.ensure_image(spec.image, spec.image_pull_policy)
+            if not await self._unless_deleted(self.runtime.ensure_image(spec.image, spec.image_pull_policy)):
+                log.info("container_start_abandoned", pod=self.pod.metadata.name, container=container.name,
+                         stage="image")
+                return
         except (ImageNotFoundError, ImagePullError) as e:
             track.image_error_reason = "ImagePullBackOff" if track.image_error else "ErrImagePull"
             track.image_error = str(e)
@@ -317,7 +336,7 @@ class PodWorker:
         try:
             if security.has_volumes_to_prepare(self.pod):
                 await asyncio.to_thread(security.prepare, self.pod, self.settings.volumes_dir)
-            info = await self.runtime.run(spec)
+            info = await self._create(spec)
         except ContainerStartError as e:
             track.start_error = str(e)
             track.start_error_reason = "CreateContainerConfigError" if isinstance(e, ContainerConfigError) else ""
@@ -325,8 +344,64 @@ class PodWorker:
             log.warning("container_start_failed", pod=self.pod.metadata.name, container=container.name, error=str(e))
             return
         track.start_error = track.start_error_reason = ""
+        if info is None:
+            return
         log.info("container_started", pod=self.pod.metadata.name, container=container.name,
                  id=info.id, attempt=action.attempt)
+
+    async def _unless_deleted(self, work: Coroutine[Any, Any, None]) -> bool:
+        """Run ``work``; cancel it, and answer False, as soon as the pod is being deleted."""
+        if self.deleted.is_set():
+            work.close()
+            return False
+        task = asyncio.ensure_future(work)
+        deleted = asyncio.ensure_future(self.deleted.wait())
+        try:
+            await asyncio.wait({task, deleted}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            deleted.cancel()
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        if task.cancelled():
+            return False
+        task.result()  # its error, if any
+        return True
+
+    async def _create(self, spec: ContainerSpec) -> ContainerInfo | None:
+        """``runtime.run(spec)``, unless the pod is being deleted; None when it is, before or
+        meanwhile. A create the runtime was sent runs to its end even when this worker is
+        cancelled (`terminate` waits for it); what it made after a deletion is killed and
+        removed at once."""
+        if self.deleted.is_set():
+            log.info("container_start_abandoned", pod=self.pod.metadata.name, container=spec.name, stage="create")
+            return None
+        creating = self._creating = asyncio.ensure_future(self.runtime.run(spec))
+        creating.add_done_callback(_retrieve)
+        deleted = asyncio.ensure_future(self.deleted.wait())
+        try:
+            await asyncio.wait({creating, deleted}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            deleted.cancel()
+        if not self.deleted.is_set():
+            self._creating = None
+            return creating.result()
+        await self._discard_late(creating)
+        return None
+
+    async def _discard_late(self, creating: asyncio.Task[ContainerInfo]) -> None:
+        """Wait for a create that raced the pod's deletion; kill and remove what it made."""
+        try:
+            info = await asyncio.shield(creating)
+        except RuntimeFailure:
+            return  # nothing was made
+        finally:
+            if self._creating is creating:
+                self._creating = None
+        log.info("container_start_abandoned", pod=self.pod.metadata.name, id=info.id, stage="created")
+        await self.runtime.stop(info.id, grace_seconds=0)
+        await self.runtime.remove(info.id)
 
     def _back_off(self, track: ContainerTrack) -> None:
         track.delay = self.settings.backoff.next_delay(track.delay, ran_for=0.0)
@@ -409,17 +484,28 @@ class PodWorker:
 
     def stop(self) -> None:
         self._stopping = True
+        self.deleted.set()
         self.wake.set()
 
     async def terminate(self) -> None:
-        """Stop every container of the pod (gracefully) and remove them."""
+        """Stop every container of the pod (gracefully) and remove them, a create that was
+        under way included."""
         self.stop()
+        creating = self._creating
+        if creating is not None:
+            await self._discard_late(creating)
         containers = await self.runtime.list({base.LABEL_POD_UID: self.uid})
         running = [c for c in containers if c.state is State.RUNNING]
         await asyncio.gather(*(self.runtime.stop(c.id, grace_seconds=self._grace()) for c in running))
         await asyncio.gather(*(self.runtime.remove(c.id) for c in containers))
         await asyncio.to_thread(security.remove, self.settings.volumes_dir, self.uid)
         log.info("pod_terminated", pod=self.pod.metadata.name, containers=len(containers))
+
+
+def _retrieve(task: asyncio.Task[Any]) -> None:
+    """Mark a task's error as seen: an abandoned create's is not anyone's to handle."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _comparable(status: pod_pb2.PodStatus) -> bytes:

@@ -5,7 +5,8 @@ run and must hand back one of the same kind (unary or streaming request and
 response) with the same codec. `rewrap` does that once for every kind: calls
 with a single response go through ``unary``, streaming responses through
 ``stream``. The control plane's servicers are all coroutines and async
-generators, which is what the wrappers receive.
+generators, which is what the wrappers receive. ``request_deserializer``, when
+given, replaces the handler's request parser.
 """
 
 from __future__ import annotations
@@ -23,10 +24,14 @@ UnaryWrapper = Callable[[Behavior], Callable[[Any, Context], Any]]
 StreamWrapper = Callable[[Behavior], Callable[[Any, Context], AsyncIterator[Any]]]
 
 
+_UNCHANGED: Any = object()
+
+
 def rewrap(handler: grpc.RpcMethodHandler[Req, Resp], unary: UnaryWrapper,
-           stream: StreamWrapper) -> grpc.RpcMethodHandler[Req, Resp]:
+           stream: StreamWrapper, *, request_deserializer: Any = _UNCHANGED) -> grpc.RpcMethodHandler[Req, Resp]:
     codec: dict[str, Any] = {
-        "request_deserializer": handler.request_deserializer,
+        "request_deserializer": (handler.request_deserializer if request_deserializer is _UNCHANGED
+                                 else request_deserializer),
         "response_serializer": handler.response_serializer,
     }
     if handler.unary_unary is not None:

@@ -1,7 +1,8 @@
 """A watch-fed, in-memory cache of one kind (Kubernetes' informer).
 
 `run()` lists everything at one revision, then watches from the revision after
-it. A compacted watch or any storage error re-lists (after a short backoff)
+it. A compacted watch, a watch ended because the cache fell too far behind
+(`WatchOverflowError`) or any storage error re-lists (after a short backoff)
 and replays the difference as changes, so listeners never miss a change and
 never see an older resourceVersion after a newer one.
 
@@ -86,6 +87,9 @@ class Informer:
                 await self._follow()
             except store_errors.CompactedError:
                 log.info("informer_relist", kind=self.info.kind, reason="compacted", revision=self.revision)
+            except store_errors.WatchOverflowError as e:
+                log.warning("informer_relist", kind=self.info.kind, reason="fell behind", revision=self.revision,
+                            events=e.events)
             except store_errors.StoreError as e:
                 log.warning("informer_store_error", kind=self.info.kind, error=str(e))
                 await asyncio.sleep(delay)

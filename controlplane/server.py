@@ -58,6 +58,7 @@ from controlplane.observability.interceptor import ApiMetricsInterceptor
 from controlplane.observability.metrics import ControlPlaneMetrics
 from controlplane.registry.discovery import DiscoveryService
 from controlplane.registry.hub import RouteHub
+from controlplane.request_guard import RequestGuard
 from controlplane.store import errors as store_errors
 from controlplane.store.base import Store
 from controlplane.store.embedded import EmbeddedEtcd
@@ -258,7 +259,7 @@ async def start(config: ServerConfig, stack: AsyncExitStack) -> RunningServer:
     tokens = TokenRegistry(store, config.key_prefix)
     issuer = CertificateIssuer(ca, config.node_cert_lifetime)
     server = grpc.aio.server(options=GRPC_OPTIONS, interceptors=[
-        ApiMetricsInterceptor(telemetry), AuthInterceptor(revocations, streams)])
+        ApiMetricsInterceptor(telemetry), AuthInterceptor(revocations, streams), RequestGuard()])
     api_pb2_grpc.add_ObjectServiceServicer_to_server(ObjectService(api, tunnels), server)
     node_service_pb2_grpc.add_NodeServiceServicer_to_server(
         NodeService(api, assignments, tunnels, heartbeat_period=config.heartbeat_period, routes=routes,
@@ -272,7 +273,7 @@ async def start(config: ServerConfig, stack: AsyncExitStack) -> RunningServer:
                                                   require_client_auth=True)
     port = _listen(server, config.listen, api_credentials, "the API")
     # The join port: TLS with the serving certificate, no client certificate (a token instead).
-    join_server = grpc.aio.server(options=JOIN_GRPC_OPTIONS)
+    join_server = grpc.aio.server(options=JOIN_GRPC_OPTIONS, interceptors=[RequestGuard()])
     limiter = SourceRateLimiter(rate=config.join_rate, burst=config.join_burst)
     security_pb2_grpc.add_JoinServiceServicer_to_server(JoinService(tokens, issuer, limiter), join_server)
     join_listen = config.join_listen or f"{host}:{port + 1 if _port_of(config.listen) else 0}"

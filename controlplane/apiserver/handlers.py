@@ -22,7 +22,7 @@ from enum import Enum
 import structlog
 from google.protobuf.message import Message
 
-from controlplane.apiserver import labels
+from controlplane.apiserver import labels, limits
 from controlplane.apiserver.apply import merge_applied, spec_changed
 from controlplane.apiserver.defaults import DEFAULT_NAMESPACE, apply_defaults
 from controlplane.apiserver.deletion import plan_deletion
@@ -76,6 +76,7 @@ class WatchItem:
     obj: Message
 
 
+WatchItems = list[WatchItem]
 
 def kind_info(kind: str) -> KindInfo:
     try:
@@ -109,6 +110,8 @@ def _translated(info: KindInfo, name: str) -> Iterator[None]:
         raise GoneError(
             f"resourceVersion {e.requested_revision} is too old (compacted at "
             f"{e.compact_revision}); list again") from e
+    except store_errors.WatchOverflowError as e:
+        raise GoneError(str(e)) from e
     except store_errors.StoreError as e:
         if e.temporary:
             raise UnavailableError(f"storage unavailable: {e}") from e
@@ -342,8 +345,8 @@ class ObjectApi:
         """
         info = kind_info(kind)
         namespace = self._namespace(info, namespace)
-        if grace_period_seconds is not None and grace_period_seconds < 0:
-            raise BadRequestError(f"gracePeriodSeconds must be 0 or more, got {grace_period_seconds}")
+        if grace_period_seconds is not None and (problem := limits.seconds_problem(grace_period_seconds)):
+            raise BadRequestError(f"gracePeriodSeconds {problem}")
         for _ in range(APPLY_RETRIES):
             with _translated(info, name):
                 existing = await self.objects.get(info, namespace, name)
@@ -428,24 +431,33 @@ class ObjectApi:
         self, kind: str, namespace: str = "", *, selector: str = "", resource_version: str = "",
     ) -> AsyncIterator[WatchItem]:
         """Changes after `resource_version`; without one, ADDED for what exists first."""
+        if not resource_version:
+            existing, revision = await self.watch_start(kind, namespace, selector=selector)
+            for added in existing:
+                yield added
+            resource_version = str(revision)
         info = kind_info(kind)
         sel = parse_selector(selector)
         ns = namespace if info.namespaced else ""
-        try:
-            start = int(resource_version) + 1 if resource_version else 0
-        except ValueError as e:
-            raise BadRequestError(f'invalid resourceVersion "{resource_version}"') from e
-        if not start:
-            listed, revision = await self._list_all(info, ns)
-            for obj in listed:
-                if sel.matches(meta(obj).labels):
-                    yield WatchItem(Change.ADDED, obj)
-            start = revision + 1
+        after = limits.parse_resource_version(resource_version)
+        if after is None or after == limits.MAX_RESOURCE_VERSION:
+            raise BadRequestError(f'invalid resourceVersion "{resource_version}": '
+                                  f'must be a number from 0 to {limits.MAX_RESOURCE_VERSION - 1}')
+        start = after + 1
         with _translated(info, ""):
             async for ev in self.objects.watch(info, ns, start_revision=start):
                 item = _filtered(ev.change, ev.obj, ev.prev, sel)
                 if item is not None:
                     yield item
+
+    async def watch_start(self, kind: str, namespace: str = "", *,
+                          selector: str = "") -> tuple[WatchItems, int]:
+        """What a watch without a resourceVersion starts with: ADDED for each matching object,
+        and the revision they were read at (the watch goes on after it)."""
+        info = kind_info(kind)
+        sel = parse_selector(selector)
+        listed, revision = await self._list_all(info, namespace if info.namespaced else "")
+        return [WatchItem(Change.ADDED, obj) for obj in listed if sel.matches(meta(obj).labels)], revision
 
     async def _list_all(self, info: KindInfo, namespace: str) -> tuple[Objects, int]:
         with _translated(info, ""):

@@ -6,19 +6,23 @@ Unwraps `Object` envelopes, calls the handler, wraps the answer, and turns
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+import contextlib
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 
 import grpc
+import structlog
 from google.protobuf.message import Message
 
-from controlplane.apiserver.errors import ApiError, BadRequestError, UnavailableError
+from controlplane.apiserver.errors import ApiError, BadRequestError, GoneError, UnavailableError
 from controlplane.apiserver.handlers import ApplyOutcome, ObjectApi, WatchItem
-from controlplane.apiserver.ready_batches import ready_batches
+from controlplane.apiserver.ready_batches import Bound, BufferOverflow, ready_batches
 from controlplane.apiserver.status import abort
-from controlplane.nodeapi.tunnels import TunnelError, TunnelRegistry
+from controlplane.nodeapi.tunnels import LogsOverflowError, TunnelError, TunnelRegistry
 from controlplane.store.objects import Change
 from protos.corral.v1 import api_pb2, api_pb2_grpc, node_service_pb2, pod_pb2
 from protos.kinds import UnknownKindError, unwrap, wrap
+
+log = structlog.get_logger(__name__)
 
 Context = grpc.aio.ServicerContext[object, object]
 
@@ -31,6 +35,10 @@ _RESULTS = {
 # single larger object still goes, alone; clients take messages up to 8 MiB).
 WATCH_BATCH_EVENTS = 500
 WATCH_BATCH_BYTES = 1024 * 1024
+# A watch whose client stops reading is ended (OUT_OF_RANGE: list again) once
+# this many events, or this many bytes of objects, wait to be sent to it.
+WATCH_BUFFER_EVENTS = 10_000
+WATCH_BUFFER_BYTES = 16 * 1024 * 1024
 
 _CHANGES = {
     Change.ADDED: api_pb2.WatchEvent.ADDED,
@@ -59,10 +67,52 @@ def _container_for(pod: pod_pb2.Pod, requested: str) -> str:
     return names[0]
 
 
+Batch = list[WatchItem]  # named here because ObjectService.list shadows `list` in the class body
+
+
+def _item_size(item: WatchItem) -> int:
+    return item.obj.ByteSize()
+
+
+def watch_bound(events: int = WATCH_BUFFER_EVENTS, size: int = WATCH_BUFFER_BYTES) -> Bound[WatchItem]:
+    return Bound(events, size, _item_size)
+
+
 class ObjectService(api_pb2_grpc.ObjectServiceServicer):
-    def __init__(self, api: ObjectApi, tunnels: TunnelRegistry | None = None) -> None:
+    def __init__(self, api: ObjectApi, tunnels: TunnelRegistry | None = None, *,
+                 watch_limit: Bound[WatchItem] | None = None) -> None:
         self.api = api
         self.tunnels = tunnels or TunnelRegistry()
+        self.watch_limit = watch_limit or watch_bound()
+
+    async def _watched(self, request: api_pb2.WatchRequest, max_items: int) -> AsyncGenerator[Batch, None]:
+        """The watch's events, as lists of what is ready; `GoneError` once too many wait for the client.
+
+        What exists when a watch without a resourceVersion starts is read at once and sent as the
+        client takes it (it is not counted against the bound); only the changes after it are."""
+        version = request.resource_version
+        if not version:
+            existing, revision = await self.api.watch_start(request.kind, request.namespace,
+                                                            selector=request.label_selector)
+            for i in range(0, len(existing), max_items):
+                yield existing[i:i + max_items]
+            version = str(revision)
+        events = self.api.watch(request.kind, request.namespace, selector=request.label_selector,
+                                resource_version=version)
+
+        def cut_off(e: BufferOverflow) -> None:
+            log.warning("watch_cut_off", kind=request.kind, namespace=request.namespace,
+                        buffered_events=e.items, buffered_bytes=e.bytes,
+                        max_events=self.watch_limit.items, max_bytes=self.watch_limit.bytes)
+
+        try:
+            async for items in ready_batches(events, max_items, self.watch_limit, on_overflow=cut_off):
+                yield items
+        except BufferOverflow as e:
+            raise GoneError(
+                f"watch of {request.kind or 'objects'} closed: the client fell behind by more than "
+                f"{self.watch_limit.items} events or {self.watch_limit.bytes} bytes; "
+                f"list again and watch from the list's resourceVersion") from e
 
     async def Apply(self, request: api_pb2.ApplyRequest, context: Context) -> api_pb2.ApplyResponse:
         try:
@@ -108,23 +158,21 @@ class ObjectService(api_pb2_grpc.ObjectServiceServicer):
         self, request: api_pb2.WatchRequest, context: Context
     ) -> AsyncIterator[api_pb2.WatchEvent]:
         try:
-            async for item in self.api.watch(
-                request.kind, request.namespace, selector=request.label_selector,
-                resource_version=request.resource_version,
-            ):
-                yield api_pb2.WatchEvent(type=_CHANGES[item.change], object=wrap(item.obj))
+            async with contextlib.aclosing(self._watched(request, WATCH_BATCH_EVENTS)) as batches:
+                async for items in batches:
+                    for item in items:
+                        yield api_pb2.WatchEvent(type=_CHANGES[item.change], object=wrap(item.obj))
         except ApiError as e:
             await abort(context, e)
 
     async def WatchBatches(
         self, request: api_pb2.WatchRequest, context: Context
     ) -> AsyncIterator[api_pb2.WatchBatch]:
-        events = self.api.watch(request.kind, request.namespace, selector=request.label_selector,
-                                resource_version=request.resource_version)
         try:
-            async for items in ready_batches(events, WATCH_BATCH_EVENTS):
-                for batch in _watch_batches(items):
-                    yield batch
+            async with contextlib.aclosing(self._watched(request, WATCH_BATCH_EVENTS)) as batches:
+                async for items in batches:
+                    for batch in _watch_batches(items):
+                        yield batch
         except ApiError as e:
             await abort(context, e)
 
@@ -151,6 +199,8 @@ class ObjectService(api_pb2_grpc.ObjectServiceServicer):
             try:
                 async for data in self.tunnels.logs(pod.spec.node_name, ask):
                     yield api_pb2.LogsChunk(data=data)
+            except LogsOverflowError as e:
+                raise GoneError(str(e)) from e
             except TunnelError as e:
                 raise UnavailableError(str(e)) from e
         except ApiError as e:

@@ -14,7 +14,7 @@ from typing import Literal
 
 from google.protobuf.message import Message
 
-from controlplane.apiserver import labels, security
+from controlplane.apiserver import labels, limits, security
 from controlplane.apiserver.errors import Cause
 from controlplane.controllers.autoscaler import spec as hpa_spec
 from controlplane.controllers.deployment import durations
@@ -91,6 +91,7 @@ class Problems:
 def validate(info: KindInfo, obj: Message) -> list[Cause]:
     """Every problem with a defaulted object, as field-path causes."""
     p = Problems()
+    limits.check_object(p, obj)
     validate_meta(p, info, obj.metadata)  # type: ignore[attr-defined]
     if isinstance(obj, workloads_pb2.Deployment):
         validate_deployment(p, obj)
@@ -343,7 +344,7 @@ def validate_pod_spec(p: Problems, path: str, spec: pod_pb2.PodSpec) -> None:
         p.add(f"{path}.containers", "required: at least one container")
     p.one_of(f"{path}.restartPolicy", spec.restart_policy, RESTART_POLICIES)
     p.one_of(f"{path}.runtimeClassName", spec.runtime_class_name, RUNTIMES)
-    p.at_least(f"{path}.terminationGracePeriodSeconds", spec.termination_grace_period_seconds, 0)
+    limits.check_pod_spec(p, path, spec)
     validate_labels(p, f"{path}.nodeSelector", spec.node_selector)
     seen: set[str] = set()
     host_ports: set[tuple[int, str]] = set()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 
+from controlplane.apiserver.limits import MAX_SECONDS
 from controlplane.auth import JoinRefused, TokenNotFound
 from controlplane.store import errors as store_errors
 from controlplane.store.base import Store
@@ -55,6 +56,8 @@ class TokenRegistry:
             raise ValueError(f'role "{role}": expected one of {", ".join(ROLES)}')
         if ttl < 0:
             raise ValueError("ttl must not be negative (0: never expires)")
+        if ttl > MAX_SECONDS:
+            raise ValueError(f"ttl must be at most {MAX_SECONDS} seconds, got {ttl:g}")
         while True:
             token = tokens.new_token(ca_hash)
             record = TokenRecord(token.id, role, description, now, now + ttl if ttl else None,

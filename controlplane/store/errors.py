@@ -14,6 +14,9 @@ translated, with the original kept as ``__cause__``)::
     ├── CompactedError(requested_revision, compact_revision)
     │                               the revision asked for (list snapshot or
     │                               watch start) was compacted away: re-list
+    ├── WatchOverflowError(events, size)
+    │                               a watch's reader fell too far behind; the
+    │                               watch was ended: re-list
     ├── FencedError(key, fence)     a fenced write refused: the fence key is
     │                               gone or was created again (another leader's
     │                               term); never retry, step down
@@ -77,6 +80,15 @@ class CompactedError(StoreError):
         super().__init__(f"revision {requested_revision} has been compacted{below}")
         self.requested_revision = requested_revision
         self.compact_revision = compact_revision
+
+
+class WatchOverflowError(StoreError):
+    """A watch's reader fell so far behind that the events waiting for it passed the bound."""
+
+    def __init__(self, events: int, size: int) -> None:
+        super().__init__(f"watch ended: {events} events ({size} bytes) waited for its reader; list again")
+        self.events = events
+        self.size = size
 
 
 class FencedError(StoreError):

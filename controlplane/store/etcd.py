@@ -54,6 +54,7 @@ from typing import Any, TypeVar
 import aetcd  # type: ignore[import-untyped, unused-ignore]
 import structlog
 
+from controlplane.store.backlog import WatchBacklog
 from controlplane.store.base import MAX_BATCH, EventType, Fence, KeyValue, ListPage, Store, WatchEvent
 from controlplane.store.errors import (
     AlreadyExistsError,
@@ -263,7 +264,7 @@ class _Connection:
         self.client: Any = _new_client(endpoints[0], timeout)
         self.watcher: Any = None
         # Open watches (also while they register): each inbox and its watcher.
-        self.inboxes: dict[asyncio.Queue[Any], _OpenWatch] = {}
+        self.inboxes: dict[WatchBacklog, _OpenWatch] = {}
         self.closed = False
 
     @property
@@ -556,7 +557,7 @@ class EtcdStore:
         # The watcher calls back with an event, an exception (compaction,
         # lost stream) or None (watcher shut down by close()); a failover
         # puts an UnavailableError.
-        inbox: asyncio.Queue[Any] = asyncio.Queue()
+        inbox = WatchBacklog()
         client = await self._conn.ready()
         watcher = self._conn.watcher_for(client)
         # Known before registering: a failover meanwhile marks this watch lost.

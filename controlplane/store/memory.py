@@ -21,12 +21,12 @@ transaction.
 
 from __future__ import annotations
 
-import asyncio
 import bisect
 import time
 from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass, field, replace
 
+from controlplane.store.backlog import WatchBacklog
 from controlplane.store.base import MAX_BATCH, EventType, Fence, KeyValue, ListPage, Store, WatchEvent
 from controlplane.store.errors import (
     AlreadyExistsError,
@@ -77,7 +77,7 @@ class _Subscriber:
 
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
-        self.queue: asyncio.Queue[WatchEvent | None] = asyncio.Queue()
+        self.queue = WatchBacklog()  # WatchEvents; None: closed
 
 
 class MemoryStore:
@@ -256,6 +256,8 @@ class MemoryStore:
             for past in backlog:
                 yield past
             while (live := await subscriber.queue.get()) is not None:
+                if isinstance(live, StoreError):
+                    raise live
                 if live.revision >= start_revision:  # a start in the future waits
                     yield live
         finally:
@@ -369,7 +371,7 @@ class MemoryStore:
     def _publish(self, event: WatchEvent) -> None:
         for subscriber in self._subscribers:
             if event.key.startswith(subscriber.prefix):
-                subscriber.queue.put_nowait(event)
+                subscriber.queue.put_nowait(event, len(event.value) + len(event.prev_value or b""))
 
     def _history(self, prefix: str, start_revision: int) -> Sequence[WatchEvent]:
         start = bisect.bisect_left(self._events, start_revision, key=lambda e: e.revision)

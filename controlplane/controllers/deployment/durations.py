@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 
+from controlplane.apiserver.limits import MAX_SECONDS
 from protos.corral.v1 import meta_pb2, workloads_pb2
 
 _DURATION = re.compile(r"^(\d+)(s|m|h)$")
@@ -20,14 +21,15 @@ _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600}
 
 
 def seconds(value: meta_pb2.IntOrString) -> int | None:
-    """The duration in seconds, or None if it is negative or malformed."""
+    """The duration in seconds, or None if it is negative, malformed or over `MAX_SECONDS`."""
     kind = value.WhichOneof("value")
+    found: int | None = None
     if kind == "int_val":
-        return value.int_val if value.int_val >= 0 else None
-    if kind == "str_val":
+        found = value.int_val
+    elif kind == "str_val":
         m = _DURATION.match(value.str_val)
-        return int(m.group(1)) * _UNIT_SECONDS[m.group(2)] if m else None
-    return None
+        found = int(m.group(1)) * _UNIT_SECONDS[m.group(2)] if m else None
+    return found if found is not None and 0 <= found <= MAX_SECONDS else None
 
 
 def duration_problem(value: meta_pb2.IntOrString) -> str | None:
@@ -36,6 +38,8 @@ def duration_problem(value: meta_pb2.IntOrString) -> str | None:
         return None
     if value.WhichOneof("value") == "int_val":
         return f"must be >= 0 seconds, got {value.int_val}"
+    if _DURATION.match(value.str_val):
+        return f'must be at most {MAX_SECONDS} seconds, got "{value.str_val}"'
     return f'must be a number of seconds or a duration such as "60s", "5m" or "1h", got "{value.str_val}"'
 
 

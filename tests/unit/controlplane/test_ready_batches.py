@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from controlplane.apiserver.ready_batches import ready_batches
+from controlplane.apiserver.ready_batches import Bound, BufferOverflow, ready_batches
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -149,3 +149,62 @@ async def test_max_items_below_one_is_refused(max_items: int) -> None:
     with pytest.raises(ValueError, match="max_items"):
         await anext(ready_batches(burst(3), max_items))
     assert not readers()
+
+
+# -- with a bound: a consumer that stops is cut off, the source never held back ----------
+
+
+def _sized(item: int) -> int:
+    return item
+
+
+@pytest.mark.parametrize(("bound", "expected"), [
+    pytest.param(Bound(5, 10**9, _sized), (6, sum(range(1, 7))), id="items"),
+    pytest.param(Bound(10**6, 100, _sized), (14, sum(range(1, 15))), id="bytes"),
+])
+async def test_a_consumer_that_stops_reading_is_cut_off_past_the_bound(bound: Bound[int],
+                                                                        expected: tuple[int, int]) -> None:
+    closed = asyncio.Event()
+    read: list[int] = []
+
+    async def endless() -> AsyncIterator[int]:
+        try:
+            for i in itertools.count():
+                read.append(i)
+                yield i
+                await asyncio.sleep(0)  # one at a time, as a store watch
+        finally:
+            closed.set()
+
+    told: list[BufferOverflow] = []
+    batches = ready_batches(endless(), 1000, bound, on_overflow=told.append)
+    assert await anext(batches) == [0]  # ... and then the consumer stops
+    async with asyncio.timeout(5):
+        await closed.wait()  # the reader stopped reading and closed the source
+    [overflow] = told
+    assert (overflow.items, overflow.bytes) == expected  # the items 1.. waited: one over the bound
+    assert len(read) == expected[0] + 1
+    with pytest.raises(BufferOverflow):  # what waited is dropped: the overflow comes next
+        await anext(batches)
+    assert not readers()
+
+
+async def test_a_consumer_that_keeps_up_is_never_cut_off() -> None:
+    async def trickle() -> AsyncIterator[int]:
+        for i in range(50):
+            yield i
+            await asyncio.sleep(0)
+
+    batches = ready_batches(trickle(), 4, Bound(4, 10**9, _sized))
+    assert [i for b in await collect(batches) for i in b] == list(range(50))
+
+
+async def test_with_a_bound_the_source_error_still_comes_after_its_items() -> None:
+    async def failing() -> AsyncIterator[int]:
+        yield 1
+        raise RuntimeError("store lost")
+
+    batches: list[list[int]] = []
+    with pytest.raises(RuntimeError, match="store lost"):
+        await consume(ready_batches(failing(), 10, Bound(10, 100, _sized)), batches, then=asyncio.Event())
+    assert batches == [[1]]

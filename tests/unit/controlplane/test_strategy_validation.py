@@ -159,6 +159,12 @@ def test_valid_strategies(strategy: dict[str, Any]) -> None:
             "spec.strategy.canary.steps[0].pause.duration: must be >= 0 seconds, got -5",
             id="negative-duration",
         ),
+        pytest.param(
+            {"type": "Canary", "canary": {"steps": [{"pause": {"duration": "99999999999999h"}}]}},
+            'spec.strategy.canary.steps[0].pause.duration: must be at most 2147483647 seconds, '
+            'got "99999999999999h"',
+            id="duration-overflowing",
+        ),
     ],
 )
 def test_invalid_strategies(strategy: dict[str, Any], expected: str) -> None:
