@@ -17,7 +17,16 @@ from google.protobuf.descriptor import MethodDescriptor
 
 from controlplane.server import RunningServer, ServerConfig, start
 from corral import client as api
-from protos.corral.v1 import api_pb2, discovery_pb2, meta_pb2, metrics_pb2, node_service_pb2, pod_pb2, security_pb2
+from protos.corral.v1 import (
+    api_pb2,
+    discovery_pb2,
+    meta_pb2,
+    metrics_pb2,
+    node_service_pb2,
+    pod_pb2,
+    security_pb2,
+    status_pb2,
+)
 from tests.pki import admin_of, aio_channel, node_of
 
 pytestmark = pytest.mark.etcd
@@ -31,6 +40,7 @@ SERVICES = {
     metrics_pb2.DESCRIPTOR.services_by_name["MetricsService"]: "admin",
     security_pb2.DESCRIPTOR.services_by_name["SecurityService"]: "admin",
     node_service_pb2.DESCRIPTOR.services_by_name["NodeService"]: "node",
+    status_pb2.DESCRIPTOR.services_by_name["StatusService"]: "admin",
 }
 
 
