@@ -1,6 +1,11 @@
 """Real `corral server` replicas against one etcd process the test starts,
 and the means to hurt them: SIGKILL, SIGSTOP/SIGCONT. Every wait has a
-deadline; every process a test starts is stopped (continued first) at the end."""
+deadline; every process a test starts is stopped (continued first) at the end.
+
+Every etcd here (the single one of ``cluster``, the 3 members of
+``etcd_cluster``) is the release `corral server` itself would run
+(`find_etcd`: Debian's etcd-server 3.4.23 where installed), so these tests
+exercise the etcd corral recommends."""
 
 from __future__ import annotations
 
@@ -19,9 +24,10 @@ from typing import Any
 
 import pytest
 
-from controlplane.store.embedded import EmbeddedEtcd, etcd_binary
+from controlplane.store.embedded import EmbeddedEtcd
 from controlplane.store.errors import EmbeddedEtcdError
 from controlplane.store.etcd import EtcdStore
+from controlplane.store.release import EtcdBinary, find_etcd
 from corral.cli.config import ConfigError, resolve_credentials
 from corral.pki.credentials import Credentials
 from protos.corral.v1 import meta_pb2, workloads_pb2
@@ -153,12 +159,17 @@ async def wait_for(check: Callable[[], Any], timeout: float, what: str, replica:
 
 
 @pytest.fixture
-async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
+def chosen_etcd() -> EtcdBinary:
+    """The etcd `corral server` would run here (skip when there is none)."""
     try:
-        etcd_binary()
+        return find_etcd()
     except EmbeddedEtcdError as exc:
         pytest.skip(str(exc))
-    etcd = EmbeddedEtcd(tmp_path / "etcd")
+
+
+@pytest.fixture
+async def cluster(tmp_path: Path, chosen_etcd: EtcdBinary) -> AsyncIterator[Cluster]:
+    etcd = EmbeddedEtcd(tmp_path / "etcd", binary=chosen_etcd)
     endpoint = await etcd.start()
     store = await EtcdStore.connect([endpoint])
     cluster = Cluster(endpoint, store, tmp_path)
@@ -201,9 +212,10 @@ class EtcdMember:
 
 
 class EtcdCluster:
-    """A 3-member etcd cluster started as docs/operations.md shows (on loopback ports)."""
+    """A 3-member etcd cluster of ``binary`` started as docs/operations.md shows (on loopback ports)."""
 
-    def __init__(self, tmp: Path, size: int = 3) -> None:
+    def __init__(self, tmp: Path, binary: EtcdBinary, size: int = 3) -> None:
+        self.binary = binary
         self.members = [
             EtcdMember(f"m{i}", free_port(), free_port(), tmp / f"m{i}", tmp / f"m{i}.log") for i in range(size)
         ]
@@ -219,7 +231,7 @@ class EtcdCluster:
             with m.log.open("ab") as out:
                 m.proc = subprocess.Popen(
                     [
-                        str(etcd_binary()),
+                        str(self.binary.path),
                         "--name",
                         m.name,
                         "--data-dir",
@@ -244,9 +256,14 @@ class EtcdCluster:
                 )
 
     async def wait_healthy(self, timeout: float) -> None:
+        """Wait until every member answers, and check each runs the release of ``binary``."""
         for m in self.members:
             store = await wait_for(functools.partial(_answers, m.endpoint), timeout, f"etcd member {m.name}")
-            await store.close()
+            try:
+                version = await store.server_version()
+            finally:
+                await store.close()
+            assert version == str(self.binary.release), f"member {m.name} runs etcd {version}, not {self.binary}"
 
     def member(self, endpoint: str) -> EtcdMember:
         return next(m for m in self.members if m.endpoint == endpoint)
@@ -277,12 +294,8 @@ async def _answers(endpoint: str) -> EtcdStore | None:
 
 
 @pytest.fixture
-async def etcd_cluster(tmp_path: Path) -> AsyncIterator[EtcdCluster]:
-    try:
-        etcd_binary()
-    except EmbeddedEtcdError as exc:
-        pytest.skip(str(exc))
-    cluster = EtcdCluster(tmp_path)
+async def etcd_cluster(tmp_path: Path, chosen_etcd: EtcdBinary) -> AsyncIterator[EtcdCluster]:
+    cluster = EtcdCluster(tmp_path, chosen_etcd)
     cluster.start()
     try:
         await cluster.wait_healthy(30)
