@@ -7,6 +7,7 @@
     ├── InvalidError          validation failed; every cause       INVALID_ARGUMENT
     ├── BadRequestError       malformed request (kind, selector)   INVALID_ARGUMENT
     ├── GoneError             watch/list revision compacted        OUT_OF_RANGE
+    ├── StorageFullError      etcd's database is full (NOSPACE)    RESOURCE_EXHAUSTED
     └── UnavailableError      storage unreachable (temporary)      UNAVAILABLE
 """
 
@@ -48,6 +49,10 @@ class BadRequestError(ApiError):
 
 class GoneError(ApiError):
     pass
+
+
+class StorageFullError(ApiError):
+    """etcd refuses writes until an operator frees space: retrying does not help."""
 
 
 class UnavailableError(ApiError):

@@ -34,6 +34,7 @@ from controlplane.apiserver.errors import (
     GoneError,
     InvalidError,
     NotFoundError,
+    StorageFullError,
     UnavailableError,
 )
 from controlplane.apiserver.reserved_ports import reserved_port_causes
@@ -112,6 +113,8 @@ def _translated(info: KindInfo, name: str) -> Iterator[None]:
             f"{e.compact_revision}); list again") from e
     except store_errors.WatchOverflowError as e:
         raise GoneError(str(e)) from e
+    except store_errors.DatabaseFullError as e:
+        raise StorageFullError(str(e)) from e
     except store_errors.StoreError as e:
         if e.temporary:
             raise UnavailableError(f"storage unavailable: {e}") from e

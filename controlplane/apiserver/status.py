@@ -23,6 +23,7 @@ CODES: dict[type[errors.ApiError], grpc.StatusCode] = {
     errors.InvalidError: grpc.StatusCode.INVALID_ARGUMENT,
     errors.BadRequestError: grpc.StatusCode.INVALID_ARGUMENT,
     errors.GoneError: grpc.StatusCode.OUT_OF_RANGE,
+    errors.StorageFullError: grpc.StatusCode.RESOURCE_EXHAUSTED,
     errors.UnavailableError: grpc.StatusCode.UNAVAILABLE,
 }
 

@@ -114,7 +114,7 @@ class JoinService(security_pb2_grpc.JoinServiceServicer):
             log.warning("join_refused", peer=peer, name=name, token=token_id, reason=clip(str(e), 256))
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, f"join refused: {e}")
         except store_errors.StoreError as e:
-            await _unavailable(context, e)
+            await _store_failed(context, e)
         role = Role(record.role)
         if request.role and request.role != record.role:
             log.warning("join_refused", peer=peer, name=name, token=record.id,
@@ -151,7 +151,7 @@ class SecurityService(security_pb2_grpc.SecurityServiceServicer):
         except ValueError as e:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
         except store_errors.StoreError as e:
-            await _unavailable(context, e)
+            await _store_failed(context, e)
         log.info("token_created", id=record.id, role=record.role, by=_who(context))
         return security_pb2.CreateTokenResponse(info=token_info(record), token=str(token))
 
@@ -160,7 +160,7 @@ class SecurityService(security_pb2_grpc.SecurityServiceServicer):
         try:
             records = await self.tokens.list()
         except store_errors.StoreError as e:
-            await _unavailable(context, e)
+            await _store_failed(context, e)
         return security_pb2.ListTokensResponse(tokens=[token_info(r) for r in records])
 
     async def RevokeToken(self, request: security_pb2.RevokeTokenRequest,
@@ -170,7 +170,7 @@ class SecurityService(security_pb2_grpc.SecurityServiceServicer):
         except TokenNotFound as e:
             await context.abort(grpc.StatusCode.NOT_FOUND, str(e))
         except store_errors.StoreError as e:
-            await _unavailable(context, e)
+            await _store_failed(context, e)
         log.info("token_revoked", id=record.id, by=_who(context))
         return security_pb2.RevokeTokenResponse(info=token_info(record))
 
@@ -182,7 +182,7 @@ class SecurityService(security_pb2_grpc.SecurityServiceServicer):
         try:
             before = await self.revocations.revoke(request.node_name, self.issuer.clock())
         except store_errors.StoreError as e:
-            await _unavailable(context, e)
+            await _store_failed(context, e)
         log.info("node_revoked", node=request.node_name, by=_who(context))
         return security_pb2.RevokeNodeResponse(revoked_before=_timestamp(before))
 
@@ -203,5 +203,7 @@ def _who(context: Context) -> str:
     return str(peer.identity) if peer else "unknown"
 
 
-async def _unavailable(context: Context, error: Exception) -> Any:
+async def _store_failed(context: Context, error: store_errors.StoreError) -> Any:
+    if isinstance(error, store_errors.DatabaseFullError):
+        await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(error))
     await context.abort(grpc.StatusCode.UNAVAILABLE, f"the cluster store is unavailable: {error}")

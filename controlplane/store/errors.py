@@ -23,6 +23,9 @@ translated, with the original kept as ``__cause__``)::
     ├── LeaseNotFoundError(lease)   the lease expired or was revoked
     ├── DecryptionError(key, reason) a value encrypted at rest cannot be read:
     │                               another key (secrets.key) or a corrupt value
+    ├── DatabaseFullError(detail)   etcd's database reached its quota (NOSPACE
+    │                               alarm): writes are refused until an operator
+    │                               frees space; reads still work
     └── UnavailableError(message)   temporary: connection refused or lost,
                                     deadline exceeded, backend unreachable
 
@@ -127,6 +130,23 @@ class DecryptionError(StoreError):
         super().__init__(f"cannot decrypt {key!r}: {reason}")
         self.key = key
         self.reason = reason
+
+
+class DatabaseFullError(StoreError):
+    """etcd refuses writes: its database reached its space quota (the NOSPACE alarm).
+
+    Not temporary: the alarm stays raised until an operator frees space and
+    disarms it, or gives etcd a larger quota. ``detail`` is etcd's own message.
+    """
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(
+            f"the etcd database is full ({detail}): etcd refuses writes until space is freed. "
+            "Compact its history, defragment it and disarm the NOSPACE alarm "
+            "(etcdctl compact, etcdctl defrag, etcdctl alarm disarm), or restart etcd with a larger "
+            "--quota-backend-bytes; see \"The etcd database is full\" in docs/operations.md"
+        )
+        self.detail = detail
 
 
 class UnavailableError(StoreError):

@@ -33,6 +33,9 @@ How each operation maps to etcd:
   callback feeding a queue, with ``prev_kv``. A compacted start revision
   arrives as ``RevisionCompactedError`` right after the watch is created, so
   the first iteration raises `CompactedError`.
+- a full database (etcd's NOSPACE alarm: "mvcc: database space exceeded"):
+  writes and lease grants raise `DatabaseFullError` (permanent), logged once as
+  ``etcd_database_full`` until a write succeeds again (``etcd_database_writable``).
 
 Several endpoints (members of one cluster): aetcd dials one host, so the
 connection talks to one endpoint at a time and moves to the next when a call
@@ -60,6 +63,7 @@ from controlplane.store.errors import (
     AlreadyExistsError,
     CompactedError,
     ConflictError,
+    DatabaseFullError,
     FencedError,
     LeaseNotFoundError,
     NotFoundError,
@@ -96,6 +100,7 @@ _TEMPORARY_CLIENT_ERRORS: tuple[type[BaseException], ...] = (
 )
 _TOO_MANY_REQUESTS = "too many requests"  # etcd's RESOURCE_EXHAUSTED back-pressure
 _COMPACTED_MESSAGE = "required revision has been compacted"
+_NOSPACE_MESSAGE = "database space exceeded"  # etcd's NOSPACE alarm (RESOURCE_EXHAUSTED, permanent)
 # Values in one group-committed transaction (etcd refuses requests over 1.5 MiB by default).
 _BATCH_BYTES = 1024 * 1024
 _LEASE_NOT_FOUND_MESSAGE = "requested lease not found"
@@ -127,6 +132,8 @@ def _translate(exc: BaseException, *, revision: int | None = None, lease: int | 
         return CompactedError(revision or 0, 0)  # etcd does not say up to where
     if _LEASE_NOT_FOUND_MESSAGE in details:
         return LeaseNotFoundError(lease or 0)
+    if _NOSPACE_MESSAGE in details:
+        return DatabaseFullError(message)
     temporary = (
         code in _TEMPORARY_CODES
         or (code == _StatusCode.RESOURCE_EXHAUSTED and _TOO_MANY_REQUESTS in details)
@@ -266,6 +273,8 @@ class _Connection:
         # Open watches (also while they register): each inbox and its watcher.
         self.inboxes: dict[WatchBacklog, _OpenWatch] = {}
         self.closed = False
+        # etcd refused a write as full (NOSPACE) and no write has succeeded since: logged once.
+        self.full = False
 
     @property
     def endpoint(self) -> str:
@@ -289,6 +298,18 @@ class _Connection:
         if self.watcher is None:
             self.watcher = aetcd.Watcher(_rpc.WatchStub(client.channel), timeout=self.timeout, metadata=client.metadata)
         return self.watcher
+
+    def refused_as_full(self, error: DatabaseFullError) -> None:
+        """One log line when etcd starts refusing writes as full (not one per write)."""
+        if not self.full:
+            self.full = True
+            log.error("etcd_database_full", endpoint=self.endpoint, message=str(error))
+
+    def wrote(self) -> None:
+        """A write was applied: after a full database, say it takes writes again."""
+        if self.full:
+            self.full = False
+            log.info("etcd_database_writable", endpoint=self.endpoint)
 
     async def failover(self, failed: Any, error: StoreError) -> None:
         """Move to the next endpoint when ``failed`` is still the client in
@@ -679,6 +700,9 @@ class EtcdStore:
                         raise
                     # Not our cancel: a failover closed the channel this call was on.
                     raise UnavailableError("etcd call cancelled: the store moved to another endpoint") from None
+            except DatabaseFullError as exc:
+                self._conn.refused_as_full(exc)
+                raise
             except UnavailableError as exc:
                 await self._conn.failover(client, exc)
                 if attempt + 1 == attempts:
@@ -709,9 +733,11 @@ class EtcdStore:
             fence_key = _encode(self._fence.key)
             compare = [*compare, self._tx.create(fence_key) == self._fence.revision]
             failure = [*failure, self._tx.get(fence_key)]
-        return await self._call(
+        result = await self._call(
             lambda client: client.transaction(compare=compare, success=success, failure=failure), lease=lease
         )
+        self._conn.wrote()
+        return result
 
     def _raise_if_fenced(self, key: str, responses: Any) -> None:
         """`FencedError` when a failed transaction failed on the fence."""
