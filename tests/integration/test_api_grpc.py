@@ -143,3 +143,32 @@ async def test_unreachable_server_names_the_address() -> None:
     with pytest.raises(api.ServerUnavailableError, match=r"(?s)127\.0\.0\.1:1.*corral server"):
         await call(c.list, "pods")
     c.close()
+
+
+async def test_a_watch_from_a_compacted_resource_version_is_gone_and_a_relist_resumes(
+    server: Server, etcd_endpoint: str
+) -> None:
+    """etcd's auto-compaction passed the client's resourceVersion: OUT_OF_RANGE (GoneError, "list
+    again"), and a watch from the re-list's resourceVersion carries on."""
+    from controlplane.store.etcd import EtcdStore
+
+    c = server.client()
+    _, stale = await call(c.list, "services", "default")
+    await call(c.apply, service("gone1", 80))
+    await call(c.apply, service("gone2", 81))
+    store = await EtcdStore.connect([etcd_endpoint])
+    try:
+        await store.compact(await store.current_revision())
+    finally:
+        await store.close()
+    with pytest.raises(api.GoneError, match="list again"):
+        await call(lambda: next(iter(c.watch("services", "default", resource_version=stale))))
+    _, fresh = await call(c.list, "services", "default")
+    watcher = server.client()
+    try:
+        events = watcher.watch("services", "default", resource_version=fresh)
+        await call(c.apply, service("gone3", 82))
+        first = await asyncio.wait_for(call(next, events), 10)
+        assert (first.type, first.obj.metadata.name) == ("ADDED", "gone3")
+    finally:
+        watcher.close()
