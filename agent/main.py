@@ -72,6 +72,9 @@ class AgentConfig:
     metrics_optional: bool = False
     # The Docker pod network; "": corral-<node name>.
     docker_network: str = ""
+    # Where Docker containers' CPU and memory come from: "cgroup" (the files; the engine's stats where
+    # none are found) or "engine" (the engine's stats only).
+    docker_stats: str = "cgroup"
     # Seconds between resource metrics reports.
     metrics_period: float = 10.0
     # A join token (K10…), used when there is no valid node certificate in <data dir>/pki.
@@ -103,7 +106,8 @@ async def open_runtimes(config: AgentConfig) -> dict[str, ContainerRuntime]:
             from agent.runtime.docker import DockerRuntime
 
             try:
-                runtimes[name] = await DockerRuntime.connect(network=config.docker_network or f"corral-{config.name}")
+                runtimes[name] = await DockerRuntime.connect(network=config.docker_network or f"corral-{config.name}",
+                                                             stats_source=config.docker_stats)
             except RuntimeFailure as e:
                 raise AgentError(f"--runtime docker: no Docker engine answers ({e}); "
                                  "start dockerd, or run with --runtime process") from e
