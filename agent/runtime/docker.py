@@ -102,6 +102,9 @@ _END = object()
 # Where container CPU and memory come from: the cgroup files (the engine's stats where none are
 # found), or the engine's stats only.
 STATS_SOURCES = ("cgroup", "engine")
+# Containers whose stats source is remembered; past this, forget them all (finding one again is
+# cheap), so containers removed behind the agent's back cannot grow the map without end.
+_STATS_SOURCES_KEPT = 1024
 
 
 # -- error translation ----------------------------------------------------------
@@ -624,6 +627,8 @@ class DockerRuntime:
             )
         except ContainerNotFoundError:
             return None
+        if container_id not in self._stats_from and len(self._stats_from) >= _STATS_SOURCES_KEPT:
+            self._stats_from.clear()
         self._stats_from[container_id] = where
         if where is None:
             return await self._engine_stats(container_id)

@@ -205,3 +205,15 @@ async def test_a_busy_docker_pod_is_measured_on_a_host_whose_engine_stats_are_br
     # A busy loop on a shared 2-core box: well above idle, whatever the other load.
     assert container.cpu_millis > 100 and container.memory_bytes > 0
     assert engine_stats.calls == []
+
+
+async def test_where_stats_come_from_is_remembered_for_a_bounded_number_of_containers(engine: Engine) -> None:
+    runtime, engine_stats = engine.runtime()
+    info = await runtime.run(engine.spec("busy"))
+    # As if a thousand containers had been measured and removed behind the agent's back.
+    runtime._stats_from.update({f"gone-{i}": None for i in range(2000)})
+
+    assert await runtime.stats(info.id) is not None
+
+    assert list(runtime._stats_from) == [info.id]
+    assert engine_stats.calls == []
