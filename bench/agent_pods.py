@@ -169,7 +169,7 @@ def measure_agent(tmp: str, address: str, admin: Credentials, stats: str, pods: 
     finally:
         stop(agent)
         subprocess.run(f"docker rm -f $(docker ps -aq --filter label=io.corral.node={node}) "
-                       ">/dev/null 2>&1", shell=True, check=False)
+                       f">/dev/null 2>&1; docker network rm corral-{node} >/dev/null 2>&1", shell=True, check=False)
     return {
         "agent_rss_idle_mb": round(idle_rss / 2**20, 1),
         "agent_rss_docker_pods_mb": round(busy_rss / 2**20, 1),
