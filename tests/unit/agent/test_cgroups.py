@@ -249,7 +249,7 @@ def test_a_mount_of_a_subtree_maps_the_process_paths_under_it(tmp_path: Path) ->
         pytest.param(lambda root: Hierarchies(), id="no-hierarchies"),
         pytest.param(lambda root: v1_tree(root, "docker/someone-else"), id="not-there"),
         pytest.param(
-            lambda root: Hierarchies(v1=v1_tree(root, f"docker/{CID}").v1 | {"memory": Mount(root / "nowhere")}),
+            lambda root: Hierarchies(v1={**v1_tree(root, f"docker/{CID}").v1, "memory": Mount(root / "nowhere")}),
             id="cpu-without-memory",
         ),
     ],
