@@ -13,6 +13,7 @@ import os
 import signal
 import socket
 import sys
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,6 +74,9 @@ class AgentConfig:
     metrics_optional: bool = False
     # The Docker pod network; "": corral-<node name>.
     docker_network: str = ""
+    # Where Docker containers' CPU and memory come from: "cgroup" (the files; the engine's stats where
+    # none are found) or "engine" (the engine's stats only).
+    docker_stats: str = "cgroup"
     # Seconds between resource metrics reports.
     metrics_period: float = 10.0
     # A join token (K10…), used when there is no valid node certificate in <data dir>/pki.
@@ -97,14 +101,28 @@ def route_address(server: str) -> str:
         return "127.0.0.1"
 
 
+def load_docker_runtime() -> None:
+    """Load the Docker runtime without requests' guesser of text encodings (charset_normalizer,
+    about 2.5 MB resident): the engine answers JSON, and requests falls back to UTF-8 without it.
+    Only when this process has not loaded requests already (as a test run may have)."""
+    if "requests" in sys.modules:
+        return
+    sys.modules.setdefault("charset_normalizer", None)  # type: ignore[arg-type]  # None: "cannot be imported"
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Unable to find acceptable character detection")
+        import agent.runtime.docker  # noqa: F401
+
+
 async def open_runtimes(config: AgentConfig) -> dict[str, ContainerRuntime]:
     runtimes: dict[str, ContainerRuntime] = {}
     for name in config.runtimes:
         if name == "docker":
+            load_docker_runtime()
             from agent.runtime.docker import DockerRuntime
 
             try:
-                runtimes[name] = await DockerRuntime.connect(network=config.docker_network or f"corral-{config.name}")
+                runtimes[name] = await DockerRuntime.connect(network=config.docker_network or f"corral-{config.name}",
+                                                             stats_source=config.docker_stats)
             except RuntimeFailure as e:
                 raise AgentError(f"--runtime docker: no Docker engine answers ({e}); "
                                  "start dockerd, or run with --runtime process") from e

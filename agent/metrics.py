@@ -8,9 +8,10 @@ Every metrics period the session asks the `MetricsSampler` for a
   memory in use (total minus available);
 - every assigned pod's running containers: each runtime's `stats` (cumulative
   CPU time, working-set memory), sampled concurrently, at most
-  `MAX_CONCURRENT_STATS` at a time: Docker's one-shot stats take about a
-  second each and hold one of the agent's 8 I/O threads meanwhile, so half of
-  them stay free for pod workers and probes;
+  `MAX_CONCURRENT_STATS` at a time. Docker's come from the cgroup files (a few
+  file reads); where those cannot be found, from the engine's one-shot stats,
+  which take about a second each and hold one of the agent's 8 I/O threads
+  meanwhile, so half of them stay free for pod workers and probes;
 - the node proxy's per-Service counters, with the connections relayed to each
   backend pod (cumulative since the agent started).
 
@@ -258,7 +259,7 @@ class MetricsSampler:
             except RuntimeFailure as e:
                 self._failed(f"{runtime.name}/stats", "metrics_stats_failed", e, container=info.id)
                 return None
-            # When the figures were read (a Docker stats call takes a second): both clocks at once.
+            # When the figures were read (an engine stats call takes a second): both clocks at once.
             now, wall_now = self._now(), self._wall_clock()
         self._failing.discard(f"{runtime.name}/stats")
         if stats is None:

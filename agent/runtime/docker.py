@@ -22,6 +22,12 @@ Choices worth knowing:
 - `exec` with a timeout stops waiting and closes the stream, returning 124;
   Docker has no API to kill an exec'd process, so it may linger in the
   container until it ends on its own.
+- Container CPU and memory come from the cgroup files (`agent.runtime.cgroups`),
+  found once per container by its id (or, in a layout not known, by one
+  inspect for its main process's /proc/<pid>/cgroup). The engine's stats call
+  (about a second each, and zeros on some hosts) is only the fallback for a
+  container whose cgroup files cannot be found, or everything with
+  `stats_source="engine"`.
 - The pod network: given a network name, containers join that bridge network
   (created when missing, labelled `io.corral.managed=true`, subnet chosen by
   Docker) instead of Docker's default bridge. Its gateway is the host's
@@ -61,6 +67,7 @@ from agent.runtime.base import (
     PortMapping,
     State,
 )
+from agent.runtime.cgroups import CgroupReader, ContainerCgroup, working_set
 from agent.runtime.errors import (
     ContainerConfigError,
     ContainerNotFoundError,
@@ -92,6 +99,12 @@ _EXEC_TIMED_OUT = ExecResult(124, b"timed out")
 # Chunks buffered between the log-reading thread and the consumer.
 _LOG_QUEUE_SIZE = 64
 _END = object()
+# Where container CPU and memory come from: the cgroup files (the engine's stats where none are
+# found), or the engine's stats only.
+STATS_SOURCES = ("cgroup", "engine")
+# Containers whose stats source is remembered; past this, forget them all (finding one again is
+# cheap), so containers removed behind the agent's back cannot grow the map without end.
+_STATS_SOURCES_KEPT = 1024
 
 
 # -- error translation ----------------------------------------------------------
@@ -254,8 +267,7 @@ def _working_set(memory: Mapping[str, Any]) -> int:
     detail = memory.get("stats") or {}
     for key in ("total_inactive_file", "inactive_file", "cache"):
         if key in detail:
-            inactive = int(detail[key] or 0)
-            return usage - inactive if inactive < usage else usage
+            return working_set(usage, int(detail[key] or 0))
     return usage
 
 
@@ -404,11 +416,19 @@ class DockerRuntime:
 
     name = "docker"
 
-    def __init__(self, client: Any, *, network: str = "") -> None:
+    def __init__(
+        self, client: Any, *, network: str = "", stats_source: str = "cgroup", cgroups: CgroupReader | None = None
+    ) -> None:
         """Wrap a connected `docker.DockerClient`; prefer `DockerRuntime.connect`.
 
         `network`: the bridge network containers join (made when missing); "" for Docker's default bridge.
+        `stats_source`: one of STATS_SOURCES; `cgroups`: the reader for "cgroup" (default: this host's).
         """
+        if stats_source not in STATS_SOURCES:
+            raise ValueError(f"stats source must be one of {', '.join(STATS_SOURCES)}, got {stats_source!r}")
+        self._cgroups = (cgroups or CgroupReader.of_host()) if stats_source == "cgroup" else None
+        # Where each container's figures are read, once found; None: from the engine.
+        self._stats_from: dict[str, ContainerCgroup | None] = {}
         self._client = client
         self._api = client.api
         self._network = network
@@ -418,7 +438,9 @@ class DockerRuntime:
         self._network_lock = asyncio.Lock()
 
     @classmethod
-    async def connect(cls, base_url: str | None = None, *, network: str = "") -> DockerRuntime:
+    async def connect(
+        cls, base_url: str | None = None, *, network: str = "", stats_source: str = "cgroup"
+    ) -> DockerRuntime:
         """Connect to the engine (the environment's, or `base_url`); RuntimeUnavailableError if it does not answer."""
 
         def make() -> Any:
@@ -435,7 +457,7 @@ class DockerRuntime:
         except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
             raise RuntimeUnavailableError(f"docker engine does not answer: {_engine_message(exc)}") from exc
         log.info("docker_connected", base_url=base_url or "from_env")
-        return cls(client, network=network)
+        return cls(client, network=network, stats_source=stats_source)
 
     async def close(self) -> None:
         await asyncio.to_thread(self._client.close)
@@ -575,6 +597,8 @@ class DockerRuntime:
             await _call(self._api.remove_container, container_id, v=True, force=True)
         except ContainerNotFoundError:
             return
+        finally:
+            self._stats_from.pop(container_id, None)
         log.info("container_removed", id=container_id)
 
     # reading
@@ -592,10 +616,54 @@ class DockerRuntime:
         return [_to_info(c.attrs) for c in containers]
 
     async def stats(self, container_id: str) -> ContainerStats | None:
+        """From the container's cgroup files; from the engine where they are not found (see the module docstring)."""
+        if self._cgroups is None:
+            return await self._engine_stats(container_id)
+        try:
+            where = (
+                self._stats_from[container_id]
+                if container_id in self._stats_from
+                else await self._locate(self._cgroups, container_id)
+            )
+        except ContainerNotFoundError:
+            return None
+        if container_id not in self._stats_from and len(self._stats_from) >= _STATS_SOURCES_KEPT:
+            self._stats_from.clear()
+        self._stats_from[container_id] = where
+        if where is None:
+            return await self._engine_stats(container_id)
+        try:
+            return self._cgroups.read(where)
+        except FileNotFoundError:  # it stopped: its cgroup went with it
+            del self._stats_from[container_id]
+            return None
+        except (OSError, ValueError) as e:
+            log.warning("container_stats_from_engine", id=container_id, cgroup=str(where.cpu.directory), error=str(e))
+            self._stats_from[container_id] = None
+            return await self._engine_stats(container_id)
+
+    async def _locate(self, cgroups: CgroupReader, container_id: str) -> ContainerCgroup | None:
+        """The container's cgroup (None: use the engine's stats); ContainerNotFoundError when it is not running."""
+        found = cgroups.locate(container_id)
+        if found is not None:
+            return found
+        # A short id, or a layout not known: its main process tells.
+        attrs = await _call(self._api.inspect_container, container_id)
+        state = attrs.get("State") or {}
+        pid = int(state.get("Pid") or 0)
+        if not state.get("Running") or pid <= 0:
+            raise ContainerNotFoundError(f"container {container_id} is not running")
+        found = cgroups.locate(str(attrs.get("Id") or container_id), pid)
+        if found is None:
+            log.warning("container_stats_from_engine", id=container_id, error="no cgroup files found")
+        return found
+
+    async def _engine_stats(self, container_id: str) -> ContainerStats | None:
         """The engine's one-shot stats (it takes about a second: the engine waits for a second sample)."""
         try:
             raw = await _call(self._api.stats, container_id, stream=False)
         except ContainerNotFoundError:
+            self._stats_from.pop(container_id, None)
             return None
         return _to_stats(raw)
 

@@ -90,6 +90,10 @@ def proxy_addresses_of(values: tuple[str, ...]) -> list[str]:
                    "gateway always gets one on 53).")
 @click.option("--docker-network", default="",
               help="The bridge network Docker pods join, made when missing (default: corral-<node name>).")
+@click.option("--docker-stats", type=click.Choice(["cgroup", "engine"]), default="cgroup", show_default=True,
+              help="Where Docker pods' CPU and memory come from: cgroup (the container's cgroup files, as the "
+                   "kubelet reads them; the engine's stats only where none are found) or engine (the engine's "
+                   "stats API: about a second per container, and zeros on some hosts).")
 @click.option("--metrics-period", type=click.FloatRange(min=1), default=10.0, show_default=True,
               help="Seconds between resource metrics reports (CPU, memory, proxy traffic) to the control plane.")
 @click.option("--metrics-listen", default=None, metavar="HOST:PORT",
@@ -102,7 +106,7 @@ def agent_cmd(ctx: click.Context, server_opt: str | None, token: str, join_addre
               runtimes: tuple[str, ...], data_dir: str | None, address: str, restart_backoff: float,
               restart_backoff_max: float, poll_interval: float, termination_drain: float,
               proxy_addresses: tuple[str, ...], proxy_mode: str, dns_port: int, docker_network: str,
-              metrics_period: float,
+              docker_stats: str, metrics_period: float,
               metrics_listen: str | None, log_level: str) -> None:
     """Run the node agent: register this machine and run the pods bound to it."""
     from agent.main import AgentConfig, AgentError, run  # the agent loads only when asked for
@@ -120,7 +124,7 @@ def agent_cmd(ctx: click.Context, server_opt: str | None, token: str, join_addre
                          restart_backoff_max=restart_backoff_max, termination_drain=termination_drain,
                          proxy_addresses=proxy_addresses_of(proxy_addresses), proxy_mode=proxy_mode,
                          dns_port=dns_port,
-                         docker_network=docker_network, metrics_period=metrics_period,
+                         docker_network=docker_network, docker_stats=docker_stats, metrics_period=metrics_period,
                          metrics_listen=DEFAULT_METRICS_LISTEN if metrics_listen is None else metrics_listen,
                          metrics_optional=metrics_listen is None, token=token, restart_after_join=True,
                          join=[a.strip() for a in join_addresses.split(",") if a.strip()])

@@ -20,8 +20,6 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from corral.pki.credentials import Credentials, write_private
 from corral.pki.identity import CertificateError
 
@@ -54,6 +52,8 @@ def read_config(path: Path) -> dict[str, object]:
         return {}
     except OSError as e:
         raise ConfigError(f"{path}: {e.strerror}") from e
+    import yaml  # here: `corral agent` reads no config file when given --server, and yaml is 1 MB resident
+
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
@@ -120,5 +120,7 @@ def write_config(server: str, credentials: Credentials, path: Path | None = None
     data[CERT_KEY] = credentials.cert.decode()
     data[KEY_KEY] = credentials.key.decode()
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    import yaml
+
     write_private(path, yaml.safe_dump(data, sort_keys=False).encode())
     return path
