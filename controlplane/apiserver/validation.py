@@ -14,7 +14,7 @@ from typing import Literal
 
 from google.protobuf.message import Message
 
-from controlplane.apiserver import labels, security
+from controlplane.apiserver import labels, pod_security, security
 from controlplane.apiserver.errors import Cause
 from controlplane.controllers.autoscaler import spec as hpa_spec
 from controlplane.controllers.deployment import durations
@@ -24,6 +24,7 @@ from protos.corral.v1 import (
     event_pb2,
     meta_pb2,
     metrics_pb2,
+    namespace_pb2,
     node_pb2,
     pod_pb2,
     secret_pb2,
@@ -92,7 +93,9 @@ def validate(info: KindInfo, obj: Message) -> list[Cause]:
     """Every problem with a defaulted object, as field-path causes."""
     p = Problems()
     validate_meta(p, info, obj.metadata)  # type: ignore[attr-defined]
-    if isinstance(obj, workloads_pb2.Deployment):
+    if isinstance(obj, namespace_pb2.Namespace):
+        validate_namespace(p, obj)
+    elif isinstance(obj, workloads_pb2.Deployment):
         validate_deployment(p, obj)
     elif isinstance(obj, workloads_pb2.ReplicaSet):
         validate_replica_set(p, obj)
@@ -131,6 +134,15 @@ def validate_update(info: KindInfo, old: Message, new: Message) -> list[Cause]:
         validate_secret_update(p, old, new)
     del info
     return p.causes
+
+
+def validate_namespace(p: Problems, ns: namespace_pb2.Namespace) -> None:
+    """A namespace's name is a DNS-1123 label; its pod security labels name a level."""
+    if ns.metadata.name and len(ns.metadata.name) <= 63 and not _DNS1123_LABEL.match(ns.metadata.name):
+        p.add("metadata.name", f'must be a DNS-1123 label (lower case letters, digits, "-"), got "{ns.metadata.name}"')
+    elif len(ns.metadata.name) > 63:
+        p.add("metadata.name", f"must be no more than 63 characters, got {len(ns.metadata.name)}")
+    p.causes += pod_security.validate_namespace_labels(ns.metadata.labels)
 
 
 def validate_secret(p: Problems, secret: secret_pb2.Secret) -> None:
