@@ -172,3 +172,37 @@ async def test_process_refusal_leaves_no_container_directory(process_target: Tar
         await runtime.run(process_target.spec("refused", privileged=True))
 
     assert await asyncio.to_thread(lambda: list(runtime._root.glob("*")) if runtime._root.exists() else []) == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching users needs root (CI runs as root)")
+@pytest.mark.parametrize(
+    ("user", "expected"),
+    [
+        pytest.param("", ["65534", "65534"], id="default-user"),
+        pytest.param("1000", ["1000", "0"], id="run-as-user-wins"),
+        pytest.param("0:0", ["0", "0"], id="run-as-root-when-asked"),
+    ],
+)
+async def test_process_on_a_root_agent_runs_as_its_default_user_and_so_does_exec(
+    tmp_path: Path, user: str, expected: list[str]
+) -> None:
+    runtime = ProcessRuntime(tmp_path / "process-runtime", default_user="65534:65534")
+    target = Target("process", runtime, uuid.uuid4().hex[:12])
+    try:
+        info = await runtime.run(target.spec("whoami", command=["/bin/sh", "-c", "id -u; id -g; sleep 30"], user=user))
+        output = await asyncio.wait_for(_output_until(runtime, info.id, 2), 20)
+        result = await runtime.exec(info.id, ["/bin/sh", "-c", "id -u; id -g"], timeout=10)
+    finally:
+        for listed in await runtime.list({TEST_LABEL: target.test_id}):
+            await runtime.stop(listed.id, grace_seconds=1)
+            await runtime.remove(listed.id)
+
+    assert output == expected
+    assert result.output.decode().split() == expected
+
+
+async def _output_until(runtime: ProcessRuntime, container_id: str, lines: int) -> list[str]:
+    """The container's first `lines` words of output, once written."""
+    while len(words := (await read_logs(runtime, container_id)).decode().split()) < lines:
+        await asyncio.sleep(0.05)
+    return words

@@ -11,6 +11,7 @@ from controlplane.apiserver.validation import validate
 from protos import codec
 from protos.kinds import by_kind
 
+
 def pod(container: dict[str, Any] | None = None, **spec: Any) -> dict[str, Any]:
     main = {"name": "main", "image": "busybox:1", **(container or {})}
     return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {"containers": [main], **spec}}

@@ -91,7 +91,8 @@ def baseline_causes(doc: dict[str, Any], policy: ClusterPolicy | None = None) ->
         pytest.param(pod(hostIPC=True), [f"spec.hostIPC: true {BASELINE}"], id="host-ipc"),
         pytest.param(
             pod(runtimeClassName="process"),
-            [f"spec.runtimeClassName: \"process\" (a command on the host, as the agent's user or runAsUser) {BASELINE}"],
+            ["spec.runtimeClassName: \"process\" (a command on the host, as the agent's user or runAsUser) "
+             f"{BASELINE}"],
             id="process-runtime",
         ),
         pytest.param(
@@ -181,7 +182,8 @@ C0 = "spec.containers[0].securityContext"
             [
                 f"{C0}.allowPrivilegeEscalation: {must('false')}",
                 f"{C0}.runAsNonRoot: {must('true (here or in spec.securityContext)')}",
-                f"{C0}.seccompProfile.type: " + must('"RuntimeDefault" or "Localhost" (here or in spec.securityContext)'),
+                f"{C0}.seccompProfile.type: "
+                + must('"RuntimeDefault" or "Localhost" (here or in spec.securityContext)'),
                 f"{C0}.capabilities.drop: " + must('a list containing "ALL"'),
             ],
             id="nothing-set",
