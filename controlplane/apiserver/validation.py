@@ -369,6 +369,9 @@ def validate_pod_spec(p: Problems, path: str, spec: pod_pb2.PodSpec) -> None:
             if port.host_port and key in host_ports:
                 p.add(f"{at}.ports[{j}].hostPort", f"duplicate host port {port.host_port}/{port.protocol}")
             host_ports.add(key)
+            if spec.host_network and port.host_port != port.container_port:
+                p.add(f"{at}.ports[{j}].hostPort", f"must match containerPort ({port.container_port}) when "
+                                                    f"hostNetwork is true, got {port.host_port}")
     for i, t in enumerate(spec.tolerations):
         validate_toleration(p, f"{path}.tolerations[{i}]", t)
     validate_affinity(p, f"{path}.affinity", spec.affinity)

@@ -134,6 +134,26 @@ async def test_docker_run_as_non_root_refuses_a_root_image(docker_target: Target
     assert (code, output.strip()) == (0, "1000")
 
 
+@pytest.mark.parametrize(
+    ("fields", "namespace"),
+    [
+        pytest.param({"host_network": True, "dns_servers": ["10.9.9.9"]}, "net", id="host-network"),
+        pytest.param({"host_pid": True}, "pid", id="host-pid"),
+        pytest.param({"host_ipc": True}, "ipc", id="host-ipc"),
+    ],
+)
+async def test_docker_joins_the_host_namespaces_asked_for(
+    docker_target: Target, fields: dict[str, object], namespace: str
+) -> None:
+    script = f"busybox readlink /proc/self/ns/{namespace}"
+    code, shared = await output_of(docker_target, script, **fields)
+    _, own = await output_of(docker_target, script)
+
+    assert code == 0
+    assert shared.strip() == os.readlink(f"/proc/self/ns/{namespace}")
+    assert own.strip() != shared.strip()
+
+
 # -- process -----------------------------------------------------------------------------
 
 

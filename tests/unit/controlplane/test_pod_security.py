@@ -153,6 +153,11 @@ def test_valid_security_settings_pass(doc: dict[str, Any]) -> None:
             id="template",
         ),
         pytest.param(
+            pod({"ports": [{"containerPort": 80, "hostPort": 8080}]}, hostNetwork=True),
+            "spec.containers[0].ports[0].hostPort: must match containerPort (80) when hostNetwork is true, got 8080",
+            id="host-network-port",
+        ),
+        pytest.param(
             pod(securityContext={"seccompProfile": {"type": "Unconfined"}}),
             'spec.securityContext.seccompProfile.type: "Unconfined" is not supported: corral runs every container '
             'under Docker\'s default seccomp profile (type "RuntimeDefault")',
@@ -173,3 +178,9 @@ def test_valid_security_settings_pass(doc: dict[str, Any]) -> None:
 )
 def test_invalid_security_settings_name_the_field(doc: dict[str, Any], cause: str) -> None:
     assert cause in causes_of(doc)
+
+
+def test_host_network_ports_are_their_own_host_ports() -> None:
+    _, msg = parsed(pod({"ports": [{"containerPort": 80}]}, hostNetwork=True))
+
+    assert msg.spec.containers[0].ports[0].host_port == 80
