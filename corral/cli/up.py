@@ -86,7 +86,8 @@ async def up(data_dir: Path, listen: str, runtime: str | None, name: str, *,
         click.echo(f"pod security level: {level}"
                    + (f" (process pods run on this host as {PROCESS_USER} unless their runAsUser says otherwise)"
                       if as_root else ""), err=True)
-        click.echo("Try: corral apply -f examples/ && corral get pods -o wide   (Ctrl-C stops)", err=True)
+        example = "examples/pod-web.yaml" if chosen == "docker" else "examples/pod-process.yaml"
+        click.echo(f"Try: corral apply -f {example} && corral get pods -o wide   (Ctrl-C stops)", err=True)
         # `corral up` on root with no Docker: the process runtime is its only way to run pods (said above).
         agent = AgentConfig(server=running.address, name=name, data_dir=agent_dir, runtimes=[chosen],
                             metrics_listen=AGENT_METRICS_LISTEN, metrics_optional=True,
