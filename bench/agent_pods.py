@@ -112,7 +112,8 @@ def run(pods: int) -> dict[str, object]:
     with tempfile.TemporaryDirectory(prefix="corral-bench-") as tmp:
         # The server writes an admin credential to the CLI config: this run's own, not the user's.
         os.environ["CORRAL_CONFIG"] = str(Path(tmp) / "config.yaml")
-        server, address = start_server(tmp, f"{tmp}/server")
+        # Process pods are host processes: only the privileged pod security level admits them.
+        server, address = start_server(tmp, f"{tmp}/server", "--pod-security", "privileged")
         try:
             admin = admin_credentials()
             client = Client(address, admin)
@@ -123,7 +124,8 @@ def run(pods: int) -> dict[str, object]:
         agent_log = open(Path(tmp) / "agent.log", "wb")
         agent = subprocess.Popen([sys.executable, "-c", AGENT_ONLY, "agent", "--server", address,
                                   "--name", NODE, "--data-dir", f"{tmp}/agent", "--runtime", "docker",
-                                  "--runtime", "process", "--log-level", "warning"],
+                                  "--runtime", "process", *(["--allow-process-runtime-as-root"] if os.geteuid() == 0
+                                                            else []), "--log-level", "warning"],
                                  stdout=agent_log, stderr=subprocess.STDOUT, env={**os.environ, "CORRAL_TOKEN": token})
         try:
             wait_for(lambda: _node_ready(client), 60, "agent registered")
