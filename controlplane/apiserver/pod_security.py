@@ -14,12 +14,11 @@ update of Pods, Deployments and ReplicaSets (their pod templates):
 The level is the cluster default (`corral server --pod-security`, baseline
 unless given), or the `pod-security.kubernetes.io/enforce` label of the pod's
 Namespace. `--allow-host-path` admits hostPath volumes below privileged,
-except paths that hold the Docker socket or the host's /proc.
+except paths that hold the Docker (or containerd) socket or the host's /proc.
 """
 
 from __future__ import annotations
 
-import posixpath
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -28,7 +27,7 @@ from google.protobuf.message import Message
 
 from controlplane.apiserver.errors import Cause
 from protos.corral.v1 import pod_pb2, workloads_pb2
-from protos.pod_security import DEFAULT_LEVEL, ENFORCE_LABEL, LEVELS, PRIVILEGED, RESTRICTED
+from protos.pod_security import DEFAULT_LEVEL, ENFORCE_LABEL, LEVELS, PRIVILEGED, RESTRICTED, exposes_host_root
 
 # Accepted and validated, not acted on: corral enforces its own version of the standards.
 UNUSED_LABELS = (
@@ -48,10 +47,6 @@ BASELINE_CAPABILITIES = frozenset({
 RESTRICTED_CAPABILITIES = frozenset({"NET_BIND_SERVICE"})
 RESTRICTED_SECCOMP = ("RuntimeDefault", "Localhost")
 PROCESS_RUNTIME = "process"
-
-# Host paths --allow-host-path still refuses below privileged: they hold the Docker socket
-# (root on the host) or reach every process's root filesystem (/proc/<pid>/root).
-_SOCKET_PARENTS = ("/", "/run", "/var", "/var/run", "/run/docker.sock", "/var/run/docker.sock")
 
 
 @dataclass(frozen=True)
@@ -108,14 +103,6 @@ def pod_spec_of(obj: Message) -> tuple[str, pod_pb2.PodSpec] | None:
     return None
 
 
-def holds_docker_socket(host_path: str) -> bool:
-    """Whether a host path is the Docker socket, one of its parents, or in /proc."""
-    path = posixpath.normpath(host_path) if host_path else ""
-    if path.startswith("//"):
-        path = path[1:]
-    return path in _SOCKET_PARENTS or path == "/proc" or path.startswith("/proc/")
-
-
 class _Check:
     """Collects the causes one pod spec breaks at one level."""
 
@@ -158,8 +145,9 @@ def _baseline(check: _Check, policy: ClusterPolicy, path: str, spec: pod_pb2.Pod
         at = f"{path}.volumes[{i}].hostPath"
         if not policy.allow_host_path:
             check.forbid(at, "a hostPath volume")
-        elif holds_docker_socket(volume.host_path.path):
-            check.forbid(f"{at}.path", f'"{volume.host_path.path}" (it holds the Docker socket or the host\'s /proc)',
+        elif exposes_host_root(volume.host_path.path):
+            shown = f'"{volume.host_path.path}" (it holds a container engine\'s socket or the host\'s /proc)'
+            check.forbid(f"{at}.path", shown,
                          note="; --allow-host-path admits only other paths")
     for i, c in enumerate(spec.containers):
         at = f"{path}.containers[{i}]"

@@ -137,11 +137,7 @@ def validate_update(info: KindInfo, old: Message, new: Message) -> list[Cause]:
 
 
 def validate_namespace(p: Problems, ns: namespace_pb2.Namespace) -> None:
-    """A namespace's name is a DNS-1123 label; its pod security labels name a level."""
-    if ns.metadata.name and len(ns.metadata.name) <= 63 and not _DNS1123_LABEL.match(ns.metadata.name):
-        p.add("metadata.name", f'must be a DNS-1123 label (lower case letters, digits, "-"), got "{ns.metadata.name}"')
-    elif len(ns.metadata.name) > 63:
-        p.add("metadata.name", f"must be no more than 63 characters, got {len(ns.metadata.name)}")
+    """Its pod security labels name a level (its name is a DNS-1123 label: validate_meta)."""
     p.causes += pod_security.validate_namespace_labels(ns.metadata.labels)
 
 
@@ -212,7 +208,7 @@ def validate_label_key(p: Problems, path: str, key: str) -> None:
 
 
 def validate_meta(p: Problems, info: KindInfo, meta: meta_pb2.ObjectMeta) -> None:
-    validate_name(p, "metadata.name", meta.name, label=info.kind == "Service")
+    validate_name(p, "metadata.name", meta.name, label=info.kind in ("Service", "Namespace"))
     if info.namespaced:
         validate_name(p, "metadata.namespace", meta.namespace, label=True)
     validate_labels(p, "metadata.labels", meta.labels)

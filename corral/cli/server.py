@@ -54,8 +54,8 @@ def default_data_dir() -> Path:
 @click.option("--allow-privileged", is_flag=True, default=False,
               help="Same as --pod-security privileged.")
 @click.option("--allow-host-path", is_flag=True, default=False,
-              help="Below privileged, admit hostPath volumes other than the Docker socket, its parents "
-                   "(/, /run, /var, /var/run) and /proc.")
+              help="Below privileged, admit hostPath volumes other than the Docker and containerd sockets, "
+                   "the directories holding them (/, /run, /var, /var/run, …) and /proc.")
 @click.option("--join-listen", default="", metavar="HOST:PORT",
               help="Where agents join with a token (TLS; default: the --listen host, its port + 1).")
 @click.option("--tls-san", "tls_san", multiple=True,

@@ -126,6 +126,19 @@ async def test_docker_never_mounts_its_socket(docker_target: Target, socket: str
     assert await docker_target.runtime.list({TEST_LABEL: docker_target.test_id}) == []
 
 
+@pytest.mark.parametrize("target", ["/run", "/var/run", "/"])
+async def test_docker_refuses_a_symlink_to_a_socket_parent(docker_target: Target, tmp_path: Path, target: str) -> None:
+    """The API checks hostPath as written: a link on the node to /run is refused here."""
+    link = tmp_path / "innocent"
+    link.symlink_to(target)
+
+    real = os.path.realpath(target)
+    with pytest.raises(ContainerConfigError, match=f"resolves to {real}, which holds a container engine's socket"):
+        await docker_target.runtime.run(docker_target.spec("link", mounts=[Mount("/host", str(link))]))
+
+    assert await docker_target.runtime.list({TEST_LABEL: docker_target.test_id}) == []
+
+
 async def test_docker_run_as_non_root_refuses_a_root_image(docker_target: Target) -> None:
     with pytest.raises(ContainerConfigError, match="runAsNonRoot and image will run as root"):
         await docker_target.runtime.run(docker_target.spec("root", run_as_non_root=True))

@@ -167,8 +167,8 @@ def test_allowed_host_path_and_a_shared_empty_dir_removed_with_the_pod(tmp_path:
                                          volumes=[{"name": "h", "hostPath": {"path": path}}])
             refused = cli.run("apply", "-f", "-", stdin=socket_parent.encode())
             assert refused.returncode != 0
-            assert (f'spec.volumes[0].hostPath.path: "{path}" (it holds the Docker socket or the host\'s /proc) '
-                    f"{BASELINE}; --allow-host-path admits only other paths") in refused.stderr
+            assert (f'spec.volumes[0].hostPath.path: "{path}" (it holds a container engine\'s socket or the '
+                    f"host's /proc) {BASELINE}; --allow-host-path admits only other paths") in refused.stderr
         wait_until(lambda: cli.run("get", "node", node).returncode == 0, 30, "agent registered", agent.log)
         mounts = [{"name": "shared", "mountPath": "/shared"}, {"name": "host", "mountPath": "/host", "readOnly": True}]
         writer = {

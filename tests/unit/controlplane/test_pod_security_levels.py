@@ -15,11 +15,11 @@ from controlplane.apiserver.pod_security import (
     Enforced,
     cluster_default,
     enforced_level,
-    holds_docker_socket,
     violations,
 )
 from controlplane.store.memory import MemoryStore
 from controlplane.store.objects import ObjectStore
+from protos.pod_security import exposes_host_root
 from tests.unit.controlplane.test_pod_security import deployment, parsed, pod
 
 CLUSTER = "cluster default: corral server --pod-security"
@@ -140,13 +140,17 @@ SOCKET_NOTE = "; --allow-host-path admits only other paths"
         pytest.param("//run", True, id="double-slash"),
         pytest.param("/proc", True, id="proc"),
         pytest.param("/proc/1/root", True, id="proc-root"),
+        pytest.param("/run/containerd", True, id="containerd"),
+        pytest.param("/var/run/docker.sock", True, id="the-socket"),
+        pytest.param("/run/user", False, id="beside-the-socket"),
     ],
 )
 def test_allow_host_path_still_refuses_the_docker_socket_through_a_parent(path: str, refused: bool) -> None:
     doc = pod(volumes=[{"name": "h", "hostPath": {"path": path}}])
-    expected = ([f'spec.volumes[0].hostPath.path: "{path}" (it holds the Docker socket or the host\'s /proc) '
-                 f"{BASELINE}{SOCKET_NOTE}"] if refused else [])
-    assert holds_docker_socket(path) is refused
+    cause = (f'spec.volumes[0].hostPath.path: "{path}" (it holds a container engine\'s socket or the host\'s /proc) '
+             f"{BASELINE}{SOCKET_NOTE}")
+    expected = [cause] if refused else []
+    assert exposes_host_root(path) is refused
     assert baseline_causes(doc, HOST_PATH_EXEMPT) == expected
 
 
