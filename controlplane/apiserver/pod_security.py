@@ -5,7 +5,7 @@ update of Pods, Deployments and ReplicaSets (their pod templates):
 
 - `privileged`: everything, including what is root on the host.
 - `baseline`: no host namespaces (hostNetwork, hostPID, hostIPC), no privileged
-  containers, capabilities.add only from Docker's default set, no hostPath
+  containers, capabilities.add only from the standard's list, no hostPath
   volumes, no hostPort but 0, no `runtimeClassName: process` (a host process).
 - `restricted`: baseline plus allowPrivilegeEscalation false, runAsNonRoot true,
   runAsUser not 0, seccompProfile RuntimeDefault or Localhost, capabilities
@@ -39,7 +39,7 @@ UNUSED_LABELS = (
 )
 _VERSION = re.compile(r"^(latest|v1\.(0|[1-9][0-9]*))$")
 
-# The capabilities baseline admits in capabilities.add (Docker's default set, as the standard lists it).
+# The capabilities baseline admits in capabilities.add: the standard's list (Docker's default set without NET_RAW).
 BASELINE_CAPABILITIES = frozenset({
     "AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "MKNOD", "NET_BIND_SERVICE",
     "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT",
