@@ -42,6 +42,8 @@ RUNTIMES = ("docker", "process", "fake")
 M_ARENA_MAX = -8  # glibc mallopt parameter
 EXECUTOR_THREADS = 8
 RESTARTED_ENV = "CORRAL_AGENT_RESTARTED_AFTER_JOIN"
+# Who process-runtime pods run as on a root agent, unless their runAsUser says otherwise: nobody:nogroup.
+PROCESS_USER = "65534:65534"
 
 
 class AgentError(Exception):
@@ -86,6 +88,10 @@ class AgentConfig:
     # After a join at start, re-execute this process (`corral agent`), so the libraries only a join
     # needs do not stay in memory. Off when the agent runs inside another program (`corral up`, tests).
     restart_after_join: bool = False
+    # Offer the process runtime although the agent runs as root (its pods then run as
+    # `process_user` unless their runAsUser says otherwise). Without it, a root agent refuses.
+    allow_process_runtime_as_root: bool = False
+    process_user: str = PROCESS_USER
 
 
 def route_address(server: str) -> str:
@@ -113,7 +119,18 @@ def load_docker_runtime() -> None:
         import agent.runtime.docker  # noqa: F401
 
 
-async def open_runtimes(config: AgentConfig) -> dict[str, ContainerRuntime]:
+def process_runtime_user(config: AgentConfig, euid: int) -> str:
+    """Who the process runtime runs pods as by default: "" (the agent's user) unless the agent is root."""
+    if euid != 0:
+        return ""
+    if not config.allow_process_runtime_as_root:
+        raise AgentError("--runtime process runs pods' commands on this host as the agent's user, and this agent "
+                         "runs as root: run it as an unprivileged user, or give --allow-process-runtime-as-root "
+                         f"(pods then run as {config.process_user} unless their runAsUser says otherwise)")
+    return config.process_user
+
+
+async def open_runtimes(config: AgentConfig, *, euid: int | None = None) -> dict[str, ContainerRuntime]:
     runtimes: dict[str, ContainerRuntime] = {}
     for name in config.runtimes:
         if name == "docker":
@@ -129,7 +146,8 @@ async def open_runtimes(config: AgentConfig) -> dict[str, ContainerRuntime]:
         elif name == "process":
             from agent.runtime.process import ProcessRuntime
 
-            runtimes[name] = ProcessRuntime(config.data_dir / "process")
+            user = process_runtime_user(config, os.geteuid() if euid is None else euid)
+            runtimes[name] = ProcessRuntime(config.data_dir / "process", default_user=user)
         elif name == "fake":
             from agent.runtime.fake import FakeRuntime
 

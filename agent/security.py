@@ -90,6 +90,9 @@ def spec_fields(pod: pod_pb2.Pod, container: pod_pb2.Container, volumes_dir: Pat
         # A privileged container may escalate anyway; otherwise only when explicitly allowed.
         "no_new_privileges": not (escalation or privileged),
         "mounts": mounts_of(pod, container, volumes_dir),
+        "host_network": pod.spec.host_network,
+        "host_pid": pod.spec.host_pid,
+        "host_ipc": pod.spec.host_ipc,
     }
 
 

@@ -135,7 +135,9 @@ def run_agent(tmp: str, address: str, token: str, node: str, stats: str, metrics
     agent_log = open(Path(tmp) / f"agent-{node}.log", "wb")
     return subprocess.Popen([sys.executable, "-c", AGENT_ONLY, "agent", "--server", address,
                              "--name", node, "--data-dir", f"{tmp}/{node}", "--runtime", "docker",
-                             "--runtime", "process", "--log-level", "warning", "--docker-stats", stats,
+                             "--runtime", "process",
+                             *(["--allow-process-runtime-as-root"] if os.geteuid() == 0 else []),
+                             "--log-level", "warning", "--docker-stats", stats,
                              "--metrics-period", str(metrics_period)],
                             stdout=agent_log, stderr=subprocess.STDOUT, env={**os.environ, "CORRAL_TOKEN": token})
 
@@ -184,7 +186,8 @@ def run(pods: int, window: float, metrics_period: float) -> dict[str, object]:
     with tempfile.TemporaryDirectory(prefix="corral-bench-") as tmp:
         # The server writes an admin credential to the CLI config: this run's own, not the user's.
         os.environ["CORRAL_CONFIG"] = str(Path(tmp) / "config.yaml")
-        server, address = start_server(tmp, f"{tmp}/server")
+        # Process pods are host processes: only the privileged pod security level admits them.
+        server, address = start_server(tmp, f"{tmp}/server", "--pod-security", "privileged")
         try:
             admin = admin_credentials()
             by_source = {stats: measure_agent(tmp, address, admin, stats, pods, window, metrics_period,

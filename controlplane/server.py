@@ -24,8 +24,8 @@ import grpc
 import structlog
 
 from controlplane.apiserver.handlers import ObjectApi
+from controlplane.apiserver.pod_security import ClusterPolicy
 from controlplane.apiserver.reserved_ports import PortRegistry
-from controlplane.apiserver.security import ClusterPolicy
 from controlplane.apiserver.service import ObjectService
 from controlplane.auth import PkiError
 from controlplane.auth.ca import ClusterCA, server_names
@@ -79,6 +79,7 @@ from protos.corral.v1 import (
     security_pb2_grpc,
     status_pb2_grpc,
 )
+from protos.pod_security import DEFAULT_LEVEL
 
 log = structlog.get_logger(__name__)
 
@@ -129,8 +130,9 @@ class ServerConfig:
     metrics_listen: str = ""
     # The metrics address is only the default: a port already taken is logged, not fatal.
     metrics_optional: bool = False
-    # The cluster policy: may pods run privileged containers, or mount host paths?
-    allow_privileged: bool = False
+    # The cluster policy: the default Pod Security level (a Namespace's enforce label overrides it),
+    # and whether levels below privileged admit hostPath volumes (never the Docker socket's parents).
+    pod_security: str = DEFAULT_LEVEL
     allow_host_path: bool = False
     # The join port (TLS, token-authenticated): "host:port"; "": the API's host, the API's port + 1.
     join_listen: str = ""
@@ -232,7 +234,7 @@ async def start(config: ServerConfig, stack: AsyncExitStack) -> RunningServer:
     store, endpoints = opened.store, opened.endpoints
     objects = ObjectStore(store, config.key_prefix, encrypter=encrypter)
     ports = PortRegistry(store, config.key_prefix)
-    api = ObjectApi(objects, policy=ClusterPolicy(config.allow_privileged, config.allow_host_path),
+    api = ObjectApi(objects, policy=ClusterPolicy(config.pod_security, config.allow_host_path),
                     reserved_ports=ports.reserved)
     # Informers for what every replica serves (agents' assignments, routes); the
     # leader's controllers share them (caught up at the start of each term) and

@@ -19,6 +19,7 @@ from protos.corral.v1 import (
     event_pb2,
     meta_pb2,
     metrics_pb2,
+    namespace_pb2,
     node_pb2,
     pod_pb2,
     secret_pb2,
@@ -66,6 +67,7 @@ KINDS: tuple[KindInfo, ...] = (
     KindInfo("HorizontalPodAutoscaler", "autoscaling/v2", "horizontalpodautoscalers", ("hpa",), True,
              metrics_pb2.HorizontalPodAutoscaler, "horizontal_pod_autoscaler"),
     KindInfo("Secret", "v1", "secrets", (), True, secret_pb2.Secret, "secret"),
+    KindInfo("Namespace", "v1", "namespaces", ("ns",), False, namespace_pb2.Namespace, "namespace"),
 )
 
 _BY_KIND = {k.kind: k for k in KINDS}

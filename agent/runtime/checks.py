@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 
 from agent.runtime.base import ContainerSpec
+from protos.pod_security import exposes_host_root
 
 # Host paths that would hand a container the Docker engine (root on the host): never mounted.
 DOCKER_SOCKETS = ("/var/run/docker.sock", "/run/docker.sock")
@@ -22,14 +23,22 @@ def parse_user(user: str) -> tuple[int | None, int | None]:
 
 
 def docker_socket_mount(spec: ContainerSpec) -> str | None:
+    """The Docker socket itself, always; and a path that reaches an engine's socket (or /proc) only
+    through a symlink on this node, which the API server, checking the path as written, cannot see."""
     for mount in spec.mounts:
         if mount.tmpfs or not mount.source:
             continue
         path = os.path.normpath(mount.source)
-        if path in DOCKER_SOCKETS or os.path.realpath(path) in DOCKER_SOCKETS:
+        real = os.path.realpath(path)
+        if path in DOCKER_SOCKETS or real in DOCKER_SOCKETS:
             return (
                 f"hostPath {mount.source} is the Docker socket, which corral never mounts "
                 "into a container (it is root on the host)"
+            )
+        if real != path and exposes_host_root(real) and not exposes_host_root(path):
+            return (
+                f"hostPath {mount.source} resolves to {real}, which holds a container engine's socket "
+                "(root on the host): write that path itself, which only the privileged pod security level admits"
             )
     return None
 

@@ -313,6 +313,10 @@ def _security(spec: ContainerSpec) -> dict[str, Any]:
     }
     if spec.read_only_rootfs:
         options["read_only"] = True
+    if spec.host_pid:
+        options["pid_mode"] = "host"
+    if spec.host_ipc:
+        options["ipc_mode"] = "host"
     if spec.cap_add:
         options["cap_add"] = list(spec.cap_add)
     if spec.cap_drop:
@@ -335,7 +339,9 @@ def _host_config(api: Any, spec: ContainerSpec, network: str = "") -> Any:
         limits["nano_cpus"] = spec.cpu_limit_millis * 1_000_000
     if spec.memory_limit_bytes is not None:
         limits["mem_limit"] = spec.memory_limit_bytes
-    if network:
+    if spec.host_network:  # the published ports stay recorded: they are the host's own (hostPort == port)
+        limits["network_mode"] = "host"
+    elif network:
         limits["network_mode"] = network
     if spec.dns_servers:
         limits["dns"] = list(spec.dns_servers)

@@ -18,8 +18,12 @@ What differs from Docker, by design or by necessity:
 
 - There are no images: `ensure_image` does nothing and `spec.image` is only
   recorded. `spec.command` (+ `args`) is what runs, so it is required.
-- No isolation: the process shares the host's filesystem, network and users.
-  It gets the spec's env on top of a minimal one (the agent's PATH).
+- No isolation: the process shares the host's filesystem, network, process
+  and IPC namespaces and users. It gets the spec's env on top of a minimal one
+  (the agent's PATH). It runs as the agent's user, or as `runAsUser` /
+  `runAsGroup` (an agent running as root switches to them, and without them
+  to its `default_user`, 65534:65534 for `corral agent`); `exec` runs as the
+  same user.
 - Ports are not published: the process binds them itself. A port's host port
   must be 0 or equal to the container port; it is reported as the container port.
   A port already bound on the host fails the start (checked just before it).
@@ -38,6 +42,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
@@ -230,6 +235,25 @@ def _new_meta(container_id: str, spec: ContainerSpec, container_dir: Path) -> di
     }
 
 
+def _switch_user(cwd: str, uid: int | None, gid: int | None) -> Callable[[], None] | None:
+    """What an exec'd child runs before exec to enter `cwd` and become the container's user (only
+    system calls: safe after a fork in a threaded agent); None when it runs as the agent's user."""
+    if uid is None and gid is None:
+        return None
+
+    def switch() -> None:
+        os.chdir(cwd)
+        if gid is not None:
+            os.setgroups([])
+            os.setgid(gid)
+        if uid is not None:
+            if gid is None:
+                os.setgroups([])
+            os.setuid(uid)
+
+    return switch
+
+
 # -- blocking helpers (run in threads) -------------------------------------------
 
 
@@ -311,7 +335,10 @@ class ProcessRuntime:
 
     name = "process"
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, *, default_user: str = "") -> None:
+        """`default_user` ("uid[:gid]"): who runs a container whose spec names no user
+        (only an agent running as root can switch); "": the agent's own user."""
+        self._default_user = default_user
         self._root = Path(data_dir) / "containers"
         self._root.mkdir(parents=True, exist_ok=True)
         # Serialises the check that a name is free with claiming it.
@@ -352,6 +379,8 @@ class ProcessRuntime:
     async def run(self, spec: ContainerSpec) -> ContainerInfo:
         if not spec.command:
             raise ContainerStartError("process runtime needs spec.containers[].command")
+        if not spec.user and self._default_user:
+            spec = dataclasses.replace(spec, user=self._default_user)
         refusal = checks.process_refusal(spec, os.geteuid())
         if refusal is not None:
             raise ContainerConfigError(f"{spec.name}: {refusal}")
@@ -458,18 +487,23 @@ class ProcessRuntime:
     ) -> ExecResult:
         meta = await self._meta(container_id)
         try:
+            switch = _switch_user(meta["cwd"], meta.get("uid"), meta.get("gid"))
             process = await asyncio.create_subprocess_exec(
                 *command,
-                cwd=meta["cwd"],
+                # As the container's own user (uvloop takes no user=/group=: a pre-exec switch instead,
+                # which also changes directory, while still root: the agent's data dir is 0700).
+                cwd=None if switch else meta["cwd"],
+                preexec_fn=switch,
                 env=meta["env"],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        except OSError as exc:
+        except (OSError, subprocess.SubprocessError) as exc:  # SubprocessError: the user switch failed
             code = process_shim.EXIT_NOT_FOUND if isinstance(exc, FileNotFoundError) else process_shim.EXIT_CANNOT_RUN
-            return ExecResult(code, f"cannot run {command[0]!r}: {exc.strerror or exc}".encode())
+            reason = getattr(exc, "strerror", None) or exc
+            return ExecResult(code, f"cannot run {command[0]!r}: {reason}".encode())
         try:
             async with asyncio.timeout(timeout):
                 output, _ = await process.communicate()

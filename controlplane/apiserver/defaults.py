@@ -98,6 +98,11 @@ def default_pod_spec(spec: pod_pb2.PodSpec) -> None:
     for toleration in spec.tolerations:
         if not toleration.operator:
             toleration.operator = "Equal"
+    if spec.host_network:  # as Kubernetes: in the host's network a port is its own host port
+        for container in spec.containers:
+            for port in container.ports:
+                if not port.host_port:
+                    port.host_port = port.container_port
     for container in spec.containers:
         default_container(container)
 

@@ -37,14 +37,14 @@ from controlplane.apiserver.errors import (
     StorageFullError,
     UnavailableError,
 )
+from controlplane.apiserver.pod_security import ClusterPolicy, enforced_level, pod_spec_of, violations
 from controlplane.apiserver.reserved_ports import reserved_port_causes
-from controlplane.apiserver.security import ClusterPolicy, policy_causes
 from controlplane.apiserver.validation import validate, validate_update
 from controlplane.clock import utcnow
 from controlplane.store import errors as store_errors
 from controlplane.store.objects import Change, ObjectStore
-from protos.corral.v1 import pod_pb2, service_pb2, workloads_pb2
-from protos.kinds import KindInfo, UnknownKindError, info_of, meta, resolve
+from protos.corral.v1 import namespace_pb2, pod_pb2, service_pb2, workloads_pb2
+from protos.kinds import KindInfo, UnknownKindError, by_kind, info_of, meta, resolve
 
 log = structlog.get_logger(__name__)
 
@@ -218,8 +218,6 @@ class ObjectApi:
         if not m.name and m.generate_name and not need_name:
             m.name = f"{m.generate_name}{self.name_suffix()}"
         causes = validate(info, prepared)
-        if self.policy is not None:
-            causes += policy_causes(self.policy, prepared)
         if causes:
             raise InvalidError(info.resource, m.name, causes)
         return info, prepared
@@ -236,6 +234,8 @@ class ObjectApi:
             obj.ClearField("status")
         if isinstance(obj, pod_pb2.Pod):
             obj.status.phase = "Pending"
+        if isinstance(obj, namespace_pb2.Namespace):
+            obj.status.phase = "Active"
 
     async def _check_listen_ports(self, info: KindInfo, obj: Message) -> None:
         """Refuse a Service on a control plane port, or whose listen port an older Service already has."""
@@ -249,10 +249,32 @@ class ObjectApi:
         if causes:
             raise InvalidError(info.resource, obj.metadata.name, causes)
 
+    async def _pod_security(self, obj: Message) -> list[Cause]:
+        """What the object's pod spec asks for that its namespace's level (or the cluster's) forbids."""
+        if self.policy is None or pod_spec_of(obj) is None:
+            return []
+        namespace = meta(obj).namespace
+        info = by_kind("Namespace")
+        with _translated(info, namespace):
+            found = await self.objects.get(info, "", namespace)
+        labels_ = meta(found).labels if found is not None else None
+        return violations(self.policy, enforced_level(self.policy, namespace, labels_), obj)
+
+    def _check_pod_security(self, info: KindInfo, causes: list[Cause], existing: Message | None,
+                            new: Message) -> None:
+        """Refuse a pod spec its level forbids, unless an update leaves the stored pod spec as it was
+        (as Kubernetes exempts such updates: labels, replicas)."""
+        if not causes:
+            return
+        if existing is not None and pod_spec_of(existing) == pod_spec_of(new):
+            return
+        raise InvalidError(info.resource, meta(new).name, causes)
+
     # -- writes ---------------------------------------------------------------
 
     async def create(self, obj: Message, *, dry_run: bool = False) -> Message:
         info, prepared = self._prepared(obj, need_name=False)
+        self._check_pod_security(info, await self._pod_security(prepared), None, prepared)
         await self._check_listen_ports(info, prepared)
         m = meta(prepared)
         if meta(obj).name or not m.generate_name:
@@ -287,6 +309,7 @@ class ObjectApi:
         if not m.resource_version:
             raise BadRequestError("update needs metadata.resourceVersion (use apply to overwrite)")
         await self._check_listen_ports(info, prepared)
+        security = await self._pod_security(prepared)
         with _translated(info, m.name):
             existing = await self.objects.get(info, m.namespace, m.name)
             if existing is None:
@@ -295,6 +318,7 @@ class ObjectApi:
                 raise store_errors.ConflictError(m.name, int(m.resource_version),
                                                  int(meta(existing).resource_version))
             merged = self._merged(info, existing, prepared)
+            self._check_pod_security(info, security, existing, merged)
             if dry_run:
                 return merged
             return await self.objects.update(merged)
@@ -303,16 +327,19 @@ class ObjectApi:
         info, prepared = self._prepared(obj)
         m = meta(prepared)
         await self._check_listen_ports(info, prepared)
+        security = await self._pod_security(prepared)
         for _ in range(APPLY_RETRIES):
             with _translated(info, m.name):
                 existing = await self.objects.get(info, m.namespace, m.name)
                 if existing is None:
+                    self._check_pod_security(info, security, None, prepared)
                     try:
                         return await self._insert(info, prepared, dry_run=dry_run), ApplyOutcome.CREATED
                     except AlreadyExistsError:
                         continue
                 keep_replicas(obj, existing, prepared)
                 merged = self._merged(info, existing, prepared)
+                self._check_pod_security(info, security, existing, merged)
                 if merged == existing:
                     return existing, ApplyOutcome.UNCHANGED
                 if dry_run:

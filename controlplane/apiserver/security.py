@@ -1,11 +1,8 @@
-"""Pod security: validation of securityContext and volumes, and the cluster policy.
+"""Pod security: validation of securityContext and volumes.
 
 Pure code, no I/O. `validate_pod_security` checks the fields of one pod spec
 (called from `validation.validate_pod_spec`, for pods and workload templates
-alike). `policy_causes` applies the cluster setting of `corral server`
-(`--allow-privileged`, `--allow-host-path`) to an object at create, apply and
-update; the ObjectApi serving users holds the policy, the controllers' own
-ObjectApi has none (what they write comes from templates already admitted).
+alike). What a pod may ask for (the Pod Security levels) is `pod_security`.
 """
 
 from __future__ import annotations
@@ -13,13 +10,9 @@ from __future__ import annotations
 import posixpath
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Protocol
 
-from google.protobuf.message import Message
-
-from controlplane.apiserver.errors import Cause
-from protos.corral.v1 import pod_pb2, workloads_pb2
+from protos.corral.v1 import pod_pb2
 
 _CAPABILITY = re.compile(r"^[A-Z_]+$")
 _VOLUME_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -33,12 +26,8 @@ class _Problems(Protocol):
     def add(self, path: str, message: str) -> None: ...
 
 
-@dataclass(frozen=True)
-class ClusterPolicy:
-    """What `corral server` allows pods to ask for (both off by default)."""
-
-    allow_privileged: bool = False
-    allow_host_path: bool = False
+# seccompProfile types corral runs: Docker's default profile, which applies to every container.
+SECCOMP_TYPES = ("RuntimeDefault",)
 
 
 # -- field validation -------------------------------------------------------------
@@ -47,10 +36,12 @@ class ClusterPolicy:
 def validate_pod_security(p: _Problems, path: str, spec: pod_pb2.PodSpec) -> None:
     volumes = _validate_volumes(p, path, spec.volumes)
     _validate_ids(p, f"{path}.securityContext", spec.security_context)
+    _validate_seccomp(p, f"{path}.securityContext.seccompProfile", spec.security_context.seccomp_profile)
     for i, c in enumerate(spec.containers):
         at = f"{path}.containers[{i}]"
         sc = c.security_context
         _validate_ids(p, f"{at}.securityContext", sc)
+        _validate_seccomp(p, f"{at}.securityContext.seccompProfile", sc.seccomp_profile)
         for part, names in (("add", sc.capabilities.add), ("drop", sc.capabilities.drop)):
             for j, name in enumerate(names):
                 if not _CAPABILITY.match(name):
@@ -59,6 +50,18 @@ def validate_pod_security(p: _Problems, path: str, spec: pod_pb2.PodSpec) -> Non
                         f'must be a capability name such as NET_ADMIN or ALL, got "{name}"',
                     )
         _validate_mounts(p, at, c.volume_mounts, volumes)
+
+
+def _validate_seccomp(p: _Problems, path: str, profile: pod_pb2.SeccompProfile) -> None:
+    if profile.type in ("", *SECCOMP_TYPES):
+        if profile.localhost_profile:
+            p.add(f"{path}.localhostProfile", 'must be set only with type "Localhost"')
+        return
+    if profile.type in ("Unconfined", "Localhost"):
+        p.add(f"{path}.type", f'"{profile.type}" is not supported: corral runs every container under Docker\'s '
+                              'default seccomp profile (type "RuntimeDefault")')
+    else:
+        p.add(f"{path}.type", f'must be "RuntimeDefault", got "{profile.type}"')
 
 
 def _validate_ids(p: _Problems, path: str, sc: pod_pb2.SecurityContext | pod_pb2.PodSecurityContext) -> None:
@@ -118,43 +121,3 @@ def _validate_mounts(p: _Problems, path: str, mounts: Iterable[pod_pb2.VolumeMou
         elif posixpath.normpath(m.mount_path) in targets:
             p.add(f"{at}.mountPath", f'duplicate mount path "{m.mount_path}"')
         targets.add(posixpath.normpath(m.mount_path) if m.mount_path else "")
-
-
-# -- cluster policy ---------------------------------------------------------------
-
-
-def pod_spec_of(obj: Message) -> tuple[str, pod_pb2.PodSpec] | None:
-    """The pod spec an object runs, with its field path; None for other kinds."""
-    if isinstance(obj, pod_pb2.Pod):
-        return "spec", obj.spec
-    if isinstance(obj, workloads_pb2.Deployment | workloads_pb2.ReplicaSet):
-        return "spec.template.spec", obj.spec.template.spec
-    return None
-
-
-def policy_causes(policy: ClusterPolicy, obj: Message) -> list[Cause]:
-    """What the object asks for that the cluster policy forbids."""
-    found = pod_spec_of(obj)
-    if found is None:
-        return []
-    path, spec = found
-    causes: list[Cause] = []
-    if not policy.allow_privileged:
-        for i, c in enumerate(spec.containers):
-            if c.security_context.HasField("privileged") and c.security_context.privileged:
-                causes.append(
-                    Cause(
-                        f"{path}.containers[{i}].securityContext.privileged",
-                        "privileged containers are forbidden by the cluster policy (corral server --allow-privileged)",
-                    )
-                )
-    if not policy.allow_host_path:
-        for i, v in enumerate(spec.volumes):
-            if v.HasField("host_path"):
-                causes.append(
-                    Cause(
-                        f"{path}.volumes[{i}].hostPath",
-                        "host-path volumes are forbidden by the cluster policy (corral server --allow-host-path)",
-                    )
-                )
-    return causes

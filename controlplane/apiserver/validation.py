@@ -14,7 +14,7 @@ from typing import Literal
 
 from google.protobuf.message import Message
 
-from controlplane.apiserver import labels, limits, security
+from controlplane.apiserver import labels, limits, pod_security, security
 from controlplane.apiserver.errors import Cause
 from controlplane.controllers.autoscaler import spec as hpa_spec
 from controlplane.controllers.deployment import durations
@@ -24,6 +24,7 @@ from protos.corral.v1 import (
     event_pb2,
     meta_pb2,
     metrics_pb2,
+    namespace_pb2,
     node_pb2,
     pod_pb2,
     secret_pb2,
@@ -93,7 +94,9 @@ def validate(info: KindInfo, obj: Message) -> list[Cause]:
     p = Problems()
     limits.check_object(p, obj)
     validate_meta(p, info, obj.metadata)  # type: ignore[attr-defined]
-    if isinstance(obj, workloads_pb2.Deployment):
+    if isinstance(obj, namespace_pb2.Namespace):
+        validate_namespace(p, obj)
+    elif isinstance(obj, workloads_pb2.Deployment):
         validate_deployment(p, obj)
     elif isinstance(obj, workloads_pb2.ReplicaSet):
         validate_replica_set(p, obj)
@@ -133,6 +136,11 @@ def validate_update(info: KindInfo, old: Message, new: Message) -> list[Cause]:
         validate_secret_update(p, old, new)
     del info
     return p.causes
+
+
+def validate_namespace(p: Problems, ns: namespace_pb2.Namespace) -> None:
+    """Its pod security labels name a level (its name is a DNS-1123 label: validate_meta)."""
+    p.causes += pod_security.validate_namespace_labels(ns.metadata.labels)
 
 
 def validate_secret(p: Problems, secret: secret_pb2.Secret) -> None:
@@ -202,7 +210,7 @@ def validate_label_key(p: Problems, path: str, key: str) -> None:
 
 
 def validate_meta(p: Problems, info: KindInfo, meta: meta_pb2.ObjectMeta) -> None:
-    validate_name(p, "metadata.name", meta.name, label=info.kind == "Service")
+    validate_name(p, "metadata.name", meta.name, label=info.kind in ("Service", "Namespace"))
     if info.namespaced:
         validate_name(p, "metadata.namespace", meta.namespace, label=True)
     validate_labels(p, "metadata.labels", meta.labels)
@@ -359,6 +367,9 @@ def validate_pod_spec(p: Problems, path: str, spec: pod_pb2.PodSpec) -> None:
             if port.host_port and key in host_ports:
                 p.add(f"{at}.ports[{j}].hostPort", f"duplicate host port {port.host_port}/{port.protocol}")
             host_ports.add(key)
+            if spec.host_network and port.host_port != port.container_port:
+                p.add(f"{at}.ports[{j}].hostPort", f"must match containerPort ({port.container_port}) when "
+                                                    f"hostNetwork is true, got {port.host_port}")
     for i, t in enumerate(spec.tolerations):
         validate_toleration(p, f"{path}.tolerations[{i}]", t)
     validate_affinity(p, f"{path}.affinity", spec.affinity)

@@ -36,6 +36,16 @@ def parse_labels(text: str) -> dict[str, str]:
     return labels
 
 
+def parse_process_user(text: str) -> str:
+    """UID[:GID], numbers only, the user not root (give runAsUser: 0 in a pod for that)."""
+    uid, sep, gid = text.partition(":")
+    if not uid.isdigit() or (sep and not gid.isdigit()):
+        raise click.BadParameter(f'"{text}": expected UID or UID:GID, numbers', param_hint="--process-user")
+    if int(uid) == 0:
+        raise click.BadParameter("must not be root (0)", param_hint="--process-user")
+    return text
+
+
 def proxy_addresses_of(values: tuple[str, ...]) -> list[str]:
     """Repeated and comma-separated addresses, in order, without repeats; each a specific IP address
     (a DNS server bound to 0.0.0.0 could not answer with the address it was reached at)."""
@@ -63,8 +73,14 @@ def proxy_addresses_of(values: tuple[str, ...]) -> list[str]:
 @click.option("--name", default=None, help="Node name (default: this machine's hostname).")
 @click.option("--labels", default="", help="Node labels, k=v,k2=v2.")
 @click.option("--runtime", "runtimes", multiple=True, type=click.Choice(["docker", "process", "fake"]),
-              help="Runtimes to offer (repeatable; default docker). `process` runs commands as this "
-                   "agent's own user, so it is offered only when asked for.")
+              help="Runtimes to offer (repeatable; default docker). `process` runs commands on this host as "
+                   "this agent's own user (as root: see --allow-process-runtime-as-root), so it is offered only "
+                   "when asked for; the API admits such pods only at the privileged pod security level.")
+@click.option("--allow-process-runtime-as-root", is_flag=True, default=False,
+              help="Let an agent running as root offer --runtime process; its pods run as --process-user "
+                   "unless their runAsUser says otherwise (which the privileged level allows, 0 included).")
+@click.option("--process-user", default="65534:65534", show_default=True, metavar="UID[:GID]",
+              help="Who process-runtime pods run as on a root agent when their securityContext names no user.")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None,
               help="Agent state (default ~/.local/share/corral-agent).")
 @click.option("--address", default="", help="The address this node advertises (default: the local "
@@ -103,7 +119,8 @@ def proxy_addresses_of(values: tuple[str, ...]) -> list[str]:
 @click.pass_context
 def agent_cmd(ctx: click.Context, server_opt: str | None, token: str, join_addresses: str, name: str | None,
               labels: str,
-              runtimes: tuple[str, ...], data_dir: str | None, address: str, restart_backoff: float,
+              runtimes: tuple[str, ...], allow_process_runtime_as_root: bool, process_user: str,
+              data_dir: str | None, address: str, restart_backoff: float,
               restart_backoff_max: float, poll_interval: float, termination_drain: float,
               proxy_addresses: tuple[str, ...], proxy_mode: str, dns_port: int, docker_network: str,
               docker_stats: str, metrics_period: float,
@@ -127,7 +144,9 @@ def agent_cmd(ctx: click.Context, server_opt: str | None, token: str, join_addre
                          docker_network=docker_network, docker_stats=docker_stats, metrics_period=metrics_period,
                          metrics_listen=DEFAULT_METRICS_LISTEN if metrics_listen is None else metrics_listen,
                          metrics_optional=metrics_listen is None, token=token, restart_after_join=True,
-                         join=[a.strip() for a in join_addresses.split(",") if a.strip()])
+                         join=[a.strip() for a in join_addresses.split(",") if a.strip()],
+                         allow_process_runtime_as_root=allow_process_runtime_as_root,
+                         process_user=parse_process_user(process_user))
     try:
         run(config)
     except AgentError as e:

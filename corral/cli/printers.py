@@ -21,6 +21,7 @@ from protos.corral.v1 import (
     discovery_pb2,
     event_pb2,
     metrics_pb2,
+    namespace_pb2,
     node_pb2,
     pod_pb2,
     secret_pb2,
@@ -203,7 +204,12 @@ def secret_row(s: secret_pb2.Secret, now: datetime, wide: bool) -> Row:
     return [s.type, str(len(s.data)), age(s.metadata.creation_timestamp, now)]
 
 
+def namespace_row(n: namespace_pb2.Namespace, now: datetime, wide: bool) -> Row:
+    return [n.status.phase or "Active", age(n.metadata.creation_timestamp, now)]
+
+
 COLUMNS: dict[str, Columns] = {
+    "Namespace": Columns(("STATUS", "AGE"), (), namespace_row),
     "Secret": Columns(("TYPE", "DATA", "AGE"), (), secret_row),
     "Pod": Columns(("READY", "STATUS", "RESTARTS", "AGE"), ("IP", "NODE"), pod_row),
     "Deployment": Columns(("READY", "UP-TO-DATE", "AVAILABLE", "AGE"),

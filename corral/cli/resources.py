@@ -223,6 +223,14 @@ def delete_grace(grace_period: int, *, force: bool, now: bool) -> int | None:
     return None if grace_period < 0 else grace_period
 
 
+# Said at every Namespace delete until deleting one deletes its contents (a later change).
+NAMESPACE_DELETE_WARNING = (
+    'Warning: corral does not delete the objects in namespace "{name}" yet: they stay and keep running; '
+    "new pods there are now held to the cluster's default pod security level. Delete them by name "
+    "(`corral delete KIND NAME -n {name}`) or with their manifests (`corral delete -f FILE`)."
+)
+
+
 @click.command("delete")
 @click.argument("kind", required=False)
 @click.argument("names", nargs=-1)
@@ -267,6 +275,8 @@ def delete_cmd(ctx: Context, kind: str | None, names: tuple[str, ...], filenames
         try:
             c.delete(info.kind, name, ns, grace_period_seconds=grace)
             click.echo(f'{object_ref(info, name)} deleted')
+            if info.kind == "Namespace":
+                click.echo(NAMESPACE_DELETE_WARNING.format(name=name), err=True)
         except api.NotFoundError as e:
             if not ignore_not_found:
                 click.echo(f"Error from server (NotFound): {e}", err=True)

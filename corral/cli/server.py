@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import click
 
 from corral import logs
+from protos.pod_security import DEFAULT_LEVEL, LEVELS, PRIVILEGED
 
 if TYPE_CHECKING:
     from controlplane.server import RunningServer
@@ -53,11 +54,16 @@ def default_data_dir() -> Path:
                    f"Default {DEFAULT_METRICS_LISTEN}, skipped with a warning when that port is taken.")
 @click.option("--hpa-sync-period", type=click.FloatRange(min=0.1), default=15.0, show_default=True,
               help="Seconds between two looks of each HorizontalPodAutoscaler at its metrics.")
+@click.option("--pod-security", type=click.Choice(LEVELS), default=None,
+              help="Cluster default Pod Security level (default baseline): privileged admits everything, "
+                   "baseline refuses what takes the host (privileged, added capabilities, host namespaces, "
+                   "hostPath, hostPort, the process runtime), restricted also demands non-root, no escalation, "
+                   "seccomp and drop ALL. A Namespace's pod-security.kubernetes.io/enforce label overrides it.")
 @click.option("--allow-privileged", is_flag=True, default=False,
-              help="Cluster policy: admit pods with privileged containers (refused at apply by default).")
+              help="Same as --pod-security privileged.")
 @click.option("--allow-host-path", is_flag=True, default=False,
-              help="Cluster policy: admit pods with hostPath volumes (refused at apply by default). "
-                   "The Docker socket is never mounted, whatever this says.")
+              help="Below privileged, admit hostPath volumes other than the Docker and containerd sockets, "
+                   "the directories holding them (/, /run, /var, /var/run, …) and /proc.")
 @click.option("--join-listen", default="", metavar="HOST:PORT",
               help="Where agents join with a token (TLS; default: the --listen host, its port + 1).")
 @click.option("--join-rate", type=click.FloatRange(min=0.01), default=1.0, show_default=True,
@@ -72,10 +78,9 @@ def default_data_dir() -> Path:
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
               default="info", show_default=True)
 def server_cmd(listen: str, etcd: str, data_dir: str | None, etcd_binary: str | None, scheduling_strategy: str,
-               lease_ttl: int,
-               metrics_listen: str | None, hpa_sync_period: float, allow_privileged: bool, allow_host_path: bool,
-               join_listen: str, join_rate: float, join_burst: int, tls_san: tuple[str, ...], node_cert_ttl: str,
-               log_level: str) -> None:
+               lease_ttl: int, metrics_listen: str | None, hpa_sync_period: float, pod_security: str | None,
+               allow_privileged: bool, allow_host_path: bool, join_listen: str, join_rate: float, join_burst: int,
+               tls_san: tuple[str, ...], node_cert_ttl: str, log_level: str) -> None:
     """Run the control plane (run 2 or 3 against one etcd cluster for high availability).
 
     On first start it makes the cluster CA under --data-dir/pki; at every start it writes an admin
@@ -89,9 +94,19 @@ def server_cmd(listen: str, etcd: str, data_dir: str | None, etcd_binary: str | 
         raise click.BadParameter("an external --etcd cluster runs its own binaries", param_hint="--etcd-binary")
     run_server(listen=listen, etcd=etcd, data_dir=data_dir, etcd_binary=etcd_binary, log_level=log_level,
                scheduling_strategy=scheduling_strategy, lease_ttl=lease_ttl, metrics_listen=metrics_listen,
-               hpa_sync_period=hpa_sync_period, allow_privileged=allow_privileged, allow_host_path=allow_host_path,
+               hpa_sync_period=hpa_sync_period,
+               pod_security=pod_security_level(pod_security, allow_privileged=allow_privileged),
+               allow_host_path=allow_host_path,
                join_listen=join_listen, join_rate=join_rate, join_burst=join_burst, tls_san=list(tls_san),
                node_cert_lifetime=dt.timedelta(seconds=node_cert_seconds))
+
+
+def pod_security_level(level: str | None, *, allow_privileged: bool) -> str:
+    """--pod-security, with --allow-privileged as its older spelling of "privileged"."""
+    if allow_privileged and level not in (None, PRIVILEGED):
+        raise click.BadParameter(f"--allow-privileged means --pod-security privileged, not {level}",
+                                 param_hint="--allow-privileged")
+    return PRIVILEGED if allow_privileged else (level or DEFAULT_LEVEL)
 
 
 def local_address(address: str) -> str:
@@ -118,7 +133,7 @@ def write_admin_config(running: RunningServer) -> None:
 def run_server(*, listen: str, etcd: str, data_dir: str | None, log_level: str, etcd_binary: str | None = None,
                scheduling_strategy: str = "LeastAllocated", lease_ttl: int = 10,
                metrics_listen: str | None = None, hpa_sync_period: float = 15.0,
-               allow_privileged: bool = False, allow_host_path: bool = False, join_listen: str = "",
+               pod_security: str = DEFAULT_LEVEL, allow_host_path: bool = False, join_listen: str = "",
                tls_san: list[str] | None = None, node_cert_lifetime: dt.timedelta | None = None,
                join_rate: float = 1.0, join_burst: int = 20) -> None:
     from controlplane.leader.testhooks import TestHooks
@@ -138,7 +153,7 @@ def run_server(*, listen: str, etcd: str, data_dir: str | None, log_level: str, 
         hpa_sync_period=hpa_sync_period,
         metrics_listen=DEFAULT_METRICS_LISTEN if metrics_listen is None else metrics_listen,
         metrics_optional=metrics_listen is None,
-        allow_privileged=allow_privileged,
+        pod_security=pod_security,
         allow_host_path=allow_host_path,
         join_listen=join_listen,
         join_rate=join_rate,

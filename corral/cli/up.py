@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import os
 import signal
 import socket
 from contextlib import AsyncExitStack
@@ -23,8 +24,9 @@ import click
 from corral import logs
 from corral.cli.agent_cmd import DEFAULT_METRICS_LISTEN as AGENT_METRICS_LISTEN
 from corral.cli.config import write_config
-from corral.cli.server import DEFAULT_METRICS_LISTEN, ETCD_BINARY_HELP, default_data_dir
+from corral.cli.server import DEFAULT_METRICS_LISTEN, ETCD_BINARY_HELP, default_data_dir, pod_security_level
 from corral.pki.certs import DEFAULT_NODE_LIFETIME, Identity, Role
+from protos.pod_security import DEFAULT_LEVEL, LEVELS, PRIVILEGED
 
 
 async def pick_runtime() -> str:
@@ -39,10 +41,16 @@ async def pick_runtime() -> str:
     return "docker"
 
 
+def up_pod_security(level: str | None, runtime: str) -> str:
+    """The cluster level: as asked; else privileged when the node runs host processes (the only pods
+    this cluster can run, which baseline refuses), else baseline."""
+    return level or (PRIVILEGED if runtime == "process" else DEFAULT_LEVEL)
+
+
 async def up(data_dir: Path, listen: str, runtime: str | None, name: str, *,
-             allow_privileged: bool = False, allow_host_path: bool = False, etcd_binary: Path | None = None) -> None:
+             pod_security: str | None = None, allow_host_path: bool = False, etcd_binary: Path | None = None) -> None:
     from agent.identity import PKI_DIR
-    from agent.main import AgentConfig, run_agent
+    from agent.main import PROCESS_USER, AgentConfig, run_agent
     from controlplane.server import ServerConfig, start
 
     stop = asyncio.Event()
@@ -56,11 +64,13 @@ async def up(data_dir: Path, listen: str, runtime: str | None, name: str, *,
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, request_stop)
+    chosen = runtime or await pick_runtime()
+    level = up_pod_security(pod_security, chosen)
     async with AsyncExitStack() as stack:
         # Metrics on the default ports, as `corral server` and `corral agent` serve them (skipped when taken).
         running = await start(ServerConfig(listen=listen, data_dir=data_dir, etcd_binary=etcd_binary,
                                            metrics_listen=DEFAULT_METRICS_LISTEN,
-                                           metrics_optional=True, allow_privileged=allow_privileged,
+                                           metrics_optional=True, pod_security=level,
                                            allow_host_path=allow_host_path), stack)
         assert running.admin is not None
         assert running.ca is not None
@@ -69,14 +79,20 @@ async def up(data_dir: Path, listen: str, runtime: str | None, name: str, *,
         agent_dir = data_dir / "agent"
         running.ca.client_credentials(Identity(Role.NODE, name), dt.datetime.now(dt.UTC),
                                       DEFAULT_NODE_LIFETIME).save(agent_dir / PKI_DIR)
-        chosen = runtime or await pick_runtime()
         reason = "a Docker engine answers" if chosen == "docker" else "no Docker engine answers"
         click.echo(f"corral is up: API on {running.address}, data in {data_dir}", err=True)
         click.echo(f"node {name} runs pods with the {chosen} runtime"
                    f"{'' if runtime else f' ({reason})'}; CLI config: {config_file}", err=True)
-        click.echo("Try: corral apply -f examples/ && corral get pods -o wide   (Ctrl-C stops)", err=True)
+        as_root = chosen == "process" and os.geteuid() == 0
+        click.echo(f"pod security level: {level}"
+                   + (f" (process pods run on this host as {PROCESS_USER} unless their runAsUser says otherwise)"
+                      if as_root else ""), err=True)
+        example = "examples/pod-web.yaml" if chosen == "docker" else "examples/pod-process.yaml"
+        click.echo(f"Try: corral apply -f {example} && corral get pods -o wide   (Ctrl-C stops)", err=True)
+        # `corral up` on root with no Docker: the process runtime is its only way to run pods (said above).
         agent = AgentConfig(server=running.address, name=name, data_dir=agent_dir, runtimes=[chosen],
-                            metrics_listen=AGENT_METRICS_LISTEN, metrics_optional=True)
+                            metrics_listen=AGENT_METRICS_LISTEN, metrics_optional=True,
+                            allow_process_runtime_as_root=True)
         await run_agent(agent, stop)
 
 
@@ -89,15 +105,17 @@ async def up(data_dir: Path, listen: str, runtime: str | None, name: str, *,
 @click.option("--runtime", type=click.Choice(["docker", "process"]), default=None,
               help="Runtime of the local node (default: docker when an engine answers, else process).")
 @click.option("--name", default=None, help="Node name (default: this machine's hostname).")
+@click.option("--pod-security", type=click.Choice(LEVELS), default=None,
+              help="Cluster default Pod Security level, as corral server --pod-security (default baseline; "
+                   "privileged when the node runs the process runtime, the only pods it can run).")
 @click.option("--allow-privileged", is_flag=True, default=False,
-              help="Cluster policy: admit privileged containers (as corral server --allow-privileged).")
+              help="Same as --pod-security privileged.")
 @click.option("--allow-host-path", is_flag=True, default=False,
-              help="Cluster policy: admit hostPath volumes (as corral server --allow-host-path).")
+              help="Below privileged, admit hostPath volumes (as corral server --allow-host-path).")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="warning",
               show_default=True)
 def up_cmd(data_dir: str | None, listen: str, etcd_binary: str | None, runtime: str | None, name: str | None,
-           allow_privileged: bool,
-           allow_host_path: bool, log_level: str) -> None:
+           pod_security: str | None, allow_privileged: bool, allow_host_path: bool, log_level: str) -> None:
     """Run a single-machine cluster: etcd, control plane and agent, until Ctrl-C."""
     from agent.main import AgentError
     from controlplane.server import ServerError
@@ -108,8 +126,10 @@ def up_cmd(data_dir: str | None, listen: str, etcd_binary: str | None, runtime: 
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     node = (name or socket.gethostname()).lower()
     try:
-        asyncio.run(up(directory, listen, runtime, node, allow_privileged=allow_privileged,
-                       allow_host_path=allow_host_path, etcd_binary=Path(etcd_binary) if etcd_binary else None))
+        level = pod_security_level(pod_security, allow_privileged=allow_privileged) if (
+            pod_security or allow_privileged) else None
+        asyncio.run(up(directory, listen, runtime, node, pod_security=level, allow_host_path=allow_host_path,
+                       etcd_binary=Path(etcd_binary) if etcd_binary else None))
     except (ServerError, StoreError, EmbeddedEtcdError, AgentError) as e:
         raise click.ClickException(str(e)) from e
     # Only now, when asyncio.run has also waited for the agent's Docker calls in flight.

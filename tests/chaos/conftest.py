@@ -62,6 +62,9 @@ class Replica:
             str(LEASE_TTL),
             "--join-listen",
             self.join_address,
+            # The chaos tests' pods are process-runtime pods, which only the privileged level admits.
+            "--pod-security",
+            "privileged",
         ]
         # Never the user's own data dir and CLI config.
         self.env.setdefault("XDG_DATA_HOME", str(self.log.parent / "data"))

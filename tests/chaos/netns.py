@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests import processes
-from tests.e2e.conftest import kill_process_containers
+from tests.e2e.conftest import kill_process_containers, process_runtime_args
 
 SUBNET = "10.213"
 
@@ -115,6 +115,7 @@ class NetnsNode:
             str(self.data_dir),
             "--runtime",
             "process",
+            *process_runtime_args(("process",)),
             "--address",
             self.ns_ip,
             "--proxy-address",

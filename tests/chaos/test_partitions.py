@@ -31,7 +31,7 @@ import pytest
 from corral.client import Client
 from protos.corral.v1 import meta_pb2, workloads_pb2
 from tests.chaos.netns import NetnsNode, alive, netns_missing
-from tests.e2e.conftest import ServerProcess, cli_credentials, free_port, wait_until
+from tests.e2e.conftest import PROCESS_PODS, ServerProcess, cli_credentials, free_port, wait_until
 
 pytestmark = [pytest.mark.chaos]
 
@@ -113,7 +113,7 @@ def partitioned(tmp_path: Path) -> Iterator[Partitioned]:
     env["CORRAL_SERVER"] = f"127.0.0.1:{port}"
     join_port = free_port()
     server = ServerProcess(tmp_path / "data", f"0.0.0.0:{port}", env, tmp_path / "server.log",
-                           join_address=f"0.0.0.0:{join_port}")
+                           join_address=f"0.0.0.0:{join_port}", extra_args=PROCESS_PODS)
     nodes = [NetnsNode(f"pn{i}", port, tmp_path / f"agent{i}", tmp_path / f"agent{i}.log", env, join_port=join_port)
              for i in range(3)]
     client: Client | None = None

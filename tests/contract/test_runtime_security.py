@@ -126,12 +126,45 @@ async def test_docker_never_mounts_its_socket(docker_target: Target, socket: str
     assert await docker_target.runtime.list({TEST_LABEL: docker_target.test_id}) == []
 
 
+@pytest.mark.parametrize("target", ["/run", "/var/run", "/"])
+async def test_docker_refuses_a_symlink_to_a_socket_parent(docker_target: Target, tmp_path: Path, target: str) -> None:
+    """The API checks hostPath as written: a link on the node to /run is refused here."""
+    link = tmp_path / "innocent"
+    link.symlink_to(target)
+
+    real = os.path.realpath(target)
+    with pytest.raises(ContainerConfigError, match=f"resolves to {real}, which holds a container engine's socket"):
+        await docker_target.runtime.run(docker_target.spec("link", mounts=[Mount("/host", str(link))]))
+
+    assert await docker_target.runtime.list({TEST_LABEL: docker_target.test_id}) == []
+
+
 async def test_docker_run_as_non_root_refuses_a_root_image(docker_target: Target) -> None:
     with pytest.raises(ContainerConfigError, match="runAsNonRoot and image will run as root"):
         await docker_target.runtime.run(docker_target.spec("root", run_as_non_root=True))
 
     code, output = await output_of(docker_target, "id -u", run_as_non_root=True, user="1000")
     assert (code, output.strip()) == (0, "1000")
+
+
+@pytest.mark.parametrize(
+    ("fields", "namespace"),
+    [
+        pytest.param({"host_network": True, "dns_servers": ["10.9.9.9"]}, "net", id="host-network"),
+        pytest.param({"host_pid": True}, "pid", id="host-pid"),
+        pytest.param({"host_ipc": True}, "ipc", id="host-ipc"),
+    ],
+)
+async def test_docker_joins_the_host_namespaces_asked_for(
+    docker_target: Target, fields: dict[str, object], namespace: str
+) -> None:
+    script = f"busybox readlink /proc/self/ns/{namespace}"
+    code, shared = await output_of(docker_target, script, **fields)
+    _, own = await output_of(docker_target, script)
+
+    assert code == 0
+    assert shared.strip() == os.readlink(f"/proc/self/ns/{namespace}")
+    assert own.strip() != shared.strip()
 
 
 # -- process -----------------------------------------------------------------------------
@@ -172,3 +205,37 @@ async def test_process_refusal_leaves_no_container_directory(process_target: Tar
         await runtime.run(process_target.spec("refused", privileged=True))
 
     assert await asyncio.to_thread(lambda: list(runtime._root.glob("*")) if runtime._root.exists() else []) == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching users needs root (CI runs as root)")
+@pytest.mark.parametrize(
+    ("user", "expected"),
+    [
+        pytest.param("", ["65534", "65534"], id="default-user"),
+        pytest.param("1000", ["1000", "0"], id="run-as-user-wins"),
+        pytest.param("0:0", ["0", "0"], id="run-as-root-when-asked"),
+    ],
+)
+async def test_process_on_a_root_agent_runs_as_its_default_user_and_so_does_exec(
+    tmp_path: Path, user: str, expected: list[str]
+) -> None:
+    runtime = ProcessRuntime(tmp_path / "process-runtime", default_user="65534:65534")
+    target = Target("process", runtime, uuid.uuid4().hex[:12])
+    try:
+        info = await runtime.run(target.spec("whoami", command=["/bin/sh", "-c", "id -u; id -g; sleep 30"], user=user))
+        output = await asyncio.wait_for(_output_until(runtime, info.id, 2), 20)
+        result = await runtime.exec(info.id, ["/bin/sh", "-c", "id -u; id -g"], timeout=10)
+    finally:
+        for listed in await runtime.list({TEST_LABEL: target.test_id}):
+            await runtime.stop(listed.id, grace_seconds=1)
+            await runtime.remove(listed.id)
+
+    assert output == expected
+    assert result.output.decode().split() == expected
+
+
+async def _output_until(runtime: ProcessRuntime, container_id: str, lines: int) -> list[str]:
+    """The container's first `lines` words of output, once written."""
+    while len(words := (await read_logs(runtime, container_id)).decode().split()) < lines:
+        await asyncio.sleep(0.05)
+    return words

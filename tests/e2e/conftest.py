@@ -117,11 +117,23 @@ def cli_env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
+# `corral server` options for a cluster running process-runtime pods: only the privileged
+# pod security level admits them (they are commands on the host).
+PROCESS_PODS = ("--pod-security", "privileged")
+
+
 @pytest.fixture
-def server(tmp_path: Path, cli_env: dict[str, str]) -> Iterator[ServerProcess]:
+def server_args() -> tuple[str, ...]:
+    """More options of the test server; a module running process-runtime pods overrides this
+    fixture to return PROCESS_PODS."""
+    return ()
+
+
+@pytest.fixture
+def server(tmp_path: Path, cli_env: dict[str, str], server_args: tuple[str, ...]) -> Iterator[ServerProcess]:
     address = f"127.0.0.1:{free_port()}"
     env = {**cli_env, "CORRAL_SERVER": address}
-    proc = ServerProcess(tmp_path / "data", address, env, tmp_path / "server.log")
+    proc = ServerProcess(tmp_path / "data", address, env, tmp_path / "server.log", extra_args=server_args)
     proc.start()
     yield proc
     proc.stop()
@@ -150,6 +162,7 @@ class AgentProcess:
                 "--poll-interval", "0.5", *self.extra_args]
         for runtime in self.runtimes:
             args += ["--runtime", runtime]
+        args += process_runtime_args(self.runtimes)
         self.proc = processes.spawn(args, self.log, self.env)
 
     def kill9(self) -> None:
@@ -158,6 +171,11 @@ class AgentProcess:
 
     def stop(self) -> None:
         processes.stop(self.proc)
+
+
+def process_runtime_args(runtimes: tuple[str, ...]) -> list[str]:
+    """Tests run as root: an agent offering the process runtime must be told it may (its pods run as 65534)."""
+    return ["--allow-process-runtime-as-root"] if "process" in runtimes and os.geteuid() == 0 else []
 
 
 def remove_node_containers(node: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -11,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import AgentProcess, Cli, ServerProcess, free_port, wait_until
+from tests.e2e.conftest import PROCESS_PODS, AgentProcess, Cli, ServerProcess, free_port, wait_until
 
 BUSYBOX = shutil.which("busybox") or "/bin/busybox"
 
@@ -21,10 +22,20 @@ def agent_runtimes() -> tuple[str, ...]:
     return ("process",)
 
 
+@pytest.fixture
+def server_args() -> tuple[str, ...]:
+    return PROCESS_PODS
+
+
+# The tests' files are under pytest's tmp dir (mode 0700, root's): their pods run as root, which
+# they ask for (a root agent runs process pods as 65534 otherwise, and the privileged level allows it).
+AS_ROOT = {"runAsUser": 0} if os.geteuid() == 0 else {}
+
+
 def apply_pod(cli: Cli, name: str, node: str, container: dict[str, Any], **spec: Any) -> None:
     doc = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
            "spec": {"nodeName": node, "runtimeClassName": "process", "terminationGracePeriodSeconds": 5,
-                    "containers": [container], **spec}}
+                    "securityContext": AS_ROOT, "containers": [container], **spec}}
     result = cli.run("apply", "-f", "-", stdin=json.dumps(doc).encode())
     assert result.returncode == 0, result.stderr
 
@@ -140,3 +151,21 @@ def process_alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the agent runs as root in CI")
+def test_a_root_agent_runs_process_pods_as_nobody_unless_they_ask(server: ServerProcess, agent: AgentProcess) -> None:
+    cli = Cli(server.env)
+    script = "echo uid=$(id -u) gid=$(id -g); sleep 60"
+    cases: list[tuple[str, dict[str, int], str]] = [
+        ("nobody", {}, "65534"), ("asked", {"runAsUser": 1000, "runAsGroup": 1000}, "1000")]
+    for name, context, uid in cases:
+        # Ready only when the exec probe, too, runs as the pod's user (not as the agent's root).
+        probe = {"exec": {"command": ["/bin/sh", "-c", f'test "$(id -u)" = {uid}']}, "periodSeconds": 1}
+        apply_pod(cli, name, agent.name, {"name": "main", "image": "host", "command": ["/bin/sh", "-c", script],
+                                          "securityContext": context, "readinessProbe": probe},
+                  securityContext={})
+
+    for name, _, uid in cases:
+        wait_until(functools.partial(ready, cli, name), 60, f"{name} ready", agent.log)
+        assert f"uid={uid} gid={uid}" in cli.run("logs", name).stdout

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import (
+    PROCESS_PODS,
     AgentProcess,
     Cli,
     ServerProcess,
@@ -39,7 +40,7 @@ def metrics_server(tmp_path: Path, cli_env: dict[str, str]) -> Iterator[tuple[Se
         address,
         {**cli_env, "CORRAL_SERVER": address},
         tmp_path / "server.log",
-        extra_args=("--metrics-listen", metrics),
+        extra_args=("--metrics-listen", metrics, *PROCESS_PODS),
     )
     proc.start()
     yield proc, metrics
@@ -77,6 +78,8 @@ def manifest(http_port: int, service_port: int, www: Path) -> str:
         "spec": {
             "runtimeClassName": "process",
             "terminationGracePeriodSeconds": 5,
+            # www is under pytest's tmp dir (0700, root's): run as root (a root agent's default is 65534).
+            "securityContext": {"runAsUser": 0},
             "containers": [
                 {
                     "name": "httpd",

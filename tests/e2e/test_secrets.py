@@ -11,12 +11,17 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import AgentProcess, Cli, ServerProcess, wait_until
+from tests.e2e.conftest import PROCESS_PODS, AgentProcess, Cli, ServerProcess, wait_until
 
 
 @pytest.fixture
 def agent_runtimes() -> tuple[str, ...]:
     return ("process",)
+
+
+@pytest.fixture
+def server_args() -> tuple[str, ...]:
+    return PROCESS_PODS
 
 
 def apply(cli: Cli, doc: dict[str, Any]) -> None:

@@ -1,5 +1,7 @@
-"""Container defaults and the cluster policy, end to end: a real server (default
-policy) refuses a privileged pod at apply with the field path; a pod with
+"""Container defaults and the Pod Security levels, end to end: a real server (default
+level baseline) refuses a privileged pod, added capabilities beyond Docker's default set,
+host namespaces, hostPath and the process runtime at apply with the field path and the
+level; a Namespace's pod-security.kubernetes.io/enforce label overrides the level; a pod with
 runAsUser and readOnlyRootFilesystem runs in Docker as that user and cannot write
 its root filesystem; runAsNonRoot with a root image is a CreateContainerConfigError;
 with --allow-host-path, a hostPath mounts read-only and an emptyDir is shared by a
@@ -28,10 +30,82 @@ def test_privileged_pod_is_refused_at_apply_by_default(server: ServerProcess) ->
 
     assert result.returncode != 0
     assert (
-        "spec.containers[0].securityContext.privileged: privileged containers are forbidden by the cluster policy "
-        "(corral server --allow-privileged)"
+        'spec.containers[0].securityContext.privileged: true is not allowed by the "baseline" pod security level '
+        "(cluster default: corral server --pod-security)"
     ) in result.stderr
     assert cli.run("get", "pod", "root").returncode != 0
+
+
+BASELINE = 'is not allowed by the "baseline" pod security level (cluster default: corral server --pod-security)'
+SYS_ADMIN = {"name": "main", "image": IMAGE, "securityContext": {"capabilities": {"add": ["SYS_ADMIN"]}}}
+
+
+def test_what_takes_the_host_is_refused_by_default(server: ServerProcess) -> None:
+    """Each of these is root on the host (or reads any host file) in a default install without the refusal."""
+    cli = Cli(server.env)
+    plain = {"name": "main", "image": IMAGE}
+    cases: list[tuple[dict[str, Any], dict[str, Any], str]] = [
+        (SYS_ADMIN, {}, f'spec.containers[0].securityContext.capabilities.add[0]: "SYS_ADMIN" {BASELINE}'),
+        ({**plain, "securityContext": {"capabilities": {"add": ["DAC_READ_SEARCH"]}}}, {},
+         f'spec.containers[0].securityContext.capabilities.add[0]: "DAC_READ_SEARCH" {BASELINE}'),
+        ({**plain, "securityContext": {"capabilities": {"add": ["ALL"]}}}, {},
+         f'spec.containers[0].securityContext.capabilities.add[0]: "ALL" {BASELINE}'),
+        (plain, {"hostNetwork": True}, f"spec.hostNetwork: true {BASELINE}"),
+        (plain, {"hostPID": True}, f"spec.hostPID: true {BASELINE}"),
+        (plain, {"hostIPC": True}, f"spec.hostIPC: true {BASELINE}"),
+        (plain, {"volumes": [{"name": "run", "hostPath": {"path": "/run"}}]},
+         f"spec.volumes[0].hostPath: a hostPath volume {BASELINE}"),
+        ({**plain, "command": ["id"]}, {"runtimeClassName": "process"}, "spec.runtimeClassName: \"process\""),
+    ]
+    for container, spec, expected in cases:
+        result = cli.run("apply", "-f", "-", stdin=pod_manifest("takeover", "", container, **spec).encode())
+
+        assert result.returncode != 0, (spec, container)
+        assert expected in result.stderr
+    assert cli.run("get", "pod", "takeover").returncode != 0
+
+
+def namespace_manifest(name: str, labels: dict[str, str]) -> str:
+    return json.dumps({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}})
+
+
+def in_namespace(manifest: str, namespace: str) -> bytes:
+    doc = json.loads(manifest)
+    doc["metadata"]["namespace"] = namespace
+    return json.dumps(doc).encode()
+
+
+def test_a_namespace_label_sets_the_level_of_its_pods(server: ServerProcess) -> None:
+    cli = Cli(server.env)
+    enforce = "pod-security.kubernetes.io/enforce"
+    apply(cli, namespace_manifest("ops", {enforce: "privileged", f"{enforce}-version": "latest"}))
+    apply(cli, namespace_manifest("apps", {enforce: "restricted"}))
+
+    admitted = cli.run("apply", "-f", "-", stdin=in_namespace(pod_manifest("admin", "", SYS_ADMIN), "ops"))
+    plain = pod_manifest("plain", "", {"name": "main", "image": IMAGE})
+    refused = cli.run("apply", "-f", "-", stdin=in_namespace(plain, "apps"))
+    bad = cli.run("apply", "-f", "-", stdin=namespace_manifest("odd", {enforce: "root"}).encode())
+    listed = cli.run("get", "namespaces")
+    described = cli.run("describe", "ns", "ops")
+    deleted = cli.run("delete", "namespace", "ops")
+
+    assert admitted.returncode == 0, admitted.stderr
+    assert refused.returncode != 0
+    assert ('spec.containers[0].securityContext.allowPrivilegeEscalation: must be false under the "restricted" '
+            f'pod security level (namespace "apps" label {enforce})') in refused.stderr
+    assert bad.returncode != 0
+    assert (f'metadata.labels.{enforce}: must be one of "privileged", "baseline", "restricted", got "root"'
+            in bad.stderr)
+    rows = {line.split()[0]: line.split()[1:] for line in listed.stdout.splitlines()[1:]}
+    assert rows["ops"][0] == "Active" and rows["apps"][0] == "Active"
+    assert f"{enforce}=privileged" in described.stdout
+    assert deleted.returncode == 0
+    assert 'corral does not delete the objects in namespace "ops" yet' in deleted.stderr
+    # The pod stays; new pods there are held to the cluster default again.
+    assert cli.run("get", "pod", "admin", "-n", "ops").returncode == 0
+    again = cli.run("apply", "-f", "-", stdin=in_namespace(pod_manifest("admin2", "", SYS_ADMIN), "ops"))
+    assert again.returncode != 0
+    assert BASELINE in again.stderr
 
 
 def test_pod_runs_as_its_user_on_a_read_only_root_filesystem(server: ServerProcess, agent: AgentProcess) -> None:
@@ -87,6 +161,14 @@ def test_allowed_host_path_and_a_shared_empty_dir_removed_with_the_pod(tmp_path:
     try:
         agent.start()
         cli = Cli(env)
+        # Even so, what holds the Docker socket stays refused below the privileged level.
+        for path in ("/", "/var/run", "/run"):
+            socket_parent = pod_manifest("socket", node, {"name": "main", "image": IMAGE},
+                                         volumes=[{"name": "h", "hostPath": {"path": path}}])
+            refused = cli.run("apply", "-f", "-", stdin=socket_parent.encode())
+            assert refused.returncode != 0
+            assert (f'spec.volumes[0].hostPath.path: "{path}" (it holds a container engine\'s socket or the '
+                    f"host's /proc) {BASELINE}; --allow-host-path admits only other paths") in refused.stderr
         wait_until(lambda: cli.run("get", "node", node).returncode == 0, 30, "agent registered", agent.log)
         mounts = [{"name": "shared", "mountPath": "/shared"}, {"name": "host", "mountPath": "/host", "readOnly": True}]
         writer = {

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.conftest import (
+    PROCESS_PODS,
     AgentProcess,
     Cli,
     ServerProcess,
@@ -28,6 +29,11 @@ IMAGE = "corral-test/busybox:1"
 DOCKER_BUSY = "busybox dd if=/dev/zero of=/dev/shm/fill bs=1M count=8 2>/dev/null; while :; do :; done"
 # Spin most of the time, so the two pods do not take both cores of a small machine.
 PROCESS_BUSY = "while :; do i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; sleep 0.05; done"
+
+
+@pytest.fixture
+def server_args() -> tuple[str, ...]:
+    return PROCESS_PODS
 
 
 @pytest.fixture

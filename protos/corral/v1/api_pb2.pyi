@@ -11,6 +11,7 @@ from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from protos.corral.v1 import discovery_pb2 as _discovery_pb2
 from protos.corral.v1 import event_pb2 as _event_pb2
 from protos.corral.v1 import metrics_pb2 as _metrics_pb2
+from protos.corral.v1 import namespace_pb2 as _namespace_pb2
 from protos.corral.v1 import node_pb2 as _node_pb2
 from protos.corral.v1 import pod_pb2 as _pod_pb2
 from protos.corral.v1 import secret_pb2 as _secret_pb2
@@ -61,6 +62,7 @@ class Object(_message.Message):
     ENDPOINT_SLICE_FIELD_NUMBER: _builtins.int
     HORIZONTAL_POD_AUTOSCALER_FIELD_NUMBER: _builtins.int
     SECRET_FIELD_NUMBER: _builtins.int
+    NAMESPACE_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def pod(self) -> _pod_pb2.Pod: ...
     @_builtins.property
@@ -79,6 +81,8 @@ class Object(_message.Message):
     def horizontal_pod_autoscaler(self) -> _metrics_pb2.HorizontalPodAutoscaler: ...
     @_builtins.property
     def secret(self) -> _secret_pb2.Secret: ...
+    @_builtins.property
+    def namespace(self) -> _namespace_pb2.Namespace: ...
     def __init__(
         self,
         *,
@@ -91,12 +95,13 @@ class Object(_message.Message):
         endpoint_slice: _discovery_pb2.EndpointSlice | None = ...,
         horizontal_pod_autoscaler: _metrics_pb2.HorizontalPodAutoscaler | None = ...,
         secret: _secret_pb2.Secret | None = ...,
+        namespace: _namespace_pb2.Namespace | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["deployment", b"deployment", "endpoint_slice", b"endpoint_slice", "event", b"event", "horizontal_pod_autoscaler", b"horizontal_pod_autoscaler", "kind", b"kind", "node", b"node", "pod", b"pod", "replica_set", b"replica_set", "secret", b"secret", "service", b"service"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["deployment", b"deployment", "endpoint_slice", b"endpoint_slice", "event", b"event", "horizontal_pod_autoscaler", b"horizontal_pod_autoscaler", "kind", b"kind", "namespace", b"namespace", "node", b"node", "pod", b"pod", "replica_set", b"replica_set", "secret", b"secret", "service", b"service"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["deployment", b"deployment", "endpoint_slice", b"endpoint_slice", "event", b"event", "horizontal_pod_autoscaler", b"horizontal_pod_autoscaler", "kind", b"kind", "node", b"node", "pod", b"pod", "replica_set", b"replica_set", "secret", b"secret", "service", b"service"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["deployment", b"deployment", "endpoint_slice", b"endpoint_slice", "event", b"event", "horizontal_pod_autoscaler", b"horizontal_pod_autoscaler", "kind", b"kind", "namespace", b"namespace", "node", b"node", "pod", b"pod", "replica_set", b"replica_set", "secret", b"secret", "service", b"service"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["pod", "node", "replica_set", "deployment", "service", "event", "endpoint_slice", "horizontal_pod_autoscaler", "secret"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["pod", "node", "replica_set", "deployment", "service", "event", "endpoint_slice", "horizontal_pod_autoscaler", "secret", "namespace"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 

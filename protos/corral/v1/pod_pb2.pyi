@@ -105,6 +105,34 @@ class EnvVar(_message.Message):
 Global___EnvVar: _TypeAlias = EnvVar  # noqa: Y015
 
 @_typing.final
+class SeccompProfile(_message.Message):
+    """seccomp: corral runs every Docker container under the engine's default
+    profile; only RuntimeDefault is accepted (Unconfined and Localhost are
+    refused at validation, not silently ignored).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TYPE_FIELD_NUMBER: _builtins.int
+    LOCALHOST_PROFILE_FIELD_NUMBER: _builtins.int
+    type: _builtins.str
+    """RuntimeDefault."""
+    localhost_profile: _builtins.str
+    def __init__(
+        self,
+        *,
+        type: _builtins.str = ...,
+        localhost_profile: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["localhost_profile", b"localhost_profile", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SeccompProfile: _TypeAlias = SeccompProfile  # noqa: Y015
+
+@_typing.final
 class Capabilities(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -143,6 +171,7 @@ class SecurityContext(_message.Message):
     READ_ONLY_ROOT_FILESYSTEM_FIELD_NUMBER: _builtins.int
     CAPABILITIES_FIELD_NUMBER: _builtins.int
     ALLOW_PRIVILEGE_ESCALATION_FIELD_NUMBER: _builtins.int
+    SECCOMP_PROFILE_FIELD_NUMBER: _builtins.int
     privileged: _builtins.bool
     run_as_user: _builtins.int
     run_as_group: _builtins.int
@@ -152,6 +181,8 @@ class SecurityContext(_message.Message):
     """Defaults to false in corral (no-new-privileges), unlike Kubernetes."""
     @_builtins.property
     def capabilities(self) -> Global___Capabilities: ...
+    @_builtins.property
+    def seccomp_profile(self) -> Global___SeccompProfile: ...
     def __init__(
         self,
         *,
@@ -162,10 +193,11 @@ class SecurityContext(_message.Message):
         read_only_root_filesystem: _builtins.bool | None = ...,
         capabilities: Global___Capabilities | None = ...,
         allow_privilege_escalation: _builtins.bool | None = ...,
+        seccomp_profile: Global___SeccompProfile | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_allow_privilege_escalation", b"_allow_privilege_escalation", "_privileged", b"_privileged", "_read_only_root_filesystem", b"_read_only_root_filesystem", "_run_as_group", b"_run_as_group", "_run_as_non_root", b"_run_as_non_root", "_run_as_user", b"_run_as_user", "allow_privilege_escalation", b"allow_privilege_escalation", "capabilities", b"capabilities", "privileged", b"privileged", "read_only_root_filesystem", b"read_only_root_filesystem", "run_as_group", b"run_as_group", "run_as_non_root", b"run_as_non_root", "run_as_user", b"run_as_user"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_allow_privilege_escalation", b"_allow_privilege_escalation", "_privileged", b"_privileged", "_read_only_root_filesystem", b"_read_only_root_filesystem", "_run_as_group", b"_run_as_group", "_run_as_non_root", b"_run_as_non_root", "_run_as_user", b"_run_as_user", "allow_privilege_escalation", b"allow_privilege_escalation", "capabilities", b"capabilities", "privileged", b"privileged", "read_only_root_filesystem", b"read_only_root_filesystem", "run_as_group", b"run_as_group", "run_as_non_root", b"run_as_non_root", "run_as_user", b"run_as_user", "seccomp_profile", b"seccomp_profile"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_allow_privilege_escalation", b"_allow_privilege_escalation", "_privileged", b"_privileged", "_read_only_root_filesystem", b"_read_only_root_filesystem", "_run_as_group", b"_run_as_group", "_run_as_non_root", b"_run_as_non_root", "_run_as_user", b"_run_as_user", "allow_privilege_escalation", b"allow_privilege_escalation", "capabilities", b"capabilities", "privileged", b"privileged", "read_only_root_filesystem", b"read_only_root_filesystem", "run_as_group", b"run_as_group", "run_as_non_root", b"run_as_non_root", "run_as_user", b"run_as_user"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_allow_privilege_escalation", b"_allow_privilege_escalation", "_privileged", b"_privileged", "_read_only_root_filesystem", b"_read_only_root_filesystem", "_run_as_group", b"_run_as_group", "_run_as_non_root", b"_run_as_non_root", "_run_as_user", b"_run_as_user", "allow_privilege_escalation", b"allow_privilege_escalation", "capabilities", b"capabilities", "privileged", b"privileged", "read_only_root_filesystem", b"read_only_root_filesystem", "run_as_group", b"run_as_group", "run_as_non_root", b"run_as_non_root", "run_as_user", b"run_as_user", "seccomp_profile", b"seccomp_profile"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__allow_privilege_escalation: _TypeAlias = _typing.Literal["allow_privilege_escalation"]  # noqa: Y015
     _WhichOneofArgType__allow_privilege_escalation: _TypeAlias = _typing.Literal["_allow_privilege_escalation", b"_allow_privilege_escalation"]  # noqa: Y015
@@ -201,19 +233,23 @@ class PodSecurityContext(_message.Message):
     RUN_AS_USER_FIELD_NUMBER: _builtins.int
     RUN_AS_GROUP_FIELD_NUMBER: _builtins.int
     RUN_AS_NON_ROOT_FIELD_NUMBER: _builtins.int
+    SECCOMP_PROFILE_FIELD_NUMBER: _builtins.int
     run_as_user: _builtins.int
     run_as_group: _builtins.int
     run_as_non_root: _builtins.bool
+    @_builtins.property
+    def seccomp_profile(self) -> Global___SeccompProfile: ...
     def __init__(
         self,
         *,
         run_as_user: _builtins.int | None = ...,
         run_as_group: _builtins.int | None = ...,
         run_as_non_root: _builtins.bool | None = ...,
+        seccomp_profile: Global___SeccompProfile | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_run_as_group", b"_run_as_group", "_run_as_non_root", b"_run_as_non_root", "_run_as_user", b"_run_as_user", "run_as_group", b"run_as_group", "run_as_non_root", b"run_as_non_root", "run_as_user", b"run_as_user"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_run_as_group", b"_run_as_group", "_run_as_non_root", b"_run_as_non_root", "_run_as_user", b"_run_as_user", "run_as_group", b"run_as_group", "run_as_non_root", b"run_as_non_root", "run_as_user", b"run_as_user", "seccomp_profile", b"seccomp_profile"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_run_as_group", b"_run_as_group", "_run_as_non_root", b"_run_as_non_root", "_run_as_user", b"_run_as_user", "run_as_group", b"run_as_group", "run_as_non_root", b"run_as_non_root", "run_as_user", b"run_as_user"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_run_as_group", b"_run_as_group", "_run_as_non_root", b"_run_as_non_root", "_run_as_user", b"_run_as_user", "run_as_group", b"run_as_group", "run_as_non_root", b"run_as_non_root", "run_as_user", b"run_as_user", "seccomp_profile", b"seccomp_profile"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__run_as_group: _TypeAlias = _typing.Literal["run_as_group"]  # noqa: Y015
     _WhichOneofArgType__run_as_group: _TypeAlias = _typing.Literal["_run_as_group", b"_run_as_group"]  # noqa: Y015
@@ -822,6 +858,9 @@ class PodSpec(_message.Message):
     AFFINITY_FIELD_NUMBER: _builtins.int
     SECURITY_CONTEXT_FIELD_NUMBER: _builtins.int
     VOLUMES_FIELD_NUMBER: _builtins.int
+    HOST_NETWORK_FIELD_NUMBER: _builtins.int
+    HOST_PID_FIELD_NUMBER: _builtins.int
+    HOST_IPC_FIELD_NUMBER: _builtins.int
     restart_policy: _builtins.str
     """Always (default), OnFailure or Never."""
     node_name: _builtins.str
@@ -830,6 +869,12 @@ class PodSpec(_message.Message):
     """"docker" (default when empty) or "process"."""
     termination_grace_period_seconds: _builtins.int
     """Defaulted to 30."""
+    host_network: _builtins.bool
+    """The host's namespaces instead of the pod's own: admitted only by the
+    "privileged" pod security level.
+    """
+    host_pid: _builtins.bool
+    host_ipc: _builtins.bool
     @_builtins.property
     def containers(self) -> _containers.RepeatedCompositeFieldContainer[Global___Container]: ...
     @_builtins.property
@@ -855,10 +900,13 @@ class PodSpec(_message.Message):
         affinity: Global___Affinity | None = ...,
         security_context: Global___PodSecurityContext | None = ...,
         volumes: _abc.Iterable[Global___Volume] | None = ...,
+        host_network: _builtins.bool = ...,
+        host_pid: _builtins.bool = ...,
+        host_ipc: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_termination_grace_period_seconds", b"_termination_grace_period_seconds", "affinity", b"affinity", "security_context", b"security_context", "termination_grace_period_seconds", b"termination_grace_period_seconds"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_termination_grace_period_seconds", b"_termination_grace_period_seconds", "affinity", b"affinity", "containers", b"containers", "node_name", b"node_name", "node_selector", b"node_selector", "restart_policy", b"restart_policy", "runtime_class_name", b"runtime_class_name", "security_context", b"security_context", "termination_grace_period_seconds", b"termination_grace_period_seconds", "tolerations", b"tolerations", "volumes", b"volumes"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_termination_grace_period_seconds", b"_termination_grace_period_seconds", "affinity", b"affinity", "containers", b"containers", "host_ipc", b"host_ipc", "host_network", b"host_network", "host_pid", b"host_pid", "node_name", b"node_name", "node_selector", b"node_selector", "restart_policy", b"restart_policy", "runtime_class_name", b"runtime_class_name", "security_context", b"security_context", "termination_grace_period_seconds", b"termination_grace_period_seconds", "tolerations", b"tolerations", "volumes", b"volumes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__termination_grace_period_seconds: _TypeAlias = _typing.Literal["termination_grace_period_seconds"]  # noqa: Y015
     _WhichOneofArgType__termination_grace_period_seconds: _TypeAlias = _typing.Literal["_termination_grace_period_seconds", b"_termination_grace_period_seconds"]  # noqa: Y015

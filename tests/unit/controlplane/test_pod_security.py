@@ -1,5 +1,4 @@
-"""Validation of securityContext and volumes, and the cluster policy (corral server
---allow-privileged / --allow-host-path) applied at create and apply."""
+"""Validation of securityContext and volumes (the Pod Security levels: test_pod_security_levels)."""
 
 from __future__ import annotations
 
@@ -8,22 +7,9 @@ from typing import Any
 import pytest
 
 from controlplane.apiserver.defaults import apply_defaults
-from controlplane.apiserver.errors import InvalidError
-from controlplane.apiserver.handlers import ObjectApi
-from controlplane.apiserver.security import ClusterPolicy, policy_causes
 from controlplane.apiserver.validation import validate
-from controlplane.store.memory import MemoryStore
-from controlplane.store.objects import ObjectStore
 from protos import codec
 from protos.kinds import by_kind
-
-PRIVILEGED_CAUSE = (
-    "containers[0].securityContext.privileged: privileged containers are forbidden by the cluster policy "
-    "(corral server --allow-privileged)"
-)
-HOST_PATH_CAUSE = (
-    "volumes[0].hostPath: host-path volumes are forbidden by the cluster policy (corral server --allow-host-path)"
-)
 
 
 def pod(container: dict[str, Any] | None = None, **spec: Any) -> dict[str, Any]:
@@ -74,6 +60,7 @@ SCRATCH = {"name": "scratch", "emptyDir": {}}
                         "readOnlyRootFilesystem": True,
                         "allowPrivilegeEscalation": False,
                         "capabilities": {"drop": ["ALL"], "add": ["NET_BIND_SERVICE"]},
+                        "seccompProfile": {"type": "RuntimeDefault"},
                     },
                     "volumeMounts": [
                         {"name": "data", "mountPath": "/data", "readOnly": True},
@@ -165,53 +152,35 @@ def test_valid_security_settings_pass(doc: dict[str, Any]) -> None:
             "spec.template.spec.containers[0].securityContext.runAsUser: must be >= 0, got -1",
             id="template",
         ),
+        pytest.param(
+            pod({"ports": [{"containerPort": 80, "hostPort": 8080}]}, hostNetwork=True),
+            "spec.containers[0].ports[0].hostPort: must match containerPort (80) when hostNetwork is true, got 8080",
+            id="host-network-port",
+        ),
+        pytest.param(
+            pod(securityContext={"seccompProfile": {"type": "Unconfined"}}),
+            'spec.securityContext.seccompProfile.type: "Unconfined" is not supported: corral runs every container '
+            'under Docker\'s default seccomp profile (type "RuntimeDefault")',
+            id="seccomp-unconfined",
+        ),
+        pytest.param(
+            pod({"securityContext": {"seccompProfile": {"type": "Localhost", "localhostProfile": "p.json"}}}),
+            'spec.containers[0].securityContext.seccompProfile.type: "Localhost" is not supported: corral runs '
+            'every container under Docker\'s default seccomp profile (type "RuntimeDefault")',
+            id="seccomp-localhost",
+        ),
+        pytest.param(
+            pod({"securityContext": {"seccompProfile": {"type": "runtime/default"}}}),
+            'spec.containers[0].securityContext.seccompProfile.type: must be "RuntimeDefault", got "runtime/default"',
+            id="seccomp-unknown",
+        ),
     ],
 )
 def test_invalid_security_settings_name_the_field(doc: dict[str, Any], cause: str) -> None:
     assert cause in causes_of(doc)
 
 
-PRIVILEGED = pod({"securityContext": {"privileged": True}})
-HOST_PATH = pod({"volumeMounts": [{"name": "data", "mountPath": "/data"}]}, volumes=[HOST])
+def test_host_network_ports_are_their_own_host_ports() -> None:
+    _, msg = parsed(pod({"ports": [{"containerPort": 80}]}, hostNetwork=True))
 
-
-@pytest.mark.parametrize(
-    ("doc", "policy", "causes"),
-    [
-        pytest.param(PRIVILEGED, ClusterPolicy(), [f"spec.{PRIVILEGED_CAUSE}"], id="privileged-pod"),
-        pytest.param(
-            deployment(PRIVILEGED),
-            ClusterPolicy(),
-            [f"spec.template.spec.{PRIVILEGED_CAUSE}"],
-            id="privileged-template",
-        ),
-        pytest.param(PRIVILEGED, ClusterPolicy(allow_privileged=True), [], id="privileged-allowed"),
-        pytest.param(pod({"securityContext": {"privileged": False}}), ClusterPolicy(), [], id="privileged-false"),
-        pytest.param(HOST_PATH, ClusterPolicy(), [f"spec.{HOST_PATH_CAUSE}"], id="host-path-pod"),
-        pytest.param(
-            {**deployment(HOST_PATH), "kind": "ReplicaSet"},
-            ClusterPolicy(),
-            [f"spec.template.spec.{HOST_PATH_CAUSE}"],
-            id="host-path-replica-set",
-        ),
-        pytest.param(HOST_PATH, ClusterPolicy(allow_host_path=True), [], id="host-path-allowed"),
-        pytest.param(pod(volumes=[SCRATCH]), ClusterPolicy(), [], id="empty-dir-always-fine"),
-    ],
-)
-def test_cluster_policy(doc: dict[str, Any], policy: ClusterPolicy, causes: list[str]) -> None:
-    _, msg = parsed(doc)
-    assert [str(c) for c in policy_causes(policy, msg)] == causes
-
-
-async def test_the_api_refuses_what_the_policy_forbids_and_internal_writers_are_not_held() -> None:
-    _, msg = parsed(PRIVILEGED)
-    guarded = ObjectApi(ObjectStore(MemoryStore()), policy=ClusterPolicy())
-
-    with pytest.raises(InvalidError) as error:
-        await guarded.apply(msg)
-    assert f"spec.{PRIVILEGED_CAUSE}" in str(error.value)
-    with pytest.raises(InvalidError):
-        await guarded.create(msg)
-
-    created, _ = await ObjectApi(ObjectStore(MemoryStore())).apply(msg)
-    assert created.spec.containers[0].security_context.privileged
+    assert msg.spec.containers[0].ports[0].host_port == 80
