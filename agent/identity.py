@@ -29,9 +29,9 @@ import grpc
 import structlog
 
 from agent.backoff import ExponentialBackoff
-from corral.pki.credentials import CERT_FILE, Credentials
-from corral.pki.identity import CertificateError, CertificateFacts, Identity, Role
-from corral.pki.tokens import JoinToken, TokenFormatError, parse_token
+from corral.common.pki.credentials import CERT_FILE, Credentials
+from corral.common.pki.identity import CertificateError, CertificateFacts, Identity, Role
+from corral.common.pki.tokens import JoinToken, TokenFormatError, parse_token
 
 log = structlog.get_logger(__name__)
 
@@ -102,8 +102,8 @@ class NodeIdentity:
         self.facts = CertificateFacts.of_file(self.directory / CERT_FILE)
 
     async def _join(self, token: JoinToken) -> Credentials:
-        from corral.pki import join  # loads `cryptography`: only to join
-        from corral.pki.join import CaMismatchError, JoinError, JoinUnreachableError
+        from corral.common.pki import join  # loads `cryptography`: only to join
+        from corral.common.pki.join import CaMismatchError, JoinError, JoinUnreachableError
 
         rng = random.Random()
         attempt = 0
@@ -141,7 +141,7 @@ class NodeIdentity:
             if wait > 0:
                 await asyncio.sleep(wait)
                 continue
-            from corral.pki import join  # loads `cryptography`: only to renew
+            from corral.common.pki import join  # loads `cryptography`: only to renew
 
             try:
                 renewed = await join.renew(channel, current)

@@ -33,8 +33,8 @@ from agent.proxy.reserved import reserved_ports
 from agent.runtime.base import ContainerRuntime
 from agent.runtime.errors import RuntimeFailure
 from agent.session import Session, SessionConfig
-from corral.pki.endpoints import join_address_for
-from corral.telemetry.endpoint import MetricsEndpointError, open_endpoint
+from corral.common.pki.endpoints import join_address_for
+from corral.common.telemetry.endpoint import MetricsEndpointError, open_endpoint
 
 log = structlog.get_logger(__name__)
 

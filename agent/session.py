@@ -32,7 +32,7 @@ from agent.metrics import MetricsSampler
 from agent.runtime.errors import RuntimeFailure
 from agent.services import ServiceTable
 from agent.status_reports import StatusReports, StatusStreamEnded
-from corral.pki.credentials import channel_options
+from corral.common.pki.credentials import channel_options
 from protos.corral.v1 import node_pb2, node_service_pb2, node_service_pb2_grpc
 
 log = structlog.get_logger(__name__)

@@ -37,7 +37,7 @@ import psutil
 from harness import admin_credentials, machine, percentile, start_server, stop, wait_for, write_result
 
 from corral.client import Client
-from corral.pki.credentials import Credentials
+from corral.common.pki.credentials import Credentials
 from protos.corral.v1 import pod_pb2
 
 RESULTS = Path(__file__).resolve().parent / "results"

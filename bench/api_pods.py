@@ -22,7 +22,7 @@ from pathlib import Path
 import grpc
 from harness import admin_credentials, machine, percentile, start_server, stop, write_result
 
-from corral.pki.credentials import channel_options
+from corral.common.pki.credentials import channel_options
 from protos.corral.v1 import api_pb2, api_pb2_grpc, meta_pb2, pod_pb2
 
 RESULTS = Path(__file__).resolve().parent / "results"

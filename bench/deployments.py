@@ -29,7 +29,7 @@ from pathlib import Path
 from harness import admin_credentials, machine, percentile, start_server, stop, wait_for, write_result
 
 from corral.client import Client, ClientError
-from corral.pki.credentials import Credentials
+from corral.common.pki.credentials import Credentials
 from protos.corral.v1 import node_pb2, pod_pb2, workloads_pb2
 
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -27,9 +27,9 @@ import grpc
 from harness import admin_credentials, machine, percentile, start_server, stop, write_result
 
 from corral.client import Client
-from corral.pki import join
-from corral.pki.credentials import Credentials, channel_options
-from corral.pki.tokens import parse_token
+from corral.common.pki import join
+from corral.common.pki.credentials import Credentials, channel_options
+from corral.common.pki.tokens import parse_token
 from protos.corral.v1 import (
     api_pb2,
     api_pb2_grpc,

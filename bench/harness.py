@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from corral.cli.config import ConfigError, resolve_credentials
-from corral.pki.credentials import Credentials
+from corral.common.pki.credentials import Credentials
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

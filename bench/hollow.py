@@ -29,9 +29,9 @@ from agent.node_status import node_status
 from agent.pod_worker import WorkerSettings
 from agent.runtime.fake import FakeRuntime
 from agent.session import Session, SessionConfig
-from corral import logs
 from corral.client import split_servers
-from corral.pki.join import join_address_for
+from corral.common import logs
+from corral.common.pki.join import join_address_for
 from protos.corral.v1 import node_pb2
 
 

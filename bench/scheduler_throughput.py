@@ -28,7 +28,7 @@ from controlplane.controllers.scheduling import SchedulerController
 from controlplane.store.embedded import EmbeddedEtcd
 from controlplane.store.etcd import EtcdStore
 from controlplane.store.objects import ObjectStore
-from corral import logs
+from corral.common import logs
 from protos.corral.v1 import meta_pb2, node_pb2, pod_pb2
 
 RESULTS = Path(__file__).resolve().parent / "results"

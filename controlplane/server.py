@@ -68,9 +68,9 @@ from controlplane.store.etcd import EtcdStore
 from controlplane.store.objects import DEFAULT_PREFIX, ObjectStore
 from controlplane.store.release import not_recommended, parse_release
 from controlplane.store.supervisor import EtcdSupervisor
-from corral.pki.certs import DEFAULT_NODE_LIFETIME
-from corral.pki.credentials import Credentials
-from corral.telemetry.endpoint import MetricsEndpointError, open_endpoint
+from corral.common.pki.certs import DEFAULT_NODE_LIFETIME
+from corral.common.pki.credentials import Credentials
+from corral.common.telemetry.endpoint import MetricsEndpointError, open_endpoint
 from protos.corral.v1 import (
     api_pb2_grpc,
     discovery_pb2_grpc,

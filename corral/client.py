@@ -28,7 +28,7 @@ from typing import Any
 import grpc
 from google.protobuf.message import Message
 
-from corral.pki.credentials import Credentials, channel_options
+from corral.common.pki.credentials import Credentials, channel_options
 from protos.corral.v1 import (
     api_pb2,
     api_pb2_grpc,

@@ -13,8 +13,8 @@ import grpc
 from agent.identity import NodeIdentity
 from controlplane.auth.ca import ClusterCA
 from controlplane.server import RunningServer
-from corral.pki.certs import DEFAULT_NODE_LIFETIME, Identity, Role
-from corral.pki.credentials import Credentials, channel_options
+from corral.common.pki.certs import DEFAULT_NODE_LIFETIME, Identity, Role
+from corral.common.pki.credentials import Credentials, channel_options
 
 
 def now() -> dt.datetime:

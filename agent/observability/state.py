@@ -17,7 +17,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from agent.proxy.server import ServiceStats
-from corral.telemetry.loop import call_on_loop
+from corral.common.telemetry.loop import call_on_loop
 from protos.corral.v1 import pod_pb2
 
 # How long a scrape waits for the event loop.

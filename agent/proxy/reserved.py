@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 import structlog
 
 from agent.services import RouteListener
-from corral.pki.endpoints import DEFAULT_API_PORT, split_address
+from corral.common.pki.endpoints import DEFAULT_API_PORT, split_address
 from protos.corral.v1 import discovery_pb2
 
 log = structlog.get_logger(__name__)

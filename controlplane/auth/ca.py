@@ -22,9 +22,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from controlplane.auth import PkiError
-from corral.pki import certs
-from corral.pki.certs import CertificateError, Identity, PrivateKey, Role
-from corral.pki.credentials import Credentials
+from corral.common.pki import certs
+from corral.common.pki.certs import CertificateError, Identity, PrivateKey, Role
+from corral.common.pki.credentials import Credentials
 
 PKI_DIR = "pki"
 CA_CERT = "ca.crt"

@@ -28,7 +28,7 @@ from controlplane.auth import policy
 from controlplane.auth.peer import Context, peer_of
 from controlplane.auth.revocations import RevocationList
 from controlplane.grpcwrap import rewrap
-from corral.pki.certs import Peer, Role
+from corral.common.pki.certs import Peer, Role
 
 log = structlog.get_logger(__name__)
 

@@ -7,7 +7,7 @@ from typing import Any, NoReturn
 
 import grpc
 
-from corral.pki.certs import Peer, Role, peer_of_subject
+from corral.common.pki.certs import Peer, Role, peer_of_subject
 
 Context = grpc.aio.ServicerContext[Any, Any]
 

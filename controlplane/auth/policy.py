@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from corral.pki.certs import Role
+from corral.common.pki.certs import Role
 
 NODE_SERVICE = "/corral.v1.NodeService/"
 RENEW = "/corral.v1.SecurityService/RenewCertificate"

@@ -23,9 +23,9 @@ from controlplane.auth.ratelimit import SourceRateLimiter, peer_address
 from controlplane.auth.revocations import RevocationList
 from controlplane.auth.tokens import TokenRecord, TokenRegistry
 from controlplane.store import errors as store_errors
-from corral.logs import clip
-from corral.pki import certs
-from corral.pki.certs import CertificateError, Identity, Role
+from corral.common.logs import clip
+from corral.common.pki import certs
+from corral.common.pki.certs import CertificateError, Identity, Role
 from protos.corral.v1 import security_pb2, security_pb2_grpc
 
 log = structlog.get_logger(__name__)

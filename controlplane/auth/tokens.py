@@ -12,9 +12,9 @@ from controlplane.apiserver.limits import MAX_SECONDS
 from controlplane.auth import JoinRefused, TokenNotFound
 from controlplane.store import errors as store_errors
 from controlplane.store.base import Store
-from corral.logs import clip
-from corral.pki import tokens
-from corral.pki.tokens import JoinToken
+from corral.common.logs import clip
+from corral.common.pki import tokens
+from corral.common.pki.tokens import JoinToken
 
 ROLES = ("node", "admin")
 CAS_RETRIES = 5

@@ -34,7 +34,7 @@ from controlplane.nodeapi.assignments import AssignmentIndex, Fingerprint
 from controlplane.nodeapi.tunnels import TunnelRegistry
 from controlplane.registry.hub import RouteHub
 from controlplane.store import errors as store_errors
-from corral.logs import clip
+from corral.common.logs import clip
 from protos.conditions import set_condition
 from protos.corral.v1 import metrics_pb2, node_pb2, node_service_pb2, node_service_pb2_grpc, pod_pb2
 from protos.kinds import by_kind

@@ -19,7 +19,7 @@ from prometheus_client.registry import Collector
 from controlplane.clock import utcnow
 from controlplane.informer import Informer
 from controlplane.observability.cluster import heartbeat_ages, pods_by_phase
-from corral.telemetry.loop import call_on_loop
+from corral.common.telemetry.loop import call_on_loop
 
 # How long a scrape waits for the event loop.
 SCRAPE_TIMEOUT = 5.0

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import click
 
-from corral import logs
 from corral.cli.config import resolve_server
+from corral.common import logs
 
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 # Where the agent serves Prometheus metrics unless told otherwise: loopback only, so the agent exposes

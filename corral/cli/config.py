@@ -20,8 +20,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from corral.pki.credentials import Credentials, write_private
-from corral.pki.identity import CertificateError
+from corral.common.pki.credentials import Credentials, write_private
+from corral.common.pki.identity import CertificateError
 
 DEFAULT_SERVER = "127.0.0.1:7443"
 

@@ -33,9 +33,9 @@ COMMANDS = {
     "uncordon": "corral.cli.nodes:uncordon_cmd",
     "drain": "corral.cli.nodes:drain_cmd",
     "top": "corral.cli.top:top_group",
-    "token": "corral.cli.security:token_group",
-    "node": "corral.cli.security:node_group",
-    "login": "corral.cli.security:login_cmd",
+    "token": "corral.cli.auth:token_group",
+    "node": "corral.cli.auth:node_group",
+    "login": "corral.cli.auth:login_cmd",
     "status": "corral.cli.status:status_cmd",
 }
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from corral import logs
+from corral.common import logs
 from protos.pod_security import DEFAULT_LEVEL, LEVELS, PRIVILEGED
 
 if TYPE_CHECKING:
@@ -85,7 +85,7 @@ def server_cmd(listen: str, etcd: str, data_dir: str | None, etcd_binary: str | 
 
     On first start it makes the cluster CA under --data-dir/pki; at every start it writes an admin
     credential and this server's address to the CLI config (mode 0600)."""
-    from corral.cli.security import parse_duration
+    from corral.cli.auth import parse_duration
 
     node_cert_seconds = parse_duration(node_cert_ttl)
     if node_cert_seconds < 600:

@@ -21,11 +21,11 @@ from pathlib import Path
 
 import click
 
-from corral import logs
 from corral.cli.agent_cmd import DEFAULT_METRICS_LISTEN as AGENT_METRICS_LISTEN
 from corral.cli.config import write_config
 from corral.cli.server import DEFAULT_METRICS_LISTEN, ETCD_BINARY_HELP, default_data_dir, pod_security_level
-from corral.pki.certs import DEFAULT_NODE_LIFETIME, Identity, Role
+from corral.common import logs
+from corral.common.pki.certs import DEFAULT_NODE_LIFETIME, Identity, Role
 from protos.pod_security import DEFAULT_LEVEL, LEVELS, PRIVILEGED
 
 

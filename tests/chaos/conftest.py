@@ -29,7 +29,7 @@ from controlplane.store.errors import EmbeddedEtcdError
 from controlplane.store.etcd import EtcdStore
 from controlplane.store.release import EtcdBinary, find_etcd
 from corral.cli.config import ConfigError, resolve_credentials
-from corral.pki.credentials import Credentials
+from corral.common.pki.credentials import Credentials
 from protos.corral.v1 import meta_pb2, workloads_pb2
 from tests import processes
 from tests.e2e.conftest import free_port

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from corral.cli.config import resolve_credentials
-from corral.pki.credentials import Credentials
+from corral.common.pki.credentials import Credentials
 from tests import processes
 
 REPO = Path(__file__).resolve().parents[2]

@@ -13,7 +13,7 @@ import pytest
 
 from controlplane.server import ServerConfig, start
 from corral import client as api
-from corral.pki.credentials import Credentials
+from corral.common.pki.credentials import Credentials
 from protos.corral.v1 import meta_pb2, pod_pb2, service_pb2, workloads_pb2
 from tests.pki import TestCluster, admin_of
 

@@ -13,10 +13,10 @@ import grpc
 import pytest
 
 from controlplane.server import RunningServer, ServerConfig, start
-from corral.pki import certs, join
-from corral.pki.certs import Identity, Role
-from corral.pki.credentials import Credentials
-from corral.pki.tokens import JoinToken, parse_token
+from corral.common.pki import certs, join
+from corral.common.pki.certs import Identity, Role
+from corral.common.pki.credentials import Credentials
+from corral.common.pki.tokens import JoinToken, parse_token
 from protos.corral.v1 import (
     api_pb2,
     api_pb2_grpc,

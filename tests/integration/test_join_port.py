@@ -11,9 +11,9 @@ import pytest
 from structlog.testing import capture_logs
 
 from controlplane.server import RunningServer, ServerConfig, start
-from corral.pki import certs, join
-from corral.pki.certs import Identity, Role
-from corral.pki.tokens import JoinToken
+from corral.common.pki import certs, join
+from corral.common.pki.certs import Identity, Role
+from corral.common.pki.tokens import JoinToken
 from protos.corral.v1 import security_pb2, security_pb2_grpc
 from tests.integration.test_auth import create_token
 

@@ -14,7 +14,7 @@ from agent.manager import PodManager
 from agent.observability.metrics import AgentMetrics
 from agent.pod_worker import WorkerSettings
 from agent.runtime.fake import FakeBehaviour, FakeRuntime
-from corral.telemetry.endpoint import open_endpoint
+from corral.common.telemetry.endpoint import open_endpoint
 from protos.corral.v1 import node_service_pb2, pod_pb2
 from tests.promtext import Key, parse, scrape, value
 

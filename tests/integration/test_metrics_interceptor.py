@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry, Counter, generate_latest
 
 from controlplane.observability.interceptor import ApiMetricsInterceptor
 from controlplane.observability.metrics import ControlPlaneMetrics
-from corral.telemetry.endpoint import MetricsEndpointError, open_endpoint
+from corral.common.telemetry.endpoint import MetricsEndpointError, open_endpoint
 from protos.corral.v1 import api_pb2, api_pb2_grpc
 from tests.pki import TestCluster, aio_channel
 from tests.promtext import parse, scrape, value

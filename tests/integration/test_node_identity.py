@@ -16,7 +16,7 @@ import pytest
 
 from agent.identity import IdentityError, NodeIdentity
 from controlplane.server import RunningServer, ServerConfig, start
-from corral.pki.credentials import Credentials
+from corral.common.pki.credentials import Credentials
 from protos.corral.v1 import node_pb2, node_service_pb2, node_service_pb2_grpc, security_pb2, security_pb2_grpc
 from tests.pki import admin_of, aio_channel
 

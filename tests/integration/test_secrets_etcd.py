@@ -15,7 +15,7 @@ from controlplane.server import ServerConfig, ServerError, start
 from controlplane.store.encryption import HEADER, KEY_FILE
 from controlplane.store.etcd import EtcdStore
 from corral import client as api
-from corral.pki.credentials import Credentials
+from corral.common.pki.credentials import Credentials
 from protos.corral.v1 import secret_pb2
 from tests.pki import admin_of
 

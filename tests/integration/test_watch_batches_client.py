@@ -17,7 +17,7 @@ from controlplane.apiserver.service import ObjectService
 from controlplane.store.memory import MemoryStore
 from controlplane.store.objects import ObjectStore
 from corral import client as api
-from corral.pki.credentials import Credentials
+from corral.common.pki.credentials import Credentials
 from protos.corral.v1 import api_pb2, api_pb2_grpc, meta_pb2, pod_pb2
 from protos.kinds import wrap
 from tests.pki import TestCluster

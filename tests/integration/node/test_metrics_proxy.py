@@ -13,7 +13,7 @@ import pytest
 
 from agent.observability.metrics import AgentMetrics
 from agent.proxy.server import ProxyServer
-from corral.telemetry.endpoint import open_endpoint
+from corral.common.telemetry.endpoint import open_endpoint
 from protos.corral.v1 import discovery_pb2
 from tests.promtext import Key, parse, scrape, value
 

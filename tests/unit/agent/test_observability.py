@@ -14,7 +14,7 @@ from prometheus_client.registry import Collector
 from agent.observability.metrics import AgentMetrics
 from agent.observability.state import Snapshot, families, pods_by_phase
 from agent.proxy.server import ServiceStats
-from corral.telemetry.endpoint import MetricsEndpointError, parse_listen
+from corral.common.telemetry.endpoint import MetricsEndpointError, parse_listen
 from protos.corral.v1 import pod_pb2
 from tests.promtext import families as family_types
 from tests.promtext import parse, value

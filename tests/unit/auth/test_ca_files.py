@@ -10,7 +10,7 @@ import pytest
 
 from controlplane.auth import PkiError
 from controlplane.auth.ca import ClusterCA
-from corral.pki import certs
+from corral.common.pki import certs
 
 NOW = dt.datetime(2026, 11, 27, tzinfo=dt.UTC)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from controlplane.auth.ratelimit import SourceRateLimiter, peer_address
-from corral.logs import clip
+from corral.common.logs import clip
 
 
 def allowed(limiter: SourceRateLimiter, source: str, now: float, times: int) -> list[bool]:

@@ -13,8 +13,8 @@ from controlplane.auth.policy import allowed
 from controlplane.auth.revocations import RevocationList
 from controlplane.auth.tokens import TokenRegistry
 from controlplane.store.memory import MemoryStore
-from corral.pki.certs import Role
-from corral.pki.tokens import parse_token
+from corral.common.pki.certs import Role
+from corral.common.pki.tokens import parse_token
 
 HASH = "cd" * 32
 T0 = 1_800_000_000.0

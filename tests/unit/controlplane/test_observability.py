@@ -18,8 +18,8 @@ from controlplane.observability.cluster import heartbeat_ages, pods_by_phase
 from controlplane.observability.metrics import ControlPlaneMetrics
 from controlplane.store.memory import MemoryStore
 from controlplane.store.objects import ObjectStore
-from corral.telemetry.endpoint import MetricsEndpointError, parse_listen
-from corral.telemetry.loop import call_on_loop
+from corral.common.telemetry.endpoint import MetricsEndpointError, parse_listen
+from corral.common.telemetry.loop import call_on_loop
 from protos.corral.v1 import node_pb2, pod_pb2
 from protos.kinds import by_kind
 from tests.promtext import families, parse, value

@@ -9,9 +9,9 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from corral.pki import certs
-from corral.pki.certs import CertificateError, Identity, Role
-from corral.pki.credentials import Credentials
+from corral.common.pki import certs
+from corral.common.pki.certs import CertificateError, Identity, Role
+from corral.common.pki.credentials import Credentials
 
 NOW = dt.datetime(2026, 11, 27, 12, 0, tzinfo=dt.UTC)
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from corral.pki import certs
-from corral.pki.credentials import Credentials
-from corral.pki.identity import CertificateFacts, Identity, Role
+from corral.common.pki import certs
+from corral.common.pki.credentials import Credentials
+from corral.common.pki.identity import CertificateFacts, Identity, Role
 
 NOW = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.UTC)
 

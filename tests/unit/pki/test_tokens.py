@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from corral.pki import tokens
-from corral.pki.tokens import TokenFormatError
+from corral.common.pki import tokens
+from corral.common.pki.tokens import TokenFormatError
 
 HASH = "ab" * 32
 

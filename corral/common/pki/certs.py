@@ -29,8 +29,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from corral.pki.credentials import write_private
-from corral.pki.identity import (
+from corral.common.pki.credentials import write_private
+from corral.common.pki.identity import (
     ADMINS_GROUP,
     BACKDATE,
     NODE_PREFIX,

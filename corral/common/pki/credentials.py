@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 import grpc
 
-from corral.pki.identity import SERVER_NAME, CertificateError, Identity
+from corral.common.pki.identity import SERVER_NAME, CertificateError, Identity
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -47,18 +47,18 @@ class Credentials:
                                             certificate_chain=self.cert)
 
     def certificate(self) -> x509.Certificate:
-        from corral.pki import certs
+        from corral.common.pki import certs
 
         return certs.load_cert(self.cert, "client certificate")
 
     def identity(self) -> Identity | None:
-        from corral.pki import certs
+        from corral.common.pki import certs
 
         return certs.identity_of(self.certificate())
 
     def check(self, what: str) -> None:
         """Raise `CertificateError` unless the key, certificate and CA belong together."""
-        from corral.pki import certs
+        from corral.common.pki import certs
 
         cert = self.certificate()
         ca = certs.load_cert(self.ca, f"{what}: CA certificate")
@@ -72,7 +72,7 @@ class Credentials:
         return bool(now >= self.certificate().not_valid_after_utc)
 
     def renew_at(self) -> dt.datetime:
-        from corral.pki import certs
+        from corral.common.pki import certs
 
         return certs.renew_at(self.certificate())
 

@@ -16,11 +16,11 @@ import asyncio
 
 import grpc
 
-from corral.pki import certs, discovery
-from corral.pki.certs import CertificateError, Identity, Role
-from corral.pki.credentials import Credentials, channel_options
-from corral.pki.endpoints import join_address_for
-from corral.pki.tokens import JoinToken
+from corral.common.pki import ca_fetch, certs
+from corral.common.pki.certs import CertificateError, Identity, Role
+from corral.common.pki.credentials import Credentials, channel_options
+from corral.common.pki.endpoints import join_address_for
+from corral.common.pki.tokens import JoinToken
 from protos.corral.v1 import security_pb2, security_pb2_grpc
 
 __all__ = ["CaMismatchError", "JoinError", "JoinThrottledError", "JoinUnreachableError", "join", "join_address_for",
@@ -47,8 +47,8 @@ async def join(address: str, token: JoinToken, name: str, *, role: Role = Role.N
                call_timeout: float = 15.0) -> Credentials:
     """Credentials for ``name`` from the join port at ``address``."""
     try:
-        ca = await asyncio.to_thread(discovery.fetch_ca, address, token.ca_hash, call_timeout)
-    except discovery.CaMismatchError as e:
+        ca = await asyncio.to_thread(ca_fetch.fetch_ca, address, token.ca_hash, call_timeout)
+    except ca_fetch.CaMismatchError as e:
         raise CaMismatchError(str(e)) from e
     except OSError as e:
         raise JoinUnreachableError(f"cannot reach the join port at {address}: {e}") from e

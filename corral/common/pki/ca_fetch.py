@@ -14,8 +14,8 @@ import ssl
 
 from cryptography import x509
 
-from corral.pki.certs import CertificateError, fingerprint
-from corral.pki.endpoints import split_address
+from corral.common.pki.certs import CertificateError, fingerprint
+from corral.common.pki.endpoints import split_address
 
 
 class CaMismatchError(Exception):

@@ -19,9 +19,9 @@ from corral.cli.config import ConfigError, resolve_server, write_config
 from corral.cli.context import Context
 from corral.cli.printers import format_table
 from corral.client import split_servers
-from corral.pki.certs import Role
-from corral.pki.join import JoinError, join, join_address_for
-from corral.pki.tokens import TokenFormatError, parse_token
+from corral.common.pki.certs import Role
+from corral.common.pki.join import JoinError, join, join_address_for
+from corral.common.pki.tokens import TokenFormatError, parse_token
 
 _DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 
