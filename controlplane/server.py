@@ -44,6 +44,7 @@ from controlplane.controllers.nodelifecycle.controller import NodeLifecycleContr
 from controlplane.controllers.replicaset.controller import ReplicaSetController
 from controlplane.controllers.runner import Controller, ControllerManager
 from controlplane.controllers.scheduling import SchedulerController
+from controlplane.health import StatusServicer
 from controlplane.informer import Informer
 from controlplane.leader.elector import DEFAULT_TTL, Elector, Lead, Term, identity_for
 from controlplane.leader.testhooks import TestHooks, leader_store
@@ -51,13 +52,8 @@ from controlplane.metrics.service import MetricsService
 from controlplane.metrics.store import MetricsStore
 from controlplane.nodeapi.assignments import AssignmentIndex
 from controlplane.nodeapi.service import NodeService
-from controlplane.nodeapi.tunnels import TunnelRegistry
-from controlplane.observability.health import StatusServicer
-from controlplane.observability.hooks import SchedulingObserver
-from controlplane.observability.interceptor import ApiMetricsInterceptor
-from controlplane.observability.metrics import ControlPlaneMetrics
-from controlplane.registry.discovery import DiscoveryService
 from controlplane.registry.hub import RouteHub
+from controlplane.registry.service import DiscoveryService
 from controlplane.request_guard import RequestGuard
 from controlplane.store import errors as store_errors
 from controlplane.store.base import Store
@@ -68,6 +64,10 @@ from controlplane.store.etcd import EtcdStore
 from controlplane.store.objects import DEFAULT_PREFIX, ObjectStore
 from controlplane.store.release import not_recommended, parse_release
 from controlplane.store.supervisor import EtcdSupervisor
+from controlplane.telemetry.hooks import SchedulingObserver
+from controlplane.telemetry.interceptor import ApiTelemetryInterceptor
+from controlplane.telemetry.series import ControlPlaneTelemetry
+from controlplane.tunnels import TunnelRegistry
 from corral.common.pki.certs import DEFAULT_NODE_LIFETIME
 from corral.common.pki.credentials import Credentials
 from corral.common.telemetry.endpoint import MetricsEndpointError, open_endpoint
@@ -162,7 +162,7 @@ class RunningServer:
     # The leader election this replica takes part in.
     elector: Elector | None = None
     # This replica's Prometheus series, and where /metrics is served (None: not served).
-    telemetry: ControlPlaneMetrics | None = None
+    telemetry: ControlPlaneTelemetry | None = None
     metrics_address: str | None = None
     # The cluster CA, where agents join, and an admin credential issued at this start.
     ca: ClusterCA | None = None
@@ -249,7 +249,7 @@ async def start(config: ServerConfig, stack: AsyncExitStack) -> RunningServer:
     tunnels = TunnelRegistry()
     # Recent metrics of the agents connected to this replica (memory only).
     metrics = MetricsStore()
-    telemetry = ControlPlaneMetrics()
+    telemetry = ControlPlaneTelemetry()
     now = dt.datetime.now(dt.UTC)
     ca = load_ca(config, now)
     host = config.listen.rsplit(":", 1)[0]
@@ -261,7 +261,7 @@ async def start(config: ServerConfig, stack: AsyncExitStack) -> RunningServer:
     tokens = TokenRegistry(store, config.key_prefix)
     issuer = CertificateIssuer(ca, config.node_cert_lifetime)
     server = grpc.aio.server(options=GRPC_OPTIONS, interceptors=[
-        ApiMetricsInterceptor(telemetry), AuthInterceptor(revocations, streams), RequestGuard()])
+        ApiTelemetryInterceptor(telemetry), AuthInterceptor(revocations, streams), RequestGuard()])
     api_pb2_grpc.add_ObjectServiceServicer_to_server(ObjectService(api, tunnels), server)
     node_service_pb2_grpc.add_NodeServiceServicer_to_server(
         NodeService(api, assignments, tunnels, heartbeat_period=config.heartbeat_period, routes=routes,
@@ -349,7 +349,7 @@ def _listen(server: grpc.aio.Server, listen: str, credentials: grpc.ServerCreden
     return port
 
 
-def _lead(store: Store, config: ServerConfig, telemetry: ControlPlaneMetrics | None = None,
+def _lead(store: Store, config: ServerConfig, telemetry: ControlPlaneTelemetry | None = None,
           metrics_source: MetricsSource | None = None, encrypter: Encrypter | None = None, *,
           shared: Mapping[str, Informer] | None = None) -> Lead:
     """What the leader runs for one term: the controllers, on the ``shared``

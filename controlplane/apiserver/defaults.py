@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from google.protobuf.message import Message
 
-from controlplane.controllers.autoscaler.spec import default_hpa
+from protos.autoscaling import default_hpa
 from protos.corral.v1 import discovery_pb2, meta_pb2, metrics_pb2, pod_pb2, secret_pb2, service_pb2, workloads_pb2
 from protos.kinds import KindInfo
 

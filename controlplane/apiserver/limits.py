@@ -25,13 +25,13 @@ from typing import Protocol
 from google.protobuf.message import Message
 
 from protos.corral.v1 import pod_pb2
+from protos.durations import MAX_SECONDS as MAX_SECONDS
 
 MAX_OBJECT_BYTES = 3 * 512 * 1024
 MAX_CONTAINERS = 64
 MAX_ENV = 1000
 MAX_ENV_VAR_BYTES = 128 * 1024
 MAX_ARGS = 1000
-MAX_SECONDS = 2**31 - 1
 MAX_RESOURCE_VERSION = 2**63 - 1
 
 

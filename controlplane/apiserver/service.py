@@ -17,8 +17,8 @@ from controlplane.apiserver.errors import ApiError, BadRequestError, GoneError, 
 from controlplane.apiserver.handlers import ApplyOutcome, ObjectApi, WatchItem
 from controlplane.apiserver.ready_batches import Bound, BufferOverflow, ready_batches
 from controlplane.apiserver.status import abort
-from controlplane.nodeapi.tunnels import LogsOverflowError, TunnelError, TunnelRegistry
 from controlplane.store.objects import Change
+from controlplane.tunnels import LogsOverflowError, TunnelError, TunnelRegistry
 from protos.corral.v1 import api_pb2, api_pb2_grpc, node_service_pb2, pod_pb2
 from protos.kinds import UnknownKindError, unwrap, wrap
 

@@ -16,9 +16,7 @@ from google.protobuf.message import Message
 
 from controlplane.apiserver import labels, limits, pod_security, security
 from controlplane.apiserver.errors import Cause
-from controlplane.controllers.autoscaler import spec as hpa_spec
-from controlplane.controllers.deployment import durations
-from protos import quantity
+from protos import autoscaling, durations, quantity
 from protos.corral.v1 import (
     discovery_pb2,
     event_pb2,
@@ -662,11 +660,11 @@ def validate_hpa(p: Problems, spec: metrics_pb2.HorizontalPodAutoscalerSpec) -> 
     if not ref.kind:
         p.add("spec.scaleTargetRef.kind", "required")
     else:
-        p.one_of("spec.scaleTargetRef.kind", ref.kind, hpa_spec.TARGET_KINDS)
+        p.one_of("spec.scaleTargetRef.kind", ref.kind, autoscaling.TARGET_KINDS)
     validate_name(p, "spec.scaleTargetRef.name", ref.name)
-    if ref.api_version and ref.kind in hpa_spec.TARGET_KINDS and ref.api_version != "apps/v1":
+    if ref.api_version and ref.kind in autoscaling.TARGET_KINDS and ref.api_version != "apps/v1":
         p.add("spec.scaleTargetRef.apiVersion", f'must be "apps/v1" for {ref.kind}, got "{ref.api_version}"')
-    low = spec.min_replicas if spec.HasField("min_replicas") else hpa_spec.DEFAULT_MIN_REPLICAS
+    low = spec.min_replicas if spec.HasField("min_replicas") else autoscaling.DEFAULT_MIN_REPLICAS
     p.at_least("spec.minReplicas", low, 1)
     if spec.max_replicas < 1:
         p.at_least("spec.maxReplicas", spec.max_replicas, 1)
@@ -680,7 +678,7 @@ def validate_hpa(p: Problems, spec: metrics_pb2.HorizontalPodAutoscalerSpec) -> 
 
 
 def validate_hpa_metric(p: Problems, path: str, metric: metrics_pb2.MetricSpec) -> None:
-    p.one_of(f"{path}.type", metric.type, hpa_spec.METRIC_TYPES)
+    p.one_of(f"{path}.type", metric.type, autoscaling.METRIC_TYPES)
     if metric.HasField("resource") and metric.type == "Pods":
         p.add(f"{path}.resource", 'must not be set when type is "Pods"')
     if metric.HasField("pods") and metric.type == "Resource":
@@ -692,8 +690,8 @@ def validate_hpa_metric(p: Problems, path: str, metric: metrics_pb2.MetricSpec) 
         elif not resource.name:
             p.add(f"{path}.resource.name", "required")
         else:
-            p.one_of(f"{path}.resource.name", resource.name, hpa_spec.RESOURCES)
-        validate_hpa_target(p, f"{path}.resource.target", resource.target, hpa_spec.TARGET_TYPES)
+            p.one_of(f"{path}.resource.name", resource.name, autoscaling.RESOURCES)
+        validate_hpa_target(p, f"{path}.resource.target", resource.target, autoscaling.TARGET_TYPES)
     elif metric.type == "Pods":
         pods = metric.pods
         if not metric.HasField("pods"):
@@ -701,7 +699,7 @@ def validate_hpa_metric(p: Problems, path: str, metric: metrics_pb2.MetricSpec) 
         elif not pods.metric.name:
             p.add(f"{path}.pods.metric.name", "required")
         else:
-            p.one_of(f"{path}.pods.metric.name", pods.metric.name, hpa_spec.POD_METRICS)
+            p.one_of(f"{path}.pods.metric.name", pods.metric.name, autoscaling.POD_METRICS)
         if pods.metric.selector.match_labels or pods.metric.selector.match_expressions:
             p.add(f"{path}.pods.metric.selector", "not supported: corral's pod metrics have no labels to select")
         validate_hpa_target(p, f"{path}.pods.target", pods.target, ("AverageValue",))
@@ -738,15 +736,16 @@ def validate_hpa_target(p: Problems, path: str, target: metrics_pb2.MetricTarget
 
 def validate_hpa_rules(p: Problems, path: str, rules: metrics_pb2.HPAScalingRules) -> None:
     window = rules.stabilization_window_seconds
-    if not 0 <= window <= hpa_spec.MAX_STABILIZATION_WINDOW:
+    if not 0 <= window <= autoscaling.MAX_STABILIZATION_WINDOW:
         p.add(f"{path}.stabilizationWindowSeconds",
-              f"must be 0-{hpa_spec.MAX_STABILIZATION_WINDOW} seconds, got {window}")
-    p.one_of(f"{path}.selectPolicy", rules.select_policy, hpa_spec.SELECT_POLICIES)
+              f"must be 0-{autoscaling.MAX_STABILIZATION_WINDOW} seconds, got {window}")
+    p.one_of(f"{path}.selectPolicy", rules.select_policy, autoscaling.SELECT_POLICIES)
     if not rules.policies:
         p.add(f"{path}.policies", "required: at least one policy")
     for j, policy in enumerate(rules.policies):
         at = f"{path}.policies[{j}]"
-        p.one_of(f"{at}.type", policy.type, hpa_spec.POLICY_TYPES)
+        p.one_of(f"{at}.type", policy.type, autoscaling.POLICY_TYPES)
         p.at_least(f"{at}.value", policy.value, 1)
-        if not 1 <= policy.period_seconds <= hpa_spec.MAX_POLICY_PERIOD:
-            p.add(f"{at}.periodSeconds", f"must be 1-{hpa_spec.MAX_POLICY_PERIOD} seconds, got {policy.period_seconds}")
+        if not 1 <= policy.period_seconds <= autoscaling.MAX_POLICY_PERIOD:
+            p.add(f"{at}.periodSeconds",
+                  f"must be 1-{autoscaling.MAX_POLICY_PERIOD} seconds, got {policy.period_seconds}")

@@ -25,9 +25,9 @@ import structlog
 
 from controlplane.controllers.queue import WorkQueue
 from controlplane.informer import CacheEvent, Informer
-from controlplane.observability.hooks import ControllerObserver
 from controlplane.store.errors import FencedError
 from controlplane.store.objects import ObjectStore
+from controlplane.telemetry.hooks import ControllerObserver
 from protos.kinds import KindInfo, by_kind
 
 log = structlog.get_logger(__name__)

@@ -27,7 +27,6 @@ from controlplane.clock import utcnow, utcnow_seconds
 from controlplane.controllers.events import EventRecorder
 from controlplane.controllers.queue import WorkQueue
 from controlplane.informer import CacheEvent, Informer
-from controlplane.observability.hooks import SchedulingObserver
 from controlplane.scheduler.framework import Profile
 from controlplane.scheduler.pipeline import Placement, Unschedulable, feasible_nodes_to_find, schedule_batch
 from controlplane.scheduler.plugins import default_profile
@@ -35,6 +34,7 @@ from controlplane.scheduler.snapshot import LEAST_ALLOCATED, PodRequest, build_s
 from controlplane.store import errors as store_errors
 from controlplane.store.base import MAX_BATCH
 from controlplane.store.objects import Change
+from controlplane.telemetry.hooks import SchedulingObserver
 from protos.conditions import set_condition
 from protos.corral.v1 import node_pb2, pod_pb2
 

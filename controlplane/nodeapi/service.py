@@ -31,9 +31,9 @@ from controlplane.clock import utcnow
 from controlplane.metrics.store import MetricsStore
 from controlplane.nodeapi import restriction
 from controlplane.nodeapi.assignments import AssignmentIndex, Fingerprint
-from controlplane.nodeapi.tunnels import TunnelRegistry
 from controlplane.registry.hub import RouteHub
 from controlplane.store import errors as store_errors
+from controlplane.tunnels import TunnelRegistry
 from corral.common.logs import clip
 from protos.conditions import set_condition
 from protos.corral.v1 import metrics_pb2, node_pb2, node_service_pb2, node_service_pb2_grpc, pod_pb2

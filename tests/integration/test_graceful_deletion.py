@@ -35,9 +35,9 @@ from controlplane.controllers.runner import ControllerManager
 from controlplane.controllers.scheduling import SchedulerController
 from controlplane.nodeapi.assignments import AssignmentIndex
 from controlplane.nodeapi.service import NodeService
-from controlplane.nodeapi.tunnels import TunnelRegistry
 from controlplane.store.memory import MemoryStore
 from controlplane.store.objects import ObjectStore
+from controlplane.tunnels import TunnelRegistry
 from protos.corral.v1 import node_pb2, node_service_pb2_grpc, pod_pb2, workloads_pb2
 from protos.kinds import by_kind
 from tests.pki import TestCluster, node_identity

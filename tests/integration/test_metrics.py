@@ -32,9 +32,9 @@ from controlplane.metrics.service import MetricsService
 from controlplane.metrics.store import MetricsStore
 from controlplane.nodeapi.assignments import AssignmentIndex
 from controlplane.nodeapi.service import NodeService
-from controlplane.nodeapi.tunnels import TunnelRegistry
 from controlplane.store.memory import MemoryStore
 from controlplane.store.objects import ObjectStore
+from controlplane.tunnels import TunnelRegistry
 from protos.corral.v1 import metrics_pb2, metrics_pb2_grpc, node_pb2, node_service_pb2_grpc, pod_pb2
 from tests.pki import TestCluster, aio_channel, node_identity
 

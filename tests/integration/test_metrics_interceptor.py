@@ -14,8 +14,8 @@ import pytest
 import structlog
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 
-from controlplane.observability.interceptor import ApiMetricsInterceptor
-from controlplane.observability.metrics import ControlPlaneMetrics
+from controlplane.telemetry.interceptor import ApiTelemetryInterceptor
+from controlplane.telemetry.series import ControlPlaneTelemetry
 from corral.common.telemetry.endpoint import MetricsEndpointError, open_endpoint
 from protos.corral.v1 import api_pb2, api_pb2_grpc
 from tests.pki import TestCluster, aio_channel
@@ -51,15 +51,15 @@ class Served:
     channel: grpc.aio.Channel
     stub: api_pb2_grpc.ObjectServiceAsyncStub
     servicer: Scripted
-    metrics: ControlPlaneMetrics
+    metrics: ControlPlaneTelemetry
 
 
 @pytest.fixture
 async def served() -> AsyncIterator[Served]:
-    metrics = ControlPlaneMetrics(process=False)
+    metrics = ControlPlaneTelemetry(process=False)
     # The generated stubs make every method abstract; those not written here answer UNIMPLEMENTED.
     servicer = Scripted()  # type: ignore[abstract]
-    server = grpc.aio.server(interceptors=[ApiMetricsInterceptor(metrics)])
+    server = grpc.aio.server(interceptors=[ApiTelemetryInterceptor(metrics)])
     api_pb2_grpc.add_ObjectServiceServicer_to_server(servicer, server)
     pki = TestCluster()
     port = pki.add_port(server, "127.0.0.1:0")
@@ -106,7 +106,7 @@ async def test_unknown_methods_are_left_alone(served: Served) -> None:
     assert not any(name == "corral_api_requests_total" for name, _ in parse(_text(served.metrics)))
 
 
-def _text(metrics: ControlPlaneMetrics) -> str:
+def _text(metrics: ControlPlaneTelemetry) -> str:
     return generate_latest(metrics.registry).decode()
 
 

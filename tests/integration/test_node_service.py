@@ -17,10 +17,10 @@ from controlplane.apiserver.handlers import ObjectApi
 from controlplane.informer import Informer
 from controlplane.nodeapi import service as node_service
 from controlplane.nodeapi.assignments import AssignmentIndex
-from controlplane.nodeapi.tunnels import TunnelRegistry
 from controlplane.server import RunningServer, ServerConfig, start
 from controlplane.store.etcd import EtcdStore
 from controlplane.store.objects import ObjectStore
+from controlplane.tunnels import TunnelRegistry
 from protos.corral.v1 import api_pb2, api_pb2_grpc, node_pb2, node_service_pb2, node_service_pb2_grpc, pod_pb2
 from protos.kinds import by_kind
 from tests.pki import TestCluster, admin_of, aio_channel, node_of

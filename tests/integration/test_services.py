@@ -27,12 +27,12 @@ from controlplane.controllers.endpoints.controller import EndpointsController
 from controlplane.controllers.runner import ControllerManager
 from controlplane.nodeapi.assignments import AssignmentIndex
 from controlplane.nodeapi.service import NodeService
-from controlplane.nodeapi.tunnels import TunnelRegistry
-from controlplane.registry.discovery import DiscoveryService
 from controlplane.registry.hub import RouteHub
+from controlplane.registry.service import DiscoveryService
 from controlplane.server import ServerConfig, start
 from controlplane.store.memory import MemoryStore
 from controlplane.store.objects import ObjectStore
+from controlplane.tunnels import TunnelRegistry
 from corral.cli.config import write_config
 from corral.cli.main import cli
 from protos.corral.v1 import (

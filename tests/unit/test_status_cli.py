@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from controlplane.observability.health import etcd_status
+from controlplane.health import etcd_status
 from controlplane.store.etcd import MemberStatus
 from controlplane.store.release import EtcdBinary, Release
 from corral.cli.status import format_status

@@ -31,7 +31,6 @@ import structlog
 from controlplane.apiserver.errors import ApiError, ConflictError, NotFoundError
 from controlplane.apiserver.handlers import ObjectApi
 from controlplane.clock import utcnow
-from controlplane.controllers.autoscaler import spec
 from controlplane.controllers.autoscaler.reconcile import (
     HpaActions,
     Target,
@@ -42,11 +41,12 @@ from controlplane.controllers.autoscaler.reconcile import (
 from controlplane.controllers.autoscaler.replicas import Tuning
 from controlplane.controllers.autoscaler.source import MetricsSource, collect
 from controlplane.controllers.events import EventRecorder
+from controlplane.controllers.index import NamespaceIndex
 from controlplane.controllers.queue import WorkQueue
-from controlplane.controllers.replicaset.index import NamespaceIndex
 from controlplane.informer import CacheEvent, Informer, object_key
 from controlplane.store import errors as store_errors
 from controlplane.store.objects import Change
+from protos import autoscaling
 from protos.corral.v1 import metrics_pb2, pod_pb2, workloads_pb2
 from protos.kinds import by_kind, info_of, meta
 
@@ -159,7 +159,7 @@ class HorizontalPodAutoscalerController:
         if target is not None:
             assert self._pods is not None
             pods = selected_pods(target, self._pods.in_namespace(hpa.metadata.namespace))
-        samples = collect(self.metrics, pods, spec.metric_specs(hpa.spec), now=self.monotonic())
+        samples = collect(self.metrics, pods, autoscaling.metric_specs(hpa.spec), now=self.monotonic())
         now = self.now()
         actions = reconcile(hpa, target, pods, samples, now=now, tuning=self.tuning)
         if actions.scale_to is not None:
@@ -192,7 +192,7 @@ class HorizontalPodAutoscalerController:
 
     def _target(self, hpa: metrics_pb2.HorizontalPodAutoscaler) -> Target | None:
         ref = hpa.spec.scale_target_ref
-        informer = self._informers.get(ref.kind) if ref.kind in spec.TARGET_KINDS else None
+        informer = self._informers.get(ref.kind) if ref.kind in autoscaling.TARGET_KINDS else None
         obj = informer.items.get(f"{hpa.metadata.namespace}/{ref.name}") if informer is not None else None
         return obj if isinstance(obj, workloads_pb2.Deployment | workloads_pb2.ReplicaSet) else None
 

@@ -29,8 +29,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from controlplane.apiserver import labels
-from controlplane.controllers.autoscaler import behavior, spec
+from controlplane.controllers.autoscaler import behavior
 from controlplane.controllers.autoscaler.replicas import Failure, PodMetrics, Proposal, Tuning, propose
+from protos import autoscaling
 from protos.conditions import set_condition
 from protos.corral.v1 import metrics_pb2, pod_pb2, workloads_pb2
 from protos.kinds import by_kind
@@ -125,8 +126,8 @@ def reconcile(
     )
     current = target.spec.replicas
     status.current_replicas = current
-    up, down = spec.effective_rules(hpa.spec)
-    low, high = spec.min_replicas(hpa.spec), hpa.spec.max_replicas
+    up, down = autoscaling.effective_rules(hpa.spec)
+    low, high = autoscaling.min_replicas(hpa.spec), hpa.spec.max_replicas
     if current == 0:
         status.desired_replicas = 0
         del status.current_metrics[:]
@@ -240,7 +241,7 @@ def _compute(
 ) -> _Computed:
     """Every metric's proposal; the highest wins (the first of equals names it)."""
     computed = _Computed(0, "", [], [])
-    for metric in spec.metric_specs(hpa.spec):
+    for metric in autoscaling.metric_specs(hpa.spec):
         result = propose(metric, current, pods, metrics, now=now, tuning=tuning)
         if isinstance(result, Proposal):
             computed.statuses.append(result.status)

@@ -34,10 +34,10 @@ from controlplane.controllers.deployment.expectations import WriteExpectations
 from controlplane.controllers.deployment.plan import Event
 from controlplane.controllers.deployment.reconcile import DeploymentActions, reconcile
 from controlplane.controllers.events import EventRecorder
+from controlplane.controllers.index import NamespaceIndex
 from controlplane.controllers.queue import WorkQueue
 from controlplane.controllers.replicaset import pods as podutil
 from controlplane.controllers.replicaset.controller import owner_key
-from controlplane.controllers.replicaset.index import NamespaceIndex
 from controlplane.informer import CacheEvent, Informer, object_key
 from controlplane.store.objects import Change
 from protos.corral.v1 import pod_pb2, workloads_pb2

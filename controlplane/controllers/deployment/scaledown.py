@@ -17,11 +17,11 @@ from collections.abc import Collection
 from datetime import datetime, timedelta
 
 from controlplane.controllers.deployment import traffic
-from controlplane.controllers.deployment.durations import format_time
 from controlplane.controllers.deployment.plan import Plan, SetState, scale
 from controlplane.controllers.deployment.revisions import SCALE_DOWN_AT, take
 from controlplane.controllers.deployment.status import REQUEUE_SKEW
 from controlplane.controllers.replicaset import pods as podutil
+from protos.durations import format_time
 
 
 def parse_time(text: str) -> datetime | None:

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from controlplane.controllers.deployment import durations
+from protos import durations
 from protos.corral.v1 import workloads_pb2
 
 FULL = "full"

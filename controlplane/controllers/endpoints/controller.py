@@ -31,11 +31,11 @@ from google.protobuf.message import Message
 
 from controlplane.apiserver.handlers import ObjectApi
 from controlplane.controllers.endpoints.endpoint import node_ready
-from controlplane.controllers.endpoints.index import NodeIndex
+from controlplane.controllers.endpoints.node_index import NodeIndex
 from controlplane.controllers.endpoints.reconcile import MAX_ENDPOINTS, SliceActions, is_managed, reconcile
+from controlplane.controllers.index import NamespaceIndex
 from controlplane.controllers.queue import WorkQueue
 from controlplane.controllers.replicaset import pods as podutil
-from controlplane.controllers.replicaset.index import NamespaceIndex
 from controlplane.informer import CacheEvent, Informer, object_key
 from controlplane.registry.routes import SERVICE_NAME_LABEL, service_key
 from controlplane.store import errors as store_errors

@@ -38,7 +38,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import Enum
 
-from controlplane.controllers.nodelifecycle.times import as_datetime, earliest, latest, stamp
 from controlplane.controllers.nodelifecycle.tolerations import (
     NO_EXECUTE,
     NO_SCHEDULE,
@@ -48,6 +47,7 @@ from controlplane.controllers.nodelifecycle.tolerations import (
     eviction_deadline,
 )
 from protos.corral.v1 import meta_pb2, node_pb2, pod_pb2
+from protos.times import as_datetime, earliest, latest, stamp
 
 READY = "Ready"
 CONTAINERS_READY = "ContainersReady"

@@ -22,10 +22,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from controlplane.controllers.nodelifecycle.times import as_datetime, latest
 from controlplane.scheduler.plugins.taints import tolerates
 from controlplane.scheduler.snapshot import Taint, Toleration
 from protos.corral.v1 import node_pb2, pod_pb2
+from protos.times import as_datetime, latest
 
 UNREACHABLE = "node.kubernetes.io/unreachable"
 NOT_READY = "node.kubernetes.io/not-ready"

@@ -27,10 +27,10 @@ from controlplane.apiserver.errors import NotFoundError
 from controlplane.apiserver.handlers import ObjectApi
 from controlplane.clock import utcnow
 from controlplane.controllers.events import EventRecorder
+from controlplane.controllers.index import ControllerIndex, NamespaceIndex
 from controlplane.controllers.queue import WorkQueue
 from controlplane.controllers.replicaset import pods as podutil
 from controlplane.controllers.replicaset.expectations import Expectations
-from controlplane.controllers.replicaset.index import ControllerIndex, NamespaceIndex
 from controlplane.controllers.replicaset.reconcile import BURST, ReplicaSetActions, reconcile
 from controlplane.informer import CacheEvent, Informer, object_key
 from controlplane.store.objects import Change

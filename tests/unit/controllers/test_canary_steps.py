@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from controlplane.controllers.deployment import durations, health
+from controlplane.controllers.deployment import health
 from controlplane.controllers.deployment.steps import StepInput, StepOutcome, canary_size, walk
-from protos import codec
+from protos import codec, durations
 from protos.corral.v1 import meta_pb2, pod_pb2, workloads_pb2
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)

@@ -6,7 +6,8 @@ from datetime import timedelta
 
 import pytest
 
-from controlplane.controllers.autoscaler import behavior, spec
+from controlplane.controllers.autoscaler import behavior
+from protos import autoscaling
 from protos.corral.v1 import metrics_pb2
 from tests.unit.controllers.hpa_builders import NOW, Rules
 
@@ -78,7 +79,7 @@ def test_stabilize(
 def test_scale_up_limit(
     current: int, rules: Rules | None, history: list[metrics_pb2.ScaleEvent], expected: int
 ) -> None:
-    message = rules.message() if rules else spec.default_scale_up()
+    message = rules.message() if rules else autoscaling.default_scale_up()
     assert behavior.scale_up_limit(current, message, history, NOW) == expected
 
 
@@ -97,7 +98,7 @@ def test_scale_up_limit(
 def test_scale_down_limit(
     current: int, rules: Rules | None, history: list[metrics_pb2.ScaleEvent], expected: int
 ) -> None:
-    message = rules.message() if rules else spec.default_scale_down()
+    message = rules.message() if rules else autoscaling.default_scale_down()
     assert behavior.scale_down_limit(current, message, history, NOW) == expected
 
 
@@ -118,7 +119,7 @@ def test_limit_rate(desired: int, current: int, low: int, high: int, expected: i
         current,
         min_replicas=low,
         max_replicas=high,
-        up=spec.default_scale_up(),
+        up=autoscaling.default_scale_up(),
         down=down,
         scale_events=[],
         now=NOW,

@@ -14,10 +14,10 @@ from prometheus_client import generate_latest
 
 from controlplane.controllers.queue import WorkQueue
 from controlplane.informer import Informer
-from controlplane.observability.cluster import heartbeat_ages, pods_by_phase
-from controlplane.observability.metrics import ControlPlaneMetrics
 from controlplane.store.memory import MemoryStore
 from controlplane.store.objects import ObjectStore
+from controlplane.telemetry.cluster import heartbeat_ages, pods_by_phase
+from controlplane.telemetry.series import ControlPlaneTelemetry
 from corral.common.telemetry.endpoint import MetricsEndpointError, parse_listen
 from corral.common.telemetry.loop import call_on_loop
 from protos.corral.v1 import node_pb2, pod_pb2
@@ -90,7 +90,7 @@ def test_parse_listen_refuses(text: str) -> None:
 
 
 def test_counters_and_histograms_as_prometheus_reads_them() -> None:
-    metrics = ControlPlaneMetrics(process=False)
+    metrics = ControlPlaneTelemetry(process=False)
     metrics.api_request("corral.v1.ObjectService/Get", "OK", 0.003)
     metrics.api_request("corral.v1.ObjectService/Get", "NOT_FOUND", 0.002)
     metrics.api_request("corral.v1.ObjectService/Watch", "CANCELLED", None)
@@ -123,7 +123,7 @@ def test_counters_and_histograms_as_prometheus_reads_them() -> None:
 
 
 def test_each_control_plane_has_its_own_registry() -> None:
-    one, two = ControlPlaneMetrics(), ControlPlaneMetrics()
+    one, two = ControlPlaneTelemetry(), ControlPlaneTelemetry()
     one.api_request("m", "OK", 0.1)
     assert (
         value(parse(generate_latest(two.registry).decode()), "corral_api_requests_total", method="m", code="OK") is None
@@ -140,7 +140,7 @@ def informer(kind: str, objects: Iterable[object], *, synced: bool = True) -> In
 
 
 async def test_state_gauges_are_read_on_the_loop_when_scraped_from_another_thread() -> None:
-    metrics = ControlPlaneMetrics(process=False, now=lambda: NOW)
+    metrics = ControlPlaneTelemetry(process=False, now=lambda: NOW)
     leading = threading.Event()
     metrics.observe_replica(leading=leading.is_set)
     queue = WorkQueue()
@@ -179,7 +179,7 @@ async def test_state_gauges_are_read_on_the_loop_when_scraped_from_another_threa
 
 
 async def test_cluster_gauges_wait_for_the_informers_to_sync() -> None:
-    metrics = ControlPlaneMetrics(process=False)
+    metrics = ControlPlaneTelemetry(process=False)
     metrics.controllers_started({"Pod": informer("Pod", [pod("a", "Running")], synced=False)}, {})
     samples = parse(generate_latest(metrics.registry).decode())
     assert value(samples, "corral_pods", phase="Running") is None

@@ -10,8 +10,7 @@ from hypothesis import strategies as st
 
 from controlplane.apiserver.defaults import apply_defaults
 from controlplane.apiserver.validation import validate
-from controlplane.controllers.deployment import durations
-from protos import codec
+from protos import codec, durations
 from protos.corral.v1 import meta_pb2, workloads_pb2
 from protos.kinds import by_kind
 from tests.unit.controlplane.test_defaults_and_validation import deployment

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from controlplane.nodeapi.tunnels import LogsOverflowError, Tunnel, TunnelRegistry
+from controlplane.tunnels import LogsOverflowError, Tunnel, TunnelRegistry
 from protos.corral.v1 import node_service_pb2
 
 pytestmark = pytest.mark.timeout(30)

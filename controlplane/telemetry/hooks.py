@@ -1,6 +1,6 @@
 """What the controller runner and the scheduler report, as protocols.
 
-The shells call these; `ControlPlaneMetrics` implements them. The shells do
+The shells call these; `ControlPlaneTelemetry` implements them. The shells do
 not import the Prometheus client, and tests may pass anything that fits.
 """
 

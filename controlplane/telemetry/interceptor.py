@@ -23,14 +23,14 @@ from typing import Any, TypeVar
 import grpc
 
 from controlplane.grpcwrap import rewrap
-from controlplane.observability.metrics import ControlPlaneMetrics
+from controlplane.telemetry.series import ControlPlaneTelemetry
 
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
 
 
-class ApiMetricsInterceptor(grpc.aio.ServerInterceptor):
-    def __init__(self, metrics: ControlPlaneMetrics) -> None:
+class ApiTelemetryInterceptor(grpc.aio.ServerInterceptor):
+    def __init__(self, metrics: ControlPlaneTelemetry) -> None:
         self.metrics = metrics
 
     async def intercept_service(
@@ -48,7 +48,7 @@ class ApiMetricsInterceptor(grpc.aio.ServerInterceptor):
 class _Call:
     """Records the calls of one method."""
 
-    def __init__(self, metrics: ControlPlaneMetrics, method: str) -> None:
+    def __init__(self, metrics: ControlPlaneTelemetry, method: str) -> None:
         self.metrics = metrics
         self.method = method
 

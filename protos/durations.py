@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from typing import Final
 
-from controlplane.apiserver.limits import MAX_SECONDS
 from protos.corral.v1 import meta_pb2, workloads_pb2
+
+# The longest duration in seconds that is turned into a date or a timer (2^31 - 1, some 68 years).
+MAX_SECONDS: Final = 2**31 - 1
 
 _DURATION = re.compile(r"^(\d+)(s|m|h)$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600}

@@ -18,7 +18,7 @@ from prometheus_client.registry import Collector
 
 from controlplane.clock import utcnow
 from controlplane.informer import Informer
-from controlplane.observability.cluster import heartbeat_ages, pods_by_phase
+from controlplane.telemetry.cluster import heartbeat_ages, pods_by_phase
 from corral.common.telemetry.loop import call_on_loop
 
 # How long a scrape waits for the event loop.

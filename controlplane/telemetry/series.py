@@ -1,4 +1,4 @@
-"""`ControlPlaneMetrics`: the control plane's series, in its own registry.
+"""`ControlPlaneTelemetry`: the control plane's series, in its own registry.
 
 One instance per control plane (not prometheus-client's global registry), so
 several control planes in one process — as in the integration tests — never
@@ -19,8 +19,8 @@ from prometheus_client.process_collector import ProcessCollector
 
 from controlplane.clock import utcnow
 from controlplane.informer import Informer
-from controlplane.observability.hooks import SchedulingResult
-from controlplane.observability.state import StateCollector
+from controlplane.telemetry.hooks import SchedulingResult
+from controlplane.telemetry.state import StateCollector
 
 # Seconds: a gRPC call or a controller sync (most take milliseconds; etcd under load, seconds).
 FAST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -28,7 +28,7 @@ FAST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.
 SCHEDULING_BUCKETS = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)
 
 
-class ControlPlaneMetrics:
+class ControlPlaneTelemetry:
     def __init__(
         self, registry: CollectorRegistry | None = None, *, process: bool = True, now: Callable[[], datetime] = utcnow
     ) -> None:
