@@ -21,18 +21,18 @@ from pathlib import Path
 import structlog
 
 from agent.backoff import CrashLoopBackoff
-from agent.discovery import PROXY_MODES, build_discovery
-from agent.identity import IdentityError, NodeIdentity
-from agent.manager import PodManager
-from agent.metrics import MetricsSampler
-from agent.node_status import node_status
-from agent.observability.metrics import AgentMetrics
-from agent.pod_worker import WorkerSettings
-from agent.proxy.nftables import NftablesError
-from agent.proxy.reserved import reserved_ports
+from agent.network.proxy.nftables import NftablesError
+from agent.network.proxy.reserved import reserved_ports
+from agent.network.stack import PROXY_MODES, build_service_network
+from agent.node.credentials import CredentialsError, NodeCredentials
+from agent.node.metrics import MetricsSampler
+from agent.node.session import Session, SessionConfig
+from agent.node.status import node_status
+from agent.pods.manager import PodManager
+from agent.pods.worker import WorkerSettings
 from agent.runtime.base import ContainerRuntime
 from agent.runtime.errors import RuntimeFailure
-from agent.session import Session, SessionConfig
+from agent.telemetry.series import AgentTelemetry
 from corral.common.pki.endpoints import join_address_for
 from corral.common.telemetry.endpoint import MetricsEndpointError, open_endpoint
 
@@ -188,10 +188,10 @@ async def run_agent(config: AgentConfig, stop: asyncio.Event | None = None) -> N
     config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     servers = [s.strip() for s in config.server.split(",") if s.strip()] or [config.server]
     joins = config.join or [join_address_for(s) for s in servers]
-    identity = NodeIdentity(config.name, config.data_dir, token=config.token, join_addresses=joins)
+    identity = NodeCredentials(config.name, config.data_dir, token=config.token, join_addresses=joins)
     try:
         await identity.ensure()
-    except IdentityError as e:
+    except CredentialsError as e:
         raise AgentError(str(e)) from e
     if config.restart_after_join and "cryptography" in sys.modules and not os.environ.get(RESTARTED_ENV):
         # Joining loaded the certificate libraries (about 8 MB) the running agent never needs:
@@ -218,14 +218,14 @@ async def run_agent(config: AgentConfig, stop: asyncio.Event | None = None) -> N
                          f"{', '.join(a for a in proxy_addresses if ':' in a)}); use --proxy-mode userspace")
     reserved = reserved_ports(servers, joins, config.metrics_listen)
     try:
-        discovery = await build_discovery(runtimes, proxy_addresses=proxy_addresses, dns_port=config.dns_port,
+        discovery = await build_service_network(runtimes, proxy_addresses=proxy_addresses, dns_port=config.dns_port,
                                           data_dir=config.data_dir, proxy_mode=config.proxy_mode,
                                           node_name=config.name, reserved_ports=reserved)
     except RuntimeFailure as e:
         raise AgentError(f"--docker-network: the pod network cannot be set up ({e})") from e
     except NftablesError as e:
         raise AgentError(f"--proxy-mode nftables: {e}") from e
-    telemetry = AgentMetrics()
+    telemetry = AgentTelemetry()
     settings = WorkerSettings(node_name=config.name, host_ip=address, poll_interval=config.poll_interval,
                               backoff=backoff, termination_drain=config.termination_drain,
                               pod_network=discovery.table.pod_network, probe_results=telemetry.probe_result,

@@ -23,12 +23,12 @@ from pathlib import Path
 import uvloop
 
 from agent.backoff import CrashLoopBackoff
-from agent.identity import NodeIdentity
-from agent.manager import PodManager
-from agent.node_status import node_status
-from agent.pod_worker import WorkerSettings
+from agent.node.credentials import NodeCredentials
+from agent.node.session import Session, SessionConfig
+from agent.node.status import node_status
+from agent.pods.manager import PodManager
+from agent.pods.worker import WorkerSettings
 from agent.runtime.fake import FakeRuntime
-from agent.session import Session, SessionConfig
 from corral.client import split_servers
 from corral.common import logs
 from corral.common.pki.join import join_address_for
@@ -57,7 +57,7 @@ async def run_hollow_nodes(server: str, count: int, data_dir: Path, *, token: st
             directory.mkdir(parents=True, exist_ok=True)
             manager = PodManager({"docker": runtime}, settings, directory)
             status = hollow_status(address, cpu, memory)
-            identity = NodeIdentity(name, directory, token=token, join_addresses=join_addresses)
+            identity = NodeCredentials(name, directory, token=token, join_addresses=join_addresses)
             session = Session(SessionConfig(server=server, node_name=name, labels={"node.corral.io/hollow": "true"}),
                               manager, status, identity=identity)
             group.create_task(manager.run())

@@ -1,7 +1,7 @@
 """Benchmark: the node proxy against a direct connection, in the same run.
 
 Three processes on loopback, each on uvloop: a backend, the proxy
-(`agent.proxy.server.ProxyServer` with one Service route to the backend) and
+(`agent.network.proxy.server.ProxyServer` with one Service route to the backend) and
 the load client (this process). Every workload runs both straight to the
 backend and through the proxy:
 
@@ -14,7 +14,7 @@ The proxy runs on uvloop, as in the agent; `--proxy-loop asyncio` puts it on
 the stdlib loop instead (results in proxy_asyncio.json), for comparison.
 
 `--proxy-mode nftables` measures the kernel data path instead: the proxy
-process applies the Service's nftables table (`agent.proxy.kernel`) and
+process applies the Service's nftables table (`agent.network.proxy.kernel`) and
 idles, and the kernel DNATs each new connection to the backend (results in
 proxy_nftables.json; the proxy CPU column is then ~0: the NAT work is done in
 the client's and backend's system calls). It needs root and `nft`: the
@@ -107,8 +107,8 @@ async def serve_backend(port: int) -> None:
 
 async def serve_proxy(address: str, port: int, backend_port: int, mode: str = "userspace") -> None:
     sys.path.insert(0, str(REPO))
-    from agent.proxy.kernel import KernelProxy
-    from agent.proxy.server import ProxyServer
+    from agent.network.proxy.kernel import KernelProxy
+    from agent.network.proxy.server import ProxyServer
     from protos.corral.v1 import discovery_pb2
 
     proxy = ProxyServer([address])

@@ -10,7 +10,7 @@ from typing import Any
 
 import grpc
 
-from agent.identity import NodeIdentity
+from agent.node.credentials import NodeCredentials
 from controlplane.auth.ca import ClusterCA
 from controlplane.server import RunningServer
 from corral.common.pki.certs import DEFAULT_NODE_LIFETIME, Identity, Role
@@ -60,10 +60,10 @@ class TestCluster:
         return node_of(self.ca, name)
 
 
-def node_identity(credentials: Credentials, data_dir: Path) -> NodeIdentity:
+def node_identity(credentials: Credentials, data_dir: Path) -> NodeCredentials:
     """An agent identity that already holds ``credentials`` (a node certificate), as after a join."""
     identity = credentials.identity()
     assert identity is not None
-    node = NodeIdentity(identity.name, data_dir, join_addresses=[])
+    node = NodeCredentials(identity.name, data_dir, join_addresses=[])
     node.adopt(credentials)
     return node

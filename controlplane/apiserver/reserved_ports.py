@@ -15,7 +15,7 @@ Service write. The records have no lease: a replica that is down keeps its
 ports reserved (its restart must find them free); one retired for good is
 forgotten by deleting its key. Agents also keep their proxies off the ports
 of their `--server` and `--join` addresses whatever is stored
-(`agent/proxy/reserved.py`).
+(`agent/network/proxy/reserved.py`).
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from collections.abc import Callable
 
 from protos.corral.v1 import pod_pb2, secret_pb2
 
-# Also in agent/lifecycle.py (the planes do not import each other).
+# Also in agent/pods/lifecycle.py (the planes do not import each other).
 CONFIG_ERRORS_ANNOTATION = "corral.io/container-config-errors"
 
 SecretLookup = Callable[[str, str], secret_pb2.Secret | None]

@@ -49,8 +49,8 @@ def up_pod_security(level: str | None, runtime: str) -> str:
 
 async def up(data_dir: Path, listen: str, runtime: str | None, name: str, *,
              pod_security: str | None = None, allow_host_path: bool = False, etcd_binary: Path | None = None) -> None:
-    from agent.identity import PKI_DIR
     from agent.main import PROCESS_USER, AgentConfig, run_agent
+    from agent.node.credentials import PKI_DIR
     from controlplane.server import ServerConfig, start
 
     stop = asyncio.Event()

@@ -629,7 +629,7 @@ async def test_docker_pod_network_gateway_dns_and_published_ports() -> None:
     the DNS server given (Docker's embedded resolver forwards to it); published ports still work."""
     import docker
 
-    from agent.dns.server import DnsServer
+    from agent.network.dns.server import DnsServer
     from protos.corral.v1 import discovery_pb2
 
     test_id = uuid.uuid4().hex[:12]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.proxy.nft_rules import table_name
+from agent.network.proxy.nft_rules import table_name
 from tests.e2e.conftest import AgentProcess, Cli, ServerProcess, remove_node_containers, wait_until
 from tests.e2e.test_services import (
     CANARY,

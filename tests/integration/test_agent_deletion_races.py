@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from agent.backoff import CrashLoopBackoff
-from agent.manager import PodManager
+from agent.pods.manager import PodManager
 from agent.runtime.base import ContainerInfo, ContainerSpec, State
 from agent.runtime.fake import FakeBehaviour, FakeRuntime
 from protos.corral.v1 import node_service_pb2, pod_pb2

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from agent import pod_worker
 from agent.backoff import CrashLoopBackoff
-from agent.manager import PodManager
-from agent.pod_worker import WorkerSettings
+from agent.pods import worker
+from agent.pods.manager import PodManager
+from agent.pods.worker import WorkerSettings
 from agent.runtime import base
 from agent.runtime.base import ContainerSpec, State
 from agent.runtime.fake import FakeBehaviour, FakeRuntime
@@ -256,7 +256,7 @@ async def test_terminating_pod_is_drained_stopped_and_reported_terminated(tmp_pa
 
 async def test_terminated_status_is_resent_until_the_pod_leaves_the_set(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(pod_worker, "TERMINATED_RESEND", 0.1)
+    monkeypatch.setattr(worker, "TERMINATED_RESEND", 0.1)
     runtime = StopRecordingRuntime()
     async with running(PodManager({"docker": runtime}, settings(), tmp_path)) as manager:
         await manager.apply(assignment(1, terminating(pod("gone"), 5)))

@@ -20,7 +20,7 @@ import docker  # type: ignore[import-untyped]
 import pytest
 from structlog.testing import capture_logs
 
-from agent.metrics import MetricsSampler
+from agent.node.metrics import MetricsSampler
 from agent.runtime.base import LABEL_CONTAINER, LABEL_MANAGED, LABEL_NODE, LABEL_POD_UID, ContainerSpec
 from agent.runtime.cgroups import CgroupReader, Hierarchies, parse_mountinfo
 from agent.runtime.docker import DockerRuntime

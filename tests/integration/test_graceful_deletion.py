@@ -21,11 +21,11 @@ import pytest
 from structlog.testing import capture_logs
 
 from agent.backoff import CrashLoopBackoff
-from agent.manager import PodManager
-from agent.pod_worker import WorkerSettings
+from agent.node.session import Session, SessionConfig
+from agent.pods.manager import PodManager
+from agent.pods.worker import WorkerSettings
 from agent.runtime import base
 from agent.runtime.fake import FakeBehaviour, FakeRuntime
-from agent.session import Session, SessionConfig
 from controlplane.apiserver.handlers import ObjectApi
 from controlplane.controllers.events import EventRecorder
 from controlplane.controllers.gc.controller import GarbageCollector

@@ -20,12 +20,12 @@ import pytest
 from structlog.testing import capture_logs
 
 from agent.backoff import CrashLoopBackoff
-from agent.manager import PodManager
-from agent.metrics import MetricsSampler
-from agent.pod_worker import WorkerSettings
-from agent.proxy.server import ServiceStats
+from agent.network.proxy.server import ServiceStats
+from agent.node.metrics import MetricsSampler
+from agent.node.session import Session, SessionConfig
+from agent.pods.manager import PodManager
+from agent.pods.worker import WorkerSettings
 from agent.runtime.fake import FakeBehaviour, FakeRuntime
-from agent.session import Session, SessionConfig
 from controlplane.apiserver.handlers import ObjectApi
 from controlplane.controllers.runner import ControllerManager
 from controlplane.metrics.service import MetricsService

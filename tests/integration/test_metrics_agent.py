@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from agent.manager import PodManager
-from agent.observability.metrics import AgentMetrics
-from agent.pod_worker import WorkerSettings
+from agent.pods.manager import PodManager
+from agent.pods.worker import WorkerSettings
 from agent.runtime.fake import FakeBehaviour, FakeRuntime
+from agent.telemetry.series import AgentTelemetry
 from corral.common.telemetry.endpoint import open_endpoint
 from protos.corral.v1 import node_service_pb2, pod_pb2
 from tests.promtext import Key, parse, scrape, value
@@ -59,7 +59,7 @@ async def until(address: str, predicate: Callable[[dict[Key, float]], bool]) -> 
 
 
 async def test_pods_and_probe_results_on_the_agent_metrics_endpoint(tmp_path: Path) -> None:
-    metrics = AgentMetrics()
+    metrics = AgentTelemetry()
     runtime = FakeRuntime({"sick:1": FakeBehaviour(exec_exit_code=1)})
     settings = WorkerSettings(
         node_name=NODE, host_ip="127.0.0.1", poll_interval=0.05, probe_results=metrics.probe_result

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.identity import IdentityError, NodeIdentity
+from agent.node.credentials import CredentialsError, NodeCredentials
 from controlplane.server import RunningServer, ServerConfig, start
 from corral.common.pki.credentials import Credentials
 from protos.corral.v1 import node_pb2, node_service_pb2, node_service_pb2_grpc, security_pb2, security_pb2_grpc
@@ -40,7 +40,7 @@ async def token(running: RunningServer) -> str:
 
 
 async def test_the_certificate_renews_itself_before_expiry(running: RunningServer, tmp_path: Path) -> None:
-    identity = NodeIdentity("n1", tmp_path, token=await token(running), join_addresses=[running.join_address])
+    identity = NodeCredentials("n1", tmp_path, token=await token(running), join_addresses=[running.join_address])
     first = await identity.ensure()
     first_expiry = first.certificate().not_valid_after_utc
     async with aio_channel(running.address, first) as channel:
@@ -65,23 +65,23 @@ async def test_the_certificate_renews_itself_before_expiry(running: RunningServe
 
 
 async def test_off_past_expiry_joins_again_only_with_a_token(running: RunningServer, tmp_path: Path) -> None:
-    joined = await NodeIdentity("n1", tmp_path, token=await token(running),
+    joined = await NodeCredentials("n1", tmp_path, token=await token(running),
                                 join_addresses=[running.join_address]).ensure()
     later = joined.certificate().not_valid_after_utc + dt.timedelta(seconds=1)
-    without = NodeIdentity("n1", tmp_path, join_addresses=[running.join_address], now=lambda: later)
-    with pytest.raises(IdentityError, match="expired.*--token"):
+    without = NodeCredentials("n1", tmp_path, join_addresses=[running.join_address], now=lambda: later)
+    with pytest.raises(CredentialsError, match="expired.*--token"):
         await without.ensure()
-    with_token = NodeIdentity("n1", tmp_path, token=await token(running), join_addresses=[running.join_address],
+    with_token = NodeCredentials("n1", tmp_path, token=await token(running), join_addresses=[running.join_address],
                               now=lambda: later - LIFETIME)
     # Its clock says the saved certificate is still good: kept, no join.
     assert await with_token.ensure() == joined
-    expired = NodeIdentity("n1", tmp_path, token=await token(running), join_addresses=[running.join_address],
+    expired = NodeCredentials("n1", tmp_path, token=await token(running), join_addresses=[running.join_address],
                            now=lambda: later)
     fresh = await expired.ensure()
     assert fresh != joined and fresh.identity() == joined.identity()
 
 
 async def test_a_certificate_for_another_node_is_not_used(running: RunningServer, tmp_path: Path) -> None:
-    await NodeIdentity("n1", tmp_path, token=await token(running), join_addresses=[running.join_address]).ensure()
-    with pytest.raises(IdentityError, match="not node n2"):
-        await NodeIdentity("n2", tmp_path, join_addresses=[running.join_address]).ensure()
+    await NodeCredentials("n1", tmp_path, token=await token(running), join_addresses=[running.join_address]).ensure()
+    with pytest.raises(CredentialsError, match="not node n2"):
+        await NodeCredentials("n2", tmp_path, join_addresses=[running.join_address]).ensure()

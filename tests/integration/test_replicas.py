@@ -17,11 +17,11 @@ import pytest
 from structlog.testing import capture_logs
 
 from agent.backoff import CrashLoopBackoff, ExponentialBackoff
-from agent.manager import PodManager
-from agent.node_status import node_status
-from agent.pod_worker import WorkerSettings
+from agent.node.session import Session, SessionConfig
+from agent.node.status import node_status
+from agent.pods.manager import PodManager
+from agent.pods.worker import WorkerSettings
 from agent.runtime.fake import FakeRuntime
-from agent.session import Session, SessionConfig
 from controlplane.leader.elector import Elector
 from controlplane.server import RunningServer, ServerConfig, start
 from corral import client as api

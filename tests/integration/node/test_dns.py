@@ -1,4 +1,4 @@
-"""The node-local DNS server on real sockets: agent/dns/server.py.
+"""The node-local DNS server on real sockets: agent/network/dns/server.py.
 
 Queries go through dnspython's own async client (`dns.asyncquery`), over UDP
 and TCP. The upstream resolver is a tiny UDP server on another loopback
@@ -23,7 +23,7 @@ import dns.rrset
 import pytest
 from structlog.testing import capture_logs
 
-from agent.dns.server import DnsServer, nameservers
+from agent.network.dns.server import DnsServer, nameservers
 from protos.corral.v1 import discovery_pb2
 
 pytestmark = pytest.mark.timeout(30)

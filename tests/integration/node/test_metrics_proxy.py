@@ -11,8 +11,8 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
-from agent.observability.metrics import AgentMetrics
-from agent.proxy.server import ProxyServer
+from agent.network.proxy.server import ProxyServer
+from agent.telemetry.series import AgentTelemetry
 from corral.common.telemetry.endpoint import open_endpoint
 from protos.corral.v1 import discovery_pb2
 from tests.promtext import Key, parse, scrape, value
@@ -85,7 +85,7 @@ async def test_proxy_counters_on_the_agent_metrics_endpoint() -> None:
     backend_port = backend.sockets[0].getsockname()[1]
     web_port, broken_port = free_port(PROXY), free_port(PROXY)
     proxy = ProxyServer([PROXY], connect_timeout=0.5)
-    metrics = AgentMetrics(process=False)
+    metrics = AgentTelemetry(process=False)
     metrics.observe(proxy_stats=proxy.stats, pods=list, connected=lambda: True)
     endpoint = open_endpoint(metrics.registry, ":0", default_host=PROXY)
     assert endpoint is not None and endpoint.address.startswith(f"{PROXY}:")

@@ -1,4 +1,4 @@
-"""The node proxy on real sockets: agent/proxy/server.py.
+"""The node proxy on real sockets: agent/network/proxy/server.py.
 
 Backends are small asyncio servers on 127.0.0.1 that answer every line with
 their name; the proxy listens on its own loopback address (127.0.0.x), so a
@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import pytest
 from structlog.testing import capture_logs
 
-from agent.proxy.server import ProxyServer
+from agent.network.proxy.server import ProxyServer
 from protos.corral.v1 import discovery_pb2
 
 pytestmark = pytest.mark.timeout(30)

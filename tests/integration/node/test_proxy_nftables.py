@@ -1,4 +1,4 @@
-"""The kernel data path with real nftables: agent/proxy/kernel.py, nftables.py, nft_rules.py.
+"""The kernel data path with real nftables: agent/network/proxy/kernel.py, nftables.py, nft_rules.py.
 
 Each test moves the test thread into a fresh network namespace (unshare, lo
 up) and back afterwards, so the rules it applies never touch the host's
@@ -24,10 +24,10 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from agent.discovery import build_discovery
-from agent.proxy.kernel import KernelProxy
-from agent.proxy.nftables import Nft, NftablesRejected, NftablesUnavailable
-from agent.proxy.server import ProxyServer
+from agent.network.proxy.kernel import KernelProxy
+from agent.network.proxy.nftables import Nft, NftablesRejected, NftablesUnavailable
+from agent.network.proxy.server import ProxyServer
+from agent.network.stack import build_service_network
 from protos.corral.v1 import discovery_pb2
 from tests.integration.node.test_proxy import Backend, route_backend
 from tests.unit.agent.test_nft_rules import route as rules_route
@@ -268,7 +268,7 @@ async def test_a_missing_nft_fails_at_start() -> None:
 
 
 async def test_discovery_in_nftables_mode_feeds_the_kernel_path(netns: None, tmp_path: Path) -> None:
-    discovery = await build_discovery(
+    discovery = await build_service_network(
         {}, proxy_addresses=[PROXY], dns_port=0, data_dir=tmp_path, proxy_mode="nftables", node_name="edge-1.lan"
     )
     assert discovery.kernel is not None
@@ -283,8 +283,8 @@ async def test_discovery_in_nftables_mode_without_nft_fails_at_start(
 ) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(NftablesUnavailable, match="nft not found"):
-        await build_discovery({}, proxy_addresses=[PROXY], dns_port=0, data_dir=tmp_path, proxy_mode="nftables")
-    userspace = await build_discovery({}, proxy_addresses=[PROXY], dns_port=0, data_dir=tmp_path)
+        await build_service_network({}, proxy_addresses=[PROXY], dns_port=0, data_dir=tmp_path, proxy_mode="nftables")
+    userspace = await build_service_network({}, proxy_addresses=[PROXY], dns_port=0, data_dir=tmp_path)
     assert userspace.kernel is None
     assert userspace.table.listeners[0].inner is userspace.proxy
     assert userspace.stats() == {}

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from agent.discovery import build_discovery
-from agent.proxy.reserved import reserved_ports
+from agent.network.proxy.reserved import reserved_ports
+from agent.network.stack import build_service_network
 from protos.corral.v1 import node_service_pb2
 from tests.integration.node.test_proxy_nftables import PROXY, netns, nft_list, route
 
@@ -44,7 +44,7 @@ def test_reserved_ports(servers: list[str], joins: list[str], metrics: str, expe
 async def test_the_userspace_proxy_never_binds_a_control_plane_port(tmp_path: Path) -> None:
     api, join, web = free_port(), free_port(), free_port()
     reserved = reserved_ports([f"127.0.0.1:{api}"], [f"127.0.0.1:{join}"])
-    discovery = await build_discovery({}, proxy_addresses=["127.0.0.1"], dns_port=0, data_dir=tmp_path,
+    discovery = await build_service_network({}, proxy_addresses=["127.0.0.1"], dns_port=0, data_dir=tmp_path,
                                       reserved_ports=reserved)
     try:
         with capture_logs() as logs:
@@ -62,7 +62,7 @@ async def test_the_userspace_proxy_never_binds_a_control_plane_port(tmp_path: Pa
 
 async def test_the_kernel_path_never_nats_a_control_plane_port(netns: None, tmp_path: Path) -> None:
     reserved = reserved_ports(["127.0.0.1:7443"], ["127.0.0.1:7444"], ":9464")
-    discovery = await build_discovery({}, proxy_addresses=[PROXY], dns_port=0, data_dir=tmp_path,
+    discovery = await build_service_network({}, proxy_addresses=[PROXY], dns_port=0, data_dir=tmp_path,
                                       proxy_mode="nftables", node_name="n1", reserved_ports=reserved)
     assert discovery.kernel is not None
     discovery.table.apply(routes(("api", 7443), ("join", 7444), ("metrics", 9464), ("web", 8080)))

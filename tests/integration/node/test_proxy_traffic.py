@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from agent.proxy.server import ProxyServer
+from agent.network.proxy.server import ProxyServer
 from tests.integration.node.test_proxy import PROXY, Backend, ask_new, free_port, route, route_backend, routes, running
 
 pytestmark = pytest.mark.timeout(30)

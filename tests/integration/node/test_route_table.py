@@ -14,10 +14,10 @@ import pytest
 from structlog.testing import capture_logs
 
 from agent.backoff import ExponentialBackoff
-from agent.manager import PodManager
-from agent.pod_worker import WorkerSettings
-from agent.services import ServiceTable
-from agent.session import Session, SessionConfig
+from agent.network.routes import ServiceTable
+from agent.node.session import Session, SessionConfig
+from agent.pods.manager import PodManager
+from agent.pods.worker import WorkerSettings
 from protos.corral.v1 import discovery_pb2, metrics_pb2, node_pb2, node_service_pb2, node_service_pb2_grpc
 from tests.pki import TestCluster, node_identity
 

@@ -1,4 +1,4 @@
-"""The agent's status reports on one StreamStatus stream (`agent.status_reports`), against fake
+"""The agent's status reports on one StreamStatus stream (`agent.node.status_reports`), against fake
 control planes on a real gRPC port with mutual TLS: batches written without waiting for answers,
 answers' unknown pods forgotten, unanswered batches queued again when the stream breaks, the
 ReportStatus fallback on a control plane without StreamStatus, and a stream the server ends."""
@@ -15,9 +15,9 @@ import grpc
 import pytest
 from structlog.testing import capture_logs
 
-from agent.manager import PodManager
-from agent.pod_worker import WorkerSettings
-from agent.status_reports import StatusReports, StatusStreamEnded
+from agent.node.status_reports import StatusReports, StatusStreamEnded
+from agent.pods.manager import PodManager
+from agent.pods.worker import WorkerSettings
 from protos.corral.v1 import metrics_pb2, node_service_pb2, node_service_pb2_grpc, pod_pb2
 from tests.pki import TestCluster, aio_channel
 

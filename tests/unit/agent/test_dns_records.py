@@ -1,4 +1,4 @@
-"""Answers for Service names: agent/dns/records.py."""
+"""Answers for Service names: agent/network/dns/records.py."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 
-from agent.dns.records import TTL, build_zone, error_response, respond
+from agent.network.dns.records import TTL, build_zone, error_response, respond
 from protos.corral.v1 import discovery_pb2
 
 LOCAL = "172.18.0.1"

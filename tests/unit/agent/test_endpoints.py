@@ -1,4 +1,4 @@
-"""Backend selection for one Service port: agent/proxy/endpoints.py."""
+"""Backend selection for one Service port: agent/network/proxy/endpoints.py."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from agent.proxy.endpoints import LEAST_CONNECTIONS, Backend, Balancer, backends_of
+from agent.network.proxy.endpoints import LEAST_CONNECTIONS, Backend, Balancer, backends_of
 from protos.corral.v1 import discovery_pb2
 
 A = Backend("10.0.0.1", 8080, pod="a", group="blue")

@@ -1,4 +1,4 @@
-"""The kernel data path's traffic counters: KernelProxy.stats() over a fake nft (agent/proxy/kernel.py)."""
+"""The kernel data path's traffic counters: KernelProxy.stats() over a fake nft (agent/network/proxy/kernel.py)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from collections.abc import Mapping
 import pytest
 from structlog.testing import capture_logs
 
-from agent.proxy.kernel import KernelProxy
-from agent.proxy.nftables import Nft, NftablesRejected, parse_counters
-from agent.proxy.server import ProxyServer, ServiceStats
+from agent.network.proxy.kernel import KernelProxy
+from agent.network.proxy.nftables import Nft, NftablesRejected, parse_counters
+from agent.network.proxy.server import ProxyServer, ServiceStats
 from protos.corral.v1 import discovery_pb2
 
 pytestmark = pytest.mark.timeout(10)

@@ -5,8 +5,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from agent import lifecycle
-from agent.lifecycle import ContainerTrack, Kill, Remove, Start, StatusInputs
+from agent.pods import lifecycle
+from agent.pods.lifecycle import ContainerTrack, Kill, Remove, Start, StatusInputs
 from agent.probes.tracker import ProbeState
 from agent.runtime.base import LABEL_ATTEMPT, LABEL_CONTAINER, LABEL_SPEC_HASH, ContainerInfo, PortMapping, State
 from protos.corral.v1 import pod_pb2

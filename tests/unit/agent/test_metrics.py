@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from agent.metrics import (
+from agent.network.proxy.server import ServiceStats
+from agent.node.metrics import (
     CpuSample,
     CpuTimes,
     MetricsSampler,
@@ -16,7 +17,6 @@ from agent.metrics import (
     node_cpu_millis,
     service_traffic,
 )
-from agent.proxy.server import ServiceStats
 from agent.runtime import base
 from agent.runtime.base import ContainerSpec, ContainerStats
 from agent.runtime.docker import _to_stats

@@ -1,4 +1,4 @@
-"""The kernel data path's rules, rendered from Service routes: agent/proxy/nft_rules.py."""
+"""The kernel data path's rules, rendered from Service routes: agent/network/proxy/nft_rules.py."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-from agent.proxy.endpoints import Backend
-from agent.proxy.nft_rules import MAX_SLOTS, BackendChain, backend_chains, plan, render, slots, table_name
+from agent.network.proxy.endpoints import Backend
+from agent.network.proxy.nft_rules import MAX_SLOTS, BackendChain, backend_chains, plan, render, slots, table_name
 from protos.corral.v1 import discovery_pb2
 
 ADDRESSES = ["127.0.0.5", "10.1.0.1"]

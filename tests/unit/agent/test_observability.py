@@ -11,16 +11,16 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
-from agent.observability.metrics import AgentMetrics
-from agent.observability.state import Snapshot, families, pods_by_phase
-from agent.proxy.server import ServiceStats
+from agent.network.proxy.server import ServiceStats
+from agent.telemetry.series import AgentTelemetry
+from agent.telemetry.state import Snapshot, families, pods_by_phase
 from corral.common.telemetry.endpoint import MetricsEndpointError, parse_listen
 from protos.corral.v1 import pod_pb2
 from tests.promtext import families as family_types
 from tests.promtext import parse, value
 
 
-def text_of(metrics: AgentMetrics) -> str:
+def text_of(metrics: AgentTelemetry) -> str:
     return generate_latest(metrics.registry).decode()
 
 
@@ -76,7 +76,7 @@ def test_proxy_stats_become_counters_and_gauges_by_service() -> None:
 
 
 def test_probe_results_are_counted_by_kind_and_result() -> None:
-    metrics = AgentMetrics(process=False)
+    metrics = AgentTelemetry(process=False)
     for success in (True, True, False):
         metrics.probe_result("readiness", success)
     metrics.probe_result("startup", True)
@@ -88,13 +88,13 @@ def test_probe_results_are_counted_by_kind_and_result() -> None:
 
 
 def test_nothing_is_read_before_the_agent_attaches_its_loop() -> None:
-    samples = parse(text_of(AgentMetrics(process=False)))
+    samples = parse(text_of(AgentTelemetry(process=False)))
     assert value(samples, "corral_agent_connected") is None
     assert not any(name.startswith("corral_agent_pods") for name, _ in samples)
 
 
 async def test_sources_are_read_when_scraped_from_another_thread() -> None:
-    metrics = AgentMetrics(process=False)
+    metrics = AgentTelemetry(process=False)
     connected = asyncio.Event()
     metrics.observe(
         proxy_stats=lambda: {"default/web": ServiceStats(connections_total=1)},

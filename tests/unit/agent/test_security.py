@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from agent import security
-from agent.pod_worker import build_spec
+from agent.pods import security_context
+from agent.pods.worker import build_spec
 from agent.runtime.base import ContainerSpec, Mount
 from agent.runtime.checks import non_root_refusal, process_refusal
 from agent.runtime.errors import ContainerConfigError
@@ -135,12 +135,12 @@ def test_empty_dirs_are_made_writable_and_removed_with_the_pod(tmp_path: Path) -
         pod_pb2.HostPathVolumeSource(path=str(tmp_path / "host" / "made"), type="DirectoryOrCreate")
     )
 
-    security.prepare(pod, tmp_path / "volumes")
+    security_context.prepare(pod, tmp_path / "volumes")
 
     scratch = tmp_path / "volumes" / "uid-1" / "scratch"
     assert scratch.is_dir() and scratch.stat().st_mode & 0o777 == 0o777
     assert (tmp_path / "host" / "made").is_dir()
-    security.remove(tmp_path / "volumes", "uid-1")
+    security_context.remove(tmp_path / "volumes", "uid-1")
     assert not (tmp_path / "volumes" / "uid-1").exists()
 
 
@@ -172,9 +172,9 @@ def _with_volumes(*volumes: pod_pb2.Volume) -> pod_pb2.Pod:
 def test_has_volumes_to_prepare(volumes: tuple[pod_pb2.Volume, ...], expected: bool, tmp_path: Path) -> None:
     pod = _with_volumes(*volumes)
 
-    assert security.has_volumes_to_prepare(pod) is expected
+    assert security_context.has_volumes_to_prepare(pod) is expected
     if not expected:  # skipping prepare for it changes nothing
-        security.prepare(pod, tmp_path / "volumes")
+        security_context.prepare(pod, tmp_path / "volumes")
         assert not (tmp_path / "volumes").exists()
 
 
@@ -188,7 +188,7 @@ def test_host_path_types_are_checked(tmp_path: Path, kind: str, make: bool) -> N
     pod.spec.volumes.add(name="h").host_path.CopyFrom(pod_pb2.HostPathVolumeSource(path=str(tmp_path / "x"), type=kind))
 
     with pytest.raises(ContainerConfigError, match="volume 'h': hostPath"):
-        security.prepare(pod, tmp_path / "volumes")
+        security_context.prepare(pod, tmp_path / "volumes")
 
 
 @pytest.mark.parametrize(

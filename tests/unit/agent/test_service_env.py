@@ -1,4 +1,4 @@
-"""Service env vars, DNS settings and the route table: agent/service_env.py, agent/services.py."""
+"""Service env vars, DNS settings and the route table: agent/pods/service_env.py, agent/network/routes.py."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ from collections.abc import Mapping
 
 import pytest
 
-from agent.pod_worker import build_spec
+from agent.network.routes import ServiceTable
+from agent.pods.service_env import PodNetwork, ServiceAccess, dns_search, env_name, pod_network, service_env
+from agent.pods.worker import build_spec
 from agent.runtime.base import LABEL_SPEC_HASH
-from agent.service_env import PodNetwork, ServiceAccess, dns_search, env_name, pod_network, service_env
-from agent.services import ServiceTable
 from protos.corral.v1 import discovery_pb2, node_service_pb2, pod_pb2
 
 HOST = "172.18.0.1"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from agent import lifecycle
+from agent.pods import lifecycle
 from controlplane.apiserver import errors
 from controlplane.apiserver.handlers import ApplyOutcome, ObjectApi
 from controlplane.informer import CacheEvent, Informer

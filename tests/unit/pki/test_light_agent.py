@@ -19,7 +19,7 @@ NOW = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.UTC)
 
 def test_the_agent_command_and_its_session_do_not_import_cryptography() -> None:
     code = ("import sys; sys.modules['rich'] = None\n"
-            "import corral.cli.main, corral.cli.agent_cmd, agent.main, agent.identity, agent.session\n"
+            "import corral.cli.main, corral.cli.agent_cmd, agent.main, agent.node.credentials, agent.node.session\n"
             "print('cryptography' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                             cwd=Path(__file__).resolve().parents[3])

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 
 import structlog
 
-from agent.services import RouteListener
+from agent.network.routes import RouteListener
 from corral.common.pki.endpoints import DEFAULT_API_PORT, split_address
 from protos.corral.v1 import discovery_pb2
 

@@ -23,7 +23,7 @@ from typing import Protocol
 
 import structlog
 
-from agent.service_env import PodNetwork, ServiceAccess, pod_network
+from agent.pods.service_env import PodNetwork, ServiceAccess, pod_network
 from protos.corral.v1 import discovery_pb2, node_service_pb2
 
 log = structlog.get_logger(__name__)

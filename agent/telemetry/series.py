@@ -1,4 +1,4 @@
-"""`AgentMetrics`: the node agent's series, in its own registry.
+"""`AgentTelemetry`: the node agent's series, in its own registry.
 
 One instance per agent (not prometheus-client's global registry), so several
 agents in one process never share or collide. Probe results are counted on
@@ -15,14 +15,14 @@ from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
-from agent.observability.state import StateCollector
-from agent.proxy.server import ServiceStats
+from agent.network.proxy.server import ServiceStats
+from agent.telemetry.state import StateCollector
 from protos.corral.v1 import pod_pb2
 
 PROBES = ("liveness", "readiness", "startup")
 
 
-class AgentMetrics:
+class AgentTelemetry:
     def __init__(self, registry: CollectorRegistry | None = None, *, process: bool = True) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         if process:  # process_*, python_gc_*, python_info: what every Prometheus exporter offers

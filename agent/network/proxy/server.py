@@ -38,7 +38,7 @@ from typing import cast
 
 import structlog
 
-from agent.proxy.endpoints import Backend, Balancer, backends_of, is_tcp
+from agent.network.proxy.endpoints import Backend, Balancer, backends_of, is_tcp
 from protos.corral.v1 import discovery_pb2
 
 log = structlog.get_logger(__name__)

@@ -40,7 +40,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from agent.proxy.endpoints import LEAST_CONNECTIONS, Backend, Balancer, backends_of, is_tcp
+from agent.network.proxy.endpoints import LEAST_CONNECTIONS, Backend, Balancer, backends_of, is_tcp
 from protos.corral.v1 import discovery_pb2
 
 # The most DNAT slots one port gets; a longer exact period is cut to whole weight cycles.

@@ -11,7 +11,7 @@ Every applied set is authoritative: containers of this node whose pod is not
 in it are stopped and removed (the runtime is scanned for them on the first
 set and whenever a set drops pods, not on every set: a scale-up burst would
 list the runtime's containers once per set). A pod in the set with a deletionTimestamp is
-wound down by its worker (see `pod_worker`) and stays until the control plane
+wound down by its worker (see `worker`) and stays until the control plane
 deletes it; then its containers are removed like any unassigned pod's.
 """
 
@@ -27,7 +27,7 @@ from typing import Any
 
 import structlog
 
-from agent.pod_worker import PodWorker, WorkerSettings
+from agent.pods.worker import PodWorker, WorkerSettings
 from agent.runtime import base
 from agent.runtime.base import ContainerInfo, ContainerRuntime, State
 from agent.runtime.errors import RuntimeFailure

@@ -39,11 +39,11 @@ PKI_DIR = "pki"
 RENEW_RETRY = 60.0
 
 
-class IdentityError(Exception):
+class CredentialsError(Exception):
     """The node has no usable credentials and cannot get any (the message says what to do)."""
 
 
-class NodeIdentity:
+class NodeCredentials:
     def __init__(self, node_name: str, data_dir: Path, *, token: str = "", join_addresses: list[str],
                  now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)) -> None:
         self.identity = Identity(Role.NODE, node_name)
@@ -61,7 +61,7 @@ class NodeIdentity:
         try:
             return parse_token(self._token_text)
         except TokenFormatError as e:
-            raise IdentityError(f"--token: {e}") from e
+            raise CredentialsError(f"--token: {e}") from e
 
     def saved(self) -> tuple[Credentials | None, CertificateFacts | None, str]:
         """The saved credentials and their facts if usable now, else Nones and why not."""
@@ -87,7 +87,7 @@ class NodeIdentity:
             self.credentials, self.facts = saved, facts
             return saved
         if token is None:
-            raise IdentityError(f"{why}: give --token with a join token (`corral token create` on the server)")
+            raise CredentialsError(f"{why}: give --token with a join token (`corral token create` on the server)")
         if saved is not None:
             why = "the token pins another cluster CA than the saved certificate's"
         log.info("joining", node=self.identity.name, reason=why, join=",".join(self.join_addresses))
@@ -118,9 +118,9 @@ class NodeIdentity:
                 await asyncio.sleep(delay)
                 continue
             except CaMismatchError as e:
-                raise IdentityError(str(e)) from e
+                raise CredentialsError(str(e)) from e
             except JoinError as e:
-                raise IdentityError(f"the server at {address} refused to let node {self.identity.name} join: {e}") \
+                raise CredentialsError(f"the server at {address} refused to let node {self.identity.name} join: {e}") \
                     from e
             log.info("joined", node=self.identity.name, join=address,
                      expires=credentials.certificate().not_valid_after_utc.isoformat())

@@ -19,7 +19,7 @@ from collections import deque
 import grpc
 import structlog
 
-from agent.manager import PodManager
+from agent.pods.manager import PodManager
 from protos.corral.v1 import node_service_pb2, node_service_pb2_grpc
 
 __all__ = ["StatusReports", "StatusStreamEnded"]

@@ -30,14 +30,14 @@ from pathlib import Path
 
 import structlog
 
-from agent.dns.server import DnsServer
-from agent.proxy.kernel import KernelProxy
-from agent.proxy.nft_rules import table_name
-from agent.proxy.reserved import ReservedPortFilter
-from agent.proxy.server import ProxyServer, ServiceStats
+from agent.network.dns.server import DnsServer
+from agent.network.proxy.kernel import KernelProxy
+from agent.network.proxy.nft_rules import table_name
+from agent.network.proxy.reserved import ReservedPortFilter
+from agent.network.proxy.server import ProxyServer, ServiceStats
+from agent.network.routes import ServiceTable
+from agent.pods.service_env import ServiceAccess
 from agent.runtime.base import ContainerRuntime
-from agent.service_env import ServiceAccess
-from agent.services import ServiceTable
 
 log = structlog.get_logger(__name__)
 
@@ -46,7 +46,7 @@ PROXY_MODES = ("userspace", "nftables")
 
 
 @dataclass
-class Discovery:
+class ServiceNetwork:
     table: ServiceTable
     proxy: ProxyServer
     dns: DnsServer
@@ -66,7 +66,7 @@ class Discovery:
             group.create_task(self.table.run())
 
 
-async def build_discovery(
+async def build_service_network(
     runtimes: Mapping[str, ContainerRuntime],
     *,
     proxy_addresses: list[str],
@@ -75,7 +75,7 @@ async def build_discovery(
     proxy_mode: str = "userspace",
     node_name: str = "node",
     reserved_ports: Mapping[int, str] | None = None,
-) -> Discovery:
+) -> ServiceNetwork:
     """Find each runtime's pod gateway (making the Docker network) and wire the pieces up.
 
     `reserved_ports` (port → what uses it): ports the proxy never takes (`proxy/reserved.py`).
@@ -111,4 +111,4 @@ async def build_discovery(
     table.resume()
     log.info("discovery_configured", proxy=addresses, proxy_mode=proxy_mode, dns=[f"{a}:{p}" for a, p in dns_endpoints],
              gateways=gateways, reserved_ports=sorted(reserved))
-    return Discovery(table, proxy, dns, kernel)
+    return ServiceNetwork(table, proxy, dns, kernel)

@@ -39,9 +39,9 @@ from dataclasses import replace
 
 import structlog
 
-from agent.proxy.nft_rules import BackendChain, Plan, backend_chains, plan, render
-from agent.proxy.nftables import Nft, NftablesError
-from agent.proxy.server import ProxyServer, ServiceStats, log_new_conflicts
+from agent.network.proxy.nft_rules import BackendChain, Plan, backend_chains, plan, render
+from agent.network.proxy.nftables import Nft, NftablesError
+from agent.network.proxy.server import ProxyServer, ServiceStats, log_new_conflicts
 from protos.corral.v1 import discovery_pb2
 
 log = structlog.get_logger(__name__)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from agent.proxy.server import ServiceStats
+from agent.network.proxy.server import ServiceStats
 from corral.common.telemetry.loop import call_on_loop
 from protos.corral.v1 import pod_pb2
 

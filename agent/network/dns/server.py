@@ -25,7 +25,7 @@ import dns.message
 import dns.rcode
 import structlog
 
-from agent.dns.records import Zone, build_zone, error_response, respond
+from agent.network.dns.records import Zone, build_zone, error_response, respond
 from protos.corral.v1 import discovery_pb2
 
 log = structlog.get_logger(__name__)

@@ -31,9 +31,10 @@ from typing import Any, Protocol
 
 import structlog
 
-from agent import lifecycle, security
 from agent.backoff import CrashLoopBackoff
-from agent.lifecycle import Action, ContainerTrack, Kill, Remove, Start
+from agent.pods import lifecycle, security_context
+from agent.pods.lifecycle import Action, ContainerTrack, Kill, Remove, Start
+from agent.pods.service_env import PodNetwork
 from agent.probes.runner import run_probe
 from agent.probes.target import resolve_probe_target
 from agent.probes.tracker import ProbeState, ProbeTracker, settings_from_proto
@@ -46,7 +47,6 @@ from agent.runtime.errors import (
     ImagePullError,
     RuntimeFailure,
 )
-from agent.service_env import PodNetwork
 from protos import quantity
 from protos.corral.v1 import pod_pb2
 
@@ -113,7 +113,7 @@ def build_spec(pod: pod_pb2.Pod, container: pod_pb2.Container, attempt: int, *, 
         labels=labels,
         dns_servers=list(network.dns_servers) if network else [],
         dns_search=list(network.dns_search) if network else [],
-        **security.spec_fields(pod, container, volumes_dir or DEFAULT_VOLUMES_DIR),
+        **security_context.spec_fields(pod, container, volumes_dir or DEFAULT_VOLUMES_DIR),
     )
 
 
@@ -334,8 +334,8 @@ class PodWorker:
             return
         track.image_error = track.image_error_reason = ""
         try:
-            if security.has_volumes_to_prepare(self.pod):
-                await asyncio.to_thread(security.prepare, self.pod, self.settings.volumes_dir)
+            if security_context.has_volumes_to_prepare(self.pod):
+                await asyncio.to_thread(security_context.prepare, self.pod, self.settings.volumes_dir)
             info = await self._create(spec)
         except ContainerStartError as e:
             track.start_error = str(e)
@@ -498,7 +498,7 @@ class PodWorker:
         running = [c for c in containers if c.state is State.RUNNING]
         await asyncio.gather(*(self.runtime.stop(c.id, grace_seconds=self._grace()) for c in running))
         await asyncio.gather(*(self.runtime.remove(c.id) for c in containers))
-        await asyncio.to_thread(security.remove, self.settings.volumes_dir, self.uid)
+        await asyncio.to_thread(security_context.remove, self.settings.volumes_dir, self.uid)
         log.info("pod_terminated", pod=self.pod.metadata.name, containers=len(containers))
 
 

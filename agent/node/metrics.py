@@ -32,7 +32,7 @@ from datetime import UTC, datetime
 import psutil
 import structlog
 
-from agent.proxy.server import ServiceStats
+from agent.network.proxy.server import ServiceStats
 from agent.runtime import base
 from agent.runtime.base import ContainerInfo, ContainerRuntime, ContainerStats, State
 from agent.runtime.errors import RuntimeFailure

@@ -1,6 +1,6 @@
 """The agent's connection to the control plane. The agent only dials out.
 
-Every session is mutual TLS with the node's certificate (`agent.identity`).
+Every session is mutual TLS with the node's certificate (`agent.node.credentials`).
 One session = register, then seven loops under one TaskGroup: heartbeats, the
 assignment stream, status reports, the tunnel (logs), resource metrics (a
 `MetricsReport` every `metrics_period` seconds) and the Service routes
@@ -26,12 +26,12 @@ import grpc
 import structlog
 
 from agent.backoff import ExponentialBackoff
-from agent.identity import IdentityError, NodeIdentity
-from agent.manager import PodManager
-from agent.metrics import MetricsSampler
+from agent.network.routes import ServiceTable
+from agent.node.credentials import CredentialsError, NodeCredentials
+from agent.node.metrics import MetricsSampler
+from agent.node.status_reports import StatusReports, StatusStreamEnded
+from agent.pods.manager import PodManager
 from agent.runtime.errors import RuntimeFailure
-from agent.services import ServiceTable
-from agent.status_reports import StatusReports, StatusStreamEnded
 from corral.common.pki.credentials import channel_options
 from protos.corral.v1 import node_pb2, node_service_pb2, node_service_pb2_grpc
 
@@ -74,7 +74,7 @@ class SessionConfig:
 
 class Session:
     def __init__(self, config: SessionConfig, manager: PodManager, status: node_pb2.NodeStatus, *,
-                 identity: NodeIdentity, services: ServiceTable | None = None,
+                 identity: NodeCredentials, services: ServiceTable | None = None,
                  metrics: MetricsSampler | None = None) -> None:
         self.config = config
         self.identity = identity
@@ -94,7 +94,7 @@ class Session:
             errors: list[str] = []
             try:
                 await self._session()
-            except* (grpc.aio.AioRpcError, SessionLost, StatusStreamEnded, OSError, IdentityError) as group:
+            except* (grpc.aio.AioRpcError, SessionLost, StatusStreamEnded, OSError, CredentialsError) as group:
                 errors = [_first_line(e) for e in group.exceptions]
             self.connected.clear()
             if self._was_established:
