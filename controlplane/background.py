@@ -35,21 +35,18 @@ class Background:
         await self._group.__aexit__(et, exc, tb)
 
     def start(self, loop: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
-        task = self._group.create_task(_logged(loop, name), name=name)
+        task = self._group.create_task(loop, name=name)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._done)
         return task
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and (error := task.exception()) is not None:
+            log.error("background_task_failed", task=task.get_name(), error=repr(error), exc_info=error)
 
     @staticmethod
     async def stop(task: asyncio.Task[None]) -> None:
         """Cancel one loop and wait for it (its error, if it failed, is the group's to raise)."""
         task.cancel()
         await asyncio.wait([task])
-
-
-async def _logged(loop: Coroutine[Any, Any, None], name: str) -> None:
-    try:
-        await loop
-    except Exception:
-        log.exception("background_task_failed", task=name)
-        raise
