@@ -45,7 +45,7 @@ from controlplane.controllers.replicaset.controller import ReplicaSetController
 from controlplane.controllers.runner import Controller, ControllerManager
 from controlplane.controllers.scheduling import SchedulerController
 from controlplane.informer import Informer
-from controlplane.leader.elector import DEFAULT_TTL, Elector, Lead, Term, identity_for
+from controlplane.leader.elector import DEFAULT_TTL, Elector, Lead, Term, holder_for
 from controlplane.leader.testhooks import TestHooks, leader_store
 from controlplane.metrics.service import MetricsService
 from controlplane.metrics.store import MetricsStore
@@ -302,7 +302,7 @@ async def start(config: ServerConfig, stack: AsyncExitStack) -> RunningServer:
     address = f"{host}:{port}"
     join_address = f"{join_listen.rsplit(':', 1)[0]}:{join_port}"
     elector = Elector(store, key=f"{config.key_prefix.rstrip('/')}/leader", ttl=config.lease_ttl,
-                      identity=identity_for(socket.gethostname(), os.getpid(), address))
+                      holder=holder_for(socket.gethostname(), os.getpid(), address))
     status_pb2_grpc.add_StatusServiceServicer_to_server(
         StatusServicer(address, store, endpoints, leading=elector.leading.is_set, supervisor=opened.supervisor),
         server)
