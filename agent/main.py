@@ -130,16 +130,59 @@ def process_runtime_user(config: AgentConfig, euid: int) -> str:
     return config.process_user
 
 
-async def open_runtimes(config: AgentConfig, *, euid: int | None = None) -> dict[str, ContainerRuntime]:
+@dataclass(frozen=True)
+class AgentPlan:
+    """What the flags come to, checked before the agent joins or connects to anything."""
+
+    servers: list[str]
+    joins: list[str]
+    address: str
+    proxy_addresses: list[str]
+    backoff: CrashLoopBackoff
+    # Who process-runtime pods run as by default ("": the agent's user).
+    process_user: str
+
+
+def check(config: AgentConfig, *, euid: int) -> AgentPlan:
+    """Refuse bad flags before the agent joins, connects to Docker or listens (no I/O: the route
+    lookup for the advertised address sends no packet)."""
+    unknown = [name for name in config.runtimes if name not in RUNTIMES]
+    if unknown:
+        raise AgentError(f'unknown runtime "{unknown[0]}" (known: {", ".join(RUNTIMES)})')
+    process_user = process_runtime_user(config, euid) if "process" in config.runtimes else ""
+    try:
+        backoff = CrashLoopBackoff(initial=config.restart_backoff, cap=config.restart_backoff_max)
+    except ValueError as e:
+        raise AgentError(f"--restart-backoff: {e}") from e
+    if config.termination_drain < 0:
+        raise AgentError(f"--termination-drain: must be 0 or more, got {config.termination_drain:g}")
+    if config.metrics_period < 1:
+        raise AgentError(f"--metrics-period: must be 1 or more, got {config.metrics_period:g}")
+    if config.proxy_mode not in PROXY_MODES:
+        raise AgentError(f"--proxy-mode: must be one of {', '.join(PROXY_MODES)}, got {config.proxy_mode!r}")
+    servers = [s.strip() for s in config.server.split(",") if s.strip()] or [config.server]
+    address = config.address or route_address(servers[0])
+    proxy_addresses = config.proxy_addresses or [address]
+    if config.proxy_mode == "nftables" and any(":" in a for a in proxy_addresses):
+        raise AgentError("--proxy-mode nftables: IPv4 proxy addresses only (got "
+                         f"{', '.join(a for a in proxy_addresses if ':' in a)}); use --proxy-mode userspace")
+    joins = config.join or [join_address_for(s) for s in servers]
+    return AgentPlan(servers, joins, address, proxy_addresses, backoff, process_user)
+
+
+async def open_runtimes(config: AgentConfig, *, euid: int | None = None,
+                        stack: contextlib.AsyncExitStack | None = None) -> dict[str, ContainerRuntime]:
+    """The runtimes the flags name; with a `stack`, each is closed when it unwinds (also when a later one fails)."""
     runtimes: dict[str, ContainerRuntime] = {}
     for name in config.runtimes:
+        runtime: ContainerRuntime
         if name == "docker":
             load_docker_runtime()
             from agent.runtime.docker import DockerRuntime
 
             try:
-                runtimes[name] = await DockerRuntime.connect(network=config.docker_network or f"corral-{config.name}",
-                                                             stats_source=config.docker_stats)
+                runtime = await DockerRuntime.connect(network=config.docker_network or f"corral-{config.name}",
+                                                      stats_source=config.docker_stats)
             except RuntimeFailure as e:
                 raise AgentError(f"--runtime docker: no Docker engine answers ({e}); "
                                  "start dockerd, or run with --runtime process") from e
@@ -147,14 +190,22 @@ async def open_runtimes(config: AgentConfig, *, euid: int | None = None) -> dict
             from agent.runtime.process import ProcessRuntime
 
             user = process_runtime_user(config, os.geteuid() if euid is None else euid)
-            runtimes[name] = ProcessRuntime(config.data_dir / "process", default_user=user)
+            runtime = ProcessRuntime(config.data_dir / "process", default_user=user)
         elif name == "fake":
             from agent.runtime.fake import FakeRuntime
 
-            runtimes[name] = FakeRuntime()
+            runtime = FakeRuntime()
         else:
             raise AgentError(f'unknown runtime "{name}" (known: {", ".join(RUNTIMES)})')
+        runtimes[name] = runtime
+        if stack is not None:
+            stack.push_async_callback(_close, runtime)
     return runtimes
+
+
+async def _close(runtime: ContainerRuntime) -> None:
+    with contextlib.suppress(Exception):
+        await runtime.close()
 
 
 def limit_memory_overhead() -> None:
@@ -183,12 +234,15 @@ def run(config: AgentConfig) -> None:
 
 
 async def run_agent(config: AgentConfig, stop: asyncio.Event | None = None) -> None:
-    """Run until SIGINT/SIGTERM, or until `stop` is set when the caller owns signals."""
+    """Run until SIGINT/SIGTERM, or until `stop` is set when the caller owns signals.
+
+    Check the flags, then join (if needed), build, and run the manager, the session and the service
+    network in one TaskGroup: if one fails, it is logged and the agent stops (raising its error).
+    """
+    plan = check(config, euid=os.geteuid())
     limit_memory_overhead()
     config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    servers = [s.strip() for s in config.server.split(",") if s.strip()] or [config.server]
-    joins = config.join or [join_address_for(s) for s in servers]
-    identity = NodeCredentials(config.name, config.data_dir, token=config.token, join_addresses=joins)
+    identity = NodeCredentials(config.name, config.data_dir, token=config.token, join_addresses=plan.joins)
     try:
         await identity.ensure()
     except CredentialsError as e:
@@ -200,68 +254,59 @@ async def run_agent(config: AgentConfig, stop: asyncio.Event | None = None) -> N
         logging.shutdown()
         os.environ[RESTARTED_ENV] = "1"  # once: never a loop of restarts
         os.execv(sys.executable, sys.orig_argv)
-    address = config.address or route_address(config.server.split(",")[0].strip())
-    runtimes = await open_runtimes(config)
-    try:
-        backoff = CrashLoopBackoff(initial=config.restart_backoff, cap=config.restart_backoff_max)
-    except ValueError as e:
-        raise AgentError(f"--restart-backoff: {e}") from e
-    if config.termination_drain < 0:
-        raise AgentError(f"--termination-drain: must be 0 or more, got {config.termination_drain:g}")
-    if config.metrics_period < 1:
-        raise AgentError(f"--metrics-period: must be 1 or more, got {config.metrics_period:g}")
-    if config.proxy_mode not in PROXY_MODES:
-        raise AgentError(f"--proxy-mode: must be one of {', '.join(PROXY_MODES)}, got {config.proxy_mode!r}")
-    proxy_addresses = config.proxy_addresses or [address]
-    if config.proxy_mode == "nftables" and any(":" in a for a in proxy_addresses):
-        raise AgentError("--proxy-mode nftables: IPv4 proxy addresses only (got "
-                         f"{', '.join(a for a in proxy_addresses if ':' in a)}); use --proxy-mode userspace")
-    reserved = reserved_ports(servers, joins, config.metrics_listen)
-    try:
-        discovery = await build_service_network(runtimes, proxy_addresses=proxy_addresses, dns_port=config.dns_port,
-                                          data_dir=config.data_dir, proxy_mode=config.proxy_mode,
-                                          node_name=config.name, reserved_ports=reserved)
-    except RuntimeFailure as e:
-        raise AgentError(f"--docker-network: the pod network cannot be set up ({e})") from e
-    except NftablesError as e:
-        raise AgentError(f"--proxy-mode nftables: {e}") from e
-    telemetry = AgentTelemetry()
-    settings = WorkerSettings(node_name=config.name, host_ip=address, poll_interval=config.poll_interval,
-                              backoff=backoff, termination_drain=config.termination_drain,
-                              pod_network=discovery.table.pod_network, probe_results=telemetry.probe_result,
-                              volumes_dir=config.data_dir / "volumes")
-    manager = PodManager(runtimes, settings, config.data_dir)
-    status = node_status(address=address, runtimes=list(runtimes))
-    metrics = MetricsSampler(config.name, runtimes, lambda: [w.pod for w in manager.workers.values()],
-                             traffic=discovery.stats)
-    session = Session(SessionConfig(server=config.server, node_name=config.name, labels=config.labels,
-                                    metrics_period=config.metrics_period),
-                      manager, status, identity=identity, services=discovery.table, metrics=metrics)
-    if stop is None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-    telemetry.observe(proxy_stats=discovery.stats, connected=session.connected.is_set,
-                      pods=lambda: [w.last_status for w in manager.workers.values()])
-    try:
-        scrape = open_endpoint(telemetry.registry, config.metrics_listen,
-                               default_host=(config.proxy_addresses or [address])[0], optional=config.metrics_optional)
-    except MetricsEndpointError as e:
-        raise AgentError(str(e)) from e
-    log.info("agent_starting", node=config.name, server=config.server, address=address,
-             runtimes=list(runtimes))
-    try:
+    address = plan.address
+    async with contextlib.AsyncExitStack() as stack:
+        runtimes = await open_runtimes(config, stack=stack)
+        reserved = reserved_ports(plan.servers, plan.joins, config.metrics_listen)
+        try:
+            discovery = await build_service_network(runtimes, proxy_addresses=plan.proxy_addresses,
+                                              dns_port=config.dns_port, data_dir=config.data_dir,
+                                              proxy_mode=config.proxy_mode, node_name=config.name,
+                                              reserved_ports=reserved)
+        except RuntimeFailure as e:
+            raise AgentError(f"--docker-network: the pod network cannot be set up ({e})") from e
+        except NftablesError as e:
+            raise AgentError(f"--proxy-mode nftables: {e}") from e
+        telemetry = AgentTelemetry()
+        settings = WorkerSettings(node_name=config.name, host_ip=address, poll_interval=config.poll_interval,
+                                  backoff=plan.backoff, termination_drain=config.termination_drain,
+                                  pod_network=discovery.table.pod_network, probe_results=telemetry.probe_result,
+                                  volumes_dir=config.data_dir / "volumes")
+        manager = PodManager(runtimes, settings, config.data_dir)
+        status = node_status(address=address, runtimes=list(runtimes))
+        metrics = MetricsSampler(config.name, runtimes, lambda: [w.pod for w in manager.workers.values()],
+                                 traffic=discovery.stats)
+        session = Session(SessionConfig(server=config.server, node_name=config.name, labels=config.labels,
+                                        metrics_period=config.metrics_period),
+                          manager, status, identity=identity, services=discovery.table, metrics=metrics)
+        if stop is None:
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+        telemetry.observe(proxy_stats=discovery.stats, connected=session.connected.is_set,
+                          pods=lambda: [w.last_status for w in manager.workers.values()])
+        try:
+            scrape = open_endpoint(telemetry.registry, config.metrics_listen,
+                                   default_host=plan.proxy_addresses[0], optional=config.metrics_optional)
+        except MetricsEndpointError as e:
+            raise AgentError(str(e)) from e
+        if scrape is not None:
+            stack.push_async_callback(scrape.close)
+        log.info("agent_starting", node=config.name, server=config.server, address=address,
+                 runtimes=list(runtimes))
         async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(manager.run()), group.create_task(session.run()),
-                     group.create_task(discovery.run())]
+            tasks = [group.create_task(manager.run(), name="pod-manager"),
+                     group.create_task(session.run(), name="session"),
+                     group.create_task(discovery.run(), name="service-network")]
+            for task in tasks:
+                task.add_done_callback(_log_failure)
             await stop.wait()
             for task in tasks:
                 task.cancel()
-    finally:
-        if scrape is not None:
-            await scrape.close()
-        for runtime in runtimes.values():
-            with contextlib.suppress(Exception):
-                await runtime.close()
     log.info("agent_stopped", node=config.name)
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and (error := task.exception()) is not None:
+        log.error("agent_task_failed", task=task.get_name(), error=repr(error), exc_info=error)

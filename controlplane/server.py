@@ -10,7 +10,6 @@ only on the elected leader, writing through a store fenced with its term
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import os
 import signal
@@ -34,6 +33,7 @@ from controlplane.auth.ratelimit import DEFAULT_BURST, DEFAULT_RATE, SourceRateL
 from controlplane.auth.revocations import RevocationList
 from controlplane.auth.service import CertificateIssuer, JoinService, SecurityService
 from controlplane.auth.tokens import TokenRegistry
+from controlplane.background import Background
 from controlplane.controllers.autoscaler.controller import DEFAULT_SYNC_PERIOD, HorizontalPodAutoscalerController
 from controlplane.controllers.autoscaler.source import MetricsSource
 from controlplane.controllers.deployment.controller import DeploymentController
@@ -46,7 +46,7 @@ from controlplane.controllers.runner import Controller, ControllerManager
 from controlplane.controllers.scheduling import SchedulerController
 from controlplane.health import StatusServicer
 from controlplane.informer import Informer
-from controlplane.leader.elector import DEFAULT_TTL, Elector, Lead, Term, identity_for
+from controlplane.leader.elector import DEFAULT_TTL, Elector, Lead, Term, holder_for
 from controlplane.leader.testhooks import TestHooks, leader_store
 from controlplane.metrics.service import MetricsService
 from controlplane.metrics.store import MetricsStore
@@ -55,6 +55,7 @@ from controlplane.nodeapi.service import NodeService
 from controlplane.registry.hub import RouteHub
 from controlplane.registry.service import DiscoveryService
 from controlplane.request_guard import RequestGuard
+from controlplane.scheduler.snapshot import LEAST_ALLOCATED, MOST_ALLOCATED
 from controlplane.store import errors as store_errors
 from controlplane.store.base import Store
 from controlplane.store.embedded import EmbeddedEtcd
@@ -79,7 +80,7 @@ from protos.corral.v1 import (
     security_pb2_grpc,
     status_pb2_grpc,
 )
-from protos.pod_security import DEFAULT_LEVEL
+from protos.pod_security import DEFAULT_LEVEL, LEVELS
 
 log = structlog.get_logger(__name__)
 
@@ -178,19 +179,34 @@ class OpenedStore:
     supervisor: EtcdSupervisor | None = None
 
 
-async def open_store(config: ServerConfig, stack: AsyncExitStack) -> OpenedStore:
+def check(config: ServerConfig) -> None:
+    """Refuse a configuration before anything opens or listens (pure)."""
+    if not config.etcd and config.data_dir is None:
+        raise ServerError("give --etcd host:port[,…] or --data-dir DIR for an embedded etcd")
+    if config.scheduling_strategy not in (LEAST_ALLOCATED, MOST_ALLOCATED):
+        raise ServerError(f"--scheduling-strategy: must be {LEAST_ALLOCATED} or {MOST_ALLOCATED}, "
+                          f"got {config.scheduling_strategy!r}")
+    if config.pod_security not in LEVELS:
+        raise ServerError(f"--pod-security: must be one of {', '.join(LEVELS)}, got {config.pod_security!r}")
+    if config.lease_ttl < 2:
+        raise ServerError(f"--lease-ttl: must be 2 or more, got {config.lease_ttl}")
+    if config.join_rate <= 0 or config.join_burst < 1:
+        raise ServerError(f"--join-rate must be more than 0 and --join-burst 1 or more "
+                          f"(got {config.join_rate:g}, {config.join_burst})")
+
+
+async def open_store(config: ServerConfig, stack: AsyncExitStack, tasks: Background) -> OpenedStore:
     """The store on ``--etcd``, or on an embedded etcd (supervised: restarted whenever it exits)."""
     endpoints = list(config.etcd)
     supervisor = None
     if not endpoints:
-        if config.data_dir is None:
-            raise ServerError("give --etcd host:port[,…] or --data-dir DIR for an embedded etcd")
+        assert config.data_dir is not None  # check()
         embedded = EmbeddedEtcd(config.data_dir, binary=config.etcd_binary)
         endpoints = [await embedded.start()]
         stack.push_async_callback(embedded.stop)
         supervisor = EtcdSupervisor(embedded)
-        # Cancelled before the etcd stops (the stack unwinds in reverse).
-        stack.push_async_callback(_cancel, asyncio.create_task(supervisor.run(), name="etcd-supervisor"))
+        # Stopped before the etcd stops (the stack unwinds in reverse).
+        stack.push_async_callback(tasks.stop, tasks.start(supervisor.run(), "etcd-supervisor"))
     try:
         store = await EtcdStore.connect(endpoints)
     except Exception as e:
@@ -228,9 +244,19 @@ def load_encrypter(config: ServerConfig) -> Encrypter | None:
 
 
 async def start(config: ServerConfig, stack: AsyncExitStack) -> RunningServer:
-    """Start everything; the stack stops it all again in reverse order."""
+    """Check the configuration, build everything, then run it; the stack stops it all again in reverse order.
+
+    Every background loop runs in one `Background` task group owned by the caller's task: if one
+    fails, it is logged and the caller is cancelled (the stack's exit raises the loop's error).
+    """
+    check(config)
+    now = dt.datetime.now(dt.UTC)
     encrypter = load_encrypter(config)
-    opened = await open_store(config, stack)
+    ca = load_ca(config, now)
+    host = config.listen.rsplit(":", 1)[0]
+    certificate = ca.serving(server_names(host, config.tls_san), now)
+    tasks = await stack.enter_async_context(Background())
+    opened = await open_store(config, stack, tasks)
     store, endpoints = opened.store, opened.endpoints
     objects = ObjectStore(store, config.key_prefix, encrypter=encrypter)
     ports = PortRegistry(store, config.key_prefix)
@@ -242,22 +268,12 @@ async def start(config: ServerConfig, stack: AsyncExitStack) -> RunningServer:
     serving = ControllerManager(objects, [])
     assignments = AssignmentIndex(serving.informer("Pod"), secrets=serving.informer("Secret"))
     routes = RouteHub(serving.informer("Service"), serving.informer("EndpointSlice"))
-    serving_task = asyncio.create_task(serving.run(), name="serving-informers")
-    stack.push_async_callback(_cancel, serving_task)
-    routes_task = asyncio.create_task(routes.run(), name="route-hub")
-    stack.push_async_callback(_cancel, routes_task)
     tunnels = TunnelRegistry()
     # Recent metrics of the agents connected to this replica (memory only).
     metrics = MetricsStore()
     telemetry = ControlPlaneTelemetry()
-    now = dt.datetime.now(dt.UTC)
-    ca = load_ca(config, now)
-    host = config.listen.rsplit(":", 1)[0]
-    certificate = ca.serving(server_names(host, config.tls_san), now)
     streams = StreamRegistry()
     revocations = RevocationList(store, config.key_prefix, on_revoked=streams.close)
-    revocations_task = asyncio.create_task(revocations.run(), name="revocations")
-    stack.push_async_callback(_cancel, revocations_task)
     tokens = TokenRegistry(store, config.key_prefix)
     issuer = CertificateIssuer(ca, config.node_cert_lifetime)
     server = grpc.aio.server(options=GRPC_OPTIONS, interceptors=[
@@ -284,22 +300,12 @@ async def start(config: ServerConfig, stack: AsyncExitStack) -> RunningServer:
     ports.add(port, "API")
     ports.add(join_port, "join")
     address = f"{host}:{port}"
+    join_address = f"{join_listen.rsplit(':', 1)[0]}:{join_port}"
     elector = Elector(store, key=f"{config.key_prefix.rstrip('/')}/leader", ttl=config.lease_ttl,
-                      identity=identity_for(socket.gethostname(), os.getpid(), address))
+                      holder=holder_for(socket.gethostname(), os.getpid(), address))
     status_pb2_grpc.add_StatusServiceServicer_to_server(
         StatusServicer(address, store, endpoints, leading=elector.leading.is_set, supervisor=opened.supervisor),
         server)
-    try:
-        await asyncio.wait_for(revocations.synced.wait(), config.revocations_sync_timeout)
-    except TimeoutError as e:
-        raise ServerError("cannot read the node revocation list from etcd") from e
-    await server.start()
-    stack.push_async_callback(server.stop, 5)
-    await join_server.start()
-    stack.push_async_callback(join_server.stop, 1)
-    join_address = f"{join_listen.rsplit(':', 1)[0]}:{join_port}"
-    log.info("server_started", listen=address, join=join_address, etcd=",".join(endpoints),
-             etcd_version=opened.etcd_version, ca=ca.hash[:16])
     try:
         scrape = open_endpoint(telemetry.registry, config.metrics_listen, default_host=host,
                                optional=config.metrics_optional)
@@ -308,16 +314,28 @@ async def start(config: ServerConfig, stack: AsyncExitStack) -> RunningServer:
     if scrape is not None:
         stack.push_async_callback(scrape.close)
         ports.add(_port_of(scrape.address), "metrics")
+    # Run: each loop is stopped before what it reads closes (the stack unwinds in reverse).
+    for loop, name in ((serving.run(), "serving-informers"), (routes.run(), "route-hub"),
+                       (revocations.run(), "revocations")):
+        stack.push_async_callback(tasks.stop, tasks.start(loop, name))
+    try:
+        await asyncio.wait_for(revocations.synced.wait(), config.revocations_sync_timeout)
+    except TimeoutError as e:
+        raise ServerError("cannot read the node revocation list from etcd") from e
+    await server.start()
+    stack.push_async_callback(server.stop, 5)
+    await join_server.start()
+    stack.push_async_callback(join_server.stop, 1)
     try:
         await ports.publish(address)
     except store_errors.StoreError as e:
         raise ServerError(f"cannot record this server's ports in etcd: {e}") from e
     config.test_hooks.announce()
     telemetry.observe_replica(leading=elector.leading.is_set)
-    leadership_task = asyncio.create_task(elector.run(_lead(store, config, telemetry, metrics, encrypter,
-                                                                shared=serving.informers)),
-                                          name="leadership")
-    stack.push_async_callback(_cancel, leadership_task)
+    lead = _lead(store, config, telemetry, metrics, encrypter, shared=serving.informers)
+    stack.push_async_callback(tasks.stop, tasks.start(elector.run(lead), "leadership"))
+    log.info("server_started", listen=address, join=join_address, etcd=",".join(endpoints),
+             etcd_version=opened.etcd_version, ca=ca.hash[:16])
     return RunningServer(address, endpoints, opened.etcd_version, opened.supervisor, elector, telemetry,
                          scrape.address if scrape else None, ca=ca, join_address=join_address,
                          admin=ca.admin_credentials(now))
@@ -384,12 +402,6 @@ def build_controllers(api: ObjectApi, config: ServerConfig, *,
         GarbageCollector(api),
         *autoscalers,
     ]
-
-
-async def _cancel(task: asyncio.Task[None]) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
 
 
 async def serve(config: ServerConfig, on_started: Callable[[RunningServer], None] | None = None) -> None:

@@ -11,12 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 
 from prometheus_client import CollectorRegistry, Counter
-from prometheus_client.gc_collector import GCCollector
-from prometheus_client.platform_collector import PlatformCollector
-from prometheus_client.process_collector import ProcessCollector
 
 from agent.network.proxy.server import ServiceStats
 from agent.telemetry.state import StateCollector
+from corral.common.telemetry.endpoint import exporter_registry
 from protos.corral.v1 import pod_pb2
 
 PROBES = ("liveness", "readiness", "startup")
@@ -24,11 +22,7 @@ PROBES = ("liveness", "readiness", "startup")
 
 class AgentTelemetry:
     def __init__(self, registry: CollectorRegistry | None = None, *, process: bool = True) -> None:
-        self.registry = registry if registry is not None else CollectorRegistry()
-        if process:  # process_*, python_gc_*, python_info: what every Prometheus exporter offers
-            ProcessCollector(registry=self.registry)
-            PlatformCollector(registry=self.registry)
-            GCCollector(registry=self.registry)
+        self.registry = exporter_registry(registry, process=process)
         self.probe_results = Counter(
             "corral_agent_probe_results",
             "Probe runs, by probe kind and result.",

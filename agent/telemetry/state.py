@@ -8,20 +8,16 @@ counters start again from 0, which Prometheus' `rate()` takes as a reset.
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
 
 from agent.network.proxy.server import ServiceStats
-from corral.common.telemetry.loop import call_on_loop
+from corral.common.telemetry.loop import SCRAPE_TIMEOUT, LoopCollector
 from protos.corral.v1 import pod_pb2
 
-# How long a scrape waits for the event loop.
-SCRAPE_TIMEOUT = 5.0
 # Always exported (as 0 when no pod is in them), so a dashboard sees every phase.
 PHASES = ("Pending", "Running", "Succeeded", "Failed", "Unknown")
 
@@ -57,24 +53,10 @@ def take_snapshot(sources: Sources) -> Snapshot:
     )
 
 
-class StateCollector(Collector):
+class StateCollector(LoopCollector[Snapshot]):
     def __init__(self, *, timeout: float = SCRAPE_TIMEOUT) -> None:
         self.sources = Sources()
-        self._timeout = timeout
-        self._loop: asyncio.AbstractEventLoop | None = None
-
-    def attach_loop(self) -> None:
-        """Read the sources on the running loop from now on (call on it)."""
-        self._loop = asyncio.get_running_loop()
-
-    def describe(self) -> Iterator[Metric]:
-        return iter(families(None))
-
-    def collect(self) -> Iterator[Metric]:
-        loop = self._loop
-        if loop is None:
-            return iter(families(None))
-        return iter(families(call_on_loop(loop, lambda: take_snapshot(self.sources), timeout=self._timeout)))
+        super().__init__(lambda: take_snapshot(self.sources), families, timeout=timeout)
 
 
 def families(snapshot: Snapshot | None) -> list[Metric]:

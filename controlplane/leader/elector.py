@@ -4,7 +4,7 @@ One term, as etcd sees it:
 
 1. Campaign: wait while the key exists (watching it, re-checking at least
    every ttl), then grant a lease and create the key with it, only if absent,
-   its value this replica's identity. Losing that race means waiting again.
+   its value who holds it (this replica). Losing that race means waiting again.
 2. Lead: the key's create_revision is the term (the `Fence`). ``lead(term)``
    runs beside two guards: the keep-alive (`LeaseClock` decides when to renew
    and when the lease must be presumed gone) and a watch of the key (deleted,
@@ -14,14 +14,14 @@ One term, as etcd sees it:
    returning. ``lead`` is cancelled at once; the lease is revoked (so a
    successor need not wait for it to expire); campaign again.
 
-A replica's identity is ``host:pid:address``. A key left by an earlier
+A replica names itself in the key (the holder) as ``host:pid:address``. A key left by an earlier
 process of the same replica (same host and address, another pid: it was
 killed and restarted) is deleted at once rather than waited out, so a lone
 server restarted after ``kill -9`` leads again without waiting for the old
 lease. Deleting it is safe whoever holds it: fencing stops its writes.
 
 Events: ``leader_elected`` and ``leadership_lost`` (with ``term`` and the
-reason), ``leader_resigned`` (shutdown), ``following`` (the identity of the leader when it changes),
+reason), ``leader_resigned`` (shutdown), ``following`` (the leader's holder string when it changes),
 ``stale_leader_removed``.
 """
 
@@ -64,7 +64,7 @@ class Term:
     # The key's create_revision: increases with every term, names this one.
     revision: int
     lease: int
-    identity: str
+    holder: str
 
     @property
     def fence(self) -> Fence:
@@ -75,7 +75,7 @@ class Term:
 Lead = Callable[[Term], Awaitable[None]]
 
 
-def identity_for(host: str, pid: int, address: str) -> str:
+def holder_for(host: str, pid: int, address: str) -> str:
     """The value a replica writes to the leader key: ``host:pid:address``."""
     return f"{host}:{pid}:{address}"
 
@@ -105,7 +105,7 @@ class Elector:
         store: Store,
         *,
         key: str,
-        identity: str,
+        holder: str,
         ttl: int = DEFAULT_TTL,
         retry: float = 1.0,
         clock: Callable[[], float] | None = None,
@@ -114,7 +114,7 @@ class Elector:
             raise ValueError(f"lease ttl must be >= 1 second, got {ttl}")
         self.store = store
         self.key = key
-        self.identity = identity
+        self.holder = holder
         self.ttl = ttl
         self.retry = retry
         self._clock = clock
@@ -152,7 +152,7 @@ class Elector:
                 sent_at = self.now()
                 lease = await self.store.grant_lease(self.ttl)
                 try:
-                    revision = await self.store.create(self.key, self.identity.encode(), lease=lease)
+                    revision = await self.store.create(self.key, self.holder.encode(), lease=lease)
                 except AlreadyExistsError:
                     await self.store.revoke_lease(lease)
                     continue
@@ -161,7 +161,7 @@ class Elector:
                     with contextlib.suppress(StoreError):
                         await self.store.revoke_lease(lease)
                     raise
-                return Term(self.key, revision, lease, self.identity), LeaseClock.granted(self.ttl, sent_at=sent_at)
+                return Term(self.key, revision, lease, self.holder), LeaseClock.granted(self.ttl, sent_at=sent_at)
             except StoreError as e:
                 log.warning("campaign_failed", key=self.key, error=str(e), retry_in=self.retry)
                 await asyncio.sleep(self.retry)
@@ -172,7 +172,7 @@ class Elector:
         if current is None:
             return
         holder = current.value.decode(errors="replace")
-        if earlier_incarnation(self.identity, holder):
+        if earlier_incarnation(self.holder, holder):
             log.info("stale_leader_removed", leader=holder, term=current.create_revision)
             with contextlib.suppress(NotFoundError, ConflictError):  # gone or changed meanwhile: look again
                 await self.store.delete(self.key, expected_revision=current.mod_revision)
@@ -195,7 +195,7 @@ class Elector:
         self.term = term
         self.leading.set()
         self._leader_seen = None
-        log.info("leader_elected", term=term.revision, identity=term.identity, lease=f"{term.lease:x}", ttl=self.ttl)
+        log.info("leader_elected", term=term.revision, holder=term.holder, lease=f"{term.lease:x}", ttl=self.ttl)
         reason, clean = "cancelled", True
         try:
             async with asyncio.TaskGroup() as group:
@@ -218,9 +218,9 @@ class Elector:
             self.leading.clear()
             await self._resign(term)
             if reason == "cancelled":  # shutting down: a successor need not wait for the lease
-                log.info("leader_resigned", term=term.revision, identity=term.identity)
+                log.info("leader_resigned", term=term.revision, holder=term.holder)
             else:
-                log.warning("leadership_lost", term=term.revision, identity=term.identity, reason=reason)
+                log.warning("leadership_lost", term=term.revision, holder=term.holder, reason=reason)
         return clean
 
     @staticmethod

@@ -13,14 +13,12 @@ from collections.abc import Callable, Mapping, Sized
 from datetime import datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.gc_collector import GCCollector
-from prometheus_client.platform_collector import PlatformCollector
-from prometheus_client.process_collector import ProcessCollector
 
 from controlplane.clock import utcnow
 from controlplane.informer import Informer
 from controlplane.telemetry.hooks import SchedulingResult
 from controlplane.telemetry.state import StateCollector
+from corral.common.telemetry.endpoint import exporter_registry
 
 # Seconds: a gRPC call or a controller sync (most take milliseconds; etcd under load, seconds).
 FAST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -32,11 +30,7 @@ class ControlPlaneTelemetry:
     def __init__(
         self, registry: CollectorRegistry | None = None, *, process: bool = True, now: Callable[[], datetime] = utcnow
     ) -> None:
-        self.registry = registry if registry is not None else CollectorRegistry()
-        if process:  # process_*, python_gc_*, python_info: what every Prometheus exporter offers
-            ProcessCollector(registry=self.registry)
-            PlatformCollector(registry=self.registry)
-            GCCollector(registry=self.registry)
+        self.registry = exporter_registry(registry, process=process)
         self.api_requests = Counter(
             "corral_api_requests",
             "gRPC calls served, by method and status code.",

@@ -8,21 +8,16 @@ never counts a pod twice, and a follower shows none.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable, Iterator, Mapping, Sized
+from collections.abc import Callable, Mapping, Sized
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from prometheus_client.core import GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
 
 from controlplane.clock import utcnow
 from controlplane.informer import Informer
 from controlplane.telemetry.cluster import heartbeat_ages, pods_by_phase
-from corral.common.telemetry.loop import call_on_loop
-
-# How long a scrape waits for the event loop.
-SCRAPE_TIMEOUT = 5.0
+from corral.common.telemetry.loop import SCRAPE_TIMEOUT, LoopCollector
 
 
 @dataclass
@@ -55,26 +50,10 @@ def take_snapshot(sources: Sources, now: datetime) -> Snapshot:
     )
 
 
-class StateCollector(Collector):
+class StateCollector(LoopCollector[Snapshot]):
     def __init__(self, *, now: Callable[[], datetime] = utcnow, timeout: float = SCRAPE_TIMEOUT) -> None:
         self.sources = Sources()
-        self._now = now
-        self._timeout = timeout
-        self._loop: asyncio.AbstractEventLoop | None = None
-
-    def attach_loop(self) -> None:
-        """Read the sources on the running loop from now on (call on it)."""
-        self._loop = asyncio.get_running_loop()
-
-    def describe(self) -> Iterator[Metric]:
-        return iter(_families(None))
-
-    def collect(self) -> Iterator[Metric]:
-        loop = self._loop
-        if loop is None:
-            return iter(_families(None))
-        snapshot = call_on_loop(loop, lambda: take_snapshot(self.sources, self._now()), timeout=self._timeout)
-        return iter(_families(snapshot))
+        super().__init__(lambda: take_snapshot(self.sources, now()), _families, timeout=timeout)
 
 
 def _families(snapshot: Snapshot | None) -> list[Metric]:

@@ -19,11 +19,25 @@ from wsgiref.simple_server import WSGIServer
 
 import structlog
 from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
 
 log = structlog.get_logger(__name__)
 
 # How long stopping waits for the server thread.
 STOP_TIMEOUT = 5.0
+
+
+def exporter_registry(registry: CollectorRegistry | None = None, *, process: bool = True) -> CollectorRegistry:
+    """`registry` (or a new one), with what every Prometheus exporter offers unless `process` is off:
+    process_*, python_gc_*, python_info."""
+    registry = registry if registry is not None else CollectorRegistry()
+    if process:
+        ProcessCollector(registry=registry)
+        PlatformCollector(registry=registry)
+        GCCollector(registry=registry)
+    return registry
 
 
 class MetricsEndpointError(Exception):

@@ -6,6 +6,7 @@ import pytest
 
 from controlplane.controllers import queue as queue_module
 from controlplane.controllers.queue import WorkQueue
+from tests.fakeclock import on_fake_clock
 
 
 async def test_a_key_is_queued_once_and_processed_by_one_worker() -> None:
@@ -20,6 +21,7 @@ async def test_a_key_is_queued_once_and_processed_by_one_worker() -> None:
     assert len(q) == 1
 
 
+@on_fake_clock
 async def test_changes_right_after_a_sync_are_coalesced() -> None:
     q = WorkQueue(coalesce=0.2)
     q.add("a")
@@ -38,6 +40,7 @@ async def test_retry_backs_off_exponentially() -> None:
     q.close()
 
 
+@on_fake_clock
 async def test_finish_times_are_pruned(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(queue_module, "PRUNE_ABOVE", 10)
     q = WorkQueue(coalesce=0.01)

@@ -21,6 +21,7 @@ from controlplane.store.memory import MemoryStore
 from controlplane.store.objects import Change, ObjectStore
 from protos.corral.v1 import node_pb2, pod_pb2
 from protos.kinds import by_kind
+from tests.fakeclock import on_fake_clock
 
 pytestmark = pytest.mark.timeout(30)
 POD, NODE = by_kind("Pod"), by_kind("Node")
@@ -109,6 +110,7 @@ async def until(check: Any, what: str) -> None:
         raise AssertionError(f"timed out waiting for {what}") from None
 
 
+@on_fake_clock
 async def test_a_shared_informer_is_used_caught_up_before_the_first_sync_and_left_clean() -> None:
     store = PausableStore()
     objects = ObjectStore(store)

@@ -81,8 +81,8 @@ def store(clock: ManualClock) -> MemoryStore:
     return MemoryStore(clock=clock)
 
 
-def elector(store: Store, identity: str = "a:1:10.0.0.1:7443", ttl: int = 2) -> Elector:
-    return Elector(store, key=KEY, identity=identity, ttl=ttl, retry=0.05)
+def elector(store: Store, holder: str = "a:1:10.0.0.1:7443", ttl: int = 2) -> Elector:
+    return Elector(store, key=KEY, holder=holder, ttl=ttl, retry=0.05)
 
 
 async def test_a_lone_replica_leads_with_its_keys_create_revision_as_the_term(store: MemoryStore) -> None:
@@ -194,8 +194,8 @@ async def test_a_standby_takes_over_and_the_paused_leaders_writes_are_fenced(
 ) -> None:
     paused = Flaky(store)
     first_lead, second_lead = Leader(), Leader()
-    first = elector(cast(Store, paused), identity="a:1:10.0.0.1:7443")
-    second = elector(store, identity="b:2:10.0.0.2:7443")
+    first = elector(cast(Store, paused), holder="a:1:10.0.0.1:7443")
+    second = elector(store, holder="b:2:10.0.0.2:7443")
     with structlog.testing.capture_logs() as logs:
         async with running(first, first_lead):
             await wait_for(lambda: first_lead.active is not None, "the first to lead")
@@ -226,7 +226,7 @@ async def test_a_key_left_by_an_earlier_process_of_this_replica_is_taken_over_at
     lead = Leader()
 
     with structlog.testing.capture_logs() as logs:
-        async with running(elector(store, identity="a:1:10.0.0.1:7443", ttl=3600), lead):
+        async with running(elector(store, holder="a:1:10.0.0.1:7443", ttl=3600), lead):
             await wait_for(lambda: lead.active is not None, "leading")
 
     assert any(entry["event"] == "stale_leader_removed" for entry in logs)
@@ -238,7 +238,7 @@ async def test_a_key_held_by_another_replica_is_waited_for(store: MemoryStore) -
     lead = Leader()
 
     with structlog.testing.capture_logs() as logs:
-        async with running(elector(store, identity="a:1:10.0.0.1:7443"), lead):
+        async with running(elector(store, holder="a:1:10.0.0.1:7443"), lead):
             await wait_for(lambda: any(entry["event"] == "following" for entry in logs), "following")
             assert lead.active is None and await store.get(KEY) is not None
 

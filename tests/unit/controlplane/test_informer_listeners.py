@@ -19,6 +19,7 @@ from controlplane.store.memory import MemoryStore
 from controlplane.store.objects import Change, ObjectStore
 from protos.corral.v1 import pod_pb2
 from protos.kinds import by_kind, meta
+from tests.fakeclock import on_fake_clock
 
 pytestmark = pytest.mark.timeout(30)
 POD = by_kind("Pod")
@@ -164,6 +165,7 @@ async def test_a_removed_listener_hears_nothing_more() -> None:
 # -- refresh -----------------------------------------------------------------------
 
 
+@on_fake_clock
 async def test_refresh_catches_a_lagging_watch_up_and_the_watch_repeats_nothing() -> None:
     store = PausableStore()
     objects = ObjectStore(store)
@@ -234,6 +236,7 @@ async def test_refresh_of_an_up_to_date_cache_tells_nothing() -> None:
         assert informer.revision == int(meta(created).resource_version)
 
 
+@on_fake_clock
 async def test_refresh_waits_for_the_first_list() -> None:
     store = PausableStore()
     objects = ObjectStore(store)

@@ -19,6 +19,7 @@ from controlplane.store.memory import MemoryStore
 from controlplane.store.objects import Change, ObjectStore
 from protos.corral.v1 import pod_pb2
 from protos.kinds import by_kind, meta
+from tests.fakeclock import on_fake_clock
 
 pytestmark = pytest.mark.timeout(30)
 POD = by_kind("Pod")
@@ -62,6 +63,7 @@ def pod(name: str, version: int) -> pod_pb2.Pod:
     return p
 
 
+@on_fake_clock
 async def test_cuts_compaction_and_a_lagging_list_neither_reorder_nor_repeat() -> None:
     store = FlakyStore(cut_after=3)
     objects = ObjectStore(store)

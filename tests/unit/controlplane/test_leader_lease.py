@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from controlplane.leader.elector import earlier_incarnation, identity_for
+from controlplane.leader.elector import earlier_incarnation, holder_for
 from controlplane.leader.lease import LeaseClock
 
 TTL = 9.0
@@ -70,11 +70,11 @@ def test_a_ttl_must_be_positive() -> None:
         pytest.param("box:42:10.0.0.1:7443", False, id="myself"),
         pytest.param("box:99:10.0.0.1:7444", False, id="other-replica-same-host"),
         pytest.param("other:99:10.0.0.1:7443", False, id="other-host"),
-        pytest.param("garbage", False, id="not-an-identity"),
+        pytest.param("garbage", False, id="not-a-holder"),
     ],
 )
 def test_an_earlier_incarnation_is_the_same_host_and_address_in_another_process(theirs: str, expected: bool) -> None:
-    mine = identity_for("box", 42, "10.0.0.1:7443")
+    mine = holder_for("box", 42, "10.0.0.1:7443")
 
     assert mine == "box:42:10.0.0.1:7443"
     assert earlier_incarnation(mine, theirs) is expected
