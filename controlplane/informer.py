@@ -10,22 +10,38 @@ never see an older resourceVersion after a newer one.
 difference replayed): a watch can lag a busy store by a fraction of a second,
 and a new leader sharing the serving replica's informers must not act on a
 cache older than the writes of the term before it.
+
+Informers are the controllers' read side: they read an `ObjectSource` (the
+`ObjectStore` satisfies it), so controllers write only through `ObjectApi`
+and import nothing of the store.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import structlog
 from google.protobuf.message import Message
 
 from controlplane.store import errors as store_errors
-from controlplane.store.objects import Change, ObjectStore
+from controlplane.store.objects import Change, ObjectEvent
 from protos.kinds import KindInfo, meta
 
+__all__ = ["CacheEvent", "Change", "Informer", "Listener", "ObjectSource", "object_key"]
+
 log = structlog.get_logger(__name__)
+
+
+class ObjectSource(Protocol):
+    """What an informer reads: a kind's objects at one revision, and its changes after it."""
+
+    async def list_all(self, info: KindInfo, namespace: str = "") -> tuple[list[Message], int]: ...
+
+    def watch(self, info: KindInfo, namespace: str = "", *, start_revision: int) -> AsyncIterator[ObjectEvent]: ...
+
 
 Listener = Callable[["CacheEvent"], None]
 
@@ -44,7 +60,7 @@ def object_key(obj: Message) -> str:
 
 
 class Informer:
-    def __init__(self, objects: ObjectStore, info: KindInfo, *, relist_backoff: float = 0.5) -> None:
+    def __init__(self, objects: ObjectSource, info: KindInfo, *, relist_backoff: float = 0.5) -> None:
         self.objects = objects
         self.info = info
         self.items: dict[str, Message] = {}

@@ -8,6 +8,9 @@
     ├── BadRequestError       malformed request (kind, selector)   INVALID_ARGUMENT
     ├── GoneError             watch/list revision compacted        OUT_OF_RANGE
     ├── StorageFullError      etcd's database is full (NOSPACE)    RESOURCE_EXHAUSTED
+    ├── FencedError           the leader's term ended: a write     FAILED_PRECONDITION
+    │                         fenced with it was refused; stop,
+    │                         never retry (another replica leads)
     └── UnavailableError      storage unreachable (temporary)      UNAVAILABLE
 """
 
@@ -53,6 +56,12 @@ class GoneError(ApiError):
 
 class StorageFullError(ApiError):
     """etcd refuses writes until an operator frees space: retrying does not help."""
+
+
+class FencedError(ApiError):
+    """A write through the leader's fenced store was refused: its term is over.
+
+    Not temporary: the controllers stop and the replica steps down."""
 
 
 class UnavailableError(ApiError):

@@ -4,6 +4,13 @@ get, list, watch and delete over an `ObjectStore`.
 Every write is a compare-and-swap; `apply` re-reads and retries on conflict
 (its merge is recomputed from the fresh object, so nothing is overwritten
 blindly). Store errors become API errors in `_translated`, the one place.
+
+`ObjectApi` is also the one door controllers and the node API have to the
+store: besides the user's verbs it has `find`, `write`, `update_status`,
+`bind`, `bind_all` and `remove`, which store exactly what they are given (a
+compare-and-swap on its resourceVersion, no defaults, validation or
+admission: what those writers own) and raise only API errors. The store
+handle itself is private; informers read through `ObjectSource`.
 """
 
 from __future__ import annotations
@@ -13,7 +20,7 @@ import binascii
 import json
 import secrets
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -31,6 +38,7 @@ from controlplane.apiserver.errors import (
     BadRequestError,
     Cause,
     ConflictError,
+    FencedError,
     GoneError,
     InvalidError,
     NotFoundError,
@@ -42,6 +50,7 @@ from controlplane.apiserver.reserved_ports import reserved_port_causes
 from controlplane.apiserver.validation import validate, validate_update
 from controlplane.clock import utcnow
 from controlplane.store import errors as store_errors
+from controlplane.store.base import MAX_BATCH
 from controlplane.store.objects import Change, ObjectStore
 from protos.corral.v1 import namespace_pb2, pod_pb2, service_pb2, workloads_pb2
 from protos.kinds import KindInfo, UnknownKindError, by_kind, info_of, meta, resolve
@@ -53,6 +62,8 @@ MAX_PAGE = 5000
 # Keep a List response well under gRPC's 4 MiB default receive cap.
 MAX_PAGE_BYTES = 2 * 1024 * 1024
 APPLY_RETRIES = 8
+# The most pods `ObjectApi.bind_all` binds in one transaction.
+BIND_BATCH = MAX_BATCH
 
 
 Objects = list[Message]  # named here because ObjectApi.list shadows `list` in its body
@@ -115,6 +126,8 @@ def _translated(info: KindInfo, name: str) -> Iterator[None]:
         raise GoneError(str(e)) from e
     except store_errors.DatabaseFullError as e:
         raise StorageFullError(str(e)) from e
+    except store_errors.FencedError as e:
+        raise FencedError(str(e)) from e
     except store_errors.StoreError as e:
         if e.temporary:
             raise UnavailableError(f"storage unavailable: {e}") from e
@@ -198,7 +211,7 @@ class ObjectApi:
         name_suffix: Callable[[], str] = random_name_suffix,
         reserved_ports: Callable[[], Awaitable[Mapping[int, str]]] | None = None,
     ) -> None:
-        self.objects = objects
+        self._objects = objects
         # The control plane's own ports (port → its use), which no Service may take; None: not checked.
         self.reserved_ports = reserved_ports
         self.name_suffix = name_suffix
@@ -243,7 +256,7 @@ class ObjectApi:
             return
         with _translated(info, ""):
             reserved = await self.reserved_ports() if self.reserved_ports is not None else {}
-            services, _ = await self.objects.list_all(info)
+            services, _ = await self._objects.list_all(info)
         causes = reserved_port_causes(obj, reserved)
         causes += listen_port_clashes(obj, [s for s in services if isinstance(s, service_pb2.Service)])
         if causes:
@@ -256,7 +269,7 @@ class ObjectApi:
         namespace = meta(obj).namespace
         info = by_kind("Namespace")
         with _translated(info, namespace):
-            found = await self.objects.get(info, "", namespace)
+            found = await self._objects.get(info, "", namespace)
         labels_ = meta(found).labels if found is not None else None
         return violations(self.policy, enforced_level(self.policy, namespace, labels_), obj)
 
@@ -295,10 +308,10 @@ class ObjectApi:
         m = meta(new)
         with _translated(info, m.name):
             if dry_run:
-                if await self.objects.get(info, m.namespace, m.name) is not None:
+                if await self._objects.get(info, m.namespace, m.name) is not None:
                     raise store_errors.AlreadyExistsError(m.name)
                 return new
-            created = await self.objects.create(new)
+            created = await self._objects.create(new)
         log.info("object_created", kind=info.kind, namespace=m.namespace, name=m.name)
         return created
 
@@ -311,7 +324,7 @@ class ObjectApi:
         await self._check_listen_ports(info, prepared)
         security = await self._pod_security(prepared)
         with _translated(info, m.name):
-            existing = await self.objects.get(info, m.namespace, m.name)
+            existing = await self._objects.get(info, m.namespace, m.name)
             if existing is None:
                 raise store_errors.NotFoundError(m.name)
             if meta(existing).resource_version != m.resource_version:
@@ -321,7 +334,7 @@ class ObjectApi:
             self._check_pod_security(info, security, existing, merged)
             if dry_run:
                 return merged
-            return await self.objects.update(merged)
+            return await self._objects.update(merged)
 
     async def apply(self, obj: Message, *, dry_run: bool = False) -> tuple[Message, ApplyOutcome]:
         info, prepared = self._prepared(obj)
@@ -330,7 +343,7 @@ class ObjectApi:
         security = await self._pod_security(prepared)
         for _ in range(APPLY_RETRIES):
             with _translated(info, m.name):
-                existing = await self.objects.get(info, m.namespace, m.name)
+                existing = await self._objects.get(info, m.namespace, m.name)
                 if existing is None:
                     self._check_pod_security(info, security, None, prepared)
                     try:
@@ -345,7 +358,7 @@ class ObjectApi:
                 if dry_run:
                     return merged, ApplyOutcome.CONFIGURED
                 try:
-                    updated = await self.objects.update(merged)
+                    updated = await self._objects.update(merged)
                 except store_errors.ConflictError:
                     continue
             log.info("object_configured", kind=info.kind, namespace=m.namespace, name=m.name)
@@ -379,13 +392,13 @@ class ObjectApi:
             raise BadRequestError(f"gracePeriodSeconds {problem}")
         for _ in range(APPLY_RETRIES):
             with _translated(info, name):
-                existing = await self.objects.get(info, namespace, name)
+                existing = await self._objects.get(info, namespace, name)
                 if existing is None:
                     raise store_errors.NotFoundError(name)
                 if uid and meta(existing).uid != uid:
                     raise store_errors.ConflictError(name, 0, 0)
                 try:
-                    return await self.delete_version(existing, grace_period_seconds=grace_period_seconds)
+                    return await self._delete_version(existing, grace_period_seconds)
                 except store_errors.ConflictError:
                     continue
         raise ConflictError(f'{info.resource} "{name}": too many concurrent writers, try again')
@@ -394,22 +407,65 @@ class ObjectApi:
         """Delete exactly this version of an object (a compare-and-swap on its
         resourceVersion), gracefully for a pod a node may be running.
 
-        Returns the object deleted, or the pod as marked terminating. Raises the
-        store's ConflictError when the object changed since it was read, and
-        its NotFoundError when it is gone: for controllers, which re-read.
+        Returns the object deleted, or the pod as marked terminating. Raises
+        ConflictError when the object changed since it was read, and
+        NotFoundError when it is gone: for controllers, which re-read.
         """
+        with _translated(info_of(obj), meta(obj).name):
+            return await self._delete_version(obj, grace_period_seconds)
+
+    async def _delete_version(self, obj: Message, grace_period_seconds: int | None) -> Message:
         info, m = info_of(obj), meta(obj)
         plan = plan_deletion(obj, grace_period_seconds, self.now())
         if plan.now:
-            await self.objects.delete(obj)
+            await self._objects.delete(obj)
             log.info("object_deleted", kind=info.kind, namespace=m.namespace, name=m.name)
             return obj
         if plan.update is None:
             return obj
-        marked = await self.objects.update(plan.update)
+        marked = await self._objects.update(plan.update)
         log.info("pod_terminating", namespace=m.namespace, name=m.name, node=plan.update.spec.node_name,
                  grace=plan.update.metadata.deletion_grace_period_seconds)
         return marked
+
+    # -- the controllers' and the node API's writes ------------------------------
+    # Stored as given: the writer owns defaults and validity (status, bindings,
+    # conditions, its own objects); each is a compare-and-swap on the object's
+    # resourceVersion, so a stale read fails with ConflictError (re-read, retry).
+
+    async def find(self, info: KindInfo, namespace: str, name: str) -> Message | None:
+        """The stored object, or None: no NotFoundError, no namespace default."""
+        with _translated(info, name):
+            return await self._objects.get(info, namespace, name)
+
+    async def write(self, obj: Message) -> Message:
+        """Store this object over the version it was read at (its resourceVersion)."""
+        with _translated(info_of(obj), meta(obj).name):
+            return await self._objects.update(obj)
+
+    async def update_status(self, obj: Message) -> Message:
+        """`write`, for a change to status (phase, conditions) by the object's controller or node."""
+        return await self.write(obj)
+
+    async def bind(self, pod: pod_pb2.Pod) -> pod_pb2.Pod:
+        """Store the scheduler's binding of a pod (spec.nodeName, PodScheduled)."""
+        bound = await self.write(pod)
+        assert isinstance(bound, pod_pb2.Pod)
+        return bound
+
+    async def bind_all(self, pods: Sequence[pod_pb2.Pod]) -> list[pod_pb2.Pod]:
+        """`bind` for up to BIND_BATCH pods in one transaction: all or none
+        (ConflictError when any of them moved or is gone)."""
+        if len(pods) > BIND_BATCH:
+            raise ValueError(f"bind_all takes at most {BIND_BATCH} pods, not {len(pods)}")
+        with _translated(by_kind("Pod"), ""):
+            written = await self._objects.update_many(pods)
+        return [p for p in written if isinstance(p, pod_pb2.Pod)]
+
+    async def remove(self, obj: Message) -> None:
+        """Delete exactly this version of an object now: no grace period (see `delete_version`)."""
+        with _translated(info_of(obj), meta(obj).name):
+            await self._objects.delete(obj)
 
     # -- reads ----------------------------------------------------------------
 
@@ -423,7 +479,7 @@ class ObjectApi:
         info = kind_info(kind)
         namespace = self._namespace(info, namespace)
         with _translated(info, name):
-            obj = await self.objects.get(info, namespace, name)
+            obj = await self._objects.get(info, namespace, name)
         if obj is None:
             with _translated(info, name):
                 raise store_errors.NotFoundError(name)
@@ -446,7 +502,7 @@ class ObjectApi:
         more = True
         with _translated(info, ""):
             while more and len(items) < limit and size < MAX_PAGE_BYTES:
-                page = await self.objects.list_page(
+                page = await self._objects.list_page(
                     info, namespace if info.namespaced else "",
                     limit=limit - len(items), start_after=start_after, revision=revision)
                 revision, start_after, more = page.revision, page.last_key, page.more
@@ -475,7 +531,7 @@ class ObjectApi:
                                   f'must be a number from 0 to {limits.MAX_RESOURCE_VERSION - 1}')
         start = after + 1
         with _translated(info, ""):
-            async for ev in self.objects.watch(info, ns, start_revision=start):
+            async for ev in self._objects.watch(info, ns, start_revision=start):
                 item = _filtered(ev.change, ev.obj, ev.prev, sel)
                 if item is not None:
                     yield item
@@ -491,7 +547,7 @@ class ObjectApi:
 
     async def _list_all(self, info: KindInfo, namespace: str) -> tuple[Objects, int]:
         with _translated(info, ""):
-            return await self.objects.list_all(info, namespace)
+            return await self._objects.list_all(info, namespace)
 
 
 def _filtered(

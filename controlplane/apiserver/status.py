@@ -24,6 +24,7 @@ CODES: dict[type[errors.ApiError], grpc.StatusCode] = {
     errors.BadRequestError: grpc.StatusCode.INVALID_ARGUMENT,
     errors.GoneError: grpc.StatusCode.OUT_OF_RANGE,
     errors.StorageFullError: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    errors.FencedError: grpc.StatusCode.FAILED_PRECONDITION,
     errors.UnavailableError: grpc.StatusCode.UNAVAILABLE,
 }
 

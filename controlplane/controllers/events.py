@@ -23,7 +23,6 @@ from google.protobuf.message import Message
 from controlplane.apiserver.errors import ApiError
 from controlplane.apiserver.handlers import ObjectApi
 from controlplane.clock import utcnow_seconds
-from controlplane.store import errors as store_errors
 from protos.corral.v1 import event_pb2
 from protos.kinds import by_kind, info_of, meta
 
@@ -81,11 +80,11 @@ class EventRecorder:
         name = f"{m.name}.{digest}"
         namespace = m.namespace or "default"
         try:
-            existing = await self.api.objects.get(EVENT, namespace, name)
+            existing = await self.api.find(EVENT, namespace, name)
             if isinstance(existing, event_pb2.Event):
                 existing.count += 1
                 existing.last_timestamp.FromDatetime(self.now())
-                await self.api.objects.update(existing)
+                await self.api.write(existing)
                 return
             event = event_pb2.Event(reason=reason, message=message, type=type_, count=1)
             event.metadata.name, event.metadata.namespace = name, namespace
@@ -96,5 +95,5 @@ class EventRecorder:
             event.first_timestamp.FromDatetime(self.now())
             event.last_timestamp.FromDatetime(self.now())
             await self.api.create(event)
-        except (ApiError, store_errors.StoreError) as e:
+        except ApiError as e:
             log.warning("event_not_recorded", reason=reason, object=m.name, error=str(e))

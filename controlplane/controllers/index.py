@@ -11,8 +11,7 @@ from typing import Generic, TypeVar
 
 from google.protobuf.message import Message
 
-from controlplane.informer import CacheEvent, Informer, object_key
-from controlplane.store.objects import Change
+from controlplane.informer import CacheEvent, Change, Informer, object_key
 from protos.kinds import meta
 
 M = TypeVar("M", bound=Message)

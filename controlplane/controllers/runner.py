@@ -23,10 +23,9 @@ from typing import Protocol
 
 import structlog
 
+from controlplane.apiserver.errors import FencedError
 from controlplane.controllers.queue import WorkQueue
-from controlplane.informer import CacheEvent, Informer
-from controlplane.store.errors import FencedError
-from controlplane.store.objects import ObjectStore
+from controlplane.informer import CacheEvent, Informer, ObjectSource
 from controlplane.telemetry.hooks import ControllerObserver
 from protos.kinds import KindInfo, by_kind
 
@@ -62,9 +61,9 @@ class Controller(Protocol):
 
 
 class ControllerManager:
-    def __init__(self, objects: ObjectStore, controllers: list[Controller], *,
+    def __init__(self, source: ObjectSource, controllers: list[Controller], *,
                  observer: ControllerObserver | None = None, shared: Mapping[str, Informer] | None = None) -> None:
-        self.objects = objects
+        self.source = source
         self.controllers = controllers
         # Told of the informers and queues while they run, and of every sync (metrics).
         self.observer = observer
@@ -75,7 +74,7 @@ class ControllerManager:
         for controller in controllers:
             for kind in controller.kinds:
                 if kind not in self.informers:
-                    self.informers[kind] = self._shared.get(kind) or Informer(objects, self._info(kind))
+                    self.informers[kind] = self._shared.get(kind) or Informer(source, self._info(kind))
         before = {kind: set(informer.listeners) for kind, informer in self._shared.items()}
         for controller in controllers:
             queue = WorkQueue(coalesce=COALESCE_SECONDS)
@@ -100,7 +99,7 @@ class ControllerManager:
 
     def informer(self, kind: str) -> Informer:
         if kind not in self.informers:
-            self.informers[kind] = self._shared.get(kind) or Informer(self.objects, self._info(kind))
+            self.informers[kind] = self._shared.get(kind) or Informer(self.source, self._info(kind))
         return self.informers[kind]
 
     async def run(self) -> None:

@@ -22,18 +22,16 @@ from datetime import UTC, datetime
 import structlog
 from google.protobuf.message import Message
 
-from controlplane.apiserver.handlers import ObjectApi
+from controlplane.apiserver.errors import ConflictError, NotFoundError
+from controlplane.apiserver.handlers import BIND_BATCH, ObjectApi
 from controlplane.clock import utcnow, utcnow_seconds
 from controlplane.controllers.events import EventRecorder
 from controlplane.controllers.queue import WorkQueue
-from controlplane.informer import CacheEvent, Informer
+from controlplane.informer import CacheEvent, Change, Informer
 from controlplane.scheduler.framework import Profile
 from controlplane.scheduler.pipeline import Placement, Unschedulable, feasible_nodes_to_find, schedule_batch
 from controlplane.scheduler.plugins import default_profile
 from controlplane.scheduler.snapshot import LEAST_ALLOCATED, PodRequest, build_snapshot, pod_request
-from controlplane.store import errors as store_errors
-from controlplane.store.base import MAX_BATCH
-from controlplane.store.objects import Change
 from controlplane.telemetry.hooks import SchedulingObserver
 from protos.conditions import set_condition
 from protos.corral.v1 import node_pb2, pod_pb2
@@ -178,7 +176,7 @@ class SchedulerController:
 
     async def _apply(self, results: Iterable[Placement | Unschedulable], pods: dict[str, pod_pb2.Pod],
                      now: float) -> int:
-        """Bind placements in transactions of up to MAX_BATCH pods; explain the rest."""
+        """Bind placements in transactions of up to BIND_BATCH pods; explain the rest."""
         placements = [r for r in results if isinstance(r, Placement)]
         failures = [r for r in results if isinstance(r, Unschedulable)]
         limit = asyncio.Semaphore(BIND_CONCURRENCY // 8)
@@ -187,7 +185,7 @@ class SchedulerController:
             async with limit:
                 return await self._bind_chunk([(pods[p.pod], p.node) for p in part])
 
-        chunks = [placements[i:i + MAX_BATCH] for i in range(0, len(placements), MAX_BATCH)]
+        chunks = [placements[i:i + BIND_BATCH] for i in range(0, len(placements), BIND_BATCH)]
         conflicts = sum(await asyncio.gather(*(chunk(c) for c in chunks)))
         for failure in failures:
             await self._unschedulable(pods[failure.pod], failure, now)
@@ -197,8 +195,8 @@ class SchedulerController:
         """One transaction for the whole chunk; if anything in it moved, pod by pod."""
         bound = [self._bound_copy(pod, node) for pod, node in chunk]
         try:
-            await self.api.objects.update_many(bound)
-        except store_errors.ConflictError:
+            await self.api.bind_all(bound)
+        except ConflictError:
             results = [await self._bind(pod, node) for pod, node in chunk]
             return sum(1 for ok in results if not ok)
         for pod, node in chunk:
@@ -220,8 +218,8 @@ class SchedulerController:
 
     async def _bind(self, pod: pod_pb2.Pod, node: str) -> bool:
         try:
-            await self.api.objects.update(self._bound_copy(pod, node))
-        except (store_errors.ConflictError, store_errors.NotFoundError):
+            await self.api.bind(self._bound_copy(pod, node))
+        except (ConflictError, NotFoundError):
             if self.metrics is not None:
                 self.metrics.scheduling_attempts("error")
             return False
@@ -253,8 +251,8 @@ class SchedulerController:
         updated.status.phase = updated.status.phase or "Pending"
         _set_scheduled(updated, False, "Unschedulable", result.message, self.now())
         try:
-            await self.api.objects.update(updated)
-        except (store_errors.ConflictError, store_errors.NotFoundError):
+            await self.api.update_status(updated)
+        except (ConflictError, NotFoundError):
             return
         await self.recorder.record(pod, "Warning", "FailedScheduling", result.message)
         log.info("pod_unschedulable", pod=pod.metadata.name, reason=result.message, retry_in=delay)

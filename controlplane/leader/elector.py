@@ -35,6 +35,7 @@ from typing import TypeVar
 
 import structlog
 
+from controlplane.apiserver import errors as api_errors
 from controlplane.leader.lease import LeaseClock
 from controlplane.store.base import EventType, Fence, Store
 from controlplane.store.errors import (
@@ -208,8 +209,8 @@ class Elector:
                 await asyncio.Event().wait()
         except* LeadershipLost as lost:
             reason = "; ".join(e.reason for e in _leaves(lost, LeadershipLost))
-        except* FencedError as fenced:
-            reason = f"fenced: {next(iter(_leaves(fenced, FencedError)))}"
+        except* (FencedError, api_errors.FencedError) as fenced:  # the store's, or as ObjectApi raises it
+            reason = f"fenced: {next(iter(_leaves(fenced, Exception)))}"
         except* Exception as failed:
             reason, clean = f"leader failed: {next(iter(_leaves(failed, Exception)))!r}", False
             log.error("leader_failed", term=term.revision, exc_info=failed)

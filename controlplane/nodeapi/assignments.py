@@ -16,9 +16,8 @@ from __future__ import annotations
 
 import asyncio
 
-from controlplane.informer import CacheEvent, Informer
+from controlplane.informer import CacheEvent, Change, Informer
 from controlplane.nodeapi import secretenv
-from controlplane.store.objects import Change
 from protos.corral.v1 import node_service_pb2, pod_pb2, secret_pb2
 
 # Per pod: uid, generation, deletion deadline, digest of its resolved secret values.

@@ -22,7 +22,14 @@ import grpc
 import structlog
 from google.protobuf.message import Message
 
-from controlplane.apiserver.errors import AlreadyExistsError, ApiError, Cause, InvalidError, NotFoundError
+from controlplane.apiserver.errors import (
+    AlreadyExistsError,
+    ApiError,
+    Cause,
+    ConflictError,
+    InvalidError,
+    NotFoundError,
+)
 from controlplane.apiserver.handlers import ObjectApi
 from controlplane.apiserver.status import abort
 from controlplane.apiserver.validation import Problems, validate, validate_labels
@@ -32,7 +39,6 @@ from controlplane.metrics.store import MetricsStore
 from controlplane.nodeapi import restriction
 from controlplane.nodeapi.assignments import AssignmentIndex, Fingerprint
 from controlplane.registry.hub import RouteHub
-from controlplane.store import errors as store_errors
 from controlplane.tunnels import TunnelRegistry
 from corral.common.logs import clip
 from protos.conditions import set_condition
@@ -70,7 +76,6 @@ class NodeService(node_service_pb2_grpc.NodeServiceServicer):
                  heartbeat_period: int = 4, now: Callable[[], datetime] = utcnow,
                  routes: RouteHub | None = None, metrics: MetricsStore | None = None) -> None:
         self.api = api
-        self.objects = api.objects
         self.assignments = assignments
         self.tunnels = tunnels
         self.heartbeat_period = heartbeat_period
@@ -110,7 +115,7 @@ class NodeService(node_service_pb2_grpc.NodeServiceServicer):
         """Create or refresh the Node (validated as the API validates a Node); with the labels
         the node asked for that the Node keeps with another value."""
         for _ in range(CAS_RETRIES):
-            found = await self.objects.get(NODE, "", request.node_name)
+            found = await self.api.find(NODE, "", request.node_name)
             existing = found if isinstance(found, node_pb2.Node) else None
             node = restriction.merged_node(existing, request)
             set_ready(node, self.now())
@@ -122,12 +127,12 @@ class NodeService(node_service_pb2_grpc.NodeServiceServicer):
                     created = await self.api.create(node)
                     assert isinstance(created, node_pb2.Node)
                     return created, []
-                updated = await self.objects.update(node)
+                updated = await self.api.write(node)
                 assert isinstance(updated, node_pb2.Node)
                 return updated, restriction.labels_kept(existing, request)
-            except (store_errors.ConflictError, AlreadyExistsError):
+            except (ConflictError, AlreadyExistsError):
                 continue
-        raise store_errors.ConflictError(request.node_name, 0, 0)
+        raise ConflictError(f'nodes "{request.node_name}": too many concurrent writers, try again')
 
     async def Heartbeat(self, request: node_service_pb2.HeartbeatRequest,
                         context: Context) -> node_service_pb2.HeartbeatResponse:
@@ -140,18 +145,18 @@ class NodeService(node_service_pb2_grpc.NodeServiceServicer):
 
     async def _heartbeat(self, name: str) -> None:
         for _ in range(CAS_RETRIES):
-            existing = await self.objects.get(NODE, "", name)
+            existing = await self.api.find(NODE, "", name)
             if not isinstance(existing, node_pb2.Node):
                 raise NotFoundError(f'nodes "{name}" not found; register again')
             node = node_pb2.Node()
             node.CopyFrom(existing)
             set_ready(node, self.now())
             try:
-                await self.objects.update(node)
+                await self.api.update_status(node)
                 return
-            except store_errors.ConflictError:
+            except ConflictError:
                 continue
-        raise store_errors.ConflictError(name, 0, 0)
+        raise ConflictError(f'nodes "{name}": too many concurrent writers, try again')
 
     # -- assignments --------------------------------------------------------------
 
@@ -222,10 +227,10 @@ class NodeService(node_service_pb2_grpc.NodeServiceServicer):
             pod.status.CopyFrom(report.status)
             batch.append(pod)
         # Issued together, the store commits them together (with other nodes' reports too).
-        results = await asyncio.gather(*(self.objects.update(p) for p in batch), return_exceptions=True)
+        results = await asyncio.gather(*(self.api.update_status(p) for p in batch), return_exceptions=True)
         written: set[str] = set()
         for pod, result in zip(batch, results, strict=True):
-            if isinstance(result, store_errors.ConflictError | store_errors.NotFoundError):
+            if isinstance(result, ConflictError | NotFoundError):
                 continue  # it moved: from a fresh read, on the per-pod path
             if isinstance(result, BaseException):
                 raise result
@@ -253,14 +258,14 @@ class NodeService(node_service_pb2_grpc.NodeServiceServicer):
     async def _write_status(self, node: str, report: node_service_pb2.PodStatusReport) -> bool:
         """CAS-write one pod's status; False when the pod is gone or not this node's."""
         for _ in range(CAS_RETRIES):
-            existing = await self.objects.get(POD, report.namespace, report.name)
+            existing = await self.api.find(POD, report.namespace, report.name)
             if (not isinstance(existing, pod_pb2.Pod) or existing.metadata.uid != report.uid
                     or existing.spec.node_name != node):
                 return False
             if report.terminated and existing.metadata.HasField("deletion_timestamp"):
                 try:
                     return await self._delete_terminated(existing)
-                except store_errors.ConflictError:
+                except ConflictError:
                     continue
             if existing.status == report.status:
                 return True
@@ -268,11 +273,11 @@ class NodeService(node_service_pb2_grpc.NodeServiceServicer):
             pod.CopyFrom(existing)
             pod.status.CopyFrom(report.status)
             try:
-                await self.objects.update(pod)
+                await self.api.update_status(pod)
                 return True
-            except store_errors.ConflictError:
+            except ConflictError:
                 continue
-            except store_errors.NotFoundError:
+            except NotFoundError:
                 return False
         return False
 
@@ -280,8 +285,8 @@ class NodeService(node_service_pb2_grpc.NodeServiceServicer):
         """The node has stopped a terminating pod's containers: delete the object
         (this version of it; gone already is fine)."""
         try:
-            await self.objects.delete(pod)
-        except store_errors.NotFoundError:
+            await self.api.remove(pod)
+        except NotFoundError:
             return False
         log.info("pod_deleted_after_termination", namespace=pod.metadata.namespace, name=pod.metadata.name,
                  uid=pod.metadata.uid, node=pod.spec.node_name)

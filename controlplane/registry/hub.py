@@ -26,9 +26,8 @@ from collections.abc import AsyncIterator, Iterable
 
 import structlog
 
-from controlplane.informer import CacheEvent, Informer, object_key
+from controlplane.informer import CacheEvent, Change, Informer, object_key
 from controlplane.registry.routes import route_for, service_key, slice_service_key
-from controlplane.store.objects import Change
 from protos.corral.v1 import discovery_pb2, node_service_pb2, service_pb2
 
 log = structlog.get_logger(__name__)

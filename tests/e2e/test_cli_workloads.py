@@ -273,10 +273,10 @@ async def _create_web(api: ObjectApi, replicas: int = 3) -> None:
 
 
 async def _set_status(api: ObjectApi, change: Callable[[workloads_pb2.DeploymentStatus], None]) -> None:
-    d = await api.objects.get(by_kind("Deployment"), "default", "web")
+    d = await api.find(by_kind("Deployment"), "default", "web")
     assert isinstance(d, workloads_pb2.Deployment)
     change(d.status)
-    await api.objects.update(d)
+    await api.update_status(d)
 
 
 def _counts(updated: int, replicas: int, available: int) -> Callable[[workloads_pb2.DeploymentStatus], None]:

@@ -58,15 +58,15 @@ class Clock:
         return self.now
 
 
-async def kubelet(api: ObjectApi) -> None:
+async def kubelet(objects: ObjectStore) -> None:
     """Starts every pod at once (as if ten minutes ago) and removes terminating ones."""
     while True:
-        listed, _ = await api.objects.list_all(POD, "default")
+        listed, _ = await objects.list_all(POD, "default")
         for pod in listed:
             assert isinstance(pod, pod_pb2.Pod)
             if pod.metadata.HasField("deletion_timestamp"):
                 with contextlib.suppress(store_errors.ConflictError, store_errors.NotFoundError):
-                    await api.objects.delete(pod)
+                    await objects.delete(pod)
                 continue
             if pod.status.phase == "Running":
                 continue
@@ -77,28 +77,29 @@ async def kubelet(api: ObjectApi) -> None:
             ready = pod.status.conditions.add(type="Ready", status="True")
             ready.last_transition_time.FromDatetime(started + timedelta(seconds=5))
             with contextlib.suppress(store_errors.ConflictError, store_errors.NotFoundError):
-                await api.objects.update(pod)
+                await objects.update(pod)
         await asyncio.sleep(0.01)
 
 
 @dataclass
 class Cluster:
     api: ObjectApi
+    objects: ObjectStore
     metrics: FakeMetrics
     clock: Clock
 
     async def deployment(self) -> workloads_pb2.Deployment:
-        d = await self.api.objects.get(DEPLOYMENT, "default", "web")
+        d = await self.objects.get(DEPLOYMENT, "default", "web")
         assert isinstance(d, workloads_pb2.Deployment)
         return d
 
     async def hpa(self) -> metrics_pb2.HorizontalPodAutoscaler:
-        h = await self.api.objects.get(HPA, "default", "web")
+        h = await self.objects.get(HPA, "default", "web")
         assert isinstance(h, metrics_pb2.HorizontalPodAutoscaler)
         return h
 
     async def running(self) -> int:
-        listed, _ = await self.api.objects.list_all(POD, "default")
+        listed, _ = await self.objects.list_all(POD, "default")
         return sum(
             1
             for p in listed
@@ -108,7 +109,7 @@ class Cluster:
         )
 
     async def events(self) -> list[tuple[str, str]]:
-        listed, _ = await self.api.objects.list_all(EVENT, "default")
+        listed, _ = await self.objects.list_all(EVENT, "default")
         found = [
             e for e in listed if isinstance(e, event_pb2.Event) and e.involved_object.kind == "HorizontalPodAutoscaler"
         ]
@@ -131,23 +132,25 @@ class Cluster:
 
 @contextlib.asynccontextmanager
 async def running_cluster() -> AsyncIterator[Cluster]:
-    api = ObjectApi(ObjectStore(MemoryStore()))
+    objects = ObjectStore(MemoryStore())
+    api = ObjectApi(objects)
     metrics = FakeMetrics()
     clock = Clock(datetime.now(UTC))
     autoscaler = HorizontalPodAutoscalerController(
         api, EventRecorder(api, "horizontal-pod-autoscaler"), metrics, sync_period=0.05, now=clock
     )
     manager = ControllerManager(
-        api.objects,
+        objects,
         [
             ReplicaSetController(api, EventRecorder(api, "replicaset-controller")),
             DeploymentController(api, EventRecorder(api, "deployment-controller")),
             autoscaler,
         ],
     )
-    tasks = [asyncio.create_task(manager.run(), name="controllers"), asyncio.create_task(kubelet(api), name="kubelet")]
+    tasks = [asyncio.create_task(manager.run(), name="controllers"),
+             asyncio.create_task(kubelet(objects), name="kubelet")]
     try:
-        yield Cluster(api, metrics, clock)
+        yield Cluster(api, objects, metrics, clock)
     finally:
         for task in tasks:
             task.cancel()

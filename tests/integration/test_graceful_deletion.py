@@ -82,16 +82,17 @@ class WatchedRuntime(FakeRuntime):
 @dataclass
 class Cluster:
     api: ObjectApi
+    objects: ObjectStore
     runtime: WatchedRuntime
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def pod(self, name: str) -> pod_pb2.Pod | None:
-        found = await self.api.objects.get(POD, "default", name)
+        found = await self.objects.get(POD, "default", name)
         assert found is None or isinstance(found, pod_pb2.Pod)
         return found
 
     async def pods(self) -> list[pod_pb2.Pod]:
-        items, _ = await self.api.objects.list_all(POD, "default")
+        items, _ = await self.objects.list_all(POD, "default")
         return [p for p in items if isinstance(p, pod_pb2.Pod)]
 
     async def wait_for(self, check: Callable[[], Awaitable[object]], what: str) -> object:
@@ -156,7 +157,7 @@ async def running_cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
     manager = PodManager({"docker": runtime}, settings, tmp_path)
     session = Session(SessionConfig(server=f"127.0.0.1:{port}", node_name=NODE, labels={}), manager, node_status(),
                       identity=node_identity(pki.node(NODE), tmp_path))
-    cluster = Cluster(api, runtime)
+    cluster = Cluster(api, objects, runtime)
     cluster.tasks = [
         asyncio.create_task(controllers.run(), name="controllers"),
         asyncio.create_task(manager.run(), name="pods"),
@@ -216,7 +217,7 @@ async def test_replica_set_scale_down_goes_through_termination(tmp_path: Path) -
             return len(pods) == count and all(is_ready(p) for p in pods)
 
         await cluster.wait_for(lambda: all_ready(2), "two ready replicas")
-        stored = await cluster.api.objects.get(RS, "default", "web")
+        stored = await cluster.objects.get(RS, "default", "web")
         assert isinstance(stored, workloads_pb2.ReplicaSet)
         stored.spec.replicas = 1
         await cluster.api.update(stored)

@@ -51,6 +51,7 @@ async def wait_for(check: Callable[[], Awaitable[object]], what: str, timeout: f
 @dataclass
 class Cluster:
     api: ObjectApi
+    objects: ObjectStore
     beating: set[str] = field(default_factory=set)
 
     async def add_node(self, name: str) -> None:
@@ -73,7 +74,7 @@ class Cluster:
         created.status.phase = "Running"
         for kind in ("Ready", "ContainersReady"):
             created.status.conditions.add(type=kind, status="True")
-        written = await self.api.objects.update(created)
+        written = await self.objects.update(created)
         assert isinstance(written, pod_pb2.Pod)
         return written
 
@@ -89,18 +90,18 @@ class Cluster:
             node = await self.node(name)
             set_ready(node, now())
             try:
-                await self.api.objects.update(node)
+                await self.objects.update(node)
                 return
             except store_errors.ConflictError:
                 continue
 
     async def node(self, name: str) -> node_pb2.Node:
-        node = await self.api.objects.get(NODE, "", name)
+        node = await self.objects.get(NODE, "", name)
         assert isinstance(node, node_pb2.Node)
         return node
 
     async def pod(self, name: str) -> pod_pb2.Pod | None:
-        pod = await self.api.objects.get(POD, "default", name)
+        pod = await self.objects.get(POD, "default", name)
         assert pod is None or isinstance(pod, pod_pb2.Pod)
         return pod
 
@@ -118,7 +119,7 @@ class Cluster:
         return next((c.status for c in pod.status.conditions if c.type == "Ready"), "")
 
     async def event_reasons(self) -> set[str]:
-        events, _ = await self.api.objects.list_all(EVENT)
+        events, _ = await self.objects.list_all(EVENT)
         return {e.reason for e in events if isinstance(e, event_pb2.Event)}
 
 
@@ -130,7 +131,7 @@ async def cluster() -> AsyncIterator[Cluster]:
         api, EventRecorder(api, "node-lifecycle-controller"), grace=GRACE, eviction_rate=50.0,
         owned_toleration=OWNED_TOLERATION)
     manager = ControllerManager(objects, [controller])
-    c = Cluster(api)
+    c = Cluster(api, objects)
     await c.add_node("n1")
     await c.add_node("n2")
     tasks = [asyncio.create_task(c.heartbeats()), asyncio.create_task(manager.run())]

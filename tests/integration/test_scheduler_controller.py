@@ -44,10 +44,11 @@ def pod(name: str, cpu: str, owner: str = "") -> pod_pb2.Pod:
 
 @contextlib.asynccontextmanager
 async def cluster() -> AsyncIterator[ObjectApi]:
-    api = ObjectApi(ObjectStore(MemoryStore()))
+    objects = ObjectStore(MemoryStore())
+    api = ObjectApi(objects)
     for name in ("a", "b", "c"):
         await api.create(node(name))
-    manager = ControllerManager(api.objects, [SchedulerController(api, EventRecorder(api, "scheduler"))])
+    manager = ControllerManager(objects, [SchedulerController(api, EventRecorder(api, "scheduler"))])
     task = asyncio.create_task(manager.run())
     try:
         yield api
@@ -58,7 +59,7 @@ async def cluster() -> AsyncIterator[ObjectApi]:
 
 
 async def pods(api: ObjectApi) -> list[pod_pb2.Pod]:
-    items, _ = await api.objects.list_all(POD)
+    items = (await api.list("Pod")).items
     return [p for p in items if isinstance(p, pod_pb2.Pod)]
 
 
@@ -97,7 +98,7 @@ async def test_capacity_is_never_exceeded_and_the_rest_is_explained(batch: int) 
         assert len(waiting) == 3
         message = next(c.message for c in waiting[0].status.conditions if c.type == "PodScheduled")
         assert message == "0/3 nodes available: 3 insufficient cpu."
-        events, _ = await api.objects.list_all(by_kind("Event"))
+        events = (await api.list("Event")).items
         assert any(e.reason == "FailedScheduling" for e in events)
         # Freeing room schedules a waiting pod at once (no back-off wait).
         bound = next(p for p in final if p.spec.node_name == "a")

@@ -124,6 +124,7 @@ class RouteReader:
 @dataclass
 class Plane:
     api: ObjectApi
+    objects: ObjectStore
     address: str
     # The admin's channel.
     channel: grpc.aio.Channel
@@ -136,13 +137,13 @@ class Plane:
         return node_service_pb2_grpc.NodeServiceStub(channel)
 
     async def set_status(self, name: str, status: pod_pb2.PodStatus) -> None:
-        stored = await self.api.objects.get(POD, "default", name)
+        stored = await self.objects.get(POD, "default", name)
         assert isinstance(stored, pod_pb2.Pod)
         stored.status.CopyFrom(status)
-        await self.api.objects.update(stored)
+        await self.objects.update(stored)
 
     async def slice_endpoints(self) -> list[tuple[str, bool]]:
-        slices, _ = await self.api.objects.list_all(SLICE, "default")
+        slices, _ = await self.objects.list_all(SLICE, "default")
         return sorted((e.target_ref.name, e.conditions.ready) for s in slices for e in s.endpoints)
 
 
@@ -165,7 +166,7 @@ async def plane() -> AsyncIterator[Plane]:
     try:
         async with AsyncExitStack() as stack:
             channel = await stack.enter_async_context(aio_channel(f"127.0.0.1:{port}", pki.admin()))
-            yield Plane(api, f"127.0.0.1:{port}", channel, pki, stack)
+            yield Plane(api, objects, f"127.0.0.1:{port}", channel, pki, stack)
     finally:
         await server.stop(0)
         for task in tasks:
@@ -225,10 +226,10 @@ async def test_node_readiness_and_traffic_weights_follow(plane: Plane) -> None:
     await reader.until(lambda _: reader.backends() == [("10.0.0.1", 31001, "web-1")], "the ready backend")
 
     async def node_ready(ready: bool) -> None:
-        node = await plane.api.objects.get(by_kind("Node"), "", "n1")
+        node = await plane.objects.get(by_kind("Node"), "", "n1")
         assert isinstance(node, node_pb2.Node)
         node.status.conditions[0].status = "True" if ready else "False"
-        await plane.api.objects.update(node)
+        await plane.objects.update(node)
 
     await node_ready(False)
     await reader.until(lambda _: reader.backends() == [], "no backend on a NotReady node")
@@ -244,7 +245,7 @@ async def test_node_readiness_and_traffic_weights_follow(plane: Plane) -> None:
     assert isinstance(created, workloads_pb2.Deployment)
     created.status.traffic.add(pod_template_hash="h1", weight=90)
     created.status.traffic.add(pod_template_hash="h2", weight=10)
-    await plane.api.objects.update(created)
+    await plane.objects.update(created)
     await reader.until(lambda routes: dict(routes["default/web"].weights) == {"h1": 90, "h2": 10}, "the weights")
     assert reader.routes["default/web"].ports[0].backends[0].group == "h2"
 

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from controlplane.apiserver.errors import ConflictError
 from controlplane.apiserver.handlers import ObjectApi
 from controlplane.controllers.deployment.controller import DeploymentController
 from controlplane.controllers.deployment.revisions import (
@@ -51,10 +52,10 @@ def deployment(image: str, strategy: dict[str, Any], *, replicas: int = 3) -> wo
     return d
 
 
-async def kubelet(api: ObjectApi) -> None:
+async def kubelet(objects: ObjectStore) -> None:
     """Pods start at once and become ready, unless their image crashes."""
     while True:
-        pods, _ = await api.objects.list_all(POD, "default")
+        pods, _ = await objects.list_all(POD, "default")
         for pod in pods:
             assert isinstance(pod, pod_pb2.Pod)
             if pod.metadata.HasField("deletion_timestamp") and pod.status.phase == "Running":
@@ -64,7 +65,7 @@ async def kubelet(api: ObjectApi) -> None:
             else:
                 _start(pod)
             with contextlib.suppress(store_errors.ConflictError, store_errors.NotFoundError):
-                await api.objects.update(pod)
+                await objects.update(pod)
         await asyncio.sleep(0.01)
 
 
@@ -82,14 +83,15 @@ def _start(pod: pod_pb2.Pod) -> None:
 
 
 class Cluster:
-    def __init__(self, api: ObjectApi) -> None:
+    def __init__(self, api: ObjectApi, objects: ObjectStore) -> None:
         self.api = api
+        self.objects = objects
 
     async def snapshot(self) -> Snapshot:
-        d = await self.api.objects.get(DEPLOYMENT, "default", "web")
+        d = await self.objects.get(DEPLOYMENT, "default", "web")
         assert isinstance(d, workloads_pb2.Deployment)
-        sets, _ = await self.api.objects.list_all(RS, "default")
-        pods, _ = await self.api.objects.list_all(POD, "default")
+        sets, _ = await self.objects.list_all(RS, "default")
+        pods, _ = await self.objects.list_all(POD, "default")
         # Pods being deleted (gracefully: their node removes them) no longer count.
         return Snapshot(
             d,
@@ -118,29 +120,31 @@ class Cluster:
     async def change(self, edit: Callable[[workloads_pb2.Deployment], None]) -> None:
         """What the CLI does: read, change, compare-and-swap, again on a conflict."""
         for _ in range(20):
-            d = await self.api.objects.get(DEPLOYMENT, "default", "web")
+            d = await self.objects.get(DEPLOYMENT, "default", "web")
             assert isinstance(d, workloads_pb2.Deployment)
             edit(d)
             try:
                 await self.api.update(d)
                 return
-            except store_errors.ConflictError:
+            except ConflictError:
                 continue
         raise AssertionError("conflicts all along")
 
     async def events(self, reason: str) -> list[event_pb2.Event]:
-        events, _ = await self.api.objects.list_all(EVENT, "default")
+        events, _ = await self.objects.list_all(EVENT, "default")
         return [e for e in events if isinstance(e, event_pb2.Event) and e.reason == reason]
 
 
 @contextlib.asynccontextmanager
 async def running_cluster() -> AsyncIterator[Cluster]:
-    api = ObjectApi(ObjectStore(MemoryStore()))
+    objects = ObjectStore(MemoryStore())
+    api = ObjectApi(objects)
     recorder = EventRecorder(api, "controller-manager")
-    manager = ControllerManager(api.objects, [ReplicaSetController(api, recorder), DeploymentController(api, recorder)])
-    tasks = [asyncio.create_task(manager.run(), name="controllers"), asyncio.create_task(kubelet(api), name="kubelet")]
+    manager = ControllerManager(objects, [ReplicaSetController(api, recorder), DeploymentController(api, recorder)])
+    tasks = [asyncio.create_task(manager.run(), name="controllers"),
+             asyncio.create_task(kubelet(objects), name="kubelet")]
     try:
-        yield Cluster(api)
+        yield Cluster(api, objects)
     finally:
         for task in tasks:
             task.cancel()
@@ -343,13 +347,13 @@ async def test_a_rollback_survives_a_concurrent_scale_but_not_a_new_template() -
     scaled.spec.replicas = 5
     await api.update(scaled)
     await controller._roll_back("default/web", stale, target)
-    d = await api.objects.get(DEPLOYMENT, "default", "web")
+    d = await api.find(DEPLOYMENT, "default", "web")
     assert isinstance(d, workloads_pb2.Deployment)
     assert (d.spec.template.spec.containers[0].image, d.spec.replicas) == ("httpd:1", 5)
 
     stale = d
     await api.apply(deployment("httpd:3", CANARY))
     await controller._roll_back("default/web", stale, deployment("httpd:2", CANARY).spec.template)
-    d = await api.objects.get(DEPLOYMENT, "default", "web")
+    d = await api.find(DEPLOYMENT, "default", "web")
     assert isinstance(d, workloads_pb2.Deployment)
     assert d.spec.template.spec.containers[0].image == "httpd:3"  # the user's new template wins

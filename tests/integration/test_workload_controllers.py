@@ -104,16 +104,17 @@ class BoundsMonitor:
 
 
 class Cluster:
-    def __init__(self, api: ObjectApi, monitor: BoundsMonitor) -> None:
+    def __init__(self, api: ObjectApi, objects: ObjectStore, monitor: BoundsMonitor) -> None:
         self.api = api
+        self.objects = objects
         self.monitor = monitor
         self.polls = 0
 
     async def snapshot(self) -> Snapshot:
-        d = await self.api.objects.get(DEPLOYMENT, "default", "web")
+        d = await self.objects.get(DEPLOYMENT, "default", "web")
         assert isinstance(d, workloads_pb2.Deployment)
-        sets, _ = await self.api.objects.list_all(RS, "default")
-        pods, _ = await self.api.objects.list_all(POD, "default")
+        sets, _ = await self.objects.list_all(RS, "default")
+        pods, _ = await self.objects.list_all(POD, "default")
         running = [p for p in pods if isinstance(p, pod_pb2.Pod) and p.status.phase not in ("Failed", "Succeeded")]
         return Snapshot(d, [s for s in sets if isinstance(s, workloads_pb2.ReplicaSet)], running)
 
@@ -139,16 +140,16 @@ class Cluster:
             raise AssertionError(f"timed out waiting for {what}: {snap.summary() if snap else '-'}") from None
 
 
-async def kubelet(api: ObjectApi) -> None:
+async def kubelet(objects: ObjectStore) -> None:
     """Marks every pod that is not yet ready Running and Ready (a node that starts pods at once),
     and deletes every terminating pod (a node that stops pods at once and says so)."""
     while True:
-        pods, _ = await api.objects.list_all(POD, "default")
+        pods, _ = await objects.list_all(POD, "default")
         for pod in pods:
             assert isinstance(pod, pod_pb2.Pod)
             if pod.metadata.HasField("deletion_timestamp"):
                 with contextlib.suppress(store_errors.ConflictError, store_errors.NotFoundError):
-                    await api.objects.delete(pod)
+                    await objects.delete(pod)
                 continue
             if pod.status.phase == "Running":
                 continue
@@ -157,24 +158,25 @@ async def kubelet(api: ObjectApi) -> None:
             ready = pod.status.conditions.add(type="Ready", status="True")
             ready.last_transition_time.FromDatetime(datetime.now(UTC))
             with contextlib.suppress(store_errors.ConflictError, store_errors.NotFoundError):
-                await api.objects.update(pod)
+                await objects.update(pod)
         await asyncio.sleep(0.01)
 
 
 @contextlib.asynccontextmanager
 async def running_cluster() -> AsyncIterator[Cluster]:
-    api = ObjectApi(ObjectStore(MemoryStore()))
+    objects = ObjectStore(MemoryStore())
+    api = ObjectApi(objects)
     recorder = EventRecorder(api, "controller-manager")
-    manager = ControllerManager(api.objects, [ReplicaSetController(api, recorder),
-                                              DeploymentController(api, recorder)])
-    monitor = BoundsMonitor(Informer(api.objects, POD))
+    manager = ControllerManager(objects, [ReplicaSetController(api, recorder),
+                                          DeploymentController(api, recorder)])
+    monitor = BoundsMonitor(Informer(objects, POD))
     tasks = [asyncio.create_task(monitor.informer.run(), name="monitor"),
              asyncio.create_task(manager.run(), name="controllers"),
-             asyncio.create_task(kubelet(api), name="kubelet")]
+             asyncio.create_task(kubelet(objects), name="kubelet")]
     try:
         async with asyncio.timeout(WAIT):
             await monitor.informer.synced.wait()
-        yield Cluster(api, monitor)
+        yield Cluster(api, objects, monitor)
     finally:
         for task in tasks:
             task.cancel()
@@ -239,7 +241,7 @@ async def test_rollout_and_rollback(
         assert reused.metadata.annotations[REVISION] == "3"
         assert snap.deployment.metadata.annotations[REVISION] == "3"
         assert cluster.polls > 3
-        await _assert_scaling_events(api)
+        await _assert_scaling_events(cluster.objects)
 
 
 def _assert_bounds_held(monitor: BoundsMonitor, max_total: int, min_ready: int) -> None:
@@ -263,8 +265,8 @@ def _assert_owned(snap: Snapshot, rs: workloads_pb2.ReplicaSet) -> None:
             controller=True, block_owner_deletion=True)]
 
 
-async def _assert_scaling_events(api: ObjectApi) -> None:
-    events, _ = await api.objects.list_all(EVENT, "default")
+async def _assert_scaling_events(objects: ObjectStore) -> None:
+    events, _ = await objects.list_all(EVENT, "default")
     reasons = {(e.involved_object.kind, e.reason) for e in events if isinstance(e, event_pb2.Event)}
     assert ("Deployment", "ScalingReplicaSet") in reasons
     assert ("ReplicaSet", "SuccessfulCreate") in reasons
@@ -293,13 +295,14 @@ class FakeClock:
         return self.now
 
 
-def _idle_informers(api: ObjectApi, *kinds: str) -> dict[str, Informer]:
+def _idle_informers(objects: ObjectStore, *kinds: str) -> dict[str, Informer]:
     """Informers that are not running: their caches hold only what a test puts there."""
-    return {kind: Informer(api.objects, by_kind(kind)) for kind in kinds}
+    return {kind: Informer(objects, by_kind(kind)) for kind in kinds}
 
 
 async def test_a_stale_cache_does_not_make_the_replica_set_controller_create_twice() -> None:
-    api = ObjectApi(ObjectStore(MemoryStore()))
+    objects = ObjectStore(MemoryStore())
+    api = ObjectApi(objects)
     rs = workloads_pb2.ReplicaSet()
     rs.metadata.name = "web-1"
     rs.spec.replicas = 3
@@ -310,12 +313,12 @@ async def test_a_stale_cache_does_not_make_the_replica_set_controller_create_twi
     clock = FakeClock()
     controller = ReplicaSetController(api, EventRecorder(api, "test"),
                                       expectations=Expectations(timeout=30, clock=clock))
-    informers = _idle_informers(api, "ReplicaSet", "Pod")
+    informers = _idle_informers(objects, "ReplicaSet", "Pod")
     controller.bind(informers, WorkQueue())
     informers["ReplicaSet"].items["default/web-1"] = created
 
     async def pods() -> int:
-        return len((await api.objects.list_all(POD, "default"))[0])
+        return len((await objects.list_all(POD, "default"))[0])
 
     assert await controller.sync("default/web-1") is None
     assert await pods() == 3
@@ -336,19 +339,20 @@ async def test_a_stale_cache_does_not_make_the_replica_set_controller_create_twi
 
 
 async def test_the_deployment_controller_waits_for_its_own_writes() -> None:
-    api = ObjectApi(ObjectStore(MemoryStore()))
+    objects = ObjectStore(MemoryStore())
+    api = ObjectApi(objects)
     d, _ = await api.apply(deployment("httpd:1", replicas=3, surge="25%", unavailable="25%"))
     controller = DeploymentController(api, EventRecorder(api, "test"),
                                       expectations=WriteExpectations(timeout=30, clock=FakeClock()))
-    informers = _idle_informers(api, "Deployment", "ReplicaSet", "Pod")
+    informers = _idle_informers(objects, "Deployment", "ReplicaSet", "Pod")
     controller.bind(informers, WorkQueue())
     informers["Deployment"].items["default/web"] = d
     assert await controller.sync("default/web") == 601  # look again at the progress deadline (600 s)
-    sets, _ = await api.objects.list_all(RS, "default")
+    sets, _ = await objects.list_all(RS, "default")
     assert len(sets) == 1
     # Its cache shows neither the ReplicaSet nor the status it wrote: it waits rather than act on that.
     assert await controller.sync("default/web") == 30
-    latest = await api.objects.get(DEPLOYMENT, "default", "web")
+    latest = await objects.get(DEPLOYMENT, "default", "web")
     assert latest is not None
     informers["ReplicaSet"].revision = informers["Deployment"].revision = int(meta(latest).resource_version)
     assert controller.expectations.satisfied("default/web", informers)

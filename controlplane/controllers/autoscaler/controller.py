@@ -28,7 +28,7 @@ from datetime import datetime
 
 import structlog
 
-from controlplane.apiserver.errors import ApiError, ConflictError, NotFoundError
+from controlplane.apiserver.errors import ApiError, ConflictError, FencedError, NotFoundError
 from controlplane.apiserver.handlers import ObjectApi
 from controlplane.clock import utcnow
 from controlplane.controllers.autoscaler.reconcile import (
@@ -43,9 +43,7 @@ from controlplane.controllers.autoscaler.source import MetricsSource, collect
 from controlplane.controllers.events import EventRecorder
 from controlplane.controllers.index import NamespaceIndex
 from controlplane.controllers.queue import WorkQueue
-from controlplane.informer import CacheEvent, Informer, object_key
-from controlplane.store import errors as store_errors
-from controlplane.store.objects import Change
+from controlplane.informer import CacheEvent, Change, Informer, object_key
 from protos import autoscaling
 from protos.corral.v1 import metrics_pb2, pod_pb2, workloads_pb2
 from protos.kinds import by_kind, info_of, meta
@@ -169,6 +167,8 @@ class HorizontalPodAutoscalerController:
             except _ScaleRaced:
                 log.info("hpa_target_changed", hpa=key, target=_target_name(hpa))
                 return RACED_RETRY
+            except FencedError:  # the term is over: write nothing more
+                raise
             except ApiError as e:
                 await self._failed(key, hpa, actions, str(e), now=now)
                 raise
@@ -202,7 +202,7 @@ class HorizontalPodAutoscalerController:
         current: Target = target
         for attempt in range(SCALE_ATTEMPTS):
             if attempt:
-                fresh = await self.api.objects.get(info_of(target), target.metadata.namespace, target.metadata.name)
+                fresh = await self.api.find(info_of(target), target.metadata.namespace, target.metadata.name)
                 if not isinstance(fresh, type(target)) or fresh.metadata.uid != target.metadata.uid:
                     raise _ScaleRaced
                 current = fresh
@@ -228,13 +228,13 @@ class HorizontalPodAutoscalerController:
         updated.CopyFrom(hpa)
         updated.status.CopyFrom(status)
         try:
-            written = await self.api.objects.update(updated)
-        except store_errors.ConflictError:
-            fresh = await self.api.objects.get(HPA, hpa.metadata.namespace, hpa.metadata.name)
+            written = await self.api.update_status(updated)
+        except ConflictError:
+            fresh = await self.api.find(HPA, hpa.metadata.namespace, hpa.metadata.name)
             if not isinstance(fresh, metrics_pb2.HorizontalPodAutoscaler) or fresh.spec != hpa.spec:
                 raise
             fresh.status.CopyFrom(status)
-            written = await self.api.objects.update(fresh)
+            written = await self.api.update_status(fresh)
         assert isinstance(written, metrics_pb2.HorizontalPodAutoscaler)
         self._written[key] = written
 
@@ -246,7 +246,7 @@ class HorizontalPodAutoscalerController:
         await self.recorder.record(hpa, event.type, event.reason, event.message)
         try:
             await self._write_status(key, hpa, status)
-        except (store_errors.ConflictError, store_errors.NotFoundError) as e:
+        except (ConflictError, NotFoundError) as e:
             log.info("hpa_status_not_written", hpa=key, error=str(e))
 
     def _log(self, key: str, hpa: metrics_pb2.HorizontalPodAutoscaler, actions: HpaActions) -> None:

@@ -38,8 +38,7 @@ from controlplane.controllers.index import NamespaceIndex
 from controlplane.controllers.queue import WorkQueue
 from controlplane.controllers.replicaset import pods as podutil
 from controlplane.controllers.replicaset.controller import owner_key
-from controlplane.informer import CacheEvent, Informer, object_key
-from controlplane.store.objects import Change
+from controlplane.informer import CacheEvent, Change, Informer, object_key
 from protos.corral.v1 import pod_pb2, workloads_pb2
 from protos.kinds import by_kind, meta
 
@@ -177,7 +176,7 @@ class DeploymentController:
         for name in removed:
             del updated.metadata.annotations[name]
         log.debug("replica_set_annotations_removed", replica_set=rs.metadata.name, annotations=sorted(removed))
-        return await self.api.objects.update(updated)
+        return await self.api.write(updated)
 
     async def _delete(self, key: str, rs: workloads_pb2.ReplicaSet) -> None:
         m = rs.metadata
@@ -187,7 +186,7 @@ class DeploymentController:
         log.info("replica_set_deleted", deployment=key, replica_set=m.name, reason="revision history limit")
 
     async def _write_deployment(self, key: str, d: workloads_pb2.Deployment) -> workloads_pb2.Deployment:
-        written = await self.api.objects.update(d)
+        written = await self.api.write(d)
         self.expectations.wrote(key, "Deployment", meta(written).resource_version)
         assert isinstance(written, workloads_pb2.Deployment)
         return written
@@ -206,7 +205,7 @@ class DeploymentController:
             try:
                 written = await self.api.update(updated)
             except ConflictError:
-                latest = await self.api.objects.get(DEPLOYMENT, current.metadata.namespace, current.metadata.name)
+                latest = await self.api.find(DEPLOYMENT, current.metadata.namespace, current.metadata.name)
                 if not isinstance(latest, workloads_pb2.Deployment) or latest.spec.template != rolled_back:
                     log.info("deployment_rollback_superseded", deployment=key)
                     return

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import structlog
 from google.protobuf.message import Message
 
+from controlplane.apiserver.errors import NotFoundError
 from controlplane.apiserver.handlers import ObjectApi
 from controlplane.controllers.endpoints.endpoint import node_ready
 from controlplane.controllers.endpoints.node_index import NodeIndex
@@ -36,10 +37,8 @@ from controlplane.controllers.endpoints.reconcile import MAX_ENDPOINTS, SliceAct
 from controlplane.controllers.index import NamespaceIndex
 from controlplane.controllers.queue import WorkQueue
 from controlplane.controllers.replicaset import pods as podutil
-from controlplane.informer import CacheEvent, Informer, object_key
+from controlplane.informer import CacheEvent, Change, Informer, object_key
 from controlplane.registry.routes import SERVICE_NAME_LABEL, service_key
-from controlplane.store import errors as store_errors
-from controlplane.store.objects import Change
 from protos.corral.v1 import discovery_pb2, node_pb2, pod_pb2, service_pb2, workloads_pb2
 from protos.kinds import meta
 
@@ -204,7 +203,7 @@ class EndpointsController:
 
     async def _apply(self, key: str, actions: SliceActions) -> None:
         writes: list[Awaitable[Message]] = [self.api.create(s) for s in actions.create]
-        writes += [self.api.objects.update(s) for s in actions.update]
+        writes += [self.api.write(s) for s in actions.update]
         errors = _failures(await asyncio.gather(*writes, return_exceptions=True))
         deleted: list[str] = []
         if not errors:
@@ -230,8 +229,8 @@ class EndpointsController:
 
     async def _delete(self, endpoint_slice: discovery_pb2.EndpointSlice) -> None:
         try:
-            await self.api.objects.delete(endpoint_slice)
-        except store_errors.NotFoundError:
+            await self.api.remove(endpoint_slice)
+        except NotFoundError:
             return
 
 

@@ -7,9 +7,8 @@ the informer's events, relists included.
 
 from __future__ import annotations
 
-from controlplane.informer import CacheEvent, Informer, object_key
+from controlplane.informer import CacheEvent, Change, Informer, object_key
 from controlplane.registry.routes import slice_service_key
-from controlplane.store.objects import Change
 from protos.corral.v1 import discovery_pb2
 
 

@@ -26,13 +26,12 @@ import structlog
 from google.protobuf.message import Message
 
 from controlplane.apiserver.deletion import is_terminating
+from controlplane.apiserver.errors import ConflictError, NotFoundError
 from controlplane.apiserver.handlers import ObjectApi
 from controlplane.clock import utcnow
 from controlplane.controllers.gc.reconcile import OwnerKey, event_expires_at, is_orphan, is_stranded, owner_keys
 from controlplane.controllers.queue import WorkQueue
-from controlplane.informer import CacheEvent, Informer, object_key
-from controlplane.store import errors as store_errors
-from controlplane.store.objects import Change
+from controlplane.informer import CacheEvent, Change, Informer, object_key
 from protos.corral.v1 import event_pb2, pod_pb2
 from protos.kinds import by_kind, meta
 
@@ -134,9 +133,9 @@ class GarbageCollector:
             if kind == EVENT:
                 return await self._sync_event(cached)
             await self._sync_dependent(kind, cached)
-        except store_errors.ConflictError:
+        except ConflictError:
             return CONFLICT_RETRY
-        except store_errors.NotFoundError:
+        except NotFoundError:
             return None
         return None
 
@@ -149,7 +148,7 @@ class GarbageCollector:
         left = (expires - self.now()).total_seconds()
         if left > 0:
             return left
-        await self.api.objects.delete(event)
+        await self.api.remove(event)
         log.info("event_expired", event=object_key(event), reason=event.reason)
         return None
 
@@ -160,7 +159,7 @@ class GarbageCollector:
             return
         info = by_kind(kind)
         m = meta(cached)
-        live = await self.api.objects.get(info, m.namespace, m.name)
+        live = await self.api.find(info, m.namespace, m.name)
         if live is None or is_terminating(live) or not is_orphan(live, await self._live_owner_uids(live)):
             return
         result = await self.api.delete_version(live)
@@ -174,13 +173,13 @@ class GarbageCollector:
         if not is_stranded(cached, node_exists=node in self._informers[NODE].items):
             return False
         m = meta(cached)
-        live = await self.api.objects.get(by_kind(POD), m.namespace, m.name)
+        live = await self.api.find(by_kind(POD), m.namespace, m.name)
         if not isinstance(live, pod_pb2.Pod):
             return True
-        live_node = await self.api.objects.get(by_kind(NODE), "", live.spec.node_name)
+        live_node = await self.api.find(by_kind(NODE), "", live.spec.node_name)
         if not is_stranded(live, node_exists=live_node is not None):
             return False
-        await self.api.objects.delete(live)
+        await self.api.remove(live)
         log.warning("terminating_pod_deleted", namespace=m.namespace, name=m.name, node=live.spec.node_name,
                     reason="node gone")
         return True
@@ -201,7 +200,7 @@ class GarbageCollector:
         for key in owner_keys(obj):
             if key is None:
                 continue
-            owner = await self.api.objects.get(by_kind(key.kind), key.namespace, key.name)
+            owner = await self.api.find(by_kind(key.kind), key.namespace, key.name)
             if owner is not None:
                 uids[key] = meta(owner).uid
         return uids

@@ -47,9 +47,7 @@ from controlplane.controllers.nodelifecycle.reconcile import (
 )
 from controlplane.controllers.nodelifecycle.tolerations import DefaultTolerations
 from controlplane.controllers.queue import WorkQueue
-from controlplane.informer import CacheEvent, Informer, object_key
-from controlplane.store import errors as store_errors
-from controlplane.store.objects import Change
+from controlplane.informer import CacheEvent, Change, Informer, object_key
 from protos.corral.v1 import node_pb2, pod_pb2
 
 log = structlog.get_logger(__name__)
@@ -145,10 +143,10 @@ class NodeLifecycleController:
             if plan.node is not None:
                 await self._write_node(plan.node, plan)
             marked = await self._mark_pods(plan, key)
-        except store_errors.ConflictError:
+        except api_errors.ConflictError:
             log.debug("node_lifecycle_conflict", node=key)
             return CONFLICT_RETRY
-        except store_errors.NotFoundError:
+        except api_errors.NotFoundError:
             return None
         await self._force_delete(plan.force_deletions, key)
         rate_wait = await self._evict(plan.evictions, key, now)
@@ -207,7 +205,7 @@ class NodeLifecycleController:
     # -- writes ------------------------------------------------------------------------
 
     async def _write_node(self, node: node_pb2.Node, plan: NodePlan) -> None:
-        written = await self.api.objects.update(node)
+        written = await self.api.write(node)
         name = node.metadata.name
         taints = [f"{t.key}:{t.effect}" for t in node.spec.taints]
         log.info("node_status_updated", node=name, health=plan.health.value, taints=taints)
@@ -221,11 +219,11 @@ class NodeLifecycleController:
         all_written = True
         for pod in plan.pods_not_ready:
             try:
-                written = await self.api.objects.update(pod)
-            except store_errors.ConflictError:
+                written = await self.api.update_status(pod)
+            except api_errors.ConflictError:
                 all_written = False
                 continue
-            except store_errors.NotFoundError:
+            except api_errors.NotFoundError:
                 continue
             m = pod.metadata
             log.info("pod_marked_not_ready", pod=f"{m.namespace}/{m.name}", node=node)

@@ -32,8 +32,7 @@ from controlplane.controllers.queue import WorkQueue
 from controlplane.controllers.replicaset import pods as podutil
 from controlplane.controllers.replicaset.expectations import Expectations
 from controlplane.controllers.replicaset.reconcile import BURST, ReplicaSetActions, reconcile
-from controlplane.informer import CacheEvent, Informer, object_key
-from controlplane.store.objects import Change
+from controlplane.informer import CacheEvent, Change, Informer, object_key
 from protos.corral.v1 import pod_pb2, workloads_pb2
 from protos.kinds import meta
 
@@ -182,7 +181,7 @@ class ReplicaSetController:
 
     async def _claim(self, actions: ReplicaSetActions) -> None:
         for pod in (*actions.adopt, *actions.release):
-            await self.api.objects.update(pod)
+            await self.api.write(pod)
         if actions.adopt or actions.release:
             log.info("replica_set_claimed_pods", adopted=[p.metadata.name for p in actions.adopt],
                      released=[p.metadata.name for p in actions.release])
@@ -191,7 +190,7 @@ class ReplicaSetController:
         updated = workloads_pb2.ReplicaSet()
         updated.CopyFrom(rs)
         updated.status.CopyFrom(status)
-        written = await self.api.objects.update(updated)
+        written = await self.api.update_status(updated)
         assert isinstance(written, workloads_pb2.ReplicaSet)
         self._written[object_key(rs)] = written
         log.debug("replica_set_status", replica_set=object_key(rs), replicas=status.replicas,

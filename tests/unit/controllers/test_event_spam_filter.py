@@ -9,7 +9,6 @@ from controlplane.controllers.events import SPAM_BURST, SPAM_REFILL, EventRecord
 from controlplane.store.memory import MemoryStore
 from controlplane.store.objects import ObjectStore
 from protos.corral.v1 import event_pb2, workloads_pb2
-from protos.kinds import by_kind
 
 T0 = datetime(2026, 11, 28, tzinfo=UTC)
 
@@ -21,7 +20,7 @@ def replica_set(name: str) -> workloads_pb2.ReplicaSet:
 
 
 async def events(api: ObjectApi) -> list[event_pb2.Event]:
-    items, _ = await api.objects.list_all(by_kind("Event"))
+    items = (await api.list("Event")).items
     return [e for e in items if isinstance(e, event_pb2.Event)]
 
 

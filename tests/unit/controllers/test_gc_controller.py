@@ -87,7 +87,7 @@ class Api:
         return meta(created).uid
 
     async def exists(self, kind: str, name: str) -> bool:
-        return await self.api.objects.get(by_kind(kind), "default", name) is not None
+        return await self.api.find(by_kind(kind), "default", name) is not None
 
     async def gone(self, kind: str, name: str) -> bool:
         return not await self.exists(kind, name)
@@ -182,7 +182,7 @@ async def test_orphaned_running_pods_are_deleted_gracefully(running: Api) -> Non
     await running.api.delete("ReplicaSet", "default", "web-abc")
 
     async def marked() -> bool:
-        found = await running.api.objects.get(by_kind("Pod"), "default", "web-abc-1")
+        found = await running.api.find(by_kind("Pod"), "default", "web-abc-1")
         return found is not None and found.metadata.HasField("deletion_timestamp")
 
     await wait_for(marked, "the orphaned pod marked terminating, left to its node")

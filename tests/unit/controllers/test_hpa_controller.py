@@ -38,8 +38,9 @@ class Harness:
     """A controller bound to informers the test fills from the store (none of them runs)."""
 
     def __init__(self, cpu_millis: int = 100) -> None:
-        self.api = ObjectApi(ObjectStore(MemoryStore()))
-        self.informers = {k: Informer(self.api.objects, by_kind(k)) for k in KINDS}
+        objects = ObjectStore(MemoryStore())
+        self.api = ObjectApi(objects)
+        self.informers = {k: Informer(objects, by_kind(k)) for k in KINDS}
         self.controller = HorizontalPodAutoscalerController(
             self.api,
             EventRecorder(self.api, "horizontal-pod-autoscaler"),
@@ -111,7 +112,7 @@ async def test_scale_written_over_a_stale_cache() -> None:
     # A status write the cache has not seen yet: the scale's first CAS conflicts, the re-read wins.
     fresh = await harness.stored()
     fresh.status.ready_replicas = 2
-    await harness.api.objects.update(fresh)
+    await harness.api.update_status(fresh)
     with capture_logs() as logs:
         assert await harness.controller.sync("default/web") == harness.controller.sync_period
     rescaled = [e for e in logs if e["event"] == "hpa_rescaled"]

@@ -1,5 +1,6 @@
 """The controller manager stops every controller when the leader's fence
-refuses a write, and keeps retrying any other failure."""
+refuses a write (ObjectApi's FencedError), and keeps retrying any other
+failure; the elector then ends the term as fenced, not as a failing leader."""
 
 from __future__ import annotations
 
@@ -9,12 +10,17 @@ from collections.abc import Iterable
 import pytest
 import structlog
 
+from controlplane.apiserver.errors import ConflictError, FencedError
+from controlplane.apiserver.handlers import ObjectApi
 from controlplane.controllers.queue import WorkQueue
 from controlplane.controllers.runner import ControllerManager
 from controlplane.informer import CacheEvent, Informer
-from controlplane.store.errors import ConflictError, FencedError
+from controlplane.leader.elector import Elector, Term
+from controlplane.store.base import Fence
 from controlplane.store.memory import MemoryStore
 from controlplane.store.objects import ObjectStore
+from protos.corral.v1 import pod_pb2
+from protos.kinds import by_kind
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -51,8 +57,8 @@ class Scripted:
 @pytest.mark.parametrize(
     "error",
     [
-        pytest.param(FencedError("/k", "/corral/leader", 2, 7), id="direct"),
-        pytest.param(ExceptionGroup("binds", [FencedError("/k", "/corral/leader", 2, 7)]), id="in-a-task-group"),
+        pytest.param(FencedError("write to /k fenced"), id="direct"),
+        pytest.param(ExceptionGroup("binds", [FencedError("write to /k fenced")]), id="in-a-task-group"),
     ],
 )
 async def test_a_fenced_write_stops_every_controller(error: BaseException) -> None:
@@ -69,7 +75,7 @@ async def test_a_fenced_write_stops_every_controller(error: BaseException) -> No
 
 
 async def test_other_errors_are_retried() -> None:
-    flaky = Scripted("flaky", [ConflictError("/k", 1, 2), RuntimeError("boom")])
+    flaky = Scripted("flaky", [ConflictError("conflict on /k"), RuntimeError("boom")])
     manager = ControllerManager(ObjectStore(MemoryStore()), [flaky])
     run = asyncio.create_task(manager.run())
     try:
@@ -81,3 +87,57 @@ async def test_other_errors_are_retried() -> None:
         await asyncio.gather(run, return_exceptions=True)
 
     assert flaky.calls == 3 and not flaky.errors
+
+
+KEY = "/corral/leader"
+
+
+class Writing(Scripted):
+    """A controller whose sync creates a pod through the ObjectApi it is given."""
+
+    def __init__(self, api: ObjectApi) -> None:
+        super().__init__("writer", [])
+        self.api = api
+
+    async def sync(self, key: str) -> float | None:
+        self.calls += 1
+        pod = pod_pb2.Pod()
+        pod.metadata.name, pod.metadata.namespace = "p", "default"
+        pod.spec.containers.add(name="main", image="busybox:1")
+        await self.api.create(pod)
+        return None
+
+
+async def test_a_write_the_fence_refuses_ends_the_term_as_fenced() -> None:
+    """The whole path: the store refuses a write fenced with another term, ObjectApi raises its
+    FencedError, the manager stops, and the elector steps down as fenced (it campaigns again at
+    once), not as a failing leader."""
+    store = MemoryStore()
+    terms: list[Term] = []
+    writers: list[Writing] = []
+
+    async def lead(term: Term) -> None:
+        terms.append(term)
+        if len(terms) > 1:
+            await asyncio.Event().wait()
+        stale = Fence(term.fence.key, term.fence.revision + 1)  # as if another replica had been elected since
+        writer = Writing(ObjectApi(ObjectStore(store.fenced(stale))))
+        writers.append(writer)
+        await ControllerManager(ObjectStore(store), [writer]).run()
+
+    elector = Elector(store, key=KEY, identity="a:1:10.0.0.1:7443", ttl=5, retry=0.05)
+    with structlog.testing.capture_logs() as logs:
+        task = asyncio.create_task(elector.run(lead))
+        try:
+            async with asyncio.timeout(10):
+                while len(terms) < 2:
+                    await asyncio.sleep(0.01)
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    lost = next(entry for entry in logs if entry["event"] == "leadership_lost")
+    assert lost["reason"].startswith("fenced: write to ")
+    assert not any(entry["event"] == "leader_failed" for entry in logs)
+    assert writers[0].calls == 1  # not retried
+    assert await ObjectStore(store).get(by_kind("Pod"), "default", "p") is None  # nothing written

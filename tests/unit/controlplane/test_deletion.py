@@ -109,7 +109,7 @@ async def created(api: ObjectApi, *, node: str = "n1") -> pod_pb2.Pod:
 
 
 async def stored(api: ObjectApi) -> pod_pb2.Pod | None:
-    found = await api.objects.get(by_kind("Pod"), "default", "web")
+    found = await api.find(by_kind("Pod"), "default", "web")
     assert found is None or isinstance(found, pod_pb2.Pod)
     return found
 

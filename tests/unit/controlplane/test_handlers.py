@@ -69,7 +69,7 @@ async def test_apply_keeps_status_and_label_only_change_keeps_generation() -> No
     created, _ = await api.apply(deployment())
     with_status = copy_of(created, workloads_pb2.Deployment)
     with_status.status.ready_replicas = 3
-    await api.objects.update(with_status)
+    await api.update_status(with_status)
     relabelled, outcome = await api.apply(deployment(labels={"app": "web", "team": "a"}))
     assert outcome is ApplyOutcome.CONFIGURED
     assert relabelled.status.ready_replicas == 3
@@ -155,7 +155,7 @@ async def test_apply_keeps_pod_binding() -> None:
     created = await api.create(pod("p", {"app": "x"}))
     bound = copy_of(created, pod_pb2.Pod)
     bound.spec.node_name = "node-1"
-    await api.objects.update(bound)
+    await api.bind(bound)
     after, outcome = await api.apply(pod("p", {"app": "x"}))
     assert outcome is ApplyOutcome.UNCHANGED
     assert after.spec.node_name == "node-1"

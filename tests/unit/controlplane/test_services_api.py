@@ -199,13 +199,14 @@ async def test_a_listen_port_used_by_another_service_is_refused_on_every_write()
 
 
 async def test_services_that_clash_already_can_be_reapplied_but_not_take_more() -> None:
-    api = make_api()
+    objects = ObjectStore(MemoryStore())
+    api = ObjectApi(objects)
     await api.create(parsed(service_doc("a", ports=[{"name": "x", "port": 8080}, {"name": "y", "port": 8081}])))
     # Written past the check (as two concurrent creates can be): b has a's port too.
     clashing = parsed(service_doc("b", ports=[{"port": 8080}]))
     apply_defaults(by_kind("Service"), clashing)
     clashing.metadata.uid = "b-uid"
-    await api.objects.create(clashing)
+    await objects.create(clashing)
     for doc in (
         service_doc("a", ports=[{"name": "x", "port": 8080}, {"name": "y", "port": 8081}], selector={}),
         service_doc("b", ports=[{"port": 8080}], selector={}),

@@ -57,14 +57,14 @@ class Hub:
 
     async def put_slice(self, endpoint_slice: discovery_pb2.EndpointSlice) -> None:
         """Create the slice, or replace the stored one's endpoints; return once the hub's cache has it."""
-        stored = await self.api.objects.get(by_kind("EndpointSlice"), "default", endpoint_slice.metadata.name)
+        stored = await self.api.find(by_kind("EndpointSlice"), "default", endpoint_slice.metadata.name)
         if stored is None:
             written = await self.api.create(endpoint_slice)
         else:
             assert isinstance(stored, discovery_pb2.EndpointSlice)
             stored.ClearField("endpoints")
             stored.endpoints.extend(endpoint_slice.endpoints)
-            written = await self.api.objects.update(stored)
+            written = await self.api.write(stored)
         revision = int(written.metadata.resource_version)
         await wait_for(lambda: self.slices.revision >= revision, "the slice reached the cache")
 
