@@ -125,7 +125,7 @@ async def test_a_write_the_fence_refuses_ends_the_term_as_fenced() -> None:
         writers.append(writer)
         await ControllerManager(ObjectStore(store), [writer]).run()
 
-    elector = Elector(store, key=KEY, identity="a:1:10.0.0.1:7443", ttl=5, retry=0.05)
+    elector = Elector(store, key=KEY, holder="a:1:10.0.0.1:7443", ttl=5, retry=0.05)
     with structlog.testing.capture_logs() as logs:
         task = asyncio.create_task(elector.run(lead))
         try:
