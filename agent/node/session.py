@@ -120,7 +120,7 @@ class Session:
                      heartbeat=period)
             self.connected.set()
             self._was_established = True
-            self.manager.resend_all()
+            self.manager.outbox.resend_all()
             async with asyncio.TaskGroup() as group:
                 group.create_task(self._heartbeats(stub, period))
                 group.create_task(self._assignments(stub))
@@ -176,7 +176,7 @@ class Session:
             await asyncio.sleep(max(0.0, started + period - loop.time()))
 
     async def _reports(self, stub: node_service_pb2_grpc.NodeServiceAsyncStub) -> None:
-        reports = StatusReports(self.manager, self.config.node_name, batch_delay=self.config.report_batch_delay)
+        reports = StatusReports(self.manager.outbox, self.config.node_name, batch_delay=self.config.report_batch_delay)
         await reports.run(stub)
 
     async def _tunnel(self, stub: node_service_pb2_grpc.NodeServiceAsyncStub) -> None:

@@ -1,6 +1,6 @@
 """Pod status reports to the control plane.
 
-Workers queue each pod's newest status in the `PodManager`; this sends what is
+Workers queue each pod's newest status in the `StatusOutbox`; this sends what is
 queued in batches (after ``batch_delay``, so a burst of changes goes in one
 message). It uses one `StreamStatus` stream per session: each batch is
 written without waiting for the answer to the one before (on a busy control
@@ -19,7 +19,7 @@ from collections import deque
 import grpc
 import structlog
 
-from agent.pods.manager import PodManager
+from agent.pods.outbox import StatusOutbox
 from protos.corral.v1 import node_service_pb2, node_service_pb2_grpc
 
 __all__ = ["StatusReports", "StatusStreamEnded"]
@@ -34,8 +34,8 @@ class StatusStreamEnded(Exception):
 
 
 class StatusReports:
-    def __init__(self, manager: PodManager, node_name: str, *, batch_delay: float) -> None:
-        self.manager = manager
+    def __init__(self, outbox: StatusOutbox, node_name: str, *, batch_delay: float) -> None:
+        self.outbox = outbox
         self.node_name = node_name
         self.batch_delay = batch_delay
 
@@ -51,9 +51,9 @@ class StatusReports:
 
     async def _next_batch(self) -> Batch:
         while True:
-            await self.manager.reports_ready.wait()
+            await self.outbox.ready.wait()
             await asyncio.sleep(self.batch_delay)
-            reports = self.manager.take_reports()
+            reports = self.outbox.take()
             if reports:
                 return reports
 
@@ -79,14 +79,14 @@ class StatusReports:
         try:
             async for answer in call:
                 unanswered.popleft()
-                self.manager.forget(list(answer.unknown_uids))
+                self.outbox.forget(answer.unknown_uids)
             raise StatusStreamEnded("the control plane ended the status stream")
         finally:
             writer.cancel()
             call.cancel()
             # Newest first: a pod's newer status, sent or still queued, is the one kept.
             for batch in reversed(unanswered):
-                self.manager.requeue(batch)
+                self.outbox.requeue(batch)
             await asyncio.wait({writer})  # a cancel of this task still ends the wait
             if not writer.cancelled():
                 writer.exception()  # retrieved: the call's own error is what is raised
@@ -99,6 +99,6 @@ class StatusReports:
             try:
                 response = await stub.ReportStatus(self._request(reports), timeout=15)
             except grpc.aio.AioRpcError:
-                self.manager.requeue(reports)
+                self.outbox.requeue(reports)
                 raise
-            self.manager.forget(list(response.unknown_uids))
+            self.outbox.forget(response.unknown_uids)

@@ -145,7 +145,7 @@ async def test_crash_loop_is_reported(runtime: FakeRuntime, tmp_path: Path) -> N
         seen: list[pod_pb2.PodStatus] = []
 
         def restarted_in_backoff() -> bool:
-            seen.extend(r.status for r in manager.take_reports())
+            seen.extend(r.status for r in manager.outbox.take())
             return any(s.container_statuses and s.container_statuses[0].restart_count >= 2
                        and s.container_statuses[0].state.waiting.reason == "CrashLoopBackOff" for s in seen)
 
@@ -162,7 +162,7 @@ async def test_unknown_runtime_fails_the_pod(runtime: FakeRuntime, tmp_path: Pat
         p = pod("p")
         p.spec.runtime_class_name = "process"
         await manager.apply(assignment(1, p))
-        reports = manager.take_reports()
+        reports = manager.outbox.take()
         assert reports[0].status.phase == "Failed"
         assert 'runtime "process" is not offered' in reports[0].status.message
 
@@ -173,7 +173,7 @@ async def test_missing_image_shows_err_image_pull_then_back_off(runtime: FakeRun
         reasons: list[str] = []
 
         def saw_back_off() -> bool:
-            for r in manager.take_reports():
+            for r in manager.outbox.take():
                 reasons.append(r.status.container_statuses[0].state.waiting.reason)
             return "ImagePullBackOff" in reasons
 
@@ -223,7 +223,7 @@ class Reports:
         self.seen: list[node_service_pb2.PodStatusReport] = []
 
     def saw(self, check: Callable[[node_service_pb2.PodStatusReport], bool]) -> bool:
-        self.seen.extend(self.manager.take_reports())
+        self.seen.extend(self.manager.outbox.take())
         return any(check(r) for r in self.seen)
 
 
@@ -260,9 +260,9 @@ async def test_terminated_status_is_resent_until_the_pod_leaves_the_set(
     runtime = StopRecordingRuntime()
     async with running(PodManager({"docker": runtime}, settings(), tmp_path)) as manager:
         await manager.apply(assignment(1, terminating(pod("gone"), 5)))
-        await eventually(lambda: any(r.terminated for r in manager.take_reports()))
-        manager.forget(["uid-gone"])  # the control plane did not take it (it lost a race, say)
-        await eventually(lambda: any(r.terminated for r in manager.take_reports()))
+        await eventually(lambda: any(r.terminated for r in manager.outbox.take()))
+        manager.outbox.forget(["uid-gone"])  # the control plane did not take it (it lost a race, say)
+        await eventually(lambda: any(r.terminated for r in manager.outbox.take()))
         await manager.apply(assignment(2))
         assert "uid-gone" not in manager.workers  # its worker, which re-sends, is gone with it
 
@@ -297,14 +297,14 @@ async def test_a_burst_of_sets_is_written_coalesced_newest_last(
         runtime: FakeRuntime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     manager = PodManager({"docker": runtime}, settings(), tmp_path)
     written: list[int] = []
-    save = manager._save
+    save = manager.journal._save
 
     def slow_save(a: node_service_pb2.AssignmentSet) -> None:
         written.append(a.epoch)
         save(a)
         time.sleep(0.05)  # a slow card: sets keep arriving meanwhile
 
-    monkeypatch.setattr(manager, "_save", slow_save)
+    monkeypatch.setattr(manager.journal, "_save", slow_save)
     async with running(manager):
         for epoch in range(1, 21):
             await manager.apply(assignment(epoch, *[pod(f"p{i}") for i in range(epoch % 4)]))

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Iterable
-from pathlib import Path
 from typing import Any, cast
 
 import grpc
@@ -16,8 +15,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from agent.node.status_reports import StatusReports, StatusStreamEnded
-from agent.pods.manager import PodManager
-from agent.pods.worker import WorkerSettings
+from agent.pods.outbox import StatusOutbox
 from protos.corral.v1 import metrics_pb2, node_service_pb2, node_service_pb2_grpc, pod_pb2
 from tests.pki import TestCluster, aio_channel
 
@@ -30,7 +28,7 @@ BATCH_DELAY = 0.01
 Request = node_service_pb2.ReportStatusRequest
 Response = node_service_pb2.ReportStatusResponse
 
-# The request generator of a stream that has ended keeps taking reports from the manager
+# The request generator of a stream that has ended keeps taking reports from the outbox
 # (see test_a_broken_stream_takes_no_more_reports).
 
 def pod(name: str) -> pod_pb2.Pod:
@@ -49,15 +47,16 @@ def phases(reports: Iterable[node_service_pb2.PodStatusReport]) -> dict[str, str
     return {r.name: r.status.phase for r in reports}
 
 
-class RecordingManager(PodManager):
-    """A PodManager (no runtimes, never run: only its report queue is used) that records `forget`."""
+class RecordingOutbox(StatusOutbox):
+    """A StatusOutbox that records `forget`."""
 
-    def __init__(self, data_dir: Path) -> None:
-        super().__init__({}, WorkerSettings(node_name=NODE, host_ip="127.0.0.1"), data_dir)
+    def __init__(self) -> None:
+        super().__init__()
         self.forgotten: list[list[str]] = []
 
-    def forget(self, uids: list[str]) -> None:
-        self.forgotten.append(list(uids))
+    def forget(self, uids: Iterable[str]) -> None:
+        uids = list(uids)
+        self.forgotten.append(uids)
         super().forget(uids)
 
 
@@ -240,63 +239,63 @@ async def outcome(task: asyncio.Task[None]) -> None:
 # -- one stream ----------------------------------------------------------------------
 
 
-async def test_batches_are_written_without_waiting_for_the_answers(tmp_path: Path) -> None:
+async def test_batches_are_written_without_waiting_for_the_answers() -> None:
     fake = AnsweringControlPlane()  # holds every answer until `answering`
-    manager = RecordingManager(tmp_path)
-    reports = StatusReports(manager, NODE, batch_delay=BATCH_DELAY)
+    outbox = RecordingOutbox()
+    reports = StatusReports(outbox, NODE, batch_delay=BATCH_DELAY)
     async with serving(fake) as stub, reporting(reports, stub) as task:
         for count, name in enumerate(["a", "b", "c"], start=1):
-            manager.report(pod(name), phase("Running"))
+            outbox.put(pod(name), phase("Running"))
             await received(fake, count)
-        assert manager.forgotten == []  # not one answer yet: the 2nd and 3rd did not wait for the 1st
+        assert outbox.forgotten == []  # not one answer yet: the 2nd and 3rd did not wait for the 1st
         fake.answering.set()
-        await eventually(lambda: len(manager.forgotten) == 3, "the three answers")
+        await eventually(lambda: len(outbox.forgotten) == 3, "the three answers")
         assert not task.done()
 
     assert [phases(r.pods) for r in fake.received] == [{"a": "Running"}, {"b": "Running"}, {"c": "Running"}]
-    assert manager.forgotten == [[], [], []]
-    assert manager.take_reports() == []  # all answered: nothing queued again when the run stopped
+    assert outbox.forgotten == [[], [], []]
+    assert outbox.take() == []  # all answered: nothing queued again when the run stopped
 
 
-async def test_answers_unknown_uids_make_the_manager_forget_those_pods(tmp_path: Path) -> None:
+async def test_answers_unknown_uids_make_the_outbox_forget_those_pods() -> None:
     fake = AnsweringControlPlane(unknown=["uid-gone"])
-    manager = RecordingManager(tmp_path)
-    reports = StatusReports(manager, NODE, batch_delay=BATCH_DELAY)
+    outbox = RecordingOutbox()
+    reports = StatusReports(outbox, NODE, batch_delay=BATCH_DELAY)
     async with serving(fake) as stub, reporting(reports, stub):
-        manager.report(pod("mine"), phase("Running"))
+        outbox.put(pod("mine"), phase("Running"))
         await received(fake, 1)
-        manager.report(pod("gone"), phase("Running"))
-        manager.report(pod("other"), phase("Pending"))
+        outbox.put(pod("gone"), phase("Running"))
+        outbox.put(pod("other"), phase("Pending"))
         await received(fake, 2)
         fake.answering.set()
-        await eventually(lambda: len(manager.forgotten) == 2, "both answers")
+        await eventually(lambda: len(outbox.forgotten) == 2, "both answers")
 
     # Each answer goes with its own batch: the second one's unknown pod is forgotten.
-    assert manager.forgotten == [[], ["uid-gone"]]
-    manager.resend_all()  # as after a reconnect: the forgotten pod is not reported again
-    assert phases(manager.take_reports()) == {"mine": "Running", "other": "Pending"}
+    assert outbox.forgotten == [[], ["uid-gone"]]
+    outbox.resend_all()  # as after a reconnect: the forgotten pod is not reported again
+    assert phases(outbox.take()) == {"mine": "Running", "other": "Pending"}
 
 
-async def test_a_broken_stream_queues_the_unanswered_batches_again(tmp_path: Path) -> None:
+async def test_a_broken_stream_queues_the_unanswered_batches_again() -> None:
     fake = BreakingControlPlane(batches=2)
-    manager = RecordingManager(tmp_path)
-    reports = StatusReports(manager, NODE, batch_delay=BATCH_DELAY)
+    outbox = RecordingOutbox()
+    reports = StatusReports(outbox, NODE, batch_delay=BATCH_DELAY)
     async with serving(fake) as stub, reporting(reports, stub) as task:
-        manager.report(pod("a"), phase("Pending"))
-        manager.report(pod("b"), phase("Pending"))
+        outbox.put(pod("a"), phase("Pending"))
+        outbox.put(pod("b"), phase("Pending"))
         await received(fake, 1)
-        manager.report(pod("a"), phase("Running"))
-        manager.report(pod("c"), phase("Pending"))
+        outbox.put(pod("a"), phase("Running"))
+        outbox.put(pod("c"), phase("Pending"))
         await received(fake, 2)
         # What is queued from now on stays queued (the batch delay outlasts the test) ...
         reports.batch_delay = 60
-        manager.report(pod("b"), phase("Running"))
+        outbox.put(pod("b"), phase("Running"))
         # ... while the stream breaks, its two batches unanswered.
         fake.abort.set()
         with pytest.raises(grpc.aio.AioRpcError) as info:
             await outcome(task)
         assert info.value.code() == grpc.StatusCode.UNAVAILABLE
-        queued = manager.take_reports()
+        queued = outbox.take()
 
     assert [phases(r.pods) for r in fake.received] == [{"a": "Pending", "b": "Pending"},
                                                       {"a": "Running", "c": "Pending"}]
@@ -304,54 +303,54 @@ async def test_a_broken_stream_queues_the_unanswered_batches_again(tmp_path: Pat
     # 1st batch's), c's from the 2nd batch.
     assert phases(queued) == {"a": "Running", "b": "Running", "c": "Pending"}
     assert len(queued) == 3
-    assert manager.forgotten == []
+    assert outbox.forgotten == []
 
 
-async def test_a_broken_stream_takes_no_more_reports(tmp_path: Path) -> None:
-    """After the run has raised, the unanswered batches wait in the manager for the next stream
+async def test_a_broken_stream_takes_no_more_reports() -> None:
+    """After the run has raised, the unanswered batches wait in the outbox for the next stream
     (the session's next connection) — nothing of the broken stream takes them."""
     fake = BreakingControlPlane(batches=1)
-    manager = RecordingManager(tmp_path)
-    reports = StatusReports(manager, NODE, batch_delay=BATCH_DELAY)
+    outbox = RecordingOutbox()
+    reports = StatusReports(outbox, NODE, batch_delay=BATCH_DELAY)
     async with serving(fake) as stub, reporting(reports, stub) as task:
-        manager.report(pod("a"), phase("Running"))
+        outbox.put(pod("a"), phase("Running"))
         await received(fake, 1)
         fake.abort.set()
         with pytest.raises(grpc.aio.AioRpcError):
             await outcome(task)
-        manager.report(pod("b"), phase("Running"))  # a status change while reconnecting
+        outbox.put(pod("b"), phase("Running"))  # a status change while reconnecting
         await asyncio.sleep(30 * BATCH_DELAY)  # the session's reconnect backoff is longer still
-        queued = manager.take_reports()
+        queued = outbox.take()
 
     assert phases(queued) == {"a": "Running", "b": "Running"}
 
 
-async def test_a_stream_the_server_ends_raises_status_stream_ended(tmp_path: Path) -> None:
+async def test_a_stream_the_server_ends_raises_status_stream_ended() -> None:
     fake = EndingControlPlane()
-    manager = RecordingManager(tmp_path)
-    reports = StatusReports(manager, NODE, batch_delay=BATCH_DELAY)
+    outbox = RecordingOutbox()
+    reports = StatusReports(outbox, NODE, batch_delay=BATCH_DELAY)
     async with serving(fake) as stub, reporting(reports, stub) as task:
-        manager.report(pod("a"), phase("Running"))
+        outbox.put(pod("a"), phase("Running"))
         with pytest.raises(StatusStreamEnded):
             await outcome(task)
 
     assert [phases(r.pods) for r in fake.received] == [{"a": "Running"}]
-    assert manager.forgotten == [[]]  # the one batch was answered ...
-    assert manager.take_reports() == []  # ... so nothing is queued again
+    assert outbox.forgotten == [[]]  # the one batch was answered ...
+    assert outbox.take() == []  # ... so nothing is queued again
 
 
-async def test_after_the_server_ends_a_stream_the_next_one_gets_the_resent_reports(tmp_path: Path) -> None:
+async def test_after_the_server_ends_a_stream_the_next_one_gets_the_resent_reports() -> None:
     """As the session does: the stream ends (the control plane going away), the session connects
     again, resends every pod's newest status and reports on a new stream."""
     fake = EndingControlPlane()
-    manager = RecordingManager(tmp_path)
-    reports = StatusReports(manager, NODE, batch_delay=BATCH_DELAY)
+    outbox = RecordingOutbox()
+    reports = StatusReports(outbox, NODE, batch_delay=BATCH_DELAY)
     async with serving(fake) as stub:
-        manager.report(pod("a"), phase("Running"))
+        outbox.put(pod("a"), phase("Running"))
         async with reporting(reports, stub) as first:
             with pytest.raises(StatusStreamEnded):
                 await outcome(first)
-        manager.resend_all()
+        outbox.resend_all()
         async with reporting(reports, stub) as second:
             await eventually(lambda: len(fake.received) == 2, "the resent report on the second stream", wait=2)
             with pytest.raises(StatusStreamEnded):
@@ -365,19 +364,18 @@ async def test_after_the_server_ends_a_stream_the_next_one_gets_the_resent_repor
 
 
 @pytest.mark.parametrize("without_stream_status", [False, True], ids=["unimplemented", "unknown-method"])
-async def test_without_stream_status_reports_go_by_report_status(tmp_path: Path,
-                                                                 without_stream_status: bool) -> None:
+async def test_without_stream_status_reports_go_by_report_status(without_stream_status: bool) -> None:
     fake = FakeControlPlane()
-    manager = RecordingManager(tmp_path)
-    reports = StatusReports(manager, NODE, batch_delay=BATCH_DELAY)
+    outbox = RecordingOutbox()
+    reports = StatusReports(outbox, NODE, batch_delay=BATCH_DELAY)
     with capture_logs() as logs:
         async with serving(fake, without_stream_status=without_stream_status) as stub, \
                 reporting(reports, stub) as task:
             await eventually(lambda: any(e["event"] == "status_stream_unsupported" for e in logs), "the warning")
-            manager.report(pod("a"), phase("Running"))
+            outbox.put(pod("a"), phase("Running"))
             # (b after a has been taken: that every batch after the fallback arrives is the next test)
             await asyncio.sleep(30 * BATCH_DELAY)
-            manager.report(pod("b"), phase("Running"))
+            outbox.put(pod("b"), phase("Running"))
             await eventually(lambda: any("b" in phases(c.pods) for c in fake.calls), "b by ReportStatus")
             assert not task.done()
 
@@ -387,17 +385,16 @@ async def test_without_stream_status_reports_go_by_report_status(tmp_path: Path,
 
 
 @pytest.mark.parametrize("without_stream_status", [False, True], ids=["unimplemented", "unknown-method"])
-async def test_without_stream_status_every_batch_goes_by_report_status(tmp_path: Path,
-                                                                       without_stream_status: bool) -> None:
+async def test_without_stream_status_every_batch_goes_by_report_status(without_stream_status: bool) -> None:
     """Including the first: on a session's start, the resend of every pod's status."""
     fake = FakeControlPlane()
-    manager = RecordingManager(tmp_path)
-    reports = StatusReports(manager, NODE, batch_delay=BATCH_DELAY)
-    manager.report(pod("a"), phase("Running"))
-    manager.report(pod("b"), phase("Pending"))
+    outbox = RecordingOutbox()
+    reports = StatusReports(outbox, NODE, batch_delay=BATCH_DELAY)
+    outbox.put(pod("a"), phase("Running"))
+    outbox.put(pod("b"), phase("Pending"))
     async with serving(fake, without_stream_status=without_stream_status) as stub, reporting(reports, stub):
         await eventually(lambda: bool(fake.calls), "a ReportStatus call", wait=2)
-        manager.report(pod("b"), phase("Running"))
+        outbox.put(pod("b"), phase("Running"))
         await eventually(lambda: len(fake.calls) == 2, "a second ReportStatus call", wait=2)
 
     assert [phases(c.pods) for c in fake.calls] == [{"a": "Running", "b": "Pending"}, {"b": "Running"}]

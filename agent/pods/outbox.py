@@ -1,0 +1,64 @@
+"""The status outbox: each pod's newest status, queued for the session to send.
+
+Workers `put` a pod's status; the session's reporter `take`s what is queued in
+batches and `requeue`s what it could not deliver (a newer status of the same
+pod, queued meanwhile, wins). The newest status of every pod is also kept, so
+that after a reconnect `resend_all` queues them all again, except for pods the
+control plane said it does not know (`forget`) or that left this node (`drop`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+
+from protos.corral.v1 import node_service_pb2, pod_pb2
+
+__all__ = ["StatusOutbox"]
+
+Report = node_service_pb2.PodStatusReport
+
+
+class StatusOutbox:
+    def __init__(self) -> None:
+        self._queued: dict[str, Report] = {}
+        self._latest: dict[str, Report] = {}
+        self.ready = asyncio.Event()  # set while something is queued
+
+    def put(self, pod: pod_pb2.Pod, status: pod_pb2.PodStatus, *, terminated: bool = False) -> None:
+        """Queue a pod's status; `terminated`: a terminating pod's containers have all stopped."""
+        r = Report(namespace=pod.metadata.namespace, name=pod.metadata.name, uid=pod.metadata.uid,
+                   status=status, terminated=terminated)
+        self._queued[r.uid] = r
+        self._latest[r.uid] = r
+        self.ready.set()
+
+    def drop(self, uid: str) -> None:
+        """The pod left this node: neither send nor resend its status."""
+        self._latest.pop(uid, None)
+        self._queued.pop(uid, None)
+
+    def resend_all(self) -> None:
+        """After a reconnect, queue every pod's newest status again."""
+        self._queued.update(self._latest)
+        if self._queued:
+            self.ready.set()
+
+    def take(self) -> list[Report]:
+        """Everything queued; the queue is left empty."""
+        reports = list(self._queued.values())
+        self._queued.clear()
+        self.ready.clear()
+        return reports
+
+    def requeue(self, reports: Iterable[Report]) -> None:
+        """Reports that could not be sent go back in line, unless newer ones replaced them."""
+        for r in reports:
+            self._queued.setdefault(r.uid, r)
+        if self._queued:
+            self.ready.set()
+
+    def forget(self, uids: Iterable[str]) -> None:
+        """The control plane no longer knows these pods: stop resending them."""
+        for uid in uids:
+            self._latest.pop(uid, None)
