@@ -25,7 +25,6 @@ from datetime import datetime, timedelta
 import structlog
 from google.protobuf.message import Message
 
-from controlplane.apiserver.deletion import is_terminating
 from controlplane.apiserver.handlers import ObjectApi
 from controlplane.clock import utcnow
 from controlplane.controllers.gc.reconcile import OwnerKey, event_expires_at, is_orphan, is_stranded, owner_keys
@@ -35,6 +34,7 @@ from controlplane.store import errors as store_errors
 from controlplane.store.objects import Change
 from protos.corral.v1 import event_pb2, pod_pb2
 from protos.kinds import by_kind, meta
+from protos.pods import is_terminating
 
 log = structlog.get_logger(__name__)
 
