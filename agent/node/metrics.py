@@ -37,10 +37,10 @@ from agent.runtime import base
 from agent.runtime.base import ContainerInfo, ContainerRuntime, ContainerStats, State
 from agent.runtime.errors import RuntimeFailure
 from protos.corral.v1 import metrics_pb2, pod_pb2
+from protos.wellknown import DEFAULT_RUNTIME
 
 log = structlog.get_logger(__name__)
 
-DEFAULT_RUNTIME = "docker"
 MAX_CONCURRENT_STATS = 4
 # Rates over shorter windows are mostly noise (CPU times tick every 10 ms).
 MIN_WINDOW = 1.0

@@ -37,10 +37,11 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from agent.probes.tracker import ProbeState
 from agent.runtime.base import LABEL_ATTEMPT, LABEL_SPEC_HASH, ContainerInfo, State
 from protos.corral.v1 import pod_pb2
+from protos.pods import CONTAINERS_READY, POD_READY, POD_SCHEDULED, TERMINAL_PHASES
+from protos.wellknown import CONFIG_ERRORS
 
 # Set by the control plane on a pod it sends (controlplane/nodeapi/secretenv.py):
 # JSON, container name → why its env cannot be filled in.
-CONFIG_ERRORS_ANNOTATION = "corral.io/container-config-errors"
 
 
 @dataclass
@@ -87,7 +88,7 @@ Action = Start | Kill | Remove
 def config_error(pod: pod_pb2.Pod, container: str) -> str:
     """Why the control plane could not complete the container's config ("" when it could):
     a Secret or key its env references is missing."""
-    raw = pod.metadata.annotations.get(CONFIG_ERRORS_ANNOTATION, "")
+    raw = pod.metadata.annotations.get(CONFIG_ERRORS, "")
     if not raw:
         return ""
     try:
@@ -288,7 +289,7 @@ def forward_phase(previous: str, computed: str) -> str:
     """Phases never move backwards; a finished pod stays finished."""
     if PHASE_ORDER.get(previous, 0) > PHASE_ORDER.get(computed, 0):
         return previous
-    if previous in ("Succeeded", "Failed"):
+    if previous in TERMINAL_PHASES:
         return previous
     return computed
 
@@ -309,8 +310,8 @@ def pod_status(pod: pod_pb2.Pod, runs: Mapping[str, list[ContainerInfo]], inputs
         _timestamp(status.start_time, inputs.now_wall)
     ready = (bool(statuses) and all(s.ready for s in statuses) and status.phase == "Running"
              and not inputs.terminating)
-    for kind, value in (("Initialized", True), ("ContainersReady", ready), ("Ready", ready),
-                        ("PodScheduled", True)):
+    for kind, value in (("Initialized", True), (CONTAINERS_READY, ready), (POD_READY, ready),
+                        (POD_SCHEDULED, True)):
         _set_condition(status, previous, kind, value, inputs.now_wall)
     return status
 
@@ -337,14 +338,6 @@ class Termination:
     stop_at: float
     # The deletion deadline: SIGKILL for what still runs.
     kill_at: float
-
-
-def is_terminating(pod: pod_pb2.Pod) -> bool:
-    return pod.metadata.HasField("deletion_timestamp")
-
-
-def is_ready(status: pod_pb2.PodStatus) -> bool:
-    return any(c.type == "Ready" and c.status == "True" for c in status.conditions)
 
 
 def seconds_left(pod: pod_pb2.Pod, now_wall: datetime) -> float:

@@ -47,6 +47,7 @@ from agent.runtime.errors import (
     ImagePullError,
     RuntimeFailure,
 )
+from protos import pods as podutil
 from protos import quantity
 from protos.corral.v1 import pod_pb2
 
@@ -135,7 +136,7 @@ class PodWorker:
         self.wake = asyncio.Event()
         # Set once the pod is being deleted (a deletionTimestamp) or dropped: starts end.
         self.deleted = asyncio.Event()
-        if lifecycle.is_terminating(pod):
+        if podutil.is_terminating(pod):
             self.deleted.set()
         # A create sent to the runtime and not answered yet (see `_create`).
         self._creating: asyncio.Task[ContainerInfo] | None = None
@@ -157,7 +158,7 @@ class PodWorker:
         self.epoch = epoch
         if not changed:
             return
-        if lifecycle.is_terminating(pod):
+        if podutil.is_terminating(pod):
             self.deleted.set()
         for name, track in self.tracks.items():  # a Secret arrived or changed: try again now
             if track.start_error_reason == "CreateContainerConfigError" and not lifecycle.config_error(pod, name):
@@ -200,7 +201,7 @@ class PodWorker:
 
     async def step(self) -> None:
         runs = await self.observe()
-        if lifecycle.is_terminating(self.pod):
+        if podutil.is_terminating(self.pod):
             await self._wind_down(runs)
             return
         now = self._clock()
@@ -412,7 +413,7 @@ class PodWorker:
     def _report(self, runs: dict[str, list[ContainerInfo]], now: float, *, terminated: bool = False) -> None:
         inputs = lifecycle.StatusInputs(host_ip=self.settings.host_ip, runtime_name=self.runtime.name,
                                         now_wall=datetime.now(UTC).replace(microsecond=0), now=now,
-                                        tracks=self.tracks, terminating=lifecycle.is_terminating(self.pod))
+                                        tracks=self.tracks, terminating=podutil.is_terminating(self.pod))
         status = lifecycle.pod_status(self.pod, runs, inputs, self.last_status)
         resend = terminated and now >= self._resend_terminated_at
         if _comparable(status) != _comparable(self.last_status) or resend:
@@ -425,7 +426,7 @@ class PodWorker:
 
     def _plan_termination(self) -> lifecycle.Termination:
         return lifecycle.plan_termination(
-            self.pod, self._termination, was_ready=lifecycle.is_ready(self.last_status),
+            self.pod, self._termination, was_ready=podutil.status_is_ready(self.last_status),
             drain=self.settings.termination_drain, now=self._clock(), now_wall=datetime.now(UTC))
 
     async def _wind_down(self, runs: dict[str, list[ContainerInfo]]) -> None:

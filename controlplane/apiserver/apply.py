@@ -21,8 +21,8 @@ from google.protobuf.message import Message
 
 from protos.corral.v1 import pod_pb2
 from protos.kinds import meta
+from protos.wellknown import SYSTEM_ANNOTATION_PREFIXES
 
-SYSTEM_ANNOTATION_PREFIXES = ("corral.io/", "deployment.kubernetes.io/")
 _SERVER_FIELDS = ("api_version", "kind", "metadata", "status")
 
 

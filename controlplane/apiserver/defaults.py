@@ -11,15 +11,20 @@ from google.protobuf.message import Message
 
 from protos.autoscaling import default_hpa
 from protos.corral.v1 import discovery_pb2, meta_pb2, metrics_pb2, pod_pb2, secret_pb2, service_pb2, workloads_pb2
+from protos.deployments import (
+    BLUE_GREEN,
+    CANARY,
+    DEFAULT_MAX_SURGE,
+    DEFAULT_MAX_UNAVAILABLE,
+    DEFAULT_PROGRESS_DEADLINE_SECONDS,
+    DEFAULT_REVISION_HISTORY_LIMIT,
+    DEFAULT_SCALE_DOWN_DELAY_SECONDS,
+    ROLLING_UPDATE,
+)
 from protos.kinds import KindInfo
+from protos.pods import DEFAULT_TERMINATION_GRACE_PERIOD_SECONDS
+from protos.wellknown import DEFAULT_NAMESPACE
 
-DEFAULT_NAMESPACE = "default"
-DEFAULT_MAX_SURGE = "25%"
-DEFAULT_MAX_UNAVAILABLE = "25%"
-DEFAULT_REVISION_HISTORY_LIMIT = 10
-DEFAULT_PROGRESS_DEADLINE_SECONDS = 600
-DEFAULT_SCALE_DOWN_DELAY_SECONDS = 30
-DEFAULT_TERMINATION_GRACE_PERIOD_SECONDS = 30
 DEFAULT_LOAD_BALANCING = "RoundRobin"
 DEFAULT_ADDRESS_TYPE = "IPv4"
 
@@ -62,20 +67,20 @@ def default_deployment(spec: workloads_pb2.DeploymentSpec) -> None:
     if not spec.HasField("replicas"):
         spec.replicas = 1
     if not spec.strategy.type:
-        spec.strategy.type = "RollingUpdate"
-    if spec.strategy.type == "RollingUpdate":
+        spec.strategy.type = ROLLING_UPDATE
+    if spec.strategy.type == ROLLING_UPDATE:
         ru = spec.strategy.rolling_update
         if not ru.HasField("max_surge"):
             ru.max_surge.str_val = DEFAULT_MAX_SURGE
         if not ru.HasField("max_unavailable"):
             ru.max_unavailable.str_val = DEFAULT_MAX_UNAVAILABLE
-    elif spec.strategy.type == "BlueGreen":
+    elif spec.strategy.type == BLUE_GREEN:
         blue_green = spec.strategy.blue_green
         if not blue_green.HasField("auto_promotion_enabled"):
             blue_green.auto_promotion_enabled = True
         if not blue_green.HasField("scale_down_delay_seconds"):
             blue_green.scale_down_delay_seconds = DEFAULT_SCALE_DOWN_DELAY_SECONDS
-    elif spec.strategy.type == "Canary" and not spec.strategy.canary.HasField("abort_on_failure"):
+    elif spec.strategy.type == CANARY and not spec.strategy.canary.HasField("abort_on_failure"):
         spec.strategy.canary.abort_on_failure = True
     if not spec.HasField("revision_history_limit"):
         spec.revision_history_limit = DEFAULT_REVISION_HISTORY_LIMIT

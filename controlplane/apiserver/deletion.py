@@ -26,11 +26,8 @@ from datetime import UTC, datetime, timedelta
 
 from google.protobuf.message import Message
 
-from controlplane.apiserver.defaults import DEFAULT_TERMINATION_GRACE_PERIOD_SECONDS
 from protos.corral.v1 import pod_pb2
-from protos.kinds import meta
-
-FINISHED_PHASES = frozenset({"Succeeded", "Failed"})
+from protos.pods import DEFAULT_TERMINATION_GRACE_PERIOD_SECONDS, is_terminal, is_terminating
 
 
 @dataclass(frozen=True)
@@ -45,11 +42,6 @@ class DeletePlan:
     update: pod_pb2.Pod | None = None
 
 
-def is_terminating(obj: Message) -> bool:
-    """Marked for graceful deletion (a deletionTimestamp) and not yet gone."""
-    return meta(obj).HasField("deletion_timestamp")
-
-
 def pod_grace(pod: pod_pb2.Pod, requested: int | None) -> int:
     """The grace period of this delete: the one asked for, else the pod's own."""
     if requested is not None:
@@ -61,11 +53,11 @@ def pod_grace(pod: pod_pb2.Pod, requested: int | None) -> int:
 
 def needs_graceful(pod: pod_pb2.Pod) -> bool:
     """Whether a node may be running the pod's containers: bound and not finished."""
-    return bool(pod.spec.node_name) and pod.status.phase not in FINISHED_PHASES
+    return bool(pod.spec.node_name) and not is_terminal(pod)
 
 
 def deletion_deadline(pod: pod_pb2.Pod) -> datetime | None:
-    if not pod.metadata.HasField("deletion_timestamp"):
+    if not is_terminating(pod):
         return None
     return pod.metadata.deletion_timestamp.ToDatetime(tzinfo=UTC)
 

@@ -31,7 +31,7 @@ from google.protobuf.message import Message
 
 from controlplane.apiserver import labels, limits
 from controlplane.apiserver.apply import merge_applied, spec_changed
-from controlplane.apiserver.defaults import DEFAULT_NAMESPACE, apply_defaults
+from controlplane.apiserver.defaults import apply_defaults
 from controlplane.apiserver.deletion import plan_deletion
 from controlplane.apiserver.errors import (
     AlreadyExistsError,
@@ -54,6 +54,7 @@ from controlplane.store.base import MAX_BATCH
 from controlplane.store.objects import Change, ObjectStore
 from protos.corral.v1 import namespace_pb2, pod_pb2, service_pb2, workloads_pb2
 from protos.kinds import KindInfo, UnknownKindError, by_kind, info_of, meta, resolve
+from protos.wellknown import DEFAULT_NAMESPACE
 
 log = structlog.get_logger(__name__)
 

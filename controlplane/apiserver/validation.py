@@ -16,7 +16,7 @@ from google.protobuf.message import Message
 
 from controlplane.apiserver import labels, limits, pod_security, security
 from controlplane.apiserver.errors import Cause
-from protos import autoscaling, durations, quantity
+from protos import autoscaling, durations, quantity, wellknown
 from protos.corral.v1 import (
     discovery_pb2,
     event_pb2,
@@ -29,7 +29,9 @@ from protos.corral.v1 import (
     service_pb2,
     workloads_pb2,
 )
+from protos.deployments import BLUE_GREEN, CANARY, ROLLING_UPDATE, STRATEGIES
 from protos.kinds import KindInfo
+from protos.pods import is_terminating
 
 _DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -44,15 +46,14 @@ MAX_SECRET_BYTES = 1024 * 1024
 RESTART_POLICIES = ("Always", "OnFailure", "Never")
 PULL_POLICIES = ("Always", "IfNotPresent", "Never")
 PROTOCOLS = ("TCP", "UDP")
-RUNTIMES = ("", "docker", "process")
+RUNTIMES = ("", *wellknown.RUNTIMES)
 TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
 SELECTOR_OPS = ("In", "NotIn", "Exists", "DoesNotExist")
 NODE_SELECTOR_OPS = (*SELECTOR_OPS, "Gt", "Lt")
-STRATEGIES = ("RollingUpdate", "Recreate", "BlueGreen", "Canary")
 # Each strategy's own settings, which only that strategy type may set: (field, JSON name, type).
 STRATEGY_SETTINGS: tuple[tuple[Literal["rolling_update", "blue_green", "canary"], str, str], ...] = (
-    ("rolling_update", "rollingUpdate", "RollingUpdate"),
-    ("blue_green", "blueGreen", "BlueGreen"), ("canary", "canary", "Canary"))
+    ("rolling_update", "rollingUpdate", ROLLING_UPDATE),
+    ("blue_green", "blueGreen", BLUE_GREEN), ("canary", "canary", CANARY))
 SERVICE_TYPES = ("ClusterIP", "NodePort")
 LOAD_BALANCING = ("RoundRobin", "LeastConnections")
 ADDRESS_TYPES = ("IPv4", "IPv6", "FQDN")
@@ -124,7 +125,7 @@ def validate_update(info: KindInfo, old: Message, new: Message) -> list[Cause]:
             and old.spec.selector != new.spec.selector):
         p.add("spec.selector", "field is immutable")
     if (isinstance(old, pod_pb2.Pod) and isinstance(new, pod_pb2.Pod)
-            and old.metadata.HasField("deletion_timestamp") and old.spec != new.spec):
+            and is_terminating(old) and old.spec != new.spec):
         p.add("spec", "the pod is being deleted (it has a deletionTimestamp): its spec can no longer change")
     elif (isinstance(old, pod_pb2.Pod) and isinstance(new, pod_pb2.Pod)
             and _pod_spec_without_images(old.spec) != _pod_spec_without_images(new.spec)):
@@ -294,11 +295,11 @@ def validate_strategy(p: Problems, strategy: workloads_pb2.DeploymentStrategy) -
     for field, name, owner in STRATEGY_SETTINGS:
         if strategy.type in STRATEGIES and strategy.type != owner and strategy.HasField(field):
             p.add(f"spec.strategy.{name}", f'may not be set when type is "{strategy.type}"')
-    if strategy.type == "BlueGreen":
+    if strategy.type == BLUE_GREEN:
         validate_blue_green(p, strategy.blue_green)
-    elif strategy.type == "Canary":
+    elif strategy.type == CANARY:
         validate_canary(p, strategy.canary)
-    if strategy.type != "RollingUpdate":
+    if strategy.type != ROLLING_UPDATE:
         return
     ru = strategy.rolling_update
     surge = validate_int_or_percent(p, "spec.strategy.rollingUpdate.maxSurge", ru.max_surge)
@@ -664,7 +665,7 @@ def validate_hpa(p: Problems, spec: metrics_pb2.HorizontalPodAutoscalerSpec) -> 
     validate_name(p, "spec.scaleTargetRef.name", ref.name)
     if ref.api_version and ref.kind in autoscaling.TARGET_KINDS and ref.api_version != "apps/v1":
         p.add("spec.scaleTargetRef.apiVersion", f'must be "apps/v1" for {ref.kind}, got "{ref.api_version}"')
-    low = spec.min_replicas if spec.HasField("min_replicas") else autoscaling.DEFAULT_MIN_REPLICAS
+    low = autoscaling.min_replicas(spec)
     p.at_least("spec.minReplicas", low, 1)
     if spec.max_replicas < 1:
         p.at_least("spec.maxReplicas", spec.max_replicas, 1)

@@ -8,13 +8,13 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 
-from controlplane.apiserver.limits import MAX_SECONDS
 from controlplane.auth import JoinRefused, TokenNotFound
 from controlplane.store import errors as store_errors
 from controlplane.store.base import Store
 from corral.common.logs import clip
 from corral.common.pki import tokens
 from corral.common.pki.tokens import JoinToken
+from protos.durations import MAX_SECONDS
 
 ROLES = ("node", "admin")
 CAS_RETRIES = 5

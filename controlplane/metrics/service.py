@@ -20,7 +20,6 @@ from collections.abc import Callable
 
 import grpc
 
-from controlplane.apiserver.defaults import DEFAULT_NAMESPACE
 from controlplane.apiserver.errors import ApiError, NotFoundError
 from controlplane.apiserver.handlers import ObjectApi, parse_selector
 from controlplane.apiserver.status import abort
@@ -29,6 +28,7 @@ from controlplane.metrics.store import MetricsStore
 from controlplane.scheduler.snapshot import LEAST_ALLOCATED, pod_request
 from protos.corral.v1 import metrics_pb2, metrics_pb2_grpc, node_pb2, pod_pb2
 from protos.quantity import cpu_millis, memory_bytes
+from protos.wellknown import DEFAULT_NAMESPACE
 
 Context = grpc.aio.ServicerContext[object, object]
 NODE_PAGE = 500

@@ -25,11 +25,11 @@ from google.protobuf.message import Message
 
 from controlplane.apiserver.errors import Cause
 from protos.corral.v1 import node_pb2, node_service_pb2, pod_pb2
+from protos.wellknown import HOSTNAME
 
-HOSTNAME_LABEL = "kubernetes.io/hostname"
 # The labels under kubernetes.io/ and k8s.io/ a kubelet may set on its own Node.
 KUBELET_LABELS = frozenset({
-    HOSTNAME_LABEL,
+    HOSTNAME,
     "kubernetes.io/arch",
     "kubernetes.io/os",
     "beta.kubernetes.io/arch",
@@ -55,7 +55,7 @@ def label_forbidden(node: str, key: str, value: str) -> str | None:
     namespace = key.split("/", 1)[0] if "/" in key else ""
     if _within(namespace, ADMIN_NAMESPACES) and not _within(namespace, KUBELET_NAMESPACES):
         return f"labels under {namespace}/ are reserved to admins (who set them with `corral apply` of the Node)"
-    if key == HOSTNAME_LABEL:
+    if key == HOSTNAME:
         return None if value == node else f'must be the node\'s own name "{node}"'
     if key in KUBELET_LABELS or _within(namespace, KUBELET_NAMESPACES):
         return None

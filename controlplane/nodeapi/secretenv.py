@@ -8,8 +8,8 @@ container's spec hash: a changed Secret does not restart a running container,
 its next start gets the new value, as in Kubernetes).
 
 A reference that cannot be resolved leaves the variable without a value and
-the container's problem in the pod annotation `CONFIG_ERRORS_ANNOTATION`
-(JSON: container name → message); the agent does not start that container and
+the container's problem in the pod annotation `corral.io/container-config-errors`
+(`wellknown.CONFIG_ERRORS`; JSON: container name → message); the agent does not start that container and
 shows it waiting with reason CreateContainerConfigError. An `optional`
 reference that cannot be resolved leaves the variable unset.
 """
@@ -21,9 +21,9 @@ import json
 from collections.abc import Callable
 
 from protos.corral.v1 import pod_pb2, secret_pb2
+from protos.wellknown import CONFIG_ERRORS
 
 # Also in agent/pods/lifecycle.py (the planes do not import each other).
-CONFIG_ERRORS_ANNOTATION = "corral.io/container-config-errors"
 
 SecretLookup = Callable[[str, str], secret_pb2.Secret | None]
 
@@ -57,7 +57,7 @@ def resolve(pod: pod_pb2.Pod, lookup: SecretLookup) -> tuple[pod_pb2.Pod, str]:
         return pod, ""
     out = pod_pb2.Pod()
     out.CopyFrom(pod)
-    out.metadata.annotations.pop(CONFIG_ERRORS_ANNOTATION, None)
+    out.metadata.annotations.pop(CONFIG_ERRORS, None)
     namespace = pod.metadata.namespace
     errors: dict[str, str] = {}
     digest = hashlib.sha256()
@@ -80,5 +80,5 @@ def resolve(pod: pod_pb2.Pod, lookup: SecretLookup) -> tuple[pod_pb2.Pod, str]:
         del container.env[:]
         container.env.extend(kept)
     if errors:
-        out.metadata.annotations[CONFIG_ERRORS_ANNOTATION] = json.dumps(errors, sort_keys=True)
+        out.metadata.annotations[CONFIG_ERRORS] = json.dumps(errors, sort_keys=True)
     return out, digest.hexdigest()

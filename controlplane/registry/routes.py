@@ -21,8 +21,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from protos.corral.v1 import discovery_pb2, service_pb2
+from protos.wellknown import SERVICE_NAME
 
-SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 DEFAULT_LOAD_BALANCING = "RoundRobin"
 
 
@@ -37,7 +37,7 @@ def listen_port(port: service_pb2.ServicePort) -> int:
 
 def slice_service_key(endpoint_slice: discovery_pb2.EndpointSlice) -> str | None:
     """The key of the Service a slice belongs to, from its service-name label."""
-    name = endpoint_slice.metadata.labels.get(SERVICE_NAME_LABEL, "")
+    name = endpoint_slice.metadata.labels.get(SERVICE_NAME, "")
     return service_key(endpoint_slice.metadata.namespace, name) if name else None
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import grpc
 
-from controlplane.apiserver.defaults import DEFAULT_NAMESPACE
 from controlplane.apiserver.errors import NotFoundError
 from controlplane.apiserver.status import abort
 from controlplane.registry.hub import RouteHub
 from protos.corral.v1 import discovery_pb2, discovery_pb2_grpc
+from protos.wellknown import DEFAULT_NAMESPACE
 
 Context = grpc.aio.ServicerContext[object, object]
 

@@ -36,15 +36,16 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
+from protos import nodes as nodeutil
 from protos.corral.v1 import node_pb2, pod_pb2
+from protos.pods import is_terminal
 from protos.quantity import cpu_millis, memory_bytes, parse_quantity
+from protos.wellknown import DEFAULT_RUNTIME, SCHEDULING_STRATEGY
 
 __all__ = [
-    "DEFAULT_RUNTIME",
     "LEAST_ALLOCATED",
     "MOST_ALLOCATED",
     "STRATEGIES",
-    "STRATEGY_ANNOTATION",
     "HostPort",
     "NodeInfo",
     "PodRequest",
@@ -59,17 +60,14 @@ __all__ = [
     "pod_request",
 ]
 
-STRATEGY_ANNOTATION = "corral.io/scheduling-strategy"
 LEAST_ALLOCATED = "LeastAllocated"
 MOST_ALLOCATED = "MostAllocated"
 STRATEGIES = (LEAST_ALLOCATED, MOST_ALLOCATED)
 
-DEFAULT_RUNTIME = "docker"
 DEFAULT_PROTOCOL = "TCP"
 # Kubernetes' stand-ins for unset requests when scoring (not when filtering).
 DEFAULT_CPU_MILLIS = 100
 DEFAULT_MEMORY_BYTES = 200 * 1024 * 1024
-_FINISHED_PHASES = frozenset({"Succeeded", "Failed"})
 
 HostPort = tuple[int, str]
 """A fixed host port a pod publishes: (port, protocol)."""
@@ -236,13 +234,13 @@ def build_snapshot(nodes: Iterable[node_pb2.Node], pods: Iterable[pod_pb2.Pod],
 def node_info(node: node_pb2.Node, bound_pods: Iterable[pod_pb2.Pod], request_of: RequestOf | None = None) -> NodeInfo:
     """The scheduler's view of `node`, given the pods bound to it."""
     of = request_of or _plain_request
-    pods = [of(p) for p in bound_pods if p.status.phase not in _FINISHED_PHASES]
+    pods = [of(p) for p in bound_pods if not is_terminal(p)]
     return NodeInfo(
         name=node.metadata.name,
         labels=dict(node.metadata.labels),
         taints=tuple(Taint(t.key, t.value, t.effect) for t in node.spec.taints),
         unschedulable=node.spec.unschedulable,
-        ready=_is_ready(node),
+        ready=nodeutil.is_ready(node),
         runtimes=frozenset(node.status.runtimes) or frozenset({DEFAULT_RUNTIME}),
         allocatable=_allocatable(node.status),
         max_pods=_max_pods(node.status),
@@ -259,7 +257,7 @@ def pod_request(pod: pod_pb2.Pod, *, default_strategy: str) -> PodRequest:
     if default_strategy not in STRATEGIES:
         raise ValueError(f"unknown scheduling strategy {default_strategy!r}")
     spec = pod.spec
-    strategy = pod.metadata.annotations.get(STRATEGY_ANNOTATION, default_strategy)
+    strategy = pod.metadata.annotations.get(SCHEDULING_STRATEGY, default_strategy)
     return PodRequest(
         key=f"{pod.metadata.namespace}/{pod.metadata.name}",
         owner_uid=_controller_uid(pod),
@@ -272,10 +270,6 @@ def pod_request(pod: pod_pb2.Pod, *, default_strategy: str) -> PodRequest:
         runtime=spec.runtime_class_name or DEFAULT_RUNTIME,
         strategy=strategy if strategy in STRATEGIES else default_strategy,
     )
-
-
-def _is_ready(node: node_pb2.Node) -> bool:
-    return any(c.type == "Ready" and c.status == "True" for c in node.status.conditions)
 
 
 def _allocatable(status: node_pb2.NodeStatus) -> Resources:

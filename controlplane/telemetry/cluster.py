@@ -4,19 +4,19 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import datetime
 
 from google.protobuf.message import Message
 
 from protos.corral.v1 import node_pb2, pod_pb2
-
-# Always exported (as 0 when no pod is in them), so a dashboard sees every phase.
-PHASES = ("Pending", "Running", "Succeeded", "Failed", "Unknown")
+from protos.nodes import last_heartbeat
+from protos.pods import PHASES
 
 
 def pods_by_phase(pods: Iterable[Message]) -> dict[str, int]:
     """How many pods are in each phase; a pod without a phase yet is Pending."""
     counts = Counter(p.status.phase or "Pending" for p in pods if isinstance(p, pod_pb2.Pod))
+    # Every phase is exported (as 0 when no pod is in it), so a dashboard sees them all.
     return {phase: counts.get(phase, 0) for phase in PHASES} | dict(counts)
 
 
@@ -29,9 +29,8 @@ def heartbeat_ages(nodes: Iterable[Message], now: datetime) -> dict[str, float]:
     for node in nodes:
         if not isinstance(node, node_pb2.Node):
             continue
-        ready = next((c for c in node.status.conditions if c.type == "Ready"), None)
-        if ready is None or not ready.HasField("last_heartbeat_time"):
+        beat = last_heartbeat(node)
+        if beat is None:
             continue
-        beat = ready.last_heartbeat_time.ToDatetime(tzinfo=UTC)
         ages[node.metadata.name] = max(0.0, (now - beat).total_seconds())
     return ages

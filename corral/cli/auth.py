@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import re
 import socket
 
 import click
@@ -17,25 +16,12 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from corral.cli.config import ConfigError, resolve_server, write_config
 from corral.cli.context import Context
+from corral.cli.params import WholeDuration
 from corral.cli.printers import format_table
 from corral.client import split_servers
 from corral.common.pki.certs import Role
 from corral.common.pki.join import JoinError, join, join_address_for
 from corral.common.pki.tokens import TokenFormatError, parse_token
-
-_DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
-
-
-def parse_duration(text: str) -> int:
-    """``"24h"``, ``"7d"``, ``"1h30m"``, ``"90s"`` or ``"0"`` (never) in seconds."""
-    value = text.strip()
-    if value == "0":
-        return 0
-    match = _DURATION.match(value)
-    if not value or match is None or not any(match.groups()):
-        raise click.BadParameter(f'"{text}": expected a duration such as 24h, 7d, 30m or 0 (never)')
-    days, hours, minutes, seconds = (int(g or 0) for g in match.groups())
-    return ((days * 24 + hours) * 60 + minutes) * 60 + seconds
 
 
 def _when(stamp: Timestamp, now: dt.datetime) -> str:
@@ -57,15 +43,15 @@ def token_group() -> None:
 
 
 @token_group.command("create")
-@click.option("--ttl", default="24h", show_default=True, help="How long the token can be used (0: never expires).")
+@click.option("--ttl", type=WholeDuration(), default="24h", show_default=True,
+              help="How long the token can be used, a duration such as 24h, 7d or 1h30m (0: never expires).")
 @click.option("--role", type=click.Choice(["node", "agent", "admin"]), default="node", show_default=True,
               help="node (agent is the same): joins an agent; admin: `corral login` gets an admin certificate.")
 @click.option("--description", default="", help="A note shown by `token list`.")
 @click.pass_obj
-def token_create(ctx: Context, ttl: str, role: str, description: str) -> None:
+def token_create(ctx: Context, ttl: int, role: str, description: str) -> None:
     """Create a join token and print it (it is shown only once)."""
-    seconds = parse_duration(ttl)
-    response = ctx.client().create_token("node" if role == "agent" else role, seconds, description)
+    response = ctx.client().create_token("node" if role == "agent" else role, ttl, description)
     click.echo(response.token)
     server = resolve_server(ctx.server_flag).address
     first = split_servers(server)[0] if split_servers(server) else server

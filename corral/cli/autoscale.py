@@ -13,6 +13,7 @@ from corral.cli.resources import namespace_option, pass_context
 from corral.cli.rollout import CommandError, fetch, parse_target
 from protos.corral.v1 import metrics_pb2
 from protos.kinds import KindInfo, meta
+from protos.wellknown import DEFAULT_NAMESPACE
 
 
 def build_hpa(
@@ -66,7 +67,7 @@ def autoscale_cmd(
 ) -> None:
     """Scale a deployment or replica set with its load (TYPE/NAME or TYPE NAME)."""
     info, target_name = parse_target(target, ("Deployment", "ReplicaSet"), "autoscale")
-    ns = namespace or "default"
+    ns = namespace or DEFAULT_NAMESPACE
     c = ctx.client()
     fetch(c, info, target_name, ns)
     hpa = build_hpa(

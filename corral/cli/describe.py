@@ -14,6 +14,7 @@ from corral.cli import hpa_view, printers
 from protos import codec
 from protos.corral.v1 import event_pb2, metrics_pb2, secret_pb2
 from protos.kinds import info_of, meta
+from protos.wellknown import DEFAULT_NAMESPACE
 
 MAX_EVENTS = 20
 
@@ -21,7 +22,7 @@ MAX_EVENTS = 20
 def events_for(c: api.Client, obj: Message) -> list[event_pb2.Event]:
     """The newest events about `obj` (same kind, name and, when set, uid)."""
     info, m = info_of(obj), meta(obj)
-    listed, _ = c.list("Event", m.namespace or "default")
+    listed, _ = c.list("Event", m.namespace or DEFAULT_NAMESPACE)
     events = [e for e in listed if isinstance(e, event_pb2.Event)
               and e.involved_object.kind == info.kind and e.involved_object.name == m.name
               and (not e.involved_object.uid or e.involved_object.uid == m.uid)]

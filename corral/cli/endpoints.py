@@ -19,6 +19,7 @@ from corral import client as api
 from corral.cli import printers
 from protos import codec
 from protos.corral.v1 import discovery_pb2
+from protos.wellknown import DEFAULT_NAMESPACE
 
 NAMES = frozenset({"endpoints", "endpoint", "ep"})
 # kubectl shows this many addresses, then "+ N more...".
@@ -81,7 +82,7 @@ def get_endpoints(
         raise click.UsageError("--selector is not supported for endpoints; name the Services instead")
     _, _, first = kind_arg.partition("/")
     wanted = [n for n in (first, *names) if n]
-    ns = "" if all_namespaces else (namespace or "default")
+    ns = "" if all_namespaces else (namespace or DEFAULT_NAMESPACE)
     routes: list[discovery_pb2.ServiceRoute] = []
     missing: list[str] = []
     if not wanted:

@@ -7,6 +7,7 @@ import sys
 import click
 
 from corral.cli.context import Context
+from protos.wellknown import DEFAULT_NAMESPACE
 
 pass_context = click.make_pass_decorator(Context)
 
@@ -26,7 +27,7 @@ def logs_cmd(ctx: Context, pod: str, container: str, follow: bool, tail: int, pr
     if kind and kind.lower() not in ("pod", "pods", "po"):
         raise click.UsageError(f'logs works on pods, got "{pod}"')
     out = sys.stdout.buffer
-    for chunk in ctx.client().logs(name, namespace or "default", container=container, follow=follow,
+    for chunk in ctx.client().logs(name, namespace or DEFAULT_NAMESPACE, container=container, follow=follow,
                                    tail_lines=max(tail, 0), previous=previous):
         out.write(chunk)
         out.flush()

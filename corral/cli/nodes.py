@@ -26,14 +26,16 @@ from google.protobuf.message import Message
 
 from corral import client as api
 from corral.cli.context import Context
-from corral.cli.rollout import CommandError, Duration, modify
+from corral.cli.params import Duration
+from corral.cli.rollout import CommandError, modify
 from protos.corral.v1 import node_pb2, pod_pb2
 from protos.kinds import by_kind
+from protos.owners import controller_ref
+from protos.pods import is_terminal
 
 pass_context = click.make_pass_decorator(Context)
 
 NODE = by_kind("Node")
-FINISHED_PHASES = frozenset({"Succeeded", "Failed"})
 POLL_SECONDS = 0.5
 
 
@@ -91,8 +93,7 @@ def plan_drain(pods: Sequence[Message], node: str, *, force: bool) -> DrainPlan:
     for pod in pods:
         if not isinstance(pod, pod_pb2.Pod) or pod.spec.node_name != node:
             continue
-        owned = any(o.controller for o in pod.metadata.owner_references)
-        if owned or pod.status.phase in FINISHED_PHASES:
+        if controller_ref(pod) is not None or is_terminal(pod):
             delete.append(pod)
         else:
             bare.append(pod)

@@ -29,6 +29,9 @@ from protos.corral.v1 import (
     workloads_pb2,
 )
 from protos.kinds import KindInfo, meta
+from protos.nodes import ready_condition
+from protos.pods import is_terminating
+from protos.wellknown import NODE_ROLE_PREFIX
 
 Row = list[str]
 
@@ -76,7 +79,7 @@ def pod_row(p: pod_pb2.Pod, now: datetime, wide: bool) -> Row:
             status = s.state.waiting.reason
         elif s.state.HasField("terminated") and s.state.terminated.reason and status == "Running":
             status = s.state.terminated.reason
-    if p.metadata.HasField("deletion_timestamp"):
+    if is_terminating(p):
         status = "Terminating"
     row = [f"{ready}/{total}", status, str(restarts), age(p.metadata.creation_timestamp, now)]
     if wide:
@@ -117,18 +120,19 @@ def service_row(s: service_pb2.Service, now: datetime, wide: bool) -> Row:
     return row
 
 
-def node_ready(n: node_pb2.Node) -> str:
-    for c in n.status.conditions:
-        if c.type == "Ready":
-            status = "Ready" if c.status == "True" else "NotReady"
-            return f"{status},SchedulingDisabled" if n.spec.unschedulable else status
-    return "Unknown"
+def node_status(n: node_pb2.Node) -> str:
+    """kubectl's STATUS column: Ready, NotReady or Unknown, and SchedulingDisabled when cordoned."""
+    condition = ready_condition(n)
+    if condition is None:
+        return "Unknown"
+    status = "Ready" if condition.status == "True" else "NotReady"
+    return f"{status},SchedulingDisabled" if n.spec.unschedulable else status
 
 
 def node_row(n: node_pb2.Node, now: datetime, wide: bool) -> Row:
     roles = ",".join(sorted(k.split("/", 1)[1] for k in n.metadata.labels
-                            if k.startswith("node-role.kubernetes.io/"))) or "<none>"
-    row = [node_ready(n), roles, age(n.metadata.creation_timestamp, now),
+                            if k.startswith(NODE_ROLE_PREFIX))) or "<none>"
+    row = [node_status(n), roles, age(n.metadata.creation_timestamp, now),
            n.status.node_info.agent_version or "<unknown>"]
     if wide:
         internal = next((a.address for a in n.status.addresses if a.type == "InternalIP"), "<none>")

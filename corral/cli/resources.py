@@ -15,6 +15,7 @@ from corral.cli import endpoints, printers
 from corral.cli.context import Context
 from corral.manifest import ManifestError, ParsedObject, Problem, load_objects
 from protos.kinds import KindInfo, info_of, meta, resolve
+from protos.wellknown import DEFAULT_NAMESPACE
 
 pass_context = click.make_pass_decorator(Context)
 
@@ -118,7 +119,7 @@ def get_cmd(ctx: Context, kind: str, names: tuple[str, ...], namespace: str, all
                                 output=output, selector=selector, watch=watch)
         return
     targets = parse_targets(kind, names)
-    ns = "" if all_namespaces else (namespace or "default")
+    ns = "" if all_namespaces else (namespace or DEFAULT_NAMESPACE)
     c = ctx.client()
     now = datetime.now(UTC)
     named = [t for t in targets if t[1] is not None]
@@ -128,7 +129,7 @@ def get_cmd(ctx: Context, kind: str, names: tuple[str, ...], namespace: str, all
     for info, name in targets:
         if name is not None:
             try:
-                objs.append(c.get(info.kind, name, ns or "default"))
+                objs.append(c.get(info.kind, name, ns or DEFAULT_NAMESPACE))
             except api.NotFoundError as e:
                 missing.append(str(e))
         else:
@@ -195,7 +196,7 @@ def describe_cmd(ctx: Context, kind: str, names: tuple[str, ...], namespace: str
     """Show one object in detail, with its recent events."""
     targets = parse_targets(kind, names)
     c = ctx.client()
-    ns = namespace or "default"
+    ns = namespace or DEFAULT_NAMESPACE
     first = True
     for info, name in targets:
         objs = [c.get(info.kind, name, ns)] if name else c.list(info.kind, ns)[0]

@@ -26,7 +26,6 @@ them when it acts and records an event.
 from __future__ import annotations
 
 import queue
-import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -39,33 +38,25 @@ from google.protobuf.message import Message
 from corral import client as api
 from corral.cli import printers
 from corral.cli.context import Context
+from corral.cli.params import Duration
+from protos import deployments, durations, times, wellknown
 from protos.corral.v1 import pod_pb2, workloads_pb2
 from protos.kinds import KindInfo, UnknownKindError, meta, resolve
+from protos.wellknown import DEFAULT_NAMESPACE
 
 pass_context = click.make_pass_decorator(Context)
 namespace_option = click.option("--namespace", "-n", default="", help="Namespace (default: default).")
 
-REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
-CHANGE_CAUSE_ANNOTATION = "kubernetes.io/change-cause"
-RESTARTED_AT_ANNOTATION = "corral.io/restartedAt"
-PROMOTE_ANNOTATION = "corral.io/promote"
-ABORT_ANNOTATION = "corral.io/abort"
-SCALE_DOWN_AT_ANNOTATION = "corral.io/scale-down-at"
-PROMOTE_FULL = "full"
-BLUE_GREEN, CANARY = "BlueGreen", "Canary"
-NEW_RS_AVAILABLE = "NewReplicaSetAvailable"
-POD_TEMPLATE_HASH = "pod-template-hash"
-PROGRESS_DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"
 # Deployment annotations a rollback keeps, and ReplicaSet annotations it does not copy (kubectl's list,
 # and a blue-green ReplicaSet's scale-down deadline).
 ROLLBACK_SKIPPED_ANNOTATIONS = frozenset({
-    "kubectl.kubernetes.io/last-applied-configuration",
-    REVISION_ANNOTATION,
-    "deployment.kubernetes.io/revision-history",
-    "deployment.kubernetes.io/desired-replicas",
-    "deployment.kubernetes.io/max-replicas",
-    "deprecated.deployment.rollback.to",
-    SCALE_DOWN_AT_ANNOTATION,
+    wellknown.LAST_APPLIED,
+    wellknown.REVISION,
+    wellknown.REVISION_HISTORY,
+    wellknown.DESIRED_REPLICAS,
+    wellknown.MAX_REPLICAS,
+    wellknown.DEPRECATED_ROLLBACK_TO,
+    wellknown.SCALE_DOWN_AT,
 })
 UPDATE_RETRIES = 8
 
@@ -85,38 +76,6 @@ class CommandError(click.ClickException):
 
 def not_found(e: api.NotFoundError) -> CommandError:
     return CommandError(str(e), prefix="Error from server (NotFound)")
-
-
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
-
-
-def parse_duration(text: str) -> float:
-    """Seconds in a Go-style duration ("90s", "5m", "1h30m", "500ms") or a plain number."""
-    text = text.strip()
-    try:
-        return float(text)
-    except ValueError:
-        pass
-    scale = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-    parts = _DURATION_PART.findall(text)
-    if not parts or "".join(n + u for n, u in parts) != text:
-        raise ValueError(f'invalid duration "{text}" (use e.g. 30s, 5m, 1h)')
-    return sum(float(n) * scale[u] for n, u in parts)
-
-
-class Duration(click.ParamType[float, Any]):
-    name = "duration"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
-        if isinstance(value, int | float):
-            return float(value)
-        try:
-            seconds = parse_duration(str(value))
-        except ValueError as e:
-            self.fail(str(e), param, ctx)
-        if seconds < 0:
-            self.fail(f'duration must not be negative, got "{value}"', param, ctx)
-        return seconds
 
 
 def parse_target(args: Sequence[str], allowed: Sequence[str], verb: str) -> tuple[KindInfo, str]:
@@ -190,11 +149,11 @@ def status_line(d: workloads_pb2.Deployment,
     name, spec, st = d.metadata.name, d.spec, d.status
     if d.metadata.generation > st.observed_generation:
         return "Waiting for deployment spec update to be observed...", False
-    progressing = next((c for c in st.conditions if c.type == "Progressing"), None)
+    progressing = next((c for c in st.conditions if c.type == deployments.PROGRESSING), None)
     if progressing is not None and progressing.status == "False" \
-            and progressing.reason == PROGRESS_DEADLINE_EXCEEDED:
+            and progressing.reason == deployments.TIMED_OUT:
         raise CommandError(f'deployment "{name}" exceeded its progress deadline')
-    if spec.strategy.type in (BLUE_GREEN, CANARY):
+    if spec.strategy.type in (deployments.BLUE_GREEN, deployments.CANARY):
         return traffic_status_line(d, sets)
     waiting = f'Waiting for deployment "{name}" rollout to finish: '
     if st.updated_replicas < spec.replicas:
@@ -264,7 +223,7 @@ def rollout_group() -> None:
 def status_cmd(ctx: Context, target: tuple[str, ...], namespace: str, timeout: float, watch: bool) -> None:
     """Show the status of a rollout, following it until it is done."""
     info, name = _deployment(target, "rollout status")
-    ns = namespace or "default"
+    ns = namespace or DEFAULT_NAMESPACE
     c = ctx.client()
     d = as_deployment(fetch(c, info, name, ns))
     if not watch:
@@ -286,7 +245,7 @@ def status_cmd(ctx: Context, target: tuple[str, ...], namespace: str, timeout: f
 # -- BlueGreen and Canary -----------------------------------------------------------------
 
 def _hash(rs: workloads_pb2.ReplicaSet) -> str:
-    return rs.spec.template.metadata.labels.get(POD_TEMPLATE_HASH, "")
+    return rs.spec.template.metadata.labels.get(wellknown.POD_TEMPLATE_HASH, "")
 
 
 def owned_sets(d: workloads_pb2.Deployment, listed: Sequence[Message]) -> list[workloads_pb2.ReplicaSet]:
@@ -296,7 +255,7 @@ def owned_sets(d: workloads_pb2.Deployment, listed: Sequence[Message]) -> list[w
 
 def _traffic_sets(c: api.Client, d: workloads_pb2.Deployment) -> list[workloads_pb2.ReplicaSet]:
     """The Deployment's ReplicaSets if its strategy moves traffic (else none are needed)."""
-    if d.spec.strategy.type not in (BLUE_GREEN, CANARY):
+    if d.spec.strategy.type not in (deployments.BLUE_GREEN, deployments.CANARY):
         return []
     listed, _ = c.list("ReplicaSet", d.metadata.namespace)
     return owned_sets(d, listed)
@@ -305,8 +264,8 @@ def _traffic_sets(c: api.Client, d: workloads_pb2.Deployment) -> list[workloads_
 def current_set(d: workloads_pb2.Deployment,
                 sets: Sequence[workloads_pb2.ReplicaSet]) -> workloads_pb2.ReplicaSet | None:
     """The ReplicaSet of the Deployment's current revision (its template's)."""
-    revision = d.metadata.annotations.get(REVISION_ANNOTATION)
-    found = [rs for rs in sets if revision and rs.metadata.annotations.get(REVISION_ANNOTATION) == revision]
+    revision = d.metadata.annotations.get(wellknown.REVISION)
+    found = [rs for rs in sets if revision and rs.metadata.annotations.get(wellknown.REVISION) == revision]
     return found[0] if found else None
 
 
@@ -317,19 +276,6 @@ def canary_running(d: workloads_pb2.Deployment) -> bool:
 
 def _weight(d: workloads_pb2.Deployment, pod_hash: str) -> int:
     return next((t.weight for t in d.status.traffic if t.pod_template_hash == pod_hash), 0)
-
-
-def _pause_seconds(pause: workloads_pb2.CanaryPause) -> float | None:
-    duration = pause.duration
-    kind = duration.WhichOneof("value") if pause.HasField("duration") else None
-    if kind == "int_val":
-        return float(duration.int_val)
-    if kind == "str_val":
-        try:
-            return parse_duration(duration.str_val)
-        except ValueError:
-            return None
-    return None
 
 
 def canary_line(d: workloads_pb2.Deployment, sets: Sequence[workloads_pb2.ReplicaSet]) -> str:
@@ -346,13 +292,13 @@ def canary_line(d: workloads_pb2.Deployment, sets: Sequence[workloads_pb2.Replic
     if step.HasField("set_weight"):
         need = rs.spec.replicas if rs is not None else 0
         return f"{where}, setting weight {step.set_weight}% ({available}/{need} canary pods available)"
-    length = _pause_seconds(step.pause)
+    length = durations.pause_seconds(step.pause)
     if length is None:
         return f"{where}, paused until promoted"
     if not canary.HasField("pause_start_time"):
         return f"{where}, paused for {length:g}s"
     end = canary.pause_start_time.ToDatetime(tzinfo=UTC) + timedelta(seconds=length)
-    return f"{where}, paused until {rfc3339(end)}"
+    return f"{where}, paused until {times.format_deadline(end)}"
 
 
 def blue_green_line(d: workloads_pb2.Deployment, new: workloads_pb2.ReplicaSet) -> str:
@@ -379,12 +325,12 @@ def traffic_status_line(d: workloads_pb2.Deployment, sets: Sequence[workloads_pb
     if new is None:
         return f"{waiting}0 out of {d.spec.replicas} new replicas have been updated...", False
     if _hash(new) != st.stable_pod_template_hash:
-        if d.spec.strategy.type == CANARY:
+        if d.spec.strategy.type == deployments.CANARY:
             return f"{waiting}canary {new.metadata.name} is starting...", False
         return blue_green_line(d, new), False
-    progressing = next((c for c in st.conditions if c.type == "Progressing"), None)
+    progressing = next((c for c in st.conditions if c.type == deployments.PROGRESSING), None)
     available = new.status.available_replicas
-    done = (progressing.reason == NEW_RS_AVAILABLE if progressing is not None
+    done = (progressing.reason == deployments.NEW_RS_AVAILABLE if progressing is not None
             else available >= d.spec.replicas and st.updated_replicas == d.spec.replicas)
     if not done:
         return f"{waiting}{available} of {d.spec.replicas} updated replicas are available...", False
@@ -395,7 +341,7 @@ def traffic_status_line(d: workloads_pb2.Deployment, sets: Sequence[workloads_pb
 
 def revision_of(rs: workloads_pb2.ReplicaSet) -> int | None:
     try:
-        return int(rs.metadata.annotations[REVISION_ANNOTATION])
+        return int(rs.metadata.annotations[wellknown.REVISION])
     except (KeyError, ValueError):
         return None
 
@@ -452,7 +398,7 @@ def history_cmd(ctx: Context, target: tuple[str, ...], namespace: str, revision:
     """List the revisions of a deployment, or show one in detail."""
     info, name = _deployment(target, "rollout history")
     c = ctx.client()
-    d = as_deployment(fetch(c, info, name, namespace or "default"))
+    d = as_deployment(fetch(c, info, name, namespace or DEFAULT_NAMESPACE))
     revisions = _history_of(c, d)
     if revision:
         chosen = dict(revisions).get(revision)
@@ -465,18 +411,11 @@ def history_cmd(ctx: Context, target: tuple[str, ...], namespace: str, revision:
         click.echo("No rollout history found.")
         return
     click.echo(ref(info, name))
-    rows = [[str(n), rs.metadata.annotations.get(CHANGE_CAUSE_ANNOTATION, "<none>")] for n, rs in revisions]
+    rows = [[str(n), rs.metadata.annotations.get(wellknown.CHANGE_CAUSE, "<none>")] for n, rs in revisions]
     click.echo(printers.format_table(rows, ["REVISION", "CHANGE-CAUSE"]))
 
 
 # -- rollout undo ----------------------------------------------------------------------------
-
-def without_hash(template: pod_pb2.PodTemplateSpec) -> pod_pb2.PodTemplateSpec:
-    copy = pod_pb2.PodTemplateSpec()
-    copy.CopyFrom(template)
-    copy.metadata.labels.pop(POD_TEMPLATE_HASH, None)
-    return copy
-
 
 def choose_revision(d: workloads_pb2.Deployment, revisions: Sequence[tuple[int, workloads_pb2.ReplicaSet]],
                     to_revision: int) -> tuple[int, workloads_pb2.ReplicaSet]:
@@ -516,8 +455,8 @@ def undo_cmd(ctx: Context, target: tuple[str, ...], namespace: str, to_revision:
             raise CommandError("you cannot rollback a paused deployment; resume it first with "
                                f"'corral rollout resume {ref(info, name)}' and try again")
         revision, rs = choose_revision(d, _history_of(c, d), to_revision)
-        template = without_hash(rs.spec.template)
-        if template == without_hash(d.spec.template):
+        template = deployments.without_hash(rs.spec.template)
+        if template == deployments.without_hash(d.spec.template):
             skipped.append(revision)
             return False
         d.spec.template.CopyFrom(template)
@@ -526,7 +465,7 @@ def undo_cmd(ctx: Context, target: tuple[str, ...], namespace: str, to_revision:
         d.metadata.annotations.update(annotations)
         return True
 
-    if modify(c, info, name, namespace or "default", roll_back):
+    if modify(c, info, name, namespace or DEFAULT_NAMESPACE, roll_back):
         click.echo(f"{ref(info, name)} rolled back")
     else:
         click.echo(f"{ref(info, name)} skipped rollback (current template already matches revision {skipped[-1]})")
@@ -546,7 +485,7 @@ def _set_paused(ctx: Context, target: tuple[str, ...], namespace: str, paused: b
         d.spec.paused = paused
         return True
 
-    modify(ctx.client(), info, name, namespace or "default", change)
+    modify(ctx.client(), info, name, namespace or DEFAULT_NAMESPACE, change)
     click.echo(f"{ref(info, name)} {'paused' if paused else 'resumed'}")
 
 
@@ -571,7 +510,7 @@ def resume_cmd(ctx: Context, target: tuple[str, ...], namespace: str) -> None:
 # -- rollout promote | abort ------------------------------------------------------------------
 
 def _strategy_error(d: workloads_pb2.Deployment, verb: str, allowed: str) -> CommandError:
-    kind = d.spec.strategy.type or "RollingUpdate"
+    kind = d.spec.strategy.type or deployments.ROLLING_UPDATE
     return CommandError(f'deployment "{d.metadata.name}" uses the {kind} strategy: '
                         f"only {allowed} deployments can be {verb}")
 
@@ -585,10 +524,10 @@ def _require_observed(d: workloads_pb2.Deployment) -> None:
 def promotion(d: workloads_pb2.Deployment, sets: Sequence[workloads_pb2.ReplicaSet], *, full: bool) -> str:
     """The corral.io/promote value that promotes what `d` waits for, or a CommandError."""
     name, kind = d.metadata.name, d.spec.strategy.type
-    if kind not in (BLUE_GREEN, CANARY):
+    if kind not in (deployments.BLUE_GREEN, deployments.CANARY):
         raise _strategy_error(d, "promoted", "BlueGreen and Canary")
     _require_observed(d)
-    if kind == BLUE_GREEN:
+    if kind == deployments.BLUE_GREEN:
         new = current_set(d, sets)
         if new is None or _hash(new) == d.status.stable_pod_template_hash:
             raise CommandError(f'deployment "{name}" has nothing to promote: no preview is running')
@@ -596,7 +535,7 @@ def promotion(d: workloads_pb2.Deployment, sets: Sequence[workloads_pb2.ReplicaS
     if not canary_running(d):
         raise CommandError(f'deployment "{name}" has nothing to promote: no canary is running')
     if full:
-        return PROMOTE_FULL
+        return wellknown.PROMOTE_FULL
     index, steps = d.status.canary.current_step_index, d.spec.strategy.canary.steps
     if index >= len(steps):
         raise CommandError(f'deployment "{name}" has nothing to promote: the canary has taken every step '
@@ -612,10 +551,10 @@ def promotion(d: workloads_pb2.Deployment, sets: Sequence[workloads_pb2.ReplicaS
 def abort_target(d: workloads_pb2.Deployment) -> str:
     """The corral.io/abort value (the running canary's hash), or a CommandError."""
     name, kind = d.metadata.name, d.spec.strategy.type
-    if kind == BLUE_GREEN:
+    if kind == deployments.BLUE_GREEN:
         raise CommandError(f'deployment "{name}" uses the BlueGreen strategy: there is no canary to abort; '
                            f"'corral rollout undo deployment.apps/{name}' goes back to the active version")
-    if kind != CANARY:
+    if kind != deployments.CANARY:
         raise _strategy_error(d, "aborted", "Canary")
     _require_observed(d)
     if not canary_running(d):
@@ -637,11 +576,11 @@ def promote_cmd(ctx: Context, target: tuple[str, ...], namespace: str, full: boo
 
     def change(obj: Message) -> bool:
         d = as_deployment(obj)
-        d.metadata.annotations[PROMOTE_ANNOTATION] = promotion(d, _traffic_sets(c, d), full=full)
+        d.metadata.annotations[wellknown.PROMOTE] = promotion(d, _traffic_sets(c, d), full=full)
         paused[:] = [d.spec.paused]
         return True
 
-    modify(c, info, name, namespace or "default", change)
+    modify(c, info, name, namespace or DEFAULT_NAMESPACE, change)
     note = f" (paused: it takes effect once you run 'corral rollout resume {ref(info, name)}')" if any(paused) else ""
     click.echo(f"{ref(info, name)} promoted{note}")
 
@@ -656,15 +595,11 @@ def abort_cmd(ctx: Context, target: tuple[str, ...], namespace: str) -> None:
 
     def change(obj: Message) -> bool:
         d = as_deployment(obj)
-        d.metadata.annotations[ABORT_ANNOTATION] = abort_target(d)
+        d.metadata.annotations[wellknown.ABORT] = abort_target(d)
         return True
 
-    modify(ctx.client(), info, name, namespace or "default", change)
+    modify(ctx.client(), info, name, namespace or DEFAULT_NAMESPACE, change)
     click.echo(f"{ref(info, name)} aborted")
-
-
-def rfc3339(now: datetime) -> str:
-    return now.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 @rollout_group.command("restart")
@@ -674,17 +609,17 @@ def rfc3339(now: datetime) -> str:
 def restart_cmd(ctx: Context, target: tuple[str, ...], namespace: str) -> None:
     """Restart every pod of a deployment with a rolling update."""
     info, name = _deployment(target, "rollout restart")
-    stamp = rfc3339(datetime.now(UTC))
+    stamp = times.format_time(datetime.now(UTC))
 
     def change(obj: Message) -> bool:
         d = as_deployment(obj)
         if d.spec.paused:
             raise CommandError(f'{info.plural}.{info.group} "{name}" can\'t restart paused deployment '
                                "(run rollout resume first)")
-        d.spec.template.metadata.annotations[RESTARTED_AT_ANNOTATION] = stamp
+        d.spec.template.metadata.annotations[wellknown.RESTARTED_AT] = stamp
         return True
 
-    modify(ctx.client(), info, name, namespace or "default", change)
+    modify(ctx.client(), info, name, namespace or DEFAULT_NAMESPACE, change)
     click.echo(f"{ref(info, name)} restarted")
 
 
@@ -708,7 +643,7 @@ def scale_cmd(ctx: Context, target: tuple[str, ...], replicas: int, current_repl
         obj.spec.replicas = replicas
         return True
 
-    modify(ctx.client(), info, name, namespace or "default", change)
+    modify(ctx.client(), info, name, namespace or DEFAULT_NAMESPACE, change)
     click.echo(f"{ref(info, name)} scaled")
 
 
@@ -766,6 +701,6 @@ def image_cmd(ctx: Context, args: tuple[str, ...], namespace: str) -> None:
         set_images(_pod_spec(obj), images)
         return True
 
-    modify(ctx.client(), info, name, namespace or "default", change)
+    modify(ctx.client(), info, name, namespace or DEFAULT_NAMESPACE, change)
     click.echo(f"{ref(info, name)} image updated")
 

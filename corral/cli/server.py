@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from corral.cli.params import WholeDuration
 from corral.common import logs
 from protos.pod_security import DEFAULT_LEVEL, LEVELS, PRIVILEGED
 
@@ -73,22 +74,19 @@ def default_data_dir() -> Path:
 @click.option("--tls-san", "tls_san", multiple=True,
               help="Another name or address for the serving certificate (repeatable). Corral clients check the "
                    "cluster CA, not the address they dial, so this is only for other tools.")
-@click.option("--node-cert-ttl", default="720h", show_default=True,
+@click.option("--node-cert-ttl", type=WholeDuration(), default="720h", show_default=True,
               help="Lifetime of node certificates (agents renew them at two thirds).")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
               default="info", show_default=True)
 def server_cmd(listen: str, etcd: str, data_dir: str | None, etcd_binary: str | None, scheduling_strategy: str,
                lease_ttl: int, metrics_listen: str | None, hpa_sync_period: float, pod_security: str | None,
                allow_privileged: bool, allow_host_path: bool, join_listen: str, join_rate: float, join_burst: int,
-               tls_san: tuple[str, ...], node_cert_ttl: str, log_level: str) -> None:
+               tls_san: tuple[str, ...], node_cert_ttl: int, log_level: str) -> None:
     """Run the control plane (run 2 or 3 against one etcd cluster for high availability).
 
     On first start it makes the cluster CA under --data-dir/pki; at every start it writes an admin
     credential and this server's address to the CLI config (mode 0600)."""
-    from corral.cli.auth import parse_duration
-
-    node_cert_seconds = parse_duration(node_cert_ttl)
-    if node_cert_seconds < 600:
+    if node_cert_ttl < 600:
         raise click.BadParameter("node certificates must live at least 10m", param_hint="--node-cert-ttl")
     if etcd and etcd_binary:
         raise click.BadParameter("an external --etcd cluster runs its own binaries", param_hint="--etcd-binary")
@@ -98,7 +96,7 @@ def server_cmd(listen: str, etcd: str, data_dir: str | None, etcd_binary: str | 
                pod_security=pod_security_level(pod_security, allow_privileged=allow_privileged),
                allow_host_path=allow_host_path,
                join_listen=join_listen, join_rate=join_rate, join_burst=join_burst, tls_san=list(tls_san),
-               node_cert_lifetime=dt.timedelta(seconds=node_cert_seconds))
+               node_cert_lifetime=dt.timedelta(seconds=node_cert_ttl))
 
 
 def pod_security_level(level: str | None, *, allow_privileged: bool) -> str:

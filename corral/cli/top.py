@@ -28,6 +28,7 @@ from corral.cli import printers
 from corral.cli.context import Context
 from corral.cli.rollout import CommandError
 from protos.corral.v1 import metrics_pb2
+from protos.wellknown import DEFAULT_NAMESPACE
 
 pass_context = click.make_pass_decorator(Context)
 
@@ -167,7 +168,7 @@ def top_pods(
 def _nothing_to_show(c: api.Client, namespace: str, *, all_namespaces: bool, selector: str, named: bool) -> None:
     """No pod has metrics: say whether there are no pods at all, or no metrics yet (exit 1)."""
     if not named:
-        ns = "" if all_namespaces else (namespace or "default")
+        ns = "" if all_namespaces else (namespace or DEFAULT_NAMESPACE)
         if not c.list_page("Pod", ns, selector=selector, limit=1).items:
             where = "" if all_namespaces else f" in {ns} namespace"
             click.echo(f"No resources found{where}.", err=True)

@@ -30,9 +30,9 @@ from typing import Any
 
 import pytest
 
-from corral.cli.rollout import without_hash
 from corral.client import Client, ClientError, ConflictError, NotFoundError
 from protos.corral.v1 import workloads_pb2
+from protos.deployments import without_hash
 from tests.chaos.conftest import (
     Cluster,
     PodWatcher,

@@ -24,7 +24,7 @@ from controlplane.apiserver.service import ObjectService
 from controlplane.store.memory import MemoryStore
 from controlplane.store.objects import ObjectStore
 from corral.cli.config import write_config
-from corral.cli.rollout import CommandError, choose_revision, parse_duration, status_line
+from corral.cli.rollout import CommandError, choose_revision, status_line
 from protos.corral.v1 import api_pb2_grpc, workloads_pb2
 from protos.kinds import by_kind
 from tests.e2e.conftest import Cli
@@ -387,21 +387,6 @@ def test_status_line_progress_deadline() -> None:
     d.status.conditions.add(type="Progressing", status="False", reason="ProgressDeadlineExceeded")
     with pytest.raises(CommandError, match="exceeded its progress deadline"):
         status_line(d)
-
-
-@pytest.mark.parametrize(("text", "seconds"), [
-    pytest.param("60s", 60, id="seconds"), pytest.param("5m", 300, id="minutes"),
-    pytest.param("1h30m", 5400, id="compound"), pytest.param("500ms", 0.5, id="millis"),
-    pytest.param("90", 90, id="bare-number"), pytest.param("0", 0, id="zero"),
-])
-def test_parse_duration(text: str, seconds: float) -> None:
-    assert parse_duration(text) == seconds
-
-
-@pytest.mark.parametrize("text", ["soon", "5x", "1m-3s", ""])
-def test_parse_duration_rejects(text: str) -> None:
-    with pytest.raises(ValueError):
-        parse_duration(text)
 
 
 def test_choose_revision() -> None:

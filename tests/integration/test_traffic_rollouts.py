@@ -18,13 +18,6 @@ from typing import Any
 from controlplane.apiserver.errors import ConflictError
 from controlplane.apiserver.handlers import ObjectApi
 from controlplane.controllers.deployment.controller import DeploymentController
-from controlplane.controllers.deployment.revisions import (
-    ABORT,
-    POD_TEMPLATE_HASH,
-    PROMOTE,
-    SCALE_DOWN_AT,
-    without_hash,
-)
 from controlplane.controllers.events import EventRecorder
 from controlplane.controllers.replicaset.controller import ReplicaSetController
 from controlplane.controllers.runner import ControllerManager
@@ -33,6 +26,8 @@ from controlplane.store.memory import MemoryStore
 from controlplane.store.objects import ObjectStore
 from protos import codec
 from protos.corral.v1 import event_pb2, pod_pb2, workloads_pb2
+from protos.deployments import without_hash
+from protos.wellknown import ABORT, POD_TEMPLATE_HASH, PROMOTE, SCALE_DOWN_AT
 from tests.integration.test_workload_controllers import DEPLOYMENT, EVENT, POD, RS, Snapshot
 
 POLL = 0.02

@@ -21,7 +21,6 @@ import pytest
 from controlplane.apiserver.handlers import ObjectApi
 from controlplane.controllers.deployment.controller import DeploymentController
 from controlplane.controllers.deployment.expectations import WriteExpectations
-from controlplane.controllers.deployment.revisions import POD_TEMPLATE_HASH, REVISION, without_hash
 from controlplane.controllers.events import EventRecorder
 from controlplane.controllers.queue import WorkQueue
 from controlplane.controllers.replicaset.controller import ReplicaSetController
@@ -32,7 +31,9 @@ from controlplane.store import errors as store_errors
 from controlplane.store.memory import MemoryStore
 from controlplane.store.objects import ObjectStore
 from protos.corral.v1 import event_pb2, meta_pb2, pod_pb2, workloads_pb2
+from protos.deployments import without_hash
 from protos.kinds import by_kind, meta
+from protos.wellknown import POD_TEMPLATE_HASH, REVISION
 
 POD, RS, DEPLOYMENT, EVENT = (by_kind(k) for k in ("Pod", "ReplicaSet", "Deployment", "Event"))
 POLL = 0.02

@@ -9,10 +9,10 @@ import pytest
 from click.testing import CliRunner
 from google.protobuf.message import Message
 
-from controlplane.controllers.deployment import revisions
 from corral.cli import rollout
 from corral.cli.context import Context
 from corral.cli.rollout import CommandError, abort_target, promotion, rollout_group, status_line
+from protos import wellknown
 from protos.corral.v1 import workloads_pb2
 from tests.unit.controllers.sim import Sim
 from tests.unit.controllers.traffic_sim import blue_green, canary, hash_of_image, settled
@@ -65,11 +65,8 @@ def at_pause() -> Sim:
     return sim
 
 
-def test_the_cli_uses_the_controllers_annotation_names() -> None:
-    assert rollout.PROMOTE_ANNOTATION == revisions.PROMOTE
-    assert rollout.ABORT_ANNOTATION == revisions.ABORT
-    assert rollout.SCALE_DOWN_AT_ANNOTATION == revisions.SCALE_DOWN_AT
-    assert revisions.SCALE_DOWN_AT in rollout.ROLLBACK_SKIPPED_ANNOTATIONS
+def test_a_rollback_does_not_copy_the_scale_down_deadline() -> None:
+    assert wellknown.SCALE_DOWN_AT in rollout.ROLLBACK_SKIPPED_ANNOTATIONS
 
 
 def test_promote_a_canary_at_a_pause() -> None:
@@ -77,16 +74,16 @@ def test_promote_a_canary_at_a_pause() -> None:
     result = run(sim, "promote", "deploy/web")
     assert result.exit_code == 0, result.output
     assert result.output == "deployment.apps/web promoted\n"
-    assert sim.deployment.metadata.annotations[revisions.PROMOTE] == "1"
+    assert sim.deployment.metadata.annotations[wellknown.PROMOTE] == "1"
     run(sim, "promote", "deployment", "web", "--full")
-    assert sim.deployment.metadata.annotations[revisions.PROMOTE] == "full"
+    assert sim.deployment.metadata.annotations[wellknown.PROMOTE] == "full"
 
 
 def test_abort_a_canary() -> None:
     sim = at_pause()
     result = run(sim, "abort", "deploy/web")
     assert result.exit_code == 0 and result.output == "deployment.apps/web aborted\n"
-    assert sim.deployment.metadata.annotations[revisions.ABORT] == hash_of_image(sim, "httpd:2")
+    assert sim.deployment.metadata.annotations[wellknown.ABORT] == hash_of_image(sim, "httpd:2")
 
 
 def _error(sim: Sim, *args: str) -> str:
@@ -221,7 +218,7 @@ def test_blue_green_status_lines() -> None:
     sim.round()
     sim.sync_replica_sets()
     assert status_line(sim.deployment, sets(sim)) == ("blue-green: preview 3/3 available, waiting for promotion", False)
-    sim.deployment.metadata.annotations[revisions.PROMOTE] = hash_of_image(sim, "httpd:2")
+    sim.deployment.metadata.annotations[wellknown.PROMOTE] = hash_of_image(sim, "httpd:2")
     sim.round()
     sim.sync_replica_sets()
     # Done at the switch: the old version's delayed scale-down is not waited for.
@@ -231,7 +228,7 @@ def test_blue_green_status_lines() -> None:
 
 def test_status_of_an_aborted_canary_fails() -> None:
     sim = at_pause()
-    sim.deployment.metadata.annotations[revisions.ABORT] = hash_of_image(sim, "httpd:2")
+    sim.deployment.metadata.annotations[wellknown.ABORT] = hash_of_image(sim, "httpd:2")
     sim.round()
     sim.round()
     with pytest.raises(CommandError, match='deployment "web" rollout aborted: abort requested'):

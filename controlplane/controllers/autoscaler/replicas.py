@@ -34,8 +34,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from fractions import Fraction
 
-from controlplane.controllers.replicaset import pods as podutil
-from protos import quantity
+from protos import pods as podutil
+from protos import quantity, times
 from protos.corral.v1 import metrics_pb2, pod_pb2
 
 Values = dict[str, Fraction]
@@ -227,14 +227,14 @@ def cpu_sample_unready(pod: pod_pb2.Pod, now: datetime, tuning: Tuning) -> bool:
     """Whether a pod's cpu sample is left out: no Ready condition or start time, started
     within the initialization period, or not ready and never ready since it started."""
     condition = podutil.ready_condition(pod)
-    started = podutil.as_datetime(pod.status.start_time)
+    started = times.as_datetime(pod.status.start_time)
     if condition is None or started is None:
         return True
     if now < started + timedelta(seconds=tuning.cpu_initialization_seconds):
         return True
     if condition.status == "True":
         return False
-    changed = podutil.as_datetime(condition.last_transition_time)
+    changed = times.as_datetime(condition.last_transition_time)
     return changed is None or changed < started + timedelta(seconds=tuning.readiness_delay_seconds)
 
 

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 from typing import Protocol
 
 from controlplane.controllers.autoscaler.replicas import PodMetrics
-from controlplane.controllers.replicaset import pods as podutil
+from protos import pods as podutil
 from protos.corral.v1 import metrics_pb2, pod_pb2
 
 

@@ -21,18 +21,19 @@ from __future__ import annotations
 from controlplane.controllers.deployment import conditions as cond
 from controlplane.controllers.deployment import newrs, scaledown
 from controlplane.controllers.deployment.plan import Plan, SetState, scale
-from controlplane.controllers.deployment.revisions import ABORT, PROMOTE, take
+from controlplane.controllers.deployment.revisions import take
 from controlplane.controllers.deployment.serving import serving_set
 from controlplane.controllers.deployment.status import sync_traffic_status
-from controlplane.controllers.deployment.steps import FULL
 from controlplane.controllers.deployment.traffic import Outcome, hash_of
-
-DEFAULT_SCALE_DOWN_DELAY = 30
+from protos import deployments
+from protos.wellknown import ABORT, PROMOTE, PROMOTE_FULL
 
 
 def scale_down_delay(plan: Plan) -> int:
     config = plan.deployment.spec.strategy.blue_green
-    return config.scale_down_delay_seconds if config.HasField("scale_down_delay_seconds") else DEFAULT_SCALE_DOWN_DELAY
+    if config.HasField("scale_down_delay_seconds"):
+        return config.scale_down_delay_seconds
+    return deployments.DEFAULT_SCALE_DOWN_DELAY_SECONDS
 
 
 def auto_promotion(plan: Plan) -> bool:
@@ -63,7 +64,7 @@ def _preview(plan: Plan, active: SetState, preview: SetState) -> Outcome:
     scale(plan, preview, plan.replicas, annotate=True)
     scaledown.clear_deadline(preview)
     requested = d.metadata.annotations.get(PROMOTE)
-    promoted = requested in (hash_of(preview), FULL)
+    promoted = requested in (hash_of(preview), PROMOTE_FULL)
     if requested is not None and not promoted:
         _drop_promotion(plan, f"the preview is {hash_of(preview)}")
     ready = preview.available >= plan.replicas
@@ -84,7 +85,7 @@ def _preview(plan: Plan, active: SetState, preview: SetState) -> Outcome:
             f"preview {preview.name} has {available} pods available; waiting for "
             f"`corral rollout promote deployment/{d.metadata.name}`"
         )
-        shown = cond.get_condition(plan.original.status, cond.PROGRESSING)
+        shown = cond.get_condition(plan.original.status, deployments.PROGRESSING)
         if shown is None or shown.message != waiting:
             plan.event(
                 "WaitingForPromotion",

@@ -27,12 +27,14 @@ from datetime import datetime
 from controlplane.controllers.deployment import newrs, scaledown, steps, traffic
 from controlplane.controllers.deployment.health import failure
 from controlplane.controllers.deployment.plan import Plan, SetState, scale
-from controlplane.controllers.deployment.revisions import ABORT, PROMOTE, revision_of, take, without_hash
+from controlplane.controllers.deployment.revisions import revision_of, take
 from controlplane.controllers.deployment.serving import serving_set
 from controlplane.controllers.deployment.status import REQUEUE_SKEW, sync_traffic_status
 from controlplane.controllers.deployment.traffic import Outcome, hash_of
-from controlplane.controllers.replicaset import pods as podutil
+from protos import times
 from protos.corral.v1 import workloads_pb2
+from protos.deployments import without_hash
+from protos.wellknown import ABORT, PROMOTE
 
 ABORT_REQUESTED = "abort requested with `corral rollout abort`"
 
@@ -88,7 +90,7 @@ def _canary(plan: Plan, stable: SetState, canary: SetState) -> Outcome:
     if reason is not None:
         return _abort(plan, stable, canary, record, reason)
     config = d.spec.strategy.canary
-    start = podutil.as_datetime(record.pause_start_time) if record.HasField("pause_start_time") else None
+    start = times.as_datetime(record.pause_start_time) if record.HasField("pause_start_time") else None
     result = steps.walk(
         steps.StepInput(
             steps=list(config.steps),

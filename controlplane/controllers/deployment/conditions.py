@@ -16,22 +16,10 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from controlplane.controllers.replicaset.pods import as_datetime
 from protos.corral.v1 import meta_pb2, workloads_pb2
+from protos.deployments import NEW_RS_AVAILABLE, PROGRESSING, ROLLOUT_ABORTED, ROLLOUT_PAUSED, TIMED_OUT
+from protos.times import as_datetime
 
-AVAILABLE = "Available"
-PROGRESSING = "Progressing"
-MIN_AVAILABLE = "MinimumReplicasAvailable"
-MIN_UNAVAILABLE = "MinimumReplicasUnavailable"
-NEW_RS_CREATED = "NewReplicaSetCreated"
-FOUND_NEW_RS = "FoundNewReplicaSet"
-RS_UPDATED = "ReplicaSetUpdated"
-NEW_RS_AVAILABLE = "NewReplicaSetAvailable"
-TIMED_OUT = "ProgressDeadlineExceeded"
-PAUSED = "DeploymentPaused"
-RESUMED = "DeploymentResumed"
-ROLLOUT_PAUSED = "RolloutPaused"
-ROLLOUT_ABORTED = "RolloutAborted"
 # Reasons of a Progressing condition that cannot time out.
 WITHOUT_DEADLINE = frozenset({NEW_RS_AVAILABLE, TIMED_OUT, ROLLOUT_PAUSED, ROLLOUT_ABORTED})
 # Kubernetes' "no deadline" value of progressDeadlineSeconds (MaxInt32).

@@ -36,9 +36,9 @@ from controlplane.controllers.deployment.reconcile import DeploymentActions, rec
 from controlplane.controllers.events import EventRecorder
 from controlplane.controllers.index import NamespaceIndex
 from controlplane.controllers.queue import WorkQueue
-from controlplane.controllers.replicaset import pods as podutil
 from controlplane.controllers.replicaset.controller import owner_key
 from controlplane.informer import CacheEvent, Change, Informer, object_key
+from protos import owners
 from protos.corral.v1 import pod_pb2, workloads_pb2
 from protos.kinds import by_kind, meta
 
@@ -93,7 +93,7 @@ class DeploymentController:
         key = owner_key(rs, "Deployment")
         if key is not None:
             return [key]
-        if podutil.controller_ref(rs) is not None or change is Change.DELETED:
+        if owners.controller_ref(rs) is not None or change is Change.DELETED:
             return []
         assert self._deployments_by_ns is not None
         m = meta(rs)

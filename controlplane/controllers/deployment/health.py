@@ -17,7 +17,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from controlplane.controllers.nodelifecycle.reconcile import POD_NOT_READY_REASON
-from controlplane.controllers.replicaset import pods as podutil
+from protos import pods as podutil
+from protos import times
 from protos.corral.v1 import pod_pb2
 
 CRASH_LOOP = "CrashLoopBackOff"
@@ -53,8 +54,8 @@ def lost_readiness(pod: pod_pb2.Pod) -> bool:
     condition = podutil.ready_condition(pod)
     if condition is None or condition.status != "False" or condition.reason == POD_NOT_READY_REASON:
         return False
-    since = podutil.as_datetime(condition.last_transition_time)
+    since = times.as_datetime(condition.last_transition_time)
     if since is None:
         return False
-    started = podutil.as_datetime(pod.status.start_time)
+    started = times.as_datetime(pod.status.start_time)
     return started is None or since > started

@@ -22,16 +22,16 @@ from controlplane.controllers.deployment import conditions as cond
 from controlplane.controllers.deployment import strategy
 from controlplane.controllers.deployment.plan import Plan, SetState, creation_key
 from controlplane.controllers.deployment.revisions import (
-    POD_TEMPLATE_HASH,
-    REVISION,
     equal_ignoring_hash,
     max_revision,
     revision_of,
     set_new_rs_annotations,
     template_hash,
 )
-from controlplane.controllers.replicaset import pods as podutil
+from protos import deployments, owners
+from protos import pods as podutil
 from protos.corral.v1 import workloads_pb2
+from protos.wellknown import POD_TEMPLATE_HASH, REVISION
 
 # How a ReplicaSet to be created gets its initial size: (plan, its state) -> replicas.
 Sizer = Callable[[Plan, SetState], int]
@@ -63,12 +63,12 @@ def _sync_existing(plan: Plan, new: SetState, revision: int) -> None:
     if not cond.has_progress_deadline(d):
         return
     started = changed and not d.spec.paused
-    if started or cond.get_condition(d.status, cond.PROGRESSING) is None:
-        _start_progressing(plan, cond.FOUND_NEW_RS, f'Found new replica set "{new.name}"')
+    if started or cond.get_condition(d.status, deployments.PROGRESSING) is None:
+        _start_progressing(plan, deployments.FOUND_NEW_RS, f'Found new replica set "{new.name}"')
 
 
 def _start_progressing(plan: Plan, reason: str, message: str) -> None:
-    condition = cond.new_condition(cond.PROGRESSING, "True", reason, message, plan.now)
+    condition = cond.new_condition(deployments.PROGRESSING, "True", reason, message, plan.now)
     cond.replace_condition(plan.deployment.status, condition)
 
 
@@ -91,14 +91,14 @@ def _create(plan: Plan, revision: int, sizer: Sizer | None) -> None:
         plan.event("ScalingReplicaSet", f"Scaled up replica set {name} from 0 to {replicas}", replica_set=name)
     d.metadata.annotations[REVISION] = str(revision)
     if cond.has_progress_deadline(d):
-        _start_progressing(plan, cond.NEW_RS_CREATED, f'Created new replica set "{name}"')
+        _start_progressing(plan, deployments.NEW_RS_CREATED, f'Created new replica set "{name}"')
 
 
 def build_replica_set(d: workloads_pb2.Deployment, pod_hash: str, name: str) -> workloads_pb2.ReplicaSet:
     rs = workloads_pb2.ReplicaSet(api_version="apps/v1", kind="ReplicaSet")
     rs.metadata.name = name
     rs.metadata.namespace = d.metadata.namespace
-    rs.metadata.owner_references.append(podutil.owner_reference(d))
+    rs.metadata.owner_references.append(owners.owner_reference(d))
     rs.spec.replicas = 0
     rs.spec.min_ready_seconds = d.spec.min_ready_seconds
     rs.spec.selector.CopyFrom(d.spec.selector)

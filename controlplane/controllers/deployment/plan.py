@@ -29,7 +29,8 @@ from datetime import datetime
 from controlplane.apiserver import labels
 from controlplane.controllers.deployment import strategy
 from controlplane.controllers.deployment.revisions import set_replicas_annotations
-from controlplane.controllers.replicaset import pods as podutil
+from protos import owners, times
+from protos import pods as podutil
 from protos.corral.v1 import pod_pb2, workloads_pb2
 
 
@@ -101,7 +102,7 @@ class Plan:
 
 
 def creation_key(rs: workloads_pb2.ReplicaSet) -> tuple[float, str]:
-    created = podutil.as_datetime(rs.metadata.creation_timestamp)
+    created = times.as_datetime(rs.metadata.creation_timestamp)
     return (created.timestamp() if created else float("inf"), rs.metadata.name)
 
 
@@ -116,7 +117,7 @@ def new_plan(
     owned = claim_replica_sets(d, in_namespace)
     by_owner: dict[str, list[pod_pb2.Pod]] = defaultdict(list)
     for pod in pods:
-        ref = podutil.controller_ref(pod)
+        ref = owners.controller_ref(pod)
         if ref is not None and pod.metadata.namespace == namespace and not podutil.is_terminal(pod):
             by_owner[ref.uid].append(pod)
     sets = [set_state(copy, original, by_owner[original.metadata.uid], d, now)
@@ -135,7 +136,7 @@ def claim_replica_sets(
     may_adopt = not selector.empty and not podutil.is_terminating(d)
     owned = []
     for rs in replica_sets:
-        ref = podutil.controller_ref(rs)
+        ref = owners.controller_ref(rs)
         mine = ref is not None and ref.uid == d.metadata.uid
         orphan = (ref is None and may_adopt and not podutil.is_terminating(rs)
                   and selector.matches(rs.metadata.labels))
@@ -143,7 +144,7 @@ def claim_replica_sets(
             copy = workloads_pb2.ReplicaSet()
             copy.CopyFrom(rs)
             if orphan:
-                copy.metadata.owner_references.append(podutil.owner_reference(d))
+                copy.metadata.owner_references.append(owners.owner_reference(d))
             owned.append((copy, rs))
     return owned
 

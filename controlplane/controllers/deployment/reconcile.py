@@ -38,8 +38,8 @@ from controlplane.controllers.deployment.conditions import deployment_complete
 from controlplane.controllers.deployment.plan import Event, Plan, new_plan, scale
 from controlplane.controllers.deployment.rollback import roll_back
 from controlplane.controllers.deployment.status import check_paused_conditions, sync_rollout_status, sync_status
-from controlplane.controllers.replicaset import pods as podutil
 from controlplane.controllers.replicaset.reconcile import AVAILABILITY_SKEW
+from protos import pods as podutil
 from protos.corral.v1 import pod_pb2, workloads_pb2
 
 

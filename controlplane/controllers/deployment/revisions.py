@@ -32,30 +32,24 @@ import hashlib
 from collections.abc import Iterable, MutableMapping
 
 from protos.corral.v1 import pod_pb2, workloads_pb2
+from protos.deployments import without_hash
+from protos.wellknown import (
+    ABORT,
+    DESIRED_REPLICAS,
+    LAST_APPLIED,
+    MAX_REPLICAS,
+    PROMOTE,
+    REVISION,
+    REVISION_HISTORY,
+    ROLLED_BACK_TO,
+    SCALE_DOWN_AT,
+)
 
-POD_TEMPLATE_HASH = "pod-template-hash"
-REVISION = "deployment.kubernetes.io/revision"
-REVISION_HISTORY = "deployment.kubernetes.io/revision-history"
-DESIRED_REPLICAS = "deployment.kubernetes.io/desired-replicas"
-MAX_REPLICAS = "deployment.kubernetes.io/max-replicas"
-ROLLBACK_ON_FAILURE = "corral.io/rollback-on-failure"
-ROLLED_BACK_TO = "corral.io/rolled-back-to"
-PROMOTE = "corral.io/promote"
-ABORT = "corral.io/abort"
-SCALE_DOWN_AT = "corral.io/scale-down-at"
-LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 # Deployment annotations that are not copied onto its ReplicaSets.
 NOT_COPIED = frozenset({LAST_APPLIED, REVISION, REVISION_HISTORY, DESIRED_REPLICAS, MAX_REPLICAS,
                         ROLLED_BACK_TO, PROMOTE, ABORT, SCALE_DOWN_AT})
 REVISION_HISTORY_MAX_CHARS = 2000
 HASH_LENGTH = 10
-
-
-def without_hash(template: pod_pb2.PodTemplateSpec) -> pod_pb2.PodTemplateSpec:
-    copy = pod_pb2.PodTemplateSpec()
-    copy.CopyFrom(template)
-    copy.metadata.labels.pop(POD_TEMPLATE_HASH, None)
-    return copy
 
 
 def template_hash(template: pod_pb2.PodTemplateSpec, collision_count: int = 0) -> str:

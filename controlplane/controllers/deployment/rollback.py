@@ -16,13 +16,10 @@ from __future__ import annotations
 
 from controlplane.controllers.deployment import conditions as cond
 from controlplane.controllers.deployment.plan import Plan, SetState
-from controlplane.controllers.deployment.revisions import (
-    POD_TEMPLATE_HASH,
-    ROLLBACK_ON_FAILURE,
-    ROLLED_BACK_TO,
-    revision_of,
-    without_hash,
-)
+from controlplane.controllers.deployment.revisions import revision_of
+from protos import deployments
+from protos.deployments import without_hash
+from protos.wellknown import POD_TEMPLATE_HASH, ROLLBACK_ON_FAILURE, ROLLED_BACK_TO
 
 
 def pod_hash(state: SetState) -> str:
@@ -33,8 +30,8 @@ def rollback_target(plan: Plan) -> SetState | None:
     d = plan.deployment
     if d.metadata.annotations.get(ROLLBACK_ON_FAILURE, "").lower() != "true" or plan.new is None:
         return None
-    progressing = cond.get_condition(d.status, cond.PROGRESSING)
-    if progressing is None or progressing.reason != cond.TIMED_OUT:
+    progressing = cond.get_condition(d.status, deployments.PROGRESSING)
+    if progressing is None or progressing.reason != deployments.TIMED_OUT:
         return None
     if d.metadata.annotations.get(ROLLED_BACK_TO) == pod_hash(plan.new):
         return None

@@ -14,22 +14,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Collection
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from controlplane.controllers.deployment import traffic
 from controlplane.controllers.deployment.plan import Plan, SetState, scale
-from controlplane.controllers.deployment.revisions import SCALE_DOWN_AT, take
+from controlplane.controllers.deployment.revisions import take
 from controlplane.controllers.deployment.status import REQUEUE_SKEW
-from controlplane.controllers.replicaset import pods as podutil
-from protos.durations import format_time
-
-
-def parse_time(text: str) -> datetime | None:
-    try:
-        at = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return at if at.tzinfo is not None else None
+from protos import pods as podutil
+from protos.times import format_deadline, parse_time
+from protos.wellknown import SCALE_DOWN_AT
 
 
 def clear_deadline(state: SetState) -> None:
@@ -55,7 +48,7 @@ def _retire(plan: Plan, state: SetState, delay: int) -> None:
     at = parse_time(annotations.get(SCALE_DOWN_AT, ""))
     if at is None:
         at = plan.now + timedelta(seconds=delay)
-        annotations[SCALE_DOWN_AT] = format_time(at)
+        annotations[SCALE_DOWN_AT] = format_deadline(at)
         plan.event(
             "ScaleDownDelayed",
             f"Replica set {state.name} no longer gets traffic; it keeps running until "

@@ -26,7 +26,8 @@ import math
 
 from controlplane.controllers.deployment import strategy
 from controlplane.controllers.deployment.plan import Plan, SetState, creation_key, scale
-from controlplane.controllers.deployment.revisions import DESIRED_REPLICAS, MAX_REPLICAS, int_annotation
+from controlplane.controllers.deployment.revisions import int_annotation
+from protos.wellknown import DESIRED_REPLICAS, MAX_REPLICAS
 
 
 def is_scaling_event(plan: Plan) -> bool:

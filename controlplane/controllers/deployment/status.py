@@ -21,6 +21,7 @@ from datetime import datetime
 from controlplane.controllers.deployment import conditions as cond
 from controlplane.controllers.deployment import strategy, traffic
 from controlplane.controllers.deployment.plan import Plan
+from protos import deployments
 from protos.corral.v1 import meta_pb2, workloads_pb2
 
 # Added to a deadline so that the requeue lands after it (Kubernetes adds 1 s).
@@ -41,10 +42,10 @@ def calculate_status(plan: Plan) -> workloads_pb2.DeploymentStatus:
     )
     status.conditions.extend(d.status.conditions)
     if available >= plan.replicas - strategy.max_unavailable(d):
-        condition = cond.new_condition(cond.AVAILABLE, "True", cond.MIN_AVAILABLE,
+        condition = cond.new_condition(deployments.AVAILABLE, "True", deployments.MIN_AVAILABLE,
                                        "Deployment has minimum availability.", plan.now)
     else:
-        condition = cond.new_condition(cond.AVAILABLE, "False", cond.MIN_UNAVAILABLE,
+        condition = cond.new_condition(deployments.AVAILABLE, "False", deployments.MIN_UNAVAILABLE,
                                        "Deployment does not have minimum availability.", plan.now)
     cond.set_condition(status, condition)
     return status
@@ -72,7 +73,7 @@ def sync_traffic_status(plan: Plan, outcome: traffic.Outcome) -> None:
     _put_traffic(plan, status, outcome)
     if not d.spec.paused:
         if not cond.has_progress_deadline(d):
-            cond.remove_condition(status, cond.PROGRESSING)
+            cond.remove_condition(status, deployments.PROGRESSING)
         else:
             _judge_traffic_progress(plan, status, outcome)
     d.status.CopyFrom(status)
@@ -84,24 +85,25 @@ def sync_traffic_status(plan: Plan, outcome: traffic.Outcome) -> None:
 def _judge_traffic_progress(plan: Plan, status: workloads_pb2.DeploymentStatus, outcome: traffic.Outcome) -> None:
     d = plan.deployment
     what = f'ReplicaSet "{plan.new.name}"' if plan.new is not None else f'Deployment "{d.metadata.name}"'
-    current = cond.get_condition(status, cond.PROGRESSING)
+    current = cond.get_condition(status, deployments.PROGRESSING)
     if outcome.canary.aborted:
-        _show(status, cond.new_condition(cond.PROGRESSING, "False", cond.ROLLOUT_ABORTED,
+        _show(status, cond.new_condition(deployments.PROGRESSING, "False", deployments.ROLLOUT_ABORTED,
                                          f"Canary {outcome.canary.pod_template_hash} was aborted: "
                                          f"{outcome.canary.aborted}", plan.now))
     elif outcome.done:
         cond.set_condition(status, cond.new_condition(
-            cond.PROGRESSING, "True", cond.NEW_RS_AVAILABLE, f"{what} has successfully progressed.", plan.now))
+            deployments.PROGRESSING, "True", deployments.NEW_RS_AVAILABLE, f"{what} has successfully progressed.",
+            plan.now))
     elif outcome.waiting:
-        _show(status, cond.new_condition(cond.PROGRESSING, "Unknown", cond.ROLLOUT_PAUSED, outcome.waiting,
-                                         plan.now))
+        _show(status, cond.new_condition(deployments.PROGRESSING, "Unknown", deployments.ROLLOUT_PAUSED,
+                                         outcome.waiting, plan.now))
     elif (outcome.advanced or cond.deployment_progressing(plan.original.status, status)
-          or (current is not None and current.reason in (cond.ROLLOUT_PAUSED, cond.ROLLOUT_ABORTED))):
+          or (current is not None and current.reason in (deployments.ROLLOUT_PAUSED, deployments.ROLLOUT_ABORTED))):
         cond.replace_condition(status, cond.new_condition(
-            cond.PROGRESSING, "True", cond.RS_UPDATED, f"{what} is progressing.", plan.now))
+            deployments.PROGRESSING, "True", deployments.RS_UPDATED, f"{what} is progressing.", plan.now))
     elif cond.deployment_timed_out(d, status, plan.now):
         cond.set_condition(status, cond.new_condition(
-            cond.PROGRESSING, "False", cond.TIMED_OUT, f"{what} has timed out progressing.", plan.now))
+            deployments.PROGRESSING, "False", deployments.TIMED_OUT, f"{what} has timed out progressing.", plan.now))
 
 
 def _show(status: workloads_pb2.DeploymentStatus, condition: meta_pb2.Condition) -> None:
@@ -116,7 +118,7 @@ def sync_rollout_status(plan: Plan) -> None:
     d = plan.deployment
     status = calculate_status(plan)
     if not cond.has_progress_deadline(d):
-        cond.remove_condition(status, cond.PROGRESSING)
+        cond.remove_condition(status, deployments.PROGRESSING)
     else:
         _judge_progress(plan, status)
     d.status.CopyFrom(status)
@@ -127,20 +129,21 @@ def sync_rollout_status(plan: Plan) -> None:
 
 def _judge_progress(plan: Plan, status: workloads_pb2.DeploymentStatus) -> None:
     d = plan.deployment
-    current = cond.get_condition(d.status, cond.PROGRESSING)
+    current = cond.get_condition(d.status, deployments.PROGRESSING)
     if (status.replicas == status.updated_replicas and current is not None
-            and current.reason == cond.NEW_RS_AVAILABLE):
+            and current.reason == deployments.NEW_RS_AVAILABLE):
         return
     what = f'ReplicaSet "{plan.new.name}"' if plan.new is not None else f'Deployment "{d.metadata.name}"'
     if cond.deployment_complete(d, status):
         cond.set_condition(status, cond.new_condition(
-            cond.PROGRESSING, "True", cond.NEW_RS_AVAILABLE, f"{what} has successfully progressed.", plan.now))
+            deployments.PROGRESSING, "True", deployments.NEW_RS_AVAILABLE, f"{what} has successfully progressed.",
+            plan.now))
     elif cond.deployment_progressing(plan.original.status, status):
         cond.replace_condition(status, cond.new_condition(
-            cond.PROGRESSING, "True", cond.RS_UPDATED, f"{what} is progressing.", plan.now))
+            deployments.PROGRESSING, "True", deployments.RS_UPDATED, f"{what} is progressing.", plan.now))
     elif cond.deployment_timed_out(d, status, plan.now):
         cond.set_condition(status, cond.new_condition(
-            cond.PROGRESSING, "False", cond.TIMED_OUT, f"{what} has timed out progressing.", plan.now))
+            deployments.PROGRESSING, "False", deployments.TIMED_OUT, f"{what} has timed out progressing.", plan.now))
 
 
 def stuck_delay(d: workloads_pb2.Deployment, now: datetime) -> float | None:
@@ -156,13 +159,13 @@ def check_paused_conditions(plan: Plan) -> None:
     d = plan.deployment
     if not cond.has_progress_deadline(d):
         return
-    current = cond.get_condition(d.status, cond.PROGRESSING)
-    if current is not None and current.reason == cond.TIMED_OUT:
+    current = cond.get_condition(d.status, deployments.PROGRESSING)
+    if current is not None and current.reason == deployments.TIMED_OUT:
         return
-    paused_shown = current is not None and current.reason == cond.PAUSED
+    paused_shown = current is not None and current.reason == deployments.PAUSED
     if d.spec.paused and not paused_shown:
         cond.set_condition(d.status, cond.new_condition(
-            cond.PROGRESSING, "Unknown", cond.PAUSED, "Deployment is paused", plan.now))
+            deployments.PROGRESSING, "Unknown", deployments.PAUSED, "Deployment is paused", plan.now))
     elif not d.spec.paused and paused_shown:
         cond.set_condition(d.status, cond.new_condition(
-            cond.PROGRESSING, "Unknown", cond.RESUMED, "Deployment is resumed", plan.now))
+            deployments.PROGRESSING, "Unknown", deployments.RESUMED, "Deployment is resumed", plan.now))

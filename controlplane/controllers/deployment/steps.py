@@ -27,10 +27,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from protos import durations
+from protos import durations, times
 from protos.corral.v1 import workloads_pb2
-
-FULL = "full"
+from protos.wellknown import PROMOTE_FULL
 
 
 @dataclass(frozen=True)
@@ -122,7 +121,7 @@ def _promote(inp: StepInput, out: StepOutcome) -> None:
     """Act on corral.io/promote: `full`, or the index of the pause being waited at."""
     steps, value = inp.steps, inp.promote
     out.consume_promote = True
-    if value == FULL:
+    if value == PROMOTE_FULL:
         if out.index < len(steps):
             out.notes.append(
                 Note(
@@ -178,7 +177,7 @@ def _take_step(inp: StepInput, out: StepOutcome, step: workloads_pb2.CanaryStep)
         return False
     end = out.pause_start + timedelta(seconds=length)
     if inp.now < end:
-        out.waiting = f"canary paused at {label} until {durations.format_time(end)}"
+        out.waiting = f"canary paused at {label} until {times.format_deadline(end)}"
         out.requeue = (end - inp.now).total_seconds()
         return False
     out.index += 1

@@ -10,13 +10,7 @@ new version beside the old one at full size and move traffic, not pods.
 from __future__ import annotations
 
 from protos.corral.v1 import meta_pb2, workloads_pb2
-
-ROLLING_UPDATE = "RollingUpdate"
-RECREATE = "Recreate"
-BLUE_GREEN = "BlueGreen"
-CANARY = "Canary"
-# Strategies that move traffic between versions through status.traffic.
-TRAFFIC_STRATEGIES = frozenset({BLUE_GREEN, CANARY})
+from protos.deployments import BLUE_GREEN, RECREATE, TRAFFIC_STRATEGIES
 
 
 def scaled_value(value: meta_pb2.IntOrString, total: int, *, round_up: bool) -> int:

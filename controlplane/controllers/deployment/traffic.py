@@ -21,9 +21,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from controlplane.controllers.deployment.plan import Plan, SetState
-from controlplane.controllers.deployment.revisions import POD_TEMPLATE_HASH, revision_of
-from controlplane.controllers.replicaset import pods as podutil
+from controlplane.controllers.deployment.revisions import revision_of
+from protos import pods as podutil
 from protos.corral.v1 import workloads_pb2
+from protos.wellknown import POD_TEMPLATE_HASH
 
 
 @dataclass

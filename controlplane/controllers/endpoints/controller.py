@@ -31,16 +31,17 @@ from google.protobuf.message import Message
 
 from controlplane.apiserver.errors import NotFoundError
 from controlplane.apiserver.handlers import ObjectApi
-from controlplane.controllers.endpoints.endpoint import node_ready
 from controlplane.controllers.endpoints.node_index import NodeIndex
 from controlplane.controllers.endpoints.reconcile import MAX_ENDPOINTS, SliceActions, is_managed, reconcile
 from controlplane.controllers.index import NamespaceIndex
 from controlplane.controllers.queue import WorkQueue
-from controlplane.controllers.replicaset import pods as podutil
 from controlplane.informer import CacheEvent, Change, Informer, object_key
-from controlplane.registry.routes import SERVICE_NAME_LABEL, service_key
+from controlplane.registry.routes import service_key
+from protos import nodes as nodeutil
+from protos import pods as podutil
 from protos.corral.v1 import discovery_pb2, node_pb2, pod_pb2, service_pb2, workloads_pb2
 from protos.kinds import meta
+from protos.wellknown import SERVICE_NAME
 
 log = structlog.get_logger(__name__)
 
@@ -133,7 +134,7 @@ class EndpointsController:
                 event.change is Change.MODIFIED
                 and isinstance(event.prev, node_pb2.Node)
                 and isinstance(event.obj, node_pb2.Node)
-                and node_ready(event.prev) == node_ready(event.obj)
+                and nodeutil.is_ready(event.prev) == nodeutil.is_ready(event.obj)
             ):
                 return []  # a heartbeat
             return self.caches().services_by_node.services_on(object_key(event.obj))
@@ -168,7 +169,7 @@ class EndpointsController:
     def _managed_owner(obj: Message | None) -> str | None:
         if not isinstance(obj, discovery_pb2.EndpointSlice):
             return None
-        name = obj.metadata.labels.get(SERVICE_NAME_LABEL, "")
+        name = obj.metadata.labels.get(SERVICE_NAME, "")
         if not name or not is_managed(obj, name):
             return None
         return service_key(obj.metadata.namespace, name)

@@ -20,10 +20,10 @@ import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from controlplane.controllers.replicaset import pods as podutil
+from protos import nodes as nodeutil
+from protos import pods as podutil
 from protos.corral.v1 import discovery_pb2, node_pb2, pod_pb2, service_pb2
-
-POD_TEMPLATE_HASH = "pod-template-hash"
+from protos.wellknown import POD_TEMPLATE_HASH
 
 
 @dataclass(frozen=True)
@@ -55,12 +55,6 @@ def _is_ipv4(address: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-def node_ready(node: node_pb2.Node | None) -> bool:
-    if node is None:
-        return False
-    return any(c.type == "Ready" and c.status == "True" for c in node.status.conditions)
 
 
 def target(pod: pod_pb2.Pod, port: service_pb2.ServicePort) -> Target | None:
@@ -117,7 +111,7 @@ def endpoint_for(
             host_ports[port.name] = published
     if not host_ports:
         return None
-    serving = podutil.is_ready(pod) and node_ready(nodes.get(pod.spec.node_name))
+    serving = podutil.is_ready(pod) and nodeutil.is_ready(nodes.get(pod.spec.node_name))
     terminating = podutil.is_terminating(pod)
     m = pod.metadata
     endpoint = discovery_pb2.Endpoint(

@@ -29,17 +29,10 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from controlplane.controllers.endpoints.endpoint import (
-    POD_TEMPLATE_HASH,
-    endpoint_for,
-    is_candidate,
-    selects,
-    target,
-)
-from controlplane.registry.routes import SERVICE_NAME_LABEL
+from controlplane.controllers.endpoints.endpoint import endpoint_for, is_candidate, selects, target
 from protos.corral.v1 import discovery_pb2, meta_pb2, node_pb2, pod_pb2, service_pb2, workloads_pb2
+from protos.wellknown import ENDPOINTSLICE_MANAGED_BY, POD_TEMPLATE_HASH, SERVICE_NAME
 
-MANAGED_BY_LABEL = "endpointslice.kubernetes.io/managed-by"
 MANAGED_BY = "corral-endpoints"
 MAX_ENDPOINTS = 100
 ADDRESS_TYPE = "IPv4"
@@ -62,7 +55,7 @@ class SliceActions:
 def is_managed(endpoint_slice: discovery_pb2.EndpointSlice, service_name: str) -> bool:
     """Whether this controller manages the slice for the Service of that name."""
     labels = endpoint_slice.metadata.labels
-    return labels.get(MANAGED_BY_LABEL) == MANAGED_BY and labels.get(SERVICE_NAME_LABEL) == service_name
+    return labels.get(ENDPOINTSLICE_MANAGED_BY) == MANAGED_BY and labels.get(SERVICE_NAME) == service_name
 
 
 def reconcile(
@@ -191,7 +184,7 @@ def build_slice(
     m = s.metadata
     m.name, m.namespace = name, service.metadata.namespace
     m.labels.clear()
-    m.labels.update({SERVICE_NAME_LABEL: service.metadata.name, MANAGED_BY_LABEL: MANAGED_BY})
+    m.labels.update({SERVICE_NAME: service.metadata.name, ENDPOINTSLICE_MANAGED_BY: MANAGED_BY})
     del m.owner_references[:]
     m.owner_references.append(
         meta_pb2.OwnerReference(

@@ -25,7 +25,6 @@ from datetime import datetime, timedelta
 import structlog
 from google.protobuf.message import Message
 
-from controlplane.apiserver.deletion import is_terminating
 from controlplane.apiserver.errors import ConflictError, NotFoundError
 from controlplane.apiserver.handlers import ObjectApi
 from controlplane.clock import utcnow
@@ -34,6 +33,7 @@ from controlplane.controllers.queue import WorkQueue
 from controlplane.informer import CacheEvent, Change, Informer, object_key
 from protos.corral.v1 import event_pb2, pod_pb2
 from protos.kinds import by_kind, meta
+from protos.pods import is_terminating
 
 log = structlog.get_logger(__name__)
 

@@ -23,13 +23,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from google.protobuf.message import Message
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from protos.corral.v1 import event_pb2, pod_pb2
 from protos.kinds import UnknownKindError, by_kind, meta
+from protos.pods import is_terminating
+from protos.times import as_datetime
 
 
 @dataclass(frozen=True)
@@ -71,17 +72,13 @@ def is_orphan(obj: Message, owner_uids: Mapping[OwnerKey, str]) -> bool:
 
 def is_stranded(obj: Message, *, node_exists: bool) -> bool:
     """A pod being deleted gracefully on a node that no longer exists."""
-    return (isinstance(obj, pod_pb2.Pod) and obj.metadata.HasField("deletion_timestamp")
+    return (isinstance(obj, pod_pb2.Pod) and is_terminating(obj)
             and bool(obj.spec.node_name) and not node_exists)
 
 
-def _time(ts: Timestamp) -> datetime | None:
-    return ts.ToDatetime(tzinfo=UTC) if ts.seconds or ts.nanos else None
-
-
 def event_last_seen(event: event_pb2.Event) -> datetime | None:
-    return (_time(event.last_timestamp) or _time(event.first_timestamp)
-            or _time(event.metadata.creation_timestamp))
+    return (as_datetime(event.last_timestamp) or as_datetime(event.first_timestamp)
+            or as_datetime(event.metadata.creation_timestamp))
 
 
 def event_expires_at(event: event_pb2.Event, ttl: timedelta) -> datetime | None:

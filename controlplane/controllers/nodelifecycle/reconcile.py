@@ -41,24 +41,22 @@ from enum import Enum
 from controlplane.controllers.nodelifecycle.tolerations import (
     NO_EXECUTE,
     NO_SCHEDULE,
-    NOT_READY,
-    UNREACHABLE,
     DefaultTolerations,
     eviction_deadline,
 )
-from protos.corral.v1 import meta_pb2, node_pb2, pod_pb2
+from protos import nodes as nodeutil
+from protos import pods as podutil
+from protos.corral.v1 import node_pb2, pod_pb2
 from protos.times import as_datetime, earliest, latest, stamp
+from protos.wellknown import TAINT_NOT_READY, TAINT_UNREACHABLE
 
-READY = "Ready"
-CONTAINERS_READY = "ContainersReady"
 STATUS_UNKNOWN_REASON = "NodeStatusUnknown"
 STATUS_UNKNOWN_MESSAGE = "corral agent stopped posting node status."
 NEVER_UPDATED_REASON = "NodeStatusNeverUpdated"
 NEVER_UPDATED_MESSAGE = "corral agent never posted node status."
 POD_NOT_READY_REASON = "NodeNotReady"
-FINISHED_PHASES = frozenset({"Succeeded", "Failed"})
 MANAGED_TAINTS = frozenset(
-    (key, effect) for key in (UNREACHABLE, NOT_READY) for effect in (NO_SCHEDULE, NO_EXECUTE))
+    (key, effect) for key in (TAINT_UNREACHABLE, TAINT_NOT_READY) for effect in (NO_SCHEDULE, NO_EXECUTE))
 
 
 class Health(Enum):
@@ -110,13 +108,9 @@ class NodePlan:
 
 # -- health --------------------------------------------------------------------
 
-def ready_condition(node: node_pb2.Node) -> meta_pb2.Condition | None:
-    return next((c for c in node.status.conditions if c.type == READY), None)
-
-
 def last_seen(node: node_pb2.Node, not_before: datetime) -> datetime:
     """The last heartbeat (or, never heard from, the creation time), not before `not_before`."""
-    cond = ready_condition(node)
+    cond = nodeutil.ready_condition(node)
     heartbeat = as_datetime(cond.last_heartbeat_time) if cond is not None else None
     if heartbeat is None:
         heartbeat = as_datetime(node.metadata.creation_timestamp)
@@ -131,7 +125,7 @@ def grace_deadline(node: node_pb2.Node, settings: Settings) -> datetime:
 def node_health(node: node_pb2.Node, *, now: datetime, settings: Settings) -> Health:
     if now > grace_deadline(node, settings):
         return Health.UNREACHABLE
-    cond = ready_condition(node)
+    cond = nodeutil.ready_condition(node)
     if cond is None:
         return Health.NEW
     if cond.status == "True":
@@ -145,7 +139,7 @@ def pods_matter(node: node_pb2.Node) -> bool:
     """Whether a change to one of the node's pods can change the node's plan: not while the node
     says it is Ready and carries no NoExecute taint (the plan then marks, evicts and deletes
     nothing; a missed heartbeat deadline is rechecked by the node's own timer)."""
-    cond = ready_condition(node)
+    cond = nodeutil.ready_condition(node)
     return cond is None or cond.status != "True" or any(t.effect == NO_EXECUTE for t in node.spec.taints)
 
 
@@ -159,9 +153,9 @@ def full_disruption(healths: Iterable[Health]) -> bool:
 
 def mark_unknown(node: node_pb2.Node, now: datetime) -> bool:
     """Set the Ready condition to Unknown in place; False if it already is."""
-    cond = ready_condition(node)
+    cond = nodeutil.ready_condition(node)
     if cond is None:
-        cond = node.status.conditions.add(type=READY)
+        cond = node.status.conditions.add(type=nodeutil.NODE_READY)
         reason, message = NEVER_UPDATED_REASON, NEVER_UPDATED_MESSAGE
     else:
         reason, message = STATUS_UNKNOWN_REASON, STATUS_UNKNOWN_MESSAGE
@@ -174,7 +168,7 @@ def mark_unknown(node: node_pb2.Node, now: datetime) -> bool:
 
 def desired_taints(health: Health, *, disrupted: bool) -> frozenset[tuple[str, str]]:
     """The health taints the node should carry (other taints are not ours)."""
-    key = {Health.UNREACHABLE: UNREACHABLE, Health.NOT_READY: NOT_READY}.get(health)
+    key = {Health.UNREACHABLE: TAINT_UNREACHABLE, Health.NOT_READY: TAINT_NOT_READY}.get(health)
     if key is None:
         return frozenset()
     if disrupted:
@@ -205,23 +199,18 @@ def stamp_no_execute(node: node_pb2.Node, now: datetime) -> bool:
 
 # -- pods ------------------------------------------------------------------------
 
-def is_active(pod: pod_pb2.Pod) -> bool:
-    """Still running or about to: not finished and not being deleted."""
-    return pod.status.phase not in FINISHED_PHASES and as_datetime(pod.metadata.deletion_timestamp) is None
-
-
 def stranded(pods: Iterable[pod_pb2.Pod], health: Health, node: str, *, disrupted: bool) -> list[pod_pb2.Pod]:
     """Terminating pods of a node that will not confirm their end (it carries
     NoExecute health taints); none while the whole cluster looks disrupted."""
     if disrupted or health not in (Health.UNREACHABLE, Health.NOT_READY):
         return []
-    return [p for p in pods if p.spec.node_name == node and as_datetime(p.metadata.deletion_timestamp) is not None]
+    return [p for p in pods if p.spec.node_name == node and podutil.is_terminating(p)]
 
 
 def mark_pod_not_ready(pod: pod_pb2.Pod, message: str, now: datetime) -> bool:
     """Turn Ready and ContainersReady False in place; False if both already are."""
     changed = False
-    for kind in (READY, CONTAINERS_READY):
+    for kind in (podutil.POD_READY, podutil.CONTAINERS_READY):
         cond = next((c for c in pod.status.conditions if c.type == kind), None)
         if cond is None:
             cond = pod.status.conditions.add(type=kind)
@@ -281,7 +270,7 @@ def plan_node(
     stamped = stamp_no_execute(updated, now)
     name = node.metadata.name
     pods = list(pods)
-    active = [p for p in pods if p.spec.node_name == name and is_active(p)]
+    active = [p for p in pods if p.spec.node_name == name and podutil.is_active(p)]
     due: list[Eviction] = []
     next_eviction: datetime | None = None
     if not disrupted:

@@ -26,10 +26,9 @@ from controlplane.scheduler.plugins.taints import tolerates
 from controlplane.scheduler.snapshot import Taint, Toleration
 from protos.corral.v1 import node_pb2, pod_pb2
 from protos.times import as_datetime, latest
+from protos.wellknown import TAINT_NOT_READY, TAINT_UNREACHABLE
 
-UNREACHABLE = "node.kubernetes.io/unreachable"
-NOT_READY = "node.kubernetes.io/not-ready"
-HEALTH_TAINT_KEYS = frozenset({UNREACHABLE, NOT_READY})
+HEALTH_TAINT_KEYS = frozenset({TAINT_UNREACHABLE, TAINT_NOT_READY})
 NO_EXECUTE = "NoExecute"
 NO_SCHEDULE = "NoSchedule"
 

@@ -29,10 +29,11 @@ from controlplane.clock import utcnow
 from controlplane.controllers.events import EventRecorder
 from controlplane.controllers.index import ControllerIndex, NamespaceIndex
 from controlplane.controllers.queue import WorkQueue
-from controlplane.controllers.replicaset import pods as podutil
 from controlplane.controllers.replicaset.expectations import Expectations
 from controlplane.controllers.replicaset.reconcile import BURST, ReplicaSetActions, reconcile
 from controlplane.informer import CacheEvent, Change, Informer, object_key
+from protos import owners
+from protos import pods as podutil
 from protos.corral.v1 import pod_pb2, workloads_pb2
 from protos.kinds import meta
 
@@ -61,7 +62,7 @@ def _revision(obj: Message) -> int:
 
 def owner_key(obj: Message, kind: str) -> str | None:
     """The key of the object's controller owner if it is of `kind`."""
-    ref = podutil.controller_ref(obj)
+    ref = owners.controller_ref(obj)
     if ref is None or ref.kind != kind:
         return None
     return f"{meta(obj).namespace}/{ref.name}"
@@ -109,7 +110,7 @@ class ReplicaSetController:
             key = owner_key(obj, "ReplicaSet")
             if key is not None:
                 keys.add(key)
-            elif podutil.controller_ref(obj) is None and event.change is not Change.DELETED:
+            elif owners.controller_ref(obj) is None and event.change is not Change.DELETED:
                 keys.update(self._selecting(obj))
         return keys
 

@@ -26,7 +26,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from controlplane.apiserver import labels
-from controlplane.controllers.replicaset import pods as podutil
+from controlplane.controllers.replicaset import victims
+from protos import owners
+from protos import pods as podutil
 from protos.corral.v1 import pod_pb2, workloads_pb2
 
 BURST = 500
@@ -86,7 +88,7 @@ def claim_pods(rs: workloads_pb2.ReplicaSet, pods: Iterable[pod_pb2.Pod]) -> Cla
         if pod.metadata.namespace != namespace:
             continue
         matches = not selector.empty and selector.matches(pod.metadata.labels)
-        ref = podutil.controller_ref(pod)
+        ref = owners.controller_ref(pod)
         if ref is not None and ref.uid == uid:
             if matches:
                 owned.append(pod)
@@ -100,7 +102,7 @@ def claim_pods(rs: workloads_pb2.ReplicaSet, pods: Iterable[pod_pb2.Pod]) -> Cla
 def _with_owner(pod: pod_pb2.Pod, rs: workloads_pb2.ReplicaSet) -> pod_pb2.Pod:
     copy = pod_pb2.Pod()
     copy.CopyFrom(pod)
-    copy.metadata.owner_references.append(podutil.owner_reference(rs))
+    copy.metadata.owner_references.append(owners.owner_reference(rs))
     return copy
 
 
@@ -123,8 +125,8 @@ def manage_replicas(
     if diff < 0:
         return tuple(new_pod(rs) for _ in range(min(-diff, burst))), tuple(delete)
     if diff > 0:
-        victims = podutil.victim_order(active, min_ready_seconds=rs.spec.min_ready_seconds, now=now)
-        delete.extend(victims[:min(diff, burst - len(delete))])
+        order = victims.victim_order(active, min_ready_seconds=rs.spec.min_ready_seconds, now=now)
+        delete.extend(order[:min(diff, burst - len(delete))])
     return (), tuple(delete)
 
 
@@ -137,7 +139,7 @@ def new_pod(rs: workloads_pb2.ReplicaSet) -> pod_pb2.Pod:
     m.namespace = rs.metadata.namespace
     m.labels.update(template.metadata.labels)
     m.annotations.update(template.metadata.annotations)
-    m.owner_references.append(podutil.owner_reference(rs))
+    m.owner_references.append(owners.owner_reference(rs))
     pod.spec.CopyFrom(template.spec)
     return pod
 

@@ -23,9 +23,10 @@ from controlplane.controllers.deployment import strategy
 from controlplane.controllers.deployment.plan import Event
 from controlplane.controllers.deployment.reconcile import DeploymentActions
 from controlplane.controllers.deployment.reconcile import reconcile as reconcile_deployment
-from controlplane.controllers.replicaset import pods as podutil
 from controlplane.controllers.replicaset.reconcile import ReplicaSetActions
 from controlplane.controllers.replicaset.reconcile import reconcile as reconcile_replica_set
+from protos import deployments, owners
+from protos import pods as podutil
 from protos.corral.v1 import meta_pb2, pod_pb2, workloads_pb2
 from protos.kinds import by_kind
 
@@ -48,7 +49,7 @@ def make_deployment(
     d.spec.template.spec.containers.add(name="main", image=image)
     d.spec.min_ready_seconds = min_ready_seconds
     if recreate:
-        d.spec.strategy.type = strategy.RECREATE
+        d.spec.strategy.type = deployments.RECREATE
     _set_int_or_percent(d.spec.strategy.rolling_update.max_surge, max_surge)
     _set_int_or_percent(d.spec.strategy.rolling_update.max_unavailable, max_unavailable)
     if progress_deadline_seconds is not None:
@@ -246,7 +247,7 @@ class Sim:
 
     def pods_of(self, rs_name: str) -> list[pod_pb2.Pod]:
         uid = self.replica_sets[rs_name].metadata.uid
-        return [p for p in self.running_pods() if podutil.is_controlled_by(p, uid)]
+        return [p for p in self.running_pods() if owners.is_controlled_by(p, uid)]
 
     def rs_with_image(self, image: str) -> workloads_pb2.ReplicaSet:
         found = [rs for rs in self.replica_sets.values() if rs.spec.template.spec.containers[0].image == image]

@@ -1,5 +1,5 @@
-"""The canary's pure pieces: the step walk, canary sizes, pause durations and
-the failure rules, as named table cases."""
+"""The canary's pure pieces: the step walk, canary sizes and the failure rules, as
+named table cases (pause durations: tests/unit/protos/test_durations.py)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 
 from controlplane.controllers.deployment import health
 from controlplane.controllers.deployment.steps import StepInput, StepOutcome, canary_size, walk
-from protos import codec, durations
-from protos.corral.v1 import meta_pb2, pod_pb2, workloads_pb2
+from protos import codec
+from protos.corral.v1 import pod_pb2, workloads_pb2
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 FOUR: list[dict[str, Any]] = [{"setWeight": 10}, {"pause": {"duration": 60}}, {"setWeight": 50}, {"pause": {}}]
@@ -141,31 +141,6 @@ def test_promotion_requests(inp: StepInput, consumed: bool, reason: str | None) 
 )
 def test_canary_size(weight: int, replicas: int, fixed: int | None, expected: int) -> None:
     assert canary_size(weight, replicas, fixed) == expected
-
-
-@pytest.mark.parametrize(
-    ("value", "seconds"),
-    [
-        pytest.param(meta_pb2.IntOrString(int_val=60), 60, id="int"),
-        pytest.param(meta_pb2.IntOrString(int_val=0), 0, id="zero"),
-        pytest.param(meta_pb2.IntOrString(str_val="60s"), 60, id="seconds"),
-        pytest.param(meta_pb2.IntOrString(str_val="5m"), 300, id="minutes"),
-        pytest.param(meta_pb2.IntOrString(str_val="1h"), 3600, id="hours"),
-        pytest.param(meta_pb2.IntOrString(str_val="1h30m"), None, id="compound-refused"),
-        pytest.param(meta_pb2.IntOrString(str_val="60"), None, id="string-without-unit"),
-        pytest.param(meta_pb2.IntOrString(str_val="-5s"), None, id="negative-string"),
-        pytest.param(meta_pb2.IntOrString(int_val=-1), None, id="negative-int"),
-    ],
-)
-def test_pause_durations(value: meta_pb2.IntOrString, seconds: int | None) -> None:
-    assert durations.seconds(value) == seconds
-    assert (durations.duration_problem(value) is None) == (seconds is not None)
-
-
-def test_a_pause_without_duration_lasts_until_promoted() -> None:
-    assert durations.pause_seconds(workloads_pb2.CanaryPause()) is None
-    assert durations.describe(workloads_pb2.CanaryPause()) == "until promoted"
-    assert durations.describe(workloads_pb2.CanaryPause(duration=meta_pb2.IntOrString(str_val="5m"))) == "for 300s"
 
 
 def _pod(

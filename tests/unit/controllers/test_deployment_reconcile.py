@@ -10,7 +10,12 @@ from hypothesis import strategies as st
 
 from controlplane.controllers.deployment import conditions as cond
 from controlplane.controllers.deployment.reconcile import reconcile
-from controlplane.controllers.deployment.revisions import (
+from controlplane.controllers.deployment.revisions import template_hash
+from controlplane.controllers.deployment.strategy import resolve_fenceposts
+from protos import deployments
+from protos.corral.v1 import meta_pb2, workloads_pb2
+from protos.deployments import without_hash
+from protos.wellknown import (
     DESIRED_REPLICAS,
     MAX_REPLICAS,
     POD_TEMPLATE_HASH,
@@ -18,11 +23,7 @@ from controlplane.controllers.deployment.revisions import (
     REVISION_HISTORY,
     ROLLBACK_ON_FAILURE,
     ROLLED_BACK_TO,
-    template_hash,
-    without_hash,
 )
-from controlplane.controllers.deployment.strategy import resolve_fenceposts
-from protos.corral.v1 import meta_pb2, workloads_pb2
 from tests.unit.controllers.sim import START, Sim, make_deployment
 
 
@@ -31,7 +32,7 @@ def int_or_str(value: int | str) -> meta_pb2.IntOrString:
 
 
 def progressing(d: workloads_pb2.Deployment) -> meta_pb2.Condition:
-    condition = cond.get_condition(d.status, cond.PROGRESSING)
+    condition = cond.get_condition(d.status, deployments.PROGRESSING)
     assert condition is not None
     return condition
 
@@ -108,7 +109,7 @@ def test_first_rollout_creates_the_replica_set() -> None:
         "Deployment", "web", d.metadata.uid, True, True)
     assert actions.deployment is not None
     assert actions.deployment.metadata.annotations[REVISION] == "1"
-    assert progressing(actions.deployment).reason == cond.NEW_RS_CREATED
+    assert progressing(actions.deployment).reason == deployments.NEW_RS_CREATED
     assert [e.message for e in actions.events] == [f"Scaled up replica set web-{pod_hash} from 0 to 3"]
 
 
@@ -151,9 +152,10 @@ def test_first_rollout_completes_with_status() -> None:
     status = sim.deployment.status
     assert (status.replicas, status.updated_replicas, status.ready_replicas, status.available_replicas,
             status.unavailable_replicas, status.observed_generation) == (3, 3, 3, 3, 0, 1)
-    available = cond.get_condition(status, cond.AVAILABLE)
-    assert available is not None and (available.status, available.reason) == ("True", cond.MIN_AVAILABLE)
-    assert (progressing(sim.deployment).status, progressing(sim.deployment).reason) == ("True", cond.NEW_RS_AVAILABLE)
+    available = cond.get_condition(status, deployments.AVAILABLE)
+    assert available is not None and (available.status, available.reason) == ("True", deployments.MIN_AVAILABLE)
+    done = progressing(sim.deployment)
+    assert (done.status, done.reason) == ("True", deployments.NEW_RS_AVAILABLE)
 
 
 # -- rolling updates ---------------------------------------------------------------
@@ -285,17 +287,17 @@ def test_paused_makes_no_rollout_progress_but_scales() -> None:
     sim.set_image("httpd:2")
     sim.settle()
     assert len(sim.replica_sets) == 1
-    assert (progressing(sim.deployment).status, progressing(sim.deployment).reason) == ("Unknown", cond.PAUSED)
+    assert (progressing(sim.deployment).status, progressing(sim.deployment).reason) == ("Unknown", deployments.PAUSED)
     sim.scale(5)
     sim.settle()
     assert list(sim.sizes().values()) == [5]
     sim.advance(3600)
     sim.round()
-    assert progressing(sim.deployment).reason == cond.PAUSED  # no deadline while paused
+    assert progressing(sim.deployment).reason == deployments.PAUSED  # no deadline while paused
     sim.pause(False)
     sim.round()
     assert len(sim.replica_sets) == 2
-    assert progressing(sim.deployment).reason == cond.NEW_RS_CREATED
+    assert progressing(sim.deployment).reason == deployments.NEW_RS_CREATED
     roll_out(sim)
     assert sim.complete()
 
@@ -382,7 +384,7 @@ def test_rollback_reuses_the_old_replica_set_and_bumps_its_revision() -> None:
     assert reused.metadata.annotations[REVISION] == "3"
     assert reused.metadata.annotations[REVISION_HISTORY] == "1"
     assert sim.deployment.metadata.annotations[REVISION] == "3"
-    assert progressing(sim.deployment).reason == cond.FOUND_NEW_RS
+    assert progressing(sim.deployment).reason == deployments.FOUND_NEW_RS
     roll_out(sim)
     assert sim.complete() and sim.rs_with_image("httpd:2").spec.replicas == 0
 
@@ -402,7 +404,7 @@ def _stuck(*, rollback: bool) -> Sim:
 def test_progress_deadline_exceeded_sets_the_condition() -> None:
     sim = _stuck(rollback=False)
     actions = sim.round()
-    assert progressing(sim.deployment).reason == cond.RS_UPDATED
+    assert progressing(sim.deployment).reason == deployments.RS_UPDATED
     assert actions.requeue_after == pytest.approx(61, abs=0.1)
     sim.advance(59)
     sim.round()
@@ -410,7 +412,7 @@ def test_progress_deadline_exceeded_sets_the_condition() -> None:
     sim.advance(2)
     actions = sim.round()
     condition = progressing(sim.deployment)
-    assert (condition.status, condition.reason) == ("False", cond.TIMED_OUT)
+    assert (condition.status, condition.reason) == ("False", deployments.TIMED_OUT)
     assert actions.rollback is None
     sim.settle(ready=False)
     assert sim.deployment.spec.template.spec.containers[0].image == "httpd:broken"
@@ -423,11 +425,11 @@ def test_progress_resets_the_deadline() -> None:
     sim.mark_ready([sim.pods_of(new)[0].metadata.name])
     sim.round()
     condition = progressing(sim.deployment)
-    assert condition.reason == cond.RS_UPDATED
+    assert condition.reason == deployments.RS_UPDATED
     assert condition.last_update_time.ToDatetime().replace(tzinfo=sim.now.tzinfo) == sim.now
     sim.advance(50)
     sim.round()
-    assert progressing(sim.deployment).reason == cond.RS_UPDATED
+    assert progressing(sim.deployment).reason == deployments.RS_UPDATED
 
 
 def test_deadline_exceeded_with_annotation_rolls_back() -> None:
@@ -435,7 +437,7 @@ def test_deadline_exceeded_with_annotation_rolls_back() -> None:
     v1 = sim.rs_with_image("httpd:1")
     sim.advance(61)
     sim.round()
-    assert progressing(sim.deployment).reason == cond.TIMED_OUT
+    assert progressing(sim.deployment).reason == deployments.TIMED_OUT
     actions = sim.sync_deployment()
     assert actions.rollback == without_hash(v1.spec.template)
     assert [(e.type, e.reason) for e in actions.events] == [("Warning", "RolledBack")]
@@ -445,7 +447,7 @@ def test_deadline_exceeded_with_annotation_rolls_back() -> None:
     sim.round()
     assert sim.rs_with_image("httpd:1").metadata.annotations[REVISION] == "3"
     condition = progressing(sim.deployment)  # a new rollout: the deadline starts again
-    assert (condition.status, condition.reason) == ("True", cond.RS_UPDATED)
+    assert (condition.status, condition.reason) == ("True", deployments.RS_UPDATED)
     sim.settle()
     assert sim.complete()
     assert sim.rs_with_image("httpd:broken").spec.replicas == 0
@@ -461,7 +463,7 @@ def test_an_automatic_rollback_is_not_rolled_back_again() -> None:
     sim.round()
     sim.advance(120)
     sim.round()
-    assert progressing(sim.deployment).reason == cond.TIMED_OUT
+    assert progressing(sim.deployment).reason == deployments.TIMED_OUT
     actions = sim.round()
     assert actions.rollback is None
     assert sim.deployment.spec.template.spec.containers[0].image == "httpd:1"

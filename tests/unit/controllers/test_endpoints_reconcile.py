@@ -10,15 +10,10 @@ import pytest
 
 from controlplane.apiserver.defaults import apply_defaults
 from controlplane.apiserver.validation import validate
-from controlplane.controllers.endpoints.reconcile import (
-    MANAGED_BY,
-    MANAGED_BY_LABEL,
-    SliceActions,
-    reconcile,
-)
-from controlplane.registry.routes import SERVICE_NAME_LABEL
+from controlplane.controllers.endpoints.reconcile import MANAGED_BY, SliceActions, reconcile
 from protos.corral.v1 import discovery_pb2, node_pb2, pod_pb2, service_pb2, workloads_pb2
 from protos.kinds import by_kind
+from protos.wellknown import ENDPOINTSLICE_MANAGED_BY, SERVICE_NAME
 
 SLICE = by_kind("EndpointSlice")
 
@@ -260,7 +255,7 @@ def test_slice_shape_is_valid_and_owned_by_the_service() -> None:
     [created] = run(service(), [PodSpec("b"), PodSpec("a", node="n2", host_ip="10.0.0.2")]).create
     m = created.metadata
     assert (m.name, m.namespace) == ("web-0", "default")
-    assert dict(m.labels) == {SERVICE_NAME_LABEL: "web", MANAGED_BY_LABEL: MANAGED_BY}
+    assert dict(m.labels) == {SERVICE_NAME: "web", ENDPOINTSLICE_MANAGED_BY: MANAGED_BY}
     [owner] = m.owner_references
     assert (owner.kind, owner.name, owner.uid, owner.controller) == ("Service", "web", "svc-uid", True)
     assert created.address_type == "IPv4"

@@ -20,16 +20,16 @@ from controlplane.controllers.nodelifecycle.reconcile import (
     node_health,
     plan_node,
     pods_matter,
-    ready_condition,
 )
 from controlplane.controllers.nodelifecycle.tolerations import (
-    NOT_READY,
-    UNREACHABLE,
     DefaultTolerations,
     eviction_deadline,
     toleration_seconds,
 )
 from protos.corral.v1 import node_pb2, pod_pb2
+from protos.nodes import ready_condition
+from protos.wellknown import TAINT_NOT_READY as NOT_READY
+from protos.wellknown import TAINT_UNREACHABLE as UNREACHABLE
 from tests.unit.controllers.lifecycle_builders import T0, at, node, pod, toleration
 
 GRACE = timedelta(seconds=12)

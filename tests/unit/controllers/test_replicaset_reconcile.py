@@ -9,8 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from controlplane.apiserver.defaults import apply_defaults
-from controlplane.controllers.replicaset import pods as podutil
 from controlplane.controllers.replicaset.reconcile import reconcile
+from protos import owners
+from protos import pods as podutil
 from protos.corral.v1 import meta_pb2, pod_pb2, workloads_pb2
 from protos.kinds import by_kind
 
@@ -120,14 +121,14 @@ def test_which_pods_count(extra: pod_pb2.Pod, creates: int, deletes: list[str]) 
 def test_orphans_are_adopted_with_an_owner_reference() -> None:
     actions = reconcile(RS, [pod("a"), pod("b"), pod("orphan", owner=None)], now=NOW)
     assert names(actions.adopt) == ["orphan"]
-    ref = podutil.controller_ref(actions.adopt[0])
+    ref = owners.controller_ref(actions.adopt[0])
     assert ref is not None and ref.uid == "rs-uid" and ref.kind == "ReplicaSet"
 
 
 def test_owned_pods_that_no_longer_match_are_released() -> None:
     actions = reconcile(RS, [pod("a"), pod("b"), pod("c"), pod("relabelled", labels={"app": "debug"})], now=NOW)
     assert names(actions.release) == ["relabelled"]
-    assert podutil.controller_ref(actions.release[0]) is None
+    assert owners.controller_ref(actions.release[0]) is None
     assert not actions.create and not actions.delete
 
 
@@ -217,7 +218,7 @@ pod_states = st.builds(
 def test_never_places_more_pods_than_asked(replicas: int, pods: list[pod_pb2.Pod], burst: int) -> None:
     actions = reconcile(replica_set(replicas), pods, now=NOW, burst=burst)
     adopted = {p.metadata.name for p in actions.adopt}
-    mine = [p for p in pods if podutil.is_controlled_by(p, "rs-uid") or p.metadata.name in adopted]
+    mine = [p for p in pods if owners.is_controlled_by(p, "rs-uid") or p.metadata.name in adopted]
     active = [p for p in mine if podutil.is_active(p)]
     deleted = {p.metadata.name for p in actions.delete}
     remaining = [p for p in active if p.metadata.name not in deleted]

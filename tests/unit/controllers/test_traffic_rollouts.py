@@ -12,10 +12,11 @@ from hypothesis import strategies as st
 
 from controlplane.controllers.deployment import conditions as cond
 from controlplane.controllers.deployment.reconcile import reconcile
-from controlplane.controllers.deployment.revisions import ABORT, POD_TEMPLATE_HASH, PROMOTE, SCALE_DOWN_AT
 from controlplane.controllers.deployment.steps import canary_size
-from controlplane.controllers.replicaset import pods as podutil
+from protos import deployments, times
+from protos import pods as podutil
 from protos.corral.v1 import meta_pb2, workloads_pb2
+from protos.wellknown import ABORT, POD_TEMPLATE_HASH, PROMOTE, SCALE_DOWN_AT
 from tests.unit.controllers.sim import START, Sim, make_deployment
 from tests.unit.controllers.traffic_sim import (
     abort,
@@ -35,7 +36,7 @@ from tests.unit.controllers.traffic_sim import (
 
 
 def progressing(sim: Sim) -> meta_pb2.Condition:
-    condition = cond.get_condition(sim.deployment.status, cond.PROGRESSING)
+    condition = cond.get_condition(sim.deployment.status, deployments.PROGRESSING)
     assert condition is not None
     return condition
 
@@ -60,7 +61,7 @@ def test_blue_green_first_rollout_is_stable_at_once() -> None:
     assert stable_image(sim) == "httpd:1"
     assert not sim.deployment.status.HasField("canary")
     sim.settle()
-    assert progressing(sim).reason == cond.NEW_RS_AVAILABLE
+    assert progressing(sim).reason == deployments.NEW_RS_AVAILABLE
 
 
 def test_blue_green_switches_in_one_write_once_the_preview_is_available() -> None:
@@ -78,7 +79,7 @@ def test_blue_green_switches_in_one_write_once_the_preview_is_available() -> Non
     assert stable_image(sim) == "httpd:2"
     assert [e.reason for e in actions.events] == ["TrafficSwitched"]
     assert "3/3 pods available (auto-promotion)" in actions.events[0].message
-    assert progressing(sim).reason == cond.NEW_RS_AVAILABLE
+    assert progressing(sim).reason == deployments.NEW_RS_AVAILABLE
     assert sizes_by_image(sim) == {"httpd:1": 3, "httpd:2": 3}  # the old version keeps running
 
 
@@ -140,7 +141,7 @@ def test_blue_green_without_auto_promotion_waits_for_the_preview_hash() -> None:
     round_and_ready(sim, 3)
     assert weights(sim) == {"httpd:1": 100, "httpd:2": 0}
     condition = progressing(sim)
-    assert (condition.status, condition.reason) == ("Unknown", cond.ROLLOUT_PAUSED)
+    assert (condition.status, condition.reason) == ("Unknown", deployments.ROLLOUT_PAUSED)
     assert "waiting for `corral rollout promote deployment/web`" in condition.message
     assert reasons(sim).count("WaitingForPromotion") == 1
     promote(sim, "0123456789")
@@ -177,7 +178,7 @@ def test_blue_green_scaling_applies_to_active_and_preview() -> None:
     sim.round()
     assert sizes_by_image(sim) == {"httpd:1": 5, "httpd:2": 5}
     assert weights(sim) == {"httpd:1": 100, "httpd:2": 0}  # 3/5 available: no longer ready to promote
-    assert progressing(sim).reason != cond.ROLLOUT_PAUSED
+    assert progressing(sim).reason != deployments.ROLLOUT_PAUSED
 
 
 def test_a_paused_blue_green_deployment_does_not_switch() -> None:
@@ -188,7 +189,7 @@ def test_a_paused_blue_green_deployment_does_not_switch() -> None:
     sim.mark_ready()
     round_and_ready(sim, 3)
     assert weights(sim) == {"httpd:1": 100, "httpd:2": 0}
-    assert progressing(sim).reason == cond.PAUSED
+    assert progressing(sim).reason == deployments.PAUSED
     sim.pause(False)
     sim.round()
     assert weights(sim) == {"httpd:2": 100, "httpd:1": 0}
@@ -206,7 +207,7 @@ def test_a_crash_looping_preview_never_gets_traffic_and_times_out() -> None:
         sim.round()
         assert weights(sim) == {"httpd:1": 100, "httpd:2": 0}
     condition = progressing(sim)
-    assert (condition.status, condition.reason) == ("False", cond.TIMED_OUT)
+    assert (condition.status, condition.reason) == ("False", deployments.TIMED_OUT)
 
 
 def test_blue_green_refuses_an_abort() -> None:
@@ -235,9 +236,9 @@ def test_canary_walks_its_steps_and_is_promoted() -> None:
     actions = sim.round()
     assert weights(sim) == {"httpd:1": 90, "httpd:2": 10}
     assert sim.deployment.status.canary.current_step_index == 1
-    assert podutil.as_datetime(sim.deployment.status.canary.pause_start_time) == START
+    assert times.as_datetime(sim.deployment.status.canary.pause_start_time) == START
     assert actions.requeue_after == 61
-    assert progressing(sim).reason == cond.ROLLOUT_PAUSED
+    assert progressing(sim).reason == deployments.ROLLOUT_PAUSED
     sim.advance(60)
     round_and_ready(sim)
     assert sizes_by_image(sim) == {"httpd:1": 3, "httpd:2": 2}
@@ -261,7 +262,7 @@ def test_canary_walks_its_steps_and_is_promoted() -> None:
     assert sizes_by_image(sim)["httpd:1"] == 0
     sim.settle()
     assert sim.complete() and weights(sim) == {"httpd:2": 100}
-    assert progressing(sim).reason == cond.NEW_RS_AVAILABLE
+    assert progressing(sim).reason == deployments.NEW_RS_AVAILABLE
     assert reasons(sim).count("TrafficWeightSet") == 2
 
 
@@ -307,14 +308,14 @@ def test_abort_sends_all_traffic_back_and_rolls_the_template_back() -> None:
     event = actions.events[-1]
     assert (event.type, event.reason) == ("Warning", "RolloutAborted")
     assert f"all traffic is back on {v1.metadata.name}" in event.message
-    assert (progressing(sim).status, progressing(sim).reason) == ("False", cond.ROLLOUT_ABORTED)
+    assert (progressing(sim).status, progressing(sim).reason) == ("False", deployments.ROLLOUT_ABORTED)
     assert ABORT not in sim.deployment.metadata.annotations
     sim.round()
     assert sizes_by_image(sim) == {"httpd:1": 3, "httpd:2": 0}
     sim.settle()
     assert weights(sim) == {"httpd:1": 100}
     assert sim.deployment.status.canary.aborted  # the record stays until the next rollout
-    assert progressing(sim).reason == cond.ROLLOUT_ABORTED
+    assert progressing(sim).reason == deployments.ROLLOUT_ABORTED
 
 
 def test_a_rollback_lost_after_the_abort_is_written_again() -> None:

@@ -7,10 +7,12 @@ from __future__ import annotations
 from typing import Any
 
 from controlplane.apiserver.defaults import apply_defaults
-from controlplane.controllers.deployment.revisions import ABORT, POD_TEMPLATE_HASH, PROMOTE, revision_of, without_hash
+from controlplane.controllers.deployment.revisions import revision_of
 from protos import codec
 from protos.corral.v1 import workloads_pb2
+from protos.deployments import without_hash
 from protos.kinds import by_kind
+from protos.wellknown import ABORT, POD_TEMPLATE_HASH, PROMOTE
 from tests.unit.controllers.sim import Sim, make_deployment
 
 STEPS = [{"setWeight": 10}, {"pause": {"duration": 60}}, {"setWeight": 50}, {"pause": {}}]

@@ -17,6 +17,7 @@ from controlplane.store.encryption import HEADER, KEY_FILE, Encrypter, KeyFileEr
 from controlplane.store.errors import DecryptionError
 from controlplane.store.memory import MemoryStore
 from controlplane.store.objects import Change, ObjectStore
+from protos import wellknown
 from protos.corral.v1 import pod_pb2, secret_pb2
 from protos.kinds import by_kind
 
@@ -222,7 +223,7 @@ def test_secret_values_are_filled_in_and_the_stored_pod_is_untouched() -> None:
     assert env == {"PLAIN": "1", "PASSWORD": "hunter2"}
     assert resolved.spec.containers[0].env[1].value_from.secret_key_ref.name == "db"
     assert digest and pod.spec.containers[0].env[1].value == ""
-    assert secretenv.CONFIG_ERRORS_ANNOTATION not in resolved.metadata.annotations
+    assert wellknown.CONFIG_ERRORS not in resolved.metadata.annotations
     _, changed = secretenv.resolve(pod, lookup_of(secret(password="new")))
     assert changed != digest
     assert secretenv.resolve(env_pod(), lookup_of())[1] == ""
@@ -241,7 +242,7 @@ def test_missing_references_become_the_containers_config_error(
     env: pod_pb2.EnvVar, found: tuple[secret_pb2.Secret, ...], message: str
 ) -> None:
     resolved, _ = secretenv.resolve(env_pod(env), lookup_of(*found))
-    assert json.loads(resolved.metadata.annotations[secretenv.CONFIG_ERRORS_ANNOTATION]) == {"app": message}
+    assert json.loads(resolved.metadata.annotations[wellknown.CONFIG_ERRORS]) == {"app": message}
     assert lifecycle.config_error(resolved, "app") == message
     assert lifecycle.config_error(resolved, "other") == ""
 
@@ -250,10 +251,6 @@ def test_an_optional_missing_reference_leaves_the_variable_unset() -> None:
     resolved, _ = secretenv.resolve(env_pod(from_secret("P", optional=True)), lookup_of())
     assert list(resolved.spec.containers[0].env) == []
     assert not resolved.metadata.annotations
-
-
-def test_agent_and_control_plane_agree_on_the_annotation() -> None:
-    assert lifecycle.CONFIG_ERRORS_ANNOTATION == secretenv.CONFIG_ERRORS_ANNOTATION
 
 
 def test_secret_values_do_not_change_the_containers_spec_hash() -> None:
@@ -275,7 +272,7 @@ def test_only_the_nodes_own_pods_get_values_and_a_new_secret_wakes_them() -> Non
     index._on_event(CacheEvent(Change.ADDED, theirs, None, 3))
     n1, n2 = index.event_for("n1"), index.event_for("n2")
     before, fp_before = index.current("n1")
-    assert before.pods[0].metadata.annotations[secretenv.CONFIG_ERRORS_ANNOTATION]
+    assert before.pods[0].metadata.annotations[wellknown.CONFIG_ERRORS]
     n1.clear()
     n2.clear()
     s = secret()

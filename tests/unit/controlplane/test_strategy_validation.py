@@ -78,6 +78,11 @@ def test_canary_defaults() -> None:
             {"type": "Canary", "canary": {"steps": [{"setWeight": 0}, {"pause": {"duration": "1h"}}]}},
             id="canary-weight-zero-and-hours",
         ),
+        pytest.param(
+            {"type": "Canary", "canary": {"steps": [{"pause": {"duration": "1h30m"}}, {"pause": {"duration": "90"}},
+                                                    {"pause": {"duration": "7d"}}, {"pause": {"duration": "1.5m"}}]}},
+            id="canary-durations-in-the-one-format",
+        ),
     ],
 )
 def test_valid_strategies(strategy: dict[str, Any]) -> None:
@@ -148,10 +153,15 @@ def test_valid_strategies(strategy: dict[str, Any]) -> None:
             id="both-in-a-step",
         ),
         pytest.param(
-            {"type": "Canary", "canary": {"steps": [{"pause": {"duration": "1h30m"}}]}},
+            {"type": "Canary", "canary": {"steps": [{"pause": {"duration": "soon"}}]}},
             "spec.strategy.canary.steps[0].pause.duration: must be a number of seconds or a duration "
-            'such as "60s", "5m" or "1h", got "1h30m"',
-            id="compound-duration",
+            'such as "90", "90s", "1m30s", "500ms", "1.5h" or "7d", got "soon"',
+            id="malformed-duration",
+        ),
+        pytest.param(
+            {"type": "Canary", "canary": {"steps": [{"pause": {"duration": "500ms"}}]}},
+            'spec.strategy.canary.steps[0].pause.duration: must be a whole number of seconds, got "500ms"',
+            id="fraction-of-a-second",
         ),
         pytest.param(
             {"type": "Canary", "canary": {"steps": [{"pause": {"duration": -5}}]}},

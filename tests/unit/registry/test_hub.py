@@ -13,11 +13,11 @@ import pytest
 from controlplane.apiserver.handlers import ObjectApi
 from controlplane.informer import Informer
 from controlplane.registry.hub import RouteHub
-from controlplane.registry.routes import SERVICE_NAME_LABEL
 from controlplane.store.memory import MemoryStore
 from controlplane.store.objects import ObjectStore
 from protos.corral.v1 import discovery_pb2, node_service_pb2, service_pb2
 from protos.kinds import by_kind
+from protos.wellknown import SERVICE_NAME
 
 WAIT = 5.0
 
@@ -40,7 +40,7 @@ def service(name: str, port: int) -> service_pb2.Service:
 def endpoint_slice(service_name: str, host_ports: list[int], *, ready: bool = True) -> discovery_pb2.EndpointSlice:
     s = discovery_pb2.EndpointSlice()
     s.metadata.name = f"{service_name}-0"
-    s.metadata.labels[SERVICE_NAME_LABEL] = service_name
+    s.metadata.labels[SERVICE_NAME] = service_name
     s.ports.add(name="", port=8080)
     for n, host_port in enumerate(host_ports):
         e = s.endpoints.add(addresses=["10.0.0.1"], host_ports={"": host_port})

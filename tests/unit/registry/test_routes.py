@@ -6,8 +6,9 @@ from collections.abc import Sequence
 
 import pytest
 
-from controlplane.registry.routes import SERVICE_NAME_LABEL, route_for
+from controlplane.registry.routes import route_for
 from protos.corral.v1 import discovery_pb2, service_pb2
+from protos.wellknown import SERVICE_NAME
 
 
 def service(*ports: tuple[str, int, int], load_balancing: str = "") -> service_pb2.Service:
@@ -41,7 +42,7 @@ def slice_of(
 ) -> discovery_pb2.EndpointSlice:
     s = discovery_pb2.EndpointSlice(address_type="IPv4", endpoints=endpoints, traffic_weights=weights or {})
     s.metadata.name, s.metadata.namespace = name, "default"
-    s.metadata.labels[SERVICE_NAME_LABEL] = "web"
+    s.metadata.labels[SERVICE_NAME] = "web"
     return s
 
 

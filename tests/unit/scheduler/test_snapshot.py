@@ -9,7 +9,6 @@ from controlplane.scheduler.snapshot import (
     DEFAULT_MEMORY_BYTES,
     LEAST_ALLOCATED,
     MOST_ALLOCATED,
-    STRATEGY_ANNOTATION,
     Requirement,
     Resources,
     Snapshot,
@@ -20,6 +19,7 @@ from controlplane.scheduler.snapshot import (
     pod_request,
 )
 from protos.corral.v1 import meta_pb2, node_pb2, pod_pb2
+from protos.wellknown import SCHEDULING_STRATEGY
 
 from .builders import GI, MI, container, node, node_proto, pod, pod_proto
 
@@ -118,7 +118,7 @@ def test_runtime_defaults_to_docker() -> None:
     ],
 )
 def test_scoring_strategy(annotation: str | None, default: str, expected: str) -> None:
-    annotations = {} if annotation is None else {STRATEGY_ANNOTATION: annotation}
+    annotations = {} if annotation is None else {SCHEDULING_STRATEGY: annotation}
     assert pod_request(pod_proto(annotations=annotations), default_strategy=default).strategy == expected
 
 

@@ -1,0 +1,106 @@
+"""Pod facts every room shares. Pure code: no I/O.
+
+- phases: the five pod phases; Succeeded and Failed are terminal (finished);
+- terminating: an object whose metadata.deletionTimestamp is set (any kind);
+- activity: a pod counts towards its ReplicaSet while it is neither terminal
+  nor terminating;
+- readiness and availability: Ready means the Ready condition is True;
+  available means Ready for at least minReadySeconds, judged from the
+  condition's lastTransitionTime and `now`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Final
+
+from google.protobuf.message import Message
+
+from protos.corral.v1 import meta_pb2, pod_pb2
+from protos.kinds import meta
+from protos.times import as_datetime
+
+PHASES: Final = ("Pending", "Running", "Succeeded", "Failed", "Unknown")
+TERMINAL_PHASES: Final = frozenset({"Succeeded", "Failed"})
+
+# Pod condition types.
+POD_READY: Final = "Ready"
+CONTAINERS_READY: Final = "ContainersReady"
+POD_SCHEDULED: Final = "PodScheduled"
+
+DEFAULT_TERMINATION_GRACE_PERIOD_SECONDS: Final = 30
+
+
+def is_terminal(pod: pod_pb2.Pod) -> bool:
+    return pod.status.phase in TERMINAL_PHASES
+
+
+def is_terminating(obj: Message) -> bool:
+    """The object is being deleted: its metadata.deletionTimestamp is set."""
+    return meta(obj).HasField("deletion_timestamp")
+
+
+def is_active(pod: pod_pb2.Pod) -> bool:
+    """Counts towards its ReplicaSet: not terminal and not being deleted."""
+    return not is_terminal(pod) and not is_terminating(pod)
+
+
+def _ready_in(conditions: Iterable[meta_pb2.Condition]) -> meta_pb2.Condition | None:
+    for condition in conditions:
+        if condition.type == POD_READY:
+            return condition
+    return None
+
+
+def ready_condition(pod: pod_pb2.Pod) -> meta_pb2.Condition | None:
+    return _ready_in(pod.status.conditions)
+
+
+def status_is_ready(status: pod_pb2.PodStatus) -> bool:
+    """A pod status whose Ready condition is True."""
+    condition = _ready_in(status.conditions)
+    return condition is not None and condition.status == "True"
+
+
+def is_ready(pod: pod_pb2.Pod) -> bool:
+    return status_is_ready(pod.status)
+
+
+def ready_since(pod: pod_pb2.Pod) -> datetime | None:
+    """When a ready pod became ready (None if not ready or unknown)."""
+    condition = ready_condition(pod)
+    if condition is None or condition.status != "True":
+        return None
+    return as_datetime(condition.last_transition_time)
+
+
+def available_at(pod: pod_pb2.Pod, min_ready_seconds: int) -> datetime | None:
+    """When a ready pod is (or was) available; None if it is not ready.
+
+    With minReadySeconds 0 a ready pod is available at once (the minimum
+    datetime); otherwise a Ready condition without a transition time never is.
+    """
+    if not is_ready(pod):
+        return None
+    if min_ready_seconds <= 0:
+        return datetime.min.replace(tzinfo=UTC)
+    since = ready_since(pod)
+    if since is None:
+        return datetime.max.replace(tzinfo=UTC)
+    return since + timedelta(seconds=min_ready_seconds)
+
+
+def is_available(pod: pod_pb2.Pod, min_ready_seconds: int, now: datetime) -> bool:
+    at = available_at(pod, min_ready_seconds)
+    return at is not None and at <= now
+
+
+def next_available(pods: Iterable[pod_pb2.Pod], min_ready_seconds: int, now: datetime) -> float | None:
+    """Seconds until the next ready-but-not-yet-available pod becomes available."""
+    if min_ready_seconds <= 0:
+        return None
+    waits = [(at - now).total_seconds() for p in pods
+             if (at := available_at(p, min_ready_seconds)) is not None
+             and now < at < datetime.max.replace(tzinfo=UTC)]
+    return min(waits) if waits else None

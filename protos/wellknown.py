@@ -1,0 +1,49 @@
+"""Well-known names: annotations, labels, taints and runtimes that several rooms read or write.
+
+Names only (no behaviour), each defined once here.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+DEFAULT_NAMESPACE: Final = "default"
+
+# -- annotations ---------------------------------------------------------------
+# Deployments and ReplicaSets (Kubernetes' names).
+REVISION: Final = "deployment.kubernetes.io/revision"
+REVISION_HISTORY: Final = "deployment.kubernetes.io/revision-history"
+DESIRED_REPLICAS: Final = "deployment.kubernetes.io/desired-replicas"
+MAX_REPLICAS: Final = "deployment.kubernetes.io/max-replicas"
+LAST_APPLIED: Final = "kubectl.kubernetes.io/last-applied-configuration"
+CHANGE_CAUSE: Final = "kubernetes.io/change-cause"
+DEPRECATED_ROLLBACK_TO: Final = "deprecated.deployment.rollback.to"
+# Deployments and ReplicaSets (corral's).
+ROLLBACK_ON_FAILURE: Final = "corral.io/rollback-on-failure"
+ROLLED_BACK_TO: Final = "corral.io/rolled-back-to"
+PROMOTE: Final = "corral.io/promote"
+# The value of PROMOTE that skips the remaining canary steps.
+PROMOTE_FULL: Final = "full"
+ABORT: Final = "corral.io/abort"
+SCALE_DOWN_AT: Final = "corral.io/scale-down-at"
+RESTARTED_AT: Final = "corral.io/restartedAt"
+# Pods.
+CONFIG_ERRORS: Final = "corral.io/container-config-errors"
+SCHEDULING_STRATEGY: Final = "corral.io/scheduling-strategy"
+# Annotation prefixes that only the system writes.
+SYSTEM_ANNOTATION_PREFIXES: Final = ("corral.io/", "deployment.kubernetes.io/")
+
+# -- labels --------------------------------------------------------------------
+POD_TEMPLATE_HASH: Final = "pod-template-hash"
+SERVICE_NAME: Final = "kubernetes.io/service-name"
+ENDPOINTSLICE_MANAGED_BY: Final = "endpointslice.kubernetes.io/managed-by"
+HOSTNAME: Final = "kubernetes.io/hostname"
+NODE_ROLE_PREFIX: Final = "node-role.kubernetes.io/"
+
+# -- taints --------------------------------------------------------------------
+TAINT_UNREACHABLE: Final = "node.kubernetes.io/unreachable"
+TAINT_NOT_READY: Final = "node.kubernetes.io/not-ready"
+
+# -- runtimes ------------------------------------------------------------------
+DEFAULT_RUNTIME: Final = "docker"
+RUNTIMES: Final = ("docker", "process")
