@@ -35,10 +35,11 @@ from agent.runtime.errors import RuntimeFailure
 from agent.telemetry.series import AgentTelemetry
 from corral.common.pki.endpoints import join_address_for
 from corral.common.telemetry.endpoint import MetricsEndpointError, open_endpoint
+from protos import wellknown
 
 log = structlog.get_logger(__name__)
 
-RUNTIMES = ("docker", "process", "fake")
+RUNTIMES = (*wellknown.RUNTIMES, "fake")
 M_ARENA_MAX = -8  # glibc mallopt parameter
 EXECUTOR_THREADS = 8
 RESTARTED_ENV = "CORRAL_AGENT_RESTARTED_AFTER_JOIN"

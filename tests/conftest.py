@@ -17,12 +17,22 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 
 from controlplane.store.base import Store
 from controlplane.store.embedded import EmbeddedEtcd, etcd_binary
 from controlplane.store.errors import EmbeddedEtcdError
 from controlplane.store.memory import MemoryStore
 from controlplane.store.release import DISTRIBUTION_PATHS, EtcdBinary, find_etcd
+
+
+@pytest.fixture(autouse=True)
+def _structlog_config_restored() -> Iterator[None]:
+    """A test that runs a CLI command (which configures logging for its process) leaves the
+    logging of later tests as it found it: a level of info would hide the debug events they check."""
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)
 
 # The release lines the store's contract suite runs against.
 ETCD_MAJORS = ("3.4", "3.5")

@@ -31,10 +31,10 @@ from agent.runtime import base
 from agent.runtime.base import ContainerInfo, ContainerRuntime, State
 from agent.runtime.errors import RuntimeFailure
 from protos.corral.v1 import node_service_pb2, pod_pb2
+from protos.wellknown import DEFAULT_RUNTIME
 
 log = structlog.get_logger(__name__)
 
-DEFAULT_RUNTIME = "docker"
 ORPHAN_GRACE_SECONDS = 30.0
 
 

@@ -17,9 +17,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from agent.network.proxy.server import ServiceStats
 from corral.common.telemetry.loop import SCRAPE_TIMEOUT, LoopCollector
 from protos.corral.v1 import pod_pb2
+from protos.pods import PHASES
 
 # Always exported (as 0 when no pod is in them), so a dashboard sees every phase.
-PHASES = ("Pending", "Running", "Succeeded", "Failed", "Unknown")
 
 
 @dataclass

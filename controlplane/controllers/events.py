@@ -25,6 +25,7 @@ from controlplane.apiserver.handlers import ObjectApi
 from controlplane.clock import utcnow_seconds
 from protos.corral.v1 import event_pb2
 from protos.kinds import by_kind, info_of, meta
+from protos.wellknown import DEFAULT_NAMESPACE
 
 log = structlog.get_logger(__name__)
 EVENT = by_kind("Event")
@@ -78,7 +79,7 @@ class EventRecorder:
             return
         digest = hashlib.sha256(f"{info.kind}/{m.uid}/{reason}/{message}".encode()).hexdigest()[:10]
         name = f"{m.name}.{digest}"
-        namespace = m.namespace or "default"
+        namespace = m.namespace or DEFAULT_NAMESPACE
         try:
             existing = await self.api.find(EVENT, namespace, name)
             if isinstance(existing, event_pb2.Event):

@@ -33,6 +33,8 @@ from controlplane.scheduler.pipeline import Placement, Unschedulable, feasible_n
 from controlplane.scheduler.plugins import default_profile
 from controlplane.scheduler.snapshot import LEAST_ALLOCATED, PodRequest, build_snapshot, pod_request
 from controlplane.telemetry.hooks import SchedulingObserver
+from protos import nodes as nodeutil
+from protos import pods as podutil
 from protos.conditions import set_condition
 from protos.corral.v1 import node_pb2, pod_pb2
 
@@ -61,8 +63,7 @@ class Retry:
 
 def pending(pod: pod_pb2.Pod) -> bool:
     """Waiting for a node: unbound, not being deleted, not finished."""
-    return (not pod.spec.node_name and not pod.metadata.HasField("deletion_timestamp")
-            and pod.status.phase not in ("Succeeded", "Failed"))
+    return not pod.spec.node_name and not podutil.is_terminating(pod) and not podutil.is_terminal(pod)
 
 
 class SchedulerController:
@@ -243,7 +244,7 @@ class SchedulerController:
         previous = self.retries.get(pod.metadata.uid)
         delay = RETRY_INITIAL if previous is None else min(previous.delay * 2, RETRY_MAX)
         self.retries[pod.metadata.uid] = Retry(now + delay, delay)
-        current = next((c for c in pod.status.conditions if c.type == "PodScheduled"), None)
+        current = next((c for c in pod.status.conditions if c.type == podutil.POD_SCHEDULED), None)
         if current is not None and current.status == "False" and current.message == result.message:
             return
         updated = pod_pb2.Pod()
@@ -265,11 +266,11 @@ def _placement_view(node: Message) -> PlacementView:
     """What placement depends on: labels, spec (cordon, taints), allocatable,
     runtimes and readiness; not heartbeat times, which change every few seconds."""
     assert isinstance(node, node_pb2.Node)
-    ready = any(c.type == "Ready" and c.status == "True" for c in node.status.conditions)
+    ready = nodeutil.is_ready(node)
     return (tuple(sorted(node.metadata.labels.items())), node.spec.SerializeToString(deterministic=True),
             tuple(sorted(node.status.allocatable.items())), tuple(node.status.runtimes), ready)
 
 
 def _set_scheduled(pod: pod_pb2.Pod, ok: bool, reason: str, message: str, now: datetime) -> None:
-    set_condition(pod.status.conditions, "PodScheduled", "True" if ok else "False",
+    set_condition(pod.status.conditions, podutil.POD_SCHEDULED, "True" if ok else "False",
                   reason=reason, message=message, now=now)

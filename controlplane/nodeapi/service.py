@@ -41,6 +41,8 @@ from controlplane.nodeapi.assignments import AssignmentIndex, Fingerprint
 from controlplane.registry.hub import RouteHub
 from controlplane.tunnels import TunnelRegistry
 from corral.common.logs import clip
+from protos import nodes as nodeutil
+from protos import pods as podutil
 from protos.conditions import set_condition
 from protos.corral.v1 import metrics_pb2, node_pb2, node_service_pb2, node_service_pb2_grpc, pod_pb2
 from protos.kinds import by_kind
@@ -67,7 +69,7 @@ def request_label_causes(request: node_service_pb2.RegisterRequest) -> list[Caus
 def set_ready(node: node_pb2.Node, now: datetime, *, reason: str = "AgentReady",
               message: str = "corral agent is posting heartbeats") -> None:
     """Mark the Ready condition True and stamp the heartbeat time."""
-    cond = set_condition(node.status.conditions, "Ready", "True", reason=reason, message=message, now=now)
+    cond = set_condition(node.status.conditions, nodeutil.NODE_READY, "True", reason=reason, message=message, now=now)
     cond.last_heartbeat_time.FromDatetime(now)
 
 
@@ -262,7 +264,7 @@ class NodeService(node_service_pb2_grpc.NodeServiceServicer):
             if (not isinstance(existing, pod_pb2.Pod) or existing.metadata.uid != report.uid
                     or existing.spec.node_name != node):
                 return False
-            if report.terminated and existing.metadata.HasField("deletion_timestamp"):
+            if report.terminated and podutil.is_terminating(existing):
                 try:
                     return await self._delete_terminated(existing)
                 except ConflictError:
