@@ -125,9 +125,11 @@ def process_runtime_user(config: AgentConfig, euid: int) -> str:
     if euid != 0:
         return ""
     if not config.allow_process_runtime_as_root:
-        raise AgentError("--runtime process runs pods' commands on this host as the agent's user, and this agent "
-                         "runs as root: run it as an unprivileged user, or give --allow-process-runtime-as-root "
-                         f"(pods then run as {config.process_user} unless their runAsUser says otherwise)")
+        raise AgentError(
+            "--runtime process runs pods' commands on this host as the agent's user, and this agent "
+            "runs as root: run it as an unprivileged user, or give --allow-process-runtime-as-root "
+            f"(pods then run as {config.process_user} unless their runAsUser says otherwise)"
+        )
     return config.process_user
 
 
@@ -165,14 +167,17 @@ def check(config: AgentConfig, *, euid: int) -> AgentPlan:
     address = config.address or route_address(servers[0])
     proxy_addresses = config.proxy_addresses or [address]
     if config.proxy_mode == "nftables" and any(":" in a for a in proxy_addresses):
-        raise AgentError("--proxy-mode nftables: IPv4 proxy addresses only (got "
-                         f"{', '.join(a for a in proxy_addresses if ':' in a)}); use --proxy-mode userspace")
+        raise AgentError(
+            "--proxy-mode nftables: IPv4 proxy addresses only (got "
+            f"{', '.join(a for a in proxy_addresses if ':' in a)}); use --proxy-mode userspace"
+        )
     joins = config.join or [join_address_for(s) for s in servers]
     return AgentPlan(servers, joins, address, proxy_addresses, backoff, process_user)
 
 
-async def open_runtimes(config: AgentConfig, *, euid: int | None = None,
-                        stack: contextlib.AsyncExitStack | None = None) -> dict[str, ContainerRuntime]:
+async def open_runtimes(
+    config: AgentConfig, *, euid: int | None = None, stack: contextlib.AsyncExitStack | None = None
+) -> dict[str, ContainerRuntime]:
     """The runtimes the flags name; with a `stack`, each is closed when it unwinds (also when a later one fails)."""
     runtimes: dict[str, ContainerRuntime] = {}
     for name in config.runtimes:
@@ -182,11 +187,13 @@ async def open_runtimes(config: AgentConfig, *, euid: int | None = None,
             from agent.runtime.docker import DockerRuntime
 
             try:
-                runtime = await DockerRuntime.connect(network=config.docker_network or f"corral-{config.name}",
-                                                      stats_source=config.docker_stats)
+                runtime = await DockerRuntime.connect(
+                    network=config.docker_network or f"corral-{config.name}", stats_source=config.docker_stats
+                )
             except RuntimeFailure as e:
-                raise AgentError(f"--runtime docker: no Docker engine answers ({e}); "
-                                 "start dockerd, or run with --runtime process") from e
+                raise AgentError(
+                    f"--runtime docker: no Docker engine answers ({e}); start dockerd, or run with --runtime process"
+                ) from e
         elif name == "process":
             from agent.runtime.process import ProcessRuntime
 
@@ -220,7 +227,8 @@ def limit_memory_overhead() -> None:
         libc = ctypes.CDLL("libc.so.6")
         libc.mallopt(M_ARENA_MAX, 2)
     asyncio.get_running_loop().set_default_executor(
-        ThreadPoolExecutor(max_workers=EXECUTOR_THREADS, thread_name_prefix="agent-io"))
+        ThreadPoolExecutor(max_workers=EXECUTOR_THREADS, thread_name_prefix="agent-io")
+    )
 
 
 def run(config: AgentConfig) -> None:
@@ -260,46 +268,73 @@ async def run_agent(config: AgentConfig, stop: asyncio.Event | None = None) -> N
         runtimes = await open_runtimes(config, stack=stack)
         reserved = reserved_ports(plan.servers, plan.joins, config.metrics_listen)
         try:
-            discovery = await build_service_network(runtimes, proxy_addresses=plan.proxy_addresses,
-                                              dns_port=config.dns_port, data_dir=config.data_dir,
-                                              proxy_mode=config.proxy_mode, node_name=config.name,
-                                              reserved_ports=reserved)
+            discovery = await build_service_network(
+                runtimes,
+                proxy_addresses=plan.proxy_addresses,
+                dns_port=config.dns_port,
+                data_dir=config.data_dir,
+                proxy_mode=config.proxy_mode,
+                node_name=config.name,
+                reserved_ports=reserved,
+            )
         except RuntimeFailure as e:
             raise AgentError(f"--docker-network: the pod network cannot be set up ({e})") from e
         except NftablesError as e:
             raise AgentError(f"--proxy-mode nftables: {e}") from e
         telemetry = AgentTelemetry()
-        settings = WorkerSettings(node_name=config.name, host_ip=address, poll_interval=config.poll_interval,
-                                  backoff=plan.backoff, termination_drain=config.termination_drain,
-                                  pod_network=discovery.table.pod_network, probe_results=telemetry.probe_result,
-                                  volumes_dir=config.data_dir / "volumes")
+        settings = WorkerSettings(
+            node_name=config.name,
+            host_ip=address,
+            poll_interval=config.poll_interval,
+            backoff=plan.backoff,
+            termination_drain=config.termination_drain,
+            pod_network=discovery.table.pod_network,
+            probe_results=telemetry.probe_result,
+            volumes_dir=config.data_dir / "volumes",
+        )
         manager = PodManager(runtimes, settings, config.data_dir)
         status = node_status(address=address, runtimes=list(runtimes))
-        metrics = MetricsSampler(config.name, runtimes, lambda: [w.pod for w in manager.workers.values()],
-                                 traffic=discovery.stats)
-        session = Session(SessionConfig(server=config.server, node_name=config.name, labels=config.labels,
-                                        metrics_period=config.metrics_period),
-                          manager, status, identity=identity, services=discovery.table, metrics=metrics)
+        metrics = MetricsSampler(
+            config.name, runtimes, lambda: [w.pod for w in manager.workers.values()], traffic=discovery.stats
+        )
+        session = Session(
+            SessionConfig(
+                server=config.server, node_name=config.name, labels=config.labels, metrics_period=config.metrics_period
+            ),
+            manager,
+            status,
+            identity=identity,
+            services=discovery.table,
+            metrics=metrics,
+        )
         if stop is None:
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, stop.set)
-        telemetry.observe(proxy_stats=discovery.stats, connected=session.connected.is_set,
-                          pods=lambda: [w.last_status for w in manager.workers.values()])
+        telemetry.observe(
+            proxy_stats=discovery.stats,
+            connected=session.connected.is_set,
+            pods=lambda: [w.last_status for w in manager.workers.values()],
+        )
         try:
-            scrape = open_endpoint(telemetry.registry, config.metrics_listen,
-                                   default_host=plan.proxy_addresses[0], optional=config.metrics_optional)
+            scrape = open_endpoint(
+                telemetry.registry,
+                config.metrics_listen,
+                default_host=plan.proxy_addresses[0],
+                optional=config.metrics_optional,
+            )
         except MetricsEndpointError as e:
             raise AgentError(str(e)) from e
         if scrape is not None:
             stack.push_async_callback(scrape.close)
-        log.info("agent_starting", node=config.name, server=config.server, address=address,
-                 runtimes=list(runtimes))
+        log.info("agent_starting", node=config.name, server=config.server, address=address, runtimes=list(runtimes))
         async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(manager.run(), name="pod-manager"),
-                     group.create_task(session.run(), name="session"),
-                     group.create_task(discovery.run(), name="service-network")]
+            tasks = [
+                group.create_task(manager.run(), name="pod-manager"),
+                group.create_task(session.run(), name="session"),
+                group.create_task(discovery.run(), name="service-network"),
+            ]
             for task in tasks:
                 task.add_done_callback(_log_failure)
             await stop.wait()

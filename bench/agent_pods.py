@@ -44,8 +44,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 # Run the agent as an agent-only install (`pip install corral`) has it: without the
 # packages only the dev tools bring (rich, via import-linter, which structlog would
 # otherwise load for pretty tracebacks).
-AGENT_ONLY = ("import sys; sys.modules['rich'] = None; "
-              "from corral.cli.main import main; sys.argv[0] = 'corral'; main()")
+AGENT_ONLY = "import sys; sys.modules['rich'] = None; from corral.cli.main import main; sys.argv[0] = 'corral'; main()"
 NODE = "bench-node"
 STATS_SOURCES = ("engine", "cgroup")
 ENGINE_PROCESSES = ("dockerd", "containerd")
@@ -99,8 +98,9 @@ def start_latencies(client: Client, watcher: RunningWatcher, pods: list[pod_pb2.
     for pod in pods:
         created[pod.metadata.name] = time.perf_counter()
         client.create(pod)
-        wait_for(functools.partial(operator.contains, watcher.seen, pod.metadata.name), 60,
-                 f"{pod.metadata.name} Running")
+        wait_for(
+            functools.partial(operator.contains, watcher.seen, pod.metadata.name), 60, f"{pod.metadata.name} Running"
+        )
     return [watcher.seen[name] - t for name, t in created.items()]
 
 
@@ -110,9 +110,11 @@ def delete_all(client: Client, names: list[str]) -> None:
 
 
 def summary(values: list[float]) -> dict[str, float]:
-    return {"p50_ms": round(statistics.median(values) * 1000, 1),
-            "p99_ms": round(percentile(values, 99) * 1000, 1),
-            "max_ms": round(max(values) * 1000, 1)}
+    return {
+        "p50_ms": round(statistics.median(values) * 1000, 1),
+        "p99_ms": round(percentile(values, 99) * 1000, 1),
+        "max_ms": round(max(values) * 1000, 1),
+    }
 
 
 def cpu_seconds(procs: list[psutil.Process]) -> float:
@@ -130,20 +132,55 @@ def engine_processes() -> list[psutil.Process]:
     return [p for p in psutil.process_iter(["name"]) if p.info["name"] in ENGINE_PROCESSES]
 
 
-def run_agent(tmp: str, address: str, token: str, node: str, stats: str, metrics_period: float,
-              ) -> subprocess.Popen[bytes]:
+def run_agent(
+    tmp: str,
+    address: str,
+    token: str,
+    node: str,
+    stats: str,
+    metrics_period: float,
+) -> subprocess.Popen[bytes]:
     agent_log = open(Path(tmp) / f"agent-{node}.log", "wb")
-    return subprocess.Popen([sys.executable, "-c", AGENT_ONLY, "agent", "--server", address,
-                             "--name", node, "--data-dir", f"{tmp}/{node}", "--runtime", "docker",
-                             "--runtime", "process",
-                             *(["--allow-process-runtime-as-root"] if os.geteuid() == 0 else []),
-                             "--log-level", "warning", "--docker-stats", stats,
-                             "--metrics-period", str(metrics_period)],
-                            stdout=agent_log, stderr=subprocess.STDOUT, env={**os.environ, "CORRAL_TOKEN": token})
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            AGENT_ONLY,
+            "agent",
+            "--server",
+            address,
+            "--name",
+            node,
+            "--data-dir",
+            f"{tmp}/{node}",
+            "--runtime",
+            "docker",
+            "--runtime",
+            "process",
+            *(["--allow-process-runtime-as-root"] if os.geteuid() == 0 else []),
+            "--log-level",
+            "warning",
+            "--docker-stats",
+            stats,
+            "--metrics-period",
+            str(metrics_period),
+        ],
+        stdout=agent_log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "CORRAL_TOKEN": token},
+    )
 
 
-def measure_agent(tmp: str, address: str, admin: Credentials, stats: str, pods: int, window: float,
-                  metrics_period: float, with_process_pods: bool) -> dict[str, object]:
+def measure_agent(
+    tmp: str,
+    address: str,
+    admin: Credentials,
+    stats: str,
+    pods: int,
+    window: float,
+    metrics_period: float,
+    with_process_pods: bool,
+) -> dict[str, object]:
     """One agent reading Docker stats from `stats`: RSS idle and with `pods` Docker pods, CPU over `window`."""
     client = Client(address, admin)
     token = client.create_token("node", 3600, "bench").token
@@ -170,8 +207,12 @@ def measure_agent(tmp: str, address: str, admin: Credentials, stats: str, pods: 
         time.sleep(4)
     finally:
         stop(agent)
-        subprocess.run(f"docker rm -f $(docker ps -aq --filter label=io.corral.node={node}) "
-                       f">/dev/null 2>&1; docker network rm corral-{node} >/dev/null 2>&1", shell=True, check=False)
+        subprocess.run(
+            f"docker rm -f $(docker ps -aq --filter label=io.corral.node={node}) "
+            f">/dev/null 2>&1; docker network rm corral-{node} >/dev/null 2>&1",
+            shell=True,
+            check=False,
+        )
     return {
         "agent_rss_idle_mb": round(idle_rss / 2**20, 1),
         "agent_rss_docker_pods_mb": round(busy_rss / 2**20, 1),
@@ -190,9 +231,12 @@ def run(pods: int, window: float, metrics_period: float) -> dict[str, object]:
         server, address = start_server(tmp, f"{tmp}/server", "--pod-security", "privileged")
         try:
             admin = admin_credentials()
-            by_source = {stats: measure_agent(tmp, address, admin, stats, pods, window, metrics_period,
-                                              with_process_pods=stats == "cgroup")
-                         for stats in STATS_SOURCES}
+            by_source = {
+                stats: measure_agent(
+                    tmp, address, admin, stats, pods, window, metrics_period, with_process_pods=stats == "cgroup"
+                )
+                for stats in STATS_SOURCES
+            }
         finally:
             stop(server)
     cgroup = by_source["cgroup"]
@@ -225,9 +269,11 @@ def main() -> None:
     args = parser.parse_args()
     result = run(args.pods, args.window, args.metrics_period)
     for stats, figures in result["by_docker_stats"].items():  # type: ignore[attr-defined]
-        print(f"--docker-stats {stats:6}: agent RSS idle {figures['agent_rss_idle_mb']} MB, with {args.pods} Docker "
-              f"pods {figures['agent_rss_docker_pods_mb']} MB; CPU over {args.window:g} s: agent "
-              f"{figures['agent_cpu_percent']}% of a core, engine {figures['engine_cpu_percent']}%")
+        print(
+            f"--docker-stats {stats:6}: agent RSS idle {figures['agent_rss_idle_mb']} MB, with {args.pods} Docker "
+            f"pods {figures['agent_rss_docker_pods_mb']} MB; CPU over {args.window:g} s: agent "
+            f"{figures['agent_cpu_percent']}% of a core, engine {figures['engine_cpu_percent']}%"
+        )
     d, p = result["docker_start"], result["process_start"]
     print(f"start latency, Docker:  p50 {d['p50_ms']} ms, p99 {d['p99_ms']} ms")  # type: ignore[index]
     print(f"start latency, process: p50 {p['p50_ms']} ms, p99 {p['p99_ms']} ms")  # type: ignore[index]

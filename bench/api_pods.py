@@ -123,11 +123,12 @@ def main() -> None:
     parser.add_argument("--gets", type=int, default=2000)
     args = parser.parse_args()
     result = asyncio.run(run(args))
-    print(f"created {result['pods']} pods in {result['create_seconds']} s "
-          f"({result['create_per_second']} pods/s, {result['concurrency']} in flight)")
+    print(
+        f"created {result['pods']} pods in {result['create_seconds']} s "
+        f"({result['create_per_second']} pods/s, {result['concurrency']} in flight)"
+    )
     print(f"listed {result['listed']} pods in {result['list_seconds']} s ({result['list_pages']} pages of 500)")
-    print(f"single get over {result['get_count']} calls: p50 {result['get_p50_ms']} ms, "
-          f"p99 {result['get_p99_ms']} ms")
+    print(f"single get over {result['get_count']} calls: p50 {result['get_p50_ms']} ms, p99 {result['get_p99_ms']} ms")
     write_result("api_pods", result)
 
 

@@ -96,9 +96,12 @@ class PodClock:
 
 def hollow(address: str, nodes: int, prefix: str, token: str) -> subprocess.Popen[bytes]:
     """Hollow nodes in their own process; each joins with ``token`` (CORRAL_TOKEN) for its node certificate."""
-    return subprocess.Popen([sys.executable, HOLLOW, "--server", address, "--nodes", str(nodes),
-                             "--prefix", prefix], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={**os.environ, "CORRAL_TOKEN": token})
+    return subprocess.Popen(
+        [sys.executable, HOLLOW, "--server", address, "--nodes", str(nodes), "--prefix", prefix],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "CORRAL_TOKEN": token},
+    )
 
 
 def ready_nodes(client: Client, prefix: str) -> int:
@@ -124,11 +127,15 @@ def startup(nodes: int, replicas: int) -> dict[str, object]:
             to_bind = sorted(clock.bound[n] - clock.first[n] for n in clock.running if n in clock.bound)
         finally:
             stop(fleet, server)
-    return {"nodes": nodes, "replicas": replicas, "all_running_seconds": round(total, 2),
-            "startup_p50_ms": round(statistics.median(latencies) * 1000, 1),
-            "startup_p99_ms": round(percentile(latencies, 99) * 1000, 1),
-            "bind_p50_ms": round(statistics.median(to_bind) * 1000, 1),
-            "bind_p99_ms": round(percentile(to_bind, 99) * 1000, 1)}
+    return {
+        "nodes": nodes,
+        "replicas": replicas,
+        "all_running_seconds": round(total, 2),
+        "startup_p50_ms": round(statistics.median(latencies) * 1000, 1),
+        "startup_p99_ms": round(percentile(latencies, 99) * 1000, 1),
+        "bind_p50_ms": round(statistics.median(to_bind) * 1000, 1),
+        "bind_p99_ms": round(percentile(to_bind, 99) * 1000, 1),
+    }
 
 
 def node_loss() -> dict[str, object]:
@@ -147,6 +154,7 @@ def node_loss() -> dict[str, object]:
             def healed() -> bool:
                 running = [n for n in clock.running if clock.nodes.get(n) != victim]
                 return len(running) == 6
+
             wait_for(healed, 120, "pods running elsewhere")
             seconds = time.perf_counter() - lost_at
         finally:
@@ -161,9 +169,11 @@ def main() -> None:
     args = parser.parse_args()
     result: dict[str, object] = {}
     result.update(startup(args.nodes, args.replicas))
-    print(f"{args.replicas} replicas on {args.nodes} hollow nodes: all Running in {result['all_running_seconds']} s; "
-          f"pod startup p50 {result['startup_p50_ms']} ms, p99 {result['startup_p99_ms']} ms "
-          f"(of which created → bound: p50 {result['bind_p50_ms']} ms, p99 {result['bind_p99_ms']} ms)")
+    print(
+        f"{args.replicas} replicas on {args.nodes} hollow nodes: all Running in {result['all_running_seconds']} s; "
+        f"pod startup p50 {result['startup_p50_ms']} ms, p99 {result['startup_p99_ms']} ms "
+        f"(of which created → bound: p50 {result['bind_p50_ms']} ms, p99 {result['bind_p99_ms']} ms)"
+    )
     result.update(node_loss())
     print(f"node loss to its pods Running elsewhere: {result['node_loss_to_running_elsewhere_seconds']} s")
     result["machine"] = machine()

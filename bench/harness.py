@@ -29,9 +29,23 @@ def start_server(log_dir: str | Path, data_dir: str | Path, *extra: str) -> tupl
     """A `corral server` with an embedded etcd (and `extra` options), logging to `log_dir/server.log`."""
     address = f"127.0.0.1:{free_port()}"
     with open(Path(log_dir) / "server.log", "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "corral.cli.main", "server", "--listen", address,
-                                 "--data-dir", str(data_dir), "--log-level", "warning", *extra],
-                                stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "corral.cli.main",
+                "server",
+                "--listen",
+                address,
+                "--data-dir",
+                str(data_dir),
+                "--log-level",
+                "warning",
+                *extra,
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     return proc, address
 
 

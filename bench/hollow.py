@@ -42,8 +42,17 @@ def hollow_status(address: str, cpu: str, memory: str) -> node_pb2.NodeStatus:
     return status
 
 
-async def run_hollow_nodes(server: str, count: int, data_dir: Path, *, token: str, prefix: str = "hollow",
-                           cpu: str = "32", memory: str = "64Gi", poll_interval: float = 1.0) -> None:
+async def run_hollow_nodes(
+    server: str,
+    count: int,
+    data_dir: Path,
+    *,
+    token: str,
+    prefix: str = "hollow",
+    cpu: str = "32",
+    memory: str = "64Gi",
+    poll_interval: float = 1.0,
+) -> None:
     """Run `count` hollow nodes until cancelled; each joins with ``token`` for its node certificate."""
     join_addresses = [join_address_for(s) for s in split_servers(server)]
     async with asyncio.TaskGroup() as group:
@@ -51,15 +60,20 @@ async def run_hollow_nodes(server: str, count: int, data_dir: Path, *, token: st
             name = f"{prefix}-{i:04d}"
             address = f"10.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}"
             runtime = FakeRuntime()
-            settings = WorkerSettings(node_name=name, host_ip=address, poll_interval=poll_interval,
-                                      backoff=CrashLoopBackoff())
+            settings = WorkerSettings(
+                node_name=name, host_ip=address, poll_interval=poll_interval, backoff=CrashLoopBackoff()
+            )
             directory = data_dir / name
             directory.mkdir(parents=True, exist_ok=True)
             manager = PodManager({"docker": runtime}, settings, directory)
             status = hollow_status(address, cpu, memory)
             identity = NodeCredentials(name, directory, token=token, join_addresses=join_addresses)
-            session = Session(SessionConfig(server=server, node_name=name, labels={"node.corral.io/hollow": "true"}),
-                              manager, status, identity=identity)
+            session = Session(
+                SessionConfig(server=server, node_name=name, labels={"node.corral.io/hollow": "true"}),
+                manager,
+                status,
+                identity=identity,
+            )
             group.create_task(manager.run())
             group.create_task(session.run())
 
@@ -69,15 +83,19 @@ def main() -> None:
     parser.add_argument("--server", required=True)
     parser.add_argument("--nodes", type=int, default=100)
     parser.add_argument("--prefix", default="hollow")
-    parser.add_argument("--token", default=os.environ.get("CORRAL_TOKEN", ""),
-                        help="A node join token (default: $CORRAL_TOKEN)")
+    parser.add_argument(
+        "--token", default=os.environ.get("CORRAL_TOKEN", ""), help="A node join token (default: $CORRAL_TOKEN)"
+    )
     args = parser.parse_args()
     if not args.token:
         parser.error("give --token (or CORRAL_TOKEN): a node join token from `corral token create`")
     logs.configure("warning")
     # On uvloop, as `corral agent` runs (agent.main.run).
-    with tempfile.TemporaryDirectory(prefix="corral-hollow-") as tmp, contextlib.suppress(KeyboardInterrupt), \
-            asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+    with (
+        tempfile.TemporaryDirectory(prefix="corral-hollow-") as tmp,
+        contextlib.suppress(KeyboardInterrupt),
+        asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner,
+    ):
         runner.run(run_hollow_nodes(args.server, args.nodes, Path(tmp), token=args.token, prefix=args.prefix))
 
 

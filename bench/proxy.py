@@ -304,8 +304,16 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     backend_port, proxy_port = free_port(), free_port()
     me = [sys.executable, str(Path(__file__).resolve())]
     backend = subprocess.Popen([*me, "--role", "backend", "--port", str(backend_port)])
-    proxy_args = ["--port", str(proxy_port), "--backend-port", str(backend_port), "--proxy-loop", args.proxy_loop,
-                  "--proxy-mode", args.proxy_mode]
+    proxy_args = [
+        "--port",
+        str(proxy_port),
+        "--backend-port",
+        str(backend_port),
+        "--proxy-loop",
+        args.proxy_loop,
+        "--proxy-mode",
+        args.proxy_mode,
+    ]
     proxy = subprocess.Popen(
         [*me, "--role", "proxy", *proxy_args],
         stdout=subprocess.DEVNULL,

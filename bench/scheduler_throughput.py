@@ -48,8 +48,11 @@ def node(i: int) -> node_pb2.Node:
 def pod(i: int) -> pod_pb2.Pod:
     p = pod_pb2.Pod()
     p.metadata.name = f"p-{i:06d}"
-    p.metadata.owner_references.append(meta_pb2.OwnerReference(
-        api_version="apps/v1", kind="ReplicaSet", name=f"rs-{i % 100}", uid=f"rs-uid-{i % 100}", controller=True))
+    p.metadata.owner_references.append(
+        meta_pb2.OwnerReference(
+            api_version="apps/v1", kind="ReplicaSet", name=f"rs-{i % 100}", uid=f"rs-uid-{i % 100}", controller=True
+        )
+    )
     c = p.spec.containers.add(name="main", image="busybox:1.36")
     c.resources.requests.update({"cpu": "100m", "memory": "64Mi"})
     return p
@@ -93,9 +96,12 @@ async def run(nodes: int, pods: int) -> dict[str, object]:
             await store.close()
             await etcd.stop()
     return {
-        "nodes": nodes, "pods": pods, "seconds": round(elapsed, 2),
+        "nodes": nodes,
+        "pods": pods,
+        "seconds": round(elapsed, 2),
         "pods_bound_per_second": round(pods / elapsed, 1),
-        "max_pods_on_a_node": max(spread.values()), "nodes_used": len(spread),
+        "max_pods_on_a_node": max(spread.values()),
+        "nodes_used": len(spread),
         "machine": machine(),
     }
 
@@ -107,9 +113,11 @@ def main() -> None:
     args = parser.parse_args()
     logs.configure("warning")
     result = asyncio.run(run(args.nodes, args.pods))
-    print(f"bound {result['pods']} pods on {result['nodes']} nodes in {result['seconds']} s: "
-          f"{result['pods_bound_per_second']} pods/s (at most {result['max_pods_on_a_node']} per node, "
-          f"{result['nodes_used']} nodes used)")
+    print(
+        f"bound {result['pods']} pods on {result['nodes']} nodes in {result['seconds']} s: "
+        f"{result['pods_bound_per_second']} pods/s (at most {result['max_pods_on_a_node']} per node, "
+        f"{result['nodes_used']} nodes used)"
+    )
     write_result("scheduler_throughput", result)
 
 

@@ -27,11 +27,17 @@ StreamWrapper = Callable[[Behavior], Callable[[Any, Context], AsyncIterator[Any]
 _UNCHANGED: Any = object()
 
 
-def rewrap(handler: grpc.RpcMethodHandler[Req, Resp], unary: UnaryWrapper,
-           stream: StreamWrapper, *, request_deserializer: Any = _UNCHANGED) -> grpc.RpcMethodHandler[Req, Resp]:
+def rewrap(
+    handler: grpc.RpcMethodHandler[Req, Resp],
+    unary: UnaryWrapper,
+    stream: StreamWrapper,
+    *,
+    request_deserializer: Any = _UNCHANGED,
+) -> grpc.RpcMethodHandler[Req, Resp]:
     codec: dict[str, Any] = {
-        "request_deserializer": (handler.request_deserializer if request_deserializer is _UNCHANGED
-                                 else request_deserializer),
+        "request_deserializer": (
+            handler.request_deserializer if request_deserializer is _UNCHANGED else request_deserializer
+        ),
         "response_serializer": handler.response_serializer,
     }
     if handler.unary_unary is not None:

@@ -20,11 +20,18 @@ from protos.corral.v1 import status_pb2, status_pb2_grpc
 log = structlog.get_logger(__name__)
 
 
-def etcd_status(endpoints: list[str], member: MemberStatus | None, error: str, *,
-                binary: EtcdBinary | None = None, restarts: int = 0) -> status_pb2.EtcdStatus:
+def etcd_status(
+    endpoints: list[str],
+    member: MemberStatus | None,
+    error: str,
+    *,
+    binary: EtcdBinary | None = None,
+    restarts: int = 0,
+) -> status_pb2.EtcdStatus:
     """The etcd part of `corral status`: ``member`` is None when it did not answer (``error`` says why)."""
-    status = status_pb2.EtcdStatus(endpoints=endpoints, healthy=member is not None, error=error,
-                                   embedded=binary is not None, restarts=restarts)
+    status = status_pb2.EtcdStatus(
+        endpoints=endpoints, healthy=member is not None, error=error, embedded=binary is not None, restarts=restarts
+    )
     version = member.version if member is not None else str(binary.release) if binary is not None else ""
     release = parse_release(version)
     status.version = version
@@ -40,8 +47,15 @@ def etcd_status(endpoints: list[str], member: MemberStatus | None, error: str, *
 
 
 class StatusServicer(status_pb2_grpc.StatusServiceServicer):
-    def __init__(self, address: str, store: EtcdStore, endpoints: list[str], *, leading: Callable[[], bool],
-                 supervisor: EtcdSupervisor | None = None) -> None:
+    def __init__(
+        self,
+        address: str,
+        store: EtcdStore,
+        endpoints: list[str],
+        *,
+        leading: Callable[[], bool],
+        supervisor: EtcdSupervisor | None = None,
+    ) -> None:
         self.address = address
         self.store = store
         self.endpoints = endpoints
@@ -59,7 +73,11 @@ class StatusServicer(status_pb2_grpc.StatusServiceServicer):
             error = str(e)
             log.debug("etcd_status_failed", error=error)
         supervisor = self.supervisor
-        etcd = etcd_status(self.endpoints, member, error,
-                           binary=supervisor.etcd.binary if supervisor is not None else None,
-                           restarts=supervisor.restarts if supervisor is not None else 0)
+        etcd = etcd_status(
+            self.endpoints,
+            member,
+            error,
+            binary=supervisor.etcd.binary if supervisor is not None else None,
+            restarts=supervisor.restarts if supervisor is not None else 0,
+        )
         return status_pb2.ClusterStatus(server=self.address, leading=self.leading(), etcd=etcd)

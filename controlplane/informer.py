@@ -91,8 +91,11 @@ class Informer:
             try:
                 listener(event)
             except Exception:  # one listener's bug must not stop the cache others read (and serve)
-                log.exception("informer_listener_failed", kind=self.info.kind,
-                              listener=getattr(listener, "__qualname__", repr(listener)))
+                log.exception(
+                    "informer_listener_failed",
+                    kind=self.info.kind,
+                    listener=getattr(listener, "__qualname__", repr(listener)),
+                )
 
     async def run(self) -> None:
         delay = self._relist_backoff
@@ -104,8 +107,13 @@ class Informer:
             except store_errors.CompactedError:
                 log.info("informer_relist", kind=self.info.kind, reason="compacted", revision=self.revision)
             except store_errors.WatchOverflowError as e:
-                log.warning("informer_relist", kind=self.info.kind, reason="fell behind", revision=self.revision,
-                            events=e.events)
+                log.warning(
+                    "informer_relist",
+                    kind=self.info.kind,
+                    reason="fell behind",
+                    revision=self.revision,
+                    events=e.events,
+                )
             except store_errors.StoreError as e:
                 log.warning("informer_store_error", kind=self.info.kind, error=str(e))
                 await asyncio.sleep(delay)
@@ -133,7 +141,8 @@ class Informer:
         if revision < self.revision:
             # A lagging etcd member (after a failover) answered: never go back in time.
             raise store_errors.UnavailableError(
-                f"{self.info.kind} list at revision {revision} is older than the cache's {self.revision}")
+                f"{self.info.kind} list at revision {revision} is older than the cache's {self.revision}"
+            )
         self._replace(listed, revision)
 
     def _replace(self, listed: list[Message], revision: int) -> None:

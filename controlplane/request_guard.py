@@ -88,9 +88,12 @@ class RequestGuard(grpc.aio.ServerInterceptor):
         if handler is None:
             return None
         method = handler_call_details.method
-        return rewrap(handler, lambda behavior: _unary(behavior, method),
-                      lambda behavior: _stream(behavior, method),
-                      request_deserializer=tolerant(handler.request_deserializer))
+        return rewrap(
+            handler,
+            lambda behavior: _unary(behavior, method),
+            lambda behavior: _stream(behavior, method),
+            request_deserializer=tolerant(handler.request_deserializer),
+        )
 
 
 def _unary(behavior: Callable[..., Any], method: str) -> Callable[[Any, Context], Any]:

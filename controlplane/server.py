@@ -184,15 +184,18 @@ def check(config: ServerConfig) -> None:
     if not config.etcd and config.data_dir is None:
         raise ServerError("give --etcd host:port[,…] or --data-dir DIR for an embedded etcd")
     if config.scheduling_strategy not in (LEAST_ALLOCATED, MOST_ALLOCATED):
-        raise ServerError(f"--scheduling-strategy: must be {LEAST_ALLOCATED} or {MOST_ALLOCATED}, "
-                          f"got {config.scheduling_strategy!r}")
+        raise ServerError(
+            f"--scheduling-strategy: must be {LEAST_ALLOCATED} or {MOST_ALLOCATED}, got {config.scheduling_strategy!r}"
+        )
     if config.pod_security not in LEVELS:
         raise ServerError(f"--pod-security: must be one of {', '.join(LEVELS)}, got {config.pod_security!r}")
     if config.lease_ttl < 2:
         raise ServerError(f"--lease-ttl: must be 2 or more, got {config.lease_ttl}")
     if config.join_rate <= 0 or config.join_burst < 1:
-        raise ServerError(f"--join-rate must be more than 0 and --join-burst 1 or more "
-                          f"(got {config.join_rate:g}, {config.join_burst})")
+        raise ServerError(
+            f"--join-rate must be more than 0 and --join-burst 1 or more "
+            f"(got {config.join_rate:g}, {config.join_burst})"
+        )
 
 
 async def open_store(config: ServerConfig, stack: AsyncExitStack, tasks: Background) -> OpenedStore:
@@ -215,8 +218,9 @@ async def open_store(config: ServerConfig, stack: AsyncExitStack, tasks: Backgro
     version = await _etcd_version(store)
     release = parse_release(version)
     if config.etcd and release is not None and not release.recommended:
-        log.warning("etcd_release_not_recommended", message=not_recommended(release, ",".join(endpoints)),
-                    version=version)
+        log.warning(
+            "etcd_release_not_recommended", message=not_recommended(release, ",".join(endpoints)), version=version
+        )
     return OpenedStore(store, endpoints, version, supervisor)
 
 
@@ -260,8 +264,9 @@ async def start(config: ServerConfig, stack: AsyncExitStack) -> RunningServer:
     store, endpoints = opened.store, opened.endpoints
     objects = ObjectStore(store, config.key_prefix, encrypter=encrypter)
     ports = PortRegistry(store, config.key_prefix)
-    api = ObjectApi(objects, policy=ClusterPolicy(config.pod_security, config.allow_host_path),
-                    reserved_ports=ports.reserved)
+    api = ObjectApi(
+        objects, policy=ClusterPolicy(config.pod_security, config.allow_host_path), reserved_ports=ports.reserved
+    )
     # Informers for what every replica serves (agents' assignments, routes); the
     # leader's controllers share them (caught up at the start of each term) and
     # get their own for the other kinds, per term, only while this replica leads.
@@ -276,47 +281,62 @@ async def start(config: ServerConfig, stack: AsyncExitStack) -> RunningServer:
     revocations = RevocationList(store, config.key_prefix, on_revoked=streams.close)
     tokens = TokenRegistry(store, config.key_prefix)
     issuer = CertificateIssuer(ca, config.node_cert_lifetime)
-    server = grpc.aio.server(options=GRPC_OPTIONS, interceptors=[
-        ApiTelemetryInterceptor(telemetry), AuthInterceptor(revocations, streams), RequestGuard()])
+    server = grpc.aio.server(
+        options=GRPC_OPTIONS,
+        interceptors=[ApiTelemetryInterceptor(telemetry), AuthInterceptor(revocations, streams), RequestGuard()],
+    )
     api_pb2_grpc.add_ObjectServiceServicer_to_server(ObjectService(api, tunnels), server)
     node_service_pb2_grpc.add_NodeServiceServicer_to_server(
-        NodeService(api, assignments, tunnels, heartbeat_period=config.heartbeat_period, routes=routes,
-                    metrics=metrics), server)
-    metrics_pb2_grpc.add_MetricsServiceServicer_to_server(
-        MetricsService(metrics, api, serving.informer("Pod")), server)
+        NodeService(
+            api, assignments, tunnels, heartbeat_period=config.heartbeat_period, routes=routes, metrics=metrics
+        ),
+        server,
+    )
+    metrics_pb2_grpc.add_MetricsServiceServicer_to_server(MetricsService(metrics, api, serving.informer("Pod")), server)
     discovery_pb2_grpc.add_DiscoveryServiceServicer_to_server(DiscoveryService(routes), server)
     security_pb2_grpc.add_SecurityServiceServicer_to_server(
-        SecurityService(tokens, revocations, issuer, streams), server)
-    api_credentials = grpc.ssl_server_credentials([(certificate.key, certificate.chain)], root_certificates=ca.pem,
-                                                  require_client_auth=True)
+        SecurityService(tokens, revocations, issuer, streams), server
+    )
+    api_credentials = grpc.ssl_server_credentials(
+        [(certificate.key, certificate.chain)], root_certificates=ca.pem, require_client_auth=True
+    )
     port = _listen(server, config.listen, api_credentials, "the API")
     # The join port: TLS with the serving certificate, no client certificate (a token instead).
     join_server = grpc.aio.server(options=JOIN_GRPC_OPTIONS, interceptors=[RequestGuard()])
     limiter = SourceRateLimiter(rate=config.join_rate, burst=config.join_burst)
     security_pb2_grpc.add_JoinServiceServicer_to_server(JoinService(tokens, issuer, limiter), join_server)
     join_listen = config.join_listen or f"{host}:{port + 1 if _port_of(config.listen) else 0}"
-    join_port = _listen(join_server, join_listen, grpc.ssl_server_credentials([(certificate.key, certificate.chain)]),
-                        "the join port")
+    join_port = _listen(
+        join_server, join_listen, grpc.ssl_server_credentials([(certificate.key, certificate.chain)]), "the join port"
+    )
     ports.add(port, "API")
     ports.add(join_port, "join")
     address = f"{host}:{port}"
     join_address = f"{join_listen.rsplit(':', 1)[0]}:{join_port}"
-    elector = Elector(store, key=f"{config.key_prefix.rstrip('/')}/leader", ttl=config.lease_ttl,
-                      holder=holder_for(socket.gethostname(), os.getpid(), address))
+    elector = Elector(
+        store,
+        key=f"{config.key_prefix.rstrip('/')}/leader",
+        ttl=config.lease_ttl,
+        holder=holder_for(socket.gethostname(), os.getpid(), address),
+    )
     status_pb2_grpc.add_StatusServiceServicer_to_server(
-        StatusServicer(address, store, endpoints, leading=elector.leading.is_set, supervisor=opened.supervisor),
-        server)
+        StatusServicer(address, store, endpoints, leading=elector.leading.is_set, supervisor=opened.supervisor), server
+    )
     try:
-        scrape = open_endpoint(telemetry.registry, config.metrics_listen, default_host=host,
-                               optional=config.metrics_optional)
+        scrape = open_endpoint(
+            telemetry.registry, config.metrics_listen, default_host=host, optional=config.metrics_optional
+        )
     except MetricsEndpointError as e:
         raise ServerError(str(e)) from e
     if scrape is not None:
         stack.push_async_callback(scrape.close)
         ports.add(_port_of(scrape.address), "metrics")
     # Run: each loop is stopped before what it reads closes (the stack unwinds in reverse).
-    for loop, name in ((serving.run(), "serving-informers"), (routes.run(), "route-hub"),
-                       (revocations.run(), "revocations")):
+    for loop, name in (
+        (serving.run(), "serving-informers"),
+        (routes.run(), "route-hub"),
+        (revocations.run(), "revocations"),
+    ):
         stack.push_async_callback(tasks.stop, tasks.start(loop, name))
     try:
         await asyncio.wait_for(revocations.synced.wait(), config.revocations_sync_timeout)
@@ -334,11 +354,26 @@ async def start(config: ServerConfig, stack: AsyncExitStack) -> RunningServer:
     telemetry.observe_replica(leading=elector.leading.is_set)
     lead = _lead(store, config, telemetry, metrics, encrypter, shared=serving.informers)
     stack.push_async_callback(tasks.stop, tasks.start(elector.run(lead), "leadership"))
-    log.info("server_started", listen=address, join=join_address, etcd=",".join(endpoints),
-             etcd_version=opened.etcd_version, ca=ca.hash[:16])
-    return RunningServer(address, endpoints, opened.etcd_version, opened.supervisor, elector, telemetry,
-                         scrape.address if scrape else None, ca=ca, join_address=join_address,
-                         admin=ca.admin_credentials(now))
+    log.info(
+        "server_started",
+        listen=address,
+        join=join_address,
+        etcd=",".join(endpoints),
+        etcd_version=opened.etcd_version,
+        ca=ca.hash[:16],
+    )
+    return RunningServer(
+        address,
+        endpoints,
+        opened.etcd_version,
+        opened.supervisor,
+        elector,
+        telemetry,
+        scrape.address if scrape else None,
+        ca=ca,
+        join_address=join_address,
+        admin=ca.admin_credentials(now),
+    )
 
 
 def load_ca(config: ServerConfig, now: dt.datetime) -> ClusterCA:
@@ -367,35 +402,49 @@ def _listen(server: grpc.aio.Server, listen: str, credentials: grpc.ServerCreden
     return port
 
 
-def _lead(store: Store, config: ServerConfig, telemetry: ControlPlaneTelemetry | None = None,
-          metrics_source: MetricsSource | None = None, encrypter: Encrypter | None = None, *,
-          shared: Mapping[str, Informer] | None = None) -> Lead:
+def _lead(
+    store: Store,
+    config: ServerConfig,
+    telemetry: ControlPlaneTelemetry | None = None,
+    metrics_source: MetricsSource | None = None,
+    encrypter: Encrypter | None = None,
+    *,
+    shared: Mapping[str, Informer] | None = None,
+) -> Lead:
     """What the leader runs for one term: the controllers, on the ``shared``
     (serving) informers caught up with the store and fresh ones for the other
     kinds, every write fenced with the term."""
 
     async def lead(term: Term) -> None:
-        objects = ObjectStore(leader_store(store, term.fence, config.test_hooks), config.key_prefix,
-                              encrypter=encrypter)
-        controllers = build_controllers(ObjectApi(objects), config, metrics=telemetry,
-                                        metrics_source=metrics_source)
+        objects = ObjectStore(
+            leader_store(store, term.fence, config.test_hooks), config.key_prefix, encrypter=encrypter
+        )
+        controllers = build_controllers(ObjectApi(objects), config, metrics=telemetry, metrics_source=metrics_source)
         await ControllerManager(objects, controllers, observer=telemetry, shared=shared).run()
 
     return lead
 
 
-def build_controllers(api: ObjectApi, config: ServerConfig, *,
-                      metrics: SchedulingObserver | None = None,
-                      metrics_source: MetricsSource | None = None) -> list[Controller]:
+def build_controllers(
+    api: ObjectApi,
+    config: ServerConfig,
+    *,
+    metrics: SchedulingObserver | None = None,
+    metrics_source: MetricsSource | None = None,
+) -> list[Controller]:
     """The leader's controllers; the HPA controller only with a source of pod metrics."""
-    autoscalers: list[Controller] = [] if metrics_source is None else [
-        HorizontalPodAutoscalerController(api, EventRecorder(api, "horizontal-pod-autoscaler"), metrics_source,
-                                          sync_period=config.hpa_sync_period)]
+    autoscalers: list[Controller] = (
+        []
+        if metrics_source is None
+        else [
+            HorizontalPodAutoscalerController(
+                api, EventRecorder(api, "horizontal-pod-autoscaler"), metrics_source, sync_period=config.hpa_sync_period
+            )
+        ]
+    )
     return [
-        SchedulerController(api, EventRecorder(api, "scheduler"), strategy=config.scheduling_strategy,
-                            metrics=metrics),
-        NodeLifecycleController(api, EventRecorder(api, "node-lifecycle-controller"),
-                                grace=config.node_grace_period),
+        SchedulerController(api, EventRecorder(api, "scheduler"), strategy=config.scheduling_strategy, metrics=metrics),
+        NodeLifecycleController(api, EventRecorder(api, "node-lifecycle-controller"), grace=config.node_grace_period),
         ReplicaSetController(api, EventRecorder(api, "replicaset-controller")),
         DeploymentController(api, EventRecorder(api, "deployment-controller")),
         EndpointsController(api),

@@ -89,8 +89,11 @@ class Tunnel:
     def _overflow(self, request_id: str, stream: _LogStream) -> None:
         log.warning("logs_cut_off", node=self.node, buffered_bytes=stream.size, max_bytes=self.max_pending_bytes)
         del self.pending[request_id]  # what the agent still sends is dropped
-        stream.fail(LogsOverflowError(f"log stream closed: the client fell behind by more than "
-                                      f"{self.max_pending_bytes} bytes; ask again"))
+        stream.fail(
+            LogsOverflowError(
+                f"log stream closed: the client fell behind by more than {self.max_pending_bytes} bytes; ask again"
+            )
+        )
         cancel = node_service_pb2.CancelRequest(request_id=request_id)
         self.outgoing.put_nowait(node_service_pb2.ServerMessage(cancel=cancel))
 

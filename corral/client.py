@@ -138,7 +138,8 @@ def _translate(error: grpc.RpcError, address: str) -> ClientError:
             "Start one with `corral server --data-dir DIR`, or point at "
             "another with --server HOST:PORT or CORRAL_SERVER. If it is up, its TLS "
             "handshake may have refused these credentials (another cluster's CA?): "
-            "`corral login` gets new ones.")
+            "`corral login` gets new ones."
+        )
     if code == grpc.StatusCode.INVALID_ARGUMENT:
         return InvalidError(message, _causes(error))
     return _CODES.get(code, ClientError)(message)
@@ -187,8 +188,10 @@ class Client:
 
     def _connect(self) -> None:
         self._channel = grpc.secure_channel(
-            self.address, self.credentials.channel_credentials(),
-            options=[("grpc.max_receive_message_length", 8 * 1024 * 1024), *channel_options()])
+            self.address,
+            self.credentials.channel_credentials(),
+            options=[("grpc.max_receive_message_length", 8 * 1024 * 1024), *channel_options()],
+        )
         self._stub = api_pb2_grpc.ObjectServiceStub(self._channel)
         self._discovery = discovery_pb2_grpc.DiscoveryServiceStub(self._channel)
         self._metrics = metrics_pb2_grpc.MetricsServiceStub(self._channel)
@@ -265,8 +268,9 @@ class Client:
         assert isinstance(r, api_pb2.ObjectResponse)
         return unwrap(r.object)[1]
 
-    def delete(self, kind: str, name: str, namespace: str = "", *, uid: str = "",
-               grace_period_seconds: int | None = None) -> Message:
+    def delete(
+        self, kind: str, name: str, namespace: str = "", *, uid: str = "", grace_period_seconds: int | None = None
+    ) -> Message:
         """Delete an object. A running pod is deleted gracefully: the object
         comes back with a deletionTimestamp and goes once its node has stopped
         it; `grace_period_seconds` (pods; None: the pod's own) 0 deletes at once."""
@@ -278,7 +282,12 @@ class Client:
         return unwrap(r.object)[1]
 
     def list_page(
-        self, kind: str, namespace: str = "", *, selector: str = "", limit: int = 0,
+        self,
+        kind: str,
+        namespace: str = "",
+        *,
+        selector: str = "",
+        limit: int = 0,
         continue_token: str = "",
     ) -> api_pb2.ListResponse:
         request = api_pb2.ListRequest(kind=kind, namespace=namespace, label_selector=selector, limit=limit)
@@ -287,25 +296,30 @@ class Client:
         assert isinstance(r, api_pb2.ListResponse)
         return r
 
-    def list(self, kind: str, namespace: str = "", *, selector: str = "",
-             page_size: int = 0) -> tuple[list[Message], str]:
+    def list(
+        self, kind: str, namespace: str = "", *, selector: str = "", page_size: int = 0
+    ) -> tuple[list[Message], str]:
         """Every matching object (all pages) and the revision they were read at."""
         items: list[Message] = []
         token = ""
         while True:
-            page = self.list_page(kind, namespace, selector=selector, limit=page_size,
-                                  continue_token=token)
+            page = self.list_page(kind, namespace, selector=selector, limit=page_size, continue_token=token)
             items.extend(unwrap(o)[1] for o in page.items)
             token = getattr(page, "continue")
             if not token:
                 return items, page.resource_version
 
-    def watch(self, kind: str, namespace: str = "", *, selector: str = "",
-              resource_version: str = "") -> Iterator[WatchEvent]:
-        request = api_pb2.WatchRequest(kind=kind, namespace=namespace, label_selector=selector,
-                                       resource_version=resource_version)
-        names = {api_pb2.WatchEvent.ADDED: "ADDED", api_pb2.WatchEvent.MODIFIED: "MODIFIED",
-                 api_pb2.WatchEvent.DELETED: "DELETED"}
+    def watch(
+        self, kind: str, namespace: str = "", *, selector: str = "", resource_version: str = ""
+    ) -> Iterator[WatchEvent]:
+        request = api_pb2.WatchRequest(
+            kind=kind, namespace=namespace, label_selector=selector, resource_version=resource_version
+        )
+        names = {
+            api_pb2.WatchEvent.ADDED: "ADDED",
+            api_pb2.WatchEvent.MODIFIED: "MODIFIED",
+            api_pb2.WatchEvent.DELETED: "DELETED",
+        }
         try:
             for batch in self._stream("WatchBatches", request):
                 for ev in batch.events:
@@ -316,8 +330,7 @@ class Client:
         for ev in self._stream("Watch", request):
             yield WatchEvent(names.get(ev.type, "MODIFIED"), unwrap(ev.object)[1])
 
-    def list_endpoints(self, namespace: str = "", name: str = "", *,
-                       all_namespaces: bool = False) -> Routes:
+    def list_endpoints(self, namespace: str = "", name: str = "", *, all_namespaces: bool = False) -> Routes:
         """The ready endpoints behind one Service, a namespace's, or every namespace's."""
         request = discovery_pb2.ListEndpointsRequest(namespace=namespace, name=name, all_namespaces=all_namespaces)
         try:
@@ -332,20 +345,31 @@ class Client:
         assert isinstance(r, metrics_pb2.NodeMetricsList)
         return list(r.items)
 
-    def pod_metrics(self, namespace: str = "", name: str = "", *, all_namespaces: bool = False,
-                    selector: str = "") -> PodMetricsItems:
+    def pod_metrics(
+        self, namespace: str = "", name: str = "", *, all_namespaces: bool = False, selector: str = ""
+    ) -> PodMetricsItems:
         """Usage and requests of the pods with recent metrics (one namespace's, or every namespace's)."""
-        request = metrics_pb2.PodMetricsRequest(namespace=namespace, all_namespaces=all_namespaces,
-                                                selector=selector, name=name)
+        request = metrics_pb2.PodMetricsRequest(
+            namespace=namespace, all_namespaces=all_namespaces, selector=selector, name=name
+        )
         r = self._call("PodMetrics", request, service="_metrics")
         assert isinstance(r, metrics_pb2.PodMetricsList)
         return list(r.items)
 
-    def logs(self, name: str, namespace: str = "", *, container: str = "", follow: bool = False,
-             tail_lines: int = 0, previous: bool = False) -> Iterator[bytes]:
+    def logs(
+        self,
+        name: str,
+        namespace: str = "",
+        *,
+        container: str = "",
+        follow: bool = False,
+        tail_lines: int = 0,
+        previous: bool = False,
+    ) -> Iterator[bytes]:
         """A container's output, chunk by chunk; with `follow`, until interrupted."""
-        request = api_pb2.LogsRequest(namespace=namespace, name=name, container=container, follow=follow,
-                                      tail_lines=tail_lines, previous=previous)
+        request = api_pb2.LogsRequest(
+            namespace=namespace, name=name, container=container, follow=follow, tail_lines=tail_lines, previous=previous
+        )
         for chunk in self._stream("Logs", request):
             yield chunk.data
 
@@ -358,8 +382,11 @@ class Client:
         return r
 
     def create_token(self, role: str, ttl_seconds: int, description: str = "") -> security_pb2.CreateTokenResponse:
-        r = self._call("CreateToken", security_pb2.CreateTokenRequest(
-            role=role, ttl_seconds=ttl_seconds, description=description), service="_security")
+        r = self._call(
+            "CreateToken",
+            security_pb2.CreateTokenRequest(role=role, ttl_seconds=ttl_seconds, description=description),
+            service="_security",
+        )
         assert isinstance(r, security_pb2.CreateTokenResponse)
         return r
 

@@ -8,8 +8,15 @@ from datetime import datetime
 from protos.corral.v1 import meta_pb2
 
 
-def set_condition(conditions: MutableSequence[meta_pb2.Condition], type_: str, status: str, *,
-                  reason: str, message: str, now: datetime) -> meta_pb2.Condition:
+def set_condition(
+    conditions: MutableSequence[meta_pb2.Condition],
+    type_: str,
+    status: str,
+    *,
+    reason: str,
+    message: str,
+    now: datetime,
+) -> meta_pb2.Condition:
     """Set the condition of `type_` in place (adding it when missing); its
     lastTransitionTime moves only when the status changes. Returns it, so the
     caller can stamp other times (lastHeartbeatTime, …)."""

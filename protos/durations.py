@@ -29,8 +29,13 @@ MAX_SECONDS: Final = 2**31 - 1
 _NUMBER = r"(?:\d+(?:\.\d*)?|\.\d+)"
 _PLAIN = re.compile(_NUMBER, re.ASCII)
 _PART = re.compile(rf"({_NUMBER})(ms|s|m|h|d)", re.ASCII)
-_UNIT_SECONDS: Final = {"ms": Decimal("0.001"), "s": Decimal(1), "m": Decimal(60), "h": Decimal(3600),
-                        "d": Decimal(86400)}
+_UNIT_SECONDS: Final = {
+    "ms": Decimal("0.001"),
+    "s": Decimal(1),
+    "m": Decimal(60),
+    "h": Decimal(3600),
+    "d": Decimal(86400),
+}
 EXAMPLES: Final = '"90", "90s", "1m30s", "500ms", "1.5h" or "7d"'
 
 

@@ -23,5 +23,6 @@ def is_controlled_by(obj: Message, owner_uid: str) -> bool:
 def owner_reference(owner: Message) -> meta_pb2.OwnerReference:
     """A controller ownerReference to `owner` (blocking its foreground deletion)."""
     info, m = info_of(owner), meta(owner)
-    return meta_pb2.OwnerReference(api_version=info.api_version, kind=info.kind, name=m.name,
-                                   uid=m.uid, controller=True, block_owner_deletion=True)
+    return meta_pb2.OwnerReference(
+        api_version=info.api_version, kind=info.kind, name=m.name, uid=m.uid, controller=True, block_owner_deletion=True
+    )

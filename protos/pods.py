@@ -100,7 +100,9 @@ def next_available(pods: Iterable[pod_pb2.Pod], min_ready_seconds: int, now: dat
     """Seconds until the next ready-but-not-yet-available pod becomes available."""
     if min_ready_seconds <= 0:
         return None
-    waits = [(at - now).total_seconds() for p in pods
-             if (at := available_at(p, min_ready_seconds)) is not None
-             and now < at < datetime.max.replace(tzinfo=UTC)]
+    waits = [
+        (at - now).total_seconds()
+        for p in pods
+        if (at := available_at(p, min_ready_seconds)) is not None and now < at < datetime.max.replace(tzinfo=UTC)
+    ]
     return min(waits) if waits else None

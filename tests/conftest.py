@@ -34,6 +34,7 @@ def _structlog_config_restored() -> Iterator[None]:
     yield
     structlog.configure(**saved)
 
+
 # The release lines the store's contract suite runs against.
 ETCD_MAJORS = ("3.4", "3.5")
 DEBIAN_ETCD = DISTRIBUTION_PATHS[0]

@@ -49,8 +49,9 @@ class TestCluster:
     def add_port(self, server: grpc.aio.Server | grpc.Server, address: str = "127.0.0.1:0") -> int:
         """Serve ``server`` on ``address`` with mutual TLS (as the control plane does); the port."""
         serving = self.ca.serving(["127.0.0.1"], now())
-        credentials = grpc.ssl_server_credentials([(serving.key, serving.chain)], root_certificates=self.ca.pem,
-                                                  require_client_auth=True)
+        credentials = grpc.ssl_server_credentials(
+            [(serving.key, serving.chain)], root_certificates=self.ca.pem, require_client_auth=True
+        )
         return server.add_secure_port(address, credentials)
 
     def admin(self) -> Credentials:

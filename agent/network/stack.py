@@ -106,9 +106,16 @@ async def build_service_network(
         await kernel.start()
     dns = DnsServer(dns_endpoints)
     reserved = dict(reserved_ports or {})
-    table = ServiceTable([ReservedPortFilter(kernel or proxy, reserved), dns], access=access,
-                         state_file=data_dir / "services.pb")
+    table = ServiceTable(
+        [ReservedPortFilter(kernel or proxy, reserved), dns], access=access, state_file=data_dir / "services.pb"
+    )
     table.resume()
-    log.info("discovery_configured", proxy=addresses, proxy_mode=proxy_mode, dns=[f"{a}:{p}" for a, p in dns_endpoints],
-             gateways=gateways, reserved_ports=sorted(reserved))
+    log.info(
+        "discovery_configured",
+        proxy=addresses,
+        proxy_mode=proxy_mode,
+        dns=[f"{a}:{p}" for a, p in dns_endpoints],
+        gateways=gateways,
+        reserved_ports=sorted(reserved),
+    )
     return ServiceNetwork(table, proxy, dns, kernel)

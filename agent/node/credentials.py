@@ -44,8 +44,15 @@ class CredentialsError(Exception):
 
 
 class NodeCredentials:
-    def __init__(self, node_name: str, data_dir: Path, *, token: str = "", join_addresses: list[str],
-                 now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)) -> None:
+    def __init__(
+        self,
+        node_name: str,
+        data_dir: Path,
+        *,
+        token: str = "",
+        join_addresses: list[str],
+        now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+    ) -> None:
         self.identity = Identity(Role.NODE, node_name)
         self.directory = data_dir / PKI_DIR
         self.join_addresses = join_addresses
@@ -73,8 +80,11 @@ class NodeCredentials:
         if saved is None or facts is None:
             return None, None, f"no node certificate in {self.directory}"
         if facts.identity != self.identity:
-            return None, None, (f"the certificate in {self.directory} is for {facts.identity}, "
-                                f"not node {self.identity.name}")
+            return (
+                None,
+                None,
+                (f"the certificate in {self.directory} is for {facts.identity}, not node {self.identity.name}"),
+            )
         if facts.expired(self._now()):
             return None, None, f"the node certificate in {self.directory} expired"
         return saved, facts, ""
@@ -120,10 +130,15 @@ class NodeCredentials:
             except CaMismatchError as e:
                 raise CredentialsError(str(e)) from e
             except JoinError as e:
-                raise CredentialsError(f"the server at {address} refused to let node {self.identity.name} join: {e}") \
-                    from e
-            log.info("joined", node=self.identity.name, join=address,
-                     expires=credentials.certificate().not_valid_after_utc.isoformat())
+                raise CredentialsError(
+                    f"the server at {address} refused to let node {self.identity.name} join: {e}"
+                ) from e
+            log.info(
+                "joined",
+                node=self.identity.name,
+                join=address,
+                expires=credentials.certificate().not_valid_after_utc.isoformat(),
+            )
             return credentials
 
     async def current(self) -> Credentials:
@@ -146,8 +161,9 @@ class NodeCredentials:
             try:
                 renewed = await join.renew(channel, current)
             except (grpc.aio.AioRpcError, CertificateError) as e:
-                log.warning("certificate_renewal_failed", node=self.identity.name, error=str(e)[:200],
-                            retry_in=RENEW_RETRY)
+                log.warning(
+                    "certificate_renewal_failed", node=self.identity.name, error=str(e)[:200], retry_in=RENEW_RETRY
+                )
                 await asyncio.sleep(RENEW_RETRY)
                 continue
             self.adopt(renewed)

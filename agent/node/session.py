@@ -73,9 +73,16 @@ class SessionConfig:
 
 
 class Session:
-    def __init__(self, config: SessionConfig, manager: PodManager, status: node_pb2.NodeStatus, *,
-                 identity: NodeCredentials, services: ServiceTable | None = None,
-                 metrics: MetricsSampler | None = None) -> None:
+    def __init__(
+        self,
+        config: SessionConfig,
+        manager: PodManager,
+        status: node_pb2.NodeStatus,
+        *,
+        identity: NodeCredentials,
+        services: ServiceTable | None = None,
+        metrics: MetricsSampler | None = None,
+    ) -> None:
         self.config = config
         self.identity = identity
         self.manager = manager
@@ -102,22 +109,25 @@ class Session:
             self._was_established = False
             delay = self.config.backoff.next_delay(attempt, self._rng)
             attempt = min(attempt + 1, 20)
-            log.warning("session_lost", server=self.config.server, error="; ".join(errors),
-                        retry_in=round(delay, 2))
+            log.warning("session_lost", server=self.config.server, error="; ".join(errors), retry_in=round(delay, 2))
             await asyncio.sleep(delay)
 
     async def _session(self) -> None:
         server = self._servers[self._sessions % len(self._servers)]
         self._sessions += 1
         credentials = await self.identity.current()
-        async with grpc.aio.secure_channel(server, credentials.channel_credentials(),
-                                           options=[*CHANNEL_OPTIONS, *channel_options()]) as channel:
+        async with grpc.aio.secure_channel(
+            server, credentials.channel_credentials(), options=[*CHANNEL_OPTIONS, *channel_options()]
+        ) as channel:
             stub = node_service_pb2_grpc.NodeServiceStub(channel)
-            response = await stub.Register(node_service_pb2.RegisterRequest(
-                node_name=self.config.node_name, labels=self.config.labels, status=self.status), timeout=15)
+            response = await stub.Register(
+                node_service_pb2.RegisterRequest(
+                    node_name=self.config.node_name, labels=self.config.labels, status=self.status
+                ),
+                timeout=15,
+            )
             period = max(1, response.heartbeat_period_seconds)
-            log.info("session_established", server=server, node=self.config.node_name,
-                     heartbeat=period)
+            log.info("session_established", server=server, node=self.config.node_name, heartbeat=period)
             self.connected.set()
             self._was_established = True
             self.manager.outbox.resend_all()
@@ -136,7 +146,8 @@ class Session:
         while True:
             await asyncio.sleep(period)
             response = await stub.Heartbeat(
-                node_service_pb2.HeartbeatRequest(node_name=self.config.node_name), timeout=period * 2)
+                node_service_pb2.HeartbeatRequest(node_name=self.config.node_name), timeout=period * 2
+            )
             period = max(1, response.heartbeat_period_seconds)
 
     async def _assignments(self, stub: node_service_pb2_grpc.NodeServiceAsyncStub) -> None:
@@ -181,8 +192,9 @@ class Session:
 
     async def _tunnel(self, stub: node_service_pb2_grpc.NodeServiceAsyncStub) -> None:
         outgoing: asyncio.Queue[node_service_pb2.AgentMessage] = asyncio.Queue()
-        outgoing.put_nowait(node_service_pb2.AgentMessage(
-            hello=node_service_pb2.TunnelHello(node_name=self.config.node_name)))
+        outgoing.put_nowait(
+            node_service_pb2.AgentMessage(hello=node_service_pb2.TunnelHello(node_name=self.config.node_name))
+        )
 
         async def messages() -> AsyncIterator[node_service_pb2.AgentMessage]:
             while True:
@@ -205,8 +217,9 @@ class Session:
             for task in streams.values():
                 task.cancel()
 
-    async def _send_logs(self, req: node_service_pb2.LogRequest,
-                         outgoing: asyncio.Queue[node_service_pb2.AgentMessage]) -> None:
+    async def _send_logs(
+        self, req: node_service_pb2.LogRequest, outgoing: asyncio.Queue[node_service_pb2.AgentMessage]
+    ) -> None:
         error = ""
         try:
             found = await self.manager.find_container(req.pod_uid, req.container, previous=req.previous)
@@ -218,11 +231,19 @@ class Session:
                 tail = req.tail_lines if req.tail_lines > 0 else None
                 async for chunk in runtime.logs(info.id, tail=tail, follow=req.follow):
                     for start in range(0, len(chunk), LOG_CHUNK):
-                        outgoing.put_nowait(node_service_pb2.AgentMessage(log_data=node_service_pb2.LogData(
-                            request_id=req.request_id, data=chunk[start:start + LOG_CHUNK])))
+                        outgoing.put_nowait(
+                            node_service_pb2.AgentMessage(
+                                log_data=node_service_pb2.LogData(
+                                    request_id=req.request_id, data=chunk[start : start + LOG_CHUNK]
+                                )
+                            )
+                        )
         except RuntimeFailure as e:
             error = str(e)
         finally:
             with contextlib.suppress(Exception):
-                outgoing.put_nowait(node_service_pb2.AgentMessage(
-                    log_end=node_service_pb2.LogEnd(request_id=req.request_id, error=error)))
+                outgoing.put_nowait(
+                    node_service_pb2.AgentMessage(
+                        log_end=node_service_pb2.LogEnd(request_id=req.request_id, error=error)
+                    )
+                )

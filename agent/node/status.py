@@ -35,17 +35,20 @@ def machine_id() -> str:
     return ""
 
 
-def node_status(*, address: str, runtimes: list[str], reserved_cpu_millis: int = 0,
-                reserved_memory_bytes: int = 0) -> node_pb2.NodeStatus:
+def node_status(
+    *, address: str, runtimes: list[str], reserved_cpu_millis: int = 0, reserved_memory_bytes: int = 0
+) -> node_pb2.NodeStatus:
     cpus = psutil.cpu_count(logical=True) or 1
     memory = psutil.virtual_memory().total
     status = node_pb2.NodeStatus(runtimes=runtimes)
     status.capacity.update({"cpu": str(cpus), "memory": f"{memory // 1024}Ki", "pods": str(MAX_PODS)})
-    status.allocatable.update({
-        "cpu": f"{max(0, cpus * 1000 - reserved_cpu_millis)}m",
-        "memory": f"{max(0, memory - reserved_memory_bytes) // 1024}Ki",
-        "pods": str(MAX_PODS),
-    })
+    status.allocatable.update(
+        {
+            "cpu": f"{max(0, cpus * 1000 - reserved_cpu_millis)}m",
+            "memory": f"{max(0, memory - reserved_memory_bytes) // 1024}Ki",
+            "pods": str(MAX_PODS),
+        }
+    )
     status.addresses.add(type="InternalIP", address=address)
     status.addresses.add(type="Hostname", address=socket.gethostname())
     info = status.node_info

@@ -12,8 +12,9 @@ from agent.runtime.errors import RuntimeFailure
 __all__ = ["find_container"]
 
 
-async def find_container(runtimes: Iterable[ContainerRuntime], pod_uid: str, container: str, *, previous: bool
-                         ) -> tuple[ContainerRuntime, ContainerInfo] | None:
+async def find_container(
+    runtimes: Iterable[ContainerRuntime], pod_uid: str, container: str, *, previous: bool
+) -> tuple[ContainerRuntime, ContainerInfo] | None:
     """The newest run of a pod's container (`previous`: the one before it), in the first of
     `runtimes` that has it; a runtime that fails to answer is passed over."""
     for runtime in runtimes:

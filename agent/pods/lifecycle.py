@@ -153,14 +153,14 @@ def decide(
         actions += _decide_container(pod, container, history, track, now)
     for name, history in runs.items():
         if name not in wanted:
-            actions += [Kill(r.id, "container removed from the pod spec")
-                        for r in history if r.state is State.RUNNING]
+            actions += [Kill(r.id, "container removed from the pod spec") for r in history if r.state is State.RUNNING]
             actions += [Remove(r.id) for r in history if r.state is not State.RUNNING]
     return actions
 
 
-def _decide_container(pod: pod_pb2.Pod, container: pod_pb2.Container, history: list[ContainerInfo],
-                      track: ContainerTrack, now: float) -> list[Action]:
+def _decide_container(
+    pod: pod_pb2.Pod, container: pod_pb2.Container, history: list[ContainerInfo], track: ContainerTrack, now: float
+) -> list[Action]:
     actions: list[Action] = [Remove(r.id) for r in history[:-2] if r.state is not State.RUNNING]
     latest = history[-1] if history else None
     if latest is None:
@@ -211,23 +211,34 @@ def _terminated(info: ContainerInfo, runtime: str) -> pod_pb2.ContainerStateTerm
     t = pod_pb2.ContainerStateTerminated(
         exit_code=info.exit_code or 0,
         reason=info.reason or ("Completed" if info.exit_code == 0 else "Error"),
-        message=info.message, container_id=f"{runtime}://{info.id}")
+        message=info.message,
+        container_id=f"{runtime}://{info.id}",
+    )
     _timestamp(t.started_at, info.started_at)
     _timestamp(t.finished_at, info.finished_at)
     return t
 
 
-def container_status(pod: pod_pb2.Pod, container: pod_pb2.Container, history: list[ContainerInfo],
-                     track: ContainerTrack, inputs: StatusInputs) -> pod_pb2.ContainerStatus:
-    status = pod_pb2.ContainerStatus(name=container.name, image=container.image, ready=False,
-                                     restart_count=0, started=False)
+def container_status(
+    pod: pod_pb2.Pod,
+    container: pod_pb2.Container,
+    history: list[ContainerInfo],
+    track: ContainerTrack,
+    inputs: StatusInputs,
+) -> pod_pb2.ContainerStatus:
+    status = pod_pb2.ContainerStatus(
+        name=container.name, image=container.image, ready=False, restart_count=0, started=False
+    )
     latest = history[-1] if history else None
     if latest is not None:
         status.restart_count = attempt_of(latest)
         status.container_id = f"{inputs.runtime_name}://{latest.id}"
-        status.ports.extend(pod_pb2.ContainerPort(container_port=p.container_port, host_port=p.host_port,
-                                                  protocol=p.protocol, host_ip=p.host_ip)
-                            for p in latest.ports)
+        status.ports.extend(
+            pod_pb2.ContainerPort(
+                container_port=p.container_port, host_port=p.host_port, protocol=p.protocol, host_ip=p.host_ip
+            )
+            for p in latest.ports
+        )
     previous = next((r for r in reversed(history[:-1]) if r.state is State.EXITED), None)
     if previous is not None:
         status.last_state.terminated.CopyFrom(_terminated(previous, inputs.runtime_name))
@@ -235,15 +246,22 @@ def container_status(pod: pod_pb2.Pod, container: pod_pb2.Container, history: li
     return status
 
 
-def _fill_state(status: pod_pb2.ContainerStatus, pod: pod_pb2.Pod, container: pod_pb2.Container,
-                latest: ContainerInfo | None, track: ContainerTrack, inputs: StatusInputs) -> None:
+def _fill_state(
+    status: pod_pb2.ContainerStatus,
+    pod: pod_pb2.Pod,
+    container: pod_pb2.Container,
+    latest: ContainerInfo | None,
+    track: ContainerTrack,
+    inputs: StatusInputs,
+) -> None:
     waiting = status.state.waiting
     if track.image_error:
         waiting.reason, waiting.message = track.image_error_reason or "ErrImagePull", track.image_error
         return
     if latest is None:
-        waiting.reason = ((track.start_error_reason or "CreateContainerError") if track.start_error
-                          else "ContainerCreating")
+        waiting.reason = (
+            (track.start_error_reason or "CreateContainerError") if track.start_error else "ContainerCreating"
+        )
         waiting.message = track.start_error
         return
     if latest.state is State.RUNNING:
@@ -251,13 +269,15 @@ def _fill_state(status: pod_pb2.ContainerStatus, pod: pod_pb2.Pod, container: po
         probed = track.probed_id == latest.id
         started = not container.HasField("startup_probe") or (probed and track.startup is ProbeState.SUCCESS)
         status.started = started
-        ready_probe_ok = not container.HasField("readiness_probe") or (
-            probed and track.readiness is ProbeState.SUCCESS)
+        ready_probe_ok = not container.HasField("readiness_probe") or (probed and track.readiness is ProbeState.SUCCESS)
         status.ready = started and ready_probe_ok
         return
-    if (latest.state is State.EXITED and not inputs.terminating
-            and should_restart(pod.spec.restart_policy, latest.exit_code)
-            and latest.labels.get(LABEL_SPEC_HASH, "") == spec_hash(container)):
+    if (
+        latest.state is State.EXITED
+        and not inputs.terminating
+        and should_restart(pod.spec.restart_policy, latest.exit_code)
+        and latest.labels.get(LABEL_SPEC_HASH, "") == spec_hash(container)
+    ):
         wait = max(0, round(track.not_before - inputs.now))
         waiting.reason = "CrashLoopBackOff"
         waiting.message = f"back-off {wait}s restarting failed container={container.name} pod={pod.metadata.name}"
@@ -269,8 +289,10 @@ def _fill_state(status: pod_pb2.ContainerStatus, pod: pod_pb2.Pod, container: po
 def pod_phase(pod: pod_pb2.Pod, statuses: Sequence[pod_pb2.ContainerStatus]) -> str:
     """Kubernetes' phase rules, before the forward-only adjustment."""
     states = [_state_name(s) for s in statuses]
-    if any(s == "waiting" and not st.restart_count and not st.last_state.HasField("terminated")
-           for s, st in zip(states, statuses, strict=True)):
+    if any(
+        s == "waiting" and not st.restart_count and not st.last_state.HasField("terminated")
+        for s, st in zip(states, statuses, strict=True)
+    ):
         return "Pending"
     if any(s in ("running", "waiting") for s in states):
         return "Running"
@@ -294,12 +316,15 @@ def forward_phase(previous: str, computed: str) -> str:
     return computed
 
 
-def pod_status(pod: pod_pb2.Pod, runs: Mapping[str, list[ContainerInfo]], inputs: StatusInputs,
-               previous: pod_pb2.PodStatus) -> pod_pb2.PodStatus:
+def pod_status(
+    pod: pod_pb2.Pod, runs: Mapping[str, list[ContainerInfo]], inputs: StatusInputs, previous: pod_pb2.PodStatus
+) -> pod_pb2.PodStatus:
     """The status to report for `pod`, keeping transition times that did not change."""
     status = pod_pb2.PodStatus(host_ip=inputs.host_ip)
-    statuses = [container_status(pod, c, runs.get(c.name, []), inputs.tracks.get(c.name, ContainerTrack()),
-                                 inputs) for c in pod.spec.containers]
+    statuses = [
+        container_status(pod, c, runs.get(c.name, []), inputs.tracks.get(c.name, ContainerTrack()), inputs)
+        for c in pod.spec.containers
+    ]
     status.container_statuses.extend(statuses)
     status.phase = forward_phase(previous.phase, pod_phase(pod, statuses))
     pod_ip = next((r[-1].ip for r in runs.values() if r and r[-1].ip), "")
@@ -308,16 +333,15 @@ def pod_status(pod: pod_pb2.Pod, runs: Mapping[str, list[ContainerInfo]], inputs
         status.start_time.CopyFrom(previous.start_time)
     else:
         _timestamp(status.start_time, inputs.now_wall)
-    ready = (bool(statuses) and all(s.ready for s in statuses) and status.phase == "Running"
-             and not inputs.terminating)
-    for kind, value in (("Initialized", True), (CONTAINERS_READY, ready), (POD_READY, ready),
-                        (POD_SCHEDULED, True)):
+    ready = bool(statuses) and all(s.ready for s in statuses) and status.phase == "Running" and not inputs.terminating
+    for kind, value in (("Initialized", True), (CONTAINERS_READY, ready), (POD_READY, ready), (POD_SCHEDULED, True)):
         _set_condition(status, previous, kind, value, inputs.now_wall)
     return status
 
 
-def _set_condition(status: pod_pb2.PodStatus, previous: pod_pb2.PodStatus, kind: str, value: bool,
-                   now_wall: datetime) -> None:
+def _set_condition(
+    status: pod_pb2.PodStatus, previous: pod_pb2.PodStatus, kind: str, value: bool, now_wall: datetime
+) -> None:
     text = "True" if value else "False"
     cond = status.conditions.add(type=kind, status=text)
     old = next((c for c in previous.conditions if c.type == kind), None)
@@ -344,14 +368,18 @@ def seconds_left(pod: pod_pb2.Pod, now_wall: datetime) -> float:
     """Seconds until the pod's deletion deadline: never below 0, and never more
     than its grace period (a node clock behind the control plane's does not
     stretch it)."""
-    grace = (pod.metadata.deletion_grace_period_seconds if pod.metadata.HasField("deletion_grace_period_seconds")
-             else pod.spec.termination_grace_period_seconds)
+    grace = (
+        pod.metadata.deletion_grace_period_seconds
+        if pod.metadata.HasField("deletion_grace_period_seconds")
+        else pod.spec.termination_grace_period_seconds
+    )
     deadline = pod.metadata.deletion_timestamp.ToDatetime(tzinfo=UTC)
     return max(0.0, min(float(grace), (deadline - now_wall).total_seconds()))
 
 
-def plan_termination(pod: pod_pb2.Pod, previous: Termination | None, *, was_ready: bool, drain: float,
-                     now: float, now_wall: datetime) -> Termination:
+def plan_termination(
+    pod: pod_pb2.Pod, previous: Termination | None, *, was_ready: bool, drain: float, now: float, now_wall: datetime
+) -> Termination:
     """The stop and kill times of a terminating pod, first seen or seen again.
 
     A pod that was Ready waits `drain` seconds before SIGTERM, so Service

@@ -104,8 +104,11 @@ class PodManager:
     def _start_worker(self, pod: pod_pb2.Pod) -> None:
         runtime = self.runtime_for(pod)
         if runtime is None:
-            self._reject(pod, f'runtime "{pod.spec.runtime_class_name or DEFAULT_RUNTIME}" is not offered '
-                              f"by node {self.settings.node_name} (it offers {', '.join(self.runtimes)})")
+            self._reject(
+                pod,
+                f'runtime "{pod.spec.runtime_class_name or DEFAULT_RUNTIME}" is not offered '
+                f"by node {self.settings.node_name} (it offers {', '.join(self.runtimes)})",
+            )
             return
         worker = PodWorker(pod, runtime, self.settings, self.outbox.put, epoch=self.epoch)
         self.workers[pod.metadata.uid] = worker
@@ -128,8 +131,9 @@ class PodManager:
             self._terminating.discard(uid)
 
     def _reject(self, pod: pod_pb2.Pod, message: str) -> None:
-        status = pod_pb2.PodStatus(phase="Failed", reason="UnsupportedRuntime", message=message,
-                                   host_ip=self.settings.host_ip)
+        status = pod_pb2.PodStatus(
+            phase="Failed", reason="UnsupportedRuntime", message=message, host_ip=self.settings.host_ip
+        )
         self.outbox.put(pod, status)
 
     async def _stop_orphans(self, wanted: set[str]) -> None:
@@ -163,8 +167,9 @@ class PodManager:
 
     # -- logs ----------------------------------------------------------------------
 
-    async def find_container(self, pod_uid: str, container: str, *, previous: bool
-                             ) -> tuple[ContainerRuntime, ContainerInfo] | None:
+    async def find_container(
+        self, pod_uid: str, container: str, *, previous: bool
+    ) -> tuple[ContainerRuntime, ContainerInfo] | None:
         """The container of a pod's logs: in its worker's runtime, or (a pod gone) in any."""
         worker = self.workers.get(pod_uid)
         runtimes = [worker.runtime] if worker else list(self.runtimes.values())

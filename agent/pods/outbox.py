@@ -27,8 +27,13 @@ class StatusOutbox:
 
     def put(self, pod: pod_pb2.Pod, status: pod_pb2.PodStatus, *, terminated: bool = False) -> None:
         """Queue a pod's status; `terminated`: a terminating pod's containers have all stopped."""
-        r = Report(namespace=pod.metadata.namespace, name=pod.metadata.name, uid=pod.metadata.uid,
-                   status=status, terminated=terminated)
+        r = Report(
+            namespace=pod.metadata.namespace,
+            name=pod.metadata.name,
+            uid=pod.metadata.uid,
+            status=status,
+            terminated=terminated,
+        )
         self._queued[r.uid] = r
         self._latest[r.uid] = r
         self.ready.set()

@@ -91,21 +91,36 @@ def container_name(pod: pod_pb2.Pod, container: pod_pb2.Container, attempt: int)
     return f"corral_{m.namespace}_{m.name}_{container.name}_{m.uid[:8]}_{attempt}"
 
 
-def build_spec(pod: pod_pb2.Pod, container: pod_pb2.Container, attempt: int, *, node: str,
-               epoch: int, extra_env: dict[str, str], network: PodNetwork | None = None,
-               volumes_dir: Path | None = None) -> ContainerSpec:
+def build_spec(
+    pod: pod_pb2.Pod,
+    container: pod_pb2.Container,
+    attempt: int,
+    *,
+    node: str,
+    epoch: int,
+    extra_env: dict[str, str],
+    network: PodNetwork | None = None,
+    volumes_dir: Path | None = None,
+) -> ContainerSpec:
     """The runtime spec of one run; the pod's own env wins over `extra_env`, which wins over `network`'s."""
     limits = container.resources.limits
     labels = {
-        base.LABEL_MANAGED: "true", base.LABEL_POD_UID: pod.metadata.uid,
-        base.LABEL_POD_NAME: pod.metadata.name, base.LABEL_NAMESPACE: pod.metadata.namespace,
-        base.LABEL_CONTAINER: container.name, base.LABEL_NODE: node, base.LABEL_EPOCH: str(epoch),
-        base.LABEL_ATTEMPT: str(attempt), base.LABEL_SPEC_HASH: lifecycle.spec_hash(container),
+        base.LABEL_MANAGED: "true",
+        base.LABEL_POD_UID: pod.metadata.uid,
+        base.LABEL_POD_NAME: pod.metadata.name,
+        base.LABEL_NAMESPACE: pod.metadata.namespace,
+        base.LABEL_CONTAINER: container.name,
+        base.LABEL_NODE: node,
+        base.LABEL_EPOCH: str(epoch),
+        base.LABEL_ATTEMPT: str(attempt),
+        base.LABEL_SPEC_HASH: lifecycle.spec_hash(container),
     }
     return ContainerSpec(
-        name=container_name(pod, container, attempt), image=container.image,
+        name=container_name(pod, container, attempt),
+        image=container.image,
         image_pull_policy=container.image_pull_policy or "IfNotPresent",
-        command=list(container.command), args=list(container.args),
+        command=list(container.command),
+        args=list(container.args),
         env={**(network.env if network else {}), **extra_env, **{e.name: e.value for e in container.env}},
         working_dir=container.working_dir,
         ports=[PortMapping(p.container_port, p.host_port, p.protocol or "TCP", p.host_ip) for p in container.ports],
@@ -119,8 +134,16 @@ def build_spec(pod: pod_pb2.Pod, container: pod_pb2.Container, attempt: int, *, 
 
 
 class PodWorker:
-    def __init__(self, pod: pod_pb2.Pod, runtime: ContainerRuntime, settings: WorkerSettings,
-                 sink: StatusSink, *, epoch: int, extra_env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        pod: pod_pb2.Pod,
+        runtime: ContainerRuntime,
+        settings: WorkerSettings,
+        sink: StatusSink,
+        *,
+        epoch: int,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
         self.pod = pod
         self.runtime = runtime
         self.settings = settings
@@ -232,8 +255,13 @@ class PodWorker:
             track = self._track(name)
             track.delay = self.settings.backoff.next_delay(track.delay, ran_for=ran_for)
             track.not_before = now + track.delay
-            log.info("container_exited", pod=self.pod.metadata.name, container=name,
-                     exit_code=latest.exit_code, restart_in=track.delay)
+            log.info(
+                "container_exited",
+                pod=self.pod.metadata.name,
+                container=name,
+                exit_code=latest.exit_code,
+                restart_in=track.delay,
+            )
 
     # -- probes ----------------------------------------------------------------------
 
@@ -251,8 +279,9 @@ class PodWorker:
         if jobs:
             await asyncio.gather(*jobs)
 
-    def _reset_probes(self, container: pod_pb2.Container, latest: ContainerInfo, track: ContainerTrack,
-                      now: float) -> None:
+    def _reset_probes(
+        self, container: pod_pb2.Container, latest: ContainerInfo, track: ContainerTrack, now: float
+    ) -> None:
         track.probed_id = latest.id
         track.liveness = track.readiness = track.startup = ProbeState.UNKNOWN
         self.started_at[container.name] = now
@@ -262,11 +291,11 @@ class PodWorker:
             if container.HasField(attr):  # type: ignore[arg-type]
                 self.probes[key] = ProbeTracker(settings_from_proto(getattr(container, attr)))
 
-    def _due_probes(self, container: pod_pb2.Container, latest: ContainerInfo, track: ContainerTrack,
-                    now: float) -> list[Coroutine[Any, Any, None]]:
+    def _due_probes(
+        self, container: pod_pb2.Container, latest: ContainerInfo, track: ContainerTrack, now: float
+    ) -> list[Coroutine[Any, Any, None]]:
         started = self.started_at[container.name]
-        startup_pending = (container.name, "startup") in self.probes and \
-            track.startup is not ProbeState.SUCCESS
+        startup_pending = (container.name, "startup") in self.probes and track.startup is not ProbeState.SUCCESS
         jobs: list[Coroutine[Any, Any, None]] = []
         for kind, attr in PROBE_FIELDS:
             tracker = self.probes.get((container.name, kind))
@@ -276,20 +305,32 @@ class PodWorker:
                 jobs.append(self._probe(container, latest, track, kind, getattr(container, attr), tracker))
         return jobs
 
-    async def _probe(self, container: pod_pb2.Container, latest: ContainerInfo, track: ContainerTrack,
-                     kind: str, probe: pod_pb2.Probe, tracker: ProbeTracker) -> None:
+    async def _probe(
+        self,
+        container: pod_pb2.Container,
+        latest: ContainerInfo,
+        track: ContainerTrack,
+        kind: str,
+        probe: pod_pb2.Probe,
+        tracker: ProbeTracker,
+    ) -> None:
         port_map = {p.container_port: p.host_port for p in latest.ports if p.host_port}
         host = "127.0.0.1" if port_map or not latest.ip else latest.ip
         target = resolve_probe_target(probe, container, host=host, port_map=port_map)
-        result = await run_probe(target, runtime=self.runtime, container_id=latest.id,
-                                 timeout=tracker.settings.timeout)
+        result = await run_probe(target, runtime=self.runtime, container_id=latest.id, timeout=tracker.settings.timeout)
         outcome = tracker.record(result, self._clock())
         setattr(track, kind, tracker.state)
         if self.settings.probe_results is not None:
             self.settings.probe_results(kind, result.success)
         if outcome.changed:
-            log.info("probe_changed", pod=self.pod.metadata.name, container=container.name, probe=kind,
-                     state=tracker.state.value, message=result.message)
+            log.info(
+                "probe_changed",
+                pod=self.pod.metadata.name,
+                container=container.name,
+                probe=kind,
+                state=tracker.state.value,
+                message=result.message,
+            )
 
     # -- actions ---------------------------------------------------------------------
 
@@ -319,13 +360,21 @@ class PodWorker:
         network = None
         if self.settings.pod_network is not None:  # the Services known now (not part of the spec hash)
             network = self.settings.pod_network(self.pod.metadata.namespace, self.runtime.name)
-        spec = build_spec(self.pod, container, action.attempt, node=self.settings.node_name,
-                          epoch=self.epoch, extra_env=self.extra_env, network=network,
-                          volumes_dir=self.settings.volumes_dir)
+        spec = build_spec(
+            self.pod,
+            container,
+            action.attempt,
+            node=self.settings.node_name,
+            epoch=self.epoch,
+            extra_env=self.extra_env,
+            network=network,
+            volumes_dir=self.settings.volumes_dir,
+        )
         try:
             if not await self._unless_deleted(self.runtime.ensure_image(spec.image, spec.image_pull_policy)):
-                log.info("container_start_abandoned", pod=self.pod.metadata.name, container=container.name,
-                         stage="image")
+                log.info(
+                    "container_start_abandoned", pod=self.pod.metadata.name, container=container.name, stage="image"
+                )
                 return
         except (ImageNotFoundError, ImagePullError) as e:
             track.image_error_reason = "ImagePullBackOff" if track.image_error else "ErrImagePull"
@@ -347,8 +396,13 @@ class PodWorker:
         track.start_error = track.start_error_reason = ""
         if info is None:
             return
-        log.info("container_started", pod=self.pod.metadata.name, container=container.name,
-                 id=info.id, attempt=action.attempt)
+        log.info(
+            "container_started",
+            pod=self.pod.metadata.name,
+            container=container.name,
+            id=info.id,
+            attempt=action.attempt,
+        )
 
     async def _unless_deleted(self, work: Coroutine[Any, Any, None]) -> bool:
         """Run ``work``; cancel it, and answer False, as soon as the pod is being deleted."""
@@ -411,9 +465,14 @@ class PodWorker:
     # -- status -------------------------------------------------------------------------
 
     def _report(self, runs: dict[str, list[ContainerInfo]], now: float, *, terminated: bool = False) -> None:
-        inputs = lifecycle.StatusInputs(host_ip=self.settings.host_ip, runtime_name=self.runtime.name,
-                                        now_wall=datetime.now(UTC).replace(microsecond=0), now=now,
-                                        tracks=self.tracks, terminating=podutil.is_terminating(self.pod))
+        inputs = lifecycle.StatusInputs(
+            host_ip=self.settings.host_ip,
+            runtime_name=self.runtime.name,
+            now_wall=datetime.now(UTC).replace(microsecond=0),
+            now=now,
+            tracks=self.tracks,
+            terminating=podutil.is_terminating(self.pod),
+        )
         status = lifecycle.pod_status(self.pod, runs, inputs, self.last_status)
         resend = terminated and now >= self._resend_terminated_at
         if _comparable(status) != _comparable(self.last_status) or resend:
@@ -426,8 +485,13 @@ class PodWorker:
 
     def _plan_termination(self) -> lifecycle.Termination:
         return lifecycle.plan_termination(
-            self.pod, self._termination, was_ready=podutil.status_is_ready(self.last_status),
-            drain=self.settings.termination_drain, now=self._clock(), now_wall=datetime.now(UTC))
+            self.pod,
+            self._termination,
+            was_ready=podutil.status_is_ready(self.last_status),
+            drain=self.settings.termination_drain,
+            now=self._clock(),
+            now_wall=datetime.now(UTC),
+        )
 
     async def _wind_down(self, runs: dict[str, list[ContainerInfo]]) -> None:
         """One step of a pod being deleted: drain, stop by the deadline, report terminated."""
@@ -435,8 +499,13 @@ class PodWorker:
         self._termination = self._plan_termination()
         now = self._clock()
         if first:
-            log.info("pod_termination_started", pod=self.pod.metadata.name, namespace=self.pod.metadata.namespace,
-                     drain=round(self._termination.stop_at - now, 3), grace=round(self._termination.kill_at - now, 3))
+            log.info(
+                "pod_termination_started",
+                pod=self.pod.metadata.name,
+                namespace=self.pod.metadata.namespace,
+                drain=round(self._termination.stop_at - now, 3),
+                grace=round(self._termination.kill_at - now, 3),
+            )
         running = lifecycle.running(runs)
         self._report(runs, now)
         if running and now < self._termination.stop_at:
@@ -473,10 +542,10 @@ class PodWorker:
 
     async def _stop_all(self, running: list[ContainerInfo]) -> None:
         grace = self._grace()
-        log.info("pod_containers_stopping", pod=self.pod.metadata.name, containers=len(running),
-                 grace=round(grace, 3))
-        results = await asyncio.gather(*(self.runtime.stop(c.id, grace_seconds=grace) for c in running),
-                                       return_exceptions=True)
+        log.info("pod_containers_stopping", pod=self.pod.metadata.name, containers=len(running), grace=round(grace, 3))
+        results = await asyncio.gather(
+            *(self.runtime.stop(c.id, grace_seconds=grace) for c in running), return_exceptions=True
+        )
         for result in results:
             if isinstance(result, BaseException):
                 raise result
@@ -522,5 +591,8 @@ def _comparable(status: pod_pb2.PodStatus) -> bytes:
 def _same_for_worker(a: pod_pb2.Pod, b: pod_pb2.Pod) -> bool:
     """Whether a worker would act the same on ``b`` as on ``a``: same spec (resolved Secret
     values included) and same deletion. Status and resourceVersion do not count."""
-    return (a.spec == b.spec and a.metadata.deletion_timestamp == b.metadata.deletion_timestamp
-            and a.metadata.deletion_grace_period_seconds == b.metadata.deletion_grace_period_seconds)
+    return (
+        a.spec == b.spec
+        and a.metadata.deletion_timestamp == b.metadata.deletion_timestamp
+        and a.metadata.deletion_grace_period_seconds == b.metadata.deletion_grace_period_seconds
+    )

@@ -487,20 +487,33 @@ class DockerRuntime:
         if gateway is None:
             raise RuntimeFailure(f"docker network {self._network!r} has no IPv4 gateway")
         if (attrs.get("Labels") or {}).get(LABEL_MANAGED) != "true":
-            log.warning("pod_network_not_managed", network=self._network,
-                        message="the network exists without the io.corral.managed label; using it anyway")
+            log.warning(
+                "pod_network_not_managed",
+                network=self._network,
+                message="the network exists without the io.corral.managed label; using it anyway",
+            )
         if self._gateway_seen is None:
             log.info("pod_network_ready", network=self._network, gateway=gateway)
         elif self._gateway_seen != gateway:
-            log.warning("pod_network_gateway_changed", network=self._network, gateway=gateway, was=self._gateway_seen,
-                        message="the node proxy and DNS server listen on the first gateway; restart the agent")
+            log.warning(
+                "pod_network_gateway_changed",
+                network=self._network,
+                gateway=gateway,
+                was=self._gateway_seen,
+                message="the node proxy and DNS server listen on the first gateway; restart the agent",
+            )
         self._gateway_seen = gateway
         return gateway
 
     async def _create_network(self) -> Any:
         try:
-            await _call(self._api.create_network, self._network, driver="bridge",
-                        labels={LABEL_MANAGED: "true"}, check_duplicate=True)
+            await _call(
+                self._api.create_network,
+                self._network,
+                driver="bridge",
+                labels={LABEL_MANAGED: "true"},
+                check_duplicate=True,
+            )
             log.info("pod_network_created", network=self._network)
         except RuntimeFailure as exc:  # made meanwhile by someone else: use it
             log.info("pod_network_create_failed", network=self._network, error=str(exc))

@@ -77,8 +77,11 @@ def _merge_meta(merged: Message, existing: Message, applied: Message) -> None:
     m, old, new = meta(merged), meta(existing), meta(applied)
     m.labels.clear()
     m.labels.update(new.labels)
-    kept = {k: v for k, v in old.annotations.items()
-            if k.startswith(SYSTEM_ANNOTATION_PREFIXES) and k not in new.annotations}
+    kept = {
+        k: v
+        for k, v in old.annotations.items()
+        if k.startswith(SYSTEM_ANNOTATION_PREFIXES) and k not in new.annotations
+    }
     m.annotations.clear()
     m.annotations.update(kept)
     m.annotations.update(new.annotations)

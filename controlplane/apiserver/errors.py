@@ -1,17 +1,17 @@
 """Errors of the API boundary. `status.py` maps each to one gRPC code.
 
-    ApiError
-    ├── NotFoundError         the object does not exist            NOT_FOUND
-    ├── AlreadyExistsError    create of a name that is taken       ALREADY_EXISTS
-    ├── ConflictError         stale resourceVersion / uid          ABORTED
-    ├── InvalidError          validation failed; every cause       INVALID_ARGUMENT
-    ├── BadRequestError       malformed request (kind, selector)   INVALID_ARGUMENT
-    ├── GoneError             watch/list revision compacted        OUT_OF_RANGE
-    ├── StorageFullError      etcd's database is full (NOSPACE)    RESOURCE_EXHAUSTED
-    ├── FencedError           the leader's term ended: a write     FAILED_PRECONDITION
-    │                         fenced with it was refused; stop,
-    │                         never retry (another replica leads)
-    └── UnavailableError      storage unreachable (temporary)      UNAVAILABLE
+ApiError
+├── NotFoundError         the object does not exist            NOT_FOUND
+├── AlreadyExistsError    create of a name that is taken       ALREADY_EXISTS
+├── ConflictError         stale resourceVersion / uid          ABORTED
+├── InvalidError          validation failed; every cause       INVALID_ARGUMENT
+├── BadRequestError       malformed request (kind, selector)   INVALID_ARGUMENT
+├── GoneError             watch/list revision compacted        OUT_OF_RANGE
+├── StorageFullError      etcd's database is full (NOSPACE)    RESOURCE_EXHAUSTED
+├── FencedError           the leader's term ended: a write     FAILED_PRECONDITION
+│                         fenced with it was refused; stop,
+│                         never retry (another replica leads)
+└── UnavailableError      storage unreachable (temporary)      UNAVAILABLE
 """
 
 from __future__ import annotations

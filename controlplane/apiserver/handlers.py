@@ -91,6 +91,7 @@ class WatchItem:
 
 WatchItems = list[WatchItem]
 
+
 def kind_info(kind: str) -> KindInfo:
     try:
         return resolve(kind)
@@ -118,11 +119,12 @@ def _translated(info: KindInfo, name: str) -> Iterator[None]:
     except store_errors.ConflictError as e:
         raise ConflictError(
             f"Operation cannot be fulfilled on {what}: the object has been modified; "
-            "please apply your changes to the latest version and try again") from e
+            "please apply your changes to the latest version and try again"
+        ) from e
     except store_errors.CompactedError as e:
         raise GoneError(
-            f"resourceVersion {e.requested_revision} is too old (compacted at "
-            f"{e.compact_revision}); list again") from e
+            f"resourceVersion {e.requested_revision} is too old (compacted at {e.compact_revision}); list again"
+        ) from e
     except store_errors.WatchOverflowError as e:
         raise GoneError(str(e)) from e
     except store_errors.DatabaseFullError as e:
@@ -138,10 +140,12 @@ def _translated(info: KindInfo, name: str) -> Iterator[None]:
 def keep_replicas(manifest: Message, existing: Message, prepared: Message) -> None:
     """A Deployment or ReplicaSet manifest without `spec.replicas` leaves the stored count
     alone (an autoscaler, or `corral scale`, owns it), as `kubectl apply` does."""
-    if (isinstance(manifest, workloads_pb2.Deployment | workloads_pb2.ReplicaSet)
-            and isinstance(existing, workloads_pb2.Deployment | workloads_pb2.ReplicaSet)
-            and isinstance(prepared, workloads_pb2.Deployment | workloads_pb2.ReplicaSet)
-            and not manifest.spec.HasField("replicas")):
+    if (
+        isinstance(manifest, workloads_pb2.Deployment | workloads_pb2.ReplicaSet)
+        and isinstance(existing, workloads_pb2.Deployment | workloads_pb2.ReplicaSet)
+        and isinstance(prepared, workloads_pb2.Deployment | workloads_pb2.ReplicaSet)
+        and not manifest.spec.HasField("replicas")
+    ):
         prepared.spec.replicas = existing.spec.replicas
 
 
@@ -274,8 +278,7 @@ class ObjectApi:
         labels_ = meta(found).labels if found is not None else None
         return violations(self.policy, enforced_level(self.policy, namespace, labels_), obj)
 
-    def _check_pod_security(self, info: KindInfo, causes: list[Cause], existing: Message | None,
-                            new: Message) -> None:
+    def _check_pod_security(self, info: KindInfo, causes: list[Cause], existing: Message | None, new: Message) -> None:
         """Refuse a pod spec its level forbids, unless an update leaves the stored pod spec as it was
         (as Kubernetes exempts such updates: labels, replicas)."""
         if not causes:
@@ -329,8 +332,7 @@ class ObjectApi:
             if existing is None:
                 raise store_errors.NotFoundError(m.name)
             if meta(existing).resource_version != m.resource_version:
-                raise store_errors.ConflictError(m.name, int(m.resource_version),
-                                                 int(meta(existing).resource_version))
+                raise store_errors.ConflictError(m.name, int(m.resource_version), int(meta(existing).resource_version))
             merged = self._merged(info, existing, prepared)
             self._check_pod_security(info, security, existing, merged)
             if dry_run:
@@ -375,8 +377,9 @@ class ObjectApi:
             meta(merged).generation = meta(existing).generation + 1
         return merged
 
-    async def delete(self, kind: str, namespace: str, name: str, *, uid: str = "",
-                     grace_period_seconds: int | None = None) -> Message:
+    async def delete(
+        self, kind: str, namespace: str, name: str, *, uid: str = "", grace_period_seconds: int | None = None
+    ) -> Message:
         """Delete an object; with `uid`, only that incarnation of the name.
 
         A pod a node may be running is deleted gracefully (see `deletion`): it
@@ -425,8 +428,13 @@ class ObjectApi:
         if plan.update is None:
             return obj
         marked = await self._objects.update(plan.update)
-        log.info("pod_terminating", namespace=m.namespace, name=m.name, node=plan.update.spec.node_name,
-                 grace=plan.update.metadata.deletion_grace_period_seconds)
+        log.info(
+            "pod_terminating",
+            namespace=m.namespace,
+            name=m.name,
+            node=plan.update.spec.node_name,
+            grace=plan.update.metadata.deletion_grace_period_seconds,
+        )
         return marked
 
     # -- the controllers' and the node API's writes ------------------------------
@@ -487,7 +495,12 @@ class ObjectApi:
         return obj
 
     async def list(
-        self, kind: str, namespace: str = "", *, selector: str = "", limit: int = 0,
+        self,
+        kind: str,
+        namespace: str = "",
+        *,
+        selector: str = "",
+        limit: int = 0,
         continue_token: str = "",
     ) -> ListResult:
         """One page of objects matching the selector; `namespace=""` means all."""
@@ -504,8 +517,12 @@ class ObjectApi:
         with _translated(info, ""):
             while more and len(items) < limit and size < MAX_PAGE_BYTES:
                 page = await self._objects.list_page(
-                    info, namespace if info.namespaced else "",
-                    limit=limit - len(items), start_after=start_after, revision=revision)
+                    info,
+                    namespace if info.namespaced else "",
+                    limit=limit - len(items),
+                    start_after=start_after,
+                    revision=revision,
+                )
                 revision, start_after, more = page.revision, page.last_key, page.more
                 for obj in page.items:
                     if sel.matches(meta(obj).labels):
@@ -515,7 +532,12 @@ class ObjectApi:
         return ListResult(items, revision or 0, token)
 
     async def watch(
-        self, kind: str, namespace: str = "", *, selector: str = "", resource_version: str = "",
+        self,
+        kind: str,
+        namespace: str = "",
+        *,
+        selector: str = "",
+        resource_version: str = "",
     ) -> AsyncIterator[WatchItem]:
         """Changes after `resource_version`; without one, ADDED for what exists first."""
         if not resource_version:
@@ -528,8 +550,10 @@ class ObjectApi:
         ns = namespace if info.namespaced else ""
         after = limits.parse_resource_version(resource_version)
         if after is None or after == limits.MAX_RESOURCE_VERSION:
-            raise BadRequestError(f'invalid resourceVersion "{resource_version}": '
-                                  f'must be a number from 0 to {limits.MAX_RESOURCE_VERSION - 1}')
+            raise BadRequestError(
+                f'invalid resourceVersion "{resource_version}": '
+                f"must be a number from 0 to {limits.MAX_RESOURCE_VERSION - 1}"
+            )
         start = after + 1
         with _translated(info, ""):
             async for ev in self._objects.watch(info, ns, start_revision=start):
@@ -537,8 +561,7 @@ class ObjectApi:
                 if item is not None:
                     yield item
 
-    async def watch_start(self, kind: str, namespace: str = "", *,
-                          selector: str = "") -> tuple[WatchItems, int]:
+    async def watch_start(self, kind: str, namespace: str = "", *, selector: str = "") -> tuple[WatchItems, int]:
         """What a watch without a resourceVersion starts with: ADDED for each matching object,
         and the revision they were read at (the watch goes on after it)."""
         info = kind_info(kind)
@@ -551,9 +574,7 @@ class ObjectApi:
             return await self._objects.list_all(info, namespace)
 
 
-def _filtered(
-    change: Change, obj: Message, prev: Message | None, sel: labels.Selector
-) -> WatchItem | None:
+def _filtered(change: Change, obj: Message, prev: Message | None, sel: labels.Selector) -> WatchItem | None:
     """Selector semantics for watches: leaving the selection reads as DELETED."""
     if sel.empty:
         return WatchItem(change, obj)

@@ -79,8 +79,10 @@ def check_pod_spec(p: Problems, path: str, spec: pod_pb2.PodSpec) -> None:
     for i, t in enumerate(spec.tolerations):
         if t.HasField("toleration_seconds") and t.toleration_seconds > MAX_SECONDS:
             # Negative is Kubernetes' "evict at once", as 0.
-            p.add(f"{path}.tolerations[{i}].tolerationSeconds",
-                  f"must be at most {MAX_SECONDS} seconds, got {t.toleration_seconds}")
+            p.add(
+                f"{path}.tolerations[{i}].tolerationSeconds",
+                f"must be at most {MAX_SECONDS} seconds, got {t.toleration_seconds}",
+            )
     for i, c in enumerate(spec.containers[:MAX_CONTAINERS]):
         _check_container(p, f"{path}.containers[{i}]", c)
 
@@ -91,12 +93,17 @@ def _check_container(p: Problems, path: str, c: pod_pb2.Container) -> None:
     for i, var in enumerate(c.env[:MAX_ENV]):
         size = len(var.name.encode()) + 1 + len(var.value.encode())
         if size > MAX_ENV_VAR_BYTES:
-            p.add(f"{path}.env[{i}].value",
-                  f"too long: NAME=value must have at most {MAX_ENV_VAR_BYTES} bytes, got {size}")
+            p.add(
+                f"{path}.env[{i}].value",
+                f"too long: NAME=value must have at most {MAX_ENV_VAR_BYTES} bytes, got {size}",
+            )
     for field, values in (("command", c.command), ("args", c.args)):
         if len(values) > MAX_ARGS:
             p.add(f"{path}.{field}", f"too many: must have at most {MAX_ARGS} items, got {len(values)}")
-    for name, probe in (("livenessProbe", c.liveness_probe), ("readinessProbe", c.readiness_probe),
-                        ("startupProbe", c.startup_probe)):
+    for name, probe in (
+        ("livenessProbe", c.liveness_probe),
+        ("readinessProbe", c.readiness_probe),
+        ("startupProbe", c.startup_probe),
+    ):
         if probe.HasField("termination_grace_period_seconds"):
             check_seconds(p, f"{path}.{name}.terminationGracePeriodSeconds", probe.termination_grace_period_seconds)

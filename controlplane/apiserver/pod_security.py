@@ -40,10 +40,23 @@ UNUSED_LABELS = (
 _VERSION = re.compile(r"^(latest|v1\.(0|[1-9][0-9]*))$")
 
 # The capabilities baseline admits in capabilities.add: the standard's list (Docker's default set without NET_RAW).
-BASELINE_CAPABILITIES = frozenset({
-    "AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "MKNOD", "NET_BIND_SERVICE",
-    "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT",
-})
+BASELINE_CAPABILITIES = frozenset(
+    {
+        "AUDIT_WRITE",
+        "CHOWN",
+        "DAC_OVERRIDE",
+        "FOWNER",
+        "FSETID",
+        "KILL",
+        "MKNOD",
+        "NET_BIND_SERVICE",
+        "SETFCAP",
+        "SETGID",
+        "SETPCAP",
+        "SETUID",
+        "SYS_CHROOT",
+    }
+)
 RESTRICTED_CAPABILITIES = frozenset({"NET_BIND_SERVICE"})
 RESTRICTED_SECCOMP = ("RuntimeDefault", "Localhost")
 PROCESS_RUNTIME = "process"
@@ -113,7 +126,8 @@ class _Check:
     def forbid(self, path: str, shown: str, note: str = "") -> None:
         e = self.enforced
         self.causes.append(
-            Cause(path, f'{shown} is not allowed by the "{e.level}" pod security level ({e.source}){note}'))
+            Cause(path, f'{shown} is not allowed by the "{e.level}" pod security level ({e.source}){note}')
+        )
 
     def require(self, path: str, what: str) -> None:
         e = self.enforced
@@ -146,9 +160,8 @@ def _baseline(check: _Check, policy: ClusterPolicy, path: str, spec: pod_pb2.Pod
         if not policy.allow_host_path:
             check.forbid(at, "a hostPath volume")
         elif exposes_host_root(volume.host_path.path):
-            shown = f'"{volume.host_path.path}" (it holds a container engine\'s socket or the host\'s /proc)'
-            check.forbid(f"{at}.path", shown,
-                         note="; --allow-host-path admits only other paths")
+            shown = f"\"{volume.host_path.path}\" (it holds a container engine's socket or the host's /proc)"
+            check.forbid(f"{at}.path", shown, note="; --allow-host-path admits only other paths")
     for i, c in enumerate(spec.containers):
         at = f"{path}.containers[{i}]"
         sc = c.security_context
@@ -159,8 +172,9 @@ def _baseline(check: _Check, policy: ClusterPolicy, path: str, spec: pod_pb2.Pod
                 check.forbid(f"{at}.securityContext.capabilities.add[{j}]", f'"{name}"')
         for j, port in enumerate(c.ports):
             if port.host_port:
-                check.forbid(f"{at}.ports[{j}].hostPort", str(port.host_port),
-                             note="; leave it 0 for a free port on the node")
+                check.forbid(
+                    f"{at}.ports[{j}].hostPort", str(port.host_port), note="; leave it 0 for a free port on the node"
+                )
 
 
 def _restricted(check: _Check, path: str, spec: pod_pb2.PodSpec) -> None:
@@ -185,8 +199,9 @@ def _restricted(check: _Check, path: str, spec: pod_pb2.PodSpec) -> None:
             if sc.seccomp_profile.type not in RESTRICTED_SECCOMP:
                 check.require(f"{at}.seccompProfile.type", '"RuntimeDefault" or "Localhost"')
         elif not pod_seccomp:
-            check.require(f"{at}.seccompProfile.type",
-                          '"RuntimeDefault" or "Localhost" (here or in spec.securityContext)')
+            check.require(
+                f"{at}.seccompProfile.type", '"RuntimeDefault" or "Localhost" (here or in spec.securityContext)'
+            )
         if "ALL" not in sc.capabilities.drop:
             check.require(f"{at}.capabilities.drop", 'a list containing "ALL"')
         for j, name in enumerate(sc.capabilities.add):

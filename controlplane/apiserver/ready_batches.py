@@ -99,8 +99,13 @@ class _Buffer(Generic[T]):
         return entry
 
 
-async def ready_batches(source: AsyncIterator[T], max_items: int, bound: Bound[T] | None = None, *,
-                        on_overflow: Callable[[BufferOverflow], None] | None = None) -> AsyncIterator[list[T]]:
+async def ready_batches(
+    source: AsyncIterator[T],
+    max_items: int,
+    bound: Bound[T] | None = None,
+    *,
+    on_overflow: Callable[[BufferOverflow], None] | None = None,
+) -> AsyncIterator[list[T]]:
     """The items of ``source`` in order, as lists of what is ready; the
     source's error is raised after the items read before it; past ``bound``,
     `BufferOverflow` instead of what waited (told to ``on_overflow`` at once:
@@ -109,7 +114,8 @@ async def ready_batches(source: AsyncIterator[T], max_items: int, bound: Bound[T
         raise ValueError(f"max_items must be >= 1, got {max_items}")
     # Without a bound, bounded by max_items: a slow reader holds the source back.
     queue: asyncio.Queue[_Item[T] | _Failed | _End] | _Buffer[T] = (
-        asyncio.Queue(maxsize=max_items) if bound is None else _Buffer())
+        asyncio.Queue(maxsize=max_items) if bound is None else _Buffer()
+    )
 
     async def pump() -> None:
         try:

@@ -42,9 +42,13 @@ def reserved_port_causes(service: service_pb2.Service, reserved: Mapping[int, st
         for field, number in (("port", port.port), ("nodePort", port.node_port)):
             use = reserved.get(number) if number else None
             if use is not None:
-                causes.append(Cause(f"spec.ports[{i}].{field}",
-                                    f"{number} is {use}: a Service there would take it from the control plane on "
-                                    "every node that runs both; choose another port"))
+                causes.append(
+                    Cause(
+                        f"spec.ports[{i}].{field}",
+                        f"{number} is {use}: a Service there would take it from the control plane on "
+                        "every node that runs both; choose another port",
+                    )
+                )
     return causes
 
 

@@ -58,8 +58,11 @@ def _validate_seccomp(p: _Problems, path: str, profile: pod_pb2.SeccompProfile) 
             p.add(f"{path}.localhostProfile", 'must be set only with type "Localhost"')
         return
     if profile.type in ("Unconfined", "Localhost"):
-        p.add(f"{path}.type", f'"{profile.type}" is not supported: corral runs every container under Docker\'s '
-                              'default seccomp profile (type "RuntimeDefault")')
+        p.add(
+            f"{path}.type",
+            f'"{profile.type}" is not supported: corral runs every container under Docker\'s '
+            'default seccomp profile (type "RuntimeDefault")',
+        )
     else:
         p.add(f"{path}.type", f'must be "RuntimeDefault", got "{profile.type}"')
 

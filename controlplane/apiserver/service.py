@@ -58,12 +58,14 @@ def _container_for(pod: pod_pb2.Pod, requested: str) -> str:
     names = [c.name for c in pod.spec.containers]
     if requested:
         if requested not in names:
-            raise BadRequestError(f'container {requested} is not valid for pod {pod.metadata.name}; '
-                                  f'choose one of: {" ".join(names)}')
+            raise BadRequestError(
+                f"container {requested} is not valid for pod {pod.metadata.name}; choose one of: {' '.join(names)}"
+            )
         return requested
     if len(names) != 1:
-        raise BadRequestError(f"a container name must be specified for pod {pod.metadata.name}, "
-                              f'choose one of: {" ".join(names)}')
+        raise BadRequestError(
+            f"a container name must be specified for pod {pod.metadata.name}, choose one of: {' '.join(names)}"
+        )
     return names[0]
 
 
@@ -79,8 +81,9 @@ def watch_bound(events: int = WATCH_BUFFER_EVENTS, size: int = WATCH_BUFFER_BYTE
 
 
 class ObjectService(api_pb2_grpc.ObjectServiceServicer):
-    def __init__(self, api: ObjectApi, tunnels: TunnelRegistry | None = None, *,
-                 watch_limit: Bound[WatchItem] | None = None) -> None:
+    def __init__(
+        self, api: ObjectApi, tunnels: TunnelRegistry | None = None, *, watch_limit: Bound[WatchItem] | None = None
+    ) -> None:
         self.api = api
         self.tunnels = tunnels or TunnelRegistry()
         self.watch_limit = watch_limit or watch_bound()
@@ -92,18 +95,26 @@ class ObjectService(api_pb2_grpc.ObjectServiceServicer):
         client takes it (it is not counted against the bound); only the changes after it are."""
         version = request.resource_version
         if not version:
-            existing, revision = await self.api.watch_start(request.kind, request.namespace,
-                                                            selector=request.label_selector)
+            existing, revision = await self.api.watch_start(
+                request.kind, request.namespace, selector=request.label_selector
+            )
             for i in range(0, len(existing), max_items):
-                yield existing[i:i + max_items]
+                yield existing[i : i + max_items]
             version = str(revision)
-        events = self.api.watch(request.kind, request.namespace, selector=request.label_selector,
-                                resource_version=version)
+        events = self.api.watch(
+            request.kind, request.namespace, selector=request.label_selector, resource_version=version
+        )
 
         def cut_off(e: BufferOverflow) -> None:
-            log.warning("watch_cut_off", kind=request.kind, namespace=request.namespace,
-                        buffered_events=e.items, buffered_bytes=e.bytes,
-                        max_events=self.watch_limit.items, max_bytes=self.watch_limit.bytes)
+            log.warning(
+                "watch_cut_off",
+                kind=request.kind,
+                namespace=request.namespace,
+                buffered_events=e.items,
+                buffered_bytes=e.bytes,
+                max_events=self.watch_limit.items,
+                max_bytes=self.watch_limit.bytes,
+            )
 
         try:
             async for items in ready_batches(events, max_items, self.watch_limit, on_overflow=cut_off):
@@ -112,7 +123,8 @@ class ObjectService(api_pb2_grpc.ObjectServiceServicer):
             raise GoneError(
                 f"watch of {request.kind or 'objects'} closed: the client fell behind by more than "
                 f"{self.watch_limit.items} events or {self.watch_limit.bytes} bytes; "
-                f"list again and watch from the list's resourceVersion") from e
+                f"list again and watch from the list's resourceVersion"
+            ) from e
 
     async def Apply(self, request: api_pb2.ApplyRequest, context: Context) -> api_pb2.ApplyResponse:
         try:
@@ -145,18 +157,21 @@ class ObjectService(api_pb2_grpc.ObjectServiceServicer):
     async def List(self, request: api_pb2.ListRequest, context: Context) -> api_pb2.ListResponse:
         try:
             result = await self.api.list(
-                request.kind, request.namespace, selector=request.label_selector,
-                limit=request.limit, continue_token=getattr(request, "continue"))
+                request.kind,
+                request.namespace,
+                selector=request.label_selector,
+                limit=request.limit,
+                continue_token=getattr(request, "continue"),
+            )
         except ApiError as e:
             await abort(context, e)
         response = api_pb2.ListResponse(
-            items=[wrap(o) for o in result.items], resource_version=str(result.resource_version))
+            items=[wrap(o) for o in result.items], resource_version=str(result.resource_version)
+        )
         setattr(response, "continue", result.continue_token)
         return response
 
-    async def Watch(
-        self, request: api_pb2.WatchRequest, context: Context
-    ) -> AsyncIterator[api_pb2.WatchEvent]:
+    async def Watch(self, request: api_pb2.WatchRequest, context: Context) -> AsyncIterator[api_pb2.WatchEvent]:
         try:
             async with contextlib.aclosing(self._watched(request, WATCH_BATCH_EVENTS)) as batches:
                 async for items in batches:
@@ -165,9 +180,7 @@ class ObjectService(api_pb2_grpc.ObjectServiceServicer):
         except ApiError as e:
             await abort(context, e)
 
-    async def WatchBatches(
-        self, request: api_pb2.WatchRequest, context: Context
-    ) -> AsyncIterator[api_pb2.WatchBatch]:
+    async def WatchBatches(self, request: api_pb2.WatchRequest, context: Context) -> AsyncIterator[api_pb2.WatchBatch]:
         try:
             async with contextlib.aclosing(self._watched(request, WATCH_BATCH_EVENTS)) as batches:
                 async for items in batches:
@@ -179,8 +192,9 @@ class ObjectService(api_pb2_grpc.ObjectServiceServicer):
     async def Delete(self, request: api_pb2.DeleteRequest, context: Context) -> api_pb2.ObjectResponse:
         try:
             grace = request.grace_period_seconds if request.HasField("grace_period_seconds") else None
-            obj = await self.api.delete(request.kind, request.namespace, request.name, uid=request.uid,
-                                        grace_period_seconds=grace)
+            obj = await self.api.delete(
+                request.kind, request.namespace, request.name, uid=request.uid, grace_period_seconds=grace
+            )
         except ApiError as e:
             await abort(context, e)
         return api_pb2.ObjectResponse(object=wrap(obj))
@@ -193,9 +207,14 @@ class ObjectService(api_pb2_grpc.ObjectServiceServicer):
             if not pod.spec.node_name:
                 raise BadRequestError(f"pod {pod.metadata.name} is not running on a node yet")
             ask = node_service_pb2.LogRequest(
-                namespace=pod.metadata.namespace, pod_name=pod.metadata.name, pod_uid=pod.metadata.uid,
-                container=container, follow=request.follow, tail_lines=request.tail_lines,
-                previous=request.previous)
+                namespace=pod.metadata.namespace,
+                pod_name=pod.metadata.name,
+                pod_uid=pod.metadata.uid,
+                container=container,
+                follow=request.follow,
+                tail_lines=request.tail_lines,
+                previous=request.previous,
+            )
             try:
                 async for data in self.tunnels.logs(pod.spec.node_name, ask):
                     yield api_pb2.LogsChunk(data=data)

@@ -53,7 +53,9 @@ NODE_SELECTOR_OPS = (*SELECTOR_OPS, "Gt", "Lt")
 # Each strategy's own settings, which only that strategy type may set: (field, JSON name, type).
 STRATEGY_SETTINGS: tuple[tuple[Literal["rolling_update", "blue_green", "canary"], str, str], ...] = (
     ("rolling_update", "rollingUpdate", ROLLING_UPDATE),
-    ("blue_green", "blueGreen", BLUE_GREEN), ("canary", "canary", CANARY))
+    ("blue_green", "blueGreen", BLUE_GREEN),
+    ("canary", "canary", CANARY),
+)
 SERVICE_TYPES = ("ClusterIP", "NodePort")
 LOAD_BALANCING = ("RoundRobin", "LeastConnections")
 ADDRESS_TYPES = ("IPv4", "IPv6", "FQDN")
@@ -120,17 +122,23 @@ def validate(info: KindInfo, obj: Message) -> list[Cause]:
 def validate_update(info: KindInfo, old: Message, new: Message) -> list[Cause]:
     """Rules about what may change between the stored object and a new one."""
     p = Problems()
-    if (isinstance(old, workloads_pb2.Deployment | workloads_pb2.ReplicaSet)
-            and isinstance(new, workloads_pb2.Deployment | workloads_pb2.ReplicaSet)
-            and old.spec.selector != new.spec.selector):
+    if (
+        isinstance(old, workloads_pb2.Deployment | workloads_pb2.ReplicaSet)
+        and isinstance(new, workloads_pb2.Deployment | workloads_pb2.ReplicaSet)
+        and old.spec.selector != new.spec.selector
+    ):
         p.add("spec.selector", "field is immutable")
-    if (isinstance(old, pod_pb2.Pod) and isinstance(new, pod_pb2.Pod)
-            and is_terminating(old) and old.spec != new.spec):
+    if isinstance(old, pod_pb2.Pod) and isinstance(new, pod_pb2.Pod) and is_terminating(old) and old.spec != new.spec:
         p.add("spec", "the pod is being deleted (it has a deletionTimestamp): its spec can no longer change")
-    elif (isinstance(old, pod_pb2.Pod) and isinstance(new, pod_pb2.Pod)
-            and _pod_spec_without_images(old.spec) != _pod_spec_without_images(new.spec)):
-        p.add("spec", "pod updates may not change fields other than "
-                      "spec.containers[*].image (delete and re-create the pod)")
+    elif (
+        isinstance(old, pod_pb2.Pod)
+        and isinstance(new, pod_pb2.Pod)
+        and _pod_spec_without_images(old.spec) != _pod_spec_without_images(new.spec)
+    ):
+        p.add(
+            "spec",
+            "pod updates may not change fields other than spec.containers[*].image (delete and re-create the pod)",
+        )
     if isinstance(old, secret_pb2.Secret) and isinstance(new, secret_pb2.Secret):
         validate_secret_update(p, old, new)
     del info
@@ -177,6 +185,7 @@ def _pod_spec_without_images(spec: pod_pb2.PodSpec) -> pod_pb2.PodSpec:
 
 # -- metadata ---------------------------------------------------------------
 
+
 def validate_name(p: Problems, path: str, name: str, *, label: bool = False) -> None:
     if not name:
         p.add(path, "required")
@@ -187,16 +196,18 @@ def validate_name(p: Problems, path: str, name: str, *, label: bool = False) -> 
         p.add(path, f"must be no more than {limit} characters, got {len(name)}")
     elif not pattern.match(name):
         what = "a DNS-1123 label" if label else "a DNS-1123 subdomain"
-        p.add(path, f'must be {what} (lower case letters, digits, "-"'
-                    f'{"" if label else ", ."}), got "{name}"')
+        p.add(path, f'must be {what} (lower case letters, digits, "-"{"" if label else ", ."}), got "{name}"')
 
 
 def validate_labels(p: Problems, path: str, values: Mapping[str, str]) -> None:
     for key, value in values.items():
         validate_label_key(p, f"{path}.{key}", key)
         if len(value) > 63 or not _LABEL_VALUE.match(value):
-            p.add(f"{path}.{key}", f'invalid label value "{value}": at most 63 characters, '
-                                   "alphanumerics, '-', '_' or '.', starting and ending alphanumeric")
+            p.add(
+                f"{path}.{key}",
+                f'invalid label value "{value}": at most 63 characters, '
+                "alphanumerics, '-', '_' or '.', starting and ending alphanumeric",
+            )
 
 
 def validate_label_key(p: Problems, path: str, key: str) -> None:
@@ -204,8 +215,11 @@ def validate_label_key(p: Problems, path: str, key: str) -> None:
     if prefix and (len(prefix) > 253 or not _DNS1123_SUBDOMAIN.match(prefix)):
         p.add(path, f'invalid label key prefix "{prefix}": must be a DNS-1123 subdomain')
     if not name or len(name) > 63 or not _LABEL_NAME.match(name):
-        p.add(path, f'invalid label key "{key}": name part must be at most 63 characters, '
-                    "alphanumerics, '-', '_' or '.', starting and ending alphanumeric")
+        p.add(
+            path,
+            f'invalid label key "{key}": name part must be at most 63 characters, '
+            "alphanumerics, '-', '_' or '.', starting and ending alphanumeric",
+        )
 
 
 def validate_meta(p: Problems, info: KindInfo, meta: meta_pb2.ObjectMeta) -> None:
@@ -221,6 +235,7 @@ def validate_meta(p: Problems, info: KindInfo, meta: meta_pb2.ObjectMeta) -> Non
 
 
 # -- selectors ---------------------------------------------------------------
+
 
 def validate_label_selector(p: Problems, path: str, sel: meta_pb2.LabelSelector) -> None:
     if not sel.match_labels and not sel.match_expressions:
@@ -249,11 +264,11 @@ def validate_template_matches(
         return
     if not selector.matches(template.metadata.labels):
         shown = ",".join(f"{k}={v}" for k, v in sorted(template.metadata.labels.items()))
-        p.add(f"{path}.template.metadata.labels",
-              f'selector does not match template labels "{shown}"')
+        p.add(f"{path}.template.metadata.labels", f'selector does not match template labels "{shown}"')
 
 
 # -- workloads ---------------------------------------------------------------
+
 
 def validate_int_or_percent(p: Problems, path: str, value: meta_pb2.IntOrString) -> int | None:
     """Validates maxSurge-like values; returns the number (int or percent) or None."""
@@ -279,14 +294,17 @@ def validate_deployment(p: Problems, d: workloads_pb2.Deployment) -> None:
     p.at_least("spec.minReadySeconds", spec.min_ready_seconds, 0)
     p.at_least("spec.revisionHistoryLimit", spec.revision_history_limit, 0)
     if spec.progress_deadline_seconds <= spec.min_ready_seconds:
-        p.add("spec.progressDeadlineSeconds",
-              f"must be greater than minReadySeconds ({spec.min_ready_seconds}), "
-              f"got {spec.progress_deadline_seconds}")
+        p.add(
+            "spec.progressDeadlineSeconds",
+            f"must be greater than minReadySeconds ({spec.min_ready_seconds}), got {spec.progress_deadline_seconds}",
+        )
     validate_label_selector(p, "spec.selector", spec.selector)
     validate_template(p, "spec", spec.selector, spec.template)
     if spec.template.spec.restart_policy != "Always":
-        p.add("spec.template.spec.restartPolicy",
-              f'must be "Always" for a Deployment, got "{spec.template.spec.restart_policy}"')
+        p.add(
+            "spec.template.spec.restartPolicy",
+            f'must be "Always" for a Deployment, got "{spec.template.spec.restart_policy}"',
+        )
     validate_strategy(p, spec.strategy)
 
 
@@ -303,11 +321,12 @@ def validate_strategy(p: Problems, strategy: workloads_pb2.DeploymentStrategy) -
         return
     ru = strategy.rolling_update
     surge = validate_int_or_percent(p, "spec.strategy.rollingUpdate.maxSurge", ru.max_surge)
-    unavailable = validate_int_or_percent(
-        p, "spec.strategy.rollingUpdate.maxUnavailable", ru.max_unavailable)
+    unavailable = validate_int_or_percent(p, "spec.strategy.rollingUpdate.maxUnavailable", ru.max_unavailable)
     if surge == 0 and unavailable == 0:
-        p.add("spec.strategy.rollingUpdate.maxUnavailable",
-              "may not be 0 when maxSurge is 0 (the rollout could never progress)")
+        p.add(
+            "spec.strategy.rollingUpdate.maxUnavailable",
+            "may not be 0 when maxSurge is 0 (the rollout could never progress)",
+        )
 
 
 def validate_blue_green(p: Problems, blue_green: workloads_pb2.BlueGreenStrategy) -> None:
@@ -336,15 +355,14 @@ def validate_replica_set(p: Problems, rs: workloads_pb2.ReplicaSet) -> None:
     validate_template(p, "spec", rs.spec.selector, rs.spec.template)
 
 
-def validate_template(
-    p: Problems, path: str, sel: meta_pb2.LabelSelector, template: pod_pb2.PodTemplateSpec
-) -> None:
+def validate_template(p: Problems, path: str, sel: meta_pb2.LabelSelector, template: pod_pb2.PodTemplateSpec) -> None:
     validate_labels(p, f"{path}.template.metadata.labels", template.metadata.labels)
     validate_template_matches(p, path, sel, template)
     validate_pod_spec(p, f"{path}.template.spec", template.spec)
 
 
 # -- pods --------------------------------------------------------------------
+
 
 def validate_pod_spec(p: Problems, path: str, spec: pod_pb2.PodSpec) -> None:
     if not spec.containers:
@@ -367,8 +385,10 @@ def validate_pod_spec(p: Problems, path: str, spec: pod_pb2.PodSpec) -> None:
                 p.add(f"{at}.ports[{j}].hostPort", f"duplicate host port {port.host_port}/{port.protocol}")
             host_ports.add(key)
             if spec.host_network and port.host_port != port.container_port:
-                p.add(f"{at}.ports[{j}].hostPort", f"must match containerPort ({port.container_port}) when "
-                                                    f"hostNetwork is true, got {port.host_port}")
+                p.add(
+                    f"{at}.ports[{j}].hostPort",
+                    f"must match containerPort ({port.container_port}) when hostNetwork is true, got {port.host_port}",
+                )
     for i, t in enumerate(spec.tolerations):
         validate_toleration(p, f"{path}.tolerations[{i}]", t)
     validate_affinity(p, f"{path}.affinity", spec.affinity)
@@ -397,9 +417,11 @@ def validate_container(p: Problems, path: str, c: pod_pb2.Container) -> None:
         if env.HasField("value_from"):
             validate_env_source(p, f"{path}.env[{i}]", env)
     validate_resources(p, f"{path}.resources", c.resources)
-    probes = (("livenessProbe", c.HasField("liveness_probe"), c.liveness_probe),
-              ("readinessProbe", c.HasField("readiness_probe"), c.readiness_probe),
-              ("startupProbe", c.HasField("startup_probe"), c.startup_probe))
+    probes = (
+        ("livenessProbe", c.HasField("liveness_probe"), c.liveness_probe),
+        ("readinessProbe", c.HasField("readiness_probe"), c.readiness_probe),
+        ("startupProbe", c.HasField("startup_probe"), c.startup_probe),
+    )
     for json_name, present, probe in probes:
         if present:
             validate_probe(p, f"{path}.{json_name}", probe, names)
@@ -422,8 +444,11 @@ def validate_env_source(p: Problems, path: str, env: pod_pb2.EnvVar) -> None:
 
 def validate_port_name(p: Problems, path: str, name: str) -> None:
     if len(name) > 15 or not _PORT_NAME.match(name) or not re.search("[a-z]", name):
-        p.add(path, f'must be an IANA service name (at most 15 lower case letters, digits '
-                    f'and "-", with at least one letter), got "{name}"')
+        p.add(
+            path,
+            f"must be an IANA service name (at most 15 lower case letters, digits "
+            f'and "-", with at least one letter), got "{name}"',
+        )
 
 
 def validate_resources(p: Problems, path: str, res: pod_pb2.ResourceRequirements) -> None:
@@ -443,15 +468,16 @@ def validate_resources(p: Problems, path: str, res: pod_pb2.ResourceRequirements
     for name, limit in parsed["limits"].items():
         request = parsed["requests"].get(name)
         if request is not None and request > limit:
-            p.add(f"{path}.requests.{name}",
-                  f'must be less than or equal to the limit "{res.limits[name]}", got "{res.requests[name]}"')
+            p.add(
+                f"{path}.requests.{name}",
+                f'must be less than or equal to the limit "{res.limits[name]}", got "{res.requests[name]}"',
+            )
 
 
 def validate_probe(p: Problems, path: str, probe: pod_pb2.Probe, port_names: set[str]) -> None:
     handlers = [h for h in ("exec", "http_get", "tcp_socket") if probe.HasField(h)]
     if len(handlers) != 1:
-        p.add(path, "must set exactly one of exec, httpGet, tcpSocket"
-                    f"{'' if handlers else ' (none set)'}")
+        p.add(path, f"must set exactly one of exec, httpGet, tcpSocket{'' if handlers else ' (none set)'}")
     if probe.HasField("exec") and not probe.exec.command:
         p.add(f"{path}.exec.command", "required")
     if probe.HasField("http_get"):
@@ -461,9 +487,12 @@ def validate_probe(p: Problems, path: str, probe: pod_pb2.Probe, port_names: set
         validate_probe_port(p, f"{path}.tcpSocket.port", probe.tcp_socket.port, port_names)
     for name, value in (("initialDelaySeconds", probe.initial_delay_seconds),):
         p.at_least(f"{path}.{name}", value, 0)
-    for name, value in (("timeoutSeconds", probe.timeout_seconds), ("periodSeconds", probe.period_seconds),
-                        ("successThreshold", probe.success_threshold),
-                        ("failureThreshold", probe.failure_threshold)):
+    for name, value in (
+        ("timeoutSeconds", probe.timeout_seconds),
+        ("periodSeconds", probe.period_seconds),
+        ("successThreshold", probe.success_threshold),
+        ("failureThreshold", probe.failure_threshold),
+    ):
         p.at_least(f"{path}.{name}", value, 1)
 
 
@@ -497,12 +526,12 @@ def validate_affinity(p: Problems, path: str, affinity: pod_pb2.Affinity) -> Non
             at = f"{base}.nodeSelectorTerms[{i}].matchExpressions[{j}]"
             validate_label_key(p, f"{at}.key", expr.key)
             p.one_of(f"{at}.operator", expr.operator, NODE_SELECTOR_OPS)
-            if expr.operator in ("Gt", "Lt") and (
-                    len(expr.values) != 1 or not expr.values[0].lstrip("-").isdigit()):
+            if expr.operator in ("Gt", "Lt") and (len(expr.values) != 1 or not expr.values[0].lstrip("-").isdigit()):
                 p.add(f"{at}.values", f"must be one integer for operator {expr.operator}")
 
 
 # -- services, nodes, events --------------------------------------------------
+
 
 def validate_service(p: Problems, spec: service_pb2.ServiceSpec) -> None:
     p.one_of("spec.type", spec.type, SERVICE_TYPES)
@@ -536,8 +565,10 @@ def validate_service(p: Problems, spec: service_pb2.ServiceSpec) -> None:
         if same_port != i:
             p.add(f"{at}.port", f"duplicate port {port.port}: spec.ports[{same_port}] has it")
         elif same_listen != i:
-            p.add(f"{at}.{'nodePort' if port.node_port else 'port'}",
-                  f"port {listen} is already listened on for spec.ports[{same_listen}]")
+            p.add(
+                f"{at}.{'nodePort' if port.node_port else 'port'}",
+                f"port {listen} is already listened on for spec.ports[{same_listen}]",
+            )
 
 
 def validate_tcp(p: Problems, path: str, protocol: str) -> None:
@@ -570,8 +601,9 @@ def validate_endpoint_slice(p: Problems, endpoint_slice: discovery_pb2.EndpointS
         p.at_least(f"trafficWeights.{group}", weight, 0)
 
 
-def validate_endpoint(p: Problems, path: str, endpoint: discovery_pb2.Endpoint, address_type: str,
-                      port_names: set[str]) -> None:
+def validate_endpoint(
+    p: Problems, path: str, endpoint: discovery_pb2.Endpoint, address_type: str, port_names: set[str]
+) -> None:
     if not 1 <= len(endpoint.addresses) <= MAX_ENDPOINT_ADDRESSES:
         p.add(f"{path}.addresses", f"must have 1-{MAX_ENDPOINT_ADDRESSES} items, got {len(endpoint.addresses)}")
     for j, address in enumerate(endpoint.addresses):
@@ -632,8 +664,10 @@ def validate_node_status(p: Problems, status: node_pb2.NodeStatus) -> None:
         for i, address in enumerate(status.addresses):
             p.one_of(f"status.addresses[{i}].type", address.type[:64], NODE_ADDRESS_TYPES)
             if not 0 < len(address.address) <= 253 or not address.address.isprintable() or " " in address.address:
-                p.add(f"status.addresses[{i}].address",
-                      "must be an address or host name of 1-253 printable characters without spaces")
+                p.add(
+                    f"status.addresses[{i}].address",
+                    "must be an address or host name of 1-253 printable characters without spaces",
+                )
     if len(status.runtimes) > MAX_NODE_RUNTIMES:
         p.add("status.runtimes", f"must have at most {MAX_NODE_RUNTIMES} items, got {len(status.runtimes)}")
     else:
@@ -641,8 +675,10 @@ def validate_node_status(p: Problems, status: node_pb2.NodeStatus) -> None:
             validate_name(p, f"status.runtimes[{i}]", runtime, label=True)
     for field, value in status.node_info.ListFields():
         if isinstance(value, str) and len(value) > MAX_NODE_INFO:
-            p.add(f"status.nodeInfo.{field.json_name}",
-                  f"must be no more than {MAX_NODE_INFO} characters, got {len(value)}")
+            p.add(
+                f"status.nodeInfo.{field.json_name}",
+                f"must be no more than {MAX_NODE_INFO} characters, got {len(value)}",
+            )
 
 
 def validate_event(p: Problems, e: event_pb2.Event) -> None:
@@ -655,6 +691,7 @@ def validate_event(p: Problems, e: event_pb2.Event) -> None:
 
 
 # -- horizontal pod autoscalers -------------------------------------------------
+
 
 def validate_hpa(p: Problems, spec: metrics_pb2.HorizontalPodAutoscalerSpec) -> None:
     ref = spec.scale_target_ref
@@ -738,8 +775,10 @@ def validate_hpa_target(p: Problems, path: str, target: metrics_pb2.MetricTarget
 def validate_hpa_rules(p: Problems, path: str, rules: metrics_pb2.HPAScalingRules) -> None:
     window = rules.stabilization_window_seconds
     if not 0 <= window <= autoscaling.MAX_STABILIZATION_WINDOW:
-        p.add(f"{path}.stabilizationWindowSeconds",
-              f"must be 0-{autoscaling.MAX_STABILIZATION_WINDOW} seconds, got {window}")
+        p.add(
+            f"{path}.stabilizationWindowSeconds",
+            f"must be 0-{autoscaling.MAX_STABILIZATION_WINDOW} seconds, got {window}",
+        )
     p.one_of(f"{path}.selectPolicy", rules.select_policy, autoscaling.SELECT_POLICIES)
     if not rules.policies:
         p.add(f"{path}.policies", "required: at least one policy")
@@ -748,5 +787,6 @@ def validate_hpa_rules(p: Problems, path: str, rules: metrics_pb2.HPAScalingRule
         p.one_of(f"{at}.type", policy.type, autoscaling.POLICY_TYPES)
         p.at_least(f"{at}.value", policy.value, 1)
         if not 1 <= policy.period_seconds <= autoscaling.MAX_POLICY_PERIOD:
-            p.add(f"{at}.periodSeconds",
-                  f"must be 1-{autoscaling.MAX_POLICY_PERIOD} seconds, got {policy.period_seconds}")
+            p.add(
+                f"{at}.periodSeconds", f"must be 1-{autoscaling.MAX_POLICY_PERIOD} seconds, got {policy.period_seconds}"
+            )

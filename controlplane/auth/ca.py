@@ -72,11 +72,12 @@ class ClusterCA:
     def _load(cls, cert_file: Path, key_file: Path) -> ClusterCA:
         for path in (cert_file, key_file):
             if not path.exists():
-                raise PkiError(f"{path} is missing while its pair exists: restore both from a backup "
-                               f"(or remove both to make a new cluster CA, which every node must re-join)")
+                raise PkiError(
+                    f"{path} is missing while its pair exists: restore both from a backup "
+                    f"(or remove both to make a new cluster CA, which every node must re-join)"
+                )
         if key_file.stat().st_mode & 0o077:
-            raise PkiError(f"{key_file} is readable by others (mode {key_file.stat().st_mode & 0o777:o}): "
-                           f"chmod 600 it")
+            raise PkiError(f"{key_file} is readable by others (mode {key_file.stat().st_mode & 0o777:o}): chmod 600 it")
         try:
             cert = certs.load_cert(cert_file.read_bytes(), str(cert_file))
             key = certs.load_key(key_file.read_bytes(), str(key_file))
@@ -91,12 +92,14 @@ class ClusterCA:
         key, cert = certs.issue_serving(self.key, self.cert, names, now)
         return ServingCredentials(certs.cert_pem(cert) + self.pem, certs.key_pem(key), self.pem)
 
-    def sign(self, public_key: ec.EllipticCurvePublicKey, identity: Identity, now: dt.datetime,
-             lifetime: dt.timedelta) -> bytes:
+    def sign(
+        self, public_key: ec.EllipticCurvePublicKey, identity: Identity, now: dt.datetime, lifetime: dt.timedelta
+    ) -> bytes:
         return certs.cert_pem(certs.issue_client(self.key, self.cert, public_key, identity, now, lifetime))
 
-    def client_credentials(self, identity: Identity, now: dt.datetime,
-                           lifetime: dt.timedelta = certs.ADMIN_LIFETIME) -> Credentials:
+    def client_credentials(
+        self, identity: Identity, now: dt.datetime, lifetime: dt.timedelta = certs.ADMIN_LIFETIME
+    ) -> Credentials:
         key = certs.new_key()
         return Credentials(self.pem, self.sign(key.public_key(), identity, now, lifetime), certs.key_pem(key))
 

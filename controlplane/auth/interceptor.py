@@ -85,22 +85,24 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         if handler is None:
             return None
         method = handler_call_details.method
-        return rewrap(handler, lambda behavior: self._unary(behavior, method),
-                      lambda behavior: self._stream(behavior, method))
+        return rewrap(
+            handler, lambda behavior: self._unary(behavior, method), lambda behavior: self._stream(behavior, method)
+        )
 
     async def _admit(self, context: Context, method: str) -> Peer:
         peer = peer_of(context)
         if peer is None:
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED,
-                                "a client certificate issued by this cluster's CA is required")
+            await context.abort(
+                grpc.StatusCode.UNAUTHENTICATED, "a client certificate issued by this cluster's CA is required"
+            )
             raise AssertionError("abort raises")
         if peer.identity.role is Role.NODE and self.revocations.revoked(peer.identity.name, peer.issued_at):
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED,
-                                f'the certificate of node "{peer.identity.name}" was revoked: '
-                                f'join again with a new token')
+            await context.abort(
+                grpc.StatusCode.UNAUTHENTICATED,
+                f'the certificate of node "{peer.identity.name}" was revoked: join again with a new token',
+            )
         if not policy.allowed(method, peer.identity.role):
-            await context.abort(grpc.StatusCode.PERMISSION_DENIED,
-                                f"{peer.identity} may not call {method.lstrip('/')}")
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, f"{peer.identity} may not call {method.lstrip('/')}")
         return peer
 
     def _unary(self, behavior: Callable[..., Any], method: str) -> Callable[[Any, Context], Any]:
@@ -130,8 +132,10 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
                     raise
                 task.uncancel()
                 self.streams.discard(name, task)
-                await context.abort(grpc.StatusCode.UNAUTHENTICATED,
-                                    f'the certificate of node "{name}" was revoked: join again with a new token')
+                await context.abort(
+                    grpc.StatusCode.UNAUTHENTICATED,
+                    f'the certificate of node "{name}" was revoked: join again with a new token',
+                )
             finally:
                 self.streams.discard(name, task)
 

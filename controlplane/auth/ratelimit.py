@@ -36,8 +36,9 @@ class Verdict:
 class SourceRateLimiter:
     """See the module docstring."""
 
-    def __init__(self, *, rate: float = DEFAULT_RATE, burst: int = DEFAULT_BURST,
-                 max_sources: int = DEFAULT_MAX_SOURCES) -> None:
+    def __init__(
+        self, *, rate: float = DEFAULT_RATE, burst: int = DEFAULT_BURST, max_sources: int = DEFAULT_MAX_SOURCES
+    ) -> None:
         if rate <= 0 or burst < 1 or max_sources < 1:
             raise ValueError(f"rate must be > 0, burst and max_sources >= 1 (got {rate}, {burst}, {max_sources})")
         self.rate = rate

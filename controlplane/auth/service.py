@@ -41,8 +41,13 @@ def _timestamp(seconds: float) -> Timestamp:
 
 
 def token_info(record: TokenRecord) -> security_pb2.JoinTokenInfo:
-    info = security_pb2.JoinTokenInfo(id=record.id, role=record.role, description=record.description,
-                                      created=_timestamp(record.created), revoked=record.revoked)
+    info = security_pb2.JoinTokenInfo(
+        id=record.id,
+        role=record.role,
+        description=record.description,
+        created=_timestamp(record.created),
+        revoked=record.revoked,
+    )
     if record.expires is not None:
         info.expires.CopyFrom(_timestamp(record.expires))
     return info
@@ -63,8 +68,7 @@ def check_name(role: Role, name: str) -> str | None:
 class CertificateIssuer:
     """Signs CSRs for identities with the cluster CA."""
 
-    def __init__(self, ca: ClusterCA, node_lifetime: dt.timedelta,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, ca: ClusterCA, node_lifetime: dt.timedelta, clock: Callable[[], float] = time.time) -> None:
         self.ca = ca
         self.node_lifetime = node_lifetime
         self.clock = clock
@@ -73,8 +77,11 @@ class CertificateIssuer:
         public_key = certs.csr_public_key(csr)
         now = dt.datetime.fromtimestamp(self.clock(), dt.UTC)
         lifetime = self.node_lifetime if identity.role is Role.NODE else certs.ADMIN_LIFETIME
-        return security_pb2.CertificateResponse(certificate=self.ca.sign(public_key, identity, now, lifetime),
-                                                ca_certificate=self.ca.pem, role=identity.role.value)
+        return security_pb2.CertificateResponse(
+            certificate=self.ca.sign(public_key, identity, now, lifetime),
+            ca_certificate=self.ca.pem,
+            role=identity.role.value,
+        )
 
 
 class JoinService(security_pb2_grpc.JoinServiceServicer):
@@ -82,9 +89,13 @@ class JoinService(security_pb2_grpc.JoinServiceServicer):
     (`SourceRateLimiter`, RESOURCE_EXHAUSTED past it), the name is checked for length before
     anything else, and every client-provided string is clipped in log lines."""
 
-    def __init__(self, tokens: TokenRegistry, issuer: CertificateIssuer,
-                 limiter: SourceRateLimiter | None = None,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        tokens: TokenRegistry,
+        issuer: CertificateIssuer,
+        limiter: SourceRateLimiter | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.tokens = tokens
         self.issuer = issuer
         self.limiter = limiter if limiter is not None else SourceRateLimiter()
@@ -96,20 +107,29 @@ class JoinService(security_pb2_grpc.JoinServiceServicer):
         verdict = self.limiter.take(source, now=self.monotonic())
         if not verdict.allowed:
             if verdict.first_refusal:
-                log.warning("join_rate_limited", source=source, retry_after=round(verdict.retry_after, 1),
-                            rate=self.limiter.rate, burst=self.limiter.burst)
-            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                                f"join refused: too many join attempts from {source}; "
-                                f"try again in {max(1, math.ceil(verdict.retry_after))} s")
+                log.warning(
+                    "join_rate_limited",
+                    source=source,
+                    retry_after=round(verdict.retry_after, 1),
+                    rate=self.limiter.rate,
+                    burst=self.limiter.burst,
+                )
+            await context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"join refused: too many join attempts from {source}; "
+                f"try again in {max(1, math.ceil(verdict.retry_after))} s",
+            )
         name, token_id = clip(request.name, 64), clip(request.token_id, 32)
         if len(request.name) > MAX_NAME:
             log.warning("join_refused", peer=peer, name=name, token=token_id, reason="name too long")
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                                f"join refused: the name must be no more than {MAX_NAME} characters, "
-                                f"got {len(request.name)}")
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"join refused: the name must be no more than {MAX_NAME} characters, got {len(request.name)}",
+            )
         try:
-            record = await self.tokens.check(request.token_id, request.token_secret, now=self.issuer.clock(),
-                                             ca_hash=self.issuer.ca.hash)
+            record = await self.tokens.check(
+                request.token_id, request.token_secret, now=self.issuer.clock(), ca_hash=self.issuer.ca.hash
+            )
         except JoinRefused as e:
             log.warning("join_refused", peer=peer, name=name, token=token_id, reason=clip(str(e), 256))
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, f"join refused: {e}")
@@ -117,11 +137,17 @@ class JoinService(security_pb2_grpc.JoinServiceServicer):
             await _store_failed(context, e)
         role = Role(record.role)
         if request.role and request.role != record.role:
-            log.warning("join_refused", peer=peer, name=name, token=record.id,
-                        reason=f"token for role {record.role}, {clip(request.role, 16)} asked")
-            await context.abort(grpc.StatusCode.PERMISSION_DENIED,
-                                f'join refused: token "{record.id}" is for role {record.role}, '
-                                f"not {clip(request.role, 16)}")
+            log.warning(
+                "join_refused",
+                peer=peer,
+                name=name,
+                token=record.id,
+                reason=f"token for role {record.role}, {clip(request.role, 16)} asked",
+            )
+            await context.abort(
+                grpc.StatusCode.PERMISSION_DENIED,
+                f'join refused: token "{record.id}" is for role {record.role}, not {clip(request.role, 16)}',
+            )
         problem = check_name(role, request.name)
         if problem is None:
             try:
@@ -136,18 +162,25 @@ class JoinService(security_pb2_grpc.JoinServiceServicer):
 
 
 class SecurityService(security_pb2_grpc.SecurityServiceServicer):
-    def __init__(self, tokens: TokenRegistry, revocations: RevocationList, issuer: CertificateIssuer,
-                 streams: StreamRegistry) -> None:
+    def __init__(
+        self, tokens: TokenRegistry, revocations: RevocationList, issuer: CertificateIssuer, streams: StreamRegistry
+    ) -> None:
         self.tokens = tokens
         self.revocations = revocations
         self.issuer = issuer
         self.streams = streams
 
-    async def CreateToken(self, request: security_pb2.CreateTokenRequest,
-                          context: Context) -> security_pb2.CreateTokenResponse:
+    async def CreateToken(
+        self, request: security_pb2.CreateTokenRequest, context: Context
+    ) -> security_pb2.CreateTokenResponse:
         try:
-            record, token = await self.tokens.create(request.role or "node", request.ttl_seconds, request.description,
-                                                     ca_hash=self.issuer.ca.hash, now=self.issuer.clock())
+            record, token = await self.tokens.create(
+                request.role or "node",
+                request.ttl_seconds,
+                request.description,
+                ca_hash=self.issuer.ca.hash,
+                now=self.issuer.clock(),
+            )
         except ValueError as e:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
         except store_errors.StoreError as e:
@@ -155,16 +188,18 @@ class SecurityService(security_pb2_grpc.SecurityServiceServicer):
         log.info("token_created", id=record.id, role=record.role, by=_who(context))
         return security_pb2.CreateTokenResponse(info=token_info(record), token=str(token))
 
-    async def ListTokens(self, request: security_pb2.ListTokensRequest,
-                         context: Context) -> security_pb2.ListTokensResponse:
+    async def ListTokens(
+        self, request: security_pb2.ListTokensRequest, context: Context
+    ) -> security_pb2.ListTokensResponse:
         try:
             records = await self.tokens.list()
         except store_errors.StoreError as e:
             await _store_failed(context, e)
         return security_pb2.ListTokensResponse(tokens=[token_info(r) for r in records])
 
-    async def RevokeToken(self, request: security_pb2.RevokeTokenRequest,
-                          context: Context) -> security_pb2.RevokeTokenResponse:
+    async def RevokeToken(
+        self, request: security_pb2.RevokeTokenRequest, context: Context
+    ) -> security_pb2.RevokeTokenResponse:
         try:
             record = await self.tokens.revoke(request.id)
         except TokenNotFound as e:
@@ -174,8 +209,9 @@ class SecurityService(security_pb2_grpc.SecurityServiceServicer):
         log.info("token_revoked", id=record.id, by=_who(context))
         return security_pb2.RevokeTokenResponse(info=token_info(record))
 
-    async def RevokeNode(self, request: security_pb2.RevokeNodeRequest,
-                         context: Context) -> security_pb2.RevokeNodeResponse:
+    async def RevokeNode(
+        self, request: security_pb2.RevokeNodeRequest, context: Context
+    ) -> security_pb2.RevokeNodeResponse:
         problem = check_name(Role.NODE, request.node_name)
         if problem is not None:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
@@ -186,8 +222,9 @@ class SecurityService(security_pb2_grpc.SecurityServiceServicer):
         log.info("node_revoked", node=request.node_name, by=_who(context))
         return security_pb2.RevokeNodeResponse(revoked_before=_timestamp(before))
 
-    async def RenewCertificate(self, request: security_pb2.RenewRequest,
-                               context: Context) -> security_pb2.CertificateResponse:
+    async def RenewCertificate(
+        self, request: security_pb2.RenewRequest, context: Context
+    ) -> security_pb2.CertificateResponse:
         peer = peer_of(context)
         assert peer is not None  # the interceptor admitted the call
         try:

@@ -50,8 +50,9 @@ class TokenRegistry:
         self.store = store
         self.prefix = f"{prefix.rstrip('/')}/security/tokens/"
 
-    async def create(self, role: str, ttl: float, description: str, *, ca_hash: str,
-                     now: float) -> tuple[TokenRecord, JoinToken]:
+    async def create(
+        self, role: str, ttl: float, description: str, *, ca_hash: str, now: float
+    ) -> tuple[TokenRecord, JoinToken]:
         if role not in ROLES:
             raise ValueError(f'role "{role}": expected one of {", ".join(ROLES)}')
         if ttl < 0:
@@ -60,8 +61,15 @@ class TokenRegistry:
             raise ValueError(f"ttl must be at most {MAX_SECONDS} seconds, got {ttl:g}")
         while True:
             token = tokens.new_token(ca_hash)
-            record = TokenRecord(token.id, role, description, now, now + ttl if ttl else None,
-                                 tokens.secret_digest(token.secret), ca_hash=ca_hash)
+            record = TokenRecord(
+                token.id,
+                role,
+                description,
+                now,
+                now + ttl if ttl else None,
+                tokens.secret_digest(token.secret),
+                ca_hash=ca_hash,
+            )
             try:
                 await self.store.create(self.prefix + token.id, record.to_json())
             except store_errors.AlreadyExistsError:

@@ -42,7 +42,6 @@ class _Bucket:
     at: datetime
 
 
-
 class EventRecorder:
     def __init__(self, api: ObjectApi, component: str, *, now: Callable[[], datetime] = utcnow_seconds) -> None:
         self.api = api
@@ -91,7 +90,12 @@ class EventRecorder:
             event.metadata.name, event.metadata.namespace = name, namespace
             ref = event.involved_object
             ref.kind, ref.api_version, ref.name, ref.namespace, ref.uid = (
-                info.kind, info.api_version, m.name, m.namespace, m.uid)
+                info.kind,
+                info.api_version,
+                m.name,
+                m.namespace,
+                m.uid,
+            )
             event.source.component = self.component
             event.first_timestamp.FromDatetime(self.now())
             event.last_timestamp.FromDatetime(self.now())

@@ -91,7 +91,7 @@ class WorkQueue:
         """Requeue a failed key with exponential back-off; returns the delay."""
         failures = self._failures.get(key, 0)
         self._failures[key] = failures + 1
-        delay: float = min(self.max_delay, self.base_delay * 2.0 ** failures)
+        delay: float = min(self.max_delay, self.base_delay * 2.0**failures)
         self.add_after(key, delay)
         return delay
 

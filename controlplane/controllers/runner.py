@@ -61,8 +61,14 @@ class Controller(Protocol):
 
 
 class ControllerManager:
-    def __init__(self, source: ObjectSource, controllers: list[Controller], *,
-                 observer: ControllerObserver | None = None, shared: Mapping[str, Informer] | None = None) -> None:
+    def __init__(
+        self,
+        source: ObjectSource,
+        controllers: list[Controller],
+        *,
+        observer: ControllerObserver | None = None,
+        shared: Mapping[str, Informer] | None = None,
+    ) -> None:
         self.source = source
         self.controllers = controllers
         # Told of the informers and queues while they run, and of every sync (metrics).
@@ -83,8 +89,12 @@ class ControllerManager:
             for kind in controller.kinds:
                 self.informers[kind].add_listener(self._enqueue(controller, kind, queue))
         # Everything this manager's controllers hung on shared informers (queues, their indexes).
-        self._listening = [(informer, listener) for kind, informer in self._shared.items()
-                           for listener in informer.listeners if listener not in before[kind]]
+        self._listening = [
+            (informer, listener)
+            for kind, informer in self._shared.items()
+            for listener in informer.listeners
+            if listener not in before[kind]
+        ]
 
     @staticmethod
     def _info(kind: str) -> KindInfo:
@@ -95,6 +105,7 @@ class ControllerManager:
         def listener(event: CacheEvent) -> None:
             for key in controller.keys_for(kind, event):
                 queue.add(key)
+
         return listener
 
     def informer(self, kind: str) -> Informer:
@@ -144,8 +155,13 @@ class ControllerManager:
                     log.warning("controller_fenced", controller=controller.name, key=key, error=str(e))
                     raise
                 delay = queue.retry(key)
-                log.warning("sync_failed", controller=controller.name, key=key, error=str(e) or type(e).__name__,
-                            retry_in=round(delay, 2))
+                log.warning(
+                    "sync_failed",
+                    controller=controller.name,
+                    key=key,
+                    error=str(e) or type(e).__name__,
+                    retry_in=round(delay, 2),
+                )
             else:
                 self._observe(controller, started, failed=False)
                 queue.forget(key)
@@ -153,8 +169,9 @@ class ControllerManager:
                     queue.add_after(key, again)
             finally:
                 queue.done(key)
-                log.debug("synced", controller=controller.name, key=key,
-                          ms=round((time.perf_counter() - started) * 1000, 2))
+                log.debug(
+                    "synced", controller=controller.name, key=key, ms=round((time.perf_counter() - started) * 1000, 2)
+                )
 
     def _observe(self, controller: Controller, started: float, *, failed: bool) -> None:
         if self.observer is not None:

@@ -60,7 +60,6 @@ class Retry:
     delay: float
 
 
-
 def pending(pod: pod_pb2.Pod) -> bool:
     """Waiting for a node: unbound, not being deleted, not finished."""
     return not pod.spec.node_name and not podutil.is_terminating(pod) and not podutil.is_terminal(pod)
@@ -71,10 +70,17 @@ class SchedulerController:
     kinds: tuple[str, ...] = ("Pod", "Node")
     workers: int = 1
 
-    def __init__(self, api: ObjectApi, recorder: EventRecorder, *, strategy: str = LEAST_ALLOCATED,
-                 percentage_of_nodes_to_score: int = DEFAULT_PERCENTAGE_OF_NODES_TO_SCORE,
-                 profile: Profile | None = None, now: Callable[[], datetime] = utcnow_seconds,
-                 metrics: SchedulingObserver | None = None) -> None:
+    def __init__(
+        self,
+        api: ObjectApi,
+        recorder: EventRecorder,
+        *,
+        strategy: str = LEAST_ALLOCATED,
+        percentage_of_nodes_to_score: int = DEFAULT_PERCENTAGE_OF_NODES_TO_SCORE,
+        profile: Profile | None = None,
+        now: Callable[[], datetime] = utcnow_seconds,
+        metrics: SchedulingObserver | None = None,
+    ) -> None:
         self.metrics = metrics
         self.percentage = percentage_of_nodes_to_score
         self.api = api
@@ -95,8 +101,11 @@ class SchedulerController:
 
     def keys_for(self, kind: str, event: CacheEvent) -> Iterable[str]:
         if kind == "Node":
-            if event.change is Change.MODIFIED and isinstance(event.prev, node_pb2.Node) and \
-                    _placement_view(event.prev) == _placement_view(event.obj):
+            if (
+                event.change is Change.MODIFIED
+                and isinstance(event.prev, node_pb2.Node)
+                and _placement_view(event.prev) == _placement_view(event.obj)
+            ):
                 return []  # a heartbeat: nothing the scheduler looks at changed
             self.retries.clear()  # the cluster changed: try everything again now
             return [PASS]
@@ -118,8 +127,10 @@ class SchedulerController:
         loop_now = asyncio.get_running_loop().time()
         started = time.perf_counter()
         pods = self._with_assumed([p for p in self._pods.items.values() if isinstance(p, pod_pb2.Pod)], loop_now)
-        todo = sorted((p for p in pods if pending(p) and self._due(p, loop_now)),
-                      key=lambda p: (p.metadata.creation_timestamp.seconds, p.metadata.name))
+        todo = sorted(
+            (p for p in pods if pending(p) and self._due(p, loop_now)),
+            key=lambda p: (p.metadata.creation_timestamp.seconds, p.metadata.name),
+        )
         if not todo:
             return self._next_retry(loop_now)
         nodes = [n for n in self._nodes.items.values() if isinstance(n, node_pb2.Node)]
@@ -131,15 +142,26 @@ class SchedulerController:
         async with asyncio.TaskGroup() as group:
             writes = []
             for first in range(0, len(requests), SCHEDULE_CHUNK):
-                batch = schedule_batch(requests[first:first + SCHEDULE_CHUNK], snapshot, self.profile,
-                                       start_index=self.start_index, sample_size=sample)
+                batch = schedule_batch(
+                    requests[first : first + SCHEDULE_CHUNK],
+                    snapshot,
+                    self.profile,
+                    start_index=self.start_index,
+                    sample_size=sample,
+                )
                 snapshot, self.start_index = batch.snapshot, batch.next_start_index
                 writes.append(group.create_task(self._apply(batch.results, by_key, loop_now)))
                 await asyncio.sleep(0)
             placed = time.perf_counter()
         conflicts = sum(w.result() for w in writes)
-        log.info("scheduling_pass", pending=len(todo), nodes=len(nodes), conflicts=conflicts,
-                 placed_ms=round((placed - started) * 1000, 1), ms=round((time.perf_counter() - started) * 1000, 1))
+        log.info(
+            "scheduling_pass",
+            pending=len(todo),
+            nodes=len(nodes),
+            conflicts=conflicts,
+            placed_ms=round((placed - started) * 1000, 1),
+            ms=round((time.perf_counter() - started) * 1000, 1),
+        )
         return CONFLICT_RETRY if conflicts else self._next_retry(loop_now)
 
     def _with_assumed(self, pods: list[pod_pb2.Pod], now: float) -> list[pod_pb2.Pod]:
@@ -175,8 +197,9 @@ class SchedulerController:
             return None
         return max(0.05, min(r.not_before for r in self.retries.values()) - now)
 
-    async def _apply(self, results: Iterable[Placement | Unschedulable], pods: dict[str, pod_pb2.Pod],
-                     now: float) -> int:
+    async def _apply(
+        self, results: Iterable[Placement | Unschedulable], pods: dict[str, pod_pb2.Pod], now: float
+    ) -> int:
         """Bind placements in transactions of up to BIND_BATCH pods; explain the rest."""
         placements = [r for r in results if isinstance(r, Placement)]
         failures = [r for r in results if isinstance(r, Unschedulable)]
@@ -186,7 +209,7 @@ class SchedulerController:
             async with limit:
                 return await self._bind_chunk([(pods[p.pod], p.node) for p in part])
 
-        chunks = [placements[i:i + BIND_BATCH] for i in range(0, len(placements), BIND_BATCH)]
+        chunks = [placements[i : i + BIND_BATCH] for i in range(0, len(placements), BIND_BATCH)]
         conflicts = sum(await asyncio.gather(*(chunk(c) for c in chunks)))
         for failure in failures:
             await self._unschedulable(pods[failure.pod], failure, now)
@@ -267,10 +290,16 @@ def _placement_view(node: Message) -> PlacementView:
     runtimes and readiness; not heartbeat times, which change every few seconds."""
     assert isinstance(node, node_pb2.Node)
     ready = nodeutil.is_ready(node)
-    return (tuple(sorted(node.metadata.labels.items())), node.spec.SerializeToString(deterministic=True),
-            tuple(sorted(node.status.allocatable.items())), tuple(node.status.runtimes), ready)
+    return (
+        tuple(sorted(node.metadata.labels.items())),
+        node.spec.SerializeToString(deterministic=True),
+        tuple(sorted(node.status.allocatable.items())),
+        tuple(node.status.runtimes),
+        ready,
+    )
 
 
 def _set_scheduled(pod: pod_pb2.Pod, ok: bool, reason: str, message: str, now: datetime) -> None:
-    set_condition(pod.status.conditions, podutil.POD_SCHEDULED, "True" if ok else "False",
-                  reason=reason, message=message, now=now)
+    set_condition(
+        pod.status.conditions, podutil.POD_SCHEDULED, "True" if ok else "False", reason=reason, message=message, now=now
+    )

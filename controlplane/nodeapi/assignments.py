@@ -32,9 +32,12 @@ def _deadline(pod: pod_pb2.Pod) -> int:
 def _same_assignment(before: pod_pb2.Pod | None, after: pod_pb2.Pod) -> bool:
     """A status write (most pod changes) leaves the node's fingerprint as it was:
     no need to wake its stream."""
-    return (before is not None and before.metadata.uid == after.metadata.uid
-            and before.metadata.generation == after.metadata.generation
-            and _deadline(before) == _deadline(after))
+    return (
+        before is not None
+        and before.metadata.uid == after.metadata.uid
+        and before.metadata.generation == after.metadata.generation
+        and _deadline(before) == _deadline(after)
+    )
 
 
 class AssignmentIndex:
@@ -50,8 +53,7 @@ class AssignmentIndex:
     def _on_secret(self, ev: CacheEvent) -> None:
         namespace, name = ev.obj.metadata.namespace, ev.obj.metadata.name  # type: ignore[attr-defined]
         for node, pods in self._by_node.items():
-            if any(p.metadata.namespace == namespace and name in secretenv.secret_refs(p)
-                   for p in pods.values()):
+            if any(p.metadata.namespace == namespace and name in secretenv.secret_refs(p) for p in pods.values()):
                 self._wake(node)
 
     def _secret(self, namespace: str, name: str) -> secret_pb2.Secret | None:
@@ -84,10 +86,7 @@ class AssignmentIndex:
         return self._events.setdefault(node, asyncio.Event())
 
     def current(self, node: str) -> tuple[node_service_pb2.AssignmentSet, Fingerprint]:
-        pods = sorted(self._by_node.get(node, {}).values(),
-                      key=lambda p: (p.metadata.namespace, p.metadata.name))
+        pods = sorted(self._by_node.get(node, {}).values(), key=lambda p: (p.metadata.namespace, p.metadata.name))
         resolved = [secretenv.resolve(p, self._secret) for p in pods]
-        fingerprint = frozenset((p.metadata.uid, p.metadata.generation, _deadline(p), digest)
-                                for p, digest in resolved)
-        return (node_service_pb2.AssignmentSet(epoch=self.pods.revision, pods=[p for p, _ in resolved]),
-                fingerprint)
+        fingerprint = frozenset((p.metadata.uid, p.metadata.generation, _deadline(p), digest) for p, digest in resolved)
+        return (node_service_pb2.AssignmentSet(epoch=self.pods.revision, pods=[p for p, _ in resolved]), fingerprint)

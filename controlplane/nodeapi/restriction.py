@@ -28,19 +28,21 @@ from protos.corral.v1 import node_pb2, node_service_pb2, pod_pb2
 from protos.wellknown import HOSTNAME
 
 # The labels under kubernetes.io/ and k8s.io/ a kubelet may set on its own Node.
-KUBELET_LABELS = frozenset({
-    HOSTNAME,
-    "kubernetes.io/arch",
-    "kubernetes.io/os",
-    "beta.kubernetes.io/arch",
-    "beta.kubernetes.io/os",
-    "topology.kubernetes.io/zone",
-    "topology.kubernetes.io/region",
-    "failure-domain.beta.kubernetes.io/zone",
-    "failure-domain.beta.kubernetes.io/region",
-    "node.kubernetes.io/instance-type",
-    "beta.kubernetes.io/instance-type",
-})
+KUBELET_LABELS = frozenset(
+    {
+        HOSTNAME,
+        "kubernetes.io/arch",
+        "kubernetes.io/os",
+        "beta.kubernetes.io/arch",
+        "beta.kubernetes.io/os",
+        "topology.kubernetes.io/zone",
+        "topology.kubernetes.io/region",
+        "failure-domain.beta.kubernetes.io/zone",
+        "failure-domain.beta.kubernetes.io/region",
+        "node.kubernetes.io/instance-type",
+        "beta.kubernetes.io/instance-type",
+    }
+)
 KUBELET_NAMESPACES = ("kubelet.kubernetes.io", "node.kubernetes.io", "node.corral.io")
 ADMIN_NAMESPACES = ("node-restriction.kubernetes.io", "corral.io")
 KUBERNETES_NAMESPACES = ("kubernetes.io", "k8s.io")
@@ -60,8 +62,10 @@ def label_forbidden(node: str, key: str, value: str) -> str | None:
     if key in KUBELET_LABELS or _within(namespace, KUBELET_NAMESPACES):
         return None
     if _within(namespace, KUBERNETES_NAMESPACES):
-        return (f"a node may not set labels under {namespace}/ other than the kubelet's own "
-                "(roles and other kubernetes.io labels are set by admins)")
+        return (
+            f"a node may not set labels under {namespace}/ other than the kubelet's own "
+            "(roles and other kubernetes.io labels are set by admins)"
+        )
     return None
 
 
@@ -104,8 +108,7 @@ def bound_elsewhere(node: str, namespace: str, name: str, uid: str, pods: Mappin
     """The node the pod ``namespace/name`` with this uid is bound to, if not ``node`` ("" otherwise:
     bound here, not bound, or not known under this uid)."""
     pod = pods.get(f"{namespace}/{name}")
-    if (isinstance(pod, pod_pb2.Pod) and pod.metadata.uid == uid and pod.spec.node_name
-            and pod.spec.node_name != node):
+    if isinstance(pod, pod_pb2.Pod) and pod.metadata.uid == uid and pod.spec.node_name and pod.spec.node_name != node:
         return pod.spec.node_name
     return ""
 

@@ -58,7 +58,6 @@ NODE = by_kind("Node")
 POD = by_kind("Pod")
 
 
-
 def request_label_causes(request: node_service_pb2.RegisterRequest) -> list[Cause]:
     """The API's label rules over the labels a registration asks for (the Node may keep other values)."""
     p = Problems()
@@ -66,17 +65,30 @@ def request_label_causes(request: node_service_pb2.RegisterRequest) -> list[Caus
     return p.causes
 
 
-def set_ready(node: node_pb2.Node, now: datetime, *, reason: str = "AgentReady",
-              message: str = "corral agent is posting heartbeats") -> None:
+def set_ready(
+    node: node_pb2.Node,
+    now: datetime,
+    *,
+    reason: str = "AgentReady",
+    message: str = "corral agent is posting heartbeats",
+) -> None:
     """Mark the Ready condition True and stamp the heartbeat time."""
     cond = set_condition(node.status.conditions, nodeutil.NODE_READY, "True", reason=reason, message=message, now=now)
     cond.last_heartbeat_time.FromDatetime(now)
 
 
 class NodeService(node_service_pb2_grpc.NodeServiceServicer):
-    def __init__(self, api: ObjectApi, assignments: AssignmentIndex, tunnels: TunnelRegistry, *,
-                 heartbeat_period: int = 4, now: Callable[[], datetime] = utcnow,
-                 routes: RouteHub | None = None, metrics: MetricsStore | None = None) -> None:
+    def __init__(
+        self,
+        api: ObjectApi,
+        assignments: AssignmentIndex,
+        tunnels: TunnelRegistry,
+        *,
+        heartbeat_period: int = 4,
+        now: Callable[[], datetime] = utcnow,
+        routes: RouteHub | None = None,
+        metrics: MetricsStore | None = None,
+    ) -> None:
         self.api = api
         self.assignments = assignments
         self.tunnels = tunnels
@@ -95,8 +107,9 @@ class NodeService(node_service_pb2_grpc.NodeServiceServicer):
 
     # -- registration and heartbeats ----------------------------------------------
 
-    async def Register(self, request: node_service_pb2.RegisterRequest,
-                       context: Context) -> node_service_pb2.RegisterResponse:
+    async def Register(
+        self, request: node_service_pb2.RegisterRequest, context: Context
+    ) -> node_service_pb2.RegisterResponse:
         await require_node(context, request.node_name)
         refused = restriction.registration_causes(request)
         if refused:
@@ -108,10 +121,13 @@ class NodeService(node_service_pb2_grpc.NodeServiceServicer):
             node, kept = await self._register(request)
         except ApiError as e:
             await abort(context, e)
-        log.info("node_registered", node=request.node_name, runtimes=[clip(r) for r in request.status.runtimes[:8]],
-                 **({"labels_kept": [clip(k) for k in kept]} if kept else {}))
-        return node_service_pb2.RegisterResponse(
-            node_uid=node.metadata.uid, heartbeat_period_seconds=self.period())
+        log.info(
+            "node_registered",
+            node=request.node_name,
+            runtimes=[clip(r) for r in request.status.runtimes[:8]],
+            **({"labels_kept": [clip(k) for k in kept]} if kept else {}),
+        )
+        return node_service_pb2.RegisterResponse(node_uid=node.metadata.uid, heartbeat_period_seconds=self.period())
 
     async def _register(self, request: node_service_pb2.RegisterRequest) -> tuple[node_pb2.Node, list[str]]:
         """Create or refresh the Node (validated as the API validates a Node); with the labels
@@ -136,8 +152,9 @@ class NodeService(node_service_pb2_grpc.NodeServiceServicer):
                 continue
         raise ConflictError(f'nodes "{request.node_name}": too many concurrent writers, try again')
 
-    async def Heartbeat(self, request: node_service_pb2.HeartbeatRequest,
-                        context: Context) -> node_service_pb2.HeartbeatResponse:
+    async def Heartbeat(
+        self, request: node_service_pb2.HeartbeatRequest, context: Context
+    ) -> node_service_pb2.HeartbeatResponse:
         await require_node(context, request.node_name)
         try:
             await self._heartbeat(request.node_name)
@@ -162,8 +179,9 @@ class NodeService(node_service_pb2_grpc.NodeServiceServicer):
 
     # -- assignments --------------------------------------------------------------
 
-    async def WatchAssignments(self, request: node_service_pb2.AssignmentsRequest,
-                               context: Context) -> AsyncIterator[node_service_pb2.AssignmentSet]:
+    async def WatchAssignments(
+        self, request: node_service_pb2.AssignmentsRequest, context: Context
+    ) -> AsyncIterator[node_service_pb2.AssignmentSet]:
         """The node's full pod set now, then again whenever it changes."""
         node = request.node_name
         await require_node(context, node)
@@ -186,18 +204,21 @@ class NodeService(node_service_pb2_grpc.NodeServiceServicer):
 
     # -- status reports -----------------------------------------------------------
 
-    async def ReportStatus(self, request: node_service_pb2.ReportStatusRequest,
-                           context: Context) -> node_service_pb2.ReportStatusResponse:
+    async def ReportStatus(
+        self, request: node_service_pb2.ReportStatusRequest, context: Context
+    ) -> node_service_pb2.ReportStatusResponse:
         return await self._report_status(request, context)
 
-    async def StreamStatus(self, request_iterator: AsyncIterator[node_service_pb2.ReportStatusRequest],
-                           context: Context) -> AsyncIterator[node_service_pb2.ReportStatusResponse]:
+    async def StreamStatus(
+        self, request_iterator: AsyncIterator[node_service_pb2.ReportStatusRequest], context: Context
+    ) -> AsyncIterator[node_service_pb2.ReportStatusResponse]:
         """ReportStatus for each request of the stream, answered in order."""
         async for request in request_iterator:
             yield await self._report_status(request, context)
 
-    async def _report_status(self, request: node_service_pb2.ReportStatusRequest,
-                             context: Context) -> node_service_pb2.ReportStatusResponse:
+    async def _report_status(
+        self, request: node_service_pb2.ReportStatusRequest, context: Context
+    ) -> node_service_pb2.ReportStatusResponse:
         await require_node(context, request.node_name)
         await self._refuse_other_nodes_pods(request, context)
         try:
@@ -221,8 +242,13 @@ class NodeService(node_service_pb2_grpc.NodeServiceServicer):
         batch: list[pod_pb2.Pod] = []
         for report in reports:
             existing = cached.get(f"{report.namespace}/{report.name}")
-            if (report.terminated or not isinstance(existing, pod_pb2.Pod) or existing.metadata.uid != report.uid
-                    or existing.spec.node_name != node or existing.status == report.status):
+            if (
+                report.terminated
+                or not isinstance(existing, pod_pb2.Pod)
+                or existing.metadata.uid != report.uid
+                or existing.spec.node_name != node
+                or existing.status == report.status
+            ):
                 continue
             pod = pod_pb2.Pod()
             pod.CopyFrom(existing)
@@ -239,30 +265,50 @@ class NodeService(node_service_pb2_grpc.NodeServiceServicer):
             written.add(pod.metadata.uid)
         return written
 
-    async def _refuse_other_nodes_pods(self, request: node_service_pb2.ReportStatusRequest,
-                                       context: Context) -> None:
+    async def _refuse_other_nodes_pods(self, request: node_service_pb2.ReportStatusRequest, context: Context) -> None:
         """PERMISSION_DENIED for a report naming a pod bound to another node (node restriction):
         nothing of the report is written."""
         cached = self.assignments.pods.items  # the serving informer's pods: no store read per report
         for report in request.pods:
-            await self._refuse_if_elsewhere(context, request.node_name, "status_report_refused",
-                                            "report the status of", report.namespace, report.name, report.uid, cached)
+            await self._refuse_if_elsewhere(
+                context,
+                request.node_name,
+                "status_report_refused",
+                "report the status of",
+                report.namespace,
+                report.name,
+                report.uid,
+                cached,
+            )
 
-    async def _refuse_if_elsewhere(self, context: Context, node: str, event: str, what: str, namespace: str,
-                                   name: str, uid: str, cached: Mapping[str, Message]) -> None:
+    async def _refuse_if_elsewhere(
+        self,
+        context: Context,
+        node: str,
+        event: str,
+        what: str,
+        namespace: str,
+        name: str,
+        uid: str,
+        cached: Mapping[str, Message],
+    ) -> None:
         """PERMISSION_DENIED (logged as `event`) when this pod is bound to another node than `node`."""
         elsewhere = restriction.bound_elsewhere(node, namespace, name, uid, cached)
         if elsewhere:
             log.warning(event, node=node, pod=clip(name), namespace=clip(namespace), bound_to=elsewhere)
-            await deny(context, f'node "{node}" cannot {what} pod {namespace}/{name}, which is bound to node '
-                                f'"{elsewhere}"')
+            await deny(
+                context, f'node "{node}" cannot {what} pod {namespace}/{name}, which is bound to node "{elsewhere}"'
+            )
 
     async def _write_status(self, node: str, report: node_service_pb2.PodStatusReport) -> bool:
         """CAS-write one pod's status; False when the pod is gone or not this node's."""
         for _ in range(CAS_RETRIES):
             existing = await self.api.find(POD, report.namespace, report.name)
-            if (not isinstance(existing, pod_pb2.Pod) or existing.metadata.uid != report.uid
-                    or existing.spec.node_name != node):
+            if (
+                not isinstance(existing, pod_pb2.Pod)
+                or existing.metadata.uid != report.uid
+                or existing.spec.node_name != node
+            ):
                 return False
             if report.terminated and podutil.is_terminating(existing):
                 try:
@@ -290,14 +336,20 @@ class NodeService(node_service_pb2_grpc.NodeServiceServicer):
             await self.api.remove(pod)
         except NotFoundError:
             return False
-        log.info("pod_deleted_after_termination", namespace=pod.metadata.namespace, name=pod.metadata.name,
-                 uid=pod.metadata.uid, node=pod.spec.node_name)
+        log.info(
+            "pod_deleted_after_termination",
+            namespace=pod.metadata.namespace,
+            name=pod.metadata.name,
+            uid=pod.metadata.uid,
+            node=pod.spec.node_name,
+        )
         return True
 
     # -- metrics ------------------------------------------------------------------
 
-    async def ReportMetrics(self, request: metrics_pb2.MetricsReport,
-                            context: Context) -> metrics_pb2.ReportMetricsResponse:
+    async def ReportMetrics(
+        self, request: metrics_pb2.MetricsReport, context: Context
+    ) -> metrics_pb2.ReportMetricsResponse:
         await require_node(context, request.node_name)
         if self.metrics is None:
             await context.abort(grpc.StatusCode.UNIMPLEMENTED, "this control plane keeps no metrics")
@@ -310,8 +362,9 @@ class NodeService(node_service_pb2_grpc.NodeServiceServicer):
         not yet seen, no uid) are left out: their usage would be attributed by name alone."""
         node, cached = request.node_name, self.assignments.pods.items
         for pod in request.pods:
-            await self._refuse_if_elsewhere(context, node, "metrics_report_refused", "report metrics of",
-                                            pod.namespace, pod.name, pod.uid, cached)
+            await self._refuse_if_elsewhere(
+                context, node, "metrics_report_refused", "report metrics of", pod.namespace, pod.name, pod.uid, cached
+            )
         own = [p for p in request.pods if restriction.bound_here(node, p.namespace, p.name, p.uid, cached)]
         if len(own) == len(request.pods):
             return request
@@ -323,8 +376,9 @@ class NodeService(node_service_pb2_grpc.NodeServiceServicer):
 
     # -- service routes -----------------------------------------------------------
 
-    async def WatchServices(self, request: node_service_pb2.ServicesRequest,
-                            context: Context) -> AsyncIterator[node_service_pb2.ServiceRoutes]:
+    async def WatchServices(
+        self, request: node_service_pb2.ServicesRequest, context: Context
+    ) -> AsyncIterator[node_service_pb2.ServiceRoutes]:
         """Every Service's route at once (full), then the Services that change."""
         await require_node(context, request.node_name)
         if self.routes is None:
@@ -338,8 +392,9 @@ class NodeService(node_service_pb2_grpc.NodeServiceServicer):
 
     # -- the tunnel ---------------------------------------------------------------
 
-    async def Tunnel(self, request_iterator: AsyncIterator[node_service_pb2.AgentMessage],
-                     context: Context) -> AsyncIterator[node_service_pb2.ServerMessage]:
+    async def Tunnel(
+        self, request_iterator: AsyncIterator[node_service_pb2.AgentMessage], context: Context
+    ) -> AsyncIterator[node_service_pb2.ServerMessage]:
         first = await anext(aiter(request_iterator), None)
         if first is None or first.WhichOneof("message") != "hello":
             return

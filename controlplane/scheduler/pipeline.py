@@ -127,8 +127,9 @@ def schedule_batch(
     start = start_index
     verdicts = Verdicts(profile)
     for pod in pods:
-        result = schedule_one(pod, snapshot, profile, sample_size=sample_size, start_index=start, rng=rng,
-                              verdicts=verdicts)
+        result = schedule_one(
+            pod, snapshot, profile, sample_size=sample_size, start_index=start, rng=rng, verdicts=verdicts
+        )
         if isinstance(result, Placement):
             snapshot = snapshot.with_binding(pod, result.node)
         start = (start + result.examined) % len(snapshot) if len(snapshot) else 0
@@ -156,8 +157,7 @@ def schedule_one(
         raise ValueError(f"sample_size must be >= 1, got {sample_size}")
     wanted = feasible_nodes_to_find(len(snapshot)) if sample_size is None else sample_size
     verdicts = verdicts or Verdicts(profile)
-    feasible, rejections, examined = find_feasible(pod, snapshot.nodes, profile, wanted, start_index,
-                                                   verdicts=verdicts)
+    feasible, rejections, examined = find_feasible(pod, snapshot.nodes, profile, wanted, start_index, verdicts=verdicts)
     if not feasible:
         return Unschedulable(pod.key, len(snapshot), _by_count(rejections), examined)
     node, score = select_host(pod, feasible, profile, rng, verdicts=verdicts)
@@ -177,8 +177,13 @@ def feasible_nodes_to_find(total_nodes: int, percentage: int = 0) -> int:
 
 
 def find_feasible(
-    pod: PodRequest, nodes: Sequence[NodeInfo], profile: Profile, wanted: int, start: int,
-    *, verdicts: Verdicts | None = None,
+    pod: PodRequest,
+    nodes: Sequence[NodeInfo],
+    profile: Profile,
+    wanted: int,
+    start: int,
+    *,
+    verdicts: Verdicts | None = None,
 ) -> tuple[list[NodeInfo], Counter[str], int]:
     """Feasible nodes (up to `wanted`), rejection counts per reason, nodes examined."""
     feasible: list[NodeInfo] = []
@@ -207,8 +212,12 @@ def run_filters(profile: Profile, pod: PodRequest, node: NodeInfo) -> Status:
 
 
 def select_host(
-    pod: PodRequest, feasible: Sequence[NodeInfo], profile: Profile, rng: random.Random | None,
-    *, verdicts: Verdicts | None = None,
+    pod: PodRequest,
+    feasible: Sequence[NodeInfo],
+    profile: Profile,
+    rng: random.Random | None,
+    *,
+    verdicts: Verdicts | None = None,
 ) -> tuple[NodeInfo, int]:
     """The best-scoring feasible node and its score; ties as the module says."""
     if verdicts is not None:
@@ -235,9 +244,17 @@ def score_node(pod: PodRequest, node: NodeInfo, scores: Iterable[WeightedScore])
 
 def shape_of(pod: PodRequest) -> Hashable:
     """Everything of a pod the plugins may look at: all of it but its key (its name)."""
-    return (pod.owner_uid, pod.requests, pod.nonzero_requests, pod.host_ports,
-            tuple(sorted(pod.node_selector.items())), pod.affinity_terms, pod.tolerations, pod.runtime,
-            pod.strategy)
+    return (
+        pod.owner_uid,
+        pod.requests,
+        pod.nonzero_requests,
+        pod.host_ports,
+        tuple(sorted(pod.node_selector.items())),
+        pod.affinity_terms,
+        pod.tolerations,
+        pod.runtime,
+        pod.strategy,
+    )
 
 
 class Verdicts:

@@ -218,8 +218,9 @@ def _plain_request(pod: pod_pb2.Pod) -> PodRequest:
     return pod_request(pod, default_strategy=LEAST_ALLOCATED)
 
 
-def build_snapshot(nodes: Iterable[node_pb2.Node], pods: Iterable[pod_pb2.Pod],
-                   request_of: RequestOf | None = None) -> Snapshot:
+def build_snapshot(
+    nodes: Iterable[node_pb2.Node], pods: Iterable[pod_pb2.Pod], request_of: RequestOf | None = None
+) -> Snapshot:
     """A snapshot of `nodes`, counting every pod bound (`spec.nodeName`) to one.
 
     `request_of` may serve bound pods' requests from a cache (a pod's requests

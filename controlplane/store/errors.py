@@ -144,7 +144,7 @@ class DatabaseFullError(StoreError):
             f"the etcd database is full ({detail}): etcd refuses writes until space is freed. "
             "Compact its history, defragment it and disarm the NOSPACE alarm "
             "(etcdctl compact, etcdctl defrag, etcdctl alarm disarm), or restart etcd with a larger "
-            "--quota-backend-bytes; see \"The etcd database is full\" in docs/operations.md"
+            '--quota-backend-bytes; see "The etcd database is full" in docs/operations.md'
         )
         self.detail = detail
 

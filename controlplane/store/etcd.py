@@ -458,8 +458,7 @@ class EtcdStore:
         if succeeded:
             return [_write_revision(responses[0])] * len(writes)
         self._raise_if_fenced(f"{len(writes)} keys", responses)
-        return await asyncio.gather(*(self._create_one(w.key, w.value) for w in writes),
-                                    return_exceptions=True)
+        return await asyncio.gather(*(self._create_one(w.key, w.value) for w in writes), return_exceptions=True)
 
     async def _create_one(self, key: str, value: bytes, *, lease: int | None = None) -> int:
         k = _encode(key)
@@ -492,8 +491,9 @@ class EtcdStore:
             if succeeded:
                 return [_write_revision(responses[0])] * len(writes)
             self._raise_if_fenced(f"{len(writes)} keys", responses)
-        return await asyncio.gather(*(self._update_one(w.key, w.value, expected_revision=w.expected)
-                                      for w in writes), return_exceptions=True)
+        return await asyncio.gather(
+            *(self._update_one(w.key, w.value, expected_revision=w.expected) for w in writes), return_exceptions=True
+        )
 
     async def _update_one(self, key: str, value: bytes, *, expected_revision: int) -> int:
         k = _encode(key)

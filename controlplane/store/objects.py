@@ -56,8 +56,7 @@ class ObjectPage:
 class ObjectStore:
     """Encodes, decodes and addresses objects; the CAS rules live in the Store."""
 
-    def __init__(self, store: Store, prefix: str = DEFAULT_PREFIX, *,
-                 encrypter: Encrypter | None = None) -> None:
+    def __init__(self, store: Store, prefix: str = DEFAULT_PREFIX, *, encrypter: Encrypter | None = None) -> None:
         self.store = store
         self.prefix = prefix.rstrip("/")
         self.encrypter = encrypter
@@ -150,7 +149,8 @@ class ObjectStore:
         revision: int | None = None,
     ) -> ObjectPage:
         page = await self.store.list(
-            self.prefix_for(info, namespace), limit=limit, start_after=start_after, revision=revision)
+            self.prefix_for(info, namespace), limit=limit, start_after=start_after, revision=revision
+        )
         items = [self._decode_kv(info, kv) for kv in page.items]
         last = page.items[-1].key if page.items else start_after
         return ObjectPage(items, page.revision, page.more, last)
@@ -161,14 +161,11 @@ class ObjectStore:
         page = await self.list_page(info, namespace)
         items.extend(page.items)
         while page.more:
-            page = await self.list_page(
-                info, namespace, start_after=page.last_key, revision=page.revision)
+            page = await self.list_page(info, namespace, start_after=page.last_key, revision=page.revision)
             items.extend(page.items)
         return items, page.revision
 
-    async def watch(
-        self, info: KindInfo, namespace: str = "", *, start_revision: int
-    ) -> AsyncIterator[ObjectEvent]:
+    async def watch(self, info: KindInfo, namespace: str = "", *, start_revision: int) -> AsyncIterator[ObjectEvent]:
         """Changes to objects of a kind from `start_revision` on (CompactedError if too old)."""
         async for ev in self.store.watch(self.prefix_for(info, namespace), start_revision=start_revision):
             prev = None if ev.prev_value is None else self.decode(info, self._opened(ev.key, ev.prev_value), 0)

@@ -56,75 +56,179 @@ def proxy_addresses_of(values: tuple[str, ...]) -> list[str]:
         except ValueError:
             raise click.BadParameter(f'"{address}" is not an IP address', param_hint="--proxy-address") from None
         if ip.is_unspecified:
-            raise click.BadParameter(f'"{address}": give the addresses to listen on, not a wildcard',
-                                     param_hint="--proxy-address")
+            raise click.BadParameter(
+                f'"{address}": give the addresses to listen on, not a wildcard', param_hint="--proxy-address"
+            )
     return addresses
 
 
 @click.command("agent")
-@click.option("--server", "server_opt", default=None,
-              help="Control plane host:port, or its replicas a:7443,b:7443 (tried in turn on each reconnect). "
-                   "Default: as for every command: --server, CORRAL_SERVER, config.")
-@click.option("--token", envvar="CORRAL_TOKEN", default="",
-              help="Join token from `corral token create` on the server ($CORRAL_TOKEN). Needed to join, and "
-                   "again only when the node certificate in --data-dir is missing or expired.")
-@click.option("--join", "join_addresses", envvar="CORRAL_JOIN", default="", metavar="HOST:PORT[,…]",
-              help="The servers' join ports ($CORRAL_JOIN; default: each --server port + 1).")
+@click.option(
+    "--server",
+    "server_opt",
+    default=None,
+    help="Control plane host:port, or its replicas a:7443,b:7443 (tried in turn on each reconnect). "
+    "Default: as for every command: --server, CORRAL_SERVER, config.",
+)
+@click.option(
+    "--token",
+    envvar="CORRAL_TOKEN",
+    default="",
+    help="Join token from `corral token create` on the server ($CORRAL_TOKEN). Needed to join, and "
+    "again only when the node certificate in --data-dir is missing or expired.",
+)
+@click.option(
+    "--join",
+    "join_addresses",
+    envvar="CORRAL_JOIN",
+    default="",
+    metavar="HOST:PORT[,…]",
+    help="The servers' join ports ($CORRAL_JOIN; default: each --server port + 1).",
+)
 @click.option("--name", default=None, help="Node name (default: this machine's hostname).")
 @click.option("--labels", default="", help="Node labels, k=v,k2=v2.")
-@click.option("--runtime", "runtimes", multiple=True, type=click.Choice(["docker", "process", "fake"]),
-              help="Runtimes to offer (repeatable; default docker). `process` runs commands on this host as "
-                   "this agent's own user (as root: see --allow-process-runtime-as-root), so it is offered only "
-                   "when asked for; the API admits such pods only at the privileged pod security level.")
-@click.option("--allow-process-runtime-as-root", is_flag=True, default=False,
-              help="Let an agent running as root offer --runtime process; its pods run as --process-user "
-                   "unless their runAsUser says otherwise (which the privileged level allows, 0 included).")
-@click.option("--process-user", default="65534:65534", show_default=True, metavar="UID[:GID]",
-              help="Who process-runtime pods run as on a root agent when their securityContext names no user.")
-@click.option("--data-dir", type=click.Path(file_okay=False), default=None,
-              help="Agent state (default ~/.local/share/corral-agent).")
-@click.option("--address", default="", help="The address this node advertises (default: the local "
-              "address that routes to the server).")
-@click.option("--restart-backoff", type=float, default=10.0, show_default=True,
-              help="Seconds before the first restart of a crashed container (doubles per crash).")
-@click.option("--restart-backoff-max", type=float, default=300.0, show_default=True,
-              help="Longest wait between restarts of a crash-looping container.")
-@click.option("--poll-interval", type=float, default=1.0, show_default=True,
-              help="Seconds between checks of each pod's containers.")
-@click.option("--termination-drain", type=float, default=2.0, show_default=True,
-              help="Seconds a Ready pod being deleted waits before its containers get SIGTERM, so Service "
-                   "endpoints and node proxies stop sending it connections first (at most half its grace period).")
-@click.option("--proxy-address", "proxy_addresses", multiple=True,
-              help="Where the node proxy listens on every Service port, with a DNS server (repeatable or "
-                   "a,b; default: the advertised --address). Docker pods reach it at their network's gateway.")
-@click.option("--proxy-mode", type=click.Choice(["userspace", "nftables"]), default="userspace", show_default=True,
-              help="userspace: the node proxy relays every Service connection; nftables: the kernel NATs new "
-                   "connections straight to an endpoint (needs root or CAP_NET_ADMIN and the nft command; "
-                   "LeastConnections Services stay on the userspace proxy).")
-@click.option("--dns-port", type=click.IntRange(0, 65535), default=53, show_default=True,
-              help="Port of the DNS server on the proxy addresses (0: none there; the Docker pod network "
-                   "gateway always gets one on 53).")
-@click.option("--docker-network", default="",
-              help="The bridge network Docker pods join, made when missing (default: corral-<node name>).")
-@click.option("--docker-stats", type=click.Choice(["cgroup", "engine"]), default="cgroup", show_default=True,
-              help="Where Docker pods' CPU and memory come from: cgroup (the container's cgroup files, as the "
-                   "kubelet reads them; the engine's stats only where none are found) or engine (the engine's "
-                   "stats API: about a second per container, and zeros on some hosts).")
-@click.option("--metrics-period", type=click.FloatRange(min=1), default=10.0, show_default=True,
-              help="Seconds between resource metrics reports (CPU, memory, proxy traffic) to the control plane.")
-@click.option("--metrics-listen", default=None, metavar="HOST:PORT",
-              help="Where Prometheus scrapes /metrics (:PORT: the first proxy address; \"\": off). Default "
-                   f"{DEFAULT_METRICS_LISTEN}, skipped with a warning when that port is taken.")
+@click.option(
+    "--runtime",
+    "runtimes",
+    multiple=True,
+    type=click.Choice(["docker", "process", "fake"]),
+    help="Runtimes to offer (repeatable; default docker). `process` runs commands on this host as "
+    "this agent's own user (as root: see --allow-process-runtime-as-root), so it is offered only "
+    "when asked for; the API admits such pods only at the privileged pod security level.",
+)
+@click.option(
+    "--allow-process-runtime-as-root",
+    is_flag=True,
+    default=False,
+    help="Let an agent running as root offer --runtime process; its pods run as --process-user "
+    "unless their runAsUser says otherwise (which the privileged level allows, 0 included).",
+)
+@click.option(
+    "--process-user",
+    default="65534:65534",
+    show_default=True,
+    metavar="UID[:GID]",
+    help="Who process-runtime pods run as on a root agent when their securityContext names no user.",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Agent state (default ~/.local/share/corral-agent).",
+)
+@click.option(
+    "--address",
+    default="",
+    help="The address this node advertises (default: the local address that routes to the server).",
+)
+@click.option(
+    "--restart-backoff",
+    type=float,
+    default=10.0,
+    show_default=True,
+    help="Seconds before the first restart of a crashed container (doubles per crash).",
+)
+@click.option(
+    "--restart-backoff-max",
+    type=float,
+    default=300.0,
+    show_default=True,
+    help="Longest wait between restarts of a crash-looping container.",
+)
+@click.option(
+    "--poll-interval",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="Seconds between checks of each pod's containers.",
+)
+@click.option(
+    "--termination-drain",
+    type=float,
+    default=2.0,
+    show_default=True,
+    help="Seconds a Ready pod being deleted waits before its containers get SIGTERM, so Service "
+    "endpoints and node proxies stop sending it connections first (at most half its grace period).",
+)
+@click.option(
+    "--proxy-address",
+    "proxy_addresses",
+    multiple=True,
+    help="Where the node proxy listens on every Service port, with a DNS server (repeatable or "
+    "a,b; default: the advertised --address). Docker pods reach it at their network's gateway.",
+)
+@click.option(
+    "--proxy-mode",
+    type=click.Choice(["userspace", "nftables"]),
+    default="userspace",
+    show_default=True,
+    help="userspace: the node proxy relays every Service connection; nftables: the kernel NATs new "
+    "connections straight to an endpoint (needs root or CAP_NET_ADMIN and the nft command; "
+    "LeastConnections Services stay on the userspace proxy).",
+)
+@click.option(
+    "--dns-port",
+    type=click.IntRange(0, 65535),
+    default=53,
+    show_default=True,
+    help="Port of the DNS server on the proxy addresses (0: none there; the Docker pod network "
+    "gateway always gets one on 53).",
+)
+@click.option(
+    "--docker-network",
+    default="",
+    help="The bridge network Docker pods join, made when missing (default: corral-<node name>).",
+)
+@click.option(
+    "--docker-stats",
+    type=click.Choice(["cgroup", "engine"]),
+    default="cgroup",
+    show_default=True,
+    help="Where Docker pods' CPU and memory come from: cgroup (the container's cgroup files, as the "
+    "kubelet reads them; the engine's stats only where none are found) or engine (the engine's "
+    "stats API: about a second per container, and zeros on some hosts).",
+)
+@click.option(
+    "--metrics-period",
+    type=click.FloatRange(min=1),
+    default=10.0,
+    show_default=True,
+    help="Seconds between resource metrics reports (CPU, memory, proxy traffic) to the control plane.",
+)
+@click.option(
+    "--metrics-listen",
+    default=None,
+    metavar="HOST:PORT",
+    help='Where Prometheus scrapes /metrics (:PORT: the first proxy address; "": off). Default '
+    f"{DEFAULT_METRICS_LISTEN}, skipped with a warning when that port is taken.",
+)
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info")
 @click.pass_context
-def agent_cmd(ctx: click.Context, server_opt: str | None, token: str, join_addresses: str, name: str | None,
-              labels: str,
-              runtimes: tuple[str, ...], allow_process_runtime_as_root: bool, process_user: str,
-              data_dir: str | None, address: str, restart_backoff: float,
-              restart_backoff_max: float, poll_interval: float, termination_drain: float,
-              proxy_addresses: tuple[str, ...], proxy_mode: str, dns_port: int, docker_network: str,
-              docker_stats: str, metrics_period: float,
-              metrics_listen: str | None, log_level: str) -> None:
+def agent_cmd(
+    ctx: click.Context,
+    server_opt: str | None,
+    token: str,
+    join_addresses: str,
+    name: str | None,
+    labels: str,
+    runtimes: tuple[str, ...],
+    allow_process_runtime_as_root: bool,
+    process_user: str,
+    data_dir: str | None,
+    address: str,
+    restart_backoff: float,
+    restart_backoff_max: float,
+    poll_interval: float,
+    termination_drain: float,
+    proxy_addresses: tuple[str, ...],
+    proxy_mode: str,
+    dns_port: int,
+    docker_network: str,
+    docker_stats: str,
+    metrics_period: float,
+    metrics_listen: str | None,
+    log_level: str,
+) -> None:
     """Run the node agent: register this machine and run the pods bound to it."""
     from agent.main import AgentConfig, AgentError, run  # the agent loads only when asked for
 
@@ -132,21 +236,35 @@ def agent_cmd(ctx: click.Context, server_opt: str | None, token: str, join_addre
     server = resolve_server(server_opt or parent).address
     node = (name or socket.gethostname()).lower()
     if not _NAME.match(node) or len(node) > 253:
-        raise click.BadParameter(f'"{node}" is not a valid node name (lower case letters, digits, "-", ".")',
-                                 param_hint="--name")
+        raise click.BadParameter(
+            f'"{node}" is not a valid node name (lower case letters, digits, "-", ".")', param_hint="--name"
+        )
     logs.configure(log_level)
-    config = AgentConfig(server=server, name=node, data_dir=Path(data_dir) if data_dir else default_agent_dir(),
-                         runtimes=list(runtimes) or ["docker"], labels=parse_labels(labels), address=address,
-                         poll_interval=poll_interval, restart_backoff=restart_backoff,
-                         restart_backoff_max=restart_backoff_max, termination_drain=termination_drain,
-                         proxy_addresses=proxy_addresses_of(proxy_addresses), proxy_mode=proxy_mode,
-                         dns_port=dns_port,
-                         docker_network=docker_network, docker_stats=docker_stats, metrics_period=metrics_period,
-                         metrics_listen=DEFAULT_METRICS_LISTEN if metrics_listen is None else metrics_listen,
-                         metrics_optional=metrics_listen is None, token=token, restart_after_join=True,
-                         join=[a.strip() for a in join_addresses.split(",") if a.strip()],
-                         allow_process_runtime_as_root=allow_process_runtime_as_root,
-                         process_user=parse_process_user(process_user))
+    config = AgentConfig(
+        server=server,
+        name=node,
+        data_dir=Path(data_dir) if data_dir else default_agent_dir(),
+        runtimes=list(runtimes) or ["docker"],
+        labels=parse_labels(labels),
+        address=address,
+        poll_interval=poll_interval,
+        restart_backoff=restart_backoff,
+        restart_backoff_max=restart_backoff_max,
+        termination_drain=termination_drain,
+        proxy_addresses=proxy_addresses_of(proxy_addresses),
+        proxy_mode=proxy_mode,
+        dns_port=dns_port,
+        docker_network=docker_network,
+        docker_stats=docker_stats,
+        metrics_period=metrics_period,
+        metrics_listen=DEFAULT_METRICS_LISTEN if metrics_listen is None else metrics_listen,
+        metrics_optional=metrics_listen is None,
+        token=token,
+        restart_after_join=True,
+        join=[a.strip() for a in join_addresses.split(",") if a.strip()],
+        allow_process_runtime_as_root=allow_process_runtime_as_root,
+        process_user=parse_process_user(process_user),
+    )
     try:
         run(config)
     except AgentError as e:

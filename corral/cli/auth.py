@@ -43,10 +43,20 @@ def token_group() -> None:
 
 
 @token_group.command("create")
-@click.option("--ttl", type=WholeDuration(), default="24h", show_default=True,
-              help="How long the token can be used, a duration such as 24h, 7d or 1h30m (0: never expires).")
-@click.option("--role", type=click.Choice(["node", "agent", "admin"]), default="node", show_default=True,
-              help="node (agent is the same): joins an agent; admin: `corral login` gets an admin certificate.")
+@click.option(
+    "--ttl",
+    type=WholeDuration(),
+    default="24h",
+    show_default=True,
+    help="How long the token can be used, a duration such as 24h, 7d or 1h30m (0: never expires).",
+)
+@click.option(
+    "--role",
+    type=click.Choice(["node", "agent", "admin"]),
+    default="node",
+    show_default=True,
+    help="node (agent is the same): joins an agent; admin: `corral login` gets an admin certificate.",
+)
 @click.option("--description", default="", help="A note shown by `token list`.")
 @click.pass_obj
 def token_create(ctx: Context, ttl: int, role: str, description: str) -> None:
@@ -58,8 +68,10 @@ def token_create(ctx: Context, ttl: int, role: str, description: str) -> None:
     if role == "admin":
         click.echo(f"# use: corral login --server {first} --token <the token above>", err=True)
     else:
-        click.echo(f"# use: corral agent --server {server} --token <the token above>  (join port: "
-                   f"{join_address_for(first)})", err=True)
+        click.echo(
+            f"# use: corral agent --server {server} --token <the token above>  (join port: {join_address_for(first)})",
+            err=True,
+        )
 
 
 @token_group.command("list")
@@ -69,8 +81,11 @@ def token_list(ctx: Context) -> None:
     now = dt.datetime.now(dt.UTC)
     rows = []
     for info in ctx.client().list_tokens():
-        status = "revoked" if info.revoked else (
-            "expired" if info.HasField("expires") and info.expires.ToDatetime(dt.UTC) <= now else "valid")
+        status = (
+            "revoked"
+            if info.revoked
+            else ("expired" if info.HasField("expires") and info.expires.ToDatetime(dt.UTC) <= now else "valid")
+        )
         expires = _when(info.expires, now) if info.HasField("expires") else "never"
         rows.append([info.id, info.role, status, expires, info.description])
     click.echo(format_table(rows, ["ID", "ROLE", "STATUS", "EXPIRES", "DESCRIPTION"]))
@@ -104,8 +119,13 @@ def node_revoke(ctx: Context, name: str) -> None:
 
 @click.command("login")
 @click.option("--token", required=True, help="An admin join token (`corral token create --role admin`).")
-@click.option("--join", "join_address", default=None, metavar="HOST:PORT",
-              help="The server's join port (default: the --server port + 1).")
+@click.option(
+    "--join",
+    "join_address",
+    default=None,
+    metavar="HOST:PORT",
+    help="The server's join port (default: the --server port + 1).",
+)
 @click.option("--user", default=None, help="Your user name in the certificate (default: $USER@hostname).")
 @click.pass_obj
 def login_cmd(ctx: Context, token: str, join_address: str | None, user: str | None) -> None:

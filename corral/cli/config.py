@@ -98,7 +98,8 @@ def resolve_credentials(path: Path | None = None) -> Credentials:
         raise ConfigError(
             f"no credentials in {where}: every call to corral is authenticated. On the server machine, "
             f"`corral up` / `corral server` write them there; elsewhere run `corral login --server HOST:PORT "
-            f"--token TOKEN` with a token from `corral token create --role admin`.")
+            f"--token TOKEN` with a token from `corral token create --role admin`."
+        )
     ca, cert, key = (str(v).encode() for v in values)
     credentials = Credentials(ca, cert, key)
     try:

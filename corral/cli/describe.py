@@ -23,9 +23,14 @@ def events_for(c: api.Client, obj: Message) -> list[event_pb2.Event]:
     """The newest events about `obj` (same kind, name and, when set, uid)."""
     info, m = info_of(obj), meta(obj)
     listed, _ = c.list("Event", m.namespace or DEFAULT_NAMESPACE)
-    events = [e for e in listed if isinstance(e, event_pb2.Event)
-              and e.involved_object.kind == info.kind and e.involved_object.name == m.name
-              and (not e.involved_object.uid or e.involved_object.uid == m.uid)]
+    events = [
+        e
+        for e in listed
+        if isinstance(e, event_pb2.Event)
+        and e.involved_object.kind == info.kind
+        and e.involved_object.name == m.name
+        and (not e.involved_object.uid or e.involved_object.uid == m.uid)
+    ]
     events.sort(key=_event_time)
     return events[-MAX_EVENTS:]
 
@@ -92,8 +97,7 @@ def describe(obj: Message, events: list[event_pb2.Event], now: datetime) -> str:
         lines += _block(info.kind, rest)
     lines.append("Events:" if events else "Events:  <none>")
     if events:
-        rows = [[e.type, e.reason, printers.age(_seen(e), now), e.source.component, e.message]
-                for e in events]
+        rows = [[e.type, e.reason, printers.age(_seen(e), now), e.source.component, e.message] for e in events]
         table = printers.format_table(rows, ["Type", "Reason", "Age", "From", "Message"])
         lines += ["  " + line for line in table.splitlines()]
     return "\n".join(lines)

@@ -20,14 +20,19 @@ pass_context = click.make_pass_decorator(Context)
 @click.option("--previous", "-p", is_flag=True, help="The previous, terminated run of the container.")
 @click.option("--namespace", "-n", default="", help="Namespace (default: default).")
 @pass_context
-def logs_cmd(ctx: Context, pod: str, container: str, follow: bool, tail: int, previous: bool,
-             namespace: str) -> None:
+def logs_cmd(ctx: Context, pod: str, container: str, follow: bool, tail: int, previous: bool, namespace: str) -> None:
     """Print the logs of a container in a pod (POD or pod/POD)."""
     kind, _, name = pod.rpartition("/")
     if kind and kind.lower() not in ("pod", "pods", "po"):
         raise click.UsageError(f'logs works on pods, got "{pod}"')
     out = sys.stdout.buffer
-    for chunk in ctx.client().logs(name, namespace or DEFAULT_NAMESPACE, container=container, follow=follow,
-                                   tail_lines=max(tail, 0), previous=previous):
+    for chunk in ctx.client().logs(
+        name,
+        namespace or DEFAULT_NAMESPACE,
+        container=container,
+        follow=follow,
+        tail_lines=max(tail, 0),
+        previous=previous,
+    ):
         out.write(chunk)
         out.flush()

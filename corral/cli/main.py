@@ -55,8 +55,13 @@ class LazyGroup(click.Group):
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.option("--server", "-s", envvar=None, help="API server host:port, or several replicas a:7443,b:7443 "
-              "(default: $CORRAL_SERVER, then the config file, then 127.0.0.1:7443).")
+@click.option(
+    "--server",
+    "-s",
+    envvar=None,
+    help="API server host:port, or several replicas a:7443,b:7443 "
+    "(default: $CORRAL_SERVER, then the config file, then 127.0.0.1:7443).",
+)
 @click.pass_context
 def cli(ctx: click.Context, server: str | None) -> None:
     """corral: run containers on machines you own."""

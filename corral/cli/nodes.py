@@ -41,6 +41,7 @@ POLL_SECONDS = 0.5
 
 def set_unschedulable(c: api.Client, name: str, unschedulable: bool) -> bool:
     """Cordon or uncordon; False if the node already was."""
+
     def change(obj: Message) -> bool:
         assert isinstance(obj, node_pb2.Node)
         if obj.spec.unschedulable == unschedulable:
@@ -75,6 +76,7 @@ def uncordon_cmd(ctx: Context, node: str) -> None:
 
 # -- drain ----------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class DrainPlan:
     delete: list[pod_pb2.Pod]
@@ -106,8 +108,7 @@ def _delete_pods(c: api.Client, pods: Sequence[pod_pb2.Pod], grace: int | None) 
     for pod in pods:
         click.echo(f"evicting pod {pod_name(pod)}", err=True)
         try:
-            c.delete("Pod", pod.metadata.name, pod.metadata.namespace, uid=pod.metadata.uid,
-                     grace_period_seconds=grace)
+            c.delete("Pod", pod.metadata.name, pod.metadata.namespace, uid=pod.metadata.uid, grace_period_seconds=grace)
         except (api.NotFoundError, api.ConflictError):
             continue  # already gone, or replaced by a pod of the same name
 
@@ -131,16 +132,26 @@ def _wait_gone(c: api.Client, node: str, pods: Sequence[pod_pb2.Pod], timeout: f
 @click.command("drain")
 @click.argument("node")
 @click.option("--force", is_flag=True, help="Also delete pods no controller owns (they are not replaced).")
-@click.option("--grace-period", type=int, default=-1, show_default=True,
-              help="Seconds each pod gets to stop (SIGTERM, then SIGKILL); -1: its own "
-                   "terminationGracePeriodSeconds; 0: delete at once, without waiting for the node.")
-@click.option("--timeout", type=Duration(), default="60s", show_default=True,
-              help="How long to wait for the pods to be gone (e.g. 90s, 5m); 0 waits forever.")
-@click.option("--ignore-daemonsets", is_flag=True,
-              help="Accepted for kubectl compatibility (corral has no DaemonSets).")
+@click.option(
+    "--grace-period",
+    type=int,
+    default=-1,
+    show_default=True,
+    help="Seconds each pod gets to stop (SIGTERM, then SIGKILL); -1: its own "
+    "terminationGracePeriodSeconds; 0: delete at once, without waiting for the node.",
+)
+@click.option(
+    "--timeout",
+    type=Duration(),
+    default="60s",
+    show_default=True,
+    help="How long to wait for the pods to be gone (e.g. 90s, 5m); 0 waits forever.",
+)
+@click.option(
+    "--ignore-daemonsets", is_flag=True, help="Accepted for kubectl compatibility (corral has no DaemonSets)."
+)
 @pass_context
-def drain_cmd(ctx: Context, node: str, force: bool, grace_period: int, timeout: float,
-              ignore_daemonsets: bool) -> None:
+def drain_cmd(ctx: Context, node: str, force: bool, grace_period: int, timeout: float, ignore_daemonsets: bool) -> None:
     """Cordon a node, then delete its pods so their controllers move them elsewhere."""
     del ignore_daemonsets
     c = ctx.client()
@@ -149,13 +160,17 @@ def drain_cmd(ctx: Context, node: str, force: bool, grace_period: int, timeout: 
     plan = plan_drain(listed, node, force=force)
     names = ", ".join(pod_name(p) for p in plan.bare)
     if plan.bare and not force:
-        raise CommandError(f'unable to drain node "{node}": cannot delete Pods that declare no controller '
-                           f"(use --force to override): {names}")
+        raise CommandError(
+            f'unable to drain node "{node}": cannot delete Pods that declare no controller '
+            f"(use --force to override): {names}"
+        )
     if plan.bare:
         click.echo(f"Warning: deleting Pods that declare no controller: {names}", err=True)
     _delete_pods(c, plan.delete, None if grace_period < 0 else grace_period)
     left = _wait_gone(c, node, plan.delete, timeout)
     if left:
-        raise CommandError(f'unable to drain node "{node}": timed out after {timeout:g}s waiting for '
-                           f"{len(left)} pods to be deleted: {', '.join(pod_name(p) for p in left)}")
+        raise CommandError(
+            f'unable to drain node "{node}": timed out after {timeout:g}s waiting for '
+            f"{len(left)} pods to be deleted: {', '.join(pod_name(p) for p in left)}"
+        )
     click.echo(f"node/{node} drained")

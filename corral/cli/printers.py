@@ -69,6 +69,7 @@ def _images(template: pod_pb2.PodTemplateSpec) -> tuple[str, str]:
 
 # -- per-kind rows --------------------------------------------------------------
 
+
 def pod_row(p: pod_pb2.Pod, now: datetime, wide: bool) -> Row:
     total = len(p.spec.containers)
     ready = sum(1 for s in p.status.container_statuses if s.ready)
@@ -88,16 +89,24 @@ def pod_row(p: pod_pb2.Pod, now: datetime, wide: bool) -> Row:
 
 
 def deployment_row(d: workloads_pb2.Deployment, now: datetime, wide: bool) -> Row:
-    row = [f"{d.status.ready_replicas}/{d.spec.replicas}", str(d.status.updated_replicas),
-           str(d.status.available_replicas), age(d.metadata.creation_timestamp, now)]
+    row = [
+        f"{d.status.ready_replicas}/{d.spec.replicas}",
+        str(d.status.updated_replicas),
+        str(d.status.available_replicas),
+        age(d.metadata.creation_timestamp, now),
+    ]
     if wide:
         row += [*_images(d.spec.template), selector_text(d.spec.selector.match_labels)]
     return row
 
 
 def replica_set_row(rs: workloads_pb2.ReplicaSet, now: datetime, wide: bool) -> Row:
-    row = [str(rs.spec.replicas), str(rs.status.replicas), str(rs.status.ready_replicas),
-           age(rs.metadata.creation_timestamp, now)]
+    row = [
+        str(rs.spec.replicas),
+        str(rs.status.replicas),
+        str(rs.status.ready_replicas),
+        age(rs.metadata.creation_timestamp, now),
+    ]
     if wide:
         row += [*_images(rs.spec.template), selector_text(rs.spec.selector.match_labels)]
     return row
@@ -130,14 +139,23 @@ def node_status(n: node_pb2.Node) -> str:
 
 
 def node_row(n: node_pb2.Node, now: datetime, wide: bool) -> Row:
-    roles = ",".join(sorted(k.split("/", 1)[1] for k in n.metadata.labels
-                            if k.startswith(NODE_ROLE_PREFIX))) or "<none>"
-    row = [node_status(n), roles, age(n.metadata.creation_timestamp, now),
-           n.status.node_info.agent_version or "<unknown>"]
+    roles = (
+        ",".join(sorted(k.split("/", 1)[1] for k in n.metadata.labels if k.startswith(NODE_ROLE_PREFIX))) or "<none>"
+    )
+    row = [
+        node_status(n),
+        roles,
+        age(n.metadata.creation_timestamp, now),
+        n.status.node_info.agent_version or "<unknown>",
+    ]
     if wide:
         internal = next((a.address for a in n.status.addresses if a.type == "InternalIP"), "<none>")
-        row += [internal, n.status.node_info.os_image or "<unknown>",
-                n.status.node_info.kernel_version or "<unknown>", ",".join(n.status.runtimes) or "<none>"]
+        row += [
+            internal,
+            n.status.node_info.os_image or "<unknown>",
+            n.status.node_info.kernel_version or "<unknown>",
+            ",".join(n.status.runtimes) or "<none>",
+        ]
     return row
 
 
@@ -191,8 +209,14 @@ def hpa_targets(h: metrics_pb2.HorizontalPodAutoscaler) -> str:
 def hpa_row(h: metrics_pb2.HorizontalPodAutoscaler, now: datetime, wide: bool) -> Row:
     ref = h.spec.scale_target_ref
     low = str(h.spec.min_replicas) if h.spec.HasField("min_replicas") else "<unset>"
-    return [f"{ref.kind}/{ref.name}", hpa_targets(h), low, str(h.spec.max_replicas),
-            str(h.status.current_replicas), age(h.metadata.creation_timestamp, now)]
+    return [
+        f"{ref.kind}/{ref.name}",
+        hpa_targets(h),
+        low,
+        str(h.spec.max_replicas),
+        str(h.status.current_replicas),
+        age(h.metadata.creation_timestamp, now),
+    ]
 
 
 @dataclass(frozen=True)
@@ -216,24 +240,25 @@ COLUMNS: dict[str, Columns] = {
     "Namespace": Columns(("STATUS", "AGE"), (), namespace_row),
     "Secret": Columns(("TYPE", "DATA", "AGE"), (), secret_row),
     "Pod": Columns(("READY", "STATUS", "RESTARTS", "AGE"), ("IP", "NODE"), pod_row),
-    "Deployment": Columns(("READY", "UP-TO-DATE", "AVAILABLE", "AGE"),
-                          ("CONTAINERS", "IMAGES", "SELECTOR"), deployment_row),
-    "ReplicaSet": Columns(("DESIRED", "CURRENT", "READY", "AGE"),
-                          ("CONTAINERS", "IMAGES", "SELECTOR"), replica_set_row),
+    "Deployment": Columns(
+        ("READY", "UP-TO-DATE", "AVAILABLE", "AGE"), ("CONTAINERS", "IMAGES", "SELECTOR"), deployment_row
+    ),
+    "ReplicaSet": Columns(
+        ("DESIRED", "CURRENT", "READY", "AGE"), ("CONTAINERS", "IMAGES", "SELECTOR"), replica_set_row
+    ),
     "Service": Columns(("TYPE", "PORT(S)", "AGE"), ("SELECTOR",), service_row),
-    "Node": Columns(("STATUS", "ROLES", "AGE", "VERSION"),
-                    ("INTERNAL-IP", "OS-IMAGE", "KERNEL-VERSION", "RUNTIMES"), node_row),
+    "Node": Columns(
+        ("STATUS", "ROLES", "AGE", "VERSION"), ("INTERNAL-IP", "OS-IMAGE", "KERNEL-VERSION", "RUNTIMES"), node_row
+    ),
     "EndpointSlice": Columns(("ADDRESSTYPE", "PORTS", "ENDPOINTS", "AGE"), (), endpoint_slice_row),
-    "HorizontalPodAutoscaler": Columns(("REFERENCE", "TARGETS", "MINPODS", "MAXPODS", "REPLICAS", "AGE"), (),
-                                       hpa_row),
-    "Event": Columns(("LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"),
-                     ("SOURCE", "COUNT"), event_row, named=False),
+    "HorizontalPodAutoscaler": Columns(("REFERENCE", "TARGETS", "MINPODS", "MAXPODS", "REPLICAS", "AGE"), (), hpa_row),
+    "Event": Columns(("LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"), ("SOURCE", "COUNT"), event_row, named=False),
 }
 
 
 def table_headers(info: KindInfo, *, wide: bool, all_namespaces: bool) -> list[str]:
     cols = COLUMNS[info.kind]
-    headers = (["NAMESPACE"] if all_namespaces and info.namespaced else [])
+    headers = ["NAMESPACE"] if all_namespaces and info.namespaced else []
     headers += ["NAME"] if cols.named else []
     headers += list(cols.headers) + (list(cols.wide) if wide else [])
     return headers
@@ -242,7 +267,7 @@ def table_headers(info: KindInfo, *, wide: bool, all_namespaces: bool) -> list[s
 def table_row(info: KindInfo, obj: Message, now: datetime, *, wide: bool, all_namespaces: bool) -> Row:
     cols = COLUMNS[info.kind]
     m = meta(obj)
-    row = ([m.namespace] if all_namespaces and info.namespaced else [])
+    row = [m.namespace] if all_namespaces and info.namespaced else []
     row += [m.name] if cols.named else []
     return row + cols.row(obj, now, wide)
 
@@ -275,9 +300,12 @@ def object_document(obj: Message, *, show_secrets: bool = False) -> dict[str, An
 def as_document(objs: Sequence[Message], *, single: bool, show_secrets: bool = False) -> dict[str, Any]:
     if single and len(objs) == 1:
         return object_document(objs[0], show_secrets=show_secrets)
-    return {"apiVersion": "v1", "kind": "List",
-            "items": [object_document(o, show_secrets=show_secrets) for o in objs],
-            "metadata": {"resourceVersion": ""}}
+    return {
+        "apiVersion": "v1",
+        "kind": "List",
+        "items": [object_document(o, show_secrets=show_secrets) for o in objs],
+        "metadata": {"resourceVersion": ""},
+    }
 
 
 def dump(doc: dict[str, Any], fmt: str) -> str:

@@ -21,10 +21,14 @@ pass_context = click.make_pass_decorator(Context)
 
 namespace_option = click.option("--namespace", "-n", default="", help="Namespace (default: default).")
 filename_option = click.option(
-    "--filename", "-f", "filenames", multiple=True, required=True,
-    help="A manifest file, a folder of them, or - for stdin. Repeatable.")
-recursive_option = click.option("--recursive", "-R", is_flag=True,
-                                help="Read folders given with -f recursively.")
+    "--filename",
+    "-f",
+    "filenames",
+    multiple=True,
+    required=True,
+    help="A manifest file, a folder of them, or - for stdin. Repeatable.",
+)
+recursive_option = click.option("--recursive", "-R", is_flag=True, help="Read folders given with -f recursively.")
 
 
 def object_ref(info: KindInfo, name: str) -> str:
@@ -40,8 +44,14 @@ def _load(filenames: Iterable[str], namespace: str, recursive: bool) -> list[Par
         if not parsed.info.namespaced:
             continue
         if namespace and m.namespace and m.namespace != namespace:
-            problems.append(Problem(parsed.source, parsed.index, "metadata.namespace",
-                                    f'"{m.namespace}" does not match --namespace "{namespace}"'))
+            problems.append(
+                Problem(
+                    parsed.source,
+                    parsed.index,
+                    "metadata.namespace",
+                    f'"{m.namespace}" does not match --namespace "{namespace}"',
+                )
+            )
         elif namespace and not m.namespace:
             m.namespace = namespace
     if problems:
@@ -73,8 +83,7 @@ def _server_check(c: api.Client, objects: list[ParsedObject]) -> None:
 @recursive_option
 @click.option("--dry-run", is_flag=True, help="Validate on the server and report; write nothing.")
 @pass_context
-def apply_cmd(ctx: Context, filenames: tuple[str, ...], namespace: str, recursive: bool,
-              dry_run: bool) -> None:
+def apply_cmd(ctx: Context, filenames: tuple[str, ...], namespace: str, recursive: bool, dry_run: bool) -> None:
     """Create or update objects from manifests."""
     objects = _load(filenames, namespace, recursive)
     c = ctx.client()
@@ -108,15 +117,33 @@ def parse_targets(kind_arg: str, names: tuple[str, ...]) -> list[tuple[KindInfo,
 @click.option("--selector", "-l", default="", help="Label selector, e.g. app=web,tier!=db.")
 @click.option("--output", "-o", type=click.Choice(["wide", "yaml", "json", "name"]), default=None)
 @click.option("--watch", "-w", is_flag=True, help="After listing, print changes as they happen.")
-@click.option("--show-secrets", is_flag=True,
-              help="With -o yaml/json: print Secrets' values (base64) instead of <redacted>.")
+@click.option(
+    "--show-secrets", is_flag=True, help="With -o yaml/json: print Secrets' values (base64) instead of <redacted>."
+)
 @pass_context
-def get_cmd(ctx: Context, kind: str, names: tuple[str, ...], namespace: str, all_namespaces: bool,
-            selector: str, output: str | None, watch: bool, show_secrets: bool) -> None:
+def get_cmd(
+    ctx: Context,
+    kind: str,
+    names: tuple[str, ...],
+    namespace: str,
+    all_namespaces: bool,
+    selector: str,
+    output: str | None,
+    watch: bool,
+    show_secrets: bool,
+) -> None:
     """Show objects: KIND [NAME…], KIND/NAME, or KIND,KIND."""
     if endpoints.is_endpoints(kind):
-        endpoints.get_endpoints(ctx.client(), kind, names, namespace=namespace, all_namespaces=all_namespaces,
-                                output=output, selector=selector, watch=watch)
+        endpoints.get_endpoints(
+            ctx.client(),
+            kind,
+            names,
+            namespace=namespace,
+            all_namespaces=all_namespaces,
+            output=output,
+            selector=selector,
+            watch=watch,
+        )
         return
     targets = parse_targets(kind, names)
     ns = "" if all_namespaces else (namespace or DEFAULT_NAMESPACE)
@@ -135,8 +162,14 @@ def get_cmd(ctx: Context, kind: str, names: tuple[str, ...], namespace: str, all
         else:
             listed, revision = c.list(info.kind, ns, selector=selector)
             objs.extend(listed)
-    _print(objs, output, now, all_namespaces=all_namespaces, single=bool(named) and len(targets) == 1,
-           show_secrets=show_secrets)
+    _print(
+        objs,
+        output,
+        now,
+        all_namespaces=all_namespaces,
+        single=bool(named) and len(targets) == 1,
+        show_secrets=show_secrets,
+    )
     for message in missing:
         click.echo(f"Error from server (NotFound): {message}", err=True)
     if watch and len(targets) == 1:
@@ -145,8 +178,16 @@ def get_cmd(ctx: Context, kind: str, names: tuple[str, ...], namespace: str, all
         sys.exit(1)
 
 
-def _print(objs: list[Message], output: str | None, now: datetime, *, all_namespaces: bool,
-           single: bool, headers: bool = True, show_secrets: bool = False) -> None:
+def _print(
+    objs: list[Message],
+    output: str | None,
+    now: datetime,
+    *,
+    all_namespaces: bool,
+    single: bool,
+    headers: bool = True,
+    show_secrets: bool = False,
+) -> None:
     if output in ("yaml", "json"):
         click.echo(printers.dump(printers.as_document(objs, single=single, show_secrets=show_secrets), output))
         return
@@ -164,15 +205,22 @@ def _print(objs: list[Message], output: str | None, now: datetime, *, all_namesp
     blocks = []
     for group in by_kind.values():
         info = info_of(group[0])
-        rows = [printers.table_row(info, o, now, wide=output == "wide", all_namespaces=all_namespaces)
-                for o in group]
+        rows = [printers.table_row(info, o, now, wide=output == "wide", all_namespaces=all_namespaces) for o in group]
         head = printers.table_headers(info, wide=output == "wide", all_namespaces=all_namespaces)
         blocks.append(printers.format_table(rows, head if headers else None))
     click.echo("\n\n".join(blocks))
 
 
-def _watch(c: api.Client, info: KindInfo, ns: str, selector: str, revision: str,
-           output: str | None, all_namespaces: bool, name: str | None) -> None:
+def _watch(
+    c: api.Client,
+    info: KindInfo,
+    ns: str,
+    selector: str,
+    revision: str,
+    output: str | None,
+    all_namespaces: bool,
+    name: str | None,
+) -> None:
     """Follow changes; on a compacted revision, list again and carry on."""
     while True:
         try:
@@ -180,8 +228,7 @@ def _watch(c: api.Client, info: KindInfo, ns: str, selector: str, revision: str,
                 revision = meta(ev.obj).resource_version
                 if name is not None and meta(ev.obj).name != name:
                     continue
-                _print([ev.obj], output, datetime.now(UTC), all_namespaces=all_namespaces,
-                       single=True, headers=False)
+                _print([ev.obj], output, datetime.now(UTC), all_namespaces=all_namespaces, single=True, headers=False)
             return
         except api.GoneError:
             _, revision = c.list(info.kind, ns, selector=selector)
@@ -239,17 +286,34 @@ NAMESPACE_DELETE_WARNING = (
 @namespace_option
 @recursive_option
 @click.option("--ignore-not-found", is_flag=True, help="Treat a missing object as deleted.")
-@click.option("--grace-period", type=int, default=-1, show_default=True,
-              help="Seconds a pod gets to stop (SIGTERM, then SIGKILL); -1: its terminationGracePeriodSeconds. "
-                   "0 means 1 unless --force is given.")
-@click.option("--force", is_flag=True,
-              help="With --grace-period 0 (or none): delete the object at once, without waiting for its node "
-                   "to confirm that the pod stopped.")
+@click.option(
+    "--grace-period",
+    type=int,
+    default=-1,
+    show_default=True,
+    help="Seconds a pod gets to stop (SIGTERM, then SIGKILL); -1: its terminationGracePeriodSeconds. "
+    "0 means 1 unless --force is given.",
+)
+@click.option(
+    "--force",
+    is_flag=True,
+    help="With --grace-period 0 (or none): delete the object at once, without waiting for its node "
+    "to confirm that the pod stopped.",
+)
 @click.option("--now", "delete_now", is_flag=True, help="Stop pods at once: --grace-period 1.")
 @pass_context
-def delete_cmd(ctx: Context, kind: str | None, names: tuple[str, ...], filenames: tuple[str, ...],
-               namespace: str, recursive: bool, ignore_not_found: bool, grace_period: int, force: bool,
-               delete_now: bool) -> None:
+def delete_cmd(
+    ctx: Context,
+    kind: str | None,
+    names: tuple[str, ...],
+    filenames: tuple[str, ...],
+    namespace: str,
+    recursive: bool,
+    ignore_not_found: bool,
+    grace_period: int,
+    force: bool,
+    delete_now: bool,
+) -> None:
     """Delete objects: -f FILE…, KIND NAME…, or KIND/NAME.
 
     A running pod is deleted gracefully, as in Kubernetes: it shows as
@@ -258,8 +322,9 @@ def delete_cmd(ctx: Context, kind: str | None, names: tuple[str, ...], filenames
     if filenames and kind:
         raise click.UsageError("give either -f FILE or KIND NAME, not both")
     if filenames:
-        targets = [(p.info, meta(p.message).name, meta(p.message).namespace)
-                   for p in _load(filenames, namespace, recursive)]
+        targets = [
+            (p.info, meta(p.message).name, meta(p.message).namespace) for p in _load(filenames, namespace, recursive)
+        ]
     elif kind:
         pairs = parse_targets(kind, names)
         if any(name is None for _, name in pairs):
@@ -269,13 +334,16 @@ def delete_cmd(ctx: Context, kind: str | None, names: tuple[str, ...], filenames
         raise click.UsageError("give -f FILE or KIND NAME")
     c = ctx.client()
     if grace == 0:
-        click.echo("Warning: Immediate deletion does not wait for confirmation that the running resource has "
-                   "been terminated. The resource may continue to run on the cluster indefinitely.", err=True)
+        click.echo(
+            "Warning: Immediate deletion does not wait for confirmation that the running resource has "
+            "been terminated. The resource may continue to run on the cluster indefinitely.",
+            err=True,
+        )
     failed = False
     for info, name, ns in targets:
         try:
             c.delete(info.kind, name, ns, grace_period_seconds=grace)
-            click.echo(f'{object_ref(info, name)} deleted')
+            click.echo(f"{object_ref(info, name)} deleted")
             if info.kind == "Namespace":
                 click.echo(NAMESPACE_DELETE_WARNING.format(name=name), err=True)
         except api.NotFoundError as e:

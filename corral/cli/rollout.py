@@ -49,19 +49,22 @@ namespace_option = click.option("--namespace", "-n", default="", help="Namespace
 
 # Deployment annotations a rollback keeps, and ReplicaSet annotations it does not copy (kubectl's list,
 # and a blue-green ReplicaSet's scale-down deadline).
-ROLLBACK_SKIPPED_ANNOTATIONS = frozenset({
-    wellknown.LAST_APPLIED,
-    wellknown.REVISION,
-    wellknown.REVISION_HISTORY,
-    wellknown.DESIRED_REPLICAS,
-    wellknown.MAX_REPLICAS,
-    wellknown.DEPRECATED_ROLLBACK_TO,
-    wellknown.SCALE_DOWN_AT,
-})
+ROLLBACK_SKIPPED_ANNOTATIONS = frozenset(
+    {
+        wellknown.LAST_APPLIED,
+        wellknown.REVISION,
+        wellknown.REVISION_HISTORY,
+        wellknown.DESIRED_REPLICAS,
+        wellknown.MAX_REPLICAS,
+        wellknown.DEPRECATED_ROLLBACK_TO,
+        wellknown.SCALE_DOWN_AT,
+    }
+)
 UPDATE_RETRIES = 8
 
 
 # -- shared plumbing ------------------------------------------------------------------
+
 
 class CommandError(click.ClickException):
     """A user-facing failure, printed kubectl-style as `error: …` (exit 1)."""
@@ -105,8 +108,7 @@ def fetch(c: api.Client, info: KindInfo, name: str, namespace: str) -> Message:
         raise not_found(e) from e
 
 
-def modify(c: api.Client, info: KindInfo, name: str, namespace: str,
-           change: Callable[[Message], bool]) -> bool:
+def modify(c: api.Client, info: KindInfo, name: str, namespace: str, change: Callable[[Message], bool]) -> bool:
     """Read, `change` in place (False: nothing to write), compare-and-swap; re-read on conflict."""
     for _ in range(UPDATE_RETRIES):
         obj = fetch(c, info, name, namespace)
@@ -141,8 +143,8 @@ def _deployment(args: Sequence[str], verb: str) -> tuple[KindInfo, str]:
 
 # -- rollout status ----------------------------------------------------------------------
 
-def status_line(d: workloads_pb2.Deployment,
-                sets: Sequence[workloads_pb2.ReplicaSet] = ()) -> tuple[str, bool]:
+
+def status_line(d: workloads_pb2.Deployment, sets: Sequence[workloads_pb2.ReplicaSet] = ()) -> tuple[str, bool]:
     """kubectl's rollout status line for `d`, and whether the rollout is done
     (BlueGreen and Canary: their progress, read also from `sets`, the
     Deployment's ReplicaSets)."""
@@ -150,8 +152,7 @@ def status_line(d: workloads_pb2.Deployment,
     if d.metadata.generation > st.observed_generation:
         return "Waiting for deployment spec update to be observed...", False
     progressing = next((c for c in st.conditions if c.type == deployments.PROGRESSING), None)
-    if progressing is not None and progressing.status == "False" \
-            and progressing.reason == deployments.TIMED_OUT:
+    if progressing is not None and progressing.status == "False" and progressing.reason == deployments.TIMED_OUT:
         raise CommandError(f'deployment "{name}" exceeded its progress deadline')
     if spec.strategy.type in (deployments.BLUE_GREEN, deployments.CANARY):
         return traffic_status_line(d, sets)
@@ -161,8 +162,7 @@ def status_line(d: workloads_pb2.Deployment,
     if st.replicas > st.updated_replicas:
         return f"{waiting}{st.replicas - st.updated_replicas} old replicas are pending termination...", False
     if st.available_replicas < st.updated_replicas:
-        return (f"{waiting}{st.available_replicas} of {st.updated_replicas} updated replicas "
-                "are available..."), False
+        return (f"{waiting}{st.available_replicas} of {st.updated_replicas} updated replicas are available..."), False
     return f'deployment "{name}" successfully rolled out', True
 
 
@@ -215,10 +215,19 @@ def rollout_group() -> None:
 @rollout_group.command("status")
 @deployment_target
 @namespace_option
-@click.option("--timeout", type=Duration(), default="0s", show_default=True,
-              help="Give up after this long (e.g. 90s, 5m); 0 waits forever.")
-@click.option("--watch/--no-watch", default=True, show_default=True,
-              help="Follow the rollout until it finishes (--no-watch: print the status once).")
+@click.option(
+    "--timeout",
+    type=Duration(),
+    default="0s",
+    show_default=True,
+    help="Give up after this long (e.g. 90s, 5m); 0 waits forever.",
+)
+@click.option(
+    "--watch/--no-watch",
+    default=True,
+    show_default=True,
+    help="Follow the rollout until it finishes (--no-watch: print the status once).",
+)
 @pass_context
 def status_cmd(ctx: Context, target: tuple[str, ...], namespace: str, timeout: float, watch: bool) -> None:
     """Show the status of a rollout, following it until it is done."""
@@ -244,13 +253,18 @@ def status_cmd(ctx: Context, target: tuple[str, ...], namespace: str, timeout: f
 
 # -- BlueGreen and Canary -----------------------------------------------------------------
 
+
 def _hash(rs: workloads_pb2.ReplicaSet) -> str:
     return rs.spec.template.metadata.labels.get(wellknown.POD_TEMPLATE_HASH, "")
 
 
 def owned_sets(d: workloads_pb2.Deployment, listed: Sequence[Message]) -> list[workloads_pb2.ReplicaSet]:
-    return [rs for rs in listed if isinstance(rs, workloads_pb2.ReplicaSet)
-            and any(o.uid == d.metadata.uid and o.controller for o in rs.metadata.owner_references)]
+    return [
+        rs
+        for rs in listed
+        if isinstance(rs, workloads_pb2.ReplicaSet)
+        and any(o.uid == d.metadata.uid and o.controller for o in rs.metadata.owner_references)
+    ]
 
 
 def _traffic_sets(c: api.Client, d: workloads_pb2.Deployment) -> list[workloads_pb2.ReplicaSet]:
@@ -261,8 +275,9 @@ def _traffic_sets(c: api.Client, d: workloads_pb2.Deployment) -> list[workloads_
     return owned_sets(d, listed)
 
 
-def current_set(d: workloads_pb2.Deployment,
-                sets: Sequence[workloads_pb2.ReplicaSet]) -> workloads_pb2.ReplicaSet | None:
+def current_set(
+    d: workloads_pb2.Deployment, sets: Sequence[workloads_pb2.ReplicaSet]
+) -> workloads_pb2.ReplicaSet | None:
     """The ReplicaSet of the Deployment's current revision (its template's)."""
     revision = d.metadata.annotations.get(wellknown.REVISION)
     found = [rs for rs in sets if revision and rs.metadata.annotations.get(wellknown.REVISION) == revision]
@@ -330,14 +345,18 @@ def traffic_status_line(d: workloads_pb2.Deployment, sets: Sequence[workloads_pb
         return blue_green_line(d, new), False
     progressing = next((c for c in st.conditions if c.type == deployments.PROGRESSING), None)
     available = new.status.available_replicas
-    done = (progressing.reason == deployments.NEW_RS_AVAILABLE if progressing is not None
-            else available >= d.spec.replicas and st.updated_replicas == d.spec.replicas)
+    done = (
+        progressing.reason == deployments.NEW_RS_AVAILABLE
+        if progressing is not None
+        else available >= d.spec.replicas and st.updated_replicas == d.spec.replicas
+    )
     if not done:
         return f"{waiting}{available} of {d.spec.replicas} updated replicas are available...", False
     return f'deployment "{name}" successfully rolled out', True
 
 
 # -- rollout history ---------------------------------------------------------------------
+
 
 def revision_of(rs: workloads_pb2.ReplicaSet) -> int | None:
     try:
@@ -367,6 +386,7 @@ def _history_of(c: api.Client, d: workloads_pb2.Deployment) -> list[tuple[int, w
 
 def _template_lines(template: pod_pb2.PodTemplateSpec) -> list[str]:
     """A pod template, described the way `kubectl rollout history --revision` shows it."""
+
     def field(label: str, value: str, indent: int) -> str:
         return f"{' ' * indent}{label + ':':<14}{value}"
 
@@ -417,8 +437,10 @@ def history_cmd(ctx: Context, target: tuple[str, ...], namespace: str, revision:
 
 # -- rollout undo ----------------------------------------------------------------------------
 
-def choose_revision(d: workloads_pb2.Deployment, revisions: Sequence[tuple[int, workloads_pb2.ReplicaSet]],
-                    to_revision: int) -> tuple[int, workloads_pb2.ReplicaSet]:
+
+def choose_revision(
+    d: workloads_pb2.Deployment, revisions: Sequence[tuple[int, workloads_pb2.ReplicaSet]], to_revision: int
+) -> tuple[int, workloads_pb2.ReplicaSet]:
     """The revision to roll back to: `to_revision`, or the one before the latest (kubectl's rules)."""
     if to_revision:
         chosen = dict(revisions).get(to_revision)
@@ -440,8 +462,12 @@ def rollback_annotations(d: workloads_pb2.Deployment, rs: workloads_pb2.ReplicaS
 @rollout_group.command("undo")
 @deployment_target
 @namespace_option
-@click.option("--to-revision", type=click.IntRange(min=0), default=0,
-              help="The revision to roll back to (default: the previous one).")
+@click.option(
+    "--to-revision",
+    type=click.IntRange(min=0),
+    default=0,
+    help="The revision to roll back to (default: the previous one).",
+)
 @pass_context
 def undo_cmd(ctx: Context, target: tuple[str, ...], namespace: str, to_revision: int) -> None:
     """Roll a deployment back to an earlier revision's pod template."""
@@ -452,8 +478,10 @@ def undo_cmd(ctx: Context, target: tuple[str, ...], namespace: str, to_revision:
     def roll_back(obj: Message) -> bool:
         d = as_deployment(obj)
         if d.spec.paused:
-            raise CommandError("you cannot rollback a paused deployment; resume it first with "
-                               f"'corral rollout resume {ref(info, name)}' and try again")
+            raise CommandError(
+                "you cannot rollback a paused deployment; resume it first with "
+                f"'corral rollout resume {ref(info, name)}' and try again"
+            )
         revision, rs = choose_revision(d, _history_of(c, d), to_revision)
         template = deployments.without_hash(rs.spec.template)
         if template == deployments.without_hash(d.spec.template):
@@ -472,6 +500,7 @@ def undo_cmd(ctx: Context, target: tuple[str, ...], namespace: str, to_revision:
 
 
 # -- rollout pause | resume | restart ------------------------------------------------------------
+
 
 def _set_paused(ctx: Context, target: tuple[str, ...], namespace: str, paused: bool) -> None:
     verb = "pause" if paused else "resume"
@@ -509,16 +538,19 @@ def resume_cmd(ctx: Context, target: tuple[str, ...], namespace: str) -> None:
 
 # -- rollout promote | abort ------------------------------------------------------------------
 
+
 def _strategy_error(d: workloads_pb2.Deployment, verb: str, allowed: str) -> CommandError:
     kind = d.spec.strategy.type or deployments.ROLLING_UPDATE
-    return CommandError(f'deployment "{d.metadata.name}" uses the {kind} strategy: '
-                        f"only {allowed} deployments can be {verb}")
+    return CommandError(
+        f'deployment "{d.metadata.name}" uses the {kind} strategy: only {allowed} deployments can be {verb}'
+    )
 
 
 def _require_observed(d: workloads_pb2.Deployment) -> None:
     if d.metadata.generation > d.status.observed_generation:
-        raise CommandError(f'deployment "{d.metadata.name}" has changes the controller has not seen yet; '
-                           "try again in a moment")
+        raise CommandError(
+            f'deployment "{d.metadata.name}" has changes the controller has not seen yet; try again in a moment'
+        )
 
 
 def promotion(d: workloads_pb2.Deployment, sets: Sequence[workloads_pb2.ReplicaSet], *, full: bool) -> str:
@@ -538,13 +570,16 @@ def promotion(d: workloads_pb2.Deployment, sets: Sequence[workloads_pb2.ReplicaS
         return wellknown.PROMOTE_FULL
     index, steps = d.status.canary.current_step_index, d.spec.strategy.canary.steps
     if index >= len(steps):
-        raise CommandError(f'deployment "{name}" has nothing to promote: the canary has taken every step '
-                           "and is being promoted")
+        raise CommandError(
+            f'deployment "{name}" has nothing to promote: the canary has taken every step and is being promoted'
+        )
     step = steps[index]
     if step.HasField("set_weight"):
-        raise CommandError(f'deployment "{name}": the canary is at step {index + 1}/{len(steps)} '
-                           f"(setWeight {step.set_weight}%), not at a pause; use --full to skip the "
-                           "remaining steps")
+        raise CommandError(
+            f'deployment "{name}": the canary is at step {index + 1}/{len(steps)} '
+            f"(setWeight {step.set_weight}%), not at a pause; use --full to skip the "
+            "remaining steps"
+        )
     return str(index)
 
 
@@ -552,8 +587,10 @@ def abort_target(d: workloads_pb2.Deployment) -> str:
     """The corral.io/abort value (the running canary's hash), or a CommandError."""
     name, kind = d.metadata.name, d.spec.strategy.type
     if kind == deployments.BLUE_GREEN:
-        raise CommandError(f'deployment "{name}" uses the BlueGreen strategy: there is no canary to abort; '
-                           f"'corral rollout undo deployment.apps/{name}' goes back to the active version")
+        raise CommandError(
+            f'deployment "{name}" uses the BlueGreen strategy: there is no canary to abort; '
+            f"'corral rollout undo deployment.apps/{name}' goes back to the active version"
+        )
     if kind != deployments.CANARY:
         raise _strategy_error(d, "aborted", "Canary")
     _require_observed(d)
@@ -565,8 +602,9 @@ def abort_target(d: workloads_pb2.Deployment) -> str:
 @rollout_group.command("promote")
 @deployment_target
 @namespace_option
-@click.option("--full", is_flag=True,
-              help="Canary: skip the remaining steps and promote the canary to all traffic at once.")
+@click.option(
+    "--full", is_flag=True, help="Canary: skip the remaining steps and promote the canary to all traffic at once."
+)
 @pass_context
 def promote_cmd(ctx: Context, target: tuple[str, ...], namespace: str, full: bool) -> None:
     """Promote a canary past the pause it waits at, or a blue-green preview to all traffic."""
@@ -614,8 +652,9 @@ def restart_cmd(ctx: Context, target: tuple[str, ...], namespace: str) -> None:
     def change(obj: Message) -> bool:
         d = as_deployment(obj)
         if d.spec.paused:
-            raise CommandError(f'{info.plural}.{info.group} "{name}" can\'t restart paused deployment '
-                               "(run rollout resume first)")
+            raise CommandError(
+                f'{info.plural}.{info.group} "{name}" can\'t restart paused deployment (run rollout resume first)'
+            )
         d.spec.template.metadata.annotations[wellknown.RESTARTED_AT] = stamp
         return True
 
@@ -625,11 +664,16 @@ def restart_cmd(ctx: Context, target: tuple[str, ...], namespace: str) -> None:
 
 # -- scale -----------------------------------------------------------------------------------------
 
+
 @click.command("scale")
 @click.argument("target", nargs=-1, required=True)
 @click.option("--replicas", type=click.IntRange(min=0), required=True, help="The new number of replicas.")
-@click.option("--current-replicas", type=click.IntRange(min=-1), default=-1,
-              help="Only scale if the current replica count is this (-1: any).")
+@click.option(
+    "--current-replicas",
+    type=click.IntRange(min=-1),
+    default=-1,
+    help="Only scale if the current replica count is this (-1: any).",
+)
 @namespace_option
 @pass_context
 def scale_cmd(ctx: Context, target: tuple[str, ...], replicas: int, current_replicas: int, namespace: str) -> None:
@@ -648,6 +692,7 @@ def scale_cmd(ctx: Context, target: tuple[str, ...], replicas: int, current_repl
 
 
 # -- set image ---------------------------------------------------------------------------------------
+
 
 def parse_images(pairs: Sequence[str]) -> dict[str, str]:
     """`web=httpd:2.4 sidecar=envoy:1.29` → {container: image}; `*` means every container."""
@@ -703,4 +748,3 @@ def image_cmd(ctx: Context, args: tuple[str, ...], namespace: str) -> None:
 
     modify(ctx.client(), info, name, namespace or DEFAULT_NAMESPACE, change)
     click.echo(f"{ref(info, name)} image updated")
-

@@ -23,8 +23,11 @@ def format_status(status: status_pb2.ClusterStatus) -> list[str]:
     etcd = status.etcd
     lines = [f"server   {status.server} ({'leading' if status.leading else 'standby'})"]
     times = "time" if etcd.restarts == 1 else "times"
-    where = f"embedded: {etcd.binary} ({etcd.binary_source}), restarted {etcd.restarts} {times}" if etcd.embedded \
+    where = (
+        f"embedded: {etcd.binary} ({etcd.binary_source}), restarted {etcd.restarts} {times}"
+        if etcd.embedded
         else f"external: {','.join(etcd.endpoints)}"
+    )
     version = etcd.version or "version unknown"
     if etcd.healthy:
         alarms = f", ALARMS: {', '.join(etcd.alarms)}" if etcd.alarms else ""

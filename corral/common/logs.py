@@ -38,8 +38,9 @@ def configure(level: str = "info", *, json: bool | None = None, stream: TextIO |
         cache_logger_on_first_use=False,
     )
     # Libraries (grpc, aetcd) log through the standard library: keep their warnings.
-    logging.basicConfig(level=max(numeric, logging.WARNING), stream=out,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=max(numeric, logging.WARNING), stream=out, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
 
 
 CLIP = 128
@@ -48,6 +49,9 @@ CLIP = 128
 def clip(text: str, limit: int = CLIP) -> str:
     """A client-provided string made fit for a log line: at most ``limit`` characters
     (then how many more there were), control characters escaped."""
-    shown = text[:limit].encode("unicode_escape").decode("ascii")[:limit] if not text[:limit].isprintable() \
+    shown = (
+        text[:limit].encode("unicode_escape").decode("ascii")[:limit]
+        if not text[:limit].isprintable()
         else text[:limit]
+    )
     return shown if len(text) <= limit else f"{shown}…(+{len(text) - limit} chars)"

@@ -405,8 +405,9 @@ class PodWatcher:
         return {name: uids for name, uids in self.uids.items() if len(uids) > 1}
 
 
-def versioned_deployment(name: str, version: str, replicas: int, *, max_surge: int,
-                         max_unavailable: int) -> workloads_pb2.Deployment:
+def versioned_deployment(
+    name: str, version: str, replicas: int, *, max_surge: int, max_unavailable: int
+) -> workloads_pb2.Deployment:
     """A Deployment of process-runtime pods that sleep, its version in the VERSION env var."""
     d = workloads_pb2.Deployment(metadata=meta_pb2.ObjectMeta(name=name, namespace="default"))
     d.spec.replicas = replicas

@@ -130,9 +130,11 @@ async def test_sigkill_under_load_20_times_loses_no_acknowledged_write(
             kv = await store.get(key)
             # The last acknowledged value, or one more when a write was applied but its answer lost.
             assert kv is not None and int(kv.value) in (value, value + 1), f"{key}: acknowledged {value}, read {kv}"
-        report(f"etcd {etcd.release} SIGKILLed {KILLS} times under {WRITERS} writers: "
-               f"{len(acked.creates)} acknowledged creates and {sum(acked.counters.values())} compare-and-swaps "
-               "read back, HashKV unchanged across every restart")
+        report(
+            f"etcd {etcd.release} SIGKILLed {KILLS} times under {WRITERS} writers: "
+            f"{len(acked.creates)} acknowledged creates and {sum(acked.counters.values())} compare-and-swaps "
+            "read back, HashKV unchanged across every restart"
+        )
     finally:
         stop.set()
         for task in writers:
@@ -143,9 +145,18 @@ async def test_sigkill_under_load_20_times_loses_no_acknowledged_write(
         await etcd.stop()
 
     status = subprocess.run(
-        [str(etcd_binary("etcdutl")), "snapshot", "status", str(tmp_path / "etcd" / "member" / "snap" / "db"),
-         "-w", "json"],
-        capture_output=True, text=True, timeout=60, check=False,
+        [
+            str(etcd_binary("etcdutl")),
+            "snapshot",
+            "status",
+            str(tmp_path / "etcd" / "member" / "snap" / "db"),
+            "-w",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert status.returncode == 0, status.stderr
     assert json.loads(status.stdout)["revision"] >= acked.revision

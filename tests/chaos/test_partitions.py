@@ -112,10 +112,18 @@ def partitioned(tmp_path: Path) -> Iterator[Partitioned]:
     env["XDG_CONFIG_HOME"] = str(tmp_path / "config")
     env["CORRAL_SERVER"] = f"127.0.0.1:{port}"
     join_port = free_port()
-    server = ServerProcess(tmp_path / "data", f"0.0.0.0:{port}", env, tmp_path / "server.log",
-                           join_address=f"0.0.0.0:{join_port}", extra_args=PROCESS_PODS)
-    nodes = [NetnsNode(f"pn{i}", port, tmp_path / f"agent{i}", tmp_path / f"agent{i}.log", env, join_port=join_port)
-             for i in range(3)]
+    server = ServerProcess(
+        tmp_path / "data",
+        f"0.0.0.0:{port}",
+        env,
+        tmp_path / "server.log",
+        join_address=f"0.0.0.0:{join_port}",
+        extra_args=PROCESS_PODS,
+    )
+    nodes = [
+        NetnsNode(f"pn{i}", port, tmp_path / f"agent{i}", tmp_path / f"agent{i}.log", env, join_port=join_port)
+        for i in range(3)
+    ]
     client: Client | None = None
     try:
         server.start()

@@ -155,26 +155,26 @@ async def test_concurrent_updates_share_few_transactions(etcd: EtcdStore, key_pr
     keys = [f"{key_prefix}{i:03d}" for i in range(100)]
     created = await asyncio.gather(*(etcd.create(key, b"old") for key in keys))
 
-    revisions = await asyncio.gather(*(etcd.update(key, key.encode(), expected_revision=rev)
-                                       for key, rev in zip(keys, created, strict=True)))
+    revisions = await asyncio.gather(
+        *(etcd.update(key, key.encode(), expected_revision=rev) for key, rev in zip(keys, created, strict=True))
+    )
 
     assert len(set(revisions)) <= -(-len(keys) // MAX_BATCH)  # 2 transactions, not 100
     assert min(revisions) > max(created)
     page = await etcd.list(key_prefix)
-    assert page.items == [KeyValue(key, key.encode(), c, r)
-                          for key, c, r in zip(keys, created, revisions, strict=True)]
+    assert page.items == [KeyValue(key, key.encode(), c, r) for key, c, r in zip(keys, created, revisions, strict=True)]
 
 
-async def test_only_the_stale_and_the_deleted_key_of_concurrent_updates_fail(
-    etcd: EtcdStore, key_prefix: str
-) -> None:
+async def test_only_the_stale_and_the_deleted_key_of_concurrent_updates_fail(etcd: EtcdStore, key_prefix: str) -> None:
     keys = [f"{key_prefix}{i}" for i in range(10)]
     created = list(await asyncio.gather(*(etcd.create(key, b"old") for key in keys)))
     moved = await etcd.update(keys[3], b"theirs", expected_revision=created[3])  # created[3] is now stale
     await etcd.delete(keys[6])
 
-    results = await asyncio.gather(*(etcd.update(key, b"new", expected_revision=rev)
-                                     for key, rev in zip(keys, created, strict=True)), return_exceptions=True)
+    results = await asyncio.gather(
+        *(etcd.update(key, b"new", expected_revision=rev) for key, rev in zip(keys, created, strict=True)),
+        return_exceptions=True,
+    )
 
     assert isinstance(results[3], ConflictError), results[3]
     assert (results[3].key, results[3].expected_revision, results[3].actual_revision) == (keys[3], created[3], moved)
@@ -196,8 +196,10 @@ async def test_concurrent_fenced_updates_all_fail_once_the_fence_is_lost(etcd: E
     new_term = await etcd.create(fence.key, b"leader-2")
     before = await etcd.current_revision()
 
-    results = await asyncio.gather(*(fenced.update(key, b"new", expected_revision=rev)
-                                     for key, rev in zip(keys, created, strict=True)), return_exceptions=True)
+    results = await asyncio.gather(
+        *(fenced.update(key, b"new", expected_revision=rev) for key, rev in zip(keys, created, strict=True)),
+        return_exceptions=True,
+    )
 
     assert all(isinstance(r, FencedError) for r in results), results
     assert all(r.actual_revision == new_term for r in results if isinstance(r, FencedError))
@@ -215,13 +217,18 @@ async def test_an_update_expecting_revision_0_fails_as_before(etcd: EtcdStore, k
     with pytest.raises(ConflictError) as conflict:
         await etcd.update(key_prefix + "there", b"w", expected_revision=0)
     assert (conflict.value.key, conflict.value.expected_revision, conflict.value.actual_revision) == (
-        key_prefix + "there", 0, existing)
+        key_prefix + "there",
+        0,
+        existing,
+    )
     with pytest.raises(NotFoundError) as missing:
         await etcd.update(key_prefix + "missing", b"w", expected_revision=0)
     assert missing.value.key == key_prefix + "missing"
-    results = await asyncio.gather(etcd.update(key_prefix + "there", b"w", expected_revision=0),
-                                   etcd.update(key_prefix + "other", b"w", expected_revision=other),
-                                   return_exceptions=True)
+    results = await asyncio.gather(
+        etcd.update(key_prefix + "there", b"w", expected_revision=0),
+        etcd.update(key_prefix + "other", b"w", expected_revision=other),
+        return_exceptions=True,
+    )
     assert isinstance(results[0], ConflictError) and isinstance(results[1], int), results
     assert await etcd.get(key_prefix + "there") == KeyValue(key_prefix + "there", b"v", existing, existing)
     assert await etcd.get(key_prefix + "missing") is None

@@ -661,8 +661,12 @@ async def test_docker_pod_network_gateway_dns_and_published_ports() -> None:
         dns_task = asyncio.create_task(dns.run())
         try:
             script = f"cat /etc/resolv.conf; nslookup web.default; nc {gateway} {host_port} </dev/null"
-            spec = target.spec("pod-network", command=["sh", "-c", script], dns_servers=[gateway],
-                               dns_search=["default.svc.cluster.local", "svc.cluster.local", "cluster.local"])
+            spec = target.spec(
+                "pod-network",
+                command=["sh", "-c", script],
+                dns_servers=[gateway],
+                dns_search=["default.svc.cluster.local", "svc.cluster.local", "cluster.local"],
+            )
             info = await runtime.run(spec)
             await wait_until_exited(target, info.id)
             output = (await read_logs(runtime, info.id)).decode()
@@ -692,11 +696,13 @@ async def test_docker_pod_network_gateway_dns_and_published_ports() -> None:
 async def test_stats_show_cpu_time_growing_and_memory_while_running(target: Target) -> None:
     info = await target.runtime.run(target.spec("busy"))
 
-    first = await eventually(lambda: target.runtime.stats(info.id), lambda s: s is not None and s.cpu_ns > 0,
-                             "CPU time used")
+    first = await eventually(
+        lambda: target.runtime.stats(info.id), lambda s: s is not None and s.cpu_ns > 0, "CPU time used"
+    )
     assert first is not None
-    later = await eventually(lambda: target.runtime.stats(info.id),
-                             lambda s: s is not None and s.cpu_ns > first.cpu_ns, "CPU time growing")
+    later = await eventually(
+        lambda: target.runtime.stats(info.id), lambda s: s is not None and s.cpu_ns > first.cpu_ns, "CPU time growing"
+    )
     assert later is not None and later.memory_bytes > 0
     await target.runtime.stop(info.id, grace_seconds=GRACE)
     await wait_until_exited(target, info.id)

@@ -58,7 +58,11 @@ class Cli:
         return subprocess.run(
             [sys.executable, "-m", "corral.cli.main", *args],
             input=stdin.decode() if stdin is not None else None,
-            capture_output=True, text=True, env=self.env, timeout=timeout, check=False,
+            capture_output=True,
+            text=True,
+            env=self.env,
+            timeout=timeout,
+            check=False,
         )
 
 
@@ -75,8 +79,20 @@ class ServerProcess:
     join_address: str = field(default_factory=lambda: f"127.0.0.1:{free_port()}")
 
     def start(self) -> None:
-        self.proc = processes.spawn(["server", "--listen", self.address, "--join-listen", self.join_address,
-                                     "--data-dir", str(self.data_dir), *self.extra_args], self.log, self.env)
+        self.proc = processes.spawn(
+            [
+                "server",
+                "--listen",
+                self.address,
+                "--join-listen",
+                self.join_address,
+                "--data-dir",
+                str(self.data_dir),
+                *self.extra_args,
+            ],
+            self.log,
+            self.env,
+        )
         self.wait_ready()
         if "CORRAL_TOKEN" not in self.env:
             self.env["CORRAL_TOKEN"] = self.create_token()
@@ -157,9 +173,22 @@ class AgentProcess:
     proc: subprocess.Popen[bytes] | None = field(default=None)
 
     def start(self) -> None:
-        args = ["agent", "--server", self.server, "--name", self.name,
-                "--data-dir", str(self.data_dir), "--restart-backoff", "1", "--restart-backoff-max", "4",
-                "--poll-interval", "0.5", *self.extra_args]
+        args = [
+            "agent",
+            "--server",
+            self.server,
+            "--name",
+            self.name,
+            "--data-dir",
+            str(self.data_dir),
+            "--restart-backoff",
+            "1",
+            "--restart-backoff-max",
+            "4",
+            "--poll-interval",
+            "0.5",
+            *self.extra_args,
+        ]
         for runtime in self.runtimes:
             args += ["--runtime", runtime]
         args += process_runtime_args(self.runtimes)
@@ -180,8 +209,9 @@ def process_runtime_args(runtimes: tuple[str, ...]) -> list[str]:
 
 def remove_node_containers(node: str) -> None:
     """Remove every Docker container an agent of this test left behind, and its pod network."""
-    ids = subprocess.run(["docker", "ps", "-aq", "--filter", f"label=io.corral.node={node}"],
-                         capture_output=True, text=True, check=False).stdout.split()
+    ids = subprocess.run(
+        ["docker", "ps", "-aq", "--filter", f"label=io.corral.node={node}"], capture_output=True, text=True, check=False
+    ).stdout.split()
     if ids:
         subprocess.run(["docker", "rm", "-f", *ids], capture_output=True, check=False)
     subprocess.run(["docker", "network", "rm", f"corral-{node}"], capture_output=True, check=False)
@@ -205,8 +235,9 @@ def agent_runtimes() -> tuple[str, ...]:
 @pytest.fixture
 def agent(server: ServerProcess, tmp_path: Path, agent_runtimes: tuple[str, ...]) -> Iterator[AgentProcess]:
     name = f"node-{os.getpid()}-{time.monotonic_ns() % 100000}"
-    proc = AgentProcess(server.address, name, tmp_path / "agent", server.env, tmp_path / "agent.log",
-                        runtimes=agent_runtimes)
+    proc = AgentProcess(
+        server.address, name, tmp_path / "agent", server.env, tmp_path / "agent.log", runtimes=agent_runtimes
+    )
     proc.start()
     cli = Cli(server.env)
     wait_until(lambda: cli.run("get", "node", name).returncode == 0, 30, "agent registered", proc.log)

@@ -18,8 +18,12 @@ IMAGE = "corral-test/busybox:1"
 
 
 def pod_manifest(name: str, node: str, container: dict[str, Any], **spec: Any) -> str:
-    doc = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": {"test": "agent"}},
-           "spec": {"nodeName": node, "terminationGracePeriodSeconds": 3, "containers": [container], **spec}}
+    doc = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "labels": {"test": "agent"}},
+        "spec": {"nodeName": node, "terminationGracePeriodSeconds": 3, "containers": [container], **spec},
+    }
     return json.dumps(doc)
 
 
@@ -41,8 +45,9 @@ def container_status(cli: Cli, name: str) -> dict[str, Any]:
 
 
 def docker_ids(label: str) -> list[str]:
-    out = subprocess.run(["docker", "ps", "-aq", "--no-trunc", "--filter", f"label={label}"],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["docker", "ps", "-aq", "--no-trunc", "--filter", f"label={label}"], capture_output=True, text=True, check=True
+    ).stdout
     return sorted(out.split())
 
 
@@ -50,8 +55,12 @@ def highest_attempt(pod_name: str) -> int:
     """The newest attempt label among a pod's Docker containers (its restart count)."""
     attempts = [0]
     for container_id in docker_ids(f"io.corral.pod.name={pod_name}"):
-        out = subprocess.run(["docker", "inspect", "-f", '{{index .Config.Labels "io.corral.attempt"}}',
-                              container_id], capture_output=True, text=True, check=False).stdout.strip()
+        out = subprocess.run(
+            ["docker", "inspect", "-f", '{{index .Config.Labels "io.corral.attempt"}}', container_id],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.strip()
         attempts.append(int(out or 0))
     return max(attempts)
 
@@ -62,8 +71,12 @@ def is_ready(cli: Cli, name: str) -> bool:
     return pod.get("status", {}).get("phase") == "Running" and conditions.get("Ready") == "True"
 
 
-HTTPD = {"name": "httpd", "image": IMAGE, "ports": [{"containerPort": 80}],
-         "readinessProbe": {"httpGet": {"path": "/", "port": 80}, "periodSeconds": 1}}
+HTTPD = {
+    "name": "httpd",
+    "image": IMAGE,
+    "ports": [{"containerPort": 80}],
+    "readinessProbe": {"httpGet": {"path": "/", "port": 80}, "periodSeconds": 1},
+}
 
 
 def test_pod_runs_serves_logs_and_is_deleted(server: ServerProcess, agent: AgentProcess) -> None:
@@ -75,8 +88,11 @@ def test_pod_runs_serves_logs_and_is_deleted(server: ServerProcess, agent: Agent
     assert host_port > 0
     with urllib.request.urlopen(f"http://127.0.0.1:{host_port}/", timeout=5) as response:
         assert response.read().decode().strip() == "corral test page"
-    logs = wait_until(lambda: (out := cli.run("logs", "web").stdout) and "response:200" in out and out,
-                      20, "httpd access log in corral logs")
+    logs = wait_until(
+        lambda: (out := cli.run("logs", "web").stdout) and "response:200" in out and out,
+        20,
+        "httpd access log in corral logs",
+    )
     assert "response:200" in str(logs)
     uid = get_pod(cli, "web")["metadata"]["uid"]
     assert len(docker_ids(f"io.corral.pod.uid={uid}")) == 1
@@ -87,13 +103,30 @@ def test_pod_runs_serves_logs_and_is_deleted(server: ServerProcess, agent: Agent
 
 def test_crash_loop_liveness_and_readiness(server: ServerProcess, agent: AgentProcess) -> None:
     cli = Cli(server.env)
-    apply(cli, pod_manifest("crasher", agent.name,
-                            {"name": "main", "image": IMAGE, "command": ["sh", "-c", "echo boom; exit 3"]}))
-    apply(cli, pod_manifest("unlive", agent.name, {
-        **HTTPD, "readinessProbe": None,
-        "livenessProbe": {"tcpSocket": {"port": 81}, "periodSeconds": 1, "failureThreshold": 2}}))
-    apply(cli, pod_manifest("unready", agent.name, {
-        **HTTPD, "readinessProbe": {"tcpSocket": {"port": 81}, "periodSeconds": 1}}))
+    apply(
+        cli,
+        pod_manifest(
+            "crasher", agent.name, {"name": "main", "image": IMAGE, "command": ["sh", "-c", "echo boom; exit 3"]}
+        ),
+    )
+    apply(
+        cli,
+        pod_manifest(
+            "unlive",
+            agent.name,
+            {
+                **HTTPD,
+                "readinessProbe": None,
+                "livenessProbe": {"tcpSocket": {"port": 81}, "periodSeconds": 1, "failureThreshold": 2},
+            },
+        ),
+    )
+    apply(
+        cli,
+        pod_manifest(
+            "unready", agent.name, {**HTTPD, "readinessProbe": {"tcpSocket": {"port": 81}, "periodSeconds": 1}}
+        ),
+    )
     seen_backoff: list[str] = []
 
     def crash_looping() -> bool:
@@ -107,8 +140,12 @@ def test_crash_loop_liveness_and_readiness(server: ServerProcess, agent: AgentPr
     crasher = container_status(cli, "crasher")
     assert crasher["lastState"]["terminated"]["exitCode"] == 3
     assert "back-off" in seen_backoff[0]
-    wait_until(lambda: container_status(cli, "unlive").get("restartCount", 0) >= 1, 60,
-               "liveness failure restarts the container", agent.log)
+    wait_until(
+        lambda: container_status(cli, "unlive").get("restartCount", 0) >= 1,
+        60,
+        "liveness failure restarts the container",
+        agent.log,
+    )
     unready = container_status(cli, "unready")
     assert unready["restartCount"] == 0
     assert unready["ready"] is False
@@ -129,8 +166,12 @@ def test_agent_kill9_adopts_running_containers(server: ServerProcess, agent: Age
     assert docker_ids(f"io.corral.node={agent.name}") == before
     marker = agent.log.read_text().count("assignments_applied")
     agent.start()
-    wait_until(lambda: agent.log.read_text().count("assignments_applied") > marker, 30,
-               "restarted agent applied its assignments", agent.log)
+    wait_until(
+        lambda: agent.log.read_text().count("assignments_applied") > marker,
+        30,
+        "restarted agent applied its assignments",
+        agent.log,
+    )
     for name in names:
         wait_until(lambda n=name: is_ready(cli, n), 30, f"{name} still ready", agent.log)  # type: ignore[misc]
     assert docker_ids(f"io.corral.node={agent.name}") == before
@@ -140,16 +181,26 @@ def test_agent_kill9_adopts_running_containers(server: ServerProcess, agent: Age
 def test_pods_survive_control_plane_outage(server: ServerProcess, agent: AgentProcess, tmp_path: Path) -> None:
     cli = Cli(server.env)
     apply(cli, pod_manifest("steady", agent.name, HTTPD))
-    apply(cli, pod_manifest("flaky", agent.name,
-                            {"name": "main", "image": IMAGE, "command": ["sh", "-c", "sleep 1; exit 1"]}))
+    apply(
+        cli,
+        pod_manifest("flaky", agent.name, {"name": "main", "image": IMAGE, "command": ["sh", "-c", "sleep 1; exit 1"]}),
+    )
     wait_until(lambda: is_ready(cli, "steady"), 60, "steady ready", agent.log)
     steady_ids = docker_ids("io.corral.pod.name=steady")
     server.kill9()
     start_attempt = highest_attempt("flaky")
-    wait_until(lambda: highest_attempt("flaky") >= start_attempt + 2, 60,
-               "flaky restarted twice without a control plane", agent.log)
+    wait_until(
+        lambda: highest_attempt("flaky") >= start_attempt + 2,
+        60,
+        "flaky restarted twice without a control plane",
+        agent.log,
+    )
     assert docker_ids("io.corral.pod.name=steady") == steady_ids
     server.start()
-    wait_until(lambda: container_status(cli, "flaky").get("restartCount", 0) >= start_attempt + 2, 60,
-               "status caught up after the outage", agent.log)
+    wait_until(
+        lambda: container_status(cli, "flaky").get("restartCount", 0) >= start_attempt + 2,
+        60,
+        "status caught up after the outage",
+        agent.log,
+    )
     assert is_ready(cli, "steady")

@@ -33,9 +33,19 @@ AS_ROOT = {"runAsUser": 0} if os.geteuid() == 0 else {}
 
 
 def apply_pod(cli: Cli, name: str, node: str, container: dict[str, Any], **spec: Any) -> None:
-    doc = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
-           "spec": {"nodeName": node, "runtimeClassName": "process", "terminationGracePeriodSeconds": 5,
-                    "securityContext": AS_ROOT, "containers": [container], **spec}}
+    doc = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name},
+        "spec": {
+            "nodeName": node,
+            "runtimeClassName": "process",
+            "terminationGracePeriodSeconds": 5,
+            "securityContext": AS_ROOT,
+            "containers": [container],
+            **spec,
+        },
+    }
     result = cli.run("apply", "-f", "-", stdin=json.dumps(doc).encode())
     assert result.returncode == 0, result.stderr
 
@@ -59,13 +69,21 @@ def test_process_pod_lifecycle(server: ServerProcess, agent: AgentProcess, tmp_p
     www = tmp_path / "www"
     www.mkdir()
     (www / "index.html").write_text("served by a process\n")
-    apply_pod(cli, "web", agent.name, {
-        "name": "httpd", "image": "host", "command": [BUSYBOX, "httpd", "-f", "-v", "-p", f"127.0.0.1:{port}",
-                                                     "-h", str(www)],
-        "ports": [{"containerPort": port, "hostPort": port}],
-        "readinessProbe": {"httpGet": {"path": "/", "port": port}, "periodSeconds": 1}})
-    apply_pod(cli, "crasher", agent.name, {"name": "main", "image": "host",
-                                           "command": ["/bin/sh", "-c", "echo boom; exit 4"]})
+    apply_pod(
+        cli,
+        "web",
+        agent.name,
+        {
+            "name": "httpd",
+            "image": "host",
+            "command": [BUSYBOX, "httpd", "-f", "-v", "-p", f"127.0.0.1:{port}", "-h", str(www)],
+            "ports": [{"containerPort": port, "hostPort": port}],
+            "readinessProbe": {"httpGet": {"path": "/", "port": port}, "periodSeconds": 1},
+        },
+    )
+    apply_pod(
+        cli, "crasher", agent.name, {"name": "main", "image": "host", "command": ["/bin/sh", "-c", "echo boom; exit 4"]}
+    )
     wait_until(lambda: ready(cli, "web"), 60, "process pod ready", agent.log)
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as response:
         assert response.read().decode() == "served by a process\n"
@@ -73,8 +91,12 @@ def test_process_pod_lifecycle(server: ServerProcess, agent: AgentProcess, tmp_p
     assert status["containerID"].startswith("process://")
     assert status["ports"][0]["hostPort"] == port
     wait_until(lambda: "response:200" in cli.run("logs", "web").stdout, 20, "access log via corral logs")
-    wait_until(lambda: status_of(cli, "crasher").get("containerStatuses", [{}])[0].get("restartCount", 0) >= 2,
-               60, "crasher restarts", agent.log)
+    wait_until(
+        lambda: status_of(cli, "crasher").get("containerStatuses", [{}])[0].get("restartCount", 0) >= 2,
+        60,
+        "crasher restarts",
+        agent.log,
+    )
     crasher = status_of(cli, "crasher")["containerStatuses"][0]
     assert crasher["lastState"]["terminated"]["exitCode"] == 4
     assert "boom" in cli.run("logs", "crasher", "--previous").stdout
@@ -89,8 +111,12 @@ def test_process_pod_lifecycle(server: ServerProcess, agent: AgentProcess, tmp_p
 
 def test_docker_pod_is_refused_by_a_process_only_node(server: ServerProcess, agent: AgentProcess) -> None:
     cli = Cli(server.env)
-    doc = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "needs-docker"},
-           "spec": {"nodeName": agent.name, "containers": [{"name": "main", "image": "corral-test/busybox:1"}]}}
+    doc = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "needs-docker"},
+        "spec": {"nodeName": agent.name, "containers": [{"name": "main", "image": "corral-test/busybox:1"}]},
+    }
     assert cli.run("apply", "-f", "-", stdin=json.dumps(doc).encode()).returncode == 0
     wait_until(lambda: status_of(cli, "needs-docker").get("phase") == "Failed", 30, "pod failed", agent.log)
     assert 'runtime "docker" is not offered' in status_of(cli, "needs-docker")["message"]
@@ -105,17 +131,33 @@ def pod_names(cli: Cli) -> dict[str, str]:
 
 
 def test_delete_is_graceful_sigterm_first_and_terminating_meanwhile(
-        server: ServerProcess, agent: AgentProcess, tmp_path: Any) -> None:
+    server: ServerProcess, agent: AgentProcess, tmp_path: Any
+) -> None:
     cli = Cli(server.env)
     marker = tmp_path / "marker"
     # The handler takes 3 s to "finish its requests", well inside the 20 s grace.
-    script = (f"trap 'echo got-sigterm > {marker}.tmp; sleep 3; echo exited-cleanly >> {marker}.tmp; "
-              f"mv {marker}.tmp {marker}; exit 0' TERM; echo started; while true; do sleep 0.1; done")
-    apply_pod(cli, "graceful", agent.name, {"name": "main", "image": "host", "command": ["/bin/sh", "-c", script]},
-              terminationGracePeriodSeconds=20)
+    script = (
+        f"trap 'echo got-sigterm > {marker}.tmp; sleep 3; echo exited-cleanly >> {marker}.tmp; "
+        f"mv {marker}.tmp {marker}; exit 0' TERM; echo started; while true; do sleep 0.1; done"
+    )
+    apply_pod(
+        cli,
+        "graceful",
+        agent.name,
+        {"name": "main", "image": "host", "command": ["/bin/sh", "-c", script]},
+        terminationGracePeriodSeconds=20,
+    )
     pidfile = tmp_path / "forced.pid"
-    apply_pod(cli, "forced", agent.name, {"name": "main", "image": "host", "command": [
-        "/bin/sh", "-c", f"echo $$ > {pidfile}; while true; do sleep 0.1; done"]})
+    apply_pod(
+        cli,
+        "forced",
+        agent.name,
+        {
+            "name": "main",
+            "image": "host",
+            "command": ["/bin/sh", "-c", f"echo $$ > {pidfile}; while true; do sleep 0.1; done"],
+        },
+    )
     wait_until(lambda: ready(cli, "graceful") and ready(cli, "forced"), 60, "pods ready", agent.log)
     wait_until(lambda: "started" in cli.run("logs", "graceful").stdout, 20, "the trap installed")
 
@@ -158,13 +200,25 @@ def test_a_root_agent_runs_process_pods_as_nobody_unless_they_ask(server: Server
     cli = Cli(server.env)
     script = "echo uid=$(id -u) gid=$(id -g); sleep 60"
     cases: list[tuple[str, dict[str, int], str]] = [
-        ("nobody", {}, "65534"), ("asked", {"runAsUser": 1000, "runAsGroup": 1000}, "1000")]
+        ("nobody", {}, "65534"),
+        ("asked", {"runAsUser": 1000, "runAsGroup": 1000}, "1000"),
+    ]
     for name, context, uid in cases:
         # Ready only when the exec probe, too, runs as the pod's user (not as the agent's root).
         probe = {"exec": {"command": ["/bin/sh", "-c", f'test "$(id -u)" = {uid}']}, "periodSeconds": 1}
-        apply_pod(cli, name, agent.name, {"name": "main", "image": "host", "command": ["/bin/sh", "-c", script],
-                                          "securityContext": context, "readinessProbe": probe},
-                  securityContext={})
+        apply_pod(
+            cli,
+            name,
+            agent.name,
+            {
+                "name": "main",
+                "image": "host",
+                "command": ["/bin/sh", "-c", script],
+                "securityContext": context,
+                "readinessProbe": probe,
+            },
+            securityContext={},
+        )
 
     for name, _, uid in cases:
         wait_until(functools.partial(ready, cli, name), 60, f"{name} ready", agent.log)

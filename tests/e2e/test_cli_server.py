@@ -116,19 +116,30 @@ spec:
 @pytest.mark.parametrize(
     ("content", "expected"),
     [
-        pytest.param(GOOD_SERVICE + "---\n" + BAD_PORT,
-                     "web.yaml[1] spec.template.spec.containers[0].ports[0].containerPort: "
-                     "must be 1-65535, got 70000", id="server-side-range"),
-        pytest.param(BAD_PORT.replace("replicas", "x").replace("selector:", "replicas: three\n  selector:"),
-                     "web.yaml[0] spec.replicas: expected an integer", id="wrong-type"),
-        pytest.param(BAD_PORT.replace("image: httpd:2.4", "image: httpd:2.4\n          imagePolicy: Always"),
-                     'web.yaml[0] spec.template.spec.containers[0].imagePolicy: unknown field', id="unknown-field"),
+        pytest.param(
+            GOOD_SERVICE + "---\n" + BAD_PORT,
+            "web.yaml[1] spec.template.spec.containers[0].ports[0].containerPort: must be 1-65535, got 70000",
+            id="server-side-range",
+        ),
+        pytest.param(
+            BAD_PORT.replace("replicas", "x").replace("selector:", "replicas: three\n  selector:"),
+            "web.yaml[0] spec.replicas: expected an integer",
+            id="wrong-type",
+        ),
+        pytest.param(
+            BAD_PORT.replace("image: httpd:2.4", "image: httpd:2.4\n          imagePolicy: Always"),
+            "web.yaml[0] spec.template.spec.containers[0].imagePolicy: unknown field",
+            id="unknown-field",
+        ),
         pytest.param("apiVersion: v1\nkind: Gizmo\nmetadata: {name: x}\n", "web.yaml[0] kind", id="unknown-kind"),
-        pytest.param("a: &a [1,1,1,1,1,1,1,1,1]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\n"
-                     "c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\nd: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]\n"
-                     "e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]\nf: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]\n"
-                     "g: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]\nh: [*g,*g,*g,*g,*g,*g,*g,*g,*g]\n",
-                     "alias", id="alias-bomb"),
+        pytest.param(
+            "a: &a [1,1,1,1,1,1,1,1,1]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\n"
+            "c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\nd: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]\n"
+            "e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]\nf: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]\n"
+            "g: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]\nh: [*g,*g,*g,*g,*g,*g,*g,*g,*g]\n",
+            "alias",
+            id="alias-bomb",
+        ),
         pytest.param("[" * 150 + "]" * 150, "nesting deeper than 100", id="deep-nesting"),
         pytest.param("kind: Service\n\x00\x01\x02\xff\xfe", "web.yaml", id="binary"),
         pytest.param("apiVersion: v1\nkind: Service\nmetadata: {name: x\n", "invalid YAML", id="syntax"),
@@ -136,8 +147,7 @@ spec:
 )
 def test_bad_manifests_write_nothing(cli: Cli, tmp_path: Path, content: str, expected: str) -> None:
     path = tmp_path / "web.yaml"
-    path.write_bytes(content.encode("utf-8", "surrogateescape") if "\xff" not in content
-                     else content.encode("latin-1"))
+    path.write_bytes(content.encode("utf-8", "surrogateescape") if "\xff" not in content else content.encode("latin-1"))
     result = cli.run("apply", "-f", str(path))
     assert result.returncode != 0
     assert expected in result.stderr, result.stderr
@@ -149,8 +159,11 @@ def test_bad_manifests_write_nothing(cli: Cli, tmp_path: Path, content: str, exp
 
 def test_oversized_document_is_refused(cli: Cli, tmp_path: Path) -> None:
     path = tmp_path / "big.yaml"
-    path.write_text("apiVersion: v1\nkind: Service\nmetadata:\n  name: big\n  annotations:\n    a: '"
-                    + "x" * (2 * 1024 * 1024) + "'\n")
+    path.write_text(
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: big\n  annotations:\n    a: '"
+        + "x" * (2 * 1024 * 1024)
+        + "'\n"
+    )
     result = cli.run("apply", "-f", str(path))
     assert result.returncode != 0
     assert "big.yaml" in result.stderr and "1 MiB" in result.stderr

@@ -36,34 +36,54 @@ CHANGE_CAUSE = "kubernetes.io/change-cause"
 
 # -- manifests -------------------------------------------------------------------------------
 
+
 def template(labels: dict[str, str], image: str) -> dict[str, Any]:
-    return {"metadata": {"labels": labels},
-            "spec": {"containers": [{"name": "web", "image": image, "ports": [{"containerPort": 80}]}]}}
+    return {
+        "metadata": {"labels": labels},
+        "spec": {"containers": [{"name": "web", "image": image, "ports": [{"containerPort": 80}]}]},
+    }
 
 
 def deployment(name: str = "web", image: str = "httpd:2.4.58", *, replicas: int = 0) -> dict[str, Any]:
-    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
-            "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
-                     "template": template({"app": name}, image)}}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": template({"app": name}, image),
+        },
+    }
 
 
-def replica_set(name: str, owner_uid: str, *, revision: int, image: str, cause: str,
-                pod_hash: str) -> dict[str, Any]:
+def replica_set(name: str, owner_uid: str, *, revision: int, image: str, cause: str, pod_hash: str) -> dict[str, Any]:
     labels = {"app": "web", "pod-template-hash": pod_hash}
-    return {"apiVersion": "apps/v1", "kind": "ReplicaSet",
-            "metadata": {"name": name, "labels": labels,
-                         "annotations": {REVISION: str(revision), CHANGE_CAUSE: cause},
-                         "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "web",
-                                              "uid": owner_uid, "controller": True}]},
-            "spec": {"replicas": 0, "selector": {"matchLabels": labels}, "template": template(labels, image)}}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "ReplicaSet",
+        "metadata": {
+            "name": name,
+            "labels": labels,
+            "annotations": {REVISION: str(revision), CHANGE_CAUSE: cause},
+            "ownerReferences": [
+                {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web", "uid": owner_uid, "controller": True}
+            ],
+        },
+        "spec": {"replicas": 0, "selector": {"matchLabels": labels}, "template": template(labels, image)},
+    }
 
 
 def pod(name: str, node: str, owner: dict[str, Any] | None = None) -> dict[str, Any]:
     metadata: dict[str, Any] = {"name": name, "labels": {"app": f"drain-{name}"}}
     if owner is not None:
         metadata["ownerReferences"] = [owner]
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata,
-            "spec": {"nodeName": node, "containers": [{"name": "main", "image": "busybox:1.36"}]}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": metadata,
+        "spec": {"nodeName": node, "containers": [{"name": "main", "image": "busybox:1.36"}]},
+    }
 
 
 def apply(cli: Cli, *docs: dict[str, Any]) -> None:
@@ -94,8 +114,11 @@ def fails(cli: Cli, *args: str) -> str:
 
 def _revisions(cli: Cli, owner_uid: str) -> set[str]:
     sets = get_json(cli, "rs")["items"]
-    return {rs["metadata"].get("annotations", {}).get(REVISION, "") for rs in sets
-            if any(o.get("uid") == owner_uid for o in rs["metadata"].get("ownerReferences", []))}
+    return {
+        rs["metadata"].get("annotations", {}).get(REVISION, "")
+        for rs in sets
+        if any(o.get("uid") == owner_uid for o in rs["metadata"].get("ownerReferences", []))
+    }
 
 
 def wait_for(check: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
@@ -119,6 +142,7 @@ def containers(cli: Cli) -> dict[str, str]:
 
 # -- against `corral server` -------------------------------------------------------------------
 
+
 @pytest.mark.etcd
 def test_rollout_history_and_undo(cli: Cli) -> None:
     # The server's Deployment controller makes the ReplicaSets and revisions.
@@ -131,8 +155,7 @@ def test_rollout_history_and_undo(cli: Cli) -> None:
     second["metadata"]["annotations"] = {CHANGE_CAUSE: "second"}
     apply(cli, second)
     wait_for(lambda: _revisions(cli, uid) == {"1", "2"}, "revision 2")
-    apply(cli, replica_set("stranger", "some-other-uid", revision=7, image="nginx:1", cause="not ours",
-                           pod_hash="ccc"))
+    apply(cli, replica_set("stranger", "some-other-uid", revision=7, image="nginx:1", cause="not ours", pod_hash="ccc"))
 
     lines = ok(cli, "rollout", "history", "deploy/web").splitlines()
     assert lines[0] == "deployment.apps/web"
@@ -144,8 +167,9 @@ def test_rollout_history_and_undo(cli: Cli) -> None:
     assert detail.startswith("deployment.apps/web with revision #1\nPod Template:")
     assert "httpd:2.4.57" in detail
     assert "pod-template-hash=" in detail
-    assert "unable to find the specified revision 9" in fails(cli, "rollout", "history", "deploy/web",
-                                                             "--revision", "9")
+    assert "unable to find the specified revision 9" in fails(
+        cli, "rollout", "history", "deploy/web", "--revision", "9"
+    )
 
     assert ok(cli, "rollout", "undo", "deploy/web").strip() == "deployment.apps/web rolled back"
     rolled = get_json(cli, "deploy", "web")
@@ -154,13 +178,17 @@ def test_rollout_history_and_undo(cli: Cli) -> None:
     assert rolled["metadata"]["annotations"][CHANGE_CAUSE] == "first"
 
     wait_for(lambda: _revisions(cli, uid) == {"2", "3"}, "rollback became revision 3")
-    assert ok(cli, "rollout", "undo", "deployments.apps/web", "--to-revision", "2").strip() == \
-        "deployment.apps/web rolled back"
+    assert (
+        ok(cli, "rollout", "undo", "deployments.apps/web", "--to-revision", "2").strip()
+        == "deployment.apps/web rolled back"
+    )
     assert containers(cli) == {"web": "httpd:2.4.58"}
     assert "unable to find specified revision 42 in history" in fails(
-        cli, "rollout", "undo", "deploy/web", "--to-revision", "42")
+        cli, "rollout", "undo", "deploy/web", "--to-revision", "42"
+    )
     assert 'Error from server (NotFound): deployments.apps "nope" not found' in fails(
-        cli, "rollout", "history", "deploy/nope")
+        cli, "rollout", "history", "deploy/nope"
+    )
     assert "rollout undo works on deployments, not on replicasets" in fails(cli, "rollout", "undo", "rs/stranger")
 
 
@@ -185,26 +213,25 @@ def test_pause_resume_restart_scale_and_set_image(cli: Cli) -> None:
     assert get_json(cli, "deploy", "web")["spec"]["replicas"] == 2
     assert ok(cli, "scale", "--replicas=0", "deployment", "web").strip() == "deployment.apps/web scaled"
     assert get_json(cli, "deploy", "web")["spec"]["replicas"] == 0
-    assert "Expected replicas to be 5, was 0" in fails(cli, "scale", "deploy/web", "--replicas", "1",
-                                                       "--current-replicas", "5")
-    assert "scale works on deployments and replicasets, not on pods" in fails(
-        cli, "scale", "pod/x", "--replicas", "1")
+    assert "Expected replicas to be 5, was 0" in fails(
+        cli, "scale", "deploy/web", "--replicas", "1", "--current-replicas", "5"
+    )
+    assert "scale works on deployments and replicasets, not on pods" in fails(cli, "scale", "pod/x", "--replicas", "1")
 
     assert ok(cli, "set", "image", "deploy/web", "web=httpd:2.4.59").strip() == "deployment.apps/web image updated"
     assert containers(cli) == {"web": "httpd:2.4.59"}
     assert 'unable to find container named "nope"' in fails(cli, "set", "image", "deploy/web", "nope=x:1")
     assert containers(cli) == {"web": "httpd:2.4.59"}
     assert 'Error from server (NotFound): deployments.apps "gone" not found' in fails(
-        cli, "set", "image", "deploy/gone", "web=x:1")
+        cli, "set", "image", "deploy/gone", "web=x:1"
+    )
 
 
 @pytest.mark.etcd
 def test_cordon_uncordon_and_drain(cli: Cli) -> None:
-    apply(cli, {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"}},
-          deployment("holder"))
+    apply(cli, {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"}}, deployment("holder"))
     holder = get_json(cli, "deploy", "holder")["metadata"]
-    owner = {"apiVersion": "apps/v1", "kind": "Deployment", "name": "holder", "uid": holder["uid"],
-             "controller": True}
+    owner = {"apiVersion": "apps/v1", "kind": "Deployment", "name": "holder", "uid": holder["uid"], "controller": True}
     apply(cli, pod("bare", "n1"), pod("owned", "n1", owner), pod("elsewhere", "n2"))
 
     assert ok(cli, "cordon", "n1").strip() == "node/n1 cordoned"
@@ -218,8 +245,10 @@ def test_cordon_uncordon_and_drain(cli: Cli) -> None:
     refused = cli.run("drain", "n1")
     assert refused.returncode == 1 and "Traceback" not in refused.stderr
     assert refused.stdout.strip() == "node/n1 cordoned"
-    assert ('error: unable to drain node "n1": cannot delete Pods that declare no controller '
-            "(use --force to override): default/bare") in refused.stderr
+    assert (
+        'error: unable to drain node "n1": cannot delete Pods that declare no controller '
+        "(use --force to override): default/bare"
+    ) in refused.stderr
     names = {p["metadata"]["name"] for p in get_json(cli, "pods")["items"]}
     assert {"bare", "owned", "elsewhere"} <= names
 
@@ -244,6 +273,7 @@ def test_cordon_uncordon_and_drain(cli: Cli) -> None:
 
 
 # -- `rollout status` against an in-process API server ------------------------------------------
+
 
 @pytest.fixture
 async def local_api(cli_env: dict[str, str]) -> AsyncIterator[tuple[str, ObjectApi, MemoryStore]]:
@@ -283,6 +313,7 @@ def _counts(updated: int, replicas: int, available: int) -> Callable[[workloads_
     def change(st: workloads_pb2.DeploymentStatus) -> None:
         st.observed_generation = 1
         st.updated_replicas, st.replicas, st.available_replicas = updated, replicas, available
+
     return change
 
 
@@ -296,13 +327,15 @@ async def _wait_watching(store: MemoryStore, task: asyncio.Task[Any]) -> None:
         await asyncio.sleep(0.02)
 
 
-async def test_rollout_status_follows_the_rollout(local_api: tuple[str, ObjectApi, MemoryStore],
-                                                  cli_env: dict[str, str]) -> None:
+async def test_rollout_status_follows_the_rollout(
+    local_api: tuple[str, ObjectApi, MemoryStore], cli_env: dict[str, str]
+) -> None:
     address, api, store = local_api
     await _create_web(api)
     cli = Cli(cli_env)
-    task = asyncio.create_task(asyncio.to_thread(
-        cli.run, "--server", address, "rollout", "status", "deploy/web", "--timeout", "30s"))
+    task = asyncio.create_task(
+        asyncio.to_thread(cli.run, "--server", address, "rollout", "status", "deploy/web", "--timeout", "30s")
+    )
     await _wait_watching(store, task)
     for step in (_counts(1, 1, 0), _counts(3, 4, 2), _counts(3, 3, 2), _counts(3, 3, 3)):
         await _set_status(api, step)
@@ -318,7 +351,8 @@ async def test_rollout_status_follows_the_rollout(local_api: tuple[str, ObjectAp
 
 
 async def test_rollout_status_fails_past_the_progress_deadline(
-        local_api: tuple[str, ObjectApi, MemoryStore], cli_env: dict[str, str]) -> None:
+    local_api: tuple[str, ObjectApi, MemoryStore], cli_env: dict[str, str]
+) -> None:
     address, api, store = local_api
     await _create_web(api)
     cli = Cli(cli_env)
@@ -335,13 +369,13 @@ async def test_rollout_status_fails_past_the_progress_deadline(
     assert result.stderr.strip() == 'error: deployment "web" exceeded its progress deadline'
 
 
-async def test_rollout_status_times_out(local_api: tuple[str, ObjectApi, MemoryStore],
-                                        cli_env: dict[str, str]) -> None:
+async def test_rollout_status_times_out(local_api: tuple[str, ObjectApi, MemoryStore], cli_env: dict[str, str]) -> None:
     address, api, _ = local_api
     await _create_web(api)
     cli = Cli(cli_env)
-    result = await asyncio.to_thread(cli.run, "--server", address, "rollout", "status", "deploy/web",
-                                     "--timeout", "500ms")
+    result = await asyncio.to_thread(
+        cli.run, "--server", address, "rollout", "status", "deploy/web", "--timeout", "500ms"
+    )
     assert result.returncode == 1
     assert result.stdout.strip() == "Waiting for deployment spec update to be observed..."
     assert result.stderr.strip() == "error: timed out waiting for the condition"
@@ -351,33 +385,56 @@ async def test_rollout_status_times_out(local_api: tuple[str, ObjectApi, MemoryS
 
 # -- the pure helpers behind the verbs ------------------------------------------------------------
 
-def _deployment(generation: int, observed: int, replicas: int, updated: int, total: int,
-                available: int) -> workloads_pb2.Deployment:
+
+def _deployment(
+    generation: int, observed: int, replicas: int, updated: int, total: int, available: int
+) -> workloads_pb2.Deployment:
     d = workloads_pb2.Deployment()
     d.metadata.name, d.metadata.generation = "web", generation
     d.spec.replicas = replicas
     st = d.status
     st.observed_generation, st.updated_replicas, st.replicas, st.available_replicas = (
-        observed, updated, total, available)
+        observed,
+        updated,
+        total,
+        available,
+    )
     return d
 
 
-@pytest.mark.parametrize(("d", "line", "done"), [
-    pytest.param(_deployment(2, 1, 3, 3, 3, 3), "Waiting for deployment spec update to be observed...", False,
-                 id="not-observed"),
-    pytest.param(_deployment(1, 1, 3, 1, 3, 3),
-                 'Waiting for deployment "web" rollout to finish: 1 out of 3 new replicas have been updated...',
-                 False, id="updating"),
-    pytest.param(_deployment(1, 1, 3, 3, 5, 3),
-                 'Waiting for deployment "web" rollout to finish: 2 old replicas are pending termination...',
-                 False, id="old-pending"),
-    pytest.param(_deployment(1, 1, 3, 3, 3, 2),
-                 'Waiting for deployment "web" rollout to finish: 2 of 3 updated replicas are available...',
-                 False, id="becoming-available"),
-    pytest.param(_deployment(1, 1, 3, 3, 3, 3), 'deployment "web" successfully rolled out', True, id="done"),
-    pytest.param(_deployment(3, 4, 0, 0, 0, 0), 'deployment "web" successfully rolled out', True,
-                 id="scaled-to-zero"),
-])
+@pytest.mark.parametrize(
+    ("d", "line", "done"),
+    [
+        pytest.param(
+            _deployment(2, 1, 3, 3, 3, 3),
+            "Waiting for deployment spec update to be observed...",
+            False,
+            id="not-observed",
+        ),
+        pytest.param(
+            _deployment(1, 1, 3, 1, 3, 3),
+            'Waiting for deployment "web" rollout to finish: 1 out of 3 new replicas have been updated...',
+            False,
+            id="updating",
+        ),
+        pytest.param(
+            _deployment(1, 1, 3, 3, 5, 3),
+            'Waiting for deployment "web" rollout to finish: 2 old replicas are pending termination...',
+            False,
+            id="old-pending",
+        ),
+        pytest.param(
+            _deployment(1, 1, 3, 3, 3, 2),
+            'Waiting for deployment "web" rollout to finish: 2 of 3 updated replicas are available...',
+            False,
+            id="becoming-available",
+        ),
+        pytest.param(_deployment(1, 1, 3, 3, 3, 3), 'deployment "web" successfully rolled out', True, id="done"),
+        pytest.param(
+            _deployment(3, 4, 0, 0, 0, 0), 'deployment "web" successfully rolled out', True, id="scaled-to-zero"
+        ),
+    ],
+)
 def test_status_line(d: workloads_pb2.Deployment, line: str, done: bool) -> None:
     assert status_line(d) == (line, done)
 

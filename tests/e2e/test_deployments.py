@@ -33,14 +33,19 @@ def agents(server: ServerProcess, tmp_path: Path) -> Iterator[list[AgentProcess]
     procs = []
     for i in range(3):
         name = f"n{i}-{os.getpid()}"
-        proc = AgentProcess(server.address, name, tmp_path / name, server.env, tmp_path / f"{name}.log",
-                            runtimes=("docker",))
+        proc = AgentProcess(
+            server.address, name, tmp_path / name, server.env, tmp_path / f"{name}.log", runtimes=("docker",)
+        )
         proc.start()
         procs.append(proc)
     cli = Cli(server.env)
     for proc in procs:
-        wait_until(lambda p=proc: cli.run("get", "node", p.name).returncode == 0, 30,  # type: ignore[misc]
-                   f"{proc.name} registered", proc.log)
+        wait_until(
+            lambda p=proc: cli.run("get", "node", p.name).returncode == 0,  # type: ignore[misc]
+            30,
+            f"{proc.name} registered",
+            proc.log,
+        )
     yield procs
     cli.run("delete", "deploy", "--ignore-not-found", "example-app")
     for proc in procs:
@@ -104,8 +109,9 @@ class Bounds:
     def _check(self, state: dict[str, Any]) -> None:
         self.events += 1
         total = len(state)
-        ready_now = sum(1 for p in state.values()
-                        if any(c.type == "Ready" and c.status == "True" for c in p.status.conditions))
+        ready_now = sum(
+            1 for p in state.values() if any(c.type == "Ready" and c.status == "True" for c in p.status.conditions)
+        )
         self.worst = (max(self.worst[0], total), min(self.worst[1], ready_now))
         if total > self.most or ready_now < self.least_ready:
             self.violations.append(f"{total} pods, {ready_now} ready after event {self.events}")
@@ -136,8 +142,11 @@ def test_example_app_spreads_rolls_out_and_undoes(server: ServerProcess, agents:
 
 def test_missing_image_stalls_and_rollout_status_fails(server: ServerProcess, agents: list[AgentProcess]) -> None:
     cli = Cli(server.env)
-    manifest = (MANIFESTS / "example-app.yaml").read_text().replace(
-        "  replicas: 3\n", "  replicas: 3\n  progressDeadlineSeconds: 15\n")
+    manifest = (
+        (MANIFESTS / "example-app.yaml")
+        .read_text()
+        .replace("  replicas: 3\n", "  replicas: 3\n  progressDeadlineSeconds: 15\n")
+    )
     assert cli.run("apply", "-f", "-", stdin=manifest.encode()).returncode == 0
     wait_until(lambda: settled(cli, "httpd:2.4.39", 3), 90, "3 ready pods")
     assert cli.run("set", "image", "deploy/example-app", "example-app=nope/missing:1").returncode == 0
@@ -148,8 +157,11 @@ def test_missing_image_stalls_and_rollout_status_fails(server: ServerProcess, ag
     assert sum(1 for p in current if ready(p) and image_of(p) == "httpd:2.4.39") == 3
     waiting = [p for p in current if image_of(p) == "nope/missing:1"]
     assert waiting
-    reasons = {s.get("state", {}).get("waiting", {}).get("reason")
-               for p in waiting for s in p.get("status", {}).get("containerStatuses", [])}
+    reasons = {
+        s.get("state", {}).get("waiting", {}).get("reason")
+        for p in waiting
+        for s in p.get("status", {}).get("containerStatuses", [])
+    }
     assert reasons & {"ErrImagePull", "ImagePullBackOff"}
 
 
@@ -170,8 +182,11 @@ def test_node_loss_is_healed_and_blips_are_ignored(server: ServerProcess, agents
     lost = agents[0]
     lost.kill9()
     started = time.monotonic()
-    wait_until(lambda: settled(cli, "httpd:2.4.39", 3) and lost.name not in
-               {p["spec"].get("nodeName") for p in pods(cli)}, 40, "pod replaced on another node")
+    wait_until(
+        lambda: settled(cli, "httpd:2.4.39", 3) and lost.name not in {p["spec"].get("nodeName") for p in pods(cli)},
+        40,
+        "pod replaced on another node",
+    )
     healed_in = time.monotonic() - started
     print(f"node loss healed in {healed_in:.1f}s")
     # When it comes back, its stale container is stopped and the count is exact.
@@ -183,18 +198,22 @@ def test_node_loss_is_healed_and_blips_are_ignored(server: ServerProcess, agents
 def _containers(node: str) -> list[str]:
     import subprocess
 
-    out = subprocess.run(["docker", "ps", "-q", "--filter", f"label=io.corral.node={node}"],
-                         capture_output=True, text=True, check=False).stdout
+    out = subprocess.run(
+        ["docker", "ps", "-q", "--filter", f"label=io.corral.node={node}"], capture_output=True, text=True, check=False
+    ).stdout
     return out.split()
 
 
-def test_control_plane_kill9_during_rollout_keeps_bounds(server: ServerProcess,
-                                                         agents: list[AgentProcess]) -> None:
+def test_control_plane_kill9_during_rollout_keeps_bounds(server: ServerProcess, agents: list[AgentProcess]) -> None:
     cli = Cli(server.env)
     # Old pods now leave only once their node has stopped them, and the test images' httpd (PID 1)
     # ignores SIGTERM: a short grace period keeps ten one-at-a-time replacements quick.
-    manifest = (MANIFESTS / "example-app.yaml").read_text().replace("replicas: 3", "replicas: 10").replace(
-        "    spec:\n      containers:", "    spec:\n      terminationGracePeriodSeconds: 2\n      containers:")
+    manifest = (
+        (MANIFESTS / "example-app.yaml")
+        .read_text()
+        .replace("replicas: 3", "replicas: 10")
+        .replace("    spec:\n      containers:", "    spec:\n      terminationGracePeriodSeconds: 2\n      containers:")
+    )
     assert "terminationGracePeriodSeconds: 2" in manifest
     assert cli.run("apply", "-f", "-", stdin=manifest.encode()).returncode == 0
     wait_until(lambda: settled(cli, "httpd:2.4.39", 10), 120, "10 ready pods")
@@ -204,8 +223,7 @@ def test_control_plane_kill9_during_rollout_keeps_bounds(server: ServerProcess,
     for _ in range(3):
         server.kill9()
         server.start()
-        wait_until(lambda: sum(image_of(p) == "corral-test/busybox:1" for p in pods(cli)) > 0, 60,
-                   "rollout going on")
+        wait_until(lambda: sum(image_of(p) == "corral-test/busybox:1" for p in pods(cli)) > 0, 60, "rollout going on")
     wait_until(lambda: settled(cli, "corral-test/busybox:1", 10), 180, "rollout done")
     bounds.stop()
     assert bounds.violations == []

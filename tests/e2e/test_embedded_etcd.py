@@ -65,8 +65,9 @@ def test_etcd_binary_flag_runs_that_etcd_and_status_warns(tmp_path: Path, cli_en
     address = f"127.0.0.1:{free_port()}"
     env = {**cli_env, "CORRAL_SERVER": address}
     wheel = etcd_binary()
-    server = ServerProcess(tmp_path / "data", address, env, tmp_path / "server.log",
-                           extra_args=("--etcd-binary", str(wheel)))
+    server = ServerProcess(
+        tmp_path / "data", address, env, tmp_path / "server.log", extra_args=("--etcd-binary", str(wheel))
+    )
     server.start()
     try:
         status = Cli(env).run("status")
@@ -93,8 +94,12 @@ def test_a_killed_etcd_is_restarted_and_the_api_serves_again(server: ServerProce
     assert server.proc is not None and server.proc.poll() is None  # the same server process
     assert etcd_child(server) != first
     assert [event["reason"] for event in events(server, "embedded_etcd_exited")] == ["killed by SIGKILL"]
-    wait_until(lambda: cli.run("scale", "deployment/example-app", "--replicas", "2").returncode == 0, 60,
-               "a write through the API after the restart", server.log)
+    wait_until(
+        lambda: cli.run("scale", "deployment/example-app", "--replicas", "2").returncode == 0,
+        60,
+        "a write through the API after the restart",
+        server.log,
+    )
     got = cli.run("get", "deployment/example-app", "-o", "json")
     assert got.returncode == 0, got.stderr
     assert json.loads(got.stdout)["spec"]["replicas"] == 2

@@ -21,8 +21,15 @@ def agent(server: ServerProcess, tmp_path: Path, name: str, token: str | None) -
     env = {k: v for k, v in server.env.items() if k != "CORRAL_TOKEN"}
     if token is not None:
         env["CORRAL_TOKEN"] = token
-    return AgentProcess(server.address, name, tmp_path / name, env, tmp_path / f"{name}.log", runtimes=RUNTIMES,
-                        extra_args=("--proxy-address", "127.0.0.7", "--dns-port", "0", "--metrics-listen", ""))
+    return AgentProcess(
+        server.address,
+        name,
+        tmp_path / name,
+        env,
+        tmp_path / f"{name}.log",
+        runtimes=RUNTIMES,
+        extra_args=("--proxy-address", "127.0.0.7", "--dns-port", "0", "--metrics-listen", ""),
+    )
 
 
 def refused(proc: AgentProcess, timeout: float = 30) -> str:
@@ -60,8 +67,9 @@ def started(server: ServerProcess) -> Iterator[list[AgentProcess]]:
         kill_process_containers(proc.data_dir)
 
 
-def test_valid_token_joins_and_the_certificate_is_kept(server: ServerProcess, cli: Cli, tmp_path: Path,
-                                                      started: list[AgentProcess]) -> None:
+def test_valid_token_joins_and_the_certificate_is_kept(
+    server: ServerProcess, cli: Cli, tmp_path: Path, started: list[AgentProcess]
+) -> None:
     token = server.create_token()
     proc = agent(server, tmp_path, "joiner", token)
     started.append(proc)
@@ -69,7 +77,10 @@ def test_valid_token_joins_and_the_certificate_is_kept(server: ServerProcess, cl
     wait_until(lambda: nodes(cli) == ["node/joiner"], 30, "the agent registered", proc.log)
     pki = proc.data_dir / "pki"
     assert {f.name: f.stat().st_mode & 0o777 for f in pki.iterdir()} == {
-        "ca.crt": 0o600, "client.crt": 0o600, "client.key": 0o600}
+        "ca.crt": 0o600,
+        "client.crt": 0o600,
+        "client.key": 0o600,
+    }
     # Restarted without a token, it uses its saved certificate.
     proc.stop()
     again = agent(server, tmp_path, "joiner", None)
@@ -81,8 +92,9 @@ def test_valid_token_joins_and_the_certificate_is_kept(server: ServerProcess, cl
 
 
 @pytest.mark.parametrize("case", ["wrong", "expired", "revoked"])
-def test_bad_tokens_are_refused_on_both_sides(server: ServerProcess, cli: Cli, tmp_path: Path, case: str,
-                                              started: list[AgentProcess]) -> None:
+def test_bad_tokens_are_refused_on_both_sides(
+    server: ServerProcess, cli: Cli, tmp_path: Path, case: str, started: list[AgentProcess]
+) -> None:
     token = server.create_token("--ttl", "1s" if case == "expired" else "1h")
     if case == "wrong":
         token = token[:-16] + "0" * 16
@@ -103,8 +115,9 @@ def test_bad_tokens_are_refused_on_both_sides(server: ServerProcess, cli: Cli, t
     assert nodes(cli) == []
 
 
-def test_a_server_presenting_another_ca_gets_nothing(server: ServerProcess, cli: Cli, tmp_path: Path,
-                                                     cli_env: dict[str, str], started: list[AgentProcess]) -> None:
+def test_a_server_presenting_another_ca_gets_nothing(
+    server: ServerProcess, cli: Cli, tmp_path: Path, cli_env: dict[str, str], started: list[AgentProcess]
+) -> None:
     other_env = {**cli_env, "XDG_CONFIG_HOME": str(tmp_path / "other-config")}
     other = ServerProcess(tmp_path / "other-data", f"127.0.0.1:{free_port()}", other_env, tmp_path / "other.log")
     other.start()
@@ -122,8 +135,9 @@ def test_a_server_presenting_another_ca_gets_nothing(server: ServerProcess, cli:
         other.stop()
 
 
-def test_revoking_a_node_cuts_it_off(server: ServerProcess, cli: Cli, tmp_path: Path,
-                                     started: list[AgentProcess]) -> None:
+def test_revoking_a_node_cuts_it_off(
+    server: ServerProcess, cli: Cli, tmp_path: Path, started: list[AgentProcess]
+) -> None:
     proc = agent(server, tmp_path, "revokee", server.create_token())
     started.append(proc)
     proc.start()
@@ -139,8 +153,9 @@ def test_revoking_a_node_cuts_it_off(server: ServerProcess, cli: Cli, tmp_path: 
     assert proc.proc is not None and proc.proc.poll() is None  # keeps running its pods, retrying
 
 
-def test_login_gives_another_machine_admin_credentials(server: ServerProcess, tmp_path: Path,
-                                                       cli_env: dict[str, str]) -> None:
+def test_login_gives_another_machine_admin_credentials(
+    server: ServerProcess, tmp_path: Path, cli_env: dict[str, str]
+) -> None:
     laptop = {**cli_env, "XDG_CONFIG_HOME": str(tmp_path / "laptop"), "CORRAL_SERVER": server.address}
     join = f"--join={server.join_address}"
     before = Cli(laptop).run("get", "nodes")

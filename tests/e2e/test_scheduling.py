@@ -18,12 +18,15 @@ def apply(cli: Cli, doc: dict[str, Any]) -> None:
 
 
 def pod(name: str, **resources: str) -> dict[str, Any]:
-    container: dict[str, Any] = {"name": "main", "image": "corral-test/busybox:1",
-                                 "command": ["sleep", "3600"]}
+    container: dict[str, Any] = {"name": "main", "image": "corral-test/busybox:1", "command": ["sleep", "3600"]}
     if resources:
         container["resources"] = {"requests": resources}
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
-            "spec": {"terminationGracePeriodSeconds": 1, "containers": [container]}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name},
+        "spec": {"terminationGracePeriodSeconds": 1, "containers": [container]},
+    }
 
 
 def get(cli: Cli, name: str) -> dict[str, Any]:
@@ -36,15 +39,17 @@ def get(cli: Cli, name: str) -> dict[str, Any]:
 def test_scheduler_places_and_explains(server: ServerProcess, agent: AgentProcess) -> None:
     cli = Cli(server.env)
     apply(cli, pod("placed", cpu="100m", memory="32Mi"))
-    wait_until(lambda: get(cli, "placed").get("status", {}).get("phase") == "Running", 60,
-               "scheduled pod running", agent.log)
+    wait_until(
+        lambda: get(cli, "placed").get("status", {}).get("phase") == "Running", 60, "scheduled pod running", agent.log
+    )
     assert get(cli, "placed")["spec"]["nodeName"] == agent.name
     apply(cli, pod("too-big", cpu="500"))
 
     def explained() -> str:
         conditions = get(cli, "too-big").get("status", {}).get("conditions", [])
-        return next((c.get("message", "") for c in conditions
-                     if c["type"] == "PodScheduled" and c["status"] == "False"), "")
+        return next(
+            (c.get("message", "") for c in conditions if c["type"] == "PodScheduled" and c["status"] == "False"), ""
+        )
 
     message = wait_until(explained, 30, "unschedulable reason")
     assert message == "0/1 nodes available: 1 insufficient cpu."

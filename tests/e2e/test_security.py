@@ -46,16 +46,25 @@ def test_what_takes_the_host_is_refused_by_default(server: ServerProcess) -> Non
     plain = {"name": "main", "image": IMAGE}
     cases: list[tuple[dict[str, Any], dict[str, Any], str]] = [
         (SYS_ADMIN, {}, f'spec.containers[0].securityContext.capabilities.add[0]: "SYS_ADMIN" {BASELINE}'),
-        ({**plain, "securityContext": {"capabilities": {"add": ["DAC_READ_SEARCH"]}}}, {},
-         f'spec.containers[0].securityContext.capabilities.add[0]: "DAC_READ_SEARCH" {BASELINE}'),
-        ({**plain, "securityContext": {"capabilities": {"add": ["ALL"]}}}, {},
-         f'spec.containers[0].securityContext.capabilities.add[0]: "ALL" {BASELINE}'),
+        (
+            {**plain, "securityContext": {"capabilities": {"add": ["DAC_READ_SEARCH"]}}},
+            {},
+            f'spec.containers[0].securityContext.capabilities.add[0]: "DAC_READ_SEARCH" {BASELINE}',
+        ),
+        (
+            {**plain, "securityContext": {"capabilities": {"add": ["ALL"]}}},
+            {},
+            f'spec.containers[0].securityContext.capabilities.add[0]: "ALL" {BASELINE}',
+        ),
         (plain, {"hostNetwork": True}, f"spec.hostNetwork: true {BASELINE}"),
         (plain, {"hostPID": True}, f"spec.hostPID: true {BASELINE}"),
         (plain, {"hostIPC": True}, f"spec.hostIPC: true {BASELINE}"),
-        (plain, {"volumes": [{"name": "run", "hostPath": {"path": "/run"}}]},
-         f"spec.volumes[0].hostPath: a hostPath volume {BASELINE}"),
-        ({**plain, "command": ["id"]}, {"runtimeClassName": "process"}, "spec.runtimeClassName: \"process\""),
+        (
+            plain,
+            {"volumes": [{"name": "run", "hostPath": {"path": "/run"}}]},
+            f"spec.volumes[0].hostPath: a hostPath volume {BASELINE}",
+        ),
+        ({**plain, "command": ["id"]}, {"runtimeClassName": "process"}, 'spec.runtimeClassName: "process"'),
     ]
     for container, spec, expected in cases:
         result = cli.run("apply", "-f", "-", stdin=pod_manifest("takeover", "", container, **spec).encode())
@@ -91,11 +100,12 @@ def test_a_namespace_label_sets_the_level_of_its_pods(server: ServerProcess) -> 
 
     assert admitted.returncode == 0, admitted.stderr
     assert refused.returncode != 0
-    assert ('spec.containers[0].securityContext.allowPrivilegeEscalation: must be false under the "restricted" '
-            f'pod security level (namespace "apps" label {enforce})') in refused.stderr
+    assert (
+        'spec.containers[0].securityContext.allowPrivilegeEscalation: must be false under the "restricted" '
+        f'pod security level (namespace "apps" label {enforce})'
+    ) in refused.stderr
     assert bad.returncode != 0
-    assert (f'metadata.labels.{enforce}: must be one of "privileged", "baseline", "restricted", got "root"'
-            in bad.stderr)
+    assert f'metadata.labels.{enforce}: must be one of "privileged", "baseline", "restricted", got "root"' in bad.stderr
     rows = {line.split()[0]: line.split()[1:] for line in listed.stdout.splitlines()[1:]}
     assert rows["ops"][0] == "Active" and rows["apps"][0] == "Active"
     assert f"{enforce}=privileged" in described.stdout
@@ -163,12 +173,15 @@ def test_allowed_host_path_and_a_shared_empty_dir_removed_with_the_pod(tmp_path:
         cli = Cli(env)
         # Even so, what holds the Docker socket stays refused below the privileged level.
         for path in ("/", "/var/run", "/run"):
-            socket_parent = pod_manifest("socket", node, {"name": "main", "image": IMAGE},
-                                         volumes=[{"name": "h", "hostPath": {"path": path}}])
+            socket_parent = pod_manifest(
+                "socket", node, {"name": "main", "image": IMAGE}, volumes=[{"name": "h", "hostPath": {"path": path}}]
+            )
             refused = cli.run("apply", "-f", "-", stdin=socket_parent.encode())
             assert refused.returncode != 0
-            assert (f'spec.volumes[0].hostPath.path: "{path}" (it holds a container engine\'s socket or the '
-                    f"host's /proc) {BASELINE}; --allow-host-path admits only other paths") in refused.stderr
+            assert (
+                f'spec.volumes[0].hostPath.path: "{path}" (it holds a container engine\'s socket or the '
+                f"host's /proc) {BASELINE}; --allow-host-path admits only other paths"
+            ) in refused.stderr
         wait_until(lambda: cli.run("get", "node", node).returncode == 0, 30, "agent registered", agent.log)
         mounts = [{"name": "shared", "mountPath": "/shared"}, {"name": "host", "mountPath": "/host", "readOnly": True}]
         writer = {

@@ -46,9 +46,15 @@ def kernel_agents(server: ServerProcess, tmp_path: Path) -> Iterator[list[AgentP
     procs = []
     for i, address in enumerate(PROXIES):
         name = f"k{i}-{os.getpid()}"
-        proc = AgentProcess(server.address, name, tmp_path / name, server.env, tmp_path / f"{name}.log",
-                            runtimes=("docker",),
-                            extra_args=("--proxy-address", address, "--dns-port", "0", "--proxy-mode", "nftables"))
+        proc = AgentProcess(
+            server.address,
+            name,
+            tmp_path / name,
+            server.env,
+            tmp_path / f"{name}.log",
+            runtimes=("docker",),
+            extra_args=("--proxy-address", address, "--dns-port", "0", "--proxy-mode", "nftables"),
+        )
         proc.start()
         procs.append(proc)
     cli = Cli(server.env)
@@ -63,7 +69,8 @@ def kernel_agents(server: ServerProcess, tmp_path: Path) -> Iterator[list[AgentP
 
 
 def test_rolling_update_through_the_kernel_fails_no_request(
-        server: ServerProcess, kernel_agents: list[AgentProcess]) -> None:
+    server: ServerProcess, kernel_agents: list[AgentProcess]
+) -> None:
     cli = Cli(server.env)
     port = service_port()
     apply(cli, backend("kroll", "v1", port, replicas=6))
@@ -83,8 +90,7 @@ def test_rolling_update_through_the_kernel_fails_no_request(
     wait_until(lambda: len(load.bodies) > seen + 100, 30, "requests after the rollout")
     load.stop()
     versions = load.versions()
-    print(f"rolling update through nftables under load: {len(load.bodies)} requests ok, "
-          f"{len(load.failures)} failed")
+    print(f"rolling update through nftables under load: {len(load.bodies)} requests ok, {len(load.failures)} failed")
     assert load.failures == []
     assert versions[0] == "v1" and versions[-1] == "v2"
     for agent in kernel_agents:

@@ -24,8 +24,12 @@ def test_up_runs_a_cluster_and_stops_on_ctrl_c(tmp_path: Path) -> None:
     node = f"up-{os.getpid()}"
     log = tmp_path / "up.log"
     with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "corral.cli.main", "up",
-                                 "--listen", address, "--name", node], stdout=out, stderr=subprocess.STDOUT, env=env)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "corral.cli.main", "up", "--listen", address, "--name", node],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
     cli = Cli(env)  # no --server: the config file `corral up` wrote must be enough
     try:
         wait_until(lambda: cli.run("get", "node", node).returncode == 0, 60, "local node registered", log)
@@ -33,13 +37,22 @@ def test_up_runs_a_cluster_and_stops_on_ctrl_c(tmp_path: Path) -> None:
         assert "runtime (a Docker engine answers)" in log.read_text()
         assert f"data in {tmp_path / 'd'}" in log.read_text()
         assert (tmp_path / "d" / "pki" / "ca.crt").is_file()
-        doc = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "hello"},
-               "spec": {"terminationGracePeriodSeconds": 1,
-                        "containers": [{"name": "main", "image": "corral-test/busybox:1",
-                                        "command": ["sleep", "3600"]}]}}
+        doc = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "hello"},
+            "spec": {
+                "terminationGracePeriodSeconds": 1,
+                "containers": [{"name": "main", "image": "corral-test/busybox:1", "command": ["sleep", "3600"]}],
+            },
+        }
         assert cli.run("apply", "-f", "-", stdin=json.dumps(doc).encode()).returncode == 0
-        wait_until(lambda: '"phase": "Running"' in cli.run("get", "pod", "hello", "-o", "json").stdout, 60,
-                   "pod running on the local node", log)
+        wait_until(
+            lambda: '"phase": "Running"' in cli.run("get", "pod", "hello", "-o", "json").stdout,
+            60,
+            "pod running on the local node",
+            log,
+        )
         assert cli.run("delete", "pod", "hello").returncode == 0
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=30) == 0
@@ -64,17 +77,39 @@ def test_up_with_the_process_runtime_runs_host_processes_as_nobody(tmp_path: Pat
     node = f"up-process-{os.getpid()}"
     log = tmp_path / "up.log"
     with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "corral.cli.main", "up", "--listen",
-                                 f"127.0.0.1:{free_port()}", "--name", node, "--runtime", "process"],
-                                stdout=out, stderr=subprocess.STDOUT, env=env)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "corral.cli.main",
+                "up",
+                "--listen",
+                f"127.0.0.1:{free_port()}",
+                "--name",
+                node,
+                "--runtime",
+                "process",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
     cli = Cli(env)
     try:
         wait_until(lambda: cli.run("get", "node", node).returncode == 0, 60, "local node registered", log)
         assert "pod security level: privileged (process pods run on this host as 65534:65534" in log.read_text()
-        doc = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "hello"},
-               "spec": {"runtimeClassName": "process", "terminationGracePeriodSeconds": 1,
-                        "containers": [{"name": "main", "image": "host",
-                                        "command": ["/bin/sh", "-c", "echo uid=$(id -u); sleep 3600"]}]}}
+        doc = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "hello"},
+            "spec": {
+                "runtimeClassName": "process",
+                "terminationGracePeriodSeconds": 1,
+                "containers": [
+                    {"name": "main", "image": "host", "command": ["/bin/sh", "-c", "echo uid=$(id -u); sleep 3600"]}
+                ],
+            },
+        }
         applied = cli.run("apply", "-f", "-", stdin=json.dumps(doc).encode())
         assert applied.returncode == 0, applied.stderr
         wait_until(lambda: "uid=65534" in cli.run("logs", "hello").stdout, 60, "the pod's output", log)

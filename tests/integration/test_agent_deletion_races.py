@@ -91,7 +91,8 @@ def _slow_pod() -> pod_pb2.Pod:
 
 @pytest.mark.parametrize("deletion", DELETIONS)
 async def test_an_image_check_under_way_is_abandoned_and_nothing_is_created(
-        tmp_path: Path, deletion: Callable[[pod_pb2.Pod], node_service_pb2.AssignmentSet]) -> None:
+    tmp_path: Path, deletion: Callable[[pod_pb2.Pod], node_service_pb2.AssignmentSet]
+) -> None:
     runtime = SlowStartRuntime(slow="image")
     async with running(PodManager({"docker": runtime}, settings(), tmp_path)) as manager:
         reports = Reports(manager)
@@ -111,7 +112,8 @@ async def test_an_image_check_under_way_is_abandoned_and_nothing_is_created(
 
 @pytest.mark.parametrize("deletion", DELETIONS)
 async def test_a_create_that_raced_the_deletion_is_killed_and_removed(
-        tmp_path: Path, deletion: Callable[[pod_pb2.Pod], node_service_pb2.AssignmentSet]) -> None:
+    tmp_path: Path, deletion: Callable[[pod_pb2.Pod], node_service_pb2.AssignmentSet]
+) -> None:
     runtime = SlowStartRuntime(slow="create")
     async with running(PodManager({"docker": runtime}, settings(), tmp_path)) as manager:
         slow = _slow_pod()

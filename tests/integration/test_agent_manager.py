@@ -27,8 +27,9 @@ NODE = "node-1"
 
 
 def settings() -> WorkerSettings:
-    return WorkerSettings(node_name=NODE, host_ip="10.0.0.1", poll_interval=0.05,
-                          backoff=CrashLoopBackoff(initial=0.1, cap=0.4))
+    return WorkerSettings(
+        node_name=NODE, host_ip="10.0.0.1", poll_interval=0.05, backoff=CrashLoopBackoff(initial=0.1, cap=0.4)
+    )
 
 
 def pod(name: str, image: str = "web:1", policy: str = "Always") -> pod_pb2.Pod:
@@ -76,8 +77,9 @@ async def containers(runtime: FakeRuntime, uid: str) -> list[base.ContainerInfo]
 
 @pytest.fixture
 def runtime() -> FakeRuntime:
-    return FakeRuntime({"crash:1": FakeBehaviour(run_seconds=0.05, exit_code=1),
-                        "missing:1": FakeBehaviour(missing_image=True)})
+    return FakeRuntime(
+        {"crash:1": FakeBehaviour(run_seconds=0.05, exit_code=1), "missing:1": FakeBehaviour(missing_image=True)}
+    )
 
 
 async def running_count(runtime: FakeRuntime, uid: str) -> int:
@@ -99,11 +101,16 @@ async def _no_containers(runtime: FakeRuntime, uid: str) -> bool:
 
 
 async def test_containers_of_unknown_pods_are_stopped(runtime: FakeRuntime, tmp_path: Path) -> None:
-    labels = {base.LABEL_MANAGED: "true", base.LABEL_NODE: NODE, base.LABEL_POD_UID: "stale-uid",
-              base.LABEL_CONTAINER: "main"}
+    labels = {
+        base.LABEL_MANAGED: "true",
+        base.LABEL_NODE: NODE,
+        base.LABEL_POD_UID: "stale-uid",
+        base.LABEL_CONTAINER: "main",
+    }
     stray = await runtime.run(ContainerSpec(name="stray", image="web:1", labels=labels))
-    other_node = await runtime.run(ContainerSpec(
-        name="elsewhere", image="web:1", labels={**labels, base.LABEL_NODE: "node-2"}))
+    other_node = await runtime.run(
+        ContainerSpec(name="elsewhere", image="web:1", labels={**labels, base.LABEL_NODE: "node-2"})
+    )
     async with running(PodManager({"docker": runtime}, settings(), tmp_path)) as manager:
         await manager.apply(assignment(1, pod("a")))
         await eventually(lambda: _gone(runtime, stray.id))
@@ -146,8 +153,12 @@ async def test_crash_loop_is_reported(runtime: FakeRuntime, tmp_path: Path) -> N
 
         def restarted_in_backoff() -> bool:
             seen.extend(r.status for r in manager.outbox.take())
-            return any(s.container_statuses and s.container_statuses[0].restart_count >= 2
-                       and s.container_statuses[0].state.waiting.reason == "CrashLoopBackOff" for s in seen)
+            return any(
+                s.container_statuses
+                and s.container_statuses[0].restart_count >= 2
+                and s.container_statuses[0].state.waiting.reason == "CrashLoopBackOff"
+                for s in seen
+            )
 
         await eventually(restarted_in_backoff)
         last = next(s for s in reversed(seen) if s.container_statuses[0].restart_count >= 2)
@@ -255,7 +266,8 @@ async def test_terminating_pod_is_drained_stopped_and_reported_terminated(tmp_pa
 
 
 async def test_terminated_status_is_resent_until_the_pod_leaves_the_set(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(worker, "TERMINATED_RESEND", 0.1)
     runtime = StopRecordingRuntime()
     async with running(PodManager({"docker": runtime}, settings(), tmp_path)) as manager:
@@ -294,7 +306,8 @@ async def test_a_shorter_grace_applies_to_a_stop_under_way(tmp_path: Path) -> No
 
 
 async def test_a_burst_of_sets_is_written_coalesced_newest_last(
-        runtime: FakeRuntime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    runtime: FakeRuntime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     manager = PodManager({"docker": runtime}, settings(), tmp_path)
     written: list[int] = []
     save = manager.journal._save
@@ -326,7 +339,8 @@ async def test_newest_set_is_written_on_the_way_out(runtime: FakeRuntime, tmp_pa
 
 
 async def test_runtime_scanned_for_orphans_on_the_first_set_and_when_pods_leave(
-        runtime: FakeRuntime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    runtime: FakeRuntime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     scans: list[dict[str, str]] = []
     list_containers = runtime.list
 
@@ -369,8 +383,7 @@ async def test_a_pod_with_a_disk_empty_dir_gets_its_directory_before_it_starts(t
     with_volumes.spec.volumes.add(name="shm").empty_dir.medium = "Memory"
     with_volumes.spec.containers[0].volume_mounts.add(name="scratch", mount_path="/scratch")
     with_volumes.spec.containers[0].volume_mounts.add(name="shm", mount_path="/dev/shm")
-    async with running(PodManager({"docker": runtime}, replace(settings(), volumes_dir=volumes),
-                                  tmp_path)) as manager:
+    async with running(PodManager({"docker": runtime}, replace(settings(), volumes_dir=volumes), tmp_path)) as manager:
         await manager.apply(assignment(1, with_volumes, pod("plain")))
         await eventually(lambda: running_count(runtime, "uid-scratchy"))
         await eventually(lambda: running_count(runtime, "uid-plain"))

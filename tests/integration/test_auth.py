@@ -45,7 +45,8 @@ async def running(etcd_endpoint: str) -> AsyncIterator[RunningServer]:
 async def create_token(running: RunningServer, role: str = "node", ttl: int = 3600) -> JoinToken:
     async with aio_channel(running.address, admin_of(running)) as channel:
         response = await security_pb2_grpc.SecurityServiceStub(channel).CreateToken(
-            security_pb2.CreateTokenRequest(role=role, ttl_seconds=ttl))
+            security_pb2.CreateTokenRequest(role=role, ttl_seconds=ttl)
+        )
     return parse_token(response.token)
 
 
@@ -109,8 +110,11 @@ async def test_no_call_without_a_certificate_of_this_cluster(running: RunningSer
     assert info.value.code() == grpc.StatusCode.UNAVAILABLE
     assert running.ca is not None
     anonymous = Credentials(running.ca.pem, b"", b"")
-    async with grpc.aio.secure_channel(running.address, grpc.ssl_channel_credentials(anonymous.ca),
-                                       options=[("grpc.ssl_target_name_override", certs.SERVER_NAME)]) as channel:
+    async with grpc.aio.secure_channel(
+        running.address,
+        grpc.ssl_channel_credentials(anonymous.ca),
+        options=[("grpc.ssl_target_name_override", certs.SERVER_NAME)],
+    ) as channel:
         with pytest.raises(grpc.aio.AioRpcError) as info:
             await api_pb2_grpc.ObjectServiceStub(channel).List(request, timeout=5)
     assert info.value.code() == grpc.StatusCode.UNAVAILABLE
@@ -120,8 +124,11 @@ async def test_no_call_without_a_certificate_of_this_cluster(running: RunningSer
             await api_pb2_grpc.ObjectServiceStub(channel).List(request, timeout=5)
     assert info.value.code() == grpc.StatusCode.UNAVAILABLE
     # The join port serves only joins.
-    async with grpc.aio.secure_channel(running.join_address, grpc.ssl_channel_credentials(running.ca.pem),
-                                       options=[("grpc.ssl_target_name_override", certs.SERVER_NAME)]) as channel:
+    async with grpc.aio.secure_channel(
+        running.join_address,
+        grpc.ssl_channel_credentials(running.ca.pem),
+        options=[("grpc.ssl_target_name_override", certs.SERVER_NAME)],
+    ) as channel:
         with pytest.raises(grpc.aio.AioRpcError) as info:
             await api_pb2_grpc.ObjectServiceStub(channel).List(request, timeout=5)
     assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
@@ -132,7 +139,8 @@ async def test_only_admins_manage_tokens(running: RunningServer) -> None:
     async with aio_channel(running.address, credentials) as channel:
         with pytest.raises(grpc.aio.AioRpcError) as info:
             await security_pb2_grpc.SecurityServiceStub(channel).CreateToken(
-                security_pb2.CreateTokenRequest(role="admin", ttl_seconds=60))
+                security_pb2.CreateTokenRequest(role="admin", ttl_seconds=60)
+            )
     assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
     assert "may not call" in (info.value.details() or "")
 
@@ -147,8 +155,10 @@ async def test_revoking_a_node_closes_its_streams_and_refuses_its_certificate(ru
         await asyncio.wait_for(stream.read(), 10)
         async with aio_channel(running.address, admin_of(running)) as admin:
             await security_pb2_grpc.SecurityServiceStub(admin).RevokeNode(
-                security_pb2.RevokeNodeRequest(node_name="n1"))
+                security_pb2.RevokeNodeRequest(node_name="n1")
+            )
         revoked_at = time.monotonic()
+
         async def drain() -> None:
             async with asyncio.timeout(5):
                 while True:
@@ -167,7 +177,8 @@ async def test_revoking_a_node_closes_its_streams_and_refuses_its_certificate(ru
     again = await join.join(running.join_address, await create_token(running), "n1")
     async with aio_channel(running.address, again) as channel:
         await node_service_pb2_grpc.NodeServiceStub(channel).Heartbeat(
-            node_service_pb2.HeartbeatRequest(node_name="n1"))
+            node_service_pb2.HeartbeatRequest(node_name="n1")
+        )
 
 
 async def test_renewal_keeps_the_identity_with_a_new_key(running: RunningServer) -> None:

@@ -147,8 +147,10 @@ async def running_cluster() -> AsyncIterator[Cluster]:
             autoscaler,
         ],
     )
-    tasks = [asyncio.create_task(manager.run(), name="controllers"),
-             asyncio.create_task(kubelet(objects), name="kubelet")]
+    tasks = [
+        asyncio.create_task(manager.run(), name="controllers"),
+        asyncio.create_task(kubelet(objects), name="kubelet"),
+    ]
     try:
         yield Cluster(api, objects, metrics, clock)
     finally:

@@ -67,8 +67,9 @@ class _Keep(logging.Handler):
 
 @pytest.fixture
 async def served(etcd_endpoint: str) -> AsyncIterator[Served]:
-    config = ServerConfig(listen="127.0.0.1:0", etcd=[etcd_endpoint], key_prefix=f"/it/{uuid.uuid4().hex}",
-                          metrics_listen="127.0.0.1:0")
+    config = ServerConfig(
+        listen="127.0.0.1:0", etcd=[etcd_endpoint], key_prefix=f"/it/{uuid.uuid4().hex}", metrics_listen="127.0.0.1:0"
+    )
     records: list[logging.LogRecord] = []
     handler = _Keep(records)
     logging.getLogger().addHandler(handler)
@@ -100,8 +101,9 @@ async def _raw(channel: grpc.aio.Channel, path: str, streaming_response: bool, p
 
 
 @pytest.mark.parametrize(("service", "method", "role"), list(_methods()))
-async def test_junk_bytes_are_invalid_argument_on_the_api_port(served: Served, service: str,
-                                                               method: MethodDescriptor, role: str) -> None:
+async def test_junk_bytes_are_invalid_argument_on_the_api_port(
+    served: Served, service: str, method: MethodDescriptor, role: str
+) -> None:
     running = served.running
     credentials = admin_of(running) if role == "admin" else node_of(running, "n1")
     path = f"/{service}/{method.name}"
@@ -135,11 +137,14 @@ def _watch(c: api.Client, version: str) -> None:
         break
 
 
-@pytest.mark.parametrize("version", [
-    pytest.param("-5", id="negative"),
-    pytest.param(str(2**63), id="over-int64"),
-    pytest.param("1e9", id="not-a-number"),
-])
+@pytest.mark.parametrize(
+    "version",
+    [
+        pytest.param("-5", id="negative"),
+        pytest.param(str(2**63), id="over-int64"),
+        pytest.param("1e9", id="not-a-number"),
+    ],
+)
 async def test_bad_watch_versions_are_invalid_argument(served: Served, version: str) -> None:
     c = api.Client(served.running.address, admin_of(served.running))
     try:
@@ -197,14 +202,18 @@ def _http(address: str, request: bytes) -> bytes:
     return b"".join(chunks)
 
 
-@pytest.mark.parametrize("request_bytes", [
-    pytest.param(JUNK * 100 + b"\r\n\r\n", id="binary"),
-    pytest.param(b"GET /metrics?name[]=%zz&&== HTTP/1.1\r\nHost: x\r\n\r\n", id="bad-query"),
-    pytest.param(b"POST /metrics HTTP/1.1\r\nContent-Length: 99999999999999999999\r\n\r\nabc", id="huge-length"),
-    pytest.param(b"GET /" + b"a" * 70000 + b" HTTP/1.1\r\n\r\n", id="long-line"),
-])
-async def test_the_metrics_endpoint_answers_junk_without_a_traceback(served: Served, request_bytes: bytes,
-                                                                     capfd: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        pytest.param(JUNK * 100 + b"\r\n\r\n", id="binary"),
+        pytest.param(b"GET /metrics?name[]=%zz&&== HTTP/1.1\r\nHost: x\r\n\r\n", id="bad-query"),
+        pytest.param(b"POST /metrics HTTP/1.1\r\nContent-Length: 99999999999999999999\r\n\r\nabc", id="huge-length"),
+        pytest.param(b"GET /" + b"a" * 70000 + b" HTTP/1.1\r\n\r\n", id="long-line"),
+    ],
+)
+async def test_the_metrics_endpoint_answers_junk_without_a_traceback(
+    served: Served, request_bytes: bytes, capfd: pytest.CaptureFixture[str]
+) -> None:
     address = served.running.metrics_address
     assert address is not None
     await asyncio.to_thread(_http, address, request_bytes)
@@ -226,14 +235,24 @@ async def test_a_huge_token_lifetime_is_invalid_argument_and_tokens_still_list(s
     assert _tracebacks(served.records) == []
 
 
-@pytest.mark.parametrize(("field", "change"), [
-    pytest.param("metadata.resourceVersion", lambda p: setattr(p.metadata, "resource_version", "abc"),
-                 id="resource-version-not-a-number"),
-    pytest.param("tolerationSeconds", lambda p: p.spec.tolerations.add(
-        key="k", operator="Exists", effect="NoExecute", toleration_seconds=2**62), id="toleration-seconds"),
-])
-async def test_out_of_range_fields_are_field_errors(served: Served, field: str,
-                                                    change: Callable[[pod_pb2.Pod], object]) -> None:
+@pytest.mark.parametrize(
+    ("field", "change"),
+    [
+        pytest.param(
+            "metadata.resourceVersion",
+            lambda p: setattr(p.metadata, "resource_version", "abc"),
+            id="resource-version-not-a-number",
+        ),
+        pytest.param(
+            "tolerationSeconds",
+            lambda p: p.spec.tolerations.add(key="k", operator="Exists", effect="NoExecute", toleration_seconds=2**62),
+            id="toleration-seconds",
+        ),
+    ],
+)
+async def test_out_of_range_fields_are_field_errors(
+    served: Served, field: str, change: Callable[[pod_pb2.Pod], object]
+) -> None:
     c = api.Client(served.running.address, admin_of(served.running))
     try:
         created = await asyncio.to_thread(c.create, _bound_pod("range"))

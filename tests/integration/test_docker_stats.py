@@ -66,8 +66,12 @@ class Engine:
         return runtime, engine_stats
 
     def spec(self, name: str) -> ContainerSpec:
-        return ContainerSpec(name=f"corral-test-{self.test_id}-{name}", image=IMAGE, command=BUSY,
-                             labels={LABEL_MANAGED: "true", TEST_LABEL: self.test_id})
+        return ContainerSpec(
+            name=f"corral-test-{self.test_id}-{name}",
+            image=IMAGE,
+            command=BUSY,
+            labels={LABEL_MANAGED: "true", TEST_LABEL: self.test_id},
+        )
 
 
 class _Api:
@@ -158,8 +162,13 @@ async def test_a_container_under_another_cgroup_parent_is_found_by_its_main_proc
     runtime, engine_stats = engine.runtime()
     parent = f"/corral-test-{engine.test_id}"
     container = await asyncio.to_thread(
-        engine.client.containers.run, IMAGE, BUSY, detach=True, cgroup_parent=parent,
-        name=f"corral-test-{engine.test_id}-parent", labels={TEST_LABEL: engine.test_id},
+        engine.client.containers.run,
+        IMAGE,
+        BUSY,
+        detach=True,
+        cgroup_parent=parent,
+        name=f"corral-test-{engine.test_id}-parent",
+        labels={TEST_LABEL: engine.test_id},
     )
     try:
         stats = await eventually(
@@ -193,7 +202,10 @@ async def test_a_busy_docker_pod_is_measured_on_a_host_whose_engine_stats_are_br
     pod = pod_pb2.Pod()
     pod.metadata.namespace, pod.metadata.name, pod.metadata.uid = "default", "burn", f"uid-{engine.test_id}"
     labels = {
-        LABEL_MANAGED: "true", TEST_LABEL: engine.test_id, LABEL_NODE: "node-1", LABEL_POD_UID: pod.metadata.uid,
+        LABEL_MANAGED: "true",
+        TEST_LABEL: engine.test_id,
+        LABEL_NODE: "node-1",
+        LABEL_POD_UID: pod.metadata.uid,
         LABEL_CONTAINER: "main",
     }
     await runtime.run(replace(engine.spec("burn"), labels=labels))

@@ -155,8 +155,12 @@ async def running_cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
         termination_drain=DRAIN,
     )
     manager = PodManager({"docker": runtime}, settings, tmp_path)
-    session = Session(SessionConfig(server=f"127.0.0.1:{port}", node_name=NODE, labels={}), manager, node_status(),
-                      identity=node_identity(pki.node(NODE), tmp_path))
+    session = Session(
+        SessionConfig(server=f"127.0.0.1:{port}", node_name=NODE, labels={}),
+        manager,
+        node_status(),
+        identity=node_identity(pki.node(NODE), tmp_path),
+    )
     cluster = Cluster(api, objects, runtime)
     cluster.tasks = [
         asyncio.create_task(controllers.run(), name="controllers"),

@@ -52,8 +52,9 @@ PROGRAM = textwrap.dedent("""
 def _run(env_extra: dict[str, str]) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "GRPC_ENABLE_FORK_SUPPORT"} | env_extra
     try:
-        return subprocess.run([sys.executable, "-c", PROGRAM], capture_output=True, text=True, env=env, timeout=120,
-                              check=False)
+        return subprocess.run(
+            [sys.executable, "-c", PROGRAM], capture_output=True, text=True, env=env, timeout=120, check=False
+        )
     except subprocess.TimeoutExpired as e:  # hung: what it printed so far
         stderr = e.stderr.decode(errors="replace") if isinstance(e.stderr, bytes) else (e.stderr or "")
         return subprocess.CompletedProcess(e.cmd, -9, "", stderr + "\n(timed out)")

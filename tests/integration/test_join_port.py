@@ -24,8 +24,13 @@ BURST = 3
 @pytest.fixture
 async def running(etcd_endpoint: str) -> AsyncIterator[RunningServer]:
     # A refill slower than the test: only the burst counts.
-    config = ServerConfig(listen="127.0.0.1:0", etcd=[etcd_endpoint], key_prefix=f"/join/{uuid.uuid4().hex}",
-                          join_burst=BURST, join_rate=0.001)
+    config = ServerConfig(
+        listen="127.0.0.1:0",
+        etcd=[etcd_endpoint],
+        key_prefix=f"/join/{uuid.uuid4().hex}",
+        join_burst=BURST,
+        join_rate=0.001,
+    )
     async with AsyncExitStack() as stack:
         yield await start(config, stack)
 
@@ -55,20 +60,21 @@ async def test_the_join_port_rate_limits_each_source_address(running: RunningSer
     assert [e["event"] for e in logs if e["event"].startswith("join")] == ["join_rate_limited"]  # once
 
 
-@pytest.mark.parametrize("name", [
-    pytest.param("n" * 10_000, id="10,000 characters"),
-    pytest.param("a..b", id="not a DNS-1123 subdomain"),
-    pytest.param("Upper", id="upper case"),
-])
-async def test_join_names_are_the_apis_node_names_and_log_lines_stay_short(running: RunningServer,
-                                                                         name: str) -> None:
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param("n" * 10_000, id="10,000 characters"),
+        pytest.param("a..b", id="not a DNS-1123 subdomain"),
+        pytest.param("Upper", id="upper case"),
+    ],
+)
+async def test_join_names_are_the_apis_node_names_and_log_lines_stay_short(running: RunningServer, name: str) -> None:
     token = await create_token(running)
     key = certs.new_key()
     csr = certs.make_csr(key, Identity(Role.NODE, "n1"))
     with capture_logs() as logs:
         for secret in ("0" * 16, token.secret):  # a wrong token, then the right one
-            request = security_pb2.JoinRequest(token_id=token.id, token_secret=secret, csr=csr, name=name,
-                                               role="node")
+            request = security_pb2.JoinRequest(token_id=token.id, token_secret=secret, csr=csr, name=name, role="node")
             checked_first = len(name) > 253 or secret == token.secret  # a long name: before the token
             expected = grpc.StatusCode.INVALID_ARGUMENT if checked_first else grpc.StatusCode.UNAUTHENTICATED
             assert await raw_join(running, request) == expected

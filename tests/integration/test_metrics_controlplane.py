@@ -58,8 +58,10 @@ async def test_control_plane_metrics_over_http(running: RunningServer) -> None:
     assert running.metrics_address is not None
     assert running.elector is not None
     await asyncio.wait_for(running.elector.leading.wait(), 30)
-    async with (aio_channel(running.address, admin_of(running)) as channel,
-                aio_channel(running.address, node_of(running, "n1")) as node_channel):
+    async with (
+        aio_channel(running.address, admin_of(running)) as channel,
+        aio_channel(running.address, node_of(running, "n1")) as node_channel,
+    ):
         objects = api_pb2_grpc.ObjectServiceStub(channel)
         nodes = node_service_pb2_grpc.NodeServiceStub(node_channel)
         await nodes.Register(registration("n1"))

@@ -26,8 +26,9 @@ LIFETIME = dt.timedelta(seconds=3)
 
 @pytest.fixture
 async def running(etcd_endpoint: str) -> AsyncIterator[RunningServer]:
-    config = ServerConfig(listen="127.0.0.1:0", etcd=[etcd_endpoint], key_prefix=f"/id/{uuid.uuid4().hex}",
-                          node_cert_lifetime=LIFETIME)
+    config = ServerConfig(
+        listen="127.0.0.1:0", etcd=[etcd_endpoint], key_prefix=f"/id/{uuid.uuid4().hex}", node_cert_lifetime=LIFETIME
+    )
     async with AsyncExitStack() as stack:
         yield await start(config, stack)
 
@@ -35,7 +36,8 @@ async def running(etcd_endpoint: str) -> AsyncIterator[RunningServer]:
 async def token(running: RunningServer) -> str:
     async with aio_channel(running.address, admin_of(running)) as channel:
         response = await security_pb2_grpc.SecurityServiceStub(channel).CreateToken(
-            security_pb2.CreateTokenRequest(role="node", ttl_seconds=600))
+            security_pb2.CreateTokenRequest(role="node", ttl_seconds=600)
+        )
     return response.token
 
 
@@ -60,23 +62,27 @@ async def test_the_certificate_renews_itself_before_expiry(running: RunningServe
     assert renewed_at < first_expiry
     assert Credentials.load(tmp_path / "pki") == renewed
     async with aio_channel(running.address, renewed) as channel:
-        await node_service_pb2_grpc.NodeServiceStub(channel).Register(node_service_pb2.RegisterRequest(
-            node_name="n1", status=node_pb2.NodeStatus(runtimes=["fake"])))
+        await node_service_pb2_grpc.NodeServiceStub(channel).Register(
+            node_service_pb2.RegisterRequest(node_name="n1", status=node_pb2.NodeStatus(runtimes=["fake"]))
+        )
 
 
 async def test_off_past_expiry_joins_again_only_with_a_token(running: RunningServer, tmp_path: Path) -> None:
-    joined = await NodeCredentials("n1", tmp_path, token=await token(running),
-                                join_addresses=[running.join_address]).ensure()
+    joined = await NodeCredentials(
+        "n1", tmp_path, token=await token(running), join_addresses=[running.join_address]
+    ).ensure()
     later = joined.certificate().not_valid_after_utc + dt.timedelta(seconds=1)
     without = NodeCredentials("n1", tmp_path, join_addresses=[running.join_address], now=lambda: later)
     with pytest.raises(CredentialsError, match="expired.*--token"):
         await without.ensure()
-    with_token = NodeCredentials("n1", tmp_path, token=await token(running), join_addresses=[running.join_address],
-                              now=lambda: later - LIFETIME)
+    with_token = NodeCredentials(
+        "n1", tmp_path, token=await token(running), join_addresses=[running.join_address], now=lambda: later - LIFETIME
+    )
     # Its clock says the saved certificate is still good: kept, no join.
     assert await with_token.ensure() == joined
-    expired = NodeCredentials("n1", tmp_path, token=await token(running), join_addresses=[running.join_address],
-                           now=lambda: later)
+    expired = NodeCredentials(
+        "n1", tmp_path, token=await token(running), join_addresses=[running.join_address], now=lambda: later
+    )
     fresh = await expired.ensure()
     assert fresh != joined and fresh.identity() == joined.identity()
 

@@ -65,8 +65,11 @@ class Cluster:
         pod = pod_pb2.Pod()
         pod.metadata.name = name
         if owned:
-            pod.metadata.owner_references.append(meta_pb2.OwnerReference(
-                api_version="apps/v1", kind="ReplicaSet", name="web-abc", uid="rs-uid", controller=True))
+            pod.metadata.owner_references.append(
+                meta_pb2.OwnerReference(
+                    api_version="apps/v1", kind="ReplicaSet", name="web-abc", uid="rs-uid", controller=True
+                )
+            )
         pod.spec.node_name = node
         pod.spec.containers.add(name="app", image="busybox:1.36")
         created = await self.api.create(pod)
@@ -128,8 +131,12 @@ async def cluster() -> AsyncIterator[Cluster]:
     objects = ObjectStore(MemoryStore())
     api = ObjectApi(objects)
     controller = NodeLifecycleController(
-        api, EventRecorder(api, "node-lifecycle-controller"), grace=GRACE, eviction_rate=50.0,
-        owned_toleration=OWNED_TOLERATION)
+        api,
+        EventRecorder(api, "node-lifecycle-controller"),
+        grace=GRACE,
+        eviction_rate=50.0,
+        owned_toleration=OWNED_TOLERATION,
+    )
     manager = ControllerManager(objects, [controller])
     c = Cluster(api, objects)
     await c.add_node("n1")

@@ -18,14 +18,17 @@ pytestmark = pytest.mark.etcd
 __all__ = ["plane"]  # the fixture
 
 
-@pytest.mark.parametrize(("key", "value"), [
-    pytest.param("node-role.kubernetes.io/control-plane", "", id="a role"),
-    pytest.param("node-restriction.kubernetes.io/pci", "yes", id="node-restriction prefix"),
-    pytest.param("example.node-restriction.kubernetes.io/pci", "yes", id="node-restriction subdomain"),
-    pytest.param("kubernetes.io/hostname", "n2", id="another node's hostname"),
-    pytest.param("kubernetes.io/role", "master", id="other kubernetes.io label"),
-    pytest.param("corral.io/dedicated", "db", id="corral's own prefix"),
-])
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        pytest.param("node-role.kubernetes.io/control-plane", "", id="a role"),
+        pytest.param("node-restriction.kubernetes.io/pci", "yes", id="node-restriction prefix"),
+        pytest.param("example.node-restriction.kubernetes.io/pci", "yes", id="node-restriction subdomain"),
+        pytest.param("kubernetes.io/hostname", "n2", id="another node's hostname"),
+        pytest.param("kubernetes.io/role", "master", id="other kubernetes.io label"),
+        pytest.param("corral.io/dedicated", "db", id="corral's own prefix"),
+    ],
+)
 async def test_register_cannot_set_labels_reserved_to_admins(plane: Plane, key: str, value: str) -> None:
     nodes = await plane.node("n1")
     request = registration("n1")
@@ -42,9 +45,16 @@ async def test_register_cannot_set_labels_reserved_to_admins(plane: Plane, key: 
 async def test_register_may_set_the_kubelets_own_labels(plane: Plane) -> None:
     nodes = await plane.node("n1")
     request = registration("n1")
-    request.labels.update({"kubernetes.io/hostname": "n1", "kubernetes.io/arch": "arm64",
-                           "topology.kubernetes.io/zone": "rack-2", "node.kubernetes.io/instance-type": "pi4",
-                           "kubelet.kubernetes.io/x": "y", "disk": "ssd"})
+    request.labels.update(
+        {
+            "kubernetes.io/hostname": "n1",
+            "kubernetes.io/arch": "arm64",
+            "topology.kubernetes.io/zone": "rack-2",
+            "node.kubernetes.io/instance-type": "pi4",
+            "kubelet.kubernetes.io/x": "y",
+            "disk": "ssd",
+        }
+    )
     await nodes.Register(request)
     got = (await (await plane.admin()).Get(api_pb2.GetRequest(kind="node", name="n1"))).object.node
     assert dict(got.metadata.labels) == dict(request.labels)
@@ -116,8 +126,12 @@ async def test_reregister_keeps_the_labels_an_admin_set(plane: Plane) -> None:
     request.labels["rack"] = "7"
     await nodes.Register(request)
     got = (await objects.Get(api_pb2.GetRequest(kind="node", name="n1"))).object.node
-    assert dict(got.metadata.labels) == {"zone": "b", "dedicated": "db", "node-role.kubernetes.io/edge": "",
-                                         "rack": "7"}
+    assert dict(got.metadata.labels) == {
+        "zone": "b",
+        "dedicated": "db",
+        "node-role.kubernetes.io/edge": "",
+        "rack": "7",
+    }
 
 
 def usage(namespace: str, name: str, uid: str) -> metrics_pb2.PodUsage:
@@ -137,17 +151,26 @@ async def test_metrics_reports_count_only_for_the_reporting_nodes_pods(plane: Pl
     await assigned(stream, "theirs")  # the control plane's pod cache has both
     stream.cancel()
     with pytest.raises(grpc.aio.AioRpcError) as info:
-        await n1.ReportMetrics(metrics_pb2.MetricsReport(
-            node_name="n1", pods=[usage("default", "mine", mine.metadata.uid),
-                                  usage("default", "theirs", theirs.metadata.uid)]))
+        await n1.ReportMetrics(
+            metrics_pb2.MetricsReport(
+                node_name="n1",
+                pods=[usage("default", "mine", mine.metadata.uid), usage("default", "theirs", theirs.metadata.uid)],
+            )
+        )
     assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
     assert 'pod default/theirs, which is bound to node "n2"' in (info.value.details() or "")
     # Without the uid, or for a pod that does not exist: left out, the rest kept.
-    await n1.ReportMetrics(metrics_pb2.MetricsReport(
-        node_name="n1", pods=[usage("default", "mine", mine.metadata.uid), usage("default", "theirs", ""),
-                              usage("default", "ghost", "x")]))
+    await n1.ReportMetrics(
+        metrics_pb2.MetricsReport(
+            node_name="n1",
+            pods=[
+                usage("default", "mine", mine.metadata.uid),
+                usage("default", "theirs", ""),
+                usage("default", "ghost", "x"),
+            ],
+        )
+    )
     channel = await plane.stack.enter_async_context(aio_channel(plane.running.address, admin_of(plane.running)))
     metrics = metrics_pb2_grpc.MetricsServiceStub(channel)
     got = await metrics.PodMetrics(metrics_pb2.PodMetricsRequest(namespace="default"))
     assert [(p.name, p.usage.containers[0].cpu_millis) for p in got.items] == [("mine", 900)]
-

@@ -88,8 +88,9 @@ def bound_pod(name: str, node: str) -> api_pb2.Object:
     return api_pb2.Object(pod=p)
 
 
-async def assigned(stream: AsyncIterable[node_service_pb2.AssignmentSet], name: str,
-                   *, terminating: bool = False) -> None:
+async def assigned(
+    stream: AsyncIterable[node_service_pb2.AssignmentSet], name: str, *, terminating: bool = False
+) -> None:
     """Read a node's assignment stream until pod ``name`` is in it (and terminating, if asked):
     then the control plane's pod cache has that version of the pod."""
     async with asyncio.timeout(10):
@@ -117,9 +118,17 @@ async def test_assignment_stream_and_status_reports(plane: Plane) -> None:
     # A pod the node reports but does not have (gone, or recreated with another uid): unknown to it.
     gone = uuid.uuid4().hex
     status = pod_pb2.PodStatus(phase="Running", host_ip="10.0.0.1")
-    response = await nodes.ReportStatus(node_service_pb2.ReportStatusRequest(node_name="n1", pods=[
-        node_service_pb2.PodStatusReport(namespace="default", name="mine", uid=mine.metadata.uid, status=status),
-        node_service_pb2.PodStatusReport(namespace="default", name="gone", uid=gone, status=status)]))
+    response = await nodes.ReportStatus(
+        node_service_pb2.ReportStatusRequest(
+            node_name="n1",
+            pods=[
+                node_service_pb2.PodStatusReport(
+                    namespace="default", name="mine", uid=mine.metadata.uid, status=status
+                ),
+                node_service_pb2.PodStatusReport(namespace="default", name="gone", uid=gone, status=status),
+            ],
+        )
+    )
     assert list(response.unknown_uids) == [gone]
     stored = (await objects.Get(api_pb2.GetRequest(kind="pod", name="mine"))).object.pod
     assert stored.status.phase == "Running"
@@ -132,9 +141,16 @@ async def test_assignment_stream_and_status_reports(plane: Plane) -> None:
         terminating = await stream.read()
     assert [p.metadata.deletion_timestamp for p in terminating.pods] == [marked.metadata.deletion_timestamp]
     stopped = pod_pb2.PodStatus(phase="Failed", host_ip="10.0.0.1")
-    response = await nodes.ReportStatus(node_service_pb2.ReportStatusRequest(node_name="n1", pods=[
-        node_service_pb2.PodStatusReport(namespace="default", name="mine", uid=mine.metadata.uid, status=stopped,
-                                         terminated=True)]))
+    response = await nodes.ReportStatus(
+        node_service_pb2.ReportStatusRequest(
+            node_name="n1",
+            pods=[
+                node_service_pb2.PodStatusReport(
+                    namespace="default", name="mine", uid=mine.metadata.uid, status=stopped, terminated=True
+                )
+            ],
+        )
+    )
     assert list(response.unknown_uids) == []
     async with asyncio.timeout(10):
         emptied = await stream.read()
@@ -157,22 +173,41 @@ async def test_terminated_reports_only_delete_terminating_pods_of_that_node(plan
     n2_stream = n2.WatchAssignments(node_service_pb2.AssignmentsRequest(node_name="n2"))
     await assigned(n2_stream, "elsewhere", terminating=True)
     status = pod_pb2.PodStatus(phase="Running", host_ip="10.0.0.1")
-    response = await n1.ReportStatus(node_service_pb2.ReportStatusRequest(node_name="n1", pods=[
-        node_service_pb2.PodStatusReport(namespace="default", name="running", uid=running.metadata.uid,
-                                         status=status, terminated=True)]))
+    response = await n1.ReportStatus(
+        node_service_pb2.ReportStatusRequest(
+            node_name="n1",
+            pods=[
+                node_service_pb2.PodStatusReport(
+                    namespace="default", name="running", uid=running.metadata.uid, status=status, terminated=True
+                )
+            ],
+        )
+    )
     assert list(response.unknown_uids) == []
     # Another node's terminating pod: refused (node restriction), not deleted.
     with pytest.raises(grpc.aio.AioRpcError) as refused:
-        await n1.ReportStatus(node_service_pb2.ReportStatusRequest(node_name="n1", pods=[
-            node_service_pb2.PodStatusReport(namespace="default", name="elsewhere", uid=elsewhere.metadata.uid,
-                                             status=status, terminated=True)]))
+        await n1.ReportStatus(
+            node_service_pb2.ReportStatusRequest(
+                node_name="n1",
+                pods=[
+                    node_service_pb2.PodStatusReport(
+                        namespace="default",
+                        name="elsewhere",
+                        uid=elsewhere.metadata.uid,
+                        status=status,
+                        terminated=True,
+                    )
+                ],
+            )
+        )
     assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
     n2_stream.cancel()
     kept = (await objects.Get(api_pb2.GetRequest(kind="pod", name="running"))).object.pod
     assert kept.status.phase == "Running" and not kept.metadata.HasField("deletion_timestamp")
     # A force delete (grace 0) removes a terminating pod without its node.
     assert (await objects.Get(api_pb2.GetRequest(kind="pod", name="elsewhere"))).object.pod.metadata.HasField(
-        "deletion_timestamp")
+        "deletion_timestamp"
+    )
     await objects.Delete(api_pb2.DeleteRequest(kind="pod", name="elsewhere", grace_period_seconds=0))
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await objects.Get(api_pb2.GetRequest(kind="pod", name="elsewhere"))
@@ -185,8 +220,10 @@ async def test_a_node_certificate_acts_only_for_its_own_node(plane: Plane) -> No
     await n1.Register(registration("n1"))
     await n2.Register(registration("n2"))
     before = (await objects.Get(api_pb2.GetRequest(kind="node", name="n2"))).object.node
-    for call in (lambda: n1.Heartbeat(node_service_pb2.HeartbeatRequest(node_name="n2")),
-                 lambda: n1.Register(registration("n2"))):
+    for call in (
+        lambda: n1.Heartbeat(node_service_pb2.HeartbeatRequest(node_name="n2")),
+        lambda: n1.Register(registration("n2")),
+    ):
         with pytest.raises(grpc.aio.AioRpcError) as info:
             await call()
         assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
@@ -201,8 +238,9 @@ async def test_a_node_certificate_acts_only_for_its_own_node(plane: Plane) -> No
     n2_stream = n2.WatchAssignments(node_service_pb2.AssignmentsRequest(node_name="n2"))
     await assigned(n2_stream, "theirs")  # the control plane knows where "theirs" is bound
     status = pod_pb2.PodStatus(phase="Running", host_ip="10.0.0.1")
-    report = node_service_pb2.PodStatusReport(namespace="default", name="theirs", uid=theirs.metadata.uid,
-                                              status=status)
+    report = node_service_pb2.PodStatusReport(
+        namespace="default", name="theirs", uid=theirs.metadata.uid, status=status
+    )
     for node_name in ("n1", "n2"):  # as itself about n2's pod, or posing as n2
         with pytest.raises(grpc.aio.AioRpcError) as info:
             await n1.ReportStatus(node_service_pb2.ReportStatusRequest(node_name=node_name, pods=[report]))
@@ -219,7 +257,8 @@ async def test_admins_and_nodes_keep_to_their_own_services(plane: Plane) -> None
         await node_service_pb2_grpc.NodeServiceStub(admin_channel).Register(registration("n1"))
     assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
     node_channel = await plane.stack.enter_async_context(
-        aio_channel(plane.running.address, node_of(plane.running, "n1")))
+        aio_channel(plane.running.address, node_of(plane.running, "n1"))
+    )
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await api_pb2_grpc.ObjectServiceStub(node_channel).Get(api_pb2.GetRequest(kind="node", name="n1"))
     assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
@@ -240,25 +279,30 @@ def test_heartbeat_period_stretches_on_large_clusters() -> None:
 def running_report(pod: pod_pb2.Pod, phase: str = "Running") -> node_service_pb2.PodStatusReport:
     status = pod_pb2.PodStatus(phase=phase)
     status.conditions.add(type="Ready", status="True")
-    return node_service_pb2.PodStatusReport(namespace="default", name=pod.metadata.name, uid=pod.metadata.uid,
-                                            status=status)
+    return node_service_pb2.PodStatusReport(
+        namespace="default", name=pod.metadata.name, uid=pod.metadata.uid, status=status
+    )
 
 
 async def test_one_report_of_many_pods_is_one_transaction_and_a_stale_cache_falls_back(plane: Plane) -> None:
     nodes = await plane.node("n1")
     objects = await plane.admin()
     await nodes.Register(registration("n1"))
-    created = [(await objects.Create(api_pb2.CreateRequest(object=bound_pod(f"p{i}", "n1")))).object.pod
-               for i in range(5)]
+    created = [
+        (await objects.Create(api_pb2.CreateRequest(object=bound_pod(f"p{i}", "n1")))).object.pod for i in range(5)
+    ]
     stream = nodes.WatchAssignments(node_service_pb2.AssignmentsRequest(node_name="n1"))
     async with asyncio.timeout(10):
         while len((await stream.read()).pods) < 5:  # the serving cache has every pod
             pass
-    response = await nodes.ReportStatus(node_service_pb2.ReportStatusRequest(
-        node_name="n1", pods=[running_report(p) for p in created]))
+    response = await nodes.ReportStatus(
+        node_service_pb2.ReportStatusRequest(node_name="n1", pods=[running_report(p) for p in created])
+    )
     assert list(response.unknown_uids) == []
-    after = [(await objects.Get(api_pb2.GetRequest(kind="pod", namespace="default", name=p.metadata.name)))
-             .object.pod for p in created]
+    after = [
+        (await objects.Get(api_pb2.GetRequest(kind="pod", namespace="default", name=p.metadata.name))).object.pod
+        for p in created
+    ]
     assert [p.status.phase for p in after] == ["Running"] * 5
     # Written together: one etcd revision for all five.
     assert len({p.metadata.resource_version for p in after}) == 1
@@ -268,11 +312,14 @@ async def test_one_report_of_many_pods_is_one_transaction_and_a_stale_cache_fall
     changed.CopyFrom(after[0])
     changed.metadata.labels["touched"] = "yes"
     await objects.Update(api_pb2.UpdateRequest(object=api_pb2.Object(pod=changed)))
-    response = await nodes.ReportStatus(node_service_pb2.ReportStatusRequest(
-        node_name="n1", pods=[running_report(p, "Succeeded") for p in after]))
+    response = await nodes.ReportStatus(
+        node_service_pb2.ReportStatusRequest(node_name="n1", pods=[running_report(p, "Succeeded") for p in after])
+    )
     assert list(response.unknown_uids) == []
-    final = [(await objects.Get(api_pb2.GetRequest(kind="pod", namespace="default", name=p.metadata.name)))
-             .object.pod for p in created]
+    final = [
+        (await objects.Get(api_pb2.GetRequest(kind="pod", namespace="default", name=p.metadata.name))).object.pod
+        for p in created
+    ]
     assert [p.status.phase for p in final] == ["Succeeded"] * 5
     assert final[0].metadata.labels["touched"] == "yes"
     stream.cancel()
@@ -322,14 +369,16 @@ async def test_a_stale_cached_pod_alone_takes_the_per_pod_path(etcd_endpoint: st
 
         async def cached(phase: str) -> None:
             async with asyncio.timeout(10):
-                while [p.status.phase for p in pods.items.values() if isinstance(p, pod_pb2.Pod)] != \
-                        [phase] * len(created):
+                while [p.status.phase for p in pods.items.values() if isinstance(p, pod_pb2.Pod)] != [phase] * len(
+                    created
+                ):
                     await asyncio.sleep(0.01)
 
         following = asyncio.create_task(pods.run())
         await cached("Pending")
-        response = await nodes.ReportStatus(node_service_pb2.ReportStatusRequest(
-            node_name="n1", pods=[running_report(p) for p in created]))
+        response = await nodes.ReportStatus(
+            node_service_pb2.ReportStatusRequest(node_name="n1", pods=[running_report(p) for p in created])
+        )
         assert list(response.unknown_uids) == [] and service.per_pod == []
         await cached("Running")
         # The cache stops here (a watch lagging behind), and someone else writes p2.
@@ -341,8 +390,9 @@ async def test_a_stale_cached_pod_alone_takes_the_per_pod_path(etcd_endpoint: st
         touched = await objects.update(theirs)
         assert isinstance(touched, pod_pb2.Pod)
 
-        response = await nodes.ReportStatus(node_service_pb2.ReportStatusRequest(
-            node_name="n1", pods=[running_report(p, "Succeeded") for p in created]))
+        response = await nodes.ReportStatus(
+            node_service_pb2.ReportStatusRequest(node_name="n1", pods=[running_report(p, "Succeeded") for p in created])
+        )
 
         assert list(response.unknown_uids) == []
         assert service.per_pod == ["p2"]  # not the whole report: only the pod that moved
@@ -359,8 +409,9 @@ async def test_stream_status_writes_each_request_and_answers_them_in_order(plane
     nodes = await plane.node("n1")
     objects = await plane.admin()
     await nodes.Register(registration("n1"))
-    created = [(await objects.Create(api_pb2.CreateRequest(object=bound_pod(f"p{i}", "n1")))).object.pod
-               for i in range(3)]
+    created = [
+        (await objects.Create(api_pb2.CreateRequest(object=bound_pod(f"p{i}", "n1")))).object.pod for i in range(3)
+    ]
     p0, p1, p2 = created
     gone1, gone3 = uuid.uuid4().hex, uuid.uuid4().hex  # pods the node reports but that do not exist
     status = pod_pb2.PodStatus(phase="Running")
@@ -371,8 +422,9 @@ async def test_stream_status_writes_each_request_and_answers_them_in_order(plane
     requests = [
         node_service_pb2.ReportStatusRequest(node_name="n1", pods=[running_report(p0), unknown(gone1)]),
         node_service_pb2.ReportStatusRequest(node_name="n1", pods=[running_report(p1)]),
-        node_service_pb2.ReportStatusRequest(node_name="n1", pods=[running_report(p0, "Succeeded"),
-                                                                   running_report(p2), unknown(gone3)]),
+        node_service_pb2.ReportStatusRequest(
+            node_name="n1", pods=[running_report(p0, "Succeeded"), running_report(p2), unknown(gone3)]
+        ),
     ]
     call = nodes.StreamStatus()
     async with asyncio.timeout(10):
@@ -386,11 +438,12 @@ async def test_stream_status_writes_each_request_and_answers_them_in_order(plane
     # One answer per request, in the requests' order (each names its own request's unknown pod).
     assert [list(a.unknown_uids) for a in answers] == [[gone1], [], [gone3]]
     assert end is grpc.aio.EOF and code == grpc.StatusCode.OK
-    stored = {p.metadata.name: (await objects.Get(api_pb2.GetRequest(kind="pod", name=p.metadata.name))).object.pod
-              for p in created}
+    stored = {
+        p.metadata.name: (await objects.Get(api_pb2.GetRequest(kind="pod", name=p.metadata.name))).object.pod
+        for p in created
+    }
     # Written in order too: p0's status from the third request, not the first's.
-    assert {name: p.status.phase for name, p in stored.items()} == {"p0": "Succeeded", "p1": "Running",
-                                                                    "p2": "Running"}
+    assert {name: p.status.phase for name, p in stored.items()} == {"p0": "Succeeded", "p1": "Running", "p2": "Running"}
     assert stored["p1"].status.conditions[0].type == "Ready"
 
 
@@ -411,8 +464,11 @@ async def test_stream_status_refuses_another_nodes_pod_and_another_node_name(pla
         await call.write(node_service_pb2.ReportStatusRequest(node_name="n1", pods=[running_report(mine)]))
         assert list((await call.read()).unknown_uids) == []
         with contextlib.suppress(grpc.aio.AioRpcError):  # the write may already find the stream failed
-            await call.write(node_service_pb2.ReportStatusRequest(node_name="n1", pods=[
-                running_report(mine, "Succeeded"), running_report(theirs)]))
+            await call.write(
+                node_service_pb2.ReportStatusRequest(
+                    node_name="n1", pods=[running_report(mine, "Succeeded"), running_report(theirs)]
+                )
+            )
         with pytest.raises(grpc.aio.AioRpcError) as info:
             await call.read()
     assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED

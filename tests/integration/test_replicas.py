@@ -155,8 +155,12 @@ async def test_an_agent_given_several_servers_moves_to_the_next_on_reconnect(
     config = SessionConfig(
         server=f"{DEAD},{live}", node_name="n1", labels={}, backoff=ExponentialBackoff(initial=0.05, cap=0.2)
     )
-    session = Session(config, manager, node_status(address="127.0.0.1", runtimes=["fake"]),
-                      identity=node_identity(node_of(replicas[1].running, "n1"), tmp_path))
+    session = Session(
+        config,
+        manager,
+        node_status(address="127.0.0.1", runtimes=["fake"]),
+        identity=node_identity(node_of(replicas[1].running, "n1"), tmp_path),
+    )
 
     with capture_logs() as logs:
         task = asyncio.create_task(session.run())

@@ -34,8 +34,15 @@ async def replicas(etcd_endpoint: str) -> AsyncIterator[list[RunningServer]]:
     """Two replicas of one cluster (one store prefix), each with its API, join and metrics ports."""
     prefix = f"/reserved/{uuid.uuid4().hex}"
     async with AsyncExitStack() as stack:
-        yield [await start(ServerConfig(listen="127.0.0.1:0", etcd=[etcd_endpoint], key_prefix=prefix,
-                                        metrics_listen="127.0.0.1:0"), stack) for _ in range(2)]
+        yield [
+            await start(
+                ServerConfig(
+                    listen="127.0.0.1:0", etcd=[etcd_endpoint], key_prefix=prefix, metrics_listen="127.0.0.1:0"
+                ),
+                stack,
+            )
+            for _ in range(2)
+        ]
 
 
 async def refused(objects: api_pb2_grpc.ObjectServiceAsyncStub, call: str, obj: api_pb2.Object) -> str:

@@ -35,8 +35,9 @@ def pod(name: str, cpu: str, owner: str = "") -> pod_pb2.Pod:
     p = pod_pb2.Pod()
     p.metadata.name = name
     if owner:
-        p.metadata.owner_references.append(meta_pb2.OwnerReference(
-            api_version="apps/v1", kind="ReplicaSet", name="rs", uid=owner, controller=True))
+        p.metadata.owner_references.append(
+            meta_pb2.OwnerReference(api_version="apps/v1", kind="ReplicaSet", name="rs", uid=owner, controller=True)
+        )
     c = p.spec.containers.add(name="main", image="busybox:1")
     c.resources.requests["cpu"] = cpu
     return p
@@ -88,8 +89,10 @@ async def test_capacity_is_never_exceeded_and_the_rest_is_explained(batch: int) 
         await asyncio.gather(*(api.create(pod(f"p{i:02d}", "300m")) for i in range(batch)))
 
         def settled(ps: list[pod_pb2.Pod]) -> bool:
-            return all(p.spec.node_name or any(c.type == "PodScheduled" and c.status == "False"
-                                               for c in p.status.conditions) for p in ps)
+            return all(
+                p.spec.node_name or any(c.type == "PodScheduled" and c.status == "False" for c in p.status.conditions)
+                for p in ps
+            )
 
         final = await wait_for(api, settled)
         per_node = Counter(p.spec.node_name for p in final if p.spec.node_name)
@@ -103,8 +106,13 @@ async def test_capacity_is_never_exceeded_and_the_rest_is_explained(batch: int) 
         # Freeing room schedules a waiting pod at once (no back-off wait).
         bound = next(p for p in final if p.spec.node_name == "a")
         await api.delete("pod", "default", bound.metadata.name)
-        await wait_for(api, lambda ps: sum(1 for p in ps if p.spec.node_name) == 9 and
-                       Counter(p.spec.node_name for p in ps if p.spec.node_name)["a"] == 3)
+        await wait_for(
+            api,
+            lambda ps: (
+                sum(1 for p in ps if p.spec.node_name) == 9
+                and Counter(p.spec.node_name for p in ps if p.spec.node_name)["a"] == 3
+            ),
+        )
 
 
 def test_heartbeats_do_not_trigger_passes_but_node_changes_do() -> None:

@@ -71,8 +71,13 @@ def fake_engine(tmp_path: Path) -> Iterator[dict[str, str]]:
 def test_docker_setup_starts_dockerd_outside_the_callers_session(fake_engine: dict[str, str]) -> None:
     # The caller in a session of its own, as a terminal's shell running ./scripts/up.
     caller = subprocess.run(
-        [str(REPO / "scripts" / "docker-setup")], env=fake_engine, capture_output=True, text=True,
-        timeout=DEADLINE, start_new_session=True, check=False,
+        [str(REPO / "scripts" / "docker-setup")],
+        env=fake_engine,
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE,
+        start_new_session=True,
+        check=False,
     )
     assert caller.returncode == 0, caller.stderr
     assert "starting dockerd" in caller.stderr
@@ -85,8 +90,11 @@ def test_docker_setup_starts_dockerd_outside_the_callers_session(fake_engine: di
 def test_ctrl_c_on_the_caller_leaves_dockerd_running(fake_engine: dict[str, str]) -> None:
     # `scripts/up` in a terminal: docker-setup, then corral in the foreground (here: sleep) until Ctrl-C.
     up = subprocess.Popen(
-        ["bash", "-c", f"{REPO / 'scripts' / 'docker-setup'} && exec sleep 60"], env=fake_engine,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        ["bash", "-c", f"{REPO / 'scripts' / 'docker-setup'} && exec sleep 60"],
+        env=fake_engine,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     try:
         pid_file = Path(fake_engine["FAKE_DOCKER_STATE"]) / "dockerd.pid"
@@ -133,8 +141,11 @@ def fake_debian(tmp_path: Path) -> dict[str, str]:
         pytest.skip("etcd-setup installs only as root")
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    for name, text in (("apt-get", FAKE_APT_GET), ("deb-systemd-helper", FAKE_RECORDER),
-                       ("update-rc.d", FAKE_RECORDER)):
+    for name, text in (
+        ("apt-get", FAKE_APT_GET),
+        ("deb-systemd-helper", FAKE_RECORDER),
+        ("update-rc.d", FAKE_RECORDER),
+    ):
         (bin_dir / name).write_text(text)
         (bin_dir / name).chmod(0o755)
     (tmp_path / "debian_version").write_text("12.0\n")
@@ -149,8 +160,14 @@ def fake_debian(tmp_path: Path) -> dict[str, str]:
 
 
 def etcd_setup(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(REPO / "scripts" / "etcd-setup"), *args], env=env, capture_output=True, text=True,
-                          timeout=DEADLINE, check=False)
+    return subprocess.run(
+        [str(REPO / "scripts" / "etcd-setup"), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE,
+        check=False,
+    )
 
 
 def test_etcd_setup_installs_etcd_server_without_starting_or_enabling_its_service(

@@ -31,15 +31,19 @@ async def test_a_failed_background_loop_stops_the_server(etcd_endpoint: str, mon
             # Serves until something stops it; a bound only so that the old, silent behaviour fails.
             await asyncio.wait_for(asyncio.Event().wait(), timeout=30)
     assert {"event": "background_task_failed", "task": "route-hub"}.items() <= next(
-        e for e in events if e["event"] == "background_task_failed").items()
+        e for e in events if e["event"] == "background_task_failed"
+    ).items()
 
 
-@pytest.mark.parametrize("change", [
-    pytest.param({"scheduling_strategy": "Random"}, id="scheduling-strategy"),
-    pytest.param({"pod_security": "strict"}, id="pod-security"),
-    pytest.param({"lease_ttl": 1}, id="lease-ttl"),
-    pytest.param({"join_burst": 0}, id="join-burst"),
-])
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param({"scheduling_strategy": "Random"}, id="scheduling-strategy"),
+        pytest.param({"pod_security": "strict"}, id="pod-security"),
+        pytest.param({"lease_ttl": 1}, id="lease-ttl"),
+        pytest.param({"join_burst": 0}, id="join-burst"),
+    ],
+)
 async def test_a_bad_setting_is_refused_before_the_store_opens(change: dict[str, object]) -> None:
     # An etcd nobody serves: the refusal must come first.
     config = ServerConfig(listen="127.0.0.1:0", etcd=["127.0.0.1:1"])

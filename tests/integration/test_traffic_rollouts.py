@@ -136,8 +136,10 @@ async def running_cluster() -> AsyncIterator[Cluster]:
     api = ObjectApi(objects)
     recorder = EventRecorder(api, "controller-manager")
     manager = ControllerManager(objects, [ReplicaSetController(api, recorder), DeploymentController(api, recorder)])
-    tasks = [asyncio.create_task(manager.run(), name="controllers"),
-             asyncio.create_task(kubelet(objects), name="kubelet")]
+    tasks = [
+        asyncio.create_task(manager.run(), name="controllers"),
+        asyncio.create_task(kubelet(objects), name="kubelet"),
+    ]
     try:
         yield Cluster(api, objects)
     finally:

@@ -89,9 +89,13 @@ def servicer_without_watch_batches(old: OldObjects, server: grpc.aio.Server) -> 
 
 def service_without_watch_batches(old: OldObjects, server: grpc.aio.Server) -> None:
     # As a server built from the older proto: the method is not registered at all.
-    handlers = {"Watch": grpc.unary_stream_rpc_method_handler(
-        old.Watch, request_deserializer=api_pb2.WatchRequest.FromString,
-        response_serializer=api_pb2.WatchEvent.SerializeToString)}
+    handlers = {
+        "Watch": grpc.unary_stream_rpc_method_handler(
+            old.Watch,
+            request_deserializer=api_pb2.WatchRequest.FromString,
+            response_serializer=api_pb2.WatchEvent.SerializeToString,
+        )
+    }
     server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler("corral.v1.ObjectService", handlers)])
 
 
@@ -108,7 +112,11 @@ async def test_watch_falls_back_to_the_old_watch(
     assert events == [("ADDED", "a"), ("MODIFIED", "a"), ("DELETED", "b")]
     [request] = old.requests  # the same request, sent once to the old call
     assert (request.kind, request.namespace, request.label_selector, request.resource_version) == (
-        "pods", "default", "app=web", "41")
+        "pods",
+        "default",
+        "app=web",
+        "41",
+    )
 
 
 # -- the current ObjectService ---------------------------------------------------------

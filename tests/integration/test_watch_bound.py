@@ -49,7 +49,8 @@ async def served() -> AsyncIterator[Served]:
     objects = ObjectApi(ObjectStore(store))
     server = grpc.aio.server(options=[("grpc.max_send_message_length", 8 * 1024 * 1024)])
     api_pb2_grpc.add_ObjectServiceServicer_to_server(
-        ObjectService(objects, watch_limit=watch_bound(MAX_EVENTS, MAX_BYTES)), server)
+        ObjectService(objects, watch_limit=watch_bound(MAX_EVENTS, MAX_BYTES)), server
+    )
     cluster = TestCluster()
     port = cluster.add_port(server)
     await server.start()

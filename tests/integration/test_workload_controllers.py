@@ -47,8 +47,10 @@ def deployment(image: str, *, replicas: int, surge: int | str, unavailable: int 
     d.spec.selector.match_labels["app"] = "web"
     d.spec.template.metadata.labels["app"] = "web"
     d.spec.template.spec.containers.add(name="web", image=image)
-    for field, value in ((d.spec.strategy.rolling_update.max_surge, surge),
-                         (d.spec.strategy.rolling_update.max_unavailable, unavailable)):
+    for field, value in (
+        (d.spec.strategy.rolling_update.max_surge, surge),
+        (d.spec.strategy.rolling_update.max_unavailable, unavailable),
+    ):
         if isinstance(value, int):
             field.int_val = value
         else:
@@ -72,8 +74,9 @@ class Snapshot:
         return found[0]
 
     def pods_of(self, rs: workloads_pb2.ReplicaSet) -> list[pod_pb2.Pod]:
-        return [p for p in self.pods if any(r.controller and r.uid == rs.metadata.uid
-                                            for r in p.metadata.owner_references)]
+        return [
+            p for p in self.pods if any(r.controller and r.uid == rs.metadata.uid for r in p.metadata.owner_references)
+        ]
 
     def summary(self) -> str:
         sets = ", ".join(f"{rs.metadata.name}={rs.spec.replicas}" for rs in self.replica_sets)
@@ -96,8 +99,11 @@ class BoundsMonitor:
     def _on_event(self, event: CacheEvent) -> None:
         if not self.informer.synced.is_set():
             return  # the first list arrives one ADDED at a time: not a state of the store
-        pods = [p for p in self.informer.items.values()
-                if isinstance(p, pod_pb2.Pod) and p.status.phase not in ("Failed", "Succeeded")]
+        pods = [
+            p
+            for p in self.informer.items.values()
+            if isinstance(p, pod_pb2.Pod) and p.status.phase not in ("Failed", "Succeeded")
+        ]
         ready = sum(any(c.type == "Ready" and c.status == "True" for c in p.status.conditions) for p in pods)
         self.max_total = max(self.max_total, len(pods))
         self.min_ready = min(self.min_ready, ready)
@@ -120,7 +126,11 @@ class Cluster:
         return Snapshot(d, [s for s in sets if isinstance(s, workloads_pb2.ReplicaSet)], running)
 
     async def wait_for(
-        self, what: str, done: Callable[[Snapshot], bool], *, max_total: int | None = None,
+        self,
+        what: str,
+        done: Callable[[Snapshot], bool],
+        *,
+        max_total: int | None = None,
         min_ready: int | None = None,
     ) -> Snapshot:
         """Poll until `done`, asserting the bounds at every poll; fail after WAIT seconds."""
@@ -168,12 +178,13 @@ async def running_cluster() -> AsyncIterator[Cluster]:
     objects = ObjectStore(MemoryStore())
     api = ObjectApi(objects)
     recorder = EventRecorder(api, "controller-manager")
-    manager = ControllerManager(objects, [ReplicaSetController(api, recorder),
-                                          DeploymentController(api, recorder)])
+    manager = ControllerManager(objects, [ReplicaSetController(api, recorder), DeploymentController(api, recorder)])
     monitor = BoundsMonitor(Informer(objects, POD))
-    tasks = [asyncio.create_task(monitor.informer.run(), name="monitor"),
-             asyncio.create_task(manager.run(), name="controllers"),
-             asyncio.create_task(kubelet(objects), name="kubelet")]
+    tasks = [
+        asyncio.create_task(monitor.informer.run(), name="monitor"),
+        asyncio.create_task(manager.run(), name="controllers"),
+        asyncio.create_task(kubelet(objects), name="kubelet"),
+    ]
     try:
         async with asyncio.timeout(WAIT):
             await monitor.informer.synced.wait()
@@ -193,12 +204,16 @@ def rolled_out(image: str, replicas: int) -> Callable[[Snapshot], bool]:
         d = snap.deployment
         status = d.status
         new = [rs for rs in snap.replica_sets if rs.spec.template.spec.containers[0].image == image]
-        return (len(new) == 1 and new[0].spec.replicas == replicas
-                and all(p.spec.containers[0].image == image for p in snap.pods)
-                and len(snap.pods) == len(snap.ready) == replicas
-                and all(rs.spec.replicas == 0 for rs in snap.replica_sets if rs is not new[0])
-                and (status.replicas, status.updated_replicas, status.available_replicas) == (replicas,) * 3
-                and status.observed_generation == d.metadata.generation)
+        return (
+            len(new) == 1
+            and new[0].spec.replicas == replicas
+            and all(p.spec.containers[0].image == image for p in snap.pods)
+            and len(snap.pods) == len(snap.ready) == replicas
+            and all(rs.spec.replicas == 0 for rs in snap.replica_sets if rs is not new[0])
+            and (status.replicas, status.updated_replicas, status.available_replicas) == (replicas,) * 3
+            and status.observed_generation == d.metadata.generation
+        )
+
     return done
 
 
@@ -210,7 +225,11 @@ def rolled_out(image: str, replicas: int) -> Callable[[Snapshot], bool]:
     ],
 )
 async def test_rollout_and_rollback(
-    replicas: int, surge: int | str, unavailable: int | str, max_total: int, min_ready: int,
+    replicas: int,
+    surge: int | str,
+    unavailable: int | str,
+    max_total: int,
+    min_ready: int,
 ) -> None:
     async with running_cluster() as cluster:
         api = cluster.api
@@ -223,8 +242,9 @@ async def test_rollout_and_rollback(
 
         cluster.monitor.reset()
         await api.apply(deployment("httpd:2", **spec))  # type: ignore[arg-type]
-        snap = await cluster.wait_for("the rollout to httpd:2", rolled_out("httpd:2", replicas),
-                                      max_total=max_total, min_ready=min_ready)
+        snap = await cluster.wait_for(
+            "the rollout to httpd:2", rolled_out("httpd:2", replicas), max_total=max_total, min_ready=min_ready
+        )
         _assert_bounds_held(cluster.monitor, max_total, min_ready)
         assert snap.rs_running("httpd:1").spec.replicas == 0
         assert snap.deployment.metadata.annotations[REVISION] == "2"
@@ -234,8 +254,9 @@ async def test_rollout_and_rollback(
         current.spec.template.CopyFrom(without_hash(v1.spec.template))
         cluster.monitor.reset()
         await api.update(current)
-        snap = await cluster.wait_for("the rollback to httpd:1", rolled_out("httpd:1", replicas),
-                                      max_total=max_total, min_ready=min_ready)
+        snap = await cluster.wait_for(
+            "the rollback to httpd:1", rolled_out("httpd:1", replicas), max_total=max_total, min_ready=min_ready
+        )
         _assert_bounds_held(cluster.monitor, max_total, min_ready)
         reused = snap.rs_running("httpd:1")
         assert reused.metadata.uid == v1.metadata.uid and len(snap.replica_sets) == 2
@@ -255,15 +276,23 @@ def _assert_owned(snap: Snapshot, rs: workloads_pb2.ReplicaSet) -> None:
     pod_hash = rs.spec.template.metadata.labels[POD_TEMPLATE_HASH]
     assert rs.metadata.name == f"web-{pod_hash}"
     assert [(r.kind, r.name, r.uid, r.controller) for r in rs.metadata.owner_references] == [
-        ("Deployment", "web", snap.deployment.metadata.uid, True)]
+        ("Deployment", "web", snap.deployment.metadata.uid, True)
+    ]
     pods = snap.pods_of(rs)
     assert len(pods) == len(snap.pods) == rs.spec.replicas
     for pod in pods:
         assert dict(pod.metadata.labels) == {"app": "web", POD_TEMPLATE_HASH: pod_hash}
         assert pod.metadata.name.startswith(f"web-{pod_hash}-")
-        assert list(pod.metadata.owner_references) == [meta_pb2.OwnerReference(
-            api_version="apps/v1", kind="ReplicaSet", name=rs.metadata.name, uid=rs.metadata.uid,
-            controller=True, block_owner_deletion=True)]
+        assert list(pod.metadata.owner_references) == [
+            meta_pb2.OwnerReference(
+                api_version="apps/v1",
+                kind="ReplicaSet",
+                name=rs.metadata.name,
+                uid=rs.metadata.uid,
+                controller=True,
+                block_owner_deletion=True,
+            )
+        ]
 
 
 async def _assert_scaling_events(objects: ObjectStore) -> None:
@@ -312,8 +341,9 @@ async def test_a_stale_cache_does_not_make_the_replica_set_controller_create_twi
     rs.spec.template.spec.containers.add(name="web", image="httpd:1")
     created = await api.create(rs)
     clock = FakeClock()
-    controller = ReplicaSetController(api, EventRecorder(api, "test"),
-                                      expectations=Expectations(timeout=30, clock=clock))
+    controller = ReplicaSetController(
+        api, EventRecorder(api, "test"), expectations=Expectations(timeout=30, clock=clock)
+    )
     informers = _idle_informers(objects, "ReplicaSet", "Pod")
     controller.bind(informers, WorkQueue())
     informers["ReplicaSet"].items["default/web-1"] = created
@@ -343,8 +373,9 @@ async def test_the_deployment_controller_waits_for_its_own_writes() -> None:
     objects = ObjectStore(MemoryStore())
     api = ObjectApi(objects)
     d, _ = await api.apply(deployment("httpd:1", replicas=3, surge="25%", unavailable="25%"))
-    controller = DeploymentController(api, EventRecorder(api, "test"),
-                                      expectations=WriteExpectations(timeout=30, clock=FakeClock()))
+    controller = DeploymentController(
+        api, EventRecorder(api, "test"), expectations=WriteExpectations(timeout=30, clock=FakeClock())
+    )
     informers = _idle_informers(objects, "Deployment", "ReplicaSet", "Pod")
     controller.bind(informers, WorkQueue())
     informers["Deployment"].items["default/web"] = d

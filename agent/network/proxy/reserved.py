@@ -31,8 +31,11 @@ def reserved_ports(servers: Iterable[str], joins: Iterable[str], metrics_listen:
     """Port → what uses it, from the agent's `--server` and `--join` addresses and its
     `--metrics-listen` (an address without a port, or port 0, reserves nothing)."""
     reserved: dict[int, str] = {}
-    for flag, addresses, default in (("--server", servers, DEFAULT_API_PORT), ("--join", joins, 0),
-                                     ("--metrics-listen", [metrics_listen] if metrics_listen else [], 0)):
+    for flag, addresses, default in (
+        ("--server", servers, DEFAULT_API_PORT),
+        ("--join", joins, 0),
+        ("--metrics-listen", [metrics_listen] if metrics_listen else [], 0),
+    ):
         for address in addresses:
             try:
                 _, port = split_address(address, default)
@@ -43,8 +46,9 @@ def reserved_ports(servers: Iterable[str], joins: Iterable[str], metrics_listen:
     return reserved
 
 
-def without_reserved(routes: Routes, reserved: Mapping[int, str]) -> tuple[dict[str, discovery_pb2.ServiceRoute],
-                                                                             Skipped]:
+def without_reserved(
+    routes: Routes, reserved: Mapping[int, str]
+) -> tuple[dict[str, discovery_pb2.ServiceRoute], Skipped]:
     """The routes without their ports in ``reserved``, and which (Service, port) were left out."""
     kept: dict[str, discovery_pb2.ServiceRoute] = {}
     skipped: Skipped = set()
@@ -73,8 +77,13 @@ class ReservedPortFilter:
     def update(self, routes: Routes) -> None:
         kept, skipped = without_reserved(routes, self.reserved) if self.reserved else (dict(routes), set())
         for service, port in sorted(skipped - self._logged):
-            log.warning("proxy_port_reserved", service=service, port=port, used_by=self.reserved[port],
-                        message=f"port {port} is reserved on this node ({self.reserved[port]} uses it); "
-                                f"{service} gets no proxy on it")
+            log.warning(
+                "proxy_port_reserved",
+                service=service,
+                port=port,
+                used_by=self.reserved[port],
+                message=f"port {port} is reserved on this node ({self.reserved[port]} uses it); "
+                f"{service} gets no proxy on it",
+            )
         self._logged = skipped
         self.inner.update(kept)

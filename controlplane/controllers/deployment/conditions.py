@@ -79,18 +79,23 @@ def has_progress_deadline(d: workloads_pb2.Deployment) -> bool:
 
 def deployment_complete(d: workloads_pb2.Deployment, status: workloads_pb2.DeploymentStatus) -> bool:
     replicas = d.spec.replicas
-    return (status.updated_replicas == replicas and status.replicas == replicas
-            and status.available_replicas == replicas
-            and status.observed_generation >= d.metadata.generation)
+    return (
+        status.updated_replicas == replicas
+        and status.replicas == replicas
+        and status.available_replicas == replicas
+        and status.observed_generation >= d.metadata.generation
+    )
 
 
 def deployment_progressing(old: workloads_pb2.DeploymentStatus, new: workloads_pb2.DeploymentStatus) -> bool:
     """Whether `new` shows progress over `old`: more updated, ready or available
     pods, or fewer old ones."""
-    return (new.updated_replicas > old.updated_replicas
-            or new.replicas - new.updated_replicas < old.replicas - old.updated_replicas
-            or new.ready_replicas > old.ready_replicas
-            or new.available_replicas > old.available_replicas)
+    return (
+        new.updated_replicas > old.updated_replicas
+        or new.replicas - new.updated_replicas < old.replicas - old.updated_replicas
+        or new.ready_replicas > old.ready_replicas
+        or new.available_replicas > old.available_replicas
+    )
 
 
 def deadline(d: workloads_pb2.Deployment, status: workloads_pb2.DeploymentStatus) -> datetime | None:

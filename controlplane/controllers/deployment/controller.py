@@ -48,14 +48,18 @@ DEPLOYMENT = by_kind("Deployment")
 ROLLBACK_ATTEMPTS = 5
 
 
-
 class DeploymentController:
     name: str = "deployment"
     kinds: tuple[str, ...] = ("Deployment", "ReplicaSet", "Pod")
 
     def __init__(
-        self, api: ObjectApi, recorder: EventRecorder, *, workers: int = 4,
-        now: Callable[[], datetime] = utcnow, expectations: WriteExpectations | None = None,
+        self,
+        api: ObjectApi,
+        recorder: EventRecorder,
+        *,
+        workers: int = 4,
+        now: Callable[[], datetime] = utcnow,
+        expectations: WriteExpectations | None = None,
     ) -> None:
         self.api = api
         self.recorder = recorder
@@ -97,9 +101,12 @@ class DeploymentController:
             return []
         assert self._deployments_by_ns is not None
         m = meta(rs)
-        return [object_key(d) for d in self._deployments_by_ns.in_namespace(m.namespace)
-                if d.spec.selector.match_labels or d.spec.selector.match_expressions
-                if labels.from_label_selector(d.spec.selector).matches(m.labels)]
+        return [
+            object_key(d)
+            for d in self._deployments_by_ns.in_namespace(m.namespace)
+            if d.spec.selector.match_labels or d.spec.selector.match_expressions
+            if labels.from_label_selector(d.spec.selector).matches(m.labels)
+        ]
 
     def _pod_keys(self, pod: Message) -> list[str]:
         rs_key = owner_key(pod, "ReplicaSet")
@@ -122,8 +129,9 @@ class DeploymentController:
         assert self._sets_by_ns is not None
         assert self._pods_by_ns is not None
         namespace = d.metadata.namespace
-        actions = reconcile(d, self._sets_by_ns.in_namespace(namespace),
-                            self._pods_by_ns.in_namespace(namespace), now=self.now())
+        actions = reconcile(
+            d, self._sets_by_ns.in_namespace(namespace), self._pods_by_ns.in_namespace(namespace), now=self.now()
+        )
         await self._apply(key, d, actions)
         return actions.requeue_after
 
@@ -144,8 +152,11 @@ class DeploymentController:
         """Deletions, scale-downs, creations, other updates, the Deployment, the rollback."""
         for rs in actions.delete:
             await self._delete(key, rs)
-        writes = [*((rs, False) for rs in actions.scale_down), *((rs, True) for rs in actions.create),
-                  *((rs, False) for rs in actions.update)]
+        writes = [
+            *((rs, False) for rs in actions.scale_down),
+            *((rs, True) for rs in actions.create),
+            *((rs, False) for rs in actions.update),
+        ]
         for rs, create in writes:
             await self._write(key, rs, create=create)
             written.add(rs.metadata.name)
@@ -160,8 +171,13 @@ class DeploymentController:
         if not create:
             result = await self._drop_removed_annotations(rs, result)
         self.expectations.wrote(key, "ReplicaSet", meta(result).resource_version)
-        log.debug("replica_set_written", deployment=key, replica_set=rs.metadata.name,
-                  replicas=rs.spec.replicas, created=create)
+        log.debug(
+            "replica_set_written",
+            deployment=key,
+            replica_set=rs.metadata.name,
+            replicas=rs.spec.replicas,
+            created=create,
+        )
 
     async def _drop_removed_annotations(self, rs: workloads_pb2.ReplicaSet, written: Message) -> Message:
         """An update keeps system annotations (`corral.io/…`) it does not name, as apply
@@ -191,9 +207,7 @@ class DeploymentController:
         assert isinstance(written, workloads_pb2.Deployment)
         return written
 
-    async def _roll_back(
-        self, key: str, current: workloads_pb2.Deployment, template: pod_pb2.PodTemplateSpec
-    ) -> None:
+    async def _roll_back(self, key: str, current: workloads_pb2.Deployment, template: pod_pb2.PodTemplateSpec) -> None:
         """Write `template` (written after the status that explains it). Someone else's
         write in between (a scale) is no reason to lose it: re-read and write again,
         unless the template itself changed, which then wins."""

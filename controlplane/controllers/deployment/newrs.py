@@ -121,7 +121,11 @@ def cleanup(plan: Plan) -> None:
     cleanable.sort(key=lambda s: (revision_of(s.rs), creation_key(s.rs)))
     for state in cleanable[:surplus]:
         rs = state.rs
-        if (rs.status.replicas or rs.spec.replicas or state.pods
-                or rs.metadata.generation > rs.status.observed_generation):
+        if (
+            rs.status.replicas
+            or rs.spec.replicas
+            or state.pods
+            or rs.metadata.generation > rs.status.observed_generation
+        ):
             continue
         plan.deleted.append(rs)

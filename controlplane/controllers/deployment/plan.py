@@ -107,8 +107,11 @@ def creation_key(rs: workloads_pb2.ReplicaSet) -> tuple[float, str]:
 
 
 def new_plan(
-    d: workloads_pb2.Deployment, replica_sets: Iterable[workloads_pb2.ReplicaSet],
-    pods: Iterable[pod_pb2.Pod], *, now: datetime,
+    d: workloads_pb2.Deployment,
+    replica_sets: Iterable[workloads_pb2.ReplicaSet],
+    pods: Iterable[pod_pb2.Pod],
+    *,
+    now: datetime,
 ) -> Plan:
     deployment = workloads_pb2.Deployment()
     deployment.CopyFrom(d)
@@ -120,15 +123,16 @@ def new_plan(
         ref = owners.controller_ref(pod)
         if ref is not None and pod.metadata.namespace == namespace and not podutil.is_terminal(pod):
             by_owner[ref.uid].append(pod)
-    sets = [set_state(copy, original, by_owner[original.metadata.uid], d, now)
-            for copy, original in owned]
+    sets = [set_state(copy, original, by_owner[original.metadata.uid], d, now) for copy, original in owned]
     sets.sort(key=lambda s: creation_key(s.rs))
-    return Plan(deployment=deployment, original=d, now=now, sets=sets,
-                names={rs.metadata.name: rs for rs in in_namespace})
+    return Plan(
+        deployment=deployment, original=d, now=now, sets=sets, names={rs.metadata.name: rs for rs in in_namespace}
+    )
 
 
 def claim_replica_sets(
-    d: workloads_pb2.Deployment, replica_sets: Iterable[workloads_pb2.ReplicaSet],
+    d: workloads_pb2.Deployment,
+    replica_sets: Iterable[workloads_pb2.ReplicaSet],
 ) -> list[tuple[workloads_pb2.ReplicaSet, workloads_pb2.ReplicaSet]]:
     """(working copy, original) of the Deployment's ReplicaSets; adopted orphans
     get the Deployment's controller ownerReference in their copy."""
@@ -138,8 +142,7 @@ def claim_replica_sets(
     for rs in replica_sets:
         ref = owners.controller_ref(rs)
         mine = ref is not None and ref.uid == d.metadata.uid
-        orphan = (ref is None and may_adopt and not podutil.is_terminating(rs)
-                  and selector.matches(rs.metadata.labels))
+        orphan = ref is None and may_adopt and not podutil.is_terminating(rs) and selector.matches(rs.metadata.labels)
         if mine or orphan:
             copy = workloads_pb2.ReplicaSet()
             copy.CopyFrom(rs)
@@ -150,14 +153,22 @@ def claim_replica_sets(
 
 
 def set_state(
-    rs: workloads_pb2.ReplicaSet, original: workloads_pb2.ReplicaSet | None, pods: list[pod_pb2.Pod],
-    d: workloads_pb2.Deployment, now: datetime,
+    rs: workloads_pb2.ReplicaSet,
+    original: workloads_pb2.ReplicaSet | None,
+    pods: list[pod_pb2.Pod],
+    d: workloads_pb2.Deployment,
+    now: datetime,
 ) -> SetState:
     active = [p for p in pods if podutil.is_active(p)]
     min_ready = d.spec.min_ready_seconds
-    return SetState(rs=rs, original=original, pods=pods, active=len(active),
-                    ready=sum(podutil.is_ready(p) for p in active),
-                    available=sum(podutil.is_available(p, min_ready, now) for p in active))
+    return SetState(
+        rs=rs,
+        original=original,
+        pods=pods,
+        active=len(active),
+        ready=sum(podutil.is_ready(p) for p in active),
+        available=sum(podutil.is_available(p, min_ready, now) for p in active),
+    )
 
 
 def scale(plan: Plan, state: SetState, size: int, *, annotate: bool = False) -> bool:
@@ -173,6 +184,7 @@ def scale(plan: Plan, state: SetState, size: int, *, annotate: bool = False) -> 
         return False
     state.rs.spec.replicas = size
     direction = "up" if size > old else "down"
-    plan.event("ScalingReplicaSet", f"Scaled {direction} replica set {state.name} from {old} to {size}",
-               replica_set=state.name)
+    plan.event(
+        "ScalingReplicaSet", f"Scaled {direction} replica set {state.name} from {old} to {size}", replica_set=state.name
+    )
     return True

@@ -60,8 +60,11 @@ class DeploymentActions:
 
 
 def reconcile(
-    deployment: workloads_pb2.Deployment, replica_sets: Iterable[workloads_pb2.ReplicaSet],
-    pods: Iterable[pod_pb2.Pod], *, now: datetime,
+    deployment: workloads_pb2.Deployment,
+    replica_sets: Iterable[workloads_pb2.ReplicaSet],
+    pods: Iterable[pod_pb2.Pod],
+    *,
+    now: datetime,
 ) -> DeploymentActions:
     plan = new_plan(deployment, replica_sets, pods, now=now)
     run(plan)
@@ -126,10 +129,9 @@ def _was_complete(plan: Plan) -> bool:
 
 def actions_of(plan: Plan) -> DeploymentActions:
     deleted = {rs.metadata.name for rs in plan.deleted}
-    changed = [s for s in plan.sets
-               if s.original is not None and s.rs != s.original and s.name not in deleted]
+    changed = [s for s in plan.sets if s.original is not None and s.rs != s.original and s.name not in deleted]
     d, original = plan.deployment, plan.original
-    write = (dict(d.metadata.annotations) != dict(original.metadata.annotations) or d.status != original.status)
+    write = dict(d.metadata.annotations) != dict(original.metadata.annotations) or d.status != original.status
     return DeploymentActions(
         create=tuple(s.rs for s in plan.sets if s.original is None),
         scale_down=tuple(s.rs for s in changed if s.original and s.rs.spec.replicas < s.original.spec.replicas),

@@ -46,8 +46,19 @@ from protos.wellknown import (
 )
 
 # Deployment annotations that are not copied onto its ReplicaSets.
-NOT_COPIED = frozenset({LAST_APPLIED, REVISION, REVISION_HISTORY, DESIRED_REPLICAS, MAX_REPLICAS,
-                        ROLLED_BACK_TO, PROMOTE, ABORT, SCALE_DOWN_AT})
+NOT_COPIED = frozenset(
+    {
+        LAST_APPLIED,
+        REVISION,
+        REVISION_HISTORY,
+        DESIRED_REPLICAS,
+        MAX_REPLICAS,
+        ROLLED_BACK_TO,
+        PROMOTE,
+        ABORT,
+        SCALE_DOWN_AT,
+    }
+)
 REVISION_HISTORY_MAX_CHARS = 2000
 HASH_LENGTH = 10
 
@@ -108,7 +119,12 @@ def copy_deployment_annotations(d: workloads_pb2.Deployment, rs: workloads_pb2.R
 
 
 def set_new_rs_annotations(
-    d: workloads_pb2.Deployment, rs: workloads_pb2.ReplicaSet, revision: int, *, max_surge: int, exists: bool,
+    d: workloads_pb2.Deployment,
+    rs: workloads_pb2.ReplicaSet,
+    revision: int,
+    *,
+    max_surge: int,
+    exists: bool,
 ) -> bool:
     """Kubernetes' SetNewReplicaSetAnnotations: copy annotations, raise the revision."""
     changed = copy_deployment_annotations(d, rs)

@@ -48,7 +48,10 @@ def roll_back(plan: Plan) -> bool:
     d = plan.deployment
     plan.rollback = without_hash(target.rs.spec.template)
     d.metadata.annotations[ROLLED_BACK_TO] = pod_hash(target)
-    plan.event("RolledBack",
-               f'Rolled back deployment "{d.metadata.name}" from revision {revision_of(plan.new.rs)} '
-               f"to revision {revision_of(target.rs)}: progress deadline exceeded", "Warning")
+    plan.event(
+        "RolledBack",
+        f'Rolled back deployment "{d.metadata.name}" from revision {revision_of(plan.new.rs)} '
+        f"to revision {revision_of(target.rs)}: progress deadline exceeded",
+        "Warning",
+    )
     return True

@@ -51,8 +51,11 @@ def find_active_or_latest(plan: Plan) -> SetState | None:
 
 def is_saturated(plan: Plan, state: SetState) -> bool:
     replicas = plan.replicas
-    return (state.replicas == replicas and int_annotation(state.rs, DESIRED_REPLICAS) == replicas
-            and state.safe_available == replicas)
+    return (
+        state.replicas == replicas
+        and int_annotation(state.rs, DESIRED_REPLICAS) == replicas
+        and state.safe_available == replicas
+    )
 
 
 def scale_deployment(plan: Plan) -> None:
@@ -119,8 +122,7 @@ def _proportional_sizes(plan: Plan, active: list[SetState], to_add: int) -> list
 def keep_available(plan: Plan, active: list[SetState], sizes: list[int]) -> list[int]:
     """Move cuts from available pods to unavailable ones while availability would
     drop below min(replicas - maxUnavailable, available now); the total stays."""
-    target = min(plan.replicas - strategy.max_unavailable(plan.deployment),
-                 sum(s.safe_available for s in plan.sets))
+    target = min(plan.replicas - strategy.max_unavailable(plan.deployment), sum(s.safe_available for s in plan.sets))
     kept = sum(min(s.safe_available, size) for s, size in zip(active, sizes, strict=True))
     # Sets that cut available pods have no unavailable ones left, and the other way round.
     spare = sum(max(0, size - s.safe_available) for s, size in zip(active, sizes, strict=True))

@@ -42,11 +42,17 @@ def calculate_status(plan: Plan) -> workloads_pb2.DeploymentStatus:
     )
     status.conditions.extend(d.status.conditions)
     if available >= plan.replicas - strategy.max_unavailable(d):
-        condition = cond.new_condition(deployments.AVAILABLE, "True", deployments.MIN_AVAILABLE,
-                                       "Deployment has minimum availability.", plan.now)
+        condition = cond.new_condition(
+            deployments.AVAILABLE, "True", deployments.MIN_AVAILABLE, "Deployment has minimum availability.", plan.now
+        )
     else:
-        condition = cond.new_condition(deployments.AVAILABLE, "False", deployments.MIN_UNAVAILABLE,
-                                       "Deployment does not have minimum availability.", plan.now)
+        condition = cond.new_condition(
+            deployments.AVAILABLE,
+            "False",
+            deployments.MIN_UNAVAILABLE,
+            "Deployment does not have minimum availability.",
+            plan.now,
+        )
     cond.set_condition(status, condition)
     return status
 
@@ -87,30 +93,62 @@ def _judge_traffic_progress(plan: Plan, status: workloads_pb2.DeploymentStatus, 
     what = f'ReplicaSet "{plan.new.name}"' if plan.new is not None else f'Deployment "{d.metadata.name}"'
     current = cond.get_condition(status, deployments.PROGRESSING)
     if outcome.canary.aborted:
-        _show(status, cond.new_condition(deployments.PROGRESSING, "False", deployments.ROLLOUT_ABORTED,
-                                         f"Canary {outcome.canary.pod_template_hash} was aborted: "
-                                         f"{outcome.canary.aborted}", plan.now))
+        _show(
+            status,
+            cond.new_condition(
+                deployments.PROGRESSING,
+                "False",
+                deployments.ROLLOUT_ABORTED,
+                f"Canary {outcome.canary.pod_template_hash} was aborted: {outcome.canary.aborted}",
+                plan.now,
+            ),
+        )
     elif outcome.done:
-        cond.set_condition(status, cond.new_condition(
-            deployments.PROGRESSING, "True", deployments.NEW_RS_AVAILABLE, f"{what} has successfully progressed.",
-            plan.now))
+        cond.set_condition(
+            status,
+            cond.new_condition(
+                deployments.PROGRESSING,
+                "True",
+                deployments.NEW_RS_AVAILABLE,
+                f"{what} has successfully progressed.",
+                plan.now,
+            ),
+        )
     elif outcome.waiting:
-        _show(status, cond.new_condition(deployments.PROGRESSING, "Unknown", deployments.ROLLOUT_PAUSED,
-                                         outcome.waiting, plan.now))
-    elif (outcome.advanced or cond.deployment_progressing(plan.original.status, status)
-          or (current is not None and current.reason in (deployments.ROLLOUT_PAUSED, deployments.ROLLOUT_ABORTED))):
-        cond.replace_condition(status, cond.new_condition(
-            deployments.PROGRESSING, "True", deployments.RS_UPDATED, f"{what} is progressing.", plan.now))
+        _show(
+            status,
+            cond.new_condition(
+                deployments.PROGRESSING, "Unknown", deployments.ROLLOUT_PAUSED, outcome.waiting, plan.now
+            ),
+        )
+    elif (
+        outcome.advanced
+        or cond.deployment_progressing(plan.original.status, status)
+        or (current is not None and current.reason in (deployments.ROLLOUT_PAUSED, deployments.ROLLOUT_ABORTED))
+    ):
+        cond.replace_condition(
+            status,
+            cond.new_condition(
+                deployments.PROGRESSING, "True", deployments.RS_UPDATED, f"{what} is progressing.", plan.now
+            ),
+        )
     elif cond.deployment_timed_out(d, status, plan.now):
-        cond.set_condition(status, cond.new_condition(
-            deployments.PROGRESSING, "False", deployments.TIMED_OUT, f"{what} has timed out progressing.", plan.now))
+        cond.set_condition(
+            status,
+            cond.new_condition(
+                deployments.PROGRESSING, "False", deployments.TIMED_OUT, f"{what} has timed out progressing.", plan.now
+            ),
+        )
 
 
 def _show(status: workloads_pb2.DeploymentStatus, condition: meta_pb2.Condition) -> None:
     """Put `condition` in place unless it already shows the same (status, reason, message)."""
     current = cond.get_condition(status, condition.type)
     if current is None or (current.status, current.reason, current.message) != (
-            condition.status, condition.reason, condition.message):
+        condition.status,
+        condition.reason,
+        condition.message,
+    ):
         cond.replace_condition(status, condition)
 
 
@@ -130,20 +168,38 @@ def sync_rollout_status(plan: Plan) -> None:
 def _judge_progress(plan: Plan, status: workloads_pb2.DeploymentStatus) -> None:
     d = plan.deployment
     current = cond.get_condition(d.status, deployments.PROGRESSING)
-    if (status.replicas == status.updated_replicas and current is not None
-            and current.reason == deployments.NEW_RS_AVAILABLE):
+    if (
+        status.replicas == status.updated_replicas
+        and current is not None
+        and current.reason == deployments.NEW_RS_AVAILABLE
+    ):
         return
     what = f'ReplicaSet "{plan.new.name}"' if plan.new is not None else f'Deployment "{d.metadata.name}"'
     if cond.deployment_complete(d, status):
-        cond.set_condition(status, cond.new_condition(
-            deployments.PROGRESSING, "True", deployments.NEW_RS_AVAILABLE, f"{what} has successfully progressed.",
-            plan.now))
+        cond.set_condition(
+            status,
+            cond.new_condition(
+                deployments.PROGRESSING,
+                "True",
+                deployments.NEW_RS_AVAILABLE,
+                f"{what} has successfully progressed.",
+                plan.now,
+            ),
+        )
     elif cond.deployment_progressing(plan.original.status, status):
-        cond.replace_condition(status, cond.new_condition(
-            deployments.PROGRESSING, "True", deployments.RS_UPDATED, f"{what} is progressing.", plan.now))
+        cond.replace_condition(
+            status,
+            cond.new_condition(
+                deployments.PROGRESSING, "True", deployments.RS_UPDATED, f"{what} is progressing.", plan.now
+            ),
+        )
     elif cond.deployment_timed_out(d, status, plan.now):
-        cond.set_condition(status, cond.new_condition(
-            deployments.PROGRESSING, "False", deployments.TIMED_OUT, f"{what} has timed out progressing.", plan.now))
+        cond.set_condition(
+            status,
+            cond.new_condition(
+                deployments.PROGRESSING, "False", deployments.TIMED_OUT, f"{what} has timed out progressing.", plan.now
+            ),
+        )
 
 
 def stuck_delay(d: workloads_pb2.Deployment, now: datetime) -> float | None:
@@ -164,8 +220,16 @@ def check_paused_conditions(plan: Plan) -> None:
         return
     paused_shown = current is not None and current.reason == deployments.PAUSED
     if d.spec.paused and not paused_shown:
-        cond.set_condition(d.status, cond.new_condition(
-            deployments.PROGRESSING, "Unknown", deployments.PAUSED, "Deployment is paused", plan.now))
+        cond.set_condition(
+            d.status,
+            cond.new_condition(
+                deployments.PROGRESSING, "Unknown", deployments.PAUSED, "Deployment is paused", plan.now
+            ),
+        )
     elif not d.spec.paused and paused_shown:
-        cond.set_condition(d.status, cond.new_condition(
-            deployments.PROGRESSING, "Unknown", deployments.RESUMED, "Deployment is resumed", plan.now))
+        cond.set_condition(
+            d.status,
+            cond.new_condition(
+                deployments.PROGRESSING, "Unknown", deployments.RESUMED, "Deployment is resumed", plan.now
+            ),
+        )

@@ -27,7 +27,9 @@ def scaled_value(value: meta_pb2.IntOrString, total: int, *, round_up: bool) -> 
 
 
 def resolve_fenceposts(
-    max_surge: meta_pb2.IntOrString, max_unavailable: meta_pb2.IntOrString, desired: int,
+    max_surge: meta_pb2.IntOrString,
+    max_unavailable: meta_pb2.IntOrString,
+    desired: int,
 ) -> tuple[int, int]:
     """(surge, unavailable) for `desired` replicas."""
     surge = scaled_value(max_surge, desired, round_up=True)

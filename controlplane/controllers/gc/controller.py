@@ -47,7 +47,6 @@ CONFLICT_RETRY = 0.1
 DEFAULT_EVENT_TTL = 3600.0
 
 
-
 def gc_key(kind: str, obj: Message) -> str:
     m = meta(obj)
     return f"{kind}/{m.namespace}/{m.name}"
@@ -58,8 +57,9 @@ class GarbageCollector:
     kinds: tuple[str, ...] = ("Deployment", "ReplicaSet", "Pod", "Event", "Node")
     workers: int = 2
 
-    def __init__(self, api: ObjectApi, *, event_ttl: float = DEFAULT_EVENT_TTL,
-                 now: Callable[[], datetime] = utcnow) -> None:
+    def __init__(
+        self, api: ObjectApi, *, event_ttl: float = DEFAULT_EVENT_TTL, now: Callable[[], datetime] = utcnow
+    ) -> None:
         self.api = api
         self.event_ttl = timedelta(seconds=event_ttl)
         self.now = now
@@ -88,6 +88,7 @@ class GarbageCollector:
                 self._owners_of[key] = uids
                 for uid in uids:
                     self._dependents.setdefault(uid, set()).add(key)
+
         return index
 
     def keys_for(self, kind: str, event: CacheEvent) -> Iterable[str]:
@@ -97,23 +98,32 @@ class GarbageCollector:
                 keys += self._terminating_on(meta(event.obj).name)
         elif event.change is Change.DELETED:
             keys += sorted(self._dependents.get(meta(event.obj).uid, ()))
-        elif kind == EVENT or (kind in DEPENDENT_KINDS and meta(event.obj).owner_references) or (
-                kind == POD and is_terminating(event.obj)):
+        elif (
+            kind == EVENT
+            or (kind in DEPENDENT_KINDS and meta(event.obj).owner_references)
+            or (kind == POD and is_terminating(event.obj))
+        ):
             keys.append(gc_key(kind, event.obj))
         return keys
 
     def _terminating_on(self, node: str) -> list[str]:
         pods = self._informers[POD].items.values()
-        return sorted(gc_key(POD, p) for p in pods
-                      if isinstance(p, pod_pb2.Pod) and p.spec.node_name == node and is_terminating(p))
+        return sorted(
+            gc_key(POD, p)
+            for p in pods
+            if isinstance(p, pod_pb2.Pod) and p.spec.node_name == node and is_terminating(p)
+        )
 
     def all_keys(self) -> Iterable[str]:
         if not self._informers:
             return []
         keys = [gc_key(EVENT, e) for e in self._informers[EVENT].items.values()]
         for kind in DEPENDENT_KINDS:
-            keys += [gc_key(kind, o) for o in self._informers[kind].items.values()
-                     if meta(o).owner_references or (kind == POD and is_terminating(o))]
+            keys += [
+                gc_key(kind, o)
+                for o in self._informers[kind].items.values()
+                if meta(o).owner_references or (kind == POD and is_terminating(o))
+            ]
         return keys
 
     def synced(self) -> bool:
@@ -164,8 +174,14 @@ class GarbageCollector:
             return
         result = await self.api.delete_version(live)
         owners = [f"{r.kind}/{r.name} ({r.uid})" for r in meta(live).owner_references]
-        log.info("garbage_collected", kind=kind, namespace=m.namespace, name=m.name, owners=owners,
-                 terminating=is_terminating(result))
+        log.info(
+            "garbage_collected",
+            kind=kind,
+            namespace=m.namespace,
+            name=m.name,
+            owners=owners,
+            terminating=is_terminating(result),
+        )
 
     async def _delete_if_stranded(self, cached: Message) -> bool:
         """Delete a terminating pod at once if its node is gone; True if it was."""
@@ -180,8 +196,9 @@ class GarbageCollector:
         if not is_stranded(live, node_exists=live_node is not None):
             return False
         await self.api.remove(live)
-        log.warning("terminating_pod_deleted", namespace=m.namespace, name=m.name, node=live.spec.node_name,
-                    reason="node gone")
+        log.warning(
+            "terminating_pod_deleted", namespace=m.namespace, name=m.name, node=live.spec.node_name, reason="node gone"
+        )
         return True
 
     def _cached_owner_uids(self, obj: Message) -> dict[OwnerKey, str]:

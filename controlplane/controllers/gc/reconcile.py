@@ -72,13 +72,15 @@ def is_orphan(obj: Message, owner_uids: Mapping[OwnerKey, str]) -> bool:
 
 def is_stranded(obj: Message, *, node_exists: bool) -> bool:
     """A pod being deleted gracefully on a node that no longer exists."""
-    return (isinstance(obj, pod_pb2.Pod) and is_terminating(obj)
-            and bool(obj.spec.node_name) and not node_exists)
+    return isinstance(obj, pod_pb2.Pod) and is_terminating(obj) and bool(obj.spec.node_name) and not node_exists
 
 
 def event_last_seen(event: event_pb2.Event) -> datetime | None:
-    return (as_datetime(event.last_timestamp) or as_datetime(event.first_timestamp)
-            or as_datetime(event.metadata.creation_timestamp))
+    return (
+        as_datetime(event.last_timestamp)
+        or as_datetime(event.first_timestamp)
+        or as_datetime(event.metadata.creation_timestamp)
+    )
 
 
 def event_expires_at(event: event_pb2.Event, ttl: timedelta) -> datetime | None:

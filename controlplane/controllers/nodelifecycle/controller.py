@@ -59,15 +59,21 @@ CONFLICT_RETRY = 0.1
 DEADLINE_SLACK = 0.01
 
 
-
 class NodeLifecycleController:
     name: str = "nodelifecycle"
     kinds: tuple[str, ...] = ("Node", "Pod")
     workers: int = 2
 
     def __init__(
-        self, api: ObjectApi, recorder: EventRecorder, *, grace: float = 12.0, eviction_rate: float = 10.0,
-        now: Callable[[], datetime] = utcnow, owned_toleration: float = 5.0, bare_toleration: float = 300.0,
+        self,
+        api: ObjectApi,
+        recorder: EventRecorder,
+        *,
+        grace: float = 12.0,
+        eviction_rate: float = 10.0,
+        now: Callable[[], datetime] = utcnow,
+        owned_toleration: float = 5.0,
+        bare_toleration: float = 300.0,
     ) -> None:
         self.api = api
         self.recorder = recorder
@@ -190,13 +196,17 @@ class NodeLifecycleController:
         assert self._nodes is not None
         nodes = [n for n in self._nodes.items.values() if isinstance(n, node_pb2.Node)]
         if disrupted:
-            message = (f"No node is ready (all {len(nodes)}): assuming the control plane is the one cut off; "
-                       "evicting no pods until a node is ready again")
+            message = (
+                f"No node is ready (all {len(nodes)}): assuming the control plane is the one cut off; "
+                "evicting no pods until a node is ready again"
+            )
             log.warning("full_disruption_started", nodes=len(nodes))
             reason, type_ = "FullDisruption", "Warning"
         else:
-            message = (f"A node is ready again: nodes still unreachable get {self.grace.total_seconds():g}s to "
-                       "reconnect, then their pods are evicted after their tolerations")
+            message = (
+                f"A node is ready again: nodes still unreachable get {self.grace.total_seconds():g}s to "
+                "reconnect, then their pods are evicted after their tolerations"
+            )
             log.info("full_disruption_ended", nodes=len(nodes))
             reason, type_ = "FullDisruptionEnded", "Normal"
         for node in nodes:
@@ -211,8 +221,7 @@ class NodeLifecycleController:
         log.info("node_status_updated", node=name, health=plan.health.value, taints=taints)
         if plan.marked_unknown:
             log.warning("node_unreachable", node=name, grace=self.grace.total_seconds())
-            await self.recorder.record(written, "Warning", "NodeNotReady",
-                                       f"Node {name} status is now: NodeNotReady")
+            await self.recorder.record(written, "Warning", "NodeNotReady", f"Node {name} status is now: NodeNotReady")
 
     async def _mark_pods(self, plan: NodePlan, node: str) -> bool:
         """Write the pods marked not ready; False if one lost a race (look again soon)."""
@@ -250,9 +259,13 @@ class NodeLifecycleController:
             except (api_errors.NotFoundError, api_errors.ConflictError):
                 continue
             log.warning("terminating_pod_force_deleted", pod=f"{m.namespace}/{m.name}", node=node)
-            await self.recorder.record(pod, "Warning", "ForceDeleted",
-                                       f"Deleted pod {m.namespace}/{m.name} at once: it was terminating and "
-                                       f"node {node} is not ready, so cannot confirm that it stopped")
+            await self.recorder.record(
+                pod,
+                "Warning",
+                "ForceDeleted",
+                f"Deleted pod {m.namespace}/{m.name} at once: it was terminating and "
+                f"node {node} is not ready, so cannot confirm that it stopped",
+            )
 
     async def _delete(self, eviction: Eviction, node: str) -> None:
         m = eviction.pod.metadata
@@ -260,6 +273,7 @@ class NodeLifecycleController:
             await self.api.delete("Pod", m.namespace, m.name, uid=m.uid, grace_period_seconds=0)
         except (api_errors.NotFoundError, api_errors.ConflictError):
             return
-        log.warning("pod_evicted", pod=f"{m.namespace}/{m.name}", node=node, taint=eviction.taint,
-                    toleration=eviction.seconds)
+        log.warning(
+            "pod_evicted", pod=f"{m.namespace}/{m.name}", node=node, taint=eviction.taint, toleration=eviction.seconds
+        )
         await self.recorder.record(eviction.pod, "Normal", "TaintManagerEviction", eviction.message(node))

@@ -56,7 +56,8 @@ NEVER_UPDATED_REASON = "NodeStatusNeverUpdated"
 NEVER_UPDATED_MESSAGE = "corral agent never posted node status."
 POD_NOT_READY_REASON = "NodeNotReady"
 MANAGED_TAINTS = frozenset(
-    (key, effect) for key in (TAINT_UNREACHABLE, TAINT_NOT_READY) for effect in (NO_SCHEDULE, NO_EXECUTE))
+    (key, effect) for key in (TAINT_UNREACHABLE, TAINT_NOT_READY) for effect in (NO_SCHEDULE, NO_EXECUTE)
+)
 
 
 class Health(Enum):
@@ -84,8 +85,7 @@ class Eviction:
 
     def message(self, node: str) -> str:
         m = self.pod.metadata
-        how = ("does not tolerate it" if self.seconds == 0
-               else f"its toleration of {self.seconds:g}s ran out")
+        how = "does not tolerate it" if self.seconds == 0 else f"its toleration of {self.seconds:g}s ran out"
         return f"Deleting pod {m.namespace}/{m.name}: node {node} has taint {self.taint}:NoExecute and {how}"
 
 
@@ -107,6 +107,7 @@ class NodePlan:
 
 
 # -- health --------------------------------------------------------------------
+
 
 def last_seen(node: node_pb2.Node, not_before: datetime) -> datetime:
     """The last heartbeat (or, never heard from, the creation time), not before `not_before`."""
@@ -150,6 +151,7 @@ def full_disruption(healths: Iterable[Health]) -> bool:
 
 
 # -- node status and taints ---------------------------------------------------
+
 
 def mark_unknown(node: node_pb2.Node, now: datetime) -> bool:
     """Set the Ready condition to Unknown in place; False if it already is."""
@@ -199,6 +201,7 @@ def stamp_no_execute(node: node_pb2.Node, now: datetime) -> bool:
 
 # -- pods ------------------------------------------------------------------------
 
+
 def stranded(pods: Iterable[pod_pb2.Pod], health: Health, node: str, *, disrupted: bool) -> list[pod_pb2.Pod]:
     """Terminating pods of a node that will not confirm their end (it carries
     NoExecute health taints); none while the whole cluster looks disrupted."""
@@ -237,15 +240,18 @@ def pods_not_ready(pods: Iterable[pod_pb2.Pod], health: Health, node: str, now: 
 
 
 def evictions(
-    pods: Iterable[pod_pb2.Pod], taints: Iterable[node_pb2.Taint], *, now: datetime, settings: Settings,
+    pods: Iterable[pod_pb2.Pod],
+    taints: Iterable[node_pb2.Taint],
+    *,
+    now: datetime,
+    settings: Settings,
 ) -> tuple[list[Eviction], datetime | None]:
     """The pods due for eviction now (earliest first) and the next deadline after now."""
     due: list[tuple[datetime, Eviction]] = []
     upcoming: datetime | None = None
     taint_list = list(taints)
     for pod in pods:
-        deadline = eviction_deadline(pod, taint_list, defaults=settings.tolerations,
-                                     not_before=settings.not_before)
+        deadline = eviction_deadline(pod, taint_list, defaults=settings.tolerations, not_before=settings.not_before)
         if deadline is None:
             continue
         if deadline.at <= now:
@@ -258,8 +264,14 @@ def evictions(
 
 # -- the plan ---------------------------------------------------------------------
 
+
 def plan_node(
-    node: node_pb2.Node, pods: Iterable[pod_pb2.Pod], *, now: datetime, settings: Settings, disrupted: bool,
+    node: node_pb2.Node,
+    pods: Iterable[pod_pb2.Pod],
+    *,
+    now: datetime,
+    settings: Settings,
+    disrupted: bool,
 ) -> NodePlan:
     """What to do about `node` and the pods bound to it, at `now`."""
     health = node_health(node, now=now, settings=settings)

@@ -58,12 +58,11 @@ def is_controlled(pod: pod_pb2.Pod) -> bool:
 def _matches(toleration: pod_pb2.Toleration, taint: node_pb2.Taint) -> bool:
     return tolerates(
         Toleration(toleration.key, toleration.operator or "Equal", toleration.value, toleration.effect),
-        Taint(taint.key, taint.value, taint.effect))
+        Taint(taint.key, taint.value, taint.effect),
+    )
 
 
-def toleration_seconds(
-    pod: pod_pb2.Pod, taint: node_pb2.Taint, defaults: DefaultTolerations
-) -> float | None:
+def toleration_seconds(pod: pod_pb2.Pod, taint: node_pb2.Taint, defaults: DefaultTolerations) -> float | None:
     """Seconds `pod` tolerates the NoExecute `taint`; None means forever."""
     matching = [t for t in pod.spec.tolerations if _matches(t, taint)]
     if matching:
@@ -75,7 +74,10 @@ def toleration_seconds(
 
 
 def eviction_deadline(
-    pod: pod_pb2.Pod, taints: Iterable[node_pb2.Taint], *, defaults: DefaultTolerations,
+    pod: pod_pb2.Pod,
+    taints: Iterable[node_pb2.Taint],
+    *,
+    defaults: DefaultTolerations,
     not_before: datetime,
 ) -> Deadline | None:
     """When `pod` must leave a node with these taints; None if it may stay forever."""

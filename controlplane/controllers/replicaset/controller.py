@@ -40,7 +40,6 @@ from protos.kinds import meta
 log = structlog.get_logger(__name__)
 
 
-
 def is_temporary(error: BaseException) -> bool:
     """Whether the write may have happened anyway (its outcome is unknown)."""
     return bool(getattr(error, "temporary", False)) or isinstance(error, TimeoutError)
@@ -73,8 +72,13 @@ class ReplicaSetController:
     kinds: tuple[str, ...] = ("ReplicaSet", "Pod")
 
     def __init__(
-        self, api: ObjectApi, recorder: EventRecorder, *, workers: int = 4,
-        now: Callable[[], datetime] = utcnow, expectations: Expectations | None = None,
+        self,
+        api: ObjectApi,
+        recorder: EventRecorder,
+        *,
+        workers: int = 4,
+        now: Callable[[], datetime] = utcnow,
+        expectations: Expectations | None = None,
         burst: int = BURST,
     ) -> None:
         self.api = api
@@ -126,9 +130,12 @@ class ReplicaSetController:
         """ReplicaSets whose selector matches an orphan pod (they may adopt it)."""
         assert self._sets_by_ns is not None
         m = meta(pod)
-        return [object_key(rs) for rs in self._sets_by_ns.in_namespace(m.namespace)
-                if rs.spec.selector.match_labels or rs.spec.selector.match_expressions
-                if labels.from_label_selector(rs.spec.selector).matches(m.labels)]
+        return [
+            object_key(rs)
+            for rs in self._sets_by_ns.in_namespace(m.namespace)
+            if rs.spec.selector.match_labels or rs.spec.selector.match_expressions
+            if labels.from_label_selector(rs.spec.selector).matches(m.labels)
+        ]
 
     def _observe(self, event: CacheEvent) -> None:
         key = owner_key(event.obj, "ReplicaSet")
@@ -150,8 +157,7 @@ class ReplicaSetController:
         assert self._pods is not None
         manage = self.expectations.satisfied(key)
         candidates = [*self._pods.owned_by(rs.metadata.uid), *self._pods.orphans(rs.metadata.namespace)]
-        actions = reconcile(rs, candidates, now=self.now(),
-                            manage=manage, burst=self.burst)
+        actions = reconcile(rs, candidates, now=self.now(), manage=manage, burst=self.burst)
         await self._claim(actions)
         await self._delete(key, rs, actions.delete)
         await self._create(key, rs, actions.create)
@@ -176,16 +182,20 @@ class ReplicaSetController:
         return cached
 
     def _again(self, key: str, manage: bool, actions: ReplicaSetActions) -> float | None:
-        delays = [d for d in (actions.requeue_after, None if manage else self.expectations.remaining(key))
-                  if d is not None]
+        delays = [
+            d for d in (actions.requeue_after, None if manage else self.expectations.remaining(key)) if d is not None
+        ]
         return min(delays) if delays else None
 
     async def _claim(self, actions: ReplicaSetActions) -> None:
         for pod in (*actions.adopt, *actions.release):
             await self.api.write(pod)
         if actions.adopt or actions.release:
-            log.info("replica_set_claimed_pods", adopted=[p.metadata.name for p in actions.adopt],
-                     released=[p.metadata.name for p in actions.release])
+            log.info(
+                "replica_set_claimed_pods",
+                adopted=[p.metadata.name for p in actions.adopt],
+                released=[p.metadata.name for p in actions.release],
+            )
 
     async def _write_status(self, rs: workloads_pb2.ReplicaSet, status: workloads_pb2.ReplicaSetStatus) -> None:
         updated = workloads_pb2.ReplicaSet()
@@ -194,8 +204,13 @@ class ReplicaSetController:
         written = await self.api.update_status(updated)
         assert isinstance(written, workloads_pb2.ReplicaSet)
         self._written[object_key(rs)] = written
-        log.debug("replica_set_status", replica_set=object_key(rs), replicas=status.replicas,
-                  ready=status.ready_replicas, available=status.available_replicas)
+        log.debug(
+            "replica_set_status",
+            replica_set=object_key(rs),
+            replicas=status.replicas,
+            ready=status.ready_replicas,
+            available=status.available_replicas,
+        )
 
     # -- deleting ---------------------------------------------------------------
 
@@ -210,8 +225,12 @@ class ReplicaSetController:
                 self.expectations.deletion_failed(key, object_key(pod))
         deleted = [p for p, r in zip(pods, results, strict=True) if not isinstance(r, BaseException)]
         log.info("replica_set_scaled", replica_set=key, deleted=len(deleted), failed=len(errors))
-        await asyncio.gather(*(self.recorder.record(rs, "Normal", "SuccessfulDelete",
-                                                    f"Deleted pod: {p.metadata.name}") for p in deleted))
+        await asyncio.gather(
+            *(
+                self.recorder.record(rs, "Normal", "SuccessfulDelete", f"Deleted pod: {p.metadata.name}")
+                for p in deleted
+            )
+        )
         if errors:
             await self.recorder.record(rs, "Warning", "FailedDelete", f"Error deleting: {errors[0]}")
             raise errors[0]
@@ -232,7 +251,7 @@ class ReplicaSetController:
         created: list[str] = []
         start, batch = 0, 1
         while start < len(pods):
-            chunk = pods[start:start + batch]
+            chunk = pods[start : start + batch]
             start += len(chunk)
             results = await asyncio.gather(*(self.api.create(p) for p in chunk), return_exceptions=True)
             errors = failures(results)
@@ -248,5 +267,6 @@ class ReplicaSetController:
 
     async def _created(self, key: str, rs: workloads_pb2.ReplicaSet, names: list[str], *, asked: int) -> None:
         log.info("replica_set_scaled", replica_set=key, created=len(names), asked=asked)
-        await asyncio.gather(*(self.recorder.record(rs, "Normal", "SuccessfulCreate", f"Created pod: {name}")
-                               for name in names))
+        await asyncio.gather(
+            *(self.recorder.record(rs, "Normal", "SuccessfulCreate", f"Created pod: {name}") for name in names)
+        )

@@ -57,8 +57,12 @@ class Claim:
 
 
 def reconcile(
-    rs: workloads_pb2.ReplicaSet, pods: Iterable[pod_pb2.Pod], *, now: datetime,
-    manage: bool = True, burst: int = BURST,
+    rs: workloads_pb2.ReplicaSet,
+    pods: Iterable[pod_pb2.Pod],
+    *,
+    now: datetime,
+    manage: bool = True,
+    burst: int = BURST,
 ) -> ReplicaSetActions:
     claim = claim_pods(rs, pods)
     members = [*claim.owned, *claim.adopt]
@@ -70,7 +74,10 @@ def reconcile(
         create, delete = manage_replicas(rs, active, terminal, now=now, burst=burst)
     status = calculate_status(rs, active, now=now)
     return ReplicaSetActions(
-        create=create, delete=delete, adopt=claim.adopt, release=claim.release,
+        create=create,
+        delete=delete,
+        adopt=claim.adopt,
+        release=claim.release,
         status=None if status == rs.status else status,
         requeue_after=_requeue_after(rs, active, now),
     )
@@ -116,8 +123,12 @@ def _without_owner(pod: pod_pb2.Pod, uid: str) -> pod_pb2.Pod:
 
 
 def manage_replicas(
-    rs: workloads_pb2.ReplicaSet, active: Sequence[pod_pb2.Pod], terminal: Sequence[pod_pb2.Pod], *,
-    now: datetime, burst: int,
+    rs: workloads_pb2.ReplicaSet,
+    active: Sequence[pod_pb2.Pod],
+    terminal: Sequence[pod_pb2.Pod],
+    *,
+    now: datetime,
+    burst: int,
 ) -> tuple[tuple[pod_pb2.Pod, ...], tuple[pod_pb2.Pod, ...]]:
     """The pods to create and to delete so that `len(active) == spec.replicas`."""
     diff = len(active) - rs.spec.replicas
@@ -126,7 +137,7 @@ def manage_replicas(
         return tuple(new_pod(rs) for _ in range(min(-diff, burst))), tuple(delete)
     if diff > 0:
         order = victims.victim_order(active, min_ready_seconds=rs.spec.min_ready_seconds, now=now)
-        delete.extend(order[:min(diff, burst - len(delete))])
+        delete.extend(order[: min(diff, burst - len(delete))])
     return (), tuple(delete)
 
 
@@ -152,7 +163,8 @@ def calculate_status(
     status = workloads_pb2.ReplicaSetStatus(
         replicas=len(active),
         fully_labeled_replicas=sum(
-            all(p.metadata.labels.get(k) == v for k, v in template_labels.items()) for p in active),
+            all(p.metadata.labels.get(k) == v for k, v in template_labels.items()) for p in active
+        ),
         ready_replicas=sum(podutil.is_ready(p) for p in active),
         available_replicas=sum(podutil.is_available(p, min_ready, now) for p in active),
         observed_generation=rs.metadata.generation,

@@ -29,8 +29,10 @@ def presented_chain(address: str, timeout: float = 10.0, default_port: int = 744
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     context.set_alpn_protocols(["h2"])
-    with socket.create_connection((host, port), timeout=timeout) as raw, \
-            context.wrap_socket(raw, server_hostname=None) as tls:
+    with (
+        socket.create_connection((host, port), timeout=timeout) as raw,
+        context.wrap_socket(raw, server_hostname=None) as tls,
+    ):
         sslobj = tls._sslobj  # type: ignore[attr-defined]  # public as get_unverified_chain() from 3.13
         chain = sslobj.get_unverified_chain() or []
         der = int(_ssl.ENCODING_DER)
@@ -48,4 +50,5 @@ def fetch_ca(address: str, ca_hash: str, timeout: float = 10.0) -> x509.Certific
     shown = fingerprint(chain[-1])
     raise CaMismatchError(
         f"the server at {address} presents CA sha256:{shown[:16]}…, the join token pins "
-        f"sha256:{ca_hash[:16]}…: refusing to send credentials (wrong server, or a token of another cluster)")
+        f"sha256:{ca_hash[:16]}…: refusing to send credentials (wrong server, or a token of another cluster)"
+    )

@@ -44,7 +44,13 @@ from corral.common.pki.identity import (
 )
 
 __all__ = [
-    "ADMINS_GROUP", "BACKDATE", "NODES_GROUP", "NODE_PREFIX", "SERVER_NAME", "CertificateError", "Identity",
+    "ADMINS_GROUP",
+    "BACKDATE",
+    "NODES_GROUP",
+    "NODE_PREFIX",
+    "SERVER_NAME",
+    "CertificateError",
+    "Identity",
     "Role",
     "write_private",
 ]
@@ -63,8 +69,9 @@ def new_key() -> PrivateKey:
 
 
 def key_pem(key: PrivateKey) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
 
 
 def cert_pem(cert: x509.Certificate) -> bytes:
@@ -122,18 +129,37 @@ def create_ca(now: dt.datetime, *, lifetime: dt.timedelta = CA_LIFETIME) -> tupl
         .not_valid_before(now - BACKDATE)
         .not_valid_after(now + lifetime)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                                     content_commitment=False, key_encipherment=False, data_encipherment=False,
-                                     key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .sign(key, hashes.SHA256())
     )
     return key, cert
 
 
-def _leaf(ca_key: PrivateKey, ca_cert: x509.Certificate, public_key: ec.EllipticCurvePublicKey,
-          subject: x509.Name, now: dt.datetime, lifetime: dt.timedelta, *, server: bool,
-          names: tuple[str, ...] = ()) -> x509.Certificate:
+def _leaf(
+    ca_key: PrivateKey,
+    ca_cert: x509.Certificate,
+    public_key: ec.EllipticCurvePublicKey,
+    subject: x509.Name,
+    now: dt.datetime,
+    lifetime: dt.timedelta,
+    *,
+    server: bool,
+    names: tuple[str, ...] = (),
+) -> x509.Certificate:
     not_after = min(now + lifetime, ca_cert.not_valid_after_utc)
     builder = (
         x509.CertificateBuilder()
@@ -144,16 +170,28 @@ def _leaf(ca_key: PrivateKey, ca_cert: x509.Certificate, public_key: ec.Elliptic
         .not_valid_before(now - BACKDATE)
         .not_valid_after(not_after)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=False, crl_sign=False,
-                                     content_commitment=False, key_encipherment=False, data_encipherment=False,
-                                     key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
-        .add_extension(x509.ExtendedKeyUsage(
-            [ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=False,
+                crl_sign=False,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH]),
+            critical=False,
+        )
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
     )
     if names:
-        builder = builder.add_extension(x509.SubjectAlternativeName([_general_name(n) for n in names]),
-                                        critical=False)
+        builder = builder.add_extension(x509.SubjectAlternativeName([_general_name(n) for n in names]), critical=False)
     return builder.sign(ca_key, hashes.SHA256())
 
 
@@ -164,27 +202,41 @@ def _general_name(name: str) -> x509.GeneralName:
         return x509.DNSName(name)
 
 
-def issue_serving(ca_key: PrivateKey, ca_cert: x509.Certificate, names: list[str], now: dt.datetime,
-                  *, lifetime: dt.timedelta = SERVING_LIFETIME) -> tuple[PrivateKey, x509.Certificate]:
+def issue_serving(
+    ca_key: PrivateKey,
+    ca_cert: x509.Certificate,
+    names: list[str],
+    now: dt.datetime,
+    *,
+    lifetime: dt.timedelta = SERVING_LIFETIME,
+) -> tuple[PrivateKey, x509.Certificate]:
     """A serving certificate for a control-plane replica, valid for `SERVER_NAME` and ``names``."""
     key = new_key()
     all_names = tuple(dict.fromkeys([SERVER_NAME, *names]))
-    cert = _leaf(ca_key, ca_cert, key.public_key(), _name(SERVER_NAME), now, lifetime, server=True,
-                 names=all_names)
+    cert = _leaf(ca_key, ca_cert, key.public_key(), _name(SERVER_NAME), now, lifetime, server=True, names=all_names)
     return key, cert
 
 
-def issue_client(ca_key: PrivateKey, ca_cert: x509.Certificate, public_key: ec.EllipticCurvePublicKey,
-                 identity: Identity, now: dt.datetime, lifetime: dt.timedelta) -> x509.Certificate:
+def issue_client(
+    ca_key: PrivateKey,
+    ca_cert: x509.Certificate,
+    public_key: ec.EllipticCurvePublicKey,
+    identity: Identity,
+    now: dt.datetime,
+    lifetime: dt.timedelta,
+) -> x509.Certificate:
     """A client certificate for ``identity``: the subject is set here, never taken from a request."""
-    return _leaf(ca_key, ca_cert, public_key, _name(identity.common_name, identity.group, now), now, lifetime,
-                 server=False)
+    return _leaf(
+        ca_key, ca_cert, public_key, _name(identity.common_name, identity.group, now), now, lifetime, server=False
+    )
 
 
 def make_csr(key: PrivateKey, identity: Identity) -> bytes:
-    csr = (x509.CertificateSigningRequestBuilder()
-           .subject_name(_name(identity.common_name, identity.group))
-           .sign(key, hashes.SHA256()))
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(_name(identity.common_name, identity.group))
+        .sign(key, hashes.SHA256())
+    )
     return csr.public_bytes(serialization.Encoding.PEM)
 
 

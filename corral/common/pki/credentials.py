@@ -43,8 +43,9 @@ class Credentials:
     key: bytes
 
     def channel_credentials(self) -> grpc.ChannelCredentials:
-        return grpc.ssl_channel_credentials(root_certificates=self.ca, private_key=self.key,
-                                            certificate_chain=self.cert)
+        return grpc.ssl_channel_credentials(
+            root_certificates=self.ca, private_key=self.key, certificate_chain=self.cert
+        )
 
     def certificate(self) -> x509.Certificate:
         from corral.common.pki import certs
@@ -103,8 +104,7 @@ class Credentials:
         try:
             ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_cert_chain(directory / CERT_FILE, directory / KEY_FILE)
         except (ssl.SSLError, OSError) as e:
-            raise CertificateError(f"{directory}: the client key does not match the client certificate ({e})") \
-                from e
+            raise CertificateError(f"{directory}: the client key does not match the client certificate ({e})") from e
         return credentials
 
 

@@ -56,7 +56,7 @@ class Identity:
 def identity_from_names(common_name: str, organization: str) -> Identity | None:
     """The identity of a subject's CN and O (None: not a client certificate of a corral cluster)."""
     if organization == NODES_GROUP and common_name.startswith(NODE_PREFIX) and len(common_name) > len(NODE_PREFIX):
-        return Identity(Role.NODE, common_name[len(NODE_PREFIX):])
+        return Identity(Role.NODE, common_name[len(NODE_PREFIX) :])
     if organization == ADMINS_GROUP and common_name:
         return Identity(Role.ADMIN, common_name)
     return None

@@ -23,8 +23,15 @@ from corral.common.pki.endpoints import join_address_for
 from corral.common.pki.tokens import JoinToken
 from protos.corral.v1 import security_pb2, security_pb2_grpc
 
-__all__ = ["CaMismatchError", "JoinError", "JoinThrottledError", "JoinUnreachableError", "join", "join_address_for",
-           "renew"]
+__all__ = [
+    "CaMismatchError",
+    "JoinError",
+    "JoinThrottledError",
+    "JoinUnreachableError",
+    "join",
+    "join_address_for",
+    "renew",
+]
 
 
 class JoinError(Exception):
@@ -43,8 +50,9 @@ class JoinThrottledError(JoinUnreachableError):
     """The join port refused for now: too many attempts from this address (try again later)."""
 
 
-async def join(address: str, token: JoinToken, name: str, *, role: Role = Role.NODE,
-               call_timeout: float = 15.0) -> Credentials:
+async def join(
+    address: str, token: JoinToken, name: str, *, role: Role = Role.NODE, call_timeout: float = 15.0
+) -> Credentials:
     """Credentials for ``name`` from the join port at ``address``."""
     try:
         ca = await asyncio.to_thread(ca_fetch.fetch_ca, address, token.ca_hash, call_timeout)
@@ -56,9 +64,13 @@ async def join(address: str, token: JoinToken, name: str, *, role: Role = Role.N
         raise JoinError(f"the join port at {address}: {e}") from e
     ca_pem = certs.cert_pem(ca)
     key = certs.new_key()
-    request = security_pb2.JoinRequest(token_id=token.id, token_secret=token.secret,
-                                       csr=certs.make_csr(key, Identity(role, name)), name=name,
-                                       role=role.value)
+    request = security_pb2.JoinRequest(
+        token_id=token.id,
+        token_secret=token.secret,
+        csr=certs.make_csr(key, Identity(role, name)),
+        name=name,
+        role=role.value,
+    )
     credentials = grpc.ssl_channel_credentials(root_certificates=ca_pem)
     try:
         async with grpc.aio.secure_channel(address, credentials, options=channel_options()) as channel:
@@ -75,8 +87,10 @@ async def join(address: str, token: JoinToken, name: str, *, role: Role = Role.N
     except CertificateError as e:
         raise JoinError(str(e)) from e
     if response.role != role.value:
-        raise JoinError(f"the token is for role {response.role}, not {role.value}: "
-                        f"create one with `corral token create --role {role.value}`")
+        raise JoinError(
+            f"the token is for role {response.role}, not {role.value}: "
+            f"create one with `corral token create --role {role.value}`"
+        )
     return joined
 
 
@@ -87,7 +101,8 @@ async def renew(channel: grpc.aio.Channel, current: Credentials, *, call_timeout
         raise CertificateError("the current certificate names no corral identity")
     key = certs.new_key()
     response = await security_pb2_grpc.SecurityServiceStub(channel).RenewCertificate(
-        security_pb2.RenewRequest(csr=certs.make_csr(key, identity)), timeout=call_timeout)
+        security_pb2.RenewRequest(csr=certs.make_csr(key, identity)), timeout=call_timeout
+    )
     renewed = Credentials(response.ca_certificate, response.certificate, certs.key_pem(key))
     renewed.check("the renewed certificate")
     return renewed

@@ -51,7 +51,8 @@ def parse_token(text: str) -> JoinToken:
     if match is None:
         raise TokenFormatError(
             "not a corral join token: expected K10<64 hex digits>::<6 characters>.<16 characters> "
-            "(as printed by `corral token create`)")
+            "(as printed by `corral token create`)"
+        )
     return JoinToken(match["hash"], match["id"], match["secret"])
 
 

@@ -69,8 +69,13 @@ class LoopCollector(Collector, Generic[S]):
     `attach_loop`, or when the loop does not answer, the families are there but empty (`families(None)`).
     """
 
-    def __init__(self, snapshot: Callable[[], S], families: Callable[[S | None], list[Metric]], *,
-                 timeout: float = SCRAPE_TIMEOUT) -> None:
+    def __init__(
+        self,
+        snapshot: Callable[[], S],
+        families: Callable[[S | None], list[Metric]],
+        *,
+        timeout: float = SCRAPE_TIMEOUT,
+    ) -> None:
         self._snapshot = snapshot
         self._families = families
         self._timeout = timeout

@@ -67,8 +67,14 @@ def route(
     algorithm: str = "",
 ) -> discovery_pb2.ServiceRoute:
     """A one-port Service route to `backends` (each with its group) on 127.0.0.1."""
-    return rules_route(name, port, [route_backend(b, group) for b, group in backends], weights=weights,
-                       algorithm=algorithm, port_name="tcp")
+    return rules_route(
+        name,
+        port,
+        [route_backend(b, group) for b, group in backends],
+        weights=weights,
+        algorithm=algorithm,
+        port_name="tcp",
+    )
 
 
 def keyed(*routes: discovery_pb2.ServiceRoute) -> dict[str, discovery_pb2.ServiceRoute]:

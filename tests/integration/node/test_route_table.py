@@ -112,8 +112,9 @@ async def session_with(fake: FakeControlPlane, table: ServiceTable, tmp_path: Pa
     config = SessionConfig(
         server=f"127.0.0.1:{port}", node_name=NODE, labels={}, backoff=ExponentialBackoff(initial=0.01, cap=0.05)
     )
-    session = Session(config, manager, node_pb2.NodeStatus(), services=table,
-                      identity=node_identity(pki.node(NODE), tmp_path))
+    session = Session(
+        config, manager, node_pb2.NodeStatus(), services=table, identity=node_identity(pki.node(NODE), tmp_path)
+    )
     task = asyncio.create_task(session.run())
     try:
         yield session

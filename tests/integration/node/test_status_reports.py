@@ -31,6 +31,7 @@ Response = node_service_pb2.ReportStatusResponse
 # The request generator of a stream that has ended keeps taking reports from the outbox
 # (see test_a_broken_stream_takes_no_more_reports).
 
+
 def pod(name: str) -> pod_pb2.Pod:
     p = pod_pb2.Pod()
     p.metadata.namespace = "default"
@@ -175,8 +176,9 @@ class _Handlers:
     def add_generic_rpc_handlers(self, handlers: Any) -> None:
         pass
 
-    def add_registered_method_handlers(self, service: str,
-                                       handlers: dict[str, grpc.RpcMethodHandler[Any, Any]]) -> None:
+    def add_registered_method_handlers(
+        self, service: str, handlers: dict[str, grpc.RpcMethodHandler[Any, Any]]
+    ) -> None:
         self.handlers = dict(handlers)
 
 
@@ -191,8 +193,9 @@ async def serving(
         caught = _Handlers()
         node_service_pb2_grpc.add_NodeServiceServicer_to_server(fake, cast(grpc.aio.Server, caught))
         del caught.handlers["StreamStatus"]
-        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("corral.v1.NodeService",
-                                                                              caught.handlers),))
+        server.add_generic_rpc_handlers(
+            (grpc.method_handlers_generic_handler("corral.v1.NodeService", caught.handlers),)
+        )
     else:
         node_service_pb2_grpc.add_NodeServiceServicer_to_server(fake, server)
     pki = TestCluster()
@@ -206,8 +209,9 @@ async def serving(
 
 
 @contextlib.asynccontextmanager
-async def reporting(reports: StatusReports,
-                    stub: node_service_pb2_grpc.NodeServiceAsyncStub) -> AsyncIterator[asyncio.Task[None]]:
+async def reporting(
+    reports: StatusReports, stub: node_service_pb2_grpc.NodeServiceAsyncStub
+) -> AsyncIterator[asyncio.Task[None]]:
     task = asyncio.create_task(reports.run(stub))
     try:
         yield task
@@ -297,8 +301,10 @@ async def test_a_broken_stream_queues_the_unanswered_batches_again() -> None:
         assert info.value.code() == grpc.StatusCode.UNAVAILABLE
         queued = outbox.take()
 
-    assert [phases(r.pods) for r in fake.received] == [{"a": "Pending", "b": "Pending"},
-                                                      {"a": "Running", "c": "Pending"}]
+    assert [phases(r.pods) for r in fake.received] == [
+        {"a": "Pending", "b": "Pending"},
+        {"a": "Running", "c": "Pending"},
+    ]
     # Each pod's newest status: a's from the 2nd batch (not the 1st's), b's queued one (not the
     # 1st batch's), c's from the 2nd batch.
     assert phases(queued) == {"a": "Running", "b": "Running", "c": "Pending"}
@@ -369,8 +375,7 @@ async def test_without_stream_status_reports_go_by_report_status(without_stream_
     outbox = RecordingOutbox()
     reports = StatusReports(outbox, NODE, batch_delay=BATCH_DELAY)
     with capture_logs() as logs:
-        async with serving(fake, without_stream_status=without_stream_status) as stub, \
-                reporting(reports, stub) as task:
+        async with serving(fake, without_stream_status=without_stream_status) as stub, reporting(reports, stub) as task:
             await eventually(lambda: any(e["event"] == "status_stream_unsupported" for e in logs), "the warning")
             outbox.put(pod("a"), phase("Running"))
             # (b after a has been taken: that every batch after the fallback arrives is the next test)

@@ -43,21 +43,31 @@ def closed(monkeypatch: pytest.MonkeyPatch) -> list[FakeRuntime]:
 
 
 def config(tmp_path: Path, **more: object) -> AgentConfig:
-    fields: dict[str, object] = {"runtimes": ["fake"], "address": "127.0.0.1", "proxy_addresses": ["127.0.0.1"],
-                                 "dns_port": 0}
+    fields: dict[str, object] = {
+        "runtimes": ["fake"],
+        "address": "127.0.0.1",
+        "proxy_addresses": ["127.0.0.1"],
+        "dns_port": 0,
+    }
     return AgentConfig(server=SERVER, name="n1", data_dir=tmp_path, **(fields | more))  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize(("more", "flag"), [
-    pytest.param({"termination_drain": -1.0}, "--termination-drain", id="termination-drain"),
-    pytest.param({"metrics_period": 0.5}, "--metrics-period", id="metrics-period"),
-    pytest.param({"proxy_mode": "ipvs"}, "--proxy-mode", id="proxy-mode"),
-    pytest.param({"proxy_mode": "nftables", "proxy_addresses": ["::1"]}, "--proxy-mode nftables", id="nftables-ipv6"),
-    pytest.param({"restart_backoff": 0.0}, "--restart-backoff", id="restart-backoff"),
-    pytest.param({"runtimes": ["podman"]}, 'unknown runtime "podman"', id="runtime"),
-])
-async def test_a_bad_flag_is_refused_before_any_join(tmp_path: Path, joins: list[str], closed: list[FakeRuntime],
-                                                     more: dict[str, object], flag: str) -> None:
+@pytest.mark.parametrize(
+    ("more", "flag"),
+    [
+        pytest.param({"termination_drain": -1.0}, "--termination-drain", id="termination-drain"),
+        pytest.param({"metrics_period": 0.5}, "--metrics-period", id="metrics-period"),
+        pytest.param({"proxy_mode": "ipvs"}, "--proxy-mode", id="proxy-mode"),
+        pytest.param(
+            {"proxy_mode": "nftables", "proxy_addresses": ["::1"]}, "--proxy-mode nftables", id="nftables-ipv6"
+        ),
+        pytest.param({"restart_backoff": 0.0}, "--restart-backoff", id="restart-backoff"),
+        pytest.param({"runtimes": ["podman"]}, 'unknown runtime "podman"', id="runtime"),
+    ],
+)
+async def test_a_bad_flag_is_refused_before_any_join(
+    tmp_path: Path, joins: list[str], closed: list[FakeRuntime], more: dict[str, object], flag: str
+) -> None:
     with pytest.raises(AgentError, match=flag):
         await run_agent(config(tmp_path / "agent", **more))
     assert joins == []
@@ -72,17 +82,18 @@ def taken_port() -> Iterator[int]:
         yield s.getsockname()[1]
 
 
-async def test_runtimes_are_closed_when_a_later_step_fails(tmp_path: Path, joins: list[str],
-                                                           closed: list[FakeRuntime], taken_port: int) -> None:
+async def test_runtimes_are_closed_when_a_later_step_fails(
+    tmp_path: Path, joins: list[str], closed: list[FakeRuntime], taken_port: int
+) -> None:
     with pytest.raises(AgentError, match="metrics"):
         await run_agent(config(tmp_path, metrics_listen=f"127.0.0.1:{taken_port}"))
     assert joins == ["n1"]
     assert len(closed) == 1
 
 
-async def test_a_failed_loop_is_logged_and_stops_the_agent(tmp_path: Path, joins: list[str],
-                                                           closed: list[FakeRuntime],
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_failed_loop_is_logged_and_stops_the_agent(
+    tmp_path: Path, joins: list[str], closed: list[FakeRuntime], monkeypatch: pytest.MonkeyPatch
+) -> None:
     async def run(self: PodManager) -> None:
         raise RuntimeError("manager broke")
 

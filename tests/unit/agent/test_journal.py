@@ -55,7 +55,8 @@ async def writing(journal: AssignmentJournal) -> AsyncIterator[None]:
 
 
 async def test_a_burst_of_records_is_written_coalesced_newest_last(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = tmp_path / "assignments.pb"
     journal = AssignmentJournal(path)
     started: list[int] = []
@@ -87,12 +88,16 @@ def flush(journal: AssignmentJournal) -> None:
     journal.flush()
 
 
-@pytest.mark.parametrize(("retry", "expected"), [
-    pytest.param(record_2, 2, id="next-record"),
-    pytest.param(flush, 1, id="flush-on-exit"),
-])
+@pytest.mark.parametrize(
+    ("retry", "expected"),
+    [
+        pytest.param(record_2, 2, id="next-record"),
+        pytest.param(flush, 1, id="flush-on-exit"),
+    ],
+)
 async def test_a_failed_write_is_logged_and_tried_again(
-        tmp_path: Path, retry: Callable[[AssignmentJournal], None], expected: int) -> None:
+    tmp_path: Path, retry: Callable[[AssignmentJournal], None], expected: int
+) -> None:
     data_dir = tmp_path / "data"  # not there yet: the write fails
     path = data_dir / "assignments.pb"
     journal = AssignmentJournal(path)
@@ -158,12 +163,15 @@ async def test_a_write_that_lands_after_the_flush_does_not_undo_it(tmp_path: Pat
 # -- the file --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("content", "expected"), [
-    pytest.param(None, None, id="missing"),
-    pytest.param(b"\x12\x10abc", None, id="torn"),
-    pytest.param(b"hello", None, id="foreign"),
-    pytest.param(assignment(7).SerializeToString(), 7, id="saved"),
-])
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        pytest.param(None, None, id="missing"),
+        pytest.param(b"\x12\x10abc", None, id="torn"),
+        pytest.param(b"hello", None, id="foreign"),
+        pytest.param(assignment(7).SerializeToString(), 7, id="saved"),
+    ],
+)
 def test_load(tmp_path: Path, content: bytes | None, expected: int | None) -> None:
     path = tmp_path / "assignments.pb"
     if content is not None:
@@ -174,11 +182,14 @@ def test_load(tmp_path: Path, content: bytes | None, expected: int | None) -> No
     assert len(unreadable) == (1 if content is not None and expected is None else 0)
 
 
-@pytest.mark.parametrize("leftover", [
-    pytest.param(None, id="fresh"),
-    pytest.param("assignments.tmp", id="a-torn-temporary-file-left-0644"),
-    pytest.param("assignments.pb", id="an-older-file-0644"),
-])
+@pytest.mark.parametrize(
+    "leftover",
+    [
+        pytest.param(None, id="fresh"),
+        pytest.param("assignments.tmp", id="a-torn-temporary-file-left-0644"),
+        pytest.param("assignments.pb", id="an-older-file-0644"),
+    ],
+)
 def test_the_file_is_owner_only(tmp_path: Path, leftover: str | None) -> None:
     """The pods in it carry their Secret values."""
     path = tmp_path / "assignments.pb"

@@ -24,15 +24,33 @@ def pod(restart_policy: str = "Always", image: str = "busybox:1", probes: bool =
     return p
 
 
-def run(p: pod_pb2.Pod, attempt: int, state: State, *, exit_code: int | None = None,
-        stale_spec: bool = False, ran: float = 5.0) -> ContainerInfo:
+def run(
+    p: pod_pb2.Pod,
+    attempt: int,
+    state: State,
+    *,
+    exit_code: int | None = None,
+    stale_spec: bool = False,
+    ran: float = 5.0,
+) -> ContainerInfo:
     container = p.spec.containers[0]
-    labels = {LABEL_CONTAINER: container.name, LABEL_ATTEMPT: str(attempt),
-              LABEL_SPEC_HASH: "old" if stale_spec else lifecycle.spec_hash(container)}
+    labels = {
+        LABEL_CONTAINER: container.name,
+        LABEL_ATTEMPT: str(attempt),
+        LABEL_SPEC_HASH: "old" if stale_spec else lifecycle.spec_hash(container),
+    }
     finished = T0 + timedelta(seconds=ran) if state is State.EXITED else None
-    return ContainerInfo(id=f"c{attempt}", name=f"n{attempt}", image=container.image, labels=labels,
-                         state=state, exit_code=exit_code, started_at=T0, finished_at=finished,
-                         ports=[PortMapping(80, 32768)])
+    return ContainerInfo(
+        id=f"c{attempt}",
+        name=f"n{attempt}",
+        image=container.image,
+        labels=labels,
+        state=state,
+        exit_code=exit_code,
+        started_at=T0,
+        finished_at=finished,
+        ports=[PortMapping(80, 32768)],
+    )
 
 
 @pytest.mark.parametrize(
@@ -42,21 +60,32 @@ def run(p: pod_pb2.Pod, attempt: int, state: State, *, exit_code: int | None = N
         pytest.param("Always", [], ContainerTrack(not_before=200.0), [], id="start-waits-for-backoff"),
         pytest.param("Always", [(0, State.RUNNING, None)], ContainerTrack(), [], id="running-is-left-alone"),
         pytest.param("Always", [(0, State.EXITED, 0)], ContainerTrack(), [Start], id="always-restarts-success"),
-        pytest.param("Always", [(0, State.EXITED, 1)], ContainerTrack(not_before=200.0), [],
-                     id="crash-loop-waits"),
+        pytest.param("Always", [(0, State.EXITED, 1)], ContainerTrack(not_before=200.0), [], id="crash-loop-waits"),
         pytest.param("OnFailure", [(0, State.EXITED, 0)], ContainerTrack(), [], id="onfailure-keeps-success"),
         pytest.param("OnFailure", [(0, State.EXITED, 2)], ContainerTrack(), [Start], id="onfailure-restarts"),
         pytest.param("Never", [(0, State.EXITED, 2)], ContainerTrack(), [], id="never-restarts-nothing"),
-        pytest.param("Always", [(0, State.EXITED, 1), (1, State.EXITED, 1), (2, State.EXITED, 1)],
-                     ContainerTrack(), [Remove, Remove, Start], id="restart-prunes-old-runs"),
-        pytest.param("Always", [(0, State.EXITED, 1), (1, State.EXITED, 1), (2, State.RUNNING, None)],
-                     ContainerTrack(), [Remove], id="keeps-one-previous-run"),
-        pytest.param("Always", [(0, State.CREATED, None)], ContainerTrack(), [Remove, Start],
-                     id="never-started-is-replaced"),
+        pytest.param(
+            "Always",
+            [(0, State.EXITED, 1), (1, State.EXITED, 1), (2, State.EXITED, 1)],
+            ContainerTrack(),
+            [Remove, Remove, Start],
+            id="restart-prunes-old-runs",
+        ),
+        pytest.param(
+            "Always",
+            [(0, State.EXITED, 1), (1, State.EXITED, 1), (2, State.RUNNING, None)],
+            ContainerTrack(),
+            [Remove],
+            id="keeps-one-previous-run",
+        ),
+        pytest.param(
+            "Always", [(0, State.CREATED, None)], ContainerTrack(), [Remove, Start], id="never-started-is-replaced"
+        ),
     ],
 )
-def test_decide(policy: str, history: list[tuple[int, State, int | None]], track: ContainerTrack,
-                expected: list[type]) -> None:
+def test_decide(
+    policy: str, history: list[tuple[int, State, int | None]], track: ContainerTrack, expected: list[type]
+) -> None:
     p = pod(policy)
     runs = {"main": [run(p, a, s, exit_code=code) for a, s, code in history]}
     actions = lifecycle.decide(p, runs, {"main": track}, now=100.0)
@@ -76,8 +105,7 @@ def test_failed_liveness_kills_only_the_probed_run() -> None:
     p = pod()
     latest = run(p, 0, State.RUNNING)
     failing = ContainerTrack(liveness=ProbeState.FAILURE, probed_id="c0")
-    assert lifecycle.decide(p, {"main": [latest]}, {"main": failing}, now=0.0) == [
-        Kill("c0", "liveness probe failed")]
+    assert lifecycle.decide(p, {"main": [latest]}, {"main": failing}, now=0.0) == [Kill("c0", "liveness probe failed")]
     stale = ContainerTrack(liveness=ProbeState.FAILURE, probed_id="other")
     assert lifecycle.decide(p, {"main": [latest]}, {"main": stale}, now=0.0) == []
 
@@ -112,20 +140,24 @@ def test_readiness_gates_ready() -> None:
     assert not not_yet.container_statuses[0].ready
     assert {c.type: c.status for c in not_yet.conditions}["Ready"] == "False"
     ready = lifecycle.pod_status(
-        p, runs, inputs(main=ContainerTrack(probed_id="c0", readiness=ProbeState.SUCCESS)), not_yet)
+        p, runs, inputs(main=ContainerTrack(probed_id="c0", readiness=ProbeState.SUCCESS)), not_yet
+    )
     assert ready.container_statuses[0].ready
     ready_cond = next(c for c in ready.conditions if c.type == "Ready")
     init_cond = next(c for c in ready.conditions if c.type == "Initialized")
     assert ready_cond.status == "True"
-    assert init_cond.last_transition_time == next(
-        c for c in not_yet.conditions if c.type == "Initialized").last_transition_time
+    assert (
+        init_cond.last_transition_time
+        == next(c for c in not_yet.conditions if c.type == "Initialized").last_transition_time
+    )
 
 
 def test_crash_loop_status() -> None:
     p = pod()
     history = [run(p, 0, State.EXITED, exit_code=1), run(p, 1, State.EXITED, exit_code=1)]
-    status = lifecycle.pod_status(p, {"main": history}, inputs(main=ContainerTrack(not_before=140.0)),
-                                  pod_pb2.PodStatus(phase="Running"))
+    status = lifecycle.pod_status(
+        p, {"main": history}, inputs(main=ContainerTrack(not_before=140.0)), pod_pb2.PodStatus(phase="Running")
+    )
     cs = status.container_statuses[0]
     assert cs.state.waiting.reason == "CrashLoopBackOff"
     assert "back-off 40s" in cs.state.waiting.message
@@ -144,8 +176,9 @@ def test_crash_loop_status() -> None:
 )
 def test_finished_phases(policy: str, code: int, phase: str) -> None:
     p = pod(policy)
-    status = lifecycle.pod_status(p, {"main": [run(p, 0, State.EXITED, exit_code=code)]}, inputs(),
-                                  pod_pb2.PodStatus(phase="Running"))
+    status = lifecycle.pod_status(
+        p, {"main": [run(p, 0, State.EXITED, exit_code=code)]}, inputs(), pod_pb2.PodStatus(phase="Running")
+    )
     assert status.phase == phase
     assert status.container_statuses[0].state.terminated.exit_code == code
 
@@ -188,6 +221,7 @@ def test_forward_phase(previous: str, computed: str, result: str) -> None:
 
 # -- graceful termination ------------------------------------------------------------
 
+
 def terminating(grace: int, deadline_in: float, *, recorded_grace: int | None = None) -> pod_pb2.Pod:
     """A pod deleted with `grace`, its deadline `deadline_in` seconds after T0."""
     p = pod()
@@ -221,10 +255,10 @@ def test_seconds_left(grace: int, deadline_in: float, left: float) -> None:
         pytest.param(True, 2.0, 0, 100.0, 100.0, id="no-time-left"),
     ],
 )
-def test_plan_termination_first_look(was_ready: bool, drain: float, grace: int, stop_at: float,
-                                     kill_at: float) -> None:
-    plan = lifecycle.plan_termination(terminating(grace, grace), None, was_ready=was_ready, drain=drain,
-                                      now=100.0, now_wall=T0)
+def test_plan_termination_first_look(was_ready: bool, drain: float, grace: int, stop_at: float, kill_at: float) -> None:
+    plan = lifecycle.plan_termination(
+        terminating(grace, grace), None, was_ready=was_ready, drain=drain, now=100.0, now_wall=T0
+    )
     assert plan == lifecycle.Termination(stop_at=stop_at, kill_at=kill_at)
 
 
@@ -237,22 +271,26 @@ def test_plan_termination_first_look(was_ready: bool, drain: float, grace: int, 
         pytest.param(60, 60.0, lifecycle.Termination(stop_at=102.0, kill_at=130.0), id="never-later"),
     ],
 )
-def test_plan_termination_only_brings_times_forward(grace: int, deadline_in: float,
-                                                    expected: lifecycle.Termination) -> None:
+def test_plan_termination_only_brings_times_forward(
+    grace: int, deadline_in: float, expected: lifecycle.Termination
+) -> None:
     first = lifecycle.Termination(stop_at=102.0, kill_at=130.0)
-    plan = lifecycle.plan_termination(terminating(grace, deadline_in), first, was_ready=True, drain=2.0,
-                                      now=100.0, now_wall=T0)
+    plan = lifecycle.plan_termination(
+        terminating(grace, deadline_in), first, was_ready=True, drain=2.0, now=100.0, now_wall=T0
+    )
     assert plan == expected
 
 
 def test_terminating_status_is_not_ready_and_shows_exits_not_crash_loops() -> None:
     p = terminating(30, 30.0)
-    draining = lifecycle.pod_status(p, {"main": [run(p, 0, State.RUNNING)]}, replace(inputs(), terminating=True),
-                                    pod_pb2.PodStatus(phase="Running"))
+    draining = lifecycle.pod_status(
+        p, {"main": [run(p, 0, State.RUNNING)]}, replace(inputs(), terminating=True), pod_pb2.PodStatus(phase="Running")
+    )
     assert {c.type: c.status for c in draining.conditions}["Ready"] == "False"
     assert draining.container_statuses[0].state.HasField("running")
-    stopped = lifecycle.pod_status(p, {"main": [run(p, 0, State.EXITED, exit_code=143)]},
-                                   replace(inputs(), terminating=True), draining)
+    stopped = lifecycle.pod_status(
+        p, {"main": [run(p, 0, State.EXITED, exit_code=143)]}, replace(inputs(), terminating=True), draining
+    )
     assert stopped.container_statuses[0].state.terminated.exit_code == 143
     assert not stopped.container_statuses[0].state.HasField("waiting")
     assert {c.type: c.status for c in stopped.conditions}["Ready"] == "False"

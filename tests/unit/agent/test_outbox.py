@@ -52,10 +52,13 @@ def test_take_empties_the_queue_and_clears_ready() -> None:
     assert outbox.take() == []
 
 
-@pytest.mark.parametrize(("queued_meanwhile", "expected"), [
-    pytest.param(None, {"a": "Pending"}, id="nothing-newer"),
-    pytest.param("Running", {"a": "Running"}, id="a-newer-status-wins"),
-])
+@pytest.mark.parametrize(
+    ("queued_meanwhile", "expected"),
+    [
+        pytest.param(None, {"a": "Pending"}, id="nothing-newer"),
+        pytest.param("Running", {"a": "Running"}, id="a-newer-status-wins"),
+    ],
+)
 def test_requeue_never_overwrites_a_newer_report(queued_meanwhile: str | None, expected: dict[str, str]) -> None:
     outbox = StatusOutbox()
     put(outbox, "a", "Pending")
@@ -101,15 +104,19 @@ def drop_a(outbox: StatusOutbox) -> None:
     outbox.drop("uid-a")
 
 
-@pytest.mark.parametrize(("stop", "still_queued"), [
-    # The control plane does not know the pod: what is queued still goes (it may be an
-    # answer to an older batch), but it is not resent after a reconnect.
-    pytest.param(forget_a, {"a": "Running", "b": "Running"}, id="forget"),
-    # The pod left this node: nothing of it is sent.
-    pytest.param(drop_a, {"b": "Running"}, id="drop"),
-])
-def test_a_forgotten_or_dropped_pod_is_not_resent(stop: Callable[[StatusOutbox], None],
-                                                  still_queued: dict[str, str]) -> None:
+@pytest.mark.parametrize(
+    ("stop", "still_queued"),
+    [
+        # The control plane does not know the pod: what is queued still goes (it may be an
+        # answer to an older batch), but it is not resent after a reconnect.
+        pytest.param(forget_a, {"a": "Running", "b": "Running"}, id="forget"),
+        # The pod left this node: nothing of it is sent.
+        pytest.param(drop_a, {"b": "Running"}, id="drop"),
+    ],
+)
+def test_a_forgotten_or_dropped_pod_is_not_resent(
+    stop: Callable[[StatusOutbox], None], still_queued: dict[str, str]
+) -> None:
     outbox = StatusOutbox()
     put(outbox, "a", "Running")
     put(outbox, "b", "Running")
@@ -117,4 +124,3 @@ def test_a_forgotten_or_dropped_pod_is_not_resent(stop: Callable[[StatusOutbox],
     assert phases(outbox.take()) == still_queued
     outbox.resend_all()
     assert phases(outbox.take()) == {"b": "Running"}
-

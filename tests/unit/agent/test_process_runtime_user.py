@@ -35,8 +35,9 @@ def test_a_root_agent_refuses_the_process_runtime_without_the_flag(tmp_path: Pat
 
 
 async def test_open_runtimes_gives_the_process_runtime_its_default_user(tmp_path: Path) -> None:
-    runtimes = await open_runtimes(config(tmp_path, allow_process_runtime_as_root=True, process_user="1234:1234"),
-                                   euid=0)
+    runtimes = await open_runtimes(
+        config(tmp_path, allow_process_runtime_as_root=True, process_user="1234:1234"), euid=0
+    )
 
     runtime = runtimes["process"]
     assert isinstance(runtime, ProcessRuntime)

@@ -155,18 +155,35 @@ def _with_volumes(*volumes: pod_pb2.Volume) -> pod_pb2.Pod:
     ("volumes", "expected"),
     [
         pytest.param((), False, id="none"),
-        pytest.param((pod_pb2.Volume(name="shm", empty_dir=pod_pb2.EmptyDirVolumeSource(medium="Memory")),), False,
-                     id="memory-empty-dir"),
-        pytest.param((pod_pb2.Volume(name="a", empty_dir=pod_pb2.EmptyDirVolumeSource(medium="Memory")),
-                      pod_pb2.Volume(name="b", empty_dir=pod_pb2.EmptyDirVolumeSource(medium="Memory"))), False,
-                     id="memory-empty-dirs"),
-        pytest.param((pod_pb2.Volume(name="scratch", empty_dir=pod_pb2.EmptyDirVolumeSource()),), True,
-                     id="disk-empty-dir"),
-        pytest.param((pod_pb2.Volume(name="shm", empty_dir=pod_pb2.EmptyDirVolumeSource(medium="Memory")),
-                      pod_pb2.Volume(name="scratch", empty_dir=pod_pb2.EmptyDirVolumeSource())), True,
-                     id="memory-and-disk-empty-dirs"),
-        pytest.param((pod_pb2.Volume(name="logs", host_path=pod_pb2.HostPathVolumeSource(path="/var/log")),), True,
-                     id="host-path"),
+        pytest.param(
+            (pod_pb2.Volume(name="shm", empty_dir=pod_pb2.EmptyDirVolumeSource(medium="Memory")),),
+            False,
+            id="memory-empty-dir",
+        ),
+        pytest.param(
+            (
+                pod_pb2.Volume(name="a", empty_dir=pod_pb2.EmptyDirVolumeSource(medium="Memory")),
+                pod_pb2.Volume(name="b", empty_dir=pod_pb2.EmptyDirVolumeSource(medium="Memory")),
+            ),
+            False,
+            id="memory-empty-dirs",
+        ),
+        pytest.param(
+            (pod_pb2.Volume(name="scratch", empty_dir=pod_pb2.EmptyDirVolumeSource()),), True, id="disk-empty-dir"
+        ),
+        pytest.param(
+            (
+                pod_pb2.Volume(name="shm", empty_dir=pod_pb2.EmptyDirVolumeSource(medium="Memory")),
+                pod_pb2.Volume(name="scratch", empty_dir=pod_pb2.EmptyDirVolumeSource()),
+            ),
+            True,
+            id="memory-and-disk-empty-dirs",
+        ),
+        pytest.param(
+            (pod_pb2.Volume(name="logs", host_path=pod_pb2.HostPathVolumeSource(path="/var/log")),),
+            True,
+            id="host-path",
+        ),
     ],
 )
 def test_has_volumes_to_prepare(volumes: tuple[pod_pb2.Volume, ...], expected: bool, tmp_path: Path) -> None:

@@ -27,8 +27,9 @@ def test_created_once_with_private_modes_and_reloaded(tmp_path: Path) -> None:
 
 def test_replicas_starting_together_agree_on_one_ca(tmp_path: Path) -> None:
     hashes: list[str] = []
-    threads = [threading.Thread(target=lambda: hashes.append(ClusterCA.load_or_create(tmp_path, NOW).hash))
-               for _ in range(4)]
+    threads = [
+        threading.Thread(target=lambda: hashes.append(ClusterCA.load_or_create(tmp_path, NOW).hash)) for _ in range(4)
+    ]
     for t in threads:
         t.start()
     for t in threads:

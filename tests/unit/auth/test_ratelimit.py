@@ -48,19 +48,25 @@ def test_a_clock_going_back_takes_nothing_away() -> None:
     assert allowed(limiter, "a", 5.0, 2) == [True, False]
 
 
-@pytest.mark.parametrize(("peer", "address"), [
-    pytest.param("ipv4:10.0.0.7:51234", "10.0.0.7", id="ipv4"),
-    pytest.param("ipv6:[::1]:51234", "::1", id="ipv6"),
-    pytest.param("unix:/run/corral.sock", "unix:/run/corral.sock", id="unix"),
-])
+@pytest.mark.parametrize(
+    ("peer", "address"),
+    [
+        pytest.param("ipv4:10.0.0.7:51234", "10.0.0.7", id="ipv4"),
+        pytest.param("ipv6:[::1]:51234", "::1", id="ipv6"),
+        pytest.param("unix:/run/corral.sock", "unix:/run/corral.sock", id="unix"),
+    ],
+)
 def test_peer_address(peer: str, address: str) -> None:
     assert peer_address(peer) == address
 
 
-@pytest.mark.parametrize(("text", "clipped"), [
-    pytest.param("n1", "n1", id="short"),
-    pytest.param("x" * 10, "xxxx…(+6 chars)", id="long"),
-    pytest.param("a\nb", "a\\nb", id="control characters"),
-])
+@pytest.mark.parametrize(
+    ("text", "clipped"),
+    [
+        pytest.param("n1", "n1", id="short"),
+        pytest.param("x" * 10, "xxxx…(+6 chars)", id="long"),
+        pytest.param("a\nb", "a\\nb", id="control characters"),
+    ],
+)
 def test_clip(text: str, clipped: str) -> None:
     assert clip(text, 4) == clipped

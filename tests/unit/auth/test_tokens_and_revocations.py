@@ -92,17 +92,20 @@ async def test_revocation_refuses_older_certificates_on_every_replica() -> None:
             await follow
 
 
-@pytest.mark.parametrize(("method", "role", "verdict"), [
-    ("/corral.v1.NodeService/Heartbeat", Role.NODE, True),
-    ("/corral.v1.NodeService/Heartbeat", Role.ADMIN, False),
-    ("/corral.v1.ObjectService/Get", Role.NODE, False),
-    ("/corral.v1.ObjectService/Get", Role.ADMIN, True),
-    ("/corral.v1.SecurityService/CreateToken", Role.NODE, False),
-    ("/corral.v1.SecurityService/RevokeNode", Role.ADMIN, True),
-    ("/corral.v1.SecurityService/RenewCertificate", Role.NODE, True),
-    ("/corral.v1.SecurityService/RenewCertificate", Role.ADMIN, True),
-    ("/corral.v1.MetricsService/NodeMetrics", Role.NODE, False),
-    ("/corral.v1.DiscoveryService/ListEndpoints", Role.ADMIN, True),
-])
+@pytest.mark.parametrize(
+    ("method", "role", "verdict"),
+    [
+        ("/corral.v1.NodeService/Heartbeat", Role.NODE, True),
+        ("/corral.v1.NodeService/Heartbeat", Role.ADMIN, False),
+        ("/corral.v1.ObjectService/Get", Role.NODE, False),
+        ("/corral.v1.ObjectService/Get", Role.ADMIN, True),
+        ("/corral.v1.SecurityService/CreateToken", Role.NODE, False),
+        ("/corral.v1.SecurityService/RevokeNode", Role.ADMIN, True),
+        ("/corral.v1.SecurityService/RenewCertificate", Role.NODE, True),
+        ("/corral.v1.SecurityService/RenewCertificate", Role.ADMIN, True),
+        ("/corral.v1.MetricsService/NodeMetrics", Role.NODE, False),
+        ("/corral.v1.DiscoveryService/ListEndpoints", Role.ADMIN, True),
+    ],
+)
 def test_policy(method: str, role: Role, verdict: bool) -> None:
     assert allowed(method, role) is verdict

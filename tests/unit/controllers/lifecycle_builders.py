@@ -15,8 +15,12 @@ def at(seconds: float) -> datetime:
 
 
 def node(
-    name: str = "n1", *, heartbeat: float | None = 0.0, ready: str | None = "True",
-    created: float = -100.0, taints: tuple[tuple[str, str, float | None], ...] = (),
+    name: str = "n1",
+    *,
+    heartbeat: float | None = 0.0,
+    ready: str | None = "True",
+    created: float = -100.0,
+    taints: tuple[tuple[str, str, float | None], ...] = (),
 ) -> node_pb2.Node:
     """A node whose Ready condition has `ready` status and a heartbeat at T0+`heartbeat`."""
     n = node_pb2.Node(api_version="v1", kind="Node")
@@ -34,8 +38,12 @@ def node(
 
 
 def toleration(
-    key: str = "node.kubernetes.io/unreachable", *, operator: str = "Exists", effect: str = "NoExecute",
-    seconds: int | None = None, value: str = "",
+    key: str = "node.kubernetes.io/unreachable",
+    *,
+    operator: str = "Exists",
+    effect: str = "NoExecute",
+    seconds: int | None = None,
+    value: str = "",
 ) -> pod_pb2.Toleration:
     t = pod_pb2.Toleration(key=key, operator=operator, effect=effect, value=value)
     if seconds is not None:
@@ -43,14 +51,21 @@ def toleration(
     return t
 
 
-def owner(kind: str = "ReplicaSet", name: str = "web-abc", uid: str = "rs-uid", *,
-          controller: bool = True) -> meta_pb2.OwnerReference:
+def owner(
+    kind: str = "ReplicaSet", name: str = "web-abc", uid: str = "rs-uid", *, controller: bool = True
+) -> meta_pb2.OwnerReference:
     return meta_pb2.OwnerReference(api_version="apps/v1", kind=kind, name=name, uid=uid, controller=controller)
 
 
 def pod(
-    name: str = "p1", *, node_name: str = "n1", owned: bool = True, created: float = -50.0,
-    tolerations: tuple[pod_pb2.Toleration, ...] = (), phase: str = "Running", ready: bool = True,
+    name: str = "p1",
+    *,
+    node_name: str = "n1",
+    owned: bool = True,
+    created: float = -50.0,
+    tolerations: tuple[pod_pb2.Toleration, ...] = (),
+    phase: str = "Running",
+    ready: bool = True,
     namespace: str = "default",
 ) -> pod_pb2.Pod:
     p = pod_pb2.Pod(api_version="v1", kind="Pod")
@@ -67,16 +82,23 @@ def pod(
     return p
 
 
-def replica_set(name: str, uid: str, *, owners: tuple[meta_pb2.OwnerReference, ...] = (),
-                namespace: str = "default") -> workloads_pb2.ReplicaSet:
+def replica_set(
+    name: str, uid: str, *, owners: tuple[meta_pb2.OwnerReference, ...] = (), namespace: str = "default"
+) -> workloads_pb2.ReplicaSet:
     rs = workloads_pb2.ReplicaSet(api_version="apps/v1", kind="ReplicaSet")
     rs.metadata.name, rs.metadata.namespace, rs.metadata.uid = name, namespace, uid
     rs.metadata.owner_references.extend(owners)
     return rs
 
 
-def event(name: str, *, last: float | None, first: float | None = None, created: float | None = None,
-          namespace: str = "default") -> event_pb2.Event:
+def event(
+    name: str,
+    *,
+    last: float | None,
+    first: float | None = None,
+    created: float | None = None,
+    namespace: str = "default",
+) -> event_pb2.Event:
     e = event_pb2.Event(api_version="v1", kind="Event", reason="Test", message="m")
     e.metadata.name, e.metadata.namespace = name, namespace
     for field, value in (("last_timestamp", last), ("first_timestamp", first)):

@@ -34,9 +34,16 @@ START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
 def make_deployment(
-    name: str = "web", *, replicas: int = 3, image: str = "httpd:1", max_surge: int | str | None = None,
-    max_unavailable: int | str | None = None, recreate: bool = False, min_ready_seconds: int = 0,
-    progress_deadline_seconds: int | None = None, revision_history_limit: int | None = None,
+    name: str = "web",
+    *,
+    replicas: int = 3,
+    image: str = "httpd:1",
+    max_surge: int | str | None = None,
+    max_unavailable: int | str | None = None,
+    recreate: bool = False,
+    min_ready_seconds: int = 0,
+    progress_deadline_seconds: int | None = None,
+    revision_history_limit: int | None = None,
     annotations: dict[str, str] | None = None,
 ) -> workloads_pb2.Deployment:
     """A defaulted Deployment as the API server would store it (no uid yet)."""
@@ -131,8 +138,11 @@ class Sim:
 
     def mark_ready(self, names: Iterable[str] | None = None) -> list[str]:
         """Make pods Running and Ready (default: every pod not yet ready); their names."""
-        chosen = list(names) if names is not None else [
-            n for n, p in self.pods.items() if not podutil.is_ready(p) and not podutil.is_terminal(p)]
+        chosen = (
+            list(names)
+            if names is not None
+            else [n for n, p in self.pods.items() if not podutil.is_ready(p) and not podutil.is_terminal(p)]
+        )
         for name in chosen:
             pod = self.pods[name]
             pod.spec.node_name = pod.spec.node_name or f"node-{self._next() % 3}"
@@ -162,8 +172,9 @@ class Sim:
     # -- the controllers --------------------------------------------------------
 
     def sync_deployment(self) -> DeploymentActions:
-        actions = reconcile_deployment(self.deployment, list(self.replica_sets.values()),
-                                       list(self.pods.values()), now=self.now)
+        actions = reconcile_deployment(
+            self.deployment, list(self.replica_sets.values()), list(self.pods.values()), now=self.now
+        )
         self._apply_deployment_actions(actions)
         return actions
 
@@ -236,9 +247,11 @@ class Sim:
         raise AssertionError(f"no steady state after {max_rounds} rounds")
 
     def fingerprint(self) -> tuple[object, ...]:
-        return (self.deployment.SerializeToString(deterministic=True),
-                tuple(sorted((n, rs.SerializeToString(deterministic=True)) for n, rs in self.replica_sets.items())),
-                tuple(sorted((n, p.SerializeToString(deterministic=True)) for n, p in self.pods.items())))
+        return (
+            self.deployment.SerializeToString(deterministic=True),
+            tuple(sorted((n, rs.SerializeToString(deterministic=True)) for n, rs in self.replica_sets.items())),
+            tuple(sorted((n, p.SerializeToString(deterministic=True)) for n, p in self.pods.items())),
+        )
 
     # -- observations -----------------------------------------------------------
 
@@ -283,11 +296,17 @@ class Sim:
 
     def complete(self) -> bool:
         d = self.deployment
-        new = [rs for rs in self.replica_sets.values()
-               if rs.spec.template.spec.containers[0].image == d.spec.template.spec.containers[0].image]
+        new = [
+            rs
+            for rs in self.replica_sets.values()
+            if rs.spec.template.spec.containers[0].image == d.spec.template.spec.containers[0].image
+        ]
         others = [rs for rs in self.replica_sets.values() if rs not in new]
         bounds = self.bounds()
-        return (len(new) == 1 and new[0].spec.replicas == d.spec.replicas
-                and len(self.pods_of(new[0].metadata.name)) == d.spec.replicas
-                and bounds.available == bounds.total == d.spec.replicas
-                and all(rs.spec.replicas == 0 and not self.pods_of(rs.metadata.name) for rs in others))
+        return (
+            len(new) == 1
+            and new[0].spec.replicas == d.spec.replicas
+            and len(self.pods_of(new[0].metadata.name)) == d.spec.replicas
+            and bounds.available == bounds.total == d.spec.replicas
+            and all(rs.spec.replicas == 0 and not self.pods_of(rs.metadata.name) for rs in others)
+        )

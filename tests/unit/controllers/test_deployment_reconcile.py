@@ -106,7 +106,12 @@ def test_first_rollout_creates_the_replica_set() -> None:
     assert dict(rs.metadata.annotations) == {REVISION: "1", DESIRED_REPLICAS: "3", MAX_REPLICAS: "4"}
     ref = rs.metadata.owner_references[0]
     assert (ref.kind, ref.name, ref.uid, ref.controller, ref.block_owner_deletion) == (
-        "Deployment", "web", d.metadata.uid, True, True)
+        "Deployment",
+        "web",
+        d.metadata.uid,
+        True,
+        True,
+    )
     assert actions.deployment is not None
     assert actions.deployment.metadata.annotations[REVISION] == "1"
     assert progressing(actions.deployment).reason == deployments.NEW_RS_CREATED
@@ -150,8 +155,14 @@ def test_an_orphan_replica_set_with_the_template_is_adopted_and_reused() -> None
 def test_first_rollout_completes_with_status() -> None:
     sim = stable(replicas=3)
     status = sim.deployment.status
-    assert (status.replicas, status.updated_replicas, status.ready_replicas, status.available_replicas,
-            status.unavailable_replicas, status.observed_generation) == (3, 3, 3, 3, 0, 1)
+    assert (
+        status.replicas,
+        status.updated_replicas,
+        status.ready_replicas,
+        status.available_replicas,
+        status.unavailable_replicas,
+        status.observed_generation,
+    ) == (3, 3, 3, 3, 0, 1)
     available = cond.get_condition(status, deployments.AVAILABLE)
     assert available is not None and (available.status, available.reason) == ("True", deployments.MIN_AVAILABLE)
     done = progressing(sim.deployment)
@@ -172,7 +183,11 @@ def test_first_rollout_completes_with_status() -> None:
     ],
 )
 def test_rolling_update_keeps_the_bounds_at_every_step(
-    replicas: int, surge: int | str, unavailable: int | str, max_total: int, min_available: int,
+    replicas: int,
+    surge: int | str,
+    unavailable: int | str,
+    max_total: int,
+    min_available: int,
 ) -> None:
     sim = stable(replicas=replicas, max_surge=surge, max_unavailable=unavailable)
     sim.set_image("httpd:2")
@@ -318,7 +333,9 @@ def test_scaling_mid_rollout_is_proportional() -> None:
     actions = sim.round()
     assert sim.sizes() == {old: 11, new: 7}
     assert sorted(e.message for e in actions.events) == [
-        f"Scaled up replica set {old} from 8 to 11", f"Scaled up replica set {new} from 5 to 7"]
+        f"Scaled up replica set {old} from 8 to 11",
+        f"Scaled up replica set {new} from 5 to 7",
+    ]
     for rs in sim.replica_sets.values():
         assert (rs.metadata.annotations[DESIRED_REPLICAS], rs.metadata.annotations[MAX_REPLICAS]) == ("15", "18")
     assert sim.bounds().total <= 18
@@ -474,7 +491,9 @@ def test_an_automatic_rollback_is_not_rolled_back_again() -> None:
 _rounds = st.tuples(st.just("round"), st.lists(st.integers(0, 5), max_size=4))
 operations = st.lists(
     st.one_of(
-        _rounds, _rounds, _rounds,
+        _rounds,
+        _rounds,
+        _rounds,
         st.tuples(st.just("scale"), st.integers(0, 8)),
         st.tuples(st.just("image"), st.sampled_from(["httpd:1", "httpd:2", "httpd:3"])),
         st.tuples(st.just("ready"), st.integers(0, 50)),
@@ -532,7 +551,10 @@ def _round_keeps_bounds(sim: Sim, replica_sets: list[int]) -> None:
     ops=operations,
 )
 def test_rollouts_keep_surge_and_availability_bounds(
-    replicas: int, surge: int | str, unavailable: int | str, min_ready: int,
+    replicas: int,
+    surge: int | str,
+    unavailable: int | str,
+    min_ready: int,
     ops: list[tuple[str, object]],
 ) -> None:
     sim = stable(replicas=replicas, max_surge=surge, max_unavailable=unavailable, min_ready_seconds=min_ready)
@@ -556,8 +578,9 @@ def test_rollouts_keep_surge_and_availability_bounds(
 
 
 @settings(max_examples=100, deadline=None)
-@given(replicas=st.integers(1, 8),
-       steps=st.lists(st.tuples(st.integers(0, 4), st.integers(1, 6)), min_size=1, max_size=30))
+@given(
+    replicas=st.integers(1, 8), steps=st.lists(st.tuples(st.integers(0, 4), st.integers(1, 6)), min_size=1, max_size=30)
+)
 def test_recreate_never_runs_old_and_new_together(replicas: int, steps: list[tuple[int, int]]) -> None:
     sim = stable(replicas=replicas, recreate=True)
     sim.set_image("httpd:2")

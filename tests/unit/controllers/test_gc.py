@@ -20,19 +20,31 @@ def deployment_ref(uid: str = "d-uid", *, controller: bool = True) -> meta_pb2.O
     return owner("Deployment", "web", uid, controller=controller)
 
 
-@pytest.mark.parametrize(("owners", "live", "expected"), [
-    pytest.param((), {}, False, id="no-owners-never-garbage"),
-    pytest.param((deployment_ref(),), {DEPLOY: "d-uid"}, False, id="owner-exists"),
-    pytest.param((deployment_ref(),), {}, True, id="owner-gone"),
-    pytest.param((deployment_ref(),), {DEPLOY: "other-uid"}, True, id="owner-recreated-with-new-uid"),
-    pytest.param((deployment_ref(), owner("ReplicaSet", "web-abc", "rs-uid", controller=False)),
-                 {RS: "rs-uid"}, False, id="another-owner-still-exists"),
-    pytest.param((deployment_ref(), owner("ReplicaSet", "web-abc", "rs-uid", controller=False)),
-                 {}, True, id="every-owner-gone"),
-    pytest.param((owner("CronJob", "nightly", "cj-uid"),), {}, False, id="unknown-owner-kind-kept"),
-    pytest.param((deployment_ref(), owner("CronJob", "nightly", "cj-uid")), {}, False,
-                 id="unknown-kind-among-others-kept"),
-])
+@pytest.mark.parametrize(
+    ("owners", "live", "expected"),
+    [
+        pytest.param((), {}, False, id="no-owners-never-garbage"),
+        pytest.param((deployment_ref(),), {DEPLOY: "d-uid"}, False, id="owner-exists"),
+        pytest.param((deployment_ref(),), {}, True, id="owner-gone"),
+        pytest.param((deployment_ref(),), {DEPLOY: "other-uid"}, True, id="owner-recreated-with-new-uid"),
+        pytest.param(
+            (deployment_ref(), owner("ReplicaSet", "web-abc", "rs-uid", controller=False)),
+            {RS: "rs-uid"},
+            False,
+            id="another-owner-still-exists",
+        ),
+        pytest.param(
+            (deployment_ref(), owner("ReplicaSet", "web-abc", "rs-uid", controller=False)),
+            {},
+            True,
+            id="every-owner-gone",
+        ),
+        pytest.param((owner("CronJob", "nightly", "cj-uid"),), {}, False, id="unknown-owner-kind-kept"),
+        pytest.param(
+            (deployment_ref(), owner("CronJob", "nightly", "cj-uid")), {}, False, id="unknown-kind-among-others-kept"
+        ),
+    ],
+)
 def test_is_orphan(owners: tuple[meta_pb2.OwnerReference, ...], live: dict[OwnerKey, str], expected: bool) -> None:
     assert is_orphan(replica_set("web-abc", "rs-uid", owners=owners), live) is expected
 
@@ -53,12 +65,15 @@ def test_owner_keys_mark_unknown_kinds() -> None:
     assert owner_keys(replica_set("x", "u", owners=(owner("Job", "j", "j-uid"),))) == [None]
 
 
-@pytest.mark.parametrize(("e", "expected"), [
-    pytest.param(event("a", last=100, first=0, created=0), at(100) + HOUR, id="from-last-timestamp"),
-    pytest.param(event("a", last=None, first=50, created=0), at(50) + HOUR, id="from-first-timestamp"),
-    pytest.param(event("a", last=None, created=20), at(20) + HOUR, id="from-creation"),
-    pytest.param(event("a", last=None), None, id="no-time-at-all"),
-])
+@pytest.mark.parametrize(
+    ("e", "expected"),
+    [
+        pytest.param(event("a", last=100, first=0, created=0), at(100) + HOUR, id="from-last-timestamp"),
+        pytest.param(event("a", last=None, first=50, created=0), at(50) + HOUR, id="from-first-timestamp"),
+        pytest.param(event("a", last=None, created=20), at(20) + HOUR, id="from-creation"),
+        pytest.param(event("a", last=None), None, id="no-time-at-all"),
+    ],
+)
 def test_event_expiry(e: event_pb2.Event, expected: datetime | None) -> None:
     assert event_expires_at(e, HOUR) == expected
 
@@ -69,12 +84,15 @@ def _terminating(node_name: str = "n1") -> pod_pb2.Pod:
     return p
 
 
-@pytest.mark.parametrize(("obj", "node_exists", "expected"), [
-    pytest.param(_terminating(), False, True, id="terminating-on-a-vanished-node"),
-    pytest.param(_terminating(), True, False, id="its-node-will-finish-it"),
-    pytest.param(pod(), False, False, id="not-terminating"),
-    pytest.param(_terminating(node_name=""), False, False, id="unbound"),
-    pytest.param(replica_set("web-abc", "rs-uid"), False, False, id="not-a-pod"),
-])
+@pytest.mark.parametrize(
+    ("obj", "node_exists", "expected"),
+    [
+        pytest.param(_terminating(), False, True, id="terminating-on-a-vanished-node"),
+        pytest.param(_terminating(), True, False, id="its-node-will-finish-it"),
+        pytest.param(pod(), False, False, id="not-terminating"),
+        pytest.param(_terminating(node_name=""), False, False, id="unbound"),
+        pytest.param(replica_set("web-abc", "rs-uid"), False, False, id="not-a-pod"),
+    ],
+)
 def test_is_stranded(obj: Message, node_exists: bool, expected: bool) -> None:
     assert is_stranded(obj, node_exists=node_exists) is expected

@@ -37,8 +37,14 @@ async def wait_for(check: Callable[[], Awaitable[object]], what: str, timeout: f
 
 
 def ref(kind: str, name: str, uid: str) -> meta_pb2.OwnerReference:
-    return meta_pb2.OwnerReference(api_version="apps/v1" if kind != "Pod" else "v1", kind=kind, name=name, uid=uid,
-                                   controller=True, block_owner_deletion=True)
+    return meta_pb2.OwnerReference(
+        api_version="apps/v1" if kind != "Pod" else "v1",
+        kind=kind,
+        name=name,
+        uid=uid,
+        controller=True,
+        block_owner_deletion=True,
+    )
 
 
 def template(spec: workloads_pb2.DeploymentSpec | workloads_pb2.ReplicaSetSpec) -> None:

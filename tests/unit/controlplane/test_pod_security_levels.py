@@ -24,7 +24,7 @@ from tests.unit.controlplane.test_pod_security import deployment, parsed, pod
 
 CLUSTER = "cluster default: corral server --pod-security"
 BASELINE = f'is not allowed by the "baseline" pod security level ({CLUSTER})'
-RESTRICTED = f'pod security level ({CLUSTER})'
+RESTRICTED = f"pod security level ({CLUSTER})"
 
 
 def sc(**fields: Any) -> dict[str, Any]:
@@ -68,16 +68,47 @@ def baseline_causes(doc: dict[str, Any], policy: ClusterPolicy | None = None) ->
             id="dac-read-search-and-all",
         ),
         *(
-            pytest.param(pod(sc(capabilities={"add": [cap]})),
-                         [f'spec.containers[0].securityContext.capabilities.add[0]: "{cap}" {BASELINE}'],
-                         id=f"cap-{cap.lower()}")
-            for cap in ("SYS_MODULE", "SYS_PTRACE", "SYS_RAWIO", "SYS_TIME", "SYS_BOOT", "NET_ADMIN", "BPF",
-                        "PERFMON", "NET_RAW", "SYS_RESOURCE")
+            pytest.param(
+                pod(sc(capabilities={"add": [cap]})),
+                [f'spec.containers[0].securityContext.capabilities.add[0]: "{cap}" {BASELINE}'],
+                id=f"cap-{cap.lower()}",
+            )
+            for cap in (
+                "SYS_MODULE",
+                "SYS_PTRACE",
+                "SYS_RAWIO",
+                "SYS_TIME",
+                "SYS_BOOT",
+                "NET_ADMIN",
+                "BPF",
+                "PERFMON",
+                "NET_RAW",
+                "SYS_RESOURCE",
+            )
         ),
         pytest.param(
-            pod(sc(capabilities={"add": ["AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "MKNOD",
-                                         "NET_BIND_SERVICE", "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT"],
-                               "drop": ["NET_RAW"]})),
+            pod(
+                sc(
+                    capabilities={
+                        "add": [
+                            "AUDIT_WRITE",
+                            "CHOWN",
+                            "DAC_OVERRIDE",
+                            "FOWNER",
+                            "FSETID",
+                            "KILL",
+                            "MKNOD",
+                            "NET_BIND_SERVICE",
+                            "SETFCAP",
+                            "SETGID",
+                            "SETPCAP",
+                            "SETUID",
+                            "SYS_CHROOT",
+                        ],
+                        "drop": ["NET_RAW"],
+                    }
+                )
+            ),
             [],
             id="docker-default-capabilities",
         ),
@@ -91,8 +122,7 @@ def baseline_causes(doc: dict[str, Any], policy: ClusterPolicy | None = None) ->
         pytest.param(pod(hostIPC=True), [f"spec.hostIPC: true {BASELINE}"], id="host-ipc"),
         pytest.param(
             pod(runtimeClassName="process"),
-            ["spec.runtimeClassName: \"process\" (a command on the host, as the agent's user or runAsUser) "
-             f"{BASELINE}"],
+            [f'spec.runtimeClassName: "process" (a command on the host, as the agent\'s user or runAsUser) {BASELINE}'],
             id="process-runtime",
         ),
         pytest.param(
@@ -147,8 +177,10 @@ SOCKET_NOTE = "; --allow-host-path admits only other paths"
 )
 def test_allow_host_path_still_refuses_the_docker_socket_through_a_parent(path: str, refused: bool) -> None:
     doc = pod(volumes=[{"name": "h", "hostPath": {"path": path}}])
-    cause = (f'spec.volumes[0].hostPath.path: "{path}" (it holds a container engine\'s socket or the host\'s /proc) '
-             f"{BASELINE}{SOCKET_NOTE}")
+    cause = (
+        f"spec.volumes[0].hostPath.path: \"{path}\" (it holds a container engine's socket or the host's /proc) "
+        f"{BASELINE}{SOCKET_NOTE}"
+    )
     expected = [cause] if refused else []
     assert exposes_host_root(path) is refused
     assert baseline_causes(doc, HOST_PATH_EXEMPT) == expected
@@ -176,8 +208,10 @@ C0 = "spec.containers[0].securityContext"
             id="net-bind-service",
         ),
         pytest.param(
-            pod(sc(allowPrivilegeEscalation=False, capabilities={"drop": ["ALL"]}),
-                securityContext={"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}),
+            pod(
+                sc(allowPrivilegeEscalation=False, capabilities={"drop": ["ALL"]}),
+                securityContext={"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+            ),
             [],
             id="pod-level-non-root-and-seccomp",
         ),
@@ -234,8 +268,14 @@ def test_restricted_demands_a_hardened_pod(doc: dict[str, Any], causes: list[str
 
 
 def test_privileged_admits_everything() -> None:
-    doc = pod(sc(privileged=True, capabilities={"add": ["ALL"]}), hostNetwork=True, hostPID=True, hostIPC=True,
-              runtimeClassName="process", volumes=[{"name": "h", "hostPath": {"path": "/"}}])
+    doc = pod(
+        sc(privileged=True, capabilities={"add": ["ALL"]}),
+        hostNetwork=True,
+        hostPID=True,
+        hostIPC=True,
+        runtimeClassName="process",
+        volumes=[{"name": "h", "hostPath": {"path": "/"}}],
+    )
     _, msg = parsed(doc)
 
     assert violations(ClusterPolicy(), Enforced("privileged", CLUSTER), msg) == []
@@ -263,8 +303,11 @@ def test_the_namespace_label_overrides_the_cluster_default(labels: dict[str, str
 
 
 def namespace(name: str, level: str) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "Namespace",
-            "metadata": {"name": name, "labels": {"pod-security.kubernetes.io/enforce": level}}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": name, "labels": {"pod-security.kubernetes.io/enforce": level}},
+    }
 
 
 def in_namespace(doc: dict[str, Any], ns: str) -> dict[str, Any]:
@@ -314,8 +357,10 @@ async def test_a_namespace_label_sets_the_level_of_its_pods() -> None:
     _, in_apps = parsed(in_namespace(pod(hardened(allowPrivilegeEscalation=True)), "apps"))
     with pytest.raises(InvalidError) as error:
         await guarded.apply(in_apps)
-    assert ('spec.containers[0].securityContext.allowPrivilegeEscalation: must be false under the "restricted" '
-            'pod security level (namespace "apps" label pod-security.kubernetes.io/enforce)') in str(error.value)
+    assert (
+        'spec.containers[0].securityContext.allowPrivilegeEscalation: must be false under the "restricted" '
+        'pod security level (namespace "apps" label pod-security.kubernetes.io/enforce)'
+    ) in str(error.value)
 
     _, in_default = parsed(SYS_ADMIN)
     with pytest.raises(InvalidError):
@@ -332,12 +377,15 @@ async def test_a_namespace_is_active_and_its_labels_are_validated() -> None:
     _, bad = parsed(namespace("ops", "admin"))
     with pytest.raises(InvalidError) as error:
         await api.apply(bad)
-    assert ('metadata.labels.pod-security.kubernetes.io/enforce: must be one of "privileged", "baseline", '
-            '"restricted", got "admin"') in str(error.value)
+    assert (
+        'metadata.labels.pod-security.kubernetes.io/enforce: must be one of "privileged", "baseline", '
+        '"restricted", got "admin"'
+    ) in str(error.value)
 
     _, version = parsed(namespace("ops", "baseline"))
     version.metadata.labels["pod-security.kubernetes.io/enforce-version"] = "1.30"
     with pytest.raises(InvalidError) as error:
         await api.apply(version)
-    assert ('metadata.labels.pod-security.kubernetes.io/enforce-version: must be "latest" or "v1.<minor>", '
-            'got "1.30"') in str(error.value)
+    assert (
+        'metadata.labels.pod-security.kubernetes.io/enforce-version: must be "latest" or "v1.<minor>", got "1.30"'
+    ) in str(error.value)

@@ -158,12 +158,16 @@ def _sized(item: int) -> int:
     return item
 
 
-@pytest.mark.parametrize(("bound", "expected"), [
-    pytest.param(Bound(5, 10**9, _sized), (6, sum(range(1, 7))), id="items"),
-    pytest.param(Bound(10**6, 100, _sized), (14, sum(range(1, 15))), id="bytes"),
-])
-async def test_a_consumer_that_stops_reading_is_cut_off_past_the_bound(bound: Bound[int],
-                                                                        expected: tuple[int, int]) -> None:
+@pytest.mark.parametrize(
+    ("bound", "expected"),
+    [
+        pytest.param(Bound(5, 10**9, _sized), (6, sum(range(1, 7))), id="items"),
+        pytest.param(Bound(10**6, 100, _sized), (14, sum(range(1, 15))), id="bytes"),
+    ],
+)
+async def test_a_consumer_that_stops_reading_is_cut_off_past_the_bound(
+    bound: Bound[int], expected: tuple[int, int]
+) -> None:
     closed = asyncio.Event()
     read: list[int] = []
 

@@ -18,12 +18,15 @@ def service(*ports: tuple[int, int]) -> service_pb2.Service:
     return s
 
 
-@pytest.mark.parametrize(("ports", "fields"), [
-    pytest.param([(80, 0)], [], id="free"),
-    pytest.param([(7443, 0)], ["spec.ports[0].port"], id="the API port"),
-    pytest.param([(80, 0), (8080, 7444)], ["spec.ports[1].nodePort"], id="a nodePort on the join port"),
-    pytest.param([(7443, 7444)], ["spec.ports[0].port", "spec.ports[0].nodePort"], id="both"),
-])
+@pytest.mark.parametrize(
+    ("ports", "fields"),
+    [
+        pytest.param([(80, 0)], [], id="free"),
+        pytest.param([(7443, 0)], ["spec.ports[0].port"], id="the API port"),
+        pytest.param([(80, 0), (8080, 7444)], ["spec.ports[1].nodePort"], id="a nodePort on the join port"),
+        pytest.param([(7443, 7444)], ["spec.ports[0].port", "spec.ports[0].nodePort"], id="both"),
+    ],
+)
 def test_reserved_port_causes(ports: list[tuple[int, int]], fields: list[str]) -> None:
     causes = reserved_port_causes(service(*ports), RESERVED)
     assert [c.field for c in causes] == fields

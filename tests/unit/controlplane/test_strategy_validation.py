@@ -79,8 +79,17 @@ def test_canary_defaults() -> None:
             id="canary-weight-zero-and-hours",
         ),
         pytest.param(
-            {"type": "Canary", "canary": {"steps": [{"pause": {"duration": "1h30m"}}, {"pause": {"duration": "90"}},
-                                                    {"pause": {"duration": "7d"}}, {"pause": {"duration": "1.5m"}}]}},
+            {
+                "type": "Canary",
+                "canary": {
+                    "steps": [
+                        {"pause": {"duration": "1h30m"}},
+                        {"pause": {"duration": "90"}},
+                        {"pause": {"duration": "7d"}},
+                        {"pause": {"duration": "1.5m"}},
+                    ]
+                },
+            },
             id="canary-durations-in-the-one-format",
         ),
     ],
@@ -170,8 +179,7 @@ def test_valid_strategies(strategy: dict[str, Any]) -> None:
         ),
         pytest.param(
             {"type": "Canary", "canary": {"steps": [{"pause": {"duration": "99999999999999h"}}]}},
-            'spec.strategy.canary.steps[0].pause.duration: must be at most 2147483647 seconds, '
-            'got "99999999999999h"',
+            'spec.strategy.canary.steps[0].pause.duration: must be at most 2147483647 seconds, got "99999999999999h"',
             id="duration-overflowing",
         ),
     ],

@@ -21,12 +21,16 @@ from protos.kinds import by_kind
 pytestmark = pytest.mark.timeout(30)
 
 
-@pytest.mark.parametrize(("sizes", "expected"), [
-    pytest.param([1] * 4, (4, 4), id="events"),
-    pytest.param([40, 40, 40], (3, 120), id="bytes"),
-])
-async def test_past_the_bound_what_waited_is_dropped_and_the_watch_ends(sizes: list[int],
-                                                                         expected: tuple[int, int]) -> None:
+@pytest.mark.parametrize(
+    ("sizes", "expected"),
+    [
+        pytest.param([1] * 4, (4, 4), id="events"),
+        pytest.param([40, 40, 40], (3, 120), id="bytes"),
+    ],
+)
+async def test_past_the_bound_what_waited_is_dropped_and_the_watch_ends(
+    sizes: list[int], expected: tuple[int, int]
+) -> None:
     queue = WatchBacklog(max_events=3, max_bytes=100)
     for i, size in enumerate(sizes):
         queue.put_nowait(i, size)

@@ -30,7 +30,8 @@ def test_client_certificate_names_the_identity_and_its_issue_time(ca: CA) -> Non
     assert certs.identity_of(cert) == Identity(Role.NODE, "n1")
     assert certs.signed_by(cert, ca[1])
     assert cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value == x509.ExtendedKeyUsage(
-        [ExtendedKeyUsageOID.CLIENT_AUTH])
+        [ExtendedKeyUsageOID.CLIENT_AUTH]
+    )
     assert cert.not_valid_after_utc == NOW + dt.timedelta(days=30)
     # gRPC hands a server the subject in RFC 4514 form: that is enough to know who and when.
     peer = certs.peer_of_subject(cert.subject.rfc4514_string({x509.NameOID.SERIAL_NUMBER: "serialNumber"}))
@@ -57,21 +58,25 @@ def test_serving_certificate_carries_the_name_clients_check(ca: CA) -> None:
 
 def test_another_ca_does_not_verify(ca: CA) -> None:
     other_key, other = certs.create_ca(NOW)
-    cert = certs.issue_client(other_key, other, certs.new_key().public_key(), Identity(Role.NODE, "n1"), NOW,
-                              dt.timedelta(days=1))
+    cert = certs.issue_client(
+        other_key, other, certs.new_key().public_key(), Identity(Role.NODE, "n1"), NOW, dt.timedelta(days=1)
+    )
     assert not certs.signed_by(cert, ca[1])
     assert certs.fingerprint(other) != certs.fingerprint(ca[1])
 
 
-@pytest.mark.parametrize("subject", [
-    "O=system:nodes,CN=system:node:n1",  # no issue time
-    "serialNumber=12,O=system:masters,CN=",  # no name
-    "serialNumber=12,O=corral,CN=system:node:n1",  # not a client group
-    "serialNumber=12,O=system:nodes,CN=n1",  # node group without the node prefix
-    "serialNumber=x,O=system:nodes,CN=system:node:n1",
-    "not a subject",
-    "",
-])
+@pytest.mark.parametrize(
+    "subject",
+    [
+        "O=system:nodes,CN=system:node:n1",  # no issue time
+        "serialNumber=12,O=system:masters,CN=",  # no name
+        "serialNumber=12,O=corral,CN=system:node:n1",  # not a client group
+        "serialNumber=12,O=system:nodes,CN=n1",  # node group without the node prefix
+        "serialNumber=x,O=system:nodes,CN=system:node:n1",
+        "not a subject",
+        "",
+    ],
+)
 def test_subjects_that_are_no_corral_client(subject: str) -> None:
     assert certs.peer_of_subject(subject) is None
 
@@ -87,18 +92,22 @@ def test_csr_proves_the_key_and_only_p256_is_taken() -> None:
     from cryptography.hazmat.primitives.serialization import Encoding
 
     p384 = ec.generate_private_key(ec.SECP384R1())
-    other = (x509.CertificateSigningRequestBuilder().subject_name(x509.Name([]))
-             .sign(p384, hashes.SHA256()).public_bytes(Encoding.PEM))
+    other = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([]))
+        .sign(p384, hashes.SHA256())
+        .public_bytes(Encoding.PEM)
+    )
     with pytest.raises(CertificateError, match="P-256"):
         certs.csr_public_key(other)
 
 
 def test_renewal_is_due_at_two_thirds_of_the_lifetime(ca: CA) -> None:
-    cert = certs.issue_client(*ca, certs.new_key().public_key(), Identity(Role.NODE, "n1"), NOW,
-                              dt.timedelta(days=30))
+    cert = certs.issue_client(*ca, certs.new_key().public_key(), Identity(Role.NODE, "n1"), NOW, dt.timedelta(days=30))
     assert certs.renew_at(cert) == NOW + dt.timedelta(days=20)
-    short = certs.issue_client(*ca, certs.new_key().public_key(), Identity(Role.NODE, "n1"), NOW,
-                               dt.timedelta(seconds=3))
+    short = certs.issue_client(
+        *ca, certs.new_key().public_key(), Identity(Role.NODE, "n1"), NOW, dt.timedelta(seconds=3)
+    )
     assert certs.renew_at(short) == NOW + dt.timedelta(seconds=2)
 
 
@@ -109,7 +118,10 @@ def test_saved_credentials_are_private_and_checked(tmp_path: Path, ca: CA) -> No
     good.save(tmp_path / "pki")
     assert (tmp_path / "pki").stat().st_mode & 0o777 == 0o700
     assert {f.name: f.stat().st_mode & 0o777 for f in (tmp_path / "pki").iterdir()} == {
-        "ca.crt": 0o600, "client.crt": 0o600, "client.key": 0o600}
+        "ca.crt": 0o600,
+        "client.crt": 0o600,
+        "client.key": 0o600,
+    }
     assert Credentials.load(tmp_path / "pki") == good
     assert Credentials.load(tmp_path / "missing") is None
     # A key that is not the certificate's is refused on load, not at the first handshake.

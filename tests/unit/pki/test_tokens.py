@@ -27,11 +27,18 @@ def test_tokens_differ() -> None:
     assert len({str(tokens.new_token(HASH)) for _ in range(50)}) == 50
 
 
-@pytest.mark.parametrize("text", [
-    "", "K10::abcdef.0123456789abcdef", f"K10{HASH}::abcdef0123456789abcdef", f"K10{HASH}::ABCDEF.0123456789abcdef",
-    f"K10{HASH[:-1]}::abcdef.0123456789abcdef", f"K11{HASH}::abcdef.0123456789abcdef",
-    "abcdef.0123456789abcdef",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "K10::abcdef.0123456789abcdef",
+        f"K10{HASH}::abcdef0123456789abcdef",
+        f"K10{HASH}::ABCDEF.0123456789abcdef",
+        f"K10{HASH[:-1]}::abcdef.0123456789abcdef",
+        f"K11{HASH}::abcdef.0123456789abcdef",
+        "abcdef.0123456789abcdef",
+    ],
+)
 def test_malformed_tokens_are_refused_with_the_expected_shape(text: str) -> None:
     with pytest.raises(TokenFormatError, match="K10<64 hex digits>"):
         tokens.parse_token(text)

@@ -12,8 +12,9 @@ from protos.corral.v1 import meta_pb2, pod_pb2, workloads_pb2
 NOW = datetime(2026, 12, 7, 18, 30, tzinfo=UTC)
 
 
-def pod(phase: str = "Running", *, deleting: bool = False, ready: str | None = None,
-        ready_for: float | None = None) -> pod_pb2.Pod:
+def pod(
+    phase: str = "Running", *, deleting: bool = False, ready: str | None = None, ready_for: float | None = None
+) -> pod_pb2.Pod:
     p = pod_pb2.Pod(metadata=meta_pb2.ObjectMeta(name="p", uid="p-uid"))
     p.status.phase = phase
     if deleting:
@@ -25,15 +26,18 @@ def pod(phase: str = "Running", *, deleting: bool = False, ready: str | None = N
     return p
 
 
-@pytest.mark.parametrize(("p", "terminal", "terminating", "active"), [
-    pytest.param(pod("Pending"), False, False, True, id="pending"),
-    pytest.param(pod("Running"), False, False, True, id="running"),
-    pytest.param(pod("Unknown"), False, False, True, id="unknown"),
-    pytest.param(pod("Succeeded"), True, False, False, id="succeeded"),
-    pytest.param(pod("Failed"), True, False, False, id="failed"),
-    pytest.param(pod("Running", deleting=True), False, True, False, id="terminating"),
-    pytest.param(pod("Failed", deleting=True), True, True, False, id="failed-and-terminating"),
-])
+@pytest.mark.parametrize(
+    ("p", "terminal", "terminating", "active"),
+    [
+        pytest.param(pod("Pending"), False, False, True, id="pending"),
+        pytest.param(pod("Running"), False, False, True, id="running"),
+        pytest.param(pod("Unknown"), False, False, True, id="unknown"),
+        pytest.param(pod("Succeeded"), True, False, False, id="succeeded"),
+        pytest.param(pod("Failed"), True, False, False, id="failed"),
+        pytest.param(pod("Running", deleting=True), False, True, False, id="terminating"),
+        pytest.param(pod("Failed", deleting=True), True, True, False, id="failed-and-terminating"),
+    ],
+)
 def test_activity(p: pod_pb2.Pod, terminal: bool, terminating: bool, active: bool) -> None:
     assert (pods.is_terminal(p), pods.is_terminating(p), pods.is_active(p)) == (terminal, terminating, active)
 
@@ -50,24 +54,30 @@ def test_phases() -> None:
     assert len(pods.PHASES) == 5
 
 
-@pytest.mark.parametrize(("p", "ready"), [
-    pytest.param(pod(), False, id="no-condition"),
-    pytest.param(pod(ready="True"), True, id="ready"),
-    pytest.param(pod(ready="False"), False, id="not-ready"),
-    pytest.param(pod(ready="Unknown"), False, id="unknown"),
-])
+@pytest.mark.parametrize(
+    ("p", "ready"),
+    [
+        pytest.param(pod(), False, id="no-condition"),
+        pytest.param(pod(ready="True"), True, id="ready"),
+        pytest.param(pod(ready="False"), False, id="not-ready"),
+        pytest.param(pod(ready="Unknown"), False, id="unknown"),
+    ],
+)
 def test_readiness(p: pod_pb2.Pod, ready: bool) -> None:
     assert pods.is_ready(p) is ready
     assert pods.status_is_ready(p.status) is ready
 
 
-@pytest.mark.parametrize(("p", "min_ready", "available", "next_in"), [
-    pytest.param(pod(ready="True", ready_for=5), 0, True, None, id="no-min-ready"),
-    pytest.param(pod(ready="True", ready_for=5), 10, False, 5.0, id="not-yet"),
-    pytest.param(pod(ready="True", ready_for=10), 10, True, None, id="just-now"),
-    pytest.param(pod(ready="True"), 10, False, None, id="no-transition-time-never"),
-    pytest.param(pod(ready="False", ready_for=60), 10, False, None, id="not-ready"),
-])
+@pytest.mark.parametrize(
+    ("p", "min_ready", "available", "next_in"),
+    [
+        pytest.param(pod(ready="True", ready_for=5), 0, True, None, id="no-min-ready"),
+        pytest.param(pod(ready="True", ready_for=5), 10, False, 5.0, id="not-yet"),
+        pytest.param(pod(ready="True", ready_for=10), 10, True, None, id="just-now"),
+        pytest.param(pod(ready="True"), 10, False, None, id="no-transition-time-never"),
+        pytest.param(pod(ready="False", ready_for=60), 10, False, None, id="not-ready"),
+    ],
+)
 def test_availability(p: pod_pb2.Pod, min_ready: int, available: bool, next_in: float | None) -> None:
     assert pods.is_available(p, min_ready, NOW) is available
     assert pods.next_available([p], min_ready, NOW) == next_in
@@ -86,6 +96,10 @@ def test_owner_reference_round_trip() -> None:
     p.metadata.owner_references.append(owners.owner_reference(rs))
     ref = owners.controller_ref(p)
     assert ref is not None and (ref.kind, ref.name, ref.uid, ref.block_owner_deletion) == (
-        "ReplicaSet", "web-1", "rs-uid", True)
+        "ReplicaSet",
+        "web-1",
+        "rs-uid",
+        True,
+    )
     assert owners.is_controlled_by(p, "rs-uid")
     assert not owners.is_controlled_by(p, "x")

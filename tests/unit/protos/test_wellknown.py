@@ -6,10 +6,20 @@ import pytest
 
 from protos import wellknown
 
-SYSTEM_ANNOTATIONS = [wellknown.REVISION, wellknown.REVISION_HISTORY, wellknown.DESIRED_REPLICAS,
-                      wellknown.MAX_REPLICAS, wellknown.ROLLBACK_ON_FAILURE, wellknown.ROLLED_BACK_TO,
-                      wellknown.PROMOTE, wellknown.ABORT, wellknown.SCALE_DOWN_AT, wellknown.RESTARTED_AT,
-                      wellknown.CONFIG_ERRORS, wellknown.SCHEDULING_STRATEGY]
+SYSTEM_ANNOTATIONS = [
+    wellknown.REVISION,
+    wellknown.REVISION_HISTORY,
+    wellknown.DESIRED_REPLICAS,
+    wellknown.MAX_REPLICAS,
+    wellknown.ROLLBACK_ON_FAILURE,
+    wellknown.ROLLED_BACK_TO,
+    wellknown.PROMOTE,
+    wellknown.ABORT,
+    wellknown.SCALE_DOWN_AT,
+    wellknown.RESTARTED_AT,
+    wellknown.CONFIG_ERRORS,
+    wellknown.SCHEDULING_STRATEGY,
+]
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, id=n) for n in SYSTEM_ANNOTATIONS])

@@ -59,10 +59,7 @@ def container(
         name="c",
         image="busybox:1",
         resources=pod_pb2.ResourceRequirements(requests=requests or {}, limits=limits or {}),
-        ports=[
-            pod_pb2.ContainerPort(container_port=80, host_port=port, protocol=proto)
-            for port, proto in host_ports
-        ],
+        ports=[pod_pb2.ContainerPort(container_port=80, host_port=port, protocol=proto) for port, proto in host_ports],
     )
 
 

@@ -33,8 +33,15 @@ def test_status() -> None:
 
 def test_registry_maps_names_to_plugins() -> None:
     assert set(REGISTRY) == {
-        "NodeReady", "Runtime", "ResourcesFit", "HostPorts", "NodeSelector", "Taints",
-        "Spread", "LeastAllocated", "MostAllocated",
+        "NodeReady",
+        "Runtime",
+        "ResourcesFit",
+        "HostPorts",
+        "NodeSelector",
+        "Taints",
+        "Spread",
+        "LeastAllocated",
+        "MostAllocated",
     }
     for name, plugin in REGISTRY.items():
         assert plugin.name == name
@@ -44,7 +51,12 @@ def test_registry_maps_names_to_plugins() -> None:
 def test_default_profile_runs_filters_cheap_first() -> None:
     profile = default_profile()
     assert [f.name for f in profile.filters] == [
-        "NodeReady", "Runtime", "ResourcesFit", "HostPorts", "NodeSelector", "Taints",
+        "NodeReady",
+        "Runtime",
+        "ResourcesFit",
+        "HostPorts",
+        "NodeSelector",
+        "Taints",
     ]
     assert [(w.plugin.name, w.weight) for w in profile.scores] == [("Spread", 1)]
 
@@ -78,7 +90,10 @@ def test_build_profile_refuses_bad_names(filters: list[str], scores: dict[str, i
 
 def test_build_profile_resolves_names() -> None:
     profile = build_profile(
-        REGISTRY, "packer", filters=["ResourcesFit"], scores={"Spread": 3},
+        REGISTRY,
+        "packer",
+        filters=["ResourcesFit"],
+        scores={"Spread": 3},
         strategies={LEAST_ALLOCATED: ("MostAllocated", 2)},
     )
     assert profile.name == "packer"

@@ -334,8 +334,9 @@ def test_pods_of_one_shape_reuse_the_verdicts_of_unchanged_nodes() -> None:
     assert len(recorder.seen) == 10 + 24  # every node once, then the one node each placement changed
     batch = schedule_batch(replicas, nodes, PROFILE)
     fresh = [schedule_one(p, snapshot, PROFILE) for p, snapshot in _one_by_one(replicas, nodes)]
-    assert [r.node if isinstance(r, Placement) else r.message for r in batch.results] == \
-        [r.node if isinstance(r, Placement) else r.message for r in fresh]
+    assert [r.node if isinstance(r, Placement) else r.message for r in batch.results] == [
+        r.node if isinstance(r, Placement) else r.message for r in fresh
+    ]
     # 10 nodes x 4 cpus: 25 pods of 1 cpu fit, and they are spread before any node is doubled up.
     counts = Counter(placed(r) for r in batch.results)
     assert max(counts.values()) - min(counts.values()) <= 1
@@ -354,8 +355,7 @@ def web(key: str = "default/x", **fields: Any) -> PodRequest:
         pytest.param(web(owner_uid="rs-api"), id="other-owner"),
         pytest.param(web(node_selector={"zone": "a"}), id="node-selector"),
         pytest.param(web(host_ports=frozenset({(8080, "TCP")})), id="host-port"),
-        pytest.param(web(tolerations=(Toleration("gpu", "Equal", "yes", "NoSchedule"),)),
-                     id="toleration"),
+        pytest.param(web(tolerations=(Toleration("gpu", "Equal", "yes", "NoSchedule"),)), id="toleration"),
         pytest.param(web(runtime="process"), id="runtime"),
         pytest.param(web(strategy=MOST_ALLOCATED), id="strategy"),
     ],

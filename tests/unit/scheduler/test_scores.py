@@ -34,8 +34,10 @@ def test_spread(p: PodRequest, n: NodeInfo, expected: int) -> None:
         pytest.param(pod(cpu=1000, memory=2 * GI), node(cpu=4000, memory=8 * GI), 75, id="empty-node"),
         # cpu (4000-3000)/4000 = 25, memory (8-4)/8 = 50 -> 37
         pytest.param(
-            pod(cpu=1000, memory=2 * GI), node(cpu=4000, memory=8 * GI, nonzero_requested=Resources(2000, 2 * GI)),
-            37, id="partly-used-averages-and-floors",
+            pod(cpu=1000, memory=2 * GI),
+            node(cpu=4000, memory=8 * GI, nonzero_requested=Resources(2000, 2 * GI)),
+            37,
+            id="partly-used-averages-and-floors",
         ),
         pytest.param(pod(cpu=4000, memory=8 * GI), node(cpu=4000, memory=8 * GI), 0, id="full-after"),
         pytest.param(pod(cpu=5000, memory=GI), node(cpu=4000, memory=8 * GI), 43, id="over-capacity-resource-is-0"),
@@ -54,8 +56,10 @@ def test_least_allocated(p: PodRequest, n: NodeInfo, expected: int) -> None:
         pytest.param(pod(cpu=1000, memory=2 * GI), node(cpu=4000, memory=8 * GI), 25, id="empty-node"),
         # cpu 3000/4000 = 75, memory 4/8 = 50 -> 62
         pytest.param(
-            pod(cpu=1000, memory=2 * GI), node(cpu=4000, memory=8 * GI, nonzero_requested=Resources(2000, 2 * GI)),
-            62, id="partly-used-averages-and-floors",
+            pod(cpu=1000, memory=2 * GI),
+            node(cpu=4000, memory=8 * GI, nonzero_requested=Resources(2000, 2 * GI)),
+            62,
+            id="partly-used-averages-and-floors",
         ),
         pytest.param(pod(cpu=4000, memory=8 * GI), node(cpu=4000, memory=8 * GI), 100, id="full-after"),
         pytest.param(pod(cpu=8000, memory=GI), node(cpu=4000, memory=8 * GI), 56, id="over-capacity-capped-at-100"),

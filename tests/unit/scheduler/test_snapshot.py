@@ -157,7 +157,10 @@ def test_node_runtimes(runtimes: list[str], expected: set[str]) -> None:
     [
         pytest.param({"cpu": "2", "memory": "4Gi"}, {}, Resources(2000, 4 * GI), None, id="allocatable"),
         pytest.param(
-            {"cpu": "1500m"}, {"cpu": "2", "memory": "2Gi", "pods": "110"}, Resources(1500, 2 * GI), 110,
+            {"cpu": "1500m"},
+            {"cpu": "2", "memory": "2Gi", "pods": "110"},
+            Resources(1500, 2 * GI),
+            110,
             id="capacity-fills-gaps",
         ),
         pytest.param({}, {}, Resources(0, 0), None, id="nothing-reported"),
@@ -178,12 +181,20 @@ def test_node_info_counts_bound_pods_but_not_finished_ones() -> None:
     proto.spec.taints.append(node_pb2.Taint(key="gpu", value="yes", effect="NoSchedule"))
     proto.metadata.labels["zone"] = "a"
     bound = [
-        pod_proto("a", containers=[container({"cpu": "500m", "memory": "1Gi"}, host_ports=((80, "TCP"),))],
-                  owner_uid="rs-1", phase="Running"),
+        pod_proto(
+            "a",
+            containers=[container({"cpu": "500m", "memory": "1Gi"}, host_ports=((80, "TCP"),))],
+            owner_uid="rs-1",
+            phase="Running",
+        ),
         pod_proto("b", containers=[container({"cpu": "250m"})], owner_uid="rs-1"),
         pod_proto("c", containers=[container()], owner_uid="rs-2", phase="Pending"),
-        pod_proto("done", containers=[container({"cpu": "4", "memory": "4Gi"}, host_ports=((443, "TCP"),))],
-                  owner_uid="rs-3", phase="Succeeded"),
+        pod_proto(
+            "done",
+            containers=[container({"cpu": "4", "memory": "4Gi"}, host_ports=((443, "TCP"),))],
+            owner_uid="rs-3",
+            phase="Succeeded",
+        ),
         pod_proto("failed", containers=[container({"cpu": "4"})], phase="Failed"),
     ]
     info = node_info(proto, bound)
