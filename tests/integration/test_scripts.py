@@ -87,6 +87,10 @@ def test_docker_setup_starts_dockerd_outside_the_callers_session(fake_engine: di
     assert os.getpgid(dockerd) == dockerd
 
 
+def _sigint_default() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_on_the_caller_leaves_dockerd_running(fake_engine: dict[str, str]) -> None:
     # `scripts/up` in a terminal: docker-setup, then corral in the foreground (here: sleep) until Ctrl-C.
     up = subprocess.Popen(
@@ -95,6 +99,9 @@ def test_ctrl_c_on_the_caller_leaves_dockerd_running(fake_engine: dict[str, str]
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
+        # A terminal's shell runs its foreground job with SIGINT at its default; this test may itself run
+        # with SIGINT ignored (a background job of a script, as CI starts it), which children would inherit.
+        preexec_fn=_sigint_default,
     )
     try:
         pid_file = Path(fake_engine["FAKE_DOCKER_STATE"]) / "dockerd.pid"
