@@ -34,7 +34,6 @@ written (`on:` is the key "on", not True).
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 import re
@@ -62,7 +61,8 @@ from yaml.events import (
 )
 
 from protos import codec
-from protos.kinds import KINDS, KindInfo, UnknownKindError, by_kind
+from protos.corral.v1 import pod_pb2
+from protos.kinds import KINDS, STORED_ONLY, KindInfo, UnknownKindError, by_kind
 
 __all__ = [
     "MAX_DEPTH",
@@ -648,11 +648,80 @@ def parse_object(doc: Document) -> ParsedObject:
     data, warnings = doc.data, list[Problem]()
     if info.kind == "Deployment":
         data, warnings, problems = _move_strategy_type(doc)
+    if info.kind == "HorizontalPodAutoscaler" and data.get("apiVersion") == HPA_V1:
+        data, problems = _hpa_v1_as_v2(doc)
     message, errors = codec.from_dict(data, info.message, path=doc.path)
     problems.extend(Problem(doc.source, doc.index, e.path, e.message) for e in errors)
     if problems:
         raise ManifestError(problems)
+    warnings += _not_acted_on(doc, info, message)
     return ParsedObject(doc.source, doc.index, info, message, warnings)
+
+
+HPA_V1: Final = "autoscaling/v1"
+# Said once per pod spec that names a service account or sets automountServiceAccountToken.
+SERVICE_ACCOUNT_NOTE: Final = (
+    "accepted and stored; corral mounts no service account token into pods "
+    "(no /var/run/secrets/kubernetes.io/serviceaccount) and gives them no API access"
+)
+
+
+def _not_acted_on(doc: Document, info: KindInfo, message: Message) -> list[Problem]:
+    """One warning line for a kind, or a pod spec field, that corral stores but does not act on."""
+    note = partial(Problem, doc.source, doc.index)
+    if info.kind in STORED_ONLY:
+        return [
+            note(
+                doc.path,
+                f"{info.kind} {codec.to_dict(message).get('metadata', {}).get('name', '')}: {STORED_ONLY[info.kind]}",
+            )
+        ]
+    spec_path, spec = _pod_spec(message)
+    if spec is None:
+        return []
+    for name in ("service_account_name", "service_account"):
+        if getattr(spec, name):
+            return [note(_join(doc.path, f"{spec_path}.{_camel(name)}"), SERVICE_ACCOUNT_NOTE)]
+    if spec.HasField("automount_service_account_token"):
+        return [note(_join(doc.path, f"{spec_path}.automountServiceAccountToken"), SERVICE_ACCOUNT_NOTE)]
+    return []
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def _pod_spec(message: Message) -> tuple[str, pod_pb2.PodSpec | None]:
+    """The pod spec a Pod or a workload's template carries, and its path."""
+    if isinstance(message, pod_pb2.Pod):
+        return "spec", message.spec
+    template = getattr(getattr(message, "spec", None), "template", None)
+    if isinstance(template, pod_pb2.PodTemplateSpec):
+        return "spec.template.spec", template.spec
+    return "", None
+
+
+def _hpa_v1_as_v2(doc: Document) -> tuple[dict[str, Any], list[Problem]]:
+    """An autoscaling/v1 HPA as the v2 object it means, as Kubernetes converts it:
+    targetCPUUtilizationPercentage becomes a cpu Utilization metric; the v1
+    status (written by a server) is dropped. The document's data is not mutated."""
+    data = {**doc.data, "apiVersion": by_kind("HorizontalPodAutoscaler").api_version}
+    data.pop("status", None)
+    spec = data.get("spec")
+    if not isinstance(spec, dict) or spec.get("targetCPUUtilizationPercentage") is None:
+        if isinstance(spec, dict) and "targetCPUUtilizationPercentage" in spec:
+            data["spec"] = {k: v for k, v in spec.items() if k != "targetCPUUtilizationPercentage"}
+        return data, []
+    percent = spec["targetCPUUtilizationPercentage"]
+    if isinstance(percent, bool) or not isinstance(percent, int):
+        path = _join(doc.path, "spec.targetCPUUtilizationPercentage")
+        return data, [Problem(doc.source, doc.index, path, f"expected an integer, got {codec.describe(percent)}")]
+    target = {"type": "Utilization", "averageUtilization": percent}
+    metric = {"type": "Resource", "resource": {"name": "cpu", "target": target}}
+    rest = {k: v for k, v in spec.items() if k != "targetCPUUtilizationPercentage"}
+    data["spec"] = {**rest, "metrics": [metric]}
+    return data, []
 
 
 def _kind_of(doc: Document) -> tuple[KindInfo | None, list[Problem]]:
@@ -677,7 +746,8 @@ def _kind_of(doc: Document) -> tuple[KindInfo | None, list[Problem]]:
             info = by_kind(kind)
         except UnknownKindError:
             problem("kind", _unknown_kind(kind))
-    if info is not None and isinstance(api_version, str) and api_version != info.api_version:
+    v1_hpa = info is not None and info.kind == "HorizontalPodAutoscaler" and api_version == HPA_V1
+    if info is not None and isinstance(api_version, str) and api_version != info.api_version and not v1_hpa:
         wanted = f'expected "{info.api_version}" for kind {info.kind}'
         problem("apiVersion", f"{wanted}, got {json.dumps(api_version)}")
     return (info if not problems else None), problems
@@ -686,9 +756,9 @@ def _kind_of(doc: Document) -> tuple[KindInfo | None, list[Problem]]:
 def _unknown_kind(kind: str) -> str:
     names = [info.kind for info in KINDS]
     same = [name for name in names if name.lower() == kind.lower()]
-    close = same or difflib.get_close_matches(kind, names, n=1, cutoff=0.6)
+    close = same[0] if same else codec.close_name(kind, names)
     if close:
-        return f'unknown kind {json.dumps(kind)} (did you mean "{close[0]}"?)'
+        return f'unknown kind {json.dumps(kind)} (did you mean "{close}"?)'
     return f"unknown kind {json.dumps(kind)} (known kinds: {', '.join(names)})"
 
 

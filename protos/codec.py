@@ -31,10 +31,9 @@ from __future__ import annotations
 
 import base64
 import binascii
-import difflib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone
 from functools import cache
@@ -51,6 +50,7 @@ __all__ = [
     "QUANTITY_FIELDS",
     "QUANTITY_MAP_FIELDS",
     "FieldError",
+    "close_name",
     "describe",
     "from_dict",
     "to_dict",
@@ -564,5 +564,49 @@ def _suggest(key: str, fields: Mapping[str, FieldDescriptor]) -> str | None:
     for json_name, field in fields.items():
         if key == field.name or folded == json_name.lower():
             return json_name
-    close = difflib.get_close_matches(key, list(fields), n=1, cutoff=0.7)
-    return close[0] if close else None
+    return close_name(key, fields)
+
+
+_WORD: Final = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z0-9]+")
+
+
+def close_name(typed: str, names: Iterable[str]) -> str | None:
+    """The name `typed` is a misspelling of, or None: a hint only where the meaning is the same.
+
+    A few letters off (at most a quarter of the name, and two), and, word by
+    camelCase word, each changed word a typo of the other (`replica` of
+    `replicas`), never another word (`pod` for `node`, `fsGroup` for
+    `runAsGroup`, `ServiceAccount` for `Service`): those name other features.
+    """
+    best: tuple[int, str] | None = None
+    for name in names:
+        distance = _edit_distance(typed.lower(), name.lower())
+        if distance > min(2, max(1, len(typed) // 4)) or not _same_words(typed, name):
+            continue
+        if best is None or distance < best[0]:
+            best = (distance, name)
+    return best[1] if best else None
+
+
+def _same_words(typed: str, name: str) -> bool:
+    ours, theirs = _WORD.findall(typed), _WORD.findall(name)
+    if len(ours) != len(theirs):
+        return len(ours) <= 1 or len(theirs) <= 1
+    for a, b in zip(ours, theirs, strict=True):
+        if _edit_distance(a.lower(), b.lower()) > max(1, max(len(a), len(b)) // 4):
+            return False
+    return True
+
+
+def _edit_distance(a: str, b: str) -> int:
+    """Levenshtein distance with adjacent transpositions (optimal string alignment)."""
+    rows = [list(range(len(b) + 1))]
+    for i in range(1, len(a) + 1):
+        row = [i] + [0] * len(b)
+        for j in range(1, len(b) + 1):
+            cost = 0 if a[i - 1] == b[j - 1] else 1
+            row[j] = min(rows[-1][j] + 1, row[j - 1] + 1, rows[-1][j - 1] + cost)
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                row[j] = min(row[j], rows[-2][j - 2] + 1)
+        rows.append(row)
+    return rows[-1][-1]

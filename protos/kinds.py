@@ -20,10 +20,13 @@ from protos.corral.v1 import (
     meta_pb2,
     metrics_pb2,
     namespace_pb2,
+    networking_pb2,
     node_pb2,
     pod_pb2,
+    rbac_pb2,
     secret_pb2,
     service_pb2,
+    serviceaccount_pb2,
     workloads_pb2,
 )
 
@@ -53,6 +56,8 @@ class KindInfo:
         return f"{self.singular}.{self.group}" if self.group else self.singular
 
 
+_RBAC = "rbac.authorization.k8s.io/v1"
+
 KINDS: tuple[KindInfo, ...] = (
     KindInfo("Pod", "v1", "pods", ("po",), True, pod_pb2.Pod, "pod"),
     KindInfo("Node", "v1", "nodes", ("no",), False, node_pb2.Node, "node"),
@@ -80,7 +85,50 @@ KINDS: tuple[KindInfo, ...] = (
     ),
     KindInfo("Secret", "v1", "secrets", (), True, secret_pb2.Secret, "secret"),
     KindInfo("Namespace", "v1", "namespaces", ("ns",), False, namespace_pb2.Namespace, "namespace"),
+    # Stored as written, not acted on (STORED_ONLY says what corral does with each).
+    KindInfo(
+        "ServiceAccount",
+        "v1",
+        "serviceaccounts",
+        ("sa",),
+        True,
+        serviceaccount_pb2.ServiceAccount,
+        "service_account",
+    ),
+    KindInfo("Role", _RBAC, "roles", (), True, rbac_pb2.Role, "role"),
+    KindInfo("ClusterRole", _RBAC, "clusterroles", (), False, rbac_pb2.ClusterRole, "cluster_role"),
+    KindInfo("RoleBinding", _RBAC, "rolebindings", (), True, rbac_pb2.RoleBinding, "role_binding"),
+    KindInfo(
+        "ClusterRoleBinding",
+        _RBAC,
+        "clusterrolebindings",
+        (),
+        False,
+        rbac_pb2.ClusterRoleBinding,
+        "cluster_role_binding",
+    ),
+    KindInfo(
+        "NetworkPolicy",
+        "networking.k8s.io/v1",
+        "networkpolicies",
+        ("netpol",),
+        True,
+        networking_pb2.NetworkPolicy,
+        "network_policy",
+    ),
 )
+
+_RBAC_NOTE = "stored, not enforced: corral's access control is its admin and node roles (docs/security.md)"
+# The kinds corral stores without acting on them, and the one line said at
+# apply about what corral does with each.
+STORED_ONLY: dict[str, str] = {
+    "ServiceAccount": "stored only: corral mounts no service account token into pods and gives pods no API access",
+    "Role": _RBAC_NOTE,
+    "ClusterRole": _RBAC_NOTE,
+    "RoleBinding": _RBAC_NOTE,
+    "ClusterRoleBinding": _RBAC_NOTE,
+    "NetworkPolicy": "stored, not enforced: every pod can still reach every pod and Service",
+}
 
 _BY_KIND = {k.kind: k for k in KINDS}
 _BY_FIELD = {k.field: k for k in KINDS}

@@ -7,10 +7,21 @@ Pure code: no I/O.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from google.protobuf.message import Message
 
 from protos.autoscaling import default_hpa
-from protos.corral.v1 import discovery_pb2, meta_pb2, metrics_pb2, pod_pb2, secret_pb2, service_pb2, workloads_pb2
+from protos.corral.v1 import (
+    discovery_pb2,
+    meta_pb2,
+    metrics_pb2,
+    pod_pb2,
+    rbac_pb2,
+    secret_pb2,
+    service_pb2,
+    workloads_pb2,
+)
 from protos.deployments import (
     BLUE_GREEN,
     CANARY,
@@ -52,6 +63,15 @@ def apply_defaults(info: KindInfo, obj: Message) -> None:
         default_hpa(obj.spec)
     elif isinstance(obj, secret_pb2.Secret):
         default_secret(obj)
+    elif isinstance(obj, rbac_pb2.RoleBinding | rbac_pb2.ClusterRoleBinding):
+        default_subjects(obj.subjects)
+
+
+def default_subjects(subjects: Iterable[rbac_pb2.Subject]) -> None:
+    """A User or Group subject's apiGroup is rbac.authorization.k8s.io, as Kubernetes defaults it."""
+    for subject in subjects:
+        if subject.kind in ("User", "Group") and not subject.api_group:
+            subject.api_group = "rbac.authorization.k8s.io"
 
 
 def default_secret(secret: secret_pb2.Secret) -> None:

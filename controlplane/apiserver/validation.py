@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Literal
 
 from google.protobuf.message import Message
 
-from controlplane.apiserver import labels, limits, pod_security, security
+from controlplane.apiserver import labels, limits, pod_security, policy_validation, security
 from controlplane.apiserver.errors import Cause
+from controlplane.apiserver.problems import Problems as Problems
 from protos import autoscaling, durations, quantity, wellknown
 from protos.corral.v1 import (
     discovery_pb2,
@@ -23,8 +24,10 @@ from protos.corral.v1 import (
     meta_pb2,
     metrics_pb2,
     namespace_pb2,
+    networking_pb2,
     node_pb2,
     pod_pb2,
+    rbac_pb2,
     secret_pb2,
     service_pb2,
     workloads_pb2,
@@ -65,31 +68,6 @@ MAX_SLICE_PORTS = 100
 MAX_ENDPOINT_ADDRESSES = 100
 
 
-class Problems:
-    """Collects causes while walking an object."""
-
-    def __init__(self) -> None:
-        self.causes: list[Cause] = []
-
-    def add(self, path: str, message: str) -> None:
-        self.causes.append(Cause(path, message))
-
-    def one_of(self, path: str, value: str, allowed: Iterable[str]) -> None:
-        allowed = tuple(allowed)
-        if value not in allowed:
-            shown = ", ".join(f'"{a}"' for a in allowed if a)
-            self.add(path, f'must be one of {shown}, got "{value}"')
-
-    def at_least(self, path: str, value: int, minimum: int) -> None:
-        if value < minimum:
-            self.add(path, f"must be >= {minimum}, got {value}")
-
-    def port(self, path: str, value: int, *, allow_zero: bool = False) -> None:
-        low = 0 if allow_zero else 1
-        if not low <= value <= 65535:
-            self.add(path, f"must be {low}-65535, got {value}")
-
-
 def validate(info: KindInfo, obj: Message) -> list[Cause]:
     """Every problem with a defaulted object, as field-path causes."""
     p = Problems()
@@ -116,7 +94,28 @@ def validate(info: KindInfo, obj: Message) -> list[Cause]:
         validate_hpa(p, obj.spec)
     elif isinstance(obj, secret_pb2.Secret):
         validate_secret(p, obj)
+    else:
+        validate_policy_object(p, obj)
     return p.causes
+
+
+def validate_policy_object(p: Problems, obj: Message) -> None:
+    """RBAC objects and NetworkPolicies: stored, not acted on, but checked as Kubernetes checks them."""
+    if isinstance(obj, rbac_pb2.Role):
+        policy_validation.validate_rules(p, "rules", list(obj.rules), namespaced=True)
+    elif isinstance(obj, rbac_pb2.ClusterRole):
+        policy_validation.validate_cluster_role(p, obj, validate_label_selector)
+    elif isinstance(obj, rbac_pb2.RoleBinding | rbac_pb2.ClusterRoleBinding):
+        label = isinstance(obj, rbac_pb2.RoleBinding)
+        policy_validation.validate_binding(p, obj, namespaced=label, label_name=validate_name)
+    elif isinstance(obj, networking_pb2.NetworkPolicy):
+        policy_validation.validate_network_policy(
+            p,
+            obj.spec,
+            has_spec=obj.HasField("spec"),
+            selector=validate_optional_selector,
+            port_name=validate_port_name,
+        )
 
 
 def validate_update(info: KindInfo, old: Message, new: Message) -> list[Cause]:
@@ -141,6 +140,9 @@ def validate_update(info: KindInfo, old: Message, new: Message) -> list[Cause]:
         )
     if isinstance(old, secret_pb2.Secret) and isinstance(new, secret_pb2.Secret):
         validate_secret_update(p, old, new)
+    bindings = rbac_pb2.RoleBinding | rbac_pb2.ClusterRoleBinding
+    if isinstance(old, bindings) and isinstance(new, bindings):
+        policy_validation.validate_binding_update(p, old, new)
     del info
     return p.causes
 
@@ -223,7 +225,10 @@ def validate_label_key(p: Problems, path: str, key: str) -> None:
 
 
 def validate_meta(p: Problems, info: KindInfo, meta: meta_pb2.ObjectMeta) -> None:
-    validate_name(p, "metadata.name", meta.name, label=info.kind in ("Service", "Namespace"))
+    if info.group == policy_validation.RBAC_GROUP:
+        policy_validation.validate_rbac_name(p, "metadata.name", meta.name)
+    else:
+        validate_name(p, "metadata.name", meta.name, label=info.kind in ("Service", "Namespace"))
     if info.namespaced:
         validate_name(p, "metadata.namespace", meta.namespace, label=True)
     validate_labels(p, "metadata.labels", meta.labels)
@@ -241,6 +246,11 @@ def validate_label_selector(p: Problems, path: str, sel: meta_pb2.LabelSelector)
     if not sel.match_labels and not sel.match_expressions:
         p.add(path, "required: a selector with matchLabels or matchExpressions")
         return
+    validate_optional_selector(p, path, sel)
+
+
+def validate_optional_selector(p: Problems, path: str, sel: meta_pb2.LabelSelector) -> None:
+    """A selector that may be empty (an empty one selects everything)."""
     validate_labels(p, f"{path}.matchLabels", sel.match_labels)
     for i, expr in enumerate(sel.match_expressions):
         at = f"{path}.matchExpressions[{i}]"

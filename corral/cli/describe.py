@@ -13,7 +13,7 @@ from corral import client as api
 from corral.cli import hpa_view, printers
 from protos import codec
 from protos.corral.v1 import event_pb2, metrics_pb2, secret_pb2
-from protos.kinds import info_of, meta
+from protos.kinds import STORED_ONLY, info_of, meta
 from protos.wellknown import DEFAULT_NAMESPACE
 
 MAX_EVENTS = 20
@@ -89,10 +89,12 @@ def describe(obj: Message, events: list[event_pb2.Event], now: datetime) -> str:
     elif isinstance(obj, secret_pb2.Secret):
         lines += secret_lines(obj)
     else:
-        for key in ("spec", "status"):
+        for key in ("spec", "status") if info.kind != "NetworkPolicy" else ("status",):
             if key in doc:
                 lines += _block(key.capitalize(), doc[key])
-    if info.kind in ("Event", "EndpointSlice"):
+    if info.kind in STORED_ONLY:
+        lines.append(f"Corral:             {STORED_ONLY[info.kind]}")
+    if info.kind in ("Event", "EndpointSlice", *STORED_ONLY):
         rest = {k: v for k, v in doc.items() if k not in ("apiVersion", "kind", "metadata")}
         lines += _block(info.kind, rest)
     lines.append("Events:" if events else "Events:  <none>")

@@ -22,10 +22,13 @@ from protos.corral.v1 import (
     event_pb2,
     metrics_pb2,
     namespace_pb2,
+    networking_pb2,
     node_pb2,
     pod_pb2,
+    rbac_pb2,
     secret_pb2,
     service_pb2,
+    serviceaccount_pb2,
     workloads_pb2,
 )
 from protos.kinds import KindInfo, meta
@@ -236,7 +239,42 @@ def namespace_row(n: namespace_pb2.Namespace, now: datetime, wide: bool) -> Row:
     return [n.status.phase or "Active", age(n.metadata.creation_timestamp, now)]
 
 
+def service_account_row(s: serviceaccount_pb2.ServiceAccount, now: datetime, wide: bool) -> Row:
+    return [str(len(s.secrets)), age(s.metadata.creation_timestamp, now)]
+
+
+def created_row(obj: rbac_pb2.Role | rbac_pb2.ClusterRole, now: datetime, wide: bool) -> Row:
+    """kubectl shows a role's creation time, not its age."""
+    stamp = obj.metadata.creation_timestamp
+    return [stamp.ToJsonString() if stamp.seconds else "<unknown>"]
+
+
+def binding_row(b: rbac_pb2.RoleBinding | rbac_pb2.ClusterRoleBinding, now: datetime, wide: bool) -> Row:
+    row = [f"{b.role_ref.kind}/{b.role_ref.name}", age(b.metadata.creation_timestamp, now)]
+    if wide:
+        for kind in ("User", "Group"):
+            row.append(",".join(s.name for s in b.subjects if s.kind == kind))
+        row.append(",".join(f"{s.namespace}/{s.name}" for s in b.subjects if s.kind == "ServiceAccount"))
+    return row
+
+
+def network_policy_row(n: networking_pb2.NetworkPolicy, now: datetime, wide: bool) -> Row:
+    sel = n.spec.pod_selector
+    shown = ",".join(f"{k}={v}" for k, v in sorted(sel.match_labels.items()))
+    if sel.match_expressions:
+        shown = ",".join(filter(None, [shown, f"{len(sel.match_expressions)} expression(s)"]))
+    return [shown or "<none>", age(n.metadata.creation_timestamp, now)]
+
+
+_BINDING_WIDE = ("USERS", "GROUPS", "SERVICEACCOUNTS")
+
 COLUMNS: dict[str, Columns] = {
+    "ServiceAccount": Columns(("SECRETS", "AGE"), (), service_account_row),
+    "Role": Columns(("CREATED AT",), (), created_row),
+    "ClusterRole": Columns(("CREATED AT",), (), created_row),
+    "RoleBinding": Columns(("ROLE", "AGE"), _BINDING_WIDE, binding_row),
+    "ClusterRoleBinding": Columns(("ROLE", "AGE"), _BINDING_WIDE, binding_row),
+    "NetworkPolicy": Columns(("POD-SELECTOR", "AGE"), (), network_policy_row),
     "Namespace": Columns(("STATUS", "AGE"), (), namespace_row),
     "Secret": Columns(("TYPE", "DATA", "AGE"), (), secret_row),
     "Pod": Columns(("READY", "STATUS", "RESTARTS", "AGE"), ("IP", "NODE"), pod_row),

@@ -429,7 +429,8 @@ _DEPLOYMENT = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name
             {"apiVersion": "v1", "kind": "ConfigMap"},
             [
                 'web.yaml[0] kind: unknown kind "ConfigMap" (known kinds: Pod, Node, ReplicaSet, '
-                "Deployment, Service, Event, EndpointSlice, HorizontalPodAutoscaler, Secret, Namespace)"
+                "Deployment, Service, Event, EndpointSlice, HorizontalPodAutoscaler, Secret, Namespace, "
+                "ServiceAccount, Role, ClusterRole, RoleBinding, ClusterRoleBinding, NetworkPolicy)"
             ],
             id="kind-unknown",
         ),

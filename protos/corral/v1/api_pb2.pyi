@@ -12,10 +12,13 @@ from protos.corral.v1 import discovery_pb2 as _discovery_pb2
 from protos.corral.v1 import event_pb2 as _event_pb2
 from protos.corral.v1 import metrics_pb2 as _metrics_pb2
 from protos.corral.v1 import namespace_pb2 as _namespace_pb2
+from protos.corral.v1 import networking_pb2 as _networking_pb2
 from protos.corral.v1 import node_pb2 as _node_pb2
 from protos.corral.v1 import pod_pb2 as _pod_pb2
+from protos.corral.v1 import rbac_pb2 as _rbac_pb2
 from protos.corral.v1 import secret_pb2 as _secret_pb2
 from protos.corral.v1 import service_pb2 as _service_pb2
+from protos.corral.v1 import serviceaccount_pb2 as _serviceaccount_pb2
 from protos.corral.v1 import workloads_pb2 as _workloads_pb2
 import builtins as _builtins
 import sys
@@ -63,6 +66,12 @@ class Object(_message.Message):
     HORIZONTAL_POD_AUTOSCALER_FIELD_NUMBER: _builtins.int
     SECRET_FIELD_NUMBER: _builtins.int
     NAMESPACE_FIELD_NUMBER: _builtins.int
+    SERVICE_ACCOUNT_FIELD_NUMBER: _builtins.int
+    ROLE_FIELD_NUMBER: _builtins.int
+    CLUSTER_ROLE_FIELD_NUMBER: _builtins.int
+    ROLE_BINDING_FIELD_NUMBER: _builtins.int
+    CLUSTER_ROLE_BINDING_FIELD_NUMBER: _builtins.int
+    NETWORK_POLICY_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def pod(self) -> _pod_pb2.Pod: ...
     @_builtins.property
@@ -83,6 +92,18 @@ class Object(_message.Message):
     def secret(self) -> _secret_pb2.Secret: ...
     @_builtins.property
     def namespace(self) -> _namespace_pb2.Namespace: ...
+    @_builtins.property
+    def service_account(self) -> _serviceaccount_pb2.ServiceAccount: ...
+    @_builtins.property
+    def role(self) -> _rbac_pb2.Role: ...
+    @_builtins.property
+    def cluster_role(self) -> _rbac_pb2.ClusterRole: ...
+    @_builtins.property
+    def role_binding(self) -> _rbac_pb2.RoleBinding: ...
+    @_builtins.property
+    def cluster_role_binding(self) -> _rbac_pb2.ClusterRoleBinding: ...
+    @_builtins.property
+    def network_policy(self) -> _networking_pb2.NetworkPolicy: ...
     def __init__(
         self,
         *,
@@ -96,12 +117,18 @@ class Object(_message.Message):
         horizontal_pod_autoscaler: _metrics_pb2.HorizontalPodAutoscaler | None = ...,
         secret: _secret_pb2.Secret | None = ...,
         namespace: _namespace_pb2.Namespace | None = ...,
+        service_account: _serviceaccount_pb2.ServiceAccount | None = ...,
+        role: _rbac_pb2.Role | None = ...,
+        cluster_role: _rbac_pb2.ClusterRole | None = ...,
+        role_binding: _rbac_pb2.RoleBinding | None = ...,
+        cluster_role_binding: _rbac_pb2.ClusterRoleBinding | None = ...,
+        network_policy: _networking_pb2.NetworkPolicy | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["deployment", b"deployment", "endpoint_slice", b"endpoint_slice", "event", b"event", "horizontal_pod_autoscaler", b"horizontal_pod_autoscaler", "kind", b"kind", "namespace", b"namespace", "node", b"node", "pod", b"pod", "replica_set", b"replica_set", "secret", b"secret", "service", b"service"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cluster_role", b"cluster_role", "cluster_role_binding", b"cluster_role_binding", "deployment", b"deployment", "endpoint_slice", b"endpoint_slice", "event", b"event", "horizontal_pod_autoscaler", b"horizontal_pod_autoscaler", "kind", b"kind", "namespace", b"namespace", "network_policy", b"network_policy", "node", b"node", "pod", b"pod", "replica_set", b"replica_set", "role", b"role", "role_binding", b"role_binding", "secret", b"secret", "service", b"service", "service_account", b"service_account"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["deployment", b"deployment", "endpoint_slice", b"endpoint_slice", "event", b"event", "horizontal_pod_autoscaler", b"horizontal_pod_autoscaler", "kind", b"kind", "namespace", b"namespace", "node", b"node", "pod", b"pod", "replica_set", b"replica_set", "secret", b"secret", "service", b"service"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cluster_role", b"cluster_role", "cluster_role_binding", b"cluster_role_binding", "deployment", b"deployment", "endpoint_slice", b"endpoint_slice", "event", b"event", "horizontal_pod_autoscaler", b"horizontal_pod_autoscaler", "kind", b"kind", "namespace", b"namespace", "network_policy", b"network_policy", "node", b"node", "pod", b"pod", "replica_set", b"replica_set", "role", b"role", "role_binding", b"role_binding", "secret", b"secret", "service", b"service", "service_account", b"service_account"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["pod", "node", "replica_set", "deployment", "service", "event", "endpoint_slice", "horizontal_pod_autoscaler", "secret", "namespace"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["pod", "node", "replica_set", "deployment", "service", "event", "endpoint_slice", "horizontal_pod_autoscaler", "secret", "namespace", "service_account", "role", "cluster_role", "role_binding", "cluster_role_binding", "network_policy"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 

@@ -861,6 +861,9 @@ class PodSpec(_message.Message):
     HOST_NETWORK_FIELD_NUMBER: _builtins.int
     HOST_PID_FIELD_NUMBER: _builtins.int
     HOST_IPC_FIELD_NUMBER: _builtins.int
+    SERVICE_ACCOUNT_NAME_FIELD_NUMBER: _builtins.int
+    SERVICE_ACCOUNT_FIELD_NUMBER: _builtins.int
+    AUTOMOUNT_SERVICE_ACCOUNT_TOKEN_FIELD_NUMBER: _builtins.int
     restart_policy: _builtins.str
     """Always (default), OnFailure or Never."""
     node_name: _builtins.str
@@ -875,6 +878,12 @@ class PodSpec(_message.Message):
     """
     host_pid: _builtins.bool
     host_ipc: _builtins.bool
+    service_account_name: _builtins.str
+    """Stored as written: corral mounts no service account token (a warning at
+    apply says so). service_account is the deprecated alias.
+    """
+    service_account: _builtins.str
+    automount_service_account_token: _builtins.bool
     @_builtins.property
     def containers(self) -> _containers.RepeatedCompositeFieldContainer[Global___Container]: ...
     @_builtins.property
@@ -903,13 +912,21 @@ class PodSpec(_message.Message):
         host_network: _builtins.bool = ...,
         host_pid: _builtins.bool = ...,
         host_ipc: _builtins.bool = ...,
+        service_account_name: _builtins.str = ...,
+        service_account: _builtins.str = ...,
+        automount_service_account_token: _builtins.bool | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_termination_grace_period_seconds", b"_termination_grace_period_seconds", "affinity", b"affinity", "security_context", b"security_context", "termination_grace_period_seconds", b"termination_grace_period_seconds"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_automount_service_account_token", b"_automount_service_account_token", "_termination_grace_period_seconds", b"_termination_grace_period_seconds", "affinity", b"affinity", "automount_service_account_token", b"automount_service_account_token", "security_context", b"security_context", "termination_grace_period_seconds", b"termination_grace_period_seconds"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_termination_grace_period_seconds", b"_termination_grace_period_seconds", "affinity", b"affinity", "containers", b"containers", "host_ipc", b"host_ipc", "host_network", b"host_network", "host_pid", b"host_pid", "node_name", b"node_name", "node_selector", b"node_selector", "restart_policy", b"restart_policy", "runtime_class_name", b"runtime_class_name", "security_context", b"security_context", "termination_grace_period_seconds", b"termination_grace_period_seconds", "tolerations", b"tolerations", "volumes", b"volumes"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_automount_service_account_token", b"_automount_service_account_token", "_termination_grace_period_seconds", b"_termination_grace_period_seconds", "affinity", b"affinity", "automount_service_account_token", b"automount_service_account_token", "containers", b"containers", "host_ipc", b"host_ipc", "host_network", b"host_network", "host_pid", b"host_pid", "node_name", b"node_name", "node_selector", b"node_selector", "restart_policy", b"restart_policy", "runtime_class_name", b"runtime_class_name", "security_context", b"security_context", "service_account", b"service_account", "service_account_name", b"service_account_name", "termination_grace_period_seconds", b"termination_grace_period_seconds", "tolerations", b"tolerations", "volumes", b"volumes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__automount_service_account_token: _TypeAlias = _typing.Literal["automount_service_account_token"]  # noqa: Y015
+    _WhichOneofArgType__automount_service_account_token: _TypeAlias = _typing.Literal["_automount_service_account_token", b"_automount_service_account_token"]  # noqa: Y015
     _WhichOneofReturnType__termination_grace_period_seconds: _TypeAlias = _typing.Literal["termination_grace_period_seconds"]  # noqa: Y015
     _WhichOneofArgType__termination_grace_period_seconds: _TypeAlias = _typing.Literal["_termination_grace_period_seconds", b"_termination_grace_period_seconds"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__automount_service_account_token) -> _WhichOneofReturnType__automount_service_account_token | None: ...
+    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__termination_grace_period_seconds) -> _WhichOneofReturnType__termination_grace_period_seconds | None: ...
 
 Global___PodSpec: _TypeAlias = PodSpec  # noqa: Y015
