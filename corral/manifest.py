@@ -709,19 +709,31 @@ def _hpa_v1_as_v2(doc: Document) -> tuple[dict[str, Any], list[Problem]]:
     data = {**doc.data, "apiVersion": by_kind("HorizontalPodAutoscaler").api_version}
     data.pop("status", None)
     spec = data.get("spec")
-    if not isinstance(spec, dict) or spec.get("targetCPUUtilizationPercentage") is None:
-        if isinstance(spec, dict) and "targetCPUUtilizationPercentage" in spec:
-            data["spec"] = {k: v for k, v in spec.items() if k != "targetCPUUtilizationPercentage"}
+    if not isinstance(spec, dict):
         return data, []
-    percent = spec["targetCPUUtilizationPercentage"]
+    problem = partial(Problem, doc.source, doc.index)
+    problems = [
+        problem(
+            _join(doc.path, f"spec.{key}"),
+            f'unknown field "{key}" ({HPA_V1} has {_V1_TARGET}; {key} is autoscaling/v2)',
+        )
+        for key in ("metrics", "behavior")
+        if key in spec
+    ]
+    rest = {k: v for k, v in spec.items() if k not in (_V1_TARGET, "metrics", "behavior")}
+    data["spec"] = rest
+    percent = spec.get(_V1_TARGET)
+    if percent is None:
+        return data, problems
     if isinstance(percent, bool) or not isinstance(percent, int):
-        path = _join(doc.path, "spec.targetCPUUtilizationPercentage")
-        return data, [Problem(doc.source, doc.index, path, f"expected an integer, got {codec.describe(percent)}")]
+        got = codec.describe(percent)
+        return data, [*problems, problem(_join(doc.path, f"spec.{_V1_TARGET}"), f"expected an integer, got {got}")]
     target = {"type": "Utilization", "averageUtilization": percent}
-    metric = {"type": "Resource", "resource": {"name": "cpu", "target": target}}
-    rest = {k: v for k, v in spec.items() if k != "targetCPUUtilizationPercentage"}
-    data["spec"] = {**rest, "metrics": [metric]}
-    return data, []
+    rest["metrics"] = [{"type": "Resource", "resource": {"name": "cpu", "target": target}}]
+    return data, problems
+
+
+_V1_TARGET: Final = "targetCPUUtilizationPercentage"
 
 
 def _kind_of(doc: Document) -> tuple[KindInfo | None, list[Problem]]:
@@ -814,6 +826,60 @@ def load_objects(specs: list[str], *, stdin: BinaryIO | None = None, recursive: 
     if problems:
         raise ManifestError(problems)
     return objects
+
+
+@dataclass(frozen=True)
+class ObjectName:
+    """What a document names: enough to delete it. `namespace` is "" when not written."""
+
+    source: str
+    index: int
+    info: KindInfo
+    name: str
+    namespace: str
+
+
+def load_names(
+    specs: list[str], *, stdin: BinaryIO | None = None, recursive: bool = False
+) -> tuple[list[ObjectName], list[Problem]]:
+    """The kind, namespace and name of every document, checked no further
+    (`corral delete -f` of a file that would not pass validation), and why
+    each document that names no object was skipped."""
+    sources, problems = _read_all(specs, stdin, recursive)
+    names: list[ObjectName] = []
+    for source, raw in sources:
+        try:
+            documents = load_documents(source, raw)
+        except ManifestError as exc:
+            problems.extend(exc.problems)
+            continue
+        for doc in documents:
+            found = _name_of(doc)
+            if isinstance(found, Problem):
+                problems.append(found)
+            else:
+                names.append(found)
+    return names, problems
+
+
+def _name_of(doc: Document) -> ObjectName | Problem:
+    kind = doc.data.get("kind")
+    metadata = doc.data.get("metadata")
+    name = metadata.get("name") if isinstance(metadata, dict) else None
+    namespace = metadata.get("namespace") if isinstance(metadata, dict) else None
+    if not isinstance(kind, str):
+        return Problem(doc.source, doc.index, _join(doc.path, "kind"), f"expected a kind, got {codec.describe(kind)}")
+    try:
+        info = by_kind(kind)
+    except UnknownKindError:
+        return Problem(doc.source, doc.index, _join(doc.path, "kind"), _unknown_kind(kind))
+    if not isinstance(name, str) or not name:
+        got = codec.describe(name)
+        return Problem(doc.source, doc.index, _join(doc.path, "metadata.name"), f"expected a name, got {got}")
+    if namespace is not None and not isinstance(namespace, str):
+        got = codec.describe(namespace)
+        return Problem(doc.source, doc.index, _join(doc.path, "metadata.namespace"), f"expected a string, got {got}")
+    return ObjectName(doc.source, doc.index, info, name, namespace or "")
 
 
 def _join(prefix: str, path: str) -> str:

@@ -13,7 +13,7 @@ from corral import client as api
 from corral.cli import describe as describing
 from corral.cli import endpoints, printers
 from corral.cli.context import Context
-from corral.manifest import ManifestError, ParsedObject, Problem, load_objects
+from corral.manifest import ManifestError, ParsedObject, Problem, load_names, load_objects
 from protos.kinds import KindInfo, info_of, meta, resolve
 from protos.wellknown import DEFAULT_NAMESPACE
 
@@ -321,10 +321,12 @@ def delete_cmd(
     grace = delete_grace(grace_period, force=force, now=delete_now)
     if filenames and kind:
         raise click.UsageError("give either -f FILE or KIND NAME, not both")
+    skipped = False
     if filenames:
-        targets = [
-            (p.info, meta(p.message).name, meta(p.message).namespace) for p in _load(filenames, namespace, recursive)
-        ]
+        targets, skips = _names(filenames, namespace, recursive)
+        for problem in skips:
+            click.echo(f"Warning: skipped {problem}", err=True)
+        skipped = bool(skips)
     elif kind:
         pairs = parse_targets(kind, names)
         if any(name is None for _, name in pairs):
@@ -350,5 +352,23 @@ def delete_cmd(
             if not ignore_not_found:
                 click.echo(f"Error from server (NotFound): {e}", err=True)
                 failed = True
-    if failed:
+    if failed or skipped:
         sys.exit(1)
+
+
+def _names(
+    filenames: Iterable[str], namespace: str, recursive: bool
+) -> tuple[list[tuple[KindInfo, str, str]], list[Problem]]:
+    """What the files name (however invalid the rest of each document) and what was skipped."""
+    names, skipped = load_names(list(filenames), stdin=sys.stdin.buffer, recursive=recursive)
+    targets: list[tuple[KindInfo, str, str]] = []
+    for n in names:
+        ns = (n.namespace or namespace) if n.info.namespaced else ""
+        if namespace and ns != namespace and n.info.namespaced:
+            message = f'"{n.namespace}" does not match --namespace "{namespace}"'
+            skipped.append(Problem(n.source, n.index, "metadata.namespace", message))
+        else:
+            targets.append((n.info, n.name, ns))
+    if not targets and not skipped:
+        skipped.append(Problem(", ".join(filenames) or "-", None, "", "no objects found"))
+    return targets, skipped
