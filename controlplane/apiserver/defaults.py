@@ -16,6 +16,7 @@ from protos.corral.v1 import (
     discovery_pb2,
     meta_pb2,
     metrics_pb2,
+    networking_pb2,
     pod_pb2,
     rbac_pb2,
     secret_pb2,
@@ -65,6 +66,14 @@ def apply_defaults(info: KindInfo, obj: Message) -> None:
         default_secret(obj)
     elif isinstance(obj, rbac_pb2.RoleBinding | rbac_pb2.ClusterRoleBinding):
         default_subjects(obj.subjects)
+    elif isinstance(obj, networking_pb2.NetworkPolicy):
+        default_policy_types(obj.spec)
+
+
+def default_policy_types(spec: networking_pb2.NetworkPolicySpec) -> None:
+    """Unset policyTypes: Ingress always, Egress too when there are egress rules, as Kubernetes defaults it."""
+    if not spec.policy_types:
+        spec.policy_types.extend(["Ingress", "Egress"] if spec.egress else ["Ingress"])
 
 
 def default_subjects(subjects: Iterable[rbac_pb2.Subject]) -> None:
@@ -116,6 +125,10 @@ def default_replica_set(spec: workloads_pb2.ReplicaSetSpec) -> None:
 
 
 def default_pod_spec(spec: pod_pb2.PodSpec) -> None:
+    if spec.service_account:
+        # The deprecated alias of serviceAccountName, which wins when both are set (Kubernetes' conversion).
+        spec.service_account_name = spec.service_account_name or spec.service_account
+        spec.service_account = spec.service_account_name
     if not spec.restart_policy:
         spec.restart_policy = "Always"
     if not spec.HasField("termination_grace_period_seconds"):

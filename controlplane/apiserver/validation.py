@@ -379,6 +379,8 @@ def validate_pod_spec(p: Problems, path: str, spec: pod_pb2.PodSpec) -> None:
         p.add(f"{path}.containers", "required: at least one container")
     p.one_of(f"{path}.restartPolicy", spec.restart_policy, RESTART_POLICIES)
     p.one_of(f"{path}.runtimeClassName", spec.runtime_class_name, RUNTIMES)
+    if spec.service_account_name:
+        validate_name(p, f"{path}.serviceAccountName", spec.service_account_name)
     limits.check_pod_spec(p, path, spec)
     validate_labels(p, f"{path}.nodeSelector", spec.node_selector)
     seen: set[str] = set()

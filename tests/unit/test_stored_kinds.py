@@ -650,3 +650,40 @@ def test_get_rows_and_describe() -> None:
     assert "cidr: 172.17.0.0/16" in text
     text = describe.describe(objects[("Role", "web")][1], [], now)
     assert "- configmaps" in text
+
+
+# -- server defaults -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("pod", "name", "alias"),
+    [
+        pytest.param({"serviceAccount": "old"}, "old", "old", id="alias-read-as-name"),
+        pytest.param({"serviceAccountName": "new", "serviceAccount": "old"}, "new", "new", id="name-wins"),
+        pytest.param({"serviceAccountName": "new"}, "new", "", id="name-alone"),
+    ],
+)
+def test_the_deprecated_service_account_alias(pod: dict[str, Any], name: str, alias: str) -> None:
+    _, deployment = _valid(_deployment(**pod))
+    spec = deployment.spec.template.spec
+    assert (spec.service_account_name, spec.service_account) == (name, alias)
+
+
+def test_a_service_account_name_is_a_dns_subdomain() -> None:
+    assert _causes(_deployment(serviceAccountName="Web_SA")) == [
+        'spec.template.spec.serviceAccountName: must be a DNS-1123 subdomain (lower case letters, digits, "-", .), '
+        'got "Web_SA"'
+    ]
+
+
+@pytest.mark.parametrize(
+    ("spec", "types"),
+    [
+        pytest.param({"podSelector": {}}, ["Ingress"], id="no-rules"),
+        pytest.param({"podSelector": {}, "egress": [{}]}, ["Ingress", "Egress"], id="egress-rules"),
+        pytest.param({"podSelector": {}, "policyTypes": ["Egress"]}, ["Egress"], id="written"),
+    ],
+)
+def test_policy_types_default_as_in_kubernetes(spec: dict[str, Any], types: list[str]) -> None:
+    _, policy = _valid(_netpol(**spec))
+    assert list(policy.spec.policy_types) == types
