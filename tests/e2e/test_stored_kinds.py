@@ -100,6 +100,12 @@ def test_a_charts_objects_are_applied_listed_and_deleted(cli: Cli) -> None:
     described = cli.run("describe", "rolebinding", "web")
     assert "Corral:             stored, not enforced" in described.stdout
 
+    more = CHART.replace('verbs: ["get", "list", "watch"]', 'verbs: ["get", "list", "watch", "create"]')
+    configured = cli.run("apply", "-f", "-", stdin=more.encode())
+    assert "role.rbac.authorization.k8s.io/web configured" in configured.stdout.splitlines(), configured.stderr
+    role = yaml.safe_load(cli.run("get", "role", "web", "-o", "yaml").stdout)
+    assert role["rules"][0]["verbs"] == ["get", "list", "watch", "create"]
+
     changed = CHART.replace("  kind: Role\n  name: web", "  kind: ClusterRole\n  name: web")
     refused = cli.run("apply", "-f", "-", stdin=changed.encode())
     assert refused.returncode != 0
