@@ -62,7 +62,7 @@ from yaml.events import (
 
 from protos import codec
 from protos.corral.v1 import pod_pb2
-from protos.kinds import KINDS, STORED_ONLY, KindInfo, UnknownKindError, by_kind
+from protos.kinds import KINDS, STORED_ONLY, KindInfo, UnknownKindError, by_kind, meta
 
 __all__ = [
     "MAX_DEPTH",
@@ -670,26 +670,17 @@ def _not_acted_on(doc: Document, info: KindInfo, message: Message) -> list[Probl
     """One warning line for a kind, or a pod spec field, that corral stores but does not act on."""
     note = partial(Problem, doc.source, doc.index)
     if info.kind in STORED_ONLY:
-        return [
-            note(
-                doc.path,
-                f"{info.kind} {codec.to_dict(message).get('metadata', {}).get('name', '')}: {STORED_ONLY[info.kind]}",
-            )
-        ]
+        return [note(doc.path, f"{info.kind} {meta(message).name}: {STORED_ONLY[info.kind]}")]
     spec_path, spec = _pod_spec(message)
     if spec is None:
         return []
-    for name in ("service_account_name", "service_account"):
-        if getattr(spec, name):
-            return [note(_join(doc.path, f"{spec_path}.{_camel(name)}"), SERVICE_ACCOUNT_NOTE)]
-    if spec.HasField("automount_service_account_token"):
-        return [note(_join(doc.path, f"{spec_path}.automountServiceAccountToken"), SERVICE_ACCOUNT_NOTE)]
-    return []
-
-
-def _camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(part.title() for part in rest)
+    written = {
+        "serviceAccountName": bool(spec.service_account_name),
+        "serviceAccount": bool(spec.service_account),
+        "automountServiceAccountToken": spec.HasField("automount_service_account_token"),
+    }
+    first = next((name for name, present in written.items() if present), None)
+    return [] if first is None else [note(_join(doc.path, f"{spec_path}.{first}"), SERVICE_ACCOUNT_NOTE)]
 
 
 def _pod_spec(message: Message) -> tuple[str, pod_pb2.PodSpec | None]:
