@@ -271,7 +271,9 @@ async def start(config: ServerConfig, stack: AsyncExitStack) -> RunningServer:
     # leader's controllers share them (caught up at the start of each term) and
     # get their own for the other kinds, per term, only while this replica leads.
     serving = ControllerManager(objects, [])
-    assignments = AssignmentIndex(serving.informer("Pod"), secrets=serving.informer("Secret"))
+    assignments = AssignmentIndex(
+        serving.informer("Pod"), secrets=serving.informer("Secret"), config_maps=serving.informer("ConfigMap")
+    )
     routes = RouteHub(serving.informer("Service"), serving.informer("EndpointSlice"))
     tunnels = TunnelRegistry()
     # Recent metrics of the agents connected to this replica (memory only).

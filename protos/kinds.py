@@ -15,6 +15,7 @@ from google.protobuf.message import Message
 
 from protos.corral.v1 import (
     api_pb2,
+    configmap_pb2,
     discovery_pb2,
     event_pb2,
     meta_pb2,
@@ -80,6 +81,7 @@ KINDS: tuple[KindInfo, ...] = (
     ),
     KindInfo("Secret", "v1", "secrets", (), True, secret_pb2.Secret, "secret"),
     KindInfo("Namespace", "v1", "namespaces", ("ns",), False, namespace_pb2.Namespace, "namespace"),
+    KindInfo("ConfigMap", "v1", "configmaps", ("cm",), True, configmap_pb2.ConfigMap, "config_map"),
 )
 
 _BY_KIND = {k.kind: k for k in KINDS}

@@ -7,9 +7,9 @@ graceful deletion or its deadline brought forward): status writes, which are
 most pod changes, do not cause traffic to agents. A terminating pod stays in
 its node's set, with its deletionTimestamp, until the object is deleted.
 
-With a Secret informer, each node's pods get the values of the Secrets they
-reference (`secretenv`): a change to a Secret wakes the nodes whose pods use
-it, and the set is re-sent when what was resolved changed.
+With Secret and ConfigMap informers, each node's pods get the values of the
+Secrets and ConfigMaps they reference (`configenv`): a change to one wakes the
+nodes whose pods use it, and the set is re-sent when what was resolved changed.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from __future__ import annotations
 import asyncio
 
 from controlplane.informer import CacheEvent, Change, Informer
-from controlplane.nodeapi import secretenv
-from protos.corral.v1 import node_service_pb2, pod_pb2, secret_pb2
+from controlplane.nodeapi import configenv
+from protos.corral.v1 import configmap_pb2, node_service_pb2, pod_pb2, secret_pb2
 
-# Per pod: uid, generation, deletion deadline, digest of its resolved secret values.
+# Per pod: uid, generation, deletion deadline, digest of its resolved Secret and ConfigMap values.
 Fingerprint = frozenset[tuple[str, int, int, str]]
 
 
@@ -41,24 +41,38 @@ def _same_assignment(before: pod_pb2.Pod | None, after: pod_pb2.Pod) -> bool:
 
 
 class AssignmentIndex:
-    def __init__(self, pods: Informer, *, secrets: Informer | None = None) -> None:
+    def __init__(self, pods: Informer, *, secrets: Informer | None = None, config_maps: Informer | None = None) -> None:
         self.pods = pods
         self.secrets = secrets
+        self.config_maps = config_maps
         self._by_node: dict[str, dict[str, pod_pb2.Pod]] = {}
         self._events: dict[str, asyncio.Event] = {}
         pods.add_listener(self._on_event)
         if secrets is not None:
             secrets.add_listener(self._on_secret)
+        if config_maps is not None:
+            config_maps.add_listener(self._on_config_map)
 
     def _on_secret(self, ev: CacheEvent) -> None:
+        self._on_referenced("Secret", ev)
+
+    def _on_config_map(self, ev: CacheEvent) -> None:
+        self._on_referenced("ConfigMap", ev)
+
+    def _on_referenced(self, kind: str, ev: CacheEvent) -> None:
+        """Wake the nodes with a pod that takes variables from this object."""
         namespace, name = ev.obj.metadata.namespace, ev.obj.metadata.name  # type: ignore[attr-defined]
         for node, pods in self._by_node.items():
-            if any(p.metadata.namespace == namespace and name in secretenv.secret_refs(p) for p in pods.values()):
+            if any(p.metadata.namespace == namespace and (kind, name) in configenv.refs(p) for p in pods.values()):
                 self._wake(node)
 
     def _secret(self, namespace: str, name: str) -> secret_pb2.Secret | None:
         found = self.secrets.items.get(f"{namespace}/{name}") if self.secrets is not None else None
         return found if isinstance(found, secret_pb2.Secret) else None
+
+    def _config_map(self, namespace: str, name: str) -> configmap_pb2.ConfigMap | None:
+        found = self.config_maps.items.get(f"{namespace}/{name}") if self.config_maps is not None else None
+        return found if isinstance(found, configmap_pb2.ConfigMap) else None
 
     def _on_event(self, ev: CacheEvent) -> None:
         pod = ev.obj
@@ -87,6 +101,6 @@ class AssignmentIndex:
 
     def current(self, node: str) -> tuple[node_service_pb2.AssignmentSet, Fingerprint]:
         pods = sorted(self._by_node.get(node, {}).values(), key=lambda p: (p.metadata.namespace, p.metadata.name))
-        resolved = [secretenv.resolve(p, self._secret) for p in pods]
+        resolved = [configenv.resolve(p, self._secret, self._config_map) for p in pods]
         fingerprint = frozenset((p.metadata.uid, p.metadata.generation, _deadline(p), digest) for p, digest in resolved)
         return (node_service_pb2.AssignmentSet(epoch=self.pods.revision, pods=[p for p, _ in resolved]), fingerprint)

@@ -426,10 +426,10 @@ _DEPLOYMENT = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name
             id="kind-lowercase",
         ),
         pytest.param(
-            {"apiVersion": "v1", "kind": "ConfigMap"},
+            {"apiVersion": "v1", "kind": "Widget"},
             [
-                'web.yaml[0] kind: unknown kind "ConfigMap" (known kinds: Pod, Node, ReplicaSet, '
-                "Deployment, Service, Event, EndpointSlice, HorizontalPodAutoscaler, Secret, Namespace)"
+                'web.yaml[0] kind: unknown kind "Widget" (known kinds: Pod, Node, ReplicaSet, '
+                "Deployment, Service, Event, EndpointSlice, HorizontalPodAutoscaler, Secret, Namespace, ConfigMap)"
             ],
             id="kind-unknown",
         ),
