@@ -15,8 +15,8 @@ bound elsewhere).
   pod annotation `corral.io/env-from` (`wellknown.ENV_FROM`; JSON: container
   name → {name: value}), which is not part of the spec hash either. A key that
   is not a valid variable name (after the prefix) is skipped, as the kubelet
-  does (its event InvalidEnvironmentVariableNames is corral's log line
-  `env_from_keys_skipped` here, see `Resolved.skipped`).
+  does, and the pod gets the kubelet's Warning event InvalidEnvironmentVariableNames
+  (once per pod and message: `AssignmentIndex.record_warnings`).
 
 A reference that cannot be resolved leaves the variable without a value and
 the container's problem in the pod annotation `corral.io/container-config-errors`
@@ -187,11 +187,21 @@ def resolve_container(
 def resolve(
     pod: pod_pb2.Pod, secrets: SecretLookup, config_maps: ConfigMapLookup = _no_config_maps
 ) -> tuple[pod_pb2.Pod, str]:
-    """The pod as its node gets it, and a digest of what was resolved ("" when nothing).
-    The annotations are the control plane's to set: a stored pod's own are dropped."""
+    """The pod as its node gets it, and a digest of what was resolved ("" when nothing)."""
+    out, digest, _ = resolve_pod(pod, secrets, config_maps)
+    return out, digest
+
+
+def resolve_pod(
+    pod: pod_pb2.Pod, secrets: SecretLookup, config_maps: ConfigMapLookup = _no_config_maps
+) -> tuple[pod_pb2.Pod, str, list[str]]:
+    """`resolve`, and the skipped envFrom keys of every container (the kubelet's event
+    InvalidEnvironmentVariableNames). The annotations are the control plane's to set:
+    a stored pod's own are dropped."""
     annotations = pod.metadata.annotations
     if not refs(pod) and CONFIG_ERRORS not in annotations and ENV_FROM not in annotations:
-        return pod, ""
+        return pod, "", []
+    skipped: list[str] = []
     out = pod_pb2.Pod()
     out.CopyFrom(pod)
     out.metadata.annotations.pop(CONFIG_ERRORS, None)
@@ -206,6 +216,7 @@ def resolve(
             env_from[container.name] = r.env_from
         if r.error:
             errors[container.name] = r.error
+        skipped += r.skipped
     if errors:
         out.metadata.annotations[CONFIG_ERRORS] = json.dumps(errors, sort_keys=True)
     if env_from:
@@ -216,4 +227,4 @@ def resolve(
             + [[c.name, [(e.name, e.value) for e in c.env]] for c in out.spec.containers]
         ).encode()
     )
-    return out, digest.hexdigest()
+    return out, digest.hexdigest(), skipped

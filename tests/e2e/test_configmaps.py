@@ -39,9 +39,13 @@ def pod(name: str, node: str) -> dict[str, Any]:
                     "command": [
                         "/bin/sh",
                         "-c",
-                        'echo "got mode=$APP_mode greeting=$APP_greeting level=$LEVEL"; sleep 30',
+                        'echo "got mode=$mode/$APP_mode greeting=$APP_greeting level=$LEVEL"; env | grep -c ^1st;'
+                        " sleep 30",
                     ],
-                    "envFrom": [{"configMapRef": {"name": "settings"}, "prefix": "APP_"}],
+                    "envFrom": [
+                        {"configMapRef": {"name": "settings"}},
+                        {"configMapRef": {"name": "settings"}, "prefix": "APP_"},
+                    ],
                     "env": [
                         {"name": "APP_greeting", "value": "explicit"},
                         {"name": "LEVEL", "valueFrom": {"configMapKeyRef": {"name": "settings", "key": "level"}}},
@@ -67,11 +71,11 @@ def test_a_pod_waits_for_its_configmap_then_runs_with_its_values(server: ServerP
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": {"name": "settings"},
-        "data": {"mode": "prod", "greeting": "from-configmap", "level": "3"},
+        "data": {"mode": "prod", "greeting": "from-configmap", "level": "3", "1st.bad": "skipped"},
     }
     apply(cli, settings)
     wait_until(
-        lambda: "got mode=prod greeting=explicit level=3" in cli.run("logs", "web").stdout,
+        lambda: "got mode=prod/prod greeting=explicit level=3\n0\n" in cli.run("logs", "web").stdout,
         30,
         "the configmap's values in the pod's env",
         agent.log,
@@ -80,11 +84,21 @@ def test_a_pod_waits_for_its_configmap_then_runs_with_its_values(server: ServerP
     table = cli.run("get", "cm")
     assert table.returncode == 0, table.stderr
     assert table.stdout.split("\n")[0].split() == ["NAME", "DATA", "AGE"]
-    assert table.stdout.split("\n")[1].split()[:2] == ["settings", "3"]
+    assert table.stdout.split("\n")[1].split()[:2] == ["settings", "4"]
     shown = json.loads(cli.run("get", "configmap", "settings", "-o", "json").stdout)
     assert shown["data"] == settings["data"]
     described = cli.run("describe", "cm", "settings").stdout
     assert "level:\n----\n3" in described
+
+    wait_until(
+        lambda: "InvalidEnvironmentVariableNames" in cli.run("describe", "pod", "web").stdout,
+        30,
+        "the skipped key's event",
+        server.log,
+    )
+    assert "Keys [1st.bad] from the EnvFrom configMap default/settings were skipped" in " ".join(
+        cli.run("describe", "pod", "web").stdout.split()
+    )
 
     invalid = cli.run("apply", "-f", "-", stdin=json.dumps({**settings, "data": {"a/b": "x"}}).encode())
     assert invalid.returncode != 0 and "data.a/b" in invalid.stderr

@@ -3,6 +3,7 @@ for a pod's node (precedence, prefix, invalid names, optional, missing objects).
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -21,7 +22,13 @@ from protos import codec, kinds, wellknown
 from protos.corral.v1 import configmap_pb2, pod_pb2, secret_pb2
 
 
-def config_map(name: str = "app", binary: dict[str, bytes] | None = None, **data: str) -> configmap_pb2.ConfigMap:
+def config_map(binary: dict[str, bytes] | None = None, **data: str) -> configmap_pb2.ConfigMap:
+    return named_config_map("app", data, binary)
+
+
+def named_config_map(
+    name: str, data: dict[str, str], binary: dict[str, bytes] | None = None
+) -> configmap_pb2.ConfigMap:
     cm = configmap_pb2.ConfigMap()
     cm.metadata.name, cm.metadata.namespace = name, "default"
     cm.data.update(data)
@@ -80,10 +87,12 @@ async def test_a_configmap_is_stored_as_written_and_applied_again_unchanged() ->
 @pytest.mark.parametrize(
     ("cm", "expected"),
     [
-        pytest.param(config_map(**{"bad/key": "x"}), 'data.bad/key: invalid key "bad/key"', id="slash-in-key"),
+        pytest.param(
+            named_config_map("app", {"bad/key": "x"}), 'data.bad/key: invalid key "bad/key"', id="slash-in-key"
+        ),
         pytest.param(config_map(binary={"a b": b"x"}), 'binaryData.a b: invalid key "a b"', id="space-binary-key"),
-        pytest.param(config_map(**{"..": "x"}), "data...: invalid key", id="dot-dot"),
-        pytest.param(config_map(**{"k" * 254: "x"}), f"data.{'k' * 254}: invalid key", id="key-over-253"),
+        pytest.param(named_config_map("app", {"..": "x"}), "data...: invalid key", id="dot-dot"),
+        pytest.param(named_config_map("app", {"k" * 254: "x"}), f"data.{'k' * 254}: invalid key", id="key-over-253"),
         pytest.param(
             config_map(binary={"mode": b"x"}, mode="y"), 'binaryData.mode: duplicate of key "mode" in data', id="both"
         ),
@@ -101,7 +110,7 @@ async def test_invalid_configmaps_are_refused_with_field_paths(cm: configmap_pb2
 
 
 async def test_a_key_of_253_characters_and_exactly_1MiB_are_accepted() -> None:
-    await api().create(config_map(**{"k" * 253: "x" * (1024 * 1024 - 1)}))
+    await api().create(named_config_map("app", {"k" * 253: "x" * (1024 * 1024 - 1)}))
 
 
 async def test_an_immutable_configmap_keeps_its_data_and_stays_immutable() -> None:
@@ -276,7 +285,7 @@ def run_env(pod: pod_pb2.Pod, *objs: configmap_pb2.ConfigMap | secret_pb2.Secret
     """What the agent would give the container: the pod's env over its envFrom."""
     resolved, _ = configenv.resolve(pod, *lookups(*objs))
     spec = build_spec(resolved, resolved.spec.containers[0], 0, node="n1", epoch=1, extra_env={})
-    return spec.env
+    return dict(spec.env)
 
 
 @pytest.mark.parametrize(
@@ -311,13 +320,13 @@ def run_env(pod: pod_pb2.Pod, *objs: configmap_pb2.ConfigMap | secret_pb2.Secret
         ),
         pytest.param(
             env_pod(env_from=(cm_source(),)),
-            (config_map(**{"1st": "a", "a b": "b", "ok.name": "c", "-dash": "d"}),),
+            (named_config_map("app", {"1st": "a", "a b": "b", "ok.name": "c", "-dash": "d"}),),
             {"ok.name": "c", "-dash": "d"},
             id="invalid-names-skipped",
         ),
         pytest.param(
             env_pod(env_from=(cm_source(prefix="P_"),)),
-            (config_map(**{"1st": "a"}),),
+            (named_config_map("app", {"1st": "a"}),),
             {"P_1st": "a"},
             id="prefix-makes-a-name-valid",
         ),
@@ -345,7 +354,9 @@ def test_env_resolution(
 
 def test_skipped_keys_are_named_as_the_kubelet_names_them() -> None:
     container = env_pod(env_from=(cm_source(),)).spec.containers[0]
-    r = configenv.resolve_container("default", container, *lookups(config_map(**{"1a": "x", "a b": "y", "ok": "z"})))
+    r = configenv.resolve_container(
+        "default", container, *lookups(named_config_map("app", {"1a": "x", "a b": "y", "ok": "z"}))
+    )
     assert r.env_from == {"ok": "z"}
     assert r.skipped == [
         "Keys [1a, a b] from the EnvFrom configMap default/app were skipped since they are considered "
@@ -456,3 +467,37 @@ def test_config_map_and_secret_volumes_are_still_refused_with_their_field_path()
     spec = {"containers": [{"name": "app", "image": "busybox"}], "volumes": [volume]}
     _, problems = codec.from_dict({"apiVersion": "v1", "kind": "Pod", "spec": spec}, pod_pb2.Pod)
     assert problems[0].path == "spec.volumes[0].configMap"
+
+
+async def test_skipped_keys_become_one_warning_event_per_pod_and_message() -> None:
+    objects = ObjectStore(MemoryStore())
+    pods, config_maps = Informer(objects, kinds.by_kind("Pod")), Informer(objects, kinds.by_kind("ConfigMap"))
+    index = AssignmentIndex(pods, config_maps=config_maps)
+    pod = env_pod(env_from=(cm_source(),))
+    pod.spec.node_name = "n1"
+    index._on_event(CacheEvent(Change.ADDED, pod, None, 2))
+    config_maps.items["default/app"] = named_config_map("app", {"1bad": "x", "good": "y"})
+    recorded: list[tuple[str, str, str]] = []
+    done = asyncio.Event()
+
+    async def record(p: pod_pb2.Pod, reason: str, message: str) -> None:
+        recorded.append((p.metadata.name, reason, message))
+        done.set()
+
+    task = asyncio.create_task(index.record_warnings(record))
+    try:
+        index.current("n1")
+        index.current("n1")
+        await asyncio.wait_for(done.wait(), 5)
+        index.current("n1")
+        await asyncio.sleep(0)
+    finally:
+        task.cancel()
+    assert recorded == [
+        (
+            "web",
+            "InvalidEnvironmentVariableNames",
+            "Keys [1bad] from the EnvFrom configMap default/app were skipped since they are considered "
+            "invalid environment variable names.",
+        )
+    ]
