@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from agent.pods import lifecycle
-from agent.pods.worker import build_spec
+from agent.pods.worker import _same_for_worker, build_spec
 from controlplane.apiserver import errors
 from controlplane.apiserver.handlers import ApplyOutcome, ObjectApi
 from controlplane.informer import CacheEvent, Informer
@@ -501,3 +501,14 @@ async def test_skipped_keys_become_one_warning_event_per_pod_and_message() -> No
             "invalid environment variable names.",
         )
     ]
+
+
+@pytest.mark.parametrize(
+    "annotation", [pytest.param(wellknown.ENV_FROM, id="env-from"), pytest.param(wellknown.CONFIG_ERRORS, id="errors")]
+)
+def test_a_pod_whose_env_from_or_config_error_changed_wakes_its_worker(annotation: str) -> None:
+    before = env_pod(env_from=(cm_source(),))
+    after = pod_pb2.Pod()
+    after.CopyFrom(before)
+    after.metadata.annotations[annotation] = json.dumps({"app": {"mode": "prod"}})
+    assert not _same_for_worker(before, after), "the spec is the same: only the annotation says what changed"
