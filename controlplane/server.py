@@ -77,6 +77,7 @@ from protos.corral.v1 import (
     discovery_pb2_grpc,
     metrics_pb2_grpc,
     node_service_pb2_grpc,
+    pod_pb2,
     security_pb2_grpc,
     status_pb2_grpc,
 )
@@ -271,7 +272,9 @@ async def start(config: ServerConfig, stack: AsyncExitStack) -> RunningServer:
     # leader's controllers share them (caught up at the start of each term) and
     # get their own for the other kinds, per term, only while this replica leads.
     serving = ControllerManager(objects, [])
-    assignments = AssignmentIndex(serving.informer("Pod"), secrets=serving.informer("Secret"))
+    assignments = AssignmentIndex(
+        serving.informer("Pod"), secrets=serving.informer("Secret"), config_maps=serving.informer("ConfigMap")
+    )
     routes = RouteHub(serving.informer("Service"), serving.informer("EndpointSlice"))
     tunnels = TunnelRegistry()
     # Recent metrics of the agents connected to this replica (memory only).
@@ -331,11 +334,17 @@ async def start(config: ServerConfig, stack: AsyncExitStack) -> RunningServer:
     if scrape is not None:
         stack.push_async_callback(scrape.close)
         ports.add(_port_of(scrape.address), "metrics")
+    env_events = EventRecorder(api, "node-api")
+
+    async def env_warning(pod: pod_pb2.Pod, reason: str, message: str) -> None:
+        await env_events.record(pod, "Warning", reason, message)
+
     # Run: each loop is stopped before what it reads closes (the stack unwinds in reverse).
     for loop, name in (
         (serving.run(), "serving-informers"),
         (routes.run(), "route-hub"),
         (revocations.run(), "revocations"),
+        (assignments.record_warnings(env_warning), "env-warnings"),
     ):
         stack.push_async_callback(tasks.stop, tasks.start(loop, name))
     try:

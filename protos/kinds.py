@@ -15,6 +15,7 @@ from google.protobuf.message import Message
 
 from protos.corral.v1 import (
     api_pb2,
+    configmap_pb2,
     discovery_pb2,
     event_pb2,
     meta_pb2,
@@ -116,6 +117,7 @@ KINDS: tuple[KindInfo, ...] = (
         networking_pb2.NetworkPolicy,
         "network_policy",
     ),
+    KindInfo("ConfigMap", "v1", "configmaps", ("cm",), True, configmap_pb2.ConfigMap, "config_map"),
 )
 
 _RBAC_NOTE = "stored, not enforced: corral's access control is its admin and node roles (docs/security.md)"

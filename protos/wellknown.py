@@ -29,6 +29,8 @@ SCALE_DOWN_AT: Final = "corral.io/scale-down-at"
 RESTARTED_AT: Final = "corral.io/restartedAt"
 # Pods.
 CONFIG_ERRORS: Final = "corral.io/container-config-errors"
+# On a node's copy of a pod only: each container's variables from envFrom (JSON: container → {name: value}).
+ENV_FROM: Final = "corral.io/env-from"
 SCHEDULING_STRATEGY: Final = "corral.io/scheduling-strategy"
 # Annotation prefixes that only the system writes.
 SYSTEM_ANNOTATION_PREFIXES: Final = ("corral.io/", "deployment.kubernetes.io/")

@@ -38,10 +38,11 @@ from agent.probes.tracker import ProbeState
 from agent.runtime.base import LABEL_ATTEMPT, LABEL_SPEC_HASH, ContainerInfo, State
 from protos.corral.v1 import pod_pb2
 from protos.pods import CONTAINERS_READY, POD_READY, POD_SCHEDULED, TERMINAL_PHASES
-from protos.wellknown import CONFIG_ERRORS
+from protos.wellknown import CONFIG_ERRORS, ENV_FROM
 
-# Set by the control plane on a pod it sends (controlplane/nodeapi/secretenv.py):
-# JSON, container name → why its env cannot be filled in.
+# Set by the control plane on a pod it sends (controlplane/nodeapi/configenv.py):
+# CONFIG_ERRORS: JSON, container name → why its env cannot be filled in;
+# ENV_FROM: JSON, container name → the variables of its envFrom.
 
 
 @dataclass
@@ -85,17 +86,30 @@ class Remove:
 Action = Start | Kill | Remove
 
 
+def _per_container(pod: pod_pb2.Pod, annotation: str, container: str) -> object:
+    raw = pod.metadata.annotations.get(annotation, "")
+    if not raw:
+        return None
+    try:
+        found = json.loads(raw)
+    except ValueError:
+        return None
+    return found.get(container) if isinstance(found, dict) else None
+
+
 def config_error(pod: pod_pb2.Pod, container: str) -> str:
     """Why the control plane could not complete the container's config ("" when it could):
-    a Secret or key its env references is missing."""
-    raw = pod.metadata.annotations.get(CONFIG_ERRORS, "")
-    if not raw:
-        return ""
-    try:
-        errors = json.loads(raw)
-    except ValueError:
-        return ""
-    return str(errors.get(container, "")) if isinstance(errors, dict) else ""
+    a Secret, ConfigMap or key its env or envFrom references is missing."""
+    found = _per_container(pod, CONFIG_ERRORS, container)
+    return str(found) if found else ""
+
+
+def env_from(pod: pod_pb2.Pod, container: str) -> dict[str, str]:
+    """The container's variables from envFrom (its env entries win over them)."""
+    found = _per_container(pod, ENV_FROM, container)
+    if not isinstance(found, dict):
+        return {}
+    return {str(k): str(v) for k, v in found.items()}
 
 
 def spec_hash(container: pod_pb2.Container) -> str:

@@ -50,6 +50,7 @@ from agent.runtime.errors import (
 from protos import pods as podutil
 from protos import quantity
 from protos.corral.v1 import pod_pb2
+from protos.wellknown import CONFIG_ERRORS, ENV_FROM
 
 log = structlog.get_logger(__name__)
 
@@ -102,7 +103,8 @@ def build_spec(
     network: PodNetwork | None = None,
     volumes_dir: Path | None = None,
 ) -> ContainerSpec:
-    """The runtime spec of one run; the pod's own env wins over `extra_env`, which wins over `network`'s."""
+    """The runtime spec of one run; the pod's own env wins over its envFrom, which wins over
+    `extra_env`, which wins over `network`'s."""
     limits = container.resources.limits
     labels = {
         base.LABEL_MANAGED: "true",
@@ -121,7 +123,12 @@ def build_spec(
         image_pull_policy=container.image_pull_policy or "IfNotPresent",
         command=list(container.command),
         args=list(container.args),
-        env={**(network.env if network else {}), **extra_env, **{e.name: e.value for e in container.env}},
+        env={
+            **(network.env if network else {}),
+            **extra_env,
+            **lifecycle.env_from(pod, container.name),
+            **{e.name: e.value for e in container.env},
+        },
         working_dir=container.working_dir,
         ports=[PortMapping(p.container_port, p.host_port, p.protocol or "TCP", p.host_ip) for p in container.ports],
         cpu_limit_millis=quantity.cpu_millis(limits["cpu"]) if "cpu" in limits else None,
@@ -183,7 +190,7 @@ class PodWorker:
             return
         if podutil.is_terminating(pod):
             self.deleted.set()
-        for name, track in self.tracks.items():  # a Secret arrived or changed: try again now
+        for name, track in self.tracks.items():  # a Secret or ConfigMap arrived or changed: try again now
             if track.start_error_reason == "CreateContainerConfigError" and not lifecycle.config_error(pod, name):
                 track.not_before = 0.0
         self.wake.set()
@@ -352,7 +359,7 @@ class PodWorker:
     async def _start(self, action: Start) -> None:
         container, track = action.container, self._track(action.container.name)
         problem = lifecycle.config_error(self.pod, container.name)
-        if problem:  # an env var's Secret or key is missing: CreateContainerConfigError until it is there
+        if problem:  # an env var's Secret, ConfigMap or key is missing: CreateContainerConfigError until it is there
             track.start_error, track.start_error_reason = problem, "CreateContainerConfigError"
             self._back_off(track)
             log.warning("container_config_error", pod=self.pod.metadata.name, container=container.name, error=problem)
@@ -590,9 +597,11 @@ def _comparable(status: pod_pb2.PodStatus) -> bytes:
 
 def _same_for_worker(a: pod_pb2.Pod, b: pod_pb2.Pod) -> bool:
     """Whether a worker would act the same on ``b`` as on ``a``: same spec (resolved Secret
-    values included) and same deletion. Status and resourceVersion do not count."""
+    and ConfigMap values included), same envFrom variables and config errors, and same
+    deletion. Status and resourceVersion do not count."""
     return (
         a.spec == b.spec
+        and all(a.metadata.annotations.get(k) == b.metadata.annotations.get(k) for k in (CONFIG_ERRORS, ENV_FROM))
         and a.metadata.deletion_timestamp == b.metadata.deletion_timestamp
         and a.metadata.deletion_grace_period_seconds == b.metadata.deletion_grace_period_seconds
     )

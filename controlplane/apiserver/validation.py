@@ -19,6 +19,7 @@ from controlplane.apiserver.errors import Cause
 from controlplane.apiserver.problems import Problems as Problems
 from protos import autoscaling, durations, quantity, wellknown
 from protos.corral.v1 import (
+    configmap_pb2,
     discovery_pb2,
     event_pb2,
     meta_pb2,
@@ -45,6 +46,10 @@ _PERCENT = re.compile(r"^(\d+)%$")
 _SECRET_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
 # A Secret's data (keys and values) may take at most this many bytes, as in Kubernetes.
 MAX_SECRET_BYTES = 1024 * 1024
+# A ConfigMap's values (data and binaryData together) likewise.
+MAX_CONFIG_MAP_BYTES = 1024 * 1024
+# An environment variable name (and an envFrom prefix), as Kubernetes' IsEnvVarName.
+ENV_VAR_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
 
 RESTART_POLICIES = ("Always", "OnFailure", "Never")
 PULL_POLICIES = ("Always", "IfNotPresent", "Never")
@@ -94,6 +99,8 @@ def validate(info: KindInfo, obj: Message) -> list[Cause]:
         validate_hpa(p, obj.spec)
     elif isinstance(obj, secret_pb2.Secret):
         validate_secret(p, obj)
+    elif isinstance(obj, configmap_pb2.ConfigMap):
+        validate_config_map(p, obj)
     else:
         validate_policy_object(p, obj)
     return p.causes
@@ -143,6 +150,8 @@ def validate_update(info: KindInfo, old: Message, new: Message) -> list[Cause]:
     bindings = rbac_pb2.RoleBinding | rbac_pb2.ClusterRoleBinding
     if isinstance(old, bindings) and isinstance(new, bindings):
         policy_validation.validate_binding_update(p, old, new)
+    if isinstance(old, configmap_pb2.ConfigMap) and isinstance(new, configmap_pb2.ConfigMap):
+        validate_config_map_update(p, old, new)
     del info
     return p.causes
 
@@ -172,6 +181,29 @@ def validate_secret_update(p: Problems, old: secret_pb2.Secret, new: secret_pb2.
     if old.immutable:
         if old.data != new.data:
             p.add("data", "field is immutable when `immutable` is set")
+        if not new.immutable:
+            p.add("immutable", "field is immutable when `immutable` is set")
+
+
+def validate_config_map(p: Problems, cm: configmap_pb2.ConfigMap) -> None:
+    """Keys as Secret keys, none in both maps, at most 1 MiB of values."""
+    for key in sorted(cm.data):
+        validate_secret_key(p, f"data.{key}", key)
+    for key in sorted(cm.binary_data):
+        validate_secret_key(p, f"binaryData.{key}", key)
+        if key in cm.data:
+            p.add(f"binaryData.{key}", f'duplicate of key "{key}" in data')
+    size = sum(len(v.encode("utf-8")) for v in cm.data.values()) + sum(len(v) for v in cm.binary_data.values())
+    if size > MAX_CONFIG_MAP_BYTES:
+        p.add("data", f"too long: data and binaryData must have at most {MAX_CONFIG_MAP_BYTES} bytes, got {size}")
+
+
+def validate_config_map_update(p: Problems, old: configmap_pb2.ConfigMap, new: configmap_pb2.ConfigMap) -> None:
+    if old.immutable:
+        if old.data != new.data:
+            p.add("data", "field is immutable when `immutable` is set")
+        if old.binary_data != new.binary_data:
+            p.add("binaryData", "field is immutable when `immutable` is set")
         if not new.immutable:
             p.add("immutable", "field is immutable when `immutable` is set")
 
@@ -428,6 +460,8 @@ def validate_container(p: Problems, path: str, c: pod_pb2.Container) -> None:
             p.add(f"{path}.env[{i}].name", "required")
         if env.HasField("value_from"):
             validate_env_source(p, f"{path}.env[{i}]", env)
+    for i, source in enumerate(c.env_from):
+        validate_env_from(p, f"{path}.envFrom[{i}]", source)
     validate_resources(p, f"{path}.resources", c.resources)
     probes = (
         ("livenessProbe", c.HasField("liveness_probe"), c.liveness_probe),
@@ -440,18 +474,55 @@ def validate_container(p: Problems, path: str, c: pod_pb2.Container) -> None:
 
 
 def validate_env_source(p: Problems, path: str, env: pod_pb2.EnvVar) -> None:
-    """value and valueFrom are exclusive; valueFrom names a Secret and a key."""
+    """value and valueFrom are exclusive; valueFrom names a Secret or a ConfigMap, and a key."""
     if env.value:
         p.add(f"{path}.valueFrom", "may not be specified when `value` is not empty")
-    if not env.value_from.HasField("secret_key_ref"):
-        p.add(f"{path}.valueFrom", "must specify secretKeyRef")
+    source = env.value_from
+    refs = [
+        (json_name, ref)
+        for json_name, field, ref in (
+            ("secretKeyRef", "secret_key_ref", source.secret_key_ref),
+            ("configMapKeyRef", "config_map_key_ref", source.config_map_key_ref),
+        )
+        if source.HasField(field)  # type: ignore[arg-type]
+    ]
+    if not refs:
+        p.add(f"{path}.valueFrom", "must specify secretKeyRef or configMapKeyRef")
         return
-    ref = env.value_from.secret_key_ref
-    validate_name(p, f"{path}.valueFrom.secretKeyRef.name", ref.name)
+    if len(refs) > 1:
+        p.add(f"{path}.valueFrom", "may not have more than one field specified at a time")
+        return
+    json_name, ref = refs[0]
+    validate_name(p, f"{path}.valueFrom.{json_name}.name", ref.name)
     if not ref.key:
-        p.add(f"{path}.valueFrom.secretKeyRef.key", "required")
+        p.add(f"{path}.valueFrom.{json_name}.key", "required")
     else:
-        validate_secret_key(p, f"{path}.valueFrom.secretKeyRef.key", ref.key)
+        validate_secret_key(p, f"{path}.valueFrom.{json_name}.key", ref.key)
+
+
+def validate_env_from(p: Problems, path: str, source: pod_pb2.EnvFromSource) -> None:
+    """Exactly one of configMapRef and secretRef, naming an object; a prefix that is a variable name."""
+    if source.prefix and not ENV_VAR_NAME.match(source.prefix):
+        p.add(
+            f"{path}.prefix",
+            f'must be a valid environment variable name (letters, digits, "_", "-" or ".", '
+            f'not starting with a digit), got "{source.prefix[:60]}"',
+        )
+    refs = [
+        (json_name, ref)
+        for json_name, field, ref in (
+            ("configMapRef", "config_map_ref", source.config_map_ref),
+            ("secretRef", "secret_ref", source.secret_ref),
+        )
+        if source.HasField(field)  # type: ignore[arg-type]
+    ]
+    if not refs:
+        p.add(path, "must specify configMapRef or secretRef")
+    elif len(refs) > 1:
+        p.add(path, "may not have more than one field specified at a time")
+    else:
+        json_name, ref = refs[0]
+        validate_name(p, f"{path}.{json_name}.name", ref.name)
 
 
 def validate_port_name(p: Problems, path: str, name: str) -> None:

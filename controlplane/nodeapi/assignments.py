@@ -7,20 +7,23 @@ graceful deletion or its deadline brought forward): status writes, which are
 most pod changes, do not cause traffic to agents. A terminating pod stays in
 its node's set, with its deletionTimestamp, until the object is deleted.
 
-With a Secret informer, each node's pods get the values of the Secrets they
-reference (`secretenv`): a change to a Secret wakes the nodes whose pods use
-it, and the set is re-sent when what was resolved changed.
+With Secret and ConfigMap informers, each node's pods get the values of the
+Secrets and ConfigMaps they reference (`configenv`): a change to one wakes the
+nodes whose pods use it, and the set is re-sent when what was resolved changed.
+envFrom keys that are not variable names become a Warning event on the pod,
+InvalidEnvironmentVariableNames, once per pod and message (`record_warnings`).
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 from controlplane.informer import CacheEvent, Change, Informer
-from controlplane.nodeapi import secretenv
-from protos.corral.v1 import node_service_pb2, pod_pb2, secret_pb2
+from controlplane.nodeapi import configenv
+from protos.corral.v1 import configmap_pb2, node_service_pb2, pod_pb2, secret_pb2
 
-# Per pod: uid, generation, deletion deadline, digest of its resolved secret values.
+# Per pod: uid, generation, deletion deadline, digest of its resolved Secret and ConfigMap values.
 Fingerprint = frozenset[tuple[str, int, int, str]]
 
 
@@ -41,24 +44,42 @@ def _same_assignment(before: pod_pb2.Pod | None, after: pod_pb2.Pod) -> bool:
 
 
 class AssignmentIndex:
-    def __init__(self, pods: Informer, *, secrets: Informer | None = None) -> None:
+    def __init__(self, pods: Informer, *, secrets: Informer | None = None, config_maps: Informer | None = None) -> None:
         self.pods = pods
         self.secrets = secrets
+        self.config_maps = config_maps
         self._by_node: dict[str, dict[str, pod_pb2.Pod]] = {}
         self._events: dict[str, asyncio.Event] = {}
+        # Warnings per pod uid already queued, and those waiting for record_warnings.
+        self._warned: dict[str, set[str]] = {}
+        self._warnings: list[tuple[pod_pb2.Pod, str]] = []
+        self._warnings_ready = asyncio.Event()
         pods.add_listener(self._on_event)
         if secrets is not None:
             secrets.add_listener(self._on_secret)
+        if config_maps is not None:
+            config_maps.add_listener(self._on_config_map)
 
     def _on_secret(self, ev: CacheEvent) -> None:
+        self._on_referenced("Secret", ev)
+
+    def _on_config_map(self, ev: CacheEvent) -> None:
+        self._on_referenced("ConfigMap", ev)
+
+    def _on_referenced(self, kind: str, ev: CacheEvent) -> None:
+        """Wake the nodes with a pod that takes variables from this object."""
         namespace, name = ev.obj.metadata.namespace, ev.obj.metadata.name  # type: ignore[attr-defined]
         for node, pods in self._by_node.items():
-            if any(p.metadata.namespace == namespace and name in secretenv.secret_refs(p) for p in pods.values()):
+            if any(p.metadata.namespace == namespace and (kind, name) in configenv.refs(p) for p in pods.values()):
                 self._wake(node)
 
     def _secret(self, namespace: str, name: str) -> secret_pb2.Secret | None:
         found = self.secrets.items.get(f"{namespace}/{name}") if self.secrets is not None else None
         return found if isinstance(found, secret_pb2.Secret) else None
+
+    def _config_map(self, namespace: str, name: str) -> configmap_pb2.ConfigMap | None:
+        found = self.config_maps.items.get(f"{namespace}/{name}") if self.config_maps is not None else None
+        return found if isinstance(found, configmap_pb2.ConfigMap) else None
 
     def _on_event(self, ev: CacheEvent) -> None:
         pod = ev.obj
@@ -69,6 +90,8 @@ class AssignmentIndex:
         old_node = before.spec.node_name if before is not None else ""
         new_node = "" if ev.change is Change.DELETED else pod.spec.node_name
         key = f"{pod.metadata.namespace}/{pod.metadata.name}"
+        if ev.change is Change.DELETED:
+            self._warned.pop(pod.metadata.uid, None)
         if old_node and old_node != new_node:
             self._by_node.get(old_node, {}).pop(key, None)
             self._wake(old_node)
@@ -76,6 +99,23 @@ class AssignmentIndex:
             self._by_node.setdefault(new_node, {})[key] = pod
             if not _same_assignment(before, pod) or old_node != new_node:
                 self._wake(new_node)
+
+    def _warn(self, pod: pod_pb2.Pod, messages: list[str]) -> None:
+        seen = self._warned.setdefault(pod.metadata.uid, set()) if messages else set()
+        for message in messages:
+            if message not in seen:
+                seen.add(message)
+                self._warnings.append((pod, message))
+                self._warnings_ready.set()
+
+    async def record_warnings(self, record: Callable[[pod_pb2.Pod, str, str], Awaitable[None]]) -> None:
+        """Forever: each new warning about a pod's env as `record(pod, reason, message)`."""
+        while True:
+            await self._warnings_ready.wait()
+            self._warnings_ready.clear()
+            pending, self._warnings = self._warnings, []
+            for pod, message in pending:
+                await record(pod, "InvalidEnvironmentVariableNames", message)
 
     def _wake(self, node: str) -> None:
         event = self._events.get(node)
@@ -87,6 +127,10 @@ class AssignmentIndex:
 
     def current(self, node: str) -> tuple[node_service_pb2.AssignmentSet, Fingerprint]:
         pods = sorted(self._by_node.get(node, {}).values(), key=lambda p: (p.metadata.namespace, p.metadata.name))
-        resolved = [secretenv.resolve(p, self._secret) for p in pods]
+        resolved = []
+        for pod in pods:
+            out, digest, skipped = configenv.resolve_pod(pod, self._secret, self._config_map)
+            self._warn(pod, skipped)
+            resolved.append((out, digest))
         fingerprint = frozenset((p.metadata.uid, p.metadata.generation, _deadline(p), digest) for p, digest in resolved)
         return (node_service_pb2.AssignmentSet(epoch=self.pods.revision, pods=[p for p, _ in resolved]), fingerprint)

@@ -12,7 +12,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from corral import client as api
 from corral.cli import hpa_view, printers
 from protos import codec
-from protos.corral.v1 import event_pb2, metrics_pb2, secret_pb2
+from protos.corral.v1 import configmap_pb2, event_pb2, metrics_pb2, secret_pb2
 from protos.kinds import STORED_ONLY, info_of, meta
 from protos.wellknown import DEFAULT_NAMESPACE
 
@@ -66,6 +66,17 @@ def secret_lines(secret: secret_pb2.Secret) -> list[str]:
     return lines
 
 
+def config_map_lines(cm: configmap_pb2.ConfigMap) -> list[str]:
+    """Like kubectl: each key and its value; binary values by their size."""
+    lines = [f"Immutable:          {str(cm.immutable).lower()}"] if cm.HasField("immutable") else []
+    lines += ["", "Data", "===="]
+    for key in sorted(cm.data):
+        lines += [f"{key}:", "----", cm.data[key], ""]
+    lines += ["", "BinaryData", "===="]
+    lines += [f"{key}: {len(cm.binary_data[key])} bytes" for key in sorted(cm.binary_data)]
+    return lines
+
+
 def describe(obj: Message, events: list[event_pb2.Event], now: datetime) -> str:
     info, m = info_of(obj), meta(obj)
     doc = codec.to_dict(obj)
@@ -88,6 +99,8 @@ def describe(obj: Message, events: list[event_pb2.Event], now: datetime) -> str:
         lines += hpa_view.describe_lines(obj, now)
     elif isinstance(obj, secret_pb2.Secret):
         lines += secret_lines(obj)
+    elif isinstance(obj, configmap_pb2.ConfigMap):
+        lines += config_map_lines(obj)
     else:
         for key in ("spec", "status") if info.kind != "NetworkPolicy" else ("status",):
             if key in doc:

@@ -18,6 +18,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from protos import codec
 from protos.corral.v1 import (
+    configmap_pb2,
     discovery_pb2,
     event_pb2,
     metrics_pb2,
@@ -235,6 +236,10 @@ def secret_row(s: secret_pb2.Secret, now: datetime, wide: bool) -> Row:
     return [s.type, str(len(s.data)), age(s.metadata.creation_timestamp, now)]
 
 
+def config_map_row(c: configmap_pb2.ConfigMap, now: datetime, wide: bool) -> Row:
+    return [str(len(c.data) + len(c.binary_data)), age(c.metadata.creation_timestamp, now)]
+
+
 def namespace_row(n: namespace_pb2.Namespace, now: datetime, wide: bool) -> Row:
     return [n.status.phase or "Active", age(n.metadata.creation_timestamp, now)]
 
@@ -277,6 +282,7 @@ COLUMNS: dict[str, Columns] = {
     "NetworkPolicy": Columns(("POD-SELECTOR", "AGE"), (), network_policy_row),
     "Namespace": Columns(("STATUS", "AGE"), (), namespace_row),
     "Secret": Columns(("TYPE", "DATA", "AGE"), (), secret_row),
+    "ConfigMap": Columns(("DATA", "AGE"), (), config_map_row),
     "Pod": Columns(("READY", "STATUS", "RESTARTS", "AGE"), ("IP", "NODE"), pod_row),
     "Deployment": Columns(
         ("READY", "UP-TO-DATE", "AVAILABLE", "AGE"), ("CONTAINERS", "IMAGES", "SELECTOR"), deployment_row

@@ -426,11 +426,11 @@ _DEPLOYMENT = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name
             id="kind-lowercase",
         ),
         pytest.param(
-            {"apiVersion": "v1", "kind": "ConfigMap"},
+            {"apiVersion": "v1", "kind": "Widget"},
             [
-                'web.yaml[0] kind: unknown kind "ConfigMap" (known kinds: Pod, Node, ReplicaSet, '
+                'web.yaml[0] kind: unknown kind "Widget" (known kinds: Pod, Node, ReplicaSet, '
                 "Deployment, Service, Event, EndpointSlice, HorizontalPodAutoscaler, Secret, Namespace, "
-                "ServiceAccount, Role, ClusterRole, RoleBinding, ClusterRoleBinding, NetworkPolicy)"
+                "ServiceAccount, Role, ClusterRole, RoleBinding, ClusterRoleBinding, NetworkPolicy, ConfigMap)"
             ],
             id="kind-unknown",
         ),

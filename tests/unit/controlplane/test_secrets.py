@@ -11,7 +11,7 @@ from agent.pods import lifecycle
 from controlplane.apiserver import errors
 from controlplane.apiserver.handlers import ApplyOutcome, ObjectApi
 from controlplane.informer import CacheEvent, Informer
-from controlplane.nodeapi import secretenv
+from controlplane.nodeapi import configenv
 from controlplane.nodeapi.assignments import AssignmentIndex
 from controlplane.store.encryption import HEADER, KEY_FILE, Encrypter, KeyFileError, load_or_create_key
 from controlplane.store.errors import DecryptionError
@@ -211,22 +211,22 @@ async def test_env_value_from_is_validated(env: pod_pb2.EnvVar, message: str) ->
 # -- resolution for nodes ----------------------------------------------------------
 
 
-def lookup_of(*secrets: secret_pb2.Secret) -> secretenv.SecretLookup:
+def lookup_of(*secrets: secret_pb2.Secret) -> configenv.SecretLookup:
     known = {(s.metadata.namespace, s.metadata.name): s for s in secrets}
     return lambda ns, name: known.get((ns, name))
 
 
 def test_secret_values_are_filled_in_and_the_stored_pod_is_untouched() -> None:
     pod = env_pod(pod_pb2.EnvVar(name="PLAIN", value="1"), from_secret("PASSWORD"))
-    resolved, digest = secretenv.resolve(pod, lookup_of(secret()))
+    resolved, digest = configenv.resolve(pod, lookup_of(secret()))
     env = {e.name: e.value for e in resolved.spec.containers[0].env}
     assert env == {"PLAIN": "1", "PASSWORD": "hunter2"}
     assert resolved.spec.containers[0].env[1].value_from.secret_key_ref.name == "db"
     assert digest and pod.spec.containers[0].env[1].value == ""
     assert wellknown.CONFIG_ERRORS not in resolved.metadata.annotations
-    _, changed = secretenv.resolve(pod, lookup_of(secret(password="new")))
+    _, changed = configenv.resolve(pod, lookup_of(secret(password="new")))
     assert changed != digest
-    assert secretenv.resolve(env_pod(), lookup_of())[1] == ""
+    assert configenv.resolve(env_pod(), lookup_of())[1] == ""
 
 
 @pytest.mark.parametrize(
@@ -241,22 +241,22 @@ def test_secret_values_are_filled_in_and_the_stored_pod_is_untouched() -> None:
 def test_missing_references_become_the_containers_config_error(
     env: pod_pb2.EnvVar, found: tuple[secret_pb2.Secret, ...], message: str
 ) -> None:
-    resolved, _ = secretenv.resolve(env_pod(env), lookup_of(*found))
+    resolved, _ = configenv.resolve(env_pod(env), lookup_of(*found))
     assert json.loads(resolved.metadata.annotations[wellknown.CONFIG_ERRORS]) == {"app": message}
     assert lifecycle.config_error(resolved, "app") == message
     assert lifecycle.config_error(resolved, "other") == ""
 
 
 def test_an_optional_missing_reference_leaves_the_variable_unset() -> None:
-    resolved, _ = secretenv.resolve(env_pod(from_secret("P", optional=True)), lookup_of())
+    resolved, _ = configenv.resolve(env_pod(from_secret("P", optional=True)), lookup_of())
     assert list(resolved.spec.containers[0].env) == []
     assert not resolved.metadata.annotations
 
 
 def test_secret_values_do_not_change_the_containers_spec_hash() -> None:
     pod = env_pod(from_secret("P"))
-    one, _ = secretenv.resolve(pod, lookup_of(secret(password="a")))
-    two, _ = secretenv.resolve(pod, lookup_of(secret(password="b")))
+    one, _ = configenv.resolve(pod, lookup_of(secret(password="a")))
+    two, _ = configenv.resolve(pod, lookup_of(secret(password="b")))
     assert lifecycle.spec_hash(one.spec.containers[0]) == lifecycle.spec_hash(two.spec.containers[0])
 
 
