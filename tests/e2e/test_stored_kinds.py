@@ -112,12 +112,12 @@ def test_a_charts_objects_are_applied_listed_and_deleted(cli: Cli) -> None:
     assert "<stdin>[2] roleRef: field is immutable" in refused.stderr
 
     # A document the server would refuse and one of an unknown kind: the rest is still deleted.
-    broken = manifest + "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: web}\n"
+    broken = manifest + "---\napiVersion: stable.example.com/v1\nkind: CronTab\nmetadata: {name: web}\n"
     broken = broken.replace("  replicas: 0\n", "  replicas: none\n")
     deleted = cli.run("delete", "-f", "-", stdin=broken.encode())
     assert deleted.returncode == 1
     assert [line.removesuffix(" created") + " deleted" for line in APPLIED] == deleted.stdout.splitlines()
-    assert 'Warning: skipped <stdin>[10] kind: unknown kind "ConfigMap"' in deleted.stderr
+    assert 'Warning: skipped <stdin>[10] kind: unknown kind "CronTab"' in deleted.stderr
     left = cli.run("get", "sa,roles,rolebindings,clusterroles,clusterrolebindings,netpol,deploy,hpa")
     assert left.returncode == 0, left.stderr
     assert "web" not in left.stdout, left.stdout

@@ -538,8 +538,8 @@ def test_v1_hpa_problems(spec: dict[str, Any], expected: str) -> None:
             id="kind-typo",
         ),
         pytest.param(
-            {"apiVersion": "v1", "kind": "ConfigMaps"},
-            'x.yaml[0] kind: unknown kind "ConfigMaps" (known kinds: ',
+            {"apiVersion": "stable.example.com/v1", "kind": "CronTab"},
+            'x.yaml[0] kind: unknown kind "CronTab" (known kinds: ',
             id="kind-no-false-hint",
         ),
     ],
@@ -589,7 +589,7 @@ def test_delete_names_what_an_invalid_file_names_and_skips_the_rest(tmp_path: Pa
             "metadata": {"name": "web", "namespace": "shop"},
             "spec": {"replicas": "three"},
         },
-        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "web-config"}},
+        {"apiVersion": "stable.example.com/v1", "kind": "CronTab", "metadata": {"name": "web-config"}},
         {"apiVersion": "v1", "kind": "Service", "metadata": {"labels": {"a": "b"}}},
         {
             "apiVersion": "rbac.authorization.k8s.io/v1",
@@ -606,7 +606,7 @@ def test_delete_names_what_an_invalid_file_names_and_skips_the_rest(tmp_path: Pa
         (3, "ClusterRole", "", "r"),
     ]
     assert [str(p) for p in skipped] == [
-        f'{path}[1] kind: unknown kind "ConfigMap" (known kinds: ' + ", ".join(info.kind for info in KINDS) + ")",
+        f'{path}[1] kind: unknown kind "CronTab" (known kinds: ' + ", ".join(info.kind for info in KINDS) + ")",
         f"{path}[2] metadata.name: expected a name, got null",
     ]
 
