@@ -1,4 +1,4 @@
-"""Health probes: HTTP, TCP and exec checks, and the threshold logic around them.
+"""Health probes: HTTP, TCP, gRPC and exec checks, and the threshold logic around them.
 
     target = resolve_probe_target(probe, container, host=..., port_map=...)   # pure
     result = await run_probe(target, runtime=..., container_id=..., timeout=...)  # never raises
@@ -10,11 +10,13 @@ Results are values (`ProbeResult`), never exceptions.
 from __future__ import annotations
 
 from agent.probes.exec import probe_exec
+from agent.probes.grpc_check import probe_grpc
 from agent.probes.http import probe_http
 from agent.probes.result import ProbeResult
 from agent.probes.runner import run_probe
 from agent.probes.target import (
     ExecTarget,
+    GrpcTarget,
     HttpTarget,
     InvalidTarget,
     ProbeTarget,
@@ -35,6 +37,7 @@ from agent.probes.tracker import (
 
 __all__ = [
     "ExecTarget",
+    "GrpcTarget",
     "HttpTarget",
     "InvalidTarget",
     "Outcome",
@@ -48,6 +51,7 @@ __all__ = [
     "TrackerState",
     "is_passing",
     "probe_exec",
+    "probe_grpc",
     "probe_http",
     "probe_tcp",
     "resolve_probe_target",

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from agent.probes.dial import describe_error
 from agent.probes.exec import probe_exec
+from agent.probes.grpc_check import probe_grpc
 from agent.probes.http import probe_http
 from agent.probes.result import ProbeResult
-from agent.probes.target import ExecTarget, HttpTarget, InvalidTarget, ProbeTarget, TcpTarget
+from agent.probes.target import ExecTarget, GrpcTarget, HttpTarget, InvalidTarget, ProbeTarget, TcpTarget
 from agent.probes.tcp import probe_tcp
 from agent.runtime.base import ContainerRuntime
 
@@ -42,6 +43,8 @@ async def _dispatch(
             return await probe_http(host, port, path, scheme=scheme, headers=headers, timeout=timeout)
         case TcpTarget(host=host, port=port):
             return await probe_tcp(host, port, timeout=timeout)
+        case GrpcTarget(host=host, port=port, service=service):
+            return await probe_grpc(host, port, service=service, timeout=timeout)
         case ExecTarget(command=command):
             return await probe_exec(runtime, container_id, list(command), timeout=timeout)
         case InvalidTarget(message=message):

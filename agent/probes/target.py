@@ -9,6 +9,8 @@ value the runner acts on:
   ports not in the map are reached on the same number, as for the process
   runtime). When the probe names its own `host`, that address is used with
   the container port as given: the user said where to go.
+* `GrpcTarget`: a container port given as a number (gRPC probes have no
+  named ports nor `host`), mapped as above, and the health service to ask.
 * `ExecTarget`: the command to run inside the container.
 * `InvalidTarget`: a probe that cannot run (a named port the container does
   not have, no action, …). It always fails, with its message.
@@ -38,6 +40,13 @@ class TcpTarget:
 
 
 @dataclass(frozen=True)
+class GrpcTarget:
+    host: str
+    port: int
+    service: str = ""
+
+
+@dataclass(frozen=True)
 class ExecTarget:
     command: tuple[str, ...]
 
@@ -47,7 +56,7 @@ class InvalidTarget:
     message: str
 
 
-ProbeTarget = HttpTarget | TcpTarget | ExecTarget | InvalidTarget
+ProbeTarget = HttpTarget | TcpTarget | GrpcTarget | ExecTarget | InvalidTarget
 
 
 class _PortError(ValueError):
@@ -67,11 +76,13 @@ def resolve_probe_target(
             return _http_target(probe.http_get, container, host=host, port_map=port_map)
         if probe.HasField("tcp_socket"):
             return _tcp_target(probe.tcp_socket, container, host=host, port_map=port_map)
+        if probe.HasField("grpc"):
+            return _grpc_target(probe.grpc, container, host=host, port_map=port_map)
     except _PortError as exc:
         return InvalidTarget(str(exc))
     if probe.HasField("exec"):
         return _exec_target(probe.exec)
-    return InvalidTarget("probe has no action: set exec, httpGet or tcpSocket")
+    return InvalidTarget("probe has no action: set exec, httpGet, tcpSocket or grpc")
 
 
 def _http_target(
@@ -98,6 +109,18 @@ def _tcp_target(
 ) -> ProbeTarget:
     address, port = _address(action.host, action.port, container, host=host, port_map=port_map)
     return TcpTarget(host=address, port=port)
+
+
+def _grpc_target(
+    action: pod_pb2.GRPCAction,
+    container: pod_pb2.Container,
+    *,
+    host: str,
+    port_map: Mapping[int, int],
+) -> ProbeTarget:
+    port = meta_pb2.IntOrString(int_val=action.port)
+    address, mapped = _address("", port, container, host=host, port_map=port_map)
+    return GrpcTarget(host=address, port=mapped, service=action.service)
 
 
 def _exec_target(action: pod_pb2.ExecAction) -> ProbeTarget:

@@ -558,9 +558,9 @@ def validate_resources(p: Problems, path: str, res: pod_pb2.ResourceRequirements
 
 
 def validate_probe(p: Problems, path: str, probe: pod_pb2.Probe, port_names: set[str]) -> None:
-    handlers = [h for h in ("exec", "http_get", "tcp_socket") if probe.HasField(h)]
+    handlers = [h for h in ("exec", "http_get", "tcp_socket", "grpc") if probe.HasField(h)]
     if len(handlers) != 1:
-        p.add(path, f"must set exactly one of exec, httpGet, tcpSocket{'' if handlers else ' (none set)'}")
+        p.add(path, f"must set exactly one of exec, httpGet, tcpSocket, grpc{'' if handlers else ' (none set)'}")
     if probe.HasField("exec") and not probe.exec.command:
         p.add(f"{path}.exec.command", "required")
     if probe.HasField("http_get"):
@@ -568,6 +568,8 @@ def validate_probe(p: Problems, path: str, probe: pod_pb2.Probe, port_names: set
         p.one_of(f"{path}.httpGet.scheme", probe.http_get.scheme, ("HTTP", "HTTPS"))
     if probe.HasField("tcp_socket"):
         validate_probe_port(p, f"{path}.tcpSocket.port", probe.tcp_socket.port, port_names)
+    if probe.HasField("grpc"):
+        p.port(f"{path}.grpc.port", probe.grpc.port)
     for name, value in (("initialDelaySeconds", probe.initial_delay_seconds),):
         p.at_least(f"{path}.{name}", value, 0)
     for name, value in (

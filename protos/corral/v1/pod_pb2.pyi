@@ -662,6 +662,35 @@ class TCPSocketAction(_message.Message):
 Global___TCPSocketAction: _TypeAlias = TCPSocketAction  # noqa: Y015
 
 @_typing.final
+class GRPCAction(_message.Message):
+    """A gRPC health check: grpc.health.v1.Health/Check on the container's port;
+    SERVING is a success, any other status or an error is a failure.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PORT_FIELD_NUMBER: _builtins.int
+    SERVICE_FIELD_NUMBER: _builtins.int
+    port: _builtins.int
+    service: _builtins.str
+    """The service name sent in the HealthCheckRequest; empty asks about the server."""
+    def __init__(
+        self,
+        *,
+        port: _builtins.int = ...,
+        service: _builtins.str | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_service", b"_service", "service", b"service"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_service", b"_service", "port", b"port", "service", b"service"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__service: _TypeAlias = _typing.Literal["service"]  # noqa: Y015
+    _WhichOneofArgType__service: _TypeAlias = _typing.Literal["_service", b"_service"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__service) -> _WhichOneofReturnType__service | None: ...
+
+Global___GRPCAction: _TypeAlias = GRPCAction  # noqa: Y015
+
+@_typing.final
 class ExecAction(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -694,6 +723,7 @@ class Probe(_message.Message):
     SUCCESS_THRESHOLD_FIELD_NUMBER: _builtins.int
     FAILURE_THRESHOLD_FIELD_NUMBER: _builtins.int
     TERMINATION_GRACE_PERIOD_SECONDS_FIELD_NUMBER: _builtins.int
+    GRPC_FIELD_NUMBER: _builtins.int
     initial_delay_seconds: _builtins.int
     timeout_seconds: _builtins.int
     """Defaulted: timeout 1, period 10, success 1, failure 3 (as Kubernetes)."""
@@ -707,6 +737,8 @@ class Probe(_message.Message):
     def http_get(self) -> Global___HTTPGetAction: ...
     @_builtins.property
     def tcp_socket(self) -> Global___TCPSocketAction: ...
+    @_builtins.property
+    def grpc(self) -> Global___GRPCAction: ...
     def __init__(
         self,
         *,
@@ -719,10 +751,11 @@ class Probe(_message.Message):
         success_threshold: _builtins.int = ...,
         failure_threshold: _builtins.int = ...,
         termination_grace_period_seconds: _builtins.int | None = ...,
+        grpc: Global___GRPCAction | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_termination_grace_period_seconds", b"_termination_grace_period_seconds", "exec", b"exec", "http_get", b"http_get", "tcp_socket", b"tcp_socket", "termination_grace_period_seconds", b"termination_grace_period_seconds"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_termination_grace_period_seconds", b"_termination_grace_period_seconds", "exec", b"exec", "grpc", b"grpc", "http_get", b"http_get", "tcp_socket", b"tcp_socket", "termination_grace_period_seconds", b"termination_grace_period_seconds"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_termination_grace_period_seconds", b"_termination_grace_period_seconds", "exec", b"exec", "failure_threshold", b"failure_threshold", "http_get", b"http_get", "initial_delay_seconds", b"initial_delay_seconds", "period_seconds", b"period_seconds", "success_threshold", b"success_threshold", "tcp_socket", b"tcp_socket", "termination_grace_period_seconds", b"termination_grace_period_seconds", "timeout_seconds", b"timeout_seconds"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_termination_grace_period_seconds", b"_termination_grace_period_seconds", "exec", b"exec", "failure_threshold", b"failure_threshold", "grpc", b"grpc", "http_get", b"http_get", "initial_delay_seconds", b"initial_delay_seconds", "period_seconds", b"period_seconds", "success_threshold", b"success_threshold", "tcp_socket", b"tcp_socket", "termination_grace_period_seconds", b"termination_grace_period_seconds", "timeout_seconds", b"timeout_seconds"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__termination_grace_period_seconds: _TypeAlias = _typing.Literal["termination_grace_period_seconds"]  # noqa: Y015
     _WhichOneofArgType__termination_grace_period_seconds: _TypeAlias = _typing.Literal["_termination_grace_period_seconds", b"_termination_grace_period_seconds"]  # noqa: Y015

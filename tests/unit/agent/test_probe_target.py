@@ -8,6 +8,7 @@ import pytest
 
 from agent.probes.target import (
     ExecTarget,
+    GrpcTarget,
     HttpTarget,
     InvalidTarget,
     ProbeTarget,
@@ -103,6 +104,24 @@ def tcp(value: int | str, host: str = "") -> pod_pb2.Probe:
             id="tcp-own-host",
         ),
         pytest.param(
+            pod_pb2.Probe(grpc=pod_pb2.GRPCAction(port=9090, service="ready")),
+            DOCKER_PORTS,
+            GrpcTarget(host="127.0.0.1", port=32769, service="ready"),
+            id="grpc-mapped-with-service",
+        ),
+        pytest.param(
+            pod_pb2.Probe(grpc=pod_pb2.GRPCAction(port=2379)),
+            {},
+            GrpcTarget(host="127.0.0.1", port=2379),
+            id="grpc-unmapped-no-service",
+        ),
+        pytest.param(
+            pod_pb2.Probe(grpc=pod_pb2.GRPCAction()),
+            {},
+            InvalidTarget("invalid port number: 0"),
+            id="grpc-port-unset",
+        ),
+        pytest.param(
             pod_pb2.Probe(exec=pod_pb2.ExecAction(command=["cat", "/tmp/healthy"])),
             DOCKER_PORTS,
             ExecTarget(command=("cat", "/tmp/healthy")),
@@ -143,7 +162,7 @@ def tcp(value: int | str, host: str = "") -> pod_pb2.Probe:
         pytest.param(
             pod_pb2.Probe(period_seconds=5),
             {},
-            InvalidTarget("probe has no action: set exec, httpGet or tcpSocket"),
+            InvalidTarget("probe has no action: set exec, httpGet, tcpSocket or grpc"),
             id="no-action",
         ),
     ],

@@ -158,8 +158,40 @@ def _container(**fields: Any) -> dict[str, Any]:
                     "spec": {"containers": [_container(livenessProbe={"periodSeconds": 5})]},
                 }
             ),
-            "spec.template.spec.containers[0].livenessProbe: must set exactly one of exec, httpGet, tcpSocket",
+            "spec.template.spec.containers[0].livenessProbe: must set exactly one of exec, httpGet, tcpSocket, grpc",
             id="probe-without-handler",
+        ),
+        pytest.param(
+            deployment(
+                template={
+                    "metadata": {"labels": {"app": "web"}},
+                    "spec": {"containers": [_container(readinessProbe={"grpc": {"port": 70000}})]},
+                }
+            ),
+            "spec.template.spec.containers[0].readinessProbe.grpc.port: must be 1-65535, got 70000",
+            id="grpc-probe-port-out-of-range",
+        ),
+        pytest.param(
+            deployment(
+                template={
+                    "metadata": {"labels": {"app": "web"}},
+                    "spec": {"containers": [_container(livenessProbe={"grpc": {"service": "x"}})]},
+                }
+            ),
+            "spec.template.spec.containers[0].livenessProbe.grpc.port: must be 1-65535, got 0",
+            id="grpc-probe-without-port",
+        ),
+        pytest.param(
+            deployment(
+                template={
+                    "metadata": {"labels": {"app": "web"}},
+                    "spec": {
+                        "containers": [_container(startupProbe={"grpc": {"port": 9090}, "tcpSocket": {"port": 9090}})]
+                    },
+                }
+            ),
+            "spec.template.spec.containers[0].startupProbe: must set exactly one of exec, httpGet, tcpSocket, grpc",
+            id="grpc-probe-with-a-second-handler",
         ),
         pytest.param(
             deployment(
@@ -196,6 +228,12 @@ def _container(**fields: Any) -> dict[str, Any]:
 def test_validation_names_the_field(doc: dict[str, Any], expected: str) -> None:
     causes = causes_of(doc)
     assert any(c.startswith(expected) for c in causes), causes
+
+
+def test_grpc_probe_is_valid() -> None:
+    probe = {"grpc": {"port": 2379, "service": "etcd"}, "initialDelaySeconds": 10}
+    template = {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [_container(livenessProbe=probe)]}}
+    assert causes_of(deployment(template=template)) == []
 
 
 def test_every_problem_is_reported() -> None:
