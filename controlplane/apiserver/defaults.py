@@ -164,6 +164,9 @@ def default_container(container: pod_pb2.Container) -> None:
     for probe_field in ("liveness_probe", "readiness_probe", "startup_probe"):
         if container.HasField(probe_field):
             default_probe(getattr(container, probe_field))
+    for handler in (container.lifecycle.post_start, container.lifecycle.pre_stop):
+        if handler.HasField("http_get"):
+            default_http_get(handler.http_get)
 
 
 def default_probe(probe: pod_pb2.Probe) -> None:
@@ -176,10 +179,14 @@ def default_probe(probe: pod_pb2.Probe) -> None:
     if not probe.failure_threshold:
         probe.failure_threshold = 3
     if probe.HasField("http_get"):
-        if not probe.http_get.path:
-            probe.http_get.path = "/"
-        if not probe.http_get.scheme:
-            probe.http_get.scheme = "HTTP"
+        default_http_get(probe.http_get)
+
+
+def default_http_get(action: pod_pb2.HTTPGetAction) -> None:
+    if not action.path:
+        action.path = "/"
+    if not action.scheme:
+        action.scheme = "HTTP"
 
 
 def default_service(spec: service_pb2.ServiceSpec) -> None:

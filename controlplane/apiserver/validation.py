@@ -419,7 +419,7 @@ def validate_pod_spec(p: Problems, path: str, spec: pod_pb2.PodSpec) -> None:
     host_ports: set[tuple[int, str]] = set()
     for i, c in enumerate(spec.containers):
         at = f"{path}.containers[{i}]"
-        validate_container(p, at, c)
+        validate_container(p, at, c, spec.termination_grace_period_seconds)
         if c.name in seen:
             p.add(f"{at}.name", f'duplicate container name "{c.name}"')
         seen.add(c.name)
@@ -439,7 +439,7 @@ def validate_pod_spec(p: Problems, path: str, spec: pod_pb2.PodSpec) -> None:
     security.validate_pod_security(p, path, spec)
 
 
-def validate_container(p: Problems, path: str, c: pod_pb2.Container) -> None:
+def validate_container(p: Problems, path: str, c: pod_pb2.Container, grace: int) -> None:
     validate_name(p, f"{path}.name", c.name, label=True)
     if not c.image.strip():
         p.add(f"{path}.image", "required")
@@ -471,6 +471,8 @@ def validate_container(p: Problems, path: str, c: pod_pb2.Container) -> None:
     for json_name, present, probe in probes:
         if present:
             validate_probe(p, f"{path}.{json_name}", probe, names)
+    if c.HasField("lifecycle"):
+        validate_lifecycle(p, f"{path}.lifecycle", c.lifecycle, names, grace)
 
 
 def validate_env_source(p: Problems, path: str, env: pod_pb2.EnvVar) -> None:
@@ -561,11 +563,7 @@ def validate_probe(p: Problems, path: str, probe: pod_pb2.Probe, port_names: set
     handlers = [h for h in ("exec", "http_get", "tcp_socket", "grpc") if probe.HasField(h)]
     if len(handlers) != 1:
         p.add(path, f"must set exactly one of exec, httpGet, tcpSocket, grpc{'' if handlers else ' (none set)'}")
-    if probe.HasField("exec") and not probe.exec.command:
-        p.add(f"{path}.exec.command", "required")
-    if probe.HasField("http_get"):
-        validate_probe_port(p, f"{path}.httpGet.port", probe.http_get.port, port_names)
-        p.one_of(f"{path}.httpGet.scheme", probe.http_get.scheme, ("HTTP", "HTTPS"))
+    validate_handler_actions(p, path, probe, port_names)
     if probe.HasField("tcp_socket"):
         validate_probe_port(p, f"{path}.tcpSocket.port", probe.tcp_socket.port, port_names)
     if probe.HasField("grpc"):
@@ -579,6 +577,41 @@ def validate_probe(p: Problems, path: str, probe: pod_pb2.Probe, port_names: set
         ("failureThreshold", probe.failure_threshold),
     ):
         p.at_least(f"{path}.{name}", value, 1)
+
+
+def validate_handler_actions(
+    p: Problems, path: str, handler: pod_pb2.Probe | pod_pb2.LifecycleHandler, port_names: set[str]
+) -> None:
+    """The exec and httpGet actions probes and lifecycle hooks share."""
+    if handler.HasField("exec") and not handler.exec.command:
+        p.add(f"{path}.exec.command", "required")
+    if handler.HasField("http_get"):
+        validate_probe_port(p, f"{path}.httpGet.port", handler.http_get.port, port_names)
+        p.one_of(f"{path}.httpGet.scheme", handler.http_get.scheme, ("HTTP", "HTTPS"))
+
+
+def validate_lifecycle(p: Problems, path: str, hooks: pod_pb2.Lifecycle, port_names: set[str], grace: int) -> None:
+    """postStart and preStop: exactly one of exec, httpGet, sleep each; tcpSocket is refused
+    (deprecated in Kubernetes, where it does nothing)."""
+    for json_name, field in (("postStart", "post_start"), ("preStop", "pre_stop")):
+        if not hooks.HasField(field):  # type: ignore[arg-type]
+            continue
+        at = f"{path}.{json_name}"
+        handler: pod_pb2.LifecycleHandler = getattr(hooks, field)
+        handlers = [h for h in ("exec", "http_get", "tcp_socket", "sleep") if handler.HasField(h)]
+        if len(handlers) != 1:
+            p.add(at, f"must set exactly one of exec, httpGet, sleep{'' if handlers else ' (none set)'}")
+        if handler.HasField("tcp_socket"):
+            p.add(
+                f"{at}.tcpSocket",
+                "not supported: tcpSocket is deprecated as a lifecycle handler (use exec, httpGet or sleep)",
+            )
+        validate_handler_actions(p, at, handler, port_names)
+        if handler.HasField("sleep") and not 0 <= handler.sleep.seconds <= grace:
+            p.add(
+                f"{at}.sleep.seconds",
+                f"must be between 0 and terminationGracePeriodSeconds ({grace}), got {handler.sleep.seconds}",
+            )
 
 
 def validate_probe_port(p: Problems, path: str, port: meta_pb2.IntOrString, names: set[str]) -> None:

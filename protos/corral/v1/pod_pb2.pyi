@@ -764,6 +764,92 @@ class Probe(_message.Message):
 Global___Probe: _TypeAlias = Probe  # noqa: Y015
 
 @_typing.final
+class SleepAction(_message.Message):
+    """Pause for a while (a lifecycle hook's handler)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SECONDS_FIELD_NUMBER: _builtins.int
+    seconds: _builtins.int
+    def __init__(
+        self,
+        *,
+        seconds: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["seconds", b"seconds"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SleepAction: _TypeAlias = SleepAction  # noqa: Y015
+
+@_typing.final
+class LifecycleHandler(_message.Message):
+    """What a lifecycle hook does: exactly one of exec, httpGet or sleep (tcpSocket
+    is kept only to refuse it by name, as it is deprecated in Kubernetes).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXEC_FIELD_NUMBER: _builtins.int
+    HTTP_GET_FIELD_NUMBER: _builtins.int
+    TCP_SOCKET_FIELD_NUMBER: _builtins.int
+    SLEEP_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def exec(self) -> Global___ExecAction: ...
+    @_builtins.property
+    def http_get(self) -> Global___HTTPGetAction: ...
+    @_builtins.property
+    def tcp_socket(self) -> Global___TCPSocketAction: ...
+    @_builtins.property
+    def sleep(self) -> Global___SleepAction: ...
+    def __init__(
+        self,
+        *,
+        exec: Global___ExecAction | None = ...,
+        http_get: Global___HTTPGetAction | None = ...,
+        tcp_socket: Global___TCPSocketAction | None = ...,
+        sleep: Global___SleepAction | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["exec", b"exec", "http_get", b"http_get", "sleep", b"sleep", "tcp_socket", b"tcp_socket"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["exec", b"exec", "http_get", b"http_get", "sleep", b"sleep", "tcp_socket", b"tcp_socket"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LifecycleHandler: _TypeAlias = LifecycleHandler  # noqa: Y015
+
+@_typing.final
+class Lifecycle(_message.Message):
+    """Hooks the agent runs: postStart right after the container starts (it is not
+    Running until the hook succeeds; a failure kills it), preStop before its
+    SIGTERM, within and counted against the grace period.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    POST_START_FIELD_NUMBER: _builtins.int
+    PRE_STOP_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def post_start(self) -> Global___LifecycleHandler: ...
+    @_builtins.property
+    def pre_stop(self) -> Global___LifecycleHandler: ...
+    def __init__(
+        self,
+        *,
+        post_start: Global___LifecycleHandler | None = ...,
+        pre_stop: Global___LifecycleHandler | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["post_start", b"post_start", "pre_stop", b"pre_stop"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["post_start", b"post_start", "pre_stop", b"pre_stop"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Lifecycle: _TypeAlias = Lifecycle  # noqa: Y015
+
+@_typing.final
 class Container(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -782,6 +868,7 @@ class Container(_message.Message):
     SECURITY_CONTEXT_FIELD_NUMBER: _builtins.int
     VOLUME_MOUNTS_FIELD_NUMBER: _builtins.int
     ENV_FROM_FIELD_NUMBER: _builtins.int
+    LIFECYCLE_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     image: _builtins.str
     image_pull_policy: _builtins.str
@@ -815,6 +902,8 @@ class Container(_message.Message):
         ones, and env wins over all of them.
         """
 
+    @_builtins.property
+    def lifecycle(self) -> Global___Lifecycle: ...
     def __init__(
         self,
         *,
@@ -833,10 +922,11 @@ class Container(_message.Message):
         security_context: Global___SecurityContext | None = ...,
         volume_mounts: _abc.Iterable[Global___VolumeMount] | None = ...,
         env_from: _abc.Iterable[Global___EnvFromSource] | None = ...,
+        lifecycle: Global___Lifecycle | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["liveness_probe", b"liveness_probe", "readiness_probe", b"readiness_probe", "resources", b"resources", "security_context", b"security_context", "startup_probe", b"startup_probe"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["lifecycle", b"lifecycle", "liveness_probe", b"liveness_probe", "readiness_probe", b"readiness_probe", "resources", b"resources", "security_context", b"security_context", "startup_probe", b"startup_probe"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["args", b"args", "command", b"command", "env", b"env", "env_from", b"env_from", "image", b"image", "image_pull_policy", b"image_pull_policy", "liveness_probe", b"liveness_probe", "name", b"name", "ports", b"ports", "readiness_probe", b"readiness_probe", "resources", b"resources", "security_context", b"security_context", "startup_probe", b"startup_probe", "volume_mounts", b"volume_mounts", "working_dir", b"working_dir"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["args", b"args", "command", b"command", "env", b"env", "env_from", b"env_from", "image", b"image", "image_pull_policy", b"image_pull_policy", "lifecycle", b"lifecycle", "liveness_probe", b"liveness_probe", "name", b"name", "ports", b"ports", "readiness_probe", b"readiness_probe", "resources", b"resources", "security_context", b"security_context", "startup_probe", b"startup_probe", "volume_mounts", b"volume_mounts", "working_dir", b"working_dir"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

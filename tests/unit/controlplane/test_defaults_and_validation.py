@@ -197,6 +197,93 @@ def _container(**fields: Any) -> dict[str, Any]:
             deployment(
                 template={
                     "metadata": {"labels": {"app": "web"}},
+                    "spec": {"containers": [_container(lifecycle={"postStart": {}})]},
+                }
+            ),
+            "spec.template.spec.containers[0].lifecycle.postStart: must set exactly one of exec, httpGet, sleep (none set)",
+            id="hook-without-handler",
+        ),
+        pytest.param(
+            deployment(
+                template={
+                    "metadata": {"labels": {"app": "web"}},
+                    "spec": {
+                        "containers": [
+                            _container(lifecycle={"preStop": {"exec": {"command": ["true"]}, "sleep": {"seconds": 1}}})
+                        ]
+                    },
+                }
+            ),
+            "spec.template.spec.containers[0].lifecycle.preStop: must set exactly one of exec, httpGet, sleep",
+            id="hook-with-two-handlers",
+        ),
+        pytest.param(
+            deployment(
+                template={
+                    "metadata": {"labels": {"app": "web"}},
+                    "spec": {"containers": [_container(lifecycle={"preStop": {"tcpSocket": {"port": 80}}})]},
+                }
+            ),
+            "spec.template.spec.containers[0].lifecycle.preStop.tcpSocket: not supported: tcpSocket is deprecated",
+            id="hook-tcp-socket-refused",
+        ),
+        pytest.param(
+            deployment(
+                template={
+                    "metadata": {"labels": {"app": "web"}},
+                    "spec": {"containers": [_container(lifecycle={"postStart": {"exec": {}}})]},
+                }
+            ),
+            "spec.template.spec.containers[0].lifecycle.postStart.exec.command: required",
+            id="hook-exec-without-command",
+        ),
+        pytest.param(
+            deployment(
+                template={
+                    "metadata": {"labels": {"app": "web"}},
+                    "spec": {"containers": [_container(lifecycle={"postStart": {"httpGet": {"port": 0}}})]},
+                }
+            ),
+            "spec.template.spec.containers[0].lifecycle.postStart.httpGet.port: must be 1-65535, got 0",
+            id="hook-http-port-zero",
+        ),
+        pytest.param(
+            deployment(
+                template={
+                    "metadata": {"labels": {"app": "web"}},
+                    "spec": {"containers": [_container(lifecycle={"preStop": {"httpGet": {"port": "admin"}}})]},
+                }
+            ),
+            'spec.template.spec.containers[0].lifecycle.preStop.httpGet.port: names no port of this container: "admin"',
+            id="hook-http-unknown-port-name",
+        ),
+        pytest.param(
+            deployment(
+                template={
+                    "metadata": {"labels": {"app": "web"}},
+                    "spec": {"containers": [_container(lifecycle={"preStop": {"sleep": {"seconds": 31}}})]},
+                }
+            ),
+            "spec.template.spec.containers[0].lifecycle.preStop.sleep.seconds: must be between 0 and terminationGracePeriodSeconds (30), got 31",
+            id="hook-sleep-longer-than-grace",
+        ),
+        pytest.param(
+            deployment(
+                template={
+                    "metadata": {"labels": {"app": "web"}},
+                    "spec": {
+                        "terminationGracePeriodSeconds": 5,
+                        "containers": [_container(lifecycle={"preStop": {"sleep": {"seconds": 6}}})],
+                    },
+                }
+            ),
+            "spec.template.spec.containers[0].lifecycle.preStop.sleep.seconds: must be between 0 and terminationGracePeriodSeconds (5), got 6",
+            id="hook-sleep-longer-than-own-grace",
+        ),
+        pytest.param(
+            deployment(
+                template={
+                    "metadata": {"labels": {"app": "web"}},
                     "spec": {"restartPolicy": "Never", "containers": [_container()]},
                 }
             ),
@@ -233,6 +320,17 @@ def test_validation_names_the_field(doc: dict[str, Any], expected: str) -> None:
 def test_grpc_probe_is_valid() -> None:
     probe = {"grpc": {"port": 2379, "service": "etcd"}, "initialDelaySeconds": 10}
     template = {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [_container(livenessProbe=probe)]}}
+    assert causes_of(deployment(template=template)) == []
+
+
+def test_lifecycle_hooks_are_valid() -> None:
+    hooks = {
+        "postStart": {"exec": {"command": ["sh", "-c", "touch /ready"]}},
+        "preStop": {"httpGet": {"port": 80, "path": "/drain"}},
+    }
+    sleeping = {"preStop": {"sleep": {"seconds": 30}}}
+    containers = [_container(lifecycle=hooks), _container(name="side", lifecycle=sleeping)]
+    template = {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": containers}}
     assert causes_of(deployment(template=template)) == []
 
 
