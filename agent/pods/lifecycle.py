@@ -17,6 +17,14 @@ Rules (the kubelet's):
 - The newest exited run is kept for `logs --previous`; older runs are removed.
 - Phase only moves forward: Pending → Running → Succeeded | Failed.
 
+Lifecycle hooks (`hook_target`, the kubelet's rules): postStart runs right
+after a container starts; until it succeeds the container shows as waiting
+(ContainerCreating), is not probed and not ready; a failed hook kills the
+container (event FailedPostStartHook) and the restart policy decides, the
+wait shown as PostStartHookError. preStop runs before every SIGTERM the agent
+sends (never on an exit of the container's own), once per container, within
+the grace period, which the hook's time is taken from (`grace_after_pre_stop`).
+
 Graceful termination (the pod has a deletionTimestamp): nothing is started or
 restarted any more; `plan_termination` says when the containers get SIGTERM
 (after an endpoint drain, if the pod was Ready) and when SIGKILL (the
@@ -34,6 +42,7 @@ from datetime import UTC, datetime
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from agent.probes.target import InvalidTarget, ProbeTarget, resolve_probe_target
 from agent.probes.tracker import ProbeState
 from agent.runtime.base import LABEL_ATTEMPT, LABEL_SPEC_HASH, ContainerInfo, State
 from protos.corral.v1 import pod_pb2
@@ -64,6 +73,11 @@ class ContainerTrack:
     startup: ProbeState = ProbeState.UNKNOWN
     # The container id the probe states belong to (they reset with every run).
     probed_id: str = ""
+    # The container whose postStart hook is running: not Running, not probed, until it succeeds.
+    post_start_pending: str = ""
+    # The container killed because its postStart hook failed, and why.
+    post_start_failed: str = ""
+    post_start_error: str = ""
 
 
 @dataclass(frozen=True)
@@ -120,8 +134,8 @@ def spec_hash(container: pod_pb2.Container) -> str:
     for env in relevant.env:
         if env.HasField("value_from"):
             env.value = ""
-    # Probes and pull policy do not need a new container when they change.
-    for name in ("liveness_probe", "readiness_probe", "startup_probe"):
+    # Probes, hooks and pull policy do not need a new container when they change.
+    for name in ("liveness_probe", "readiness_probe", "startup_probe", "lifecycle"):
         relevant.ClearField(name)
     relevant.image_pull_policy = ""
     return hashlib.sha256(relevant.SerializeToString(deterministic=True)).hexdigest()[:16]
@@ -278,6 +292,9 @@ def _fill_state(
         )
         waiting.message = track.start_error
         return
+    if latest.state is State.RUNNING and track.post_start_pending == latest.id:
+        waiting.reason = "ContainerCreating"
+        return
     if latest.state is State.RUNNING:
         _timestamp(status.state.running.started_at, latest.started_at)
         probed = track.probed_id == latest.id
@@ -295,6 +312,8 @@ def _fill_state(
         wait = max(0, round(track.not_before - inputs.now))
         waiting.reason = "CrashLoopBackOff"
         waiting.message = f"back-off {wait}s restarting failed container={container.name} pod={pod.metadata.name}"
+        if track.post_start_failed == latest.id:
+            waiting.reason, waiting.message = "PostStartHookError", track.post_start_error
         status.last_state.terminated.CopyFrom(_terminated(latest, inputs.runtime_name))
         return
     status.state.terminated.CopyFrom(_terminated(latest, inputs.runtime_name))
@@ -414,3 +433,53 @@ def plan_termination(
 def running(runs: Mapping[str, list[ContainerInfo]]) -> list[ContainerInfo]:
     """Every run still running (normally at most the latest of each container)."""
     return [r for history in runs.values() for r in history if r.state is State.RUNNING]
+
+
+# -- lifecycle hooks ----------------------------------------------------------------
+
+# The least grace a container gets for its SIGTERM after a preStop hook (the kubelet's).
+MIN_GRACE_AFTER_PRE_STOP = 2.0
+
+
+@dataclass(frozen=True)
+class SleepTarget:
+    """A `sleep` hook handler: wait this many seconds."""
+
+    seconds: float
+
+
+HookTarget = ProbeTarget | SleepTarget
+
+
+def hook_target(
+    handler: pod_pb2.LifecycleHandler,
+    container: pod_pb2.Container,
+    *,
+    host: str,
+    port_map: Mapping[int, int],
+) -> HookTarget:
+    """What a hook does: exec and httpGet resolve as the probes' actions do (one implementation)."""
+    if handler.HasField("sleep"):
+        return SleepTarget(float(max(0, handler.sleep.seconds)))
+    if handler.HasField("tcp_socket"):
+        return InvalidTarget("tcpSocket is not supported as a lifecycle handler")
+    if not (handler.HasField("exec") or handler.HasField("http_get")):
+        return InvalidTarget("lifecycle hook has no action: set exec, httpGet or sleep")
+    probe = pod_pb2.Probe()
+    if handler.HasField("exec"):
+        probe.exec.CopyFrom(handler.exec)
+    else:
+        probe.http_get.CopyFrom(handler.http_get)
+    return resolve_probe_target(probe, container, host=host, port_map=port_map)
+
+
+def runs_pre_stop(container: pod_pb2.Container | None, grace: float) -> bool:
+    """Whether a stop runs the container's preStop hook first: it has one and the stop has a
+    grace period (a stop without one, a force delete, skips it, as in the kubelet)."""
+    return container is not None and container.lifecycle.HasField("pre_stop") and grace > 0
+
+
+def grace_after_pre_stop(grace: float, hook_took: float) -> float:
+    """The SIGTERM's grace period after a preStop hook that took `hook_took` of `grace` seconds:
+    what is left, but at least MIN_GRACE_AFTER_PRE_STOP."""
+    return max(grace - hook_took, MIN_GRACE_AFTER_PRE_STOP)

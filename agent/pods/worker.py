@@ -6,6 +6,14 @@ image-pull back-offs, and hands changed statuses to the manager. It wakes on
 a pod update, and otherwise every `poll_interval` seconds (sooner when a probe
 or back-off is due).
 
+Lifecycle hooks (rules in `lifecycle`): a new container's postStart hook runs
+right after its start, in the step that started it (a deletion cuts it short);
+a failure kills the container. Every stop the agent makes (`_stop`: a kill, a
+deletion, the pod leaving the node) runs the container's preStop hook first,
+once per container, with the grace period as its timeout; what the hook took
+is taken off the SIGTERM's grace. A failed preStop is logged and the stop goes
+on.
+
 A pod with a deletionTimestamp is wound down instead (`_wind_down`): no more
 starts, restarts or probes; Ready False; an endpoint drain if it was Ready;
 SIGTERM to every container, SIGKILL at the deletion deadline; then a status
@@ -32,9 +40,10 @@ from typing import Any, Protocol
 import structlog
 
 from agent.backoff import CrashLoopBackoff
-from agent.pods import lifecycle, security_context
+from agent.pods import hooks, lifecycle, security_context
 from agent.pods.lifecycle import Action, ContainerTrack, Kill, Remove, Start
 from agent.pods.service_env import PodNetwork
+from agent.probes.result import ProbeResult
 from agent.probes.runner import run_probe
 from agent.probes.target import resolve_probe_target
 from agent.probes.tracker import ProbeState, ProbeTracker, settings_from_proto
@@ -59,6 +68,8 @@ TERMINATED_RESEND = 5.0
 # A kill deadline only counts as brought forward by more than this (the clocks
 # it is computed from move a little between two looks).
 SHORTER_DEADLINE_SLACK = 0.5
+# The longest a postStart hook may run (Kubernetes sets none; a deletion ends it sooner).
+POST_START_TIMEOUT = 300.0
 # Where emptyDir volumes live when the agent names no data dir (tests).
 DEFAULT_VOLUMES_DIR = Path(tempfile.gettempdir()) / "corral-volumes"
 
@@ -173,6 +184,8 @@ class PodWorker:
         self._stopping = False
         self._termination: lifecycle.Termination | None = None
         self._resend_terminated_at = 0.0
+        # Containers whose preStop hook has run (or is running): it runs once per container.
+        self._pre_stopped: set[str] = set()
         self._clock = asyncio.get_running_loop().time
 
     @property
@@ -241,7 +254,7 @@ class PodWorker:
         for action in actions:
             if self.deleted.is_set() and isinstance(action, Start):
                 continue  # the pod is being deleted: nothing more starts
-            await self._execute(action)
+            await self._execute(action, runs)
         if actions:
             runs = await self.observe()
         self._report(runs, self._clock())
@@ -280,6 +293,8 @@ class PodWorker:
                 continue
             latest = history[-1]
             track = self._track(container.name)
+            if track.post_start_pending == latest.id:
+                continue  # not started until its postStart hook succeeds
             if track.probed_id != latest.id:
                 self._reset_probes(container, latest, track, now)
             jobs += self._due_probes(container, latest, track, now)
@@ -321,8 +336,7 @@ class PodWorker:
         probe: pod_pb2.Probe,
         tracker: ProbeTracker,
     ) -> None:
-        port_map = {p.container_port: p.host_port for p in latest.ports if p.host_port}
-        host = "127.0.0.1" if port_map or not latest.ip else latest.ip
+        host, port_map = _reach(latest)
         target = resolve_probe_target(probe, container, host=host, port_map=port_map)
         result = await run_probe(target, runtime=self.runtime, container_id=latest.id, timeout=tracker.settings.timeout)
         outcome = tracker.record(result, self._clock())
@@ -341,14 +355,84 @@ class PodWorker:
 
     # -- actions ---------------------------------------------------------------------
 
-    async def _execute(self, action: Action) -> None:
+    async def _execute(self, action: Action, runs: dict[str, list[ContainerInfo]]) -> None:
         if isinstance(action, Start):
             await self._start(action)
         elif isinstance(action, Kill):
             log.info("container_killing", pod=self.pod.metadata.name, id=action.container_id, reason=action.reason)
-            await self.runtime.stop(action.container_id, grace_seconds=self._grace())
+            info = next((r for history in runs.values() for r in history if r.id == action.container_id), None)
+            if info is None:
+                await self.runtime.stop(action.container_id, grace_seconds=self._grace())
+            else:
+                await self._stop(info, self._grace())
         elif isinstance(action, Remove):
             await self.runtime.remove(action.container_id)
+
+    # -- lifecycle hooks -------------------------------------------------------------
+
+    def _spec_of(self, info: ContainerInfo) -> pod_pb2.Container | None:
+        name = info.labels.get(base.LABEL_CONTAINER, "")
+        return next((c for c in self.pod.spec.containers if c.name == name), None)
+
+    async def _run_hook(
+        self,
+        handler: pod_pb2.LifecycleHandler,
+        container: pod_pb2.Container,
+        info: ContainerInfo,
+        timeout: float,  # noqa: ASYNC109 - the hook's own deadline
+    ) -> ProbeResult:
+        host, port_map = _reach(info)
+        target = lifecycle.hook_target(handler, container, host=host, port_map=port_map)
+        return await hooks.run_hook(target, runtime=self.runtime, container_id=info.id, timeout=timeout)
+
+    async def _stop(self, info: ContainerInfo, grace: float) -> None:
+        """Stop a running container: its preStop hook first (once), then SIGTERM with what is
+        left of `grace`, SIGKILL after it."""
+        container = self._spec_of(info)
+        if container is not None and info.id not in self._pre_stopped and lifecycle.runs_pre_stop(container, grace):
+            self._pre_stopped.add(info.id)
+            began = self._clock()
+            result = await self._run_hook(container.lifecycle.pre_stop, container, info, grace)
+            took = self._clock() - began
+            if result.success:
+                log.info("container_pre_stop_done", pod=self.pod.metadata.name, container=container.name, took=took)
+            else:
+                log.warning(
+                    "container_hook_failed",
+                    reason="FailedPreStopHook",
+                    pod=self.pod.metadata.name,
+                    container=container.name,
+                    message=result.message,
+                )
+            grace = lifecycle.grace_after_pre_stop(grace, took)
+        await self.runtime.stop(info.id, grace_seconds=grace)
+
+    async def _post_start(self, container: pod_pb2.Container, info: ContainerInfo, track: ContainerTrack) -> None:
+        """Run the postStart hook of a container just started; kill the container if it fails."""
+        track.post_start_pending = info.id
+        self._report(await self.observe(), self._clock())  # ContainerCreating until the hook is done
+        results: list[ProbeResult] = []
+
+        async def hook() -> None:
+            results.append(await self._run_hook(container.lifecycle.post_start, container, info, POST_START_TIMEOUT))
+
+        if not await self._unless_deleted(hook()):
+            log.info("container_post_start_abandoned", pod=self.pod.metadata.name, container=container.name)
+            return
+        track.post_start_pending = ""
+        if results[0].success:
+            log.info("container_post_start_done", pod=self.pod.metadata.name, container=container.name)
+            return
+        track.post_start_failed = info.id
+        track.post_start_error = f"postStart hook failed: {results[0].message}"
+        log.warning(
+            "container_hook_failed",
+            reason="FailedPostStartHook",
+            pod=self.pod.metadata.name,
+            container=container.name,
+            message=results[0].message,
+        )
+        await self._stop(info, self._grace())
 
     def _grace(self) -> float:
         """The grace period of a stop: what is left of a terminating pod's, else the pod's own."""
@@ -410,6 +494,8 @@ class PodWorker:
             id=info.id,
             attempt=action.attempt,
         )
+        if container.lifecycle.HasField("post_start"):
+            await self._post_start(container, info, track)
 
     async def _unless_deleted(self, work: Coroutine[Any, Any, None]) -> bool:
         """Run ``work``; cancel it, and answer False, as soon as the pod is being deleted."""
@@ -550,9 +636,7 @@ class PodWorker:
     async def _stop_all(self, running: list[ContainerInfo]) -> None:
         grace = self._grace()
         log.info("pod_containers_stopping", pod=self.pod.metadata.name, containers=len(running), grace=round(grace, 3))
-        results = await asyncio.gather(
-            *(self.runtime.stop(c.id, grace_seconds=grace) for c in running), return_exceptions=True
-        )
+        results = await asyncio.gather(*(self._stop(c, grace) for c in running), return_exceptions=True)
         for result in results:
             if isinstance(result, BaseException):
                 raise result
@@ -573,10 +657,16 @@ class PodWorker:
             await self._discard_late(creating)
         containers = await self.runtime.list({base.LABEL_POD_UID: self.uid})
         running = [c for c in containers if c.state is State.RUNNING]
-        await asyncio.gather(*(self.runtime.stop(c.id, grace_seconds=self._grace()) for c in running))
+        await asyncio.gather(*(self._stop(c, self._grace()) for c in running))
         await asyncio.gather(*(self.runtime.remove(c.id) for c in containers))
         await asyncio.to_thread(security_context.remove, self.settings.volumes_dir, self.uid)
         log.info("pod_terminated", pod=self.pod.metadata.name, containers=len(containers))
+
+
+def _reach(info: ContainerInfo) -> tuple[str, dict[int, int]]:
+    """Where the agent reaches a container's ports: host and container port → published port."""
+    port_map = {p.container_port: p.host_port for p in info.ports if p.host_port}
+    return ("127.0.0.1" if port_map or not info.ip else info.ip), port_map
 
 
 def _retrieve(task: asyncio.Task[Any]) -> None:

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
 from agent.backoff import CrashLoopBackoff
 from agent.pods import worker
@@ -392,3 +393,161 @@ async def test_a_pod_with_a_disk_empty_dir_gets_its_directory_before_it_starts(t
     assert not (volumes / "uid-plain").exists()
     mounts = {name.split("_")[2]: found for name, found in runtime.runs}
     assert mounts == {"scratchy": {"/scratch": True}, "plain": {}}
+
+
+# -- lifecycle hooks --------------------------------------------------------------------
+
+
+class HookRecordingRuntime(FakeRuntime):
+    """Records runs, execs and stops in order. The exec `hold` waits until `release` is
+    set, `slow` takes `slow_seconds`, `fail` exits 1; others exit 0 at once."""
+
+    def __init__(self, *, slow_seconds: float = 0.3) -> None:
+        super().__init__({"served:1": FakeBehaviour(serve_ports=True)})
+        self.calls: list[tuple[str, str, float]] = []  # (what, command or container id, loop time)
+        self.stop_graces: list[float] = []
+        self.release = asyncio.Event()
+        self.slow_seconds = slow_seconds
+
+    def _now_loop(self) -> float:
+        return asyncio.get_running_loop().time()
+
+    async def run(self, spec: ContainerSpec) -> base.ContainerInfo:
+        info = await super().run(spec)
+        self.calls.append(("run", info.id, self._now_loop()))
+        return info
+
+    async def exec(self, container_id: str, command: list[str], *, timeout: float) -> base.ExecResult:
+        self.calls.append(("exec", " ".join(command), self._now_loop()))
+        if command == ["hold"]:
+            await self.release.wait()
+        if command == ["slow"]:
+            await asyncio.sleep(self.slow_seconds)
+        self.calls.append(("exec-done", " ".join(command), self._now_loop()))
+        return base.ExecResult(1 if command == ["fail"] else 0, b"boom" if command == ["fail"] else b"")
+
+    async def stop(self, container_id: str, *, grace_seconds: float) -> None:
+        self.calls.append(("stop", container_id, self._now_loop()))
+        self.stop_graces.append(grace_seconds)
+        await super().stop(container_id, grace_seconds=grace_seconds)
+
+    def whats(self) -> list[tuple[str, str]]:
+        return [(what, arg) for what, arg, _ in self.calls]
+
+
+def hooked_pod(name: str, *, post_start: list[str] | None = None, pre_stop: list[str] | None = None) -> pod_pb2.Pod:
+    p = pod(name)
+    hooks = p.spec.containers[0].lifecycle
+    if post_start is not None:
+        hooks.post_start.exec.command.extend(post_start)
+    if pre_stop is not None:
+        hooks.pre_stop.exec.command.extend(pre_stop)
+    return p
+
+
+def waiting_reason(report: node_service_pb2.PodStatusReport) -> str:
+    statuses = report.status.container_statuses
+    return statuses[0].state.waiting.reason if statuses else ""
+
+
+async def test_post_start_hook_runs_before_the_container_is_running_or_ready(tmp_path: Path) -> None:
+    runtime = HookRecordingRuntime()
+    async with running(PodManager({"docker": runtime}, settings(), tmp_path)) as manager:
+        reports = Reports(manager)
+        await manager.apply(assignment(1, hooked_pod("hooked", post_start=["hold"])))
+        await eventually(lambda: reports.saw(lambda r: waiting_reason(r) == "ContainerCreating"))
+        await eventually(lambda: ("exec", "hold") in runtime.whats())
+        assert await running_count(runtime, "uid-hooked") == 1  # the container runs, the hook holds it
+        assert not reports.saw(lambda r: ready_condition(r.status) == "True")
+        assert not reports.saw(lambda r: r.status.phase == "Running")
+        runtime.release.set()
+        await eventually(lambda: reports.saw(lambda r: ready_condition(r.status) == "True"))
+        assert runtime.whats()[:3] == [("run", "fake-000001"), ("exec", "hold"), ("exec-done", "hold")]
+
+
+async def test_failed_post_start_hook_kills_and_restarts_the_container(tmp_path: Path) -> None:
+    runtime = HookRecordingRuntime()
+    with capture_logs() as logs:
+        async with running(PodManager({"docker": runtime}, settings(), tmp_path)) as manager:
+            reports = Reports(manager)
+            await manager.apply(assignment(1, hooked_pod("failing", post_start=["fail"])))
+            await eventually(lambda: reports.saw(lambda r: waiting_reason(r) == "PostStartHookError"))
+            await eventually(
+                lambda: reports.saw(
+                    lambda r: bool(r.status.container_statuses) and r.status.container_statuses[0].restart_count >= 1
+                )
+            )
+            assert not reports.saw(lambda r: ready_condition(r.status) == "True")
+    error = next(r for r in reports.seen if waiting_reason(r) == "PostStartHookError")
+    assert (
+        error.status.container_statuses[0].state.waiting.message == "postStart hook failed: command exited with 1: boom"
+    )
+    assert runtime.whats()[:3] == [("run", "fake-000001"), ("exec", "fail"), ("exec-done", "fail")]
+    assert ("stop", "fake-000001") in runtime.whats()
+    assert any(e.get("reason") == "FailedPostStartHook" for e in logs)
+
+
+async def test_pre_stop_hook_runs_before_the_stop_within_the_grace_period(tmp_path: Path) -> None:
+    runtime = HookRecordingRuntime(slow_seconds=0.3)
+    undrained = replace(settings(), termination_drain=0.0)
+    async with running(PodManager({"docker": runtime}, undrained, tmp_path)) as manager:
+        reports = Reports(manager)
+        web = hooked_pod("drained", pre_stop=["slow"])
+        web.spec.termination_grace_period_seconds = 30
+        await manager.apply(assignment(1, web))
+        await eventually(lambda: reports.saw(lambda r: ready_condition(r.status) == "True"))
+        await manager.apply(assignment(2, terminating(web, 10)))
+        await eventually(lambda: reports.saw(lambda r: r.terminated))
+    whats = runtime.whats()
+    assert [w for w in whats if w[0] != "run"] == [("exec", "slow"), ("exec-done", "slow"), ("stop", "fake-000001")]
+    # the hook's 0.3 s came off the deletion's 10 s grace period
+    assert len(runtime.stop_graces) == 1 and 8.0 < runtime.stop_graces[0] <= 10.0 - 0.3
+
+
+async def test_failed_pre_stop_hook_is_logged_and_the_stop_goes_on(tmp_path: Path) -> None:
+    runtime = HookRecordingRuntime()
+    with capture_logs() as logs:
+        async with running(PodManager({"docker": runtime}, settings(), tmp_path)) as manager:
+            reports = Reports(manager)
+            web = hooked_pod("stubborn", pre_stop=["fail"])
+            await manager.apply(assignment(1, web))
+            await eventually(lambda: running_count(runtime, "uid-stubborn"))
+            await manager.apply(assignment(2, terminating(web, 5)))
+            await eventually(lambda: reports.saw(lambda r: r.terminated))
+    assert [w for w in runtime.whats() if w[0] != "run"] == [
+        ("exec", "fail"),
+        ("exec-done", "fail"),
+        ("stop", "fake-000001"),
+    ]
+    failed = [e for e in logs if e.get("reason") == "FailedPreStopHook"]
+    assert failed and failed[0]["message"] == "command exited with 1: boom"
+
+
+async def test_pre_stop_hook_runs_before_a_liveness_kill(tmp_path: Path) -> None:
+    runtime = HookRecordingRuntime()
+    sick = hooked_pod("sick", pre_stop=["true"])
+    sick.spec.containers[0].liveness_probe.exec.command.append("fail")
+    sick.spec.containers[0].liveness_probe.period_seconds = 1
+    sick.spec.containers[0].liveness_probe.failure_threshold = 1
+    sick.spec.containers[0].liveness_probe.timeout_seconds = 1
+    async with running(PodManager({"docker": runtime}, settings(), tmp_path)) as manager:
+        await manager.apply(assignment(1, sick))
+        await eventually(lambda: ("stop", "fake-000001") in runtime.whats())
+    whats = runtime.whats()
+    assert whats.index(("exec", "true")) < whats.index(("stop", "fake-000001"))
+    assert whats.count(("exec", "true")) >= 1
+
+
+async def test_http_get_post_start_hook_reaches_the_container_port(tmp_path: Path) -> None:
+    runtime = HookRecordingRuntime()
+    web = pod("served", image="served:1")
+    web.spec.containers[0].ports.add(name="http", container_port=8080)
+    web.spec.containers[0].lifecycle.post_start.http_get.port.str_val = "http"
+    web.spec.containers[0].lifecycle.post_start.http_get.path = "/started"
+    with capture_logs() as logs:
+        async with running(PodManager({"docker": runtime}, settings(), tmp_path)) as manager:
+            reports = Reports(manager)
+            await manager.apply(assignment(1, web))
+            await eventually(lambda: reports.saw(lambda r: ready_condition(r.status) == "True"))
+    assert any(e["event"] == "container_post_start_done" for e in logs)
+    assert not any(e.get("reason") == "FailedPostStartHook" for e in logs)

