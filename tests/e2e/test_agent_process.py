@@ -223,3 +223,36 @@ def test_a_root_agent_runs_process_pods_as_nobody_unless_they_ask(server: Server
     for name, _, uid in cases:
         wait_until(functools.partial(ready, cli, name), 60, f"{name} ready", agent.log)
         assert f"uid={uid} gid={uid}" in cli.run("logs", name).stdout
+
+
+def test_lifecycle_hooks_post_start_before_ready_pre_stop_before_sigterm(
+    server: ServerProcess, agent: AgentProcess, tmp_path: Any
+) -> None:
+    cli = Cli(server.env)
+    events = tmp_path / "events"
+    # The main process logs its SIGTERM; postStart takes a moment, preStop logs before it.
+    script = f"trap 'echo sigterm >> {events}; exit 0' TERM; echo main >> {events}; while true; do sleep 0.1; done"
+    apply_pod(
+        cli,
+        "hooked",
+        agent.name,
+        {
+            "name": "main",
+            "image": "host",
+            "command": ["/bin/sh", "-c", script],
+            "lifecycle": {
+                "postStart": {"exec": {"command": ["/bin/sh", "-c", f"sleep 1; echo post-start >> {events}"]}},
+                "preStop": {"exec": {"command": ["/bin/sh", "-c", f"echo pre-stop >> {events}; sleep 1"]}},
+            },
+        },
+        terminationGracePeriodSeconds=20,
+    )
+    wait_until(lambda: ready(cli, "hooked"), 60, "pod ready", agent.log)
+    assert "post-start" in events.read_text().split(), "Ready before the postStart hook had finished"
+
+    deleted = cli.run("delete", "pod", "hooked")
+    assert deleted.returncode == 0, deleted.stderr
+    wait_until(lambda: "hooked" not in pod_names(cli), 60, "the pod object deleted", agent.log)
+    lines = events.read_text().split()
+    assert lines[-2:] == ["pre-stop", "sigterm"], lines
+    assert "container_pre_stop_done" in agent.log.read_text()
