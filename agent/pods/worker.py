@@ -410,7 +410,8 @@ class PodWorker:
     async def _post_start(self, container: pod_pb2.Container, info: ContainerInfo, track: ContainerTrack) -> None:
         """Run the postStart hook of a container just started; kill the container if it fails."""
         track.post_start_pending = info.id
-        self._report(await self.observe(), self._clock())  # ContainerCreating until the hook is done
+        with contextlib.suppress(RuntimeFailure):  # ContainerCreating until the hook is done (shown if it can be)
+            self._report(await self.observe(), self._clock())
         results: list[ProbeResult] = []
 
         async def hook() -> None:
