@@ -44,9 +44,11 @@ def container_status(cli: Cli, name: str) -> dict[str, Any]:
     return statuses[0] if statuses else {}
 
 
-def docker_ids(label: str) -> list[str]:
+def docker_ids(*labels: str) -> list[str]:
+    """The containers carrying every one of ``labels`` (name a node too: other runs may share the engine)."""
+    filters = [arg for label in labels for arg in ("--filter", f"label={label}")]
     out = subprocess.run(
-        ["docker", "ps", "-aq", "--no-trunc", "--filter", f"label={label}"], capture_output=True, text=True, check=True
+        ["docker", "ps", "-aq", "--no-trunc", *filters], capture_output=True, text=True, check=True
     ).stdout
     return sorted(out.split())
 
@@ -186,7 +188,7 @@ def test_pods_survive_control_plane_outage(server: ServerProcess, agent: AgentPr
         pod_manifest("flaky", agent.name, {"name": "main", "image": IMAGE, "command": ["sh", "-c", "sleep 1; exit 1"]}),
     )
     wait_until(lambda: is_ready(cli, "steady"), 60, "steady ready", agent.log)
-    steady_ids = docker_ids("io.corral.pod.name=steady")
+    steady_ids = docker_ids("io.corral.pod.name=steady", f"io.corral.node={agent.name}")
     server.kill9()
     start_attempt = highest_attempt("flaky")
     wait_until(
@@ -195,7 +197,7 @@ def test_pods_survive_control_plane_outage(server: ServerProcess, agent: AgentPr
         "flaky restarted twice without a control plane",
         agent.log,
     )
-    assert docker_ids("io.corral.pod.name=steady") == steady_ids
+    assert docker_ids("io.corral.pod.name=steady", f"io.corral.node={agent.name}") == steady_ids
     server.start()
     wait_until(
         lambda: container_status(cli, "flaky").get("restartCount", 0) >= start_attempt + 2,
