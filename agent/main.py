@@ -20,7 +20,6 @@ from pathlib import Path
 
 import structlog
 
-from agent.backoff import CrashLoopBackoff
 from agent.network.proxy.nftables import NftablesError
 from agent.network.proxy.reserved import reserved_ports
 from agent.network.stack import PROXY_MODES, build_service_network
@@ -33,6 +32,7 @@ from agent.pods.worker import WorkerSettings
 from agent.runtime.base import ContainerRuntime
 from agent.runtime.errors import RuntimeFailure
 from agent.telemetry.series import AgentTelemetry
+from corral.common.backoff import CrashLoopBackoff
 from corral.common.pki.endpoints import join_address_for
 from corral.common.telemetry.endpoint import MetricsEndpointError, open_endpoint
 from protos import wellknown

@@ -22,7 +22,6 @@ from pathlib import Path
 
 import uvloop
 
-from agent.backoff import CrashLoopBackoff
 from agent.node.credentials import NodeCredentials
 from agent.node.session import Session, SessionConfig
 from agent.node.status import node_status
@@ -31,6 +30,7 @@ from agent.pods.worker import WorkerSettings
 from agent.runtime.fake import FakeRuntime
 from corral.client import split_servers
 from corral.common import logs
+from corral.common.backoff import CrashLoopBackoff
 from corral.common.pki.join import join_address_for
 from protos.corral.v1 import node_pb2
 

@@ -28,7 +28,7 @@ from pathlib import Path
 import grpc
 import structlog
 
-from agent.backoff import ExponentialBackoff
+from corral.common.backoff import ExponentialBackoff
 from corral.common.pki.credentials import CERT_FILE, Credentials
 from corral.common.pki.identity import CertificateError, CertificateFacts, Identity, Role
 from corral.common.pki.tokens import JoinToken, TokenFormatError, parse_token

@@ -25,13 +25,13 @@ from dataclasses import dataclass, field
 import grpc
 import structlog
 
-from agent.backoff import ExponentialBackoff
 from agent.network.routes import ServiceTable
 from agent.node.credentials import CredentialsError, NodeCredentials
 from agent.node.metrics import MetricsSampler
 from agent.node.status_reports import StatusReports, StatusStreamEnded
 from agent.pods.manager import PodManager
 from agent.runtime.errors import RuntimeFailure
+from corral.common.backoff import ExponentialBackoff
 from corral.common.pki.credentials import channel_options
 from protos.corral.v1 import node_pb2, node_service_pb2, node_service_pb2_grpc
 

@@ -39,7 +39,6 @@ from typing import Any, Protocol
 
 import structlog
 
-from agent.backoff import CrashLoopBackoff
 from agent.pods import hooks, lifecycle, security_context
 from agent.pods.lifecycle import Action, ContainerTrack, Kill, Remove, Start
 from agent.pods.service_env import PodNetwork
@@ -56,6 +55,7 @@ from agent.runtime.errors import (
     ImagePullError,
     RuntimeFailure,
 )
+from corral.common.backoff import CrashLoopBackoff
 from protos import pods as podutil
 from protos import quantity
 from protos.corral.v1 import pod_pb2

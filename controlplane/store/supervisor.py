@@ -8,10 +8,10 @@ after any etcd outage.
 One event line per outage, saying what happened and what corral does about
 it: ``embedded_etcd_exited`` (or ``embedded_etcd_disk_full``), then
 ``embedded_etcd_restarted`` once etcd answers again. Failed restarts back off
-(`RestartPolicy`) and are logged again only when their reason changes, so a
+(`RESTARTS`, the agent's crash-loop backoff) and are logged again only when their reason changes, so a
 full disk is one line until space returns.
 
-The pure part, `RestartPolicy` and `diagnose`, takes times and etcd's output
+The pure parts, the backoff and `diagnose`, takes times and etcd's output
 as arguments; `EtcdSupervisor.run` is the thin async shell.
 """
 
@@ -20,14 +20,14 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from dataclasses import dataclass
 
 import structlog
 
 from controlplane.store.embedded import EmbeddedEtcd
 from controlplane.store.errors import EmbeddedEtcdError
+from corral.common.backoff import CrashLoopBackoff
 
-__all__ = ["DISK_FULL", "EtcdSupervisor", "RestartPolicy", "diagnose"]
+__all__ = ["DISK_FULL", "RESTARTS", "EtcdSupervisor", "diagnose"]
 
 log = structlog.get_logger(__name__)
 
@@ -38,24 +38,9 @@ LOW_SPACE = 8 * 2**20
 _CHECK_PERIOD = 0.2  # seconds between two looks at the child
 
 
-@dataclass(frozen=True)
-class RestartPolicy:
-    """Waits between restarts: ``initial`` seconds, doubling after each failed
-    restart up to ``cap``; back to ``initial`` after a run of ``reset_after``."""
-
-    initial: float = 0.5
-    cap: float = 10.0
-    reset_after: float = 60.0
-
-    def __post_init__(self) -> None:
-        if not 0 < self.initial <= self.cap:
-            raise ValueError(f"need 0 < initial <= cap, got initial={self.initial}, cap={self.cap}")
-
-    def next_delay(self, previous: float, *, ran_for: float) -> float:
-        """The wait before the next start, given the previous wait and how long the last run lasted."""
-        if previous <= 0 or ran_for >= self.reset_after:
-            return self.initial
-        return min(previous * 2, self.cap)
+# Waits between restarts: 0.5 s, doubling after each failed restart up to 10 s; back to 0.5 s after a run
+# of a minute (the agent's crash-loop backoff, with etcd's own numbers).
+RESTARTS = CrashLoopBackoff(initial=0.5, cap=10.0, reset_after=60.0)
 
 
 def diagnose(returncode: int | None, output: str, free_bytes: int | None = None) -> str:
@@ -84,10 +69,10 @@ class EtcdSupervisor:
     """Watches an `EmbeddedEtcd` (started) and restarts it whenever it exits."""
 
     def __init__(
-        self, etcd: EmbeddedEtcd, policy: RestartPolicy | None = None, *, check_period: float = _CHECK_PERIOD
+        self, etcd: EmbeddedEtcd, policy: CrashLoopBackoff = RESTARTS, *, check_period: float = _CHECK_PERIOD
     ) -> None:
         self.etcd = etcd
-        self.policy = policy or RestartPolicy()
+        self.policy = policy
         self.check_period = check_period
         # How many times etcd was restarted, and how many restarts failed (for tests and metrics).
         self.restarts = 0

@@ -28,7 +28,8 @@ from controlplane.store.base import WatchEvent
 from controlplane.store.embedded import EmbeddedEtcd, etcd_binary
 from controlplane.store.errors import EmbeddedEtcdError, UnavailableError
 from controlplane.store.etcd import EtcdStore
-from controlplane.store.supervisor import EtcdSupervisor, RestartPolicy
+from controlplane.store.supervisor import EtcdSupervisor
+from corral.common.backoff import CrashLoopBackoff
 from tests.conftest import ETCD_MAJORS, etcd_of_major
 
 pytestmark = pytest.mark.etcd
@@ -309,7 +310,7 @@ async def wait_for(condition: Callable[[], bool], what: str) -> None:
 async def test_a_killed_etcd_is_restarted_on_its_ports_by_the_supervisor(etcd: EmbeddedEtcd) -> None:
     endpoint = await etcd.start()
     store = await EtcdStore.connect([endpoint], timeout=2.0)
-    supervisor = EtcdSupervisor(etcd, RestartPolicy(initial=0.1, cap=0.5), check_period=0.05)
+    supervisor = EtcdSupervisor(etcd, CrashLoopBackoff(initial=0.1, cap=0.5), check_period=0.05)
     task = asyncio.create_task(supervisor.run())
     try:
         await store.create("/k", b"before")
@@ -336,7 +337,7 @@ async def test_a_full_disk_is_one_clear_line_and_etcd_comes_back_when_space_retu
     etcd = EmbeddedEtcd(small_disk)
     endpoint = await etcd.start()
     store = await EtcdStore.connect([endpoint], timeout=2.0)
-    supervisor = EtcdSupervisor(etcd, RestartPolicy(initial=0.1, cap=0.3), check_period=0.05)
+    supervisor = EtcdSupervisor(etcd, CrashLoopBackoff(initial=0.1, cap=0.3), check_period=0.05)
     task = asyncio.create_task(supervisor.run())
     filler = small_disk / "filler"
     try:

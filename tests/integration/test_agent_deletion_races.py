@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from agent.backoff import CrashLoopBackoff
 from agent.pods.manager import PodManager
 from agent.runtime.base import ContainerInfo, ContainerSpec, State
 from agent.runtime.fake import FakeBehaviour, FakeRuntime
+from corral.common.backoff import CrashLoopBackoff
 from protos.corral.v1 import node_service_pb2, pod_pb2
 from tests.integration.test_agent_manager import (
     Reports,

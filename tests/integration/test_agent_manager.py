@@ -15,13 +15,13 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from agent.backoff import CrashLoopBackoff
 from agent.pods import worker
 from agent.pods.manager import PodManager
 from agent.pods.worker import WorkerSettings
 from agent.runtime import base
 from agent.runtime.base import ContainerSpec, State
 from agent.runtime.fake import FakeBehaviour, FakeRuntime
+from corral.common.backoff import CrashLoopBackoff
 from protos.corral.v1 import node_service_pb2, pod_pb2
 
 NODE = "node-1"

@@ -20,7 +20,6 @@ import grpc
 import pytest
 from structlog.testing import capture_logs
 
-from agent.backoff import CrashLoopBackoff
 from agent.node.session import Session, SessionConfig
 from agent.pods.manager import PodManager
 from agent.pods.worker import WorkerSettings
@@ -38,6 +37,7 @@ from controlplane.nodeapi.service import NodeService
 from controlplane.store.memory import MemoryStore
 from controlplane.store.objects import ObjectStore
 from controlplane.tunnels import TunnelRegistry
+from corral.common.backoff import CrashLoopBackoff
 from protos.corral.v1 import node_pb2, node_service_pb2_grpc, pod_pb2, workloads_pb2
 from protos.kinds import by_kind
 from tests.pki import TestCluster, node_identity

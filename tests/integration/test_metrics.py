@@ -19,7 +19,6 @@ import grpc
 import pytest
 from structlog.testing import capture_logs
 
-from agent.backoff import CrashLoopBackoff
 from agent.network.proxy.server import ServiceStats
 from agent.node.metrics import MetricsSampler
 from agent.node.session import Session, SessionConfig
@@ -35,6 +34,7 @@ from controlplane.nodeapi.service import NodeService
 from controlplane.store.memory import MemoryStore
 from controlplane.store.objects import ObjectStore
 from controlplane.tunnels import TunnelRegistry
+from corral.common.backoff import CrashLoopBackoff
 from protos.corral.v1 import metrics_pb2, metrics_pb2_grpc, node_pb2, node_service_pb2_grpc, pod_pb2
 from tests.pki import TestCluster, aio_channel, node_identity
 

@@ -16,7 +16,6 @@ from typing import Any, TypeVar
 import pytest
 from structlog.testing import capture_logs
 
-from agent.backoff import CrashLoopBackoff, ExponentialBackoff
 from agent.node.session import Session, SessionConfig
 from agent.node.status import node_status
 from agent.pods.manager import PodManager
@@ -25,6 +24,7 @@ from agent.runtime.fake import FakeRuntime
 from controlplane.leader.elector import Elector
 from controlplane.server import RunningServer, ServerConfig, start
 from corral import client as api
+from corral.common.backoff import CrashLoopBackoff, ExponentialBackoff
 from protos.corral.v1 import meta_pb2, workloads_pb2
 from tests.pki import TestCluster, admin_of, node_identity, node_of
 

@@ -13,11 +13,11 @@ import grpc
 import pytest
 from structlog.testing import capture_logs
 
-from agent.backoff import ExponentialBackoff
 from agent.network.routes import ServiceTable
 from agent.node.session import Session, SessionConfig
 from agent.pods.manager import PodManager
 from agent.pods.worker import WorkerSettings
+from corral.common.backoff import ExponentialBackoff
 from protos.corral.v1 import discovery_pb2, metrics_pb2, node_pb2, node_service_pb2, node_service_pb2_grpc
 from tests.pki import TestCluster, node_identity
 

