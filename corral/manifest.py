@@ -38,7 +38,7 @@ import json
 import os
 import re
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from itertools import pairwise
@@ -801,17 +801,11 @@ def load_objects(specs: list[str], *, stdin: BinaryIO | None = None, recursive: 
     in every file (so that a caller writes nothing when anything is wrong)."""
     sources, problems = _read_all(specs, stdin, recursive)
     objects: list[ParsedObject] = []
-    for source, raw in sources:
+    for document in _documents(sources, problems):
         try:
-            documents = load_documents(source, raw)
+            objects.append(parse_object(document))
         except ManifestError as exc:
             problems.extend(exc.problems)
-            continue
-        for document in documents:
-            try:
-                objects.append(parse_object(document))
-            except ManifestError as exc:
-                problems.extend(exc.problems)
     if not objects and not problems:
         problems.append(Problem(", ".join(specs) or STDIN_NAME, None, "", "no objects found"))
     if problems:
@@ -838,19 +832,25 @@ def load_names(
     each document that names no object was skipped."""
     sources, problems = _read_all(specs, stdin, recursive)
     names: list[ObjectName] = []
+    for doc in _documents(sources, problems):
+        found = _name_of(doc)
+        if isinstance(found, Problem):
+            problems.append(found)
+        else:
+            names.append(found)
+    return names, problems
+
+
+def _documents(sources: list[tuple[str, bytes]], problems: list[Problem]) -> Iterator[Document]:
+    """Every document of every source, in order; a source that does not read as YAML adds its problems
+    to ``problems`` instead (when its turn comes, so problems stay in file order)."""
     for source, raw in sources:
         try:
             documents = load_documents(source, raw)
         except ManifestError as exc:
             problems.extend(exc.problems)
             continue
-        for doc in documents:
-            found = _name_of(doc)
-            if isinstance(found, Problem):
-                problems.append(found)
-            else:
-                names.append(found)
-    return names, problems
+        yield from documents
 
 
 def _name_of(doc: Document) -> ObjectName | Problem:
