@@ -6,12 +6,13 @@ response) with the same codec. `rewrap` does that once for every kind: calls
 with a single response go through ``unary``, streaming responses through
 ``stream``. The control plane's servicers are all coroutines and async
 generators, which is what the wrappers receive. ``request_deserializer``, when
-given, replaces the handler's request parser.
+given, replaces the handler's request parser. `WrappingInterceptor` is the
+server interceptor that hands every method's handler to its ``wrap``.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import grpc
@@ -49,3 +50,21 @@ def rewrap(
     if handler.stream_stream is not None:
         return grpc.stream_stream_rpc_method_handler(stream(handler.stream_stream), **codec)
     return handler
+
+
+class WrappingInterceptor(grpc.aio.ServerInterceptor):
+    """A server interceptor that re-wraps the handler of every method it serves (``wrap``, usually with
+    `rewrap`); a method no servicer has stays unknown."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Req, Resp] | None]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Req, Resp] | None:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return None
+        return self.wrap(handler, handler_call_details.method)
+
+    def wrap(self, handler: grpc.RpcMethodHandler[Req, Resp], method: str) -> grpc.RpcMethodHandler[Req, Resp]:
+        raise NotImplementedError

@@ -16,7 +16,7 @@ needs no request) still answers first for a client that may not call at all.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, NoReturn, TypeVar
 
@@ -24,7 +24,7 @@ import grpc
 import structlog
 from google.protobuf.message import DecodeError
 
-from controlplane.grpcwrap import Context, rewrap
+from controlplane.grpcwrap import Context, WrappingInterceptor, rewrap
 
 log = structlog.get_logger(__name__)
 
@@ -78,16 +78,8 @@ def _arguments(request: Any, context: Context, method: str) -> Any:
     return _checked(request, context, method) if hasattr(request, "__aiter__") else request
 
 
-class RequestGuard(grpc.aio.ServerInterceptor):
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Req, Resp] | None]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Req, Resp] | None:
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return None
-        method = handler_call_details.method
+class RequestGuard(WrappingInterceptor):
+    def wrap(self, handler: grpc.RpcMethodHandler[Req, Resp], method: str) -> grpc.RpcMethodHandler[Req, Resp]:
         return rewrap(
             handler,
             lambda behavior: _unary(behavior, method),

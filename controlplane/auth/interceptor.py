@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
 
 import grpc
@@ -27,7 +27,7 @@ import structlog
 from controlplane.auth import policy
 from controlplane.auth.peer import Context, peer_of
 from controlplane.auth.revocations import RevocationList
-from controlplane.grpcwrap import rewrap
+from controlplane.grpcwrap import WrappingInterceptor, rewrap
 from corral.common.pki.certs import Peer, Role
 
 log = structlog.get_logger(__name__)
@@ -71,20 +71,12 @@ class StreamRegistry:
         return len(tasks)
 
 
-class AuthInterceptor(grpc.aio.ServerInterceptor):
+class AuthInterceptor(WrappingInterceptor):
     def __init__(self, revocations: RevocationList, streams: StreamRegistry) -> None:
         self.revocations = revocations
         self.streams = streams
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Req, Resp] | None]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Req, Resp] | None:
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return None
-        method = handler_call_details.method
+    def wrap(self, handler: grpc.RpcMethodHandler[Req, Resp], method: str) -> grpc.RpcMethodHandler[Req, Resp]:
         return rewrap(
             handler, lambda behavior: self._unary(behavior, method), lambda behavior: self._stream(behavior, method)
         )

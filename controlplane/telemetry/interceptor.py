@@ -17,31 +17,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
 
 import grpc
 
-from controlplane.grpcwrap import rewrap
+from controlplane.grpcwrap import WrappingInterceptor, rewrap
 from controlplane.telemetry.series import ControlPlaneTelemetry
 
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
 
 
-class ApiTelemetryInterceptor(grpc.aio.ServerInterceptor):
+class ApiTelemetryInterceptor(WrappingInterceptor):
     def __init__(self, metrics: ControlPlaneTelemetry) -> None:
         self.metrics = metrics
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Req, Resp] | None]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Req, Resp] | None:
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return None
-        call = _Call(self.metrics, handler_call_details.method.lstrip("/"))
+    def wrap(self, handler: grpc.RpcMethodHandler[Req, Resp], method: str) -> grpc.RpcMethodHandler[Req, Resp]:
+        call = _Call(self.metrics, method.lstrip("/"))
         return rewrap(handler, lambda behavior: _timed(behavior, call), lambda behavior: _streamed(behavior, call))
 
 
