@@ -1,6 +1,7 @@
 """One serial worker per pod: observe the runtime, decide, act, report.
 
-The decisions are `lifecycle.decide`; this shell lists the pod's containers,
+The decisions are `lifecycle.decide` (init containers first, one at a time,
+then the app containers); this shell lists the pod's containers,
 runs due probes, turns actions into runtime calls, keeps the crash-loop and
 image-pull back-offs, and hands changed statuses to the manager. It wakes on
 a pod update, and otherwise every `poll_interval` seconds (sooner when a probe
@@ -680,7 +681,7 @@ def _comparable(status: pod_pb2.PodStatus) -> bytes:
     """A status without the CrashLoopBackOff countdown, which changes every second."""
     copy = pod_pb2.PodStatus()
     copy.CopyFrom(status)
-    for cs in copy.container_statuses:
+    for cs in [*copy.init_container_statuses, *copy.container_statuses]:
         if cs.state.waiting.reason == "CrashLoopBackOff":
             cs.state.waiting.message = ""
     return copy.SerializeToString(deterministic=True)
