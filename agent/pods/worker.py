@@ -229,9 +229,9 @@ class PodWorker:
         for track in self.tracks.values():
             if track.not_before > now:
                 wait = min(wait, track.not_before - now)
-        for (name, _), tracker in self.probes.items():
+        for (name, kind), tracker in self.probes.items():
             started = self.started_at.get(name)
-            if started is not None:
+            if started is not None and not _startup_done(kind, tracker):
                 wait = min(wait, max(0.0, tracker.next_due_at(container_started_at=started) - now))
         if self._termination is not None and self._termination.stop_at > now:
             wait = min(wait, self._termination.stop_at - now)
@@ -322,7 +322,7 @@ class PodWorker:
         jobs: list[Coroutine[Any, Any, None]] = []
         for kind, attr in PROBE_FIELDS:
             tracker = self.probes.get((container.name, kind))
-            if tracker is None or (startup_pending and kind != "startup"):
+            if tracker is None or (startup_pending and kind != "startup") or _startup_done(kind, tracker):
                 continue
             if tracker.due(now, container_started_at=started):
                 jobs.append(self._probe(container, latest, track, kind, getattr(container, attr), tracker))
@@ -663,6 +663,12 @@ class PodWorker:
         await asyncio.gather(*(self.runtime.remove(c.id) for c in containers))
         await asyncio.to_thread(security_context.remove, self.settings.volumes_dir, self.uid)
         log.info("pod_terminated", pod=self.pod.metadata.name, containers=len(containers))
+
+
+def _startup_done(kind: str, tracker: ProbeTracker) -> bool:
+    """A startup probe that succeeded runs no more for this run of the container (the
+    kubelet's): a later failure of its check must not kill a started container."""
+    return kind == "startup" and tracker.state is ProbeState.SUCCESS
 
 
 def _reach(info: ContainerInfo) -> tuple[str, dict[int, int]]:

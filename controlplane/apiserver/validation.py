@@ -477,6 +477,9 @@ def validate_container(p: Problems, path: str, c: pod_pb2.Container, grace: int)
     for json_name, present, probe in probes:
         if present:
             validate_probe(p, f"{path}.{json_name}", probe, names)
+        if present and json_name != "readinessProbe" and probe.success_threshold != 1:
+            # Kubernetes': a liveness or startup probe passes on its first success.
+            p.add(f"{path}.{json_name}.successThreshold", f"must be 1, got {probe.success_threshold}")
     if c.HasField("lifecycle"):
         validate_lifecycle(p, f"{path}.lifecycle", c.lifecycle, names, grace)
 

@@ -633,3 +633,42 @@ async def test_failing_init_container_under_never_fails_the_pod(tmp_path: Path) 
         assert [(c.labels[base.LABEL_CONTAINER], c.exit_code) for c in found] == [("setup", 1)]
         last = next(s for s in reversed(seen) if s.phase == "Failed")
         assert last.init_container_statuses[0].state.terminated.reason == "Error"
+
+
+def probed_pod(name: str, **probes: list[str]) -> pod_pb2.Pod:
+    """A pod whose container has exec probes (kind → command), every second, failing at once."""
+    p = pod(name)
+    for kind, command in probes.items():
+        probe = getattr(p.spec.containers[0], f"{kind}_probe")
+        probe.exec.command.extend(command)
+        probe.period_seconds = probe.failure_threshold = probe.timeout_seconds = probe.success_threshold = 1
+    return p
+
+
+async def test_startup_probe_gates_liveness_and_stops_once_it_succeeded(tmp_path: Path) -> None:
+    runtime = HookRecordingRuntime()
+    p = probed_pod("slow", startup=["started"], liveness=["alive"])
+    async with running(PodManager({"docker": runtime}, settings(), tmp_path)) as manager:
+        await manager.apply(assignment(1, p))
+        await eventually(lambda: runtime.whats().count(("exec", "alive")) >= 2)
+    whats = runtime.whats()
+    assert whats.index(("exec-done", "started")) < whats.index(("exec", "alive"))
+    assert whats.count(("exec", "started")) == 1
+    assert ("stop", "fake-000001") not in whats
+
+
+async def test_failed_startup_probe_kills_the_container_before_any_liveness_probe(tmp_path: Path) -> None:
+    runtime = HookRecordingRuntime()
+    p = probed_pod("never", startup=["fail"], liveness=["alive"], readiness=["ready"])
+    async with running(PodManager({"docker": runtime}, settings(), tmp_path)) as manager:
+        await manager.apply(assignment(1, p))
+        await eventually(lambda: ("stop", "fake-000001") in runtime.whats())
+        seen: list[pod_pb2.PodStatus] = []
+
+        def restarted() -> bool:
+            seen.extend(r.status for r in manager.outbox.take())
+            return any(s.container_statuses and s.container_statuses[0].restart_count >= 1 for s in seen)
+
+        await eventually(restarted)
+    assert not {("exec", "alive"), ("exec", "ready")} & set(runtime.whats())
+    assert not any(s.container_statuses[0].started or s.container_statuses[0].ready for s in seen)
