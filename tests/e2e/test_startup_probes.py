@@ -4,6 +4,7 @@ and a process pod (httpGet, tcpSocket, exec, grpc) each become Ready with every 
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from typing import Any
@@ -127,7 +128,7 @@ def test_startup_probes_of_every_kind_on_both_runtimes(
         securityContext=AS_ROOT,
     )
     for name in ("on-docker", "on-process"):
-        wait_until(lambda name=name: is_ready(cli, name), 90, f"{name} Ready", agent.log)
+        wait_until(functools.partial(is_ready, cli, name), 90, f"{name} Ready", agent.log)
         statuses = get_pod(cli, name)["status"]["containerStatuses"]
         assert {s["name"]: (s["started"], s["ready"], s["restartCount"]) for s in statuses} == {
             s["name"]: (True, True, 0) for s in statuses
