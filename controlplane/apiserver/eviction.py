@@ -88,6 +88,7 @@ def check_and_decrement(
     pdb: policy_pb2.PodDisruptionBudget, pod_name: str, now: datetime
 ) -> policy_pb2.PodDisruptionBudget:
     """The budget with one disruption taken for `pod_name`, or the refusal."""
+    now = now.astimezone(UTC).replace(microsecond=0)
     status = pdb.status
     if status.observed_generation < pdb.metadata.generation:
         raise _too_many(f"The disruption budget {pdb.metadata.name} is still being processed by the server.")
@@ -117,5 +118,5 @@ def check_and_decrement(
             now=now,
         )
         condition.observed_generation = taken.status.observed_generation
-    taken.status.disrupted_pods[pod_name].FromDatetime(now.astimezone(UTC).replace(microsecond=0))
+    taken.status.disrupted_pods[pod_name].FromDatetime(now)
     return taken

@@ -53,6 +53,7 @@ def plan_namespace(
 ) -> NamespacePlan:
     """After one pass over the namespace's contents: `left` objects of each kind are
     still there (being deleted, or changed under the pass), `failures` deletes failed."""
+    now = now.replace(microsecond=0)
     status = namespace_pb2.NamespaceStatus()
     status.CopyFrom(ns.status)
     remaining = any(n > 0 for n in left.values())

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
 
 import pytest
 from google.protobuf.message import Message
@@ -17,7 +18,7 @@ from controlplane.apiserver.handlers import ObjectApi
 from controlplane.controllers.deployment.controller import DeploymentController
 from controlplane.controllers.events import EventRecorder
 from controlplane.controllers.namespace.controller import NamespaceController
-from controlplane.controllers.namespace.reconcile import content_kinds
+from controlplane.controllers.namespace.reconcile import content_kinds, plan_namespace
 from controlplane.controllers.replicaset.controller import ReplicaSetController
 from controlplane.controllers.runner import ControllerManager
 from controlplane.store.memory import MemoryStore
@@ -166,3 +167,27 @@ async def test_deleting_a_namespace_deletes_its_contents_then_itself(cluster: Cl
     assert await cluster.count("team") == {}
     other = await cluster.count("other")
     assert other.get("Deployment") == 1 and other.get("Pod") == 2
+
+
+def test_the_conditions_say_what_is_left_in_kubernetes_words() -> None:
+    ns = namespace_pb2.Namespace()
+    ns.metadata.name = "team"
+    at = datetime(2026, 12, 7, 12, 0, 0, 500_000, tzinfo=UTC)
+    left = plan_namespace(ns, {by_kind("Pod"): 2, by_kind("Deployment"): 1}, ['pods "x": boom'], at)
+    assert not left.finalize
+    conditions = {c.type: c for c in left.status.conditions}
+    remaining = conditions["NamespaceContentRemaining"]
+    assert (remaining.status, remaining.reason) == ("True", "SomeResourcesRemain")
+    assert remaining.message == (
+        "Some resources are remaining: deployments.apps has 1 resource instances, pods. has 2 resource instances"
+    )
+    assert remaining.last_transition_time.ToDatetime(tzinfo=UTC) == at.replace(microsecond=0)
+    failure = conditions["NamespaceDeletionContentFailure"]
+    assert (failure.status, failure.reason) == ("True", "ContentDeletionFailed")
+    assert failure.message == 'Failed to delete all resource types, 1 remaining: pods "x": boom'
+    done = plan_namespace(ns, {}, [], at)
+    assert done.finalize
+    assert {c.type: c.reason for c in done.status.conditions} == {
+        "NamespaceDeletionContentFailure": "ContentDeleted",
+        "NamespaceContentRemaining": "ContentRemoved",
+    }
