@@ -59,7 +59,8 @@ async def test_only_one_of_many_concurrent_evictions_takes_the_last_disruption(s
     assert isinstance(b, policy_pb2.PodDisruptionBudget)
     assert b.status.disruptions_allowed == 0
     assert list(b.status.disrupted_pods) == [evicted[0].metadata.name]
-    terminating = [p for p in (await api.list("Pod", "default")).items if p.metadata.HasField("deletion_timestamp")]  # type: ignore[attr-defined]
+    listed = (await api.list("Pod", "default")).items
+    terminating = [p for p in listed if isinstance(p, pod_pb2.Pod) and p.metadata.HasField("deletion_timestamp")]
     assert len(terminating) == 1
 
 
