@@ -7,6 +7,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from controlplane.controllers.disruption.reconcile import (
     Scale,
@@ -151,3 +153,27 @@ def test_a_failed_sync_allows_no_disruption_and_keeps_the_observed_generation() 
     assert result.status.disruptions_allowed == 0 and result.status.observed_generation == 2
     condition: meta_pb2.Condition = result.status.conditions[0]
     assert (condition.status, condition.reason, condition.message) == ("False", "SyncFailed", result.failed)
+
+
+budgets = st.one_of(
+    st.builds(lambda n: spec(min_available=n), st.integers(0, 12)),
+    st.builds(lambda n: spec(min_available=f"{n}%"), st.integers(0, 100)),
+    st.builds(lambda n: spec(max_unavailable=n), st.integers(0, 12)),
+    st.builds(lambda n: spec(max_unavailable=f"{n}%"), st.integers(0, 100)),
+)
+
+
+@given(
+    budget_spec=budgets,
+    states=st.lists(st.tuples(st.booleans(), st.booleans()), max_size=10),
+    replicas=st.integers(0, 12),
+)
+def test_evicting_what_is_allowed_never_leaves_fewer_healthy_than_desired(
+    budget_spec: policy_pb2.PodDisruptionBudgetSpec, states: list[tuple[bool, bool]], replicas: int
+) -> None:
+    selected = [pod(f"p{i}", ready=ready, terminating=gone) for i, (ready, gone) in enumerate(states)]
+    s = budget_status(budget(budget_spec), selected, scales(replicas), NOW).status
+    assert 0 <= s.disruptions_allowed <= s.current_healthy
+    if s.disruptions_allowed:
+        assert s.current_healthy - s.disruptions_allowed >= s.desired_healthy
+        assert s.expected_pods > 0
