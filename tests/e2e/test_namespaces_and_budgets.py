@@ -77,6 +77,9 @@ def test_deleting_a_namespace_deletes_what_is_in_it(server: ServerProcess, agent
     cli = Cli(server.env)
     created = cli.run("create", "namespace", "shop")
     assert created.returncode == 0 and created.stdout.strip() == "namespace/shop created", created.stderr
+    again = cli.run("create", "ns", "shop")
+    assert again.returncode == 1
+    assert again.stderr.strip() == 'Error from server (AlreadyExists): namespaces "shop" already exists'
     listed = cli.run("get", "ns")
     assert listed.stdout.split("\n")[0].split() == ["NAME", "STATUS", "AGE"]
     assert any(line.split()[:2] == ["shop", "Active"] for line in listed.stdout.splitlines())
