@@ -37,9 +37,11 @@ from controlplane.background import Background
 from controlplane.controllers.autoscaler.controller import DEFAULT_SYNC_PERIOD, HorizontalPodAutoscalerController
 from controlplane.controllers.autoscaler.source import MetricsSource
 from controlplane.controllers.deployment.controller import DeploymentController
+from controlplane.controllers.disruption.controller import DisruptionController
 from controlplane.controllers.endpoints.controller import EndpointsController
 from controlplane.controllers.events import EventRecorder
 from controlplane.controllers.gc.controller import GarbageCollector
+from controlplane.controllers.namespace.controller import NamespaceController
 from controlplane.controllers.nodelifecycle.controller import NodeLifecycleController
 from controlplane.controllers.replicaset.controller import ReplicaSetController
 from controlplane.controllers.runner import Controller, ControllerManager
@@ -458,6 +460,8 @@ def build_controllers(
         DeploymentController(api, EventRecorder(api, "deployment-controller")),
         EndpointsController(api),
         GarbageCollector(api),
+        NamespaceController(api),
+        DisruptionController(api, EventRecorder(api, "disruption-controller")),
         *autoscalers,
     ]
 

@@ -24,6 +24,7 @@ from protos.corral.v1 import (
     networking_pb2,
     node_pb2,
     pod_pb2,
+    policy_pb2,
     rbac_pb2,
     secret_pb2,
     service_pb2,
@@ -147,6 +148,15 @@ KINDS: tuple[KindInfo, ...] = (
         "storage_class",
     ),
     KindInfo("StatefulSet", "apps/v1", "statefulsets", ("sts",), True, workloads_pb2.StatefulSet, "stateful_set"),
+    KindInfo(
+        "PodDisruptionBudget",
+        "policy/v1",
+        "poddisruptionbudgets",
+        ("pdb",),
+        True,
+        policy_pb2.PodDisruptionBudget,
+        "pod_disruption_budget",
+    ),
 )
 
 _RBAC_NOTE = "stored, not enforced: corral's access control is its admin and node roles (docs/security.md)"

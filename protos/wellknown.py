@@ -8,6 +8,8 @@ from __future__ import annotations
 from typing import Final
 
 DEFAULT_NAMESPACE: Final = "default"
+# The finalizer a Namespace carries until the namespace controller has deleted its contents.
+NAMESPACE_FINALIZER: Final = "kubernetes"
 
 # -- annotations ---------------------------------------------------------------
 # Deployments and ReplicaSets (Kubernetes' names).

@@ -16,6 +16,7 @@ from protos.corral.v1 import (
     discovery_pb2,
     meta_pb2,
     metrics_pb2,
+    namespace_pb2,
     networking_pb2,
     pod_pb2,
     rbac_pb2,
@@ -35,7 +36,7 @@ from protos.deployments import (
 )
 from protos.kinds import KindInfo
 from protos.pods import DEFAULT_TERMINATION_GRACE_PERIOD_SECONDS, every_container
-from protos.wellknown import DEFAULT_NAMESPACE
+from protos.wellknown import DEFAULT_NAMESPACE, NAMESPACE_FINALIZER
 
 DEFAULT_LOAD_BALANCING = "RoundRobin"
 DEFAULT_ADDRESS_TYPE = "IPv4"
@@ -68,6 +69,8 @@ def apply_defaults(info: KindInfo, obj: Message) -> None:
         default_subjects(obj.subjects)
     elif isinstance(obj, networking_pb2.NetworkPolicy):
         default_policy_types(obj.spec)
+    elif isinstance(obj, namespace_pb2.Namespace) and not obj.spec.finalizers:
+        obj.spec.finalizers.append(NAMESPACE_FINALIZER)
 
 
 def default_policy_types(spec: networking_pb2.NetworkPolicySpec) -> None:

@@ -6,6 +6,12 @@ ApiError
 ├── ConflictError         stale resourceVersion / uid          ABORTED
 ├── InvalidError          validation failed; every cause       INVALID_ARGUMENT
 ├── BadRequestError       malformed request (kind, selector)   INVALID_ARGUMENT
+├── ForbiddenError        refused by a rule, not a field:      PERMISSION_DENIED
+│                         content in a terminating namespace,
+│                         deleting the default namespace
+├── TooManyRequestsError  an eviction a PodDisruptionBudget    RESOURCE_EXHAUSTED
+│                         refuses now (retry later); carries
+│                         the budget's causes
 ├── GoneError             watch/list revision compacted        OUT_OF_RANGE
 ├── StorageFullError      etcd's database is full (NOSPACE)    RESOURCE_EXHAUSTED
 ├── FencedError           the leader's term ended: a write     FAILED_PRECONDITION
@@ -52,6 +58,24 @@ class BadRequestError(ApiError):
 
 class GoneError(ApiError):
     pass
+
+
+class ForbiddenError(ApiError):
+    """Kubernetes' 403 Forbidden from an admission rule: `<resource> "<name>" is forbidden: <why>`."""
+
+    def __init__(self, resource: str, name: str, why: str) -> None:
+        super().__init__(f'{resource} "{name}" is forbidden: {why}')
+
+
+class TooManyRequestsError(ApiError):
+    """Kubernetes' 429: refused for now, worth retrying later (an eviction a budget does not allow)."""
+
+    temporary = True
+
+    def __init__(self, message: str, causes: list[Cause], *, reason: str = "TooManyRequests") -> None:
+        super().__init__(message)
+        self.causes = causes
+        self.reason = reason
 
 
 class StorageFullError(ApiError):

@@ -21,11 +21,13 @@ from protos.corral.v1 import (
     configmap_pb2,
     discovery_pb2,
     event_pb2,
+    meta_pb2,
     metrics_pb2,
     namespace_pb2,
     networking_pb2,
     node_pb2,
     pod_pb2,
+    policy_pb2,
     rbac_pb2,
     secret_pb2,
     service_pb2,
@@ -296,6 +298,17 @@ def network_policy_row(n: networking_pb2.NetworkPolicy, now: datetime, wide: boo
     return [shown or "<none>", age(n.metadata.creation_timestamp, now)]
 
 
+def int_or_percent(value: meta_pb2.IntOrString) -> str:
+    return str(value.int_val) if value.HasField("int_val") else value.str_val
+
+
+def pdb_row(b: policy_pb2.PodDisruptionBudget, now: datetime, wide: bool) -> Row:
+    """kubectl's columns: the one of minAvailable and maxUnavailable set, N/A for the other."""
+    low = int_or_percent(b.spec.min_available) if b.spec.HasField("min_available") else "N/A"
+    high = int_or_percent(b.spec.max_unavailable) if b.spec.HasField("max_unavailable") else "N/A"
+    return [low, high, str(b.status.disruptions_allowed), age(b.metadata.creation_timestamp, now)]
+
+
 _BINDING_WIDE = ("USERS", "GROUPS", "SERVICEACCOUNTS")
 
 COLUMNS: dict[str, Columns] = {
@@ -308,6 +321,7 @@ COLUMNS: dict[str, Columns] = {
     "Namespace": Columns(("STATUS", "AGE"), (), namespace_row),
     "Secret": Columns(("TYPE", "DATA", "AGE"), (), secret_row),
     "ConfigMap": Columns(("DATA", "AGE"), (), config_map_row),
+    "PodDisruptionBudget": Columns(("MIN AVAILABLE", "MAX UNAVAILABLE", "ALLOWED DISRUPTIONS", "AGE"), (), pdb_row),
     "Pod": Columns(("READY", "STATUS", "RESTARTS", "AGE"), ("IP", "NODE"), pod_row),
     "Deployment": Columns(
         ("READY", "UP-TO-DATE", "AVAILABLE", "AGE"), ("CONTAINERS", "IMAGES", "SELECTOR"), deployment_row
