@@ -24,6 +24,7 @@ from protos.corral.v1 import (
     networking_pb2,
     node_pb2,
     pod_pb2,
+    quota_pb2,
     rbac_pb2,
     secret_pb2,
     service_pb2,
@@ -118,6 +119,10 @@ KINDS: tuple[KindInfo, ...] = (
         "network_policy",
     ),
     KindInfo("ConfigMap", "v1", "configmaps", ("cm",), True, configmap_pb2.ConfigMap, "config_map"),
+    KindInfo(
+        "ResourceQuota", "v1", "resourcequotas", ("quota",), True, quota_pb2.ResourceQuota, "resource_quota"
+    ),
+    KindInfo("LimitRange", "v1", "limitranges", ("limits",), True, quota_pb2.LimitRange, "limit_range"),
 )
 
 _RBAC_NOTE = "stored, not enforced: corral's access control is its admin and node roles (docs/security.md)"

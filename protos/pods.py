@@ -11,7 +11,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
@@ -106,3 +106,14 @@ def next_available(pods: Iterable[pod_pb2.Pod], min_ready_seconds: int, now: dat
         if (at := available_at(p, min_ready_seconds)) is not None and now < at < datetime.max.replace(tzinfo=UTC)
     ]
     return min(waits) if waits else None
+
+
+def effective_requests(resources: pod_pb2.ResourceRequirements) -> dict[str, str]:
+    """A container's requests as Kubernetes stores them: a resource with only a limit requests its limit."""
+    return {**resources.limits, **resources.requests}
+
+
+def init_containers(spec: pod_pb2.PodSpec) -> Sequence[pod_pb2.Container]:
+    """The pod's initContainers, where the pod model has them (none before they are run)."""
+    found: Sequence[pod_pb2.Container] = getattr(spec, "init_containers", ())
+    return found

@@ -16,6 +16,7 @@ from protos.corral.v1 import namespace_pb2 as _namespace_pb2
 from protos.corral.v1 import networking_pb2 as _networking_pb2
 from protos.corral.v1 import node_pb2 as _node_pb2
 from protos.corral.v1 import pod_pb2 as _pod_pb2
+from protos.corral.v1 import quota_pb2 as _quota_pb2
 from protos.corral.v1 import rbac_pb2 as _rbac_pb2
 from protos.corral.v1 import secret_pb2 as _secret_pb2
 from protos.corral.v1 import service_pb2 as _service_pb2
@@ -74,6 +75,8 @@ class Object(_message.Message):
     CLUSTER_ROLE_BINDING_FIELD_NUMBER: _builtins.int
     NETWORK_POLICY_FIELD_NUMBER: _builtins.int
     CONFIG_MAP_FIELD_NUMBER: _builtins.int
+    RESOURCE_QUOTA_FIELD_NUMBER: _builtins.int
+    LIMIT_RANGE_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def pod(self) -> _pod_pb2.Pod: ...
     @_builtins.property
@@ -108,6 +111,10 @@ class Object(_message.Message):
     def network_policy(self) -> _networking_pb2.NetworkPolicy: ...
     @_builtins.property
     def config_map(self) -> _configmap_pb2.ConfigMap: ...
+    @_builtins.property
+    def resource_quota(self) -> _quota_pb2.ResourceQuota: ...
+    @_builtins.property
+    def limit_range(self) -> _quota_pb2.LimitRange: ...
     def __init__(
         self,
         *,
@@ -128,12 +135,14 @@ class Object(_message.Message):
         cluster_role_binding: _rbac_pb2.ClusterRoleBinding | None = ...,
         network_policy: _networking_pb2.NetworkPolicy | None = ...,
         config_map: _configmap_pb2.ConfigMap | None = ...,
+        resource_quota: _quota_pb2.ResourceQuota | None = ...,
+        limit_range: _quota_pb2.LimitRange | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["cluster_role", b"cluster_role", "cluster_role_binding", b"cluster_role_binding", "config_map", b"config_map", "deployment", b"deployment", "endpoint_slice", b"endpoint_slice", "event", b"event", "horizontal_pod_autoscaler", b"horizontal_pod_autoscaler", "kind", b"kind", "namespace", b"namespace", "network_policy", b"network_policy", "node", b"node", "pod", b"pod", "replica_set", b"replica_set", "role", b"role", "role_binding", b"role_binding", "secret", b"secret", "service", b"service", "service_account", b"service_account"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cluster_role", b"cluster_role", "cluster_role_binding", b"cluster_role_binding", "config_map", b"config_map", "deployment", b"deployment", "endpoint_slice", b"endpoint_slice", "event", b"event", "horizontal_pod_autoscaler", b"horizontal_pod_autoscaler", "kind", b"kind", "limit_range", b"limit_range", "namespace", b"namespace", "network_policy", b"network_policy", "node", b"node", "pod", b"pod", "replica_set", b"replica_set", "resource_quota", b"resource_quota", "role", b"role", "role_binding", b"role_binding", "secret", b"secret", "service", b"service", "service_account", b"service_account"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cluster_role", b"cluster_role", "cluster_role_binding", b"cluster_role_binding", "config_map", b"config_map", "deployment", b"deployment", "endpoint_slice", b"endpoint_slice", "event", b"event", "horizontal_pod_autoscaler", b"horizontal_pod_autoscaler", "kind", b"kind", "namespace", b"namespace", "network_policy", b"network_policy", "node", b"node", "pod", b"pod", "replica_set", b"replica_set", "role", b"role", "role_binding", b"role_binding", "secret", b"secret", "service", b"service", "service_account", b"service_account"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cluster_role", b"cluster_role", "cluster_role_binding", b"cluster_role_binding", "config_map", b"config_map", "deployment", b"deployment", "endpoint_slice", b"endpoint_slice", "event", b"event", "horizontal_pod_autoscaler", b"horizontal_pod_autoscaler", "kind", b"kind", "limit_range", b"limit_range", "namespace", b"namespace", "network_policy", b"network_policy", "node", b"node", "pod", b"pod", "replica_set", b"replica_set", "resource_quota", b"resource_quota", "role", b"role", "role_binding", b"role_binding", "secret", b"secret", "service", b"service", "service_account", b"service_account"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["pod", "node", "replica_set", "deployment", "service", "event", "endpoint_slice", "horizontal_pod_autoscaler", "secret", "namespace", "service_account", "role", "cluster_role", "role_binding", "cluster_role_binding", "network_policy", "config_map"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["pod", "node", "replica_set", "deployment", "service", "event", "endpoint_slice", "horizontal_pod_autoscaler", "secret", "namespace", "service_account", "role", "cluster_role", "role_binding", "cluster_role_binding", "network_policy", "config_map", "resource_quota", "limit_range"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 
