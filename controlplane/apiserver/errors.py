@@ -6,6 +6,8 @@ ApiError
 ├── ConflictError         stale resourceVersion / uid          ABORTED
 ├── InvalidError          validation failed; every cause       INVALID_ARGUMENT
 ├── BadRequestError       malformed request (kind, selector)   INVALID_ARGUMENT
+├── ForbiddenError        admission refused a valid object     PERMISSION_DENIED
+│                         (a LimitRange's bounds, a quota)
 ├── GoneError             watch/list revision compacted        OUT_OF_RANGE
 ├── StorageFullError      etcd's database is full (NOSPACE)    RESOURCE_EXHAUSTED
 ├── FencedError           the leader's term ended: a write     FAILED_PRECONDITION
@@ -73,3 +75,12 @@ class InvalidError(ApiError):
         self.causes = causes
         lines = "; ".join(str(c) for c in causes)
         super().__init__(f'{resource} "{name}" is invalid: {lines}')
+
+
+class ForbiddenError(ApiError):
+    """A valid object that admission refuses: outside a LimitRange, over a ResourceQuota."""
+
+    def __init__(self, resource: str, name: str, causes: list[Cause]) -> None:
+        self.causes = causes
+        lines = "; ".join(str(c) for c in causes)
+        super().__init__(f'{resource} "{name}" is forbidden: {lines}')

@@ -1,6 +1,6 @@
 """The one table from API errors to gRPC status codes, and the abort helper.
 
-INVALID_ARGUMENT from validation also carries every field cause in the
+INVALID_ARGUMENT from validation (and PERMISSION_DENIED from admission) also carries every field cause in the
 trailing metadata key `corral-error-details-bin` (a serialized
 `corral.v1.ErrorDetails`), so clients can print one line per problem.
 """
@@ -22,6 +22,7 @@ CODES: dict[type[errors.ApiError], grpc.StatusCode] = {
     errors.ConflictError: grpc.StatusCode.ABORTED,
     errors.InvalidError: grpc.StatusCode.INVALID_ARGUMENT,
     errors.BadRequestError: grpc.StatusCode.INVALID_ARGUMENT,
+    errors.ForbiddenError: grpc.StatusCode.PERMISSION_DENIED,
     errors.GoneError: grpc.StatusCode.OUT_OF_RANGE,
     errors.StorageFullError: grpc.StatusCode.RESOURCE_EXHAUSTED,
     errors.FencedError: grpc.StatusCode.FAILED_PRECONDITION,
@@ -38,10 +39,10 @@ def code_for(error: errors.ApiError) -> grpc.StatusCode:
 
 
 def details_for(error: errors.ApiError) -> api_pb2.ErrorDetails | None:
-    if not isinstance(error, errors.InvalidError):
+    if not isinstance(error, errors.InvalidError | errors.ForbiddenError):
         return None
     return api_pb2.ErrorDetails(
-        reason="Invalid",
+        reason="Invalid" if isinstance(error, errors.InvalidError) else "Forbidden",
         causes=[api_pb2.FieldCause(field=c.field, message=c.message) for c in error.causes],
     )
 
