@@ -42,6 +42,7 @@ from controlplane.controllers.events import EventRecorder
 from controlplane.controllers.gc.controller import GarbageCollector
 from controlplane.controllers.nodelifecycle.controller import NodeLifecycleController
 from controlplane.controllers.replicaset.controller import ReplicaSetController
+from controlplane.controllers.resourcequota.controller import ResourceQuotaController
 from controlplane.controllers.runner import Controller, ControllerManager
 from controlplane.controllers.scheduling import SchedulerController
 from controlplane.health import StatusServicer
@@ -458,6 +459,7 @@ def build_controllers(
         DeploymentController(api, EventRecorder(api, "deployment-controller")),
         EndpointsController(api),
         GarbageCollector(api),
+        ResourceQuotaController(api),
         *autoscalers,
     ]
 
