@@ -95,8 +95,8 @@ def pod_violations(pod: pod_pb2.Pod, ranges: Iterable[quota_pb2.LimitRange]) -> 
             causes += _bounds(item, CONTAINER, f"{path}.resources", effective_requests(res), res.limits)
     pod_items = list(_items(ranges, POD))
     if pod_items:
-        requests = {n: format_quantity(v) for n, v in pod_amounts(pod.spec, requests=True).items()}
-        limits = {n: format_quantity(v) for n, v in pod_amounts(pod.spec).items()}
+        requests = {n: format_quantity(v, binary=n != "cpu") for n, v in pod_amounts(pod.spec, requests=True).items()}
+        limits = {n: format_quantity(v, binary=n != "cpu") for n, v in pod_amounts(pod.spec).items()}
         for item in pod_items:
             causes += _bounds(item, POD, "spec", requests, limits, per_pod=True)
     return causes

@@ -110,12 +110,14 @@ def validate_limit_item(p: Problems, at: str, item: quota_pb2.LimitRangeItem) ->
         "maxLimitRequestRatio": item.max_limit_request_ratio,
     }
     amounts: dict[str, dict[str, Fraction]] = {}
+    unknown: set[str] = set()  # each said once (defaulting copies max into default, ...)
     for part, values in parts.items():
         if item.type != "Container" and part in ("default", "defaultRequest") and values:
             p.add(f"{at}.{part}", f"may not be specified when `type` is '{item.type}'")
             continue
         for name in sorted(values):
-            if name not in known:
+            if name not in known and name not in unknown:
+                unknown.add(name)
                 p.add(f"{at}.{part}.{name}", f'unknown resource "{name}" for {item.type} (known: {", ".join(known)})')
         amounts[part] = parsed(p, f"{at}.{part}", values)
     if item.type == "PersistentVolumeClaim" and "storage" not in item.min and "storage" not in item.max:
