@@ -430,7 +430,8 @@ _DEPLOYMENT = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name
             [
                 'web.yaml[0] kind: unknown kind "Widget" (known kinds: Pod, Node, ReplicaSet, '
                 "Deployment, Service, Event, EndpointSlice, HorizontalPodAutoscaler, Secret, Namespace, "
-                "ServiceAccount, Role, ClusterRole, RoleBinding, ClusterRoleBinding, NetworkPolicy, ConfigMap, ResourceQuota, LimitRange)"
+                "ServiceAccount, Role, ClusterRole, RoleBinding, ClusterRoleBinding, NetworkPolicy, ConfigMap, "
+                "ResourceQuota, LimitRange)"
             ],
             id="kind-unknown",
         ),
