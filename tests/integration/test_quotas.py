@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import pytest
+from google.protobuf.message import Message
 
 from controlplane.apiserver.errors import ForbiddenError
 from controlplane.apiserver.handlers import ObjectApi
@@ -35,12 +36,13 @@ from protos.wellknown import LIMIT_RANGER
 WAIT = 10.0
 RACERS = 12
 T = TypeVar("T")
+M = TypeVar("M", bound=Message)
 
 
-def parsed(data: dict[str, Any], cls: type[T]) -> T:
-    message, errors = codec.from_dict(data, cls)  # type: ignore[type-var]
+def parsed(data: dict[str, Any], cls: type[M]) -> M:
+    message, errors = codec.from_dict(data, cls)
     assert not errors, errors
-    return message  # type: ignore[return-value]
+    return message
 
 
 def pod(name: str) -> pod_pb2.Pod:
