@@ -6,7 +6,9 @@
 - a deleted pod frees its slot once the resource quota controller recounts;
 - a Deployment scaled beyond its namespace's quota gets the pods that fit and
   FailedCreate events on its ReplicaSet naming the quota;
-- a ReplicaSet's pods get their LimitRange's defaults.
+- a ReplicaSet's pods get their LimitRange's defaults;
+- an update is charged for what it adds (a Service made NodePort), and a pod
+  whose resources a LimitRange filled applies again unchanged.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import pytest
 from google.protobuf.message import Message
 
 from controlplane.apiserver.errors import ForbiddenError
-from controlplane.apiserver.handlers import ObjectApi
+from controlplane.apiserver.handlers import ApplyOutcome, ObjectApi
 from controlplane.controllers.deployment.controller import DeploymentController
 from controlplane.controllers.events import EventRecorder
 from controlplane.controllers.replicaset.controller import ReplicaSetController
@@ -30,7 +32,7 @@ from controlplane.store.base import Store
 from controlplane.store.memory import MemoryStore
 from controlplane.store.objects import ObjectStore
 from protos import codec
-from protos.corral.v1 import event_pb2, pod_pb2, quota_pb2, workloads_pb2
+from protos.corral.v1 import event_pb2, pod_pb2, quota_pb2, service_pb2, workloads_pb2
 from protos.wellknown import LIMIT_RANGER
 
 WAIT = 10.0
@@ -193,3 +195,30 @@ async def test_a_deployment_beyond_its_quota_gets_failed_create_events() -> None
             )
         rs = (await api.list("ReplicaSet", "default")).items[0]
         assert isinstance(rs, workloads_pb2.ReplicaSet) and rs.spec.replicas == 3
+
+
+async def test_an_update_is_charged_for_what_it_adds() -> None:
+    api = ObjectApi(ObjectStore(MemoryStore()))
+    await api.create(resource_quota(**{"services.nodeports": 1}))
+    service = {
+        "metadata": {"name": "web", "namespace": "default"},
+        "spec": {"selector": {"app": "web"}, "ports": [{"name": "a", "port": 8080}, {"name": "b", "port": 8443}]},
+    }
+    await api.apply(parsed(service, service_pb2.Service))
+    service["spec"]["type"] = "NodePort"  # type: ignore[index]
+    with pytest.raises(ForbiddenError, match="requested: services.nodeports=2, used: services.nodeports=0"):
+        await api.apply(parsed(service, service_pb2.Service))
+    stored = await api.get("Service", "default", "web")
+    assert isinstance(stored, service_pb2.Service) and stored.spec.type == "ClusterIP"
+
+
+async def test_a_pod_filled_by_a_limit_range_applies_again_unchanged() -> None:
+    api = ObjectApi(ObjectStore(MemoryStore()))
+    limits = {"type": "Container", "default": {"memory": "64Mi"}}
+    data = {"metadata": {"name": "defaults", "namespace": "default"}, "spec": {"limits": [limits]}}
+    await api.create(parsed(data, quota_pb2.LimitRange))
+    created, outcome = await api.apply(pod("web"))
+    assert outcome is ApplyOutcome.CREATED
+    assert isinstance(created, pod_pb2.Pod) and dict(created.spec.containers[0].resources.limits) == {"memory": "64Mi"}
+    _, again = await api.apply(pod("web"))
+    assert again is ApplyOutcome.UNCHANGED
