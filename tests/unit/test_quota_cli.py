@@ -42,7 +42,7 @@ def test_get_limits_shows_when_it_was_created() -> None:
 
 def test_describe_tables() -> None:
     shown = describe.describe(team(), [], NOW).splitlines()
-    assert [line.split() for line in shown if line.startswith(("Resource", "pods", "limits"))] == [
+    assert [line.split() for line in shown if line.startswith(("Resource ", "pods", "limits"))] == [
         ["Resource", "Used", "Hard"],
         ["limits.memory", "256Mi", "1Gi"],
         ["pods", "1", "2"],
