@@ -8,6 +8,13 @@ in between moves that version, so the write fails and the key is retried on
 fresh counts rather than forgetting the charge. Every quota is recounted
 again `resync` seconds after its last sync (the kinds counted with
 `count/<resource>` that no informer here watches are caught up then).
+
+One window is left by that order: a create charged before the quota was read
+whose object is not yet written when the objects are listed (the API server
+charges, then writes). A recount that would lower a quota is therefore
+written only once the quota has gone `settle` seconds without a charge (its
+resourceVersion unchanged across a wait): by then every earlier charge's
+object is written, or its write failed and gave the charge back.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ import structlog
 from controlplane.apiserver.errors import ConflictError, NotFoundError
 from controlplane.apiserver.handlers import ObjectApi
 from controlplane.controllers.queue import WorkQueue
-from controlplane.controllers.resourcequota.reconcile import may_free, needs_status, recounted
+from controlplane.controllers.resourcequota.reconcile import lowers, may_free, needs_status, recounted
 from controlplane.informer import CacheEvent, Change, Informer, object_key
 from protos.corral.v1 import quota_pb2
 from protos.kinds import by_kind, meta
@@ -28,6 +35,7 @@ log = structlog.get_logger(__name__)
 
 QUOTA = "ResourceQuota"
 DEFAULT_RESYNC = 60.0
+DEFAULT_SETTLE = 1.0
 CONFLICT_RETRY = 0.1
 
 
@@ -36,9 +44,13 @@ class ResourceQuotaController:
     kinds: tuple[str, ...] = (QUOTA, "Pod", "Service", "Secret", "ConfigMap", "Deployment", "ReplicaSet")
     workers: int = 2
 
-    def __init__(self, api: ObjectApi, *, resync: float = DEFAULT_RESYNC) -> None:
+    def __init__(self, api: ObjectApi, *, resync: float = DEFAULT_RESYNC, settle: float = DEFAULT_SETTLE) -> None:
         self.api = api
         self.resync = resync
+        # Seconds a quota must go uncharged before a recount may lower it (see the module doc).
+        self.settle = settle
+        # Quota key → the resourceVersion a lowering recount waits to see unchanged.
+        self._settling: dict[str, str] = {}
         self._quotas: Informer | None = None
 
     def bind(self, informers: dict[str, Informer], queue: WorkQueue) -> None:
@@ -72,7 +84,13 @@ class ResourceQuotaController:
         usage = await self.api.quota_usage(found)
         updated = recounted(found, usage)
         if updated is None:
+            self._settling.pop(key, None)
             return self.resync
+        version = found.metadata.resource_version
+        if lowers(found, usage) and self.settle > 0 and self._settling.get(key) != version:
+            self._settling[key] = version
+            return self.settle
+        self._settling.pop(key, None)
         try:
             await self.api.update_status(updated)
         except ConflictError:

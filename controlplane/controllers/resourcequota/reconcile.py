@@ -17,7 +17,7 @@ from google.protobuf.message import Message
 from controlplane.apiserver.quota_admission import needs_recount, with_status
 from protos.corral.v1 import pod_pb2, quota_pb2, service_pb2
 from protos.pods import is_terminal
-from protos.quota import Usage
+from protos.quota import Usage, parse_list
 
 
 def needs_status(rq: quota_pb2.ResourceQuota) -> bool:
@@ -40,3 +40,9 @@ def recounted(rq: quota_pb2.ResourceQuota, usage: Usage) -> quota_pb2.ResourceQu
     """The quota with the recount as its status; None when its status already says so."""
     updated = with_status(rq, {n: usage.get(n, Fraction(0)) for n in rq.spec.hard})
     return None if updated.status == rq.status else updated
+
+
+def lowers(rq: quota_pb2.ResourceQuota, usage: Usage) -> bool:
+    """The recount is below what the quota's status says is used, for some resource."""
+    used = parse_list(rq.status.used)
+    return any(usage.get(n, Fraction(0)) < amount for n, amount in used.items() if n in rq.spec.hard)

@@ -12,7 +12,7 @@ from controlplane.apiserver.quota_admission import QuotaRefusal, plan, refunded
 from controlplane.apiserver.validation import validate
 from controlplane.controllers.resourcequota.reconcile import may_free, needs_status, recounted
 from protos import codec, quota
-from protos.corral.v1 import configmap_pb2, pod_pb2, quota_pb2, service_pb2
+from protos.corral.v1 import configmap_pb2, meta_pb2, pod_pb2, quota_pb2, service_pb2
 from protos.kinds import by_kind
 
 NOW = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
@@ -84,7 +84,7 @@ def refusal(quotas: list[quota_pb2.ResourceQuota], obj: Any) -> str:
         ),
         pytest.param(
             [rq(hard={"count/configmaps": 3, "pods": 1}, used={"count/configmaps": "1", "pods": "1"})],
-            configmap_pb2.ConfigMap(metadata={"name": "c"}),
+            configmap_pb2.ConfigMap(metadata=meta_pb2.ObjectMeta(name="c")),
             {"compute": {"count/configmaps": "2", "pods": "1"}},
             id="object-count",
         ),
@@ -130,7 +130,11 @@ def test_charges(quotas: list[quota_pb2.ResourceQuota], obj: Any, used: dict[str
         ),
         pytest.param(
             [rq(hard={"services.nodeports": 1}, used={"services.nodeports": "0"})],
-            service_pb2.Service(spec={"type": "NodePort", "ports": [{"port": 80}, {"port": 81}]}),
+            service_pb2.Service(
+                spec=service_pb2.ServiceSpec(
+                    type="NodePort", ports=[service_pb2.ServicePort(port=80), service_pb2.ServicePort(port=81)]
+                )
+            ),
             "exceeded quota: compute, requested: services.nodeports=2, used: services.nodeports=0, "
             "limited: services.nodeports=1",
             id="node-ports",
@@ -178,8 +182,8 @@ def test_may_free() -> None:
     assert may_free(True, running, None)
     assert may_free(False, done, running)
     assert not may_free(False, running, running)
-    cluster_ip = service_pb2.Service(spec={"type": "ClusterIP"})
-    assert may_free(False, cluster_ip, service_pb2.Service(spec={"type": "NodePort"}))
+    cluster_ip = service_pb2.Service(spec=service_pb2.ServiceSpec(type="ClusterIP"))
+    assert may_free(False, cluster_ip, service_pb2.Service(spec=service_pb2.ServiceSpec(type="NodePort")))
 
 
 # -- validation ----------------------------------------------------------------------------

@@ -59,9 +59,17 @@ def F(text: str) -> Fraction:
             {"count/pods": 1, "pods": 1},
             id="terminating-within-grace",
         ),
-        pytest.param(service_pb2.Service(spec={"type": "ClusterIP"}), {"count/services": 1, "services": 1}, id="svc"),
         pytest.param(
-            service_pb2.Service(spec={"type": "NodePort", "ports": [{"port": 80}, {"port": 443}]}),
+            service_pb2.Service(spec=service_pb2.ServiceSpec(type="ClusterIP")),
+            {"count/services": 1, "services": 1},
+            id="svc",
+        ),
+        pytest.param(
+            service_pb2.Service(
+                spec=service_pb2.ServiceSpec(
+                    type="NodePort", ports=[service_pb2.ServicePort(port=80), service_pb2.ServicePort(port=443)]
+                )
+            ),
             {"count/services": 1, "services": 1, "services.nodeports": 2},
             id="nodeport-svc",
         ),
