@@ -119,9 +119,7 @@ KINDS: tuple[KindInfo, ...] = (
         "network_policy",
     ),
     KindInfo("ConfigMap", "v1", "configmaps", ("cm",), True, configmap_pb2.ConfigMap, "config_map"),
-    KindInfo(
-        "ResourceQuota", "v1", "resourcequotas", ("quota",), True, quota_pb2.ResourceQuota, "resource_quota"
-    ),
+    KindInfo("ResourceQuota", "v1", "resourcequotas", ("quota",), True, quota_pb2.ResourceQuota, "resource_quota"),
     KindInfo("LimitRange", "v1", "limitranges", ("limits",), True, quota_pb2.LimitRange, "limit_range"),
 )
 
