@@ -33,9 +33,9 @@ from typing import Any, Final
 
 from google.protobuf.message import Message
 
-from protos.corral.v1 import pod_pb2, quota_pb2, service_pb2
+from protos.corral.v1 import pod_pb2, quota_pb2, service_pb2, storage_pb2
 from protos.kinds import KindInfo, UnknownKindError, info_of, resolve
-from protos.pods import effective_requests, init_containers, is_terminal
+from protos.pods import effective_requests, is_terminal
 from protos.quantity import format_quantity, parse_quantity
 
 Usage = dict[str, Fraction]
@@ -120,9 +120,8 @@ def object_usage(obj: Message, now: datetime) -> Usage:
         usage[legacy] = Fraction(1)
     if isinstance(obj, service_pb2.Service):
         usage.update(service_usage(obj.spec))
-    elif info.kind == "PersistentVolumeClaim":
-        spec: Any = getattr(obj, "spec")  # noqa: B009 - the claim's model is not imported here
-        usage.update(claim_usage(spec.storage_class_name, spec.resources.requests.get("storage")))
+    elif isinstance(obj, storage_pb2.PersistentVolumeClaim):
+        usage.update(claim_usage(obj.spec.storage_class_name, obj.spec.resources.requests.get("storage")))
     return {name: amount for name, amount in usage.items() if amount}
 
 
@@ -167,7 +166,7 @@ def pod_amounts(spec: pod_pb2.PodSpec, *, requests: bool = False) -> dict[str, F
     for container in spec.containers:
         for name, amount in container_amounts(container, requests=requests).items():
             total[name] = total.get(name, Fraction(0)) + amount
-    for container in init_containers(spec):
+    for container in spec.init_containers:
         for name, amount in container_amounts(container, requests=requests).items():
             total[name] = max(total.get(name, Fraction(0)), amount)
     return total
@@ -204,7 +203,7 @@ def quota_scopes(spec: quota_pb2.ResourceQuotaSpec) -> list[str]:
 
 def is_best_effort(spec: pod_pb2.PodSpec) -> bool:
     """No container requests or limits cpu or memory (Kubernetes' BestEffort QoS class)."""
-    containers = [*spec.containers, *init_containers(spec)]
+    containers = [*spec.containers, *spec.init_containers]
     return not any(
         name in ("cpu", "memory") for c in containers for name in (*c.resources.requests, *c.resources.limits)
     )
@@ -243,7 +242,7 @@ def missing_amounts(spec: quota_pb2.ResourceQuotaSpec, pod: pod_pb2.Pod) -> dict
     limits cpu or memory (Kubernetes refuses such pods: `must specify limits.cpu for: web`)."""
     required = [name for name in REQUIRED_OF_CONTAINERS if name in spec.hard]
     missing: dict[str, list[str]] = {}
-    for container in [*pod.spec.containers, *init_containers(pod.spec)]:
+    for container in [*pod.spec.containers, *pod.spec.init_containers]:
         has = compute_usage(container_amounts(container, requests=True), container_amounts(container))
         for name in required:
             if name not in has:

@@ -22,7 +22,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 import structlog
 from google.protobuf.message import Message
@@ -33,7 +32,7 @@ from controlplane.apiserver.validation import validate
 from controlplane.store import errors as store_errors
 from controlplane.store.objects import ObjectStore
 from protos import quota
-from protos.corral.v1 import pod_pb2, quota_pb2
+from protos.corral.v1 import pod_pb2, quota_pb2, storage_pb2
 from protos.kinds import KindInfo, UnknownKindError, by_kind, meta
 
 log = structlog.get_logger(__name__)
@@ -63,7 +62,7 @@ class Admission:
 
     async def limit(self, info: KindInfo, obj: Message) -> None:
         """Fill a new pod's defaults from its namespace's LimitRanges and refuse what they forbid."""
-        if not isinstance(obj, pod_pb2.Pod) and info.kind != "PersistentVolumeClaim":
+        if not isinstance(obj, pod_pb2.Pod | storage_pb2.PersistentVolumeClaim):
             return
         listed, _ = await self._objects.list_all(_LIMIT_RANGE, meta(obj).namespace)
         ranges = [r for r in listed if isinstance(r, quota_pb2.LimitRange)]
@@ -76,8 +75,7 @@ class Admission:
                     raise InvalidError(info.resource, obj.metadata.name, causes)
             causes = limit_ranges.pod_violations(obj, ranges)
         else:
-            spec: Any = getattr(obj, "spec")  # noqa: B009 - the claim's model is not imported here
-            causes = limit_ranges.claim_violations(spec.resources.requests, ranges)
+            causes = limit_ranges.claim_violations(obj.spec.resources.requests, ranges)
         if causes:
             raise ForbiddenError(info.resource, meta(obj).name, causes)
 

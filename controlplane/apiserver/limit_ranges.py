@@ -27,7 +27,7 @@ from fractions import Fraction
 
 from controlplane.apiserver.errors import Cause
 from protos.corral.v1 import pod_pb2, quota_pb2
-from protos.pods import effective_requests, init_containers
+from protos.pods import effective_requests
 from protos.quantity import format_quantity, parse_quantity
 from protos.quota import pod_amounts
 from protos.wellknown import LIMIT_RANGER
@@ -41,7 +41,7 @@ def _containers(spec: pod_pb2.PodSpec) -> Iterator[tuple[str, str, pod_pb2.Conta
     """Each container with its path and the word kubectl uses for it in the annotation."""
     for i, c in enumerate(spec.containers):
         yield f"spec.containers[{i}]", "container", c
-    for i, c in enumerate(init_containers(spec)):
+    for i, c in enumerate(spec.init_containers):
         yield f"spec.initContainers[{i}]", "init container", c
 
 

@@ -8,7 +8,8 @@
   FailedCreate events on its ReplicaSet naming the quota;
 - a ReplicaSet's pods get their LimitRange's defaults;
 - an update is charged for what it adds (a Service made NodePort), and a pod
-  whose resources a LimitRange filled applies again unchanged.
+  whose resources a LimitRange filled applies again unchanged;
+- PersistentVolumeClaims: a LimitRange's storage bounds, and storage quotas.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from controlplane.store.base import Store
 from controlplane.store.memory import MemoryStore
 from controlplane.store.objects import ObjectStore
 from protos import codec
-from protos.corral.v1 import event_pb2, pod_pb2, quota_pb2, service_pb2, workloads_pb2
+from protos.corral.v1 import event_pb2, pod_pb2, quota_pb2, service_pb2, storage_pb2, workloads_pb2
 from protos.wellknown import LIMIT_RANGER
 
 WAIT = 10.0
@@ -222,3 +223,39 @@ async def test_a_pod_filled_by_a_limit_range_applies_again_unchanged() -> None:
     assert isinstance(created, pod_pb2.Pod) and dict(created.spec.containers[0].resources.limits) == {"memory": "64Mi"}
     _, again = await api.apply(pod("web"))
     assert again is ApplyOutcome.UNCHANGED
+
+
+def claim(name: str, storage: str) -> storage_pb2.PersistentVolumeClaim:
+    data = {
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {
+            "accessModes": ["ReadWriteOnce"],
+            "storageClassName": "local-path",
+            "resources": {"requests": {"storage": storage}},
+        },
+    }
+    return parsed(data, storage_pb2.PersistentVolumeClaim)
+
+
+async def test_claims_are_bounded_by_limit_ranges_and_counted_by_quotas() -> None:
+    api = ObjectApi(ObjectStore(MemoryStore()))
+    limits = {"type": "PersistentVolumeClaim", "min": {"storage": "1Gi"}, "max": {"storage": "10Gi"}}
+    data = {"metadata": {"name": "storage", "namespace": "default"}, "spec": {"limits": [limits]}}
+    await api.create(parsed(data, quota_pb2.LimitRange))
+    await api.create(
+        resource_quota(
+            **{"requests.storage": "12Gi", "local-path.storageclass.storage.k8s.io/persistentvolumeclaims": 2}
+        )
+    )
+    with pytest.raises(ForbiddenError) as caught:
+        await api.create(claim("huge", "20Gi"))
+    assert caught.value.causes[0].field == "spec.resources.requests.storage"
+    assert "maximum storage usage per PersistentVolumeClaim is 10Gi, but request is 20Gi" in str(caught.value)
+    await api.create(claim("data", "8Gi"))
+    with pytest.raises(ForbiddenError, match="requested: requests.storage=8Gi, used: requests.storage=8Gi"):
+        await api.create(claim("more", "8Gi"))
+    await api.create(claim("small", "4Gi"))
+    assert await used(api) == {
+        "requests.storage": "12Gi",
+        "local-path.storageclass.storage.k8s.io/persistentvolumeclaims": "2",
+    }

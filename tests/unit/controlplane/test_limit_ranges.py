@@ -270,3 +270,15 @@ def test_claim_violations(requests: dict[str, str], causes: list[Cause]) -> None
 )
 def test_validate_limit_range(items: list[dict[str, Any]], causes: list[str]) -> None:
     assert [c.field for c in validate(LIMIT_RANGE, limit_range(*items))] == causes
+
+
+def test_init_containers_get_defaults_and_bounds() -> None:
+    p = pod({"limits": {"cpu": "200m"}})
+    p.spec.init_containers.add(name="setup", image="x:1").resources.limits["cpu"] = "2"
+    lr = limit_range({"type": "Container", "max": {"cpu": "1"}, "default": {"memory": "64Mi"}})
+    fill_defaults(p, [lr])
+    assert dict(p.spec.init_containers[0].resources.limits) == {"cpu": "2", "memory": "64Mi"}
+    assert p.metadata.annotations[LIMIT_RANGER].endswith("memory limit for init container setup")
+    assert pod_violations(p, [lr]) == [
+        Cause("spec.initContainers[0].resources.limits.cpu", "maximum cpu usage per Container is 1, but limit is 2")
+    ]

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from protos import codec, quota
-from protos.corral.v1 import configmap_pb2, pod_pb2, quota_pb2, secret_pb2, service_pb2, workloads_pb2
+from protos.corral.v1 import configmap_pb2, pod_pb2, quota_pb2, secret_pb2, service_pb2, storage_pb2, workloads_pb2
 from protos.quantity import format_quantity, parse_quantity
 
 NOW = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
@@ -167,3 +167,23 @@ def test_finished_and_deleted_pods_are_within_grace_by_time() -> None:
     p = pod({}, deletionTimestamp="2026-12-07T12:00:00Z", deletionGracePeriodSeconds=30)
     assert quota.pod_counts(p, NOW + timedelta(seconds=30))
     assert not quota.pod_counts(p, NOW + timedelta(seconds=31))
+
+
+def test_a_pod_uses_its_largest_init_container_when_that_is_more() -> None:
+    p = pod({"requests": {"cpu": "200m", "memory": "64Mi"}}, {"requests": {"cpu": "100m"}})
+    p.spec.init_containers.add(name="setup", image="x:1").resources.requests.update({"cpu": "1", "memory": "32Mi"})
+    usage = quota.object_usage(p, NOW)
+    assert (usage["requests.cpu"], usage["requests.memory"]) == (Fraction(1), F("64Mi"))
+
+
+def test_a_claim_counts_its_storage() -> None:
+    claim = storage_pb2.PersistentVolumeClaim()
+    claim.spec.storage_class_name = "local-path"
+    claim.spec.resources.requests["storage"] = "5Gi"
+    assert quota.object_usage(claim, NOW) == {
+        "count/persistentvolumeclaims": 1,
+        "persistentvolumeclaims": 1,
+        "requests.storage": F("5Gi"),
+        "local-path.storageclass.storage.k8s.io/requests.storage": F("5Gi"),
+        "local-path.storageclass.storage.k8s.io/persistentvolumeclaims": 1,
+    }
