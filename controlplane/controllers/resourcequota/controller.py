@@ -41,7 +41,16 @@ CONFLICT_RETRY = 0.1
 
 class ResourceQuotaController:
     name: str = "resourcequota"
-    kinds: tuple[str, ...] = (QUOTA, "Pod", "Service", "Secret", "ConfigMap", "Deployment", "ReplicaSet")
+    kinds: tuple[str, ...] = (
+        QUOTA,
+        "Pod",
+        "Service",
+        "Secret",
+        "ConfigMap",
+        "PersistentVolumeClaim",
+        "Deployment",
+        "ReplicaSet",
+    )
     workers: int = 2
 
     def __init__(self, api: ObjectApi, *, resync: float = DEFAULT_RESYNC, settle: float = DEFAULT_SETTLE) -> None:
