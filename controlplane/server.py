@@ -44,6 +44,7 @@ from controlplane.controllers.gc.controller import GarbageCollector
 from controlplane.controllers.namespace.controller import NamespaceController
 from controlplane.controllers.nodelifecycle.controller import NodeLifecycleController
 from controlplane.controllers.replicaset.controller import ReplicaSetController
+from controlplane.controllers.resourcequota.controller import ResourceQuotaController
 from controlplane.controllers.runner import Controller, ControllerManager
 from controlplane.controllers.scheduling import SchedulerController
 from controlplane.health import StatusServicer
@@ -462,6 +463,7 @@ def build_controllers(
         GarbageCollector(api),
         NamespaceController(api),
         DisruptionController(api, EventRecorder(api, "disruption-controller")),
+        ResourceQuotaController(api),
         *autoscalers,
     ]
 

@@ -25,6 +25,7 @@ from protos.corral.v1 import (
     node_pb2,
     pod_pb2,
     policy_pb2,
+    quota_pb2,
     rbac_pb2,
     secret_pb2,
     service_pb2,
@@ -157,6 +158,8 @@ KINDS: tuple[KindInfo, ...] = (
         policy_pb2.PodDisruptionBudget,
         "pod_disruption_budget",
     ),
+    KindInfo("ResourceQuota", "v1", "resourcequotas", ("quota",), True, quota_pb2.ResourceQuota, "resource_quota"),
+    KindInfo("LimitRange", "v1", "limitranges", ("limits",), True, quota_pb2.LimitRange, "limit_range"),
 )
 
 _RBAC_NOTE = "stored, not enforced: corral's access control is its admin and node roles (docs/security.md)"

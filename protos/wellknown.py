@@ -34,8 +34,10 @@ CONFIG_ERRORS: Final = "corral.io/container-config-errors"
 # On a node's copy of a pod only: each container's variables from envFrom (JSON: container → {name: value}).
 ENV_FROM: Final = "corral.io/env-from"
 SCHEDULING_STRATEGY: Final = "corral.io/scheduling-strategy"
+# What a LimitRange filled into a pod at its creation (as Kubernetes' LimitRanger notes it).
+LIMIT_RANGER: Final = "kubernetes.io/limit-ranger"
 # Annotation prefixes that only the system writes.
-SYSTEM_ANNOTATION_PREFIXES: Final = ("corral.io/", "deployment.kubernetes.io/")
+SYSTEM_ANNOTATION_PREFIXES: Final = ("corral.io/", "deployment.kubernetes.io/", LIMIT_RANGER)
 
 # -- labels --------------------------------------------------------------------
 POD_TEMPLATE_HASH: Final = "pod-template-hash"

@@ -19,6 +19,7 @@ from protos.corral.v1 import (
     namespace_pb2,
     networking_pb2,
     pod_pb2,
+    quota_pb2,
     rbac_pb2,
     secret_pb2,
     service_pb2,
@@ -71,6 +72,22 @@ def apply_defaults(info: KindInfo, obj: Message) -> None:
         default_policy_types(obj.spec)
     elif isinstance(obj, namespace_pb2.Namespace) and not obj.spec.finalizers:
         obj.spec.finalizers.append(NAMESPACE_FINALIZER)
+    elif isinstance(obj, quota_pb2.LimitRange):
+        for item in obj.spec.limits:
+            default_limit_range_item(item)
+
+
+def default_limit_range_item(item: quota_pb2.LimitRangeItem) -> None:
+    """A Container item's default limit is its max, and its default request its default limit,
+    else its min, where unset (Kubernetes' defaulting of LimitRangeItem)."""
+    if item.type != "Container":
+        return
+    for name, value in item.max.items():
+        item.default.setdefault(name, value)
+    for name, value in item.default.items():
+        item.default_request.setdefault(name, value)
+    for name, value in item.min.items():
+        item.default_request.setdefault(name, value)
 
 
 def default_policy_types(spec: networking_pb2.NetworkPolicySpec) -> None:

@@ -8,7 +8,9 @@ ApiError
 ├── BadRequestError       malformed request (kind, selector)   INVALID_ARGUMENT
 ├── ForbiddenError        refused by a rule, not a field:      PERMISSION_DENIED
 │                         content in a terminating namespace,
-│                         deleting the default namespace
+│                         deleting the default namespace,
+│                         admission of a valid object (a
+│                         LimitRange's bounds, a quota)
 ├── TooManyRequestsError  an eviction a PodDisruptionBudget    RESOURCE_EXHAUSTED
 │                         refuses now (retry later); carries
 │                         the budget's causes
@@ -61,10 +63,13 @@ class GoneError(ApiError):
 
 
 class ForbiddenError(ApiError):
-    """Kubernetes' 403 Forbidden from an admission rule: `<resource> "<name>" is forbidden: <why>`."""
+    """Kubernetes' 403 Forbidden: `<resource> "<name>" is forbidden: <why>`; `why` is a sentence
+    (a rule: a terminating namespace) or the causes admission found (a LimitRange, a quota)."""
 
-    def __init__(self, resource: str, name: str, why: str) -> None:
-        super().__init__(f'{resource} "{name}" is forbidden: {why}')
+    def __init__(self, resource: str, name: str, why: str | list[Cause]) -> None:
+        self.causes = [] if isinstance(why, str) else why
+        text = why if isinstance(why, str) else "; ".join(str(c) for c in why)
+        super().__init__(f'{resource} "{name}" is forbidden: {text}')
 
 
 class TooManyRequestsError(ApiError):

@@ -11,6 +11,10 @@ store: besides the user's verbs it has `find`, `write`, `update_status`,
 compare-and-swap on its resourceVersion, no defaults, validation or
 admission: what those writers own) and raise only API errors. The store
 handle itself is private; informers read through `ObjectSource`.
+
+Every create, whoever asks (a user, a controller), and every update that adds
+to what a quota counts, passes `admission`: LimitRanges fill and bound a new
+pod's resources, ResourceQuotas are charged before the write.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import structlog
 from google.protobuf.message import Message
 
 from controlplane.apiserver import labels, limits
+from controlplane.apiserver.admission import Admission
 from controlplane.apiserver.apply import merge_applied, spec_changed
 from controlplane.apiserver.defaults import apply_defaults
 from controlplane.apiserver.deletion import IMMORTAL_NAMESPACES, plan_deletion
@@ -54,7 +59,8 @@ from controlplane.clock import utcnow
 from controlplane.store import errors as store_errors
 from controlplane.store.base import MAX_BATCH
 from controlplane.store.objects import Change, ObjectStore
-from protos.corral.v1 import namespace_pb2, pod_pb2, policy_pb2, service_pb2, workloads_pb2
+from protos import quota
+from protos.corral.v1 import namespace_pb2, pod_pb2, policy_pb2, quota_pb2, service_pb2, workloads_pb2
 from protos.kinds import KindInfo, UnknownKindError, by_kind, info_of, meta, resolve
 from protos.pods import is_terminating
 from protos.wellknown import DEFAULT_NAMESPACE
@@ -227,6 +233,8 @@ class ObjectApi:
         self.policy = policy
         self.now = now
         self.new_uid = new_uid
+        # LimitRanges and ResourceQuotas, for every create (the controllers' too).
+        self._admission = Admission(objects, lambda: self.now())
 
     # -- preparing objects ----------------------------------------------------
 
@@ -336,13 +344,28 @@ class ObjectApi:
         self._stamp_new(info, new)
         m = meta(new)
         with _translated(info, m.name):
+            if dry_run and await self._objects.get(info, m.namespace, m.name) is not None:
+                raise store_errors.AlreadyExistsError(m.name)
+            await self._admission.limit(info, new)
+            charged = await self._admission.charge(info, new, None, dry_run=dry_run)
             if dry_run:
-                if await self._objects.get(info, m.namespace, m.name) is not None:
-                    raise store_errors.AlreadyExistsError(m.name)
                 return new
-            created = await self._objects.create(new)
+            try:
+                created = await self._objects.create(new)
+            except Exception:
+                await self._admission.refund(charged)
+                raise
         log.info("object_created", kind=info.kind, namespace=m.namespace, name=m.name)
         return created
+
+    async def _replace(self, info: KindInfo, existing: Message, merged: Message) -> Message:
+        """Store `merged` over `existing` (a compare-and-swap), charged to the quotas for what it adds."""
+        charged = await self._admission.charge(info, merged, existing, dry_run=False)
+        try:
+            return await self._objects.update(merged)
+        except Exception:
+            await self._admission.refund(charged)
+            raise
 
     async def update(self, obj: Message, *, dry_run: bool = False) -> Message:
         """Replace spec, labels and annotations if resourceVersion is current."""
@@ -362,8 +385,9 @@ class ObjectApi:
             merged = self._merged(info, existing, prepared)
             self._check_pod_security(info, security, existing, merged)
             if dry_run:
+                await self._admission.charge(info, merged, existing, dry_run=True)
                 return merged
-            return await self._objects.update(merged)
+            return await self._replace(info, existing, merged)
 
     async def apply(self, obj: Message, *, dry_run: bool = False) -> tuple[Message, ApplyOutcome]:
         info, prepared = self._prepared(obj)
@@ -387,9 +411,10 @@ class ObjectApi:
                 if merged == existing:
                     return existing, ApplyOutcome.UNCHANGED
                 if dry_run:
+                    await self._admission.charge(info, merged, existing, dry_run=True)
                     return merged, ApplyOutcome.CONFIGURED
                 try:
-                    updated = await self._objects.update(merged)
+                    updated = await self._replace(info, existing, merged)
                 except store_errors.ConflictError:
                     continue
             log.info("object_configured", kind=info.kind, namespace=m.namespace, name=m.name)
@@ -549,6 +574,12 @@ class ObjectApi:
         """Delete exactly this version of an object now: no grace period (see `delete_version`)."""
         with _translated(info_of(obj), meta(obj).name):
             await self._objects.delete(obj)
+
+    async def quota_usage(self, rq: quota_pb2.ResourceQuota) -> quota.Usage:
+        """What the quota's namespace uses of each of its hard resources, counted from the stored
+        objects now (the resource quota controller's recount; read the quota first)."""
+        with _translated(by_kind("ResourceQuota"), rq.metadata.name):
+            return await self._admission.usage(rq)
 
     # -- reads ----------------------------------------------------------------
 

@@ -1,6 +1,6 @@
 """The one table from API errors to gRPC status codes, and the abort helper.
 
-INVALID_ARGUMENT from validation also carries every field cause in the
+INVALID_ARGUMENT from validation (and PERMISSION_DENIED from admission) also carries every field cause in the
 trailing metadata key `corral-error-details-bin` (a serialized
 `corral.v1.ErrorDetails`), so clients can print one line per problem; so does
 RESOURCE_EXHAUSTED from a refused eviction (reason "TooManyRequests", the
@@ -44,6 +44,8 @@ def code_for(error: errors.ApiError) -> grpc.StatusCode:
 def details_for(error: errors.ApiError) -> api_pb2.ErrorDetails | None:
     if isinstance(error, errors.InvalidError):
         reason = "Invalid"
+    elif isinstance(error, errors.ForbiddenError) and error.causes:
+        reason = "Forbidden"
     elif isinstance(error, errors.TooManyRequestsError):
         reason = error.reason
     else:

@@ -14,7 +14,7 @@ from typing import Literal
 
 from google.protobuf.message import Message
 
-from controlplane.apiserver import labels, limits, pod_security, policy_validation, security
+from controlplane.apiserver import labels, limits, pod_security, policy_validation, quota_validation, security
 from controlplane.apiserver.errors import Cause
 from controlplane.apiserver.problems import Problems as Problems
 from protos import autoscaling, disruption, durations, quantity, wellknown
@@ -29,6 +29,7 @@ from protos.corral.v1 import (
     node_pb2,
     pod_pb2,
     policy_pb2,
+    quota_pb2,
     rbac_pb2,
     secret_pb2,
     service_pb2,
@@ -104,6 +105,10 @@ def validate(info: KindInfo, obj: Message) -> list[Cause]:
         validate_config_map(p, obj)
     elif isinstance(obj, policy_pb2.PodDisruptionBudget):
         validate_disruption_budget(p, obj.spec)
+    elif isinstance(obj, quota_pb2.ResourceQuota):
+        quota_validation.validate_resource_quota(p, obj)
+    elif isinstance(obj, quota_pb2.LimitRange):
+        quota_validation.validate_limit_range(p, obj)
     else:
         validate_policy_object(p, obj)
     return p.causes

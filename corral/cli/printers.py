@@ -28,6 +28,7 @@ from protos.corral.v1 import (
     node_pb2,
     pod_pb2,
     policy_pb2,
+    quota_pb2,
     rbac_pb2,
     secret_pb2,
     service_pb2,
@@ -275,8 +276,8 @@ def service_account_row(s: serviceaccount_pb2.ServiceAccount, now: datetime, wid
     return [str(len(s.secrets)), age(s.metadata.creation_timestamp, now)]
 
 
-def created_row(obj: rbac_pb2.Role | rbac_pb2.ClusterRole, now: datetime, wide: bool) -> Row:
-    """kubectl shows a role's creation time, not its age."""
+def created_row(obj: rbac_pb2.Role | rbac_pb2.ClusterRole | quota_pb2.LimitRange, now: datetime, wide: bool) -> Row:
+    """kubectl shows a role's (and a limit range's) creation time, not its age."""
     stamp = obj.metadata.creation_timestamp
     return [stamp.ToJsonString() if stamp.seconds else "<unknown>"]
 
@@ -309,6 +310,21 @@ def pdb_row(b: policy_pb2.PodDisruptionBudget, now: datetime, wide: bool) -> Row
     return [low, high, str(b.status.disruptions_allowed), age(b.metadata.creation_timestamp, now)]
 
 
+def quota_usage_text(rq: quota_pb2.ResourceQuota, *, limits: bool) -> str:
+    """kubectl's REQUEST or LIMIT column: `pods: 1/2, requests.cpu: 500m/1` (used/hard)."""
+    hard = rq.status.hard or rq.spec.hard
+    names = sorted(n for n in hard if n.startswith("limits.") == limits)
+    return ", ".join(f"{n}: {rq.status.used.get(n, '0')}/{hard[n]}" for n in names)
+
+
+def resource_quota_row(rq: quota_pb2.ResourceQuota, now: datetime, wide: bool) -> Row:
+    return [
+        age(rq.metadata.creation_timestamp, now),
+        quota_usage_text(rq, limits=False),
+        quota_usage_text(rq, limits=True),
+    ]
+
+
 _BINDING_WIDE = ("USERS", "GROUPS", "SERVICEACCOUNTS")
 
 COLUMNS: dict[str, Columns] = {
@@ -322,6 +338,8 @@ COLUMNS: dict[str, Columns] = {
     "Secret": Columns(("TYPE", "DATA", "AGE"), (), secret_row),
     "ConfigMap": Columns(("DATA", "AGE"), (), config_map_row),
     "PodDisruptionBudget": Columns(("MIN AVAILABLE", "MAX UNAVAILABLE", "ALLOWED DISRUPTIONS", "AGE"), (), pdb_row),
+    "ResourceQuota": Columns(("AGE", "REQUEST", "LIMIT"), (), resource_quota_row),
+    "LimitRange": Columns(("CREATED AT",), (), created_row),
     "Pod": Columns(("READY", "STATUS", "RESTARTS", "AGE"), ("IP", "NODE"), pod_row),
     "Deployment": Columns(
         ("READY", "UP-TO-DATE", "AVAILABLE", "AGE"), ("CONTAINERS", "IMAGES", "SELECTOR"), deployment_row

@@ -71,7 +71,7 @@ def _server_check(c: api.Client, objects: list[ParsedObject]) -> None:
         except api.InvalidError as e:
             causes = e.causes or [api.FieldCause("", str(e))]
             problems += [Problem(parsed.source, parsed.index, x.field, x.message) for x in causes]
-        except (api.ConflictError, api.AlreadyExistsError, api.NotFoundError) as e:
+        except (api.ConflictError, api.AlreadyExistsError, api.NotFoundError, api.PermissionDeniedError) as e:
             problems.append(Problem(parsed.source, parsed.index, "", str(e)))
     if problems:
         raise ManifestError(problems)
