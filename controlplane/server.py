@@ -42,6 +42,7 @@ from controlplane.controllers.events import EventRecorder
 from controlplane.controllers.gc.controller import GarbageCollector
 from controlplane.controllers.nodelifecycle.controller import NodeLifecycleController
 from controlplane.controllers.replicaset.controller import ReplicaSetController
+from controlplane.controllers.statefulset.controller import StatefulSetController
 from controlplane.controllers.runner import Controller, ControllerManager
 from controlplane.controllers.scheduling import SchedulerController
 from controlplane.health import StatusServicer
@@ -456,6 +457,7 @@ def build_controllers(
         NodeLifecycleController(api, EventRecorder(api, "node-lifecycle-controller"), grace=config.node_grace_period),
         ReplicaSetController(api, EventRecorder(api, "replicaset-controller")),
         DeploymentController(api, EventRecorder(api, "deployment-controller")),
+        StatefulSetController(api, EventRecorder(api, "statefulset-controller")),
         EndpointsController(api),
         GarbageCollector(api),
         *autoscalers,
