@@ -42,9 +42,9 @@ from controlplane.controllers.events import EventRecorder
 from controlplane.controllers.gc.controller import GarbageCollector
 from controlplane.controllers.nodelifecycle.controller import NodeLifecycleController
 from controlplane.controllers.replicaset.controller import ReplicaSetController
-from controlplane.controllers.statefulset.controller import StatefulSetController
 from controlplane.controllers.runner import Controller, ControllerManager
 from controlplane.controllers.scheduling import SchedulerController
+from controlplane.controllers.statefulset.controller import StatefulSetController
 from controlplane.health import StatusServicer
 from controlplane.informer import Informer
 from controlplane.leader.elector import DEFAULT_TTL, Elector, Lead, Term, holder_for
