@@ -13,11 +13,11 @@ import pytest
 from controlplane.apiserver.handlers import ObjectApi
 from controlplane.controllers.events import EventRecorder
 from controlplane.controllers.gc.controller import GarbageCollector
-from controlplane.controllers.runner import ControllerManager
+from controlplane.controllers.runner import Controller, ControllerManager
 from controlplane.controllers.statefulset.controller import StatefulSetController
 from controlplane.store.memory import MemoryStore
 from controlplane.store.objects import ObjectStore
-from protos.corral.v1 import pod_pb2, workloads_pb2
+from protos.corral.v1 import pod_pb2, storage_pb2, workloads_pb2
 from protos.kinds import by_kind
 
 pytestmark = pytest.mark.timeout(30)
@@ -55,8 +55,11 @@ def stateful_set(when_deleted: str) -> workloads_pb2.StatefulSet:
 async def api() -> AsyncIterator[ObjectApi]:
     objects = ObjectStore(MemoryStore())
     api = ObjectApi(objects)
-    controllers = [StatefulSetController(api, EventRecorder(api, "statefulset-controller")), GarbageCollector(api)]
-    manager = ControllerManager(objects, controllers)  # type: ignore[list-item]
+    controllers: list[Controller] = [
+        StatefulSetController(api, EventRecorder(api, "statefulset-controller")),
+        GarbageCollector(api),
+    ]
+    manager = ControllerManager(objects, controllers)
     task = asyncio.create_task(manager.run())
     try:
         yield api
@@ -116,7 +119,9 @@ async def test_pods_and_claims_in_order_a_deleted_pod_comes_back_and_claims_go_w
 
     await wait_for(back, "db-0 made again")
     same = await api.get("PersistentVolumeClaim", "default", "data-db-0")
-    assert same.metadata.uid == claim.metadata.uid  # type: ignore[attr-defined]
+    assert isinstance(same, storage_pb2.PersistentVolumeClaim)
+    assert isinstance(claim, storage_pb2.PersistentVolumeClaim)
+    assert same.metadata.uid == claim.metadata.uid
 
     async def status_written() -> bool:
         sts = await api.get("StatefulSet", "default", "db")
