@@ -302,6 +302,10 @@ def _create_kwargs(spec: ContainerSpec) -> dict[str, Any]:
         kwargs["working_dir"] = spec.working_dir
     if spec.user:
         kwargs["user"] = spec.user
+    if spec.hostname and not spec.host_network:  # Docker refuses a host name in the host's network
+        kwargs["hostname"] = spec.hostname
+        if spec.domainname:
+            kwargs["domainname"] = spec.domainname
     return kwargs
 
 

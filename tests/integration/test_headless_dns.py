@@ -4,10 +4,12 @@ WatchServices stream → the DNS answers that node gives (no proxy ports)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import dns.message
 
 from agent.network.dns.records import build_zone, respond
-from protos.corral.v1 import node_service_pb2, pod_pb2, service_pb2
+from protos.corral.v1 import discovery_pb2, node_service_pb2, pod_pb2, service_pb2
 from tests.integration.test_services import Plane, RouteReader, plane, ready_node
 
 __all__ = ["plane"]  # the fixture, shared with test_services
@@ -37,8 +39,8 @@ def running(ip: str, *, ready: bool) -> pod_pb2.PodStatus:
     return status
 
 
-def resolve(routes: object, name: str) -> list[str]:
-    zone = build_zone(routes.values())  # type: ignore[attr-defined]
+def resolve(routes: Mapping[str, discovery_pb2.ServiceRoute], name: str) -> list[str]:
+    zone = build_zone(routes.values())
     response = respond(dns.message.make_query(name, "A"), zone, "172.18.0.1")
     assert response is not None
     return sorted(str(rd) for rrset in response.answer for rd in rrset)
