@@ -153,6 +153,34 @@ def test_a_headless_service_without_ready_pods_is_an_empty_answer() -> None:
     assert not response.answer
 
 
+def test_host_and_service_alone_answer_when_one_namespace_has_them() -> None:
+    # busybox's nslookup sends `db-0.db` as it is (no search list for a name with a dot).
+    assert answers(ask("db-0.db.")) == ["172.18.0.5"]
+    response = ask("db-0.db.")
+    assert response is not None and not response.flags & dns.flags.AA
+    other = service()
+    other.metadata.namespace = "other"
+    twice = build_zone(
+        [
+            route_for(service(), slices(service(), [pod("db-0", "172.18.0.5")])),
+            route_for(other, [_slice_in("other", "172.18.1.5")]),
+        ]
+    )
+    assert respond(dns.message.make_query("db-0.db.", "A"), twice, LOCAL) is None
+    assert answers(respond(dns.message.make_query("db-0.db.other.svc.cluster.local.", "A"), twice, LOCAL)) == [
+        "172.18.1.5"
+    ]
+
+
+def _slice_in(namespace: str, address: str) -> discovery_pb2.EndpointSlice:
+    s = discovery_pb2.EndpointSlice(address_type="IPv4")
+    s.metadata.name, s.metadata.namespace = "db-0", namespace
+    e = s.endpoints.add(addresses=[address], hostname="db-0")
+    e.conditions.ready = True
+    e.target_ref.name = "db-0"
+    return s
+
+
 def test_aaaa_for_ipv4_pods_is_empty_and_unknown_short_hosts_are_forwarded() -> None:
     response = ask("db-0.db.default.svc.cluster.local.", "AAAA")
     assert response is not None and response.rcode() == dns.rcode.NOERROR and not response.answer

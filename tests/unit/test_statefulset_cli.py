@@ -87,3 +87,11 @@ def test_rollout_status_lines(the_set: workloads_pb2.StatefulSet, line: str, don
 def test_on_delete_has_no_rollout_status() -> None:
     with pytest.raises(NotRollingError, match="only available for RollingUpdate"):
         status_line(sts(strategy="OnDelete", partition=None))
+
+
+def test_describe_shows_spec_and_status() -> None:
+    from corral.cli.describe import describe
+
+    text = describe(sts(), [], NOW)
+    assert "Kind:               StatefulSet (apps/v1)" in text
+    assert "updateRevision: db-abc" in text or "updateRevision" in text

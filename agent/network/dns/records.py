@@ -11,7 +11,11 @@ record per ready endpoint (the pods' own addresses; none ready: an empty
 NOERROR), and `<hostname>.<svc>.<ns>.svc.cluster.local.` (short forms
 `<hostname>.<svc>.<ns>.svc.` and `<hostname>.<svc>.<ns>.`) the address of the
 endpoint with that hostname — a pod whose spec.hostname and spec.subdomain
-name it, such as a StatefulSet's `db-0.db`. It has no SRV records.
+name it, such as a StatefulSet's `db-0.db`. It has no SRV records. The
+two-label `<hostname>.<svc>.` is answered too when one namespace only has
+that pair: a resolver's search list completes `db-0.db` in the pod's own
+namespace, but some clients (busybox's nslookup) send a name with a dot as it
+is; when several namespaces have it, the name is forwarded like any other.
 
 The A record is the local address the query arrived on: every address the
 node proxy listens on runs a DNS server too, so a client is sent to the proxy
@@ -61,6 +65,8 @@ class Zone:
     namespaces: frozenset[str] = frozenset()
     headless: dict[tuple[str, str], tuple[str, ...]] = field(default_factory=dict)
     hosts: dict[tuple[str, str, str], tuple[str, ...]] = field(default_factory=dict)
+    # (hostname, Service) → addresses, for the pairs that only one namespace has.
+    short_hosts: dict[tuple[str, str], tuple[str, ...]] = field(default_factory=dict)
 
 
 def build_zone(routes: Iterable[discovery_pb2.ServiceRoute]) -> Zone:
@@ -81,12 +87,12 @@ def build_zone(routes: Iterable[discovery_pb2.ServiceRoute]) -> Zone:
         for e in r.endpoints:
             if e.hostname and e.address:
                 hosts.setdefault((e.hostname.lower(), *key), []).append(e.address)
-    return Zone(
-        services,
-        frozenset(ns for _, ns in services),
-        headless,
-        {k: tuple(dict.fromkeys(v)) for k, v in hosts.items()},
-    )
+    full = {k: tuple(dict.fromkeys(v)) for k, v in hosts.items()}
+    namespaces: dict[tuple[str, str], list[str]] = {}
+    for host, service, namespace in full:
+        namespaces.setdefault((host, service), []).append(namespace)
+    short = {pair: full[(*pair, found[0])] for pair, found in namespaces.items() if len(found) == 1}
+    return Zone(services, frozenset(ns for _, ns in services), headless, full, short)
 
 
 def _labels(name: dns.name.Name) -> list[str]:
@@ -131,10 +137,13 @@ def respond(query: dns.message.Message, zone: Zone, local_address: str) -> dns.m
     response = dns.message.make_response(query)
     response.flags |= dns.flags.RA
     host = tuple(lookup.inner)
-    if len(host) == 3 and host in zone.hosts:
+    addresses = zone.hosts.get(host) if len(host) == 3 else None
+    if len(host) == 2 and not lookup.authoritative and _service(lookup.inner, zone) is None:
+        addresses = zone.short_hosts.get(host)
+    if addresses is not None:
         if lookup.authoritative:
             response.flags |= dns.flags.AA
-        _answer_addresses(response, question.name, question.rdtype, zone.hosts[host])
+        _answer_addresses(response, question.name, question.rdtype, addresses)
         if not response.answer and lookup.authoritative:
             _add(response.authority, ZONE, _SOA)
         return response
