@@ -95,3 +95,14 @@ def test_describe_shows_spec_and_status() -> None:
     text = describe(sts(), [], NOW)
     assert "Kind:               StatefulSet (apps/v1)" in text
     assert "updateRevision: db-abc" in text or "updateRevision" in text
+
+
+def test_get_endpoints_of_a_headless_service_shows_pod_addresses() -> None:
+    from corral.cli.endpoints import table
+    from protos.corral.v1 import discovery_pb2
+
+    route = discovery_pb2.ServiceRoute(name="db", namespace="default", headless=True)
+    route.endpoints.add(address="172.18.0.5", pod="db-0", node="n1", hostname="db-0")
+    route.endpoints.add(address="172.18.0.6", pod="db-1", node="n1", hostname="db-1")
+    lines = table([route], wide=True, all_namespaces=False).splitlines()
+    assert lines[1].split() == ["db", "172.18.0.5,172.18.0.6", "db-0,db-1", "n1"]
