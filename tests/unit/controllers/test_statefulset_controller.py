@@ -14,9 +14,11 @@ from controlplane.apiserver.handlers import ObjectApi
 from controlplane.controllers.events import EventRecorder
 from controlplane.controllers.gc.controller import GarbageCollector
 from controlplane.controllers.runner import Controller, ControllerManager
+from controlplane.controllers.statefulset import identity
 from controlplane.controllers.statefulset.controller import StatefulSetController
 from controlplane.store.memory import MemoryStore
 from controlplane.store.objects import ObjectStore
+from protos import statefulsets
 from protos.corral.v1 import pod_pb2, storage_pb2, workloads_pb2
 from protos.kinds import by_kind
 
@@ -99,6 +101,13 @@ async def test_pods_and_claims_in_order_a_deleted_pod_comes_back_and_claims_go_w
     assert isinstance(pod, pod_pb2.Pod)
     assert pod.spec.volumes[0].persistent_volume_claim.claim_name == "data-db-0"
     assert (pod.spec.hostname, pod.spec.subdomain) == ("db-0", "db")
+
+    # The template a pod was made from can be rebuilt from the stored pod (for re-creation below a partition).
+    stored_set = await api.get("StatefulSet", "default", "db")
+    assert isinstance(stored_set, workloads_pb2.StatefulSet)
+    pod.spec.node_name = "n1"
+    rebuilt = identity.template_of(stored_set, pod, statefulsets.revision(stored_set))
+    assert rebuilt is not None and rebuilt == stored_set.spec.template
 
     await make_ready(api, "db-0")
 
