@@ -9,7 +9,7 @@ name, and returns `StatefulSetActions`. As Kubernetes' StatefulSet controller:
   match are released. Ordinals in [start, start+replicas) are the replicas,
   the others (and names without an ordinal) are condemned;
 - replicas, in ordinal order: a missing pod is created (its claims first, each
-  only if absent; a missing claim of an existing pod is made too), with the update revision's template — or, for a
+  only if absent; a missing claim of a Pending pod is made too), with the update revision's template — or, for a
   RollingUpdate, below the partition the current revision's, when a pod still
   carries it (`identity.template_of`); a Succeeded or Failed pod is deleted and
   made again under the same name once the old object is gone. OrderedReady
@@ -172,7 +172,7 @@ def _manage(plan: _Plan, replicas: dict[int, pod_pb2.Pod], condemned: list[pod_p
 def _process_replica(plan: _Plan, ordinal: int, pod: pod_pb2.Pod | None, now: datetime) -> bool:
     """Act on one replica; True when OrderedReady must stop here."""
     sts = plan.sts
-    if pod is None or not podutil.is_terminating(pod):
+    if pod is None or (pod.status.phase in ("", "Pending") and not podutil.is_terminating(pod)):
         for template, existing in identity.claims_of(sts, ordinal, plan.claims):
             if existing is None:
                 plan.create_claims.append(_owned_claim(sts, identity.new_claim(sts, template, ordinal)))

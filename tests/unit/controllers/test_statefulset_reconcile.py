@@ -395,3 +395,7 @@ def test_requeue_when_a_pod_becomes_available() -> None:
     actions = run(stateful_set(min_ready=10, current=OLD_REVISION), [pod(0, ready_for=4)])
     assert actions.requeue_after is not None
     assert 5.9 < actions.requeue_after < 6.2
+
+
+def test_a_running_pods_missing_claim_is_not_made_again() -> None:
+    assert run(stateful_set(current=OLD_REVISION), [pod(0)]).create_claims == ()
