@@ -398,4 +398,4 @@ def test_requeue_when_a_pod_becomes_available() -> None:
 
 
 def test_a_running_pods_missing_claim_is_not_made_again() -> None:
-    assert run(stateful_set(current=OLD_REVISION), [pod(0)]).create_claims == ()
+    assert run(stateful_set(1, current=OLD_REVISION), [pod(0)]).create_claims == ()
