@@ -212,7 +212,8 @@ def watch_rollout(
 
 @click.group("rollout")
 def rollout_group() -> None:
-    """Manage the rollout of a deployment: status, history, undo, pause, resume, restart, promote, abort."""
+    """Manage the rollout of a deployment (status, history, undo, pause, resume, restart, promote, abort)
+    or of a statefulset (status, restart)."""
 
 
 @rollout_group.command("status")
