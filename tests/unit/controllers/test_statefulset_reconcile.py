@@ -7,6 +7,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from controlplane.apiserver.defaults import apply_defaults
 from controlplane.controllers.statefulset.reconcile import StatefulSetActions, max_unavailable, reconcile
@@ -399,3 +401,40 @@ def test_requeue_when_a_pod_becomes_available() -> None:
 
 def test_a_running_pods_missing_claim_is_not_made_again() -> None:
     assert run(stateful_set(1, current=OLD_REVISION), [pod(0)]).create_claims == ()
+
+
+# -- properties ---------------------------------------------------------------------------
+
+POD_STATES = st.tuples(
+    st.sampled_from(["Pending", "Running", "Failed", "Succeeded"]),
+    st.booleans(),  # ready
+    st.booleans(),  # being deleted
+    st.booleans(),  # at the new revision
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    replicas=st.integers(0, 5),
+    parallel=st.booleans(),
+    partition=st.integers(0, 6),
+    states=st.dictionaries(st.integers(0, 6), POD_STATES, max_size=7),
+)
+def test_never_two_pods_of_one_name_and_ordered_ready_acts_once(
+    replicas: int, parallel: bool, partition: int, states: dict[int, tuple[str, bool, bool, bool]]
+) -> None:
+    sts = stateful_set(replicas, policy="Parallel" if parallel else "OrderedReady", partition=partition)
+    sts.status.current_revision = OLD_REVISION
+    pods = [
+        pod(o, sts if new else None, phase=phase, ready=ready and phase == "Running", deleting=deleting)
+        for o, (phase, ready, deleting, new) in states.items()
+    ]
+    actions = run(sts, pods)
+    existing = {p.metadata.name for p in pods}
+    created = names(actions.create)
+    assert not existing & set(created)
+    assert len(created) == len(set(created))
+    assert all(statefulsets.ordinal_of("db", n) in range(replicas) for n in created)
+    assert not any(p.metadata.deletion_timestamp.seconds for p in actions.delete)
+    if not parallel:
+        assert len(actions.create) + len(actions.delete) <= 1
