@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import tempfile
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -39,7 +40,7 @@ from typing import Any, Protocol
 
 import structlog
 
-from agent.pods import hooks, lifecycle, security_context
+from agent.pods import hooks, lifecycle, security_context, volumes
 from agent.pods.lifecycle import Action, ContainerTrack, Kill, Remove, Start
 from agent.pods.service_env import PodNetwork
 from agent.probes.result import ProbeResult
@@ -58,7 +59,7 @@ from agent.runtime.errors import (
 from corral.common.backoff import CrashLoopBackoff
 from protos import pods as podutil
 from protos import quantity
-from protos.corral.v1 import pod_pb2
+from protos.corral.v1 import node_service_pb2, pod_pb2
 from protos.wellknown import CONFIG_ERRORS, ENV_FROM
 
 log = structlog.get_logger(__name__)
@@ -94,7 +95,7 @@ class WorkerSettings:
     pod_network: Callable[[str, str], PodNetwork] | None = None
     # Told of every probe run: its kind (liveness, readiness, startup) and whether it succeeded (metrics).
     probe_results: Callable[[str, bool], None] | None = None
-    # Where pods' emptyDir volumes live: <volumes_dir>/<pod uid>/<volume name>, removed with the pod.
+    # Where pods' volumes live: <volumes_dir>/<pod uid>/<volume name>, removed with the pod (`volumes`).
     volumes_dir: Path = field(default_factory=lambda: DEFAULT_VOLUMES_DIR)
 
 
@@ -161,8 +162,13 @@ class PodWorker:
         *,
         epoch: int,
         extra_env: dict[str, str] | None = None,
+        payloads: list[node_service_pb2.VolumePayload] | None = None,
     ) -> None:
         self.pod = pod
+        # The files of the pod's configMap, secret and projected volumes, and whether
+        # they changed since they were last written (`_sync_volumes`).
+        self.payloads = list(payloads or [])
+        self._payloads_dirty = bool(self.payloads)
         self.runtime = runtime
         self.settings = settings
         self.sink = sink
@@ -192,13 +198,19 @@ class PodWorker:
     def uid(self) -> str:
         return self.pod.metadata.uid
 
-    def update(self, pod: pod_pb2.Pod, epoch: int) -> None:
+    def update(
+        self, pod: pod_pb2.Pod, epoch: int, payloads: list[node_service_pb2.VolumePayload] | None = None
+    ) -> None:
         """The pod as the newest assignment set has it. Every set carries every pod of the
         node, so a set that only adds a pod must not wake the other nine workers: a worker
-        wakes only when its pod's spec or deletion changed."""
+        wakes only when its pod's spec, deletion or volume files changed."""
         changed = not _same_for_worker(self.pod, pod)
         self.pod = pod
         self.epoch = epoch
+        new_payloads = list(payloads or [])
+        if new_payloads != self.payloads:  # a changed ConfigMap or Secret: rewrite the files, restart nothing
+            self.payloads = new_payloads
+            self._payloads_dirty = changed = True
         if not changed:
             return
         if podutil.is_terminating(pod):
@@ -247,6 +259,8 @@ class PodWorker:
         if podutil.is_terminating(self.pod):
             await self._wind_down(runs)
             return
+        if self._payloads_dirty:
+            await self._sync_volumes()
         now = self._clock()
         self._note_exits(runs, now)
         await self._run_probes(runs, now)
@@ -258,6 +272,20 @@ class PodWorker:
         if actions:
             runs = await self.observe()
         self._report(runs, self._clock())
+
+    async def _sync_volumes(self) -> None:
+        """Write the files of the pod's configMap, secret and projected volumes (atomically,
+        off the event loop); a failure is retried on the next step."""
+        self._payloads_dirty = False
+        for payload in self.payloads:
+            try:
+                written = await asyncio.to_thread(volumes.sync, self.settings.volumes_dir, self.pod, payload)
+            except (OSError, ValueError, ContainerConfigError) as e:
+                self._payloads_dirty = True
+                log.warning("volume_write_failed", pod=self.pod.metadata.name, volume=payload.volume, error=str(e))
+                continue
+            if written:
+                log.info("volume_files_written", pod=self.pod.metadata.name, volume=payload.volume)
 
     def _track(self, name: str) -> ContainerTrack:
         return self.tracks.setdefault(name, ContainerTrack())
@@ -477,7 +505,7 @@ class PodWorker:
         track.image_error = track.image_error_reason = ""
         try:
             if security_context.has_volumes_to_prepare(self.pod):
-                await asyncio.to_thread(security_context.prepare, self.pod, self.settings.volumes_dir)
+                spec = await asyncio.to_thread(self._prepare_volumes, container, spec)
             info = await self._create(spec)
         except ContainerStartError as e:
             track.start_error = str(e)
@@ -497,6 +525,15 @@ class PodWorker:
         )
         if container.lifecycle.HasField("post_start"):
             await self._post_start(container, info, track)
+
+    def _prepare_volumes(self, container: pod_pb2.Container, spec: ContainerSpec) -> ContainerSpec:
+        """Make the pod's volumes (in a thread); the spec with each subPath mount's real source."""
+        volumes.prepare(self.pod, self.settings.volumes_dir)
+        real = volumes.sub_path_sources(self.settings.volumes_dir, self.pod, container)
+        if not real:
+            return spec
+        mounts = [dataclasses.replace(m, source=real.get(m.target, m.source)) for m in spec.mounts]
+        return dataclasses.replace(spec, mounts=mounts)
 
     async def _unless_deleted(self, work: Coroutine[Any, Any, None]) -> bool:
         """Run ``work``; cancel it, and answer False, as soon as the pod is being deleted."""
@@ -660,7 +697,7 @@ class PodWorker:
         running = [c for c in containers if c.state is State.RUNNING]
         await asyncio.gather(*(self._stop(c, self._grace()) for c in running))
         await asyncio.gather(*(self.runtime.remove(c.id) for c in containers))
-        await asyncio.to_thread(security_context.remove, self.settings.volumes_dir, self.uid)
+        await asyncio.to_thread(volumes.remove, self.settings.volumes_dir, self.uid)
         log.info("pod_terminated", pod=self.pod.metadata.name, containers=len(containers))
 
 

@@ -321,6 +321,8 @@ def _security(spec: ContainerSpec) -> dict[str, Any]:
         options["cap_add"] = list(spec.cap_add)
     if spec.cap_drop:
         options["cap_drop"] = list(spec.cap_drop)
+    if spec.group_add:
+        options["group_add"] = [str(g) for g in spec.group_add]
     binds = [Mount(m.target, m.source, type="bind", read_only=m.read_only) for m in spec.mounts if not m.tmpfs]
     if binds:
         options["mounts"] = binds
