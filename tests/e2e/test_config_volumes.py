@@ -94,14 +94,14 @@ def host_mounts() -> str:
     return Path("/proc/mounts").read_text()
 
 
-def test_config_map_files_update_in_place_and_secrets_live_on_tmpfs(
-    server: ServerProcess, agent: AgentProcess
-) -> None:
+def test_config_map_files_update_in_place_and_secrets_live_on_tmpfs(server: ServerProcess, agent: AgentProcess) -> None:
     cli = Cli(server.env)
     apply(cli, json.dumps(pod(agent.name)))
     wait_until(
-        lambda: (container_status(cli, "web").get("state", {}).get("waiting", {}).get("reason"))
-        == "CreateContainerConfigError",
+        lambda: (
+            (container_status(cli, "web").get("state", {}).get("waiting", {}).get("reason"))
+            == "CreateContainerConfigError"
+        ),
         30,
         "the missing configmap reported",
         agent.log,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
+from agent.pods import volumes as pod_volumes
 from agent.pods import worker
 from agent.pods.manager import PodManager
 from agent.pods.worker import WorkerSettings
@@ -388,11 +390,59 @@ async def test_a_pod_with_a_disk_empty_dir_gets_its_directory_before_it_starts(t
         await manager.apply(assignment(1, with_volumes, pod("plain")))
         await eventually(lambda: running_count(runtime, "uid-scratchy"))
         await eventually(lambda: running_count(runtime, "uid-plain"))
-    assert (volumes / "uid-scratchy" / "scratch").is_dir()
-    assert not (volumes / "uid-scratchy" / "shm").exists()  # a tmpfs: nothing on disk
-    assert not (volumes / "uid-plain").exists()
-    mounts = {name.split("_")[2]: found for name, found in runtime.runs}
-    assert mounts == {"scratchy": {"/scratch": True}, "plain": {}}
+    try:
+        assert (volumes / "uid-scratchy" / "scratch").is_dir()
+        shm = pod_volumes.volume_dir(volumes, "uid-scratchy", with_volumes.spec.volumes[1])
+        # A tmpfs the agent mounts (as root), else a directory under /dev/shm: never the node's disk.
+        assert os.path.ismount(shm) if os.geteuid() == 0 else str(shm).startswith("/dev/shm/")
+        assert not (volumes / "uid-plain").exists()
+        mounts = {name.split("_")[2]: found for name, found in runtime.runs}
+        assert mounts == {"scratchy": {"/scratch": True, "/dev/shm": True}, "plain": {}}
+    finally:
+        pod_volumes.remove(volumes, "uid-scratchy")
+    assert not shm.exists() and not (volumes / "uid-scratchy").exists()
+
+
+async def test_changed_volume_files_are_rewritten_in_place_without_a_restart(tmp_path: Path) -> None:
+    """A configMap volume waits for its files, gets them before the start, and a changed
+    payload rewrites them while the container runs on (no new attempt); the journal on
+    disk never holds a secret volume's files."""
+    runtime = MountCheckingRuntime()
+    volumes = tmp_path / "volumes"
+    web = pod("web")
+    web.spec.volumes.add(name="conf").config_map.name = "app"
+    web.spec.volumes.add(name="creds").secret.secret_name = "db"
+    web.spec.containers[0].volume_mounts.add(name="conf", mount_path="/etc/app")
+    web.spec.containers[0].volume_mounts.add(name="creds", mount_path="/secret")
+
+    def payloads(text: bytes) -> list[node_service_pb2.VolumePayload]:
+        return [
+            node_service_pb2.VolumePayload(
+                pod_uid="uid-web",
+                volume="conf",
+                files=[node_service_pb2.VolumeFile(path="a.conf", data=text, mode=0o644)],
+            ),
+            node_service_pb2.VolumePayload(
+                pod_uid="uid-web",
+                volume="creds",
+                secret=True,
+                files=[node_service_pb2.VolumeFile(path="pw", data=b"s3cret-value", mode=0o400)],
+            ),
+        ]
+
+    conf = volumes / "uid-web" / "conf" / "a.conf"
+    try:
+        async with running(PodManager({"docker": runtime}, replace(settings(), volumes_dir=volumes), tmp_path)) as m:
+            await m.apply(node_service_pb2.AssignmentSet(epoch=1, pods=[web], volumes=payloads(b"one")))
+            await eventually(lambda: running_count(runtime, "uid-web"))
+            assert conf.read_bytes() == b"one"
+            await m.apply(node_service_pb2.AssignmentSet(epoch=2, pods=[web], volumes=payloads(b"two")))
+            await eventually(lambda: conf.read_bytes() == b"two")
+            assert len(await containers(runtime, "uid-web")) == 1
+        assert b"s3cret-value" not in (tmp_path / "assignments.pb").read_bytes()
+        assert b"two" in (tmp_path / "assignments.pb").read_bytes()
+    finally:
+        pod_volumes.remove(volumes, "uid-web")
 
 
 # -- lifecycle hooks --------------------------------------------------------------------
