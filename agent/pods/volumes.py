@@ -273,6 +273,34 @@ def _prepare_host_path(name: str, source: pod_pb2.HostPathVolumeSource) -> None:
         raise ContainerConfigError(f"volume {name!r}: hostPath {source.path} is not a {source.type}")
 
 
+# -- sizeLimit of a disk emptyDir ------------------------------------------------------
+
+
+def size_limited(pod: pod_pb2.Pod) -> list[pod_pb2.Volume]:
+    """The pod's disk emptyDirs with a sizeLimit (a Memory one's is its tmpfs size)."""
+    return [v for v in pod.spec.volumes if v.empty_dir.size_limit and v.empty_dir.medium != "Memory"]
+
+
+def disk_usage(root: Path) -> int:
+    """Bytes the files under ``root`` take on disk (allocated blocks, as du counts; links not followed)."""
+    total = 0
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in [*dirnames, *filenames]:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(dirpath, name)).st_blocks * 512
+    return total
+
+
+def over_size_limit(volumes_dir: Path, pod: pod_pb2.Pod) -> str:
+    """Why the pod must be evicted, as the kubelet says it: a disk emptyDir grown past its
+    sizeLimit ("" when none has)."""
+    for volume in size_limited(pod):
+        used = disk_usage(volume_dir(volumes_dir, pod.metadata.uid, volume))
+        if used > quantity.memory_bytes(volume.empty_dir.size_limit):
+            return f'Usage of EmptyDir volume "{volume.name}" exceeds the limit "{volume.empty_dir.size_limit}".'
+    return ""
+
+
 # -- with the pod ----------------------------------------------------------------------
 
 

@@ -71,6 +71,8 @@ TERMINATED_RESEND = 5.0
 SHORTER_DEADLINE_SLACK = 0.5
 # The longest a postStart hook may run (Kubernetes sets none; a deletion ends it sooner).
 POST_START_TIMEOUT = 300.0
+# Seconds between two measures of a pod's disk emptyDirs that have a sizeLimit.
+SIZE_LIMIT_PERIOD = 5.0
 # Where emptyDir volumes live when the agent names no data dir (tests).
 DEFAULT_VOLUMES_DIR = Path(tempfile.gettempdir()) / "corral-volumes"
 
@@ -169,6 +171,9 @@ class PodWorker:
         # they changed since they were last written (`_sync_volumes`).
         self.payloads = list(payloads or [])
         self._payloads_dirty = bool(self.payloads)
+        # Why the pod was evicted (a disk emptyDir past its sizeLimit); "" while it is not.
+        self.evicted = ""
+        self._size_checked_at = float("-inf")
         self.runtime = runtime
         self.settings = settings
         self.sink = sink
@@ -261,6 +266,9 @@ class PodWorker:
             return
         if self._payloads_dirty:
             await self._sync_volumes()
+        if self.evicted or await self._over_size_limit():
+            await self._evict(runs)
+            return
         now = self._clock()
         self._note_exits(runs, now)
         await self._run_probes(runs, now)
@@ -286,6 +294,27 @@ class PodWorker:
                 continue
             if written:
                 log.info("volume_files_written", pod=self.pod.metadata.name, volume=payload.volume)
+
+    async def _over_size_limit(self) -> bool:
+        """Every SIZE_LIMIT_PERIOD: has a disk emptyDir grown past its sizeLimit? (the kubelet's eviction)"""
+        now = self._clock()
+        if not volumes.size_limited(self.pod) or now - self._size_checked_at < SIZE_LIMIT_PERIOD:
+            return False
+        self._size_checked_at = now
+        self.evicted = await asyncio.to_thread(volumes.over_size_limit, self.settings.volumes_dir, self.pod)
+        if self.evicted:
+            log.warning(
+                "pod_evicted", pod=self.pod.metadata.name, namespace=self.pod.metadata.namespace, reason=self.evicted
+            )
+        return bool(self.evicted)
+
+    async def _evict(self, runs: dict[str, list[ContainerInfo]]) -> None:
+        """Stop every container (with the pod's grace period) and leave the pod Failed, reason Evicted."""
+        running = lifecycle.running(runs)
+        if running:
+            await asyncio.gather(*(self._stop(c, self._grace()) for c in running))
+            runs = await self.observe()
+        self._report(runs, self._clock())
 
     def _track(self, name: str) -> ContainerTrack:
         return self.tracks.setdefault(name, ContainerTrack())
@@ -605,6 +634,8 @@ class PodWorker:
             terminating=podutil.is_terminating(self.pod),
         )
         status = lifecycle.pod_status(self.pod, runs, inputs, self.last_status)
+        if self.evicted:
+            status.phase, status.reason, status.message = "Failed", "Evicted", self.evicted
         resend = terminated and now >= self._resend_terminated_at
         if _comparable(status) != _comparable(self.last_status) or resend:
             self.last_status = status

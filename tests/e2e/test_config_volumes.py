@@ -138,7 +138,8 @@ def test_config_map_files_update_in_place_and_secrets_live_on_tmpfs(server: Serv
     assert in_container(web, "cat", "/pinned/index.html") == version("a")  # a subPath does not update
     for letter in "cdef":  # more swaps under the looping reader
         apply(cli, site(version(letter)))
-        wait_until(lambda letter=letter: served(port) == version(letter), 60, "the next content served", agent.log)
+        wanted = version(letter)
+        wait_until(lambda: served(port) == wanted, 60, "the next content served", agent.log)  # noqa: B023
     logs = cli.run("logs", "web", "-c", "reader").stdout
     assert "BAD" not in logs, logs
     assert in_container(reader, "sh", "-c", "ls -a /www | tr '\\n' ' '").count("..20") == 1  # the old versions go

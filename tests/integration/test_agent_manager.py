@@ -85,6 +85,10 @@ def runtime() -> FakeRuntime:
     )
 
 
+async def no_running(runtime: FakeRuntime, uid: str) -> bool:
+    return await running_count(runtime, uid) == 0
+
+
 async def running_count(runtime: FakeRuntime, uid: str) -> int:
     return sum(1 for c in await containers(runtime, uid) if c.state is State.RUNNING)
 
@@ -601,3 +605,32 @@ async def test_http_get_post_start_hook_reaches_the_container_port(tmp_path: Pat
             await eventually(lambda: reports.saw(lambda r: ready_condition(r.status) == "True"))
     assert any(e["event"] == "container_post_start_done" for e in logs)
     assert not any(e.get("reason") == "FailedPostStartHook" for e in logs)
+
+
+async def test_a_disk_empty_dir_past_its_size_limit_evicts_the_pod(
+    runtime: FakeRuntime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As the kubelet does: the containers are stopped and the pod is Failed, reason Evicted."""
+    monkeypatch.setattr(worker, "SIZE_LIMIT_PERIOD", 0.05)
+    volumes = tmp_path / "volumes"
+    big = pod("big")
+    big.spec.volumes.add(name="cache").empty_dir.size_limit = "64Ki"
+    big.spec.containers[0].volume_mounts.add(name="cache", mount_path="/cache")
+    async with running(PodManager({"docker": runtime}, replace(settings(), volumes_dir=volumes), tmp_path)) as m:
+        await m.apply(assignment(1, big))
+        await eventually(lambda: running_count(runtime, "uid-big"))
+        (volumes / "uid-big" / "cache" / "blob").write_bytes(b"x" * 32 * 1024)
+        seen: list[pod_pb2.PodStatus] = []
+
+        def evicted() -> bool:
+            seen.extend(r.status for r in m.outbox.take())
+            return any(s.reason == "Evicted" for s in seen)
+
+        with pytest.raises(TimeoutError):  # under the limit: it runs on
+            await eventually(evicted, timeout=0.5)
+        (volumes / "uid-big" / "cache" / "blob").write_bytes(b"x" * 128 * 1024)
+        await eventually(evicted)
+        await eventually(lambda: no_running(runtime, "uid-big"))
+    status = next(s for s in seen if s.reason == "Evicted")
+    assert status.phase == "Failed"
+    assert status.message == 'Usage of EmptyDir volume "cache" exceeds the limit "64Ki".'
