@@ -304,6 +304,15 @@ def over_size_limit(volumes_dir: Path, pod: pod_pb2.Pod) -> str:
 # -- with the pod ----------------------------------------------------------------------
 
 
+def pods_with_volumes(volumes_dir: Path) -> set[str]:
+    """The uids of the pods that have volume directories on this node."""
+    found: set[str] = set()
+    for root in (volumes_dir, _shm_root(volumes_dir)):
+        with contextlib.suppress(OSError):
+            found.update(entry.name for entry in root.iterdir() if entry.is_dir())
+    return found
+
+
 def remove(volumes_dir: Path, pod_uid: str) -> None:
     """Unmount the pod's tmpfs volumes and delete its volume directories (missing is fine)."""
     if not pod_uid:

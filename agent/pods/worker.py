@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import os
 import tempfile
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -73,8 +74,8 @@ SHORTER_DEADLINE_SLACK = 0.5
 POST_START_TIMEOUT = 300.0
 # Seconds between two measures of a pod's disk emptyDirs that have a sizeLimit.
 SIZE_LIMIT_PERIOD = 5.0
-# Where emptyDir volumes live when the agent names no data dir (tests).
-DEFAULT_VOLUMES_DIR = Path(tempfile.gettempdir()) / "corral-volumes"
+# Where volumes live when the agent names no data dir (tests): one directory per process.
+DEFAULT_VOLUMES_DIR = Path(tempfile.gettempdir()) / f"corral-volumes-{os.getpid()}"
 
 
 class StatusSink(Protocol):

@@ -37,12 +37,20 @@ def _deadline(pod: pod_pb2.Pod) -> int:
 
 def _same_assignment(before: pod_pb2.Pod | None, after: pod_pb2.Pod) -> bool:
     """A status write (most pod changes) leaves the node's fingerprint as it was:
-    no need to wake its stream."""
+    no need to wake its stream (unless a volume of the pod holds its labels or
+    annotations, and they changed)."""
     return (
         before is not None
         and before.metadata.uid == after.metadata.uid
         and before.metadata.generation == after.metadata.generation
         and _deadline(before) == _deadline(after)
+        and (
+            not configvolumes.projects_metadata(after)
+            or (
+                before.metadata.labels == after.metadata.labels
+                and before.metadata.annotations == after.metadata.annotations
+            )
+        )
     )
 
 

@@ -28,7 +28,7 @@ import re
 
 from controlplane.nodeapi.configenv import ConfigMapLookup, SecretLookup
 from protos.corral.v1 import node_service_pb2, pod_pb2
-from protos.wellknown import CONFIG_ERRORS
+from protos.wellknown import CONFIG_ERRORS, ENV_FROM
 
 _KEYED = re.compile(r"^metadata\.(labels|annotations)\['([^']+)'\]$")
 
@@ -47,6 +47,17 @@ def refs(pod: pod_pb2.Pod) -> set[tuple[str, str]]:
             elif source.HasField("secret"):
                 found.add(("Secret", source.secret.name))
     return found
+
+
+def projects_metadata(pod: pod_pb2.Pod) -> bool:
+    """Whether a projected volume of the pod holds its labels or annotations (downwardAPI):
+    a change to them must reach the node."""
+    return any(
+        "labels" in item.field_ref.field_path or "annotations" in item.field_ref.field_path
+        for volume in pod.spec.volumes
+        for source in volume.projected.sources
+        for item in source.downward_api.items
+    )
 
 
 def holds_secret(volume: pod_pb2.Volume) -> bool:
@@ -112,7 +123,7 @@ def downward_value(pod: pod_pb2.Pod, field_path: str) -> bytes:
     if field_path == "metadata.labels":
         return _sorted_lines(dict(meta.labels))
     # metadata.annotations (the API admits no other path); the control plane's own are not the user's.
-    return _sorted_lines({k: v for k, v in meta.annotations.items() if k != CONFIG_ERRORS})
+    return _sorted_lines({k: v for k, v in meta.annotations.items() if k not in (CONFIG_ERRORS, ENV_FROM)})
 
 
 def project_volume(

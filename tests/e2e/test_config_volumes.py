@@ -34,7 +34,7 @@ def site(text: str) -> str:
 SECRET = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "creds"}, "stringData": {"password": "s3cret"}}
 # Prints BAD whenever the served file is missing or not one whole version (each is 4 KiB of one letter + newline).
 READER = (
-    "n=0; while [ $n -lt 100000 ]; do c=$(cat /www/index.html 2>/dev/null); "
+    "cat /secret/password >/dev/null && echo secret-readable-as-$(id -u) || echo BAD-secret; n=0; while [ $n -lt 100000 ]; do c=$(cat /www/index.html 2>/dev/null); "
     'case "$c" in "") echo BAD-missing;; *) l=${#c}; [ $l -eq 4096 ] || echo BAD-length-$l;; esac; '
     "n=$((n+1)); sleep 0.02; done; sleep 3600"
 )
@@ -67,7 +67,13 @@ def pod(node: str) -> dict[str, Any]:
                         {"name": "www", "mountPath": "/pinned/index.html", "subPath": "index.html"},
                     ],
                 },
-                {"name": "reader", "image": IMAGE, "command": ["sh", "-c", READER], "volumeMounts": [www]},
+                {  # not root: reads the 0644 page, and the 0440 secret through fsGroup
+                    "name": "reader",
+                    "image": IMAGE,
+                    "command": ["sh", "-c", READER],
+                    "securityContext": {"runAsUser": 1000},
+                    "volumeMounts": [www, {"name": "creds", "mountPath": "/secret"}],
+                },
             ],
             "volumes": [
                 {"name": "www", "configMap": {"name": "site"}},
@@ -141,7 +147,7 @@ def test_config_map_files_update_in_place_and_secrets_live_on_tmpfs(server: Serv
         wanted = version(letter)
         wait_until(lambda: served(port) == wanted, 60, "the next content served", agent.log)  # noqa: B023
     logs = cli.run("logs", "web", "-c", "reader").stdout
-    assert "BAD" not in logs, logs
+    assert "BAD" not in logs and "secret-readable-as-1000" in logs, logs
     assert in_container(reader, "sh", "-c", "ls -a /www | tr '\\n' ' '").count("..20") == 1  # the old versions go
 
     assert cli.run("delete", "pod", "web", "--grace-period", "0").returncode == 0

@@ -634,3 +634,17 @@ async def test_a_disk_empty_dir_past_its_size_limit_evicts_the_pod(
     status = next(s for s in seen if s.reason == "Evicted")
     assert status.phase == "Failed"
     assert status.message == 'Usage of EmptyDir volume "cache" exceeds the limit "64Ki".'
+
+
+async def test_volumes_of_pods_gone_while_the_agent_was_down_are_removed(runtime: FakeRuntime, tmp_path: Path) -> None:
+    volumes = tmp_path / "volumes"
+    (volumes / "uid-gone" / "scratch").mkdir(parents=True)
+    kept = pod("kept")
+    kept.spec.volumes.add(name="scratch").empty_dir.SetInParent()
+    (volumes / "uid-kept" / "scratch").mkdir(parents=True)
+    (volumes / "uid-kept" / "scratch" / "data").write_text("still here")
+    async with running(PodManager({"docker": runtime}, replace(settings(), volumes_dir=volumes), tmp_path)) as m:
+        await m.apply(assignment(1, kept))
+        await eventually(lambda: not (volumes / "uid-gone").exists())
+        await eventually(lambda: running_count(runtime, "uid-kept"))
+    assert (volumes / "uid-kept" / "scratch" / "data").read_text() == "still here"
