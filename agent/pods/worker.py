@@ -174,6 +174,7 @@ class PodWorker:
         self._payloads_dirty = bool(self.payloads)
         # Why the pod was evicted (a disk emptyDir past its sizeLimit); "" while it is not.
         self.evicted = ""
+        self._volumes_prepared = False
         self._size_checked_at = float("-inf")
         self.runtime = runtime
         self.settings = settings
@@ -557,8 +558,12 @@ class PodWorker:
             await self._post_start(container, info, track)
 
     def _prepare_volumes(self, container: pod_pb2.Container, spec: ContainerSpec) -> ContainerSpec:
-        """Make the pod's volumes (in a thread); the spec with each subPath mount's real source."""
-        volumes.prepare(self.pod, self.settings.volumes_dir)
+        """Make the pod's volumes once (in a thread: the kubelet's mount at pod setup, fsGroup
+        ownership included, not again at each restart); the spec with each subPath mount's
+        real source, resolved at every start."""
+        if not self._volumes_prepared:
+            volumes.prepare(self.pod, self.settings.volumes_dir)
+            self._volumes_prepared = True
         real = volumes.sub_path_sources(self.settings.volumes_dir, self.pod, container)
         if not real:
             return spec

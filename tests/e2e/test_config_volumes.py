@@ -34,7 +34,8 @@ def site(text: str) -> str:
 SECRET = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "creds"}, "stringData": {"password": "s3cret"}}
 # Prints BAD whenever the served file is missing or not one whole version (each is 4 KiB of one letter + newline).
 READER = (
-    "cat /secret/password >/dev/null && echo secret-readable-as-$(id -u) || echo BAD-secret; n=0; while [ $n -lt 100000 ]; do c=$(cat /www/index.html 2>/dev/null); "
+    "cat /secret/password >/dev/null && echo secret-readable-as-$(id -u) || echo BAD-secret; "
+    "n=0; while [ $n -lt 100000 ]; do c=$(cat /www/index.html 2>/dev/null); "
     'case "$c" in "") echo BAD-missing;; *) l=${#c}; [ $l -eq 4096 ] || echo BAD-length-$l;; esac; '
     "n=$((n+1)); sleep 0.02; done; sleep 3600"
 )
