@@ -151,6 +151,17 @@ def test_config_map_files_update_in_place_and_secrets_live_on_tmpfs(server: Serv
     assert "BAD" not in logs and "secret-readable-as-1000" in logs, logs
     assert in_container(reader, "sh", "-c", "ls -a /www | tr '\\n' ' '").count("..20") == 1  # the old versions go
 
+    # Nowhere on the node's disk: no file of the agent's data dir outside the tmpfs holds it.
+    on_disk = [
+        path
+        for path in agent.data_dir.rglob("*")
+        if secret_dir not in path.parents
+        and path.is_file()
+        and not path.is_symlink()
+        and b"s3cret" in path.read_bytes()
+    ]
+    assert on_disk == []
+
     assert cli.run("delete", "pod", "web", "--grace-period", "0").returncode == 0
     wait_until(lambda: not (agent.data_dir / "volumes" / uid).exists(), 60, "volumes removed", agent.log)
     assert str(secret_dir) not in host_mounts()

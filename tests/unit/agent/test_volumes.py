@@ -143,3 +143,19 @@ def test_fs_group_and_supplemental_groups_are_the_containers_groups_and_config_m
     spec = build_spec(p, p.spec.containers[0], 0, node="n", epoch=1, extra_env={}, volumes_dir=Path("/v"))
     assert spec.group_add == [2000, 3000, 4000]
     assert [(m.target, m.source, m.read_only) for m in spec.mounts] == [("/etc/app", "/v/uid-1/conf", True)]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root (CI runs as root)")
+def test_a_memory_empty_dir_is_a_tmpfs_of_its_size_limit_unmounted_with_the_pod(tmp_path: Path) -> None:
+    shm = pod_pb2.Volume(name="shm", empty_dir=pod_pb2.EmptyDirVolumeSource(medium="Memory", size_limit="1Mi"))
+    p = pod_with(shm)
+    try:
+        volumes.prepare(p, tmp_path)
+        path = tmp_path / "uid-1" / "shm"
+        assert os.path.ismount(path)
+        fs = os.statvfs(path)
+        assert fs.f_blocks * fs.f_frsize == 1024 * 1024
+        assert mode(path) == volumes.EMPTY_DIR_MODE
+    finally:
+        volumes.remove(tmp_path, "uid-1")
+    assert not os.path.ismount(path) and not (tmp_path / "uid-1").exists()
