@@ -13,7 +13,6 @@ import os
 import signal
 import socket
 import sys
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -108,18 +107,6 @@ def route_address(server: str) -> str:
         return "127.0.0.1"
 
 
-def load_docker_runtime() -> None:
-    """Load the Docker runtime without requests' guesser of text encodings (charset_normalizer,
-    about 2.5 MB resident): the engine answers JSON, and requests falls back to UTF-8 without it.
-    Only when this process has not loaded requests already (as a test run may have)."""
-    if "requests" in sys.modules:
-        return
-    sys.modules.setdefault("charset_normalizer", None)  # type: ignore[arg-type]  # None: "cannot be imported"
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Unable to find acceptable character detection")
-        import agent.runtime.docker  # noqa: F401
-
-
 def process_runtime_user(config: AgentConfig, euid: int) -> str:
     """Who the process runtime runs pods as by default: "" (the agent's user) unless the agent is root."""
     if euid != 0:
@@ -183,7 +170,6 @@ async def open_runtimes(
     for name in config.runtimes:
         runtime: ContainerRuntime
         if name == "docker":
-            load_docker_runtime()
             from agent.runtime.docker import DockerRuntime
 
             try:

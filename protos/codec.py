@@ -47,6 +47,7 @@ from protos.corral.v1.meta_pb2 import IntOrString
 from protos.quantity import parse_quantity
 
 __all__ = [
+    "NOT_SUPPORTED_FIELDS",
     "QUANTITY_FIELDS",
     "QUANTITY_MAP_FIELDS",
     "FieldError",
@@ -77,6 +78,15 @@ QUANTITY_FIELDS: Final = frozenset(
     }
 )
 
+
+# Kubernetes fields corral has no place for yet, refused with why rather than as unknown:
+# (message full name, json name) → the error.
+NOT_SUPPORTED_FIELDS: Final = {
+    ("corral.v1.Container", "restartPolicy"): (
+        "not supported: corral does not run sidecar init containers (restartPolicy on a container) yet; "
+        "an init container without it runs to completion before the app containers start"
+    ),
+}
 
 M = TypeVar("M", bound=Message)
 
@@ -222,7 +232,8 @@ def _fill_object(message: Message, data: Any, path: str, errors: list[FieldError
         child = _join(path, str(key))
         field = fields.get(key) if isinstance(key, str) else None
         if field is None:
-            errors.append(FieldError(child, _unknown_field(str(key), fields)))
+            refused = NOT_SUPPORTED_FIELDS.get((message.DESCRIPTOR.full_name, str(key)))
+            errors.append(FieldError(child, refused or _unknown_field(str(key), fields)))
         elif value is not None and _oneof_free(field, oneofs, child, errors):
             _set_field(message, field, value, child, errors)
 

@@ -28,6 +28,7 @@ from protos.corral.v1 import (
     secret_pb2,
     service_pb2,
     serviceaccount_pb2,
+    storage_pb2,
     workloads_pb2,
 )
 
@@ -118,6 +119,34 @@ KINDS: tuple[KindInfo, ...] = (
         "network_policy",
     ),
     KindInfo("ConfigMap", "v1", "configmaps", ("cm",), True, configmap_pb2.ConfigMap, "config_map"),
+    KindInfo(
+        "PersistentVolumeClaim",
+        "v1",
+        "persistentvolumeclaims",
+        ("pvc",),
+        True,
+        storage_pb2.PersistentVolumeClaim,
+        "persistent_volume_claim",
+    ),
+    KindInfo(
+        "PersistentVolume",
+        "v1",
+        "persistentvolumes",
+        ("pv",),
+        False,
+        storage_pb2.PersistentVolume,
+        "persistent_volume",
+    ),
+    KindInfo(
+        "StorageClass",
+        "storage.k8s.io/v1",
+        "storageclasses",
+        ("sc",),
+        False,
+        storage_pb2.StorageClass,
+        "storage_class",
+    ),
+    KindInfo("StatefulSet", "apps/v1", "statefulsets", ("sts",), True, workloads_pb2.StatefulSet, "stateful_set"),
 )
 
 _RBAC_NOTE = "stored, not enforced: corral's access control is its admin and node roles (docs/security.md)"

@@ -6,12 +6,15 @@
   nor terminating;
 - readiness and availability: Ready means the Ready condition is True;
   available means Ready for at least minReadySeconds, judged from the
-  condition's lastTransitionTime and `now`.
+  condition's lastTransitionTime and `now`;
+- every container of a spec (`every_container`): init containers first, then
+  the app containers, each with its field path, for every rule that applies to
+  both (security, ports, config references, defaults).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
@@ -28,8 +31,18 @@ TERMINAL_PHASES: Final = frozenset({"Succeeded", "Failed"})
 POD_READY: Final = "Ready"
 CONTAINERS_READY: Final = "ContainersReady"
 POD_SCHEDULED: Final = "PodScheduled"
+POD_INITIALIZED: Final = "Initialized"
 
 DEFAULT_TERMINATION_GRACE_PERIOD_SECONDS: Final = 30
+
+
+def every_container(spec: pod_pb2.PodSpec) -> Iterator[tuple[str, pod_pb2.Container]]:
+    """Each init container, then each app container, with its path under the spec
+    (`initContainers[0]`, `containers[1]`), in Kubernetes' order (VisitContainers)."""
+    for i, c in enumerate(spec.init_containers):
+        yield f"initContainers[{i}]", c
+    for i, c in enumerate(spec.containers):
+        yield f"containers[{i}]", c
 
 
 def is_terminal(pod: pod_pb2.Pod) -> bool:

@@ -17,6 +17,16 @@ Rules (the kubelet's):
 - The newest exited run is kept for `logs --previous`; older runs are removed.
 - Phase only moves forward: Pending → Running → Succeeded | Failed.
 
+Init containers (`init_progress`, the kubelet's rules): they run one at a
+time, in spec order, each to a successful exit, before any app container
+starts. A failed one is restarted (after the crash-loop back-off) unless the
+pod's restartPolicy is Never, which makes the pod Failed. Init is done once
+every init container's newest run exited 0, or once any app container has a
+run (its exited init runs may be gone): an agent restart or a new look never
+runs them again. Until then the pod is Pending, its Initialized condition
+False (ContainersNotInitialized), and the containers not yet run wait as
+PodInitializing; a completed init container shows terminated, ready.
+
 Lifecycle hooks (`hook_target`, the kubelet's rules): postStart runs right
 after a container starts; until it succeeds the container shows as waiting
 (ContainerCreating), is not probed and not ready; a failed hook kills the
@@ -46,7 +56,7 @@ from agent.probes.target import InvalidTarget, ProbeTarget, resolve_probe_target
 from agent.probes.tracker import ProbeState
 from agent.runtime.base import LABEL_ATTEMPT, LABEL_SPEC_HASH, ContainerInfo, State
 from protos.corral.v1 import pod_pb2
-from protos.pods import CONTAINERS_READY, POD_READY, POD_SCHEDULED, TERMINAL_PHASES
+from protos.pods import CONTAINERS_READY, POD_INITIALIZED, POD_READY, POD_SCHEDULED, TERMINAL_PHASES
 from protos.wellknown import CONFIG_ERRORS, ENV_FROM
 
 # Set by the control plane on a pod it sends (controlplane/nodeapi/configenv.py):
@@ -166,19 +176,64 @@ def should_restart(policy: str, exit_code: int | None) -> bool:
     return False
 
 
+def init_restart_policy(pod: pod_pb2.Pod) -> str:
+    """How an init container is restarted: on failure only (it runs to completion), never
+    under the pod's restartPolicy Never."""
+    return "Never" if pod.spec.restart_policy == "Never" else "OnFailure"
+
+
+def completed(history: Sequence[ContainerInfo]) -> bool:
+    """Whether an init container is done: its newest run exited 0."""
+    return bool(history) and history[-1].state is State.EXITED and history[-1].exit_code == 0
+
+
+@dataclass(frozen=True)
+class InitProgress:
+    """Where a pod's init containers are."""
+
+    # Every init container completed (or an app container has run): the app containers may run.
+    done: bool
+    # The init container to run now (None when done, or when one failed under restartPolicy Never).
+    current: pod_pb2.Container | None = None
+
+
+def init_progress(pod: pod_pb2.Pod, runs: Mapping[str, Sequence[ContainerInfo]]) -> InitProgress:
+    """The first init container not completed, in order; done when there is none, or when
+    any app container has a run (the kubelet's rule: init never runs again after that)."""
+    if not pod.spec.init_containers or any(runs.get(c.name) for c in pod.spec.containers):
+        return InitProgress(done=True)
+    for container in pod.spec.init_containers:
+        history = runs.get(container.name, [])
+        if completed(history):
+            continue
+        if history and history[-1].state is State.EXITED and pod.spec.restart_policy == "Never":
+            return InitProgress(done=False)
+        return InitProgress(done=False, current=container)
+    return InitProgress(done=True)
+
+
 def decide(
     pod: pod_pb2.Pod,
     runs: Mapping[str, list[ContainerInfo]],
     tracks: Mapping[str, ContainerTrack],
     now: float,
 ) -> list[Action]:
-    """The next actions for a pod that should be running on this node."""
+    """The next actions for a pod that should be running on this node: its init containers
+    one at a time while init is under way, its app containers after."""
     actions: list[Action] = []
-    wanted = {c.name for c in pod.spec.containers}
-    for container in pod.spec.containers:
+    progress = init_progress(pod, runs)
+    wanted = {c.name for c in pod.spec.containers} | {c.name for c in pod.spec.init_containers}
+    for container in pod.spec.init_containers:
+        history = runs.get(container.name, [])
+        if progress.current is not None and container.name == progress.current.name:
+            track = tracks.get(container.name, ContainerTrack())
+            actions += _decide_container(container, history, track, now, init_restart_policy(pod))
+        else:  # done, not yet due, or failed for good: only old runs go
+            actions += [Remove(r.id) for r in history[:-2] if r.state is not State.RUNNING]
+    for container in pod.spec.containers if progress.done else ():
         history = runs.get(container.name, [])
         track = tracks.get(container.name, ContainerTrack())
-        actions += _decide_container(pod, container, history, track, now)
+        actions += _decide_container(container, history, track, now, pod.spec.restart_policy)
     for name, history in runs.items():
         if name not in wanted:
             actions += [Kill(r.id, "container removed from the pod spec") for r in history if r.state is State.RUNNING]
@@ -187,7 +242,11 @@ def decide(
 
 
 def _decide_container(
-    pod: pod_pb2.Pod, container: pod_pb2.Container, history: list[ContainerInfo], track: ContainerTrack, now: float
+    container: pod_pb2.Container,
+    history: list[ContainerInfo],
+    track: ContainerTrack,
+    now: float,
+    policy: str,
 ) -> list[Action]:
     actions: list[Action] = [Remove(r.id) for r in history[:-2] if r.state is not State.RUNNING]
     latest = history[-1] if history else None
@@ -203,7 +262,7 @@ def _decide_container(
     if latest.state is State.CREATED:
         return [*actions, Remove(latest.id), Start(container, attempt_of(latest) + 1)]
     changed = latest.labels.get(LABEL_SPEC_HASH, "") != spec_hash(container)
-    if changed or (should_restart(pod.spec.restart_policy, latest.exit_code) and now >= track.not_before):
+    if changed or (should_restart(policy, latest.exit_code) and now >= track.not_before):
         # Keep only the run being replaced as "previous".
         older = [Remove(r.id) for r in history[:-1]] if len(history) > 1 else []
         return [*older, Start(container, attempt_of(latest) + 1)]
@@ -247,13 +306,26 @@ def _terminated(info: ContainerInfo, runtime: str) -> pod_pb2.ContainerStateTerm
     return t
 
 
+@dataclass(frozen=True)
+class _Kind:
+    """What differs between init and app containers in their status."""
+
+    # The restart policy their exits follow.
+    policy: str
+    # The waiting reason of one not created yet.
+    not_yet: str = "ContainerCreating"
+    init: bool = False
+
+
 def container_status(
     pod: pod_pb2.Pod,
     container: pod_pb2.Container,
     history: list[ContainerInfo],
     track: ContainerTrack,
     inputs: StatusInputs,
+    kind: _Kind | None = None,
 ) -> pod_pb2.ContainerStatus:
+    kind = kind or _Kind(pod.spec.restart_policy)
     status = pod_pb2.ContainerStatus(
         name=container.name, image=container.image, ready=False, restart_count=0, started=False
     )
@@ -270,7 +342,9 @@ def container_status(
     previous = next((r for r in reversed(history[:-1]) if r.state is State.EXITED), None)
     if previous is not None:
         status.last_state.terminated.CopyFrom(_terminated(previous, inputs.runtime_name))
-    _fill_state(status, pod, container, latest, track, inputs)
+    _fill_state(status, pod, container, latest, track, inputs, kind)
+    if kind.init:  # the kubelet's: ready once it exited 0, never while it runs
+        status.ready = status.state.terminated.exit_code == 0 and status.state.HasField("terminated")
     return status
 
 
@@ -281,15 +355,14 @@ def _fill_state(
     latest: ContainerInfo | None,
     track: ContainerTrack,
     inputs: StatusInputs,
+    kind: _Kind,
 ) -> None:
     waiting = status.state.waiting
     if track.image_error:
         waiting.reason, waiting.message = track.image_error_reason or "ErrImagePull", track.image_error
         return
     if latest is None:
-        waiting.reason = (
-            (track.start_error_reason or "CreateContainerError") if track.start_error else "ContainerCreating"
-        )
+        waiting.reason = (track.start_error_reason or "CreateContainerError") if track.start_error else kind.not_yet
         waiting.message = track.start_error
         return
     if latest.state is State.RUNNING and track.post_start_pending == latest.id:
@@ -306,7 +379,7 @@ def _fill_state(
     if (
         latest.state is State.EXITED
         and not inputs.terminating
-        and should_restart(pod.spec.restart_policy, latest.exit_code)
+        and should_restart(kind.policy, latest.exit_code)
         and latest.labels.get(LABEL_SPEC_HASH, "") == spec_hash(container)
     ):
         wait = max(0, round(track.not_before - inputs.now))
@@ -319,8 +392,26 @@ def _fill_state(
     status.state.terminated.CopyFrom(_terminated(latest, inputs.runtime_name))
 
 
-def pod_phase(pod: pod_pb2.Pod, statuses: Sequence[pod_pb2.ContainerStatus]) -> str:
-    """Kubernetes' phase rules, before the forward-only adjustment."""
+def pod_phase(
+    pod: pod_pb2.Pod,
+    statuses: Sequence[pod_pb2.ContainerStatus],
+    init_statuses: Sequence[pod_pb2.ContainerStatus] = (),
+) -> str:
+    """Kubernetes' phase rules, before the forward-only adjustment: Failed when an init
+    container failed under restartPolicy Never, Pending while any is not completed."""
+    pending_init = failed_init = 0
+    for st in init_statuses:
+        state = _state_name(st)
+        if state == "terminated":
+            failed_init += st.state.terminated.exit_code != 0
+        elif state == "waiting" and st.last_state.HasField("terminated"):
+            failed_init += st.last_state.terminated.exit_code != 0
+        else:
+            pending_init += 1
+    if failed_init and pod.spec.restart_policy == "Never":
+        return "Failed"
+    if pending_init or failed_init:
+        return "Pending"
     states = [_state_name(s) for s in statuses]
     if any(
         s == "waiting" and not st.restart_count and not st.last_state.HasField("terminated")
@@ -354,12 +445,20 @@ def pod_status(
 ) -> pod_pb2.PodStatus:
     """The status to report for `pod`, keeping transition times that did not change."""
     status = pod_pb2.PodStatus(host_ip=inputs.host_ip)
+    has_init = bool(pod.spec.init_containers)
+    app = _Kind(pod.spec.restart_policy, not_yet="PodInitializing" if has_init else "ContainerCreating")
+    init = _Kind(init_restart_policy(pod), not_yet="PodInitializing", init=True)
     statuses = [
-        container_status(pod, c, runs.get(c.name, []), inputs.tracks.get(c.name, ContainerTrack()), inputs)
+        container_status(pod, c, runs.get(c.name, []), inputs.tracks.get(c.name, ContainerTrack()), inputs, app)
         for c in pod.spec.containers
     ]
+    init_done = init_progress(pod, runs).done
+    init_statuses = [
+        _init_status(pod, c, runs.get(c.name, []), inputs, init, init_done) for c in pod.spec.init_containers
+    ]
+    status.init_container_statuses.extend(init_statuses)
     status.container_statuses.extend(statuses)
-    status.phase = forward_phase(previous.phase, pod_phase(pod, statuses))
+    status.phase = forward_phase(previous.phase, pod_phase(pod, statuses, init_statuses))
     pod_ip = next((r[-1].ip for r in runs.values() if r and r[-1].ip), "")
     status.pod_ip = pod_ip or inputs.host_ip
     if previous.HasField("start_time"):
@@ -367,8 +466,33 @@ def pod_status(
     else:
         _timestamp(status.start_time, inputs.now_wall)
     ready = bool(statuses) and all(s.ready for s in statuses) and status.phase == "Running" and not inputs.terminating
-    for kind, value in (("Initialized", True), (CONTAINERS_READY, ready), (POD_READY, ready), (POD_SCHEDULED, True)):
+    waiting_for = [s.name for s in init_statuses if not s.ready]
+    initialized = init_done
+    for kind, value in ((POD_INITIALIZED, initialized), (CONTAINERS_READY, ready), (POD_READY, ready)):
         _set_condition(status, previous, kind, value, inputs.now_wall)
+    if not initialized:
+        cond = status.conditions[0]
+        cond.reason = "ContainersNotInitialized"
+        cond.message = f"containers with incomplete status: [{' '.join(waiting_for)}]"
+    _set_condition(status, previous, POD_SCHEDULED, True, inputs.now_wall)
+    return status
+
+
+def _init_status(
+    pod: pod_pb2.Pod,
+    container: pod_pb2.Container,
+    history: list[ContainerInfo],
+    inputs: StatusInputs,
+    kind: _Kind,
+    init_done: bool,
+) -> pod_pb2.ContainerStatus:
+    """An init container's status; once init is done, one whose runs are gone shows as completed."""
+    track = inputs.tracks.get(container.name, ContainerTrack())
+    status = container_status(pod, container, history, track, inputs, kind)
+    if init_done and not history:
+        status.state.Clear()
+        status.state.terminated.reason = "Completed"
+        status.ready = True
     return status
 
 

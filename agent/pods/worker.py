@@ -1,6 +1,7 @@
 """One serial worker per pod: observe the runtime, decide, act, report.
 
-The decisions are `lifecycle.decide`; this shell lists the pod's containers,
+The decisions are `lifecycle.decide` (init containers first, one at a time,
+then the app containers); this shell lists the pod's containers,
 runs due probes, turns actions into runtime calls, keeps the crash-loop and
 image-pull back-offs, and hands changed statuses to the manager. It wakes on
 a pod update, and otherwise every `poll_interval` seconds (sooner when a probe
@@ -247,9 +248,9 @@ class PodWorker:
         for track in self.tracks.values():
             if track.not_before > now:
                 wait = min(wait, track.not_before - now)
-        for (name, _), tracker in self.probes.items():
+        for (name, kind), tracker in self.probes.items():
             started = self.started_at.get(name)
-            if started is not None:
+            if started is not None and not _startup_done(kind, tracker):
                 wait = min(wait, max(0.0, tracker.next_due_at(container_started_at=started) - now))
         if self._termination is not None and self._termination.stop_at > now:
             wait = min(wait, self._termination.stop_at - now)
@@ -380,7 +381,7 @@ class PodWorker:
         jobs: list[Coroutine[Any, Any, None]] = []
         for kind, attr in PROBE_FIELDS:
             tracker = self.probes.get((container.name, kind))
-            if tracker is None or (startup_pending and kind != "startup"):
+            if tracker is None or (startup_pending and kind != "startup") or _startup_done(kind, tracker):
                 continue
             if tracker.due(now, container_started_at=started):
                 jobs.append(self._probe(container, latest, track, kind, getattr(container, attr), tracker))
@@ -738,6 +739,12 @@ class PodWorker:
         log.info("pod_terminated", pod=self.pod.metadata.name, containers=len(containers))
 
 
+def _startup_done(kind: str, tracker: ProbeTracker) -> bool:
+    """A startup probe that succeeded runs no more for this run of the container (the
+    kubelet's): a later failure of its check must not kill a started container."""
+    return kind == "startup" and tracker.state is ProbeState.SUCCESS
+
+
 def _reach(info: ContainerInfo) -> tuple[str, dict[int, int]]:
     """Where the agent reaches a container's ports: host and container port → published port."""
     port_map = {p.container_port: p.host_port for p in info.ports if p.host_port}
@@ -754,7 +761,7 @@ def _comparable(status: pod_pb2.PodStatus) -> bytes:
     """A status without the CrashLoopBackOff countdown, which changes every second."""
     copy = pod_pb2.PodStatus()
     copy.CopyFrom(status)
-    for cs in copy.container_statuses:
+    for cs in [*copy.init_container_statuses, *copy.container_statuses]:
         if cs.state.waiting.reason == "CrashLoopBackOff":
             cs.state.waiting.message = ""
     return copy.SerializeToString(deterministic=True)

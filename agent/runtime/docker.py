@@ -1,9 +1,8 @@
-"""The Docker runtime: containers through the Docker engine API (docker SDK).
+"""The Docker runtime: containers through the Docker Engine API (`agent.runtime.engine`).
 
-This is the only module of the project that imports `docker`. The SDK is
-synchronous, so every call runs in a worker thread (`asyncio.to_thread`);
-its exceptions are translated into the runtime error tree in one place,
-`_translate`, and the SDK's untyped values stay inside this module.
+The engine client is synchronous, so every call runs in a worker thread
+(`asyncio.to_thread`); its exceptions are translated into the runtime error
+tree in one place, `_translate`, and the engine's JSON stays inside this module.
 
 Choices worth knowing:
 
@@ -41,7 +40,6 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-import contextlib
 import ipaddress
 import math
 import re
@@ -50,12 +48,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import datetime
 from typing import Any, TypeVar
 
-import docker  # type: ignore[import-untyped]
-import docker.errors  # type: ignore[import-untyped]
-import requests.exceptions
 import structlog
-from docker.types import LogConfig, Mount  # type: ignore[import-untyped]
-from docker.utils import parse_repository_tag  # type: ignore[import-untyped]
 
 from agent.runtime import checks
 from agent.runtime.base import (
@@ -68,6 +61,15 @@ from agent.runtime.base import (
     State,
 )
 from agent.runtime.cgroups import CgroupReader, ContainerCgroup, working_set
+from agent.runtime.engine import (
+    EngineClient,
+    EngineError,
+    EngineImageNotFoundError,
+    EngineNotFoundError,
+    EngineUnavailableError,
+    Stream,
+    split_image,
+)
 from agent.runtime.errors import (
     ContainerConfigError,
     ContainerNotFoundError,
@@ -122,22 +124,20 @@ def _translate(
     failure: type[RuntimeFailure],
     not_found: type[RuntimeFailure] | None = None,
 ) -> RuntimeFailure:
-    """The runtime error for an SDK exception.
+    """The runtime error for an engine client exception.
 
     `failure` is what an engine error means for the operation at hand;
     `not_found` overrides what a 404 means (default: a missing image or container).
     """
     message = _engine_message(exc)
-    if isinstance(exc, requests.exceptions.ConnectionError | requests.exceptions.Timeout):
-        return RuntimeUnavailableError(f"docker engine does not answer: {message}")
-    if isinstance(exc, docker.errors.NotFound):
+    if isinstance(exc, EngineUnavailableError):
+        return RuntimeUnavailableError(message)
+    if isinstance(exc, EngineNotFoundError):
         if not_found is not None:
             return not_found(message)
-        if isinstance(exc, docker.errors.ImageNotFound):
+        if isinstance(exc, EngineImageNotFoundError):
             return ImageNotFoundError(message)
         return ContainerNotFoundError(message)
-    if isinstance(exc, docker.errors.DockerException) and "fetching server API version" in message:
-        return RuntimeUnavailableError(f"docker engine does not answer: {message}")
     return failure(message)
 
 
@@ -148,10 +148,10 @@ async def _call(
     not_found: type[RuntimeFailure] | None = None,
     **kwargs: Any,
 ) -> T:
-    """Run one SDK call in a worker thread, translating its exceptions."""
+    """Run one engine call in a worker thread, translating its exceptions."""
     try:
         return await asyncio.to_thread(fn, *args, **kwargs)
-    except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+    except (EngineError, EngineUnavailableError) as exc:
         raise _translate(exc, failure, not_found) from exc
 
 
@@ -281,81 +281,88 @@ def _to_stats(raw: Mapping[str, Any]) -> ContainerStats | None:
     return ContainerStats(cpu_ns=int(cpu), memory_bytes=_working_set(memory))
 
 
-# -- spec → create arguments ----------------------------------------------------
+# -- spec → the engine's container configuration ---------------------------------
 
 
-def _create_kwargs(spec: ContainerSpec) -> dict[str, Any]:
-    kwargs: dict[str, Any] = {
-        "image": spec.image,
-        "name": spec.name,
-        "labels": dict(spec.labels),
-        "environment": dict(spec.env),
-        # (port, protocol) pairs: the SDK appends the protocol to plain strings itself.
-        "ports": [(p.container_port, p.protocol.lower()) for p in spec.ports],
-        "detach": True,
+def _port_key(container_port: int, protocol: str) -> str:
+    return f"{container_port}/{protocol.lower()}"
+
+
+def container_config(spec: ContainerSpec, network: str = "") -> dict[str, Any]:
+    """The body of the engine's container create call for `spec` (pure)."""
+    config: dict[str, Any] = {
+        "Image": spec.image,
+        "Labels": dict(spec.labels),
+        "Env": [f"{key}={value}" for key, value in spec.env.items()],
+        "ExposedPorts": {_port_key(p.container_port, p.protocol): {} for p in spec.ports},
+        "HostConfig": _host_config(spec, network),
     }
     if spec.command:
-        kwargs["entrypoint"] = list(spec.command)
+        config["Entrypoint"] = list(spec.command)
     if spec.args:
-        kwargs["command"] = list(spec.args)
+        config["Cmd"] = list(spec.args)
     if spec.working_dir:
-        kwargs["working_dir"] = spec.working_dir
+        config["WorkingDir"] = spec.working_dir
     if spec.user:
-        kwargs["user"] = spec.user
-    return kwargs
+        config["User"] = spec.user
+    return config
 
 
 def _security(spec: ContainerSpec) -> dict[str, Any]:
-    """securityContext and volumes as host config arguments (no-new-privileges unless allowed)."""
+    """securityContext and volumes as host config (no-new-privileges unless allowed)."""
     options: dict[str, Any] = {
-        "privileged": spec.privileged,
-        "security_opt": ["no-new-privileges"] if spec.no_new_privileges else [],
+        "Privileged": spec.privileged,
+        "SecurityOpt": ["no-new-privileges"] if spec.no_new_privileges else [],
     }
     if spec.read_only_rootfs:
-        options["read_only"] = True
+        options["ReadonlyRootfs"] = True
     if spec.host_pid:
-        options["pid_mode"] = "host"
+        options["PidMode"] = "host"
     if spec.host_ipc:
-        options["ipc_mode"] = "host"
+        options["IpcMode"] = "host"
     if spec.cap_add:
-        options["cap_add"] = list(spec.cap_add)
+        options["CapAdd"] = list(spec.cap_add)
     if spec.cap_drop:
-        options["cap_drop"] = list(spec.cap_drop)
+        options["CapDrop"] = list(spec.cap_drop)
     if spec.group_add:
-        options["group_add"] = [str(g) for g in spec.group_add]
-    binds = [Mount(m.target, m.source, type="bind", read_only=m.read_only) for m in spec.mounts if not m.tmpfs]
+        options["GroupAdd"] = [str(g) for g in spec.group_add]
+    binds = [
+        {"Target": m.target, "Source": m.source, "Type": "bind", "ReadOnly": m.read_only}
+        for m in spec.mounts
+        if not m.tmpfs
+    ]
     if binds:
-        options["mounts"] = binds
+        options["Mounts"] = binds
     tmpfs = {m.target: "ro" if m.read_only else "" for m in spec.mounts if m.tmpfs}
     if tmpfs:
-        options["tmpfs"] = tmpfs
+        options["Tmpfs"] = tmpfs
     return options
 
 
-def _host_config(api: Any, spec: ContainerSpec, network: str = "") -> Any:
-    bindings = {
-        f"{p.container_port}/{p.protocol.lower()}": (p.host_ip or "0.0.0.0", p.host_port or None) for p in spec.ports
+def _host_config(spec: ContainerSpec, network: str = "") -> dict[str, Any]:
+    host: dict[str, Any] = {
+        "PortBindings": {
+            _port_key(p.container_port, p.protocol): [
+                {"HostIp": p.host_ip or "0.0.0.0", "HostPort": str(p.host_port) if p.host_port else ""}
+            ]
+            for p in spec.ports
+        },
+        "RestartPolicy": {"Name": "no"},
+        "LogConfig": {"Type": "json-file", "Config": {}},
     }
-    limits: dict[str, Any] = {}
     if spec.cpu_limit_millis is not None:
-        limits["nano_cpus"] = spec.cpu_limit_millis * 1_000_000
+        host["NanoCpus"] = spec.cpu_limit_millis * 1_000_000
     if spec.memory_limit_bytes is not None:
-        limits["mem_limit"] = spec.memory_limit_bytes
+        host["Memory"] = spec.memory_limit_bytes
     if spec.host_network:  # the published ports stay recorded: they are the host's own (hostPort == port)
-        limits["network_mode"] = "host"
+        host["NetworkMode"] = "host"
     elif network:
-        limits["network_mode"] = network
+        host["NetworkMode"] = network
     if spec.dns_servers:
-        limits["dns"] = list(spec.dns_servers)
+        host["Dns"] = list(spec.dns_servers)
     if spec.dns_search:
-        limits["dns_search"] = list(spec.dns_search)
-    return api.create_host_config(
-        port_bindings=bindings,
-        restart_policy={"Name": "no"},
-        log_config=LogConfig(type=LogConfig.types.JSON),
-        **limits,
-        **_security(spec),
-    )
+        host["DnsSearch"] = list(spec.dns_search)
+    return {**host, **_security(spec)}
 
 
 # -- logs: a thread reads the stream, the event loop consumes ---------------------
@@ -379,41 +386,27 @@ def _hand_over(
     return False
 
 
-def _pump(stream: Any, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[object], stop: threading.Event) -> None:
+def _pump(stream: Stream, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[object], stop: threading.Event) -> None:
     """Thread body: copy the log stream into the queue until it ends or the consumer leaves."""
     try:
         for chunk in stream:
-            if not _hand_over(loop, queue, bytes(chunk), stop):
+            if not _hand_over(loop, queue, chunk, stop):
                 return
     except Exception as exc:
         if not stop.is_set():
             _hand_over(loop, queue, exc, stop)
         return
     finally:
-        _release(stream)
+        stream.release()
     _hand_over(loop, queue, _END, stop)
 
 
-def _collect(stream: Any) -> bytes:
+def _collect(stream: Stream) -> bytes:
     """Thread body: the whole output of an exec stream."""
     try:
         return b"".join(stream)
     finally:
-        _release(stream)
-
-
-def _interrupt(stream: Any) -> None:
-    """Wake the thread reading `stream`: shut its socket down (the thread then releases it)."""
-    with contextlib.suppress(OSError, AttributeError):  # the thread may have released it already
-        stream.close()
-
-
-def _release(stream: Any) -> None:
-    """Close the HTTP response under an SDK stream, which `CancellableStream.close` leaves open."""
-    response = getattr(stream, "_response", None)
-    if response is not None:
-        with contextlib.suppress(Exception):
-            response.close()
+        stream.release()
 
 
 # -- the runtime ---------------------------------------------------------------
@@ -425,9 +418,14 @@ class DockerRuntime:
     name = "docker"
 
     def __init__(
-        self, client: Any, *, network: str = "", stats_source: str = "cgroup", cgroups: CgroupReader | None = None
+        self,
+        client: EngineClient,
+        *,
+        network: str = "",
+        stats_source: str = "cgroup",
+        cgroups: CgroupReader | None = None,
     ) -> None:
-        """Wrap a connected `docker.DockerClient`; prefer `DockerRuntime.connect`.
+        """Wrap a connected engine client; prefer `DockerRuntime.connect`.
 
         `network`: the bridge network containers join (made when missing); "" for Docker's default bridge.
         `stats_source`: one of STATS_SOURCES; `cgroups`: the reader for "cgroup" (default: this host's).
@@ -437,8 +435,7 @@ class DockerRuntime:
         self._cgroups = (cgroups or CgroupReader.of_host()) if stats_source == "cgroup" else None
         # Where each container's figures are read, once found; None: from the engine.
         self._stats_from: dict[str, ContainerCgroup | None] = {}
-        self._client = client
-        self._api = client.api
+        self._api = client
         self._network = network
         self._gateway: str | None = None
         # The gateway found first: the node proxy listens there, so a changed one is worth a warning.
@@ -451,24 +448,15 @@ class DockerRuntime:
     ) -> DockerRuntime:
         """Connect to the engine (the environment's, or `base_url`); RuntimeUnavailableError if it does not answer."""
 
-        def make() -> Any:
-            client = docker.DockerClient(base_url=base_url) if base_url else docker.from_env()
-            try:
-                client.ping()
-            except BaseException:
-                client.close()
-                raise
-            return client
-
         try:
-            client = await asyncio.to_thread(make)
-        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+            client = await asyncio.to_thread(EngineClient.from_env, base_url)
+        except (EngineError, EngineUnavailableError, ValueError, OSError) as exc:
             raise RuntimeUnavailableError(f"docker engine does not answer: {_engine_message(exc)}") from exc
-        log.info("docker_connected", base_url=base_url or "from_env")
+        log.info("docker_connected", base_url=base_url or "from_env", api_version="{}.{}".format(*client.api_version))
         return cls(client, network=network, stats_source=stats_source)
 
     async def close(self) -> None:
-        await asyncio.to_thread(self._client.close)
+        """Nothing to release: the engine client holds no connection between calls."""
 
     # the pod network
 
@@ -514,7 +502,6 @@ class DockerRuntime:
                 self._network,
                 driver="bridge",
                 labels={LABEL_MANAGED: "true"},
-                check_duplicate=True,
             )
             log.info("pod_network_created", network=self._network)
         except RuntimeFailure as exc:  # made meanwhile by someone else: use it
@@ -552,19 +539,14 @@ class DockerRuntime:
             log.warning("image_pull_failed_using_local", image=image, error=str(exc))
 
     async def _pull(self, image: str) -> None:
-        repository, tag = parse_repository_tag(image)
+        repository, tag = split_image(image)
         log.info("image_pulling", image=image)
-        messages = await _call(
-            self._pull_messages, repository, tag or "latest", failure=ImagePullError, not_found=ImagePullError
-        )
+        messages = await _call(self._api.pull, repository, tag, failure=ImagePullError, not_found=ImagePullError)
         errors = [m.get("error") or (m.get("errorDetail") or {}).get("message") for m in messages]
         failed = [e for e in errors if e]
         if failed:
             raise ImagePullError(f"pulling {image!r} failed: {failed[-1]}")
         log.info("image_pulled", image=image)
-
-    def _pull_messages(self, repository: str, tag: str) -> builtins.list[dict[str, Any]]:
-        return builtins.list(self._api.pull(repository, tag=tag, stream=True, decode=True))
 
     # lifecycle
 
@@ -598,9 +580,7 @@ class DockerRuntime:
         return info
 
     def _create(self, spec: ContainerSpec) -> str:
-        host_config = _host_config(self._api, spec, self._network)
-        created = self._api.create_container(host_config=host_config, **_create_kwargs(spec))
-        return str(created["Id"])
+        return self._api.create_container(spec.name, container_config(spec, self._network))
 
     async def _remove_quietly(self, container_id: str) -> None:
         try:
@@ -615,7 +595,7 @@ class DockerRuntime:
 
     async def remove(self, container_id: str) -> None:
         try:
-            await _call(self._api.remove_container, container_id, v=True, force=True)
+            await _call(self._api.remove_container, container_id)
         except ContainerNotFoundError:
             return
         finally:
@@ -632,9 +612,8 @@ class DockerRuntime:
         return _to_info(attrs)
 
     async def list(self, labels: Mapping[str, str]) -> builtins.list[ContainerInfo]:
-        filters = {"label": [f"{key}={value}" for key, value in labels.items()]}
-        containers = await _call(self._client.containers.list, all=True, filters=filters, ignore_removed=True)
-        return [_to_info(c.attrs) for c in containers]
+        containers = await _call(self._api.list_containers, labels)
+        return [_to_info(attrs) for attrs in containers]
 
     async def stats(self, container_id: str) -> ContainerStats | None:
         """From the container's cgroup files; from the engine where they are not found (see the module docstring)."""
@@ -682,7 +661,7 @@ class DockerRuntime:
     async def _engine_stats(self, container_id: str) -> ContainerStats | None:
         """The engine's one-shot stats (it takes about a second: the engine waits for a second sample)."""
         try:
-            raw = await _call(self._api.stats, container_id, stream=False)
+            raw = await _call(self._api.stats, container_id)
         except ContainerNotFoundError:
             self._stats_from.pop(container_id, None)
             return None
@@ -697,13 +676,12 @@ class DockerRuntime:
     ) -> ExecResult:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        created = await _call(self._api.exec_create, container_id, command, stdout=True, stderr=True)
-        exec_id: str = created["Id"]
-        stream = await _call(self._api.exec_start, exec_id, stream=True)
+        exec_id = await _call(self._api.exec_create, container_id, command)
+        stream = await _call(self._api.exec_start, exec_id)
         reader = asyncio.ensure_future(asyncio.to_thread(_collect, stream))
         done, _ = await asyncio.wait({reader}, timeout=max(0.0, deadline - loop.time()))
         if not done:
-            _interrupt(stream)  # the command itself may linger in the container
+            stream.close()  # the command itself may linger in the container
             await asyncio.gather(reader, return_exceptions=True)
             log.info("exec_timed_out", id=container_id, command=command, timeout=timeout)
             return _EXEC_TIMED_OUT
@@ -726,18 +704,15 @@ class DockerRuntime:
         stream = await _call(
             self._api.logs,
             container_id,
-            stream=True,
             follow=follow,
-            tail="all" if tail is None else tail,
-            stdout=True,
-            stderr=True,
+            tail=tail,
         )
         async for chunk in _drain(stream):
             yield chunk
 
 
-async def _drain(stream: Any) -> AsyncIterator[bytes]:
-    """Chunks of a blocking SDK stream, read by a thread; leaving early closes the stream."""
+async def _drain(stream: Stream) -> AsyncIterator[bytes]:
+    """Chunks of a blocking engine stream, read by a thread; leaving early closes the stream."""
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[object] = asyncio.Queue(maxsize=_LOG_QUEUE_SIZE)
     stop = threading.Event()
@@ -754,4 +729,4 @@ async def _drain(stream: Any) -> AsyncIterator[bytes]:
             yield item
     finally:
         stop.set()
-        _interrupt(stream)
+        stream.close()

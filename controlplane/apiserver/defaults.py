@@ -34,7 +34,7 @@ from protos.deployments import (
     ROLLING_UPDATE,
 )
 from protos.kinds import KindInfo
-from protos.pods import DEFAULT_TERMINATION_GRACE_PERIOD_SECONDS
+from protos.pods import DEFAULT_TERMINATION_GRACE_PERIOD_SECONDS, every_container
 from protos.wellknown import DEFAULT_NAMESPACE
 
 DEFAULT_LOAD_BALANCING = "RoundRobin"
@@ -136,12 +136,11 @@ def default_pod_spec(spec: pod_pb2.PodSpec) -> None:
     for toleration in spec.tolerations:
         if not toleration.operator:
             toleration.operator = "Equal"
-    if spec.host_network:  # as Kubernetes: in the host's network a port is its own host port
-        for container in spec.containers:
+    for _, container in every_container(spec):
+        if spec.host_network:  # as Kubernetes: in the host's network a port is its own host port
             for port in container.ports:
                 if not port.host_port:
                     port.host_port = port.container_port
-    for container in spec.containers:
         default_container(container)
     for volume in spec.volumes:
         default_volume(volume)

@@ -72,8 +72,9 @@ def check_object(p: Problems, obj: Message) -> None:
 
 def check_pod_spec(p: Problems, path: str, spec: pod_pb2.PodSpec) -> None:
     """The size limits of a pod spec, and the range of its int64 durations."""
-    if len(spec.containers) > MAX_CONTAINERS:
-        p.add(f"{path}.containers", f"too many: must have at most {MAX_CONTAINERS} items, got {len(spec.containers)}")
+    for field, containers in (("initContainers", spec.init_containers), ("containers", spec.containers)):
+        if len(containers) > MAX_CONTAINERS:
+            p.add(f"{path}.{field}", f"too many: must have at most {MAX_CONTAINERS} items, got {len(containers)}")
     if spec.HasField("termination_grace_period_seconds"):
         check_seconds(p, f"{path}.terminationGracePeriodSeconds", spec.termination_grace_period_seconds)
     for i, t in enumerate(spec.tolerations):
@@ -83,8 +84,9 @@ def check_pod_spec(p: Problems, path: str, spec: pod_pb2.PodSpec) -> None:
                 f"{path}.tolerations[{i}].tolerationSeconds",
                 f"must be at most {MAX_SECONDS} seconds, got {t.toleration_seconds}",
             )
-    for i, c in enumerate(spec.containers[:MAX_CONTAINERS]):
-        _check_container(p, f"{path}.containers[{i}]", c)
+    for field, containers in (("initContainers", spec.init_containers), ("containers", spec.containers)):
+        for i, c in enumerate(containers[:MAX_CONTAINERS]):
+            _check_container(p, f"{path}.{field}[{i}]", c)
 
 
 def _check_container(p: Problems, path: str, c: pod_pb2.Container) -> None:

@@ -28,6 +28,7 @@ from google.protobuf.message import Message
 from controlplane.apiserver.errors import Cause
 from protos.corral.v1 import pod_pb2, workloads_pb2
 from protos.pod_security import DEFAULT_LEVEL, ENFORCE_LABEL, LEVELS, PRIVILEGED, RESTRICTED, exposes_host_root
+from protos.pods import every_container
 
 # Accepted and validated, not acted on: corral enforces its own version of the standards.
 UNUSED_LABELS = (
@@ -162,8 +163,8 @@ def _baseline(check: _Check, policy: ClusterPolicy, path: str, spec: pod_pb2.Pod
         elif exposes_host_root(volume.host_path.path):
             shown = f"\"{volume.host_path.path}\" (it holds a container engine's socket or the host's /proc)"
             check.forbid(f"{at}.path", shown, note="; --allow-host-path admits only other paths")
-    for i, c in enumerate(spec.containers):
-        at = f"{path}.containers[{i}]"
+    for where, c in every_container(spec):
+        at = f"{path}.{where}"
         sc = c.security_context
         if sc.privileged:
             check.forbid(f"{at}.securityContext.privileged", "true")
@@ -184,8 +185,8 @@ def _restricted(check: _Check, path: str, spec: pod_pb2.PodSpec) -> None:
         check.require(f"{path}.securityContext.runAsNonRoot", "true")
     if psc.HasField("run_as_user") and psc.run_as_user == 0:
         check.forbid(f"{path}.securityContext.runAsUser", "0")
-    for i, c in enumerate(spec.containers):
-        at = f"{path}.containers[{i}].securityContext"
+    for where, c in every_container(spec):
+        at = f"{path}.{where}.securityContext"
         sc = c.security_context
         if not (sc.HasField("allow_privilege_escalation") and not sc.allow_privilege_escalation):
             check.require(f"{at}.allowPrivilegeEscalation", "false")

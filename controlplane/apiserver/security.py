@@ -14,6 +14,7 @@ from typing import Protocol
 
 from controlplane.apiserver import volume_sources
 from protos.corral.v1 import pod_pb2
+from protos.pods import every_container
 
 _CAPABILITY = re.compile(r"^[A-Z_]+$")
 _VOLUME_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -39,8 +40,8 @@ def validate_pod_security(p: _Problems, path: str, spec: pod_pb2.PodSpec) -> Non
     _validate_ids(p, f"{path}.securityContext", spec.security_context)
     volume_sources.validate_fs_group(p, f"{path}.securityContext", spec.security_context)
     _validate_seccomp(p, f"{path}.securityContext.seccompProfile", spec.security_context.seccomp_profile)
-    for i, c in enumerate(spec.containers):
-        at = f"{path}.containers[{i}]"
+    for where, c in every_container(spec):
+        at = f"{path}.{where}"
         sc = c.security_context
         _validate_ids(p, f"{at}.securityContext", sc)
         _validate_seccomp(p, f"{at}.securityContext.seccompProfile", sc.seccomp_profile)

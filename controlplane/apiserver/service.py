@@ -56,10 +56,13 @@ def _unwrapped(envelope: api_pb2.Object) -> Message:
 
 def _container_for(pod: pod_pb2.Pod, requested: str) -> str:
     names = [c.name for c in pod.spec.containers]
+    inits = [c.name for c in pod.spec.init_containers]
     if requested:
-        if requested not in names:
+        if requested not in names + inits:
+            also = f" or one of the init containers: {' '.join(inits)}" if inits else ""
             raise BadRequestError(
                 f"container {requested} is not valid for pod {pod.metadata.name}; choose one of: {' '.join(names)}"
+                + also
             )
         return requested
     if len(names) != 1:

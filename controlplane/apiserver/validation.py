@@ -35,7 +35,7 @@ from protos.corral.v1 import (
 )
 from protos.deployments import BLUE_GREEN, CANARY, ROLLING_UPDATE, STRATEGIES
 from protos.kinds import KindInfo
-from protos.pods import is_terminating
+from protos.pods import every_container, is_terminating
 
 _DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -143,7 +143,8 @@ def validate_update(info: KindInfo, old: Message, new: Message) -> list[Cause]:
     ):
         p.add(
             "spec",
-            "pod updates may not change fields other than spec.containers[*].image (delete and re-create the pod)",
+            "pod updates may not change fields other than spec.containers[*].image and spec.initContainers[*].image "
+            "(delete and re-create the pod)",
         )
     if isinstance(old, secret_pb2.Secret) and isinstance(new, secret_pb2.Secret):
         validate_secret_update(p, old, new)
@@ -211,7 +212,7 @@ def validate_config_map_update(p: Problems, old: configmap_pb2.ConfigMap, new: c
 def _pod_spec_without_images(spec: pod_pb2.PodSpec) -> pod_pb2.PodSpec:
     copy = pod_pb2.PodSpec()
     copy.CopyFrom(spec)
-    for c in copy.containers:
+    for _, c in every_container(copy):
         c.image = ""
         c.image_pull_policy = ""
     return copy
@@ -416,13 +417,18 @@ def validate_pod_spec(p: Problems, path: str, spec: pod_pb2.PodSpec) -> None:
     limits.check_pod_spec(p, path, spec)
     validate_labels(p, f"{path}.nodeSelector", spec.node_selector)
     seen: set[str] = set()
-    host_ports: set[tuple[int, str]] = set()
-    for i, c in enumerate(spec.containers):
-        at = f"{path}.containers[{i}]"
+    app_host_ports: set[tuple[int, str]] = set()
+    for where, c in every_container(spec):
+        at = f"{path}.{where}"
         validate_container(p, at, c, spec.termination_grace_period_seconds)
         if c.name in seen:
             p.add(f"{at}.name", f'duplicate container name "{c.name}"')
         seen.add(c.name)
+        is_init = where.startswith("initContainers")
+        if is_init:
+            validate_init_container(p, at, c)
+        # Init containers run one at a time: each is checked for host port clashes on its own.
+        host_ports: set[tuple[int, str]] = set() if is_init else app_host_ports
         for j, port in enumerate(c.ports):
             key = (port.host_port, port.protocol)
             if port.host_port and key in host_ports:
@@ -471,8 +477,28 @@ def validate_container(p: Problems, path: str, c: pod_pb2.Container, grace: int)
     for json_name, present, probe in probes:
         if present:
             validate_probe(p, f"{path}.{json_name}", probe, names)
+        if present and json_name != "readinessProbe" and probe.success_threshold != 1:
+            # Kubernetes': a liveness or startup probe passes on its first success.
+            p.add(f"{path}.{json_name}.successThreshold", f"must be 1, got {probe.success_threshold}")
     if c.HasField("lifecycle"):
         validate_lifecycle(p, f"{path}.lifecycle", c.lifecycle, names, grace)
+
+
+def validate_init_container(p: Problems, path: str, c: pod_pb2.Container) -> None:
+    """What an init container may not have (Kubernetes', for one without restartPolicy Always,
+    the only kind corral runs): probes and lifecycle hooks, as it runs to completion."""
+    for json_name, field in (
+        ("lifecycle", "lifecycle"),
+        ("livenessProbe", "liveness_probe"),
+        ("readinessProbe", "readiness_probe"),
+        ("startupProbe", "startup_probe"),
+    ):
+        if c.HasField(field):  # type: ignore[arg-type]
+            p.add(
+                f"{path}.{json_name}",
+                "may not be set for init containers without restartPolicy=Always (corral runs no sidecar init "
+                "containers yet)",
+            )
 
 
 def validate_env_source(p: Problems, path: str, env: pod_pb2.EnvVar) -> None:

@@ -27,6 +27,7 @@ VOLUME_SOURCES = (
     ("config_map", "configMap"),
     ("secret", "secret"),
     ("projected", "projected"),
+    ("persistent_volume_claim", "persistentVolumeClaim"),
 )
 # The downward API fields a projected volume's file may hold.
 DOWNWARD_FIELDS = ("metadata.name", "metadata.namespace", "metadata.uid", "metadata.labels", "metadata.annotations")

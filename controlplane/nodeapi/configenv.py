@@ -34,6 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from protos.corral.v1 import configmap_pb2, pod_pb2, secret_pb2
+from protos.pods import every_container
 from protos.wellknown import CONFIG_ERRORS, ENV_FROM
 
 SecretLookup = Callable[[str, str], secret_pb2.Secret | None]
@@ -58,9 +59,9 @@ def config_map_refs(pod: pod_pb2.Pod) -> set[str]:
 
 
 def refs(pod: pod_pb2.Pod) -> set[tuple[str, str]]:
-    """(kind, name) of every Secret and ConfigMap the pod's containers take variables from."""
+    """(kind, name) of every Secret and ConfigMap the pod's containers (init containers too) take variables from."""
     found: set[tuple[str, str]] = set()
-    for c in pod.spec.containers:
+    for _, c in every_container(pod.spec):
         for env in c.env:
             if env.value_from.secret_key_ref.name:
                 found.add(("Secret", env.value_from.secret_key_ref.name))
@@ -208,7 +209,7 @@ def resolve_pod(
     out.metadata.annotations.pop(ENV_FROM, None)
     errors: dict[str, str] = {}
     env_from: dict[str, dict[str, str]] = {}
-    for container in out.spec.containers:
+    for _, container in every_container(out.spec):
         r = resolve_container(pod.metadata.namespace, container, secrets, config_maps)
         del container.env[:]
         container.env.extend(r.env)
@@ -224,7 +225,7 @@ def resolve_pod(
     digest = hashlib.sha256(
         json.dumps(
             [out.metadata.annotations.get(CONFIG_ERRORS), out.metadata.annotations.get(ENV_FROM)]
-            + [[c.name, [(e.name, e.value) for e in c.env]] for c in out.spec.containers]
+            + [[c.name, [(e.name, e.value) for e in c.env]] for _, c in every_container(out.spec)]
         ).encode()
     )
     return out, digest.hexdigest(), skipped

@@ -187,13 +187,14 @@ def project(
 
 
 def with_error(pod: pod_pb2.Pod, error: str) -> pod_pb2.Pod:
-    """The pod with a volume's problem as the config error of each container that has none
-    from its env (volumes are made before any container of the pod starts)."""
+    """The pod with a volume's problem as the config error of each container (init
+    containers too) that has none from its env (volumes are made before any container
+    of the pod starts)."""
     out = pod_pb2.Pod()
     out.CopyFrom(pod)
     raw = out.metadata.annotations.get(CONFIG_ERRORS)
     errors: dict[str, str] = json.loads(raw) if raw else {}
-    for container in out.spec.containers:
+    for container in [*out.spec.init_containers, *out.spec.containers]:
         errors.setdefault(container.name, error)
     out.metadata.annotations[CONFIG_ERRORS] = json.dumps(errors, sort_keys=True)
     return out

@@ -10,7 +10,8 @@ How a pod's demand is counted (as Kubernetes does):
 
 - A container's request for cpu or memory is its `requests` entry; when only a
   `limits` entry is set, the limit is the request. A pod requests the sum over
-  its containers.
+  its containers, or, per resource, its largest init container's request when
+  that is larger (`pod_requests`).
 - For scoring only, a container that sets no cpu (memory) request counts as
   100m cpu (200Mi memory), so best-effort pods still spread out
   (`nonzero_requests`). Filters use the real requests.
@@ -82,6 +83,10 @@ class Resources:
 
     def __add__(self, other: Resources) -> Resources:
         return Resources(self.cpu_millis + other.cpu_millis, self.memory_bytes + other.memory_bytes)
+
+    def most(self, other: Resources) -> Resources:
+        """The larger of the two, resource by resource."""
+        return Resources(max(self.cpu_millis, other.cpu_millis), max(self.memory_bytes, other.memory_bytes))
 
 
 @dataclass(frozen=True)
@@ -262,8 +267,8 @@ def pod_request(pod: pod_pb2.Pod, *, default_strategy: str) -> PodRequest:
     return PodRequest(
         key=f"{pod.metadata.namespace}/{pod.metadata.name}",
         owner_uid=_controller_uid(pod),
-        requests=sum((_requests(c, nonzero=False) for c in spec.containers), Resources()),
-        nonzero_requests=sum((_requests(c, nonzero=True) for c in spec.containers), Resources()),
+        requests=pod_requests(spec, nonzero=False),
+        nonzero_requests=pod_requests(spec, nonzero=True),
         host_ports=frozenset(_host_ports(spec)),
         node_selector=dict(spec.node_selector),
         affinity_terms=_affinity_terms(spec.affinity),
@@ -289,6 +294,16 @@ def _max_pods(status: node_pb2.NodeStatus) -> int | None:
 
 def _controller_uid(pod: pod_pb2.Pod) -> str:
     return next((o.uid for o in pod.metadata.owner_references if o.controller), "")
+
+
+def pod_requests(spec: pod_pb2.PodSpec, *, nonzero: bool) -> Resources:
+    """The pod's effective request, as Kubernetes computes it: per resource, the larger of the
+    sum of its app containers' requests and the largest init container's (they run one at a time,
+    before the app containers)."""
+    apps = sum((_requests(c, nonzero=nonzero) for c in spec.containers), Resources())
+    for init in spec.init_containers:
+        apps = apps.most(_requests(init, nonzero=nonzero))
+    return apps
 
 
 def _requests(container: pod_pb2.Container, *, nonzero: bool) -> Resources:

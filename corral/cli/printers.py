@@ -74,12 +74,37 @@ def _images(template: pod_pb2.PodTemplateSpec) -> tuple[str, str]:
 # -- per-kind rows --------------------------------------------------------------
 
 
+def init_status(p: pod_pb2.Pod) -> str | None:
+    """kubectl's STATUS while init containers are not all completed: the first one not
+    completed gives `Init:<reason>` (waiting or terminated) or `Init:<done>/<total>`; None
+    once every one completed."""
+    total = len(p.spec.init_containers)
+    for i, s in enumerate(p.status.init_container_statuses):
+        terminated, waiting = s.state.terminated, s.state.waiting
+        if s.state.HasField("terminated") and terminated.exit_code == 0:
+            continue
+        if s.state.HasField("terminated"):
+            if terminated.reason:
+                return f"Init:{terminated.reason}"
+            if terminated.signal:
+                return f"Init:Signal:{terminated.signal}"
+            return f"Init:ExitCode:{terminated.exit_code}"
+        if s.state.HasField("waiting") and waiting.reason and waiting.reason != "PodInitializing":
+            return f"Init:{waiting.reason}"
+        return f"Init:{i}/{total}"
+    return None
+
+
 def pod_row(p: pod_pb2.Pod, now: datetime, wide: bool) -> Row:
     total = len(p.spec.containers)
     ready = sum(1 for s in p.status.container_statuses if s.ready)
     restarts = sum(s.restart_count for s in p.status.container_statuses)
     status = p.status.phase or "Pending"
-    for s in p.status.container_statuses:
+    initializing = init_status(p)
+    if initializing is not None:
+        status = initializing
+        restarts = sum(s.restart_count for s in p.status.init_container_statuses)
+    for s in p.status.container_statuses if initializing is None else ():
         if s.state.HasField("waiting") and s.state.waiting.reason:
             status = s.state.waiting.reason
         elif s.state.HasField("terminated") and s.state.terminated.reason and status == "Running":

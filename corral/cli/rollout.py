@@ -42,6 +42,7 @@ from corral.cli.params import Duration
 from protos import deployments, durations, times, wellknown
 from protos.corral.v1 import pod_pb2, workloads_pb2
 from protos.kinds import KindInfo, UnknownKindError, meta, resolve
+from protos.pods import every_container
 from protos.wellknown import DEFAULT_NAMESPACE
 
 pass_context = click.make_pass_decorator(Context)
@@ -395,17 +396,21 @@ def _template_lines(template: pod_pb2.PodTemplateSpec) -> list[str]:
     annotations = [f"{k}: {v}" for k, v in sorted(template.metadata.annotations.items())]
     if annotations:
         lines += [field("Annotations", annotations[0], 2), *(" " * 16 + x for x in annotations[1:])]
-    lines.append("  Containers:")
-    for container in template.spec.containers:
-        lines += [f"   {container.name}:", field("Image", container.image, 4)]
-        for port in container.ports:
-            lines.append(field("Port", f"{port.container_port}/{port.protocol or 'TCP'}", 4))
-        if container.command:
-            lines.append(field("Command", " ".join(container.command), 4))
-        if container.args:
-            lines.append(field("Args", " ".join(container.args), 4))
-        env = [f"{e.name}={e.value}" for e in container.env] or ["<none>"]
-        lines += [field("Environment", env[0], 4), *(" " * 18 + x for x in env[1:])]
+    spec = template.spec
+    for title, containers in (("Init Containers", spec.init_containers), ("Containers", spec.containers)):
+        if not containers and title != "Containers":
+            continue
+        lines.append(f"  {title}:")
+        for container in containers:
+            lines += [f"   {container.name}:", field("Image", container.image, 4)]
+            for port in container.ports:
+                lines.append(field("Port", f"{port.container_port}/{port.protocol or 'TCP'}", 4))
+            if container.command:
+                lines.append(field("Command", " ".join(container.command), 4))
+            if container.args:
+                lines.append(field("Args", " ".join(container.args), 4))
+            env = [f"{e.name}={e.value}" for e in container.env] or ["<none>"]
+            lines += [field("Environment", env[0], 4), *(" " * 18 + x for x in env[1:])]
     return lines
 
 
@@ -706,12 +711,13 @@ def parse_images(pairs: Sequence[str]) -> dict[str, str]:
 
 
 def set_images(spec: pod_pb2.PodSpec, images: dict[str, str]) -> None:
-    """Change the containers' images in place; every named container must exist."""
-    names = {c.name for c in spec.containers}
+    """Change the containers' images in place (init containers too, as kubectl does); every
+    named container must exist."""
+    names = {c.name for _, c in every_container(spec)}
     for container in images:
         if container != "*" and container not in names:
             raise CommandError(f'unable to find container named "{container}"')
-    for c in spec.containers:
+    for _, c in every_container(spec):
         image = images.get(c.name, images.get("*"))
         if image is not None:
             c.image = image

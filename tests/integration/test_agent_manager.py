@@ -648,3 +648,124 @@ async def test_volumes_of_pods_gone_while_the_agent_was_down_are_removed(runtime
         await eventually(lambda: not (volumes / "uid-gone").exists())
         await eventually(lambda: running_count(runtime, "uid-kept"))
     assert (volumes / "uid-kept" / "scratch" / "data").read_text() == "still here"
+
+
+async def test_init_containers_run_in_order_once_and_not_again_after_a_restart(tmp_path: Path) -> None:
+    runtime = FakeRuntime({"init:1": FakeBehaviour(run_seconds=0.05)})
+    p = pod("i")
+    p.spec.init_containers.add(name="first", image="init:1")
+    p.spec.init_containers.add(name="second", image="init:1")
+    async with running(PodManager({"docker": runtime}, settings(), tmp_path)) as manager:
+        await manager.apply(assignment(1, p))
+
+        async def app_running() -> bool:
+            found = await containers(runtime, "uid-i")
+            return any(c.labels[base.LABEL_CONTAINER] == "main" and c.state is State.RUNNING for c in found)
+
+        await eventually(app_running)
+    history = sorted(await containers(runtime, "uid-i"), key=lambda c: c.id)  # ids in creation order
+    assert [c.labels[base.LABEL_CONTAINER] for c in history] == ["first", "second", "main"]
+    assert [c.exit_code for c in history[:2]] == [0, 0]
+    assert history[0].finished_at and history[1].started_at and history[0].finished_at <= history[1].started_at
+    assert history[1].finished_at and history[2].started_at and history[1].finished_at <= history[2].started_at
+    before = sorted(c.id for c in history)
+    # A new agent on the same data dir: the completed init containers are not run again.
+    async with running(PodManager({"docker": runtime}, settings(), tmp_path)) as resumed:
+        await eventually(lambda: len(resumed.workers) == 1)
+        seen: list[pod_pb2.PodStatus] = []
+
+        def reported_initialized() -> bool:
+            seen.extend(r.status for r in resumed.outbox.take())
+            return any(s.phase == "Running" for s in seen)
+
+        await eventually(reported_initialized)
+        assert sorted(c.id for c in await containers(runtime, "uid-i")) == before
+    last = next(s for s in reversed(seen) if s.phase == "Running")
+    assert [(s.name, s.state.terminated.reason, s.ready) for s in last.init_container_statuses] == [
+        ("first", "Completed", True),
+        ("second", "Completed", True),
+    ]
+    assert {c.type: c.status for c in last.conditions}["Initialized"] == "True"
+
+
+async def test_failing_init_container_crash_loops_and_the_app_never_starts(tmp_path: Path) -> None:
+    runtime = FakeRuntime({"crash:1": FakeBehaviour(run_seconds=0.05, exit_code=1)})
+    p = pod("f")
+    p.spec.init_containers.add(name="setup", image="crash:1")
+    async with running(PodManager({"docker": runtime}, settings(), tmp_path)) as manager:
+        await manager.apply(assignment(1, p))
+        seen: list[pod_pb2.PodStatus] = []
+
+        def crash_looping() -> bool:
+            seen.extend(r.status for r in manager.outbox.take())
+            return any(
+                s.init_container_statuses
+                and s.init_container_statuses[0].restart_count >= 2
+                and s.init_container_statuses[0].state.waiting.reason == "CrashLoopBackOff"
+                for s in seen
+            )
+
+        await eventually(crash_looping)
+        names = {c.labels[base.LABEL_CONTAINER] for c in await containers(runtime, "uid-f")}
+        assert names == {"setup"}
+        assert all(s.phase == "Pending" for s in seen)
+        assert seen[-1].container_statuses[0].state.waiting.reason == "PodInitializing"
+
+
+async def test_failing_init_container_under_never_fails_the_pod(tmp_path: Path) -> None:
+    runtime = FakeRuntime({"crash:1": FakeBehaviour(run_seconds=0.05, exit_code=1)})
+    p = pod("n", policy="Never")
+    p.spec.init_containers.add(name="setup", image="crash:1")
+    async with running(PodManager({"docker": runtime}, settings(), tmp_path)) as manager:
+        await manager.apply(assignment(1, p))
+        seen: list[pod_pb2.PodStatus] = []
+
+        def failed() -> bool:
+            seen.extend(r.status for r in manager.outbox.take())
+            return any(s.phase == "Failed" for s in seen)
+
+        await eventually(failed)
+        await asyncio.sleep(0.3)  # a few more steps: nothing is restarted or started
+        found = await containers(runtime, "uid-n")
+        assert [(c.labels[base.LABEL_CONTAINER], c.exit_code) for c in found] == [("setup", 1)]
+        last = next(s for s in reversed(seen) if s.phase == "Failed")
+        assert last.init_container_statuses[0].state.terminated.reason == "Error"
+
+
+def probed_pod(name: str, **probes: list[str]) -> pod_pb2.Pod:
+    """A pod whose container has exec probes (kind → command), every second, failing at once."""
+    p = pod(name)
+    for kind, command in probes.items():
+        probe = getattr(p.spec.containers[0], f"{kind}_probe")
+        probe.exec.command.extend(command)
+        probe.period_seconds = probe.failure_threshold = probe.timeout_seconds = probe.success_threshold = 1
+    return p
+
+
+async def test_startup_probe_gates_liveness_and_stops_once_it_succeeded(tmp_path: Path) -> None:
+    runtime = HookRecordingRuntime()
+    p = probed_pod("slow", startup=["started"], liveness=["alive"])
+    async with running(PodManager({"docker": runtime}, settings(), tmp_path)) as manager:
+        await manager.apply(assignment(1, p))
+        await eventually(lambda: runtime.whats().count(("exec", "alive")) >= 2)
+    whats = runtime.whats()
+    assert whats.index(("exec-done", "started")) < whats.index(("exec", "alive"))
+    assert whats.count(("exec", "started")) == 1
+    assert ("stop", "fake-000001") not in whats
+
+
+async def test_failed_startup_probe_kills_the_container_before_any_liveness_probe(tmp_path: Path) -> None:
+    runtime = HookRecordingRuntime()
+    p = probed_pod("never", startup=["fail"], liveness=["alive"], readiness=["ready"])
+    async with running(PodManager({"docker": runtime}, settings(), tmp_path)) as manager:
+        await manager.apply(assignment(1, p))
+        await eventually(lambda: ("stop", "fake-000001") in runtime.whats())
+        seen: list[pod_pb2.PodStatus] = []
+
+        def restarted() -> bool:
+            seen.extend(r.status for r in manager.outbox.take())
+            return any(s.container_statuses and s.container_statuses[0].restart_count >= 1 for s in seen)
+
+        await eventually(restarted)
+    assert not {("exec", "alive"), ("exec", "ready")} & set(runtime.whats())
+    assert not any(s.container_statuses[0].started or s.container_statuses[0].ready for s in seen)

@@ -24,6 +24,7 @@ from agent.node.metrics import MetricsSampler
 from agent.runtime.base import LABEL_CONTAINER, LABEL_MANAGED, LABEL_NODE, LABEL_POD_UID, ContainerSpec
 from agent.runtime.cgroups import CgroupReader, Hierarchies, parse_mountinfo
 from agent.runtime.docker import DockerRuntime
+from agent.runtime.engine import EngineClient
 from protos.corral.v1 import pod_pb2
 
 pytestmark = pytest.mark.timeout(90)
@@ -49,9 +50,9 @@ class EngineStats:
     broken: bool = True
     calls: list[str] = field(default_factory=list)
 
-    def __call__(self, container: str, stream: bool = True) -> Any:
+    def __call__(self, container: str) -> Any:
         self.calls.append(container)
-        return BROKEN_ENGINE_STATS if self.broken else self.real(container, stream=stream)
+        return BROKEN_ENGINE_STATS if self.broken else self.real(container)
 
 
 @dataclass
@@ -60,9 +61,10 @@ class Engine:
     test_id: str
 
     def runtime(self, **options: Any) -> tuple[DockerRuntime, EngineStats]:
-        runtime = DockerRuntime(self.client, **options)
-        engine_stats = EngineStats(self.client.api.stats)
-        runtime._api = _Api(self.client.api, engine_stats)
+        api = EngineClient.from_env()
+        runtime = DockerRuntime(api, **options)
+        engine_stats = EngineStats(api.stats)
+        runtime._api = _Api(api, engine_stats)  # type: ignore[assignment]
         return runtime, engine_stats
 
     def spec(self, name: str) -> ContainerSpec:

@@ -22,6 +22,7 @@ from corral.manifest import (
     parse_object,
     read_sources,
 )
+from protos import kinds
 from protos.corral.v1 import meta_pb2, pod_pb2, workloads_pb2
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "manifests"
@@ -427,11 +428,7 @@ _DEPLOYMENT = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name
         ),
         pytest.param(
             {"apiVersion": "v1", "kind": "Widget"},
-            [
-                'web.yaml[0] kind: unknown kind "Widget" (known kinds: Pod, Node, ReplicaSet, '
-                "Deployment, Service, Event, EndpointSlice, HorizontalPodAutoscaler, Secret, Namespace, "
-                "ServiceAccount, Role, ClusterRole, RoleBinding, ClusterRoleBinding, NetworkPolicy, ConfigMap)"
-            ],
+            ['web.yaml[0] kind: unknown kind "Widget" (known kinds: ' + ", ".join(k.kind for k in kinds.KINDS) + ")"],
             id="kind-unknown",
         ),
         pytest.param(

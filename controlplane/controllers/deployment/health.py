@@ -2,8 +2,8 @@
 
 A canary pod fails (and, with `abortOnFailure`, the canary is aborted) when:
 
-- a container waits in CrashLoopBackOff;
-- a container has restarted `MAX_RESTARTS` (3) times or more;
+- a container (init containers too) waits in CrashLoopBackOff;
+- a container (init containers too) has restarted `MAX_RESTARTS` (3) times or more;
 - it runs but lost readiness: its Ready condition turned False after the pod
   started (a pod that never became ready has Ready False since its first
   status report, which is also when it started). Pods that a silent node made
@@ -37,10 +37,11 @@ def failure(pods: Iterable[pod_pb2.Pod]) -> str | None:
 
 
 def pod_failure(pod: pod_pb2.Pod) -> str | None:
-    for status in pod.status.container_statuses:
+    statuses = [*pod.status.init_container_statuses, *pod.status.container_statuses]
+    for status in statuses:
         if status.state.waiting.reason == CRASH_LOOP:
             return f"crash-looping (container {status.name})"
-    for status in pod.status.container_statuses:
+    for status in statuses:
         if status.restart_count >= MAX_RESTARTS:
             return f"restarted {status.restart_count} times (container {status.name})"
     if lost_readiness(pod):

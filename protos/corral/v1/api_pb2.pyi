@@ -20,6 +20,7 @@ from protos.corral.v1 import rbac_pb2 as _rbac_pb2
 from protos.corral.v1 import secret_pb2 as _secret_pb2
 from protos.corral.v1 import service_pb2 as _service_pb2
 from protos.corral.v1 import serviceaccount_pb2 as _serviceaccount_pb2
+from protos.corral.v1 import storage_pb2 as _storage_pb2
 from protos.corral.v1 import workloads_pb2 as _workloads_pb2
 import builtins as _builtins
 import sys
@@ -74,6 +75,10 @@ class Object(_message.Message):
     CLUSTER_ROLE_BINDING_FIELD_NUMBER: _builtins.int
     NETWORK_POLICY_FIELD_NUMBER: _builtins.int
     CONFIG_MAP_FIELD_NUMBER: _builtins.int
+    PERSISTENT_VOLUME_CLAIM_FIELD_NUMBER: _builtins.int
+    PERSISTENT_VOLUME_FIELD_NUMBER: _builtins.int
+    STORAGE_CLASS_FIELD_NUMBER: _builtins.int
+    STATEFUL_SET_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def pod(self) -> _pod_pb2.Pod: ...
     @_builtins.property
@@ -108,6 +113,14 @@ class Object(_message.Message):
     def network_policy(self) -> _networking_pb2.NetworkPolicy: ...
     @_builtins.property
     def config_map(self) -> _configmap_pb2.ConfigMap: ...
+    @_builtins.property
+    def persistent_volume_claim(self) -> _storage_pb2.PersistentVolumeClaim: ...
+    @_builtins.property
+    def persistent_volume(self) -> _storage_pb2.PersistentVolume: ...
+    @_builtins.property
+    def storage_class(self) -> _storage_pb2.StorageClass: ...
+    @_builtins.property
+    def stateful_set(self) -> _workloads_pb2.StatefulSet: ...
     def __init__(
         self,
         *,
@@ -128,12 +141,16 @@ class Object(_message.Message):
         cluster_role_binding: _rbac_pb2.ClusterRoleBinding | None = ...,
         network_policy: _networking_pb2.NetworkPolicy | None = ...,
         config_map: _configmap_pb2.ConfigMap | None = ...,
+        persistent_volume_claim: _storage_pb2.PersistentVolumeClaim | None = ...,
+        persistent_volume: _storage_pb2.PersistentVolume | None = ...,
+        storage_class: _storage_pb2.StorageClass | None = ...,
+        stateful_set: _workloads_pb2.StatefulSet | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["cluster_role", b"cluster_role", "cluster_role_binding", b"cluster_role_binding", "config_map", b"config_map", "deployment", b"deployment", "endpoint_slice", b"endpoint_slice", "event", b"event", "horizontal_pod_autoscaler", b"horizontal_pod_autoscaler", "kind", b"kind", "namespace", b"namespace", "network_policy", b"network_policy", "node", b"node", "pod", b"pod", "replica_set", b"replica_set", "role", b"role", "role_binding", b"role_binding", "secret", b"secret", "service", b"service", "service_account", b"service_account"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cluster_role", b"cluster_role", "cluster_role_binding", b"cluster_role_binding", "config_map", b"config_map", "deployment", b"deployment", "endpoint_slice", b"endpoint_slice", "event", b"event", "horizontal_pod_autoscaler", b"horizontal_pod_autoscaler", "kind", b"kind", "namespace", b"namespace", "network_policy", b"network_policy", "node", b"node", "persistent_volume", b"persistent_volume", "persistent_volume_claim", b"persistent_volume_claim", "pod", b"pod", "replica_set", b"replica_set", "role", b"role", "role_binding", b"role_binding", "secret", b"secret", "service", b"service", "service_account", b"service_account", "stateful_set", b"stateful_set", "storage_class", b"storage_class"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cluster_role", b"cluster_role", "cluster_role_binding", b"cluster_role_binding", "config_map", b"config_map", "deployment", b"deployment", "endpoint_slice", b"endpoint_slice", "event", b"event", "horizontal_pod_autoscaler", b"horizontal_pod_autoscaler", "kind", b"kind", "namespace", b"namespace", "network_policy", b"network_policy", "node", b"node", "pod", b"pod", "replica_set", b"replica_set", "role", b"role", "role_binding", b"role_binding", "secret", b"secret", "service", b"service", "service_account", b"service_account"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cluster_role", b"cluster_role", "cluster_role_binding", b"cluster_role_binding", "config_map", b"config_map", "deployment", b"deployment", "endpoint_slice", b"endpoint_slice", "event", b"event", "horizontal_pod_autoscaler", b"horizontal_pod_autoscaler", "kind", b"kind", "namespace", b"namespace", "network_policy", b"network_policy", "node", b"node", "persistent_volume", b"persistent_volume", "persistent_volume_claim", b"persistent_volume_claim", "pod", b"pod", "replica_set", b"replica_set", "role", b"role", "role_binding", b"role_binding", "secret", b"secret", "service", b"service", "service_account", b"service_account", "stateful_set", b"stateful_set", "storage_class", b"storage_class"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["pod", "node", "replica_set", "deployment", "service", "event", "endpoint_slice", "horizontal_pod_autoscaler", "secret", "namespace", "service_account", "role", "cluster_role", "role_binding", "cluster_role_binding", "network_policy", "config_map"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["pod", "node", "replica_set", "deployment", "service", "event", "endpoint_slice", "horizontal_pod_autoscaler", "secret", "namespace", "service_account", "role", "cluster_role", "role_binding", "cluster_role_binding", "network_policy", "config_map", "persistent_volume_claim", "persistent_volume", "storage_class", "stateful_set"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 

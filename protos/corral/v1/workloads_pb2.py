@@ -25,41 +25,56 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from protos.corral.v1 import meta_pb2 as protos_dot_corral_dot_v1_dot_meta__pb2
 from protos.corral.v1 import pod_pb2 as protos_dot_corral_dot_v1_dot_pod__pb2
+from protos.corral.v1 import storage_pb2 as protos_dot_corral_dot_v1_dot_storage__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n protos/corral/v1/workloads.proto\x12\tcorral.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bprotos/corral/v1/meta.proto\x1a\x1aprotos/corral/v1/pod.proto\"\xa9\x01\n\x0eReplicaSetSpec\x12\x15\n\x08replicas\x18\x01 \x01(\x05H\x00\x88\x01\x01\x12\x19\n\x11min_ready_seconds\x18\x02 \x01(\x05\x12*\n\x08selector\x18\x03 \x01(\x0b\x32\x18.corral.v1.LabelSelector\x12,\n\x08template\x18\x04 \x01(\x0b\x32\x1a.corral.v1.PodTemplateSpecB\x0b\n\t_replicas\"\xbf\x01\n\x10ReplicaSetStatus\x12\x10\n\x08replicas\x18\x01 \x01(\x05\x12\x1e\n\x16\x66ully_labeled_replicas\x18\x02 \x01(\x05\x12\x16\n\x0eready_replicas\x18\x03 \x01(\x05\x12\x1a\n\x12\x61vailable_replicas\x18\x04 \x01(\x05\x12\x1b\n\x13observed_generation\x18\x05 \x01(\x03\x12(\n\nconditions\x18\x06 \x03(\x0b\x32\x14.corral.v1.Condition\"\xae\x01\n\nReplicaSet\x12\x13\n\x0b\x61pi_version\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\'\n\x08metadata\x18\x03 \x01(\x0b\x32\x15.corral.v1.ObjectMeta\x12\'\n\x04spec\x18\x04 \x01(\x0b\x32\x19.corral.v1.ReplicaSetSpec\x12+\n\x06status\x18\x05 \x01(\x0b\x32\x1b.corral.v1.ReplicaSetStatus\"u\n\x17RollingUpdateDeployment\x12)\n\tmax_surge\x18\x01 \x01(\x0b\x32\x16.corral.v1.IntOrString\x12/\n\x0fmax_unavailable\x18\x02 \x01(\x0b\x32\x16.corral.v1.IntOrString\"\x97\x01\n\x11\x42lueGreenStrategy\x12#\n\x16\x61uto_promotion_enabled\x18\x01 \x01(\x08H\x00\x88\x01\x01\x12%\n\x18scale_down_delay_seconds\x18\x02 \x01(\x05H\x01\x88\x01\x01\x42\x19\n\x17_auto_promotion_enabledB\x1b\n\x19_scale_down_delay_seconds\"7\n\x0b\x43\x61naryPause\x12(\n\x08\x64uration\x18\x01 \x01(\x0b\x32\x16.corral.v1.IntOrString\"[\n\nCanaryStep\x12\x17\n\nset_weight\x18\x01 \x01(\x05H\x00\x88\x01\x01\x12%\n\x05pause\x18\x02 \x01(\x0b\x32\x16.corral.v1.CanaryPauseB\r\n\x0b_set_weight\"\x9c\x01\n\x0e\x43\x61naryStrategy\x12$\n\x05steps\x18\x01 \x03(\x0b\x32\x15.corral.v1.CanaryStep\x12\x1c\n\x0f\x63\x61nary_replicas\x18\x02 \x01(\x05H\x00\x88\x01\x01\x12\x1d\n\x10\x61\x62ort_on_failure\x18\x03 \x01(\x08H\x01\x88\x01\x01\x42\x12\n\x10_canary_replicasB\x13\n\x11_abort_on_failure\"\xbb\x01\n\x12\x44\x65ploymentStrategy\x12\x0c\n\x04type\x18\x01 \x01(\t\x12:\n\x0erolling_update\x18\x02 \x01(\x0b\x32\".corral.v1.RollingUpdateDeployment\x12\x30\n\nblue_green\x18\x03 \x01(\x0b\x32\x1c.corral.v1.BlueGreenStrategy\x12)\n\x06\x63\x61nary\x18\x04 \x01(\x0b\x32\x19.corral.v1.CanaryStrategy\"\xf0\x02\n\x0e\x44\x65ploymentSpec\x12\x15\n\x08replicas\x18\x01 \x01(\x05H\x00\x88\x01\x01\x12*\n\x08selector\x18\x02 \x01(\x0b\x32\x18.corral.v1.LabelSelector\x12,\n\x08template\x18\x03 \x01(\x0b\x32\x1a.corral.v1.PodTemplateSpec\x12/\n\x08strategy\x18\x04 \x01(\x0b\x32\x1d.corral.v1.DeploymentStrategy\x12\x19\n\x11min_ready_seconds\x18\x05 \x01(\x05\x12#\n\x16revision_history_limit\x18\x06 \x01(\x05H\x01\x88\x01\x01\x12\x0e\n\x06paused\x18\x07 \x01(\x08\x12&\n\x19progress_deadline_seconds\x18\x08 \x01(\x05H\x02\x88\x01\x01\x42\x0b\n\t_replicasB\x19\n\x17_revision_history_limitB\x1c\n\x1a_progress_deadline_seconds\"\xe6\x02\n\x10\x44\x65ploymentStatus\x12\x1b\n\x13observed_generation\x18\x01 \x01(\x03\x12\x10\n\x08replicas\x18\x02 \x01(\x05\x12\x18\n\x10updated_replicas\x18\x03 \x01(\x05\x12\x16\n\x0eready_replicas\x18\x04 \x01(\x05\x12\x1a\n\x12\x61vailable_replicas\x18\x05 \x01(\x05\x12\x1c\n\x14unavailable_replicas\x18\x06 \x01(\x05\x12(\n\nconditions\x18\x07 \x03(\x0b\x32\x14.corral.v1.Condition\x12\x17\n\x0f\x63ollision_count\x18\x08 \x01(\x05\x12)\n\x07traffic\x18\t \x03(\x0b\x32\x18.corral.v1.TrafficWeight\x12 \n\x18stable_pod_template_hash\x18\n \x01(\t\x12\'\n\x06\x63\x61nary\x18\x0b \x01(\x0b\x32\x17.corral.v1.CanaryStatus\":\n\rTrafficWeight\x12\x19\n\x11pod_template_hash\x18\x01 \x01(\t\x12\x0e\n\x06weight\x18\x02 \x01(\x05\"\x8c\x01\n\x0c\x43\x61naryStatus\x12\x19\n\x11pod_template_hash\x18\x01 \x01(\t\x12\x1a\n\x12\x63urrent_step_index\x18\x02 \x01(\x05\x12\x34\n\x10pause_start_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x61\x62orted\x18\x04 \x01(\t\"\xae\x01\n\nDeployment\x12\x13\n\x0b\x61pi_version\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\'\n\x08metadata\x18\x03 \x01(\x0b\x32\x15.corral.v1.ObjectMeta\x12\'\n\x04spec\x18\x04 \x01(\x0b\x32\x19.corral.v1.DeploymentSpec\x12+\n\x06status\x18\x05 \x01(\x0b\x32\x1b.corral.v1.DeploymentStatusb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n protos/corral/v1/workloads.proto\x12\tcorral.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bprotos/corral/v1/meta.proto\x1a\x1aprotos/corral/v1/pod.proto\x1a\x1eprotos/corral/v1/storage.proto\"\xa9\x01\n\x0eReplicaSetSpec\x12\x15\n\x08replicas\x18\x01 \x01(\x05H\x00\x88\x01\x01\x12\x19\n\x11min_ready_seconds\x18\x02 \x01(\x05\x12*\n\x08selector\x18\x03 \x01(\x0b\x32\x18.corral.v1.LabelSelector\x12,\n\x08template\x18\x04 \x01(\x0b\x32\x1a.corral.v1.PodTemplateSpecB\x0b\n\t_replicas\"\xbf\x01\n\x10ReplicaSetStatus\x12\x10\n\x08replicas\x18\x01 \x01(\x05\x12\x1e\n\x16\x66ully_labeled_replicas\x18\x02 \x01(\x05\x12\x16\n\x0eready_replicas\x18\x03 \x01(\x05\x12\x1a\n\x12\x61vailable_replicas\x18\x04 \x01(\x05\x12\x1b\n\x13observed_generation\x18\x05 \x01(\x03\x12(\n\nconditions\x18\x06 \x03(\x0b\x32\x14.corral.v1.Condition\"\xae\x01\n\nReplicaSet\x12\x13\n\x0b\x61pi_version\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\'\n\x08metadata\x18\x03 \x01(\x0b\x32\x15.corral.v1.ObjectMeta\x12\'\n\x04spec\x18\x04 \x01(\x0b\x32\x19.corral.v1.ReplicaSetSpec\x12+\n\x06status\x18\x05 \x01(\x0b\x32\x1b.corral.v1.ReplicaSetStatus\"u\n\x17RollingUpdateDeployment\x12)\n\tmax_surge\x18\x01 \x01(\x0b\x32\x16.corral.v1.IntOrString\x12/\n\x0fmax_unavailable\x18\x02 \x01(\x0b\x32\x16.corral.v1.IntOrString\"\x97\x01\n\x11\x42lueGreenStrategy\x12#\n\x16\x61uto_promotion_enabled\x18\x01 \x01(\x08H\x00\x88\x01\x01\x12%\n\x18scale_down_delay_seconds\x18\x02 \x01(\x05H\x01\x88\x01\x01\x42\x19\n\x17_auto_promotion_enabledB\x1b\n\x19_scale_down_delay_seconds\"7\n\x0b\x43\x61naryPause\x12(\n\x08\x64uration\x18\x01 \x01(\x0b\x32\x16.corral.v1.IntOrString\"[\n\nCanaryStep\x12\x17\n\nset_weight\x18\x01 \x01(\x05H\x00\x88\x01\x01\x12%\n\x05pause\x18\x02 \x01(\x0b\x32\x16.corral.v1.CanaryPauseB\r\n\x0b_set_weight\"\x9c\x01\n\x0e\x43\x61naryStrategy\x12$\n\x05steps\x18\x01 \x03(\x0b\x32\x15.corral.v1.CanaryStep\x12\x1c\n\x0f\x63\x61nary_replicas\x18\x02 \x01(\x05H\x00\x88\x01\x01\x12\x1d\n\x10\x61\x62ort_on_failure\x18\x03 \x01(\x08H\x01\x88\x01\x01\x42\x12\n\x10_canary_replicasB\x13\n\x11_abort_on_failure\"\xbb\x01\n\x12\x44\x65ploymentStrategy\x12\x0c\n\x04type\x18\x01 \x01(\t\x12:\n\x0erolling_update\x18\x02 \x01(\x0b\x32\".corral.v1.RollingUpdateDeployment\x12\x30\n\nblue_green\x18\x03 \x01(\x0b\x32\x1c.corral.v1.BlueGreenStrategy\x12)\n\x06\x63\x61nary\x18\x04 \x01(\x0b\x32\x19.corral.v1.CanaryStrategy\"\xf0\x02\n\x0e\x44\x65ploymentSpec\x12\x15\n\x08replicas\x18\x01 \x01(\x05H\x00\x88\x01\x01\x12*\n\x08selector\x18\x02 \x01(\x0b\x32\x18.corral.v1.LabelSelector\x12,\n\x08template\x18\x03 \x01(\x0b\x32\x1a.corral.v1.PodTemplateSpec\x12/\n\x08strategy\x18\x04 \x01(\x0b\x32\x1d.corral.v1.DeploymentStrategy\x12\x19\n\x11min_ready_seconds\x18\x05 \x01(\x05\x12#\n\x16revision_history_limit\x18\x06 \x01(\x05H\x01\x88\x01\x01\x12\x0e\n\x06paused\x18\x07 \x01(\x08\x12&\n\x19progress_deadline_seconds\x18\x08 \x01(\x05H\x02\x88\x01\x01\x42\x0b\n\t_replicasB\x19\n\x17_revision_history_limitB\x1c\n\x1a_progress_deadline_seconds\"\xe6\x02\n\x10\x44\x65ploymentStatus\x12\x1b\n\x13observed_generation\x18\x01 \x01(\x03\x12\x10\n\x08replicas\x18\x02 \x01(\x05\x12\x18\n\x10updated_replicas\x18\x03 \x01(\x05\x12\x16\n\x0eready_replicas\x18\x04 \x01(\x05\x12\x1a\n\x12\x61vailable_replicas\x18\x05 \x01(\x05\x12\x1c\n\x14unavailable_replicas\x18\x06 \x01(\x05\x12(\n\nconditions\x18\x07 \x03(\x0b\x32\x14.corral.v1.Condition\x12\x17\n\x0f\x63ollision_count\x18\x08 \x01(\x05\x12)\n\x07traffic\x18\t \x03(\x0b\x32\x18.corral.v1.TrafficWeight\x12 \n\x18stable_pod_template_hash\x18\n \x01(\t\x12\'\n\x06\x63\x61nary\x18\x0b \x01(\x0b\x32\x17.corral.v1.CanaryStatus\":\n\rTrafficWeight\x12\x19\n\x11pod_template_hash\x18\x01 \x01(\t\x12\x0e\n\x06weight\x18\x02 \x01(\x05\"\x8c\x01\n\x0c\x43\x61naryStatus\x12\x19\n\x11pod_template_hash\x18\x01 \x01(\t\x12\x1a\n\x12\x63urrent_step_index\x18\x02 \x01(\x05\x12\x34\n\x10pause_start_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x61\x62orted\x18\x04 \x01(\t\"\xae\x01\n\nDeployment\x12\x13\n\x0b\x61pi_version\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\'\n\x08metadata\x18\x03 \x01(\x0b\x32\x15.corral.v1.ObjectMeta\x12\'\n\x04spec\x18\x04 \x01(\x0b\x32\x19.corral.v1.DeploymentSpec\x12+\n\x06status\x18\x05 \x01(\x0b\x32\x1b.corral.v1.DeploymentStatus\"y\n RollingUpdateStatefulSetStrategy\x12\x16\n\tpartition\x18\x01 \x01(\x05H\x00\x88\x01\x01\x12/\n\x0fmax_unavailable\x18\x02 \x01(\x0b\x32\x16.corral.v1.IntOrStringB\x0c\n\n_partition\"n\n\x19StatefulSetUpdateStrategy\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x43\n\x0erolling_update\x18\x02 \x01(\x0b\x32+.corral.v1.RollingUpdateStatefulSetStrategy\"\\\n/StatefulSetPersistentVolumeClaimRetentionPolicy\x12\x14\n\x0cwhen_deleted\x18\x01 \x01(\t\x12\x13\n\x0bwhen_scaled\x18\x02 \x01(\t\"$\n\x13StatefulSetOrdinals\x12\r\n\x05start\x18\x01 \x01(\x05\"\xc0\x04\n\x0fStatefulSetSpec\x12\x15\n\x08replicas\x18\x01 \x01(\x05H\x00\x88\x01\x01\x12*\n\x08selector\x18\x02 \x01(\x0b\x32\x18.corral.v1.LabelSelector\x12,\n\x08template\x18\x03 \x01(\x0b\x32\x1a.corral.v1.PodTemplateSpec\x12@\n\x16volume_claim_templates\x18\x04 \x03(\x0b\x32 .corral.v1.PersistentVolumeClaim\x12\x14\n\x0cservice_name\x18\x05 \x01(\t\x12\x1d\n\x15pod_management_policy\x18\x06 \x01(\t\x12=\n\x0fupdate_strategy\x18\x07 \x01(\x0b\x32$.corral.v1.StatefulSetUpdateStrategy\x12#\n\x16revision_history_limit\x18\x08 \x01(\x05H\x01\x88\x01\x01\x12\x19\n\x11min_ready_seconds\x18\t \x01(\x05\x12l\n(persistent_volume_claim_retention_policy\x18\n \x01(\x0b\x32:.corral.v1.StatefulSetPersistentVolumeClaimRetentionPolicy\x12\x30\n\x08ordinals\x18\x0b \x01(\x0b\x32\x1e.corral.v1.StatefulSetOrdinalsB\x0b\n\t_replicasB\x19\n\x17_revision_history_limit\"\xa0\x02\n\x11StatefulSetStatus\x12\x1b\n\x13observed_generation\x18\x01 \x01(\x03\x12\x10\n\x08replicas\x18\x02 \x01(\x05\x12\x16\n\x0eready_replicas\x18\x03 \x01(\x05\x12\x18\n\x10\x63urrent_replicas\x18\x04 \x01(\x05\x12\x18\n\x10updated_replicas\x18\x05 \x01(\x05\x12\x18\n\x10\x63urrent_revision\x18\x06 \x01(\t\x12\x17\n\x0fupdate_revision\x18\x07 \x01(\t\x12\x17\n\x0f\x63ollision_count\x18\x08 \x01(\x05\x12(\n\nconditions\x18\t \x03(\x0b\x32\x14.corral.v1.Condition\x12\x1a\n\x12\x61vailable_replicas\x18\n \x01(\x05\"\xb1\x01\n\x0bStatefulSet\x12\x13\n\x0b\x61pi_version\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\'\n\x08metadata\x18\x03 \x01(\x0b\x32\x15.corral.v1.ObjectMeta\x12(\n\x04spec\x18\x04 \x01(\x0b\x32\x1a.corral.v1.StatefulSetSpec\x12,\n\x06status\x18\x05 \x01(\x0b\x32\x1c.corral.v1.StatefulSetStatusb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'protos.corral.v1.workloads_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_REPLICASETSPEC']._serialized_start=138
-  _globals['_REPLICASETSPEC']._serialized_end=307
-  _globals['_REPLICASETSTATUS']._serialized_start=310
-  _globals['_REPLICASETSTATUS']._serialized_end=501
-  _globals['_REPLICASET']._serialized_start=504
-  _globals['_REPLICASET']._serialized_end=678
-  _globals['_ROLLINGUPDATEDEPLOYMENT']._serialized_start=680
-  _globals['_ROLLINGUPDATEDEPLOYMENT']._serialized_end=797
-  _globals['_BLUEGREENSTRATEGY']._serialized_start=800
-  _globals['_BLUEGREENSTRATEGY']._serialized_end=951
-  _globals['_CANARYPAUSE']._serialized_start=953
-  _globals['_CANARYPAUSE']._serialized_end=1008
-  _globals['_CANARYSTEP']._serialized_start=1010
-  _globals['_CANARYSTEP']._serialized_end=1101
-  _globals['_CANARYSTRATEGY']._serialized_start=1104
-  _globals['_CANARYSTRATEGY']._serialized_end=1260
-  _globals['_DEPLOYMENTSTRATEGY']._serialized_start=1263
-  _globals['_DEPLOYMENTSTRATEGY']._serialized_end=1450
-  _globals['_DEPLOYMENTSPEC']._serialized_start=1453
-  _globals['_DEPLOYMENTSPEC']._serialized_end=1821
-  _globals['_DEPLOYMENTSTATUS']._serialized_start=1824
-  _globals['_DEPLOYMENTSTATUS']._serialized_end=2182
-  _globals['_TRAFFICWEIGHT']._serialized_start=2184
-  _globals['_TRAFFICWEIGHT']._serialized_end=2242
-  _globals['_CANARYSTATUS']._serialized_start=2245
-  _globals['_CANARYSTATUS']._serialized_end=2385
-  _globals['_DEPLOYMENT']._serialized_start=2388
-  _globals['_DEPLOYMENT']._serialized_end=2562
+  _globals['_REPLICASETSPEC']._serialized_start=170
+  _globals['_REPLICASETSPEC']._serialized_end=339
+  _globals['_REPLICASETSTATUS']._serialized_start=342
+  _globals['_REPLICASETSTATUS']._serialized_end=533
+  _globals['_REPLICASET']._serialized_start=536
+  _globals['_REPLICASET']._serialized_end=710
+  _globals['_ROLLINGUPDATEDEPLOYMENT']._serialized_start=712
+  _globals['_ROLLINGUPDATEDEPLOYMENT']._serialized_end=829
+  _globals['_BLUEGREENSTRATEGY']._serialized_start=832
+  _globals['_BLUEGREENSTRATEGY']._serialized_end=983
+  _globals['_CANARYPAUSE']._serialized_start=985
+  _globals['_CANARYPAUSE']._serialized_end=1040
+  _globals['_CANARYSTEP']._serialized_start=1042
+  _globals['_CANARYSTEP']._serialized_end=1133
+  _globals['_CANARYSTRATEGY']._serialized_start=1136
+  _globals['_CANARYSTRATEGY']._serialized_end=1292
+  _globals['_DEPLOYMENTSTRATEGY']._serialized_start=1295
+  _globals['_DEPLOYMENTSTRATEGY']._serialized_end=1482
+  _globals['_DEPLOYMENTSPEC']._serialized_start=1485
+  _globals['_DEPLOYMENTSPEC']._serialized_end=1853
+  _globals['_DEPLOYMENTSTATUS']._serialized_start=1856
+  _globals['_DEPLOYMENTSTATUS']._serialized_end=2214
+  _globals['_TRAFFICWEIGHT']._serialized_start=2216
+  _globals['_TRAFFICWEIGHT']._serialized_end=2274
+  _globals['_CANARYSTATUS']._serialized_start=2277
+  _globals['_CANARYSTATUS']._serialized_end=2417
+  _globals['_DEPLOYMENT']._serialized_start=2420
+  _globals['_DEPLOYMENT']._serialized_end=2594
+  _globals['_ROLLINGUPDATESTATEFULSETSTRATEGY']._serialized_start=2596
+  _globals['_ROLLINGUPDATESTATEFULSETSTRATEGY']._serialized_end=2717
+  _globals['_STATEFULSETUPDATESTRATEGY']._serialized_start=2719
+  _globals['_STATEFULSETUPDATESTRATEGY']._serialized_end=2829
+  _globals['_STATEFULSETPERSISTENTVOLUMECLAIMRETENTIONPOLICY']._serialized_start=2831
+  _globals['_STATEFULSETPERSISTENTVOLUMECLAIMRETENTIONPOLICY']._serialized_end=2923
+  _globals['_STATEFULSETORDINALS']._serialized_start=2925
+  _globals['_STATEFULSETORDINALS']._serialized_end=2961
+  _globals['_STATEFULSETSPEC']._serialized_start=2964
+  _globals['_STATEFULSETSPEC']._serialized_end=3540
+  _globals['_STATEFULSETSTATUS']._serialized_start=3543
+  _globals['_STATEFULSETSTATUS']._serialized_end=3831
+  _globals['_STATEFULSET']._serialized_start=3834
+  _globals['_STATEFULSET']._serialized_end=4011
 # @@protoc_insertion_point(module_scope)

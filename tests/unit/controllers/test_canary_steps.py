@@ -197,3 +197,10 @@ def test_a_pod_being_deleted_does_not_fail_the_canary() -> None:
     pod = _pod(restarts=5)
     pod.metadata.deletion_timestamp.FromDatetime(NOW)
     assert health.failure([pod]) is None
+
+
+def test_a_crash_looping_init_container_fails_the_canary() -> None:
+    pod = _pod(phase="Pending", ready="False", waiting="PodInitializing")
+    init = pod.status.init_container_statuses.add(name="migrate", restart_count=1)
+    init.state.waiting.reason = "CrashLoopBackOff"
+    assert health.failure([pod]) == "canary pod web-abc12 crash-looping (container migrate)"

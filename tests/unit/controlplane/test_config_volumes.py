@@ -92,6 +92,11 @@ M = "spec.containers[0].volumeMounts[0]"
             id="negative-item-mode",
         ),
         pytest.param(
+            with_volume({"name": "c", "configMap": {"name": "app"}, "persistentVolumeClaim": {"claimName": "data"}}),
+            [f"{V}: may not specify more than 1 volume type, got configMap, persistentVolumeClaim"],
+            id="config-map-and-claim",
+        ),
+        pytest.param(
             with_volume({"name": "c", "emptyDir": {}, "secret": {"secretName": "db"}}),
             [f"{V}: may not specify more than 1 volume type, got emptyDir, secret"],
             id="two-sources",
@@ -390,11 +395,13 @@ def test_only_volumes_holding_a_secret_are_marked_for_tmpfs() -> None:
 def test_a_volume_error_is_every_containers_config_error_after_its_own() -> None:
     p = volume_pod({"name": "v", "configMap": {"name": "nope"}})
     p.spec.containers.add(name="side", image="busybox:1")
+    p.spec.init_containers.add(name="setup", image="busybox:1")
     p.metadata.annotations[CONFIG_ERRORS] = json.dumps({"main": 'secret "env" not found'})
     out = configvolumes.with_error(p, 'volume "v": configmap "nope" not found')
     assert json.loads(out.metadata.annotations[CONFIG_ERRORS]) == {
         "main": 'secret "env" not found',
         "side": 'volume "v": configmap "nope" not found',
+        "setup": 'volume "v": configmap "nope" not found',
     }
 
 

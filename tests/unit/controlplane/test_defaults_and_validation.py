@@ -193,6 +193,23 @@ def _container(**fields: Any) -> dict[str, Any]:
             "spec.template.spec.containers[0].startupProbe: must set exactly one of exec, httpGet, tcpSocket, grpc",
             id="grpc-probe-with-a-second-handler",
         ),
+        *(
+            pytest.param(
+                deployment(
+                    template={
+                        "metadata": {"labels": {"app": "web"}},
+                        "spec": {
+                            "containers": [
+                                _container(**{probe: {"exec": {"command": ["true"]}, "successThreshold": 2}})
+                            ]
+                        },
+                    }
+                ),
+                f"spec.template.spec.containers[0].{probe}.successThreshold: must be 1, got 2",
+                id=f"{probe}-success-threshold",
+            )
+            for probe in ("startupProbe", "livenessProbe")
+        ),
         pytest.param(
             deployment(
                 template={

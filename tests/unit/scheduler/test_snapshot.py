@@ -67,6 +67,52 @@ def test_nonzero_requests_for_scoring(containers: list[pod_pb2.Container], expec
     assert got.nonzero_requests == expected
 
 
+def init_request_of(inits: list[pod_pb2.Container], apps: list[pod_pb2.Container], *, nonzero: bool) -> Resources:
+    spec = pod_proto(containers=apps)
+    spec.spec.init_containers.extend(inits)
+    found = pod_request(spec, default_strategy=LEAST_ALLOCATED)
+    return found.nonzero_requests if nonzero else found.requests
+
+
+@pytest.mark.parametrize(
+    ("inits", "apps", "nonzero", "expected"),
+    [
+        pytest.param(
+            [container({"cpu": "2", "memory": "64Mi"})],
+            [container({"cpu": "500m", "memory": "1Gi"})],
+            False,
+            Resources(2000, GI),
+            id="larger-of-each-resource",
+        ),
+        pytest.param(
+            [container({"cpu": "1"}), container({"cpu": "3"})],
+            [container({"cpu": "1"}), container({"cpu": "1"})],
+            False,
+            Resources(3000, 0),
+            id="largest-init-not-their-sum",
+        ),
+        pytest.param(
+            [container({"cpu": "200m"})],
+            [container({"cpu": "300m"}), container({"cpu": "300m"})],
+            False,
+            Resources(600, 0),
+            id="app-sum-wins",
+        ),
+        pytest.param(
+            [container({"memory": "1Gi"})],
+            [container({"cpu": "1"})],
+            True,
+            Resources(1000, GI),
+            id="scoring-defaults-per-container",
+        ),
+    ],
+)
+def test_init_containers_request_the_larger_of_largest_and_sum(
+    inits: list[pod_pb2.Container], apps: list[pod_pb2.Container], nonzero: bool, expected: Resources
+) -> None:
+    assert init_request_of(inits, apps, nonzero=nonzero) == expected
+
+
 def test_pod_request_fields() -> None:
     proto = pod_proto(
         "web-1",
