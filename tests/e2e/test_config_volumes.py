@@ -10,6 +10,7 @@ import json
 import subprocess
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -101,7 +102,20 @@ def host_mounts() -> str:
     return Path("/proc/mounts").read_text()
 
 
-def test_config_map_files_update_in_place_and_secrets_live_on_tmpfs(server: ServerProcess, agent: AgentProcess) -> None:
+@pytest.fixture
+def unmounted(agent: AgentProcess) -> Iterator[AgentProcess]:
+    """The agent; after the test, no tmpfs of its left mounted (a failed test leaves its pod behind)."""
+    yield agent
+    for line in host_mounts().splitlines():
+        target = line.split()[1]
+        if target.startswith(f"{agent.data_dir}/"):
+            subprocess.run(["umount", target], capture_output=True, check=False)
+
+
+def test_config_map_files_update_in_place_and_secrets_live_on_tmpfs(
+    server: ServerProcess, unmounted: AgentProcess
+) -> None:
+    agent = unmounted
     cli = Cli(server.env)
     apply(cli, json.dumps(pod(agent.name)))
     wait_until(
