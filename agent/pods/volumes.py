@@ -11,7 +11,8 @@ emptyDir, configMap, secret and projected volume (`<volumes_dir>` is
   `sizeLimit` large; without it, the kernel's default, half the node's memory).
   An agent that is not root cannot mount: it keeps these under
   `/dev/shm/corral-<hash of volumes_dir>/<pod uid>/<volume>` instead (the
-  node's shared memory filesystem, so still never on disk; no per-volume size).
+  node's shared memory filesystem, so still never on disk; that directory is
+  0700; no per-volume size).
 
 configMap, secret and projected directories are written by `atomic_writer`
 (`sync`) from the files the control plane sent; a container mounts them
@@ -103,6 +104,10 @@ def make_dir(volumes_dir: Path, pod_uid: str, volume: pod_pb2.Volume) -> Path:
     """The volume's directory, made (and its tmpfs mounted) when missing."""
     path = volume_dir(volumes_dir, pod_uid, volume)
     fresh = not path.is_dir()
+    shm_root = _shm_root(volumes_dir)
+    if shm_root in path.parents:  # only the agent's user may look in (the data dir is 0700 likewise)
+        shm_root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        shm_root.chmod(0o700)
     path.mkdir(parents=True, exist_ok=True)
     if in_memory(volume) and _can_mount():
         fresh = _mount_tmpfs(path, "" if is_config(volume) else volume.empty_dir.size_limit) or fresh

@@ -159,3 +159,27 @@ def test_a_memory_empty_dir_is_a_tmpfs_of_its_size_limit_unmounted_with_the_pod(
     finally:
         volumes.remove(tmp_path, "uid-1")
     assert not os.path.ismount(path) and not (tmp_path / "uid-1").exists()
+
+
+def test_an_agent_that_cannot_mount_keeps_secret_volumes_in_shared_memory_only_it_may_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(volumes, "_can_mount", lambda: False)
+    monkeypatch.setattr(volumes, "SHM", tmp_path / "shm")
+    creds = pod_pb2.Volume(name="creds", secret=pod_pb2.SecretVolumeSource(secret_name="db"))
+    p = pod_with(creds, CONF)
+    payload = node_service_pb2.VolumePayload(
+        pod_uid="uid-1",
+        volume="creds",
+        secret=True,
+        files=[node_service_pb2.VolumeFile(path="pw", data=b"x", mode=0o400)],
+    )
+    volumes.sync(tmp_path / "data", p, payload)
+
+    [root] = (tmp_path / "shm").iterdir()
+    assert stat.S_IMODE(root.stat().st_mode) == 0o700
+    assert (root / "uid-1" / "creds" / "pw").read_bytes() == b"x"
+    assert volumes.volume_dir(tmp_path / "data", "uid-1", CONF) == tmp_path / "data" / "uid-1" / "conf"
+    assert not (tmp_path / "data" / "uid-1" / "creds").exists()
+    volumes.remove(tmp_path / "data", "uid-1")
+    assert list(root.iterdir()) == []
