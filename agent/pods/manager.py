@@ -23,8 +23,7 @@ from typing import Any
 
 import structlog
 
-from agent.pods import containers
-from agent.pods import volumes as pod_volumes
+from agent.pods import containers, volumes
 from agent.pods.journal import AssignmentJournal
 from agent.pods.outbox import StatusOutbox
 from agent.pods.worker import PodWorker, WorkerSettings
@@ -160,10 +159,10 @@ class PodManager:
         volumes of pods neither assigned nor being terminated (a pod deleted while the agent
         was down: its tmpfs unmounted, its directories removed)."""
         volumes_dir = self.settings.volumes_dir
-        with_volumes = await asyncio.to_thread(pod_volumes.pods_with_volumes, volumes_dir)
+        with_volumes = await asyncio.to_thread(volumes.pods_with_volumes, volumes_dir)
         for uid in with_volumes - self._terminating - set(self.workers):  # as of now, not of the listing
             log.info("orphan_volumes_removing", pod_uid=uid)
-            await asyncio.to_thread(pod_volumes.remove, volumes_dir, uid)
+            await asyncio.to_thread(volumes.remove, volumes_dir, uid)
         selector = {base.LABEL_MANAGED: "true", base.LABEL_NODE: self.settings.node_name}
         for runtime in self.runtimes.values():
             try:

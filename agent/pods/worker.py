@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import os
 import tempfile
 from collections.abc import Callable, Coroutine
@@ -44,6 +43,7 @@ import structlog
 
 from agent.pods import hooks, lifecycle, security_context, volumes
 from agent.pods.lifecycle import Action, ContainerTrack, Kill, Remove, Start
+from agent.pods.pod_volumes import PodVolumes
 from agent.pods.service_env import PodNetwork
 from agent.probes.result import ProbeResult
 from agent.probes.runner import run_probe
@@ -73,8 +73,6 @@ TERMINATED_RESEND = 5.0
 SHORTER_DEADLINE_SLACK = 0.5
 # The longest a postStart hook may run (Kubernetes sets none; a deletion ends it sooner).
 POST_START_TIMEOUT = 300.0
-# Seconds between two measures of a pod's disk emptyDirs that have a sizeLimit.
-SIZE_LIMIT_PERIOD = 5.0
 # Where volumes live when the agent names no data dir (tests): one directory per process.
 DEFAULT_VOLUMES_DIR = Path(tempfile.gettempdir()) / f"corral-volumes-{os.getpid()}"
 
@@ -169,14 +167,8 @@ class PodWorker:
         payloads: list[node_service_pb2.VolumePayload] | None = None,
     ) -> None:
         self.pod = pod
-        # The files of the pod's configMap, secret and projected volumes, and whether
-        # they changed since they were last written (`_sync_volumes`).
-        self.payloads = list(payloads or [])
-        self._payloads_dirty = bool(self.payloads)
-        # Why the pod was evicted (a disk emptyDir past its sizeLimit); "" while it is not.
-        self.evicted = ""
-        self._volumes_prepared = False
-        self._size_checked_at = float("-inf")
+        # Volume files to write, made volumes, sizeLimit eviction.
+        self.volumes = PodVolumes(settings.volumes_dir, payloads or [])
         self.runtime = runtime
         self.settings = settings
         self.sink = sink
@@ -215,10 +207,8 @@ class PodWorker:
         changed = not _same_for_worker(self.pod, pod)
         self.pod = pod
         self.epoch = epoch
-        new_payloads = list(payloads or [])
-        if new_payloads != self.payloads:  # a changed ConfigMap or Secret: rewrite the files, restart nothing
-            self.payloads = new_payloads
-            self._payloads_dirty = changed = True
+        if self.volumes.offer(payloads or []):  # a changed ConfigMap or Secret: rewrite the files, restart nothing
+            changed = True
         if not changed:
             return
         if podutil.is_terminating(pod):
@@ -267,9 +257,9 @@ class PodWorker:
         if podutil.is_terminating(self.pod):
             await self._wind_down(runs)
             return
-        if self._payloads_dirty:
-            await self._sync_volumes()
-        if self.evicted or await self._over_size_limit():
+        if self.volumes.dirty:
+            await self.volumes.sync(self.pod)
+        if await self.volumes.check_size_limits(self.pod, self._clock()):
             await self._evict(runs)
             return
         now = self._clock()
@@ -283,33 +273,6 @@ class PodWorker:
         if actions:
             runs = await self.observe()
         self._report(runs, self._clock())
-
-    async def _sync_volumes(self) -> None:
-        """Write the files of the pod's configMap, secret and projected volumes (atomically,
-        off the event loop); a failure is retried on the next step."""
-        self._payloads_dirty = False
-        for payload in self.payloads:
-            try:
-                written = await asyncio.to_thread(volumes.sync, self.settings.volumes_dir, self.pod, payload)
-            except (OSError, ValueError, ContainerConfigError) as e:
-                self._payloads_dirty = True
-                log.warning("volume_write_failed", pod=self.pod.metadata.name, volume=payload.volume, error=str(e))
-                continue
-            if written:
-                log.info("volume_files_written", pod=self.pod.metadata.name, volume=payload.volume)
-
-    async def _over_size_limit(self) -> bool:
-        """Every SIZE_LIMIT_PERIOD: has a disk emptyDir grown past its sizeLimit? (the kubelet's eviction)"""
-        now = self._clock()
-        if not volumes.size_limited(self.pod) or now - self._size_checked_at < SIZE_LIMIT_PERIOD:
-            return False
-        self._size_checked_at = now
-        self.evicted = await asyncio.to_thread(volumes.over_size_limit, self.settings.volumes_dir, self.pod)
-        if self.evicted:
-            log.warning(
-                "pod_evicted", pod=self.pod.metadata.name, namespace=self.pod.metadata.namespace, reason=self.evicted
-            )
-        return bool(self.evicted)
 
     async def _evict(self, runs: dict[str, list[ContainerInfo]]) -> None:
         """Stop every container (with the pod's grace period) and leave the pod Failed, reason Evicted."""
@@ -537,7 +500,7 @@ class PodWorker:
         track.image_error = track.image_error_reason = ""
         try:
             if security_context.has_volumes_to_prepare(self.pod):
-                spec = await asyncio.to_thread(self._prepare_volumes, container, spec)
+                spec = await asyncio.to_thread(self.volumes.prepare, self.pod, container, spec)
             info = await self._create(spec)
         except ContainerStartError as e:
             track.start_error = str(e)
@@ -557,19 +520,6 @@ class PodWorker:
         )
         if container.lifecycle.HasField("post_start"):
             await self._post_start(container, info, track)
-
-    def _prepare_volumes(self, container: pod_pb2.Container, spec: ContainerSpec) -> ContainerSpec:
-        """Make the pod's volumes once (in a thread: the kubelet's mount at pod setup, fsGroup
-        ownership included, not again at each restart); the spec with each subPath mount's
-        real source, resolved at every start."""
-        if not self._volumes_prepared:
-            volumes.prepare(self.pod, self.settings.volumes_dir)
-            self._volumes_prepared = True
-        real = volumes.sub_path_sources(self.settings.volumes_dir, self.pod, container)
-        if not real:
-            return spec
-        mounts = [dataclasses.replace(m, source=real.get(m.target, m.source)) for m in spec.mounts]
-        return dataclasses.replace(spec, mounts=mounts)
 
     async def _unless_deleted(self, work: Coroutine[Any, Any, None]) -> bool:
         """Run ``work``; cancel it, and answer False, as soon as the pod is being deleted."""
@@ -641,8 +591,8 @@ class PodWorker:
             terminating=podutil.is_terminating(self.pod),
         )
         status = lifecycle.pod_status(self.pod, runs, inputs, self.last_status)
-        if self.evicted:
-            status.phase, status.reason, status.message = "Failed", "Evicted", self.evicted
+        if self.volumes.evicted:
+            status.phase, status.reason, status.message = "Failed", "Evicted", self.volumes.evicted
         resend = terminated and now >= self._resend_terminated_at
         if _comparable(status) != _comparable(self.last_status) or resend:
             self.last_status = status

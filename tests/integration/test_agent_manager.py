@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from agent.pods import volumes as pod_volumes
-from agent.pods import worker
+from agent.pods import pod_volumes, worker
+from agent.pods import volumes as node_volumes
 from agent.pods.manager import PodManager
 from agent.pods.worker import WorkerSettings
 from agent.runtime import base
@@ -396,14 +396,14 @@ async def test_a_pod_with_a_disk_empty_dir_gets_its_directory_before_it_starts(t
         await eventually(lambda: running_count(runtime, "uid-plain"))
     try:
         assert (volumes / "uid-scratchy" / "scratch").is_dir()
-        shm = pod_volumes.volume_dir(volumes, "uid-scratchy", with_volumes.spec.volumes[1])
+        shm = node_volumes.volume_dir(volumes, "uid-scratchy", with_volumes.spec.volumes[1])
         # A tmpfs the agent mounts (as root), else a directory under /dev/shm: never the node's disk.
         assert os.path.ismount(shm) if os.geteuid() == 0 else str(shm).startswith("/dev/shm/")
         assert not (volumes / "uid-plain").exists()
         mounts = {name.split("_")[2]: found for name, found in runtime.runs}
         assert mounts == {"scratchy": {"/scratch": True, "/dev/shm": True}, "plain": {}}
     finally:
-        pod_volumes.remove(volumes, "uid-scratchy")
+        node_volumes.remove(volumes, "uid-scratchy")
     assert not shm.exists() and not (volumes / "uid-scratchy").exists()
 
 
@@ -446,7 +446,7 @@ async def test_changed_volume_files_are_rewritten_in_place_without_a_restart(tmp
         assert b"s3cret-value" not in (tmp_path / "assignments.pb").read_bytes()
         assert b"two" in (tmp_path / "assignments.pb").read_bytes()
     finally:
-        pod_volumes.remove(volumes, "uid-web")
+        node_volumes.remove(volumes, "uid-web")
 
 
 # -- lifecycle hooks --------------------------------------------------------------------
@@ -611,7 +611,7 @@ async def test_a_disk_empty_dir_past_its_size_limit_evicts_the_pod(
     runtime: FakeRuntime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """As the kubelet does: the containers are stopped and the pod is Failed, reason Evicted."""
-    monkeypatch.setattr(worker, "SIZE_LIMIT_PERIOD", 0.05)
+    monkeypatch.setattr(pod_volumes, "SIZE_LIMIT_PERIOD", 0.05)
     volumes = tmp_path / "volumes"
     big = pod("big")
     big.spec.volumes.add(name="cache").empty_dir.size_limit = "64Ki"
