@@ -92,6 +92,11 @@ async def test_a_configmap_is_stored_as_written_and_applied_again_unchanged() ->
         ),
         pytest.param(config_map(binary={"a b": b"x"}), 'binaryData.a b: invalid key "a b"', id="space-binary-key"),
         pytest.param(named_config_map("app", {"..": "x"}), "data...: invalid key", id="dot-dot"),
+        pytest.param(
+            named_config_map("app", {"..data": "x"}),
+            "data...data: invalid key \"..data\": must not start with '..'",
+            id="dot-dot-prefix",
+        ),
         pytest.param(named_config_map("app", {"k" * 254: "x"}), f"data.{'k' * 254}: invalid key", id="key-over-253"),
         pytest.param(
             config_map(binary={"mode": b"x"}, mode="y"), 'binaryData.mode: duplicate of key "mode" in data', id="both"
