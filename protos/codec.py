@@ -63,6 +63,10 @@ QUANTITY_MAP_FIELDS: Final = frozenset(
         "corral.v1.ResourceRequirements.limits",
         "corral.v1.NodeStatus.capacity",
         "corral.v1.NodeStatus.allocatable",
+        "corral.v1.VolumeResourceRequirements.requests",
+        "corral.v1.VolumeResourceRequirements.limits",
+        "corral.v1.PersistentVolumeSpec.capacity",
+        "corral.v1.PersistentVolumeClaimStatus.capacity",
     }
 )
 

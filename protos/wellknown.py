@@ -33,7 +33,13 @@ CONFIG_ERRORS: Final = "corral.io/container-config-errors"
 ENV_FROM: Final = "corral.io/env-from"
 SCHEDULING_STRATEGY: Final = "corral.io/scheduling-strategy"
 # Annotation prefixes that only the system writes.
-SYSTEM_ANNOTATION_PREFIXES: Final = ("corral.io/", "deployment.kubernetes.io/")
+SYSTEM_ANNOTATION_PREFIXES: Final = (
+    "corral.io/",
+    "deployment.kubernetes.io/",
+    "pv.kubernetes.io/",
+    "volume.kubernetes.io/",
+    "volume.beta.kubernetes.io/",
+)
 
 # -- labels --------------------------------------------------------------------
 POD_TEMPLATE_HASH: Final = "pod-template-hash"

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 
 from google.protobuf.message import Message
 
+from controlplane.apiserver import storage
 from protos.autoscaling import default_hpa
 from protos.corral.v1 import (
     discovery_pb2,
@@ -21,6 +22,7 @@ from protos.corral.v1 import (
     rbac_pb2,
     secret_pb2,
     service_pb2,
+    storage_pb2,
     workloads_pb2,
 )
 from protos.deployments import (
@@ -68,6 +70,12 @@ def apply_defaults(info: KindInfo, obj: Message) -> None:
         default_subjects(obj.subjects)
     elif isinstance(obj, networking_pb2.NetworkPolicy):
         default_policy_types(obj.spec)
+    elif isinstance(obj, storage_pb2.PersistentVolumeClaim):
+        storage.default_claim(obj)
+    elif isinstance(obj, storage_pb2.PersistentVolume):
+        storage.default_volume(obj)
+    elif isinstance(obj, storage_pb2.StorageClass):
+        storage.default_storage_class(obj)
 
 
 def default_policy_types(spec: networking_pb2.NetworkPolicySpec) -> None:

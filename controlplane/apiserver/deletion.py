@@ -17,6 +17,13 @@ its node and still counts against a Deployment's maxSurge.
   (kubectl's `--force --grace-period=0`);
 - a second delete of a terminating pod may only bring its deadline forward
   (a shorter grace), never push it back; grace 0 deletes it at once.
+
+Storage protection (Kubernetes' kubernetes.io/pvc-protection and
+pv-protection finalizers, without a finalizers field): a
+PersistentVolumeClaim that a pod still uses, and a PersistentVolume still
+Bound, are marked terminating (deletionTimestamp: now) instead; the volume
+controller deletes them once no pod uses the claim (the volume: once it is
+no longer Bound).
 """
 
 from __future__ import annotations
@@ -26,8 +33,10 @@ from datetime import UTC, datetime, timedelta
 
 from google.protobuf.message import Message
 
-from protos.corral.v1 import pod_pb2
+from protos.corral.v1 import pod_pb2, storage_pb2
+from protos.kinds import meta
 from protos.pods import DEFAULT_TERMINATION_GRACE_PERIOD_SECONDS, is_terminal, is_terminating
+from protos.storage import BOUND
 
 
 @dataclass(frozen=True)
@@ -36,10 +45,10 @@ class DeletePlan:
 
     # Remove the object from the store now.
     now: bool
-    # The pod to write, marked terminating (or with an earlier deadline); None
+    # The object to write, marked terminating (or with an earlier deadline); None
     # when nothing is to be written (deleting now, or already terminating at
     # least as soon).
-    update: pod_pb2.Pod | None = None
+    update: Message | None = None
 
 
 def pod_grace(pod: pod_pb2.Pod, requested: int | None) -> int:
@@ -62,8 +71,12 @@ def deletion_deadline(pod: pod_pb2.Pod) -> datetime | None:
     return pod.metadata.deletion_timestamp.ToDatetime(tzinfo=UTC)
 
 
-def plan_deletion(obj: Message, requested: int | None, now: datetime) -> DeletePlan:
-    """What deleting `obj` (as stored) with grace `requested` (None: default) does at `now`."""
+def plan_deletion(obj: Message, requested: int | None, now: datetime, *, in_use: bool = False) -> DeletePlan:
+    """What deleting `obj` (as stored) with grace `requested` (None: default) does at `now`;
+    `in_use`: a PersistentVolumeClaim that a pod still uses."""
+    if isinstance(obj, storage_pb2.PersistentVolumeClaim | storage_pb2.PersistentVolume):
+        bound = isinstance(obj, storage_pb2.PersistentVolume) and obj.status.phase == BOUND
+        return _protected(obj, in_use or bound, now)
     if not isinstance(obj, pod_pb2.Pod):
         return DeletePlan(now=True)
     grace = pod_grace(obj, requested)
@@ -77,4 +90,16 @@ def plan_deletion(obj: Message, requested: int | None, now: datetime) -> DeleteP
     marked.CopyFrom(obj)
     marked.metadata.deletion_timestamp.FromDatetime(deadline)
     marked.metadata.deletion_grace_period_seconds = grace
+    return DeletePlan(now=False, update=marked)
+
+
+def _protected(obj: Message, held: bool, now: datetime) -> DeletePlan:
+    """Delete a claim or volume now, or mark it terminating while it is `held`."""
+    if not held:
+        return DeletePlan(now=True)
+    if meta(obj).HasField("deletion_timestamp"):
+        return DeletePlan(now=False)
+    marked = type(obj)()
+    marked.CopyFrom(obj)
+    meta(marked).deletion_timestamp.FromDatetime(now.astimezone(UTC).replace(microsecond=0))
     return DeletePlan(now=False, update=marked)

@@ -88,9 +88,12 @@ def _validate_volumes(p: _Problems, path: str, volumes: Iterable[pod_pb2.Volume]
         elif v.name in names:
             p.add(f"{at}.name", f'duplicate volume name "{v.name}"')
         names.add(v.name)
-        if v.HasField("host_path") and v.HasField("empty_dir"):
-            p.add(at, "must set exactly one of hostPath, emptyDir")
-        if v.HasField("host_path"):
+        if sum(v.HasField(f) for f in ("host_path", "empty_dir", "persistent_volume_claim")) > 1:
+            p.add(at, "must set exactly one of hostPath, emptyDir, persistentVolumeClaim")
+        if v.HasField("persistent_volume_claim"):
+            if not v.persistent_volume_claim.claim_name:
+                p.add(f"{at}.persistentVolumeClaim.claimName", "required")
+        elif v.HasField("host_path"):
             _validate_host_path(p, f"{at}.hostPath", v.host_path)
         elif v.empty_dir.medium not in EMPTY_DIR_MEDIA:
             p.add(f"{at}.emptyDir.medium", f'must be "" or "Memory", got "{v.empty_dir.medium}"')
