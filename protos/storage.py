@@ -126,3 +126,12 @@ def claim_users(claim: storage_pb2.PersistentVolumeClaim, pods: Iterable[pod_pb2
     """The pods that have not finished and use the claim (a terminating pod still does)."""
     ns, name = claim.metadata.namespace, claim.metadata.name
     return [p for p in pods if not is_terminal(p) and uses_claim(p, ns, name)]
+
+
+def pending_deletion(pv: storage_pb2.PersistentVolume) -> bool:
+    """A Released volume whose directory its node is to delete (reclaimPolicy Delete, made by local-path)."""
+    return (
+        pv.status.phase == RELEASED
+        and pv.spec.persistent_volume_reclaim_policy == DELETE
+        and pv.metadata.annotations.get(PROVISIONED_BY) in LOCAL_PROVISIONERS
+    )
