@@ -15,6 +15,7 @@ import stat
 from pathlib import Path
 from typing import Any
 
+from agent.pods import claims
 from agent.runtime.base import Mount
 from agent.runtime.errors import ContainerConfigError
 from protos.corral.v1 import pod_pb2
@@ -60,12 +61,16 @@ def empty_dir_path(volumes_dir: Path, pod_uid: str, volume: str) -> Path:
 
 def mounts_of(pod: pod_pb2.Pod, container: pod_pb2.Container, volumes_dir: Path) -> list[Mount]:
     volumes = {v.name: v for v in pod.spec.volumes}
+    claimed = claims.claim_paths(pod)
     mounts: list[Mount] = []
     for vm in container.volume_mounts:
         volume = volumes.get(vm.name)
         if volume is None:  # the API server refuses such pods
             continue
-        if volume.HasField("host_path"):
+        if volume.HasField("persistent_volume_claim"):  # claims.prepare checked the directory before a start
+            read_only = vm.read_only or volume.persistent_volume_claim.read_only
+            mounts.append(Mount(target=vm.mount_path, source=claimed.get(vm.name, ""), read_only=read_only))
+        elif volume.HasField("host_path"):
             mounts.append(Mount(target=vm.mount_path, source=volume.host_path.path, read_only=vm.read_only))
         elif volume.empty_dir.medium == "Memory":
             mounts.append(Mount(target=vm.mount_path, read_only=vm.read_only, tmpfs=True))
@@ -98,7 +103,10 @@ def spec_fields(pod: pod_pb2.Pod, container: pod_pb2.Container, volumes_dir: Pat
 
 def has_volumes_to_prepare(pod: pod_pb2.Pod) -> bool:
     """Whether `prepare` has anything to do (most pods have no volumes: no thread hop for them)."""
-    return any(v.HasField("host_path") or v.empty_dir.medium != "Memory" for v in pod.spec.volumes)
+    return any(
+        v.HasField("host_path") or (not v.HasField("persistent_volume_claim") and v.empty_dir.medium != "Memory")
+        for v in pod.spec.volumes
+    )
 
 
 def prepare(pod: pod_pb2.Pod, volumes_dir: Path) -> None:
@@ -106,7 +114,7 @@ def prepare(pod: pod_pb2.Pod, volumes_dir: Path) -> None:
     for volume in pod.spec.volumes:
         if volume.HasField("host_path"):
             _prepare_host_path(volume.name, volume.host_path)
-        elif volume.empty_dir.medium != "Memory":
+        elif not volume.HasField("persistent_volume_claim") and volume.empty_dir.medium != "Memory":
             path = empty_dir_path(volumes_dir, pod.metadata.uid, volume.name)
             path.mkdir(parents=True, exist_ok=True)
             path.chmod(EMPTY_DIR_MODE)

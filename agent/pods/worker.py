@@ -39,7 +39,7 @@ from typing import Any, Protocol
 
 import structlog
 
-from agent.pods import hooks, lifecycle, security_context
+from agent.pods import claims, hooks, lifecycle, security_context
 from agent.pods.lifecycle import Action, ContainerTrack, Kill, Remove, Start
 from agent.pods.service_env import PodNetwork
 from agent.probes.result import ProbeResult
@@ -72,6 +72,7 @@ SHORTER_DEADLINE_SLACK = 0.5
 POST_START_TIMEOUT = 300.0
 # Where emptyDir volumes live when the agent names no data dir (tests).
 DEFAULT_VOLUMES_DIR = Path(tempfile.gettempdir()) / "corral-volumes"
+DEFAULT_STORAGE_DIR = Path(tempfile.gettempdir()) / "corral-storage"
 
 
 class StatusSink(Protocol):
@@ -96,6 +97,8 @@ class WorkerSettings:
     probe_results: Callable[[str, bool], None] | None = None
     # Where pods' emptyDir volumes live: <volumes_dir>/<pod uid>/<volume name>, removed with the pod.
     volumes_dir: Path = field(default_factory=lambda: DEFAULT_VOLUMES_DIR)
+    # Where persistent volumes live (<data-dir>/storage): the only directories a claim may mount.
+    storage_dir: Path = field(default_factory=lambda: DEFAULT_STORAGE_DIR)
 
 
 def container_name(pod: pod_pb2.Pod, container: pod_pb2.Container, attempt: int) -> str:
@@ -476,6 +479,8 @@ class PodWorker:
             return
         track.image_error = track.image_error_reason = ""
         try:
+            if claims.has_claims(self.pod):
+                await asyncio.to_thread(claims.prepare, self.pod, self.settings.storage_dir)
             if security_context.has_volumes_to_prepare(self.pod):
                 await asyncio.to_thread(security_context.prepare, self.pod, self.settings.volumes_dir)
             info = await self._create(spec)
