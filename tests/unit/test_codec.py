@@ -21,6 +21,7 @@ from protos.corral.v1 import (
     node_pb2,
     pod_pb2,
     service_pb2,
+    storage_pb2,
     workloads_pb2,
 )
 
@@ -231,7 +232,13 @@ def test_quantity_fields_name_real_fields() -> None:
 def test_quantity_table_names_real_fields() -> None:
     for full_name in codec.QUANTITY_MAP_FIELDS:
         message_name, _, field_name = full_name.rpartition(".")
-        module = {"ResourceRequirements": pod_pb2, "NodeStatus": node_pb2}[message_name.rpartition(".")[2]]
+        module = {
+            "ResourceRequirements": pod_pb2,
+            "NodeStatus": node_pb2,
+            "VolumeResourceRequirements": storage_pb2,
+            "PersistentVolumeSpec": storage_pb2,
+            "PersistentVolumeClaimStatus": storage_pb2,
+        }[message_name.rpartition(".")[2]]
         descriptor = getattr(module, message_name.rpartition(".")[2]).DESCRIPTOR
         assert descriptor.fields_by_name[field_name].full_name == full_name
 

@@ -207,8 +207,9 @@ def _bind(
     bound.status.capacity.clear()
     bound.status.capacity.update(pv.spec.capacity)
     bound.metadata.annotations[st.BOUND_BY_CONTROLLER] = "yes"
-    if node is not None:
-        bound.metadata.annotations[st.SELECTED_NODE] = node.node
+    where = node.node if node is not None else st.volume_node(pv)
+    if where:
+        bound.metadata.annotations[st.SELECTED_NODE] = where
     return ClaimPlan(bind_volume=bind_volume, claim=bound if bound != claim else None)
 
 
