@@ -67,7 +67,8 @@ class VolumeController:
     def keys_for(self, kind: str, event: CacheEvent) -> Iterable[str]:
         obj = event.obj
         if isinstance(obj, storage_pb2.PersistentVolumeClaim):
-            return [claim_key(obj.metadata.namespace, obj.metadata.name)]
+            keys = [claim_key(obj.metadata.namespace, obj.metadata.name)]
+            return keys + ([f"volume/{obj.spec.volume_name}"] if obj.spec.volume_name else [])
         if isinstance(obj, storage_pb2.PersistentVolume):
             keys = [f"volume/{obj.metadata.name}"]
             if obj.spec.HasField("claim_ref"):

@@ -9,7 +9,9 @@ A claim (`plan_claim`):
    it (the volume's side first, so a crash between the writes is finished by
    the next sync);
 3. bound to a volume that is gone: phase Lost;
-4. unbound: a matching Available volume — same class, every access mode,
+4. unbound, without storageClassName, and a class is default now: it gets that
+   class (Kubernetes' retroactive default StorageClass assignment);
+5. unbound: a matching Available volume — same class, every access mode,
    enough capacity, the claim's selector, and for WaitForFirstConsumer one on
    the node of its first pod — the smallest that fits (Kubernetes' binder);
    else, for a WaitForFirstConsumer class of the local-path provisioner, once
@@ -33,6 +35,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TypeVar
 
+from controlplane.apiserver.storage import default_class_name
 from controlplane.scheduler.plugins.node_selector import affinity_matches
 from controlplane.scheduler.volumes import volume_terms
 from protos import storage as st
@@ -132,7 +135,7 @@ def matches(
     if claim.spec.HasField("selector") and not _selected(claim.spec.selector, pv.metadata.labels):
         return False
     if node is not None and pv.spec.HasField("node_affinity"):
-        return affinity_matches(volume_terms(pv), {**node.labels, HOSTNAME: node.node})
+        return affinity_matches(volume_terms(pv), {HOSTNAME: node.node, **node.labels})
     return True
 
 
@@ -187,7 +190,7 @@ def provisioned_volume(
     spec.host_path.path = f"{node.volume_root.rstrip('/')}/{name}_{m.namespace}_{m.name}"
     spec.host_path.type = "DirectoryOrCreate"
     term = spec.node_affinity.required.node_selector_terms.add()
-    term.match_expressions.add(key=HOSTNAME, operator="In", values=[node.node])
+    term.match_expressions.add(key=HOSTNAME, operator="In", values=[node.labels.get(HOSTNAME, node.node)])
     return pv
 
 
@@ -238,6 +241,12 @@ def plan_claim(
             return ClaimPlan(claim=lost, events=(Event("Warning", "ClaimLost", message),))
     if mine:
         return _bind(claim, min(mine, key=lambda v: v.metadata.name), now, None)
+    default = default_class_name(classes.values())
+    if not claim.spec.HasField("storage_class_name") and not claim.spec.volume_name and default is not None:
+        # Kubernetes' retroactive default class: a claim made before any class was default gets it now.
+        classed = _copy(claim)
+        classed.spec.storage_class_name = default
+        return ClaimPlan(claim=classed)
     class_name = st.class_of(claim)
     sc = classes.get(class_name) if class_name else None
     if class_name and sc is None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from controlplane.scheduler.framework import SUCCESS, Status
 from controlplane.scheduler.plugins.node_selector import affinity_matches
 from controlplane.scheduler.snapshot import NodeInfo, PodRequest
+from protos.wellknown import HOSTNAME
 
 CONFLICT = "had volume node affinity conflict"
 NO_ROOM = "did not have enough free storage"
@@ -24,9 +25,11 @@ class VolumeBinding:
         needs = pod.volumes
         if needs.problem:
             return Status.reject(needs.problem)
-        for what, terms in needs.node_terms:
-            if not affinity_matches(terms, node.labels):
-                return Status.reject(f"{CONFLICT}: {what}")
+        if needs.node_terms:
+            labels = {HOSTNAME: node.name, **node.labels}  # a node without the label is named by its name
+            for what, terms in needs.node_terms:
+                if not affinity_matches(terms, labels):
+                    return Status.reject(f"{CONFLICT}: {what}")
         if needs.storage_bytes and node.storage_free is not None and needs.storage_bytes > node.storage_free:
             return Status.reject(NO_ROOM)
         return SUCCESS
