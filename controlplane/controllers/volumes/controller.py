@@ -79,8 +79,12 @@ class VolumeController:
         if isinstance(obj, pod_pb2.Pod):
             pods = [p for p in (obj, event.prev) if isinstance(p, pod_pb2.Pod)]
             return sorted({claim_key(p.metadata.namespace, c) for p in pods for _, c in st.claim_names(p.spec)})
-        if isinstance(obj, node_pb2.Node) and st.VOLUME_ROOT in obj.metadata.annotations:
-            return self._pending_claims()
+        if isinstance(obj, node_pb2.Node):
+            before = (
+                event.prev.metadata.annotations.get(st.VOLUME_ROOT) if isinstance(event.prev, node_pb2.Node) else None
+            )
+            if obj.metadata.annotations.get(st.VOLUME_ROOT) not in (None, before):  # not on every heartbeat
+                return self._pending_claims()
         return []
 
     def _pending_claims(self) -> list[str]:
