@@ -109,6 +109,9 @@ def test_a_claims_data_survives_three_pod_deletions_and_goes_with_the_claim(
     assert path.is_relative_to((agent.data_dir / "storage").resolve())
     assert len(path.joinpath("starts").read_text().split()) == len(seen) == 4
 
+    described = cli.run("describe", "pvc", "data")
+    assert "ProvisioningSucceeded" in described.stdout, described.stdout
+
     table = cli.run("get", "pvc,pv")
     assert table.returncode == 0, table.stderr
     rows = [line.split() for line in table.stdout.splitlines() if line.strip()]
