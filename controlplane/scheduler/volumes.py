@@ -13,6 +13,8 @@ As Kubernetes' VolumeBinding plugin, for each claim the pod uses:
   immediate PersistentVolumeClaims"); a class that does not exist is named.
 
 ReadWriteOncePod: a claim another unfinished pod uses keeps the pod Pending.
+ReadWriteOnce on a volume without node affinity (a hand-made hostPath): the
+pod goes to the node where another pod uses it, if one does.
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ def volume_needs(
         others = [uid for _, uid in users.get((ns, name), []) if uid != pod.metadata.uid]
         if st.RWOP in claim.spec.access_modes and others:
             return VolumeNeeds(problem=f"{shown} is ReadWriteOncePod and another pod uses it")
+        placed = sorted({node for node, uid in users.get((ns, name), []) if uid != pod.metadata.uid})
         if claim.spec.volume_name:
             pv = volumes(claim.spec.volume_name)
             if pv is None:
@@ -75,6 +78,8 @@ def volume_needs(
             what = f'{shown} is on node "{node}"' if node else f'{shown} is on persistentvolume "{pv.metadata.name}"'
             if pv.spec.HasField("node_affinity"):
                 terms.append((what, volume_terms(pv)))
+            elif placed and st.RWO in claim.spec.access_modes:  # a hostPath without affinity: one node at a time
+                terms.append((f'{shown} is ReadWriteOnce and in use on node "{placed[0]}"', on_node(placed[0])))
             continue
         class_name = st.class_of(claim)
         sc = classes(class_name) if class_name else None
@@ -82,7 +87,6 @@ def volume_needs(
             return VolumeNeeds(problem=f'storageclass.storage.k8s.io "{class_name}" not found')
         if sc is None or sc.volume_binding_mode != st.WAIT_FOR_FIRST_CONSUMER:
             return VolumeNeeds(problem=UNBOUND_IMMEDIATE)
-        placed = sorted({node for node, uid in users.get((ns, name), []) if uid != pod.metadata.uid})
         selected = placed[0] if placed else claim.metadata.annotations.get(st.SELECTED_NODE, "")
         if selected:
             terms.append((f'{shown} is being provisioned on node "{selected}"', on_node(selected)))

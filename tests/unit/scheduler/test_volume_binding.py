@@ -37,7 +37,12 @@ def _pod(claim_name: str, uid: str = "me") -> pod_pb2.Pod:
     return p
 
 
+def _anywhere() -> storage_pb2.PersistentVolume:
+    return storage_pb2.PersistentVolume(metadata=meta_pb2.ObjectMeta(name="pv2"))
+
+
 CLAIMS = {
+    "shared-rwo": _claim("shared-rwo", class_name="", volume="pv2"),
     "bound": _claim("bound", class_name="local-path", volume="pv1"),
     "wffc": _claim("wffc", class_name="local-path"),
     "immediate": _claim("immediate", class_name="now"),
@@ -47,7 +52,7 @@ CLAIMS = {
     "rwop": _claim("rwop", class_name="local-path", rwop=True),
 }
 CLASSES = {"local-path": st.default_class(), "now": storage_pb2.StorageClass(volume_binding_mode=st.IMMEDIATE)}
-VOLUMES = {"pv1": _volume("pv1", "n1")}
+VOLUMES = {"pv1": _volume("pv1", "n1"), "pv2": _anywhere()}
 
 
 def needs(claim_name: str, users: Users | None = None) -> VolumeNeeds:
@@ -77,6 +82,17 @@ def needs(claim_name: str, users: Users | None = None) -> VolumeNeeds:
             {("default", "rwop"): [("n2", "other")]},
             VolumeNeeds(problem='persistentvolumeclaim "rwop" is ReadWriteOncePod and another pod uses it'),
             id="rwop-taken",
+        ),
+        pytest.param("shared-rwo", None, VolumeNeeds(), id="rwo-without-affinity-anywhere"),
+        pytest.param(
+            "shared-rwo",
+            {("default", "shared-rwo"): [("n3", "other")]},
+            VolumeNeeds(
+                node_terms=(
+                    ('persistentvolumeclaim "shared-rwo" is ReadWriteOnce and in use on node "n3"', on_node("n3")),
+                )
+            ),
+            id="rwo-without-affinity-follows-its-user",
         ),
         pytest.param(
             "dangling",
