@@ -123,6 +123,7 @@ class NodeService(node_service_pb2_grpc.NodeServiceServicer):
             node, kept = await self._register(request)
         except ApiError as e:
             await abort(context, e)
+        self.volume_reports.forget(request.node_name)
         log.info(
             "node_registered",
             node=request.node_name,

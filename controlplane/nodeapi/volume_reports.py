@@ -36,6 +36,10 @@ class VolumeReports:
         # node → the root last written (or seen) on its Node: no store read per report.
         self._roots: dict[str, str] = {}
 
+    def forget(self, node: str) -> None:
+        """The node registered (its Node may be new): write its root again at its next report."""
+        self._roots.pop(node, None)
+
     async def record(self, request: node_service_pb2.ReportStatusRequest, now: datetime) -> None:
         if request.volume_root and self._roots.get(request.node_name) != request.volume_root:
             await self._set_root(request.node_name, request.volume_root)
