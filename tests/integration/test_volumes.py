@@ -270,6 +270,7 @@ async def test_an_unbound_claim_leaves_the_container_waiting_with_its_reason() -
             return sent.pods[0].metadata.annotations.get(CONFIG_ERRORS) if sent.pods else None
 
         assert "is not bound yet" in await until(waiting)
+
         async def told() -> list[str]:
             return [e for e in await events_of(c.api, "data") if "to report where it keeps volumes" in e]
 
@@ -286,3 +287,36 @@ async def test_a_claim_with_a_block_volume_mode_is_refused_by_field() -> None:
         bad.spec.volume_mode = "Block"
         with pytest.raises(InvalidError, match="spec.volumeMode"):
             await c.api.create(bad)
+
+
+async def test_a_nodes_reports_set_its_volume_root_and_a_failed_deletion_fails_the_volume() -> None:
+    async with cluster(node("a", root=False)) as c:
+        await c.reports.record(node_service_pb2.ReportStatusRequest(node_name="a", volume_root="/srv/a"), c.api.now())
+        a = await c.api.get("Node", "", "a")
+        assert a.metadata.annotations[st.VOLUME_ROOT] == "/srv/a"
+
+        await c.api.create(claim("data"))
+        await c.api.create(pod("web", "data"))
+        bound = await until(lambda: bound_claim(c.api, "data"))
+        assert bound.spec.volume_name
+        pv = await c.api.get("PersistentVolume", "", bound.spec.volume_name)
+        assert isinstance(pv, storage_pb2.PersistentVolume)
+        assert pv.spec.host_path.path.startswith("/srv/a/pvc-")
+        await c.api.delete("Pod", "default", "web", grace_period_seconds=0)
+        await c.api.delete("PersistentVolumeClaim", "default", "data")
+
+        async def released() -> storage_pb2.PersistentVolume | None:
+            found = await c.api.find(by_kind("PersistentVolume"), "", pv.metadata.name)
+            ok = isinstance(found, storage_pb2.PersistentVolume) and found.status.phase == st.RELEASED
+            return found if ok else None  # type: ignore[return-value]
+
+        await until(released)
+        failed = node_service_pb2.ReportStatusRequest(node_name="b")  # another node cannot touch it
+        failed.volume_deletions.add(name=pv.metadata.name, uid=pv.metadata.uid)
+        await c.reports.record(failed, c.api.now())
+        failed.node_name = "a"
+        failed.volume_deletions[0].error = "Permission denied"
+        await c.reports.record(failed, c.api.now())
+        after = await c.api.get("PersistentVolume", "", pv.metadata.name)
+        assert isinstance(after, storage_pb2.PersistentVolume)
+        assert after.status.phase == st.FAILED and "Permission denied" in after.status.message
