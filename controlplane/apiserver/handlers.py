@@ -329,7 +329,6 @@ class ObjectApi:
         m = meta(prepared)
         if not m.resource_version:
             raise BadRequestError("update needs metadata.resourceVersion (use apply to overwrite)")
-        await self._default_class(prepared)
         await self._check_listen_ports(info, prepared)
         security = await self._pod_security(prepared)
         with _translated(info, m.name):
@@ -347,13 +346,13 @@ class ObjectApi:
     async def apply(self, obj: Message, *, dry_run: bool = False) -> tuple[Message, ApplyOutcome]:
         info, prepared = self._prepared(obj)
         m = meta(prepared)
-        await self._default_class(prepared)
         await self._check_listen_ports(info, prepared)
         security = await self._pod_security(prepared)
         for _ in range(APPLY_RETRIES):
             with _translated(info, m.name):
                 existing = await self._objects.get(info, m.namespace, m.name)
                 if existing is None:
+                    await self._default_class(prepared)  # at create only, as Kubernetes' admission
                     self._check_pod_security(info, security, None, prepared)
                     try:
                         return await self._insert(info, prepared, dry_run=dry_run), ApplyOutcome.CREATED

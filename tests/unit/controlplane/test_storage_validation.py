@@ -9,8 +9,11 @@ import pytest
 
 from controlplane.apiserver.defaults import apply_defaults
 from controlplane.apiserver.deletion import plan_deletion
+from controlplane.apiserver.handlers import ObjectApi
 from controlplane.apiserver.storage import default_class_name
 from controlplane.apiserver.validation import validate, validate_update
+from controlplane.store.memory import MemoryStore
+from controlplane.store.objects import ObjectStore
 from protos import codec
 from protos import storage as st
 from protos.corral.v1 import storage_pb2
@@ -209,3 +212,22 @@ def test_claims_in_use_and_bound_volumes_are_only_marked_terminating(obj: Any, i
     assert plan.now is now_deleted
     if not now_deleted:
         assert plan.update is not None and plan.update.metadata.HasField("deletion_timestamp")
+
+
+async def test_the_default_class_is_given_at_create_only() -> None:
+    api = ObjectApi(ObjectStore(MemoryStore()))
+    first = st.default_class()
+    await api.create(first)
+    pvc = parsed(claim())
+    created, _ = await api.apply(pvc)
+    assert created.spec.storage_class_name == st.DEFAULT_CLASS_NAME
+    second = st.default_class()
+    second.metadata.name = "newer"
+    await api.create(second)
+    again, outcome = await api.apply(parsed(claim()))  # the same manifest, a newer default: unchanged
+    assert again.spec.storage_class_name == st.DEFAULT_CLASS_NAME
+    assert outcome.value == "unchanged"
+    classless = claim(storageClassName="")
+    classless["metadata"]["name"] = "classless"
+    none = await api.create(parsed(classless))
+    assert none.spec.HasField("storage_class_name") and none.spec.storage_class_name == ""
