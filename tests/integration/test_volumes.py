@@ -320,3 +320,19 @@ async def test_a_nodes_reports_set_its_volume_root_and_a_failed_deletion_fails_t
         after = await c.api.get("PersistentVolume", "", pv.metadata.name)
         assert isinstance(after, storage_pb2.PersistentVolume)
         assert after.status.phase == st.FAILED and "Permission denied" in after.status.message
+
+
+async def test_pods_sharing_an_unbound_claim_land_on_one_node() -> None:
+    async with cluster(node("a"), node("b"), node("c")) as c:
+        await c.api.create(claim("shared"))
+        for i in range(3):
+            await c.api.create(pod(f"web{i}", "shared"))
+
+        async def placed() -> set[str] | None:
+            nodes = {(await get_pod(c.api, f"web{i}")).spec.node_name for i in range(3)}
+            return nodes if "" not in nodes else None
+
+        nodes = await until(placed)
+        assert len(nodes) == 1
+        bound = await until(lambda: bound_claim(c.api, "shared"))
+        assert bound.metadata.annotations[st.SELECTED_NODE] in nodes
