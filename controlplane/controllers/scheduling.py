@@ -180,13 +180,15 @@ class SchedulerController:
         """Each pending pod's request with its volume needs. Of the pods that share an unbound
         claim no pod is bound with yet, only the first is placed in this pass (the others
         follow it to its node in the next), so the claim's volume is made on one node."""
+        if self._volumes is None or not any(st.claim_names(p.spec) for p in todo):
+            return todo, [pod_request(p, default_strategy=self.strategy) for p in todo]
         users = claim_users_by_node(pods)
         kept: list[pod_pb2.Pod] = []
         requests: list[PodRequest] = []
         taken: set[tuple[str, str]] = set()
         for pod in todo:
             request = pod_request(pod, default_strategy=self.strategy)
-            if self._volumes is not None and st.claim_names(pod.spec):
+            if st.claim_names(pod.spec):
                 unplaced = {(pod.metadata.namespace, c) for _, c in st.claim_names(pod.spec)} - set(users)
                 if unplaced & taken:
                     self.retries[pod.metadata.uid] = Retry(now + RETRY_INITIAL, RETRY_INITIAL)
