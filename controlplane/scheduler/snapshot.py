@@ -120,23 +120,6 @@ Term = tuple[Requirement, ...]
 
 
 @dataclass(frozen=True)
-class PodRequest:
-    """What a pod asks of the node it will run on."""
-
-    key: str
-    owner_uid: str = ""
-    requests: Resources = Resources()
-    nonzero_requests: Resources = Resources(DEFAULT_CPU_MILLIS, DEFAULT_MEMORY_BYTES)
-    host_ports: frozenset[HostPort] = frozenset()
-    node_selector: Mapping[str, str] = field(default_factory=dict)
-    affinity_terms: tuple[Term, ...] = ()
-    tolerations: tuple[Toleration, ...] = ()
-    runtime: str = DEFAULT_RUNTIME
-    strategy: str = LEAST_ALLOCATED
-    volumes: VolumeNeeds = field(default_factory=lambda: VolumeNeeds())
-
-
-@dataclass(frozen=True)
 class VolumeNeeds:
     """What a pod's persistentVolumeClaim volumes ask of a node (`scheduler.volumes` works it out)."""
 
@@ -150,6 +133,24 @@ class VolumeNeeds:
 
 
 NO_VOLUMES = VolumeNeeds()
+
+
+@dataclass(frozen=True)
+class PodRequest:
+    """What a pod asks of the node it will run on."""
+
+    key: str
+    owner_uid: str = ""
+    requests: Resources = Resources()
+    nonzero_requests: Resources = Resources(DEFAULT_CPU_MILLIS, DEFAULT_MEMORY_BYTES)
+    host_ports: frozenset[HostPort] = frozenset()
+    node_selector: Mapping[str, str] = field(default_factory=dict)
+    affinity_terms: tuple[Term, ...] = ()
+    tolerations: tuple[Toleration, ...] = ()
+    runtime: str = DEFAULT_RUNTIME
+    strategy: str = LEAST_ALLOCATED
+    volumes: VolumeNeeds = NO_VOLUMES
+
 
 
 @dataclass(frozen=True)

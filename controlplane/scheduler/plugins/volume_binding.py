@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from controlplane.scheduler.framework import SUCCESS, Status
 from controlplane.scheduler.plugins.node_selector import affinity_matches
-from controlplane.scheduler.snapshot import NodeInfo, PodRequest
+from controlplane.scheduler.snapshot import NO_VOLUMES, NodeInfo, PodRequest
 from protos.wellknown import HOSTNAME
 
 CONFLICT = "had volume node affinity conflict"
@@ -23,6 +23,8 @@ class VolumeBinding:
 
     def filter(self, pod: PodRequest, node: NodeInfo) -> Status:
         needs = pod.volumes
+        if needs is NO_VOLUMES:  # most pods
+            return SUCCESS
         if needs.problem:
             return Status.reject(needs.problem)
         if needs.node_terms:
