@@ -23,6 +23,8 @@ DEFAULT_CLASS_NAME: Final = "local-path"
 IS_DEFAULT_CLASS: Final = "storageclass.kubernetes.io/is-default-class"
 BETA_IS_DEFAULT_CLASS: Final = "storageclass.beta.kubernetes.io/is-default-class"
 SELECTED_NODE: Final = "volume.kubernetes.io/selected-node"
+# Deprecated, still in charts: a claim's class before storageClassName existed.
+BETA_CLASS_ANNOTATION: Final = "volume.beta.kubernetes.io/storage-class"
 PROVISIONED_BY: Final = "pv.kubernetes.io/provisioned-by"
 BOUND_BY_CONTROLLER: Final = "pv.kubernetes.io/bind-completed"
 STORAGE_PROVISIONER: Final = "volume.kubernetes.io/storage-provisioner"
@@ -114,8 +116,16 @@ def claim_names(spec: pod_pb2.PodSpec) -> list[tuple[str, str]]:
     ]
 
 
+def has_class(claim: storage_pb2.PersistentVolumeClaim) -> bool:
+    """Whether the claim names a class ("" too): the field, or the deprecated beta annotation charts still write."""
+    return claim.spec.HasField("storage_class_name") or BETA_CLASS_ANNOTATION in claim.metadata.annotations
+
+
 def class_of(claim: storage_pb2.PersistentVolumeClaim) -> str:
-    return claim.spec.storage_class_name if claim.spec.HasField("storage_class_name") else ""
+    """The claim's class: storageClassName, else the beta annotation (as Kubernetes reads it)."""
+    if claim.spec.HasField("storage_class_name"):
+        return claim.spec.storage_class_name
+    return claim.metadata.annotations.get(BETA_CLASS_ANNOTATION, "")
 
 
 def uses_claim(pod: pod_pb2.Pod, namespace: str, claim: str) -> bool:

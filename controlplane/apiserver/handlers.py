@@ -54,7 +54,7 @@ from controlplane.store.base import MAX_BATCH
 from controlplane.store.objects import Change, ObjectStore
 from protos.corral.v1 import namespace_pb2, pod_pb2, service_pb2, storage_pb2, workloads_pb2
 from protos.kinds import KindInfo, UnknownKindError, by_kind, info_of, meta, resolve
-from protos.storage import claim_users
+from protos.storage import claim_users, has_class
 from protos.wellknown import DEFAULT_NAMESPACE
 
 log = structlog.get_logger(__name__)
@@ -454,7 +454,7 @@ class ObjectApi:
     async def _default_class(self, obj: Message) -> None:
         """A claim without storageClassName gets the default StorageClass, if there is one
         (Kubernetes' DefaultStorageClass admission); "" means no class and stays."""
-        if not isinstance(obj, storage_pb2.PersistentVolumeClaim) or obj.spec.HasField("storage_class_name"):
+        if not isinstance(obj, storage_pb2.PersistentVolumeClaim) or has_class(obj):
             return
         info = by_kind("StorageClass")
         with _translated(info, ""):

@@ -284,7 +284,7 @@ def claim_row(c: storage_pb2.PersistentVolumeClaim, now: datetime, wide: bool) -
         c.spec.volume_name,
         c.status.capacity.get("storage", ""),
         _access_modes(c.status.access_modes),
-        c.spec.storage_class_name or "<unset>",
+        storage.class_of(c) or ("<unset>" if not storage.has_class(c) else ""),
         age(c.metadata.creation_timestamp, now),
         c.metadata.annotations.get(storage.SELECTED_NODE, "") or "<none>",
     ]

@@ -242,7 +242,7 @@ def plan_claim(
     if mine:
         return _bind(claim, min(mine, key=lambda v: v.metadata.name), now, None)
     default = default_class_name(classes.values())
-    if not claim.spec.HasField("storage_class_name") and not claim.spec.volume_name and default is not None:
+    if not st.has_class(claim) and not claim.spec.volume_name and default is not None:
         # Kubernetes' retroactive default class: a claim made before any class was default gets it now.
         classed = _copy(claim)
         classed.spec.storage_class_name = default

@@ -172,3 +172,12 @@ def test_a_volume_bound_to_a_live_claim_stays_and_a_new_one_becomes_available() 
     fresh.status.phase = st.PENDING
     made = plan_volume(fresh, None, now=NOW).status
     assert made is not None and made.status.phase == st.AVAILABLE
+
+
+def test_the_beta_class_annotation_is_the_claims_class() -> None:
+    c = claim()
+    c.spec.ClearField("storage_class_name")
+    c.metadata.annotations[st.BETA_CLASS_ANNOTATION] = "nosuch"
+    plan = plan_claim(c, volumes=[], classes={"local-path": wffc()}, users=[], consumer=None, now=NOW)
+    assert plan.claim is None  # no retroactive default: it names a class
+    assert [e.message for e in plan.events] == ['storageclass.storage.k8s.io "nosuch" not found']
