@@ -8,7 +8,10 @@ As Kubernetes' VolumeBinding plugin, for each claim the pod uses:
   not ready or gone, the pod stays Pending and the reason names it);
 - unbound, WaitForFirstConsumer: anywhere that fits, and where a pod that
   already uses it was bound (its volume is being made there); a node that
-  reports its free disk must have room for the claim;
+  reports its free disk must have room for the claim; for a class corral does
+  not provision (`kubernetes.io/no-provisioner`), only the nodes of the
+  Available volumes that could serve it ("didn't find available persistent
+  volumes to bind");
 - unbound, Immediate (or no class): the pod waits for the binder ("pod has unbound
   immediate PersistentVolumeClaims"); a class that does not exist is named.
 
@@ -19,7 +22,7 @@ pod goes to the node where another pod uses it, if one does.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 from controlplane.scheduler.snapshot import NO_VOLUMES, Requirement, Term, VolumeNeeds, node_selector_terms
 from protos import storage as st
@@ -29,10 +32,17 @@ from protos.wellknown import HOSTNAME
 ClaimLookup = Callable[[str, str], storage_pb2.PersistentVolumeClaim | None]
 VolumeLookup = Callable[[str], storage_pb2.PersistentVolume | None]
 ClassLookup = Callable[[str], storage_pb2.StorageClass | None]
+# The Available volumes that could serve a claim (class, access modes, size, selector), on any node.
+Candidates = Callable[[storage_pb2.PersistentVolumeClaim], Sequence[storage_pb2.PersistentVolume]]
 # The claim (namespace, name) → the nodes and pod uids of the unfinished pods bound with it.
 Users = Mapping[tuple[str, str], list[tuple[str, str]]]
 
 UNBOUND_IMMEDIATE = "pod has unbound immediate PersistentVolumeClaims"
+NO_VOLUME = "didn't find available persistent volumes to bind"
+
+
+def _no_candidates(claim: storage_pb2.PersistentVolumeClaim) -> Sequence[storage_pb2.PersistentVolume]:
+    return ()
 
 
 def volume_terms(pv: storage_pb2.PersistentVolume) -> tuple[Term, ...]:
@@ -49,6 +59,7 @@ def volume_needs(
     volumes: VolumeLookup,
     classes: ClassLookup,
     users: Users,
+    candidates: Candidates = _no_candidates,
 ) -> VolumeNeeds:
     """The pod's needs; the first problem found wins (one sentence for the user)."""
     names = st.claim_names(pod.spec)
@@ -92,4 +103,11 @@ def volume_needs(
             terms.append((f'{shown} is being provisioned on node "{selected}"', on_node(selected)))
         elif sc.provisioner in st.LOCAL_PROVISIONERS:
             storage += st.requested_bytes(claim)
+        else:  # no provisioner here: only where an admin made a volume that fits
+            found = candidates(claim)
+            if not found:
+                return VolumeNeeds(problem=f"{NO_VOLUME} ({shown})")
+            if all(v.spec.HasField("node_affinity") for v in found):
+                anywhere = tuple(t for v in found for t in volume_terms(v))
+                terms.append((f"{NO_VOLUME} ({shown})", anywhere))
     return VolumeNeeds(node_terms=tuple(terms), storage_bytes=storage)

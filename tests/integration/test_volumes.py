@@ -336,3 +336,23 @@ async def test_pods_sharing_an_unbound_claim_land_on_one_node() -> None:
         assert len(nodes) == 1
         bound = await until(lambda: bound_claim(c.api, "shared"))
         assert bound.metadata.annotations[st.SELECTED_NODE] in nodes
+
+
+async def test_a_local_volume_made_by_hand_draws_its_pod_to_its_node_and_binds() -> None:
+    async with cluster(node("a"), node("b"), node("c")) as c:
+        static = storage_pb2.StorageClass(metadata=meta_pb2.ObjectMeta(name="local-storage"))
+        static.provisioner, static.volume_binding_mode = "kubernetes.io/no-provisioner", st.WAIT_FOR_FIRST_CONSUMER
+        await c.api.create(static)
+        pv = storage_pb2.PersistentVolume(metadata=meta_pb2.ObjectMeta(name="disk-b"))
+        pv.spec.capacity["storage"] = "5Gi"
+        pv.spec.access_modes.append(st.RWO)
+        pv.spec.storage_class_name = "local-storage"
+        pv.spec.local.path = f"{ROOT}-b/disk"
+        term = pv.spec.node_affinity.required.node_selector_terms.add()
+        term.match_expressions.add(key="kubernetes.io/hostname", operator="In", values=["b"])
+        await c.api.create(pv)
+        await c.api.create(claim("data", class_name="local-storage"))
+        await c.api.create(pod("web", "data"))
+        bound = await until(lambda: bound_claim(c.api, "data"))
+        assert bound.spec.volume_name == "disk-b"
+        assert (await get_pod(c.api, "web")).spec.node_name == "b"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from controlplane.controllers.volumes.reconcile import matches
 from controlplane.informer import Informer
 from controlplane.scheduler.snapshot import VolumeNeeds
 from controlplane.scheduler.volumes import Users, volume_needs
@@ -52,5 +53,8 @@ class VolumeCaches:
     def classes(self) -> list[storage_pb2.StorageClass]:
         return [c for c in self.classes_informer.items.values() if isinstance(c, storage_pb2.StorageClass)]
 
+    def candidates(self, claim: storage_pb2.PersistentVolumeClaim) -> list[storage_pb2.PersistentVolume]:
+        return [v for v in self.volumes() if matches(v, claim)]
+
     def needs(self, pod: pod_pb2.Pod, users: Users) -> VolumeNeeds:
-        return volume_needs(pod, self.claim, self.volume, self.storage_class, users)
+        return volume_needs(pod, self.claim, self.volume, self.storage_class, users, self.candidates)

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TypeVar
 
+from controlplane.apiserver.labels import from_label_selector
 from controlplane.apiserver.storage import default_class_name
 from controlplane.scheduler.plugins.node_selector import affinity_matches
 from controlplane.scheduler.volumes import volume_terms
@@ -132,26 +133,10 @@ def matches(
         return False
     if (pv.spec.volume_mode or st.FILESYSTEM) != (claim.spec.volume_mode or st.FILESYSTEM):
         return False
-    if claim.spec.HasField("selector") and not _selected(claim.spec.selector, pv.metadata.labels):
+    if claim.spec.HasField("selector") and not from_label_selector(claim.spec.selector).matches(pv.metadata.labels):
         return False
     if node is not None and pv.spec.HasField("node_affinity"):
         return affinity_matches(volume_terms(pv), {HOSTNAME: node.node, **node.labels})
-    return True
-
-
-def _selected(selector: meta_pb2.LabelSelector, labels: Mapping[str, str]) -> bool:
-    if any(labels.get(k) != v for k, v in selector.match_labels.items()):
-        return False
-    for expr in selector.match_expressions:
-        value = labels.get(expr.key)
-        ok = {
-            "In": value is not None and value in expr.values,
-            "NotIn": value is None or value not in expr.values,
-            "Exists": value is not None,
-            "DoesNotExist": value is None,
-        }.get(expr.operator, False)
-        if not ok:
-            return False
     return True
 
 

@@ -42,6 +42,7 @@ def _anywhere() -> storage_pb2.PersistentVolume:
 
 
 CLAIMS = {
+    "static": _claim("static", class_name="static"),
     "shared-rwo": _claim("shared-rwo", class_name="", volume="pv2"),
     "bound": _claim("bound", class_name="local-path", volume="pv1"),
     "wffc": _claim("wffc", class_name="local-path"),
@@ -51,12 +52,33 @@ CLAIMS = {
     "dangling": _claim("dangling", class_name="local-path", volume="gone"),
     "rwop": _claim("rwop", class_name="local-path", rwop=True),
 }
-CLASSES = {"local-path": st.default_class(), "now": storage_pb2.StorageClass(volume_binding_mode=st.IMMEDIATE)}
+STATIC = storage_pb2.StorageClass(
+    provisioner="kubernetes.io/no-provisioner", volume_binding_mode=st.WAIT_FOR_FIRST_CONSUMER
+)
+CLASSES = {
+    "local-path": st.default_class(),
+    "now": storage_pb2.StorageClass(volume_binding_mode=st.IMMEDIATE),
+    "static": STATIC,
+}
 VOLUMES = {"pv1": _volume("pv1", "n1"), "pv2": _anywhere()}
 
 
-def needs(claim_name: str, users: Users | None = None) -> VolumeNeeds:
-    return volume_needs(_pod(claim_name), lambda ns, n: CLAIMS.get(n), VOLUMES.get, CLASSES.get, users or {})
+def needs(
+    claim_name: str, users: Users | None = None, candidates: list[storage_pb2.PersistentVolume] | None = None
+) -> VolumeNeeds:
+    return volume_needs(
+        _pod(claim_name), lambda ns, n: CLAIMS.get(n), VOLUMES.get, CLASSES.get, users or {}, lambda c: candidates or []
+    )
+
+
+def test_a_claim_of_a_class_without_provisioner_goes_where_a_fitting_volume_is() -> None:
+    reason = 'didn\'t find available persistent volumes to bind (persistentvolumeclaim "static")'
+    assert needs("static") == VolumeNeeds(problem=reason)
+    found = needs("static", candidates=[_volume("a", "n1"), _volume("b", "n2")])
+    assert found.node_terms == ((reason, on_node("n1") + on_node("n2")),)
+    binding = VolumeBinding()
+    assert binding.filter(pod(volumes=found), node("n2")).ok
+    assert binding.filter(pod(volumes=found), node("n3")).reasons == (f"had volume node affinity conflict: {reason}",)
 
 
 @pytest.mark.parametrize(
