@@ -11,6 +11,7 @@ from collections.abc import Iterable
 
 from google.protobuf.message import Message
 
+from controlplane.apiserver import storage
 from protos import statefulsets
 from protos.autoscaling import default_hpa
 from protos.corral.v1 import (
@@ -24,6 +25,7 @@ from protos.corral.v1 import (
     rbac_pb2,
     secret_pb2,
     service_pb2,
+    storage_pb2,
     workloads_pb2,
 )
 from protos.deployments import (
@@ -79,6 +81,13 @@ def apply_defaults(info: KindInfo, obj: Message) -> None:
     elif isinstance(obj, quota_pb2.LimitRange):
         for item in obj.spec.limits:
             default_limit_range_item(item)
+
+    elif isinstance(obj, storage_pb2.PersistentVolumeClaim):
+        storage.default_claim(obj)
+    elif isinstance(obj, storage_pb2.PersistentVolume):
+        storage.default_volume(obj)
+    elif isinstance(obj, storage_pb2.StorageClass):
+        storage.default_storage_class(obj)
 
 
 def default_limit_range_item(item: quota_pb2.LimitRangeItem) -> None:
