@@ -81,7 +81,6 @@ def apply_defaults(info: KindInfo, obj: Message) -> None:
     elif isinstance(obj, quota_pb2.LimitRange):
         for item in obj.spec.limits:
             default_limit_range_item(item)
-
     elif isinstance(obj, storage_pb2.PersistentVolumeClaim):
         storage.default_claim(obj)
     elif isinstance(obj, storage_pb2.PersistentVolume):
