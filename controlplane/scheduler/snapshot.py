@@ -110,11 +110,13 @@ class Toleration:
 
 @dataclass(frozen=True)
 class Requirement:
-    """One node selector requirement: `key operator values`."""
+    """One node selector requirement: `key operator values`, on a label or (`on_field`) on a node
+    field (matchFields: only `metadata.name`)."""
 
     key: str
     operator: str
     values: tuple[str, ...] = ()
+    on_field: bool = False
 
 
 Term = tuple[Requirement, ...]
@@ -333,7 +335,10 @@ def _host_ports(spec: pod_pb2.PodSpec) -> Iterator[HostPort]:
 def _affinity_terms(affinity: pod_pb2.Affinity) -> tuple[Term, ...]:
     required = affinity.node_affinity.required_during_scheduling_ignored_during_execution
     return tuple(
-        tuple(Requirement(r.key, r.operator, tuple(r.values)) for r in term.match_expressions)
+        (
+            *(Requirement(r.key, r.operator, tuple(r.values)) for r in term.match_expressions),
+            *(Requirement(r.key, r.operator, tuple(r.values), on_field=True) for r in term.match_fields),
+        )
         for term in required.node_selector_terms
     )
 
