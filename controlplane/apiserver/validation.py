@@ -47,8 +47,8 @@ from protos.corral.v1 import (
 from protos.deployments import BLUE_GREEN, CANARY, ROLLING_UPDATE, STRATEGIES
 from protos.kinds import KindInfo
 from protos.pods import every_container, is_terminating
-from protos.wellknown import NODE_NAME_FIELD
 from protos.services import HEADLESS
+from protos.wellknown import NODE_NAME_FIELD
 
 _DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
