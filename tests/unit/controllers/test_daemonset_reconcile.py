@@ -412,7 +412,8 @@ def test_rolling_update_keeps_nodes_available(
     nodes: int, max_unavailable: int, surge: int, readiness: list[list[bool]]
 ) -> None:
     """With every old pod available, a rolling update never leaves more than maxUnavailable
-    nodes without an available pod (none with maxSurge and maxUnavailable 0), and finishes."""
+    nodes without an available pod (none with maxSurge and maxUnavailable 0), never runs a
+    second pod on more than maxSurge nodes, and finishes."""
     limit = 0 if surge else max_unavailable
     ds = daemon_set(max_unavailable=limit, max_surge=surge)
     names = [f"n{i}" for i in range(nodes)]
@@ -420,6 +421,7 @@ def test_rolling_update_keeps_nodes_available(
     for step in [*readiness, *([[True] * 6] * (2 * nodes + 2))]:
         cluster.apply(reconcile(ds, list(cluster.pods.values()), cluster.nodes, now=NOW))
         assert cluster.without_available() <= limit
+        assert len(cluster.pods) <= nodes + surge
         cluster.make_ready(step)
     updated = [
         p for p in cluster.pods.values() if p.metadata.labels[CONTROLLER_REVISION_HASH] == daemonsets.revision(ds)
