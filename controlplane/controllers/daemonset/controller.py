@@ -10,14 +10,17 @@ raises, so the work queue retries on fresh state.
 
 Expectations (the ReplicaSet controller's) keep a sync from acting on a pod
 cache that has not yet shown its own creations and deletions, which would
-make a second pod for a node.
+make a second pod for a node. A Failed pod is replaced with a back-off per set
+and node (Kubernetes' failedPodsBackoff: 1 s doubling to 15 min, forgotten
+after 30 min without a failure), so a node that rejects the pod at once is
+not flooded with new ones.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import structlog
 from google.protobuf.message import Message
@@ -33,6 +36,7 @@ from controlplane.controllers.queue import WorkQueue
 from controlplane.controllers.replicaset.controller import failures, is_temporary, owner_key
 from controlplane.controllers.replicaset.expectations import Expectations
 from controlplane.informer import CacheEvent, Change, Informer, object_key
+from corral.common.backoff import CrashLoopBackoff
 from protos import daemonsets, owners
 from protos import pods as podutil
 from protos.corral.v1 import node_pb2, pod_pb2, workloads_pb2
@@ -41,6 +45,7 @@ from protos.kinds import meta
 log = structlog.get_logger(__name__)
 
 KIND = "DaemonSet"
+FAILED_POD_BACKOFF = CrashLoopBackoff(initial=1.0, cap=900.0, reset_after=1800.0)
 
 
 class DaemonSetController:
@@ -65,6 +70,8 @@ class DaemonSetController:
         self._nodes: Informer | None = None
         self._sets_by_ns: NamespaceIndex[workloads_pb2.DaemonSet] | None = None
         self._pods: ControllerIndex[pod_pb2.Pod] | None = None
+        # (set key, node) -> (the back-off set at the last Failed pod's deletion, when).
+        self._failed: dict[tuple[str, str], tuple[float, datetime]] = {}
 
     # -- wiring -----------------------------------------------------------------
 
@@ -133,7 +140,12 @@ class DaemonSetController:
         manage = self.expectations.satisfied(key)
         pods = [*self._pods.owned_by(ds.metadata.uid), *self._pods.orphans(ds.metadata.namespace)]
         nodes = [n for n in self._nodes.items.values() if isinstance(n, node_pb2.Node)]
-        actions = reconcile(ds, pods, nodes, now=self.now(), manage=manage)
+        now = self.now()
+        not_before = {
+            node: at + timedelta(seconds=delay) for (k, node), (delay, at) in self._failed.items() if k == key
+        }
+        actions = reconcile(ds, pods, nodes, now=now, manage=manage, failed_not_before=not_before)
+        self._back_off(key, actions.failed_on, now)
         for pod in (*actions.adopt, *actions.release):
             await self.api.write(pod)
         await self._delete(key, ds, actions.delete)
@@ -145,6 +157,16 @@ class DaemonSetController:
             await self.api.update_status(updated)
         delays = [d for d in (actions.requeue_after, None if manage else self.expectations.remaining(key)) if d]
         return min(delays) if delays else None
+
+    def _back_off(self, key: str, nodes: Iterable[str], now: datetime) -> None:
+        for node in nodes:
+            delay, at = self._failed.get((key, node), (0.0, now))
+            ran_for = (now - at).total_seconds()
+            self._failed[(key, node)] = (FAILED_POD_BACKOFF.next_delay(delay, ran_for=ran_for), now)
+            log.info("daemon_set_failed_pod_replaced", daemon_set=key, node=node)
+        stale = FAILED_POD_BACKOFF.reset_after
+        for entry in [e for e, (_, at) in self._failed.items() if (now - at).total_seconds() > stale]:
+            del self._failed[entry]
 
     async def _delete(self, key: str, ds: workloads_pb2.DaemonSet, pods: Sequence[pod_pb2.Pod]) -> None:
         if not pods:

@@ -10,7 +10,9 @@
   required node affinity names (`daemonsets.node_of`); a pod for a node that no
   longer exists is deleted;
 - manage, node by node (`placement.fit`): Succeeded and Failed pods are deleted
-  (so they are replaced); a node that should run the pod and has none (not
+  (so they are replaced) — a Failed one not before `failed_not_before[node]`,
+  the shell's back-off per node (Kubernetes' failedPodsBackoff), and the nodes
+  where one was deleted are reported so the shell can lengthen it; a node that should run the pod and has none (not
   even one being deleted) gets one, made from the template with the
   DaemonSet tolerations, the `controller-revision-hash` label and required node
   affinity to that node, so the scheduler binds it there after checking
@@ -38,7 +40,7 @@ status only.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -48,6 +50,8 @@ from protos import daemonsets, intstr, owners
 from protos import pods as podutil
 from protos.corral.v1 import node_pb2, pod_pb2, workloads_pb2
 from protos.wellknown import CONTROLLER_REVISION_HASH
+
+FAILED = "Failed"
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,8 @@ class DaemonSetActions:
     # The new status, or None when it is unchanged.
     status: workloads_pb2.DaemonSetStatus | None = None
     requeue_after: float | None = None
+    # Nodes where a Failed pod is deleted (the shell backs off the next one there).
+    failed_on: tuple[str, ...] = ()
 
 
 @dataclass
@@ -66,8 +72,12 @@ class _Plan:
     ds: workloads_pb2.DaemonSet
     hash: str
     now: datetime
+    failed_not_before: Mapping[str, datetime] = field(default_factory=dict)
     create: list[str] = field(default_factory=list)
     delete: dict[str, pod_pb2.Pod] = field(default_factory=dict)
+    failed_on: list[str] = field(default_factory=list)
+    # Seconds until a Failed pod held back may be deleted.
+    waits: list[float] = field(default_factory=list)
 
     def drop(self, pod: pod_pb2.Pod) -> None:
         self.delete.setdefault(pod.metadata.uid or pod.metadata.name, pod)
@@ -86,6 +96,7 @@ def reconcile(
     *,
     now: datetime,
     manage: bool = True,
+    failed_not_before: Mapping[str, datetime] | None = None,
 ) -> DaemonSetActions:
     claim = claim_pods(ds, pods)
     members = [*claim.owned, *claim.adopt]
@@ -97,7 +108,7 @@ def reconcile(
     for pod in members:
         node = daemonsets.node_of(pod)
         by_node.get(node, strays).append(pod)
-    plan = _Plan(ds, daemonsets.revision(ds), now)
+    plan = _Plan(ds, daemonsets.revision(ds), now, failed_not_before or {})
     if manage and not podutil.is_terminating(ds):
         for pod in strays:
             if not podutil.is_terminating(pod):
@@ -112,7 +123,8 @@ def reconcile(
         adopt=claim.adopt,
         release=claim.release,
         status=None if status == ds.status else status,
-        requeue_after=_requeue_after(ds, members, now),
+        requeue_after=min((w for w in [*plan.waits, _requeue_after(ds, members, now)] if w is not None), default=None),
+        failed_on=tuple(plan.failed_on),
     )
 
 
@@ -133,7 +145,7 @@ def _manage(plan: _Plan, fits: dict[str, Fit], by_node: dict[str, list[pod_pb2.P
         pods = by_node[name]
         for pod in pods:
             if podutil.is_terminal(pod) and not podutil.is_terminating(pod):
-                plan.drop(pod)
+                _drop_finished(plan, name, pod)
         if node_fit.should_run and not pods:
             plan.create.append(name)
         elif not node_fit.may_continue:
@@ -150,6 +162,19 @@ def _manage(plan: _Plan, fits: dict[str, Fit], by_node: dict[str, list[pod_pb2.P
                 extra = running[1:]
             for pod in extra:
                 plan.drop(pod)
+
+
+def _drop_finished(plan: _Plan, node: str, pod: pod_pb2.Pod) -> None:
+    if pod.status.phase != FAILED:
+        plan.drop(pod)
+        return
+    not_before = plan.failed_not_before.get(node)
+    if not_before is not None and plan.now < not_before:
+        plan.waits.append((not_before - plan.now).total_seconds())
+        return
+    plan.drop(pod)
+    if node not in plan.failed_on:
+        plan.failed_on.append(node)
 
 
 def max_surge(ds: workloads_pb2.DaemonSet, desired: int) -> int:

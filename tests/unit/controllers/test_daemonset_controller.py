@@ -1,13 +1,14 @@
 """The DaemonSet controller run by the ControllerManager over a MemoryStore, with the garbage
 collector: one pod per node (never a second while the cache catches up), a pod for a node that
 joins, a pod deleted from a node that stops matching, status written, and the pods collected with
-the set. Which node changes queue the sets."""
+the set; a Failed pod replaced with a back-off per node. Which node changes queue the sets."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -159,3 +160,44 @@ def _changed(**edit: object) -> node_pb2.Node:
 )
 def test_which_node_changes_queue_the_sets(event: CacheEvent, queues: bool) -> None:
     assert _node_changed(event) is queues
+
+
+async def test_failed_pods_are_replaced_with_a_back_off_per_node() -> None:
+    objects = ObjectStore(MemoryStore())
+    api = ObjectApi(objects)
+    clock = [datetime(2026, 3, 1, 12, 0, tzinfo=UTC)]
+    controller = DaemonSetController(api, EventRecorder(api, "daemonset-controller"), now=lambda: clock[0])
+    manager = ControllerManager(objects, [controller])
+    task = asyncio.create_task(manager.run())
+    try:
+        await api.create(node("n1"))
+        await api.create(daemon_set())
+
+        async def fail_the_pod() -> str:
+            async def one() -> bool:
+                return await pods_by_node(api) == {"n1": 1}
+
+            await wait_for(one, "a pod")
+            (current,) = [p for p in (await api.list("Pod", "default")).items if isinstance(p, pod_pb2.Pod)]
+            current.status.phase = "Failed"
+            await api.update_status(current)
+            return current.metadata.uid
+
+        async def replaced(uid: str) -> bool:
+            items = [p for p in (await api.list("Pod", "default")).items if isinstance(p, pod_pb2.Pod)]
+            return len(items) == 1 and items[0].metadata.uid != uid
+
+        first = await fail_the_pod()
+        await wait_for(lambda: replaced(first), "the first failed pod replaced at once")
+        second = await fail_the_pod()
+        for _ in range(20):  # within the 1 s back-off (the clock stands still): kept
+            await asyncio.sleep(0.01)
+            assert not await replaced(second)
+        clock[0] += timedelta(seconds=1)
+        await wait_for(lambda: replaced(second), "the second replaced once the back-off passed")
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        for queue in manager.queues.values():
+            queue.close()

@@ -444,3 +444,21 @@ def test_label_selector_must_match_pod_labels_to_claim() -> None:
 def test_revision_is_the_template_hash() -> None:
     assert daemonsets.revision(NEW) != daemonsets.revision(OLD)
     assert len(daemonsets.revision(NEW)) == 10
+
+
+# -- failed pods ---------------------------------------------------------------------------
+
+
+def test_failed_pod_waits_for_its_node_back_off() -> None:
+    failed = pod("a", NEW, phase="Failed")
+    held = reconcile(NEW, [failed], [node("a")], now=NOW, failed_not_before={"a": NOW + timedelta(seconds=4)})
+    assert held.delete == () and held.failed_on == ()
+    assert held.requeue_after == pytest.approx(4.0)
+    gone = reconcile(NEW, [failed], [node("a")], now=NOW, failed_not_before={"a": NOW})
+    assert deleted_on(gone) == ["a"] and gone.failed_on == ("a",)
+
+
+def test_succeeded_pod_is_replaced_without_back_off() -> None:
+    done = pod("a", NEW, phase="Succeeded")
+    actions = reconcile(NEW, [done], [node("a")], now=NOW, failed_not_before={"a": NOW + timedelta(seconds=4)})
+    assert deleted_on(actions) == ["a"] and actions.failed_on == ()
