@@ -1,7 +1,8 @@
 """DaemonSets on real agents with Docker: one Running pod per node within 15 s, one on a node
 that joins, none on a tainted node unless tolerated, `corral drain` refusing DaemonSet pods and
-leaving them with --ignore-daemonsets, and a rolling update with maxUnavailable 1 (`corral
-rollout restart ds/...`) that never has two nodes without a ready pod."""
+leaving them with --ignore-daemonsets, a rolling update with maxUnavailable 1 (`corral
+rollout restart ds/...`) that never has two nodes without a ready pod, and a removed node's
+pod deleted."""
 
 from __future__ import annotations
 
@@ -194,7 +195,24 @@ def test_daemon_sets_follow_nodes_taints_drain_and_roll(
         assert watcher.events >= 8  # four pods deleted and four made, at least
         assert watcher.violations == []
         assert watcher.worst == 1
+
+        # A node removed takes its pod away.
+        joined.stop()
+        removed = time.monotonic()
+        assert cli.run("delete", "node", joined.name).returncode == 0
+
+        def gone() -> bool:
+            result = cli.run("get", "pods", "-l", "app=agentd", "-o", "json")
+            items = json.loads(result.stdout)["items"] if result.returncode == 0 else [None]
+            return not any(p["spec"].get("nodeName") == joined.name for p in items)
+
+        wait_until(gone, 30, "the removed node's pod deleted")
+        removed_after = time.monotonic() - removed
+        assert running_nodes(cli, "agentd") == names
     finally:
         joined.stop()
         remove_node_containers(joined.name)
-    print(f"daemon pods Running on 3 nodes {placed:.1f} s after apply; on a joined node {joined_after:.1f} s")
+    print(
+        f"daemon pods Running on 3 nodes {placed:.1f} s after apply; on a joined node {joined_after:.1f} s; "
+        f"a removed node's pod gone {removed_after:.1f} s after its deletion"
+    )
