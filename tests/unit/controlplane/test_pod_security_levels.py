@@ -145,6 +145,11 @@ def baseline_causes(doc: dict[str, Any], policy: ClusterPolicy | None = None) ->
             [f"spec.template.spec.hostPID: true {BASELINE}"],
             id="replica-set-template",
         ),
+        pytest.param(
+            {**deployment(pod(hostNetwork=True)), "kind": "DaemonSet"},
+            [f"spec.template.spec.hostNetwork: true {BASELINE}"],
+            id="daemon-set-template",
+        ),
     ],
 )
 def test_baseline_refuses_what_takes_the_host(doc: dict[str, Any], causes: list[str]) -> None:
