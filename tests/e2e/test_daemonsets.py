@@ -203,7 +203,9 @@ def test_daemon_sets_follow_nodes_taints_drain_and_roll(
 
         def gone() -> bool:
             result = cli.run("get", "pods", "-l", "app=agentd", "-o", "json")
-            items = json.loads(result.stdout)["items"] if result.returncode == 0 else [None]
+            if result.returncode != 0:
+                return False
+            items: list[dict[str, Any]] = json.loads(result.stdout)["items"]
             return not any(p["spec"].get("nodeName") == joined.name for p in items)
 
         wait_until(gone, 30, "the removed node's pod deleted")
