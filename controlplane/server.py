@@ -36,6 +36,7 @@ from controlplane.auth.tokens import TokenRegistry
 from controlplane.background import Background
 from controlplane.controllers.autoscaler.controller import DEFAULT_SYNC_PERIOD, HorizontalPodAutoscalerController
 from controlplane.controllers.autoscaler.source import MetricsSource
+from controlplane.controllers.daemonset.controller import DaemonSetController
 from controlplane.controllers.deployment.controller import DeploymentController
 from controlplane.controllers.disruption.controller import DisruptionController
 from controlplane.controllers.endpoints.controller import EndpointsController
@@ -466,6 +467,7 @@ def build_controllers(
         ReplicaSetController(api, EventRecorder(api, "replicaset-controller")),
         DeploymentController(api, EventRecorder(api, "deployment-controller")),
         StatefulSetController(api, EventRecorder(api, "statefulset-controller")),
+        DaemonSetController(api, EventRecorder(api, "daemonset-controller")),
         EndpointsController(api),
         GarbageCollector(api),
         NamespaceController(api),

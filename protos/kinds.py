@@ -160,6 +160,7 @@ KINDS: tuple[KindInfo, ...] = (
     ),
     KindInfo("ResourceQuota", "v1", "resourcequotas", ("quota",), True, quota_pb2.ResourceQuota, "resource_quota"),
     KindInfo("LimitRange", "v1", "limitranges", ("limits",), True, quota_pb2.LimitRange, "limit_range"),
+    KindInfo("DaemonSet", "apps/v1", "daemonsets", ("ds",), True, workloads_pb2.DaemonSet, "daemon_set"),
 )
 
 _RBAC_NOTE = "stored, not enforced: corral's access control is its admin and node roles (docs/security.md)"

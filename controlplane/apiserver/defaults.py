@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from google.protobuf.message import Message
 
 from controlplane.apiserver import storage
-from protos import statefulsets
+from protos import daemonsets, statefulsets
 from protos.autoscaling import default_hpa
 from protos.corral.v1 import (
     discovery_pb2,
@@ -62,6 +62,8 @@ def apply_defaults(info: KindInfo, obj: Message) -> None:
         default_replica_set(obj.spec)
     elif isinstance(obj, workloads_pb2.StatefulSet):
         default_stateful_set(obj.spec)
+    elif isinstance(obj, workloads_pb2.DaemonSet):
+        default_daemon_set(obj.spec)
     elif isinstance(obj, pod_pb2.Pod):
         default_pod_spec(obj.spec)
     elif isinstance(obj, service_pb2.Service):
@@ -175,6 +177,21 @@ def default_stateful_set(spec: workloads_pb2.StatefulSetSpec) -> None:
     retention = spec.persistent_volume_claim_retention_policy
     retention.when_deleted = retention.when_deleted or statefulsets.RETAIN
     retention.when_scaled = retention.when_scaled or statefulsets.RETAIN
+    default_pod_spec(spec.template.spec)
+
+
+def default_daemon_set(spec: workloads_pb2.DaemonSetSpec) -> None:
+    """Kubernetes' defaults: RollingUpdate with maxUnavailable 1 and maxSurge 0, history 10."""
+    strategy = spec.update_strategy
+    if not strategy.type:
+        strategy.type = daemonsets.ROLLING_UPDATE
+    if strategy.type == daemonsets.ROLLING_UPDATE:
+        if not strategy.rolling_update.HasField("max_unavailable"):
+            strategy.rolling_update.max_unavailable.int_val = daemonsets.DEFAULT_MAX_UNAVAILABLE
+        if not strategy.rolling_update.HasField("max_surge"):
+            strategy.rolling_update.max_surge.int_val = daemonsets.DEFAULT_MAX_SURGE
+    if not spec.HasField("revision_history_limit"):
+        spec.revision_history_limit = daemonsets.DEFAULT_REVISION_HISTORY_LIMIT
     default_pod_spec(spec.template.spec)
 
 

@@ -1,7 +1,7 @@
 """Pod Security levels (Kubernetes' Pod Security Standards) and where a pod's level comes from.
 
 Pure code, no I/O. Three cumulative levels, checked at create, apply and
-update of Pods, Deployments and ReplicaSets (their pod templates):
+update of Pods, Deployments, ReplicaSets and DaemonSets (their pod templates):
 
 - `privileged`: everything, including what is root on the host.
 - `baseline`: no host namespaces (hostNetwork, hostPID, hostIPC), no privileged
@@ -112,7 +112,7 @@ def pod_spec_of(obj: Message) -> tuple[str, pod_pb2.PodSpec] | None:
     """The pod spec an object runs, with its field path; None for other kinds."""
     if isinstance(obj, pod_pb2.Pod):
         return "spec", obj.spec
-    if isinstance(obj, workloads_pb2.Deployment | workloads_pb2.ReplicaSet):
+    if isinstance(obj, workloads_pb2.Deployment | workloads_pb2.ReplicaSet | workloads_pb2.DaemonSet):
         return "spec.template.spec", obj.spec.template.spec
     return None
 

@@ -15,6 +15,7 @@ from typing import Literal
 from google.protobuf.message import Message
 
 from controlplane.apiserver import (
+    daemonset_validation,
     labels,
     limits,
     pod_security,
@@ -49,6 +50,7 @@ from protos.deployments import BLUE_GREEN, CANARY, ROLLING_UPDATE, STRATEGIES
 from protos.kinds import KindInfo
 from protos.pods import every_container, is_terminating
 from protos.services import HEADLESS
+from protos.wellknown import NODE_NAME_FIELD
 
 _DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -106,6 +108,10 @@ def validate(info: KindInfo, obj: Message) -> list[Cause]:
             label=validate_label,
             int_or_percent=validate_int_or_percent,
             claim_spec=validate_claim_spec,
+        )
+    elif isinstance(obj, workloads_pb2.DaemonSet):
+        daemonset_validation.validate_daemon_set(
+            p, obj, selector=validate_label_selector, template=validate_template, int_or_percent=validate_int_or_percent
         )
     elif isinstance(obj, pod_pb2.Pod):
         validate_pod_spec(p, "spec", obj.spec)
@@ -185,6 +191,8 @@ def validate_update(info: KindInfo, old: Message, new: Message) -> list[Cause]:
         validate_secret_update(p, old, new)
     if isinstance(old, workloads_pb2.StatefulSet) and isinstance(new, workloads_pb2.StatefulSet):
         statefulset_validation.validate_stateful_set_update(p, old, new)
+    if isinstance(old, workloads_pb2.DaemonSet) and isinstance(new, workloads_pb2.DaemonSet):
+        daemonset_validation.validate_daemon_set_update(p, old, new)
     if isinstance(old, service_pb2.Service) and isinstance(new, service_pb2.Service):
         validate_service_update(p, old.spec, new.spec)
     bindings = rbac_pb2.RoleBinding | rbac_pb2.ClusterRoleBinding
@@ -766,6 +774,13 @@ def validate_node_selector(p: Problems, base: str, required: pod_pb2.NodeSelecto
             p.one_of(f"{at}.operator", expr.operator, NODE_SELECTOR_OPS)
             if expr.operator in ("Gt", "Lt") and (len(expr.values) != 1 or not expr.values[0].lstrip("-").isdigit()):
                 p.add(f"{at}.values", f"must be one integer for operator {expr.operator}")
+        for j, expr in enumerate(term.match_fields):
+            at = f"{base}.nodeSelectorTerms[{i}].matchFields[{j}]"
+            if expr.key != NODE_NAME_FIELD:
+                p.add(f"{at}.key", f'must be "{NODE_NAME_FIELD}" (the only node field selectable), got "{expr.key}"')
+            p.one_of(f"{at}.operator", expr.operator, ("In", "NotIn"))
+            if len(expr.values) != 1:
+                p.add(f"{at}.values", f"must have one value (a node name), got {len(expr.values)}")
 
 
 # -- services, nodes, events --------------------------------------------------

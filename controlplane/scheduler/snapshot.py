@@ -113,11 +113,13 @@ class Toleration:
 
 @dataclass(frozen=True)
 class Requirement:
-    """One node selector requirement: `key operator values`."""
+    """One node selector requirement: `key operator values`, on a label or (`on_field`) on a node
+    field (matchFields: only `metadata.name`)."""
 
     key: str
     operator: str
     values: tuple[str, ...] = ()
+    on_field: bool = False
 
 
 Term = tuple[Requirement, ...]
@@ -369,7 +371,10 @@ def _affinity_terms(affinity: pod_pb2.Affinity) -> tuple[Term, ...]:
 def node_selector_terms(required: pod_pb2.NodeSelector) -> tuple[Term, ...]:
     """A node selector (a pod's required node affinity, a volume's) as terms."""
     return tuple(
-        tuple(Requirement(r.key, r.operator, tuple(r.values)) for r in term.match_expressions)
+        (
+            *(Requirement(r.key, r.operator, tuple(r.values)) for r in term.match_expressions),
+            *(Requirement(r.key, r.operator, tuple(r.values), on_field=True) for r in term.match_fields),
+        )
         for term in required.node_selector_terms
     )
 

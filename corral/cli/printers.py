@@ -140,6 +140,22 @@ def stateful_set_row(s: workloads_pb2.StatefulSet, now: datetime, wide: bool) ->
     return row
 
 
+def daemon_set_row(ds: workloads_pb2.DaemonSet, now: datetime, wide: bool) -> Row:
+    st = ds.status
+    row = [
+        str(st.desired_number_scheduled),
+        str(st.current_number_scheduled),
+        str(st.number_ready),
+        str(st.updated_number_scheduled),
+        str(st.number_available),
+        selector_text(ds.spec.template.spec.node_selector),
+        age(ds.metadata.creation_timestamp, now),
+    ]
+    if wide:
+        row += [*_images(ds.spec.template), selector_text(ds.spec.selector.match_labels)]
+    return row
+
+
 def replica_set_row(rs: workloads_pb2.ReplicaSet, now: datetime, wide: bool) -> Row:
     row = [
         str(rs.spec.replicas),
@@ -413,6 +429,11 @@ COLUMNS: dict[str, Columns] = {
         ("DESIRED", "CURRENT", "READY", "AGE"), ("CONTAINERS", "IMAGES", "SELECTOR"), replica_set_row
     ),
     "StatefulSet": Columns(("READY", "AGE"), ("CONTAINERS", "IMAGES"), stateful_set_row),
+    "DaemonSet": Columns(
+        ("DESIRED", "CURRENT", "READY", "UP-TO-DATE", "AVAILABLE", "NODE SELECTOR", "AGE"),
+        ("CONTAINERS", "IMAGES", "SELECTOR"),
+        daemon_set_row,
+    ),
     "Service": Columns(("TYPE", "PORT(S)", "AGE"), ("SELECTOR",), service_row),
     "Node": Columns(
         ("STATUS", "ROLES", "AGE", "VERSION"), ("INTERNAL-IP", "OS-IMAGE", "KERNEL-VERSION", "RUNTIMES"), node_row

@@ -58,6 +58,7 @@ class GarbageCollector:
         "Deployment",
         "ReplicaSet",
         "StatefulSet",
+        "DaemonSet",
         "Pod",
         "PersistentVolumeClaim",
         "Event",

@@ -136,7 +136,7 @@ def matches(
     if claim.spec.HasField("selector") and not from_label_selector(claim.spec.selector).matches(pv.metadata.labels):
         return False
     if node is not None and pv.spec.HasField("node_affinity"):
-        return affinity_matches(volume_terms(pv), {HOSTNAME: node.node, **node.labels})
+        return affinity_matches(volume_terms(pv), {HOSTNAME: node.node, **node.labels}, node.node)
     return True
 
 

@@ -30,7 +30,7 @@ class VolumeBinding:
         if needs.node_terms:
             labels = {HOSTNAME: node.name, **node.labels}  # a node without the label is named by its name
             for what, terms in needs.node_terms:
-                if not affinity_matches(terms, labels):
+                if not affinity_matches(terms, labels, node.name):
                     return Status.reject(f"{CONFLICT}: {what}")
         if needs.storage_bytes and node.storage_free is not None and needs.storage_bytes > node.storage_free:
             return Status.reject(NO_ROOM)
