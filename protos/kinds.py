@@ -15,6 +15,7 @@ from google.protobuf.message import Message
 
 from protos.corral.v1 import (
     api_pb2,
+    batch_pb2,
     configmap_pb2,
     discovery_pb2,
     event_pb2,
@@ -147,6 +148,8 @@ KINDS: tuple[KindInfo, ...] = (
         "storage_class",
     ),
     KindInfo("StatefulSet", "apps/v1", "statefulsets", ("sts",), True, workloads_pb2.StatefulSet, "stateful_set"),
+    KindInfo("Job", "batch/v1", "jobs", (), True, batch_pb2.Job, "job"),
+    KindInfo("CronJob", "batch/v1", "cronjobs", ("cj",), True, batch_pb2.CronJob, "cron_job"),
 )
 
 _RBAC_NOTE = "stored, not enforced: corral's access control is its admin and node roles (docs/security.md)"

@@ -8,6 +8,7 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from protos.corral.v1 import batch_pb2 as _batch_pb2
 from protos.corral.v1 import configmap_pb2 as _configmap_pb2
 from protos.corral.v1 import discovery_pb2 as _discovery_pb2
 from protos.corral.v1 import event_pb2 as _event_pb2
@@ -79,6 +80,8 @@ class Object(_message.Message):
     PERSISTENT_VOLUME_FIELD_NUMBER: _builtins.int
     STORAGE_CLASS_FIELD_NUMBER: _builtins.int
     STATEFUL_SET_FIELD_NUMBER: _builtins.int
+    JOB_FIELD_NUMBER: _builtins.int
+    CRON_JOB_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def pod(self) -> _pod_pb2.Pod: ...
     @_builtins.property
@@ -121,6 +124,10 @@ class Object(_message.Message):
     def storage_class(self) -> _storage_pb2.StorageClass: ...
     @_builtins.property
     def stateful_set(self) -> _workloads_pb2.StatefulSet: ...
+    @_builtins.property
+    def job(self) -> _batch_pb2.Job: ...
+    @_builtins.property
+    def cron_job(self) -> _batch_pb2.CronJob: ...
     def __init__(
         self,
         *,
@@ -145,12 +152,14 @@ class Object(_message.Message):
         persistent_volume: _storage_pb2.PersistentVolume | None = ...,
         storage_class: _storage_pb2.StorageClass | None = ...,
         stateful_set: _workloads_pb2.StatefulSet | None = ...,
+        job: _batch_pb2.Job | None = ...,
+        cron_job: _batch_pb2.CronJob | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["cluster_role", b"cluster_role", "cluster_role_binding", b"cluster_role_binding", "config_map", b"config_map", "deployment", b"deployment", "endpoint_slice", b"endpoint_slice", "event", b"event", "horizontal_pod_autoscaler", b"horizontal_pod_autoscaler", "kind", b"kind", "namespace", b"namespace", "network_policy", b"network_policy", "node", b"node", "persistent_volume", b"persistent_volume", "persistent_volume_claim", b"persistent_volume_claim", "pod", b"pod", "replica_set", b"replica_set", "role", b"role", "role_binding", b"role_binding", "secret", b"secret", "service", b"service", "service_account", b"service_account", "stateful_set", b"stateful_set", "storage_class", b"storage_class"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cluster_role", b"cluster_role", "cluster_role_binding", b"cluster_role_binding", "config_map", b"config_map", "cron_job", b"cron_job", "deployment", b"deployment", "endpoint_slice", b"endpoint_slice", "event", b"event", "horizontal_pod_autoscaler", b"horizontal_pod_autoscaler", "job", b"job", "kind", b"kind", "namespace", b"namespace", "network_policy", b"network_policy", "node", b"node", "persistent_volume", b"persistent_volume", "persistent_volume_claim", b"persistent_volume_claim", "pod", b"pod", "replica_set", b"replica_set", "role", b"role", "role_binding", b"role_binding", "secret", b"secret", "service", b"service", "service_account", b"service_account", "stateful_set", b"stateful_set", "storage_class", b"storage_class"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cluster_role", b"cluster_role", "cluster_role_binding", b"cluster_role_binding", "config_map", b"config_map", "deployment", b"deployment", "endpoint_slice", b"endpoint_slice", "event", b"event", "horizontal_pod_autoscaler", b"horizontal_pod_autoscaler", "kind", b"kind", "namespace", b"namespace", "network_policy", b"network_policy", "node", b"node", "persistent_volume", b"persistent_volume", "persistent_volume_claim", b"persistent_volume_claim", "pod", b"pod", "replica_set", b"replica_set", "role", b"role", "role_binding", b"role_binding", "secret", b"secret", "service", b"service", "service_account", b"service_account", "stateful_set", b"stateful_set", "storage_class", b"storage_class"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cluster_role", b"cluster_role", "cluster_role_binding", b"cluster_role_binding", "config_map", b"config_map", "cron_job", b"cron_job", "deployment", b"deployment", "endpoint_slice", b"endpoint_slice", "event", b"event", "horizontal_pod_autoscaler", b"horizontal_pod_autoscaler", "job", b"job", "kind", b"kind", "namespace", b"namespace", "network_policy", b"network_policy", "node", b"node", "persistent_volume", b"persistent_volume", "persistent_volume_claim", b"persistent_volume_claim", "pod", b"pod", "replica_set", b"replica_set", "role", b"role", "role_binding", b"role_binding", "secret", b"secret", "service", b"service", "service_account", b"service_account", "stateful_set", b"stateful_set", "storage_class", b"storage_class"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["pod", "node", "replica_set", "deployment", "service", "event", "endpoint_slice", "horizontal_pod_autoscaler", "secret", "namespace", "service_account", "role", "cluster_role", "role_binding", "cluster_role_binding", "network_policy", "config_map", "persistent_volume_claim", "persistent_volume", "storage_class", "stateful_set"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["pod", "node", "replica_set", "deployment", "service", "event", "endpoint_slice", "horizontal_pod_autoscaler", "secret", "namespace", "service_account", "role", "cluster_role", "role_binding", "cluster_role_binding", "network_policy", "config_map", "persistent_volume_claim", "persistent_volume", "storage_class", "stateful_set", "job", "cron_job"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 
