@@ -19,7 +19,8 @@ from typing import Any
 
 from google.protobuf.message import Message
 
-from protos.corral.v1 import pod_pb2
+from controlplane.apiserver.batch import keep_generated_selector
+from protos.corral.v1 import batch_pb2, pod_pb2
 from protos.kinds import meta
 from protos.wellknown import SYSTEM_ANNOTATION_PREFIXES
 
@@ -53,6 +54,8 @@ def merge_applied(existing: Message, applied: Message) -> Message:
     _merge_meta(merged, existing, applied)
     if isinstance(merged, pod_pb2.Pod) and isinstance(existing, pod_pb2.Pod) and not merged.spec.node_name:
         merged.spec.node_name = existing.spec.node_name
+    if isinstance(merged, batch_pb2.Job) and isinstance(existing, batch_pb2.Job):
+        keep_generated_selector(existing, merged)
     return merged
 
 

@@ -13,6 +13,7 @@ from google.protobuf.message import Message
 
 from protos.autoscaling import default_hpa
 from protos.corral.v1 import (
+    batch_pb2,
     discovery_pb2,
     meta_pb2,
     metrics_pb2,
@@ -33,6 +34,7 @@ from protos.deployments import (
     DEFAULT_SCALE_DOWN_DELAY_SECONDS,
     ROLLING_UPDATE,
 )
+from protos.jobs import default_cron_job_spec, default_job_spec
 from protos.kinds import KindInfo
 from protos.pods import DEFAULT_TERMINATION_GRACE_PERIOD_SECONDS, every_container
 from protos.wellknown import DEFAULT_NAMESPACE
@@ -68,6 +70,16 @@ def apply_defaults(info: KindInfo, obj: Message) -> None:
         default_subjects(obj.subjects)
     elif isinstance(obj, networking_pb2.NetworkPolicy):
         default_policy_types(obj.spec)
+    elif isinstance(obj, batch_pb2.Job):
+        default_job(obj.spec)
+    elif isinstance(obj, batch_pb2.CronJob):
+        default_cron_job_spec(obj.spec)
+        default_job(obj.spec.job_template.spec)
+
+
+def default_job(spec: batch_pb2.JobSpec) -> None:
+    default_job_spec(spec)
+    default_pod_spec(spec.template.spec)
 
 
 def default_policy_types(spec: networking_pb2.NetworkPolicySpec) -> None:

@@ -29,7 +29,7 @@ from enum import Enum
 import structlog
 from google.protobuf.message import Message
 
-from controlplane.apiserver import labels, limits
+from controlplane.apiserver import batch, labels, limits
 from controlplane.apiserver.apply import merge_applied, spec_changed
 from controlplane.apiserver.defaults import apply_defaults
 from controlplane.apiserver.deletion import plan_deletion
@@ -52,7 +52,7 @@ from controlplane.clock import utcnow
 from controlplane.store import errors as store_errors
 from controlplane.store.base import MAX_BATCH
 from controlplane.store.objects import Change, ObjectStore
-from protos.corral.v1 import namespace_pb2, pod_pb2, service_pb2, workloads_pb2
+from protos.corral.v1 import batch_pb2, namespace_pb2, pod_pb2, service_pb2, workloads_pb2
 from protos.kinds import KindInfo, UnknownKindError, by_kind, info_of, meta, resolve
 from protos.wellknown import DEFAULT_NAMESPACE
 
@@ -309,6 +309,8 @@ class ObjectApi:
         new = type(prepared)()
         new.CopyFrom(prepared)
         self._stamp_new(info, new)
+        if isinstance(new, batch_pb2.Job):
+            batch.generate_selector(new)
         m = meta(new)
         with _translated(info, m.name):
             if dry_run:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from google.protobuf.message import Message
 
 from controlplane.apiserver.errors import Cause
-from protos.corral.v1 import pod_pb2, workloads_pb2
+from protos.corral.v1 import batch_pb2, pod_pb2, workloads_pb2
 from protos.pod_security import DEFAULT_LEVEL, ENFORCE_LABEL, LEVELS, PRIVILEGED, RESTRICTED, exposes_host_root
 from protos.pods import every_container
 
@@ -114,6 +114,10 @@ def pod_spec_of(obj: Message) -> tuple[str, pod_pb2.PodSpec] | None:
         return "spec", obj.spec
     if isinstance(obj, workloads_pb2.Deployment | workloads_pb2.ReplicaSet):
         return "spec.template.spec", obj.spec.template.spec
+    if isinstance(obj, batch_pb2.Job):
+        return "spec.template.spec", obj.spec.template.spec
+    if isinstance(obj, batch_pb2.CronJob):
+        return "spec.jobTemplate.spec.template.spec", obj.spec.job_template.spec.template.spec
     return None
 
 

@@ -14,11 +14,12 @@ from typing import Literal
 
 from google.protobuf.message import Message
 
-from controlplane.apiserver import labels, limits, pod_security, policy_validation, security
+from controlplane.apiserver import batch, labels, limits, pod_security, policy_validation, security
 from controlplane.apiserver.errors import Cause
 from controlplane.apiserver.problems import Problems as Problems
 from protos import autoscaling, durations, quantity, wellknown
 from protos.corral.v1 import (
+    batch_pb2,
     configmap_pb2,
     discovery_pb2,
     event_pb2,
@@ -101,6 +102,12 @@ def validate(info: KindInfo, obj: Message) -> list[Cause]:
         validate_secret(p, obj)
     elif isinstance(obj, configmap_pb2.ConfigMap):
         validate_config_map(p, obj)
+    elif isinstance(obj, batch_pb2.Job):
+        batch.validate_job(
+            p, obj, template=validate_template, selector=validate_label_selector, label_value=validate_name
+        )
+    elif isinstance(obj, batch_pb2.CronJob):
+        batch.validate_cron_job(p, obj, template=validate_template, selector=validate_label_selector)
     else:
         validate_policy_object(p, obj)
     return p.causes
@@ -153,6 +160,8 @@ def validate_update(info: KindInfo, old: Message, new: Message) -> list[Cause]:
         policy_validation.validate_binding_update(p, old, new)
     if isinstance(old, configmap_pb2.ConfigMap) and isinstance(new, configmap_pb2.ConfigMap):
         validate_config_map_update(p, old, new)
+    if isinstance(old, batch_pb2.Job) and isinstance(new, batch_pb2.Job):
+        batch.validate_job_update(p, old, new)
     del info
     return p.causes
 
