@@ -40,6 +40,7 @@ from controlplane.controllers.deployment.controller import DeploymentController
 from controlplane.controllers.endpoints.controller import EndpointsController
 from controlplane.controllers.events import EventRecorder
 from controlplane.controllers.gc.controller import GarbageCollector
+from controlplane.controllers.job.controller import JobController
 from controlplane.controllers.nodelifecycle.controller import NodeLifecycleController
 from controlplane.controllers.replicaset.controller import ReplicaSetController
 from controlplane.controllers.runner import Controller, ControllerManager
@@ -456,6 +457,7 @@ def build_controllers(
         NodeLifecycleController(api, EventRecorder(api, "node-lifecycle-controller"), grace=config.node_grace_period),
         ReplicaSetController(api, EventRecorder(api, "replicaset-controller")),
         DeploymentController(api, EventRecorder(api, "deployment-controller")),
+        JobController(api, EventRecorder(api, "job-controller")),
         EndpointsController(api),
         GarbageCollector(api),
         *autoscalers,

@@ -34,7 +34,11 @@ def cron_doc(**spec: Any) -> dict[str, Any]:
         "apiVersion": "batch/v1",
         "kind": "CronJob",
         "metadata": {"name": "backup", "namespace": "default"},
-        "spec": {"schedule": "*/5 * * * *", "jobTemplate": {"spec": {"template": {"spec": copy.deepcopy(POD)}}}, **spec},
+        "spec": {
+            "schedule": "*/5 * * * *",
+            "jobTemplate": {"spec": {"template": {"spec": copy.deepcopy(POD)}}},
+            **spec,
+        },
     }
 
 
@@ -64,7 +68,11 @@ async def test_a_job_gets_kubernetes_defaults_and_a_generated_selector() -> None
     assert isinstance(created, batch_pb2.Job)
     spec = created.spec
     assert (spec.parallelism, spec.completions, spec.backoff_limit) == (1, 1, 6)
-    assert (spec.completion_mode, spec.suspend, spec.pod_replacement_policy) == ("NonIndexed", False, "TerminatingOrFailed")
+    assert (spec.completion_mode, spec.suspend, spec.pod_replacement_policy) == (
+        "NonIndexed",
+        False,
+        "TerminatingOrFailed",
+    )
     assert dict(spec.selector.match_labels) == {jobs.CONTROLLER_UID: "u-1"}
     assert dict(spec.template.metadata.labels) == {
         jobs.CONTROLLER_UID: "u-1",
@@ -127,28 +135,32 @@ def _with_pod(**pod: Any) -> dict[str, Any]:
         pytest.param(job_doc(parallelism=2, completionMode="Indexed"), "spec.completions", id="indexed-no-completions"),
         pytest.param(job_doc(completionMode="Sometimes"), "spec.completionMode", id="bad-mode"),
         pytest.param(job_doc(backoffLimitPerIndex=1), "spec.backoffLimitPerIndex", id="per-index-not-indexed"),
-        pytest.param(
-            job_doc(selector={"matchLabels": {"app": "x"}}), "spec.selector", id="selector-without-manual"
-        ),
+        pytest.param(job_doc(selector={"matchLabels": {"app": "x"}}), "spec.selector", id="selector-without-manual"),
         pytest.param(
             job_doc(manualSelector=True, selector={"matchLabels": {"app": "x"}}),
             "spec.template.metadata.labels",
             id="manual-selector-not-matching",
         ),
         pytest.param(
-            job_doc(podFailurePolicy={"rules": [{"action": "FailJob", "onExitCodes": {"operator": "In", "values": [0]}}]}),
+            job_doc(
+                podFailurePolicy={"rules": [{"action": "FailJob", "onExitCodes": {"operator": "In", "values": [0]}}]}
+            ),
             "spec.podFailurePolicy.rules[0].onExitCodes.values",
             id="exit-code-zero-in",
         ),
         pytest.param(
-            job_doc(podFailurePolicy={"rules": [{"action": "Explode", "onExitCodes": {"operator": "In", "values": [1]}}]}),
+            job_doc(
+                podFailurePolicy={"rules": [{"action": "Explode", "onExitCodes": {"operator": "In", "values": [1]}}]}
+            ),
             "spec.podFailurePolicy.rules[0].action",
             id="bad-action",
         ),
         pytest.param(
             job_doc(
                 podFailurePolicy={
-                    "rules": [{"action": "Count", "onExitCodes": {"containerName": "nope", "operator": "In", "values": [1]}}]
+                    "rules": [
+                        {"action": "Count", "onExitCodes": {"containerName": "nope", "operator": "In", "values": [1]}}
+                    ]
                 }
             ),
             "spec.podFailurePolicy.rules[0].onExitCodes.containerName",
