@@ -36,6 +36,7 @@ from controlplane.auth.tokens import TokenRegistry
 from controlplane.background import Background
 from controlplane.controllers.autoscaler.controller import DEFAULT_SYNC_PERIOD, HorizontalPodAutoscalerController
 from controlplane.controllers.autoscaler.source import MetricsSource
+from controlplane.controllers.cronjob.controller import CronJobController
 from controlplane.controllers.deployment.controller import DeploymentController
 from controlplane.controllers.endpoints.controller import EndpointsController
 from controlplane.controllers.events import EventRecorder
@@ -458,6 +459,7 @@ def build_controllers(
         ReplicaSetController(api, EventRecorder(api, "replicaset-controller")),
         DeploymentController(api, EventRecorder(api, "deployment-controller")),
         JobController(api, EventRecorder(api, "job-controller")),
+        CronJobController(api, EventRecorder(api, "cronjob-controller")),
         EndpointsController(api),
         GarbageCollector(api),
         *autoscalers,
