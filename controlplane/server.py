@@ -38,12 +38,15 @@ from controlplane.controllers.autoscaler.controller import DEFAULT_SYNC_PERIOD, 
 from controlplane.controllers.autoscaler.source import MetricsSource
 from controlplane.controllers.cronjob.controller import CronJobController
 from controlplane.controllers.deployment.controller import DeploymentController
+from controlplane.controllers.disruption.controller import DisruptionController
 from controlplane.controllers.endpoints.controller import EndpointsController
 from controlplane.controllers.events import EventRecorder
 from controlplane.controllers.gc.controller import GarbageCollector
 from controlplane.controllers.job.controller import JobController
+from controlplane.controllers.namespace.controller import NamespaceController
 from controlplane.controllers.nodelifecycle.controller import NodeLifecycleController
 from controlplane.controllers.replicaset.controller import ReplicaSetController
+from controlplane.controllers.resourcequota.controller import ResourceQuotaController
 from controlplane.controllers.runner import Controller, ControllerManager
 from controlplane.controllers.scheduling import SchedulerController
 from controlplane.health import StatusServicer
@@ -462,6 +465,9 @@ def build_controllers(
         CronJobController(api, EventRecorder(api, "cronjob-controller")),
         EndpointsController(api),
         GarbageCollector(api),
+        NamespaceController(api),
+        DisruptionController(api, EventRecorder(api, "disruption-controller")),
+        ResourceQuotaController(api),
         *autoscalers,
     ]
 

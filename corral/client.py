@@ -8,7 +8,10 @@
     ├── InvalidError             INVALID_ARGUMENT, with every field cause
     ├── GoneError                OUT_OF_RANGE: watch from a compacted revision
     ├── UnauthenticatedError     UNAUTHENTICATED: the credentials are not (or no longer) valid
-    └── PermissionDeniedError    PERMISSION_DENIED: valid credentials, not allowed to do that
+    ├── PermissionDeniedError    PERMISSION_DENIED: valid credentials, not allowed to do that
+    │                            (or forbidden by a rule: content in a terminating namespace)
+    └── TooManyRequestsError     RESOURCE_EXHAUSTED with reason TooManyRequests: refused for
+                                 now (an eviction its PodDisruptionBudget does not allow); retry
 
 Calls are synchronous (a blocking gRPC channel) over mutual TLS with the
 caller's `Credentials` (cluster CA, client certificate and key); lists follow
@@ -36,6 +39,7 @@ from protos.corral.v1 import (
     discovery_pb2_grpc,
     metrics_pb2,
     metrics_pb2_grpc,
+    policy_pb2,
     security_pb2,
     security_pb2_grpc,
     status_pb2,
@@ -79,6 +83,14 @@ class PermissionDeniedError(ClientError):
     pass
 
 
+class TooManyRequestsError(ClientError):
+    """Refused for now; `causes` say why (the disruption budget that does not allow it)."""
+
+    def __init__(self, message: str, causes: list[FieldCause]) -> None:
+        super().__init__(message)
+        self.causes = causes
+
+
 class UnimplementedError(ClientError):
     """The server does not have this call (an older version)."""
 
@@ -109,13 +121,16 @@ _CODES: dict[grpc.StatusCode, type[ClientError]] = {
 }
 
 
-def _causes(error: grpc.Call) -> list[FieldCause]:
+def _details(error: grpc.Call) -> api_pb2.ErrorDetails:
     for item in error.trailing_metadata() or ():
         key, value = item
         if key == DETAILS_KEY and isinstance(value, bytes):
-            details = api_pb2.ErrorDetails.FromString(value)
-            return [FieldCause(c.field, c.message) for c in details.causes]
-    return []
+            return api_pb2.ErrorDetails.FromString(value)
+    return api_pb2.ErrorDetails()
+
+
+def _causes(error: grpc.Call) -> list[FieldCause]:
+    return [FieldCause(c.field, c.message) for c in _details(error).causes]
 
 
 def split_servers(servers: str) -> list[str]:
@@ -142,6 +157,8 @@ def _translate(error: grpc.RpcError, address: str) -> ClientError:
         )
     if code == grpc.StatusCode.INVALID_ARGUMENT:
         return InvalidError(message, _causes(error))
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED and _details(error).reason == "TooManyRequests":
+        return TooManyRequestsError(message, _causes(error))
     return _CODES.get(code, ClientError)(message)
 
 
@@ -278,6 +295,18 @@ class Client:
         if grace_period_seconds is not None:
             request.grace_period_seconds = grace_period_seconds
         r = self._call("Delete", request)
+        assert isinstance(r, api_pb2.ObjectResponse)
+        return unwrap(r.object)[1]
+
+    def evict(
+        self, name: str, namespace: str = "", *, uid: str = "", grace_period_seconds: int | None = None
+    ) -> Message:
+        """Evict a pod: delete it (gracefully) unless its PodDisruptionBudget does not allow it now
+        (TooManyRequestsError: try again later)."""
+        request = policy_pb2.EvictRequest(namespace=namespace, name=name, uid=uid)
+        if grace_period_seconds is not None:
+            request.grace_period_seconds = grace_period_seconds
+        r = self._call("Evict", request)
         assert isinstance(r, api_pb2.ObjectResponse)
         return unwrap(r.object)[1]
 

@@ -64,6 +64,14 @@ QUANTITY_MAP_FIELDS: Final = frozenset(
         "corral.v1.ResourceRequirements.limits",
         "corral.v1.NodeStatus.capacity",
         "corral.v1.NodeStatus.allocatable",
+        "corral.v1.ResourceQuotaSpec.hard",
+        "corral.v1.ResourceQuotaStatus.hard",
+        "corral.v1.ResourceQuotaStatus.used",
+        "corral.v1.LimitRangeItem.max",
+        "corral.v1.LimitRangeItem.min",
+        "corral.v1.LimitRangeItem.default",
+        "corral.v1.LimitRangeItem.default_request",
+        "corral.v1.LimitRangeItem.max_limit_request_ratio",
     }
 )
 

@@ -119,3 +119,8 @@ def next_available(pods: Iterable[pod_pb2.Pod], min_ready_seconds: int, now: dat
         if (at := available_at(p, min_ready_seconds)) is not None and now < at < datetime.max.replace(tzinfo=UTC)
     ]
     return min(waits) if waits else None
+
+
+def effective_requests(resources: pod_pb2.ResourceRequirements) -> dict[str, str]:
+    """A container's requests as Kubernetes stores them: a resource with only a limit requests its limit."""
+    return {**resources.limits, **resources.requests}

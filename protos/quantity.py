@@ -21,7 +21,7 @@ import math
 import re
 from fractions import Fraction
 
-__all__ = ["cpu_millis", "memory_bytes", "parse_quantity"]
+__all__ = ["cpu_millis", "format_quantity", "memory_bytes", "parse_quantity"]
 
 # Longer than any sensible quantity; keeps hostile input from building huge numbers.
 _MAX_LENGTH = 64
@@ -84,3 +84,33 @@ def _shown(text: str) -> str:
     cut = text if len(text) <= _MAX_LENGTH else text[:_MAX_LENGTH] + "..."
     escaped = cut.replace("\\", "\\\\").replace('"', '\\"')
     return f'"{escaped}"'
+
+
+def format_quantity(value: Fraction, *, binary: bool = False) -> str:
+    """A quantity's text, short and exact where it can be: 3, 500m, 1500, 128Mi (with `binary`).
+
+    Whole numbers take the largest suffix that divides them (binary ones with
+    `binary`, for amounts written in Ki, Mi, ...); fractions are shown in
+    thousandths, else millionths, else billionths, rounded up.
+
+    >>> format_quantity(Fraction(1, 2))
+    '500m'
+    >>> format_quantity(Fraction(134217728), binary=True)
+    '128Mi'
+    """
+    if value < 0:
+        return "-" + format_quantity(-value, binary=binary)
+    if value.denominator != 1:
+        for suffix, scale in (("m", 1000), ("u", 10**6)):
+            if (value * scale).denominator == 1:
+                return f"{value * scale}{suffix}"
+        return f"{math.ceil(value * 10**9)}n"
+    whole = int(value)
+    if whole == 0:
+        return "0"
+    if binary:
+        for suffix, power in sorted(_BINARY.items(), key=lambda item: -item[1]):
+            if whole % 1024**power == 0:
+                return f"{whole // 1024**power}{suffix}"
+        return str(whole)
+    return str(whole)

@@ -8,6 +8,8 @@ from __future__ import annotations
 from typing import Final
 
 DEFAULT_NAMESPACE: Final = "default"
+# The finalizer a Namespace carries until the namespace controller has deleted its contents.
+NAMESPACE_FINALIZER: Final = "kubernetes"
 
 # -- annotations ---------------------------------------------------------------
 # Deployments and ReplicaSets (Kubernetes' names).
@@ -32,8 +34,10 @@ CONFIG_ERRORS: Final = "corral.io/container-config-errors"
 # On a node's copy of a pod only: each container's variables from envFrom (JSON: container → {name: value}).
 ENV_FROM: Final = "corral.io/env-from"
 SCHEDULING_STRATEGY: Final = "corral.io/scheduling-strategy"
+# What a LimitRange filled into a pod at its creation (as Kubernetes' LimitRanger notes it).
+LIMIT_RANGER: Final = "kubernetes.io/limit-ranger"
 # Annotation prefixes that only the system writes.
-SYSTEM_ANNOTATION_PREFIXES: Final = ("corral.io/", "deployment.kubernetes.io/")
+SYSTEM_ANNOTATION_PREFIXES: Final = ("corral.io/", "deployment.kubernetes.io/", LIMIT_RANGER)
 
 # -- labels --------------------------------------------------------------------
 POD_TEMPLATE_HASH: Final = "pod-template-hash"

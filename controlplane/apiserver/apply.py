@@ -9,8 +9,9 @@ stays as the cluster made it.
 - Kept from the stored object: uid, creationTimestamp, generation (bumped when
   the spec changes), resourceVersion, status, ownerReferences unless the manifest
   sets some, annotations under system prefixes (`corral.io/`,
-  `deployment.kubernetes.io/`) that the manifest does not name, and a Pod's
-  `spec.nodeName` binding when the manifest leaves it empty.
+  `deployment.kubernetes.io/`) that the manifest does not name, a Pod's
+  `spec.nodeName` binding when the manifest leaves it empty, and the requests
+  and limits a LimitRange filled into its containers that the manifest leaves out.
 """
 
 from __future__ import annotations
@@ -52,11 +53,28 @@ def merge_applied(existing: Message, applied: Message) -> Message:
         elif not getattr(field, "has_presence", False) or applied.HasField(name):
             setattr(merged, name, getattr(applied, name))
     _merge_meta(merged, existing, applied)
-    if isinstance(merged, pod_pb2.Pod) and isinstance(existing, pod_pb2.Pod) and not merged.spec.node_name:
-        merged.spec.node_name = existing.spec.node_name
+    if isinstance(merged, pod_pb2.Pod) and isinstance(existing, pod_pb2.Pod):
+        if not merged.spec.node_name:
+            merged.spec.node_name = existing.spec.node_name
+        keep_filled_resources(merged.spec, existing.spec)
     if isinstance(merged, batch_pb2.Job) and isinstance(existing, batch_pb2.Job):
         keep_generated_selector(existing, merged)
     return merged
+
+
+def keep_filled_resources(merged: pod_pb2.PodSpec, existing: pod_pb2.PodSpec) -> None:
+    """Requests and limits the stored pod's containers have (a LimitRange filled them at creation)
+    and the manifest's same-named containers leave out are kept."""
+    stored = {c.name: c.resources for c in existing.containers}
+    for container in merged.containers:
+        had = stored.get(container.name)
+        if had is None:
+            continue
+        for name, value in had.requests.items():
+            if name not in container.resources.requests and name not in container.resources.limits:
+                container.resources.requests[name] = value
+        for name, value in had.limits.items():
+            container.resources.limits.setdefault(name, value)
 
 
 def _is_map(field: Any) -> bool:

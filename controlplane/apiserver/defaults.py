@@ -17,8 +17,10 @@ from protos.corral.v1 import (
     discovery_pb2,
     meta_pb2,
     metrics_pb2,
+    namespace_pb2,
     networking_pb2,
     pod_pb2,
+    quota_pb2,
     rbac_pb2,
     secret_pb2,
     service_pb2,
@@ -37,7 +39,7 @@ from protos.deployments import (
 from protos.jobs import default_cron_job_spec, default_job_spec
 from protos.kinds import KindInfo
 from protos.pods import DEFAULT_TERMINATION_GRACE_PERIOD_SECONDS, every_container
-from protos.wellknown import DEFAULT_NAMESPACE
+from protos.wellknown import DEFAULT_NAMESPACE, NAMESPACE_FINALIZER
 
 DEFAULT_LOAD_BALANCING = "RoundRobin"
 DEFAULT_ADDRESS_TYPE = "IPv4"
@@ -70,6 +72,11 @@ def apply_defaults(info: KindInfo, obj: Message) -> None:
         default_subjects(obj.subjects)
     elif isinstance(obj, networking_pb2.NetworkPolicy):
         default_policy_types(obj.spec)
+    elif isinstance(obj, namespace_pb2.Namespace) and not obj.spec.finalizers:
+        obj.spec.finalizers.append(NAMESPACE_FINALIZER)
+    elif isinstance(obj, quota_pb2.LimitRange):
+        for item in obj.spec.limits:
+            default_limit_range_item(item)
     elif isinstance(obj, batch_pb2.Job):
         default_job(obj.spec)
     elif isinstance(obj, batch_pb2.CronJob):
@@ -80,6 +87,19 @@ def apply_defaults(info: KindInfo, obj: Message) -> None:
 def default_job(spec: batch_pb2.JobSpec) -> None:
     default_job_spec(spec)
     default_pod_spec(spec.template.spec)
+
+
+def default_limit_range_item(item: quota_pb2.LimitRangeItem) -> None:
+    """A Container item's default limit is its max, and its default request its default limit,
+    else its min, where unset (Kubernetes' defaulting of LimitRangeItem)."""
+    if item.type != "Container":
+        return
+    for name, value in item.max.items():
+        item.default.setdefault(name, value)
+    for name, value in item.default.items():
+        item.default_request.setdefault(name, value)
+    for name, value in item.min.items():
+        item.default_request.setdefault(name, value)
 
 
 def default_policy_types(spec: networking_pb2.NetworkPolicySpec) -> None:

@@ -1,5 +1,6 @@
-"""Graceful pod deletion, pure: does a delete remove the object now, or mark it
-terminating for its node to stop? No I/O.
+"""Graceful deletion, pure: does a delete remove the object now, or mark it
+terminating (a pod for its node to stop, a namespace for the namespace
+controller to empty)? No I/O.
 
 Kubernetes' deletionTimestamp flow. Deleting a Pod that is bound to a node and
 not finished, with a grace period above 0, does not remove the object: it
@@ -17,6 +18,12 @@ its node and still counts against a Deployment's maxSurge.
   (kubectl's `--force --grace-period=0`);
 - a second delete of a terminating pod may only bring its deadline forward
   (a shorter grace), never push it back; grace 0 deletes it at once.
+
+Namespaces, as Kubernetes' namespace storage: the first delete marks one
+(deletionTimestamp now, status.phase Terminating) whatever its finalizers; a
+later delete is refused while spec.finalizers is not empty (the namespace
+controller is removing its contents, then deletes it) and deletes it once it
+is. `default`, `kube-system` and `kube-public` may not be deleted at all.
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ from datetime import UTC, datetime, timedelta
 
 from google.protobuf.message import Message
 
-from protos.corral.v1 import pod_pb2
+from protos.corral.v1 import namespace_pb2, pod_pb2
 from protos.pods import DEFAULT_TERMINATION_GRACE_PERIOD_SECONDS, is_terminal, is_terminating
 
 
@@ -36,10 +43,21 @@ class DeletePlan:
 
     # Remove the object from the store now.
     now: bool
-    # The pod to write, marked terminating (or with an earlier deadline); None
-    # when nothing is to be written (deleting now, or already terminating at
-    # least as soon).
-    update: pod_pb2.Pod | None = None
+    # The pod or namespace to write, marked terminating (or a pod with an
+    # earlier deadline); None when nothing is to be written (deleting now, or
+    # already terminating at least as soon).
+    update: pod_pb2.Pod | namespace_pb2.Namespace | None = None
+    # Why the delete is refused (a namespace still being emptied): a conflict.
+    refused: str = ""
+
+
+# Namespaces Kubernetes never lets anyone delete (its NamespaceLifecycle admission).
+IMMORTAL_NAMESPACES = frozenset({"default", "kube-system", "kube-public"})
+NAMESPACE_TERMINATING = "Terminating"
+STILL_FINALIZING = (
+    "The system is ensuring all content is removed from this namespace.  "
+    "Upon completion, this namespace will automatically be purged by the system."
+)
 
 
 def pod_grace(pod: pod_pb2.Pod, requested: int | None) -> int:
@@ -64,6 +82,8 @@ def deletion_deadline(pod: pod_pb2.Pod) -> datetime | None:
 
 def plan_deletion(obj: Message, requested: int | None, now: datetime) -> DeletePlan:
     """What deleting `obj` (as stored) with grace `requested` (None: default) does at `now`."""
+    if isinstance(obj, namespace_pb2.Namespace):
+        return plan_namespace_deletion(obj, now)
     if not isinstance(obj, pod_pb2.Pod):
         return DeletePlan(now=True)
     grace = pod_grace(obj, requested)
@@ -78,3 +98,16 @@ def plan_deletion(obj: Message, requested: int | None, now: datetime) -> DeleteP
     marked.metadata.deletion_timestamp.FromDatetime(deadline)
     marked.metadata.deletion_grace_period_seconds = grace
     return DeletePlan(now=False, update=marked)
+
+
+def plan_namespace_deletion(ns: namespace_pb2.Namespace, now: datetime) -> DeletePlan:
+    """Mark it Terminating; once marked, delete it only when no finalizer is left."""
+    if not is_terminating(ns):
+        marked = namespace_pb2.Namespace()
+        marked.CopyFrom(ns)
+        marked.metadata.deletion_timestamp.FromDatetime(now.astimezone(UTC).replace(microsecond=0))
+        marked.status.phase = NAMESPACE_TERMINATING
+        return DeletePlan(now=False, update=marked)
+    if ns.spec.finalizers:
+        return DeletePlan(now=False, refused=STILL_FINALIZING)
+    return DeletePlan(now=True)

@@ -6,6 +6,14 @@ ApiError
 ├── ConflictError         stale resourceVersion / uid          ABORTED
 ├── InvalidError          validation failed; every cause       INVALID_ARGUMENT
 ├── BadRequestError       malformed request (kind, selector)   INVALID_ARGUMENT
+├── ForbiddenError        refused by a rule, not a field:      PERMISSION_DENIED
+│                         content in a terminating namespace,
+│                         deleting the default namespace,
+│                         admission of a valid object (a
+│                         LimitRange's bounds, a quota)
+├── TooManyRequestsError  an eviction a PodDisruptionBudget    RESOURCE_EXHAUSTED
+│                         refuses now (retry later); carries
+│                         the budget's causes
 ├── GoneError             watch/list revision compacted        OUT_OF_RANGE
 ├── StorageFullError      etcd's database is full (NOSPACE)    RESOURCE_EXHAUSTED
 ├── FencedError           the leader's term ended: a write     FAILED_PRECONDITION
@@ -52,6 +60,27 @@ class BadRequestError(ApiError):
 
 class GoneError(ApiError):
     pass
+
+
+class ForbiddenError(ApiError):
+    """Kubernetes' 403 Forbidden: `<resource> "<name>" is forbidden: <why>`; `why` is a sentence
+    (a rule: a terminating namespace) or the causes admission found (a LimitRange, a quota)."""
+
+    def __init__(self, resource: str, name: str, why: str | list[Cause]) -> None:
+        self.causes = [] if isinstance(why, str) else why
+        text = why if isinstance(why, str) else "; ".join(str(c) for c in why)
+        super().__init__(f'{resource} "{name}" is forbidden: {text}')
+
+
+class TooManyRequestsError(ApiError):
+    """Kubernetes' 429: refused for now, worth retrying later (an eviction a budget does not allow)."""
+
+    temporary = True
+
+    def __init__(self, message: str, causes: list[Cause], *, reason: str = "TooManyRequests") -> None:
+        super().__init__(message)
+        self.causes = causes
+        self.reason = reason
 
 
 class StorageFullError(ApiError):

@@ -11,6 +11,10 @@ store: besides the user's verbs it has `find`, `write`, `update_status`,
 compare-and-swap on its resourceVersion, no defaults, validation or
 admission: what those writers own) and raise only API errors. The store
 handle itself is private; informers read through `ObjectSource`.
+
+Every create, whoever asks (a user, a controller), and every update that adds
+to what a quota counts, passes `admission`: LimitRanges fill and bound a new
+pod's resources, ResourceQuotas are charged before the write.
 """
 
 from __future__ import annotations
@@ -30,21 +34,24 @@ import structlog
 from google.protobuf.message import Message
 
 from controlplane.apiserver import batch, labels, limits
+from controlplane.apiserver.admission import Admission
 from controlplane.apiserver.apply import merge_applied, spec_changed
 from controlplane.apiserver.defaults import apply_defaults
-from controlplane.apiserver.deletion import plan_deletion
+from controlplane.apiserver.deletion import IMMORTAL_NAMESPACES, plan_deletion
 from controlplane.apiserver.errors import (
     AlreadyExistsError,
     BadRequestError,
     Cause,
     ConflictError,
     FencedError,
+    ForbiddenError,
     GoneError,
     InvalidError,
     NotFoundError,
     StorageFullError,
     UnavailableError,
 )
+from controlplane.apiserver.eviction import check_and_decrement, plan_eviction
 from controlplane.apiserver.pod_security import ClusterPolicy, enforced_level, pod_spec_of, violations
 from controlplane.apiserver.reserved_ports import reserved_port_causes
 from controlplane.apiserver.validation import validate, validate_update
@@ -52,8 +59,10 @@ from controlplane.clock import utcnow
 from controlplane.store import errors as store_errors
 from controlplane.store.base import MAX_BATCH
 from controlplane.store.objects import Change, ObjectStore
-from protos.corral.v1 import batch_pb2, namespace_pb2, pod_pb2, service_pb2, workloads_pb2
+from protos import quota
+from protos.corral.v1 import batch_pb2, namespace_pb2, pod_pb2, policy_pb2, quota_pb2, service_pb2, workloads_pb2
 from protos.kinds import KindInfo, UnknownKindError, by_kind, info_of, meta, resolve
+from protos.pods import is_terminating
 from protos.wellknown import DEFAULT_NAMESPACE
 
 log = structlog.get_logger(__name__)
@@ -224,6 +233,8 @@ class ObjectApi:
         self.policy = policy
         self.now = now
         self.new_uid = new_uid
+        # LimitRanges and ResourceQuotas, for every create (the controllers' too).
+        self._admission = Admission(objects, lambda: self.now())
 
     # -- preparing objects ----------------------------------------------------
 
@@ -267,16 +278,36 @@ class ObjectApi:
         if causes:
             raise InvalidError(info.resource, obj.metadata.name, causes)
 
-    async def _pod_security(self, obj: Message) -> list[Cause]:
+    async def _namespace_of(self, info: KindInfo, obj: Message) -> Message | None:
+        """The Namespace object a namespaced object lives in, if one exists (corral lets
+        objects live in a namespace that has none)."""
+        if not info.namespaced:
+            return None
+        namespace = meta(obj).namespace
+        ns_info = by_kind("Namespace")
+        with _translated(ns_info, namespace):
+            return await self._objects.get(ns_info, "", namespace)
+
+    def _needs_namespace(self, obj: Message) -> bool:
+        """Whether the pod security check of `obj` reads its namespace's labels."""
+        return self.policy is not None and pod_spec_of(obj) is not None
+
+    def _pod_security(self, obj: Message, found: Message | None) -> list[Cause]:
         """What the object's pod spec asks for that its namespace's level (or the cluster's) forbids."""
         if self.policy is None or pod_spec_of(obj) is None:
             return []
-        namespace = meta(obj).namespace
-        info = by_kind("Namespace")
-        with _translated(info, namespace):
-            found = await self._objects.get(info, "", namespace)
         labels_ = meta(found).labels if found is not None else None
-        return violations(self.policy, enforced_level(self.policy, namespace, labels_), obj)
+        return violations(self.policy, enforced_level(self.policy, meta(obj).namespace, labels_), obj)
+
+    @staticmethod
+    def _check_not_terminating(info: KindInfo, obj: Message, found: Message | None) -> None:
+        """Refuse new content in a namespace being deleted, as Kubernetes' NamespaceLifecycle does."""
+        if found is not None and is_terminating(found):
+            raise ForbiddenError(
+                f"{info.plural}{'.' + info.group if info.group else ''}",
+                meta(obj).name or meta(obj).generate_name,
+                f"unable to create new content in namespace {meta(obj).namespace} because it is being terminated",
+            )
 
     def _check_pod_security(self, info: KindInfo, causes: list[Cause], existing: Message | None, new: Message) -> None:
         """Refuse a pod spec its level forbids, unless an update leaves the stored pod spec as it was
@@ -291,7 +322,9 @@ class ObjectApi:
 
     async def create(self, obj: Message, *, dry_run: bool = False) -> Message:
         info, prepared = self._prepared(obj, need_name=False)
-        self._check_pod_security(info, await self._pod_security(prepared), None, prepared)
+        namespace = await self._namespace_of(info, prepared)
+        self._check_not_terminating(info, prepared, namespace)
+        self._check_pod_security(info, self._pod_security(prepared, namespace), None, prepared)
         await self._check_listen_ports(info, prepared)
         m = meta(prepared)
         if meta(obj).name or not m.generate_name:
@@ -313,13 +346,28 @@ class ObjectApi:
             batch.generate_selector(new)
         m = meta(new)
         with _translated(info, m.name):
+            if dry_run and await self._objects.get(info, m.namespace, m.name) is not None:
+                raise store_errors.AlreadyExistsError(m.name)
+            await self._admission.limit(info, new)
+            charged = await self._admission.charge(info, new, None, dry_run=dry_run)
             if dry_run:
-                if await self._objects.get(info, m.namespace, m.name) is not None:
-                    raise store_errors.AlreadyExistsError(m.name)
                 return new
-            created = await self._objects.create(new)
+            try:
+                created = await self._objects.create(new)
+            except Exception:
+                await self._admission.refund(charged)
+                raise
         log.info("object_created", kind=info.kind, namespace=m.namespace, name=m.name)
         return created
+
+    async def _replace(self, info: KindInfo, existing: Message, merged: Message) -> Message:
+        """Store `merged` over `existing` (a compare-and-swap), charged to the quotas for what it adds."""
+        charged = await self._admission.charge(info, merged, existing, dry_run=False)
+        try:
+            return await self._objects.update(merged)
+        except Exception:
+            await self._admission.refund(charged)
+            raise
 
     async def update(self, obj: Message, *, dry_run: bool = False) -> Message:
         """Replace spec, labels and annotations if resourceVersion is current."""
@@ -328,7 +376,8 @@ class ObjectApi:
         if not m.resource_version:
             raise BadRequestError("update needs metadata.resourceVersion (use apply to overwrite)")
         await self._check_listen_ports(info, prepared)
-        security = await self._pod_security(prepared)
+        namespace = await self._namespace_of(info, prepared) if self._needs_namespace(prepared) else None
+        security = self._pod_security(prepared, namespace)
         with _translated(info, m.name):
             existing = await self._objects.get(info, m.namespace, m.name)
             if existing is None:
@@ -338,18 +387,21 @@ class ObjectApi:
             merged = self._merged(info, existing, prepared)
             self._check_pod_security(info, security, existing, merged)
             if dry_run:
+                await self._admission.charge(info, merged, existing, dry_run=True)
                 return merged
-            return await self._objects.update(merged)
+            return await self._replace(info, existing, merged)
 
     async def apply(self, obj: Message, *, dry_run: bool = False) -> tuple[Message, ApplyOutcome]:
         info, prepared = self._prepared(obj)
         m = meta(prepared)
         await self._check_listen_ports(info, prepared)
-        security = await self._pod_security(prepared)
+        namespace = await self._namespace_of(info, prepared)
+        security = self._pod_security(prepared, namespace)
         for _ in range(APPLY_RETRIES):
             with _translated(info, m.name):
                 existing = await self._objects.get(info, m.namespace, m.name)
                 if existing is None:
+                    self._check_not_terminating(info, prepared, namespace)
                     self._check_pod_security(info, security, None, prepared)
                     try:
                         return await self._insert(info, prepared, dry_run=dry_run), ApplyOutcome.CREATED
@@ -361,9 +413,10 @@ class ObjectApi:
                 if merged == existing:
                     return existing, ApplyOutcome.UNCHANGED
                 if dry_run:
+                    await self._admission.charge(info, merged, existing, dry_run=True)
                     return merged, ApplyOutcome.CONFIGURED
                 try:
-                    updated = await self._objects.update(merged)
+                    updated = await self._replace(info, existing, merged)
                 except store_errors.ConflictError:
                     continue
             log.info("object_configured", kind=info.kind, namespace=m.namespace, name=m.name)
@@ -396,6 +449,8 @@ class ObjectApi:
         namespace = self._namespace(info, namespace)
         if grace_period_seconds is not None and (problem := limits.seconds_problem(grace_period_seconds)):
             raise BadRequestError(f"gracePeriodSeconds {problem}")
+        if info.kind == "Namespace" and name in IMMORTAL_NAMESPACES:
+            raise ForbiddenError(info.plural, name, "this namespace may not be deleted")
         for _ in range(APPLY_RETRIES):
             with _translated(info, name):
                 existing = await self._objects.get(info, namespace, name)
@@ -407,6 +462,45 @@ class ObjectApi:
                     return await self._delete_version(existing, grace_period_seconds)
                 except store_errors.ConflictError:
                     continue
+        raise ConflictError(f'{info.resource} "{name}": too many concurrent writers, try again')
+
+    async def evict(
+        self, namespace: str, name: str, *, uid: str = "", grace_period_seconds: int | None = None
+    ) -> Message:
+        """Delete a pod as `delete` does, unless its PodDisruptionBudget does not allow it now
+        (TooManyRequestsError; the rules are in `eviction`). The budget's disruption is taken
+        with a compare-and-swap on the budget (a concurrent eviction or controller write
+        re-reads both and decides again) before the pod is deleted."""
+        info, budgets_info = by_kind("Pod"), by_kind("PodDisruptionBudget")
+        namespace = namespace or DEFAULT_NAMESPACE
+        if grace_period_seconds is not None and (problem := limits.seconds_problem(grace_period_seconds)):
+            raise BadRequestError(f"gracePeriodSeconds {problem}")
+        for _ in range(APPLY_RETRIES):
+            with _translated(info, name):
+                pod = await self._objects.get(info, namespace, name)
+                if not isinstance(pod, pod_pb2.Pod):
+                    raise store_errors.NotFoundError(name)
+                if uid and pod.metadata.uid != uid:
+                    raise store_errors.ConflictError(name, 0, 0)
+                budgets, _ = await self._objects.list_all(budgets_info, namespace)
+            plan = plan_eviction(pod, [b for b in budgets if isinstance(b, policy_pb2.PodDisruptionBudget)])
+            if plan.budget is not None:
+                taken = check_and_decrement(plan.budget, name, self.now())
+                try:
+                    with _translated(budgets_info, plan.budget.metadata.name):
+                        await self._objects.update(taken)
+                except ConflictError:
+                    continue
+                log.info("disruption_budget_taken", namespace=namespace, pod=name, budget=taken.metadata.name)
+            elif plan.exact_version:
+                try:
+                    return await self.delete_version(pod, grace_period_seconds=grace_period_seconds)
+                except ConflictError:
+                    continue
+            log.info("pod_evicted", namespace=namespace, name=name)
+            return await self.delete(
+                "Pod", namespace, name, uid=pod.metadata.uid, grace_period_seconds=grace_period_seconds
+            )
         raise ConflictError(f'{info.resource} "{name}": too many concurrent writers, try again')
 
     async def delete_version(self, obj: Message, *, grace_period_seconds: int | None = None) -> Message:
@@ -423,6 +517,8 @@ class ObjectApi:
     async def _delete_version(self, obj: Message, grace_period_seconds: int | None) -> Message:
         info, m = info_of(obj), meta(obj)
         plan = plan_deletion(obj, grace_period_seconds, self.now())
+        if plan.refused:
+            raise ConflictError(f'Operation cannot be fulfilled on {info.plural} "{m.name}": {plan.refused}')
         if plan.now:
             await self._objects.delete(obj)
             log.info("object_deleted", kind=info.kind, namespace=m.namespace, name=m.name)
@@ -430,6 +526,9 @@ class ObjectApi:
         if plan.update is None:
             return obj
         marked = await self._objects.update(plan.update)
+        if isinstance(plan.update, namespace_pb2.Namespace):
+            log.info("namespace_terminating", name=m.name)
+            return marked
         log.info(
             "pod_terminating",
             namespace=m.namespace,
@@ -477,6 +576,12 @@ class ObjectApi:
         """Delete exactly this version of an object now: no grace period (see `delete_version`)."""
         with _translated(info_of(obj), meta(obj).name):
             await self._objects.delete(obj)
+
+    async def quota_usage(self, rq: quota_pb2.ResourceQuota) -> quota.Usage:
+        """What the quota's namespace uses of each of its hard resources, counted from the stored
+        objects now (the resource quota controller's recount; read the quota first)."""
+        with _translated(by_kind("ResourceQuota"), rq.metadata.name):
+            return await self._admission.usage(rq)
 
     # -- reads ----------------------------------------------------------------
 

@@ -19,7 +19,7 @@ from controlplane.apiserver.ready_batches import Bound, BufferOverflow, ready_ba
 from controlplane.apiserver.status import abort
 from controlplane.store.objects import Change
 from controlplane.tunnels import LogsOverflowError, TunnelError, TunnelRegistry
-from protos.corral.v1 import api_pb2, api_pb2_grpc, node_service_pb2, pod_pb2
+from protos.corral.v1 import api_pb2, api_pb2_grpc, node_service_pb2, pod_pb2, policy_pb2
 from protos.kinds import UnknownKindError, unwrap, wrap
 
 log = structlog.get_logger(__name__)
@@ -198,6 +198,14 @@ class ObjectService(api_pb2_grpc.ObjectServiceServicer):
             obj = await self.api.delete(
                 request.kind, request.namespace, request.name, uid=request.uid, grace_period_seconds=grace
             )
+        except ApiError as e:
+            await abort(context, e)
+        return api_pb2.ObjectResponse(object=wrap(obj))
+
+    async def Evict(self, request: policy_pb2.EvictRequest, context: Context) -> api_pb2.ObjectResponse:
+        try:
+            grace = request.grace_period_seconds if request.HasField("grace_period_seconds") else None
+            obj = await self.api.evict(request.namespace, request.name, uid=request.uid, grace_period_seconds=grace)
         except ApiError as e:
             await abort(context, e)
         return api_pb2.ObjectResponse(object=wrap(obj))

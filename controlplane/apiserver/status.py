@@ -1,8 +1,10 @@
 """The one table from API errors to gRPC status codes, and the abort helper.
 
-INVALID_ARGUMENT from validation also carries every field cause in the
+INVALID_ARGUMENT from validation (and PERMISSION_DENIED from admission) also carries every field cause in the
 trailing metadata key `corral-error-details-bin` (a serialized
-`corral.v1.ErrorDetails`), so clients can print one line per problem.
+`corral.v1.ErrorDetails`), so clients can print one line per problem; so does
+RESOURCE_EXHAUSTED from a refused eviction (reason "TooManyRequests", the
+budget's cause), which tells it apart from a full database.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ CODES: dict[type[errors.ApiError], grpc.StatusCode] = {
     errors.ConflictError: grpc.StatusCode.ABORTED,
     errors.InvalidError: grpc.StatusCode.INVALID_ARGUMENT,
     errors.BadRequestError: grpc.StatusCode.INVALID_ARGUMENT,
+    errors.ForbiddenError: grpc.StatusCode.PERMISSION_DENIED,
+    errors.TooManyRequestsError: grpc.StatusCode.RESOURCE_EXHAUSTED,
     errors.GoneError: grpc.StatusCode.OUT_OF_RANGE,
     errors.StorageFullError: grpc.StatusCode.RESOURCE_EXHAUSTED,
     errors.FencedError: grpc.StatusCode.FAILED_PRECONDITION,
@@ -38,10 +42,16 @@ def code_for(error: errors.ApiError) -> grpc.StatusCode:
 
 
 def details_for(error: errors.ApiError) -> api_pb2.ErrorDetails | None:
-    if not isinstance(error, errors.InvalidError):
+    if isinstance(error, errors.InvalidError):
+        reason = "Invalid"
+    elif isinstance(error, errors.ForbiddenError) and error.causes:
+        reason = "Forbidden"
+    elif isinstance(error, errors.TooManyRequestsError):
+        reason = error.reason
+    else:
         return None
     return api_pb2.ErrorDetails(
-        reason="Invalid",
+        reason=reason,
         causes=[api_pb2.FieldCause(field=c.field, message=c.message) for c in error.causes],
     )
 

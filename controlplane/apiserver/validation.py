@@ -14,10 +14,10 @@ from typing import Literal
 
 from google.protobuf.message import Message
 
-from controlplane.apiserver import batch, labels, limits, pod_security, policy_validation, security
+from controlplane.apiserver import batch, labels, limits, pod_security, policy_validation, quota_validation, security
 from controlplane.apiserver.errors import Cause
 from controlplane.apiserver.problems import Problems as Problems
-from protos import autoscaling, durations, quantity, wellknown
+from protos import autoscaling, disruption, durations, quantity, wellknown
 from protos.corral.v1 import (
     batch_pb2,
     configmap_pb2,
@@ -29,6 +29,8 @@ from protos.corral.v1 import (
     networking_pb2,
     node_pb2,
     pod_pb2,
+    policy_pb2,
+    quota_pb2,
     rbac_pb2,
     secret_pb2,
     service_pb2,
@@ -102,6 +104,12 @@ def validate(info: KindInfo, obj: Message) -> list[Cause]:
         validate_secret(p, obj)
     elif isinstance(obj, configmap_pb2.ConfigMap):
         validate_config_map(p, obj)
+    elif isinstance(obj, policy_pb2.PodDisruptionBudget):
+        validate_disruption_budget(p, obj.spec)
+    elif isinstance(obj, quota_pb2.ResourceQuota):
+        quota_validation.validate_resource_quota(p, obj)
+    elif isinstance(obj, quota_pb2.LimitRange):
+        quota_validation.validate_limit_range(p, obj)
     elif isinstance(obj, batch_pb2.Job):
         batch.validate_job(
             p, obj, template=validate_template, selector=validate_label_selector, label_value=validate_name
@@ -167,8 +175,35 @@ def validate_update(info: KindInfo, old: Message, new: Message) -> list[Cause]:
 
 
 def validate_namespace(p: Problems, ns: namespace_pb2.Namespace) -> None:
-    """Its pod security labels name a level (its name is a DNS-1123 label: validate_meta)."""
+    """Its pod security labels name a level (its name is a DNS-1123 label: validate_meta); its
+    only finalizer is "kubernetes" (corral has no finalize subresource to remove another)."""
     p.causes += pod_security.validate_namespace_labels(ns.metadata.labels)
+    for i, finalizer in enumerate(ns.spec.finalizers):
+        if finalizer != wellknown.NAMESPACE_FINALIZER:
+            p.add(
+                f"spec.finalizers[{i}]",
+                f'unsupported value "{finalizer[:100]}": corral supports only "{wellknown.NAMESPACE_FINALIZER}" '
+                "(it has no finalize subresource to remove another)",
+            )
+
+
+def validate_disruption_budget(p: Problems, spec: policy_pb2.PodDisruptionBudgetSpec) -> None:
+    """As Kubernetes: at most one of minAvailable and maxUnavailable, each a count >= 0 or a
+    percentage up to 100%; a valid selector (absent or empty allowed); a known eviction policy."""
+    if spec.HasField("min_available") and spec.HasField("max_unavailable"):
+        p.add("spec", "minAvailable and maxUnavailable cannot be both set")
+    if spec.HasField("min_available"):
+        validate_int_or_percent(p, "spec.minAvailable", spec.min_available)
+    if spec.HasField("max_unavailable"):
+        validate_int_or_percent(p, "spec.maxUnavailable", spec.max_unavailable)
+    if spec.HasField("selector"):
+        validate_optional_selector(p, "spec.selector", spec.selector)
+    if spec.unhealthy_pod_eviction_policy:
+        p.one_of(
+            "spec.unhealthyPodEvictionPolicy",
+            spec.unhealthy_pod_eviction_policy,
+            disruption.UNHEALTHY_POD_EVICTION_POLICIES,
+        )
 
 
 def validate_secret(p: Problems, secret: secret_pb2.Secret) -> None:

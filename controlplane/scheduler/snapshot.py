@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 
 from protos import nodes as nodeutil
 from protos.corral.v1 import node_pb2, pod_pb2
-from protos.pods import is_terminal
+from protos.pods import effective_requests, is_terminal
 from protos.quantity import cpu_millis, memory_bytes, parse_quantity
 from protos.wellknown import DEFAULT_RUNTIME, SCHEDULING_STRATEGY
 
@@ -319,7 +319,7 @@ def _requests(container: pod_pb2.Container, *, nonzero: bool) -> Resources:
 
 def _amount(resources: pod_pb2.ResourceRequirements, name: str, parse: Callable[[str], int]) -> int | None:
     """The request for `name`, the limit when only that is set, None when neither."""
-    text = resources.requests.get(name, resources.limits.get(name))
+    text = effective_requests(resources).get(name)
     return None if text is None else parse(text)
 
 

@@ -10,9 +10,9 @@ from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from corral import client as api
-from corral.cli import hpa_view, printers
+from corral.cli import hpa_view, printers, quota_view
 from protos import codec
-from protos.corral.v1 import configmap_pb2, event_pb2, metrics_pb2, secret_pb2
+from protos.corral.v1 import configmap_pb2, event_pb2, metrics_pb2, quota_pb2, secret_pb2
 from protos.kinds import STORED_ONLY, info_of, meta
 from protos.wellknown import DEFAULT_NAMESPACE
 
@@ -101,6 +101,10 @@ def describe(obj: Message, events: list[event_pb2.Event], now: datetime) -> str:
         lines += secret_lines(obj)
     elif isinstance(obj, configmap_pb2.ConfigMap):
         lines += config_map_lines(obj)
+    elif isinstance(obj, quota_pb2.ResourceQuota):
+        lines += quota_view.resource_quota_lines(obj)
+    elif isinstance(obj, quota_pb2.LimitRange):
+        lines += quota_view.limit_range_lines(obj)
     else:
         for key in ("spec", "status") if info.kind != "NetworkPolicy" else ("status",):
             if key in doc:

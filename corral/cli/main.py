@@ -20,6 +20,7 @@ COMMANDS = {
     "get": "corral.cli.resources:get_cmd",
     "describe": "corral.cli.resources:describe_cmd",
     "delete": "corral.cli.resources:delete_cmd",
+    "create": "corral.cli.create:create_group",
     "logs": "corral.cli.logs_cmd:logs_cmd",
     "server": "corral.cli.server:server_cmd",
     "backup": "corral.cli.backup:backup_cmd",

@@ -2,8 +2,8 @@
 
     corral cordon n1            no new pods on n1 (spec.unschedulable)
     corral uncordon n1          pods may be scheduled on n1 again
-    corral drain n1 [--force] [--grace-period N] [--timeout 60s]
-                                cordon, then delete every pod on n1 so that
+    corral drain n1 [--force] [--grace-period N] [--timeout 60s] [--disable-eviction]
+                                cordon, then evict every pod on n1 so that
                                 its controller makes a replacement elsewhere;
                                 each pod stops gracefully (N seconds, default
                                 its own terminationGracePeriodSeconds) and
@@ -11,6 +11,11 @@
 
 As kubectl, drain refuses pods no controller owns (nothing would replace
 them) unless --force is given, and deletes finished pods without asking.
+Pods go through the Eviction API: one a PodDisruptionBudget does not allow
+to go now is asked for again every 5 s until --timeout, so a budget with
+minAvailable 1 over two replicas lets them go one at a time, each once the
+other's replacement is Ready elsewhere. --disable-eviction deletes instead
+(budgets are not checked).
 Cordoning is a read-modify-write with the node's resourceVersion, retried on
 conflict (the node lifecycle controller writes the same node).
 """
@@ -19,7 +24,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import click
 from google.protobuf.message import Message
@@ -37,6 +42,8 @@ pass_context = click.make_pass_decorator(Context)
 
 NODE = by_kind("Node")
 POLL_SECONDS = 0.5
+# How long drain waits before asking again for an eviction a disruption budget refused (kubectl's 5 s).
+EVICTION_RETRY_SECONDS = 5.0
 
 
 def set_unschedulable(c: api.Client, name: str, unschedulable: bool) -> bool:
@@ -104,18 +111,69 @@ def plan_drain(pods: Sequence[Message], node: str, *, force: bool) -> DrainPlan:
     return DrainPlan(delete, bare)
 
 
-def _delete_pods(c: api.Client, pods: Sequence[pod_pb2.Pod], grace: int | None) -> None:
-    for pod in pods:
+@dataclass
+class Evictions:
+    """Where the evictions of a drain stand."""
+
+    # Asked for: evicted (or deleted), or already gone.
+    done: list[pod_pb2.Pod] = field(default_factory=list)
+    # Refused by a disruption budget at the last try.
+    refused: list[pod_pb2.Pod] = field(default_factory=list)
+    # Failed for another reason (the message names the pod).
+    errors: list[str] = field(default_factory=list)
+
+
+def _evict_once(c: api.Client, pods: Sequence[pod_pb2.Pod], grace: int | None, *, eviction: bool) -> Evictions:
+    """One try at each pod: the Eviction API (budgets decide) or, without `eviction`, a delete."""
+    result = Evictions()
+    for i, pod in enumerate(pods):
+        m = pod.metadata
         click.echo(f"evicting pod {pod_name(pod)}", err=True)
         try:
-            c.delete("Pod", pod.metadata.name, pod.metadata.namespace, uid=pod.metadata.uid, grace_period_seconds=grace)
+            if eviction:
+                c.evict(m.name, m.namespace, uid=m.uid, grace_period_seconds=grace)
+            else:
+                c.delete("Pod", m.name, m.namespace, uid=m.uid, grace_period_seconds=grace)
         except (api.NotFoundError, api.ConflictError):
-            continue  # already gone, or replaced by a pod of the same name
+            pass  # already gone, or replaced by a pod of the same name
+        except api.TooManyRequestsError as e:
+            why = " ".join([str(e), *(cause.message for cause in e.causes)])
+            retry = f"will retry after {EVICTION_RETRY_SECONDS:g}s"
+            click.echo(f'error when evicting pods/"{m.name}" -n "{m.namespace}" ({retry}): {why}', err=True)
+            result.refused.append(pod)
+            continue
+        except api.UnimplementedError:
+            click.echo("Warning: the server has no Eviction API: deleting pods without disruption budgets", err=True)
+            rest = _evict_once(c, pods[i:], grace, eviction=False)
+            return Evictions(result.done + rest.done, result.refused + rest.refused, result.errors + rest.errors)
+        except api.ClientError as e:
+            result.errors.append(f'error when evicting pods/"{m.name}" -n "{m.namespace}": {e}')
+            continue
+        result.done.append(pod)
+    return result
 
 
-def _wait_gone(c: api.Client, node: str, pods: Sequence[pod_pb2.Pod], timeout: float) -> list[pod_pb2.Pod]:
-    """Wait until the pods are gone (announcing each); the ones left when `timeout` (0: none) ran out."""
-    deadline = time.monotonic() + timeout if timeout else None
+def _evict_pods(
+    c: api.Client, pods: Sequence[pod_pb2.Pod], grace: int | None, deadline: float | None, *, eviction: bool
+) -> Evictions:
+    """Evict every pod, trying the ones a disruption budget refuses again every
+    EVICTION_RETRY_SECONDS until `deadline` (None: forever), as kubectl drain does."""
+    total = Evictions()
+    pending = list(pods)
+    while True:
+        tried = _evict_once(c, pending, grace, eviction=eviction)
+        total.done += tried.done
+        total.errors += tried.errors
+        pending = tried.refused
+        if not pending or (deadline is not None and time.monotonic() >= deadline):
+            total.refused = pending
+            return total
+        wait = EVICTION_RETRY_SECONDS if deadline is None else min(EVICTION_RETRY_SECONDS, deadline - time.monotonic())
+        time.sleep(max(0.0, wait))
+
+
+def _wait_gone(c: api.Client, node: str, pods: Sequence[pod_pb2.Pod], deadline: float | None) -> list[pod_pb2.Pod]:
+    """Wait until the pods are gone (announcing each); the ones left at `deadline` (None: none)."""
     waiting = {p.metadata.uid: p for p in pods}
     while True:
         listed, _ = c.list("Pod", "")
@@ -150,10 +208,25 @@ def _wait_gone(c: api.Client, node: str, pods: Sequence[pod_pb2.Pod], timeout: f
 @click.option(
     "--ignore-daemonsets", is_flag=True, help="Accepted for kubectl compatibility (corral has no DaemonSets)."
 )
+@click.option(
+    "--disable-eviction",
+    is_flag=True,
+    help="Delete pods instead of evicting them: PodDisruptionBudgets are not checked.",
+)
 @pass_context
-def drain_cmd(ctx: Context, node: str, force: bool, grace_period: int, timeout: float, ignore_daemonsets: bool) -> None:
-    """Cordon a node, then delete its pods so their controllers move them elsewhere."""
+def drain_cmd(
+    ctx: Context,
+    node: str,
+    force: bool,
+    grace_period: int,
+    timeout: float,
+    ignore_daemonsets: bool,
+    disable_eviction: bool,
+) -> None:
+    """Cordon a node, then evict its pods so their controllers move them elsewhere
+    (one at a time where a PodDisruptionBudget allows no more)."""
     del ignore_daemonsets
+    deadline = time.monotonic() + timeout if timeout else None
     c = ctx.client()
     _cordon(c, node, True)
     listed, _ = c.list("Pod", "")
@@ -166,8 +239,16 @@ def drain_cmd(ctx: Context, node: str, force: bool, grace_period: int, timeout: 
         )
     if plan.bare:
         click.echo(f"Warning: deleting Pods that declare no controller: {names}", err=True)
-    _delete_pods(c, plan.delete, None if grace_period < 0 else grace_period)
-    left = _wait_gone(c, node, plan.delete, timeout)
+    grace = None if grace_period < 0 else grace_period
+    evictions = _evict_pods(c, plan.delete, grace, deadline, eviction=not disable_eviction)
+    left = _wait_gone(c, node, evictions.done, deadline)
+    problems = evictions.errors + [
+        f'error when evicting pods/"{p.metadata.name}" -n "{p.metadata.namespace}": '
+        f"global timeout reached: {timeout:g}s"
+        for p in evictions.refused
+    ]
+    if problems:
+        raise CommandError(f'unable to drain node "{node}": ' + "; ".join(problems))
     if left:
         raise CommandError(
             f'unable to drain node "{node}": timed out after {timeout:g}s waiting for '

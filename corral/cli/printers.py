@@ -21,11 +21,14 @@ from protos.corral.v1 import (
     configmap_pb2,
     discovery_pb2,
     event_pb2,
+    meta_pb2,
     metrics_pb2,
     namespace_pb2,
     networking_pb2,
     node_pb2,
     pod_pb2,
+    policy_pb2,
+    quota_pb2,
     rbac_pb2,
     secret_pb2,
     service_pb2,
@@ -273,8 +276,8 @@ def service_account_row(s: serviceaccount_pb2.ServiceAccount, now: datetime, wid
     return [str(len(s.secrets)), age(s.metadata.creation_timestamp, now)]
 
 
-def created_row(obj: rbac_pb2.Role | rbac_pb2.ClusterRole, now: datetime, wide: bool) -> Row:
-    """kubectl shows a role's creation time, not its age."""
+def created_row(obj: rbac_pb2.Role | rbac_pb2.ClusterRole | quota_pb2.LimitRange, now: datetime, wide: bool) -> Row:
+    """kubectl shows a role's (and a limit range's) creation time, not its age."""
     stamp = obj.metadata.creation_timestamp
     return [stamp.ToJsonString() if stamp.seconds else "<unknown>"]
 
@@ -296,6 +299,32 @@ def network_policy_row(n: networking_pb2.NetworkPolicy, now: datetime, wide: boo
     return [shown or "<none>", age(n.metadata.creation_timestamp, now)]
 
 
+def int_or_percent(value: meta_pb2.IntOrString) -> str:
+    return str(value.int_val) if value.HasField("int_val") else value.str_val
+
+
+def pdb_row(b: policy_pb2.PodDisruptionBudget, now: datetime, wide: bool) -> Row:
+    """kubectl's columns: the one of minAvailable and maxUnavailable set, N/A for the other."""
+    low = int_or_percent(b.spec.min_available) if b.spec.HasField("min_available") else "N/A"
+    high = int_or_percent(b.spec.max_unavailable) if b.spec.HasField("max_unavailable") else "N/A"
+    return [low, high, str(b.status.disruptions_allowed), age(b.metadata.creation_timestamp, now)]
+
+
+def quota_usage_text(rq: quota_pb2.ResourceQuota, *, limits: bool) -> str:
+    """kubectl's REQUEST or LIMIT column: `pods: 1/2, requests.cpu: 500m/1` (used/hard)."""
+    hard = rq.status.hard or rq.spec.hard
+    names = sorted(n for n in hard if n.startswith("limits.") == limits)
+    return ", ".join(f"{n}: {rq.status.used.get(n, '0')}/{hard[n]}" for n in names)
+
+
+def resource_quota_row(rq: quota_pb2.ResourceQuota, now: datetime, wide: bool) -> Row:
+    return [
+        age(rq.metadata.creation_timestamp, now),
+        quota_usage_text(rq, limits=False),
+        quota_usage_text(rq, limits=True),
+    ]
+
+
 _BINDING_WIDE = ("USERS", "GROUPS", "SERVICEACCOUNTS")
 
 COLUMNS: dict[str, Columns] = {
@@ -308,6 +337,9 @@ COLUMNS: dict[str, Columns] = {
     "Namespace": Columns(("STATUS", "AGE"), (), namespace_row),
     "Secret": Columns(("TYPE", "DATA", "AGE"), (), secret_row),
     "ConfigMap": Columns(("DATA", "AGE"), (), config_map_row),
+    "PodDisruptionBudget": Columns(("MIN AVAILABLE", "MAX UNAVAILABLE", "ALLOWED DISRUPTIONS", "AGE"), (), pdb_row),
+    "ResourceQuota": Columns(("AGE", "REQUEST", "LIMIT"), (), resource_quota_row),
+    "LimitRange": Columns(("CREATED AT",), (), created_row),
     "Pod": Columns(("READY", "STATUS", "RESTARTS", "AGE"), ("IP", "NODE"), pod_row),
     "Deployment": Columns(
         ("READY", "UP-TO-DATE", "AVAILABLE", "AGE"), ("CONTAINERS", "IMAGES", "SELECTOR"), deployment_row

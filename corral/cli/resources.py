@@ -71,7 +71,7 @@ def _server_check(c: api.Client, objects: list[ParsedObject]) -> None:
         except api.InvalidError as e:
             causes = e.causes or [api.FieldCause("", str(e))]
             problems += [Problem(parsed.source, parsed.index, x.field, x.message) for x in causes]
-        except (api.ConflictError, api.AlreadyExistsError, api.NotFoundError) as e:
+        except (api.ConflictError, api.AlreadyExistsError, api.NotFoundError, api.PermissionDeniedError) as e:
             problems.append(Problem(parsed.source, parsed.index, "", str(e)))
     if problems:
         raise ManifestError(problems)
@@ -271,14 +271,6 @@ def delete_grace(grace_period: int, *, force: bool, now: bool) -> int | None:
     return None if grace_period < 0 else grace_period
 
 
-# Said at every Namespace delete until deleting one deletes its contents (a later change).
-NAMESPACE_DELETE_WARNING = (
-    'Warning: corral does not delete the objects in namespace "{name}" yet: they stay and keep running; '
-    "new pods there are now held to the cluster's default pod security level. Delete them by name "
-    "(`corral delete KIND NAME -n {name}`) or with their manifests (`corral delete -f FILE`)."
-)
-
-
 @click.command("delete")
 @click.argument("kind", required=False)
 @click.argument("names", nargs=-1)
@@ -317,7 +309,8 @@ def delete_cmd(
     """Delete objects: -f FILE…, KIND NAME…, or KIND/NAME.
 
     A running pod is deleted gracefully, as in Kubernetes: it shows as
-    Terminating while its node stops its containers, then goes."""
+    Terminating while its node stops its containers, then goes. A namespace
+    shows as Terminating while everything in it is deleted, then goes."""
     grace = delete_grace(grace_period, force=force, now=delete_now)
     if filenames and kind:
         raise click.UsageError("give either -f FILE or KIND NAME, not both")
@@ -346,12 +339,14 @@ def delete_cmd(
         try:
             c.delete(info.kind, name, ns, grace_period_seconds=grace)
             click.echo(f"{object_ref(info, name)} deleted")
-            if info.kind == "Namespace":
-                click.echo(NAMESPACE_DELETE_WARNING.format(name=name), err=True)
         except api.NotFoundError as e:
             if not ignore_not_found:
                 click.echo(f"Error from server (NotFound): {e}", err=True)
                 failed = True
+        except (api.ConflictError, api.PermissionDeniedError) as e:
+            reason = "Conflict" if isinstance(e, api.ConflictError) else "Forbidden"
+            click.echo(f"Error from server ({reason}): {e}", err=True)
+            failed = True
     if failed or skipped:
         sys.exit(1)
 

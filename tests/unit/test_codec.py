@@ -6,6 +6,7 @@ from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
+from google.protobuf import descriptor_pool
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 from hypothesis import given, settings
@@ -229,11 +230,10 @@ def test_quantity_fields_name_real_fields() -> None:
 
 
 def test_quantity_table_names_real_fields() -> None:
+    pool = descriptor_pool.Default()
     for full_name in codec.QUANTITY_MAP_FIELDS:
-        message_name, _, field_name = full_name.rpartition(".")
-        module = {"ResourceRequirements": pod_pb2, "NodeStatus": node_pb2}[message_name.rpartition(".")[2]]
-        descriptor = getattr(module, message_name.rpartition(".")[2]).DESCRIPTOR
-        assert descriptor.fields_by_name[field_name].full_name == full_name
+        field = pool.FindFieldByName(full_name)
+        assert field.message_type is not None and field.message_type.GetOptions().map_entry, full_name
 
 
 @pytest.mark.parametrize(

@@ -17,6 +17,8 @@ from protos.corral.v1 import namespace_pb2 as _namespace_pb2
 from protos.corral.v1 import networking_pb2 as _networking_pb2
 from protos.corral.v1 import node_pb2 as _node_pb2
 from protos.corral.v1 import pod_pb2 as _pod_pb2
+from protos.corral.v1 import policy_pb2 as _policy_pb2
+from protos.corral.v1 import quota_pb2 as _quota_pb2
 from protos.corral.v1 import rbac_pb2 as _rbac_pb2
 from protos.corral.v1 import secret_pb2 as _secret_pb2
 from protos.corral.v1 import service_pb2 as _service_pb2
@@ -80,6 +82,9 @@ class Object(_message.Message):
     PERSISTENT_VOLUME_FIELD_NUMBER: _builtins.int
     STORAGE_CLASS_FIELD_NUMBER: _builtins.int
     STATEFUL_SET_FIELD_NUMBER: _builtins.int
+    POD_DISRUPTION_BUDGET_FIELD_NUMBER: _builtins.int
+    RESOURCE_QUOTA_FIELD_NUMBER: _builtins.int
+    LIMIT_RANGE_FIELD_NUMBER: _builtins.int
     JOB_FIELD_NUMBER: _builtins.int
     CRON_JOB_FIELD_NUMBER: _builtins.int
     @_builtins.property
@@ -125,6 +130,12 @@ class Object(_message.Message):
     @_builtins.property
     def stateful_set(self) -> _workloads_pb2.StatefulSet: ...
     @_builtins.property
+    def pod_disruption_budget(self) -> _policy_pb2.PodDisruptionBudget: ...
+    @_builtins.property
+    def resource_quota(self) -> _quota_pb2.ResourceQuota: ...
+    @_builtins.property
+    def limit_range(self) -> _quota_pb2.LimitRange: ...
+    @_builtins.property
     def job(self) -> _batch_pb2.Job: ...
     @_builtins.property
     def cron_job(self) -> _batch_pb2.CronJob: ...
@@ -152,14 +163,17 @@ class Object(_message.Message):
         persistent_volume: _storage_pb2.PersistentVolume | None = ...,
         storage_class: _storage_pb2.StorageClass | None = ...,
         stateful_set: _workloads_pb2.StatefulSet | None = ...,
+        pod_disruption_budget: _policy_pb2.PodDisruptionBudget | None = ...,
+        resource_quota: _quota_pb2.ResourceQuota | None = ...,
+        limit_range: _quota_pb2.LimitRange | None = ...,
         job: _batch_pb2.Job | None = ...,
         cron_job: _batch_pb2.CronJob | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["cluster_role", b"cluster_role", "cluster_role_binding", b"cluster_role_binding", "config_map", b"config_map", "cron_job", b"cron_job", "deployment", b"deployment", "endpoint_slice", b"endpoint_slice", "event", b"event", "horizontal_pod_autoscaler", b"horizontal_pod_autoscaler", "job", b"job", "kind", b"kind", "namespace", b"namespace", "network_policy", b"network_policy", "node", b"node", "persistent_volume", b"persistent_volume", "persistent_volume_claim", b"persistent_volume_claim", "pod", b"pod", "replica_set", b"replica_set", "role", b"role", "role_binding", b"role_binding", "secret", b"secret", "service", b"service", "service_account", b"service_account", "stateful_set", b"stateful_set", "storage_class", b"storage_class"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cluster_role", b"cluster_role", "cluster_role_binding", b"cluster_role_binding", "config_map", b"config_map", "cron_job", b"cron_job", "deployment", b"deployment", "endpoint_slice", b"endpoint_slice", "event", b"event", "horizontal_pod_autoscaler", b"horizontal_pod_autoscaler", "job", b"job", "kind", b"kind", "limit_range", b"limit_range", "namespace", b"namespace", "network_policy", b"network_policy", "node", b"node", "persistent_volume", b"persistent_volume", "persistent_volume_claim", b"persistent_volume_claim", "pod", b"pod", "pod_disruption_budget", b"pod_disruption_budget", "replica_set", b"replica_set", "resource_quota", b"resource_quota", "role", b"role", "role_binding", b"role_binding", "secret", b"secret", "service", b"service", "service_account", b"service_account", "stateful_set", b"stateful_set", "storage_class", b"storage_class"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cluster_role", b"cluster_role", "cluster_role_binding", b"cluster_role_binding", "config_map", b"config_map", "cron_job", b"cron_job", "deployment", b"deployment", "endpoint_slice", b"endpoint_slice", "event", b"event", "horizontal_pod_autoscaler", b"horizontal_pod_autoscaler", "job", b"job", "kind", b"kind", "namespace", b"namespace", "network_policy", b"network_policy", "node", b"node", "persistent_volume", b"persistent_volume", "persistent_volume_claim", b"persistent_volume_claim", "pod", b"pod", "replica_set", b"replica_set", "role", b"role", "role_binding", b"role_binding", "secret", b"secret", "service", b"service", "service_account", b"service_account", "stateful_set", b"stateful_set", "storage_class", b"storage_class"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cluster_role", b"cluster_role", "cluster_role_binding", b"cluster_role_binding", "config_map", b"config_map", "cron_job", b"cron_job", "deployment", b"deployment", "endpoint_slice", b"endpoint_slice", "event", b"event", "horizontal_pod_autoscaler", b"horizontal_pod_autoscaler", "job", b"job", "kind", b"kind", "limit_range", b"limit_range", "namespace", b"namespace", "network_policy", b"network_policy", "node", b"node", "persistent_volume", b"persistent_volume", "persistent_volume_claim", b"persistent_volume_claim", "pod", b"pod", "pod_disruption_budget", b"pod_disruption_budget", "replica_set", b"replica_set", "resource_quota", b"resource_quota", "role", b"role", "role_binding", b"role_binding", "secret", b"secret", "service", b"service", "service_account", b"service_account", "stateful_set", b"stateful_set", "storage_class", b"storage_class"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["pod", "node", "replica_set", "deployment", "service", "event", "endpoint_slice", "horizontal_pod_autoscaler", "secret", "namespace", "service_account", "role", "cluster_role", "role_binding", "cluster_role_binding", "network_policy", "config_map", "persistent_volume_claim", "persistent_volume", "storage_class", "stateful_set", "job", "cron_job"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["pod", "node", "replica_set", "deployment", "service", "event", "endpoint_slice", "horizontal_pod_autoscaler", "secret", "namespace", "service_account", "role", "cluster_role", "role_binding", "cluster_role_binding", "network_policy", "config_map", "persistent_volume_claim", "persistent_volume", "storage_class", "stateful_set", "pod_disruption_budget", "resource_quota", "limit_range", "job", "cron_job"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 

@@ -4,6 +4,7 @@ import grpc
 import warnings
 
 from protos.corral.v1 import api_pb2 as protos_dot_corral_dot_v1_dot_api__pb2
+from protos.corral.v1 import policy_pb2 as protos_dot_corral_dot_v1_dot_policy__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -74,6 +75,11 @@ class ObjectServiceStub:
                 request_serializer=protos_dot_corral_dot_v1_dot_api__pb2.DeleteRequest.SerializeToString,
                 response_deserializer=protos_dot_corral_dot_v1_dot_api__pb2.ObjectResponse.FromString,
                 _registered_method=True)
+        self.Evict = channel.unary_unary(
+                '/corral.v1.ObjectService/Evict',
+                request_serializer=protos_dot_corral_dot_v1_dot_policy__pb2.EvictRequest.SerializeToString,
+                response_deserializer=protos_dot_corral_dot_v1_dot_api__pb2.ObjectResponse.FromString,
+                _registered_method=True)
         self.Logs = channel.unary_stream(
                 '/corral.v1.ObjectService/Logs',
                 request_serializer=protos_dot_corral_dot_v1_dot_api__pb2.LogsRequest.SerializeToString,
@@ -134,6 +140,14 @@ class ObjectServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Evict(self, request, context):
+        """Delete a pod unless its PodDisruptionBudget refuses (RESOURCE_EXHAUSTED,
+        "too many requests", with the budget in ErrorDetails): Kubernetes' pods/eviction.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Logs(self, request, context):
         """A container's output, relayed from its node's agent over the agent's own
         outbound tunnel.
@@ -183,6 +197,11 @@ def add_ObjectServiceServicer_to_server(servicer, server):
             'Delete': grpc.unary_unary_rpc_method_handler(
                     servicer.Delete,
                     request_deserializer=protos_dot_corral_dot_v1_dot_api__pb2.DeleteRequest.FromString,
+                    response_serializer=protos_dot_corral_dot_v1_dot_api__pb2.ObjectResponse.SerializeToString,
+            ),
+            'Evict': grpc.unary_unary_rpc_method_handler(
+                    servicer.Evict,
+                    request_deserializer=protos_dot_corral_dot_v1_dot_policy__pb2.EvictRequest.FromString,
                     response_serializer=protos_dot_corral_dot_v1_dot_api__pb2.ObjectResponse.SerializeToString,
             ),
             'Logs': grpc.unary_stream_rpc_method_handler(
@@ -406,6 +425,33 @@ class ObjectService:
             target,
             '/corral.v1.ObjectService/Delete',
             protos_dot_corral_dot_v1_dot_api__pb2.DeleteRequest.SerializeToString,
+            protos_dot_corral_dot_v1_dot_api__pb2.ObjectResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Evict(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/corral.v1.ObjectService/Evict',
+            protos_dot_corral_dot_v1_dot_policy__pb2.EvictRequest.SerializeToString,
             protos_dot_corral_dot_v1_dot_api__pb2.ObjectResponse.FromString,
             options,
             channel_credentials,

@@ -6,6 +6,7 @@ The client API: what the CLI and the Python client speak to the control plane.""
 from collections import abc as _abc
 from grpc import aio as _aio
 from protos.corral.v1 import api_pb2 as _api_pb2
+from protos.corral.v1 import policy_pb2 as _policy_pb2
 import abc as _abc_1
 import grpc as _grpc
 import sys
@@ -41,6 +42,10 @@ class ObjectServiceStub:
     WatchBatches: _grpc.UnaryStreamMultiCallable[_api_pb2.WatchRequest, _api_pb2.WatchBatch]
     """The same events, as many per message as the server has ready."""
     Delete: _grpc.UnaryUnaryMultiCallable[_api_pb2.DeleteRequest, _api_pb2.ObjectResponse]
+    Evict: _grpc.UnaryUnaryMultiCallable[_policy_pb2.EvictRequest, _api_pb2.ObjectResponse]
+    """Delete a pod unless its PodDisruptionBudget refuses (RESOURCE_EXHAUSTED,
+    "too many requests", with the budget in ErrorDetails): Kubernetes' pods/eviction.
+    """
     Logs: _grpc.UnaryStreamMultiCallable[_api_pb2.LogsRequest, _api_pb2.LogsChunk]
     """A container's output, relayed from its node's agent over the agent's own
     outbound tunnel.
@@ -59,6 +64,10 @@ class ObjectServiceAsyncStub(ObjectServiceStub):
     WatchBatches: _aio.UnaryStreamMultiCallable[_api_pb2.WatchRequest, _api_pb2.WatchBatch]  # type: ignore[assignment]
     """The same events, as many per message as the server has ready."""
     Delete: _aio.UnaryUnaryMultiCallable[_api_pb2.DeleteRequest, _api_pb2.ObjectResponse]  # type: ignore[assignment]
+    Evict: _aio.UnaryUnaryMultiCallable[_policy_pb2.EvictRequest, _api_pb2.ObjectResponse]  # type: ignore[assignment]
+    """Delete a pod unless its PodDisruptionBudget refuses (RESOURCE_EXHAUSTED,
+    "too many requests", with the budget in ErrorDetails): Kubernetes' pods/eviction.
+    """
     Logs: _aio.UnaryStreamMultiCallable[_api_pb2.LogsRequest, _api_pb2.LogsChunk]  # type: ignore[assignment]
     """A container's output, relayed from its node's agent over the agent's own
     outbound tunnel.
@@ -122,6 +131,16 @@ class ObjectServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _api_pb2.DeleteRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_api_pb2.ObjectResponse, _abc.Awaitable[_api_pb2.ObjectResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def Evict(
+        self,
+        request: _policy_pb2.EvictRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_api_pb2.ObjectResponse, _abc.Awaitable[_api_pb2.ObjectResponse]]:
+        """Delete a pod unless its PodDisruptionBudget refuses (RESOURCE_EXHAUSTED,
+        "too many requests", with the budget in ErrorDetails): Kubernetes' pods/eviction.
+        """
 
     @_abc_1.abstractmethod
     def Logs(

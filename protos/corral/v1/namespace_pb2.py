@@ -25,15 +25,17 @@ _sym_db = _symbol_database.Default()
 from protos.corral.v1 import meta_pb2 as protos_dot_corral_dot_v1_dot_meta__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n protos/corral/v1/namespace.proto\x12\tcorral.v1\x1a\x1bprotos/corral/v1/meta.proto\" \n\x0fNamespaceStatus\x12\r\n\x05phase\x18\x01 \x01(\t\"\x83\x01\n\tNamespace\x12\x13\n\x0b\x61pi_version\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\'\n\x08metadata\x18\x03 \x01(\x0b\x32\x15.corral.v1.ObjectMeta\x12*\n\x06status\x18\x04 \x01(\x0b\x32\x1a.corral.v1.NamespaceStatusb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n protos/corral/v1/namespace.proto\x12\tcorral.v1\x1a\x1bprotos/corral/v1/meta.proto\"#\n\rNamespaceSpec\x12\x12\n\nfinalizers\x18\x01 \x03(\t\"J\n\x0fNamespaceStatus\x12\r\n\x05phase\x18\x01 \x01(\t\x12(\n\nconditions\x18\x02 \x03(\x0b\x32\x14.corral.v1.Condition\"\xab\x01\n\tNamespace\x12\x13\n\x0b\x61pi_version\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\'\n\x08metadata\x18\x03 \x01(\x0b\x32\x15.corral.v1.ObjectMeta\x12*\n\x06status\x18\x04 \x01(\x0b\x32\x1a.corral.v1.NamespaceStatus\x12&\n\x04spec\x18\x05 \x01(\x0b\x32\x18.corral.v1.NamespaceSpecb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'protos.corral.v1.namespace_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_NAMESPACESTATUS']._serialized_start=76
-  _globals['_NAMESPACESTATUS']._serialized_end=108
-  _globals['_NAMESPACE']._serialized_start=111
-  _globals['_NAMESPACE']._serialized_end=242
+  _globals['_NAMESPACESPEC']._serialized_start=76
+  _globals['_NAMESPACESPEC']._serialized_end=111
+  _globals['_NAMESPACESTATUS']._serialized_start=113
+  _globals['_NAMESPACESTATUS']._serialized_end=187
+  _globals['_NAMESPACE']._serialized_start=190
+  _globals['_NAMESPACE']._serialized_end=361
 # @@protoc_insertion_point(module_scope)

@@ -3,10 +3,19 @@
 isort:skip_file
 Namespaces (v1): cluster-scoped; their labels set the pod security level
 of the pods created in them (`pod-security.kubernetes.io/enforce`).
+
+Deleting one is Kubernetes' two-step flow: the delete marks it
+(metadata.deletionTimestamp, status.phase Terminating), the namespace
+controller deletes every namespaced object in it, removes the "kubernetes"
+finalizer and then deletes the Namespace itself. Writers: spec (finalizers)
+the API server at create and the namespace controller; status the API server
+(phase) and the namespace controller (conditions).
 """
 
+from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf.internal import containers as _containers
 from protos.corral.v1 import meta_pb2 as _meta_pb2
 import builtins as _builtins
 import sys
@@ -20,20 +29,50 @@ else:
 DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
+class NamespaceSpec(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FINALIZERS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def finalizers(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Defaulted to ["kubernetes"], the only one corral knows: the namespace
+        controller deletes the namespace once its contents are gone.
+        """
+
+    def __init__(
+        self,
+        *,
+        finalizers: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["finalizers", b"finalizers"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___NamespaceSpec: _TypeAlias = NamespaceSpec  # noqa: Y015
+
+@_typing.final
 class NamespaceStatus(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     PHASE_FIELD_NUMBER: _builtins.int
+    CONDITIONS_FIELD_NUMBER: _builtins.int
     phase: _builtins.str
-    """Active (corral does not delete a namespace's contents yet: no Terminating)."""
+    """Active, or Terminating once deleted until its contents are gone."""
+    @_builtins.property
+    def conditions(self) -> _containers.RepeatedCompositeFieldContainer[_meta_pb2.Condition]:
+        """While Terminating: NamespaceContentRemaining, NamespaceDeletionContentFailure."""
+
     def __init__(
         self,
         *,
         phase: _builtins.str = ...,
+        conditions: _abc.Iterable[_meta_pb2.Condition] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["phase", b"phase"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["conditions", b"conditions", "phase", b"phase"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -47,12 +86,15 @@ class Namespace(_message.Message):
     KIND_FIELD_NUMBER: _builtins.int
     METADATA_FIELD_NUMBER: _builtins.int
     STATUS_FIELD_NUMBER: _builtins.int
+    SPEC_FIELD_NUMBER: _builtins.int
     api_version: _builtins.str
     kind: _builtins.str
     @_builtins.property
     def metadata(self) -> _meta_pb2.ObjectMeta: ...
     @_builtins.property
     def status(self) -> Global___NamespaceStatus: ...
+    @_builtins.property
+    def spec(self) -> Global___NamespaceSpec: ...
     def __init__(
         self,
         *,
@@ -60,10 +102,11 @@ class Namespace(_message.Message):
         kind: _builtins.str = ...,
         metadata: _meta_pb2.ObjectMeta | None = ...,
         status: Global___NamespaceStatus | None = ...,
+        spec: Global___NamespaceSpec | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["metadata", b"metadata", "status", b"status"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["metadata", b"metadata", "spec", b"spec", "status", b"status"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_version", b"api_version", "kind", b"kind", "metadata", b"metadata", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_version", b"api_version", "kind", b"kind", "metadata", b"metadata", "spec", b"spec", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

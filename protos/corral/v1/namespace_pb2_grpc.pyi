@@ -3,6 +3,13 @@
 isort:skip_file
 Namespaces (v1): cluster-scoped; their labels set the pod security level
 of the pods created in them (`pod-security.kubernetes.io/enforce`).
+
+Deleting one is Kubernetes' two-step flow: the delete marks it
+(metadata.deletionTimestamp, status.phase Terminating), the namespace
+controller deletes every namespaced object in it, removes the "kubernetes"
+finalizer and then deletes the Namespace itself. Writers: spec (finalizers)
+the API server at create and the namespace controller; status the API server
+(phase) and the namespace controller (conditions).
 """
 
 from collections import abc as _abc
