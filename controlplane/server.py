@@ -49,6 +49,7 @@ from controlplane.controllers.replicaset.controller import ReplicaSetController
 from controlplane.controllers.resourcequota.controller import ResourceQuotaController
 from controlplane.controllers.runner import Controller, ControllerManager
 from controlplane.controllers.scheduling import SchedulerController
+from controlplane.controllers.statefulset.controller import StatefulSetController
 from controlplane.health import StatusServicer
 from controlplane.informer import Informer
 from controlplane.leader.elector import DEFAULT_TTL, Elector, Lead, Term, holder_for
@@ -461,6 +462,7 @@ def build_controllers(
         NodeLifecycleController(api, EventRecorder(api, "node-lifecycle-controller"), grace=config.node_grace_period),
         ReplicaSetController(api, EventRecorder(api, "replicaset-controller")),
         DeploymentController(api, EventRecorder(api, "deployment-controller")),
+        StatefulSetController(api, EventRecorder(api, "statefulset-controller")),
         JobController(api, EventRecorder(api, "job-controller")),
         CronJobController(api, EventRecorder(api, "cronjob-controller")),
         EndpointsController(api),

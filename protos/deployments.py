@@ -1,8 +1,14 @@
-"""Deployment field values and defaults (strategy types, condition types and reasons), and a
-pod template as versions compare it (without its pod-template-hash label). Pure."""
+"""Deployment field values and defaults (strategy types, condition types and reasons), a
+pod template as versions compare it (without its pod-template-hash label), and its hash. Pure.
+
+`template_hash`: sha256 of the deterministically serialized template without the
+`pod-template-hash` label, plus the collision count when non-zero; first 10 hex
+digits. A Deployment's ReplicaSets and a StatefulSet's revisions are named by it.
+"""
 
 from __future__ import annotations
 
+import hashlib
 from typing import Final
 
 from protos.corral.v1 import pod_pb2
@@ -47,3 +53,13 @@ def without_hash(template: pod_pb2.PodTemplateSpec) -> pod_pb2.PodTemplateSpec:
     copy.CopyFrom(template)
     copy.metadata.labels.pop(POD_TEMPLATE_HASH, None)
     return copy
+
+
+HASH_LENGTH: Final = 10
+
+
+def template_hash(template: pod_pb2.PodTemplateSpec, collision_count: int = 0) -> str:
+    digest = hashlib.sha256(without_hash(template).SerializeToString(deterministic=True))
+    if collision_count > 0:
+        digest.update(str(collision_count).encode())
+    return digest.hexdigest()[:HASH_LENGTH]

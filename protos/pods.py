@@ -124,3 +124,22 @@ def next_available(pods: Iterable[pod_pb2.Pod], min_ready_seconds: int, now: dat
 def effective_requests(resources: pod_pb2.ResourceRequirements) -> dict[str, str]:
     """A container's requests as Kubernetes stores them: a resource with only a limit requests its limit."""
     return {**resources.limits, **resources.requests}
+
+
+# The cluster's DNS domain (Service and pod names end in it).
+CLUSTER_DOMAIN: Final = "cluster.local"
+MAX_HOSTNAME: Final = 63
+
+
+def hostname(pod: pod_pb2.Pod) -> str:
+    """The pod's host name, as the kubelet gives it: spec.hostname, else the pod's name, cut to
+    63 characters without a trailing "-" or "."."""
+    name = pod.spec.hostname or pod.metadata.name
+    return name[:MAX_HOSTNAME].rstrip("-.") if len(name) > MAX_HOSTNAME else name
+
+
+def host_domain(pod: pod_pb2.Pod) -> str:
+    """`<subdomain>.<namespace>.svc.cluster.local` for a pod with a spec.subdomain, else ""."""
+    if not pod.spec.subdomain:
+        return ""
+    return f"{pod.spec.subdomain}.{pod.metadata.namespace}.svc.{CLUSTER_DOMAIN}"

@@ -44,6 +44,10 @@ POD_TEMPLATE_HASH: Final = "pod-template-hash"
 SERVICE_NAME: Final = "kubernetes.io/service-name"
 ENDPOINTSLICE_MANAGED_BY: Final = "endpointslice.kubernetes.io/managed-by"
 HOSTNAME: Final = "kubernetes.io/hostname"
+# A StatefulSet's pods (Kubernetes' names): the pod's name, its ordinal, its revision.
+STATEFULSET_POD_NAME: Final = "statefulset.kubernetes.io/pod-name"
+POD_INDEX: Final = "apps.kubernetes.io/pod-index"
+CONTROLLER_REVISION_HASH: Final = "controller-revision-hash"
 NODE_ROLE_PREFIX: Final = "node-role.kubernetes.io/"
 
 # -- taints --------------------------------------------------------------------

@@ -148,6 +148,8 @@ def build_spec(
         labels=labels,
         dns_servers=list(network.dns_servers) if network else [],
         dns_search=list(network.dns_search) if network else [],
+        hostname=podutil.hostname(pod),
+        domainname=podutil.host_domain(pod),
         **security_context.spec_fields(pod, container, volumes_dir or DEFAULT_VOLUMES_DIR),
     )
 

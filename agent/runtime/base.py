@@ -77,6 +77,10 @@ class ContainerSpec:
     # Resolver settings (the node's DNS server, the namespace's search domains); empty: the runtime's default.
     dns_servers: list[str] = field(default_factory=list)
     dns_search: list[str] = field(default_factory=list)
+    # The container's host name and domain (the pod's: `hostname` prints its name, and /etc/hosts
+    # has <hostname>.<domain>); "": the runtime's default. Not applied in the host's network.
+    hostname: str = ""
+    domainname: str = ""
     # Security settings (securityContext). `user` is "uid" or "uid:gid"; "": the image's user.
     user: str = ""
     # Refuse to start when the effective user would be root (uid 0, or unset and the image's is root).

@@ -305,6 +305,10 @@ def container_config(spec: ContainerSpec, network: str = "") -> dict[str, Any]:
         config["WorkingDir"] = spec.working_dir
     if spec.user:
         config["User"] = spec.user
+    if spec.hostname and not spec.host_network:  # Docker refuses a host name in the host's network
+        config["Hostname"] = spec.hostname
+        if spec.domainname:
+            config["Domainname"] = spec.domainname
     return config
 
 

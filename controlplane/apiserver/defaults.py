@@ -11,6 +11,7 @@ from collections.abc import Iterable
 
 from google.protobuf.message import Message
 
+from protos import statefulsets
 from protos.autoscaling import default_hpa
 from protos.corral.v1 import (
     batch_pb2,
@@ -39,6 +40,7 @@ from protos.deployments import (
 from protos.jobs import default_cron_job_spec, default_job_spec
 from protos.kinds import KindInfo
 from protos.pods import DEFAULT_TERMINATION_GRACE_PERIOD_SECONDS, every_container
+from protos.services import HEADLESS
 from protos.wellknown import DEFAULT_NAMESPACE, NAMESPACE_FINALIZER
 
 DEFAULT_LOAD_BALANCING = "RoundRobin"
@@ -58,6 +60,8 @@ def apply_defaults(info: KindInfo, obj: Message) -> None:
         default_deployment(obj.spec)
     elif isinstance(obj, workloads_pb2.ReplicaSet):
         default_replica_set(obj.spec)
+    elif isinstance(obj, workloads_pb2.StatefulSet):
+        default_stateful_set(obj.spec)
     elif isinstance(obj, pod_pb2.Pod):
         default_pod_spec(obj.spec)
     elif isinstance(obj, service_pb2.Service):
@@ -156,6 +160,28 @@ def default_replica_set(spec: workloads_pb2.ReplicaSetSpec) -> None:
     default_pod_spec(spec.template.spec)
 
 
+def default_stateful_set(spec: workloads_pb2.StatefulSetSpec) -> None:
+    """Kubernetes' defaults; maxUnavailable (alpha in Kubernetes) is 1 when unset."""
+    if not spec.HasField("replicas"):
+        spec.replicas = 1
+    if not spec.pod_management_policy:
+        spec.pod_management_policy = statefulsets.ORDERED_READY
+    strategy = spec.update_strategy
+    if not strategy.type:
+        strategy.type = statefulsets.ROLLING_UPDATE
+    if strategy.type == statefulsets.ROLLING_UPDATE:
+        if not strategy.rolling_update.HasField("partition"):
+            strategy.rolling_update.partition = 0
+        if not strategy.rolling_update.HasField("max_unavailable"):
+            strategy.rolling_update.max_unavailable.int_val = statefulsets.DEFAULT_MAX_UNAVAILABLE
+    if not spec.HasField("revision_history_limit"):
+        spec.revision_history_limit = statefulsets.DEFAULT_REVISION_HISTORY_LIMIT
+    retention = spec.persistent_volume_claim_retention_policy
+    retention.when_deleted = retention.when_deleted or statefulsets.RETAIN
+    retention.when_scaled = retention.when_scaled or statefulsets.RETAIN
+    default_pod_spec(spec.template.spec)
+
+
 def default_pod_spec(spec: pod_pb2.PodSpec) -> None:
     if spec.service_account:
         # The deprecated alias of serviceAccountName, which wins when both are set (Kubernetes' conversion).
@@ -225,6 +251,10 @@ def default_service(spec: service_pb2.ServiceSpec) -> None:
         spec.type = "ClusterIP"
     if not spec.load_balancing:
         spec.load_balancing = DEFAULT_LOAD_BALANCING
+    if not spec.cluster_ip and spec.cluster_ips:
+        spec.cluster_ip = spec.cluster_ips[0]
+    if spec.cluster_ip == HEADLESS and not spec.cluster_ips:
+        spec.cluster_ips.append(HEADLESS)
     for port in spec.ports:
         if not port.protocol:
             port.protocol = "TCP"

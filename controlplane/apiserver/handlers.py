@@ -63,6 +63,7 @@ from protos import quota
 from protos.corral.v1 import batch_pb2, namespace_pb2, pod_pb2, policy_pb2, quota_pb2, service_pb2, workloads_pb2
 from protos.kinds import KindInfo, UnknownKindError, by_kind, info_of, meta, resolve
 from protos.pods import is_terminating
+from protos.services import is_headless
 from protos.wellknown import DEFAULT_NAMESPACE
 
 log = structlog.get_logger(__name__)
@@ -147,12 +148,13 @@ def _translated(info: KindInfo, name: str) -> Iterator[None]:
 
 
 def keep_replicas(manifest: Message, existing: Message, prepared: Message) -> None:
-    """A Deployment or ReplicaSet manifest without `spec.replicas` leaves the stored count
-    alone (an autoscaler, or `corral scale`, owns it), as `kubectl apply` does."""
+    """A Deployment, ReplicaSet or StatefulSet manifest without `spec.replicas` leaves the stored
+    count alone (an autoscaler, or `corral scale`, owns it), as `kubectl apply` does."""
+    scalable = workloads_pb2.Deployment | workloads_pb2.ReplicaSet | workloads_pb2.StatefulSet
     if (
-        isinstance(manifest, workloads_pb2.Deployment | workloads_pb2.ReplicaSet)
-        and isinstance(existing, workloads_pb2.Deployment | workloads_pb2.ReplicaSet)
-        and isinstance(prepared, workloads_pb2.Deployment | workloads_pb2.ReplicaSet)
+        isinstance(manifest, scalable)
+        and isinstance(existing, scalable)
+        and isinstance(prepared, scalable)
         and not manifest.spec.HasField("replicas")
     ):
         prepared.spec.replicas = existing.spec.replicas
@@ -166,10 +168,14 @@ def listen_port_clashes(service: service_pb2.Service, others: Iterable[service_p
     not checked again: when two Services that clash were written concurrently,
     both can still be re-applied (the node proxies serve the older one).
     """
+    if is_headless(service):
+        return []  # no node listens for a headless Service
     key = (service.metadata.namespace, service.metadata.name)
     had: set[int] = set()
     used: dict[int, str] = {}
     for other in sorted(others, key=lambda s: (s.metadata.namespace, s.metadata.name)):
+        if is_headless(other):
+            continue
         ports = {port.node_port or port.port for port in other.spec.ports}
         if (other.metadata.namespace, other.metadata.name) == key:
             had = ports

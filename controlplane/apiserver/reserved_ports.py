@@ -29,6 +29,7 @@ from controlplane.apiserver.errors import Cause
 from controlplane.store import errors as store_errors
 from controlplane.store.base import Store
 from protos.corral.v1 import service_pb2
+from protos.services import is_headless
 
 log = structlog.get_logger(__name__)
 
@@ -36,8 +37,11 @@ PAGE = 100
 
 
 def reserved_port_causes(service: service_pb2.Service, reserved: Mapping[int, str]) -> list[Cause]:
-    """A cause for each port and nodePort of ``service`` the control plane uses (port → its use)."""
-    causes = []
+    """A cause for each port and nodePort of ``service`` the control plane uses (port → its use);
+    none for a headless Service, which no node listens for."""
+    causes: list[Cause] = []
+    if is_headless(service):
+        return causes
     for i, port in enumerate(service.spec.ports):
         for field, number in (("port", port.port), ("nodePort", port.node_port)):
             use = reserved.get(number) if number else None

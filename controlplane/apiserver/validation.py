@@ -14,7 +14,16 @@ from typing import Literal
 
 from google.protobuf.message import Message
 
-from controlplane.apiserver import batch, labels, limits, pod_security, policy_validation, quota_validation, security
+from controlplane.apiserver import (
+    batch,
+    labels,
+    limits,
+    pod_security,
+    policy_validation,
+    quota_validation,
+    security,
+    statefulset_validation,
+)
 from controlplane.apiserver.errors import Cause
 from controlplane.apiserver.problems import Problems as Problems
 from protos import autoscaling, disruption, durations, quantity, wellknown
@@ -39,6 +48,7 @@ from protos.corral.v1 import (
 from protos.deployments import BLUE_GREEN, CANARY, ROLLING_UPDATE, STRATEGIES
 from protos.kinds import KindInfo
 from protos.pods import every_container, is_terminating
+from protos.services import HEADLESS
 
 _DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -87,6 +97,15 @@ def validate(info: KindInfo, obj: Message) -> list[Cause]:
         validate_deployment(p, obj)
     elif isinstance(obj, workloads_pb2.ReplicaSet):
         validate_replica_set(p, obj)
+    elif isinstance(obj, workloads_pb2.StatefulSet):
+        statefulset_validation.validate_stateful_set(
+            p,
+            obj,
+            selector=validate_label_selector,
+            template=validate_template,
+            label=validate_label,
+            int_or_percent=validate_int_or_percent,
+        )
     elif isinstance(obj, pod_pb2.Pod):
         validate_pod_spec(p, "spec", obj.spec)
     elif isinstance(obj, service_pb2.Service):
@@ -163,6 +182,10 @@ def validate_update(info: KindInfo, old: Message, new: Message) -> list[Cause]:
         )
     if isinstance(old, secret_pb2.Secret) and isinstance(new, secret_pb2.Secret):
         validate_secret_update(p, old, new)
+    if isinstance(old, workloads_pb2.StatefulSet) and isinstance(new, workloads_pb2.StatefulSet):
+        statefulset_validation.validate_stateful_set_update(p, old, new)
+    if isinstance(old, service_pb2.Service) and isinstance(new, service_pb2.Service):
+        validate_service_update(p, old.spec, new.spec)
     bindings = rbac_pb2.RoleBinding | rbac_pb2.ClusterRoleBinding
     if isinstance(old, bindings) and isinstance(new, bindings):
         policy_validation.validate_binding_update(p, old, new)
@@ -276,6 +299,11 @@ def validate_name(p: Problems, path: str, name: str, *, label: bool = False) -> 
     elif not pattern.match(name):
         what = "a DNS-1123 label" if label else "a DNS-1123 subdomain"
         p.add(path, f'must be {what} (lower case letters, digits, "-"{"" if label else ", ."}), got "{name}"')
+
+
+def validate_label(p: Problems, path: str, name: str) -> None:
+    """A name that must be a DNS-1123 label."""
+    validate_name(p, path, name, label=True)
 
 
 def validate_labels(p: Problems, path: str, values: Mapping[str, str]) -> None:
@@ -458,6 +486,9 @@ def validate_pod_spec(p: Problems, path: str, spec: pod_pb2.PodSpec) -> None:
     p.one_of(f"{path}.runtimeClassName", spec.runtime_class_name, RUNTIMES)
     if spec.service_account_name:
         validate_name(p, f"{path}.serviceAccountName", spec.service_account_name)
+    for json_name, value in (("hostname", spec.hostname), ("subdomain", spec.subdomain)):
+        if value:
+            validate_label(p, f"{path}.{json_name}", value)
     limits.check_pod_spec(p, path, spec)
     validate_labels(p, f"{path}.nodeSelector", spec.node_selector)
     seen: set[str] = set()
@@ -725,7 +756,9 @@ def validate_service(p: Problems, spec: service_pb2.ServiceSpec) -> None:
     p.one_of("spec.type", spec.type, SERVICE_TYPES)
     p.one_of("spec.loadBalancing", spec.load_balancing, LOAD_BALANCING)
     validate_labels(p, "spec.selector", spec.selector)
-    if not spec.ports:
+    headless = validate_cluster_ip(p, spec)
+    if not spec.ports and not (headless and spec.selector):
+        # A headless Service with a selector and no ports is valid (its DNS name lists the pods).
         p.add("spec.ports", "required: at least one port")
     names: set[str] = set()
     first_port: dict[int, int] = {}
@@ -757,6 +790,36 @@ def validate_service(p: Problems, spec: service_pb2.ServiceSpec) -> None:
                 f"{at}.{'nodePort' if port.node_port else 'port'}",
                 f"port {listen} is already listened on for spec.ports[{same_listen}]",
             )
+
+
+def validate_cluster_ip(p: Problems, spec: service_pb2.ServiceSpec) -> bool:
+    """clusterIP is "" or "None" (headless), clusterIPs agrees with it; True when headless."""
+    if spec.cluster_ip not in ("", HEADLESS):
+        p.add(
+            "spec.clusterIP",
+            f'must be "None" (a headless Service) or unset, got "{spec.cluster_ip}": corral does not '
+            "allocate virtual Service IPs yet; every node's proxy serves the Service's port instead",
+        )
+        return False
+    if len(spec.cluster_ips) > 2:
+        p.add("spec.clusterIPs", f"must have at most 2 items, got {len(spec.cluster_ips)}")
+    elif spec.cluster_ips and spec.cluster_ips[0] != spec.cluster_ip:
+        p.add("spec.clusterIPs[0]", f'must match clusterIP "{spec.cluster_ip}", got "{spec.cluster_ips[0]}"')
+    elif spec.cluster_ip == HEADLESS and len(spec.cluster_ips) > 1:
+        p.add("spec.clusterIPs", 'must be ["None"] for a headless Service')
+    if spec.cluster_ip != HEADLESS:
+        return False
+    if spec.type != "ClusterIP":
+        p.add("spec.clusterIP", f'may not be "None" for a Service of type "{spec.type}"')
+    for i, port in enumerate(spec.ports):
+        if port.node_port:
+            p.add(f"spec.ports[{i}].nodePort", "may not be set for a headless Service (clusterIP: None)")
+    return True
+
+
+def validate_service_update(p: Problems, old: service_pb2.ServiceSpec, new: service_pb2.ServiceSpec) -> None:
+    if (old.cluster_ip == HEADLESS) != (new.cluster_ip == HEADLESS):
+        p.add("spec.clusterIP", "field is immutable (delete and re-create the Service)")
 
 
 def validate_tcp(p: Problems, path: str, protocol: str) -> None:

@@ -13,7 +13,10 @@ user's for a Service without selector):
   address and port, so equal inputs give equal routes;
 - the traffic weights of the slices (every slice of a Service carries the
   same ones; their union is taken);
-- loadBalancing defaults to RoundRobin.
+- loadBalancing defaults to RoundRobin;
+- a headless Service (`clusterIP: None`) gets no ports (no node proxy listens
+  for it) and `headless` set; its `endpoints` are the ready endpoints, each at
+  its first address (the pod's) with its pod, node and hostname, for DNS.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from protos.corral.v1 import discovery_pb2, service_pb2
+from protos.services import is_headless
 from protos.wellknown import SERVICE_NAME
 
 DEFAULT_LOAD_BALANCING = "RoundRobin"
@@ -54,6 +58,16 @@ def route_for(
         resource_version=int(m.resource_version) if m.resource_version.isdigit() else 0,
     )
     ready = _ready_endpoints(slices)
+    if is_headless(service):
+        route.headless = True
+        backends = [
+            discovery_pb2.RouteBackend(
+                address=e.addresses[0], pod=e.target_ref.name, node=e.node_name, hostname=e.hostname
+            )
+            for e in ready
+        ]
+        route.endpoints.extend(sorted(backends, key=lambda b: (b.pod, b.address)))
+        return route
     for port in service.spec.ports:
         route_port = route.ports.add(name=port.name, protocol=port.protocol or "TCP", port=listen_port(port))
         backends = [

@@ -42,7 +42,14 @@ def _unique(values: list[str]) -> list[str]:
     return sorted(set(values) - {""})
 
 
+def _backends(route: discovery_pb2.ServiceRoute) -> list[discovery_pb2.RouteBackend]:
+    """A proxied Service's backends per port; a headless Service's endpoints (pod addresses)."""
+    return list(route.endpoints) if route.headless else [b for p in route.ports for b in p.backends]
+
+
 def endpoints_text(route: discovery_pb2.ServiceRoute) -> str:
+    if route.headless:
+        return _shortened([b.address for b in route.endpoints])
     return _shortened([f"{b.address}:{b.port}" for p in route.ports for b in p.backends])
 
 
@@ -53,7 +60,7 @@ def table(routes: list[discovery_pb2.ServiceRoute], *, wide: bool, all_namespace
     for route in routes:
         row = ([route.namespace] if all_namespaces else []) + [route.name, endpoints_text(route)]
         if wide:
-            backends = [b for p in route.ports for b in p.backends]
+            backends = _backends(route)
             row += [_shortened(_unique([b.pod for b in backends])), _shortened(_unique([b.node for b in backends]))]
         rows.append(row)
     return printers.format_table(rows, headers)

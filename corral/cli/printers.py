@@ -132,6 +132,13 @@ def deployment_row(d: workloads_pb2.Deployment, now: datetime, wide: bool) -> Ro
     return row
 
 
+def stateful_set_row(s: workloads_pb2.StatefulSet, now: datetime, wide: bool) -> Row:
+    row = [f"{s.status.ready_replicas}/{s.spec.replicas}", age(s.metadata.creation_timestamp, now)]
+    if wide:
+        row += list(_images(s.spec.template))
+    return row
+
+
 def replica_set_row(rs: workloads_pb2.ReplicaSet, now: datetime, wide: bool) -> Row:
     row = [
         str(rs.spec.replicas),
@@ -347,6 +354,7 @@ COLUMNS: dict[str, Columns] = {
     "ReplicaSet": Columns(
         ("DESIRED", "CURRENT", "READY", "AGE"), ("CONTAINERS", "IMAGES", "SELECTOR"), replica_set_row
     ),
+    "StatefulSet": Columns(("READY", "AGE"), ("CONTAINERS", "IMAGES"), stateful_set_row),
     "Service": Columns(("TYPE", "PORT(S)", "AGE"), ("SELECTOR",), service_row),
     "Node": Columns(
         ("STATUS", "ROLES", "AGE", "VERSION"), ("INTERNAL-IP", "OS-IMAGE", "KERNEL-VERSION", "RUNTIMES"), node_row

@@ -1,12 +1,12 @@
 """`corral rollout | scale | set image`: kubectl's workload verbs.
 
-    corral rollout status  deploy/web [--timeout 5m] [--watch/--no-watch]
+    corral rollout status  deploy/web [--timeout 5m] [--watch/--no-watch]   (also sts/NAME)
     corral rollout history deploy/web [--revision N]
     corral rollout undo    deploy/web [--to-revision N]
-    corral rollout pause | resume | restart deploy/web
+    corral rollout pause | resume | restart deploy/web                      (restart: also sts/NAME)
     corral rollout promote deploy/web [--full]    (BlueGreen and Canary)
     corral rollout abort   deploy/web             (Canary)
-    corral scale deploy/web --replicas 3        (also rs/NAME)
+    corral scale deploy/web --replicas 3        (also rs/NAME, sts/NAME)
     corral set image deploy/web web=httpd:2.4.58 [CONTAINER=IMAGE …]
 
 Every change is read-modify-write with the object's resourceVersion (a
@@ -36,7 +36,7 @@ import click
 from google.protobuf.message import Message
 
 from corral import client as api
-from corral.cli import printers
+from corral.cli import printers, statefulset_view
 from corral.cli.context import Context
 from corral.cli.params import Duration
 from protos import deployments, durations, times, wellknown
@@ -170,15 +170,15 @@ def status_line(d: workloads_pb2.Deployment, sets: Sequence[workloads_pb2.Replic
 _DELETED = object()
 
 
-def _follow(c: api.Client, namespace: str, name: str, out: queue.Queue[object]) -> None:
-    """List, then watch, the Deployment; put each version (or _DELETED, or the error) on `out`."""
+def _follow(c: api.Client, kind: str, namespace: str, name: str, out: queue.Queue[object]) -> None:
+    """List, then watch, the object; put each version (or _DELETED, or the error) on `out`."""
     try:
         while True:
-            listed, revision = c.list("Deployment", namespace)
+            listed, revision = c.list(kind, namespace)
             found = [o for o in listed if meta(o).name == name]
             out.put(found[0] if found else _DELETED)
             try:
-                for ev in c.watch("Deployment", namespace, resource_version=revision):
+                for ev in c.watch(kind, namespace, resource_version=revision):
                     if meta(ev.obj).name == name:
                         out.put(_DELETED if ev.type == "DELETED" else ev.obj)
             except api.GoneError:
@@ -187,10 +187,13 @@ def _follow(c: api.Client, namespace: str, name: str, out: queue.Queue[object]) 
         out.put(e)
 
 
-def watch_rollout(c: api.Client, namespace: str, name: str, timeout: float) -> Iterator[workloads_pb2.Deployment]:
-    """Every version of the Deployment from now on, until `timeout` seconds (0: no limit) pass."""
+def watch_rollout(
+    c: api.Client, namespace: str, name: str, timeout: float, info: KindInfo | None = None
+) -> Iterator[Message]:
+    """Every version of the Deployment (or `info`'s kind) from now on, until `timeout` seconds (0: no limit) pass."""
+    kind = info or resolve("Deployment")
     updates: queue.Queue[object] = queue.Queue()
-    threading.Thread(target=_follow, args=(c, namespace, name, updates), daemon=True).start()
+    threading.Thread(target=_follow, args=(c, kind.kind, namespace, name, updates), daemon=True).start()
     deadline = time.monotonic() + timeout if timeout else None
     while True:
         left = None if deadline is None else deadline - time.monotonic()
@@ -203,14 +206,15 @@ def watch_rollout(c: api.Client, namespace: str, name: str, timeout: float) -> I
         if isinstance(item, Exception):
             raise item
         if item is _DELETED:
-            raise CommandError(f'deployment "{name}" was deleted')
-        if isinstance(item, workloads_pb2.Deployment):
+            raise CommandError(f'{kind.resource.split(".")[0]} "{name}" was deleted')
+        if isinstance(item, Message):
             yield item
 
 
 @click.group("rollout")
 def rollout_group() -> None:
-    """Manage the rollout of a deployment: status, history, undo, pause, resume, restart, promote, abort."""
+    """Manage the rollout of a deployment (status, history, undo, pause, resume, restart, promote, abort)
+    or of a statefulset (status, restart)."""
 
 
 @rollout_group.command("status")
@@ -232,17 +236,45 @@ def rollout_group() -> None:
 @pass_context
 def status_cmd(ctx: Context, target: tuple[str, ...], namespace: str, timeout: float, watch: bool) -> None:
     """Show the status of a rollout, following it until it is done."""
-    info, name = _deployment(target, "rollout status")
+    info, name = parse_target(target, ("Deployment", "StatefulSet"), "rollout status")
     ns = namespace or DEFAULT_NAMESPACE
     c = ctx.client()
+    if info.kind == "StatefulSet":
+        _stateful_set_status(c, info, name, ns, timeout=timeout, watch=watch)
+        return
     d = as_deployment(fetch(c, info, name, ns))
     if not watch:
         click.echo(status_line(d, _traffic_sets(c, d))[0])
         return
     last = ""
     try:
-        for d in watch_rollout(c, ns, name, timeout):
+        for obj in watch_rollout(c, ns, name, timeout):
+            d = as_deployment(obj)
             line, done = status_line(d, _traffic_sets(c, d))
+            if line != last:
+                click.echo(line)
+                last = line
+            if done:
+                return
+    finally:
+        c.close()
+
+
+def _stateful_set_status(c: api.Client, info: KindInfo, name: str, ns: str, *, timeout: float, watch: bool) -> None:
+    def line_of(obj: Message) -> tuple[str, bool]:
+        assert isinstance(obj, workloads_pb2.StatefulSet)
+        try:
+            return statefulset_view.status_line(obj)
+        except statefulset_view.NotRollingError as e:
+            raise CommandError(str(e)) from e
+
+    if not watch:
+        click.echo(line_of(fetch(c, info, name, ns))[0])
+        return
+    last = ""
+    try:
+        for obj in watch_rollout(c, ns, name, timeout, info):
+            line, done = line_of(obj)
             if line != last:
                 click.echo(line)
                 last = line
@@ -650,11 +682,14 @@ def abort_cmd(ctx: Context, target: tuple[str, ...], namespace: str) -> None:
 @namespace_option
 @pass_context
 def restart_cmd(ctx: Context, target: tuple[str, ...], namespace: str) -> None:
-    """Restart every pod of a deployment with a rolling update."""
-    info, name = _deployment(target, "rollout restart")
+    """Restart every pod of a deployment or statefulset with a rolling update."""
+    info, name = parse_target(target, ("Deployment", "StatefulSet"), "rollout restart")
     stamp = times.format_time(datetime.now(UTC))
 
     def change(obj: Message) -> bool:
+        if isinstance(obj, workloads_pb2.StatefulSet):
+            obj.spec.template.metadata.annotations[wellknown.RESTARTED_AT] = stamp
+            return True
         d = as_deployment(obj)
         if d.spec.paused:
             raise CommandError(
@@ -682,11 +717,11 @@ def restart_cmd(ctx: Context, target: tuple[str, ...], namespace: str) -> None:
 @namespace_option
 @pass_context
 def scale_cmd(ctx: Context, target: tuple[str, ...], replicas: int, current_replicas: int, namespace: str) -> None:
-    """Set the number of replicas of a deployment or replica set (TYPE/NAME or TYPE NAME)."""
-    info, name = parse_target(target, ("Deployment", "ReplicaSet"), "scale")
+    """Set the number of replicas of a deployment, replica set or statefulset (TYPE/NAME or TYPE NAME)."""
+    info, name = parse_target(target, ("Deployment", "ReplicaSet", "StatefulSet"), "scale")
 
     def change(obj: Message) -> bool:
-        assert isinstance(obj, workloads_pb2.Deployment | workloads_pb2.ReplicaSet)
+        assert isinstance(obj, workloads_pb2.Deployment | workloads_pb2.ReplicaSet | workloads_pb2.StatefulSet)
         if current_replicas >= 0 and obj.spec.replicas != current_replicas:
             raise CommandError(f"Expected replicas to be {current_replicas}, was {obj.spec.replicas}")
         obj.spec.replicas = replicas
@@ -726,7 +761,7 @@ def set_images(spec: pod_pb2.PodSpec, images: dict[str, str]) -> None:
 def _pod_spec(obj: Message) -> pod_pb2.PodSpec:
     if isinstance(obj, pod_pb2.Pod):
         return obj.spec
-    assert isinstance(obj, workloads_pb2.Deployment | workloads_pb2.ReplicaSet)
+    assert isinstance(obj, workloads_pb2.Deployment | workloads_pb2.ReplicaSet | workloads_pb2.StatefulSet)
     return obj.spec.template.spec
 
 
@@ -745,7 +780,7 @@ def image_cmd(ctx: Context, args: tuple[str, ...], namespace: str) -> None:
     pairs = [a for a in args if "=" in a]
     if not pairs:
         raise click.UsageError("at least one image update is required: CONTAINER=IMAGE")
-    info, name = parse_target(target, ("Deployment", "ReplicaSet", "Pod"), "set image")
+    info, name = parse_target(target, ("Deployment", "ReplicaSet", "StatefulSet", "Pod"), "set image")
     images = parse_images(pairs)
 
     def change(obj: Message) -> bool:

@@ -615,6 +615,27 @@ async def test_docker_sets_limits_and_hardening() -> None:
         client.close()
 
 
+async def test_docker_gives_the_pods_hostname_and_domain() -> None:
+    runtime = await connect_docker()
+    target = Target("docker", runtime, uuid.uuid4().hex[:12])
+    spec = target.spec(
+        "named",
+        command=["sh", "-c", "hostname; cat /etc/hosts"],
+        hostname="db-0",
+        domainname="db.default.svc.cluster.local",
+    )
+    try:
+        info = await runtime.run(spec)
+        await wait_until_exited(target, info.id)
+        lines = (await read_logs(runtime, info.id)).decode().splitlines()
+        assert lines[0] == "db-0"
+        assert any(line.split()[1:] == ["db-0.db.default.svc.cluster.local", "db-0"] for line in lines[1:] if line)
+    finally:
+        for leftover in await runtime.list({TEST_LABEL: target.test_id}):
+            await runtime.remove(leftover.id)
+        await runtime.close()
+
+
 async def test_docker_engine_that_does_not_answer_is_unavailable(tmp_path: Path) -> None:
     from agent.runtime.docker import DockerRuntime
 

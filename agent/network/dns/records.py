@@ -6,6 +6,17 @@ Names (case does not matter):
     <svc>.<ns>.svc.   <svc>.<ns>.           the same, short forms
     _<port>._tcp.<svc>.<ns>.svc.cluster.local.   SRV 0 100 <listen port> <svc>.<ns>.svc.cluster.local.
 
+A headless Service (`clusterIP: None`) has no proxy: its name answers one A
+record per ready endpoint (the pods' own addresses; none ready: an empty
+NOERROR), and `<hostname>.<svc>.<ns>.svc.cluster.local.` (short forms
+`<hostname>.<svc>.<ns>.svc.` and `<hostname>.<svc>.<ns>.`) the address of the
+endpoint with that hostname — a pod whose spec.hostname and spec.subdomain
+name it, such as a StatefulSet's `db-0.db`. It has no SRV records. The
+two-label `<hostname>.<svc>.` is answered too when one namespace only has
+that pair: a resolver's search list completes `db-0.db` in the pod's own
+namespace, but some clients (busybox's nslookup) send a name with a dot as it
+is; when several namespaces have it, the name is forwarded like any other.
+
 The A record is the local address the query arrived on: every address the
 node proxy listens on runs a DNS server too, so a client is sent to the proxy
 address it already reaches. AAAA (and any other type) for a known name is an
@@ -47,20 +58,41 @@ class ServicePorts:
 
 @dataclass(frozen=True)
 class Zone:
-    """The Service names a node answers for: (name, namespace) → ports."""
+    """The Service names a node answers for: (name, namespace) → ports; a headless Service's
+    (name, namespace) → its endpoints' addresses; (hostname, Service, namespace) → addresses."""
 
     services: dict[tuple[str, str], ServicePorts] = field(default_factory=dict)
     namespaces: frozenset[str] = frozenset()
+    headless: dict[tuple[str, str], tuple[str, ...]] = field(default_factory=dict)
+    hosts: dict[tuple[str, str, str], tuple[str, ...]] = field(default_factory=dict)
+    # (hostname, Service) → addresses, for the pairs that only one namespace has.
+    short_hosts: dict[tuple[str, str], tuple[str, ...]] = field(default_factory=dict)
 
 
 def build_zone(routes: Iterable[discovery_pb2.ServiceRoute]) -> Zone:
+    routes = list(routes)
     services = {
         (r.name.lower(), r.namespace.lower()): ServicePorts(
             tuple((p.name.lower(), (p.protocol or "TCP").lower(), p.port) for p in r.ports)
         )
         for r in routes
     }
-    return Zone(services, frozenset(ns for _, ns in services))
+    headless: dict[tuple[str, str], tuple[str, ...]] = {}
+    hosts: dict[tuple[str, str, str], list[str]] = {}
+    for r in routes:
+        if not r.headless:
+            continue
+        key = (r.name.lower(), r.namespace.lower())
+        headless[key] = tuple(dict.fromkeys(e.address for e in r.endpoints if e.address))
+        for e in r.endpoints:
+            if e.hostname and e.address:
+                hosts.setdefault((e.hostname.lower(), *key), []).append(e.address)
+    full = {k: tuple(dict.fromkeys(v)) for k, v in hosts.items()}
+    namespaces: dict[tuple[str, str], list[str]] = {}
+    for host, service, namespace in full:
+        namespaces.setdefault((host, service), []).append(namespace)
+    short = {pair: full[(*pair, found[0])] for pair, found in namespaces.items() if len(found) == 1}
+    return Zone(services, frozenset(ns for _, ns in services), headless, full, short)
 
 
 def _labels(name: dns.name.Name) -> list[str]:
@@ -86,7 +118,7 @@ def _parse(labels: list[str], zone: Zone) -> _Lookup | None:
         return _Lookup(True, inner, exists=exists)
     if labels[-1:] == ["svc"]:
         return _Lookup(False, labels[:-1], exists=False)
-    if len(labels) in (2, 4):
+    if len(labels) in (2, 3, 4):
         return _Lookup(False, labels, exists=False)
     return None
 
@@ -104,6 +136,17 @@ def respond(query: dns.message.Message, zone: Zone, local_address: str) -> dns.m
         return None
     response = dns.message.make_response(query)
     response.flags |= dns.flags.RA
+    host = tuple(lookup.inner)
+    addresses = zone.hosts.get(host) if len(host) == 3 else None
+    if len(host) == 2 and not lookup.authoritative and _service(lookup.inner, zone) is None:
+        addresses = zone.short_hosts.get(host)
+    if addresses is not None:
+        if lookup.authoritative:
+            response.flags |= dns.flags.AA
+        _answer_addresses(response, question.name, question.rdtype, addresses)
+        if not response.answer and lookup.authoritative:
+            _add(response.authority, ZONE, _SOA)
+        return response
     found = _service(lookup.inner, zone)
     if found is None:
         if not lookup.authoritative:
@@ -129,7 +172,10 @@ def respond(query: dns.message.Message, zone: Zone, local_address: str) -> dns.m
                 _add(response.authority, ZONE, _SOA)
                 return response
             return None
-    _answer(response, question.name, question.rdtype, target, ports, local_address)
+    if (name, namespace) in zone.headless:
+        _answer_addresses(response, question.name, question.rdtype, zone.headless[(name, namespace)])
+    else:
+        _answer(response, question.name, question.rdtype, target, ports, local_address)
     if not response.answer and lookup.authoritative:
         _add(response.authority, ZONE, _SOA)
     return response
@@ -169,6 +215,16 @@ def _answer(
                 dns.rdata.from_text(dns.rdataclass.IN, dns.rdatatype.SRV, f"0 100 {port} {target.to_text()}"),
             )
         _add(response.additional, target, _address(local_address))
+
+
+def _answer_addresses(
+    response: dns.message.Message, qname: dns.name.Name, qtype: int, addresses: Iterable[str]
+) -> None:
+    """A (and AAAA) records for a headless Service's or a pod host's addresses."""
+    for address in addresses:
+        rdata = _address(address)
+        if qtype in (rdata.rdtype, dns.rdatatype.ANY):
+            _add(response.answer, qname, rdata)
 
 
 def _address(local_address: str) -> dns.rdata.Rdata:

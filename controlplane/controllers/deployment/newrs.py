@@ -26,11 +26,11 @@ from controlplane.controllers.deployment.revisions import (
     max_revision,
     revision_of,
     set_new_rs_annotations,
-    template_hash,
 )
 from protos import deployments, owners
 from protos import pods as podutil
 from protos.corral.v1 import workloads_pb2
+from protos.deployments import template_hash
 from protos.wellknown import POD_TEMPLATE_HASH, REVISION
 
 # How a ReplicaSet to be created gets its initial size: (plan, its state) -> replicas.

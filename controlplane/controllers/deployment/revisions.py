@@ -1,8 +1,7 @@
 """Pod-template hashes and the annotations a Deployment keeps on its ReplicaSets. Pure.
 
-A ReplicaSet belongs to one pod template: `template_hash` (sha256 of the
-deterministically serialized template without the `pod-template-hash` label,
-plus the collision count when non-zero; first 10 hex digits) is added as the
+A ReplicaSet belongs to one pod template: `template_hash`
+(`protos.deployments`, also a StatefulSet's revision) is added as the
 `pod-template-hash` label to its selector, template labels and name
 (`<deployment>-<hash>`).
 
@@ -28,7 +27,6 @@ Annotations (Kubernetes' names):
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, MutableMapping
 
 from protos.corral.v1 import pod_pb2, workloads_pb2
@@ -60,14 +58,6 @@ NOT_COPIED = frozenset(
     }
 )
 REVISION_HISTORY_MAX_CHARS = 2000
-HASH_LENGTH = 10
-
-
-def template_hash(template: pod_pb2.PodTemplateSpec, collision_count: int = 0) -> str:
-    digest = hashlib.sha256(without_hash(template).SerializeToString(deterministic=True))
-    if collision_count > 0:
-        digest.update(str(collision_count).encode())
-    return digest.hexdigest()[:HASH_LENGTH]
 
 
 def equal_ignoring_hash(a: pod_pb2.PodTemplateSpec, b: pod_pb2.PodTemplateSpec) -> bool:

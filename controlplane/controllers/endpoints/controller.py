@@ -5,7 +5,7 @@ Keys are Service keys ("ns/name"). What queues a Service:
 - the Service itself, and its managed EndpointSlices (so a slice someone else
   changed or deleted is put right, and our own writes are checked once more);
 - a pod of its namespace whose old or new labels its selector matches, when
-  something an endpoint is made of changed (labels, binding, hostIP, phase,
+  something an endpoint is made of changed (labels, binding, hostIP, podIP, phase,
   readiness, deletion, ports) — not every status write;
 - a node whose readiness flipped (not its heartbeats), for the Services with
   endpoints on it;
@@ -63,6 +63,9 @@ def pod_view(pod: Message) -> tuple[object, ...]:
         podutil.is_terminating(pod),
         pod.spec.node_name,
         pod.status.host_ip,
+        pod.status.pod_ip,
+        pod.spec.hostname,
+        pod.spec.subdomain,
         pod.status.phase,
         podutil.is_ready(pod),
         spec_ports,

@@ -1,7 +1,12 @@
 """One pod as an endpoint of a Service, pure.
 
 corral has no overlay network: a pod is reached at its node's address
-(`status.hostIP`) on the host port its container published. For each Service
+(`status.hostIP`) on the host port its container published. A headless
+Service's endpoint is the pod's own address (`status.podIP`: a Docker pod's
+bridge address, a process pod's host address), published ports or not, since
+clients reach it directly through DNS; its `hostname` is the pod's
+`spec.hostname` when the pod's `spec.subdomain` names the Service (Kubernetes'
+rule for `<hostname>.<service>.<namespace>.svc.cluster.local`). For each Service
 port the targetPort resolves to a container port (a number as is, a name
 through `spec.containers[].ports[].name`, unset: the Service port), and that
 container port to the host port the runtime actually bound, which the agent
@@ -9,9 +14,10 @@ reports in `status.containerStatuses[].ports` (the spec's hostPort when
 the status does not show it yet). A pod that publishes none of the Service's
 ports is no endpoint at all.
 
-Conditions, as Kubernetes': serving = the pod is Ready and its node is Ready;
-terminating = the pod has a deletionTimestamp; ready = serving and not
-terminating (only ready endpoints get new connections).
+Conditions, as Kubernetes': serving = the pod is Ready and its node is Ready
+(or the Service has publishNotReadyAddresses); terminating = the pod has a
+deletionTimestamp; ready = serving and not terminating (only ready endpoints
+get new connections).
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from dataclasses import dataclass
 from protos import nodes as nodeutil
 from protos import pods as podutil
 from protos.corral.v1 import discovery_pb2, node_pb2, pod_pb2, service_pb2
+from protos.services import is_headless
 from protos.wellknown import POD_TEMPLATE_HASH
 
 
@@ -44,9 +51,14 @@ def selects(service: service_pb2.Service, pod: pod_pb2.Pod) -> bool:
     return all(labels.get(k) == v for k, v in selector.items())
 
 
-def is_candidate(pod: pod_pb2.Pod) -> bool:
-    """Bound, placed on an IPv4 node address and not finished."""
-    return bool(pod.spec.node_name) and _is_ipv4(pod.status.host_ip) and not podutil.is_terminal(pod)
+def is_candidate(service: service_pb2.Service, pod: pod_pb2.Pod) -> bool:
+    """Bound, with an IPv4 address (the node's; a headless Service's: the pod's) and not finished."""
+    return bool(pod.spec.node_name) and _is_ipv4(address(service, pod)) and not podutil.is_terminal(pod)
+
+
+def address(service: service_pb2.Service, pod: pod_pb2.Pod) -> str:
+    """Where clients reach the pod for this Service: its node, or for a headless Service the pod itself."""
+    return pod.status.pod_ip if is_headless(service) else pod.status.host_ip
 
 
 def _is_ipv4(address: str) -> bool:
@@ -102,24 +114,28 @@ def endpoint_for(
     pod: pod_pb2.Pod,
     nodes: Mapping[str, node_pb2.Node],
 ) -> discovery_pb2.Endpoint | None:
-    """The pod as an endpoint of the Service, or None when it publishes none of its ports."""
+    """The pod as an endpoint of the Service, or None when it publishes none of its ports
+    (a headless Service's pods are endpoints whatever they publish)."""
     host_ports: dict[str, int] = {}
     for port in service.spec.ports:
         where = target(pod, port)
         published = host_port(pod, where) if where is not None else 0
         if published:
             host_ports[port.name] = published
-    if not host_ports:
+    if not host_ports and not is_headless(service):
         return None
-    serving = podutil.is_ready(pod) and nodeutil.is_ready(nodes.get(pod.spec.node_name))
+    ready = service.spec.publish_not_ready_addresses or podutil.is_ready(pod)
+    serving = ready and nodeutil.is_ready(nodes.get(pod.spec.node_name))
     terminating = podutil.is_terminating(pod)
     m = pod.metadata
     endpoint = discovery_pb2.Endpoint(
-        addresses=[pod.status.host_ip],
+        addresses=[address(service, pod)],
         node_name=pod.spec.node_name,
         group=m.labels.get(POD_TEMPLATE_HASH, ""),
         host_ports=host_ports,
     )
+    if pod.spec.hostname and pod.spec.subdomain == service.metadata.name:
+        endpoint.hostname = pod.spec.hostname
     endpoint.conditions.ready = serving and not terminating
     endpoint.conditions.serving = serving
     endpoint.conditions.terminating = terminating

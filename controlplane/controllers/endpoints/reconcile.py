@@ -7,9 +7,10 @@ of every other slice of the namespace, and returns the slices to create,
 update and delete:
 
 - selected pods: the selector matches (a Service without selector has no
-  managed slices), bound to a node with an IPv4 `hostIP`, not Succeeded or
-  Failed; each becomes an endpoint (see `endpoint`), or none when it
-  publishes none of the Service's ports;
+  managed slices), bound to a node with an IPv4 `hostIP` (a headless
+  Service: `podIP`), not Succeeded or Failed; each becomes an endpoint (see
+  `endpoint`), or none when it publishes none of the Service's ports (unless
+  the Service is headless);
 - ports: one per Service port (name, TCP, the container port its targetPort
   resolved to in the first pod, by name, that resolves it);
 - traffic weights: while a BlueGreen or Canary Deployment of the namespace
@@ -71,7 +72,9 @@ def reconcile(
     slices = sorted(slices, key=lambda s: s.metadata.name)
     if service is None or not service.spec.selector:
         return SliceActions(delete=tuple(slices))
-    selected = sorted((p for p in pods if selects(service, p) and is_candidate(p)), key=lambda p: p.metadata.name)
+    selected = sorted(
+        (p for p in pods if selects(service, p) and is_candidate(service, p)), key=lambda p: p.metadata.name
+    )
     endpoints: dict[str, discovery_pb2.Endpoint] = {}
     for pod in selected:
         endpoint = endpoint_for(service, pod, nodes)

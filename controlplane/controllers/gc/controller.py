@@ -37,7 +37,7 @@ from protos.pods import is_terminating
 
 log = structlog.get_logger(__name__)
 
-DEPENDENT_KINDS = ("ReplicaSet", "Job", "Pod")
+DEPENDENT_KINDS = ("ReplicaSet", "Job", "Pod", "PersistentVolumeClaim")
 EVENT = "Event"
 POD = "Pod"
 NODE = "Node"
@@ -54,7 +54,17 @@ def gc_key(kind: str, obj: Message) -> str:
 
 class GarbageCollector:
     name: str = "garbagecollector"
-    kinds: tuple[str, ...] = ("Deployment", "ReplicaSet", "CronJob", "Job", "Pod", "Event", "Node")
+    kinds: tuple[str, ...] = (
+        "Deployment",
+        "ReplicaSet",
+        "StatefulSet",
+        "CronJob",
+        "Job",
+        "Pod",
+        "PersistentVolumeClaim",
+        "Event",
+        "Node",
+    )
     workers: int = 2
 
     def __init__(

@@ -8,7 +8,9 @@ the owner. A reference to a kind corral does not know keeps the object: the
 collector never deletes on a guess.
 
 Deleting a Deployment so orphans its ReplicaSets, whose deletion orphans their
-Pods: background cascading deletion, one level at a time.
+Pods: background cascading deletion, one level at a time. A StatefulSet's pods
+go the same way, and its claims once every owner they name (the set under
+whenDeleted: Delete, the pod under whenScaled: Delete) is gone.
 
 Pods are deleted gracefully (see `controlplane.apiserver.deletion`): a
 running pod is marked terminating and its node deletes it once stopped. The

@@ -83,8 +83,8 @@ def reconcile(
     )
 
 
-def claim_pods(rs: workloads_pb2.ReplicaSet, pods: Iterable[pod_pb2.Pod]) -> Claim:
-    """Which pods are the ReplicaSet's, which to adopt and which to release."""
+def claim_pods(rs: workloads_pb2.ReplicaSet | workloads_pb2.StatefulSet, pods: Iterable[pod_pb2.Pod]) -> Claim:
+    """Which pods are the ReplicaSet's (or StatefulSet's), which to adopt and which to release."""
     selector = labels.from_label_selector(rs.spec.selector)
     uid, namespace = rs.metadata.uid, rs.metadata.namespace
     may_adopt = not selector.empty and not podutil.is_terminating(rs)
@@ -106,7 +106,7 @@ def claim_pods(rs: workloads_pb2.ReplicaSet, pods: Iterable[pod_pb2.Pod]) -> Cla
     return Claim(tuple(owned), tuple(adopt), tuple(release))
 
 
-def _with_owner(pod: pod_pb2.Pod, rs: workloads_pb2.ReplicaSet) -> pod_pb2.Pod:
+def _with_owner(pod: pod_pb2.Pod, rs: workloads_pb2.ReplicaSet | workloads_pb2.StatefulSet) -> pod_pb2.Pod:
     copy = pod_pb2.Pod()
     copy.CopyFrom(pod)
     copy.metadata.owner_references.append(owners.owner_reference(rs))

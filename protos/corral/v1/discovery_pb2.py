@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from protos.corral.v1 import meta_pb2 as protos_dot_corral_dot_v1_dot_meta__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n protos/corral/v1/discovery.proto\x12\tcorral.v1\x1a\x1bprotos/corral/v1/meta.proto\"~\n\x12\x45ndpointConditions\x12\x12\n\x05ready\x18\x01 \x01(\x08H\x00\x88\x01\x01\x12\x14\n\x07serving\x18\x02 \x01(\x08H\x01\x88\x01\x01\x12\x18\n\x0bterminating\x18\x03 \x01(\x08H\x02\x88\x01\x01\x42\x08\n\x06_readyB\n\n\x08_servingB\x0e\n\x0c_terminating\"\x8c\x02\n\x08\x45ndpoint\x12\x11\n\taddresses\x18\x01 \x03(\t\x12\x31\n\nconditions\x18\x02 \x01(\x0b\x32\x1d.corral.v1.EndpointConditions\x12\x11\n\tnode_name\x18\x03 \x01(\t\x12.\n\ntarget_ref\x18\x04 \x01(\x0b\x32\x1a.corral.v1.ObjectReference\x12\x36\n\nhost_ports\x18\x05 \x03(\x0b\x32\".corral.v1.Endpoint.HostPortsEntry\x12\r\n\x05group\x18\x06 \x01(\t\x1a\x30\n\x0eHostPortsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x05:\x02\x38\x01\"J\n\x0c\x45ndpointPort\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08protocol\x18\x02 \x01(\t\x12\x11\n\x04port\x18\x03 \x01(\x05H\x00\x88\x01\x01\x42\x07\n\x05_port\"\xbf\x02\n\rEndpointSlice\x12\x13\n\x0b\x61pi_version\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\'\n\x08metadata\x18\x03 \x01(\x0b\x32\x15.corral.v1.ObjectMeta\x12\x14\n\x0c\x61\x64\x64ress_type\x18\x04 \x01(\t\x12&\n\tendpoints\x18\x05 \x03(\x0b\x32\x13.corral.v1.Endpoint\x12&\n\x05ports\x18\x06 \x03(\x0b\x32\x17.corral.v1.EndpointPort\x12\x45\n\x0ftraffic_weights\x18\x07 \x03(\x0b\x32,.corral.v1.EndpointSlice.TrafficWeightsEntry\x1a\x35\n\x13TrafficWeightsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x05:\x02\x38\x01\"W\n\x0cRouteBackend\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\t\x12\x0c\n\x04port\x18\x02 \x01(\x05\x12\x0b\n\x03pod\x18\x03 \x01(\t\x12\x0c\n\x04node\x18\x04 \x01(\t\x12\r\n\x05group\x18\x05 \x01(\t\"d\n\tRoutePort\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08protocol\x18\x02 \x01(\t\x12\x0c\n\x04port\x18\x03 \x01(\x05\x12)\n\x08\x62\x61\x63kends\x18\x04 \x03(\x0b\x32\x17.corral.v1.RouteBackend\"\xed\x01\n\x0cServiceRoute\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x16\n\x0eload_balancing\x18\x03 \x01(\t\x12#\n\x05ports\x18\x04 \x03(\x0b\x32\x14.corral.v1.RoutePort\x12\x35\n\x07weights\x18\x05 \x03(\x0b\x32$.corral.v1.ServiceRoute.WeightsEntry\x12\x18\n\x10resource_version\x18\x06 \x01(\x03\x1a.\n\x0cWeightsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x05:\x02\x38\x01\"O\n\x14ListEndpointsRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x16\n\x0e\x61ll_namespaces\x18\x03 \x01(\x08\"B\n\x15ListEndpointsResponse\x12)\n\x08services\x18\x01 \x03(\x0b\x32\x17.corral.v1.ServiceRoute2f\n\x10\x44iscoveryService\x12R\n\rListEndpoints\x12\x1f.corral.v1.ListEndpointsRequest\x1a .corral.v1.ListEndpointsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n protos/corral/v1/discovery.proto\x12\tcorral.v1\x1a\x1bprotos/corral/v1/meta.proto\"~\n\x12\x45ndpointConditions\x12\x12\n\x05ready\x18\x01 \x01(\x08H\x00\x88\x01\x01\x12\x14\n\x07serving\x18\x02 \x01(\x08H\x01\x88\x01\x01\x12\x18\n\x0bterminating\x18\x03 \x01(\x08H\x02\x88\x01\x01\x42\x08\n\x06_readyB\n\n\x08_servingB\x0e\n\x0c_terminating\"\x9e\x02\n\x08\x45ndpoint\x12\x11\n\taddresses\x18\x01 \x03(\t\x12\x31\n\nconditions\x18\x02 \x01(\x0b\x32\x1d.corral.v1.EndpointConditions\x12\x11\n\tnode_name\x18\x03 \x01(\t\x12.\n\ntarget_ref\x18\x04 \x01(\x0b\x32\x1a.corral.v1.ObjectReference\x12\x36\n\nhost_ports\x18\x05 \x03(\x0b\x32\".corral.v1.Endpoint.HostPortsEntry\x12\r\n\x05group\x18\x06 \x01(\t\x12\x10\n\x08hostname\x18\x07 \x01(\t\x1a\x30\n\x0eHostPortsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x05:\x02\x38\x01\"J\n\x0c\x45ndpointPort\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08protocol\x18\x02 \x01(\t\x12\x11\n\x04port\x18\x03 \x01(\x05H\x00\x88\x01\x01\x42\x07\n\x05_port\"\xbf\x02\n\rEndpointSlice\x12\x13\n\x0b\x61pi_version\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\'\n\x08metadata\x18\x03 \x01(\x0b\x32\x15.corral.v1.ObjectMeta\x12\x14\n\x0c\x61\x64\x64ress_type\x18\x04 \x01(\t\x12&\n\tendpoints\x18\x05 \x03(\x0b\x32\x13.corral.v1.Endpoint\x12&\n\x05ports\x18\x06 \x03(\x0b\x32\x17.corral.v1.EndpointPort\x12\x45\n\x0ftraffic_weights\x18\x07 \x03(\x0b\x32,.corral.v1.EndpointSlice.TrafficWeightsEntry\x1a\x35\n\x13TrafficWeightsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x05:\x02\x38\x01\"i\n\x0cRouteBackend\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\t\x12\x0c\n\x04port\x18\x02 \x01(\x05\x12\x0b\n\x03pod\x18\x03 \x01(\t\x12\x0c\n\x04node\x18\x04 \x01(\t\x12\r\n\x05group\x18\x05 \x01(\t\x12\x10\n\x08hostname\x18\x06 \x01(\t\"d\n\tRoutePort\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08protocol\x18\x02 \x01(\t\x12\x0c\n\x04port\x18\x03 \x01(\x05\x12)\n\x08\x62\x61\x63kends\x18\x04 \x03(\x0b\x32\x17.corral.v1.RouteBackend\"\xab\x02\n\x0cServiceRoute\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x16\n\x0eload_balancing\x18\x03 \x01(\t\x12#\n\x05ports\x18\x04 \x03(\x0b\x32\x14.corral.v1.RoutePort\x12\x35\n\x07weights\x18\x05 \x03(\x0b\x32$.corral.v1.ServiceRoute.WeightsEntry\x12\x18\n\x10resource_version\x18\x06 \x01(\x03\x12\x10\n\x08headless\x18\x07 \x01(\x08\x12*\n\tendpoints\x18\x08 \x03(\x0b\x32\x17.corral.v1.RouteBackend\x1a.\n\x0cWeightsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x05:\x02\x38\x01\"O\n\x14ListEndpointsRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x16\n\x0e\x61ll_namespaces\x18\x03 \x01(\x08\"B\n\x15ListEndpointsResponse\x12)\n\x08services\x18\x01 \x03(\x0b\x32\x17.corral.v1.ServiceRoute2f\n\x10\x44iscoveryService\x12R\n\rListEndpoints\x12\x1f.corral.v1.ListEndpointsRequest\x1a .corral.v1.ListEndpointsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,27 +41,27 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ENDPOINTCONDITIONS']._serialized_start=76
   _globals['_ENDPOINTCONDITIONS']._serialized_end=202
   _globals['_ENDPOINT']._serialized_start=205
-  _globals['_ENDPOINT']._serialized_end=473
-  _globals['_ENDPOINT_HOSTPORTSENTRY']._serialized_start=425
-  _globals['_ENDPOINT_HOSTPORTSENTRY']._serialized_end=473
-  _globals['_ENDPOINTPORT']._serialized_start=475
-  _globals['_ENDPOINTPORT']._serialized_end=549
-  _globals['_ENDPOINTSLICE']._serialized_start=552
-  _globals['_ENDPOINTSLICE']._serialized_end=871
-  _globals['_ENDPOINTSLICE_TRAFFICWEIGHTSENTRY']._serialized_start=818
-  _globals['_ENDPOINTSLICE_TRAFFICWEIGHTSENTRY']._serialized_end=871
-  _globals['_ROUTEBACKEND']._serialized_start=873
-  _globals['_ROUTEBACKEND']._serialized_end=960
-  _globals['_ROUTEPORT']._serialized_start=962
-  _globals['_ROUTEPORT']._serialized_end=1062
-  _globals['_SERVICEROUTE']._serialized_start=1065
-  _globals['_SERVICEROUTE']._serialized_end=1302
-  _globals['_SERVICEROUTE_WEIGHTSENTRY']._serialized_start=1256
-  _globals['_SERVICEROUTE_WEIGHTSENTRY']._serialized_end=1302
-  _globals['_LISTENDPOINTSREQUEST']._serialized_start=1304
-  _globals['_LISTENDPOINTSREQUEST']._serialized_end=1383
-  _globals['_LISTENDPOINTSRESPONSE']._serialized_start=1385
-  _globals['_LISTENDPOINTSRESPONSE']._serialized_end=1451
-  _globals['_DISCOVERYSERVICE']._serialized_start=1453
-  _globals['_DISCOVERYSERVICE']._serialized_end=1555
+  _globals['_ENDPOINT']._serialized_end=491
+  _globals['_ENDPOINT_HOSTPORTSENTRY']._serialized_start=443
+  _globals['_ENDPOINT_HOSTPORTSENTRY']._serialized_end=491
+  _globals['_ENDPOINTPORT']._serialized_start=493
+  _globals['_ENDPOINTPORT']._serialized_end=567
+  _globals['_ENDPOINTSLICE']._serialized_start=570
+  _globals['_ENDPOINTSLICE']._serialized_end=889
+  _globals['_ENDPOINTSLICE_TRAFFICWEIGHTSENTRY']._serialized_start=836
+  _globals['_ENDPOINTSLICE_TRAFFICWEIGHTSENTRY']._serialized_end=889
+  _globals['_ROUTEBACKEND']._serialized_start=891
+  _globals['_ROUTEBACKEND']._serialized_end=996
+  _globals['_ROUTEPORT']._serialized_start=998
+  _globals['_ROUTEPORT']._serialized_end=1098
+  _globals['_SERVICEROUTE']._serialized_start=1101
+  _globals['_SERVICEROUTE']._serialized_end=1400
+  _globals['_SERVICEROUTE_WEIGHTSENTRY']._serialized_start=1354
+  _globals['_SERVICEROUTE_WEIGHTSENTRY']._serialized_end=1400
+  _globals['_LISTENDPOINTSREQUEST']._serialized_start=1402
+  _globals['_LISTENDPOINTSREQUEST']._serialized_end=1481
+  _globals['_LISTENDPOINTSRESPONSE']._serialized_start=1483
+  _globals['_LISTENDPOINTSRESPONSE']._serialized_end=1549
+  _globals['_DISCOVERYSERVICE']._serialized_start=1551
+  _globals['_DISCOVERYSERVICE']._serialized_end=1653
 # @@protoc_insertion_point(module_scope)

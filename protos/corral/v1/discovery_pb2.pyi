@@ -93,10 +93,15 @@ class Endpoint(_message.Message):
     TARGET_REF_FIELD_NUMBER: _builtins.int
     HOST_PORTS_FIELD_NUMBER: _builtins.int
     GROUP_FIELD_NUMBER: _builtins.int
+    HOSTNAME_FIELD_NUMBER: _builtins.int
     node_name: _builtins.str
     group: _builtins.str
     """corral: the traffic group (the pod's pod-template-hash) that the
     slice's trafficWeights refer to.
+    """
+    hostname: _builtins.str
+    """The pod's spec.hostname when its spec.subdomain names the Service (the
+    DNS name <hostname>.<service>.<namespace>.svc.cluster.local).
     """
     @_builtins.property
     def addresses(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
@@ -125,10 +130,11 @@ class Endpoint(_message.Message):
         target_ref: _meta_pb2.ObjectReference | None = ...,
         host_ports: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
         group: _builtins.str = ...,
+        hostname: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["conditions", b"conditions", "target_ref", b"target_ref"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["addresses", b"addresses", "conditions", b"conditions", "group", b"group", "host_ports", b"host_ports", "node_name", b"node_name", "target_ref", b"target_ref"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["addresses", b"addresses", "conditions", b"conditions", "group", b"group", "host_ports", b"host_ports", "hostname", b"hostname", "node_name", b"node_name", "target_ref", b"target_ref"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -246,6 +252,7 @@ class RouteBackend(_message.Message):
     POD_FIELD_NUMBER: _builtins.int
     NODE_FIELD_NUMBER: _builtins.int
     GROUP_FIELD_NUMBER: _builtins.int
+    HOSTNAME_FIELD_NUMBER: _builtins.int
     address: _builtins.str
     """Where the proxy connects: the node address and published host port."""
     port: _builtins.int
@@ -253,6 +260,8 @@ class RouteBackend(_message.Message):
     node: _builtins.str
     group: _builtins.str
     """The traffic group (pod-template-hash); see ServiceRoute.weights."""
+    hostname: _builtins.str
+    """A headless Service's endpoint: the pod's DNS host name (see Endpoint.hostname)."""
     def __init__(
         self,
         *,
@@ -261,10 +270,11 @@ class RouteBackend(_message.Message):
         pod: _builtins.str = ...,
         node: _builtins.str = ...,
         group: _builtins.str = ...,
+        hostname: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "group", b"group", "node", b"node", "pod", b"pod", "port", b"port"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "group", b"group", "hostname", b"hostname", "node", b"node", "pod", b"pod", "port", b"port"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -336,12 +346,18 @@ class ServiceRoute(_message.Message):
     PORTS_FIELD_NUMBER: _builtins.int
     WEIGHTS_FIELD_NUMBER: _builtins.int
     RESOURCE_VERSION_FIELD_NUMBER: _builtins.int
+    HEADLESS_FIELD_NUMBER: _builtins.int
+    ENDPOINTS_FIELD_NUMBER: _builtins.int
     namespace: _builtins.str
     name: _builtins.str
     load_balancing: _builtins.str
     """RoundRobin (default) or LeastConnections."""
     resource_version: _builtins.int
     """The Service's resourceVersion the route was computed from."""
+    headless: _builtins.bool
+    """clusterIP: None. No proxy listens for it (ports is empty); DNS answers
+    its name with the addresses of `endpoints`.
+    """
     @_builtins.property
     def ports(self) -> _containers.RepeatedCompositeFieldContainer[Global___RoutePort]: ...
     @_builtins.property
@@ -349,6 +365,10 @@ class ServiceRoute(_message.Message):
         """Share of new connections per traffic group; empty: all backends equal.
         A group with weight 0 gets no new connections.
         """
+
+    @_builtins.property
+    def endpoints(self) -> _containers.RepeatedCompositeFieldContainer[Global___RouteBackend]:
+        """A headless Service's ready endpoints (pod address, pod, node, hostname)."""
 
     def __init__(
         self,
@@ -359,10 +379,12 @@ class ServiceRoute(_message.Message):
         ports: _abc.Iterable[Global___RoutePort] | None = ...,
         weights: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
         resource_version: _builtins.int = ...,
+        headless: _builtins.bool = ...,
+        endpoints: _abc.Iterable[Global___RouteBackend] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["load_balancing", b"load_balancing", "name", b"name", "namespace", b"namespace", "ports", b"ports", "resource_version", b"resource_version", "weights", b"weights"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["endpoints", b"endpoints", "headless", b"headless", "load_balancing", b"load_balancing", "name", b"name", "namespace", b"namespace", "ports", b"ports", "resource_version", b"resource_version", "weights", b"weights"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

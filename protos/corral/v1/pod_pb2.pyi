@@ -1145,6 +1145,8 @@ class PodSpec(_message.Message):
     SERVICE_ACCOUNT_FIELD_NUMBER: _builtins.int
     AUTOMOUNT_SERVICE_ACCOUNT_TOKEN_FIELD_NUMBER: _builtins.int
     INIT_CONTAINERS_FIELD_NUMBER: _builtins.int
+    HOSTNAME_FIELD_NUMBER: _builtins.int
+    SUBDOMAIN_FIELD_NUMBER: _builtins.int
     restart_policy: _builtins.str
     """Always (default), OnFailure or Never."""
     node_name: _builtins.str
@@ -1165,6 +1167,12 @@ class PodSpec(_message.Message):
     """
     service_account: _builtins.str
     automount_service_account_token: _builtins.bool
+    hostname: _builtins.str
+    """The pod's host name (default: its name) and, with a headless Service of
+    that name in its namespace, its DNS name
+    <hostname>.<subdomain>.<namespace>.svc.cluster.local. DNS-1123 labels.
+    """
+    subdomain: _builtins.str
     @_builtins.property
     def containers(self) -> _containers.RepeatedCompositeFieldContainer[Global___Container]: ...
     @_builtins.property
@@ -1205,10 +1213,12 @@ class PodSpec(_message.Message):
         service_account: _builtins.str = ...,
         automount_service_account_token: _builtins.bool | None = ...,
         init_containers: _abc.Iterable[Global___Container] | None = ...,
+        hostname: _builtins.str = ...,
+        subdomain: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_automount_service_account_token", b"_automount_service_account_token", "_termination_grace_period_seconds", b"_termination_grace_period_seconds", "affinity", b"affinity", "automount_service_account_token", b"automount_service_account_token", "security_context", b"security_context", "termination_grace_period_seconds", b"termination_grace_period_seconds"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_automount_service_account_token", b"_automount_service_account_token", "_termination_grace_period_seconds", b"_termination_grace_period_seconds", "affinity", b"affinity", "automount_service_account_token", b"automount_service_account_token", "containers", b"containers", "host_ipc", b"host_ipc", "host_network", b"host_network", "host_pid", b"host_pid", "init_containers", b"init_containers", "node_name", b"node_name", "node_selector", b"node_selector", "restart_policy", b"restart_policy", "runtime_class_name", b"runtime_class_name", "security_context", b"security_context", "service_account", b"service_account", "service_account_name", b"service_account_name", "termination_grace_period_seconds", b"termination_grace_period_seconds", "tolerations", b"tolerations", "volumes", b"volumes"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_automount_service_account_token", b"_automount_service_account_token", "_termination_grace_period_seconds", b"_termination_grace_period_seconds", "affinity", b"affinity", "automount_service_account_token", b"automount_service_account_token", "containers", b"containers", "host_ipc", b"host_ipc", "host_network", b"host_network", "host_pid", b"host_pid", "hostname", b"hostname", "init_containers", b"init_containers", "node_name", b"node_name", "node_selector", b"node_selector", "restart_policy", b"restart_policy", "runtime_class_name", b"runtime_class_name", "security_context", b"security_context", "service_account", b"service_account", "service_account_name", b"service_account_name", "subdomain", b"subdomain", "termination_grace_period_seconds", b"termination_grace_period_seconds", "tolerations", b"tolerations", "volumes", b"volumes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__automount_service_account_token: _TypeAlias = _typing.Literal["automount_service_account_token"]  # noqa: Y015
     _WhichOneofArgType__automount_service_account_token: _TypeAlias = _typing.Literal["_automount_service_account_token", b"_automount_service_account_token"]  # noqa: Y015

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from protos.corral.v1 import meta_pb2 as protos_dot_corral_dot_v1_dot_meta__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1eprotos/corral/v1/service.proto\x12\tcorral.v1\x1a\x1bprotos/corral/v1/meta.proto\"{\n\x0bServicePort\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08protocol\x18\x02 \x01(\t\x12\x0c\n\x04port\x18\x03 \x01(\x05\x12+\n\x0btarget_port\x18\x04 \x01(\x0b\x32\x16.corral.v1.IntOrString\x12\x11\n\tnode_port\x18\x05 \x01(\x05\"\xc3\x01\n\x0bServiceSpec\x12\x36\n\x08selector\x18\x01 \x03(\x0b\x32$.corral.v1.ServiceSpec.SelectorEntry\x12%\n\x05ports\x18\x02 \x03(\x0b\x32\x16.corral.v1.ServicePort\x12\x0c\n\x04type\x18\x03 \x01(\t\x12\x16\n\x0eload_balancing\x18\x04 \x01(\t\x1a/\n\rSelectorEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"9\n\rServiceStatus\x12(\n\nconditions\x18\x01 \x03(\x0b\x32\x14.corral.v1.Condition\"\xa5\x01\n\x07Service\x12\x13\n\x0b\x61pi_version\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\'\n\x08metadata\x18\x03 \x01(\x0b\x32\x15.corral.v1.ObjectMeta\x12$\n\x04spec\x18\x04 \x01(\x0b\x32\x16.corral.v1.ServiceSpec\x12(\n\x06status\x18\x05 \x01(\x0b\x32\x18.corral.v1.ServiceStatusb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1eprotos/corral/v1/service.proto\x12\tcorral.v1\x1a\x1bprotos/corral/v1/meta.proto\"{\n\x0bServicePort\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08protocol\x18\x02 \x01(\t\x12\x0c\n\x04port\x18\x03 \x01(\x05\x12+\n\x0btarget_port\x18\x04 \x01(\x0b\x32\x16.corral.v1.IntOrString\x12\x11\n\tnode_port\x18\x05 \x01(\x05\"\xa8\x02\n\x0bServiceSpec\x12\x36\n\x08selector\x18\x01 \x03(\x0b\x32$.corral.v1.ServiceSpec.SelectorEntry\x12%\n\x05ports\x18\x02 \x03(\x0b\x32\x16.corral.v1.ServicePort\x12\x0c\n\x04type\x18\x03 \x01(\t\x12\x16\n\x0eload_balancing\x18\x04 \x01(\t\x12\x1d\n\ncluster_ip\x18\x06 \x01(\tR\tclusterIP\x12\x1f\n\x0b\x63luster_ips\x18\x07 \x03(\tR\nclusterIPs\x12#\n\x1bpublish_not_ready_addresses\x18\x08 \x01(\x08\x1a/\n\rSelectorEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"9\n\rServiceStatus\x12(\n\nconditions\x18\x01 \x03(\x0b\x32\x14.corral.v1.Condition\"\xa5\x01\n\x07Service\x12\x13\n\x0b\x61pi_version\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\'\n\x08metadata\x18\x03 \x01(\x0b\x32\x15.corral.v1.ObjectMeta\x12$\n\x04spec\x18\x04 \x01(\x0b\x32\x16.corral.v1.ServiceSpec\x12(\n\x06status\x18\x05 \x01(\x0b\x32\x18.corral.v1.ServiceStatusb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,11 +37,11 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SERVICEPORT']._serialized_start=74
   _globals['_SERVICEPORT']._serialized_end=197
   _globals['_SERVICESPEC']._serialized_start=200
-  _globals['_SERVICESPEC']._serialized_end=395
-  _globals['_SERVICESPEC_SELECTORENTRY']._serialized_start=348
-  _globals['_SERVICESPEC_SELECTORENTRY']._serialized_end=395
-  _globals['_SERVICESTATUS']._serialized_start=397
-  _globals['_SERVICESTATUS']._serialized_end=454
-  _globals['_SERVICE']._serialized_start=457
-  _globals['_SERVICE']._serialized_end=622
+  _globals['_SERVICESPEC']._serialized_end=496
+  _globals['_SERVICESPEC_SELECTORENTRY']._serialized_start=449
+  _globals['_SERVICESPEC_SELECTORENTRY']._serialized_end=496
+  _globals['_SERVICESTATUS']._serialized_start=498
+  _globals['_SERVICESTATUS']._serialized_end=555
+  _globals['_SERVICE']._serialized_start=558
+  _globals['_SERVICE']._serialized_end=723
 # @@protoc_insertion_point(module_scope)

@@ -83,6 +83,9 @@ class ServiceSpec(_message.Message):
     PORTS_FIELD_NUMBER: _builtins.int
     TYPE_FIELD_NUMBER: _builtins.int
     LOAD_BALANCING_FIELD_NUMBER: _builtins.int
+    CLUSTER_IP_FIELD_NUMBER: _builtins.int
+    CLUSTER_IPS_FIELD_NUMBER: _builtins.int
+    PUBLISH_NOT_READY_ADDRESSES_FIELD_NUMBER: _builtins.int
     type: _builtins.str
     """ClusterIP (default) or NodePort. Both are served the same way: every
     node's proxy listens on the port (nodePort when set, else port).
@@ -91,10 +94,23 @@ class ServiceSpec(_message.Message):
     """corral: how a node's proxy picks a backend for a new connection:
     RoundRobin (default) or LeastConnections.
     """
+    cluster_ip: _builtins.str
+    """"None": a headless Service (no proxy port on any node; its DNS name
+    answers the addresses of its ready pods). "" otherwise: corral allocates
+    no virtual IPs yet, and other values are refused.
+    """
+    publish_not_ready_addresses: _builtins.bool
+    """Endpoints are ready whether their pods are ready or not (DNS of a
+    headless Service then lists every pod with an address).
+    """
     @_builtins.property
     def selector(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
     @_builtins.property
     def ports(self) -> _containers.RepeatedCompositeFieldContainer[Global___ServicePort]: ...
+    @_builtins.property
+    def cluster_ips(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """["None"] for a headless Service (defaulted from clusterIP)."""
+
     def __init__(
         self,
         *,
@@ -102,10 +118,13 @@ class ServiceSpec(_message.Message):
         ports: _abc.Iterable[Global___ServicePort] | None = ...,
         type: _builtins.str = ...,
         load_balancing: _builtins.str = ...,
+        cluster_ip: _builtins.str = ...,
+        cluster_ips: _abc.Iterable[_builtins.str] | None = ...,
+        publish_not_ready_addresses: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["load_balancing", b"load_balancing", "ports", b"ports", "selector", b"selector", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cluster_ip", b"cluster_ip", "cluster_ips", b"cluster_ips", "load_balancing", b"load_balancing", "ports", b"ports", "publish_not_ready_addresses", b"publish_not_ready_addresses", "selector", b"selector", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

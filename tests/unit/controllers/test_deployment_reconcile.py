@@ -10,11 +10,10 @@ from hypothesis import strategies as st
 
 from controlplane.controllers.deployment import conditions as cond
 from controlplane.controllers.deployment.reconcile import reconcile
-from controlplane.controllers.deployment.revisions import template_hash
 from controlplane.controllers.deployment.strategy import resolve_fenceposts
 from protos import deployments
 from protos.corral.v1 import meta_pb2, workloads_pb2
-from protos.deployments import without_hash
+from protos.deployments import template_hash, without_hash
 from protos.wellknown import (
     DESIRED_REPLICAS,
     MAX_REPLICAS,

@@ -37,3 +37,23 @@ async def test_manifest_with_replicas_sets_them(replicas: int) -> None:
     applied, outcome = await api.apply(deployment(replicas=replicas))
     assert outcome is ApplyOutcome.CONFIGURED
     assert isinstance(applied, workloads_pb2.Deployment) and applied.spec.replicas == replicas
+
+
+async def test_a_statefulset_manifest_without_replicas_keeps_the_count() -> None:
+    api = make_api()
+
+    def stateful_set() -> workloads_pb2.StatefulSet:
+        s = workloads_pb2.StatefulSet()
+        s.metadata.name, s.metadata.namespace = "db", "default"
+        s.spec.selector.match_labels["app"] = "db"
+        s.spec.template.metadata.labels["app"] = "db"
+        s.spec.template.spec.containers.add(name="db", image="redis:7")
+        return s
+
+    created, _ = await api.apply(stateful_set())
+    scaled = copy_of(created, workloads_pb2.StatefulSet)
+    scaled.spec.replicas = 3
+    await api.update(scaled)
+    again, outcome = await api.apply(stateful_set())
+    assert outcome is ApplyOutcome.UNCHANGED
+    assert isinstance(again, workloads_pb2.StatefulSet) and again.spec.replicas == 3
