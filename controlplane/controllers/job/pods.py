@@ -4,7 +4,8 @@ A pod is named `<job>-<random>` (NonIndexed) or `<job>-<index>-<random>`
 (Indexed), carries the template's labels (with the generated controller-uid
 and job-name ones) and annotations, and is owned by the Job. An Indexed pod
 also has its index as the `batch.kubernetes.io/job-completion-index`
-annotation and label, and as the `JOB_COMPLETION_INDEX` variable in every
+annotation and label, its host name `<job>-<index>` (unless the template sets
+one), and as the `JOB_COMPLETION_INDEX` variable in every
 container (Kubernetes sets it from the annotation through the downward API;
 the value is the same).
 """
@@ -32,6 +33,8 @@ def new_pod(job: batch_pb2.Job, index: int | None) -> pod_pb2.Pod:
     m.owner_references.append(owners.owner_reference(job))
     pod.spec.CopyFrom(template.spec)
     if index is not None:
+        if not pod.spec.hostname:
+            pod.spec.hostname = f"{job.metadata.name}-{index}"
         m.annotations[jobs.COMPLETION_INDEX] = str(index)
         m.labels[jobs.COMPLETION_INDEX] = str(index)
         for _, container in every_container(pod.spec):

@@ -280,7 +280,7 @@ def test_indexed_pods_carry_their_index_and_every_index_must_succeed() -> None:
     indexes = [p.metadata.annotations[jobs.COMPLETION_INDEX] for p in actions.create]
     assert indexes == ["0", "1"]
     first = actions.create[0]
-    assert first.metadata.generate_name == "pi-0-"
+    assert first.metadata.generate_name == "pi-0-" and first.spec.hostname == "pi-0"
     assert (
         first.spec.containers[0].env[0].name == "JOB_COMPLETION_INDEX" and first.spec.containers[0].env[0].value == "0"
     )
