@@ -1,8 +1,8 @@
 """Facts about Jobs and CronJobs (batch/v1) that several rooms share. Pure code: no I/O.
 
 Kubernetes' names (labels, annotations, condition types and reasons, policy
-values), the defaults, whether a Job has finished, and the compact index
-lists of an Indexed Job's status (`"1,3-5"`).
+values), the defaults, whether a Job has finished, the compact index lists
+of an Indexed Job's status (`"1,3-5"`), and a Job from a CronJob's template.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Final
 
+from protos import owners
 from protos.corral.v1 import batch_pb2, meta_pb2
 from protos.times import as_datetime
 
@@ -138,3 +139,17 @@ def parse_indexes(text: str) -> set[int]:
         if low.isdigit() and (not high or high.isdigit()):
             found.update(range(int(low), int(high or low) + 1))
     return found
+
+
+def job_from_cron_job(cron_job: batch_pb2.CronJob, name: str) -> batch_pb2.Job:
+    """A Job from a CronJob's jobTemplate (its labels, annotations and spec), owned by the CronJob:
+    what the CronJob controller starts and what `kubectl create job --from=cronjob/…` makes."""
+    template = cron_job.spec.job_template
+    job = batch_pb2.Job(api_version="batch/v1", kind="Job")
+    m = job.metadata
+    m.name, m.namespace = name, cron_job.metadata.namespace
+    m.labels.update(template.metadata.labels)
+    m.annotations.update(template.metadata.annotations)
+    m.owner_references.append(owners.owner_reference(cron_job))
+    job.spec.CopyFrom(template.spec)
+    return job

@@ -236,14 +236,7 @@ def _last_before(schedule: cron.Schedule, now: datetime, after: datetime) -> dat
 
 
 def new_job(cron_job: batch_pb2.CronJob, name: str, scheduled: datetime, schedule: cron.Schedule) -> batch_pb2.Job:
-    """The Job for a schedule time (also for `corral create job --from=cronjob/…`, without one)."""
-    template = cron_job.spec.job_template
-    job = batch_pb2.Job(api_version="batch/v1", kind="Job")
-    m = job.metadata
-    m.name, m.namespace = name, cron_job.metadata.namespace
-    m.labels.update(template.metadata.labels)
-    m.annotations.update(template.metadata.annotations)
-    m.annotations[jobs.SCHEDULED_AT] = scheduled.astimezone(schedule.zone).isoformat().replace("+00:00", "Z")
-    m.owner_references.append(owners.owner_reference(cron_job))
-    job.spec.CopyFrom(template.spec)
+    """The Job for a schedule time, annotated with it (in the schedule's zone, RFC 3339)."""
+    job = jobs.job_from_cron_job(cron_job, name)
+    job.metadata.annotations[jobs.SCHEDULED_AT] = scheduled.astimezone(schedule.zone).isoformat().replace("+00:00", "Z")
     return job
