@@ -139,3 +139,18 @@ def test_a_cron_job_every_minute_runs_a_job_within_70s(server: ServerProcess, ag
     )
     row = cli.run("get", "cronjobs").stdout.splitlines()[1].split()
     assert row[0] == "tick" and row[1:6] == ["*/1", "*", "*", "*", "*"] and row[6:9] == ["<none>", "False", "0"]
+
+
+def test_an_indexed_job_gives_each_pod_its_index_and_host_name(server: ServerProcess, agent: AgentProcess) -> None:
+    cli = Cli(server.env)
+    spec = {"completions": 2, "parallelism": 2, "completionMode": "Indexed"}
+    apply(cli, json.dumps(job("shard", "echo $JOB_COMPLETION_INDEX $(hostname)", **spec)))
+    result = cli.run("wait", "--for=condition=complete", "job/shard", "--timeout=90s", timeout=120)
+    assert result.returncode == 0, result.stderr + server.log.read_text()[-3000:]
+    assert get_json(cli, "job", "shard")["status"]["completedIndexes"] == "0-1"
+    seen = set()
+    for p in job_pods(cli, "shard"):
+        index = p["metadata"]["annotations"]["batch.kubernetes.io/job-completion-index"]
+        assert p["metadata"]["name"].startswith(f"shard-{index}-")
+        seen.add(cli.run("logs", p["metadata"]["name"]).stdout.strip())
+    assert seen == {"0 shard-0", "1 shard-1"}
