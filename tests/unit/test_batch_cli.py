@@ -126,7 +126,7 @@ def test_get_cronjobs_shows_kubectls_columns(obj: batch_pb2.CronJob, expected: l
 
 class FakeClient:
     def __init__(self, *objects: Message, pods: tuple[pod_pb2.Pod, ...] = ()) -> None:
-        self.objects = {(o.DESCRIPTOR.name, o.metadata.name): o for o in objects}  # type: ignore[attr-defined]
+        self.objects = {(o.DESCRIPTOR.name, o.metadata.name): o for o in objects}
         self.pods = list(pods)
         self.created: list[Message] = []
         self.reads = 0
