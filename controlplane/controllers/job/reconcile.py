@@ -3,9 +3,11 @@
 `reconcile(job, pods, now=…)` follows Kubernetes' Job controller:
 
 - counting: the Job's pods (controller ownerReference) that Succeeded, that
-  Failed (less those its podFailurePolicy ignores), that are active (neither
-  finished nor being deleted) and terminating. Counts never go down (a
-  counted pod that is deleted later stays counted).
+  Failed (less those its podFailurePolicy ignores, and those that failed
+  because they were being deleted: stopped by a suspend or a lower
+  parallelism), that are active (neither finished nor being deleted) and
+  terminating. Counts never go down (a counted pod that is deleted later
+  stays counted).
 - failing, in Kubernetes' order: a pod that matches a FailJob rule
   (reason PodFailurePolicy); more failures than backoffLimit, or with
   restartPolicy OnFailure as many container restarts (BackoffLimitExceeded);
@@ -142,6 +144,8 @@ def _classify(job: batch_pb2.Job, pods: Sequence[pod_pb2.Pod]) -> _Pods:
     for pod in sorted(pods, key=lambda p: (p.metadata.creation_timestamp.seconds, p.metadata.name)):
         if pod.status.phase == "Succeeded":
             found.succeeded.append(pod)
+        elif pod.status.phase == "Failed" and podutil.is_terminating(pod):
+            continue  # stopped by its deletion (suspend, a lower parallelism): not a failure of its own
         elif pod.status.phase == "Failed":
             matched = failures.policy_action(policy, pod) if job.spec.HasField("pod_failure_policy") else None
             action = matched[0] if matched else jobs.COUNT

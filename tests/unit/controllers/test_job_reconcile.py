@@ -357,3 +357,16 @@ def test_ttl_after_finished_deletes_the_job_after_the_time() -> None:
     c.sync(T0 + timedelta(seconds=5))
     assert c.sync(T0 + timedelta(seconds=6)).requeue_after == pytest.approx(59)
     assert c.sync(T0 + timedelta(seconds=65)).delete_job
+
+
+def test_pods_stopped_by_a_suspend_are_not_failures() -> None:
+    c = Cluster(job(parallelism=2, completions=2, backoff_limit=0))
+    c.sync(T0)
+    c.job.spec.suspend = True
+    c.sync(T0 + timedelta(seconds=5))
+    for name in c.created:  # the nodes stop them: exit 143 while being deleted
+        c.finish(name, code=143, at=T0 + timedelta(seconds=6))
+    c.job.spec.suspend = False
+    actions = c.sync(T0 + timedelta(seconds=7))
+    assert c.job.status.failed == 0 and condition(c.job, jobs.FAILURE_TARGET) is None
+    assert len(actions.create) == 2  # no back-off either
