@@ -260,3 +260,23 @@ async def test_a_control_plane_down_across_a_due_time_starts_the_missed_run_once
     async with running_cluster(objects, now) as c:
         await asyncio.sleep(60)
         assert len(await c.jobs()) == 1
+
+
+async def test_a_second_attempt_at_a_run_meets_already_exists_and_starts_nothing() -> None:
+    """A leader whose cache has not yet seen the Job of a due time asks for the same name again."""
+    objects = ObjectStore(MemoryStore())
+    api = ObjectApi(objects)
+    created = await api.create(cron_job("*/5 * * * *"))
+    assert isinstance(created, batch_pb2.CronJob)
+    controller = CronJobController(api, EventRecorder(api, "cronjob-controller"))
+    run = jobs.job_from_cron_job(created, "backup-29539445")
+    first = await controller._create(created, run)
+    again = await controller._create(created, run)
+    assert first is not None and again is not None and again.metadata.uid == first.metadata.uid
+    assert [j.metadata.name for j in (await objects.list_all(JOB, "default"))[0]] == ["backup-29539445"]
+    stranger = batch_pb2.Job()
+    stranger.CopyFrom(run)
+    stranger.metadata.name = "backup-29539450"
+    del stranger.metadata.owner_references[:]
+    await api.create(stranger)
+    assert await controller._create(created, jobs.job_from_cron_job(created, "backup-29539450")) is None
