@@ -6,7 +6,9 @@ precondition; the garbage collector then deletes their pods), creates the
 due Job and writes the status (CAS). The Job's name is fixed by its schedule
 time, so a second attempt — a retry, or another leader after a failover that
 did not see the first one's write yet — meets AlreadyExists and starts
-nothing twice. The next sync is asked for at the next schedule time.
+nothing twice. A sync that comes before the cache shows the last status
+write starts from that write (`written.LatestWrites`). The next sync is asked
+for at the next schedule time.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from controlplane.controllers.events import EventRecorder
 from controlplane.controllers.index import ControllerIndex
 from controlplane.controllers.queue import WorkQueue
 from controlplane.controllers.replicaset.controller import owner_key
+from controlplane.controllers.written import LatestWrites
 from controlplane.informer import CacheEvent, Informer, object_key
 from protos import owners
 from protos.corral.v1 import batch_pb2
@@ -45,6 +48,8 @@ class CronJobController:
         self.now = now
         self._cron_jobs: Informer | None = None
         self._jobs: ControllerIndex[batch_pb2.Job] | None = None
+        # Our last status write per key, until the cache shows it (read-your-writes).
+        self._written = LatestWrites(batch_pb2.CronJob)
 
     def bind(self, informers: dict[str, Informer], queue: WorkQueue) -> None:
         del queue
@@ -65,8 +70,8 @@ class CronJobController:
         return self._cron_jobs
 
     async def sync(self, key: str) -> float | None:
-        cron_job = self._informer().items.get(key)
-        if not isinstance(cron_job, batch_pb2.CronJob):
+        cron_job = self._written.latest(key, self._informer().items.get(key))
+        if cron_job is None:
             return None
         assert self._jobs is not None
         actions = reconcile(cron_job, self._jobs.owned_by(cron_job.metadata.uid), now=self.now())
@@ -83,7 +88,7 @@ class CronJobController:
             updated = batch_pb2.CronJob()
             updated.CopyFrom(cron_job)
             updated.status.CopyFrom(status)
-            await self.api.update_status(updated)
+            self._written.remember(key, await self.api.update_status(updated))
         for event in actions.events:
             await self.recorder.record(cron_job, event.type, event.reason, event.message)
         return actions.requeue_after

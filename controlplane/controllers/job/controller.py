@@ -28,17 +28,13 @@ from controlplane.controllers.job.reconcile import JobActions, reconcile
 from controlplane.controllers.queue import WorkQueue
 from controlplane.controllers.replicaset.controller import failures, is_temporary, owner_key
 from controlplane.controllers.replicaset.expectations import Expectations
+from controlplane.controllers.written import LatestWrites
 from controlplane.informer import CacheEvent, Change, Informer, object_key
 from protos import pods as podutil
 from protos.corral.v1 import batch_pb2, pod_pb2
 from protos.kinds import meta
 
 log = structlog.get_logger(__name__)
-
-
-def _revision(obj: Message) -> int:
-    value = meta(obj).resource_version
-    return int(value) if value.isdigit() else 0
 
 
 class JobController:
@@ -62,7 +58,7 @@ class JobController:
         self._jobs: Informer | None = None
         self._pods: ControllerIndex[pod_pb2.Pod] | None = None
         # Our last status write per key, until the cache shows it (read-your-writes).
-        self._written: dict[str, batch_pb2.Job] = {}
+        self._written = LatestWrites(batch_pb2.Job)
 
     def bind(self, informers: dict[str, Informer], queue: WorkQueue) -> None:
         del queue
@@ -97,7 +93,6 @@ class JobController:
         job = self._latest(key)
         if job is None:
             self.expectations.forget(key)
-            self._written.pop(key, None)
             return None
         assert self._pods is not None
         manage = self.expectations.satisfied(key)
@@ -114,15 +109,7 @@ class JobController:
         return self._again(key, manage, actions)
 
     def _latest(self, key: str) -> batch_pb2.Job | None:
-        cached = self._informer().items.get(key)
-        written = self._written.pop(key, None)
-        if not isinstance(cached, batch_pb2.Job):
-            return None
-        same = written is not None and written.metadata.uid == cached.metadata.uid
-        if written is not None and same and _revision(written) > _revision(cached):
-            self._written[key] = written
-            return written
-        return cached
+        return self._written.latest(key, self._informer().items.get(key))
 
     def _again(self, key: str, manage: bool, actions: JobActions) -> float | None:
         delays = [
@@ -134,9 +121,7 @@ class JobController:
         updated = batch_pb2.Job()
         updated.CopyFrom(job)
         updated.status.CopyFrom(status)
-        written = await self.api.update_status(updated)
-        assert isinstance(written, batch_pb2.Job)
-        self._written[object_key(job)] = written
+        self._written.remember(object_key(job), await self.api.update_status(updated))
         log.debug(
             "job_status", job=object_key(job), active=status.active, succeeded=status.succeeded, failed=status.failed
         )
