@@ -82,6 +82,7 @@ QUANTITY_FIELDS: Final = frozenset(
         "corral.v1.MetricTarget.value",
         "corral.v1.MetricValueStatus.average_value",
         "corral.v1.MetricValueStatus.value",
+        "corral.v1.EmptyDirVolumeSource.size_limit",
     }
 )
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import structlog
 
-from agent.pods import containers
+from agent.pods import containers, volumes
 from agent.pods.journal import AssignmentJournal
 from agent.pods.outbox import StatusOutbox
 from agent.pods.worker import PodWorker, WorkerSettings
@@ -36,6 +36,21 @@ from protos.wellknown import DEFAULT_RUNTIME
 log = structlog.get_logger(__name__)
 
 ORPHAN_GRACE_SECONDS = 30.0
+
+
+def without_secret_files(assignment: node_service_pb2.AssignmentSet) -> node_service_pb2.AssignmentSet:
+    """The set as the journal keeps it on disk: a secret volume's files left out (withheld),
+    so Secret data stays in memory and on tmpfs only. A resumed agent keeps what the tmpfs
+    holds; after a reboot such a volume waits for the control plane."""
+    if not any(p.secret for p in assignment.volumes):
+        return assignment
+    kept = node_service_pb2.AssignmentSet()
+    kept.CopyFrom(assignment)
+    for payload in kept.volumes:
+        if payload.secret:
+            del payload.files[:]
+            payload.withheld = True
+    return kept
 
 
 class PodManager:
@@ -81,14 +96,17 @@ class PodManager:
     async def _apply(self, assignment: node_service_pb2.AssignmentSet, *, persist: bool) -> None:
         self.epoch = assignment.epoch
         if persist:
-            self.journal.record(assignment)
+            self.journal.record(without_secret_files(assignment))
         wanted = {p.metadata.uid: p for p in assignment.pods}
+        payloads: dict[str, list[node_service_pb2.VolumePayload]] = {}
+        for payload in assignment.volumes:
+            payloads.setdefault(payload.pod_uid, []).append(payload)
         for uid, pod in wanted.items():
             worker = self.workers.get(uid)
             if worker is None:
-                self._start_worker(pod)
+                self._start_worker(pod, payloads.get(uid, []))
             else:
-                worker.update(pod, self.epoch)
+                worker.update(pod, self.epoch, payloads.get(uid, []))
         dropped = [u for u in self.workers if u not in wanted]
         for uid in dropped:
             self._terminate_worker(uid)
@@ -101,7 +119,7 @@ class PodManager:
     def runtime_for(self, pod: pod_pb2.Pod) -> ContainerRuntime | None:
         return self.runtimes.get(pod.spec.runtime_class_name or DEFAULT_RUNTIME)
 
-    def _start_worker(self, pod: pod_pb2.Pod) -> None:
+    def _start_worker(self, pod: pod_pb2.Pod, payloads: list[node_service_pb2.VolumePayload]) -> None:
         runtime = self.runtime_for(pod)
         if runtime is None:
             self._reject(
@@ -110,7 +128,7 @@ class PodManager:
                 f"by node {self.settings.node_name} (it offers {', '.join(self.runtimes)})",
             )
             return
-        worker = PodWorker(pod, runtime, self.settings, self.outbox.put, epoch=self.epoch)
+        worker = PodWorker(pod, runtime, self.settings, self.outbox.put, epoch=self.epoch, payloads=payloads)
         self.workers[pod.metadata.uid] = worker
         assert self._group is not None
         self._tasks[pod.metadata.uid] = self._group.create_task(worker.run(), name=f"pod-{pod.metadata.name}")
@@ -137,7 +155,14 @@ class PodManager:
         self.outbox.put(pod, status)
 
     async def _stop_orphans(self, wanted: set[str]) -> None:
-        """Stop and remove this node's containers whose pod is not assigned here."""
+        """Stop and remove this node's containers whose pod is not assigned here, and the
+        volumes of pods neither assigned nor being terminated (a pod deleted while the agent
+        was down: its tmpfs unmounted, its directories removed)."""
+        volumes_dir = self.settings.volumes_dir
+        with_volumes = await asyncio.to_thread(volumes.pods_with_volumes, volumes_dir)
+        for uid in with_volumes - self._terminating - set(self.workers):  # as of now, not of the listing
+            log.info("orphan_volumes_removing", pod_uid=uid)
+            await asyncio.to_thread(volumes.remove, volumes_dir, uid)
         selector = {base.LABEL_MANAGED: "true", base.LABEL_NODE: self.settings.node_name}
         for runtime in self.runtimes.values():
             try:

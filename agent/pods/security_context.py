@@ -1,35 +1,20 @@
 """A pod's securityContext and volumes, as runtime spec fields.
 
 `spec_fields` is pure: the container's securityContext overrides the pod's
-field by field, and every volumeMount becomes a `Mount` (hostPath: the host
-path; emptyDir: a directory `<volumes_dir>/<pod uid>/<volume name>`, or a
-tmpfs for medium Memory). `prepare` makes those directories (and checks or
-makes hostPaths by their type) before a start; `remove` deletes a pod's
-emptyDirs with the pod.
+field by field, every volumeMount becomes a `Mount` of the volume's directory
+(`volumes`: where each kind lives, how it is made before a start and removed
+with the pod), and fsGroup with supplementalGroups become the container's
+supplementary groups.
 """
 
 from __future__ import annotations
 
-import shutil
-import stat
 from pathlib import Path
 from typing import Any
 
+from agent.pods import volumes
 from agent.runtime.base import Mount
-from agent.runtime.errors import ContainerConfigError
 from protos.corral.v1 import pod_pb2
-
-# Mode of an emptyDir directory: writable by any user the container runs as (as in Kubernetes).
-EMPTY_DIR_MODE = 0o777
-
-# hostPath types whose path must already exist, and the check of each.
-_MUST_EXIST = {
-    "Directory": stat.S_ISDIR,
-    "File": stat.S_ISREG,
-    "Socket": stat.S_ISSOCK,
-    "CharDevice": stat.S_ISCHR,
-    "BlockDevice": stat.S_ISBLK,
-}
 
 
 def user_of(pod: pod_pb2.Pod, container: pod_pb2.Container) -> str:
@@ -54,24 +39,21 @@ def _run_as_non_root(pod: pod_pb2.Pod, container: pod_pb2.Container) -> bool:
     return psc.HasField("run_as_non_root") and psc.run_as_non_root
 
 
-def empty_dir_path(volumes_dir: Path, pod_uid: str, volume: str) -> Path:
-    return volumes_dir / pod_uid / volume
-
-
 def mounts_of(pod: pod_pb2.Pod, container: pod_pb2.Container, volumes_dir: Path) -> list[Mount]:
-    volumes = {v.name: v for v in pod.spec.volumes}
+    """Every volumeMount as a bind of the volume's directory (`volumes.volume_dir`), or of
+    its subPath inside it (resolved on disk before a start: `volumes.sub_path_sources`);
+    configMap, secret and projected volumes always read-only, as in Kubernetes."""
+    by_name = {v.name: v for v in pod.spec.volumes}
     mounts: list[Mount] = []
     for vm in container.volume_mounts:
-        volume = volumes.get(vm.name)
+        volume = by_name.get(vm.name)
         if volume is None:  # the API server refuses such pods
             continue
-        if volume.HasField("host_path"):
-            mounts.append(Mount(target=vm.mount_path, source=volume.host_path.path, read_only=vm.read_only))
-        elif volume.empty_dir.medium == "Memory":
-            mounts.append(Mount(target=vm.mount_path, read_only=vm.read_only, tmpfs=True))
-        else:
-            source = str(empty_dir_path(volumes_dir, pod.metadata.uid, volume.name))
-            mounts.append(Mount(target=vm.mount_path, source=source, read_only=vm.read_only))
+        source = volumes.volume_dir(volumes_dir, pod.metadata.uid, volume)
+        if vm.sub_path:
+            source = source / vm.sub_path
+        read_only = vm.read_only or volumes.is_config(volume)
+        mounts.append(Mount(target=vm.mount_path, source=str(source), read_only=read_only))
     return mounts
 
 
@@ -90,6 +72,7 @@ def spec_fields(pod: pod_pb2.Pod, container: pod_pb2.Container, volumes_dir: Pat
         # A privileged container may escalate anyway; otherwise only when explicitly allowed.
         "no_new_privileges": not (escalation or privileged),
         "mounts": mounts_of(pod, container, volumes_dir),
+        "group_add": volumes.supplementary_groups(pod),
         "host_network": pod.spec.host_network,
         "host_pid": pod.spec.host_pid,
         "host_ipc": pod.spec.host_ipc,
@@ -97,43 +80,5 @@ def spec_fields(pod: pod_pb2.Pod, container: pod_pb2.Container, volumes_dir: Pat
 
 
 def has_volumes_to_prepare(pod: pod_pb2.Pod) -> bool:
-    """Whether `prepare` has anything to do (most pods have no volumes: no thread hop for them)."""
-    return any(v.HasField("host_path") or v.empty_dir.medium != "Memory" for v in pod.spec.volumes)
-
-
-def prepare(pod: pod_pb2.Pod, volumes_dir: Path) -> None:
-    """Make the pod's emptyDirs and the hostPaths of type *OrCreate; check the others' types."""
-    for volume in pod.spec.volumes:
-        if volume.HasField("host_path"):
-            _prepare_host_path(volume.name, volume.host_path)
-        elif volume.empty_dir.medium != "Memory":
-            path = empty_dir_path(volumes_dir, pod.metadata.uid, volume.name)
-            path.mkdir(parents=True, exist_ok=True)
-            path.chmod(EMPTY_DIR_MODE)
-
-
-def _prepare_host_path(name: str, source: pod_pb2.HostPathVolumeSource) -> None:
-    path = Path(source.path)
-    try:
-        if source.type == "DirectoryOrCreate":
-            path.mkdir(parents=True, exist_ok=True)
-        elif source.type == "FileOrCreate":
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.touch(exist_ok=True)
-    except OSError as e:
-        raise ContainerConfigError(f"volume {name!r}: cannot create hostPath {source.path}: {e.strerror}") from e
-    check = _MUST_EXIST.get(source.type)
-    if check is None:
-        return
-    try:
-        mode = path.stat().st_mode
-    except OSError as e:
-        raise ContainerConfigError(f"volume {name!r}: hostPath {source.path} does not exist") from e
-    if not check(mode):
-        raise ContainerConfigError(f"volume {name!r}: hostPath {source.path} is not a {source.type}")
-
-
-def remove(volumes_dir: Path, pod_uid: str) -> None:
-    """Delete the pod's emptyDir directories (missing is fine)."""
-    if pod_uid:
-        shutil.rmtree(volumes_dir / pod_uid, ignore_errors=True)
+    """Whether `volumes.prepare` has anything to do (most pods have no volumes: no thread hop for them)."""
+    return bool(pod.spec.volumes)

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import tempfile
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -40,8 +41,9 @@ from typing import Any, Protocol
 
 import structlog
 
-from agent.pods import hooks, lifecycle, security_context
+from agent.pods import hooks, lifecycle, security_context, volumes
 from agent.pods.lifecycle import Action, ContainerTrack, Kill, Remove, Start
+from agent.pods.pod_volumes import PodVolumes
 from agent.pods.service_env import PodNetwork
 from agent.probes.result import ProbeResult
 from agent.probes.runner import run_probe
@@ -59,7 +61,7 @@ from agent.runtime.errors import (
 from corral.common.backoff import CrashLoopBackoff
 from protos import pods as podutil
 from protos import quantity
-from protos.corral.v1 import pod_pb2
+from protos.corral.v1 import node_service_pb2, pod_pb2
 from protos.wellknown import CONFIG_ERRORS, ENV_FROM
 
 log = structlog.get_logger(__name__)
@@ -71,8 +73,8 @@ TERMINATED_RESEND = 5.0
 SHORTER_DEADLINE_SLACK = 0.5
 # The longest a postStart hook may run (Kubernetes sets none; a deletion ends it sooner).
 POST_START_TIMEOUT = 300.0
-# Where emptyDir volumes live when the agent names no data dir (tests).
-DEFAULT_VOLUMES_DIR = Path(tempfile.gettempdir()) / "corral-volumes"
+# Where volumes live when the agent names no data dir (tests): one directory per process.
+DEFAULT_VOLUMES_DIR = Path(tempfile.gettempdir()) / f"corral-volumes-{os.getpid()}"
 
 
 class StatusSink(Protocol):
@@ -95,7 +97,7 @@ class WorkerSettings:
     pod_network: Callable[[str, str], PodNetwork] | None = None
     # Told of every probe run: its kind (liveness, readiness, startup) and whether it succeeded (metrics).
     probe_results: Callable[[str, bool], None] | None = None
-    # Where pods' emptyDir volumes live: <volumes_dir>/<pod uid>/<volume name>, removed with the pod.
+    # Where pods' volumes live: <volumes_dir>/<pod uid>/<volume name>, removed with the pod (`volumes`).
     volumes_dir: Path = field(default_factory=lambda: DEFAULT_VOLUMES_DIR)
 
 
@@ -164,8 +166,11 @@ class PodWorker:
         *,
         epoch: int,
         extra_env: dict[str, str] | None = None,
+        payloads: list[node_service_pb2.VolumePayload] | None = None,
     ) -> None:
         self.pod = pod
+        # Volume files to write, made volumes, sizeLimit eviction.
+        self.volumes = PodVolumes(settings.volumes_dir, payloads or [])
         self.runtime = runtime
         self.settings = settings
         self.sink = sink
@@ -195,13 +200,17 @@ class PodWorker:
     def uid(self) -> str:
         return self.pod.metadata.uid
 
-    def update(self, pod: pod_pb2.Pod, epoch: int) -> None:
+    def update(
+        self, pod: pod_pb2.Pod, epoch: int, payloads: list[node_service_pb2.VolumePayload] | None = None
+    ) -> None:
         """The pod as the newest assignment set has it. Every set carries every pod of the
         node, so a set that only adds a pod must not wake the other nine workers: a worker
-        wakes only when its pod's spec or deletion changed."""
+        wakes only when its pod's spec, deletion or volume files changed."""
         changed = not _same_for_worker(self.pod, pod)
         self.pod = pod
         self.epoch = epoch
+        if self.volumes.offer(payloads or []):  # a changed ConfigMap or Secret: rewrite the files, restart nothing
+            changed = True
         if not changed:
             return
         if podutil.is_terminating(pod):
@@ -250,6 +259,11 @@ class PodWorker:
         if podutil.is_terminating(self.pod):
             await self._wind_down(runs)
             return
+        if self.volumes.dirty:
+            await self.volumes.sync(self.pod)
+        if await self.volumes.check_size_limits(self.pod, self._clock()):
+            await self._evict(runs)
+            return
         now = self._clock()
         self._note_exits(runs, now)
         await self._run_probes(runs, now)
@@ -259,6 +273,14 @@ class PodWorker:
                 continue  # the pod is being deleted: nothing more starts
             await self._execute(action, runs)
         if actions:
+            runs = await self.observe()
+        self._report(runs, self._clock())
+
+    async def _evict(self, runs: dict[str, list[ContainerInfo]]) -> None:
+        """Stop every container (with the pod's grace period) and leave the pod Failed, reason Evicted."""
+        running = lifecycle.running(runs)
+        if running:
+            await asyncio.gather(*(self._stop(c, self._grace()) for c in running))
             runs = await self.observe()
         self._report(runs, self._clock())
 
@@ -480,7 +502,7 @@ class PodWorker:
         track.image_error = track.image_error_reason = ""
         try:
             if security_context.has_volumes_to_prepare(self.pod):
-                await asyncio.to_thread(security_context.prepare, self.pod, self.settings.volumes_dir)
+                spec = await asyncio.to_thread(self.volumes.prepare, self.pod, container, spec)
             info = await self._create(spec)
         except ContainerStartError as e:
             track.start_error = str(e)
@@ -571,6 +593,8 @@ class PodWorker:
             terminating=podutil.is_terminating(self.pod),
         )
         status = lifecycle.pod_status(self.pod, runs, inputs, self.last_status)
+        if self.volumes.evicted:
+            status.phase, status.reason, status.message = "Failed", "Evicted", self.volumes.evicted
         resend = terminated and now >= self._resend_terminated_at
         if _comparable(status) != _comparable(self.last_status) or resend:
             self.last_status = status
@@ -663,7 +687,7 @@ class PodWorker:
         running = [c for c in containers if c.state is State.RUNNING]
         await asyncio.gather(*(self._stop(c, self._grace()) for c in running))
         await asyncio.gather(*(self.runtime.remove(c.id) for c in containers))
-        await asyncio.to_thread(security_context.remove, self.settings.volumes_dir, self.uid)
+        await asyncio.to_thread(volumes.remove, self.settings.volumes_dir, self.uid)
         log.info("pod_terminated", pod=self.pod.metadata.name, containers=len(containers))
 
 

@@ -92,6 +92,8 @@ class ContainerSpec:
     # On unless allowPrivilegeEscalation is explicitly true: setuid binaries gain nothing.
     no_new_privileges: bool = True
     mounts: list[Mount] = field(default_factory=list)
+    # Supplementary groups of the container's first process (fsGroup, supplementalGroups).
+    group_add: list[int] = field(default_factory=list)
     # The host's namespaces instead of the container's own (hostNetwork, hostPID, hostIPC).
     host_network: bool = False
     host_pid: bool = False

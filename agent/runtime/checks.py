@@ -74,6 +74,7 @@ def process_refusal(spec: ContainerSpec, agent_uid: int) -> str | None:
             ("readOnlyRootFilesystem", spec.read_only_rootfs),
             ("capabilities", bool(spec.cap_add or spec.cap_drop)),
             ("privileged", spec.privileged),
+            ("supplementary groups (fsGroup, supplementalGroups)", bool(spec.group_add)),
         )
         if asked
     ]

@@ -328,6 +328,8 @@ def _security(spec: ContainerSpec) -> dict[str, Any]:
         options["CapAdd"] = list(spec.cap_add)
     if spec.cap_drop:
         options["CapDrop"] = list(spec.cap_drop)
+    if spec.group_add:
+        options["GroupAdd"] = [str(g) for g in spec.group_add]
     binds = [
         {"Target": m.target, "Source": m.source, "Type": "bind", "ReadOnly": m.read_only}
         for m in spec.mounts

@@ -200,6 +200,26 @@ def default_pod_spec(spec: pod_pb2.PodSpec) -> None:
                 if not port.host_port:
                     port.host_port = port.container_port
         default_container(container)
+    for volume in spec.volumes:
+        default_volume(volume)
+
+
+# defaultMode of configMap, secret and projected volumes when unset (0644), as Kubernetes.
+DEFAULT_VOLUME_MODE = 0o644
+
+
+def default_volume(volume: pod_pb2.Volume) -> None:
+    if volume.HasField("config_map") and not volume.config_map.HasField("default_mode"):
+        volume.config_map.default_mode = DEFAULT_VOLUME_MODE
+    elif volume.HasField("secret") and not volume.secret.HasField("default_mode"):
+        volume.secret.default_mode = DEFAULT_VOLUME_MODE
+    elif volume.HasField("projected"):
+        if not volume.projected.HasField("default_mode"):
+            volume.projected.default_mode = DEFAULT_VOLUME_MODE
+        for source in volume.projected.sources:
+            for item in source.downward_api.items:
+                if item.HasField("field_ref") and not item.field_ref.api_version:
+                    item.field_ref.api_version = "v1"
 
 
 def default_image_pull_policy(image: str) -> str:

@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterable
 from typing import Protocol
 
+from controlplane.apiserver import volume_sources
 from protos.corral.v1 import pod_pb2
 from protos.pods import every_container
 
@@ -37,6 +38,7 @@ SECCOMP_TYPES = ("RuntimeDefault",)
 def validate_pod_security(p: _Problems, path: str, spec: pod_pb2.PodSpec) -> None:
     volumes = _validate_volumes(p, path, spec.volumes)
     _validate_ids(p, f"{path}.securityContext", spec.security_context)
+    volume_sources.validate_fs_group(p, f"{path}.securityContext", spec.security_context)
     _validate_seccomp(p, f"{path}.securityContext.seccompProfile", spec.security_context.seccomp_profile)
     for where, c in every_container(spec):
         at = f"{path}.{where}"
@@ -89,8 +91,7 @@ def _validate_volumes(p: _Problems, path: str, volumes: Iterable[pod_pb2.Volume]
         elif v.name in names:
             p.add(f"{at}.name", f'duplicate volume name "{v.name}"')
         names.add(v.name)
-        if v.HasField("host_path") and v.HasField("empty_dir"):
-            p.add(at, "must set exactly one of hostPath, emptyDir")
+        volume_sources.validate_volume_source(p, at, v)
         if v.HasField("host_path"):
             _validate_host_path(p, f"{at}.hostPath", v.host_path)
         elif v.empty_dir.medium not in EMPTY_DIR_MEDIA:
@@ -125,3 +126,4 @@ def _validate_mounts(p: _Problems, path: str, mounts: Iterable[pod_pb2.VolumeMou
         elif posixpath.normpath(m.mount_path) in targets:
             p.add(f"{at}.mountPath", f'duplicate mount path "{m.mount_path}"')
         targets.add(posixpath.normpath(m.mount_path) if m.mount_path else "")
+        volume_sources.validate_mount_paths(p, at, m)

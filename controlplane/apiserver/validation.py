@@ -239,8 +239,11 @@ def validate_secret(p: Problems, secret: secret_pb2.Secret) -> None:
 
 
 def validate_secret_key(p: Problems, path: str, key: str) -> None:
+    """Kubernetes' IsConfigMapKey (a key may be a file name in a volume: never "..something")."""
     if len(key) > 253 or not _SECRET_KEY.match(key) or key in (".", ".."):
         p.add(path, f'invalid key "{key[:60]}": must consist of alphanumeric characters, "-", "_" or "."')
+    elif key.startswith(".."):
+        p.add(path, f"invalid key \"{key[:60]}\": must not start with '..'")
 
 
 def validate_secret_update(p: Problems, old: secret_pb2.Secret, new: secret_pb2.Secret) -> None:

@@ -12,6 +12,9 @@ Secrets and ConfigMaps they reference (`configenv`): a change to one wakes the
 nodes whose pods use it, and the set is re-sent when what was resolved changed.
 envFrom keys that are not variable names become a Warning event on the pod,
 InvalidEnvironmentVariableNames, once per pod and message (`record_warnings`).
+The files of their configMap, secret and projected volumes travel beside the
+pods (`configvolumes`, `AssignmentSet.volumes`) and are part of the fingerprint:
+a changed ConfigMap re-sends the set, and the agent rewrites the files.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 
 from controlplane.informer import CacheEvent, Change, Informer
-from controlplane.nodeapi import configenv
+from controlplane.nodeapi import configenv, configvolumes
 from protos.corral.v1 import configmap_pb2, node_service_pb2, pod_pb2, secret_pb2
 
 # Per pod: uid, generation, deletion deadline, digest of its resolved Secret and ConfigMap values.
@@ -34,13 +37,26 @@ def _deadline(pod: pod_pb2.Pod) -> int:
 
 def _same_assignment(before: pod_pb2.Pod | None, after: pod_pb2.Pod) -> bool:
     """A status write (most pod changes) leaves the node's fingerprint as it was:
-    no need to wake its stream."""
+    no need to wake its stream (unless a volume of the pod holds its labels or
+    annotations, and they changed)."""
     return (
         before is not None
         and before.metadata.uid == after.metadata.uid
         and before.metadata.generation == after.metadata.generation
         and _deadline(before) == _deadline(after)
+        and (
+            not configvolumes.projects_metadata(after)
+            or (
+                before.metadata.labels == after.metadata.labels
+                and before.metadata.annotations == after.metadata.annotations
+            )
+        )
     )
+
+
+def _refs(pod: pod_pb2.Pod) -> set[tuple[str, str]]:
+    """(kind, name) of every Secret and ConfigMap the pod takes variables or volume files from."""
+    return configenv.refs(pod) | configvolumes.refs(pod)
 
 
 class AssignmentIndex:
@@ -67,10 +83,10 @@ class AssignmentIndex:
         self._on_referenced("ConfigMap", ev)
 
     def _on_referenced(self, kind: str, ev: CacheEvent) -> None:
-        """Wake the nodes with a pod that takes variables from this object."""
+        """Wake the nodes with a pod that takes variables or volume files from this object."""
         namespace, name = ev.obj.metadata.namespace, ev.obj.metadata.name  # type: ignore[attr-defined]
         for node, pods in self._by_node.items():
-            if any(p.metadata.namespace == namespace and (kind, name) in configenv.refs(p) for p in pods.values()):
+            if any(p.metadata.namespace == namespace and (kind, name) in _refs(p) for p in pods.values()):
                 self._wake(node)
 
     def _secret(self, namespace: str, name: str) -> secret_pb2.Secret | None:
@@ -128,9 +144,15 @@ class AssignmentIndex:
     def current(self, node: str) -> tuple[node_service_pb2.AssignmentSet, Fingerprint]:
         pods = sorted(self._by_node.get(node, {}).values(), key=lambda p: (p.metadata.namespace, p.metadata.name))
         resolved = []
+        volumes: list[node_service_pb2.VolumePayload] = []
         for pod in pods:
             out, digest, skipped = configenv.resolve_pod(pod, self._secret, self._config_map)
             self._warn(pod, skipped)
-            resolved.append((out, digest))
+            payloads, error = configvolumes.project(pod, self._secret, self._config_map)
+            if error:
+                out = configvolumes.with_error(out, error)
+            volumes += payloads
+            resolved.append((out, digest + configvolumes.digest(payloads, error)))
         fingerprint = frozenset((p.metadata.uid, p.metadata.generation, _deadline(p), digest) for p, digest in resolved)
-        return (node_service_pb2.AssignmentSet(epoch=self.pods.revision, pods=[p for p, _ in resolved]), fingerprint)
+        pods_out = [p for p, _ in resolved]
+        return node_service_pb2.AssignmentSet(epoch=self.pods.revision, pods=pods_out, volumes=volumes), fingerprint

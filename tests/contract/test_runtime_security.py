@@ -118,6 +118,14 @@ async def test_docker_memory_empty_dir_is_a_tmpfs(docker_target: Target) -> None
     assert output.startswith("tmpfs /cache tmpfs")
 
 
+async def test_docker_adds_the_supplementary_groups(docker_target: Target) -> None:
+    """fsGroup and supplementalGroups reach the container's first process."""
+    code, output = await output_of(docker_target, "id -G", user="1000", group_add=[2000, 3000])
+
+    assert code == 0
+    assert output.split() == ["0", "2000", "3000"]
+
+
 @pytest.mark.parametrize("socket", ["/var/run/docker.sock", "/run/docker.sock"])
 async def test_docker_never_mounts_its_socket(docker_target: Target, socket: str) -> None:
     with pytest.raises(ContainerConfigError, match="Docker socket"):
@@ -185,6 +193,7 @@ async def test_process_runs_as_the_user_asked_when_the_agent_is_root(process_tar
         pytest.param({"read_only_rootfs": True}, "readOnlyRootFilesystem", id="read-only-rootfs"),
         pytest.param({"cap_drop": ["ALL"]}, "capabilities", id="capabilities"),
         pytest.param({"privileged": True}, "privileged", id="privileged"),
+        pytest.param({"group_add": [2000]}, "supplementary groups", id="supplementary-groups"),
         pytest.param({"run_as_non_root": True, "user": "0"}, "runAsNonRoot", id="non-root-as-root"),
     ],
 )

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
@@ -15,7 +16,8 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from agent.pods import worker
+from agent.pods import pod_volumes, worker
+from agent.pods import volumes as node_volumes
 from agent.pods.manager import PodManager
 from agent.pods.worker import WorkerSettings
 from agent.runtime import base
@@ -81,6 +83,10 @@ def runtime() -> FakeRuntime:
     return FakeRuntime(
         {"crash:1": FakeBehaviour(run_seconds=0.05, exit_code=1), "missing:1": FakeBehaviour(missing_image=True)}
     )
+
+
+async def no_running(runtime: FakeRuntime, uid: str) -> bool:
+    return await running_count(runtime, uid) == 0
 
 
 async def running_count(runtime: FakeRuntime, uid: str) -> int:
@@ -388,11 +394,59 @@ async def test_a_pod_with_a_disk_empty_dir_gets_its_directory_before_it_starts(t
         await manager.apply(assignment(1, with_volumes, pod("plain")))
         await eventually(lambda: running_count(runtime, "uid-scratchy"))
         await eventually(lambda: running_count(runtime, "uid-plain"))
-    assert (volumes / "uid-scratchy" / "scratch").is_dir()
-    assert not (volumes / "uid-scratchy" / "shm").exists()  # a tmpfs: nothing on disk
-    assert not (volumes / "uid-plain").exists()
-    mounts = {name.split("_")[2]: found for name, found in runtime.runs}
-    assert mounts == {"scratchy": {"/scratch": True}, "plain": {}}
+    try:
+        assert (volumes / "uid-scratchy" / "scratch").is_dir()
+        shm = node_volumes.volume_dir(volumes, "uid-scratchy", with_volumes.spec.volumes[1])
+        # A tmpfs the agent mounts (as root), else a directory under /dev/shm: never the node's disk.
+        assert os.path.ismount(shm) if os.geteuid() == 0 else str(shm).startswith("/dev/shm/")
+        assert not (volumes / "uid-plain").exists()
+        mounts = {name.split("_")[2]: found for name, found in runtime.runs}
+        assert mounts == {"scratchy": {"/scratch": True, "/dev/shm": True}, "plain": {}}
+    finally:
+        node_volumes.remove(volumes, "uid-scratchy")
+    assert not shm.exists() and not (volumes / "uid-scratchy").exists()
+
+
+async def test_changed_volume_files_are_rewritten_in_place_without_a_restart(tmp_path: Path) -> None:
+    """A configMap volume waits for its files, gets them before the start, and a changed
+    payload rewrites them while the container runs on (no new attempt); the journal on
+    disk never holds a secret volume's files."""
+    runtime = MountCheckingRuntime()
+    volumes = tmp_path / "volumes"
+    web = pod("web")
+    web.spec.volumes.add(name="conf").config_map.name = "app"
+    web.spec.volumes.add(name="creds").secret.secret_name = "db"
+    web.spec.containers[0].volume_mounts.add(name="conf", mount_path="/etc/app")
+    web.spec.containers[0].volume_mounts.add(name="creds", mount_path="/secret")
+
+    def payloads(text: bytes) -> list[node_service_pb2.VolumePayload]:
+        return [
+            node_service_pb2.VolumePayload(
+                pod_uid="uid-web",
+                volume="conf",
+                files=[node_service_pb2.VolumeFile(path="a.conf", data=text, mode=0o644)],
+            ),
+            node_service_pb2.VolumePayload(
+                pod_uid="uid-web",
+                volume="creds",
+                secret=True,
+                files=[node_service_pb2.VolumeFile(path="pw", data=b"s3cret-value", mode=0o400)],
+            ),
+        ]
+
+    conf = volumes / "uid-web" / "conf" / "a.conf"
+    try:
+        async with running(PodManager({"docker": runtime}, replace(settings(), volumes_dir=volumes), tmp_path)) as m:
+            await m.apply(node_service_pb2.AssignmentSet(epoch=1, pods=[web], volumes=payloads(b"one")))
+            await eventually(lambda: running_count(runtime, "uid-web"))
+            assert conf.read_bytes() == b"one"
+            await m.apply(node_service_pb2.AssignmentSet(epoch=2, pods=[web], volumes=payloads(b"two")))
+            await eventually(lambda: conf.read_bytes() == b"two")
+            assert len(await containers(runtime, "uid-web")) == 1
+        assert b"s3cret-value" not in (tmp_path / "assignments.pb").read_bytes()
+        assert b"two" in (tmp_path / "assignments.pb").read_bytes()
+    finally:
+        node_volumes.remove(volumes, "uid-web")
 
 
 # -- lifecycle hooks --------------------------------------------------------------------
@@ -551,6 +605,49 @@ async def test_http_get_post_start_hook_reaches_the_container_port(tmp_path: Pat
             await eventually(lambda: reports.saw(lambda r: ready_condition(r.status) == "True"))
     assert any(e["event"] == "container_post_start_done" for e in logs)
     assert not any(e.get("reason") == "FailedPostStartHook" for e in logs)
+
+
+async def test_a_disk_empty_dir_past_its_size_limit_evicts_the_pod(
+    runtime: FakeRuntime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As the kubelet does: the containers are stopped and the pod is Failed, reason Evicted."""
+    monkeypatch.setattr(pod_volumes, "SIZE_LIMIT_PERIOD", 0.05)
+    volumes = tmp_path / "volumes"
+    big = pod("big")
+    big.spec.volumes.add(name="cache").empty_dir.size_limit = "64Ki"
+    big.spec.containers[0].volume_mounts.add(name="cache", mount_path="/cache")
+    async with running(PodManager({"docker": runtime}, replace(settings(), volumes_dir=volumes), tmp_path)) as m:
+        await m.apply(assignment(1, big))
+        await eventually(lambda: running_count(runtime, "uid-big"))
+        (volumes / "uid-big" / "cache" / "blob").write_bytes(b"x" * 32 * 1024)
+        seen: list[pod_pb2.PodStatus] = []
+
+        def evicted() -> bool:
+            seen.extend(r.status for r in m.outbox.take())
+            return any(s.reason == "Evicted" for s in seen)
+
+        with pytest.raises(TimeoutError):  # under the limit: it runs on
+            await eventually(evicted, timeout=0.5)
+        (volumes / "uid-big" / "cache" / "blob").write_bytes(b"x" * 128 * 1024)
+        await eventually(evicted)
+        await eventually(lambda: no_running(runtime, "uid-big"))
+    status = next(s for s in seen if s.reason == "Evicted")
+    assert status.phase == "Failed"
+    assert status.message == 'Usage of EmptyDir volume "cache" exceeds the limit "64Ki".'
+
+
+async def test_volumes_of_pods_gone_while_the_agent_was_down_are_removed(runtime: FakeRuntime, tmp_path: Path) -> None:
+    volumes = tmp_path / "volumes"
+    (volumes / "uid-gone" / "scratch").mkdir(parents=True)
+    kept = pod("kept")
+    kept.spec.volumes.add(name="scratch").empty_dir.SetInParent()
+    (volumes / "uid-kept" / "scratch").mkdir(parents=True)
+    (volumes / "uid-kept" / "scratch" / "data").write_text("still here")
+    async with running(PodManager({"docker": runtime}, replace(settings(), volumes_dir=volumes), tmp_path)) as m:
+        await m.apply(assignment(1, kept))
+        await eventually(lambda: not (volumes / "uid-gone").exists())
+        await eventually(lambda: running_count(runtime, "uid-kept"))
+    assert (volumes / "uid-kept" / "scratch" / "data").read_text() == "still here"
 
 
 async def test_init_containers_run_in_order_once_and_not_again_after_a_restart(tmp_path: Path) -> None:

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import grpc
 import pytest
 
 from protos.corral.v1 import (
     api_pb2,
+    configmap_pb2,
     metrics_pb2,
     metrics_pb2_grpc,
     node_service_pb2,
+    pod_pb2,
+    secret_pb2,
 )
 from tests.integration.test_node_service import Plane, assigned, bound_pod, plane, registration
 from tests.pki import admin_of, aio_channel
@@ -174,3 +179,56 @@ async def test_metrics_reports_count_only_for_the_reporting_nodes_pods(plane: Pl
     metrics = metrics_pb2_grpc.MetricsServiceStub(channel)
     got = await metrics.PodMetrics(metrics_pb2.PodMetricsRequest(namespace="default"))
     assert [(p.name, p.usage.containers[0].cpu_millis) for p in got.items] == [("mine", 900)]
+
+
+def _volume_pod(name: str, node: str, secret: str, config_map: str) -> api_pb2.Object:
+    """A pod with a secret volume (one key, by items) and a configMap volume."""
+    obj = bound_pod(name, node)
+    volumes = obj.pod.spec.volumes
+    volumes.add(name="creds").secret.CopyFrom(
+        pod_pb2.SecretVolumeSource(secret_name=secret, items=[pod_pb2.KeyToPath(key="password", path="pw")])
+    )
+    volumes.add(name="conf").config_map.name = config_map
+    return obj
+
+
+async def test_a_node_gets_only_its_own_pods_volume_files_and_only_the_keys_used(plane: Plane) -> None:
+    """Two nodes, each with a pod mounting its own Secret and ConfigMap: each node's assignment
+    set carries only its own pod's files, and of the Secret only the key its items name; a
+    changed ConfigMap reaches the node using it, with the pod's spec (and generation) unchanged."""
+    objects = await plane.admin()
+    for name in ("n1", "n2"):
+        await (await plane.node(name)).Register(registration(name))
+    for suffix in ("1", "2"):
+        secret = secret_pb2.Secret(data={"password": f"pw-{suffix}".encode(), "other": f"unused-{suffix}".encode()})
+        secret.metadata.name = f"db-{suffix}"
+        await objects.Create(api_pb2.CreateRequest(object=api_pb2.Object(secret=secret)))
+        cm = configmap_pb2.ConfigMap(data={"app.conf": f"conf-{suffix}"})
+        cm.metadata.name = f"app-{suffix}"
+        await objects.Create(api_pb2.CreateRequest(object=api_pb2.Object(config_map=cm)))
+        await objects.Create(
+            api_pb2.CreateRequest(object=_volume_pod(f"pod-{suffix}", f"n{suffix}", f"db-{suffix}", f"app-{suffix}"))
+        )
+    n1 = (await plane.node("n1")).WatchAssignments(node_service_pb2.AssignmentsRequest(node_name="n1"))
+    async with asyncio.timeout(10):
+        update = await n1.read()
+        while len(update.volumes) < 2:
+            update = await n1.read()
+    [pod] = update.pods
+    files = {(v.pod_uid, v.volume, v.secret): {f.path: f.data for f in v.files} for v in update.volumes}
+    assert files == {
+        (pod.metadata.uid, "creds", True): {"pw": b"pw-1"},
+        (pod.metadata.uid, "conf", False): {"app.conf": b"conf-1"},
+    }
+    everything = update.SerializeToString()
+    assert b"pw-2" not in everything and b"conf-2" not in everything and b"unused-1" not in everything
+
+    cm = configmap_pb2.ConfigMap(data={"app.conf": "conf-1 changed"})
+    cm.metadata.name = "app-1"
+    await objects.Apply(api_pb2.ApplyRequest(object=api_pb2.Object(config_map=cm)))
+    async with asyncio.timeout(10):
+        changed = await n1.read()
+        while not any(f.data == b"conf-1 changed" for v in changed.volumes for f in v.files):
+            changed = await n1.read()
+    assert changed.pods[0].metadata.generation == pod.metadata.generation
+    assert changed.pods[0].spec == pod.spec

@@ -169,22 +169,93 @@ class AssignmentSet(_message.Message):
 
     EPOCH_FIELD_NUMBER: _builtins.int
     PODS_FIELD_NUMBER: _builtins.int
+    VOLUMES_FIELD_NUMBER: _builtins.int
     epoch: _builtins.int
     @_builtins.property
     def pods(self) -> _containers.RepeatedCompositeFieldContainer[_pod_pb2.Pod]: ...
+    @_builtins.property
+    def volumes(self) -> _containers.RepeatedCompositeFieldContainer[Global___VolumePayload]:
+        """The files of the configMap, secret and projected volumes of the pods in
+        the set, projected by the control plane (only the keys a volume uses).
+        Not part of any spec hash: a change rewrites the files, it restarts nothing.
+        """
+
     def __init__(
         self,
         *,
         epoch: _builtins.int = ...,
         pods: _abc.Iterable[_pod_pb2.Pod] | None = ...,
+        volumes: _abc.Iterable[Global___VolumePayload] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["epoch", b"epoch", "pods", b"pods"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["epoch", b"epoch", "pods", b"pods", "volumes", b"volumes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___AssignmentSet: _TypeAlias = AssignmentSet  # noqa: Y015
+
+@_typing.final
+class VolumeFile(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PATH_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
+    MODE_FIELD_NUMBER: _builtins.int
+    path: _builtins.str
+    """Relative to the volume's root."""
+    data: _builtins.bytes
+    mode: _builtins.int
+    def __init__(
+        self,
+        *,
+        path: _builtins.str = ...,
+        data: _builtins.bytes = ...,
+        mode: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "mode", b"mode", "path", b"path"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VolumeFile: _TypeAlias = VolumeFile  # noqa: Y015
+
+@_typing.final
+class VolumePayload(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    POD_UID_FIELD_NUMBER: _builtins.int
+    VOLUME_FIELD_NUMBER: _builtins.int
+    FILES_FIELD_NUMBER: _builtins.int
+    SECRET_FIELD_NUMBER: _builtins.int
+    WITHHELD_FIELD_NUMBER: _builtins.int
+    pod_uid: _builtins.str
+    volume: _builtins.str
+    secret: _builtins.bool
+    """Holds Secret data: kept on tmpfs, never on the node's disk."""
+    withheld: _builtins.bool
+    """The files were left out (the agent's on-disk journal never holds a
+    secret volume's data): keep what is already written.
+    """
+    @_builtins.property
+    def files(self) -> _containers.RepeatedCompositeFieldContainer[Global___VolumeFile]: ...
+    def __init__(
+        self,
+        *,
+        pod_uid: _builtins.str = ...,
+        volume: _builtins.str = ...,
+        files: _abc.Iterable[Global___VolumeFile] | None = ...,
+        secret: _builtins.bool = ...,
+        withheld: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["files", b"files", "pod_uid", b"pod_uid", "secret", b"secret", "volume", b"volume", "withheld", b"withheld"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VolumePayload: _TypeAlias = VolumePayload  # noqa: Y015
 
 @_typing.final
 class PodStatusReport(_message.Message):

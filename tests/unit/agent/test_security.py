@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from agent.pods import security_context
+from agent.pods import security_context, volumes
 from agent.pods.worker import build_spec
 from agent.runtime.base import ContainerSpec, Mount
 from agent.runtime.checks import non_root_refusal, process_refusal
@@ -16,6 +16,7 @@ from agent.runtime.errors import ContainerConfigError
 from protos import codec
 from protos.corral.v1 import pod_pb2
 
+MEMORY_CACHE = pod_pb2.Volume(name="cache", empty_dir=pod_pb2.EmptyDirVolumeSource(medium="Memory"))
 VOLUMES = Path("/var/lib/corral/volumes")
 
 
@@ -112,7 +113,8 @@ def spec_of(container: dict[str, Any] | None = None, **pod_spec: Any) -> Contain
                 "mounts": [
                     Mount("/data", "/srv/data", read_only=True),
                     Mount("/scratch", str(VOLUMES / "uid-1" / "scratch")),
-                    Mount("/cache", tmpfs=True),
+                    # tmpfs on the volume's directory (under /dev/shm for an agent that is not root)
+                    Mount("/cache", str(volumes.volume_dir(VOLUMES, "uid-1", MEMORY_CACHE))),
                 ]
             },
             id="mounts",
@@ -135,12 +137,12 @@ def test_empty_dirs_are_made_writable_and_removed_with_the_pod(tmp_path: Path) -
         pod_pb2.HostPathVolumeSource(path=str(tmp_path / "host" / "made"), type="DirectoryOrCreate")
     )
 
-    security_context.prepare(pod, tmp_path / "volumes")
+    volumes.prepare(pod, tmp_path / "volumes")
 
     scratch = tmp_path / "volumes" / "uid-1" / "scratch"
     assert scratch.is_dir() and scratch.stat().st_mode & 0o777 == 0o777
     assert (tmp_path / "host" / "made").is_dir()
-    security_context.remove(tmp_path / "volumes", "uid-1")
+    volumes.remove(tmp_path / "volumes", "uid-1")
     assert not (tmp_path / "volumes" / "uid-1").exists()
 
 
@@ -152,12 +154,12 @@ def _with_volumes(*volumes: pod_pb2.Volume) -> pod_pb2.Pod:
 
 
 @pytest.mark.parametrize(
-    ("volumes", "expected"),
+    ("pod_volumes", "expected"),
     [
         pytest.param((), False, id="none"),
         pytest.param(
             (pod_pb2.Volume(name="shm", empty_dir=pod_pb2.EmptyDirVolumeSource(medium="Memory")),),
-            False,
+            True,
             id="memory-empty-dir",
         ),
         pytest.param(
@@ -165,7 +167,7 @@ def _with_volumes(*volumes: pod_pb2.Volume) -> pod_pb2.Pod:
                 pod_pb2.Volume(name="a", empty_dir=pod_pb2.EmptyDirVolumeSource(medium="Memory")),
                 pod_pb2.Volume(name="b", empty_dir=pod_pb2.EmptyDirVolumeSource(medium="Memory")),
             ),
-            False,
+            True,
             id="memory-empty-dirs",
         ),
         pytest.param(
@@ -186,12 +188,12 @@ def _with_volumes(*volumes: pod_pb2.Volume) -> pod_pb2.Pod:
         ),
     ],
 )
-def test_has_volumes_to_prepare(volumes: tuple[pod_pb2.Volume, ...], expected: bool, tmp_path: Path) -> None:
-    pod = _with_volumes(*volumes)
+def test_has_volumes_to_prepare(pod_volumes: tuple[pod_pb2.Volume, ...], expected: bool, tmp_path: Path) -> None:
+    pod = _with_volumes(*pod_volumes)
 
     assert security_context.has_volumes_to_prepare(pod) is expected
     if not expected:  # skipping prepare for it changes nothing
-        security_context.prepare(pod, tmp_path / "volumes")
+        volumes.prepare(pod, tmp_path / "volumes")
         assert not (tmp_path / "volumes").exists()
 
 
@@ -205,7 +207,7 @@ def test_host_path_types_are_checked(tmp_path: Path, kind: str, make: bool) -> N
     pod.spec.volumes.add(name="h").host_path.CopyFrom(pod_pb2.HostPathVolumeSource(path=str(tmp_path / "x"), type=kind))
 
     with pytest.raises(ContainerConfigError, match="volume 'h': hostPath"):
-        security_context.prepare(pod, tmp_path / "volumes")
+        volumes.prepare(pod, tmp_path / "volumes")
 
 
 @pytest.mark.parametrize(

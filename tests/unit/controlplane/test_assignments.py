@@ -61,3 +61,22 @@ def test_marking_a_pod_for_deletion_wakes_the_stream_and_keeps_it_in_the_set() -
     sooner.metadata.deletion_timestamp.seconds -= 20
     index._on_event(CacheEvent(Change.MODIFIED, sooner, stopping, 5))
     assert event.is_set(), "a deadline brought forward reaches the node"
+
+
+def test_a_label_change_wakes_the_stream_only_for_a_pod_projecting_its_labels() -> None:
+    index = AssignmentIndex(Informer(ObjectStore(MemoryStore()), by_kind("Pod")))
+    event = index.event_for("n1")
+    plain, downward = pod("n1"), pod("n1")
+    source = downward.spec.volumes.add(name="info").projected.sources.add()
+    source.downward_api.items.add(path="labels").field_ref.field_path = "metadata.labels"
+    for before in (plain, downward):
+        after = pod_pb2.Pod()
+        after.CopyFrom(before)
+        after.metadata.labels["tier"] = "front"
+        index._on_event(CacheEvent(Change.ADDED, before, None, 2))
+        event.clear()
+        index._on_event(CacheEvent(Change.MODIFIED, after, before, 3))
+        assert event.is_set() is (before is downward)
+        if before is downward:
+            [payload] = index.current("n1")[0].volumes
+            assert payload.files[0].data == b'tier="front"'

@@ -92,6 +92,11 @@ async def test_a_configmap_is_stored_as_written_and_applied_again_unchanged() ->
         ),
         pytest.param(config_map(binary={"a b": b"x"}), 'binaryData.a b: invalid key "a b"', id="space-binary-key"),
         pytest.param(named_config_map("app", {"..": "x"}), "data...: invalid key", id="dot-dot"),
+        pytest.param(
+            named_config_map("app", {"..data": "x"}),
+            "data...data: invalid key \"..data\": must not start with '..'",
+            id="dot-dot-prefix",
+        ),
         pytest.param(named_config_map("app", {"k" * 254: "x"}), f"data.{'k' * 254}: invalid key", id="key-over-253"),
         pytest.param(
             config_map(binary={"mode": b"x"}, mode="y"), 'binaryData.mode: duplicate of key "mode" in data', id="both"
@@ -462,11 +467,11 @@ def test_a_manifests_env_from_and_config_map_key_ref_are_read_as_kubernetes_writ
     assert codec.to_dict(pod)["spec"]["containers"][0]["envFrom"] == container["envFrom"]
 
 
-def test_config_map_and_secret_volumes_are_still_refused_with_their_field_path() -> None:
+def test_config_map_and_secret_volumes_are_read() -> None:
     volume = {"name": "conf", "configMap": {"name": "app"}}
     spec = {"containers": [{"name": "app", "image": "busybox"}], "volumes": [volume]}
-    _, problems = codec.from_dict({"apiVersion": "v1", "kind": "Pod", "spec": spec}, pod_pb2.Pod)
-    assert problems[0].path == "spec.volumes[0].configMap"
+    pod, problems = codec.from_dict({"apiVersion": "v1", "kind": "Pod", "spec": spec}, pod_pb2.Pod)
+    assert problems == [] and pod.spec.volumes[0].config_map.name == "app"
 
 
 async def test_skipped_keys_become_one_warning_event_per_pod_and_message() -> None:
