@@ -231,5 +231,11 @@ def zone_problem(name: str) -> str | None:
 
 
 def zone(name: str | None) -> tzinfo:
-    """The zone a CronJob's schedule runs in: its timeZone, else UTC (the control plane's clock)."""
-    return UTC if not name else ZoneInfo(name)
+    """The zone a CronJob's schedule runs in: its timeZone, else UTC (the control plane's clock).
+    ScheduleError when this machine's time zone database does not know it."""
+    if not name:
+        return UTC
+    problem = zone_problem(name)
+    if problem is not None:
+        raise ScheduleError(problem)
+    return ZoneInfo(name)

@@ -74,11 +74,7 @@ def reconcile(cron_job: batch_pb2.CronJob, owned: Iterable[batch_pb2.Job], *, no
     spec = cron_job.spec
     create: batch_pb2.Job | None = None
     requeue: float | None = None
-    try:
-        schedule = cron.parse(spec.schedule, cron.zone(spec.time_zone if spec.HasField("time_zone") else None))
-    except (cron.ScheduleError, ValueError, OSError) as e:
-        events.append(Event("Warning", "UnparseableSchedule", f"unparseable schedule {spec.schedule!r}: {e}"))
-        schedule = None
+    schedule = _schedule(spec, events)
     if schedule is not None and not spec.suspend:
         create, replaced, more = _due(cron_job, schedule, status, mine, now)
         delete += tuple(j for j in replaced if j not in delete)
@@ -92,6 +88,20 @@ def reconcile(cron_job: batch_pb2.CronJob, owned: Iterable[batch_pb2.Job], *, no
         events=tuple(events),
         requeue_after=requeue,
     )
+
+
+def _schedule(spec: batch_pb2.CronJobSpec, events: list[Event]) -> cron.Schedule | None:
+    """The parsed schedule in its zone; None with a warning (Kubernetes' reasons) when either is bad."""
+    try:
+        zone = cron.zone(spec.time_zone if spec.HasField("time_zone") else None)
+    except cron.ScheduleError as e:
+        events.append(Event("Warning", "UnknownTimeZone", f"invalid timeZone: {spec.time_zone!r}: {e}"))
+        return None
+    try:
+        return cron.parse(spec.schedule, zone)
+    except cron.ScheduleError as e:
+        events.append(Event("Warning", "UnparseableSchedule", f"unparseable schedule: {spec.schedule!r}: {e}"))
+        return None
 
 
 def _track_active(status: batch_pb2.CronJobStatus, mine: list[batch_pb2.Job]) -> list[Event]:

@@ -223,3 +223,9 @@ def test_a_time_zone_schedules_in_local_time() -> None:
     c.sync(datetime(2026, 3, 2, 1, 0, 30, tzinfo=UTC))
     assert c.created == [job_name(c.cron_job, datetime(2026, 3, 2, 1, 0, tzinfo=UTC))]
     assert c.jobs[c.created[0]].metadata.annotations[jobs.SCHEDULED_AT] == "2026-03-02T02:00:00+01:00"
+
+
+def test_a_time_zone_this_machine_does_not_know_is_a_warning_not_a_crash() -> None:
+    c = Cluster(cron_job(time_zone="Mars/Olympus"))
+    actions = c.sync(T0 + timedelta(minutes=5))
+    assert actions.create is None and c.events == ["UnknownTimeZone"]
