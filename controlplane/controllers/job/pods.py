@@ -21,6 +21,8 @@ from protos import jobs, owners
 from protos.corral.v1 import batch_pb2, pod_pb2
 from protos.pods import every_container
 
+MAX_HOST_NAME = 63
+
 
 def new_pod(job: batch_pb2.Job, index: int | None) -> pod_pb2.Pod:
     template = job.spec.template
@@ -34,7 +36,7 @@ def new_pod(job: batch_pb2.Job, index: int | None) -> pod_pb2.Pod:
     pod.spec.CopyFrom(template.spec)
     if index is not None:
         if not pod.spec.hostname:
-            pod.spec.hostname = f"{job.metadata.name}-{index}"
+            pod.spec.hostname = host_name(job.metadata.name, index)
         m.annotations[jobs.COMPLETION_INDEX] = str(index)
         m.labels[jobs.COMPLETION_INDEX] = str(index)
         for _, container in every_container(pod.spec):
@@ -43,6 +45,12 @@ def new_pod(job: batch_pb2.Job, index: int | None) -> pod_pb2.Pod:
             container.env.add(name=jobs.COMPLETION_INDEX_ENV, value=str(index))
             container.env.extend(kept)
     return pod
+
+
+def host_name(job_name: str, index: int) -> str:
+    """`<job>-<index>`, the job name cut so the whole stays a DNS label (63 characters)."""
+    suffix = f"-{index}"
+    return f"{job_name[: MAX_HOST_NAME - len(suffix)].rstrip('-')}{suffix}"
 
 
 def surplus(

@@ -13,6 +13,7 @@ import pytest
 from controlplane.apiserver.batch import generate_selector
 from controlplane.apiserver.defaults import apply_defaults
 from controlplane.controllers.job.failures import backoff_delay
+from controlplane.controllers.job.pods import host_name
 from controlplane.controllers.job.reconcile import JobActions, reconcile
 from protos import jobs
 from protos.corral.v1 import batch_pb2, pod_pb2
@@ -370,3 +371,15 @@ def test_pods_stopped_by_a_suspend_are_not_failures() -> None:
     actions = c.sync(T0 + timedelta(seconds=7))
     assert c.job.status.failed == 0 and condition(c.job, jobs.FAILURE_TARGET) is None
     assert len(actions.create) == 2  # no back-off either
+
+
+@pytest.mark.parametrize(
+    ("name", "index", "expected"),
+    [
+        pytest.param("pi", 7, "pi-7", id="short"),
+        pytest.param("a" * 63, 12, "a" * 60 + "-12", id="cut-to-63"),
+        pytest.param("a" * 60 + "-b", 3, "a" * 60 + "-3", id="no-dash-before-the-index"),
+    ],
+)
+def test_an_indexed_pods_host_name_stays_a_dns_label(name: str, index: int, expected: str) -> None:
+    assert host_name(name, index) == expected and len(expected) <= 63
