@@ -277,9 +277,11 @@ async def run_agent(config: AgentConfig, stop: asyncio.Event | None = None) -> N
             pod_network=discovery.table.pod_network,
             probe_results=telemetry.probe_result,
             volumes_dir=config.data_dir / "volumes",
+            storage_dir=config.data_dir / "storage",
         )
         manager = PodManager(runtimes, settings, config.data_dir)
-        status = node_status(address=address, runtimes=list(runtimes))
+        manager.outbox.volume_root = str(settings.storage_dir.resolve())
+        status = node_status(address=address, runtimes=list(runtimes), storage_dir=settings.storage_dir)
         metrics = MetricsSampler(
             config.name, runtimes, lambda: [w.pod for w in manager.workers.values()], traffic=discovery.stats
         )

@@ -50,6 +50,7 @@ from controlplane.controllers.resourcequota.controller import ResourceQuotaContr
 from controlplane.controllers.runner import Controller, ControllerManager
 from controlplane.controllers.scheduling import SchedulerController
 from controlplane.controllers.statefulset.controller import StatefulSetController
+from controlplane.controllers.volumes.controller import VolumeController
 from controlplane.health import StatusServicer
 from controlplane.informer import Informer
 from controlplane.leader.elector import DEFAULT_TTL, Elector, Lead, Term, holder_for
@@ -279,7 +280,11 @@ async def start(config: ServerConfig, stack: AsyncExitStack) -> RunningServer:
     # get their own for the other kinds, per term, only while this replica leads.
     serving = ControllerManager(objects, [])
     assignments = AssignmentIndex(
-        serving.informer("Pod"), secrets=serving.informer("Secret"), config_maps=serving.informer("ConfigMap")
+        serving.informer("Pod"),
+        secrets=serving.informer("Secret"),
+        config_maps=serving.informer("ConfigMap"),
+        claims=serving.informer("PersistentVolumeClaim"),
+        volumes=serving.informer("PersistentVolume"),
     )
     routes = RouteHub(serving.informer("Service"), serving.informer("EndpointSlice"))
     tunnels = TunnelRegistry()
@@ -470,6 +475,7 @@ def build_controllers(
         NamespaceController(api),
         DisruptionController(api, EventRecorder(api, "disruption-controller")),
         ResourceQuotaController(api),
+        VolumeController(api, EventRecorder(api, "persistentvolume-controller")),
         *autoscalers,
     ]
 

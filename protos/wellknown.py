@@ -37,7 +37,14 @@ SCHEDULING_STRATEGY: Final = "corral.io/scheduling-strategy"
 # What a LimitRange filled into a pod at its creation (as Kubernetes' LimitRanger notes it).
 LIMIT_RANGER: Final = "kubernetes.io/limit-ranger"
 # Annotation prefixes that only the system writes.
-SYSTEM_ANNOTATION_PREFIXES: Final = ("corral.io/", "deployment.kubernetes.io/", LIMIT_RANGER)
+SYSTEM_ANNOTATION_PREFIXES: Final = (
+    "corral.io/",
+    "deployment.kubernetes.io/",
+    "pv.kubernetes.io/",
+    "volume.kubernetes.io/",
+    "volume.beta.kubernetes.io/",
+    LIMIT_RANGER,
+)
 
 # -- labels --------------------------------------------------------------------
 POD_TEMPLATE_HASH: Final = "pod-template-hash"

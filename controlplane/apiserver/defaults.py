@@ -11,6 +11,7 @@ from collections.abc import Iterable
 
 from google.protobuf.message import Message
 
+from controlplane.apiserver import storage
 from protos import statefulsets
 from protos.autoscaling import default_hpa
 from protos.corral.v1 import (
@@ -25,6 +26,7 @@ from protos.corral.v1 import (
     rbac_pb2,
     secret_pb2,
     service_pb2,
+    storage_pb2,
     workloads_pb2,
 )
 from protos.deployments import (
@@ -86,6 +88,13 @@ def apply_defaults(info: KindInfo, obj: Message) -> None:
     elif isinstance(obj, batch_pb2.CronJob):
         default_cron_job_spec(obj.spec)
         default_job(obj.spec.job_template.spec)
+
+    elif isinstance(obj, storage_pb2.PersistentVolumeClaim):
+        storage.default_claim(obj)
+    elif isinstance(obj, storage_pb2.PersistentVolume):
+        storage.default_volume(obj)
+    elif isinstance(obj, storage_pb2.StorageClass):
+        storage.default_storage_class(obj)
 
 
 def default_job(spec: batch_pb2.JobSpec) -> None:

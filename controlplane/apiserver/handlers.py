@@ -33,7 +33,7 @@ from enum import Enum
 import structlog
 from google.protobuf.message import Message
 
-from controlplane.apiserver import batch, labels, limits
+from controlplane.apiserver import batch, labels, limits, storage
 from controlplane.apiserver.admission import Admission
 from controlplane.apiserver.apply import merge_applied, spec_changed
 from controlplane.apiserver.defaults import apply_defaults
@@ -60,10 +60,20 @@ from controlplane.store import errors as store_errors
 from controlplane.store.base import MAX_BATCH
 from controlplane.store.objects import Change, ObjectStore
 from protos import quota
-from protos.corral.v1 import batch_pb2, namespace_pb2, pod_pb2, policy_pb2, quota_pb2, service_pb2, workloads_pb2
+from protos.corral.v1 import (
+    batch_pb2,
+    namespace_pb2,
+    pod_pb2,
+    policy_pb2,
+    quota_pb2,
+    service_pb2,
+    storage_pb2,
+    workloads_pb2,
+)
 from protos.kinds import KindInfo, UnknownKindError, by_kind, info_of, meta, resolve
 from protos.pods import is_terminating
 from protos.services import is_headless
+from protos.storage import claim_users, has_class
 from protos.wellknown import DEFAULT_NAMESPACE
 
 log = structlog.get_logger(__name__)
@@ -271,6 +281,8 @@ class ObjectApi:
             obj.status.phase = "Pending"
         if isinstance(obj, namespace_pb2.Namespace):
             obj.status.phase = "Active"
+        if isinstance(obj, storage_pb2.PersistentVolumeClaim | storage_pb2.PersistentVolume):
+            obj.status.phase = "Pending"  # the volume controller binds (a volume: makes it Available)
 
     async def _check_listen_ports(self, info: KindInfo, obj: Message) -> None:
         """Refuse a Service on a control plane port, or whose listen port an older Service already has."""
@@ -330,6 +342,7 @@ class ObjectApi:
         info, prepared = self._prepared(obj, need_name=False)
         namespace = await self._namespace_of(info, prepared)
         self._check_not_terminating(info, prepared, namespace)
+        await self._default_class(prepared)
         self._check_pod_security(info, self._pod_security(prepared, namespace), None, prepared)
         await self._check_listen_ports(info, prepared)
         m = meta(prepared)
@@ -408,6 +421,7 @@ class ObjectApi:
                 existing = await self._objects.get(info, m.namespace, m.name)
                 if existing is None:
                     self._check_not_terminating(info, prepared, namespace)
+                    await self._default_class(prepared)  # at create only, as Kubernetes' admission
                     self._check_pod_security(info, security, None, prepared)
                     try:
                         return await self._insert(info, prepared, dry_run=dry_run), ApplyOutcome.CREATED
@@ -522,7 +536,8 @@ class ObjectApi:
 
     async def _delete_version(self, obj: Message, grace_period_seconds: int | None) -> Message:
         info, m = info_of(obj), meta(obj)
-        plan = plan_deletion(obj, grace_period_seconds, self.now())
+        in_use = isinstance(obj, storage_pb2.PersistentVolumeClaim) and await self._claim_in_use(obj)
+        plan = plan_deletion(obj, grace_period_seconds, self.now(), in_use=in_use)
         if plan.refused:
             raise ConflictError(f'Operation cannot be fulfilled on {info.plural} "{m.name}": {plan.refused}')
         if plan.now:
@@ -534,15 +549,34 @@ class ObjectApi:
         marked = await self._objects.update(plan.update)
         if isinstance(plan.update, namespace_pb2.Namespace):
             log.info("namespace_terminating", name=m.name)
-            return marked
-        log.info(
-            "pod_terminating",
-            namespace=m.namespace,
-            name=m.name,
-            node=plan.update.spec.node_name,
-            grace=plan.update.metadata.deletion_grace_period_seconds,
-        )
+        elif isinstance(plan.update, pod_pb2.Pod):
+            log.info(
+                "pod_terminating",
+                namespace=m.namespace,
+                name=m.name,
+                node=plan.update.spec.node_name,
+                grace=plan.update.metadata.deletion_grace_period_seconds,
+            )
+        else:
+            log.info("object_terminating", kind=info.kind, namespace=m.namespace, name=m.name)
         return marked
+
+    async def _claim_in_use(self, claim: storage_pb2.PersistentVolumeClaim) -> bool:
+        """Whether a pod that has not finished uses the claim (Kubernetes' pvc-protection)."""
+        pods, _ = await self._objects.list_all(by_kind("Pod"), claim.metadata.namespace)
+        return claim_users(claim, (p for p in pods if isinstance(p, pod_pb2.Pod))) != []
+
+    async def _default_class(self, obj: Message) -> None:
+        """A claim without storageClassName gets the default StorageClass, if there is one
+        (Kubernetes' DefaultStorageClass admission); "" means no class and stays."""
+        if not isinstance(obj, storage_pb2.PersistentVolumeClaim) or has_class(obj):
+            return
+        info = by_kind("StorageClass")
+        with _translated(info, ""):
+            classes, _ = await self._objects.list_all(info)
+        name = storage.default_class_name(c for c in classes if isinstance(c, storage_pb2.StorageClass))
+        if name is not None:
+            obj.spec.storage_class_name = name
 
     # -- the controllers' and the node API's writes ------------------------------
     # Stored as given: the writer owns defaults and validity (status, bindings,

@@ -23,6 +23,7 @@ from controlplane.apiserver import (
     quota_validation,
     security,
     statefulset_validation,
+    storage,
 )
 from controlplane.apiserver.errors import Cause
 from controlplane.apiserver.problems import Problems as Problems
@@ -43,6 +44,7 @@ from protos.corral.v1 import (
     rbac_pb2,
     secret_pb2,
     service_pb2,
+    storage_pb2,
     workloads_pb2,
 )
 from protos.deployments import BLUE_GREEN, CANARY, ROLLING_UPDATE, STRATEGIES
@@ -105,6 +107,7 @@ def validate(info: KindInfo, obj: Message) -> list[Cause]:
             template=validate_template,
             label=validate_label,
             int_or_percent=validate_int_or_percent,
+            claim_spec=validate_claim_spec,
         )
     elif isinstance(obj, pod_pb2.Pod):
         validate_pod_spec(p, "spec", obj.spec)
@@ -129,6 +132,12 @@ def validate(info: KindInfo, obj: Message) -> list[Cause]:
         quota_validation.validate_resource_quota(p, obj)
     elif isinstance(obj, quota_pb2.LimitRange):
         quota_validation.validate_limit_range(p, obj)
+    elif isinstance(obj, storage_pb2.PersistentVolumeClaim):
+        validate_claim_spec(p, "spec", obj.spec)
+    elif isinstance(obj, storage_pb2.PersistentVolume):
+        storage.validate_volume(p, obj, name=validate_name, affinity=validate_node_selector)
+    elif isinstance(obj, storage_pb2.StorageClass):
+        storage.validate_storage_class(p, obj, name=validate_name)
     elif isinstance(obj, batch_pb2.Job):
         batch.validate_job(
             p, obj, template=validate_template, selector=validate_label_selector, label_value=validate_name
@@ -191,10 +200,24 @@ def validate_update(info: KindInfo, old: Message, new: Message) -> list[Cause]:
         policy_validation.validate_binding_update(p, old, new)
     if isinstance(old, configmap_pb2.ConfigMap) and isinstance(new, configmap_pb2.ConfigMap):
         validate_config_map_update(p, old, new)
+    validate_storage_update(p, old, new)
     if isinstance(old, batch_pb2.Job) and isinstance(new, batch_pb2.Job):
         batch.validate_job_update(p, old, new)
     del info
     return p.causes
+
+
+def validate_claim_spec(p: Problems, path: str, spec: storage_pb2.PersistentVolumeClaimSpec) -> None:
+    storage.validate_claim_spec(p, path, spec, name=validate_name, selector=validate_optional_selector)
+
+
+def validate_storage_update(p: Problems, old: Message, new: Message) -> None:
+    if isinstance(old, storage_pb2.PersistentVolumeClaim) and isinstance(new, storage_pb2.PersistentVolumeClaim):
+        storage.validate_claim_update(p, old, new)
+    elif isinstance(old, storage_pb2.PersistentVolume) and isinstance(new, storage_pb2.PersistentVolume):
+        storage.validate_volume_update(p, old, new)
+    elif isinstance(old, storage_pb2.StorageClass) and isinstance(new, storage_pb2.StorageClass):
+        storage.validate_storage_class_update(p, old, new)
 
 
 def validate_namespace(p: Problems, ns: namespace_pb2.Namespace) -> None:
@@ -742,7 +765,10 @@ def validate_toleration(p: Problems, path: str, t: pod_pb2.Toleration) -> None:
 
 def validate_affinity(p: Problems, path: str, affinity: pod_pb2.Affinity) -> None:
     required = affinity.node_affinity.required_during_scheduling_ignored_during_execution
-    base = f"{path}.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution"
+    validate_node_selector(p, f"{path}.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution", required)
+
+
+def validate_node_selector(p: Problems, base: str, required: pod_pb2.NodeSelector) -> None:
     for i, term in enumerate(required.node_selector_terms):
         for j, expr in enumerate(term.match_expressions):
             at = f"{base}.nodeSelectorTerms[{i}].matchExpressions[{j}]"

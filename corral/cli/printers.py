@@ -16,7 +16,7 @@ import yaml
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from protos import codec, jobs
+from protos import codec, jobs, storage
 from protos.corral.v1 import (
     batch_pb2,
     configmap_pb2,
@@ -34,6 +34,7 @@ from protos.corral.v1 import (
     secret_pb2,
     service_pb2,
     serviceaccount_pb2,
+    storage_pb2,
     workloads_pb2,
 )
 from protos.kinds import KindInfo, meta
@@ -392,9 +393,66 @@ def resource_quota_row(rq: quota_pb2.ResourceQuota, now: datetime, wide: bool) -
     ]
 
 
+def _access_modes(modes: Sequence[str]) -> str:
+    return ",".join(storage.ACCESS_MODE_SHORT.get(m, m) for m in modes)
+
+
+def claim_row(c: storage_pb2.PersistentVolumeClaim, now: datetime, wide: bool) -> Row:
+    """kubectl's columns, and the node the volume is on (corral's: local volumes live on one node)."""
+    status = "Terminating" if c.metadata.HasField("deletion_timestamp") else (c.status.phase or "Pending")
+    row = [
+        status,
+        c.spec.volume_name,
+        c.status.capacity.get("storage", ""),
+        _access_modes(c.status.access_modes),
+        storage.class_of(c) or ("<unset>" if not storage.has_class(c) else ""),
+        age(c.metadata.creation_timestamp, now),
+        c.metadata.annotations.get(storage.SELECTED_NODE, "") or "<none>",
+    ]
+    return row + ([c.spec.volume_mode or storage.FILESYSTEM] if wide else [])
+
+
+def volume_row(v: storage_pb2.PersistentVolume, now: datetime, wide: bool) -> Row:
+    status = "Terminating" if v.metadata.HasField("deletion_timestamp") else (v.status.phase or "Pending")
+    ref = v.spec.claim_ref
+    row = [
+        v.spec.capacity.get("storage", ""),
+        _access_modes(v.spec.access_modes),
+        v.spec.persistent_volume_reclaim_policy,
+        status,
+        f"{ref.namespace}/{ref.name}" if ref.name else "",
+        v.spec.storage_class_name,
+        v.status.reason,
+        age(v.metadata.creation_timestamp, now),
+        storage.volume_node(v) or "<none>",
+    ]
+    return row + ([v.spec.volume_mode or storage.FILESYSTEM] if wide else [])
+
+
+def storage_class_row(sc: storage_pb2.StorageClass, now: datetime, wide: bool) -> Row:
+    return [
+        sc.provisioner,
+        sc.reclaim_policy or storage.DELETE,
+        sc.volume_binding_mode or storage.IMMEDIATE,
+        "true" if sc.allow_volume_expansion else "false",
+        age(sc.metadata.creation_timestamp, now),
+    ]
+
+
 _BINDING_WIDE = ("USERS", "GROUPS", "SERVICEACCOUNTS")
 
 COLUMNS: dict[str, Columns] = {
+    "PersistentVolumeClaim": Columns(
+        ("STATUS", "VOLUME", "CAPACITY", "ACCESS MODES", "STORAGECLASS", "AGE", "NODE"), ("VOLUMEMODE",), claim_row
+    ),
+    "PersistentVolume": Columns(
+        ("CAPACITY", "ACCESS MODES", "RECLAIM POLICY", "STATUS", "CLAIM", "STORAGECLASS", "REASON", "AGE", "NODE"),
+        ("VOLUMEMODE",),
+        volume_row,
+    ),
+    "StorageClass": Columns(
+        ("PROVISIONER", "RECLAIMPOLICY", "VOLUMEBINDINGMODE", "ALLOWVOLUMEEXPANSION", "AGE"), (), storage_class_row
+    ),
     "ServiceAccount": Columns(("SECRETS", "AGE"), (), service_account_row),
     "Role": Columns(("CREATED AT",), (), created_row),
     "ClusterRole": Columns(("CREATED AT",), (), created_row),
@@ -443,7 +501,10 @@ def table_row(info: KindInfo, obj: Message, now: datetime, *, wide: bool, all_na
     cols = COLUMNS[info.kind]
     m = meta(obj)
     row = [m.namespace] if all_namespaces and info.namespaced else []
-    row += [m.name] if cols.named else []
+    shown = m.name
+    if isinstance(obj, storage_pb2.StorageClass) and storage.is_default_class(obj):
+        shown = f"{m.name} (default)"
+    row += [shown] if cols.named else []
     return row + cols.row(obj, now, wide)
 
 
