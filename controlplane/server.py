@@ -36,12 +36,14 @@ from controlplane.auth.tokens import TokenRegistry
 from controlplane.background import Background
 from controlplane.controllers.autoscaler.controller import DEFAULT_SYNC_PERIOD, HorizontalPodAutoscalerController
 from controlplane.controllers.autoscaler.source import MetricsSource
+from controlplane.controllers.cronjob.controller import CronJobController
 from controlplane.controllers.daemonset.controller import DaemonSetController
 from controlplane.controllers.deployment.controller import DeploymentController
 from controlplane.controllers.disruption.controller import DisruptionController
 from controlplane.controllers.endpoints.controller import EndpointsController
 from controlplane.controllers.events import EventRecorder
 from controlplane.controllers.gc.controller import GarbageCollector
+from controlplane.controllers.job.controller import JobController
 from controlplane.controllers.namespace.controller import NamespaceController
 from controlplane.controllers.nodelifecycle.controller import NodeLifecycleController
 from controlplane.controllers.replicaset.controller import ReplicaSetController
@@ -468,6 +470,8 @@ def build_controllers(
         DeploymentController(api, EventRecorder(api, "deployment-controller")),
         StatefulSetController(api, EventRecorder(api, "statefulset-controller")),
         DaemonSetController(api, EventRecorder(api, "daemonset-controller")),
+        JobController(api, EventRecorder(api, "job-controller")),
+        CronJobController(api, EventRecorder(api, "cronjob-controller")),
         EndpointsController(api),
         GarbageCollector(api),
         NamespaceController(api),

@@ -687,7 +687,11 @@ def _pod_spec(message: Message) -> tuple[str, pod_pb2.PodSpec | None]:
     """The pod spec a Pod or a workload's template carries, and its path."""
     if isinstance(message, pod_pb2.Pod):
         return "spec", message.spec
-    template = getattr(getattr(message, "spec", None), "template", None)
+    spec = getattr(message, "spec", None)
+    job_template = getattr(spec, "job_template", None)
+    if job_template is not None:
+        return "spec.jobTemplate.spec.template.spec", job_template.spec.template.spec
+    template = getattr(spec, "template", None)
     if isinstance(template, pod_pb2.PodTemplateSpec):
         return "spec.template.spec", template.spec
     return "", None

@@ -15,6 +15,7 @@ from google.protobuf.message import Message
 
 from protos.corral.v1 import (
     api_pb2,
+    batch_pb2,
     configmap_pb2,
     discovery_pb2,
     event_pb2,
@@ -161,6 +162,8 @@ KINDS: tuple[KindInfo, ...] = (
     KindInfo("ResourceQuota", "v1", "resourcequotas", ("quota",), True, quota_pb2.ResourceQuota, "resource_quota"),
     KindInfo("LimitRange", "v1", "limitranges", ("limits",), True, quota_pb2.LimitRange, "limit_range"),
     KindInfo("DaemonSet", "apps/v1", "daemonsets", ("ds",), True, workloads_pb2.DaemonSet, "daemon_set"),
+    KindInfo("Job", "batch/v1", "jobs", (), True, batch_pb2.Job, "job"),
+    KindInfo("CronJob", "batch/v1", "cronjobs", ("cj",), True, batch_pb2.CronJob, "cron_job"),
 )
 
 _RBAC_NOTE = "stored, not enforced: corral's access control is its admin and node roles (docs/security.md)"

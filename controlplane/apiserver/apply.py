@@ -20,7 +20,8 @@ from typing import Any
 
 from google.protobuf.message import Message
 
-from protos.corral.v1 import pod_pb2, storage_pb2
+from controlplane.apiserver.batch import keep_generated_selector
+from protos.corral.v1 import batch_pb2, pod_pb2, storage_pb2
 from protos.kinds import meta
 from protos.wellknown import SYSTEM_ANNOTATION_PREFIXES
 
@@ -57,6 +58,8 @@ def merge_applied(existing: Message, applied: Message) -> Message:
             merged.spec.node_name = existing.spec.node_name
         keep_filled_resources(merged.spec, existing.spec)
     _keep_volume_binding(merged, existing)
+    if isinstance(merged, batch_pb2.Job) and isinstance(existing, batch_pb2.Job):
+        keep_generated_selector(existing, merged)
     return merged
 
 

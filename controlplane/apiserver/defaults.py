@@ -15,6 +15,7 @@ from controlplane.apiserver import storage
 from protos import daemonsets, statefulsets
 from protos.autoscaling import default_hpa
 from protos.corral.v1 import (
+    batch_pb2,
     discovery_pb2,
     meta_pb2,
     metrics_pb2,
@@ -38,6 +39,7 @@ from protos.deployments import (
     DEFAULT_SCALE_DOWN_DELAY_SECONDS,
     ROLLING_UPDATE,
 )
+from protos.jobs import default_cron_job_spec, default_job_spec
 from protos.kinds import KindInfo
 from protos.pods import DEFAULT_TERMINATION_GRACE_PERIOD_SECONDS, every_container
 from protos.services import HEADLESS
@@ -83,12 +85,23 @@ def apply_defaults(info: KindInfo, obj: Message) -> None:
     elif isinstance(obj, quota_pb2.LimitRange):
         for item in obj.spec.limits:
             default_limit_range_item(item)
+    elif isinstance(obj, batch_pb2.Job):
+        default_job(obj.spec)
+    elif isinstance(obj, batch_pb2.CronJob):
+        default_cron_job_spec(obj.spec)
+        default_job(obj.spec.job_template.spec)
+
     elif isinstance(obj, storage_pb2.PersistentVolumeClaim):
         storage.default_claim(obj)
     elif isinstance(obj, storage_pb2.PersistentVolume):
         storage.default_volume(obj)
     elif isinstance(obj, storage_pb2.StorageClass):
         storage.default_storage_class(obj)
+
+
+def default_job(spec: batch_pb2.JobSpec) -> None:
+    default_job_spec(spec)
+    default_pod_spec(spec.template.spec)
 
 
 def default_limit_range_item(item: quota_pb2.LimitRangeItem) -> None:

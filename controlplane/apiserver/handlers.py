@@ -33,7 +33,7 @@ from enum import Enum
 import structlog
 from google.protobuf.message import Message
 
-from controlplane.apiserver import labels, limits, storage
+from controlplane.apiserver import batch, labels, limits, storage
 from controlplane.apiserver.admission import Admission
 from controlplane.apiserver.apply import merge_applied, spec_changed
 from controlplane.apiserver.defaults import apply_defaults
@@ -60,7 +60,16 @@ from controlplane.store import errors as store_errors
 from controlplane.store.base import MAX_BATCH
 from controlplane.store.objects import Change, ObjectStore
 from protos import quota
-from protos.corral.v1 import namespace_pb2, pod_pb2, policy_pb2, quota_pb2, service_pb2, storage_pb2, workloads_pb2
+from protos.corral.v1 import (
+    batch_pb2,
+    namespace_pb2,
+    pod_pb2,
+    policy_pb2,
+    quota_pb2,
+    service_pb2,
+    storage_pb2,
+    workloads_pb2,
+)
 from protos.kinds import KindInfo, UnknownKindError, by_kind, info_of, meta, resolve
 from protos.pods import is_terminating
 from protos.services import is_headless
@@ -352,6 +361,8 @@ class ObjectApi:
         new = type(prepared)()
         new.CopyFrom(prepared)
         self._stamp_new(info, new)
+        if isinstance(new, batch_pb2.Job):
+            batch.generate_selector(new)
         m = meta(new)
         with _translated(info, m.name):
             if dry_run and await self._objects.get(info, m.namespace, m.name) is not None:

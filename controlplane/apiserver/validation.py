@@ -15,6 +15,7 @@ from typing import Literal
 from google.protobuf.message import Message
 
 from controlplane.apiserver import (
+    batch,
     daemonset_validation,
     labels,
     limits,
@@ -29,6 +30,7 @@ from controlplane.apiserver.errors import Cause
 from controlplane.apiserver.problems import Problems as Problems
 from protos import autoscaling, disruption, durations, quantity, wellknown
 from protos.corral.v1 import (
+    batch_pb2,
     configmap_pb2,
     discovery_pb2,
     event_pb2,
@@ -142,6 +144,12 @@ def validate(info: KindInfo, obj: Message) -> list[Cause]:
         storage.validate_volume(p, obj, name=validate_name, affinity=validate_node_selector)
     elif isinstance(obj, storage_pb2.StorageClass):
         storage.validate_storage_class(p, obj, name=validate_name)
+    elif isinstance(obj, batch_pb2.Job):
+        batch.validate_job(
+            p, obj, template=validate_template, selector=validate_label_selector, label_value=validate_name
+        )
+    elif isinstance(obj, batch_pb2.CronJob):
+        batch.validate_cron_job(p, obj, template=validate_template, selector=validate_label_selector)
     else:
         validate_policy_object(p, obj)
     return p.causes
@@ -201,6 +209,8 @@ def validate_update(info: KindInfo, old: Message, new: Message) -> list[Cause]:
     if isinstance(old, configmap_pb2.ConfigMap) and isinstance(new, configmap_pb2.ConfigMap):
         validate_config_map_update(p, old, new)
     validate_storage_update(p, old, new)
+    if isinstance(old, batch_pb2.Job) and isinstance(new, batch_pb2.Job):
+        batch.validate_job_update(p, old, new)
     del info
     return p.causes
 

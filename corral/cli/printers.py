@@ -16,8 +16,9 @@ import yaml
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from protos import codec, storage
+from protos import codec, jobs, storage
 from protos.corral.v1 import (
+    batch_pb2,
     configmap_pb2,
     discovery_pb2,
     event_pb2,
@@ -39,6 +40,7 @@ from protos.corral.v1 import (
 from protos.kinds import KindInfo, meta
 from protos.nodes import ready_condition
 from protos.pods import is_terminating
+from protos.times import as_datetime
 from protos.wellknown import NODE_ROLE_PREFIX
 
 Row = list[str]
@@ -48,7 +50,12 @@ def age(ts: Timestamp, now: datetime) -> str:
     """kubectl's compact durations: 45s, 3m12s, 17m, 5h3m, 20h, 3d4h, 12d."""
     if not ts.seconds:
         return "<unknown>"
-    seconds = max(0, int((now - ts.ToDatetime(tzinfo=UTC)).total_seconds()))
+    return human_duration((now - ts.ToDatetime(tzinfo=UTC)).total_seconds())
+
+
+def human_duration(elapsed: float) -> str:
+    """kubectl's HumanDuration of a number of seconds (AGE, a Job's DURATION)."""
+    seconds = max(0, int(elapsed))
     minutes, hours, days = seconds // 60, seconds // 3600, seconds // 86400
     if seconds < 120:
         return f"{seconds}s"
@@ -275,6 +282,59 @@ def hpa_row(h: metrics_pb2.HorizontalPodAutoscaler, now: datetime, wide: bool) -
     ]
 
 
+def job_status(j: batch_pb2.Job) -> str:
+    """kubectl's STATUS of a Job (1.28+)."""
+    for type_, shown in ((jobs.COMPLETE, "Complete"), (jobs.FAILED, "Failed")):
+        if jobs.condition(j, type_) is not None:
+            return shown
+    if is_terminating(j):
+        return "Terminating"
+    for type_ in (jobs.SUSPENDED, jobs.FAILURE_TARGET, jobs.SUCCESS_CRITERIA_MET):
+        if jobs.condition(j, type_) is not None:
+            return type_
+    return "Running"
+
+
+def job_completions(j: batch_pb2.Job) -> str:
+    """kubectl's COMPLETIONS: `2/3`, or `1/1 of 3` for a work queue of parallelism 3."""
+    if j.spec.HasField("completions"):
+        return f"{j.status.succeeded}/{j.spec.completions}"
+    if j.spec.parallelism > 1:
+        return f"{j.status.succeeded}/1 of {j.spec.parallelism}"
+    return f"{j.status.succeeded}/1"
+
+
+def job_duration(j: batch_pb2.Job, now: datetime) -> str:
+    """From startTime to completionTime (or now while it runs); empty before it started."""
+    started = as_datetime(j.status.start_time)
+    if started is None:
+        return ""
+    return human_duration(((as_datetime(j.status.completion_time) or now) - started).total_seconds())
+
+
+def job_row(j: batch_pb2.Job, now: datetime, wide: bool) -> Row:
+    row = [job_status(j), job_completions(j), job_duration(j, now), age(j.metadata.creation_timestamp, now)]
+    if wide:
+        row += [*_images(j.spec.template), selector_text(j.spec.selector.match_labels)]
+    return row
+
+
+def cron_job_row(c: batch_pb2.CronJob, now: datetime, wide: bool) -> Row:
+    last = c.status.last_schedule_time
+    row = [
+        c.spec.schedule,
+        c.spec.time_zone if c.spec.HasField("time_zone") else "<none>",
+        str(c.spec.suspend),
+        str(len(c.status.active)),
+        age(last, now) if last.seconds else "<none>",
+        age(c.metadata.creation_timestamp, now),
+    ]
+    if wide:
+        template = c.spec.job_template.spec
+        row += [*_images(template.template), selector_text(template.selector.match_labels)]
+    return row
+
+
 @dataclass(frozen=True)
 class Columns:
     headers: tuple[str, ...]
@@ -433,6 +493,12 @@ COLUMNS: dict[str, Columns] = {
         ("DESIRED", "CURRENT", "READY", "UP-TO-DATE", "AVAILABLE", "NODE SELECTOR", "AGE"),
         ("CONTAINERS", "IMAGES", "SELECTOR"),
         daemon_set_row,
+    ),
+    "Job": Columns(("STATUS", "COMPLETIONS", "DURATION", "AGE"), ("CONTAINERS", "IMAGES", "SELECTOR"), job_row),
+    "CronJob": Columns(
+        ("SCHEDULE", "TIMEZONE", "SUSPEND", "ACTIVE", "LAST SCHEDULE", "AGE"),
+        ("CONTAINERS", "IMAGES", "SELECTOR"),
+        cron_job_row,
     ),
     "Service": Columns(("TYPE", "PORT(S)", "AGE"), ("SELECTOR",), service_row),
     "Node": Columns(
