@@ -15,6 +15,7 @@ from typing import Literal
 from google.protobuf.message import Message
 
 from controlplane.apiserver import (
+    ingress_validation,
     labels,
     limits,
     pod_security,
@@ -30,6 +31,7 @@ from protos.corral.v1 import (
     configmap_pb2,
     discovery_pb2,
     event_pb2,
+    ingress_pb2,
     meta_pb2,
     metrics_pb2,
     namespace_pb2,
@@ -44,6 +46,7 @@ from protos.corral.v1 import (
     workloads_pb2,
 )
 from protos.deployments import BLUE_GREEN, CANARY, ROLLING_UPDATE, STRATEGIES
+from protos.ingresses import TLS_CERT_KEY, TLS_PRIVATE_KEY, TLS_SECRET_TYPE
 from protos.kinds import KindInfo
 from protos.pods import every_container, is_terminating
 from protos.services import HEADLESS
@@ -127,6 +130,10 @@ def validate(info: KindInfo, obj: Message) -> list[Cause]:
         quota_validation.validate_resource_quota(p, obj)
     elif isinstance(obj, quota_pb2.LimitRange):
         quota_validation.validate_limit_range(p, obj)
+    elif isinstance(obj, ingress_pb2.Ingress):
+        ingress_validation.validate_ingress(p, obj, validate_label, validate_port_name)
+    elif isinstance(obj, ingress_pb2.IngressClass):
+        ingress_validation.validate_ingress_class(p, obj)
     else:
         validate_policy_object(p, obj)
     return p.causes
@@ -183,6 +190,8 @@ def validate_update(info: KindInfo, old: Message, new: Message) -> list[Cause]:
         policy_validation.validate_binding_update(p, old, new)
     if isinstance(old, configmap_pb2.ConfigMap) and isinstance(new, configmap_pb2.ConfigMap):
         validate_config_map_update(p, old, new)
+    if isinstance(old, ingress_pb2.IngressClass) and isinstance(new, ingress_pb2.IngressClass):
+        ingress_validation.validate_ingress_class_update(p, old, new)
     del info
     return p.causes
 
@@ -223,6 +232,10 @@ def validate_secret(p: Problems, secret: secret_pb2.Secret) -> None:
     """After defaulting (stringData merged into data)."""
     for key in sorted(secret.data):
         validate_secret_key(p, f"data.{key}", key)
+    if secret.type == TLS_SECRET_TYPE:
+        for key in (TLS_CERT_KEY, TLS_PRIVATE_KEY):
+            if key not in secret.data:
+                p.add(f"data[{key}]", f"required for a Secret of type {TLS_SECRET_TYPE}")
     size = sum(len(k) + len(v) for k, v in secret.data.items())
     if size > MAX_SECRET_BYTES:
         p.add("data", f"too long: must have at most {MAX_SECRET_BYTES} bytes, got {size}")
