@@ -48,7 +48,9 @@ def test_path_matching(path_type: str, rule: str, path: str, matches: bool) -> N
     assert path_matches(path_type, rule, path) is matches
 
 
-def router(rules: list[tuple[str, str, str, str]], *, default: str = "", certs: dict[str, list[str]] | None = None) -> IngressRouter:
+def router(
+    rules: list[tuple[str, str, str, str]], *, default: str = "", certs: dict[str, list[str]] | None = None
+) -> IngressRouter:
     """Built through the control plane's core, so the order is the one nodes get."""
     i = ingress_pb2.Ingress()
     i.metadata.name, i.metadata.namespace = "web", "default"

@@ -56,7 +56,9 @@ def service(name: str, port: int = 80, port_name: str = "") -> service_pb2.Servi
     return s
 
 
-def tls_secret(name: str, cert: bytes = b"CERT", key: bytes = b"KEY", type_: str = "kubernetes.io/tls") -> secret_pb2.Secret:
+def tls_secret(
+    name: str, cert: bytes = b"CERT", key: bytes = b"KEY", type_: str = "kubernetes.io/tls"
+) -> secret_pb2.Secret:
     s = secret_pb2.Secret(type=type_)
     s.metadata.name, s.metadata.namespace = name, "default"
     s.data["tls.crt"], s.data["tls.key"] = cert, key
@@ -67,9 +69,7 @@ SERVICES = {f"default/{n}": service(n) for n in ("a", "b", "api", "c")}
 
 
 def paths(plan_routes: ingress_pb2.IngressRoutes) -> list[tuple[str, str, str, str]]:
-    return [
-        (h.host, p.path, p.path_type, p.backend.service.split("/")[1]) for h in plan_routes.hosts for p in h.paths
-    ]
+    return [(h.host, p.path, p.path_type, p.backend.service.split("/")[1]) for h in plan_routes.hosts for p in h.paths]
 
 
 def test_hosts_most_specific_first_and_paths_longest_first_exact_before_prefix() -> None:
@@ -154,7 +154,9 @@ def test_the_oldest_ingress_wins_a_conflict_and_the_loser_is_told() -> None:
         pytest.param("web", 0, "http", "", 'Service "a" has no port web', id="no-such-name"),
     ],
 )
-def test_backend_port_resolution(port_name: str, number: int, service_port_name: str, want_port: str, problem: str) -> None:
+def test_backend_port_resolution(
+    port_name: str, number: int, service_port_name: str, want_port: str, problem: str
+) -> None:
     ing = ingress("x", [("", "/", "Prefix", "a")])
     port = ing.spec.rules[0].http.paths[0].backend.service.port
     port.name, port.number = port_name, number
@@ -193,14 +195,22 @@ def test_certificates_come_only_from_referenced_tls_secrets() -> None:
             "serving a self-signed default certificate for d.test"
         ],
     }
-    assert plan.conflicts == {"default/five": ["the certificate for a.test is from Secret default/a-tls (an older Ingress')"]}
+    assert plan.conflicts == {
+        "default/five": ["the certificate for a.test is from Secret default/a-tls (an older Ingress')"]
+    }
 
 
 def test_ssl_redirect_annotations() -> None:
     ings = [
         ingress("plain", [("a.test", "/", "Prefix", "a")]),
-        ingress("nginx", [("b.test", "/", "Prefix", "b")], annotations={"nginx.ingress.kubernetes.io/ssl-redirect": "true"}),
-        ingress("force", [("c.test", "/", "Prefix", "c")], annotations={"nginx.ingress.kubernetes.io/force-ssl-redirect": "True"}),
+        ingress(
+            "nginx", [("b.test", "/", "Prefix", "b")], annotations={"nginx.ingress.kubernetes.io/ssl-redirect": "true"}
+        ),
+        ingress(
+            "force",
+            [("c.test", "/", "Prefix", "c")],
+            annotations={"nginx.ingress.kubernetes.io/force-ssl-redirect": "True"},
+        ),
         ingress("corral", [("d.test", "/", "Prefix", "c")], annotations={"corral.io/ssl-redirect": "true"}),
         ingress("off", [("e.test", "/", "Prefix", "c")], annotations={"corral.io/ssl-redirect": "false"}),
     ]
