@@ -53,6 +53,8 @@ WEBSOCKET_HEADERS = frozenset(
 # Bodies up to this size are read whole (a Content-Length to the backend); larger ones stream.
 BUFFER_BODY = 1024 * 1024
 CHUNK = 64 * 1024
+# Responses up to this size (with a Content-Length) are read whole and sent in one write.
+BUFFER_RESPONSE = 64 * 1024
 
 
 def _drop(headers: CIMultiDictProxy[str], extra: Iterable[str] = ()) -> CIMultiDict[str]:
@@ -81,6 +83,8 @@ class IngressHttp:
             connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=60, enable_cleanup_closed=True),
             timeout=aiohttp.ClientTimeout(total=None, connect=proxy.connect_timeout, sock_read=None),
             auto_decompress=False,
+            # Cookies pass through as headers; a jar would keep and resend them across clients.
+            cookie_jar=aiohttp.DummyCookieJar(),
             skip_auto_headers=("User-Agent", "Accept-Encoding", "Accept", "Content-Type"),
         )
 
@@ -155,16 +159,23 @@ class IngressHttp:
         ) as upstream:
             balancer.opened(backend.key)
             try:
-                response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
-                response.headers.extend(_drop(upstream.headers))
-                if upstream.headers.get("Transfer-Encoding", "").lower() == "chunked" or (
-                    "Content-Length" not in upstream.headers and request.method != "HEAD"
-                ):
+                headers = _drop(upstream.headers)
+                length = upstream.content_length
+                if length is not None and length <= BUFFER_RESPONSE and request.method != "HEAD":
+                    # Small: one write of headers and body (one TLS record, one system call).
+                    body = await upstream.read()
+                    headers.pop("Content-Length", None)
+                    return web.Response(status=upstream.status, reason=upstream.reason, headers=headers, body=body)
+                response = web.StreamResponse(status=upstream.status, reason=upstream.reason, headers=headers)
+                if length is None and request.method != "HEAD":
                     response.enable_chunked_encoding()
                 await response.prepare(request)
-                async for chunk in upstream.content.iter_chunked(CHUNK):
-                    await response.write(chunk)
-                await response.write_eof()
+                try:
+                    async for chunk in upstream.content.iter_chunked(CHUNK):
+                        await response.write(chunk)
+                    await response.write_eof()
+                except ConnectionResetError:  # the client went away: nothing left to answer
+                    log.debug("ingress_client_gone", backend=backend.key)
                 return response
             finally:
                 balancer.closed(backend.key)
