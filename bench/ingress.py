@@ -44,6 +44,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from harness import free_port, machine, stop, wait_for, write_result  # noqa: E402 - after the repo is on the path
+
 BODY = "x" * 1023 + "\n"
 
 
@@ -82,7 +83,9 @@ def start_nginx(conf: Path) -> subprocess.Popen[bytes]:
 
 
 def listening(port: int) -> bool:
-    return any(c.laddr.port == port and c.status == psutil.CONN_LISTEN for c in psutil.net_connections("tcp"))
+    return any(
+        getattr(c.laddr, "port", None) == port and c.status == psutil.CONN_LISTEN for c in psutil.net_connections("tcp")
+    )
 
 
 def wrk(url: str, seconds: float, connections: int) -> dict[str, float]:
@@ -167,7 +170,7 @@ def main() -> None:
         nginx_conf(
             folder,
             "backend",
-            f'server {{ listen 127.0.0.1:{backend_port}; keepalive_requests 1000000; '
+            f"server {{ listen 127.0.0.1:{backend_port}; keepalive_requests 1000000; "
             f'location / {{ default_type text/plain; return 200 "{BODY.strip()}\\n"; }} }}',
         )
     )
@@ -203,7 +206,7 @@ def main() -> None:
     try:
         for port in (backend_port, corral_port, nginx_port):
             wait_for(lambda p=port: listening(p), 30, f"port {port} listening")  # type: ignore[misc]
-        peer_workers = [c for c in psutil.Process(peer.pid).children()]
+        peer_workers = list(psutil.Process(peer.pid).children())
         cases = {
             "direct (HTTP)": (f"http://127.0.0.1:{backend_port}/", []),
             "corral ingress (HTTPS)": (f"https://localhost:{corral_port}/", [psutil.Process(corral.pid)]),
@@ -218,14 +221,19 @@ def main() -> None:
                 cpu_before = sum(sum(p.cpu_times()[:2]) for p in procs)
                 result = wrk(url, args.seconds, args.connections)
                 cpu = sum(sum(p.cpu_times()[:2]) for p in procs) - cpu_before
-                result["proxy_cpu_us_per_request"] = cpu / max(1.0, result["rps"] * args.seconds) * 1e6 if procs else 0.0
+                result["proxy_cpu_us_per_request"] = (
+                    cpu / max(1.0, result["rps"] * args.seconds) * 1e6 if procs else 0.0
+                )
                 runs[name].append(result)
         medians = {name: sorted(r, key=lambda x: x["rps"])[len(r) // 2] for name, r in runs.items()}
-        print(f"\n{machine()}; {args.connections} keep-alive connections, wrk -t1, {args.seconds:g}s x {args.rounds} rounds")
+        print(
+            f"\n{machine()}; {args.connections} keep-alive connections, wrk -t1, "
+            f"{args.seconds:g}s x {args.rounds} rounds"
+        )
         print(f"{'case':<24}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'proxy CPU us/req':>18}")
         for name, m in medians.items():
-            cpu = f"{m['proxy_cpu_us_per_request']:.0f}" if m["proxy_cpu_us_per_request"] else "-"
-            print(f"{name:<24}{m['rps']:>10.0f}{m['p50_ms']:>9.2f}{m['p99_ms']:>9.2f}{cpu:>18}")
+            cpu_text = f"{m['proxy_cpu_us_per_request']:.0f}" if m["proxy_cpu_us_per_request"] else "-"
+            print(f"{name:<24}{m['rps']:>10.0f}{m['p50_ms']:>9.2f}{m['p99_ms']:>9.2f}{cpu_text:>18}")
         ratio = medians["corral ingress (HTTPS)"]["rps"] / medians["nginx (HTTPS)"]["rps"]
         print(f"corral ingress / nginx throughput: {ratio:.2f}")
         write_result(
