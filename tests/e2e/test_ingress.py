@@ -56,8 +56,8 @@ def agents(server: ServerProcess, tmp_path: Path, ports: tuple[int, int]) -> Ite
     procs = []
     for i, address in enumerate(PROXIES):
         name = f"i{i}-{os.getpid()}"
-        args = ("--proxy-address", address, "--dns-port", "0", "--ingress-http-port", str(ports[0]))
-        args += ("--ingress-https-port", str(ports[1]))
+        args: tuple[str, ...] = ("--proxy-address", address, "--dns-port", "0")
+        args += ("--ingress-http-port", str(ports[0]), "--ingress-https-port", str(ports[1]))
         proc = AgentProcess(
             server.address,
             name,
