@@ -209,6 +209,36 @@ def test_hosts_and_paths_over_tls_through_every_node(
             https_get(address, https, "b.test", "/", cas["a.test"])
     listing = cli.run("get", "ingress")
     assert listing.returncode == 0 and "a.test,b.test" in listing.stdout and "80, 443" in listing.stdout, listing.stdout
+    # The default class the server made, and the status the ingress controller writes: the nodes' addresses.
+    classes = cli.run("get", "ingressclass")
+    assert "corral.io/ingress" in classes.stdout, classes.stdout + classes.stderr
+
+    def addresses() -> list[str]:
+        got = json.loads(cli.run("get", "ingress", "web", "-o", "json").stdout)
+        return [i.get("ip", "") for i in got.get("status", {}).get("loadBalancer", {}).get("ingress", [])]
+
+    wait_until(lambda: len(addresses()) >= 1, 30, "the Ingress status lists node addresses")
+    # A newer Ingress claiming a.test / loses to the older one, with an event saying so; so does its missing Secret.
+    apply(
+        cli,
+        """
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: late}
+spec:
+  tls: [{hosts: [a.test], secretName: nowhere}]
+  rules:
+  - host: a.test
+    http:
+      paths: [{path: /, pathType: Prefix, backend: {service: {name: b, port: {name: web}}}}]
+""",
+    )
+
+    def events() -> str:
+        return str(cli.run("get", "events").stdout)
+
+    wait_until(lambda: "Conflict" in events() and "DefaultCertificate" in events(), 30, "events on the newer Ingress")
+    assert https_get(PROXIES[0], https, "a.test", "/", cas["a.test"]).startswith("app-a ")
 
 
 def test_a_canary_at_ten_percent_gets_ten_percent_of_ingress_requests(
