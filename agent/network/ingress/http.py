@@ -83,7 +83,7 @@ class IngressHttp:
             connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=60, enable_cleanup_closed=True),
             timeout=aiohttp.ClientTimeout(total=None, connect=proxy.connect_timeout, sock_read=None),
             auto_decompress=False,
-            # Cookies pass through as headers; a jar would keep and resend them across clients.
+            # Cookies pass through as headers; no jar (aiohttp's ignores IP hosts anyway; this one costs nothing).
             cookie_jar=aiohttp.DummyCookieJar(),
             skip_auto_headers=("User-Agent", "Accept-Encoding", "Accept", "Content-Type"),
         )
