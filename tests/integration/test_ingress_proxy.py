@@ -54,6 +54,9 @@ async def backend(name: str) -> tuple[web.AppRunner, int]:
                 if message.type == aiohttp.WSMsgType.TEXT:
                     await ws.send_str(f"{name}:{message.data}")
             return ws
+        if request.path == "/crash":  # connected, then closed without an answer
+            assert request.transport is not None
+            request.transport.close()
         body = await request.read()
         response = web.json_response(
             {"name": name, "path": request.path_qs, "headers": dict(request.headers), "body": body.decode()}
@@ -308,3 +311,10 @@ async def test_a_route_change_keeps_open_connections(env: Env) -> None:
         assert (await ws.receive_str()) == "a:still"
     conn.close()
 
+
+
+async def test_a_backend_that_closes_without_answering_is_a_502(env: Env) -> None:
+    status, _, body = await asyncio.to_thread(fetch, env.http, "a.test", "/crash")
+    assert (status, body) == (502, b"502 Bad Gateway: the backend failed to answer\n")
+    status, _, _ = await asyncio.to_thread(fetch, env.http, "a.test", "/")
+    assert status == 200

@@ -5,7 +5,8 @@ a backend without a Service, port or ready endpoint → 503; plain HTTP to a
 backend that asks for it → 308 to https (same host and path); otherwise the
 request goes to an endpoint the Service port's `Balancer` picks, over a pool
 of keep-alive connections. A connect failure ejects that endpoint and tries
-another, up to `max_attempts` distinct ones (then 502). The backend gets the
+another, up to `max_attempts` distinct ones (then 502); a backend that fails
+after connecting (closes early, sends garbage) is a 502, not retried. The backend gets the
 client's Host and `X-Forwarded-For` (the client's address appended),
 `-Proto`, `-Host`, `-Port` and `X-Real-IP`; hop-by-hop headers are dropped
 both ways. An `Upgrade: websocket` request is carried as a WebSocket to the
@@ -137,6 +138,9 @@ class IngressHttp:
                 )
                 if body is not None and not isinstance(body, bytes):
                     break  # a streamed body cannot be sent twice
+            except (aiohttp.ClientError, TimeoutError) as e:  # connected, then the exchange failed
+                log.warning("ingress_backend_failed", service=backend.service, backend=chosen.key, reason=repr(e))
+                return web.Response(status=502, text="502 Bad Gateway: the backend failed to answer\n")
         if not tried:
             return web.Response(status=503, text=f"503 Service Unavailable: {backend.service} has no ready endpoint\n")
         return web.Response(status=502, text="502 Bad Gateway: no endpoint could be reached\n")
@@ -176,6 +180,9 @@ class IngressHttp:
                     await response.write_eof()
                 except ConnectionResetError:  # the client went away: nothing left to answer
                     log.debug("ingress_client_gone", backend=backend.key)
+                except aiohttp.ClientError as e:  # the backend broke off: the client's connection is closed
+                    log.warning("ingress_backend_failed", backend=backend.key, reason=repr(e))
+                    response.force_close()
                 return response
             finally:
                 balancer.closed(backend.key)
