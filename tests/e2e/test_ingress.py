@@ -1,6 +1,6 @@
 """Ingress on three real agents with Docker: a.test, a.test/api and b.test over TLS
-with each Secret's certificate through every node's ingress proxy, and a canary's
-10% weight on Ingress traffic.
+with each Secret's certificate through every node's ingress proxy, a canary's
+10% weight on Ingress traffic, and a rolling update behind the Ingress under load.
 
 Each agent's ingress listens on its own loopback address (127.0.0.2-4) at ports
 free on all three; clients connect to an address and send the name as SNI and
@@ -16,14 +16,17 @@ import os
 import random
 import socket
 import ssl
+import threading
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 from corral.common.pki.certs import cert_pem, key_pem, self_signed
 from tests.e2e.conftest import AgentProcess, Cli, ServerProcess, remove_node_containers, wait_until
-from tests.e2e.test_services import CANARY, PROXIES, apply, canary_paused, endpoints, registered
+from tests.e2e.test_services import CANARY, PROXIES, apply, canary_paused, endpoints, registered, versions_settled
 
 pytestmark = pytest.mark.docker
 
@@ -279,3 +282,77 @@ spec:
     share = sum(1 for b in bodies if b.startswith("v2 ")) / len(bodies)
     print(f"canary at 10% through the ingress: {share:.1%} of 500 requests")
     assert 0.08 <= share <= 0.12
+
+
+@dataclass
+class IngressLoad:
+    """Requests for `host` through one node's ingress in a thread (keep-alive, a new
+    connection after any failure), until stopped or `limit` requests or `deadline_s` seconds."""
+
+    address: str
+    port: int
+    host: str
+    limit: int = 20_000
+    deadline_s: float = 180.0
+    bodies: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def start(self) -> IngressLoad:
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        end = time.monotonic() + self.deadline_s
+        conn = http.client.HTTPConnection(self.address, self.port, timeout=5)
+        while not self._stop.is_set() and len(self.bodies) + len(self.failures) < self.limit and time.monotonic() < end:
+            try:
+                conn.request("GET", "/", headers={"Host": self.host})
+                response = conn.getresponse()
+                body = response.read().decode().strip()
+                if response.status != 200:
+                    raise OSError(f"HTTP {response.status}: {body[:100]}")
+                self.bodies.append(body)
+            except (OSError, http.client.HTTPException) as e:
+                self.failures.append(f"{type(e).__name__}: {e}")
+                conn.close()
+                conn = http.client.HTTPConnection(self.address, self.port, timeout=5)
+            time.sleep(0.005)
+        conn.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+        assert self._thread is not None
+        self._thread.join(timeout=30)
+
+
+def test_a_rolling_update_behind_the_ingress_fails_no_request(
+    server: ServerProcess, agents: list[AgentProcess], ports: tuple[int, int]
+) -> None:
+    cli = Cli(server.env)
+    (port,) = free_ports(1)
+    apply(cli, app("roll", "v1", port, replicas=3))
+    apply(
+        cli,
+        """
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: roll}
+spec:
+  defaultBackend: {service: {name: roll, port: {name: web}}}
+""",
+    )
+    wait_until(lambda: len(endpoints(cli, "roll")) == 3, 90, "3 ready endpoints", agents[0].log)
+    load = IngressLoad(PROXIES[2], ports[0], "any.name").start()
+    wait_until(lambda: len(load.bodies) > 50, 30, "load running through the ingress", agents[2].log)
+    apply(cli, app("roll", "v2", port, replicas=3))
+    wait_until(lambda: versions_settled(cli, "roll", "v2", 3), 180, "rollout done", agents[0].log)
+    wait_until(lambda: len(endpoints(cli, "roll")) == 3, 60, "3 ready endpoints after the rollout")
+    seen = len(load.bodies)
+    wait_until(lambda: len(load.bodies) > seen + 100, 30, "requests after the rollout")
+    load.stop()
+    print(f"rolling update behind the ingress: {len(load.bodies)} requests ok, {len(load.failures)} failed")
+    assert load.failures == []
+    assert load.bodies[0].startswith("v1 ") and load.bodies[-1].startswith("v2 ")
