@@ -54,6 +54,8 @@ async def backend(name: str) -> tuple[web.AppRunner, int]:
                 if message.type == aiohttp.WSMsgType.TEXT:
                     await ws.send_str(f"{name}:{message.data}")
             return ws
+        if request.path.startswith("/status/"):
+            return web.Response(status=int(request.path.rsplit("/", 1)[1]))
         if request.path == "/crash":  # connected, then closed without an answer
             assert request.transport is not None
             request.transport.close()
@@ -318,3 +320,9 @@ async def test_a_backend_that_closes_without_answering_is_a_502(env: Env) -> Non
     assert (status, body) == (502, b"502 Bad Gateway: the backend failed to answer\n")
     status, _, _ = await asyncio.to_thread(fetch, env.http, "a.test", "/")
     assert status == 200
+
+
+@pytest.mark.parametrize("status", [pytest.param(204, id="no-content"), pytest.param(304, id="not-modified")])
+async def test_answers_without_a_body_pass_through(env: Env, status: int) -> None:
+    got, _, body = await asyncio.to_thread(fetch, env.http, "a.test", f"/status/{status}")
+    assert (got, body) == (status, b"")
