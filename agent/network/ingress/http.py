@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
 import aiohttp
 import structlog
@@ -92,7 +92,7 @@ class IngressHttp:
     async def close(self) -> None:
         await self.session.close()
 
-    def handler(self, scheme: str, port: int):  # type: ignore[no-untyped-def]
+    def handler(self, scheme: str, port: int) -> Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]:
         async def handle(request: web.BaseRequest) -> web.StreamResponse:
             return await self.handle(request, scheme, port)
 
@@ -238,7 +238,9 @@ def _redirect(request: web.BaseRequest, https_port: int) -> web.Response:
     return web.Response(status=308, headers={"Location": f"https://{authority}{request.raw_path}"})
 
 
-async def _listen(server: web.Server, address: str, port: int, context: ssl.SSLContext | None, proxy: IngressProxy):  # type: ignore[no-untyped-def]
+async def _listen(
+    server: web.Server, address: str, port: int, context: ssl.SSLContext | None, proxy: IngressProxy
+) -> None:
     loop = asyncio.get_running_loop()
     while True:
         try:

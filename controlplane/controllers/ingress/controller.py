@@ -46,12 +46,9 @@ class IngressController:
     def keys_for(self, kind: str, event: CacheEvent) -> Iterable[str]:
         if kind == INGRESS:
             return [object_key(event.obj)]
-        if kind == "Node" and event.prev is not None:
-            before, after = ingress_status([event.prev]), ingress_status([event.obj])  # type: ignore[list-item]
-            if before == after:
-                return []
-        if kind == "Secret" and not isinstance(event.obj, secret_pb2.Secret):
-            return []
+        if kind == "Node" and isinstance(event.prev, node_pb2.Node) and isinstance(event.obj, node_pb2.Node):
+            if ingress_status([event.prev]) == ingress_status([event.obj]):
+                return []  # a heartbeat: the address list is unchanged
         return self.all_keys()
 
     def all_keys(self) -> Iterable[str]:
