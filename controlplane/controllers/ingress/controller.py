@@ -46,10 +46,13 @@ class IngressController:
     def keys_for(self, kind: str, event: CacheEvent) -> Iterable[str]:
         if kind == INGRESS:
             return [object_key(event.obj)]
-        if kind == "Node" and isinstance(event.prev, node_pb2.Node) and isinstance(event.obj, node_pb2.Node):
-            if ingress_status([event.prev]) == ingress_status([event.obj]):
-                return []  # a heartbeat: the address list is unchanged
-        return self.all_keys()
+        heartbeat = (
+            kind == "Node"
+            and isinstance(event.prev, node_pb2.Node)
+            and isinstance(event.obj, node_pb2.Node)
+            and ingress_status([event.prev]) == ingress_status([event.obj])
+        )
+        return [] if heartbeat else self.all_keys()
 
     def all_keys(self) -> Iterable[str]:
         return list(self._informers[INGRESS].items) if self._informers else []
