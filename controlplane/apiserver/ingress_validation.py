@@ -64,7 +64,9 @@ def validate_ingress(p: Problems, ingress: ingress_pb2.Ingress, service_name: Na
         at = f"spec.rules[{i}]"
         if rule.host:
             validate_host(p, f"{at}.host", rule.host)
-        if not rule.HasField("http") or not rule.http.paths:
+        if not rule.HasField("http"):
+            continue  # a host without paths: its requests go to the default backend
+        if not rule.http.paths:
             p.add(f"{at}.http.paths", "required: at least one path")
             continue
         for j, http_path in enumerate(rule.http.paths):

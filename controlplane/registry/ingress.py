@@ -146,6 +146,8 @@ def ingress_plan(
                 backend.ingress, backend.ssl_redirect = key, redirect
                 plan.routes.default_backend.CopyFrom(backend)
         for rule in ingress.spec.rules:
+            # A host without paths still claims its requests (for the default backend).
+            hosts.setdefault(rule.host, ingress_pb2.IngressHostRoute(host=rule.host))
             for http_path in rule.http.paths:
                 path, path_type = served_path(http_path)
                 claim = (rule.host, path, path_type)
@@ -158,8 +160,7 @@ def ingress_plan(
                 owners[claim] = key
                 backend = resolve_backend(namespace, http_path.backend, services)
                 backend.ingress, backend.ssl_redirect = key, redirect
-                host = hosts.setdefault(rule.host, ingress_pb2.IngressHostRoute(host=rule.host))
-                host.paths.add(path=path, path_type=path_type, backend=backend)
+                hosts[rule.host].paths.add(path=path, path_type=path_type, backend=backend)
         rule_hosts = [r.host for r in ingress.spec.rules if r.host]
         for tls in ingress.spec.tls:
             names = list(tls.hosts) or rule_hosts

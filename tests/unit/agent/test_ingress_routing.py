@@ -109,6 +109,16 @@ def test_request_routing(host: str, path: str, service: str | None) -> None:
     assert (match.backend.service.split("/")[1] if match else None) == service
 
 
+def test_a_host_without_paths_goes_to_the_default_backend_not_the_catch_all() -> None:
+    r = router([("", "/", "Prefix", "all")], default="fallback")
+    r.routes.hosts.add(host="quiet.test")  # as the control plane sends a rule without http
+    r = IngressRouter(r.routes)
+    match = r.match("quiet.test", "/")
+    assert match is not None and match.backend.service == "default/fallback"
+    match = r.match("other.test", "/")
+    assert match is not None and match.backend.service == "default/all"
+
+
 def test_the_default_backend_takes_what_no_rule_matches() -> None:
     r = router([("a.test", "/api", "Exact", "api")], default="fallback")
     match = r.match("a.test", "/other")

@@ -132,10 +132,11 @@ P0 = "spec.rules[0].http.paths[0]"
             id="wildcard-inside",
         ),
         pytest.param(
-            with_spec(rules=[{"host": "a.test"}]),
+            with_spec(rules=[{"host": "a.test", "http": {"paths": []}}]),
             ["spec.rules[0].http.paths: required: at least one path"],
             id="no-paths",
         ),
+        pytest.param(with_spec(rules=[{"host": "a.test"}], defaultBackend=BACKEND), [], id="host-without-http"),
         pytest.param(
             with_spec(rules=[], tls=[]), ["spec: either `defaultBackend` or `rules` must be specified"], id="empty"
         ),

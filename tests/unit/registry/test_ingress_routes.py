@@ -222,3 +222,10 @@ def test_ssl_redirect_annotations() -> None:
         "d.test": True,
         "e.test": False,
     }
+
+
+def test_a_rule_without_paths_still_claims_its_host() -> None:
+    ing = ingress("x", [("", "/", "Prefix", "a")], default="b")
+    ing.spec.rules.add(host="quiet.test")
+    plan = ingress_plan([ing], [klass()], SERVICES, {})
+    assert [(h.host, len(h.paths)) for h in plan.routes.hosts] == [("quiet.test", 0), ("", 1)]
