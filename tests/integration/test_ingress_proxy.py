@@ -65,7 +65,7 @@ async def backend(name: str) -> tuple[web.AppRunner, int]:
         )
         return response
 
-    app = web.Application()
+    app = web.Application(client_max_size=16 * 1024 * 1024)
     app.router.add_route("*", "/{tail:.*}", echo)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
@@ -236,11 +236,14 @@ async def test_forwarded_headers(env: Env) -> None:
     )
 
 
-async def test_request_bodies_reach_the_backend(env: Env) -> None:
+@pytest.mark.parametrize(
+    "size", [pytest.param(5000, id="buffered"), pytest.param(3 * 1024 * 1024, id="streamed-above-1MiB")]
+)
+async def test_request_bodies_reach_the_backend(env: Env, size: int) -> None:
     async with aiohttp.ClientSession() as session, session.post(
-        f"http://{LOOPBACK}:{env.http}/form", data=b"x" * 5000, headers={"Host": "a.test"}
+        f"http://{LOOPBACK}:{env.http}/form", data=b"x" * size, headers={"Host": "a.test"}
     ) as r:
-        assert (await r.json())["body"] == "x" * 5000
+        assert (await r.json())["body"] == "x" * size
 
 
 @pytest.mark.parametrize(
