@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from agent.network.ingress.routing import IngressRouter
-from agent.network.proxy.endpoints import Balancer, backends_of
+from agent.network.proxy.endpoints import Balancer, backends_of, is_tcp
 from protos.corral.v1 import discovery_pb2, ingress_pb2
 
 if TYPE_CHECKING:
@@ -100,7 +100,7 @@ class IngressProxy:
         route = self._services.get(service)
         if route is None:
             return None
-        port = next((p for p in route.ports if p.name == port_name), None)
+        port = next((p for p in route.ports if p.name == port_name and is_tcp(p)), None)
         return None if port is None else (route, port)
 
     def _refresh(self) -> None:
