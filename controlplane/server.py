@@ -22,6 +22,7 @@ from pathlib import Path
 import grpc
 import structlog
 
+from controlplane.apiserver.errors import AlreadyExistsError, ApiError
 from controlplane.apiserver.handlers import ObjectApi
 from controlplane.apiserver.pod_security import ClusterPolicy
 from controlplane.apiserver.reserved_ports import PortRegistry
@@ -43,6 +44,7 @@ from controlplane.controllers.disruption.controller import DisruptionController
 from controlplane.controllers.endpoints.controller import EndpointsController
 from controlplane.controllers.events import EventRecorder
 from controlplane.controllers.gc.controller import GarbageCollector
+from controlplane.controllers.ingress.controller import IngressController
 from controlplane.controllers.job.controller import JobController
 from controlplane.controllers.namespace.controller import NamespaceController
 from controlplane.controllers.nodelifecycle.controller import NodeLifecycleController
@@ -61,6 +63,7 @@ from controlplane.metrics.store import MetricsStore
 from controlplane.nodeapi.assignments import AssignmentIndex
 from controlplane.nodeapi.service import NodeService
 from controlplane.registry.hub import RouteHub
+from controlplane.registry.ingress_feed import IngressFeed
 from controlplane.registry.service import DiscoveryService
 from controlplane.request_guard import RequestGuard
 from controlplane.scheduler.snapshot import LEAST_ALLOCATED, MOST_ALLOCATED
@@ -80,9 +83,11 @@ from controlplane.tunnels import TunnelRegistry
 from corral.common.pki.certs import DEFAULT_NODE_LIFETIME
 from corral.common.pki.credentials import Credentials
 from corral.common.telemetry.endpoint import MetricsEndpointError, open_endpoint
+from protos import ingresses
 from protos.corral.v1 import (
     api_pb2_grpc,
     discovery_pb2_grpc,
+    ingress_pb2,
     metrics_pb2_grpc,
     node_service_pb2_grpc,
     pod_pb2,
@@ -288,6 +293,13 @@ async def start(config: ServerConfig, stack: AsyncExitStack) -> RunningServer:
         volumes=serving.informer("PersistentVolume"),
     )
     routes = RouteHub(serving.informer("Service"), serving.informer("EndpointSlice"))
+    ingress_feed = IngressFeed(
+        routes,
+        ingresses=serving.informer("Ingress"),
+        classes=serving.informer("IngressClass"),
+        services=serving.informer("Service"),
+        secrets=serving.informer("Secret"),
+    )
     tunnels = TunnelRegistry()
     # Recent metrics of the agents connected to this replica (memory only).
     metrics = MetricsStore()
@@ -355,6 +367,7 @@ async def start(config: ServerConfig, stack: AsyncExitStack) -> RunningServer:
     for loop, name in (
         (serving.run(), "serving-informers"),
         (routes.run(), "route-hub"),
+        (ingress_feed.run(), "ingress-feed"),
         (revocations.run(), "revocations"),
         (assignments.record_warnings(env_warning), "env-warnings"),
     ):
@@ -363,6 +376,7 @@ async def start(config: ServerConfig, stack: AsyncExitStack) -> RunningServer:
         await asyncio.wait_for(revocations.synced.wait(), config.revocations_sync_timeout)
     except TimeoutError as e:
         raise ServerError("cannot read the node revocation list from etcd") from e
+    await ensure_default_ingress_class(api)
     await server.start()
     stack.push_async_callback(server.stop, 5)
     await join_server.start()
@@ -395,6 +409,21 @@ async def start(config: ServerConfig, stack: AsyncExitStack) -> RunningServer:
         join_address=join_address,
         admin=ca.admin_credentials(now),
     )
+
+
+async def ensure_default_ingress_class(api: ObjectApi) -> None:
+    """Create the IngressClass "corral" (the default class, corral's controller) when absent."""
+    default = ingress_pb2.IngressClass(spec=ingress_pb2.IngressClassSpec(controller=ingresses.CONTROLLER))
+    default.metadata.name = ingresses.DEFAULT_CLASS
+    default.metadata.annotations[ingresses.IS_DEFAULT_CLASS] = "true"
+    try:
+        await api.create(default)
+    except AlreadyExistsError:
+        return
+    except ApiError as e:  # best-effort: the cluster works without it; say why
+        log.warning("default_ingress_class_not_created", reason=str(e))
+        return
+    log.info("default_ingress_class_created", name=ingresses.DEFAULT_CLASS)
 
 
 def load_ca(config: ServerConfig, now: dt.datetime) -> ClusterCA:
@@ -476,6 +505,7 @@ def build_controllers(
         GarbageCollector(api),
         NamespaceController(api),
         DisruptionController(api, EventRecorder(api, "disruption-controller")),
+        IngressController(api, EventRecorder(api, "ingress-controller")),
         ResourceQuotaController(api),
         VolumeController(api, EventRecorder(api, "persistentvolume-controller")),
         *autoscalers,

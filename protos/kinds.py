@@ -19,6 +19,7 @@ from protos.corral.v1 import (
     configmap_pb2,
     discovery_pb2,
     event_pb2,
+    ingress_pb2,
     meta_pb2,
     metrics_pb2,
     namespace_pb2,
@@ -164,6 +165,16 @@ KINDS: tuple[KindInfo, ...] = (
     KindInfo("DaemonSet", "apps/v1", "daemonsets", ("ds",), True, workloads_pb2.DaemonSet, "daemon_set"),
     KindInfo("Job", "batch/v1", "jobs", (), True, batch_pb2.Job, "job"),
     KindInfo("CronJob", "batch/v1", "cronjobs", ("cj",), True, batch_pb2.CronJob, "cron_job"),
+    KindInfo("Ingress", "networking.k8s.io/v1", "ingresses", ("ing",), True, ingress_pb2.Ingress, "ingress"),
+    KindInfo(
+        "IngressClass",
+        "networking.k8s.io/v1",
+        "ingressclasses",
+        (),
+        False,
+        ingress_pb2.IngressClass,
+        "ingress_class",
+    ),
 )
 
 _RBAC_NOTE = "stored, not enforced: corral's access control is its admin and node roles (docs/security.md)"

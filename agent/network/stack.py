@@ -14,6 +14,12 @@ gateway as DNS server and in the Service env vars; other runtimes' pods (host
 processes) get the first proxy address in the env vars and keep the host's
 resolver.
 
+The ingress proxy (`ingress/`): on the proxy addresses only, at the ingress
+ports (80 and 443 by default; 0 turns one off), fed the same Service routes
+(unfiltered: it reaches backends, it does not listen on Service ports) and
+the ingress table. An ingress port that is reserved (see above) is refused
+at start (`ReservedIngressPort`).
+
 The proxy mode: `userspace` (default) relays every Service port in the
 `ProxyServer`; `nftables` has the kernel NAT the ports it can
 (`proxy/kernel.py`) and leaves the rest to the `ProxyServer`. Asking for
@@ -31,6 +37,7 @@ from pathlib import Path
 import structlog
 
 from agent.network.dns.server import DnsServer
+from agent.network.ingress.proxy import IngressPorts, IngressProxy
 from agent.network.proxy.kernel import KernelProxy
 from agent.network.proxy.nft_rules import table_name
 from agent.network.proxy.reserved import ReservedPortFilter
@@ -52,6 +59,7 @@ class ServiceNetwork:
     dns: DnsServer
     # The kernel data path, in nftables mode.
     kernel: KernelProxy | None = None
+    ingress: IngressProxy | None = None
 
     def stats(self) -> dict[str, ServiceStats]:
         """The node proxy's per-Service counters: the kernel data path's merged in, in nftables mode."""
@@ -64,6 +72,8 @@ class ServiceNetwork:
                 group.create_task(self.kernel.run())
             group.create_task(self.dns.run())
             group.create_task(self.table.run())
+            if self.ingress is not None:
+                group.create_task(self.ingress.run())
 
 
 async def build_service_network(
@@ -75,6 +85,7 @@ async def build_service_network(
     proxy_mode: str = "userspace",
     node_name: str = "node",
     reserved_ports: Mapping[int, str] | None = None,
+    ingress_ports: IngressPorts | None = None,
 ) -> ServiceNetwork:
     """Find each runtime's pod gateway (making the Docker network) and wire the pieces up.
 
@@ -84,6 +95,9 @@ async def build_service_network(
     """
     if proxy_mode not in PROXY_MODES:
         raise ValueError(f"unknown proxy mode {proxy_mode!r} (known: {', '.join(PROXY_MODES)})")
+    reserved = dict(reserved_ports or {})
+    ingress_ports = ingress_ports or IngressPorts()
+    check_ingress_ports(ingress_ports, reserved)
     gateways: dict[str, str] = {}
     for name, runtime in runtimes.items():
         gateway = await runtime.pod_gateway()
@@ -105,9 +119,12 @@ async def build_service_network(
         kernel = KernelProxy(proxy, table_name(node_name), addresses)
         await kernel.start()
     dns = DnsServer(dns_endpoints)
-    reserved = dict(reserved_ports or {})
+    ingress = IngressProxy(proxy_addresses, ingress_ports) if ingress_ports.enabled else None
     table = ServiceTable(
-        [ReservedPortFilter(kernel or proxy, reserved), dns], access=access, state_file=data_dir / "services.pb"
+        [ReservedPortFilter(kernel or proxy, reserved), dns, *([ingress] if ingress else [])],
+        access=access,
+        state_file=data_dir / "services.pb",
+        ingress_listeners=[ingress] if ingress else [],
     )
     table.resume()
     log.info(
@@ -117,5 +134,18 @@ async def build_service_network(
         dns=[f"{a}:{p}" for a, p in dns_endpoints],
         gateways=gateways,
         reserved_ports=sorted(reserved),
+        ingress_ports=[p for p in (ingress_ports.http, ingress_ports.https) if p],
     )
-    return ServiceNetwork(table, proxy, dns, kernel)
+    return ServiceNetwork(table, proxy, dns, kernel, ingress)
+
+
+class ReservedIngressPort(ValueError):
+    """An ingress port that the control plane or the agent itself uses on this node."""
+
+
+def check_ingress_ports(ports: IngressPorts, reserved: Mapping[int, str]) -> None:
+    for flag, port in (("--ingress-http-port", ports.http), ("--ingress-https-port", ports.https)):
+        if port and port in reserved:
+            raise ReservedIngressPort(f"{flag} {port}: the port is reserved on this node ({reserved[port]} uses it)")
+    if ports.http and ports.http == ports.https:
+        raise ReservedIngressPort(f"--ingress-http-port and --ingress-https-port are both {ports.http}")

@@ -17,6 +17,7 @@ from google.protobuf.message import Message
 from controlplane.apiserver import (
     batch,
     daemonset_validation,
+    ingress_validation,
     labels,
     limits,
     pod_security,
@@ -34,6 +35,7 @@ from protos.corral.v1 import (
     configmap_pb2,
     discovery_pb2,
     event_pb2,
+    ingress_pb2,
     meta_pb2,
     metrics_pb2,
     namespace_pb2,
@@ -49,6 +51,7 @@ from protos.corral.v1 import (
     workloads_pb2,
 )
 from protos.deployments import BLUE_GREEN, CANARY, ROLLING_UPDATE, STRATEGIES
+from protos.ingresses import TLS_CERT_KEY, TLS_PRIVATE_KEY, TLS_SECRET_TYPE
 from protos.kinds import KindInfo
 from protos.pods import every_container, is_terminating
 from protos.services import HEADLESS
@@ -150,6 +153,10 @@ def validate(info: KindInfo, obj: Message) -> list[Cause]:
         )
     elif isinstance(obj, batch_pb2.CronJob):
         batch.validate_cron_job(p, obj, template=validate_template, selector=validate_label_selector)
+    elif isinstance(obj, ingress_pb2.Ingress):
+        ingress_validation.validate_ingress(p, obj, validate_label, validate_port_name)
+    elif isinstance(obj, ingress_pb2.IngressClass):
+        ingress_validation.validate_ingress_class(p, obj)
     else:
         validate_policy_object(p, obj)
     return p.causes
@@ -211,6 +218,8 @@ def validate_update(info: KindInfo, old: Message, new: Message) -> list[Cause]:
     validate_storage_update(p, old, new)
     if isinstance(old, batch_pb2.Job) and isinstance(new, batch_pb2.Job):
         batch.validate_job_update(p, old, new)
+    if isinstance(old, ingress_pb2.IngressClass) and isinstance(new, ingress_pb2.IngressClass):
+        ingress_validation.validate_ingress_class_update(p, old, new)
     del info
     return p.causes
 
@@ -264,6 +273,10 @@ def validate_secret(p: Problems, secret: secret_pb2.Secret) -> None:
     """After defaulting (stringData merged into data)."""
     for key in sorted(secret.data):
         validate_secret_key(p, f"data.{key}", key)
+    if secret.type == TLS_SECRET_TYPE:
+        for key in (TLS_CERT_KEY, TLS_PRIVATE_KEY):
+            if key not in secret.data:
+                p.add(f"data[{key}]", f"required for a Secret of type {TLS_SECRET_TYPE}")
     size = sum(len(k) + len(v) for k, v in secret.data.items())
     if size > MAX_SECRET_BYTES:
         p.add("data", f"too long: must have at most {MAX_SECRET_BYTES} bytes, got {size}")

@@ -22,6 +22,7 @@ from protos.corral.v1 import (
     configmap_pb2,
     discovery_pb2,
     event_pb2,
+    ingress_pb2,
     meta_pb2,
     metrics_pb2,
     namespace_pb2,
@@ -383,6 +384,26 @@ def network_policy_row(n: networking_pb2.NetworkPolicy, now: datetime, wide: boo
     return [shown or "<none>", age(n.metadata.creation_timestamp, now)]
 
 
+def ingress_hosts(i: ingress_pb2.Ingress) -> str:
+    """kubectl's HOSTS: every rule's host ("*" for none), at most three then "+ N more..."."""
+    hosts = [r.host or "*" for r in i.spec.rules] or ["*"]
+    shown = ",".join(hosts[:3])
+    return shown if len(hosts) <= 3 else f"{shown} + {len(hosts) - 3} more..."
+
+
+def ingress_row(i: ingress_pb2.Ingress, now: datetime, wide: bool) -> Row:
+    addresses = ",".join(x.ip or x.hostname for x in i.status.load_balancer.ingress)
+    ports = "80, 443" if i.spec.tls else "80"
+    klass = i.spec.ingress_class_name if i.spec.HasField("ingress_class_name") else "<none>"
+    return [klass, ingress_hosts(i), addresses, ports, age(i.metadata.creation_timestamp, now)]
+
+
+def ingress_class_row(c: ingress_pb2.IngressClass, now: datetime, wide: bool) -> Row:
+    ref = c.spec.parameters
+    parameters = f"{ref.kind}/{ref.name}" if ref.name else "<none>"
+    return [c.spec.controller, parameters, age(c.metadata.creation_timestamp, now)]
+
+
 def int_or_percent(value: meta_pb2.IntOrString) -> str:
     return str(value.int_val) if value.HasField("int_val") else value.str_val
 
@@ -481,6 +502,8 @@ COLUMNS: dict[str, Columns] = {
     "PodDisruptionBudget": Columns(("MIN AVAILABLE", "MAX UNAVAILABLE", "ALLOWED DISRUPTIONS", "AGE"), (), pdb_row),
     "ResourceQuota": Columns(("AGE", "REQUEST", "LIMIT"), (), resource_quota_row),
     "LimitRange": Columns(("CREATED AT",), (), created_row),
+    "Ingress": Columns(("CLASS", "HOSTS", "ADDRESS", "PORTS", "AGE"), (), ingress_row),
+    "IngressClass": Columns(("CONTROLLER", "PARAMETERS", "AGE"), (), ingress_class_row),
     "Pod": Columns(("READY", "STATUS", "RESTARTS", "AGE"), ("IP", "NODE"), pod_row),
     "Deployment": Columns(
         ("READY", "UP-TO-DATE", "AVAILABLE", "AGE"), ("CONTAINERS", "IMAGES", "SELECTOR"), deployment_row

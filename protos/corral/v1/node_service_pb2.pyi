@@ -12,6 +12,7 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
 from protos.corral.v1 import discovery_pb2 as _discovery_pb2
+from protos.corral.v1 import ingress_pb2 as _ingress_pb2
 from protos.corral.v1 import node_pb2 as _node_pb2
 from protos.corral.v1 import pod_pb2 as _pod_pb2
 import builtins as _builtins
@@ -444,21 +445,29 @@ class ServiceRoutes(_message.Message):
     FULL_FIELD_NUMBER: _builtins.int
     UPSERTS_FIELD_NUMBER: _builtins.int
     REMOVED_FIELD_NUMBER: _builtins.int
+    INGRESS_FIELD_NUMBER: _builtins.int
     full: _builtins.bool
     @_builtins.property
     def upserts(self) -> _containers.RepeatedCompositeFieldContainer[_discovery_pb2.ServiceRoute]: ...
     @_builtins.property
     def removed(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def ingress(self) -> _ingress_pb2.IngressRoutes:
+        """The node's whole ingress routing table, when it changed (and in every
+        full snapshot): it replaces the node's. Unset: unchanged.
+        """
+
     def __init__(
         self,
         *,
         full: _builtins.bool = ...,
         upserts: _abc.Iterable[_discovery_pb2.ServiceRoute] | None = ...,
         removed: _abc.Iterable[_builtins.str] | None = ...,
+        ingress: _ingress_pb2.IngressRoutes | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ingress", b"ingress"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["full", b"full", "removed", b"removed", "upserts", b"upserts"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["full", b"full", "ingress", b"ingress", "removed", b"removed", "upserts", b"upserts"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
