@@ -22,6 +22,8 @@ from pathlib import Path
 import grpc
 import structlog
 
+from controlplane.admission_cache import AdmissionCache
+from controlplane.apiserver.admission_reads import AdmissionReads, LiveReads
 from controlplane.apiserver.errors import AlreadyExistsError, ApiError
 from controlplane.apiserver.handlers import ObjectApi
 from controlplane.apiserver.pod_security import ClusterPolicy
@@ -278,13 +280,17 @@ async def start(config: ServerConfig, stack: AsyncExitStack) -> RunningServer:
     store, endpoints = opened.store, opened.endpoints
     objects = ObjectStore(store, config.key_prefix, encrypter=encrypter)
     ports = PortRegistry(store, config.key_prefix)
-    api = ObjectApi(
-        objects, policy=ClusterPolicy(config.pod_security, config.allow_host_path), reserved_ports=ports.reserved
-    )
-    # Informers for what every replica serves (agents' assignments, routes); the
+    # Informers for what every replica serves (agents' assignments, routes, admission); the
     # leader's controllers share them (caught up at the start of each term) and
     # get their own for the other kinds, per term, only while this replica leads.
     serving = ControllerManager(objects, [])
+    admission = admission_cache(serving, objects)
+    api = ObjectApi(
+        objects,
+        policy=ClusterPolicy(config.pod_security, config.allow_host_path),
+        reserved_ports=ports.reserved,
+        admission_reads=admission,
+    )
     assignments = AssignmentIndex(
         serving.informer("Pod"),
         secrets=serving.informer("Secret"),
@@ -387,7 +393,7 @@ async def start(config: ServerConfig, stack: AsyncExitStack) -> RunningServer:
         raise ServerError(f"cannot record this server's ports in etcd: {e}") from e
     config.test_hooks.announce()
     telemetry.observe_replica(leading=elector.leading.is_set)
-    lead = _lead(store, config, telemetry, metrics, encrypter, shared=serving.informers)
+    lead = _lead(store, config, telemetry, metrics, encrypter, shared=serving.informers, admission=admission)
     stack.push_async_callback(tasks.stop, tasks.start(elector.run(lead), "leadership"))
     log.info(
         "server_started",
@@ -426,6 +432,16 @@ async def ensure_default_ingress_class(api: ObjectApi) -> None:
     log.info("default_ingress_class_created", name=ingresses.DEFAULT_CLASS)
 
 
+def admission_cache(serving: ControllerManager, objects: ObjectStore) -> AdmissionCache:
+    """What admission reads on every create, from this replica's serving informers (live where they may not know)."""
+    return AdmissionCache(
+        serving.informer("Namespace"),
+        serving.informer("LimitRange"),
+        serving.informer("ResourceQuota"),
+        LiveReads(objects),
+    )
+
+
 def load_ca(config: ServerConfig, now: dt.datetime) -> ClusterCA:
     """The cluster CA under ``<data dir>/pki`` (made on first start); without a data dir, one in memory."""
     if config.data_dir is None:
@@ -460,16 +476,19 @@ def _lead(
     encrypter: Encrypter | None = None,
     *,
     shared: Mapping[str, Informer] | None = None,
+    admission: AdmissionReads | None = None,
 ) -> Lead:
     """What the leader runs for one term: the controllers, on the ``shared``
     (serving) informers caught up with the store and fresh ones for the other
-    kinds, every write fenced with the term."""
+    kinds, every write fenced with the term; their creates admitted on the
+    serving replica's ``admission`` reads."""
 
     async def lead(term: Term) -> None:
         objects = ObjectStore(
             leader_store(store, term.fence, config.test_hooks), config.key_prefix, encrypter=encrypter
         )
-        controllers = build_controllers(ObjectApi(objects), config, metrics=telemetry, metrics_source=metrics_source)
+        api = ObjectApi(objects, admission_reads=admission)
+        controllers = build_controllers(api, config, metrics=telemetry, metrics_source=metrics_source)
         await ControllerManager(objects, controllers, observer=telemetry, shared=shared).run()
 
     return lead

@@ -14,7 +14,9 @@ handle itself is private; informers read through `ObjectSource`.
 
 Every create, whoever asks (a user, a controller), and every update that adds
 to what a quota counts, passes `admission`: LimitRanges fill and bound a new
-pod's resources, ResourceQuotas are charged before the write.
+pod's resources, ResourceQuotas are charged before the write. What it reads
+for that (the Namespace, LimitRanges, quotas) comes from `AdmissionReads`: the
+serving control plane's watch-fed caches, or the store (`LiveReads`).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from google.protobuf.message import Message
 
 from controlplane.apiserver import batch, labels, limits, storage
 from controlplane.apiserver.admission import Admission
+from controlplane.apiserver.admission_reads import AdmissionReads
 from controlplane.apiserver.apply import merge_applied, spec_changed
 from controlplane.apiserver.defaults import apply_defaults
 from controlplane.apiserver.deletion import IMMORTAL_NAMESPACES, plan_deletion
@@ -240,6 +243,7 @@ class ObjectApi:
         policy: ClusterPolicy | None = None,
         name_suffix: Callable[[], str] = random_name_suffix,
         reserved_ports: Callable[[], Awaitable[Mapping[int, str]]] | None = None,
+        admission_reads: AdmissionReads | None = None,
     ) -> None:
         self._objects = objects
         # The control plane's own ports (port → its use), which no Service may take; None: not checked.
@@ -249,8 +253,9 @@ class ObjectApi:
         self.policy = policy
         self.now = now
         self.new_uid = new_uid
-        # LimitRanges and ResourceQuotas, for every create (the controllers' too).
-        self._admission = Admission(objects, lambda: self.now())
+        # LimitRanges and ResourceQuotas, for every create (the controllers' too); None: read from the store.
+        self._admission = Admission(objects, lambda: self.now(), admission_reads)
+        self._reads = self._admission.reads
 
     # -- preparing objects ----------------------------------------------------
 
@@ -298,13 +303,16 @@ class ObjectApi:
 
     async def _namespace_of(self, info: KindInfo, obj: Message) -> Message | None:
         """The Namespace object a namespaced object lives in, if one exists (corral lets
-        objects live in a namespace that has none)."""
+        objects live in a namespace that has none). One a cache knows as Terminating is read
+        again from the store: a refusal is never decided on a stale cache."""
         if not info.namespaced:
             return None
         namespace = meta(obj).namespace
-        ns_info = by_kind("Namespace")
-        with _translated(ns_info, namespace):
-            return await self._objects.get(ns_info, "", namespace)
+        with _translated(by_kind("Namespace"), namespace):
+            found = await self._reads.namespace(namespace)
+            if found is not None and is_terminating(found):
+                found = await self._reads.namespace(namespace, live=True)
+        return found
 
     def _needs_namespace(self, obj: Message) -> bool:
         """Whether the pod security check of `obj` reads its namespace's labels."""
@@ -376,6 +384,7 @@ class ObjectApi:
             except Exception:
                 await self._admission.refund(charged)
                 raise
+        self._wrote(created)
         log.info("object_created", kind=info.kind, namespace=m.namespace, name=m.name)
         return created
 
@@ -383,10 +392,16 @@ class ObjectApi:
         """Store `merged` over `existing` (a compare-and-swap), charged to the quotas for what it adds."""
         charged = await self._admission.charge(info, merged, existing, dry_run=False)
         try:
-            return await self._objects.update(merged)
+            updated = await self._objects.update(merged)
         except Exception:
             await self._admission.refund(charged)
             raise
+        self._wrote(updated)
+        return updated
+
+    def _wrote(self, obj: Message, revision: int = 0) -> None:
+        """Tell the admission reads of a write by this replica (at the object's resourceVersion)."""
+        self._reads.wrote(obj, revision or int(meta(obj).resource_version or 0))
 
     async def update(self, obj: Message, *, dry_run: bool = False) -> Message:
         """Replace spec, labels and annotations if resourceVersion is current."""
@@ -541,12 +556,13 @@ class ObjectApi:
         if plan.refused:
             raise ConflictError(f'Operation cannot be fulfilled on {info.plural} "{m.name}": {plan.refused}')
         if plan.now:
-            await self._objects.delete(obj)
+            self._wrote(obj, await self._objects.delete(obj))
             log.info("object_deleted", kind=info.kind, namespace=m.namespace, name=m.name)
             return obj
         if plan.update is None:
             return obj
         marked = await self._objects.update(plan.update)
+        self._wrote(marked)
         if isinstance(plan.update, namespace_pb2.Namespace):
             log.info("namespace_terminating", name=m.name)
         elif isinstance(plan.update, pod_pb2.Pod):
