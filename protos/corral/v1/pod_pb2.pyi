@@ -94,19 +94,29 @@ class EnvVarSource(_message.Message):
 
     SECRET_KEY_REF_FIELD_NUMBER: _builtins.int
     CONFIG_MAP_KEY_REF_FIELD_NUMBER: _builtins.int
+    FIELD_REF_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def secret_key_ref(self) -> Global___SecretKeySelector: ...
     @_builtins.property
     def config_map_key_ref(self) -> Global___ConfigMapKeySelector: ...
+    @_builtins.property
+    def field_ref(self) -> Global___ObjectFieldSelector:
+        """The downward API: a field of the pod, read by the agent when the container
+        starts (metadata.name, metadata.namespace, metadata.uid,
+        metadata.labels['k'], metadata.annotations['k'], spec.nodeName,
+        spec.serviceAccountName, status.hostIP, status.podIP).
+        """
+
     def __init__(
         self,
         *,
         secret_key_ref: Global___SecretKeySelector | None = ...,
         config_map_key_ref: Global___ConfigMapKeySelector | None = ...,
+        field_ref: Global___ObjectFieldSelector | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["config_map_key_ref", b"config_map_key_ref", "secret_key_ref", b"secret_key_ref"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["config_map_key_ref", b"config_map_key_ref", "field_ref", b"field_ref", "secret_key_ref", b"secret_key_ref"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["config_map_key_ref", b"config_map_key_ref", "secret_key_ref", b"secret_key_ref"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["config_map_key_ref", b"config_map_key_ref", "field_ref", b"field_ref", "secret_key_ref", b"secret_key_ref"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -949,6 +959,8 @@ class Container(_message.Message):
     VOLUME_MOUNTS_FIELD_NUMBER: _builtins.int
     ENV_FROM_FIELD_NUMBER: _builtins.int
     LIFECYCLE_FIELD_NUMBER: _builtins.int
+    TERMINATION_MESSAGE_PATH_FIELD_NUMBER: _builtins.int
+    TERMINATION_MESSAGE_POLICY_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     image: _builtins.str
     image_pull_policy: _builtins.str
@@ -956,6 +968,9 @@ class Container(_message.Message):
     ":latest" or untagged images, IfNotPresent otherwise).
     """
     working_dir: _builtins.str
+    termination_message_path: _builtins.str
+    """Stored as written: corral writes no termination message file (a warning at apply says so)."""
+    termination_message_policy: _builtins.str
     @_builtins.property
     def command(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
@@ -1003,10 +1018,12 @@ class Container(_message.Message):
         volume_mounts: _abc.Iterable[Global___VolumeMount] | None = ...,
         env_from: _abc.Iterable[Global___EnvFromSource] | None = ...,
         lifecycle: Global___Lifecycle | None = ...,
+        termination_message_path: _builtins.str = ...,
+        termination_message_policy: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["lifecycle", b"lifecycle", "liveness_probe", b"liveness_probe", "readiness_probe", b"readiness_probe", "resources", b"resources", "security_context", b"security_context", "startup_probe", b"startup_probe"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["args", b"args", "command", b"command", "env", b"env", "env_from", b"env_from", "image", b"image", "image_pull_policy", b"image_pull_policy", "lifecycle", b"lifecycle", "liveness_probe", b"liveness_probe", "name", b"name", "ports", b"ports", "readiness_probe", b"readiness_probe", "resources", b"resources", "security_context", b"security_context", "startup_probe", b"startup_probe", "volume_mounts", b"volume_mounts", "working_dir", b"working_dir"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["args", b"args", "command", b"command", "env", b"env", "env_from", b"env_from", "image", b"image", "image_pull_policy", b"image_pull_policy", "lifecycle", b"lifecycle", "liveness_probe", b"liveness_probe", "name", b"name", "ports", b"ports", "readiness_probe", b"readiness_probe", "resources", b"resources", "security_context", b"security_context", "startup_probe", b"startup_probe", "termination_message_path", b"termination_message_path", "termination_message_policy", b"termination_message_policy", "volume_mounts", b"volume_mounts", "working_dir", b"working_dir"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1121,16 +1138,22 @@ class NodeAffinity(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     REQUIRED_DURING_SCHEDULING_IGNORED_DURING_EXECUTION_FIELD_NUMBER: _builtins.int
+    PREFERRED_DURING_SCHEDULING_IGNORED_DURING_EXECUTION_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def required_during_scheduling_ignored_during_execution(self) -> Global___NodeSelector: ...
+    @_builtins.property
+    def preferred_during_scheduling_ignored_during_execution(self) -> _containers.RepeatedCompositeFieldContainer[Global___PreferredSchedulingTerm]:
+        """Stored as written; the scheduler does not score by it (a warning at apply says so)."""
+
     def __init__(
         self,
         *,
         required_during_scheduling_ignored_during_execution: Global___NodeSelector | None = ...,
+        preferred_during_scheduling_ignored_during_execution: _abc.Iterable[Global___PreferredSchedulingTerm] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["required_during_scheduling_ignored_during_execution", b"required_during_scheduling_ignored_during_execution"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["required_during_scheduling_ignored_during_execution", b"required_during_scheduling_ignored_during_execution"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["preferred_during_scheduling_ignored_during_execution", b"preferred_during_scheduling_ignored_during_execution", "required_during_scheduling_ignored_during_execution", b"required_during_scheduling_ignored_during_execution"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1141,20 +1164,143 @@ class Affinity(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     NODE_AFFINITY_FIELD_NUMBER: _builtins.int
+    POD_AFFINITY_FIELD_NUMBER: _builtins.int
+    POD_ANTI_AFFINITY_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def node_affinity(self) -> Global___NodeAffinity: ...
+    @_builtins.property
+    def pod_affinity(self) -> Global___PodAffinity:
+        """Stored as written; the scheduler does not act on pod (anti-)affinity (a warning at apply says so)."""
+
+    @_builtins.property
+    def pod_anti_affinity(self) -> Global___PodAffinity: ...
     def __init__(
         self,
         *,
         node_affinity: Global___NodeAffinity | None = ...,
+        pod_affinity: Global___PodAffinity | None = ...,
+        pod_anti_affinity: Global___PodAffinity | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["node_affinity", b"node_affinity"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["node_affinity", b"node_affinity", "pod_affinity", b"pod_affinity", "pod_anti_affinity", b"pod_anti_affinity"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["node_affinity", b"node_affinity"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["node_affinity", b"node_affinity", "pod_affinity", b"pod_affinity", "pod_anti_affinity", b"pod_anti_affinity"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Affinity: _TypeAlias = Affinity  # noqa: Y015
+
+@_typing.final
+class PreferredSchedulingTerm(_message.Message):
+    """One of a node's weighted preferences (stored; not acted on)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WEIGHT_FIELD_NUMBER: _builtins.int
+    PREFERENCE_FIELD_NUMBER: _builtins.int
+    weight: _builtins.int
+    @_builtins.property
+    def preference(self) -> Global___NodeSelectorTerm: ...
+    def __init__(
+        self,
+        *,
+        weight: _builtins.int = ...,
+        preference: Global___NodeSelectorTerm | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["preference", b"preference"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["preference", b"preference", "weight", b"weight"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PreferredSchedulingTerm: _TypeAlias = PreferredSchedulingTerm  # noqa: Y015
+
+@_typing.final
+class PodAffinityTerm(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LABEL_SELECTOR_FIELD_NUMBER: _builtins.int
+    NAMESPACES_FIELD_NUMBER: _builtins.int
+    TOPOLOGY_KEY_FIELD_NUMBER: _builtins.int
+    NAMESPACE_SELECTOR_FIELD_NUMBER: _builtins.int
+    MATCH_LABEL_KEYS_FIELD_NUMBER: _builtins.int
+    MISMATCH_LABEL_KEYS_FIELD_NUMBER: _builtins.int
+    topology_key: _builtins.str
+    @_builtins.property
+    def label_selector(self) -> _meta_pb2.LabelSelector: ...
+    @_builtins.property
+    def namespaces(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def namespace_selector(self) -> _meta_pb2.LabelSelector: ...
+    @_builtins.property
+    def match_label_keys(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def mismatch_label_keys(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        label_selector: _meta_pb2.LabelSelector | None = ...,
+        namespaces: _abc.Iterable[_builtins.str] | None = ...,
+        topology_key: _builtins.str = ...,
+        namespace_selector: _meta_pb2.LabelSelector | None = ...,
+        match_label_keys: _abc.Iterable[_builtins.str] | None = ...,
+        mismatch_label_keys: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["label_selector", b"label_selector", "namespace_selector", b"namespace_selector"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["label_selector", b"label_selector", "match_label_keys", b"match_label_keys", "mismatch_label_keys", b"mismatch_label_keys", "namespace_selector", b"namespace_selector", "namespaces", b"namespaces", "topology_key", b"topology_key"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PodAffinityTerm: _TypeAlias = PodAffinityTerm  # noqa: Y015
+
+@_typing.final
+class WeightedPodAffinityTerm(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WEIGHT_FIELD_NUMBER: _builtins.int
+    POD_AFFINITY_TERM_FIELD_NUMBER: _builtins.int
+    weight: _builtins.int
+    @_builtins.property
+    def pod_affinity_term(self) -> Global___PodAffinityTerm: ...
+    def __init__(
+        self,
+        *,
+        weight: _builtins.int = ...,
+        pod_affinity_term: Global___PodAffinityTerm | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["pod_affinity_term", b"pod_affinity_term"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["pod_affinity_term", b"pod_affinity_term", "weight", b"weight"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WeightedPodAffinityTerm: _TypeAlias = WeightedPodAffinityTerm  # noqa: Y015
+
+@_typing.final
+class PodAffinity(_message.Message):
+    """podAffinity and podAntiAffinity have the same shape."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUIRED_DURING_SCHEDULING_IGNORED_DURING_EXECUTION_FIELD_NUMBER: _builtins.int
+    PREFERRED_DURING_SCHEDULING_IGNORED_DURING_EXECUTION_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def required_during_scheduling_ignored_during_execution(self) -> _containers.RepeatedCompositeFieldContainer[Global___PodAffinityTerm]: ...
+    @_builtins.property
+    def preferred_during_scheduling_ignored_during_execution(self) -> _containers.RepeatedCompositeFieldContainer[Global___WeightedPodAffinityTerm]: ...
+    def __init__(
+        self,
+        *,
+        required_during_scheduling_ignored_during_execution: _abc.Iterable[Global___PodAffinityTerm] | None = ...,
+        preferred_during_scheduling_ignored_during_execution: _abc.Iterable[Global___WeightedPodAffinityTerm] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["preferred_during_scheduling_ignored_during_execution", b"preferred_during_scheduling_ignored_during_execution", "required_during_scheduling_ignored_during_execution", b"required_during_scheduling_ignored_during_execution"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PodAffinity: _TypeAlias = PodAffinity  # noqa: Y015
 
 @_typing.final
 class PodSpec(_message.Message):
@@ -1199,6 +1345,9 @@ class PodSpec(_message.Message):
     INIT_CONTAINERS_FIELD_NUMBER: _builtins.int
     HOSTNAME_FIELD_NUMBER: _builtins.int
     SUBDOMAIN_FIELD_NUMBER: _builtins.int
+    DNS_POLICY_FIELD_NUMBER: _builtins.int
+    ENABLE_SERVICE_LINKS_FIELD_NUMBER: _builtins.int
+    PRIORITY_CLASS_NAME_FIELD_NUMBER: _builtins.int
     restart_policy: _builtins.str
     """Always (default), OnFailure or Never."""
     node_name: _builtins.str
@@ -1225,6 +1374,16 @@ class PodSpec(_message.Message):
     <hostname>.<subdomain>.<namespace>.svc.cluster.local. DNS-1123 labels.
     """
     subdomain: _builtins.str
+    dns_policy: _builtins.str
+    """ClusterFirst (the default: the cluster's DNS), ClusterFirstWithHostNet (the
+    same, for hostNetwork pods too) or Default (the node's resolver).
+    """
+    enable_service_links: _builtins.bool
+    """Defaulted to true: the agent gives every container the variables of the
+    Services of its namespace (<NAME>_SERVICE_HOST ...); false gives none.
+    """
+    priority_class_name: _builtins.str
+    """Stored as written: corral has no PriorityClasses and no preemption (a warning at apply says so)."""
     @_builtins.property
     def containers(self) -> _containers.RepeatedCompositeFieldContainer[Global___Container]: ...
     @_builtins.property
@@ -1267,17 +1426,24 @@ class PodSpec(_message.Message):
         init_containers: _abc.Iterable[Global___Container] | None = ...,
         hostname: _builtins.str = ...,
         subdomain: _builtins.str = ...,
+        dns_policy: _builtins.str = ...,
+        enable_service_links: _builtins.bool | None = ...,
+        priority_class_name: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_automount_service_account_token", b"_automount_service_account_token", "_termination_grace_period_seconds", b"_termination_grace_period_seconds", "affinity", b"affinity", "automount_service_account_token", b"automount_service_account_token", "security_context", b"security_context", "termination_grace_period_seconds", b"termination_grace_period_seconds"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_automount_service_account_token", b"_automount_service_account_token", "_enable_service_links", b"_enable_service_links", "_termination_grace_period_seconds", b"_termination_grace_period_seconds", "affinity", b"affinity", "automount_service_account_token", b"automount_service_account_token", "enable_service_links", b"enable_service_links", "security_context", b"security_context", "termination_grace_period_seconds", b"termination_grace_period_seconds"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_automount_service_account_token", b"_automount_service_account_token", "_termination_grace_period_seconds", b"_termination_grace_period_seconds", "affinity", b"affinity", "automount_service_account_token", b"automount_service_account_token", "containers", b"containers", "host_ipc", b"host_ipc", "host_network", b"host_network", "host_pid", b"host_pid", "hostname", b"hostname", "init_containers", b"init_containers", "node_name", b"node_name", "node_selector", b"node_selector", "restart_policy", b"restart_policy", "runtime_class_name", b"runtime_class_name", "security_context", b"security_context", "service_account", b"service_account", "service_account_name", b"service_account_name", "subdomain", b"subdomain", "termination_grace_period_seconds", b"termination_grace_period_seconds", "tolerations", b"tolerations", "volumes", b"volumes"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_automount_service_account_token", b"_automount_service_account_token", "_enable_service_links", b"_enable_service_links", "_termination_grace_period_seconds", b"_termination_grace_period_seconds", "affinity", b"affinity", "automount_service_account_token", b"automount_service_account_token", "containers", b"containers", "dns_policy", b"dns_policy", "enable_service_links", b"enable_service_links", "host_ipc", b"host_ipc", "host_network", b"host_network", "host_pid", b"host_pid", "hostname", b"hostname", "init_containers", b"init_containers", "node_name", b"node_name", "node_selector", b"node_selector", "priority_class_name", b"priority_class_name", "restart_policy", b"restart_policy", "runtime_class_name", b"runtime_class_name", "security_context", b"security_context", "service_account", b"service_account", "service_account_name", b"service_account_name", "subdomain", b"subdomain", "termination_grace_period_seconds", b"termination_grace_period_seconds", "tolerations", b"tolerations", "volumes", b"volumes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__automount_service_account_token: _TypeAlias = _typing.Literal["automount_service_account_token"]  # noqa: Y015
     _WhichOneofArgType__automount_service_account_token: _TypeAlias = _typing.Literal["_automount_service_account_token", b"_automount_service_account_token"]  # noqa: Y015
+    _WhichOneofReturnType__enable_service_links: _TypeAlias = _typing.Literal["enable_service_links"]  # noqa: Y015
+    _WhichOneofArgType__enable_service_links: _TypeAlias = _typing.Literal["_enable_service_links", b"_enable_service_links"]  # noqa: Y015
     _WhichOneofReturnType__termination_grace_period_seconds: _TypeAlias = _typing.Literal["termination_grace_period_seconds"]  # noqa: Y015
     _WhichOneofArgType__termination_grace_period_seconds: _TypeAlias = _typing.Literal["_termination_grace_period_seconds", b"_termination_grace_period_seconds"]  # noqa: Y015
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__automount_service_account_token) -> _WhichOneofReturnType__automount_service_account_token | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__enable_service_links) -> _WhichOneofReturnType__enable_service_links | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__termination_grace_period_seconds) -> _WhichOneofReturnType__termination_grace_period_seconds | None: ...
 

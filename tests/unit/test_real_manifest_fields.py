@@ -1,0 +1,289 @@
+"""Pod fields real manifests carry: the downward API in env (fieldRef), dnsPolicy,
+enableServiceLinks, and fields stored with a warning (priorityClassName, pod
+(anti-)affinity, preferred node affinity, terminationMessagePolicy)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from agent.pods.downward_env import PodPlace, field_value
+from agent.pods.service_env import PodNetwork, dns_search
+from agent.pods.worker import build_spec
+from controlplane.apiserver import errors
+from controlplane.apiserver.handlers import ObjectApi
+from controlplane.nodeapi import configenv
+from controlplane.store.memory import MemoryStore
+from controlplane.store.objects import ObjectStore
+from corral.manifest import Document, parse_object
+from corral.pod_notes import POD_AFFINITY_NOTE, PREFERRED_NODE_NOTE, PRIORITY_NOTE, TERMINATION_MESSAGE_NOTE
+from protos.corral.v1 import pod_pb2, workloads_pb2
+
+HOST = "192.0.2.10"
+
+
+def pod_doc(spec: dict[str, Any], container: dict[str, Any] | None = None) -> Document:
+    main = {"name": "app", "image": "busybox:1", **(container or {})}
+    data = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "web", "labels": {"app": "web"}},
+        "spec": {"containers": [main], **spec},
+    }
+    return Document("pod.yaml", 0, data)
+
+
+def field_env(name: str, path: str) -> dict[str, Any]:
+    return {"name": name, "valueFrom": {"fieldRef": {"fieldPath": path}}}
+
+
+async def dry_run(message: Any) -> Any:
+    created, _ = await ObjectApi(ObjectStore(MemoryStore())).apply(message, dry_run=True)
+    return created
+
+
+def refusal(doc: Document) -> list[str]:
+    message = parse_object(doc).message
+    with pytest.raises(errors.InvalidError) as e:
+        asyncio.run(dry_run(message))
+    return [str(c) for c in e.value.causes]
+
+
+# -- env fieldRef: accepted, defaulted, passed through, read by the agent ----------------
+
+
+def test_a_field_ref_env_is_accepted_and_its_api_version_defaulted() -> None:
+    doc = pod_doc({}, {"env": [field_env("POD_IP", "status.podIP"), field_env("ZONE", "metadata.labels['zone']")]})
+    stored = asyncio.run(dry_run(parse_object(doc).message))
+    assert [e.value_from.field_ref.api_version for e in stored.spec.containers[0].env] == ["v1", "v1"]
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        pytest.param(
+            field_env("X", "status.phase"),
+            "spec.containers[0].env[0].valueFrom.fieldRef.fieldPath: must be one of",
+            id="unknown-path",
+        ),
+        pytest.param(
+            {"name": "X", "valueFrom": {"fieldRef": {"apiVersion": "v2", "fieldPath": "metadata.name"}}},
+            'spec.containers[0].env[0].valueFrom.fieldRef.apiVersion: must be "v1", got "v2"',
+            id="api-version",
+        ),
+        pytest.param(
+            {
+                "name": "X",
+                "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}, "secretKeyRef": {"name": "s", "key": "k"}},
+            },
+            "spec.containers[0].env[0].valueFrom: may not have more than one field specified at a time",
+            id="two-sources",
+        ),
+    ],
+)
+def test_bad_field_refs_are_refused_with_their_paths(env: dict[str, Any], expected: str) -> None:
+    causes = refusal(pod_doc({}, {"env": [env]}))
+    assert any(c.startswith(expected) for c in causes), causes
+
+
+def test_the_control_plane_passes_a_field_ref_env_through_without_looking_anything_up() -> None:
+    pod = pod_pb2.Pod()
+    pod.metadata.name, pod.metadata.namespace = "web", "default"
+    container = pod.spec.containers.add(name="app", image="busybox:1")
+    container.env.add(name="NODE").value_from.field_ref.field_path = "spec.nodeName"
+    resolved = configenv.resolve_container("default", container, lambda ns, n: None, lambda ns, n: None)
+    assert resolved.error == ""
+    assert [e.name for e in resolved.env] == ["NODE"]
+
+
+def downward_pod() -> pod_pb2.Pod:
+    pod = pod_pb2.Pod()
+    m = pod.metadata
+    m.name, m.namespace, m.uid = "web-0", "shop", "uid-1"
+    m.labels["zone"] = "a"
+    m.annotations["team"] = "blue"
+    pod.spec.node_name = "n1"
+    pod.spec.service_account_name = "web"
+    return pod
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        pytest.param("metadata.name", "web-0", id="name"),
+        pytest.param("metadata.namespace", "shop", id="namespace"),
+        pytest.param("metadata.uid", "uid-1", id="uid"),
+        pytest.param("metadata.labels['zone']", "a", id="label"),
+        pytest.param("metadata.labels['absent']", "", id="absent-label"),
+        pytest.param("metadata.annotations['team']", "blue", id="annotation"),
+        pytest.param("spec.nodeName", "n1", id="node"),
+        pytest.param("spec.serviceAccountName", "web", id="service-account"),
+        pytest.param("status.hostIP", HOST, id="host-ip"),
+        pytest.param("status.podIP", HOST, id="pod-ip-before-one-is-known"),
+    ],
+)
+def test_the_agent_reads_each_downward_field(path: str, expected: str) -> None:
+    assert field_value(downward_pod(), path, PodPlace("n1", HOST)) == expected
+
+
+def test_a_known_pod_ip_is_given_to_later_containers() -> None:
+    pod = downward_pod()
+    pod.status.pod_ip = "172.17.0.5"
+    assert field_value(pod, "status.podIP", PodPlace("n1", HOST)) == "172.17.0.5"
+
+
+def test_the_container_gets_field_ref_values_and_plain_values() -> None:
+    pod = downward_pod()
+    container = pod.spec.containers.add(name="app", image="busybox:1")
+    container.env.add(name="POD_NAME").value_from.field_ref.field_path = "metadata.name"
+    container.env.add(name="HOST_IP").value_from.field_ref.field_path = "status.hostIP"
+    container.env.add(name="MODE", value="prod")
+    spec = build_spec(pod, container, 0, node="n1", epoch=1, extra_env={}, host_ip=HOST)
+    assert spec.env == {"POD_NAME": "web-0", "HOST_IP": HOST, "MODE": "prod"}
+
+
+# -- dnsPolicy and enableServiceLinks -----------------------------------------------------
+
+
+NETWORK = PodNetwork({"WEB_SERVICE_HOST": HOST}, (HOST,), dns_search("default"))
+
+
+def network_spec(**fields: Any) -> Any:
+    pod = pod_pb2.Pod(spec=pod_pb2.PodSpec(**fields))
+    pod.metadata.name, pod.metadata.namespace, pod.metadata.uid = "web", "default", "uid-1"
+    container = pod.spec.containers.add(name="app", image="busybox:1")
+    return build_spec(pod, container, 0, node="n1", epoch=1, extra_env={}, network=NETWORK)
+
+
+@pytest.mark.parametrize(
+    ("fields", "env", "dns"),
+    [
+        pytest.param({}, {"WEB_SERVICE_HOST": HOST}, [HOST], id="defaults"),
+        pytest.param({"dns_policy": "ClusterFirst"}, {"WEB_SERVICE_HOST": HOST}, [HOST], id="cluster-first"),
+        pytest.param(
+            {"dns_policy": "ClusterFirstWithHostNet"}, {"WEB_SERVICE_HOST": HOST}, [HOST], id="cluster-first-host-net"
+        ),
+        pytest.param({"dns_policy": "Default"}, {"WEB_SERVICE_HOST": HOST}, [], id="node-resolver"),
+        pytest.param({"enable_service_links": False}, {}, [HOST], id="no-service-links"),
+        pytest.param({"enable_service_links": True}, {"WEB_SERVICE_HOST": HOST}, [HOST], id="service-links"),
+    ],
+)
+def test_dns_policy_and_service_links_shape_the_container(
+    fields: dict[str, Any], env: dict[str, str], dns: list[str]
+) -> None:
+    spec = network_spec(**fields)
+    assert spec.env == env
+    assert spec.dns_servers == dns
+    assert spec.dns_search == (list(NETWORK.dns_search) if dns else [])
+
+
+@pytest.mark.parametrize(
+    ("policy", "expected"),
+    [
+        pytest.param("None", 'spec.dnsPolicy: unsupported value "None": corral takes no dnsConfig', id="none"),
+        pytest.param("Cluster", 'spec.dnsPolicy: must be one of "ClusterFirst"', id="unknown"),
+    ],
+)
+def test_unsupported_dns_policies_are_refused(policy: str, expected: str) -> None:
+    causes = refusal(pod_doc({"dnsPolicy": policy}))
+    assert any(c.startswith(expected) for c in causes), causes
+
+
+# -- stored with a warning -------------------------------------------------------------------
+
+ANTI_AFFINITY = {
+    "podAntiAffinity": {
+        "requiredDuringSchedulingIgnoredDuringExecution": [
+            {"labelSelector": {"matchLabels": {"app": "web"}}, "topologyKey": "kubernetes.io/hostname"}
+        ],
+        "preferredDuringSchedulingIgnoredDuringExecution": [
+            {"weight": 100, "podAffinityTerm": {"topologyKey": "zone", "labelSelector": {"matchLabels": {"a": "b"}}}}
+        ],
+    },
+    "nodeAffinity": {
+        "preferredDuringSchedulingIgnoredDuringExecution": [
+            {"weight": 1, "preference": {"matchExpressions": [{"key": "disk", "operator": "In", "values": ["ssd"]}]}}
+        ]
+    },
+}
+
+
+def test_stored_only_fields_are_accepted_with_a_warning_each() -> None:
+    doc = pod_doc(
+        {"priorityClassName": "high", "affinity": ANTI_AFFINITY},
+        {"terminationMessagePolicy": "FallbackToLogsOnError", "terminationMessagePath": "/dev/termination-log"},
+    )
+    parsed = parse_object(doc)
+    assert [(w.path, w.message) for w in parsed.warnings] == [
+        ("spec.priorityClassName", PRIORITY_NOTE),
+        ("spec.affinity.podAntiAffinity", POD_AFFINITY_NOTE),
+        ("spec.affinity.nodeAffinity.preferredDuringSchedulingIgnoredDuringExecution", PREFERRED_NODE_NOTE),
+        ("spec.containers[0].terminationMessagePolicy", TERMINATION_MESSAGE_NOTE),
+    ]
+    stored = asyncio.run(dry_run(parsed.message))
+    assert stored.spec.priority_class_name == "high"
+    terms = stored.spec.affinity.pod_anti_affinity.required_during_scheduling_ignored_during_execution
+    assert terms[0].topology_key == "kubernetes.io/hostname"
+
+
+def test_a_deployment_template_warns_at_its_own_path() -> None:
+    data = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "web"},
+        "spec": {
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {
+                "metadata": {"labels": {"app": "web"}},
+                "spec": {"priorityClassName": "high", "containers": [{"name": "app", "image": "busybox:1"}]},
+            },
+        },
+    }
+    parsed = parse_object(Document("d.yaml", 0, data))
+    assert isinstance(parsed.message, workloads_pb2.Deployment)
+    assert [w.path for w in parsed.warnings] == ["spec.template.spec.priorityClassName"]
+
+
+@pytest.mark.parametrize(
+    ("spec", "container", "expected"),
+    [
+        pytest.param(
+            {"affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [{}]}}},
+            {},
+            "spec.affinity.podAntiAffinity.requiredDuringSchedulingIgnoredDuringExecution[0].topologyKey: required",
+            id="no-topology-key",
+        ),
+        pytest.param(
+            {
+                "affinity": {
+                    "podAffinity": {
+                        "preferredDuringSchedulingIgnoredDuringExecution": [
+                            {"weight": 0, "podAffinityTerm": {"topologyKey": "zone"}}
+                        ]
+                    }
+                }
+            },
+            {},
+            "spec.affinity.podAffinity.preferredDuringSchedulingIgnoredDuringExecution[0].weight: "
+            "must be in the range 1-100, got 0",
+            id="weight",
+        ),
+        pytest.param(
+            {"priorityClassName": "High_Priority"},
+            {},
+            'spec.priorityClassName: must be a DNS subdomain name, got "High_Priority"',
+            id="priority-class-name",
+        ),
+        pytest.param(
+            {},
+            {"terminationMessagePolicy": "Always"},
+            'spec.containers[0].terminationMessagePolicy: must be one of "File", "FallbackToLogsOnError"',
+            id="termination-message-policy",
+        ),
+    ],
+)
+def test_stored_fields_are_still_validated(spec: dict[str, Any], container: dict[str, Any], expected: str) -> None:
+    causes = refusal(pod_doc(spec, container))
+    assert any(c.startswith(expected) for c in causes), causes
