@@ -38,6 +38,7 @@ from controlplane.apiserver.pod_security import ClusterPolicy
 from controlplane.store.memory import MemoryStore
 from controlplane.store.objects import ObjectStore
 from corral.manifest import Document, ManifestError, Problem, load_documents, parse_object
+from protos.kinds import KINDS
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CORPUS = ROOT / "tests" / "fixtures" / "real"
@@ -153,6 +154,13 @@ def report(outcomes: list[Outcome], show: int) -> dict[str, object]:
     print(f"documents: {total}")
     for verdict in (ACCEPTED, WARNED, REFUSED):
         print(f"  {verdict:24} {verdicts[verdict]:5}  {100 * verdicts[verdict] / max(total, 1):5.1f}%")
+    known = {info.kind for info in KINDS}
+    served = [o for o in outcomes if o.kind in known]
+    served_verdicts = Counter(o.verdict for o in served)
+    print(f"\nof kinds corral has ({len(served)} documents):")
+    for verdict in (ACCEPTED, WARNED, REFUSED):
+        share = 100 * served_verdicts[verdict] / max(len(served), 1)
+        print(f"  {verdict:24} {served_verdicts[verdict]:5}  {share:5.1f}%")
     print("\nper kind (accepted / with warnings / refused):")
     for kind, counts in sorted(by_kind.items(), key=lambda kv: -sum(kv[1].values())):
         print(f"  {kind:32} {counts[ACCEPTED]:4} {counts[WARNED]:4} {counts[REFUSED]:4}")
@@ -168,6 +176,7 @@ def report(outcomes: list[Outcome], show: int) -> dict[str, object]:
     return {
         "documents": total,
         "verdicts": dict(verdicts),
+        "served_verdicts": dict(served_verdicts),
         "by_kind": {k: dict(v) for k, v in by_kind.items()},
         "first_refusal": dict(first.most_common()),
         "warnings": dict(warnings.most_common()),
