@@ -78,7 +78,10 @@ def validate_pod_fields(
     for i, preferred in enumerate(affinity.node_affinity.preferred_during_scheduling_ignored_during_execution):
         at = f"{path}.affinity.nodeAffinity.preferredDuringSchedulingIgnoredDuringExecution[{i}]"
         _weight(p, f"{at}.weight", preferred.weight)
-        node_terms(p, f"{at}.preference", pod_pb2.NodeSelector(node_selector_terms=[preferred.preference]))
+        found = Problems()
+        node_terms(found, at, pod_pb2.NodeSelector(node_selector_terms=[preferred.preference]))
+        for cause in found.causes:  # the term is the preference itself: no nodeSelectorTerms[0] in its path
+            p.add(cause.field.replace(f"{at}.nodeSelectorTerms[0]", f"{at}.preference", 1), cause.message)
     for json_name, field in (("podAffinity", "pod_affinity"), ("podAntiAffinity", "pod_anti_affinity")):
         terms: pod_pb2.PodAffinity = getattr(affinity, field)
         base = f"{path}.affinity.{json_name}"

@@ -271,6 +271,21 @@ def test_a_deployment_template_warns_at_its_own_path() -> None:
             id="weight",
         ),
         pytest.param(
+            {
+                "affinity": {
+                    "nodeAffinity": {
+                        "preferredDuringSchedulingIgnoredDuringExecution": [
+                            {"weight": 5, "preference": {"matchExpressions": [{"key": "disk", "operator": "Near"}]}}
+                        ]
+                    }
+                }
+            },
+            {},
+            "spec.affinity.nodeAffinity.preferredDuringSchedulingIgnoredDuringExecution[0].preference"
+            '.matchExpressions[0].operator: must be one of "In"',
+            id="preferred-node-term",
+        ),
+        pytest.param(
             {"priorityClassName": "High_Priority"},
             {},
             'spec.priorityClassName: must be a DNS subdomain name, got "High_Priority"',
