@@ -17,6 +17,10 @@ POD_AFFINITY_NOTE: Final = (
     "(replicas may share a node; use a nodeSelector or separate nodes to spread them)"
 )
 PREFERRED_NODE_NOTE: Final = "stored only: corral's scheduler does not score nodes by preferred node affinity"
+PULL_SECRETS_NOTE: Final = (
+    "stored only: the agent pulls with its node's own Docker credentials (docker login on the node); "
+    "registry Secrets are not used"
+)
 TERMINATION_MESSAGE_NOTE: Final = (
     "stored only: corral writes no termination message file; a stopped container's message is its exit reason"
 )
@@ -25,6 +29,8 @@ TERMINATION_MESSAGE_NOTE: Final = (
 def pod_spec_notes(spec: pod_pb2.PodSpec) -> list[tuple[str, str]]:
     """(path, message) for each field of the pod spec that corral stores without acting on it."""
     notes: list[tuple[str, str]] = []
+    if spec.image_pull_secrets:
+        notes.append(("imagePullSecrets", PULL_SECRETS_NOTE))
     if spec.priority_class_name:
         notes.append(("priorityClassName", PRIORITY_NOTE))
     affinity = spec.affinity

@@ -87,6 +87,7 @@ QUANTITY_FIELDS: Final = frozenset(
         "corral.v1.MetricValueStatus.average_value",
         "corral.v1.MetricValueStatus.value",
         "corral.v1.EmptyDirVolumeSource.size_limit",
+        "corral.v1.ResourceFieldSelector.divisor",
     }
 )
 

@@ -102,6 +102,8 @@ class WorkerSettings:
     volumes_dir: Path = field(default_factory=lambda: DEFAULT_VOLUMES_DIR)
     # Where persistent volumes live (<data-dir>/storage): the only directories a claim may mount.
     storage_dir: Path = field(default_factory=lambda: DEFAULT_STORAGE_DIR)
+    # The node's allocatable resources, for env resourceFieldRef of an unset limit.
+    allocatable: dict[str, str] = field(default_factory=dict)
 
 
 def container_name(pod: pod_pb2.Pod, container: pod_pb2.Container, attempt: int) -> str:
@@ -120,6 +122,7 @@ def build_spec(
     network: PodNetwork | None = None,
     volumes_dir: Path | None = None,
     host_ip: str = "",
+    allocatable: dict[str, str] | None = None,
 ) -> ContainerSpec:
     """The runtime spec of one run; the pod's own env wins over its envFrom, which wins over
     `extra_env`, which wins over `network`'s (Service variables unless enableServiceLinks is
@@ -148,7 +151,7 @@ def build_spec(
             **service_links,
             **extra_env,
             **lifecycle.env_from(pod, container.name),
-            **downward_env.env_values(pod, container, downward_env.PodPlace(node, host_ip)),
+            **downward_env.env_values(pod, container, downward_env.PodPlace(node, host_ip, allocatable or {})),
         },
         working_dir=container.working_dir,
         ports=[PortMapping(p.container_port, p.host_port, p.protocol or "TCP", p.host_ip) for p in container.ports],
@@ -494,6 +497,7 @@ class PodWorker:
             network=network,
             volumes_dir=self.settings.volumes_dir,
             host_ip=self.settings.host_ip,
+            allocatable=self.settings.allocatable,
         )
         try:
             if not await self._unless_deleted(self.runtime.ensure_image(spec.image, spec.image_pull_policy)):

@@ -3,8 +3,12 @@
 - env[].valueFrom.fieldRef: the downward API paths the agent reads
   (`DOWNWARD_ENV_FIELDS`, and metadata.labels['k'] / metadata.annotations['k']),
   apiVersion v1.
+- env[].valueFrom.resourceFieldRef: limits.* or requests.* of cpu, memory or
+  ephemeral-storage; a divisor cpu takes (1, 1m) or memory takes (1, 1k … 1E,
+  1Ki … 1Ei); a containerName, when given, names a container of the pod.
 - dnsPolicy: ClusterFirst, ClusterFirstWithHostNet or Default (`protos.pod_dns`);
   None is refused: it needs dnsConfig, which corral does not take.
+- imagePullSecrets: each names a Secret (stored; the agent pulls with its node's credentials).
 - priorityClassName: a DNS subdomain name (stored; corral has no PriorityClasses).
 - terminationMessagePolicy File or FallbackToLogsOnError, terminationMessagePath
   absolute (stored; corral writes no termination message).
@@ -23,6 +27,7 @@ from controlplane.apiserver.problems import Problems
 from protos.corral.v1 import meta_pb2, pod_pb2
 from protos.pod_dns import DNS_POLICIES
 from protos.pods import every_container
+from protos.quantity import parse_quantity
 
 DOWNWARD_ENV_FIELDS: Final = (
     "metadata.name",
@@ -34,6 +39,11 @@ DOWNWARD_ENV_FIELDS: Final = (
     "status.podIP",
 )
 _KEYED: Final = re.compile(r"^metadata\.(labels|annotations)\['[^']+'\]$")
+ENV_RESOURCES: Final = tuple(
+    f"{kind}.{name}" for kind in ("limits", "requests") for name in ("cpu", "memory", "ephemeral-storage")
+)
+CPU_DIVISORS: Final = ("1m", "1")
+MEMORY_DIVISORS: Final = ("1", "1k", "1M", "1G", "1T", "1P", "1E", "1Ki", "1Mi", "1Gi", "1Ti", "1Pi", "1Ei")
 TERMINATION_MESSAGE_POLICIES: Final = ("File", "FallbackToLogsOnError")
 _SUBDOMAIN: Final = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
@@ -55,6 +65,21 @@ def validate_field_ref(p: Problems, path: str, ref: pod_pb2.ObjectFieldSelector)
         )
 
 
+def validate_resource_field_ref(p: Problems, path: str, ref: pod_pb2.ResourceFieldSelector) -> None:
+    """An env variable's resourceFieldRef: a resource the agent reads, a divisor Kubernetes allows for it."""
+    if ref.resource not in ENV_RESOURCES:
+        shown = ", ".join(f'"{r}"' for r in ENV_RESOURCES)
+        p.add(f"{path}.resource", f'must be one of {shown}, got "{ref.resource[:60]}"')
+        return
+    if not ref.divisor:
+        return
+    allowed = CPU_DIVISORS if ref.resource.endswith(".cpu") else MEMORY_DIVISORS
+    value = parse_quantity(ref.divisor)  # the codec admitted only quantities
+    if all(parse_quantity(a) != value for a in allowed):
+        shown = ", ".join(allowed)
+        p.add(f"{path}.divisor", f"must be one of {shown} for {ref.resource}, got {ref.divisor[:60]}")
+
+
 def validate_pod_fields(
     p: Problems, path: str, spec: pod_pb2.PodSpec, *, selector: SelectorCheck, node_terms: NodeTermCheck
 ) -> None:
@@ -63,11 +88,19 @@ def validate_pod_fields(
     elif spec.dns_policy and spec.dns_policy not in DNS_POLICIES:
         shown = ", ".join(f'"{d}"' for d in DNS_POLICIES)
         p.add(f"{path}.dnsPolicy", f'must be one of {shown}, got "{spec.dns_policy[:60]}"')
+    for i, secret in enumerate(spec.image_pull_secrets):
+        if not secret.name:
+            p.add(f"{path}.imagePullSecrets[{i}].name", "required")
     name = spec.priority_class_name
     if name and (len(name) > 253 or not _SUBDOMAIN.match(name)):
         p.add(f"{path}.priorityClassName", f'must be a DNS subdomain name, got "{name[:60]}"')
+    names = {c.name for _, c in every_container(spec)}
     for where, c in every_container(spec):
         at = f"{path}.{where}"
+        for i, env in enumerate(c.env):
+            wanted = env.value_from.resource_field_ref.container_name
+            if wanted and wanted not in names:
+                p.add(f"{at}.env[{i}].valueFrom.resourceFieldRef.containerName", f'no container named "{wanted[:60]}"')
         if c.termination_message_policy and c.termination_message_policy not in TERMINATION_MESSAGE_POLICIES:
             shown = ", ".join(f'"{t}"' for t in TERMINATION_MESSAGE_POLICIES)
             got = c.termination_message_policy[:60]

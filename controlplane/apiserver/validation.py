@@ -600,10 +600,14 @@ def validate_env_source(p: Problems, path: str, env: pod_pb2.EnvVar) -> None:
     if env.value:
         p.add(f"{path}.valueFrom", "may not be specified when `value` is not empty")
     source = env.value_from
-    if source.HasField("field_ref"):
-        if source.HasField("secret_key_ref") or source.HasField("config_map_key_ref"):
+    downward = [name for name in ("field_ref", "resource_field_ref") if source.HasField(name)]
+    if downward:
+        if len(downward) > 1 or source.HasField("secret_key_ref") or source.HasField("config_map_key_ref"):
             p.add(f"{path}.valueFrom", "may not have more than one field specified at a time")
-        pod_fields.validate_field_ref(p, f"{path}.valueFrom.fieldRef", source.field_ref)
+        if source.HasField("field_ref"):
+            pod_fields.validate_field_ref(p, f"{path}.valueFrom.fieldRef", source.field_ref)
+        else:
+            pod_fields.validate_resource_field_ref(p, f"{path}.valueFrom.resourceFieldRef", source.resource_field_ref)
         return
     refs = [
         (json_name, ref)
@@ -614,7 +618,7 @@ def validate_env_source(p: Problems, path: str, env: pod_pb2.EnvVar) -> None:
         if source.HasField(field)  # type: ignore[arg-type]
     ]
     if not refs:
-        p.add(f"{path}.valueFrom", "must specify fieldRef, secretKeyRef or configMapKeyRef")
+        p.add(f"{path}.valueFrom", "must specify fieldRef, resourceFieldRef, secretKeyRef or configMapKeyRef")
         return
     if len(refs) > 1:
         p.add(f"{path}.valueFrom", "may not have more than one field specified at a time")

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from agent.pods.downward_env import PodPlace, field_value
+from agent.pods.downward_env import PodPlace, field_value, resource_value
 from agent.pods.service_env import PodNetwork, dns_search
 from agent.pods.worker import build_spec
 from controlplane.apiserver import errors
@@ -18,7 +18,13 @@ from controlplane.nodeapi import configenv
 from controlplane.store.memory import MemoryStore
 from controlplane.store.objects import ObjectStore
 from corral.manifest import Document, parse_object
-from corral.pod_notes import POD_AFFINITY_NOTE, PREFERRED_NODE_NOTE, PRIORITY_NOTE, TERMINATION_MESSAGE_NOTE
+from corral.pod_notes import (
+    POD_AFFINITY_NOTE,
+    PREFERRED_NODE_NOTE,
+    PRIORITY_NOTE,
+    PULL_SECRETS_NOTE,
+    TERMINATION_MESSAGE_NOTE,
+)
 from protos.corral.v1 import pod_pb2, workloads_pb2
 
 HOST = "192.0.2.10"
@@ -302,3 +308,97 @@ def test_a_deployment_template_warns_at_its_own_path() -> None:
 def test_stored_fields_are_still_validated(spec: dict[str, Any], container: dict[str, Any], expected: str) -> None:
     causes = refusal(pod_doc(spec, container))
     assert any(c.startswith(expected) for c in causes), causes
+
+
+# -- env resourceFieldRef -------------------------------------------------------------------
+
+
+def resource_pod() -> pod_pb2.Pod:
+    pod = downward_pod()
+    app = pod.spec.containers.add(name="app", image="busybox:1")
+    app.resources.requests.update({"cpu": "125m", "memory": "32Mi"})
+    app.resources.limits.update({"cpu": "250m", "memory": "64Mi"})
+    side = pod.spec.containers.add(name="side", image="busybox:1")
+    side.resources.limits["memory"] = "1Gi"
+    return pod
+
+
+PLACE = PodPlace("n1", HOST, {"cpu": "2", "memory": "4Gi", "ephemeral-storage": "10Gi"})
+
+
+@pytest.mark.parametrize(
+    ("container", "resource", "divisor", "expected"),
+    [
+        pytest.param("", "requests.cpu", "", "1", id="cpu-request-in-cores-rounded-up"),
+        pytest.param("", "limits.cpu", "1m", "250", id="cpu-limit-in-millicores"),
+        pytest.param("", "requests.memory", "", str(32 * 2**20), id="memory-request-in-bytes"),
+        pytest.param("", "limits.memory", "1Mi", "64", id="memory-limit-in-mebibytes"),
+        pytest.param("side", "requests.memory", "1Mi", "1024", id="unset-request-is-the-limit"),
+        pytest.param("side", "requests.cpu", "", "0", id="no-request-no-limit"),
+        pytest.param("side", "limits.cpu", "", "2", id="unset-limit-is-the-node-allocatable"),
+        pytest.param("side", "limits.ephemeral-storage", "1Gi", "10", id="ephemeral-storage-allocatable"),
+    ],
+)
+def test_the_agent_reads_resources_as_the_kubelet_does(
+    container: str, resource: str, divisor: str, expected: str
+) -> None:
+    pod = resource_pod()
+    ref = pod_pb2.ResourceFieldSelector(container_name=container, resource=resource, divisor=divisor)
+    assert resource_value(pod, pod.spec.containers[0], ref, PLACE) == expected
+
+
+def test_a_resource_field_ref_env_reaches_the_container() -> None:
+    pod = resource_pod()
+    app = pod.spec.containers[0]
+    app.env.add(name="MEM").value_from.resource_field_ref.resource = "limits.memory"
+    resolved = configenv.resolve_container("shop", app, lambda ns, n: None, lambda ns, n: None)
+    assert resolved.error == ""
+    spec = build_spec(pod, app, 0, node="n1", epoch=1, extra_env={}, host_ip=HOST, allocatable={"memory": "4Gi"})
+    assert spec.env["MEM"] == str(64 * 2**20)
+
+
+@pytest.mark.parametrize(
+    ("ref", "expected"),
+    [
+        pytest.param(
+            {"resource": "limits.nvidia.com/gpu"},
+            "spec.containers[0].env[0].valueFrom.resourceFieldRef.resource: must be one of",
+            id="resource",
+        ),
+        pytest.param(
+            {"resource": "limits.cpu", "divisor": "1Mi"},
+            "spec.containers[0].env[0].valueFrom.resourceFieldRef.divisor: must be one of 1m, 1 for limits.cpu",
+            id="cpu-divisor",
+        ),
+        pytest.param(
+            {"resource": "limits.memory", "divisor": "3"},
+            "spec.containers[0].env[0].valueFrom.resourceFieldRef.divisor: must be one of 1, 1k",
+            id="memory-divisor",
+        ),
+        pytest.param(
+            {"resource": "limits.memory", "containerName": "db"},
+            'spec.containers[0].env[0].valueFrom.resourceFieldRef.containerName: no container named "db"',
+            id="container",
+        ),
+    ],
+)
+def test_bad_resource_field_refs_are_refused(ref: dict[str, Any], expected: str) -> None:
+    causes = refusal(pod_doc({}, {"env": [{"name": "X", "valueFrom": {"resourceFieldRef": ref}}]}))
+    assert any(c.startswith(expected) for c in causes), causes
+
+
+def test_a_numeric_divisor_is_read_as_a_quantity() -> None:
+    env = {"name": "X", "valueFrom": {"resourceFieldRef": {"resource": "limits.memory", "divisor": 1}}}
+    stored = asyncio.run(dry_run(parse_object(pod_doc({}, {"env": [env]})).message))
+    assert stored.spec.containers[0].env[0].value_from.resource_field_ref.divisor == "1"
+
+
+# -- imagePullSecrets ------------------------------------------------------------------------
+
+
+def test_image_pull_secrets_are_stored_with_a_warning() -> None:
+    parsed = parse_object(pod_doc({"imagePullSecrets": [{"name": "regcred"}]}))
+    assert [(w.path, w.message) for w in parsed.warnings] == [("spec.imagePullSecrets", PULL_SECRETS_NOTE)]
+    stored = asyncio.run(dry_run(parsed.message))
+    assert [s.name for s in stored.spec.image_pull_secrets] == ["regcred"]
+    assert refusal(pod_doc({"imagePullSecrets": [{}]})) == ["spec.imagePullSecrets[0].name: required"]

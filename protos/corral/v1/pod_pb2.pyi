@@ -14,6 +14,7 @@ from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from protos.corral.v1 import meta_pb2 as _meta_pb2
+from protos.corral.v1 import serviceaccount_pb2 as _serviceaccount_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -95,6 +96,7 @@ class EnvVarSource(_message.Message):
     SECRET_KEY_REF_FIELD_NUMBER: _builtins.int
     CONFIG_MAP_KEY_REF_FIELD_NUMBER: _builtins.int
     FIELD_REF_FIELD_NUMBER: _builtins.int
+    RESOURCE_FIELD_REF_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def secret_key_ref(self) -> Global___SecretKeySelector: ...
     @_builtins.property
@@ -107,16 +109,24 @@ class EnvVarSource(_message.Message):
         spec.serviceAccountName, status.hostIP, status.podIP).
         """
 
+    @_builtins.property
+    def resource_field_ref(self) -> Global___ResourceFieldSelector:
+        """A container's request or limit (limits.cpu, limits.memory,
+        limits.ephemeral-storage, requests.*), divided by divisor and rounded up;
+        an unset limit is the node's allocatable amount, as the kubelet gives it.
+        """
+
     def __init__(
         self,
         *,
         secret_key_ref: Global___SecretKeySelector | None = ...,
         config_map_key_ref: Global___ConfigMapKeySelector | None = ...,
         field_ref: Global___ObjectFieldSelector | None = ...,
+        resource_field_ref: Global___ResourceFieldSelector | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["config_map_key_ref", b"config_map_key_ref", "field_ref", b"field_ref", "secret_key_ref", b"secret_key_ref"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["config_map_key_ref", b"config_map_key_ref", "field_ref", b"field_ref", "resource_field_ref", b"resource_field_ref", "secret_key_ref", b"secret_key_ref"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["config_map_key_ref", b"config_map_key_ref", "field_ref", b"field_ref", "secret_key_ref", b"secret_key_ref"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["config_map_key_ref", b"config_map_key_ref", "field_ref", b"field_ref", "resource_field_ref", b"resource_field_ref", "secret_key_ref", b"secret_key_ref"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1348,6 +1358,7 @@ class PodSpec(_message.Message):
     DNS_POLICY_FIELD_NUMBER: _builtins.int
     ENABLE_SERVICE_LINKS_FIELD_NUMBER: _builtins.int
     PRIORITY_CLASS_NAME_FIELD_NUMBER: _builtins.int
+    IMAGE_PULL_SECRETS_FIELD_NUMBER: _builtins.int
     restart_policy: _builtins.str
     """Always (default), OnFailure or Never."""
     node_name: _builtins.str
@@ -1404,6 +1415,10 @@ class PodSpec(_message.Message):
         larger of the largest init container's and the sum of the app containers'.
         """
 
+    @_builtins.property
+    def image_pull_secrets(self) -> _containers.RepeatedCompositeFieldContainer[_serviceaccount_pb2.LocalObjectReference]:
+        """Stored as written: the agent pulls with its node's Docker credentials (a warning at apply says so)."""
+
     def __init__(
         self,
         *,
@@ -1429,10 +1444,11 @@ class PodSpec(_message.Message):
         dns_policy: _builtins.str = ...,
         enable_service_links: _builtins.bool | None = ...,
         priority_class_name: _builtins.str = ...,
+        image_pull_secrets: _abc.Iterable[_serviceaccount_pb2.LocalObjectReference] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_automount_service_account_token", b"_automount_service_account_token", "_enable_service_links", b"_enable_service_links", "_termination_grace_period_seconds", b"_termination_grace_period_seconds", "affinity", b"affinity", "automount_service_account_token", b"automount_service_account_token", "enable_service_links", b"enable_service_links", "security_context", b"security_context", "termination_grace_period_seconds", b"termination_grace_period_seconds"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_automount_service_account_token", b"_automount_service_account_token", "_enable_service_links", b"_enable_service_links", "_termination_grace_period_seconds", b"_termination_grace_period_seconds", "affinity", b"affinity", "automount_service_account_token", b"automount_service_account_token", "containers", b"containers", "dns_policy", b"dns_policy", "enable_service_links", b"enable_service_links", "host_ipc", b"host_ipc", "host_network", b"host_network", "host_pid", b"host_pid", "hostname", b"hostname", "init_containers", b"init_containers", "node_name", b"node_name", "node_selector", b"node_selector", "priority_class_name", b"priority_class_name", "restart_policy", b"restart_policy", "runtime_class_name", b"runtime_class_name", "security_context", b"security_context", "service_account", b"service_account", "service_account_name", b"service_account_name", "subdomain", b"subdomain", "termination_grace_period_seconds", b"termination_grace_period_seconds", "tolerations", b"tolerations", "volumes", b"volumes"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_automount_service_account_token", b"_automount_service_account_token", "_enable_service_links", b"_enable_service_links", "_termination_grace_period_seconds", b"_termination_grace_period_seconds", "affinity", b"affinity", "automount_service_account_token", b"automount_service_account_token", "containers", b"containers", "dns_policy", b"dns_policy", "enable_service_links", b"enable_service_links", "host_ipc", b"host_ipc", "host_network", b"host_network", "host_pid", b"host_pid", "hostname", b"hostname", "image_pull_secrets", b"image_pull_secrets", "init_containers", b"init_containers", "node_name", b"node_name", "node_selector", b"node_selector", "priority_class_name", b"priority_class_name", "restart_policy", b"restart_policy", "runtime_class_name", b"runtime_class_name", "security_context", b"security_context", "service_account", b"service_account", "service_account_name", b"service_account_name", "subdomain", b"subdomain", "termination_grace_period_seconds", b"termination_grace_period_seconds", "tolerations", b"tolerations", "volumes", b"volumes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__automount_service_account_token: _TypeAlias = _typing.Literal["automount_service_account_token"]  # noqa: Y015
     _WhichOneofArgType__automount_service_account_token: _TypeAlias = _typing.Literal["_automount_service_account_token", b"_automount_service_account_token"]  # noqa: Y015
@@ -1925,7 +1941,9 @@ Global___ObjectFieldSelector: _TypeAlias = ObjectFieldSelector  # noqa: Y015
 
 @_typing.final
 class ResourceFieldSelector(_message.Message):
-    """Kept only to refuse it by name: corral does not project container resources."""
+    """A container's resource, for env (supported) and downwardAPI volume files
+    (refused by name: corral does not project container resources into files).
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 

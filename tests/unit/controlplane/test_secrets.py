@@ -198,7 +198,7 @@ def from_secret(
         ),
         pytest.param(
             pod_pb2.EnvVar(name="A", value_from=pod_pb2.EnvVarSource()),
-            "must specify fieldRef, secretKeyRef",
+            "must specify fieldRef, resourceFieldRef, secretKeyRef",
             id="empty-source",
         ),
         pytest.param(from_secret("A", key=""), "secretKeyRef.key: required", id="no-key"),
