@@ -160,6 +160,7 @@ def build_spec(
         labels=labels,
         dns_servers=list(network.dns_servers) if network and cluster_dns else [],
         dns_search=list(network.dns_search) if network and cluster_dns else [],
+        extra_hosts=[(name, alias.ip) for alias in pod.spec.host_aliases for name in alias.hostnames],
         hostname=podutil.hostname(pod),
         domainname=podutil.host_domain(pod),
         **security_context.spec_fields(pod, container, volumes_dir or DEFAULT_VOLUMES_DIR),

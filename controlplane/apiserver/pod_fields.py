@@ -8,6 +8,8 @@
   1Ki … 1Ei); a containerName, when given, names a container of the pod.
 - dnsPolicy: ClusterFirst, ClusterFirstWithHostNet or Default (`protos.pod_dns`);
   None is refused: it needs dnsConfig, which corral does not take.
+- hostAliases: an IP address and DNS subdomain names each; not with
+  runtimeClassName process (its processes share the host's /etc/hosts).
 - imagePullSecrets: each names a Secret (stored; the agent pulls with its node's credentials).
 - priorityClassName: a DNS subdomain name (stored; corral has no PriorityClasses).
 - terminationMessagePolicy File or FallbackToLogsOnError, terminationMessagePath
@@ -19,10 +21,12 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Callable
 from typing import Final
 
+from controlplane.apiserver.pod_security import PROCESS_RUNTIME
 from controlplane.apiserver.problems import Problems
 from protos.corral.v1 import meta_pb2, pod_pb2
 from protos.pod_dns import DNS_POLICIES
@@ -88,6 +92,7 @@ def validate_pod_fields(
     elif spec.dns_policy and spec.dns_policy not in DNS_POLICIES:
         shown = ", ".join(f'"{d}"' for d in DNS_POLICIES)
         p.add(f"{path}.dnsPolicy", f'must be one of {shown}, got "{spec.dns_policy[:60]}"')
+    _host_aliases(p, path, spec)
     for i, secret in enumerate(spec.image_pull_secrets):
         if not secret.name:
             p.add(f"{path}.imagePullSecrets[{i}].name", "required")
@@ -140,3 +145,17 @@ def _affinity_term(p: Problems, path: str, term: pod_pb2.PodAffinityTerm, select
         term.namespace_selector.match_labels or term.namespace_selector.match_expressions
     ):
         selector(p, f"{path}.namespaceSelector", term.namespace_selector)
+
+
+def _host_aliases(p: Problems, path: str, spec: pod_pb2.PodSpec) -> None:
+    if spec.host_aliases and spec.runtime_class_name == PROCESS_RUNTIME:
+        p.add(f"{path}.hostAliases", "not supported with runtimeClassName process (it shares the host's /etc/hosts)")
+    for i, alias in enumerate(spec.host_aliases):
+        at = f"{path}.hostAliases[{i}]"
+        try:
+            ipaddress.ip_address(alias.ip)
+        except ValueError:
+            p.add(f"{at}.ip", f'must be a valid IP address, got "{alias.ip[:60]}"')
+        for j, name in enumerate(alias.hostnames):
+            if len(name) > 253 or not _SUBDOMAIN.match(name):
+                p.add(f"{at}.hostnames[{j}]", f'must be a DNS subdomain name, got "{name[:60]}"')

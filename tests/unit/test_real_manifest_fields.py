@@ -12,6 +12,7 @@ import pytest
 from agent.pods.downward_env import PodPlace, field_value, resource_value
 from agent.pods.service_env import PodNetwork, dns_search
 from agent.pods.worker import build_spec
+from agent.runtime.docker import container_config
 from controlplane.apiserver import errors
 from controlplane.apiserver.handlers import ObjectApi
 from controlplane.nodeapi import configenv
@@ -402,3 +403,54 @@ def test_image_pull_secrets_are_stored_with_a_warning() -> None:
     stored = asyncio.run(dry_run(parsed.message))
     assert [s.name for s in stored.spec.image_pull_secrets] == ["regcred"]
     assert refusal(pod_doc({"imagePullSecrets": [{}]})) == ["spec.imagePullSecrets[0].name: required"]
+
+
+# -- hostAliases -----------------------------------------------------------------------------
+
+
+def test_host_aliases_become_extra_hosts_of_every_docker_container() -> None:
+    pod = downward_pod()
+    pod.spec.host_aliases.add(ip="10.0.0.5", hostnames=["db", "db.local"])
+    pod.spec.host_aliases.add(ip="fd00::1", hostnames=["v6"])
+    container = pod.spec.containers.add(name="app", image="busybox:1")
+    spec = build_spec(pod, container, 0, node="n1", epoch=1, extra_env={})
+    assert spec.extra_hosts == [("db", "10.0.0.5"), ("db.local", "10.0.0.5"), ("v6", "fd00::1")]
+    assert container_config(spec)["HostConfig"]["ExtraHosts"] == ["db:10.0.0.5", "db.local:10.0.0.5", "v6:fd00::1"]
+    assert (
+        "ExtraHosts"
+        not in container_config(build_spec(downward_pod(), container, 0, node="n1", epoch=1, extra_env={}))[
+            "HostConfig"
+        ]
+    )
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        pytest.param(
+            {"hostAliases": [{"ip": "10.0.0.300", "hostnames": ["db"]}]},
+            'spec.hostAliases[0].ip: must be a valid IP address, got "10.0.0.300"',
+            id="ip",
+        ),
+        pytest.param(
+            {"hostAliases": [{"ip": "10.0.0.3", "hostnames": ["Not_A_Name"]}]},
+            'spec.hostAliases[0].hostnames[0]: must be a DNS subdomain name, got "Not_A_Name"',
+            id="hostname",
+        ),
+        pytest.param(
+            {"runtimeClassName": "process", "hostAliases": [{"ip": "10.0.0.3", "hostnames": ["db"]}]},
+            "spec.hostAliases: not supported with runtimeClassName process",
+            id="process-runtime",
+        ),
+    ],
+)
+def test_bad_host_aliases_are_refused(spec: dict[str, Any], expected: str) -> None:
+    causes = refusal(pod_doc(spec))
+    assert any(c.startswith(expected) for c in causes), causes
+
+
+def test_host_aliases_are_accepted_without_a_warning() -> None:
+    parsed = parse_object(pod_doc({"hostAliases": [{"ip": "127.0.0.1", "hostnames": ["foo.local", "bar.local"]}]}))
+    assert parsed.warnings == []
+    stored = asyncio.run(dry_run(parsed.message))
+    assert list(stored.spec.host_aliases[0].hostnames) == ["foo.local", "bar.local"]
