@@ -13,9 +13,14 @@ from protos.pods import every_container
 
 PRIORITY_NOTE: Final = "stored only: corral has no PriorityClasses; pods are scheduled and evicted without priority"
 POD_AFFINITY_NOTE: Final = (
-    "stored only: corral's scheduler does not act on pod affinity or anti-affinity "
-    "(replicas may share a node; use a nodeSelector or separate nodes to spread them)"
+    "stored only: corral's scheduler does not act on pod affinity or anti-affinity; it spreads a "
+    "controller's replicas over nodes by preference, not as a rule (they may share a node)"
 )
+SPREAD_NOTE: Final = (
+    "stored only: corral's scheduler does not act on topologySpreadConstraints; it spreads a "
+    "controller's replicas over nodes by preference, not as a rule (they may share a node)"
+)
+SHARED_PROCESSES_NOTE: Final = "stored only: each container keeps its own process namespace"
 PREFERRED_NODE_NOTE: Final = "stored only: corral's scheduler does not score nodes by preferred node affinity"
 PULL_SECRETS_NOTE: Final = (
     "stored only: the agent pulls with its node's own Docker credentials (docker login on the node); "
@@ -39,6 +44,10 @@ def pod_spec_notes(spec: pod_pb2.PodSpec) -> list[tuple[str, str]]:
             notes.append((f"affinity.{json_name}", POD_AFFINITY_NOTE))
     if affinity.node_affinity.preferred_during_scheduling_ignored_during_execution:
         notes.append(("affinity.nodeAffinity.preferredDuringSchedulingIgnoredDuringExecution", PREFERRED_NODE_NOTE))
+    if spec.topology_spread_constraints:
+        notes.append(("topologySpreadConstraints", SPREAD_NOTE))
+    if spec.share_process_namespace:
+        notes.append(("shareProcessNamespace", SHARED_PROCESSES_NOTE))
     for where, c in every_container(spec):
         if c.termination_message_policy or c.termination_message_path:
             name = "terminationMessagePolicy" if c.termination_message_policy else "terminationMessagePath"

@@ -10,6 +10,9 @@
   None is refused: it needs dnsConfig, which corral does not take.
 - hostAliases: an IP address and DNS subdomain names each; not with
   runtimeClassName process (its processes share the host's /etc/hosts).
+- topologySpreadConstraints: maxSkew >= 1, a topologyKey, whenUnsatisfiable
+  DoNotSchedule or ScheduleAnyway, minDomains >= 1 and only with DoNotSchedule,
+  Honor or Ignore policies (stored; the scheduler does not act on them).
 - imagePullSecrets: each names a Secret (stored; the agent pulls with its node's credentials).
 - priorityClassName: a DNS subdomain name (stored; corral has no PriorityClasses).
 - terminationMessagePolicy File or FallbackToLogsOnError, terminationMessagePath
@@ -48,6 +51,7 @@ ENV_RESOURCES: Final = tuple(
 )
 CPU_DIVISORS: Final = ("1m", "1")
 MEMORY_DIVISORS: Final = ("1", "1k", "1M", "1G", "1T", "1P", "1E", "1Ki", "1Mi", "1Gi", "1Ti", "1Pi", "1Ei")
+WHEN_UNSATISFIABLE: Final = ("DoNotSchedule", "ScheduleAnyway")
 TERMINATION_MESSAGE_POLICIES: Final = ("File", "FallbackToLogsOnError")
 _SUBDOMAIN: Final = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
@@ -93,6 +97,8 @@ def validate_pod_fields(
         shown = ", ".join(f'"{d}"' for d in DNS_POLICIES)
         p.add(f"{path}.dnsPolicy", f'must be one of {shown}, got "{spec.dns_policy[:60]}"')
     _host_aliases(p, path, spec)
+    for i, constraint in enumerate(spec.topology_spread_constraints):
+        _spread(p, f"{path}.topologySpreadConstraints[{i}]", constraint, selector)
     for i, secret in enumerate(spec.image_pull_secrets):
         if not secret.name:
             p.add(f"{path}.imagePullSecrets[{i}].name", "required")
@@ -159,3 +165,26 @@ def _host_aliases(p: Problems, path: str, spec: pod_pb2.PodSpec) -> None:
         for j, name in enumerate(alias.hostnames):
             if len(name) > 253 or not _SUBDOMAIN.match(name):
                 p.add(f"{at}.hostnames[{j}]", f'must be a DNS subdomain name, got "{name[:60]}"')
+
+
+def _spread(p: Problems, at: str, c: pod_pb2.TopologySpreadConstraint, selector: SelectorCheck) -> None:
+    if c.max_skew < 1:
+        p.add(f"{at}.maxSkew", f"must be greater than zero, got {c.max_skew}")
+    if not c.topology_key:
+        p.add(f"{at}.topologyKey", "required")
+    if c.when_unsatisfiable not in WHEN_UNSATISFIABLE:
+        shown = ", ".join(f'"{w}"' for w in WHEN_UNSATISFIABLE)
+        p.add(f"{at}.whenUnsatisfiable", f'must be one of {shown}, got "{c.when_unsatisfiable[:60]}"')
+    if c.HasField("min_domains"):
+        if c.min_domains < 1:
+            p.add(f"{at}.minDomains", f"must be greater than zero, got {c.min_domains}")
+        elif c.when_unsatisfiable != "DoNotSchedule":
+            p.add(f"{at}.minDomains", 'may only be set when whenUnsatisfiable is "DoNotSchedule"')
+    for json_name, value in (
+        ("nodeAffinityPolicy", c.node_affinity_policy),
+        ("nodeTaintsPolicy", c.node_taints_policy),
+    ):
+        if value and value not in ("Honor", "Ignore"):
+            p.add(f"{at}.{json_name}", f'must be one of "Honor", "Ignore", got "{value[:60]}"')
+    if c.label_selector.match_labels or c.label_selector.match_expressions:
+        selector(p, f"{at}.labelSelector", c.label_selector)

@@ -24,6 +24,8 @@ from corral.pod_notes import (
     PREFERRED_NODE_NOTE,
     PRIORITY_NOTE,
     PULL_SECRETS_NOTE,
+    SHARED_PROCESSES_NOTE,
+    SPREAD_NOTE,
     TERMINATION_MESSAGE_NOTE,
 )
 from protos.corral.v1 import pod_pb2, workloads_pb2
@@ -454,3 +456,40 @@ def test_host_aliases_are_accepted_without_a_warning() -> None:
     assert parsed.warnings == []
     stored = asyncio.run(dry_run(parsed.message))
     assert list(stored.spec.host_aliases[0].hostnames) == ["foo.local", "bar.local"]
+
+
+# -- topologySpreadConstraints and shareProcessNamespace -------------------------------------
+
+SPREAD = {"maxSkew": 1, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "DoNotSchedule"}
+
+
+def test_spread_constraints_and_shared_processes_are_stored_with_a_warning_each() -> None:
+    spread = {**SPREAD, "labelSelector": {"matchLabels": {"app": "web"}}, "minDomains": 2}
+    parsed = parse_object(pod_doc({"topologySpreadConstraints": [spread], "shareProcessNamespace": True}))
+    assert [(w.path, w.message) for w in parsed.warnings] == [
+        ("spec.topologySpreadConstraints", SPREAD_NOTE),
+        ("spec.shareProcessNamespace", SHARED_PROCESSES_NOTE),
+    ]
+    stored = asyncio.run(dry_run(parsed.message))
+    assert stored.spec.topology_spread_constraints[0].min_domains == 2
+    assert stored.spec.share_process_namespace is True
+    assert parse_object(pod_doc({"shareProcessNamespace": False})).warnings == []
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        pytest.param({"maxSkew": 0}, "maxSkew: must be greater than zero, got 0", id="max-skew"),
+        pytest.param({"topologyKey": ""}, "topologyKey: required", id="topology-key"),
+        pytest.param({"whenUnsatisfiable": "Never"}, 'whenUnsatisfiable: must be one of "DoNotSchedule"', id="when"),
+        pytest.param(
+            {"whenUnsatisfiable": "ScheduleAnyway", "minDomains": 2},
+            'minDomains: may only be set when whenUnsatisfiable is "DoNotSchedule"',
+            id="min-domains",
+        ),
+        pytest.param({"nodeTaintsPolicy": "Always"}, 'nodeTaintsPolicy: must be one of "Honor"', id="policy"),
+    ],
+)
+def test_bad_spread_constraints_are_refused(change: dict[str, Any], expected: str) -> None:
+    causes = refusal(pod_doc({"topologySpreadConstraints": [{**SPREAD, **change}]}))
+    assert any(c.startswith(f"spec.topologySpreadConstraints[0].{expected}") for c in causes), causes

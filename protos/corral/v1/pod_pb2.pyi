@@ -1360,6 +1360,8 @@ class PodSpec(_message.Message):
     PRIORITY_CLASS_NAME_FIELD_NUMBER: _builtins.int
     IMAGE_PULL_SECRETS_FIELD_NUMBER: _builtins.int
     HOST_ALIASES_FIELD_NUMBER: _builtins.int
+    TOPOLOGY_SPREAD_CONSTRAINTS_FIELD_NUMBER: _builtins.int
+    SHARE_PROCESS_NAMESPACE_FIELD_NUMBER: _builtins.int
     restart_policy: _builtins.str
     """Always (default), OnFailure or Never."""
     node_name: _builtins.str
@@ -1396,6 +1398,8 @@ class PodSpec(_message.Message):
     """
     priority_class_name: _builtins.str
     """Stored as written: corral has no PriorityClasses and no preemption (a warning at apply says so)."""
+    share_process_namespace: _builtins.bool
+    """Stored as written: containers do not see each other's processes (a warning at apply says so)."""
     @_builtins.property
     def containers(self) -> _containers.RepeatedCompositeFieldContainer[Global___Container]: ...
     @_builtins.property
@@ -1426,6 +1430,12 @@ class PodSpec(_message.Message):
         for the process runtime, which shares the host's /etc/hosts.
         """
 
+    @_builtins.property
+    def topology_spread_constraints(self) -> _containers.RepeatedCompositeFieldContainer[Global___TopologySpreadConstraint]:
+        """Stored as written: the scheduler spreads a controller's replicas over nodes
+        by preference only (its Spread score); a warning at apply says so.
+        """
+
     def __init__(
         self,
         *,
@@ -1453,15 +1463,19 @@ class PodSpec(_message.Message):
         priority_class_name: _builtins.str = ...,
         image_pull_secrets: _abc.Iterable[_serviceaccount_pb2.LocalObjectReference] | None = ...,
         host_aliases: _abc.Iterable[Global___HostAlias] | None = ...,
+        topology_spread_constraints: _abc.Iterable[Global___TopologySpreadConstraint] | None = ...,
+        share_process_namespace: _builtins.bool | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_automount_service_account_token", b"_automount_service_account_token", "_enable_service_links", b"_enable_service_links", "_termination_grace_period_seconds", b"_termination_grace_period_seconds", "affinity", b"affinity", "automount_service_account_token", b"automount_service_account_token", "enable_service_links", b"enable_service_links", "security_context", b"security_context", "termination_grace_period_seconds", b"termination_grace_period_seconds"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_automount_service_account_token", b"_automount_service_account_token", "_enable_service_links", b"_enable_service_links", "_share_process_namespace", b"_share_process_namespace", "_termination_grace_period_seconds", b"_termination_grace_period_seconds", "affinity", b"affinity", "automount_service_account_token", b"automount_service_account_token", "enable_service_links", b"enable_service_links", "security_context", b"security_context", "share_process_namespace", b"share_process_namespace", "termination_grace_period_seconds", b"termination_grace_period_seconds"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_automount_service_account_token", b"_automount_service_account_token", "_enable_service_links", b"_enable_service_links", "_termination_grace_period_seconds", b"_termination_grace_period_seconds", "affinity", b"affinity", "automount_service_account_token", b"automount_service_account_token", "containers", b"containers", "dns_policy", b"dns_policy", "enable_service_links", b"enable_service_links", "host_aliases", b"host_aliases", "host_ipc", b"host_ipc", "host_network", b"host_network", "host_pid", b"host_pid", "hostname", b"hostname", "image_pull_secrets", b"image_pull_secrets", "init_containers", b"init_containers", "node_name", b"node_name", "node_selector", b"node_selector", "priority_class_name", b"priority_class_name", "restart_policy", b"restart_policy", "runtime_class_name", b"runtime_class_name", "security_context", b"security_context", "service_account", b"service_account", "service_account_name", b"service_account_name", "subdomain", b"subdomain", "termination_grace_period_seconds", b"termination_grace_period_seconds", "tolerations", b"tolerations", "volumes", b"volumes"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_automount_service_account_token", b"_automount_service_account_token", "_enable_service_links", b"_enable_service_links", "_share_process_namespace", b"_share_process_namespace", "_termination_grace_period_seconds", b"_termination_grace_period_seconds", "affinity", b"affinity", "automount_service_account_token", b"automount_service_account_token", "containers", b"containers", "dns_policy", b"dns_policy", "enable_service_links", b"enable_service_links", "host_aliases", b"host_aliases", "host_ipc", b"host_ipc", "host_network", b"host_network", "host_pid", b"host_pid", "hostname", b"hostname", "image_pull_secrets", b"image_pull_secrets", "init_containers", b"init_containers", "node_name", b"node_name", "node_selector", b"node_selector", "priority_class_name", b"priority_class_name", "restart_policy", b"restart_policy", "runtime_class_name", b"runtime_class_name", "security_context", b"security_context", "service_account", b"service_account", "service_account_name", b"service_account_name", "share_process_namespace", b"share_process_namespace", "subdomain", b"subdomain", "termination_grace_period_seconds", b"termination_grace_period_seconds", "tolerations", b"tolerations", "topology_spread_constraints", b"topology_spread_constraints", "volumes", b"volumes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__automount_service_account_token: _TypeAlias = _typing.Literal["automount_service_account_token"]  # noqa: Y015
     _WhichOneofArgType__automount_service_account_token: _TypeAlias = _typing.Literal["_automount_service_account_token", b"_automount_service_account_token"]  # noqa: Y015
     _WhichOneofReturnType__enable_service_links: _TypeAlias = _typing.Literal["enable_service_links"]  # noqa: Y015
     _WhichOneofArgType__enable_service_links: _TypeAlias = _typing.Literal["_enable_service_links", b"_enable_service_links"]  # noqa: Y015
+    _WhichOneofReturnType__share_process_namespace: _TypeAlias = _typing.Literal["share_process_namespace"]  # noqa: Y015
+    _WhichOneofArgType__share_process_namespace: _TypeAlias = _typing.Literal["_share_process_namespace", b"_share_process_namespace"]  # noqa: Y015
     _WhichOneofReturnType__termination_grace_period_seconds: _TypeAlias = _typing.Literal["termination_grace_period_seconds"]  # noqa: Y015
     _WhichOneofArgType__termination_grace_period_seconds: _TypeAlias = _typing.Literal["_termination_grace_period_seconds", b"_termination_grace_period_seconds"]  # noqa: Y015
     @_typing.overload
@@ -1469,9 +1483,57 @@ class PodSpec(_message.Message):
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__enable_service_links) -> _WhichOneofReturnType__enable_service_links | None: ...
     @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__share_process_namespace) -> _WhichOneofReturnType__share_process_namespace | None: ...
+    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__termination_grace_period_seconds) -> _WhichOneofReturnType__termination_grace_period_seconds | None: ...
 
 Global___PodSpec: _TypeAlias = PodSpec  # noqa: Y015
+
+@_typing.final
+class TopologySpreadConstraint(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MAX_SKEW_FIELD_NUMBER: _builtins.int
+    TOPOLOGY_KEY_FIELD_NUMBER: _builtins.int
+    WHEN_UNSATISFIABLE_FIELD_NUMBER: _builtins.int
+    LABEL_SELECTOR_FIELD_NUMBER: _builtins.int
+    MIN_DOMAINS_FIELD_NUMBER: _builtins.int
+    NODE_AFFINITY_POLICY_FIELD_NUMBER: _builtins.int
+    NODE_TAINTS_POLICY_FIELD_NUMBER: _builtins.int
+    MATCH_LABEL_KEYS_FIELD_NUMBER: _builtins.int
+    max_skew: _builtins.int
+    topology_key: _builtins.str
+    when_unsatisfiable: _builtins.str
+    """DoNotSchedule or ScheduleAnyway."""
+    min_domains: _builtins.int
+    node_affinity_policy: _builtins.str
+    """Honor or Ignore."""
+    node_taints_policy: _builtins.str
+    @_builtins.property
+    def label_selector(self) -> _meta_pb2.LabelSelector: ...
+    @_builtins.property
+    def match_label_keys(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        max_skew: _builtins.int = ...,
+        topology_key: _builtins.str = ...,
+        when_unsatisfiable: _builtins.str = ...,
+        label_selector: _meta_pb2.LabelSelector | None = ...,
+        min_domains: _builtins.int | None = ...,
+        node_affinity_policy: _builtins.str = ...,
+        node_taints_policy: _builtins.str = ...,
+        match_label_keys: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_min_domains", b"_min_domains", "label_selector", b"label_selector", "min_domains", b"min_domains"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_min_domains", b"_min_domains", "label_selector", b"label_selector", "match_label_keys", b"match_label_keys", "max_skew", b"max_skew", "min_domains", b"min_domains", "node_affinity_policy", b"node_affinity_policy", "node_taints_policy", b"node_taints_policy", "topology_key", b"topology_key", "when_unsatisfiable", b"when_unsatisfiable"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__min_domains: _TypeAlias = _typing.Literal["min_domains"]  # noqa: Y015
+    _WhichOneofArgType__min_domains: _TypeAlias = _typing.Literal["_min_domains", b"_min_domains"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__min_domains) -> _WhichOneofReturnType__min_domains | None: ...
+
+Global___TopologySpreadConstraint: _TypeAlias = TopologySpreadConstraint  # noqa: Y015
 
 @_typing.final
 class HostAlias(_message.Message):
