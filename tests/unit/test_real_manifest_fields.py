@@ -18,7 +18,7 @@ from controlplane.apiserver.handlers import ObjectApi
 from controlplane.nodeapi import configenv
 from controlplane.store.memory import MemoryStore
 from controlplane.store.objects import ObjectStore
-from corral.manifest import Document, parse_object
+from corral.manifest import Document, ManifestError, parse_object
 from corral.pod_notes import (
     POD_AFFINITY_NOTE,
     PREFERRED_NODE_NOTE,
@@ -493,3 +493,25 @@ def test_spread_constraints_and_shared_processes_are_stored_with_a_warning_each(
 def test_bad_spread_constraints_are_refused(change: dict[str, Any], expected: str) -> None:
     causes = refusal(pod_doc({"topologySpreadConstraints": [{**SPREAD, **change}]}))
     assert any(c.startswith(f"spec.topologySpreadConstraints[0].{expected}") for c in causes), causes
+
+
+# -- network and cloud volumes: refused, saying why ------------------------------------------
+
+
+@pytest.mark.parametrize("source", ["nfs", "azureDisk", "rbd", "flexVolume", "csi"])
+def test_a_remote_volume_source_is_refused_as_not_supported(source: str) -> None:
+    doc = pod_doc({"volumes": [{"name": "data", source: {}}]})
+    with pytest.raises(ManifestError) as e:
+        parse_object(doc)
+    [problem] = e.value.problems
+    assert problem.path == f"spec.volumes[0].{source}"
+    assert problem.message.startswith("not supported: corral's volumes are node-local")
+
+
+def test_a_remote_persistent_volume_is_refused_as_not_supported() -> None:
+    data = {"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": "pv"}, "spec": {"nfs": {}}}
+    with pytest.raises(ManifestError) as e:
+        parse_object(Document("pv.yaml", 0, data))
+    assert [(p.path, p.message) for p in e.value.problems] == [
+        ("spec.nfs", "not supported: corral's persistent volumes are directories on a node (hostPath or local)")
+    ]
