@@ -1,7 +1,8 @@
 """A pod's name resolution and Service variables: dnsPolicy and enableServiceLinks.
 
-- ClusterFirst (the default) and ClusterFirstWithHostNet: the cluster's DNS
-  where the agent serves one (hostNetwork pods too: corral gives them the same).
+- ClusterFirst (the default): the cluster's DNS where the agent serves one;
+  a hostNetwork pod falls back to Default, as in Kubernetes.
+- ClusterFirstWithHostNet: the cluster's DNS, hostNetwork pods too.
 - Default: the node's own resolver (the cluster's names do not resolve).
 - None (which needs dnsConfig) is not supported: refused at validation.
 
@@ -16,11 +17,14 @@ from typing import Final
 from protos.corral.v1 import pod_pb2
 
 CLUSTER_FIRST: Final = "ClusterFirst"
-DNS_POLICIES: Final = (CLUSTER_FIRST, "ClusterFirstWithHostNet", "Default")
+WITH_HOST_NET: Final = "ClusterFirstWithHostNet"
+DNS_POLICIES: Final = (CLUSTER_FIRST, WITH_HOST_NET, "Default")
 
 
 def cluster_dns(spec: pod_pb2.PodSpec) -> bool:
     """Whether the pod's containers get the cluster's DNS servers and search domains."""
+    if spec.host_network:
+        return spec.dns_policy == WITH_HOST_NET
     return spec.dns_policy != "Default"
 
 

@@ -175,6 +175,19 @@ def network_spec(**fields: Any) -> Any:
             {"dns_policy": "ClusterFirstWithHostNet"}, {"WEB_SERVICE_HOST": HOST}, [HOST], id="cluster-first-host-net"
         ),
         pytest.param({"dns_policy": "Default"}, {"WEB_SERVICE_HOST": HOST}, [], id="node-resolver"),
+        pytest.param({"host_network": True}, {"WEB_SERVICE_HOST": HOST}, [], id="host-network-falls-back"),
+        pytest.param(
+            {"host_network": True, "dns_policy": "ClusterFirst"},
+            {"WEB_SERVICE_HOST": HOST},
+            [],
+            id="host-network-first",
+        ),
+        pytest.param(
+            {"host_network": True, "dns_policy": "ClusterFirstWithHostNet"},
+            {"WEB_SERVICE_HOST": HOST},
+            [HOST],
+            id="host-network-with-host-net",
+        ),
         pytest.param({"enable_service_links": False}, {}, [HOST], id="no-service-links"),
         pytest.param({"enable_service_links": True}, {"WEB_SERVICE_HOST": HOST}, [HOST], id="service-links"),
     ],
