@@ -275,6 +275,8 @@ async def run_agent(config: AgentConfig, stop: asyncio.Event | None = None) -> N
         except NftablesError as e:
             raise AgentError(f"--proxy-mode nftables: {e}") from e
         telemetry = AgentTelemetry()
+        storage_dir = config.data_dir / "storage"
+        status = node_status(address=address, runtimes=list(runtimes), storage_dir=storage_dir)
         settings = WorkerSettings(
             node_name=config.name,
             host_ip=address,
@@ -284,11 +286,11 @@ async def run_agent(config: AgentConfig, stop: asyncio.Event | None = None) -> N
             pod_network=discovery.table.pod_network,
             probe_results=telemetry.probe_result,
             volumes_dir=config.data_dir / "volumes",
-            storage_dir=config.data_dir / "storage",
+            storage_dir=storage_dir,
+            allocatable=dict(status.allocatable),
         )
         manager = PodManager(runtimes, settings, config.data_dir)
         manager.outbox.volume_root = str(settings.storage_dir.resolve())
-        status = node_status(address=address, runtimes=list(runtimes), storage_dir=settings.storage_dir)
         metrics = MetricsSampler(
             config.name, runtimes, lambda: [w.pod for w in manager.workers.values()], traffic=discovery.stats
         )

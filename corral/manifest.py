@@ -60,6 +60,7 @@ from yaml.events import (
     StreamEndEvent,
 )
 
+from corral.pod_notes import pod_spec_notes
 from protos import codec, ingresses
 from protos.corral.v1 import ingress_pb2, pod_pb2
 from protos.kinds import KINDS, STORED_ONLY, KindInfo, UnknownKindError, by_kind, meta
@@ -682,7 +683,8 @@ def _not_acted_on(doc: Document, info: KindInfo, message: Message) -> list[Probl
         "automountServiceAccountToken": spec.HasField("automount_service_account_token"),
     }
     first = next((name for name, present in written.items() if present), None)
-    return [] if first is None else [note(_join(doc.path, f"{spec_path}.{first}"), SERVICE_ACCOUNT_NOTE)]
+    notes = [] if first is None else [note(_join(doc.path, f"{spec_path}.{first}"), SERVICE_ACCOUNT_NOTE)]
+    return notes + [note(_join(doc.path, f"{spec_path}.{path}"), text) for path, text in pod_spec_notes(spec)]
 
 
 def ingress_notes(ingress: ingress_pb2.Ingress) -> list[tuple[str, str]]:

@@ -87,17 +87,48 @@ QUANTITY_FIELDS: Final = frozenset(
         "corral.v1.MetricValueStatus.average_value",
         "corral.v1.MetricValueStatus.value",
         "corral.v1.EmptyDirVolumeSource.size_limit",
+        "corral.v1.ResourceFieldSelector.divisor",
     }
 )
 
 
 # Kubernetes fields corral has no place for yet, refused with why rather than as unknown:
 # (message full name, json name) → the error.
+# Kubernetes' network and cloud volume sources: corral's volumes are node-local.
+_REMOTE_VOLUMES = (
+    "awsElasticBlockStore",
+    "azureDisk",
+    "azureFile",
+    "cephfs",
+    "cinder",
+    "csi",
+    "fc",
+    "flexVolume",
+    "flocker",
+    "gcePersistentDisk",
+    "glusterfs",
+    "iscsi",
+    "nfs",
+    "photonPersistentDisk",
+    "portworxVolume",
+    "quobyte",
+    "rbd",
+    "scaleIO",
+    "storageos",
+    "vsphereVolume",
+)
+_REMOTE_VOLUME_NOTE = (
+    "not supported: corral's volumes are node-local (emptyDir, hostPath, configMap, secret, projected, "
+    "and persistentVolumeClaim on the local-path provisioner or a hand-made local volume)"
+)
+_REMOTE_PV_NOTE = "not supported: corral's persistent volumes are directories on a node (hostPath or local)"
 NOT_SUPPORTED_FIELDS: Final = {
     ("corral.v1.Container", "restartPolicy"): (
         "not supported: corral does not run sidecar init containers (restartPolicy on a container) yet; "
         "an init container without it runs to completion before the app containers start"
     ),
+    **{("corral.v1.Volume", name): _REMOTE_VOLUME_NOTE for name in _REMOTE_VOLUMES},
+    **{("corral.v1.PersistentVolumeSpec", name): _REMOTE_PV_NOTE for name in _REMOTE_VOLUMES},
 }
 
 M = TypeVar("M", bound=Message)

@@ -41,7 +41,7 @@ from typing import Any, Protocol
 
 import structlog
 
-from agent.pods import claims, hooks, lifecycle, security_context, volumes
+from agent.pods import claims, downward_env, hooks, lifecycle, security_context, volumes
 from agent.pods.lifecycle import Action, ContainerTrack, Kill, Remove, Start
 from agent.pods.pod_volumes import PodVolumes
 from agent.pods.service_env import PodNetwork
@@ -59,8 +59,8 @@ from agent.runtime.errors import (
     RuntimeFailure,
 )
 from corral.common.backoff import CrashLoopBackoff
+from protos import pod_dns, quantity
 from protos import pods as podutil
-from protos import quantity
 from protos.corral.v1 import node_service_pb2, pod_pb2
 from protos.wellknown import CONFIG_ERRORS, ENV_FROM
 
@@ -102,6 +102,8 @@ class WorkerSettings:
     volumes_dir: Path = field(default_factory=lambda: DEFAULT_VOLUMES_DIR)
     # Where persistent volumes live (<data-dir>/storage): the only directories a claim may mount.
     storage_dir: Path = field(default_factory=lambda: DEFAULT_STORAGE_DIR)
+    # The node's allocatable resources, for env resourceFieldRef of an unset limit.
+    allocatable: dict[str, str] = field(default_factory=dict)
 
 
 def container_name(pod: pod_pb2.Pod, container: pod_pb2.Container, attempt: int) -> str:
@@ -119,10 +121,15 @@ def build_spec(
     extra_env: dict[str, str],
     network: PodNetwork | None = None,
     volumes_dir: Path | None = None,
+    host_ip: str = "",
+    allocatable: dict[str, str] | None = None,
 ) -> ContainerSpec:
     """The runtime spec of one run; the pod's own env wins over its envFrom, which wins over
-    `extra_env`, which wins over `network`'s."""
+    `extra_env`, which wins over `network`'s (Service variables unless enableServiceLinks is
+    false; the cluster's DNS unless dnsPolicy is Default: the node's resolver)."""
     limits = container.resources.limits
+    service_links = network.env if network and pod_dns.service_links(pod.spec) else {}
+    cluster_dns = network is not None and pod_dns.cluster_dns(pod.spec)
     labels = {
         base.LABEL_MANAGED: "true",
         base.LABEL_POD_UID: pod.metadata.uid,
@@ -141,18 +148,19 @@ def build_spec(
         command=list(container.command),
         args=list(container.args),
         env={
-            **(network.env if network else {}),
+            **service_links,
             **extra_env,
             **lifecycle.env_from(pod, container.name),
-            **{e.name: e.value for e in container.env},
+            **downward_env.env_values(pod, container, downward_env.PodPlace(node, host_ip, allocatable or {})),
         },
         working_dir=container.working_dir,
         ports=[PortMapping(p.container_port, p.host_port, p.protocol or "TCP", p.host_ip) for p in container.ports],
         cpu_limit_millis=quantity.cpu_millis(limits["cpu"]) if "cpu" in limits else None,
         memory_limit_bytes=quantity.memory_bytes(limits["memory"]) if "memory" in limits else None,
         labels=labels,
-        dns_servers=list(network.dns_servers) if network else [],
-        dns_search=list(network.dns_search) if network else [],
+        dns_servers=list(network.dns_servers) if network and cluster_dns else [],
+        dns_search=list(network.dns_search) if network and cluster_dns else [],
+        extra_hosts=[(name, alias.ip) for alias in pod.spec.host_aliases for name in alias.hostnames],
         hostname=podutil.hostname(pod),
         domainname=podutil.host_domain(pod),
         **security_context.spec_fields(pod, container, volumes_dir or DEFAULT_VOLUMES_DIR),
@@ -489,6 +497,8 @@ class PodWorker:
             extra_env=self.extra_env,
             network=network,
             volumes_dir=self.settings.volumes_dir,
+            host_ip=self.settings.host_ip,
+            allocatable=self.settings.allocatable,
         )
         try:
             if not await self._unless_deleted(self.runtime.ensure_image(spec.image, spec.image_pull_policy)):

@@ -77,6 +77,8 @@ class ContainerSpec:
     # Resolver settings (the node's DNS server, the namespace's search domains); empty: the runtime's default.
     dns_servers: list[str] = field(default_factory=list)
     dns_search: list[str] = field(default_factory=list)
+    # Extra /etc/hosts entries: (host name, address) (Docker; the process runtime shares the host's file).
+    extra_hosts: list[tuple[str, str]] = field(default_factory=list)
     # The container's host name and domain (the pod's: `hostname` prints its name, and /etc/hosts
     # has <hostname>.<domain>); "": the runtime's default. Not applied in the host's network.
     hostname: str = ""

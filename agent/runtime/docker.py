@@ -366,6 +366,8 @@ def _host_config(spec: ContainerSpec, network: str = "") -> dict[str, Any]:
         host["Dns"] = list(spec.dns_servers)
     if spec.dns_search:
         host["DnsSearch"] = list(spec.dns_search)
+    if spec.extra_hosts:
+        host["ExtraHosts"] = [f"{name}:{address}" for name, address in spec.extra_hosts]
     return {**host, **_security(spec)}
 
 

@@ -270,6 +270,9 @@ def default_container(container: pod_pb2.Container) -> None:
     for handler in (container.lifecycle.post_start, container.lifecycle.pre_stop):
         if handler.HasField("http_get"):
             default_http_get(handler.http_get)
+    for env in container.env:
+        if env.value_from.HasField("field_ref") and not env.value_from.field_ref.api_version:
+            env.value_from.field_ref.api_version = "v1"
 
 
 def default_probe(probe: pod_pb2.Probe) -> None:

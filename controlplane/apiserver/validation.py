@@ -20,6 +20,7 @@ from controlplane.apiserver import (
     ingress_validation,
     labels,
     limits,
+    pod_fields,
     pod_security,
     policy_validation,
     quota_validation,
@@ -564,6 +565,7 @@ def validate_pod_spec(p: Problems, path: str, spec: pod_pb2.PodSpec) -> None:
     for i, t in enumerate(spec.tolerations):
         validate_toleration(p, f"{path}.tolerations[{i}]", t)
     validate_affinity(p, f"{path}.affinity", spec.affinity)
+    pod_fields.validate_pod_fields(p, path, spec, selector=validate_label_selector, node_terms=validate_node_selector)
     security.validate_pod_security(p, path, spec)
 
 
@@ -624,10 +626,20 @@ def validate_init_container(p: Problems, path: str, c: pod_pb2.Container) -> Non
 
 
 def validate_env_source(p: Problems, path: str, env: pod_pb2.EnvVar) -> None:
-    """value and valueFrom are exclusive; valueFrom names a Secret or a ConfigMap, and a key."""
+    """value and valueFrom are exclusive; valueFrom names a Secret or a ConfigMap and a key,
+    or a field of the pod (fieldRef)."""
     if env.value:
         p.add(f"{path}.valueFrom", "may not be specified when `value` is not empty")
     source = env.value_from
+    downward = [name for name in ("field_ref", "resource_field_ref") if source.HasField(name)]
+    if downward:
+        if len(downward) > 1 or source.HasField("secret_key_ref") or source.HasField("config_map_key_ref"):
+            p.add(f"{path}.valueFrom", "may not have more than one field specified at a time")
+        if source.HasField("field_ref"):
+            pod_fields.validate_field_ref(p, f"{path}.valueFrom.fieldRef", source.field_ref)
+        else:
+            pod_fields.validate_resource_field_ref(p, f"{path}.valueFrom.resourceFieldRef", source.resource_field_ref)
+        return
     refs = [
         (json_name, ref)
         for json_name, field, ref in (
@@ -637,7 +649,7 @@ def validate_env_source(p: Problems, path: str, env: pod_pb2.EnvVar) -> None:
         if source.HasField(field)  # type: ignore[arg-type]
     ]
     if not refs:
-        p.add(f"{path}.valueFrom", "must specify secretKeyRef or configMapKeyRef")
+        p.add(f"{path}.valueFrom", "must specify fieldRef, resourceFieldRef, secretKeyRef or configMapKeyRef")
         return
     if len(refs) > 1:
         p.add(f"{path}.valueFrom", "may not have more than one field specified at a time")

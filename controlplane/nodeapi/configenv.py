@@ -161,8 +161,9 @@ def resolve_container(
             )
         from_sources.update((source.prefix + k, v) for k, v in sorted(values.items()) if k not in invalid)
     for env in container.env:
-        if not env.HasField("value_from"):
-            out.env.append(env)
+        downward = env.value_from.HasField("field_ref") or env.value_from.HasField("resource_field_ref")
+        if not env.HasField("value_from") or downward:
+            out.env.append(env)  # the agent reads the pod's fields and resources when the container starts
             continue
         source_ref = env.value_from
         if source_ref.HasField("config_map_key_ref"):

@@ -73,7 +73,10 @@ def test_plain_init_container_is_valid_and_defaulted() -> None:
         ),
         pytest.param(
             pod({"env": [{"name": "A", "valueFrom": {}}]}),
-            ["spec.initContainers[0].env[0].valueFrom: must specify secretKeyRef or configMapKeyRef"],
+            [
+                "spec.initContainers[0].env[0].valueFrom: "
+                "must specify fieldRef, resourceFieldRef, secretKeyRef or configMapKeyRef"
+            ],
             id="env-value-from",
         ),
         pytest.param(

@@ -197,7 +197,9 @@ def from_secret(
             id="both",
         ),
         pytest.param(
-            pod_pb2.EnvVar(name="A", value_from=pod_pb2.EnvVarSource()), "must specify secretKeyRef", id="empty-source"
+            pod_pb2.EnvVar(name="A", value_from=pod_pb2.EnvVarSource()),
+            "must specify fieldRef, resourceFieldRef, secretKeyRef",
+            id="empty-source",
         ),
         pytest.param(from_secret("A", key=""), "secretKeyRef.key: required", id="no-key"),
         pytest.param(from_secret("A", secret_name="DB"), "secretKeyRef.name", id="bad-name"),
