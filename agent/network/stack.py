@@ -99,13 +99,13 @@ async def build_service_network(
         else ServiceAccess(host=proxy_addresses[0])
         for name in runtimes
     }
-    proxy = ProxyServer(addresses)
+    reserved = dict(reserved_ports or {})
+    proxy = ProxyServer(addresses, node=node_name, reserved=reserved)
     kernel: KernelProxy | None = None
     if proxy_mode == "nftables":
-        kernel = KernelProxy(proxy, table_name(node_name), addresses)
+        kernel = KernelProxy(proxy, table_name(node_name), addresses, node=node_name, reserved=reserved)
         await kernel.start()
     dns = DnsServer(dns_endpoints)
-    reserved = dict(reserved_ports or {})
     table = ServiceTable(
         [ReservedPortFilter(kernel or proxy, reserved), dns], access=access, state_file=data_dir / "services.pb"
     )

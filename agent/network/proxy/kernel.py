@@ -60,8 +60,14 @@ class KernelProxy:
         *,
         nft: Nft | None = None,
         refresh_seconds: float = REFRESH_SECONDS,
+        node: str = "",
+        reserved: Mapping[int, str] | None = None,
     ) -> None:
         self.proxy = proxy
+        # This node's name (externalTrafficPolicy: Local keeps its backends) and the node-address
+        # ports no Service takes here (`reserved.py`).
+        self.node = node
+        self.reserved = dict(reserved or {})
         self.table = table
         self.addresses = [a for a in dict.fromkeys(addresses) if ":" not in a]  # a `table ip`: IPv4 only
         self.nft = nft or Nft()
@@ -95,7 +101,7 @@ class KernelProxy:
         if self.fallback:
             self.proxy.update(self._routes)
             return
-        self._plan = plan(self._routes)
+        self._plan = plan(self._routes, node=self.node, reserved=self.reserved)
         self._wanted = render(self._plan, self.table, self.addresses)
         self._log_conflicts(self._plan)
         self.proxy.update(self._plan.leftover)

@@ -209,7 +209,7 @@ async def test_a_port_without_backends_is_reset(netns: None) -> None:
         assert await ask(8080) == "a"
         with pytest.raises(ConnectionRefusedError):
             await ask(8081)
-        assert "tcp dport 8081 reject with tcp reset" in await nft_list()
+        assert "tcp . 8081 } reject with tcp reset" in await nft_list()
         squatter.close()
 
 
