@@ -31,6 +31,7 @@ from pathlib import Path
 import structlog
 
 from agent.network.dns.server import DnsServer
+from agent.network.proxy.cluster_ips import ClusterIpAddresses, ServiceAddressing
 from agent.network.proxy.kernel import KernelProxy
 from agent.network.proxy.nft_rules import table_name
 from agent.network.proxy.reserved import ReservedPortFilter
@@ -52,6 +53,9 @@ class ServiceNetwork:
     dns: DnsServer
     # The kernel data path, in nftables mode.
     kernel: KernelProxy | None = None
+    # The clusterIPs the userspace proxy serves, made local; the reduced mode's switch.
+    cluster_ips: ClusterIpAddresses | None = None
+    addressing: ServiceAddressing | None = None
 
     def stats(self) -> dict[str, ServiceStats]:
         """The node proxy's per-Service counters: the kernel data path's merged in, in nftables mode."""
@@ -63,6 +67,8 @@ class ServiceNetwork:
             if self.kernel is not None:
                 group.create_task(self.kernel.run())
             group.create_task(self.dns.run())
+            if self.cluster_ips is not None:
+                group.create_task(self.cluster_ips.run())
             group.create_task(self.table.run())
 
 
@@ -106,9 +112,10 @@ async def build_service_network(
         kernel = KernelProxy(proxy, table_name(node_name), addresses, node=node_name, reserved=reserved)
         await kernel.start()
     dns = DnsServer(dns_endpoints)
-    table = ServiceTable(
-        [ReservedPortFilter(kernel or proxy, reserved), dns], access=access, state_file=data_dir / "services.pb"
-    )
+    addressing = ServiceAddressing([ReservedPortFilter(kernel or proxy, reserved), dns])
+    cluster_ips = ClusterIpAddresses(on_ready=proxy.retry_binds, on_unavailable=addressing.reduce)
+    proxy.on_cluster_ips = cluster_ips.want
+    table = ServiceTable([addressing], access=access, state_file=data_dir / "services.pb")
     table.resume()
     log.info(
         "discovery_configured",
@@ -118,4 +125,4 @@ async def build_service_network(
         gateways=gateways,
         reserved_ports=sorted(reserved),
     )
-    return ServiceNetwork(table, proxy, dns, kernel)
+    return ServiceNetwork(table, proxy, dns, kernel, cluster_ips, addressing)

@@ -319,8 +319,11 @@ class ProxyServer:
         self._sequence = itertools.count()
         self._conflicts: set[tuple[int, str, str]] = set()
         self._unsupported: set[tuple[str, str]] = set()
+        self._udp_ips: set[str] = set()
         # Told of the UDP frontends (`udp.py`); None: UDP is not served.
         self.udp: Callable[[list[tuple[str, Frontend, list[Backend]]]], None] | None = None
+        # Told of the clusterIPs the proxy serves (they must be local: `cluster_ips.py`).
+        self.on_cluster_ips: Callable[[set[str]], None] | None = None
         self._wake = asyncio.Event()
         self._group: asyncio.TaskGroup | None = None
 
@@ -330,6 +333,8 @@ class ProxyServer:
         """Apply the full desired set of routes, keyed "namespace/name"."""
         now = self._clock()
         wanted = self._wanted(routes)
+        if self.on_cluster_ips is not None:
+            self.on_cluster_ips({key[0] for key in wanted if key[0]} | self._udp_ips)
         for key, entry in list(self._entries.items()):
             want = wanted.get(key)
             if want is None or want.service != entry.service:
@@ -357,6 +362,13 @@ class ProxyServer:
     def stats(self) -> dict[str, ServiceStats]:
         """A copy of every Service's counters, by "namespace/name"."""
         return {key: replace(stats, backends=dict(stats.backends)) for key, stats in self._stats.items()}
+
+    def retry_binds(self) -> None:
+        """Try every unbound listener again now (its address may have just become local)."""
+        for _, listener in self._listeners():
+            if not listener.bound:
+                listener.retry_at = 0.0
+        self._wake.set()
 
     def listening(self) -> list[tuple[str, int]]:
         """The (address, port) pairs bound now."""
@@ -396,6 +408,7 @@ class ProxyServer:
                         self._note_unsupported(key, route_port)
         if self.udp is not None:
             self.udp(udp)
+        self._udp_ips = {front.address for _, front, _ in udp if front.address != NODE}
         wanted: dict[FrontendKey, _Wanted] = {}
         conflicts: set[tuple[int, str, str]] = set()
         for number, claimants in claims.items():
