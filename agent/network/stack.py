@@ -36,6 +36,7 @@ from agent.network.proxy.kernel import KernelProxy
 from agent.network.proxy.nft_rules import table_name
 from agent.network.proxy.reserved import ReservedPortFilter
 from agent.network.proxy.server import ProxyServer, ServiceStats
+from agent.network.proxy.udp import UdpProxy
 from agent.network.routes import ServiceTable
 from agent.pods.service_env import ServiceAccess
 from agent.runtime.base import ContainerRuntime
@@ -56,6 +57,8 @@ class ServiceNetwork:
     # The clusterIPs the userspace proxy serves, made local; the reduced mode's switch.
     cluster_ips: ClusterIpAddresses | None = None
     addressing: ServiceAddressing | None = None
+    # The userspace proxy's UDP relay.
+    udp: UdpProxy | None = None
 
     def stats(self) -> dict[str, ServiceStats]:
         """The node proxy's per-Service counters: the kernel data path's merged in, in nftables mode."""
@@ -67,6 +70,8 @@ class ServiceNetwork:
             if self.kernel is not None:
                 group.create_task(self.kernel.run())
             group.create_task(self.dns.run())
+            if self.udp is not None:
+                group.create_task(self.udp.run())
             if self.cluster_ips is not None:
                 group.create_task(self.cluster_ips.run())
             group.create_task(self.table.run())
@@ -107,14 +112,23 @@ async def build_service_network(
     }
     reserved = dict(reserved_ports or {})
     proxy = ProxyServer(addresses, node=node_name, reserved=reserved)
+    udp = UdpProxy(addresses)
+    proxy.udp = udp.update
     kernel: KernelProxy | None = None
     if proxy_mode == "nftables":
         kernel = KernelProxy(proxy, table_name(node_name), addresses, node=node_name, reserved=reserved)
         await kernel.start()
     dns = DnsServer(dns_endpoints)
     addressing = ServiceAddressing([ReservedPortFilter(kernel or proxy, reserved), dns])
-    cluster_ips = ClusterIpAddresses(on_ready=proxy.retry_binds, on_unavailable=addressing.reduce)
+
+    def retry_binds() -> None:
+        proxy.retry_binds()
+        udp.retry_binds()
+
+    cluster_ips = ClusterIpAddresses(on_ready=retry_binds, on_unavailable=addressing.reduce)
     proxy.on_cluster_ips = cluster_ips.want
+    if kernel is not None:
+        kernel.on_cluster_ips = lambda ips: cluster_ips.want(ips, "kernel")
     table = ServiceTable([addressing], access=access, state_file=data_dir / "services.pb")
     table.resume()
     log.info(
@@ -125,4 +139,4 @@ async def build_service_network(
         gateways=gateways,
         reserved_ports=sorted(reserved),
     )
-    return ServiceNetwork(table, proxy, dns, kernel, cluster_ips, addressing)
+    return ServiceNetwork(table, proxy, dns, kernel, cluster_ips, addressing, udp)

@@ -1,9 +1,11 @@
 """ClusterIPs made local for the userspace proxy, and the reduced mode where they cannot be.
 
-The kernel data path DNATs `<clusterIP>:<port>` before routing and needs no
-address. The userspace proxy must bind `<clusterIP>:<port>`, so the address
-must be local: `ClusterIpAddresses` keeps exactly the clusterIPs the proxy
-serves as /32 addresses on a dummy interface `corral0` (as kube-proxy's IPVS
+The userspace proxy must bind `<clusterIP>:<port>`, so the address must be
+local. The kernel data path DNATs `<clusterIP>:<port>` in the nat hooks, but
+a host process's packet is routed before the `output` hook: on a host
+without a default route, connect() to a clusterIP fails (network
+unreachable) unless the address is local too. So `ClusterIpAddresses` keeps
+exactly the clusterIPs either path serves as /32 addresses on a dummy interface `corral0` (as kube-proxy's IPVS
 mode keeps them on `kube-ipvs0`), made at the first address; on a kernel
 without the dummy module, on `lo`. `want(addresses)` sets the wanted set and
 wakes `run()`, which adds and removes the difference in one `ip -batch` call
@@ -54,12 +56,16 @@ class ClusterIpAddresses:
         self.device = ""  # the interface in use once made: `interface`, or "lo"
         self.failed = ""
         self._wanted: set[str] = set()
+        self._sources: dict[str, set[str]] = {}
         self._applied: set[str] = set()
         self._wake = asyncio.Event()
 
-    def want(self, addresses: set[str]) -> None:
-        if addresses != self._wanted:
-            self._wanted = set(addresses)
+    def want(self, addresses: set[str], source: str = "proxy") -> None:
+        """`source` (the userspace proxy, the kernel path) serves `addresses`: keep their union local."""
+        self._sources[source] = set(addresses)
+        wanted = set().union(*self._sources.values())
+        if wanted != self._wanted:
+            self._wanted = wanted
             self._wake.set()
 
     @property

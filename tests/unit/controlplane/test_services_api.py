@@ -90,7 +90,11 @@ def test_service_defaults() -> None:
             id="dns-on-udp-and-tcp",
         ),
         pytest.param({"type": "LoadBalancer"}, [], id="load-balancer"),
-        pytest.param({"type": "ExternalName"}, ['spec.type: Unsupported value: "ExternalName": corral has no ExternalName Services'], id="external-name"),
+        pytest.param(
+            {"type": "ExternalName"},
+            ['spec.type: Unsupported value: "ExternalName": corral has no ExternalName Services'],
+            id="external-name",
+        ),
         pytest.param(
             {"ports": [{"port": 80, "nodePort": 30080}]},
             ["spec.ports[0].nodePort: may not be used when `type` is 'ClusterIP'"],
@@ -173,7 +177,10 @@ def test_service_defaults() -> None:
             id="duplicate-port",
         ),
         pytest.param(
-            {"type": "NodePort", "ports": [{"name": "a", "port": 80, "nodePort": 30080}, {"name": "b", "port": 81, "nodePort": 30080}]},
+            {
+                "type": "NodePort",
+                "ports": [{"name": "a", "port": 80, "nodePort": 30080}, {"name": "b", "port": 81, "nodePort": 30080}],
+            },
             ["spec.ports[1].nodePort: duplicate nodePort 30080: spec.ports[0] has it"],
             id="duplicate-node-port",
         ),
@@ -232,7 +239,10 @@ async def test_cluster_ip_services_may_share_a_port_but_load_balancers_may_not()
     await api.create(parsed(service_doc("lb", type="LoadBalancer", ports=[{"port": 8080}])))
     clash = parsed(
         service_doc(
-            "api", namespace="other", type="LoadBalancer", ports=[{"name": "a", "port": 9000}, {"name": "b", "port": 8080}]
+            "api",
+            namespace="other",
+            type="LoadBalancer",
+            ports=[{"name": "a", "port": 9000}, {"name": "b", "port": 8080}],
         )
     )
     for write in (api.create, api.apply):
