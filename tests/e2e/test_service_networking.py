@@ -107,6 +107,10 @@ def ready_endpoints(cli: Cli, name: str, namespace: str) -> int:
     return sum(len(p.get("backends", [])) for route in data.get("items", [data]) for p in route.get("ports", []))
 
 
+def has_endpoint(cli: Cli, name: str, namespace: str) -> bool:
+    return ready_endpoints(cli, name, namespace) == 1
+
+
 def test_two_services_on_port_80_answer_by_name_from_a_client_pod(
     server: ServerProcess, net_agents: list[AgentProcess]
 ) -> None:
@@ -114,9 +118,7 @@ def test_two_services_on_port_80_answer_by_name_from_a_client_pod(
     for namespace in ("alpha", "beta"):
         apply(cli, web(namespace))
     for namespace in ("alpha", "beta"):
-        wait_until(
-            lambda ns=namespace: ready_endpoints(cli, "web", ns) == 1, 90, f"web.{namespace} ready", net_agents[0].log
-        )
+        wait_until(functools.partial(has_endpoint, cli, "web", namespace), 90, f"web.{namespace}", net_agents[0].log)
     listed = cli.run("get", "svc", "-A")
     assert listed.returncode == 0, listed.stderr
     print(listed.stdout)
@@ -167,13 +169,13 @@ def test_a_load_balancer_answers_on_every_agent_address(
     apply(cli, web("lb", port, kind="LoadBalancer"))
     wait_until(lambda: ready_endpoints(cli, "web", "lb") == 1, 90, "the backend ready", net_agents[0].log)
     for address in PROXIES:
-        wait_until(lambda a=address: answers(a, port), 30, f"the LoadBalancer on {address}", net_agents[0].log)
+        wait_until(functools.partial(answers, address, port), 30, f"the LoadBalancer on {address}", net_agents[0].log)
         assert get(address, port) == "lb"
     service: dict[str, Any] = json.loads(cli.run("get", "svc", "web", "-n", "lb", "-o", "json").stdout)
     node_port = service["spec"]["ports"][0]["nodePort"]
     assert 30000 <= node_port <= 32767
     for address in PROXIES:
-        wait_until(lambda a=address: answers(a, node_port), 30, f"the nodePort on {address}")
+        wait_until(functools.partial(answers, address, node_port), 30, f"the nodePort on {address}")
     wait_until(
         lambda: json.loads(cli.run("get", "svc", "web", "-n", "lb", "-o", "json").stdout)
         .get("status", {})
