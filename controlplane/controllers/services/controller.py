@@ -33,6 +33,12 @@ DEFAULT_GRACE = 60.0
 CONFLICT_RETRY = 0.2
 
 
+def _addresses(node: object) -> list[tuple[str, str]]:
+    if not isinstance(node, node_pb2.Node):
+        return []
+    return [(a.type, a.address) for a in node.status.addresses]
+
+
 class ServiceController:
     name: str = "service"
     kinds: tuple[str, ...] = ("Service", "Node")
@@ -55,7 +61,10 @@ class ServiceController:
     def keys_for(self, kind: str, event: CacheEvent) -> Iterable[str]:
         if kind == "Service":
             return [] if event.change is Change.DELETED else [object_key(event.obj)]
-        # A node's addresses changed: every LoadBalancer Service's status.
+        # A node came, went or changed its addresses: every LoadBalancer Service's status
+        # (not on every heartbeat's status write).
+        if event.change is Change.MODIFIED and _addresses(event.prev) == _addresses(event.obj):
+            return []
         return self._load_balancers()
 
     def _load_balancers(self) -> list[str]:

@@ -13,10 +13,12 @@ from controlplane.apiserver.defaults import apply_defaults
 from controlplane.apiserver.handlers import ObjectApi
 from controlplane.apiserver.service_ranges import ServiceRanges
 from controlplane.controllers.services.controller import REPAIR, ServiceController
+from controlplane.controllers.queue import WorkQueue
 from controlplane.controllers.services.reconcile import Key, load_balancer_status, repair
+from controlplane.informer import CacheEvent, Change, Informer
 from controlplane.store.memory import MemoryStore
 from controlplane.store.objects import ObjectStore
-from protos.corral.v1 import service_pb2
+from protos.corral.v1 import node_pb2, service_pb2
 from protos.kinds import by_kind
 
 IPS, PORTS = "/c/allocations/clusterips/", "/c/allocations/nodeports/"
@@ -109,3 +111,34 @@ async def test_the_controller_upgrades_old_services_and_frees_leaks() -> None:
     assert await store.get(IPS + "10.43.7.7") is None
     assert await store.get(IPS + upgraded.spec.cluster_ip) is not None
     assert await store.get(PORTS + str(upgraded.spec.ports[0].node_port)) is not None
+
+
+def node(name: str, address: str) -> node_pb2.Node:
+    n = node_pb2.Node()
+    n.metadata.name = name
+    n.status.addresses.add(type="InternalIP", address=address)
+    return n
+
+
+async def test_load_balancer_status_follows_the_nodes_and_heartbeats_cost_nothing() -> None:
+    store = MemoryStore()
+    api = ObjectApi(ObjectStore(store, "/c"), allocator=ServiceAllocator(store, "/c", rng=random.Random(1)))
+    lb = svc("web", kind="LoadBalancer")
+    lb.metadata.uid = ""
+    created = await api.create(lb)
+    controller = ServiceController(api)
+    services, nodes = (
+        Informer(ObjectStore(store, "/c"), by_kind("Service")),
+        Informer(ObjectStore(store, "/c"), by_kind("Node")),
+    )
+    services.items["default/web"] = created
+    nodes.items.update({"a": node("a", "10.0.0.1"), "b": node("b", "10.0.0.2")})
+    controller.bind({"Service": services, "Node": nodes}, WorkQueue())
+    heartbeat = CacheEvent(Change.MODIFIED, node("a", "10.0.0.1"), node("a", "10.0.0.1"), 5)
+    assert list(controller.keys_for("Node", heartbeat)) == []
+    moved = CacheEvent(Change.MODIFIED, node("a", "10.0.0.9"), node("a", "10.0.0.1"), 6)
+    assert list(controller.keys_for("Node", moved)) == ["default/web"]
+    await controller.sync("default/web")
+    stored = await api.find(by_kind("Service"), "default", "web")
+    assert isinstance(stored, service_pb2.Service)
+    assert [i.ip for i in stored.status.load_balancer.ingress] == ["10.0.0.1", "10.0.0.2"]
