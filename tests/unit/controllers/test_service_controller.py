@@ -12,8 +12,8 @@ from controlplane.apiserver.allocator import Owner, ServiceAllocator
 from controlplane.apiserver.defaults import apply_defaults
 from controlplane.apiserver.handlers import ObjectApi
 from controlplane.apiserver.service_ranges import ServiceRanges
-from controlplane.controllers.services.controller import REPAIR, ServiceController
 from controlplane.controllers.queue import WorkQueue
+from controlplane.controllers.services.controller import REPAIR, ServiceController
 from controlplane.controllers.services.reconcile import Key, load_balancer_status, repair
 from controlplane.informer import CacheEvent, Change, Informer
 from controlplane.store.memory import MemoryStore
