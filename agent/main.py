@@ -19,9 +19,10 @@ from pathlib import Path
 
 import structlog
 
+from agent.network.ingress.proxy import DEFAULT_HTTP_PORT, DEFAULT_HTTPS_PORT, IngressPorts
 from agent.network.proxy.nftables import NftablesError
 from agent.network.proxy.reserved import reserved_ports
-from agent.network.stack import PROXY_MODES, build_service_network
+from agent.network.stack import PROXY_MODES, ReservedIngressPort, build_service_network
 from agent.node.credentials import CredentialsError, NodeCredentials
 from agent.node.metrics import MetricsSampler
 from agent.node.session import Session, SessionConfig
@@ -70,6 +71,9 @@ class AgentConfig:
     proxy_mode: str = "userspace"
     # DNS on the proxy addresses (0: none there; pod gateways always get it on 53).
     dns_port: int = 53
+    # The ingress proxy's ports on the proxy addresses (0: off).
+    ingress_http_port: int = DEFAULT_HTTP_PORT
+    ingress_https_port: int = DEFAULT_HTTPS_PORT
     # Where Prometheus scrapes /metrics: "host:port" (":port": the first proxy address; port 0: any); "": nowhere.
     metrics_listen: str = ""
     # The metrics address is only the default: a port already taken is logged, not fatal.
@@ -262,7 +266,10 @@ async def run_agent(config: AgentConfig, stop: asyncio.Event | None = None) -> N
                 proxy_mode=config.proxy_mode,
                 node_name=config.name,
                 reserved_ports=reserved,
+                ingress_ports=IngressPorts(config.ingress_http_port, config.ingress_https_port),
             )
+        except ReservedIngressPort as e:
+            raise AgentError(str(e)) from e
         except RuntimeFailure as e:
             raise AgentError(f"--docker-network: the pod network cannot be set up ({e})") from e
         except NftablesError as e:
@@ -277,9 +284,11 @@ async def run_agent(config: AgentConfig, stop: asyncio.Event | None = None) -> N
             pod_network=discovery.table.pod_network,
             probe_results=telemetry.probe_result,
             volumes_dir=config.data_dir / "volumes",
+            storage_dir=config.data_dir / "storage",
         )
         manager = PodManager(runtimes, settings, config.data_dir)
-        status = node_status(address=address, runtimes=list(runtimes))
+        manager.outbox.volume_root = str(settings.storage_dir.resolve())
+        status = node_status(address=address, runtimes=list(runtimes), storage_dir=settings.storage_dir)
         metrics = MetricsSampler(
             config.name, runtimes, lambda: [w.pod for w in manager.workers.values()], traffic=discovery.stats
         )

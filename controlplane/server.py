@@ -22,7 +22,10 @@ from pathlib import Path
 import grpc
 import structlog
 
+from controlplane.admission_cache import AdmissionCache
+from controlplane.apiserver.admission_reads import AdmissionReads, LiveReads
 from controlplane.apiserver.allocator import ServiceAllocator
+from controlplane.apiserver.errors import AlreadyExistsError, ApiError
 from controlplane.apiserver.handlers import ObjectApi
 from controlplane.apiserver.pod_security import ClusterPolicy
 from controlplane.apiserver.reserved_ports import PortRegistry
@@ -43,11 +46,15 @@ from controlplane.auth.tokens import TokenRegistry
 from controlplane.background import Background
 from controlplane.controllers.autoscaler.controller import DEFAULT_SYNC_PERIOD, HorizontalPodAutoscalerController
 from controlplane.controllers.autoscaler.source import MetricsSource
+from controlplane.controllers.cronjob.controller import CronJobController
+from controlplane.controllers.daemonset.controller import DaemonSetController
 from controlplane.controllers.deployment.controller import DeploymentController
 from controlplane.controllers.disruption.controller import DisruptionController
 from controlplane.controllers.endpoints.controller import EndpointsController
 from controlplane.controllers.events import EventRecorder
 from controlplane.controllers.gc.controller import GarbageCollector
+from controlplane.controllers.ingress.controller import IngressController
+from controlplane.controllers.job.controller import JobController
 from controlplane.controllers.namespace.controller import NamespaceController
 from controlplane.controllers.nodelifecycle.controller import NodeLifecycleController
 from controlplane.controllers.replicaset.controller import ReplicaSetController
@@ -56,6 +63,7 @@ from controlplane.controllers.runner import Controller, ControllerManager
 from controlplane.controllers.scheduling import SchedulerController
 from controlplane.controllers.services.controller import ServiceController
 from controlplane.controllers.statefulset.controller import StatefulSetController
+from controlplane.controllers.volumes.controller import VolumeController
 from controlplane.health import StatusServicer
 from controlplane.informer import Informer
 from controlplane.leader.elector import DEFAULT_TTL, Elector, Lead, Term, holder_for
@@ -65,6 +73,7 @@ from controlplane.metrics.store import MetricsStore
 from controlplane.nodeapi.assignments import AssignmentIndex
 from controlplane.nodeapi.service import NodeService
 from controlplane.registry.hub import RouteHub
+from controlplane.registry.ingress_feed import IngressFeed
 from controlplane.registry.service import DiscoveryService
 from controlplane.request_guard import RequestGuard
 from controlplane.scheduler.snapshot import LEAST_ALLOCATED, MOST_ALLOCATED
@@ -84,9 +93,11 @@ from controlplane.tunnels import TunnelRegistry
 from corral.common.pki.certs import DEFAULT_NODE_LIFETIME
 from corral.common.pki.credentials import Credentials
 from corral.common.telemetry.endpoint import MetricsEndpointError, open_endpoint
+from protos import ingresses
 from protos.corral.v1 import (
     api_pb2_grpc,
     discovery_pb2_grpc,
+    ingress_pb2,
     metrics_pb2_grpc,
     node_service_pb2_grpc,
     pod_pb2,
@@ -284,20 +295,33 @@ async def start(config: ServerConfig, stack: AsyncExitStack) -> RunningServer:
     store, endpoints = opened.store, opened.endpoints
     objects = ObjectStore(store, config.key_prefix, encrypter=encrypter)
     ports = PortRegistry(store, config.key_prefix)
+    # Informers for what every replica serves (agents' assignments, routes, admission); the
+    # leader's controllers share them (caught up at the start of each term) and
+    # get their own for the other kinds, per term, only while this replica leads.
+    serving = ControllerManager(objects, [])
+    admission = admission_cache(serving, objects)
     api = ObjectApi(
         objects,
         policy=ClusterPolicy(config.pod_security, config.allow_host_path),
         reserved_ports=ports.reserved,
+        admission_reads=admission,
         allocator=service_allocator(store, config),
     )
-    # Informers for what every replica serves (agents' assignments, routes); the
-    # leader's controllers share them (caught up at the start of each term) and
-    # get their own for the other kinds, per term, only while this replica leads.
-    serving = ControllerManager(objects, [])
     assignments = AssignmentIndex(
-        serving.informer("Pod"), secrets=serving.informer("Secret"), config_maps=serving.informer("ConfigMap")
+        serving.informer("Pod"),
+        secrets=serving.informer("Secret"),
+        config_maps=serving.informer("ConfigMap"),
+        claims=serving.informer("PersistentVolumeClaim"),
+        volumes=serving.informer("PersistentVolume"),
     )
     routes = RouteHub(serving.informer("Service"), serving.informer("EndpointSlice"))
+    ingress_feed = IngressFeed(
+        routes,
+        ingresses=serving.informer("Ingress"),
+        classes=serving.informer("IngressClass"),
+        services=serving.informer("Service"),
+        secrets=serving.informer("Secret"),
+    )
     tunnels = TunnelRegistry()
     # Recent metrics of the agents connected to this replica (memory only).
     metrics = MetricsStore()
@@ -365,6 +389,7 @@ async def start(config: ServerConfig, stack: AsyncExitStack) -> RunningServer:
     for loop, name in (
         (serving.run(), "serving-informers"),
         (routes.run(), "route-hub"),
+        (ingress_feed.run(), "ingress-feed"),
         (revocations.run(), "revocations"),
         (assignments.record_warnings(env_warning), "env-warnings"),
     ):
@@ -373,6 +398,7 @@ async def start(config: ServerConfig, stack: AsyncExitStack) -> RunningServer:
         await asyncio.wait_for(revocations.synced.wait(), config.revocations_sync_timeout)
     except TimeoutError as e:
         raise ServerError("cannot read the node revocation list from etcd") from e
+    await ensure_default_ingress_class(api)
     await server.start()
     stack.push_async_callback(server.stop, 5)
     await join_server.start()
@@ -383,7 +409,7 @@ async def start(config: ServerConfig, stack: AsyncExitStack) -> RunningServer:
         raise ServerError(f"cannot record this server's ports in etcd: {e}") from e
     config.test_hooks.announce()
     telemetry.observe_replica(leading=elector.leading.is_set)
-    lead = _lead(store, config, telemetry, metrics, encrypter, shared=serving.informers)
+    lead = _lead(store, config, telemetry, metrics, encrypter, shared=serving.informers, admission=admission)
     stack.push_async_callback(tasks.stop, tasks.start(elector.run(lead), "leadership"))
     log.info(
         "server_started",
@@ -404,6 +430,31 @@ async def start(config: ServerConfig, stack: AsyncExitStack) -> RunningServer:
         ca=ca,
         join_address=join_address,
         admin=ca.admin_credentials(now),
+    )
+
+
+async def ensure_default_ingress_class(api: ObjectApi) -> None:
+    """Create the IngressClass "corral" (the default class, corral's controller) when absent."""
+    default = ingress_pb2.IngressClass(spec=ingress_pb2.IngressClassSpec(controller=ingresses.CONTROLLER))
+    default.metadata.name = ingresses.DEFAULT_CLASS
+    default.metadata.annotations[ingresses.IS_DEFAULT_CLASS] = "true"
+    try:
+        await api.create(default)
+    except AlreadyExistsError:
+        return
+    except ApiError as e:  # best-effort: the cluster works without it; say why
+        log.warning("default_ingress_class_not_created", reason=str(e))
+        return
+    log.info("default_ingress_class_created", name=ingresses.DEFAULT_CLASS)
+
+
+def admission_cache(serving: ControllerManager, objects: ObjectStore) -> AdmissionCache:
+    """What admission reads on every create, from this replica's serving informers (live where they may not know)."""
+    return AdmissionCache(
+        serving.informer("Namespace"),
+        serving.informer("LimitRange"),
+        serving.informer("ResourceQuota"),
+        LiveReads(objects),
     )
 
 
@@ -441,16 +492,18 @@ def _lead(
     encrypter: Encrypter | None = None,
     *,
     shared: Mapping[str, Informer] | None = None,
+    admission: AdmissionReads | None = None,
 ) -> Lead:
     """What the leader runs for one term: the controllers, on the ``shared``
     (serving) informers caught up with the store and fresh ones for the other
-    kinds, every write fenced with the term."""
+    kinds, every write fenced with the term; their creates admitted on the
+    serving replica's ``admission`` reads."""
 
     async def lead(term: Term) -> None:
         objects = ObjectStore(
             leader_store(store, term.fence, config.test_hooks), config.key_prefix, encrypter=encrypter
         )
-        api = ObjectApi(objects, allocator=service_allocator(objects.store, config))
+        api = ObjectApi(objects, admission_reads=admission, allocator=service_allocator(objects.store, config))
         controllers = build_controllers(api, config, metrics=telemetry, metrics_source=metrics_source)
         await ControllerManager(objects, controllers, observer=telemetry, shared=shared).run()
 
@@ -486,12 +539,17 @@ def build_controllers(
         ReplicaSetController(api, EventRecorder(api, "replicaset-controller")),
         DeploymentController(api, EventRecorder(api, "deployment-controller")),
         StatefulSetController(api, EventRecorder(api, "statefulset-controller")),
+        DaemonSetController(api, EventRecorder(api, "daemonset-controller")),
+        JobController(api, EventRecorder(api, "job-controller")),
+        CronJobController(api, EventRecorder(api, "cronjob-controller")),
         EndpointsController(api),
         ServiceController(api),
         GarbageCollector(api),
         NamespaceController(api),
         DisruptionController(api, EventRecorder(api, "disruption-controller")),
+        IngressController(api, EventRecorder(api, "ingress-controller")),
         ResourceQuotaController(api),
+        VolumeController(api, EventRecorder(api, "persistentvolume-controller")),
         *autoscalers,
     ]
 

@@ -60,8 +60,8 @@ from yaml.events import (
     StreamEndEvent,
 )
 
-from protos import codec
-from protos.corral.v1 import pod_pb2
+from protos import codec, ingresses
+from protos.corral.v1 import ingress_pb2, pod_pb2
 from protos.kinds import KINDS, STORED_ONLY, KindInfo, UnknownKindError, by_kind, meta
 
 __all__ = [
@@ -671,6 +671,8 @@ def _not_acted_on(doc: Document, info: KindInfo, message: Message) -> list[Probl
     note = partial(Problem, doc.source, doc.index)
     if info.kind in STORED_ONLY:
         return [note(doc.path, f"{info.kind} {meta(message).name}: {STORED_ONLY[info.kind]}")]
+    if isinstance(message, ingress_pb2.Ingress):
+        return [note(_join(doc.path, path), text) for path, text in ingress_notes(message)]
     spec_path, spec = _pod_spec(message)
     if spec is None:
         return []
@@ -683,11 +685,34 @@ def _not_acted_on(doc: Document, info: KindInfo, message: Message) -> list[Probl
     return [] if first is None else [note(_join(doc.path, f"{spec_path}.{first}"), SERVICE_ACCOUNT_NOTE)]
 
 
+def ingress_notes(ingress: ingress_pb2.Ingress) -> list[tuple[str, str]]:
+    """What corral will not act on in an Ingress: another class, other controllers' annotations."""
+    notes: list[tuple[str, str]] = []
+    name = ingresses.class_name(ingress)
+    if name is not None and name != ingresses.DEFAULT_CLASS:
+        path = "spec.ingressClassName" if ingress.spec.HasField("ingress_class_name") else "metadata.annotations"
+        notes.append(
+            (
+                path,
+                f'class "{name}": corral serves it only if that IngressClass names controller '
+                f'"{ingresses.CONTROLLER}" (as "{ingresses.DEFAULT_CLASS}" does); otherwise it is stored and ignored',
+            )
+        )
+    for key in sorted(ingress.metadata.annotations):
+        if key.startswith(ingresses.FOREIGN_ANNOTATION_PREFIXES) and key not in ingresses.SSL_REDIRECT_ANNOTATIONS:
+            notes.append((f"metadata.annotations[{key}]", "not acted on by corral's ingress"))
+    return notes
+
+
 def _pod_spec(message: Message) -> tuple[str, pod_pb2.PodSpec | None]:
     """The pod spec a Pod or a workload's template carries, and its path."""
     if isinstance(message, pod_pb2.Pod):
         return "spec", message.spec
-    template = getattr(getattr(message, "spec", None), "template", None)
+    spec = getattr(message, "spec", None)
+    job_template = getattr(spec, "job_template", None)
+    if job_template is not None:
+        return "spec.jobTemplate.spec.template.spec", job_template.spec.template.spec
+    template = getattr(spec, "template", None)
     if isinstance(template, pod_pb2.PodTemplateSpec):
         return "spec.template.spec", template.spec
     return "", None

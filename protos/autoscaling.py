@@ -27,7 +27,7 @@ POD_METRICS: Final = ("requests_per_second",)
 TARGET_TYPES: Final = ("Utilization", "AverageValue")
 POLICY_TYPES: Final = ("Pods", "Percent")
 SELECT_POLICIES: Final = ("Max", "Min", "Disabled")
-TARGET_KINDS: Final = ("Deployment", "ReplicaSet")
+TARGET_KINDS: Final = ("Deployment", "ReplicaSet", "StatefulSet")
 
 
 def default_scale_up() -> metrics_pb2.HPAScalingRules:

@@ -72,6 +72,10 @@ QUANTITY_MAP_FIELDS: Final = frozenset(
         "corral.v1.LimitRangeItem.default",
         "corral.v1.LimitRangeItem.default_request",
         "corral.v1.LimitRangeItem.max_limit_request_ratio",
+        "corral.v1.VolumeResourceRequirements.requests",
+        "corral.v1.VolumeResourceRequirements.limits",
+        "corral.v1.PersistentVolumeSpec.capacity",
+        "corral.v1.PersistentVolumeClaimStatus.capacity",
     }
 )
 

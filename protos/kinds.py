@@ -15,9 +15,11 @@ from google.protobuf.message import Message
 
 from protos.corral.v1 import (
     api_pb2,
+    batch_pb2,
     configmap_pb2,
     discovery_pb2,
     event_pb2,
+    ingress_pb2,
     meta_pb2,
     metrics_pb2,
     namespace_pb2,
@@ -160,6 +162,19 @@ KINDS: tuple[KindInfo, ...] = (
     ),
     KindInfo("ResourceQuota", "v1", "resourcequotas", ("quota",), True, quota_pb2.ResourceQuota, "resource_quota"),
     KindInfo("LimitRange", "v1", "limitranges", ("limits",), True, quota_pb2.LimitRange, "limit_range"),
+    KindInfo("DaemonSet", "apps/v1", "daemonsets", ("ds",), True, workloads_pb2.DaemonSet, "daemon_set"),
+    KindInfo("Job", "batch/v1", "jobs", (), True, batch_pb2.Job, "job"),
+    KindInfo("CronJob", "batch/v1", "cronjobs", ("cj",), True, batch_pb2.CronJob, "cron_job"),
+    KindInfo("Ingress", "networking.k8s.io/v1", "ingresses", ("ing",), True, ingress_pb2.Ingress, "ingress"),
+    KindInfo(
+        "IngressClass",
+        "networking.k8s.io/v1",
+        "ingressclasses",
+        (),
+        False,
+        ingress_pb2.IngressClass,
+        "ingress_class",
+    ),
 )
 
 _RBAC_NOTE = "stored, not enforced: corral's access control is its admin and node roles (docs/security.md)"

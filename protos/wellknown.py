@@ -37,7 +37,14 @@ SCHEDULING_STRATEGY: Final = "corral.io/scheduling-strategy"
 # What a LimitRange filled into a pod at its creation (as Kubernetes' LimitRanger notes it).
 LIMIT_RANGER: Final = "kubernetes.io/limit-ranger"
 # Annotation prefixes that only the system writes.
-SYSTEM_ANNOTATION_PREFIXES: Final = ("corral.io/", "deployment.kubernetes.io/", LIMIT_RANGER)
+SYSTEM_ANNOTATION_PREFIXES: Final = (
+    "corral.io/",
+    "deployment.kubernetes.io/",
+    "pv.kubernetes.io/",
+    "volume.kubernetes.io/",
+    "volume.beta.kubernetes.io/",
+    LIMIT_RANGER,
+)
 
 # -- labels --------------------------------------------------------------------
 POD_TEMPLATE_HASH: Final = "pod-template-hash"
@@ -53,6 +60,14 @@ NODE_ROLE_PREFIX: Final = "node-role.kubernetes.io/"
 # -- taints --------------------------------------------------------------------
 TAINT_UNREACHABLE: Final = "node.kubernetes.io/unreachable"
 TAINT_NOT_READY: Final = "node.kubernetes.io/not-ready"
+TAINT_UNSCHEDULABLE: Final = "node.kubernetes.io/unschedulable"
+TAINT_DISK_PRESSURE: Final = "node.kubernetes.io/disk-pressure"
+TAINT_MEMORY_PRESSURE: Final = "node.kubernetes.io/memory-pressure"
+TAINT_PID_PRESSURE: Final = "node.kubernetes.io/pid-pressure"
+TAINT_NETWORK_UNAVAILABLE: Final = "node.kubernetes.io/network-unavailable"
+
+# -- node fields (a node selector term's matchFields) ---------------------------
+NODE_NAME_FIELD: Final = "metadata.name"
 
 # -- runtimes ------------------------------------------------------------------
 DEFAULT_RUNTIME: Final = "docker"

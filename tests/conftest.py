@@ -18,12 +18,18 @@ from pathlib import Path
 
 import pytest
 import structlog
+from hypothesis import settings
 
 from controlplane.store.base import Store
 from controlplane.store.embedded import EmbeddedEtcd, etcd_binary
 from controlplane.store.errors import EmbeddedEtcdError
 from controlplane.store.memory import MemoryStore
 from controlplane.store.release import DISTRIBUTION_PATHS, EtcdBinary, find_etcd
+
+# No per-example time limit: on a loaded 2-core CI box a slow example is not a failure
+# (Hypothesis' default deadline, 200 ms, made property tests flaky there).
+settings.register_profile("corral", deadline=None, print_blob=True)
+settings.load_profile("corral")
 
 
 @pytest.fixture(autouse=True)

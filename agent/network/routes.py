@@ -7,6 +7,10 @@ stays as it was (static stability), and it is saved in the data dir (at most
 every `save_interval` seconds), so an agent restarted without a control plane
 serves the Services it last knew.
 
+The node's ingress routing table rides on the same stream (a message with
+`ingress` set replaces it) and is kept and saved alike; the ingress listeners
+get it after each change, after the route listeners got the Services.
+
 It also answers what a new container should get to find Services
 (`pod_network`): env vars and DNS settings, per runtime.
 """
@@ -24,13 +28,17 @@ from typing import Protocol
 import structlog
 
 from agent.pods.service_env import PodNetwork, ServiceAccess, pod_network
-from protos.corral.v1 import discovery_pb2, node_service_pb2
+from protos.corral.v1 import discovery_pb2, ingress_pb2, node_service_pb2
 
 log = structlog.get_logger(__name__)
 
 
 class RouteListener(Protocol):
     def update(self, routes: Mapping[str, discovery_pb2.ServiceRoute]) -> None: ...
+
+
+class IngressListener(Protocol):
+    def update_ingress(self, ingress: ingress_pb2.IngressRoutes) -> None: ...
 
 
 def route_key(route: discovery_pb2.ServiceRoute) -> str:
@@ -45,13 +53,16 @@ class ServiceTable:
         access: Mapping[str, ServiceAccess] | None = None,
         state_file: Path | None = None,
         save_interval: float = 2.0,
+        ingress_listeners: Sequence[IngressListener] = (),
     ) -> None:
         """`access`: by runtime name, how its pods reach the proxy; `state_file`: where the table is kept."""
         self.listeners = list(listeners)
         self.access = dict(access or {})
         self.state_file = state_file
         self.save_interval = save_interval
+        self.ingress_listeners = list(ingress_listeners)
         self._routes: dict[str, discovery_pb2.ServiceRoute] = {}
+        self._ingress = ingress_pb2.IngressRoutes()
         self._dirty = asyncio.Event()
 
     @property
@@ -66,18 +77,30 @@ class ServiceTable:
             self._routes.pop(key, None)
         for route in message.upserts:
             self._routes[route_key(route)] = route
+        ingress = message.HasField("ingress")
+        if ingress:
+            self._ingress = ingress_pb2.IngressRoutes()
+            self._ingress.CopyFrom(message.ingress)
         log.debug(
             "services_applied",
             full=message.full,
             upserts=len(message.upserts),
             removed=len(message.removed),
             services=len(self._routes),
+            ingress=ingress,
         )
-        self._changed()
+        self._changed(ingress)
 
-    def _changed(self) -> None:
+    @property
+    def ingress(self) -> ingress_pb2.IngressRoutes:
+        return self._ingress
+
+    def _changed(self, ingress: bool) -> None:
         for listener in self.listeners:
             listener.update(self.routes)
+        if ingress:
+            for ingress_listener in self.ingress_listeners:
+                ingress_listener.update_ingress(self._ingress)
         self._dirty.set()
 
     # -- pods ---------------------------------------------------------------------------
@@ -113,9 +136,12 @@ class ServiceTable:
     def _save(self) -> None:
         if self.state_file is None:
             return
-        snapshot = node_service_pb2.ServiceRoutes(full=True, upserts=list(self._routes.values()))
+        snapshot = node_service_pb2.ServiceRoutes(full=True, upserts=list(self._routes.values()), ingress=self._ingress)
         tmp = self.state_file.with_suffix(".tmp")
-        tmp.write_bytes(snapshot.SerializeToString())
+        # It may hold TLS private keys (the ingress certificates): owner only.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(snapshot.SerializeToString())
         os.replace(tmp, self.state_file)
 
     async def run(self) -> None:

@@ -14,6 +14,12 @@ gateway as DNS server and in the Service env vars; other runtimes' pods (host
 processes) get the first proxy address in the env vars and keep the host's
 resolver.
 
+The ingress proxy (`ingress/`): on the proxy addresses only, at the ingress
+ports (80 and 443 by default; 0 turns one off), fed the same Service routes
+(unfiltered: it reaches backends, it does not listen on Service ports) and
+the ingress table. An ingress port that is reserved (see above) is refused
+at start (`ReservedIngressPort`).
+
 The proxy mode: `userspace` (default) relays every Service port in the
 `ProxyServer`; `nftables` has the kernel NAT the ports it can
 (`proxy/kernel.py`) and leaves the rest to the `ProxyServer`. Asking for
@@ -31,6 +37,7 @@ from pathlib import Path
 import structlog
 
 from agent.network.dns.server import DnsServer
+from agent.network.ingress.proxy import IngressPorts, IngressProxy
 from agent.network.proxy.cluster_ips import ClusterIpAddresses, ServiceAddressing
 from agent.network.proxy.kernel import KernelProxy
 from agent.network.proxy.nft_rules import table_name
@@ -54,7 +61,8 @@ class ServiceNetwork:
     dns: DnsServer
     # The kernel data path, in nftables mode.
     kernel: KernelProxy | None = None
-    # The clusterIPs the userspace proxy serves, made local; the reduced mode's switch.
+    ingress: IngressProxy | None = None
+    # The clusterIPs the proxies serve, made local; the reduced mode's switch.
     cluster_ips: ClusterIpAddresses | None = None
     addressing: ServiceAddressing | None = None
     # The userspace proxy's UDP relay.
@@ -75,6 +83,8 @@ class ServiceNetwork:
             if self.cluster_ips is not None:
                 group.create_task(self.cluster_ips.run())
             group.create_task(self.table.run())
+            if self.ingress is not None:
+                group.create_task(self.ingress.run())
 
 
 async def build_service_network(
@@ -86,6 +96,7 @@ async def build_service_network(
     proxy_mode: str = "userspace",
     node_name: str = "node",
     reserved_ports: Mapping[int, str] | None = None,
+    ingress_ports: IngressPorts | None = None,
 ) -> ServiceNetwork:
     """Find each runtime's pod gateway (making the Docker network) and wire the pieces up.
 
@@ -95,6 +106,9 @@ async def build_service_network(
     """
     if proxy_mode not in PROXY_MODES:
         raise ValueError(f"unknown proxy mode {proxy_mode!r} (known: {', '.join(PROXY_MODES)})")
+    reserved = dict(reserved_ports or {})
+    ingress_ports = ingress_ports or IngressPorts()
+    check_ingress_ports(ingress_ports, reserved)
     gateways: dict[str, str] = {}
     for name, runtime in runtimes.items():
         gateway = await runtime.pod_gateway()
@@ -110,16 +124,18 @@ async def build_service_network(
         else ServiceAccess(host=proxy_addresses[0])
         for name in runtimes
     }
-    reserved = dict(reserved_ports or {})
-    proxy = ProxyServer(addresses, node=node_name, reserved=reserved)
+    # Node-address frontends also keep off this agent's ingress ports (a LoadBalancer on 80 would take them).
+    node_reserved = {**reserved, **{p: "the ingress proxy" for p in (ingress_ports.http, ingress_ports.https) if p}}
+    proxy = ProxyServer(addresses, node=node_name, reserved=node_reserved)
     udp = UdpProxy(addresses)
     proxy.udp = udp.update
     kernel: KernelProxy | None = None
     if proxy_mode == "nftables":
-        kernel = KernelProxy(proxy, table_name(node_name), addresses, node=node_name, reserved=reserved)
+        kernel = KernelProxy(proxy, table_name(node_name), addresses, node=node_name, reserved=node_reserved)
         await kernel.start()
     dns = DnsServer(dns_endpoints)
-    addressing = ServiceAddressing([ReservedPortFilter(kernel or proxy, reserved), dns])
+    ingress = IngressProxy(proxy_addresses, ingress_ports) if ingress_ports.enabled else None
+    addressing = ServiceAddressing([ReservedPortFilter(kernel or proxy, node_reserved), dns])
 
     def retry_binds() -> None:
         proxy.retry_binds()
@@ -129,7 +145,12 @@ async def build_service_network(
     proxy.on_cluster_ips = cluster_ips.want
     if kernel is not None:
         kernel.on_cluster_ips = lambda ips: cluster_ips.want(ips, "kernel")
-    table = ServiceTable([addressing], access=access, state_file=data_dir / "services.pb")
+    table = ServiceTable(
+        [addressing, *([ingress] if ingress else [])],
+        access=access,
+        state_file=data_dir / "services.pb",
+        ingress_listeners=[ingress] if ingress else [],
+    )
     table.resume()
     log.info(
         "discovery_configured",
@@ -138,5 +159,18 @@ async def build_service_network(
         dns=[f"{a}:{p}" for a, p in dns_endpoints],
         gateways=gateways,
         reserved_ports=sorted(reserved),
+        ingress_ports=[p for p in (ingress_ports.http, ingress_ports.https) if p],
     )
-    return ServiceNetwork(table, proxy, dns, kernel, cluster_ips, addressing, udp)
+    return ServiceNetwork(table, proxy, dns, kernel, ingress, cluster_ips, addressing, udp)
+
+
+class ReservedIngressPort(ValueError):
+    """An ingress port that the control plane or the agent itself uses on this node."""
+
+
+def check_ingress_ports(ports: IngressPorts, reserved: Mapping[int, str]) -> None:
+    for flag, port in (("--ingress-http-port", ports.http), ("--ingress-https-port", ports.https)):
+        if port and port in reserved:
+            raise ReservedIngressPort(f"{flag} {port}: the port is reserved on this node ({reserved[port]} uses it)")
+    if ports.http and ports.http == ports.https:
+        raise ReservedIngressPort(f"--ingress-http-port and --ingress-https-port are both {ports.http}")

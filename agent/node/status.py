@@ -4,6 +4,7 @@ cpu/memory (psutil), addresses, OS details and the runtimes the agent runs."""
 from __future__ import annotations
 
 import platform
+import shutil
 import socket
 from pathlib import Path
 
@@ -35,9 +36,27 @@ def machine_id() -> str:
     return ""
 
 
+def storage_space(directory: Path) -> tuple[int, int] | None:
+    """(total, free) bytes of the file system holding `directory` (or its nearest existing parent)."""
+    for candidate in (directory, *directory.parents):
+        try:
+            usage = shutil.disk_usage(candidate)
+        except OSError:
+            continue
+        return usage.total, usage.free
+    return None
+
+
 def node_status(
-    *, address: str, runtimes: list[str], reserved_cpu_millis: int = 0, reserved_memory_bytes: int = 0
+    *,
+    address: str,
+    runtimes: list[str],
+    reserved_cpu_millis: int = 0,
+    reserved_memory_bytes: int = 0,
+    storage_dir: Path | None = None,
 ) -> node_pb2.NodeStatus:
+    """What the node reports at registration; with `storage_dir`, its file system's size and free
+    space as ephemeral-storage capacity and allocatable (the scheduler fits new volumes in the latter)."""
     cpus = psutil.cpu_count(logical=True) or 1
     memory = psutil.virtual_memory().total
     status = node_pb2.NodeStatus(runtimes=runtimes)
@@ -49,6 +68,10 @@ def node_status(
             "pods": str(MAX_PODS),
         }
     )
+    space = storage_space(storage_dir) if storage_dir is not None else None
+    if space is not None:
+        status.capacity["ephemeral-storage"] = f"{space[0] // 1024}Ki"
+        status.allocatable["ephemeral-storage"] = f"{space[1] // 1024}Ki"
     status.addresses.add(type="InternalIP", address=address)
     status.addresses.add(type="Hostname", address=socket.gethostname())
     info = status.node_info

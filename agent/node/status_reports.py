@@ -49,16 +49,22 @@ class StatusReports:
             log.warning("status_stream_unsupported", reason="the control plane is older: a call per report")
         await self._calls(stub)
 
-    async def _next_batch(self) -> Batch:
+    async def _next_batch(self) -> tuple[Batch, node_service_pb2.ReportStatusRequest]:
+        """The pod reports queued, and the request that carries them (with the volume root and
+        any volume deletion outcomes)."""
         while True:
             await self.outbox.ready.wait()
             await asyncio.sleep(self.batch_delay)
             reports = self.outbox.take()
-            if reports:
-                return reports
-
-    def _request(self, reports: Batch) -> node_service_pb2.ReportStatusRequest:
-        return node_service_pb2.ReportStatusRequest(node_name=self.node_name, pods=reports)
+            due, results = self.outbox.take_volume_results()
+            if reports or due:
+                request = node_service_pb2.ReportStatusRequest(
+                    node_name=self.node_name,
+                    pods=reports,
+                    volume_root=self.outbox.volume_root,
+                    volume_deletions=results,
+                )
+                return reports, request
 
     # -- one stream per session ---------------------------------------------------------
 
@@ -70,9 +76,9 @@ class StatusReports:
             # A task of ours, not a request iterator: grpc cancels an iterator's task only while
             # the call is going, and one left behind would take the next batches and lose them.
             while True:
-                reports = await self._next_batch()
+                reports, request = await self._next_batch()
                 unanswered.append(reports)
-                await call.write(self._request(reports))
+                await call.write(request)
 
         writer = asyncio.create_task(write(), name="status-stream-writer")
         writer.add_done_callback(lambda _: call.cancel())  # a writer that failed ends the stream too
@@ -95,9 +101,9 @@ class StatusReports:
 
     async def _calls(self, stub: node_service_pb2_grpc.NodeServiceAsyncStub) -> None:
         while True:
-            reports = await self._next_batch()
+            reports, request = await self._next_batch()
             try:
-                response = await stub.ReportStatus(self._request(reports), timeout=15)
+                response = await stub.ReportStatus(request, timeout=15)
             except grpc.aio.AioRpcError:
                 self.outbox.requeue(reports)
                 raise

@@ -10,7 +10,10 @@ A new version is written into a fresh timestamped directory; then a symlink
 `..data_tmp` to it is renamed over `..data` (rename(2) is atomic), so every
 path `key -> ..data/key` moves from the whole old version to the whole new one
 at once; then the top-level names the new version lacks are removed, and the
-old version's directory last. A payload equal to what is written (paths,
+versions before the one just replaced last. The version just replaced stays
+until the next write: a reader that resolved `..data` to it a moment before
+the swap still finds its file (removing it at once, as the kubelet does,
+leaves a small window in which such a reader gets "no such file"). A payload equal to what is written (paths,
 contents and modes) writes nothing.
 
 `before_swap(directory)` runs on the new version's directory before the swap
@@ -128,8 +131,9 @@ def write(
             entry.unlink()
         else:
             shutil.rmtree(entry)
-    for entry in target.iterdir():  # old versions (and any a crash left half written)
-        if entry.name.startswith("..") and entry.name not in (DATA_DIR, version.name) and entry.is_dir():
+    kept = {DATA_DIR, version.name, old.name if old is not None else DATA_DIR}
+    for entry in target.iterdir():  # older versions (and any a crash left half written)
+        if entry.name.startswith("..") and entry.name not in kept and entry.is_dir():
             shutil.rmtree(entry, ignore_errors=True)
     return True
 

@@ -17,13 +17,13 @@ deletes it; then its containers are removed like any unassigned pod's.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine, Mapping
+from collections.abc import Coroutine, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import structlog
 
-from agent.pods import containers, volumes
+from agent.pods import claims, containers, volumes
 from agent.pods.journal import AssignmentJournal
 from agent.pods.outbox import StatusOutbox
 from agent.pods.worker import PodWorker, WorkerSettings
@@ -113,8 +113,19 @@ class PodManager:
         if dropped or not self._scanned:
             self._scanned = True
             await self._stop_orphans(set(wanted))
+        if assignment.volume_deletions and persist:
+            await self._delete_volumes(assignment.volume_deletions)
         self.applied.set()
         log.info("assignments_applied", epoch=self.epoch, pods=len(wanted))
+
+    async def _delete_volumes(self, deletions: Iterable[node_service_pb2.VolumeDeletion]) -> None:
+        """Remove released volumes' directories (a pod being deleted no longer uses them: the
+        control plane releases a volume only once no pod uses its claim) and report each outcome."""
+        root = self.settings.storage_dir
+        for deletion in deletions:
+            result = await asyncio.to_thread(claims.delete, root, deletion)
+            log.info("volume_directory_deleted", volume=deletion.name, path=deletion.path, error=result.error)
+            self.outbox.put_volume_result(result)
 
     def runtime_for(self, pod: pod_pb2.Pod) -> ContainerRuntime | None:
         return self.runtimes.get(pod.spec.runtime_class_name or DEFAULT_RUNTIME)

@@ -24,6 +24,21 @@ class StatusOutbox:
         self._queued: dict[str, Report] = {}
         self._latest: dict[str, Report] = {}
         self.ready = asyncio.Event()  # set while something is queued
+        # Where this node keeps persistent volumes: sent with every report, and once after each
+        # (re)connect even without pod reports, so the control plane learns it before any pod needs it.
+        self.volume_root = ""
+        self._announce = False
+        self._volume_results: list[node_service_pb2.VolumeDeletionResult] = []
+
+    def put_volume_result(self, result: node_service_pb2.VolumeDeletionResult) -> None:
+        self._volume_results.append(result)
+        self.ready.set()
+
+    def take_volume_results(self) -> tuple[bool, list[node_service_pb2.VolumeDeletionResult]]:
+        """Whether a report must go even without pod statuses, and the deletion outcomes queued."""
+        due = self._announce or bool(self._volume_results)
+        results, self._volume_results, self._announce = self._volume_results, [], False
+        return due, results
 
     def put(self, pod: pod_pb2.Pod, status: pod_pb2.PodStatus, *, terminated: bool = False) -> None:
         """Queue a pod's status; `terminated`: a terminating pod's containers have all stopped."""
@@ -44,16 +59,18 @@ class StatusOutbox:
         self._queued.pop(uid, None)
 
     def resend_all(self) -> None:
-        """After a reconnect, queue every pod's newest status again."""
+        """After a reconnect, queue every pod's newest status again (and the volume root)."""
         self._queued.update(self._latest)
-        if self._queued:
+        self._announce = bool(self.volume_root)
+        if self._queued or self._announce:
             self.ready.set()
 
     def take(self) -> list[Report]:
         """Everything queued; the queue is left empty."""
         reports = list(self._queued.values())
         self._queued.clear()
-        self.ready.clear()
+        if not self._announce and not self._volume_results:
+            self.ready.clear()
         return reports
 
     def requeue(self, reports: Iterable[Report]) -> None:

@@ -49,10 +49,10 @@ def mounts_of(pod: pod_pb2.Pod, container: pod_pb2.Container, volumes_dir: Path)
         volume = by_name.get(vm.name)
         if volume is None:  # the API server refuses such pods
             continue
-        source = volumes.volume_dir(volumes_dir, pod.metadata.uid, volume)
+        source = volumes.source_dir(volumes_dir, pod, volume)
         if vm.sub_path:
             source = source / vm.sub_path
-        read_only = vm.read_only or volumes.is_config(volume)
+        read_only = vm.read_only or volumes.is_config(volume) or volume.persistent_volume_claim.read_only
         mounts.append(Mount(target=vm.mount_path, source=str(source), read_only=read_only))
     return mounts
 

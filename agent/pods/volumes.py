@@ -37,7 +37,7 @@ from pathlib import Path
 
 import structlog
 
-from agent.pods import atomic_writer
+from agent.pods import atomic_writer, claims
 from agent.runtime.errors import ContainerConfigError
 from protos import quantity
 from protos.corral.v1 import node_service_pb2, pod_pb2
@@ -73,8 +73,17 @@ def _can_mount() -> bool:
     return os.geteuid() == 0
 
 
+def source_dir(volumes_dir: Path, pod: pod_pb2.Pod, volume: pod_pb2.Volume) -> Path:
+    """Where the volume is on the node for this pod: a claim's directory as the control plane
+    named it (`claims.claim_paths`; `claims.prepare` checks it before a start), else `volume_dir`."""
+    if volume.HasField("persistent_volume_claim"):
+        return Path(claims.claim_paths(pod).get(volume.name, "/nonexistent-claim"))
+    return volume_dir(volumes_dir, pod.metadata.uid, volume)
+
+
 def volume_dir(volumes_dir: Path, pod_uid: str, volume: pod_pb2.Volume) -> Path:
-    """Where the volume's files are on the node (hostPath volumes are their own path)."""
+    """Where the volume's files are on the node (hostPath volumes are their own path; a claim's
+    directory depends on the pod: `source_dir`)."""
     if volume.HasField("host_path"):
         return Path(volume.host_path.path)
     if in_memory(volume) and not _can_mount():
@@ -219,6 +228,11 @@ def prepare(pod: pod_pb2.Pod, volumes_dir: Path) -> None:
     for volume in pod.spec.volumes:
         if volume.HasField("host_path"):
             _prepare_host_path(volume.name, volume.host_path)
+        elif volume.HasField("persistent_volume_claim"):  # made (and checked) by `claims.prepare`
+            claimed = source_dir(volumes_dir, pod, volume)
+            if claimed.is_dir():
+                read_only = volume.persistent_volume_claim.read_only
+                set_volume_ownership(claimed, fs_group, policy=policy, read_only=read_only)
         elif is_config(volume):
             if not atomic_writer.has_data(volume_dir(volumes_dir, pod.metadata.uid, volume)):
                 raise ContainerConfigError(f'volume "{volume.name}": its files have not arrived from the control plane')
@@ -242,7 +256,7 @@ def sub_path_source(volumes_dir: Path, pod: pod_pb2.Pod, volume: pod_pb2.Volume,
     which must stay inside it (a symlink out of the volume is refused, as the kubelet does).
     A missing subPath of an emptyDir or hostPath is made as a directory; a configMap or
     secret file is the file of the version written now (it does not update)."""
-    root = volume_dir(volumes_dir, pod.metadata.uid, volume)
+    root = source_dir(volumes_dir, pod, volume)
     wanted = root / sub_path
     if not is_config(volume) and not os.path.lexists(wanted):
         try:

@@ -41,7 +41,7 @@ from typing import Any, Protocol
 
 import structlog
 
-from agent.pods import hooks, lifecycle, security_context, volumes
+from agent.pods import claims, hooks, lifecycle, security_context, volumes
 from agent.pods.lifecycle import Action, ContainerTrack, Kill, Remove, Start
 from agent.pods.pod_volumes import PodVolumes
 from agent.pods.service_env import PodNetwork
@@ -75,6 +75,7 @@ SHORTER_DEADLINE_SLACK = 0.5
 POST_START_TIMEOUT = 300.0
 # Where volumes live when the agent names no data dir (tests): one directory per process.
 DEFAULT_VOLUMES_DIR = Path(tempfile.gettempdir()) / f"corral-volumes-{os.getpid()}"
+DEFAULT_STORAGE_DIR = Path(tempfile.gettempdir()) / f"corral-storage-{os.getpid()}"
 
 
 class StatusSink(Protocol):
@@ -99,6 +100,8 @@ class WorkerSettings:
     probe_results: Callable[[str, bool], None] | None = None
     # Where pods' volumes live: <volumes_dir>/<pod uid>/<volume name>, removed with the pod (`volumes`).
     volumes_dir: Path = field(default_factory=lambda: DEFAULT_VOLUMES_DIR)
+    # Where persistent volumes live (<data-dir>/storage): the only directories a claim may mount.
+    storage_dir: Path = field(default_factory=lambda: DEFAULT_STORAGE_DIR)
 
 
 def container_name(pod: pod_pb2.Pod, container: pod_pb2.Container, attempt: int) -> str:
@@ -501,6 +504,8 @@ class PodWorker:
             return
         track.image_error = track.image_error_reason = ""
         try:
+            if claims.has_claims(self.pod):
+                await asyncio.to_thread(claims.prepare, self.pod, self.settings.storage_dir)
             if security_context.has_volumes_to_prepare(self.pod):
                 spec = await asyncio.to_thread(self.volumes.prepare, self.pod, container, spec)
             info = await self._create(spec)

@@ -15,6 +15,12 @@ controller's recount corrects what a crash leaves).
 
 A quota whose status has not been counted yet (just created, or spec.hard
 changed) is counted here, from the stored objects, read after the quota.
+
+LimitRanges and quotas come from `AdmissionReads` (watch-fed caches on a
+serving control plane): a first attempt decides on what the cache holds; a
+refusal is decided again on a live read before it is returned, and a charge
+that lost its compare-and-swap (another create, or a quota the cache held
+stale) re-reads live. A namespace without quotas costs no quota arithmetic.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import structlog
 from google.protobuf.message import Message
 
 from controlplane.apiserver import limit_ranges, quota_admission
+from controlplane.apiserver.admission_reads import AdmissionReads, LiveReads
 from controlplane.apiserver.errors import ConflictError, ForbiddenError, InvalidError
 from controlplane.apiserver.validation import validate
 from controlplane.store import errors as store_errors
@@ -42,7 +49,6 @@ CHARGE_ATTEMPTS = 16
 REFUND_ATTEMPTS = 4
 
 _QUOTA = by_kind("ResourceQuota")
-_LIMIT_RANGE = by_kind("LimitRange")
 
 
 @dataclass(frozen=True)
@@ -54,9 +60,10 @@ class Admitted:
 
 
 class Admission:
-    def __init__(self, objects: ObjectStore, now: Callable[[], datetime]) -> None:
+    def __init__(self, objects: ObjectStore, now: Callable[[], datetime], reads: AdmissionReads | None = None) -> None:
         self._objects = objects
         self.now = now
+        self.reads: AdmissionReads = reads if reads is not None else LiveReads(objects)
 
     # -- limit ranges ------------------------------------------------------------------
 
@@ -64,8 +71,7 @@ class Admission:
         """Fill a new pod's defaults from its namespace's LimitRanges and refuse what they forbid."""
         if not isinstance(obj, pod_pb2.Pod | storage_pb2.PersistentVolumeClaim):
             return
-        listed, _ = await self._objects.list_all(_LIMIT_RANGE, meta(obj).namespace)
-        ranges = [r for r in listed if isinstance(r, quota_pb2.LimitRange)]
+        ranges = await self.reads.limit_ranges(meta(obj).namespace)
         if not ranges:
             return
         if isinstance(obj, pod_pb2.Pod):
@@ -88,15 +94,20 @@ class Admission:
         """
         if not info.namespaced:
             return None
+        namespace = meta(new).namespace
+        quotas = await self.reads.quotas(namespace)
+        if not quotas:
+            return None
         now = self.now()
         added = quota.increase(quota.object_usage(new, now), quota.object_usage(old, now) if old is not None else {})
         if not added:
             return None
-        namespace = meta(new).namespace
+        live = False
         for _ in range(CHARGE_ATTEMPTS):
-            quotas = await self._quotas(namespace)
-            if not quotas:
-                return None
+            if live:
+                quotas = await self.reads.quotas(namespace, live=True)
+                if not quotas:
+                    return None
             recounts = {}
             for rq, names in quota_admission.pertinent(quotas, new):
                 if quota_admission.needs_recount(rq, names):
@@ -104,12 +115,16 @@ class Admission:
             try:
                 charges = quota_admission.plan(quotas, new, added, recounts)
             except quota_admission.QuotaRefusal as refusal:
+                if not live:  # the cache may hold a quota since freed: refuse only on a live read
+                    live = True
+                    continue
                 raise ForbiddenError(info.resource, meta(new).name, [refusal.cause]) from refusal
             if not charges or dry_run:
                 return Admitted(namespace)
             try:
                 await self._objects.update_many([c.quota for c in charges])
             except store_errors.ConflictError:
+                live = True  # charged meanwhile, or the cache's copy was stale: decide again on a live read
                 continue
             for c in charges:
                 log.info(
@@ -149,10 +164,6 @@ class Admission:
                     break
 
     # -- counting -------------------------------------------------------------------------------
-
-    async def _quotas(self, namespace: str) -> list[quota_pb2.ResourceQuota]:
-        listed, _ = await self._objects.list_all(_QUOTA, namespace)
-        return [q for q in listed if isinstance(q, quota_pb2.ResourceQuota)]
 
     async def usage(self, rq: quota_pb2.ResourceQuota) -> quota.Usage:
         """What the namespace's stored objects use of each of the quota's hard resources

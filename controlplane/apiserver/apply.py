@@ -20,7 +20,8 @@ from typing import Any
 
 from google.protobuf.message import Message
 
-from protos.corral.v1 import pod_pb2
+from controlplane.apiserver.batch import keep_generated_selector
+from protos.corral.v1 import batch_pb2, pod_pb2, storage_pb2
 from protos.kinds import meta
 from protos.wellknown import SYSTEM_ANNOTATION_PREFIXES
 
@@ -56,6 +57,9 @@ def merge_applied(existing: Message, applied: Message) -> Message:
         if not merged.spec.node_name:
             merged.spec.node_name = existing.spec.node_name
         keep_filled_resources(merged.spec, existing.spec)
+    _keep_volume_binding(merged, existing)
+    if isinstance(merged, batch_pb2.Job) and isinstance(existing, batch_pb2.Job):
+        keep_generated_selector(existing, merged)
     return merged
 
 
@@ -72,6 +76,24 @@ def keep_filled_resources(merged: pod_pb2.PodSpec, existing: pod_pb2.PodSpec) ->
                 container.resources.requests[name] = value
         for name, value in had.limits.items():
             container.resources.limits.setdefault(name, value)
+
+
+def _keep_volume_binding(merged: Message, existing: Message) -> None:
+    """A claim's volumeName and class, and a volume's claimRef, that the manifest leaves unset
+    stay as the binder (or admission) set them."""
+    claim = storage_pb2.PersistentVolumeClaim
+    if isinstance(merged, claim) and isinstance(existing, claim):
+        if not merged.spec.volume_name:
+            merged.spec.volume_name = existing.spec.volume_name
+        if not merged.spec.HasField("storage_class_name") and existing.spec.HasField("storage_class_name"):
+            merged.spec.storage_class_name = existing.spec.storage_class_name
+    if (
+        isinstance(merged, storage_pb2.PersistentVolume)
+        and isinstance(existing, storage_pb2.PersistentVolume)
+        and not merged.spec.HasField("claim_ref")
+        and existing.spec.HasField("claim_ref")
+    ):
+        merged.spec.claim_ref.CopyFrom(existing.spec.claim_ref)
 
 
 def _is_map(field: Any) -> bool:

@@ -11,9 +11,11 @@ from collections.abc import Iterable
 
 from google.protobuf.message import Message
 
-from protos import statefulsets
+from controlplane.apiserver import storage
+from protos import daemonsets, statefulsets
 from protos.autoscaling import default_hpa
 from protos.corral.v1 import (
+    batch_pb2,
     discovery_pb2,
     meta_pb2,
     metrics_pb2,
@@ -24,6 +26,7 @@ from protos.corral.v1 import (
     rbac_pb2,
     secret_pb2,
     service_pb2,
+    storage_pb2,
     workloads_pb2,
 )
 from protos.deployments import (
@@ -36,6 +39,7 @@ from protos.deployments import (
     DEFAULT_SCALE_DOWN_DELAY_SECONDS,
     ROLLING_UPDATE,
 )
+from protos.jobs import default_cron_job_spec, default_job_spec
 from protos.kinds import KindInfo
 from protos.pods import DEFAULT_TERMINATION_GRACE_PERIOD_SECONDS, every_container
 from protos.wellknown import DEFAULT_NAMESPACE, NAMESPACE_FINALIZER
@@ -59,6 +63,8 @@ def apply_defaults(info: KindInfo, obj: Message) -> None:
         default_replica_set(obj.spec)
     elif isinstance(obj, workloads_pb2.StatefulSet):
         default_stateful_set(obj.spec)
+    elif isinstance(obj, workloads_pb2.DaemonSet):
+        default_daemon_set(obj.spec)
     elif isinstance(obj, pod_pb2.Pod):
         default_pod_spec(obj.spec)
     elif isinstance(obj, service_pb2.Service):
@@ -78,6 +84,23 @@ def apply_defaults(info: KindInfo, obj: Message) -> None:
     elif isinstance(obj, quota_pb2.LimitRange):
         for item in obj.spec.limits:
             default_limit_range_item(item)
+    elif isinstance(obj, batch_pb2.Job):
+        default_job(obj.spec)
+    elif isinstance(obj, batch_pb2.CronJob):
+        default_cron_job_spec(obj.spec)
+        default_job(obj.spec.job_template.spec)
+
+    elif isinstance(obj, storage_pb2.PersistentVolumeClaim):
+        storage.default_claim(obj)
+    elif isinstance(obj, storage_pb2.PersistentVolume):
+        storage.default_volume(obj)
+    elif isinstance(obj, storage_pb2.StorageClass):
+        storage.default_storage_class(obj)
+
+
+def default_job(spec: batch_pb2.JobSpec) -> None:
+    default_job_spec(spec)
+    default_pod_spec(spec.template.spec)
 
 
 def default_limit_range_item(item: quota_pb2.LimitRangeItem) -> None:
@@ -166,6 +189,21 @@ def default_stateful_set(spec: workloads_pb2.StatefulSetSpec) -> None:
     retention = spec.persistent_volume_claim_retention_policy
     retention.when_deleted = retention.when_deleted or statefulsets.RETAIN
     retention.when_scaled = retention.when_scaled or statefulsets.RETAIN
+    default_pod_spec(spec.template.spec)
+
+
+def default_daemon_set(spec: workloads_pb2.DaemonSetSpec) -> None:
+    """Kubernetes' defaults: RollingUpdate with maxUnavailable 1 and maxSurge 0, history 10."""
+    strategy = spec.update_strategy
+    if not strategy.type:
+        strategy.type = daemonsets.ROLLING_UPDATE
+    if strategy.type == daemonsets.ROLLING_UPDATE:
+        if not strategy.rolling_update.HasField("max_unavailable"):
+            strategy.rolling_update.max_unavailable.int_val = daemonsets.DEFAULT_MAX_UNAVAILABLE
+        if not strategy.rolling_update.HasField("max_surge"):
+            strategy.rolling_update.max_surge.int_val = daemonsets.DEFAULT_MAX_SURGE
+    if not spec.HasField("revision_history_limit"):
+        spec.revision_history_limit = daemonsets.DEFAULT_REVISION_HISTORY_LIMIT
     default_pod_spec(spec.template.spec)
 
 

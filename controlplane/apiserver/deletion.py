@@ -24,6 +24,12 @@ Namespaces, as Kubernetes' namespace storage: the first delete marks one
 later delete is refused while spec.finalizers is not empty (the namespace
 controller is removing its contents, then deletes it) and deletes it once it
 is. `default`, `kube-system` and `kube-public` may not be deleted at all.
+Storage protection (Kubernetes' kubernetes.io/pvc-protection and
+pv-protection finalizers, without a finalizers field): a
+PersistentVolumeClaim that a pod still uses, and a PersistentVolume still
+Bound, are marked terminating (deletionTimestamp: now) instead; the volume
+controller deletes them once no pod uses the claim (the volume: once it is
+no longer Bound).
 """
 
 from __future__ import annotations
@@ -33,8 +39,10 @@ from datetime import UTC, datetime, timedelta
 
 from google.protobuf.message import Message
 
-from protos.corral.v1 import namespace_pb2, pod_pb2
+from protos.corral.v1 import namespace_pb2, pod_pb2, storage_pb2
+from protos.kinds import meta
 from protos.pods import DEFAULT_TERMINATION_GRACE_PERIOD_SECONDS, is_terminal, is_terminating
+from protos.storage import BOUND
 
 
 @dataclass(frozen=True)
@@ -43,10 +51,10 @@ class DeletePlan:
 
     # Remove the object from the store now.
     now: bool
-    # The pod or namespace to write, marked terminating (or a pod with an
+    # The pod, namespace, claim or volume to write, marked terminating (or a pod with an
     # earlier deadline); None when nothing is to be written (deleting now, or
     # already terminating at least as soon).
-    update: pod_pb2.Pod | namespace_pb2.Namespace | None = None
+    update: Message | None = None
     # Why the delete is refused (a namespace still being emptied): a conflict.
     refused: str = ""
 
@@ -80,10 +88,14 @@ def deletion_deadline(pod: pod_pb2.Pod) -> datetime | None:
     return pod.metadata.deletion_timestamp.ToDatetime(tzinfo=UTC)
 
 
-def plan_deletion(obj: Message, requested: int | None, now: datetime) -> DeletePlan:
-    """What deleting `obj` (as stored) with grace `requested` (None: default) does at `now`."""
+def plan_deletion(obj: Message, requested: int | None, now: datetime, *, in_use: bool = False) -> DeletePlan:
+    """What deleting `obj` (as stored) with grace `requested` (None: default) does at `now`;
+    `in_use`: a PersistentVolumeClaim that a pod still uses."""
     if isinstance(obj, namespace_pb2.Namespace):
         return plan_namespace_deletion(obj, now)
+    if isinstance(obj, storage_pb2.PersistentVolumeClaim | storage_pb2.PersistentVolume):
+        bound = isinstance(obj, storage_pb2.PersistentVolume) and obj.status.phase == BOUND
+        return _protected(obj, in_use or bound, now)
     if not isinstance(obj, pod_pb2.Pod):
         return DeletePlan(now=True)
     grace = pod_grace(obj, requested)
@@ -111,3 +123,15 @@ def plan_namespace_deletion(ns: namespace_pb2.Namespace, now: datetime) -> Delet
     if ns.spec.finalizers:
         return DeletePlan(now=False, refused=STILL_FINALIZING)
     return DeletePlan(now=True)
+
+
+def _protected(obj: Message, held: bool, now: datetime) -> DeletePlan:
+    """Delete a claim or volume now, or mark it terminating while it is `held`."""
+    if not held:
+        return DeletePlan(now=True)
+    if meta(obj).HasField("deletion_timestamp"):
+        return DeletePlan(now=False)
+    marked = type(obj)()
+    marked.CopyFrom(obj)
+    meta(marked).deletion_timestamp.FromDatetime(now.astimezone(UTC).replace(microsecond=0))
+    return DeletePlan(now=False, update=marked)

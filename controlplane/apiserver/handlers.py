@@ -14,7 +14,9 @@ handle itself is private; informers read through `ObjectSource`.
 
 Every create, whoever asks (a user, a controller), and every update that adds
 to what a quota counts, passes `admission`: LimitRanges fill and bound a new
-pod's resources, ResourceQuotas are charged before the write.
+pod's resources, ResourceQuotas are charged before the write. What it reads
+for that (the Namespace, LimitRanges, quotas) comes from `AdmissionReads`: the
+serving control plane's watch-fed caches, or the store (`LiveReads`).
 """
 
 from __future__ import annotations
@@ -33,8 +35,9 @@ from enum import Enum
 import structlog
 from google.protobuf.message import Message
 
-from controlplane.apiserver import labels, limits
+from controlplane.apiserver import batch, labels, limits, storage
 from controlplane.apiserver.admission import Admission
+from controlplane.apiserver.admission_reads import AdmissionReads
 from controlplane.apiserver.allocator import ServiceAllocator
 from controlplane.apiserver.apply import merge_applied, spec_changed
 from controlplane.apiserver.defaults import apply_defaults
@@ -62,9 +65,19 @@ from controlplane.store import errors as store_errors
 from controlplane.store.base import MAX_BATCH
 from controlplane.store.objects import Change, ObjectStore
 from protos import quota
-from protos.corral.v1 import namespace_pb2, pod_pb2, policy_pb2, quota_pb2, service_pb2, workloads_pb2
+from protos.corral.v1 import (
+    batch_pb2,
+    namespace_pb2,
+    pod_pb2,
+    policy_pb2,
+    quota_pb2,
+    service_pb2,
+    storage_pb2,
+    workloads_pb2,
+)
 from protos.kinds import KindInfo, UnknownKindError, by_kind, info_of, meta, resolve
 from protos.pods import is_terminating
+from protos.storage import claim_users, has_class
 from protos.wellknown import DEFAULT_NAMESPACE
 
 log = structlog.get_logger(__name__)
@@ -232,6 +245,7 @@ class ObjectApi:
         policy: ClusterPolicy | None = None,
         name_suffix: Callable[[], str] = random_name_suffix,
         reserved_ports: Callable[[], Awaitable[Mapping[int, str]]] | None = None,
+        admission_reads: AdmissionReads | None = None,
         allocator: ServiceAllocator | None = None,
     ) -> None:
         self._objects = objects
@@ -244,8 +258,9 @@ class ObjectApi:
         self.policy = policy
         self.now = now
         self.new_uid = new_uid
-        # LimitRanges and ResourceQuotas, for every create (the controllers' too).
-        self._admission = Admission(objects, lambda: self.now())
+        # LimitRanges and ResourceQuotas, for every create (the controllers' too); None: read from the store.
+        self._admission = Admission(objects, lambda: self.now(), admission_reads)
+        self._reads = self._admission.reads
 
     # -- preparing objects ----------------------------------------------------
 
@@ -276,6 +291,8 @@ class ObjectApi:
             obj.status.phase = "Pending"
         if isinstance(obj, namespace_pb2.Namespace):
             obj.status.phase = "Active"
+        if isinstance(obj, storage_pb2.PersistentVolumeClaim | storage_pb2.PersistentVolume):
+            obj.status.phase = "Pending"  # the volume controller binds (a volume: makes it Available)
 
     async def _check_listen_ports(self, info: KindInfo, obj: Message) -> None:
         """Refuse a Service on a control plane port, or whose listen port an older Service already has."""
@@ -291,13 +308,16 @@ class ObjectApi:
 
     async def _namespace_of(self, info: KindInfo, obj: Message) -> Message | None:
         """The Namespace object a namespaced object lives in, if one exists (corral lets
-        objects live in a namespace that has none)."""
+        objects live in a namespace that has none). One a cache knows as Terminating is read
+        again from the store: a refusal is never decided on a stale cache."""
         if not info.namespaced:
             return None
         namespace = meta(obj).namespace
-        ns_info = by_kind("Namespace")
-        with _translated(ns_info, namespace):
-            return await self._objects.get(ns_info, "", namespace)
+        with _translated(by_kind("Namespace"), namespace):
+            found = await self._reads.namespace(namespace)
+            if found is not None and is_terminating(found):
+                found = await self._reads.namespace(namespace, live=True)
+        return found
 
     def _needs_namespace(self, obj: Message) -> bool:
         """Whether the pod security check of `obj` reads its namespace's labels."""
@@ -335,6 +355,7 @@ class ObjectApi:
         info, prepared = self._prepared(obj, need_name=False)
         namespace = await self._namespace_of(info, prepared)
         self._check_not_terminating(info, prepared, namespace)
+        await self._default_class(prepared)
         self._check_pod_security(info, self._pod_security(prepared, namespace), None, prepared)
         await self._check_listen_ports(info, prepared)
         m = meta(prepared)
@@ -353,6 +374,8 @@ class ObjectApi:
         new = type(prepared)()
         new.CopyFrom(prepared)
         self._stamp_new(info, new)
+        if isinstance(new, batch_pb2.Job):
+            batch.generate_selector(new)
         m = meta(new)
         with _translated(info, m.name):
             if dry_run and await self._objects.get(info, m.namespace, m.name) is not None:
@@ -376,6 +399,7 @@ class ObjectApi:
             except Exception:
                 await self._admission.refund(charged)
                 raise
+        self._wrote(created)
         log.info("object_created", kind=info.kind, namespace=m.namespace, name=m.name)
         return created
 
@@ -384,11 +408,18 @@ class ObjectApi:
         charged = await self._admission.charge(info, merged, existing, dry_run=False)
         try:
             if isinstance(merged, service_pb2.Service) and isinstance(existing, service_pb2.Service):
-                return await self._replace_service(existing, merged)
-            return await self._objects.update(merged)
+                updated = await self._replace_service(existing, merged)
+            else:
+                updated = await self._objects.update(merged)
         except Exception:
             await self._admission.refund(charged)
             raise
+        self._wrote(updated)
+        return updated
+
+    def _wrote(self, obj: Message, revision: int = 0) -> None:
+        """Tell the admission reads of a write by this replica (at the object's resourceVersion)."""
+        self._reads.wrote(obj, revision or int(meta(obj).resource_version or 0))
 
     async def _replace_service(self, existing: service_pb2.Service, merged: service_pb2.Service) -> Message:
         """Claim the clusterIP and nodePorts `merged` adds, write it, then free what it no longer holds."""
@@ -435,6 +466,7 @@ class ObjectApi:
                 existing = await self._objects.get(info, m.namespace, m.name)
                 if existing is None:
                     self._check_not_terminating(info, prepared, namespace)
+                    await self._default_class(prepared)  # at create only, as Kubernetes' admission
                     self._check_pod_security(info, security, None, prepared)
                     try:
                         return await self._insert(info, prepared, dry_run=dry_run), ApplyOutcome.CREATED
@@ -551,11 +583,12 @@ class ObjectApi:
 
     async def _delete_version(self, obj: Message, grace_period_seconds: int | None) -> Message:
         info, m = info_of(obj), meta(obj)
-        plan = plan_deletion(obj, grace_period_seconds, self.now())
+        in_use = isinstance(obj, storage_pb2.PersistentVolumeClaim) and await self._claim_in_use(obj)
+        plan = plan_deletion(obj, grace_period_seconds, self.now(), in_use=in_use)
         if plan.refused:
             raise ConflictError(f'Operation cannot be fulfilled on {info.plural} "{m.name}": {plan.refused}')
         if plan.now:
-            await self._objects.delete(obj)
+            self._wrote(obj, await self._objects.delete(obj))
             log.info("object_deleted", kind=info.kind, namespace=m.namespace, name=m.name)
             if isinstance(obj, service_pb2.Service):
                 await self.allocator.free_all(obj)
@@ -563,17 +596,37 @@ class ObjectApi:
         if plan.update is None:
             return obj
         marked = await self._objects.update(plan.update)
+        self._wrote(marked)
         if isinstance(plan.update, namespace_pb2.Namespace):
             log.info("namespace_terminating", name=m.name)
-            return marked
-        log.info(
-            "pod_terminating",
-            namespace=m.namespace,
-            name=m.name,
-            node=plan.update.spec.node_name,
-            grace=plan.update.metadata.deletion_grace_period_seconds,
-        )
+        elif isinstance(plan.update, pod_pb2.Pod):
+            log.info(
+                "pod_terminating",
+                namespace=m.namespace,
+                name=m.name,
+                node=plan.update.spec.node_name,
+                grace=plan.update.metadata.deletion_grace_period_seconds,
+            )
+        else:
+            log.info("object_terminating", kind=info.kind, namespace=m.namespace, name=m.name)
         return marked
+
+    async def _claim_in_use(self, claim: storage_pb2.PersistentVolumeClaim) -> bool:
+        """Whether a pod that has not finished uses the claim (Kubernetes' pvc-protection)."""
+        pods, _ = await self._objects.list_all(by_kind("Pod"), claim.metadata.namespace)
+        return claim_users(claim, (p for p in pods if isinstance(p, pod_pb2.Pod))) != []
+
+    async def _default_class(self, obj: Message) -> None:
+        """A claim without storageClassName gets the default StorageClass, if there is one
+        (Kubernetes' DefaultStorageClass admission); "" means no class and stays."""
+        if not isinstance(obj, storage_pb2.PersistentVolumeClaim) or has_class(obj):
+            return
+        info = by_kind("StorageClass")
+        with _translated(info, ""):
+            classes, _ = await self._objects.list_all(info)
+        name = storage.default_class_name(c for c in classes if isinstance(c, storage_pb2.StorageClass))
+        if name is not None:
+            obj.spec.storage_class_name = name
 
     # -- the controllers' and the node API's writes ------------------------------
     # Stored as given: the writer owns defaults and validity (status, bindings,

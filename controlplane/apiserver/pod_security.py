@@ -1,7 +1,7 @@
 """Pod Security levels (Kubernetes' Pod Security Standards) and where a pod's level comes from.
 
 Pure code, no I/O. Three cumulative levels, checked at create, apply and
-update of Pods, Deployments and ReplicaSets (their pod templates):
+update of Pods, Deployments, ReplicaSets and DaemonSets (their pod templates):
 
 - `privileged`: everything, including what is root on the host.
 - `baseline`: no host namespaces (hostNetwork, hostPID, hostIPC), no privileged
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from google.protobuf.message import Message
 
 from controlplane.apiserver.errors import Cause
-from protos.corral.v1 import pod_pb2, workloads_pb2
+from protos.corral.v1 import pod_pb2
 from protos.pod_security import DEFAULT_LEVEL, ENFORCE_LABEL, LEVELS, PRIVILEGED, RESTRICTED, exposes_host_root
 from protos.pods import every_container
 
@@ -109,12 +109,30 @@ def validate_namespace_labels(labels: Mapping[str, str]) -> list[Cause]:
 
 
 def pod_spec_of(obj: Message) -> tuple[str, pod_pb2.PodSpec] | None:
-    """The pod spec an object runs, with its field path; None for other kinds."""
+    """The pod spec an object runs, with its field path; None for other kinds. Every kind
+    with a pod template (`spec.template`, as Deployments, StatefulSets, DaemonSets and Jobs
+    have; a CronJob's `spec.jobTemplate.spec.template`) is found by its shape, so a workload
+    kind added later cannot slip past the levels."""
     if isinstance(obj, pod_pb2.Pod):
         return "spec", obj.spec
-    if isinstance(obj, workloads_pb2.Deployment | workloads_pb2.ReplicaSet):
-        return "spec.template.spec", obj.spec.template.spec
+    spec = _member(obj, "spec")
+    template = _member(spec, "template") if spec is not None else None
+    if isinstance(template, pod_pb2.PodTemplateSpec):
+        return "spec.template.spec", template.spec
+    job_template = _member(spec, "job_template") if spec is not None else None
+    job_spec = _member(job_template, "spec") if job_template is not None else None
+    template = _member(job_spec, "template") if job_spec is not None else None
+    if isinstance(template, pod_pb2.PodTemplateSpec):
+        return "spec.jobTemplate.spec.template.spec", template.spec
     return None
+
+
+def _member(message: Message, name: str) -> Message | None:
+    """The message field `name` of `message`, or None when it has no such field."""
+    if name not in message.DESCRIPTOR.fields_by_name:
+        return None
+    value = getattr(message, name)
+    return value if isinstance(value, Message) else None
 
 
 class _Check:

@@ -92,7 +92,10 @@ def _validate_volumes(p: _Problems, path: str, volumes: Iterable[pod_pb2.Volume]
             p.add(f"{at}.name", f'duplicate volume name "{v.name}"')
         names.add(v.name)
         volume_sources.validate_volume_source(p, at, v)
-        if v.HasField("host_path"):
+        if v.HasField("persistent_volume_claim"):
+            if not v.persistent_volume_claim.claim_name:
+                p.add(f"{at}.persistentVolumeClaim.claimName", "required")
+        elif v.HasField("host_path"):
             _validate_host_path(p, f"{at}.hostPath", v.host_path)
         elif v.empty_dir.medium not in EMPTY_DIR_MEDIA:
             p.add(f"{at}.emptyDir.medium", f'must be "" or "Memory", got "{v.empty_dir.medium}"')

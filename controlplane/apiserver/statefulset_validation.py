@@ -11,13 +11,14 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from controlplane.apiserver.problems import Problems
-from protos import quantity, statefulsets
+from protos import statefulsets
 from protos.corral.v1 import meta_pb2, pod_pb2, storage_pb2, workloads_pb2
 
 SelectorCheck = Callable[[Problems, str, meta_pb2.LabelSelector], None]
 TemplateCheck = Callable[[Problems, str, meta_pb2.LabelSelector, pod_pb2.PodTemplateSpec], None]
 NameCheck = Callable[[Problems, str, str], None]
 PercentCheck = Callable[[Problems, str, meta_pb2.IntOrString], int | None]
+ClaimSpecCheck = Callable[[Problems, str, storage_pb2.PersistentVolumeClaimSpec], None]
 
 ACCESS_MODES = ("ReadWriteOnce", "ReadOnlyMany", "ReadWriteMany", "ReadWriteOncePod")
 # The spec fields an update may change (Kubernetes' list); every other one is immutable.
@@ -39,7 +40,9 @@ def validate_stateful_set(
     template: TemplateCheck,
     label: NameCheck,
     int_or_percent: PercentCheck,
+    claim_spec: ClaimSpecCheck,
 ) -> None:
+    """`claim_spec`: the PersistentVolumeClaim spec rules (one home: controlplane.apiserver.storage)."""
     spec = sts.spec
     p.at_least("spec.replicas", spec.replicas, 0)
     p.at_least("spec.minReadySeconds", spec.min_ready_seconds, 0)
@@ -54,7 +57,7 @@ def validate_stateful_set(
     p.one_of(f"{at}.whenDeleted", retention.when_deleted, statefulsets.RETENTION_POLICIES)
     p.one_of(f"{at}.whenScaled", retention.when_scaled, statefulsets.RETENTION_POLICIES)
     selector(p, "spec.selector", spec.selector)
-    _validate_claim_templates(p, spec, label)
+    _validate_claim_templates(p, spec, label, claim_spec)
     pods = workloads_pb2.StatefulSetSpec()
     pods.template.CopyFrom(spec.template)
     pods.template.spec.CopyFrom(
@@ -85,7 +88,9 @@ def _validate_update_strategy(
             p.add(at, "must be greater than 0 (the update could never progress)")
 
 
-def _validate_claim_templates(p: Problems, spec: workloads_pb2.StatefulSetSpec, label: NameCheck) -> None:
+def _validate_claim_templates(
+    p: Problems, spec: workloads_pb2.StatefulSetSpec, label: NameCheck, claim_spec: ClaimSpecCheck
+) -> None:
     volumes = {v.name for v in spec.template.spec.volumes}
     seen: set[str] = set()
     for i, claim in enumerate(spec.volume_claim_templates):
@@ -101,25 +106,7 @@ def _validate_claim_templates(p: Problems, spec: workloads_pb2.StatefulSetSpec, 
                 "volume may not share a name",
             )
         seen.add(name)
-        _validate_claim_spec(p, f"{at}.spec", claim.spec)
-
-
-def _validate_claim_spec(p: Problems, path: str, spec: storage_pb2.PersistentVolumeClaimSpec) -> None:
-    if not spec.access_modes:
-        p.add(f"{path}.accessModes", "required: at least one access mode (e.g. ReadWriteOnce)")
-    for j, mode in enumerate(spec.access_modes):
-        p.one_of(f"{path}.accessModes[{j}]", mode, ACCESS_MODES)
-    storage = spec.resources.requests.get("storage")
-    if storage is None:
-        p.add(f"{path}.resources.requests.storage", 'required: the size each claim asks for (e.g. "1Gi")')
-        return
-    try:
-        size = quantity.memory_bytes(storage)
-    except ValueError as e:
-        p.add(f"{path}.resources.requests.storage", str(e))
-        return
-    if size <= 0:
-        p.add(f"{path}.resources.requests.storage", f'must be greater than zero, got "{storage}"')
+        claim_spec(p, f"{at}.spec", claim.spec)
 
 
 def validate_stateful_set_update(p: Problems, old: workloads_pb2.StatefulSet, new: workloads_pb2.StatefulSet) -> None:

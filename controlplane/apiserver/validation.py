@@ -15,6 +15,9 @@ from typing import Literal
 from google.protobuf.message import Message
 
 from controlplane.apiserver import (
+    batch,
+    daemonset_validation,
+    ingress_validation,
     labels,
     limits,
     pod_security,
@@ -23,14 +26,17 @@ from controlplane.apiserver import (
     security,
     service_validation,
     statefulset_validation,
+    storage,
 )
 from controlplane.apiserver.errors import Cause
 from controlplane.apiserver.problems import Problems as Problems
 from protos import autoscaling, disruption, durations, quantity, wellknown
 from protos.corral.v1 import (
+    batch_pb2,
     configmap_pb2,
     discovery_pb2,
     event_pb2,
+    ingress_pb2,
     meta_pb2,
     metrics_pb2,
     namespace_pb2,
@@ -42,11 +48,14 @@ from protos.corral.v1 import (
     rbac_pb2,
     secret_pb2,
     service_pb2,
+    storage_pb2,
     workloads_pb2,
 )
 from protos.deployments import BLUE_GREEN, CANARY, ROLLING_UPDATE, STRATEGIES
+from protos.ingresses import TLS_CERT_KEY, TLS_PRIVATE_KEY, TLS_SECRET_TYPE
 from protos.kinds import KindInfo
 from protos.pods import every_container, is_terminating
+from protos.wellknown import NODE_NAME_FIELD
 
 _DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -101,6 +110,11 @@ def validate(info: KindInfo, obj: Message) -> list[Cause]:
             template=validate_template,
             label=validate_label,
             int_or_percent=validate_int_or_percent,
+            claim_spec=validate_claim_spec,
+        )
+    elif isinstance(obj, workloads_pb2.DaemonSet):
+        daemonset_validation.validate_daemon_set(
+            p, obj, selector=validate_label_selector, template=validate_template, int_or_percent=validate_int_or_percent
         )
     elif isinstance(obj, pod_pb2.Pod):
         validate_pod_spec(p, "spec", obj.spec)
@@ -131,6 +145,22 @@ def validate(info: KindInfo, obj: Message) -> list[Cause]:
         quota_validation.validate_resource_quota(p, obj)
     elif isinstance(obj, quota_pb2.LimitRange):
         quota_validation.validate_limit_range(p, obj)
+    elif isinstance(obj, storage_pb2.PersistentVolumeClaim):
+        validate_claim_spec(p, "spec", obj.spec)
+    elif isinstance(obj, storage_pb2.PersistentVolume):
+        storage.validate_volume(p, obj, name=validate_name, affinity=validate_node_selector)
+    elif isinstance(obj, storage_pb2.StorageClass):
+        storage.validate_storage_class(p, obj, name=validate_name)
+    elif isinstance(obj, batch_pb2.Job):
+        batch.validate_job(
+            p, obj, template=validate_template, selector=validate_label_selector, label_value=validate_name
+        )
+    elif isinstance(obj, batch_pb2.CronJob):
+        batch.validate_cron_job(p, obj, template=validate_template, selector=validate_label_selector)
+    elif isinstance(obj, ingress_pb2.Ingress):
+        ingress_validation.validate_ingress(p, obj, validate_label, validate_port_name)
+    elif isinstance(obj, ingress_pb2.IngressClass):
+        ingress_validation.validate_ingress_class(p, obj)
     else:
         validate_policy_object(p, obj)
     return p.causes
@@ -180,6 +210,8 @@ def validate_update(info: KindInfo, old: Message, new: Message) -> list[Cause]:
         validate_secret_update(p, old, new)
     if isinstance(old, workloads_pb2.StatefulSet) and isinstance(new, workloads_pb2.StatefulSet):
         statefulset_validation.validate_stateful_set_update(p, old, new)
+    if isinstance(old, workloads_pb2.DaemonSet) and isinstance(new, workloads_pb2.DaemonSet):
+        daemonset_validation.validate_daemon_set_update(p, old, new)
     if isinstance(old, service_pb2.Service) and isinstance(new, service_pb2.Service):
         service_validation.validate_service_update(p, old.spec, new.spec)
     bindings = rbac_pb2.RoleBinding | rbac_pb2.ClusterRoleBinding
@@ -187,8 +219,26 @@ def validate_update(info: KindInfo, old: Message, new: Message) -> list[Cause]:
         policy_validation.validate_binding_update(p, old, new)
     if isinstance(old, configmap_pb2.ConfigMap) and isinstance(new, configmap_pb2.ConfigMap):
         validate_config_map_update(p, old, new)
+    validate_storage_update(p, old, new)
+    if isinstance(old, batch_pb2.Job) and isinstance(new, batch_pb2.Job):
+        batch.validate_job_update(p, old, new)
+    if isinstance(old, ingress_pb2.IngressClass) and isinstance(new, ingress_pb2.IngressClass):
+        ingress_validation.validate_ingress_class_update(p, old, new)
     del info
     return p.causes
+
+
+def validate_claim_spec(p: Problems, path: str, spec: storage_pb2.PersistentVolumeClaimSpec) -> None:
+    storage.validate_claim_spec(p, path, spec, name=validate_name, selector=validate_optional_selector)
+
+
+def validate_storage_update(p: Problems, old: Message, new: Message) -> None:
+    if isinstance(old, storage_pb2.PersistentVolumeClaim) and isinstance(new, storage_pb2.PersistentVolumeClaim):
+        storage.validate_claim_update(p, old, new)
+    elif isinstance(old, storage_pb2.PersistentVolume) and isinstance(new, storage_pb2.PersistentVolume):
+        storage.validate_volume_update(p, old, new)
+    elif isinstance(old, storage_pb2.StorageClass) and isinstance(new, storage_pb2.StorageClass):
+        storage.validate_storage_class_update(p, old, new)
 
 
 def validate_namespace(p: Problems, ns: namespace_pb2.Namespace) -> None:
@@ -227,6 +277,10 @@ def validate_secret(p: Problems, secret: secret_pb2.Secret) -> None:
     """After defaulting (stringData merged into data)."""
     for key in sorted(secret.data):
         validate_secret_key(p, f"data.{key}", key)
+    if secret.type == TLS_SECRET_TYPE:
+        for key in (TLS_CERT_KEY, TLS_PRIVATE_KEY):
+            if key not in secret.data:
+                p.add(f"data[{key}]", f"required for a Secret of type {TLS_SECRET_TYPE}")
     size = sum(len(k) + len(v) for k, v in secret.data.items())
     if size > MAX_SECRET_BYTES:
         p.add("data", f"too long: must have at most {MAX_SECRET_BYTES} bytes, got {size}")
@@ -736,7 +790,10 @@ def validate_toleration(p: Problems, path: str, t: pod_pb2.Toleration) -> None:
 
 def validate_affinity(p: Problems, path: str, affinity: pod_pb2.Affinity) -> None:
     required = affinity.node_affinity.required_during_scheduling_ignored_during_execution
-    base = f"{path}.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution"
+    validate_node_selector(p, f"{path}.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution", required)
+
+
+def validate_node_selector(p: Problems, base: str, required: pod_pb2.NodeSelector) -> None:
     for i, term in enumerate(required.node_selector_terms):
         for j, expr in enumerate(term.match_expressions):
             at = f"{base}.nodeSelectorTerms[{i}].matchExpressions[{j}]"
@@ -744,6 +801,13 @@ def validate_affinity(p: Problems, path: str, affinity: pod_pb2.Affinity) -> Non
             p.one_of(f"{at}.operator", expr.operator, NODE_SELECTOR_OPS)
             if expr.operator in ("Gt", "Lt") and (len(expr.values) != 1 or not expr.values[0].lstrip("-").isdigit()):
                 p.add(f"{at}.values", f"must be one integer for operator {expr.operator}")
+        for j, expr in enumerate(term.match_fields):
+            at = f"{base}.nodeSelectorTerms[{i}].matchFields[{j}]"
+            if expr.key != NODE_NAME_FIELD:
+                p.add(f"{at}.key", f'must be "{NODE_NAME_FIELD}" (the only node field selectable), got "{expr.key}"')
+            p.one_of(f"{at}.operator", expr.operator, ("In", "NotIn"))
+            if len(expr.values) != 1:
+                p.add(f"{at}.values", f"must have one value (a node name), got {len(expr.values)}")
 
 
 # -- services, nodes, events --------------------------------------------------

@@ -1,8 +1,6 @@
-"""A by-namespace index over an informer's cache (client-go's namespace indexer).
-
-Kept current by the informer's events (listeners run synchronously on every
-change, relists included), so `in_namespace` lists a namespace without scanning
-every object of the kind. Typed: it holds only messages of one type.
+"""Indexes over an informer's cache, kept current by its events (listeners run
+synchronously on every change, relists included). `NamespaceIndex` lives
+beside the informer (the API server's admission caches use it too).
 """
 
 from __future__ import annotations
@@ -11,40 +9,12 @@ from typing import Generic, TypeVar
 
 from google.protobuf.message import Message
 
-from controlplane.informer import CacheEvent, Change, Informer, object_key
+from controlplane.informer import CacheEvent, Change, Informer, NamespaceIndex, object_key
 from protos.kinds import meta
 
+__all__ = ["ControllerIndex", "NamespaceIndex"]
+
 M = TypeVar("M", bound=Message)
-
-
-class NamespaceIndex(Generic[M]):
-    def __init__(self, informer: Informer, message_type: type[M]) -> None:
-        self._type = message_type
-        self._by_namespace: dict[str, dict[str, M]] = {}
-        for obj in informer.items.values():
-            self._put(obj)
-        informer.add_listener(self._on_event)
-
-    def in_namespace(self, namespace: str) -> list[M]:
-        return list(self._by_namespace.get(namespace, {}).values())
-
-    def _on_event(self, event: CacheEvent) -> None:
-        if event.change is Change.DELETED:
-            self._remove(event.obj)
-        else:
-            self._put(event.obj)
-
-    def _put(self, obj: Message) -> None:
-        if isinstance(obj, self._type):
-            self._by_namespace.setdefault(meta(obj).namespace, {})[object_key(obj)] = obj
-
-    def _remove(self, obj: Message) -> None:
-        namespace = meta(obj).namespace
-        bucket = self._by_namespace.get(namespace)
-        if bucket is not None:
-            bucket.pop(object_key(obj), None)
-            if not bucket:
-                del self._by_namespace[namespace]
 
 
 class ControllerIndex(Generic[M]):

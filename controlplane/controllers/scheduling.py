@@ -14,6 +14,7 @@ doubling to 60 s) — or at once when the cluster changes.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from controlplane.apiserver.handlers import BIND_BATCH, ObjectApi
 from controlplane.clock import utcnow, utcnow_seconds
 from controlplane.controllers.events import EventRecorder
 from controlplane.controllers.queue import WorkQueue
+from controlplane.controllers.volumes.caches import VOLUME_KINDS, VolumeCaches, claim_users_by_node
 from controlplane.informer import CacheEvent, Change, Informer
 from controlplane.scheduler.framework import Profile
 from controlplane.scheduler.pipeline import Placement, Unschedulable, feasible_nodes_to_find, schedule_batch
@@ -35,6 +37,7 @@ from controlplane.scheduler.snapshot import LEAST_ALLOCATED, PodRequest, build_s
 from controlplane.telemetry.hooks import SchedulingObserver
 from protos import nodes as nodeutil
 from protos import pods as podutil
+from protos import storage as st
 from protos.conditions import set_condition
 from protos.corral.v1 import node_pb2, pod_pb2
 
@@ -67,7 +70,7 @@ def pending(pod: pod_pb2.Pod) -> bool:
 
 class SchedulerController:
     name: str = "scheduler"
-    kinds: tuple[str, ...] = ("Pod", "Node")
+    kinds: tuple[str, ...] = ("Pod", "Node", *VOLUME_KINDS)
     workers: int = 1
 
     def __init__(
@@ -95,11 +98,16 @@ class SchedulerController:
         self._requests: dict[str, PodRequest] = {}
         self._pods: Informer | None = None
         self._nodes: Informer | None = None
+        self._volumes: VolumeCaches | None = None
 
     def bind(self, informers: dict[str, Informer], queue: WorkQueue) -> None:
         self._pods, self._nodes = informers["Pod"], informers["Node"]
+        self._volumes = VolumeCaches(*(informers[kind] for kind in VOLUME_KINDS))
 
     def keys_for(self, kind: str, event: CacheEvent) -> Iterable[str]:
+        if kind in VOLUME_KINDS:
+            self.retries.clear()  # a claim was bound, a class made: pods waiting on them may go now
+            return [PASS]
         if kind == "Node":
             if (
                 event.change is Change.MODIFIED
@@ -135,7 +143,9 @@ class SchedulerController:
             return self._next_retry(loop_now)
         nodes = [n for n in self._nodes.items.values() if isinstance(n, node_pb2.Node)]
         snapshot = build_snapshot(nodes, (p for p in pods if p.spec.node_name), self._request_of)
-        requests = [pod_request(p, default_strategy=self.strategy) for p in todo]
+        todo, requests = self._with_volumes(todo, pods, loop_now)
+        if not todo:
+            return self._next_retry(loop_now)
         sample = feasible_nodes_to_find(len(snapshot), self.percentage) if len(snapshot) else None
         by_key = {f"{p.metadata.namespace}/{p.metadata.name}": p for p in todo}
         # Place a chunk, start its binds, place the next chunk while they travel.
@@ -163,6 +173,31 @@ class SchedulerController:
             ms=round((time.perf_counter() - started) * 1000, 1),
         )
         return CONFLICT_RETRY if conflicts else self._next_retry(loop_now)
+
+    def _with_volumes(
+        self, todo: list[pod_pb2.Pod], pods: list[pod_pb2.Pod], now: float
+    ) -> tuple[list[pod_pb2.Pod], list[PodRequest]]:
+        """Each pending pod's request with its volume needs. Of the pods that share an unbound
+        claim no pod is bound with yet, only the first is placed in this pass (the others
+        follow it to its node in the next), so the claim's volume is made on one node."""
+        if self._volumes is None or not any(st.claim_names(p.spec) for p in todo):
+            return todo, [pod_request(p, default_strategy=self.strategy) for p in todo]
+        users = claim_users_by_node(pods)
+        kept: list[pod_pb2.Pod] = []
+        requests: list[PodRequest] = []
+        taken: set[tuple[str, str]] = set()
+        for pod in todo:
+            request = pod_request(pod, default_strategy=self.strategy)
+            if st.claim_names(pod.spec):
+                unplaced = {(pod.metadata.namespace, c) for _, c in st.claim_names(pod.spec)} - set(users)
+                if unplaced & taken:
+                    self.retries[pod.metadata.uid] = Retry(now + RETRY_INITIAL, RETRY_INITIAL)
+                    continue
+                taken |= unplaced
+                request = dataclasses.replace(request, volumes=self._volumes.needs(pod, users))
+            kept.append(pod)
+            requests.append(request)
+        return kept, requests
 
     def _with_assumed(self, pods: list[pod_pb2.Pod], now: float) -> list[pod_pb2.Pod]:
         """Pods as the scheduler must see them: bindings it wrote but the cache has

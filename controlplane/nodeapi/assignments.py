@@ -7,6 +7,11 @@ graceful deletion or its deadline brought forward): status writes, which are
 most pod changes, do not cause traffic to agents. A terminating pod stays in
 its node's set, with its deletionTimestamp, until the object is deleted.
 
+With claim and volume informers, each pod's persistentVolumeClaim volumes get
+their directories on the node (`claims`), and the node gets the directories of
+its released Delete-policy volumes to remove; a change to a claim or volume
+wakes the nodes concerned.
+
 With Secret and ConfigMap informers, each node's pods get the values of the
 Secrets and ConfigMaps they reference (`configenv`): a change to one wakes the
 nodes whose pods use it, and the set is re-sent when what was resolved changed.
@@ -23,8 +28,9 @@ import asyncio
 from collections.abc import Awaitable, Callable
 
 from controlplane.informer import CacheEvent, Change, Informer
-from controlplane.nodeapi import configenv, configvolumes
-from protos.corral.v1 import configmap_pb2, node_service_pb2, pod_pb2, secret_pb2
+from controlplane.nodeapi import claims, configenv, configvolumes
+from protos import storage as st
+from protos.corral.v1 import configmap_pb2, node_service_pb2, pod_pb2, secret_pb2, storage_pb2
 
 # Per pod: uid, generation, deletion deadline, digest of its resolved Secret and ConfigMap values.
 Fingerprint = frozenset[tuple[str, int, int, str]]
@@ -60,10 +66,20 @@ def _refs(pod: pod_pb2.Pod) -> set[tuple[str, str]]:
 
 
 class AssignmentIndex:
-    def __init__(self, pods: Informer, *, secrets: Informer | None = None, config_maps: Informer | None = None) -> None:
+    def __init__(
+        self,
+        pods: Informer,
+        *,
+        secrets: Informer | None = None,
+        config_maps: Informer | None = None,
+        claims: Informer | None = None,
+        volumes: Informer | None = None,
+    ) -> None:
         self.pods = pods
         self.secrets = secrets
         self.config_maps = config_maps
+        self.claims = claims
+        self.volumes = volumes
         self._by_node: dict[str, dict[str, pod_pb2.Pod]] = {}
         self._events: dict[str, asyncio.Event] = {}
         # Warnings per pod uid already queued, and those waiting for record_warnings.
@@ -75,6 +91,35 @@ class AssignmentIndex:
             secrets.add_listener(self._on_secret)
         if config_maps is not None:
             config_maps.add_listener(self._on_config_map)
+        if claims is not None:
+            claims.add_listener(self._on_claim)
+        if volumes is not None:
+            volumes.add_listener(self._on_volume)
+
+    def _on_claim(self, ev: CacheEvent) -> None:
+        """Wake the nodes with a pod that mounts this claim."""
+        namespace, name = ev.obj.metadata.namespace, ev.obj.metadata.name  # type: ignore[attr-defined]
+        for node, pods in self._by_node.items():
+            if any(st.uses_claim(p, namespace, name) for p in pods.values()):
+                self._wake(node)
+
+    def _on_volume(self, ev: CacheEvent) -> None:
+        """Wake the node a volume is on (its pods' mounts, its deletions)."""
+        for obj in (ev.obj, ev.prev):
+            if isinstance(obj, storage_pb2.PersistentVolume) and st.volume_node(obj):
+                self._wake(st.volume_node(obj))
+
+    def _claim(self, namespace: str, name: str) -> storage_pb2.PersistentVolumeClaim | None:
+        found = self.claims.items.get(f"{namespace}/{name}") if self.claims is not None else None
+        return found if isinstance(found, storage_pb2.PersistentVolumeClaim) else None
+
+    def _volume(self, name: str) -> storage_pb2.PersistentVolume | None:
+        found = self.volumes.items.get(name) if self.volumes is not None else None
+        return found if isinstance(found, storage_pb2.PersistentVolume) else None
+
+    def _all_volumes(self) -> list[storage_pb2.PersistentVolume]:
+        items = self.volumes.items.values() if self.volumes is not None else ()
+        return [v for v in items if isinstance(v, storage_pb2.PersistentVolume)]
 
     def _on_secret(self, ev: CacheEvent) -> None:
         self._on_referenced("Secret", ev)
@@ -152,7 +197,12 @@ class AssignmentIndex:
             if error:
                 out = configvolumes.with_error(out, error)
             volumes += payloads
-            resolved.append((out, digest + configvolumes.digest(payloads, error)))
+            out, volumes_digest = claims.resolve_claims(out, node, self._claim, self._volume)
+            resolved.append((out, digest + configvolumes.digest(payloads, error) + volumes_digest))
         fingerprint = frozenset((p.metadata.uid, p.metadata.generation, _deadline(p), digest) for p, digest in resolved)
-        pods_out = [p for p, _ in resolved]
-        return node_service_pb2.AssignmentSet(epoch=self.pods.revision, pods=pods_out, volumes=volumes), fingerprint
+        deletions = claims.deletions(node, self._all_volumes())
+        fingerprint |= {(f"volume-deletion/{d.uid}", 0, 0, d.path) for d in deletions}
+        assignment = node_service_pb2.AssignmentSet(
+            epoch=self.pods.revision, pods=[p for p, _ in resolved], volumes=volumes, volume_deletions=deletions
+        )
+        return assignment, fingerprint

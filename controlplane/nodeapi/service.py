@@ -38,6 +38,7 @@ from controlplane.clock import utcnow
 from controlplane.metrics.store import MetricsStore
 from controlplane.nodeapi import restriction
 from controlplane.nodeapi.assignments import AssignmentIndex, Fingerprint
+from controlplane.nodeapi.volume_reports import VolumeReports
 from controlplane.registry.hub import RouteHub
 from controlplane.tunnels import TunnelRegistry
 from corral.common.logs import clip
@@ -95,6 +96,7 @@ class NodeService(node_service_pb2_grpc.NodeServiceServicer):
         self.heartbeat_period = heartbeat_period
         self.now = now
         self.connected: set[str] = set()
+        self.volume_reports = VolumeReports(api)
         # The service registry's routes, for WatchServices.
         self.routes = routes
         # Where ReportMetrics keeps what agents measure.
@@ -121,6 +123,7 @@ class NodeService(node_service_pb2_grpc.NodeServiceServicer):
             node, kept = await self._register(request)
         except ApiError as e:
             await abort(context, e)
+        self.volume_reports.forget(request.node_name)
         log.info(
             "node_registered",
             node=request.node_name,
@@ -222,6 +225,7 @@ class NodeService(node_service_pb2_grpc.NodeServiceServicer):
         await require_node(context, request.node_name)
         await self._refuse_other_nodes_pods(request, context)
         try:
+            await self.volume_reports.record(request, self.now())
             written = await self._write_batched(request.node_name, list(request.pods))
             rest = [r for r in request.pods if r.uid not in written]
             results = await asyncio.gather(*(self._write_status(request.node_name, r) for r in rest))

@@ -5,6 +5,11 @@ mark Service keys dirty; `run()` recomputes the dirty routes once per burst
 (the changes of `coalesce` seconds are folded into one pass) with the pure
 `routes.route_for`, and tells each subscriber which keys changed.
 
+The node's ingress routing table (`IngressRoutes`, one message for all
+Ingresses) rides on the same stream: `set_ingress` (from `IngressFeed`) marks
+every subscriber, which then gets the whole table in its next message; a full
+snapshot carries it once it is known (before that, the node keeps its own).
+
 A subscriber holds a set of changed keys, not a queue of messages: however
 slow it reads, it costs at most one key per Service, and when it reads it
 gets the routes as they are then (whole routes for the changed Services, the
@@ -28,7 +33,7 @@ import structlog
 
 from controlplane.informer import CacheEvent, Change, Informer, object_key
 from controlplane.registry.routes import route_for, service_key, slice_service_key
-from protos.corral.v1 import discovery_pb2, node_service_pb2, service_pb2
+from protos.corral.v1 import discovery_pb2, ingress_pb2, node_service_pb2, service_pb2
 
 log = structlog.get_logger(__name__)
 
@@ -42,7 +47,12 @@ class Subscription:
         self._hub = hub
         self._full = True
         self._pending: set[str] = set()
+        self._ingress = False
         self._wake = asyncio.Event()
+
+    def mark_ingress(self) -> None:
+        self._ingress = True
+        self._wake.set()
 
     def mark(self, keys: Iterable[str]) -> None:
         self._pending.update(keys)
@@ -57,15 +67,17 @@ class Subscription:
     async def next(self) -> node_service_pb2.ServiceRoutes:
         """The snapshot first; then, once something changed, what changed."""
         await self._hub.ready.wait()
-        while not self._full and not self._pending:
+        while not self._full and not self._pending and not self._ingress:
             self._wake.clear()
             await self._wake.wait()
+        ingress = self._hub.ingress if self._ingress or self._full else None
+        self._ingress = False
         if self._full:
             self._full = False
             self._pending.clear()
-            return node_service_pb2.ServiceRoutes(full=True, upserts=self._hub.current())
+            return node_service_pb2.ServiceRoutes(full=True, upserts=self._hub.current(), ingress=ingress)
         keys, self._pending = self._pending, set()
-        message = node_service_pb2.ServiceRoutes()
+        message = node_service_pb2.ServiceRoutes(ingress=ingress)
         for key in sorted(keys):
             route = self._hub.current_route(key)
             if route is None:
@@ -88,6 +100,8 @@ class RouteHub:
         self._dirty: set[str] = set()
         self._wake = asyncio.Event()
         self._subscribers: set[Subscription] = set()
+        # The ingress routing table, once IngressFeed has computed it.
+        self.ingress: ingress_pb2.IngressRoutes | None = None
         for obj in slices.items.values():
             self._index_slice(obj)
         services.add_listener(self._on_service)
@@ -116,6 +130,15 @@ class RouteHub:
 
     def current_route(self, key: str) -> discovery_pb2.ServiceRoute | None:
         return self._routes.get(key)
+
+    def set_ingress(self, routes: ingress_pb2.IngressRoutes) -> None:
+        """The current ingress routing table; subscribers get it when it changed."""
+        if routes == self.ingress:
+            return
+        self.ingress = routes
+        for subscription in self._subscribers:
+            subscription.mark_ingress()
+        log.debug("ingress_routes_changed", hosts=len(routes.hosts), subscribers=len(self._subscribers))
 
     def subscriber_count(self) -> int:
         return len(self._subscribers)

@@ -254,6 +254,7 @@ def shape_of(pod: PodRequest) -> Hashable:
         pod.tolerations,
         pod.runtime,
         pod.strategy,
+        pod.volumes,
     )
 
 

@@ -56,8 +56,10 @@ __all__ = [
     "Taint",
     "Term",
     "Toleration",
+    "VolumeNeeds",
     "build_snapshot",
     "node_info",
+    "node_selector_terms",
     "pod_request",
 ]
 
@@ -66,6 +68,7 @@ MOST_ALLOCATED = "MostAllocated"
 STRATEGIES = (LEAST_ALLOCATED, MOST_ALLOCATED)
 
 DEFAULT_PROTOCOL = "TCP"
+EPHEMERAL_STORAGE = "ephemeral-storage"
 # Kubernetes' stand-ins for unset requests when scoring (not when filtering).
 DEFAULT_CPU_MILLIS = 100
 DEFAULT_MEMORY_BYTES = 200 * 1024 * 1024
@@ -110,15 +113,33 @@ class Toleration:
 
 @dataclass(frozen=True)
 class Requirement:
-    """One node selector requirement: `key operator values`."""
+    """One node selector requirement: `key operator values`, on a label or (`on_field`) on a node
+    field (matchFields: only `metadata.name`)."""
 
     key: str
     operator: str
     values: tuple[str, ...] = ()
+    on_field: bool = False
 
 
 Term = tuple[Requirement, ...]
 """A node selector term: its requirements are ANDed."""
+
+
+@dataclass(frozen=True)
+class VolumeNeeds:
+    """What a pod's persistentVolumeClaim volumes ask of a node (`scheduler.volumes` works it out)."""
+
+    # Why the pod can go nowhere now ("": it can): a missing claim or class, an unbound Immediate claim.
+    problem: str = ""
+    # Each (what, terms): a volume the pod uses lives where its node affinity `terms` hold; `what`
+    # names it for the user (`persistentvolumeclaim "data" is on node "n1"`).
+    node_terms: tuple[tuple[str, tuple[Term, ...]], ...] = ()
+    # Bytes the local-path provisioner will take on the chosen node for the pod's unbound claims.
+    storage_bytes: int = 0
+
+
+NO_VOLUMES = VolumeNeeds()
 
 
 @dataclass(frozen=True)
@@ -135,6 +156,7 @@ class PodRequest:
     tolerations: tuple[Toleration, ...] = ()
     runtime: str = DEFAULT_RUNTIME
     strategy: str = LEAST_ALLOCATED
+    volumes: VolumeNeeds = NO_VOLUMES
 
 
 @dataclass(frozen=True)
@@ -154,6 +176,8 @@ class NodeInfo:
     host_ports: frozenset[HostPort] = frozenset()
     pod_count: int = 0
     pods_per_owner: Mapping[str, int] = field(default_factory=dict)
+    # Free bytes for volumes (allocatable ephemeral-storage, as the agent reported it); None: not reported.
+    storage_free: int | None = None
 
     def with_pod(self, pod: PodRequest) -> NodeInfo:
         """This node with `pod` bound to it as well."""
@@ -167,6 +191,7 @@ class NodeInfo:
             host_ports=self.host_ports | pod.host_ports,
             pod_count=self.pod_count + 1,
             pods_per_owner=owners,
+            storage_free=None if self.storage_free is None else self.storage_free - pod.volumes.storage_bytes,
         )
 
 
@@ -255,6 +280,7 @@ def node_info(node: node_pb2.Node, bound_pods: Iterable[pod_pb2.Pod], request_of
         host_ports=frozenset(port for p in pods for port in p.host_ports),
         pod_count=len(pods),
         pods_per_owner=dict(Counter(p.owner_uid for p in pods if p.owner_uid)),
+        storage_free=_storage_free(node.status),
     )
 
 
@@ -285,6 +311,14 @@ def _allocatable(status: node_pb2.NodeStatus) -> Resources:
         cpu_millis=cpu_millis(amounts["cpu"]) if "cpu" in amounts else 0,
         memory_bytes=memory_bytes(amounts["memory"]) if "memory" in amounts else 0,
     )
+
+
+def _storage_free(status: node_pb2.NodeStatus) -> int | None:
+    text = status.allocatable.get(EPHEMERAL_STORAGE)
+    try:
+        return None if text is None else memory_bytes(text)
+    except ValueError:
+        return None
 
 
 def _max_pods(status: node_pb2.NodeStatus) -> int | None:
@@ -331,9 +365,16 @@ def _host_ports(spec: pod_pb2.PodSpec) -> Iterator[HostPort]:
 
 
 def _affinity_terms(affinity: pod_pb2.Affinity) -> tuple[Term, ...]:
-    required = affinity.node_affinity.required_during_scheduling_ignored_during_execution
+    return node_selector_terms(affinity.node_affinity.required_during_scheduling_ignored_during_execution)
+
+
+def node_selector_terms(required: pod_pb2.NodeSelector) -> tuple[Term, ...]:
+    """A node selector (a pod's required node affinity, a volume's) as terms."""
     return tuple(
-        tuple(Requirement(r.key, r.operator, tuple(r.values)) for r in term.match_expressions)
+        (
+            *(Requirement(r.key, r.operator, tuple(r.values)) for r in term.match_expressions),
+            *(Requirement(r.key, r.operator, tuple(r.values), on_field=True) for r in term.match_fields),
+        )
         for term in required.node_selector_terms
     )
 

@@ -177,6 +177,20 @@ def proxy_addresses_of(values: tuple[str, ...]) -> list[str]:
     "gateway always gets one on 53).",
 )
 @click.option(
+    "--ingress-http-port",
+    type=click.IntRange(0, 65535),
+    default=80,
+    show_default=True,
+    help="Port of the ingress proxy's HTTP on the proxy addresses (0: none). It listens once an Ingress is served.",
+)
+@click.option(
+    "--ingress-https-port",
+    type=click.IntRange(0, 65535),
+    default=443,
+    show_default=True,
+    help="Port of the ingress proxy's HTTPS on the proxy addresses (0: none).",
+)
+@click.option(
     "--docker-network",
     default="",
     help="The bridge network Docker pods join, made when missing (default: corral-<node name>).",
@@ -225,6 +239,8 @@ def agent_cmd(
     proxy_addresses: tuple[str, ...],
     proxy_mode: str,
     dns_port: int,
+    ingress_http_port: int,
+    ingress_https_port: int,
     docker_network: str,
     docker_stats: str,
     metrics_period: float,
@@ -256,6 +272,8 @@ def agent_cmd(
         proxy_addresses=proxy_addresses_of(proxy_addresses),
         proxy_mode=proxy_mode,
         dns_port=dns_port,
+        ingress_http_port=ingress_http_port,
+        ingress_https_port=ingress_https_port,
         docker_network=docker_network,
         docker_stats=docker_stats,
         metrics_period=metrics_period,

@@ -38,6 +38,7 @@ COMMANDS = {
     "node": "corral.cli.auth:node_group",
     "login": "corral.cli.auth:login_cmd",
     "status": "corral.cli.status:status_cmd",
+    "wait": "corral.cli.wait:wait_cmd",
 }
 
 

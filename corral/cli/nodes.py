@@ -2,7 +2,8 @@
 
     corral cordon n1            no new pods on n1 (spec.unschedulable)
     corral uncordon n1          pods may be scheduled on n1 again
-    corral drain n1 [--force] [--grace-period N] [--timeout 60s] [--disable-eviction]
+    corral drain n1 [--force] [--ignore-daemonsets] [--grace-period N] [--timeout 60s]
+                    [--disable-eviction]
                                 cordon, then evict every pod on n1 so that
                                 its controller makes a replacement elsewhere;
                                 each pod stops gracefully (N seconds, default
@@ -10,7 +11,10 @@
                                 drain waits until they are gone
 
 As kubectl, drain refuses pods no controller owns (nothing would replace
-them) unless --force is given, and deletes finished pods without asking.
+them) unless --force is given, refuses pods a DaemonSet runs (its controller
+would put them back at once: the DaemonSet tolerates a cordoned node) unless
+--ignore-daemonsets is given, which leaves them running, and deletes
+finished pods without asking.
 Pods go through the Eviction API: one a PodDisruptionBudget does not allow
 to go now is asked for again every 5 s until --timeout, so a budget with
 minAvailable 1 over two replicas lets them go one at a time, each once the
@@ -89,6 +93,25 @@ class DrainPlan:
     delete: list[pod_pb2.Pod]
     # Pods no controller owns: deleted only with --force.
     bare: list[pod_pb2.Pod]
+    # Running pods a DaemonSet owns: never deleted; drain goes on only with --ignore-daemonsets.
+    daemon: list[pod_pb2.Pod] = field(default_factory=list)
+
+    def refusals(self, *, force: bool, ignore_daemonsets: bool) -> list[str]:
+        """kubectl's reasons not to drain, each with the pods it names."""
+        reasons = []
+        if self.bare and not force:
+            reasons.append(
+                f"cannot delete Pods that declare no controller (use --force to override): {_names(self.bare)}"
+            )
+        if self.daemon and not ignore_daemonsets:
+            reasons.append(
+                f"cannot delete DaemonSet-managed Pods (use --ignore-daemonsets to ignore): {_names(self.daemon)}"
+            )
+        return reasons
+
+
+def _names(pods: Sequence[pod_pb2.Pod]) -> str:
+    return ", ".join(pod_name(p) for p in pods)
 
 
 def pod_name(pod: pod_pb2.Pod) -> str:
@@ -96,19 +119,24 @@ def pod_name(pod: pod_pb2.Pod) -> str:
 
 
 def plan_drain(pods: Sequence[Message], node: str, *, force: bool) -> DrainPlan:
-    """Which pods on `node` to delete; bare pods are refused unless `force`."""
+    """Which pods on `node` to delete; bare pods are refused unless `force`; running DaemonSet
+    pods are left (a finished one is deleted, as kubectl does)."""
     delete: list[pod_pb2.Pod] = []
     bare: list[pod_pb2.Pod] = []
+    daemon: list[pod_pb2.Pod] = []
     for pod in pods:
         if not isinstance(pod, pod_pb2.Pod) or pod.spec.node_name != node:
             continue
-        if controller_ref(pod) is not None or is_terminal(pod):
+        ref = controller_ref(pod)
+        if ref is not None and ref.kind == "DaemonSet" and not is_terminal(pod):
+            daemon.append(pod)
+        elif ref is not None or is_terminal(pod):
             delete.append(pod)
         else:
             bare.append(pod)
             if force:
                 delete.append(pod)
-    return DrainPlan(delete, bare)
+    return DrainPlan(delete, bare, daemon)
 
 
 @dataclass
@@ -206,7 +234,10 @@ def _wait_gone(c: api.Client, node: str, pods: Sequence[pod_pb2.Pod], deadline: 
     help="How long to wait for the pods to be gone (e.g. 90s, 5m); 0 waits forever.",
 )
 @click.option(
-    "--ignore-daemonsets", is_flag=True, help="Accepted for kubectl compatibility (corral has no DaemonSets)."
+    "--ignore-daemonsets",
+    is_flag=True,
+    help="Go on when DaemonSet-managed pods are on the node, and leave them running (their DaemonSet "
+    "would put them back at once).",
 )
 @click.option(
     "--disable-eviction",
@@ -225,20 +256,18 @@ def drain_cmd(
 ) -> None:
     """Cordon a node, then evict its pods so their controllers move them elsewhere
     (one at a time where a PodDisruptionBudget allows no more)."""
-    del ignore_daemonsets
     deadline = time.monotonic() + timeout if timeout else None
     c = ctx.client()
     _cordon(c, node, True)
     listed, _ = c.list("Pod", "")
     plan = plan_drain(listed, node, force=force)
-    names = ", ".join(pod_name(p) for p in plan.bare)
-    if plan.bare and not force:
-        raise CommandError(
-            f'unable to drain node "{node}": cannot delete Pods that declare no controller '
-            f"(use --force to override): {names}"
-        )
+    refusals = plan.refusals(force=force, ignore_daemonsets=ignore_daemonsets)
+    if refusals:
+        raise CommandError(f'unable to drain node "{node}": ' + ", ".join(refusals))
+    if plan.daemon:
+        click.echo(f"Warning: ignoring DaemonSet-managed Pods: {_names(plan.daemon)}", err=True)
     if plan.bare:
-        click.echo(f"Warning: deleting Pods that declare no controller: {names}", err=True)
+        click.echo(f"Warning: deleting Pods that declare no controller: {_names(plan.bare)}", err=True)
     grace = None if grace_period < 0 else grace_period
     evictions = _evict_pods(c, plan.delete, grace, deadline, eviction=not disable_eviction)
     left = _wait_gone(c, node, evictions.done, deadline)

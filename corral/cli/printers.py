@@ -16,11 +16,13 @@ import yaml
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from protos import codec
+from protos import codec, jobs, storage
 from protos.corral.v1 import (
+    batch_pb2,
     configmap_pb2,
     discovery_pb2,
     event_pb2,
+    ingress_pb2,
     meta_pb2,
     metrics_pb2,
     namespace_pb2,
@@ -33,11 +35,13 @@ from protos.corral.v1 import (
     secret_pb2,
     service_pb2,
     serviceaccount_pb2,
+    storage_pb2,
     workloads_pb2,
 )
 from protos.kinds import KindInfo, meta
 from protos.nodes import ready_condition
 from protos.pods import is_terminating
+from protos.times import as_datetime
 from protos.wellknown import NODE_ROLE_PREFIX
 
 Row = list[str]
@@ -47,7 +51,12 @@ def age(ts: Timestamp, now: datetime) -> str:
     """kubectl's compact durations: 45s, 3m12s, 17m, 5h3m, 20h, 3d4h, 12d."""
     if not ts.seconds:
         return "<unknown>"
-    seconds = max(0, int((now - ts.ToDatetime(tzinfo=UTC)).total_seconds()))
+    return human_duration((now - ts.ToDatetime(tzinfo=UTC)).total_seconds())
+
+
+def human_duration(elapsed: float) -> str:
+    """kubectl's HumanDuration of a number of seconds (AGE, a Job's DURATION)."""
+    seconds = max(0, int(elapsed))
     minutes, hours, days = seconds // 60, seconds // 3600, seconds // 86400
     if seconds < 120:
         return f"{seconds}s"
@@ -136,6 +145,22 @@ def stateful_set_row(s: workloads_pb2.StatefulSet, now: datetime, wide: bool) ->
     row = [f"{s.status.ready_replicas}/{s.spec.replicas}", age(s.metadata.creation_timestamp, now)]
     if wide:
         row += list(_images(s.spec.template))
+    return row
+
+
+def daemon_set_row(ds: workloads_pb2.DaemonSet, now: datetime, wide: bool) -> Row:
+    st = ds.status
+    row = [
+        str(st.desired_number_scheduled),
+        str(st.current_number_scheduled),
+        str(st.number_ready),
+        str(st.updated_number_scheduled),
+        str(st.number_available),
+        selector_text(ds.spec.template.spec.node_selector),
+        age(ds.metadata.creation_timestamp, now),
+    ]
+    if wide:
+        row += [*_images(ds.spec.template), selector_text(ds.spec.selector.match_labels)]
     return row
 
 
@@ -272,6 +297,59 @@ def hpa_row(h: metrics_pb2.HorizontalPodAutoscaler, now: datetime, wide: bool) -
     ]
 
 
+def job_status(j: batch_pb2.Job) -> str:
+    """kubectl's STATUS of a Job (1.28+)."""
+    for type_, shown in ((jobs.COMPLETE, "Complete"), (jobs.FAILED, "Failed")):
+        if jobs.condition(j, type_) is not None:
+            return shown
+    if is_terminating(j):
+        return "Terminating"
+    for type_ in (jobs.SUSPENDED, jobs.FAILURE_TARGET, jobs.SUCCESS_CRITERIA_MET):
+        if jobs.condition(j, type_) is not None:
+            return type_
+    return "Running"
+
+
+def job_completions(j: batch_pb2.Job) -> str:
+    """kubectl's COMPLETIONS: `2/3`, or `1/1 of 3` for a work queue of parallelism 3."""
+    if j.spec.HasField("completions"):
+        return f"{j.status.succeeded}/{j.spec.completions}"
+    if j.spec.parallelism > 1:
+        return f"{j.status.succeeded}/1 of {j.spec.parallelism}"
+    return f"{j.status.succeeded}/1"
+
+
+def job_duration(j: batch_pb2.Job, now: datetime) -> str:
+    """From startTime to completionTime (or now while it runs); empty before it started."""
+    started = as_datetime(j.status.start_time)
+    if started is None:
+        return ""
+    return human_duration(((as_datetime(j.status.completion_time) or now) - started).total_seconds())
+
+
+def job_row(j: batch_pb2.Job, now: datetime, wide: bool) -> Row:
+    row = [job_status(j), job_completions(j), job_duration(j, now), age(j.metadata.creation_timestamp, now)]
+    if wide:
+        row += [*_images(j.spec.template), selector_text(j.spec.selector.match_labels)]
+    return row
+
+
+def cron_job_row(c: batch_pb2.CronJob, now: datetime, wide: bool) -> Row:
+    last = c.status.last_schedule_time
+    row = [
+        c.spec.schedule,
+        c.spec.time_zone if c.spec.HasField("time_zone") else "<none>",
+        str(c.spec.suspend),
+        str(len(c.status.active)),
+        age(last, now) if last.seconds else "<none>",
+        age(c.metadata.creation_timestamp, now),
+    ]
+    if wide:
+        template = c.spec.job_template.spec
+        row += [*_images(template.template), selector_text(template.selector.match_labels)]
+    return row
+
+
 @dataclass(frozen=True)
 class Columns:
     headers: tuple[str, ...]
@@ -320,6 +398,26 @@ def network_policy_row(n: networking_pb2.NetworkPolicy, now: datetime, wide: boo
     return [shown or "<none>", age(n.metadata.creation_timestamp, now)]
 
 
+def ingress_hosts(i: ingress_pb2.Ingress) -> str:
+    """kubectl's HOSTS: every rule's host ("*" for none), at most three then "+ N more..."."""
+    hosts = [r.host or "*" for r in i.spec.rules] or ["*"]
+    shown = ",".join(hosts[:3])
+    return shown if len(hosts) <= 3 else f"{shown} + {len(hosts) - 3} more..."
+
+
+def ingress_row(i: ingress_pb2.Ingress, now: datetime, wide: bool) -> Row:
+    addresses = ",".join(x.ip or x.hostname for x in i.status.load_balancer.ingress)
+    ports = "80, 443" if i.spec.tls else "80"
+    klass = i.spec.ingress_class_name if i.spec.HasField("ingress_class_name") else "<none>"
+    return [klass, ingress_hosts(i), addresses, ports, age(i.metadata.creation_timestamp, now)]
+
+
+def ingress_class_row(c: ingress_pb2.IngressClass, now: datetime, wide: bool) -> Row:
+    ref = c.spec.parameters
+    parameters = f"{ref.kind}/{ref.name}" if ref.name else "<none>"
+    return [c.spec.controller, parameters, age(c.metadata.creation_timestamp, now)]
+
+
 def int_or_percent(value: meta_pb2.IntOrString) -> str:
     return str(value.int_val) if value.HasField("int_val") else value.str_val
 
@@ -346,9 +444,66 @@ def resource_quota_row(rq: quota_pb2.ResourceQuota, now: datetime, wide: bool) -
     ]
 
 
+def _access_modes(modes: Sequence[str]) -> str:
+    return ",".join(storage.ACCESS_MODE_SHORT.get(m, m) for m in modes)
+
+
+def claim_row(c: storage_pb2.PersistentVolumeClaim, now: datetime, wide: bool) -> Row:
+    """kubectl's columns, and the node the volume is on (corral's: local volumes live on one node)."""
+    status = "Terminating" if c.metadata.HasField("deletion_timestamp") else (c.status.phase or "Pending")
+    row = [
+        status,
+        c.spec.volume_name,
+        c.status.capacity.get("storage", ""),
+        _access_modes(c.status.access_modes),
+        storage.class_of(c) or ("<unset>" if not storage.has_class(c) else ""),
+        age(c.metadata.creation_timestamp, now),
+        c.metadata.annotations.get(storage.SELECTED_NODE, "") or "<none>",
+    ]
+    return row + ([c.spec.volume_mode or storage.FILESYSTEM] if wide else [])
+
+
+def volume_row(v: storage_pb2.PersistentVolume, now: datetime, wide: bool) -> Row:
+    status = "Terminating" if v.metadata.HasField("deletion_timestamp") else (v.status.phase or "Pending")
+    ref = v.spec.claim_ref
+    row = [
+        v.spec.capacity.get("storage", ""),
+        _access_modes(v.spec.access_modes),
+        v.spec.persistent_volume_reclaim_policy,
+        status,
+        f"{ref.namespace}/{ref.name}" if ref.name else "",
+        v.spec.storage_class_name,
+        v.status.reason,
+        age(v.metadata.creation_timestamp, now),
+        storage.volume_node(v) or "<none>",
+    ]
+    return row + ([v.spec.volume_mode or storage.FILESYSTEM] if wide else [])
+
+
+def storage_class_row(sc: storage_pb2.StorageClass, now: datetime, wide: bool) -> Row:
+    return [
+        sc.provisioner,
+        sc.reclaim_policy or storage.DELETE,
+        sc.volume_binding_mode or storage.IMMEDIATE,
+        "true" if sc.allow_volume_expansion else "false",
+        age(sc.metadata.creation_timestamp, now),
+    ]
+
+
 _BINDING_WIDE = ("USERS", "GROUPS", "SERVICEACCOUNTS")
 
 COLUMNS: dict[str, Columns] = {
+    "PersistentVolumeClaim": Columns(
+        ("STATUS", "VOLUME", "CAPACITY", "ACCESS MODES", "STORAGECLASS", "AGE", "NODE"), ("VOLUMEMODE",), claim_row
+    ),
+    "PersistentVolume": Columns(
+        ("CAPACITY", "ACCESS MODES", "RECLAIM POLICY", "STATUS", "CLAIM", "STORAGECLASS", "REASON", "AGE", "NODE"),
+        ("VOLUMEMODE",),
+        volume_row,
+    ),
+    "StorageClass": Columns(
+        ("PROVISIONER", "RECLAIMPOLICY", "VOLUMEBINDINGMODE", "ALLOWVOLUMEEXPANSION", "AGE"), (), storage_class_row
+    ),
     "ServiceAccount": Columns(("SECRETS", "AGE"), (), service_account_row),
     "Role": Columns(("CREATED AT",), (), created_row),
     "ClusterRole": Columns(("CREATED AT",), (), created_row),
@@ -361,6 +516,8 @@ COLUMNS: dict[str, Columns] = {
     "PodDisruptionBudget": Columns(("MIN AVAILABLE", "MAX UNAVAILABLE", "ALLOWED DISRUPTIONS", "AGE"), (), pdb_row),
     "ResourceQuota": Columns(("AGE", "REQUEST", "LIMIT"), (), resource_quota_row),
     "LimitRange": Columns(("CREATED AT",), (), created_row),
+    "Ingress": Columns(("CLASS", "HOSTS", "ADDRESS", "PORTS", "AGE"), (), ingress_row),
+    "IngressClass": Columns(("CONTROLLER", "PARAMETERS", "AGE"), (), ingress_class_row),
     "Pod": Columns(("READY", "STATUS", "RESTARTS", "AGE"), ("IP", "NODE"), pod_row),
     "Deployment": Columns(
         ("READY", "UP-TO-DATE", "AVAILABLE", "AGE"), ("CONTAINERS", "IMAGES", "SELECTOR"), deployment_row
@@ -369,6 +526,17 @@ COLUMNS: dict[str, Columns] = {
         ("DESIRED", "CURRENT", "READY", "AGE"), ("CONTAINERS", "IMAGES", "SELECTOR"), replica_set_row
     ),
     "StatefulSet": Columns(("READY", "AGE"), ("CONTAINERS", "IMAGES"), stateful_set_row),
+    "DaemonSet": Columns(
+        ("DESIRED", "CURRENT", "READY", "UP-TO-DATE", "AVAILABLE", "NODE SELECTOR", "AGE"),
+        ("CONTAINERS", "IMAGES", "SELECTOR"),
+        daemon_set_row,
+    ),
+    "Job": Columns(("STATUS", "COMPLETIONS", "DURATION", "AGE"), ("CONTAINERS", "IMAGES", "SELECTOR"), job_row),
+    "CronJob": Columns(
+        ("SCHEDULE", "TIMEZONE", "SUSPEND", "ACTIVE", "LAST SCHEDULE", "AGE"),
+        ("CONTAINERS", "IMAGES", "SELECTOR"),
+        cron_job_row,
+    ),
     "Service": Columns(("TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"), ("SELECTOR",), service_row),
     "Node": Columns(
         ("STATUS", "ROLES", "AGE", "VERSION"), ("INTERNAL-IP", "OS-IMAGE", "KERNEL-VERSION", "RUNTIMES"), node_row
@@ -391,7 +559,10 @@ def table_row(info: KindInfo, obj: Message, now: datetime, *, wide: bool, all_na
     cols = COLUMNS[info.kind]
     m = meta(obj)
     row = [m.namespace] if all_namespaces and info.namespaced else []
-    row += [m.name] if cols.named else []
+    shown = m.name
+    if isinstance(obj, storage_pb2.StorageClass) and storage.is_default_class(obj):
+        shown = f"{m.name} (default)"
+    row += [shown] if cols.named else []
     return row + cols.row(obj, now, wide)
 
 

@@ -206,6 +206,10 @@ def _print(
     for group in by_kind.values():
         info = info_of(group[0])
         rows = [printers.table_row(info, o, now, wide=output == "wide", all_namespaces=all_namespaces) for o in group]
+        if len(by_kind) > 1 and printers.COLUMNS[info.kind].named:  # as kubectl: kind/name when kinds are mixed
+            at = 1 if all_namespaces and info.namespaced else 0
+            for row in rows:
+                row[at] = f"{info.resource}/{row[at]}"
         head = printers.table_headers(info, wide=output == "wide", all_namespaces=all_namespaces)
         blocks.append(printers.format_table(rows, head if headers else None))
     click.echo("\n\n".join(blocks))

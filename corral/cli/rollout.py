@@ -36,7 +36,7 @@ import click
 from google.protobuf.message import Message
 
 from corral import client as api
-from corral.cli import printers, statefulset_view
+from corral.cli import daemonset_view, printers, statefulset_view
 from corral.cli.context import Context
 from corral.cli.params import Duration
 from protos import deployments, durations, times, wellknown
@@ -139,7 +139,21 @@ deployment_target = click.argument("target", nargs=-1, required=True)
 
 
 def _deployment(args: Sequence[str], verb: str) -> tuple[KindInfo, str]:
+    history = verb in ("rollout history", "rollout undo")
+    if history and len(args) in (1, 2) and resolve_quietly(args[0].partition("/")[0]) == "DaemonSet":
+        raise CommandError(
+            f"{verb} of a daemonset needs the ControllerRevisions Kubernetes keeps of its templates, which corral "
+            "does not store yet: apply the earlier manifest again"
+        )
     return parse_target(args, ("Deployment",), verb)
+
+
+def resolve_quietly(kind: str) -> str:
+    """The kind a name means, or "" when it means none."""
+    try:
+        return resolve(kind).kind
+    except UnknownKindError:
+        return ""
 
 
 # -- rollout status ----------------------------------------------------------------------
@@ -214,7 +228,7 @@ def watch_rollout(
 @click.group("rollout")
 def rollout_group() -> None:
     """Manage the rollout of a deployment (status, history, undo, pause, resume, restart, promote, abort)
-    or of a statefulset (status, restart)."""
+    or of a statefulset or daemonset (status, restart)."""
 
 
 @rollout_group.command("status")
@@ -236,11 +250,11 @@ def rollout_group() -> None:
 @pass_context
 def status_cmd(ctx: Context, target: tuple[str, ...], namespace: str, timeout: float, watch: bool) -> None:
     """Show the status of a rollout, following it until it is done."""
-    info, name = parse_target(target, ("Deployment", "StatefulSet"), "rollout status")
+    info, name = parse_target(target, ("Deployment", "StatefulSet", "DaemonSet"), "rollout status")
     ns = namespace or DEFAULT_NAMESPACE
     c = ctx.client()
-    if info.kind == "StatefulSet":
-        _stateful_set_status(c, info, name, ns, timeout=timeout, watch=watch)
+    if info.kind in ("StatefulSet", "DaemonSet"):
+        _set_status(c, info, name, ns, timeout=timeout, watch=watch)
         return
     d = as_deployment(fetch(c, info, name, ns))
     if not watch:
@@ -260,12 +274,16 @@ def status_cmd(ctx: Context, target: tuple[str, ...], namespace: str, timeout: f
         c.close()
 
 
-def _stateful_set_status(c: api.Client, info: KindInfo, name: str, ns: str, *, timeout: float, watch: bool) -> None:
+def _set_status(c: api.Client, info: KindInfo, name: str, ns: str, *, timeout: float, watch: bool) -> None:
+    """A StatefulSet's or DaemonSet's rollout status, as kubectl's viewer for the kind tells it."""
+
     def line_of(obj: Message) -> tuple[str, bool]:
-        assert isinstance(obj, workloads_pb2.StatefulSet)
         try:
+            if isinstance(obj, workloads_pb2.DaemonSet):
+                return daemonset_view.status_line(obj)
+            assert isinstance(obj, workloads_pb2.StatefulSet)
             return statefulset_view.status_line(obj)
-        except statefulset_view.NotRollingError as e:
+        except (statefulset_view.NotRollingError, daemonset_view.NotRollingError) as e:
             raise CommandError(str(e)) from e
 
     if not watch:
@@ -682,12 +700,12 @@ def abort_cmd(ctx: Context, target: tuple[str, ...], namespace: str) -> None:
 @namespace_option
 @pass_context
 def restart_cmd(ctx: Context, target: tuple[str, ...], namespace: str) -> None:
-    """Restart every pod of a deployment or statefulset with a rolling update."""
-    info, name = parse_target(target, ("Deployment", "StatefulSet"), "rollout restart")
+    """Restart every pod of a deployment, statefulset or daemonset with a rolling update."""
+    info, name = parse_target(target, ("Deployment", "StatefulSet", "DaemonSet"), "rollout restart")
     stamp = times.format_time(datetime.now(UTC))
 
     def change(obj: Message) -> bool:
-        if isinstance(obj, workloads_pb2.StatefulSet):
+        if isinstance(obj, workloads_pb2.StatefulSet | workloads_pb2.DaemonSet):
             obj.spec.template.metadata.annotations[wellknown.RESTARTED_AT] = stamp
             return True
         d = as_deployment(obj)
@@ -761,7 +779,10 @@ def set_images(spec: pod_pb2.PodSpec, images: dict[str, str]) -> None:
 def _pod_spec(obj: Message) -> pod_pb2.PodSpec:
     if isinstance(obj, pod_pb2.Pod):
         return obj.spec
-    assert isinstance(obj, workloads_pb2.Deployment | workloads_pb2.ReplicaSet | workloads_pb2.StatefulSet)
+    assert isinstance(
+        obj,
+        workloads_pb2.Deployment | workloads_pb2.ReplicaSet | workloads_pb2.StatefulSet | workloads_pb2.DaemonSet,
+    )
     return obj.spec.template.spec
 
 
@@ -780,7 +801,7 @@ def image_cmd(ctx: Context, args: tuple[str, ...], namespace: str) -> None:
     pairs = [a for a in args if "=" in a]
     if not pairs:
         raise click.UsageError("at least one image update is required: CONTAINER=IMAGE")
-    info, name = parse_target(target, ("Deployment", "ReplicaSet", "StatefulSet", "Pod"), "set image")
+    info, name = parse_target(target, ("Deployment", "ReplicaSet", "StatefulSet", "DaemonSet", "Pod"), "set image")
     images = parse_images(pairs)
 
     def change(obj: Message) -> bool:

@@ -163,7 +163,8 @@ def test_config_map_files_update_in_place_and_secrets_live_on_tmpfs(
         wait_until(lambda: served(port) == wanted, 60, "the next content served", agent.log)  # noqa: B023
     logs = cli.run("logs", "web", "-c", "reader").stdout
     assert "BAD" not in logs and "secret-readable-as-1000" in logs, logs
-    assert in_container(reader, "sh", "-c", "ls -a /www | tr '\\n' ' '").count("..20") == 1  # the old versions go
+    # The old versions go: the current one and the one it replaced (until the next write) stay.
+    assert in_container(reader, "sh", "-c", "ls -a /www | tr '\\n' ' '").count("..20") == 2
 
     # Nowhere on the node's disk: no file of the agent's data dir outside the tmpfs holds it.
     on_disk = [

@@ -2,7 +2,8 @@
 
 - concurrent creates racing for a quota's last pod slot: exactly one wins (the
   quota's status is charged by compare-and-swap before each write), on the
-  memory store and on real etcd;
+  memory store and on real etcd, reading the quota from the store or from the
+  serving replica's watch-fed caches;
 - a deleted pod frees its slot once the resource quota controller recounts;
 - a Deployment scaled beyond its namespace's quota gets the pods that fit and
   FailedCreate events on its ReplicaSet naming the quota;
@@ -16,12 +17,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import pytest
 from google.protobuf.message import Message
 
+from controlplane.admission_cache import AdmissionCache
+from controlplane.apiserver.admission_reads import LiveReads
 from controlplane.apiserver.errors import ForbiddenError
 from controlplane.apiserver.handlers import ApplyOutcome, ObjectApi
 from controlplane.controllers.deployment.controller import DeploymentController
@@ -29,11 +32,13 @@ from controlplane.controllers.events import EventRecorder
 from controlplane.controllers.replicaset.controller import ReplicaSetController
 from controlplane.controllers.resourcequota.controller import ResourceQuotaController
 from controlplane.controllers.runner import ControllerManager
+from controlplane.informer import Informer
 from controlplane.store.base import Store
 from controlplane.store.memory import MemoryStore
 from controlplane.store.objects import ObjectStore
 from protos import codec
 from protos.corral.v1 import event_pb2, pod_pb2, quota_pb2, service_pb2, storage_pb2, workloads_pb2
+from protos.kinds import meta
 from protos.wellknown import LIMIT_RANGER
 
 WAIT = 10.0
@@ -94,17 +99,53 @@ async def controllers(api: ObjectApi, objects: ObjectStore) -> AsyncIterator[Non
             queue.close()
 
 
+@contextlib.asynccontextmanager
+async def cached_api(objects: ObjectStore) -> AsyncIterator[tuple[ObjectApi, Informer]]:
+    """An ObjectApi whose admission reads the server's caches (informers running), and its quota informer."""
+    manager = ControllerManager(objects, [])
+    kinds = ("Namespace", "LimitRange", "ResourceQuota")
+    namespaces, ranges, quotas = (manager.informer(k) for k in kinds)
+    cache = AdmissionCache(namespaces, ranges, quotas, LiveReads(objects))
+    task = asyncio.create_task(manager.run())
+    try:
+        async with asyncio.timeout(WAIT):
+            await asyncio.gather(*(manager.informer(k).synced.wait() for k in kinds))
+        yield ObjectApi(objects, admission_reads=cache), quotas
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
 async def test_concurrent_creates_take_the_last_slot_once(store: Store, key_prefix: str) -> None:
     api = ObjectApi(ObjectStore(store, key_prefix))
     await api.create(resource_quota(pods=1))
+    await _race_for_the_last_slot(api)
+
+
+async def test_concurrent_creates_on_the_caches_take_the_last_slot_once(store: Store, key_prefix: str) -> None:
+    async with cached_api(ObjectStore(store, key_prefix)) as (api, quotas):
+        await api.create(resource_quota(pods=2))
+        await api.create(pod("first"))  # counted and charged: pods=1
+        charged = await api.get("ResourceQuota", "default", "team")
+
+        async def cached() -> bool:
+            found = quotas.items.get("default/team")
+            return found is not None and meta(found).resource_version == charged.metadata.resource_version
+
+        await eventually("the charged quota in the cache", cached)  # the racers decide on it, then conflict
+        await _race_for_the_last_slot(api, before=["first"], limit=2)
+
+
+async def _race_for_the_last_slot(api: ObjectApi, *, before: Sequence[str] = (), limit: int = 1) -> None:
     results = await asyncio.gather(*(api.create(pod(f"racer-{i}")) for i in range(RACERS)), return_exceptions=True)
     won = [r for r in results if isinstance(r, pod_pb2.Pod)]
     refused = [r for r in results if isinstance(r, ForbiddenError)]
     assert len(won) == 1 and len(refused) == RACERS - 1, results
-    assert "exceeded quota: team, requested: pods=1, used: pods=1, limited: pods=1" in str(refused[0])
+    assert f"exceeded quota: team, requested: pods=1, used: pods={limit}, limited: pods={limit}" in str(refused[0])
     listed = await api.list("Pod", "default")
-    assert [p.metadata.name for p in listed.items] == [won[0].metadata.name]
-    assert await used(api) == {"pods": "1"}
+    assert sorted(p.metadata.name for p in listed.items) == sorted([*before, won[0].metadata.name])
+    assert await used(api) == {"pods": str(limit)}
 
 
 async def test_a_failed_write_gives_its_charge_back() -> None:

@@ -1,7 +1,8 @@
 """`corral drain`'s evictions against a fake client: a pod a disruption budget
 refuses is asked for again until it goes or the timeout passes, saying what it
-waits for as kubectl does; --disable-eviction deletes instead; `corral get pdb`
-shows kubectl's columns."""
+waits for as kubectl does; --disable-eviction deletes instead; DaemonSet-managed
+pods are refused without --ignore-daemonsets and left running with it; `corral
+get pdb` shows kubectl's columns."""
 
 from __future__ import annotations
 
@@ -9,10 +10,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
+from google.protobuf.message import Message
 
 from corral import client as api
 from corral.cli import nodes, printers
-from protos.corral.v1 import pod_pb2, policy_pb2
+from corral.cli.context import Context
+from protos.corral.v1 import node_pb2, pod_pb2, policy_pb2
 from protos.kinds import by_kind
 
 NOW = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
@@ -94,3 +98,99 @@ def test_pdb_columns() -> None:
         "AGE",
     ]
     assert printers.table_row(info, b, NOW, wide=False, all_namespaces=False) == ["web", "50%", "N/A", "1", "3m"]
+
+
+# -- DaemonSet-managed pods -------------------------------------------------------------
+
+
+def owned(name: str, kind: str, *, phase: str = "Running") -> pod_pb2.Pod:
+    p = pod(name)
+    p.spec.node_name = "n1"
+    p.status.phase = phase
+    p.metadata.owner_references.add(kind=kind, name=name.rsplit("-", 1)[0], uid=f"{kind}-uid", controller=True)
+    return p
+
+
+class ClusterClient:
+    """A node and the pods on it; an evicted pod is gone at once."""
+
+    def __init__(self, pods: list[pod_pb2.Pod]) -> None:
+        self.node = node_pb2.Node()
+        self.node.metadata.name = "n1"
+        self.pods = {p.metadata.name: p for p in pods}
+        self.evicted: list[str] = []
+
+    def get(self, kind: str, name: str, namespace: str = "") -> Message:
+        assert (kind, name) == ("Node", "n1")
+        copy = node_pb2.Node()
+        copy.CopyFrom(self.node)
+        return copy
+
+    def update(self, obj: Message) -> Message:
+        assert isinstance(obj, node_pb2.Node)
+        self.node.CopyFrom(obj)
+        return obj
+
+    def list(self, kind: str, namespace: str = "", **_: Any) -> tuple[list[Message], str]:
+        assert kind == "Pod"
+        return list(self.pods.values()), "1"
+
+    def evict(self, name: str, namespace: str = "", **_: Any) -> pod_pb2.Pod:
+        self.evicted.append(name)
+        return self.pods.pop(name)
+
+
+def drain(client: ClusterClient, *args: str) -> Any:
+    context = Context(server_flag=None)
+    context._client = client  # type: ignore[assignment]
+    return CliRunner().invoke(nodes.drain_cmd, ["n1", *args], obj=context)
+
+
+def test_drain_refuses_daemon_set_pods_without_the_flag() -> None:
+    client = ClusterClient([owned("web-1", "ReplicaSet"), owned("exporter-1", "DaemonSet")])
+    result = drain(client)
+    assert result.exit_code != 0
+    assert (
+        'unable to drain node "n1": cannot delete DaemonSet-managed Pods (use --ignore-daemonsets to ignore): '
+        "default/exporter-1"
+    ) in result.output
+    assert client.evicted == []
+    assert client.node.spec.unschedulable  # cordoned first, as kubectl
+
+
+def test_drain_names_both_refusals() -> None:
+    bare = pod("lonely")
+    bare.spec.node_name = "n1"
+    result = drain(ClusterClient([bare, owned("exporter-1", "DaemonSet")]))
+    assert "cannot delete Pods that declare no controller (use --force to override): default/lonely" in result.output
+    assert "cannot delete DaemonSet-managed Pods (use --ignore-daemonsets to ignore)" in result.output
+
+
+def test_drain_with_ignore_daemonsets_leaves_them_running() -> None:
+    client = ClusterClient(
+        [
+            owned("web-1", "ReplicaSet"),
+            owned("exporter-1", "DaemonSet"),
+            owned("exporter-2", "DaemonSet", phase="Failed"),
+        ]
+    )
+    result = drain(client, "--ignore-daemonsets")
+    assert result.exit_code == 0, result.output
+    assert "Warning: ignoring DaemonSet-managed Pods: default/exporter-1" in result.output
+    assert sorted(client.evicted) == ["exporter-2", "web-1"]  # a finished DaemonSet pod goes
+    assert list(client.pods) == ["exporter-1"]
+    assert "node/n1 drained" in result.output
+
+
+@pytest.mark.parametrize(
+    ("pods", "daemon", "delete"),
+    [
+        pytest.param([owned("a-1", "DaemonSet")], ["a-1"], [], id="daemon-running"),
+        pytest.param([owned("a-1", "DaemonSet", phase="Succeeded")], [], ["a-1"], id="daemon-finished"),
+        pytest.param([owned("a-1", "ReplicaSet")], [], ["a-1"], id="replica-set"),
+    ],
+)
+def test_plan_drain_sets_daemon_set_pods_apart(pods: list[pod_pb2.Pod], daemon: list[str], delete: list[str]) -> None:
+    plan = nodes.plan_drain(pods, "n1", force=False)
+    assert [p.metadata.name for p in plan.daemon] == daemon
+    assert [p.metadata.name for p in plan.delete] == delete

@@ -653,3 +653,29 @@ def _key_count(value: Any) -> int:
     if isinstance(value, list):
         return sum(_key_count(item) for item in value)
     return 0
+
+
+def test_an_ingress_of_another_class_and_foreign_annotations_are_warned_about(tmp_path: Path) -> None:
+    from corral.manifest import load_objects as load
+
+    path = tmp_path / "ing.yaml"
+    path.write_text(
+        """
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: web
+  annotations:
+    nginx.ingress.kubernetes.io/rewrite-target: /
+    nginx.ingress.kubernetes.io/ssl-redirect: "true"
+spec:
+  ingressClassName: nginx
+  defaultBackend: {service: {name: web, port: {number: 80}}}
+"""
+    )
+    (parsed,) = load([str(path)])
+    assert [f"{w.path}: {w.message}" for w in parsed.warnings] == [
+        'spec.ingressClassName: class "nginx": corral serves it only if that IngressClass names controller '
+        '"corral.io/ingress" (as "corral" does); otherwise it is stored and ignored',
+        "metadata.annotations[nginx.ingress.kubernetes.io/rewrite-target]: not acted on by corral's ingress",
+    ]

@@ -1,4 +1,4 @@
-"""The HorizontalPodAutoscaler controller: sizes a Deployment (or ReplicaSet) by load.
+"""The HorizontalPodAutoscaler controller: sizes a Deployment (or ReplicaSet, StatefulSet) by load.
 
 Kubernetes' autoscaling/v2 semantics. `replicas` is the replica calculator (one
 proposal per metric, with the 10% tolerance and the conservative treatment of

@@ -68,7 +68,7 @@ def _revision(obj: metrics_pb2.HorizontalPodAutoscaler) -> int:
 
 class HorizontalPodAutoscalerController:
     name: str = "horizontalpodautoscaler"
-    kinds: tuple[str, ...] = ("HorizontalPodAutoscaler", "Deployment", "ReplicaSet", "Pod")
+    kinds: tuple[str, ...] = ("HorizontalPodAutoscaler", *autoscaling.TARGET_KINDS, "Pod")
 
     def __init__(
         self,
@@ -138,7 +138,7 @@ class HorizontalPodAutoscalerController:
             ):
                 return [object_key(event.obj)]
             return []
-        if kind in ("Deployment", "ReplicaSet") and _scale_changed(event):
+        if kind in autoscaling.TARGET_KINDS and _scale_changed(event):
             m = meta(event.obj)
             return list(self._by_target.get(f"{m.namespace}/{kind}/{m.name}", ()))
         return []
@@ -194,7 +194,7 @@ class HorizontalPodAutoscalerController:
         ref = hpa.spec.scale_target_ref
         informer = self._informers.get(ref.kind) if ref.kind in autoscaling.TARGET_KINDS else None
         obj = informer.items.get(f"{hpa.metadata.namespace}/{ref.name}") if informer is not None else None
-        return obj if isinstance(obj, workloads_pb2.Deployment | workloads_pb2.ReplicaSet) else None
+        return obj if isinstance(obj, TARGET_TYPES) else None
 
     async def _scale(self, target: Target, replicas: int) -> None:
         """Set the target's replicas, if they are still what the decision saw."""
@@ -268,26 +268,22 @@ class HorizontalPodAutoscalerController:
         log.debug("hpa_synced", hpa=key, current=status.current_replicas, desired=status.desired_replicas)
 
 
+# The kinds an HPA may scale (autoscaling.TARGET_KINDS), as message types.
+TARGET_TYPES = (workloads_pb2.Deployment, workloads_pb2.ReplicaSet, workloads_pb2.StatefulSet)
+
+
 def _scale_changed(event: CacheEvent) -> bool:
     """A target event that matters to its HPAs: created, deleted, rescaled, reselected."""
     prev, obj = event.prev, event.obj
     if event.change is not Change.MODIFIED or prev is None:
         return True
-    if not isinstance(prev, workloads_pb2.Deployment | workloads_pb2.ReplicaSet) or not isinstance(
-        obj, workloads_pb2.Deployment | workloads_pb2.ReplicaSet
-    ):
+    if not isinstance(prev, TARGET_TYPES) or not isinstance(obj, TARGET_TYPES):
         return False
     return prev.spec.replicas != obj.spec.replicas or prev.spec.selector != obj.spec.selector
 
 
 def _copy(target: Target) -> Target:
-    if isinstance(target, workloads_pb2.Deployment):
-        deployment = workloads_pb2.Deployment()
-        deployment.CopyFrom(target)
-        return deployment
-    replica_set = workloads_pb2.ReplicaSet()
-    replica_set.CopyFrom(target)
-    return replica_set
+    return type(target).FromString(target.SerializeToString())
 
 
 def _target_name(hpa: metrics_pb2.HorizontalPodAutoscaler) -> str:

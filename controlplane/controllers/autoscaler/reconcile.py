@@ -36,7 +36,7 @@ from protos.conditions import set_condition
 from protos.corral.v1 import metrics_pb2, pod_pb2, workloads_pb2
 from protos.kinds import by_kind
 
-Target = workloads_pb2.Deployment | workloads_pb2.ReplicaSet
+Target = workloads_pb2.Deployment | workloads_pb2.ReplicaSet | workloads_pb2.StatefulSet
 Status = metrics_pb2.HorizontalPodAutoscalerStatus
 
 ABLE_TO_SCALE = "AbleToScale"

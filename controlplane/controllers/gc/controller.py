@@ -1,7 +1,7 @@
 """The garbage collector's shell: dependents and Events from the caches,
 owners confirmed against the store, deletes as compare-and-swap.
 
-Keys are `Kind/namespace/name` of a dependent (a ReplicaSet or Pod with
+Keys are `Kind/namespace/name` of a dependent (a ReplicaSet, Job or Pod with
 ownerReferences) or of an Event. A dependent is checked when it changes and
 whenever an object it references is deleted (an index owner uid → dependents
 finds them). The caches only say who might be garbage: before deleting, the
@@ -37,7 +37,7 @@ from protos.pods import is_terminating
 
 log = structlog.get_logger(__name__)
 
-DEPENDENT_KINDS = ("ReplicaSet", "Pod", "PersistentVolumeClaim")
+DEPENDENT_KINDS = ("ReplicaSet", "Job", "Pod", "PersistentVolumeClaim")
 EVENT = "Event"
 POD = "Pod"
 NODE = "Node"
@@ -58,6 +58,9 @@ class GarbageCollector:
         "Deployment",
         "ReplicaSet",
         "StatefulSet",
+        "DaemonSet",
+        "CronJob",
+        "Job",
         "Pod",
         "PersistentVolumeClaim",
         "Event",

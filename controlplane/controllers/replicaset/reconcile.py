@@ -34,6 +34,8 @@ from protos.corral.v1 import pod_pb2, workloads_pb2
 BURST = 500
 # Added to "becomes available in N seconds" so the requeue lands after it.
 AVAILABILITY_SKEW = 0.05
+# The kinds that own pods through a selector.
+_Claimer = workloads_pb2.ReplicaSet | workloads_pb2.StatefulSet | workloads_pb2.DaemonSet
 
 
 @dataclass(frozen=True)
@@ -83,8 +85,8 @@ def reconcile(
     )
 
 
-def claim_pods(rs: workloads_pb2.ReplicaSet | workloads_pb2.StatefulSet, pods: Iterable[pod_pb2.Pod]) -> Claim:
-    """Which pods are the ReplicaSet's (or StatefulSet's), which to adopt and which to release."""
+def claim_pods(rs: _Claimer, pods: Iterable[pod_pb2.Pod]) -> Claim:
+    """Which pods are the ReplicaSet's (or StatefulSet's, or DaemonSet's), which to adopt and which to release."""
     selector = labels.from_label_selector(rs.spec.selector)
     uid, namespace = rs.metadata.uid, rs.metadata.namespace
     may_adopt = not selector.empty and not podutil.is_terminating(rs)
@@ -106,7 +108,7 @@ def claim_pods(rs: workloads_pb2.ReplicaSet | workloads_pb2.StatefulSet, pods: I
     return Claim(tuple(owned), tuple(adopt), tuple(release))
 
 
-def _with_owner(pod: pod_pb2.Pod, rs: workloads_pb2.ReplicaSet | workloads_pb2.StatefulSet) -> pod_pb2.Pod:
+def _with_owner(pod: pod_pb2.Pod, rs: _Claimer) -> pod_pb2.Pod:
     copy = pod_pb2.Pod()
     copy.CopyFrom(pod)
     copy.metadata.owner_references.append(owners.owner_reference(rs))

@@ -8,6 +8,7 @@ Filters, cheapest first as the default profile runs them:
 - `HostPorts` (host_ports): the pod's fixed host ports are free.
 - `NodeSelector` (node_selector): nodeSelector and required node affinity.
 - `Taints` (taints): NoSchedule and NoExecute taints are tolerated.
+- `VolumeBinding` (volume_binding): the pod's persistent volumes are on, or fit on, the node.
 
 Scores (0..100, higher is better):
 
@@ -28,6 +29,7 @@ from controlplane.scheduler.plugins.resources_fit import ResourcesFit
 from controlplane.scheduler.plugins.runtime import Runtime
 from controlplane.scheduler.plugins.spread import Spread
 from controlplane.scheduler.plugins.taints import Taints
+from controlplane.scheduler.plugins.volume_binding import VolumeBinding
 from controlplane.scheduler.snapshot import LEAST_ALLOCATED, MOST_ALLOCATED
 
 __all__ = ["DEFAULT_FILTERS", "DEFAULT_SCORES", "DEFAULT_STRATEGIES", "REGISTRY", "default_profile"]
@@ -39,6 +41,7 @@ _PLUGINS: tuple[Plugin, ...] = (
     HostPorts(),
     NodeSelector(),
     Taints(),
+    VolumeBinding(),
     Spread(),
     LeastAllocated(),
     MostAllocated(),
@@ -46,7 +49,7 @@ _PLUGINS: tuple[Plugin, ...] = (
 
 REGISTRY: Registry = {plugin.name: plugin for plugin in _PLUGINS}
 
-DEFAULT_FILTERS = ("NodeReady", "Runtime", "ResourcesFit", "HostPorts", "NodeSelector", "Taints")
+DEFAULT_FILTERS = ("NodeReady", "Runtime", "ResourcesFit", "HostPorts", "NodeSelector", "Taints", "VolumeBinding")
 DEFAULT_SCORES = {"Spread": 1}
 DEFAULT_STRATEGIES = {LEAST_ALLOCATED: ("LeastAllocated", 1), MOST_ALLOCATED: ("MostAllocated", 1)}
 

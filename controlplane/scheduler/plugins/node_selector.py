@@ -11,6 +11,10 @@ node. Operators:
 - `Gt` / `Lt`: the label's value and the single value are integers and the
   label's is greater (less); otherwise the requirement does not hold.
 
+A requirement of a term's `matchFields` is on the node's fields rather than
+its labels; the only field is `metadata.name` (a DaemonSet's pod names its
+node this way, as in Kubernetes).
+
 A pod without affinity terms is not constrained by them.
 """
 
@@ -20,6 +24,7 @@ from collections.abc import Mapping
 
 from controlplane.scheduler.framework import SUCCESS, Status
 from controlplane.scheduler.snapshot import NodeInfo, PodRequest, Requirement, Term
+from protos.wellknown import NODE_NAME_FIELD
 
 MISMATCH = "didn't match node selector"
 
@@ -29,16 +34,17 @@ class NodeSelector:
 
     def filter(self, pod: PodRequest, node: NodeInfo) -> Status:
         selected = all(node.labels.get(k) == v for k, v in pod.node_selector.items())
-        if selected and affinity_matches(pod.affinity_terms, node.labels):
+        if selected and affinity_matches(pod.affinity_terms, node.labels, node.name):
             return SUCCESS
         return Status.reject(MISMATCH)
 
 
-def affinity_matches(terms: tuple[Term, ...], labels: Mapping[str, str]) -> bool:
-    """Whether `labels` satisfy required node affinity `terms` (none: always)."""
+def affinity_matches(terms: tuple[Term, ...], labels: Mapping[str, str], name: str) -> bool:
+    """Whether the node `name` with `labels` satisfies required node affinity `terms` (none: always)."""
     if not terms:
         return True
-    return any(term and all(requirement_matches(r, labels) for r in term) for term in terms)
+    fields = {NODE_NAME_FIELD: name}
+    return any(term and all(requirement_matches(r, fields if r.on_field else labels) for r in term) for term in terms)
 
 
 def requirement_matches(req: Requirement, labels: Mapping[str, str]) -> bool:

@@ -217,6 +217,28 @@ def issue_serving(
     return key, cert
 
 
+def self_signed(
+    common_name: str, names: list[str], now: dt.datetime, *, lifetime: dt.timedelta = SERVING_LIFETIME
+) -> tuple[PrivateKey, x509.Certificate]:
+    """A self-signed serving certificate for ``names`` (the ingress proxy's default certificate)."""
+    key = new_key()
+    subject = _name(common_name)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(issued_serial())
+        .not_valid_before(now - BACKDATE)
+        .not_valid_after(now + lifetime)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+    )
+    if names:
+        builder = builder.add_extension(x509.SubjectAlternativeName([_general_name(n) for n in names]), critical=False)
+    return key, builder.sign(key, hashes.SHA256())
+
+
 def issue_client(
     ca_key: PrivateKey,
     ca_cert: x509.Certificate,

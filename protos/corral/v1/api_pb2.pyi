@@ -8,9 +8,11 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from protos.corral.v1 import batch_pb2 as _batch_pb2
 from protos.corral.v1 import configmap_pb2 as _configmap_pb2
 from protos.corral.v1 import discovery_pb2 as _discovery_pb2
 from protos.corral.v1 import event_pb2 as _event_pb2
+from protos.corral.v1 import ingress_pb2 as _ingress_pb2
 from protos.corral.v1 import metrics_pb2 as _metrics_pb2
 from protos.corral.v1 import namespace_pb2 as _namespace_pb2
 from protos.corral.v1 import networking_pb2 as _networking_pb2
@@ -84,6 +86,11 @@ class Object(_message.Message):
     POD_DISRUPTION_BUDGET_FIELD_NUMBER: _builtins.int
     RESOURCE_QUOTA_FIELD_NUMBER: _builtins.int
     LIMIT_RANGE_FIELD_NUMBER: _builtins.int
+    DAEMON_SET_FIELD_NUMBER: _builtins.int
+    JOB_FIELD_NUMBER: _builtins.int
+    CRON_JOB_FIELD_NUMBER: _builtins.int
+    INGRESS_FIELD_NUMBER: _builtins.int
+    INGRESS_CLASS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def pod(self) -> _pod_pb2.Pod: ...
     @_builtins.property
@@ -132,6 +139,16 @@ class Object(_message.Message):
     def resource_quota(self) -> _quota_pb2.ResourceQuota: ...
     @_builtins.property
     def limit_range(self) -> _quota_pb2.LimitRange: ...
+    @_builtins.property
+    def daemon_set(self) -> _workloads_pb2.DaemonSet: ...
+    @_builtins.property
+    def job(self) -> _batch_pb2.Job: ...
+    @_builtins.property
+    def cron_job(self) -> _batch_pb2.CronJob: ...
+    @_builtins.property
+    def ingress(self) -> _ingress_pb2.Ingress: ...
+    @_builtins.property
+    def ingress_class(self) -> _ingress_pb2.IngressClass: ...
     def __init__(
         self,
         *,
@@ -159,12 +176,17 @@ class Object(_message.Message):
         pod_disruption_budget: _policy_pb2.PodDisruptionBudget | None = ...,
         resource_quota: _quota_pb2.ResourceQuota | None = ...,
         limit_range: _quota_pb2.LimitRange | None = ...,
+        daemon_set: _workloads_pb2.DaemonSet | None = ...,
+        job: _batch_pb2.Job | None = ...,
+        cron_job: _batch_pb2.CronJob | None = ...,
+        ingress: _ingress_pb2.Ingress | None = ...,
+        ingress_class: _ingress_pb2.IngressClass | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["cluster_role", b"cluster_role", "cluster_role_binding", b"cluster_role_binding", "config_map", b"config_map", "deployment", b"deployment", "endpoint_slice", b"endpoint_slice", "event", b"event", "horizontal_pod_autoscaler", b"horizontal_pod_autoscaler", "kind", b"kind", "limit_range", b"limit_range", "namespace", b"namespace", "network_policy", b"network_policy", "node", b"node", "persistent_volume", b"persistent_volume", "persistent_volume_claim", b"persistent_volume_claim", "pod", b"pod", "pod_disruption_budget", b"pod_disruption_budget", "replica_set", b"replica_set", "resource_quota", b"resource_quota", "role", b"role", "role_binding", b"role_binding", "secret", b"secret", "service", b"service", "service_account", b"service_account", "stateful_set", b"stateful_set", "storage_class", b"storage_class"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cluster_role", b"cluster_role", "cluster_role_binding", b"cluster_role_binding", "config_map", b"config_map", "cron_job", b"cron_job", "daemon_set", b"daemon_set", "deployment", b"deployment", "endpoint_slice", b"endpoint_slice", "event", b"event", "horizontal_pod_autoscaler", b"horizontal_pod_autoscaler", "ingress", b"ingress", "ingress_class", b"ingress_class", "job", b"job", "kind", b"kind", "limit_range", b"limit_range", "namespace", b"namespace", "network_policy", b"network_policy", "node", b"node", "persistent_volume", b"persistent_volume", "persistent_volume_claim", b"persistent_volume_claim", "pod", b"pod", "pod_disruption_budget", b"pod_disruption_budget", "replica_set", b"replica_set", "resource_quota", b"resource_quota", "role", b"role", "role_binding", b"role_binding", "secret", b"secret", "service", b"service", "service_account", b"service_account", "stateful_set", b"stateful_set", "storage_class", b"storage_class"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cluster_role", b"cluster_role", "cluster_role_binding", b"cluster_role_binding", "config_map", b"config_map", "deployment", b"deployment", "endpoint_slice", b"endpoint_slice", "event", b"event", "horizontal_pod_autoscaler", b"horizontal_pod_autoscaler", "kind", b"kind", "limit_range", b"limit_range", "namespace", b"namespace", "network_policy", b"network_policy", "node", b"node", "persistent_volume", b"persistent_volume", "persistent_volume_claim", b"persistent_volume_claim", "pod", b"pod", "pod_disruption_budget", b"pod_disruption_budget", "replica_set", b"replica_set", "resource_quota", b"resource_quota", "role", b"role", "role_binding", b"role_binding", "secret", b"secret", "service", b"service", "service_account", b"service_account", "stateful_set", b"stateful_set", "storage_class", b"storage_class"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cluster_role", b"cluster_role", "cluster_role_binding", b"cluster_role_binding", "config_map", b"config_map", "cron_job", b"cron_job", "daemon_set", b"daemon_set", "deployment", b"deployment", "endpoint_slice", b"endpoint_slice", "event", b"event", "horizontal_pod_autoscaler", b"horizontal_pod_autoscaler", "ingress", b"ingress", "ingress_class", b"ingress_class", "job", b"job", "kind", b"kind", "limit_range", b"limit_range", "namespace", b"namespace", "network_policy", b"network_policy", "node", b"node", "persistent_volume", b"persistent_volume", "persistent_volume_claim", b"persistent_volume_claim", "pod", b"pod", "pod_disruption_budget", b"pod_disruption_budget", "replica_set", b"replica_set", "resource_quota", b"resource_quota", "role", b"role", "role_binding", b"role_binding", "secret", b"secret", "service", b"service", "service_account", b"service_account", "stateful_set", b"stateful_set", "storage_class", b"storage_class"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["pod", "node", "replica_set", "deployment", "service", "event", "endpoint_slice", "horizontal_pod_autoscaler", "secret", "namespace", "service_account", "role", "cluster_role", "role_binding", "cluster_role_binding", "network_policy", "config_map", "persistent_volume_claim", "persistent_volume", "storage_class", "stateful_set", "pod_disruption_budget", "resource_quota", "limit_range"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["pod", "node", "replica_set", "deployment", "service", "event", "endpoint_slice", "horizontal_pod_autoscaler", "secret", "namespace", "service_account", "role", "cluster_role", "role_binding", "cluster_role_binding", "network_policy", "config_map", "persistent_volume_claim", "persistent_volume", "storage_class", "stateful_set", "pod_disruption_budget", "resource_quota", "limit_range", "daemon_set", "job", "cron_job", "ingress", "ingress_class"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 

@@ -23,12 +23,13 @@ _sym_db = _symbol_database.Default()
 
 
 from protos.corral.v1 import discovery_pb2 as protos_dot_corral_dot_v1_dot_discovery__pb2
+from protos.corral.v1 import ingress_pb2 as protos_dot_corral_dot_v1_dot_ingress__pb2
 from protos.corral.v1 import metrics_pb2 as protos_dot_corral_dot_v1_dot_metrics__pb2
 from protos.corral.v1 import node_pb2 as protos_dot_corral_dot_v1_dot_node__pb2
 from protos.corral.v1 import pod_pb2 as protos_dot_corral_dot_v1_dot_pod__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#protos/corral/v1/node_service.proto\x12\tcorral.v1\x1a protos/corral/v1/discovery.proto\x1a\x1eprotos/corral/v1/metrics.proto\x1a\x1bprotos/corral/v1/node.proto\x1a\x1aprotos/corral/v1/pod.proto\"\xb2\x01\n\x0fRegisterRequest\x12\x11\n\tnode_name\x18\x01 \x01(\t\x12\x36\n\x06labels\x18\x02 \x03(\x0b\x32&.corral.v1.RegisterRequest.LabelsEntry\x12%\n\x06status\x18\x03 \x01(\x0b\x32\x15.corral.v1.NodeStatus\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"F\n\x10RegisterResponse\x12\x10\n\x08node_uid\x18\x01 \x01(\t\x12 \n\x18heartbeat_period_seconds\x18\x02 \x01(\x05\"%\n\x10HeartbeatRequest\x12\x11\n\tnode_name\x18\x01 \x01(\t\"5\n\x11HeartbeatResponse\x12 \n\x18heartbeat_period_seconds\x18\x01 \x01(\x05\"\'\n\x12\x41ssignmentsRequest\x12\x11\n\tnode_name\x18\x01 \x01(\t\"g\n\rAssignmentSet\x12\r\n\x05\x65poch\x18\x01 \x01(\x03\x12\x1c\n\x04pods\x18\x02 \x03(\x0b\x32\x0e.corral.v1.Pod\x12)\n\x07volumes\x18\x03 \x03(\x0b\x32\x18.corral.v1.VolumePayload\"6\n\nVolumeFile\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x0c\n\x04mode\x18\x03 \x01(\x05\"x\n\rVolumePayload\x12\x0f\n\x07pod_uid\x18\x01 \x01(\t\x12\x0e\n\x06volume\x18\x02 \x01(\t\x12$\n\x05\x66iles\x18\x03 \x03(\x0b\x32\x15.corral.v1.VolumeFile\x12\x0e\n\x06secret\x18\x04 \x01(\x08\x12\x10\n\x08withheld\x18\x05 \x01(\x08\"y\n\x0fPodStatusReport\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0b\n\x03uid\x18\x03 \x01(\t\x12$\n\x06status\x18\x04 \x01(\x0b\x32\x14.corral.v1.PodStatus\x12\x12\n\nterminated\x18\x05 \x01(\x08\"R\n\x13ReportStatusRequest\x12\x11\n\tnode_name\x18\x01 \x01(\t\x12(\n\x04pods\x18\x02 \x03(\x0b\x32\x1a.corral.v1.PodStatusReport\",\n\x14ReportStatusResponse\x12\x14\n\x0cunknown_uids\x18\x01 \x03(\t\"$\n\x0fServicesRequest\x12\x11\n\tnode_name\x18\x01 \x01(\t\"X\n\rServiceRoutes\x12\x0c\n\x04\x66ull\x18\x01 \x01(\x08\x12(\n\x07upserts\x18\x02 \x03(\x0b\x32\x17.corral.v1.ServiceRoute\x12\x0f\n\x07removed\x18\x03 \x03(\t\"\x9f\x01\n\nLogRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x10\n\x08pod_name\x18\x03 \x01(\t\x12\x0f\n\x07pod_uid\x18\x04 \x01(\t\x12\x11\n\tcontainer\x18\x05 \x01(\t\x12\x0e\n\x06\x66ollow\x18\x06 \x01(\x08\x12\x12\n\ntail_lines\x18\x07 \x01(\x03\x12\x10\n\x08previous\x18\x08 \x01(\x08\"#\n\rCancelRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\" \n\x0bTunnelHello\x12\x11\n\tnode_name\x18\x01 \x01(\t\"+\n\x07LogData\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"+\n\x06LogEnd\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\r\n\x05\x65rror\x18\x02 \x01(\t\"\x90\x01\n\x0c\x41gentMessage\x12\'\n\x05hello\x18\x01 \x01(\x0b\x32\x16.corral.v1.TunnelHelloH\x00\x12&\n\x08log_data\x18\x02 \x01(\x0b\x32\x12.corral.v1.LogDataH\x00\x12$\n\x07log_end\x18\x03 \x01(\x0b\x32\x11.corral.v1.LogEndH\x00\x42\t\n\x07message\"t\n\rServerMessage\x12,\n\x0blog_request\x18\x01 \x01(\x0b\x32\x15.corral.v1.LogRequestH\x00\x12*\n\x06\x63\x61ncel\x18\x02 \x01(\x0b\x32\x18.corral.v1.CancelRequestH\x00\x42\t\n\x07message2\xe6\x04\n\x0bNodeService\x12\x43\n\x08Register\x12\x1a.corral.v1.RegisterRequest\x1a\x1b.corral.v1.RegisterResponse\x12\x46\n\tHeartbeat\x12\x1b.corral.v1.HeartbeatRequest\x1a\x1c.corral.v1.HeartbeatResponse\x12M\n\x10WatchAssignments\x12\x1d.corral.v1.AssignmentsRequest\x1a\x18.corral.v1.AssignmentSet0\x01\x12O\n\x0cReportStatus\x12\x1e.corral.v1.ReportStatusRequest\x1a\x1f.corral.v1.ReportStatusResponse\x12S\n\x0cStreamStatus\x12\x1e.corral.v1.ReportStatusRequest\x1a\x1f.corral.v1.ReportStatusResponse(\x01\x30\x01\x12?\n\x06Tunnel\x12\x17.corral.v1.AgentMessage\x1a\x18.corral.v1.ServerMessage(\x01\x30\x01\x12G\n\rWatchServices\x12\x1a.corral.v1.ServicesRequest\x1a\x18.corral.v1.ServiceRoutes0\x01\x12K\n\rReportMetrics\x12\x18.corral.v1.MetricsReport\x1a .corral.v1.ReportMetricsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#protos/corral/v1/node_service.proto\x12\tcorral.v1\x1a protos/corral/v1/discovery.proto\x1a\x1eprotos/corral/v1/ingress.proto\x1a\x1eprotos/corral/v1/metrics.proto\x1a\x1bprotos/corral/v1/node.proto\x1a\x1aprotos/corral/v1/pod.proto\"\xb2\x01\n\x0fRegisterRequest\x12\x11\n\tnode_name\x18\x01 \x01(\t\x12\x36\n\x06labels\x18\x02 \x03(\x0b\x32&.corral.v1.RegisterRequest.LabelsEntry\x12%\n\x06status\x18\x03 \x01(\x0b\x32\x15.corral.v1.NodeStatus\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"F\n\x10RegisterResponse\x12\x10\n\x08node_uid\x18\x01 \x01(\t\x12 \n\x18heartbeat_period_seconds\x18\x02 \x01(\x05\"%\n\x10HeartbeatRequest\x12\x11\n\tnode_name\x18\x01 \x01(\t\"5\n\x11HeartbeatResponse\x12 \n\x18heartbeat_period_seconds\x18\x01 \x01(\x05\"\'\n\x12\x41ssignmentsRequest\x12\x11\n\tnode_name\x18\x01 \x01(\t\"\x9c\x01\n\rAssignmentSet\x12\r\n\x05\x65poch\x18\x01 \x01(\x03\x12\x1c\n\x04pods\x18\x02 \x03(\x0b\x32\x0e.corral.v1.Pod\x12)\n\x07volumes\x18\x03 \x03(\x0b\x32\x18.corral.v1.VolumePayload\x12\x33\n\x10volume_deletions\x18\n \x03(\x0b\x32\x19.corral.v1.VolumeDeletion\"6\n\nVolumeFile\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x0c\n\x04mode\x18\x03 \x01(\x05\"x\n\rVolumePayload\x12\x0f\n\x07pod_uid\x18\x01 \x01(\t\x12\x0e\n\x06volume\x18\x02 \x01(\t\x12$\n\x05\x66iles\x18\x03 \x03(\x0b\x32\x15.corral.v1.VolumeFile\x12\x0e\n\x06secret\x18\x04 \x01(\x08\x12\x10\n\x08withheld\x18\x05 \x01(\x08\"9\n\x0eVolumeDeletion\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03uid\x18\x02 \x01(\t\x12\x0c\n\x04path\x18\x03 \x01(\t\"@\n\x14VolumeDeletionResult\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03uid\x18\x02 \x01(\t\x12\r\n\x05\x65rror\x18\x03 \x01(\t\"y\n\x0fPodStatusReport\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0b\n\x03uid\x18\x03 \x01(\t\x12$\n\x06status\x18\x04 \x01(\x0b\x32\x14.corral.v1.PodStatus\x12\x12\n\nterminated\x18\x05 \x01(\x08\"\xa2\x01\n\x13ReportStatusRequest\x12\x11\n\tnode_name\x18\x01 \x01(\t\x12(\n\x04pods\x18\x02 \x03(\x0b\x32\x1a.corral.v1.PodStatusReport\x12\x13\n\x0bvolume_root\x18\x03 \x01(\t\x12\x39\n\x10volume_deletions\x18\x04 \x03(\x0b\x32\x1f.corral.v1.VolumeDeletionResult\",\n\x14ReportStatusResponse\x12\x14\n\x0cunknown_uids\x18\x01 \x03(\t\"$\n\x0fServicesRequest\x12\x11\n\tnode_name\x18\x01 \x01(\t\"\x83\x01\n\rServiceRoutes\x12\x0c\n\x04\x66ull\x18\x01 \x01(\x08\x12(\n\x07upserts\x18\x02 \x03(\x0b\x32\x17.corral.v1.ServiceRoute\x12\x0f\n\x07removed\x18\x03 \x03(\t\x12)\n\x07ingress\x18\n \x01(\x0b\x32\x18.corral.v1.IngressRoutes\"\x9f\x01\n\nLogRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x10\n\x08pod_name\x18\x03 \x01(\t\x12\x0f\n\x07pod_uid\x18\x04 \x01(\t\x12\x11\n\tcontainer\x18\x05 \x01(\t\x12\x0e\n\x06\x66ollow\x18\x06 \x01(\x08\x12\x12\n\ntail_lines\x18\x07 \x01(\x03\x12\x10\n\x08previous\x18\x08 \x01(\x08\"#\n\rCancelRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\" \n\x0bTunnelHello\x12\x11\n\tnode_name\x18\x01 \x01(\t\"+\n\x07LogData\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"+\n\x06LogEnd\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\r\n\x05\x65rror\x18\x02 \x01(\t\"\x90\x01\n\x0c\x41gentMessage\x12\'\n\x05hello\x18\x01 \x01(\x0b\x32\x16.corral.v1.TunnelHelloH\x00\x12&\n\x08log_data\x18\x02 \x01(\x0b\x32\x12.corral.v1.LogDataH\x00\x12$\n\x07log_end\x18\x03 \x01(\x0b\x32\x11.corral.v1.LogEndH\x00\x42\t\n\x07message\"t\n\rServerMessage\x12,\n\x0blog_request\x18\x01 \x01(\x0b\x32\x15.corral.v1.LogRequestH\x00\x12*\n\x06\x63\x61ncel\x18\x02 \x01(\x0b\x32\x18.corral.v1.CancelRequestH\x00\x42\t\n\x07message2\xe6\x04\n\x0bNodeService\x12\x43\n\x08Register\x12\x1a.corral.v1.RegisterRequest\x1a\x1b.corral.v1.RegisterResponse\x12\x46\n\tHeartbeat\x12\x1b.corral.v1.HeartbeatRequest\x1a\x1c.corral.v1.HeartbeatResponse\x12M\n\x10WatchAssignments\x12\x1d.corral.v1.AssignmentsRequest\x1a\x18.corral.v1.AssignmentSet0\x01\x12O\n\x0cReportStatus\x12\x1e.corral.v1.ReportStatusRequest\x1a\x1f.corral.v1.ReportStatusResponse\x12S\n\x0cStreamStatus\x12\x1e.corral.v1.ReportStatusRequest\x1a\x1f.corral.v1.ReportStatusResponse(\x01\x30\x01\x12?\n\x06Tunnel\x12\x17.corral.v1.AgentMessage\x1a\x18.corral.v1.ServerMessage(\x01\x30\x01\x12G\n\rWatchServices\x12\x1a.corral.v1.ServicesRequest\x1a\x18.corral.v1.ServiceRoutes0\x01\x12K\n\rReportMetrics\x12\x18.corral.v1.MetricsReport\x1a .corral.v1.ReportMetricsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,48 +38,52 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_REGISTERREQUEST_LABELSENTRY']._loaded_options = None
   _globals['_REGISTERREQUEST_LABELSENTRY']._serialized_options = b'8\001'
-  _globals['_REGISTERREQUEST']._serialized_start=174
-  _globals['_REGISTERREQUEST']._serialized_end=352
-  _globals['_REGISTERREQUEST_LABELSENTRY']._serialized_start=307
-  _globals['_REGISTERREQUEST_LABELSENTRY']._serialized_end=352
-  _globals['_REGISTERRESPONSE']._serialized_start=354
-  _globals['_REGISTERRESPONSE']._serialized_end=424
-  _globals['_HEARTBEATREQUEST']._serialized_start=426
-  _globals['_HEARTBEATREQUEST']._serialized_end=463
-  _globals['_HEARTBEATRESPONSE']._serialized_start=465
-  _globals['_HEARTBEATRESPONSE']._serialized_end=518
-  _globals['_ASSIGNMENTSREQUEST']._serialized_start=520
-  _globals['_ASSIGNMENTSREQUEST']._serialized_end=559
-  _globals['_ASSIGNMENTSET']._serialized_start=561
-  _globals['_ASSIGNMENTSET']._serialized_end=664
-  _globals['_VOLUMEFILE']._serialized_start=666
-  _globals['_VOLUMEFILE']._serialized_end=720
-  _globals['_VOLUMEPAYLOAD']._serialized_start=722
-  _globals['_VOLUMEPAYLOAD']._serialized_end=842
-  _globals['_PODSTATUSREPORT']._serialized_start=844
-  _globals['_PODSTATUSREPORT']._serialized_end=965
-  _globals['_REPORTSTATUSREQUEST']._serialized_start=967
-  _globals['_REPORTSTATUSREQUEST']._serialized_end=1049
-  _globals['_REPORTSTATUSRESPONSE']._serialized_start=1051
-  _globals['_REPORTSTATUSRESPONSE']._serialized_end=1095
-  _globals['_SERVICESREQUEST']._serialized_start=1097
-  _globals['_SERVICESREQUEST']._serialized_end=1133
-  _globals['_SERVICEROUTES']._serialized_start=1135
-  _globals['_SERVICEROUTES']._serialized_end=1223
-  _globals['_LOGREQUEST']._serialized_start=1226
-  _globals['_LOGREQUEST']._serialized_end=1385
-  _globals['_CANCELREQUEST']._serialized_start=1387
-  _globals['_CANCELREQUEST']._serialized_end=1422
-  _globals['_TUNNELHELLO']._serialized_start=1424
-  _globals['_TUNNELHELLO']._serialized_end=1456
-  _globals['_LOGDATA']._serialized_start=1458
-  _globals['_LOGDATA']._serialized_end=1501
-  _globals['_LOGEND']._serialized_start=1503
-  _globals['_LOGEND']._serialized_end=1546
-  _globals['_AGENTMESSAGE']._serialized_start=1549
-  _globals['_AGENTMESSAGE']._serialized_end=1693
-  _globals['_SERVERMESSAGE']._serialized_start=1695
-  _globals['_SERVERMESSAGE']._serialized_end=1811
-  _globals['_NODESERVICE']._serialized_start=1814
-  _globals['_NODESERVICE']._serialized_end=2428
+  _globals['_REGISTERREQUEST']._serialized_start=206
+  _globals['_REGISTERREQUEST']._serialized_end=384
+  _globals['_REGISTERREQUEST_LABELSENTRY']._serialized_start=339
+  _globals['_REGISTERREQUEST_LABELSENTRY']._serialized_end=384
+  _globals['_REGISTERRESPONSE']._serialized_start=386
+  _globals['_REGISTERRESPONSE']._serialized_end=456
+  _globals['_HEARTBEATREQUEST']._serialized_start=458
+  _globals['_HEARTBEATREQUEST']._serialized_end=495
+  _globals['_HEARTBEATRESPONSE']._serialized_start=497
+  _globals['_HEARTBEATRESPONSE']._serialized_end=550
+  _globals['_ASSIGNMENTSREQUEST']._serialized_start=552
+  _globals['_ASSIGNMENTSREQUEST']._serialized_end=591
+  _globals['_ASSIGNMENTSET']._serialized_start=594
+  _globals['_ASSIGNMENTSET']._serialized_end=750
+  _globals['_VOLUMEFILE']._serialized_start=752
+  _globals['_VOLUMEFILE']._serialized_end=806
+  _globals['_VOLUMEPAYLOAD']._serialized_start=808
+  _globals['_VOLUMEPAYLOAD']._serialized_end=928
+  _globals['_VOLUMEDELETION']._serialized_start=930
+  _globals['_VOLUMEDELETION']._serialized_end=987
+  _globals['_VOLUMEDELETIONRESULT']._serialized_start=989
+  _globals['_VOLUMEDELETIONRESULT']._serialized_end=1053
+  _globals['_PODSTATUSREPORT']._serialized_start=1055
+  _globals['_PODSTATUSREPORT']._serialized_end=1176
+  _globals['_REPORTSTATUSREQUEST']._serialized_start=1179
+  _globals['_REPORTSTATUSREQUEST']._serialized_end=1341
+  _globals['_REPORTSTATUSRESPONSE']._serialized_start=1343
+  _globals['_REPORTSTATUSRESPONSE']._serialized_end=1387
+  _globals['_SERVICESREQUEST']._serialized_start=1389
+  _globals['_SERVICESREQUEST']._serialized_end=1425
+  _globals['_SERVICEROUTES']._serialized_start=1428
+  _globals['_SERVICEROUTES']._serialized_end=1559
+  _globals['_LOGREQUEST']._serialized_start=1562
+  _globals['_LOGREQUEST']._serialized_end=1721
+  _globals['_CANCELREQUEST']._serialized_start=1723
+  _globals['_CANCELREQUEST']._serialized_end=1758
+  _globals['_TUNNELHELLO']._serialized_start=1760
+  _globals['_TUNNELHELLO']._serialized_end=1792
+  _globals['_LOGDATA']._serialized_start=1794
+  _globals['_LOGDATA']._serialized_end=1837
+  _globals['_LOGEND']._serialized_start=1839
+  _globals['_LOGEND']._serialized_end=1882
+  _globals['_AGENTMESSAGE']._serialized_start=1885
+  _globals['_AGENTMESSAGE']._serialized_end=2029
+  _globals['_SERVERMESSAGE']._serialized_start=2031
+  _globals['_SERVERMESSAGE']._serialized_end=2147
+  _globals['_NODESERVICE']._serialized_start=2150
+  _globals['_NODESERVICE']._serialized_end=2764
 # @@protoc_insertion_point(module_scope)

@@ -12,6 +12,7 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
 from protos.corral.v1 import discovery_pb2 as _discovery_pb2
+from protos.corral.v1 import ingress_pb2 as _ingress_pb2
 from protos.corral.v1 import node_pb2 as _node_pb2
 from protos.corral.v1 import pod_pb2 as _pod_pb2
 import builtins as _builtins
@@ -170,6 +171,7 @@ class AssignmentSet(_message.Message):
     EPOCH_FIELD_NUMBER: _builtins.int
     PODS_FIELD_NUMBER: _builtins.int
     VOLUMES_FIELD_NUMBER: _builtins.int
+    VOLUME_DELETIONS_FIELD_NUMBER: _builtins.int
     epoch: _builtins.int
     @_builtins.property
     def pods(self) -> _containers.RepeatedCompositeFieldContainer[_pod_pb2.Pod]: ...
@@ -180,16 +182,23 @@ class AssignmentSet(_message.Message):
         Not part of any spec hash: a change rewrites the files, it restarts nothing.
         """
 
+    @_builtins.property
+    def volume_deletions(self) -> _containers.RepeatedCompositeFieldContainer[Global___VolumeDeletion]:
+        """Directories of released volumes (reclaimPolicy Delete) on this node to
+        remove; the agent reports each in ReportStatusRequest.volume_deletions.
+        """
+
     def __init__(
         self,
         *,
         epoch: _builtins.int = ...,
         pods: _abc.Iterable[_pod_pb2.Pod] | None = ...,
         volumes: _abc.Iterable[Global___VolumePayload] | None = ...,
+        volume_deletions: _abc.Iterable[Global___VolumeDeletion] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["epoch", b"epoch", "pods", b"pods", "volumes", b"volumes"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["epoch", b"epoch", "pods", b"pods", "volume_deletions", b"volume_deletions", "volumes", b"volumes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -258,6 +267,63 @@ class VolumePayload(_message.Message):
 Global___VolumePayload: _TypeAlias = VolumePayload  # noqa: Y015
 
 @_typing.final
+class VolumeDeletion(_message.Message):
+    """A PersistentVolume whose directory the node is to delete."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    UID_FIELD_NUMBER: _builtins.int
+    PATH_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """The PersistentVolume's name and uid."""
+    uid: _builtins.str
+    path: _builtins.str
+    """The absolute path on the node (under the agent's volume root)."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        uid: _builtins.str = ...,
+        path: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "path", b"path", "uid", b"uid"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VolumeDeletion: _TypeAlias = VolumeDeletion  # noqa: Y015
+
+@_typing.final
+class VolumeDeletionResult(_message.Message):
+    """The outcome of a VolumeDeletion."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    UID_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    uid: _builtins.str
+    error: _builtins.str
+    """Empty: the directory is gone; otherwise why it could not be deleted."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        uid: _builtins.str = ...,
+        error: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "name", b"name", "uid", b"uid"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VolumeDeletionResult: _TypeAlias = VolumeDeletionResult  # noqa: Y015
+
+@_typing.final
 class PodStatusReport(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -298,18 +364,28 @@ class ReportStatusRequest(_message.Message):
 
     NODE_NAME_FIELD_NUMBER: _builtins.int
     PODS_FIELD_NUMBER: _builtins.int
+    VOLUME_ROOT_FIELD_NUMBER: _builtins.int
+    VOLUME_DELETIONS_FIELD_NUMBER: _builtins.int
     node_name: _builtins.str
+    volume_root: _builtins.str
+    """The directory under which this node's persistent volumes live (the
+    local-path provisioner puts new volumes there); empty: unchanged.
+    """
     @_builtins.property
     def pods(self) -> _containers.RepeatedCompositeFieldContainer[Global___PodStatusReport]: ...
+    @_builtins.property
+    def volume_deletions(self) -> _containers.RepeatedCompositeFieldContainer[Global___VolumeDeletionResult]: ...
     def __init__(
         self,
         *,
         node_name: _builtins.str = ...,
         pods: _abc.Iterable[Global___PodStatusReport] | None = ...,
+        volume_root: _builtins.str = ...,
+        volume_deletions: _abc.Iterable[Global___VolumeDeletionResult] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["node_name", b"node_name", "pods", b"pods"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["node_name", b"node_name", "pods", b"pods", "volume_deletions", b"volume_deletions", "volume_root", b"volume_root"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -369,21 +445,29 @@ class ServiceRoutes(_message.Message):
     FULL_FIELD_NUMBER: _builtins.int
     UPSERTS_FIELD_NUMBER: _builtins.int
     REMOVED_FIELD_NUMBER: _builtins.int
+    INGRESS_FIELD_NUMBER: _builtins.int
     full: _builtins.bool
     @_builtins.property
     def upserts(self) -> _containers.RepeatedCompositeFieldContainer[_discovery_pb2.ServiceRoute]: ...
     @_builtins.property
     def removed(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def ingress(self) -> _ingress_pb2.IngressRoutes:
+        """The node's whole ingress routing table, when it changed (and in every
+        full snapshot): it replaces the node's. Unset: unchanged.
+        """
+
     def __init__(
         self,
         *,
         full: _builtins.bool = ...,
         upserts: _abc.Iterable[_discovery_pb2.ServiceRoute] | None = ...,
         removed: _abc.Iterable[_builtins.str] | None = ...,
+        ingress: _ingress_pb2.IngressRoutes | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ingress", b"ingress"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["full", b"full", "removed", b"removed", "upserts", b"upserts"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["full", b"full", "ingress", b"ingress", "removed", b"removed", "upserts", b"upserts"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

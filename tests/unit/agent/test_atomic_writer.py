@@ -35,18 +35,23 @@ def test_first_write_lays_out_data_link_and_key_links(tmp_path: Path) -> None:
     assert (target / version).stat().st_mode & 0o777 == atomic_writer.DIR_MODE
 
 
-def test_an_update_swaps_versions_drops_old_keys_and_the_old_version(tmp_path: Path) -> None:
+def test_an_update_swaps_versions_drops_old_keys_and_keeps_one_old_version(tmp_path: Path) -> None:
     target = tmp_path / "vol"
     atomic_writer.write(target, {"a": (b"1", 0o644), "gone": (b"x", 0o644)}, now=NOW)
     [first] = versions(target)
 
     assert atomic_writer.write(target, {"a": (b"2", 0o644), "new": (b"n", 0o600)}, now=NOW) is True
 
-    [second] = versions(target)
+    second = os.readlink(target / "..data")
     assert second != first
     assert (target / "a").read_bytes() == b"2" and (target / "new").read_bytes() == b"n"
     assert not os.path.lexists(target / "gone")
-    assert sorted(os.listdir(target)) == sorted(["..data", second, "a", "new"])
+    # The version just replaced stays until the next write (a reader may be resolving into it).
+    assert sorted(os.listdir(target)) == sorted(["..data", first, second, "a", "new"])
+
+    assert atomic_writer.write(target, {"a": (b"3", 0o644)}, now=NOW) is True
+    third = os.readlink(target / "..data")
+    assert versions(target) == sorted([second, third])
 
 
 @pytest.mark.parametrize(
@@ -128,4 +133,4 @@ def test_a_looping_reader_never_sees_a_missing_or_partial_file(tmp_path: Path) -
         thread.join(timeout=60)
     assert bad == []
     assert reads[0] > 0
-    assert len(versions(target)) == 1
+    assert len(versions(target)) == 2

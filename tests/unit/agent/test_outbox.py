@@ -124,3 +124,18 @@ def test_a_forgotten_or_dropped_pod_is_not_resent(
     assert phases(outbox.take()) == still_queued
     outbox.resend_all()
     assert phases(outbox.take()) == {"b": "Running"}
+
+
+def test_the_volume_root_is_announced_after_each_reconnect_and_deletion_outcomes_go_once() -> None:
+    box = StatusOutbox()
+    box.resend_all()
+    assert not box.ready.is_set()  # no root: nothing to say
+    box.volume_root = "/data/storage"
+    box.resend_all()
+    assert box.ready.is_set()
+    assert box.take() == [] and box.take_volume_results() == (True, [])
+    assert box.take_volume_results() == (False, [])
+    result = node_service_pb2.VolumeDeletionResult(name="pvc-1", uid="u")
+    box.put_volume_result(result)
+    assert box.ready.is_set()
+    assert box.take_volume_results() == (True, [result])

@@ -39,9 +39,9 @@ def deployment_ref(uid: str = "d-uid", *, controller: bool = True) -> meta_pb2.O
             True,
             id="every-owner-gone",
         ),
-        pytest.param((owner("CronJob", "nightly", "cj-uid"),), {}, False, id="unknown-owner-kind-kept"),
+        pytest.param((owner("Workflow", "nightly", "wf-uid"),), {}, False, id="unknown-owner-kind-kept"),
         pytest.param(
-            (deployment_ref(), owner("CronJob", "nightly", "cj-uid")), {}, False, id="unknown-kind-among-others-kept"
+            (deployment_ref(), owner("Workflow", "nightly", "wf-uid")), {}, False, id="unknown-kind-among-others-kept"
         ),
     ],
 )
@@ -62,7 +62,7 @@ def test_owner_keys_of_cluster_scoped_owners_have_no_namespace() -> None:
 
 
 def test_owner_keys_mark_unknown_kinds() -> None:
-    assert owner_keys(replica_set("x", "u", owners=(owner("Job", "j", "j-uid"),))) == [None]
+    assert owner_keys(replica_set("x", "u", owners=(owner("Workflow", "w", "w-uid"),))) == [None]
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,7 @@ from protos.corral.v1 import metrics_pb2, pod_pb2, workloads_pb2
 from protos.kinds import by_kind
 from tests.unit.controllers.hpa_builders import NOW, deployment, hpa, pods
 
-KINDS = ("HorizontalPodAutoscaler", "Deployment", "ReplicaSet", "Pod")
+KINDS = ("HorizontalPodAutoscaler", "Deployment", "ReplicaSet", "StatefulSet", "Pod")
 CPU_REASON = "cpu resource utilization (percentage of request) above target"
 
 
@@ -50,7 +50,10 @@ class Harness:
         self.controller.bind(self.informers, WorkQueue())
 
     def cache(self, obj: object) -> None:
-        assert isinstance(obj, metrics_pb2.HorizontalPodAutoscaler | workloads_pb2.Deployment | pod_pb2.Pod)
+        assert isinstance(
+            obj,
+            metrics_pb2.HorizontalPodAutoscaler | workloads_pb2.Deployment | workloads_pb2.StatefulSet | pod_pb2.Pod,
+        )
         informer = self.informers[type(obj).__name__]
         prev = informer.items.get(object_key(obj))
         informer.items[object_key(obj)] = obj
@@ -156,3 +159,29 @@ async def test_read_your_own_status_write() -> None:
 async def test_deleted_hpa() -> None:
     harness = Harness()
     assert await harness.controller.sync("default/gone") is None
+
+
+async def test_a_statefulset_is_scaled_like_a_deployment() -> None:
+    """Kubernetes' HPA scales anything with a scale subresource: a StatefulSet too."""
+    harness = Harness()
+    sts = workloads_pb2.StatefulSet()
+    sts.metadata.name, sts.metadata.namespace = "web", "default"
+    sts.spec.replicas, sts.spec.service_name = 2, "web"
+    sts.spec.selector.match_labels["app"] = "web"
+    sts.spec.template.metadata.labels["app"] = "web"
+    sts.spec.template.spec.containers.add(name="web", image="httpd:2").resources.requests["cpu"] = "100m"
+    created = await harness.api.create(sts)
+    h = await harness.api.create(hpa(kind="StatefulSet"))
+    harness.cache(created)
+    harness.cache(h)
+    for p in pods(2):
+        harness.cache(p)
+    assert list(harness.controller.keys_for("StatefulSet", CacheEvent(Change.ADDED, created, None, 3))) == [
+        "default/web"
+    ]
+
+    assert await harness.controller.sync("default/web") == harness.controller.sync_period
+
+    stored = await harness.api.get("StatefulSet", "default", "web")
+    assert isinstance(stored, workloads_pb2.StatefulSet)
+    assert stored.spec.replicas == 4

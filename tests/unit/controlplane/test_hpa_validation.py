@@ -115,7 +115,7 @@ def cpu(target: dict[str, Any]) -> list[dict[str, Any]]:
     [
         pytest.param(
             {"scaleTargetRef": {"kind": "Pod", "name": "web"}},
-            ['spec.scaleTargetRef.kind: must be one of "Deployment", "ReplicaSet", got "Pod"'],
+            ['spec.scaleTargetRef.kind: must be one of "Deployment", "ReplicaSet", "StatefulSet", got "Pod"'],
             id="target-kind",
         ),
         pytest.param(

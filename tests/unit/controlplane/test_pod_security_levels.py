@@ -145,6 +145,16 @@ def baseline_causes(doc: dict[str, Any], policy: ClusterPolicy | None = None) ->
             [f"spec.template.spec.hostPID: true {BASELINE}"],
             id="replica-set-template",
         ),
+        pytest.param(
+            {**deployment(pod(hostNetwork=True)), "kind": "DaemonSet"},
+            [f"spec.template.spec.hostNetwork: true {BASELINE}"],
+            id="daemon-set-template",
+        ),
+        pytest.param(
+            {**deployment(pod(hostNetwork=True)), "kind": "StatefulSet"},
+            [f"spec.template.spec.hostNetwork: true {BASELINE}"],
+            id="stateful-set-template",
+        ),
     ],
 )
 def test_baseline_refuses_what_takes_the_host(doc: dict[str, Any], causes: list[str]) -> None:

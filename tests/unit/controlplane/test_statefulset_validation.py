@@ -171,8 +171,8 @@ def _volume_named_data() -> dict[str, Any]:
             id="claim-no-size",
         ),
         pytest.param(
-            _claim(accessModes=["ReadWriteOnce"], resources={"requests": {"storage": "lots"}}),
-            "spec.volumeClaimTemplates[0].spec.resources.requests.storage: ",
+            _claim(accessModes=["ReadWriteOnce"], resources={"requests": {"storage": "0"}}),
+            "spec.volumeClaimTemplates[0].spec.resources.requests.storage: must be greater than zero",
             id="claim-bad-size",
         ),
         pytest.param(

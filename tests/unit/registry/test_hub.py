@@ -162,3 +162,26 @@ async def test_a_slow_subscriber_holds_up_nobody_and_gets_the_latest(running: Hu
     await fast.aclose()
     running.hub.unsubscribe(slow)
     assert running.hub.subscriber_count() == 0
+
+
+async def test_the_ingress_table_rides_the_stream(running: Hub) -> None:
+    from protos.corral.v1 import ingress_pb2
+
+    before = running.hub.watch()
+    async with asyncio.timeout(WAIT):
+        first = await anext(before)
+        assert first.full and not first.HasField("ingress")  # not known yet: the node keeps its own
+        table = ingress_pb2.IngressRoutes()
+        table.hosts.add(host="a.test")
+        running.hub.set_ingress(table)
+        message = await anext(before)
+        assert (message.full, list(message.upserts), message.ingress) == (False, [], table)
+        running.hub.set_ingress(table)  # unchanged: nothing sent
+        await running.api.create(service("api", 81))
+        message = await anext(before)
+        assert not message.HasField("ingress") and [r.name for r in message.upserts] == ["api"]
+        after = running.hub.watch()
+        snapshot = await anext(after)
+        assert snapshot.full and snapshot.ingress == table
+    await before.aclose()
+    await after.aclose()

@@ -38,6 +38,36 @@ def test_node_ready(n: NodeInfo, reasons: tuple[str, ...]) -> None:
     check(NodeReady(), pod(), n, reasons)
 
 
+UNSCHEDULABLE = "node.kubernetes.io/unschedulable"
+
+
+@pytest.mark.parametrize(
+    ("tolerations", "n", "reasons"),
+    [
+        pytest.param(
+            (Toleration(UNSCHEDULABLE, "Exists", "", "NoSchedule"),), node(unschedulable=True), OK, id="cordoned"
+        ),
+        pytest.param((Toleration("", "Exists"),), node(unschedulable=True), OK, id="tolerates-everything"),
+        pytest.param(
+            (Toleration(UNSCHEDULABLE, "Exists", "", "NoExecute"),),
+            node(unschedulable=True),
+            ("node is cordoned",),
+            id="other-effect",
+        ),
+        pytest.param(
+            (Toleration(UNSCHEDULABLE, "Exists", "", "NoSchedule"),),
+            node(ready=False, unschedulable=True),
+            ("node not ready",),
+            id="still-not-ready",
+        ),
+    ],
+)
+def test_node_ready_lets_a_pod_that_tolerates_unschedulable_onto_a_cordoned_node(
+    tolerations: tuple[Toleration, ...], n: NodeInfo, reasons: tuple[str, ...]
+) -> None:
+    check(NodeReady(), pod(tolerations=tolerations), n, reasons)
+
+
 @pytest.mark.parametrize(
     ("runtime", "offered", "reasons"),
     [
@@ -83,6 +113,11 @@ def req(key: str, op: str, *values: str) -> Requirement:
     return Requirement(key, op, values)
 
 
+def field(key: str, op: str, *values: str) -> Requirement:
+    """A matchFields requirement (on the node's fields, not its labels)."""
+    return Requirement(key, op, values, on_field=True)
+
+
 LABELS = {"zone": "a", "disk": "ssd", "cores": "8"}
 MISMATCH = ("didn't match node selector",)
 
@@ -121,6 +156,22 @@ MISMATCH = ("didn't match node selector",)
             id="terms-ored",
         ),
         pytest.param(pod(affinity_terms=((),)), MISMATCH, id="empty-term-matches-nothing"),
+        pytest.param(pod(affinity_terms=((field("metadata.name", "In", "n1"),),)), OK, id="field-name-in"),
+        pytest.param(pod(affinity_terms=((field("metadata.name", "In", "n2"),),)), MISMATCH, id="field-name-in-miss"),
+        pytest.param(pod(affinity_terms=((field("metadata.name", "NotIn", "n2"),),)), OK, id="field-name-notin"),
+        pytest.param(
+            pod(affinity_terms=((req("metadata.name", "In", "n1"),),)), MISMATCH, id="label-is-not-the-name-field"
+        ),
+        pytest.param(
+            pod(affinity_terms=((field("metadata.name", "In", "n1"), req("zone", "In", "b")),)),
+            MISMATCH,
+            id="field-and-labels-anded",
+        ),
+        pytest.param(
+            pod(affinity_terms=((field("metadata.name", "In", "n1"), req("zone", "In", "a")),)),
+            OK,
+            id="field-and-labels-match",
+        ),
         pytest.param(
             pod(node_selector={"zone": "b"}, affinity_terms=((req("disk", "Exists"),),)),
             MISMATCH,

@@ -39,6 +39,7 @@ def test_registry_maps_names_to_plugins() -> None:
         "HostPorts",
         "NodeSelector",
         "Taints",
+        "VolumeBinding",
         "Spread",
         "LeastAllocated",
         "MostAllocated",
@@ -57,6 +58,7 @@ def test_default_profile_runs_filters_cheap_first() -> None:
         "HostPorts",
         "NodeSelector",
         "Taints",
+        "VolumeBinding",
     ]
     assert [(w.plugin.name, w.weight) for w in profile.scores] == [("Spread", 1)]
 

@@ -126,7 +126,12 @@ def test_pod_request_fields() -> None:
                 required_during_scheduling_ignored_during_execution=pod_pb2.NodeSelector(
                     node_selector_terms=[
                         pod_pb2.NodeSelectorTerm(
-                            match_expressions=[pod_pb2.NodeSelectorRequirement(key="zone", operator="In", values=["a"])]
+                            match_expressions=[
+                                pod_pb2.NodeSelectorRequirement(key="zone", operator="In", values=["a"])
+                            ],
+                            match_fields=[
+                                pod_pb2.NodeSelectorRequirement(key="metadata.name", operator="In", values=["n1"])
+                            ],
                         )
                     ]
                 )
@@ -139,7 +144,9 @@ def test_pod_request_fields() -> None:
     assert got.host_ports == {(8080, "TCP"), (53, "UDP")}
     assert got.node_selector == {"disk": "ssd"}
     assert got.tolerations == (Toleration("k", "Exists", "", "NoSchedule"), Toleration("j", "Equal", "", ""))
-    assert got.affinity_terms == ((Requirement("zone", "In", ("a",)),),)
+    assert got.affinity_terms == (
+        (Requirement("zone", "In", ("a",)), Requirement("metadata.name", "In", ("n1",), on_field=True)),
+    )
     assert got.runtime == "process"
 
 

@@ -1,0 +1,261 @@
+"""Benchmark: HTTPS through corral's ingress proxy against direct HTTP to the backend
+and against nginx as a TLS-terminating reverse proxy, same backend, same run.
+
+Processes on loopback:
+
+- the backend: nginx (one worker) answering 1 KiB on 127.0.0.1;
+- corral's ingress: `agent.network.ingress.proxy.IngressProxy` on uvloop in a
+  process of its own, one Ingress rule (host `localhost`, a self-signed
+  certificate from a TLS Secret) to the backend, as in the agent;
+- the peer: nginx (one worker: one core, like the Python proxy) terminating
+  TLS with the same certificate and proxying to the backend over keep-alive
+  connections;
+- the load: `wrk` (keep-alive, `--connections` connections, one thread),
+  HTTPS to both proxies, plain HTTP to the backend (and to corral's ingress,
+  to show what TLS costs it).
+
+Cases alternate for `--rounds` rounds; the median run of each is shown: requests
+per second, p50/p99 latency, and the proxy process's CPU time per request.
+nginx and wrk are installed with apt-get when missing (needs root).
+
+    .venv/bin/python bench/ingress.py [--seconds 5] [--connections 8] [--rounds 3]
+
+Writes bench/results/ingress.json. Asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from harness import free_port, machine, stop, wait_for, write_result  # noqa: E402 - after the repo is on the path
+
+BODY = "x" * 1023 + "\n"
+
+
+def ensure_tools() -> None:
+    missing = [pkg for tool, pkg in (("nginx", "nginx-light"), ("wrk", "wrk")) if shutil.which(tool) is None]
+    if missing:
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run(["apt-get", "install", "-y", "-q", *missing], check=True, env=env, stdout=subprocess.DEVNULL)
+
+
+def nginx_conf(folder: Path, name: str, server: str) -> Path:
+    conf = folder / f"{name}.conf"
+    conf.write_text(
+        f"""
+worker_processes 1;
+daemon off;
+pid {folder}/{name}.pid;
+error_log {folder}/{name}.error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    client_body_temp_path {folder}/{name}-body;
+    proxy_temp_path {folder}/{name}-proxy;
+    fastcgi_temp_path {folder}/{name}-fastcgi;
+    uwsgi_temp_path {folder}/{name}-uwsgi;
+    scgi_temp_path {folder}/{name}-scgi;
+    {server}
+}}
+"""
+    )
+    return conf
+
+
+def start_nginx(conf: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(["nginx", "-c", str(conf), "-e", str(conf.with_suffix(".stderr"))], start_new_session=True)
+
+
+def listening(port: int) -> bool:
+    return any(
+        getattr(c.laddr, "port", None) == port and c.status == psutil.CONN_LISTEN for c in psutil.net_connections("tcp")
+    )
+
+
+def wrk(url: str, seconds: float, connections: int) -> dict[str, float]:
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency", "-H", "Host: localhost", url],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=seconds + 60,
+    ).stdout
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)|Socket errors: (.*)", out)
+
+    def ms(label: str) -> float:
+        value, unit = re.search(rf"\s{label}%\s+([\d.]+)(us|ms|s)", out).groups()  # type: ignore[union-attr]
+        return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+    return {"rps": rate, "p50_ms": ms("50"), "p99_ms": ms("99"), "errors": 1.0 if errors else 0.0}
+
+
+def serve_ingress(args: argparse.Namespace) -> None:
+    """The ingress proxy process: one route, host localhost, to the backend."""
+    import uvloop
+
+    from agent.network.ingress.proxy import IngressPorts, IngressProxy
+    from controlplane.registry.ingress import ingress_plan
+    from protos.corral.v1 import discovery_pb2, ingress_pb2, secret_pb2, service_pb2
+    from protos.ingresses import CONTROLLER, IS_DEFAULT_CLASS
+
+    klass = ingress_pb2.IngressClass(spec=ingress_pb2.IngressClassSpec(controller=CONTROLLER))
+    klass.metadata.name = "corral"
+    klass.metadata.annotations[IS_DEFAULT_CLASS] = "true"
+    ingress = ingress_pb2.Ingress()
+    ingress.metadata.name, ingress.metadata.namespace = "bench", "default"
+    ingress.spec.tls.add(hosts=["localhost"], secret_name="tls")
+    path = ingress.spec.rules.add(host="localhost").http.paths.add(path="/", path_type="Prefix")
+    path.backend.service.name, path.backend.service.port.number = "backend", 80
+    service = service_pb2.Service()
+    service.metadata.name, service.metadata.namespace = "backend", "default"
+    service.spec.ports.add(name="http", port=80)
+    secret = secret_pb2.Secret(type="kubernetes.io/tls")
+    secret.metadata.name, secret.metadata.namespace = "tls", "default"
+    secret.data["tls.crt"] = Path(args.cert).read_bytes()
+    secret.data["tls.key"] = Path(args.key).read_bytes()
+    routes = ingress_plan([ingress], [klass], {"default/backend": service}, {"default/tls": secret}).routes
+    route = discovery_pb2.ServiceRoute(namespace="default", name="backend", load_balancing="RoundRobin")
+    route.ports.add(name="http", port=80).backends.add(address="127.0.0.1", port=args.backend_port, pod="backend")
+
+    async def main() -> None:
+        proxy = IngressProxy(["127.0.0.1"], IngressPorts(args.http_port, args.https_port))
+        proxy.update({"default/backend": route})
+        proxy.update_ingress(routes)
+        await proxy.run()
+
+    uvloop.run(main())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--serve-ingress", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--https-port", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--http-port", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--backend-port", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--cert", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--key", default="", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve_ingress:
+        serve_ingress(args)
+        return
+    ensure_tools()
+    from corral.common.pki.certs import cert_pem, key_pem, self_signed
+
+    folder = Path(tempfile.mkdtemp(prefix="corral-bench-ingress-"))
+    key, cert = self_signed("localhost", ["localhost"], dt.datetime.now(dt.UTC))
+    (folder / "tls.crt").write_bytes(cert_pem(cert))
+    (folder / "tls.key").write_bytes(key_pem(key))
+    backend_port, corral_port, corral_http, nginx_port = free_port(), free_port(), free_port(), free_port()
+    backend = start_nginx(
+        nginx_conf(
+            folder,
+            "backend",
+            f"server {{ listen 127.0.0.1:{backend_port}; keepalive_requests 1000000; "
+            f'location / {{ default_type text/plain; return 200 "{BODY.strip()}\\n"; }} }}',
+        )
+    )
+    peer = start_nginx(
+        nginx_conf(
+            folder,
+            "peer",
+            f"upstream backend {{ server 127.0.0.1:{backend_port}; keepalive 64; }} "
+            f"server {{ listen 127.0.0.1:{nginx_port} ssl; server_name localhost; keepalive_requests 1000000; "
+            f"ssl_certificate {folder}/tls.crt; ssl_certificate_key {folder}/tls.key; "
+            f"location / {{ proxy_pass http://backend; proxy_http_version 1.1; "
+            f'proxy_set_header Connection ""; proxy_set_header Host $host; '
+            f"proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for; "
+            f"proxy_set_header X-Forwarded-Proto $scheme; }} }}",
+        )
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    corral = subprocess.Popen(
+        [
+            sys.executable,
+            __file__,
+            "--serve-ingress",
+            f"--https-port={corral_port}",
+            f"--http-port={corral_http}",
+            f"--backend-port={backend_port}",
+            f"--cert={folder / 'tls.crt'}",
+            f"--key={folder / 'tls.key'}",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        for port in (backend_port, corral_port, nginx_port):
+            wait_for(lambda p=port: listening(p), 30, f"port {port} listening")  # type: ignore[misc]
+        peer_workers = list(psutil.Process(peer.pid).children())
+        cases = {
+            "direct (HTTP)": (f"http://127.0.0.1:{backend_port}/", []),
+            "corral ingress (HTTPS)": (f"https://localhost:{corral_port}/", [psutil.Process(corral.pid)]),
+            "corral ingress (HTTP)": (f"http://localhost:{corral_http}/", [psutil.Process(corral.pid)]),
+            "nginx (HTTPS)": (f"https://localhost:{nginx_port}/", peer_workers),
+        }
+        for url, _ in cases.values():  # warm up (TLS sessions, pools)
+            wrk(url, 1, args.connections)
+        runs: dict[str, list[dict[str, float]]] = {name: [] for name in cases}
+        for _ in range(args.rounds):
+            for name, (url, procs) in cases.items():
+                cpu_before = sum(sum(p.cpu_times()[:2]) for p in procs)
+                result = wrk(url, args.seconds, args.connections)
+                cpu = sum(sum(p.cpu_times()[:2]) for p in procs) - cpu_before
+                result["proxy_cpu_us_per_request"] = (
+                    cpu / max(1.0, result["rps"] * args.seconds) * 1e6 if procs else 0.0
+                )
+                runs[name].append(result)
+        medians = {name: sorted(r, key=lambda x: x["rps"])[len(r) // 2] for name, r in runs.items()}
+        print(
+            f"\n{machine()}; {args.connections} keep-alive connections, wrk -t1, "
+            f"{args.seconds:g}s x {args.rounds} rounds"
+        )
+        print(f"{'case':<24}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'proxy CPU us/req':>18}")
+        for name, m in medians.items():
+            cpu_text = f"{m['proxy_cpu_us_per_request']:.0f}" if m["proxy_cpu_us_per_request"] else "-"
+            print(f"{name:<24}{m['rps']:>10.0f}{m['p50_ms']:>9.2f}{m['p99_ms']:>9.2f}{cpu_text:>18}")
+        ratio = medians["corral ingress (HTTPS)"]["rps"] / medians["nginx (HTTPS)"]["rps"]
+        print(f"corral ingress / nginx throughput: {ratio:.2f}")
+        write_result(
+            "ingress",
+            {
+                "machine": machine(),
+                "connections": args.connections,
+                "seconds": args.seconds,
+                "rounds": args.rounds,
+                "median": medians,
+                "runs": runs,
+                "nginx_rps_stdev": statistics.pstdev(r["rps"] for r in runs["nginx (HTTPS)"]),
+            },
+        )
+    finally:
+        for proc in (corral, peer, backend):
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        stop(corral, peer, backend)
+        time.sleep(0.1)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,337 @@
+"""The agent's ingress proxy against local aiohttp backends on loopback: host and path
+routing, TLS by SNI with the Secrets' certificates, keep-alive, WebSockets,
+X-Forwarded headers, the HTTP→HTTPS redirect, canary weights, and a route change
+that leaves open connections alone."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import http.client
+import json
+import socket
+import ssl
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp import web
+from cryptography import x509
+
+from agent.network.ingress.proxy import IngressPorts, IngressProxy
+from controlplane.registry.ingress import ingress_plan
+from corral.common.pki.certs import cert_pem, key_pem, self_signed
+from protos.corral.v1 import discovery_pb2, ingress_pb2, secret_pb2, service_pb2
+from protos.ingresses import CONTROLLER, IS_DEFAULT_CLASS
+
+WAIT = 10.0
+LOOPBACK = "127.0.0.1"
+
+
+async def wait_for(condition: Callable[[], bool], what: str) -> None:
+    async with asyncio.timeout(WAIT):
+        while not condition():
+            await asyncio.sleep(0.01)
+    assert condition(), what
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((LOOPBACK, 0))
+        return int(s.getsockname()[1])
+
+
+async def backend(name: str) -> tuple[web.AppRunner, int]:
+    """An app that answers its name, the path and the headers it got, and echoes WebSocket messages."""
+
+    async def echo(request: web.Request) -> web.StreamResponse:
+        if request.headers.get("Upgrade", "").lower() == "websocket":
+            ws = web.WebSocketResponse()
+            await ws.prepare(request)
+            async for message in ws:
+                if message.type == aiohttp.WSMsgType.TEXT:
+                    await ws.send_str(f"{name}:{message.data}")
+            return ws
+        if request.path.startswith("/status/"):
+            return web.Response(status=int(request.path.rsplit("/", 1)[1]))
+        if request.path == "/crash":  # connected, then closed without an answer
+            assert request.transport is not None
+            request.transport.close()
+        body = await request.read()
+        response = web.json_response(
+            {"name": name, "path": request.path_qs, "headers": dict(request.headers), "body": body.decode()}
+        )
+        return response
+
+    app = web.Application(client_max_size=16 * 1024 * 1024)
+    app.router.add_route("*", "/{tail:.*}", echo)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, LOOPBACK, port).start()
+    return runner, port
+
+
+def service_route(
+    name: str, backends: list[tuple[int, str]], weights: dict[str, int] | None = None
+) -> discovery_pb2.ServiceRoute:
+    route = discovery_pb2.ServiceRoute(
+        namespace="default", name=name, load_balancing="RoundRobin", weights=weights or {}
+    )
+    port = route.ports.add(name="http", protocol="TCP", port=80)
+    for n, (backend_port, group) in enumerate(backends):
+        port.backends.add(address=LOOPBACK, port=backend_port, pod=f"{name}-{n}", group=group)
+    return route
+
+
+def service(name: str) -> service_pb2.Service:
+    s = service_pb2.Service()
+    s.metadata.name, s.metadata.namespace = name, "default"
+    s.spec.ports.add(name="http", port=80)
+    return s
+
+
+def certificate(host: str) -> tuple[bytes, bytes]:
+    key, cert = self_signed(host, [host], dt.datetime.now(dt.UTC))
+    return cert_pem(cert), key_pem(key)
+
+
+def table(
+    rules: list[tuple[str, str, str, str]], *, certs: dict[str, tuple[bytes, bytes]], redirect: set[str]
+) -> ingress_pb2.IngressRoutes:
+    """Through the control plane's core: one Ingress per host, a TLS Secret per certificate."""
+    klass = ingress_pb2.IngressClass(spec=ingress_pb2.IngressClassSpec(controller=CONTROLLER))
+    klass.metadata.name = "corral"
+    klass.metadata.annotations[IS_DEFAULT_CLASS] = "true"
+    ingresses: dict[str, ingress_pb2.Ingress] = {}
+    for host, path, path_type, svc in rules:
+        i = ingresses.setdefault(host, ingress_pb2.Ingress())
+        i.metadata.name, i.metadata.namespace = host.replace(".", "-") or "all", "default"
+        if host in redirect:
+            i.metadata.annotations["corral.io/ssl-redirect"] = "true"
+        rule = i.spec.rules[0] if i.spec.rules else i.spec.rules.add(host=host)
+        p = rule.http.paths.add(path=path, path_type=path_type)
+        p.backend.service.name, p.backend.service.port.number = svc, 80
+        if host in certs and not i.spec.tls:
+            i.spec.tls.add(hosts=[host], secret_name=f"{host}-tls")
+    secrets = {}
+    for host, (crt, key) in certs.items():
+        s = secret_pb2.Secret(type="kubernetes.io/tls", data={"tls.crt": crt, "tls.key": key})
+        s.metadata.name, s.metadata.namespace = f"{host}-tls", "default"
+        secrets[f"default/{host}-tls"] = s
+    services = {f"default/{n}": service(n) for n in ("a", "b", "api", "canary", "empty")}
+    return ingress_plan(list(ingresses.values()), [klass], services, secrets).routes
+
+
+@dataclass
+class Env:
+    proxy: IngressProxy
+    http: int
+    https: int
+    ports: dict[str, int]
+    certs: dict[str, tuple[bytes, bytes]]
+    tmp: Path
+
+    def client_context(self, host: str) -> ssl.SSLContext:
+        """Trusts only `host`'s certificate."""
+        path = self.tmp / f"{host}.pem"
+        path.write_bytes(self.certs[host][0])
+        return ssl.create_default_context(cafile=str(path))
+
+
+RULES = [
+    ("a.test", "/", "Prefix", "a"),
+    ("a.test", "/api", "Prefix", "api"),
+    ("b.test", "/", "Prefix", "b"),
+    ("r.test", "/", "Prefix", "a"),
+    ("c.test", "/", "Prefix", "canary"),
+    ("e.test", "/", "Prefix", "empty"),
+]
+
+
+@pytest.fixture
+async def env(tmp_path: Path) -> AsyncIterator[Env]:
+    runners, ports = [], {}
+    for name in ("a", "b", "api", "v1", "v2"):
+        runner, port = await backend(name)
+        runners.append(runner)
+        ports[name] = port
+    certs = {"a.test": certificate("a.test"), "b.test": certificate("b.test")}
+    http_port, https_port = free_port(), free_port()
+    proxy = IngressProxy([LOOPBACK], IngressPorts(http_port, https_port))
+    proxy.update(
+        {
+            "default/a": service_route("a", [(ports["a"], "")]),
+            "default/b": service_route("b", [(ports["b"], "")]),
+            "default/api": service_route("api", [(ports["api"], "")]),
+            "default/canary": service_route("canary", [(ports["v1"], "v1"), (ports["v2"], "v2")], {"v1": 90, "v2": 10}),
+            "default/empty": service_route("empty", []),
+        }
+    )
+    proxy.update_ingress(table(RULES, certs=certs, redirect={"r.test"}))
+    task = asyncio.create_task(proxy.run())
+    try:
+        await wait_for(lambda: len(proxy.bound) == 2, "the ingress listens on HTTP and HTTPS")
+        yield Env(proxy, http_port, https_port, ports, certs, tmp_path)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        for runner in runners:
+            await runner.cleanup()
+
+
+def fetch(port: int, host: str, path: str) -> tuple[int, dict[str, str], bytes]:
+    """One plain HTTP request through http.client (in a thread)."""
+    conn = http.client.HTTPConnection(LOOPBACK, port, timeout=WAIT)
+    try:
+        conn.request("GET", path, headers={"Host": host})
+        response = conn.getresponse()
+        return response.status, dict(response.getheaders()), response.read()
+    finally:
+        conn.close()
+
+
+async def fetch_tls(port: int, host: str, path: str, context: ssl.SSLContext) -> tuple[int, dict[str, object]]:
+    """One HTTPS request to the loopback address with `host` as SNI and Host."""
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(
+            f"https://{LOOPBACK}:{port}{path}", headers={"Host": host}, ssl=context, server_hostname=host
+        ) as response,
+    ):
+        return response.status, await response.json()
+
+
+async def test_hosts_and_paths_over_tls_with_each_hosts_certificate(env: Env) -> None:
+    for host, path, name in (("a.test", "/", "a"), ("a.test", "/api/users", "api"), ("b.test", "/x", "b")):
+        status, body = await fetch_tls(env.https, host, path, env.client_context(host))
+        assert (status, body["name"], body["path"], body["headers"]["X-Forwarded-Proto"]) == (200, name, path, "https")  # type: ignore[index]
+    with pytest.raises(aiohttp.ClientConnectorCertificateError):  # b.test gets b.test's certificate, not a.test's
+        await fetch_tls(env.https, "b.test", "/", env.client_context("a.test"))
+
+
+async def test_a_name_without_a_certificate_gets_the_self_signed_default(env: Env) -> None:
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    _, writer = await asyncio.open_connection(LOOPBACK, env.https, ssl=context, server_hostname="unknown.test")
+    der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
+    writer.close()
+    await writer.wait_closed()
+    subject = x509.load_der_x509_certificate(der).subject.rfc4514_string()
+    assert "corral ingress default certificate" in subject
+
+
+async def test_forwarded_headers(env: Env) -> None:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(
+            f"http://{LOOPBACK}:{env.http}/hello?x=1", headers={"Host": "a.test", "X-Forwarded-For": "10.9.9.9"}
+        ) as response,
+    ):
+        got = await response.json()
+    headers = got["headers"]
+    assert got["path"] == "/hello?x=1"
+    assert headers["Host"] == "a.test"
+    assert headers["X-Forwarded-For"] == f"10.9.9.9, {LOOPBACK}"
+    assert (headers["X-Forwarded-Proto"], headers["X-Forwarded-Host"], headers["X-Real-IP"]) == (
+        "http",
+        "a.test",
+        LOOPBACK,
+    )
+
+
+@pytest.mark.parametrize(
+    "size", [pytest.param(5000, id="buffered"), pytest.param(3 * 1024 * 1024, id="streamed-above-1MiB")]
+)
+async def test_request_bodies_reach_the_backend(env: Env, size: int) -> None:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(f"http://{LOOPBACK}:{env.http}/form", data=b"x" * size, headers={"Host": "a.test"}) as r,
+    ):
+        assert (await r.json())["body"] == "x" * size
+
+
+@pytest.mark.parametrize(
+    ("host", "status"),
+    [pytest.param("nowhere.test", 404, id="no-rule"), pytest.param("e.test", 503, id="no-endpoints")],
+)
+async def test_no_rule_is_404_and_no_endpoint_is_503(env: Env, host: str, status: int) -> None:
+    got, _, _ = await asyncio.to_thread(fetch, env.http, host, "/")
+    assert got == status
+
+
+async def test_redirect_to_https_when_asked(env: Env) -> None:
+    status, headers, _ = await asyncio.to_thread(fetch, env.http, "r.test", "/page?q=1")
+    assert (status, headers["Location"]) == (308, f"https://r.test:{env.https}/page?q=1")
+    status, _, _ = await asyncio.to_thread(fetch, env.http, "a.test", "/")
+    assert status == 200  # not asked: no redirect
+
+
+async def test_keep_alive_reuses_the_client_connection(env: Env) -> None:
+    def two_requests() -> tuple[bool, list[str]]:
+        conn = http.client.HTTPConnection(LOOPBACK, env.http, timeout=WAIT)
+        names = []
+        conn.request("GET", "/", headers={"Host": "a.test"})
+        first = conn.getresponse()
+        names.append(json.loads(first.read())["name"])
+        sock = conn.sock
+        conn.request("GET", "/", headers={"Host": "b.test"})
+        names.append(json.loads(conn.getresponse().read())["name"])
+        same = conn.sock is sock and sock is not None
+        conn.close()
+        return same, names
+
+    assert await asyncio.to_thread(two_requests) == (True, ["a", "b"])
+
+
+async def test_websocket_upgrade_is_passed_through(env: Env) -> None:
+    url = f"http://{LOOPBACK}:{env.http}/ws"
+    async with aiohttp.ClientSession() as session, session.ws_connect(url, headers={"Host": "b.test"}) as ws:
+        await ws.send_str("hi")
+        assert (await ws.receive_str()) == "b:hi"
+
+
+async def test_canary_weights_apply(env: Env) -> None:
+    names: dict[str, int] = {}
+    async with aiohttp.ClientSession() as session:
+        for _ in range(100):
+            async with session.get(f"http://{LOOPBACK}:{env.http}/", headers={"Host": "c.test"}) as r:
+                name = (await r.json())["name"]
+                names[name] = names.get(name, 0) + 1
+    assert names == {"v1": 90, "v2": 10}  # smooth weighted round robin: exact
+
+
+async def test_a_route_change_keeps_open_connections(env: Env) -> None:
+    conn = http.client.HTTPConnection(LOOPBACK, env.http, timeout=WAIT)
+
+    def get(host: str) -> str:
+        conn.request("GET", "/", headers={"Host": host})
+        return str(json.loads(conn.getresponse().read())["name"])
+
+    url = f"http://{LOOPBACK}:{env.http}/ws"
+    async with aiohttp.ClientSession() as session, session.ws_connect(url, headers={"Host": "a.test"}) as ws:
+        assert await asyncio.to_thread(get, "a.test") == "a"
+        sock = conn.sock
+        # a.test now goes to b: the open WebSocket and keep-alive connection carry on.
+        moved = [(h, p, t, "b" if h == "a.test" else s) for h, p, t, s in RULES]
+        env.proxy.update_ingress(table(moved, certs=env.certs, redirect=set()))
+        assert await asyncio.to_thread(get, "a.test") == "b"
+        assert conn.sock is sock
+        await ws.send_str("still")
+        assert (await ws.receive_str()) == "a:still"
+    conn.close()
+
+
+async def test_a_backend_that_closes_without_answering_is_a_502(env: Env) -> None:
+    status, _, body = await asyncio.to_thread(fetch, env.http, "a.test", "/crash")
+    assert (status, body) == (502, b"502 Bad Gateway: the backend failed to answer\n")
+    status, _, _ = await asyncio.to_thread(fetch, env.http, "a.test", "/")
+    assert status == 200
+
+
+@pytest.mark.parametrize("status", [pytest.param(204, id="no-content"), pytest.param(304, id="not-modified")])
+async def test_answers_without_a_body_pass_through(env: Env, status: int) -> None:
+    got, _, body = await asyncio.to_thread(fetch, env.http, "a.test", f"/status/{status}")
+    assert (got, body) == (status, b"")
