@@ -22,12 +22,24 @@ benchmark re-executes itself inside a network namespace it makes
 (`ip netns add corral-bench-<pid>`, lo up) and deletes afterwards, so the
 host's ruleset is never touched; direct runs happen in that namespace too.
 
+`--cluster-ip 10.43.0.10` measures the ClusterIP path (the Service's own
+virtual IP, as pods and host processes reach it) instead of a node address:
+the route carries the clusterIP, the proxy process keeps it local
+(`agent.network.proxy.cluster_ips`, as the agent does: on `corral0`, or lo)
+and the client connects to `<clusterIP>:<port>`; with `--proxy-mode
+nftables` the kernel DNATs it, in userspace the proxy binds it. Root; it
+runs in its own network namespace as nftables mode does (results in
+proxy_clusterip[_nftables].json). That namespace sets `net.ipv4.tcp_tw_reuse=1`:
+with the default (2: loopback addresses only) a client opening thousands of
+connections per second to one non-127 address runs out of ephemeral ports
+within seconds, whatever the data path (a real client pod has its own address).
+
 Each case stops after `--seconds` seconds or `--requests` requests per
 connection, whichever comes first; direct and proxied runs alternate for
 `--rounds` rounds and the median run of each is shown.
 
     .venv/bin/python bench/proxy.py [--seconds 3] [--bulk-mib 4096] [--proxy-loop asyncio]
-                                    [--proxy-mode userspace|nftables]
+                                    [--proxy-mode userspace|nftables] [--cluster-ip 10.43.0.10]
 
 Prints requests/s, p50/p99 latency and MB/s, the proxy process's CPU time
 per request (per GB for bulk: steadier than rates on a busy machine), and writes
@@ -105,16 +117,23 @@ async def serve_backend(port: int) -> None:
         await server.serve_forever()
 
 
-async def serve_proxy(address: str, port: int, backend_port: int, mode: str = "userspace") -> None:
+async def serve_proxy(
+    address: str, port: int, backend_port: int, mode: str = "userspace", cluster_ip: str = ""
+) -> None:
     sys.path.insert(0, str(REPO))
+    from agent.network.proxy.cluster_ips import ClusterIpAddresses
     from agent.network.proxy.kernel import KernelProxy
     from agent.network.proxy.server import ProxyServer
     from protos.corral.v1 import discovery_pb2
 
     proxy = ProxyServer([address])
+    keeper = ClusterIpAddresses(on_ready=proxy.retry_binds)
+    proxy.on_cluster_ips = keeper.want
     route = discovery_pb2.ServiceRoute(
         namespace="bench",
         name="backend",
+        cluster_ip=cluster_ip,
+        type="ClusterIP",
         ports=[
             discovery_pb2.RoutePort(
                 name="tcp",
@@ -124,17 +143,20 @@ async def serve_proxy(address: str, port: int, backend_port: int, mode: str = "u
             )
         ],
     )
-    if mode == "userspace":
-        proxy.update({"bench/backend": route})
-        await proxy.run()
-        return
-    kernel = KernelProxy(proxy, "corral_bench", [address])
-    await kernel.start()
-    kernel.update({"bench/backend": route})
     stopping = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stopping.set)
+    kernel: KernelProxy | None = None
+    if mode == "userspace":
+        proxy.update({"bench/backend": route})
+    else:
+        kernel = KernelProxy(proxy, "corral_bench", [address])
+        kernel.on_cluster_ips = lambda ips: keeper.want(ips, "kernel")
+        await kernel.start()
+        kernel.update({"bench/backend": route})
     async with asyncio.TaskGroup() as group:
-        tasks = [group.create_task(proxy.run()), group.create_task(kernel.run())]
+        tasks = [group.create_task(proxy.run()), group.create_task(keeper.run())]
+        if kernel is not None:
+            tasks.append(group.create_task(kernel.run()))
         await stopping.wait()  # then the table is deleted
         for task in tasks:
             task.cancel()
@@ -146,6 +168,9 @@ def run_in_netns() -> int:
     subprocess.run(["ip", "netns", "add", name], check=True)
     try:
         subprocess.run(["ip", "netns", "exec", name, "ip", "link", "set", "lo", "up"], check=True)
+        # The namespace's own sysctl: TIME_WAIT ports reused for any address, not only 127/8 (the default 2),
+        # so that a client opening connections to a clusterIP as fast as to 127.0.0.1 does not run out of ports.
+        subprocess.run(["ip", "netns", "exec", name, "sysctl", "-qw", "net.ipv4.tcp_tw_reuse=1"], check=True)
         env = {**os.environ, NETNS_ENV: name}
         return subprocess.run(["ip", "netns", "exec", name, sys.executable, *sys.argv], env=env).returncode
     finally:
@@ -189,12 +214,12 @@ async def connect(port: int, address: str = "127.0.0.1") -> ClientProtocol:
     return protocol
 
 
-async def keepalive(port: int, connections: int, seconds: float, limit: int) -> dict[str, float]:
+async def keepalive(port: int, connections: int, seconds: float, limit: int, address: str) -> dict[str, float]:
     latencies: list[float] = []
     end = time.perf_counter() + seconds
 
     async def one() -> None:
-        client = await connect(port)
+        client = await connect(port, address)
         try:
             for _ in range(limit):
                 started = time.perf_counter()
@@ -211,7 +236,7 @@ async def keepalive(port: int, connections: int, seconds: float, limit: int) -> 
     return figures(latencies, time.perf_counter() - began)
 
 
-async def new_connections(port: int, clients: int, seconds: float, limit: int) -> dict[str, float]:
+async def new_connections(port: int, clients: int, seconds: float, limit: int, address: str) -> dict[str, float]:
     latencies: list[float] = []
     end = time.perf_counter() + seconds
 
@@ -220,7 +245,7 @@ async def new_connections(port: int, clients: int, seconds: float, limit: int) -
             started = time.perf_counter()
             if started > end:
                 return
-            client = await connect(port)
+            client = await connect(port, address)
             await client.exchange(REQUEST, RESPONSE_SIZE)
             assert client.transport is not None
             client.transport.close()
@@ -231,8 +256,8 @@ async def new_connections(port: int, clients: int, seconds: float, limit: int) -
     return figures(latencies, time.perf_counter() - began)
 
 
-async def bulk(port: int, mib: int, timeout: float) -> dict[str, float]:
-    client = await connect(port)
+async def bulk(port: int, mib: int, timeout: float, address: str) -> dict[str, float]:
+    client = await connect(port, address)
     size = mib * 2**20
     began = time.perf_counter()
     try:
@@ -262,21 +287,23 @@ def figures(latencies: list[float], elapsed: float) -> dict[str, float]:
 CASES = ("keepalive_1_conn", "keepalive_8_conns", "bulk_1_conn", "new_conn_per_request_8_clients")
 
 
-async def measure(case: str, port: int, args: argparse.Namespace) -> dict[str, float]:
+async def measure(case: str, port: int, args: argparse.Namespace, address: str) -> dict[str, float]:
     if case == "keepalive_1_conn":
-        return await keepalive(port, 1, args.seconds, args.requests)
+        return await keepalive(port, 1, args.seconds, args.requests, address)
     if case == "keepalive_8_conns":
-        return await keepalive(port, 8, args.seconds, args.requests)
+        return await keepalive(port, 8, args.seconds, args.requests, address)
     if case == "bulk_1_conn":
-        return await bulk(port, args.bulk_mib, timeout=60)
-    return await new_connections(port, 8, args.seconds, args.requests)
+        return await bulk(port, args.bulk_mib, 60, address)
+    return await new_connections(port, 8, args.seconds, args.requests, address)
 
 
-def measure_with_cpu(case: str, port: int, args: argparse.Namespace, proxy_pid: int) -> dict[str, float]:
+def measure_with_cpu(
+    case: str, port: int, args: argparse.Namespace, proxy_pid: int, address: str = "127.0.0.1"
+) -> dict[str, float]:
     """One run, with the proxy process's CPU time per request (or per GB) while it ran."""
     proxy = psutil.Process(proxy_pid)
     before = proxy.cpu_times()
-    result = uvloop.run(measure(case, port, args))
+    result = uvloop.run(measure(case, port, args, address))
     after = proxy.cpu_times()
     cpu = (after.user + after.system) - (before.user + before.system)
     if "mb_per_s" in result:
@@ -295,9 +322,9 @@ def median_run(runs: list[dict[str, float]]) -> dict[str, float]:
     return sorted(runs, key=headline)[len(runs) // 2]
 
 
-def listening(port: int) -> bool:
+def listening(port: int, address: str = "127.0.0.1") -> bool:
     with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) == 0
+        return s.connect_ex((address, port)) == 0
 
 
 def run(args: argparse.Namespace) -> dict[str, object]:
@@ -313,6 +340,8 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         args.proxy_loop,
         "--proxy-mode",
         args.proxy_mode,
+        "--cluster-ip",
+        args.cluster_ip,
     ]
     proxy = subprocess.Popen(
         [*me, "--role", "proxy", *proxy_args],
@@ -321,13 +350,14 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     )
     try:
         wait_for(lambda: listening(backend_port), 30, "the backend")
-        wait_for(lambda: listening(proxy_port), 30, "the proxy")
+        target = args.cluster_ip or "127.0.0.1"
+        wait_for(lambda: listening(proxy_port, target), 30, "the proxy")
         # Direct and proxied alternate, round after round, so drift on the machine hits both alike.
         runs: dict[tuple[str, str], list[dict[str, float]]] = {}
         for _ in range(args.rounds):
             for case in CASES:
-                for side, port in (("direct", backend_port), ("proxy", proxy_port)):
-                    runs.setdefault((side, case), []).append(measure_with_cpu(case, port, args, proxy.pid))
+                for side, port, address in (("direct", backend_port, "127.0.0.1"), ("proxy", proxy_port, target)):
+                    runs.setdefault((side, case), []).append(measure_with_cpu(case, port, args, proxy.pid, address))
     finally:
         stop(backend, proxy)
     direct = {case: median_run(runs[("direct", case)]) for case in CASES}
@@ -339,6 +369,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         "proxy_to_direct": ratios,
         "proxy_loop": args.proxy_loop,
         "proxy_mode": args.proxy_mode,
+        "path": "clusterip" if args.cluster_ip else "node address",
         "seconds_per_case": args.seconds,
         "rounds": args.rounds,
         "request_bytes": len(REQUEST),
@@ -385,14 +416,18 @@ def main() -> None:
         default="userspace",
         help="the node proxy's data path (nftables: root and nft; runs in its own network namespace)",
     )
+    parser.add_argument(
+        "--cluster-ip", default="", help="measure the ClusterIP path to this address (root; own network namespace)"
+    )
     args = parser.parse_args()
-    if args.role == "bench" and args.proxy_mode == "nftables" and not os.environ.get(NETNS_ENV):
+    isolated = args.proxy_mode == "nftables" or args.cluster_ip
+    if args.role == "bench" and isolated and not os.environ.get(NETNS_ENV):
         sys.exit(run_in_netns())
     if args.role == "backend":
         uvloop.run(serve_backend(args.port))
         return
     if args.role == "proxy":
-        proxy = serve_proxy("127.0.0.1", args.port, args.backend_port, args.proxy_mode)
+        proxy = serve_proxy("127.0.0.1", args.port, args.backend_port, args.proxy_mode, args.cluster_ip)
         if args.proxy_loop == "uvloop":
             uvloop.run(proxy)
         else:
@@ -401,6 +436,7 @@ def main() -> None:
     result = run(args)
     report(result["direct"], result["proxy"], result["proxy_to_direct"])  # type: ignore[arg-type]
     name = "proxy" if args.proxy_loop == "uvloop" else f"proxy_{args.proxy_loop}"
+    name += "_clusterip" if args.cluster_ip else ""
     write_result(name if args.proxy_mode == "userspace" else f"{name}_{args.proxy_mode}", result)
 
 

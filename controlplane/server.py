@@ -24,11 +24,18 @@ import structlog
 
 from controlplane.admission_cache import AdmissionCache
 from controlplane.apiserver.admission_reads import AdmissionReads, LiveReads
+from controlplane.apiserver.allocator import ServiceAllocator
 from controlplane.apiserver.errors import AlreadyExistsError, ApiError
 from controlplane.apiserver.handlers import ObjectApi
 from controlplane.apiserver.pod_security import ClusterPolicy
 from controlplane.apiserver.reserved_ports import PortRegistry
 from controlplane.apiserver.service import ObjectService
+from controlplane.apiserver.service_ranges import (
+    DEFAULT_NODE_PORT_RANGE,
+    DEFAULT_SERVICE_CIDR,
+    RangeError,
+    ServiceRanges,
+)
 from controlplane.auth import PkiError
 from controlplane.auth.ca import ClusterCA, server_names
 from controlplane.auth.interceptor import AuthInterceptor, StreamRegistry
@@ -54,6 +61,7 @@ from controlplane.controllers.replicaset.controller import ReplicaSetController
 from controlplane.controllers.resourcequota.controller import ResourceQuotaController
 from controlplane.controllers.runner import Controller, ControllerManager
 from controlplane.controllers.scheduling import SchedulerController
+from controlplane.controllers.services.controller import ServiceController
 from controlplane.controllers.statefulset.controller import StatefulSetController
 from controlplane.controllers.volumes.controller import VolumeController
 from controlplane.health import StatusServicer
@@ -162,6 +170,9 @@ class ServerConfig:
     node_cert_lifetime: dt.timedelta = DEFAULT_NODE_LIFETIME
     # Seconds to wait at start for the revocation list (an unsynced list would let a revoked node in).
     revocations_sync_timeout: float = 10.0
+    # Where Services' clusterIPs come from, and their nodePorts (`apiserver.service_ranges`).
+    service_cidr: str = DEFAULT_SERVICE_CIDR
+    service_node_port_range: str = DEFAULT_NODE_PORT_RANGE
     # Test-only switches (from the environment in `corral server`); all off by default.
     test_hooks: TestHooks = field(default_factory=TestHooks)
 
@@ -205,6 +216,10 @@ def check(config: ServerConfig) -> None:
         )
     if config.pod_security not in LEVELS:
         raise ServerError(f"--pod-security: must be one of {', '.join(LEVELS)}, got {config.pod_security!r}")
+    try:
+        ServiceRanges.parse(config.service_cidr, config.service_node_port_range)
+    except RangeError as e:
+        raise ServerError(str(e)) from e
     if config.lease_ttl < 2:
         raise ServerError(f"--lease-ttl: must be 2 or more, got {config.lease_ttl}")
     if config.join_rate <= 0 or config.join_burst < 1:
@@ -290,6 +305,7 @@ async def start(config: ServerConfig, stack: AsyncExitStack) -> RunningServer:
         policy=ClusterPolicy(config.pod_security, config.allow_host_path),
         reserved_ports=ports.reserved,
         admission_reads=admission,
+        allocator=service_allocator(store, config),
     )
     assignments = AssignmentIndex(
         serving.informer("Pod"),
@@ -487,11 +503,17 @@ def _lead(
         objects = ObjectStore(
             leader_store(store, term.fence, config.test_hooks), config.key_prefix, encrypter=encrypter
         )
-        api = ObjectApi(objects, admission_reads=admission)
+        api = ObjectApi(objects, admission_reads=admission, allocator=service_allocator(objects.store, config))
         controllers = build_controllers(api, config, metrics=telemetry, metrics_source=metrics_source)
         await ControllerManager(objects, controllers, observer=telemetry, shared=shared).run()
 
     return lead
+
+
+def service_allocator(store: Store, config: ServerConfig) -> ServiceAllocator:
+    """The clusterIP and nodePort allocator of the configured ranges (checked by `check`)."""
+    ranges = ServiceRanges.parse(config.service_cidr, config.service_node_port_range)
+    return ServiceAllocator(store, config.key_prefix, ranges)
 
 
 def build_controllers(
@@ -521,6 +543,7 @@ def build_controllers(
         JobController(api, EventRecorder(api, "job-controller")),
         CronJobController(api, EventRecorder(api, "cronjob-controller")),
         EndpointsController(api),
+        ServiceController(api),
         GarbageCollector(api),
         NamespaceController(api),
         DisruptionController(api, EventRecorder(api, "disruption-controller")),

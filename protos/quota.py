@@ -173,9 +173,11 @@ def pod_amounts(spec: pod_pb2.PodSpec, *, requests: bool = False) -> dict[str, F
 
 
 def service_usage(spec: service_pb2.ServiceSpec) -> Usage:
-    """A NodePort Service takes one node port per port; a LoadBalancer one load balancer too."""
+    """A NodePort Service takes one node port per port; a LoadBalancer one load balancer too, and its
+    node ports unless allocateLoadBalancerNodePorts is false."""
     usage: Usage = {}
-    if spec.type in ("NodePort", "LoadBalancer"):
+    lb_node_ports = not spec.HasField("allocate_load_balancer_node_ports") or spec.allocate_load_balancer_node_ports
+    if spec.type == "NodePort" or (spec.type == "LoadBalancer" and lb_node_ports):
         usage["services.nodeports"] = Fraction(len(spec.ports))
     if spec.type == "LoadBalancer":
         usage["services.loadbalancers"] = Fraction(1)

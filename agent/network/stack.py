@@ -38,10 +38,12 @@ import structlog
 
 from agent.network.dns.server import DnsServer
 from agent.network.ingress.proxy import IngressPorts, IngressProxy
+from agent.network.proxy.cluster_ips import ClusterIpAddresses, ServiceAddressing
 from agent.network.proxy.kernel import KernelProxy
 from agent.network.proxy.nft_rules import table_name
 from agent.network.proxy.reserved import ReservedPortFilter
 from agent.network.proxy.server import ProxyServer, ServiceStats
+from agent.network.proxy.udp import UdpProxy
 from agent.network.routes import ServiceTable
 from agent.pods.service_env import ServiceAccess
 from agent.runtime.base import ContainerRuntime
@@ -60,6 +62,11 @@ class ServiceNetwork:
     # The kernel data path, in nftables mode.
     kernel: KernelProxy | None = None
     ingress: IngressProxy | None = None
+    # The clusterIPs the proxies serve, made local; the reduced mode's switch.
+    cluster_ips: ClusterIpAddresses | None = None
+    addressing: ServiceAddressing | None = None
+    # The userspace proxy's UDP relay.
+    udp: UdpProxy | None = None
 
     def stats(self) -> dict[str, ServiceStats]:
         """The node proxy's per-Service counters: the kernel data path's merged in, in nftables mode."""
@@ -71,6 +78,10 @@ class ServiceNetwork:
             if self.kernel is not None:
                 group.create_task(self.kernel.run())
             group.create_task(self.dns.run())
+            if self.udp is not None:
+                group.create_task(self.udp.run())
+            if self.cluster_ips is not None:
+                group.create_task(self.cluster_ips.run())
             group.create_task(self.table.run())
             if self.ingress is not None:
                 group.create_task(self.ingress.run())
@@ -113,15 +124,29 @@ async def build_service_network(
         else ServiceAccess(host=proxy_addresses[0])
         for name in runtimes
     }
-    proxy = ProxyServer(addresses)
+    # Node-address frontends also keep off this agent's ingress ports (a LoadBalancer on 80 would take them).
+    node_reserved = {**reserved, **{p: "the ingress proxy" for p in (ingress_ports.http, ingress_ports.https) if p}}
+    proxy = ProxyServer(addresses, node=node_name, reserved=node_reserved)
+    udp = UdpProxy(addresses)
+    proxy.udp = udp.update
     kernel: KernelProxy | None = None
     if proxy_mode == "nftables":
-        kernel = KernelProxy(proxy, table_name(node_name), addresses)
+        kernel = KernelProxy(proxy, table_name(node_name), addresses, node=node_name, reserved=node_reserved)
         await kernel.start()
     dns = DnsServer(dns_endpoints)
     ingress = IngressProxy(proxy_addresses, ingress_ports) if ingress_ports.enabled else None
+    addressing = ServiceAddressing([ReservedPortFilter(kernel or proxy, node_reserved), dns])
+
+    def retry_binds() -> None:
+        proxy.retry_binds()
+        udp.retry_binds()
+
+    cluster_ips = ClusterIpAddresses(on_ready=retry_binds, on_unavailable=addressing.reduce)
+    proxy.on_cluster_ips = cluster_ips.want
+    if kernel is not None:
+        kernel.on_cluster_ips = lambda ips: cluster_ips.want(ips, "kernel")
     table = ServiceTable(
-        [ReservedPortFilter(kernel or proxy, reserved), dns, *([ingress] if ingress else [])],
+        [addressing, *([ingress] if ingress else [])],
         access=access,
         state_file=data_dir / "services.pb",
         ingress_listeners=[ingress] if ingress else [],
@@ -136,7 +161,7 @@ async def build_service_network(
         reserved_ports=sorted(reserved),
         ingress_ports=[p for p in (ingress_ports.http, ingress_ports.https) if p],
     )
-    return ServiceNetwork(table, proxy, dns, kernel, ingress)
+    return ServiceNetwork(table, proxy, dns, kernel, ingress, cluster_ips, addressing, udp)
 
 
 class ReservedIngressPort(ValueError):

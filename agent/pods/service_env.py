@@ -10,9 +10,10 @@ name upper-cased and "-" turned into "_":
                                           NAME_PORT_<p>_TCP_PORT=<p>
                                           NAME_PORT_<p>_TCP_ADDR=<host>
 
-<host> is where the pod reaches the node proxy: the Docker pod network's
-gateway for Docker pods, the first proxy address for process pods. The ports
-are the proxy's listen ports. The pod's own env wins over these. They are
+<host> is the Service's clusterIP; for a route without one (from a control
+plane before virtual IPs) it is where the pod reaches the node proxy: the
+Docker pod network's gateway for Docker pods, the first proxy address for
+process pods. The ports are the Service's ports. The pod's own env wins over these. They are
 not part of the container's spec hash, so a new Service does not restart
 running containers (as in Kubernetes, they see it when next started).
 """
@@ -51,7 +52,7 @@ def _url(protocol: str, host: str, port: int) -> str:
     return f"{protocol}://[{host}]:{port}" if ":" in host else f"{protocol}://{host}:{port}"
 
 
-def service_env(routes: Iterable[discovery_pb2.ServiceRoute], host: str) -> dict[str, str]:
+def service_env(routes: Iterable[discovery_pb2.ServiceRoute], proxy: str) -> dict[str, str]:
     """The env vars for these Services (the caller picks the namespace's)."""
     env: dict[str, str] = {}
     for route in sorted(routes, key=lambda r: r.name):
@@ -60,6 +61,7 @@ def service_env(routes: Iterable[discovery_pb2.ServiceRoute], host: str) -> dict
             continue
         name = env_name(route.name)
         first = ports[0]
+        host = route.cluster_ip or proxy
         env[f"{name}_SERVICE_HOST"] = host
         env[f"{name}_SERVICE_PORT"] = str(first.port)
         env[f"{name}_PORT"] = _url((first.protocol or "TCP").lower(), host, first.port)

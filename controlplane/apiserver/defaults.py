@@ -42,7 +42,6 @@ from protos.deployments import (
 from protos.jobs import default_cron_job_spec, default_job_spec
 from protos.kinds import KindInfo
 from protos.pods import DEFAULT_TERMINATION_GRACE_PERIOD_SECONDS, every_container
-from protos.services import HEADLESS
 from protos.wellknown import DEFAULT_NAMESPACE, NAMESPACE_FINALIZER
 
 DEFAULT_LOAD_BALANCING = "RoundRobin"
@@ -302,8 +301,20 @@ def default_service(spec: service_pb2.ServiceSpec) -> None:
         spec.load_balancing = DEFAULT_LOAD_BALANCING
     if not spec.cluster_ip and spec.cluster_ips:
         spec.cluster_ip = spec.cluster_ips[0]
-    if spec.cluster_ip == HEADLESS and not spec.cluster_ips:
-        spec.cluster_ips.append(HEADLESS)
+    if spec.cluster_ip and not spec.cluster_ips:
+        spec.cluster_ips.append(spec.cluster_ip)
+    if not spec.session_affinity:
+        spec.session_affinity = "None"
+    if not spec.ip_families:
+        spec.ip_families.append("IPv4")
+    if not spec.HasField("ip_family_policy"):
+        spec.ip_family_policy = "SingleStack"
+    if not spec.HasField("internal_traffic_policy"):
+        spec.internal_traffic_policy = "Cluster"
+    if spec.type in ("NodePort", "LoadBalancer") and not spec.external_traffic_policy:
+        spec.external_traffic_policy = "Cluster"
+    if spec.type == "LoadBalancer" and not spec.HasField("allocate_load_balancer_node_ports"):
+        spec.allocate_load_balancer_node_ports = True
     for port in spec.ports:
         if not port.protocol:
             port.protocol = "TCP"

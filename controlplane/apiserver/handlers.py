@@ -38,6 +38,7 @@ from google.protobuf.message import Message
 from controlplane.apiserver import batch, labels, limits, storage
 from controlplane.apiserver.admission import Admission
 from controlplane.apiserver.admission_reads import AdmissionReads
+from controlplane.apiserver.allocator import ServiceAllocator
 from controlplane.apiserver.apply import merge_applied, spec_changed
 from controlplane.apiserver.defaults import apply_defaults
 from controlplane.apiserver.deletion import IMMORTAL_NAMESPACES, plan_deletion
@@ -57,6 +58,7 @@ from controlplane.apiserver.errors import (
 from controlplane.apiserver.eviction import check_and_decrement, plan_eviction
 from controlplane.apiserver.pod_security import ClusterPolicy, enforced_level, pod_spec_of, violations
 from controlplane.apiserver.reserved_ports import reserved_port_causes
+from controlplane.apiserver.service_ranges import keep_allocated, node_address_ports
 from controlplane.apiserver.validation import validate, validate_update
 from controlplane.clock import utcnow
 from controlplane.store import errors as store_errors
@@ -75,7 +77,6 @@ from protos.corral.v1 import (
 )
 from protos.kinds import KindInfo, UnknownKindError, by_kind, info_of, meta, resolve
 from protos.pods import is_terminating
-from protos.services import is_headless
 from protos.storage import claim_users, has_class
 from protos.wellknown import DEFAULT_NAMESPACE
 
@@ -174,33 +175,34 @@ def keep_replicas(manifest: Message, existing: Message, prepared: Message) -> No
 
 
 def listen_port_clashes(service: service_pb2.Service, others: Iterable[service_pb2.Service]) -> list[Cause]:
-    """Listen ports (nodePort, else port) `service` would newly take that another Service has.
+    """A LoadBalancer Service's ports on node addresses that another LoadBalancer Service has.
 
-    Every node's proxy listens on one port per Service port, across
-    namespaces. Ports the stored version of `service` listens on already are
-    not checked again: when two Services that clash were written concurrently,
-    both can still be re-applied (the node proxies serve the older one).
+    Every node serves a LoadBalancer Service's ports on its addresses (as k3s'
+    ServiceLB), across namespaces. (nodePorts are claimed in the store by the
+    allocator; ClusterIP ports can repeat freely.) Ports the stored version of
+    `service` has already are not checked again: when two Services that clash
+    were written concurrently, both can still be re-applied (the node proxies
+    serve the older one).
     """
-    if is_headless(service):
-        return []  # no node listens for a headless Service
     key = (service.metadata.namespace, service.metadata.name)
     had: set[int] = set()
     used: dict[int, str] = {}
     for other in sorted(others, key=lambda s: (s.metadata.namespace, s.metadata.name)):
-        if is_headless(other):
-            continue
-        ports = {port.node_port or port.port for port in other.spec.ports}
+        ports = {port for port, _ in node_address_ports(other) if port not in {p.node_port for p in other.spec.ports}}
         if (other.metadata.namespace, other.metadata.name) == key:
             had = ports
             continue
         for listen in ports:
             used.setdefault(listen, f"{other.metadata.namespace}/{other.metadata.name}")
     causes = []
-    for i, port in enumerate(service.spec.ports):
-        listen = port.node_port or port.port
-        if listen in used and listen not in had:
-            field = "nodePort" if port.node_port else "port"
-            causes.append(Cause(f"spec.ports[{i}].{field}", f"port {listen} is already used by Service {used[listen]}"))
+    for port, field in node_address_ports(service):
+        if field.endswith(".port") and port in used and port not in had:
+            causes.append(
+                Cause(
+                    field,
+                    f"port {port} is already used on the nodes' addresses by LoadBalancer Service {used[port]}",
+                )
+            )
     return causes
 
 
@@ -244,8 +246,11 @@ class ObjectApi:
         name_suffix: Callable[[], str] = random_name_suffix,
         reserved_ports: Callable[[], Awaitable[Mapping[int, str]]] | None = None,
         admission_reads: AdmissionReads | None = None,
+        allocator: ServiceAllocator | None = None,
     ) -> None:
         self._objects = objects
+        # Services' clusterIPs and nodePorts, claimed in the store.
+        self.allocator = allocator or ServiceAllocator(objects.store, objects.prefix)
         # The control plane's own ports (port → its use), which no Service may take; None: not checked.
         self.reserved_ports = reserved_ports
         self.name_suffix = name_suffix
@@ -376,11 +381,21 @@ class ObjectApi:
             if dry_run and await self._objects.get(info, m.namespace, m.name) is not None:
                 raise store_errors.AlreadyExistsError(m.name)
             await self._admission.limit(info, new)
+            if isinstance(new, service_pb2.Service):
+                self.allocator.check(new)
             charged = await self._admission.charge(info, new, None, dry_run=dry_run)
             if dry_run:
                 return new
             try:
-                created = await self._objects.create(new)
+                claimed = None
+                if isinstance(new, service_pb2.Service):
+                    claimed, _ = await self.allocator.claim(None, new)
+                try:
+                    created = await self._objects.create(new)
+                except BaseException:
+                    if claimed is not None:
+                        await self.allocator.release(claimed)
+                    raise
             except Exception:
                 await self._admission.refund(charged)
                 raise
@@ -392,7 +407,10 @@ class ObjectApi:
         """Store `merged` over `existing` (a compare-and-swap), charged to the quotas for what it adds."""
         charged = await self._admission.charge(info, merged, existing, dry_run=False)
         try:
-            updated = await self._objects.update(merged)
+            if isinstance(merged, service_pb2.Service) and isinstance(existing, service_pb2.Service):
+                updated = await self._replace_service(existing, merged)
+            else:
+                updated = await self._objects.update(merged)
         except Exception:
             await self._admission.refund(charged)
             raise
@@ -402,6 +420,18 @@ class ObjectApi:
     def _wrote(self, obj: Message, revision: int = 0) -> None:
         """Tell the admission reads of a write by this replica (at the object's resourceVersion)."""
         self._reads.wrote(obj, revision or int(meta(obj).resource_version or 0))
+
+    async def _replace_service(self, existing: service_pb2.Service, merged: service_pb2.Service) -> Message:
+        """Claim the clusterIP and nodePorts `merged` adds, write it, then free what it no longer holds."""
+        claimed, plan = await self.allocator.claim(existing, merged)
+        try:
+            stored = await self._objects.update(merged)
+        except BaseException:
+            await self.allocator.release(claimed)
+            raise
+        if plan.free_ip or plan.free_node_ports:
+            await self.allocator.free(existing, [plan.free_ip], plan.free_node_ports)
+        return stored
 
     async def update(self, obj: Message, *, dry_run: bool = False) -> Message:
         """Replace spec, labels and annotations if resourceVersion is current."""
@@ -460,6 +490,8 @@ class ObjectApi:
 
     def _merged(self, info: KindInfo, existing: Message, prepared: Message) -> Message:
         merged = merge_applied(existing, prepared)
+        if isinstance(existing, service_pb2.Service) and isinstance(merged, service_pb2.Service):
+            keep_allocated(existing, merged)
         causes = validate_update(info, existing, merged)
         if causes:
             raise InvalidError(info.resource, meta(prepared).name, causes)
@@ -558,6 +590,8 @@ class ObjectApi:
         if plan.now:
             self._wrote(obj, await self._objects.delete(obj))
             log.info("object_deleted", kind=info.kind, namespace=m.namespace, name=m.name)
+            if isinstance(obj, service_pb2.Service):
+                await self.allocator.free_all(obj)
             return obj
         if plan.update is None:
             return obj
@@ -632,6 +666,8 @@ class ObjectApi:
         """Delete exactly this version of an object now: no grace period (see `delete_version`)."""
         with _translated(info_of(obj), meta(obj).name):
             await self._objects.delete(obj)
+            if isinstance(obj, service_pb2.Service):
+                await self.allocator.free_all(obj)
 
     async def quota_usage(self, rq: quota_pb2.ResourceQuota) -> quota.Usage:
         """What the quota's namespace uses of each of its hard resources, counted from the stored

@@ -1,11 +1,11 @@
 """The control plane's own ports, which no Service may take.
 
-Every node's proxy listens on each Service's listen port (its nodePort, else
-its port) on the node's addresses. A Service on a port the control plane
+Every node's proxy listens on each Service's nodePorts, and a LoadBalancer
+Service's ports, on the node's addresses. A Service on a port the control plane
 listens on (the API, the join port, /metrics) would take it on a node that
 also runs a server: once the server restarts, it could not listen again (or,
 on the kernel data path, the node's traffic to it would go to the Service's
-pods). So the API refuses a Service whose port or nodePort is one of them
+pods). So the API refuses a Service whose nodePort (or LoadBalancer port) is one of them
 (`reserved_port_causes`, pure), naming the field and the port's use.
 
 Which ports: every replica's. At start each replica records its ports in the
@@ -26,10 +26,10 @@ from collections.abc import Mapping
 import structlog
 
 from controlplane.apiserver.errors import Cause
+from controlplane.apiserver.service_ranges import node_address_ports
 from controlplane.store import errors as store_errors
 from controlplane.store.base import Store
 from protos.corral.v1 import service_pb2
-from protos.services import is_headless
 
 log = structlog.get_logger(__name__)
 
@@ -37,22 +37,20 @@ PAGE = 100
 
 
 def reserved_port_causes(service: service_pb2.Service, reserved: Mapping[int, str]) -> list[Cause]:
-    """A cause for each port and nodePort of ``service`` the control plane uses (port → its use);
-    none for a headless Service, which no node listens for."""
+    """A cause for each port ``service`` takes on the nodes' addresses (its nodePorts, a
+    LoadBalancer's ports) that the control plane uses (port → its use). ClusterIP ports live on
+    the Service's own address and may be anything."""
     causes: list[Cause] = []
-    if is_headless(service):
-        return causes
-    for i, port in enumerate(service.spec.ports):
-        for field, number in (("port", port.port), ("nodePort", port.node_port)):
-            use = reserved.get(number) if number else None
-            if use is not None:
-                causes.append(
-                    Cause(
-                        f"spec.ports[{i}].{field}",
-                        f"{number} is {use}: a Service there would take it from the control plane on "
-                        "every node that runs both; choose another port",
-                    )
+    for number, field in node_address_ports(service):
+        use = reserved.get(number)
+        if use is not None:
+            causes.append(
+                Cause(
+                    field,
+                    f"{number} is {use}: a Service there would take it from the control plane on "
+                    "every node that runs both; choose another port",
                 )
+            )
     return causes
 
 

@@ -25,6 +25,7 @@ from controlplane.apiserver import (
     policy_validation,
     quota_validation,
     security,
+    service_validation,
     statefulset_validation,
     storage,
 )
@@ -55,7 +56,6 @@ from protos.deployments import BLUE_GREEN, CANARY, ROLLING_UPDATE, STRATEGIES
 from protos.ingresses import TLS_CERT_KEY, TLS_PRIVATE_KEY, TLS_SECRET_TYPE
 from protos.kinds import KindInfo
 from protos.pods import every_container, is_terminating
-from protos.services import HEADLESS
 from protos.wellknown import NODE_NAME_FIELD
 
 _DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -85,8 +85,6 @@ STRATEGY_SETTINGS: tuple[tuple[Literal["rolling_update", "blue_green", "canary"]
     ("blue_green", "blueGreen", BLUE_GREEN),
     ("canary", "canary", CANARY),
 )
-SERVICE_TYPES = ("ClusterIP", "NodePort")
-LOAD_BALANCING = ("RoundRobin", "LeastConnections")
 ADDRESS_TYPES = ("IPv4", "IPv6", "FQDN")
 # Kubernetes' limits for one EndpointSlice.
 MAX_SLICE_ENDPOINTS = 1000
@@ -122,7 +120,13 @@ def validate(info: KindInfo, obj: Message) -> list[Cause]:
     elif isinstance(obj, pod_pb2.Pod):
         validate_pod_spec(p, "spec", obj.spec)
     elif isinstance(obj, service_pb2.Service):
-        validate_service(p, obj.spec)
+        service_validation.validate_service(
+            p,
+            obj.spec,
+            labels=validate_labels,
+            port_name=validate_port_name,
+            label_name=lambda q, path, name: validate_name(q, path, name, label=True),
+        )
     elif isinstance(obj, discovery_pb2.EndpointSlice):
         validate_endpoint_slice(p, obj)
     elif isinstance(obj, node_pb2.Node):
@@ -210,7 +214,7 @@ def validate_update(info: KindInfo, old: Message, new: Message) -> list[Cause]:
     if isinstance(old, workloads_pb2.DaemonSet) and isinstance(new, workloads_pb2.DaemonSet):
         daemonset_validation.validate_daemon_set_update(p, old, new)
     if isinstance(old, service_pb2.Service) and isinstance(new, service_pb2.Service):
-        validate_service_update(p, old.spec, new.spec)
+        service_validation.validate_service_update(p, old.spec, new.spec)
     bindings = rbac_pb2.RoleBinding | rbac_pb2.ClusterRoleBinding
     if isinstance(old, bindings) and isinstance(new, bindings):
         policy_validation.validate_binding_update(p, old, new)
@@ -821,81 +825,6 @@ def validate_node_selector(p: Problems, base: str, required: pod_pb2.NodeSelecto
 # -- services, nodes, events --------------------------------------------------
 
 
-def validate_service(p: Problems, spec: service_pb2.ServiceSpec) -> None:
-    p.one_of("spec.type", spec.type, SERVICE_TYPES)
-    p.one_of("spec.loadBalancing", spec.load_balancing, LOAD_BALANCING)
-    validate_labels(p, "spec.selector", spec.selector)
-    headless = validate_cluster_ip(p, spec)
-    if not spec.ports and not (headless and spec.selector):
-        # A headless Service with a selector and no ports is valid (its DNS name lists the pods).
-        p.add("spec.ports", "required: at least one port")
-    names: set[str] = set()
-    first_port: dict[int, int] = {}
-    first_listen: dict[int, int] = {}
-    for i, port in enumerate(spec.ports):
-        at = f"spec.ports[{i}]"
-        p.port(f"{at}.port", port.port)
-        validate_tcp(p, f"{at}.protocol", port.protocol)
-        p.port(f"{at}.nodePort", port.node_port, allow_zero=True)
-        if len(spec.ports) > 1 and not port.name:
-            p.add(f"{at}.name", "required when a Service has more than one port")
-        if port.name:
-            validate_name(p, f"{at}.name", port.name, label=True)
-            if port.name in names:
-                p.add(f"{at}.name", f'duplicate port name "{port.name}"')
-            names.add(port.name)
-        if port.target_port.HasField("int_val"):
-            p.port(f"{at}.targetPort", port.target_port.int_val)
-        else:
-            validate_port_name(p, f"{at}.targetPort", port.target_port.str_val)
-        # Every node's proxy listens on the nodePort when set, else on the port.
-        listen = port.node_port or port.port
-        same_port = first_port.setdefault(port.port, i)
-        same_listen = first_listen.setdefault(listen, i)
-        if same_port != i:
-            p.add(f"{at}.port", f"duplicate port {port.port}: spec.ports[{same_port}] has it")
-        elif same_listen != i:
-            p.add(
-                f"{at}.{'nodePort' if port.node_port else 'port'}",
-                f"port {listen} is already listened on for spec.ports[{same_listen}]",
-            )
-
-
-def validate_cluster_ip(p: Problems, spec: service_pb2.ServiceSpec) -> bool:
-    """clusterIP is "" or "None" (headless), clusterIPs agrees with it; True when headless."""
-    if spec.cluster_ip not in ("", HEADLESS):
-        p.add(
-            "spec.clusterIP",
-            f'must be "None" (a headless Service) or unset, got "{spec.cluster_ip}": corral does not '
-            "allocate virtual Service IPs yet; every node's proxy serves the Service's port instead",
-        )
-        return False
-    if len(spec.cluster_ips) > 2:
-        p.add("spec.clusterIPs", f"must have at most 2 items, got {len(spec.cluster_ips)}")
-    elif spec.cluster_ips and spec.cluster_ips[0] != spec.cluster_ip:
-        p.add("spec.clusterIPs[0]", f'must match clusterIP "{spec.cluster_ip}", got "{spec.cluster_ips[0]}"')
-    elif spec.cluster_ip == HEADLESS and len(spec.cluster_ips) > 1:
-        p.add("spec.clusterIPs", 'must be ["None"] for a headless Service')
-    if spec.cluster_ip != HEADLESS:
-        return False
-    if spec.type != "ClusterIP":
-        p.add("spec.clusterIP", f'may not be "None" for a Service of type "{spec.type}"')
-    for i, port in enumerate(spec.ports):
-        if port.node_port:
-            p.add(f"spec.ports[{i}].nodePort", "may not be set for a headless Service (clusterIP: None)")
-    return True
-
-
-def validate_service_update(p: Problems, old: service_pb2.ServiceSpec, new: service_pb2.ServiceSpec) -> None:
-    if (old.cluster_ip == HEADLESS) != (new.cluster_ip == HEADLESS):
-        p.add("spec.clusterIP", "field is immutable (delete and re-create the Service)")
-
-
-def validate_tcp(p: Problems, path: str, protocol: str) -> None:
-    if protocol != "TCP":
-        p.add(path, f'must be "TCP" (the node proxies relay TCP only), got "{protocol}"')
-
-
 def validate_endpoint_slice(p: Problems, endpoint_slice: discovery_pb2.EndpointSlice) -> None:
     p.one_of("addressType", endpoint_slice.address_type, ADDRESS_TYPES)
     if len(endpoint_slice.ports) > MAX_SLICE_PORTS:
@@ -908,7 +837,7 @@ def validate_endpoint_slice(p: Problems, endpoint_slice: discovery_pb2.EndpointS
         if port.name in names:
             p.add(f"{at}.name", f'duplicate port name "{port.name}"')
         names.add(port.name)
-        validate_tcp(p, f"{at}.protocol", port.protocol)
+        service_validation.validate_protocol(p, f"{at}.protocol", port.protocol)
         if port.HasField("port"):
             p.port(f"{at}.port", port.port)
     if len(endpoint_slice.endpoints) > MAX_SLICE_ENDPOINTS:

@@ -4,8 +4,10 @@
 `kubernetes.io/service-name=<service>` (the endpoints controller's, or a
 user's for a Service without selector):
 
-- one `RoutePort` per Service port, listening on its nodePort when set, else
-  on its port;
+- one `RoutePort` per Service port: its port (served on the route's
+  clusterIP, and on every node's addresses for a LoadBalancer Service) and
+  its nodePort (on every node's addresses; 0: none), with the Service's type,
+  clusterIP, externalTrafficPolicy and loadBalancerSourceRanges on the route;
 - its backends are the endpoints with `conditions.ready` that published a
   host port for that port (`hostPorts[<port name>]`), reached at the
   endpoint's first address; an endpoint listed by two slices (while the
@@ -34,11 +36,6 @@ def service_key(namespace: str, name: str) -> str:
     return f"{namespace}/{name}"
 
 
-def listen_port(port: service_pb2.ServicePort) -> int:
-    """The port every node's proxy listens on for a Service port."""
-    return port.node_port or port.port
-
-
 def slice_service_key(endpoint_slice: discovery_pb2.EndpointSlice) -> str | None:
     """The key of the Service a slice belongs to, from its service-name label."""
     name = endpoint_slice.metadata.labels.get(SERVICE_NAME, "")
@@ -57,6 +54,11 @@ def route_for(
         load_balancing=service.spec.load_balancing or DEFAULT_LOAD_BALANCING,
         resource_version=int(m.resource_version) if m.resource_version.isdigit() else 0,
     )
+    if not is_headless(service):
+        route.cluster_ip = service.spec.cluster_ip
+        route.type = service.spec.type or "ClusterIP"
+        route.external_traffic_policy = service.spec.external_traffic_policy
+        route.load_balancer_source_ranges.extend(service.spec.load_balancer_source_ranges)
     ready = _ready_endpoints(slices)
     if is_headless(service):
         route.headless = True
@@ -69,7 +71,9 @@ def route_for(
         route.endpoints.extend(sorted(backends, key=lambda b: (b.pod, b.address)))
         return route
     for port in service.spec.ports:
-        route_port = route.ports.add(name=port.name, protocol=port.protocol or "TCP", port=listen_port(port))
+        route_port = route.ports.add(
+            name=port.name, protocol=port.protocol or "TCP", port=port.port, node_port=port.node_port
+        )
         backends = [
             discovery_pb2.RouteBackend(
                 address=e.addresses[0],

@@ -154,17 +154,19 @@ def proxy_addresses_of(values: tuple[str, ...]) -> list[str]:
     "--proxy-address",
     "proxy_addresses",
     multiple=True,
-    help="Where the node proxy listens on every Service port, with a DNS server (repeatable or "
-    "a,b; default: the advertised --address). Docker pods reach it at their network's gateway.",
+    help="The node's addresses for Services: NodePort and LoadBalancer ports are served here, with a DNS "
+    "server (repeatable or a,b; default: the advertised --address). ClusterIP Services are on their "
+    "own virtual IPs. Docker pods reach the DNS server at their network's gateway.",
 )
 @click.option(
     "--proxy-mode",
     type=click.Choice(["userspace", "nftables"]),
     default="userspace",
     show_default=True,
-    help="userspace: the node proxy relays every Service connection; nftables: the kernel NATs new "
-    "connections straight to an endpoint (needs root or CAP_NET_ADMIN and the nft command; "
-    "LeastConnections Services stay on the userspace proxy).",
+    help="userspace: the node proxy relays every Service connection (clusterIPs kept on the corral0 "
+    "interface; without root, the reduced mode: every Service on the node's addresses); nftables "
+    "(recommended): the kernel NATs new connections straight to an endpoint (needs root or "
+    "CAP_NET_ADMIN and the nft command; LeastConnections Services stay on the userspace proxy).",
 )
 @click.option(
     "--dns-port",

@@ -186,8 +186,22 @@ def service_ports(s: service_pb2.Service) -> str:
     return ",".join(parts) or "<none>"
 
 
+def service_external_ip(s: service_pb2.Service) -> str:
+    """kubectl's EXTERNAL-IP: a LoadBalancer's ingress addresses (<pending> until it has some)."""
+    if s.spec.type != "LoadBalancer":
+        return "<none>"
+    found = [i.ip or i.hostname for i in s.status.load_balancer.ingress if i.ip or i.hostname]
+    return ",".join(found) or "<pending>"
+
+
 def service_row(s: service_pb2.Service, now: datetime, wide: bool) -> Row:
-    row = [s.spec.type, service_ports(s), age(s.metadata.creation_timestamp, now)]
+    row = [
+        s.spec.type,
+        s.spec.cluster_ip or "<none>",
+        service_external_ip(s),
+        service_ports(s),
+        age(s.metadata.creation_timestamp, now),
+    ]
     if wide:
         row.append(selector_text(s.spec.selector))
     return row
@@ -523,7 +537,7 @@ COLUMNS: dict[str, Columns] = {
         ("CONTAINERS", "IMAGES", "SELECTOR"),
         cron_job_row,
     ),
-    "Service": Columns(("TYPE", "PORT(S)", "AGE"), ("SELECTOR",), service_row),
+    "Service": Columns(("TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"), ("SELECTOR",), service_row),
     "Node": Columns(
         ("STATUS", "ROLES", "AGE", "VERSION"), ("INTERNAL-IP", "OS-IMAGE", "KERNEL-VERSION", "RUNTIMES"), node_row
     ),

@@ -133,6 +133,19 @@ def default_data_dir() -> Path:
     help="Lifetime of node certificates (agents renew them at two thirds).",
 )
 @click.option(
+    "--service-cidr",
+    default="10.43.0.0/16",
+    show_default=True,
+    help="IPv4 range Services' virtual IPs (clusterIP) are allocated from; every replica must agree.",
+)
+@click.option(
+    "--service-node-port-range",
+    default="30000-32767",
+    show_default=True,
+    metavar="FIRST-LAST",
+    help="Ports NodePort and LoadBalancer Services' nodePorts are allocated from.",
+)
+@click.option(
     "--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info", show_default=True
 )
 def server_cmd(
@@ -152,6 +165,8 @@ def server_cmd(
     join_burst: int,
     tls_san: tuple[str, ...],
     node_cert_ttl: int,
+    service_cidr: str,
+    service_node_port_range: str,
     log_level: str,
 ) -> None:
     """Run the control plane (run 2 or 3 against one etcd cluster for high availability).
@@ -179,6 +194,8 @@ def server_cmd(
         join_burst=join_burst,
         tls_san=list(tls_san),
         node_cert_lifetime=dt.timedelta(seconds=node_cert_ttl),
+        service_cidr=service_cidr,
+        service_node_port_range=service_node_port_range,
     )
 
 
@@ -230,6 +247,8 @@ def run_server(
     node_cert_lifetime: dt.timedelta | None = None,
     join_rate: float = 1.0,
     join_burst: int = 20,
+    service_cidr: str = "10.43.0.0/16",
+    service_node_port_range: str = "30000-32767",
 ) -> None:
     from controlplane.leader.testhooks import TestHooks
     from controlplane.server import ServerConfig, ServerError, serve
@@ -254,6 +273,8 @@ def run_server(
         join_rate=join_rate,
         join_burst=join_burst,
         tls_san=tls_san or [],
+        service_cidr=service_cidr,
+        service_node_port_range=service_node_port_range,
         test_hooks=TestHooks.from_env(os.environ),
     )
     if node_cert_lifetime is not None:

@@ -56,6 +56,7 @@ async def up(
     pod_security: str | None = None,
     allow_host_path: bool = False,
     etcd_binary: Path | None = None,
+    service_cidr: str = "10.43.0.0/16",
 ) -> None:
     from agent.main import PROCESS_USER, AgentConfig, run_agent
     from agent.node.credentials import PKI_DIR
@@ -85,6 +86,7 @@ async def up(
                 metrics_optional=True,
                 pod_security=level,
                 allow_host_path=allow_host_path,
+                service_cidr=service_cidr,
             ),
             stack,
         )
@@ -162,6 +164,12 @@ async def up(
     help="Below privileged, admit hostPath volumes (as corral server --allow-host-path).",
 )
 @click.option(
+    "--service-cidr",
+    default="10.43.0.0/16",
+    show_default=True,
+    help="IPv4 range Services' virtual IPs are allocated from (as corral server --service-cidr).",
+)
+@click.option(
     "--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="warning", show_default=True
 )
 def up_cmd(
@@ -173,6 +181,7 @@ def up_cmd(
     pod_security: str | None,
     allow_privileged: bool,
     allow_host_path: bool,
+    service_cidr: str,
     log_level: str,
 ) -> None:
     """Run a single-machine cluster: etcd, control plane and agent, until Ctrl-C."""
@@ -199,6 +208,7 @@ def up_cmd(
                 pod_security=level,
                 allow_host_path=allow_host_path,
                 etcd_binary=Path(etcd_binary) if etcd_binary else None,
+                service_cidr=service_cidr,
             )
         )
     except (ServerError, StoreError, EmbeddedEtcdError, AgentError) as e:

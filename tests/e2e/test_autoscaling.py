@@ -93,7 +93,12 @@ def app(name: str, port: int) -> str:
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": {"name": name},
-        "spec": {"selector": {"app": name}, "ports": [{"name": "http", "port": port, "targetPort": "http"}]},
+        # A LoadBalancer: the load goes through the agent's address (PROXY:port).
+        "spec": {
+            "type": "LoadBalancer",
+            "selector": {"app": name},
+            "ports": [{"name": "http", "port": port, "targetPort": "http"}],
+        },
     }
     return f"{json.dumps(deployment)}\n---\n{json.dumps(service)}\n"
 

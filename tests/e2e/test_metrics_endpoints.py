@@ -96,7 +96,11 @@ def manifest(http_port: int, service_port: int, www: Path) -> str:
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": {"name": "web"},
-        "spec": {"selector": {"app": "web"}, "ports": [{"name": "http", "port": service_port, "targetPort": "http"}]},
+        "spec": {  # a LoadBalancer: reached on the agent's address (127.0.0.1:<port>)
+            "type": "LoadBalancer",
+            "selector": {"app": "web"},
+            "ports": [{"name": "http", "port": service_port, "targetPort": "http"}],
+        },
     }
     return "\n---\n".join(json.dumps(doc) for doc in (pod, service))
 

@@ -3,8 +3,10 @@ container, the node proxies under load through a rolling update, endpoints
 following readiness, blue-green switches and a canary's traffic weight.
 
 Every agent's proxy listens on its own loopback address (127.0.0.2-4), so
-three "machines" share this box; the load generators go through one proxy
-and count every request, bounded in count and time."""
+three "machines" share this box. The Services are LoadBalancers (their port
+on every node's address, as k3s' ServiceLB), so the load generators go
+through one agent's address and count every request, bounded in count and
+time; pods reach them by name at their clusterIP."""
 
 from __future__ import annotations
 
@@ -33,7 +35,7 @@ PROXIES = ("127.0.0.2", "127.0.0.3", "127.0.0.4")
 
 
 def service_port() -> int:
-    """A port free on every proxy address (the Services' listen port)."""
+    """A port free on every proxy address (a LoadBalancer Service's port there)."""
     rng = random.Random()
     for _ in range(100):
         port = rng.randrange(20000, 30000)
@@ -77,7 +79,7 @@ def registered(cli: Cli, node: str) -> bool:
 
 
 def backend(name: str, version: str, port: int, *, replicas: int = 3, strategy: str = "") -> str:
-    """A Deployment answering `<version> <hostname>` on :80, and its Service on `port`."""
+    """A Deployment answering `<version> <hostname>` on :80, and its LoadBalancer Service on `port`."""
     return f"""
 apiVersion: apps/v1
 kind: Deployment
@@ -114,10 +116,18 @@ kind: Service
 metadata:
   name: {name}
 spec:
+  type: LoadBalancer
   selector: {{app: {name}}}
   ports:
   - {{name: http, port: {port}, targetPort: http}}
 """
+
+
+def cluster_ip(cli: Cli, name: str, namespace: str = "default") -> str:
+    result = cli.run("get", "svc", name, "-n", namespace, "-o", "json")
+    assert result.returncode == 0, result.stderr
+    ip: str = json.loads(result.stdout)["spec"]["clusterIP"]
+    return ip
 
 
 def apply(cli: Cli, manifest: str) -> None:
@@ -228,7 +238,7 @@ def test_dns_env_and_a_killed_backend(server: ServerProcess, agents: list[AgentP
     assert listed.returncode == 0, listed.stderr
     assert listed.stdout.splitlines()[0].split()[:2] == ["NAME", "ENDPOINTS"]
     # A client container resolves the Service by its short name through the
-    # node-local DNS server and reaches it through the node-local proxy.
+    # node-local DNS server and reaches it at its clusterIP.
     apply(
         cli,
         """
@@ -268,7 +278,7 @@ spec:
     _, host, env_port = env_line.split()
     assert env_port == str(port)
     resolved = {line.split()[1] for line in log.splitlines() if line.startswith("resolved ") and len(line.split()) > 1}
-    assert resolved == {host}  # DNS answers with the address the pod reaches its node's proxy at
+    assert resolved == {host} == {cluster_ip(cli, "backend")}  # DNS and the env vars give the clusterIP
     # Killing a backend container: the proxy skips it (connect failure → next
     # endpoint); only requests in flight at the kill may fail.
     load = Load(PROXIES[0], port).start()

@@ -2,7 +2,7 @@
 
 Names (case does not matter):
 
-    <svc>.<ns>.svc.cluster.local.           A: the address the query reached
+    <svc>.<ns>.svc.cluster.local.           A: the Service's clusterIP
     <svc>.<ns>.svc.   <svc>.<ns>.           the same, short forms
     _<port>._tcp.<svc>.<ns>.svc.cluster.local.   SRV 0 100 <listen port> <svc>.<ns>.svc.cluster.local.
 
@@ -17,10 +17,12 @@ that pair: a resolver's search list completes `db-0.db` in the pod's own
 namespace, but some clients (busybox's nslookup) send a name with a dot as it
 is; when several namespaces have it, the name is forwarded like any other.
 
-The A record is the local address the query arrived on: every address the
-node proxy listens on runs a DNS server too, so a client is sent to the proxy
-address it already reaches. AAAA (and any other type) for a known name is an
-empty NOERROR, unless that address is IPv6. Under `cluster.local.` the server
+The A record is the Service's clusterIP. A route without one (from a
+control plane before virtual IPs, a Service not given one yet, or the
+agent's reduced mode) answers the local address the query arrived on
+instead: every address the node proxy listens on runs a DNS server too, so a
+client is sent to the proxy address it already reaches. AAAA (and any other
+type) for a known name is an empty NOERROR, unless that address is IPv6. Under `cluster.local.` the server
 is authoritative: an unknown name is NXDOMAIN. A short form that is not a
 known Service is not ours (`respond` returns None) and is forwarded, since
 `web.example.` may well be a real name. TTL 5 s.
@@ -52,8 +54,10 @@ _SOA = dns.rdata.from_text(
 
 @dataclass(frozen=True)
 class ServicePorts:
-    # (port name, protocol in lower case, listen port)
+    # (port name, protocol in lower case, port)
     ports: tuple[tuple[str, str, int], ...]
+    # The Service's virtual IP ("": answer the address the query arrived on).
+    cluster_ip: str = ""
 
 
 @dataclass(frozen=True)
@@ -73,7 +77,7 @@ def build_zone(routes: Iterable[discovery_pb2.ServiceRoute]) -> Zone:
     routes = list(routes)
     services = {
         (r.name.lower(), r.namespace.lower()): ServicePorts(
-            tuple((p.name.lower(), (p.protocol or "TCP").lower(), p.port) for p in r.ports)
+            tuple((p.name.lower(), (p.protocol or "TCP").lower(), p.port) for p in r.ports), r.cluster_ip
         )
         for r in routes
     }
@@ -175,7 +179,8 @@ def respond(query: dns.message.Message, zone: Zone, local_address: str) -> dns.m
     if (name, namespace) in zone.headless:
         _answer_addresses(response, question.name, question.rdtype, zone.headless[(name, namespace)])
     else:
-        _answer(response, question.name, question.rdtype, target, ports, local_address)
+        address = zone.services[(name, namespace)].cluster_ip or local_address
+        _answer(response, question.name, question.rdtype, target, ports, address)
     if not response.answer and lookup.authoritative:
         _add(response.authority, ZONE, _SOA)
     return response

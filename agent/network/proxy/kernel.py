@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 
 import structlog
@@ -60,8 +60,16 @@ class KernelProxy:
         *,
         nft: Nft | None = None,
         refresh_seconds: float = REFRESH_SECONDS,
+        node: str = "",
+        reserved: Mapping[int, str] | None = None,
     ) -> None:
         self.proxy = proxy
+        # This node's name (externalTrafficPolicy: Local keeps its backends) and the node-address
+        # ports no Service takes here (`reserved.py`).
+        self.node = node
+        self.reserved = dict(reserved or {})
+        # Told of the clusterIPs the kernel serves (kept local: `cluster_ips.py`).
+        self.on_cluster_ips: Callable[[set[str]], None] | None = None
         self.table = table
         self.addresses = [a for a in dict.fromkeys(addresses) if ":" not in a]  # a `table ip`: IPv4 only
         self.nft = nft or Nft()
@@ -95,7 +103,9 @@ class KernelProxy:
         if self.fallback:
             self.proxy.update(self._routes)
             return
-        self._plan = plan(self._routes)
+        self._plan = plan(self._routes, node=self.node, reserved=self.reserved)
+        if self.on_cluster_ips is not None:
+            self.on_cluster_ips({p.frontend.address for p in self._plan.ports if p.frontend.address})
         self._wanted = render(self._plan, self.table, self.addresses)
         self._log_conflicts(self._plan)
         self.proxy.update(self._plan.leftover)

@@ -1,35 +1,43 @@
 """The kernel data path's rules: Service routes → one nftables table, a pure core.
 
-`plan(routes)` sorts every TCP Service port into the kernel's share and the
-userspace proxy's, with the claim rules of `ProxyServer` (a listen port
-belongs to the first Service by namespace/name that wants it):
+`plan(routes, node=…, reserved=…)` sorts every Service frontend
+(`frontends.py`: `<clusterIP>:<port>`, `<node addresses>:<nodePort>`, a
+LoadBalancer's `<node addresses>:<port>`; TCP and UDP) into the kernel's share
+and the userspace proxy's. A frontend belongs to the first Service by
+namespace/name that wants it:
 
-- the kernel takes a port when nftables can do its balancing: round robin,
-  with or without traffic weights, and IPv4 backends only. Its backends
+- the kernel takes a route port when nftables can do its balancing: round
+  robin, with or without traffic weights, and IPv4 backends only. Its backends
   become `slots`, the order the pure `Balancer` would pick them in, over one
   whole period: round robin is each backend once; with weights, the smooth
   weighted round robin over the groups (a group weighted 10 against 90 gets
   exactly every tenth slot; weight 0, none), each group's backends in turn,
-  repeated until the sequence starts again (at most `MAX_SLOTS`). A port
-  with no slot left is rejected (TCP reset), so clients fail fast;
-- the rest (LeastConnections, IPv6 backends, other protocols) stays with the
-  userspace proxy: `Plan.leftover` is the routes cut down to those ports.
+  repeated until the sequence starts again (at most `MAX_SLOTS`). A node
+  frontend with `externalTrafficPolicy: Local` gets only the backends on this
+  node. A frontend with no slot left is rejected (TCP reset, ICMP port
+  unreachable for UDP), so clients fail fast;
+- the rest (LeastConnections, IPv6 backends) stays with the userspace proxy:
+  `Plan.leftover` is the routes cut down to those ports.
 
-`render(plan, table, addresses)` writes the table: a `services` chain that
-sends `ip daddr <proxy address> tcp dport <port>` to that port's chain, which
-picks the slot with `numgen inc mod <slots>` over a verdict map of slot →
-`jump port_<port>_b<index>` (the kernel's counter goes round: the slots are
-followed exactly, whoever connects); each distinct backend of the port has
-that one chain, which counts the connection and DNATs it to the backend's
-address:port. A nat chain sees only the first packet of a connection, so a
-backend chain's packet counter is its number of new connections;
-`backend_chains(plan)` names the Service, pod and port behind each chain so
-the counters can be attributed. Jumped to from the nat `prerouting`
-(pods, other hosts) and `output` (this host's processes, loopback included)
-hooks. Connections DNATed to another host are masqueraded on the way out
-(else the reply would bypass this node); rejected ports are matched in the
-filter `input` and `output` hooks. `table_name(node)` names one agent's
-table, so several agents on one machine keep apart.
+`render(plan, table, addresses)` writes the table: a `services` chain whose
+one verdict map sends `ip daddr . meta l4proto . th dport` of every frontend
+(a clusterIP, or each node address for node frontends) to that frontend's
+chain. The frontend chain drops clients outside a LoadBalancer's
+loadBalancerSourceRanges, marks the connection for masquerading (unless
+Local: the client's address is kept), and picks the slot with `numgen inc mod
+<slots>` over a verdict map of slot → `jump <frontend chain>_b<index>` (the
+kernel's counter goes round: the slots are followed exactly, whoever
+connects); each distinct backend of the frontend has that one chain, which
+counts the connection and DNATs it to the backend's address:port. A nat chain
+sees only the first packet of a connection, so a backend chain's packet
+counter is its number of new connections; `backend_chains(plan)` names the
+Service, pod and port behind each chain so the counters can be attributed.
+Jumped to from the nat `prerouting` (pods, other hosts) and `output` (this
+host's processes, loopback included) hooks. Marked connections leaving by
+another interface than lo are masqueraded (else the reply would bypass this
+node); rejected frontends are matched in the filter `input`, `forward` and
+`output` hooks. `table_name(node)` names one agent's table, so several agents
+on one machine keep apart.
 """
 
 from __future__ import annotations
@@ -40,7 +48,8 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from agent.network.proxy.endpoints import LEAST_CONNECTIONS, Backend, Balancer, backends_of, is_tcp
+from agent.network.proxy.endpoints import LEAST_CONNECTIONS, Backend, Balancer, backends_of
+from agent.network.proxy.frontends import NODE, Frontend, frontends
 from protos.corral.v1 import discovery_pb2
 
 # The most DNAT slots one port gets; a longer exact period is cut to whole weight cycles.
@@ -50,14 +59,19 @@ TABLE_PREFIX = "corral_"
 
 @dataclass(frozen=True)
 class KernelPort:
-    """One listen port served by nftables: `slots` in DNAT order (empty: rejected)."""
+    """One frontend served by nftables: `slots` in DNAT order (empty: rejected)."""
 
     service: str
     port_name: str
-    port: int
+    port: int  # the frontend's port
     slots: tuple[Backend, ...]
     # Every backend pod of the port, slots or not (a zero-weight group's too), by name.
     pods: tuple[str, ...] = ()
+    frontend: Frontend = field(default_factory=lambda: Frontend(NODE, 0, "tcp"))
+
+    @property
+    def chain(self) -> str:
+        return frontend_chain(self.frontend)
 
 
 @dataclass(frozen=True)
@@ -66,7 +80,7 @@ class BackendChain:
 
     service: str
     pod: str
-    port: int  # the listen port
+    port: int  # the frontend's port
     backend: Backend
 
 
@@ -75,11 +89,12 @@ class Plan:
     ports: tuple[KernelPort, ...] = ()
     # The routes the userspace proxy keeps, cut down to their ports the kernel does not take.
     leftover: dict[str, discovery_pb2.ServiceRoute] = field(default_factory=dict)
-    # (port, Service left without it, Service holding it) for ports the kernel took.
+    # (port, Service left without it, Service holding it) for frontends the kernel took.
     conflicts: tuple[tuple[int, str, str], ...] = ()
 
     def services(self) -> dict[int, str]:
-        return {p.port: p.service for p in self.ports}
+        """Node-address port → Service, for the TCP node frontends."""
+        return {p.port: p.service for p in self.ports if p.frontend.address == NODE and p.frontend.protocol == "tcp"}
 
 
 def table_name(node: str) -> str:
@@ -124,29 +139,37 @@ def slots(backends: Sequence[Backend], weights: Mapping[str, int] | None = None)
     return [p for p in picks if p is not None]
 
 
-def plan(routes: Mapping[str, discovery_pb2.ServiceRoute]) -> Plan:
+def plan(
+    routes: Mapping[str, discovery_pb2.ServiceRoute], *, node: str = "", reserved: Mapping[int, str] | None = None
+) -> Plan:
     """Split `routes` (keyed "namespace/name") between the kernel and the userspace proxy."""
-    owners: dict[int, str] = {}
+    owners: dict[tuple[str, int, str], str] = {}
     for key in sorted(routes):
         for port in routes[key].ports:
-            if is_tcp(port) and 0 < port.port < 65536:
-                owners.setdefault(port.port, key)
+            for front in frontends(routes[key], port, reserved):
+                owners.setdefault(front.key, key)
     kernel: list[KernelPort] = []
-    taken: set[int] = set()
+    taken: set[tuple[str, str]] = set()  # (service, port name) the kernel serves
+    conflicts: set[tuple[int, str, str]] = set()
     for key in sorted(routes):
         route = routes[key]
         for port in route.ports:
-            if owners.get(port.port) == key and is_tcp(port) and kernel_capable(route, port):
-                backends = backends_of(port)
-                pods = tuple(dict.fromkeys(b.pod for b in backends if b.pod))
-                kernel.append(KernelPort(key, port.name, port.port, tuple(slots(backends, route.weights)), pods))
-                taken.add(port.port)
+            fronts = frontends(route, port, reserved)
+            if not fronts or not kernel_capable(route, port):
+                continue
+            taken.add((key, port.name))
+            backends = backends_of(port)
+            pods = tuple(dict.fromkeys(b.pod for b in backends if b.pod))
+            for front in fronts:
+                if owners[front.key] != key:
+                    conflicts.add((front.port, key, owners[front.key]))
+                    continue
+                chosen = [b for b in backends if b.node == node] if front.local_only else backends
+                kernel.append(KernelPort(key, port.name, front.port, tuple(slots(chosen, route.weights)), pods, front))
     leftover: dict[str, discovery_pb2.ServiceRoute] = {}
-    conflicts: list[tuple[int, str, str]] = []
     for key in sorted(routes):
         route = routes[key]
-        kept = [p for p in route.ports if p.port not in taken or not is_tcp(p)]
-        conflicts += [(p.port, key, owners[p.port]) for p in route.ports if p.port in taken and owners[p.port] != key]
+        kept = [p for p in route.ports if (key, p.name) not in taken]
         if len(kept) == len(route.ports):
             leftover[key] = route
         elif kept:
@@ -155,8 +178,8 @@ def plan(routes: Mapping[str, discovery_pb2.ServiceRoute]) -> Plan:
             del cut.ports[:]
             cut.ports.extend(kept)
             leftover[key] = cut
-    kernel.sort(key=lambda p: p.port)
-    return Plan(tuple(kernel), leftover, tuple(sorted(set(conflicts))))
+    kernel.sort(key=lambda p: (p.frontend.address != NODE, p.frontend.address, p.port, p.frontend.protocol))
+    return Plan(tuple(kernel), leftover, tuple(sorted(conflicts)))
 
 
 # -- the text -----------------------------------------------------------------------
@@ -166,16 +189,24 @@ def _set(items: Sequence[object]) -> str:
     return "{ " + ", ".join(str(i) for i in items) + " }"
 
 
-def _dispatch(port: KernelPort, chains: Mapping[str, str]) -> str:
-    """The port chain's rule: jump to the slot's backend chain (`chains`: backend key → chain)."""
+MASQUERADE_MARK = "0x00004000"
+
+
+def _dispatch(port: KernelPort, chains: Mapping[str, str]) -> list[str]:
+    """The frontend chain's rules: source ranges, the masquerade mark, the jump to the slot's backend chain."""
     comment = f'comment "{port.service}:{port.port_name}"' if port.port_name else f'comment "{port.service}"'
+    rules: list[str] = []
+    if port.frontend.source_ranges:
+        rules.append(f"ip saddr != {_set(list(port.frontend.source_ranges))} drop")
+    if not port.frontend.local_only:
+        rules.append(f"ct mark set ct mark | {MASQUERADE_MARK}")
     if len(port.slots) == 1:
-        return f"meta l4proto tcp jump {chains[port.slots[0].key]} {comment}"
+        return [*rules, f"jump {chains[port.slots[0].key]} {comment}"]
     lines = [f"{i} : jump {chains[b.key]}" for i, b in enumerate(port.slots)]
     rows = [", ".join(lines[i : i + 8]) for i in range(0, len(lines), 8)]
     elements = ",\n\t\t\t".join(rows)
     numgen = f"numgen inc mod {len(port.slots)}"
-    return f"meta l4proto tcp {numgen} vmap {{\n\t\t\t{elements}\n\t\t}} {comment}"
+    return [*rules, f"{numgen} vmap {{\n\t\t\t{elements}\n\t\t}} {comment}"]
 
 
 def _chain(name: str, *rules: str, hook: str = "") -> str:
@@ -184,13 +215,15 @@ def _chain(name: str, *rules: str, hook: str = "") -> str:
     return f"\tchain {name} {{\n" + "".join(f"{line}\n" for line in body) + "\t}"
 
 
-def port_chain(port: int) -> str:
-    return f"port_{port}"
+def frontend_chain(front: Frontend) -> str:
+    """`port_<port>` for a node TCP frontend, `ip_<clusterIP>_<port>` for a clusterIP one; `_udp` for UDP."""
+    base = f"port_{front.port}" if front.address == NODE else f"ip_{front.address.replace('.', '_')}_{front.port}"
+    return base if front.protocol == "tcp" else f"{base}_{front.protocol}"
 
 
-def backend_chain(port: int, index: int) -> str:
-    """`port_<port>_b<index>`: the chain of a port's `index`-th distinct backend (first-slot order)."""
-    return f"port_{port}_b{index}"
+def backend_chain(chain: str, index: int) -> str:
+    """`<frontend chain>_b<index>`: the chain of a frontend's `index`-th distinct backend (first-slot order)."""
+    return f"{chain}_b{index}"
 
 
 def _port_backends(port: KernelPort) -> dict[str, Backend]:
@@ -206,40 +239,55 @@ def backend_chains(plan: Plan) -> dict[str, BackendChain]:
     chains: dict[str, BackendChain] = {}
     for port in plan.ports:
         for index, backend in enumerate(_port_backends(port).values()):
-            chains[backend_chain(port.port, index)] = BackendChain(port.service, backend.pod, port.port, backend)
+            chains[backend_chain(port.chain, index)] = BackendChain(port.service, backend.pod, port.port, backend)
     return chains
 
 
+def _elements(ports: Sequence[KernelPort], addresses: Sequence[str], verdict: bool) -> list[str]:
+    """`address . proto . port [: jump chain]` for every address each frontend is served on."""
+    out: list[str] = []
+    for port in ports:
+        where = addresses if port.frontend.address == NODE else [port.frontend.address]
+        for address in where:
+            element = f"{address} . {port.frontend.protocol} . {port.port}"
+            out.append(f"{element} : jump {port.chain}" if verdict else element)
+    return out
+
+
 def render(plan: Plan, table: str, addresses: Sequence[str]) -> str:
-    """The whole table, `table ip <table> { … }`, for the IPv4 `addresses` the proxy serves."""
+    """The whole table, `table ip <table> { … }`, for the IPv4 `addresses` the proxy serves on the node."""
+    addresses = list(dict.fromkeys(addresses))
     served = [p for p in plan.ports if p.slots]
-    rejected = [p.port for p in plan.ports if not p.slots]
-    daddr = f"ip daddr {_set(list(dict.fromkeys(addresses)))}"
+    rejected = [p for p in plan.ports if not p.slots]
     chains: list[str] = []
     for port in served:
         names: dict[str, str] = {}
         for index, backend in enumerate(_port_backends(port).values()):
-            names[backend.key] = backend_chain(port.port, index)
+            names[backend.key] = backend_chain(port.chain, index)
             chains.append(
-                _chain(names[backend.key], f"meta l4proto tcp counter dnat ip to {backend.address}:{backend.port}")
+                _chain(
+                    names[backend.key],
+                    f"meta l4proto {port.frontend.protocol} counter dnat ip to {backend.address}:{backend.port}",
+                )
             )
-        chains.append(_chain(port_chain(port.port), _dispatch(port, names)))
-    dispatch = [f"{daddr} tcp dport vmap {_set([f'{p.port} : jump {port_chain(p.port)}' for p in served])}"]
-    masquerade = [
-        f'ct status dnat oifname != "lo" ct original {daddr} meta l4proto tcp '
-        f"ct original proto-dst {_set([p.port for p in served])} masquerade"
-    ]
-    reject = [f"{daddr} tcp dport {_set(rejected)} reject with tcp reset"]
-    if not served or not addresses:
-        dispatch = masquerade = []
-    if not rejected or not addresses:
-        reject = []
+        chains.append(_chain(port.chain, *_dispatch(port, names)))
+    elements = _elements(served, addresses, verdict=True)
+    dispatch = [f"ip daddr . meta l4proto . th dport vmap {_set(elements)}"] if elements else []
+    masquerade = [f'ct status dnat oifname != "lo" ct mark & {MASQUERADE_MARK} == {MASQUERADE_MARK} masquerade']
+    reject: list[str] = []
+    for protocol, verdict in (("tcp", "reject with tcp reset"), ("udp", "reject")):
+        dead = _elements([p for p in rejected if p.frontend.protocol == protocol], addresses, verdict=False)
+        if dead:
+            reject.append(f"ip daddr . meta l4proto . th dport {_set(dead)} {verdict}")
+    if not elements:
+        masquerade = []
     chains += [
         _chain("services", *dispatch),
         _chain("prerouting", "jump services", hook="type nat hook prerouting priority dstnat; policy accept;"),
         _chain("output", "jump services", hook="type nat hook output priority -100; policy accept;"),
         _chain("postrouting", *masquerade, hook="type nat hook postrouting priority srcnat; policy accept;"),
         _chain("reject_input", *reject, hook="type filter hook input priority filter; policy accept;"),
+        _chain("reject_forward", *reject, hook="type filter hook forward priority filter; policy accept;"),
         _chain("reject_output", *reject, hook="type filter hook output priority filter; policy accept;"),
     ]
     return f"table ip {table} {{\n" + "\n".join(chains) + "\n}\n"

@@ -1,13 +1,15 @@
 """Ports the node proxy never takes: the control plane's (`--server`, `--join`) and the agent's own.
 
-A Service whose listen port is one of these would take it on this node:
-bound by the userspace proxy (once the server restarts, it cannot listen
-again) or NATed by the kernel data path (the node's traffic to the server
-goes to the Service's pods). The API refuses such Services, but objects
-stored before that rule, or another replica's ports, must not lock the node
-out: `ReservedPortFilter` stands in front of the proxy (userspace or
-nftables) and hands it the routes without those ports, with one warning
-(`proxy_port_reserved`) per Service port left out.
+A Service frontend on the node's addresses (a nodePort, a LoadBalancer's
+port, or the port of a route without a clusterIP) on one of these would take
+it on this node: bound by the userspace proxy (once the server restarts, it
+cannot listen again) or NATed by the kernel data path (the node's traffic to
+the server goes to the Service's pods). The API refuses such Services, but
+objects stored before that rule, or another replica's ports, must not lock
+the node out: both proxies are given the reserved ports and leave those
+frontends out (`frontends.frontends`); `ReservedPortFilter` stands in front
+of them and logs one warning (`proxy_port_reserved`) per Service port left
+out. A clusterIP frontend is never reserved: it lives on its own address.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from collections.abc import Iterable, Mapping
 
 import structlog
 
+from agent.network.proxy.frontends import reserved_hits as frontend_hits
 from agent.network.routes import RouteListener
 from corral.common.pki.endpoints import DEFAULT_API_PORT, split_address
 from protos.corral.v1 import discovery_pb2
@@ -46,28 +49,18 @@ def reserved_ports(servers: Iterable[str], joins: Iterable[str], metrics_listen:
     return reserved
 
 
-def without_reserved(
-    routes: Routes, reserved: Mapping[int, str]
-) -> tuple[dict[str, discovery_pb2.ServiceRoute], Skipped]:
-    """The routes without their ports in ``reserved``, and which (Service, port) were left out."""
-    kept: dict[str, discovery_pb2.ServiceRoute] = {}
+def reserved_hits(routes: Routes, reserved: Mapping[int, str]) -> Skipped:
+    """(Service, port) of every node-address frontend that ``reserved`` leaves out."""
     skipped: Skipped = set()
     for key, route in routes.items():
-        hit = [p for p in route.ports if p.port in reserved]
-        if not hit:
-            kept[key] = route
-            continue
-        trimmed = discovery_pb2.ServiceRoute()
-        trimmed.CopyFrom(route)
-        del trimmed.ports[:]
-        trimmed.ports.extend(p for p in route.ports if p.port not in reserved)
-        kept[key] = trimmed
-        skipped.update((key, p.port) for p in hit)
-    return kept, skipped
+        for port in route.ports:
+            skipped.update((key, number) for number in frontend_hits(route, port, reserved))
+    return skipped
 
 
 class ReservedPortFilter:
-    """A route listener: `inner` (the proxy) gets every route but the reserved ports."""
+    """A route listener: logs the frontends the reserved ports leave out; `inner` (the proxy,
+    given the same reserved ports) gets every route."""
 
     def __init__(self, inner: RouteListener, reserved: Mapping[int, str]) -> None:
         self.inner = inner
@@ -75,7 +68,7 @@ class ReservedPortFilter:
         self._logged: Skipped = set()
 
     def update(self, routes: Routes) -> None:
-        kept, skipped = without_reserved(routes, self.reserved) if self.reserved else (dict(routes), set())
+        skipped = reserved_hits(routes, self.reserved) if self.reserved else set()
         for service, port in sorted(skipped - self._logged):
             log.warning(
                 "proxy_port_reserved",
@@ -86,4 +79,4 @@ class ReservedPortFilter:
                 f"{service} gets no proxy on it",
             )
         self._logged = skipped
-        self.inner.update(kept)
+        self.inner.update(routes)

@@ -1,8 +1,14 @@
-"""The node proxy: a TCP relay on every Service port of every proxy address.
+"""The node proxy: a TCP relay on every Service frontend.
 
 `update(routes)` applies the full set of Service routes (idempotent). Each
-route port is one listen port, bound on every address in `addresses` (the
-node address, the Docker pod network's gateway, …). A connection accepted
+route port has its frontends (`frontends.py`): `<clusterIP>:<port>` (the
+address must be local: the agent puts clusterIPs on an interface, see
+`cluster_ips.py`) and node frontends, bound on every address in `addresses`
+(the node address, the Docker pod network's gateway, …). A node frontend
+with `externalTrafficPolicy: Local` balances over this node's backends only
+(the client's address is lost to the relay either way); one with source
+ranges (a LoadBalancer's loadBalancerSourceRanges) closes a connection from
+any other client at once. UDP frontends are served by `udp.py`. A connection accepted
 there is given a backend by the port's `Balancer` (`endpoints.py`): connect
 with a timeout; on failure eject that backend and try another, up to
 `max_attempts` distinct backends; with none left the client is closed.
@@ -19,7 +25,7 @@ are closed `drain_seconds` later; a removed port stops listening at once.
 
 A port that cannot be bound (in use, not permitted) is logged
 (`proxy_port_unavailable`) and retried every `retry_seconds`; the agent never
-fails for it. When two Services want one listen port, the one holding it
+fails for it. When two Services want one frontend, the one holding it
 keeps it (tie: the lower namespace/name) and the other is logged
 (`proxy_port_conflict`).
 """
@@ -38,7 +44,8 @@ from typing import cast
 
 import structlog
 
-from agent.network.proxy.endpoints import Backend, Balancer, backends_of, is_tcp
+from agent.network.proxy.endpoints import Backend, Balancer, backends_of
+from agent.network.proxy.frontends import NODE, Frontend, allows, frontends
 from protos.corral.v1 import discovery_pb2
 
 log = structlog.get_logger(__name__)
@@ -129,6 +136,13 @@ class _Relay:
         self.closed = False
 
     def accepted(self) -> None:
+        if self.entry.frontend.source_ranges:
+            assert self.client.transport is not None
+            peer = self.client.transport.get_extra_info("peername")
+            if not peer or not allows(self.entry.frontend, str(peer[0])):
+                self.closed = True
+                self.client.transport.abort()
+                return
         self.stats.connections_total += 1
         self.stats.connections_active += 1
         self.entry.relays.add(self)
@@ -219,6 +233,7 @@ class _PortEntry:
     port: int
     balancer: Balancer
     stats: ServiceStats
+    frontend: Frontend
     listeners: list[_Listener] = field(default_factory=list)
     relays: set[_Relay] = field(default_factory=set)
     retired: bool = False
@@ -229,6 +244,10 @@ class _Wanted:
     service: str
     route: discovery_pb2.ServiceRoute
     port: discovery_pb2.RoutePort
+    frontend: Frontend
+
+
+FrontendKey = tuple[str, int, str]
 
 
 def _bind(address: str, port: int) -> socket.socket:
@@ -279,8 +298,13 @@ class ProxyServer:
         max_attempts: int = 3,
         retry_seconds: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
+        node: str = "",
+        reserved: Mapping[int, str] | None = None,
     ) -> None:
         self.addresses = list(dict.fromkeys(addresses))
+        # This node's name (Local frontends keep its backends) and the node-address ports left alone.
+        self.node = node
+        self.reserved = dict(reserved or {})
         self.connect_timeout = connect_timeout
         self.eject_seconds = eject_seconds
         self.eject_max_seconds = eject_max_seconds
@@ -288,13 +312,18 @@ class ProxyServer:
         self.max_attempts = max(1, max_attempts)
         self.retry_seconds = retry_seconds
         self._clock = clock
-        self._entries: dict[int, _PortEntry] = {}
+        self._entries: dict[FrontendKey, _PortEntry] = {}
         self._stats: dict[str, ServiceStats] = {}
         self._retired: set[_PortEntry] = set()  # still draining
         self._drains: list[tuple[float, int, _PortEntry]] = []
         self._sequence = itertools.count()
         self._conflicts: set[tuple[int, str, str]] = set()
         self._unsupported: set[tuple[str, str]] = set()
+        self._udp_ips: set[str] = set()
+        # Told of the UDP frontends (`udp.py`); None: UDP is not served.
+        self.udp: Callable[[list[tuple[str, Frontend, list[Backend]]]], None] | None = None
+        # Told of the clusterIPs the proxy serves (they must be local: `cluster_ips.py`).
+        self.on_cluster_ips: Callable[[set[str]], None] | None = None
         self._wake = asyncio.Event()
         self._group: asyncio.TaskGroup | None = None
 
@@ -304,12 +333,14 @@ class ProxyServer:
         """Apply the full desired set of routes, keyed "namespace/name"."""
         now = self._clock()
         wanted = self._wanted(routes)
-        for port, entry in list(self._entries.items()):
-            want = wanted.get(port)
+        if self.on_cluster_ips is not None:
+            self.on_cluster_ips({key[0] for key in wanted if key[0]} | self._udp_ips)
+        for key, entry in list(self._entries.items()):
+            want = wanted.get(key)
             if want is None or want.service != entry.service:
                 self._retire(entry, now)
-        for port, want in wanted.items():
-            held = self._entries.get(port)
+        for key, want in wanted.items():
+            held = self._entries.get(key)
             if held is None:
                 self._open(want, now)
             else:
@@ -332,6 +363,13 @@ class ProxyServer:
         """A copy of every Service's counters, by "namespace/name"."""
         return {key: replace(stats, backends=dict(stats.backends)) for key, stats in self._stats.items()}
 
+    def retry_binds(self) -> None:
+        """Try every unbound listener again now (its address may have just become local)."""
+        for _, listener in self._listeners():
+            if not listener.bound:
+                listener.retry_at = 0.0
+        self._wake.set()
+
     def listening(self) -> list[tuple[str, int]]:
         """The (address, port) pairs bound now."""
         return sorted((ls.address, ls.port) for _, ls in self._listeners() if ls.bound)
@@ -352,17 +390,26 @@ class ProxyServer:
 
     # -- desired ports ---------------------------------------------------------------
 
-    def _wanted(self, routes: Mapping[str, discovery_pb2.ServiceRoute]) -> dict[int, _Wanted]:
-        claims: dict[int, list[_Wanted]] = {}
+    def _wanted(self, routes: Mapping[str, discovery_pb2.ServiceRoute]) -> dict[FrontendKey, _Wanted]:
+        claims: dict[FrontendKey, list[_Wanted]] = {}
+        udp: list[tuple[str, Frontend, list[Backend]]] = []
         for key in sorted(routes):
             route = routes[key]
             for route_port in route.ports:
-                if not is_tcp(route_port):
+                fronts = frontends(route, route_port, self.reserved)
+                if not fronts and not route.headless:
                     self._note_unsupported(key, route_port)
-                    continue
-                if 0 < route_port.port < 65536:
-                    claims.setdefault(route_port.port, []).append(_Wanted(key, route, route_port))
-        wanted: dict[int, _Wanted] = {}
+                for front in fronts:
+                    if front.protocol == "tcp":
+                        claims.setdefault(front.key, []).append(_Wanted(key, route, route_port, front))
+                    elif self.udp is not None:
+                        udp.append((key, front, self._backends(route_port, front)))
+                    else:
+                        self._note_unsupported(key, route_port)
+        if self.udp is not None:
+            self.udp(udp)
+        self._udp_ips = {front.address for _, front, _ in udp if front.address != NODE}
+        wanted: dict[FrontendKey, _Wanted] = {}
         conflicts: set[tuple[int, str, str]] = set()
         for number, claimants in claims.items():
             holder = self._entries.get(number)
@@ -370,10 +417,14 @@ class ProxyServer:
             wanted[number] = owner
             for other in claimants:
                 if other.service != owner.service:
-                    conflicts.add((number, other.service, owner.service))
+                    conflicts.add((number[1], other.service, owner.service))
         log_new_conflicts(conflicts, self._conflicts)
         self._conflicts = conflicts
         return wanted
+
+    def _backends(self, port: discovery_pb2.RoutePort, front: Frontend) -> list[Backend]:
+        backends = backends_of(port)
+        return [b for b in backends if b.node == self.node] if front.local_only else backends
 
     def _note_unsupported(self, service: str, port: discovery_pb2.RoutePort) -> None:
         if (service, port.name) not in self._unsupported:
@@ -384,29 +435,32 @@ class ProxyServer:
 
     def _open(self, want: _Wanted, now: float) -> None:
         balancer = Balancer(
-            backends_of(want.port),
+            self._backends(want.port, want.frontend),
             weights=want.route.weights,
             algorithm=want.route.load_balancing,
             eject_seconds=self.eject_seconds,
             eject_max=self.eject_max_seconds,
         )
         stats = self._stats.setdefault(want.service, ServiceStats())
-        entry = _PortEntry(want.service, want.port.name, want.port.port, balancer, stats)
-        entry.listeners = [_Listener(address, want.port.port) for address in self.addresses]
-        self._entries[entry.port] = entry
+        front = want.frontend
+        entry = _PortEntry(want.service, want.port.name, front.port, balancer, stats, front)
+        where = self.addresses if front.address == NODE else [front.address]
+        entry.listeners = [_Listener(address, front.port) for address in where]
+        self._entries[front.key] = entry
         for listener in entry.listeners:
             self._try_bind(entry, listener, now)
 
     def _refresh(self, entry: _PortEntry, want: _Wanted, now: float) -> None:
         entry.port_name = want.port.name
+        entry.frontend = want.frontend
         removed = entry.balancer.update(
-            backends_of(want.port), weights=want.route.weights, algorithm=want.route.load_balancing
+            self._backends(want.port, want.frontend), weights=want.route.weights, algorithm=want.route.load_balancing
         )
         if removed and any(r.backend_key in removed for r in entry.relays):
             self._schedule_drain(entry, now)
 
     def _retire(self, entry: _PortEntry, now: float) -> None:
-        del self._entries[entry.port]
+        del self._entries[entry.frontend.key]
         entry.retired = True
         for listener in entry.listeners:
             listener.close()

@@ -40,6 +40,8 @@ class Target:
 
     container_port: int
     container: str | None
+    # The Service port's protocol (TCP or UDP): a container port of another protocol is not it.
+    protocol: str = "TCP"
 
 
 def selects(service: service_pb2.Service, pod: pod_pb2.Pod) -> bool:
@@ -72,14 +74,15 @@ def _is_ipv4(address: str) -> bool:
 def target(pod: pod_pb2.Pod, port: service_pb2.ServicePort) -> Target | None:
     """The container port a Service port's targetPort means in this pod."""
     wanted = port.target_port
+    protocol = port.protocol or "TCP"
     if wanted.HasField("str_val") and wanted.str_val:
         for container in pod.spec.containers:
             for declared in container.ports:
-                if declared.name == wanted.str_val and _is_tcp(declared.protocol):
-                    return Target(declared.container_port, container.name)
+                if declared.name == wanted.str_val and _same(declared.protocol, protocol):
+                    return Target(declared.container_port, container.name, protocol)
         return None
     number = wanted.int_val if wanted.HasField("int_val") and wanted.int_val else port.port
-    return Target(number, None)
+    return Target(number, None, protocol)
 
 
 def host_port(pod: pod_pb2.Pod, where: Target) -> int:
@@ -90,7 +93,7 @@ def host_port(pod: pod_pb2.Pod, where: Target) -> int:
                 if (
                     published.container_port == where.container_port
                     and published.host_port
-                    and _is_tcp(published.protocol)
+                    and _same(published.protocol, where.protocol)
                 ):
                     return published.host_port
     for container in pod.spec.containers:
@@ -99,14 +102,15 @@ def host_port(pod: pod_pb2.Pod, where: Target) -> int:
                 if (
                     declared.container_port == where.container_port
                     and declared.host_port
-                    and _is_tcp(declared.protocol)
+                    and _same(declared.protocol, where.protocol)
                 ):
                     return declared.host_port
     return 0
 
 
-def _is_tcp(protocol: str) -> bool:
-    return protocol in ("", "TCP")
+def _same(protocol: str, wanted: str) -> bool:
+    """A container port's protocol ("" is TCP) is the Service port's."""
+    return (protocol or "TCP").upper() == wanted.upper()
 
 
 def endpoint_for(

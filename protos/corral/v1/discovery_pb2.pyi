@@ -288,13 +288,18 @@ class RoutePort(_message.Message):
     PROTOCOL_FIELD_NUMBER: _builtins.int
     PORT_FIELD_NUMBER: _builtins.int
     BACKENDS_FIELD_NUMBER: _builtins.int
+    NODE_PORT_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """The Service port's name ("" for a single unnamed port)."""
     protocol: _builtins.str
-    """TCP."""
+    """TCP or UDP."""
     port: _builtins.int
-    """The port the node proxies listen on (the Service's nodePort when set,
-    otherwise its port).
+    """The Service's port: served on the route's cluster_ip (and, for a
+    LoadBalancer Service, on every node's addresses).
+    """
+    node_port: _builtins.int
+    """The Service port's nodePort (NodePort and LoadBalancer): served on every
+    node's addresses. 0: none.
     """
     @_builtins.property
     def backends(self) -> _containers.RepeatedCompositeFieldContainer[Global___RouteBackend]:
@@ -307,10 +312,11 @@ class RoutePort(_message.Message):
         protocol: _builtins.str = ...,
         port: _builtins.int = ...,
         backends: _abc.Iterable[Global___RouteBackend] | None = ...,
+        node_port: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["backends", b"backends", "name", b"name", "port", b"port", "protocol", b"protocol"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["backends", b"backends", "name", b"name", "node_port", b"node_port", "port", b"port", "protocol", b"protocol"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -348,6 +354,10 @@ class ServiceRoute(_message.Message):
     RESOURCE_VERSION_FIELD_NUMBER: _builtins.int
     HEADLESS_FIELD_NUMBER: _builtins.int
     ENDPOINTS_FIELD_NUMBER: _builtins.int
+    CLUSTER_IP_FIELD_NUMBER: _builtins.int
+    TYPE_FIELD_NUMBER: _builtins.int
+    EXTERNAL_TRAFFIC_POLICY_FIELD_NUMBER: _builtins.int
+    LOAD_BALANCER_SOURCE_RANGES_FIELD_NUMBER: _builtins.int
     namespace: _builtins.str
     name: _builtins.str
     load_balancing: _builtins.str
@@ -358,6 +368,14 @@ class ServiceRoute(_message.Message):
     """clusterIP: None. No proxy listens for it (ports is empty); DNS answers
     its name with the addresses of `endpoints`.
     """
+    cluster_ip: _builtins.str
+    """The Service's virtual IP ("" for a Service stored before corral
+    allocated them and not yet given one: served on node addresses only).
+    """
+    type: _builtins.str
+    """ClusterIP, NodePort or LoadBalancer."""
+    external_traffic_policy: _builtins.str
+    """Cluster or Local (see ServiceSpec.external_traffic_policy)."""
     @_builtins.property
     def ports(self) -> _containers.RepeatedCompositeFieldContainer[Global___RoutePort]: ...
     @_builtins.property
@@ -370,6 +388,10 @@ class ServiceRoute(_message.Message):
     def endpoints(self) -> _containers.RepeatedCompositeFieldContainer[Global___RouteBackend]:
         """A headless Service's ready endpoints (pod address, pod, node, hostname)."""
 
+    @_builtins.property
+    def load_balancer_source_ranges(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """LoadBalancer: the client CIDRs allowed on node addresses (empty: all)."""
+
     def __init__(
         self,
         *,
@@ -381,10 +403,14 @@ class ServiceRoute(_message.Message):
         resource_version: _builtins.int = ...,
         headless: _builtins.bool = ...,
         endpoints: _abc.Iterable[Global___RouteBackend] | None = ...,
+        cluster_ip: _builtins.str = ...,
+        type: _builtins.str = ...,
+        external_traffic_policy: _builtins.str = ...,
+        load_balancer_source_ranges: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["endpoints", b"endpoints", "headless", b"headless", "load_balancing", b"load_balancing", "name", b"name", "namespace", b"namespace", "ports", b"ports", "resource_version", b"resource_version", "weights", b"weights"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cluster_ip", b"cluster_ip", "endpoints", b"endpoints", "external_traffic_policy", b"external_traffic_policy", "headless", b"headless", "load_balancer_source_ranges", b"load_balancer_source_ranges", "load_balancing", b"load_balancing", "name", b"name", "namespace", b"namespace", "ports", b"ports", "resource_version", b"resource_version", "type", b"type", "weights", b"weights"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -28,12 +28,20 @@ class ServicePort(_message.Message):
     PORT_FIELD_NUMBER: _builtins.int
     TARGET_PORT_FIELD_NUMBER: _builtins.int
     NODE_PORT_FIELD_NUMBER: _builtins.int
+    APP_PROTOCOL_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Required when a Service has more than one port."""
     protocol: _builtins.str
     """TCP (default)."""
     port: _builtins.int
     node_port: _builtins.int
+    """NodePort and LoadBalancer: the port on every node's addresses, allocated
+    from --service-node-port-range (default 30000-32767) unless asked for.
+    """
+    app_protocol: _builtins.str
+    """A hint for the application protocol (e.g. "http", "kubernetes.io/h2c");
+    stored, not acted on.
+    """
     @_builtins.property
     def target_port(self) -> _meta_pb2.IntOrString:
         """A container port number or the name of a container port; defaults to port."""
@@ -46,14 +54,98 @@ class ServicePort(_message.Message):
         port: _builtins.int = ...,
         target_port: _meta_pb2.IntOrString | None = ...,
         node_port: _builtins.int = ...,
+        app_protocol: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["target_port", b"target_port"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "node_port", b"node_port", "port", b"port", "protocol", b"protocol", "target_port", b"target_port"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["app_protocol", b"app_protocol", "name", b"name", "node_port", b"node_port", "port", b"port", "protocol", b"protocol", "target_port", b"target_port"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ServicePort: _TypeAlias = ServicePort  # noqa: Y015
+
+@_typing.final
+class LoadBalancerIngress(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IP_FIELD_NUMBER: _builtins.int
+    HOSTNAME_FIELD_NUMBER: _builtins.int
+    IP_MODE_FIELD_NUMBER: _builtins.int
+    ip: _builtins.str
+    hostname: _builtins.str
+    ip_mode: _builtins.str
+    """VIP (the default) or Proxy."""
+    def __init__(
+        self,
+        *,
+        ip: _builtins.str = ...,
+        hostname: _builtins.str = ...,
+        ip_mode: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["hostname", b"hostname", "ip", b"ip", "ip_mode", b"ip_mode"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LoadBalancerIngress: _TypeAlias = LoadBalancerIngress  # noqa: Y015
+
+@_typing.final
+class LoadBalancerStatus(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INGRESS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def ingress(self) -> _containers.RepeatedCompositeFieldContainer[Global___LoadBalancerIngress]: ...
+    def __init__(
+        self,
+        *,
+        ingress: _abc.Iterable[Global___LoadBalancerIngress] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ingress", b"ingress"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LoadBalancerStatus: _TypeAlias = LoadBalancerStatus  # noqa: Y015
+
+@_typing.final
+class SessionAffinityConfig(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class ClientIPConfig(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        TIMEOUT_SECONDS_FIELD_NUMBER: _builtins.int
+        timeout_seconds: _builtins.int
+        def __init__(
+            self,
+            *,
+            timeout_seconds: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["timeout_seconds", b"timeout_seconds"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    CLIENT_IP_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def client_ip(self) -> Global___SessionAffinityConfig.ClientIPConfig: ...
+    def __init__(
+        self,
+        *,
+        client_ip: Global___SessionAffinityConfig.ClientIPConfig | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["client_ip", b"client_ip"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_ip", b"client_ip"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SessionAffinityConfig: _TypeAlias = SessionAffinityConfig  # noqa: Y015
 
 @_typing.final
 class ServiceSpec(_message.Message):
@@ -86,30 +178,71 @@ class ServiceSpec(_message.Message):
     CLUSTER_IP_FIELD_NUMBER: _builtins.int
     CLUSTER_IPS_FIELD_NUMBER: _builtins.int
     PUBLISH_NOT_READY_ADDRESSES_FIELD_NUMBER: _builtins.int
+    EXTERNAL_TRAFFIC_POLICY_FIELD_NUMBER: _builtins.int
+    LOAD_BALANCER_SOURCE_RANGES_FIELD_NUMBER: _builtins.int
+    LOAD_BALANCER_IP_FIELD_NUMBER: _builtins.int
+    SESSION_AFFINITY_FIELD_NUMBER: _builtins.int
+    SESSION_AFFINITY_CONFIG_FIELD_NUMBER: _builtins.int
+    IP_FAMILIES_FIELD_NUMBER: _builtins.int
+    IP_FAMILY_POLICY_FIELD_NUMBER: _builtins.int
+    INTERNAL_TRAFFIC_POLICY_FIELD_NUMBER: _builtins.int
+    ALLOCATE_LOAD_BALANCER_NODE_PORTS_FIELD_NUMBER: _builtins.int
+    LOAD_BALANCER_CLASS_FIELD_NUMBER: _builtins.int
     type: _builtins.str
-    """ClusterIP (default) or NodePort. Both are served the same way: every
-    node's proxy listens on the port (nodePort when set, else port).
+    """ClusterIP (default): the Service's ports on its clusterIP, reachable from
+    every node and pod. NodePort: also its nodePorts on every node's
+    addresses. LoadBalancer: also its ports on every node's addresses (as
+    k3s' ServiceLB), plus nodePorts unless allocateLoadBalancerNodePorts is false.
     """
     load_balancing: _builtins.str
     """corral: how a node's proxy picks a backend for a new connection:
     RoundRobin (default) or LeastConnections.
     """
     cluster_ip: _builtins.str
-    """"None": a headless Service (no proxy port on any node; its DNS name
-    answers the addresses of its ready pods). "" otherwise: corral allocates
-    no virtual IPs yet, and other values are refused.
+    """The Service's virtual IP, allocated at creation from --service-cidr
+    (default 10.43.0.0/16) or asked for (within the range, free);
+    immutable. "None": a headless Service (no virtual IP; its DNS name
+    answers the addresses of its ready pods).
     """
     publish_not_ready_addresses: _builtins.bool
     """Endpoints are ready whether their pods are ready or not (DNS of a
     headless Service then lists every pod with an address).
     """
+    external_traffic_policy: _builtins.str
+    """Cluster (default) or Local: NodePort and LoadBalancer traffic only to
+    endpoints on the node it arrived at, keeping the client's address.
+    """
+    load_balancer_ip: _builtins.str
+    """Deprecated in Kubernetes; refused (corral's load balancer is every node's address)."""
+    session_affinity: _builtins.str
+    """None (default). ClientIP is refused: the data paths balance per connection."""
+    ip_family_policy: _builtins.str
+    """SingleStack only (default)."""
+    internal_traffic_policy: _builtins.str
+    """Cluster (default) or Local: traffic from inside the cluster only to
+    endpoints on the client's node.
+    """
+    allocate_load_balancer_node_ports: _builtins.bool
+    """LoadBalancer: allocate nodePorts too (default true)."""
+    load_balancer_class: _builtins.str
+    """The load balancer implementation; only unset (corral's own) is served."""
     @_builtins.property
     def selector(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
     @_builtins.property
     def ports(self) -> _containers.RepeatedCompositeFieldContainer[Global___ServicePort]: ...
     @_builtins.property
     def cluster_ips(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """["None"] for a headless Service (defaulted from clusterIP)."""
+        """[clusterIP] (one IPv4 address, or "None"; defaulted from clusterIP)."""
+
+    @_builtins.property
+    def load_balancer_source_ranges(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Client CIDRs allowed on a LoadBalancer Service's node ports (empty: all)."""
+
+    @_builtins.property
+    def session_affinity_config(self) -> Global___SessionAffinityConfig: ...
+    @_builtins.property
+    def ip_families(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """IPv4 only (default ["IPv4"])."""
 
     def __init__(
         self,
@@ -121,12 +254,37 @@ class ServiceSpec(_message.Message):
         cluster_ip: _builtins.str = ...,
         cluster_ips: _abc.Iterable[_builtins.str] | None = ...,
         publish_not_ready_addresses: _builtins.bool = ...,
+        external_traffic_policy: _builtins.str = ...,
+        load_balancer_source_ranges: _abc.Iterable[_builtins.str] | None = ...,
+        load_balancer_ip: _builtins.str = ...,
+        session_affinity: _builtins.str = ...,
+        session_affinity_config: Global___SessionAffinityConfig | None = ...,
+        ip_families: _abc.Iterable[_builtins.str] | None = ...,
+        ip_family_policy: _builtins.str | None = ...,
+        internal_traffic_policy: _builtins.str | None = ...,
+        allocate_load_balancer_node_ports: _builtins.bool | None = ...,
+        load_balancer_class: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_allocate_load_balancer_node_ports", b"_allocate_load_balancer_node_ports", "_internal_traffic_policy", b"_internal_traffic_policy", "_ip_family_policy", b"_ip_family_policy", "_load_balancer_class", b"_load_balancer_class", "allocate_load_balancer_node_ports", b"allocate_load_balancer_node_ports", "internal_traffic_policy", b"internal_traffic_policy", "ip_family_policy", b"ip_family_policy", "load_balancer_class", b"load_balancer_class", "session_affinity_config", b"session_affinity_config"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cluster_ip", b"cluster_ip", "cluster_ips", b"cluster_ips", "load_balancing", b"load_balancing", "ports", b"ports", "publish_not_ready_addresses", b"publish_not_ready_addresses", "selector", b"selector", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_allocate_load_balancer_node_ports", b"_allocate_load_balancer_node_ports", "_internal_traffic_policy", b"_internal_traffic_policy", "_ip_family_policy", b"_ip_family_policy", "_load_balancer_class", b"_load_balancer_class", "allocate_load_balancer_node_ports", b"allocate_load_balancer_node_ports", "cluster_ip", b"cluster_ip", "cluster_ips", b"cluster_ips", "external_traffic_policy", b"external_traffic_policy", "internal_traffic_policy", b"internal_traffic_policy", "ip_families", b"ip_families", "ip_family_policy", b"ip_family_policy", "load_balancer_class", b"load_balancer_class", "load_balancer_ip", b"load_balancer_ip", "load_balancer_source_ranges", b"load_balancer_source_ranges", "load_balancing", b"load_balancing", "ports", b"ports", "publish_not_ready_addresses", b"publish_not_ready_addresses", "selector", b"selector", "session_affinity", b"session_affinity", "session_affinity_config", b"session_affinity_config", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__allocate_load_balancer_node_ports: _TypeAlias = _typing.Literal["allocate_load_balancer_node_ports"]  # noqa: Y015
+    _WhichOneofArgType__allocate_load_balancer_node_ports: _TypeAlias = _typing.Literal["_allocate_load_balancer_node_ports", b"_allocate_load_balancer_node_ports"]  # noqa: Y015
+    _WhichOneofReturnType__internal_traffic_policy: _TypeAlias = _typing.Literal["internal_traffic_policy"]  # noqa: Y015
+    _WhichOneofArgType__internal_traffic_policy: _TypeAlias = _typing.Literal["_internal_traffic_policy", b"_internal_traffic_policy"]  # noqa: Y015
+    _WhichOneofReturnType__ip_family_policy: _TypeAlias = _typing.Literal["ip_family_policy"]  # noqa: Y015
+    _WhichOneofArgType__ip_family_policy: _TypeAlias = _typing.Literal["_ip_family_policy", b"_ip_family_policy"]  # noqa: Y015
+    _WhichOneofReturnType__load_balancer_class: _TypeAlias = _typing.Literal["load_balancer_class"]  # noqa: Y015
+    _WhichOneofArgType__load_balancer_class: _TypeAlias = _typing.Literal["_load_balancer_class", b"_load_balancer_class"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__allocate_load_balancer_node_ports) -> _WhichOneofReturnType__allocate_load_balancer_node_ports | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__internal_traffic_policy) -> _WhichOneofReturnType__internal_traffic_policy | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__ip_family_policy) -> _WhichOneofReturnType__ip_family_policy | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__load_balancer_class) -> _WhichOneofReturnType__load_balancer_class | None: ...
 
 Global___ServiceSpec: _TypeAlias = ServiceSpec  # noqa: Y015
 
@@ -135,16 +293,22 @@ class ServiceStatus(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     CONDITIONS_FIELD_NUMBER: _builtins.int
+    LOAD_BALANCER_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def conditions(self) -> _containers.RepeatedCompositeFieldContainer[_meta_pb2.Condition]: ...
+    @_builtins.property
+    def load_balancer(self) -> Global___LoadBalancerStatus:
+        """LoadBalancer Services: the nodes' addresses (written by the control plane)."""
+
     def __init__(
         self,
         *,
         conditions: _abc.Iterable[_meta_pb2.Condition] | None = ...,
+        load_balancer: Global___LoadBalancerStatus | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["load_balancer", b"load_balancer"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["conditions", b"conditions"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["conditions", b"conditions", "load_balancer", b"load_balancer"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -209,7 +209,7 @@ async def test_a_port_without_backends_is_reset(netns: None) -> None:
         assert await ask(8080) == "a"
         with pytest.raises(ConnectionRefusedError):
             await ask(8081)
-        assert "tcp dport 8081 reject with tcp reset" in await nft_list()
+        assert "tcp . 8081 } reject with tcp reset" in await nft_list()
         squatter.close()
 
 
@@ -279,7 +279,7 @@ async def test_discovery_in_nftables_mode_feeds_the_kernel_path(netns: None, tmp
     )
     assert discovery.kernel is not None
     assert discovery.kernel.table == "corral_edge_1_lan"
-    assert discovery.table.listeners[0].inner is discovery.kernel
+    assert discovery.table.listeners[0].inner[0].inner is discovery.kernel  # addressing, reserved ports, kernel
     assert discovery.kernel.proxy is discovery.proxy
     assert discovery.stats() == discovery.kernel.stats() == {}
 
@@ -292,5 +292,5 @@ async def test_discovery_in_nftables_mode_without_nft_fails_at_start(
         await build_service_network({}, proxy_addresses=[PROXY], dns_port=0, data_dir=tmp_path, proxy_mode="nftables")
     userspace = await build_service_network({}, proxy_addresses=[PROXY], dns_port=0, data_dir=tmp_path)
     assert userspace.kernel is None
-    assert userspace.table.listeners[0].inner is userspace.proxy
+    assert userspace.table.listeners[0].inner[0].inner is userspace.proxy
     assert userspace.stats() == {}

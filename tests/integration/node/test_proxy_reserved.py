@@ -97,7 +97,7 @@ async def test_the_kernel_path_never_nats_a_control_plane_port(netns: None, tmp_
     await discovery.kernel._apply()
     try:
         ruleset = await nft_list()
-        assert "dport 8080" in ruleset
-        assert not any(f"dport {port}" in ruleset for port in (7443, 7444, 9464))
+        assert "tcp . 8080" in ruleset
+        assert not any(f"tcp . {port}" in ruleset for port in (7443, 7444, 9464))
     finally:
         await discovery.kernel.nft.delete(discovery.kernel.table)

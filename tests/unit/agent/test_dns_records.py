@@ -184,3 +184,32 @@ def test_error_response_keeps_the_question() -> None:
 
     assert response.rcode() == dns.rcode.SERVFAIL
     assert query.is_response(response)
+
+
+def test_a_service_with_a_cluster_ip_answers_it_wherever_asked() -> None:
+    zone = build_zone(
+        [
+            discovery_pb2.ServiceRoute(
+                name="web",
+                namespace="default",
+                cluster_ip="10.43.0.10",
+                ports=[discovery_pb2.RoutePort(name="http", protocol="TCP", port=80)],
+            ),
+            discovery_pb2.ServiceRoute(
+                name="dns",
+                namespace="kube-system",
+                cluster_ip="10.43.0.53",
+                ports=[discovery_pb2.RoutePort(name="dns", protocol="UDP", port=53)],
+            ),
+        ]
+    )
+    for local in (LOCAL, "127.0.0.2"):
+        response = respond(dns.message.make_query("web.default.svc.cluster.local.", "A"), zone, local)
+        assert answers(response) == ["web.default.svc.cluster.local. A 10.43.0.10"]
+    srv = respond(dns.message.make_query("_dns._udp.dns.kube-system.svc.cluster.local.", "SRV"), zone, LOCAL)
+    assert answers(srv) == [
+        "_dns._udp.dns.kube-system.svc.cluster.local. SRV 0 100 53 dns.kube-system.svc.cluster.local."
+    ]
+    assert srv is not None and [str(r) for r in srv.additional[0]] == ["10.43.0.53"]
+    aaaa = respond(dns.message.make_query("web.default.svc.cluster.local.", "AAAA"), zone, LOCAL)
+    assert answers(aaaa) == []

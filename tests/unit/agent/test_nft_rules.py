@@ -72,7 +72,7 @@ def test_round_robin_is_every_backend_once_in_order() -> None:
 
 def test_one_backend_is_a_plain_jump_to_its_chain() -> None:
     text = render(plan(routes(route("web", 80, [backend(9001)]))), "t", ADDRESSES)
-    assert chain_body(text, "port_80").strip() == 'meta l4proto tcp jump port_80_b0 comment "default/web:http"'
+    assert chain_body(text, "port_80").strip().splitlines()[-1].strip() == 'jump port_80_b0 comment "default/web:http"'
     assert chain_body(text, "port_80_b0").strip() == "meta l4proto tcp counter dnat ip to 10.0.0.1:9001"
     assert "numgen" not in text
 
@@ -126,10 +126,10 @@ def test_a_zero_weight_group_gets_no_slot() -> None:
 )
 def test_a_port_without_backends_is_rejected(dead: discovery_pb2.ServiceRoute) -> None:
     text = render(plan(routes(dead, route("api", 81, [backend(9001)]))), "t", ADDRESSES)
-    reject = "ip daddr { 127.0.0.5, 10.1.0.1 } tcp dport { 80 } reject with tcp reset"
-    assert text.count(reject) == 2  # filter input (other hosts, pods) and output (this host)
+    reject = "ip daddr . meta l4proto . th dport { 127.0.0.5 . tcp . 80, 10.1.0.1 . tcp . 80 } reject with tcp reset"
+    assert text.count(reject) == 3  # filter input (other hosts), forward (pods) and output (this host)
     assert "port_80" not in text
-    assert "tcp dport vmap { 81 : jump port_81 }" in text
+    assert "vmap { 127.0.0.5 . tcp . 81 : jump port_81, 10.1.0.1 . tcp . 81 : jump port_81 }" in text
 
 
 # -- the counting chains ---------------------------------------------------------------
@@ -196,8 +196,8 @@ def test_a_service_is_cut_to_the_ports_the_kernel_does_not_take() -> None:
         ],
     )
     result = plan(routes(mixed))
-    assert [p.port for p in result.ports] == [80]
-    assert [p.name for p in result.leftover["default/mixed"].ports] == ["v6", "dns"]
+    assert [(p.port, p.frontend.protocol) for p in result.ports] == [(53, "udp"), (80, "tcp")]
+    assert [p.name for p in result.leftover["default/mixed"].ports] == ["v6"]
     assert [p.name for p in mixed.ports] == ["v4", "v6", "dns"]  # the input is left alone
 
 
@@ -216,18 +216,19 @@ def test_the_table_hooks_nat_prerouting_and_output_for_every_proxy_address() -> 
     assert text.startswith("table ip corral_n1 {\n")
     assert "type nat hook prerouting priority dstnat; policy accept;\n\t\tjump services" in text
     assert "type nat hook output priority -100; policy accept;\n\t\tjump services" in text
-    assert "ip daddr { 127.0.0.5, 10.1.0.1 } tcp dport vmap { 80 : jump port_80, 81 : jump port_81 }" in text
-    assert "numgen inc mod 10 vmap" in text
     assert (
-        'ct status dnat oifname != "lo" ct original ip daddr { 127.0.0.5, 10.1.0.1 } meta l4proto tcp '
-        "ct original proto-dst { 80, 81 } masquerade"
+        "ip daddr . meta l4proto . th dport vmap { 127.0.0.5 . tcp . 80 : jump port_80, 10.1.0.1 . tcp . 80 : "
+        "jump port_80, 127.0.0.5 . tcp . 81 : jump port_81, 10.1.0.1 . tcp . 81 : jump port_81 }"
     ) in text
+    assert "numgen inc mod 10 vmap" in text
+    assert 'ct status dnat oifname != "lo" ct mark & 0x00004000 == 0x00004000 masquerade' in text
+    assert "ct mark set ct mark | 0x00004000" in chain_body(text, "port_80")
 
 
 def test_no_routes_leave_empty_chains() -> None:
     text = render(plan({}), "t", ADDRESSES)
     assert "dnat" not in text
-    assert "reject" not in text.replace("reject_input", "").replace("reject_output", "")
+    assert "reject" not in re.sub(r"reject_(input|forward|output)", "", text)
     assert "chain services {\n\t}" in text
 
 
@@ -241,3 +242,151 @@ def test_no_routes_leave_empty_chains() -> None:
 )
 def test_table_name(node: str, expected: str) -> None:
     assert table_name(node) == expected
+
+
+# -- clusterIPs, nodePorts, LoadBalancers, UDP -----------------------------------------------
+
+
+def service_route(
+    name: str,
+    *,
+    cluster_ip: str = "10.43.0.10",
+    kind: str = "ClusterIP",
+    port: int = 80,
+    node_port: int = 0,
+    protocol: str = "TCP",
+    policy: str = "",
+    ranges: tuple[str, ...] = (),
+    backends: list[discovery_pb2.RouteBackend] | None = None,
+    namespace: str = "default",
+) -> discovery_pb2.ServiceRoute:
+    return discovery_pb2.ServiceRoute(
+        namespace=namespace,
+        name=name,
+        cluster_ip=cluster_ip,
+        type=kind,
+        external_traffic_policy=policy,
+        load_balancer_source_ranges=list(ranges),
+        ports=[
+            discovery_pb2.RoutePort(
+                protocol=protocol,
+                port=port,
+                node_port=node_port,
+                backends=backends if backends is not None else [backend(9001)],
+            )
+        ],
+    )
+
+
+def dispatched(text: str) -> list[str]:
+    """The services chain's verdict map elements."""
+    found = re.search(r"vmap \{ (.*) \}", chain_body(text, "services"))
+    return found.group(1).split(", ") if found else []
+
+
+def test_a_cluster_ip_service_is_served_on_its_address_only() -> None:
+    text = render(plan(routes(service_route("web"))), "t", ADDRESSES)
+    assert dispatched(text) == ["10.43.0.10 . tcp . 80 : jump ip_10_43_0_10_80"]
+    assert chain_body(text, "ip_10_43_0_10_80_b0").strip() == "meta l4proto tcp counter dnat ip to 10.0.0.1:9001"
+
+
+def test_two_services_on_port_80_each_have_their_address() -> None:
+    one = service_route("web", cluster_ip="10.43.0.10")
+    two = service_route("web", cluster_ip="10.43.0.11", namespace="other", backends=[backend(9002)])
+    result = plan(routes(one, two))
+    assert result.conflicts == ()
+    text = render(result, "t", ADDRESSES)
+    assert dispatched(text) == [
+        "10.43.0.10 . tcp . 80 : jump ip_10_43_0_10_80",
+        "10.43.0.11 . tcp . 80 : jump ip_10_43_0_11_80",
+    ]
+    assert "dnat ip to 10.0.0.1:9002" in chain_body(text, "ip_10_43_0_11_80_b0")
+
+
+def test_a_node_port_service_is_also_on_every_node_address() -> None:
+    text = render(plan(routes(service_route("web", kind="NodePort", node_port=30080))), "t", ADDRESSES)
+    assert dispatched(text) == [
+        "127.0.0.5 . tcp . 30080 : jump port_30080",
+        "10.1.0.1 . tcp . 30080 : jump port_30080",
+        "10.43.0.10 . tcp . 80 : jump ip_10_43_0_10_80",
+    ]
+
+
+def test_a_load_balancer_takes_its_port_and_node_port_on_node_addresses() -> None:
+    lb = service_route("web", kind="LoadBalancer", node_port=30080, ranges=("192.168.1.0/24", "10.0.0.0/8"))
+    text = render(plan(routes(lb)), "t", ["127.0.0.5"])
+    assert dispatched(text) == [
+        "127.0.0.5 . tcp . 80 : jump port_80",
+        "127.0.0.5 . tcp . 30080 : jump port_30080",
+        "10.43.0.10 . tcp . 80 : jump ip_10_43_0_10_80",
+    ]
+    assert "ip saddr != { 192.168.1.0/24, 10.0.0.0/8 } drop" in chain_body(text, "port_80")
+    assert "ip saddr" not in chain_body(text, "ip_10_43_0_10_80")  # source ranges guard node addresses
+
+
+def test_reserved_ports_are_left_out_on_node_addresses_only() -> None:
+    lb = service_route("web", kind="LoadBalancer", port=7443, node_port=30080)
+    text = render(plan(routes(lb), reserved={7443: "--server"}), "t", ["127.0.0.5"])
+    assert dispatched(text) == [
+        "127.0.0.5 . tcp . 30080 : jump port_30080",
+        "10.43.0.10 . tcp . 7443 : jump ip_10_43_0_10_7443",
+    ]
+
+
+def test_external_traffic_policy_local_keeps_local_backends_and_the_client_address() -> None:
+    here = discovery_pb2.RouteBackend(address="127.0.0.5", port=9001, pod="here", node="n1")
+    there = discovery_pb2.RouteBackend(address="127.0.0.6", port=9002, pod="there", node="n2")
+    local = service_route("web", kind="NodePort", node_port=30080, policy="Local", backends=[here, there])
+    text = render(plan(routes(local), node="n1"), "t", ["127.0.0.5"])
+    node_chain = chain_body(text, "port_30080")
+    assert "ct mark" not in node_chain and "numgen" not in node_chain
+    assert chain_body(text, "port_30080_b0").strip().endswith("dnat ip to 127.0.0.5:9001")
+    # The clusterIP still balances over every endpoint, masqueraded.
+    assert "numgen inc mod 2" in chain_body(text, "ip_10_43_0_10_80")
+    # A node without a local endpoint rejects Local traffic instead of sending it away.
+    text = render(plan(routes(local), node="n3"), "t", ["127.0.0.5"])
+    assert "ip daddr . meta l4proto . th dport { 127.0.0.5 . tcp . 30080 } reject with tcp reset" in text
+
+
+def test_udp_services_are_dnated_and_rejected_with_icmp() -> None:
+    dns = service_route("dns", port=53, protocol="UDP", backends=[backend(5353)])
+    dead = service_route("dead", cluster_ip="10.43.0.11", port=53, protocol="UDP", backends=[])
+    text = render(plan(routes(dns, dead)), "t", ADDRESSES)
+    assert dispatched(text) == ["10.43.0.10 . udp . 53 : jump ip_10_43_0_10_53_udp"]
+    assert chain_body(text, "ip_10_43_0_10_53_udp_b0").strip() == "meta l4proto udp counter dnat ip to 10.0.0.1:5353"
+    assert "ip daddr . meta l4proto . th dport { 10.43.0.11 . udp . 53 } reject\n" in text
+
+
+def test_a_route_without_cluster_ip_is_served_on_node_addresses_as_before() -> None:
+    """From a control plane before virtual IPs, or a Service not yet given one."""
+    text = render(plan(routes(service_route("web", cluster_ip=""))), "t", ["127.0.0.5"])
+    assert dispatched(text) == ["127.0.0.5 . tcp . 80 : jump port_80"]
+
+
+def test_the_rendered_table_is_accepted_by_nft() -> None:
+    """Syntax check with `nft -c` where nft is installed (no change to the ruleset)."""
+    import shutil
+    import subprocess
+
+    if shutil.which("nft") is None:
+        pytest.skip("nft not installed")
+    here = discovery_pb2.RouteBackend(address="127.0.0.5", port=9001, pod="here", node="n1")
+    text = render(
+        plan(
+            routes(
+                service_route("a", kind="LoadBalancer", node_port=30080, ranges=("10.0.0.0/8",)),
+                service_route(
+                    "b", cluster_ip="10.43.0.11", kind="NodePort", node_port=30081, policy="Local", backends=[here]
+                ),
+                service_route("c", cluster_ip="10.43.0.12", port=53, protocol="UDP", backends=[]),
+                CANARY_10,
+            ),
+            node="n1",
+        ),
+        "corral_syntax_check",
+        ADDRESSES,
+    )
+    checked = subprocess.run(["nft", "-c", "-f", "-"], input=text, capture_output=True, text=True, check=False)
+    if "Operation not permitted" in checked.stderr:
+        pytest.skip("nft -c needs CAP_NET_ADMIN here")
+    assert checked.returncode == 0, checked.stderr

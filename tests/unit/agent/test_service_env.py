@@ -188,3 +188,11 @@ def test_the_pods_own_env_wins_and_service_env_is_not_in_the_spec_hash() -> None
     assert with_services.dns_search == ["default.svc.cluster.local", "svc.cluster.local", "cluster.local"]
     assert without.dns_servers == [] and without.dns_search == []
     assert with_services.labels[LABEL_SPEC_HASH] == without.labels[LABEL_SPEC_HASH]
+
+
+def test_a_service_with_a_cluster_ip_is_found_there() -> None:
+    web = route("web", ("http", 80, "TCP"))
+    web.cluster_ip = "10.43.0.10"
+    env = service_env([web], HOST)
+    assert env["WEB_SERVICE_HOST"] == "10.43.0.10"
+    assert env["WEB_PORT_80_TCP"] == "tcp://10.43.0.10:80"

@@ -385,3 +385,16 @@ def test_weight_change_rewrites_every_slice() -> None:
     )
     assert [s.metadata.name for s in actions.update] == ["web-0", "web-1"]
     assert all(dict(s.traffic_weights) == {"h1": 50, "h2": 50} for s in actions.update)
+
+
+def test_a_udp_service_port_takes_the_udp_container_port_only() -> None:
+    svc = service(target=53, port=53)
+    svc.spec.ports[0].protocol = "UDP"
+    udp_pod = pod(PodSpec("a", ports={}))
+    udp_pod.spec.containers[0].ports.add(container_port=53, protocol="UDP")
+    udp_pod.status.container_statuses[0].ports.add(container_port=53, host_port=31053, protocol="UDP")
+    tcp_pod = pod(PodSpec("b", ports={53: 31054}))
+    actions = reconcile(svc, [udp_pod, tcp_pod], NODES, [], [], taken=[], max_endpoints=100)
+    [created] = actions.create
+    assert {e.target_ref.name: dict(e.host_ports) for e in created.endpoints} == {"a": {"": 31053}}
+    assert created.ports[0].protocol == "UDP"

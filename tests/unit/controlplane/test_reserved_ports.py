@@ -11,8 +11,9 @@ from protos.corral.v1 import service_pb2
 RESERVED = {7443: "the control plane's API port (server a:7443)", 7444: "the control plane's join port (server a:7443)"}
 
 
-def service(*ports: tuple[int, int]) -> service_pb2.Service:
+def service(*ports: tuple[int, int], kind: str = "LoadBalancer") -> service_pb2.Service:
     s = service_pb2.Service()
+    s.spec.type = kind
     for i, (port, node_port) in enumerate(ports):
         s.spec.ports.add(name=f"p{i}", port=port, node_port=node_port)
     return s
@@ -24,7 +25,7 @@ def service(*ports: tuple[int, int]) -> service_pb2.Service:
         pytest.param([(80, 0)], [], id="free"),
         pytest.param([(7443, 0)], ["spec.ports[0].port"], id="the API port"),
         pytest.param([(80, 0), (8080, 7444)], ["spec.ports[1].nodePort"], id="a nodePort on the join port"),
-        pytest.param([(7443, 7444)], ["spec.ports[0].port", "spec.ports[0].nodePort"], id="both"),
+        pytest.param([(7443, 7444)], ["spec.ports[0].nodePort", "spec.ports[0].port"], id="both"),
     ],
 )
 def test_reserved_port_causes(ports: list[tuple[int, int]], fields: list[str]) -> None:
@@ -32,6 +33,14 @@ def test_reserved_port_causes(ports: list[tuple[int, int]], fields: list[str]) -
     assert [c.field for c in causes] == fields
     for cause in causes:
         assert "is the control plane's" in cause.message and "choose another port" in cause.message
+
+
+def test_a_cluster_ip_port_is_never_reserved() -> None:
+    """A ClusterIP Service's port lives on its own virtual IP, not on the nodes' addresses."""
+    assert reserved_port_causes(service((7443, 0), kind="ClusterIP"), RESERVED) == []
+    assert [c.field for c in reserved_port_causes(service((7443, 7444), kind="NodePort"), RESERVED)] == [
+        "spec.ports[0].nodePort"
+    ]
 
 
 async def test_every_replica_records_its_ports_and_reads_all() -> None:

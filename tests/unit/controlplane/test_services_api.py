@@ -78,18 +78,78 @@ def test_service_defaults() -> None:
             ['spec.loadBalancing: must be one of "RoundRobin", "LeastConnections", got "Random"'],
             id="unknown-load-balancing",
         ),
+        pytest.param({"ports": [{"port": 53, "protocol": "UDP"}]}, [], id="udp"),
         pytest.param(
-            {"ports": [{"port": 53, "protocol": "UDP"}]},
-            ['spec.ports[0].protocol: must be "TCP" (the node proxies relay TCP only), got "UDP"'],
-            id="udp",
+            {"ports": [{"port": 53, "protocol": "SCTP"}]},
+            ['spec.ports[0].protocol: Unsupported value: "SCTP": corral\'s Service data paths carry TCP and UDP only'],
+            id="sctp",
         ),
+        pytest.param(
+            {"ports": [{"name": "d", "port": 53, "protocol": "UDP"}, {"name": "t", "port": 53, "protocol": "TCP"}]},
+            [],
+            id="dns-on-udp-and-tcp",
+        ),
+        pytest.param({"type": "LoadBalancer"}, [], id="load-balancer"),
+        pytest.param(
+            {"type": "ExternalName"},
+            ['spec.type: Unsupported value: "ExternalName": corral has no ExternalName Services'],
+            id="external-name",
+        ),
+        pytest.param(
+            {"ports": [{"port": 80, "nodePort": 30080}]},
+            ["spec.ports[0].nodePort: may not be used when `type` is 'ClusterIP'"],
+            id="node-port-on-cluster-ip",
+        ),
+        pytest.param({"clusterIP": "10.43.0.10"}, [], id="asked-for-ip"),
+        pytest.param(
+            {"clusterIP": "10.43.0.300"},
+            ['spec.clusterIP: must be "None", empty or a valid IP address, got "10.43.0.300"'],
+            id="bad-ip",
+        ),
+        pytest.param(
+            {"ipFamilies": ["IPv6"]},
+            ["spec.ipFamilies: must be [\"IPv4\"] (corral's Services are IPv4 SingleStack), got ['IPv6']"],
+            id="ipv6",
+        ),
+        pytest.param(
+            {"ipFamilyPolicy": "RequireDualStack"},
+            ['spec.ipFamilyPolicy: Unsupported value: "RequireDualStack": corral\'s Services are IPv4 SingleStack'],
+            id="dual-stack",
+        ),
+        pytest.param(
+            {"sessionAffinity": "ClientIP"},
+            [
+                'spec.sessionAffinity: Unsupported value: "ClientIP": corral balances every connection on its own; '
+                'only "None" is served'
+            ],
+            id="client-ip-affinity",
+        ),
+        pytest.param(
+            {"type": "LoadBalancer", "loadBalancerIP": "1.2.3.4"},
+            [
+                "spec.loadBalancerIP: is deprecated and not served: corral's load balancer answers on every "
+                "node's address (status.loadBalancer.ingress); remove the field"
+            ],
+            id="load-balancer-ip",
+        ),
+        pytest.param(
+            {"type": "LoadBalancer", "loadBalancerSourceRanges": ["10.0.0.0/8", "nope"]},
+            ['spec.loadBalancerSourceRanges[1]: must be a CIDR such as "192.168.1.0/24", got "nope"'],
+            id="source-ranges",
+        ),
+        pytest.param(
+            {"externalTrafficPolicy": "Local"},
+            ["spec.externalTrafficPolicy: may only be set when `type` is 'NodePort' or 'LoadBalancer'"],
+            id="local-on-cluster-ip",
+        ),
+        pytest.param({"type": "NodePort", "externalTrafficPolicy": "Local"}, [], id="local-node-port"),
         pytest.param(
             {"ports": [{"port": 0}]},
             ["spec.ports[0].port: must be 1-65535, got 0", "spec.ports[0].targetPort: must be 1-65535, got 0"],
             id="port-zero",
         ),
         pytest.param(
-            {"ports": [{"port": 80, "nodePort": 70000}]},
+            {"type": "NodePort", "ports": [{"port": 80, "nodePort": 70000}]},
             ["spec.ports[0].nodePort: must be 0-65535, got 70000"],
             id="node-port-range",
         ),
@@ -113,13 +173,16 @@ def test_service_defaults() -> None:
         ),
         pytest.param(
             {"ports": [{"name": "a", "port": 80}, {"name": "b", "port": 80}]},
-            ["spec.ports[1].port: duplicate port 80: spec.ports[0] has it"],
+            ["spec.ports[1].port: duplicate port 80/TCP: spec.ports[0] has it"],
             id="duplicate-port",
         ),
         pytest.param(
-            {"ports": [{"name": "a", "port": 80}, {"name": "b", "port": 81, "nodePort": 80}]},
-            ["spec.ports[1].nodePort: port 80 is already listened on for spec.ports[0]"],
-            id="node-port-equals-other-port",
+            {
+                "type": "NodePort",
+                "ports": [{"name": "a", "port": 80, "nodePort": 30080}, {"name": "b", "port": 81, "nodePort": 30080}],
+            },
+            ["spec.ports[1].nodePort: duplicate nodePort 30080: spec.ports[0] has it"],
+            id="duplicate-node-port",
         ),
     ],
 )
@@ -136,11 +199,7 @@ def test_service_validation(spec: dict[str, Any], expected: list[str]) -> None:
             ['addressType: must be one of "IPv4", "IPv6", "FQDN", got "IPv5"'],
             id="address-type",
         ),
-        pytest.param(
-            {"ports": [{"name": "", "port": 8080, "protocol": "UDP"}]},
-            ['ports[0].protocol: must be "TCP" (the node proxies relay TCP only), got "UDP"'],
-            id="udp",
-        ),
+        pytest.param({"ports": [{"name": "", "port": 8080, "protocol": "UDP"}]}, [], id="udp"),
         pytest.param(
             {"ports": [{"name": "a", "port": 1}, {"name": "a", "port": 2}]},
             ['ports[1].name: duplicate port name "a"', 'endpoints[0].hostPorts[""]: names no port of this slice: ""'],
@@ -173,52 +232,29 @@ def make_api() -> ObjectApi:
     return ObjectApi(ObjectStore(MemoryStore()))
 
 
-async def test_a_listen_port_used_by_another_service_is_refused_on_every_write() -> None:
+async def test_cluster_ip_services_may_share_a_port_but_load_balancers_may_not() -> None:
     api = make_api()
-    await api.create(parsed(service_doc("web", ports=[{"port": 8080}])))
+    await api.create(parsed(service_doc("web", ports=[{"port": 80}])))
+    await api.create(parsed(service_doc("web", namespace="other", ports=[{"port": 80}])))
+    await api.create(parsed(service_doc("lb", type="LoadBalancer", ports=[{"port": 8080}])))
     clash = parsed(
-        service_doc("api", namespace="other", ports=[{"name": "a", "port": 9000}, {"name": "b", "port": 8080}])
+        service_doc(
+            "api",
+            namespace="other",
+            type="LoadBalancer",
+            ports=[{"name": "a", "port": 9000}, {"name": "b", "port": 8080}],
+        )
     )
     for write in (api.create, api.apply):
         with pytest.raises(errors.InvalidError) as info:
             await write(clash)
         assert [str(c) for c in info.value.causes] == [
-            "spec.ports[1].port: port 8080 is already used by Service default/web"
+            "spec.ports[1].port: port 8080 is already used on the nodes' addresses by LoadBalancer Service default/lb"
         ]
-    with pytest.raises(errors.InvalidError, match="spec.ports.0..nodePort: port 8080 is already used"):
-        await api.create(parsed(service_doc("api", ports=[{"port": 9000, "nodePort": 8080}])))
-    # An update of an existing Service that would take the port is refused as well.
-    api_svc = await api.create(parsed(service_doc("api", ports=[{"port": 9000}])))
-    assert isinstance(api_svc, service_pb2.Service)
-    api_svc.spec.ports[0].port = 8080
-    with pytest.raises(errors.InvalidError, match="port 8080 is already used by Service default/web"):
-        await api.update(api_svc)
-    # The Service itself may be re-applied with its own ports.
-    _, outcome = await api.apply(parsed(service_doc("web", ports=[{"port": 8080}])))
+    # A ClusterIP Service on that port is fine: its port lives on its own address.
+    await api.create(parsed(service_doc("api", ports=[{"port": 8080}])))
+    _, outcome = await api.apply(parsed(service_doc("lb", type="LoadBalancer", ports=[{"port": 8080}])))
     assert outcome is ApplyOutcome.UNCHANGED
-
-
-async def test_services_that_clash_already_can_be_reapplied_but_not_take_more() -> None:
-    objects = ObjectStore(MemoryStore())
-    api = ObjectApi(objects)
-    await api.create(parsed(service_doc("a", ports=[{"name": "x", "port": 8080}, {"name": "y", "port": 8081}])))
-    # Written past the check (as two concurrent creates can be): b has a's port too.
-    clashing = parsed(service_doc("b", ports=[{"port": 8080}]))
-    apply_defaults(by_kind("Service"), clashing)
-    clashing.metadata.uid = "b-uid"
-    await objects.create(clashing)
-    for doc in (
-        service_doc("a", ports=[{"name": "x", "port": 8080}, {"name": "y", "port": 8081}], selector={}),
-        service_doc("b", ports=[{"port": 8080}], selector={}),
-    ):
-        _, outcome = await api.apply(parsed(doc))
-        assert outcome is ApplyOutcome.CONFIGURED
-    with pytest.raises(
-        errors.InvalidError,
-        match=r"spec.ports\[1\].port: port 8081 is already used by Service "
-        "default/a",
-    ):
-        await api.apply(parsed(service_doc("b", ports=[{"name": "x", "port": 8080}, {"name": "y", "port": 8081}])))
 
 
 async def test_endpoint_slices_through_the_api() -> None:

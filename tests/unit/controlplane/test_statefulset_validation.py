@@ -276,11 +276,7 @@ def test_headless_defaults_cluster_ips() -> None:
         pytest.param(
             {"clusterIP": "None", "ports": [], "selector": {}}, "spec.ports: required", id="headless-no-selector"
         ),
-        pytest.param(
-            {"clusterIP": "10.43.0.10"},
-            'spec.clusterIP: must be "None" (a headless Service) or unset, got "10.43.0.10"',
-            id="a-virtual-ip",
-        ),
+        pytest.param({"clusterIP": "10.43.0.10"}, None, id="a-virtual-ip"),
         pytest.param(
             {"clusterIP": "None", "clusterIPs": ["10.0.0.1"]},
             'spec.clusterIPs[0]: must match clusterIP "None"',
@@ -293,7 +289,7 @@ def test_headless_defaults_cluster_ips() -> None:
         ),
         pytest.param(
             {"clusterIP": "None", "ports": [{"port": 80, "nodePort": 30080}]},
-            "spec.ports[0].nodePort: may not be set for a headless Service",
+            "spec.ports[0].nodePort: may not be used when `type` is 'ClusterIP'",
             id="headless-node-port",
         ),
     ],
@@ -306,10 +302,14 @@ def test_headless_service_validation(spec: dict[str, Any], expected: str | None)
         assert any(c.startswith(expected) for c in found), found
 
 
-def test_cluster_ip_none_is_immutable() -> None:
-    found = [str(c) for c in validate_update(SERVICE, service(), service(clusterIP="None"))]
+def test_cluster_ip_is_immutable() -> None:
+    found = [str(c) for c in validate_update(SERVICE, service(clusterIP="10.43.0.5"), service(clusterIP="None"))]
+    assert found == ["spec.clusterIP: field is immutable (delete and re-create the Service)"]
+    found = [str(c) for c in validate_update(SERVICE, service(clusterIP="None"), service(clusterIP="10.43.0.5"))]
     assert found == ["spec.clusterIP: field is immutable (delete and re-create the Service)"]
     assert validate_update(SERVICE, service(clusterIP="None"), service(clusterIP="None")) == []
+    # A Service stored before corral allocated addresses gets one.
+    assert validate_update(SERVICE, service(), service(clusterIP="10.43.0.5")) == []
 
 
 def test_headless_services_take_no_listen_port() -> None:
@@ -319,7 +319,7 @@ def test_headless_services_take_no_listen_port() -> None:
     assert listen_port_clashes(headless, [web]) == []
     assert listen_port_clashes(web, [headless]) == []
     assert reserved_port_causes(service(clusterIP="None", ports=[{"port": 7443}]), {7443: "API"}) == []
-    assert reserved_port_causes(service(ports=[{"port": 7443}]), {7443: "API"}) != []
+    assert reserved_port_causes(service(type="LoadBalancer", ports=[{"port": 7443}]), {7443: "API"}) != []
 
 
 @pytest.mark.parametrize(

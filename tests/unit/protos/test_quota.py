@@ -187,3 +187,25 @@ def test_a_claim_counts_its_storage() -> None:
         "local-path.storageclass.storage.k8s.io/requests.storage": F("5Gi"),
         "local-path.storageclass.storage.k8s.io/persistentvolumeclaims": 1,
     }
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        pytest.param({"type": "ClusterIP"}, {}, id="cluster-ip"),
+        pytest.param({"type": "NodePort"}, {"services.nodeports": 2}, id="node-port"),
+        pytest.param(
+            {"type": "LoadBalancer"}, {"services.nodeports": 2, "services.loadbalancers": 1}, id="load-balancer"
+        ),
+        pytest.param(
+            {"type": "LoadBalancer", "allocate_load_balancer_node_ports": False},
+            {"services.loadbalancers": 1},
+            id="load-balancer-without-node-ports",
+        ),
+    ],
+)
+def test_service_usage(spec: dict[str, Any], expected: dict[str, int]) -> None:
+    s = service_pb2.ServiceSpec(**spec)
+    s.ports.add(name="a", port=80)
+    s.ports.add(name="b", port=81)
+    assert quota.service_usage(s) == {k: Fraction(v) for k, v in expected.items()}

@@ -72,12 +72,23 @@ def test_route_shape_and_defaults() -> None:
     route = route_for(service(("http", 80, 0), ("admin", 81, 30081)), [])
     assert (route.namespace, route.name, route.resource_version) == ("default", "web", 42)
     assert route.load_balancing == "RoundRobin"
-    assert [(p.name, p.protocol, p.port, len(p.backends)) for p in route.ports] == [
-        ("http", "TCP", 80, 0),
-        ("admin", "TCP", 30081, 0),
+    assert [(p.name, p.protocol, p.port, p.node_port, len(p.backends)) for p in route.ports] == [
+        ("http", "TCP", 80, 0, 0),
+        ("admin", "TCP", 81, 30081, 0),
     ]
     assert dict(route.weights) == {}
     assert route_for(service(load_balancing="LeastConnections"), []).load_balancing == "LeastConnections"
+
+
+def test_a_route_carries_the_address_type_and_policies() -> None:
+    lb = service(("dns", 53, 30053))
+    lb.spec.ports[0].protocol = "UDP"
+    lb.spec.type, lb.spec.cluster_ip, lb.spec.external_traffic_policy = "LoadBalancer", "10.43.0.10", "Local"
+    lb.spec.load_balancer_source_ranges.append("10.0.0.0/8")
+    route = route_for(lb, [])
+    assert (route.cluster_ip, route.type, route.external_traffic_policy) == ("10.43.0.10", "LoadBalancer", "Local")
+    assert list(route.load_balancer_source_ranges) == ["10.0.0.0/8"]
+    assert [(p.protocol, p.port, p.node_port) for p in route.ports] == [("UDP", 53, 30053)]
 
 
 def test_each_port_gets_the_endpoints_that_published_it() -> None:
