@@ -93,12 +93,7 @@ QUANTITY_FIELDS: Final = frozenset(
 
 # Kubernetes fields corral has no place for yet, refused with why rather than as unknown:
 # (message full name, json name) → the error.
-NOT_SUPPORTED_FIELDS: Final = {
-    ("corral.v1.Container", "restartPolicy"): (
-        "not supported: corral does not run sidecar init containers (restartPolicy on a container) yet; "
-        "an init container without it runs to completion before the app containers start"
-    ),
-}
+NOT_SUPPORTED_FIELDS: Final[dict[tuple[str, str], str]] = {}
 
 M = TypeVar("M", bound=Message)
 

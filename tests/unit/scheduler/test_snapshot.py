@@ -74,6 +74,13 @@ def init_request_of(inits: list[pod_pb2.Container], apps: list[pod_pb2.Container
     return found.nonzero_requests if nonzero else found.requests
 
 
+def test_sidecars_request_beside_the_app_containers_and_later_init_containers() -> None:
+    sidecar = container({"cpu": "1", "memory": "64Mi"})
+    sidecar.restart_policy = "Always"
+    got = init_request_of([sidecar, container({"cpu": "2"})], [container({"cpu": "500m"})], nonzero=False)
+    assert got == Resources(3000, 64 * MI)  # the init container (2) beside the sidecar (1), over 1.5
+
+
 @pytest.mark.parametrize(
     ("inits", "apps", "nonzero", "expected"),
     [
