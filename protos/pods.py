@@ -27,6 +27,7 @@ from protos.corral.v1 import meta_pb2, pod_pb2
 from protos.kinds import meta
 from protos.times import as_datetime
 
+
 class _Amount(Protocol):
     """A number that adds and compares (an int, a Fraction)."""
 
