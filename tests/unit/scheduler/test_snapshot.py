@@ -81,6 +81,14 @@ def test_sidecars_request_beside_the_app_containers_and_later_init_containers() 
     assert got == Resources(3000, 64 * MI)  # the init container (2) beside the sidecar (1), over 1.5
 
 
+def test_a_sidecars_host_ports_are_the_pods_a_plain_init_containers_are_not() -> None:
+    sidecar = container(host_ports=((9090, "TCP"),))
+    sidecar.restart_policy = "Always"
+    spec = pod_proto(containers=[container(host_ports=((80, "TCP"),))])
+    spec.spec.init_containers.extend([sidecar, container(host_ports=((8080, "TCP"),))])
+    assert pod_request(spec, default_strategy=LEAST_ALLOCATED).host_ports == {(80, "TCP"), (9090, "TCP")}
+
+
 @pytest.mark.parametrize(
     ("inits", "apps", "nonzero", "expected"),
     [
