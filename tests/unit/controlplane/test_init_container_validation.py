@@ -210,6 +210,11 @@ def baseline(doc: dict[str, Any]) -> list[str]:
             f"spec.initContainers[0].ports[0].hostPort: 80 {BASELINE}",
             id="host-port",
         ),
+        pytest.param(
+            {"restartPolicy": "Always", "securityContext": {"privileged": True}},
+            f"spec.initContainers[0].securityContext.privileged: true {BASELINE}",
+            id="privileged-sidecar",
+        ),
     ],
 )
 def test_baseline_refuses_an_init_container_as_an_app_container(init: dict[str, Any], expected: str) -> None:
