@@ -67,6 +67,18 @@ def is_sidecar(container: pod_pb2.Container) -> bool:
     return container.HasField("restart_policy") and container.restart_policy == SIDECAR_RESTART_POLICY
 
 
+def long_running(spec: pod_pb2.PodSpec) -> list[pod_pb2.Container]:
+    """The containers that run for the pod's life: the app containers, then the sidecars (whose
+    ports a Service and the scheduler see as the app containers'; a plain init container's not)."""
+    return [*spec.containers, *filter(is_sidecar, spec.init_containers)]
+
+
+def long_running_statuses(pod: pod_pb2.Pod) -> list[pod_pb2.ContainerStatus]:
+    """The statuses of `long_running(pod.spec)`: the app containers', then the sidecars'."""
+    sidecars = {c.name for c in pod.spec.init_containers if is_sidecar(c)}
+    return [*pod.status.container_statuses, *(s for s in pod.status.init_container_statuses if s.name in sidecars)]
+
+
 def is_terminal(pod: pod_pb2.Pod) -> bool:
     return pod.status.phase in TERMINAL_PHASES
 

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 
 from protos import nodes as nodeutil
 from protos.corral.v1 import node_pb2, pod_pb2
-from protos.pods import effective_requests, is_sidecar, is_terminal, pod_resources
+from protos.pods import effective_requests, is_terminal, long_running, pod_resources
 from protos.quantity import cpu_millis, memory_bytes, parse_quantity
 from protos.wellknown import DEFAULT_RUNTIME, SCHEDULING_STRATEGY
 
@@ -362,7 +362,7 @@ def _amount(resources: pod_pb2.ResourceRequirements, name: str, parse: Callable[
 def _host_ports(spec: pod_pb2.PodSpec) -> Iterator[HostPort]:
     """The host ports of the containers that run for the pod's life: the app containers and the
     sidecars (a plain init container's ends before them)."""
-    for container in [*filter(is_sidecar, spec.init_containers), *spec.containers]:
+    for container in long_running(spec):
         for port in container.ports:
             if port.host_port:
                 yield (port.host_port, port.protocol or DEFAULT_PROTOCOL)
