@@ -101,3 +101,21 @@ async def test_job_like_pod_succeeds_and_stops_its_sidecars(tmp_path: Path) -> N
         by_id = await names(r, "uid-job")
     stops = [by_id[arg] for what, arg in r.whats() if what == "stop"]
     assert stops == ["log", "proxy"]
+
+
+async def test_restarted_agent_reruns_no_init_and_restarts_a_stopped_sidecar(tmp_path: Path) -> None:
+    r = runtime()
+    async with running(PodManager({"docker": r}, settings(), tmp_path)) as manager:
+        reports = Reports(manager)
+        await manager.apply(assignment(1, with_sidecars("web")))
+        await eventually(lambda: reports.saw(lambda rep: ready_condition(rep.status) == "True"))
+    by_id = await names(r, "uid-web")
+    proxy = next(i for i, name in by_id.items() if name == "proxy")
+    await r.stop(proxy, grace_seconds=0)  # the sidecar exits while no agent runs
+    # A new agent on the same data dir resumes the saved set.
+    async with running(PodManager({"docker": r}, settings(), tmp_path)) as resumed:
+        reports = Reports(resumed)
+        await eventually(lambda: reports.saw(lambda rep: ready_condition(rep.status) == "True"))
+        after = await names(r, "uid-web")
+    assert sorted(after.values()) == ["log", "main", "proxy", "proxy", "setup"]  # one new run: the sidecar's
+    assert set(by_id) < set(after)
