@@ -122,11 +122,7 @@ _REMOTE_VOLUME_NOTE = (
     "and persistentVolumeClaim on the local-path provisioner or a hand-made local volume)"
 )
 _REMOTE_PV_NOTE = "not supported: corral's persistent volumes are directories on a node (hostPath or local)"
-NOT_SUPPORTED_FIELDS: Final = {
-    ("corral.v1.Container", "restartPolicy"): (
-        "not supported: corral does not run sidecar init containers (restartPolicy on a container) yet; "
-        "an init container without it runs to completion before the app containers start"
-    ),
+NOT_SUPPORTED_FIELDS: Final[dict[tuple[str, str], str]] = {
     **{("corral.v1.Volume", name): _REMOTE_VOLUME_NOTE for name in _REMOTE_VOLUMES},
     **{("corral.v1.PersistentVolumeSpec", name): _REMOTE_PV_NOTE for name in _REMOTE_VOLUMES},
 }

@@ -9,20 +9,34 @@
   condition's lastTransitionTime and `now`;
 - every container of a spec (`every_container`): init containers first, then
   the app containers, each with its field path, for every rule that applies to
-  both (security, ports, config references, defaults).
+  both (security, ports, config references, defaults);
+- sidecars (`is_sidecar`): init containers with restartPolicy Always, started
+  in order with the init containers and kept running for the pod's life;
+- effective requests (`pod_resources`): Kubernetes' formula, sidecars included.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Final
+from typing import Final, Protocol, Self, TypeVar
 
 from google.protobuf.message import Message
 
 from protos.corral.v1 import meta_pb2, pod_pb2
 from protos.kinds import meta
 from protos.times import as_datetime
+
+
+class _Amount(Protocol):
+    """A number that adds and compares (an int, a Fraction)."""
+
+    def __add__(self, other: Self, /) -> Self: ...
+    def __lt__(self, other: Self, /) -> bool: ...
+    def __gt__(self, other: Self, /) -> bool: ...
+
+
+N = TypeVar("N", bound=_Amount)
 
 PHASES: Final = ("Pending", "Running", "Succeeded", "Failed", "Unknown")
 TERMINAL_PHASES: Final = frozenset({"Succeeded", "Failed"})
@@ -43,6 +57,26 @@ def every_container(spec: pod_pb2.PodSpec) -> Iterator[tuple[str, pod_pb2.Contai
         yield f"initContainers[{i}]", c
     for i, c in enumerate(spec.containers):
         yield f"containers[{i}]", c
+
+
+SIDECAR_RESTART_POLICY: Final = "Always"
+
+
+def is_sidecar(container: pod_pb2.Container) -> bool:
+    """An init container with restartPolicy Always (Kubernetes' restartable init container)."""
+    return container.HasField("restart_policy") and container.restart_policy == SIDECAR_RESTART_POLICY
+
+
+def long_running(spec: pod_pb2.PodSpec) -> list[pod_pb2.Container]:
+    """The containers that run for the pod's life: the app containers, then the sidecars (whose
+    ports a Service and the scheduler see as the app containers'; a plain init container's not)."""
+    return [*spec.containers, *filter(is_sidecar, spec.init_containers)]
+
+
+def long_running_statuses(pod: pod_pb2.Pod) -> list[pod_pb2.ContainerStatus]:
+    """The statuses of `long_running(pod.spec)`: the app containers', then the sidecars'."""
+    sidecars = {c.name for c in pod.spec.init_containers if is_sidecar(c)}
+    return [*pod.status.container_statuses, *(s for s in pod.status.init_container_statuses if s.name in sidecars)]
 
 
 def is_terminal(pod: pod_pb2.Pod) -> bool:
@@ -124,6 +158,38 @@ def next_available(pods: Iterable[pod_pb2.Pod], min_ready_seconds: int, now: dat
 def effective_requests(resources: pod_pb2.ResourceRequirements) -> dict[str, str]:
     """A container's requests as Kubernetes stores them: a resource with only a limit requests its limit."""
     return {**resources.limits, **resources.requests}
+
+
+def pod_resources(
+    spec: pod_pb2.PodSpec, amounts: Callable[[pod_pb2.Container], Mapping[str, N]], zero: N
+) -> dict[str, N]:
+    """A pod's effective requests (or limits), per resource, from each container's `amounts`, as
+    Kubernetes computes them: the larger of the app containers' sum plus every sidecar's, and, for
+    each plain init container, its own plus the sidecars declared before it (they run beside it)."""
+    total: dict[str, N] = {}
+    for container in spec.containers:
+        _add(total, amounts(container), zero)
+    sidecars: dict[str, N] = {}
+    peak: dict[str, N] = {}
+    for container in spec.init_containers:
+        own = amounts(container)
+        if is_sidecar(container):
+            _add(total, own, zero)
+            _add(sidecars, own, zero)
+            during = dict(sidecars)
+        else:
+            during = dict(sidecars)
+            _add(during, own, zero)
+        for name, amount in during.items():
+            peak[name] = max(peak.get(name, zero), amount)
+    for name, amount in peak.items():
+        total[name] = max(total.get(name, zero), amount)
+    return total
+
+
+def _add(into: dict[str, N], amounts: Mapping[str, N], zero: N) -> None:
+    for name, amount in amounts.items():
+        into[name] = into.get(name, zero) + amount
 
 
 # The cluster's DNS domain (Service and pod names end in it).

@@ -35,7 +35,7 @@ from google.protobuf.message import Message
 
 from protos.corral.v1 import pod_pb2, quota_pb2, service_pb2, storage_pb2
 from protos.kinds import KindInfo, UnknownKindError, info_of, resolve
-from protos.pods import effective_requests, is_terminal
+from protos.pods import effective_requests, is_terminal, pod_resources
 from protos.quantity import format_quantity, parse_quantity
 
 Usage = dict[str, Fraction]
@@ -161,15 +161,8 @@ def container_amounts(container: pod_pb2.Container, *, requests: bool = False) -
 
 
 def pod_amounts(spec: pod_pb2.PodSpec, *, requests: bool = False) -> dict[str, Fraction]:
-    """The pod's requests or limits: its containers' sum, or the largest init container's if more."""
-    total: dict[str, Fraction] = {}
-    for container in spec.containers:
-        for name, amount in container_amounts(container, requests=requests).items():
-            total[name] = total.get(name, Fraction(0)) + amount
-    for container in spec.init_containers:
-        for name, amount in container_amounts(container, requests=requests).items():
-            total[name] = max(total.get(name, Fraction(0)), amount)
-    return total
+    """The pod's requests or limits, by Kubernetes' formula (`protos.pods.pod_resources`)."""
+    return pod_resources(spec, lambda c: container_amounts(c, requests=requests), Fraction(0))
 
 
 def service_usage(spec: service_pb2.ServiceSpec) -> Usage:

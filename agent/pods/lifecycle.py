@@ -27,6 +27,19 @@ runs them again. Until then the pod is Pending, its Initialized condition
 False (ContainersNotInitialized), and the containers not yet run wait as
 PodInitializing; a completed init container shows terminated, ready.
 
+Sidecars (init containers with restartPolicy Always, Kubernetes' rules): one
+starts in its place among the init containers, and the next init container
+waits until it is started (running, its postStart hook done, its startupProbe
+passed if it has one). From then on it runs for the pod's life: restarted on
+every exit (after the crash-loop back-off) whatever the pod's restartPolicy,
+probed like an app container, its readiness part of the pod's Ready. Its
+status is in initContainerStatuses with `started` and `ready`. Under
+restartPolicy Never or OnFailure a pod whose app containers are all done
+(`apps_done`) stops its sidecars, newest declared first, and its phase follows
+the app containers; so does one whose init container failed for good. On
+termination (`stop_order`) the app containers stop first, then the sidecars,
+one at a time in reverse order of declaration, all within the grace period.
+
 Lifecycle hooks (`hook_target`, the kubelet's rules): postStart runs right
 after a container starts; until it succeeds the container shows as waiting
 (ContainerCreating), is not probed and not ready; a failed hook kills the
@@ -54,9 +67,9 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from agent.probes.target import InvalidTarget, ProbeTarget, resolve_probe_target
 from agent.probes.tracker import ProbeState
-from agent.runtime.base import LABEL_ATTEMPT, LABEL_SPEC_HASH, ContainerInfo, State
+from agent.runtime.base import LABEL_ATTEMPT, LABEL_CONTAINER, LABEL_SPEC_HASH, ContainerInfo, State
 from protos.corral.v1 import pod_pb2
-from protos.pods import CONTAINERS_READY, POD_INITIALIZED, POD_READY, POD_SCHEDULED, TERMINAL_PHASES
+from protos.pods import CONTAINERS_READY, POD_INITIALIZED, POD_READY, POD_SCHEDULED, TERMINAL_PHASES, is_sidecar
 from protos.wellknown import CONFIG_ERRORS, ENV_FROM
 
 # Set by the control plane on a pod it sends (controlplane/nodeapi/configenv.py):
@@ -187,29 +200,76 @@ def completed(history: Sequence[ContainerInfo]) -> bool:
     return bool(history) and history[-1].state is State.EXITED and history[-1].exit_code == 0
 
 
+def started(container: pod_pb2.Container, latest: ContainerInfo | None, track: ContainerTrack) -> bool:
+    """Kubernetes' "started": the run is running, its postStart hook is done and its startupProbe
+    (if it has one) has passed."""
+    if latest is None or latest.state is not State.RUNNING or track.post_start_pending == latest.id:
+        return False
+    return not container.HasField("startup_probe") or (
+        track.probed_id == latest.id and track.startup is ProbeState.SUCCESS
+    )
+
+
 @dataclass(frozen=True)
 class InitProgress:
     """Where a pod's init containers are."""
 
-    # Every init container completed (or an app container has run): the app containers may run.
+    # Every init container completed or started (or an app container has run): the app containers may run.
     done: bool
-    # The init container to run now (None when done, or when one failed under restartPolicy Never).
+    # The init container waited on now (None when done, or when one failed under restartPolicy Never).
     current: pod_pb2.Container | None = None
+    # The sidecars reached so far, in order: they are kept running.
+    sidecars: tuple[pod_pb2.Container, ...] = ()
+    # An init container failed under restartPolicy Never: the pod is Failed.
+    failed: bool = False
 
 
-def init_progress(pod: pod_pb2.Pod, runs: Mapping[str, Sequence[ContainerInfo]]) -> InitProgress:
-    """The first init container not completed, in order; done when there is none, or when
-    any app container has a run (the kubelet's rule: init never runs again after that)."""
-    if not pod.spec.init_containers or any(runs.get(c.name) for c in pod.spec.containers):
-        return InitProgress(done=True)
-    for container in pod.spec.init_containers:
+def init_progress(
+    pod: pod_pb2.Pod, runs: Mapping[str, Sequence[ContainerInfo]], tracks: Mapping[str, ContainerTrack] | None = None
+) -> InitProgress:
+    """The first init container not completed (a sidecar: not started), in order; done when there
+    is none, or when any app container has a run (the kubelet's rule: init never runs again after
+    that). A sidecar that a later init container has run after counts as passed (it is restarted,
+    but nothing waits for it again)."""
+    tracks = tracks or {}
+    inits = list(pod.spec.init_containers)
+    every_sidecar = tuple(c for c in inits if is_sidecar(c))
+    if not inits or any(runs.get(c.name) for c in pod.spec.containers):
+        return InitProgress(done=True, sidecars=every_sidecar)
+    reached: list[pod_pb2.Container] = []
+    for i, container in enumerate(inits):
         history = runs.get(container.name, [])
+        if is_sidecar(container):
+            reached.append(container)
+            latest = history[-1] if history else None
+            if any(runs.get(c.name) for c in inits[i + 1 :]):
+                continue
+            if started(container, latest, tracks.get(container.name, ContainerTrack())):
+                continue
+            return InitProgress(done=False, current=container, sidecars=tuple(reached))
         if completed(history):
             continue
         if history and history[-1].state is State.EXITED and pod.spec.restart_policy == "Never":
-            return InitProgress(done=False)
-        return InitProgress(done=False, current=container)
-    return InitProgress(done=True)
+            return InitProgress(done=False, sidecars=tuple(reached), failed=True)
+        return InitProgress(done=False, current=container, sidecars=tuple(reached))
+    return InitProgress(done=True, sidecars=every_sidecar)
+
+
+def apps_done(pod: pod_pb2.Pod, runs: Mapping[str, Sequence[ContainerInfo]]) -> bool:
+    """Under restartPolicy Never or OnFailure: every app container's newest run exited for good
+    (nothing restarts it), so the pod is finished and its sidecars stop."""
+    if pod.spec.restart_policy == "Always" or not pod.spec.containers:
+        return False
+    for container in pod.spec.containers:
+        history = runs.get(container.name, [])
+        latest = history[-1] if history else None
+        if latest is None or latest.state is not State.EXITED:
+            return False
+        if latest.labels.get(LABEL_SPEC_HASH, "") != spec_hash(container):
+            return False
+        if should_restart(pod.spec.restart_policy, latest.exit_code):
+            return False
+    return True
 
 
 def decide(
@@ -219,14 +279,19 @@ def decide(
     now: float,
 ) -> list[Action]:
     """The next actions for a pod that should be running on this node: its init containers
-    one at a time while init is under way, its app containers after."""
+    one at a time while init is under way (the sidecars reached kept running), its app
+    containers after; the sidecars stopped, newest declared first, once the pod is finished."""
     actions: list[Action] = []
-    progress = init_progress(pod, runs)
+    progress = init_progress(pod, runs, tracks)
+    finished = progress.failed or (progress.done and apps_done(pod, runs))
+    keep = set() if finished else {c.name for c in progress.sidecars}
     wanted = {c.name for c in pod.spec.containers} | {c.name for c in pod.spec.init_containers}
     for container in pod.spec.init_containers:
         history = runs.get(container.name, [])
-        if progress.current is not None and container.name == progress.current.name:
-            track = tracks.get(container.name, ContainerTrack())
+        track = tracks.get(container.name, ContainerTrack())
+        if container.name in keep:
+            actions += _decide_container(container, history, track, now, "Always")
+        elif progress.current is not None and container.name == progress.current.name:
             actions += _decide_container(container, history, track, now, init_restart_policy(pod))
         else:  # done, not yet due, or failed for good: only old runs go
             actions += [Remove(r.id) for r in history[:-2] if r.state is not State.RUNNING]
@@ -234,6 +299,10 @@ def decide(
         history = runs.get(container.name, [])
         track = tracks.get(container.name, ContainerTrack())
         actions += _decide_container(container, history, track, now, pod.spec.restart_policy)
+    if finished:
+        why = "an init container failed" if progress.failed else "the pod's app containers completed"
+        for container in reversed(progress.sidecars):
+            actions += [Kill(r.id, why) for r in runs.get(container.name, []) if r.state is State.RUNNING]
     for name, history in runs.items():
         if name not in wanted:
             actions += [Kill(r.id, "container removed from the pod spec") for r in history if r.state is State.RUNNING]
@@ -371,10 +440,9 @@ def _fill_state(
     if latest.state is State.RUNNING:
         _timestamp(status.state.running.started_at, latest.started_at)
         probed = track.probed_id == latest.id
-        started = not container.HasField("startup_probe") or (probed and track.startup is ProbeState.SUCCESS)
-        status.started = started
+        status.started = started(container, latest, track)
         ready_probe_ok = not container.HasField("readiness_probe") or (probed and track.readiness is ProbeState.SUCCESS)
-        status.ready = started and ready_probe_ok
+        status.ready = status.started and ready_probe_ok
         return
     if (
         latest.state is State.EXITED
@@ -396,11 +464,17 @@ def pod_phase(
     pod: pod_pb2.Pod,
     statuses: Sequence[pod_pb2.ContainerStatus],
     init_statuses: Sequence[pod_pb2.ContainerStatus] = (),
+    *,
+    init_done: bool = True,
 ) -> str:
     """Kubernetes' phase rules, before the forward-only adjustment: Failed when an init
-    container failed under restartPolicy Never, Pending while any is not completed."""
+    container failed under restartPolicy Never, Pending while any is not completed (a sidecar:
+    not started, which `init_done` says); sidecars count for nothing after that."""
     pending_init = failed_init = 0
+    sidecars = {c.name for c in pod.spec.init_containers if is_sidecar(c)}
     for st in init_statuses:
+        if st.name in sidecars:
+            continue
         state = _state_name(st)
         if state == "terminated":
             failed_init += st.state.terminated.exit_code != 0
@@ -410,7 +484,7 @@ def pod_phase(
             pending_init += 1
     if failed_init and pod.spec.restart_policy == "Never":
         return "Failed"
-    if pending_init or failed_init:
+    if pending_init or failed_init or not init_done:
         return "Pending"
     states = [_state_name(s) for s in statuses]
     if any(
@@ -452,21 +526,32 @@ def pod_status(
         container_status(pod, c, runs.get(c.name, []), inputs.tracks.get(c.name, ContainerTrack()), inputs, app)
         for c in pod.spec.containers
     ]
-    init_done = init_progress(pod, runs).done
+    progress = init_progress(pod, runs, inputs.tracks)
+    init_done = progress.done
+    # A finished pod's sidecars were stopped for good: their exits show as exits.
+    finished = progress.failed or (init_done and apps_done(pod, runs))
+    sidecar = _Kind("Never" if finished else "Always", not_yet="PodInitializing")
     init_statuses = [
-        _init_status(pod, c, runs.get(c.name, []), inputs, init, init_done) for c in pod.spec.init_containers
+        _init_status(pod, c, runs.get(c.name, []), inputs, sidecar if is_sidecar(c) else init, init_done)
+        for c in pod.spec.init_containers
     ]
     status.init_container_statuses.extend(init_statuses)
     status.container_statuses.extend(statuses)
-    status.phase = forward_phase(previous.phase, pod_phase(pod, statuses, init_statuses))
+    status.phase = forward_phase(previous.phase, pod_phase(pod, statuses, init_statuses, init_done=init_done))
     pod_ip = next((r[-1].ip for r in runs.values() if r and r[-1].ip), "")
     status.pod_ip = pod_ip or inputs.host_ip
     if previous.HasField("start_time"):
         status.start_time.CopyFrom(previous.start_time)
     else:
         _timestamp(status.start_time, inputs.now_wall)
-    ready = bool(statuses) and all(s.ready for s in statuses) and status.phase == "Running" and not inputs.terminating
-    waiting_for = [s.name for s in init_statuses if not s.ready]
+    sidecar_statuses = [s for c, s in zip(pod.spec.init_containers, init_statuses, strict=True) if is_sidecar(c)]
+    ready = (
+        bool(statuses)
+        and all(s.ready for s in [*statuses, *sidecar_statuses])
+        and status.phase == "Running"
+        and not inputs.terminating
+    )
+    waiting_for = [s.name for s in init_statuses if not (s.ready or s.started)]
     initialized = init_done
     for kind, value in ((POD_INITIALIZED, initialized), (CONTAINERS_READY, ready), (POD_READY, ready)):
         _set_condition(status, previous, kind, value, inputs.now_wall)
@@ -489,6 +574,8 @@ def _init_status(
     """An init container's status; once init is done, one whose runs are gone shows as completed."""
     track = inputs.tracks.get(container.name, ContainerTrack())
     status = container_status(pod, container, history, track, inputs, kind)
+    if init_done and not history and not kind.init:
+        return status
     if init_done and not history:
         status.state.Clear()
         status.state.terminated.reason = "Completed"
@@ -552,6 +639,19 @@ def plan_termination(
         return Termination(stop_at=now + wait, kill_at=kill_at)
     kill_at = min(previous.kill_at, kill_at)
     return Termination(stop_at=min(previous.stop_at, kill_at), kill_at=kill_at)
+
+
+def stop_order(pod: pod_pb2.Pod, running: Sequence[ContainerInfo]) -> list[list[ContainerInfo]]:
+    """The waves a pod's running containers stop in (Kubernetes'): the app containers (and any
+    other) together first, then the sidecars one at a time, in reverse order of declaration."""
+    sidecars = [c.name for c in pod.spec.init_containers if is_sidecar(c)]
+    first = [r for r in running if r.labels.get(LABEL_CONTAINER, "") not in sidecars]
+    waves = [first] if first else []
+    for name in reversed(sidecars):
+        wave = [r for r in running if r.labels.get(LABEL_CONTAINER, "") == name]
+        if wave:
+            waves.append(wave)
+    return waves
 
 
 def running(runs: Mapping[str, list[ContainerInfo]]) -> list[ContainerInfo]:

@@ -1,7 +1,7 @@
 """One serial worker per pod: observe the runtime, decide, act, report.
 
 The decisions are `lifecycle.decide` (init containers first, one at a time,
-then the app containers); this shell lists the pod's containers,
+sidecars kept running from their turn on, then the app containers); this shell lists the pod's containers,
 runs due probes, turns actions into runtime calls, keeps the crash-loop and
 image-pull back-offs, and hands changed statuses to the manager. It wakes on
 a pod update, and otherwise every `poll_interval` seconds (sooner when a probe
@@ -17,7 +17,8 @@ on.
 
 A pod with a deletionTimestamp is wound down instead (`_wind_down`): no more
 starts, restarts or probes; Ready False; an endpoint drain if it was Ready;
-SIGTERM to every container, SIGKILL at the deletion deadline; then a status
+SIGTERM to the app containers, then to the sidecars one at a time in reverse
+order (`lifecycle.stop_order`), SIGKILL at the deletion deadline; then a status
 with `terminated`, re-sent until the pod leaves the assignment set.
 
 A deletion (a deletionTimestamp, or the pod leaving the set) also ends a start
@@ -291,7 +292,7 @@ class PodWorker:
         """Stop every container (with the pod's grace period) and leave the pod Failed, reason Evicted."""
         running = lifecycle.running(runs)
         if running:
-            await asyncio.gather(*(self._stop(c, self._grace()) for c in running))
+            await self._stop_in_order(running)
             runs = await self.observe()
         self._report(runs, self._clock())
 
@@ -323,7 +324,7 @@ class PodWorker:
 
     async def _run_probes(self, runs: dict[str, list[ContainerInfo]], now: float) -> None:
         jobs = []
-        for container in self.pod.spec.containers:
+        for container in [*filter(podutil.is_sidecar, self.pod.spec.init_containers), *self.pod.spec.containers]:
             history = runs.get(container.name)
             if not history or history[-1].state is not State.RUNNING:
                 continue
@@ -408,7 +409,7 @@ class PodWorker:
 
     def _spec_of(self, info: ContainerInfo) -> pod_pb2.Container | None:
         name = info.labels.get(base.LABEL_CONTAINER, "")
-        return next((c for c in self.pod.spec.containers if c.name == name), None)
+        return next((c for _, c in podutil.every_container(self.pod.spec) if c.name == name), None)
 
     async def _run_hook(
         self,
@@ -677,12 +678,23 @@ class PodWorker:
             stops.cancel()
 
     async def _stop_all(self, running: list[ContainerInfo]) -> None:
-        grace = self._grace()
-        log.info("pod_containers_stopping", pod=self.pod.metadata.name, containers=len(running), grace=round(grace, 3))
-        results = await asyncio.gather(*(self._stop(c, grace) for c in running), return_exceptions=True)
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
+        log.info(
+            "pod_containers_stopping",
+            pod=self.pod.metadata.name,
+            containers=len(running),
+            grace=round(self._grace(), 3),
+        )
+        await self._stop_in_order(running)
+
+    async def _stop_in_order(self, running: list[ContainerInfo]) -> None:
+        """Stop the containers wave by wave (`lifecycle.stop_order`: the app containers, then the
+        sidecars in reverse order), each wave with what is left of the grace period."""
+        for wave in lifecycle.stop_order(self.pod, running):
+            grace = self._grace()
+            results = await asyncio.gather(*(self._stop(c, grace) for c in wave), return_exceptions=True)
+            for result in results:
+                if isinstance(result, BaseException):
+                    raise result
 
     # -- termination ----------------------------------------------------------------------
 
@@ -700,7 +712,7 @@ class PodWorker:
             await self._discard_late(creating)
         containers = await self.runtime.list({base.LABEL_POD_UID: self.uid})
         running = [c for c in containers if c.state is State.RUNNING]
-        await asyncio.gather(*(self._stop(c, self._grace()) for c in running))
+        await self._stop_in_order(running)
         await asyncio.gather(*(self.runtime.remove(c.id) for c in containers))
         await asyncio.to_thread(volumes.remove, self.settings.volumes_dir, self.uid)
         log.info("pod_terminated", pod=self.pod.metadata.name, containers=len(containers))

@@ -55,7 +55,7 @@ from protos.corral.v1 import (
 from protos.deployments import BLUE_GREEN, CANARY, ROLLING_UPDATE, STRATEGIES
 from protos.ingresses import TLS_CERT_KEY, TLS_PRIVATE_KEY, TLS_SECRET_TYPE
 from protos.kinds import KindInfo
-from protos.pods import every_container, is_terminating
+from protos.pods import SIDECAR_RESTART_POLICY, every_container, is_sidecar, is_terminating
 from protos.wellknown import NODE_NAME_FIELD
 
 _DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -554,7 +554,11 @@ def validate_pod_spec(p: Problems, path: str, spec: pod_pb2.PodSpec) -> None:
         is_init = where.startswith("initContainers")
         if is_init:
             validate_init_container(p, at, c)
-        # Init containers run one at a time: each is checked for host port clashes on its own.
+        elif c.HasField("restart_policy"):
+            p.add(f"{at}.restartPolicy", "may not be set for non-init containers")
+        # Plain init containers run one at a time: each is checked for host port clashes on its own;
+        # sidecars run beside the app containers.
+        is_init = is_init and not is_sidecar(c)
         host_ports: set[tuple[int, str]] = set() if is_init else app_host_ports
         for j, port in enumerate(c.ports):
             key = (port.host_port, port.protocol)
@@ -613,8 +617,12 @@ def validate_container(p: Problems, path: str, c: pod_pb2.Container, grace: int)
 
 
 def validate_init_container(p: Problems, path: str, c: pod_pb2.Container) -> None:
-    """What an init container may not have (Kubernetes', for one without restartPolicy Always,
-    the only kind corral runs): probes and lifecycle hooks, as it runs to completion."""
+    """Kubernetes' rules for an init container: restartPolicy only "Always" (a sidecar, which may
+    have probes and lifecycle hooks); one without it runs to completion, so it may have neither."""
+    if c.HasField("restart_policy"):
+        p.one_of(f"{path}.restartPolicy", c.restart_policy, (SIDECAR_RESTART_POLICY,))
+    if is_sidecar(c):
+        return
     for json_name, field in (
         ("lifecycle", "lifecycle"),
         ("livenessProbe", "liveness_probe"),
@@ -622,11 +630,7 @@ def validate_init_container(p: Problems, path: str, c: pod_pb2.Container) -> Non
         ("startupProbe", "startup_probe"),
     ):
         if c.HasField(field):  # type: ignore[arg-type]
-            p.add(
-                f"{path}.{json_name}",
-                "may not be set for init containers without restartPolicy=Always (corral runs no sidecar init "
-                "containers yet)",
-            )
+            p.add(f"{path}.{json_name}", "may not be set for init containers without restartPolicy=Always")
 
 
 def validate_env_source(p: Problems, path: str, env: pod_pb2.EnvVar) -> None:

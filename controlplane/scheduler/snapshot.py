@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 
 from protos import nodes as nodeutil
 from protos.corral.v1 import node_pb2, pod_pb2
-from protos.pods import effective_requests, is_terminal
+from protos.pods import effective_requests, is_terminal, long_running, pod_resources
 from protos.quantity import cpu_millis, memory_bytes, parse_quantity
 from protos.wellknown import DEFAULT_RUNTIME, SCHEDULING_STRATEGY
 
@@ -331,13 +331,15 @@ def _controller_uid(pod: pod_pb2.Pod) -> str:
 
 
 def pod_requests(spec: pod_pb2.PodSpec, *, nonzero: bool) -> Resources:
-    """The pod's effective request, as Kubernetes computes it: per resource, the larger of the
-    sum of its app containers' requests and the largest init container's (they run one at a time,
-    before the app containers)."""
-    apps = sum((_requests(c, nonzero=nonzero) for c in spec.containers), Resources())
-    for init in spec.init_containers:
-        apps = apps.most(_requests(init, nonzero=nonzero))
-    return apps
+    """The pod's effective request, as Kubernetes computes it (`protos.pods.pod_resources`): the
+    app containers and sidecars together, or an init container with the sidecars before it, if more."""
+
+    def amounts(container: pod_pb2.Container) -> dict[str, int]:
+        r = _requests(container, nonzero=nonzero)
+        return {"cpu": r.cpu_millis, "memory": r.memory_bytes}
+
+    total = pod_resources(spec, amounts, 0)
+    return Resources(total.get("cpu", 0), total.get("memory", 0))
 
 
 def _requests(container: pod_pb2.Container, *, nonzero: bool) -> Resources:
@@ -358,7 +360,9 @@ def _amount(resources: pod_pb2.ResourceRequirements, name: str, parse: Callable[
 
 
 def _host_ports(spec: pod_pb2.PodSpec) -> Iterator[HostPort]:
-    for container in spec.containers:
+    """The host ports of the containers that run for the pod's life: the app containers and the
+    sidecars (a plain init container's ends before them)."""
+    for container in long_running(spec):
         for port in container.ports:
             if port.host_port:
                 yield (port.host_port, port.protocol or DEFAULT_PROTOCOL)

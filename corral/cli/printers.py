@@ -40,7 +40,7 @@ from protos.corral.v1 import (
 )
 from protos.kinds import KindInfo, meta
 from protos.nodes import ready_condition
-from protos.pods import is_terminating
+from protos.pods import POD_INITIALIZED, is_sidecar, is_terminating
 from protos.times import as_datetime
 from protos.wellknown import NODE_ROLE_PREFIX
 
@@ -88,12 +88,17 @@ def _images(template: pod_pb2.PodTemplateSpec) -> tuple[str, str]:
 
 def init_status(p: pod_pb2.Pod) -> str | None:
     """kubectl's STATUS while init containers are not all completed: the first one not
-    completed gives `Init:<reason>` (waiting or terminated) or `Init:<done>/<total>`; None
-    once every one completed."""
+    completed (a sidecar: not started) gives `Init:<reason>` (waiting or terminated) or
+    `Init:<done>/<total>`; None once every one completed, or once the pod is Initialized."""
+    if _initialized(p):
+        return None
     total = len(p.spec.init_containers)
+    sidecars = _sidecars(p)
     for i, s in enumerate(p.status.init_container_statuses):
         terminated, waiting = s.state.terminated, s.state.waiting
         if s.state.HasField("terminated") and terminated.exit_code == 0:
+            continue
+        if s.name in sidecars and s.started:
             continue
         if s.state.HasField("terminated"):
             if terminated.reason:
@@ -107,10 +112,22 @@ def init_status(p: pod_pb2.Pod) -> str | None:
     return None
 
 
+def _sidecars(p: pod_pb2.Pod) -> set[str]:
+    return {c.name for c in p.spec.init_containers if is_sidecar(c)}
+
+
+def _initialized(p: pod_pb2.Pod) -> bool:
+    return any(c.type == POD_INITIALIZED and c.status == "True" for c in p.status.conditions)
+
+
 def pod_row(p: pod_pb2.Pod, now: datetime, wide: bool) -> Row:
-    total = len(p.spec.containers)
+    """kubectl's columns: READY and RESTARTS count the sidecars (started and ready) beside the
+    app containers."""
+    sidecars = [s for s in p.status.init_container_statuses if s.name in _sidecars(p)]
+    total = len(p.spec.containers) + len(_sidecars(p))
     ready = sum(1 for s in p.status.container_statuses if s.ready)
-    restarts = sum(s.restart_count for s in p.status.container_statuses)
+    ready += sum(1 for s in sidecars if s.started and s.ready)
+    restarts = sum(s.restart_count for s in [*sidecars, *p.status.container_statuses])
     status = p.status.phase or "Pending"
     initializing = init_status(p)
     if initializing is not None:

@@ -1,4 +1,5 @@
-"""`corral get pods`: the STATUS column as kubectl shows it, init containers included."""
+"""`corral get pods`: the READY, STATUS and RESTARTS columns as kubectl shows them, init containers
+and sidecars included."""
 
 from datetime import UTC, datetime
 
@@ -109,4 +110,80 @@ INITIALIZING = waiting("main", "PodInitializing")
     ],
 )
 def test_pod_status_column(p: pod_pb2.Pod, ready: str, status: str, restarts: str) -> None:
+    assert printers.pod_row(p, NOW, wide=False)[:3] == [ready, status, restarts]
+
+
+def sidecar_pod(
+    phase: str, inits: list[pod_pb2.ContainerStatus], apps: list[pod_pb2.ContainerStatus], *, initialized: bool = False
+) -> pod_pb2.Pod:
+    """A pod with a sidecar (`proxy`), then a plain init container (`setup`), then `main`."""
+    p = pod(phase, inits, apps, n_inits=0)
+    p.spec.init_containers.add(name="proxy", restart_policy="Always")
+    p.spec.init_containers.add(name="setup")
+    if initialized:
+        p.status.conditions.add(type="Initialized", status="True")
+    return p
+
+
+def started(s: pod_pb2.ContainerStatus, restarts: int = 0) -> pod_pb2.ContainerStatus:
+    s.started, s.restart_count = True, restarts
+    return s
+
+
+@pytest.mark.parametrize(
+    ("p", "ready", "status", "restarts"),
+    [
+        pytest.param(
+            sidecar_pod("Pending", [waiting("proxy", "PodInitializing"), waiting("setup", "PodInitializing")], []),
+            "0/2",
+            "Init:0/2",
+            "0",
+            id="sidecar-not-started",
+        ),
+        pytest.param(
+            sidecar_pod("Pending", [started(running("proxy")), running("setup", False)], [INITIALIZING]),
+            "1/2",
+            "Init:1/2",
+            "0",
+            id="sidecar-started-init-running",
+        ),
+        pytest.param(
+            sidecar_pod(
+                "Running",
+                [started(running("proxy")), terminated("setup", 0, "Completed")],
+                [running("main")],
+                initialized=True,
+            ),
+            "2/2",
+            "Running",
+            "0",
+            id="sidecar-and-app-ready",
+        ),
+        pytest.param(
+            sidecar_pod(
+                "Running",
+                [started(running("proxy", ready=False), 2), terminated("setup", 0, "Completed")],
+                [running("main")],
+                initialized=True,
+            ),
+            "1/2",
+            "Running",
+            "2",
+            id="sidecar-not-ready-restarts-count",
+        ),
+        pytest.param(
+            sidecar_pod(
+                "Running",
+                [waiting("proxy", "CrashLoopBackOff", 1), terminated("setup", 0, "Completed")],
+                [running("main")],
+                initialized=True,
+            ),
+            "1/2",
+            "Running",
+            "1",
+            id="sidecar-crashing-after-init",
+        ),
+    ],
+)
+def test_pod_row_with_a_sidecar(p: pod_pb2.Pod, ready: str, status: str, restarts: str) -> None:
     assert printers.pod_row(p, NOW, wide=False)[:3] == [ready, status, restarts]

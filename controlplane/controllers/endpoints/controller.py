@@ -51,11 +51,11 @@ def pod_view(pod: Message) -> tuple[object, ...]:
     assert isinstance(pod, pod_pb2.Pod)
     spec_ports = tuple(
         (c.name, tuple((p.name, p.container_port, p.host_port, p.protocol) for p in c.ports))
-        for c in pod.spec.containers
+        for c in podutil.long_running(pod.spec)
     )
     published = tuple(
         (s.name, tuple((p.container_port, p.host_port, p.protocol) for p in s.ports))
-        for s in pod.status.container_statuses
+        for s in podutil.long_running_statuses(pod)
     )
     return (
         tuple(sorted(pod.metadata.labels.items())),

@@ -8,9 +8,10 @@ clients reach it directly through DNS; its `hostname` is the pod's
 `spec.hostname` when the pod's `spec.subdomain` names the Service (Kubernetes'
 rule for `<hostname>.<service>.<namespace>.svc.cluster.local`). For each Service
 port the targetPort resolves to a container port (a number as is, a name
-through `spec.containers[].ports[].name`, unset: the Service port), and that
+through `spec.containers[].ports[].name` or a sidecar's, unset: the Service port), and that
 container port to the host port the runtime actually bound, which the agent
-reports in `status.containerStatuses[].ports` (the spec's hostPort when
+reports in `status.containerStatuses[].ports` (a sidecar's in
+`initContainerStatuses`; the spec's hostPort when
 the status does not show it yet). A pod that publishes none of the Service's
 ports is no endpoint at all.
 
@@ -76,7 +77,7 @@ def target(pod: pod_pb2.Pod, port: service_pb2.ServicePort) -> Target | None:
     wanted = port.target_port
     protocol = port.protocol or "TCP"
     if wanted.HasField("str_val") and wanted.str_val:
-        for container in pod.spec.containers:
+        for container in podutil.long_running(pod.spec):
             for declared in container.ports:
                 if declared.name == wanted.str_val and _same(declared.protocol, protocol):
                     return Target(declared.container_port, container.name, protocol)
@@ -87,7 +88,7 @@ def target(pod: pod_pb2.Pod, port: service_pb2.ServicePort) -> Target | None:
 
 def host_port(pod: pod_pb2.Pod, where: Target) -> int:
     """The host port published for a container port (0: none)."""
-    for status in pod.status.container_statuses:
+    for status in podutil.long_running_statuses(pod):
         if where.container is None or status.name == where.container:
             for published in status.ports:
                 if (
@@ -96,7 +97,7 @@ def host_port(pod: pod_pb2.Pod, where: Target) -> int:
                     and _same(published.protocol, where.protocol)
                 ):
                     return published.host_port
-    for container in pod.spec.containers:
+    for container in podutil.long_running(pod.spec):
         if where.container is None or container.name == where.container:
             for declared in container.ports:
                 if (

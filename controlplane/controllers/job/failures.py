@@ -3,9 +3,10 @@
 - `policy_action(policy, pod)`: the action of the first rule that matches a
   failed pod (FailJob, FailIndex, Ignore or Count), None when none matches
   (the failure counts). onExitCodes looks at every container (init containers
-  too, or the one named) that terminated with a non-zero exit code: `In`
-  matches a code in the values, `NotIn` one outside them. onPodConditions
-  matches a pod with a condition of that type and status.
+  too, not sidecars, which the agent stops when the pod ends; or the one named)
+  that terminated with a non-zero exit code: `In` matches a code in the
+  values, `NotIn` one outside them. onPodConditions matches a pod with a
+  condition of that type and status.
 - `backoff_delay(failures)`: Kubernetes' pod failure back-off, 10 s doubled
   for each failure since the last success, at most six minutes.
 - `finished_at(pod)`: when a pod ended (its containers' latest finishedAt).
@@ -18,6 +19,7 @@ from datetime import datetime, timedelta
 
 from protos import jobs
 from protos.corral.v1 import batch_pb2, pod_pb2
+from protos.pods import is_sidecar
 from protos.times import as_datetime
 
 BASE_BACKOFF = timedelta(seconds=10)
@@ -34,9 +36,17 @@ def policy_action(policy: batch_pb2.PodFailurePolicy, pod: pod_pb2.Pod) -> tuple
     return None
 
 
+def _run_to_completion(pod: pod_pb2.Pod) -> list[pod_pb2.ContainerStatus]:
+    """The statuses of the containers whose exit codes say how the pod ended: not the sidecars'
+    (the agent stops them when the pod is finished)."""
+    sidecars = {c.name for c in pod.spec.init_containers if is_sidecar(c)}
+    inits = [s for s in pod.status.init_container_statuses if s.name not in sidecars]
+    return [*inits, *pod.status.container_statuses]
+
+
 def failing_exit(pod: pod_pb2.Pod) -> tuple[str, int] | None:
     """(container, exit code) of the first container that terminated with a non-zero code."""
-    for status in (*pod.status.init_container_statuses, *pod.status.container_statuses):
+    for status in _run_to_completion(pod):
         code = status.state.terminated.exit_code
         if status.state.HasField("terminated") and code != 0:
             return status.name, code
@@ -45,7 +55,7 @@ def failing_exit(pod: pod_pb2.Pod) -> tuple[str, int] | None:
 
 def _exit_codes_match(req: batch_pb2.PodFailurePolicyOnExitCodesRequirement, pod: pod_pb2.Pod) -> bool:
     values = set(req.values)
-    for status in (*pod.status.init_container_statuses, *pod.status.container_statuses):
+    for status in _run_to_completion(pod):
         if req.HasField("container_name") and status.name != req.container_name:
             continue
         if not status.state.HasField("terminated") or status.state.terminated.exit_code == 0:

@@ -971,6 +971,7 @@ class Container(_message.Message):
     LIFECYCLE_FIELD_NUMBER: _builtins.int
     TERMINATION_MESSAGE_PATH_FIELD_NUMBER: _builtins.int
     TERMINATION_MESSAGE_POLICY_FIELD_NUMBER: _builtins.int
+    RESTART_POLICY_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     image: _builtins.str
     image_pull_policy: _builtins.str
@@ -981,6 +982,10 @@ class Container(_message.Message):
     termination_message_path: _builtins.str
     """Stored as written: corral writes no termination message file (a warning at apply says so)."""
     termination_message_policy: _builtins.str
+    restart_policy: _builtins.str
+    """Only "Always", only on an init container: a sidecar, started in order with the
+    init containers and kept running (restarted on every exit) for the pod's life.
+    """
     @_builtins.property
     def command(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
@@ -1030,12 +1035,15 @@ class Container(_message.Message):
         lifecycle: Global___Lifecycle | None = ...,
         termination_message_path: _builtins.str = ...,
         termination_message_policy: _builtins.str = ...,
+        restart_policy: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["lifecycle", b"lifecycle", "liveness_probe", b"liveness_probe", "readiness_probe", b"readiness_probe", "resources", b"resources", "security_context", b"security_context", "startup_probe", b"startup_probe"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_restart_policy", b"_restart_policy", "lifecycle", b"lifecycle", "liveness_probe", b"liveness_probe", "readiness_probe", b"readiness_probe", "resources", b"resources", "restart_policy", b"restart_policy", "security_context", b"security_context", "startup_probe", b"startup_probe"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["args", b"args", "command", b"command", "env", b"env", "env_from", b"env_from", "image", b"image", "image_pull_policy", b"image_pull_policy", "lifecycle", b"lifecycle", "liveness_probe", b"liveness_probe", "name", b"name", "ports", b"ports", "readiness_probe", b"readiness_probe", "resources", b"resources", "security_context", b"security_context", "startup_probe", b"startup_probe", "termination_message_path", b"termination_message_path", "termination_message_policy", b"termination_message_policy", "volume_mounts", b"volume_mounts", "working_dir", b"working_dir"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_restart_policy", b"_restart_policy", "args", b"args", "command", b"command", "env", b"env", "env_from", b"env_from", "image", b"image", "image_pull_policy", b"image_pull_policy", "lifecycle", b"lifecycle", "liveness_probe", b"liveness_probe", "name", b"name", "ports", b"ports", "readiness_probe", b"readiness_probe", "resources", b"resources", "restart_policy", b"restart_policy", "security_context", b"security_context", "startup_probe", b"startup_probe", "termination_message_path", b"termination_message_path", "termination_message_policy", b"termination_message_policy", "volume_mounts", b"volume_mounts", "working_dir", b"working_dir"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__restart_policy: _TypeAlias = _typing.Literal["restart_policy"]  # noqa: Y015
+    _WhichOneofArgType__restart_policy: _TypeAlias = _typing.Literal["_restart_policy", b"_restart_policy"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__restart_policy) -> _WhichOneofReturnType__restart_policy | None: ...
 
 Global___Container: _TypeAlias = Container  # noqa: Y015
 

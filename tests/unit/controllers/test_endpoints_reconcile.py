@@ -398,3 +398,18 @@ def test_a_udp_service_port_takes_the_udp_container_port_only() -> None:
     [created] = actions.create
     assert {e.target_ref.name: dict(e.host_ports) for e in created.endpoints} == {"a": {"": 31053}}
     assert created.ports[0].protocol == "UDP"
+
+
+@pytest.mark.parametrize(
+    "target", [pytest.param("proxy", id="named-sidecar-port"), pytest.param(15001, id="sidecar-port-number")]
+)
+def test_a_sidecars_port_is_an_endpoint(target: int | str) -> None:
+    """A Service may target a sidecar's port (a proxy in front of the app), published in its
+    initContainerStatuses entry."""
+    p = pod(PodSpec("a", ports={}))
+    sidecar = p.spec.init_containers.add(name="envoy", image="envoy:1", restart_policy="Always")
+    sidecar.ports.add(container_port=15001, name="proxy", protocol="TCP")
+    status = p.status.init_container_statuses.add(name="envoy", ready=True, started=True)
+    status.ports.add(container_port=15001, host_port=32001, protocol="TCP")
+    [created] = reconcile(service(target=target), [p], NODES, (), (), taken=(), max_endpoints=100).create
+    assert dict(created.endpoints[0].host_ports) == {"": 32001}

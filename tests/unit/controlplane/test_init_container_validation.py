@@ -1,6 +1,7 @@
 """Init containers at the API: every container rule applies to them, with their own field
-paths; what Kubernetes forbids them (probes, lifecycle) is refused; the sidecar form
-(restartPolicy on a container) is refused by name; pod security levels see them."""
+paths; what Kubernetes forbids them (probes, lifecycle) is refused unless they are sidecars
+(restartPolicy Always, the only value, and only on init containers); pod security levels
+see them."""
 
 from __future__ import annotations
 
@@ -117,10 +118,64 @@ def test_init_container_may_share_a_host_port_with_an_app_container() -> None:
     assert causes_of(pod(port, app=port)) == []
 
 
-def test_sidecar_restart_policy_is_refused_by_name() -> None:
-    _, errors = codec.from_dict(pod({"restartPolicy": "Always"}), pod_pb2.Pod)
-    assert [e.path for e in errors] == ["spec.initContainers[0].restartPolicy"]
-    assert "corral does not run sidecar init containers" in errors[0].message
+SIDECAR = {"restartPolicy": "Always"}
+PROBES_AND_HOOKS = {
+    "readinessProbe": {"exec": {"command": ["true"]}},
+    "livenessProbe": {"tcpSocket": {"port": 80}},
+    "startupProbe": {"httpGet": {"port": 80}},
+    "lifecycle": {"preStop": {"sleep": {"seconds": 1}}, "postStart": {"exec": {"command": ["true"]}}},
+}
+
+
+@pytest.mark.parametrize(
+    ("doc", "expected"),
+    [
+        pytest.param(pod(SIDECAR), [], id="sidecar"),
+        pytest.param(pod({**SIDECAR, **PROBES_AND_HOOKS}), [], id="sidecar-probes-and-hooks"),
+        pytest.param(
+            pod({"restartPolicy": "Never"}),
+            ['spec.initContainers[0].restartPolicy: must be one of "Always", got "Never"'],
+            id="init-never",
+        ),
+        pytest.param(
+            pod({"restartPolicy": "OnFailure", **PROBES_AND_HOOKS}),
+            [
+                'spec.initContainers[0].restartPolicy: must be one of "Always", got "OnFailure"',
+                "spec.initContainers[0].lifecycle: may not be set for init containers without restartPolicy=Always",
+                "spec.initContainers[0].livenessProbe: may not",
+                "spec.initContainers[0].readinessProbe: may not",
+                "spec.initContainers[0].startupProbe: may not",
+            ],
+            id="init-on-failure-with-probes",
+        ),
+        pytest.param(
+            pod(app=SIDECAR),
+            ["spec.containers[0].restartPolicy: may not be set for non-init containers"],
+            id="app-container",
+        ),
+        pytest.param(
+            pod(
+                {**SIDECAR, "ports": [{"containerPort": 80, "hostPort": 8080}]},
+                app={"ports": [{"containerPort": 81, "hostPort": 8080}]},
+            ),
+            ["spec.containers[0].ports[0].hostPort: duplicate host port 8080/TCP"],
+            id="sidecar-host-port-beside-app",
+        ),
+    ],
+)
+def test_sidecar_rules(doc: dict[str, Any], expected: list[str]) -> None:
+    found = causes_of(doc)
+    assert len(found) == len(expected), found
+    for cause, start in zip(found, expected, strict=True):
+        assert cause.startswith(start), found
+
+
+def test_sidecar_restart_policy_round_trips() -> None:
+    msg, errors = codec.from_dict(pod(SIDECAR), pod_pb2.Pod)
+    assert errors == []
+    assert msg.spec.init_containers[0].restart_policy == "Always"
+    assert codec.to_dict(msg)["spec"]["initContainers"][0]["restartPolicy"] == "Always"
+    assert "restartPolicy" not in codec.to_dict(msg)["spec"]["containers"][0]
 
 
 def test_init_container_images_may_change_on_a_pod() -> None:
@@ -157,6 +212,11 @@ def baseline(doc: dict[str, Any]) -> list[str]:
             {"ports": [{"containerPort": 80, "hostPort": 80}]},
             f"spec.initContainers[0].ports[0].hostPort: 80 {BASELINE}",
             id="host-port",
+        ),
+        pytest.param(
+            {"restartPolicy": "Always", "securityContext": {"privileged": True}},
+            f"spec.initContainers[0].securityContext.privileged: true {BASELINE}",
+            id="privileged-sidecar",
         ),
     ],
 )

@@ -103,3 +103,38 @@ def test_owner_reference_round_trip() -> None:
     )
     assert owners.is_controlled_by(p, "rs-uid")
     assert not owners.is_controlled_by(p, "x")
+
+
+def _c(cpu: int, *, sidecar: bool = False) -> pod_pb2.Container:
+    c = pod_pb2.Container(name="c", image="x:1", resources=pod_pb2.ResourceRequirements(requests={"cpu": str(cpu)}))
+    if sidecar:
+        c.restart_policy = "Always"
+    return c
+
+
+@pytest.mark.parametrize(
+    ("inits", "apps", "expected"),
+    [
+        pytest.param([], [_c(1), _c(2)], 3, id="app-sum"),
+        pytest.param([_c(5), _c(2)], [_c(1)], 5, id="largest-plain-init"),
+        pytest.param([_c(1, sidecar=True)], [_c(2)], 3, id="sidecar-adds-to-apps"),
+        pytest.param([_c(2, sidecar=True), _c(4)], [_c(1)], 6, id="init-plus-sidecars-before-it"),
+        pytest.param([_c(4), _c(2, sidecar=True)], [_c(1)], 4, id="sidecar-after-init-not-counted-for-it"),
+        pytest.param(
+            [_c(1, sidecar=True), _c(3), _c(1, sidecar=True), _c(3)], [_c(1)], 5, id="each-init-with-its-sidecars"
+        ),
+        pytest.param([_c(1, sidecar=True), _c(1), _c(2, sidecar=True)], [_c(4)], 7, id="apps-and-sidecars-win"),
+    ],
+)
+def test_pod_resources_follow_kubernetes_formula(
+    inits: list[pod_pb2.Container], apps: list[pod_pb2.Container], expected: int
+) -> None:
+    """max(apps + all sidecars, for each init container: its own + the sidecars before it)."""
+    spec = pod_pb2.PodSpec(init_containers=inits, containers=apps)
+    got = pods.pod_resources(spec, lambda c: {"cpu": int(c.resources.requests["cpu"])}, 0)
+    assert got == {"cpu": expected}
+
+
+def test_is_sidecar() -> None:
+    assert pods.is_sidecar(_c(1, sidecar=True))
+    assert not pods.is_sidecar(_c(1))

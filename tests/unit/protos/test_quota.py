@@ -176,6 +176,15 @@ def test_a_pod_uses_its_largest_init_container_when_that_is_more() -> None:
     assert (usage["requests.cpu"], usage["requests.memory"]) == (Fraction(1), F("64Mi"))
 
 
+def test_a_sidecar_counts_beside_the_app_containers() -> None:
+    p = pod({"requests": {"cpu": "200m"}, "limits": {"cpu": "1"}})
+    sidecar = p.spec.init_containers.add(name="proxy", image="x:1", restart_policy="Always")
+    sidecar.resources.requests["cpu"] = "100m"
+    sidecar.resources.limits["cpu"] = "500m"
+    usage = quota.object_usage(p, NOW)
+    assert (usage["requests.cpu"], usage["limits.cpu"]) == (Fraction(3, 10), Fraction(3, 2))
+
+
 def test_a_claim_counts_its_storage() -> None:
     claim = storage_pb2.PersistentVolumeClaim()
     claim.spec.storage_class_name = "local-path"

@@ -74,6 +74,21 @@ def init_request_of(inits: list[pod_pb2.Container], apps: list[pod_pb2.Container
     return found.nonzero_requests if nonzero else found.requests
 
 
+def test_sidecars_request_beside_the_app_containers_and_later_init_containers() -> None:
+    sidecar = container({"cpu": "1", "memory": "64Mi"})
+    sidecar.restart_policy = "Always"
+    got = init_request_of([sidecar, container({"cpu": "2"})], [container({"cpu": "500m"})], nonzero=False)
+    assert got == Resources(3000, 64 * MI)  # the init container (2) beside the sidecar (1), over 1.5
+
+
+def test_a_sidecars_host_ports_are_the_pods_a_plain_init_containers_are_not() -> None:
+    sidecar = container(host_ports=((9090, "TCP"),))
+    sidecar.restart_policy = "Always"
+    spec = pod_proto(containers=[container(host_ports=((80, "TCP"),))])
+    spec.spec.init_containers.extend([sidecar, container(host_ports=((8080, "TCP"),))])
+    assert pod_request(spec, default_strategy=LEAST_ALLOCATED).host_ports == {(80, "TCP"), (9090, "TCP")}
+
+
 @pytest.mark.parametrize(
     ("inits", "apps", "nonzero", "expected"),
     [
