@@ -43,10 +43,21 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def backend(name: str) -> tuple[web.AppRunner, int]:
+@dataclass
+class Hold:
+    """`/slow` requests arrive (`arrived`) and are answered once `release` is set."""
+
+    arrived: asyncio.Event
+    release: asyncio.Event
+
+
+async def backend(name: str, hold: Hold | None = None) -> tuple[web.AppRunner, int]:
     """An app that answers its name, the path and the headers it got, and echoes WebSocket messages."""
 
     async def echo(request: web.Request) -> web.StreamResponse:
+        if request.path == "/slow" and hold is not None:
+            hold.arrived.set()
+            await hold.release.wait()
         if request.headers.get("Upgrade", "").lower() == "websocket":
             ws = web.WebSocketResponse()
             await ws.prepare(request)
@@ -133,6 +144,7 @@ class Env:
     ports: dict[str, int]
     certs: dict[str, tuple[bytes, bytes]]
     tmp: Path
+    hold: Hold
 
     def client_context(self, host: str) -> ssl.SSLContext:
         """Trusts only `host`'s certificate."""
@@ -154,13 +166,14 @@ RULES = [
 @pytest.fixture
 async def env(tmp_path: Path) -> AsyncIterator[Env]:
     runners, ports = [], {}
+    hold = Hold(asyncio.Event(), asyncio.Event())
     for name in ("a", "b", "api", "v1", "v2"):
-        runner, port = await backend(name)
+        runner, port = await backend(name, hold)
         runners.append(runner)
         ports[name] = port
     certs = {"a.test": certificate("a.test"), "b.test": certificate("b.test")}
     http_port, https_port = free_port(), free_port()
-    proxy = IngressProxy([LOOPBACK], IngressPorts(http_port, https_port))
+    proxy = IngressProxy([LOOPBACK], IngressPorts(http_port, https_port), directory=tmp_path / "ingress")
     proxy.update(
         {
             "default/a": service_route("a", [(ports["a"], "")]),
@@ -174,7 +187,7 @@ async def env(tmp_path: Path) -> AsyncIterator[Env]:
     task = asyncio.create_task(proxy.run())
     try:
         await wait_for(lambda: len(proxy.bound) == 2, "the ingress listens on HTTP and HTTPS")
-        yield Env(proxy, http_port, https_port, ports, certs, tmp_path)
+        yield Env(proxy, http_port, https_port, ports, certs, tmp_path, hold)
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
@@ -234,7 +247,8 @@ async def test_forwarded_headers(env: Env) -> None:
     headers = got["headers"]
     assert got["path"] == "/hello?x=1"
     assert headers["Host"] == "a.test"
-    assert headers["X-Forwarded-For"] == f"10.9.9.9, {LOOPBACK}"
+    # The client is no trusted proxy: its X-Forwarded-For is replaced, not extended (Caddy's rule).
+    assert headers["X-Forwarded-For"] == LOOPBACK
     assert (headers["X-Forwarded-Proto"], headers["X-Forwarded-Host"], headers["X-Real-IP"]) == (
         "http",
         "a.test",
@@ -304,29 +318,29 @@ async def test_canary_weights_apply(env: Env) -> None:
 
 
 async def test_a_route_change_keeps_open_connections(env: Env) -> None:
-    conn = http.client.HTTPConnection(LOOPBACK, env.http, timeout=WAIT)
-
-    def get(host: str) -> str:
-        conn.request("GET", "/", headers={"Host": host})
-        return str(json.loads(conn.getresponse().read())["name"])
-
+    """A request in flight finishes and an open WebSocket carries on; new requests take the
+    new route. (Idle keep-alive connections are closed cleanly by the change: clients reopen
+    them, as after an nginx reload.)"""
     url = f"http://{LOOPBACK}:{env.http}/ws"
     async with aiohttp.ClientSession() as session, session.ws_connect(url, headers={"Host": "a.test"}) as ws:
-        assert await asyncio.to_thread(get, "a.test") == "a"
-        sock = conn.sock
-        # a.test now goes to b: the open WebSocket and keep-alive connection carry on.
+        slow = asyncio.create_task(asyncio.to_thread(fetch, env.http, "a.test", "/slow"))
+        await asyncio.wait_for(env.hold.arrived.wait(), WAIT)
+        # a.test now goes to b.
         moved = [(h, p, t, "b" if h == "a.test" else s) for h, p, t, s in RULES]
         env.proxy.update_ingress(table(moved, certs=env.certs, redirect=set()))
-        assert await asyncio.to_thread(get, "a.test") == "b"
-        assert conn.sock is sock
+        await wait_for(lambda: env.proxy.applied == env.proxy.changes, "the change is loaded")
+        _, _, body = await asyncio.to_thread(fetch, env.http, "a.test", "/")
+        assert json.loads(body)["name"] == "b"
+        env.hold.release.set()
+        status, _, body = await slow
+        assert (status, json.loads(body)["name"]) == (200, "a")
         await ws.send_str("still")
         assert (await ws.receive_str()) == "a:still"
-    conn.close()
 
 
 async def test_a_backend_that_closes_without_answering_is_a_502(env: Env) -> None:
     status, _, body = await asyncio.to_thread(fetch, env.http, "a.test", "/crash")
-    assert (status, body) == (502, b"502 Bad Gateway: the backend failed to answer\n")
+    assert (status, body) == (502, b"502 Bad Gateway\n")
     status, _, _ = await asyncio.to_thread(fetch, env.http, "a.test", "/")
     assert status == 200
 

