@@ -1,7 +1,7 @@
-"""The agent's ingress proxy against local aiohttp backends on loopback: host and path
-routing, TLS by SNI with the Secrets' certificates, keep-alive, WebSockets,
-X-Forwarded headers, the HTTP→HTTPS redirect, canary weights, and a route change
-that leaves open connections alone."""
+"""The agent's ingress proxy (a managed Caddy) against local aiohttp backends on loopback:
+host and path routing, TLS by SNI with the Secrets' certificates, HTTP/2, keep-alive,
+WebSockets, X-Forwarded headers, the HTTP→HTTPS redirect, canary weights, a route change
+that leaves open connections alone, Caddy restarted when it dies, its private admin socket."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import http.client
 import json
 import socket
 import ssl
+import stat
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -145,6 +146,7 @@ class Env:
     certs: dict[str, tuple[bytes, bytes]]
     tmp: Path
     hold: Hold
+    task: asyncio.Task[None]
 
     def client_context(self, host: str) -> ssl.SSLContext:
         """Trusts only `host`'s certificate."""
@@ -187,7 +189,7 @@ async def env(tmp_path: Path) -> AsyncIterator[Env]:
     task = asyncio.create_task(proxy.run())
     try:
         await wait_for(lambda: len(proxy.bound) == 2, "the ingress listens on HTTP and HTTPS")
-        yield Env(proxy, http_port, https_port, ports, certs, tmp_path, hold)
+        yield Env(proxy, http_port, https_port, ports, certs, tmp_path, hold, task)
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
@@ -349,3 +351,41 @@ async def test_a_backend_that_closes_without_answering_is_a_502(env: Env) -> Non
 async def test_answers_without_a_body_pass_through(env: Env, status: int) -> None:
     got, _, body = await asyncio.to_thread(fetch, env.http, "a.test", f"/status/{status}")
     assert (got, body) == (status, b"")
+
+
+async def test_http2_over_tls_by_alpn(env: Env) -> None:
+    context = env.client_context("a.test")
+    context.set_alpn_protocols(["h2", "http/1.1"])
+    _, writer = await asyncio.open_connection(LOOPBACK, env.https, ssl=context, server_hostname="a.test")
+    try:
+        assert writer.get_extra_info("ssl_object").selected_alpn_protocol() == "h2"
+    finally:
+        writer.close()
+        await writer.wait_closed()
+
+
+async def test_caddy_is_restarted_when_it_dies_and_stops_with_the_proxy(env: Env) -> None:
+    caddy = env.proxy.caddy
+    assert caddy is not None and caddy.process is not None
+    first = caddy.process
+    first.kill()
+    await wait_for(lambda: env.proxy.caddy is not None and env.proxy.caddy is not caddy, "caddy started again")
+    await wait_for(lambda: len(env.proxy.bound) == 2, "and given the config")
+    got, _, _ = await asyncio.to_thread(fetch, env.http, "a.test", "/")
+    assert got == 200
+    again = env.proxy.caddy
+    assert again is not None and again.process is not None
+    process = again.process
+    env.task.cancel()
+    await asyncio.gather(env.task, return_exceptions=True)
+    assert process.returncode is not None
+
+
+async def test_the_admin_socket_is_private_and_no_key_is_written(env: Env) -> None:
+    directory = env.tmp / "ingress"
+    assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+    assert stat.S_IMODE((directory / "admin.sock").stat().st_mode) == 0o600
+    for path in directory.rglob("*"):
+        if path.is_file():
+            assert b"PRIVATE KEY" not in path.read_bytes(), path
+    assert not list(directory.rglob("autosave.json"))
