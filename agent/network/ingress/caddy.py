@@ -4,7 +4,10 @@
 beside the agent's Python, then on PATH. `Caddy.start()` runs `caddy run` as a plain
 child (same session and user as the agent) in a private directory (0700) that is also
 its HOME and XDG dirs, and gives it on stdin — never in a file — a config with only the
-admin API, on `<dir>/admin.sock` (mode 0600) and with autosave off. `load(config)`
+admin API, on `<dir>/admin.sock` (mode 0600) and with autosave off. The socket is named
+relative to that directory on both sides (Caddy's working directory; here through an
+`O_PATH` descriptor of it, `/proc/self/fd/N/admin.sock`), so a data dir deeper than a
+unix socket path allows (108 bytes) still works. `load(config)`
 replaces the whole running config (`POST /load`): Caddy swaps it gracefully, finishing
 requests in flight, keeping WebSockets (the proxy's `stream_close_delay`) and closing
 idle keep-alive connections (clients reopen them, as after an nginx reload). `stop()`
@@ -29,7 +32,7 @@ from typing import Any
 
 import structlog
 
-from agent.network.ingress.config import admin_only
+from agent.network.ingress.config import ADMIN_SOCKET, admin_only
 
 log = structlog.get_logger(__name__)
 
@@ -97,7 +100,8 @@ class Caddy:
     ) -> None:
         self.binary = binary
         self.directory = directory
-        self.admin_socket = directory / "admin.sock"
+        self.admin_socket = directory / ADMIN_SOCKET
+        self._directory_fd: int | None = None
         self.start_timeout = start_timeout
         self.load_timeout = load_timeout
         self.process: asyncio.subprocess.Process | None = None
@@ -111,10 +115,12 @@ class Caddy:
         os.chmod(self.directory, 0o700)
         with contextlib.suppress(FileNotFoundError):
             self.admin_socket.unlink()
+        if self._directory_fd is None:
+            self._directory_fd = os.open(self.directory, os.O_PATH | os.O_DIRECTORY)
         home = str(self.directory)
         env = {"PATH": os.environ.get("PATH", ""), "HOME": home, "XDG_DATA_HOME": home, "XDG_CONFIG_HOME": home}
         env |= {name: os.environ[name] for name in GO_SETTINGS if name in os.environ}
-        config = admin_only(str(self.admin_socket))
+        config = admin_only()
         config["logging"] = {"logs": {"default": {"level": "WARN"}}}
         try:
             self.process = await asyncio.create_subprocess_exec(
@@ -146,10 +152,15 @@ class Caddy:
             await asyncio.sleep(0.02)
         raise CaddyStartFailed(f"caddy's admin socket did not answer within {self.start_timeout:g}s")
 
+    @property
+    def _socket_path(self) -> str:
+        """The admin socket by a short path, whatever the directory's length."""
+        return f"/proc/self/fd/{self._directory_fd}/{ADMIN_SOCKET}"
+
     def _admin_answers(self) -> bool:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
             try:
-                sock.connect(str(self.admin_socket))
+                sock.connect(self._socket_path)
             except OSError:
                 return False
         return True
@@ -157,7 +168,7 @@ class Caddy:
     async def load(self, config: dict[str, Any]) -> None:
         body = json.dumps(config).encode()
         try:
-            status, answer = await asyncio.to_thread(_post, str(self.admin_socket), "/load", body, self.load_timeout)
+            status, answer = await asyncio.to_thread(_post, self._socket_path, "/load", body, self.load_timeout)
         except OSError as e:
             raise CaddyError(f"caddy's admin API did not answer: {e}") from e
         if status != 200:
@@ -169,6 +180,9 @@ class Caddy:
 
     async def stop(self, grace: float = 5.0) -> None:
         process, self.process = self.process, None
+        if self._directory_fd is not None:
+            os.close(self._directory_fd)
+            self._directory_fd = None
         if process is None or process.returncode is not None:
             return
         with contextlib.suppress(ProcessLookupError):

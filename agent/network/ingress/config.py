@@ -40,6 +40,8 @@ from protos.corral.v1 import discovery_pb2, ingress_pb2
 
 EXACT = "Exact"
 DEFAULT_TAG = "corral-default"
+# The admin API's unix socket, relative to Caddy's working directory (mode 0600).
+ADMIN_SOCKET = "admin.sock"
 # Go regexp's special characters (regexp.QuoteMeta).
 _SPECIAL = frozenset("\\.+*?()|[]{}^$")
 # Open WebSockets (and other upgraded streams) outlive a config change by this long.
@@ -235,9 +237,9 @@ _ERRORS: Json = {
 }
 
 
-def admin_only(admin_socket: str) -> Json:
+def admin_only() -> Json:
     """What Caddy starts with: the admin API on its unix socket (owner only), nothing saved."""
-    return {"admin": {"listen": f"unix/{admin_socket}|0600", "config": {"persist": False}}}
+    return {"admin": {"listen": f"unix/{ADMIN_SOCKET}|0600", "config": {"persist": False}}}
 
 
 def caddy_config(
@@ -245,7 +247,6 @@ def caddy_config(
     services: Mapping[str, discovery_pb2.ServiceRoute],
     *,
     listen: Listen,
-    admin_socket: str,
     storage: str,
     certificates: Sequence[ingress_pb2.IngressCertificate],
     default_certificate: tuple[bytes, bytes],
@@ -278,7 +279,7 @@ def caddy_config(
         for c in certificates
     ]
     return {
-        **admin_only(admin_socket),
+        **admin_only(),
         "logging": {"logs": {"default": {"level": "WARN"}}},
         "storage": {"module": "file_system", "root": storage},
         "apps": {

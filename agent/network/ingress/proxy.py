@@ -116,7 +116,6 @@ class IngressProxy:
             self.ingress,
             self._services,
             listen=Listen(self.addresses, self.ports.http, self.ports.https),
-            admin_socket=str(self.directory / "admin.sock"),
             storage=str(self.directory / "storage"),
             certificates=self._certificates.usable(self.ingress),
             default_certificate=self._default,

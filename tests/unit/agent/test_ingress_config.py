@@ -200,12 +200,11 @@ def test_no_acme_no_autosave_admin_on_a_private_unix_socket_and_http2_over_tls()
         table(),
         {},
         listen=Listen(["127.0.0.1", "::1"], 80, 443),
-        admin_socket="/data/ingress/admin.sock",
         storage="/data/ingress/storage",
         certificates=[],
         default_certificate=(b"CERT", b"KEY"),
     )
-    assert config["admin"] == {"listen": "unix//data/ingress/admin.sock|0600", "config": {"persist": False}}
+    assert config["admin"] == {"listen": "unix/admin.sock|0600", "config": {"persist": False}}
     servers = config["apps"]["http"]["servers"]
     assert servers["https"]["listen"] == ["127.0.0.1:443", "[::1]:443"]
     assert (servers["http"]["protocols"], servers["https"]["protocols"]) == (["h1"], ["h1", "h2"])
