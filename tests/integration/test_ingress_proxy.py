@@ -409,3 +409,26 @@ async def test_a_data_dir_deeper_than_a_unix_socket_path_allows(tmp_path: Path) 
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         await runner.cleanup()
+
+
+def test_caddy_starts_under_uvloop_as_in_the_agent(tmp_path: Path) -> None:
+    """The agent runs on uvloop, whose subprocess PIPE is no pipe /dev/stdin can open."""
+    import uvloop
+
+    from agent.network.ingress.caddy import Caddy, find_caddy
+    from agent.network.ingress.config import admin_only
+
+    binary = find_caddy()
+    assert binary is not None
+
+    async def start_load_stop() -> int | None:
+        caddy = Caddy(binary, tmp_path / "ingress")
+        try:
+            await caddy.start()
+            await caddy.load(admin_only())
+            return caddy.pid
+        finally:
+            await caddy.stop()
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        assert runner.run(start_load_stop()) is not None

@@ -122,22 +122,25 @@ class Caddy:
         env |= {name: os.environ[name] for name in GO_SETTINGS if name in os.environ}
         config = admin_only()
         config["logging"] = {"logs": {"default": {"level": "WARN"}}}
+        # A pipe of our own: an event loop's PIPE may be a socketpair (uvloop), which /dev/stdin cannot open.
+        read, write = os.pipe()
         try:
+            with os.fdopen(write, "wb") as pipe:
+                pipe.write(json.dumps(config).encode())  # a few hundred bytes: within the pipe's buffer
             self.process = await asyncio.create_subprocess_exec(
                 self.binary,
                 "run",
                 "--config",
                 "/dev/stdin",
-                stdin=asyncio.subprocess.PIPE,
+                stdin=read,
                 stdout=asyncio.subprocess.DEVNULL,
                 cwd=home,
                 env=env,
             )
         except OSError as e:
             raise CaddyStartFailed(f"cannot run {self.binary}: {e.strerror or e}") from e
-        assert self.process.stdin is not None
-        self.process.stdin.write(json.dumps(config).encode())
-        self.process.stdin.close()
+        finally:
+            os.close(read)
         await self._wait_for_admin()
 
     async def _wait_for_admin(self) -> None:
