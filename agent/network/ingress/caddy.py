@@ -12,6 +12,9 @@ replaces the whole running config (`POST /load`): Caddy swaps it gracefully, fin
 requests in flight, keeping WebSockets (the proxy's `stream_close_delay`) and closing
 idle keep-alive connections (clients reopen them, as after an nginx reload). `stop()`
 ends it (SIGTERM, then SIGKILL). Restarting with backoff is the caller's (`proxy.py`).
+Its pid is kept in `<dir>/caddy.pid`: a Caddy left running by an agent that was killed
+(SIGKILL leaves its children) still holds the ports, so `start()` first ends the process
+of that pid when it is a caddy working in this directory.
 
 Errors: `CaddyError` ├── `CaddyStartFailed` (no admin socket in time, or it exited)
                     └── `ConfigRefused` (Caddy answered /load with an error: its message)
@@ -30,6 +33,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import psutil
 import structlog
 
 from agent.network.ingress.config import ADMIN_SOCKET, admin_only
@@ -37,6 +41,7 @@ from agent.network.ingress.config import ADMIN_SOCKET, admin_only
 log = structlog.get_logger(__name__)
 
 BINARY = "caddy"
+PID_FILE = "caddy.pid"
 # Passed on from the agent's environment: Caddy's cores and memory limit.
 GO_SETTINGS = ("GOMAXPROCS", "GOMEMLIMIT", "GOGC")
 
@@ -113,6 +118,7 @@ class Caddy:
     async def start(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.chmod(self.directory, 0o700)
+        await self._end_orphan()
         with contextlib.suppress(FileNotFoundError):
             self.admin_socket.unlink()
         if self._directory_fd is None:
@@ -141,7 +147,27 @@ class Caddy:
             raise CaddyStartFailed(f"cannot run {self.binary}: {e.strerror or e}") from e
         finally:
             os.close(read)
+        (self.directory / PID_FILE).write_text(f"{self.process.pid}\n")
         await self._wait_for_admin()
+
+    async def _end_orphan(self) -> None:
+        """End the caddy a previous agent started in this directory, if it still runs."""
+        try:
+            pid = int((self.directory / PID_FILE).read_text())
+            process = psutil.Process(pid)
+            ours = process.name() == BINARY and Path(process.cwd()) == self.directory
+        except (OSError, ValueError, psutil.Error):
+            return
+        if not ours:
+            return
+        log.warning("ingress_caddy_orphan_stopped", pid=pid)
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.terminate()
+            try:
+                await asyncio.to_thread(process.wait, 5)
+            except psutil.TimeoutExpired:
+                process.kill()
+                await asyncio.to_thread(process.wait, 5)
 
     async def _wait_for_admin(self) -> None:
         loop = asyncio.get_running_loop()
@@ -199,3 +225,5 @@ class Caddy:
             await process.wait()
         with contextlib.suppress(FileNotFoundError):
             self.admin_socket.unlink()
+        with contextlib.suppress(FileNotFoundError):
+            (self.directory / PID_FILE).unlink()
