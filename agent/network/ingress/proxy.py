@@ -23,15 +23,17 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from agent.network.ingress.caddy import Caddy, CaddyError, ConfigRefused, find_caddy
-from agent.network.ingress.certs import Certificates, default_certificate
 from agent.network.ingress.config import Listen, Upstreams, caddy_config
 from corral.common.backoff import CrashLoopBackoff
 from protos.corral.v1 import discovery_pb2, ingress_pb2
+
+if TYPE_CHECKING:
+    from agent.network.ingress.certs import Certificates
 
 log = structlog.get_logger(__name__)
 
@@ -75,7 +77,8 @@ class IngressProxy:
         self.now = now
         self.ingress = ingress_pb2.IngressRoutes()
         self._services: Mapping[str, discovery_pb2.ServiceRoute] = {}
-        self._certificates = Certificates()
+        # Made when the first config is (cryptography is imported only then).
+        self._certificates: Certificates | None = None
         self._default: tuple[bytes, bytes] | None = None
         self._wanted = asyncio.Event()
         self._stale = asyncio.Event()
@@ -110,6 +113,10 @@ class IngressProxy:
 
     def config(self) -> dict[str, Any]:
         """Caddy's config for the current table and routes."""
+        from agent.network.ingress.certs import Certificates, default_certificate
+
+        if self._certificates is None:
+            self._certificates = Certificates()
         if self._default is None:
             self._default = default_certificate(self.now or dt.datetime.now(dt.UTC))
         return caddy_config(
