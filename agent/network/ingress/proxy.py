@@ -5,7 +5,8 @@ node proxy gets, with their ready endpoints, traffic weights and algorithm) and 
 listener (the routing table the control plane computes). Every change marks the config
 stale; `run()` translates table and routes into Caddy's JSON config (`config.py`, the one
 home of routing decisions) and loads it into Caddy (`caddy.py`) when it differs from the
-one running. A config Caddy refuses (a port it cannot bind, say) is logged
+one running (changes within `settle_seconds` of each other make one swap: each swap
+closes idle keep-alive connections). A config Caddy refuses (a port it cannot bind, say) is logged
 (`ingress_config_refused`) and tried again every `retry_seconds`; Caddy keeps serving the
 previous one meanwhile.
 
@@ -61,6 +62,7 @@ class IngressProxy:
         directory: Path,
         binary: str | None = None,
         retry_seconds: float = 5.0,
+        settle_seconds: float = 0.05,
         upstreams: Upstreams | None = None,
         backoff: CrashLoopBackoff = RESTART_BACKOFF,
         now: dt.datetime | None = None,
@@ -72,6 +74,7 @@ class IngressProxy:
         self.directory = directory
         self.binary = binary if binary is not None else find_caddy()
         self.retry_seconds = retry_seconds
+        self.settle_seconds = settle_seconds
         self.upstreams = upstreams or Upstreams()
         self.backoff = backoff
         self.now = now
@@ -179,6 +182,7 @@ class IngressProxy:
         self._stale.set()
         while True:
             await self._stale.wait()
+            await asyncio.sleep(self.settle_seconds)  # a burst of changes is one config swap
             self._stale.clear()
             changes, config = self.changes, self.config()
             if config == loaded:
