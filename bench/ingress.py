@@ -4,21 +4,22 @@ and against nginx as a TLS-terminating reverse proxy, same backend, same run.
 Processes on loopback:
 
 - the backend: nginx (one worker) answering 1 KiB on 127.0.0.1;
-- corral's ingress: `agent.network.ingress.proxy.IngressProxy` on uvloop in a
-  process of its own, one Ingress rule (host `localhost`, a self-signed
-  certificate from a TLS Secret) to the backend, as in the agent;
-- the peer: nginx (one worker: one core, like the Python proxy) terminating
-  TLS with the same certificate and proxying to the backend over keep-alive
-  connections;
+- corral's ingress: `agent.network.ingress.proxy.IngressProxy` in a process of
+  its own, one Ingress rule (host `localhost`, a self-signed certificate from a
+  TLS Secret) to the backend, as in the agent: it runs and feeds the managed
+  Caddy, which serves (with `GOMAXPROCS=--cores`);
+- the peer: nginx (`--cores` workers) terminating TLS with the same
+  certificate and proxying to the backend over keep-alive connections;
 - the load: `wrk` (keep-alive, `--connections` connections, one thread),
   HTTPS to both proxies, plain HTTP to the backend (and to corral's ingress,
   to show what TLS costs it).
 
 Cases alternate for `--rounds` rounds; the median run of each is shown: requests
-per second, p50/p99 latency, and the proxy process's CPU time per request.
+per second, p50/p99 latency, and the proxy's CPU time per request (corral: the
+Python process and Caddy), then the RSS of the Python process and of Caddy.
 nginx and wrk are installed with apt-get when missing (needs root).
 
-    .venv/bin/python bench/ingress.py [--seconds 5] [--connections 8] [--rounds 3]
+    .venv/bin/python bench/ingress.py [--seconds 5] [--connections 8] [--rounds 3] [--cores 1]
 
 Writes bench/results/ingress.json. Asserts nothing.
 """
@@ -55,11 +56,11 @@ def ensure_tools() -> None:
         subprocess.run(["apt-get", "install", "-y", "-q", *missing], check=True, env=env, stdout=subprocess.DEVNULL)
 
 
-def nginx_conf(folder: Path, name: str, server: str) -> Path:
+def nginx_conf(folder: Path, name: str, server: str, workers: int = 1) -> Path:
     conf = folder / f"{name}.conf"
     conf.write_text(
         f"""
-worker_processes 1;
+worker_processes {workers};
 daemon off;
 pid {folder}/{name}.pid;
 error_log {folder}/{name}.error.log warn;
@@ -108,7 +109,7 @@ def wrk(url: str, seconds: float, connections: int) -> dict[str, float]:
 
 def serve_ingress(args: argparse.Namespace) -> None:
     """The ingress proxy process: one route, host localhost, to the backend."""
-    import uvloop
+    import asyncio
 
     from agent.network.ingress.proxy import IngressPorts, IngressProxy
     from controlplane.registry.ingress import ingress_plan
@@ -135,12 +136,13 @@ def serve_ingress(args: argparse.Namespace) -> None:
     route.ports.add(name="http", port=80).backends.add(address="127.0.0.1", port=args.backend_port, pod="backend")
 
     async def main() -> None:
-        proxy = IngressProxy(["127.0.0.1"], IngressPorts(args.http_port, args.https_port))
+        directory = Path(args.cert).parent / "ingress"
+        proxy = IngressProxy(["127.0.0.1"], IngressPorts(args.http_port, args.https_port), directory=directory)
         proxy.update({"default/backend": route})
         proxy.update_ingress(routes)
         await proxy.run()
 
-    uvloop.run(main())
+    asyncio.run(main())
 
 
 def main() -> None:
@@ -148,6 +150,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--cores", type=int, default=1, help="nginx workers and Caddy's GOMAXPROCS")
     parser.add_argument("--serve-ingress", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--https-port", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--http-port", type=int, default=0, help=argparse.SUPPRESS)
@@ -185,9 +188,10 @@ def main() -> None:
             f'proxy_set_header Connection ""; proxy_set_header Host $host; '
             f"proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for; "
             f"proxy_set_header X-Forwarded-Proto $scheme; }} }}",
+            workers=args.cores,
         )
     )
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "PYTHONPATH": str(REPO), "GOMAXPROCS": str(args.cores)}
     corral = subprocess.Popen(
         [
             sys.executable,
@@ -207,10 +211,12 @@ def main() -> None:
         for port in (backend_port, corral_port, nginx_port):
             wait_for(lambda p=port: listening(p), 30, f"port {port} listening")  # type: ignore[misc]
         peer_workers = list(psutil.Process(peer.pid).children())
+        agent = psutil.Process(corral.pid)
+        ingress = [agent, *agent.children(recursive=True)]
         cases = {
             "direct (HTTP)": (f"http://127.0.0.1:{backend_port}/", []),
-            "corral ingress (HTTPS)": (f"https://localhost:{corral_port}/", [psutil.Process(corral.pid)]),
-            "corral ingress (HTTP)": (f"http://localhost:{corral_http}/", [psutil.Process(corral.pid)]),
+            "corral ingress (HTTPS)": (f"https://localhost:{corral_port}/", ingress),
+            "corral ingress (HTTP)": (f"http://localhost:{corral_http}/", ingress),
             "nginx (HTTPS)": (f"https://localhost:{nginx_port}/", peer_workers),
         }
         for url, _ in cases.values():  # warm up (TLS sessions, pools)
@@ -225,10 +231,15 @@ def main() -> None:
                     cpu / max(1.0, result["rps"] * args.seconds) * 1e6 if procs else 0.0
                 )
                 runs[name].append(result)
+        rss = {
+            "python_mb": agent.memory_info().rss / 2**20,
+            "caddy_mb": sum(p.memory_info().rss for p in ingress[1:]) / 2**20,
+            "nginx_workers_mb": sum(p.memory_info().rss for p in peer_workers) / 2**20,
+        }
         medians = {name: sorted(r, key=lambda x: x["rps"])[len(r) // 2] for name, r in runs.items()}
         print(
             f"\n{machine()}; {args.connections} keep-alive connections, wrk -t1, "
-            f"{args.seconds:g}s x {args.rounds} rounds"
+            f"{args.seconds:g}s x {args.rounds} rounds, {args.cores} core(s) for each proxy"
         )
         print(f"{'case':<24}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'proxy CPU us/req':>18}")
         for name, m in medians.items():
@@ -236,6 +247,10 @@ def main() -> None:
             print(f"{name:<24}{m['rps']:>10.0f}{m['p50_ms']:>9.2f}{m['p99_ms']:>9.2f}{cpu_text:>18}")
         ratio = medians["corral ingress (HTTPS)"]["rps"] / medians["nginx (HTTPS)"]["rps"]
         print(f"corral ingress / nginx throughput: {ratio:.2f}")
+        print(
+            f"RSS after the runs: the Python process {rss['python_mb']:.1f} MB, Caddy {rss['caddy_mb']:.1f} MB, "
+            f"nginx workers {rss['nginx_workers_mb']:.1f} MB"
+        )
         write_result(
             "ingress",
             {
@@ -243,6 +258,8 @@ def main() -> None:
                 "connections": args.connections,
                 "seconds": args.seconds,
                 "rounds": args.rounds,
+                "cores": args.cores,
+                "rss": rss,
                 "median": medians,
                 "runs": runs,
                 "nginx_rps_stdev": statistics.pstdev(r["rps"] for r in runs["nginx (HTTPS)"]),

@@ -14,7 +14,8 @@ gateway as DNS server and in the Service env vars; other runtimes' pods (host
 processes) get the first proxy address in the env vars and keep the host's
 resolver.
 
-The ingress proxy (`ingress/`): on the proxy addresses only, at the ingress
+The ingress proxy (`ingress/`, a managed Caddy in `<data dir>/ingress`): on the
+proxy addresses only, at the ingress
 ports (80 and 443 by default; 0 turns one off), fed the same Service routes
 (unfiltered: it reaches backends, it does not listen on Service ports) and
 the ingress table. An ingress port that is reserved (see above) is refused
@@ -134,7 +135,9 @@ async def build_service_network(
         kernel = KernelProxy(proxy, table_name(node_name), addresses, node=node_name, reserved=node_reserved)
         await kernel.start()
     dns = DnsServer(dns_endpoints)
-    ingress = IngressProxy(proxy_addresses, ingress_ports) if ingress_ports.enabled else None
+    ingress = (
+        IngressProxy(proxy_addresses, ingress_ports, directory=data_dir / "ingress") if ingress_ports.enabled else None
+    )
     addressing = ServiceAddressing([ReservedPortFilter(kernel or proxy, node_reserved), dns])
 
     def retry_binds() -> None:

@@ -1,18 +1,20 @@
-"""The ingress proxy's state, without HTTP: routes, backends and TLS, and when to listen.
+"""The node's ingress proxy: a managed Caddy fed from the node's ingress table.
 
-`IngressProxy` is a route listener (the Services, from `ServiceTable`) and an
-ingress listener (the routing table). A request's backend is found in two
-steps: the router (`routing.py`) names a Service and port; the Service's
-route — the very one the node proxy gets, with its ready endpoints, traffic
-weights and algorithm — gives a `Balancer` (`proxy/endpoints.py`, one per
-Service port, kept across updates so round robin, weights and ejections go
-on). Changes replace the router and refresh the balancers; nothing listening
-or connected is touched.
+`IngressProxy` is a route listener (the Services, from `ServiceTable`: the very routes the
+node proxy gets, with their ready endpoints, traffic weights and algorithm) and an ingress
+listener (the routing table the control plane computes). Every change marks the config
+stale; `run()` translates table and routes into Caddy's JSON config (`config.py`, the one
+home of routing decisions) and loads it into Caddy (`caddy.py`) when it differs from the
+one running (changes within `settle_seconds` of each other make one swap: each swap
+closes idle keep-alive connections). A config Caddy refuses (a port it cannot bind, say) is logged
+(`ingress_config_refused`) and tried again every `retry_seconds`; Caddy keeps serving the
+previous one meanwhile.
 
-The HTTP side (`http.py`, aiohttp) and TLS (`certs.py`, which makes the
-self-signed default certificate with `cryptography`) are imported and started
-only once the node has an ingress route: the agent stays light where no
-Ingress is served. The ports then stay open. Port 0 disables HTTP or HTTPS.
+Caddy starts once the node has an ingress route (the agent stays light where no Ingress is
+served) and is then kept running: when it exits it is started again after the crash-loop
+backoff (`corral/common/backoff.py`) and given the current config. It stops with the
+agent. Without the caddy binary (the `corral[ingress]` extra is not installed) the ingress
+is off, said once at start (`ingress_unavailable`). Port 0 disables HTTP or HTTPS.
 """
 
 from __future__ import annotations
@@ -21,21 +23,24 @@ import asyncio
 import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from agent.network.ingress.routing import IngressRouter
-from agent.network.proxy.endpoints import Balancer, backends_of, is_tcp
+from agent.network.ingress.caddy import Caddy, CaddyError, ConfigRefused, find_caddy
+from agent.network.ingress.config import Listen, Upstreams, caddy_config
+from corral.common.backoff import CrashLoopBackoff
 from protos.corral.v1 import discovery_pb2, ingress_pb2
 
 if TYPE_CHECKING:
-    from agent.network.ingress.certs import TlsContexts
+    from agent.network.ingress.certs import Certificates
 
 log = structlog.get_logger(__name__)
 
 DEFAULT_HTTP_PORT = 80
 DEFAULT_HTTPS_PORT = 443
+RESTART_BACKOFF = CrashLoopBackoff(initial=1.0, cap=30.0, reset_after=60.0)
 
 
 @dataclass(frozen=True)
@@ -54,38 +59,51 @@ class IngressProxy:
         addresses: Sequence[str],
         ports: IngressPorts | None = None,
         *,
+        directory: Path,
+        binary: str | None = None,
         retry_seconds: float = 5.0,
-        connect_timeout: float = 5.0,
-        max_attempts: int = 3,
+        settle_seconds: float = 0.05,
+        upstreams: Upstreams | None = None,
+        backoff: CrashLoopBackoff = RESTART_BACKOFF,
         now: dt.datetime | None = None,
     ) -> None:
+        """`directory`: Caddy's private working directory (its admin socket, its storage);
+        `binary`: the caddy binary (None: `find_caddy()`)."""
         self.addresses = list(dict.fromkeys(addresses))
         self.ports = ports or IngressPorts()
+        self.directory = directory
+        self.binary = binary if binary is not None else find_caddy()
         self.retry_seconds = retry_seconds
-        self.connect_timeout = connect_timeout
-        self.max_attempts = max_attempts
+        self.settle_seconds = settle_seconds
+        self.upstreams = upstreams or Upstreams()
+        self.backoff = backoff
         self.now = now
-        self.router = IngressRouter()
-        # Made when the proxy starts serving.
-        self.tls: TlsContexts | None = None
+        self.ingress = ingress_pb2.IngressRoutes()
         self._services: Mapping[str, discovery_pb2.ServiceRoute] = {}
-        self._balancers: dict[tuple[str, str], Balancer] = {}
+        # Made when the first config is (cryptography is imported only then).
+        self._certificates: Certificates | None = None
+        self._default: tuple[bytes, bytes] | None = None
         self._wanted = asyncio.Event()
-        # (address, port) → bound; filled by the HTTP side.
+        self._stale = asyncio.Event()
+        # The running Caddy, and the (address, port) pairs its loaded config listens on.
+        self.caddy: Caddy | None = None
         self.bound: set[tuple[str, int]] = set()
+        # Changes seen, and how many of them the loaded config holds.
+        self.changes = 0
+        self.applied = 0
 
     # -- listeners -------------------------------------------------------------------------
 
     def update(self, routes: Mapping[str, discovery_pb2.ServiceRoute]) -> None:
         self._services = routes
-        self._refresh()
+        self.changes += 1
+        self._stale.set()
 
     def update_ingress(self, ingress: ingress_pb2.IngressRoutes) -> None:
-        self.router = IngressRouter(ingress)
-        if self.tls is not None:
-            self.tls.update(ingress)
-        self._refresh()
-        if not self.router.empty:
+        self.ingress = ingress
+        self.changes += 1
+        self._stale.set()
+        if ingress.hosts or ingress.HasField("default_backend"):
             self._wanted.set()
         log.info(
             "ingress_routes_applied",
@@ -94,37 +112,25 @@ class IngressProxy:
             default_backend=ingress.HasField("default_backend"),
         )
 
-    # -- backends ------------------------------------------------------------------------------
+    # -- config ----------------------------------------------------------------------------
 
-    def _port(self, service: str, port_name: str) -> tuple[discovery_pb2.ServiceRoute, discovery_pb2.RoutePort] | None:
-        route = self._services.get(service)
-        if route is None:
-            return None
-        port = next((p for p in route.ports if p.name == port_name and is_tcp(p)), None)
-        return None if port is None else (route, port)
+    def config(self) -> dict[str, Any]:
+        """Caddy's config for the current table and routes."""
+        from agent.network.ingress.certs import Certificates, default_certificate
 
-    def _refresh(self) -> None:
-        for key, balancer in list(self._balancers.items()):
-            found = self._port(*key)
-            if found is None:
-                del self._balancers[key]
-                continue
-            route, port = found
-            balancer.update(backends_of(port), weights=dict(route.weights), algorithm=route.load_balancing)
-
-    def balancer(self, service: str, port_name: str) -> Balancer | None:
-        """The balancer of a Service port (None: no such Service or port on this node's table)."""
-        key = (service, port_name)
-        balancer = self._balancers.get(key)
-        if balancer is not None:
-            return balancer
-        found = self._port(service, port_name)
-        if found is None:
-            return None
-        route, port = found
-        balancer = Balancer(backends_of(port), weights=dict(route.weights), algorithm=route.load_balancing)
-        self._balancers[key] = balancer
-        return balancer
+        if self._certificates is None:
+            self._certificates = Certificates()
+        if self._default is None:
+            self._default = default_certificate(self.now or dt.datetime.now(dt.UTC))
+        return caddy_config(
+            self.ingress,
+            self._services,
+            listen=Listen(self.addresses, self.ports.http, self.ports.https),
+            storage=str(self.directory / "storage"),
+            certificates=self._certificates.usable(self.ingress),
+            default_certificate=self._default,
+            upstreams=self.upstreams,
+        )
 
     # -- running -------------------------------------------------------------------------------
 
@@ -132,11 +138,64 @@ class IngressProxy:
         if not self.ports.enabled or not self.addresses:
             log.info("ingress_disabled")
             return
+        if self.binary is None:
+            log.warning(
+                "ingress_unavailable",
+                message="no caddy binary (install corral[ingress]): this node serves no Ingress",
+            )
+            return
         await self._wanted.wait()
-        # Imported only once the node has an ingress route (aiohttp, cryptography).
-        from agent.network.ingress.certs import TlsContexts
-        from agent.network.ingress.http import serve
+        loop = asyncio.get_running_loop()
+        state = self.backoff.initial_state()
+        while True:
+            wait = self.backoff.remaining(state, loop.time())
+            if wait > 0:
+                await asyncio.sleep(wait)
+            started = loop.time()
+            caddy = Caddy(self.binary, self.directory)
+            try:
+                code = await self._serve(caddy)
+            finally:
+                self.caddy, self.bound = None, set()
+                await caddy.stop()
+            state = self.backoff.on_exit(state, started_at=started, exited_at=loop.time())
+            log.warning("ingress_caddy_exited", code=code, restart_in=self.backoff.remaining(state, loop.time()))
 
-        self.tls = TlsContexts(lambda name: self.router.certificate_for(name), now=self.now)
-        self.tls.update(self.router.routes)
-        await serve(self)
+    async def _serve(self, caddy: Caddy) -> int | None:
+        """Start Caddy and keep its config current until it exits (its exit code; None: no start)."""
+        try:
+            await caddy.start()
+        except CaddyError as e:
+            log.warning("ingress_caddy_start_failed", reason=str(e))
+            return None
+        self.caddy = caddy
+        log.info("ingress_caddy_started", pid=caddy.pid, admin=str(caddy.admin_socket))
+        apply = asyncio.create_task(self._apply(caddy))
+        try:
+            return await caddy.wait()
+        finally:
+            apply.cancel()
+            await asyncio.gather(apply, return_exceptions=True)
+
+    async def _apply(self, caddy: Caddy) -> None:
+        loaded: dict[str, Any] | None = None
+        self._stale.set()
+        while True:
+            await self._stale.wait()
+            await asyncio.sleep(self.settle_seconds)  # a burst of changes is one config swap
+            self._stale.clear()
+            changes, config = self.changes, self.config()
+            if config == loaded:
+                self.applied = changes
+                continue
+            try:
+                await caddy.load(config)
+            except CaddyError as e:
+                event = "ingress_config_refused" if isinstance(e, ConfigRefused) else "ingress_caddy_unreachable"
+                log.warning(event, reason=str(e), retry_in=self.retry_seconds)
+                await asyncio.sleep(self.retry_seconds)
+                self._stale.set()
+                continue
+            loaded, self.applied = config, changes
+            self.bound = {(a, p) for a in self.addresses for p in (self.ports.http, self.ports.https) if p}
+            log.info("ingress_config_loaded", listening=sorted(f"{a}:{p}" for a, p in self.bound))

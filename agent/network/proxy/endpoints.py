@@ -28,6 +28,7 @@ seconds passed in.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -59,6 +60,26 @@ def is_tcp(port: discovery_pb2.RoutePort) -> bool:
 
 def backends_of(port: discovery_pb2.RoutePort) -> list[Backend]:
     return [Backend(b.address, b.port, b.pod, b.node, b.group) for b in port.backends]
+
+
+def traffic_weights(backends: Sequence[Backend], weights: Mapping[str, int]) -> list[tuple[Backend, int]]:
+    """Per backend, its share of the traffic as the smallest integers: a group's weight split
+    evenly among its backends (no `weights`: every backend 1). Backends whose group takes no
+    traffic (as `Balancer.pick`: weight 0 or missing from the map) are left out; duplicates
+    (same address:port) count once."""
+    unique: dict[str, Backend] = {}
+    for backend in backends:
+        unique.setdefault(backend.key, backend)
+    if not weights:
+        return [(b, 1) for b in unique.values()]
+    taking = [b for b in unique.values() if weights.get(b.group, 0) > 0]
+    sizes: dict[str, int] = {}
+    for b in taking:
+        sizes[b.group] = sizes.get(b.group, 0) + 1
+    common = math.lcm(*sizes.values()) if sizes else 1
+    raw = [(b, int(weights[b.group]) * common // sizes[b.group]) for b in taking]
+    divisor = math.gcd(*(w for _, w in raw)) if raw else 1
+    return [(b, w // divisor) for b, w in raw]
 
 
 @dataclass
