@@ -1,5 +1,6 @@
-"""No Service may take a control plane port (API, join, metrics) of any replica: refused at create,
-apply and update with the field named."""
+"""No Service may take a control plane port (API, join, metrics) of any replica on the nodes'
+addresses (a LoadBalancer's port, a nodePort): refused at create, apply and update with the field
+named. A ClusterIP Service's port lives on its own virtual address and may be any number."""
 
 from __future__ import annotations
 
@@ -21,11 +22,12 @@ def port_of(address: str) -> int:
     return int(address.rsplit(":", 1)[1])
 
 
-def service(name: str, port: int, node_port: int = 0) -> api_pb2.Object:
+def service(name: str, port: int, *, kind: str = "LoadBalancer") -> api_pb2.Object:
     s = service_pb2.Service()
     s.metadata.name = name
+    s.spec.type = kind
     s.spec.selector["app"] = name
-    s.spec.ports.add(port=port, node_port=node_port)
+    s.spec.ports.add(port=port)
     return api_pb2.Object(service=s)
 
 
@@ -63,18 +65,21 @@ async def test_a_service_cannot_take_a_control_plane_port(replicas: list[Running
     async with aio_channel(second.address, admin_of(second)) as channel:  # through the other replica
         objects = api_pb2_grpc.ObjectServiceStub(channel)
         cases = [
-            ("create", service("api", port_of(first.address)), "port", "API", first.address),
-            ("apply", service("join", 8080, port_of(first.join_address)), "nodePort", "join", first.address),
-            ("create", service("scrape", port_of(first.metrics_address)), "port", "metrics", first.address),
-            ("apply", service("own", port_of(second.address)), "port", "API", second.address),
+            ("create", service("api", port_of(first.address)), "API", first.address),
+            ("apply", service("join", port_of(first.join_address)), "join", first.address),
+            ("create", service("scrape", port_of(first.metrics_address)), "metrics", first.address),
+            ("apply", service("own", port_of(second.address)), "API", second.address),
         ]
-        for call, obj, field, use, owner in cases:
-            number = obj.service.spec.ports[0].port if field == "port" else obj.service.spec.ports[0].node_port
+        for call, obj, use, owner in cases:
+            number = obj.service.spec.ports[0].port
             details = await refused(objects, call, obj)
-            assert f"spec.ports[0].{field}: {number} is the control plane's {use} port (server {owner})" in details
+            assert f"spec.ports[0].port: {number} is the control plane's {use} port (server {owner})" in details
         web = (await objects.Create(api_pb2.CreateRequest(object=service("web", 8080)))).object
         web.service.spec.ports[0].port = port_of(first.address)
         details = await refused(objects, "update", web)
         assert f"spec.ports[0].port: {port_of(first.address)} is the control plane's API port" in details
+        # On its own virtual address, a ClusterIP Service may use the API's port number.
+        inside = service("inside", port_of(first.address), kind="ClusterIP")
+        await objects.Create(api_pb2.CreateRequest(object=inside))
         listed = await objects.List(api_pb2.ListRequest(kind="service"))
-        assert [o.service.metadata.name for o in listed.items] == ["web"]
+        assert sorted(o.service.metadata.name for o in listed.items) == ["inside", "web"]
