@@ -21,7 +21,7 @@ from typing import Final
 
 from protos import owners
 from protos.corral.v1 import pod_pb2, workloads_pb2
-from protos.wellknown import CONTROLLER_REVISION_HASH
+from protos.wellknown import CHANGE_CAUSE, CONTROLLER_REVISION_HASH
 
 DEFAULT_HISTORY_LIMIT: Final = 10
 
@@ -62,6 +62,9 @@ def new_revision(owner: SetObject, hash_: str, number: int) -> workloads_pb2.Con
     m.namespace = owner.metadata.namespace
     m.labels.update(template.metadata.labels)
     m.labels[CONTROLLER_REVISION_HASH] = hash_
+    cause = owner.metadata.annotations.get(CHANGE_CAUSE)
+    if cause is not None:
+        m.annotations[CHANGE_CAUSE] = cause
     m.owner_references.append(owners.owner_reference(owner))
     rev.data.CopyFrom(template)
     return rev
