@@ -227,6 +227,9 @@ def validate_update(info: KindInfo, old: Message, new: Message) -> list[Cause]:
         batch.validate_job_update(p, old, new)
     if isinstance(old, ingress_pb2.IngressClass) and isinstance(new, ingress_pb2.IngressClass):
         ingress_validation.validate_ingress_class_update(p, old, new)
+    revisions = workloads_pb2.ControllerRevision
+    if isinstance(old, revisions) and isinstance(new, revisions) and old.data != new.data:
+        p.add("data", "field is immutable")  # Kubernetes: only the revision number may change
     del info
     return p.causes
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from controlplane.apiserver.validation import validate
+from controlplane.apiserver.validation import validate, validate_update
 from controlplane.controllers.gc.controller import DEPENDENT_KINDS
 from corral.cli import printers
 from protos import kinds
@@ -46,6 +46,14 @@ def test_names(name: str) -> None:
 )
 def test_validation(obj: workloads_pb2.ControllerRevision, causes: list[str]) -> None:
     assert [str(c) for c in validate(INFO, obj)] == causes
+
+
+def test_only_the_revision_number_may_change() -> None:
+    renumbered = revision(5)
+    assert validate_update(INFO, revision(1), renumbered) == []
+    changed = revision(1)
+    changed.data.spec.containers[0].image = "busybox:2"
+    assert [str(c) for c in validate_update(INFO, revision(1), changed)] == ["data: field is immutable"]
 
 
 def test_printer() -> None:
