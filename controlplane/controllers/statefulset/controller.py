@@ -30,6 +30,7 @@ from controlplane.controllers.history import write_history
 from controlplane.controllers.index import ControllerIndex, NamespaceIndex
 from controlplane.controllers.queue import WorkQueue
 from controlplane.controllers.replicaset.controller import failures, owner_key
+from controlplane.controllers.statefulset import identity
 from controlplane.controllers.statefulset.reconcile import StatefulSetActions, reconcile
 from controlplane.informer import CacheEvent, Change, Informer, object_key
 from protos import owners, revisions, statefulsets
@@ -136,7 +137,8 @@ class StatefulSetController:
         actions = reconcile(sts, pods, claims, now=self.now(), revisions=history)
         if not podutil.is_terminating(sts):
             update = statefulsets.revision(sts)
-            keep = {update, sts.status.current_revision or update}
+            # Kubernetes' truncateHistory: the current and update revisions and those pods run.
+            keep = {update, sts.status.current_revision or update, *(identity.revision_of(p) for p in pods)}
             hash_ = update.removeprefix(f"{sts.metadata.name}-")
             await write_history(self.api, sts, revisions.plan(sts, hash_, history, keep=keep))
         for pod in (*actions.adopt, *actions.release):
