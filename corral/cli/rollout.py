@@ -147,14 +147,6 @@ def _deployment(args: Sequence[str], verb: str) -> tuple[KindInfo, str]:
     return parse_target(args, ("Deployment",), verb)
 
 
-def resolve_quietly(kind: str) -> str:
-    """The kind a name means, or "" when it means none."""
-    try:
-        return resolve(kind).kind
-    except UnknownKindError:
-        return ""
-
-
 # -- rollout status ----------------------------------------------------------------------
 
 
