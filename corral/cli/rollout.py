@@ -98,7 +98,8 @@ def parse_target(args: Sequence[str], allowed: Sequence[str], verb: str) -> tupl
     except UnknownKindError as e:
         raise CommandError(str(e)) from e
     if info.kind not in allowed:
-        kinds = " and ".join(resolve(k).plural for k in allowed)
+        plurals = [resolve(k).plural for k in allowed]
+        kinds = " and ".join([", ".join(plurals[:-1]), plurals[-1]] if len(plurals) > 2 else plurals)
         raise CommandError(f"{verb} works on {kinds}, not on {info.plural}")
     if not name:
         raise click.UsageError(f"{verb}: a name is required after the type")

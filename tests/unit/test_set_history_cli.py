@@ -136,3 +136,12 @@ def test_undo_without_history() -> None:
     result = run(client, "undo", "sts/app")
     assert result.exit_code == 1
     assert 'no rollout history found for statefulset "app"' in result.output
+
+
+def test_other_kinds_are_refused() -> None:
+    result = run(SetClient(the_set("DaemonSet", "busybox:2")), "undo", "rs/app")
+    assert result.exit_code == 1
+    assert (
+        result.output.strip()
+        == "error: rollout undo works on deployments, daemonsets and statefulsets, not on replicasets"
+    )
