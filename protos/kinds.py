@@ -175,6 +175,15 @@ KINDS: tuple[KindInfo, ...] = (
         ingress_pb2.IngressClass,
         "ingress_class",
     ),
+    KindInfo(
+        "ControllerRevision",
+        "apps/v1",
+        "controllerrevisions",
+        (),
+        True,
+        workloads_pb2.ControllerRevision,
+        "controller_revision",
+    ),
 )
 
 _RBAC_NOTE = "stored, not enforced: corral's access control is its admin and node roles (docs/security.md)"

@@ -113,6 +113,8 @@ def validate(info: KindInfo, obj: Message) -> list[Cause]:
             int_or_percent=validate_int_or_percent,
             claim_spec=validate_claim_spec,
         )
+    elif isinstance(obj, workloads_pb2.ControllerRevision):
+        validate_controller_revision(p, obj)
     elif isinstance(obj, workloads_pb2.DaemonSet):
         daemonset_validation.validate_daemon_set(
             p, obj, selector=validate_label_selector, template=validate_template, int_or_percent=validate_int_or_percent
@@ -225,6 +227,9 @@ def validate_update(info: KindInfo, old: Message, new: Message) -> list[Cause]:
         batch.validate_job_update(p, old, new)
     if isinstance(old, ingress_pb2.IngressClass) and isinstance(new, ingress_pb2.IngressClass):
         ingress_validation.validate_ingress_class_update(p, old, new)
+    revisions = workloads_pb2.ControllerRevision
+    if isinstance(old, revisions) and isinstance(new, revisions) and old.data != new.data:
+        p.add("data", "field is immutable")  # Kubernetes: only the revision number may change
     del info
     return p.causes
 
@@ -520,6 +525,16 @@ def validate_replica_set(p: Problems, rs: workloads_pb2.ReplicaSet) -> None:
     p.at_least("spec.minReadySeconds", rs.spec.min_ready_seconds, 0)
     validate_label_selector(p, "spec.selector", rs.spec.selector)
     validate_template(p, "spec", rs.spec.selector, rs.spec.template)
+
+
+def validate_controller_revision(p: Problems, cr: workloads_pb2.ControllerRevision) -> None:
+    """revision >= 0; data (the pod template) required, its labels valid. Its spec is a set's
+    template, checked with that set (a StatefulSet's names claim volumes added per pod)."""
+    p.at_least("revision", cr.revision, 0)
+    if not cr.HasField("data"):
+        p.add("data", "Required value")
+        return
+    validate_labels(p, "data.metadata.labels", cr.data.metadata.labels)
 
 
 def validate_template(p: Problems, path: str, sel: meta_pb2.LabelSelector, template: pod_pb2.PodTemplateSpec) -> None:

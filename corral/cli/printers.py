@@ -435,6 +435,16 @@ def ingress_class_row(c: ingress_pb2.IngressClass, now: datetime, wide: bool) ->
     return [c.spec.controller, parameters, age(c.metadata.creation_timestamp, now)]
 
 
+def controller_revision_row(r: workloads_pb2.ControllerRevision, now: datetime, wide: bool) -> Row:
+    """kubectl's CONTROLLER column: `<kind>.<group>/<name>` of the controller owner."""
+    ref = next((o for o in r.metadata.owner_references if o.controller), None)
+    controller = "<none>"
+    if ref is not None:
+        group = ref.api_version.rpartition("/")[0]
+        controller = f"{ref.kind.lower()}.{group}/{ref.name}" if group else f"{ref.kind.lower()}/{ref.name}"
+    return [controller, str(r.revision), age(r.metadata.creation_timestamp, now)]
+
+
 def int_or_percent(value: meta_pb2.IntOrString) -> str:
     return str(value.int_val) if value.HasField("int_val") else value.str_val
 
@@ -535,6 +545,7 @@ COLUMNS: dict[str, Columns] = {
     "LimitRange": Columns(("CREATED AT",), (), created_row),
     "Ingress": Columns(("CLASS", "HOSTS", "ADDRESS", "PORTS", "AGE"), (), ingress_row),
     "IngressClass": Columns(("CONTROLLER", "PARAMETERS", "AGE"), (), ingress_class_row),
+    "ControllerRevision": Columns(("CONTROLLER", "REVISION", "AGE"), (), controller_revision_row),
     "Pod": Columns(("READY", "STATUS", "RESTARTS", "AGE"), ("IP", "NODE"), pod_row),
     "Deployment": Columns(
         ("READY", "UP-TO-DATE", "AVAILABLE", "AGE"), ("CONTAINERS", "IMAGES", "SELECTOR"), deployment_row

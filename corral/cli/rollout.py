@@ -1,8 +1,8 @@
 """`corral rollout | scale | set image`: kubectl's workload verbs.
 
     corral rollout status  deploy/web [--timeout 5m] [--watch/--no-watch]   (also sts/NAME)
-    corral rollout history deploy/web [--revision N]
-    corral rollout undo    deploy/web [--to-revision N]
+    corral rollout history deploy/web [--revision N]                        (also ds/NAME, sts/NAME)
+    corral rollout undo    deploy/web [--to-revision N]                     (also ds/NAME, sts/NAME)
     corral rollout pause | resume | restart deploy/web                      (restart: also sts/NAME)
     corral rollout promote deploy/web [--full]    (BlueGreen and Canary)
     corral rollout abort   deploy/web             (Canary)
@@ -14,6 +14,9 @@ compare-and-swap): on a conflict the object is read again and the change
 recomputed, never written over someone else's. A Deployment's history is its
 ReplicaSets — those with an ownerReference to the Deployment's uid — numbered
 by their `deployment.kubernetes.io/revision` annotation, as Kubernetes keeps it.
+A DaemonSet's or StatefulSet's history is its ControllerRevisions (owned by its
+uid, numbered by `revision`); undo writes the chosen one's template into
+spec.template, and the set's controller rolls it out like any change.
 Messages and exit codes follow kubectl's.
 
 `promote` and `abort` ask the Deployment controller to act through annotations
@@ -39,7 +42,7 @@ from corral import client as api
 from corral.cli import daemonset_view, printers, statefulset_view
 from corral.cli.context import Context
 from corral.cli.params import Duration
-from protos import deployments, durations, times, wellknown
+from protos import deployments, durations, revisions, times, wellknown
 from protos.corral.v1 import pod_pb2, workloads_pb2
 from protos.kinds import KindInfo, UnknownKindError, meta, resolve
 from protos.pods import every_container
@@ -95,7 +98,8 @@ def parse_target(args: Sequence[str], allowed: Sequence[str], verb: str) -> tupl
     except UnknownKindError as e:
         raise CommandError(str(e)) from e
     if info.kind not in allowed:
-        kinds = " and ".join(resolve(k).plural for k in allowed)
+        plurals = [resolve(k).plural for k in allowed]
+        kinds = " and ".join([", ".join(plurals[:-1]), plurals[-1]] if len(plurals) > 2 else plurals)
         raise CommandError(f"{verb} works on {kinds}, not on {info.plural}")
     if not name:
         raise click.UsageError(f"{verb}: a name is required after the type")
@@ -136,24 +140,12 @@ def as_deployment(obj: Message) -> workloads_pb2.Deployment:
 
 
 deployment_target = click.argument("target", nargs=-1, required=True)
+# The kinds `rollout history` and `rollout undo` work on.
+HISTORY_KINDS = ("Deployment", "DaemonSet", "StatefulSet")
 
 
 def _deployment(args: Sequence[str], verb: str) -> tuple[KindInfo, str]:
-    history = verb in ("rollout history", "rollout undo")
-    if history and len(args) in (1, 2) and resolve_quietly(args[0].partition("/")[0]) == "DaemonSet":
-        raise CommandError(
-            f"{verb} of a daemonset needs the ControllerRevisions Kubernetes keeps of its templates, which corral "
-            "does not store yet: apply the earlier manifest again"
-        )
     return parse_target(args, ("Deployment",), verb)
-
-
-def resolve_quietly(kind: str) -> str:
-    """The kind a name means, or "" when it means none."""
-    try:
-        return resolve(kind).kind
-    except UnknownKindError:
-        return ""
 
 
 # -- rollout status ----------------------------------------------------------------------
@@ -470,24 +462,34 @@ def _template_lines(template: pod_pb2.PodTemplateSpec) -> list[str]:
 @click.option("--revision", type=click.IntRange(min=0), default=0, help="Show the pod template of this revision.")
 @pass_context
 def history_cmd(ctx: Context, target: tuple[str, ...], namespace: str, revision: int) -> None:
-    """List the revisions of a deployment, or show one in detail."""
-    info, name = _deployment(target, "rollout history")
+    """List the revisions of a deployment, daemon set or stateful set, or show one in detail."""
+    info, name = parse_target(target, HISTORY_KINDS, "rollout history")
     c = ctx.client()
-    d = as_deployment(fetch(c, info, name, namespace or DEFAULT_NAMESPACE))
-    revisions = _history_of(c, d)
+    obj = fetch(c, info, name, namespace or DEFAULT_NAMESPACE)
+    if isinstance(obj, workloads_pb2.Deployment):
+        entries = [(n, rs.spec.template, rs.metadata.annotations) for n, rs in _history_of(c, obj)]
+    else:
+        entries = [(r.revision, r.data, r.metadata.annotations) for r in _set_history_of(c, obj)]
     if revision:
-        chosen = dict(revisions).get(revision)
+        chosen = next((t for n, t, _ in entries if n == revision), None)
         if chosen is None:
             raise CommandError(f"unable to find the specified revision {revision}")
         click.echo(f"{ref(info, name)} with revision #{revision}")
-        click.echo("\n".join(_template_lines(chosen.spec.template)))
+        click.echo("\n".join(_template_lines(chosen)))
         return
-    if not revisions:
+    if not entries:
         click.echo("No rollout history found.")
         return
     click.echo(ref(info, name))
-    rows = [[str(n), rs.metadata.annotations.get(wellknown.CHANGE_CAUSE, "<none>")] for n, rs in revisions]
+    rows = [[str(n), notes.get(wellknown.CHANGE_CAUSE, "<none>")] for n, _, notes in entries]
     click.echo(printers.format_table(rows, ["REVISION", "CHANGE-CAUSE"]))
+
+
+def _set_history_of(c: api.Client, owner: Message) -> list[workloads_pb2.ControllerRevision]:
+    """A DaemonSet's or StatefulSet's ControllerRevisions (owned by its uid), oldest first."""
+    assert isinstance(owner, workloads_pb2.DaemonSet | workloads_pb2.StatefulSet)
+    listed, _ = c.list("ControllerRevision", owner.metadata.namespace)
+    return revisions.owned(owner, [r for r in listed if isinstance(r, workloads_pb2.ControllerRevision)])
 
 
 # -- rollout undo ----------------------------------------------------------------------------
@@ -525,12 +527,28 @@ def rollback_annotations(d: workloads_pb2.Deployment, rs: workloads_pb2.ReplicaS
 )
 @pass_context
 def undo_cmd(ctx: Context, target: tuple[str, ...], namespace: str, to_revision: int) -> None:
-    """Roll a deployment back to an earlier revision's pod template."""
-    info, name = _deployment(target, "rollout undo")
+    """Roll a deployment, daemon set or stateful set back to an earlier revision's pod template."""
+    info, name = parse_target(target, HISTORY_KINDS, "rollout undo")
     c = ctx.client()
     skipped: list[int] = []
 
+    def roll_back_set(obj: Message) -> bool:
+        assert isinstance(obj, workloads_pb2.DaemonSet | workloads_pb2.StatefulSet)
+        owned = _set_history_of(c, obj)
+        chosen = revisions.find(owned, to_revision)
+        if chosen is None:
+            if to_revision:
+                raise CommandError(f"unable to find specified revision {to_revision} in history")
+            raise CommandError(f'no rollout history found for {info.singular} "{name}"')
+        if chosen.data == obj.spec.template:
+            skipped.append(chosen.revision)
+            return False
+        obj.spec.template.CopyFrom(revisions.template_of(chosen))
+        return True
+
     def roll_back(obj: Message) -> bool:
+        if not isinstance(obj, workloads_pb2.Deployment):
+            return roll_back_set(obj)
         d = as_deployment(obj)
         if d.spec.paused:
             raise CommandError(

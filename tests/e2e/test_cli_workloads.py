@@ -189,7 +189,9 @@ def test_rollout_history_and_undo(cli: Cli) -> None:
     assert 'Error from server (NotFound): deployments.apps "nope" not found' in fails(
         cli, "rollout", "history", "deploy/nope"
     )
-    assert "rollout undo works on deployments, not on replicasets" in fails(cli, "rollout", "undo", "rs/stranger")
+    assert "rollout undo works on deployments, daemonsets and statefulsets, not on replicasets" in fails(
+        cli, "rollout", "undo", "rs/stranger"
+    )
 
 
 @pytest.mark.etcd
@@ -216,7 +218,9 @@ def test_pause_resume_restart_scale_and_set_image(cli: Cli) -> None:
     assert "Expected replicas to be 5, was 0" in fails(
         cli, "scale", "deploy/web", "--replicas", "1", "--current-replicas", "5"
     )
-    assert "scale works on deployments and replicasets, not on pods" in fails(cli, "scale", "pod/x", "--replicas", "1")
+    assert "scale works on deployments, replicasets and statefulsets, not on pods" in fails(
+        cli, "scale", "pod/x", "--replicas", "1"
+    )
 
     assert ok(cli, "set", "image", "deploy/web", "web=httpd:2.4.59").strip() == "deployment.apps/web image updated"
     assert containers(cli) == {"web": "httpd:2.4.59"}

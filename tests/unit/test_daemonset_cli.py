@@ -1,5 +1,5 @@
 """The CLI's view of DaemonSets: `corral get ds` (kubectl's columns), the `rollout status` lines
-kubectl's daemon set viewer prints, `rollout restart ds/NAME`, and why `rollout undo` refuses."""
+kubectl's daemon set viewer prints, and `rollout restart ds/NAME` (history and undo: test_set_history_cli.py)."""
 
 from __future__ import annotations
 
@@ -128,10 +128,3 @@ def test_status_once() -> None:
     result = run(DaemonSetClient(ds(updated=2)), "status", "daemonset/exporter", "--no-watch")
     assert result.exit_code == 0, result.output
     assert "2 out of 3 new pods have been updated" in result.output
-
-
-@pytest.mark.parametrize("verb", ["undo", "history"])
-def test_undo_and_history_say_why_they_refuse(verb: str) -> None:
-    result = run(DaemonSetClient(ds()), verb, "ds/exporter")
-    assert result.exit_code != 0
-    assert f"rollout {verb} of a daemonset needs the ControllerRevisions" in result.output

@@ -31,16 +31,18 @@ from controlplane.apiserver.handlers import ObjectApi
 from controlplane.clock import utcnow
 from controlplane.controllers.daemonset.reconcile import reconcile
 from controlplane.controllers.events import EventRecorder
+from controlplane.controllers.history import write_history
 from controlplane.controllers.index import ControllerIndex, NamespaceIndex
 from controlplane.controllers.queue import WorkQueue
 from controlplane.controllers.replicaset.controller import failures, is_temporary, owner_key
 from controlplane.controllers.replicaset.expectations import Expectations
 from controlplane.informer import CacheEvent, Change, Informer, object_key
 from corral.common.backoff import CrashLoopBackoff
-from protos import daemonsets, owners
+from protos import daemonsets, owners, revisions
 from protos import pods as podutil
 from protos.corral.v1 import node_pb2, pod_pb2, workloads_pb2
 from protos.kinds import meta
+from protos.wellknown import CONTROLLER_REVISION_HASH
 
 log = structlog.get_logger(__name__)
 
@@ -50,7 +52,7 @@ FAILED_POD_BACKOFF = CrashLoopBackoff(initial=1.0, cap=900.0, reset_after=1800.0
 
 class DaemonSetController:
     name: str = "daemonset"
-    kinds: tuple[str, ...] = (KIND, "Pod", "Node")
+    kinds: tuple[str, ...] = (KIND, "Pod", "Node", "ControllerRevision")
 
     def __init__(
         self,
@@ -70,6 +72,7 @@ class DaemonSetController:
         self._nodes: Informer | None = None
         self._sets_by_ns: NamespaceIndex[workloads_pb2.DaemonSet] | None = None
         self._pods: ControllerIndex[pod_pb2.Pod] | None = None
+        self._revisions: ControllerIndex[workloads_pb2.ControllerRevision] | None = None
         # (set key, node) -> (the back-off set at the last Failed pod's deletion, when).
         self._failed: dict[tuple[str, str], tuple[float, datetime]] = {}
 
@@ -81,6 +84,7 @@ class DaemonSetController:
         self._nodes = informers["Node"]
         self._sets_by_ns = NamespaceIndex(informers[KIND], workloads_pb2.DaemonSet)
         self._pods = ControllerIndex(informers["Pod"], pod_pb2.Pod)
+        self._revisions = ControllerIndex(informers["ControllerRevision"], workloads_pb2.ControllerRevision)
         # Registered before the manager's enqueueing listener: expectations are
         # lowered before the key is queued.
         informers["Pod"].add_listener(self._observe)
@@ -90,6 +94,8 @@ class DaemonSetController:
             return [object_key(event.obj)]
         if kind == "Node":
             return self.all_keys() if _node_changed(event) else []
+        if kind == "ControllerRevision":
+            return {k for o in (event.obj, event.prev) if o is not None if (k := owner_key(o, KIND)) is not None}
         keys: set[str] = set()
         for obj in (event.obj, event.prev):
             if obj is None:
@@ -145,6 +151,7 @@ class DaemonSetController:
             node: at + timedelta(seconds=delay) for (k, node), (delay, at) in self._failed.items() if k == key
         }
         actions = reconcile(ds, pods, nodes, now=now, manage=manage, failed_not_before=not_before)
+        await self._history(ds, pods)
         self._back_off(key, actions.failed_on, now)
         for pod in (*actions.adopt, *actions.release):
             await self.api.write(pod)
@@ -157,6 +164,18 @@ class DaemonSetController:
             await self.api.update_status(updated)
         delays = [d for d in (actions.requeue_after, None if manage else self.expectations.remaining(key)) if d]
         return min(delays) if delays else None
+
+    async def _history(self, ds: workloads_pb2.DaemonSet, pods: Sequence[pod_pb2.Pod]) -> None:
+        """Record the template as a revision; keep those live pods still run."""
+        assert self._revisions is not None
+        if podutil.is_terminating(ds):
+            return
+        name = ds.metadata.name
+        running = {
+            revisions.revision_name(name, h) for p in pods if (h := p.metadata.labels.get(CONTROLLER_REVISION_HASH))
+        }
+        plan = revisions.plan(ds, daemonsets.revision(ds), self._revisions.owned_by(ds.metadata.uid), keep=running)
+        await write_history(self.api, ds, plan)
 
     def _back_off(self, key: str, nodes: Iterable[str], now: datetime) -> None:
         for node in nodes:

@@ -37,7 +37,7 @@ from protos.pods import is_terminating
 
 log = structlog.get_logger(__name__)
 
-DEPENDENT_KINDS = ("ReplicaSet", "Job", "Pod", "PersistentVolumeClaim")
+DEPENDENT_KINDS = ("ReplicaSet", "Job", "Pod", "PersistentVolumeClaim", "ControllerRevision")
 EVENT = "Event"
 POD = "Pod"
 NODE = "Node"
@@ -63,6 +63,7 @@ class GarbageCollector:
         "Job",
         "Pod",
         "PersistentVolumeClaim",
+        "ControllerRevision",
         "Event",
         "Node",
     )

@@ -26,12 +26,15 @@ from controlplane.apiserver.errors import AlreadyExistsError, NotFoundError
 from controlplane.apiserver.handlers import ObjectApi
 from controlplane.clock import utcnow
 from controlplane.controllers.events import EventRecorder
+from controlplane.controllers.history import write_history
 from controlplane.controllers.index import ControllerIndex, NamespaceIndex
 from controlplane.controllers.queue import WorkQueue
 from controlplane.controllers.replicaset.controller import failures, owner_key
+from controlplane.controllers.statefulset import identity
 from controlplane.controllers.statefulset.reconcile import StatefulSetActions, reconcile
 from controlplane.informer import CacheEvent, Change, Informer, object_key
-from protos import owners
+from protos import owners, revisions, statefulsets
+from protos import pods as podutil
 from protos.corral.v1 import pod_pb2, storage_pb2, workloads_pb2
 from protos.kinds import meta
 
@@ -42,7 +45,7 @@ KIND = "StatefulSet"
 
 class StatefulSetController:
     name: str = "statefulset"
-    kinds: tuple[str, ...] = (KIND, "Pod", "PersistentVolumeClaim")
+    kinds: tuple[str, ...] = (KIND, "Pod", "PersistentVolumeClaim", "ControllerRevision")
 
     def __init__(
         self, api: ObjectApi, recorder: EventRecorder, *, workers: int = 2, now: Callable[[], datetime] = utcnow
@@ -55,6 +58,7 @@ class StatefulSetController:
         self._sets_by_ns: NamespaceIndex[workloads_pb2.StatefulSet] | None = None
         self._pods: ControllerIndex[pod_pb2.Pod] | None = None
         self._claims: NamespaceIndex[storage_pb2.PersistentVolumeClaim] | None = None
+        self._revisions: ControllerIndex[workloads_pb2.ControllerRevision] | None = None
 
     # -- wiring -----------------------------------------------------------------
 
@@ -64,6 +68,7 @@ class StatefulSetController:
         self._sets_by_ns = NamespaceIndex(informers[KIND], workloads_pb2.StatefulSet)
         self._pods = ControllerIndex(informers["Pod"], pod_pb2.Pod)
         self._claims = NamespaceIndex(informers["PersistentVolumeClaim"], storage_pb2.PersistentVolumeClaim)
+        self._revisions = ControllerIndex(informers["ControllerRevision"], workloads_pb2.ControllerRevision)
 
     def keys_for(self, kind: str, event: CacheEvent) -> Iterable[str]:
         if kind == KIND:
@@ -74,6 +79,9 @@ class StatefulSetController:
                 continue
             if kind == "PersistentVolumeClaim":
                 keys.update(self._claiming(obj))
+                continue
+            if kind == "ControllerRevision":
+                keys.update(k for k in [owner_key(obj, KIND)] if k is not None)
                 continue
             key = owner_key(obj, KIND)
             if key is not None:
@@ -123,8 +131,16 @@ class StatefulSetController:
         assert self._pods is not None
         assert self._claims is not None
         pods = [*self._pods.owned_by(sts.metadata.uid), *self._pods.orphans(sts.metadata.namespace)]
+        assert self._revisions is not None
         claims = {c.metadata.name: c for c in self._claims.in_namespace(sts.metadata.namespace)}
-        actions = reconcile(sts, pods, claims, now=self.now())
+        history = self._revisions.owned_by(sts.metadata.uid)
+        actions = reconcile(sts, pods, claims, now=self.now(), revisions=history)
+        if not podutil.is_terminating(sts):
+            update = statefulsets.revision(sts)
+            # Kubernetes' truncateHistory: the current and update revisions and those pods run.
+            keep = {update, sts.status.current_revision or update, *(identity.revision_of(p) for p in pods)}
+            hash_ = update.removeprefix(f"{sts.metadata.name}-")
+            await write_history(self.api, sts, revisions.plan(sts, hash_, history, keep=keep))
         for pod in (*actions.adopt, *actions.release):
             await self.api.write(pod)
         for claim in actions.update_claims:

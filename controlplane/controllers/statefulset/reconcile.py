@@ -10,8 +10,9 @@ name, and returns `StatefulSetActions`. As Kubernetes' StatefulSet controller:
   the others (and names without an ordinal) are condemned;
 - replicas, in ordinal order: a missing pod is created (its claims first, each
   only if absent; a missing claim of a Pending pod is made too), with the update revision's template — or, for a
-  RollingUpdate, below the partition the current revision's, when a pod still
-  carries it (`identity.template_of`); a Succeeded or Failed pod is deleted and
+  RollingUpdate, below the partition the current revision's (from its
+  ControllerRevision, or rebuilt from a pod that still carries it when there is
+  none: `identity.template_of`); a Succeeded or Failed pod is deleted and
   made again under the same name once the old object is gone. OrderedReady
   stops at the first pod it creates or deletes, and at a pod that is
   terminating, not Running and Ready, or not yet available (minReadySeconds);
@@ -45,6 +46,7 @@ from controlplane.controllers.replicaset.reconcile import AVAILABILITY_SKEW, cla
 from controlplane.controllers.statefulset import identity
 from protos import owners, statefulsets
 from protos import pods as podutil
+from protos import revisions as history
 from protos.corral.v1 import meta_pb2, pod_pb2, storage_pb2, workloads_pb2
 
 
@@ -86,6 +88,7 @@ def reconcile(
     *,
     now: datetime,
     manage: bool = True,
+    revisions: Iterable[workloads_pb2.ControllerRevision] = (),
 ) -> StatefulSetActions:
     name = sts.metadata.name
     candidates = [p for p in pods if owners.is_controlled_by(p, sts.metadata.uid) or _is_member(sts, p)]
@@ -104,7 +107,7 @@ def reconcile(
             condemned.append(pod)
     condemned.sort(key=lambda p: -1 if (o := statefulsets.ordinal_of(name, p.metadata.name)) is None else o)
     condemned.reverse()
-    plan = _Plan(sts, claims, current, update, _current_template(sts, members, current, update))
+    plan = _Plan(sts, claims, current, update, _current_template(sts, members, current, update, revisions))
     if manage and not podutil.is_terminating(sts):
         _manage(plan, replicas, condemned, now)
     status = _status(sts, members, current, update, now)
@@ -125,10 +128,19 @@ def _is_member(sts: workloads_pb2.StatefulSet, pod: pod_pb2.Pod) -> bool:
 
 
 def _current_template(
-    sts: workloads_pb2.StatefulSet, members: Iterable[pod_pb2.Pod], current: str, update: str
+    sts: workloads_pb2.StatefulSet,
+    members: Iterable[pod_pb2.Pod],
+    current: str,
+    update: str,
+    revisions: Iterable[workloads_pb2.ControllerRevision],
 ) -> pod_pb2.PodTemplateSpec | None:
+    """The current revision's template: its ControllerRevision's, else rebuilt from a pod that
+    carries it (a set whose revision is not recorded yet), else None."""
     if current == update:
         return sts.spec.template
+    for rev in revisions:
+        if rev.metadata.name == current and owners.is_controlled_by(rev, sts.metadata.uid):
+            return history.template_of(rev)
     for pod in members:
         if identity.revision_of(pod) == current:
             template = identity.template_of(sts, pod, current)

@@ -955,3 +955,45 @@ class DaemonSet(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DaemonSet: _TypeAlias = DaemonSet  # noqa: Y015
+
+@_typing.final
+class ControllerRevision(_message.Message):
+    """A snapshot of a DaemonSet's or StatefulSet's pod template, named
+    `<owner>-<controller-revision-hash>` and owned by the set (apps/v1). Unlike
+    Kubernetes, whose `data` is a strategic-merge patch of the owner's spec, corral
+    keeps the whole pod template here.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    API_VERSION_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    METADATA_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
+    REVISION_FIELD_NUMBER: _builtins.int
+    api_version: _builtins.str
+    kind: _builtins.str
+    revision: _builtins.int
+    """The revision number: higher is newer."""
+    @_builtins.property
+    def metadata(self) -> _meta_pb2.ObjectMeta: ...
+    @_builtins.property
+    def data(self) -> _pod_pb2.PodTemplateSpec:
+        """The pod template of this revision."""
+
+    def __init__(
+        self,
+        *,
+        api_version: _builtins.str = ...,
+        kind: _builtins.str = ...,
+        metadata: _meta_pb2.ObjectMeta | None = ...,
+        data: _pod_pb2.PodTemplateSpec | None = ...,
+        revision: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "metadata", b"metadata"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_version", b"api_version", "data", b"data", "kind", b"kind", "metadata", b"metadata", "revision", b"revision"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ControllerRevision: _TypeAlias = ControllerRevision  # noqa: Y015

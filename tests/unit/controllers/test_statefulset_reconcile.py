@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from controlplane.apiserver.defaults import apply_defaults
 from controlplane.controllers.statefulset.reconcile import StatefulSetActions, max_unavailable, reconcile
-from protos import statefulsets
+from protos import revisions, statefulsets
 from protos.corral.v1 import pod_pb2, storage_pb2, workloads_pb2
 from protos.kinds import by_kind
 from protos.wellknown import CONTROLLER_REVISION_HASH, POD_INDEX, STATEFULSET_POD_NAME
@@ -299,6 +299,19 @@ def test_below_the_partition_without_a_current_pod_the_update_is_used() -> None:
     sts = stateful_set(partition=2, current=OLD_REVISION)
     made = run(sts, [pod(1, NEW), pod(2, NEW)]).create
     assert made[0].metadata.labels[CONTROLLER_REVISION_HASH] == statefulsets.revision(sts)
+
+
+def test_below_the_partition_the_current_revisions_template_is_read_from_its_controller_revision() -> None:
+    sts = stateful_set(partition=2, current=OLD_REVISION)
+    old = revisions.new_revision(sts, OLD_REVISION.removeprefix("db-"), 1)
+    old.data.CopyFrom(OLD.spec.template)
+    other_owner = revisions.new_revision(sts, OLD_REVISION.removeprefix("db-"), 1)
+    other_owner.metadata.owner_references[0].uid = "another-set"
+    other_owner.data.spec.containers[0].image = "wrong:1"
+    made = reconcile(sts, [pod(1, NEW), pod(2, NEW)], {}, now=NOW, revisions=[other_owner, old]).create
+    assert names(made) == ["db-0"]
+    assert made[0].metadata.labels[CONTROLLER_REVISION_HASH] == OLD_REVISION
+    assert made[0].spec.containers[0].image == "redis:6"
 
 
 def test_max_unavailable_deletes_several() -> None:
