@@ -20,7 +20,6 @@ from protos.corral.v1 import (
     discovery_pb2,
     event_pb2,
     ingress_pb2,
-    meta_pb2,
     metrics_pb2,
     namespace_pb2,
     networking_pb2,
@@ -35,6 +34,7 @@ from protos.corral.v1 import (
     storage_pb2,
     workloads_pb2,
 )
+from protos.objectmeta import meta as meta  # re-exported: `kinds.meta` is used across the planes
 
 
 @dataclass(frozen=True)
@@ -257,9 +257,3 @@ def unwrap(envelope: api_pb2.Object) -> tuple[KindInfo, Message]:
     info = _BY_FIELD[field]
     message: Message = getattr(envelope, field)
     return info, message
-
-
-def meta(obj: Message) -> meta_pb2.ObjectMeta:
-    """The `metadata` of any API object (every kind has one)."""
-    value: meta_pb2.ObjectMeta = getattr(obj, "metadata")  # noqa: B009 - typed accessor
-    return value

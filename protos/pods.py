@@ -24,7 +24,7 @@ from typing import Final, Protocol, Self, TypeVar
 from google.protobuf.message import Message
 
 from protos.corral.v1 import meta_pb2, pod_pb2
-from protos.kinds import meta
+from protos.objectmeta import meta
 from protos.times import as_datetime
 
 

@@ -1,7 +1,7 @@
 """What `corral agent` keeps out of memory: libraries only other commands need (the YAML reader, the
-API client) and the Docker SDK with requests (the runtime speaks the Engine API itself), while the
-Docker runtime still reads the engine's answers and errors. Run in a fresh interpreter, as the agent
-starts."""
+API client), the table of kinds (every kind's module) and the Docker SDK with requests (the runtime
+speaks the Engine API itself), while the Docker runtime still reads the engine's answers and errors.
+Run in a fresh interpreter, as the agent starts."""
 
 from __future__ import annotations
 
@@ -34,7 +34,8 @@ async def main():
             error = str(e)
     finally:
         await runtime.close()
-    loaded = [m for m in ("yaml", "corral.client", "charset_normalizer", "requests", "urllib3", "docker")
+    loaded = [m for m in ("yaml", "corral.client", "charset_normalizer", "requests", "urllib3", "docker",
+                          "protos.kinds", "protos.corral.v1.api_pb2")
               if sys.modules.get(m)]
     print(json.dumps({"loaded": loaded, "missing": missing, "error": error}))
 
