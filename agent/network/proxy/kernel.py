@@ -267,10 +267,10 @@ class KernelProxy:
             self._carry()
             stale = stale_flows(self._applied_plan, wanted, self.addresses)
             self._chains, self._applied_plan = backend_chains(wanted), wanted
+            self._snapshot()
+            await self._clear(stale)
             first = self._applied is None
             self._applied = text
-            self._snapshot()
-        await self._clear(stale)
         (log.info if first else log.debug)(
             "proxy_kernel_applied",
             table=self.table,

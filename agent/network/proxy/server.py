@@ -11,11 +11,12 @@ ranges (a LoadBalancer's loadBalancerSourceRanges) closes a connection from
 any other client at once. UDP frontends are served by `udp.py`. A connection accepted
 there is given a backend by the port's `Balancer` (`endpoints.py`): connect
 with a timeout; on failure eject that backend and try another, up to
-`max_attempts` distinct backends; with none left the client is closed. With
+`max_attempts` distinct backends; with none left the client's connection is
+reset (zero linger), as the kernel path's reject does. With
 sessionAffinity: ClientIP the balancer gives a client's connections the
 backend its previous one went to (per frontend; `endpoints.py`). A clusterIP
 frontend with internalTrafficPolicy: Local balances over this node's
-backends only: without one here, every connection is closed at once.
+backends only: without one here, every connection is reset at once.
 
 The relay is two `asyncio.Protocol`s joined back to back (no streams, no
 per-chunk awaits): what one side reads is written to the other at once, and
@@ -41,6 +42,7 @@ import contextlib
 import heapq
 import itertools
 import socket
+import struct
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
@@ -188,6 +190,15 @@ class _Relay:
             return False
         pipe.peer.write_eof()
         return True  # the other way goes on
+
+    def refuse(self) -> None:
+        """No backend to take it: reset the client's connection (as the kernel path does), then close."""
+        transport = self.client.transport
+        sock = transport.get_extra_info("socket") if transport is not None else None
+        if sock is not None and not self.closed:
+            with contextlib.suppress(OSError):  # closing with a zero linger time sends a reset
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.close()
 
     def close(self) -> None:
         if self.closed:
@@ -627,7 +638,7 @@ class ProxyServer:
             return
         if not relay.closed:
             log.debug("proxy_no_backend", service=entry.service, port=entry.port, tried=len(tried))
-            relay.close()
+            relay.refuse()
 
     def _connect_failed(self, entry: _PortEntry, backend: Backend, error: OSError) -> None:
         now = self._clock()
