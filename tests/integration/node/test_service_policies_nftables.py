@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import subprocess
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 from structlog.testing import capture_logs
@@ -34,9 +34,9 @@ CLUSTER_IP = "10.43.0.10"
 
 
 @pytest.fixture
-def cluster_ip(netns: None) -> Iterator[None]:
+def cluster_ip(netns: None) -> None:
+    """The clusterIP on lo, in the test's namespace (gone with it)."""
     subprocess.run(["ip", "addr", "add", f"{CLUSTER_IP}/32", "dev", "lo"], check=True, timeout=10)
-    yield
 
 
 @contextlib.asynccontextmanager
