@@ -243,10 +243,12 @@ async def test_a_removed_udp_endpoint_loses_its_flows(cluster_ip: None) -> None:
 
 
 async def test_a_udp_service_that_gets_its_first_endpoint_takes_over_the_earlier_flow(cluster_ip: None) -> None:
-    async with udp_backends("a") as (a,), running() as kernel, udp_client() as flow:
-        # Nothing serves the clusterIP yet: the kernel tracks the flow without NAT (port unreachable).
+    async with backends("web") as (web,), udp_backends("a") as (a,), running() as kernel, udp_client() as flow:
+        other = service(tcp(web), name="web")
+        await applied(kernel, other)
+        # No rule for the clusterIP's port 53 yet: the kernel tracks the flow with no NAT (port unreachable).
         assert await send(flow) == "refused"
-        await applied(kernel, service([a], protocol="UDP"))
+        await applied(kernel, other, service([a], protocol="UDP", name="dns"))
         assert await send(flow) == "a"  # without the clearing: still the untranslated flow, refused
 
 
