@@ -141,6 +141,16 @@ async def test_affinity_survives_a_table_replace_and_moves_when_the_backend_goes
         assert [await ask_from("127.0.0.3") for _ in range(3)] == ["b"] * 3
 
 
+async def test_the_kernel_forgets_a_client_after_the_timeout(cluster_ip: None) -> None:
+    async with backends("a", "b") as started, running() as kernel:
+        await applied(kernel, service(tcp(*started), affinity=1))
+        assert [await ask_from("127.0.0.2") for _ in range(3)] == ["a"] * 3
+        async with asyncio.timeout(WAIT):  # the set's element times out a second after the latest connection
+            while "127.0.0.2" in await nft_list():
+                await asyncio.sleep(0.05)
+        assert await ask_from("127.0.0.2") == "b"  # balanced anew: the round robin's next slot
+
+
 # -- internalTrafficPolicy: Local ----------------------------------------------------------
 
 
