@@ -52,7 +52,7 @@ def node(request: pytest.FixtureRequest, server: ServerProcess, tmp_path: Path) 
 
 class _Named(http.server.BaseHTTPRequestHandler):
     def do_GET(self) -> None:
-        body = self.server.name.encode()  # type: ignore[attr-defined]
+        body = self.server.name.encode()
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -68,10 +68,10 @@ def backends() -> Iterator[dict[str, int]]:
     servers = []
     for name in ("a", "b", "c"):
         server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Named)
-        server.name = name  # type: ignore[attr-defined]
+        server.name = name
         threading.Thread(target=server.serve_forever, daemon=True).start()
         servers.append(server)
-    yield {s.name: s.server_address[1] for s in servers}  # type: ignore[attr-defined]
+    yield {s.name: s.server_address[1] for s in servers}
     for server in servers:
         server.shutdown()
         server.server_close()

@@ -9,6 +9,7 @@ setup). Every wait has a deadline; each test runs on the stdlib loop and on uvlo
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections import Counter
 from collections.abc import AsyncIterator
 
@@ -157,7 +158,9 @@ async def test_udp_sessions_from_one_client_address_go_to_one_backend() -> None:
     loop = asyncio.get_running_loop()
     servers = []
     for name in ("a", "b", "c"):
-        transport, _ = await loop.create_datagram_endpoint(lambda n=name: _UdpBackend(n), local_addr=("127.0.0.1", 0))
+        transport, _ = await loop.create_datagram_endpoint(
+            functools.partial(_UdpBackend, name), local_addr=("127.0.0.1", 0)
+        )
         servers.append(transport)
     port = free_port()
     udp = UdpProxy([PROXY])

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import subprocess
 from collections.abc import AsyncIterator
 
@@ -211,7 +212,9 @@ async def udp_backends(*names: str) -> AsyncIterator[list[tuple[str, int, str]]]
     loop = asyncio.get_running_loop()
     transports = []
     for name in names:
-        transport, _ = await loop.create_datagram_endpoint(lambda n=name: _UdpBackend(n), local_addr=("127.0.0.1", 0))
+        transport, _ = await loop.create_datagram_endpoint(
+            functools.partial(_UdpBackend, name), local_addr=("127.0.0.1", 0)
+        )
         transports.append(transport)
     try:
         yield [(n, t.get_extra_info("sockname")[1], "n1") for n, t in zip(names, transports, strict=True)]
