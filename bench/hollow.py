@@ -205,6 +205,13 @@ class _Pod:
     status: pod_pb2.PodStatus
     task: asyncio.Task[None] | None = None
 
+    @classmethod
+    def of(cls, pod: pod_pb2.Pod, phase: Phase) -> _Pod:
+        """A pod new to the node; its last status is the one the control plane has."""
+        status = pod_pb2.PodStatus()
+        status.CopyFrom(pod.status)
+        return cls(pod, phase, status)
+
 
 class HollowPods:
     """A hollow node's pods: what `Session` needs of the agent's `PodManager` (`AssignedPods`),
@@ -243,20 +250,16 @@ class HollowPods:
         for uid, entry in self.pods.items():
             entry.pod = latest.get(uid, entry.pod)
         for pod in todo.start:
-            entry = _Pod(pod, Phase.STARTING, pod_pb2.PodStatus())
-            entry.status.CopyFrom(pod.status)
-            self.pods[pod.metadata.uid] = entry
-            entry.task = self._spawn(self._start(entry))
+            new = self.pods[pod.metadata.uid] = _Pod.of(pod, Phase.STARTING)
+            new.task = self._spawn(self._start(new))
         for pod in todo.wind_down:
-            uid = pod.metadata.uid
-            entry = self.pods.get(uid)
-            if entry is None:
-                entry = self.pods[uid] = _Pod(pod, Phase.TERMINATING, pod_pb2.PodStatus())
-                entry.status.CopyFrom(pod.status)
-            elif entry.task is not None:
-                entry.task.cancel()  # a start still under way: nothing more starts
-            entry.phase = Phase.TERMINATING
-            entry.task = self._spawn(self._wind_down(entry))
+            going = self.pods.get(pod.metadata.uid)
+            if going is None:
+                going = self.pods[pod.metadata.uid] = _Pod.of(pod, Phase.TERMINATING)
+            elif going.task is not None:
+                going.task.cancel()  # a start still under way: nothing more starts
+            going.phase = Phase.TERMINATING
+            going.task = self._spawn(self._wind_down(going))
         return True
 
     async def find_container(
