@@ -213,6 +213,8 @@ class Fleet:
                 str(args.metrics_period),
                 "--start-delay",
                 str(args.start_delay),
+                "--ramp",
+                str(args.ramp),
                 *extra,
             ],
             stdout=log,
@@ -399,6 +401,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         "processes": args.processes,
         "metrics_period": args.metrics_period,
         "start_delay": args.start_delay,
+        "ramp": args.ramp,
     }
     with tempfile.TemporaryDirectory(prefix="corral-fleet-") as tmp:
         fleet = start_fleet(tmp, cache)
@@ -480,6 +483,7 @@ def main() -> None:
     parser.add_argument("--idle", type=float, default=10.0, help="seconds of an idle fleet to measure")
     parser.add_argument("--metrics-period", type=float, default=10.0, help="hollow nodes' metrics period (0: none)")
     parser.add_argument("--start-delay", type=float, default=0.0, help="hollow nodes' simulated container start")
+    parser.add_argument("--ramp", type=float, default=0.0, help="seconds over which each process starts its nodes")
     parser.add_argument("--cache-dir", default="/var/tmp/corral-fleet", help="cluster CA and node credentials")
     args = parser.parse_args()
     result = run(args)
