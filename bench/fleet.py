@@ -446,6 +446,10 @@ def run(args: argparse.Namespace) -> dict[str, object]:
                 f"{result['simulator_peak_rss_mb']}",
                 flush=True,
             )
+            settle = fleet.meter.cpu()
+            time.sleep(args.idle)
+            result["steady_cpu_seconds"] = {"window": args.idle, **spent(settle, fleet.meter.cpu())}
+            print(f"{args.replicas} pods Running, {args.idle:g} s: CPU {result['steady_cpu_seconds']}", flush=True)
             if args.churn:
                 result["churn"] = churn(fleet, watch, args.replicas, args.churn, args.timeout)
             if args.node_loss:
@@ -480,7 +484,9 @@ def main() -> None:
     parser.add_argument("--mass-loss", type=float, default=0.0, help="lose this share of the nodes at once")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds any one wait may take")
     parser.add_argument("--loss-timeout", type=float, default=300.0, help="seconds to follow a mass loss")
-    parser.add_argument("--idle", type=float, default=10.0, help="seconds of an idle fleet to measure")
+    parser.add_argument(
+        "--idle", type=float, default=10.0, help="seconds to measure the fleet idle, and again with the pods Running"
+    )
     parser.add_argument("--metrics-period", type=float, default=10.0, help="hollow nodes' metrics period (0: none)")
     parser.add_argument("--start-delay", type=float, default=0.0, help="hollow nodes' simulated container start")
     parser.add_argument("--ramp", type=float, default=0.0, help="seconds over which each process starts its nodes")
