@@ -54,6 +54,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+import structlog
 import uvloop
 
 from agent.network.routes import ServiceTable
@@ -75,6 +76,8 @@ from corral.common.pki.join import join_address_for
 from protos import pods as podutil
 from protos.corral.v1 import node_pb2, node_service_pb2, pod_pb2
 from protos.wellknown import DEFAULT_RUNTIME
+
+log = structlog.get_logger(__name__)
 
 HOLLOW_LABEL = "node.corral.io/hollow"
 # What each fake container reports using, for the metrics reports.
@@ -271,7 +274,14 @@ class HollowPods:
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         assert self._group is not None, "run() first"
-        return self._group.create_task(work)
+        return self._group.create_task(self._guarded(work))
+
+    async def _guarded(self, work: Coroutine[Any, Any, None]) -> None:
+        """One pod's failure is logged, never fatal to the node (nor to the process's other nodes)."""
+        try:
+            await work
+        except Exception:
+            log.exception("hollow_pod_step_crashed", node=self.node)
 
     def _drop(self, uid: str) -> None:
         entry = self.pods.pop(uid)
