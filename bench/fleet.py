@@ -290,13 +290,20 @@ def startup(fleet: Fleet, watch: PodWatch, replicas: int, timeout: float) -> dic
     before = meter.cpu()
     started = time.perf_counter()
     scale(fleet.client, replicas)
-    wait_until(lambda: len(watch.running_now) >= replicas, timeout, f"{replicas} pods Running", period=0.2)
+    timed_out = ""
+    try:
+        wait_until(lambda: len(watch.running_now) >= replicas, timeout, f"{replicas} pods Running", period=0.2)
+    except SystemExit as e:  # the figures of the pods that did start still say where the time went
+        timed_out = f"{e} ({len(watch.running_now)} Running)"
+        print(timed_out, flush=True)
     total = time.perf_counter() - started
     cpu = spent(before, meter.cpu())
     startup_s = [watch.running[n] - watch.first[n] for n in watch.running]
     bind_s = [watch.bound[n] - watch.first[n] for n in watch.running if n in watch.bound]
     peaks = meter.peaks_mb()
     return {
+        "startup_timed_out": timed_out,
+        "running": len(watch.running_now),
         "all_running_seconds": round(total, 2),
         "startup_p50_ms": round(statistics.median(startup_s) * 1000, 1),
         "startup_p99_ms": ms(startup_s, 99),
@@ -309,21 +316,26 @@ def startup(fleet: Fleet, watch: PodWatch, replicas: int, timeout: float) -> dic
     }
 
 
-def churn(fleet: Fleet, watch: PodWatch, replicas: int, rounds: int, timeout: float) -> list[dict[str, float]]:
-    out = []
+def churn(fleet: Fleet, watch: PodWatch, replicas: int, rounds: int, timeout: float) -> list[dict[str, object]]:
+    out: list[dict[str, object]] = []
     for r in range(rounds):
         before = fleet.meter.cpu()["server"]
         scale(fleet.client, 0)
-        down = wait_until(lambda: not watch.live, timeout, "every pod gone", period=0.2)
-        rss_down = fleet.meter.rss_mb("server")
-        scale(fleet.client, replicas)
-        up = wait_until(
-            lambda: len(watch.running_now) >= replicas and len(watch.live) == replicas,
-            timeout,
-            f"{replicas} pods Running",
-            period=0.2,
-        )
-        row = {
+        try:
+            down = wait_until(lambda: not watch.live, timeout, "every pod gone", period=0.2)
+            rss_down = fleet.meter.rss_mb("server")
+            scale(fleet.client, replicas)
+            up = wait_until(
+                lambda: len(watch.running_now) >= replicas and len(watch.live) == replicas,
+                timeout,
+                f"{replicas} pods Running",
+                period=0.2,
+            )
+        except SystemExit as e:
+            print(f"churn round {r + 1}: {e}", flush=True)
+            out.append({"round": r + 1, "timed_out": str(e), "server_rss_mb": fleet.meter.rss_mb("server")})
+            break
+        row: dict[str, object] = {
             "round": r + 1,
             "down_seconds": round(down, 2),
             "up_seconds": round(up, 2),
@@ -345,10 +357,19 @@ def churn(fleet: Fleet, watch: PodWatch, replicas: int, rounds: int, timeout: fl
 def node_loss(fleet: Fleet, watch: PodWatch, replicas: int, victim: str, timeout: float) -> dict[str, object]:
     on_victim = sum(1 for node in list(watch.live.values()) if node == victim)
     fleet.shares["lost"].send_signal(signal.SIGKILL)
-    seconds = wait_until(
-        lambda: watch.running_on(lambda n: n != victim) >= replicas, timeout, "the lost node's pods Running elsewhere"
-    )
-    return {"node_loss_pods": on_victim, "node_loss_to_running_elsewhere_seconds": round(seconds, 2)}
+    try:
+        seconds: float | None = wait_until(
+            lambda: watch.running_on(lambda n: n != victim) >= replicas,
+            timeout,
+            "the lost node's pods Running elsewhere",
+        )
+    except SystemExit as e:
+        print(e, flush=True)
+        seconds = None
+    return {
+        "node_loss_pods": on_victim,
+        "node_loss_to_running_elsewhere_seconds": None if seconds is None else round(seconds, 2),
+    }
 
 
 def mass_loss(fleet: Fleet, watch: PodWatch, replicas: int, lost: int, timeout: float) -> dict[str, object]:
@@ -390,12 +411,13 @@ def mass_loss(fleet: Fleet, watch: PodWatch, replicas: int, lost: int, timeout: 
 # -- main ---------------------------------------------------------------------------------
 
 
-def run(args: argparse.Namespace) -> dict[str, object]:
+def run(args: argparse.Namespace, result: dict[str, object]) -> None:
+    """The run; `result` gets each figure as soon as it is measured (a run cut short keeps them)."""
     cache = Path(args.cache_dir)
     cache.mkdir(parents=True, exist_ok=True)
     lost = max(1, round(args.mass_loss * args.nodes)) if args.mass_loss > 0 else 0
     main_nodes = args.nodes - lost - (1 if args.node_loss else 0)
-    result: dict[str, object] = {
+    result |= {
         "nodes": args.nodes,
         "replicas": args.replicas,
         "processes": args.processes,
@@ -450,6 +472,8 @@ def run(args: argparse.Namespace) -> dict[str, object]:
             time.sleep(args.idle)
             result["steady_cpu_seconds"] = {"window": args.idle, **spent(settle, fleet.meter.cpu())}
             print(f"{args.replicas} pods Running, {args.idle:g} s: CPU {result['steady_cpu_seconds']}", flush=True)
+            if result["startup_timed_out"]:
+                return
             if args.churn:
                 result["churn"] = churn(fleet, watch, args.replicas, args.churn, args.timeout)
             if args.node_loss:
@@ -471,7 +495,6 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         finally:
             fleet.meter.close()
             stop(*fleet.shares.values(), fleet.server)
-    return result
 
 
 def main() -> None:
@@ -492,9 +515,11 @@ def main() -> None:
     parser.add_argument("--ramp", type=float, default=0.0, help="seconds over which each process starts its nodes")
     parser.add_argument("--cache-dir", default="/var/tmp/corral-fleet", help="cluster CA and node credentials")
     args = parser.parse_args()
-    result = run(args)
-    result["machine"] = machine()
-    write_result(f"fleet-{args.nodes}-{args.replicas}", result)
+    result: dict[str, object] = {"machine": machine()}
+    try:
+        run(args, result)
+    finally:
+        write_result(f"fleet-{args.nodes}-{args.replicas}", result)
 
 
 if __name__ == "__main__":
