@@ -515,6 +515,10 @@ def main() -> None:
     parser.add_argument("--ramp", type=float, default=0.0, help="seconds over which each process starts its nodes")
     parser.add_argument("--cache-dir", default="/var/tmp/corral-fleet", help="cluster CA and node credentials")
     args = parser.parse_args()
+    # A stop (or Ctrl-C, which a shell ignores for background jobs) ends the run through its
+    # `finally`: the server and the simulator processes are stopped, the figures so far written.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     result: dict[str, object] = {"machine": machine()}
     try:
         run(args, result)
