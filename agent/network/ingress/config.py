@@ -23,6 +23,14 @@ would answer 503 while the only endpoint is marked, as Caddy does not fall back 
 ejected endpoints). No endpoint, no such Service or port, or the table's `problem`:
 503 with the reason. Plain HTTP to a backend that asks for it: 308 to https.
 
+`Upstreams.via_cluster_ip` (the kernel data path serves this node's clusterIPs): a
+Service port the kernel balances (`nft_rules.kernel_capable`, with a clusterIP) is
+dialled at `<clusterIP>:<port>` instead, keep-alive off, so that the kernel picks an
+endpoint, with the Service's weights, for every request (a pooled connection would pin
+its requests to one endpoint). The config then no longer changes with the endpoints
+(only when the last one goes or the first comes: the 503), so endpoint changes swap
+no config and close no client connection.
+
 TLS: the usable certificates of the table, inline (`load_pem`, tagged by Secret), chosen by
 SNI through one connection policy per host (most specific first); any other name gets the
 self-signed default. Automatic HTTPS, ACME and the config autosave are off; the admin API
