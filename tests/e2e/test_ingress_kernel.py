@@ -41,7 +41,7 @@ def kernel_agents(server: ServerProcess, tmp_path: Path, http_port: int) -> Iter
     procs = []
     for i, address in enumerate(PROXIES):
         name = f"ik{i}-{os.getpid()}"
-        args = ("--proxy-address", address, "--dns-port", "0", "--proxy-mode", "nftables")
+        args: tuple[str, ...] = ("--proxy-address", address, "--dns-port", "0", "--proxy-mode", "nftables")
         args += ("--ingress-http-port", str(http_port), "--ingress-https-port", "0")
         proc = AgentProcess(
             server.address,
