@@ -1,7 +1,9 @@
 """Ingress with the kernel data path (`corral agent --proxy-mode nftables`) on three
 real agents with Docker: the managed Caddy dials the Service's clusterIP, so an
 endpoint change (a scale-up here) is no config swap, and a client's idle keep-alive
-connection to the ingress carries its next request on the same TCP connection."""
+connection to the ingress carries its next request on the same TCP connection; the
+kernel picks the endpoint per request, so a canary at 10% gets 10% of the requests of
+one keep-alive client."""
 
 from __future__ import annotations
 
@@ -15,19 +17,19 @@ import pytest
 
 from tests.e2e.conftest import AgentProcess, Cli, ServerProcess, remove_node_containers, wait_until
 from tests.e2e.test_ingress import app, free_ports
-from tests.e2e.test_services import PROXIES, apply, endpoints, registered
+from tests.e2e.test_services import CANARY, PROXIES, apply, canary_paused, endpoints, registered
 
 pytestmark = pytest.mark.docker
 
 INGRESS = """
 apiVersion: networking.k8s.io/v1
 kind: Ingress
-metadata: {name: keep}
+metadata: {{name: {name}}}
 spec:
   rules:
-  - host: keep.test
+  - host: {name}.test
     http:
-      paths: [{path: /, pathType: Prefix, backend: {service: {name: keep, port: {name: web}}}}]
+      paths: [{{path: /, pathType: Prefix, backend: {{service: {{name: {name}, port: {{name: web}}}}}}}}]
 """
 
 
@@ -65,11 +67,11 @@ def kernel_agents(server: ServerProcess, tmp_path: Path, http_port: int) -> Iter
             remove_node_containers(proc.name)
 
 
-def fresh_get(port: int) -> str:
+def fresh_get(port: int, host: str = "keep.test") -> str:
     """One request on a new connection (the answer's body, '' when it failed)."""
     conn = http.client.HTTPConnection(PROXIES[0], port, timeout=5)
     try:
-        conn.request("GET", "/", headers={"Host": "keep.test"})
+        conn.request("GET", "/", headers={"Host": host})
         response = conn.getresponse()
         body = response.read().decode().strip()
         return body if response.status == 200 else ""
@@ -85,7 +87,7 @@ def test_an_endpoint_change_keeps_an_idle_keep_alive_client_connection(
     cli = Cli(server.env)
     (service_port,) = free_ports(1)
     apply(cli, app("keep", "keep", service_port, replicas=1))
-    apply(cli, INGRESS)
+    apply(cli, INGRESS.format(name="keep"))
     wait_until(lambda: len(endpoints(cli, "keep")) == 1, 90, "1 ready endpoint", kernel_agents[0].log)
     wait_until(lambda: fresh_get(http_port).startswith("keep "), 30, "the ingress answers", kernel_agents[0].log)
     client = http.client.HTTPConnection(PROXIES[0], http_port, timeout=5)
@@ -115,3 +117,28 @@ def test_an_endpoint_change_keeps_an_idle_keep_alive_client_connection(
         print(f"ingress over nftables: the keep-alive connection carried a request across an endpoint change: {second}")
     finally:
         client.close()
+
+
+def test_a_canary_gets_its_weight_of_one_keep_alive_clients_requests(
+    server: ServerProcess, kernel_agents: list[AgentProcess], http_port: int
+) -> None:
+    cli = Cli(server.env)
+    (service_port,) = free_ports(1)
+    apply(cli, app("kcan", "v1", service_port, replicas=3, strategy=CANARY))
+    apply(cli, INGRESS.format(name="kcan"))
+    wait_until(lambda: len(endpoints(cli, "kcan")) == 3, 90, "3 ready endpoints", kernel_agents[0].log)
+    apply(cli, app("kcan", "v2", service_port, replicas=3, strategy=CANARY))
+    wait_until(lambda: canary_paused(cli, "kcan"), 120, "the canary at 10% and paused", kernel_agents[0].log)
+    wait_until(lambda: len(endpoints(cli, "kcan")) == 4, 30, "4 ready endpoints")
+    wait_until(lambda: fresh_get(http_port, "kcan.test").startswith("v2 "), 30, "the canary answers")
+    client = http.client.HTTPConnection(PROXIES[0], http_port, timeout=5)
+    try:
+        bodies = []
+        for _ in range(500):  # one keep-alive connection for all
+            client.request("GET", "/", headers={"Host": "kcan.test"})
+            bodies.append(client.getresponse().read().decode())
+    finally:
+        client.close()
+    share = sum(1 for b in bodies if b.startswith("v2 ")) / len(bodies)
+    print(f"canary at 10% through the ingress over nftables, one keep-alive client: {share:.1%} of 500 requests")
+    assert 0.08 <= share <= 0.12
