@@ -7,7 +7,7 @@ Processes on loopback:
 - corral's ingress: `agent.network.ingress.proxy.IngressProxy` in a process of
   its own, one Ingress rule (host `localhost`, a self-signed certificate from a
   TLS Secret) to the backend, as in the agent: it runs and feeds the managed
-  Caddy, which serves (with `GOMAXPROCS=--cores`, and `GOGC=--gogc` if given);
+  Caddy, which serves (with `GOMAXPROCS=--cores`, and `GOGC=--gogc` if given, else 200);
   a second one as with `--proxy-mode nftables` (the upstream is the Service's
   clusterIP, one new connection per request; here the "clusterIP" is the
   backend's own address: the kernel's DNAT is left out);
@@ -23,7 +23,7 @@ per request (corral: the Python process and Caddy) and wrk's, then the RSS of th
 Python process and of Caddy.
 nginx and wrk are installed with apt-get when missing (needs root).
 
-    .venv/bin/python bench/ingress.py [--seconds 5] [--connections 8] [--rounds 3] [--cores 1] [--gogc 400]
+    .venv/bin/python bench/ingress.py [--seconds 5] [--connections 8] [--rounds 3] [--cores 1] [--gogc 100]
 
 Writes bench/results/ingress.json. Asserts nothing.
 """
@@ -172,7 +172,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--cores", type=int, default=1, help="nginx workers and Caddy's GOMAXPROCS")
-    parser.add_argument("--gogc", default="", help="Caddy's GOGC (default: Go's, 100)")
+    parser.add_argument("--gogc", default="", help="Caddy's GOGC (default: the agent's, 200)")
     parser.add_argument("--via-cluster-ip", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--serve-ingress", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--https-port", type=int, default=0, help=argparse.SUPPRESS)
