@@ -7,7 +7,10 @@ Processes on loopback:
 - corral's ingress: `agent.network.ingress.proxy.IngressProxy` in a process of
   its own, one Ingress rule (host `localhost`, a self-signed certificate from a
   TLS Secret) to the backend, as in the agent: it runs and feeds the managed
-  Caddy, which serves (with `GOMAXPROCS=--cores`);
+  Caddy, which serves (with `GOMAXPROCS=--cores`, and `GOGC=--gogc` if given, else 200);
+  a second one as with `--proxy-mode nftables` (the upstream is the Service's
+  clusterIP, one new connection per request; here the "clusterIP" is the
+  backend's own address: the kernel's DNAT is left out);
 - the peer: nginx (`--cores` workers) terminating TLS with the same
   certificate and proxying to the backend over keep-alive connections;
 - the load: `wrk` (keep-alive, `--connections` connections, one thread),
@@ -15,11 +18,12 @@ Processes on loopback:
   to show what TLS costs it).
 
 Cases alternate for `--rounds` rounds; the median run of each is shown: requests
-per second, p50/p99 latency, and the proxy's CPU time per request (corral: the
-Python process and Caddy), then the RSS of the Python process and of Caddy.
+per second (and the range over the rounds), p50/p99 latency, the proxy's CPU time
+per request (corral: the Python process and Caddy) and wrk's, then the RSS of the
+Python process and of Caddy.
 nginx and wrk are installed with apt-get when missing (needs root).
 
-    .venv/bin/python bench/ingress.py [--seconds 5] [--connections 8] [--rounds 3] [--cores 1]
+    .venv/bin/python bench/ingress.py [--seconds 5] [--connections 8] [--rounds 3] [--cores 1] [--gogc 100]
 
 Writes bench/results/ingress.json. Asserts nothing.
 """
@@ -30,6 +34,7 @@ import argparse
 import datetime as dt
 import os
 import re
+import resource
 import shutil
 import signal
 import statistics
@@ -89,7 +94,13 @@ def listening(port: int) -> bool:
     )
 
 
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def wrk(url: str, seconds: float, connections: int) -> dict[str, float]:
+    cpu_before = children_cpu()
     out = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency", "-H", "Host: localhost", url],
         capture_output=True,
@@ -104,13 +115,16 @@ def wrk(url: str, seconds: float, connections: int) -> dict[str, float]:
         value, unit = re.search(rf"\s{label}%\s+([\d.]+)(us|ms|s)", out).groups()  # type: ignore[union-attr]
         return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
-    return {"rps": rate, "p50_ms": ms("50"), "p99_ms": ms("99"), "errors": 1.0 if errors else 0.0}
+    wrk_cpu = (children_cpu() - cpu_before) / max(1.0, rate * max(1, round(seconds))) * 1e6
+    errored = 1.0 if errors else 0.0
+    return {"rps": rate, "p50_ms": ms("50"), "p99_ms": ms("99"), "errors": errored, "wrk_cpu_us": wrk_cpu}
 
 
 def serve_ingress(args: argparse.Namespace) -> None:
     """The ingress proxy process: one route, host localhost, to the backend."""
     import asyncio
 
+    from agent.network.ingress.config import Upstreams
     from agent.network.ingress.proxy import IngressPorts, IngressProxy
     from controlplane.registry.ingress import ingress_plan
     from protos.corral.v1 import discovery_pb2, ingress_pb2, secret_pb2, service_pb2
@@ -134,10 +148,17 @@ def serve_ingress(args: argparse.Namespace) -> None:
     routes = ingress_plan([ingress], [klass], {"default/backend": service}, {"default/tls": secret}).routes
     route = discovery_pb2.ServiceRoute(namespace="default", name="backend", load_balancing="RoundRobin")
     route.ports.add(name="http", port=80).backends.add(address="127.0.0.1", port=args.backend_port, pod="backend")
+    if args.via_cluster_ip:  # the backend's address stands in for the clusterIP the kernel would DNAT
+        route.cluster_ip, route.ports[0].port = "127.0.0.1", args.backend_port
 
     async def main() -> None:
-        directory = Path(args.cert).parent / "ingress"
-        proxy = IngressProxy(["127.0.0.1"], IngressPorts(args.http_port, args.https_port), directory=directory)
+        directory = Path(args.cert).parent / ("ingress-kernel" if args.via_cluster_ip else "ingress")
+        proxy = IngressProxy(
+            ["127.0.0.1"],
+            IngressPorts(args.http_port, args.https_port),
+            directory=directory,
+            upstreams=Upstreams(via_cluster_ip=args.via_cluster_ip),
+        )
         proxy.update({"default/backend": route})
         proxy.update_ingress(routes)
         await proxy.run()
@@ -151,6 +172,8 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--cores", type=int, default=1, help="nginx workers and Caddy's GOMAXPROCS")
+    parser.add_argument("--gogc", default="", help="Caddy's GOGC (default: the agent's, 200)")
+    parser.add_argument("--via-cluster-ip", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--serve-ingress", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--https-port", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--http-port", type=int, default=0, help=argparse.SUPPRESS)
@@ -192,31 +215,45 @@ def main() -> None:
         )
     )
     env = {**os.environ, "PYTHONPATH": str(REPO), "GOMAXPROCS": str(args.cores)}
-    corral = subprocess.Popen(
-        [
-            sys.executable,
-            __file__,
-            "--serve-ingress",
-            f"--https-port={corral_port}",
-            f"--http-port={corral_http}",
-            f"--backend-port={backend_port}",
-            f"--cert={folder / 'tls.crt'}",
-            f"--key={folder / 'tls.key'}",
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    if args.gogc:
+        env["GOGC"] = args.gogc
+
+    def start_ingress(https_port: int, http_port: int, *extra: str) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [
+                sys.executable,
+                __file__,
+                "--serve-ingress",
+                f"--https-port={https_port}",
+                f"--http-port={http_port}",
+                f"--backend-port={backend_port}",
+                f"--cert={folder / 'tls.crt'}",
+                f"--key={folder / 'tls.key'}",
+                *extra,
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+    kernel_port = free_port()
+    corral = start_ingress(corral_port, corral_http)
+    kernel = start_ingress(kernel_port, 0, "--via-cluster-ip")
     try:
-        for port in (backend_port, corral_port, nginx_port):
+        for port in (backend_port, corral_port, nginx_port, kernel_port):
             wait_for(lambda p=port: listening(p), 30, f"port {port} listening")  # type: ignore[misc]
         peer_workers = list(psutil.Process(peer.pid).children())
         agent = psutil.Process(corral.pid)
         ingress = [agent, *agent.children(recursive=True)]
+        kernel_agent = psutil.Process(kernel.pid)
         cases = {
             "direct (HTTP)": (f"http://127.0.0.1:{backend_port}/", []),
             "corral ingress (HTTPS)": (f"https://localhost:{corral_port}/", ingress),
             "corral ingress (HTTP)": (f"http://localhost:{corral_http}/", ingress),
+            "corral, clusterIP upstream (HTTPS)": (
+                f"https://localhost:{kernel_port}/",
+                [kernel_agent, *kernel_agent.children(recursive=True)],
+            ),
             "nginx (HTTPS)": (f"https://localhost:{nginx_port}/", peer_workers),
         }
         for url, _ in cases.values():  # warm up (TLS sessions, pools)
@@ -240,13 +277,19 @@ def main() -> None:
         print(
             f"\n{machine()}; {args.connections} keep-alive connections, wrk -t1, "
             f"{args.seconds:g}s x {args.rounds} rounds, {args.cores} core(s) for each proxy"
+            + (f", Caddy GOGC={args.gogc}" if args.gogc else "")
         )
-        print(f"{'case':<24}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'proxy CPU us/req':>18}")
+        print(f"{'case':<36}{'req/s':>9}{'range':>15}{'p50 ms':>8}{'p99 ms':>8}", end="")
+        print(f"{'proxy us/req':>14}{'wrk us/req':>12}")
         for name, m in medians.items():
+            low, high = min(r["rps"] for r in runs[name]), max(r["rps"] for r in runs[name])
             cpu_text = f"{m['proxy_cpu_us_per_request']:.0f}" if m["proxy_cpu_us_per_request"] else "-"
-            print(f"{name:<24}{m['rps']:>10.0f}{m['p50_ms']:>9.2f}{m['p99_ms']:>9.2f}{cpu_text:>18}")
-        ratio = medians["corral ingress (HTTPS)"]["rps"] / medians["nginx (HTTPS)"]["rps"]
-        print(f"corral ingress / nginx throughput: {ratio:.2f}")
+            print(
+                f"{name:<36}{m['rps']:>9.0f}{f'{low:.0f}-{high:.0f}':>15}{m['p50_ms']:>8.2f}{m['p99_ms']:>8.2f}"
+                f"{cpu_text:>14}{m['wrk_cpu_us']:>12.0f}"
+            )
+        for name in ("corral ingress (HTTPS)", "corral, clusterIP upstream (HTTPS)"):
+            print(f"{name} / nginx throughput: {medians[name]['rps'] / medians['nginx (HTTPS)']['rps']:.2f}")
         print(
             f"RSS after the runs: the Python process {rss['python_mb']:.1f} MB, Caddy {rss['caddy_mb']:.1f} MB, "
             f"nginx workers {rss['nginx_workers_mb']:.1f} MB"
@@ -259,6 +302,7 @@ def main() -> None:
                 "seconds": args.seconds,
                 "rounds": args.rounds,
                 "cores": args.cores,
+                "gogc": args.gogc,
                 "rss": rss,
                 "median": medians,
                 "runs": runs,
@@ -266,10 +310,10 @@ def main() -> None:
             },
         )
     finally:
-        for proc in (corral, peer, backend):
+        for proc in (corral, kernel, peer, backend):
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGTERM)
-        stop(corral, peer, backend)
+        stop(corral, kernel, peer, backend)
         time.sleep(0.1)
         shutil.rmtree(folder, ignore_errors=True)
 

@@ -38,6 +38,7 @@ from pathlib import Path
 import structlog
 
 from agent.network.dns.server import DnsServer
+from agent.network.ingress.config import Upstreams
 from agent.network.ingress.proxy import IngressPorts, IngressProxy
 from agent.network.proxy.cluster_ips import ClusterIpAddresses, ServiceAddressing
 from agent.network.proxy.kernel import KernelProxy
@@ -135,8 +136,12 @@ async def build_service_network(
         kernel = KernelProxy(proxy, table_name(node_name), addresses, node=node_name, reserved=node_reserved)
         await kernel.start()
     dns = DnsServer(dns_endpoints)
+    # With the kernel serving clusterIPs, an endpoint change leaves Caddy's config (and its clients' connections) alone.
+    upstreams = Upstreams(via_cluster_ip=kernel is not None)
     ingress = (
-        IngressProxy(proxy_addresses, ingress_ports, directory=data_dir / "ingress") if ingress_ports.enabled else None
+        IngressProxy(proxy_addresses, ingress_ports, directory=data_dir / "ingress", upstreams=upstreams)
+        if ingress_ports.enabled
+        else None
     )
     addressing = ServiceAddressing([ReservedPortFilter(kernel or proxy, node_reserved), dns])
 

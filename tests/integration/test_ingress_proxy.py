@@ -1,7 +1,8 @@
 """The agent's ingress proxy (a managed Caddy) against local aiohttp backends on loopback:
 host and path routing, TLS by SNI with the Secrets' certificates, HTTP/2, keep-alive,
 WebSockets, X-Forwarded headers, the HTTP→HTTPS redirect, canary weights, a route change
-that leaves open connections alone, Caddy restarted when it dies, its private admin socket."""
+that leaves open connections alone, an endpoint change behind a clusterIP that leaves idle
+ones alone too, Caddy restarted when it dies, its private admin socket."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ import pytest
 from aiohttp import web
 from cryptography import x509
 
+from agent.network.ingress.config import Upstreams
 from agent.network.ingress.proxy import IngressPorts, IngressProxy
 from controlplane.registry.ingress import ingress_plan
 from corral.common.pki.certs import cert_pem, key_pem, self_signed
@@ -339,6 +341,61 @@ async def test_a_route_change_keeps_open_connections(env: Env) -> None:
         assert (status, json.loads(body)["name"]) == (200, "a")
         await ws.send_str("still")
         assert (await ws.receive_str()) == "a:still"
+
+
+@pytest.mark.parametrize(
+    ("via_cluster_ip", "kept"),
+    [
+        pytest.param(True, True, id="kernel-clusterip-kept"),
+        pytest.param(False, False, id="endpoints-closed-by-the-swap"),
+    ],
+)
+async def test_an_endpoint_change_and_an_idle_keep_alive_connection(
+    tmp_path: Path, via_cluster_ip: bool, kept: bool
+) -> None:
+    """With the kernel serving clusterIPs (`--proxy-mode nftables`) Caddy dials the Service's
+    clusterIP: an endpoint change is no new config, and an idle keep-alive client connection
+    carries the next request. Dialling endpoints, the change swaps the config, which closes it.
+    (The "clusterIP" here is the backend's own address, standing in for the kernel's DNAT.)"""
+    runner, port = await backend("a")
+    spare, spare_port = await backend("a2")
+
+    def routes(*endpoints: int) -> dict[str, discovery_pb2.ServiceRoute]:
+        route = service_route("a", [(p, "") for p in endpoints])
+        route.cluster_ip, route.ports[0].port = LOOPBACK, port
+        return {"default/a": route}
+
+    upstreams = Upstreams(via_cluster_ip=via_cluster_ip)
+    proxy = IngressProxy([LOOPBACK], IngressPorts(free_port(), 0), directory=tmp_path / "i", upstreams=upstreams)
+    proxy.update(routes(port))
+    proxy.update_ingress(table([("a.test", "/", "Prefix", "a")], certs={}, redirect=set()))
+    task = asyncio.create_task(proxy.run())
+    conn = http.client.HTTPConnection(LOOPBACK, proxy.ports.http, timeout=WAIT)
+
+    def get() -> int:
+        conn.request("GET", "/", headers={"Host": "a.test"})
+        response = conn.getresponse()
+        response.read()
+        return response.status
+
+    try:
+        await wait_for(lambda: len(proxy.bound) == 1, "the ingress listens")
+        assert await asyncio.to_thread(get) == 200
+        sock = conn.sock
+        proxy.update(routes(spare_port, port))  # a second endpoint
+        await wait_for(lambda: proxy.applied == proxy.changes, "the change is applied")
+        if kept:
+            assert await asyncio.to_thread(get) == 200
+            assert conn.sock is sock and sock is not None
+        else:
+            with pytest.raises((http.client.RemoteDisconnected, ConnectionError)):
+                await asyncio.to_thread(get)
+    finally:
+        conn.close()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await runner.cleanup()
+        await spare.cleanup()
 
 
 async def test_a_backend_that_closes_without_answering_is_a_502(env: Env) -> None:

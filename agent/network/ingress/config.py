@@ -23,6 +23,14 @@ would answer 503 while the only endpoint is marked, as Caddy does not fall back 
 ejected endpoints). No endpoint, no such Service or port, or the table's `problem`:
 503 with the reason. Plain HTTP to a backend that asks for it: 308 to https.
 
+`Upstreams.via_cluster_ip` (the kernel data path serves this node's clusterIPs): a
+Service port the kernel balances (`nft_rules.kernel_capable`, with a clusterIP) is
+dialled at `<clusterIP>:<port>` instead, keep-alive off, so that the kernel picks an
+endpoint, with the Service's weights, for every request (a pooled connection would pin
+its requests to one endpoint). The config then no longer changes with the endpoints
+(only when the last one goes or the first comes: the 503), so endpoint changes swap
+no config and close no client connection.
+
 TLS: the usable certificates of the table, inline (`load_pem`, tagged by Secret), chosen by
 SNI through one connection policy per host (most specific first); any other name gets the
 self-signed default. Automatic HTTPS, ACME and the config autosave are off; the admin API
@@ -36,6 +44,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent.network.proxy.endpoints import LEAST_CONNECTIONS, backends_of, is_tcp, traffic_weights
+from agent.network.proxy.frontends import frontends
+from agent.network.proxy.nft_rules import kernel_capable
 from protos.corral.v1 import discovery_pb2, ingress_pb2
 
 EXACT = "Exact"
@@ -61,6 +71,9 @@ class Listen:
 class Upstreams:
     connect_timeout: float = 5.0
     max_attempts: int = 3
+    # The kernel (nftables) serves this node's clusterIPs: dial a Service port it balances
+    # at <clusterIP>:<port>, one new connection per request (see the module docstring).
+    via_cluster_ip: bool = False
 
 
 def quote_meta(text: str) -> str:
@@ -116,6 +129,14 @@ def _find_port(
     return None if port is None else (route, port)
 
 
+def kernel_address(route: discovery_pb2.ServiceRoute, port: discovery_pb2.RoutePort) -> str | None:
+    """`<clusterIP>:<port>` when the kernel data path balances this port there (None: it does not)."""
+    clustered = any(f.address for f in frontends(route, port))
+    if not clustered or ":" in route.cluster_ip or not kernel_capable(route, port):
+        return None
+    return host_port(route.cluster_ip, port.port)
+
+
 def backend_handler(
     backend: ingress_pb2.IngressRouteBackend,
     services: Mapping[str, discovery_pb2.ServiceRoute],
@@ -132,17 +153,25 @@ def backend_handler(
     weighted = traffic_weights(backends_of(route_port), dict(route.weights))
     if not weighted:
         return _text(503, f"503 Service Unavailable: {backend.service} has no ready endpoint\n")
-    if route.weights:
-        policy: Json = {"policy": "weighted_round_robin", "weights": [w for _, w in weighted]}
-    elif route.load_balancing == LEAST_CONNECTIONS:
-        policy = {"policy": "least_conn"}
+    transport: Json = {"protocol": "http", "dial_timeout": f"{upstreams.connect_timeout:g}s"}
+    kernel = kernel_address(route, route_port) if upstreams.via_cluster_ip else None
+    if kernel is not None:
+        dials = [kernel]
+        policy: Json = {"policy": "first"}
+        transport["keep_alive"] = {"enabled": False}  # the kernel picks an endpoint per connection
     else:
-        policy = {"policy": "round_robin"}
+        dials = [host_port(b.address, b.port) for b, _ in weighted]
+        if route.weights:
+            policy = {"policy": "weighted_round_robin", "weights": [w for _, w in weighted]}
+        elif route.load_balancing == LEAST_CONNECTIONS:
+            policy = {"policy": "least_conn"}
+        else:
+            policy = {"policy": "round_robin"}
     return {
         "handler": "reverse_proxy",
-        "upstreams": [{"dial": host_port(b.address, b.port)} for b, _ in weighted],
+        "upstreams": [{"dial": d} for d in dials],
         "load_balancing": {"selection_policy": policy, "retries": max(0, upstreams.max_attempts - 1)},
-        "transport": {"protocol": "http", "dial_timeout": f"{upstreams.connect_timeout:g}s"},
+        "transport": transport,
         "headers": {
             "request": {
                 "set": {

@@ -6,9 +6,10 @@ listener (the routing table the control plane computes). Every change marks the 
 stale; `run()` translates table and routes into Caddy's JSON config (`config.py`, the one
 home of routing decisions) and loads it into Caddy (`caddy.py`) when it differs from the
 one running (changes within `settle_seconds` of each other make one swap: each swap
-closes idle keep-alive connections). A config Caddy refuses (a port it cannot bind, say) is logged
-(`ingress_config_refused`) and tried again every `retry_seconds`; Caddy keeps serving the
-previous one meanwhile.
+closes idle keep-alive connections; with `Upstreams(via_cluster_ip=True)` endpoint
+changes of the Services the kernel balances make no new config). A config Caddy refuses
+(a port it cannot bind, say) is logged (`ingress_config_refused`) and tried again every
+`retry_seconds`; Caddy keeps serving the previous one meanwhile.
 
 Caddy starts once the node has an ingress route (the agent stays light where no Ingress is
 served) and is then kept running: when it exits it is started again after the crash-loop

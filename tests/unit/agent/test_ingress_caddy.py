@@ -1,5 +1,6 @@
 """Without the caddy binary the ingress is off, said once at start; the binary is found
-beside the agent's Python or on PATH; a burst of changes is one config swap, and no change none."""
+beside the agent's Python or on PATH; Caddy's environment (the agent's Go settings, GOGC 200
+by default); a burst of changes is one config swap, and no change none."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import pytest
 import structlog
 
 from agent.network.ingress import caddy
-from agent.network.ingress.caddy import find_caddy
+from agent.network.ingress.caddy import caddy_environment, find_caddy
 from agent.network.ingress.proxy import IngressPorts, IngressProxy
 from protos.corral.v1 import discovery_pb2, ingress_pb2
 
@@ -55,6 +56,23 @@ def test_find_caddy(
     got = find_caddy(path=str(tmp_path / "bin") + os.pathsep)
     expected = {"beside": tmp_path / "venv" / caddy.BINARY, "path": tmp_path / "bin" / caddy.BINARY, None: None}
     assert got == (str(expected[found]) if expected[found] else None)
+
+
+@pytest.mark.parametrize(
+    ("agent", "go"),
+    [
+        pytest.param({}, {"GOGC": "200"}, id="gogc-200-by-default"),
+        pytest.param({"GOGC": "100"}, {"GOGC": "100"}, id="the-agents-gogc"),
+        pytest.param(
+            {"GOMAXPROCS": "1", "GOMEMLIMIT": "64MiB", "GODEBUG": "x=1"},
+            {"GOMAXPROCS": "1", "GOMEMLIMIT": "64MiB", "GOGC": "200"},
+            id="cores-and-memory-limit-passed-on-nothing-else",
+        ),
+    ],
+)
+def test_caddys_environment(agent: dict[str, str], go: dict[str, str]) -> None:
+    env = caddy_environment("/d", {"PATH": "/bin", "SECRET": "x", **agent})
+    assert env == {"PATH": "/bin", "HOME": "/d", "XDG_DATA_HOME": "/d", "XDG_CONFIG_HOME": "/d", **go}
 
 
 class FakeCaddy:

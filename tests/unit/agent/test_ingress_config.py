@@ -122,6 +122,45 @@ def test_backend_upstreams(
     assert handler["headers"]["request"]["set"]["X-Forwarded-Port"] == ["443"]
 
 
+def kernel_route(cluster_ip: str = "10.43.0.7", lb: str = "", address: str = "10.0.0.1") -> discovery_pb2.ServiceRoute:
+    r = discovery_pb2.ServiceRoute(
+        namespace="default", name="s", cluster_ip=cluster_ip, load_balancing=lb, weights={"new": 1}
+    )
+    r.ports.add(name="http", protocol="TCP", port=8080).backends.add(address=address, port=80, pod="p", group="new")
+    return r
+
+
+@pytest.mark.parametrize(
+    ("route", "dials"),
+    [
+        pytest.param(kernel_route(), ["10.43.0.7:8080"], id="cluster-ip"),
+        pytest.param(kernel_route(cluster_ip=""), ["10.0.0.1:80"], id="no-cluster-ip-endpoints"),
+        pytest.param(kernel_route(lb="LeastConnections"), ["10.0.0.1:80"], id="least-connections-endpoints"),
+        pytest.param(kernel_route(address="fd00::1"), ["[fd00::1]:80"], id="ipv6-endpoints"),
+    ],
+)
+def test_the_kernel_balances_the_ports_it_serves(route: discovery_pb2.ServiceRoute, dials: list[str]) -> None:
+    """With the kernel serving clusterIPs, a port it balances is dialled at its clusterIP with a
+    new connection per request (the kernel's weights apply to each); the others keep their endpoints."""
+    handler = backend_handler(target(), {"default/s": route}, "https", 443, Upstreams(via_cluster_ip=True))
+    assert [u["dial"] for u in handler["upstreams"]] == dials
+    kernel = dials == ["10.43.0.7:8080"]
+    assert handler["transport"].get("keep_alive") == ({"enabled": False} if kernel else None)
+    if kernel:
+        assert handler["load_balancing"]["selection_policy"] == {"policy": "first"}
+
+
+def test_an_endpoint_change_behind_a_cluster_ip_leaves_the_config_as_it_is() -> None:
+    def config(address: str, pods: int) -> dict[str, Any]:
+        r = kernel_route()
+        for n in range(1, pods):
+            r.ports[0].backends.add(address=address, port=80 + n, pod=f"p{n}", group="new")
+        return backend_handler(target(), {"default/s": r}, "https", 443, Upstreams(via_cluster_ip=True))
+
+    assert config("10.0.0.2", 3) == config("10.0.0.9", 1)
+    assert backend_handler(target(), {"default/s": kernel_route()}, "https", 443, Upstreams()) != config("10.0.0.2", 1)
+
+
 @pytest.mark.parametrize(
     ("routes", "backend", "body"),
     [
