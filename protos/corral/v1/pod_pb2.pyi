@@ -1787,6 +1787,7 @@ class PodStatus(_message.Message):
     START_TIME_FIELD_NUMBER: _builtins.int
     CONTAINER_STATUSES_FIELD_NUMBER: _builtins.int
     INIT_CONTAINER_STATUSES_FIELD_NUMBER: _builtins.int
+    POD_IPS_FIELD_NUMBER: _builtins.int
     phase: _builtins.str
     """Pending, Running, Succeeded, Failed or Unknown. Moves forward only."""
     message: _builtins.str
@@ -1803,6 +1804,10 @@ class PodStatus(_message.Message):
     def init_container_statuses(self) -> _containers.RepeatedCompositeFieldContainer[Global___ContainerStatus]:
         """One per spec.initContainers, in order (ready false once completed, as Kubernetes shows)."""
 
+    @_builtins.property
+    def pod_ips(self) -> _containers.RepeatedCompositeFieldContainer[Global___PodIP]:
+        """The pod's addresses (IPv4 only: one, equal to pod_ip). Written by the agent."""
+
     def __init__(
         self,
         *,
@@ -1815,14 +1820,34 @@ class PodStatus(_message.Message):
         start_time: _timestamp_pb2.Timestamp | None = ...,
         container_statuses: _abc.Iterable[Global___ContainerStatus] | None = ...,
         init_container_statuses: _abc.Iterable[Global___ContainerStatus] | None = ...,
+        pod_ips: _abc.Iterable[Global___PodIP] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["conditions", b"conditions", "container_statuses", b"container_statuses", "host_ip", b"host_ip", "init_container_statuses", b"init_container_statuses", "message", b"message", "phase", b"phase", "pod_ip", b"pod_ip", "reason", b"reason", "start_time", b"start_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["conditions", b"conditions", "container_statuses", b"container_statuses", "host_ip", b"host_ip", "init_container_statuses", b"init_container_statuses", "message", b"message", "phase", b"phase", "pod_ip", b"pod_ip", "pod_ips", b"pod_ips", "reason", b"reason", "start_time", b"start_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___PodStatus: _TypeAlias = PodStatus  # noqa: Y015
+
+@_typing.final
+class PodIP(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IP_FIELD_NUMBER: _builtins.int
+    ip: _builtins.str
+    def __init__(
+        self,
+        *,
+        ip: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ip", b"ip"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PodIP: _TypeAlias = PodIP  # noqa: Y015
 
 @_typing.final
 class Pod(_message.Message):
