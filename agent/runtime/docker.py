@@ -555,21 +555,35 @@ class DockerRuntime:
         return await self._create_network()
 
     async def _create_network(self) -> Any:
-        subnet = self._pod_cidr
-        gateway = str(next(ipaddress.IPv4Network(subnet).hosts())) if subnet else ""
-        try:
-            await _call(
-                self._api.create_network,
-                self._network,
-                driver="bridge",
-                labels={LABEL_MANAGED: "true"},
-                subnet=subnet,
-                gateway=gateway,
-            )
-            log.info("pod_network_created", network=self._network, subnet=subnet or "chosen by Docker")
-        except RuntimeFailure as exc:  # made meanwhile by someone else: use it
-            log.info("pod_network_create_failed", network=self._network, error=str(exc))
-        return await _call(self._api.inspect_network, self._network)
+        """Make the network (of the pod subnet, when there is one) and inspect it. A subnet Docker
+        refuses (it overlaps another network) gives a network of Docker's choice, with a warning."""
+        for subnet in dict.fromkeys([self._pod_cidr, ""]):
+            gateway = str(next(ipaddress.IPv4Network(subnet).hosts())) if subnet else ""
+            try:
+                await _call(
+                    self._api.create_network,
+                    self._network,
+                    driver="bridge",
+                    labels={LABEL_MANAGED: "true"},
+                    subnet=subnet,
+                    gateway=gateway,
+                )
+                log.info("pod_network_created", network=self._network, subnet=subnet or "chosen by Docker")
+            except RuntimeFailure as exc:  # made meanwhile by someone else: use it
+                log.info("pod_network_create_failed", network=self._network, subnet=subnet, error=str(exc))
+            try:
+                return await _call(self._api.inspect_network, self._network)
+            except ContainerNotFoundError:
+                if not subnet:
+                    raise
+                log.warning(
+                    "pod_network_subnet_refused",
+                    network=self._network,
+                    pod_cidr=subnet,
+                    message="Docker refused the pod subnet (does another network overlap it?): pods publish "
+                    "their ports as before",
+                )
+        raise AssertionError("unreachable")  # pragma: no cover
 
     # images
 
