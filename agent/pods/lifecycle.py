@@ -402,6 +402,7 @@ def container_status(
     if latest is not None:
         status.restart_count = attempt_of(latest)
         status.container_id = f"{inputs.runtime_name}://{latest.id}"
+        status.ip = latest.ip
         status.ports.extend(
             pod_pb2.ContainerPort(
                 container_port=p.container_port, host_port=p.host_port, protocol=p.protocol, host_ip=p.host_ip

@@ -6,7 +6,13 @@ own address on the container port, as in Kubernetes: for each Service port
 the targetPort resolves to a container port (a number as is, a name through
 `spec.containers[].ports[].name` or a sidecar's, unset: the Service port),
 which is the endpoint's port for that Service port (`hostPorts[<port name>]`
-holds the port at the endpoint's address, whatever its name says).
+holds the port at the endpoint's address, whatever its name says). Each
+Docker container of a pod has its own address (`containerStatuses[].ip`; the
+podIP is the first app container's): a port a named targetPort finds in
+another container (a sidecar's) is reached at that container's address; the
+endpoint's address is the one of the container serving the Service's first
+port, and Service ports served by a container with another address are left
+out (they would need a second endpoint).
 
 Any other pod shares its node's network (hostNetwork, the process runtime) or
 publishes its ports on the node (a Docker pod on a node without a pod subnet:
@@ -128,6 +134,25 @@ def host_port(pod: pod_pb2.Pod, where: Target) -> int:
     return 0
 
 
+def container_ip(pod: pod_pb2.Pod, where: Target) -> str:
+    """The own address (as its agent reported it) of the container serving `where`: the one named,
+    else the first declaring the port; "" when unknown or none declares it."""
+    name = where.container
+    if name is None:
+        name = next(
+            (
+                c.name
+                for c in podutil.long_running(pod.spec)
+                for p in c.ports
+                if p.container_port == where.container_port and _same(p.protocol, where.protocol)
+            ),
+            None,
+        )
+    if name is None:
+        return ""
+    return next((s.ip for s in podutil.long_running_statuses(pod) if s.name == name), "")
+
+
 def _same(protocol: str, wanted: str) -> bool:
     """A container port's protocol ("" is TCP) is the Service port's."""
     return (protocol or "TCP").upper() == wanted.upper()
@@ -142,13 +167,19 @@ def endpoint_for(
     (a headless Service's pods are endpoints whatever they publish)."""
     node = nodes.get(pod.spec.node_name)
     own_address = on_pod_network(pod, node)
+    at = address(service, pod, node)
     host_ports: dict[str, int] = {}
     for port in service.spec.ports:
         where = target(pod, port)
         if where is None:
             continue
-        reached = where.container_port if own_address else host_port(pod, where)
-        if reached:
+        if own_address:
+            ip = container_ip(pod, where) or pod.status.pod_ip
+            if not host_ports:
+                at = ip  # the container serving the first port (each Docker container has its own address)
+            if ip == at:
+                host_ports[port.name] = where.container_port
+        elif reached := host_port(pod, where):
             host_ports[port.name] = reached
     if not host_ports and not is_headless(service):
         return None
@@ -157,7 +188,7 @@ def endpoint_for(
     terminating = podutil.is_terminating(pod)
     m = pod.metadata
     endpoint = discovery_pb2.Endpoint(
-        addresses=[address(service, pod, node)],
+        addresses=[at],
         node_name=pod.spec.node_name,
         group=m.labels.get(POD_TEMPLATE_HASH, ""),
         host_ports=host_ports,

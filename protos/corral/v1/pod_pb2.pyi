@@ -1723,6 +1723,7 @@ class ContainerStatus(_message.Message):
     CONTAINER_ID_FIELD_NUMBER: _builtins.int
     STARTED_FIELD_NUMBER: _builtins.int
     PORTS_FIELD_NUMBER: _builtins.int
+    IP_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     ready: _builtins.bool
     """Always shown, as Kubernetes does (explicit presence)."""
@@ -1731,6 +1732,10 @@ class ContainerStatus(_message.Message):
     image_id: _builtins.str
     container_id: _builtins.str
     started: _builtins.bool
+    ip: _builtins.str
+    """corral: the container's own address on the pod network (each Docker container of a pod
+    has its own; the pod's podIP is its first app container's). Empty in the host's network.
+    """
     @_builtins.property
     def state(self) -> Global___ContainerState: ...
     @_builtins.property
@@ -1754,10 +1759,11 @@ class ContainerStatus(_message.Message):
         container_id: _builtins.str = ...,
         started: _builtins.bool | None = ...,
         ports: _abc.Iterable[Global___ContainerPort] | None = ...,
+        ip: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_ready", b"_ready", "_restart_count", b"_restart_count", "_started", b"_started", "last_state", b"last_state", "ready", b"ready", "restart_count", b"restart_count", "started", b"started", "state", b"state"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_ready", b"_ready", "_restart_count", b"_restart_count", "_started", b"_started", "container_id", b"container_id", "image", b"image", "image_id", b"image_id", "last_state", b"last_state", "name", b"name", "ports", b"ports", "ready", b"ready", "restart_count", b"restart_count", "started", b"started", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_ready", b"_ready", "_restart_count", b"_restart_count", "_started", b"_started", "container_id", b"container_id", "image", b"image", "image_id", b"image_id", "ip", b"ip", "last_state", b"last_state", "name", b"name", "ports", b"ports", "ready", b"ready", "restart_count", b"restart_count", "started", b"started", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__ready: _TypeAlias = _typing.Literal["ready"]  # noqa: Y015
     _WhichOneofArgType__ready: _TypeAlias = _typing.Literal["_ready", b"_ready"]  # noqa: Y015
