@@ -568,7 +568,9 @@ COLUMNS: dict[str, Columns] = {
     ),
     "Service": Columns(("TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"), ("SELECTOR",), service_row),
     "Node": Columns(
-        ("STATUS", "ROLES", "AGE", "VERSION"), ("INTERNAL-IP", "OS-IMAGE", "KERNEL-VERSION", "RUNTIMES", "POD-CIDR"), node_row
+        ("STATUS", "ROLES", "AGE", "VERSION"),
+        ("INTERNAL-IP", "OS-IMAGE", "KERNEL-VERSION", "RUNTIMES", "POD-CIDR"),
+        node_row,
     ),
     "EndpointSlice": Columns(("ADDRESSTYPE", "PORTS", "ENDPOINTS", "AGE"), (), endpoint_slice_row),
     "HorizontalPodAutoscaler": Columns(("REFERENCE", "TARGETS", "MINPODS", "MAXPODS", "REPLICAS", "AGE"), (), hpa_row),
