@@ -21,7 +21,7 @@ from controlplane.apiserver.pod_cidrs import PodCidrRange, PodCidrRangeError, Po
 from controlplane.nodeapi.service import NodeService
 from controlplane.store.memory import MemoryStore
 from controlplane.store.objects import ObjectStore
-from protos.corral.v1 import node_pb2, node_service_pb2
+from protos.corral.v1 import meta_pb2, node_pb2, node_service_pb2
 
 PREFIX = "/corral/allocations/podcidrs/"
 
@@ -78,10 +78,11 @@ async def test_a_node_gets_a_subnet_at_registration_and_keeps_it() -> None:
     again = await register(service, "n1")
     assert again.spec.pod_cidr == "10.42.0.0/24"
     # An admin's apply without the field keeps it; changing it is refused.
-    applied, _ = await api.apply(node_pb2.Node(metadata={"name": "n1"}, spec={"unschedulable": True}))
+    n1 = meta_pb2.ObjectMeta(name="n1")
+    applied, _ = await api.apply(node_pb2.Node(metadata=n1, spec=node_pb2.NodeSpec(unschedulable=True)))
     assert isinstance(applied, node_pb2.Node) and applied.spec.pod_cidr == "10.42.0.0/24"
     with pytest.raises(errors.InvalidError, match=r"spec.podCIDR.*immutable"):
-        await api.apply(node_pb2.Node(metadata={"name": "n1"}, spec={"pod_cidr": "10.42.9.0/24"}))
+        await api.apply(node_pb2.Node(metadata=n1, spec=node_pb2.NodeSpec(pod_cidr="10.42.9.0/24")))
 
 
 async def test_the_subnet_the_agent_already_uses_is_given_back_when_free() -> None:
@@ -156,7 +157,7 @@ def test_no_two_nodes_ever_share_a_subnet(steps: list[tuple[str, list[int]]]) ->
             listed = await api.list("Node", "")
             subnets = [n.spec.pod_cidr for n in listed.items if isinstance(n, node_pb2.Node) and n.spec.pod_cidr]
             assert len(subnets) == len(set(subnets))
-            assert all(ipaddress.ip_network(s).subnet_of(ipaddress.ip_network("10.42.0.0/22")) for s in subnets)
+            assert all(ipaddress.IPv4Network(s).subnet_of(ipaddress.IPv4Network("10.42.0.0/22")) for s in subnets)
             assert sorted(await claimed(store)) == sorted(subnets)
 
     asyncio.run(scenario())

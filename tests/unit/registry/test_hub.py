@@ -189,15 +189,16 @@ async def test_the_ingress_table_rides_the_stream(running: Hub) -> None:
 
 async def test_the_pod_network_table_rides_the_stream(running: Hub) -> None:
     from controlplane.registry.pod_network import pod_network
-    from protos.corral.v1 import node_pb2
+    from protos.corral.v1 import meta_pb2, node_pb2
 
     nodes = []
     for name, subnet, address in (("b", "10.42.1.0/24", "192.168.1.11"), ("a", "10.42.0.0/24", "192.168.1.10")):
-        n = node_pb2.Node(metadata={"name": name}, spec={"pod_cidr": subnet})
+        n = node_pb2.Node(metadata=meta_pb2.ObjectMeta(name=name), spec=node_pb2.NodeSpec(pod_cidr=subnet))
         n.status.addresses.add(type="Hostname", address=name)
         n.status.addresses.add(type="InternalIP", address=address)
         nodes.append(n)
-    nodes.append(node_pb2.Node(metadata={"name": "c"}))  # no subnet (the range was exhausted): not routed
+    # No subnet (the range was exhausted): not routed.
+    nodes.append(node_pb2.Node(metadata=meta_pb2.ObjectMeta(name="c")))
     table = pod_network("10.42.0.0/16", nodes)
     assert [(e.node, e.pod_cidr, e.address) for e in table.nodes] == [
         ("a", "10.42.0.0/24", "192.168.1.10"),
