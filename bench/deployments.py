@@ -1,7 +1,8 @@
 """Benchmarks: Deployment startup on hollow nodes, and healing a lost node.
 
-1. Startup: a real `corral server` and 100 hollow nodes (real agent code with
-   the fake runtime, in one process); apply a 1,000-replica Deployment and time
+1. Startup: a real `corral server` and 100 hollow nodes (`bench/hollow.py`: the
+   agent's session and status reports, pods that change state on events, in
+   one process); apply a 1,000-replica Deployment and time
    until all pods are Running, plus each pod's startup latency (first seen by
    a watch → seen Running).
 2. Node loss: three hollow nodes, each in its own process, and a 6-replica

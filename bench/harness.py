@@ -65,10 +65,16 @@ def admin_credentials(timeout: float = 60) -> Credentials:
 
 
 def stop(*procs: subprocess.Popen[bytes]) -> None:
+    """Terminate them all at once, then wait for each; one still running after 30 s is killed."""
     for proc in procs:
         if proc.poll() is None:
             proc.terminate()
+    for proc in procs:
+        try:
             proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def wait_for(check: Callable[[], object], timeout: float, what: str) -> None:

@@ -21,6 +21,7 @@ import contextlib
 import random
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import grpc
 import structlog
@@ -29,7 +30,8 @@ from agent.network.routes import ServiceTable
 from agent.node.credentials import CredentialsError, NodeCredentials
 from agent.node.metrics import MetricsSampler
 from agent.node.status_reports import StatusReports, StatusStreamEnded
-from agent.pods.manager import PodManager
+from agent.pods.outbox import StatusOutbox
+from agent.runtime.base import ContainerInfo, ContainerRuntime
 from agent.runtime.errors import RuntimeFailure
 from corral.common.backoff import ExponentialBackoff
 from corral.common.pki.credentials import channel_options
@@ -70,6 +72,19 @@ async def register_once(
         return response
 
 
+class AssignedPods(Protocol):
+    """What a session needs of the pods side: `agent.pods.manager.PodManager`, or the
+    benchmarks' hollow nodes (`bench/hollow.py`), which speak the same protocol."""
+
+    outbox: StatusOutbox
+
+    async def apply(self, assignment: node_service_pb2.AssignmentSet) -> bool: ...
+
+    async def find_container(
+        self, pod_uid: str, container: str, *, previous: bool
+    ) -> tuple[ContainerRuntime, ContainerInfo] | None: ...
+
+
 class SessionLost(Exception):
     """The control plane ended a stream or refused us; reconnect."""
 
@@ -91,7 +106,7 @@ class Session:
     def __init__(
         self,
         config: SessionConfig,
-        manager: PodManager,
+        manager: AssignedPods,
         status: node_pb2.NodeStatus,
         *,
         identity: NodeCredentials,

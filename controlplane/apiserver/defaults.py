@@ -42,6 +42,7 @@ from protos.deployments import (
 from protos.jobs import default_cron_job_spec, default_job_spec
 from protos.kinds import KindInfo
 from protos.pods import DEFAULT_TERMINATION_GRACE_PERIOD_SECONDS, every_container
+from protos.services import CLIENT_IP, DEFAULT_AFFINITY_SECONDS
 from protos.wellknown import DEFAULT_NAMESPACE, NAMESPACE_FINALIZER
 
 DEFAULT_LOAD_BALANCING = "RoundRobin"
@@ -305,6 +306,10 @@ def default_service(spec: service_pb2.ServiceSpec) -> None:
         spec.cluster_ips.append(spec.cluster_ip)
     if not spec.session_affinity:
         spec.session_affinity = "None"
+    if spec.session_affinity == "None":
+        spec.ClearField("session_affinity_config")  # as Kubernetes: None leaves no config
+    elif spec.session_affinity == CLIENT_IP and not spec.session_affinity_config.client_ip.HasField("timeout_seconds"):
+        spec.session_affinity_config.client_ip.timeout_seconds = DEFAULT_AFFINITY_SECONDS
     if not spec.ip_families:
         spec.ip_families.append("IPv4")
     if not spec.HasField("ip_family_policy"):

@@ -3,9 +3,8 @@
 Types: ClusterIP, NodePort, LoadBalancer (ExternalName is refused). Protocols:
 TCP and UDP (SCTP is refused: neither data path carries it). IPv4
 SingleStack only. Fields corral would have to ignore to accept are refused
-with the reason (sessionAffinity: ClientIP, loadBalancerIP, a
-loadBalancerClass, internalTrafficPolicy: Local). `validation.py` calls these
-and passes in the label and name checks it owns.
+with the reason (loadBalancerIP, a loadBalancerClass). `validation.py` calls
+these and passes in the label and name checks it owns.
 """
 
 from __future__ import annotations
@@ -15,7 +14,7 @@ from collections.abc import Callable, Mapping
 
 from controlplane.apiserver.problems import Problems
 from protos.corral.v1 import service_pb2
-from protos.services import HEADLESS
+from protos.services import CLIENT_IP, HEADLESS, MAX_AFFINITY_SECONDS, SESSION_AFFINITIES
 
 SERVICE_TYPES = ("ClusterIP", "NodePort", "LoadBalancer")
 LOAD_BALANCING = ("RoundRobin", "LeastConnections")
@@ -83,11 +82,8 @@ def validate_policies(p: Problems, spec: service_pb2.ServiceSpec) -> None:
         p.one_of("spec.externalTrafficPolicy", spec.external_traffic_policy, TRAFFIC_POLICIES)
         if spec.type not in NODE_PORT_TYPES:
             p.add("spec.externalTrafficPolicy", "may only be set when `type` is 'NodePort' or 'LoadBalancer'")
-    if spec.HasField("internal_traffic_policy") and spec.internal_traffic_policy != "Cluster":
-        p.add(
-            "spec.internalTrafficPolicy",
-            f'Unsupported value: "{spec.internal_traffic_policy}": corral serves "Cluster" only',
-        )
+    if spec.HasField("internal_traffic_policy"):
+        p.one_of("spec.internalTrafficPolicy", spec.internal_traffic_policy, TRAFFIC_POLICIES)
     for i, cidr in enumerate(spec.load_balancer_source_ranges):
         try:
             network = ipaddress.ip_network(cidr.strip(), strict=False)
@@ -108,12 +104,7 @@ def validate_policies(p: Problems, spec: service_pb2.ServiceSpec) -> None:
         p.add("spec.loadBalancerClass", "corral serves LoadBalancer Services of its own only: remove the field")
     if spec.HasField("allocate_load_balancer_node_ports") and spec.type != "LoadBalancer":
         p.add("spec.allocateLoadBalancerNodePorts", "may only be set when `type` is 'LoadBalancer'")
-    if spec.session_affinity and spec.session_affinity != "None":
-        p.add(
-            "spec.sessionAffinity",
-            f'Unsupported value: "{spec.session_affinity}": corral balances every connection '
-            'on its own; only "None" is served',
-        )
+    validate_session_affinity(p, spec)
     families = list(spec.ip_families)
     if any(f != "IPv4" for f in families) or len(families) > 1:
         p.add("spec.ipFamilies", f'must be ["IPv4"] (corral\'s Services are IPv4 SingleStack), got {families}')
@@ -121,6 +112,22 @@ def validate_policies(p: Problems, spec: service_pb2.ServiceSpec) -> None:
         p.add(
             "spec.ipFamilyPolicy",
             f'Unsupported value: "{spec.ip_family_policy}": corral\'s Services are IPv4 SingleStack',
+        )
+
+
+def validate_session_affinity(p: Problems, spec: service_pb2.ServiceSpec) -> None:
+    """As Kubernetes: None or ClientIP; ClientIP's timeout in 1..86400; no config with None."""
+    if spec.session_affinity:
+        p.one_of("spec.sessionAffinity", spec.session_affinity, SESSION_AFFINITIES)
+    if spec.session_affinity != CLIENT_IP:
+        if spec.session_affinity == "None" and spec.HasField("session_affinity_config"):
+            p.add("spec.sessionAffinityConfig", 'must not be set when sessionAffinity is "None"')
+        return
+    client_ip = spec.session_affinity_config.client_ip
+    if client_ip.HasField("timeout_seconds") and not 0 < client_ip.timeout_seconds <= MAX_AFFINITY_SECONDS:
+        p.add(
+            "spec.sessionAffinityConfig.clientIP.timeoutSeconds",
+            f"must be greater than 0 and less than or equal to {MAX_AFFINITY_SECONDS}, got {client_ip.timeout_seconds}",
         )
 
 

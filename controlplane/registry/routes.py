@@ -7,7 +7,8 @@ user's for a Service without selector):
 - one `RoutePort` per Service port: its port (served on the route's
   clusterIP, and on every node's addresses for a LoadBalancer Service) and
   its nodePort (on every node's addresses; 0: none), with the Service's type,
-  clusterIP, externalTrafficPolicy and loadBalancerSourceRanges on the route;
+  clusterIP, externalTrafficPolicy, internalTrafficPolicy, the ClientIP
+  affinity timeout (0: none) and loadBalancerSourceRanges on the route;
 - its backends are the endpoints with `conditions.ready` that published a
   host port for that port (`hostPorts[<port name>]`), reached at the
   endpoint's first address; an endpoint listed by two slices (while the
@@ -26,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from protos.corral.v1 import discovery_pb2, service_pb2
-from protos.services import is_headless
+from protos.services import affinity_seconds, is_headless
 from protos.wellknown import SERVICE_NAME
 
 DEFAULT_LOAD_BALANCING = "RoundRobin"
@@ -58,6 +59,8 @@ def route_for(
         route.cluster_ip = service.spec.cluster_ip
         route.type = service.spec.type or "ClusterIP"
         route.external_traffic_policy = service.spec.external_traffic_policy
+        route.internal_traffic_policy = service.spec.internal_traffic_policy
+        route.session_affinity_seconds = affinity_seconds(service.spec)
         route.load_balancer_source_ranges.extend(service.spec.load_balancer_source_ranges)
     ready = _ready_endpoints(slices)
     if is_headless(service):

@@ -19,6 +19,18 @@ Each pick decides, in order:
    after the previous pick), or the fewest active connections (ties: round
    robin).
 
+With ClientIP affinity (`affinity_seconds` > 0, Service sessionAffinity),
+`pick(now, client=…)` first gives the client the backend its previous pick
+went to, when that one is still in step 2's pool (not excluded, its group
+taking traffic, not ejected while others are healthy) and the client's
+previous pick is less than `affinity_seconds` ago; otherwise it picks as
+above. Either way the client is (re)pinned to the backend picked, with `now`
+as its last use: affinity lasts `affinity_seconds` after a client's latest
+connection, as kube-proxy's. Sticky picks leave the round robin and weights
+alone (they decide for new clients only). A backend that leaves (update)
+takes its clients' entries with it; at most `MAX_AFFINITY` clients are kept
+(the least recently seen go first; the kernel's sets hold as many).
+
 A connect failure ejects the backend for `eject_seconds` (10 s), doubling
 with each further failure up to `eject_max` (60 s); a successful connect
 resets it. Updating the backends keeps the counts and ejections of those that
@@ -34,6 +46,8 @@ from dataclasses import dataclass
 
 from protos.corral.v1 import discovery_pb2
 
+# Clients remembered per affinity table (an nftables set's default size).
+MAX_AFFINITY = 65535
 ROUND_ROBIN = "RoundRobin"
 LEAST_CONNECTIONS = "LeastConnections"
 ALGORITHMS = (ROUND_ROBIN, LEAST_CONNECTIONS)
@@ -101,6 +115,7 @@ class Balancer:
         algorithm: str = ROUND_ROBIN,
         eject_seconds: float = 10.0,
         eject_max: float = 60.0,
+        affinity_seconds: float = 0.0,
     ) -> None:
         if eject_seconds <= 0:
             raise ValueError(f"eject_seconds must be positive, got {eject_seconds}")
@@ -114,14 +129,22 @@ class Balancer:
         self._current: dict[str, int] = {}
         # Round robin: index of the previous pick, per group (None: no weights, one pool).
         self._last: dict[str | None, int] = {}
-        self.update(backends, weights=weights, algorithm=algorithm)
+        # ClientIP affinity: client address → (backend key, last pick), oldest last pick first.
+        self._affinity_seconds = 0.0
+        self._affinity: dict[str, tuple[str, float]] = {}
+        self.update(backends, weights=weights, algorithm=algorithm, affinity_seconds=affinity_seconds)
 
     # -- configuration -------------------------------------------------------------
 
     def update(
-        self, backends: Sequence[Backend], *, weights: Mapping[str, int] | None = None, algorithm: str = ROUND_ROBIN
+        self,
+        backends: Sequence[Backend],
+        *,
+        weights: Mapping[str, int] | None = None,
+        algorithm: str = ROUND_ROBIN,
+        affinity_seconds: float = 0.0,
     ) -> set[str]:
-        """Replace backends, weights and algorithm; returns the keys of backends removed."""
+        """Replace backends, weights, algorithm and affinity; returns the keys of backends removed."""
         last_keys = {group: self._backends[i].key for group, i in self._last.items() if i < len(self._backends)}
         unique: dict[str, Backend] = {}
         for backend in backends:
@@ -135,6 +158,11 @@ class Balancer:
         index = {b.key: i for i, b in enumerate(self._backends)}
         # Round robin goes on after the previous pick when it remains, else at the same place.
         self._last = {group: index.get(last_keys.get(group, ""), i) for group, i in self._last.items()}
+        if affinity_seconds != self._affinity_seconds:
+            self._affinity.clear()
+        self._affinity_seconds = max(0.0, affinity_seconds)
+        if removed:
+            self._affinity = {c: entry for c, entry in self._affinity.items() if entry[0] not in removed}
         return removed
 
     @property
@@ -178,13 +206,40 @@ class Balancer:
 
     # -- selection -------------------------------------------------------------------
 
-    def pick(self, now: float, exclude: Collection[str] = ()) -> Backend | None:
-        """The backend for the next connection, or None when there is none to try."""
+    def pick(self, now: float, exclude: Collection[str] = (), client: str = "") -> Backend | None:
+        """The backend for the next connection (from `client`, for affinity), or None when there is none."""
         candidates = [i for i, b in enumerate(self._backends) if b.key not in exclude and self._takes_traffic(b)]
         if not candidates:
             return None
         healthy = [i for i in candidates if self._health[self._backends[i].key].ejected_until <= now]
         pool = healthy or candidates
+        affine = bool(client) and self._affinity_seconds > 0
+        chosen = self._sticky(client, now, pool) if affine else None
+        if chosen is None:
+            chosen = self._balanced(pool)
+        if affine:
+            self._affinity.pop(client, None)
+            self._affinity[client] = (chosen.key, now)
+            if len(self._affinity) > MAX_AFFINITY:
+                del self._affinity[next(iter(self._affinity))]
+        return chosen
+
+    def affine(self, client: str, now: float) -> str | None:
+        """The backend key `client` is pinned to at `now`, if any."""
+        entry = self._affinity.get(client)
+        return entry[0] if entry is not None and now - entry[1] < self._affinity_seconds else None
+
+    def _sticky(self, client: str, now: float, pool: list[int]) -> Backend | None:
+        """The backend `client` is pinned to, when it is in `pool`; drops expired entries first."""
+        while self._affinity:
+            oldest = next(iter(self._affinity))
+            if now - self._affinity[oldest][1] < self._affinity_seconds:
+                break
+            del self._affinity[oldest]
+        key = self.affine(client, now)
+        return next((self._backends[i] for i in pool if self._backends[i].key == key), None)
+
+    def _balanced(self, pool: list[int]) -> Backend:
         if not self._weights:
             return self._backends[self._pick_member(None, pool)]
         group = self._pick_group(pool)

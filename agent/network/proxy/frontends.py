@@ -17,6 +17,11 @@ agent serves. Node-address frontends are left out on the reserved ports
 `externalTrafficPolicy: Local` on a node-address frontend keeps only the
 backends on this node (`local_only`) and the client's address; `source_ranges`
 (a LoadBalancer's loadBalancerSourceRanges) limit who may connect there.
+`internalTrafficPolicy: Local` makes the clusterIP frontend `local_only`
+(traffic to a clusterIP starts on this node: its pods and processes); the
+node-address frontends follow externalTrafficPolicy alone. Every frontend of
+a Service with `sessionAffinity: ClientIP` carries its timeout
+(`affinity_seconds`; 0: none): each frontend keeps its own affinity table.
 """
 
 from __future__ import annotations
@@ -40,6 +45,12 @@ class Frontend:
     protocol: str  # "tcp" or "udp"
     local_only: bool = False
     source_ranges: tuple[str, ...] = ()
+    affinity_seconds: int = 0
+
+    @property
+    def keeps_client(self) -> bool:
+        """externalTrafficPolicy: Local on a node frontend: the kernel keeps the client's address."""
+        return self.local_only and self.address == NODE
 
     @property
     def key(self) -> tuple[str, int, str]:
@@ -78,9 +89,11 @@ def frontends(
     reserved = reserved or {}
     local = route.external_traffic_policy == LOCAL
     ranges = _ranges(route) if route.type == LOAD_BALANCER else ()
+    affinity = max(0, route.session_affinity_seconds)
     out: list[Frontend] = []
     if route.cluster_ip:
-        out.append(Frontend(route.cluster_ip, port.port, protocol))
+        internal_local = route.internal_traffic_policy == LOCAL
+        out.append(Frontend(route.cluster_ip, port.port, protocol, internal_local, affinity_seconds=affinity))
     on_node: list[int] = []
     if port.node_port:
         on_node.append(port.node_port)
@@ -88,7 +101,7 @@ def frontends(
         on_node.append(port.port)
     for number in dict.fromkeys(on_node):
         if 0 < number < 65536 and number not in reserved:
-            out.append(Frontend(NODE, number, protocol, local and bool(route.cluster_ip), ranges))
+            out.append(Frontend(NODE, number, protocol, local and bool(route.cluster_ip), ranges, affinity))
     return [f for f in out if 0 < f.port < 65536]
 
 

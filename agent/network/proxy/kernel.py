@@ -28,6 +28,21 @@ read just before each replace and carried, so the totals never go back
 A Service's carried counts are forgotten when it leaves the routes, a pod's
 when it stops being one of the Service's backends — as the userspace proxy
 does.
+
+ClientIP affinity lives in the table's sets (`nft_rules`), which a replace
+starts anew: just before each replace the pinned clients are read (only when
+the applied table has such sets) and written into the new table with the
+time they have left, for the frontends and backends that remain. A client
+pinned in the moment between that read and the replace is forgotten (its
+next connection is balanced anew).
+
+After each replace the UDP flows the change left stale (`udp_flows`: flows
+DNATed to a removed endpoint, flows to a frontend that had no endpoint or was
+not the kernel's) are deleted from conntrack with the `conntrack` tool, as
+kube-proxy does. Where conntrack is missing or not permitted, one warning
+(`proxy_conntrack_unavailable`) and the flows are left to time out (a UDP
+client that keeps sending stays with a removed endpoint until it pauses for
+conntrack's UDP timeout).
 """
 
 from __future__ import annotations
@@ -39,9 +54,11 @@ from dataclasses import replace
 
 import structlog
 
-from agent.network.proxy.nft_rules import BackendChain, Plan, backend_chains, plan, render
+from agent.network.proxy.conntrack import Conntrack, ConntrackError, ConntrackUnavailable
+from agent.network.proxy.nft_rules import BackendChain, Pinned, Plan, affinity_sets, backend_chains, plan, render
 from agent.network.proxy.nftables import Nft, NftablesError
 from agent.network.proxy.server import ProxyServer, ServiceStats, log_new_conflicts
+from agent.network.proxy.udp_flows import Flow, stale_flows
 from protos.corral.v1 import discovery_pb2
 
 log = structlog.get_logger(__name__)
@@ -62,8 +79,11 @@ class KernelProxy:
         refresh_seconds: float = REFRESH_SECONDS,
         node: str = "",
         reserved: Mapping[int, str] | None = None,
+        conntrack: Conntrack | None = None,
     ) -> None:
         self.proxy = proxy
+        self.conntrack = conntrack or Conntrack()
+        self._conntrack_warned = False
         # This node's name (externalTrafficPolicy: Local keeps its backends) and the node-address
         # ports no Service takes here (`reserved.py`).
         self.node = node
@@ -223,8 +243,9 @@ class KernelProxy:
             if text == self._applied:
                 return
             await self._read()
+            pinned = await self._pinned(wanted)
             try:
-                await self.nft.replace(self.table, text)
+                await self.nft.replace(self.table, render(wanted, self.table, self.addresses, pinned=pinned))
             except NftablesError as e:
                 log.error(
                     "proxy_kernel_failed",
@@ -244,10 +265,12 @@ class KernelProxy:
                 self._snapshot()
                 return
             self._carry()
+            stale = stale_flows(self._applied_plan, wanted, self.addresses)
             self._chains, self._applied_plan = backend_chains(wanted), wanted
+            self._snapshot()
+            await self._clear(stale)
             first = self._applied is None
             self._applied = text
-            self._snapshot()
         (log.info if first else log.debug)(
             "proxy_kernel_applied",
             table=self.table,
@@ -255,6 +278,44 @@ class KernelProxy:
             rejected=sum(1 for p in wanted.ports if not p.slots),
             userspace_services=len(wanted.leftover),
         )
+
+    async def _pinned(self, wanted: Plan) -> Pinned:
+        """The clients pinned in the applied table's affinity sets, by (frontend chain, backend) (lock held)."""
+        sets = affinity_sets(self._applied_plan)
+        if self._applied is None or not sets:
+            return {}
+        try:
+            listed = await self.nft.sets(self.table)
+        except NftablesError as e:
+            log.warning("proxy_kernel_affinity_lost", table=self.table, error=type(e).__name__, reason=str(e))
+            return {}
+        timeouts = {p.chain: p.frontend.affinity_seconds for p in wanted.ports}
+        pinned: dict[tuple[str, str], dict[str, int]] = {}
+        for name, (timeout, clients) in listed.items():
+            where = sets.get(name)
+            if where is not None and timeouts.get(where[0]) == timeout:  # a changed timeout starts afresh
+                pinned[where] = clients
+        return pinned
+
+    async def _clear(self, flows: Sequence[Flow]) -> None:
+        """Delete the conntrack entries of stale UDP flows; without conntrack, warn once and go on."""
+        for flow in flows:
+            try:
+                deleted = await self.conntrack.delete(flow)
+            except ConntrackUnavailable as e:
+                if not self._conntrack_warned:
+                    log.warning(
+                        "proxy_conntrack_unavailable",
+                        reason=str(e),
+                        message="stale UDP flows are left to time out",
+                    )
+                self._conntrack_warned = True
+                return
+            except ConntrackError as e:
+                log.warning("proxy_conntrack_failed", flow=flow.describe(), reason=str(e))
+                continue
+            if deleted:
+                log.info("proxy_udp_flows_cleared", flow=flow.describe(), entries=deleted)
 
     def _log_conflicts(self, current: Plan) -> None:
         conflicts = set(current.conflicts)

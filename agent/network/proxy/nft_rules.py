@@ -13,9 +13,10 @@ namespace/name that wants it:
   weighted round robin over the groups (a group weighted 10 against 90 gets
   exactly every tenth slot; weight 0, none), each group's backends in turn,
   repeated until the sequence starts again (at most `MAX_SLOTS`). A node
-  frontend with `externalTrafficPolicy: Local` gets only the backends on this
-  node. A frontend with no slot left is rejected (TCP reset, ICMP port
-  unreachable for UDP), so clients fail fast;
+  frontend with `externalTrafficPolicy: Local`, and a clusterIP frontend with
+  `internalTrafficPolicy: Local`, get only the backends on this node. A
+  frontend with no slot left is rejected (TCP reset, ICMP port unreachable
+  for UDP), so clients fail fast;
 - the rest (LeastConnections, IPv6 backends) stays with the userspace proxy:
   `Plan.leftover` is the routes cut down to those ports.
 
@@ -24,7 +25,8 @@ one verdict map sends `ip daddr . meta l4proto . th dport` of every frontend
 (a clusterIP, or each node address for node frontends) to that frontend's
 chain. The frontend chain drops clients outside a LoadBalancer's
 loadBalancerSourceRanges, marks the connection for masquerading (unless
-Local: the client's address is kept), and picks the slot with `numgen inc mod
+a node frontend's externalTrafficPolicy is Local: the client's address is
+kept), and picks the slot with `numgen inc mod
 <slots>` over a verdict map of slot → `jump <frontend chain>_b<index>` (the
 kernel's counter goes round: the slots are followed exactly, whoever
 connects); each distinct backend of the frontend has that one chain, which
@@ -32,6 +34,15 @@ counts the connection and DNATs it to the backend's address:port. A nat chain
 sees only the first packet of a connection, so a backend chain's packet
 counter is its number of new connections; `backend_chains(plan)` names the
 Service, pod and port behind each chain so the counters can be attributed.
+A frontend with ClientIP affinity (`Frontend.affinity_seconds`) also gets,
+per distinct backend, a set `<backend chain>_aff` of client addresses with
+that timeout, as kube-proxy's nftables mode does: the backend chain first
+`update`s the set with the client's address (added, or its timeout started
+again), and the frontend chain, before the slots, jumps a client found in a
+backend's set straight to that backend's chain. A backend that leaves the
+slots takes its set with it. Every replace starts the sets anew, so
+`render(…, pinned=…)` writes back the clients read from the table before
+(by frontend chain and backend; `affinity_sets(plan)` names each set's).
 Jumped to from the nat `prerouting` (pods, other hosts) and `output` (this
 host's processes, loopback included) hooks. Marked connections leaving by
 another interface than lo are masqueraded (else the reply would bypass this
@@ -193,13 +204,15 @@ MASQUERADE_MARK = "0x00004000"
 
 
 def _dispatch(port: KernelPort, chains: Mapping[str, str]) -> list[str]:
-    """The frontend chain's rules: source ranges, the masquerade mark, the jump to the slot's backend chain."""
+    """The frontend chain's rules: source ranges, the masquerade mark, affinity, the jump to the slot's backend."""
     comment = f'comment "{port.service}:{port.port_name}"' if port.port_name else f'comment "{port.service}"'
     rules: list[str] = []
     if port.frontend.source_ranges:
         rules.append(f"ip saddr != {_set(list(port.frontend.source_ranges))} drop")
-    if not port.frontend.local_only:
+    if not port.frontend.keeps_client:
         rules.append(f"ct mark set ct mark | {MASQUERADE_MARK}")
+    if port.frontend.affinity_seconds:
+        rules += [f"ip saddr @{affinity_set(chain)} jump {chain}" for chain in chains.values()]
     if len(port.slots) == 1:
         return [*rules, f"jump {chains[port.slots[0].key]} {comment}"]
     lines = [f"{i} : jump {chains[b.key]}" for i, b in enumerate(port.slots)]
@@ -224,6 +237,33 @@ def frontend_chain(front: Frontend) -> str:
 def backend_chain(chain: str, index: int) -> str:
     """`<frontend chain>_b<index>`: the chain of a frontend's `index`-th distinct backend (first-slot order)."""
     return f"{chain}_b{index}"
+
+
+def affinity_set(chain: str) -> str:
+    """`<backend chain>_aff`: the clients pinned to that backend (ClientIP affinity)."""
+    return f"{chain}_aff"
+
+
+def affinity_sets(plan: Plan) -> dict[str, tuple[str, str]]:
+    """Set name → (frontend chain, backend address:port), for every affinity set `render(plan, …)` writes."""
+    sets: dict[str, tuple[str, str]] = {}
+    for port in plan.ports:
+        if port.frontend.affinity_seconds:
+            for index, backend in enumerate(_port_backends(port).values()):
+                sets[affinity_set(backend_chain(port.chain, index))] = (port.chain, backend.key)
+    return sets
+
+
+Pinned = Mapping[tuple[str, str], Mapping[str, int]]
+
+
+def _affinity_set(name: str, timeout: int, clients: Mapping[str, int]) -> str:
+    """A set of client addresses that expire `timeout` s after their latest update; `clients`: address → s left."""
+    lines = ["type ipv4_addr", "flags dynamic,timeout", f"timeout {timeout}s"]
+    kept = [f"{ip} timeout {timeout}s expires {min(n, timeout)}s" for ip, n in sorted(clients.items()) if n > 0]
+    if kept:
+        lines.append(f"elements = {_set(kept)}")
+    return f"\tset {name} {{\n" + "".join(f"\t\t{line}\n" for line in lines) + "\t}"
 
 
 def _port_backends(port: KernelPort) -> dict[str, Backend]:
@@ -254,22 +294,26 @@ def _elements(ports: Sequence[KernelPort], addresses: Sequence[str], verdict: bo
     return out
 
 
-def render(plan: Plan, table: str, addresses: Sequence[str]) -> str:
-    """The whole table, `table ip <table> { … }`, for the IPv4 `addresses` the proxy serves on the node."""
+def render(plan: Plan, table: str, addresses: Sequence[str], *, pinned: Pinned | None = None) -> str:
+    """The whole table, `table ip <table> { … }`, for the IPv4 `addresses` the proxy serves on the node;
+    `pinned`: (frontend chain, backend address:port) → client address → seconds left, for the affinity sets."""
     addresses = list(dict.fromkeys(addresses))
+    pinned = pinned or {}
     served = [p for p in plan.ports if p.slots]
     rejected = [p for p in plan.ports if not p.slots]
     chains: list[str] = []
     for port in served:
         names: dict[str, str] = {}
+        timeout = port.frontend.affinity_seconds
         for index, backend in enumerate(_port_backends(port).values()):
-            names[backend.key] = backend_chain(port.chain, index)
-            chains.append(
-                _chain(
-                    names[backend.key],
-                    f"meta l4proto {port.frontend.protocol} counter dnat ip to {backend.address}:{backend.port}",
-                )
-            )
+            names[backend.key] = name = backend_chain(port.chain, index)
+            dnat = f"meta l4proto {port.frontend.protocol} counter dnat ip to {backend.address}:{backend.port}"
+            if timeout:
+                clients = pinned.get((port.chain, backend.key), {})
+                chains.append(_affinity_set(affinity_set(name), timeout, clients))
+                chains.append(_chain(name, f"update @{affinity_set(name)} {{ ip saddr }}", dnat))
+            else:
+                chains.append(_chain(name, dnat))
         chains.append(_chain(port.chain, *_dispatch(port, names)))
     elements = _elements(served, addresses, verdict=True)
     dispatch = [f"ip daddr . meta l4proto . th dport vmap {_set(elements)}"] if elements else []

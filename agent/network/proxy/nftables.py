@@ -5,7 +5,9 @@ table, delete it, define it anew — atomic, so a packet meets either the old
 rules or the new ones, and established connections keep their NAT under
 conntrack (a replaced table's counters start again at 0). `delete(table)`
 removes it (already gone: fine). `counters(table)` reads `nft -j list table`
-and sums each chain's rule counters: chain name → packets. `check(table)`
+and sums each chain's rule counters: chain name → packets; `sets(table)` reads
+the same listing's sets with timeouts: set name → (timeout, address → seconds
+left). `check(table)`
 proves at start that nft runs and may change the ruleset (an empty table
 made and removed). No Python dependency: the CLI of Debian's `nftables`
 package, run with `asyncio.create_subprocess_exec`, each call bounded by
@@ -73,6 +75,14 @@ class Nft:
         )
         return parse_counters(out)
 
+    async def sets(self, table: str) -> dict[str, tuple[int, dict[str, int]]]:
+        """Set name → (its timeout, element → seconds until it expires), for the sets of `table ip <table>`
+        with a timeout (ClientIP affinity's)."""
+        out = await self._call(
+            ["-j", "list", "table", "ip", table], may="read the ruleset", refused=f"could not list table {table}"
+        )
+        return parse_sets(out)
+
     async def _call(self, args: Sequence[str], *, may: str, refused: str) -> bytes:
         """Run nft with `args`; its stdout. Failures as the error tree says."""
         path = shutil.which(self.binary)
@@ -120,8 +130,7 @@ class Nft:
         await self.delete(f"{table}_check")
 
 
-def parse_counters(text: bytes | str) -> dict[str, int]:
-    """`nft -j list …` output → chain name → the packets of its rules' counters (summed)."""
+def _items(text: bytes | str) -> list[object]:
     try:
         document = json.loads(text)
     except ValueError as e:
@@ -129,6 +138,38 @@ def parse_counters(text: bytes | str) -> dict[str, int]:
     items = document.get("nftables") if isinstance(document, dict) else None
     if not isinstance(items, list):
         raise NftablesRejected("nft -j printed JSON without an nftables list")
+    return items
+
+
+def _seconds(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def parse_sets(text: bytes | str) -> dict[str, tuple[int, dict[str, int]]]:
+    """`nft -j list …` output → set name → (timeout, element → seconds left), for sets with a timeout.
+    An element shown without `expires` (or with a shape not understood) is left out."""
+    sets: dict[str, tuple[int, dict[str, int]]] = {}
+    for item in _items(text):
+        found = item.get("set") if isinstance(item, dict) else None
+        if not isinstance(found, dict) or not isinstance(found.get("name"), str):
+            continue
+        timeout = _seconds(found.get("timeout"))
+        if timeout is None:
+            continue
+        elements: dict[str, int] = {}
+        for element in found.get("elem") or []:
+            inner = element.get("elem") if isinstance(element, dict) else None
+            if isinstance(inner, dict) and isinstance(inner.get("val"), str):
+                left = _seconds(inner.get("expires"))
+                if left is not None:
+                    elements[inner["val"]] = left
+        sets[found["name"]] = (timeout, elements)
+    return sets
+
+
+def parse_counters(text: bytes | str) -> dict[str, int]:
+    """`nft -j list …` output → chain name → the packets of its rules' counters (summed)."""
+    items = _items(text)
     counts: dict[str, int] = {}
     for item in items:
         rule = item.get("rule") if isinstance(item, dict) else None

@@ -11,7 +11,12 @@ ranges (a LoadBalancer's loadBalancerSourceRanges) closes a connection from
 any other client at once. UDP frontends are served by `udp.py`. A connection accepted
 there is given a backend by the port's `Balancer` (`endpoints.py`): connect
 with a timeout; on failure eject that backend and try another, up to
-`max_attempts` distinct backends; with none left the client is closed.
+`max_attempts` distinct backends; with none left the client's connection is
+reset (zero linger), as the kernel path's reject does. With
+sessionAffinity: ClientIP the balancer gives a client's connections the
+backend its previous one went to (per frontend; `endpoints.py`). A clusterIP
+frontend with internalTrafficPolicy: Local balances over this node's
+backends only: without one here, every connection is reset at once.
 
 The relay is two `asyncio.Protocol`s joined back to back (no streams, no
 per-chunk awaits): what one side reads is written to the other at once, and
@@ -37,6 +42,7 @@ import contextlib
 import heapq
 import itertools
 import socket
+import struct
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
@@ -134,12 +140,16 @@ class _Relay:
         self.backend: _Pipe | None = None
         self.backend_key = ""
         self.closed = False
+        # The client's address, read when affinity or source ranges need it.
+        self.client_ip = ""
 
     def accepted(self) -> None:
-        if self.entry.frontend.source_ranges:
+        front = self.entry.frontend
+        if front.source_ranges or front.affinity_seconds:
             assert self.client.transport is not None
             peer = self.client.transport.get_extra_info("peername")
-            if not peer or not allows(self.entry.frontend, str(peer[0])):
+            self.client_ip = str(peer[0]) if peer else ""
+            if front.source_ranges and not allows(front, self.client_ip):
                 self.closed = True
                 self.client.transport.abort()
                 return
@@ -180,6 +190,15 @@ class _Relay:
             return False
         pipe.peer.write_eof()
         return True  # the other way goes on
+
+    def refuse(self) -> None:
+        """No backend to take it: reset the client's connection (as the kernel path does), then close."""
+        transport = self.client.transport
+        sock = transport.get_extra_info("socket") if transport is not None else None
+        if sock is not None and not self.closed:
+            with contextlib.suppress(OSError):  # closing with a zero linger time sends a reset
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.close()
 
     def close(self) -> None:
         if self.closed:
@@ -440,6 +459,7 @@ class ProxyServer:
             algorithm=want.route.load_balancing,
             eject_seconds=self.eject_seconds,
             eject_max=self.eject_max_seconds,
+            affinity_seconds=want.frontend.affinity_seconds,
         )
         stats = self._stats.setdefault(want.service, ServiceStats())
         front = want.frontend
@@ -454,7 +474,10 @@ class ProxyServer:
         entry.port_name = want.port.name
         entry.frontend = want.frontend
         removed = entry.balancer.update(
-            self._backends(want.port, want.frontend), weights=want.route.weights, algorithm=want.route.load_balancing
+            self._backends(want.port, want.frontend),
+            weights=want.route.weights,
+            algorithm=want.route.load_balancing,
+            affinity_seconds=want.frontend.affinity_seconds,
         )
         if removed and any(r.backend_key in removed for r in entry.relays):
             self._schedule_drain(entry, now)
@@ -594,7 +617,7 @@ class ProxyServer:
         entry = relay.entry
         tried: set[str] = set()
         while len(tried) < self.max_attempts and not relay.closed:
-            backend = entry.balancer.pick(self._clock(), exclude=tried)
+            backend = entry.balancer.pick(self._clock(), exclude=tried, client=relay.client_ip)
             if backend is None:
                 break
             tried.add(backend.key)
@@ -615,7 +638,7 @@ class ProxyServer:
             return
         if not relay.closed:
             log.debug("proxy_no_backend", service=entry.service, port=entry.port, tried=len(tried))
-            relay.close()
+            relay.refuse()
 
     def _connect_failed(self, entry: _PortEntry, backend: Backend, error: OSError) -> None:
         now = self._clock()

@@ -7,7 +7,9 @@ frontend) and port. A datagram from a new client (address, port) opens a
 session: a backend picked by the frontend's `Balancer` (round robin, weights,
 LeastConnections by open sessions) and a connected socket to it; the
 client's datagrams go to that backend, the backend's answers back to the
-client from the frontend's address. A session idle for `idle_seconds` (30 s,
+client from the frontend's address (with sessionAffinity: ClientIP, a new
+session from a client address goes where its previous one went, within the
+timeout). A session idle for `idle_seconds` (30 s,
 as conntrack's UDP timeout) is closed; so is one whose backend left the
 Service. Datagrams that arrive before the backend socket is open wait (at
 most `MAX_PENDING`). A socket that cannot be bound (the address not local
@@ -119,7 +121,7 @@ class _Socket(asyncio.DatagramProtocol):
         if session is None or session.closed:
             if not allows(self.entry.frontend, client[0]):
                 return
-            backend = self.entry.balancer.pick(self.relay.clock())
+            backend = self.entry.balancer.pick(self.relay.clock(), client=client[0])
             if backend is None:
                 return
             self.entry.balancer.opened(backend.key)
@@ -168,14 +170,14 @@ class UdpProxy:
         for key, (service, front, backends) in seen.items():
             held = self._entries.get(key)
             if held is None:
-                entry = _Entry(service, front, Balancer(backends))
+                entry = _Entry(service, front, Balancer(backends, affinity_seconds=front.affinity_seconds))
                 where = self.addresses if front.address == NODE else [front.address]
                 entry.sockets = [_Socket(self, entry, address) for address in where]
                 self._entries[key] = entry
             else:
                 entry = held
                 entry.frontend = front
-                removed = entry.balancer.update(backends)
+                removed = entry.balancer.update(backends, affinity_seconds=front.affinity_seconds)
                 for sock in entry.sockets:
                     for client, session in list(sock.sessions.items()):
                         if session.backend.key in removed:

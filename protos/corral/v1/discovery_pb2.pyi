@@ -358,6 +358,8 @@ class ServiceRoute(_message.Message):
     TYPE_FIELD_NUMBER: _builtins.int
     EXTERNAL_TRAFFIC_POLICY_FIELD_NUMBER: _builtins.int
     LOAD_BALANCER_SOURCE_RANGES_FIELD_NUMBER: _builtins.int
+    INTERNAL_TRAFFIC_POLICY_FIELD_NUMBER: _builtins.int
+    SESSION_AFFINITY_SECONDS_FIELD_NUMBER: _builtins.int
     namespace: _builtins.str
     name: _builtins.str
     load_balancing: _builtins.str
@@ -376,6 +378,12 @@ class ServiceRoute(_message.Message):
     """ClusterIP, NodePort or LoadBalancer."""
     external_traffic_policy: _builtins.str
     """Cluster or Local (see ServiceSpec.external_traffic_policy)."""
+    internal_traffic_policy: _builtins.str
+    """Cluster ("" too) or Local: clusterIP traffic only to endpoints on the
+    node it starts from (see ServiceSpec.internal_traffic_policy).
+    """
+    session_affinity_seconds: _builtins.int
+    """sessionAffinity: ClientIP: its timeout in seconds; 0: no affinity."""
     @_builtins.property
     def ports(self) -> _containers.RepeatedCompositeFieldContainer[Global___RoutePort]: ...
     @_builtins.property
@@ -407,10 +415,12 @@ class ServiceRoute(_message.Message):
         type: _builtins.str = ...,
         external_traffic_policy: _builtins.str = ...,
         load_balancer_source_ranges: _abc.Iterable[_builtins.str] | None = ...,
+        internal_traffic_policy: _builtins.str = ...,
+        session_affinity_seconds: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cluster_ip", b"cluster_ip", "endpoints", b"endpoints", "external_traffic_policy", b"external_traffic_policy", "headless", b"headless", "load_balancer_source_ranges", b"load_balancer_source_ranges", "load_balancing", b"load_balancing", "name", b"name", "namespace", b"namespace", "ports", b"ports", "resource_version", b"resource_version", "type", b"type", "weights", b"weights"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cluster_ip", b"cluster_ip", "endpoints", b"endpoints", "external_traffic_policy", b"external_traffic_policy", "headless", b"headless", "internal_traffic_policy", b"internal_traffic_policy", "load_balancer_source_ranges", b"load_balancer_source_ranges", "load_balancing", b"load_balancing", "name", b"name", "namespace", b"namespace", "ports", b"ports", "resource_version", b"resource_version", "session_affinity_seconds", b"session_affinity_seconds", "type", b"type", "weights", b"weights"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from protos.corral.v1 import meta_pb2 as protos_dot_corral_dot_v1_dot_meta__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1eprotos/corral/v1/service.proto\x12\tcorral.v1\x1a\x1bprotos/corral/v1/meta.proto\"\x91\x01\n\x0bServicePort\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08protocol\x18\x02 \x01(\t\x12\x0c\n\x04port\x18\x03 \x01(\x05\x12+\n\x0btarget_port\x18\x04 \x01(\x0b\x32\x16.corral.v1.IntOrString\x12\x11\n\tnode_port\x18\x05 \x01(\x05\x12\x14\n\x0c\x61pp_protocol\x18\x06 \x01(\t\"D\n\x13LoadBalancerIngress\x12\n\n\x02ip\x18\x01 \x01(\t\x12\x10\n\x08hostname\x18\x02 \x01(\t\x12\x0f\n\x07ip_mode\x18\x03 \x01(\t\"E\n\x12LoadBalancerStatus\x12/\n\x07ingress\x18\x01 \x03(\x0b\x32\x1e.corral.v1.LoadBalancerIngress\"\x90\x01\n\x15SessionAffinityConfig\x12L\n\tclient_ip\x18\x01 \x01(\x0b\x32/.corral.v1.SessionAffinityConfig.ClientIPConfigR\x08\x63lientIP\x1a)\n\x0e\x43lientIPConfig\x12\x17\n\x0ftimeout_seconds\x18\x01 \x01(\x05\"\x90\x06\n\x0bServiceSpec\x12\x36\n\x08selector\x18\x01 \x03(\x0b\x32$.corral.v1.ServiceSpec.SelectorEntry\x12%\n\x05ports\x18\x02 \x03(\x0b\x32\x16.corral.v1.ServicePort\x12\x0c\n\x04type\x18\x03 \x01(\t\x12\x16\n\x0eload_balancing\x18\x04 \x01(\t\x12\x1d\n\ncluster_ip\x18\x06 \x01(\tR\tclusterIP\x12\x1f\n\x0b\x63luster_ips\x18\x07 \x03(\tR\nclusterIPs\x12#\n\x1bpublish_not_ready_addresses\x18\x08 \x01(\x08\x12\x1f\n\x17\x65xternal_traffic_policy\x18\t \x01(\t\x12#\n\x1bload_balancer_source_ranges\x18\n \x03(\t\x12(\n\x10load_balancer_ip\x18\x0b \x01(\tR\x0eloadBalancerIP\x12\x18\n\x10session_affinity\x18\x0c \x01(\t\x12\x41\n\x17session_affinity_config\x18\r \x01(\x0b\x32 .corral.v1.SessionAffinityConfig\x12\x13\n\x0bip_families\x18\x0e \x03(\t\x12\x1d\n\x10ip_family_policy\x18\x0f \x01(\tH\x00\x88\x01\x01\x12$\n\x17internal_traffic_policy\x18\x10 \x01(\tH\x01\x88\x01\x01\x12.\n!allocate_load_balancer_node_ports\x18\x11 \x01(\x08H\x02\x88\x01\x01\x12 \n\x13load_balancer_class\x18\x12 \x01(\tH\x03\x88\x01\x01\x1a/\n\rSelectorEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x13\n\x11_ip_family_policyB\x1a\n\x18_internal_traffic_policyB$\n\"_allocate_load_balancer_node_portsB\x16\n\x14_load_balancer_class\"o\n\rServiceStatus\x12(\n\nconditions\x18\x01 \x03(\x0b\x32\x14.corral.v1.Condition\x12\x34\n\rload_balancer\x18\x02 \x01(\x0b\x32\x1d.corral.v1.LoadBalancerStatus\"\xa5\x01\n\x07Service\x12\x13\n\x0b\x61pi_version\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\'\n\x08metadata\x18\x03 \x01(\x0b\x32\x15.corral.v1.ObjectMeta\x12$\n\x04spec\x18\x04 \x01(\x0b\x32\x16.corral.v1.ServiceSpec\x12(\n\x06status\x18\x05 \x01(\x0b\x32\x18.corral.v1.ServiceStatusb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1eprotos/corral/v1/service.proto\x12\tcorral.v1\x1a\x1bprotos/corral/v1/meta.proto\"\x91\x01\n\x0bServicePort\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08protocol\x18\x02 \x01(\t\x12\x0c\n\x04port\x18\x03 \x01(\x05\x12+\n\x0btarget_port\x18\x04 \x01(\x0b\x32\x16.corral.v1.IntOrString\x12\x11\n\tnode_port\x18\x05 \x01(\x05\x12\x14\n\x0c\x61pp_protocol\x18\x06 \x01(\t\"D\n\x13LoadBalancerIngress\x12\n\n\x02ip\x18\x01 \x01(\t\x12\x10\n\x08hostname\x18\x02 \x01(\t\x12\x0f\n\x07ip_mode\x18\x03 \x01(\t\"E\n\x12LoadBalancerStatus\x12/\n\x07ingress\x18\x01 \x03(\x0b\x32\x1e.corral.v1.LoadBalancerIngress\"\xa9\x01\n\x15SessionAffinityConfig\x12L\n\tclient_ip\x18\x01 \x01(\x0b\x32/.corral.v1.SessionAffinityConfig.ClientIPConfigR\x08\x63lientIP\x1a\x42\n\x0e\x43lientIPConfig\x12\x1c\n\x0ftimeout_seconds\x18\x01 \x01(\x05H\x00\x88\x01\x01\x42\x12\n\x10_timeout_seconds\"\x90\x06\n\x0bServiceSpec\x12\x36\n\x08selector\x18\x01 \x03(\x0b\x32$.corral.v1.ServiceSpec.SelectorEntry\x12%\n\x05ports\x18\x02 \x03(\x0b\x32\x16.corral.v1.ServicePort\x12\x0c\n\x04type\x18\x03 \x01(\t\x12\x16\n\x0eload_balancing\x18\x04 \x01(\t\x12\x1d\n\ncluster_ip\x18\x06 \x01(\tR\tclusterIP\x12\x1f\n\x0b\x63luster_ips\x18\x07 \x03(\tR\nclusterIPs\x12#\n\x1bpublish_not_ready_addresses\x18\x08 \x01(\x08\x12\x1f\n\x17\x65xternal_traffic_policy\x18\t \x01(\t\x12#\n\x1bload_balancer_source_ranges\x18\n \x03(\t\x12(\n\x10load_balancer_ip\x18\x0b \x01(\tR\x0eloadBalancerIP\x12\x18\n\x10session_affinity\x18\x0c \x01(\t\x12\x41\n\x17session_affinity_config\x18\r \x01(\x0b\x32 .corral.v1.SessionAffinityConfig\x12\x13\n\x0bip_families\x18\x0e \x03(\t\x12\x1d\n\x10ip_family_policy\x18\x0f \x01(\tH\x00\x88\x01\x01\x12$\n\x17internal_traffic_policy\x18\x10 \x01(\tH\x01\x88\x01\x01\x12.\n!allocate_load_balancer_node_ports\x18\x11 \x01(\x08H\x02\x88\x01\x01\x12 \n\x13load_balancer_class\x18\x12 \x01(\tH\x03\x88\x01\x01\x1a/\n\rSelectorEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x13\n\x11_ip_family_policyB\x1a\n\x18_internal_traffic_policyB$\n\"_allocate_load_balancer_node_portsB\x16\n\x14_load_balancer_class\"o\n\rServiceStatus\x12(\n\nconditions\x18\x01 \x03(\x0b\x32\x14.corral.v1.Condition\x12\x34\n\rload_balancer\x18\x02 \x01(\x0b\x32\x1d.corral.v1.LoadBalancerStatus\"\xa5\x01\n\x07Service\x12\x13\n\x0b\x61pi_version\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\'\n\x08metadata\x18\x03 \x01(\x0b\x32\x15.corral.v1.ObjectMeta\x12$\n\x04spec\x18\x04 \x01(\x0b\x32\x16.corral.v1.ServiceSpec\x12(\n\x06status\x18\x05 \x01(\x0b\x32\x18.corral.v1.ServiceStatusb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,15 +41,15 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LOADBALANCERSTATUS']._serialized_start=292
   _globals['_LOADBALANCERSTATUS']._serialized_end=361
   _globals['_SESSIONAFFINITYCONFIG']._serialized_start=364
-  _globals['_SESSIONAFFINITYCONFIG']._serialized_end=508
+  _globals['_SESSIONAFFINITYCONFIG']._serialized_end=533
   _globals['_SESSIONAFFINITYCONFIG_CLIENTIPCONFIG']._serialized_start=467
-  _globals['_SESSIONAFFINITYCONFIG_CLIENTIPCONFIG']._serialized_end=508
-  _globals['_SERVICESPEC']._serialized_start=511
-  _globals['_SERVICESPEC']._serialized_end=1295
-  _globals['_SERVICESPEC_SELECTORENTRY']._serialized_start=1137
-  _globals['_SERVICESPEC_SELECTORENTRY']._serialized_end=1184
-  _globals['_SERVICESTATUS']._serialized_start=1297
-  _globals['_SERVICESTATUS']._serialized_end=1408
-  _globals['_SERVICE']._serialized_start=1411
-  _globals['_SERVICE']._serialized_end=1576
+  _globals['_SESSIONAFFINITYCONFIG_CLIENTIPCONFIG']._serialized_end=533
+  _globals['_SERVICESPEC']._serialized_start=536
+  _globals['_SERVICESPEC']._serialized_end=1320
+  _globals['_SERVICESPEC_SELECTORENTRY']._serialized_start=1162
+  _globals['_SERVICESPEC_SELECTORENTRY']._serialized_end=1209
+  _globals['_SERVICESTATUS']._serialized_start=1322
+  _globals['_SERVICESTATUS']._serialized_end=1433
+  _globals['_SERVICE']._serialized_start=1436
+  _globals['_SERVICE']._serialized_end=1601
 # @@protoc_insertion_point(module_scope)

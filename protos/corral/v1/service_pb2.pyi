@@ -120,16 +120,21 @@ class SessionAffinityConfig(_message.Message):
 
         TIMEOUT_SECONDS_FIELD_NUMBER: _builtins.int
         timeout_seconds: _builtins.int
+        """How long a client's affinity lasts without a new connection (UDP: a new
+        flow): 1..86400 seconds, default 10800 (3 hours).
+        """
         def __init__(
             self,
             *,
-            timeout_seconds: _builtins.int = ...,
+            timeout_seconds: _builtins.int | None = ...,
         ) -> None: ...
-        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        _HasFieldArgType: _TypeAlias = _typing.Literal["_timeout_seconds", b"_timeout_seconds", "timeout_seconds", b"timeout_seconds"]  # noqa: Y015
         def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-        _ClearFieldArgType: _TypeAlias = _typing.Literal["timeout_seconds", b"timeout_seconds"]  # noqa: Y015
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["_timeout_seconds", b"_timeout_seconds", "timeout_seconds", b"timeout_seconds"]  # noqa: Y015
         def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-        def WhichOneof(self, oneof_group: _Never) -> None: ...
+        _WhichOneofReturnType__timeout_seconds: _TypeAlias = _typing.Literal["timeout_seconds"]  # noqa: Y015
+        _WhichOneofArgType__timeout_seconds: _TypeAlias = _typing.Literal["_timeout_seconds", b"_timeout_seconds"]  # noqa: Y015
+        def WhichOneof(self, oneof_group: _WhichOneofArgType__timeout_seconds) -> _WhichOneofReturnType__timeout_seconds | None: ...
 
     CLIENT_IP_FIELD_NUMBER: _builtins.int
     @_builtins.property
@@ -215,12 +220,15 @@ class ServiceSpec(_message.Message):
     load_balancer_ip: _builtins.str
     """Deprecated in Kubernetes; refused (corral's load balancer is every node's address)."""
     session_affinity: _builtins.str
-    """None (default). ClientIP is refused: the data paths balance per connection."""
+    """None (default) or ClientIP: a client's new connections go to the backend
+    its previous one went to, per Service port and frontend, until
+    sessionAffinityConfig.clientIP.timeoutSeconds pass without one.
+    """
     ip_family_policy: _builtins.str
     """SingleStack only (default)."""
     internal_traffic_policy: _builtins.str
-    """Cluster (default) or Local: traffic from inside the cluster only to
-    endpoints on the client's node.
+    """Cluster (default) or Local: traffic to the clusterIP only to endpoints on
+    the node it starts from (none there: refused).
     """
     allocate_load_balancer_node_ports: _builtins.bool
     """LoadBalancer: allocate nodePorts too (default true)."""
@@ -239,7 +247,9 @@ class ServiceSpec(_message.Message):
         """Client CIDRs allowed on a LoadBalancer Service's node ports (empty: all)."""
 
     @_builtins.property
-    def session_affinity_config(self) -> Global___SessionAffinityConfig: ...
+    def session_affinity_config(self) -> Global___SessionAffinityConfig:
+        """ClientIP only (defaulted then; cleared for None)."""
+
     @_builtins.property
     def ip_families(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """IPv4 only (default ["IPv4"])."""

@@ -8,7 +8,16 @@ import re
 import pytest
 
 from agent.network.proxy.endpoints import Backend
-from agent.network.proxy.nft_rules import MAX_SLOTS, BackendChain, backend_chains, plan, render, slots, table_name
+from agent.network.proxy.nft_rules import (
+    MAX_SLOTS,
+    BackendChain,
+    affinity_sets,
+    backend_chains,
+    plan,
+    render,
+    slots,
+    table_name,
+)
 from protos.corral.v1 import discovery_pb2
 
 ADDRESSES = ["127.0.0.5", "10.1.0.1"]
@@ -259,6 +268,8 @@ def service_route(
     ranges: tuple[str, ...] = (),
     backends: list[discovery_pb2.RouteBackend] | None = None,
     namespace: str = "default",
+    internal: str = "",
+    affinity: int = 0,
 ) -> discovery_pb2.ServiceRoute:
     return discovery_pb2.ServiceRoute(
         namespace=namespace,
@@ -266,6 +277,8 @@ def service_route(
         cluster_ip=cluster_ip,
         type=kind,
         external_traffic_policy=policy,
+        internal_traffic_policy=internal,
+        session_affinity_seconds=affinity,
         load_balancer_source_ranges=list(ranges),
         ports=[
             discovery_pb2.RoutePort(
@@ -379,6 +392,8 @@ def test_the_rendered_table_is_accepted_by_nft() -> None:
                     "b", cluster_ip="10.43.0.11", kind="NodePort", node_port=30081, policy="Local", backends=[here]
                 ),
                 service_route("c", cluster_ip="10.43.0.12", port=53, protocol="UDP", backends=[]),
+                service_route("d", cluster_ip="10.43.0.13", internal="Local", affinity=60, backends=[here]),
+                service_route("e", cluster_ip="10.43.0.14", affinity=10800, backends=[backend(9001), backend(9002)]),
                 CANARY_10,
             ),
             node="n1",
@@ -390,3 +405,59 @@ def test_the_rendered_table_is_accepted_by_nft() -> None:
     if "Operation not permitted" in checked.stderr:
         pytest.skip("nft -c needs CAP_NET_ADMIN here")
     assert checked.returncode == 0, checked.stderr
+
+
+# -- internalTrafficPolicy: Local and ClientIP affinity ------------------------------------
+
+HERE = discovery_pb2.RouteBackend(address="127.0.0.5", port=9001, pod="here", node="n1")
+THERE = discovery_pb2.RouteBackend(address="127.0.0.6", port=9002, pod="there", node="n2")
+
+
+def test_internal_traffic_policy_local_keeps_the_cluster_ip_on_this_node() -> None:
+    local = service_route("web", kind="NodePort", node_port=30080, internal="Local", backends=[HERE, THERE])
+    text = render(plan(routes(local), node="n1"), "t", ["127.0.0.5"])
+    cluster_chain = chain_body(text, "ip_10_43_0_10_80")
+    assert "numgen" not in cluster_chain and "jump ip_10_43_0_10_80_b0" in cluster_chain
+    assert chain_body(text, "ip_10_43_0_10_80_b0").strip().endswith("dnat ip to 127.0.0.5:9001")
+    assert "ct mark set" in cluster_chain  # still masqueraded: only externalTrafficPolicy keeps the client
+    # The node port follows externalTrafficPolicy (Cluster): every endpoint.
+    assert "numgen inc mod 2" in chain_body(text, "port_30080")
+    # A node without a local endpoint refuses traffic to the clusterIP (the node port still serves).
+    text = render(plan(routes(local), node="n3"), "t", ["127.0.0.5"])
+    assert "ip daddr . meta l4proto . th dport { 10.43.0.10 . tcp . 80 } reject with tcp reset" in text
+    assert "numgen inc mod 2" in chain_body(text, "port_30080")
+
+
+def test_client_ip_affinity_gets_a_set_per_backend_checked_before_the_slots() -> None:
+    sticky = service_route("web", affinity=10800, backends=[backend(9001), backend(9002)])
+    result = plan(routes(sticky))
+    text = render(result, "t", ADDRESSES)
+    front = chain_body(text, "ip_10_43_0_10_80").strip().splitlines()
+    assert [line.strip() for line in front[:3]] == [
+        "ct mark set ct mark | 0x00004000",
+        "ip saddr @ip_10_43_0_10_80_b0_aff jump ip_10_43_0_10_80_b0",
+        "ip saddr @ip_10_43_0_10_80_b1_aff jump ip_10_43_0_10_80_b1",
+    ]
+    assert front[3].strip().startswith("numgen inc mod 2 vmap")
+    assert [line.strip() for line in chain_body(text, "ip_10_43_0_10_80_b1").strip().splitlines()] == [
+        "update @ip_10_43_0_10_80_b1_aff { ip saddr }",
+        "meta l4proto tcp counter dnat ip to 10.0.0.1:9002",
+    ]
+    affinity = "type ipv4_addr\n\t\tflags dynamic,timeout\n\t\ttimeout 10800s\n\t}"
+    assert f"set ip_10_43_0_10_80_b0_aff {{\n\t\t{affinity}" in text
+    assert affinity_sets(result) == {
+        "ip_10_43_0_10_80_b0_aff": ("ip_10_43_0_10_80", "10.0.0.1:9001"),
+        "ip_10_43_0_10_80_b1_aff": ("ip_10_43_0_10_80", "10.0.0.1:9002"),
+    }
+    assert "_aff" not in render(plan(routes(service_route("web"))), "t", ADDRESSES)
+
+
+def test_pinned_clients_are_written_back_for_the_backends_that_remain() -> None:
+    sticky = service_route("web", affinity=600, backends=[backend(9002)])
+    pinned = {
+        ("ip_10_43_0_10_80", "10.0.0.1:9001"): {"192.168.1.9": 300},  # a backend gone: forgotten
+        ("ip_10_43_0_10_80", "10.0.0.1:9002"): {"192.168.1.7": 120, "192.168.1.8": 0, "192.168.1.6": 9000},
+    }
+    text = render(plan(routes(sticky)), "t", ADDRESSES, pinned=pinned)
+    elements = re.findall(r"elements = \{ (.*) \}", text)
+    assert elements == ["192.168.1.6 timeout 600s expires 600s, 192.168.1.7 timeout 600s expires 120s"]

@@ -59,6 +59,36 @@ def causes_of(doc: dict[str, Any]) -> list[str]:
     return [str(c) for c in validate(info, msg)]
 
 
+@pytest.mark.parametrize(
+    ("spec", "affinity", "config"),
+    [
+        pytest.param({}, "None", None, id="none-by-default"),
+        pytest.param({"sessionAffinity": "ClientIP"}, "ClientIP", 10800, id="client-ip-3-hours"),
+        pytest.param(
+            {"sessionAffinity": "ClientIP", "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 60}}},
+            "ClientIP",
+            60,
+            id="client-ip-asked",
+        ),
+        pytest.param(
+            {"sessionAffinity": "None", "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 60}}},
+            "None",
+            None,
+            id="none-clears-the-config",
+        ),
+    ],
+)
+def test_session_affinity_defaults(spec: dict[str, Any], affinity: str, config: int | None) -> None:
+    svc = parsed(service_doc(**spec))
+    apply_defaults(by_kind("Service"), svc)
+    assert svc.spec.session_affinity == affinity
+    assert svc.spec.HasField("session_affinity_config") == (config is not None)
+    if config is not None:
+        assert svc.spec.session_affinity_config.client_ip.timeout_seconds == config
+    assert svc.spec.internal_traffic_policy == "Cluster"
+    assert validate(by_kind("Service"), svc) == []
+
+
 def test_service_defaults() -> None:
     svc = parsed(service_doc(ports=[{"port": 80}]))
     apply_defaults(by_kind("Service"), svc)
@@ -116,13 +146,38 @@ def test_service_defaults() -> None:
             ['spec.ipFamilyPolicy: Unsupported value: "RequireDualStack": corral\'s Services are IPv4 SingleStack'],
             id="dual-stack",
         ),
+        pytest.param({"sessionAffinity": "ClientIP"}, [], id="client-ip-affinity"),
         pytest.param(
-            {"sessionAffinity": "ClientIP"},
+            {"sessionAffinity": "ClientIP", "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 86400}}},
+            [],
+            id="affinity-a-day",
+        ),
+        pytest.param(
+            {"sessionAffinity": "ClientIP", "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 0}}},
             [
-                'spec.sessionAffinity: Unsupported value: "ClientIP": corral balances every connection on its own; '
-                'only "None" is served'
+                "spec.sessionAffinityConfig.clientIP.timeoutSeconds: must be greater than 0 and less than "
+                "or equal to 86400, got 0"
             ],
-            id="client-ip-affinity",
+            id="affinity-timeout-0",
+        ),
+        pytest.param(
+            {"sessionAffinity": "ClientIP", "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 86401}}},
+            [
+                "spec.sessionAffinityConfig.clientIP.timeoutSeconds: must be greater than 0 and less than "
+                "or equal to 86400, got 86401"
+            ],
+            id="affinity-timeout-over-a-day",
+        ),
+        pytest.param(
+            {"sessionAffinity": "Cookie"},
+            ['spec.sessionAffinity: must be one of "None", "ClientIP", got "Cookie"'],
+            id="affinity-unknown",
+        ),
+        pytest.param({"internalTrafficPolicy": "Local"}, [], id="internal-local"),
+        pytest.param(
+            {"internalTrafficPolicy": "Node"},
+            ['spec.internalTrafficPolicy: must be one of "Cluster", "Local", got "Node"'],
+            id="internal-unknown",
         ),
         pytest.param(
             {"type": "LoadBalancer", "loadBalancerIP": "1.2.3.4"},

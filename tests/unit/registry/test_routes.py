@@ -91,6 +91,23 @@ def test_a_route_carries_the_address_type_and_policies() -> None:
     assert [(p.protocol, p.port, p.node_port) for p in route.ports] == [("UDP", 53, 30053)]
 
 
+@pytest.mark.parametrize(
+    ("affinity", "timeout", "seconds"),
+    [
+        pytest.param("None", None, 0, id="none"),
+        pytest.param("ClientIP", 60, 60, id="client-ip"),
+        pytest.param("ClientIP", None, 10800, id="client-ip-stored-without-timeout"),
+    ],
+)
+def test_a_route_carries_the_internal_policy_and_affinity(affinity: str, timeout: int | None, seconds: int) -> None:
+    svc = service()
+    svc.spec.cluster_ip, svc.spec.internal_traffic_policy, svc.spec.session_affinity = "10.43.0.10", "Local", affinity
+    if timeout is not None:
+        svc.spec.session_affinity_config.client_ip.timeout_seconds = timeout
+    route = route_for(svc, [])
+    assert (route.internal_traffic_policy, route.session_affinity_seconds) == ("Local", seconds)
+
+
 def test_each_port_gets_the_endpoints_that_published_it() -> None:
     both = endpoint("a", host_ports={"http": 31000, "admin": 31001}, group="h1")
     http_only = endpoint("b", address="10.0.0.2", host_ports={"http": 31002})
