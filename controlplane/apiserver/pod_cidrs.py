@@ -9,9 +9,12 @@ and keeps it; it is freed when the Node is deleted.
 One key per subnet, `<prefix>/allocations/podcidrs/<network>-<bits>`, whose
 value names the Node (JSON: name, when). A claim is the store's
 create-if-absent, so two replicas registering two nodes at once never hand
-out one subnet. A key already naming the Node (a registration that claimed it
-and crashed before writing the Node) is taken back, as is the subnet the
-agent says its bridge already uses, when free. The range exhausted: the Node
+out one subnet. The subnet the agent says its bridge already uses is given
+back when free; otherwise a random free one (as the clusterIP allocator: a
+few random tries, then a listing, so registering thousands of nodes does not
+list every claim each time); the listing also takes back a key already
+naming the Node (a registration that claimed it and crashed before writing
+the Node). The range exhausted: the Node
 registers without one (`PodCidrs.allocate` returns ""), and its agent falls
 back to publishing container ports (docs/operations.md).
 
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -41,6 +45,7 @@ DEFAULT_CLUSTER_CIDR = "10.42.0.0/16"
 DEFAULT_NODE_CIDR_MASK_SIZE = 24
 _DEFAULT_NETWORK: Final = ipaddress.IPv4Network(DEFAULT_CLUSTER_CIDR)
 PAGE = 500
+RANDOM_TRIES = 16
 
 
 class PodCidrRangeError(ValueError):
@@ -69,6 +74,11 @@ class PodCidrRange:
     @property
     def count(self) -> int:
         return 1 << (self.mask_size - self.cidr.prefixlen)
+
+    def subnet_at(self, index: int) -> str:
+        """The `index`-th subnet (0 .. count-1)."""
+        size = 1 << (32 - self.mask_size)
+        return f"{self.cidr.network_address + index * size}/{self.mask_size}"
 
     def subnets(self) -> Iterator[str]:
         return (str(s) for s in self.cidr.subnets(new_prefix=self.mask_size))
@@ -110,9 +120,11 @@ class PodCidrs:
         cluster: PodCidrRange | None = None,
         *,
         now: Callable[[], datetime] = utcnow,
+        rng: random.Random | None = None,
     ) -> None:
         self.store = store
         self.range = cluster or PodCidrRange()
+        self.rng = rng or random.Random()
         self.prefix = f"{prefix.rstrip('/')}/allocations/podcidrs/"
         self.now = now
 
@@ -134,6 +146,10 @@ class PodCidrs:
                 return found
             start = page.items[-1].key
 
+    async def _owner_of(self, subnet: str) -> str:
+        kv = await self.store.get(self.key(subnet))
+        return "" if kv is None else _owner(kv.value)
+
     async def _try(self, subnet: str, node: str) -> bool:
         try:
             await self.store.create(self.key(subnet), self._value(node))
@@ -142,14 +158,25 @@ class PodCidrs:
         return True
 
     async def allocate(self, node: str, wanted: str = "") -> str:
-        """A subnet for `node`: one already claimed in its name, else `wanted` when free and in
-        the range, else the first free one; "" when the range is exhausted."""
+        """A subnet for `node`: `wanted` when it is in the range and free (or already claimed in
+        the node's name), else a random one (a few tries: a roomy range is rarely crowded), else,
+        from a listing, one claimed in its name or the first free one; "" when the range is
+        exhausted."""
+        if (
+            wanted
+            and self.range.holds(wanted)
+            and (await self._try(wanted, node) or await self._owner_of(wanted) == node)
+        ):
+            return wanted
+        count = self.range.count
+        for _ in range(min(RANDOM_TRIES, count)):
+            subnet = self.range.subnet_at(self.rng.randrange(count))
+            if await self._try(subnet, node):
+                return subnet
         taken = await self.listed()
         mine = sorted(s for s, owner in taken.items() if owner == node and self.range.holds(s))
         if mine:
             return mine[0]
-        if wanted and wanted not in taken and self.range.holds(wanted) and await self._try(wanted, node):
-            return wanted
         for subnet in self.range.subnets():
             if subnet not in taken and await self._try(subnet, node):
                 return subnet

@@ -71,36 +71,49 @@ def test_the_default_range_is_k3s_one() -> None:
 
 async def test_a_node_gets_a_subnet_at_registration_and_keeps_it() -> None:
     api, service = make()
+    cluster = PodCidrRange.parse()
     first = await register(service, "n1")
-    assert first.spec.pod_cidr == "10.42.0.0/24" and list(first.spec.pod_cidrs) == ["10.42.0.0/24"]
+    assert cluster.holds(first.spec.pod_cidr) and list(first.spec.pod_cidrs) == [first.spec.pod_cidr]
     second = await register(service, "n2")
-    assert second.spec.pod_cidr == "10.42.1.0/24"
+    assert cluster.holds(second.spec.pod_cidr) and second.spec.pod_cidr != first.spec.pod_cidr
     again = await register(service, "n1")
-    assert again.spec.pod_cidr == "10.42.0.0/24"
+    assert again.spec.pod_cidr == first.spec.pod_cidr
     # An admin's apply without the field keeps it; changing it is refused.
     n1 = meta_pb2.ObjectMeta(name="n1")
     applied, _ = await api.apply(node_pb2.Node(metadata=n1, spec=node_pb2.NodeSpec(unschedulable=True)))
-    assert isinstance(applied, node_pb2.Node) and applied.spec.pod_cidr == "10.42.0.0/24"
+    assert isinstance(applied, node_pb2.Node) and applied.spec.pod_cidr == first.spec.pod_cidr
     with pytest.raises(errors.InvalidError, match=r"spec.podCIDR.*immutable"):
-        await api.apply(node_pb2.Node(metadata=n1, spec=node_pb2.NodeSpec(pod_cidr="10.42.9.0/24")))
+        await api.apply(node_pb2.Node(metadata=n1, spec=node_pb2.NodeSpec(pod_cidr="10.42.255.0/24")))
+
+
+def test_subnets_are_numbered_in_order() -> None:
+    cluster = PodCidrRange.parse("10.42.0.0/16", 26)
+    assert [cluster.subnet_at(i) for i in (0, 1, 4, cluster.count - 1)] == [
+        "10.42.0.0/26",
+        "10.42.0.64/26",
+        "10.42.1.0/26",
+        "10.42.255.192/26",
+    ]
+    assert list(cluster.subnets())[:2] == ["10.42.0.0/26", "10.42.0.64/26"]
 
 
 async def test_the_subnet_the_agent_already_uses_is_given_back_when_free() -> None:
     _, service = make()
     assert (await register(service, "n1", wanted="10.42.77.0/24")).spec.pod_cidr == "10.42.77.0/24"
-    # Taken, or not one of the range's subnets: the first free one instead.
-    assert (await register(service, "n2", wanted="10.42.77.0/24")).spec.pod_cidr == "10.42.0.0/24"
-    assert (await register(service, "n3", wanted="10.99.0.0/24")).spec.pod_cidr == "10.42.1.0/24"
+    # Taken, or not one of the range's subnets: another one instead.
+    other = (await register(service, "n2", wanted="10.42.77.0/24")).spec.pod_cidr
+    outside = (await register(service, "n3", wanted="10.99.0.0/24")).spec.pod_cidr
+    assert len({"10.42.77.0/24", other, outside}) == 3 and all(s.startswith("10.42.") for s in (other, outside))
 
 
 async def test_a_deleted_node_frees_its_subnet() -> None:
     store = MemoryStore()
-    api, service = make(store=store)
-    await register(service, "n1")
-    await register(service, "n2")
+    api, service = make("10.42.0.0/23", 24, store=store)
+    first = (await register(service, "n1")).spec.pod_cidr
+    second = (await register(service, "n2")).spec.pod_cidr
     await api.delete("Node", "", "n1")
-    assert await claimed(store) == {"10.42.1.0/24": (await claimed(store))["10.42.1.0/24"]}
-    assert (await register(service, "n3")).spec.pod_cidr == "10.42.0.0/24"
+    assert sorted(await claimed(store)) == [second]
+    assert (await register(service, "n3")).spec.pod_cidr == first
 
 
 async def test_an_exhausted_range_registers_the_node_without_a_subnet_and_says_so() -> None:
@@ -111,7 +124,7 @@ async def test_an_exhausted_range_registers_the_node_without_a_subnet_and_says_s
         recorded.append((type_, reason, message))
 
     service.events = record
-    await register(service, "n1")
+    first = (await register(service, "n1")).spec.pod_cidr
     await register(service, "n2")
     with capture_logs() as logs:
         third = await register(service, "n3")
@@ -122,7 +135,7 @@ async def test_an_exhausted_range_registers_the_node_without_a_subnet_and_says_s
     assert "10.42.0.0/24" in message and "publish" in message
     # Once one is freed, the next registration of the node gets it.
     await api.delete("Node", "", "n1")
-    assert (await register(service, "n3")).spec.pod_cidr == "10.42.0.0/25"
+    assert (await register(service, "n3")).spec.pod_cidr == first
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
