@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import itertools
 import logging
 import os
 import signal
@@ -20,12 +21,14 @@ from pathlib import Path
 import structlog
 
 from agent.network.ingress.proxy import DEFAULT_HTTP_PORT, DEFAULT_HTTPS_PORT, IngressPorts
+from agent.network.pod_routing import PodRouting
 from agent.network.proxy.nftables import NftablesError
 from agent.network.proxy.reserved import reserved_ports
 from agent.network.stack import PROXY_MODES, ReservedIngressPort, build_service_network
 from agent.node.credentials import CredentialsError, NodeCredentials
 from agent.node.metrics import MetricsSampler
-from agent.node.session import Session, SessionConfig
+from agent.node.pod_cidr import PodCidrState, first_pod_cidr
+from agent.node.session import Session, SessionConfig, register_once
 from agent.node.status import node_status
 from agent.pods.manager import PodManager
 from agent.pods.worker import WorkerSettings
@@ -36,6 +39,7 @@ from corral.common.backoff import CrashLoopBackoff
 from corral.common.pki.endpoints import join_address_for
 from corral.common.telemetry.endpoint import MetricsEndpointError, open_endpoint
 from protos import wellknown
+from protos.corral.v1 import node_pb2, node_service_pb2
 
 log = structlog.get_logger(__name__)
 
@@ -166,10 +170,36 @@ def check(config: AgentConfig, *, euid: int) -> AgentPlan:
     return AgentPlan(servers, joins, address, proxy_addresses, backoff, process_user)
 
 
+async def node_pod_cidr(
+    config: AgentConfig, identity: NodeCredentials, status: node_pb2.NodeStatus, state: PodCidrState
+) -> str:
+    """The node's pod subnet for its Docker pod network (`agent.node.pod_cidr`): saved, or from a
+    registration now; "" without the Docker runtime (nothing to make with it)."""
+    if "docker" not in config.runtimes:
+        state.in_use = state.saved()
+        return state.in_use
+    servers = [s.strip() for s in config.server.split(",") if s.strip()] or [config.server]
+    turn = itertools.count()
+
+    async def register() -> str:
+        server = servers[next(turn) % len(servers)]
+        request = node_service_pb2.RegisterRequest(
+            node_name=config.name, labels=config.labels, status=status, pod_cidr=state.saved()
+        )
+        return (await register_once(server, identity, request)).pod_cidr
+
+    return await first_pod_cidr(state, register)
+
+
 async def open_runtimes(
-    config: AgentConfig, *, euid: int | None = None, stack: contextlib.AsyncExitStack | None = None
+    config: AgentConfig,
+    *,
+    euid: int | None = None,
+    stack: contextlib.AsyncExitStack | None = None,
+    pod_cidr: str = "",
 ) -> dict[str, ContainerRuntime]:
-    """The runtimes the flags name; with a `stack`, each is closed when it unwinds (also when a later one fails)."""
+    """The runtimes the flags name; with a `stack`, each is closed when it unwinds (also when a later one fails).
+    `pod_cidr`: the node's pod subnet, the Docker pod network's."""
     runtimes: dict[str, ContainerRuntime] = {}
     for name in config.runtimes:
         runtime: ContainerRuntime
@@ -178,7 +208,9 @@ async def open_runtimes(
 
             try:
                 runtime = await DockerRuntime.connect(
-                    network=config.docker_network or f"corral-{config.name}", stats_source=config.docker_stats
+                    network=config.docker_network or f"corral-{config.name}",
+                    stats_source=config.docker_stats,
+                    pod_cidr=pod_cidr,
                 )
             except RuntimeFailure as e:
                 raise AgentError(
@@ -254,8 +286,12 @@ async def run_agent(config: AgentConfig, stop: asyncio.Event | None = None) -> N
         os.environ[RESTARTED_ENV] = "1"  # once: never a loop of restarts
         os.execv(sys.executable, sys.orig_argv)
     address = plan.address
+    storage_dir = config.data_dir / "storage"
+    status = node_status(address=address, runtimes=list(config.runtimes), storage_dir=storage_dir)
+    pod_cidrs = PodCidrState(config.data_dir)
+    pod_cidr = await node_pod_cidr(config, identity, status, pod_cidrs)
     async with contextlib.AsyncExitStack() as stack:
-        runtimes = await open_runtimes(config, stack=stack)
+        runtimes = await open_runtimes(config, stack=stack, pod_cidr=pod_cidr)
         reserved = reserved_ports(plan.servers, plan.joins, config.metrics_listen)
         try:
             discovery = await build_service_network(
@@ -267,6 +303,7 @@ async def run_agent(config: AgentConfig, stop: asyncio.Event | None = None) -> N
                 node_name=config.name,
                 reserved_ports=reserved,
                 ingress_ports=IngressPorts(config.ingress_http_port, config.ingress_https_port),
+                pod_routing=PodRouting(config.name, forwarding="docker" in runtimes),
             )
         except ReservedIngressPort as e:
             raise AgentError(str(e)) from e
@@ -275,8 +312,6 @@ async def run_agent(config: AgentConfig, stop: asyncio.Event | None = None) -> N
         except NftablesError as e:
             raise AgentError(f"--proxy-mode nftables: {e}") from e
         telemetry = AgentTelemetry()
-        storage_dir = config.data_dir / "storage"
-        status = node_status(address=address, runtimes=list(runtimes), storage_dir=storage_dir)
         settings = WorkerSettings(
             node_name=config.name,
             host_ip=address,
@@ -304,6 +339,8 @@ async def run_agent(config: AgentConfig, stop: asyncio.Event | None = None) -> N
             services=discovery.table,
             metrics=metrics,
         )
+        session.pod_cidr = pod_cidr
+        session.on_pod_cidr = pod_cidrs.heard
         if stop is None:
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()

@@ -246,7 +246,10 @@ def start_fleet(tmp: str, cache: Path) -> Fleet:
         for f in CA_FILES:
             shutil.copy2(kept / f, pki / f)
     # Every hollow node joins from 127.0.0.1: lift the join port's per-address rate limit.
-    server, address = start_server(tmp, data, "--join-rate", "100000", "--join-burst", "100000")
+    # Every hollow node gets a pod subnet at registration: a /8 of /24s has room for 65,536 nodes.
+    server, address = start_server(
+        tmp, data, "--join-rate", "100000", "--join-burst", "100000", "--cluster-cidr", "10.0.0.0/8"
+    )
     try:
         client = Client(address, admin_credentials())
         if not all((kept / f).exists() for f in CA_FILES):

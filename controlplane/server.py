@@ -27,6 +27,13 @@ from controlplane.apiserver.admission_reads import AdmissionReads, LiveReads
 from controlplane.apiserver.allocator import ServiceAllocator
 from controlplane.apiserver.errors import AlreadyExistsError, ApiError
 from controlplane.apiserver.handlers import ObjectApi
+from controlplane.apiserver.pod_cidrs import (
+    DEFAULT_CLUSTER_CIDR,
+    DEFAULT_NODE_CIDR_MASK_SIZE,
+    PodCidrRange,
+    PodCidrRangeError,
+    PodCidrs,
+)
 from controlplane.apiserver.pod_security import ClusterPolicy
 from controlplane.apiserver.reserved_ports import PortRegistry
 from controlplane.apiserver.service import ObjectService
@@ -74,6 +81,7 @@ from controlplane.nodeapi.assignments import AssignmentIndex
 from controlplane.nodeapi.service import NodeService
 from controlplane.registry.hub import RouteHub
 from controlplane.registry.ingress_feed import IngressFeed
+from controlplane.registry.pod_network import PodNetworkFeed
 from controlplane.registry.service import DiscoveryService
 from controlplane.request_guard import RequestGuard
 from controlplane.scheduler.snapshot import LEAST_ALLOCATED, MOST_ALLOCATED
@@ -173,6 +181,9 @@ class ServerConfig:
     # Where Services' clusterIPs come from, and their nodePorts (`apiserver.service_ranges`).
     service_cidr: str = DEFAULT_SERVICE_CIDR
     service_node_port_range: str = DEFAULT_NODE_PORT_RANGE
+    # Where pods' addresses come from: one subnet of this many bits per node (`apiserver.pod_cidrs`).
+    cluster_cidr: str = DEFAULT_CLUSTER_CIDR
+    node_cidr_mask_size: int = DEFAULT_NODE_CIDR_MASK_SIZE
     # Test-only switches (from the environment in `corral server`); all off by default.
     test_hooks: TestHooks = field(default_factory=TestHooks)
 
@@ -219,6 +230,10 @@ def check(config: ServerConfig) -> None:
     try:
         ServiceRanges.parse(config.service_cidr, config.service_node_port_range)
     except RangeError as e:
+        raise ServerError(str(e)) from e
+    try:
+        PodCidrRange.parse(config.cluster_cidr, config.node_cidr_mask_size)
+    except PodCidrRangeError as e:
         raise ServerError(str(e)) from e
     if config.lease_ttl < 2:
         raise ServerError(f"--lease-ttl: must be 2 or more, got {config.lease_ttl}")
@@ -306,6 +321,7 @@ async def start(config: ServerConfig, stack: AsyncExitStack) -> RunningServer:
         reserved_ports=ports.reserved,
         admission_reads=admission,
         allocator=service_allocator(store, config),
+        pod_cidrs=pod_cidrs(store, config),
     )
     assignments = AssignmentIndex(
         serving.informer("Pod"),
@@ -322,6 +338,7 @@ async def start(config: ServerConfig, stack: AsyncExitStack) -> RunningServer:
         services=serving.informer("Service"),
         secrets=serving.informer("Secret"),
     )
+    pod_network_feed = PodNetworkFeed(routes, serving.informer("Node"), cluster_cidr=config.cluster_cidr)
     tunnels = TunnelRegistry()
     # Recent metrics of the agents connected to this replica (memory only).
     metrics = MetricsStore()
@@ -337,7 +354,13 @@ async def start(config: ServerConfig, stack: AsyncExitStack) -> RunningServer:
     api_pb2_grpc.add_ObjectServiceServicer_to_server(ObjectService(api, tunnels), server)
     node_service_pb2_grpc.add_NodeServiceServicer_to_server(
         NodeService(
-            api, assignments, tunnels, heartbeat_period=config.heartbeat_period, routes=routes, metrics=metrics
+            api,
+            assignments,
+            tunnels,
+            heartbeat_period=config.heartbeat_period,
+            routes=routes,
+            metrics=metrics,
+            events=EventRecorder(api, "node-ipam").record,
         ),
         server,
     )
@@ -390,6 +413,7 @@ async def start(config: ServerConfig, stack: AsyncExitStack) -> RunningServer:
         (serving.run(), "serving-informers"),
         (routes.run(), "route-hub"),
         (ingress_feed.run(), "ingress-feed"),
+        (pod_network_feed.run(), "pod-network-feed"),
         (revocations.run(), "revocations"),
         (assignments.record_warnings(env_warning), "env-warnings"),
     ):
@@ -503,7 +527,12 @@ def _lead(
         objects = ObjectStore(
             leader_store(store, term.fence, config.test_hooks), config.key_prefix, encrypter=encrypter
         )
-        api = ObjectApi(objects, admission_reads=admission, allocator=service_allocator(objects.store, config))
+        api = ObjectApi(
+            objects,
+            admission_reads=admission,
+            allocator=service_allocator(objects.store, config),
+            pod_cidrs=pod_cidrs(objects.store, config),
+        )
         controllers = build_controllers(api, config, metrics=telemetry, metrics_source=metrics_source)
         await ControllerManager(objects, controllers, observer=telemetry, shared=shared).run()
 
@@ -514,6 +543,11 @@ def service_allocator(store: Store, config: ServerConfig) -> ServiceAllocator:
     """The clusterIP and nodePort allocator of the configured ranges (checked by `check`)."""
     ranges = ServiceRanges.parse(config.service_cidr, config.service_node_port_range)
     return ServiceAllocator(store, config.key_prefix, ranges)
+
+
+def pod_cidrs(store: Store, config: ServerConfig) -> PodCidrs:
+    """Nodes' pod subnets from the configured cluster CIDR (checked by `check`)."""
+    return PodCidrs(store, config.key_prefix, PodCidrRange.parse(config.cluster_cidr, config.node_cidr_mask_size))
 
 
 def build_controllers(

@@ -11,6 +11,10 @@ The node's ingress routing table rides on the same stream (a message with
 `ingress` set replaces it) and is kept and saved alike; the ingress listeners
 get it after each change, after the route listeners got the Services.
 
+The pod network's table (every node's pod subnet and address) rides on it too,
+kept and saved alike; its listeners (the route programmer) get it when a
+message carries it.
+
 It also answers what a new container should get to find Services
 (`pod_network`): env vars and DNS settings, per runtime.
 """
@@ -41,6 +45,10 @@ class IngressListener(Protocol):
     def update_ingress(self, ingress: ingress_pb2.IngressRoutes) -> None: ...
 
 
+class PodNetworkListener(Protocol):
+    def update_pod_network(self, table: node_service_pb2.PodNetwork) -> None: ...
+
+
 def route_key(route: discovery_pb2.ServiceRoute) -> str:
     return f"{route.namespace}/{route.name}"
 
@@ -54,6 +62,7 @@ class ServiceTable:
         state_file: Path | None = None,
         save_interval: float = 2.0,
         ingress_listeners: Sequence[IngressListener] = (),
+        pod_network_listeners: Sequence[PodNetworkListener] = (),
     ) -> None:
         """`access`: by runtime name, how its pods reach the proxy; `state_file`: where the table is kept."""
         self.listeners = list(listeners)
@@ -61,6 +70,8 @@ class ServiceTable:
         self.state_file = state_file
         self.save_interval = save_interval
         self.ingress_listeners = list(ingress_listeners)
+        self.pod_network_listeners = list(pod_network_listeners)
+        self._pod_network = node_service_pb2.PodNetwork()
         self._routes: dict[str, discovery_pb2.ServiceRoute] = {}
         self._ingress = ingress_pb2.IngressRoutes()
         self._dirty = asyncio.Event()
@@ -81,6 +92,11 @@ class ServiceTable:
         if ingress:
             self._ingress = ingress_pb2.IngressRoutes()
             self._ingress.CopyFrom(message.ingress)
+        if message.HasField("pod_network"):
+            self._pod_network = node_service_pb2.PodNetwork()
+            self._pod_network.CopyFrom(message.pod_network)
+            for pod_network_listener in self.pod_network_listeners:
+                pod_network_listener.update_pod_network(self._pod_network)
         log.debug(
             "services_applied",
             full=message.full,
@@ -136,7 +152,9 @@ class ServiceTable:
     def _save(self) -> None:
         if self.state_file is None:
             return
-        snapshot = node_service_pb2.ServiceRoutes(full=True, upserts=list(self._routes.values()), ingress=self._ingress)
+        snapshot = node_service_pb2.ServiceRoutes(
+            full=True, upserts=list(self._routes.values()), ingress=self._ingress, pod_network=self._pod_network
+        )
         tmp = self.state_file.with_suffix(".tmp")
         # It may hold TLS private keys (the ingress certificates): owner only.
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -21,6 +21,9 @@ ports (80 and 443 by default; 0 turns one off), fed the same Service routes
 the ingress table. An ingress port that is reserved (see above) is refused
 at start (`ReservedIngressPort`).
 
+The pod network between nodes (`pod_routing`, when given): routes to the
+other nodes' pod subnets, fed the table the Services stream carries.
+
 The proxy mode: `userspace` (default) relays every Service port in the
 `ProxyServer`; `nftables` has the kernel NAT the ports it can
 (`proxy/kernel.py`) and leaves the rest to the `ProxyServer`. Asking for
@@ -40,6 +43,7 @@ import structlog
 from agent.network.dns.server import DnsServer
 from agent.network.ingress.config import Upstreams
 from agent.network.ingress.proxy import IngressPorts, IngressProxy
+from agent.network.pod_routing import PodRouting
 from agent.network.proxy.cluster_ips import ClusterIpAddresses, ServiceAddressing
 from agent.network.proxy.kernel import KernelProxy
 from agent.network.proxy.nft_rules import table_name
@@ -69,6 +73,8 @@ class ServiceNetwork:
     addressing: ServiceAddressing | None = None
     # The userspace proxy's UDP relay.
     udp: UdpProxy | None = None
+    # Routes to the other nodes' pod subnets (and Docker's forwarding rules).
+    pod_routing: PodRouting | None = None
 
     def stats(self) -> dict[str, ServiceStats]:
         """The node proxy's per-Service counters: the kernel data path's merged in, in nftables mode."""
@@ -85,6 +91,8 @@ class ServiceNetwork:
             if self.cluster_ips is not None:
                 group.create_task(self.cluster_ips.run())
             group.create_task(self.table.run())
+            if self.pod_routing is not None:
+                group.create_task(self.pod_routing.run())
             if self.ingress is not None:
                 group.create_task(self.ingress.run())
 
@@ -99,6 +107,7 @@ async def build_service_network(
     node_name: str = "node",
     reserved_ports: Mapping[int, str] | None = None,
     ingress_ports: IngressPorts | None = None,
+    pod_routing: PodRouting | None = None,
 ) -> ServiceNetwork:
     """Find each runtime's pod gateway (making the Docker network) and wire the pieces up.
 
@@ -158,6 +167,7 @@ async def build_service_network(
         access=access,
         state_file=data_dir / "services.pb",
         ingress_listeners=[ingress] if ingress else [],
+        pod_network_listeners=[pod_routing] if pod_routing else [],
     )
     table.resume()
     log.info(
@@ -169,7 +179,7 @@ async def build_service_network(
         reserved_ports=sorted(reserved),
         ingress_ports=[p for p in (ingress_ports.http, ingress_ports.https) if p],
     )
-    return ServiceNetwork(table, proxy, dns, kernel, ingress, cluster_ips, addressing, udp)
+    return ServiceNetwork(table, proxy, dns, kernel, ingress, cluster_ips, addressing, udp, pod_routing)
 
 
 class ReservedIngressPort(ValueError):

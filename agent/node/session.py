@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -55,6 +55,21 @@ def _first_line(error: BaseException) -> str:
         return f"{error.code().name}: {error.details() or ''}"[:200]
     text = str(error).strip().splitlines()
     return (text[0] if text else type(error).__name__)[:200]
+
+
+async def register_once(
+    server: str, identity: NodeCredentials, request: node_service_pb2.RegisterRequest
+) -> node_service_pb2.RegisterResponse:
+    """One registration on its own channel, at `server` (one of a comma-separated list, in turn by
+    the caller): before the sessions start, for the pod subnet (`agent.node.pod_cidr`)."""
+    credentials = await identity.current()
+    async with grpc.aio.secure_channel(
+        server, credentials.channel_credentials(), options=[*CHANNEL_OPTIONS, *channel_options()]
+    ) as channel:
+        response: node_service_pb2.RegisterResponse = await node_service_pb2_grpc.NodeServiceStub(channel).Register(
+            request, timeout=15
+        )
+        return response
 
 
 class AssignedPods(Protocol):
@@ -109,6 +124,10 @@ class Session:
         self._was_established = False
         self._servers = [s.strip() for s in config.server.split(",") if s.strip()] or [config.server]
         self._sessions = 0
+        # The pod subnet the node's pod network uses (sent at registration), and who hears the
+        # control plane's answer (`agent.node.pod_cidr`).
+        self.pod_cidr = ""
+        self.on_pod_cidr: Callable[[str], None] | None = None
 
     async def run(self) -> None:
         attempt = 0
@@ -135,12 +154,7 @@ class Session:
             server, credentials.channel_credentials(), options=[*CHANNEL_OPTIONS, *channel_options()]
         ) as channel:
             stub = node_service_pb2_grpc.NodeServiceStub(channel)
-            response = await stub.Register(
-                node_service_pb2.RegisterRequest(
-                    node_name=self.config.node_name, labels=self.config.labels, status=self.status
-                ),
-                timeout=15,
-            )
+            response = await self._register(stub)
             period = max(1, response.heartbeat_period_seconds)
             log.info("session_established", server=server, node=self.config.node_name, heartbeat=period)
             self.connected.set()
@@ -156,6 +170,15 @@ class Session:
                     group.create_task(self._services(stub, self.services))
                 if self.metrics is not None:
                     group.create_task(self._metrics(stub, self.metrics))
+
+    async def _register(self, stub: node_service_pb2_grpc.NodeServiceAsyncStub) -> node_service_pb2.RegisterResponse:
+        request = node_service_pb2.RegisterRequest(
+            node_name=self.config.node_name, labels=self.config.labels, status=self.status, pod_cidr=self.pod_cidr
+        )
+        response: node_service_pb2.RegisterResponse = await stub.Register(request, timeout=15)
+        if self.on_pod_cidr is not None:
+            self.on_pod_cidr(response.pod_cidr)
+        return response
 
     async def _heartbeats(self, stub: node_service_pb2_grpc.NodeServiceAsyncStub, period: float) -> None:
         while True:

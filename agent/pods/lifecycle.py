@@ -402,6 +402,7 @@ def container_status(
     if latest is not None:
         status.restart_count = attempt_of(latest)
         status.container_id = f"{inputs.runtime_name}://{latest.id}"
+        status.ip = latest.ip
         status.ports.extend(
             pod_pb2.ContainerPort(
                 container_port=p.container_port, host_port=p.host_port, protocol=p.protocol, host_ip=p.host_ip
@@ -538,8 +539,8 @@ def pod_status(
     status.init_container_statuses.extend(init_statuses)
     status.container_statuses.extend(statuses)
     status.phase = forward_phase(previous.phase, pod_phase(pod, statuses, init_statuses, init_done=init_done))
-    pod_ip = next((r[-1].ip for r in runs.values() if r and r[-1].ip), "")
-    status.pod_ip = pod_ip or inputs.host_ip
+    status.pod_ip = _pod_ip(pod, runs) or inputs.host_ip
+    status.pod_ips.add(ip=status.pod_ip)
     if previous.HasField("start_time"):
         status.start_time.CopyFrom(previous.start_time)
     else:
@@ -707,3 +708,15 @@ def grace_after_pre_stop(grace: float, hook_took: float) -> float:
     """The SIGTERM's grace period after a preStop hook that took `hook_took` of `grace` seconds:
     what is left, but at least MIN_GRACE_AFTER_PRE_STOP."""
     return max(grace - hook_took, MIN_GRACE_AFTER_PRE_STOP)
+
+
+def _pod_ip(pod: pod_pb2.Pod, runs: Mapping[str, Sequence[ContainerInfo]]) -> str:
+    """The pod's address: its first app container's (each Docker container has its own address
+    on the pod network), else any container's; "" when none has one (the host's network)."""
+    apps = [c.name for c in pod.spec.containers]
+    order = apps + [name for name in runs if name not in apps]
+    for name in order:
+        run = runs.get(name)
+        if run and run[-1].ip:
+            return run[-1].ip
+    return ""

@@ -725,9 +725,14 @@ def _startup_done(kind: str, tracker: ProbeTracker) -> bool:
 
 
 def _reach(info: ContainerInfo) -> tuple[str, dict[int, int]]:
-    """Where the agent reaches a container's ports: host and container port → published port."""
-    port_map = {p.container_port: p.host_port for p in info.ports if p.host_port}
-    return ("127.0.0.1" if port_map or not info.ip else info.ip), port_map
+    """Where the agent reaches a container's ports: host and container port → published port.
+
+    A container with an address of its own (a Docker bridge's) is reached there on the container
+    port, as the kubelet probes the pod IP, published or not; one in the host's network (or
+    the fake runtime's) on 127.0.0.1 at the ports it published."""
+    if info.ip:
+        return info.ip, {}
+    return "127.0.0.1", {p.container_port: p.host_port for p in info.ports if p.host_port}
 
 
 def _retrieve(task: asyncio.Task[Any]) -> None:

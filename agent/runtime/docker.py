@@ -28,12 +28,20 @@ Choices worth knowing:
   container whose cgroup files cannot be found, or everything with
   `stats_source="engine"`.
 - The pod network: given a network name, containers join that bridge network
-  (created when missing, labelled `io.corral.managed=true`, subnet chosen by
-  Docker) instead of Docker's default bridge. Its gateway is the host's
-  address on it, where the node proxy and DNS server listen for pods
-  (`pod_gateway`); the spec's `dns_servers` / `dns_search` become the
-  container's resolver settings (Docker's embedded resolver forwards to them).
-  Published ports work as on the default bridge.
+  (created when missing, labelled `io.corral.managed=true`) instead of
+  Docker's default bridge. Given the node's pod subnet (`pod_cidr`, from the
+  control plane), the network is made with that subnet and its first address
+  as gateway, and made again when it exists with another subnet and no
+  container on it (with containers, or not made by corral, it is kept with a
+  warning). Its gateway is the host's address on it, where the node proxy and
+  DNS server listen for pods (`pod_gateway`); the spec's `dns_servers` /
+  `dns_search` become the container's resolver settings (Docker's embedded
+  resolver forwards to them).
+- Ports: on the pod subnet (`routed`), a container's ports are reached at its
+  own address and only those with a hostPort are published (on that port), as
+  in Kubernetes; without one (no pod subnet, or a network kept with another
+  subnet), every container port is published as before, a free host port for
+  those without hostPort.
 """
 
 from __future__ import annotations
@@ -228,6 +236,15 @@ def _gateway(attrs: Mapping[str, Any]) -> str | None:
     return None
 
 
+def _subnet(attrs: Mapping[str, Any]) -> str:
+    """A network's IPv4 subnet ("" when it has none)."""
+    for config in (attrs.get("IPAM") or {}).get("Config") or []:
+        subnet = config.get("Subnet") or ""
+        if subnet and ":" not in subnet:
+            return str(subnet)
+    return ""
+
+
 def _to_info(attrs: Mapping[str, Any]) -> ContainerInfo:
     state = attrs.get("State") or {}
     config = attrs.get("Config") or {}
@@ -288,14 +305,14 @@ def _port_key(container_port: int, protocol: str) -> str:
     return f"{container_port}/{protocol.lower()}"
 
 
-def container_config(spec: ContainerSpec, network: str = "") -> dict[str, Any]:
+def container_config(spec: ContainerSpec, network: str = "", *, publish_all: bool = True) -> dict[str, Any]:
     """The body of the engine's container create call for `spec` (pure)."""
     config: dict[str, Any] = {
         "Image": spec.image,
         "Labels": dict(spec.labels),
         "Env": [f"{key}={value}" for key, value in spec.env.items()],
         "ExposedPorts": {_port_key(p.container_port, p.protocol): {} for p in spec.ports},
-        "HostConfig": _host_config(spec, network),
+        "HostConfig": _host_config(spec, network, publish_all=publish_all),
     }
     if spec.command:
         config["Entrypoint"] = list(spec.command)
@@ -343,13 +360,15 @@ def _security(spec: ContainerSpec) -> dict[str, Any]:
     return options
 
 
-def _host_config(spec: ContainerSpec, network: str = "") -> dict[str, Any]:
+def _host_config(spec: ContainerSpec, network: str = "", *, publish_all: bool = True) -> dict[str, Any]:
+    """`publish_all`: every port on the host (a free one without hostPort); else only hostPorts."""
     host: dict[str, Any] = {
         "PortBindings": {
             _port_key(p.container_port, p.protocol): [
                 {"HostIp": p.host_ip or "0.0.0.0", "HostPort": str(p.host_port) if p.host_port else ""}
             ]
             for p in spec.ports
+            if publish_all or p.host_port
         },
         "RestartPolicy": {"Name": "no"},
         "LogConfig": {"Type": "json-file", "Config": {}},
@@ -430,11 +449,13 @@ class DockerRuntime:
         network: str = "",
         stats_source: str = "cgroup",
         cgroups: CgroupReader | None = None,
+        pod_cidr: str = "",
     ) -> None:
         """Wrap a connected engine client; prefer `DockerRuntime.connect`.
 
         `network`: the bridge network containers join (made when missing); "" for Docker's default bridge.
         `stats_source`: one of STATS_SOURCES; `cgroups`: the reader for "cgroup" (default: this host's).
+        `pod_cidr`: the node's pod subnet, the network's (see the module docstring); "": Docker picks one.
         """
         if stats_source not in STATS_SOURCES:
             raise ValueError(f"stats source must be one of {', '.join(STATS_SOURCES)}, got {stats_source!r}")
@@ -447,10 +468,13 @@ class DockerRuntime:
         # The gateway found first: the node proxy listens there, so a changed one is worth a warning.
         self._gateway_seen: str | None = None
         self._network_lock = asyncio.Lock()
+        self._pod_cidr = pod_cidr
+        # Whether the network has the pod subnet: containers are reached at their own addresses.
+        self.routed = False
 
     @classmethod
     async def connect(
-        cls, base_url: str | None = None, *, network: str = "", stats_source: str = "cgroup"
+        cls, base_url: str | None = None, *, network: str = "", stats_source: str = "cgroup", pod_cidr: str = ""
     ) -> DockerRuntime:
         """Connect to the engine (the environment's, or `base_url`); RuntimeUnavailableError if it does not answer."""
 
@@ -459,7 +483,7 @@ class DockerRuntime:
         except (EngineError, EngineUnavailableError, ValueError, OSError) as exc:
             raise RuntimeUnavailableError(f"docker engine does not answer: {_engine_message(exc)}") from exc
         log.info("docker_connected", base_url=base_url or "from_env", api_version="{}.{}".format(*client.api_version))
-        return cls(client, network=network, stats_source=stats_source)
+        return cls(client, network=network, stats_source=stats_source, pod_cidr=pod_cidr)
 
     async def close(self) -> None:
         """Nothing to release: the engine client holds no connection between calls."""
@@ -479,6 +503,9 @@ class DockerRuntime:
             attrs = await _call(self._api.inspect_network, self._network)
         except ContainerNotFoundError:  # what a 404 means by default: the network is missing
             attrs = await self._create_network()
+        if self._pod_cidr and _subnet(attrs) != self._pod_cidr:
+            attrs = await self._move_to_pod_cidr(attrs)
+        self.routed = bool(self._pod_cidr) and _subnet(attrs) == self._pod_cidr
         gateway = _gateway(attrs)
         if gateway is None:
             raise RuntimeFailure(f"docker network {self._network!r} has no IPv4 gateway")
@@ -489,7 +516,9 @@ class DockerRuntime:
                 message="the network exists without the io.corral.managed label; using it anyway",
             )
         if self._gateway_seen is None:
-            log.info("pod_network_ready", network=self._network, gateway=gateway)
+            log.info(
+                "pod_network_ready", network=self._network, gateway=gateway, subnet=_subnet(attrs), routed=self.routed
+            )
         elif self._gateway_seen != gateway:
             log.warning(
                 "pod_network_gateway_changed",
@@ -501,18 +530,60 @@ class DockerRuntime:
         self._gateway_seen = gateway
         return gateway
 
-    async def _create_network(self) -> Any:
-        try:
-            await _call(
-                self._api.create_network,
-                self._network,
-                driver="bridge",
-                labels={LABEL_MANAGED: "true"},
+    async def _move_to_pod_cidr(self, attrs: Any) -> Any:
+        """Make the network again with the pod subnet when nothing is on it and corral made it;
+        else keep it (its pods publish their ports as before)."""
+        containers = attrs.get("Containers") or {}
+        managed = (attrs.get("Labels") or {}).get(LABEL_MANAGED) == "true"
+        if containers or not managed:
+            log.warning(
+                "pod_network_subnet_kept",
+                network=self._network,
+                subnet=_subnet(attrs),
+                pod_cidr=self._pod_cidr,
+                containers=len(containers),
+                message="the network has containers or was not made by corral: pods publish their ports as "
+                "before; remove them (drain the node) and restart the agent to move to the pod subnet",
             )
-            log.info("pod_network_created", network=self._network)
-        except RuntimeFailure as exc:  # made meanwhile by someone else: use it
-            log.info("pod_network_create_failed", network=self._network, error=str(exc))
-        return await _call(self._api.inspect_network, self._network)
+            return attrs
+        try:
+            await _call(self._api.remove_network, self._network)
+        except RuntimeFailure as exc:
+            log.warning("pod_network_subnet_kept", network=self._network, pod_cidr=self._pod_cidr, error=str(exc))
+            return attrs
+        log.info("pod_network_removed", network=self._network, subnet=_subnet(attrs), pod_cidr=self._pod_cidr)
+        return await self._create_network()
+
+    async def _create_network(self) -> Any:
+        """Make the network (of the pod subnet, when there is one) and inspect it. A subnet Docker
+        refuses (it overlaps another network) gives a network of Docker's choice, with a warning."""
+        for subnet in dict.fromkeys([self._pod_cidr, ""]):
+            gateway = str(next(ipaddress.IPv4Network(subnet).hosts())) if subnet else ""
+            try:
+                await _call(
+                    self._api.create_network,
+                    self._network,
+                    driver="bridge",
+                    labels={LABEL_MANAGED: "true"},
+                    subnet=subnet,
+                    gateway=gateway,
+                )
+                log.info("pod_network_created", network=self._network, subnet=subnet or "chosen by Docker")
+            except RuntimeFailure as exc:  # made meanwhile by someone else: use it
+                log.info("pod_network_create_failed", network=self._network, subnet=subnet, error=str(exc))
+            try:
+                return await _call(self._api.inspect_network, self._network)
+            except ContainerNotFoundError:
+                if not subnet:
+                    raise
+                log.warning(
+                    "pod_network_subnet_refused",
+                    network=self._network,
+                    pod_cidr=subnet,
+                    message="Docker refused the pod subnet (does another network overlap it?): pods publish "
+                    "their ports as before",
+                )
+        raise AssertionError("unreachable")  # pragma: no cover
 
     # images
 
@@ -586,7 +657,8 @@ class DockerRuntime:
         return info
 
     def _create(self, spec: ContainerSpec) -> str:
-        return self._api.create_container(spec.name, container_config(spec, self._network))
+        config = container_config(spec, self._network, publish_all=not self.routed)
+        return self._api.create_container(spec.name, config)
 
     async def _remove_quietly(self, container_id: str) -> None:
         try:

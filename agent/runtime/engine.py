@@ -289,9 +289,17 @@ class EngineClient:
     def inspect_network(self, name: str) -> dict[str, Any]:
         return dict(self._request("GET", f"/networks/{_quote(name)}"))
 
-    def create_network(self, name: str, *, driver: str, labels: Mapping[str, str]) -> None:
-        body = {"Name": name, "Driver": driver, "Labels": dict(labels), "CheckDuplicate": True}
+    def create_network(
+        self, name: str, *, driver: str, labels: Mapping[str, str], subnet: str = "", gateway: str = ""
+    ) -> None:
+        """Make a network; with `subnet` (and `gateway`), of that IPv4 subnet (else Docker picks one)."""
+        body: dict[str, Any] = {"Name": name, "Driver": driver, "Labels": dict(labels), "CheckDuplicate": True}
+        if subnet:
+            body["IPAM"] = {"Driver": "default", "Config": [{"Subnet": subnet, "Gateway": gateway}]}
         self._request("POST", "/networks/create", body=body)
+
+    def remove_network(self, name: str) -> None:
+        self._request("DELETE", f"/networks/{_quote(name)}")
 
     def inspect_image(self, image: str) -> dict[str, Any]:
         return dict(self._request("GET", f"/images/{_quote(image)}/json"))

@@ -56,6 +56,7 @@ from controlplane.apiserver.errors import (
     UnavailableError,
 )
 from controlplane.apiserver.eviction import check_and_decrement, plan_eviction
+from controlplane.apiserver.pod_cidrs import PodCidrs, set_pod_cidr
 from controlplane.apiserver.pod_security import ClusterPolicy, enforced_level, pod_spec_of, violations
 from controlplane.apiserver.reserved_ports import reserved_port_causes
 from controlplane.apiserver.service_ranges import keep_allocated, node_address_ports
@@ -68,6 +69,7 @@ from protos import quota
 from protos.corral.v1 import (
     batch_pb2,
     namespace_pb2,
+    node_pb2,
     pod_pb2,
     policy_pb2,
     quota_pb2,
@@ -247,10 +249,13 @@ class ObjectApi:
         reserved_ports: Callable[[], Awaitable[Mapping[int, str]]] | None = None,
         admission_reads: AdmissionReads | None = None,
         allocator: ServiceAllocator | None = None,
+        pod_cidrs: PodCidrs | None = None,
     ) -> None:
         self._objects = objects
         # Services' clusterIPs and nodePorts, claimed in the store.
         self.allocator = allocator or ServiceAllocator(objects.store, objects.prefix)
+        # Nodes' pod subnets: claimed at registration (NodeService), freed here when a Node is deleted.
+        self.pod_cidrs = pod_cidrs or PodCidrs(objects.store, objects.prefix)
         # The control plane's own ports (port → its use), which no Service may take; None: not checked.
         self.reserved_ports = reserved_ports
         self.name_suffix = name_suffix
@@ -492,6 +497,8 @@ class ObjectApi:
         merged = merge_applied(existing, prepared)
         if isinstance(existing, service_pb2.Service) and isinstance(merged, service_pb2.Service):
             keep_allocated(existing, merged)
+        if isinstance(existing, node_pb2.Node) and isinstance(merged, node_pb2.Node) and not merged.spec.pod_cidr:
+            set_pod_cidr(merged, existing.spec.pod_cidr)  # the control plane's, kept as a Service's clusterIP
         causes = validate_update(info, existing, merged)
         if causes:
             raise InvalidError(info.resource, meta(prepared).name, causes)
@@ -590,8 +597,7 @@ class ObjectApi:
         if plan.now:
             self._wrote(obj, await self._objects.delete(obj))
             log.info("object_deleted", kind=info.kind, namespace=m.namespace, name=m.name)
-            if isinstance(obj, service_pb2.Service):
-                await self.allocator.free_all(obj)
+            await self._free_allocations(obj)
             return obj
         if plan.update is None:
             return obj
@@ -666,8 +672,14 @@ class ObjectApi:
         """Delete exactly this version of an object now: no grace period (see `delete_version`)."""
         with _translated(info_of(obj), meta(obj).name):
             await self._objects.delete(obj)
-            if isinstance(obj, service_pb2.Service):
-                await self.allocator.free_all(obj)
+            await self._free_allocations(obj)
+
+    async def _free_allocations(self, obj: Message) -> None:
+        """What a deleted object held: a Service's clusterIP and nodePorts, a Node's pod subnet."""
+        if isinstance(obj, service_pb2.Service):
+            await self.allocator.free_all(obj)
+        elif isinstance(obj, node_pb2.Node):
+            await self.pod_cidrs.free(obj)
 
     async def quota_usage(self, rq: quota_pb2.ResourceQuota) -> quota.Usage:
         """What the quota's namespace uses of each of its hard resources, counted from the stored

@@ -192,7 +192,9 @@ def _baseline(check: _Check, policy: ClusterPolicy, path: str, spec: pod_pb2.Pod
         for j, port in enumerate(c.ports):
             if port.host_port:
                 check.forbid(
-                    f"{at}.ports[{j}].hostPort", str(port.host_port), note="; leave it 0 for a free port on the node"
+                    f"{at}.ports[{j}].hostPort",
+                    str(port.host_port),
+                    note="; leave it 0 (the pod is reached at its own address)",
                 )
 
 

@@ -227,6 +227,8 @@ def validate_update(info: KindInfo, old: Message, new: Message) -> list[Cause]:
         batch.validate_job_update(p, old, new)
     if isinstance(old, ingress_pb2.IngressClass) and isinstance(new, ingress_pb2.IngressClass):
         ingress_validation.validate_ingress_class_update(p, old, new)
+    if isinstance(old, node_pb2.Node) and isinstance(new, node_pb2.Node):
+        validate_node_update(p, old.spec, new.spec)
     revisions = workloads_pb2.ControllerRevision
     if isinstance(old, revisions) and isinstance(new, revisions) and old.data != new.data:
         p.add("data", "field is immutable")  # Kubernetes: only the revision number may change
@@ -903,6 +905,19 @@ def validate_node(p: Problems, spec: node_pb2.NodeSpec) -> None:
         at = f"spec.taints[{i}]"
         validate_label_key(p, f"{at}.key", taint.key)
         p.one_of(f"{at}.effect", taint.effect, TAINT_EFFECTS)
+    if spec.pod_cidr:
+        try:
+            ipaddress.IPv4Network(spec.pod_cidr, strict=True)
+        except ValueError:
+            p.add("spec.podCIDR", f'must be an IPv4 CIDR such as 10.42.1.0/24, got "{spec.pod_cidr[:64]}"')
+    if list(spec.pod_cidrs) not in ([], [spec.pod_cidr]):
+        p.add("spec.podCIDRs", "must be empty or hold spec.podCIDR alone (IPv4 single stack)")
+
+
+def validate_node_update(p: Problems, old: node_pb2.NodeSpec, new: node_pb2.NodeSpec) -> None:
+    """A pod subnet, once given, stays (Kubernetes': podCIDRs may not change once set)."""
+    if old.pod_cidr and new.pod_cidr != old.pod_cidr:
+        p.add("spec.podCIDR", f"field is immutable once set (it is {old.pod_cidr})")
 
 
 NODE_ADDRESS_TYPES = ("InternalIP", "ExternalIP", "Hostname", "InternalDNS", "ExternalDNS")

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from datetime import datetime
 
 import grpc
@@ -31,6 +31,7 @@ from controlplane.apiserver.errors import (
     NotFoundError,
 )
 from controlplane.apiserver.handlers import ObjectApi
+from controlplane.apiserver.pod_cidrs import set_pod_cidr
 from controlplane.apiserver.status import abort
 from controlplane.apiserver.validation import Problems, validate, validate_labels
 from controlplane.auth.peer import deny, require_node
@@ -89,6 +90,7 @@ class NodeService(node_service_pb2_grpc.NodeServiceServicer):
         now: Callable[[], datetime] = utcnow,
         routes: RouteHub | None = None,
         metrics: MetricsStore | None = None,
+        events: Callable[[Message, str, str, str], Awaitable[None]] | None = None,
     ) -> None:
         self.api = api
         self.assignments = assignments
@@ -101,6 +103,8 @@ class NodeService(node_service_pb2_grpc.NodeServiceServicer):
         self.routes = routes
         # Where ReportMetrics keeps what agents measure.
         self.metrics = metrics
+        # Records an Event (object, type, reason, message): a Node registered without a pod subnet.
+        self.events = events
 
     def period(self) -> int:
         """The heartbeat period to hand out: the base one, stretched on large clusters."""
@@ -130,30 +134,61 @@ class NodeService(node_service_pb2_grpc.NodeServiceServicer):
             runtimes=[clip(r) for r in request.status.runtimes[:8]],
             **({"labels_kept": [clip(k) for k in kept]} if kept else {}),
         )
-        return node_service_pb2.RegisterResponse(node_uid=node.metadata.uid, heartbeat_period_seconds=self.period())
+        return node_service_pb2.RegisterResponse(
+            node_uid=node.metadata.uid, heartbeat_period_seconds=self.period(), pod_cidr=node.spec.pod_cidr
+        )
 
     async def _register(self, request: node_service_pb2.RegisterRequest) -> tuple[node_pb2.Node, list[str]]:
-        """Create or refresh the Node (validated as the API validates a Node); with the labels
-        the node asked for that the Node keeps with another value."""
-        for _ in range(CAS_RETRIES):
-            found = await self.api.find(NODE, "", request.node_name)
-            existing = found if isinstance(found, node_pb2.Node) else None
-            node = restriction.merged_node(existing, request)
-            set_ready(node, self.now())
-            causes = request_label_causes(request) or validate(NODE, node)
-            if causes:
-                raise InvalidError(NODE.resource, request.node_name, causes)
-            try:
-                if existing is None:
-                    created = await self.api.create(node)
-                    assert isinstance(created, node_pb2.Node)
-                    return created, []
-                updated = await self.api.write(node)
-                assert isinstance(updated, node_pb2.Node)
-                return updated, restriction.labels_kept(existing, request)
-            except (ConflictError, AlreadyExistsError):
-                continue
-        raise ConflictError(f'nodes "{request.node_name}": too many concurrent writers, try again')
+        """Create or refresh the Node (validated as the API validates a Node), with a pod subnet
+        (`apiserver.pod_cidrs`) when it has none; with the labels the node asked for that the
+        Node keeps with another value."""
+        claimed = ""  # a subnet claimed by this call, freed again if no write stores it
+        try:
+            for _ in range(CAS_RETRIES):
+                found = await self.api.find(NODE, "", request.node_name)
+                existing = found if isinstance(found, node_pb2.Node) else None
+                node = restriction.merged_node(existing, request)
+                set_ready(node, self.now())
+                causes = request_label_causes(request) or validate(NODE, node)
+                if causes:
+                    raise InvalidError(NODE.resource, request.node_name, causes)
+                if not node.spec.pod_cidr:
+                    claimed = claimed or await self.api.pod_cidrs.allocate(request.node_name, request.pod_cidr)
+                    set_pod_cidr(node, claimed)
+                try:
+                    if existing is None:
+                        created = await self.api.create(node)
+                        assert isinstance(created, node_pb2.Node)
+                        result: tuple[node_pb2.Node, list[str]] = (created, [])
+                    else:
+                        updated = await self.api.write(node)
+                        assert isinstance(updated, node_pb2.Node)
+                        result = (updated, restriction.labels_kept(existing, request))
+                except (ConflictError, AlreadyExistsError):
+                    continue
+                if claimed and result[0].spec.pod_cidr == claimed:
+                    claimed = ""
+                    log.info("pod_cidr_allocated", node=request.node_name, pod_cidr=result[0].spec.pod_cidr)
+                if not result[0].spec.pod_cidr:
+                    await self._no_pod_cidr(result[0])
+                return result
+            raise ConflictError(f'nodes "{request.node_name}": too many concurrent writers, try again')
+        finally:
+            if claimed:
+                await self.api.pod_cidrs.release(request.node_name, claimed)
+
+    async def _no_pod_cidr(self, node: node_pb2.Node) -> None:
+        """Say, on the Node, that the cluster CIDR has no subnet left for it (Kubernetes' reason)."""
+        if self.events is not None:
+            await self.events(
+                node,
+                "Warning",
+                "CIDRNotAvailable",
+                f"no pod subnet left in the cluster CIDR ({self.api.pod_cidrs.range.cidr}, "
+                f"{self.api.pod_cidrs.range.count} subnets of /{self.api.pod_cidrs.range.mask_size}): "
+                "the node's Docker pods publish their container ports on its addresses instead; "
+                "delete a Node or widen --cluster-cidr",
+            )
 
     async def Heartbeat(
         self, request: node_service_pb2.HeartbeatRequest, context: Context

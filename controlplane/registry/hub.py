@@ -9,6 +9,8 @@ The node's ingress routing table (`IngressRoutes`, one message for all
 Ingresses) rides on the same stream: `set_ingress` (from `IngressFeed`) marks
 every subscriber, which then gets the whole table in its next message; a full
 snapshot carries it once it is known (before that, the node keeps its own).
+The pod network's table (every node's pod subnet, from `PodNetworkFeed`)
+rides the same way (`set_pod_network`).
 
 A subscriber holds a set of changed keys, not a queue of messages: however
 slow it reads, it costs at most one key per Service, and when it reads it
@@ -48,10 +50,15 @@ class Subscription:
         self._full = True
         self._pending: set[str] = set()
         self._ingress = False
+        self._pod_network = False
         self._wake = asyncio.Event()
 
     def mark_ingress(self) -> None:
         self._ingress = True
+        self._wake.set()
+
+    def mark_pod_network(self) -> None:
+        self._pod_network = True
         self._wake.set()
 
     def mark(self, keys: Iterable[str]) -> None:
@@ -67,17 +74,20 @@ class Subscription:
     async def next(self) -> node_service_pb2.ServiceRoutes:
         """The snapshot first; then, once something changed, what changed."""
         await self._hub.ready.wait()
-        while not self._full and not self._pending and not self._ingress:
+        while not self._full and not self._pending and not self._ingress and not self._pod_network:
             self._wake.clear()
             await self._wake.wait()
         ingress = self._hub.ingress if self._ingress or self._full else None
-        self._ingress = False
+        pod_network = self._hub.pod_network if self._pod_network or self._full else None
+        self._ingress = self._pod_network = False
         if self._full:
             self._full = False
             self._pending.clear()
-            return node_service_pb2.ServiceRoutes(full=True, upserts=self._hub.current(), ingress=ingress)
+            return node_service_pb2.ServiceRoutes(
+                full=True, upserts=self._hub.current(), ingress=ingress, pod_network=pod_network
+            )
         keys, self._pending = self._pending, set()
-        message = node_service_pb2.ServiceRoutes(ingress=ingress)
+        message = node_service_pb2.ServiceRoutes(ingress=ingress, pod_network=pod_network)
         for key in sorted(keys):
             route = self._hub.current_route(key)
             if route is None:
@@ -102,6 +112,8 @@ class RouteHub:
         self._subscribers: set[Subscription] = set()
         # The ingress routing table, once IngressFeed has computed it.
         self.ingress: ingress_pb2.IngressRoutes | None = None
+        # Every node's pod subnet, once PodNetworkFeed has computed it.
+        self.pod_network: node_service_pb2.PodNetwork | None = None
         for obj in slices.items.values():
             self._index_slice(obj)
         services.add_listener(self._on_service)
@@ -139,6 +151,15 @@ class RouteHub:
         for subscription in self._subscribers:
             subscription.mark_ingress()
         log.debug("ingress_routes_changed", hosts=len(routes.hosts), subscribers=len(self._subscribers))
+
+    def set_pod_network(self, table: node_service_pb2.PodNetwork) -> None:
+        """The nodes' pod subnets; subscribers get them when they changed."""
+        if table == self.pod_network:
+            return
+        self.pod_network = table
+        for subscription in self._subscribers:
+            subscription.mark_pod_network()
+        log.debug("pod_network_changed", nodes=len(table.nodes), subscribers=len(self._subscribers))
 
     def subscriber_count(self) -> int:
         return len(self._subscribers)

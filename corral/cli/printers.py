@@ -250,6 +250,7 @@ def node_row(n: node_pb2.Node, now: datetime, wide: bool) -> Row:
             n.status.node_info.os_image or "<unknown>",
             n.status.node_info.kernel_version or "<unknown>",
             ",".join(n.status.runtimes) or "<none>",
+            n.spec.pod_cidr or "<none>",
         ]
     return row
 
@@ -567,7 +568,9 @@ COLUMNS: dict[str, Columns] = {
     ),
     "Service": Columns(("TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"), ("SELECTOR",), service_row),
     "Node": Columns(
-        ("STATUS", "ROLES", "AGE", "VERSION"), ("INTERNAL-IP", "OS-IMAGE", "KERNEL-VERSION", "RUNTIMES"), node_row
+        ("STATUS", "ROLES", "AGE", "VERSION"),
+        ("INTERNAL-IP", "OS-IMAGE", "KERNEL-VERSION", "RUNTIMES", "POD-CIDR"),
+        node_row,
     ),
     "EndpointSlice": Columns(("ADDRESSTYPE", "PORTS", "ENDPOINTS", "AGE"), (), endpoint_slice_row),
     "HorizontalPodAutoscaler": Columns(("REFERENCE", "TARGETS", "MINPODS", "MAXPODS", "REPLICAS", "AGE"), (), hpa_row),

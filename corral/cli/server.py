@@ -146,6 +146,19 @@ def default_data_dir() -> Path:
     help="Ports NodePort and LoadBalancer Services' nodePorts are allocated from.",
 )
 @click.option(
+    "--cluster-cidr",
+    default="10.42.0.0/16",
+    show_default=True,
+    help="IPv4 range pods' addresses come from, cut into one subnet per node; every replica must agree.",
+)
+@click.option(
+    "--node-cidr-mask-size",
+    type=click.IntRange(1, 30),
+    default=24,
+    show_default=True,
+    help="Prefix length of each node's pod subnet (24: 254 pods per node, 256 nodes in a /16).",
+)
+@click.option(
     "--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info", show_default=True
 )
 def server_cmd(
@@ -167,6 +180,8 @@ def server_cmd(
     node_cert_ttl: int,
     service_cidr: str,
     service_node_port_range: str,
+    cluster_cidr: str,
+    node_cidr_mask_size: int,
     log_level: str,
 ) -> None:
     """Run the control plane (run 2 or 3 against one etcd cluster for high availability).
@@ -196,6 +211,8 @@ def server_cmd(
         node_cert_lifetime=dt.timedelta(seconds=node_cert_ttl),
         service_cidr=service_cidr,
         service_node_port_range=service_node_port_range,
+        cluster_cidr=cluster_cidr,
+        node_cidr_mask_size=node_cidr_mask_size,
     )
 
 
@@ -249,6 +266,8 @@ def run_server(
     join_burst: int = 20,
     service_cidr: str = "10.43.0.0/16",
     service_node_port_range: str = "30000-32767",
+    cluster_cidr: str = "10.42.0.0/16",
+    node_cidr_mask_size: int = 24,
 ) -> None:
     from controlplane.leader.testhooks import TestHooks
     from controlplane.server import ServerConfig, ServerError, serve
@@ -275,6 +294,8 @@ def run_server(
         tls_san=tls_san or [],
         service_cidr=service_cidr,
         service_node_port_range=service_node_port_range,
+        cluster_cidr=cluster_cidr,
+        node_cidr_mask_size=node_cidr_mask_size,
         test_hooks=TestHooks.from_env(os.environ),
     )
     if node_cert_lifetime is not None:

@@ -188,18 +188,7 @@ async def log_threads() -> list[str]:
 
 async def http_status(port: int) -> bytes:
     """The status line of GET / on 127.0.0.1:port, b"" if nothing answers (yet)."""
-    try:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), timeout=2)
-    except (OSError, TimeoutError):
-        return b""
-    try:
-        writer.write(b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n")
-        await writer.drain()
-        return await asyncio.wait_for(reader.readline(), timeout=2)
-    except (OSError, TimeoutError):
-        return b""
-    finally:
-        writer.close()
+    return await fetch("127.0.0.1", port)
 
 
 # -- fixtures -----------------------------------------------------------------------
@@ -709,6 +698,65 @@ async def test_docker_pod_network_gateway_dns_and_published_ports() -> None:
         with contextlib.suppress(docker.errors.NotFound):
             await asyncio.to_thread(client.api.remove_network, network)
         client.close()
+
+
+async def test_docker_pod_network_on_the_pod_subnet_publishes_only_host_ports() -> None:
+    """Given the node's pod subnet, the bridge is made (again, when it exists empty with another
+    subnet) with that subnet and its .1 as gateway; a container port without hostPort is published
+    nowhere and answers at the container's own address, a hostPort is published on that port."""
+    import random
+
+    import docker
+
+    from agent.runtime.docker import DockerRuntime
+
+    test_id = uuid.uuid4().hex[:12]
+    network = f"corral-test-{test_id}"
+    rng = random.Random()
+    subnet = f"10.{rng.randrange(100, 200)}.{rng.randrange(0, 256)}.0/24"
+    client = docker.from_env()
+    # An empty network of corral's with Docker's choice of subnet, as an earlier version made it.
+    await asyncio.to_thread(client.api.create_network, network, driver="bridge", labels={LABEL_MANAGED: "true"})
+    runtime = await DockerRuntime.connect(network=network, pod_cidr=subnet)
+    target = Target("docker", runtime, test_id)
+    try:
+        gateway = await runtime.pod_gateway()
+        attrs = await asyncio.to_thread(client.api.inspect_network, network)
+        assert attrs["IPAM"]["Config"][0]["Subnet"] == subnet and gateway == subnet.replace(".0/24", ".1")
+        assert runtime.routed
+        hidden = await runtime.run(target.http_spec())
+        assert hidden.ports == [] and ipaddress.ip_address(hidden.ip) in ipaddress.ip_network(subnet)
+        page = await eventually(lambda: fetch(hidden.ip, 80), lambda s: b" 200 " in s, "HTTP 200 at the pod address")
+        assert page.startswith(b"HTTP/1.")
+        exposed_port = free_port()
+        exposed = await runtime.run(
+            target.spec("http-exposed", command=[], ports=[PortMapping(80, exposed_port), PortMapping(81)])
+        )
+        assert [(p.container_port, p.host_port) for p in exposed.ports] == [(80, exposed_port)]
+        await eventually(lambda: http_status(exposed_port), lambda s: b" 200 " in s, "HTTP 200 on the hostPort")
+    finally:
+        for leftover in await runtime.list({TEST_LABEL: test_id}):
+            await runtime.remove(leftover.id)
+        await runtime.close()
+        with contextlib.suppress(docker.errors.NotFound):
+            await asyncio.to_thread(client.api.remove_network, network)
+        client.close()
+
+
+async def fetch(address: str, port: int) -> bytes:
+    """The status line of GET / at address:port, b"" if nothing answers (yet)."""
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(address, port), timeout=2)
+    except (OSError, TimeoutError):
+        return b""
+    try:
+        writer.write(b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        await writer.drain()
+        return await asyncio.wait_for(reader.readline(), timeout=2)
+    except (OSError, TimeoutError):
+        return b""
+    finally:
+        writer.close()
 
 
 # -- stats ---------------------------------------------------------------------------

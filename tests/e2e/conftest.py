@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import random
+import shlex
 import signal
 import socket
 import subprocess
@@ -149,6 +150,9 @@ def server_args() -> tuple[str, ...]:
 def server(tmp_path: Path, cli_env: dict[str, str], server_args: tuple[str, ...]) -> Iterator[ServerProcess]:
     address = f"127.0.0.1:{free_port()}"
     env = {**cli_env, "CORRAL_SERVER": address}
+    if "--cluster-cidr" not in server_args:
+        # Pod subnets apart from any other test cluster's on this box (Docker refuses overlapping networks).
+        server_args = (*server_args, "--cluster-cidr", f"10.{random.randrange(100, 200)}.0.0/16")
     proc = ServerProcess(tmp_path / "data", address, env, tmp_path / "server.log", extra_args=server_args)
     proc.start()
     yield proc
@@ -215,6 +219,16 @@ def remove_node_containers(node: str) -> None:
     if ids:
         subprocess.run(["docker", "rm", "-f", *ids], capture_output=True, check=False)
     subprocess.run(["docker", "network", "rm", f"corral-{node}"], capture_output=True, check=False)
+    remove_pod_network_rules(node)
+
+
+def remove_pod_network_rules(node: str) -> None:
+    """Remove the DOCKER-USER accept rules the agent made for its pod subnet (`corral-podnet-<node>`)."""
+    listed = subprocess.run(["iptables", "-w", "-S", "DOCKER-USER"], capture_output=True, text=True, check=False)
+    for line in listed.stdout.splitlines():
+        parts = shlex.split(line)
+        if parts[:2] == ["-A", "DOCKER-USER"] and f"corral-podnet-{node}" in parts:
+            subprocess.run(["iptables", "-w", "-D", "DOCKER-USER", *parts[2:]], capture_output=True, check=False)
 
 
 def kill_process_containers(data_dir: Path) -> None:

@@ -85,10 +85,10 @@ def test_pod_runs_serves_logs_and_is_deleted(server: ServerProcess, agent: Agent
     cli = Cli(server.env)
     apply(cli, pod_manifest("web", agent.name, HTTPD))
     wait_until(lambda: is_ready(cli, "web"), 60, "web Running and Ready", agent.log)
-    status = container_status(cli, "web")
-    host_port = status["ports"][0]["hostPort"]
-    assert host_port > 0
-    with urllib.request.urlopen(f"http://127.0.0.1:{host_port}/", timeout=5) as response:
+    # On the pod network: reached at the pod's own address, published nowhere (no hostPort).
+    assert container_status(cli, "web").get("ports", []) == []
+    pod_ip = get_pod(cli, "web")["status"]["podIP"]
+    with urllib.request.urlopen(f"http://{pod_ip}:80/", timeout=5) as response:
         assert response.read().decode().strip() == "corral test page"
     logs = wait_until(
         lambda: (out := cli.run("logs", "web").stdout) and "response:200" in out and out,

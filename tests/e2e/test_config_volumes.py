@@ -85,9 +85,10 @@ def pod(node: str) -> dict[str, Any]:
     }
 
 
-def served(port: int) -> str:
+def served(address: str) -> str:
+    """The page the pod serves at `address` (its pod IP, port 80: on the pod network, published nowhere)."""
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/index.html", timeout=2) as response:
+        with urllib.request.urlopen(f"http://{address}:80/index.html", timeout=2) as response:
             return str(response.read().decode())
     except OSError:
         return ""
@@ -131,8 +132,8 @@ def test_config_map_files_update_in_place_and_secrets_live_on_tmpfs(
     apply(cli, site(version("a")))
     apply(cli, json.dumps(SECRET))
     wait_until(lambda: is_ready(cli, "web"), 60, "web Running and Ready", agent.log)
-    port = container_status(cli, "web")["ports"][0]["hostPort"]
-    assert served(port) == version("a")
+    address = get_pod(cli, "web")["status"]["podIP"]
+    assert served(address) == version("a")
 
     uid = get_pod(cli, "web")["metadata"]["uid"]
     [web] = docker_ids(f"io.corral.pod.uid={uid}", "io.corral.container=web")
@@ -151,7 +152,7 @@ def test_config_map_files_update_in_place_and_secrets_live_on_tmpfs(
 
     began = time.monotonic()
     apply(cli, site(version("b")))
-    wait_until(lambda: served(port) == version("b"), 60, "the new content served", agent.log)
+    wait_until(lambda: served(address) == version("b"), 60, "the new content served", agent.log)
     print(f"\nconfigmap apply -> new file served: {time.monotonic() - began:.2f} s")
 
     assert container_status(cli, "web")["restartCount"] == 0
@@ -160,7 +161,7 @@ def test_config_map_files_update_in_place_and_secrets_live_on_tmpfs(
     for letter in "cdef":  # more swaps under the looping reader
         apply(cli, site(version(letter)))
         wanted = version(letter)
-        wait_until(lambda: served(port) == wanted, 60, "the next content served", agent.log)  # noqa: B023
+        wait_until(lambda: served(address) == wanted, 60, "the next content served", agent.log)  # noqa: B023
     logs = cli.run("logs", "web", "-c", "reader").stdout
     assert "BAD" not in logs and "secret-readable-as-1000" in logs, logs
     # The old versions go: the current one and the one it replaced (until the next write) stay.

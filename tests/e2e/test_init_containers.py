@@ -60,8 +60,7 @@ def test_init_container_writes_what_the_app_serves(server: ServerProcess, agent:
     wait_until(lambda: is_ready(cli, "site"), 60, "site Running and Ready", agent.log)
 
     status = get_pod(cli, "site")["status"]
-    host_port = status["containerStatuses"][0]["ports"][0]["hostPort"]
-    with urllib.request.urlopen(f"http://127.0.0.1:{host_port}/", timeout=5) as response:
+    with urllib.request.urlopen(f"http://{status['podIP']}:80/", timeout=5) as response:
         assert response.read().decode().split() == ["rendered", "in", "order"]
     inits = status["initContainerStatuses"]
     assert [(s["name"], s["state"]["terminated"]["reason"]) for s in inits] == [

@@ -25,6 +25,7 @@ from tests.e2e.test_services import (
     apply,
     backend,
     canary_paused,
+    cluster_ip,
     endpoints,
     get,
     pods,
@@ -75,13 +76,16 @@ def test_rolling_update_through_the_kernel_fails_no_request(
     port = service_port()
     apply(cli, backend("kroll", "v1", port, replicas=6))
     wait_until(lambda: len(endpoints(cli, "kroll")) == 6, 120, "6 ready endpoints", kernel_agents[0].log)
-    wait_until(lambda: answers(PROXIES[0], port), 30, "the kernel path answers", kernel_agents[0].log)
+    # The endpoints are pod addresses: this host reaches them through the kernel from the clusterIP
+    # (or a real node address), not from 127.x (the kernel routes no loopback source off lo).
+    ip = cluster_ip(cli, "kroll")
+    wait_until(lambda: answers(ip, port), 30, "the kernel path answers", kernel_agents[0].log)
     mine = {table_name(a.name) for a in kernel_agents}
     assert mine <= tables()
     # The kernel serves the port: no userspace listener behind it.
     listening = subprocess.run(["ss", "-Hltn", f"src {PROXIES[0]}:{port}"], capture_output=True, text=True, check=True)
     assert listening.stdout.strip() == ""
-    load = Load(PROXIES[0], port).start()
+    load = Load(ip, port).start()
     wait_until(lambda: len(load.bodies) > 50, 30, "load running")
     apply(cli, backend("kroll", "v2", port, replicas=6))
     wait_until(lambda: versions_settled(cli, "kroll", "v2", 6), 180, "rollout done", kernel_agents[0].log)
@@ -108,9 +112,10 @@ def test_canary_weight_through_the_kernel(server: ServerProcess, kernel_agents: 
     wait_until(lambda: len(endpoints(cli, "kcan")) == 4, 30, "4 ready endpoints")
     versions = [p["spec"]["containers"][0]["env"][0]["value"] for p in pods(cli, "kcan")]
     assert sorted(versions) == ["v1", "v1", "v1", "v2"]
-    # Each agent applies the routes on its own; wait until this one's table has the canary.
-    wait_until(lambda: any(get(PROXIES[1], port).startswith("v2 ") for _ in range(20)), 30, "the canary served")
-    bodies = [get(PROXIES[1], port) for _ in range(2000)]
+    # Each agent applies the routes on its own; wait until the table serving this host has the canary.
+    ip = cluster_ip(cli, "kcan")
+    wait_until(lambda: any(get(ip, port).startswith("v2 ") for _ in range(20)), 30, "the canary served")
+    bodies = [get(ip, port) for _ in range(2000)]
     share = sum(1 for b in bodies if b.startswith("v2 ")) / len(bodies)
     print(f"canary at 10% through nftables with 1 of 4 replicas: {share:.1%} of 2,000 requests")
     assert 0.07 <= share <= 0.13

@@ -66,8 +66,8 @@ def test_sidecar_serves_what_the_app_writes(server: ServerProcess, agent: AgentP
     sidecar = status["initContainerStatuses"][0]
     assert (sidecar["name"], sidecar["started"], sidecar["ready"]) == ("server", True, True)
     assert "running" in sidecar["state"]
-    host_port = sidecar["ports"][0]["hostPort"]
-    with urllib.request.urlopen(f"http://127.0.0.1:{host_port}/index.html", timeout=5) as response:
+    # The sidecar is a container of its own on the pod network, at its own address.
+    with urllib.request.urlopen(f"http://{sidecar['ip']}:80/index.html", timeout=5) as response:
         assert response.read().decode().strip() == "from-app"
 
 

@@ -54,7 +54,7 @@ def pod_view(pod: Message) -> tuple[object, ...]:
         for c in podutil.long_running(pod.spec)
     )
     published = tuple(
-        (s.name, tuple((p.container_port, p.host_port, p.protocol) for p in s.ports))
+        (s.name, s.ip, tuple((p.container_port, p.host_port, p.protocol) for p in s.ports))
         for s in podutil.long_running_statuses(pod)
     )
     return (
@@ -138,6 +138,7 @@ class EndpointsController:
                 and isinstance(event.prev, node_pb2.Node)
                 and isinstance(event.obj, node_pb2.Node)
                 and nodeutil.is_ready(event.prev) == nodeutil.is_ready(event.obj)
+                and event.prev.spec.pod_cidr == event.obj.spec.pod_cidr
             ):
                 return []  # a heartbeat
             return self.caches().services_by_node.services_on(object_key(event.obj))

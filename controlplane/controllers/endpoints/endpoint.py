@@ -1,19 +1,31 @@
 """One pod as an endpoint of a Service, pure.
 
-corral has no overlay network: a pod is reached at its node's address
-(`status.hostIP`) on the host port its container published. A headless
-Service's endpoint is the pod's own address (`status.podIP`: a Docker pod's
-bridge address, a process pod's host address), published ports or not, since
-clients reach it directly through DNS; its `hostname` is the pod's
-`spec.hostname` when the pod's `spec.subdomain` names the Service (Kubernetes'
-rule for `<hostname>.<service>.<namespace>.svc.cluster.local`). For each Service
-port the targetPort resolves to a container port (a number as is, a name
-through `spec.containers[].ports[].name` or a sidecar's, unset: the Service port), and that
-container port to the host port the runtime actually bound, which the agent
-reports in `status.containerStatuses[].ports` (a sidecar's in
-`initContainerStatuses`; the spec's hostPort when
-the status does not show it yet). A pod that publishes none of the Service's
-ports is no endpoint at all.
+A pod on the pod network (its `status.podIP` inside its node's
+`spec.podCIDR`: a Docker pod on a node with a pod subnet) is reached at its
+own address on the container port, as in Kubernetes: for each Service port
+the targetPort resolves to a container port (a number as is, a name through
+`spec.containers[].ports[].name` or a sidecar's, unset: the Service port),
+which is the endpoint's port for that Service port (`hostPorts[<port name>]`
+holds the port at the endpoint's address, whatever its name says). Each
+Docker container of a pod has its own address (`containerStatuses[].ip`; the
+podIP is the first app container's): a port a named targetPort finds in
+another container (a sidecar's) is reached at that container's address; the
+endpoint's address is the one of the container serving the Service's first
+port, and Service ports served by a container with another address are left
+out (they would need a second endpoint).
+
+Any other pod shares its node's network (hostNetwork, the process runtime) or
+publishes its ports on the node (a Docker pod on a node without a pod subnet:
+the range was exhausted, or an agent of an earlier version): it is reached at
+its node's address (`status.hostIP`) on the host port its container published,
+which the agent reports in `status.containerStatuses[].ports` (a sidecar's in
+`initContainerStatuses`; the spec's hostPort when the status does not show it
+yet). Such a pod that publishes none of the Service's ports is no endpoint at
+all. A headless Service's endpoint is the pod's own address (`status.podIP`)
+in every case, published ports or not, since clients reach it directly
+through DNS; its `hostname` is the pod's `spec.hostname` when the pod's
+`spec.subdomain` names the Service (Kubernetes' rule for
+`<hostname>.<service>.<namespace>.svc.cluster.local`).
 
 Conditions, as Kubernetes': serving = the pod is Ready and its node is Ready
 (or the Service has publishNotReadyAddresses); terminating = the pod has a
@@ -59,9 +71,22 @@ def is_candidate(service: service_pb2.Service, pod: pod_pb2.Pod) -> bool:
     return bool(pod.spec.node_name) and _is_ipv4(address(service, pod)) and not podutil.is_terminal(pod)
 
 
-def address(service: service_pb2.Service, pod: pod_pb2.Pod) -> str:
-    """Where clients reach the pod for this Service: its node, or for a headless Service the pod itself."""
-    return pod.status.pod_ip if is_headless(service) else pod.status.host_ip
+def address(service: service_pb2.Service, pod: pod_pb2.Pod, node: node_pb2.Node | None = None) -> str:
+    """Where clients reach the pod for this Service: the pod itself (on the pod network, or for a
+    headless Service), else its node."""
+    if is_headless(service) or on_pod_network(pod, node):
+        return pod.status.pod_ip
+    return pod.status.host_ip
+
+
+def on_pod_network(pod: pod_pb2.Pod, node: node_pb2.Node | None) -> bool:
+    """Whether the pod has an address of its own: its podIP inside its node's pod subnet."""
+    if node is None or not node.spec.pod_cidr or not pod.status.pod_ip:
+        return False
+    try:
+        return ipaddress.IPv4Address(pod.status.pod_ip) in ipaddress.IPv4Network(node.spec.pod_cidr)
+    except ValueError:
+        return False
 
 
 def _is_ipv4(address: str) -> bool:
@@ -109,6 +134,25 @@ def host_port(pod: pod_pb2.Pod, where: Target) -> int:
     return 0
 
 
+def container_ip(pod: pod_pb2.Pod, where: Target) -> str:
+    """The own address (as its agent reported it) of the container serving `where`: the one named,
+    else the first declaring the port; "" when unknown or none declares it."""
+    name = where.container
+    if name is None:
+        name = next(
+            (
+                c.name
+                for c in podutil.long_running(pod.spec)
+                for p in c.ports
+                if p.container_port == where.container_port and _same(p.protocol, where.protocol)
+            ),
+            None,
+        )
+    if name is None:
+        return ""
+    return next((s.ip for s in podutil.long_running_statuses(pod) if s.name == name), "")
+
+
 def _same(protocol: str, wanted: str) -> bool:
     """A container port's protocol ("" is TCP) is the Service port's."""
     return (protocol or "TCP").upper() == wanted.upper()
@@ -119,22 +163,32 @@ def endpoint_for(
     pod: pod_pb2.Pod,
     nodes: Mapping[str, node_pb2.Node],
 ) -> discovery_pb2.Endpoint | None:
-    """The pod as an endpoint of the Service, or None when it publishes none of its ports
+    """The pod as an endpoint of the Service, or None when it is reached at none of its ports
     (a headless Service's pods are endpoints whatever they publish)."""
+    node = nodes.get(pod.spec.node_name)
+    own_address = on_pod_network(pod, node)
+    at = address(service, pod, node)
     host_ports: dict[str, int] = {}
     for port in service.spec.ports:
         where = target(pod, port)
-        published = host_port(pod, where) if where is not None else 0
-        if published:
-            host_ports[port.name] = published
+        if where is None:
+            continue
+        if own_address:
+            ip = container_ip(pod, where) or pod.status.pod_ip
+            if not host_ports:
+                at = ip  # the container serving the first port (each Docker container has its own address)
+            if ip == at:
+                host_ports[port.name] = where.container_port
+        elif reached := host_port(pod, where):
+            host_ports[port.name] = reached
     if not host_ports and not is_headless(service):
         return None
     ready = service.spec.publish_not_ready_addresses or podutil.is_ready(pod)
-    serving = ready and nodeutil.is_ready(nodes.get(pod.spec.node_name))
+    serving = ready and nodeutil.is_ready(node)
     terminating = podutil.is_terminating(pod)
     m = pod.metadata
     endpoint = discovery_pb2.Endpoint(
-        addresses=[address(service, pod)],
+        addresses=[at],
         node_name=pod.spec.node_name,
         group=m.labels.get(POD_TEMPLATE_HASH, ""),
         host_ports=host_ports,

@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from protos.corral.v1 import meta_pb2 as protos_dot_corral_dot_v1_dot_meta__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bprotos/corral/v1/node.proto\x12\tcorral.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bprotos/corral/v1/meta.proto\"c\n\x05Taint\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\x12\x0e\n\x06\x65\x66\x66\x65\x63t\x18\x03 \x01(\t\x12.\n\ntime_added\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"C\n\x08NodeSpec\x12\x15\n\runschedulable\x18\x01 \x01(\x08\x12 \n\x06taints\x18\x02 \x03(\x0b\x32\x10.corral.v1.Taint\",\n\x0bNodeAddress\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\"\xa0\x01\n\x0eNodeSystemInfo\x12\x1d\n\nmachine_id\x18\x01 \x01(\tR\tmachineID\x12\x16\n\x0ekernel_version\x18\x02 \x01(\t\x12\x10\n\x08os_image\x18\x03 \x01(\t\x12\x18\n\x10operating_system\x18\x04 \x01(\t\x12\x14\n\x0c\x61rchitecture\x18\x05 \x01(\t\x12\x15\n\ragent_version\x18\x06 \x01(\t\"\xfa\x02\n\nNodeStatus\x12\x35\n\x08\x63\x61pacity\x18\x01 \x03(\x0b\x32#.corral.v1.NodeStatus.CapacityEntry\x12;\n\x0b\x61llocatable\x18\x02 \x03(\x0b\x32&.corral.v1.NodeStatus.AllocatableEntry\x12(\n\nconditions\x18\x03 \x03(\x0b\x32\x14.corral.v1.Condition\x12)\n\taddresses\x18\x04 \x03(\x0b\x32\x16.corral.v1.NodeAddress\x12,\n\tnode_info\x18\x05 \x01(\x0b\x32\x19.corral.v1.NodeSystemInfo\x12\x10\n\x08runtimes\x18\x06 \x03(\t\x1a/\n\rCapacityEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x32\n\x10\x41llocatableEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x9c\x01\n\x04Node\x12\x13\n\x0b\x61pi_version\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\'\n\x08metadata\x18\x03 \x01(\x0b\x32\x15.corral.v1.ObjectMeta\x12!\n\x04spec\x18\x04 \x01(\x0b\x32\x13.corral.v1.NodeSpec\x12%\n\x06status\x18\x05 \x01(\x0b\x32\x15.corral.v1.NodeStatusb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bprotos/corral/v1/node.proto\x12\tcorral.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bprotos/corral/v1/meta.proto\"c\n\x05Taint\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\x12\x0e\n\x06\x65\x66\x66\x65\x63t\x18\x03 \x01(\t\x12.\n\ntime_added\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"{\n\x08NodeSpec\x12\x15\n\runschedulable\x18\x01 \x01(\x08\x12 \n\x06taints\x18\x02 \x03(\x0b\x32\x10.corral.v1.Taint\x12\x19\n\x08pod_cidr\x18\x03 \x01(\tR\x07podCIDR\x12\x1b\n\tpod_cidrs\x18\x04 \x03(\tR\x08podCIDRs\",\n\x0bNodeAddress\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\"\xa0\x01\n\x0eNodeSystemInfo\x12\x1d\n\nmachine_id\x18\x01 \x01(\tR\tmachineID\x12\x16\n\x0ekernel_version\x18\x02 \x01(\t\x12\x10\n\x08os_image\x18\x03 \x01(\t\x12\x18\n\x10operating_system\x18\x04 \x01(\t\x12\x14\n\x0c\x61rchitecture\x18\x05 \x01(\t\x12\x15\n\ragent_version\x18\x06 \x01(\t\"\xfa\x02\n\nNodeStatus\x12\x35\n\x08\x63\x61pacity\x18\x01 \x03(\x0b\x32#.corral.v1.NodeStatus.CapacityEntry\x12;\n\x0b\x61llocatable\x18\x02 \x03(\x0b\x32&.corral.v1.NodeStatus.AllocatableEntry\x12(\n\nconditions\x18\x03 \x03(\x0b\x32\x14.corral.v1.Condition\x12)\n\taddresses\x18\x04 \x03(\x0b\x32\x16.corral.v1.NodeAddress\x12,\n\tnode_info\x18\x05 \x01(\x0b\x32\x19.corral.v1.NodeSystemInfo\x12\x10\n\x08runtimes\x18\x06 \x03(\t\x1a/\n\rCapacityEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x32\n\x10\x41llocatableEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x9c\x01\n\x04Node\x12\x13\n\x0b\x61pi_version\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\'\n\x08metadata\x18\x03 \x01(\x0b\x32\x15.corral.v1.ObjectMeta\x12!\n\x04spec\x18\x04 \x01(\x0b\x32\x13.corral.v1.NodeSpec\x12%\n\x06status\x18\x05 \x01(\x0b\x32\x15.corral.v1.NodeStatusb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,17 +40,17 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TAINT']._serialized_start=104
   _globals['_TAINT']._serialized_end=203
   _globals['_NODESPEC']._serialized_start=205
-  _globals['_NODESPEC']._serialized_end=272
-  _globals['_NODEADDRESS']._serialized_start=274
-  _globals['_NODEADDRESS']._serialized_end=318
-  _globals['_NODESYSTEMINFO']._serialized_start=321
-  _globals['_NODESYSTEMINFO']._serialized_end=481
-  _globals['_NODESTATUS']._serialized_start=484
-  _globals['_NODESTATUS']._serialized_end=862
-  _globals['_NODESTATUS_CAPACITYENTRY']._serialized_start=763
-  _globals['_NODESTATUS_CAPACITYENTRY']._serialized_end=810
-  _globals['_NODESTATUS_ALLOCATABLEENTRY']._serialized_start=812
-  _globals['_NODESTATUS_ALLOCATABLEENTRY']._serialized_end=862
-  _globals['_NODE']._serialized_start=865
-  _globals['_NODE']._serialized_end=1021
+  _globals['_NODESPEC']._serialized_end=328
+  _globals['_NODEADDRESS']._serialized_start=330
+  _globals['_NODEADDRESS']._serialized_end=374
+  _globals['_NODESYSTEMINFO']._serialized_start=377
+  _globals['_NODESYSTEMINFO']._serialized_end=537
+  _globals['_NODESTATUS']._serialized_start=540
+  _globals['_NODESTATUS']._serialized_end=918
+  _globals['_NODESTATUS_CAPACITYENTRY']._serialized_start=819
+  _globals['_NODESTATUS_CAPACITYENTRY']._serialized_end=866
+  _globals['_NODESTATUS_ALLOCATABLEENTRY']._serialized_start=868
+  _globals['_NODESTATUS_ALLOCATABLEENTRY']._serialized_end=918
+  _globals['_NODE']._serialized_start=921
+  _globals['_NODE']._serialized_end=1077
 # @@protoc_insertion_point(module_scope)

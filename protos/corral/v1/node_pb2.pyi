@@ -60,19 +60,31 @@ class NodeSpec(_message.Message):
 
     UNSCHEDULABLE_FIELD_NUMBER: _builtins.int
     TAINTS_FIELD_NUMBER: _builtins.int
+    POD_CIDR_FIELD_NUMBER: _builtins.int
+    POD_CIDRS_FIELD_NUMBER: _builtins.int
     unschedulable: _builtins.bool
     """Cordoned: no new pods are scheduled here."""
+    pod_cidr: _builtins.str
+    """The node's pod subnet (from the server's --cluster-cidr), allocated by the control plane when the
+    node registers; empty when the range was exhausted. Set once; freed when the Node is deleted.
+    """
     @_builtins.property
     def taints(self) -> _containers.RepeatedCompositeFieldContainer[Global___Taint]: ...
+    @_builtins.property
+    def pod_cidrs(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The same as a list (IPv4 only: at most one entry, equal to pod_cidr)."""
+
     def __init__(
         self,
         *,
         unschedulable: _builtins.bool = ...,
         taints: _abc.Iterable[Global___Taint] | None = ...,
+        pod_cidr: _builtins.str = ...,
+        pod_cidrs: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["taints", b"taints", "unschedulable", b"unschedulable"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["pod_cidr", b"pod_cidr", "pod_cidrs", b"pod_cidrs", "taints", b"taints", "unschedulable", b"unschedulable"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -53,7 +53,12 @@ class RegisterRequest(_message.Message):
     NODE_NAME_FIELD_NUMBER: _builtins.int
     LABELS_FIELD_NUMBER: _builtins.int
     STATUS_FIELD_NUMBER: _builtins.int
+    POD_CIDR_FIELD_NUMBER: _builtins.int
     node_name: _builtins.str
+    pod_cidr: _builtins.str
+    """The pod subnet the node's pod network already uses (saved from an earlier registration):
+    a Node without one gets it back when it is free, so the node's bridge keeps its subnet.
+    """
     @_builtins.property
     def labels(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """Added to the Node's labels where it has none under that key (labels it has, an admin's
@@ -70,10 +75,11 @@ class RegisterRequest(_message.Message):
         node_name: _builtins.str = ...,
         labels: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         status: _node_pb2.NodeStatus | None = ...,
+        pod_cidr: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["status", b"status"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["labels", b"labels", "node_name", b"node_name", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["labels", b"labels", "node_name", b"node_name", "pod_cidr", b"pod_cidr", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -85,18 +91,22 @@ class RegisterResponse(_message.Message):
 
     NODE_UID_FIELD_NUMBER: _builtins.int
     HEARTBEAT_PERIOD_SECONDS_FIELD_NUMBER: _builtins.int
+    POD_CIDR_FIELD_NUMBER: _builtins.int
     node_uid: _builtins.str
     heartbeat_period_seconds: _builtins.int
     """How often to heartbeat; the control plane may stretch it on large clusters."""
+    pod_cidr: _builtins.str
+    """The Node's spec.podCIDR: the subnet of the node's pod network ("": none, the range is exhausted)."""
     def __init__(
         self,
         *,
         node_uid: _builtins.str = ...,
         heartbeat_period_seconds: _builtins.int = ...,
+        pod_cidr: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["heartbeat_period_seconds", b"heartbeat_period_seconds", "node_uid", b"node_uid"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["heartbeat_period_seconds", b"heartbeat_period_seconds", "node_uid", b"node_uid", "pod_cidr", b"pod_cidr"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -446,6 +456,7 @@ class ServiceRoutes(_message.Message):
     UPSERTS_FIELD_NUMBER: _builtins.int
     REMOVED_FIELD_NUMBER: _builtins.int
     INGRESS_FIELD_NUMBER: _builtins.int
+    POD_NETWORK_FIELD_NUMBER: _builtins.int
     full: _builtins.bool
     @_builtins.property
     def upserts(self) -> _containers.RepeatedCompositeFieldContainer[_discovery_pb2.ServiceRoute]: ...
@@ -457,6 +468,12 @@ class ServiceRoutes(_message.Message):
         full snapshot): it replaces the node's. Unset: unchanged.
         """
 
+    @_builtins.property
+    def pod_network(self) -> Global___PodNetwork:
+        """The pod network's routing table, when it changed (and in every full snapshot): it
+        replaces the node's. Unset: unchanged.
+        """
+
     def __init__(
         self,
         *,
@@ -464,14 +481,67 @@ class ServiceRoutes(_message.Message):
         upserts: _abc.Iterable[_discovery_pb2.ServiceRoute] | None = ...,
         removed: _abc.Iterable[_builtins.str] | None = ...,
         ingress: _ingress_pb2.IngressRoutes | None = ...,
+        pod_network: Global___PodNetwork | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["ingress", b"ingress"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ingress", b"ingress", "pod_network", b"pod_network"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["full", b"full", "ingress", b"ingress", "removed", b"removed", "upserts", b"upserts"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["full", b"full", "ingress", b"ingress", "pod_network", b"pod_network", "removed", b"removed", "upserts", b"upserts"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ServiceRoutes: _TypeAlias = ServiceRoutes  # noqa: Y015
+
+@_typing.final
+class PodNetwork(_message.Message):
+    """Every node's pod subnet and the address its pods are routed through (host-gw)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CLUSTER_CIDR_FIELD_NUMBER: _builtins.int
+    NODES_FIELD_NUMBER: _builtins.int
+    cluster_cidr: _builtins.str
+    """The server's --cluster-cidr: every pod subnet is inside it."""
+    @_builtins.property
+    def nodes(self) -> _containers.RepeatedCompositeFieldContainer[Global___NodeSubnet]: ...
+    def __init__(
+        self,
+        *,
+        cluster_cidr: _builtins.str = ...,
+        nodes: _abc.Iterable[Global___NodeSubnet] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cluster_cidr", b"cluster_cidr", "nodes", b"nodes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PodNetwork: _TypeAlias = PodNetwork  # noqa: Y015
+
+@_typing.final
+class NodeSubnet(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NODE_FIELD_NUMBER: _builtins.int
+    POD_CIDR_FIELD_NUMBER: _builtins.int
+    ADDRESS_FIELD_NUMBER: _builtins.int
+    node: _builtins.str
+    pod_cidr: _builtins.str
+    address: _builtins.str
+    """The node's first InternalIP address ("": none reported)."""
+    def __init__(
+        self,
+        *,
+        node: _builtins.str = ...,
+        pod_cidr: _builtins.str = ...,
+        address: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "node", b"node", "pod_cidr", b"pod_cidr"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___NodeSubnet: _TypeAlias = NodeSubnet  # noqa: Y015
 
 @_typing.final
 class LogRequest(_message.Message):

@@ -1723,6 +1723,7 @@ class ContainerStatus(_message.Message):
     CONTAINER_ID_FIELD_NUMBER: _builtins.int
     STARTED_FIELD_NUMBER: _builtins.int
     PORTS_FIELD_NUMBER: _builtins.int
+    IP_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     ready: _builtins.bool
     """Always shown, as Kubernetes does (explicit presence)."""
@@ -1731,6 +1732,10 @@ class ContainerStatus(_message.Message):
     image_id: _builtins.str
     container_id: _builtins.str
     started: _builtins.bool
+    ip: _builtins.str
+    """corral: the container's own address on the pod network (each Docker container of a pod
+    has its own; the pod's podIP is its first app container's). Empty in the host's network.
+    """
     @_builtins.property
     def state(self) -> Global___ContainerState: ...
     @_builtins.property
@@ -1754,10 +1759,11 @@ class ContainerStatus(_message.Message):
         container_id: _builtins.str = ...,
         started: _builtins.bool | None = ...,
         ports: _abc.Iterable[Global___ContainerPort] | None = ...,
+        ip: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_ready", b"_ready", "_restart_count", b"_restart_count", "_started", b"_started", "last_state", b"last_state", "ready", b"ready", "restart_count", b"restart_count", "started", b"started", "state", b"state"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_ready", b"_ready", "_restart_count", b"_restart_count", "_started", b"_started", "container_id", b"container_id", "image", b"image", "image_id", b"image_id", "last_state", b"last_state", "name", b"name", "ports", b"ports", "ready", b"ready", "restart_count", b"restart_count", "started", b"started", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_ready", b"_ready", "_restart_count", b"_restart_count", "_started", b"_started", "container_id", b"container_id", "image", b"image", "image_id", b"image_id", "ip", b"ip", "last_state", b"last_state", "name", b"name", "ports", b"ports", "ready", b"ready", "restart_count", b"restart_count", "started", b"started", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__ready: _TypeAlias = _typing.Literal["ready"]  # noqa: Y015
     _WhichOneofArgType__ready: _TypeAlias = _typing.Literal["_ready", b"_ready"]  # noqa: Y015
@@ -1787,6 +1793,7 @@ class PodStatus(_message.Message):
     START_TIME_FIELD_NUMBER: _builtins.int
     CONTAINER_STATUSES_FIELD_NUMBER: _builtins.int
     INIT_CONTAINER_STATUSES_FIELD_NUMBER: _builtins.int
+    POD_IPS_FIELD_NUMBER: _builtins.int
     phase: _builtins.str
     """Pending, Running, Succeeded, Failed or Unknown. Moves forward only."""
     message: _builtins.str
@@ -1803,6 +1810,10 @@ class PodStatus(_message.Message):
     def init_container_statuses(self) -> _containers.RepeatedCompositeFieldContainer[Global___ContainerStatus]:
         """One per spec.initContainers, in order (ready false once completed, as Kubernetes shows)."""
 
+    @_builtins.property
+    def pod_ips(self) -> _containers.RepeatedCompositeFieldContainer[Global___PodIP]:
+        """The pod's addresses (IPv4 only: one, equal to pod_ip). Written by the agent."""
+
     def __init__(
         self,
         *,
@@ -1815,14 +1826,34 @@ class PodStatus(_message.Message):
         start_time: _timestamp_pb2.Timestamp | None = ...,
         container_statuses: _abc.Iterable[Global___ContainerStatus] | None = ...,
         init_container_statuses: _abc.Iterable[Global___ContainerStatus] | None = ...,
+        pod_ips: _abc.Iterable[Global___PodIP] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["conditions", b"conditions", "container_statuses", b"container_statuses", "host_ip", b"host_ip", "init_container_statuses", b"init_container_statuses", "message", b"message", "phase", b"phase", "pod_ip", b"pod_ip", "reason", b"reason", "start_time", b"start_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["conditions", b"conditions", "container_statuses", b"container_statuses", "host_ip", b"host_ip", "init_container_statuses", b"init_container_statuses", "message", b"message", "phase", b"phase", "pod_ip", b"pod_ip", "pod_ips", b"pod_ips", "reason", b"reason", "start_time", b"start_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___PodStatus: _TypeAlias = PodStatus  # noqa: Y015
+
+@_typing.final
+class PodIP(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IP_FIELD_NUMBER: _builtins.int
+    ip: _builtins.str
+    def __init__(
+        self,
+        *,
+        ip: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ip", b"ip"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PodIP: _TypeAlias = PodIP  # noqa: Y015
 
 @_typing.final
 class Pod(_message.Message):

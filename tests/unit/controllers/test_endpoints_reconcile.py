@@ -413,3 +413,92 @@ def test_a_sidecars_port_is_an_endpoint(target: int | str) -> None:
     status.ports.add(container_port=15001, host_port=32001, protocol="TCP")
     [created] = reconcile(service(target=target), [p], NODES, (), (), taken=(), max_endpoints=100).create
     assert dict(created.endpoints[0].host_ports) == {"": 32001}
+
+
+# -- the pod network: pods at their own addresses ---------------------------------------
+
+
+def pod_network_node(name: str = "n1", subnet: str = "10.42.1.0/24") -> node_pb2.Node:
+    n = node(name)
+    n.spec.pod_cidr = subnet
+    n.spec.pod_cidrs.append(subnet)
+    return n
+
+
+def on_pod_network(spec: PodSpec, pod_ip: str = "10.42.1.5") -> pod_pb2.Pod:
+    p = pod(spec)
+    p.status.pod_ip = pod_ip
+    p.status.container_statuses[0].ip = pod_ip
+    return p
+
+
+@pytest.mark.parametrize(
+    ("svc", "spec", "pod_ip", "wanted"),
+    [
+        pytest.param(
+            service(target=8080), PodSpec("a", ports={8080: 0}), "10.42.1.5", ("10.42.1.5", {"": 8080}), id="numeric"
+        ),
+        pytest.param(
+            service(target="web"),
+            PodSpec("a", ports={8080: 0}, port_names={8080: "web"}),
+            "10.42.1.5",
+            ("10.42.1.5", {"": 8080}),
+            id="named",
+        ),
+        pytest.param(
+            service(target=9999),
+            PodSpec("a", ports={}),
+            "10.42.1.5",
+            ("10.42.1.5", {"": 9999}),
+            id="undeclared-number",
+        ),
+        pytest.param(
+            service(target=8080),
+            PodSpec("a", ports={8080: 0}, spec_host_ports={8080: 18080}),
+            "10.42.1.5",
+            ("10.42.1.5", {"": 8080}),
+            id="host-port-too",
+        ),
+        pytest.param(
+            service(target=8080),
+            PodSpec("a", ports={8080: 31000}),
+            "172.18.0.5",
+            ("10.0.0.1", {"": 31000}),
+            id="bridge-outside-the-subnet-publishes",
+        ),
+        pytest.param(
+            service(target=8080),
+            PodSpec("a", ports={8080: 8080}),
+            "10.0.0.1",
+            ("10.0.0.1", {"": 8080}),
+            id="host-network",
+        ),
+    ],
+)
+def test_a_pod_on_the_pod_network_is_reached_at_its_own_address(
+    svc: service_pb2.Service, spec: PodSpec, pod_ip: str, wanted: tuple[str, dict[str, int]]
+) -> None:
+    nodes = {"n1": pod_network_node()}
+    [created] = reconcile(svc, [on_pod_network(spec, pod_ip)], nodes, (), (), taken=(), max_endpoints=100).create
+    endpoint = created.endpoints[0]
+    assert (endpoint.addresses[0], dict(endpoint.host_ports)) == wanted
+
+
+def test_a_node_without_a_pod_subnet_keeps_the_published_ports() -> None:
+    [created] = reconcile(
+        service(target=8080), [on_pod_network(PodSpec("a"))], NODES, (), (), taken=(), max_endpoints=100
+    ).create
+    assert (created.endpoints[0].addresses[0], dict(created.endpoints[0].host_ports)) == ("10.0.0.1", {"": 31000})
+
+
+@pytest.mark.parametrize(
+    "target", [pytest.param("proxy", id="named-sidecar-port"), pytest.param(15001, id="sidecar-port-number")]
+)
+def test_a_sidecars_port_is_reached_at_the_sidecars_own_address(target: int | str) -> None:
+    p = on_pod_network(PodSpec("a", ports={}))
+    sidecar = p.spec.init_containers.add(name="envoy", image="envoy:1", restart_policy="Always")
+    sidecar.ports.add(container_port=15001, name="proxy", protocol="TCP")
+    p.status.init_container_statuses.add(name="envoy", ready=True, started=True, ip="10.42.1.6")
+    nodes = {"n1": pod_network_node()}
+    [created] = reconcile(service(target=target), [p], nodes, (), (), taken=(), max_endpoints=100).create
+    assert (created.endpoints[0].addresses[0], dict(created.endpoints[0].host_ports)) == ("10.42.1.6", {"": 15001})

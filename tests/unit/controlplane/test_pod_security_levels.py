@@ -132,7 +132,10 @@ def baseline_causes(doc: dict[str, Any], policy: ClusterPolicy | None = None) ->
         ),
         pytest.param(
             pod({"ports": [{"containerPort": 80}, {"containerPort": 81, "hostPort": 8081}]}),
-            [f"spec.containers[0].ports[1].hostPort: 8081 {BASELINE}; leave it 0 for a free port on the node"],
+            [
+                f"spec.containers[0].ports[1].hostPort: 8081 {BASELINE}; "
+                "leave it 0 (the pod is reached at its own address)"
+            ],
             id="host-port",
         ),
         pytest.param(

@@ -185,3 +185,37 @@ async def test_the_ingress_table_rides_the_stream(running: Hub) -> None:
         assert snapshot.full and snapshot.ingress == table
     await before.aclose()
     await after.aclose()
+
+
+async def test_the_pod_network_table_rides_the_stream(running: Hub) -> None:
+    from controlplane.registry.pod_network import pod_network
+    from protos.corral.v1 import meta_pb2, node_pb2
+
+    nodes = []
+    for name, subnet, address in (("b", "10.42.1.0/24", "192.168.1.11"), ("a", "10.42.0.0/24", "192.168.1.10")):
+        n = node_pb2.Node(metadata=meta_pb2.ObjectMeta(name=name), spec=node_pb2.NodeSpec(pod_cidr=subnet))
+        n.status.addresses.add(type="Hostname", address=name)
+        n.status.addresses.add(type="InternalIP", address=address)
+        nodes.append(n)
+    # No subnet (the range was exhausted): not routed.
+    nodes.append(node_pb2.Node(metadata=meta_pb2.ObjectMeta(name="c")))
+    table = pod_network("10.42.0.0/16", nodes)
+    assert [(e.node, e.pod_cidr, e.address) for e in table.nodes] == [
+        ("a", "10.42.0.0/24", "192.168.1.10"),
+        ("b", "10.42.1.0/24", "192.168.1.11"),
+    ]
+    before = running.hub.watch()
+    async with asyncio.timeout(WAIT):
+        first = await anext(before)
+        assert first.full and not first.HasField("pod_network")
+        running.hub.set_pod_network(table)
+        message = await anext(before)
+        assert (message.full, message.pod_network) == (False, table)
+        running.hub.set_pod_network(pod_network("10.42.0.0/16", nodes))  # equal: nothing sent
+        await running.api.create(service("api2", 82))
+        message = await anext(before)
+        assert not message.HasField("pod_network") and [r.name for r in message.upserts] == ["api2"]
+        after = running.hub.watch()
+        assert (await anext(after)).pod_network == table
+    await before.aclose()
+    await after.aclose()
