@@ -32,6 +32,7 @@ import threading
 import time
 import tracemalloc
 from pathlib import Path
+from typing import Any
 
 from deployments import deployment, hollow, ready_nodes
 from harness import admin_credentials, free_port, machine, stop, wait_for, write_result
@@ -216,7 +217,7 @@ def measure(args: argparse.Namespace) -> dict[str, object]:
             if trace or args.census:
                 server.snapshot((trace or census_dir) / "nodes.snap")
             pods = Pods(server.address, client.credentials, "app=big")
-            rounds: list[dict[str, object]] = []
+            rounds: list[dict[str, Any]] = []
             for n in range(1, args.rounds + 1):
                 started = time.perf_counter()
                 client.apply(deployment("big", args.replicas))
@@ -230,7 +231,12 @@ def measure(args: argparse.Namespace) -> dict[str, object]:
                 wait_for(lambda: not pods.existing, 900, "every pod gone")
                 down = time.perf_counter() - started
                 bottom = settle(server)
-                row = {"round": n, "up_seconds": round(up, 1), "top_mb": round(top, 1), "down_seconds": round(down, 1)}
+                row: dict[str, Any] = {
+                    "round": n,
+                    "up_seconds": round(up, 1),
+                    "top_mb": round(top, 1),
+                    "down_seconds": round(down, 1),
+                }
                 row["bottom_mb"] = round(bottom, 1)
                 if trace or args.census:
                     server.snapshot((trace or census_dir) / f"bottom{n}.snap")
@@ -255,7 +261,7 @@ def measure(args: argparse.Namespace) -> dict[str, object]:
         return result
     first, last = rounds[0], rounds[-1]
     return result | {
-        "kb_per_pod": round((first["top_mb"] - first["bottom_mb"]) * 1024 / args.replicas, 1),
+        "kb_per_pod": round((first["top_mb"] - with_nodes) * 1024 / args.replicas, 1),
         "peak_mb": last["peak_mb"],
         "last_bottom_vs_first": round(last["bottom_mb"] / first["bottom_mb"], 3),
         "last_top_vs_first": round(last["top_mb"] / first["top_mb"], 3),
@@ -294,7 +300,7 @@ def main() -> None:
     parser.add_argument("--compare", nargs=2, help="print the growth from one census file to another and exit")
     args = parser.parse_args()
     if args.compare:
-        compare(*args.compare, args.limit)
+        compare(args.compare[0], args.compare[1], args.limit)
         return
     if args.top:
         top(args.top, args.limit)
@@ -303,10 +309,10 @@ def main() -> None:
     print(f"{args.nodes} nodes: {result['kb_per_node']} KB per node")
     if args.rounds:
         print(
-        f"{args.nodes} nodes, {args.replicas} pods: {result['kb_per_node']} KB per node, "
-        f"{result['kb_per_pod']} KB per pod; peak RSS {result['peak_mb']} MB; "
-        f"last round's bottom / first's {result['last_bottom_vs_first']}"
-    )
+            f"{args.nodes} nodes, {args.replicas} pods: {result['kb_per_node']} KB per node, "
+            f"{result['kb_per_pod']} KB per pod; peak RSS {result['peak_mb']} MB; "
+            f"last round's bottom / first's {result['last_bottom_vs_first']}"
+        )
     result["machine"] = machine()
     write_result("server_memory" + ("_traced" if args.trace else ""), result)
 
