@@ -5,6 +5,7 @@ beside the informer (the API server's admission caches use it too).
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from typing import Generic, TypeVar
 
 from google.protobuf.message import Message
@@ -12,9 +13,22 @@ from google.protobuf.message import Message
 from controlplane.informer import CacheEvent, Change, Informer, NamespaceIndex, object_key
 from protos.kinds import meta
 
-__all__ = ["ControllerIndex", "NamespaceIndex"]
+__all__ = ["ControllerIndex", "NamespaceIndex", "discard_from"]
 
 M = TypeVar("M", bound=Message)
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V", bound=Hashable)
+
+
+def discard_from(table: dict[K, set[V]], bucket: K, value: V) -> None:
+    """Take ``value`` out of ``table[bucket]``, and the bucket out of the table once empty: an
+    index keyed by node or owner uid must not keep a set for every node or owner it ever saw
+    (nor a set's table at its largest size: Python never shrinks one)."""
+    values = table.get(bucket)
+    if values is not None:
+        values.discard(value)
+        if not values:
+            del table[bucket]
 
 
 class ControllerIndex(Generic[M]):

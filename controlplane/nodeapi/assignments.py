@@ -154,7 +154,10 @@ class AssignmentIndex:
         if ev.change is Change.DELETED:
             self._warned.pop(pod.metadata.uid, None)
         if old_node and old_node != new_node:
-            self._by_node.get(old_node, {}).pop(key, None)
+            left = self._by_node.get(old_node, {})
+            left.pop(key, None)
+            if not left:  # no entry for a node without pods (nodes come and go)
+                self._by_node.pop(old_node, None)
             self._wake(old_node)
         if new_node:
             self._by_node.setdefault(new_node, {})[key] = pod

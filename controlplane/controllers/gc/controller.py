@@ -29,6 +29,7 @@ from controlplane.apiserver.errors import ConflictError, NotFoundError
 from controlplane.apiserver.handlers import ObjectApi
 from controlplane.clock import utcnow
 from controlplane.controllers.gc.reconcile import OwnerKey, event_expires_at, is_orphan, is_stranded, owner_keys
+from controlplane.controllers.index import discard_from
 from controlplane.controllers.queue import WorkQueue
 from controlplane.informer import CacheEvent, Change, Informer, object_key
 from protos.corral.v1 import event_pb2, pod_pb2
@@ -92,7 +93,7 @@ class GarbageCollector:
         def index(event: CacheEvent) -> None:
             key = gc_key(kind, event.obj)
             for uid in self._owners_of.pop(key, ()):
-                self._dependents.get(uid, set()).discard(key)
+                discard_from(self._dependents, uid, key)
             if event.change is Change.DELETED:
                 return
             uids = tuple(ref.uid for ref in meta(event.obj).owner_references)

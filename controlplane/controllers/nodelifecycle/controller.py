@@ -34,6 +34,7 @@ from controlplane.apiserver import errors as api_errors
 from controlplane.apiserver.handlers import ObjectApi
 from controlplane.clock import utcnow
 from controlplane.controllers.events import EventRecorder
+from controlplane.controllers.index import discard_from
 from controlplane.controllers.nodelifecycle.ratelimit import TokenBucket
 from controlplane.controllers.nodelifecycle.reconcile import (
     Eviction,
@@ -103,7 +104,7 @@ class NodeLifecycleController:
         key = object_key(event.obj)
         old = self._node_of_pod.pop(key, None)
         if old is not None:
-            self._pods_by_node.get(old, set()).discard(key)
+            discard_from(self._pods_by_node, old, key)
         node = event.obj.spec.node_name if isinstance(event.obj, pod_pb2.Pod) else ""
         if event.change is not Change.DELETED and node:
             self._node_of_pod[key] = node

@@ -80,3 +80,16 @@ def test_a_label_change_wakes_the_stream_only_for_a_pod_projecting_its_labels() 
         if before is downward:
             [payload] = index.current("n1")[0].volumes
             assert payload.files[0].data == b'tier="front"'
+
+
+def test_a_node_whose_pods_are_all_gone_keeps_no_entry() -> None:
+    """Counted in entries: after pods come and go on many nodes, nothing is kept for a node without pods."""
+    index = AssignmentIndex(Informer(ObjectStore(MemoryStore()), by_kind("Pod")))
+    for n in range(50):
+        bound = pod(f"n{n}")
+        index._on_event(CacheEvent(Change.ADDED, bound, None, 2))
+        moved = pod(f"n{n + 1}")
+        index._on_event(CacheEvent(Change.MODIFIED, moved, bound, 3))
+        index._on_event(CacheEvent(Change.DELETED, moved, moved, 4))
+    assert index._by_node == {}
+    assert list(index.current("n1")[0].pods) == []
