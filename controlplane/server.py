@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import math
 import os
 import signal
 import socket
@@ -57,6 +58,7 @@ from controlplane.controllers.ingress.controller import IngressController
 from controlplane.controllers.job.controller import JobController
 from controlplane.controllers.namespace.controller import NamespaceController
 from controlplane.controllers.nodelifecycle.controller import NodeLifecycleController
+from controlplane.controllers.nodelifecycle.zones import EvictionRates
 from controlplane.controllers.replicaset.controller import ReplicaSetController
 from controlplane.controllers.resourcequota.controller import ResourceQuotaController
 from controlplane.controllers.runner import Controller, ControllerManager
@@ -173,6 +175,8 @@ class ServerConfig:
     # Where Services' clusterIPs come from, and their nodePorts (`apiserver.service_ranges`).
     service_cidr: str = DEFAULT_SERVICE_CIDR
     service_node_port_range: str = DEFAULT_NODE_PORT_RANGE
+    # How fast unhealthy nodes get NoExecute taints, per zone (--node-eviction-rate and friends).
+    eviction_rates: EvictionRates = field(default_factory=EvictionRates)
     # Test-only switches (from the environment in `corral server`); all off by default.
     test_hooks: TestHooks = field(default_factory=TestHooks)
 
@@ -337,7 +341,14 @@ async def start(config: ServerConfig, stack: AsyncExitStack) -> RunningServer:
     api_pb2_grpc.add_ObjectServiceServicer_to_server(ObjectService(api, tunnels), server)
     node_service_pb2_grpc.add_NodeServiceServicer_to_server(
         NodeService(
-            api, assignments, tunnels, heartbeat_period=config.heartbeat_period, routes=routes, metrics=metrics
+            api,
+            assignments,
+            tunnels,
+            heartbeat_period=config.heartbeat_period,
+            # A node's Lease lasts the grace period the node lifecycle controller gives it.
+            lease_duration=max(1, math.ceil(config.node_grace_period)),
+            routes=routes,
+            metrics=metrics,
         ),
         server,
     )
@@ -535,7 +546,12 @@ def build_controllers(
     )
     return [
         SchedulerController(api, EventRecorder(api, "scheduler"), strategy=config.scheduling_strategy, metrics=metrics),
-        NodeLifecycleController(api, EventRecorder(api, "node-lifecycle-controller"), grace=config.node_grace_period),
+        NodeLifecycleController(
+            api,
+            EventRecorder(api, "node-lifecycle-controller"),
+            grace=config.node_grace_period,
+            rates=config.eviction_rates,
+        ),
         ReplicaSetController(api, EventRecorder(api, "replicaset-controller")),
         DeploymentController(api, EventRecorder(api, "deployment-controller")),
         StatefulSetController(api, EventRecorder(api, "statefulset-controller")),
