@@ -200,6 +200,8 @@ class RunningServer:
     ca: ClusterCA | None = None
     join_address: str = ""
     admin: Credentials | None = None
+    # What this replica serves agents (each agent's assignments, status reports, routes, heartbeats).
+    nodes: NodeService | None = None
 
 
 @dataclass
@@ -339,19 +341,17 @@ async def start(config: ServerConfig, stack: AsyncExitStack) -> RunningServer:
         interceptors=[ApiTelemetryInterceptor(telemetry), AuthInterceptor(revocations, streams), RequestGuard()],
     )
     api_pb2_grpc.add_ObjectServiceServicer_to_server(ObjectService(api, tunnels), server)
-    node_service_pb2_grpc.add_NodeServiceServicer_to_server(
-        NodeService(
-            api,
-            assignments,
-            tunnels,
-            heartbeat_period=config.heartbeat_period,
-            # A node's Lease lasts the grace period the node lifecycle controller gives it.
-            lease_duration=max(1, math.ceil(config.node_grace_period)),
-            routes=routes,
-            metrics=metrics,
-        ),
-        server,
+    nodes = NodeService(
+        api,
+        assignments,
+        tunnels,
+        heartbeat_period=config.heartbeat_period,
+        # A node's Lease lasts the grace period the node lifecycle controller gives it.
+        lease_duration=max(1, math.ceil(config.node_grace_period)),
+        routes=routes,
+        metrics=metrics,
     )
+    node_service_pb2_grpc.add_NodeServiceServicer_to_server(nodes, server)
     metrics_pb2_grpc.add_MetricsServiceServicer_to_server(MetricsService(metrics, api, serving.informer("Pod")), server)
     discovery_pb2_grpc.add_DiscoveryServiceServicer_to_server(DiscoveryService(routes), server)
     security_pb2_grpc.add_SecurityServiceServicer_to_server(
@@ -441,6 +441,7 @@ async def start(config: ServerConfig, stack: AsyncExitStack) -> RunningServer:
         ca=ca,
         join_address=join_address,
         admin=ca.admin_credentials(now),
+        nodes=nodes,
     )
 
 
