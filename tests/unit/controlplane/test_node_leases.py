@@ -158,3 +158,22 @@ def test_lease_validation(duration: int | None, transitions: int | None, causes:
 
 def test_lease_printer() -> None:
     assert printers.table_headers(LEASE, wide=False, all_namespaces=False) == ["NAME", "HOLDER", "AGE"]
+
+
+def test_a_leader_election_lease_from_a_manifest() -> None:
+    from corral.manifest import load_documents, parse_object
+
+    raw = b"""apiVersion: coordination.k8s.io/v1
+kind: Lease
+metadata: {name: my-operator-lock, namespace: default}
+spec:
+  holderIdentity: pod-abc_1234
+  leaseDurationSeconds: 15
+  renewTime: "2026-12-07T10:00:05.654321Z"
+  leaseTransitions: 3
+"""
+    parsed = parse_object(load_documents("lock.yaml", raw)[0])
+    assert parsed.info is LEASE and not parsed.warnings
+    assert isinstance(parsed.message, coordination_pb2.Lease)
+    assert parsed.message.spec.renew_time.nanos == 654321000
+    assert validate(LEASE, parsed.message) == []
