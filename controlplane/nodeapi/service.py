@@ -197,6 +197,7 @@ class NodeService(node_service_pb2_grpc.NodeServiceServicer):
         for _ in range(CAS_RETRIES):
             existing = await self.api.find(NODE, "", name)
             if not isinstance(existing, node_pb2.Node):
+                self._leases.pop(name, None)
                 raise NotFoundError(f'nodes "{name}" not found; register again')
             now = self.now()
             await self._renew_lease(existing, now)
