@@ -65,8 +65,8 @@ def run(nodes: int, pods: int, changes: int) -> dict[str, object]:
     for i, p in enumerate(extra):
         p.spec.node_name = f"hollow-{(i * 7) % nodes:04d}"
     started = time.perf_counter()
-    for n in range(PASSES):
-        for p in extra[n * changes : (n + 1) * changes]:
+    for step in range(PASSES):
+        for p in extra[step * changes : (step + 1) * changes]:
             cache.set_pod(p)
         cache.snapshot()
     incremental = (time.perf_counter() - started) / PASSES
