@@ -350,6 +350,7 @@ async def start(config: ServerConfig, stack: AsyncExitStack) -> RunningServer:
         lease_duration=max(1, math.ceil(config.node_grace_period)),
         routes=routes,
         metrics=metrics,
+        nodes=serving.informer("Node"),
     )
     node_service_pb2_grpc.add_NodeServiceServicer_to_server(nodes, server)
     metrics_pb2_grpc.add_MetricsServiceServicer_to_server(MetricsService(metrics, api, serving.informer("Pod")), server)

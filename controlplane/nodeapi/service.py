@@ -37,6 +37,7 @@ from controlplane.apiserver.status import abort
 from controlplane.apiserver.validation import Problems, validate, validate_labels
 from controlplane.auth.peer import deny, require_node
 from controlplane.clock import utcnow
+from controlplane.informer import Informer
 from controlplane.metrics.store import MetricsStore
 from controlplane.nodeapi import restriction
 from controlplane.nodeapi.assignments import AssignmentIndex, Fingerprint
@@ -111,6 +112,7 @@ class NodeService(node_service_pb2_grpc.NodeServiceServicer):
         now: Callable[[], datetime] = utcnow,
         routes: RouteHub | None = None,
         metrics: MetricsStore | None = None,
+        nodes: Informer | None = None,
     ) -> None:
         self.api = api
         self.assignments = assignments
@@ -122,6 +124,9 @@ class NodeService(node_service_pb2_grpc.NodeServiceServicer):
         # Each node's Lease as this replica last wrote it: the next renewal is a CAS over it, with
         # no read (another writer's change fails the CAS and the lease is read again).
         self._leases: dict[str, coordination_pb2.Lease] = {}
+        # The serving replica's Node cache: a heartbeat reads the Node from it, not from etcd (a
+        # stale copy only delays a due rewrite to the next heartbeat, or fails its CAS).
+        self.nodes = nodes
         self.connected: set[str] = set()
         self.volume_reports = VolumeReports(api)
         # The service registry's routes, for WatchServices.
@@ -194,8 +199,9 @@ class NodeService(node_service_pb2_grpc.NodeServiceServicer):
 
     async def _heartbeat(self, name: str) -> None:
         """Renew the node's Lease; rewrite the Node only when its Ready condition is due."""
-        for _ in range(CAS_RETRIES):
-            existing = await self.api.find(NODE, "", name)
+        for attempt in range(CAS_RETRIES):
+            cached = self.nodes.items.get(name) if self.nodes is not None and attempt == 0 else None
+            existing = cached if isinstance(cached, node_pb2.Node) else await self.api.find(NODE, "", name)
             if not isinstance(existing, node_pb2.Node):
                 self._leases.pop(name, None)
                 raise NotFoundError(f'nodes "{name}" not found; register again')

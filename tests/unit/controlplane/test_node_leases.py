@@ -177,3 +177,24 @@ spec:
     assert isinstance(parsed.message, coordination_pb2.Lease)
     assert parsed.message.spec.renew_time.nanos == 654321000
     assert validate(LEASE, parsed.message) == []
+
+
+async def test_a_heartbeat_reads_the_node_from_the_serving_cache() -> None:
+    api, service, clock = await plane()
+    objects = ObjectStore(MemoryStore())
+    cache = Informer(objects, NODE)
+    cache.items["n1"] = await stored_node(api)
+    service.nodes = cache
+    read: list[str] = []
+    find = api.find
+
+    async def counting(info, namespace, name):  # type: ignore[no-untyped-def]
+        read.append(info.kind)
+        return await find(info, namespace, name)
+
+    api.find = counting  # type: ignore[method-assign]
+    clock.now = T0 + timedelta(seconds=4)
+    await service._heartbeat("n1")
+    await service._heartbeat("n1")
+    assert "Node" not in read
+    assert read == ["Lease"]  # read once, when this replica first renews it; then CAS over its own copy
