@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import math
 import os
 import signal
 import socket
@@ -64,6 +65,7 @@ from controlplane.controllers.ingress.controller import IngressController
 from controlplane.controllers.job.controller import JobController
 from controlplane.controllers.namespace.controller import NamespaceController
 from controlplane.controllers.nodelifecycle.controller import NodeLifecycleController
+from controlplane.controllers.nodelifecycle.zones import EvictionRates
 from controlplane.controllers.replicaset.controller import ReplicaSetController
 from controlplane.controllers.resourcequota.controller import ResourceQuotaController
 from controlplane.controllers.runner import Controller, ControllerManager
@@ -184,6 +186,8 @@ class ServerConfig:
     # Where pods' addresses come from: one subnet of this many bits per node (`apiserver.pod_cidrs`).
     cluster_cidr: str = DEFAULT_CLUSTER_CIDR
     node_cidr_mask_size: int = DEFAULT_NODE_CIDR_MASK_SIZE
+    # How fast unhealthy nodes get NoExecute taints, per zone (--node-eviction-rate and friends).
+    eviction_rates: EvictionRates = field(default_factory=EvictionRates)
     # Test-only switches (from the environment in `corral server`); all off by default.
     test_hooks: TestHooks = field(default_factory=TestHooks)
 
@@ -207,6 +211,8 @@ class RunningServer:
     ca: ClusterCA | None = None
     join_address: str = ""
     admin: Credentials | None = None
+    # What this replica serves agents (each agent's assignments, status reports, routes, heartbeats).
+    nodes: NodeService | None = None
 
 
 @dataclass
@@ -352,18 +358,19 @@ async def start(config: ServerConfig, stack: AsyncExitStack) -> RunningServer:
         interceptors=[ApiTelemetryInterceptor(telemetry), AuthInterceptor(revocations, streams), RequestGuard()],
     )
     api_pb2_grpc.add_ObjectServiceServicer_to_server(ObjectService(api, tunnels), server)
-    node_service_pb2_grpc.add_NodeServiceServicer_to_server(
-        NodeService(
-            api,
-            assignments,
-            tunnels,
-            heartbeat_period=config.heartbeat_period,
-            routes=routes,
-            metrics=metrics,
-            events=EventRecorder(api, "node-ipam").record,
-        ),
-        server,
+    nodes = NodeService(
+        api,
+        assignments,
+        tunnels,
+        heartbeat_period=config.heartbeat_period,
+        # A node's Lease lasts the grace period the node lifecycle controller gives it.
+        lease_duration=max(1, math.ceil(config.node_grace_period)),
+        routes=routes,
+        metrics=metrics,
+        nodes=serving.informer("Node"),
+        events=EventRecorder(api, "node-ipam").record,
     )
+    node_service_pb2_grpc.add_NodeServiceServicer_to_server(nodes, server)
     metrics_pb2_grpc.add_MetricsServiceServicer_to_server(MetricsService(metrics, api, serving.informer("Pod")), server)
     discovery_pb2_grpc.add_DiscoveryServiceServicer_to_server(DiscoveryService(routes), server)
     security_pb2_grpc.add_SecurityServiceServicer_to_server(
@@ -454,6 +461,7 @@ async def start(config: ServerConfig, stack: AsyncExitStack) -> RunningServer:
         ca=ca,
         join_address=join_address,
         admin=ca.admin_credentials(now),
+        nodes=nodes,
     )
 
 
@@ -569,7 +577,12 @@ def build_controllers(
     )
     return [
         SchedulerController(api, EventRecorder(api, "scheduler"), strategy=config.scheduling_strategy, metrics=metrics),
-        NodeLifecycleController(api, EventRecorder(api, "node-lifecycle-controller"), grace=config.node_grace_period),
+        NodeLifecycleController(
+            api,
+            EventRecorder(api, "node-lifecycle-controller"),
+            grace=config.node_grace_period,
+            rates=config.eviction_rates,
+        ),
         ReplicaSetController(api, EventRecorder(api, "replicaset-controller")),
         DeploymentController(api, EventRecorder(api, "deployment-controller")),
         StatefulSetController(api, EventRecorder(api, "statefulset-controller")),

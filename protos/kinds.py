@@ -17,6 +17,7 @@ from protos.corral.v1 import (
     api_pb2,
     batch_pb2,
     configmap_pb2,
+    coordination_pb2,
     discovery_pb2,
     event_pb2,
     ingress_pb2,
@@ -184,6 +185,7 @@ KINDS: tuple[KindInfo, ...] = (
         workloads_pb2.ControllerRevision,
         "controller_revision",
     ),
+    KindInfo("Lease", "coordination.k8s.io/v1", "leases", (), True, coordination_pb2.Lease, "lease"),
 )
 
 _RBAC_NOTE = "stored, not enforced: corral's access control is its admin and node roles (docs/security.md)"

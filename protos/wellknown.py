@@ -51,6 +51,8 @@ POD_TEMPLATE_HASH: Final = "pod-template-hash"
 SERVICE_NAME: Final = "kubernetes.io/service-name"
 ENDPOINTSLICE_MANAGED_BY: Final = "endpointslice.kubernetes.io/managed-by"
 HOSTNAME: Final = "kubernetes.io/hostname"
+# The node's failure zone: the node lifecycle controller's eviction rates are per zone.
+ZONE: Final = "topology.kubernetes.io/zone"
 # A StatefulSet's pods (Kubernetes' names): the pod's name, its ordinal, its revision.
 STATEFULSET_POD_NAME: Final = "statefulset.kubernetes.io/pod-name"
 POD_INDEX: Final = "apps.kubernetes.io/pod-index"

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import random
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -91,8 +92,9 @@ class SessionLost(Exception):
 
 @dataclass
 class SessionConfig:
-    # The control plane's host:port, or several replicas' comma-separated: each
-    # session dials the next one in turn, so a dead replica is left at once.
+    # The control plane's host:port, or several replicas' comma-separated: the first session
+    # dials the replica `first_server` picks for this node (so a fleet spreads evenly over the
+    # replicas), and each later one the next in turn, so a dead replica is left at once.
     server: str
     node_name: str
     labels: dict[str, str]
@@ -100,6 +102,15 @@ class SessionConfig:
     # Seconds between resource metrics reports.
     metrics_period: float = 10.0
     backoff: ExponentialBackoff = field(default_factory=lambda: ExponentialBackoff(initial=0.5, cap=10.0))
+
+
+def first_server(node_name: str, servers: int) -> int:
+    """The index of the replica a node dials first: a stable hash of its name, so every agent
+    keeps its replica across restarts and a fleet splits about evenly over the replicas."""
+    if servers <= 1:
+        return 0
+    digest = hashlib.blake2b(node_name.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % servers
 
 
 class Session:
@@ -123,11 +134,11 @@ class Session:
         self._rng = random.Random()
         self._was_established = False
         self._servers = [s.strip() for s in config.server.split(",") if s.strip()] or [config.server]
-        self._sessions = 0
         # The pod subnet the node's pod network uses (sent at registration), and who hears the
         # control plane's answer (`agent.node.pod_cidr`).
         self.pod_cidr = ""
         self.on_pod_cidr: Callable[[str], None] | None = None
+        self._sessions = first_server(config.node_name, len(self._servers))
 
     async def run(self) -> None:
         attempt = 0

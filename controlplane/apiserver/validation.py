@@ -35,6 +35,7 @@ from protos import autoscaling, disruption, durations, quantity, wellknown
 from protos.corral.v1 import (
     batch_pb2,
     configmap_pb2,
+    coordination_pb2,
     discovery_pb2,
     event_pb2,
     ingress_pb2,
@@ -115,6 +116,8 @@ def validate(info: KindInfo, obj: Message) -> list[Cause]:
         )
     elif isinstance(obj, workloads_pb2.ControllerRevision):
         validate_controller_revision(p, obj)
+    elif isinstance(obj, coordination_pb2.Lease):
+        validate_lease(p, obj)
     elif isinstance(obj, workloads_pb2.DaemonSet):
         daemonset_validation.validate_daemon_set(
             p, obj, selector=validate_label_selector, template=validate_template, int_or_percent=validate_int_or_percent
@@ -537,6 +540,15 @@ def validate_controller_revision(p: Problems, cr: workloads_pb2.ControllerRevisi
         p.add("data", "Required value")
         return
     validate_labels(p, "data.metadata.labels", cr.data.metadata.labels)
+
+
+def validate_lease(p: Problems, lease: coordination_pb2.Lease) -> None:
+    """As Kubernetes' ValidateLeaseSpec: leaseDurationSeconds > 0 and leaseTransitions >= 0 when set."""
+    spec = lease.spec
+    if spec.HasField("lease_duration_seconds") and spec.lease_duration_seconds <= 0:
+        p.add("spec.leaseDurationSeconds", f"must be greater than 0, got {spec.lease_duration_seconds}")
+    if spec.HasField("lease_transitions"):
+        p.at_least("spec.leaseTransitions", spec.lease_transitions, 0)
 
 
 def validate_template(p: Problems, path: str, sel: meta_pb2.LabelSelector, template: pod_pb2.PodTemplateSpec) -> None:

@@ -1,8 +1,11 @@
 """The scheduler's shell: feeds the pure pipeline from watch caches and binds.
 
 One key ("pass") drives batch passes: every change to an unbound pod, to a
-node, or to a bound pod's existence queues a pass. A pass builds a snapshot of
-the nodes and what is bound to them, places all pending pods
+node, or to a bound pod's existence queues a pass. The nodes and what is bound
+to them live in a `SchedulerCache` the informers' events keep current (with the
+pods this scheduler bound but no event has shown bound yet counted as assumed),
+as do the pending pods, so a pass reads its snapshot without scanning every pod
+and node of the cluster. A pass places all pending pods
 (`scheduler.pipeline.schedule_batch`, which counts each placement before the
 next), and binds each with a compare-and-swap write of `spec.nodeName`; a
 conflict means fresh state is needed, so the pass runs again. A pod that fits
@@ -30,10 +33,11 @@ from controlplane.controllers.events import EventRecorder
 from controlplane.controllers.queue import WorkQueue
 from controlplane.controllers.volumes.caches import VOLUME_KINDS, VolumeCaches, claim_users_by_node
 from controlplane.informer import CacheEvent, Change, Informer
+from controlplane.scheduler.cache import SchedulerCache
 from controlplane.scheduler.framework import Profile
 from controlplane.scheduler.pipeline import Placement, Unschedulable, feasible_nodes_to_find, schedule_batch
 from controlplane.scheduler.plugins import default_profile
-from controlplane.scheduler.snapshot import LEAST_ALLOCATED, PodRequest, build_snapshot, pod_request
+from controlplane.scheduler.snapshot import LEAST_ALLOCATED, PodRequest, pod_request
 from controlplane.telemetry.hooks import SchedulingObserver
 from protos import nodes as nodeutil
 from protos import pods as podutil
@@ -92,16 +96,19 @@ class SchedulerController:
         self.profile = profile or default_profile()
         self.now = now
         self.retries: dict[str, Retry] = {}
-        # uid → (node, expiry): bound by us, not yet seen bound in the cache.
-        self.assumed: dict[str, tuple[str, float]] = {}
+        # The nodes and the load bound to each, with the pods bound by us not yet seen bound.
+        self.cache = SchedulerCache()
+        # uid → pod: waiting for a node, as the informer last showed it.
+        self.waiting: dict[str, pod_pb2.Pod] = {}
         self.start_index = 0
-        self._requests: dict[str, PodRequest] = {}
         self._pods: Informer | None = None
         self._nodes: Informer | None = None
         self._volumes: VolumeCaches | None = None
 
     def bind(self, informers: dict[str, Informer], queue: WorkQueue) -> None:
         self._pods, self._nodes = informers["Pod"], informers["Node"]
+        self._nodes.add_listener(self._on_node)
+        self._pods.add_listener(self._on_pod)
         self._volumes = VolumeCaches(*(informers[kind] for kind in VOLUME_KINDS))
 
     def keys_for(self, kind: str, event: CacheEvent) -> Iterable[str]:
@@ -119,12 +126,32 @@ class SchedulerController:
             return [PASS]
         pod = event.obj
         assert isinstance(pod, pod_pb2.Pod)
-        if event.change is Change.DELETED:
-            self._requests.pop(pod.metadata.uid, None)
         if event.change is Change.DELETED and pod.spec.node_name:
             self.retries.clear()  # room was freed
             return [PASS]
         return [PASS] if pending(pod) else []
+
+    def _on_node(self, event: CacheEvent) -> None:
+        node = event.obj
+        assert isinstance(node, node_pb2.Node)
+        if event.change is Change.DELETED:
+            self.cache.remove_node(node.metadata.name)
+        else:
+            self.cache.set_node(node)
+
+    def _on_pod(self, event: CacheEvent) -> None:
+        pod = event.obj
+        assert isinstance(pod, pod_pb2.Pod)
+        uid = pod.metadata.uid
+        if event.change is Change.DELETED:
+            self.cache.remove_pod(pod)
+            self.waiting.pop(uid, None)
+            return
+        self.cache.set_pod(pod)
+        if pending(pod):
+            self.waiting[uid] = pod
+        else:
+            self.waiting.pop(uid, None)
 
     def all_keys(self) -> Iterable[str]:
         return [PASS]
@@ -134,16 +161,19 @@ class SchedulerController:
         assert self._nodes is not None
         loop_now = asyncio.get_running_loop().time()
         started = time.perf_counter()
-        pods = self._with_assumed([p for p in self._pods.items.values() if isinstance(p, pod_pb2.Pod)], loop_now)
+        self.cache.expire(loop_now)
         todo = sorted(
-            (p for p in pods if pending(p) and self._due(p, loop_now)),
+            (
+                p
+                for p in self.waiting.values()
+                if self.cache.assumed_node(p.metadata.uid) is None and self._due(p, loop_now)
+            ),
             key=lambda p: (p.metadata.creation_timestamp.seconds, p.metadata.name),
         )
         if not todo:
             return self._next_retry(loop_now)
-        nodes = [n for n in self._nodes.items.values() if isinstance(n, node_pb2.Node)]
-        snapshot = build_snapshot(nodes, (p for p in pods if p.spec.node_name), self._request_of)
-        todo, requests = self._with_volumes(todo, pods, loop_now)
+        snapshot = self.cache.snapshot()
+        todo, requests = self._with_volumes(todo, loop_now)
         if not todo:
             return self._next_retry(loop_now)
         sample = feasible_nodes_to_find(len(snapshot), self.percentage) if len(snapshot) else None
@@ -167,22 +197,23 @@ class SchedulerController:
         log.info(
             "scheduling_pass",
             pending=len(todo),
-            nodes=len(nodes),
+            nodes=len(snapshot),
             conflicts=conflicts,
             placed_ms=round((placed - started) * 1000, 1),
             ms=round((time.perf_counter() - started) * 1000, 1),
         )
         return CONFLICT_RETRY if conflicts else self._next_retry(loop_now)
 
-    def _with_volumes(
-        self, todo: list[pod_pb2.Pod], pods: list[pod_pb2.Pod], now: float
-    ) -> tuple[list[pod_pb2.Pod], list[PodRequest]]:
+    def _with_volumes(self, todo: list[pod_pb2.Pod], now: float) -> tuple[list[pod_pb2.Pod], list[PodRequest]]:
         """Each pending pod's request with its volume needs. Of the pods that share an unbound
         claim no pod is bound with yet, only the first is placed in this pass (the others
         follow it to its node in the next), so the claim's volume is made on one node."""
         if self._volumes is None or not any(st.claim_names(p.spec) for p in todo):
             return todo, [pod_request(p, default_strategy=self.strategy) for p in todo]
-        users = claim_users_by_node(pods)
+        assert self._pods is not None
+        users = claim_users_by_node(
+            self._with_assumed([p for p in self._pods.items.values() if isinstance(p, pod_pb2.Pod)])
+        )
         kept: list[pod_pb2.Pod] = []
         requests: list[PodRequest] = []
         taken: set[tuple[str, str]] = set()
@@ -199,29 +230,19 @@ class SchedulerController:
             requests.append(request)
         return kept, requests
 
-    def _with_assumed(self, pods: list[pod_pb2.Pod], now: float) -> list[pod_pb2.Pod]:
+    def _with_assumed(self, pods: list[pod_pb2.Pod]) -> list[pod_pb2.Pod]:
         """Pods as the scheduler must see them: bindings it wrote but the cache has
-        not shown yet count as bound, so no pass over-commits a node."""
+        not shown yet count as bound."""
         out = []
         for pod in pods:
-            assumed = self.assumed.get(pod.metadata.uid)
-            if assumed is not None and (pod.spec.node_name or assumed[1] < now):
-                del self.assumed[pod.metadata.uid]
-            elif assumed is not None:
+            assumed = None if pod.spec.node_name else self.cache.assumed_node(pod.metadata.uid)
+            if assumed is not None:
                 copy = pod_pb2.Pod()
                 copy.CopyFrom(pod)
-                copy.spec.node_name = assumed[0]
+                copy.spec.node_name = assumed
                 pod = copy
             out.append(pod)
         return out
-
-    def _request_of(self, pod: pod_pb2.Pod) -> PodRequest:
-        """A bound pod's requests, parsed once per pod (a pod's spec does not change)."""
-        cached = self._requests.get(pod.metadata.uid)
-        if cached is None:
-            cached = pod_request(pod, default_strategy=LEAST_ALLOCATED)
-            self._requests[pod.metadata.uid] = cached
-        return cached
 
     def _due(self, pod: pod_pb2.Pod, now: float) -> bool:
         retry = self.retries.get(pod.metadata.uid)
@@ -273,7 +294,7 @@ class SchedulerController:
 
     def _assume(self, pod: pod_pb2.Pod, node: str) -> None:
         self.retries.pop(pod.metadata.uid, None)
-        self.assumed[pod.metadata.uid] = (node, asyncio.get_running_loop().time() + ASSUME_TTL)
+        self.cache.assume(pod, node, until=asyncio.get_running_loop().time() + ASSUME_TTL)
 
     async def _bind(self, pod: pod_pb2.Pod, node: str) -> bool:
         try:

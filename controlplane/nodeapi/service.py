@@ -2,9 +2,11 @@
 
 Registration creates or refreshes the Node object, validated as the API
 validates a Node, within the node restriction (`restriction`: no labels
-reserved to admins, an admin's labels kept); heartbeats stamp its Ready
-condition; each agent holds one assignment stream (its authoritative pod set,
-with the informer's revision as epoch) and one tunnel; status reports are
+reserved to admins, an admin's labels kept). Heartbeats renew the node's Lease
+(`protos.leases`, as Kubernetes' node leases) and rewrite the Node only when its
+Ready condition must change or was last stamped NODE_STATUS_REFRESH ago. Each
+agent holds one assignment stream (its authoritative pod set, with the
+informer's revision as epoch) and one tunnel; status reports are
 compare-and-swap writes of pod status, accepted only for pods bound to the
 reporting node. Metrics reports go to the in-memory `MetricsStore`, with only
 the usage of pods bound to the reporting node (a report naming another node's
@@ -36,6 +38,7 @@ from controlplane.apiserver.status import abort
 from controlplane.apiserver.validation import Problems, validate, validate_labels
 from controlplane.auth.peer import deny, require_node
 from controlplane.clock import utcnow
+from controlplane.informer import Informer
 from controlplane.metrics.store import MetricsStore
 from controlplane.nodeapi import restriction
 from controlplane.nodeapi.assignments import AssignmentIndex, Fingerprint
@@ -43,11 +46,13 @@ from controlplane.nodeapi.volume_reports import VolumeReports
 from controlplane.registry.hub import RouteHub
 from controlplane.tunnels import TunnelRegistry
 from corral.common.logs import clip
+from protos import leases
 from protos import nodes as nodeutil
 from protos import pods as podutil
 from protos.conditions import set_condition
-from protos.corral.v1 import metrics_pb2, node_pb2, node_service_pb2, node_service_pb2_grpc, pod_pb2
+from protos.corral.v1 import coordination_pb2, metrics_pb2, node_pb2, node_service_pb2, node_service_pb2_grpc, pod_pb2
 from protos.kinds import by_kind
+from protos.times import as_datetime
 
 log = structlog.get_logger(__name__)
 
@@ -56,6 +61,12 @@ CAS_RETRIES = 8
 # Heartbeats the control plane takes per second before it stretches the period
 # (as Nomad does): 1,000 nodes at 4 s is 250/s; 2,000 nodes get 8 s.
 HEARTBEAT_BUDGET_PER_SECOND = 250
+# Seconds between rewrites of a healthy node's Ready condition (its lastHeartbeatTime) when
+# nothing changes: Kubernetes' nodeStatusReportFrequency. The Lease carries the heartbeats.
+NODE_STATUS_REFRESH = 300.0
+# Lease duration handed out when none is configured: Kubernetes' 40 s.
+DEFAULT_LEASE_DURATION = 40
+LEASE = by_kind("Lease")
 NODE = by_kind("Node")
 POD = by_kind("Pod")
 
@@ -79,6 +90,16 @@ def set_ready(
     cond.last_heartbeat_time.FromDatetime(now)
 
 
+def status_due(node: node_pb2.Node, now: datetime, refresh: float = NODE_STATUS_REFRESH) -> bool:
+    """Whether a heartbeat must rewrite the Node: its Ready condition is not the agent's True
+    (new, Unknown after a silence, False), or was last stamped `refresh` seconds ago or more."""
+    cond = nodeutil.ready_condition(node)
+    if cond is None or cond.status != "True" or cond.reason != "AgentReady":
+        return True
+    stamped = as_datetime(cond.last_heartbeat_time)
+    return stamped is None or (now - stamped).total_seconds() >= refresh
+
+
 class NodeService(node_service_pb2_grpc.NodeServiceServicer):
     def __init__(
         self,
@@ -87,16 +108,27 @@ class NodeService(node_service_pb2_grpc.NodeServiceServicer):
         tunnels: TunnelRegistry,
         *,
         heartbeat_period: int = 4,
+        lease_duration: int = DEFAULT_LEASE_DURATION,
+        status_refresh: float = NODE_STATUS_REFRESH,
         now: Callable[[], datetime] = utcnow,
         routes: RouteHub | None = None,
         metrics: MetricsStore | None = None,
         events: Callable[[Message, str, str, str], Awaitable[None]] | None = None,
+        nodes: Informer | None = None,
     ) -> None:
         self.api = api
         self.assignments = assignments
         self.tunnels = tunnels
         self.heartbeat_period = heartbeat_period
+        self.lease_duration = lease_duration
+        self.status_refresh = status_refresh
         self.now = now
+        # Each node's Lease as this replica last wrote it: the next renewal is a CAS over it, with
+        # no read (another writer's change fails the CAS and the lease is read again).
+        self._leases: dict[str, coordination_pb2.Lease] = {}
+        # The serving replica's Node cache: a heartbeat reads the Node from it, not from etcd (a
+        # stale copy only delays a due rewrite to the next heartbeat, or fails its CAS).
+        self.nodes = nodes
         self.connected: set[str] = set()
         self.volume_reports = VolumeReports(api)
         # The service registry's routes, for WatchServices.
@@ -201,19 +233,47 @@ class NodeService(node_service_pb2_grpc.NodeServiceServicer):
         return node_service_pb2.HeartbeatResponse(heartbeat_period_seconds=self.period())
 
     async def _heartbeat(self, name: str) -> None:
-        for _ in range(CAS_RETRIES):
-            existing = await self.api.find(NODE, "", name)
+        """Renew the node's Lease; rewrite the Node only when its Ready condition is due."""
+        for attempt in range(CAS_RETRIES):
+            cached = self.nodes.items.get(name) if self.nodes is not None and attempt == 0 else None
+            existing = cached if isinstance(cached, node_pb2.Node) else await self.api.find(NODE, "", name)
             if not isinstance(existing, node_pb2.Node):
+                self._leases.pop(name, None)
                 raise NotFoundError(f'nodes "{name}" not found; register again')
+            now = self.now()
+            await self._renew_lease(existing, now)
+            if not status_due(existing, now, self.status_refresh):
+                return
             node = node_pb2.Node()
             node.CopyFrom(existing)
-            set_ready(node, self.now())
+            set_ready(node, now)
             try:
                 await self.api.update_status(node)
                 return
             except ConflictError:
                 continue
         raise ConflictError(f'nodes "{name}": too many concurrent writers, try again')
+
+    async def _renew_lease(self, node: node_pb2.Node, now: datetime) -> None:
+        """One CAS write over the Lease as last written here; on a conflict (or a first renewal on
+        this replica), read it and try again; create it when there is none."""
+        name = node.metadata.name
+        known: coordination_pb2.Lease | None = self._leases.get(name)
+        for _ in range(CAS_RETRIES):
+            if known is None:
+                found = await self.api.find(LEASE, leases.NODE_LEASE_NAMESPACE, name)
+                known = found if isinstance(found, coordination_pb2.Lease) else None
+            lease = leases.renewed(known, node, now, self.lease_duration)
+            try:
+                written = await (self.api.write(lease) if known is not None else self.api.create(lease))
+            except (ConflictError, NotFoundError, AlreadyExistsError):
+                known = None
+                continue
+            assert isinstance(written, coordination_pb2.Lease)
+            self._leases[name] = written
+            return
+        self._leases.pop(name, None)
+        raise ConflictError(f'leases "{name}": too many concurrent writers, try again')
 
     # -- assignments --------------------------------------------------------------
 

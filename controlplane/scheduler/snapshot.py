@@ -58,8 +58,10 @@ __all__ = [
     "Toleration",
     "VolumeNeeds",
     "build_snapshot",
+    "node_facts",
     "node_info",
     "node_selector_terms",
+    "plain_request",
     "pod_request",
 ]
 
@@ -231,6 +233,12 @@ class Snapshot:
         return Snapshot._presorted(tuple(nodes), self._index)
 
     @classmethod
+    def presorted(cls, nodes: Iterable[NodeInfo]) -> Snapshot:
+        """A snapshot of `nodes`, which come sorted by name with no name twice (unchecked)."""
+        ordered = tuple(nodes)
+        return cls._presorted(ordered, {n.name: i for i, n in enumerate(ordered)})
+
+    @classmethod
     def _presorted(cls, nodes: tuple[NodeInfo, ...], index: dict[str, int]) -> Snapshot:
         snapshot = cls.__new__(cls)
         snapshot._nodes = nodes
@@ -244,7 +252,8 @@ class Snapshot:
 RequestOf = Callable[[pod_pb2.Pod], "PodRequest"]
 
 
-def _plain_request(pod: pod_pb2.Pod) -> PodRequest:
+def plain_request(pod: pod_pb2.Pod) -> PodRequest:
+    """A bound pod's request (its scoring strategy does not matter any more)."""
     return pod_request(pod, default_strategy=LEAST_ALLOCATED)
 
 
@@ -264,8 +273,20 @@ def build_snapshot(
 
 def node_info(node: node_pb2.Node, bound_pods: Iterable[pod_pb2.Pod], request_of: RequestOf | None = None) -> NodeInfo:
     """The scheduler's view of `node`, given the pods bound to it."""
-    of = request_of or _plain_request
+    of = request_of or plain_request
     pods = [of(p) for p in bound_pods if not is_terminal(p)]
+    return dataclasses.replace(
+        node_facts(node),
+        requested=sum((p.requests for p in pods), Resources()),
+        nonzero_requested=sum((p.nonzero_requests for p in pods), Resources()),
+        host_ports=frozenset(port for p in pods for port in p.host_ports),
+        pod_count=len(pods),
+        pods_per_owner=dict(Counter(p.owner_uid for p in pods if p.owner_uid)),
+    )
+
+
+def node_facts(node: node_pb2.Node) -> NodeInfo:
+    """The scheduler's view of `node` alone, with no pods counted on it."""
     return NodeInfo(
         name=node.metadata.name,
         labels=dict(node.metadata.labels),
@@ -275,11 +296,6 @@ def node_info(node: node_pb2.Node, bound_pods: Iterable[pod_pb2.Pod], request_of
         runtimes=frozenset(node.status.runtimes) or frozenset({DEFAULT_RUNTIME}),
         allocatable=_allocatable(node.status),
         max_pods=_max_pods(node.status),
-        requested=sum((p.requests for p in pods), Resources()),
-        nonzero_requested=sum((p.nonzero_requests for p in pods), Resources()),
-        host_ports=frozenset(port for p in pods for port in p.host_ports),
-        pod_count=len(pods),
-        pods_per_owner=dict(Counter(p.owner_uid for p in pods if p.owner_uid)),
         storage_free=_storage_free(node.status),
     )
 

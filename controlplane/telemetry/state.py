@@ -39,11 +39,11 @@ class Snapshot:
 
 def take_snapshot(sources: Sources, now: datetime) -> Snapshot:
     """Every gauge's value now (on the event loop)."""
-    pods, nodes = sources.informers.get("Pod"), sources.informers.get("Node")
+    pods, nodes, leases = (sources.informers.get(kind) for kind in ("Pod", "Node", "Lease"))
     return Snapshot(
         leader=sources.leading() if sources.leading is not None else None,
         pods=pods_by_phase(pods.items.values()) if pods is not None and pods.synced.is_set() else None,
-        heartbeat_ages=heartbeat_ages(nodes.items.values(), now)
+        heartbeat_ages=heartbeat_ages(nodes.items.values(), now, leases.items if leases is not None else None)
         if nodes is not None and nodes.synced.is_set()
         else None,
         queue_depths={name: len(queue) for name, queue in sources.queues.items()},

@@ -67,7 +67,8 @@ def proxy_addresses_of(values: tuple[str, ...]) -> list[str]:
     "--server",
     "server_opt",
     default=None,
-    help="Control plane host:port, or its replicas a:7443,b:7443 (tried in turn on each reconnect). "
+    help="Control plane host:port, or its replicas a:7443,b:7443 (the first one a hash of the node name picks, "
+    "so agents spread over the replicas; the next in turn on each reconnect). "
     "Default: as for every command: --server, CORRAL_SERVER, config.",
 )
 @click.option(

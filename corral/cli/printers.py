@@ -20,6 +20,7 @@ from protos import codec, jobs, storage
 from protos.corral.v1 import (
     batch_pb2,
     configmap_pb2,
+    coordination_pb2,
     discovery_pb2,
     event_pb2,
     ingress_pb2,
@@ -446,6 +447,10 @@ def controller_revision_row(r: workloads_pb2.ControllerRevision, now: datetime, 
     return [controller, str(r.revision), age(r.metadata.creation_timestamp, now)]
 
 
+def lease_row(lease: coordination_pb2.Lease, now: datetime, wide: bool) -> Row:
+    return [lease.spec.holder_identity or "<none>", age(lease.metadata.creation_timestamp, now)]
+
+
 def int_or_percent(value: meta_pb2.IntOrString) -> str:
     return str(value.int_val) if value.HasField("int_val") else value.str_val
 
@@ -547,6 +552,7 @@ COLUMNS: dict[str, Columns] = {
     "Ingress": Columns(("CLASS", "HOSTS", "ADDRESS", "PORTS", "AGE"), (), ingress_row),
     "IngressClass": Columns(("CONTROLLER", "PARAMETERS", "AGE"), (), ingress_class_row),
     "ControllerRevision": Columns(("CONTROLLER", "REVISION", "AGE"), (), controller_revision_row),
+    "Lease": Columns(("HOLDER", "AGE"), (), lease_row),
     "Pod": Columns(("READY", "STATUS", "RESTARTS", "AGE"), ("IP", "NODE"), pod_row),
     "Deployment": Columns(
         ("READY", "UP-TO-DATE", "AVAILABLE", "AGE"), ("CONTAINERS", "IMAGES", "SELECTOR"), deployment_row

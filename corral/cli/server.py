@@ -159,6 +159,35 @@ def default_data_dir() -> Path:
     help="Prefix length of each node's pod subnet (24: 254 pods per node, 256 nodes in a /16).",
 )
 @click.option(
+    "--node-eviction-rate",
+    type=click.FloatRange(min=0.001),
+    default=0.1,
+    show_default=True,
+    help="Unhealthy nodes per second that get NoExecute taints (their pods evicted) in a healthy zone.",
+)
+@click.option(
+    "--secondary-node-eviction-rate",
+    type=click.FloatRange(min=0),
+    default=0.01,
+    show_default=True,
+    help="The same, in a zone where at least --unhealthy-zone-threshold of the nodes are not Ready "
+    "(0 in zones of at most --large-cluster-size-threshold nodes).",
+)
+@click.option(
+    "--unhealthy-zone-threshold",
+    type=click.FloatRange(min=0, max=1, min_open=True),
+    default=0.55,
+    show_default=True,
+    help="Fraction of a zone's nodes not Ready (and more than 2) that makes the zone partially disrupted.",
+)
+@click.option(
+    "--large-cluster-size-threshold",
+    type=click.IntRange(min=0),
+    default=50,
+    show_default=True,
+    help="Zones of more nodes than this keep evicting at the secondary rate when partially disrupted.",
+)
+@click.option(
     "--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info", show_default=True
 )
 def server_cmd(
@@ -182,6 +211,10 @@ def server_cmd(
     service_node_port_range: str,
     cluster_cidr: str,
     node_cidr_mask_size: int,
+    node_eviction_rate: float,
+    secondary_node_eviction_rate: float,
+    unhealthy_zone_threshold: float,
+    large_cluster_size_threshold: int,
     log_level: str,
 ) -> None:
     """Run the control plane (run 2 or 3 against one etcd cluster for high availability).
@@ -213,6 +246,12 @@ def server_cmd(
         service_node_port_range=service_node_port_range,
         cluster_cidr=cluster_cidr,
         node_cidr_mask_size=node_cidr_mask_size,
+        eviction_rates=(
+            node_eviction_rate,
+            secondary_node_eviction_rate,
+            unhealthy_zone_threshold,
+            large_cluster_size_threshold,
+        ),
     )
 
 
@@ -268,7 +307,9 @@ def run_server(
     service_node_port_range: str = "30000-32767",
     cluster_cidr: str = "10.42.0.0/16",
     node_cidr_mask_size: int = 24,
+    eviction_rates: tuple[float, float, float, int] = (0.1, 0.01, 0.55, 50),
 ) -> None:
+    from controlplane.controllers.nodelifecycle.zones import EvictionRates
     from controlplane.leader.testhooks import TestHooks
     from controlplane.server import ServerConfig, ServerError, serve
     from controlplane.store.errors import EmbeddedEtcdError, StoreError
@@ -296,6 +337,7 @@ def run_server(
         service_node_port_range=service_node_port_range,
         cluster_cidr=cluster_cidr,
         node_cidr_mask_size=node_cidr_mask_size,
+        eviction_rates=EvictionRates(*eviction_rates),
         test_hooks=TestHooks.from_env(os.environ),
     )
     if node_cert_lifetime is not None:

@@ -15,6 +15,7 @@ import pytest
 from controlplane.apiserver.handlers import ObjectApi
 from controlplane.controllers.events import EventRecorder
 from controlplane.controllers.nodelifecycle.controller import NodeLifecycleController
+from controlplane.controllers.nodelifecycle.zones import EvictionRates
 from controlplane.controllers.runner import ControllerManager
 from controlplane.nodeapi.service import set_ready
 from controlplane.store import errors as store_errors
@@ -134,7 +135,7 @@ async def cluster() -> AsyncIterator[Cluster]:
         api,
         EventRecorder(api, "node-lifecycle-controller"),
         grace=GRACE,
-        eviction_rate=50.0,
+        rates=EvictionRates(node_eviction_rate=50.0),
         owned_toleration=OWNED_TOLERATION,
     )
     manager = ControllerManager(objects, [controller])

@@ -72,6 +72,11 @@ async def test_register_heartbeat_and_reregister(plane: Plane) -> None:
     assert got.metadata.labels["zone"] == "a"
     assert list(got.status.runtimes) == ["docker"]
     await nodes.Heartbeat(node_service_pb2.HeartbeatRequest(node_name="n1"))
+    lease = (await objects.Get(api_pb2.GetRequest(kind="lease", namespace="kube-node-lease", name="n1"))).object.lease
+    assert lease.spec.holder_identity == "n1" and lease.spec.HasField("renew_time")
+    assert lease.metadata.owner_references[0].uid == got.metadata.uid
+    after = (await objects.Get(api_pb2.GetRequest(kind="node", name="n1"))).object.node
+    assert after.metadata.resource_version == got.metadata.resource_version, "a heartbeat leaves the Node alone"
     again = await nodes.Register(registration("n1"))
     assert again.node_uid == first.node_uid
     ghost = await plane.node("ghost")  # a valid certificate, but the node never registered

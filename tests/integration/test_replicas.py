@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import pytest
 from structlog.testing import capture_logs
 
-from agent.node.session import Session, SessionConfig
+from agent.node.session import Session, SessionConfig, first_server
 from agent.node.status import node_status
 from agent.pods.manager import PodManager
 from agent.pods.worker import WorkerSettings
@@ -148,18 +148,19 @@ async def test_an_agent_given_several_servers_moves_to_the_next_on_reconnect(
     replicas: list[Replica], tmp_path: Path
 ) -> None:
     live = replicas[1].running.address
+    name = next(n for n in (f"n{i}" for i in range(1, 40)) if first_server(n, 2) == 0)  # starts on DEAD
     settings = WorkerSettings(
-        node_name="n1", host_ip="127.0.0.1", poll_interval=0.05, backoff=CrashLoopBackoff(initial=0.1, cap=0.4)
+        node_name=name, host_ip="127.0.0.1", poll_interval=0.05, backoff=CrashLoopBackoff(initial=0.1, cap=0.4)
     )
     manager = PodManager({"fake": FakeRuntime()}, settings, tmp_path)
     config = SessionConfig(
-        server=f"{DEAD},{live}", node_name="n1", labels={}, backoff=ExponentialBackoff(initial=0.05, cap=0.2)
+        server=f"{DEAD},{live}", node_name=name, labels={}, backoff=ExponentialBackoff(initial=0.05, cap=0.2)
     )
     session = Session(
         config,
         manager,
         node_status(address="127.0.0.1", runtimes=["fake"]),
-        identity=node_identity(node_of(replicas[1].running, "n1"), tmp_path),
+        identity=node_identity(node_of(replicas[1].running, name), tmp_path),
     )
 
     with capture_logs() as logs:
@@ -173,5 +174,62 @@ async def test_an_agent_given_several_servers_moves_to_the_next_on_reconnect(
     lost = [entry for entry in logs if entry["event"] == "session_lost"]
     established = [entry for entry in logs if entry["event"] == "session_established"]
     assert lost and established[0]["server"] == live
-    node = await call(api.Client(live, admin_of(replicas[1].running)).get, "node", "n1")
-    assert node.metadata.name == "n1"
+    node = await call(api.Client(live, admin_of(replicas[1].running)).get, "node", name)
+    assert node.metadata.name == name
+
+
+@pytest.fixture
+async def sharing_a_ca(etcd_endpoint: str, tmp_path: Path) -> AsyncIterator[list[Replica]]:
+    """Two replicas with one data dir: one cluster CA (and secrets key), as replicas are deployed."""
+    prefix = f"/it/{uuid.uuid4().hex}"
+    started: list[Replica] = []
+    try:
+        for _ in range(2):
+            stack = AsyncExitStack()
+            config = ServerConfig(
+                listen="127.0.0.1:0", etcd=[etcd_endpoint], key_prefix=prefix, lease_ttl=3, data_dir=tmp_path / "plane"
+            )
+            started.append(Replica(await start(config, stack), stack))
+        yield started
+    finally:
+        for replica in started:
+            await replica.stack.aclose()
+
+
+async def test_agents_given_every_replica_spread_over_them_and_each_serves_its_own(
+    sharing_a_ca: list[Replica], tmp_path: Path
+) -> None:
+    replicas = sharing_a_ca
+    servers = ",".join(r.running.address for r in replicas)
+    candidates = [f"edge-{i}" for i in range(40)]
+    names = [n for n in candidates if first_server(n, 2) == 0][:2] + [n for n in candidates if first_server(n, 2) == 1][
+        :2
+    ]
+    sessions = []
+    for name in names:
+        settings = WorkerSettings(
+            node_name=name, host_ip="127.0.0.1", poll_interval=0.05, backoff=CrashLoopBackoff(initial=0.1, cap=0.4)
+        )
+        manager = PodManager({"fake": FakeRuntime()}, settings, tmp_path / name)
+        config = SessionConfig(
+            server=servers, node_name=name, labels={}, backoff=ExponentialBackoff(initial=0.05, cap=0.2)
+        )
+        identity = node_identity(node_of(replicas[0].running, name), tmp_path / name)
+        sessions.append(
+            Session(config, manager, node_status(address="127.0.0.1", runtimes=["fake"]), identity=identity)
+        )
+    tasks = [asyncio.create_task(s.run()) for s in sessions]
+    try:
+        served = [r.running.nodes for r in replicas]
+        assert served[0] is not None and served[1] is not None
+
+        def streams() -> bool:
+            return all(name in served[first_server(name, 2)].connected for name in names)  # type: ignore[union-attr]
+
+        await wait_for(streams, "each agent's assignment stream on the replica its name picks")
+        assert served[0].connected and served[1].connected
+        assert served[0].connected.isdisjoint(served[1].connected)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -38,7 +38,7 @@ from protos.pods import is_terminating
 
 log = structlog.get_logger(__name__)
 
-DEPENDENT_KINDS = ("ReplicaSet", "Job", "Pod", "PersistentVolumeClaim", "ControllerRevision")
+DEPENDENT_KINDS = ("ReplicaSet", "Job", "Pod", "PersistentVolumeClaim", "ControllerRevision", "Lease")
 EVENT = "Event"
 POD = "Pod"
 NODE = "Node"
@@ -65,6 +65,7 @@ class GarbageCollector:
         "Pod",
         "PersistentVolumeClaim",
         "ControllerRevision",
+        "Lease",
         "Event",
         "Node",
     )

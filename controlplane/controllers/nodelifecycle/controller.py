@@ -4,10 +4,23 @@ Node and Pod caches and carries out its plan.
 One key per node. A sync writes the node (Ready Unknown, health taints) with
 a compare-and-swap on the cached version, marks the node's pods not ready,
 deletes at once the pods already terminating there (the node cannot confirm
-their end), evicts the pods that are due (immediate deletes, through a token
-bucket shared by all nodes) and returns the seconds until the node's next
+their end), evicts the pods that are due (immediate deletes) and returns the seconds until the node's next
 deadline, so the grace period and the tolerations run out on time without any
 other event.
+
+A node is heard from through its Lease (kube-node-lease/<node>, renewed on each
+heartbeat) or its Ready condition's lastHeartbeatTime, whichever is later. A
+Lease renewal queues its node only when the node does not look healthy (not
+Ready, or tainted NoExecute): a healthy node is looked at again when its grace
+period would end, and its Lease read then.
+
+Eviction rates, as Kubernetes (`zones`): giving an unhealthy node its NoExecute
+taint — which evicts its pods as their tolerations run out — takes a token from
+its zone's bucket, at --node-eviction-rate (0.1 nodes/s), the secondary rate in
+a zone that is mostly down, none in a small such zone. Without a token the node
+is marked (Ready Unknown, NoSchedule, pods not ready) but keeps its pods, and is
+looked at again when the bucket refills. Zone states are recomputed at most
+every ZONE_STATE_REFRESH seconds.
 
 Whether the whole cluster is disrupted (no node Ready at all) is worked out
 on syncs of unhealthy nodes only — a heartbeat of a Ready node costs no scan
@@ -35,20 +48,21 @@ from controlplane.apiserver.handlers import ObjectApi
 from controlplane.clock import utcnow
 from controlplane.controllers.events import EventRecorder
 from controlplane.controllers.index import discard_from
-from controlplane.controllers.nodelifecycle.ratelimit import TokenBucket
 from controlplane.controllers.nodelifecycle.reconcile import (
     Eviction,
     Health,
     NodePlan,
     Settings,
-    full_disruption,
+    adds_no_execute,
     node_health,
     plan_node,
     pods_matter,
 )
 from controlplane.controllers.nodelifecycle.tolerations import DefaultTolerations
+from controlplane.controllers.nodelifecycle.zones import EvictionRates, ZoneLimits, ZoneState, zone_of, zone_states
 from controlplane.controllers.queue import WorkQueue
 from controlplane.informer import CacheEvent, Change, Informer, object_key
+from protos import leases
 from protos.corral.v1 import node_pb2, pod_pb2
 
 log = structlog.get_logger(__name__)
@@ -58,11 +72,15 @@ log = structlog.get_logger(__name__)
 CONFLICT_RETRY = 0.1
 # A requeue lands a little after a deadline, never just before it.
 DEADLINE_SLACK = 0.01
+# Seconds between recomputations of the zones' states (Kubernetes: every node monitor period, 5 s).
+ZONE_STATE_REFRESH = 1.0
+# Seconds before looking again at a node whose zone allows no eviction now (rate 0).
+ZONE_RECHECK = 5.0
 
 
 class NodeLifecycleController:
     name: str = "nodelifecycle"
-    kinds: tuple[str, ...] = ("Node", "Pod")
+    kinds: tuple[str, ...] = ("Node", "Pod", "Lease")
     workers: int = 2
 
     def __init__(
@@ -71,7 +89,7 @@ class NodeLifecycleController:
         recorder: EventRecorder,
         *,
         grace: float = 12.0,
-        eviction_rate: float = 10.0,
+        rates: EvictionRates | None = None,
         now: Callable[[], datetime] = utcnow,
         owned_toleration: float = 5.0,
         bare_toleration: float = 300.0,
@@ -81,7 +99,10 @@ class NodeLifecycleController:
         self.grace = timedelta(seconds=grace)
         self.now = now
         self.tolerations = DefaultTolerations(owned=owned_toleration, bare=bare_toleration)
-        self.bucket = TokenBucket.full(eviction_rate)
+        # How fast each zone's unhealthy nodes get NoExecute taints.
+        self.limits = ZoneLimits(rates or EvictionRates())
+        self._zones: dict[str, tuple[ZoneState, int]] = {}
+        self._zones_at: datetime | None = None
         # None until the first sync has looked; then whether no node is Ready.
         self.disrupted: bool | None = None
         # Until when nodes keep their NoExecute taints withheld after a full disruption ended.
@@ -89,6 +110,7 @@ class NodeLifecycleController:
         self._started: datetime | None = None
         self._nodes: Informer | None = None
         self._pods: Informer | None = None
+        self._leases: Informer | None = None
         self._queue: WorkQueue | None = None
         self._pods_by_node: dict[str, set[str]] = {}
         self._node_of_pod: dict[str, str] = {}
@@ -97,6 +119,7 @@ class NodeLifecycleController:
 
     def bind(self, informers: dict[str, Informer], queue: WorkQueue) -> None:
         self._nodes, self._pods, self._queue = informers["Node"], informers["Pod"], queue
+        self._leases = informers.get("Lease")
         self._pods.add_listener(self._index_pod)
 
     def _index_pod(self, event: CacheEvent) -> None:
@@ -113,6 +136,11 @@ class NodeLifecycleController:
     def keys_for(self, kind: str, event: CacheEvent) -> Iterable[str]:
         if kind == "Node":
             return [event.obj.metadata.name] if isinstance(event.obj, node_pb2.Node) else []
+        if kind == "Lease":
+            m = event.obj.metadata  # type: ignore[attr-defined]
+            if m.namespace != leases.NODE_LEASE_NAMESPACE or event.change is Change.DELETED:
+                return []
+            return [m.name] if self._pods_matter(m.name) else []
         nodes = {p.spec.node_name for p in (event.obj, event.prev) if isinstance(p, pod_pb2.Pod)}
         return sorted(n for n in nodes if n and self._pods_matter(n))
 
@@ -131,6 +159,15 @@ class NodeLifecycleController:
             self._started = now
         return Settings(grace=self.grace, not_before=self._started, tolerations=self.tolerations)
 
+    def _renewed(self, node: str) -> datetime | None:
+        """When the node's Lease was last renewed (None: no Lease seen)."""
+        if self._leases is None:
+            return None
+        return leases.renew_time(self._leases.items.get(leases.node_lease_key(node)))
+
+    def _health(self, node: node_pb2.Node, now: datetime, settings: Settings) -> Health:
+        return node_health(node, now=now, settings=settings, renewed=self._renewed(node.metadata.name))
+
     def _pods_on(self, node: str) -> list[pod_pb2.Pod]:
         assert self._pods is not None
         items = (self._pods.items.get(k) for k in self._pods_by_node.get(node, ()))
@@ -143,9 +180,20 @@ class NodeLifecycleController:
             return None
         now = self.now()
         settings = self._settings(now)
-        disrupted = await self._disruption(node_health(node, now=now, settings=settings), now, settings)
+        renewed = self._renewed(key)
+        disrupted = await self._disruption(self._health(node, now, settings), now, settings)
         settling = self._settling_until is not None and now < self._settling_until
-        plan = plan_node(node, self._pods_on(key), now=now, settings=settings, disrupted=disrupted or settling)
+        pods = self._pods_on(key)
+        withheld = disrupted or settling
+        plan = plan_node(node, pods, now=now, settings=settings, disrupted=withheld, renewed=renewed)
+        rate_wait: float | None = None
+        if not withheld and adds_no_execute(node, plan):
+            zone = zone_of(node)
+            taken, wait, self.limits = self._zone_limits(now, settings).take(zone, now)
+            if not taken:
+                rate_wait = ZONE_RECHECK if wait is None else wait
+                log.info("node_taint_rate_limited", node=key, zone=zone, retry_in=round(rate_wait, 3))
+                plan = plan_node(node, pods, now=now, settings=settings, disrupted=True, renewed=renewed)
         try:
             if plan.node is not None:
                 await self._write_node(plan.node, plan)
@@ -156,7 +204,7 @@ class NodeLifecycleController:
         except api_errors.NotFoundError:
             return None
         await self._force_delete(plan.force_deletions, key)
-        rate_wait = await self._evict(plan.evictions, key, now)
+        await self._evict(plan.evictions, key)
         delay = self._delay(plan, now, rate_wait, marked)
         if settling and plan.health is not Health.READY:
             assert self._settling_until is not None
@@ -172,16 +220,42 @@ class NodeLifecycleController:
         known = [d for d in delays if d is not None]
         return min(known) if known else None
 
+    # -- zones -------------------------------------------------------------------------
+
+    def _zone_limits(self, now: datetime, settings: Settings) -> ZoneLimits:
+        """The limits with each zone's rate as its state now."""
+        self._zone_states(now, settings)
+        return self.limits
+
+    def _zone_states(self, now: datetime, settings: Settings) -> dict[str, tuple[ZoneState, int]]:
+        """Each zone's state and size, recomputed from every node at most every ZONE_STATE_REFRESH
+        seconds (a scan of the whole cluster per unhealthy node's sync would cost O(nodes²))."""
+        if self._zones_at is not None and 0 <= (now - self._zones_at).total_seconds() < ZONE_STATE_REFRESH:
+            return self._zones
+        assert self._nodes is not None
+        nodes = [n for n in self._nodes.items.values() if isinstance(n, node_pb2.Node)]
+        states = zone_states(
+            ((n, self._health(n, now, settings)) for n in nodes), self.limits.rates.unhealthy_zone_threshold
+        )
+        for zone, (state, size) in states.items():
+            if self._zones.get(zone, (ZoneState.NORMAL, 0))[0] is not state:
+                log.warning("zone_state_changed", zone=zone or "<none>", state=state.value, nodes=size)
+        self._zones, self._zones_at = states, now
+        self.limits = self.limits.with_states(states)
+        return states
+
     # -- full disruption -------------------------------------------------------------
 
     async def _disruption(self, health: Health, now: datetime, settings: Settings) -> bool:
-        """Whether no node is Ready; on a change, requeue every node and say so."""
+        """Whether no node is Ready (every zone fully disrupted); on a change, requeue every node
+        and say so."""
         if health is Health.READY:
             disrupted = False
+            if self.disrupted:
+                self._zones_at = None  # the zones' states are stale: look again at the next one
         else:
-            assert self._nodes is not None
-            nodes = [n for n in self._nodes.items.values() if isinstance(n, node_pb2.Node)]
-            disrupted = full_disruption(node_health(n, now=now, settings=settings) for n in nodes)
+            states = self._zone_states(now, settings)
+            disrupted = bool(states) and all(state is ZoneState.FULL_DISRUPTION for state, _ in states.values())
         if disrupted == self.disrupted:
             return disrupted
         previous, self.disrupted = self.disrupted, disrupted
@@ -240,16 +314,10 @@ class NodeLifecycleController:
             await self.recorder.record(written, "Warning", "NodeNotReady", f"Node {node} is not ready")
         return all_written
 
-    async def _evict(self, due: Iterable[Eviction], node: str, now: datetime) -> float | None:
-        """Delete the pods that are due while the bucket allows; the wait for the rest."""
+    async def _evict(self, due: Iterable[Eviction], node: str) -> None:
+        """Delete the pods that are due (the zone's rate limited the node's NoExecute taint)."""
         for eviction in due:
-            taken, self.bucket = self.bucket.take(now)
-            if not taken:
-                wait = self.bucket.wait(now)
-                log.info("eviction_rate_limited", node=node, retry_in=round(wait, 3))
-                return wait
             await self._delete(eviction, node)
-        return None
 
     async def _force_delete(self, pods: Iterable[pod_pb2.Pod], node: str) -> None:
         """Delete terminating pods at once: their node cannot confirm that they stopped."""

@@ -1,7 +1,11 @@
 """Node lifecycle, pure: what a node's heartbeat age means, and what to do about it.
 
-`plan_node(node, pods, now=…, settings=…, disrupted=…)` compares the node as
-stored with what its heartbeats say and returns a `NodePlan`:
+`plan_node(node, pods, now=…, settings=…, disrupted=…, renewed=…)` compares the
+node as stored with what its heartbeats say and returns a `NodePlan`. A node is
+last heard from at the latest of its Lease's renewTime (`renewed`: what the
+control plane stamps on each heartbeat, `protos.leases`) and its Ready
+condition's lastHeartbeatTime (all a control plane of the previous version
+stamps, and what a heartbeat still refreshes every few minutes):
 
 - a node not heard from for longer than the grace period gets its Ready
   condition set to Unknown ("corral agent stopped posting node status.") and
@@ -109,22 +113,23 @@ class NodePlan:
 # -- health --------------------------------------------------------------------
 
 
-def last_seen(node: node_pb2.Node, not_before: datetime) -> datetime:
-    """The last heartbeat (or, never heard from, the creation time), not before `not_before`."""
+def last_seen(node: node_pb2.Node, not_before: datetime, renewed: datetime | None = None) -> datetime:
+    """The last heartbeat — the later of the Lease's renewal and the Ready condition's stamp — or,
+    never heard from, the creation time; not before `not_before`."""
     cond = nodeutil.ready_condition(node)
-    heartbeat = as_datetime(cond.last_heartbeat_time) if cond is not None else None
+    heartbeat = latest(as_datetime(cond.last_heartbeat_time) if cond is not None else None, renewed)
     if heartbeat is None:
         heartbeat = as_datetime(node.metadata.creation_timestamp)
     return latest(heartbeat, not_before) or not_before
 
 
-def grace_deadline(node: node_pb2.Node, settings: Settings) -> datetime:
+def grace_deadline(node: node_pb2.Node, settings: Settings, renewed: datetime | None = None) -> datetime:
     """When the node counts as unreachable unless it heartbeats before."""
-    return last_seen(node, settings.not_before) + settings.grace
+    return last_seen(node, settings.not_before, renewed) + settings.grace
 
 
-def node_health(node: node_pb2.Node, *, now: datetime, settings: Settings) -> Health:
-    if now > grace_deadline(node, settings):
+def node_health(node: node_pb2.Node, *, now: datetime, settings: Settings, renewed: datetime | None = None) -> Health:
+    if now > grace_deadline(node, settings, renewed):
         return Health.UNREACHABLE
     cond = nodeutil.ready_condition(node)
     if cond is None:
@@ -142,6 +147,18 @@ def pods_matter(node: node_pb2.Node) -> bool:
     nothing; a missed heartbeat deadline is rechecked by the node's own timer)."""
     cond = nodeutil.ready_condition(node)
     return cond is None or cond.status != "True" or any(t.effect == NO_EXECUTE for t in node.spec.taints)
+
+
+def adds_no_execute(node: node_pb2.Node, plan: NodePlan) -> bool:
+    """Whether the plan gives the node a health NoExecute taint it carries none of (what the
+    zone's eviction rate limits; swapping unreachable for not-ready is free, as in Kubernetes)."""
+    if plan.node is None:
+        return False
+
+    def health_no_execute(n: node_pb2.Node) -> bool:
+        return any((t.key, t.effect) in MANAGED_TAINTS and t.effect == NO_EXECUTE for t in n.spec.taints)
+
+    return health_no_execute(plan.node) and not health_no_execute(node)
 
 
 def full_disruption(healths: Iterable[Health]) -> bool:
@@ -272,9 +289,12 @@ def plan_node(
     now: datetime,
     settings: Settings,
     disrupted: bool,
+    renewed: datetime | None = None,
 ) -> NodePlan:
-    """What to do about `node` and the pods bound to it, at `now`."""
-    health = node_health(node, now=now, settings=settings)
+    """What to do about `node` and the pods bound to it, at `now`; `renewed` is when its Lease was
+    last renewed. `disrupted` withholds NoExecute taints (a full disruption, or the zone's eviction
+    rate allows no new one now)."""
+    health = node_health(node, now=now, settings=settings, renewed=renewed)
     updated = node_pb2.Node()
     updated.CopyFrom(node)
     marked_unknown = health is Health.UNREACHABLE and mark_unknown(updated, now)
@@ -287,7 +307,7 @@ def plan_node(
     next_eviction: datetime | None = None
     if not disrupted:
         due, next_eviction = evictions(active, updated.spec.taints, now=now, settings=settings)
-    deadline = grace_deadline(node, settings)
+    deadline = grace_deadline(node, settings, renewed)
     return NodePlan(
         health=health,
         node=updated if (marked_unknown or retainted or stamped) else None,

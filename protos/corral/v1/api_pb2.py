@@ -24,6 +24,7 @@ _sym_db = _symbol_database.Default()
 
 from protos.corral.v1 import batch_pb2 as protos_dot_corral_dot_v1_dot_batch__pb2
 from protos.corral.v1 import configmap_pb2 as protos_dot_corral_dot_v1_dot_configmap__pb2
+from protos.corral.v1 import coordination_pb2 as protos_dot_corral_dot_v1_dot_coordination__pb2
 from protos.corral.v1 import discovery_pb2 as protos_dot_corral_dot_v1_dot_discovery__pb2
 from protos.corral.v1 import event_pb2 as protos_dot_corral_dot_v1_dot_event__pb2
 from protos.corral.v1 import ingress_pb2 as protos_dot_corral_dot_v1_dot_ingress__pb2
@@ -42,51 +43,51 @@ from protos.corral.v1 import storage_pb2 as protos_dot_corral_dot_v1_dot_storage
 from protos.corral.v1 import workloads_pb2 as protos_dot_corral_dot_v1_dot_workloads__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aprotos/corral/v1/api.proto\x12\tcorral.v1\x1a\x1cprotos/corral/v1/batch.proto\x1a protos/corral/v1/configmap.proto\x1a protos/corral/v1/discovery.proto\x1a\x1cprotos/corral/v1/event.proto\x1a\x1eprotos/corral/v1/ingress.proto\x1a\x1eprotos/corral/v1/metrics.proto\x1a protos/corral/v1/namespace.proto\x1a!protos/corral/v1/networking.proto\x1a\x1bprotos/corral/v1/node.proto\x1a\x1aprotos/corral/v1/pod.proto\x1a\x1dprotos/corral/v1/policy.proto\x1a\x1cprotos/corral/v1/quota.proto\x1a\x1bprotos/corral/v1/rbac.proto\x1a\x1dprotos/corral/v1/secret.proto\x1a%protos/corral/v1/serviceaccount.proto\x1a\x1eprotos/corral/v1/service.proto\x1a\x1eprotos/corral/v1/storage.proto\x1a protos/corral/v1/workloads.proto\"\xa6\x0b\n\x06Object\x12\x1d\n\x03pod\x18\x01 \x01(\x0b\x32\x0e.corral.v1.PodH\x00\x12\x1f\n\x04node\x18\x02 \x01(\x0b\x32\x0f.corral.v1.NodeH\x00\x12,\n\x0breplica_set\x18\x03 \x01(\x0b\x32\x15.corral.v1.ReplicaSetH\x00\x12+\n\ndeployment\x18\x04 \x01(\x0b\x32\x15.corral.v1.DeploymentH\x00\x12%\n\x07service\x18\x05 \x01(\x0b\x32\x12.corral.v1.ServiceH\x00\x12!\n\x05\x65vent\x18\x06 \x01(\x0b\x32\x10.corral.v1.EventH\x00\x12\x32\n\x0e\x65ndpoint_slice\x18\x07 \x01(\x0b\x32\x18.corral.v1.EndpointSliceH\x00\x12G\n\x19horizontal_pod_autoscaler\x18\x08 \x01(\x0b\x32\".corral.v1.HorizontalPodAutoscalerH\x00\x12#\n\x06secret\x18\t \x01(\x0b\x32\x11.corral.v1.SecretH\x00\x12)\n\tnamespace\x18\n \x01(\x0b\x32\x14.corral.v1.NamespaceH\x00\x12\x34\n\x0fservice_account\x18\x0b \x01(\x0b\x32\x19.corral.v1.ServiceAccountH\x00\x12\x1f\n\x04role\x18\x0c \x01(\x0b\x32\x0f.corral.v1.RoleH\x00\x12.\n\x0c\x63luster_role\x18\r \x01(\x0b\x32\x16.corral.v1.ClusterRoleH\x00\x12.\n\x0crole_binding\x18\x0e \x01(\x0b\x32\x16.corral.v1.RoleBindingH\x00\x12=\n\x14\x63luster_role_binding\x18\x0f \x01(\x0b\x32\x1d.corral.v1.ClusterRoleBindingH\x00\x12\x32\n\x0enetwork_policy\x18\x10 \x01(\x0b\x32\x18.corral.v1.NetworkPolicyH\x00\x12*\n\nconfig_map\x18\x14 \x01(\x0b\x32\x14.corral.v1.ConfigMapH\x00\x12\x43\n\x17persistent_volume_claim\x18\x15 \x01(\x0b\x32 .corral.v1.PersistentVolumeClaimH\x00\x12\x38\n\x11persistent_volume\x18\x16 \x01(\x0b\x32\x1b.corral.v1.PersistentVolumeH\x00\x12\x30\n\rstorage_class\x18\x17 \x01(\x0b\x32\x17.corral.v1.StorageClassH\x00\x12.\n\x0cstateful_set\x18\x18 \x01(\x0b\x32\x16.corral.v1.StatefulSetH\x00\x12?\n\x15pod_disruption_budget\x18\x19 \x01(\x0b\x32\x1e.corral.v1.PodDisruptionBudgetH\x00\x12\x32\n\x0eresource_quota\x18\x1a \x01(\x0b\x32\x18.corral.v1.ResourceQuotaH\x00\x12,\n\x0blimit_range\x18\x1b \x01(\x0b\x32\x15.corral.v1.LimitRangeH\x00\x12*\n\ndaemon_set\x18\x1e \x01(\x0b\x32\x14.corral.v1.DaemonSetH\x00\x12\x1d\n\x03job\x18\x1c \x01(\x0b\x32\x0e.corral.v1.JobH\x00\x12&\n\x08\x63ron_job\x18\x1d \x01(\x0b\x32\x12.corral.v1.CronJobH\x00\x12%\n\x07ingress\x18\x1f \x01(\x0b\x32\x12.corral.v1.IngressH\x00\x12\x30\n\ringress_class\x18  \x01(\x0b\x32\x17.corral.v1.IngressClassH\x00\x12<\n\x13\x63ontroller_revision\x18! \x01(\x0b\x32\x1d.corral.v1.ControllerRevisionH\x00\x42\x06\n\x04kind\"B\n\x0c\x41pplyRequest\x12!\n\x06object\x18\x01 \x01(\x0b\x32\x11.corral.v1.Object\x12\x0f\n\x07\x64ry_run\x18\x02 \x01(\x08\"Z\n\rApplyResponse\x12!\n\x06object\x18\x01 \x01(\x0b\x32\x11.corral.v1.Object\x12&\n\x06result\x18\x02 \x01(\x0e\x32\x16.corral.v1.ApplyResult\"C\n\rCreateRequest\x12!\n\x06object\x18\x01 \x01(\x0b\x32\x11.corral.v1.Object\x12\x0f\n\x07\x64ry_run\x18\x02 \x01(\x08\"C\n\rUpdateRequest\x12!\n\x06object\x18\x01 \x01(\x0b\x32\x11.corral.v1.Object\x12\x0f\n\x07\x64ry_run\x18\x02 \x01(\x08\"3\n\x0eObjectResponse\x12!\n\x06object\x18\x01 \x01(\x0b\x32\x11.corral.v1.Object\";\n\nGetRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\"g\n\x0bListRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x16\n\x0elabel_selector\x18\x03 \x01(\t\x12\r\n\x05limit\x18\x04 \x01(\x05\x12\x10\n\x08\x63ontinue\x18\x05 \x01(\t\"\\\n\x0cListResponse\x12 \n\x05items\x18\x01 \x03(\x0b\x32\x11.corral.v1.Object\x12\x18\n\x10resource_version\x18\x02 \x01(\t\x12\x10\n\x08\x63ontinue\x18\x03 \x01(\t\"a\n\x0cWatchRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x16\n\x0elabel_selector\x18\x03 \x01(\t\x12\x18\n\x10resource_version\x18\x04 \x01(\t\"\x9d\x01\n\nWatchEvent\x12(\n\x04type\x18\x01 \x01(\x0e\x32\x1a.corral.v1.WatchEvent.Type\x12!\n\x06object\x18\x02 \x01(\x0b\x32\x11.corral.v1.Object\"B\n\x04Type\x12\x14\n\x10TYPE_UNSPECIFIED\x10\x00\x12\t\n\x05\x41\x44\x44\x45\x44\x10\x01\x12\x0c\n\x08MODIFIED\x10\x02\x12\x0b\n\x07\x44\x45LETED\x10\x03\"3\n\nWatchBatch\x12%\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x15.corral.v1.WatchEvent\"\x87\x01\n\rDeleteRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0b\n\x03uid\x18\x04 \x01(\t\x12!\n\x14grace_period_seconds\x18\x05 \x01(\x03H\x00\x88\x01\x01\x42\x17\n\x15_grace_period_seconds\",\n\nFieldCause\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"E\n\x0c\x45rrorDetails\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12%\n\x06\x63\x61uses\x18\x02 \x03(\x0b\x32\x15.corral.v1.FieldCause\"w\n\x0bLogsRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\tcontainer\x18\x03 \x01(\t\x12\x0e\n\x06\x66ollow\x18\x04 \x01(\x08\x12\x12\n\ntail_lines\x18\x05 \x01(\x03\x12\x10\n\x08previous\x18\x06 \x01(\x08\"\x19\n\tLogsChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c*~\n\x0b\x41pplyResult\x12\x1c\n\x18\x41PPLY_RESULT_UNSPECIFIED\x10\x00\x12\x18\n\x14\x41PPLY_RESULT_CREATED\x10\x01\x12\x1b\n\x17\x41PPLY_RESULT_CONFIGURED\x10\x02\x12\x1a\n\x16\x41PPLY_RESULT_UNCHANGED\x10\x03\x32\xec\x04\n\rObjectService\x12:\n\x05\x41pply\x12\x17.corral.v1.ApplyRequest\x1a\x18.corral.v1.ApplyResponse\x12=\n\x06\x43reate\x12\x18.corral.v1.CreateRequest\x1a\x19.corral.v1.ObjectResponse\x12=\n\x06Update\x12\x18.corral.v1.UpdateRequest\x1a\x19.corral.v1.ObjectResponse\x12\x37\n\x03Get\x12\x15.corral.v1.GetRequest\x1a\x19.corral.v1.ObjectResponse\x12\x37\n\x04List\x12\x16.corral.v1.ListRequest\x1a\x17.corral.v1.ListResponse\x12\x39\n\x05Watch\x12\x17.corral.v1.WatchRequest\x1a\x15.corral.v1.WatchEvent0\x01\x12@\n\x0cWatchBatches\x12\x17.corral.v1.WatchRequest\x1a\x15.corral.v1.WatchBatch0\x01\x12=\n\x06\x44\x65lete\x12\x18.corral.v1.DeleteRequest\x1a\x19.corral.v1.ObjectResponse\x12;\n\x05\x45vict\x12\x17.corral.v1.EvictRequest\x1a\x19.corral.v1.ObjectResponse\x12\x36\n\x04Logs\x12\x16.corral.v1.LogsRequest\x1a\x14.corral.v1.LogsChunk0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aprotos/corral/v1/api.proto\x12\tcorral.v1\x1a\x1cprotos/corral/v1/batch.proto\x1a protos/corral/v1/configmap.proto\x1a#protos/corral/v1/coordination.proto\x1a protos/corral/v1/discovery.proto\x1a\x1cprotos/corral/v1/event.proto\x1a\x1eprotos/corral/v1/ingress.proto\x1a\x1eprotos/corral/v1/metrics.proto\x1a protos/corral/v1/namespace.proto\x1a!protos/corral/v1/networking.proto\x1a\x1bprotos/corral/v1/node.proto\x1a\x1aprotos/corral/v1/pod.proto\x1a\x1dprotos/corral/v1/policy.proto\x1a\x1cprotos/corral/v1/quota.proto\x1a\x1bprotos/corral/v1/rbac.proto\x1a\x1dprotos/corral/v1/secret.proto\x1a%protos/corral/v1/serviceaccount.proto\x1a\x1eprotos/corral/v1/service.proto\x1a\x1eprotos/corral/v1/storage.proto\x1a protos/corral/v1/workloads.proto\"\xc9\x0b\n\x06Object\x12\x1d\n\x03pod\x18\x01 \x01(\x0b\x32\x0e.corral.v1.PodH\x00\x12\x1f\n\x04node\x18\x02 \x01(\x0b\x32\x0f.corral.v1.NodeH\x00\x12,\n\x0breplica_set\x18\x03 \x01(\x0b\x32\x15.corral.v1.ReplicaSetH\x00\x12+\n\ndeployment\x18\x04 \x01(\x0b\x32\x15.corral.v1.DeploymentH\x00\x12%\n\x07service\x18\x05 \x01(\x0b\x32\x12.corral.v1.ServiceH\x00\x12!\n\x05\x65vent\x18\x06 \x01(\x0b\x32\x10.corral.v1.EventH\x00\x12\x32\n\x0e\x65ndpoint_slice\x18\x07 \x01(\x0b\x32\x18.corral.v1.EndpointSliceH\x00\x12G\n\x19horizontal_pod_autoscaler\x18\x08 \x01(\x0b\x32\".corral.v1.HorizontalPodAutoscalerH\x00\x12#\n\x06secret\x18\t \x01(\x0b\x32\x11.corral.v1.SecretH\x00\x12)\n\tnamespace\x18\n \x01(\x0b\x32\x14.corral.v1.NamespaceH\x00\x12\x34\n\x0fservice_account\x18\x0b \x01(\x0b\x32\x19.corral.v1.ServiceAccountH\x00\x12\x1f\n\x04role\x18\x0c \x01(\x0b\x32\x0f.corral.v1.RoleH\x00\x12.\n\x0c\x63luster_role\x18\r \x01(\x0b\x32\x16.corral.v1.ClusterRoleH\x00\x12.\n\x0crole_binding\x18\x0e \x01(\x0b\x32\x16.corral.v1.RoleBindingH\x00\x12=\n\x14\x63luster_role_binding\x18\x0f \x01(\x0b\x32\x1d.corral.v1.ClusterRoleBindingH\x00\x12\x32\n\x0enetwork_policy\x18\x10 \x01(\x0b\x32\x18.corral.v1.NetworkPolicyH\x00\x12*\n\nconfig_map\x18\x14 \x01(\x0b\x32\x14.corral.v1.ConfigMapH\x00\x12\x43\n\x17persistent_volume_claim\x18\x15 \x01(\x0b\x32 .corral.v1.PersistentVolumeClaimH\x00\x12\x38\n\x11persistent_volume\x18\x16 \x01(\x0b\x32\x1b.corral.v1.PersistentVolumeH\x00\x12\x30\n\rstorage_class\x18\x17 \x01(\x0b\x32\x17.corral.v1.StorageClassH\x00\x12.\n\x0cstateful_set\x18\x18 \x01(\x0b\x32\x16.corral.v1.StatefulSetH\x00\x12?\n\x15pod_disruption_budget\x18\x19 \x01(\x0b\x32\x1e.corral.v1.PodDisruptionBudgetH\x00\x12\x32\n\x0eresource_quota\x18\x1a \x01(\x0b\x32\x18.corral.v1.ResourceQuotaH\x00\x12,\n\x0blimit_range\x18\x1b \x01(\x0b\x32\x15.corral.v1.LimitRangeH\x00\x12*\n\ndaemon_set\x18\x1e \x01(\x0b\x32\x14.corral.v1.DaemonSetH\x00\x12\x1d\n\x03job\x18\x1c \x01(\x0b\x32\x0e.corral.v1.JobH\x00\x12&\n\x08\x63ron_job\x18\x1d \x01(\x0b\x32\x12.corral.v1.CronJobH\x00\x12%\n\x07ingress\x18\x1f \x01(\x0b\x32\x12.corral.v1.IngressH\x00\x12\x30\n\ringress_class\x18  \x01(\x0b\x32\x17.corral.v1.IngressClassH\x00\x12<\n\x13\x63ontroller_revision\x18! \x01(\x0b\x32\x1d.corral.v1.ControllerRevisionH\x00\x12!\n\x05lease\x18\" \x01(\x0b\x32\x10.corral.v1.LeaseH\x00\x42\x06\n\x04kind\"B\n\x0c\x41pplyRequest\x12!\n\x06object\x18\x01 \x01(\x0b\x32\x11.corral.v1.Object\x12\x0f\n\x07\x64ry_run\x18\x02 \x01(\x08\"Z\n\rApplyResponse\x12!\n\x06object\x18\x01 \x01(\x0b\x32\x11.corral.v1.Object\x12&\n\x06result\x18\x02 \x01(\x0e\x32\x16.corral.v1.ApplyResult\"C\n\rCreateRequest\x12!\n\x06object\x18\x01 \x01(\x0b\x32\x11.corral.v1.Object\x12\x0f\n\x07\x64ry_run\x18\x02 \x01(\x08\"C\n\rUpdateRequest\x12!\n\x06object\x18\x01 \x01(\x0b\x32\x11.corral.v1.Object\x12\x0f\n\x07\x64ry_run\x18\x02 \x01(\x08\"3\n\x0eObjectResponse\x12!\n\x06object\x18\x01 \x01(\x0b\x32\x11.corral.v1.Object\";\n\nGetRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\"g\n\x0bListRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x16\n\x0elabel_selector\x18\x03 \x01(\t\x12\r\n\x05limit\x18\x04 \x01(\x05\x12\x10\n\x08\x63ontinue\x18\x05 \x01(\t\"\\\n\x0cListResponse\x12 \n\x05items\x18\x01 \x03(\x0b\x32\x11.corral.v1.Object\x12\x18\n\x10resource_version\x18\x02 \x01(\t\x12\x10\n\x08\x63ontinue\x18\x03 \x01(\t\"a\n\x0cWatchRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x16\n\x0elabel_selector\x18\x03 \x01(\t\x12\x18\n\x10resource_version\x18\x04 \x01(\t\"\x9d\x01\n\nWatchEvent\x12(\n\x04type\x18\x01 \x01(\x0e\x32\x1a.corral.v1.WatchEvent.Type\x12!\n\x06object\x18\x02 \x01(\x0b\x32\x11.corral.v1.Object\"B\n\x04Type\x12\x14\n\x10TYPE_UNSPECIFIED\x10\x00\x12\t\n\x05\x41\x44\x44\x45\x44\x10\x01\x12\x0c\n\x08MODIFIED\x10\x02\x12\x0b\n\x07\x44\x45LETED\x10\x03\"3\n\nWatchBatch\x12%\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x15.corral.v1.WatchEvent\"\x87\x01\n\rDeleteRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0b\n\x03uid\x18\x04 \x01(\t\x12!\n\x14grace_period_seconds\x18\x05 \x01(\x03H\x00\x88\x01\x01\x42\x17\n\x15_grace_period_seconds\",\n\nFieldCause\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"E\n\x0c\x45rrorDetails\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12%\n\x06\x63\x61uses\x18\x02 \x03(\x0b\x32\x15.corral.v1.FieldCause\"w\n\x0bLogsRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\tcontainer\x18\x03 \x01(\t\x12\x0e\n\x06\x66ollow\x18\x04 \x01(\x08\x12\x12\n\ntail_lines\x18\x05 \x01(\x03\x12\x10\n\x08previous\x18\x06 \x01(\x08\"\x19\n\tLogsChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c*~\n\x0b\x41pplyResult\x12\x1c\n\x18\x41PPLY_RESULT_UNSPECIFIED\x10\x00\x12\x18\n\x14\x41PPLY_RESULT_CREATED\x10\x01\x12\x1b\n\x17\x41PPLY_RESULT_CONFIGURED\x10\x02\x12\x1a\n\x16\x41PPLY_RESULT_UNCHANGED\x10\x03\x32\xec\x04\n\rObjectService\x12:\n\x05\x41pply\x12\x17.corral.v1.ApplyRequest\x1a\x18.corral.v1.ApplyResponse\x12=\n\x06\x43reate\x12\x18.corral.v1.CreateRequest\x1a\x19.corral.v1.ObjectResponse\x12=\n\x06Update\x12\x18.corral.v1.UpdateRequest\x1a\x19.corral.v1.ObjectResponse\x12\x37\n\x03Get\x12\x15.corral.v1.GetRequest\x1a\x19.corral.v1.ObjectResponse\x12\x37\n\x04List\x12\x16.corral.v1.ListRequest\x1a\x17.corral.v1.ListResponse\x12\x39\n\x05Watch\x12\x17.corral.v1.WatchRequest\x1a\x15.corral.v1.WatchEvent0\x01\x12@\n\x0cWatchBatches\x12\x17.corral.v1.WatchRequest\x1a\x15.corral.v1.WatchBatch0\x01\x12=\n\x06\x44\x65lete\x12\x18.corral.v1.DeleteRequest\x1a\x19.corral.v1.ObjectResponse\x12;\n\x05\x45vict\x12\x17.corral.v1.EvictRequest\x1a\x19.corral.v1.ObjectResponse\x12\x36\n\x04Logs\x12\x16.corral.v1.LogsRequest\x1a\x14.corral.v1.LogsChunk0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'protos.corral.v1.api_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_APPLYRESULT']._serialized_start=3392
-  _globals['_APPLYRESULT']._serialized_end=3518
-  _globals['_OBJECT']._serialized_start=618
-  _globals['_OBJECT']._serialized_end=2064
-  _globals['_APPLYREQUEST']._serialized_start=2066
-  _globals['_APPLYREQUEST']._serialized_end=2132
-  _globals['_APPLYRESPONSE']._serialized_start=2134
-  _globals['_APPLYRESPONSE']._serialized_end=2224
-  _globals['_CREATEREQUEST']._serialized_start=2226
-  _globals['_CREATEREQUEST']._serialized_end=2293
-  _globals['_UPDATEREQUEST']._serialized_start=2295
-  _globals['_UPDATEREQUEST']._serialized_end=2362
-  _globals['_OBJECTRESPONSE']._serialized_start=2364
-  _globals['_OBJECTRESPONSE']._serialized_end=2415
-  _globals['_GETREQUEST']._serialized_start=2417
-  _globals['_GETREQUEST']._serialized_end=2476
-  _globals['_LISTREQUEST']._serialized_start=2478
-  _globals['_LISTREQUEST']._serialized_end=2581
-  _globals['_LISTRESPONSE']._serialized_start=2583
-  _globals['_LISTRESPONSE']._serialized_end=2675
-  _globals['_WATCHREQUEST']._serialized_start=2677
-  _globals['_WATCHREQUEST']._serialized_end=2774
-  _globals['_WATCHEVENT']._serialized_start=2777
-  _globals['_WATCHEVENT']._serialized_end=2934
-  _globals['_WATCHEVENT_TYPE']._serialized_start=2868
-  _globals['_WATCHEVENT_TYPE']._serialized_end=2934
-  _globals['_WATCHBATCH']._serialized_start=2936
-  _globals['_WATCHBATCH']._serialized_end=2987
-  _globals['_DELETEREQUEST']._serialized_start=2990
-  _globals['_DELETEREQUEST']._serialized_end=3125
-  _globals['_FIELDCAUSE']._serialized_start=3127
-  _globals['_FIELDCAUSE']._serialized_end=3171
-  _globals['_ERRORDETAILS']._serialized_start=3173
-  _globals['_ERRORDETAILS']._serialized_end=3242
-  _globals['_LOGSREQUEST']._serialized_start=3244
-  _globals['_LOGSREQUEST']._serialized_end=3363
-  _globals['_LOGSCHUNK']._serialized_start=3365
-  _globals['_LOGSCHUNK']._serialized_end=3390
-  _globals['_OBJECTSERVICE']._serialized_start=3521
-  _globals['_OBJECTSERVICE']._serialized_end=4141
+  _globals['_APPLYRESULT']._serialized_start=3464
+  _globals['_APPLYRESULT']._serialized_end=3590
+  _globals['_OBJECT']._serialized_start=655
+  _globals['_OBJECT']._serialized_end=2136
+  _globals['_APPLYREQUEST']._serialized_start=2138
+  _globals['_APPLYREQUEST']._serialized_end=2204
+  _globals['_APPLYRESPONSE']._serialized_start=2206
+  _globals['_APPLYRESPONSE']._serialized_end=2296
+  _globals['_CREATEREQUEST']._serialized_start=2298
+  _globals['_CREATEREQUEST']._serialized_end=2365
+  _globals['_UPDATEREQUEST']._serialized_start=2367
+  _globals['_UPDATEREQUEST']._serialized_end=2434
+  _globals['_OBJECTRESPONSE']._serialized_start=2436
+  _globals['_OBJECTRESPONSE']._serialized_end=2487
+  _globals['_GETREQUEST']._serialized_start=2489
+  _globals['_GETREQUEST']._serialized_end=2548
+  _globals['_LISTREQUEST']._serialized_start=2550
+  _globals['_LISTREQUEST']._serialized_end=2653
+  _globals['_LISTRESPONSE']._serialized_start=2655
+  _globals['_LISTRESPONSE']._serialized_end=2747
+  _globals['_WATCHREQUEST']._serialized_start=2749
+  _globals['_WATCHREQUEST']._serialized_end=2846
+  _globals['_WATCHEVENT']._serialized_start=2849
+  _globals['_WATCHEVENT']._serialized_end=3006
+  _globals['_WATCHEVENT_TYPE']._serialized_start=2940
+  _globals['_WATCHEVENT_TYPE']._serialized_end=3006
+  _globals['_WATCHBATCH']._serialized_start=3008
+  _globals['_WATCHBATCH']._serialized_end=3059
+  _globals['_DELETEREQUEST']._serialized_start=3062
+  _globals['_DELETEREQUEST']._serialized_end=3197
+  _globals['_FIELDCAUSE']._serialized_start=3199
+  _globals['_FIELDCAUSE']._serialized_end=3243
+  _globals['_ERRORDETAILS']._serialized_start=3245
+  _globals['_ERRORDETAILS']._serialized_end=3314
+  _globals['_LOGSREQUEST']._serialized_start=3316
+  _globals['_LOGSREQUEST']._serialized_end=3435
+  _globals['_LOGSCHUNK']._serialized_start=3437
+  _globals['_LOGSCHUNK']._serialized_end=3462
+  _globals['_OBJECTSERVICE']._serialized_start=3593
+  _globals['_OBJECTSERVICE']._serialized_end=4213
 # @@protoc_insertion_point(module_scope)

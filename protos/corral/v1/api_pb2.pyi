@@ -10,6 +10,7 @@ from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from protos.corral.v1 import batch_pb2 as _batch_pb2
 from protos.corral.v1 import configmap_pb2 as _configmap_pb2
+from protos.corral.v1 import coordination_pb2 as _coordination_pb2
 from protos.corral.v1 import discovery_pb2 as _discovery_pb2
 from protos.corral.v1 import event_pb2 as _event_pb2
 from protos.corral.v1 import ingress_pb2 as _ingress_pb2
@@ -92,6 +93,7 @@ class Object(_message.Message):
     INGRESS_FIELD_NUMBER: _builtins.int
     INGRESS_CLASS_FIELD_NUMBER: _builtins.int
     CONTROLLER_REVISION_FIELD_NUMBER: _builtins.int
+    LEASE_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def pod(self) -> _pod_pb2.Pod: ...
     @_builtins.property
@@ -152,6 +154,8 @@ class Object(_message.Message):
     def ingress_class(self) -> _ingress_pb2.IngressClass: ...
     @_builtins.property
     def controller_revision(self) -> _workloads_pb2.ControllerRevision: ...
+    @_builtins.property
+    def lease(self) -> _coordination_pb2.Lease: ...
     def __init__(
         self,
         *,
@@ -185,12 +189,13 @@ class Object(_message.Message):
         ingress: _ingress_pb2.Ingress | None = ...,
         ingress_class: _ingress_pb2.IngressClass | None = ...,
         controller_revision: _workloads_pb2.ControllerRevision | None = ...,
+        lease: _coordination_pb2.Lease | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["cluster_role", b"cluster_role", "cluster_role_binding", b"cluster_role_binding", "config_map", b"config_map", "controller_revision", b"controller_revision", "cron_job", b"cron_job", "daemon_set", b"daemon_set", "deployment", b"deployment", "endpoint_slice", b"endpoint_slice", "event", b"event", "horizontal_pod_autoscaler", b"horizontal_pod_autoscaler", "ingress", b"ingress", "ingress_class", b"ingress_class", "job", b"job", "kind", b"kind", "limit_range", b"limit_range", "namespace", b"namespace", "network_policy", b"network_policy", "node", b"node", "persistent_volume", b"persistent_volume", "persistent_volume_claim", b"persistent_volume_claim", "pod", b"pod", "pod_disruption_budget", b"pod_disruption_budget", "replica_set", b"replica_set", "resource_quota", b"resource_quota", "role", b"role", "role_binding", b"role_binding", "secret", b"secret", "service", b"service", "service_account", b"service_account", "stateful_set", b"stateful_set", "storage_class", b"storage_class"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cluster_role", b"cluster_role", "cluster_role_binding", b"cluster_role_binding", "config_map", b"config_map", "controller_revision", b"controller_revision", "cron_job", b"cron_job", "daemon_set", b"daemon_set", "deployment", b"deployment", "endpoint_slice", b"endpoint_slice", "event", b"event", "horizontal_pod_autoscaler", b"horizontal_pod_autoscaler", "ingress", b"ingress", "ingress_class", b"ingress_class", "job", b"job", "kind", b"kind", "lease", b"lease", "limit_range", b"limit_range", "namespace", b"namespace", "network_policy", b"network_policy", "node", b"node", "persistent_volume", b"persistent_volume", "persistent_volume_claim", b"persistent_volume_claim", "pod", b"pod", "pod_disruption_budget", b"pod_disruption_budget", "replica_set", b"replica_set", "resource_quota", b"resource_quota", "role", b"role", "role_binding", b"role_binding", "secret", b"secret", "service", b"service", "service_account", b"service_account", "stateful_set", b"stateful_set", "storage_class", b"storage_class"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cluster_role", b"cluster_role", "cluster_role_binding", b"cluster_role_binding", "config_map", b"config_map", "controller_revision", b"controller_revision", "cron_job", b"cron_job", "daemon_set", b"daemon_set", "deployment", b"deployment", "endpoint_slice", b"endpoint_slice", "event", b"event", "horizontal_pod_autoscaler", b"horizontal_pod_autoscaler", "ingress", b"ingress", "ingress_class", b"ingress_class", "job", b"job", "kind", b"kind", "limit_range", b"limit_range", "namespace", b"namespace", "network_policy", b"network_policy", "node", b"node", "persistent_volume", b"persistent_volume", "persistent_volume_claim", b"persistent_volume_claim", "pod", b"pod", "pod_disruption_budget", b"pod_disruption_budget", "replica_set", b"replica_set", "resource_quota", b"resource_quota", "role", b"role", "role_binding", b"role_binding", "secret", b"secret", "service", b"service", "service_account", b"service_account", "stateful_set", b"stateful_set", "storage_class", b"storage_class"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cluster_role", b"cluster_role", "cluster_role_binding", b"cluster_role_binding", "config_map", b"config_map", "controller_revision", b"controller_revision", "cron_job", b"cron_job", "daemon_set", b"daemon_set", "deployment", b"deployment", "endpoint_slice", b"endpoint_slice", "event", b"event", "horizontal_pod_autoscaler", b"horizontal_pod_autoscaler", "ingress", b"ingress", "ingress_class", b"ingress_class", "job", b"job", "kind", b"kind", "lease", b"lease", "limit_range", b"limit_range", "namespace", b"namespace", "network_policy", b"network_policy", "node", b"node", "persistent_volume", b"persistent_volume", "persistent_volume_claim", b"persistent_volume_claim", "pod", b"pod", "pod_disruption_budget", b"pod_disruption_budget", "replica_set", b"replica_set", "resource_quota", b"resource_quota", "role", b"role", "role_binding", b"role_binding", "secret", b"secret", "service", b"service", "service_account", b"service_account", "stateful_set", b"stateful_set", "storage_class", b"storage_class"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["pod", "node", "replica_set", "deployment", "service", "event", "endpoint_slice", "horizontal_pod_autoscaler", "secret", "namespace", "service_account", "role", "cluster_role", "role_binding", "cluster_role_binding", "network_policy", "config_map", "persistent_volume_claim", "persistent_volume", "storage_class", "stateful_set", "pod_disruption_budget", "resource_quota", "limit_range", "daemon_set", "job", "cron_job", "ingress", "ingress_class", "controller_revision"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["pod", "node", "replica_set", "deployment", "service", "event", "endpoint_slice", "horizontal_pod_autoscaler", "secret", "namespace", "service_account", "role", "cluster_role", "role_binding", "cluster_role_binding", "network_policy", "config_map", "persistent_volume_claim", "persistent_volume", "storage_class", "stateful_set", "pod_disruption_budget", "resource_quota", "limit_range", "daemon_set", "job", "cron_job", "ingress", "ingress_class", "controller_revision", "lease"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 

@@ -70,3 +70,25 @@ def test_pod_changes_matter_only_to_nodes_whose_plan_they_can_change(event: Cach
 def test_node_changes_always_queue_the_node() -> None:
     event = CacheEvent(Change.MODIFIED, NODES["ready"], NODES["ready"], 7)
     assert list(controller().keys_for("Node", event)) == ["ready"]
+
+
+def lease_event(name: str, namespace: str = "kube-node-lease", change: Change = Change.MODIFIED) -> CacheEvent:
+    from protos.corral.v1 import coordination_pb2
+
+    lease = coordination_pb2.Lease()
+    lease.metadata.name, lease.metadata.namespace = name, namespace
+    return CacheEvent(change, lease, None, 7)
+
+
+@pytest.mark.parametrize(
+    ("event", "keys"),
+    [
+        pytest.param(lease_event("ready"), [], id="renewal-of-a-ready-node-waits-for-its-deadline"),
+        pytest.param(lease_event("unknown"), ["unknown"], id="renewal-of-an-unknown-node"),
+        pytest.param(lease_event("draining"), ["draining"], id="renewal-of-a-no-execute-tainted-node"),
+        pytest.param(lease_event("unknown", namespace="default"), [], id="a-users-lease"),
+        pytest.param(lease_event("unknown", change=Change.DELETED), [], id="deleted"),
+    ],
+)
+def test_lease_renewals_queue_only_nodes_that_do_not_look_healthy(event: CacheEvent, keys: list[str]) -> None:
+    assert list(controller().keys_for("Lease", event)) == keys

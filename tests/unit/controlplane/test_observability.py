@@ -204,3 +204,13 @@ async def test_a_failing_read_is_logged_not_raised() -> None:
         result = await asyncio.to_thread(call_on_loop, asyncio.get_running_loop(), broken, timeout=5)
     assert result is None
     assert logs[0]["event"] == "metrics_snapshot_failed"
+
+
+def test_heartbeat_ages_read_the_node_lease() -> None:
+    from protos import leases
+    from protos.corral.v1 import coordination_pb2
+
+    lease = coordination_pb2.Lease()
+    lease.spec.renew_time.FromDatetime(NOW - timedelta(seconds=2))
+    nodes = [node("a", NOW - timedelta(seconds=200)), node("b", NOW - timedelta(seconds=9))]
+    assert heartbeat_ages(nodes, NOW, {leases.node_lease_key("a"): lease}) == {"a": 2.0, "b": 9.0}
