@@ -5,39 +5,39 @@ beside the informer (the API server's admission caches use it too).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Generic, TypeVar
 
 from google.protobuf.message import Message
 
 from controlplane.informer import CacheEvent, Change, Informer, NamespaceIndex, object_key
+from protos import pods as podutil
+from protos.corral.v1 import pod_pb2
 from protos.kinds import meta
 
-__all__ = ["ControllerIndex", "NamespaceIndex"]
+__all__ = ["ControllerIndex", "NamespaceIndex", "PodFactsIndex"]
 
 M = TypeVar("M", bound=Message)
+V = TypeVar("V")
 
 
-class ControllerIndex(Generic[M]):
-    """Objects by the uid of their controller owner, and orphans by namespace.
+class _OwnerIndex(Generic[M, V]):
+    """Values of objects (`view(obj)`) by the uid of their controller owner, and orphans by namespace."""
 
-    A ReplicaSet sync reads only its own pods and the few orphans it might
-    adopt, instead of every pod of the namespace, so the cost of a sync does
-    not grow with the namespace.
-    """
-
-    def __init__(self, informer: Informer, message_type: type[M]) -> None:
+    def __init__(self, informer: Informer, message_type: type[M], view: Callable[[M], V]) -> None:
         self._type = message_type
-        self._owned: dict[str, dict[str, M]] = {}
-        self._orphans: dict[str, dict[str, M]] = {}
+        self._view = view
+        self._owned: dict[str, dict[str, V]] = {}
+        self._orphans: dict[str, dict[str, V]] = {}
         self._where: dict[str, tuple[bool, str]] = {}
         for obj in informer.items.values():
             self._put(obj)
         informer.add_listener(self._on_event)
 
-    def owned_by(self, uid: str) -> list[M]:
+    def owned_by(self, uid: str) -> list[V]:
         return list(self._owned.get(uid, {}).values())
 
-    def orphans(self, namespace: str) -> list[M]:
+    def orphans(self, namespace: str) -> list[V]:
         return list(self._orphans.get(namespace, {}).values())
 
     def _on_event(self, event: CacheEvent) -> None:
@@ -51,11 +51,11 @@ class ControllerIndex(Generic[M]):
         key = object_key(obj)
         owner = next((r.uid for r in meta(obj).owner_references if r.controller), "")
         if owner:
-            self._owned.setdefault(owner, {})[key] = obj
+            self._owned.setdefault(owner, {})[key] = self._view(obj)
             self._where[key] = (True, owner)
         else:
             namespace = meta(obj).namespace
-            self._orphans.setdefault(namespace, {})[key] = obj
+            self._orphans.setdefault(namespace, {})[key] = self._view(obj)
             self._where[key] = (False, namespace)
 
     def _remove(self, obj: Message) -> None:
@@ -69,3 +69,27 @@ class ControllerIndex(Generic[M]):
             bucket.pop(key, None)
             if not bucket:
                 del table[where[1]]
+
+
+def _same(obj: M) -> M:
+    return obj
+
+
+class ControllerIndex(_OwnerIndex[M, M]):
+    """Objects by the uid of their controller owner, and orphans by namespace.
+
+    A ReplicaSet sync reads only its own pods and the few orphans it might
+    adopt, instead of every pod of the namespace, so the cost of a sync does
+    not grow with the namespace.
+    """
+
+    def __init__(self, informer: Informer, message_type: type[M]) -> None:
+        super().__init__(informer, message_type, _same)
+
+
+class PodFactsIndex(_OwnerIndex[pod_pb2.Pod, podutil.PodFacts]):
+    """Pods' `PodFacts` by controller owner uid, and orphans' by namespace: each pod
+    version is read once, when the informer tells of it, not at every sync of its owner."""
+
+    def __init__(self, informer: Informer) -> None:
+        super().__init__(informer, pod_pb2.Pod, podutil.facts_of)
