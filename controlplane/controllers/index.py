@@ -1,12 +1,19 @@
 """Indexes over an informer's cache, kept current by its events (listeners run
 synchronously on every change, relists included). `NamespaceIndex` lives
 beside the informer (the API server's admission caches use it too).
+
+`ControllerIndex.shared` and `PodFactsIndex.shared` give every controller of a
+term one index per informer (and message type), so a pod event updates one
+index, not one per controller. The manager takes the index's listener off a
+shared informer when its term ends; the next term's controllers then get a new
+index (one no longer listening is never handed out).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
+from weakref import WeakKeyDictionary
 
 from google.protobuf.message import Message
 
@@ -33,6 +40,9 @@ class _OwnerIndex(Generic[M, V]):
         for obj in informer.items.values():
             self._put(obj)
         informer.add_listener(self._on_event)
+
+    def listening_to(self, informer: Informer) -> bool:
+        return self._on_event in informer.listeners
 
     def owned_by(self, uid: str) -> list[V]:
         return list(self._owned.get(uid, {}).values())
@@ -75,6 +85,18 @@ def _same(obj: M) -> M:
     return obj
 
 
+# Per informer: the indexes handed out by `shared`, by (index class, message type).
+_SHARED: WeakKeyDictionary[Informer, dict[tuple[type, type], Any]] = WeakKeyDictionary()
+
+
+def _shared(informer: Informer, key: tuple[type, type], make: Callable[[], Any]) -> Any:
+    indexes = _SHARED.setdefault(informer, {})
+    found = indexes.get(key)
+    if found is None or not found.listening_to(informer):
+        found = indexes[key] = make()
+    return found
+
+
 class ControllerIndex(_OwnerIndex[M, M]):
     """Objects by the uid of their controller owner, and orphans by namespace.
 
@@ -86,6 +108,12 @@ class ControllerIndex(_OwnerIndex[M, M]):
     def __init__(self, informer: Informer, message_type: type[M]) -> None:
         super().__init__(informer, message_type, _same)
 
+    @classmethod
+    def shared(cls, informer: Informer, message_type: type[M]) -> ControllerIndex[M]:
+        """The index of `message_type` over `informer` that the controllers share."""
+        found: ControllerIndex[M] = _shared(informer, (cls, message_type), lambda: cls(informer, message_type))
+        return found
+
 
 class PodFactsIndex(_OwnerIndex[pod_pb2.Pod, podutil.PodFacts]):
     """Pods' `PodFacts` by controller owner uid, and orphans' by namespace: each pod
@@ -93,3 +121,9 @@ class PodFactsIndex(_OwnerIndex[pod_pb2.Pod, podutil.PodFacts]):
 
     def __init__(self, informer: Informer) -> None:
         super().__init__(informer, pod_pb2.Pod, podutil.facts_of)
+
+    @classmethod
+    def shared(cls, informer: Informer) -> PodFactsIndex:
+        """The index over `informer` that the controllers share."""
+        found: PodFactsIndex = _shared(informer, (cls, pod_pb2.Pod), lambda: cls(informer))
+        return found

@@ -78,7 +78,7 @@ class DeploymentController:
         self._informers = informers
         self._deployments_by_ns = NamespaceIndex(informers["Deployment"], workloads_pb2.Deployment)
         self._sets_by_ns = NamespaceIndex(informers["ReplicaSet"], workloads_pb2.ReplicaSet)
-        self._pods = PodFactsIndex(informers["Pod"])
+        self._pods = PodFactsIndex.shared(informers["Pod"])
 
     def keys_for(self, kind: str, event: CacheEvent) -> Iterable[str]:
         if kind == "Deployment":

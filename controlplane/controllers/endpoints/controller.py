@@ -125,13 +125,16 @@ class EndpointsController:
         if kind == "Service":
             return [object_key(event.obj)]
         if kind == "Pod":
+            # The Services first: in a namespace without one, no pod change costs a view.
+            selecting = self._selecting(event.obj, event.prev)
             if (
-                event.change is Change.MODIFIED
+                selecting
+                and event.change is Change.MODIFIED
                 and event.prev is not None
                 and pod_view(event.prev) == pod_view(event.obj)
             ):
                 return []
-            return self._selecting(event.obj, event.prev)
+            return selecting
         if kind == "Node":
             if (
                 event.change is Change.MODIFIED

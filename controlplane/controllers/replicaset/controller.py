@@ -99,7 +99,7 @@ class ReplicaSetController:
         del queue
         self._sets = informers["ReplicaSet"]
         self._sets_by_ns = NamespaceIndex(informers["ReplicaSet"], workloads_pb2.ReplicaSet)
-        self._pods = PodFactsIndex(informers["Pod"])
+        self._pods = PodFactsIndex.shared(informers["Pod"])
         # Registered before the manager's enqueueing listener: expectations are
         # lowered before the key is queued.
         informers["Pod"].add_listener(self._observe)

@@ -203,3 +203,14 @@ def test_deployment_sync_from_the_index_equals_reconciling_the_namespace(
     pods = [f for rs in sets for f in index.owned_by(rs.metadata.uid)]
     expected = reconcile_deployment(deployment(), sets, everything, now=NOW)  # type: ignore[arg-type]
     assert reconcile_deployment_facts(deployment(), sets, pods, now=NOW) == expected
+
+
+def test_controllers_of_a_term_share_one_index_and_the_next_term_gets_a_fresh_one() -> None:
+    informer = Informer(ObjectStore(MemoryStore()), POD)
+    first = PodFactsIndex.shared(informer)
+    assert PodFactsIndex.shared(informer) is first
+    assert len(informer.listeners) == 1  # one pod event, one update of one index
+    informer.remove_listener(informer.listeners[0])  # the term ended: the manager took it off
+    fresh = PodFactsIndex.shared(informer)
+    assert fresh is not first
+    assert fresh.listening_to(informer)
