@@ -60,6 +60,22 @@ def _same_assignment(before: pod_pb2.Pod | None, after: pod_pb2.Pod) -> bool:
     )
 
 
+# A pod as its node gets it, the digest of what was resolved for it, its volumes' files.
+Resolved = tuple[pod_pb2.Pod, str, list[node_service_pb2.VolumePayload]]
+
+
+def standalone(pod: pod_pb2.Pod) -> bool:
+    """Whether what the node gets of the pod depends on the pod alone: no Secret or ConfigMap
+    it takes values from, no configMap, secret, projected or persistentVolumeClaim volume."""
+    return not _refs(pod) and not any(
+        v.HasField("config_map")
+        or v.HasField("secret")
+        or v.HasField("projected")
+        or v.HasField("persistent_volume_claim")
+        for v in pod.spec.volumes
+    )
+
+
 def _refs(pod: pod_pb2.Pod) -> set[tuple[str, str]]:
     """(kind, name) of every Secret and ConfigMap the pod takes variables or volume files from."""
     return configenv.refs(pod) | configvolumes.refs(pod)
@@ -81,6 +97,8 @@ class AssignmentIndex:
         self.claims = claims
         self.volumes = volumes
         self._by_node: dict[str, dict[str, pod_pb2.Pod]] = {}
+        # Per pod key: a standalone pod version and what its node gets of it.
+        self._standalone: dict[str, tuple[pod_pb2.Pod, Resolved]] = {}
         self._events: dict[str, asyncio.Event] = {}
         # Warnings per pod uid already queued, and those waiting for record_warnings.
         self._warned: dict[str, set[str]] = {}
@@ -151,6 +169,8 @@ class AssignmentIndex:
         old_node = before.spec.node_name if before is not None else ""
         new_node = "" if ev.change is Change.DELETED else pod.spec.node_name
         key = f"{pod.metadata.namespace}/{pod.metadata.name}"
+        if ev.change is Change.DELETED or not new_node:
+            self._standalone.pop(key, None)
         if ev.change is Change.DELETED:
             self._warned.pop(pod.metadata.uid, None)
         if old_node and old_node != new_node:
@@ -191,14 +211,9 @@ class AssignmentIndex:
         resolved = []
         volumes: list[node_service_pb2.VolumePayload] = []
         for pod in pods:
-            out, digest, skipped = configenv.resolve_pod(pod, self._secret, self._config_map)
-            self._warn(pod, skipped)
-            payloads, error = configvolumes.project(pod, self._secret, self._config_map)
-            if error:
-                out = configvolumes.with_error(out, error)
+            out, digest, payloads = self._resolved(pod, node)
             volumes += payloads
-            out, volumes_digest = claims.resolve_claims(out, node, self._claim, self._volume)
-            resolved.append((out, digest + configvolumes.digest(payloads, error) + volumes_digest))
+            resolved.append((out, digest))
         fingerprint = frozenset((p.metadata.uid, p.metadata.generation, _deadline(p), digest) for p, digest in resolved)
         deletions = claims.deletions(node, self._all_volumes())
         fingerprint |= {(f"volume-deletion/{d.uid}", 0, 0, d.path) for d in deletions}
@@ -206,3 +221,22 @@ class AssignmentIndex:
             epoch=self.pods.revision, pods=[p for p, _ in resolved], volumes=volumes, volume_deletions=deletions
         )
         return assignment, fingerprint
+
+    def _resolved(self, pod: pod_pb2.Pod, node: str) -> Resolved:
+        """The pod as its node gets it, the digest of what was resolved, its volumes' files. Kept
+        per pod version when it depends on nothing but the pod (no Secret, ConfigMap or claim):
+        a node's set is rebuilt at each change, and resolving each of 110 pods again is most of it."""
+        key = f"{pod.metadata.namespace}/{pod.metadata.name}"
+        kept = self._standalone.get(key)
+        if kept is not None and kept[0] is pod:
+            return kept[1]
+        out, digest, skipped = configenv.resolve_pod(pod, self._secret, self._config_map)
+        self._warn(pod, skipped)
+        payloads, error = configvolumes.project(pod, self._secret, self._config_map)
+        if error:
+            out = configvolumes.with_error(out, error)
+        out, volumes_digest = claims.resolve_claims(out, node, self._claim, self._volume)
+        result = (out, digest + configvolumes.digest(payloads, error) + volumes_digest, payloads)
+        if standalone(pod):
+            self._standalone[key] = (pod, result)
+        return result
