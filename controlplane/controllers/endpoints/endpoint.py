@@ -23,6 +23,7 @@ get new connections).
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -64,6 +65,7 @@ def address(service: service_pb2.Service, pod: pod_pb2.Pod) -> str:
     return pod.status.pod_ip if is_headless(service) else pod.status.host_ip
 
 
+@functools.lru_cache(maxsize=4096)  # the nodes' addresses, read again at every sync of a Service
 def _is_ipv4(address: str) -> bool:
     try:
         ipaddress.IPv4Address(address)
