@@ -217,7 +217,6 @@ class PodFacts(NamedTuple):
     (`facts_of`): counting a set of 10,000 pods then costs no protobuf access per pod."""
 
     pod: pod_pb2.Pod
-    key: str
     namespace: str
     # The uid of the controller ownerReference ("" without one).
     owner: str
@@ -258,7 +257,6 @@ def facts_of(pod: pod_pb2.Pod) -> PodFacts:
     is_ready = ready is not None and ready.status == "True"
     return PodFacts(
         pod,
-        f"{m.namespace}/{m.name}" if m.namespace else m.name,
         m.namespace,
         next((r.uid for r in m.owner_references if r.controller), ""),
         dict(m.labels),

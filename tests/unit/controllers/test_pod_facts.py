@@ -106,7 +106,7 @@ def test_facts_agree_with_the_pod_functions(min_ready: int, p: pod_pb2.Pod) -> N
     facts = podutil.facts_of(p)
     ref = owners.controller_ref(p)
     assert facts.owner == (ref.uid if ref is not None else "")
-    assert facts.key == f"{p.metadata.namespace}/{p.metadata.name}"
+    assert facts.namespace == p.metadata.namespace
     assert facts.labels == dict(p.metadata.labels)
     assert facts.terminal == podutil.is_terminal(p)
     assert facts.terminating == podutil.is_terminating(p)
@@ -160,7 +160,7 @@ async def _indexed(writes: list[pod_pb2.Pod | tuple[str, str]]) -> tuple[Informe
 
 
 def _by_key(facts: list[podutil.PodFacts]) -> dict[str, podutil.PodFacts]:
-    return {f.key: f for f in facts}
+    return {f"{f.namespace}/{f.pod.metadata.name}": f for f in facts}
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
