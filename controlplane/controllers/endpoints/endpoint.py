@@ -167,8 +167,8 @@ def member(service: service_pb2.Service, pod: pod_pb2.Pod, nodes: Mapping[str, n
 class Members:
     """`member`, kept per (Service, pod) while the Service, the pod and the pod's node are the
     same versions (the informers replace an object on each change): a sync of a Service over
-    10,000 pods reads again only the pods that changed. Only the pods of a Service's last sync
-    are kept (`synced`), and nothing of a Service gone (`forget`)."""
+    10,000 pods reads again only the pods that changed. Only the pods a Service took at its
+    last sync are kept (`synced`), and nothing of a Service gone (`forget`)."""
 
     def __init__(self) -> None:
         self._kept: dict[str, dict[str, tuple[object, object, object, Member]]] = {}
@@ -186,7 +186,8 @@ class Members:
             result = kept[3]
         else:
             result = member(service, pod, nodes)
-        self._seen[key] = (service, pod, node, result)
+        if result[0]:  # only the pods it takes: another Service's are refused in a label lookup
+            self._seen[key] = (service, pod, node, result)
         return result
 
     def synced(self) -> None:
