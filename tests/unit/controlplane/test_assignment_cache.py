@@ -5,7 +5,7 @@ Secret changes, and shown to resolve an unchanged pod only once."""
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from controlplane.informer import CacheEvent, Informer
@@ -13,7 +13,7 @@ from controlplane.nodeapi import assignments, configenv
 from controlplane.nodeapi.assignments import AssignmentIndex
 from controlplane.store.memory import MemoryStore
 from controlplane.store.objects import Change, ObjectStore
-from protos.corral.v1 import pod_pb2, secret_pb2
+from protos.corral.v1 import pod_pb2, secret_pb2, storage_pb2
 from protos.kinds import by_kind
 
 NODES = ("n1", "n2")
@@ -115,3 +115,78 @@ def test_an_unchanged_standalone_pod_is_resolved_once(monkeypatch: pytest.Monkey
     # The pod that takes a Secret's value is resolved at each build (the Secret may have changed).
     assert sorted(resolved) == ["plain", "with-secret", "with-secret"]
     assert assignments.standalone(pods.items["default/plain"])  # type: ignore[arg-type]
+
+
+def claim_pod(name: str, node: str, *, generation: int, secret_env: bool, claim: str) -> pod_pb2.Pod:
+    p = pod(name, node, generation=generation, secret_env=secret_env)
+    if claim:
+        p.spec.volumes.add(name="data").persistent_volume_claim.claim_name = claim
+    return p
+
+
+def woken_by_scan(index: AssignmentIndex, kind: str, namespace: str, name: str) -> set[str]:
+    """The nodes a change to the object wakes, by scanning every node's pods (as before the index)."""
+    return {
+        node
+        for node, pods in index._by_node.items()
+        for p in pods.values()
+        if ((kind, namespace, name) == ("PersistentVolumeClaim", p.metadata.namespace, name)
+        and any(c == name for _, c in st_claims(p)))
+        or (p.metadata.namespace == namespace and (kind, name) in assignments._refs(p))
+    }
+
+
+def st_claims(p: pod_pb2.Pod) -> list[tuple[str, str]]:
+    return [
+        (v.name, v.persistent_volume_claim.claim_name) for v in p.spec.volumes if v.HasField("persistent_volume_claim")
+    ]
+
+
+# (pod, node or "" to unbind or None to delete, generation, takes the Secret, claim mounted)
+uses_ops_ = st.lists(
+    st.tuples(
+        st.sampled_from(["a", "b", "c"]),
+        st.sampled_from([*NODES, "", None]),
+        st.integers(1, 3),
+        st.booleans(),
+        st.sampled_from(["", "data-1", "data-2"]),
+    ),
+    max_size=25,
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(ops=uses_ops_)
+@example(ops=[("a", "n1", 1, True, "data-1"), ("a", "n2", 1, True, "data-1")])  # the same spec on another node
+def test_a_referenced_object_wakes_the_nodes_a_scan_of_every_pod_finds(
+    ops: list[tuple[str, str | None, int, bool, str]],
+) -> None:
+    pods, secrets = informers()
+    index = AssignmentIndex(pods, secrets=secrets)
+    events = {n: index.event_for(n) for n in NODES}
+    for name, node, generation, secret_env, claim in ops:
+        key = f"default/{name}"
+        if node is None:
+            if key in pods.items:
+                apply(pods, index, Change.DELETED, pods.items[key])  # type: ignore[arg-type]
+            continue
+        change = Change.MODIFIED if key in pods.items else Change.ADDED
+        before = pods.items.get(key)
+        if isinstance(before, pod_pb2.Pod):
+            # As the API does: a changed spec bumps the generation (a binding does not).
+            spec = claim_pod(name, before.spec.node_name, generation=0, secret_env=secret_env, claim=claim).spec
+            generation = before.metadata.generation + (spec != before.spec)
+        p = claim_pod(name, node, generation=generation, secret_env=secret_env, claim=claim)
+        apply(pods, index, change, p)
+    for kind, name in [("Secret", "creds"), ("PersistentVolumeClaim", "data-1"), ("PersistentVolumeClaim", "data-2")]:
+        for event in events.values():
+            event.clear()
+        obj = secret(b"v") if kind == "Secret" else claim_object(name)
+        index._on_referenced(kind, CacheEvent(Change.MODIFIED, obj, obj, 9))
+        assert {n for n, e in events.items() if e.is_set()} == woken_by_scan(index, kind, "default", name)
+
+
+def claim_object(name: str) -> storage_pb2.PersistentVolumeClaim:
+    c = storage_pb2.PersistentVolumeClaim()
+    c.metadata.name, c.metadata.namespace = name, "default"
+    return c
