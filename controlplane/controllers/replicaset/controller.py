@@ -225,11 +225,8 @@ class ReplicaSetController:
                 self.expectations.deletion_failed(key, object_key(pod))
         deleted = [p for p, r in zip(pods, results, strict=True) if not isinstance(r, BaseException)]
         log.info("replica_set_scaled", replica_set=key, deleted=len(deleted), failed=len(errors))
-        await asyncio.gather(
-            *(
-                self.recorder.record(rs, "Normal", "SuccessfulDelete", f"Deleted pod: {p.metadata.name}")
-                for p in deleted
-            )
+        await self.recorder.record_all(
+            rs, "Normal", "SuccessfulDelete", [f"Deleted pod: {p.metadata.name}" for p in deleted]
         )
         if errors:
             await self.recorder.record(rs, "Warning", "FailedDelete", f"Error deleting: {errors[0]}")
@@ -267,6 +264,4 @@ class ReplicaSetController:
 
     async def _created(self, key: str, rs: workloads_pb2.ReplicaSet, names: list[str], *, asked: int) -> None:
         log.info("replica_set_scaled", replica_set=key, created=len(names), asked=asked)
-        await asyncio.gather(
-            *(self.recorder.record(rs, "Normal", "SuccessfulCreate", f"Created pod: {name}") for name in names)
-        )
+        await self.recorder.record_all(rs, "Normal", "SuccessfulCreate", [f"Created pod: {name}" for name in names])
