@@ -46,18 +46,17 @@ def test_kept_members_give_the_slices_recomputed_from_every_pod(changes: list[ob
     svc: service_pb2.Service = service()
     kept: list[discovery_pb2.EndpointSlice] = []
     for change in changes:
-        if isinstance(change, int):
-            svc = service(target=change)
-        elif len(change) == 1:  # type: ignore[arg-type]
-            pods.pop(change[0], None)  # type: ignore[index]
-        elif len(change) == 2:  # type: ignore[arg-type]
-            name, ready = change  # type: ignore[misc]
-            nodes[name] = node(name, ready)
-        else:
-            name, ready, on, published, labelled = change  # type: ignore[misc]
-            labels = {"app": "web"} if labelled else {"app": "other"}
-            spec = PodSpec(name, ready=ready, node=on, ports={8080: published, 9090: 0}, labels=labels)
-            pods[name] = pod(spec)
+        match change:
+            case int(port):
+                svc = service(target=port)
+            case (str(name),):
+                pods.pop(name, None)
+            case (str(name), bool(ready)):
+                nodes[name] = node(name, ready)
+            case (str(name), bool(ready), str(on), int(published), bool(labelled)):
+                labels = {"app": "web"} if labelled else {"app": "other"}
+                spec = PodSpec(name, ready=ready, node=on, ports={8080: published, 9090: 0}, labels=labels)
+                pods[name] = pod(spec)
         members.begin("default/web")
         cached = reconcile(svc, list(pods.values()), nodes, (), kept, max_endpoints=2, member_of=members)
         members.synced()

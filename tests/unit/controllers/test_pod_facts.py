@@ -148,7 +148,7 @@ async def _indexed(writes: list[pod_pb2.Pod | tuple[str, str]]) -> tuple[Informe
         if existing is None:
             revision = int((await objects.create(write)).metadata.resource_version)
         else:
-            write.metadata.resource_version = existing.metadata.resource_version  # type: ignore[attr-defined]
+            write.metadata.resource_version = existing.metadata.resource_version
             revision = int((await objects.update(write)).metadata.resource_version)
     for _ in range(1000):
         if informer.revision >= revision:
