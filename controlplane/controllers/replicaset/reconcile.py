@@ -25,7 +25,7 @@ shell keeps per pod version in an index (`PodFactsIndex`): a sync of a set of
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -33,7 +33,7 @@ from controlplane.apiserver import labels
 from controlplane.controllers.replicaset import victims
 from protos import owners
 from protos import pods as podutil
-from protos.corral.v1 import pod_pb2, workloads_pb2
+from protos.corral.v1 import meta_pb2, pod_pb2, workloads_pb2
 
 BURST = 500
 # Added to "becomes available in N seconds" so the requeue lands after it.
@@ -112,6 +112,7 @@ def claim_facts(
 ) -> tuple[list[podutil.PodFacts], tuple[pod_pb2.Pod, ...], tuple[pod_pb2.Pod, ...]]:
     """`claim_pods` over the pods' facts: the facts of the owned pods, copies to adopt, copies to release."""
     selector = labels.from_label_selector(rs.spec.selector)
+    matches_labels = _matcher(rs.spec.selector, selector)
     uid, namespace = rs.metadata.uid, rs.metadata.namespace
     may_adopt = not selector.empty and not podutil.is_terminating(rs)
     owned: list[podutil.PodFacts] = []
@@ -120,7 +121,7 @@ def claim_facts(
     for pod in pods:
         if pod.namespace != namespace:
             continue
-        matches = not selector.empty and selector.matches(pod.labels)
+        matches = not selector.empty and matches_labels(pod.labels)
         if pod.owner == uid:
             if matches:
                 owned.append(pod)
@@ -129,6 +130,15 @@ def claim_facts(
         elif not pod.owner and matches and may_adopt and pod.active:
             adopt.append(_with_owner(pod.pod, rs))
     return owned, tuple(adopt), tuple(release)
+
+
+def _matcher(raw: meta_pb2.LabelSelector, selector: labels.Selector) -> Callable[[Mapping[str, str]], bool]:
+    """`selector.matches`; for a matchLabels-only selector (a Deployment's), an inclusion of
+    dict items, which costs a tenth of it at every pod of every sync."""
+    if raw.match_expressions:
+        return selector.matches
+    wanted = dict(raw.match_labels).items()
+    return lambda pod_labels: wanted <= pod_labels.items()
 
 
 def _with_owner(pod: pod_pb2.Pod, rs: _Claimer) -> pod_pb2.Pod:

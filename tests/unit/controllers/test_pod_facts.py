@@ -13,16 +13,18 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from controlplane.apiserver import labels
 from controlplane.controllers.deployment.reconcile import reconcile as reconcile_deployment
 from controlplane.controllers.deployment.reconcile import reconcile_facts as reconcile_deployment_facts
 from controlplane.controllers.index import PodFactsIndex
+from controlplane.controllers.replicaset import reconcile as rs_reconcile
 from controlplane.controllers.replicaset.reconcile import reconcile, reconcile_facts
 from controlplane.informer import Informer
 from controlplane.store.memory import MemoryStore
 from controlplane.store.objects import ObjectStore
 from protos import owners
 from protos import pods as podutil
-from protos.corral.v1 import pod_pb2, workloads_pb2
+from protos.corral.v1 import meta_pb2, pod_pb2, workloads_pb2
 from protos.kinds import by_kind
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -214,3 +216,17 @@ def test_controllers_of_a_term_share_one_index_and_the_next_term_gets_a_fresh_on
     fresh = PodFactsIndex.shared(informer)
     assert fresh is not first
     assert fresh.listening_to(informer)
+
+
+label_maps = st.dictionaries(st.sampled_from(["app", "tier", "track"]), st.sampled_from(["web", "db", ""]), max_size=3)
+
+
+@given(match_labels=label_maps, pod_labels=label_maps, expression=st.booleans())
+def test_a_replica_sets_label_match_is_the_selectors(
+    match_labels: dict[str, str], pod_labels: dict[str, str], expression: bool
+) -> None:
+    raw = meta_pb2.LabelSelector(match_labels=match_labels)
+    if expression:
+        raw.match_expressions.add(key="tier", operator="NotIn", values=["db"])
+    selector = labels.from_label_selector(raw)
+    assert rs_reconcile._matcher(raw, selector)(pod_labels) == selector.matches(pod_labels)
