@@ -19,9 +19,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Final, Protocol, Self, TypeVar
+from typing import Final, NamedTuple, Protocol, Self, TypeVar
 
 from google.protobuf.message import Message
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from protos.corral.v1 import meta_pb2, pod_pb2
 from protos.objectmeta import meta
@@ -209,3 +210,70 @@ def host_domain(pod: pod_pb2.Pod) -> str:
     if not pod.spec.subdomain:
         return ""
     return f"{pod.spec.subdomain}.{pod.metadata.namespace}.svc.{CLUSTER_DOMAIN}"
+
+
+class PodFacts(NamedTuple):
+    """What the workload controllers read of one pod version, read from the message once
+    (`facts_of`): counting a set of 10,000 pods then costs no protobuf access per pod."""
+
+    pod: pod_pb2.Pod
+    namespace: str
+    # The uid of the controller ownerReference ("" without one).
+    owner: str
+    labels: Mapping[str, str]
+    terminal: bool
+    terminating: bool
+    ready: bool
+    # The Ready condition's lastTransitionTime while ready (None: not ready).
+    ready_time: Timestamp | None
+
+    @property
+    def active(self) -> bool:
+        return not self.terminal and not self.terminating
+
+    def available_at(self, min_ready_seconds: int) -> datetime | None:
+        """As `available_at` of the pod."""
+        if not self.ready:
+            return None
+        if min_ready_seconds <= 0:
+            return _EARLIEST
+        since = None if self.ready_time is None else as_datetime(self.ready_time)
+        if since is None:
+            return _LATEST
+        return since + timedelta(seconds=min_ready_seconds)
+
+    def is_available(self, min_ready_seconds: int, now: datetime) -> bool:
+        at = self.available_at(min_ready_seconds)
+        return at is not None and at <= now
+
+
+_EARLIEST: Final = datetime.min.replace(tzinfo=UTC)
+_LATEST: Final = datetime.max.replace(tzinfo=UTC)
+
+
+def facts_of(pod: pod_pb2.Pod) -> PodFacts:
+    m = pod.metadata
+    ready = _ready_in(pod.status.conditions)
+    is_ready = ready is not None and ready.status == "True"
+    return PodFacts(
+        pod,
+        m.namespace,
+        next((r.uid for r in m.owner_references if r.controller), ""),
+        dict(m.labels),
+        pod.status.phase in TERMINAL_PHASES,
+        m.HasField("deletion_timestamp"),
+        is_ready,
+        ready.last_transition_time if is_ready and ready is not None else None,
+    )
+
+
+def next_available_of(facts: Iterable[PodFacts], min_ready_seconds: int, now: datetime) -> float | None:
+    """As `next_available`, over pods' facts."""
+    if min_ready_seconds <= 0:
+        return None
+    waits = [
+        (at - now).total_seconds()
+        for f in facts
+        if (at := f.available_at(min_ready_seconds)) is not None and now < at < _LATEST
+    ]
+    return min(waits) if waits else None

@@ -60,6 +60,30 @@ def _same_assignment(before: pod_pb2.Pod | None, after: pod_pb2.Pod) -> bool:
     )
 
 
+# A pod as its node gets it, the digest of what was resolved for it, its volumes' files.
+Resolved = tuple[pod_pb2.Pod, str, list[node_service_pb2.VolumePayload]]
+
+
+def standalone(pod: pod_pb2.Pod) -> bool:
+    """Whether what the node gets of the pod depends on the pod alone: no Secret or ConfigMap
+    it takes values from, no configMap, secret, projected or persistentVolumeClaim volume."""
+    return not _refs(pod) and not any(
+        v.HasField("config_map")
+        or v.HasField("secret")
+        or v.HasField("projected")
+        or v.HasField("persistent_volume_claim")
+        for v in pod.spec.volumes
+    )
+
+
+def used_by(pod: pod_pb2.Pod) -> frozenset[tuple[str, str, str]]:
+    """(namespace, kind, name) of every Secret and ConfigMap the pod takes values or files from,
+    and of every PersistentVolumeClaim it mounts."""
+    namespace = pod.metadata.namespace
+    claimed = {(namespace, "PersistentVolumeClaim", claim) for _, claim in st.claim_names(pod.spec)}
+    return frozenset({(namespace, kind, name) for kind, name in _refs(pod)} | claimed)
+
+
 def _refs(pod: pod_pb2.Pod) -> set[tuple[str, str]]:
     """(kind, name) of every Secret and ConfigMap the pod takes variables or volume files from."""
     return configenv.refs(pod) | configvolumes.refs(pod)
@@ -81,6 +105,11 @@ class AssignmentIndex:
         self.claims = claims
         self.volumes = volumes
         self._by_node: dict[str, dict[str, pod_pb2.Pod]] = {}
+        # Per pod key: a standalone pod version and what its node gets of it.
+        self._standalone: dict[str, tuple[pod_pb2.Pod, Resolved]] = {}
+        # Per bound pod key: its node and what it uses; per (namespace, kind, name): the pods using it.
+        self._uses: dict[str, tuple[str, frozenset[tuple[str, str, str]]]] = {}
+        self._users: dict[tuple[str, str, str], set[str]] = {}
         self._events: dict[str, asyncio.Event] = {}
         # Warnings per pod uid already queued, and those waiting for record_warnings.
         self._warned: dict[str, set[str]] = {}
@@ -98,10 +127,7 @@ class AssignmentIndex:
 
     def _on_claim(self, ev: CacheEvent) -> None:
         """Wake the nodes with a pod that mounts this claim."""
-        namespace, name = ev.obj.metadata.namespace, ev.obj.metadata.name  # type: ignore[attr-defined]
-        for node, pods in self._by_node.items():
-            if any(st.uses_claim(p, namespace, name) for p in pods.values()):
-                self._wake(node)
+        self._on_referenced("PersistentVolumeClaim", ev)
 
     def _on_volume(self, ev: CacheEvent) -> None:
         """Wake the node a volume is on (its pods' mounts, its deletions)."""
@@ -128,11 +154,32 @@ class AssignmentIndex:
         self._on_referenced("ConfigMap", ev)
 
     def _on_referenced(self, kind: str, ev: CacheEvent) -> None:
-        """Wake the nodes with a pod that takes variables or volume files from this object."""
+        """Wake the nodes with a pod that takes variables or volume files from this object (or
+        mounts this claim): from the index of what bound pods use, not a scan of every node's pods."""
         namespace, name = ev.obj.metadata.namespace, ev.obj.metadata.name  # type: ignore[attr-defined]
-        for node, pods in self._by_node.items():
-            if any(p.metadata.namespace == namespace and (kind, name) in _refs(p) for p in pods.values()):
-                self._wake(node)
+        for key in self._users.get((namespace, kind, name), ()):
+            self._wake(self._uses[key][0])
+
+    def _index_uses(self, key: str, pod: pod_pb2.Pod | None, node: str, same_spec: bool) -> None:
+        """Keep what the bound pod `key` uses (None: not bound any more); its uses are read
+        again only when its spec may have changed (another uid or generation, another node)."""
+        kept = self._uses.get(key)
+        if kept is not None and pod is not None and same_spec and kept[0] == node:
+            return
+        if kept is not None:
+            del self._uses[key]
+            for used in kept[1]:
+                users = self._users.get(used)
+                if users is not None:
+                    users.discard(key)
+                    if not users:
+                        del self._users[used]
+        if pod is None:
+            return
+        uses = used_by(pod)
+        self._uses[key] = (node, uses)
+        for used in uses:
+            self._users.setdefault(used, set()).add(key)
 
     def _secret(self, namespace: str, name: str) -> secret_pb2.Secret | None:
         found = self.secrets.items.get(f"{namespace}/{name}") if self.secrets is not None else None
@@ -151,8 +198,16 @@ class AssignmentIndex:
         old_node = before.spec.node_name if before is not None else ""
         new_node = "" if ev.change is Change.DELETED else pod.spec.node_name
         key = f"{pod.metadata.namespace}/{pod.metadata.name}"
+        if ev.change is Change.DELETED or not new_node:
+            self._standalone.pop(key, None)
         if ev.change is Change.DELETED:
             self._warned.pop(pod.metadata.uid, None)
+        same_spec = (
+            before is not None
+            and before.metadata.uid == pod.metadata.uid
+            and before.metadata.generation == pod.metadata.generation
+        )
+        self._index_uses(key, pod if new_node else None, new_node, same_spec)
         if old_node and old_node != new_node:
             left = self._by_node.get(old_node, {})
             left.pop(key, None)
@@ -194,14 +249,9 @@ class AssignmentIndex:
         resolved = []
         volumes: list[node_service_pb2.VolumePayload] = []
         for pod in pods:
-            out, digest, skipped = configenv.resolve_pod(pod, self._secret, self._config_map)
-            self._warn(pod, skipped)
-            payloads, error = configvolumes.project(pod, self._secret, self._config_map)
-            if error:
-                out = configvolumes.with_error(out, error)
+            out, digest, payloads = self._resolved(pod, node)
             volumes += payloads
-            out, volumes_digest = claims.resolve_claims(out, node, self._claim, self._volume)
-            resolved.append((out, digest + configvolumes.digest(payloads, error) + volumes_digest))
+            resolved.append((out, digest))
         fingerprint = frozenset((p.metadata.uid, p.metadata.generation, _deadline(p), digest) for p, digest in resolved)
         deletions = claims.deletions(node, self._all_volumes())
         fingerprint |= {(f"volume-deletion/{d.uid}", 0, 0, d.path) for d in deletions}
@@ -209,3 +259,22 @@ class AssignmentIndex:
             epoch=self.pods.revision, pods=[p for p, _ in resolved], volumes=volumes, volume_deletions=deletions
         )
         return assignment, fingerprint
+
+    def _resolved(self, pod: pod_pb2.Pod, node: str) -> Resolved:
+        """The pod as its node gets it, the digest of what was resolved, its volumes' files. Kept
+        per pod version when it depends on nothing but the pod (no Secret, ConfigMap or claim):
+        a node's set is rebuilt at each change, and resolving each of 110 pods again is most of it."""
+        key = f"{pod.metadata.namespace}/{pod.metadata.name}"
+        kept = self._standalone.get(key)
+        if kept is not None and kept[0] is pod:
+            return kept[1]
+        out, digest, skipped = configenv.resolve_pod(pod, self._secret, self._config_map)
+        self._warn(pod, skipped)
+        payloads, error = configvolumes.project(pod, self._secret, self._config_map)
+        if error:
+            out = configvolumes.with_error(out, error)
+        out, volumes_digest = claims.resolve_claims(out, node, self._claim, self._volume)
+        result = (out, digest + configvolumes.digest(payloads, error) + volumes_digest, payloads)
+        if standalone(pod):
+            self._standalone[key] = (pod, result)
+        return result

@@ -54,7 +54,7 @@ class CronJobController:
     def bind(self, informers: dict[str, Informer], queue: WorkQueue) -> None:
         del queue
         self._cron_jobs = informers["CronJob"]
-        self._jobs = ControllerIndex(informers["Job"], batch_pb2.Job)
+        self._jobs = ControllerIndex.shared(informers["Job"], batch_pb2.Job)
 
     def keys_for(self, kind: str, event: CacheEvent) -> Iterable[str]:
         if kind == "CronJob":

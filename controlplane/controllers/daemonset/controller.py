@@ -83,8 +83,8 @@ class DaemonSetController:
         self._sets = informers[KIND]
         self._nodes = informers["Node"]
         self._sets_by_ns = NamespaceIndex(informers[KIND], workloads_pb2.DaemonSet)
-        self._pods = ControllerIndex(informers["Pod"], pod_pb2.Pod)
-        self._revisions = ControllerIndex(informers["ControllerRevision"], workloads_pb2.ControllerRevision)
+        self._pods = ControllerIndex.shared(informers["Pod"], pod_pb2.Pod)
+        self._revisions = ControllerIndex.shared(informers["ControllerRevision"], workloads_pb2.ControllerRevision)
         # Registered before the manager's enqueueing listener: expectations are
         # lowered before the key is queued.
         informers["Pod"].add_listener(self._observe)

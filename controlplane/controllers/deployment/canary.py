@@ -156,7 +156,7 @@ def _abort_reason(plan: Plan, canary: SetState) -> str | None:
     config = d.spec.strategy.canary
     if config.HasField("abort_on_failure") and not config.abort_on_failure:
         return None
-    return failure(canary.pods)
+    return failure(p.pod for p in canary.pods)
 
 
 def _abort(plan: Plan, stable: SetState, canary: SetState, record: workloads_pb2.CanaryStatus, reason: str) -> Outcome:

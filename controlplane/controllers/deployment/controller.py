@@ -32,9 +32,9 @@ from controlplane.apiserver.handlers import ObjectApi
 from controlplane.clock import utcnow
 from controlplane.controllers.deployment.expectations import WriteExpectations
 from controlplane.controllers.deployment.plan import Event
-from controlplane.controllers.deployment.reconcile import DeploymentActions, reconcile
+from controlplane.controllers.deployment.reconcile import DeploymentActions, reconcile_facts
 from controlplane.controllers.events import EventRecorder
-from controlplane.controllers.index import NamespaceIndex
+from controlplane.controllers.index import NamespaceIndex, PodFactsIndex
 from controlplane.controllers.queue import WorkQueue
 from controlplane.controllers.replicaset.controller import owner_key
 from controlplane.informer import CacheEvent, Change, Informer, object_key
@@ -68,7 +68,7 @@ class DeploymentController:
         self.expectations = expectations or WriteExpectations()
         self._informers: dict[str, Informer] = {}
         self._sets_by_ns: NamespaceIndex[workloads_pb2.ReplicaSet] | None = None
-        self._pods_by_ns: NamespaceIndex[pod_pb2.Pod] | None = None
+        self._pods: PodFactsIndex | None = None
         self._deployments_by_ns: NamespaceIndex[workloads_pb2.Deployment] | None = None
 
     # -- wiring -----------------------------------------------------------------
@@ -78,7 +78,7 @@ class DeploymentController:
         self._informers = informers
         self._deployments_by_ns = NamespaceIndex(informers["Deployment"], workloads_pb2.Deployment)
         self._sets_by_ns = NamespaceIndex(informers["ReplicaSet"], workloads_pb2.ReplicaSet)
-        self._pods_by_ns = NamespaceIndex(informers["Pod"], pod_pb2.Pod)
+        self._pods = PodFactsIndex.shared(informers["Pod"])
 
     def keys_for(self, kind: str, event: CacheEvent) -> Iterable[str]:
         if kind == "Deployment":
@@ -127,11 +127,11 @@ class DeploymentController:
         if not self.expectations.satisfied(key, self._informers):
             return self.expectations.remaining(key)
         assert self._sets_by_ns is not None
-        assert self._pods_by_ns is not None
-        namespace = d.metadata.namespace
-        actions = reconcile(
-            d, self._sets_by_ns.in_namespace(namespace), self._pods_by_ns.in_namespace(namespace), now=self.now()
-        )
+        assert self._pods is not None
+        sets = self._sets_by_ns.in_namespace(d.metadata.namespace)
+        # The pods of the namespace's ReplicaSets (new_plan keeps those of the Deployment's).
+        pods = [p for rs in sets for p in self._pods.owned_by(rs.metadata.uid)]
+        actions = reconcile_facts(d, sets, pods, now=self.now())
         await self._apply(key, d, actions)
         return actions.requeue_after
 

@@ -52,7 +52,7 @@ class SetState:
     # As read; None for a ReplicaSet this sync creates.
     original: workloads_pb2.ReplicaSet | None
     # Its pods that may still run: not terminal (being deleted included).
-    pods: list[pod_pb2.Pod]
+    pods: list[podutil.PodFacts]
     active: int = 0
     ready: int = 0
     available: int = 0
@@ -109,20 +109,20 @@ def creation_key(rs: workloads_pb2.ReplicaSet) -> tuple[float, str]:
 def new_plan(
     d: workloads_pb2.Deployment,
     replica_sets: Iterable[workloads_pb2.ReplicaSet],
-    pods: Iterable[pod_pb2.Pod],
+    pods: Iterable[podutil.PodFacts],
     *,
     now: datetime,
 ) -> Plan:
+    """The plan of a sync; `pods` may be any superset of the Deployment's ReplicaSets' pods."""
     deployment = workloads_pb2.Deployment()
     deployment.CopyFrom(d)
     namespace = d.metadata.namespace
     in_namespace = [rs for rs in replica_sets if rs.metadata.namespace == namespace]
     owned = claim_replica_sets(d, in_namespace)
-    by_owner: dict[str, list[pod_pb2.Pod]] = defaultdict(list)
+    by_owner: dict[str, list[podutil.PodFacts]] = defaultdict(list)
     for pod in pods:
-        ref = owners.controller_ref(pod)
-        if ref is not None and pod.metadata.namespace == namespace and not podutil.is_terminal(pod):
-            by_owner[ref.uid].append(pod)
+        if pod.owner and pod.namespace == namespace and not pod.terminal:
+            by_owner[pod.owner].append(pod)
     sets = [set_state(copy, original, by_owner[original.metadata.uid], d, now) for copy, original in owned]
     sets.sort(key=lambda s: creation_key(s.rs))
     return Plan(
@@ -155,19 +155,19 @@ def claim_replica_sets(
 def set_state(
     rs: workloads_pb2.ReplicaSet,
     original: workloads_pb2.ReplicaSet | None,
-    pods: list[pod_pb2.Pod],
+    pods: list[podutil.PodFacts],
     d: workloads_pb2.Deployment,
     now: datetime,
 ) -> SetState:
-    active = [p for p in pods if podutil.is_active(p)]
+    active = [p for p in pods if p.active]
     min_ready = d.spec.min_ready_seconds
     return SetState(
         rs=rs,
         original=original,
         pods=pods,
         active=len(active),
-        ready=sum(podutil.is_ready(p) for p in active),
-        available=sum(podutil.is_available(p, min_ready, now) for p in active),
+        ready=sum(p.ready for p in active),
+        available=sum(p.is_available(min_ready, now) for p in active),
     )
 
 

@@ -66,6 +66,17 @@ def reconcile(
     *,
     now: datetime,
 ) -> DeploymentActions:
+    return reconcile_facts(deployment, replica_sets, [podutil.facts_of(p) for p in pods], now=now)
+
+
+def reconcile_facts(
+    deployment: workloads_pb2.Deployment,
+    replica_sets: Iterable[workloads_pb2.ReplicaSet],
+    pods: Iterable[podutil.PodFacts],
+    *,
+    now: datetime,
+) -> DeploymentActions:
+    """`reconcile` over the pods' facts (any superset of the Deployment's ReplicaSets' pods)."""
     plan = new_plan(deployment, replica_sets, pods, now=now)
     run(plan)
     return actions_of(plan)
@@ -145,9 +156,9 @@ def actions_of(plan: Plan) -> DeploymentActions:
 
 
 def _requeue_after(plan: Plan) -> float | None:
-    pods = [p for s in plan.sets for p in s.pods if podutil.is_active(p)]
+    pods = [p for s in plan.sets for p in s.pods if p.active]
     delays = list(plan.requeue)
-    wait = podutil.next_available(pods, plan.deployment.spec.min_ready_seconds, plan.now)
+    wait = podutil.next_available_of(pods, plan.deployment.spec.min_ready_seconds, plan.now)
     if wait is not None:
         delays.append(wait + AVAILABILITY_SKEW)
     return min(delays) if delays else None

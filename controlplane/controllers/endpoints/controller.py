@@ -31,6 +31,7 @@ from google.protobuf.message import Message
 
 from controlplane.apiserver.errors import NotFoundError
 from controlplane.apiserver.handlers import ObjectApi
+from controlplane.controllers.endpoints.endpoint import Members
 from controlplane.controllers.endpoints.node_index import NodeIndex
 from controlplane.controllers.endpoints.reconcile import MAX_ENDPOINTS, SliceActions, is_managed, reconcile
 from controlplane.controllers.index import NamespaceIndex
@@ -100,6 +101,7 @@ class EndpointsController:
         self.workers = workers
         self.max_endpoints = max_endpoints
         self._caches: Caches | None = None
+        self._members = Members()
 
     # -- wiring -----------------------------------------------------------------
 
@@ -125,13 +127,16 @@ class EndpointsController:
         if kind == "Service":
             return [object_key(event.obj)]
         if kind == "Pod":
+            # The Services first: in a namespace without one, no pod change costs a view.
+            selecting = self._selecting(event.obj, event.prev)
             if (
-                event.change is Change.MODIFIED
+                selecting
+                and event.change is Change.MODIFIED
                 and event.prev is not None
                 and pod_view(event.prev) == pod_view(event.obj)
             ):
                 return []
-            return self._selecting(event.obj, event.prev)
+            return selecting
         if kind == "Node":
             if (
                 event.change is Change.MODIFIED
@@ -193,6 +198,8 @@ class EndpointsController:
         mine = [s for s in in_namespace if is_managed(s, name)]
         taken = {s.metadata.name for s in in_namespace if not is_managed(s, name)}
         nodes = {k: n for k, n in caches.nodes.items.items() if isinstance(n, node_pb2.Node)}
+        # No await from begin to synced: the two workers' syncs do not interleave here.
+        self._members.begin(key)
         actions = reconcile(
             service,
             caches.pods_by_ns.in_namespace(namespace),
@@ -201,7 +208,12 @@ class EndpointsController:
             mine,
             taken=taken,
             max_endpoints=self.max_endpoints,
+            member_of=self._members,
         )
+        if service is None:
+            self._members.forget(key)
+        else:
+            self._members.synced()
         if not actions.empty:
             await self._apply(key, actions)
         return None

@@ -35,8 +35,9 @@ get new connections).
 
 from __future__ import annotations
 
+import functools
 import ipaddress
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from protos import nodes as nodeutil
@@ -89,6 +90,7 @@ def on_pod_network(pod: pod_pb2.Pod, node: node_pb2.Node | None) -> bool:
         return False
 
 
+@functools.lru_cache(maxsize=4096)  # the nodes' addresses, read again at every sync of a Service
 def _is_ipv4(address: str) -> bool:
     try:
         ipaddress.IPv4Address(address)
@@ -203,3 +205,48 @@ def endpoint_for(
     endpoint.target_ref.name = m.name
     endpoint.target_ref.uid = m.uid
     return endpoint
+
+
+# Whether the Service takes the pod (selected and a candidate), and its endpoint if it publishes one.
+Member = tuple[bool, discovery_pb2.Endpoint | None]
+MemberOf = Callable[[service_pb2.Service, pod_pb2.Pod, Mapping[str, node_pb2.Node]], Member]
+
+
+def member(service: service_pb2.Service, pod: pod_pb2.Pod, nodes: Mapping[str, node_pb2.Node]) -> Member:
+    if not (selects(service, pod) and is_candidate(service, pod)):
+        return False, None
+    return True, endpoint_for(service, pod, nodes)
+
+
+class Members:
+    """`member`, kept per (Service, pod) while the Service, the pod and the pod's node are the
+    same versions (the informers replace an object on each change): a sync of a Service over
+    10,000 pods reads again only the pods that changed. Only the pods a Service took at its
+    last sync are kept (`synced`), and nothing of a Service gone (`forget`)."""
+
+    def __init__(self) -> None:
+        self._kept: dict[str, dict[str, tuple[object, object, object, Member]]] = {}
+        self._seen: dict[str, tuple[object, object, object, Member]] = {}
+        self._service = ""
+
+    def begin(self, service_key: str) -> None:
+        self._service, self._seen = service_key, {}
+
+    def __call__(self, service: service_pb2.Service, pod: pod_pb2.Pod, nodes: Mapping[str, node_pb2.Node]) -> Member:
+        key = f"{pod.metadata.namespace}/{pod.metadata.name}"
+        node = nodes.get(pod.spec.node_name)
+        kept = self._kept.get(self._service, {}).get(key)
+        if kept is not None and kept[0] is service and kept[1] is pod and kept[2] is node:
+            result = kept[3]
+        else:
+            result = member(service, pod, nodes)
+        if result[0]:  # only the pods it takes: another Service's are refused in a label lookup
+            self._seen[key] = (service, pod, node, result)
+        return result
+
+    def synced(self) -> None:
+        self._kept[self._service] = self._seen
+        self._seen = {}
+
+    def forget(self, service_key: str) -> None:
+        self._kept.pop(service_key, None)

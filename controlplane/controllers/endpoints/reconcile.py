@@ -30,7 +30,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from controlplane.controllers.endpoints.endpoint import endpoint_for, is_candidate, selects, target
+from controlplane.controllers.endpoints.endpoint import MemberOf, member, target
 from protos.corral.v1 import discovery_pb2, meta_pb2, node_pb2, pod_pb2, service_pb2, workloads_pb2
 from protos.wellknown import ENDPOINTSLICE_MANAGED_BY, POD_TEMPLATE_HASH, SERVICE_NAME
 
@@ -68,16 +68,21 @@ def reconcile(
     *,
     taken: Collection[str] = (),
     max_endpoints: int = MAX_ENDPOINTS,
+    member_of: MemberOf = member,
 ) -> SliceActions:
+    """`member_of` is `member` or a cache of it (`Members`)."""
     slices = sorted(slices, key=lambda s: s.metadata.name)
     if service is None or not service.spec.selector:
         return SliceActions(delete=tuple(slices))
-    selected = sorted(
-        (p for p in pods if selects(service, p) and is_candidate(service, p)), key=lambda p: p.metadata.name
-    )
+    taken_pods: list[tuple[pod_pb2.Pod, discovery_pb2.Endpoint | None]] = []
+    for pod in pods:
+        selected_pod, endpoint = member_of(service, pod, nodes)
+        if selected_pod:
+            taken_pods.append((pod, endpoint))
+    taken_pods.sort(key=lambda t: t[0].metadata.name)
+    selected = [p for p, _ in taken_pods]
     endpoints: dict[str, discovery_pb2.Endpoint] = {}
-    for pod in selected:
-        endpoint = endpoint_for(service, pod, nodes)
+    for pod, endpoint in taken_pods:
         if endpoint is not None:
             endpoints[pod.metadata.name] = endpoint
     ports = slice_ports(service, selected)

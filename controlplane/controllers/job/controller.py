@@ -63,7 +63,7 @@ class JobController:
     def bind(self, informers: dict[str, Informer], queue: WorkQueue) -> None:
         del queue
         self._jobs = informers["Job"]
-        self._pods = ControllerIndex(informers["Pod"], pod_pb2.Pod)
+        self._pods = ControllerIndex.shared(informers["Pod"], pod_pb2.Pod)
         informers["Pod"].add_listener(self._observe)
 
     def keys_for(self, kind: str, event: CacheEvent) -> Iterable[str]:

@@ -27,10 +27,10 @@ from controlplane.apiserver.errors import NotFoundError
 from controlplane.apiserver.handlers import ObjectApi
 from controlplane.clock import utcnow
 from controlplane.controllers.events import EventRecorder
-from controlplane.controllers.index import ControllerIndex, NamespaceIndex
+from controlplane.controllers.index import NamespaceIndex, PodFactsIndex
 from controlplane.controllers.queue import WorkQueue
 from controlplane.controllers.replicaset.expectations import Expectations
-from controlplane.controllers.replicaset.reconcile import BURST, ReplicaSetActions, reconcile
+from controlplane.controllers.replicaset.reconcile import BURST, ReplicaSetActions, reconcile_facts
 from controlplane.informer import CacheEvent, Change, Informer, object_key
 from protos import owners
 from protos import pods as podutil
@@ -90,7 +90,7 @@ class ReplicaSetController:
         self._sets: Informer | None = None
         # Our last status write per key, until the cache shows it (read-your-writes).
         self._written: dict[str, workloads_pb2.ReplicaSet] = {}
-        self._pods: ControllerIndex[pod_pb2.Pod] | None = None
+        self._pods: PodFactsIndex | None = None
         self._sets_by_ns: NamespaceIndex[workloads_pb2.ReplicaSet] | None = None
 
     # -- wiring -----------------------------------------------------------------
@@ -99,7 +99,7 @@ class ReplicaSetController:
         del queue
         self._sets = informers["ReplicaSet"]
         self._sets_by_ns = NamespaceIndex(informers["ReplicaSet"], workloads_pb2.ReplicaSet)
-        self._pods = ControllerIndex(informers["Pod"], pod_pb2.Pod)
+        self._pods = PodFactsIndex.shared(informers["Pod"])
         # Registered before the manager's enqueueing listener: expectations are
         # lowered before the key is queued.
         informers["Pod"].add_listener(self._observe)
@@ -157,7 +157,7 @@ class ReplicaSetController:
         assert self._pods is not None
         manage = self.expectations.satisfied(key)
         candidates = [*self._pods.owned_by(rs.metadata.uid), *self._pods.orphans(rs.metadata.namespace)]
-        actions = reconcile(rs, candidates, now=self.now(), manage=manage, burst=self.burst)
+        actions = reconcile_facts(rs, candidates, now=self.now(), manage=manage, burst=self.burst)
         await self._claim(actions)
         await self._delete(key, rs, actions.delete)
         await self._create(key, rs, actions.create)
@@ -225,11 +225,8 @@ class ReplicaSetController:
                 self.expectations.deletion_failed(key, object_key(pod))
         deleted = [p for p, r in zip(pods, results, strict=True) if not isinstance(r, BaseException)]
         log.info("replica_set_scaled", replica_set=key, deleted=len(deleted), failed=len(errors))
-        await asyncio.gather(
-            *(
-                self.recorder.record(rs, "Normal", "SuccessfulDelete", f"Deleted pod: {p.metadata.name}")
-                for p in deleted
-            )
+        await self.recorder.record_all(
+            rs, "Normal", "SuccessfulDelete", [f"Deleted pod: {p.metadata.name}" for p in deleted]
         )
         if errors:
             await self.recorder.record(rs, "Warning", "FailedDelete", f"Error deleting: {errors[0]}")
@@ -267,6 +264,4 @@ class ReplicaSetController:
 
     async def _created(self, key: str, rs: workloads_pb2.ReplicaSet, names: list[str], *, asked: int) -> None:
         log.info("replica_set_scaled", replica_set=key, created=len(names), asked=asked)
-        await asyncio.gather(
-            *(self.recorder.record(rs, "Normal", "SuccessfulCreate", f"Created pod: {name}") for name in names)
-        )
+        await self.recorder.record_all(rs, "Normal", "SuccessfulCreate", [f"Created pod: {name}" for name in names])

@@ -17,11 +17,15 @@ namespace and returns `ReplicaSetActions`:
 
 `manage=False` (the shell's expectations are not yet met) claims and computes
 status but creates and deletes nothing.
+
+The core (`reconcile_facts`) reads each pod through its `PodFacts`, which the
+shell keeps per pod version in an index (`PodFactsIndex`): a sync of a set of
+10,000 pods reads no protobuf field per pod. `reconcile` takes plain pods.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -29,7 +33,7 @@ from controlplane.apiserver import labels
 from controlplane.controllers.replicaset import victims
 from protos import owners
 from protos import pods as podutil
-from protos.corral.v1 import pod_pb2, workloads_pb2
+from protos.corral.v1 import meta_pb2, pod_pb2, workloads_pb2
 
 BURST = 500
 # Added to "becomes available in N seconds" so the requeue lands after it.
@@ -66,20 +70,32 @@ def reconcile(
     manage: bool = True,
     burst: int = BURST,
 ) -> ReplicaSetActions:
-    claim = claim_pods(rs, pods)
-    members = [*claim.owned, *claim.adopt]
-    active = [p for p in members if podutil.is_active(p)]
+    return reconcile_facts(rs, [podutil.facts_of(p) for p in pods], now=now, manage=manage, burst=burst)
+
+
+def reconcile_facts(
+    rs: workloads_pb2.ReplicaSet,
+    pods: Iterable[podutil.PodFacts],
+    *,
+    now: datetime,
+    manage: bool = True,
+    burst: int = BURST,
+) -> ReplicaSetActions:
+    """`reconcile` over the pods' facts."""
+    owned, adopt, release = claim_facts(rs, pods)
+    members = [*owned, *(podutil.facts_of(p) for p in adopt)]
+    active = [f for f in members if f.active]
     create: tuple[pod_pb2.Pod, ...] = ()
     delete: tuple[pod_pb2.Pod, ...] = ()
     if manage and not podutil.is_terminating(rs):
-        terminal = [p for p in members if podutil.is_terminal(p) and not podutil.is_terminating(p)]
-        create, delete = manage_replicas(rs, active, terminal, now=now, burst=burst)
+        terminal = [f.pod for f in members if f.terminal and not f.terminating]
+        create, delete = manage_replicas(rs, [f.pod for f in active], terminal, now=now, burst=burst)
     status = calculate_status(rs, active, now=now)
     return ReplicaSetActions(
         create=create,
         delete=delete,
-        adopt=claim.adopt,
-        release=claim.release,
+        adopt=adopt,
+        release=release,
         status=None if status == rs.status else status,
         requeue_after=_requeue_after(rs, active, now),
     )
@@ -87,25 +103,42 @@ def reconcile(
 
 def claim_pods(rs: _Claimer, pods: Iterable[pod_pb2.Pod]) -> Claim:
     """Which pods are the ReplicaSet's (or StatefulSet's, or DaemonSet's), which to adopt and which to release."""
+    owned, adopt, release = claim_facts(rs, [podutil.facts_of(p) for p in pods])
+    return Claim(tuple(f.pod for f in owned), adopt, release)
+
+
+def claim_facts(
+    rs: _Claimer, pods: Iterable[podutil.PodFacts]
+) -> tuple[list[podutil.PodFacts], tuple[pod_pb2.Pod, ...], tuple[pod_pb2.Pod, ...]]:
+    """`claim_pods` over the pods' facts: the facts of the owned pods, copies to adopt, copies to release."""
     selector = labels.from_label_selector(rs.spec.selector)
+    matches_labels = _matcher(rs.spec.selector, selector)
     uid, namespace = rs.metadata.uid, rs.metadata.namespace
     may_adopt = not selector.empty and not podutil.is_terminating(rs)
-    owned: list[pod_pb2.Pod] = []
+    owned: list[podutil.PodFacts] = []
     adopt: list[pod_pb2.Pod] = []
     release: list[pod_pb2.Pod] = []
     for pod in pods:
-        if pod.metadata.namespace != namespace:
+        if pod.namespace != namespace:
             continue
-        matches = not selector.empty and selector.matches(pod.metadata.labels)
-        ref = owners.controller_ref(pod)
-        if ref is not None and ref.uid == uid:
+        matches = not selector.empty and matches_labels(pod.labels)
+        if pod.owner == uid:
             if matches:
                 owned.append(pod)
-            elif not podutil.is_terminating(pod) and not podutil.is_terminating(rs):
-                release.append(_without_owner(pod, uid))
-        elif ref is None and matches and may_adopt and podutil.is_active(pod):
-            adopt.append(_with_owner(pod, rs))
-    return Claim(tuple(owned), tuple(adopt), tuple(release))
+            elif not pod.terminating and not podutil.is_terminating(rs):
+                release.append(_without_owner(pod.pod, uid))
+        elif not pod.owner and matches and may_adopt and pod.active:
+            adopt.append(_with_owner(pod.pod, rs))
+    return owned, tuple(adopt), tuple(release)
+
+
+def _matcher(raw: meta_pb2.LabelSelector, selector: labels.Selector) -> Callable[[Mapping[str, str]], bool]:
+    """`selector.matches`; for a matchLabels-only selector (a Deployment's), an inclusion of
+    dict items, which costs a tenth of it at every pod of every sync."""
+    if raw.match_expressions:
+        return selector.matches
+    wanted = dict(raw.match_labels).items()
+    return lambda pod_labels: wanted <= pod_labels.items()
 
 
 def _with_owner(pod: pod_pb2.Pod, rs: _Claimer) -> pod_pb2.Pod:
@@ -158,23 +191,21 @@ def new_pod(rs: workloads_pb2.ReplicaSet) -> pod_pb2.Pod:
 
 
 def calculate_status(
-    rs: workloads_pb2.ReplicaSet, active: Sequence[pod_pb2.Pod], *, now: datetime
+    rs: workloads_pb2.ReplicaSet, active: Sequence[podutil.PodFacts], *, now: datetime
 ) -> workloads_pb2.ReplicaSetStatus:
-    template_labels = rs.spec.template.metadata.labels
+    template_labels = dict(rs.spec.template.metadata.labels).items()
     min_ready = rs.spec.min_ready_seconds
     status = workloads_pb2.ReplicaSetStatus(
         replicas=len(active),
-        fully_labeled_replicas=sum(
-            all(p.metadata.labels.get(k) == v for k, v in template_labels.items()) for p in active
-        ),
-        ready_replicas=sum(podutil.is_ready(p) for p in active),
-        available_replicas=sum(podutil.is_available(p, min_ready, now) for p in active),
+        fully_labeled_replicas=sum(template_labels <= p.labels.items() for p in active),
+        ready_replicas=sum(p.ready for p in active),
+        available_replicas=sum(p.is_available(min_ready, now) for p in active),
         observed_generation=rs.metadata.generation,
     )
     status.conditions.extend(rs.status.conditions)
     return status
 
 
-def _requeue_after(rs: workloads_pb2.ReplicaSet, active: Sequence[pod_pb2.Pod], now: datetime) -> float | None:
-    wait = podutil.next_available(active, rs.spec.min_ready_seconds, now)
+def _requeue_after(rs: workloads_pb2.ReplicaSet, active: Sequence[podutil.PodFacts], now: datetime) -> float | None:
+    wait = podutil.next_available_of(active, rs.spec.min_ready_seconds, now)
     return None if wait is None else wait + AVAILABILITY_SKEW

@@ -66,9 +66,9 @@ class StatefulSetController:
         del queue
         self._sets = informers[KIND]
         self._sets_by_ns = NamespaceIndex(informers[KIND], workloads_pb2.StatefulSet)
-        self._pods = ControllerIndex(informers["Pod"], pod_pb2.Pod)
+        self._pods = ControllerIndex.shared(informers["Pod"], pod_pb2.Pod)
         self._claims = NamespaceIndex(informers["PersistentVolumeClaim"], storage_pb2.PersistentVolumeClaim)
-        self._revisions = ControllerIndex(informers["ControllerRevision"], workloads_pb2.ControllerRevision)
+        self._revisions = ControllerIndex.shared(informers["ControllerRevision"], workloads_pb2.ControllerRevision)
 
     def keys_for(self, kind: str, event: CacheEvent) -> Iterable[str]:
         if kind == KIND:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
+from google.protobuf.message import Message
+
 from controlplane.apiserver.handlers import ObjectApi
 from controlplane.controllers.events import SPAM_BURST, SPAM_REFILL, EventRecorder
 from controlplane.store.memory import MemoryStore
@@ -45,3 +48,31 @@ async def test_a_scale_up_of_many_pods_records_a_burst_then_one_per_refill() -> 
     await recorder.record(web, "Normal", "SuccessfulCreate", "Created pod: web-later-still")
     messages = {e.message for e in await events(api)}
     assert "Created pod: web-later" in messages and "Created pod: web-later-still" not in messages
+
+
+async def test_recording_many_at_once_writes_what_recording_each_writes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A ReplicaSet's 10,000 "Created pod" events: the same Events as one call each, and the
+    ones the filter drops start no write."""
+    one_by_one, at_once = ObjectApi(ObjectStore(MemoryStore())), ObjectApi(ObjectStore(MemoryStore()))
+    web = replica_set("web")
+    messages = [f"Created pod: web-{i}" for i in range(SPAM_BURST + 40)]
+    sequential = EventRecorder(one_by_one, "replicaset-controller", now=lambda: T0)
+    for message in messages:
+        await sequential.record(web, "Normal", "SuccessfulCreate", message)
+    batched = EventRecorder(at_once, "replicaset-controller", now=lambda: T0)
+    writes: list[str] = []
+    real = batched._write
+
+    async def counted(obj: Message, type_: str, reason: str, message: str) -> None:
+        writes.append(message)
+        await real(obj, type_, reason, message)
+
+    monkeypatch.setattr(batched, "_write", counted)
+    await batched.record_all(web, "Normal", "SuccessfulCreate", messages)
+    assert len(writes) == SPAM_BURST
+    assert sorted((e.metadata.name, e.message, e.count) for e in await events(at_once)) == sorted(
+        (e.metadata.name, e.message, e.count) for e in await events(one_by_one)
+    )
+    # The bucket is spent for the next call too, as for `record`.
+    await batched.record_all(web, "Normal", "SuccessfulCreate", ["Created pod: web-late"])
+    assert len(writes) == SPAM_BURST
