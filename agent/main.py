@@ -19,7 +19,7 @@ from pathlib import Path
 
 import structlog
 
-from agent.network.ingress.proxy import DEFAULT_HTTP_PORT, DEFAULT_HTTPS_PORT, IngressPorts
+from agent.network.ingress.proxy import AUTO, DEFAULT_HTTP_PORT, DEFAULT_HTTPS_PORT, IngressPorts
 from agent.network.proxy.nftables import NftablesError
 from agent.network.proxy.reserved import reserved_ports
 from agent.network.stack import PROXY_MODES, ReservedIngressPort, build_service_network
@@ -74,6 +74,8 @@ class AgentConfig:
     # The ingress proxy's ports on the proxy addresses (0: off).
     ingress_http_port: int = DEFAULT_HTTP_PORT
     ingress_https_port: int = DEFAULT_HTTPS_PORT
+    # The ingress data path: "auto" (nginx when installed, else Caddy), "nginx" or "caddy".
+    ingress_proxy: str = AUTO
     # Where Prometheus scrapes /metrics: "host:port" (":port": the first proxy address; port 0: any); "": nowhere.
     metrics_listen: str = ""
     # The metrics address is only the default: a port already taken is logged, not fatal.
@@ -267,6 +269,7 @@ async def run_agent(config: AgentConfig, stop: asyncio.Event | None = None) -> N
                 node_name=config.name,
                 reserved_ports=reserved,
                 ingress_ports=IngressPorts(config.ingress_http_port, config.ingress_https_port),
+                ingress_proxy=config.ingress_proxy,
             )
         except ReservedIngressPort as e:
             raise AgentError(str(e)) from e

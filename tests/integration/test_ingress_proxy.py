@@ -550,6 +550,30 @@ async def test_an_nginx_left_by_a_killed_agent_is_ended_at_start(tmp_path: Path)
         await left.stop()
 
 
+async def test_root_nginx_workers_run_as_nobody_where_they_can_reach_the_directory() -> None:
+    import os
+    import shutil
+    import tempfile
+
+    from agent.network.ingress.nginx import Nginx, find_nginx
+
+    binary = find_nginx()
+    if os.geteuid() != 0 or binary is None:
+        pytest.skip("as root, with nginx")
+    top = Path(tempfile.mkdtemp(prefix="corral-nginx-"))
+    top.chmod(0o755)
+    server = Nginx(binary, top / "ingress")
+    try:
+        await server.start()
+        assert server.pid is not None and server.user == "nobody"
+        assert {w.username() for w in psutil.Process(server.pid).children()} == {"nobody"}
+        assert psutil.Process(server.pid).username() == "root"
+        assert stat.S_IMODE((top / "ingress" / "certs").stat().st_mode) == 0o700
+    finally:
+        await server.stop()
+        shutil.rmtree(top)
+
+
 def test_nginx_starts_under_uvloop_as_in_the_agent(tmp_path: Path) -> None:
     import uvloop
 

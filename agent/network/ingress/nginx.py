@@ -6,8 +6,8 @@ child, in a session of its own so that its workers are ended with it) with a con
 server; its pid file, error log, temporary directories and the certificate files are all
 in `<dir>` (0700; 0711 when the workers run as `nobody`, so that they reach their
 temporary directories): never /etc/nginx, never the system service. Run as root, the
-workers drop to `nobody` when every directory above `<dir>` lets them through; the master
-reads the certificates (0600) before that.
+workers drop to `nobody` when every directory above `<dir>` lets them through (else they
+stay root); the master reads the certificates (0600, `certs/` 0700) before that.
 
 `load(config)`: the certificate files are written (0600), the config to
 `nginx.conf.new`, tested (`nginx -t`: a config that fails is refused and the running one
@@ -68,19 +68,18 @@ def find_nginx(path: str | None = None) -> str | None:
 
 
 def worker_user(directory: Path) -> str | None:
-    """`nobody` for the workers when the agent is root and they can reach `directory` (None: the agent's user)."""
+    """The workers' user: the agent's (None) unless it is root; then `nobody` when they can
+    reach `directory`'s temporary files, else root (said: nginx's own default is nobody)."""
     if os.geteuid() != 0:
         return None
     try:
         pwd.getpwnam(WORKER_USER)
-    except KeyError:
-        return None
-    try:
-        if not all(parent.stat().st_mode & stat.S_IXOTH for parent in directory.resolve().parents):
-            return None
-    except OSError:
-        return None
-    return WORKER_USER
+        if all(parent.stat().st_mode & stat.S_IXOTH for parent in directory.resolve().parents):
+            return WORKER_USER
+    except (KeyError, OSError):
+        pass
+    log.info("ingress_nginx_workers_as_root", directory=str(directory), reason="nobody cannot reach the directory")
+    return "root"
 
 
 def _workers(master: int) -> set[int]:
@@ -121,7 +120,7 @@ class Nginx:
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.user = worker_user(self.directory)
         self.settings = Settings(str(self.directory), user=self.user and f"{self.user} {_group(self.user)}")
-        os.chmod(self.directory, 0o711 if self.user else 0o700)
+        os.chmod(self.directory, 0o711 if self.user == WORKER_USER else 0o700)
         for sub in (CERTS, "temp"):
             (self.directory / sub).mkdir(exist_ok=True, mode=0o700)
             os.chmod(self.directory / sub, 0o700 if sub == CERTS else 0o711)

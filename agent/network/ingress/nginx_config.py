@@ -84,14 +84,17 @@ class NginxConfig:
     files: Mapping[str, bytes] = field(default_factory=dict)
 
 
-def quote(text: str) -> str:
-    """An nginx string: double-quoted, `\\`, `"` and newlines escaped; `$` (a variable) left out."""
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("$", "").replace("\n", "\\n") + '"'
+def quote(text: str, *, dollar: bool = False) -> str:
+    """An nginx string: double-quoted, `\\`, `"` and newlines escaped; `$` (a variable where
+    one is expanded) left out unless `dollar` (a regex's end)."""
+    text = text if dollar else text.replace("$", "")
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
 def server_name(host: str) -> str:
     if host.startswith("*."):
-        return quote("~^[^.]+" + re.escape("." + host[2:]) + "$")
+        # A DNS name's only regex character is the dot (no backslash to escape in the string).
+        return quote("~^[^.]+" + re.sub(r"[^a-z0-9-]", lambda m: f"[{m.group()}]", "." + host[2:]) + "$", dollar=True)
     return quote(host)
 
 
