@@ -19,7 +19,7 @@ from pathlib import Path
 
 import structlog
 
-from agent.network.ingress.proxy import AUTO, DEFAULT_HTTP_PORT, DEFAULT_HTTPS_PORT, IngressPorts
+from agent.network.ingress.proxy import AUTO, DATA_PATHS, DEFAULT_HTTP_PORT, DEFAULT_HTTPS_PORT, IngressPorts
 from agent.network.proxy.nftables import NftablesError
 from agent.network.proxy.reserved import reserved_ports
 from agent.network.stack import PROXY_MODES, ReservedIngressPort, build_service_network
@@ -156,6 +156,8 @@ def check(config: AgentConfig, *, euid: int) -> AgentPlan:
         raise AgentError(f"--metrics-period: must be 1 or more, got {config.metrics_period:g}")
     if config.proxy_mode not in PROXY_MODES:
         raise AgentError(f"--proxy-mode: must be one of {', '.join(PROXY_MODES)}, got {config.proxy_mode!r}")
+    if config.ingress_proxy not in DATA_PATHS:
+        raise AgentError(f"--ingress-proxy: must be one of {', '.join(DATA_PATHS)}, got {config.ingress_proxy!r}")
     servers = [s.strip() for s in config.server.split(",") if s.strip()] or [config.server]
     address = config.address or route_address(servers[0])
     proxy_addresses = config.proxy_addresses or [address]

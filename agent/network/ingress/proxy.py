@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -54,13 +54,17 @@ AUTO, NGINX, CADDY = "auto", "nginx", "caddy"
 DATA_PATHS = (AUTO, NGINX, CADDY)
 
 
-def select_data_path(choice: str = AUTO) -> tuple[str, str | None]:
+def select_data_path(
+    choice: str = AUTO,
+    find_nginx: Callable[[], str | None] = nginx.find_nginx,
+    find_caddy: Callable[[], str | None] = find_caddy,
+) -> tuple[str, str | None]:
     """The data path and its binary (None: not installed)."""
     if choice == NGINX:
-        return NGINX, nginx.find_nginx()
+        return NGINX, find_nginx()
     if choice == CADDY:
         return CADDY, find_caddy()
-    binary = nginx.find_nginx()
+    binary = find_nginx()
     if binary is not None:
         return NGINX, binary
     return CADDY, find_caddy()
