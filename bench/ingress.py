@@ -96,6 +96,20 @@ def listening(port: int) -> bool:
     )
 
 
+def cpu_of(process: psutil.Process, default: float = 0.0) -> float:
+    try:
+        return float(sum(process.cpu_times()[:2]))
+    except psutil.Error:
+        return default
+
+
+def safe_children(process: psutil.Process) -> list[psutil.Process]:
+    try:
+        return list(process.children(recursive=True))
+    except psutil.Error:
+        return []
+
+
 def children_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
@@ -273,9 +287,12 @@ def main() -> None:
         runs: dict[str, list[dict[str, float]]] = {name: [] for name in cases}
         for _ in range(args.rounds):
             for name, (url, procs) in cases.items():
-                cpu_before = sum(sum(p.cpu_times()[:2]) for p in procs)
+                procs = [p for p in procs if p.is_running()]
+                # The processes now (nginx's workers of an older config have left since the start).
+                procs = list({q.pid: q for p in procs for q in (p, *safe_children(p))}.values())
+                before = {p.pid: cpu_of(p) for p in procs}
                 result = wrk(url, args.seconds, args.connections)
-                cpu = sum(sum(p.cpu_times()[:2]) for p in procs) - cpu_before
+                cpu = sum(cpu_of(p, before[p.pid]) - before[p.pid] for p in procs)
                 result["proxy_cpu_us_per_request"] = (
                     cpu / max(1.0, result["rps"] * args.seconds) * 1e6 if procs else 0.0
                 )
