@@ -290,6 +290,7 @@ def _head(settings: Settings, upstreams: Upstreams) -> list[str]:
         *(f"    {t}_temp_path {quote(f'{d}/temp/{t}')};" for t in TEMP_PATHS),
         "    client_max_body_size 0;",
         "    server_names_hash_bucket_size 128;",
+        "    server_names_hash_max_size 8192;",
         "    keepalive_requests 10000;",
         "    ssl_protocols TLSv1.2 TLSv1.3;",
         "    ssl_session_cache shared:corral_tls:10m;",
