@@ -574,6 +574,45 @@ async def test_root_nginx_workers_run_as_nobody_where_they_can_reach_the_directo
         shutil.rmtree(top)
 
 
+def test_nginx_ends_when_the_agent_is_killed(tmp_path: Path) -> None:
+    """SIGKILL leaves an agent's children; nginx's master (a session of its own) is told by the kernel."""
+    import subprocess
+    import sys
+
+    script = f"""
+import asyncio, sys
+from pathlib import Path
+from agent.network.ingress.nginx import Nginx, find_nginx
+async def main():
+    server = Nginx(find_nginx(), Path({str(tmp_path / "ingress")!r}))
+    await server.start()
+    print("pid", server.pid, flush=True)
+    await asyncio.sleep(60)
+asyncio.run(main())
+"""
+    agent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert agent.stdout is not None
+        line = ""
+        while not line.startswith("pid "):  # after the agent's log lines
+            line = agent.stdout.readline()
+            assert line, "the agent ended without starting nginx"
+        master = psutil.Process(int(line.split()[1]))
+        agent.kill()
+        agent.wait()
+        try:
+            master.wait(WAIT)
+        except psutil.TimeoutExpired:
+            import os
+            import signal
+
+            os.killpg(master.pid, signal.SIGKILL)  # the session: the master and its workers
+            pytest.fail("nginx outlived the agent")
+    finally:
+        agent.kill()
+        agent.wait()
+
+
 def test_nginx_starts_under_uvloop_as_in_the_agent(tmp_path: Path) -> None:
     import uvloop
 

@@ -2,7 +2,8 @@
 
 `find_nginx()` looks for `nginx` on PATH, then `/usr/sbin/nginx`. `Nginx.start()` runs
 `nginx -p <dir> -c <dir>/nginx.conf -e <dir>/error.log` (`daemon off;`: the master is the
-child, in a session of its own so that its workers are ended with it) with a config of no
+child, in a session of its own so that its workers are ended with it, and told to end
+when the agent dies: `PR_SET_PDEATHSIG`) with a config of no
 server; its pid file, error log, temporary directories and the certificate files are all
 in `<dir>` (0700; 0711 when the workers run as `nobody`, so that they reach their
 temporary directories): never /etc/nginx, never the system service. Run as root, the
@@ -134,6 +135,7 @@ class Nginx:
                 stderr=asyncio.subprocess.DEVNULL,
                 cwd=str(self.directory),
                 start_new_session=True,
+                preexec_fn=_die_with_parent,
             )
         except OSError as e:
             raise NginxStartFailed(f"cannot run {self.binary}: {e.strerror or e}") from e
@@ -235,6 +237,17 @@ class Nginx:
         self._end_session(process.pid)
         with contextlib.suppress(FileNotFoundError):
             (self.directory / PID_FILE).unlink()
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the agent dies, even by SIGKILL (nginx's
+    master is in a session of its own, out of reach of a signal to the agent's group)."""
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _group(user: str) -> str:
