@@ -20,7 +20,7 @@ from pathlib import Path
 
 import structlog
 
-from agent.network.ingress.proxy import DEFAULT_HTTP_PORT, DEFAULT_HTTPS_PORT, IngressPorts
+from agent.network.ingress.proxy import AUTO, DATA_PATHS, DEFAULT_HTTP_PORT, DEFAULT_HTTPS_PORT, IngressPorts
 from agent.network.pod_routing import PodRouting
 from agent.network.proxy.nftables import NftablesError
 from agent.network.proxy.reserved import reserved_ports
@@ -78,6 +78,8 @@ class AgentConfig:
     # The ingress proxy's ports on the proxy addresses (0: off).
     ingress_http_port: int = DEFAULT_HTTP_PORT
     ingress_https_port: int = DEFAULT_HTTPS_PORT
+    # The ingress data path: "auto" (nginx when installed, else Caddy), "nginx" or "caddy".
+    ingress_proxy: str = AUTO
     # Where Prometheus scrapes /metrics: "host:port" (":port": the first proxy address; port 0: any); "": nowhere.
     metrics_listen: str = ""
     # The metrics address is only the default: a port already taken is logged, not fatal.
@@ -158,6 +160,8 @@ def check(config: AgentConfig, *, euid: int) -> AgentPlan:
         raise AgentError(f"--metrics-period: must be 1 or more, got {config.metrics_period:g}")
     if config.proxy_mode not in PROXY_MODES:
         raise AgentError(f"--proxy-mode: must be one of {', '.join(PROXY_MODES)}, got {config.proxy_mode!r}")
+    if config.ingress_proxy not in DATA_PATHS:
+        raise AgentError(f"--ingress-proxy: must be one of {', '.join(DATA_PATHS)}, got {config.ingress_proxy!r}")
     servers = [s.strip() for s in config.server.split(",") if s.strip()] or [config.server]
     address = config.address or route_address(servers[0])
     proxy_addresses = config.proxy_addresses or [address]
@@ -304,6 +308,7 @@ async def run_agent(config: AgentConfig, stop: asyncio.Event | None = None) -> N
                 reserved_ports=reserved,
                 ingress_ports=IngressPorts(config.ingress_http_port, config.ingress_https_port),
                 pod_routing=PodRouting(config.name, forwarding="docker" in runtimes),
+                ingress_proxy=config.ingress_proxy,
             )
         except ReservedIngressPort as e:
             raise AgentError(str(e)) from e

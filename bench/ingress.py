@@ -7,8 +7,10 @@ Processes on loopback:
 - corral's ingress: `agent.network.ingress.proxy.IngressProxy` in a process of
   its own, one Ingress rule (host `localhost`, a self-signed certificate from a
   TLS Secret) to the backend, as in the agent: it runs and feeds the managed
-  Caddy, which serves (with `GOMAXPROCS=--cores`, and `GOGC=--gogc` if given, else 200);
-  a second one as with `--proxy-mode nftables` (the upstream is the Service's
+  nginx (`--ingress-proxy nginx`, `worker_processes auto`: one per core of the box)
+  and, in another process, the managed Caddy, which serves (with
+  `GOMAXPROCS=--cores`, and `GOGC=--gogc` if given, else 200);
+  one more of each as with `--proxy-mode nftables` (the upstream is the Service's
   clusterIP, one new connection per request; here the "clusterIP" is the
   backend's own address: the kernel's DNAT is left out);
 - the peer: nginx (`--cores` workers) terminating TLS with the same
@@ -19,8 +21,8 @@ Processes on loopback:
 
 Cases alternate for `--rounds` rounds; the median run of each is shown: requests
 per second (and the range over the rounds), p50/p99 latency, the proxy's CPU time
-per request (corral: the Python process and Caddy) and wrk's, then the RSS of the
-Python process and of Caddy.
+per request (corral: the Python process and nginx's or Caddy's processes) and
+wrk's, then the RSS of the Python process and of Caddy.
 nginx and wrk are installed with apt-get when missing (needs root).
 
     .venv/bin/python bench/ingress.py [--seconds 5] [--connections 8] [--rounds 3] [--cores 1] [--gogc 100]
@@ -94,6 +96,20 @@ def listening(port: int) -> bool:
     )
 
 
+def cpu_of(process: psutil.Process, default: float = 0.0) -> float:
+    try:
+        return float(sum(process.cpu_times()[:2]))
+    except psutil.Error:
+        return default
+
+
+def safe_children(process: psutil.Process) -> list[psutil.Process]:
+    try:
+        return list(process.children(recursive=True))
+    except psutil.Error:
+        return []
+
+
 def children_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
@@ -152,12 +168,13 @@ def serve_ingress(args: argparse.Namespace) -> None:
         route.cluster_ip, route.ports[0].port = "127.0.0.1", args.backend_port
 
     async def main() -> None:
-        directory = Path(args.cert).parent / ("ingress-kernel" if args.via_cluster_ip else "ingress")
+        name = f"ingress-{args.data_path}" + ("-kernel" if args.via_cluster_ip else "")
         proxy = IngressProxy(
             ["127.0.0.1"],
             IngressPorts(args.http_port, args.https_port),
-            directory=directory,
+            directory=Path(args.cert).parent / name,
             upstreams=Upstreams(via_cluster_ip=args.via_cluster_ip),
+            data_path=args.data_path,
         )
         proxy.update({"default/backend": route})
         proxy.update_ingress(routes)
@@ -171,9 +188,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--cores", type=int, default=1, help="nginx workers and Caddy's GOMAXPROCS")
+    parser.add_argument(
+        "--cores", type=int, default=1, help="the peer nginx's workers and Caddy's GOMAXPROCS (corral's nginx: auto)"
+    )
     parser.add_argument("--gogc", default="", help="Caddy's GOGC (default: the agent's, 200)")
     parser.add_argument("--via-cluster-ip", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--data-path", default="caddy", help=argparse.SUPPRESS)
     parser.add_argument("--serve-ingress", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--https-port", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--http-port", type=int, default=0, help=argparse.SUPPRESS)
@@ -236,34 +256,43 @@ def main() -> None:
             start_new_session=True,
         )
 
-    kernel_port = free_port()
+    kernel_port, managed_port, managed_http, managed_kernel = free_port(), free_port(), free_port(), free_port()
     corral = start_ingress(corral_port, corral_http)
     kernel = start_ingress(kernel_port, 0, "--via-cluster-ip")
+    managed = start_ingress(managed_port, managed_http, "--data-path=nginx")
+    managed_k = start_ingress(managed_kernel, 0, "--data-path=nginx", "--via-cluster-ip")
     try:
-        for port in (backend_port, corral_port, nginx_port, kernel_port):
+        for port in (backend_port, corral_port, nginx_port, kernel_port, managed_port, managed_kernel):
             wait_for(lambda p=port: listening(p), 30, f"port {port} listening")  # type: ignore[misc]
         peer_workers = list(psutil.Process(peer.pid).children())
-        agent = psutil.Process(corral.pid)
-        ingress = [agent, *agent.children(recursive=True)]
-        kernel_agent = psutil.Process(kernel.pid)
+
+        def tree(proc: subprocess.Popen[bytes]) -> list[psutil.Process]:
+            top = psutil.Process(proc.pid)
+            return [top, *top.children(recursive=True)]
+
+        ingress = tree(corral)
+        agent = ingress[0]
         cases = {
             "direct (HTTP)": (f"http://127.0.0.1:{backend_port}/", []),
-            "corral ingress (HTTPS)": (f"https://localhost:{corral_port}/", ingress),
-            "corral ingress (HTTP)": (f"http://localhost:{corral_http}/", ingress),
-            "corral, clusterIP upstream (HTTPS)": (
-                f"https://localhost:{kernel_port}/",
-                [kernel_agent, *kernel_agent.children(recursive=True)],
-            ),
-            "nginx (HTTPS)": (f"https://localhost:{nginx_port}/", peer_workers),
+            "corral nginx (HTTPS)": (f"https://localhost:{managed_port}/", tree(managed)),
+            "corral nginx (HTTP)": (f"http://localhost:{managed_http}/", tree(managed)),
+            "corral nginx, clusterIP upstream (HTTPS)": (f"https://localhost:{managed_kernel}/", tree(managed_k)),
+            "corral Caddy (HTTPS)": (f"https://localhost:{corral_port}/", ingress),
+            "corral Caddy (HTTP)": (f"http://localhost:{corral_http}/", ingress),
+            "corral Caddy, clusterIP upstream (HTTPS)": (f"https://localhost:{kernel_port}/", tree(kernel)),
+            "nginx by hand (HTTPS)": (f"https://localhost:{nginx_port}/", peer_workers),
         }
         for url, _ in cases.values():  # warm up (TLS sessions, pools)
             wrk(url, 1, args.connections)
         runs: dict[str, list[dict[str, float]]] = {name: [] for name in cases}
         for _ in range(args.rounds):
             for name, (url, procs) in cases.items():
-                cpu_before = sum(sum(p.cpu_times()[:2]) for p in procs)
+                procs = [p for p in procs if p.is_running()]
+                # The processes now (nginx's workers of an older config have left since the start).
+                procs = list({q.pid: q for p in procs for q in (p, *safe_children(p))}.values())
+                before = {p.pid: cpu_of(p) for p in procs}
                 result = wrk(url, args.seconds, args.connections)
-                cpu = sum(sum(p.cpu_times()[:2]) for p in procs) - cpu_before
+                cpu = sum(cpu_of(p, before[p.pid]) - before[p.pid] for p in procs)
                 result["proxy_cpu_us_per_request"] = (
                     cpu / max(1.0, result["rps"] * args.seconds) * 1e6 if procs else 0.0
                 )
@@ -279,17 +308,18 @@ def main() -> None:
             f"{args.seconds:g}s x {args.rounds} rounds, {args.cores} core(s) for each proxy"
             + (f", Caddy GOGC={args.gogc}" if args.gogc else "")
         )
-        print(f"{'case':<36}{'req/s':>9}{'range':>15}{'p50 ms':>8}{'p99 ms':>8}", end="")
+        print(f"{'case':<44}{'req/s':>9}{'range':>15}{'p50 ms':>8}{'p99 ms':>8}", end="")
         print(f"{'proxy us/req':>14}{'wrk us/req':>12}")
         for name, m in medians.items():
             low, high = min(r["rps"] for r in runs[name]), max(r["rps"] for r in runs[name])
             cpu_text = f"{m['proxy_cpu_us_per_request']:.0f}" if m["proxy_cpu_us_per_request"] else "-"
             print(
-                f"{name:<36}{m['rps']:>9.0f}{f'{low:.0f}-{high:.0f}':>15}{m['p50_ms']:>8.2f}{m['p99_ms']:>8.2f}"
+                f"{name:<44}{m['rps']:>9.0f}{f'{low:.0f}-{high:.0f}':>15}{m['p50_ms']:>8.2f}{m['p99_ms']:>8.2f}"
                 f"{cpu_text:>14}{m['wrk_cpu_us']:>12.0f}"
             )
-        for name in ("corral ingress (HTTPS)", "corral, clusterIP upstream (HTTPS)"):
-            print(f"{name} / nginx throughput: {medians[name]['rps'] / medians['nginx (HTTPS)']['rps']:.2f}")
+        peer_rps = medians["nginx by hand (HTTPS)"]["rps"]
+        for name in [n for n in cases if n.endswith("(HTTPS)") and n.startswith("corral")]:
+            print(f"{name} / nginx by hand throughput: {medians[name]['rps'] / peer_rps:.2f}")
         print(
             f"RSS after the runs: the Python process {rss['python_mb']:.1f} MB, Caddy {rss['caddy_mb']:.1f} MB, "
             f"nginx workers {rss['nginx_workers_mb']:.1f} MB"
@@ -306,14 +336,14 @@ def main() -> None:
                 "rss": rss,
                 "median": medians,
                 "runs": runs,
-                "nginx_rps_stdev": statistics.pstdev(r["rps"] for r in runs["nginx (HTTPS)"]),
+                "nginx_rps_stdev": statistics.pstdev(r["rps"] for r in runs["nginx by hand (HTTPS)"]),
             },
         )
     finally:
-        for proc in (corral, kernel, peer, backend):
+        for proc in (corral, kernel, managed, managed_k, peer, backend):
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGTERM)
-        stop(corral, kernel, peer, backend)
+        stop(corral, kernel, managed, managed_k, peer, backend)
         time.sleep(0.1)
         shutil.rmtree(folder, ignore_errors=True)
 

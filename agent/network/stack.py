@@ -14,7 +14,7 @@ gateway as DNS server and in the Service env vars; other runtimes' pods (host
 processes) get the first proxy address in the env vars and keep the host's
 resolver.
 
-The ingress proxy (`ingress/`, a managed Caddy in `<data dir>/ingress`): on the
+The ingress proxy (`ingress/`, a managed nginx or Caddy in `<data dir>/ingress`): on the
 proxy addresses only, at the ingress
 ports (80 and 443 by default; 0 turns one off), fed the same Service routes
 (unfiltered: it reaches backends, it does not listen on Service ports) and
@@ -42,7 +42,7 @@ import structlog
 
 from agent.network.dns.server import DnsServer
 from agent.network.ingress.config import Upstreams
-from agent.network.ingress.proxy import IngressPorts, IngressProxy
+from agent.network.ingress.proxy import AUTO, IngressPorts, IngressProxy
 from agent.network.pod_routing import PodRouting
 from agent.network.proxy.cluster_ips import ClusterIpAddresses, ServiceAddressing
 from agent.network.proxy.kernel import KernelProxy
@@ -108,6 +108,7 @@ async def build_service_network(
     reserved_ports: Mapping[int, str] | None = None,
     ingress_ports: IngressPorts | None = None,
     pod_routing: PodRouting | None = None,
+    ingress_proxy: str = AUTO,
 ) -> ServiceNetwork:
     """Find each runtime's pod gateway (making the Docker network) and wire the pieces up.
 
@@ -145,10 +146,17 @@ async def build_service_network(
         kernel = KernelProxy(proxy, table_name(node_name), addresses, node=node_name, reserved=node_reserved)
         await kernel.start()
     dns = DnsServer(dns_endpoints)
-    # With the kernel serving clusterIPs, an endpoint change leaves Caddy's config (and its clients' connections) alone.
+    # With the kernel serving clusterIPs, an endpoint change leaves the ingress' config (and its
+    # clients' connections) alone.
     upstreams = Upstreams(via_cluster_ip=kernel is not None)
     ingress = (
-        IngressProxy(proxy_addresses, ingress_ports, directory=data_dir / "ingress", upstreams=upstreams)
+        IngressProxy(
+            proxy_addresses,
+            ingress_ports,
+            directory=data_dir / "ingress",
+            upstreams=upstreams,
+            data_path=ingress_proxy,
+        )
         if ingress_ports.enabled
         else None
     )

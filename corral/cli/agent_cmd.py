@@ -192,6 +192,14 @@ def proxy_addresses_of(values: tuple[str, ...]) -> list[str]:
     help="Port of the ingress proxy's HTTPS on the proxy addresses (0: none).",
 )
 @click.option(
+    "--ingress-proxy",
+    type=click.Choice(["auto", "nginx", "caddy"]),
+    default="auto",
+    show_default=True,
+    help="The ingress data path: a managed nginx (the nginx-light package's binary), or Caddy "
+    "(corral[ingress]); auto: nginx when installed, else Caddy when installed, else no ingress.",
+)
+@click.option(
     "--docker-network",
     default="",
     help="The bridge network Docker pods join, made when missing (default: corral-<node name>).",
@@ -242,6 +250,7 @@ def agent_cmd(
     dns_port: int,
     ingress_http_port: int,
     ingress_https_port: int,
+    ingress_proxy: str,
     docker_network: str,
     docker_stats: str,
     metrics_period: float,
@@ -275,6 +284,7 @@ def agent_cmd(
         dns_port=dns_port,
         ingress_http_port=ingress_http_port,
         ingress_https_port=ingress_https_port,
+        ingress_proxy=ingress_proxy,
         docker_network=docker_network,
         docker_stats=docker_stats,
         metrics_period=metrics_period,

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 
+from agent.network.ingress.nginx import find_nginx
 from corral.common.pki.certs import cert_pem, key_pem, self_signed
 from tests.e2e.conftest import AgentProcess, Cli, ServerProcess, remove_node_containers, wait_until
 from tests.e2e.test_services import CANARY, PROXIES, apply, canary_paused, endpoints, registered, versions_settled
@@ -210,6 +211,9 @@ def test_hosts_and_paths_over_tls_through_every_node(
         assert https_get(address, https, "b.test", "/", cas["b.test"]).startswith("app-b ")
         with pytest.raises(ssl.SSLCertVerificationError):  # each name gets its own Secret's certificate
             https_get(address, https, "b.test", "/", cas["a.test"])
+    if find_nginx() is not None:  # the default data path where nginx is installed (--ingress-proxy auto)
+        for agent in agents:
+            assert (agent.data_dir / "ingress" / "nginx.conf").is_file(), agent.name
     listing = cli.run("get", "ingress")
     assert listing.returncode == 0 and "a.test,b.test" in listing.stdout and "80, 443" in listing.stdout, listing.stdout
     # The default class the server made, and the status the ingress controller writes: the nodes' addresses.

@@ -1,9 +1,9 @@
 """Ingress with the kernel data path (`corral agent --proxy-mode nftables`) on three
-real agents with Docker: the managed Caddy dials the Service's clusterIP, so an
+real agents with Docker: the managed proxy (nginx where installed, else Caddy) dials the Service's clusterIP, so an
 endpoint change (a scale-up here) is no config swap, and a client's idle keep-alive
 connection to the ingress carries its next request on the same TCP connection; the
 kernel picks the endpoint per request, so a canary at 10% gets 10% of the requests of
-one keep-alive client. (busybox httpd closes after each answer, so Caddy reconnects
+one keep-alive client. (busybox httpd closes after each answer, so the proxy reconnects
 for every request here whatever its upstream keep-alive; that it is off, so that a
 backend that keeps connections open is not pinned, is a unit test's.)"""
 

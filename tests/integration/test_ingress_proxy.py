@@ -1,4 +1,4 @@
-"""The agent's ingress proxy (a managed Caddy) against local aiohttp backends on loopback:
+"""The agent's ingress proxy (a managed nginx, and a managed Caddy) against local aiohttp backends on loopback:
 host and path routing, TLS by SNI with the Secrets' certificates, HTTP/2, keep-alive,
 WebSockets, X-Forwarded headers, the HTTP→HTTPS redirect, canary weights, a route change
 that leaves open connections alone, an endpoint change behind a clusterIP that leaves idle
@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
+import psutil
 import pytest
 from aiohttp import web
 from cryptography import x509
@@ -168,8 +169,8 @@ RULES = [
 ]
 
 
-@pytest.fixture
-async def env(tmp_path: Path) -> AsyncIterator[Env]:
+@pytest.fixture(params=["nginx", "caddy"])
+async def env(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Env]:
     runners, ports = [], {}
     hold = Hold(asyncio.Event(), asyncio.Event())
     for name in ("a", "b", "api", "v1", "v2"):
@@ -178,7 +179,9 @@ async def env(tmp_path: Path) -> AsyncIterator[Env]:
         ports[name] = port
     certs = {"a.test": certificate("a.test"), "b.test": certificate("b.test")}
     http_port, https_port = free_port(), free_port()
-    proxy = IngressProxy([LOOPBACK], IngressPorts(http_port, https_port), directory=tmp_path / "ingress")
+    proxy = IngressProxy(
+        [LOOPBACK], IngressPorts(http_port, https_port), directory=tmp_path / "ingress", data_path=request.param
+    )
     proxy.update(
         {
             "default/a": service_route("a", [(ports["a"], "")]),
@@ -441,6 +444,8 @@ async def test_caddy_is_restarted_when_it_dies_and_stops_with_the_proxy(env: Env
 
 
 async def test_the_admin_socket_is_private_and_no_key_is_written(env: Env) -> None:
+    if env.proxy.data_path != "caddy":
+        pytest.skip("Caddy's admin socket")
     directory = env.tmp / "ingress"
     assert stat.S_IMODE(directory.stat().st_mode) == 0o700
     assert stat.S_IMODE((directory / "admin.sock").stat().st_mode) == 0o600
@@ -448,6 +453,42 @@ async def test_the_admin_socket_is_private_and_no_key_is_written(env: Env) -> No
         if path.is_file():
             assert b"PRIVATE KEY" not in path.read_bytes(), path
     assert not list(directory.rglob("autosave.json"))
+
+
+async def test_nginx_keeps_to_its_directory_with_private_keys(env: Env) -> None:
+    if env.proxy.data_path != "nginx":
+        pytest.skip("nginx's files")
+    directory = env.tmp / "ingress"
+    server = env.proxy.server
+    assert server is not None and server.pid is not None
+    assert (directory / "nginx.pid").read_text().strip() == str(server.pid)
+    assert (directory / "error.log").exists() and (directory / "nginx.conf").exists()
+    assert stat.S_IMODE((directory / "certs").stat().st_mode) == 0o700
+    keys = list((directory / "certs").glob("*.key"))
+    assert len(keys) == 3  # a.test's, b.test's and the default
+    for key in keys:
+        assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    workers = psutil.Process(server.pid).children()
+    assert workers
+    # Root's workers run as nobody where the directories above let them through.
+    expected = server.user or psutil.Process().username()  # type: ignore[union-attr]
+    assert {w.username() for w in workers} == {expected}
+
+
+async def test_a_config_nginx_refuses_leaves_the_running_one(env: Env) -> None:
+    if env.proxy.data_path != "nginx":
+        pytest.skip("nginx -t")
+    from agent.network.ingress.nginx import ConfigRefused, Nginx
+    from agent.network.ingress.nginx_config import NginxConfig
+
+    server = env.proxy.server
+    assert isinstance(server, Nginx)
+    good = (env.tmp / "ingress" / "nginx.conf").read_text()
+    with pytest.raises(ConfigRefused, match="unknown directive"):
+        await server.load(NginxConfig("no_such_directive on;\n"))
+    assert (env.tmp / "ingress" / "nginx.conf").read_text() == good
+    got, _, _ = await asyncio.to_thread(fetch, env.http, "a.test", "/")
+    assert got == 200
 
 
 async def test_a_data_dir_deeper_than_a_unix_socket_path_allows(tmp_path: Path) -> None:
@@ -489,6 +530,107 @@ def test_caddy_starts_under_uvloop_as_in_the_agent(tmp_path: Path) -> None:
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         assert runner.run(start_load_stop()) is not None
+
+
+async def test_an_nginx_left_by_a_killed_agent_is_ended_at_start(tmp_path: Path) -> None:
+    from agent.network.ingress.nginx import Nginx, find_nginx
+
+    binary = find_nginx()
+    assert binary is not None
+    left, fresh = Nginx(binary, tmp_path / "ingress"), Nginx(binary, tmp_path / "ingress")
+    await left.start()
+    orphan = left.process
+    assert orphan is not None
+    try:
+        await fresh.start()  # as the restarted agent's, in the same directory
+        assert await asyncio.wait_for(orphan.wait(), WAIT) is not None
+        assert fresh.process is not None and fresh.process.returncode is None
+    finally:
+        await fresh.stop()
+        await left.stop()
+
+
+async def test_root_nginx_workers_run_as_nobody_where_they_can_reach_the_directory() -> None:
+    import os
+    import shutil
+    import tempfile
+
+    from agent.network.ingress.nginx import Nginx, find_nginx
+
+    binary = find_nginx()
+    if os.geteuid() != 0 or binary is None:
+        pytest.skip("as root, with nginx")
+    top = Path(tempfile.mkdtemp(prefix="corral-nginx-"))
+    top.chmod(0o755)
+    server = Nginx(binary, top / "ingress")
+    try:
+        await server.start()
+        assert server.pid is not None and server.user == "nobody"
+        assert {w.username() for w in psutil.Process(server.pid).children()} == {"nobody"}
+        assert psutil.Process(server.pid).username() == "root"
+        assert stat.S_IMODE((top / "ingress" / "certs").stat().st_mode) == 0o700
+    finally:
+        await server.stop()
+        shutil.rmtree(top)
+
+
+def test_nginx_ends_when_the_agent_is_killed(tmp_path: Path) -> None:
+    """SIGKILL leaves an agent's children; nginx's master (a session of its own) is told by the kernel."""
+    import subprocess
+    import sys
+
+    script = f"""
+import asyncio, sys
+from pathlib import Path
+from agent.network.ingress.nginx import Nginx, find_nginx
+async def main():
+    server = Nginx(find_nginx(), Path({str(tmp_path / "ingress")!r}))
+    await server.start()
+    print("pid", server.pid, flush=True)
+    await asyncio.sleep(60)
+asyncio.run(main())
+"""
+    agent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert agent.stdout is not None
+        line = ""
+        while not line.startswith("pid "):  # after the agent's log lines
+            line = agent.stdout.readline()
+            assert line, "the agent ended without starting nginx"
+        master = psutil.Process(int(line.split()[1]))
+        agent.kill()
+        agent.wait()
+        try:
+            master.wait(WAIT)
+        except psutil.TimeoutExpired:
+            import os
+            import signal
+
+            os.killpg(master.pid, signal.SIGKILL)  # the session: the master and its workers
+            pytest.fail("nginx outlived the agent")
+    finally:
+        agent.kill()
+        agent.wait()
+
+
+def test_nginx_starts_under_uvloop_as_in_the_agent(tmp_path: Path) -> None:
+    import uvloop
+
+    from agent.network.ingress.nginx import Nginx, find_nginx
+
+    binary = find_nginx()
+    assert binary is not None
+
+    async def start_stop() -> int | None:
+        server = Nginx(binary, tmp_path / "ingress")
+        try:
+            await server.start()
+            return server.pid
+        finally:
+            await server.stop()
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        assert runner.run(start_stop()) is not None
 
 
 async def test_a_caddy_left_by_a_killed_agent_is_ended_at_start(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Which backend a request reaches through the managed Caddy, as Kubernetes documents Ingress
+"""Which backend a request reaches through the managed nginx and the managed Caddy, as Kubernetes documents Ingress
 matching: hosts (exact, one-label wildcards, catch-all; case and port ignored), paths
 (Exact, element-wise Prefix, case-sensitive, longest wins, Exact over Prefix), the host
 chosen before the path, the default backend, 404; and the certificate a TLS name gets."""
@@ -65,15 +65,16 @@ def routes() -> ingress_pb2.IngressRoutes:
     return ingress_plan([i], [klass], services, secrets).routes
 
 
-@pytest.fixture
-async def proxy(tmp_path: Path) -> AsyncIterator[IngressProxy]:
+@pytest.fixture(params=["nginx", "caddy"])
+async def proxy(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[IngressProxy]:
     runners: list[web.AppRunner] = []
     services = {}
     for name in {r[3] for r in RULES} | {DEFAULT}:
         runner, port = await backend(name)
         runners.append(runner)
         services[f"default/{name}"] = service_route(name, [(port, "")])
-    proxy = IngressProxy([LOOPBACK], IngressPorts(free_port(), free_port()), directory=tmp_path / "ingress")
+    ports = IngressPorts(free_port(), free_port())
+    proxy = IngressProxy([LOOPBACK], ports, directory=tmp_path / "ingress", data_path=request.param)
     proxy.update(services)
     proxy.update_ingress(routes())
     task = asyncio.create_task(proxy.run())
@@ -102,6 +103,7 @@ async def proxy(tmp_path: Path) -> AsyncIterator[IngressProxy]:
         pytest.param("a.test", "/exact/more", "prefix", id="prefix-of-same-path"),
         pytest.param("x.b.test", "/", "wild", id="wildcard"),
         pytest.param("x.y.b.test", "/catch", "all", id="wildcard-one-label-only"),
+        pytest.param("x.b.test.evil", "/catch", "all", id="wildcard-to-the-end-only"),
         pytest.param("other", "/catch/it", "all", id="catch-all-host"),
         pytest.param("other", "/", DEFAULT, id="default-backend"),
         pytest.param("x.b.test", "/catch", "wild", id="host-chosen-before-path"),

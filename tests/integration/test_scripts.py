@@ -134,6 +134,10 @@ case "$*" in
     "$CORRAL_ETCD_SETUP_POLICY" etcd start; echo "policy-rc.d etcd start: $?" >>"$FAKE_APT_LOG"
     printf '#!/bin/sh\\necho "etcd Version: 3.4.23"\\n' >"$CORRAL_ETCD_SETUP_BINARY"
     chmod 755 "$CORRAL_ETCD_SETUP_BINARY";;
+  *install*nginx-light*)
+    "$CORRAL_NGINX_SETUP_POLICY" nginx start; echo "policy-rc.d nginx start: $?" >>"$FAKE_APT_LOG"
+    printf '#!/bin/sh\\necho "nginx version: nginx/1.22.1" >&2\\n' >"$CORRAL_NGINX_SETUP_BINARY"
+    chmod 755 "$CORRAL_NGINX_SETUP_BINARY";;
 esac
 """
 
@@ -163,6 +167,10 @@ def fake_debian(tmp_path: Path) -> dict[str, str]:
         "CORRAL_ETCD_SETUP_BINARY": str(tmp_path / "etcd"),
         "CORRAL_ETCD_SETUP_POLICY": str(tmp_path / "policy-rc.d"),
         "CORRAL_ETCD_SETUP_DEBIAN_VERSION": str(tmp_path / "debian_version"),
+        "CORRAL_NGINX_SETUP_BINARY": str(tmp_path / "nginx"),
+        "CORRAL_NGINX_SETUP_POLICY": str(tmp_path / "policy-rc.d"),
+        "CORRAL_NGINX_SETUP_DEBIAN_VERSION": str(tmp_path / "debian_version"),
+        "CORRAL_NGINX_SETUP_SERVICE_PID": str(tmp_path / "nginx-service.pid"),
     }
 
 
@@ -208,5 +216,57 @@ def test_etcd_setup_off_debian_says_so_and_fails_only_when_required(fake_debian:
 
     assert best_effort.returncode == 0
     assert "not Debian" in best_effort.stderr and "not recommended for production" in best_effort.stderr
+    assert required.returncode == 1
+    assert not Path(fake_debian["FAKE_APT_LOG"]).exists()
+
+
+def nginx_setup(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(REPO / "scripts" / "nginx-setup"), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE,
+        check=False,
+    )
+
+
+def test_nginx_setup_installs_nginx_light_and_keeps_its_service_off_the_ports(fake_debian: dict[str, str]) -> None:
+    # Debian's nginx service runs (a process of ours stands in for it): it is stopped.
+    service = subprocess.Popen(["sleep", "60"])
+    Path(fake_debian["CORRAL_NGINX_SETUP_SERVICE_PID"]).write_text(f"{service.pid}\n")
+    try:
+        result = nginx_setup(fake_debian)
+        assert service.wait(timeout=DEADLINE) == -signal.SIGQUIT
+    finally:
+        service.kill()
+        service.wait()
+
+    assert result.returncode == 0, result.stderr
+    calls = Path(fake_debian["FAKE_APT_LOG"]).read_text().splitlines()
+    assert calls == [
+        "apt-get update -qq",
+        "apt-get install -y -qq nginx-light",
+        "policy-rc.d nginx start: 101",  # Debian's postinst may not start nginx.service
+        "deb-systemd-helper disable nginx.service",  # nor is it started at boot
+        "update-rc.d nginx disable",
+    ]
+    assert not Path(fake_debian["CORRAL_NGINX_SETUP_POLICY"]).exists()
+    assert f"nginx/1.22.1 at {fake_debian['CORRAL_NGINX_SETUP_BINARY']}" in result.stderr
+    assert "stopping Debian's nginx service" in result.stderr
+
+    again = nginx_setup(fake_debian)  # installed: no apt-get again
+
+    assert again.returncode == 0
+    assert not [c for c in Path(fake_debian["FAKE_APT_LOG"]).read_text().splitlines()[len(calls) :] if "apt" in c]
+
+
+def test_nginx_setup_off_debian_says_so_and_fails_only_when_required(fake_debian: dict[str, str]) -> None:
+    Path(fake_debian["CORRAL_NGINX_SETUP_DEBIAN_VERSION"]).unlink()
+
+    best_effort = nginx_setup(fake_debian)
+    required = nginx_setup(fake_debian, "--require")
+
+    assert best_effort.returncode == 0 and "not Debian" in best_effort.stderr and "Caddy" in best_effort.stderr
     assert required.returncode == 1
     assert not Path(fake_debian["FAKE_APT_LOG"]).exists()

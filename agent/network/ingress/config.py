@@ -137,6 +137,43 @@ def kernel_address(route: discovery_pb2.ServiceRoute, port: discovery_pb2.RouteP
     return host_port(route.cluster_ip, port.port)
 
 
+@dataclass(frozen=True)
+class Target:
+    """Where a backend's requests go, for any data path: `dials` (`host:port`, weight), the
+    selection `policy` (`first`, `weighted_round_robin`, `round_robin`, `least_conn`) and
+    whether connections to them may be kept alive (not to a kernel-balanced clusterIP)."""
+
+    dials: tuple[tuple[str, int], ...]
+    policy: str
+    keep_alive: bool = True
+
+
+def resolve_backend(
+    backend: ingress_pb2.IngressRouteBackend,
+    services: Mapping[str, discovery_pb2.ServiceRoute],
+    upstreams: Upstreams,
+) -> Target | str:
+    """The backend's target, or why it answers 503 (the body's reason)."""
+    if backend.problem:
+        return backend.problem
+    found = _find_port(services, backend.service, backend.port_name)
+    if found is None:
+        return f"{backend.service} is not known here"
+    route, route_port = found
+    weighted = traffic_weights(backends_of(route_port), dict(route.weights))
+    if not weighted:
+        return f"{backend.service} has no ready endpoint"
+    kernel = kernel_address(route, route_port) if upstreams.via_cluster_ip else None
+    if kernel is not None:  # the kernel picks an endpoint per connection
+        return Target(((kernel, 1),), "first", keep_alive=False)
+    dials = tuple((host_port(b.address, b.port), w) for b, w in weighted)
+    if route.weights:
+        return Target(dials, "weighted_round_robin")
+    if route.load_balancing == LEAST_CONNECTIONS:
+        return Target(dials, "least_conn")
+    return Target(dials, "round_robin")
+
+
 def backend_handler(
     backend: ingress_pb2.IngressRouteBackend,
     services: Mapping[str, discovery_pb2.ServiceRoute],
@@ -144,32 +181,18 @@ def backend_handler(
     port: int,
     upstreams: Upstreams,
 ) -> Json:
-    if backend.problem:
-        return _text(503, f"503 Service Unavailable: {backend.problem}\n")
-    found = _find_port(services, backend.service, backend.port_name)
-    if found is None:
-        return _text(503, f"503 Service Unavailable: {backend.service} is not known here\n")
-    route, route_port = found
-    weighted = traffic_weights(backends_of(route_port), dict(route.weights))
-    if not weighted:
-        return _text(503, f"503 Service Unavailable: {backend.service} has no ready endpoint\n")
+    target = resolve_backend(backend, services, upstreams)
+    if isinstance(target, str):
+        return _text(503, f"503 Service Unavailable: {target}\n")
     transport: Json = {"protocol": "http", "dial_timeout": f"{upstreams.connect_timeout:g}s"}
-    kernel = kernel_address(route, route_port) if upstreams.via_cluster_ip else None
-    if kernel is not None:
-        dials = [kernel]
-        policy: Json = {"policy": "first"}
-        transport["keep_alive"] = {"enabled": False}  # the kernel picks an endpoint per connection
-    else:
-        dials = [host_port(b.address, b.port) for b, _ in weighted]
-        if route.weights:
-            policy = {"policy": "weighted_round_robin", "weights": [w for _, w in weighted]}
-        elif route.load_balancing == LEAST_CONNECTIONS:
-            policy = {"policy": "least_conn"}
-        else:
-            policy = {"policy": "round_robin"}
+    if not target.keep_alive:
+        transport["keep_alive"] = {"enabled": False}
+    policy: Json = {"policy": target.policy}
+    if target.policy == "weighted_round_robin":
+        policy["weights"] = [w for _, w in target.dials]
     return {
         "handler": "reverse_proxy",
-        "upstreams": [{"dial": d} for d in dials],
+        "upstreams": [{"dial": d} for d, _ in target.dials],
         "load_balancing": {"selection_policy": policy, "retries": max(0, upstreams.max_attempts - 1)},
         "transport": transport,
         "headers": {
@@ -233,18 +256,35 @@ def server_routes(
     return routes
 
 
-def connection_policies(certificates: Sequence[ingress_pb2.IngressCertificate]) -> list[Json]:
+def certificate_hosts(certificates: Sequence[ingress_pb2.IngressCertificate]) -> dict[str, str]:
+    """Each TLS host of the usable certificates → its Secret (the first that names it), in
+    SNI order (exact names, then wildcards, longest first)."""
     by_host: dict[str, str] = {}
     for certificate in certificates:
         for host in certificate.hosts:
             by_host.setdefault(host.lower(), certificate.secret)
+    return {host: by_host[host] for host in sorted(by_host, key=sni_order)}
+
+
+def host_matches(rule: str, name: str) -> bool:
+    """Kubernetes' host match: `""` any, `*.example.com` exactly one more leading label."""
+    if not rule or rule == name:
+        return True
+    if rule.startswith("*."):
+        label, _, rest = name.partition(".")
+        return bool(label) and label != "*" and rest == rule[2:]
+    return rule == name
+
+
+def connection_policies(certificates: Sequence[ingress_pb2.IngressCertificate]) -> list[Json]:
+    by_host = certificate_hosts(certificates)
     policies: list[Json] = [
         {
             "match": {"sni": [host]},
             "certificate_selection": {"any_tag": [certificate_tag(by_host[host])]},
             "alpn": ["h2", "http/1.1"],
         }
-        for host in sorted(by_host, key=sni_order)
+        for host in by_host
     ]
     policies.append({"certificate_selection": {"any_tag": [DEFAULT_TAG]}, "alpn": ["h2", "http/1.1"]})
     return policies

