@@ -77,7 +77,6 @@ from controlplane.health import StatusServicer
 from controlplane.informer import Informer
 from controlplane.leader.elector import DEFAULT_TTL, Elector, Lead, Term, holder_for
 from controlplane.leader.testhooks import TestHooks, leader_store
-from controlplane.metrics.relay import MetricsRelay, MetricsRelayService, dialable_address
 from controlplane.metrics.service import MetricsService
 from controlplane.metrics.store import MetricsStore
 from controlplane.nodeapi.assignments import AssignmentIndex
@@ -86,6 +85,7 @@ from controlplane.registry.hub import RouteHub
 from controlplane.registry.ingress_feed import IngressFeed
 from controlplane.registry.pod_network import PodNetworkFeed
 from controlplane.registry.service import DiscoveryService
+from controlplane.replicas.relay import MetricsRelay, MetricsRelayService, dialable_address
 from controlplane.request_guard import RequestGuard
 from controlplane.scheduler.snapshot import LEAST_ALLOCATED, MOST_ALLOCATED
 from controlplane.store import errors as store_errors

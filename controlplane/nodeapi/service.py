@@ -136,7 +136,7 @@ class NodeService(node_service_pb2_grpc.NodeServiceServicer):
         self.routes = routes
         # Where ReportMetrics keeps what agents measure.
         self.metrics = metrics
-        # Hands each recorded report to the other replicas (`controlplane.metrics.relay`); never waits.
+        # Hands each recorded report to the other replicas (`controlplane.replicas.relay`); never waits.
         self.share_metrics = share_metrics
         # Records an Event (object, type, reason, message): a Node registered without a pod subnet.
         self.events = events

@@ -107,7 +107,8 @@ async def test_only_a_control_plane_certificate_may_share_reports(
 ) -> None:
     channel = await plane.stack.enter_async_context(aio_channel(plane.running.address, _credentials(plane, who)))
     relay = metrics_pb2_grpc.MetricsRelayStub(channel)
-    shared = metrics_pb2.SharedReports(sender="x", reports=[metrics_pb2.MetricsReport(node_name="forged", node={})])
+    forged = metrics_pb2.MetricsReport(node_name="forged", node=metrics_pb2.NodeUsage())
+    shared = metrics_pb2.SharedReports(sender="x", reports=[forged])
     if code is None:
         await relay.ShareReports(shared)
         nodes = plane.running.nodes

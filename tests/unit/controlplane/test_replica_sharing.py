@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from controlplane.metrics.relay import dialable_address
-from controlplane.metrics.sharing import Outbox, Peers, replicas_prefix
+from controlplane.replicas.relay import dialable_address
+from controlplane.replicas.sharing import Outbox, Peers, replicas_prefix
 from controlplane.store.base import EventType, WatchEvent
 from protos.corral.v1 import metrics_pb2
 

@@ -33,8 +33,8 @@ import structlog
 
 from controlplane.auth.peer import Context
 from controlplane.leader.lease import LeaseClock
-from controlplane.metrics.sharing import DEFAULT_FLUSH_EVERY, Outbox, Peers, replicas_prefix
 from controlplane.metrics.store import MetricsStore
+from controlplane.replicas.sharing import DEFAULT_FLUSH_EVERY, Outbox, Peers, replicas_prefix
 from controlplane.store.base import Store
 from controlplane.store.errors import AlreadyExistsError, LeaseNotFoundError, StoreError
 from corral.common.pki.credentials import Credentials, channel_options
