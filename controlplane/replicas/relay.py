@@ -104,6 +104,8 @@ class MetricsRelay:
         self._pending = asyncio.Event()
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._failing: set[str] = set()
+        # Batches a peer did not take (each logged only when that peer starts failing).
+        self.failed_sends = 0
 
     def share(self, report: metrics_pb2.MetricsReport) -> None:
         """Queue one of this replica's agents' reports for the peers (never waits)."""
@@ -220,6 +222,7 @@ class MetricsRelay:
         try:
             await metrics_pb2_grpc.MetricsRelayStub(channel).ShareReports(request, timeout=self.call_timeout)
         except grpc.aio.AioRpcError as e:
+            self.failed_sends += 1
             if address not in self._failing:
                 self._failing.add(address)
                 log.warning(
