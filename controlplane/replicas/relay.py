@@ -34,7 +34,7 @@ import structlog
 from controlplane.auth.peer import Context
 from controlplane.leader.lease import LeaseClock
 from controlplane.metrics.store import MetricsStore
-from controlplane.replicas.sharing import DEFAULT_FLUSH_EVERY, Outbox, Peers, replicas_prefix
+from controlplane.replicas.sharing import DEFAULT_FLUSH_EVERY, Outbox, Peers, replicas_prefix, split
 from controlplane.store.base import Store
 from controlplane.store.errors import AlreadyExistsError, LeaseNotFoundError, StoreError
 from corral.common.pki.credentials import Credentials, channel_options
@@ -104,6 +104,7 @@ class MetricsRelay:
         self._pending = asyncio.Event()
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._failing: set[str] = set()
+        self._closing: set[asyncio.Task[None]] = set()
         # Batches a peer did not take (each logged only when that peer starts failing).
         self.failed_sends = 0
 
@@ -195,7 +196,9 @@ class MetricsRelay:
         for address in set(self._channels) - targets:
             channel = self._channels.pop(address)
             self._failing.discard(address)
-            asyncio.get_running_loop().create_task(channel.close())
+            closing = asyncio.get_running_loop().create_task(channel.close())
+            self._closing.add(closing)
+            closing.add_done_callback(self._closing.discard)
         if not targets:
             self.outbox.reports.clear()
 
@@ -209,18 +212,21 @@ class MetricsRelay:
             batch = self.outbox.take(self.clock())
             targets = self.peers.targets()
             if batch and targets:
-                request = metrics_pb2.SharedReports(sender=self.holder, reports=batch)
-                await asyncio.gather(*(self._send(address, request) for address in targets))
+                requests = [metrics_pb2.SharedReports(sender=self.holder, reports=part) for part in split(batch)]
+                await asyncio.gather(*(self._send(address, requests) for address in targets))
 
-    async def _send(self, address: str, request: metrics_pb2.SharedReports) -> None:
+    async def _send(self, address: str, requests: list[metrics_pb2.SharedReports]) -> None:
+        """Each part of a batch in turn to one peer; the rest of the batch is dropped at the first failure."""
         channel = self._channels.get(address)
         if channel is None:
             channel = grpc.aio.secure_channel(
                 address, self.credentials.channel_credentials(), options=channel_options()
             )
             self._channels[address] = channel
+        stub = metrics_pb2_grpc.MetricsRelayStub(channel)
         try:
-            await metrics_pb2_grpc.MetricsRelayStub(channel).ShareReports(request, timeout=self.call_timeout)
+            for request in requests:
+                await stub.ShareReports(request, timeout=self.call_timeout)
         except grpc.aio.AioRpcError as e:
             self.failed_sends += 1
             if address not in self._failing:
@@ -229,7 +235,7 @@ class MetricsRelay:
                     "metrics_peer_unreachable",
                     peer=address,
                     error=f"{e.code().name}: {(e.details() or '')[:200]}",
-                    dropped=len(request.reports),
+                    dropped=sum(len(r.reports) for r in requests),
                 )
             return
         if address in self._failing:

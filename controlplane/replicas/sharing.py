@@ -6,7 +6,8 @@
   newest per node (a later report replaces an earlier one: metrics are
   best-effort, the receiver only needs recent samples), at most `max_nodes`
   (more are dropped and counted). `take(now)` hands the batch out once
-  `flush_every` seconds have passed since the previous batch.
+  `flush_every` seconds have passed since the previous batch; `split` cuts
+  a batch into calls of at most `MAX_CALL_BYTES`.
 
 With no peers nothing is kept: a lone replica does no extra work.
 """
@@ -20,6 +21,8 @@ from protos.corral.v1 import metrics_pb2
 
 DEFAULT_FLUSH_EVERY = 2.0
 DEFAULT_MAX_NODES = 20_000
+# Half the API port's 8 MiB message limit: a batch larger than this goes in several calls.
+MAX_CALL_BYTES = 4 * 1024 * 1024
 
 
 def replicas_prefix(key_prefix: str) -> str:
@@ -88,3 +91,19 @@ class Outbox:
         self.reports = {}
         self.flushed_at = now
         return batch
+
+
+def split(
+    batch: list[metrics_pb2.MetricsReport], max_bytes: int = MAX_CALL_BYTES
+) -> list[list[metrics_pb2.MetricsReport]]:
+    """``batch`` in order, cut into parts of at most ``max_bytes`` serialized (a larger report alone)."""
+    parts: list[list[metrics_pb2.MetricsReport]] = []
+    size = 0
+    for report in batch:
+        weight = report.ByteSize() + 8  # the field's tag and length
+        if not parts or size + weight > max_bytes:
+            parts.append([])
+            size = 0
+        parts[-1].append(report)
+        size += weight
+    return parts

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from controlplane.replicas.relay import dialable_address
-from controlplane.replicas.sharing import Outbox, Peers, replicas_prefix
+from controlplane.replicas.sharing import Outbox, Peers, replicas_prefix, split
 from controlplane.store.base import EventType, WatchEvent
 from protos.corral.v1 import metrics_pb2
 
@@ -69,6 +69,16 @@ def test_the_outbox_is_bounded_by_nodes() -> None:
     assert sorted(outbox.reports) == ["n1", "n2"]
     assert outbox.reports["n1"].node.cpu_millis == 9
     assert outbox.dropped == 1
+
+
+def test_a_large_batch_is_cut_into_calls_under_the_message_limit() -> None:
+    batch = [report(f"n{i}", cpu=i + 1) for i in range(10)]
+    one = batch[0].ByteSize() + 8
+    parts = split(batch, max_bytes=one * 4)
+    assert [len(p) for p in parts] == [4, 4, 2]
+    assert [r for p in parts for r in p] == batch
+    assert split([], max_bytes=10) == []
+    assert [len(p) for p in split(batch[:2], max_bytes=1)] == [1, 1]  # a report larger than the limit goes alone
 
 
 @pytest.mark.parametrize(
