@@ -85,6 +85,7 @@ from controlplane.registry.hub import RouteHub
 from controlplane.registry.ingress_feed import IngressFeed
 from controlplane.registry.pod_network import PodNetworkFeed
 from controlplane.registry.service import DiscoveryService
+from controlplane.replicas.relay import MetricsRelay, MetricsRelayService, dialable_address
 from controlplane.request_guard import RequestGuard
 from controlplane.scheduler.snapshot import LEAST_ALLOCATED, MOST_ALLOCATED
 from controlplane.store import errors as store_errors
@@ -100,7 +101,7 @@ from controlplane.telemetry.hooks import SchedulingObserver
 from controlplane.telemetry.interceptor import ApiTelemetryInterceptor
 from controlplane.telemetry.series import ControlPlaneTelemetry
 from controlplane.tunnels import TunnelRegistry
-from corral.common.pki.certs import DEFAULT_NODE_LIFETIME
+from corral.common.pki.certs import DEFAULT_NODE_LIFETIME, Identity, Role
 from corral.common.pki.credentials import Credentials
 from corral.common.telemetry.endpoint import MetricsEndpointError, open_endpoint
 from protos import ingresses
@@ -372,6 +373,7 @@ async def start(config: ServerConfig, stack: AsyncExitStack) -> RunningServer:
     )
     node_service_pb2_grpc.add_NodeServiceServicer_to_server(nodes, server)
     metrics_pb2_grpc.add_MetricsServiceServicer_to_server(MetricsService(metrics, api, serving.informer("Pod")), server)
+    metrics_pb2_grpc.add_MetricsRelayServicer_to_server(MetricsRelayService(metrics), server)
     discovery_pb2_grpc.add_DiscoveryServiceServicer_to_server(DiscoveryService(routes), server)
     security_pb2_grpc.add_SecurityServiceServicer_to_server(
         SecurityService(tokens, revocations, issuer, streams), server
@@ -398,6 +400,16 @@ async def start(config: ServerConfig, stack: AsyncExitStack) -> RunningServer:
         ttl=config.lease_ttl,
         holder=holder_for(socket.gethostname(), os.getpid(), address),
     )
+    # Every replica sees every node's metrics: its agents' reports go to the other replicas.
+    relay = MetricsRelay(
+        store,
+        key_prefix=config.key_prefix,
+        holder=elector.holder,
+        address=dialable_address(host, port, config.tls_san),
+        credentials=ca.client_credentials(Identity(Role.CONTROLPLANE, elector.holder), now),
+        lease_ttl=config.lease_ttl,
+    )
+    nodes.share_metrics = relay.share
     status_pb2_grpc.add_StatusServiceServicer_to_server(
         StatusServicer(address, store, endpoints, leading=elector.leading.is_set, supervisor=opened.supervisor), server
     )
@@ -441,6 +453,7 @@ async def start(config: ServerConfig, stack: AsyncExitStack) -> RunningServer:
     config.test_hooks.announce()
     telemetry.observe_replica(leading=elector.leading.is_set)
     lead = _lead(store, config, telemetry, metrics, encrypter, shared=serving.informers, admission=admission)
+    stack.push_async_callback(tasks.stop, tasks.start(relay.run(), "metrics-relay"))
     stack.push_async_callback(tasks.stop, tasks.start(elector.run(lead), "leadership"))
     log.info(
         "server_started",

@@ -10,7 +10,7 @@ usage from the `MetricsStore`, joined with the objects they belong to.
   second through the node proxies.
 
 Metrics live in each replica's memory: a replica answers with what its own
-agents report.
+agents report and what the other replicas relay of theirs.
 """
 
 from __future__ import annotations

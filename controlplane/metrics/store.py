@@ -1,9 +1,10 @@
 """Recent resource and traffic metrics, in memory: what agents pushed with `ReportMetrics`.
 
 Nothing here is desired state, so nothing goes to etcd. Each replica keeps
-what its own agents send (an agent talks to one replica at a time), so with
-several replicas each one sees only part of the cluster; an agent that moves
-to another replica reports there as soon as its session is up.
+what its own agents send (an agent talks to one replica at a time) and what
+the other replicas relay of theirs (`controlplane.replicas.relay`), so every
+replica sees every node; an agent that moves to another replica reports there
+as soon as its session is up.
 
 Per node and per pod the store keeps the newest usage as reported (copied
 out of the report, so the rest of the report is freed) and, as compact

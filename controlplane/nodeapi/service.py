@@ -115,6 +115,7 @@ class NodeService(node_service_pb2_grpc.NodeServiceServicer):
         metrics: MetricsStore | None = None,
         events: Callable[[Message, str, str, str], Awaitable[None]] | None = None,
         nodes: Informer | None = None,
+        share_metrics: Callable[[metrics_pb2.MetricsReport], None] | None = None,
     ) -> None:
         self.api = api
         self.assignments = assignments
@@ -135,6 +136,8 @@ class NodeService(node_service_pb2_grpc.NodeServiceServicer):
         self.routes = routes
         # Where ReportMetrics keeps what agents measure.
         self.metrics = metrics
+        # Hands each recorded report to the other replicas (`controlplane.replicas.relay`); never waits.
+        self.share_metrics = share_metrics
         # Records an Event (object, type, reason, message): a Node registered without a pod subnet.
         self.events = events
 
@@ -452,7 +455,10 @@ class NodeService(node_service_pb2_grpc.NodeServiceServicer):
         await require_node(context, request.node_name)
         if self.metrics is None:
             await context.abort(grpc.StatusCode.UNIMPLEMENTED, "this control plane keeps no metrics")
-        self.metrics.record(await self._own_pods_only(request, context), now=time.monotonic())
+        report = await self._own_pods_only(request, context)
+        self.metrics.record(report, now=time.monotonic())
+        if self.share_metrics is not None:
+            self.share_metrics(report)
         return metrics_pb2.ReportMetricsResponse()
 
     async def _own_pods_only(self, request: metrics_pb2.MetricsReport, context: Context) -> metrics_pb2.MetricsReport:

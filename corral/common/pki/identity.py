@@ -20,6 +20,10 @@ SERVER_NAME = "corral-controlplane"
 NODE_PREFIX = "system:node:"
 NODES_GROUP = "system:nodes"
 ADMINS_GROUP = "system:masters"
+# A control-plane replica calling another (the metrics relay): issued by each replica to itself
+# from the cluster CA, never through a join token.
+CONTROLPLANE_PREFIX = "system:controlplane:"
+CONTROLPLANE_GROUP = "system:controlplanes"
 # Certificates start a little in the past so a peer whose clock is behind accepts them.
 BACKDATE = dt.timedelta(minutes=5)
 
@@ -31,6 +35,7 @@ class CertificateError(Exception):
 class Role(Enum):
     NODE = "node"
     ADMIN = "admin"
+    CONTROLPLANE = "controlplane"
 
 
 @dataclass(frozen=True)
@@ -38,16 +43,20 @@ class Identity:
     """Who a client certificate speaks for."""
 
     role: Role
-    # The node name (role NODE) or the user name (role ADMIN).
+    # The node name (role NODE), the user name (role ADMIN) or the replica (role CONTROLPLANE).
     name: str
 
     @property
     def common_name(self) -> str:
-        return NODE_PREFIX + self.name if self.role is Role.NODE else self.name
+        if self.role is Role.NODE:
+            return NODE_PREFIX + self.name
+        return CONTROLPLANE_PREFIX + self.name if self.role is Role.CONTROLPLANE else self.name
 
     @property
     def group(self) -> str:
-        return NODES_GROUP if self.role is Role.NODE else ADMINS_GROUP
+        if self.role is Role.NODE:
+            return NODES_GROUP
+        return CONTROLPLANE_GROUP if self.role is Role.CONTROLPLANE else ADMINS_GROUP
 
     def __str__(self) -> str:
         return f"{self.role.value} {self.name}"
@@ -57,6 +66,12 @@ def identity_from_names(common_name: str, organization: str) -> Identity | None:
     """The identity of a subject's CN and O (None: not a client certificate of a corral cluster)."""
     if organization == NODES_GROUP and common_name.startswith(NODE_PREFIX) and len(common_name) > len(NODE_PREFIX):
         return Identity(Role.NODE, common_name[len(NODE_PREFIX) :])
+    if (
+        organization == CONTROLPLANE_GROUP
+        and common_name.startswith(CONTROLPLANE_PREFIX)
+        and len(common_name) > len(CONTROLPLANE_PREFIX)
+    ):
+        return Identity(Role.CONTROLPLANE, common_name[len(CONTROLPLANE_PREFIX) :])
     if organization == ADMINS_GROUP and common_name:
         return Identity(Role.ADMIN, common_name)
     return None

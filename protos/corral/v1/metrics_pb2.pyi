@@ -391,6 +391,51 @@ class PodMetricsList(_message.Message):
 Global___PodMetricsList: _TypeAlias = PodMetricsList  # noqa: Y015
 
 @_typing.final
+class SharedReports(_message.Message):
+    """What one control-plane replica's agents reported over a few seconds, sent to
+    every other replica so that each sees every node's metrics.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SENDER_FIELD_NUMBER: _builtins.int
+    REPORTS_FIELD_NUMBER: _builtins.int
+    sender: _builtins.str
+    """The sending replica (its holder string, for logs)."""
+    @_builtins.property
+    def reports(self) -> _containers.RepeatedCompositeFieldContainer[Global___MetricsReport]:
+        """Already filtered by the sender to each node's own pods."""
+
+    def __init__(
+        self,
+        *,
+        sender: _builtins.str = ...,
+        reports: _abc.Iterable[Global___MetricsReport] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["reports", b"reports", "sender", b"sender"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SharedReports: _TypeAlias = SharedReports  # noqa: Y015
+
+@_typing.final
+class ShareReportsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ShareReportsResponse: _TypeAlias = ShareReportsResponse  # noqa: Y015
+
+@_typing.final
 class CrossVersionObjectReference(_message.Message):
     """-- HorizontalPodAutoscaler (autoscaling/v2) ------------------------------------"""
 

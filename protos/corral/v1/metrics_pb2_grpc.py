@@ -141,3 +141,78 @@ class MetricsService:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class MetricsRelayStub:
+    """Replica to replica only: the caller must hold a control-plane certificate.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.ShareReports = channel.unary_unary(
+                '/corral.v1.MetricsRelay/ShareReports',
+                request_serializer=protos_dot_corral_dot_v1_dot_metrics__pb2.SharedReports.SerializeToString,
+                response_deserializer=protos_dot_corral_dot_v1_dot_metrics__pb2.ShareReportsResponse.FromString,
+                _registered_method=True)
+
+
+class MetricsRelayServicer:
+    """Replica to replica only: the caller must hold a control-plane certificate.
+    """
+
+    def ShareReports(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_MetricsRelayServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'ShareReports': grpc.unary_unary_rpc_method_handler(
+                    servicer.ShareReports,
+                    request_deserializer=protos_dot_corral_dot_v1_dot_metrics__pb2.SharedReports.FromString,
+                    response_serializer=protos_dot_corral_dot_v1_dot_metrics__pb2.ShareReportsResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'corral.v1.MetricsRelay', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('corral.v1.MetricsRelay', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class MetricsRelay:
+    """Replica to replica only: the caller must hold a control-plane certificate.
+    """
+
+    @staticmethod
+    def ShareReports(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/corral.v1.MetricsRelay/ShareReports',
+            protos_dot_corral_dot_v1_dot_metrics__pb2.SharedReports.SerializeToString,
+            protos_dot_corral_dot_v1_dot_metrics__pb2.ShareReportsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)

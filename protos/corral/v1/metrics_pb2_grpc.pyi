@@ -66,3 +66,31 @@ class MetricsServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_metrics_pb2.PodMetricsList, _abc.Awaitable[_metrics_pb2.PodMetricsList]]: ...
 
 def add_MetricsServiceServicer_to_server(servicer: MetricsServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
+
+class MetricsRelayStub:
+    """Replica to replica only: the caller must hold a control-plane certificate."""
+
+    @_typing.overload
+    def __new__(cls, channel: _grpc.Channel) -> _Self: ...
+    @_typing.overload
+    def __new__(cls, channel: _aio.Channel) -> MetricsRelayAsyncStub: ...
+    ShareReports: _grpc.UnaryUnaryMultiCallable[_metrics_pb2.SharedReports, _metrics_pb2.ShareReportsResponse]
+
+@_typing.type_check_only
+class MetricsRelayAsyncStub(MetricsRelayStub):
+    """Replica to replica only: the caller must hold a control-plane certificate."""
+
+    def __init__(self, channel: _aio.Channel) -> None: ...
+    ShareReports: _aio.UnaryUnaryMultiCallable[_metrics_pb2.SharedReports, _metrics_pb2.ShareReportsResponse]  # type: ignore[assignment]
+
+class MetricsRelayServicer(metaclass=_abc_1.ABCMeta):
+    """Replica to replica only: the caller must hold a control-plane certificate."""
+
+    @_abc_1.abstractmethod
+    def ShareReports(
+        self,
+        request: _metrics_pb2.SharedReports,
+        context: _ServicerContext,
+    ) -> _typing.Union[_metrics_pb2.ShareReportsResponse, _abc.Awaitable[_metrics_pb2.ShareReportsResponse]]: ...
+
+def add_MetricsRelayServicer_to_server(servicer: MetricsRelayServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -105,6 +105,12 @@ async def test_revocation_refuses_older_certificates_on_every_replica() -> None:
         ("/corral.v1.SecurityService/RenewCertificate", Role.ADMIN, True),
         ("/corral.v1.MetricsService/NodeMetrics", Role.NODE, False),
         ("/corral.v1.DiscoveryService/ListEndpoints", Role.ADMIN, True),
+        ("/corral.v1.MetricsRelay/ShareReports", Role.CONTROLPLANE, True),
+        ("/corral.v1.MetricsRelay/ShareReports", Role.NODE, False),
+        ("/corral.v1.MetricsRelay/ShareReports", Role.ADMIN, False),
+        ("/corral.v1.ObjectService/Get", Role.CONTROLPLANE, False),
+        ("/corral.v1.NodeService/ReportMetrics", Role.CONTROLPLANE, False),
+        ("/corral.v1.SecurityService/RenewCertificate", Role.CONTROLPLANE, False),
     ],
 )
 def test_policy(method: str, role: Role, verdict: bool) -> None:

@@ -40,6 +40,20 @@ def test_client_certificate_names_the_identity_and_its_issue_time(ca: CA) -> Non
     assert peer.issued_at == NOW.timestamp()
 
 
+@pytest.mark.parametrize(
+    "identity",
+    [
+        pytest.param(Identity(Role.ADMIN, "alice"), id="admin"),
+        pytest.param(Identity(Role.CONTROLPLANE, "host1:42:10.0.0.1:7443"), id="control-plane replica"),
+    ],
+)
+def test_every_role_reads_back_from_its_subject(ca: CA, identity: Identity) -> None:
+    cert = certs.issue_client(*ca, certs.new_key().public_key(), identity, NOW, dt.timedelta(days=1))
+    assert certs.identity_of(cert) == identity
+    peer = certs.peer_of_subject(cert.subject.rfc4514_string({x509.NameOID.SERIAL_NUMBER: "serialNumber"}))
+    assert peer is not None and peer.identity == identity
+
+
 def test_a_certificate_never_outlives_its_ca(ca: CA) -> None:
     key = certs.new_key()
     cert = certs.issue_client(*ca, key.public_key(), Identity(Role.ADMIN, "ops"), NOW, dt.timedelta(days=99999))
