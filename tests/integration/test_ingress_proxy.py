@@ -443,9 +443,8 @@ async def test_caddy_is_restarted_when_it_dies_and_stops_with_the_proxy(env: Env
     assert process.returncode is not None
 
 
+@pytest.mark.parametrize("env", ["caddy"], indirect=True)
 async def test_the_admin_socket_is_private_and_no_key_is_written(env: Env) -> None:
-    if env.proxy.data_path != "caddy":
-        pytest.skip("Caddy's admin socket")
     directory = env.tmp / "ingress"
     assert stat.S_IMODE(directory.stat().st_mode) == 0o700
     assert stat.S_IMODE((directory / "admin.sock").stat().st_mode) == 0o600
@@ -455,9 +454,8 @@ async def test_the_admin_socket_is_private_and_no_key_is_written(env: Env) -> No
     assert not list(directory.rglob("autosave.json"))
 
 
+@pytest.mark.parametrize("env", ["nginx"], indirect=True)
 async def test_nginx_keeps_to_its_directory_with_private_keys(env: Env) -> None:
-    if env.proxy.data_path != "nginx":
-        pytest.skip("nginx's files")
     directory = env.tmp / "ingress"
     server = env.proxy.server
     assert server is not None and server.pid is not None
@@ -475,9 +473,8 @@ async def test_nginx_keeps_to_its_directory_with_private_keys(env: Env) -> None:
     assert {w.username() for w in workers} == {expected}
 
 
+@pytest.mark.parametrize("env", ["nginx"], indirect=True)
 async def test_a_config_nginx_refuses_leaves_the_running_one(env: Env) -> None:
-    if env.proxy.data_path != "nginx":
-        pytest.skip("nginx -t")
     from agent.network.ingress.nginx import ConfigRefused, Nginx
     from agent.network.ingress.nginx_config import NginxConfig
 

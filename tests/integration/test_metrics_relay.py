@@ -72,9 +72,7 @@ async def test_each_replica_answers_for_the_nodes_and_pods_of_every_replicas_age
         await wait_for(everywhere, "both replicas to hold both nodes' and both pods' metrics")
         # The metrics API of either replica answers for both pods.
         for replica in replicas:
-            channel = await stack.enter_async_context(
-                aio_channel(replica.running.address, admin_of(replica.running))
-            )
+            channel = await stack.enter_async_context(aio_channel(replica.running.address, admin_of(replica.running)))
             listed = await metrics_pb2_grpc.MetricsServiceStub(channel).PodMetrics(
                 metrics_pb2.PodMetricsRequest(namespace="default")
             )
