@@ -14,11 +14,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable
 
-from controlplane.informer import CacheEvent, Informer
+from controlplane.informer import CacheEvent, Change, Informer
 from controlplane.registry.hub import RouteHub
 from protos.corral.v1 import node_pb2, node_service_pb2
 
-COALESCE_SECONDS = 0.05
+# The table goes whole to every node's Services stream: while a fleet joins, each change costs
+# nodes x nodes entries sent. Changes within a second are merged (a node's own pods do not wait
+# for it: its pod subnet reaches it at registration; others learn its route within about 1 s).
+COALESCE_SECONDS = 1.0
 
 
 def internal_address(node: node_pb2.Node) -> str:
@@ -45,7 +48,20 @@ class PodNetworkFeed:
         nodes.add_listener(self._on_change)
 
     def _on_change(self, event: CacheEvent) -> None:
-        del event
+        # Only a node that comes, goes, or changes its subnet or addresses changes the table.
+        previous = event.prev
+        if (
+            event.change is not Change.DELETED
+            and isinstance(previous, node_pb2.Node)
+            and isinstance(event.obj, node_pb2.Node)
+        ):
+            before, after = previous, event.obj
+            if (
+                before.spec.pod_cidrs == after.spec.pod_cidrs
+                and before.spec.pod_cidr == after.spec.pod_cidr
+                and before.status.addresses == after.status.addresses
+            ):
+                return
         self._wake.set()
 
     def compute(self) -> node_service_pb2.PodNetwork:
