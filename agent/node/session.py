@@ -49,6 +49,8 @@ CHANNEL_OPTIONS = [
     ("grpc.max_receive_message_length", 16 * 1024 * 1024),
 ]
 LOG_CHUNK = 32 * 1024
+# Answers of a control plane that is up but busy: the call is given up, the session is kept.
+SLOW_ANSWERS = frozenset({grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED})
 
 
 def _first_line(error: BaseException) -> str:
@@ -192,11 +194,20 @@ class Session:
         return response
 
     async def _heartbeats(self, stub: node_service_pb2_grpc.NodeServiceAsyncStub, period: float) -> None:
+        """A heartbeat every period. One the control plane is too busy to answer in time is not a
+        lost session: the streams are up (keepalives watch the connection), and dropping them all
+        to register again would add a busy control plane the work of a reconnecting node."""
         while True:
             await asyncio.sleep(period)
-            response = await stub.Heartbeat(
-                node_service_pb2.HeartbeatRequest(node_name=self.config.node_name), timeout=period * 2
-            )
+            try:
+                response = await stub.Heartbeat(
+                    node_service_pb2.HeartbeatRequest(node_name=self.config.node_name), timeout=period * 2
+                )
+            except grpc.aio.AioRpcError as e:
+                if e.code() not in SLOW_ANSWERS:
+                    raise
+                log.warning("heartbeat_slow", server=self.config.server, error=_first_line(e))
+                continue
             period = max(1, response.heartbeat_period_seconds)
 
     async def _assignments(self, stub: node_service_pb2_grpc.NodeServiceAsyncStub) -> None:
@@ -228,6 +239,11 @@ class Session:
             try:
                 await stub.ReportMetrics(report, timeout=max(15.0, period))
             except grpc.aio.AioRpcError as e:
+                if e.code() in SLOW_ANSWERS:
+                    # Metrics are best-effort: the next report replaces this one.
+                    log.warning("metrics_report_slow", server=self.config.server, error=_first_line(e))
+                    await asyncio.sleep(max(0.0, started + period - loop.time()))
+                    continue
                 if e.code() != grpc.StatusCode.UNIMPLEMENTED:
                     raise
                 # An older control plane: run without metrics rather than reconnect forever.
