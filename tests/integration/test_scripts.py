@@ -237,6 +237,7 @@ def test_nginx_setup_installs_nginx_light_and_keeps_its_service_off_the_ports(fa
     Path(fake_debian["CORRAL_NGINX_SETUP_SERVICE_PID"]).write_text(f"{service.pid}\n")
     try:
         result = nginx_setup(fake_debian)
+        assert "stopping Debian's nginx service" in result.stderr, result.stderr
         assert service.wait(timeout=DEADLINE) == -signal.SIGQUIT
     finally:
         service.kill()
