@@ -232,8 +232,20 @@ def nginx_setup(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[
 
 
 def test_nginx_setup_installs_nginx_light_and_keeps_its_service_off_the_ports(fake_debian: dict[str, str]) -> None:
-    # Debian's nginx service runs (a process of ours stands in for it): it is stopped.
-    service = subprocess.Popen(["sleep", "60"])
+    # Debian's nginx service runs (a process of ours stands in for it): it is stopped. Like an
+    # nginx master it handles SIGQUIT itself: a plain `sleep` would inherit the SIGQUIT that a
+    # non-interactive shell ignores for background jobs (scripts/test runs pytest that way).
+    service = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import signal, time; signal.signal(signal.SIGQUIT, signal.SIG_DFL); print('ready', flush=True); "
+            "time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert service.stdout is not None and service.stdout.readline() == "ready\n"
     Path(fake_debian["CORRAL_NGINX_SETUP_SERVICE_PID"]).write_text(f"{service.pid}\n")
     try:
         result = nginx_setup(fake_debian)
@@ -241,7 +253,7 @@ def test_nginx_setup_installs_nginx_light_and_keeps_its_service_off_the_ports(fa
         assert service.wait(timeout=DEADLINE) == -signal.SIGQUIT
     finally:
         service.kill()
-        service.wait()
+        service.communicate()
 
     assert result.returncode == 0, result.stderr
     calls = Path(fake_debian["FAKE_APT_LOG"]).read_text().splitlines()
