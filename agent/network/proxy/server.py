@@ -52,6 +52,7 @@ import structlog
 
 from agent.network.proxy.endpoints import Backend, Balancer, backends_of
 from agent.network.proxy.frontends import NODE, Frontend, allows, frontends
+from agent.network.proxy.udp import UdpFrontend
 from protos.corral.v1 import discovery_pb2
 
 log = structlog.get_logger(__name__)
@@ -340,7 +341,7 @@ class ProxyServer:
         self._unsupported: set[tuple[str, str]] = set()
         self._udp_ips: set[str] = set()
         # Told of the UDP frontends (`udp.py`); None: UDP is not served.
-        self.udp: Callable[[list[tuple[str, Frontend, list[Backend]]]], None] | None = None
+        self.udp: Callable[[list[UdpFrontend]], None] | None = None
         # Told of the clusterIPs the proxy serves (they must be local: `cluster_ips.py`).
         self.on_cluster_ips: Callable[[set[str]], None] | None = None
         self._wake = asyncio.Event()
@@ -411,7 +412,7 @@ class ProxyServer:
 
     def _wanted(self, routes: Mapping[str, discovery_pb2.ServiceRoute]) -> dict[FrontendKey, _Wanted]:
         claims: dict[FrontendKey, list[_Wanted]] = {}
-        udp: list[tuple[str, Frontend, list[Backend]]] = []
+        udp: list[UdpFrontend] = []
         for key in sorted(routes):
             route = routes[key]
             for route_port in route.ports:
@@ -422,12 +423,16 @@ class ProxyServer:
                     if front.protocol == "tcp":
                         claims.setdefault(front.key, []).append(_Wanted(key, route, route_port, front))
                     elif self.udp is not None:
-                        udp.append((key, front, self._backends(route_port, front)))
+                        udp.append(
+                            UdpFrontend(
+                                key, front, self._backends(route_port, front), dict(route.weights), route.load_balancing
+                            )
+                        )
                     else:
                         self._note_unsupported(key, route_port)
         if self.udp is not None:
             self.udp(udp)
-        self._udp_ips = {front.address for _, front, _ in udp if front.address != NODE}
+        self._udp_ips = {u.frontend.address for u in udp if u.frontend.address != NODE}
         wanted: dict[FrontendKey, _Wanted] = {}
         conflicts: set[tuple[int, str, str]] = set()
         for number, claimants in claims.items():

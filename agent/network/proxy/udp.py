@@ -1,11 +1,13 @@
 """The userspace proxy's UDP relay: one socket per UDP frontend, one session per client.
 
-`update(frontends)` takes every UDP frontend with its Service and backends
-(from `ProxyServer`, which sorts routes into frontends). Each frontend is a
+`update(frontends)` takes every UDP frontend with its Service, backends,
+traffic weights and algorithm (`UdpFrontend`, from `ProxyServer`, which sorts
+routes into frontends). Each frontend is a
 socket bound on its address (the clusterIP, or every proxy address for a node
 frontend) and port. A datagram from a new client (address, port) opens a
-session: a backend picked by the frontend's `Balancer` (round robin, weights,
-LeastConnections by open sessions) and a connected socket to it; the
+session: a backend picked by the frontend's `Balancer`, per flow as the TCP
+relay picks per connection (round robin, the Service's traffic weights — a
+10% canary gets every tenth new flow — LeastConnections by open sessions) and a connected socket to it; the
 client's datagrams go to that backend, the backend's answers back to the
 client from the frontend's address (with sessionAffinity: ClientIP, a new
 session from a client address goes where its previous one went, within the
@@ -26,13 +28,13 @@ import asyncio
 import contextlib
 import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import cast
 
 import structlog
 
-from agent.network.proxy.endpoints import Backend, Balancer
+from agent.network.proxy.endpoints import ROUND_ROBIN, Backend, Balancer
 from agent.network.proxy.frontends import NODE, Frontend, allows
 
 log = structlog.get_logger(__name__)
@@ -41,8 +43,18 @@ IDLE_SECONDS = 30.0
 MAX_PENDING = 64
 MAX_DATAGRAM = 65535
 
-Wanted = Sequence[tuple[str, Frontend, list[Backend]]]
 Client = tuple[str, int]
+
+
+@dataclass(frozen=True)
+class UdpFrontend:
+    """A UDP frontend to serve: its Service ("namespace/name"), backends, and how to pick among them."""
+
+    service: str
+    frontend: Frontend
+    backends: list[Backend]
+    weights: Mapping[str, int] = field(default_factory=dict)
+    algorithm: str = ROUND_ROBIN
 
 
 class _Upstream(asyncio.DatagramProtocol):
@@ -158,26 +170,38 @@ class UdpProxy:
         self._wake = asyncio.Event()
         self._group: asyncio.TaskGroup | None = None
 
-    def update(self, wanted: Wanted) -> None:
-        seen: dict[tuple[str, int, str], tuple[str, Frontend, list[Backend]]] = {}
-        for service, front, backends in wanted:
-            seen.setdefault(front.key, (service, front, backends))  # the first Service by name keeps it
+    def update(self, wanted: Sequence[UdpFrontend]) -> None:
+        seen: dict[tuple[str, int, str], UdpFrontend] = {}
+        for want in wanted:
+            seen.setdefault(want.frontend.key, want)  # the first Service by name keeps it
         for key, entry in list(self._entries.items()):
-            if key not in seen or seen[key][0] != entry.service:
+            if key not in seen or seen[key].service != entry.service:
                 for sock in entry.sockets:
                     sock.close()
                 del self._entries[key]
-        for key, (service, front, backends) in seen.items():
+        for key, want in seen.items():
+            front = want.frontend
             held = self._entries.get(key)
             if held is None:
-                entry = _Entry(service, front, Balancer(backends, affinity_seconds=front.affinity_seconds))
+                balancer = Balancer(
+                    want.backends,
+                    weights=want.weights,
+                    algorithm=want.algorithm,
+                    affinity_seconds=front.affinity_seconds,
+                )
+                entry = _Entry(want.service, front, balancer)
                 where = self.addresses if front.address == NODE else [front.address]
                 entry.sockets = [_Socket(self, entry, address) for address in where]
                 self._entries[key] = entry
             else:
                 entry = held
                 entry.frontend = front
-                removed = entry.balancer.update(backends, affinity_seconds=front.affinity_seconds)
+                removed = entry.balancer.update(
+                    want.backends,
+                    weights=want.weights,
+                    algorithm=want.algorithm,
+                    affinity_seconds=front.affinity_seconds,
+                )
                 for sock in entry.sockets:
                     for client, session in list(sock.sessions.items()):
                         if session.backend.key in removed:

@@ -9,6 +9,7 @@ setup). Every wait has a deadline; each test runs on the stdlib loop and on uvlo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -154,10 +155,14 @@ async def udp_ask_from(source: str, port: int) -> str:
         transport.close()
 
 
-async def test_udp_sessions_from_one_client_address_go_to_one_backend() -> None:
+@contextlib.asynccontextmanager
+async def udp_service(
+    names: tuple[str, ...], *, affinity: int = 0, groups: tuple[str, ...] = (), weights: dict[str, int] | None = None
+) -> AsyncIterator[int]:
+    """UDP backends answering their names behind a UDP Service served by a relay; yields its port."""
     loop = asyncio.get_running_loop()
     servers = []
-    for name in ("a", "b", "c"):
+    for name in names:
         transport, _ = await loop.create_datagram_endpoint(
             functools.partial(_UdpBackend, name), local_addr=("127.0.0.1", 0)
         )
@@ -169,13 +174,19 @@ async def test_udp_sessions_from_one_client_address_go_to_one_backend() -> None:
     dns = discovery_pb2.ServiceRoute(
         namespace="default",
         name="dns",
-        session_affinity_seconds=10800,
+        session_affinity_seconds=affinity,
+        weights=weights or {},
         ports=[
             discovery_pb2.RoutePort(
                 protocol="UDP",
                 port=port,
                 backends=[
-                    discovery_pb2.RouteBackend(address="127.0.0.1", port=t.get_extra_info("sockname")[1], pod=str(i))
+                    discovery_pb2.RouteBackend(
+                        address="127.0.0.1",
+                        port=t.get_extra_info("sockname")[1],
+                        pod=str(i),
+                        group=groups[i] if groups else "",
+                    )
                     for i, t in enumerate(servers)
                 ],
             )
@@ -185,10 +196,29 @@ async def test_udp_sessions_from_one_client_address_go_to_one_backend() -> None:
     try:
         proxy.update(routes(dns))
         await eventually(lambda: (PROXY, port) in udp.listening(), "the UDP frontend bound")
-        answers = [await udp_ask_from("127.0.0.2", port) for _ in range(10)]  # a new client port each time
-        assert len(set(answers)) == 1
-        assert await udp_ask_from("127.0.0.3", port) != answers[0]
+        yield port
     finally:
         task.cancel()
         for transport in servers:
             transport.close()
+
+
+async def test_udp_sessions_from_one_client_address_go_to_one_backend() -> None:
+    async with udp_service(("a", "b", "c"), affinity=10800) as port:
+        answers = [await udp_ask_from("127.0.0.2", port) for _ in range(10)]  # a new client port each time
+        assert len(set(answers)) == 1
+        assert await udp_ask_from("127.0.0.3", port) != answers[0]
+
+
+@pytest.mark.parametrize(
+    ("weights", "expected"),
+    [
+        pytest.param({"stable": 90, "canary": 10}, {"stable-1": 9, "stable-2": 9, "canary": 2}, id="canary-10"),
+        pytest.param({"stable": 100, "canary": 0}, {"stable-1": 10, "stable-2": 10}, id="canary-0"),
+    ],
+)
+async def test_udp_flows_follow_the_traffic_weights_per_flow(weights: dict[str, int], expected: dict[str, int]) -> None:
+    names = ("stable-1", "stable-2", "canary")
+    async with udp_service(names, groups=("stable", "stable", "canary"), weights=weights) as port:
+        answers = [await udp_ask_from("127.0.0.2", port) for _ in range(20)]  # a new flow each time
+    assert Counter(answers) == expected
