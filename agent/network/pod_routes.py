@@ -16,13 +16,22 @@ connected network. It skips, with the reason:
 `forward_rules(...)` are the accept rules Docker's FORWARD chain (policy
 DROP) needs for routed traffic into this node's pod subnet: from the cluster
 CIDR (pods of every node, and this host's other bridges) and from the
-other nodes' addresses (their hosts, and their pods' traffic masqueraded by
-Docker on the way out); and for connections this node's Service rules
+other nodes' addresses (their hosts, and the pods of nodes whose agent
+predates `nat_rules`, masqueraded by Docker on the way out); and for connections this node's Service rules
 DNATed to a pod (a nodePort or LoadBalancer port reached from the LAN, sent
 to a pod here or on another node: conntrack state DNAT with the pod as reply
 source). Nothing else is accepted into the subnet but Docker's own rules
 (replies, published hostPorts), so hosts of the LAN that are not nodes do
 not reach pod ports.
+
+`nat_rules(...)` is the rule that keeps pod-to-pod traffic unNATed (as
+flannel's): Docker masquerades everything leaving the bridge's subnet by
+another interface (`nat POSTROUTING -s <subnet> ! -o <bridge> -j
+MASQUERADE`), so a pod on another node would see this node's address; a
+`RETURN` at the top of POSTROUTING for traffic from this node's pod subnet
+to the cluster CIDR skips it, so the receiver sees the sender's pod address
+(Kubernetes' network model). Traffic leaving the cluster CIDR (the LAN, the
+internet, other nodes' host addresses) is still masqueraded.
 """
 
 from __future__ import annotations
@@ -126,3 +135,11 @@ def forward_rules(plan: RoutePlan, comment: str) -> list[list[str]]:
         sources = ([plan.cluster_cidr] if plan.cluster_cidr else []) + [f"{a}/32" for a in plan.peer_addresses]
         rules.extend(["-s", source, "-d", plan.own_subnet, *tag] for source in sources)
     return rules
+
+
+def nat_rules(plan: RoutePlan, comment: str) -> list[list[str]]:
+    """iptables rule specs (for the nat table's POSTROUTING, first) returning before Docker's
+    masquerade for traffic from this node's pod subnet to the cluster CIDR."""
+    if not (plan.own_subnet and plan.cluster_cidr):
+        return []
+    return [["-s", plan.own_subnet, "-d", plan.cluster_cidr, "-m", "comment", "--comment", comment, "-j", "RETURN"]]

@@ -1,15 +1,19 @@
-"""Programs the pod network between nodes (host-gw): routes, and Docker's forwarding rules.
+"""Programs the pod network between nodes (host-gw): routes, and Docker's forwarding and NAT rules.
 
 Fed the pod network's table from the Services stream (`update_pod_network`),
 it installs `ip route replace <subnet> via <node address> proto 97` for
 every route of `pod_routes.plan`, removes the ones of nodes gone, and (with
 the Docker runtime) keeps this node's accept rules at the top of Docker's
-`DOCKER-USER` chain (`pod_routes.forward_rules`, each with the comment
-`corral-podnet-<node>`), all once per burst of changes. Routes carry the
+`DOCKER-USER` chain (`pod_routes.forward_rules`) and the rule that keeps
+pod-to-pod traffic from Docker's masquerade at the top of the nat table's
+`POSTROUTING` chain (`pod_routes.nat_rules`), each with the comment
+`corral-podnet-<node>`, all once per burst of changes. Routes carry the
 protocol number 97, so a restarted agent finds its own (`ip route show
-proto 97`) and replaces or removes them; rules are found by their comment.
-Both stay when the agent stops: pods keep running, and keep reaching each
-other, across an agent restart.
+proto 97`) and replaces or removes them; rules are found by their comment,
+and put back at the top when another rule (Docker's, for a network made
+since) got above them. All stay when the agent stops: pods keep running, and
+keep reaching each other, across an agent restart; a node whose pod subnet
+is gone from the table loses its rules with its routes.
 
 How each peer's address is reached (`ip -j route get`: local, direct or via
 a gateway) is asked once per address. A skipped node is logged once per
@@ -25,18 +29,21 @@ from __future__ import annotations
 import asyncio
 import json
 import shlex
-import shutil
 from collections.abc import Awaitable, Callable
 
 import structlog
 
-from agent.network.pod_routes import PeerRoute, Reach, RoutePlan, changes, forward_rules, plan
+from agent.network.pod_routes import PeerRoute, Reach, RoutePlan, changes, forward_rules, nat_rules, plan
 from protos.corral.v1 import node_service_pb2
 
 log = structlog.get_logger(__name__)
 
 ROUTE_PROTO = "97"
 CHAIN = "DOCKER-USER"
+# Where Docker masquerades its bridges' traffic (`iptables -t nat`).
+NAT_CHAIN = "POSTROUTING"
+# Every agent's rules carry a comment starting so (several agents on one host share the chains).
+COMMENT_PREFIX = "corral-podnet-"
 COALESCE_SECONDS = 0.05
 
 Runner = Callable[[list[str]], Awaitable[tuple[int, str, str]]]
@@ -67,12 +74,13 @@ class PodRouting:
         self.forwarding = forwarding
         self.runner = runner
         self.coalesce = coalesce
-        self.comment = f"corral-podnet-{node}"[:250]
+        self.comment = f"{COMMENT_PREFIX}{node}"[:250]
         self._table: node_service_pb2.PodNetwork | None = None
         self._wake = asyncio.Event()
         self._reach: dict[str, Reach] = {}
         self._installed: list[PeerRoute] | None = None
-        self._rules: list[list[str]] | None = None
+        # (table, chain) → the rules this run installed there.
+        self._rules: dict[tuple[str, str], list[list[str]]] = {}
         self._skipped_logged: set[tuple[str, str]] = set()
         self._warned: set[str] = set()
         self.plan = RoutePlan()
@@ -105,7 +113,8 @@ class PodRouting:
             self._warn("pod_routes_unavailable", str(e))
         if self.forwarding:
             try:
-                await self._sync_rules(forward_rules(self.plan, self.comment))
+                await self._sync_rules("filter", CHAIN, forward_rules(self.plan, self.comment))
+                await self._sync_rules("nat", NAT_CHAIN, nat_rules(self.plan, self.comment))
             except CommandFailed as e:
                 self._warn("pod_forwarding_unavailable", str(e))
 
@@ -153,20 +162,27 @@ class PodRouting:
             return []
         return [PeerRoute(str(e["dst"]), str(e.get("gateway", ""))) for e in entries if "dst" in e]
 
-    async def _sync_rules(self, wanted: list[list[str]]) -> None:
-        if wanted == self._rules:
+    async def _sync_rules(self, table: str, chain: str, wanted: list[list[str]]) -> None:
+        """Keep `wanted` (and no other rule with this node's comment) at the top of `chain`."""
+        listing = await self._check(["iptables", "-w", "-t", table, "-S", chain])
+        rules = [shlex.split(line)[2:] for line in listing.splitlines() if line.startswith(f"-A {chain} ")]
+        mine = [i for i, rule in enumerate(rules) if self.comment in rule]
+        if self._rules.get((table, chain)) == wanted and _on_top(rules, mine, len(wanted)):
             return
-        if shutil.which("iptables") is None:
-            raise CommandFailed("iptables is not installed")
-        listing = await self._check(["iptables", "-w", "-S", CHAIN])
-        for line in listing.splitlines():
-            parts = shlex.split(line)
-            if parts[:2] == ["-A", CHAIN] and self.comment in parts:
-                await self._check(["iptables", "-w", "-D", CHAIN, *parts[2:]])
+        for i in mine:
+            await self._check(["iptables", "-w", "-t", table, "-D", chain, *rules[i]])
         for rule in reversed(wanted):
-            await self._check(["iptables", "-w", "-I", CHAIN, "1", *rule])
-        self._rules = wanted
-        log.info("pod_forwarding_rules", chain=CHAIN, rules=len(wanted), subnet=self.plan.own_subnet)
+            await self._check(["iptables", "-w", "-t", table, "-I", chain, "1", *rule])
+        self._rules[(table, chain)] = wanted
+        log.info("pod_forwarding_rules", table=table, chain=chain, rules=len(wanted), subnet=self.plan.own_subnet)
+
+
+def _on_top(rules: list[list[str]], mine: list[int], count: int) -> bool:
+    """Whether this node's `count` rules (at positions `mine`) come before any rule not an agent's."""
+    if len(mine) != count:
+        return False
+    last = max(mine, default=-1)
+    return all(any(part.startswith(COMMENT_PREFIX) for part in rules[i]) for i in range(last + 1))
 
 
 _SKIPPED = {

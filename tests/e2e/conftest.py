@@ -223,12 +223,18 @@ def remove_node_containers(node: str) -> None:
 
 
 def remove_pod_network_rules(node: str) -> None:
-    """Remove the DOCKER-USER accept rules the agent made for its pod subnet (`corral-podnet-<node>`)."""
-    listed = subprocess.run(["iptables", "-w", "-S", "DOCKER-USER"], capture_output=True, text=True, check=False)
-    for line in listed.stdout.splitlines():
-        parts = shlex.split(line)
-        if parts[:2] == ["-A", "DOCKER-USER"] and f"corral-podnet-{node}" in parts:
-            subprocess.run(["iptables", "-w", "-D", "DOCKER-USER", *parts[2:]], capture_output=True, check=False)
+    """Remove the rules the agent made for its pod subnet (`corral-podnet-<node>`): DOCKER-USER's
+    accept rules and the nat POSTROUTING rule that skips Docker's masquerade."""
+    for table, chain in (("filter", "DOCKER-USER"), ("nat", "POSTROUTING")):
+        listed = subprocess.run(
+            ["iptables", "-w", "-t", table, "-S", chain], capture_output=True, text=True, check=False
+        )
+        for line in listed.stdout.splitlines():
+            parts = shlex.split(line)
+            if parts[:2] == ["-A", chain] and f"corral-podnet-{node}" in parts:
+                subprocess.run(
+                    ["iptables", "-w", "-t", table, "-D", chain, *parts[2:]], capture_output=True, check=False
+                )
 
 
 def kill_process_containers(data_dir: Path) -> None:

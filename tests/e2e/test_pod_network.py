@@ -26,8 +26,16 @@ pytestmark = pytest.mark.docker
 __all__ = ["net_agents", "server_args"]  # fixtures
 
 
+# A CGI script of busybox's httpd answering the client's address as the pod sees it (`/cgi-bin/peer`).
+PEER_CGI = (
+    "mkdir -p /www/cgi-bin && printf '#!/bin/sh\\necho Content-Type: text/plain\\necho\\necho $REMOTE_ADDR\\n'"
+    " > /www/cgi-bin/peer && chmod +x /www/cgi-bin/peer"
+)
+
+
 def app(name: str, node: str, *, host_port: int = 0) -> str:
-    """A pod on `node` answering `name` over HTTP on :8080 (hostPort when given), and its Service on 80."""
+    """A pod on `node` answering `name` over HTTP on :8080 (hostPort when given), and its Service on 80;
+    `/cgi-bin/peer` answers the client's address."""
     host = f", hostPort: {host_port}" if host_port else ""
     return f"""
 apiVersion: v1
@@ -39,7 +47,7 @@ spec:
   containers:
   - name: web
     image: corral-test/busybox:1
-    command: ["sh", "-c", "echo {name} > /www/index.html; exec httpd -f -p 8080 -h /www"]
+    command: ["sh", "-c", "echo {name} > /www/index.html; {PEER_CGI}; exec httpd -f -p 8080 -h /www"]
     ports:
     - {{name: http, containerPort: 8080{host}}}
     readinessProbe:
@@ -128,6 +136,7 @@ spec:
     - while true; do
         echo "name $(timeout 3 wget -q -O- http://hidden.default.svc.cluster.local/)";
         echo "pod $(timeout 3 wget -q -O- http://{pod_ip}:8080/)";
+        echo "peer $(timeout 3 wget -q -O- http://{pod_ip}:8080/cgi-bin/peer)";
         sleep 1;
       done
 """,
@@ -139,6 +148,10 @@ spec:
 
     try:
         wait_until(lambda: {"name hidden", "pod hidden"} <= client_log(), 90, "the client's answers", net_agents[1].log)
+        # The pod sees the client pod's own address: pods reach pods without NAT (busybox's httpd
+        # listens on IPv6 and gives an IPv4 peer as [::ffff:a.b.c.d]).
+        client_ip = pod(cli, "client")["status"]["podIP"]
+        wait_until(lambda: f"peer [::ffff:{client_ip}]" in client_log(), 30, "the client's own address", None)
     finally:
         print("client log:", sorted(client_log())[-10:])
 

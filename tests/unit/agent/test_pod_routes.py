@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from agent.network.pod_routes import PeerRoute, Reach, changes, forward_rules, plan
+from agent.network.pod_routes import PeerRoute, Reach, changes, forward_rules, nat_rules, plan
 from agent.network.pod_routing import ROUTE_PROTO, PodRouting
 from agent.network.routes import ServiceTable
 from protos.corral.v1 import node_service_pb2
@@ -107,6 +107,14 @@ def test_forward_rules_let_in_the_cluster_and_the_nodes_only() -> None:
     assert all(r[r.index("-d") + 1] == "10.42.0.0/24" for r in rules if "-s" in r)
 
 
+def test_traffic_from_the_pod_subnet_to_the_cluster_returns_before_dockers_masquerade() -> None:
+    assert nat_rules(plan(THREE, "a", direct), "c1") == [
+        ["-s", "10.42.0.0/24", "-d", "10.42.0.0/16", "-m", "comment", "--comment", "c1", "-j", "RETURN"]
+    ]
+    # No subnet of its own (range exhausted): Docker masquerades as before.
+    assert nat_rules(plan(table(("b", "10.42.1.0/24", "192.168.1.11")), "a", direct), "c1") == []
+
+
 @pytest.mark.parametrize(
     ("installed", "wanted", "add", "remove"),
     [
@@ -159,6 +167,61 @@ async def test_the_programmer_adds_replaces_and_removes_routes_of_its_own_protoc
     runner.commands.clear()
     await routing.sync(table(("a", "10.42.0.0/24", "192.168.1.10")))
     assert runner.commands == [["ip", "route", "del", "10.42.1.0/24", "proto", ROUTE_PROTO]]
+
+
+class Chains(Recorder):
+    """A recorder that also keeps iptables chains (`-S`, `-I … 1`, `-D`) as lists of rule specs."""
+
+    def __init__(self, reach: dict[str, str], chains: dict[tuple[str, str], list[list[str]]]) -> None:
+        super().__init__(reach)
+        self.chains = chains
+
+    async def __call__(self, argv: list[str]) -> tuple[int, str, str]:
+        if argv[:2] != ["iptables", "-w"]:
+            return await super().__call__(argv)
+        self.commands.append(argv)
+        table, op, chain, rest = argv[3], argv[4], argv[5], argv[6:]
+        rules = self.chains.setdefault((table, chain), [])
+        if op == "-S":
+            return 0, "".join(f"-A {chain} {' '.join(r)}\n" for r in rules), ""
+        if op == "-I":
+            rules.insert(int(rest[0]) - 1, rest[1:])
+        elif op == "-D":
+            rules.remove(rest)
+        return 0, "", ""
+
+
+DOCKER_MASQUERADE = ["-s", "10.42.0.0/24", "!", "-o", "br-a", "-j", "MASQUERADE"]
+RETURN_A = ["-s", "10.42.0.0/24", "-d", "10.42.0.0/16", "-m", "comment", "--comment", "corral-podnet-a", "-j", "RETURN"]
+
+
+async def test_the_nat_rule_goes_above_dockers_masquerade_once_across_restarts_and_goes_with_the_subnet() -> None:
+    chains: dict[tuple[str, str], list[list[str]]] = {("nat", "POSTROUTING"): [DOCKER_MASQUERADE]}
+    reach = {"192.168.1.11": "direct", "192.168.1.12": "direct"}
+    await PodRouting("a", forwarding=True, runner=Chains(reach, chains)).sync(THREE)
+    assert chains[("nat", "POSTROUTING")] == [RETURN_A, DOCKER_MASQUERADE]
+    assert len(chains[("filter", "DOCKER-USER")]) == 4
+
+    # A restarted agent adopts its rules: one of each, still on top.
+    restarted = Chains(reach, chains)
+    routing = PodRouting("a", forwarding=True, runner=restarted)
+    await routing.sync(THREE)
+    assert chains[("nat", "POSTROUTING")] == [RETURN_A, DOCKER_MASQUERADE]
+    assert len(chains[("filter", "DOCKER-USER")]) == 4
+
+    # Unchanged and on top: only listed.
+    restarted.commands.clear()
+    await routing.sync(THREE)
+    assert [c[4] for c in restarted.commands if c[0] == "iptables"] == ["-S", "-S"]
+
+    # Docker put a new network's masquerade above it: moved back on top.
+    chains[("nat", "POSTROUTING")].insert(0, ["-s", "172.18.0.0/16", "!", "-o", "br-x", "-j", "MASQUERADE"])
+    await routing.sync(THREE)
+    assert chains[("nat", "POSTROUTING")][0] == RETURN_A
+
+    # The node's subnet gone from the table: its rules go with it.
+    await routing.sync(table(("b", "10.42.1.0/24", "192.168.1.11")))
+    assert RETURN_A not in chains[("nat", "POSTROUTING")]
 
 
 async def test_the_service_table_hands_the_pod_network_to_its_listeners() -> None:
