@@ -66,6 +66,7 @@ from controlplane.controllers.job.controller import JobController
 from controlplane.controllers.namespace.controller import NamespaceController
 from controlplane.controllers.nodelifecycle.controller import NodeLifecycleController
 from controlplane.controllers.nodelifecycle.zones import EvictionRates
+from controlplane.controllers.podcidrs.controller import PodCidrRepair
 from controlplane.controllers.replicaset.controller import ReplicaSetController
 from controlplane.controllers.resourcequota.controller import ResourceQuotaController
 from controlplane.controllers.runner import Controller, ControllerManager
@@ -604,6 +605,7 @@ def build_controllers(
         CronJobController(api, EventRecorder(api, "cronjob-controller")),
         EndpointsController(api),
         ServiceController(api),
+        PodCidrRepair(api),
         GarbageCollector(api),
         NamespaceController(api),
         DisruptionController(api, EventRecorder(api, "disruption-controller")),

@@ -14,7 +14,10 @@ back when free; otherwise a random free one (as the clusterIP allocator: a
 few random tries, then a listing, so registering thousands of nodes does not
 list every claim each time); the listing also takes back a key already
 naming the Node (a registration that claimed it and crashed before writing
-the Node). The range exhausted: the Node
+the Node). Taking back a key rewrites its time with a compare-and-swap, so
+the leader's repair (`controllers/podcidrs`: it frees keys no Node holds
+once older than a grace) never frees a key a registration is about to store.
+The range exhausted: the Node
 registers without one (`PodCidrs.allocate` returns ""), and its agent falls
 back to publishing container ports (docs/operations.md).
 
@@ -146,9 +149,18 @@ class PodCidrs:
                 return found
             start = page.items[-1].key
 
-    async def _owner_of(self, subnet: str) -> str:
-        kv = await self.store.get(self.key(subnet))
-        return "" if kv is None else _owner(kv.value)
+    async def _take_back(self, subnet: str, node: str) -> bool:
+        """Whether `subnet`'s key names `node`; if so its time is renewed (compare-and-swap: a
+        repair that read it before cannot free it now; one that freed it first wins)."""
+        key = self.key(subnet)
+        kv = await self.store.get(key)
+        if kv is None or _owner(kv.value) != node:
+            return False
+        try:
+            await self.store.update(key, self._value(node), expected_revision=kv.mod_revision)
+        except (store_errors.NotFoundError, store_errors.ConflictError):
+            return False
+        return True
 
     async def _try(self, subnet: str, node: str) -> bool:
         try:
@@ -165,7 +177,7 @@ class PodCidrs:
         if (
             wanted
             and self.range.holds(wanted)
-            and (await self._try(wanted, node) or await self._owner_of(wanted) == node)
+            and (await self._try(wanted, node) or await self._take_back(wanted, node))
         ):
             return wanted
         count = self.range.count
@@ -174,9 +186,9 @@ class PodCidrs:
             if await self._try(subnet, node):
                 return subnet
         taken = await self.listed()
-        mine = sorted(s for s, owner in taken.items() if owner == node and self.range.holds(s))
-        if mine:
-            return mine[0]
+        for subnet in sorted(s for s, owner in taken.items() if owner == node and self.range.holds(s)):
+            if await self._take_back(subnet, node):
+                return subnet
         for subnet in self.range.subnets():
             if subnet not in taken and await self._try(subnet, node):
                 return subnet
@@ -188,6 +200,33 @@ class PodCidrs:
             message="the node registers without a pod subnet; its agent publishes container ports instead",
         )
         return ""
+
+    # -- the leader's repair ---------------------------------------------------------------
+
+    async def claims(self) -> dict[str, Claim]:
+        """Every claimed subnet → its claim (owner, time, revision)."""
+        found: dict[str, Claim] = {}
+        start: str | None = None
+        while True:
+            page = await self.store.list(self.prefix, limit=PAGE, start_after=start)
+            for kv in page.items:
+                node, at = _decoded(kv.value)
+                found[subnet_of_key(kv.key.removeprefix(self.prefix))] = Claim(node, at, kv.mod_revision)
+            if not page.more or not page.items:
+                return found
+            start = page.items[-1].key
+
+    async def claim_for(self, subnet: str, node: str) -> bool:
+        """Claim `subnet` for `node` (a Node holding it without its key); False when taken."""
+        return await self._try(subnet, node)
+
+    async def free_claim(self, subnet: str, revision: int) -> bool:
+        """Free `subnet`'s key if it is still at `revision`; False when it moved or is gone."""
+        try:
+            await self.store.delete(self.key(subnet), expected_revision=revision)
+        except (store_errors.NotFoundError, store_errors.ConflictError):
+            return False
+        return True
 
     async def free(self, node: node_pb2.Node) -> None:
         """Free the subnet a deleted Node held (if the key still names it)."""
@@ -210,8 +249,29 @@ class PodCidrs:
             log.warning("pod_cidr_not_freed", node=node, pod_cidr=subnet, reason=str(e))
 
 
-def _owner(value: bytes) -> str:
+@dataclass(frozen=True)
+class Claim:
+    """One subnet's key: the Node it names ("" when unreadable), when (epoch seconds; None when
+    unreadable) and its revision."""
+
+    node: str
+    at: float | None
+    revision: int
+
+
+def _decoded(value: bytes) -> tuple[str, float | None]:
+    """A key's Node and time ("" / None for what cannot be read)."""
     try:
-        return str(json.loads(value)["node"])
-    except (ValueError, KeyError, TypeError):
-        return ""
+        data = json.loads(value)
+    except ValueError:
+        return "", None
+    if not isinstance(data, dict):
+        return "", None
+    node, at = data.get("node"), data.get("at")
+    return (node if isinstance(node, str) else ""), (
+        float(at) if isinstance(at, int | float) and not isinstance(at, bool) else None
+    )
+
+
+def _owner(value: bytes) -> str:
+    return _decoded(value)[0]
