@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -22,19 +22,9 @@ from controlplane.store.memory import MemoryStore
 from controlplane.store.objects import ObjectStore
 from protos import daemonsets
 from protos.corral.v1 import node_pb2, pod_pb2, workloads_pb2
+from tests.unit.controllers.manager_harness import running, wait_for
 
 pytestmark = pytest.mark.timeout(30)
-
-WAIT = 5.0
-
-
-async def wait_for(check: Callable[[], Awaitable[object]], what: str, timeout: float = WAIT) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while asyncio.get_running_loop().time() < deadline:
-        if await check():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def daemon_set() -> workloads_pb2.DaemonSet:
@@ -56,22 +46,14 @@ def node(name: str) -> node_pb2.Node:
 
 @pytest.fixture
 async def api() -> AsyncIterator[ObjectApi]:
-    objects = ObjectStore(MemoryStore())
-    api = ObjectApi(objects)
-    controllers: list[Controller] = [
-        DaemonSetController(api, EventRecorder(api, "daemonset-controller")),
-        GarbageCollector(api),
-    ]
-    manager = ControllerManager(objects, controllers)
-    task = asyncio.create_task(manager.run())
-    try:
+    def controllers(api: ObjectApi) -> list[Controller]:
+        return [
+            DaemonSetController(api, EventRecorder(api, "daemonset-controller")),
+            GarbageCollector(api),
+        ]
+
+    async with running(controllers) as api:
         yield api
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        for queue in manager.queues.values():
-            queue.close()
 
 
 async def pods_by_node(api: ObjectApi) -> dict[str, int]:
