@@ -388,6 +388,7 @@ class ObjectApi:
             await self._admission.limit(info, new)
             if isinstance(new, service_pb2.Service):
                 self.allocator.check(new)
+            await self._claim_pod_cidr(None, new, dry_run=dry_run)
             charged = await self._admission.charge(info, new, None, dry_run=dry_run)
             if dry_run:
                 return new
@@ -410,6 +411,7 @@ class ObjectApi:
 
     async def _replace(self, info: KindInfo, existing: Message, merged: Message) -> Message:
         """Store `merged` over `existing` (a compare-and-swap), charged to the quotas for what it adds."""
+        await self._claim_pod_cidr(existing, merged)
         charged = await self._admission.charge(info, merged, existing, dry_run=False)
         try:
             if isinstance(merged, service_pb2.Service) and isinstance(existing, service_pb2.Service):
@@ -421,6 +423,27 @@ class ObjectApi:
             raise
         self._wrote(updated)
         return updated
+
+    async def _claim_pod_cidr(self, existing: Message | None, new: Message, *, dry_run: bool = False) -> None:
+        """A Node's spec.podCIDR that the write gives (not kept from `existing`): one of the cluster
+        CIDR's subnets, claimed for the node as registration claims it (a claim it already holds
+        is kept), so no other node gets it. Every node routes that subnet to this node. A claim
+        made for a write that then fails stays the node's, and is given back at its registration."""
+        if not isinstance(new, node_pb2.Node) or not new.spec.pod_cidr:
+            return
+        if isinstance(existing, node_pb2.Node) and existing.spec.pod_cidr == new.spec.pod_cidr:
+            return
+        cidrs, name, subnet = self.pod_cidrs, new.metadata.name, new.spec.pod_cidr
+        if not cidrs.range.holds(subnet):
+            why = f"must be one of the cluster CIDR {cidrs.range.cidr}'s /{cidrs.range.mask_size} subnets"
+            raise InvalidError("nodes", name, [Cause("spec.podCIDR", f'{why}, got "{subnet[:64]}"')])
+        if dry_run:
+            return
+        got = await cidrs.allocate(name, subnet)
+        if got != subnet:
+            await cidrs.release(name, got)
+            owner = (await cidrs.listed()).get(subnet) or "another node"
+            raise InvalidError("nodes", name, [Cause("spec.podCIDR", f"{subnet} is the pod subnet of {owner}")])
 
     def _wrote(self, obj: Message, revision: int = 0) -> None:
         """Tell the admission reads of a write by this replica (at the object's resourceVersion)."""
