@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import AgentProcess, Cli, ServerProcess, wait_until
-from tests.e2e.test_services import apply, cluster_ip, registered
+from tests.e2e.conftest import AgentProcess, Cli, ServerProcess, registered, wait_until
+from tests.e2e.test_services import apply, cluster_ip
 
 SERVICE_CIDR = f"10.{200 + os.getpid() % 50}.{os.getpid() // 50 % 250}.0/24"
 
