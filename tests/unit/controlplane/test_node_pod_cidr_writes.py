@@ -66,3 +66,20 @@ async def test_a_subnet_given_is_claimed_and_another_node_cannot_take_it() -> No
     await api.delete("Node", "", "n1")
     assert list(await owners(store)) == ["10.42.8.0-24"]
     await api.create(node("n3", "10.42.7.0/24"))  # free again
+
+
+@pytest.mark.parametrize(
+    ("pod_cidr", "pod_cidrs"),
+    [
+        pytest.param("10.42.9.0/24", [], id="podCIDR alone"),
+        pytest.param("", ["10.42.9.0/24"], id="podCIDRs alone"),
+    ],
+)
+async def test_either_field_alone_fills_the_other_as_kubernetes(pod_cidr: str, pod_cidrs: list[str]) -> None:
+    api, store = make()
+    written = node("n1", pod_cidr)
+    written.spec.pod_cidrs.extend(pod_cidrs)
+    created = await api.create(written)
+    assert isinstance(created, node_pb2.Node)
+    assert (created.spec.pod_cidr, list(created.spec.pod_cidrs)) == ("10.42.9.0/24", ["10.42.9.0/24"])
+    assert list(await owners(store)) == ["10.42.9.0-24"]
