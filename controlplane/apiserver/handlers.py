@@ -229,10 +229,17 @@ def decode_continue(token: str) -> tuple[int, str]:
 NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 NAME_SUFFIX_LENGTH = 5
 GENERATE_NAME_ATTEMPTS = 8
+# As Kubernetes' name generator: generateName is cut to 58 characters before the suffix, so a
+# generated name stays within 63 (a DaemonSet of a 250-character name still gets its pods).
+MAX_GENERATED_BASE = 63 - NAME_SUFFIX_LENGTH
 
 
 def random_name_suffix() -> str:
     return "".join(secrets.choice(NAME_ALPHABET) for _ in range(NAME_SUFFIX_LENGTH))
+
+
+def generated_name(generate_name: str, suffix: str) -> str:
+    return f"{generate_name[:MAX_GENERATED_BASE]}{suffix}"
 
 
 class ObjectApi:
@@ -276,7 +283,7 @@ class ObjectApi:
         apply_defaults(info, prepared)
         m = meta(prepared)
         if not m.name and m.generate_name and not need_name:
-            m.name = f"{m.generate_name}{self.name_suffix()}"
+            m.name = generated_name(m.generate_name, self.name_suffix())
         causes = validate(info, prepared)
         if causes:
             raise InvalidError(info.resource, m.name, causes)
@@ -371,7 +378,7 @@ class ObjectApi:
                 return await self._insert(info, prepared, dry_run=dry_run)
             except AlreadyExistsError:
                 log.info("generated_name_taken", kind=info.kind, namespace=m.namespace, name=m.name)
-                m.name = f"{m.generate_name}{self.name_suffix()}"
+                m.name = generated_name(m.generate_name, self.name_suffix())
         return await self._insert(info, prepared, dry_run=dry_run)
 
     async def _insert(self, info: KindInfo, prepared: Message, *, dry_run: bool) -> Message:

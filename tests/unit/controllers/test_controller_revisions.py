@@ -157,3 +157,21 @@ async def test_stateful_set_history_and_undo(api: ObjectApi) -> None:
         return await history(api) == {}
 
     await wait_for(collected, "the revisions collected with the set")
+
+
+async def test_a_daemon_set_with_a_long_name_gets_its_pods_and_history(api: ObjectApi) -> None:
+    """`<set>-<hash>` would pass the 253 characters of a name: the set's name is cut to 223 first,
+    as Kubernetes' ControllerRevisionName does (else every sync failed and no pod was made)."""
+    n = node_pb2.Node()
+    n.metadata.name = "n1"
+    await api.create(n)
+    ds = daemon_set()
+    ds.metadata.name = "x" * 250
+    created = await api.create(ds)
+    assert isinstance(created, workloads_pb2.DaemonSet)
+    h1 = daemonsets.revision(created)
+
+    async def made() -> bool:
+        return await history(api) == {f"{'x' * 223}-{h1}": 1} and await pod_hashes(api) == {h1}
+
+    await wait_for(made, "the revision and the pod of a set with a 250-character name")
