@@ -236,13 +236,15 @@ def check(config: ServerConfig) -> None:
     if config.pod_security not in LEVELS:
         raise ServerError(f"--pod-security: must be one of {', '.join(LEVELS)}, got {config.pod_security!r}")
     try:
-        ServiceRanges.parse(config.service_cidr, config.service_node_port_range)
+        services = ServiceRanges.parse(config.service_cidr, config.service_node_port_range)
     except RangeError as e:
         raise ServerError(str(e)) from e
     try:
-        PodCidrRange.parse(config.cluster_cidr, config.node_cidr_mask_size)
+        pods = PodCidrRange.parse(config.cluster_cidr, config.node_cidr_mask_size)
     except PodCidrRangeError as e:
         raise ServerError(str(e)) from e
+    if pods.cidr.overlaps(services.cidr):  # a pod's address could be a Service's clusterIP
+        raise ServerError(f"--cluster-cidr {pods.cidr} overlaps --service-cidr {services.cidr}: give ranges apart")
     if config.lease_ttl < 2:
         raise ServerError(f"--lease-ttl: must be 2 or more, got {config.lease_ttl}")
     if config.join_rate <= 0 or config.join_burst < 1:

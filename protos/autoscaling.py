@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from protos.corral.v1 import metrics_pb2
+from protos.corral.v1 import metrics_pb2, workloads_pb2
 
 DEFAULT_MIN_REPLICAS: Final = 1
 DEFAULT_CPU_UTILIZATION: Final = 80
@@ -27,7 +27,9 @@ POD_METRICS: Final = ("requests_per_second",)
 TARGET_TYPES: Final = ("Utilization", "AverageValue")
 POLICY_TYPES: Final = ("Pods", "Percent")
 SELECT_POLICIES: Final = ("Max", "Min", "Disabled")
-TARGET_KINDS: Final = ("Deployment", "ReplicaSet", "StatefulSet")
+# What an HPA may scale: the message types, and their kinds (scaleTargetRef.kind).
+TARGET_MESSAGES: Final = (workloads_pb2.Deployment, workloads_pb2.ReplicaSet, workloads_pb2.StatefulSet)
+TARGET_KINDS: Final = tuple(m.DESCRIPTOR.name for m in TARGET_MESSAGES)
 
 
 def default_scale_up() -> metrics_pb2.HPAScalingRules:

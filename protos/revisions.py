@@ -2,8 +2,8 @@
 
 As Kubernetes' controller history: each distinct pod template of a set is kept
 as a ControllerRevision named `<set>-<hash>` (the hash is `template_hash`, the
-pods' controller-revision-hash), owned by the set, with a `revision` number.
-A new template gets the highest number + 1; going back to a template that has
+pods' controller-revision-hash; the set's name cut to 223 characters), owned by
+the set, with a `revision` number. A new template gets the highest number + 1; going back to a template that has
 a revision already renumbers that revision to the highest + 1 (so `rollout
 history` lists it last). Revisions beyond `spec.revisionHistoryLimit`
 (default 10), oldest first, are deleted — never one named in `keep` (the
@@ -36,8 +36,14 @@ class RevisionActions:
     delete: tuple[workloads_pb2.ControllerRevision, ...] = ()
 
 
+# The longest prefix of a revision name (Kubernetes' ControllerRevisionName): with "-" and a
+# hash it stays within a name's 253 characters.
+MAX_PREFIX: Final = 223
+
+
 def revision_name(owner: str, hash_: str) -> str:
-    return f"{owner}-{hash_}"
+    """`<owner>-<hash>`, the owner's name cut to `MAX_PREFIX` characters."""
+    return f"{owner[:MAX_PREFIX]}-{hash_}"
 
 
 def owned(

@@ -16,6 +16,7 @@ from typing import Final
 
 from protos.corral.v1 import pod_pb2, storage_pb2, workloads_pb2
 from protos.deployments import template_hash
+from protos.revisions import revision_name
 
 # spec.podManagementPolicy
 ORDERED_READY: Final = "OrderedReady"
@@ -53,7 +54,7 @@ def ordinal_of(set_name: str, name: str) -> int | None:
 
 def revision(sts: workloads_pb2.StatefulSet) -> str:
     """The revision of the set's current template: `<set>-<template hash>`."""
-    return f"{sts.metadata.name}-{template_hash(sts.spec.template, sts.status.collision_count)}"
+    return revision_name(sts.metadata.name, template_hash(sts.spec.template, sts.status.collision_count))
 
 
 def with_claim_volumes(

@@ -21,6 +21,7 @@ from protos.corral.v1 import (
     metrics_pb2,
     namespace_pb2,
     networking_pb2,
+    node_pb2,
     pod_pb2,
     quota_pb2,
     rbac_pb2,
@@ -70,6 +71,8 @@ def apply_defaults(info: KindInfo, obj: Message) -> None:
         default_pod_spec(obj.spec)
     elif isinstance(obj, service_pb2.Service):
         default_service(obj.spec)
+    elif isinstance(obj, node_pb2.Node):
+        default_node(obj.spec)
     elif isinstance(obj, discovery_pb2.EndpointSlice):
         default_endpoint_slice(obj)
     elif isinstance(obj, metrics_pb2.HorizontalPodAutoscaler):
@@ -293,6 +296,14 @@ def default_http_get(action: pod_pb2.HTTPGetAction) -> None:
         action.path = "/"
     if not action.scheme:
         action.scheme = "HTTP"
+
+
+def default_node(spec: node_pb2.NodeSpec) -> None:
+    """As Kubernetes: podCIDR alone fills podCIDRs, and podCIDRs alone podCIDR (its first entry)."""
+    if spec.pod_cidr and not spec.pod_cidrs:
+        spec.pod_cidrs.append(spec.pod_cidr)
+    elif spec.pod_cidrs and not spec.pod_cidr:
+        spec.pod_cidr = spec.pod_cidrs[0]
 
 
 def default_service(spec: service_pb2.ServiceSpec) -> None:

@@ -229,10 +229,17 @@ def decode_continue(token: str) -> tuple[int, str]:
 NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 NAME_SUFFIX_LENGTH = 5
 GENERATE_NAME_ATTEMPTS = 8
+# As Kubernetes' name generator: generateName is cut to 58 characters before the suffix, so a
+# generated name stays within 63 (a DaemonSet of a 250-character name still gets its pods).
+MAX_GENERATED_BASE = 63 - NAME_SUFFIX_LENGTH
 
 
 def random_name_suffix() -> str:
     return "".join(secrets.choice(NAME_ALPHABET) for _ in range(NAME_SUFFIX_LENGTH))
+
+
+def generated_name(generate_name: str, suffix: str) -> str:
+    return f"{generate_name[:MAX_GENERATED_BASE]}{suffix}"
 
 
 class ObjectApi:
@@ -276,7 +283,7 @@ class ObjectApi:
         apply_defaults(info, prepared)
         m = meta(prepared)
         if not m.name and m.generate_name and not need_name:
-            m.name = f"{m.generate_name}{self.name_suffix()}"
+            m.name = generated_name(m.generate_name, self.name_suffix())
         causes = validate(info, prepared)
         if causes:
             raise InvalidError(info.resource, m.name, causes)
@@ -371,7 +378,7 @@ class ObjectApi:
                 return await self._insert(info, prepared, dry_run=dry_run)
             except AlreadyExistsError:
                 log.info("generated_name_taken", kind=info.kind, namespace=m.namespace, name=m.name)
-                m.name = f"{m.generate_name}{self.name_suffix()}"
+                m.name = generated_name(m.generate_name, self.name_suffix())
         return await self._insert(info, prepared, dry_run=dry_run)
 
     async def _insert(self, info: KindInfo, prepared: Message, *, dry_run: bool) -> Message:
@@ -388,6 +395,7 @@ class ObjectApi:
             await self._admission.limit(info, new)
             if isinstance(new, service_pb2.Service):
                 self.allocator.check(new)
+            await self._claim_pod_cidr(None, new, dry_run=dry_run)
             charged = await self._admission.charge(info, new, None, dry_run=dry_run)
             if dry_run:
                 return new
@@ -410,6 +418,7 @@ class ObjectApi:
 
     async def _replace(self, info: KindInfo, existing: Message, merged: Message) -> Message:
         """Store `merged` over `existing` (a compare-and-swap), charged to the quotas for what it adds."""
+        await self._claim_pod_cidr(existing, merged)
         charged = await self._admission.charge(info, merged, existing, dry_run=False)
         try:
             if isinstance(merged, service_pb2.Service) and isinstance(existing, service_pb2.Service):
@@ -421,6 +430,27 @@ class ObjectApi:
             raise
         self._wrote(updated)
         return updated
+
+    async def _claim_pod_cidr(self, existing: Message | None, new: Message, *, dry_run: bool = False) -> None:
+        """A Node's spec.podCIDR that the write gives (not kept from `existing`): one of the cluster
+        CIDR's subnets, claimed for the node as registration claims it (a claim it already holds
+        is kept), so no other node gets it. Every node routes that subnet to this node. A claim
+        made for a write that then fails stays the node's, and is given back at its registration."""
+        if not isinstance(new, node_pb2.Node) or not new.spec.pod_cidr:
+            return
+        if isinstance(existing, node_pb2.Node) and existing.spec.pod_cidr == new.spec.pod_cidr:
+            return
+        cidrs, name, subnet = self.pod_cidrs, new.metadata.name, new.spec.pod_cidr
+        if not cidrs.range.holds(subnet):
+            why = f"must be one of the cluster CIDR {cidrs.range.cidr}'s /{cidrs.range.mask_size} subnets"
+            raise InvalidError("nodes", name, [Cause("spec.podCIDR", f'{why}, got "{subnet[:64]}"')])
+        if dry_run:
+            return
+        got = await cidrs.allocate(name, subnet)
+        if got != subnet:
+            await cidrs.release(name, got)
+            owner = (await cidrs.listed()).get(subnet) or "another node"
+            raise InvalidError("nodes", name, [Cause("spec.podCIDR", f"{subnet} is the pod subnet of {owner}")])
 
     def _wrote(self, obj: Message, revision: int = 0) -> None:
         """Tell the admission reads of a write by this replica (at the object's resourceVersion)."""

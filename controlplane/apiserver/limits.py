@@ -15,14 +15,19 @@ as a date). Each check names the field, as the rest of validation does:
   (terminationGracePeriodSeconds, tolerationSeconds, a delete's
   gracePeriodSeconds): 0 to ``MAX_SECONDS`` (2^31 - 1, some 68 years);
 - a resource version in a request: 0 to ``MAX_RESOURCE_VERSION`` (etcd's
-  revisions are int64).
+  revisions are int64);
+- every timestamp (a gRPC client sends raw seconds and nanos): a date of years
+  1 to 9999, nanos 0 to 999,999,999, as the JSON codec admits (protobuf
+  refuses to turn any other into a date, where a Lease's renewTime is read).
 """
 
 from __future__ import annotations
 
 from typing import Protocol
 
+from google.protobuf.descriptor import Descriptor
 from google.protobuf.message import Message
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from protos.corral.v1 import pod_pb2
 from protos.durations import MAX_SECONDS as MAX_SECONDS
@@ -33,6 +38,9 @@ MAX_ENV = 1000
 MAX_ENV_VAR_BYTES = 128 * 1024
 MAX_ARGS = 1000
 MAX_RESOURCE_VERSION = 2**63 - 1
+# A Timestamp's range: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999999999Z.
+MIN_TIMESTAMP_SECONDS = -62135596800
+MAX_TIMESTAMP_SECONDS = 253402300799
 
 
 class Problems(Protocol):
@@ -68,6 +76,47 @@ def check_object(p: Problems, obj: Message) -> None:
     version = obj.metadata.resource_version  # type: ignore[attr-defined]
     if parse_resource_version(version) is None:
         p.add("metadata.resourceVersion", f'must be a number from 0 to {MAX_RESOURCE_VERSION}, got "{version}"')
+
+
+def check_timestamps(p: Problems, obj: Message, path: str = "") -> None:
+    """Every Timestamp set in `obj` (at any depth) is a date protobuf can convert."""
+    for field, value in obj.ListFields():
+        if field.message_type is None or not _holds_timestamps(field.message_type):
+            continue
+        at = f"{path}.{field.json_name}" if path else field.json_name
+        if not field.is_repeated:
+            _check_timestamp_value(p, at, value)
+        elif field.message_type.GetOptions().map_entry:
+            for key, item in value.items():
+                _check_timestamp_value(p, f"{at}[{key}]", item)
+        else:
+            for i, item in enumerate(value):
+                _check_timestamp_value(p, f"{at}[{i}]", item)
+
+
+def _check_timestamp_value(p: Problems, path: str, value: Message) -> None:
+    if not isinstance(value, Timestamp):
+        check_timestamps(p, value, path)
+    elif not (MIN_TIMESTAMP_SECONDS <= value.seconds <= MAX_TIMESTAMP_SECONDS and 0 <= value.nanos <= 999_999_999):
+        p.add(path, f"timestamp out of range (years 1 to 9999), got seconds {value.seconds}, nanos {value.nanos}")
+
+
+_HOLDS_TIMESTAMPS: dict[str, bool] = {}
+
+
+def _holds_timestamps(message: Descriptor) -> bool:
+    """Whether a message of this type can hold a Timestamp (a map entry: in its value)."""
+    known = _HOLDS_TIMESTAMPS.get(message.full_name)
+    if known is None:
+        known, seen, stack = False, set(), [message]
+        while stack and not known:
+            current = stack.pop()
+            known = current.full_name == Timestamp.DESCRIPTOR.full_name
+            if current.full_name not in seen:
+                seen.add(current.full_name)
+                stack += [f.message_type for f in current.fields if f.message_type is not None]
+        _HOLDS_TIMESTAMPS[message.full_name] = known
+    return known
 
 
 def check_pod_spec(p: Problems, path: str, spec: pod_pb2.PodSpec) -> None:

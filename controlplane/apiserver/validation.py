@@ -97,6 +97,7 @@ def validate(info: KindInfo, obj: Message) -> list[Cause]:
     """Every problem with a defaulted object, as field-path causes."""
     p = Problems()
     limits.check_object(p, obj)
+    limits.check_timestamps(p, obj)
     validate_meta(p, info, obj.metadata)  # type: ignore[attr-defined]
     if isinstance(obj, namespace_pb2.Namespace):
         validate_namespace(p, obj)

@@ -9,6 +9,7 @@ the join port in CORRAL_JOIN), where `corral agent` finds both."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import random
@@ -18,7 +19,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -265,6 +266,45 @@ def agent(server: ServerProcess, tmp_path: Path, agent_runtimes: tuple[str, ...]
     proc.stop()
     remove_node_containers(name)
     kill_process_containers(proc.data_dir)
+
+
+def registered(cli: Cli, node: str) -> bool:
+    return cli.run("get", "node", node).returncode == 0
+
+
+@contextlib.contextmanager
+def running_agents(
+    server: ServerProcess,
+    tmp_path: Path,
+    agents: Sequence[tuple[str, tuple[str, ...]]],
+    runtimes: tuple[str, ...] = ("docker",),
+) -> Iterator[list[AgentProcess]]:
+    """The agents (name, extra arguments) started together and registered; at exit stopped, and
+    what they left behind (containers, pod network, process pods) removed."""
+    procs: list[AgentProcess] = []
+    try:
+        for name, args in agents:
+            proc = AgentProcess(
+                server.address,
+                name,
+                tmp_path / name,
+                server.env,
+                tmp_path / f"{name}.log",
+                runtimes=runtimes,
+                extra_args=args,
+            )
+            proc.start()
+            procs.append(proc)
+        cli = Cli(server.env)
+        for proc in procs:
+            wait_until(functools.partial(registered, cli, proc.name), 30, f"{proc.name} registered", proc.log)
+        yield procs
+    finally:
+        for proc in procs:
+            proc.stop()
+            remove_node_containers(proc.name)
+            if "process" in runtimes:
+                kill_process_containers(proc.data_dir)
 
 
 def cli_credentials(env: dict[str, str]) -> Credentials:

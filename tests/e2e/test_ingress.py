@@ -9,7 +9,6 @@ Host (as curl --resolve does)."""
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import http.client
 import json
 import os
@@ -26,8 +25,8 @@ import pytest
 
 from agent.network.ingress.nginx import find_nginx
 from corral.common.pki.certs import cert_pem, key_pem, self_signed
-from tests.e2e.conftest import AgentProcess, Cli, ServerProcess, remove_node_containers, wait_until
-from tests.e2e.test_services import CANARY, PROXIES, apply, canary_paused, endpoints, registered, versions_settled
+from tests.e2e.conftest import AgentProcess, Cli, ServerProcess, running_agents, wait_until
+from tests.e2e.test_services import CANARY, PROXIES, apply, canary_paused, endpoints, versions_settled
 
 pytestmark = pytest.mark.docker
 
@@ -57,29 +56,10 @@ def ports() -> tuple[int, int]:
 
 @pytest.fixture
 def agents(server: ServerProcess, tmp_path: Path, ports: tuple[int, int]) -> Iterator[list[AgentProcess]]:
-    procs = []
-    for i, address in enumerate(PROXIES):
-        name = f"i{i}-{os.getpid()}"
-        args: tuple[str, ...] = ("--proxy-address", address, "--dns-port", "0")
-        args += ("--ingress-http-port", str(ports[0]), "--ingress-https-port", str(ports[1]))
-        proc = AgentProcess(
-            server.address,
-            name,
-            tmp_path / name,
-            server.env,
-            tmp_path / f"{name}.log",
-            runtimes=("docker",),
-            extra_args=args,
-        )
-        proc.start()
-        procs.append(proc)
-    cli = Cli(server.env)
-    for proc in procs:
-        wait_until(functools.partial(registered, cli, proc.name), 30, f"{proc.name} registered", proc.log)
-    yield procs
-    for proc in procs:
-        proc.stop()
-        remove_node_containers(proc.name)
+    ingress = ("--ingress-http-port", str(ports[0]), "--ingress-https-port", str(ports[1]))
+    args = [(f"i{i}-{os.getpid()}", ("--proxy-address", a, "--dns-port", "0", *ingress)) for i, a in enumerate(PROXIES)]
+    with running_agents(server, tmp_path, args) as procs:
+        yield procs
 
 
 def app(name: str, text: str, port: int, *, replicas: int = 1, strategy: str = "") -> str:

@@ -9,7 +9,6 @@ backend that keeps connections open is not pinned, is a unit test's.)"""
 
 from __future__ import annotations
 
-import functools
 import http.client
 import os
 from collections.abc import Iterator
@@ -17,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import AgentProcess, Cli, ServerProcess, remove_node_containers, wait_until
+from tests.e2e.conftest import AgentProcess, Cli, ServerProcess, running_agents, wait_until
 from tests.e2e.test_ingress import app, free_ports
-from tests.e2e.test_services import CANARY, PROXIES, apply, canary_paused, endpoints, registered
+from tests.e2e.test_services import CANARY, PROXIES, apply, canary_paused, endpoints
 
 pytestmark = pytest.mark.docker
 
@@ -42,31 +41,13 @@ def http_port() -> int:
 
 @pytest.fixture
 def kernel_agents(server: ServerProcess, tmp_path: Path, http_port: int) -> Iterator[list[AgentProcess]]:
-    procs = []
-    for i, address in enumerate(PROXIES):
-        name = f"ik{i}-{os.getpid()}"
-        args: tuple[str, ...] = ("--proxy-address", address, "--dns-port", "0", "--proxy-mode", "nftables")
-        args += ("--ingress-http-port", str(http_port), "--ingress-https-port", "0")
-        proc = AgentProcess(
-            server.address,
-            name,
-            tmp_path / name,
-            server.env,
-            tmp_path / f"{name}.log",
-            runtimes=("docker",),
-            extra_args=args,
-        )
-        proc.start()
-        procs.append(proc)
-    cli = Cli(server.env)
-    try:
-        for proc in procs:
-            wait_until(functools.partial(registered, cli, proc.name), 30, f"{proc.name} registered", proc.log)
+    kernel = ("--dns-port", "0", "--proxy-mode", "nftables", "--ingress-http-port", str(http_port))
+    args = [
+        (f"ik{i}-{os.getpid()}", ("--proxy-address", a, *kernel, "--ingress-https-port", "0"))
+        for i, a in enumerate(PROXIES)
+    ]
+    with running_agents(server, tmp_path, args) as procs:
         yield procs
-    finally:
-        for proc in procs:
-            proc.stop()
-            remove_node_containers(proc.name)
 
 
 def fresh_get(port: int, host: str = "keep.test") -> str:

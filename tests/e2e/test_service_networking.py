@@ -26,11 +26,10 @@ from tests.e2e.conftest import (
     Cli,
     ServerProcess,
     free_port,
-    kill_process_containers,
-    remove_node_containers,
+    running_agents,
     wait_until,
 )
-from tests.e2e.test_services import PROXIES, answers, apply, cluster_ip, get, pods, ready, registered, service_port
+from tests.e2e.test_services import PROXIES, answers, apply, cluster_ip, get, pods, ready, service_port
 
 pytestmark = pytest.mark.docker
 
@@ -42,30 +41,9 @@ def server_args() -> tuple[str, ...]:
 
 @pytest.fixture
 def net_agents(server: ServerProcess, tmp_path: Path) -> Iterator[list[AgentProcess]]:
-    procs = []
-    for i, address in enumerate(PROXIES):
-        name = f"n{i}-{os.getpid()}"
-        proc = AgentProcess(
-            server.address,
-            name,
-            tmp_path / name,
-            server.env,
-            tmp_path / f"{name}.log",
-            runtimes=("docker", "process"),
-            extra_args=("--proxy-address", address, "--dns-port", "0"),
-        )
-        proc.start()
-        procs.append(proc)
-    cli = Cli(server.env)
-    try:
-        for proc in procs:
-            wait_until(functools.partial(registered, cli, proc.name), 30, f"{proc.name} registered", proc.log)
+    args = [(f"n{i}-{os.getpid()}", ("--proxy-address", a, "--dns-port", "0")) for i, a in enumerate(PROXIES)]
+    with running_agents(server, tmp_path, args, runtimes=("docker", "process")) as procs:
         yield procs
-    finally:
-        for proc in procs:
-            proc.stop()
-            remove_node_containers(proc.name)
-            kill_process_containers(proc.data_dir)
 
 
 def web(namespace: str, port: int = 80, kind: str = "ClusterIP") -> str:

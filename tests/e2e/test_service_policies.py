@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import AgentProcess, Cli, ServerProcess, wait_until
-from tests.e2e.test_services import apply, cluster_ip, registered
+from tests.e2e.conftest import AgentProcess, Cli, ServerProcess, running_agents, wait_until
+from tests.e2e.test_services import apply, cluster_ip
 
 SERVICE_CIDR = f"10.{200 + os.getpid() % 50}.{os.getpid() // 50 % 250}.0/24"
 
@@ -33,21 +33,9 @@ def server_args() -> tuple[str, ...]:
 @pytest.fixture(params=["userspace", "nftables"])
 def node(request: pytest.FixtureRequest, server: ServerProcess, tmp_path: Path) -> Iterator[AgentProcess]:
     name = f"pol-{request.param[:4]}-{os.getpid()}"
-    proc = AgentProcess(
-        server.address,
-        name,
-        tmp_path / name,
-        server.env,
-        tmp_path / f"{name}.log",
-        runtimes=("process",),
-        extra_args=("--proxy-address", "127.0.0.2", "--dns-port", "0", "--proxy-mode", request.param),
-    )
-    proc.start()
-    try:
-        wait_until(lambda: registered(Cli(server.env), name), 30, f"{name} registered", proc.log)
-        yield proc
-    finally:
-        proc.stop()
+    args = ("--proxy-address", "127.0.0.2", "--dns-port", "0", "--proxy-mode", request.param)
+    with running_agents(server, tmp_path, [(name, args)], runtimes=("process",)) as procs:
+        yield procs[0]
 
 
 class _Named(http.server.BaseHTTPRequestHandler):

@@ -10,7 +10,6 @@ time; pods reach them by name at their clusterIP."""
 
 from __future__ import annotations
 
-import functools
 import http.client
 import itertools
 import json
@@ -27,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import AgentProcess, Cli, ServerProcess, remove_node_containers, wait_until
+from tests.e2e.conftest import AgentProcess, Cli, ServerProcess, running_agents, wait_until
 
 pytestmark = pytest.mark.docker
 
@@ -51,31 +50,9 @@ def service_port() -> int:
 
 @pytest.fixture
 def agents(server: ServerProcess, tmp_path: Path) -> Iterator[list[AgentProcess]]:
-    procs = []
-    for i, address in enumerate(PROXIES):
-        name = f"s{i}-{os.getpid()}"
-        proc = AgentProcess(
-            server.address,
-            name,
-            tmp_path / name,
-            server.env,
-            tmp_path / f"{name}.log",
-            runtimes=("docker",),
-            extra_args=("--proxy-address", address, "--dns-port", "53"),
-        )
-        proc.start()
-        procs.append(proc)
-    cli = Cli(server.env)
-    for proc in procs:
-        wait_until(functools.partial(registered, cli, proc.name), 30, f"{proc.name} registered", proc.log)
-    yield procs
-    for proc in procs:
-        proc.stop()
-        remove_node_containers(proc.name)
-
-
-def registered(cli: Cli, node: str) -> bool:
-    return cli.run("get", "node", node).returncode == 0
+    args = [(f"s{i}-{os.getpid()}", ("--proxy-address", a, "--dns-port", "53")) for i, a in enumerate(PROXIES)]
+    with running_agents(server, tmp_path, args) as procs:
+        yield procs
 
 
 def backend(name: str, version: str, port: int, *, replicas: int = 3, strategy: str = "") -> str:

@@ -6,7 +6,6 @@ the userspace relay in the data path. The tables go when the agents stop."""
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import subprocess
@@ -16,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from agent.network.proxy.nft_rules import table_name
-from tests.e2e.conftest import AgentProcess, Cli, ServerProcess, remove_node_containers, wait_until
+from tests.e2e.conftest import AgentProcess, Cli, ServerProcess, running_agents, wait_until
 from tests.e2e.test_services import (
     CANARY,
     PROXIES,
@@ -29,7 +28,6 @@ from tests.e2e.test_services import (
     endpoints,
     get,
     pods,
-    registered,
     service_port,
     versions_settled,
 )
@@ -44,29 +42,10 @@ def tables() -> set[str]:
 
 @pytest.fixture
 def kernel_agents(server: ServerProcess, tmp_path: Path) -> Iterator[list[AgentProcess]]:
-    procs = []
-    for i, address in enumerate(PROXIES):
-        name = f"k{i}-{os.getpid()}"
-        proc = AgentProcess(
-            server.address,
-            name,
-            tmp_path / name,
-            server.env,
-            tmp_path / f"{name}.log",
-            runtimes=("docker",),
-            extra_args=("--proxy-address", address, "--dns-port", "0", "--proxy-mode", "nftables"),
-        )
-        proc.start()
-        procs.append(proc)
-    cli = Cli(server.env)
-    try:
-        for proc in procs:
-            wait_until(functools.partial(registered, cli, proc.name), 30, f"{proc.name} registered", proc.log)
+    kernel = ("--dns-port", "0", "--proxy-mode", "nftables")
+    args = [(f"k{i}-{os.getpid()}", ("--proxy-address", a, *kernel)) for i, a in enumerate(PROXIES)]
+    with running_agents(server, tmp_path, args) as procs:
         yield procs
-    finally:
-        for proc in procs:
-            proc.stop()
-            remove_node_containers(proc.name)
 
 
 def test_rolling_update_through_the_kernel_fails_no_request(

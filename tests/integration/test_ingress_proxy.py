@@ -529,12 +529,14 @@ def test_caddy_starts_under_uvloop_as_in_the_agent(tmp_path: Path) -> None:
         assert runner.run(start_load_stop()) is not None
 
 
-async def test_an_nginx_left_by_a_killed_agent_is_ended_at_start(tmp_path: Path) -> None:
+@pytest.mark.parametrize("server", [pytest.param("nginx", id="nginx"), pytest.param("caddy", id="caddy")])
+async def test_a_proxy_left_by_a_killed_agent_is_ended_at_start(tmp_path: Path, server: str) -> None:
+    from agent.network.ingress.caddy import Caddy, find_caddy
     from agent.network.ingress.nginx import Nginx, find_nginx
 
-    binary = find_nginx()
+    kind, binary = (Nginx, find_nginx()) if server == "nginx" else (Caddy, find_caddy())
     assert binary is not None
-    left, fresh = Nginx(binary, tmp_path / "ingress"), Nginx(binary, tmp_path / "ingress")
+    left, fresh = kind(binary, tmp_path / "ingress"), kind(binary, tmp_path / "ingress")
     await left.start()
     orphan = left.process
     assert orphan is not None
@@ -628,21 +630,3 @@ def test_nginx_starts_under_uvloop_as_in_the_agent(tmp_path: Path) -> None:
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         assert runner.run(start_stop()) is not None
-
-
-async def test_a_caddy_left_by_a_killed_agent_is_ended_at_start(tmp_path: Path) -> None:
-    from agent.network.ingress.caddy import Caddy, find_caddy
-
-    binary = find_caddy()
-    assert binary is not None
-    left, fresh = Caddy(binary, tmp_path / "ingress"), Caddy(binary, tmp_path / "ingress")
-    await left.start()
-    orphan = left.process
-    assert orphan is not None
-    try:
-        await fresh.start()  # as the restarted agent's, in the same directory
-        assert await asyncio.wait_for(orphan.wait(), WAIT) is not None
-        assert fresh.process is not None and fresh.process.returncode is None
-    finally:
-        await fresh.stop()
-        await left.stop()

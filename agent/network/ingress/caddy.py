@@ -37,6 +37,7 @@ from typing import Any
 import psutil
 import structlog
 
+from agent.network.ingress import processes
 from agent.network.ingress.config import ADMIN_SOCKET, admin_only
 
 log = structlog.get_logger(__name__)
@@ -226,15 +227,7 @@ class Caddy:
             self._directory_fd = None
         if process is None or process.returncode is not None:
             return
-        with contextlib.suppress(ProcessLookupError):
-            process.terminate()
-        try:
-            async with asyncio.timeout(grace):
-                await process.wait()
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                process.kill()
-            await process.wait()
+        await processes.end(process, grace)
         with contextlib.suppress(FileNotFoundError):
             self.admin_socket.unlink()
         with contextlib.suppress(FileNotFoundError):

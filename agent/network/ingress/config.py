@@ -24,7 +24,8 @@ ejected endpoints). No endpoint, no such Service or port, or the table's `proble
 503 with the reason. Plain HTTP to a backend that asks for it: 308 to https.
 
 `Upstreams.via_cluster_ip` (the kernel data path serves this node's clusterIPs): a
-Service port the kernel balances (`nft_rules.kernel_capable`, with a clusterIP) is
+Service port the kernel balances (`nft_rules.kernel_capable`, with a clusterIP; not one
+with ClientIP affinity or internalTrafficPolicy Local: see `kernel_address`) is
 dialled at `<clusterIP>:<port>` instead, keep-alive off, so that the kernel picks an
 endpoint, with the Service's weights, for every request (a pooled connection would pin
 its requests to one endpoint). The config then no longer changes with the endpoints
@@ -47,6 +48,7 @@ from agent.network.proxy.endpoints import LEAST_CONNECTIONS, backends_of, is_tcp
 from agent.network.proxy.frontends import frontends
 from agent.network.proxy.nft_rules import kernel_capable
 from protos.corral.v1 import discovery_pb2, ingress_pb2
+from protos.services import LOCAL
 
 EXACT = "Exact"
 DEFAULT_TAG = "corral-default"
@@ -130,7 +132,12 @@ def _find_port(
 
 
 def kernel_address(route: discovery_pb2.ServiceRoute, port: discovery_pb2.RoutePort) -> str | None:
-    """`<clusterIP>:<port>` when the kernel data path balances this port there (None: it does not)."""
+    """`<clusterIP>:<port>` when the kernel data path balances this port there (None: it does not,
+    or not as the Ingress must: with ClientIP affinity every request, all from this node, would go
+    to one pod; with internalTrafficPolicy Local only to this node's pods, where Kubernetes'
+    Ingress controllers reach every ready endpoint)."""
+    if route.session_affinity_seconds > 0 or route.internal_traffic_policy == LOCAL:
+        return None
     clustered = any(f.address for f in frontends(route, port))
     if not clustered or ":" in route.cluster_ip or not kernel_capable(route, port):
         return None

@@ -36,6 +36,7 @@ from pathlib import Path
 import psutil
 import structlog
 
+from agent.network.ingress import processes
 from agent.network.ingress.nginx_config import CERTS, NginxConfig, Settings, bare_config
 
 log = structlog.get_logger(__name__)
@@ -224,16 +225,7 @@ class Nginx:
         process, self.process = self.process, None
         if process is None:
             return
-        if process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                process.terminate()
-            try:
-                async with asyncio.timeout(grace):
-                    await process.wait()
-            except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    process.kill()
-                await process.wait()
+        await processes.end(process, grace)
         self._end_session(process.pid)
         with contextlib.suppress(FileNotFoundError):
             (self.directory / PID_FILE).unlink()

@@ -289,7 +289,9 @@ def _head(settings: Settings, upstreams: Upstreams) -> list[str]:
         '    default_type "text/plain; charset=utf-8";',
         *(f"    {t}_temp_path {quote(f'{d}/temp/{t}')};" for t in TEMP_PATHS),
         "    client_max_body_size 0;",
-        "    server_names_hash_bucket_size 128;",
+        # A bucket holds a whole name: Ingress hosts go up to 253 characters (nginx refuses the
+        # config, every Ingress of it, for a name its bucket cannot hold).
+        "    server_names_hash_bucket_size 512;",
         "    server_names_hash_max_size 8192;",
         "    keepalive_requests 10000;",
         "    ssl_protocols TLSv1.2 TLSv1.3;",

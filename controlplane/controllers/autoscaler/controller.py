@@ -43,9 +43,10 @@ from controlplane.controllers.autoscaler.source import MetricsSource, collect
 from controlplane.controllers.events import EventRecorder
 from controlplane.controllers.index import NamespaceIndex
 from controlplane.controllers.queue import WorkQueue
+from controlplane.controllers.written import LatestWrites
 from controlplane.informer import CacheEvent, Change, Informer, object_key
 from protos import autoscaling
-from protos.corral.v1 import metrics_pb2, pod_pb2, workloads_pb2
+from protos.corral.v1 import metrics_pb2, pod_pb2
 from protos.kinds import by_kind, info_of, meta
 
 log = structlog.get_logger(__name__)
@@ -59,11 +60,6 @@ RACED_RETRY = 0.2
 
 class _ScaleRaced(Exception):
     """The target changed its replica count (or went away) while we decided."""
-
-
-def _revision(obj: metrics_pb2.HorizontalPodAutoscaler) -> int:
-    value = obj.metadata.resource_version
-    return int(value) if value.isdigit() else 0
 
 
 class HorizontalPodAutoscalerController:
@@ -96,7 +92,7 @@ class HorizontalPodAutoscalerController:
         self._by_target: dict[str, set[str]] = {}
         self._target_of: dict[str, str] = {}
         # Our last status write per key, until the cache shows it (read-your-writes).
-        self._written: dict[str, metrics_pb2.HorizontalPodAutoscaler] = {}
+        self._written = LatestWrites(metrics_pb2.HorizontalPodAutoscaler)
 
     # -- wiring -----------------------------------------------------------------
 
@@ -181,20 +177,13 @@ class HorizontalPodAutoscalerController:
         return self.sync_period
 
     def _latest(self, key: str) -> metrics_pb2.HorizontalPodAutoscaler | None:
-        cached = self._informers["HorizontalPodAutoscaler"].items.get(key)
-        written = self._written.pop(key, None)
-        if not isinstance(cached, metrics_pb2.HorizontalPodAutoscaler):
-            return None
-        if written is not None and _revision(written) > _revision(cached):
-            self._written[key] = written
-            return written
-        return cached
+        return self._written.latest(key, self._informers["HorizontalPodAutoscaler"].items.get(key))
 
     def _target(self, hpa: metrics_pb2.HorizontalPodAutoscaler) -> Target | None:
         ref = hpa.spec.scale_target_ref
         informer = self._informers.get(ref.kind) if ref.kind in autoscaling.TARGET_KINDS else None
         obj = informer.items.get(f"{hpa.metadata.namespace}/{ref.name}") if informer is not None else None
-        return obj if isinstance(obj, TARGET_TYPES) else None
+        return obj if isinstance(obj, autoscaling.TARGET_MESSAGES) else None
 
     async def _scale(self, target: Target, replicas: int) -> None:
         """Set the target's replicas, if they are still what the decision saw."""
@@ -235,8 +224,7 @@ class HorizontalPodAutoscalerController:
                 raise
             fresh.status.CopyFrom(status)
             written = await self.api.update_status(fresh)
-        assert isinstance(written, metrics_pb2.HorizontalPodAutoscaler)
-        self._written[key] = written
+        self._written.remember(key, written)
 
     async def _failed(
         self, key: str, hpa: metrics_pb2.HorizontalPodAutoscaler, actions: HpaActions, error: str, *, now: datetime
@@ -268,16 +256,12 @@ class HorizontalPodAutoscalerController:
         log.debug("hpa_synced", hpa=key, current=status.current_replicas, desired=status.desired_replicas)
 
 
-# The kinds an HPA may scale (autoscaling.TARGET_KINDS), as message types.
-TARGET_TYPES = (workloads_pb2.Deployment, workloads_pb2.ReplicaSet, workloads_pb2.StatefulSet)
-
-
 def _scale_changed(event: CacheEvent) -> bool:
     """A target event that matters to its HPAs: created, deleted, rescaled, reselected."""
     prev, obj = event.prev, event.obj
     if event.change is not Change.MODIFIED or prev is None:
         return True
-    if not isinstance(prev, TARGET_TYPES) or not isinstance(obj, TARGET_TYPES):
+    if not isinstance(prev, autoscaling.TARGET_MESSAGES) or not isinstance(obj, autoscaling.TARGET_MESSAGES):
         return False
     return prev.spec.replicas != obj.spec.replicas or prev.spec.selector != obj.spec.selector
 

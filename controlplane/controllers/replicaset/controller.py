@@ -31,6 +31,7 @@ from controlplane.controllers.index import NamespaceIndex, PodFactsIndex
 from controlplane.controllers.queue import WorkQueue
 from controlplane.controllers.replicaset.expectations import Expectations
 from controlplane.controllers.replicaset.reconcile import BURST, ReplicaSetActions, reconcile_facts
+from controlplane.controllers.written import LatestWrites
 from controlplane.informer import CacheEvent, Change, Informer, object_key
 from protos import owners
 from protos import pods as podutil
@@ -52,11 +53,6 @@ def failures(results: Sequence[object]) -> list[BaseException]:
         if isinstance(error, asyncio.CancelledError):
             raise error
     return errors
-
-
-def _revision(obj: Message) -> int:
-    value = meta(obj).resource_version
-    return int(value) if value.isdigit() else 0
 
 
 def owner_key(obj: Message, kind: str) -> str | None:
@@ -89,7 +85,7 @@ class ReplicaSetController:
         self.burst = burst
         self._sets: Informer | None = None
         # Our last status write per key, until the cache shows it (read-your-writes).
-        self._written: dict[str, workloads_pb2.ReplicaSet] = {}
+        self._written = LatestWrites(workloads_pb2.ReplicaSet)
         self._pods: PodFactsIndex | None = None
         self._sets_by_ns: NamespaceIndex[workloads_pb2.ReplicaSet] | None = None
 
@@ -166,20 +162,7 @@ class ReplicaSetController:
         return self._again(key, manage, actions)
 
     def _latest(self, key: str) -> workloads_pb2.ReplicaSet | None:
-        """The cached ReplicaSet, or our own last write of it if the cache is behind.
-
-        A status write is a CAS on the cached version, so nothing else was
-        written in between: the written object differs from the cached one only
-        in status, and writing the next status on top of it does not conflict.
-        """
-        cached = self._informer().items.get(key)
-        written = self._written.pop(key, None)
-        if not isinstance(cached, workloads_pb2.ReplicaSet):
-            return None
-        if written is not None and _revision(written) > _revision(cached):
-            self._written[key] = written
-            return written
-        return cached
+        return self._written.latest(key, self._informer().items.get(key))
 
     def _again(self, key: str, manage: bool, actions: ReplicaSetActions) -> float | None:
         delays = [
@@ -202,8 +185,7 @@ class ReplicaSetController:
         updated.CopyFrom(rs)
         updated.status.CopyFrom(status)
         written = await self.api.update_status(updated)
-        assert isinstance(written, workloads_pb2.ReplicaSet)
-        self._written[object_key(rs)] = written
+        self._written.remember(object_key(rs), written)
         log.debug(
             "replica_set_status",
             replica_set=object_key(rs),

@@ -122,10 +122,13 @@ def test_backend_upstreams(
     assert handler["headers"]["request"]["set"]["X-Forwarded-Port"] == ["443"]
 
 
-def kernel_route(cluster_ip: str = "10.43.0.7", lb: str = "", address: str = "10.0.0.1") -> discovery_pb2.ServiceRoute:
+def kernel_route(
+    cluster_ip: str = "10.43.0.7", lb: str = "", address: str = "10.0.0.1", *, affinity: int = 0, internal: str = ""
+) -> discovery_pb2.ServiceRoute:
     r = discovery_pb2.ServiceRoute(
         namespace="default", name="s", cluster_ip=cluster_ip, load_balancing=lb, weights={"new": 1}
     )
+    r.session_affinity_seconds, r.internal_traffic_policy = affinity, internal
     r.ports.add(name="http", protocol="TCP", port=8080).backends.add(address=address, port=80, pod="p", group="new")
     return r
 
@@ -137,6 +140,11 @@ def kernel_route(cluster_ip: str = "10.43.0.7", lb: str = "", address: str = "10
         pytest.param(kernel_route(cluster_ip=""), ["10.0.0.1:80"], id="no-cluster-ip-endpoints"),
         pytest.param(kernel_route(lb="LeastConnections"), ["10.0.0.1:80"], id="least-connections-endpoints"),
         pytest.param(kernel_route(address="fd00::1"), ["[fd00::1]:80"], id="ipv6-endpoints"),
+        # Every request would come from this node's address: ClientIP affinity would pin them all to one pod.
+        pytest.param(kernel_route(affinity=10800), ["10.0.0.1:80"], id="client-ip-affinity-endpoints"),
+        # The Ingress reaches every ready endpoint, as Kubernetes' controllers do, not only this node's.
+        pytest.param(kernel_route(internal="Local"), ["10.0.0.1:80"], id="internal-traffic-local-endpoints"),
+        pytest.param(kernel_route(internal="Cluster"), ["10.43.0.7:8080"], id="internal-traffic-cluster"),
     ],
 )
 def test_the_kernel_balances_the_ports_it_serves(route: discovery_pb2.ServiceRoute, dials: list[str]) -> None:

@@ -283,11 +283,22 @@ def test_everything_in_its_directory() -> None:
     assert "user " not in render(table("a.test")).text
 
 
-def test_nginx_accepts_a_representative_config(tmp_path: Path) -> None:
+LONGEST_NAME = ".".join(["a" * 63] * 3 + ["b" * 61])  # 253 characters: a valid Ingress host
+
+
+@pytest.mark.parametrize(
+    "extra_hosts",
+    [
+        pytest.param((), id="representative"),
+        # nginx refused the whole config (every Ingress of the cluster) for one host past ~120 characters.
+        pytest.param((LONGEST_NAME, "*." + LONGEST_NAME[2:]), id="longest-host-names"),
+    ],
+)
+def test_nginx_accepts_a_representative_config(tmp_path: Path, extra_hosts: tuple[str, ...]) -> None:
     binary = find_nginx()
     if binary is None:
         pytest.skip("no nginx binary (the nginx-light package)")
-    t = table("a.test", "*.b.test", "", redirect="a.test")
+    t = table("a.test", "*.b.test", "", *extra_hosts, redirect="a.test")
     t.hosts[0].paths.add(path="/v1+(x) y", path_type="Prefix", backend=target(problem='no "port" $x'))
     t.default_backend.CopyFrom(target())
     a = certificate("a.test")

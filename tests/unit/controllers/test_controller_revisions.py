@@ -5,9 +5,7 @@ pods back and renumbers that revision newest; the revisions are collected with t
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
 import pytest
 from google.protobuf.message import Message
@@ -16,47 +14,27 @@ from controlplane.apiserver.handlers import ObjectApi
 from controlplane.controllers.daemonset.controller import DaemonSetController
 from controlplane.controllers.events import EventRecorder
 from controlplane.controllers.gc.controller import GarbageCollector
-from controlplane.controllers.runner import Controller, ControllerManager
+from controlplane.controllers.runner import Controller
 from controlplane.controllers.statefulset.controller import StatefulSetController
-from controlplane.store.memory import MemoryStore
-from controlplane.store.objects import ObjectStore
 from protos import daemonsets, statefulsets
 from protos.corral.v1 import node_pb2, pod_pb2, workloads_pb2
 from protos.wellknown import CONTROLLER_REVISION_HASH
+from tests.unit.controllers.manager_harness import running, wait_for
 
 pytestmark = pytest.mark.timeout(30)
-
-WAIT = 5.0
-
-
-async def wait_for(check: Callable[[], Awaitable[object]], what: str, timeout: float = WAIT) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while asyncio.get_running_loop().time() < deadline:
-        if await check():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 @pytest.fixture
 async def api() -> AsyncIterator[ObjectApi]:
-    objects = ObjectStore(MemoryStore())
-    api = ObjectApi(objects)
-    controllers: list[Controller] = [
-        DaemonSetController(api, EventRecorder(api, "daemonset-controller")),
-        StatefulSetController(api, EventRecorder(api, "statefulset-controller")),
-        GarbageCollector(api),
-    ]
-    manager = ControllerManager(objects, controllers)
-    task = asyncio.create_task(manager.run())
-    try:
+    def controllers(api: ObjectApi) -> list[Controller]:
+        return [
+            DaemonSetController(api, EventRecorder(api, "daemonset-controller")),
+            StatefulSetController(api, EventRecorder(api, "statefulset-controller")),
+            GarbageCollector(api),
+        ]
+
+    async with running(controllers) as api:
         yield api
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        for queue in manager.queues.values():
-            queue.close()
 
 
 def daemon_set() -> workloads_pb2.DaemonSet:
@@ -179,3 +157,21 @@ async def test_stateful_set_history_and_undo(api: ObjectApi) -> None:
         return await history(api) == {}
 
     await wait_for(collected, "the revisions collected with the set")
+
+
+async def test_a_daemon_set_with_a_long_name_gets_its_pods_and_history(api: ObjectApi) -> None:
+    """`<set>-<hash>` would pass the 253 characters of a name: the set's name is cut to 223 first,
+    as Kubernetes' ControllerRevisionName does (else every sync failed and no pod was made)."""
+    n = node_pb2.Node()
+    n.metadata.name = "n1"
+    await api.create(n)
+    ds = daemon_set()
+    ds.metadata.name = "x" * 250
+    created = await api.create(ds)
+    assert isinstance(created, workloads_pb2.DaemonSet)
+    h1 = daemonsets.revision(created)
+
+    async def made() -> bool:
+        return await history(api) == {f"{'x' * 223}-{h1}": 1} and await pod_hashes(api) == {h1}
+
+    await wait_for(made, "the revision and the pod of a set with a 250-character name")

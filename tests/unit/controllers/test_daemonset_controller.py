@@ -6,8 +6,7 @@ the set; a Failed pod replaced with a back-off per node. Which node changes queu
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -16,25 +15,13 @@ from controlplane.apiserver.handlers import ObjectApi
 from controlplane.controllers.daemonset.controller import DaemonSetController, _node_changed
 from controlplane.controllers.events import EventRecorder
 from controlplane.controllers.gc.controller import GarbageCollector
-from controlplane.controllers.runner import Controller, ControllerManager
+from controlplane.controllers.runner import Controller
 from controlplane.informer import CacheEvent, Change
-from controlplane.store.memory import MemoryStore
-from controlplane.store.objects import ObjectStore
 from protos import daemonsets
 from protos.corral.v1 import node_pb2, pod_pb2, workloads_pb2
+from tests.unit.controllers.manager_harness import running, wait_for
 
 pytestmark = pytest.mark.timeout(30)
-
-WAIT = 5.0
-
-
-async def wait_for(check: Callable[[], Awaitable[object]], what: str, timeout: float = WAIT) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while asyncio.get_running_loop().time() < deadline:
-        if await check():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def daemon_set() -> workloads_pb2.DaemonSet:
@@ -56,22 +43,14 @@ def node(name: str) -> node_pb2.Node:
 
 @pytest.fixture
 async def api() -> AsyncIterator[ObjectApi]:
-    objects = ObjectStore(MemoryStore())
-    api = ObjectApi(objects)
-    controllers: list[Controller] = [
-        DaemonSetController(api, EventRecorder(api, "daemonset-controller")),
-        GarbageCollector(api),
-    ]
-    manager = ControllerManager(objects, controllers)
-    task = asyncio.create_task(manager.run())
-    try:
+    def controllers(api: ObjectApi) -> list[Controller]:
+        return [
+            DaemonSetController(api, EventRecorder(api, "daemonset-controller")),
+            GarbageCollector(api),
+        ]
+
+    async with running(controllers) as api:
         yield api
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        for queue in manager.queues.values():
-            queue.close()
 
 
 async def pods_by_node(api: ObjectApi) -> dict[str, int]:
@@ -163,13 +142,12 @@ def test_which_node_changes_queue_the_sets(event: CacheEvent, queues: bool) -> N
 
 
 async def test_failed_pods_are_replaced_with_a_back_off_per_node() -> None:
-    objects = ObjectStore(MemoryStore())
-    api = ObjectApi(objects)
     clock = [datetime(2026, 3, 1, 12, 0, tzinfo=UTC)]
-    controller = DaemonSetController(api, EventRecorder(api, "daemonset-controller"), now=lambda: clock[0])
-    manager = ControllerManager(objects, [controller])
-    task = asyncio.create_task(manager.run())
-    try:
+
+    def controllers(api: ObjectApi) -> list[Controller]:
+        return [DaemonSetController(api, EventRecorder(api, "daemonset-controller"), now=lambda: clock[0])]
+
+    async with running(controllers) as api:
         await api.create(node("n1"))
         await api.create(daemon_set())
 
@@ -195,9 +173,3 @@ async def test_failed_pods_are_replaced_with_a_back_off_per_node() -> None:
             assert not await replaced(second)
         clock[0] += timedelta(seconds=1)
         await wait_for(lambda: replaced(second), "the second replaced once the back-off passed")
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        for queue in manager.queues.values():
-            queue.close()

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -22,19 +22,9 @@ from controlplane.store.memory import MemoryStore
 from controlplane.store.objects import ObjectStore
 from protos.corral.v1 import pod_pb2, policy_pb2, workloads_pb2
 from protos.kinds import by_kind
+from tests.unit.controllers.manager_harness import wait_for
 
 pytestmark = pytest.mark.timeout(30)
-
-WAIT = 5.0
-
-
-async def wait_for(check: Callable[[], Awaitable[object]], what: str, timeout: float = WAIT) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while asyncio.get_running_loop().time() < deadline:
-        if await check():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 async def kubelet(api: ObjectApi, ready: asyncio.Event) -> None:

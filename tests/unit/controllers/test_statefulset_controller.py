@@ -4,36 +4,22 @@ with the same claim, status written, and claims collected with the set under whe
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
 import pytest
 
 from controlplane.apiserver.handlers import ObjectApi
 from controlplane.controllers.events import EventRecorder
 from controlplane.controllers.gc.controller import GarbageCollector
-from controlplane.controllers.runner import Controller, ControllerManager
+from controlplane.controllers.runner import Controller
 from controlplane.controllers.statefulset import identity
 from controlplane.controllers.statefulset.controller import StatefulSetController
-from controlplane.store.memory import MemoryStore
-from controlplane.store.objects import ObjectStore
 from protos import statefulsets
 from protos.corral.v1 import pod_pb2, storage_pb2, workloads_pb2
 from protos.kinds import by_kind
+from tests.unit.controllers.manager_harness import running, wait_for
 
 pytestmark = pytest.mark.timeout(30)
-
-WAIT = 5.0
-
-
-async def wait_for(check: Callable[[], Awaitable[object]], what: str, timeout: float = WAIT) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while asyncio.get_running_loop().time() < deadline:
-        if await check():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def stateful_set(when_deleted: str) -> workloads_pb2.StatefulSet:
@@ -55,22 +41,14 @@ def stateful_set(when_deleted: str) -> workloads_pb2.StatefulSet:
 
 @pytest.fixture
 async def api() -> AsyncIterator[ObjectApi]:
-    objects = ObjectStore(MemoryStore())
-    api = ObjectApi(objects)
-    controllers: list[Controller] = [
-        StatefulSetController(api, EventRecorder(api, "statefulset-controller")),
-        GarbageCollector(api),
-    ]
-    manager = ControllerManager(objects, controllers)
-    task = asyncio.create_task(manager.run())
-    try:
+    def controllers(api: ObjectApi) -> list[Controller]:
+        return [
+            StatefulSetController(api, EventRecorder(api, "statefulset-controller")),
+            GarbageCollector(api),
+        ]
+
+    async with running(controllers) as api:
         yield api
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        for queue in manager.queues.values():
-            queue.close()
 
 
 async def find(api: ObjectApi, kind: str, name: str) -> object | None:

@@ -137,6 +137,16 @@ async def test_generated_name_clash_is_retried_with_a_fresh_suffix() -> None:
         await api.create(named)  # an explicit name is never replaced
 
 
+async def test_a_long_generate_name_is_cut_as_kubernetes_does() -> None:
+    """58 characters of generateName and the 5 of the suffix: a DaemonSet or ReplicaSet of a long
+    (valid) name still gets pods, where the whole name plus the suffix passed 253 characters."""
+    api = make_api()
+    template = pod("", {"app": "x"})
+    template.metadata.generate_name = "x" * 252 + "-"
+    created = await api.create(template)
+    assert created.metadata.name[:58] == "x" * 58 and len(created.metadata.name) == 63
+
+
 async def test_update_with_stale_resource_version_is_a_conflict() -> None:
     api = make_api()
     first = await api.create(deployment())
