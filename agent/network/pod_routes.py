@@ -12,6 +12,9 @@ connected network. It skips, with the reason:
 - `not_direct`: the address is reached through a gateway (another network):
   host-gw needs one L2 network; such nodes need an overlay (not built);
 - `no_address`: the node reported no InternalIP address.
+- `outside_cluster_cidr`: its subnet is not inside the table's cluster CIDR
+  (a Node written with a foreign `spec.podCIDR` before the API checked it);
+- `subnet_shared`: two nodes name the same subnet: neither gets a route.
 
 `forward_rules(...)` are the accept rules Docker's FORWARD chain (policy
 DROP) needs for routed traffic into this node's pod subnet: from the cluster
@@ -78,6 +81,19 @@ def _valid_subnet(value: str) -> bool:
     return True
 
 
+def _inside(cluster: str) -> Callable[[str], bool]:
+    """Whether a subnet is a valid one inside the cluster CIDR (any valid one when it is unknown:
+    an older control plane sends none)."""
+    network = ipaddress.IPv4Network(cluster) if cluster else None
+
+    def check(value: str) -> bool:
+        if not _valid_subnet(value):
+            return False
+        return network is None or ipaddress.IPv4Network(value).subnet_of(network)
+
+    return check
+
+
 def _valid_address(value: str) -> bool:
     try:
         ipaddress.IPv4Address(value)
@@ -92,11 +108,24 @@ def plan(table: node_service_pb2.PodNetwork, own: str, reach: Callable[[str], Re
     skipped: dict[str, str] = {}
     own_subnet = ""
     peers: list[str] = []
+    cluster = table.cluster_cidr if _valid_subnet(table.cluster_cidr) else ""
+    within = _inside(cluster)
+    claimed: dict[str, int] = {}
+    for entry in table.nodes:
+        if within(entry.pod_cidr):
+            claimed[entry.pod_cidr] = claimed.get(entry.pod_cidr, 0) + 1
     for entry in table.nodes:
         if entry.node == own:
-            own_subnet = entry.pod_cidr if _valid_subnet(entry.pod_cidr) else ""
+            own_subnet = entry.pod_cidr if within(entry.pod_cidr) else ""
             continue
-        if not _valid_subnet(entry.pod_cidr):
+        if not within(entry.pod_cidr):
+            if entry.pod_cidr:
+                skipped[entry.node] = "outside_cluster_cidr"
+            continue
+        if claimed[entry.pod_cidr] > 1:
+            # Two nodes naming one subnet (a table the control plane should never send): route
+            # neither rather than send one node's pods to the other.
+            skipped[entry.node] = "subnet_shared"
             continue
         if not _valid_address(entry.address):
             skipped[entry.node] = "no_address"
@@ -109,7 +138,6 @@ def plan(table: node_service_pb2.PodNetwork, own: str, reach: Callable[[str], Re
             routes.append(PeerRoute(entry.pod_cidr, entry.address, entry.node))
         else:
             skipped[entry.node] = "not_direct"
-    cluster = table.cluster_cidr if _valid_subnet(table.cluster_cidr) else ""
     return RoutePlan(
         tuple(sorted(routes)), skipped, own_subnet, cluster, tuple(sorted(set(peers), key=ipaddress.IPv4Address))
     )

@@ -139,15 +139,7 @@ class PodCidrs:
 
     async def listed(self) -> dict[str, str]:
         """Every claimed subnet → the Node it names ("" when unreadable)."""
-        found: dict[str, str] = {}
-        start: str | None = None
-        while True:
-            page = await self.store.list(self.prefix, limit=PAGE, start_after=start)
-            for kv in page.items:
-                found[subnet_of_key(kv.key.removeprefix(self.prefix))] = _owner(kv.value)
-            if not page.more or not page.items:
-                return found
-            start = page.items[-1].key
+        return {subnet: claim.node for subnet, claim in (await self.claims()).items()}
 
     async def _take_back(self, subnet: str, node: str) -> bool:
         """Whether `subnet`'s key names `node`; if so its time is renewed (compare-and-swap: a

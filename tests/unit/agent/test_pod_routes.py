@@ -78,6 +78,47 @@ def test_nodes_without_subnet_or_address_get_no_route() -> None:
     assert got.routes == () and got.skipped == {"c": "no_address"}
 
 
+@pytest.mark.parametrize(
+    ("nodes", "cluster", "routes", "skipped"),
+    [
+        pytest.param(
+            [("b", "0.0.0.0/0", "192.168.1.11"), ("c", "10.42.2.0/24", "192.168.1.12")],
+            "10.42.0.0/16",
+            ["10.42.2.0/24"],
+            {"b": "outside_cluster_cidr"},
+            id="a-default-route-is-never-taken",
+        ),
+        pytest.param(
+            [("b", "192.168.1.0/24", "192.168.1.11")],
+            "10.42.0.0/16",
+            [],
+            {"b": "outside_cluster_cidr"},
+            id="the-lan-itself",
+        ),
+        pytest.param(
+            [("b", "10.42.1.0/24", "192.168.1.11"), ("c", "10.42.1.0/24", "192.168.1.12")],
+            "10.42.0.0/16",
+            [],
+            {"b": "subnet_shared", "c": "subnet_shared"},
+            id="two-nodes-one-subnet",
+        ),
+        pytest.param(
+            [("b", "10.7.1.0/24", "192.168.1.11")],
+            "",
+            ["10.7.1.0/24"],
+            {},
+            id="no-cluster-cidr-from-an-older-control-plane",
+        ),
+    ],
+)
+def test_only_subnets_inside_the_cluster_cidr_held_by_one_node_are_routed(
+    nodes: list[tuple[str, str, str]], cluster: str, routes: list[str], skipped: dict[str, str]
+) -> None:
+    got = plan(table(("a", "10.42.0.0/24", "192.168.1.10"), *nodes, cluster=cluster), "a", direct)
+    assert [r.subnet for r in got.routes] == routes
+    assert got.skipped == skipped
+
+
 def test_a_node_without_its_own_subnet_still_routes_to_the_others_but_accepts_nothing_routed() -> None:
     got = plan(table(("b", "10.42.1.0/24", "192.168.1.11")), "a", direct)
     assert got.routes == (PeerRoute("10.42.1.0/24", "192.168.1.11", "b"),)
