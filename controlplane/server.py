@@ -411,6 +411,7 @@ async def start(config: ServerConfig, stack: AsyncExitStack) -> RunningServer:
         address=dialable_address(host, port, config.tls_san),
         credentials=ca.client_credentials(Identity(Role.CONTROLPLANE, elector.holder), now),
         lease_ttl=config.lease_ttl,
+        renew=lambda: ca.client_credentials(Identity(Role.CONTROLPLANE, elector.holder), dt.datetime.now(dt.UTC)),
     )
     nodes.share_metrics = relay.share
     status_pb2_grpc.add_StatusServiceServicer_to_server(

@@ -27,11 +27,13 @@ import contextlib
 import socket
 import time
 from collections.abc import Callable
+from datetime import datetime
 
 import grpc
 import structlog
 
 from controlplane.auth.peer import Context
+from controlplane.clock import utcnow
 from controlplane.leader.lease import LeaseClock
 from controlplane.metrics.store import MetricsStore
 from controlplane.replicas.sharing import DEFAULT_FLUSH_EVERY, Outbox, Peers, replicas_prefix, split
@@ -87,6 +89,8 @@ class MetricsRelay:
         address: str,
         credentials: Credentials,
         lease_ttl: int,
+        renew: Callable[[], Credentials] | None = None,
+        now: Callable[[], datetime] = utcnow,
         flush_every: float = DEFAULT_FLUSH_EVERY,
         call_timeout: float = CALL_TIMEOUT,
         clock: Callable[[], float] = time.monotonic,
@@ -96,6 +100,11 @@ class MetricsRelay:
         self.holder = holder
         self.address = address
         self.credentials = credentials
+        # Issues a fresh certificate (the server's CA signs it) once this one reaches two thirds of
+        # its life, as agents renew theirs: a replica up for a year keeps its peers.
+        self.renew = renew
+        self.now = now
+        self._renew_at = credentials.renew_at()
         self.lease_ttl = max(1, lease_ttl)
         self.call_timeout = call_timeout
         self.clock = clock
@@ -215,8 +224,22 @@ class MetricsRelay:
                 requests = [metrics_pb2.SharedReports(sender=self.holder, reports=part) for part in split(batch)]
                 await asyncio.gather(*(self._send(address, requests) for address in targets))
 
+    def _renew_if_due(self) -> None:
+        """New credentials when these are due; every channel is opened again with them."""
+        if self.renew is None or self.now() < self._renew_at:
+            return
+        self.credentials = self.renew()
+        self._renew_at = self.credentials.renew_at()
+        for channel in self._channels.values():
+            task = asyncio.create_task(channel.close(grace=self.call_timeout))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+        self._channels.clear()
+        log.info("metrics_relay_certificate_renewed", renew_at=self._renew_at.isoformat())
+
     async def _send(self, address: str, requests: list[metrics_pb2.SharedReports]) -> None:
         """Each part of a batch in turn to one peer; the rest of the batch is dropped at the first failure."""
+        self._renew_if_due()
         channel = self._channels.get(address)
         if channel is None:
             channel = grpc.aio.secure_channel(

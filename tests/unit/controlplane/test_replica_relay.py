@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
 
 import pytest
 from structlog.testing import capture_logs
 
 from controlplane.replicas.relay import MetricsRelay
 from controlplane.store.memory import MemoryStore
+from corral.common.pki.credentials import Credentials
 from protos.corral.v1 import metrics_pb2
 from tests.pki import TestCluster
 
@@ -92,3 +94,42 @@ async def test_a_peer_that_is_down_is_logged_once_and_its_batches_dropped(store:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
     assert sum(e["event"] == "metrics_peer_unreachable" for e in logs) == 1
+
+
+async def test_credentials_past_two_thirds_of_their_life_are_renewed_before_a_send(store: MemoryStore) -> None:
+    first, second = TestCluster().admin(), TestCluster().admin()
+    clock = [first.renew_at() - timedelta(seconds=1)]
+    issued: list[Credentials] = []
+
+    def renew() -> Credentials:
+        issued.append(second)
+        return second
+
+    sender = MetricsRelay(
+        store,
+        key_prefix="/t",
+        holder="h:1:a",
+        address="10.0.0.1:7443",
+        credentials=first,
+        lease_ttl=3,
+        flush_every=0.05,
+        call_timeout=1.0,
+        renew=renew,
+        now=lambda: clock[0],
+    )
+    await store.create("/t/replicas/h:9:dead", DEAD.encode())
+    task = asyncio.create_task(sender.run())
+    try:
+        await until(lambda: sender.peers.targets() == [DEAD], "the peer")
+        sender.share(metrics_pb2.MetricsReport(node_name="n0"))
+        await until(dropped(sender, 1), "the first batch sent (and dropped)")
+        assert issued == [] and sender.credentials is first
+        channel = sender._channels[DEAD]
+        clock[0] = first.renew_at()
+        sender.share(metrics_pb2.MetricsReport(node_name="n1"))
+        await until(dropped(sender, 2), "the second batch sent")
+        assert issued == [second] and sender.credentials is second
+        assert sender._channels[DEAD] is not channel, "the channel is opened again with the new certificate"
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
