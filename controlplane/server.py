@@ -367,7 +367,8 @@ async def start(config: ServerConfig, stack: AsyncExitStack) -> RunningServer:
         assignments,
         tunnels,
         heartbeat_period=config.heartbeat_period,
-        # A node's Lease lasts the grace period the node lifecycle controller gives it.
+        # A node's Lease lasts at least the grace period the node lifecycle controller gives it
+        # (3 heartbeat periods when the period is stretched past that).
         lease_duration=max(1, math.ceil(config.node_grace_period)),
         routes=routes,
         metrics=metrics,

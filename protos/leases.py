@@ -9,7 +9,7 @@ wake every Node watcher. The node lifecycle controller reads `renewTime`.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Final
 
 from protos.corral.v1 import coordination_pb2, node_pb2
@@ -52,3 +52,10 @@ def renew_time(lease: object) -> datetime | None:
     if not isinstance(lease, coordination_pb2.Lease):
         return None
     return as_datetime(lease.spec.renew_time)
+
+
+def duration(lease: object) -> timedelta | None:
+    """A node's Lease's leaseDurationSeconds (None: no lease, or no duration set)."""
+    if not isinstance(lease, coordination_pb2.Lease) or lease.spec.lease_duration_seconds <= 0:
+        return None
+    return timedelta(seconds=lease.spec.lease_duration_seconds)

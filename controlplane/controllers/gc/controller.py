@@ -28,7 +28,14 @@ from google.protobuf.message import Message
 from controlplane.apiserver.errors import ConflictError, NotFoundError
 from controlplane.apiserver.handlers import ObjectApi
 from controlplane.clock import utcnow
-from controlplane.controllers.gc.reconcile import OwnerKey, event_expires_at, is_orphan, is_stranded, owner_keys
+from controlplane.controllers.gc.reconcile import (
+    OwnerKey,
+    collector_sees_change,
+    event_expires_at,
+    is_orphan,
+    is_stranded,
+    owner_keys,
+)
 from controlplane.controllers.index import discard_from
 from controlplane.controllers.queue import WorkQueue
 from controlplane.informer import CacheEvent, Change, Informer, object_key
@@ -92,6 +99,13 @@ class GarbageCollector:
 
     def _indexer(self, kind: str) -> Callable[[CacheEvent], None]:
         def index(event: CacheEvent) -> None:
+            prev = event.prev
+            if (
+                event.change is Change.MODIFIED
+                and prev is not None
+                and meta(prev).owner_references == meta(event.obj).owner_references
+            ):
+                return  # the same owners: the index holds already
             key = gc_key(kind, event.obj)
             for uid in self._owners_of.pop(key, ()):
                 discard_from(self._dependents, uid, key)
@@ -112,6 +126,8 @@ class GarbageCollector:
                 keys += self._terminating_on(meta(event.obj).name)
         elif event.change is Change.DELETED:
             keys += sorted(self._dependents.get(meta(event.obj).uid, ()))
+        elif kind != EVENT and event.prev is not None and not collector_sees_change(event.prev, event.obj):
+            pass  # a status write, a Lease renewal: nothing the collector looks at changed
         elif (
             kind == EVENT
             or (kind in DEPENDENT_KINDS and meta(event.obj).owner_references)

@@ -72,6 +72,18 @@ def is_orphan(obj: Message, owner_uids: Mapping[OwnerKey, str]) -> bool:
     return True
 
 
+def collector_sees_change(prev: Message, obj: Message) -> bool:
+    """Whether an update can change what the collector does with a dependent: its ownerReferences
+    or its deletion state changed, or (a terminating pod) its node. A Lease renewal, a pod's
+    status report: no."""
+    before, after = meta(prev), meta(obj)
+    if before.owner_references != after.owner_references or is_terminating(prev) != is_terminating(obj):
+        return True
+    if isinstance(obj, pod_pb2.Pod) and isinstance(prev, pod_pb2.Pod) and is_terminating(obj):
+        return prev.spec.node_name != obj.spec.node_name
+    return False
+
+
 def is_stranded(obj: Message, *, node_exists: bool) -> bool:
     """A pod being deleted gracefully on a node that no longer exists."""
     return isinstance(obj, pod_pb2.Pod) and is_terminating(obj) and bool(obj.spec.node_name) and not node_exists

@@ -9,10 +9,15 @@ deadline, so the grace period and the tolerations run out on time without any
 other event.
 
 A node is heard from through its Lease (kube-node-lease/<node>, renewed on each
-heartbeat) or its Ready condition's lastHeartbeatTime, whichever is later. A
-Lease renewal queues its node only when the node does not look healthy (not
-Ready, or tainted NoExecute): a healthy node is looked at again when its grace
-period would end, and its Lease read then.
+heartbeat) or its Ready condition's lastHeartbeatTime, whichever is later, and
+is given the grace period or its Lease's leaseDurationSeconds, whichever is
+longer (the node API stretches the heartbeat period on large clusters and the
+Lease with it). A Lease renewal queues its node only when the node does not
+look healthy (not Ready, or tainted NoExecute). A healthy node whose plan does
+nothing is not queued again either: its deadline waits in `deadlines`, looked
+at by one work queue key (HEARTBEAT_MONITOR) at most every MONITOR_TICK. A node
+whose Lease was renewed meanwhile is armed again at its new deadline (no sync);
+one that was not gets a full sync, which marks it.
 
 Eviction rates, as Kubernetes (`zones`): giving an unhealthy node its NoExecute
 taint — which evicts its pods as their tolerations run out — takes a token from
@@ -39,6 +44,7 @@ every node too.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import structlog
@@ -48,12 +54,14 @@ from controlplane.apiserver.handlers import ObjectApi
 from controlplane.clock import utcnow
 from controlplane.controllers.events import EventRecorder
 from controlplane.controllers.index import discard_from
+from controlplane.controllers.nodelifecycle.deadlines import Deadlines
 from controlplane.controllers.nodelifecycle.reconcile import (
     Eviction,
     Health,
     NodePlan,
     Settings,
     adds_no_execute,
+    grace_deadline,
     node_health,
     plan_node,
     pods_matter,
@@ -76,6 +84,19 @@ DEADLINE_SLACK = 0.01
 ZONE_STATE_REFRESH = 1.0
 # Seconds before looking again at a node whose zone allows no eviction now (rate 0).
 ZONE_RECHECK = 5.0
+# The work queue key of the healthy nodes' heartbeat deadlines (no node is named "").
+HEARTBEAT_MONITOR = ""
+# Seconds at least between two looks at the healthy nodes' deadlines: a deadline is caught at most
+# this much after it runs out, and a thousand nodes cost at most ten looks a second.
+MONITOR_TICK = 0.1
+
+
+@dataclass(frozen=True)
+class HeardFrom:
+    """A node's Lease as the lifecycle reads it: its renewTime and leaseDurationSeconds."""
+
+    renewed: datetime | None
+    duration: timedelta | None
 
 
 class NodeLifecycleController:
@@ -114,6 +135,8 @@ class NodeLifecycleController:
         self._queue: WorkQueue | None = None
         self._pods_by_node: dict[str, set[str]] = {}
         self._node_of_pod: dict[str, str] = {}
+        # The heartbeat deadlines of the nodes that look healthy (see `deadlines`).
+        self.deadlines = Deadlines()
 
     # -- wiring --------------------------------------------------------------------
 
@@ -159,14 +182,16 @@ class NodeLifecycleController:
             self._started = now
         return Settings(grace=self.grace, not_before=self._started, tolerations=self.tolerations)
 
-    def _renewed(self, node: str) -> datetime | None:
-        """When the node's Lease was last renewed (None: no Lease seen)."""
+    def _heard(self, node: str) -> HeardFrom:
+        """When the node's Lease was last renewed and for how long (None: no Lease seen)."""
         if self._leases is None:
-            return None
-        return leases.renew_time(self._leases.items.get(leases.node_lease_key(node)))
+            return HeardFrom(None, None)
+        lease = self._leases.items.get(leases.node_lease_key(node))
+        return HeardFrom(leases.renew_time(lease), leases.duration(lease))
 
     def _health(self, node: node_pb2.Node, now: datetime, settings: Settings) -> Health:
-        return node_health(node, now=now, settings=settings, renewed=self._renewed(node.metadata.name))
+        heard = self._heard(node.metadata.name)
+        return node_health(node, now=now, settings=settings, renewed=heard.renewed, lease_duration=heard.duration)
 
     def _pods_on(self, node: str) -> list[pod_pb2.Pod]:
         assert self._pods is not None
@@ -175,17 +200,23 @@ class NodeLifecycleController:
 
     async def sync(self, key: str) -> float | None:
         assert self._nodes is not None
+        if key == HEARTBEAT_MONITOR:
+            return self.recheck_deadlines()
         node = self._nodes.items.get(key)
         if not isinstance(node, node_pb2.Node):
+            self.deadlines.disarm(key)
             return None
         now = self.now()
         settings = self._settings(now)
-        renewed = self._renewed(key)
+        heard = self._heard(key)
+        renewed, duration = heard.renewed, heard.duration
         disrupted = await self._disruption(self._health(node, now, settings), now, settings)
         settling = self._settling_until is not None and now < self._settling_until
         pods = self._pods_on(key)
         withheld = disrupted or settling
-        plan = plan_node(node, pods, now=now, settings=settings, disrupted=withheld, renewed=renewed)
+        plan = plan_node(
+            node, pods, now=now, settings=settings, disrupted=withheld, renewed=renewed, lease_duration=duration
+        )
         rate_wait: float | None = None
         if not withheld and adds_no_execute(node, plan):
             zone = zone_of(node)
@@ -193,7 +224,9 @@ class NodeLifecycleController:
             if not taken:
                 rate_wait = ZONE_RECHECK if wait is None else wait
                 log.info("node_taint_rate_limited", node=key, zone=zone, retry_in=round(rate_wait, 3))
-                plan = plan_node(node, pods, now=now, settings=settings, disrupted=True, renewed=renewed)
+                plan = plan_node(
+                    node, pods, now=now, settings=settings, disrupted=True, renewed=renewed, lease_duration=duration
+                )
         try:
             if plan.node is not None:
                 await self._write_node(plan.node, plan)
@@ -205,12 +238,46 @@ class NodeLifecycleController:
             return None
         await self._force_delete(plan.force_deletions, key)
         await self._evict(plan.evictions, key)
+        if healthy(node, plan) and plan.recheck_at is not None:
+            self._arm(key, plan.recheck_at, now)
+            return None
+        self.deadlines.disarm(key)
         delay = self._delay(plan, now, rate_wait, marked)
         if settling and plan.health is not Health.READY:
             assert self._settling_until is not None
             settled = (self._settling_until - now).total_seconds() + DEADLINE_SLACK
             delay = settled if delay is None else min(delay, settled)
         return delay
+
+    # -- the healthy nodes' heartbeat deadlines ---------------------------------------
+
+    def _arm(self, key: str, at: datetime, now: datetime) -> None:
+        """Look at a healthy node again at its deadline, through the heartbeat monitor."""
+        self.deadlines.arm(key, at)
+        if self._queue is not None:
+            self._queue.add_after(HEARTBEAT_MONITOR, (at - now).total_seconds() + DEADLINE_SLACK)
+
+    def recheck_deadlines(self) -> float | None:
+        """The heartbeat monitor: each healthy node whose deadline ran out is armed again at its
+        new one when its Lease was renewed meanwhile, and queued for a full sync otherwise; the
+        seconds until the next deadline (at least MONITOR_TICK)."""
+        assert self._nodes is not None
+        now = self.now()
+        settings = self._settings(now)
+        for key in self.deadlines.pop_due(now):
+            node = self._nodes.items.get(key)
+            if not isinstance(node, node_pb2.Node):
+                continue
+            heard = self._heard(key)
+            deadline = grace_deadline(node, settings, heard.renewed, heard.duration)
+            if deadline > now and not pods_matter(node):
+                self.deadlines.arm(key, deadline)
+            elif self._queue is not None:
+                self._queue.add(key)
+        following = self.deadlines.next_at()
+        if following is None:
+            return None
+        return max(MONITOR_TICK, (following - now).total_seconds() + DEADLINE_SLACK)
 
     @staticmethod
     def _delay(plan: NodePlan, now: datetime, rate_wait: float | None, marked: bool) -> float | None:
@@ -346,3 +413,14 @@ class NodeLifecycleController:
             "pod_evicted", pod=f"{m.namespace}/{m.name}", node=node, taint=eviction.taint, toleration=eviction.seconds
         )
         await self.recorder.record(eviction.pod, "Normal", "TaintManagerEviction", eviction.message(node))
+
+
+def healthy(node: node_pb2.Node, plan: NodePlan) -> bool:
+    """Whether only the node's heartbeat deadline can change its plan: it is Ready with no
+    NoExecute taint, and the plan writes, marks, evicts and deletes nothing."""
+    return (
+        plan.health is Health.READY
+        and plan.node is None
+        and not (plan.pods_not_ready or plan.evictions or plan.force_deletions)
+        and not pods_matter(node)
+    )

@@ -123,13 +123,28 @@ def last_seen(node: node_pb2.Node, not_before: datetime, renewed: datetime | Non
     return latest(heartbeat, not_before) or not_before
 
 
-def grace_deadline(node: node_pb2.Node, settings: Settings, renewed: datetime | None = None) -> datetime:
-    """When the node counts as unreachable unless it heartbeats before."""
-    return last_seen(node, settings.not_before, renewed) + settings.grace
+def grace_deadline(
+    node: node_pb2.Node,
+    settings: Settings,
+    renewed: datetime | None = None,
+    lease_duration: timedelta | None = None,
+) -> datetime:
+    """When the node counts as unreachable unless it heartbeats before: the grace period after it
+    was last heard from, or its Lease's duration when longer (a large cluster's stretched
+    heartbeat period comes with a longer Lease: the holder is live until renewTime + duration)."""
+    grace = settings.grace if lease_duration is None else max(settings.grace, lease_duration)
+    return last_seen(node, settings.not_before, renewed) + grace
 
 
-def node_health(node: node_pb2.Node, *, now: datetime, settings: Settings, renewed: datetime | None = None) -> Health:
-    if now > grace_deadline(node, settings, renewed):
+def node_health(
+    node: node_pb2.Node,
+    *,
+    now: datetime,
+    settings: Settings,
+    renewed: datetime | None = None,
+    lease_duration: timedelta | None = None,
+) -> Health:
+    if now > grace_deadline(node, settings, renewed, lease_duration):
         return Health.UNREACHABLE
     cond = nodeutil.ready_condition(node)
     if cond is None:
@@ -290,11 +305,12 @@ def plan_node(
     settings: Settings,
     disrupted: bool,
     renewed: datetime | None = None,
+    lease_duration: timedelta | None = None,
 ) -> NodePlan:
     """What to do about `node` and the pods bound to it, at `now`; `renewed` is when its Lease was
-    last renewed. `disrupted` withholds NoExecute taints (a full disruption, or the zone's eviction
-    rate allows no new one now)."""
-    health = node_health(node, now=now, settings=settings, renewed=renewed)
+    last renewed, `lease_duration` the Lease's leaseDurationSeconds. `disrupted` withholds NoExecute
+    taints (a full disruption, or the zone's eviction rate allows no new one now)."""
+    health = node_health(node, now=now, settings=settings, renewed=renewed, lease_duration=lease_duration)
     updated = node_pb2.Node()
     updated.CopyFrom(node)
     marked_unknown = health is Health.UNREACHABLE and mark_unknown(updated, now)
@@ -307,7 +323,7 @@ def plan_node(
     next_eviction: datetime | None = None
     if not disrupted:
         due, next_eviction = evictions(active, updated.spec.taints, now=now, settings=settings)
-    deadline = grace_deadline(node, settings, renewed)
+    deadline = grace_deadline(node, settings, renewed, lease_duration)
     return NodePlan(
         health=health,
         node=updated if (marked_unknown or retainted or stamped) else None,

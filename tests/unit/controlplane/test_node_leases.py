@@ -38,7 +38,12 @@ async def plane() -> tuple[ObjectApi, NodeService, Clock]:
     api = ObjectApi(objects)
     clock = Clock()
     service = NodeService(
-        api, AssignmentIndex(Informer(objects, by_kind("Pod"))), TunnelRegistry(), lease_duration=12, now=clock
+        api,
+        AssignmentIndex(Informer(objects, by_kind("Pod"))),
+        TunnelRegistry(),
+        lease_duration=12,
+        now=clock,
+        lease_batch_window=0,
     )
     node = node_pb2.Node()
     node.metadata.name = "n1"
