@@ -43,7 +43,7 @@ from controlplane.apiserver.status import abort
 from controlplane.apiserver.validation import Problems, validate, validate_labels
 from controlplane.auth.peer import deny, require_node
 from controlplane.clock import utcnow
-from controlplane.informer import Informer
+from controlplane.informer import CacheEvent, Change, Informer
 from controlplane.metrics.store import MetricsStore
 from controlplane.nodeapi import restriction
 from controlplane.nodeapi.assignments import AssignmentIndex, Fingerprint
@@ -57,7 +57,7 @@ from protos import nodes as nodeutil
 from protos import pods as podutil
 from protos.conditions import set_condition
 from protos.corral.v1 import coordination_pb2, metrics_pb2, node_pb2, node_service_pb2, node_service_pb2_grpc, pod_pb2
-from protos.kinds import by_kind
+from protos.kinds import by_kind, meta
 from protos.times import as_datetime
 
 log = structlog.get_logger(__name__)
@@ -146,6 +146,8 @@ class NodeService(node_service_pb2_grpc.NodeServiceServicer):
         # The serving replica's Node cache: a heartbeat reads the Node from it, not from etcd (a
         # stale copy only delays a due rewrite to the next heartbeat, or fails its CAS).
         self.nodes = nodes
+        if nodes is not None:
+            nodes.add_listener(self._forget_deleted_node)
         self.connected: set[str] = set()
         self.volume_reports = VolumeReports(api)
         # The service registry's routes, for WatchServices.
@@ -156,6 +158,11 @@ class NodeService(node_service_pb2_grpc.NodeServiceServicer):
         self.share_metrics = share_metrics
         # Records an Event (object, type, reason, message): a Node registered without a pod subnet.
         self.events = events
+
+    def _forget_deleted_node(self, event: CacheEvent) -> None:
+        """A deleted Node's last Lease is not kept (nodes that come and go by name would grow it)."""
+        if event.change is Change.DELETED:
+            self._leases.pop(meta(event.obj).name, None)
 
     def period(self) -> int:
         """The heartbeat period to hand out: the base one, stretched on large clusters."""

@@ -9,7 +9,7 @@ import pytest
 
 from controlplane.apiserver.handlers import ObjectApi
 from controlplane.apiserver.validation import validate
-from controlplane.informer import Informer
+from controlplane.informer import CacheEvent, Change, Informer
 from controlplane.nodeapi.assignments import AssignmentIndex
 from controlplane.nodeapi.service import NODE_STATUS_REFRESH, NodeService, set_ready, status_due
 from controlplane.store.memory import MemoryStore
@@ -203,3 +203,28 @@ async def test_a_heartbeat_reads_the_node_from_the_serving_cache() -> None:
     await service._heartbeat("n1")
     assert "Node" not in read
     assert read == ["Lease"]  # read once, when this replica first renews it; then CAS over its own copy
+
+
+async def test_a_deleted_nodes_last_lease_is_not_kept() -> None:
+    objects = ObjectStore(MemoryStore())
+    api = ObjectApi(objects)
+    nodes = Informer(objects, NODE)
+    service = NodeService(
+        api,
+        AssignmentIndex(Informer(objects, by_kind("Pod"))),
+        TunnelRegistry(),
+        now=Clock(),
+        nodes=nodes,
+        lease_batch_window=0,
+    )
+    for name in ("n1", "n2"):
+        node = node_pb2.Node()
+        node.metadata.name = name
+        set_ready(node, T0)
+        nodes.items[name] = await api.create(node)
+        await service._heartbeat(name)
+    assert set(service._leases) == {"n1", "n2"}
+    gone = nodes.items.pop("n1")
+    for listener in nodes.listeners:
+        listener(CacheEvent(Change.DELETED, gone, gone, 0))
+    assert set(service._leases) == {"n2"}
