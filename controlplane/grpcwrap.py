@@ -22,7 +22,8 @@ Resp = TypeVar("Resp")
 Context = grpc.aio.ServicerContext[Any, Any]
 Behavior = Callable[..., Any]
 UnaryWrapper = Callable[[Behavior], Callable[[Any, Context], Any]]
-StreamWrapper = Callable[[Behavior], Callable[[Any, Context], AsyncIterator[Any]]]
+# A streaming response's wrapper: an async generator, or a coroutine that writes with context.write.
+StreamWrapper = Callable[[Behavior], Callable[[Any, Context], AsyncIterator[Any] | Awaitable[None]]]
 
 
 _UNCHANGED: Any = object()

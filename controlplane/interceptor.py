@@ -16,6 +16,10 @@ of its own, outermost first):
 One wrapper rather than three interceptors: each layer was a coroutine or an
 async generator per call (and a frame every streamed message passed through),
 and each of an agent's four streams lives as long as the agent is connected.
+A streaming handler's responses are written with ``context.write`` by a
+coroutine rather than yielded to gRPC, which keeps the last message it was
+given until the next (an agent's assignment set holds a copy of each of its
+pods); the wrapper keeps none.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import grpc
@@ -82,8 +86,8 @@ def _unary(
 
 def _stream(
     behavior: Callable[..., Any], method: str, calls: MethodCalls | None, admission: Admission | None
-) -> Callable[[Any, Context], AsyncIterator[Any]]:
-    async def stream(request: Any, context: Context) -> AsyncIterator[Any]:
+) -> Callable[[Any, Context], Awaitable[None]]:
+    async def stream(request: Any, context: Context) -> None:
         code = "OK"
         if calls is not None:
             calls.opened()
@@ -102,7 +106,8 @@ def _stream(
                 if hasattr(result, "__aiter__"):
                     async with contextlib.aclosing(result) as responses:  # closed with this stream, however it ends
                         async for response in responses:
-                            yield response
+                            await context.write(response)
+                            del response  # not kept while the handler waits for its next one
                 else:  # a coroutine that writes its responses with context.write
                     await result
             except OverflowError as e:
