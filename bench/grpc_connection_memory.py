@@ -72,7 +72,7 @@ async def serve(port: int, pki: Path, options: list[tuple[str, Any]], plaintext:
 
 
 async def connect(port: int, pki: Path, clients: int, streams: int, plaintext: bool) -> None:
-    calls: list[Any] = []
+    calls: list[Any] = []  # the calls and channels, kept: a channel no one holds is closed
     for i in range(clients):
         options = [("bench.client", i)]  # its own connection, not a shared subchannel
         if plaintext:
@@ -81,6 +81,7 @@ async def connect(port: int, pki: Path, clients: int, streams: int, plaintext: b
             keys = json.loads((pki / "client.json").read_text())
             credentials = grpc.ssl_channel_credentials(keys["ca"].encode(), keys["key"].encode(), keys["cert"].encode())
             channel = grpc.aio.secure_channel(f"127.0.0.1:{port}", credentials, options=options)
+        calls.append(channel)
         for j in range(streams):
             if j % 2 == 0:
                 watching: grpc.aio.UnaryStreamMultiCallable[bytes, bytes] = channel.unary_stream("/bench.Bench/Watch")
