@@ -44,6 +44,7 @@ Resp = TypeVar("Resp")
 
 class ApiInterceptor(WrappingInterceptor):
     def __init__(self, *, telemetry: ControlPlaneTelemetry | None = None, admission: Admission | None = None) -> None:
+        super().__init__()
         self.telemetry = telemetry
         self.admission = admission
 

@@ -189,3 +189,26 @@ async def test_one_wrapper_counts_registers_and_revokes_a_stream(served: Served)
     assert "revoked" in (info.value.details() or "")
     await _until(lambda: served.count(SERVICES, "UNAUTHENTICATED") == 1)
     assert (served.streams.count("n1"), served.active(SERVICES)) == (0, 0)
+
+
+class _Details(grpc.HandlerCallDetails):
+    def __init__(self, method: str) -> None:
+        self.method = method
+        self.invocation_metadata = ()
+
+
+async def test_a_method_is_wrapped_once_for_all_its_calls() -> None:
+    """No new wrapper (closures, a handler) per call: a stream would keep them as long as it lives."""
+    interceptor = ApiInterceptor(telemetry=ControlPlaneTelemetry(process=False))
+    servicer: grpc.RpcMethodHandler[Any, Any] = grpc.unary_stream_rpc_method_handler(Nodes.WatchServices)
+    replaced: grpc.RpcMethodHandler[Any, Any] = grpc.unary_stream_rpc_method_handler(Nodes.WatchServices)
+    handlers = {f"/{SERVICES}": servicer}
+
+    async def continuation(details: grpc.HandlerCallDetails) -> Any:
+        return handlers.get(details.method)
+
+    first, second = [await interceptor.intercept_service(continuation, _Details(f"/{SERVICES}")) for _ in range(2)]
+    assert first is not None and first is second and first is not servicer
+    handlers[f"/{SERVICES}"] = replaced  # another servicer's handler: wrapped afresh
+    assert await interceptor.intercept_service(continuation, _Details(f"/{SERVICES}")) not in (None, first)
+    assert await interceptor.intercept_service(continuation, _Details("/nope.Nothing/Here")) is None
