@@ -22,7 +22,8 @@ Resp = TypeVar("Resp")
 Context = grpc.aio.ServicerContext[Any, Any]
 Behavior = Callable[..., Any]
 UnaryWrapper = Callable[[Behavior], Callable[[Any, Context], Any]]
-StreamWrapper = Callable[[Behavior], Callable[[Any, Context], AsyncIterator[Any]]]
+# A streaming response's wrapper: an async generator, or a coroutine that writes with context.write.
+StreamWrapper = Callable[[Behavior], Callable[[Any, Context], AsyncIterator[Any] | Awaitable[None]]]
 
 
 _UNCHANGED: Any = object()
@@ -54,7 +55,13 @@ def rewrap(
 
 class WrappingInterceptor(grpc.aio.ServerInterceptor):
     """A server interceptor that re-wraps the handler of every method it serves (``wrap``, usually with
-    `rewrap`); a method no servicer has stays unknown."""
+    `rewrap`); a method no servicer has stays unknown. A method's handler is wrapped once and the
+    wrapped one reused for each of its calls (while the servicer's handler stays the same): no new
+    closures per call, which a stream would keep as long as it lives."""
+
+    def __init__(self) -> None:
+        # Per method served: the servicer's handler and its wrapped one (as many entries as methods).
+        self._wrapped: dict[str, tuple[Any, Any]] = {}
 
     async def intercept_service(
         self,
@@ -64,7 +71,14 @@ class WrappingInterceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None:
             return None
-        return self.wrap(handler, handler_call_details.method)
+        method = handler_call_details.method
+        known = self._wrapped.get(method)
+        if known is not None and known[0] is handler:
+            found: grpc.RpcMethodHandler[Req, Resp] = known[1]
+            return found
+        fresh = self.wrap(handler, method)
+        self._wrapped[method] = (handler, fresh)
+        return fresh
 
     def wrap(self, handler: grpc.RpcMethodHandler[Req, Resp], method: str) -> grpc.RpcMethodHandler[Req, Resp]:
         raise NotImplementedError

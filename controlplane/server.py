@@ -45,8 +45,8 @@ from controlplane.apiserver.service_ranges import (
     ServiceRanges,
 )
 from controlplane.auth import PkiError
+from controlplane.auth.admission import Admission, StreamRegistry
 from controlplane.auth.ca import ClusterCA, server_names
-from controlplane.auth.interceptor import AuthInterceptor, StreamRegistry
 from controlplane.auth.ratelimit import DEFAULT_BURST, DEFAULT_RATE, SourceRateLimiter
 from controlplane.auth.revocations import RevocationList
 from controlplane.auth.service import CertificateIssuer, JoinService, SecurityService
@@ -76,6 +76,7 @@ from controlplane.controllers.statefulset.controller import StatefulSetControlle
 from controlplane.controllers.volumes.controller import VolumeController
 from controlplane.health import StatusServicer
 from controlplane.informer import Informer
+from controlplane.interceptor import ApiInterceptor
 from controlplane.leader.elector import DEFAULT_TTL, Elector, Lead, Term, holder_for
 from controlplane.leader.testhooks import TestHooks, leader_store
 from controlplane.metrics.service import MetricsService
@@ -87,7 +88,6 @@ from controlplane.registry.ingress_feed import IngressFeed
 from controlplane.registry.pod_network import PodNetworkFeed
 from controlplane.registry.service import DiscoveryService
 from controlplane.replicas.relay import MetricsRelay, MetricsRelayService, dialable_address
-from controlplane.request_guard import RequestGuard
 from controlplane.scheduler.snapshot import LEAST_ALLOCATED, MOST_ALLOCATED
 from controlplane.store import errors as store_errors
 from controlplane.store.base import Store
@@ -99,7 +99,6 @@ from controlplane.store.objects import DEFAULT_PREFIX, ObjectStore
 from controlplane.store.release import not_recommended, parse_release
 from controlplane.store.supervisor import EtcdSupervisor
 from controlplane.telemetry.hooks import SchedulingObserver
-from controlplane.telemetry.interceptor import ApiTelemetryInterceptor
 from controlplane.telemetry.series import ControlPlaneTelemetry
 from controlplane.tunnels import TunnelRegistry
 from corral.common.pki.certs import DEFAULT_NODE_LIFETIME, Identity, Role
@@ -359,7 +358,7 @@ async def start(config: ServerConfig, stack: AsyncExitStack) -> RunningServer:
     issuer = CertificateIssuer(ca, config.node_cert_lifetime)
     server = grpc.aio.server(
         options=GRPC_OPTIONS,
-        interceptors=[ApiTelemetryInterceptor(telemetry), AuthInterceptor(revocations, streams), RequestGuard()],
+        interceptors=[ApiInterceptor(telemetry=telemetry, admission=Admission(revocations, streams))],
     )
     api_pb2_grpc.add_ObjectServiceServicer_to_server(ObjectService(api, tunnels), server)
     nodes = NodeService(
@@ -387,7 +386,7 @@ async def start(config: ServerConfig, stack: AsyncExitStack) -> RunningServer:
     )
     port = _listen(server, config.listen, api_credentials, "the API")
     # The join port: TLS with the serving certificate, no client certificate (a token instead).
-    join_server = grpc.aio.server(options=JOIN_GRPC_OPTIONS, interceptors=[RequestGuard()])
+    join_server = grpc.aio.server(options=JOIN_GRPC_OPTIONS, interceptors=[ApiInterceptor()])
     limiter = SourceRateLimiter(rate=config.join_rate, burst=config.join_burst)
     security_pb2_grpc.add_JoinServiceServicer_to_server(JoinService(tokens, issuer, limiter), join_server)
     join_listen = config.join_listen or f"{host}:{port + 1 if _port_of(config.listen) else 0}"

@@ -16,8 +16,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from controlplane.apiserver.validation import Problems, validate_name
 from controlplane.auth import JoinRefused, TokenNotFound
+from controlplane.auth.admission import StreamRegistry
 from controlplane.auth.ca import ClusterCA
-from controlplane.auth.interceptor import StreamRegistry
 from controlplane.auth.peer import Context, peer_of
 from controlplane.auth.ratelimit import SourceRateLimiter, peer_address
 from controlplane.auth.revocations import RevocationList

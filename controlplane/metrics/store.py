@@ -29,8 +29,7 @@ never on the agents' clocks.
 
 from __future__ import annotations
 
-from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from itertools import pairwise
 from typing import Generic, TypeVar
@@ -52,7 +51,8 @@ DEFAULT_RATE_WINDOW = 60.0
 DEFAULT_MAX_SAMPLES = 64
 PRUNE_EVERY = 5.0
 
-Samples = deque[tuple[float, T]]
+# Lists, not deques: an empty deque is 624 bytes, and there is one per pod and per traffic counter.
+Samples = list[tuple[float, T]]
 PodKey = tuple[str, str]
 # Whose counter: the reporting node and the Service ("namespace/name").
 CounterKey = tuple[str, str]
@@ -72,16 +72,15 @@ class _Series(Generic[M]):
 
     __slots__ = ("history", "latest", "seen")
 
-    def __init__(self, latest: M, seen: float, max_samples: int) -> None:
+    def __init__(self, latest: M, seen: float) -> None:
         self.latest = latest
         self.seen = seen
-        self.history: deque[UsagePoint] = deque(maxlen=max_samples)
+        self.history: list[UsagePoint] = []
 
-    def add(self, usage: M, point: UsagePoint, keep: float) -> None:
+    def add(self, usage: M, point: UsagePoint, keep: float, max_samples: int) -> None:
         self.latest, self.seen = usage, point.seen
         self.history.append(point)
-        while self.history and self.history[0].seen < point.seen - keep:
-            self.history.popleft()
+        _trim(self.history, point.seen - keep, max_samples, lambda p: p.seen)
 
 
 class MetricsStore:
@@ -127,22 +126,17 @@ class MetricsStore:
             counter_key = (node, f"{service.namespace}/{service.name}")
             for backend in service.backends:
                 counters = self._traffic.setdefault((service.namespace, backend.pod), {})
-                samples_of = counters.setdefault(counter_key, deque(maxlen=self.max_samples))
-                self._append(samples_of, backend.connections_total, now, self.rate_window)
+                samples_of = counters.setdefault(counter_key, [])
+                samples_of.append((now, backend.connections_total))
+                _trim(samples_of, now - self.rate_window, self.max_samples, lambda s: s[0])
         if self._pruned_at is None or now - self._pruned_at >= PRUNE_EVERY:
             self.prune(now=now)
 
     def _add(self, series: dict[T, _Series[M]], key: T, usage: M, point: UsagePoint) -> None:
         known = series.get(key)
         if known is None:
-            series[key] = known = _Series(usage, point.seen, self.max_samples)
-        known.add(usage, point, self.history_seconds)
-
-    @staticmethod
-    def _append(samples: Samples[T], value: T, now: float, keep: float) -> None:
-        samples.append((now, value))
-        while samples and samples[0][0] < now - keep:
-            samples.popleft()
+            series[key] = known = _Series(usage, point.seen)
+        known.add(usage, point, self.history_seconds, self.max_samples)
 
     def prune(self, *, now: float) -> None:
         """Forget nodes, pods and counters not reported for `max_age`."""
@@ -202,6 +196,15 @@ class MetricsStore:
         if series is None:
             return []
         return [p for p in series.history if now - self.history_seconds <= p.seen <= now]
+
+
+def _trim(samples: list[T], since: float, most: int, seen: Callable[[T], float]) -> None:
+    """Drop the samples seen before ``since`` (oldest first) and the oldest beyond ``most``."""
+    old = max(0, len(samples) - most)
+    while old < len(samples) and seen(samples[old]) < since:
+        old += 1
+    if old:
+        del samples[:old]
 
 
 def _newest(samples: Samples[T]) -> float:

@@ -76,12 +76,16 @@ def standalone(pod: pod_pb2.Pod) -> bool:
     )
 
 
+# Shared by the pods that use no Secret, ConfigMap or claim (most): an empty frozenset is 216 bytes.
+USES_NOTHING: frozenset[tuple[str, str, str]] = frozenset()
+
+
 def used_by(pod: pod_pb2.Pod) -> frozenset[tuple[str, str, str]]:
     """(namespace, kind, name) of every Secret and ConfigMap the pod takes values or files from,
     and of every PersistentVolumeClaim it mounts."""
     namespace = pod.metadata.namespace
     claimed = {(namespace, "PersistentVolumeClaim", claim) for _, claim in st.claim_names(pod.spec)}
-    return frozenset({(namespace, kind, name) for kind, name in _refs(pod)} | claimed)
+    return frozenset({(namespace, kind, name) for kind, name in _refs(pod)} | claimed) or USES_NOTHING
 
 
 def _refs(pod: pod_pb2.Pod) -> set[tuple[str, str]]:

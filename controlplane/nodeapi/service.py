@@ -328,6 +328,7 @@ class NodeService(node_service_pb2_grpc.NodeServiceServicer):
                 if fingerprint != sent:
                     yield current
                     sent = fingerprint
+                del current  # a copy of each of the node's pods: not kept while the stream waits
                 await event.wait()
         finally:
             self.connected.discard(node)

@@ -14,7 +14,7 @@ import pytest
 import structlog
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 
-from controlplane.telemetry.interceptor import ApiTelemetryInterceptor
+from controlplane.interceptor import ApiInterceptor
 from controlplane.telemetry.series import ControlPlaneTelemetry
 from corral.common.telemetry.endpoint import MetricsEndpointError, open_endpoint
 from protos.corral.v1 import api_pb2, api_pb2_grpc
@@ -59,7 +59,7 @@ async def served() -> AsyncIterator[Served]:
     metrics = ControlPlaneTelemetry(process=False)
     # The generated stubs make every method abstract; those not written here answer UNIMPLEMENTED.
     servicer = Scripted()  # type: ignore[abstract]
-    server = grpc.aio.server(interceptors=[ApiTelemetryInterceptor(metrics)])
+    server = grpc.aio.server(interceptors=[ApiInterceptor(telemetry=metrics)])
     api_pb2_grpc.add_ObjectServiceServicer_to_server(servicer, server)
     pki = TestCluster()
     port = pki.add_port(server, "127.0.0.1:0")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator
 from contextlib import AsyncExitStack
@@ -103,6 +104,36 @@ async def assigned(
             pods = {p.metadata.name: p for p in update.pods}
             if name in pods and (not terminating or pods[name].metadata.HasField("deletion_timestamp")):
                 return
+
+
+def _waiting_streams() -> list[Any]:
+    """The server's assignment streams (async generators of `NodeService.WatchAssignments`)."""
+    return [
+        o
+        for o in gc.get_objects()
+        if type(o).__name__ == "async_generator" and o.ag_code is node_service.NodeService.WatchAssignments.__code__
+    ]
+
+
+async def test_a_waiting_assignment_stream_keeps_no_set(plane: Plane) -> None:
+    """A node's set holds a copy of each of its pods: the stream drops it once it is sent."""
+    nodes = await plane.node("n1")
+    objects = await plane.admin()
+    await nodes.Register(registration("n1"))
+    stream = nodes.WatchAssignments(node_service_pb2.AssignmentsRequest(node_name="n1"))
+    await objects.Create(api_pb2.CreateRequest(object=bound_pod("mine", "n1")))
+    await assigned(stream, "mine")
+    (waiting,) = _waiting_streams()
+
+    def kept() -> list[Any]:
+        return [v for v in waiting.ag_frame.f_locals.values() if isinstance(v, node_service_pb2.AssignmentSet)]
+
+    # Once gRPC has written the set (the client may read it first) the stream goes back to waiting.
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(3):
+            while kept():
+                await asyncio.sleep(0.02)
+    assert kept() == []
 
 
 async def test_assignment_stream_and_status_reports(plane: Plane) -> None:

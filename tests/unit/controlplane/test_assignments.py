@@ -1,7 +1,7 @@
 """Which pod changes wake a node's assignment stream."""
 
 from controlplane.informer import CacheEvent, Informer
-from controlplane.nodeapi.assignments import AssignmentIndex
+from controlplane.nodeapi.assignments import AssignmentIndex, used_by
 from controlplane.store.memory import MemoryStore
 from controlplane.store.objects import Change, ObjectStore
 from protos.corral.v1 import pod_pb2
@@ -93,3 +93,10 @@ def test_a_node_whose_pods_are_all_gone_keeps_no_entry() -> None:
         index._on_event(CacheEvent(Change.DELETED, moved, moved, 4))
     assert index._by_node == {}
     assert list(index.current("n1")[0].pods) == []
+
+
+def test_pods_that_use_nothing_share_one_empty_set() -> None:
+    """Most pods take no Secret, ConfigMap or claim: one frozenset for all of them, not 216 bytes each."""
+    first, second = (used_by(pod_pb2.Pod()) for _ in range(2))
+    assert first == frozenset()
+    assert first is second

@@ -1,8 +1,9 @@
 """Authentication and authorization of every call on the API port.
 
 gRPC has already checked, during the TLS handshake, that the client presented
-a certificate signed by the cluster CA (the port requires one). Each handler
-is wrapped to refuse, before it runs:
+a certificate signed by the cluster CA (the port requires one). The API port's
+interceptor (`controlplane/interceptor.py`) asks `Admission` before each
+handler runs, which refuses:
 
 - a certificate that is not a corral client certificate: UNAUTHENTICATED;
 - a node certificate issued before the node's revocation: UNAUTHENTICATED;
@@ -17,9 +18,7 @@ not at its next call.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import grpc
 import structlog
@@ -27,13 +26,9 @@ import structlog
 from controlplane.auth import policy
 from controlplane.auth.peer import Context, peer_of
 from controlplane.auth.revocations import RevocationList
-from controlplane.grpcwrap import WrappingInterceptor, rewrap
 from corral.common.pki.certs import Peer, Role
 
 log = structlog.get_logger(__name__)
-
-Req = TypeVar("Req")
-Resp = TypeVar("Resp")
 
 
 class StreamRegistry:
@@ -71,17 +66,15 @@ class StreamRegistry:
         return len(tasks)
 
 
-class AuthInterceptor(WrappingInterceptor):
+class Admission:
+    """Who may call what on the API port, and the streams of each identity."""
+
     def __init__(self, revocations: RevocationList, streams: StreamRegistry) -> None:
         self.revocations = revocations
         self.streams = streams
 
-    def wrap(self, handler: grpc.RpcMethodHandler[Req, Resp], method: str) -> grpc.RpcMethodHandler[Req, Resp]:
-        return rewrap(
-            handler, lambda behavior: self._unary(behavior, method), lambda behavior: self._stream(behavior, method)
-        )
-
-    async def _admit(self, context: Context, method: str) -> Peer:
+    async def admit(self, context: Context, method: str) -> Peer:
+        """The caller's identity; the call is aborted unless it may call ``method``."""
         peer = peer_of(context)
         if peer is None:
             await context.abort(
@@ -89,46 +82,11 @@ class AuthInterceptor(WrappingInterceptor):
             )
             raise AssertionError("abort raises")
         if peer.identity.role is Role.NODE and self.revocations.revoked(peer.identity.name, peer.issued_at):
-            await context.abort(
-                grpc.StatusCode.UNAUTHENTICATED,
-                f'the certificate of node "{peer.identity.name}" was revoked: join again with a new token',
-            )
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, revoked(peer.identity.name))
         if not policy.allowed(method, peer.identity.role):
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, f"{peer.identity} may not call {method.lstrip('/')}")
         return peer
 
-    def _unary(self, behavior: Callable[..., Any], method: str) -> Callable[[Any, Context], Any]:
-        async def unary(request: Any, context: Context) -> Any:
-            await self._admit(context, method)
-            return await behavior(request, context)
 
-        return unary
-
-    def _stream(self, behavior: Callable[..., Any], method: str) -> Callable[[Any, Context], AsyncIterator[Any]]:
-        async def stream(request: Any, context: Context) -> AsyncIterator[Any]:
-            peer = await self._admit(context, method)
-            task = asyncio.current_task()
-            assert task is not None
-            name = peer.identity.name
-            self.streams.add(name, task)
-            try:
-                result = behavior(request, context)
-                if hasattr(result, "__aiter__"):
-                    async with contextlib.aclosing(result) as responses:
-                        async for response in responses:
-                            yield response
-                else:
-                    await result
-            except asyncio.CancelledError:
-                if not self.streams.closing(task):
-                    raise
-                task.uncancel()
-                self.streams.discard(name, task)
-                await context.abort(
-                    grpc.StatusCode.UNAUTHENTICATED,
-                    f'the certificate of node "{name}" was revoked: join again with a new token',
-                )
-            finally:
-                self.streams.discard(name, task)
-
-        return stream
+def revoked(name: str) -> str:
+    return f'the certificate of node "{name}" was revoked: join again with a new token'
