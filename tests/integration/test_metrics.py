@@ -158,10 +158,11 @@ async def test_pod_and_node_metrics_from_a_reporting_agent(tmp_path: Path) -> No
 
     web = items[0]
     assert (web.namespace, web.name) == ("default", "web")
-    assert [(c.name, c.cpu_millis, c.memory_bytes) for c in web.usage.containers] == [
-        ("main", 250, 32 << 20),
-        ("side", 0, 4 << 20),
-    ]
+    # The sampler stamps a sample just after the runtime read its counter: a rate of 250
+    # millicores can come out at 249 or 251 (as with Docker's stats).
+    assert [(c.name, c.memory_bytes) for c in web.usage.containers] == [("main", 32 << 20), ("side", 4 << 20)]
+    assert [c.cpu_millis for c in web.usage.containers][1] == 0
+    assert abs(web.usage.containers[0].cpu_millis - 250) <= 3, web.usage.containers[0].cpu_millis
     assert (web.request_cpu_millis, web.request_memory_bytes) == (600, 64 << 20), "requests, or limits without"
     assert web.usage.window_seconds >= 1.0
     assert [(i.name, i.allocatable_cpu_millis, i.allocatable_memory_bytes) for i in nodes.items] == [
