@@ -16,6 +16,7 @@ pod is refused).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from datetime import datetime
@@ -403,7 +404,20 @@ class NodeService(node_service_pb2_grpc.NodeServiceServicer):
             )
 
     async def _write_status(self, node: str, report: node_service_pb2.PodStatusReport) -> bool:
-        """CAS-write one pod's status; False when the pod is gone or not this node's."""
+        """CAS-write one pod's status; False when the pod is gone or not this node's.
+
+        A terminated pod the serving cache shows terminating is deleted at its cached version
+        first (no store read per pod of a scale-down); it is read afresh if that version moved."""
+        cached = self.assignments.pods.items.get(f"{report.namespace}/{report.name}")
+        if (
+            report.terminated
+            and isinstance(cached, pod_pb2.Pod)
+            and cached.metadata.uid == report.uid
+            and cached.spec.node_name == node
+            and podutil.is_terminating(cached)
+        ):
+            with contextlib.suppress(ConflictError):
+                return await self._delete_terminated(cached)
         for _ in range(CAS_RETRIES):
             existing = await self.api.find(POD, report.namespace, report.name)
             if (
