@@ -426,6 +426,7 @@ async def test_a_scaled_replica_set_leaves_its_settled_window() -> None:
     controller, queue, _, _ = await _paced_controller(0.01)
     queue.pace("default/web-1", 0.5)
     rs = controller._informer().items["default/web-1"]
+    assert isinstance(rs, workloads_pb2.ReplicaSet)
     scaled = workloads_pb2.ReplicaSet()
     scaled.CopyFrom(rs)
     scaled.spec.replicas = 5
@@ -457,6 +458,7 @@ async def test_a_scale_down_deletes_the_cached_versions_and_rereads_only_a_stale
         await objects.update(created)
     informers["Pod"]._replace(*await objects.list_all(POD, "default"))
     pods, _ = await objects.list_all(POD, "default")
+    assert isinstance(pods[0], pod_pb2.Pod)
     stale = pod_pb2.Pod()
     stale.CopyFrom(pods[0])
     stale.status.phase = "Running"
