@@ -525,6 +525,7 @@ class NodeService(node_service_pb2_grpc.NodeServiceServicer):
                 tunnel.deliver(message)
 
         reader = asyncio.ensure_future(pump())
+        getter: asyncio.Future[node_service_pb2.ServerMessage] | None = None
         try:
             while not reader.done():
                 getter = asyncio.ensure_future(tunnel.outgoing.get())
@@ -534,5 +535,9 @@ class NodeService(node_service_pb2_grpc.NodeServiceServicer):
                 else:
                     getter.cancel()
         finally:
+            # The stream may end while waiting (the node went away): a pending get would be
+            # destroyed pending, one logged error per reconnecting node.
+            if getter is not None:
+                getter.cancel()
             reader.cancel()
             self.tunnels.close(tunnel)

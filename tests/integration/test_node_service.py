@@ -484,6 +484,48 @@ async def test_terminated_pods_are_deleted_at_their_cached_versions_together(
         assert transactions == [6] + [1] * 7
 
 
+async def test_a_tunnel_that_ends_leaves_no_pending_task(etcd_endpoint: str, key_prefix: str) -> None:
+    """A node's tunnel stream ending (a session reconnecting) cancels its wait for the next
+    message to send: no task is left to be destroyed pending (one error in the log each)."""
+    async with AsyncExitStack() as stack:
+        store = await EtcdStore.connect([etcd_endpoint])
+        stack.push_async_callback(store.close)
+        tunnels = TunnelRegistry()
+        objects = ObjectStore(store, key_prefix)
+        service = node_service.NodeService(
+            ObjectApi(objects), AssignmentIndex(Informer(objects, by_kind("Pod"))), tunnels
+        )
+        server = grpc.aio.server()
+        node_service_pb2_grpc.add_NodeServiceServicer_to_server(service, server)
+        pki = TestCluster()
+        port = pki.add_port(server)
+        await server.start()
+        stack.push_async_callback(server.stop, None)
+        channel = await stack.enter_async_context(aio_channel(f"127.0.0.1:{port}", pki.node("n1")))
+        nodes = node_service_pb2_grpc.NodeServiceStub(channel)
+        hello = node_service_pb2.AgentMessage(hello=node_service_pb2.TunnelHello(node_name="n1"))
+        done = asyncio.Event()
+
+        async def messages() -> AsyncIterator[node_service_pb2.AgentMessage]:
+            yield hello
+            await done.wait()
+
+        def waiting() -> list[asyncio.Task[Any]]:
+            return [t for t in asyncio.all_tasks() if "Queue.get" in repr(t.get_coro())]
+
+        call = nodes.Tunnel(messages())
+        async with asyncio.timeout(10):
+            while not waiting():
+                await asyncio.sleep(0.01)
+        call.cancel()  # the node goes away mid-stream
+        async with asyncio.timeout(10):
+            while tunnels._tunnels:
+                await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)
+        assert [t for t in waiting() if not t.done()] == []
+        done.set()
+
+
 # -- StreamStatus: ReportStatus on one stream ------------------------------------------
 
 
