@@ -50,7 +50,7 @@ from protos.kinds import meta
 
 log = structlog.get_logger(__name__)
 
-# A settled key's coalescing window: this many times its last count, at most MAX_WINDOW seconds.
+# The coalescing window of a key with only counting to do: this many times its last count, at most MAX_WINDOW s.
 PACE = 50.0
 MAX_WINDOW = 1.0
 
