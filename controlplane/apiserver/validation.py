@@ -124,7 +124,7 @@ def validate(info: KindInfo, obj: Message) -> list[Cause]:
             p, obj, selector=validate_label_selector, template=validate_template, int_or_percent=validate_int_or_percent
         )
     elif isinstance(obj, pod_pb2.Pod):
-        validate_pod_spec(p, "spec", obj.spec)
+        p.causes.extend(pod_spec_causes(obj.spec))
     elif isinstance(obj, service_pb2.Service):
         service_validation.validate_service(
             p,
@@ -559,6 +559,26 @@ def validate_template(p: Problems, path: str, sel: meta_pb2.LabelSelector, templ
 
 
 # -- pods --------------------------------------------------------------------
+
+
+# The causes of the last pod specs validated, by their bytes: a ReplicaSet's pods share
+# their template's spec, so 10,000 of them are validated once (a pure function of the spec).
+_SPEC_CAUSES: dict[bytes, tuple[Cause, ...]] = {}
+SPEC_MEMO = 256
+
+
+def pod_spec_causes(spec: pod_pb2.PodSpec) -> tuple[Cause, ...]:
+    """`validate_pod_spec` at "spec", remembered for the last `SPEC_MEMO` specs."""
+    key = spec.SerializeToString(deterministic=True)
+    found = _SPEC_CAUSES.get(key)
+    if found is None:
+        q = Problems()
+        validate_pod_spec(q, "spec", spec)
+        found = tuple(q.causes)
+        if len(_SPEC_CAUSES) >= SPEC_MEMO:
+            del _SPEC_CAUSES[next(iter(_SPEC_CAUSES))]
+        _SPEC_CAUSES[key] = found
+    return found
 
 
 def validate_pod_spec(p: Problems, path: str, spec: pod_pb2.PodSpec) -> None:

@@ -1,6 +1,10 @@
 """A work queue of object keys, as client-go's: a key is queued at most once,
 is processed by one worker at a time, and failed keys come back with
-exponential back-off. Delays use the event loop clock."""
+exponential back-off. Delays use the event loop clock.
+
+A key changed right after its sync waits out a coalescing window; `pace` widens
+one key's window (a controller whose sync of that key costs more, e.g. counting
+a ReplicaSet's 10,000 pods, bounds the share of the loop that key takes)."""
 
 from __future__ import annotations
 
@@ -20,6 +24,8 @@ class WorkQueue:
         self._failures: dict[str, int] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._finished_at: dict[str, float] = {}
+        # Keys whose coalescing window is wider than `coalesce` (see `pace`).
+        self._windows: dict[str, float] = {}
         self._ready = asyncio.Event()
         self.base_delay = base_delay
         self.max_delay = max_delay
@@ -35,7 +41,7 @@ class WorkQueue:
             self._dirty.add(key)
             return
         if self.coalesce and key in self._finished_at:
-            wait = self._finished_at[key] + self.coalesce - asyncio.get_running_loop().time()
+            wait = self._finished_at[key] + self.window(key) - asyncio.get_running_loop().time()
             if wait > 0:
                 self.add_after(key, wait)
                 return
@@ -79,10 +85,22 @@ class WorkQueue:
             now = asyncio.get_running_loop().time()
             self._finished_at[key] = now
             if len(self._finished_at) > PRUNE_ABOVE:
-                self._finished_at = {k: t for k, t in self._finished_at.items() if t + self.coalesce > now}
+                self._finished_at = {k: t for k, t in self._finished_at.items() if t + self.window(k) > now}
         if key in self._dirty:
             self._dirty.discard(key)
-            self.add_after(key, self.coalesce)
+            self.add_after(key, self.window(key))
+
+    def pace(self, key: str, window: float) -> None:
+        """From now on, changes to `key` right after its sync wait `window` seconds (never less
+        than `coalesce`; 0 gives the key back the common window)."""
+        if window > self.coalesce:
+            self._windows[key] = window
+        else:
+            self._windows.pop(key, None)
+
+    def window(self, key: str) -> float:
+        """The coalescing window of `key`."""
+        return self._windows.get(key, self.coalesce)
 
     def forget(self, key: str) -> None:
         self._failures.pop(key, None)

@@ -60,6 +60,18 @@ def _same_assignment(before: pod_pb2.Pod | None, after: pod_pb2.Pod) -> bool:
     )
 
 
+def _same_resolution(before: pod_pb2.Pod, after: pod_pb2.Pod) -> bool:
+    """Whether resolving a standalone pod's new version gives what the old one gave: same
+    incarnation, spec, labels and annotations (a downwardAPI volume reads them). The spec is
+    compared whole (in C), not by generation: a binding changes it without a new generation."""
+    return (
+        before.metadata.uid == after.metadata.uid
+        and before.metadata.labels == after.metadata.labels
+        and before.metadata.annotations == after.metadata.annotations
+        and before.spec == after.spec
+    )
+
+
 # A pod as its node gets it, the digest of what was resolved for it, its volumes' files.
 Resolved = tuple[pod_pb2.Pod, str, list[node_service_pb2.VolumePayload]]
 
@@ -267,11 +279,18 @@ class AssignmentIndex:
     def _resolved(self, pod: pod_pb2.Pod, node: str) -> Resolved:
         """The pod as its node gets it, the digest of what was resolved, its volumes' files. Kept
         per pod version when it depends on nothing but the pod (no Secret, ConfigMap or claim):
-        a node's set is rebuilt at each change, and resolving each of 110 pods again is most of it."""
+        a node's set is rebuilt at each change, and resolving each of 110 pods again is most of it.
+        A new version that differs only in status (or what no resolution reads) reuses the result."""
         key = f"{pod.metadata.namespace}/{pod.metadata.name}"
         kept = self._standalone.get(key)
-        if kept is not None and kept[0] is pod:
-            return kept[1]
+        if kept is not None:
+            if kept[0] is pod:
+                return kept[1]
+            if kept[1][0] is kept[0] and _same_resolution(kept[0], pod):
+                # A status write: the pod goes out as it is (resolution made no copy), digest unchanged.
+                result: Resolved = (pod, kept[1][1], kept[1][2])
+                self._standalone[key] = (pod, result)
+                return result
         out, digest, skipped = configenv.resolve_pod(pod, self._secret, self._config_map)
         self._warn(pod, skipped)
         payloads, error = configvolumes.project(pod, self._secret, self._config_map)

@@ -21,6 +21,7 @@ pod is refused).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from datetime import datetime
@@ -434,7 +435,20 @@ class NodeService(node_service_pb2_grpc.NodeServiceServicer):
             )
 
     async def _write_status(self, node: str, report: node_service_pb2.PodStatusReport) -> bool:
-        """CAS-write one pod's status; False when the pod is gone or not this node's."""
+        """CAS-write one pod's status; False when the pod is gone or not this node's.
+
+        A terminated pod the serving cache shows terminating is deleted at its cached version
+        first (no store read per pod of a scale-down); it is read afresh if that version moved."""
+        cached = self.assignments.pods.items.get(f"{report.namespace}/{report.name}")
+        if (
+            report.terminated
+            and isinstance(cached, pod_pb2.Pod)
+            and cached.metadata.uid == report.uid
+            and cached.spec.node_name == node
+            and podutil.is_terminating(cached)
+        ):
+            with contextlib.suppress(ConflictError):
+                return await self._delete_terminated(cached)
         for _ in range(CAS_RETRIES):
             existing = await self.api.find(POD, report.namespace, report.name)
             if (
@@ -542,6 +556,7 @@ class NodeService(node_service_pb2_grpc.NodeServiceServicer):
                 tunnel.deliver(message)
 
         reader = asyncio.ensure_future(pump())
+        getter: asyncio.Future[node_service_pb2.ServerMessage] | None = None
         try:
             while not reader.done():
                 getter = asyncio.ensure_future(tunnel.outgoing.get())
@@ -551,5 +566,9 @@ class NodeService(node_service_pb2_grpc.NodeServiceServicer):
                 else:
                     getter.cancel()
         finally:
+            # The stream may end while waiting (the node went away): a pending get would be
+            # destroyed pending, one logged error per reconnecting node.
+            if getter is not None:
+                getter.cancel()
             reader.cancel()
             self.tunnels.close(tunnel)

@@ -353,6 +353,7 @@ class EtcdStore:
         self._owner = owner
         self._creates = GroupCommit(self._create_batch, max_items=MAX_BATCH, max_bytes=_BATCH_BYTES)
         self._updates = GroupCommit(self._update_batch, max_items=MAX_BATCH, max_bytes=_BATCH_BYTES)
+        self._deletes = GroupCommit(self._delete_batch, max_items=MAX_BATCH, max_bytes=_BATCH_BYTES)
 
     @property
     def endpoint(self) -> str:
@@ -526,7 +527,29 @@ class EtcdStore:
         return _write_revision(responses[0])
 
     async def delete(self, key: str, *, expected_revision: int | None = None) -> int:
-        """Delete the key (only at ``expected_revision`` when given)."""
+        """Delete the key (only at ``expected_revision`` when given). Deletes at a revision issued
+        together are group-committed as updates are (a scale-down removes its pods so)."""
+        if expected_revision is not None and expected_revision >= 1:
+            return await self._deletes.write(key, b"", expected_revision)
+        return await self._delete_one(key, expected_revision=expected_revision)
+
+    async def _delete_batch(self, writes: Sequence[PendingWrite]) -> Sequence[int | BaseException]:
+        """Group commit: every key deleted in one transaction, or each on its own when one moved."""
+        if len(writes) > 1:
+            keys = [_encode(w.key) for w in writes]
+            succeeded, responses = await self._txn(
+                compare=[self._tx.mod(k) == w.expected for k, w in zip(keys, writes, strict=True)],
+                success=[self._tx.delete(k) for k in keys],
+                failure=[],
+            )
+            if succeeded:
+                return [_write_revision(responses[0])] * len(writes)
+            self._raise_if_fenced(f"{len(writes)} keys", responses)
+        return await asyncio.gather(
+            *(self._delete_one(w.key, expected_revision=w.expected) for w in writes), return_exceptions=True
+        )
+
+    async def _delete_one(self, key: str, *, expected_revision: int | None) -> int:
         k = _encode(key)
         compare = [self._tx.create(k) > 0]
         if expected_revision is not None:

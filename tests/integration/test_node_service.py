@@ -13,6 +13,7 @@ from typing import Any
 
 import grpc
 import pytest
+from google.protobuf.message import Message
 
 from controlplane.apiserver.handlers import ObjectApi
 from controlplane.informer import Informer
@@ -23,7 +24,7 @@ from controlplane.store.etcd import EtcdStore
 from controlplane.store.objects import ObjectStore
 from controlplane.tunnels import TunnelRegistry
 from protos.corral.v1 import api_pb2, api_pb2_grpc, node_pb2, node_service_pb2, node_service_pb2_grpc, pod_pb2
-from protos.kinds import by_kind
+from protos.kinds import KindInfo, by_kind
 from tests.pki import TestCluster, admin_of, aio_channel, node_of
 
 pytestmark = pytest.mark.etcd
@@ -436,6 +437,124 @@ async def test_a_stale_cached_pod_alone_takes_the_per_pod_path(etcd_endpoint: st
         assert [p.status.phase for p in final] == ["Succeeded"] * 5
         assert final[2].metadata.labels["touched"] == "yes"
         assert int(final[2].metadata.resource_version) > int(touched.metadata.resource_version)
+
+
+def _terminating(pod: pod_pb2.Pod) -> bool:
+    return pod.metadata.HasField("deletion_timestamp")
+
+
+async def test_terminated_pods_are_deleted_at_their_cached_versions_together(
+    etcd_endpoint: str, key_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A scale-down's terminated reports: no store read per pod, one transaction for the deletes
+    issued together; a pod whose cached version moved alone is read afresh."""
+    async with AsyncExitStack() as stack:
+        store = await EtcdStore.connect([etcd_endpoint])
+        stack.push_async_callback(store.close)
+        objects = ObjectStore(store, key_prefix)
+        api = ObjectApi(objects)
+        pods = Informer(objects, by_kind("Pod"))
+        service = node_service.NodeService(api, AssignmentIndex(pods), TunnelRegistry())
+        server = grpc.aio.server()
+        node_service_pb2_grpc.add_NodeServiceServicer_to_server(service, server)
+        pki = TestCluster()
+        port = pki.add_port(server)
+        await server.start()
+        stack.push_async_callback(server.stop, None)
+        channel = await stack.enter_async_context(aio_channel(f"127.0.0.1:{port}", pki.node("n1")))
+        nodes = node_service_pb2_grpc.NodeServiceStub(channel)
+        for i in range(6):
+            await api.create(bound_pod(f"p{i}", "n1").pod)
+            await api.delete("Pod", "default", f"p{i}")  # graceful: marked terminating
+        following = asyncio.create_task(pods.run())
+        async with asyncio.timeout(10):
+            while sum(isinstance(p, pod_pb2.Pod) and _terminating(p) for p in pods.items.values()) < 6:
+                await asyncio.sleep(0.01)
+        following.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await following
+        cached = {name.split("/")[1]: p for name, p in pods.items.items() if isinstance(p, pod_pb2.Pod)}
+        moved = await objects.get(by_kind("Pod"), "default", "p5")
+        assert isinstance(moved, pod_pb2.Pod)
+        moved.metadata.labels["touched"] = "yes"
+        await objects.update(moved)  # the cache (stopped) does not see it
+        reads: list[str] = []
+        real_get = objects.get
+
+        async def get(info: KindInfo, namespace: str, name: str) -> Message | None:
+            reads.append(name)
+            return await real_get(info, namespace, name)
+
+        monkeypatch.setattr(objects, "get", get)
+        transactions: list[int] = []
+        real_txn = store._txn
+
+        async def txn(*, compare: list[Any], success: list[Any], failure: list[Any], **kw: Any) -> Any:
+            transactions.append(len(success))
+            return await real_txn(compare=compare, success=success, failure=failure, **kw)
+
+        monkeypatch.setattr(store, "_txn", txn)
+        stopped = pod_pb2.PodStatus(phase="Succeeded")
+        response = await nodes.ReportStatus(
+            node_service_pb2.ReportStatusRequest(
+                node_name="n1",
+                pods=[
+                    node_service_pb2.PodStatusReport(
+                        namespace="default", name=name, uid=p.metadata.uid, status=stopped, terminated=True
+                    )
+                    for name, p in sorted(cached.items())
+                ],
+            )
+        )
+        assert list(response.unknown_uids) == []
+        monkeypatch.undo()
+        assert (await objects.list_all(by_kind("Pod"), "default"))[0] == []
+        assert reads == ["p5"]
+        # One transaction for all six, failed by the moved one; then each on its own (as a group
+        # of updates does), and p5 once more from its fresh read.
+        assert transactions == [6] + [1] * 7
+
+
+async def test_a_tunnel_that_ends_leaves_no_pending_task(etcd_endpoint: str, key_prefix: str) -> None:
+    """A node's tunnel stream ending (a session reconnecting) cancels its wait for the next
+    message to send: no task is left to be destroyed pending (one error in the log each)."""
+    async with AsyncExitStack() as stack:
+        store = await EtcdStore.connect([etcd_endpoint])
+        stack.push_async_callback(store.close)
+        tunnels = TunnelRegistry()
+        objects = ObjectStore(store, key_prefix)
+        service = node_service.NodeService(
+            ObjectApi(objects), AssignmentIndex(Informer(objects, by_kind("Pod"))), tunnels
+        )
+        server = grpc.aio.server()
+        node_service_pb2_grpc.add_NodeServiceServicer_to_server(service, server)
+        pki = TestCluster()
+        port = pki.add_port(server)
+        await server.start()
+        stack.push_async_callback(server.stop, None)
+        channel = await stack.enter_async_context(aio_channel(f"127.0.0.1:{port}", pki.node("n1")))
+        nodes = node_service_pb2_grpc.NodeServiceStub(channel)
+        hello = node_service_pb2.AgentMessage(hello=node_service_pb2.TunnelHello(node_name="n1"))
+        done = asyncio.Event()
+
+        async def messages() -> AsyncIterator[node_service_pb2.AgentMessage]:
+            yield hello
+            await done.wait()
+
+        def waiting() -> list[asyncio.Task[Any]]:
+            return [t for t in asyncio.all_tasks() if "Queue.get" in repr(t.get_coro())]
+
+        call = nodes.Tunnel(messages())
+        async with asyncio.timeout(10):
+            while not waiting():
+                await asyncio.sleep(0.01)
+        call.cancel()  # the node goes away mid-stream
+        async with asyncio.timeout(10):
+            while tunnels._tunnels:
+                await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)
+        assert [t for t in waiting() if not t.done()] == []
+        done.set()
 
 
 # -- StreamStatus: ReportStatus on one stream ------------------------------------------

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import pytest
+from google.protobuf.message import Message
 
 from controlplane.apiserver.handlers import ObjectApi
 from controlplane.controllers.deployment.controller import DeploymentController
@@ -26,13 +27,13 @@ from controlplane.controllers.queue import WorkQueue
 from controlplane.controllers.replicaset.controller import ReplicaSetController
 from controlplane.controllers.replicaset.expectations import Expectations
 from controlplane.controllers.runner import ControllerManager
-from controlplane.informer import CacheEvent, Informer
+from controlplane.informer import CacheEvent, Change, Informer
 from controlplane.store import errors as store_errors
 from controlplane.store.memory import MemoryStore
 from controlplane.store.objects import ObjectStore
 from protos.corral.v1 import event_pb2, meta_pb2, pod_pb2, workloads_pb2
 from protos.deployments import without_hash
-from protos.kinds import by_kind, meta
+from protos.kinds import KindInfo, by_kind, meta
 from protos.wellknown import POD_TEMPLATE_HASH, REVISION
 
 POD, RS, DEPLOYMENT, EVENT = (by_kind(k) for k in ("Pod", "ReplicaSet", "Deployment", "Event"))
@@ -367,6 +368,118 @@ async def test_a_stale_cache_does_not_make_the_replica_set_controller_create_twi
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+class SteppingTimer:
+    """A timer whose every reading is `step` seconds after the last: each count takes `step`."""
+
+    def __init__(self, step: float) -> None:
+        self.step = step
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        self.now += self.step
+        return self.now
+
+
+async def _paced_controller(
+    step: float,
+) -> tuple[ReplicaSetController, WorkQueue, dict[str, Informer], ObjectStore]:
+    objects = ObjectStore(MemoryStore())
+    api = ObjectApi(objects)
+    rs = workloads_pb2.ReplicaSet()
+    rs.metadata.name = "web-1"
+    rs.spec.replicas = 3
+    rs.spec.selector.match_labels["app"] = "web"
+    rs.spec.template.metadata.labels["app"] = "web"
+    rs.spec.template.spec.containers.add(name="web", image="httpd:1")
+    created = await api.create(rs)
+    controller = ReplicaSetController(
+        api, EventRecorder(api, "test"), expectations=Expectations(timeout=30, clock=FakeClock())
+    )
+    controller.timer = SteppingTimer(step)
+    informers = _idle_informers(objects, "ReplicaSet", "Pod")
+    queue = WorkQueue(coalesce=0.1)
+    controller.bind(informers, queue)
+    informers["ReplicaSet"].items["default/web-1"] = created
+    return controller, queue, informers, objects
+
+
+@pytest.mark.parametrize(
+    ("step", "window"),
+    [
+        pytest.param(0.004, 0.2, id="fifty-times-the-count"),
+        pytest.param(0.001, 0.1, id="never-below-the-common-window"),
+        pytest.param(0.1, 1.0, id="at-most-a-second"),
+    ],
+)
+async def test_a_settled_replica_set_is_paced_by_its_count(step: float, window: float) -> None:
+    controller, queue, informers, objects = await _paced_controller(step)
+    await controller.sync("default/web-1")  # creates its 3 pods: not settled
+    assert queue.window("default/web-1") == 0.1
+    informers["Pod"]._replace(*await objects.list_all(POD, "default"))  # the cache shows the 3 pods
+    await controller.sync("default/web-1")  # nothing to create or delete: settled
+    assert queue.window("default/web-1") == pytest.approx(window)
+
+
+async def test_a_scaled_replica_set_leaves_its_settled_window() -> None:
+    controller, queue, _, _ = await _paced_controller(0.01)
+    queue.pace("default/web-1", 0.5)
+    rs = controller._informer().items["default/web-1"]
+    assert isinstance(rs, workloads_pb2.ReplicaSet)
+    scaled = workloads_pb2.ReplicaSet()
+    scaled.CopyFrom(rs)
+    scaled.spec.replicas = 5
+    scaled.metadata.generation += 1
+    assert list(controller.keys_for("ReplicaSet", CacheEvent(Change.MODIFIED, rs, rs, 2))) == ["default/web-1"]
+    assert queue.window("default/web-1") == 0.5  # a status write keeps the window
+    assert list(controller.keys_for("ReplicaSet", CacheEvent(Change.MODIFIED, scaled, rs, 3))) == ["default/web-1"]
+    assert queue.window("default/web-1") == 0.1
+
+
+async def test_a_replica_set_waiting_for_its_expectations_is_paced_until_they_are_met() -> None:
+    controller, queue, informers, objects = await _paced_controller(0.004)
+    await controller.sync("default/web-1")  # creates its 3 pods
+    assert queue.window("default/web-1") == 0.1
+    await controller.sync("default/web-1")  # the cache shows none yet: only counting
+    assert queue.window("default/web-1") == pytest.approx(0.2)
+    informers["Pod"]._replace(*await objects.list_all(POD, "default"))  # the third creation meets them
+    assert queue.window("default/web-1") == 0.1
+
+
+async def test_a_scale_down_deletes_the_cached_versions_and_rereads_only_a_stale_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    controller, _, informers, objects = await _paced_controller(0.001)
+    await controller.sync("default/web-1")
+    for created in (await objects.list_all(POD, "default"))[0]:
+        assert isinstance(created, pod_pb2.Pod)
+        created.spec.node_name = "node-1"  # bound: deleted gracefully
+        await objects.update(created)
+    informers["Pod"]._replace(*await objects.list_all(POD, "default"))
+    pods, _ = await objects.list_all(POD, "default")
+    assert isinstance(pods[0], pod_pb2.Pod)
+    stale = pod_pb2.Pod()
+    stale.CopyFrom(pods[0])
+    stale.status.phase = "Running"
+    await objects.update(stale)  # a status write the cache has not seen
+    reads: list[str] = []
+    real_get = objects.get
+
+    async def get(info: KindInfo, namespace: str, name: str) -> Message | None:
+        if info.kind == "Pod":
+            reads.append(name)
+        return await real_get(info, namespace, name)
+
+    monkeypatch.setattr(objects, "get", get)
+    scaled = await objects.get(RS, "default", "web-1")
+    assert isinstance(scaled, workloads_pb2.ReplicaSet)
+    scaled.spec.replicas = 0
+    informers["ReplicaSet"].items["default/web-1"] = await objects.update(scaled)
+    await controller.sync("default/web-1")
+    left, _ = await objects.list_all(POD, "default")
+    assert all(meta(p).HasField("deletion_timestamp") for p in left) and len(left) == 3
+    assert reads == [meta(pods[0]).name]  # only the pod whose cached version was stale
 
 
 async def test_the_deployment_controller_waits_for_its_own_writes() -> None:

@@ -44,15 +44,21 @@ class Expectations:
         record.deletes.update(deletes)
         record.since = self.clock()
 
-    def creation_observed(self, key: str) -> None:
+    def creation_observed(self, key: str) -> bool:
+        """Lower the pending creations of `key`; True when this met its last expectation."""
         record = self._records.get(key)
-        if record is not None and record.creates > 0:
-            record.creates -= 1
+        if record is None or record.creates <= 0:
+            return False
+        record.creates -= 1
+        return record.creates == 0 and not record.deletes
 
-    def deletion_observed(self, key: str, pod_key: str) -> None:
+    def deletion_observed(self, key: str, pod_key: str) -> bool:
+        """The pod's deletion was seen; True when this met the last expectation of `key`."""
         record = self._records.get(key)
-        if record is not None:
-            record.deletes.discard(pod_key)
+        if record is None or pod_key not in record.deletes:
+            return False
+        record.deletes.discard(pod_key)
+        return record.creates <= 0 and not record.deletes
 
     def creations_failed(self, key: str, count: int) -> None:
         """`count` creations did not happen: expect them no more."""

@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from controlplane.apiserver.defaults import apply_defaults
+from controlplane.controllers.replicaset import victims
 from controlplane.controllers.replicaset.reconcile import reconcile
 from protos import owners
 from protos import pods as podutil
@@ -191,6 +192,16 @@ def test_deletes_the_surplus_only() -> None:
     actions = reconcile(replica_set(2), pods, now=NOW)
     assert names(actions.delete) == ["p0", "p1", "p2"]
     assert not actions.create
+
+
+def test_a_scale_to_zero_ranks_no_pod(monkeypatch: pytest.MonkeyPatch) -> None:
+    def ranked(*args: object, **kwargs: object) -> list[pod_pb2.Pod]:
+        raise AssertionError("every pod goes: no ranking")
+
+    monkeypatch.setattr(victims, "victim_order", ranked)
+    pods = [pod(f"p{i}", age=100 * i) for i in range(5)]
+    assert names(reconcile(replica_set(0), pods, now=NOW, burst=2).delete) == ["p0", "p1"]
+    assert len(reconcile(replica_set(0), pods, now=NOW).delete) == 5
 
 
 # -- status ------------------------------------------------------------------------

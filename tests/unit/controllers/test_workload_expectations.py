@@ -104,3 +104,13 @@ def test_write_expectations_time_out() -> None:
     assert w.remaining("ns/web") == 0.5
     clock.now = 30
     assert w.satisfied("ns/web", informers)
+
+
+def test_the_observation_that_meets_the_expectations_says_so() -> None:
+    e = Expectations(clock=Clock())
+    e.expect("ns/rs", creates=1, deletes=["ns/a"])
+    assert not e.deletion_observed("ns/rs", "ns/other")
+    assert not e.deletion_observed("ns/rs", "ns/a")  # a creation is still pending
+    assert e.creation_observed("ns/rs")
+    assert not e.creation_observed("ns/rs")  # nothing was pending any more
+    assert not e.deletion_observed("ns/none", "ns/a")

@@ -192,3 +192,29 @@ def claim_object(name: str) -> storage_pb2.PersistentVolumeClaim:
     c = storage_pb2.PersistentVolumeClaim()
     c.metadata.name, c.metadata.namespace = name, "default"
     return c
+
+
+def test_a_standalone_pods_status_write_is_not_resolved_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    pods, secrets = informers()
+    index = AssignmentIndex(pods, secrets=secrets)
+    first = pod("plain", "n1")
+    apply(pods, index, Change.ADDED, first)
+    index.current("n1")
+    resolved: list[str] = []
+    real = configenv.resolve_pod
+
+    def counting(p: pod_pb2.Pod, *args: object) -> tuple[pod_pb2.Pod, str, list[str]]:
+        resolved.append(p.metadata.name)
+        return real(p, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(configenv, "resolve_pod", counting)
+    running = pod("plain", "n1")
+    running.status.phase = "Running"
+    apply(pods, index, Change.MODIFIED, running)
+    current, _ = index.current("n1")
+    assert resolved == []
+    assert list(current.pods) == [running]  # the new version goes out
+    relabelled = pod("plain", "n1", label="b")  # a downwardAPI volume would read it: resolved again
+    apply(pods, index, Change.MODIFIED, relabelled)
+    index.current("n1")
+    assert resolved == ["plain"]
