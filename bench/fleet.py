@@ -502,6 +502,36 @@ def mass_loss(fleet: Fleet, watch: PodWatch, replicas: int, lost: int, timeout: 
     }
 
 
+def wait_ready(fleet: Fleet, nodes: int, timeout: float, before: dict[str, float], result: dict[str, object]) -> float:
+    """Seconds until `nodes` are Ready, printing every 20 s how many are and the CPU each process
+    has spent since the start (so a run that does not get there shows which process was the limit);
+    the progress goes in `result` too."""
+    started = time.perf_counter()
+    progress: list[dict[str, object]] = []
+    result["nodes_ready_progress"] = progress
+    last = started
+    while (ready := fleet.ready_nodes()) < nodes:
+        now = time.perf_counter()
+        if now - last >= 20:
+            last = now
+            row = {"seconds": round(now - started), "ready": ready, "cpu_seconds": spent(before, fleet.meter.cpu())}
+            progress.append(row)
+            print(f"{row['seconds']} s: {ready} nodes Ready; CPU {row['cpu_seconds']}", flush=True)
+        if now - started > timeout:
+            result["nodes_ready_timed_out"] = {"ready": ready, "cpu_seconds": spent(before, fleet.meter.cpu())}
+            raise SystemExit(f"timed out after {timeout:g} s waiting for {nodes} nodes Ready ({ready} Ready)")
+        time.sleep(1.0)
+    return time.perf_counter() - started
+
+
+def keep_logs(log_dir: str, name: str) -> None:
+    """Copy the run's logs (server, simulators) out of its temporary directory before it goes."""
+    kept = Path(tempfile.gettempdir()) / f"{name}-logs"
+    shutil.rmtree(kept, ignore_errors=True)
+    shutil.copytree(log_dir, kept, ignore=shutil.ignore_patterns("server", "etcd", "*.crt", "*.key", "config.yaml"))
+    print(f"logs kept in {kept}", flush=True)
+
+
 # -- main ---------------------------------------------------------------------------------
 
 
@@ -543,7 +573,7 @@ def run(args: argparse.Namespace, result: dict[str, object]) -> None:
                 fleet.start_share(
                     "mass", cache, args, "--nodes", str(lost), "--prefix", "mass", "--first", str(main_nodes + 1)
                 )
-            up = wait_until(lambda: fleet.ready_nodes() >= args.nodes, args.timeout, f"{args.nodes} nodes Ready", 1.0)
+            up = wait_ready(fleet, args.nodes, args.timeout, before, result)
             result["nodes_ready_seconds"] = round(up, 1)
             result["nodes_ready_cpu_seconds"] = spent(before, fleet.meter.cpu())
             result["nodes_ready_peak_rss_mb"] = fleet.meter.plane_peaks_mb()
@@ -615,6 +645,8 @@ def run(args: argparse.Namespace, result: dict[str, object]) -> None:
         finally:
             fleet.meter.close()
             fleet.stop()
+            if args.keep_logs:
+                keep_logs(tmp, f"fleet-{args.nodes}-{args.replicas}")
 
 
 def main() -> None:
@@ -634,6 +666,7 @@ def main() -> None:
     parser.add_argument("--start-delay", type=float, default=0.0, help="hollow nodes' simulated container start")
     parser.add_argument("--ramp", type=float, default=0.0, help="seconds over which each process starts its nodes")
     parser.add_argument("--servers", type=int, default=1, help="corral server replicas on one etcd")
+    parser.add_argument("--keep-logs", action="store_true", help="copy the logs to $TMPDIR/fleet-N-R-logs at the end")
     parser.add_argument("--cache-dir", default="/var/tmp/corral-fleet", help="cluster CA and node credentials")
     args = parser.parse_args()
     # A stop (or Ctrl-C, which a shell ignores for background jobs) ends the run through its
