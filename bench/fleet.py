@@ -14,10 +14,15 @@ and the server's CPU-ms per pod started. Then, as asked:
   its pods are Running elsewhere;
 - `--mass-loss F`: a share F of the nodes in one more process; kill -9 it and
   report how fast pods on the lost nodes were evicted (deleted), against the
-  node lifecycle controller's rate limit.
+  node lifecycle controller's rate limit;
+- `--servers N`: N `corral server` replicas on one etcd the benchmark starts
+  (an HA control plane, docs/operations.md), every agent given every
+  replica's address (each dials the replica `first_server` picks by its
+  name); each replica's CPU seconds and peak RSS are reported per phase, and
+  how many nodes each one serves (its established agent connections).
 
     .venv/bin/python bench/fleet.py --nodes 1000 --replicas 10000 --processes 4 \
-        [--churn 5] [--node-loss] [--mass-loss 0.1]
+        [--churn 5] [--node-loss] [--mass-loss 0.1] [--servers 3]
 
 Node credentials and the cluster CA are kept in `--cache-dir` (default
 /var/tmp/corral-fleet): the next run's server starts with the same CA, so
@@ -30,6 +35,8 @@ bounded (`--timeout`).
 from __future__ import annotations
 
 import argparse
+import asyncio
+import functools
 import inspect
 import os
 import shutil
@@ -49,6 +56,8 @@ from deployments import deployment
 from harness import admin_credentials, machine, percentile, start_server, stop, write_result
 from hollow import node_name
 
+from agent.node.session import first_server
+from controlplane.store.embedded import EmbeddedEtcd
 from corral.client import Client, ClientError
 from corral.common.pki.credentials import Credentials
 from protos.corral.v1 import node_pb2, pod_pb2
@@ -115,8 +124,25 @@ class Meter:
     def peaks_mb(self) -> dict[str, float]:
         return {w.name: round(w.peak_rss / 2**20, 1) for w in self.watched}
 
+    def servers_rss_mb(self) -> float:
+        """The control plane replicas' RSS now, summed."""
+        return round(sum(w.rss() for w in self.watched if is_server(w.name)) / 2**20, 1)
+
+    def plane_peaks_mb(self) -> dict[str, float]:
+        """Peak RSS of each replica and of etcd since the last `reset_peaks`."""
+        return {k: v for k, v in self.peaks_mb().items() if is_server(k) or k == "etcd"}
+
     def close(self) -> None:
         self._stop.set()
+
+
+def is_server(name: str) -> bool:
+    """A control plane replica's name in the meter: "server" (one replica) or "server0", "server1", …."""
+    return name.startswith("server")
+
+
+def servers_cpu(cpu: dict[str, float]) -> float:
+    return round(sum(v for k, v in cpu.items() if is_server(k)), 2)
 
 
 def spent(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
@@ -191,13 +217,39 @@ def ms(values: list[float], p: float) -> float:
 
 @dataclass
 class Fleet:
-    server: subprocess.Popen[bytes]
+    servers: list[subprocess.Popen[bytes]]
+    # Every replica's host:port, comma-separated (what agents are given).
     address: str
     client: Client
     token: str
     meter: Meter
     log_dir: str
     shares: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    # The etcd the replicas share (--servers above 1; one replica embeds its own).
+    etcd: EmbeddedEtcd | None = None
+
+    @property
+    def addresses(self) -> list[str]:
+        return self.address.split(",")
+
+    def served(self) -> dict[str, int]:
+        """Agents connected to each replica now: its established TCP connections on its listen port
+        (each hollow node has one channel, so one connection; the benchmark's own few included)."""
+        out: dict[str, int] = {}
+        for i, (proc, address) in enumerate(zip(self.servers, self.addresses, strict=True)):
+            port = int(address.rsplit(":", 1)[1])
+            try:
+                conns = psutil.Process(proc.pid).net_connections(kind="tcp")
+            except psutil.Error:
+                conns = []
+            name = "server" if len(self.servers) == 1 else f"server{i}"
+            out[name] = sum(1 for c in conns if c.status == psutil.CONN_ESTABLISHED and c.laddr.port == port)
+        return out
+
+    def stop(self) -> None:
+        stop(*self.shares.values(), *self.servers)
+        if self.etcd is not None:
+            asyncio.run(self.etcd.stop())
 
     def start_share(self, name: str, cache: Path, args: argparse.Namespace, *extra: str) -> None:
         log = open(Path(self.log_dir) / f"{name}.log", "wb")
@@ -236,8 +288,14 @@ def _ready(node: node_pb2.Node) -> bool:
     return any(c.type == "Ready" and c.status == "True" for c in node.status.conditions)
 
 
-def start_fleet(tmp: str, cache: Path) -> Fleet:
-    """A `corral server` whose cluster CA is the cached one (kept for the next run if new)."""
+# Every hollow node joins from 127.0.0.1: lift the join port's per-address rate limit.
+# Every hollow node gets a pod subnet at registration: a /8 of /24s has room for 65,536 nodes.
+SERVER_FLAGS = ("--join-rate", "100000", "--join-burst", "100000", "--cluster-cidr", "10.0.0.0/8")
+
+
+def start_fleet(tmp: str, cache: Path, replicas: int = 1) -> Fleet:
+    """`replicas` `corral server`s whose cluster CA is the cached one (kept for the next run if new):
+    one with its embedded etcd, or several sharing one data dir (so one CA) and an etcd started here."""
     os.environ["CORRAL_CONFIG"] = str(Path(tmp) / "config.yaml")
     data = Path(tmp) / "server"
     pki, kept = data / "pki", cache / "ca"
@@ -245,28 +303,61 @@ def start_fleet(tmp: str, cache: Path) -> Fleet:
         pki.mkdir(parents=True, mode=0o700)
         for f in CA_FILES:
             shutil.copy2(kept / f, pki / f)
-    # Every hollow node joins from 127.0.0.1: lift the join port's per-address rate limit.
-    # Every hollow node gets a pod subnet at registration: a /8 of /24s has room for 65,536 nodes.
-    server, address = start_server(
-        tmp, data, "--join-rate", "100000", "--join-burst", "100000", "--cluster-cidr", "10.0.0.0/8"
-    )
+    etcd: EmbeddedEtcd | None = None
+    flags: tuple[str, ...] = SERVER_FLAGS
+    if replicas > 1:
+        etcd = EmbeddedEtcd(Path(tmp) / "etcd")
+        flags = (*flags, "--etcd", asyncio.run(etcd.start()))
+    servers: list[subprocess.Popen[bytes]] = []
+    addresses: list[str] = []
     try:
-        client = Client(address, admin_credentials())
+        for i in range(replicas):
+            log_dir = Path(tmp) if replicas == 1 else Path(tmp) / f"server{i}"
+            log_dir.mkdir(exist_ok=True)
+            server, address = start_server(log_dir, data, *flags)
+            servers.append(server)
+            addresses.append(address)
+            if i == 0:  # the first makes the CA (when none is cached) and the admin credential
+                client = Client(address, admin_credentials())
+        for address in addresses[1:]:
+            wait_until(functools.partial(_answers, address, client.credentials), 60, f"replica {address}", 0.5)
         if not all((kept / f).exists() for f in CA_FILES):
             kept.mkdir(parents=True, exist_ok=True, mode=0o700)
             for f in CA_FILES:
                 shutil.copy2(pki / f, kept / f)
         token = client.create_token("node", 3 * 3600, "hollow fleet").token
     except BaseException:
-        stop(server)
+        stop(*servers)
+        if etcd is not None:
+            asyncio.run(etcd.stop())
         raise
     meter = Meter()
-    meter.add("server", server.pid)
-    etcd = next((p for p in psutil.Process(server.pid).children(recursive=True) if "etcd" in p.name()), None)
-    if etcd is not None:
+    for i, server in enumerate(servers):
+        meter.add("server" if replicas == 1 else f"server{i}", server.pid)
+    if etcd is not None and etcd.pid is not None:
         meter.add("etcd", etcd.pid)
+    else:
+        child = next((p for p in psutil.Process(servers[0].pid).children(recursive=True) if "etcd" in p.name()), None)
+        if child is not None:
+            meter.add("etcd", child.pid)
     meter.add("bench", os.getpid())
-    return Fleet(server, address, client, token, meter, tmp)
+    return Fleet(servers, ",".join(addresses), client, token, meter, tmp, etcd=etcd)
+
+
+def _answers(address: str, credentials: Credentials) -> bool:
+    try:
+        Client(address, credentials).list("namespaces")
+    except ClientError:
+        return False
+    return True
+
+
+def expected_shares(nodes: list[str], replicas: int) -> dict[str, int]:
+    """How many of `nodes` dial each replica first (`first_server`, a hash of the name)."""
+    out = {f"server{i}": 0 for i in range(replicas)}
+    for name in nodes:
+        out[f"server{first_server(name, replicas)}"] += 1
+    return out
 
 
 def scale(client: Client, replicas: int) -> None:
@@ -313,20 +404,20 @@ def startup(fleet: Fleet, watch: PodWatch, replicas: int, timeout: float) -> dic
         "bind_p50_ms": round(statistics.median(bind_s) * 1000, 1),
         "bind_p99_ms": ms(bind_s, 99),
         "cpu_seconds": cpu,
-        "server_cpu_ms_per_pod": round(cpu["server"] * 1000 / replicas, 2),
-        "peak_rss_mb": {k: v for k, v in peaks.items() if k in ("server", "etcd")},
-        "simulator_peak_rss_mb": {k: v for k, v in peaks.items() if k not in ("server", "etcd", "bench")},
+        "server_cpu_ms_per_pod": round(servers_cpu(cpu) * 1000 / replicas, 2),
+        "peak_rss_mb": meter.plane_peaks_mb(),
+        "simulator_peak_rss_mb": {k: v for k, v in peaks.items() if not is_server(k) and k not in ("etcd", "bench")},
     }
 
 
 def churn(fleet: Fleet, watch: PodWatch, replicas: int, rounds: int, timeout: float) -> list[dict[str, object]]:
     out: list[dict[str, object]] = []
     for r in range(rounds):
-        before = fleet.meter.cpu()["server"]
+        before = servers_cpu(fleet.meter.cpu())
         scale(fleet.client, 0)
         try:
             down = wait_until(lambda: not watch.live, timeout, "every pod gone", period=0.2)
-            rss_down = fleet.meter.rss_mb("server")
+            rss_down = fleet.meter.servers_rss_mb()
             scale(fleet.client, replicas)
             up = wait_until(
                 lambda: len(watch.running_now) >= replicas and len(watch.live) == replicas,
@@ -336,16 +427,16 @@ def churn(fleet: Fleet, watch: PodWatch, replicas: int, rounds: int, timeout: fl
             )
         except SystemExit as e:
             print(f"churn round {r + 1}: {e}", flush=True)
-            out.append({"round": r + 1, "timed_out": str(e), "server_rss_mb": fleet.meter.rss_mb("server")})
+            out.append({"round": r + 1, "timed_out": str(e), "server_rss_mb": fleet.meter.servers_rss_mb()})
             break
         row: dict[str, object] = {
             "round": r + 1,
             "down_seconds": round(down, 2),
             "up_seconds": round(up, 2),
             "server_rss_mb_at_zero": rss_down,
-            "server_rss_mb": fleet.meter.rss_mb("server"),
+            "server_rss_mb": fleet.meter.servers_rss_mb(),
             "etcd_rss_mb": fleet.meter.rss_mb("etcd"),
-            "server_cpu_seconds": round(fleet.meter.cpu()["server"] - before, 2),
+            "server_cpu_seconds": round(servers_cpu(fleet.meter.cpu()) - before, 2),
         }
         print(
             f"churn round {r + 1}: {replicas} → 0 in {row['down_seconds']} s (server RSS {rss_down} MB), "
@@ -411,6 +502,36 @@ def mass_loss(fleet: Fleet, watch: PodWatch, replicas: int, lost: int, timeout: 
     }
 
 
+def wait_ready(fleet: Fleet, nodes: int, timeout: float, before: dict[str, float], result: dict[str, object]) -> float:
+    """Seconds until `nodes` are Ready, printing every 20 s how many are and the CPU each process
+    has spent since the start (so a run that does not get there shows which process was the limit);
+    the progress goes in `result` too."""
+    started = time.perf_counter()
+    progress: list[dict[str, object]] = []
+    result["nodes_ready_progress"] = progress
+    last = started
+    while (ready := fleet.ready_nodes()) < nodes:
+        now = time.perf_counter()
+        if now - last >= 20:
+            last = now
+            row = {"seconds": round(now - started), "ready": ready, "cpu_seconds": spent(before, fleet.meter.cpu())}
+            progress.append(row)
+            print(f"{row['seconds']} s: {ready} nodes Ready; CPU {row['cpu_seconds']}", flush=True)
+        if now - started > timeout:
+            result["nodes_ready_timed_out"] = {"ready": ready, "cpu_seconds": spent(before, fleet.meter.cpu())}
+            raise SystemExit(f"timed out after {timeout:g} s waiting for {nodes} nodes Ready ({ready} Ready)")
+        time.sleep(1.0)
+    return time.perf_counter() - started
+
+
+def keep_logs(log_dir: str, name: str) -> None:
+    """Copy the run's logs (server, simulators) out of its temporary directory before it goes."""
+    kept = Path(tempfile.gettempdir()) / f"{name}-logs"
+    shutil.rmtree(kept, ignore_errors=True)
+    shutil.copytree(log_dir, kept, ignore=shutil.ignore_patterns("server", "etcd", "*.crt", "*.key", "config.yaml"))
+    print(f"logs kept in {kept}", flush=True)
+
+
 # -- main ---------------------------------------------------------------------------------
 
 
@@ -427,10 +548,12 @@ def run(args: argparse.Namespace, result: dict[str, object]) -> None:
         "metrics_period": args.metrics_period,
         "start_delay": args.start_delay,
         "ramp": args.ramp,
+        "servers": args.servers,
     }
     with tempfile.TemporaryDirectory(prefix="corral-fleet-") as tmp:
-        fleet = start_fleet(tmp, cache)
+        fleet = start_fleet(tmp, cache, args.servers)
         try:
+            fleet.meter.reset_peaks()
             before = fleet.meter.cpu()
             for i in range(args.processes):
                 fleet.start_share(
@@ -450,16 +573,31 @@ def run(args: argparse.Namespace, result: dict[str, object]) -> None:
                 fleet.start_share(
                     "mass", cache, args, "--nodes", str(lost), "--prefix", "mass", "--first", str(main_nodes + 1)
                 )
-            up = wait_until(lambda: fleet.ready_nodes() >= args.nodes, args.timeout, f"{args.nodes} nodes Ready", 1.0)
+            up = wait_ready(fleet, args.nodes, args.timeout, before, result)
             result["nodes_ready_seconds"] = round(up, 1)
             result["nodes_ready_cpu_seconds"] = spent(before, fleet.meter.cpu())
-            print(f"{args.nodes} hollow nodes Ready in {up:.1f} s; CPU {result['nodes_ready_cpu_seconds']}", flush=True)
+            result["nodes_ready_peak_rss_mb"] = fleet.meter.plane_peaks_mb()
+            print(
+                f"{args.nodes} hollow nodes Ready in {up:.1f} s; CPU {result['nodes_ready_cpu_seconds']}; "
+                f"peak RSS MB {result['nodes_ready_peak_rss_mb']}",
+                flush=True,
+            )
+            if args.servers > 1:
+                names = [node_name("hollow", i) for i in range(main_nodes)]
+                result["nodes_served"] = {"expected": expected_shares(names, args.servers), "connected": fleet.served()}
+                print(f"nodes per replica: {result['nodes_served']}", flush=True)
+            fleet.meter.reset_peaks()
             settle = fleet.meter.cpu()
             time.sleep(args.idle)
             result["idle_cpu_seconds"] = {"window": args.idle, **spent(settle, fleet.meter.cpu())}
-            print(f"idle fleet, {args.idle:g} s: CPU {result['idle_cpu_seconds']}", flush=True)
+            result["idle_peak_rss_mb"] = fleet.meter.plane_peaks_mb()
+            print(
+                f"idle fleet, {args.idle:g} s: CPU {result['idle_cpu_seconds']}; "
+                f"peak RSS MB {result['idle_peak_rss_mb']}",
+                flush=True,
+            )
             result["idle_rss_mb"] = {w.name: round(w.rss() / 2**20, 1) for w in fleet.meter.watched}
-            watch = PodWatch(fleet.address, fleet.client.credentials, f"app={APP}")
+            watch = PodWatch(fleet.addresses[0], fleet.client.credentials, f"app={APP}")
             result.update(startup(fleet, watch, args.replicas, args.timeout))
             print(
                 f"{args.replicas} replicas on {args.nodes} hollow nodes ({args.processes} processes): all Running in "
@@ -471,10 +609,19 @@ def run(args: argparse.Namespace, result: dict[str, object]) -> None:
                 f"{result['simulator_peak_rss_mb']}",
                 flush=True,
             )
+            fleet.meter.reset_peaks()
             settle = fleet.meter.cpu()
             time.sleep(args.idle)
             result["steady_cpu_seconds"] = {"window": args.idle, **spent(settle, fleet.meter.cpu())}
-            print(f"{args.replicas} pods Running, {args.idle:g} s: CPU {result['steady_cpu_seconds']}", flush=True)
+            result["steady_peak_rss_mb"] = fleet.meter.plane_peaks_mb()
+            print(
+                f"{args.replicas} pods Running, {args.idle:g} s: CPU {result['steady_cpu_seconds']}; "
+                f"peak RSS MB {result['steady_peak_rss_mb']}",
+                flush=True,
+            )
+            if args.servers > 1:
+                result["nodes_served_after"] = fleet.served()
+                print(f"nodes per replica after the startup: {result['nodes_served_after']}", flush=True)
             if result["startup_timed_out"]:
                 return
             if args.churn:
@@ -497,7 +644,9 @@ def run(args: argparse.Namespace, result: dict[str, object]) -> None:
                 )
         finally:
             fleet.meter.close()
-            stop(*fleet.shares.values(), fleet.server)
+            fleet.stop()
+            if args.keep_logs:
+                keep_logs(tmp, f"fleet-{args.nodes}-{args.replicas}")
 
 
 def main() -> None:
@@ -516,6 +665,8 @@ def main() -> None:
     parser.add_argument("--metrics-period", type=float, default=10.0, help="hollow nodes' metrics period (0: none)")
     parser.add_argument("--start-delay", type=float, default=0.0, help="hollow nodes' simulated container start")
     parser.add_argument("--ramp", type=float, default=0.0, help="seconds over which each process starts its nodes")
+    parser.add_argument("--servers", type=int, default=1, help="corral server replicas on one etcd")
+    parser.add_argument("--keep-logs", action="store_true", help="copy the logs to $TMPDIR/fleet-N-R-logs at the end")
     parser.add_argument("--cache-dir", default="/var/tmp/corral-fleet", help="cluster CA and node credentials")
     args = parser.parse_args()
     # A stop (or Ctrl-C, which a shell ignores for background jobs) ends the run through its

@@ -6,8 +6,10 @@ its own gRPC channel with its own mutual-TLS node certificate, Register, the
 heartbeats, the WatchAssignments stream, the StreamStatus reports (the agent's
 `StatusOutbox` and `StatusReports`, batched as a real agent batches them), the
 Tunnel, the WatchServices stream (into a real `ServiceTable` with no proxy
-behind it) and a ReportMetrics call every `--metrics-period` seconds (the
-agent's `MetricsSampler`). What the server sees is what a real agent sends.
+behind it) and a ReportMetrics call every `--metrics-period` seconds, or at
+the longer period the control plane hands out on a large cluster, as the
+agent does (the agent's `MetricsSampler`). What the server sees is what a
+real agent sends.
 
 What is hollow is the pods side (`HollowPods`, in place of the agent's
 `PodManager`): no worker per pod, no poll loop, no assignment journal on disk.
@@ -471,7 +473,9 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--start-delay", type=float, default=0.0, help="simulated seconds to start a pod's containers")
     p.add_argument("--termination-drain", type=float, default=2.0, help="seconds a Ready pod drains before its stop")
-    p.add_argument("--metrics-period", type=float, default=10.0, help="seconds between metrics reports (0: none)")
+    p.add_argument(
+        "--metrics-period", type=float, default=10.0, help="shortest seconds between metrics reports (0: none)"
+    )
     p.add_argument("--ramp", type=float, default=0.0, help="seconds over which each process starts its nodes")
     p.add_argument(
         "--token", default=os.environ.get("CORRAL_TOKEN", ""), help="A node join token (default: $CORRAL_TOKEN)"

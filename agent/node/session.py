@@ -101,7 +101,8 @@ class SessionConfig:
     node_name: str
     labels: dict[str, str]
     report_batch_delay: float = 0.05
-    # Seconds between resource metrics reports.
+    # Seconds between resource metrics reports, at least: the control plane may hand out a
+    # longer period on a large cluster (`metrics_period_seconds`), which the agent then follows.
     metrics_period: float = 10.0
     backoff: ExponentialBackoff = field(default_factory=lambda: ExponentialBackoff(initial=0.5, cap=10.0))
 
@@ -141,6 +142,8 @@ class Session:
         self.pod_cidr = ""
         self.on_pod_cidr: Callable[[str], None] | None = None
         self._sessions = first_server(config.node_name, len(self._servers))
+        # Seconds between metrics reports now: the longer of ours and the control plane's.
+        self.metrics_period = config.metrics_period
 
     async def run(self) -> None:
         attempt = 0
@@ -169,6 +172,7 @@ class Session:
             stub = node_service_pb2_grpc.NodeServiceStub(channel)
             response = await self._register(stub)
             period = max(1, response.heartbeat_period_seconds)
+            self._follow_metrics_period(response.metrics_period_seconds)
             log.info("session_established", server=server, node=self.config.node_name, heartbeat=period)
             self.connected.set()
             self._was_established = True
@@ -209,6 +213,15 @@ class Session:
                 log.warning("heartbeat_slow", server=self.config.server, error=_first_line(e))
                 continue
             period = max(1, response.heartbeat_period_seconds)
+            self._follow_metrics_period(response.metrics_period_seconds)
+
+    def _follow_metrics_period(self, handed_out: int) -> None:
+        """Report metrics at the control plane's period when it is longer than ours (an older
+        control plane hands out none: 0)."""
+        period = max(self.config.metrics_period, float(handed_out))
+        if period != self.metrics_period:
+            log.info("metrics_period_changed", node=self.config.node_name, period=period)
+        self.metrics_period = period
 
     async def _assignments(self, stub: node_service_pb2_grpc.NodeServiceAsyncStub) -> None:
         request = node_service_pb2.AssignmentsRequest(node_name=self.config.node_name)
@@ -232,24 +245,24 @@ class Session:
     async def _metrics(self, stub: node_service_pb2_grpc.NodeServiceAsyncStub, sampler: MetricsSampler) -> None:
         """A metrics report at once (the sampler has kept the last samples across sessions), then every period."""
         loop = asyncio.get_running_loop()
-        period = self.config.metrics_period
         while True:
             started = loop.time()
             report = await sampler.collect()
             try:
-                await stub.ReportMetrics(report, timeout=max(15.0, period))
+                await stub.ReportMetrics(report, timeout=max(15.0, self.metrics_period))
             except grpc.aio.AioRpcError as e:
                 if e.code() in SLOW_ANSWERS:
                     # Metrics are best-effort: the next report replaces this one.
                     log.warning("metrics_report_slow", server=self.config.server, error=_first_line(e))
-                    await asyncio.sleep(max(0.0, started + period - loop.time()))
+                    await asyncio.sleep(max(0.0, started + self.metrics_period - loop.time()))
                     continue
                 if e.code() != grpc.StatusCode.UNIMPLEMENTED:
                     raise
                 # An older control plane: run without metrics rather than reconnect forever.
                 log.warning("metrics_unsupported", server=self.config.server, error=_first_line(e))
                 return
-            await asyncio.sleep(max(0.0, started + period - loop.time()))
+            # The period as it is now: a heartbeat's answer may have changed it meanwhile.
+            await asyncio.sleep(max(0.0, started + self.metrics_period - loop.time()))
 
     async def _reports(self, stub: node_service_pb2_grpc.NodeServiceAsyncStub) -> None:
         reports = StatusReports(self.manager.outbox, self.config.node_name, batch_delay=self.config.report_batch_delay)

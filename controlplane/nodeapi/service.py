@@ -45,6 +45,7 @@ from controlplane.apiserver.validation import Problems, validate, validate_label
 from controlplane.auth.peer import deny, require_node
 from controlplane.clock import utcnow
 from controlplane.informer import CacheEvent, Change, Informer
+from controlplane.metrics.period import metrics_period
 from controlplane.metrics.store import MetricsStore
 from controlplane.nodeapi import restriction
 from controlplane.nodeapi.assignments import AssignmentIndex, Fingerprint
@@ -199,7 +200,10 @@ class NodeService(node_service_pb2_grpc.NodeServiceServicer):
             **({"labels_kept": [clip(k) for k in kept]} if kept else {}),
         )
         return node_service_pb2.RegisterResponse(
-            node_uid=node.metadata.uid, heartbeat_period_seconds=self.period(), pod_cidr=node.spec.pod_cidr
+            node_uid=node.metadata.uid,
+            heartbeat_period_seconds=self.period(),
+            pod_cidr=node.spec.pod_cidr,
+            metrics_period_seconds=self.metrics_period(),
         )
 
     async def _register(self, request: node_service_pb2.RegisterRequest) -> tuple[node_pb2.Node, list[str]]:
@@ -262,7 +266,9 @@ class NodeService(node_service_pb2_grpc.NodeServiceServicer):
             await self._heartbeat(request.node_name)
         except ApiError as e:
             await abort(context, e)
-        return node_service_pb2.HeartbeatResponse(heartbeat_period_seconds=self.period())
+        return node_service_pb2.HeartbeatResponse(
+            heartbeat_period_seconds=self.period(), metrics_period_seconds=self.metrics_period()
+        )
 
     async def _heartbeat(self, name: str) -> None:
         """Renew the node's Lease; rewrite the Node only when its Ready condition is due."""
@@ -493,6 +499,10 @@ class NodeService(node_service_pb2_grpc.NodeServiceServicer):
         return True
 
     # -- metrics ------------------------------------------------------------------
+
+    def metrics_period(self) -> int:
+        """The metrics period to hand out (`controlplane.metrics.period`): 10 s, stretched on large clusters."""
+        return metrics_period(len(self.connected))
 
     async def ReportMetrics(
         self, request: metrics_pb2.MetricsReport, context: Context

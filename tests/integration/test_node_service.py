@@ -644,3 +644,11 @@ async def test_stream_status_refuses_another_nodes_pod_and_another_node_name(pla
     stored_theirs = (await objects.Get(api_pb2.GetRequest(kind="pod", name="theirs"))).object.pod
     assert stored_theirs.status.phase == "Pending"
     assert stored_theirs.metadata.resource_version == theirs.metadata.resource_version
+
+
+async def test_register_and_heartbeat_hand_out_the_metrics_period(plane: Plane) -> None:
+    nodes = await plane.node("n1")
+    registered = await nodes.Register(registration("n1"))
+    assert registered.metrics_period_seconds == 10
+    beat = await nodes.Heartbeat(node_service_pb2.HeartbeatRequest(node_name="n1"))
+    assert beat.metrics_period_seconds == 10

@@ -29,7 +29,7 @@ from protos.corral.v1 import node_pb2 as protos_dot_corral_dot_v1_dot_node__pb2
 from protos.corral.v1 import pod_pb2 as protos_dot_corral_dot_v1_dot_pod__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#protos/corral/v1/node_service.proto\x12\tcorral.v1\x1a protos/corral/v1/discovery.proto\x1a\x1eprotos/corral/v1/ingress.proto\x1a\x1eprotos/corral/v1/metrics.proto\x1a\x1bprotos/corral/v1/node.proto\x1a\x1aprotos/corral/v1/pod.proto\"\xc4\x01\n\x0fRegisterRequest\x12\x11\n\tnode_name\x18\x01 \x01(\t\x12\x36\n\x06labels\x18\x02 \x03(\x0b\x32&.corral.v1.RegisterRequest.LabelsEntry\x12%\n\x06status\x18\x03 \x01(\x0b\x32\x15.corral.v1.NodeStatus\x12\x10\n\x08pod_cidr\x18( \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"X\n\x10RegisterResponse\x12\x10\n\x08node_uid\x18\x01 \x01(\t\x12 \n\x18heartbeat_period_seconds\x18\x02 \x01(\x05\x12\x10\n\x08pod_cidr\x18( \x01(\t\"%\n\x10HeartbeatRequest\x12\x11\n\tnode_name\x18\x01 \x01(\t\"5\n\x11HeartbeatResponse\x12 \n\x18heartbeat_period_seconds\x18\x01 \x01(\x05\"\'\n\x12\x41ssignmentsRequest\x12\x11\n\tnode_name\x18\x01 \x01(\t\"\x9c\x01\n\rAssignmentSet\x12\r\n\x05\x65poch\x18\x01 \x01(\x03\x12\x1c\n\x04pods\x18\x02 \x03(\x0b\x32\x0e.corral.v1.Pod\x12)\n\x07volumes\x18\x03 \x03(\x0b\x32\x18.corral.v1.VolumePayload\x12\x33\n\x10volume_deletions\x18\n \x03(\x0b\x32\x19.corral.v1.VolumeDeletion\"6\n\nVolumeFile\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x0c\n\x04mode\x18\x03 \x01(\x05\"x\n\rVolumePayload\x12\x0f\n\x07pod_uid\x18\x01 \x01(\t\x12\x0e\n\x06volume\x18\x02 \x01(\t\x12$\n\x05\x66iles\x18\x03 \x03(\x0b\x32\x15.corral.v1.VolumeFile\x12\x0e\n\x06secret\x18\x04 \x01(\x08\x12\x10\n\x08withheld\x18\x05 \x01(\x08\"9\n\x0eVolumeDeletion\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03uid\x18\x02 \x01(\t\x12\x0c\n\x04path\x18\x03 \x01(\t\"@\n\x14VolumeDeletionResult\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03uid\x18\x02 \x01(\t\x12\r\n\x05\x65rror\x18\x03 \x01(\t\"y\n\x0fPodStatusReport\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0b\n\x03uid\x18\x03 \x01(\t\x12$\n\x06status\x18\x04 \x01(\x0b\x32\x14.corral.v1.PodStatus\x12\x12\n\nterminated\x18\x05 \x01(\x08\"\xa2\x01\n\x13ReportStatusRequest\x12\x11\n\tnode_name\x18\x01 \x01(\t\x12(\n\x04pods\x18\x02 \x03(\x0b\x32\x1a.corral.v1.PodStatusReport\x12\x13\n\x0bvolume_root\x18\x03 \x01(\t\x12\x39\n\x10volume_deletions\x18\x04 \x03(\x0b\x32\x1f.corral.v1.VolumeDeletionResult\",\n\x14ReportStatusResponse\x12\x14\n\x0cunknown_uids\x18\x01 \x03(\t\"$\n\x0fServicesRequest\x12\x11\n\tnode_name\x18\x01 \x01(\t\"\xaf\x01\n\rServiceRoutes\x12\x0c\n\x04\x66ull\x18\x01 \x01(\x08\x12(\n\x07upserts\x18\x02 \x03(\x0b\x32\x17.corral.v1.ServiceRoute\x12\x0f\n\x07removed\x18\x03 \x03(\t\x12)\n\x07ingress\x18\n \x01(\x0b\x32\x18.corral.v1.IngressRoutes\x12*\n\x0bpod_network\x18( \x01(\x0b\x32\x15.corral.v1.PodNetwork\"H\n\nPodNetwork\x12\x14\n\x0c\x63luster_cidr\x18\x01 \x01(\t\x12$\n\x05nodes\x18\x02 \x03(\x0b\x32\x15.corral.v1.NodeSubnet\"=\n\nNodeSubnet\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x10\n\x08pod_cidr\x18\x02 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x03 \x01(\t\"\x9f\x01\n\nLogRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x10\n\x08pod_name\x18\x03 \x01(\t\x12\x0f\n\x07pod_uid\x18\x04 \x01(\t\x12\x11\n\tcontainer\x18\x05 \x01(\t\x12\x0e\n\x06\x66ollow\x18\x06 \x01(\x08\x12\x12\n\ntail_lines\x18\x07 \x01(\x03\x12\x10\n\x08previous\x18\x08 \x01(\x08\"#\n\rCancelRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\" \n\x0bTunnelHello\x12\x11\n\tnode_name\x18\x01 \x01(\t\"+\n\x07LogData\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"+\n\x06LogEnd\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\r\n\x05\x65rror\x18\x02 \x01(\t\"\x90\x01\n\x0c\x41gentMessage\x12\'\n\x05hello\x18\x01 \x01(\x0b\x32\x16.corral.v1.TunnelHelloH\x00\x12&\n\x08log_data\x18\x02 \x01(\x0b\x32\x12.corral.v1.LogDataH\x00\x12$\n\x07log_end\x18\x03 \x01(\x0b\x32\x11.corral.v1.LogEndH\x00\x42\t\n\x07message\"t\n\rServerMessage\x12,\n\x0blog_request\x18\x01 \x01(\x0b\x32\x15.corral.v1.LogRequestH\x00\x12*\n\x06\x63\x61ncel\x18\x02 \x01(\x0b\x32\x18.corral.v1.CancelRequestH\x00\x42\t\n\x07message2\xe6\x04\n\x0bNodeService\x12\x43\n\x08Register\x12\x1a.corral.v1.RegisterRequest\x1a\x1b.corral.v1.RegisterResponse\x12\x46\n\tHeartbeat\x12\x1b.corral.v1.HeartbeatRequest\x1a\x1c.corral.v1.HeartbeatResponse\x12M\n\x10WatchAssignments\x12\x1d.corral.v1.AssignmentsRequest\x1a\x18.corral.v1.AssignmentSet0\x01\x12O\n\x0cReportStatus\x12\x1e.corral.v1.ReportStatusRequest\x1a\x1f.corral.v1.ReportStatusResponse\x12S\n\x0cStreamStatus\x12\x1e.corral.v1.ReportStatusRequest\x1a\x1f.corral.v1.ReportStatusResponse(\x01\x30\x01\x12?\n\x06Tunnel\x12\x17.corral.v1.AgentMessage\x1a\x18.corral.v1.ServerMessage(\x01\x30\x01\x12G\n\rWatchServices\x12\x1a.corral.v1.ServicesRequest\x1a\x18.corral.v1.ServiceRoutes0\x01\x12K\n\rReportMetrics\x12\x18.corral.v1.MetricsReport\x1a .corral.v1.ReportMetricsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#protos/corral/v1/node_service.proto\x12\tcorral.v1\x1a protos/corral/v1/discovery.proto\x1a\x1eprotos/corral/v1/ingress.proto\x1a\x1eprotos/corral/v1/metrics.proto\x1a\x1bprotos/corral/v1/node.proto\x1a\x1aprotos/corral/v1/pod.proto\"\xc4\x01\n\x0fRegisterRequest\x12\x11\n\tnode_name\x18\x01 \x01(\t\x12\x36\n\x06labels\x18\x02 \x03(\x0b\x32&.corral.v1.RegisterRequest.LabelsEntry\x12%\n\x06status\x18\x03 \x01(\x0b\x32\x15.corral.v1.NodeStatus\x12\x10\n\x08pod_cidr\x18( \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"x\n\x10RegisterResponse\x12\x10\n\x08node_uid\x18\x01 \x01(\t\x12 \n\x18heartbeat_period_seconds\x18\x02 \x01(\x05\x12\x10\n\x08pod_cidr\x18( \x01(\t\x12\x1e\n\x16metrics_period_seconds\x18x \x01(\x05\"%\n\x10HeartbeatRequest\x12\x11\n\tnode_name\x18\x01 \x01(\t\"U\n\x11HeartbeatResponse\x12 \n\x18heartbeat_period_seconds\x18\x01 \x01(\x05\x12\x1e\n\x16metrics_period_seconds\x18x \x01(\x05\"\'\n\x12\x41ssignmentsRequest\x12\x11\n\tnode_name\x18\x01 \x01(\t\"\x9c\x01\n\rAssignmentSet\x12\r\n\x05\x65poch\x18\x01 \x01(\x03\x12\x1c\n\x04pods\x18\x02 \x03(\x0b\x32\x0e.corral.v1.Pod\x12)\n\x07volumes\x18\x03 \x03(\x0b\x32\x18.corral.v1.VolumePayload\x12\x33\n\x10volume_deletions\x18\n \x03(\x0b\x32\x19.corral.v1.VolumeDeletion\"6\n\nVolumeFile\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x0c\n\x04mode\x18\x03 \x01(\x05\"x\n\rVolumePayload\x12\x0f\n\x07pod_uid\x18\x01 \x01(\t\x12\x0e\n\x06volume\x18\x02 \x01(\t\x12$\n\x05\x66iles\x18\x03 \x03(\x0b\x32\x15.corral.v1.VolumeFile\x12\x0e\n\x06secret\x18\x04 \x01(\x08\x12\x10\n\x08withheld\x18\x05 \x01(\x08\"9\n\x0eVolumeDeletion\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03uid\x18\x02 \x01(\t\x12\x0c\n\x04path\x18\x03 \x01(\t\"@\n\x14VolumeDeletionResult\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03uid\x18\x02 \x01(\t\x12\r\n\x05\x65rror\x18\x03 \x01(\t\"y\n\x0fPodStatusReport\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0b\n\x03uid\x18\x03 \x01(\t\x12$\n\x06status\x18\x04 \x01(\x0b\x32\x14.corral.v1.PodStatus\x12\x12\n\nterminated\x18\x05 \x01(\x08\"\xa2\x01\n\x13ReportStatusRequest\x12\x11\n\tnode_name\x18\x01 \x01(\t\x12(\n\x04pods\x18\x02 \x03(\x0b\x32\x1a.corral.v1.PodStatusReport\x12\x13\n\x0bvolume_root\x18\x03 \x01(\t\x12\x39\n\x10volume_deletions\x18\x04 \x03(\x0b\x32\x1f.corral.v1.VolumeDeletionResult\",\n\x14ReportStatusResponse\x12\x14\n\x0cunknown_uids\x18\x01 \x03(\t\"$\n\x0fServicesRequest\x12\x11\n\tnode_name\x18\x01 \x01(\t\"\xaf\x01\n\rServiceRoutes\x12\x0c\n\x04\x66ull\x18\x01 \x01(\x08\x12(\n\x07upserts\x18\x02 \x03(\x0b\x32\x17.corral.v1.ServiceRoute\x12\x0f\n\x07removed\x18\x03 \x03(\t\x12)\n\x07ingress\x18\n \x01(\x0b\x32\x18.corral.v1.IngressRoutes\x12*\n\x0bpod_network\x18( \x01(\x0b\x32\x15.corral.v1.PodNetwork\"H\n\nPodNetwork\x12\x14\n\x0c\x63luster_cidr\x18\x01 \x01(\t\x12$\n\x05nodes\x18\x02 \x03(\x0b\x32\x15.corral.v1.NodeSubnet\"=\n\nNodeSubnet\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x10\n\x08pod_cidr\x18\x02 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x03 \x01(\t\"\x9f\x01\n\nLogRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x10\n\x08pod_name\x18\x03 \x01(\t\x12\x0f\n\x07pod_uid\x18\x04 \x01(\t\x12\x11\n\tcontainer\x18\x05 \x01(\t\x12\x0e\n\x06\x66ollow\x18\x06 \x01(\x08\x12\x12\n\ntail_lines\x18\x07 \x01(\x03\x12\x10\n\x08previous\x18\x08 \x01(\x08\"#\n\rCancelRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\" \n\x0bTunnelHello\x12\x11\n\tnode_name\x18\x01 \x01(\t\"+\n\x07LogData\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"+\n\x06LogEnd\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\r\n\x05\x65rror\x18\x02 \x01(\t\"\x90\x01\n\x0c\x41gentMessage\x12\'\n\x05hello\x18\x01 \x01(\x0b\x32\x16.corral.v1.TunnelHelloH\x00\x12&\n\x08log_data\x18\x02 \x01(\x0b\x32\x12.corral.v1.LogDataH\x00\x12$\n\x07log_end\x18\x03 \x01(\x0b\x32\x11.corral.v1.LogEndH\x00\x42\t\n\x07message\"t\n\rServerMessage\x12,\n\x0blog_request\x18\x01 \x01(\x0b\x32\x15.corral.v1.LogRequestH\x00\x12*\n\x06\x63\x61ncel\x18\x02 \x01(\x0b\x32\x18.corral.v1.CancelRequestH\x00\x42\t\n\x07message2\xe6\x04\n\x0bNodeService\x12\x43\n\x08Register\x12\x1a.corral.v1.RegisterRequest\x1a\x1b.corral.v1.RegisterResponse\x12\x46\n\tHeartbeat\x12\x1b.corral.v1.HeartbeatRequest\x1a\x1c.corral.v1.HeartbeatResponse\x12M\n\x10WatchAssignments\x12\x1d.corral.v1.AssignmentsRequest\x1a\x18.corral.v1.AssignmentSet0\x01\x12O\n\x0cReportStatus\x12\x1e.corral.v1.ReportStatusRequest\x1a\x1f.corral.v1.ReportStatusResponse\x12S\n\x0cStreamStatus\x12\x1e.corral.v1.ReportStatusRequest\x1a\x1f.corral.v1.ReportStatusResponse(\x01\x30\x01\x12?\n\x06Tunnel\x12\x17.corral.v1.AgentMessage\x1a\x18.corral.v1.ServerMessage(\x01\x30\x01\x12G\n\rWatchServices\x12\x1a.corral.v1.ServicesRequest\x1a\x18.corral.v1.ServiceRoutes0\x01\x12K\n\rReportMetrics\x12\x18.corral.v1.MetricsReport\x1a .corral.v1.ReportMetricsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -43,51 +43,51 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REGISTERREQUEST_LABELSENTRY']._serialized_start=357
   _globals['_REGISTERREQUEST_LABELSENTRY']._serialized_end=402
   _globals['_REGISTERRESPONSE']._serialized_start=404
-  _globals['_REGISTERRESPONSE']._serialized_end=492
-  _globals['_HEARTBEATREQUEST']._serialized_start=494
-  _globals['_HEARTBEATREQUEST']._serialized_end=531
-  _globals['_HEARTBEATRESPONSE']._serialized_start=533
-  _globals['_HEARTBEATRESPONSE']._serialized_end=586
-  _globals['_ASSIGNMENTSREQUEST']._serialized_start=588
-  _globals['_ASSIGNMENTSREQUEST']._serialized_end=627
-  _globals['_ASSIGNMENTSET']._serialized_start=630
-  _globals['_ASSIGNMENTSET']._serialized_end=786
-  _globals['_VOLUMEFILE']._serialized_start=788
-  _globals['_VOLUMEFILE']._serialized_end=842
-  _globals['_VOLUMEPAYLOAD']._serialized_start=844
-  _globals['_VOLUMEPAYLOAD']._serialized_end=964
-  _globals['_VOLUMEDELETION']._serialized_start=966
-  _globals['_VOLUMEDELETION']._serialized_end=1023
-  _globals['_VOLUMEDELETIONRESULT']._serialized_start=1025
-  _globals['_VOLUMEDELETIONRESULT']._serialized_end=1089
-  _globals['_PODSTATUSREPORT']._serialized_start=1091
-  _globals['_PODSTATUSREPORT']._serialized_end=1212
-  _globals['_REPORTSTATUSREQUEST']._serialized_start=1215
-  _globals['_REPORTSTATUSREQUEST']._serialized_end=1377
-  _globals['_REPORTSTATUSRESPONSE']._serialized_start=1379
-  _globals['_REPORTSTATUSRESPONSE']._serialized_end=1423
-  _globals['_SERVICESREQUEST']._serialized_start=1425
-  _globals['_SERVICESREQUEST']._serialized_end=1461
-  _globals['_SERVICEROUTES']._serialized_start=1464
-  _globals['_SERVICEROUTES']._serialized_end=1639
-  _globals['_PODNETWORK']._serialized_start=1641
-  _globals['_PODNETWORK']._serialized_end=1713
-  _globals['_NODESUBNET']._serialized_start=1715
-  _globals['_NODESUBNET']._serialized_end=1776
-  _globals['_LOGREQUEST']._serialized_start=1779
-  _globals['_LOGREQUEST']._serialized_end=1938
-  _globals['_CANCELREQUEST']._serialized_start=1940
-  _globals['_CANCELREQUEST']._serialized_end=1975
-  _globals['_TUNNELHELLO']._serialized_start=1977
-  _globals['_TUNNELHELLO']._serialized_end=2009
-  _globals['_LOGDATA']._serialized_start=2011
-  _globals['_LOGDATA']._serialized_end=2054
-  _globals['_LOGEND']._serialized_start=2056
-  _globals['_LOGEND']._serialized_end=2099
-  _globals['_AGENTMESSAGE']._serialized_start=2102
-  _globals['_AGENTMESSAGE']._serialized_end=2246
-  _globals['_SERVERMESSAGE']._serialized_start=2248
-  _globals['_SERVERMESSAGE']._serialized_end=2364
-  _globals['_NODESERVICE']._serialized_start=2367
-  _globals['_NODESERVICE']._serialized_end=2981
+  _globals['_REGISTERRESPONSE']._serialized_end=524
+  _globals['_HEARTBEATREQUEST']._serialized_start=526
+  _globals['_HEARTBEATREQUEST']._serialized_end=563
+  _globals['_HEARTBEATRESPONSE']._serialized_start=565
+  _globals['_HEARTBEATRESPONSE']._serialized_end=650
+  _globals['_ASSIGNMENTSREQUEST']._serialized_start=652
+  _globals['_ASSIGNMENTSREQUEST']._serialized_end=691
+  _globals['_ASSIGNMENTSET']._serialized_start=694
+  _globals['_ASSIGNMENTSET']._serialized_end=850
+  _globals['_VOLUMEFILE']._serialized_start=852
+  _globals['_VOLUMEFILE']._serialized_end=906
+  _globals['_VOLUMEPAYLOAD']._serialized_start=908
+  _globals['_VOLUMEPAYLOAD']._serialized_end=1028
+  _globals['_VOLUMEDELETION']._serialized_start=1030
+  _globals['_VOLUMEDELETION']._serialized_end=1087
+  _globals['_VOLUMEDELETIONRESULT']._serialized_start=1089
+  _globals['_VOLUMEDELETIONRESULT']._serialized_end=1153
+  _globals['_PODSTATUSREPORT']._serialized_start=1155
+  _globals['_PODSTATUSREPORT']._serialized_end=1276
+  _globals['_REPORTSTATUSREQUEST']._serialized_start=1279
+  _globals['_REPORTSTATUSREQUEST']._serialized_end=1441
+  _globals['_REPORTSTATUSRESPONSE']._serialized_start=1443
+  _globals['_REPORTSTATUSRESPONSE']._serialized_end=1487
+  _globals['_SERVICESREQUEST']._serialized_start=1489
+  _globals['_SERVICESREQUEST']._serialized_end=1525
+  _globals['_SERVICEROUTES']._serialized_start=1528
+  _globals['_SERVICEROUTES']._serialized_end=1703
+  _globals['_PODNETWORK']._serialized_start=1705
+  _globals['_PODNETWORK']._serialized_end=1777
+  _globals['_NODESUBNET']._serialized_start=1779
+  _globals['_NODESUBNET']._serialized_end=1840
+  _globals['_LOGREQUEST']._serialized_start=1843
+  _globals['_LOGREQUEST']._serialized_end=2002
+  _globals['_CANCELREQUEST']._serialized_start=2004
+  _globals['_CANCELREQUEST']._serialized_end=2039
+  _globals['_TUNNELHELLO']._serialized_start=2041
+  _globals['_TUNNELHELLO']._serialized_end=2073
+  _globals['_LOGDATA']._serialized_start=2075
+  _globals['_LOGDATA']._serialized_end=2118
+  _globals['_LOGEND']._serialized_start=2120
+  _globals['_LOGEND']._serialized_end=2163
+  _globals['_AGENTMESSAGE']._serialized_start=2166
+  _globals['_AGENTMESSAGE']._serialized_end=2310
+  _globals['_SERVERMESSAGE']._serialized_start=2312
+  _globals['_SERVERMESSAGE']._serialized_end=2428
+  _globals['_NODESERVICE']._serialized_start=2431
+  _globals['_NODESERVICE']._serialized_end=3045
 # @@protoc_insertion_point(module_scope)

@@ -92,21 +92,27 @@ class RegisterResponse(_message.Message):
     NODE_UID_FIELD_NUMBER: _builtins.int
     HEARTBEAT_PERIOD_SECONDS_FIELD_NUMBER: _builtins.int
     POD_CIDR_FIELD_NUMBER: _builtins.int
+    METRICS_PERIOD_SECONDS_FIELD_NUMBER: _builtins.int
     node_uid: _builtins.str
     heartbeat_period_seconds: _builtins.int
     """How often to heartbeat; the control plane may stretch it on large clusters."""
     pod_cidr: _builtins.str
     """The Node's spec.podCIDR: the subnet of the node's pod network ("": none, the range is exhausted)."""
+    metrics_period_seconds: _builtins.int
+    """Seconds between metrics reports at least (0: the agent's own period); the control plane
+    stretches it on large clusters. The agent reports at the longer of this and its own period.
+    """
     def __init__(
         self,
         *,
         node_uid: _builtins.str = ...,
         heartbeat_period_seconds: _builtins.int = ...,
         pod_cidr: _builtins.str = ...,
+        metrics_period_seconds: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["heartbeat_period_seconds", b"heartbeat_period_seconds", "node_uid", b"node_uid", "pod_cidr", b"pod_cidr"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["heartbeat_period_seconds", b"heartbeat_period_seconds", "metrics_period_seconds", b"metrics_period_seconds", "node_uid", b"node_uid", "pod_cidr", b"pod_cidr"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -136,15 +142,19 @@ class HeartbeatResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     HEARTBEAT_PERIOD_SECONDS_FIELD_NUMBER: _builtins.int
+    METRICS_PERIOD_SECONDS_FIELD_NUMBER: _builtins.int
     heartbeat_period_seconds: _builtins.int
+    metrics_period_seconds: _builtins.int
+    """As in RegisterResponse: the metrics period now, for the cluster's size now."""
     def __init__(
         self,
         *,
         heartbeat_period_seconds: _builtins.int = ...,
+        metrics_period_seconds: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["heartbeat_period_seconds", b"heartbeat_period_seconds"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["heartbeat_period_seconds", b"heartbeat_period_seconds", "metrics_period_seconds", b"metrics_period_seconds"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
