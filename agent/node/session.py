@@ -50,6 +50,8 @@ CHANNEL_OPTIONS = [
 ]
 LOG_CHUNK = 32 * 1024
 # Answers of a control plane that is up but busy: the call is given up, the session is kept.
+# Times Register is asked again on one connection while the control plane is busy registering.
+REGISTER_BUSY_TRIES = 30
 SLOW_ANSWERS = frozenset({grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED})
 
 
@@ -192,7 +194,19 @@ class Session:
         request = node_service_pb2.RegisterRequest(
             node_name=self.config.node_name, labels=self.config.labels, status=self.status, pod_cidr=self.pod_cidr
         )
-        response: node_service_pb2.RegisterResponse = await stub.Register(request, timeout=15)
+        for attempt in range(REGISTER_BUSY_TRIES):
+            try:
+                response: node_service_pb2.RegisterResponse = await stub.Register(request, timeout=15)
+                break
+            except grpc.aio.AioRpcError as e:
+                if e.code() is not grpc.StatusCode.RESOURCE_EXHAUSTED or attempt == REGISTER_BUSY_TRIES - 1:
+                    raise
+                # A control plane busy registering other nodes: ask again on this connection
+                # (no new TLS handshake) after a jittered back-off, as a fleet restarting at once
+                # would otherwise come back in step.
+                delay = self.config.backoff.next_delay(attempt, self._rng)
+                log.info("register_busy", server=self.config.server, retry_in=round(delay, 2))
+                await asyncio.sleep(delay)
         if self.on_pod_cidr is not None:
             self.on_pod_cidr(response.pod_cidr)
         return response

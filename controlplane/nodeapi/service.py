@@ -80,6 +80,11 @@ LEASE_PERIODS = 3
 # Seconds Lease renewals wait for one another, to be written in one transaction (at 1,000 nodes
 # every 4 s, about 50 renewals share one).
 LEASE_BATCH_WINDOW = 0.2
+# Registrations a replica serves at once; more are refused at once with RESOURCE_EXHAUSTED and the
+# agent asks again after a jittered back-off on the same connection. Without a bound, a restarted
+# control plane facing 5,000 agents interleaved all their registrations, none finished within the
+# agents' 15 s deadline, and every agent reconnected, again and again.
+REGISTER_CONCURRENCY = 32
 LEASE = by_kind("Lease")
 NODE = by_kind("Node")
 POD = by_kind("Pod")
@@ -124,6 +129,7 @@ class NodeService(node_service_pb2_grpc.NodeServiceServicer):
         heartbeat_period: int = 4,
         lease_duration: int = DEFAULT_LEASE_DURATION,
         lease_batch_window: float = LEASE_BATCH_WINDOW,
+        register_concurrency: int = REGISTER_CONCURRENCY,
         status_refresh: float = NODE_STATUS_REFRESH,
         now: Callable[[], datetime] = utcnow,
         routes: RouteHub | None = None,
@@ -140,6 +146,8 @@ class NodeService(node_service_pb2_grpc.NodeServiceServicer):
         self.lease_duration = lease_duration
         # Renewals wait here for one another, then are written together.
         self._lease_batch = Rendezvous(lease_batch_window)
+        self.register_concurrency = register_concurrency
+        self._registering = 0
         self.status_refresh = status_refresh
         self.now = now
         # Each node's Lease as this replica last wrote it: the next renewal is a CAS over it, with
@@ -188,10 +196,18 @@ class NodeService(node_service_pb2_grpc.NodeServiceServicer):
             message = "; ".join(str(c) for c in refused[:5]) + more
             log.warning("node_register_refused", node=request.node_name, reason=clip(message, 1024))
             await deny(context, f'node "{request.node_name}" may not set these labels on itself: {message}')
+        if self._registering >= self.register_concurrency:
+            await context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"the control plane is registering {self._registering} nodes; ask again after a back-off",
+            )
+        self._registering += 1
         try:
             node, kept = await self._register(request)
         except ApiError as e:
             await abort(context, e)
+        finally:
+            self._registering -= 1
         self.volume_reports.forget(request.node_name)
         log.info(
             "node_registered",

@@ -71,3 +71,41 @@ _real_sleep = asyncio.sleep
 
 async def _no_sleep(delay: float, *args: object) -> None:
     await _real_sleep(0)
+
+
+class _BusyRegistrar:
+    """Refuses Register with `code` `refusals` times, then answers."""
+
+    def __init__(self, code: grpc.StatusCode, refusals: int) -> None:
+        self.code = code
+        self.refusals = refusals
+        self.calls = 0
+
+    async def Register(self, request: node_service_pb2.RegisterRequest, timeout: float) -> Any:
+        self.calls += 1
+        if self.calls <= self.refusals:
+            raise _Error(self.code)
+        return node_service_pb2.RegisterResponse(node_uid="u1", heartbeat_period_seconds=4)
+
+
+async def test_a_control_plane_busy_registering_is_asked_again_on_the_same_connection(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    waits: list[float] = []
+
+    async def recorded(delay: float, *args: object) -> None:
+        waits.append(delay)
+        await _real_sleep(0)
+
+    monkeypatch.setattr(asyncio, "sleep", recorded)
+    stub = _BusyRegistrar(grpc.StatusCode.RESOURCE_EXHAUSTED, refusals=3)
+    response = await _session()._register(stub)  # type: ignore[arg-type]
+    assert response.node_uid == "u1" and stub.calls == 4
+    assert len(waits) == 3 and all(0 <= w <= 10 for w in waits), waits
+
+
+async def test_a_register_refused_otherwise_ends_the_session() -> None:
+    stub = _BusyRegistrar(grpc.StatusCode.PERMISSION_DENIED, refusals=1)
+    with pytest.raises(grpc.aio.AioRpcError):
+        await _session()._register(stub)  # type: ignore[arg-type]
+    assert stub.calls == 1
