@@ -289,8 +289,9 @@ def _ready(node: node_pb2.Node) -> bool:
 
 
 # Every hollow node joins from 127.0.0.1: lift the join port's per-address rate limit.
-# Every hollow node gets a pod subnet at registration: a /8 of /24s has room for 65,536 nodes.
-SERVER_FLAGS = ("--join-rate", "100000", "--join-burst", "100000", "--cluster-cidr", "10.0.0.0/8")
+# Every hollow node gets a pod subnet at registration: a /9 of /24s has room for 32,768 nodes (and does
+# not overlap the default Service CIDR, 10.43.0.0/16, which the server refuses).
+SERVER_FLAGS = ("--join-rate", "100000", "--join-burst", "100000", "--cluster-cidr", "10.128.0.0/9")
 
 
 def start_fleet(tmp: str, cache: Path, replicas: int = 1) -> Fleet:
