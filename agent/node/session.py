@@ -20,9 +20,9 @@ import asyncio
 import contextlib
 import hashlib
 import random
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import grpc
 import structlog
@@ -53,6 +53,20 @@ LOG_CHUNK = 32 * 1024
 # Times Register is asked again on one connection while the control plane is busy registering.
 REGISTER_BUSY_TRIES = 30
 SLOW_ANSWERS = frozenset({grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED})
+
+
+async def _unless_failed(watched: asyncio.Future[None], step: Awaitable[Any], within: float | None) -> bool:
+    """Await `step` (True), or until `within` seconds pass (False); if `watched` ends first, its
+    error is raised (a heartbeat stream's reader: the stream failed or ended)."""
+    waiter = asyncio.ensure_future(step)
+    try:
+        done, _ = await asyncio.wait({waiter, watched}, timeout=within, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
+    if watched in done:
+        watched.result()
+        raise SessionLost("heartbeat stream ended")
+    return waiter in done
 
 
 def _first_line(error: BaseException) -> str:
@@ -212,9 +226,46 @@ class Session:
         return response
 
     async def _heartbeats(self, stub: node_service_pb2_grpc.NodeServiceAsyncStub, period: float) -> None:
-        """A heartbeat every period. One the control plane is too busy to answer in time is not a
-        lost session: the streams are up (keepalives watch the connection), and dropping them all
-        to register again would add a busy control plane the work of a reconnecting node."""
+        """A heartbeat every period, on the session's heartbeat stream; a call each on a control
+        plane without it. One the control plane is too busy to answer in time is not a lost
+        session: the streams are up (keepalives watch the connection), and dropping them all to
+        register again would add a busy control plane the work of a reconnecting node."""
+        try:
+            await self._heartbeat_stream(stub, period)
+        except grpc.aio.AioRpcError as e:
+            if e.code() != grpc.StatusCode.UNIMPLEMENTED:
+                raise
+            log.warning("heartbeat_stream_unsupported", reason="the control plane is older: a call per heartbeat")
+        await self._heartbeat_calls(stub, period)
+
+    async def _heartbeat_stream(self, stub: node_service_pb2_grpc.NodeServiceAsyncStub, period: float) -> None:
+        """One request every period, the next only once the last is answered (a control plane
+        behind on them gets no pile of renewals to write)."""
+        request = node_service_pb2.HeartbeatRequest(node_name=self.config.node_name)
+        call = stub.HeartbeatStream()
+        answered = asyncio.Event()
+        periods = [period]
+
+        async def read() -> None:
+            async for response in call:
+                periods[0] = max(1, response.heartbeat_period_seconds)
+                self._follow_metrics_period(response.metrics_period_seconds)
+                answered.set()
+            raise SessionLost("heartbeat stream ended")
+
+        reader = asyncio.ensure_future(read())
+        try:
+            while True:
+                await _unless_failed(reader, asyncio.sleep(periods[0]), None)
+                answered.clear()
+                await call.write(request)
+                while not await _unless_failed(reader, answered.wait(), periods[0] * 2):
+                    log.warning("heartbeat_slow", server=self.config.server, error="no answer within two periods")
+        finally:
+            reader.cancel()
+            call.cancel()
+
+    async def _heartbeat_calls(self, stub: node_service_pb2_grpc.NodeServiceAsyncStub, period: float) -> None:
         while True:
             await asyncio.sleep(period)
             try:

@@ -282,6 +282,27 @@ class NodeService(node_service_pb2_grpc.NodeServiceServicer):
             await self._heartbeat(request.node_name)
         except ApiError as e:
             await abort(context, e)
+        return self._heartbeat_answer()
+
+    async def HeartbeatStream(
+        self, request_iterator: AsyncIterator[node_service_pb2.HeartbeatRequest], context: Context
+    ) -> AsyncIterator[node_service_pb2.HeartbeatResponse]:
+        """Heartbeat for each request of the stream, answered in order; every request names the
+        same node, the certificate's."""
+        node = ""
+        async for request in request_iterator:
+            if not node:
+                await require_node(context, request.node_name)
+                node = request.node_name
+            elif request.node_name != node:
+                await deny(context, f'a heartbeat stream of node "{node}" cannot speak for "{request.node_name}"')
+            try:
+                await self._heartbeat(node)
+            except ApiError as e:
+                await abort(context, e)
+            yield self._heartbeat_answer()
+
+    def _heartbeat_answer(self) -> node_service_pb2.HeartbeatResponse:
         return node_service_pb2.HeartbeatResponse(
             heartbeat_period_seconds=self.period(), metrics_period_seconds=self.metrics_period()
         )

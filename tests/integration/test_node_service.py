@@ -87,6 +87,32 @@ async def test_register_heartbeat_and_reregister(plane: Plane) -> None:
     assert info.value.code() == grpc.StatusCode.NOT_FOUND
 
 
+async def test_heartbeats_on_a_stream_renew_the_lease_and_speak_for_one_node_only(plane: Plane) -> None:
+    nodes = await plane.node("n1")
+    objects = await plane.admin()
+    await nodes.Register(registration("n1"))
+    call = nodes.HeartbeatStream()
+    renewals = []
+    for _ in range(2):
+        await call.write(node_service_pb2.HeartbeatRequest(node_name="n1"))
+        answer = await call.read()
+        assert answer.heartbeat_period_seconds == 4 and answer.metrics_period_seconds == 10
+        lease = await objects.Get(api_pb2.GetRequest(kind="lease", namespace="kube-node-lease", name="n1"))
+        renewals.append(lease.object.lease.metadata.resource_version)
+    assert renewals[0] != renewals[1], "each heartbeat of the stream renews the Lease"
+    await call.write(node_service_pb2.HeartbeatRequest(node_name="n2"))
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await call.read()
+    assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    n2 = nodes.HeartbeatStream()
+    await n2.write(node_service_pb2.HeartbeatRequest(node_name="n2"))
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await n2.read()
+    assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED, "n1's certificate cannot start n2's stream"
+    call.cancel()
+    n2.cancel()
+
+
 def bound_pod(name: str, node: str) -> api_pb2.Object:
     p = pod_pb2.Pod()
     p.metadata.name = name
@@ -112,7 +138,8 @@ def _waiting_streams() -> list[Any]:
     return [
         o
         for o in gc.get_objects()
-        if type(o).__name__ == "async_generator" and o.ag_code is node_service.NodeService.WatchAssignments.__code__
+        if type(o).__name__ == "async_generator"
+        and getattr(o, "ag_code", None) is node_service.NodeService.WatchAssignments.__code__
     ]
 
 

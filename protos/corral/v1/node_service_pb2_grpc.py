@@ -45,6 +45,11 @@ class NodeServiceStub:
                 request_serializer=protos_dot_corral_dot_v1_dot_node__service__pb2.HeartbeatRequest.SerializeToString,
                 response_deserializer=protos_dot_corral_dot_v1_dot_node__service__pb2.HeartbeatResponse.FromString,
                 _registered_method=True)
+        self.HeartbeatStream = channel.stream_stream(
+                '/corral.v1.NodeService/HeartbeatStream',
+                request_serializer=protos_dot_corral_dot_v1_dot_node__service__pb2.HeartbeatRequest.SerializeToString,
+                response_deserializer=protos_dot_corral_dot_v1_dot_node__service__pb2.HeartbeatResponse.FromString,
+                _registered_method=True)
         self.WatchAssignments = channel.unary_stream(
                 '/corral.v1.NodeService/WatchAssignments',
                 request_serializer=protos_dot_corral_dot_v1_dot_node__service__pb2.AssignmentsRequest.SerializeToString,
@@ -88,6 +93,17 @@ class NodeServiceServicer:
 
     def Heartbeat(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def HeartbeatStream(self, request_iterator, context):
+        """The same heartbeats on one stream per session, each answered by one
+        response. A busy gRPC server takes new calls one per turn of its event
+        loop, so heartbeats as calls waited behind everything else past their
+        deadline (nodes marked unreachable under load); a stream's messages do
+        not. Agents fall back to Heartbeat on a server without it.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -144,6 +160,11 @@ def add_NodeServiceServicer_to_server(servicer, server):
             ),
             'Heartbeat': grpc.unary_unary_rpc_method_handler(
                     servicer.Heartbeat,
+                    request_deserializer=protos_dot_corral_dot_v1_dot_node__service__pb2.HeartbeatRequest.FromString,
+                    response_serializer=protos_dot_corral_dot_v1_dot_node__service__pb2.HeartbeatResponse.SerializeToString,
+            ),
+            'HeartbeatStream': grpc.stream_stream_rpc_method_handler(
+                    servicer.HeartbeatStream,
                     request_deserializer=protos_dot_corral_dot_v1_dot_node__service__pb2.HeartbeatRequest.FromString,
                     response_serializer=protos_dot_corral_dot_v1_dot_node__service__pb2.HeartbeatResponse.SerializeToString,
             ),
@@ -230,6 +251,33 @@ class NodeService:
             request,
             target,
             '/corral.v1.NodeService/Heartbeat',
+            protos_dot_corral_dot_v1_dot_node__service__pb2.HeartbeatRequest.SerializeToString,
+            protos_dot_corral_dot_v1_dot_node__service__pb2.HeartbeatResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def HeartbeatStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/corral.v1.NodeService/HeartbeatStream',
             protos_dot_corral_dot_v1_dot_node__service__pb2.HeartbeatRequest.SerializeToString,
             protos_dot_corral_dot_v1_dot_node__service__pb2.HeartbeatResponse.FromString,
             options,

@@ -38,6 +38,13 @@ class NodeServiceStub:
     def __new__(cls, channel: _aio.Channel) -> NodeServiceAsyncStub: ...
     Register: _grpc.UnaryUnaryMultiCallable[_node_service_pb2.RegisterRequest, _node_service_pb2.RegisterResponse]
     Heartbeat: _grpc.UnaryUnaryMultiCallable[_node_service_pb2.HeartbeatRequest, _node_service_pb2.HeartbeatResponse]
+    HeartbeatStream: _grpc.StreamStreamMultiCallable[_node_service_pb2.HeartbeatRequest, _node_service_pb2.HeartbeatResponse]
+    """The same heartbeats on one stream per session, each answered by one
+    response. A busy gRPC server takes new calls one per turn of its event
+    loop, so heartbeats as calls waited behind everything else past their
+    deadline (nodes marked unreachable under load); a stream's messages do
+    not. Agents fall back to Heartbeat on a server without it.
+    """
     WatchAssignments: _grpc.UnaryStreamMultiCallable[_node_service_pb2.AssignmentsRequest, _node_service_pb2.AssignmentSet]
     ReportStatus: _grpc.UnaryUnaryMultiCallable[_node_service_pb2.ReportStatusRequest, _node_service_pb2.ReportStatusResponse]
     StreamStatus: _grpc.StreamStreamMultiCallable[_node_service_pb2.ReportStatusRequest, _node_service_pb2.ReportStatusResponse]
@@ -57,6 +64,13 @@ class NodeServiceAsyncStub(NodeServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     Register: _aio.UnaryUnaryMultiCallable[_node_service_pb2.RegisterRequest, _node_service_pb2.RegisterResponse]  # type: ignore[assignment]
     Heartbeat: _aio.UnaryUnaryMultiCallable[_node_service_pb2.HeartbeatRequest, _node_service_pb2.HeartbeatResponse]  # type: ignore[assignment]
+    HeartbeatStream: _aio.StreamStreamMultiCallable[_node_service_pb2.HeartbeatRequest, _node_service_pb2.HeartbeatResponse]  # type: ignore[assignment]
+    """The same heartbeats on one stream per session, each answered by one
+    response. A busy gRPC server takes new calls one per turn of its event
+    loop, so heartbeats as calls waited behind everything else past their
+    deadline (nodes marked unreachable under load); a stream's messages do
+    not. Agents fall back to Heartbeat on a server without it.
+    """
     WatchAssignments: _aio.UnaryStreamMultiCallable[_node_service_pb2.AssignmentsRequest, _node_service_pb2.AssignmentSet]  # type: ignore[assignment]
     ReportStatus: _aio.UnaryUnaryMultiCallable[_node_service_pb2.ReportStatusRequest, _node_service_pb2.ReportStatusResponse]  # type: ignore[assignment]
     StreamStatus: _aio.StreamStreamMultiCallable[_node_service_pb2.ReportStatusRequest, _node_service_pb2.ReportStatusResponse]  # type: ignore[assignment]
@@ -85,6 +99,19 @@ class NodeServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _node_service_pb2.HeartbeatRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_node_service_pb2.HeartbeatResponse, _abc.Awaitable[_node_service_pb2.HeartbeatResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def HeartbeatStream(
+        self,
+        request_iterator: _MaybeAsyncIterator[_node_service_pb2.HeartbeatRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_node_service_pb2.HeartbeatResponse], _abc.AsyncIterator[_node_service_pb2.HeartbeatResponse]]:
+        """The same heartbeats on one stream per session, each answered by one
+        response. A busy gRPC server takes new calls one per turn of its event
+        loop, so heartbeats as calls waited behind everything else past their
+        deadline (nodes marked unreachable under load); a stream's messages do
+        not. Agents fall back to Heartbeat on a server without it.
+        """
 
     @_abc_1.abstractmethod
     def WatchAssignments(

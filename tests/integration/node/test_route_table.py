@@ -50,6 +50,11 @@ class FakeControlPlane(node_service_pb2_grpc.NodeServiceServicer):
         self.heartbeats += 1
         return node_service_pb2.HeartbeatResponse(heartbeat_period_seconds=1)
 
+    async def HeartbeatStream(self, request_iterator: Any, context: Any) -> AsyncIterator[Any]:
+        async for _ in request_iterator:
+            self.heartbeats += 1
+            yield node_service_pb2.HeartbeatResponse(heartbeat_period_seconds=1)
+
     async def WatchAssignments(self, request: Any, context: Any) -> AsyncIterator[Any]:
         await asyncio.Event().wait()
         yield node_service_pb2.AssignmentSet()

@@ -88,6 +88,10 @@ class FakeControlPlane(node_service_pb2_grpc.NodeServiceServicer):
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, "not in this fake")
         return node_service_pb2.HeartbeatResponse()
 
+    async def HeartbeatStream(self, request_iterator: Any, context: Any) -> AsyncIterator[Any]:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "not in this fake")
+        yield node_service_pb2.HeartbeatResponse()
+
     async def ReportMetrics(self, request: Any, context: Any) -> metrics_pb2.ReportMetricsResponse:
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, "not in this fake")
         return metrics_pb2.ReportMetricsResponse()

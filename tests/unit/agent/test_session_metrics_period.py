@@ -46,7 +46,7 @@ async def test_heartbeats_carry_the_metrics_period(
     monkeypatch.setattr(asyncio, "sleep", _no_sleep)
     session = _session(own)
     stub = _HeartbeatStub(handed_out)
-    task = asyncio.create_task(session._heartbeats(stub, 1))  # type: ignore[arg-type]
+    task = asyncio.create_task(session._heartbeat_calls(stub, 1))  # type: ignore[arg-type]
     await asyncio.wait_for(stub.done.wait(), 5)
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)

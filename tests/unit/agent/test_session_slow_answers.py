@@ -7,6 +7,7 @@ from typing import Any
 
 import grpc
 import pytest
+from structlog.testing import capture_logs
 
 from agent.node.session import Session, SessionConfig
 from protos.corral.v1 import node_pb2, node_service_pb2
@@ -51,7 +52,7 @@ def _session() -> Session:
 async def test_a_late_heartbeat_keeps_the_session(code: grpc.StatusCode, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(asyncio, "sleep", _no_sleep)
     stub = _Stub([code, code], calls=4)
-    task = asyncio.create_task(_session()._heartbeats(stub, 1))  # type: ignore[arg-type]
+    task = asyncio.create_task(_session()._heartbeat_calls(stub, 1))  # type: ignore[arg-type]
     await asyncio.wait_for(stub.done.wait(), 5)
     assert not task.done()
     task.cancel()
@@ -63,7 +64,7 @@ async def test_a_refused_heartbeat_ends_the_session(monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(asyncio, "sleep", _no_sleep)
     stub = _Stub([grpc.StatusCode.UNAVAILABLE], calls=10)
     with pytest.raises(grpc.aio.AioRpcError):
-        await asyncio.wait_for(_session()._heartbeats(stub, 1), 5)  # type: ignore[arg-type]
+        await asyncio.wait_for(_session()._heartbeat_calls(stub, 1), 5)  # type: ignore[arg-type]
 
 
 _real_sleep = asyncio.sleep
@@ -109,3 +110,102 @@ async def test_a_register_refused_otherwise_ends_the_session() -> None:
     with pytest.raises(grpc.aio.AioRpcError):
         await _session()._register(stub)  # type: ignore[arg-type]
     assert stub.calls == 1
+
+
+class _HeartbeatCall:
+    """A HeartbeatStream call: answers each request after `delays[i]` seconds (None: never);
+    or fails with `error` at once, as a control plane without the method does."""
+
+    def __init__(self, delays: list[float | None], error: grpc.StatusCode | None = None) -> None:
+        self.delays = list(delays)
+        self.error = error
+        self.requests: list[node_service_pb2.HeartbeatRequest] = []
+        self.answers: asyncio.Queue[node_service_pb2.HeartbeatResponse] = asyncio.Queue()
+        self.cancelled = False
+
+    async def write(self, request: node_service_pb2.HeartbeatRequest) -> None:
+        if self.error is not None:
+            raise _Error(self.error)
+        self.requests.append(request)
+        delay = self.delays.pop(0) if self.delays else 0.0
+        if delay is not None:
+            asyncio.get_running_loop().call_later(
+                delay, self.answers.put_nowait, node_service_pb2.HeartbeatResponse(heartbeat_period_seconds=1)
+            )
+
+    def __aiter__(self) -> Any:
+        return self
+
+    async def __anext__(self) -> node_service_pb2.HeartbeatResponse:
+        if self.error is not None:
+            raise _Error(self.error)
+        return await self.answers.get()
+
+    def cancel(self) -> bool:
+        self.cancelled = True
+        return True
+
+
+class _StreamStub(_Stub):
+    def __init__(self, call: _HeartbeatCall, calls: int) -> None:
+        super().__init__([], calls)
+        self.call = call
+
+    def HeartbeatStream(self) -> _HeartbeatCall:
+        return self.call
+
+
+async def _run_until(task: asyncio.Task[None], check: Any) -> None:
+    async with asyncio.timeout(5):
+        while not check():
+            await _real_sleep(0.001)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_heartbeats_go_on_one_stream_each_sent_once_the_last_is_answered(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    slept: list[float] = []
+
+    async def short(delay: float, *args: object) -> None:
+        slept.append(delay)
+        await _real_sleep(0.001)
+
+    monkeypatch.setattr(asyncio, "sleep", short)
+    call = _HeartbeatCall([0.0, 0.05, 0.0])
+    stub = _StreamStub(call, calls=100)
+    task = asyncio.create_task(_session()._heartbeats(stub, 4))  # type: ignore[arg-type]
+    await _run_until(task, lambda: len(call.requests) >= 3)
+    assert stub.calls == 0, "no Heartbeat call beside the stream"
+    assert slept[0] == 4 and slept[1:3] == [1, 1], "the period the control plane answers with is followed"
+    assert call.cancelled
+
+
+async def test_an_unanswered_heartbeat_is_logged_slow_and_not_followed_by_another(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(asyncio, "sleep", _no_sleep)
+    call = _HeartbeatCall([None])
+    task = asyncio.create_task(_session()._heartbeat_stream(_StreamStub(call, 100), 0.01))  # type: ignore[arg-type]
+    with capture_logs() as logs:
+        await _run_until(task, lambda: sum(e["event"] == "heartbeat_slow" for e in logs) >= 2)
+    assert task.done() and len(call.requests) == 1
+
+
+async def test_a_control_plane_without_the_stream_gets_calls(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(asyncio, "sleep", _no_sleep)
+    stub = _StreamStub(_HeartbeatCall([], error=grpc.StatusCode.UNIMPLEMENTED), calls=3)
+    task = asyncio.create_task(_session()._heartbeats(stub, 1))  # type: ignore[arg-type]
+    await asyncio.wait_for(stub.done.wait(), 5)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert stub.calls == 3
+
+
+async def test_a_heartbeat_stream_refused_otherwise_ends_the_session(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(asyncio, "sleep", _no_sleep)
+    stub = _StreamStub(_HeartbeatCall([], error=grpc.StatusCode.PERMISSION_DENIED), calls=3)
+    with pytest.raises(grpc.aio.AioRpcError):
+        await asyncio.wait_for(_session()._heartbeats(stub, 1), 5)  # type: ignore[arg-type]
+    assert stub.calls == 0
