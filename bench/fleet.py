@@ -36,8 +36,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import functools
-import inspect
 import os
 import shutil
 import signal
@@ -366,14 +366,12 @@ def scale(client: Client, replicas: int) -> None:
 
 
 def eviction_limit() -> str:
-    """The node lifecycle controller's rate settings (their defaults), for the report."""
+    """The node lifecycle controller's default eviction rates, for the report."""
     try:
-        from controlplane.controllers.nodelifecycle.controller import NodeLifecycleController
+        from controlplane.controllers.nodelifecycle.zones import EvictionRates
     except ImportError:
         return "unknown"
-    params = inspect.signature(NodeLifecycleController.__init__).parameters.values()
-    found = [f"{p.name}={p.default}" for p in params if "rate" in p.name or "threshold" in p.name or "large" in p.name]
-    return ", ".join(found) or "unknown"
+    return ", ".join(f"{f.name}={getattr(EvictionRates(), f.name)}" for f in dataclasses.fields(EvictionRates))
 
 
 # -- phases ------------------------------------------------------------------------------
@@ -485,7 +483,8 @@ def mass_loss(fleet: Fleet, watch: PodWatch, replicas: int, lost: int, timeout: 
     except SystemExit as e:
         print(e, flush=True)
         finished = False
-    times = sorted(watch.going[n][0] - killed for n in doomed if n in watch.going)
+    # Only what went after the kill (a pod of the node lost earlier can be among those seen before).
+    times = sorted(t for t in (watch.going[n][0] - killed for n in doomed if n in watch.going) if t >= 0)
     per_second: dict[int, int] = {}
     for t in times:
         per_second[int(t)] = per_second.get(int(t), 0) + 1
