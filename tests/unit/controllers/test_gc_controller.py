@@ -4,9 +4,7 @@ pods), expiring Events, and terminating pods whose node is gone."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -15,25 +13,15 @@ from google.protobuf.message import Message
 from controlplane.apiserver.handlers import ObjectApi
 from controlplane.controllers.gc.controller import NOT_SYNCED_RETRY, GarbageCollector
 from controlplane.controllers.queue import WorkQueue
-from controlplane.controllers.runner import ControllerManager
 from controlplane.informer import Informer
 from controlplane.store.memory import MemoryStore
 from controlplane.store.objects import ObjectStore
 from protos.corral.v1 import event_pb2, meta_pb2, node_pb2, pod_pb2, workloads_pb2
 from protos.kinds import by_kind, meta
+from tests.unit.controllers import manager_harness as harness
+from tests.unit.controllers.manager_harness import wait_for
 
 pytestmark = pytest.mark.timeout(30)
-
-WAIT = 5.0
-
-
-async def wait_for(check: Callable[[], Awaitable[object]], what: str, timeout: float = WAIT) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while asyncio.get_running_loop().time() < deadline:
-        if await check():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def ref(kind: str, name: str, uid: str) -> meta_pb2.OwnerReference:
@@ -101,18 +89,8 @@ class Api:
 
 @pytest.fixture
 async def running() -> AsyncIterator[Api]:
-    objects = ObjectStore(MemoryStore())
-    api = ObjectApi(objects)
-    manager = ControllerManager(objects, [GarbageCollector(api, event_ttl=3600)])
-    task = asyncio.create_task(manager.run())
-    try:
+    async with harness.running(lambda api: [GarbageCollector(api, event_ttl=3600)]) as api:
         yield Api(api)
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        for queue in manager.queues.values():
-            queue.close()
 
 
 async def test_deleting_a_deployment_deletes_its_replica_sets_then_their_pods(running: Api) -> None:
