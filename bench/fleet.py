@@ -524,6 +524,20 @@ def wait_ready(fleet: Fleet, nodes: int, timeout: float, before: dict[str, float
     return time.perf_counter() - started
 
 
+def quiet_window(fleet: Fleet, seconds: float, result: dict[str, object], key: str, what: str) -> None:
+    """Each process's CPU seconds and the peak RSS over `seconds` of nothing changing, as
+    `<key>_cpu_seconds` and `<key>_peak_rss_mb`."""
+    fleet.meter.reset_peaks()
+    settle = fleet.meter.cpu()
+    time.sleep(seconds)
+    result[f"{key}_cpu_seconds"] = {"window": seconds, **spent(settle, fleet.meter.cpu())}
+    result[f"{key}_peak_rss_mb"] = fleet.meter.plane_peaks_mb()
+    print(
+        f"{what}, {seconds:g} s: CPU {result[f'{key}_cpu_seconds']}; peak RSS MB {result[f'{key}_peak_rss_mb']}",
+        flush=True,
+    )
+
+
 def keep_logs(log_dir: str, name: str) -> None:
     """Copy the run's logs (server, simulators) out of its temporary directory before it goes."""
     kept = Path(tempfile.gettempdir()) / f"{name}-logs"
@@ -586,16 +600,7 @@ def run(args: argparse.Namespace, result: dict[str, object]) -> None:
                 names = [node_name("hollow", i) for i in range(main_nodes)]
                 result["nodes_served"] = {"expected": expected_shares(names, args.servers), "connected": fleet.served()}
                 print(f"nodes per replica: {result['nodes_served']}", flush=True)
-            fleet.meter.reset_peaks()
-            settle = fleet.meter.cpu()
-            time.sleep(args.idle)
-            result["idle_cpu_seconds"] = {"window": args.idle, **spent(settle, fleet.meter.cpu())}
-            result["idle_peak_rss_mb"] = fleet.meter.plane_peaks_mb()
-            print(
-                f"idle fleet, {args.idle:g} s: CPU {result['idle_cpu_seconds']}; "
-                f"peak RSS MB {result['idle_peak_rss_mb']}",
-                flush=True,
-            )
+            quiet_window(fleet, args.idle, result, "idle", "idle fleet")
             result["idle_rss_mb"] = {w.name: round(w.rss() / 2**20, 1) for w in fleet.meter.watched}
             watch = PodWatch(fleet.addresses[0], fleet.client.credentials, f"app={APP}")
             result.update(startup(fleet, watch, args.replicas, args.timeout))
@@ -609,16 +614,7 @@ def run(args: argparse.Namespace, result: dict[str, object]) -> None:
                 f"{result['simulator_peak_rss_mb']}",
                 flush=True,
             )
-            fleet.meter.reset_peaks()
-            settle = fleet.meter.cpu()
-            time.sleep(args.idle)
-            result["steady_cpu_seconds"] = {"window": args.idle, **spent(settle, fleet.meter.cpu())}
-            result["steady_peak_rss_mb"] = fleet.meter.plane_peaks_mb()
-            print(
-                f"{args.replicas} pods Running, {args.idle:g} s: CPU {result['steady_cpu_seconds']}; "
-                f"peak RSS MB {result['steady_peak_rss_mb']}",
-                flush=True,
-            )
+            quiet_window(fleet, args.idle, result, "steady", f"{args.replicas} pods Running")
             if args.servers > 1:
                 result["nodes_served_after"] = fleet.served()
                 print(f"nodes per replica after the startup: {result['nodes_served_after']}", flush=True)
