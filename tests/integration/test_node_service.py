@@ -389,6 +389,27 @@ async def test_one_report_of_many_pods_is_one_transaction_and_a_stale_cache_fall
     stream.cancel()
 
 
+async def etcd_store(stack: AsyncExitStack, etcd_endpoint: str) -> EtcdStore:
+    """A store on the test etcd, closed with `stack`."""
+    store = await EtcdStore.connect([etcd_endpoint])
+    stack.push_async_callback(store.close)
+    return store
+
+
+async def serving_as_n1(
+    stack: AsyncExitStack, service: node_service.NodeService
+) -> node_service_pb2_grpc.NodeServiceAsyncStub:
+    """`service` served on a port of its own (stopped with `stack`), and node n1's stub to it."""
+    server = grpc.aio.server()
+    node_service_pb2_grpc.add_NodeServiceServicer_to_server(service, server)
+    pki = TestCluster()
+    port = pki.add_port(server)
+    await server.start()
+    stack.push_async_callback(server.stop, None)
+    channel = await stack.enter_async_context(aio_channel(f"127.0.0.1:{port}", pki.node("n1")))
+    return node_service_pb2_grpc.NodeServiceStub(channel)
+
+
 class PathRecordingNodeService(node_service.NodeService):
     """A NodeService that records which reports take the per-pod path (a fresh read, then a CAS)."""
 
@@ -405,20 +426,12 @@ async def test_a_stale_cached_pod_alone_takes_the_per_pod_path(etcd_endpoint: st
     """Each pod's compare-and-swap is its own: the one whose cached resourceVersion someone else
     has moved on fails alone and is written from a fresh read; the others are written at once."""
     async with AsyncExitStack() as stack:
-        store = await EtcdStore.connect([etcd_endpoint])
-        stack.push_async_callback(store.close)
+        store = await etcd_store(stack, etcd_endpoint)
         objects = ObjectStore(store, key_prefix)
         api = ObjectApi(objects)
         pods = Informer(objects, by_kind("Pod"))
         service = PathRecordingNodeService(api, AssignmentIndex(pods), TunnelRegistry())
-        server = grpc.aio.server()
-        node_service_pb2_grpc.add_NodeServiceServicer_to_server(service, server)
-        pki = TestCluster()
-        port = pki.add_port(server)
-        await server.start()
-        stack.push_async_callback(server.stop, None)
-        channel = await stack.enter_async_context(aio_channel(f"127.0.0.1:{port}", pki.node("n1")))
-        nodes = node_service_pb2_grpc.NodeServiceStub(channel)
+        nodes = await serving_as_n1(stack, service)
         created = []
         for i in range(5):
             p = bound_pod(f"p{i}", "n1").pod
@@ -476,20 +489,12 @@ async def test_terminated_pods_are_deleted_at_their_cached_versions_together(
     """A scale-down's terminated reports: no store read per pod, one transaction for the deletes
     issued together; a pod whose cached version moved alone is read afresh."""
     async with AsyncExitStack() as stack:
-        store = await EtcdStore.connect([etcd_endpoint])
-        stack.push_async_callback(store.close)
+        store = await etcd_store(stack, etcd_endpoint)
         objects = ObjectStore(store, key_prefix)
         api = ObjectApi(objects)
         pods = Informer(objects, by_kind("Pod"))
         service = node_service.NodeService(api, AssignmentIndex(pods), TunnelRegistry())
-        server = grpc.aio.server()
-        node_service_pb2_grpc.add_NodeServiceServicer_to_server(service, server)
-        pki = TestCluster()
-        port = pki.add_port(server)
-        await server.start()
-        stack.push_async_callback(server.stop, None)
-        channel = await stack.enter_async_context(aio_channel(f"127.0.0.1:{port}", pki.node("n1")))
-        nodes = node_service_pb2_grpc.NodeServiceStub(channel)
+        nodes = await serving_as_n1(stack, service)
         for i in range(6):
             await api.create(bound_pod(f"p{i}", "n1").pod)
             await api.delete("Pod", "default", f"p{i}")  # graceful: marked terminating
@@ -546,21 +551,13 @@ async def test_a_tunnel_that_ends_leaves_no_pending_task(etcd_endpoint: str, key
     """A node's tunnel stream ending (a session reconnecting) cancels its wait for the next
     message to send: no task is left to be destroyed pending (one error in the log each)."""
     async with AsyncExitStack() as stack:
-        store = await EtcdStore.connect([etcd_endpoint])
-        stack.push_async_callback(store.close)
+        store = await etcd_store(stack, etcd_endpoint)
         tunnels = TunnelRegistry()
         objects = ObjectStore(store, key_prefix)
         service = node_service.NodeService(
             ObjectApi(objects), AssignmentIndex(Informer(objects, by_kind("Pod"))), tunnels
         )
-        server = grpc.aio.server()
-        node_service_pb2_grpc.add_NodeServiceServicer_to_server(service, server)
-        pki = TestCluster()
-        port = pki.add_port(server)
-        await server.start()
-        stack.push_async_callback(server.stop, None)
-        channel = await stack.enter_async_context(aio_channel(f"127.0.0.1:{port}", pki.node("n1")))
-        nodes = node_service_pb2_grpc.NodeServiceStub(channel)
+        nodes = await serving_as_n1(stack, service)
         hello = node_service_pb2.AgentMessage(hello=node_service_pb2.TunnelHello(node_name="n1"))
         done = asyncio.Event()
 
