@@ -404,14 +404,15 @@ async def start(config: ServerConfig, stack: AsyncExitStack) -> RunningServer:
         holder=holder_for(socket.gethostname(), os.getpid(), address),
     )
     # Every replica sees every node's metrics: its agents' reports go to the other replicas.
+    replica = Identity(Role.CONTROLPLANE, elector.holder)
     relay = MetricsRelay(
         store,
         key_prefix=config.key_prefix,
         holder=elector.holder,
         address=dialable_address(host, port, config.tls_san),
-        credentials=ca.client_credentials(Identity(Role.CONTROLPLANE, elector.holder), now),
+        credentials=ca.client_credentials(replica, now),
         lease_ttl=config.lease_ttl,
-        renew=lambda: ca.client_credentials(Identity(Role.CONTROLPLANE, elector.holder), dt.datetime.now(dt.UTC)),
+        renew=lambda: ca.client_credentials(replica, dt.datetime.now(dt.UTC)),
     )
     nodes.share_metrics = relay.share
     status_pb2_grpc.add_StatusServiceServicer_to_server(
