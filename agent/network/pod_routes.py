@@ -40,6 +40,7 @@ internet, other nodes' host addresses) is still masqueraded.
 from __future__ import annotations
 
 import ipaddress
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import Enum
@@ -87,9 +88,11 @@ def _inside(cluster: str) -> Callable[[str], bool]:
     network = ipaddress.IPv4Network(cluster) if cluster else None
 
     def check(value: str) -> bool:
-        if not _valid_subnet(value):
+        try:
+            subnet = ipaddress.IPv4Network(value, strict=True)
+        except ValueError:
             return False
-        return network is None or ipaddress.IPv4Network(value).subnet_of(network)
+        return network is None or subnet.subnet_of(network)
 
     return check
 
@@ -110,15 +113,13 @@ def plan(table: node_service_pb2.PodNetwork, own: str, reach: Callable[[str], Re
     peers: list[str] = []
     cluster = table.cluster_cidr if _valid_subnet(table.cluster_cidr) else ""
     within = _inside(cluster)
-    claimed: dict[str, int] = {}
-    for entry in table.nodes:
-        if within(entry.pod_cidr):
-            claimed[entry.pod_cidr] = claimed.get(entry.pod_cidr, 0) + 1
+    # How many nodes name each subnet that may be routed (valid, inside the cluster CIDR).
+    claimed = Counter(entry.pod_cidr for entry in table.nodes if within(entry.pod_cidr))
     for entry in table.nodes:
         if entry.node == own:
-            own_subnet = entry.pod_cidr if within(entry.pod_cidr) else ""
+            own_subnet = entry.pod_cidr if entry.pod_cidr in claimed else ""
             continue
-        if not within(entry.pod_cidr):
+        if entry.pod_cidr not in claimed:
             if entry.pod_cidr:
                 skipped[entry.node] = "outside_cluster_cidr"
             continue
